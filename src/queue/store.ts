@@ -1,0 +1,179 @@
+/**
+ * The queue store: one LMDB environment under queue_directory holding every queue.
+ *
+ * Databases:
+ *   meta     queue ID → MessageMeta (msgpack)
+ *   content  queue ID → message bytes
+ *   queues   [queue name, queue ID] → true        (which messages each queue holds)
+ *   due      [next attempt ms, queue ID] → true   (deferred messages by next attempt: a scan is a range)
+ *
+ * Every state change is one transaction, so there is no moment at which a message is in two
+ * queues or in none. The environment is opened with `overlappingSync: false`: a write's promise
+ * resolves only once the commit is on disk, so "250 Ok: queued" can follow an `await`. LMDB
+ * batches all writes of one event turn of one thread into one commit, so concurrent sessions
+ * share one fsync (group commit). Every thread of the process may open the store; lmdb-js then
+ * shares one LMDB environment between them.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import type { MessageMeta, QueueName } from './types.js';
+
+export * from './types.js';
+
+export interface StoreOptions {
+  readOnly?: boolean;
+}
+
+type Key = [string | number, string];
+
+export class QueueStore {
+  private readonly root: RootDatabase;
+  private readonly meta: Database<MessageMeta, string>;
+  private readonly body: Database<Buffer, string>;
+  private readonly queues: Database<true, Key>;
+  private readonly due: Database<true, Key>;
+
+  private constructor(readonly directory: string, options: StoreOptions) {
+    if (!options.readOnly) mkdirSync(directory, { recursive: true, mode: 0o700 });
+    this.root = open({
+      path: join(directory, 'queue.lmdb'),
+      maxDbs: 16,
+      mapSize: 32 * 1024 ** 3,
+      overlappingSync: false,
+      readOnly: options.readOnly ?? false,
+    });
+    this.meta = this.root.openDB<MessageMeta, string>('meta', {});
+    this.body = this.root.openDB<Buffer, string>('content', { encoding: 'binary' });
+    this.queues = this.root.openDB<true, Key>('queues', {});
+    this.due = this.root.openDB<true, Key>('due', {});
+  }
+
+  static open(directory: string, options: StoreOptions = {}): QueueStore {
+    return new QueueStore(directory, options);
+  }
+
+  /** Writes a new message into `meta.queue` (incoming or hold): envelope and content in one commit. */
+  async enqueue(meta: MessageMeta, content: Uint8Array): Promise<void> {
+    const ok = await this.root.transaction(() => {
+      if (this.meta.get(meta.queueId) !== undefined) return false;
+      this.meta.put(meta.queueId, meta);
+      this.body.put(meta.queueId, content as Buffer);
+      this.queues.put([meta.queue, meta.queueId], true);
+      if (meta.queue === 'deferred') this.due.put([meta.nextAttempt, meta.queueId], true);
+      return true;
+    });
+    if (!ok) throw new Error(`duplicate queue ID ${meta.queueId}`);
+  }
+
+  get(queueId: string): MessageMeta | undefined {
+    return this.meta.get(queueId);
+  }
+
+  /** The message content (a copy the caller owns). */
+  content(queueId: string): Buffer | undefined {
+    return this.body.getBinary(queueId) ?? undefined;
+  }
+
+  /**
+   * Moves a message to another queue and applies `patch` to its envelope, in one transaction.
+   * Resolves to the new envelope, or undefined if the message is gone (deleted meanwhile).
+   * `from`, when given, must match the current queue (otherwise nothing changes).
+   */
+  move(queueId: string, to: QueueName, patch: Partial<MessageMeta> = {}, from?: QueueName): Promise<MessageMeta | undefined> {
+    return this.root.transaction(() => {
+      const current = this.meta.get(queueId);
+      if (!current || (from && current.queue !== from)) return undefined;
+      const next: MessageMeta = { ...current, ...patch, queue: to };
+      if (to !== 'deferred') next.nextAttempt = 0;
+      this.unindex(current);
+      this.meta.put(queueId, next);
+      this.queues.put([to, queueId], true);
+      if (to === 'deferred') this.due.put([next.nextAttempt, queueId], true);
+      return next;
+    });
+  }
+
+  /** Updates the envelope in place (same queue), in one transaction. */
+  update(queueId: string, patch: Partial<MessageMeta>): Promise<MessageMeta | undefined> {
+    return this.root.transaction(() => {
+      const current = this.meta.get(queueId);
+      if (!current) return undefined;
+      const next: MessageMeta = { ...current, ...patch, queue: current.queue };
+      this.meta.put(queueId, next);
+      return next;
+    });
+  }
+
+  /** Deletes a message from whatever queue holds it. Resolves false if it was not there. */
+  remove(queueId: string, from?: QueueName): Promise<boolean> {
+    return this.root.transaction(() => {
+      const current = this.meta.get(queueId);
+      if (!current || (from && current.queue !== from)) return false;
+      this.unindex(current);
+      this.meta.remove(queueId);
+      this.body.remove(queueId);
+      return true;
+    });
+  }
+
+  private unindex(meta: MessageMeta): void {
+    this.queues.remove([meta.queue, meta.queueId]);
+    if (meta.queue === 'deferred') this.due.remove([meta.nextAttempt, meta.queueId]);
+  }
+
+  /** Queue IDs in one queue, oldest first. */
+  *list(queue: QueueName, limit = Infinity): Generator<string> {
+    let n = 0;
+    for (const key of this.queues.getKeys({ start: [queue, ''], end: [queue, '\uffff'], snapshot: false })) {
+      if (n++ >= limit) return;
+      yield key[1];
+    }
+  }
+
+  count(queue: QueueName): number {
+    return this.queues.getKeysCount({ start: [queue, ''], end: [queue, '\uffff'] });
+  }
+
+  /** Deferred messages whose next attempt is at or before `now`, earliest first. */
+  *dueDeferred(now: number, limit = Infinity): Generator<string> {
+    let n = 0;
+    for (const key of this.due.getKeys({ start: [0, ''], end: [now, '\uffff'], snapshot: false })) {
+      if (n++ >= limit) return;
+      yield key[1];
+    }
+  }
+
+  /** The earliest next-attempt time in deferred, or undefined if deferred is empty. */
+  nextDue(): number | undefined {
+    for (const key of this.due.getKeys({ limit: 1 })) return key[0] as number;
+    return undefined;
+  }
+
+  /** Moves everything in active back to incoming (start-up recovery, as Postfix's qmgr does). */
+  async recoverActive(): Promise<number> {
+    const ids = [...this.list('active')];
+    for (let i = 0; i < ids.length; i += 1000) {
+      const batch = ids.slice(i, i + 1000);
+      await this.root.transaction(() => {
+        for (const id of batch) {
+          const meta = this.meta.get(id);
+          if (!meta) continue;
+          this.unindex(meta);
+          this.meta.put(id, { ...meta, queue: 'incoming' });
+          this.queues.put(['incoming', id], true);
+        }
+      });
+    }
+    return ids.length;
+  }
+
+  /** Resolves once every write made so far by this thread is durable. */
+  flushed(): Promise<void> {
+    return this.root.flushed.then(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    await this.root.close();
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * The records of the queue store, declared once. A message is one `MessageMeta` (the envelope
+ * and its state) plus its content bytes; both live in the same LMDB environment.
+ */
+
+/** Postfix's queues. maildrop lives outside the store (a spool directory, see design.md). */
+export type QueueName = 'incoming' | 'active' | 'deferred' | 'hold' | 'corrupt';
+export const QUEUE_NAMES: readonly QueueName[] = ['incoming', 'active', 'deferred', 'hold', 'corrupt'];
+
+/** One envelope recipient. `done` is Postfix's R → D record flip: delivered or bounced. */
+export interface RecipientRecord {
+  address: string;
+  /** DSN ORCPT (original recipient), when the client gave one. */
+  orcpt?: string;
+  /** DSN NOTIFY keywords (SUCCESS, FAILURE, DELAY, NEVER); absent = Postfix's default (failure, delay). */
+  notify?: string[];
+  done: boolean;
+  /** Reason of the last deferral, shown by mailq. */
+  reason?: string;
+}
+
+/** Where a message came from, for the Received header and the logs. */
+export interface ClientInfo {
+  name: string;        // reverse name, or "unknown"
+  addr: string;        // IP address
+  port: number;
+  helo: string;
+  protocol: 'SMTP' | 'ESMTP' | 'LOCAL';
+}
+
+export interface MessageMeta {
+  queueId: string;
+  queue: QueueName;
+  /** Arrival time, ms since the epoch. */
+  arrival: number;
+  /** Envelope sender; '' is the null sender <>. */
+  sender: string;
+  recipients: RecipientRecord[];
+  /** Content size in bytes, as stored (headers added by cleanup included). */
+  size: number;
+  messageId?: string;
+  /** When a deferred message is due again, ms since the epoch; 0 when not deferred. */
+  nextAttempt: number;
+  attempts: number;
+  client?: ClientInfo;
+  /** DSN ENVID and RET. */
+  envId?: string;
+  ret?: 'FULL' | 'HDRS';
+}

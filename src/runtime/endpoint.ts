@@ -1,0 +1,95 @@
+/**
+ * The actor side of a long-lived worker: its data port to the router (requests to other services,
+ * with a bounded number in flight), its control API exposed to the master with comlink, and the
+ * handler for requests the router sends it.
+ */
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import { ServiceError, type ActorWorkerData, type Frame } from './wire.js';
+
+export interface ActorOptions<Req, Res> {
+  /** Answers a request the router routed to this actor. */
+  onRequest?: (body: Req) => Promise<Res> | Res;
+  /** Handles a one-way message. */
+  onMessage?: (body: unknown) => void;
+  /** Control-plane API exposed to the master (status, flush, shutdown, …). */
+  control?: Record<string, (...args: never[]) => unknown>;
+  /** Most requests this thread may have in flight before `request` fails fast with BUSY. */
+  maxInFlight?: number;
+}
+
+export interface Actor {
+  readonly data: ActorWorkerData<unknown>;
+  request<T>(to: string, body: unknown, transfer?: ArrayBuffer[]): Promise<T>;
+  send(to: string, body: unknown): void;
+  inFlight(): number;
+}
+
+/** Starts the actor side of this worker. Resolves once the router's data port has arrived. */
+export function startActor<Req = unknown, Res = unknown>(options: ActorOptions<Req, Res>): Promise<Actor> {
+  if (!parentPort) throw new Error('startActor must run in a worker thread');
+  const data = workerData as ActorWorkerData<unknown>;
+  const control = parentPort;
+  return new Promise((resolvePort) => {
+    const onPort = (msg: unknown) => {
+      if (!msg || typeof msg !== 'object' || (msg as { type?: string }).type !== 'postactor:port') return;
+      control.off('message', onPort);
+      const port = (msg as { port: MessagePort }).port;
+      resolvePort(bind(port, data, options));
+      if (options.control) Comlink.expose(options.control, nodeEndpoint(control));
+    };
+    control.on('message', onPort);
+  });
+}
+
+function bind<Req, Res>(port: MessagePort, data: ActorWorkerData<unknown>, options: ActorOptions<Req, Res>): Actor {
+  const maxInFlight = options.maxInFlight ?? 1000;
+  const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  let nextId = 1;
+
+  port.on('message', (frame: Frame) => {
+    switch (frame.k) {
+      case 'res': {
+        const w = waiting.get(frame.id);
+        if (!w) return;
+        waiting.delete(frame.id);
+        if (frame.ok) w.resolve(frame.value);
+        else w.reject(new ServiceError(frame.error.code, frame.error.message));
+        return;
+      }
+      case 'req': {
+        const id = frame.id;
+        Promise.resolve()
+          .then(() => {
+            if (!options.onRequest) throw new Error(`${data.service} takes no requests`);
+            return options.onRequest(frame.body as Req);
+          })
+          .then(
+            (value) => port.postMessage({ k: 'res', id, ok: true, value } satisfies Frame),
+            (err: Error) => port.postMessage({ k: 'res', id, ok: false, error: { code: 'ERROR', message: String(err?.message ?? err) } } satisfies Frame),
+          );
+        return;
+      }
+      case 'msg':
+        options.onMessage?.(frame.body);
+        return;
+    }
+  });
+
+  return {
+    data,
+    inFlight: () => waiting.size,
+    request<T>(to: string, body: unknown, transfer?: ArrayBuffer[]): Promise<T> {
+      if (waiting.size >= maxInFlight) return Promise.reject(new ServiceError('BUSY', `${data.service}: too many requests in flight`));
+      const id = nextId++;
+      return new Promise<T>((resolve, reject) => {
+        waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+        port.postMessage({ k: 'req', id, to, body } satisfies Frame, transfer ?? []);
+      });
+    },
+    send(to: string, body: unknown): void {
+      port.postMessage({ k: 'req', id: 0, to, body } satisfies Frame);
+    },
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * Supervision of long-lived actors (qmgr, the smtpd listeners): one `Worker` per slot, restarted
+ * when it dies. As Postfix's master does, a worker that dies before it reported ready is a "bad
+ * command startup" and its service is throttled for `service_throttle_time` before the next try;
+ * one that dies after serving restarts after a short pause.
+ */
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import type { ActorWorkerData } from './wire.js';
+
+export interface SupervisedOptions {
+  service: string;
+  index: number;
+  filename: URL | string;
+  workerData: ActorWorkerData<unknown>;
+  throttleSeconds: number;
+  /** Called with each new data port (at start and after every restart). */
+  onPort: (port: MessagePort, slot: SupervisedWorker) => void;
+  onExit?: (slot: SupervisedWorker, code: number, willRestart: boolean, throttled: boolean) => void;
+}
+
+export class SupervisedWorker {
+  private worker: Worker | null = null;
+  private stopping = false;
+  private readyAt = 0;
+  private restartTimer: NodeJS.Timeout | null = null;
+  control: Comlink.Remote<Record<string, (...args: unknown[]) => unknown>> | null = null;
+  restarts = 0;
+
+  constructor(readonly options: SupervisedOptions) {}
+
+  get threadId(): number | undefined {
+    return this.worker?.threadId;
+  }
+
+  start(): void {
+    if (this.stopping) return;
+    const worker = new Worker(this.options.filename, { workerData: this.options.workerData });
+    this.worker = worker;
+    const { port1, port2 } = new MessageChannel();
+    worker.postMessage({ type: 'postactor:port', port: port2 }, [port2]);
+    this.options.onPort(port1, this);
+    this.control = Comlink.wrap(nodeEndpoint(worker));
+    worker.on('message', (msg: { type?: string }) => {
+      if (msg && msg.type === 'postactor:ready') this.readyAt = Date.now();
+    });
+    worker.on('error', () => { /* reported by 'exit' */ });
+    worker.on('exit', (code) => {
+      port1.close();
+      this.worker = null;
+      this.control = null;
+      if (this.stopping) return;
+      const badStartup = this.readyAt === 0;
+      this.readyAt = 0;
+      this.restarts++;
+      const delay = badStartup ? this.options.throttleSeconds * 1000 : 1000;
+      this.options.onExit?.(this, code, true, badStartup);
+      this.restartTimer = setTimeout(() => this.start(), delay);
+    });
+  }
+
+  /** Waits until the worker said it is ready (its listener is open, its recovery done). */
+  ready(timeoutMs = 30_000): Promise<void> {
+    const started = Date.now();
+    return new Promise((resolve, reject) => {
+      const poll = () => {
+        if (this.readyAt) return resolve();
+        if (Date.now() - started > timeoutMs) return reject(new Error(`${this.options.service}: not ready after ${timeoutMs} ms`));
+        setTimeout(poll, 10);
+      };
+      poll();
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    const w = this.worker;
+    if (!w) return;
+    const exited = new Promise((r) => w.once('exit', r));
+    w.postMessage({ type: 'postactor:stop' });
+    const timer = setTimeout(() => void w.terminate(), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * The frames that travel on a data port between a long-lived actor's thread and the master's
+ * router. Actor payloads (`body`) are opaque here: their types are declared by the actors
+ * (actors/protocol.ts); the runtime only moves them.
+ */
+export type Frame =
+  | { k: 'req'; id: number; to: string; body: unknown }
+  | { k: 'res'; id: number; ok: true; value: unknown }
+  | { k: 'res'; id: number; ok: false; error: WireError }
+  | { k: 'msg'; body: unknown };
+
+/** A failure the router reports instead of a reply. */
+export interface WireError {
+  /** BUSY: the mailbox is full (push back); THROTTLED: the service keeps crashing;
+   *  CRASHED: the worker died while holding the request; NOSERVICE: no such service. */
+  code: 'BUSY' | 'THROTTLED' | 'CRASHED' | 'NOSERVICE' | 'ERROR';
+  message: string;
+}
+
+export class ServiceError extends Error {
+  constructor(readonly code: WireError['code'], message: string) {
+    super(message);
+    this.name = 'ServiceError';
+  }
+}
+
+/** What a long-lived worker receives as workerData. */
+export interface ActorWorkerData<C = unknown> {
+  service: string;
+  /** Index of this worker within its service's pool (0-based). */
+  index: number;
+  config: C;
+  /** Prefix of the BroadcastChannel names of this server instance. */
+  instance: string;
+  extra?: unknown;
+}
