@@ -1,0 +1,568 @@
+/**
+ * ESMTP client for the smtp delivery agent (Postfix's smtp(8) protocol engine).
+ *
+ * deliver() tries the given hosts in order (the MX list from NextHopResolver), reusing an
+ * idle cached connection to (addr, port) when there is one, and reports one reply per
+ * recipient. With PIPELINING, MAIL, all RCPTs and DATA go out in one write (RFC 2920) and
+ * the replies are read back in order.
+ *
+ * Outcomes (DeliveryResult.kind):
+ *   sent             the session worked; per-recipient results say who was accepted
+ *                    (also when every RCPT was rejected: those replies are the outcome).
+ *   site-failure     the host is to blame (connect, greeting, EHLO/HELO, lost connection or
+ *                    timeout during the transaction): every recipient gets a synthesized 4xx
+ *                    reply (4.4.1 connect, 4.4.2 lost/timed out) and the next host is tried.
+ *                    A 5xx greeting counts as 4xx (Postfix smtp_skip_5xx_greeting=yes).
+ *                    Once the final "." was written the next host is NOT tried (the message
+ *                    may already have been delivered).
+ *   message-failure  MAIL FROM or DATA (or the end-of-data reply) was rejected. A MAIL
+ *                    rejection goes to every recipient; a DATA rejection goes to the
+ *                    recipients the server had accepted, the rejected ones keep their
+ *                    RCPT reply.
+ *
+ * Connection cache: after a completed transaction the connection is parked idle for
+ * idleTimeout ms (default 2000, like smtp_connection_cache_time_limit) and at most
+ * reuseLimit transactions (default 100); several connections per (addr, port) may be
+ * parked. A connection that errors, times out or talks while idle is destroyed, never
+ * parked. A parked connection that turns out dead on reuse is retried once on a fresh one.
+ */
+
+import * as net from 'node:net';
+import { performance } from 'node:perf_hooks';
+
+import { parseReplyLine, enhancedStatusLength, splitEnhanced, replyToString, type SmtpReply } from './reply.js';
+
+export type { SmtpReply } from './reply.js';
+
+export interface RecipientResult { index: number; ok: boolean; reply: SmtpReply }
+
+export interface DeliveryResult {
+  kind: 'sent' | 'site-failure' | 'message-failure';
+  recipients: RecipientResult[];
+  remoteHost: string;
+  remoteAddr: string;
+  remotePort: number;
+  queuedAs?: string;
+  reason?: string;
+  timings: { connect: number; transmit: number };
+}
+
+export interface SmtpClientOptions {
+  heloName: string;
+  connectTimeout: number;
+  heloTimeout: number;
+  mailTimeout: number;
+  rcptTimeout: number;
+  dataInitTimeout: number;
+  dataXferTimeout: number;
+  dataDoneTimeout: number;
+  quitTimeout: number;
+  idleTimeout?: number;
+  reuseLimit?: number;
+}
+
+export interface SmtpHost { host: string; addr: string; port: number }
+
+export interface SmtpEnvelope { sender: string; recipients: string[]; size?: number; eightBit?: boolean; smtputf8?: boolean }
+
+/** Longest reply line we buffer before calling the peer broken (RFC 5321 allows 512). */
+const MAX_LINE = 65536;
+
+// ---------------------------------------------------------------------------
+// Content: dot-stuffing and LF -> CRLF in one pass.
+
+/**
+ * Returns `content` ready to send after a 354: bare LF turned into CRLF, lines that start
+ * with '.' get another '.', a final CRLF added if missing, then the ".\r\n" terminator.
+ * Lines are found with Buffer.indexOf (native memchr) and copied in slices, so the cost
+ * is one scan plus one copy.
+ */
+export function dotStuff(content: Uint8Array): Buffer {
+  const src = Buffer.isBuffer(content) ? content : Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+  const n = src.length;
+  let out = Buffer.allocUnsafe(n + (n >>> 5) + 16);
+  let o = 0;
+  let pos = 0;
+  while (pos < n) {
+    let nl = src.indexOf(10, pos);
+    const hasNl = nl >= 0;
+    if (!hasNl) nl = n;
+    // Worst case for this line: stuffed dot + line + CRLF, plus room for the terminator.
+    const need = o + (nl - pos) + 8;
+    if (need > out.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need + (n - pos), out.length * 2));
+      out.copy(grown, 0, 0, o);
+      out = grown;
+    }
+    if (src[pos] === 46) out[o++] = 46;
+    let end = nl;
+    if (end > pos && src[end - 1] === 13) end--;
+    o += src.copy(out, o, pos, end);
+    out[o++] = 13;
+    out[o++] = 10;
+    pos = hasNl ? nl + 1 : n;
+  }
+  out[o++] = 46;
+  out[o++] = 13;
+  out[o++] = 10;
+  return out.subarray(0, o);
+}
+
+// ---------------------------------------------------------------------------
+// One connection: reply reader, per-read timeouts.
+
+type Failure = 'timeout' | 'lost';
+
+class SessionError extends Error {
+  constructor(readonly failure: Failure, message: string) { super(message); }
+}
+
+interface Reply extends SmtpReply { lines?: string[] }
+
+class Connection {
+  readonly socket: net.Socket;
+  readonly key: string;
+  private partial = '';
+  private multi: string[] | null = null;
+  private readonly replies: Reply[] = [];
+  private waiter: { resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | null = null;
+  dead: SessionError | null = null;
+  idle = false;
+  idleTimer: NodeJS.Timeout | null = null;
+  uses = 0;
+  pipelining = false;
+  sizeLimit = -1; // -1: SIZE not advertised, 0: advertised without a limit
+  eightBitMime = false;
+  smtputf8 = false;
+  onIdleTrouble: ((c: Connection) => void) | null = null;
+
+  constructor(socket: net.Socket, key: string) {
+    this.socket = socket;
+    this.key = key;
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => this.onData(chunk));
+    socket.on('error', (err) => this.fail(new SessionError('lost', err.message)));
+    socket.on('close', () => this.fail(new SessionError('lost', 'connection closed')));
+  }
+
+  private onData(chunk: string): void {
+    const s = this.partial.length > 0 ? this.partial + chunk : chunk;
+    let pos = 0;
+    for (;;) {
+      const nl = s.indexOf('\n', pos);
+      if (nl < 0) break;
+      const end = nl > pos && s.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
+      this.onLine(s.slice(pos, end));
+      if (this.dead) return;
+      pos = nl + 1;
+    }
+    this.partial = pos === 0 ? s : pos < s.length ? s.slice(pos) : '';
+    if (this.partial.length > MAX_LINE) this.fail(new SessionError('lost', 'reply line too long'), true);
+  }
+
+  private onLine(line: string): void {
+    const p = parseReplyLine(line);
+    if (!p) { this.fail(new SessionError('lost', `malformed reply: ${line.slice(0, 100)}`), true); return; }
+    if (!p.last) { (this.multi ??= []).push(p.text); return; }
+    let reply: Reply;
+    const lines = this.multi;
+    this.multi = null;
+    if (lines === null) {
+      const { enhanced, text } = splitEnhanced(p.text);
+      reply = { code: p.code, enhanced, text };
+    } else {
+      lines.push(p.text);
+      const { enhanced } = splitEnhanced(lines[0]!);
+      let text = '';
+      for (let i = 0; i < lines.length; i++) {
+        let t = lines[i]!;
+        if (enhanced !== null && t.startsWith(enhanced)) { const k = enhancedStatusLength(t); if (k > 0) t = t.slice(k + 1); }
+        text = i === 0 ? t : `${text} ${t}`;
+      }
+      reply = { code: p.code, enhanced, text, lines };
+    }
+    if (this.idle) { this.fail(new SessionError('lost', `unexpected reply while idle: ${replyToString(reply)}`), true); return; }
+    const w = this.waiter;
+    if (w) { this.waiter = null; clearTimeout(w.timer); w.resolve(reply); }
+    else this.replies.push(reply);
+  }
+
+  /** Destroys the connection; pending and future reads reject with `err`. */
+  fail(err: SessionError, destroy = true): void {
+    if (this.dead) return;
+    this.dead = err;
+    if (destroy) this.socket.destroy();
+    const w = this.waiter;
+    if (w) { this.waiter = null; clearTimeout(w.timer); w.reject(err); }
+    if (this.idle) this.onIdleTrouble?.(this);
+  }
+
+  read(timeoutMs: number): Promise<Reply> {
+    if (this.replies.length > 0) return Promise.resolve(this.replies.shift()!);
+    if (this.dead) return Promise.reject(this.dead);
+    return new Promise<Reply>((resolve, reject) => {
+      const timer = setTimeout(() => this.fail(new SessionError('timeout', 'timed out')), timeoutMs);
+      this.waiter = { resolve, reject, timer };
+    });
+  }
+
+  write(data: string | Buffer): void {
+    if (!this.dead) this.socket.write(data);
+  }
+
+  /** Writes `data` and waits until it is handed to the kernel, at most timeoutMs. */
+  writeAndFlush(data: Buffer, timeoutMs: number): Promise<void> {
+    if (this.dead) return Promise.reject(this.dead);
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => this.fail(new SessionError('timeout', 'timed out')), timeoutMs);
+      this.socket.write(data, (err) => {
+        clearTimeout(timer);
+        if (err || this.dead) reject(this.dead ?? new SessionError('lost', err!.message));
+        else resolve();
+      });
+    });
+  }
+
+  /** Usable for a new transaction: alive and no unread replies. */
+  get usable(): boolean { return this.dead === null && this.replies.length === 0 && this.partial.length === 0; }
+
+  parseEhlo(reply: Reply): void {
+    const lines = reply.lines;
+    if (!lines) return;
+    for (let i = 1; i < lines.length; i++) {
+      const kw = lines[i]!.toUpperCase();
+      if (kw === 'PIPELINING') this.pipelining = true;
+      else if (kw === '8BITMIME') this.eightBitMime = true;
+      else if (kw === 'SMTPUTF8') this.smtputf8 = true;
+      else if (kw === 'SIZE' || kw.startsWith('SIZE ')) {
+        const n = Number.parseInt(kw.slice(5), 10);
+        this.sizeLimit = Number.isFinite(n) && n > 0 ? n : 0;
+      }
+      // ENHANCEDSTATUSCODES and DSN: replies are parsed for x.y.z either way; DSN
+      // parameters are not sent yet (the envelope carries no NOTIFY/ORCPT).
+    }
+  }
+}
+
+function connectErrorText(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'ECONNREFUSED': return 'Connection refused';
+    case 'ETIMEDOUT': return 'Connection timed out';
+    case 'EHOSTUNREACH': return 'No route to host';
+    case 'ENETUNREACH': return 'Network is unreachable';
+    case 'ECONNRESET': return 'Connection reset by peer';
+    default: return err.message;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The client.
+
+const enum Stage { Greeting, Ehlo, Helo, Mail, Rcpt, Data, Body, Dot }
+
+const STAGE_TEXT = [
+  'receiving the initial server greeting',
+  'performing the EHLO handshake',
+  'performing the HELO handshake',
+  'sending MAIL FROM',
+  'sending RCPT TO',
+  'sending DATA command',
+  'sending message body',
+  'sending end of data -- message may be sent more than once',
+] as const;
+
+/** Thrown inside a session to end it as a site failure with this reply and reason. */
+class SiteFailure {
+  constructor(readonly reply: SmtpReply, readonly reason: string, readonly retryable = false) {}
+}
+
+export class SmtpClient {
+  private readonly opts: Required<SmtpClientOptions>;
+  private readonly idle = new Map<string, Connection[]>();
+  private readonly ehloCmd: string;
+  private closed = false;
+
+  constructor(opts: SmtpClientOptions) {
+    this.opts = { idleTimeout: 2000, reuseLimit: 100, ...opts };
+    this.ehloCmd = `EHLO ${opts.heloName}\r\n`;
+  }
+
+  async deliver(hosts: SmtpHost[], envelope: SmtpEnvelope, content: Uint8Array): Promise<DeliveryResult> {
+    let last: DeliveryResult | null = null;
+    for (const h of hosts) {
+      last = await this.attempt(h, envelope, content);
+      if (last.kind !== 'site-failure' || last.reason?.endsWith(STAGE_TEXT[Stage.Dot])) return last;
+    }
+    if (last) return last;
+    const reply: SmtpReply = { code: 451, enhanced: '4.4.4', text: 'no hosts to deliver to' };
+    return {
+      kind: 'site-failure', recipients: fill(envelope.recipients.length, reply, false), remoteHost: 'none',
+      remoteAddr: '', remotePort: 0, reason: reply.text, timings: { connect: 0, transmit: 0 },
+    };
+  }
+
+  /** Sends QUIT on every parked connection and waits for them to close. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const all: Connection[] = [];
+    for (const list of this.idle.values()) all.push(...list);
+    this.idle.clear();
+    await Promise.all(all.map((c) => this.quit(c)));
+  }
+
+  private async attempt(h: SmtpHost, env: SmtpEnvelope, content: Uint8Array): Promise<DeliveryResult> {
+    const t0 = performance.now();
+    const result: DeliveryResult = {
+      kind: 'sent', recipients: [], remoteHost: h.host, remoteAddr: h.addr, remotePort: h.port,
+      timings: { connect: 0, transmit: 0 },
+    };
+    for (let round = 0; round < 2; round++) {
+      let conn: Connection | null = null;
+      try {
+        conn = this.takeIdle(`${h.addr}:${h.port}`);
+        const reused = conn !== null;
+        conn ??= await this.open(h);
+        const t1 = performance.now();
+        result.timings.connect = t1 - t0;
+        await this.transaction(conn, h, env, content, result, reused);
+        result.timings.transmit = performance.now() - t1;
+        this.release(conn);
+        return result;
+      } catch (e) {
+        if (conn) conn.fail(new SessionError('lost', 'aborted'));
+        if (!(e instanceof SiteFailure)) throw e;
+        if (e.retryable && round === 0) continue;
+        result.kind = 'site-failure';
+        result.reason = e.reason;
+        result.recipients = fill(env.recipients.length, e.reply, false);
+        result.timings.transmit = performance.now() - t0 - result.timings.connect;
+        return result;
+      }
+    }
+    throw new Error('unreachable');
+  }
+
+  private takeIdle(key: string): Connection | null {
+    const list = this.idle.get(key);
+    if (!list) return null;
+    while (list.length > 0) {
+      const c = list.pop()!;
+      c.idle = false;
+      if (c.idleTimer) { clearTimeout(c.idleTimer); c.idleTimer = null; }
+      if (c.usable) return c;
+      c.fail(new SessionError('lost', 'stale'));
+    }
+    return null;
+  }
+
+  private release(c: Connection): void {
+    c.uses++;
+    if (this.closed || !c.usable || c.uses >= this.opts.reuseLimit) { void this.quit(c); return; }
+    let list = this.idle.get(c.key);
+    if (!list) { list = []; this.idle.set(c.key, list); }
+    list.push(c);
+    c.idle = true;
+    c.onIdleTrouble = (dead) => this.unpark(dead);
+    c.idleTimer = setTimeout(() => { this.unpark(c); void this.quit(c); }, this.opts.idleTimeout);
+    c.idleTimer.unref();
+  }
+
+  private unpark(c: Connection): void {
+    c.idle = false;
+    if (c.idleTimer) { clearTimeout(c.idleTimer); c.idleTimer = null; }
+    const list = this.idle.get(c.key);
+    if (!list) return;
+    const i = list.indexOf(c);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.idle.delete(c.key);
+  }
+
+  private async quit(c: Connection): Promise<void> {
+    if (c.dead) return;
+    c.write('QUIT\r\n');
+    try { await c.read(this.opts.quitTimeout); } catch { /* closing anyway */ }
+    c.fail(new SessionError('lost', 'closed after QUIT'));
+  }
+
+  /** Connects by IP, reads the greeting, says EHLO (HELO on 5xx). */
+  private async open(h: SmtpHost): Promise<Connection> {
+    const where = `${h.host}[${h.addr}]:${h.port}`;
+    const connectFail = (text: string) =>
+      new SiteFailure({ code: 421, enhanced: '4.4.1', text: `connect to ${where}: ${text}` }, `connect to ${where}: ${text}`);
+    if (net.isIP(h.addr) === 0) throw connectFail('not an IP address');
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      // host is an IP literal, so no name lookup takes place.
+      const s = net.connect({ host: h.addr, port: h.port, noDelay: true });
+      const timer = setTimeout(() => { s.destroy(); reject(connectFail('Connection timed out')); }, this.opts.connectTimeout);
+      s.once('connect', () => { clearTimeout(timer); s.removeAllListeners('error'); resolve(s); });
+      s.once('error', (err: NodeJS.ErrnoException) => { clearTimeout(timer); s.destroy(); reject(connectFail(connectErrorText(err))); });
+    });
+    const c = new Connection(socket, `${h.addr}:${h.port}`);
+    try {
+      return await this.handshake(c, h);
+    } catch (e) {
+      c.fail(new SessionError('lost', 'handshake failed'));
+      throw e;
+    }
+  }
+
+  private async handshake(c: Connection, h: SmtpHost): Promise<Connection> {
+    const greeting = await this.read(c, h, Stage.Greeting, this.opts.heloTimeout);
+    if (greeting.code !== 220) {
+      const code = greeting.code >= 500 ? greeting.code - 100 : greeting.code; // smtp_skip_5xx_greeting
+      const reply: SmtpReply = { code: code >= 400 && code < 500 ? code : 421, enhanced: soften(greeting.enhanced), text: greeting.text };
+      throw new SiteFailure(reply, `host ${h.host}[${h.addr}] refused to talk to me: ${replyToString(greeting)}`);
+    }
+    c.write(this.ehloCmd);
+    const ehlo = await this.read(c, h, Stage.Ehlo, this.opts.heloTimeout);
+    if (ehlo.code >= 200 && ehlo.code < 300) { c.parseEhlo(ehlo); return c; }
+    if (ehlo.code >= 500) {
+      c.write(`HELO ${this.opts.heloName}\r\n`);
+      const helo = await this.read(c, h, Stage.Helo, this.opts.heloTimeout);
+      if (helo.code >= 200 && helo.code < 300) return c;
+      throw saidFailure(h, helo, 'HELO');
+    }
+    throw saidFailure(h, ehlo, 'EHLO');
+  }
+
+  /** Reads one reply; a timeout or lost connection becomes a SiteFailure for `stage`. */
+  private async read(c: Connection, h: SmtpHost, stage: Stage, timeoutMs: number, reused = false): Promise<Reply> {
+    try {
+      return await c.read(timeoutMs);
+    } catch (e) {
+      if (!(e instanceof SessionError)) throw e;
+      throw this.sessionFailure(e, h, stage, reused);
+    }
+  }
+
+  private sessionFailure(e: SessionError, h: SmtpHost, stage: Stage, reused = false): SiteFailure {
+    const reason = e.failure === 'timeout'
+      ? `conversation with ${h.host}[${h.addr}] timed out while ${STAGE_TEXT[stage]}`
+      : `lost connection with ${h.host}[${h.addr}] while ${STAGE_TEXT[stage]}`;
+    // A parked connection the server dropped fails at MAIL: retry once on a fresh one.
+    const retryable = reused && e.failure === 'lost' && stage === Stage.Mail;
+    return new SiteFailure({ code: 421, enhanced: '4.4.2', text: reason }, reason, retryable);
+  }
+
+  private async transaction(c: Connection, h: SmtpHost, env: SmtpEnvelope, content: Uint8Array, result: DeliveryResult, reused: boolean): Promise<void> {
+    const rcpts = env.recipients;
+    const n = rcpts.length;
+    if (env.smtputf8 && !c.smtputf8) {
+      return messageFailure(result, n, { code: 550, enhanced: '5.6.7', text: `SMTPUTF8 is required, but was not offered by host ${h.host}[${h.addr}]` });
+    }
+    if (env.size !== undefined && c.sizeLimit > 0 && env.size > c.sizeLimit) {
+      return messageFailure(result, n, { code: 552, enhanced: '5.3.4', text: `message size ${env.size} exceeds size limit ${c.sizeLimit} of server ${h.host}[${h.addr}]` });
+    }
+    let mail = `MAIL FROM:<${env.sender}>`;
+    if (c.sizeLimit >= 0 && env.size !== undefined) mail += ` SIZE=${env.size}`;
+    if (env.eightBit && c.eightBitMime) mail += ' BODY=8BITMIME';
+    if (env.smtputf8) mail += ' SMTPUTF8';
+    mail += '\r\n';
+
+    const pipelined = c.pipelining;
+    if (pipelined) {
+      let batch = mail;
+      for (let i = 0; i < n; i++) batch += `RCPT TO:<${rcpts[i]}>\r\n`;
+      batch += 'DATA\r\n';
+      c.write(batch);
+    } else {
+      c.write(mail);
+    }
+
+    const mailReply = await this.read(c, h, Stage.Mail, this.opts.mailTimeout, reused);
+    const mailOk = mailReply.code >= 200 && mailReply.code < 300;
+    if (!mailOk && !pipelined) {
+      return messageFailure(result, n, mailReply, saidText(h, mailReply, 'MAIL FROM'));
+    }
+    const results: RecipientResult[] = new Array(n);
+    let accepted = 0;
+    for (let i = 0; i < n; i++) {
+      if (!pipelined) c.write(`RCPT TO:<${rcpts[i]}>\r\n`);
+      const r = await this.read(c, h, Stage.Rcpt, this.opts.rcptTimeout);
+      const ok = mailOk && r.code >= 200 && r.code < 300;
+      if (ok) accepted++;
+      results[i] = { index: i, ok, reply: stripLines(r) };
+    }
+    result.recipients = results;
+
+    let dataReply: Reply | null = null;
+    if (pipelined) dataReply = await this.read(c, h, Stage.Data, this.opts.dataInitTimeout);
+    else if (accepted > 0) { c.write('DATA\r\n'); dataReply = await this.read(c, h, Stage.Data, this.opts.dataInitTimeout); }
+
+    if (accepted === 0) {
+      // RFC 2920: the server must reject a pipelined DATA with no valid recipient. If it
+      // says 354 anyway, end the empty message with "." alone; else reset the transaction.
+      if (dataReply && dataReply.code === 354) {
+        c.write('.\r\n');
+        await this.read(c, h, Stage.Dot, this.opts.dataDoneTimeout);
+      } else if (mailOk) {
+        await this.rset(c);
+      }
+      if (!mailOk) return messageFailure(result, n, mailReply, saidText(h, mailReply, 'MAIL FROM'));
+      return; // kind 'sent': every recipient carries its RCPT rejection
+    }
+    if (dataReply!.code !== 354) {
+      await this.rset(c);
+      return dataFailure(result, dataReply!, saidText(h, dataReply!, 'DATA'));
+    }
+    try {
+      await c.writeAndFlush(dotStuff(content), this.opts.dataXferTimeout);
+    } catch (e) {
+      if (e instanceof SessionError) throw this.sessionFailure(e, h, Stage.Body);
+      throw e;
+    }
+    const done = await this.read(c, h, Stage.Dot, this.opts.dataDoneTimeout);
+    if (done.code >= 200 && done.code < 300) {
+      const final = stripLines(done);
+      result.queuedAs = final.enhanced ? `${final.enhanced} ${final.text}` : final.text;
+      for (const r of results) if (r.ok) r.reply = final;
+      return;
+    }
+    return dataFailure(result, done, saidText(h, done, 'end of DATA'));
+  }
+
+  /** RSET after an aborted transaction; a failing RSET only costs the connection. */
+  private async rset(c: Connection): Promise<void> {
+    c.write('RSET\r\n');
+    try {
+      const r = await c.read(this.opts.mailTimeout);
+      if (r.code !== 250) c.fail(new SessionError('lost', 'RSET rejected'));
+    } catch { /* connection already failed and will not be parked */ }
+  }
+}
+
+function fill(n: number, reply: SmtpReply, ok: boolean): RecipientResult[] {
+  const out: RecipientResult[] = new Array(n);
+  for (let i = 0; i < n; i++) out[i] = { index: i, ok, reply };
+  return out;
+}
+
+function stripLines(r: Reply): SmtpReply {
+  return r.lines ? { code: r.code, enhanced: r.enhanced, text: r.text } : r;
+}
+
+function soften(enhanced: string | null): string | null {
+  return enhanced && enhanced.charCodeAt(0) === 53 ? `4${enhanced.slice(1)}` : enhanced;
+}
+
+function saidText(h: SmtpHost, r: SmtpReply, command: string): string {
+  return `host ${h.host}[${h.addr}] said: ${replyToString(r)} (in reply to ${command} command)`;
+}
+
+function saidFailure(h: SmtpHost, r: Reply, command: string): SiteFailure {
+  return new SiteFailure(stripLines(r), saidText(h, r, command));
+}
+
+function messageFailure(result: DeliveryResult, n: number, reply: SmtpReply, reason?: string): void {
+  result.kind = 'message-failure';
+  result.recipients = fill(n, stripLines(reply), false);
+  result.reason = reason ?? replyToString(reply);
+}
+
+/** DATA or end-of-data rejected: accepted recipients get the reply, rejected ones keep theirs. */
+function dataFailure(result: DeliveryResult, reply: Reply, reason: string): void {
+  result.kind = 'message-failure';
+  result.reason = reason;
+  const r = stripLines(reply);
+  for (const rr of result.recipients) if (rr.ok) { rr.ok = false; rr.reply = r; }
+}

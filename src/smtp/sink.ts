@@ -1,0 +1,329 @@
+/**
+ * Counting SMTP sink (Postfix's smtp-sink): accepts mail over ESMTP and counts it,
+ * optionally keeping the messages. Used by the tests and beside the server in benchmarks,
+ * so it is hand-written on node:net and cheap per message: commands are parsed from
+ * Buffers with indexOf, replies to a pipelined batch go out in one write, and message
+ * bytes are only collected when somebody wants them (keepMessages, a dataReply hook or a
+ * 'message' listener).
+ *
+ * Behaviour knobs (SinkProfile): per-command reply hooks, greeting (a 4xx/5xx greeting
+ * is sent and the connection closed), black hole (never greets), connection limit
+ * (421 above it), delay before the end-of-data reply, PIPELINING on/off.
+ */
+
+import { EventEmitter } from 'node:events';
+import * as net from 'node:net';
+
+export interface SinkProfile {
+  rcptReply?: (rcpt: string) => string | null;
+  dataReply?: (msg: SinkMessage) => string | null;
+  mailReply?: (sender: string) => string | null;
+  greeting?: string;
+  blackHole?: boolean;
+  maxConnections?: number;
+  dataDelayMs?: number;
+  pipelining?: boolean;
+  keepMessages?: boolean;
+  /** Name in the greeting and EHLO reply; default "localhost". */
+  hostname?: string;
+}
+
+export interface SinkMessage { sender: string; recipients: string[]; data: Buffer; remoteAddress: string; receivedAt: number }
+
+export interface SinkStats { connections: number; messages: number; recipients: number; bytes: number; rejectedRecipients: number }
+
+const MAX_COMMAND_LINE = 4096;
+const SIZE_LIMIT = 104857600;
+const EMPTY = Buffer.alloc(0);
+
+function line(reply: string): string {
+  return reply.endsWith('\n') ? reply : `${reply}\r\n`;
+}
+
+/** Address between '<' and '>' after "FROM:" / "TO:", or the bare word when unbracketed. */
+function addressArg(args: string): string {
+  const lt = args.indexOf('<');
+  if (lt >= 0) {
+    const gt = args.indexOf('>', lt);
+    return args.slice(lt + 1, gt < 0 ? args.length : gt);
+  }
+  const colon = args.indexOf(':');
+  const rest = args.slice(colon + 1).trimStart();
+  const sp = rest.indexOf(' ');
+  return sp < 0 ? rest : rest.slice(0, sp);
+}
+
+export class SmtpSink extends EventEmitter {
+  readonly stats: SinkStats = { connections: 0, messages: 0, recipients: 0, bytes: 0, rejectedRecipients: 0 };
+  readonly messages: SinkMessage[] = [];
+  private readonly profile: SinkProfile;
+  private readonly server: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly watchers = new Set<() => void>();
+  private readonly ehloReply: string;
+  private readonly greeting: string;
+  private queueId = 0;
+
+  constructor(profile: SinkProfile = {}) {
+    super();
+    this.profile = profile;
+    const name = profile.hostname ?? 'localhost';
+    this.greeting = line(profile.greeting ?? `220 ${name} ESMTP postactor-sink`);
+    const ext = [name];
+    if (profile.pipelining !== false) ext.push('PIPELINING');
+    ext.push(`SIZE ${SIZE_LIMIT}`, '8BITMIME', 'ENHANCEDSTATUSCODES', 'SMTPUTF8', 'DSN');
+    this.ehloReply = ext.map((e, i) => `250${i === ext.length - 1 ? ' ' : '-'}${e}\r\n`).join('');
+    this.server = net.createServer((socket) => this.accept(socket));
+  }
+
+  listen(port: number, host = '127.0.0.1'): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve((this.server.address() as net.AddressInfo).port);
+      });
+    });
+  }
+
+  /** Resolves once predicate(stats) holds; rejects after timeoutMs naming the stats. */
+  waitFor(predicate: (s: SinkStats) => boolean, timeoutMs: number): Promise<void> {
+    if (predicate(this.stats)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!predicate(this.stats)) return;
+        clearTimeout(timer);
+        this.watchers.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.watchers.delete(check);
+        reject(new Error(`sink: condition not met within ${timeoutMs} ms; stats ${JSON.stringify(this.stats)}`));
+      }, timeoutMs);
+      this.watchers.add(check);
+    });
+  }
+
+  close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** @internal */
+  changed(): void {
+    if (this.watchers.size > 0) for (const w of [...this.watchers]) w();
+  }
+
+  /** @internal */
+  nextQueueId(): number { return ++this.queueId; }
+
+  private accept(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    socket.setNoDelay(true);
+    this.stats.connections++;
+    this.changed();
+    const p = this.profile;
+    if (p.blackHole) return;
+    if (p.maxConnections !== undefined && this.sockets.size > p.maxConnections) {
+      socket.end('421 4.7.0 Too many connections\r\n');
+      return;
+    }
+    socket.write(this.greeting);
+    const c = this.greeting.charCodeAt(0);
+    if (c === 52 || c === 53) { socket.end(); return; }
+    new SinkSession(this, p, socket, this.ehloReply);
+  }
+}
+
+/** One SMTP session: one method per verb, like smtp-server. */
+class SinkSession {
+  private pending: Buffer = EMPTY;
+  private greeted = false;
+  private sender: string | null = null;
+  private recipients: string[] = [];
+  private inData = false;
+  private atLineStart = true;
+  private collect = false;
+  private chunks: Buffer[] = [];
+  private dataBytes = 0;
+  private paused = false;
+  private out = '';
+
+  constructor(
+    private readonly sink: SmtpSink,
+    private readonly p: SinkProfile,
+    private readonly socket: net.Socket,
+    private readonly ehloReply: string,
+  ) {
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+  }
+
+  private onData(chunk: Buffer): void {
+    this.pending = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.process();
+  }
+
+  private process(): void {
+    let buf = this.pending;
+    let pos = 0;
+    while (pos < buf.length && !this.paused && !this.socket.destroyed) {
+      if (this.inData) {
+        const r = this.dataBytesFrom(buf, pos);
+        if (r < 0) { pos = buf.length; break; }
+        if (r === pos) break; // need more bytes to decide about a leading '.'
+        pos = r;
+        continue;
+      }
+      const nl = buf.indexOf(10, pos);
+      if (nl < 0) {
+        if (buf.length - pos > MAX_COMMAND_LINE) {
+          this.out += '500 5.5.2 Error: line too long\r\n';
+          this.flush();
+          this.socket.end();
+          return;
+        }
+        break;
+      }
+      const end = nl > pos && buf[nl - 1] === 13 ? nl - 1 : nl;
+      this.command(buf.toString('utf8', pos, end));
+      pos = nl + 1;
+    }
+    this.pending = pos >= buf.length ? EMPTY : buf.subarray(pos);
+    buf = EMPTY;
+    this.flush();
+  }
+
+  private flush(): void {
+    if (this.out.length > 0 && !this.socket.destroyed) this.socket.write(this.out);
+    this.out = '';
+  }
+
+  /**
+   * Consumes message bytes from buf[pos..]: un-dot-stuffs and spots the "." line.
+   * Returns the position after what was consumed, pos itself when more input is
+   * needed, or -1 when everything was consumed.
+   */
+  private dataBytesFrom(buf: Buffer, pos: number): number {
+    const len = buf.length;
+    while (pos < len) {
+      if (this.atLineStart && buf[pos] === 46) {
+        if (pos + 1 >= len) return pos;
+        const next = buf[pos + 1];
+        if (next === 10 || (next === 13 && pos + 2 < len && buf[pos + 2] === 10)) {
+          this.endOfData();
+          return pos + (next === 10 ? 2 : 3);
+        }
+        if (next === 13 && pos + 2 >= len) return pos;
+        pos++; // a stuffed dot
+      }
+      const nl = buf.indexOf(10, pos);
+      const end = nl < 0 ? len : nl + 1;
+      this.dataBytes += end - pos;
+      if (this.collect) this.chunks.push(buf.subarray(pos, end));
+      this.atLineStart = nl >= 0;
+      pos = end;
+    }
+    return -1;
+  }
+
+  private command(cmdLine: string): void {
+    const sp = cmdLine.indexOf(' ');
+    const verb = (sp < 0 ? cmdLine : cmdLine.slice(0, sp)).toUpperCase();
+    const args = sp < 0 ? '' : cmdLine.slice(sp + 1);
+    switch (verb) {
+      case 'EHLO': return this.ehlo();
+      case 'HELO': return this.helo();
+      case 'MAIL': return this.mail(args);
+      case 'RCPT': return this.rcpt(args);
+      case 'DATA': return this.data();
+      case 'RSET': this.reset(); this.out += '250 2.0.0 Ok\r\n'; return;
+      case 'NOOP': this.out += '250 2.0.0 Ok\r\n'; return;
+      case 'QUIT': this.out += '221 2.0.0 Bye\r\n'; this.flush(); this.socket.end(); return;
+      default: this.out += '502 5.5.2 Error: command not recognized\r\n';
+    }
+  }
+
+  private reset(): void {
+    this.sender = null;
+    this.recipients = [];
+  }
+
+  private ehlo(): void { this.reset(); this.greeted = true; this.out += this.ehloReply; }
+
+  private helo(): void { this.reset(); this.greeted = true; this.out += `250 ${this.p.hostname ?? 'localhost'}\r\n`; }
+
+  private mail(args: string): void {
+    if (!this.greeted) { this.out += '503 5.5.1 Error: send HELO/EHLO first\r\n'; return; }
+    if (this.sender !== null) { this.out += '503 5.5.1 Error: nested MAIL command\r\n'; return; }
+    const sender = addressArg(args);
+    const custom = this.p.mailReply?.(sender) ?? null;
+    if (custom !== null && custom.charCodeAt(0) !== 50) { this.out += line(custom); return; }
+    this.sender = sender;
+    this.out += custom !== null ? line(custom) : '250 2.1.0 Ok\r\n';
+  }
+
+  private rcpt(args: string): void {
+    if (this.sender === null) { this.out += '503 5.5.1 Error: need MAIL command\r\n'; return; }
+    const rcpt = addressArg(args);
+    const custom = this.p.rcptReply?.(rcpt) ?? null;
+    if (custom !== null && custom.charCodeAt(0) !== 50) {
+      this.sink.stats.rejectedRecipients++;
+      this.out += line(custom);
+      return;
+    }
+    this.recipients.push(rcpt);
+    this.out += custom !== null ? line(custom) : '250 2.1.5 Ok\r\n';
+  }
+
+  private data(): void {
+    if (this.sender === null) { this.out += '503 5.5.1 Error: need RCPT command\r\n'; return; }
+    if (this.recipients.length === 0) { this.out += '554 5.5.1 Error: no valid recipients\r\n'; return; }
+    this.inData = true;
+    this.atLineStart = true;
+    this.dataBytes = 0;
+    this.collect = this.p.keepMessages === true || this.p.dataReply !== undefined || this.sink.listenerCount('message') > 0;
+    this.out += '354 End data with <CR><LF>.<CR><LF>\r\n';
+  }
+
+  private endOfData(): void {
+    this.inData = false;
+    const sink = this.sink;
+    const msg: SinkMessage | null = this.collect
+      ? {
+          sender: this.sender!, recipients: this.recipients, data: Buffer.concat(this.chunks, this.dataBytes),
+          remoteAddress: this.socket.remoteAddress ?? '', receivedAt: Date.now(),
+        }
+      : null;
+    this.chunks = [];
+    const custom = msg && this.p.dataReply ? this.p.dataReply(msg) : null;
+    const accepted = custom === null || custom.charCodeAt(0) === 50;
+    if (accepted) {
+      sink.stats.messages++;
+      sink.stats.recipients += this.recipients.length;
+      sink.stats.bytes += this.dataBytes;
+      if (msg) {
+        if (this.p.keepMessages) sink.messages.push(msg);
+        sink.emit('message', msg);
+      }
+    }
+    const reply = custom !== null ? line(custom) : `250 2.0.0 Ok: queued as ${sink.nextQueueId()}\r\n`;
+    this.reset();
+    if (accepted) sink.changed();
+    const delay = this.p.dataDelayMs ?? 0;
+    if (delay <= 0) { this.out += reply; return; }
+    // Hold the reply, and everything pipelined after it, until the delay is over.
+    this.flush();
+    this.paused = true;
+    this.socket.pause();
+    setTimeout(() => {
+      if (this.socket.destroyed) return;
+      this.paused = false;
+      this.out += reply;
+      this.socket.resume();
+      this.process();
+    }, delay);
+  }
+}

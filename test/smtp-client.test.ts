@@ -1,0 +1,277 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+
+import { SmtpClient, dotStuff, type SmtpClientOptions } from '../src/smtp/client.js';
+import { SmtpSink, type SinkProfile } from '../src/smtp/sink.js';
+
+const TIMEOUTS: SmtpClientOptions = {
+  heloName: 'client.test', connectTimeout: 2000, heloTimeout: 2000, mailTimeout: 2000, rcptTimeout: 2000,
+  dataInitTimeout: 2000, dataXferTimeout: 2000, dataDoneTimeout: 2000, quitTimeout: 500,
+};
+
+async function withSink(profile: SinkProfile, fn: (sink: SmtpSink, port: number) => Promise<void>): Promise<void> {
+  const sink = new SmtpSink({ keepMessages: true, ...profile });
+  const port = await sink.listen(0);
+  try { await fn(sink, port); } finally { await sink.close(); }
+}
+
+/** A port on 127.0.0.1 with nothing listening. */
+async function closedPort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+const host = (port: number) => ({ host: 'sink.test', addr: '127.0.0.1', port });
+const body = Buffer.from('Subject: hi\r\n\r\nhello\r\n');
+
+test('pipelined delivery reports each recipient reply', async () => {
+  await withSink({
+    rcptReply: (r) => (r.startsWith('soft') ? '450 4.2.0 try later' : r.startsWith('hard') ? '550 5.1.1 User unknown' : null),
+  }, async (sink, port) => {
+    const client = new SmtpClient(TIMEOUTS);
+    const res = await client.deliver([host(port)], { sender: 's@x.test', recipients: ['soft@y.test', 'ok@y.test', 'hard@y.test'], size: body.length }, body);
+    await client.close();
+    assert.equal(res.kind, 'sent');
+    assert.deepEqual(res.recipients.map((r) => [r.index, r.ok, r.reply.code, r.reply.enhanced]),
+      [[0, false, 450, '4.2.0'], [1, true, 250, '2.0.0'], [2, false, 550, '5.1.1']]);
+    assert.equal(res.recipients[2]!.reply.text, 'User unknown');
+    assert.match(res.queuedAs!, /^2\.0\.0 Ok: queued as \d+$/);
+    assert.equal(res.remoteHost, 'sink.test');
+    assert.equal(res.remoteAddr, '127.0.0.1');
+    assert.equal(res.remotePort, port);
+    assert.equal(sink.messages.length, 1);
+    assert.deepEqual(sink.messages[0]!.recipients, ['ok@y.test']);
+  });
+});
+
+test('without PIPELINING commands go one at a time and results are the same', async () => {
+  await withSink({ pipelining: false, rcptReply: (r) => (r.startsWith('hard') ? '550 5.1.1 User unknown' : null) }, async (sink, port) => {
+    const client = new SmtpClient(TIMEOUTS);
+    const res = await client.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test', 'hard@y.test'] }, body);
+    await client.close();
+    assert.equal(res.kind, 'sent');
+    assert.deepEqual(res.recipients.map((r) => r.ok), [true, false]);
+    assert.equal(sink.stats.messages, 1);
+  });
+});
+
+test('all recipients rejected: no message, per-recipient replies, connection stays usable', async () => {
+  for (const pipelining of [true, false]) {
+    await withSink({ pipelining, rcptReply: (r) => (r.startsWith('hard') ? '550 5.1.1 User unknown' : null) }, async (sink, port) => {
+      const client = new SmtpClient(TIMEOUTS);
+      const res = await client.deliver([host(port)], { sender: 's@x.test', recipients: ['hard1@y.test', 'hard2@y.test'] }, body);
+      assert.equal(res.kind, 'sent');
+      assert.deepEqual(res.recipients.map((r) => [r.ok, r.reply.code]), [[false, 550], [false, 550]]);
+      const res2 = await client.deliver([host(port)], { sender: 's@x.test', recipients: ['ok@y.test'] }, body);
+      assert.equal(res2.kind, 'sent');
+      assert.equal(res2.recipients[0]!.ok, true);
+      await client.close();
+      assert.equal(sink.stats.messages, 1);
+      assert.equal(sink.stats.connections, 1);
+    });
+  }
+});
+
+test('MAIL FROM rejected is a message failure for every recipient', async () => {
+  await withSink({ mailReply: () => '553 5.7.1 Sender rejected' }, async (sink, port) => {
+    const client = new SmtpClient(TIMEOUTS);
+    const res = await client.deliver([host(port)], { sender: 'bad@x.test', recipients: ['a@y.test', 'b@y.test'] }, body);
+    await client.close();
+    assert.equal(res.kind, 'message-failure');
+    assert.deepEqual(res.recipients.map((r) => [r.ok, r.reply.code, r.reply.enhanced]), [[false, 553, '5.7.1'], [false, 553, '5.7.1']]);
+    assert.match(res.reason!, /said: 553 5\.7\.1 Sender rejected \(in reply to MAIL FROM command\)/);
+    assert.equal(sink.stats.messages, 0);
+  });
+});
+
+test('end-of-data 554 is a message failure for the accepted recipients', async () => {
+  await withSink({ dataReply: () => '554 5.7.1 Content rejected' }, async (_sink, port) => {
+    const client = new SmtpClient(TIMEOUTS);
+    const res = await client.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test', 'b@y.test'] }, body);
+    await client.close();
+    assert.equal(res.kind, 'message-failure');
+    assert.deepEqual(res.recipients.map((r) => [r.ok, r.reply.code, r.reply.text]), [[false, 554, 'Content rejected'], [false, 554, 'Content rejected']]);
+    assert.match(res.reason!, /in reply to end of DATA command/);
+  });
+});
+
+test('connection refused is a site failure and the next host is tried', async () => {
+  const dead = await closedPort();
+  await withSink({}, async (sink, port) => {
+    const client = new SmtpClient(TIMEOUTS);
+    const one = await client.deliver([{ host: 'mx1.test', addr: '127.0.0.1', port: dead }], { sender: 's@x.test', recipients: ['a@y.test', 'b@y.test'] }, body);
+    assert.equal(one.kind, 'site-failure');
+    assert.equal(one.reason, `connect to mx1.test[127.0.0.1]:${dead}: Connection refused`);
+    assert.equal(one.recipients.length, 2);
+    assert.deepEqual(one.recipients.map((r) => [r.index, r.ok, r.reply.enhanced]), [[0, false, '4.4.1'], [1, false, '4.4.1']]);
+    assert.ok(one.recipients[0]!.reply.code >= 400 && one.recipients[0]!.reply.code < 500);
+
+    const two = await client.deliver([{ host: 'mx1.test', addr: '127.0.0.1', port: dead }, { host: 'mx2.test', addr: '127.0.0.1', port }],
+      { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+    await client.close();
+    assert.equal(two.kind, 'sent');
+    assert.equal(two.remoteHost, 'mx2.test');
+    assert.equal(sink.stats.messages, 1);
+  });
+});
+
+test('421 greeting is a site failure with that reply', async () => {
+  await withSink({ greeting: '421 4.3.2 Service shutting down' }, async (_sink, port) => {
+    const client = new SmtpClient(TIMEOUTS);
+    const res = await client.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+    await client.close();
+    assert.equal(res.kind, 'site-failure');
+    assert.equal(res.recipients[0]!.reply.code, 421);
+    assert.equal(res.recipients[0]!.reply.enhanced, '4.3.2');
+    assert.equal(res.reason, 'host sink.test[127.0.0.1] refused to talk to me: 421 4.3.2 Service shutting down');
+  });
+});
+
+test('a second delivery reuses the cached connection', async () => {
+  await withSink({}, async (sink, port) => {
+    const client = new SmtpClient(TIMEOUTS);
+    for (let i = 0; i < 3; i++) {
+      const res = await client.deliver([host(port)], { sender: 's@x.test', recipients: [`r${i}@y.test`] }, body);
+      assert.equal(res.kind, 'sent');
+    }
+    await client.close();
+    assert.equal(sink.stats.connections, 1);
+    assert.equal(sink.stats.messages, 3);
+  });
+});
+
+test('a cached connection closed by the server is replaced transparently', async () => {
+  await withSink({}, async (sink, port) => {
+    const client = new SmtpClient(TIMEOUTS);
+    assert.equal((await client.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body)).kind, 'sent');
+    await sink.close(); // destroys the server side of the parked connection
+    const sink2 = new SmtpSink();
+    await sink2.listen(port);
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      const res = await client.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+      assert.equal(res.kind, 'sent');
+      assert.equal(sink2.stats.messages, 1);
+    } finally {
+      await client.close();
+      await sink2.close();
+    }
+  }).catch((e) => { if (!/Not running/.test(String(e))) throw e; });
+});
+
+test('reuseLimit and idleTimeout close cached connections', async () => {
+  await withSink({}, async (sink, port) => {
+    const client = new SmtpClient({ ...TIMEOUTS, reuseLimit: 2, idleTimeout: 100 });
+    for (let i = 0; i < 4; i++) await client.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+    assert.equal(sink.stats.connections, 2);
+    await new Promise((r) => setTimeout(r, 250));
+    await client.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+    assert.equal(sink.stats.connections, 3);
+    await client.close();
+  });
+});
+
+test('dot-stuffing round trip keeps content intact with CRLF', async () => {
+  await withSink({}, async (sink, port) => {
+    const client = new SmtpClient(TIMEOUTS);
+    const raw = Buffer.from('Subject: dots\n\n.\n..x\n.y\r\nbare lf\nlast line without newline');
+    const res = await client.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, raw);
+    await client.close();
+    assert.equal(res.kind, 'sent');
+    assert.equal(sink.messages[0]!.data.toString(), 'Subject: dots\r\n\r\n.\r\n..x\r\n.y\r\nbare lf\r\nlast line without newline\r\n');
+  });
+});
+
+test('dotStuff converts and terminates in one buffer', () => {
+  assert.equal(dotStuff(Buffer.from('')).toString(), '.\r\n');
+  assert.equal(dotStuff(Buffer.from('a\r\n')).toString(), 'a\r\n.\r\n');
+  assert.equal(dotStuff(Buffer.from('.\n.\n')).toString(), '..\r\n..\r\n.\r\n');
+  assert.equal(dotStuff(new Uint8Array(Buffer.from('\n\n\n\n'))).toString(), '\r\n\r\n\r\n\r\n.\r\n');
+  const big = Buffer.alloc(3 * 1024 * 1024, 'x');
+  for (let i = 0; i < big.length; i += 64) big[i] = i % 128 === 0 ? 46 : 10;
+  const out = dotStuff(big);
+  assert.ok(out.subarray(-5).equals(Buffer.from('\r\n.\r\n')));
+  assert.equal(out.indexOf('\n\n'), -1);
+});
+
+test('black-hole host times out as a site failure', async () => {
+  await withSink({ blackHole: true }, async (_sink, port) => {
+    const client = new SmtpClient({ ...TIMEOUTS, heloTimeout: 200 });
+    const t0 = Date.now();
+    const res = await client.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+    await client.close();
+    assert.equal(res.kind, 'site-failure');
+    assert.equal(res.reason, 'conversation with sink.test[127.0.0.1] timed out while receiving the initial server greeting');
+    assert.equal(res.recipients[0]!.reply.enhanced, '4.4.2');
+    assert.ok(Date.now() - t0 < 1500);
+  });
+});
+
+test('slow end-of-data reply times out after the dot and does not try the next host', async () => {
+  await withSink({ dataDelayMs: 500 }, async (sink, port) => {
+    const client = new SmtpClient({ ...TIMEOUTS, dataDoneTimeout: 100 });
+    const res = await client.deliver([host(port), host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+    await client.close();
+    assert.equal(res.kind, 'site-failure');
+    assert.match(res.reason!, /timed out while sending end of data -- message may be sent more than once$/);
+    assert.equal(sink.stats.connections, 1);
+  });
+});
+
+test('replies split across chunks and multi-line replies are parsed', async () => {
+  // A hand-rolled server that dribbles its replies one byte at a time.
+  const server = net.createServer((s) => {
+    const say = async (text: string) => { for (const ch of text) { s.write(ch); await new Promise((r) => setImmediate(r)); } };
+    let buf = '';
+    let inData = false;
+    void say('220-hello\r\n220 there\r\n');
+    s.on('data', (d) => {
+      buf += d.toString();
+      let i: number;
+      while ((i = buf.indexOf('\r\n')) >= 0) {
+        const l = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        if (inData) { if (l === '.') { inData = false; void say('250-2.0.0 first\r\n250 2.0.0 queued as Z\r\n'); } continue; }
+        const v = l.slice(0, 4).toUpperCase();
+        if (v === 'EHLO') void say('250-h\r\n250-ENHANCEDSTATUSCODES\r\n250 SIZE 1000\r\n');
+        else if (v === 'MAIL') void say('250 2.1.0 Ok\r\n');
+        else if (v === 'RCPT') void say('250 2.1.5 Ok\r\n');
+        else if (v === 'DATA') { inData = true; void say('354 go\r\n'); }
+        else if (v === 'QUIT') { void say('221 bye\r\n').then(() => s.end()); }
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  try {
+    const client = new SmtpClient(TIMEOUTS);
+    const res = await client.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'], size: 10 }, body);
+    assert.equal(res.kind, 'sent');
+    assert.deepEqual(res.recipients[0]!.reply, { code: 250, enhanced: '2.0.0', text: 'first queued as Z' });
+    const big = await client.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'], size: 5000 }, body);
+    assert.equal(big.kind, 'message-failure');
+    assert.equal(big.recipients[0]!.reply.enhanced, '5.3.4');
+    await client.close();
+  } finally {
+    server.close();
+  }
+});
+
+test('10 concurrent deliveries all succeed', async () => {
+  await withSink({ keepMessages: false }, async (sink, port) => {
+    const client = new SmtpClient(TIMEOUTS);
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) =>
+      client.deliver([host(port)], { sender: 's@x.test', recipients: [`r${i}@y.test`, `q${i}@y.test`] }, body)));
+    assert.ok(results.every((r) => r.kind === 'sent' && r.recipients.every((x) => x.ok)));
+    // And again: the parked connections are reused.
+    await Promise.all(Array.from({ length: 10 }, () => client.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body)));
+    await client.close();
+    assert.equal(sink.stats.messages, 20);
+    assert.equal(sink.stats.recipients, 30);
+    assert.equal(sink.stats.connections, 10);
+  });
+});
