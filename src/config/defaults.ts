@@ -1,0 +1,264 @@
+// Built-in parameter defaults under Postfix's names, with the values Postfix
+// 3.7/3.8 ships (`postconf -d`). Where Postfix's default is a compatibility-
+// level expression such as ${{$compatibility_level} <level {2} ? ...}, the
+// value it yields at the current compatibility level is stored instead.
+// Also: the default unit of every time parameter, and the per-transport
+// parameter names (<transport>_destination_concurrency_limit etc.).
+
+import os from 'node:os';
+
+export type TimeUnit = 's' | 'm' | 'h' | 'd' | 'w';
+
+/** Postfix's myhostname default: the system hostname, made fully qualified. */
+export function defaultHostname(): string {
+  const h = os.hostname() || 'localhost';
+  return h.includes('.') ? h : `${h}.localdomain`;
+}
+
+/** Postfix's mydomain default: myhostname minus its first label. */
+export function domainOf(hostname: string): string {
+  const dot = hostname.indexOf('.');
+  return dot < 0 || dot === hostname.length - 1 ? 'localdomain' : hostname.slice(dot + 1);
+}
+
+const HOST = defaultHostname();
+
+export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
+  // --- identity and addressing
+  myhostname: HOST,
+  mydomain: domainOf(HOST), // config.ts recomputes this from a configured myhostname
+  myorigin: '$myhostname',
+  mydestination: '$myhostname, localhost.$mydomain, localhost',
+  inet_interfaces: 'all',
+  inet_protocols: 'all',
+  mynetworks: '', // empty: the caller derives it from mynetworks_style
+  mynetworks_style: 'host',
+  relay_domains: '', // Postfix >= 3.0 (compatibility_level >= 2)
+  relayhost: '',
+  // Postfix ships mail_name = Postfix; Postactor deliberately names itself.
+  mail_name: 'Postactor',
+  compatibility_level: '0', // any value is accepted
+  recipient_delimiter: '',
+  append_at_myorigin: 'yes',
+  append_dot_mydomain: 'no', // Postfix >= 3.0
+  swap_bangpath: 'yes',
+  allow_percent_hack: 'yes',
+  empty_address_recipient: 'MAILER-DAEMON',
+  always_add_missing_headers: 'no',
+  local_header_rewrite_clients: 'permit_inet_interfaces',
+  hopcount_limit: '50',
+  header_size_limit: '102400',
+  smtputf8_enable: 'yes',
+  alias_maps: 'hash:/etc/aliases, nis:mail.aliases',
+  alias_database: 'hash:/etc/aliases',
+  local_recipient_maps: 'proxy:unix:passwd.byname $alias_maps',
+  canonical_maps: '',
+  sender_canonical_maps: '',
+  recipient_canonical_maps: '',
+  masquerade_domains: '',
+  virtual_maps: '',
+  virtual_alias_maps: '$virtual_maps',
+  virtual_alias_domains: '$virtual_alias_maps',
+  virtual_mailbox_maps: '',
+  virtual_mailbox_domains: '$virtual_mailbox_maps',
+  relay_recipient_maps: '',
+  header_checks: '',
+  body_checks: '',
+  enable_long_queue_ids: 'no',
+  syslog_name: 'postfix', // Postfix: ${multi_instance_name?{$multi_instance_name}:{postfix}}
+  multi_instance_name: '',
+  // Read-only in Postfix: each daemon sets these for itself at run time.
+  process_name: '',
+  process_id: '',
+  service_name: '',
+
+  // --- directories and ownership
+  config_directory: '/etc/postfix', // config.ts uses the -c directory when one is given
+  command_directory: '/usr/sbin',
+  daemon_directory: '/usr/libexec/postfix',
+  queue_directory: '/var/spool/postfix', // the embedded main.cf overrides this
+  data_directory: '/var/lib/postfix',
+  mail_spool_directory: '/var/mail',
+  mail_owner: 'postfix',
+  setgid_group: 'postdrop',
+  // Postfix: empty = log to syslog. Postactor: empty = log to standard output.
+  maillog_file: '',
+
+  // --- smtpd
+  smtpd_banner: '$myhostname ESMTP $mail_name',
+  message_size_limit: '10240000',
+  smtpd_recipient_limit: '1000',
+  smtpd_relay_restrictions: 'permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination',
+  smtpd_recipient_restrictions: '',
+  smtpd_client_restrictions: '',
+  smtpd_helo_restrictions: '',
+  smtpd_sender_restrictions: '',
+  smtpd_data_restrictions: '',
+  smtpd_end_of_data_restrictions: '',
+  smtpd_delay_reject: 'yes',
+  smtpd_delay_open_until_valid_rcpt: 'yes',
+  smtpd_helo_required: 'no',
+  disable_vrfy_command: 'no',
+  smtpd_timeout: '300s', // Postfix: ${stress?{10}:{300}}s
+  smtpd_soft_error_limit: '10',
+  smtpd_hard_error_limit: '20', // Postfix: ${stress?1}${stress:20}
+  smtpd_peername_lookup: 'yes',
+  smtpd_client_connection_count_limit: '50',
+  smtpd_sasl_auth_enable: 'no',
+  smtpd_tls_security_level: '',
+  smtpd_reject_footer: '',
+  stress: '', // set to "yes" by master for overloaded services (-o stress=yes)
+
+  // --- smtp client
+  smtp_connect_timeout: '30s',
+  smtp_helo_timeout: '300s',
+  smtp_mail_timeout: '300s',
+  smtp_rcpt_timeout: '300s',
+  smtp_data_init_timeout: '120s',
+  smtp_data_xfer_timeout: '180s',
+  smtp_data_done_timeout: '600s',
+  smtp_quit_timeout: '300s',
+  smtp_helo_name: '$myhostname',
+  smtp_host_lookup: 'dns',
+  smtp_bind_address: '',
+  smtp_skip_5xx_greeting: 'yes',
+  smtp_tls_security_level: '',
+  disable_dns_lookups: 'no',
+
+  // --- routing
+  default_transport: 'smtp',
+  relay_transport: 'relay',
+  local_transport: 'local:$myhostname',
+  virtual_transport: 'virtual',
+  transport_maps: '',
+
+  // --- queue manager and scheduling
+  default_destination_concurrency_limit: '20',
+  default_destination_recipient_limit: '50',
+  initial_destination_concurrency: '5',
+  local_destination_concurrency_limit: '2',
+  local_destination_recipient_limit: '1',
+  default_destination_concurrency_failed_cohort_limit: '1',
+  default_destination_concurrency_positive_feedback: '1',
+  default_destination_concurrency_negative_feedback: '1',
+  default_destination_rate_delay: '0s',
+  default_transport_rate_delay: '0s',
+  default_recipient_limit: '20000',
+  default_extra_recipient_limit: '1000',
+  default_recipient_refill_limit: '100',
+  default_recipient_refill_delay: '5s',
+  default_delivery_slot_cost: '5',
+  default_delivery_slot_loan: '3',
+  default_delivery_slot_discount: '50',
+  default_minimum_delivery_slots: '3',
+  qmgr_message_active_limit: '20000',
+  qmgr_message_recipient_limit: '20000',
+  qmgr_message_recipient_minimum: '10',
+  qmgr_clog_warn_time: '300s',
+  minimal_backoff_time: '300s',
+  maximal_backoff_time: '4000s',
+  queue_run_delay: '300s',
+  maximal_queue_lifetime: '5d',
+  bounce_queue_lifetime: '5d',
+  delay_warning_time: '0h',
+  transport_retry_time: '60s',
+  in_flow_delay: '1s',
+  command_time_limit: '1000s',
+
+  // --- bounces and notices
+  bounce_size_limit: '50000',
+  double_bounce_sender: 'double-bounce',
+  notify_classes: 'resource, software',
+  '2bounce_notice_recipient': 'postmaster',
+  bounce_notice_recipient: 'postmaster',
+  delay_notice_recipient: 'postmaster',
+  error_notice_recipient: 'postmaster',
+
+  // --- master and process management
+  default_process_limit: '100',
+  max_use: '100',
+  max_idle: '100s',
+  service_throttle_time: '60s',
+  fork_attempts: '5',
+  fork_delay: '1s',
+  daemon_timeout: '18000s',
+  ipc_timeout: '3600s',
+  ipc_idle: '5s',
+  ipc_ttl: '1000s',
+});
+
+/** Default unit of each time parameter (a bare number is in this unit). */
+export const TIME_UNITS: Readonly<Record<string, TimeUnit>> = Object.freeze({
+  smtpd_timeout: 's',
+  smtp_connect_timeout: 's',
+  smtp_helo_timeout: 's',
+  smtp_mail_timeout: 's',
+  smtp_rcpt_timeout: 's',
+  smtp_data_init_timeout: 's',
+  smtp_data_xfer_timeout: 's',
+  smtp_data_done_timeout: 's',
+  smtp_quit_timeout: 's',
+  minimal_backoff_time: 's',
+  maximal_backoff_time: 's',
+  queue_run_delay: 's',
+  maximal_queue_lifetime: 'd',
+  bounce_queue_lifetime: 'd',
+  delay_warning_time: 'h',
+  transport_retry_time: 's',
+  qmgr_clog_warn_time: 's',
+  in_flow_delay: 's',
+  command_time_limit: 's',
+  default_destination_rate_delay: 's',
+  default_transport_rate_delay: 's',
+  default_recipient_refill_delay: 's',
+  max_idle: 's',
+  service_throttle_time: 's',
+  fork_delay: 's',
+  daemon_timeout: 's',
+  ipc_timeout: 's',
+  ipc_idle: 's',
+  ipc_ttl: 's',
+});
+
+/**
+ * Per-transport parameter suffixes: <transport>_<suffix> falls back to
+ * default_<suffix>, except initial_destination_concurrency (no default_ prefix).
+ */
+export const TRANSPORT_SUFFIXES: readonly string[] = Object.freeze([
+  'destination_concurrency_failed_cohort_limit',
+  'destination_concurrency_positive_feedback',
+  'destination_concurrency_negative_feedback',
+  'destination_concurrency_limit',
+  'destination_recipient_limit',
+  'initial_destination_concurrency',
+  'destination_rate_delay',
+  'transport_rate_delay',
+  'extra_recipient_limit',
+  'recipient_refill_limit',
+  'recipient_refill_delay',
+  'recipient_limit',
+  'delivery_slot_cost',
+  'delivery_slot_loan',
+  'delivery_slot_discount',
+  'minimum_delivery_slots',
+].sort((a, b) => b.length - a.length)); // longest first: "recipient_limit" must not shadow the others
+
+/** Name of the parameter a per-transport suffix falls back to. */
+export function transportDefaultName(suffix: string): string {
+  return suffix === 'initial_destination_concurrency' ? suffix : `default_${suffix}`;
+}
+
+/**
+ * For a name like "smtp_destination_concurrency_limit": the transport and the
+ * fallback parameter name; null when the name is not a per-transport name.
+ */
+export function splitTransportParam(name: string): { transport: string; suffix: string; fallback: string } | null {
+  for (const suffix of TRANSPORT_SUFFIXES) {
+    if (name.length > suffix.length + 1 && name.endsWith('_' + suffix)) {
+      const transport = name.slice(0, name.length - suffix.length - 1);
+      if (transport === 'default') return null;
+      return { transport, suffix, fallback: transportDefaultName(suffix) };
+    }
+  }
+  return null;
+}

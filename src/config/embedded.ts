@@ -1,0 +1,42 @@
+// The embedded default configuration, used when no configuration directory
+// is given (neither -c DIR nor POSTACTOR_CONFIG). It is deliberately safe:
+// state lives under the working directory and all outbound mail goes to a
+// local sink, so nothing leaves the machine by accident.
+
+export const EMBEDDED_MAIN_CF = `# Postactor embedded default main.cf (used when no -c DIR / POSTACTOR_CONFIG).
+# Anything not set here has Postfix's default value (see \`postconf -d\`).
+
+# Postfix 3.8 ships this compatibility level in its main.cf.
+compatibility_level = 3.8
+
+# Queue files live under the working directory (Postfix: /var/spool/postfix).
+# A relative queue_directory is resolved against the current directory.
+queue_directory = var/spool
+
+# Writable state such as caches (Postfix: /var/lib/postfix), also relative.
+data_directory = var/lib
+
+# mydestination stays at Postfix's default: $myhostname, localhost.$mydomain, localhost.
+# mynetworks stays empty, so mynetworks_style = host applies: only this host's
+# own addresses are trusted (127.0.0.1, but not 127.0.0.2).
+
+# Every message that is not delivered locally goes to a sink on this host,
+# so nothing leaves the machine by accident. Clear relayhost (relayhost =)
+# to deliver by MX lookup instead.
+relayhost = [127.0.0.1]:2626
+
+# maillog_file is left empty: Postactor logs to standard output.
+`;
+
+export const EMBEDDED_MASTER_CF = `# Postactor embedded default master.cf. The maxproc column is the number of
+# worker threads for the service (0 = unlimited).
+#
+# service        type  private unpriv chroot wakeup maxproc command + args
+# ==========================================================================
+127.0.0.1:2525   inet  n       -      n      -      2       smtpd
+cleanup          unix  n       -      n      -      0       cleanup
+qmgr             unix  n       -      n      300    1       qmgr
+smtp             unix  -       -      n      -      2       smtp
+relay            unix  -       -      n      -      2       smtp
+bounce           unix  -       -      n      -      0       bounce
+`;
