@@ -71,7 +71,7 @@ test('generator: refused connections and a rejecting server count as failures, b
   // Nothing listens on the port any more.
   const r = await new LoadGenerator({ host: '127.0.0.1', port, sessions: 2, messages: 4, timeLimitMs: 10_000 }).run();
   assert.equal(r.failed, 4);
-  assert.match(r.errors[0] ?? '', /ECONNREFUSED/);
+  assert.match(r.errors[0] ?? '', /^connect: ECONNREFUSED/);
 });
 
 test('payload: exact body size, CRLF lines, dot-terminated, no leading dots', () => {

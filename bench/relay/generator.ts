@@ -307,6 +307,7 @@ class Session {
   private startedAt = 0;
   private pending: Buffer | null = null;
   private inTransaction = false;
+  private connected = false;
 
   constructor(private readonly g: LoadGenerator) {}
 
@@ -322,6 +323,7 @@ class Session {
     this.startedAt = performance.now();
     this.st = St.Greeting;
     this.pending = null;
+    this.connected = false;
     const o = this.g.opts;
     this.g.noteConnect();
     const sock = net.connect({ host: o.host, port: o.port });
@@ -329,9 +331,12 @@ class Session {
     this.g.register(this);
     sock.setNoDelay(true);
     sock.setTimeout(o.socketTimeoutMs);
+    sock.on('connect', () => (this.connected = true));
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('timeout', () => this.fail(`${STAGE[this.st]}: timeout after ${o.socketTimeoutMs} ms`));
-    sock.on('error', (err: NodeJS.ErrnoException) => this.fail(`${STAGE[this.st]}: ${err.code ?? err.message}`));
+    sock.on('error', (err: NodeJS.ErrnoException) =>
+      this.fail(`${this.connected ? STAGE[this.st] : 'connect'}: ${err.code ?? err.message}`),
+    );
     sock.on('close', () => this.onClose());
   }
 

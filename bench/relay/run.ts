@@ -1,0 +1,451 @@
+/**
+ * bench/relay/run.ts — relay throughput, end to end: load generator → MTA on loopback → counting sink.
+ *
+ * The same command measures Postactor and Debian's Postfix side by side, alternating them run by
+ * run (A B A B …) with a fresh sink and a fresh MTA instance every time, so that their ratio holds
+ * even when the shared machine's speed drifts.
+ *
+ * Build, then run (as root, for the Postfix peer):
+ *
+ *   node_modules/.bin/tsc -p tsconfig.json
+ *   node_modules/.bin/node dist/bench/relay/run.js --runs 3
+ *   npm run bench:relay -- --runs 3                  # the same, through package.json
+ *
+ * Options (defaults in brackets; the defaults are the issue's workload, smtp-source-like):
+ *   --mta postactor,postfix   MTAs to measure, in this order within each run [both]
+ *   --sessions N              concurrent client connections [20]
+ *   --messages N              messages per run [10000]
+ *   --size BYTES              body size [1024]
+ *   --recipients N            recipients per message [1]
+ *   --unique                  a distinct recipient address per message (smtp-source -N)
+ *   --reuse                   many messages per connection (smtp-source -d); default: one each
+ *   --runs N                  runs per MTA [3]
+ *   --timeout S               bound on one run, sending and draining [300]
+ *   --stall S                 stop draining when the sink saw nothing new for S seconds [60]
+ *   --pause S                 quiet time between runs [2]
+ *   --target HOST:PORT        measure an already-running MTA instead (its relayhost must be the
+ *                             sink: give --sink-port); without --sink-port only acceptance is measured
+ *   --target sink             the generator straight into the sink: the harness's own ceiling
+ *   --sink-port N             port of the sink (default: any free port)
+ *   --smtpd-threads N         Postactor master.cf maxproc for smtpd [2]
+ *   --cleanup-threads N       … for cleanup [0]
+ *   --smtp-threads N          … for smtp and relay [2]
+ *   --keep                    keep the MTAs' temp directories (logs) after each run
+ *   --json FILE               where to write the results [bench/results/relay-<timestamp>.json]
+ *
+ * Figures: accepted/s = accepted messages ÷ (first connect → last 250 after DATA);
+ * delivered/s = messages that reached the sink ÷ (first connect → the sink counted the last one);
+ * latency = per message, connect → 250 after DATA (p50/p99, ms).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { LoadGenerator, nowAbs, parseHostPort, type GeneratorResult } from './generator.js';
+import { REPO_ROOT, type MtaHandle } from './mta.js';
+import { startPostactor } from './postactor.js';
+import { PostfixNotInstalled, postfixVersion, startPostfix } from './postfix.js';
+import { SinkThread, type SinkSnapshot } from './sink.js';
+
+interface Config {
+  mtas: string[];
+  sessions: number;
+  messages: number;
+  size: number;
+  recipients: number;
+  unique: boolean;
+  reuse: boolean;
+  runs: number;
+  timeoutMs: number;
+  stallMs: number;
+  pauseMs: number;
+  target: string | null;
+  sinkPort: number;
+  smtpdThreads: number;
+  cleanupThreads: number;
+  smtpThreads: number;
+  keep: boolean;
+  json: string;
+}
+
+interface RunRecord {
+  mta: string;
+  run: number;
+  version: string;
+  startedAt: string;
+  loadavg: number[];
+  error: string | null;
+  generator: GeneratorResult | null;
+  sink: SinkSnapshot | null;
+  /** Messages delivered to the sink (recipients counted ÷ recipients per message). */
+  delivered: number | null;
+  /** First connect → the sink counted the last message. */
+  endToEndMs: number | null;
+  deliveredPerSec: number | null;
+  /** Every accepted message reached the sink. */
+  complete: boolean;
+  timedOut: boolean;
+}
+
+function parseConfig(argv: string[]): Config {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      mta: { type: 'string', default: 'postactor,postfix' },
+      sessions: { type: 'string', default: '20' },
+      messages: { type: 'string', default: '10000' },
+      size: { type: 'string', default: '1024' },
+      recipients: { type: 'string', default: '1' },
+      unique: { type: 'boolean', default: false },
+      reuse: { type: 'boolean', default: false },
+      runs: { type: 'string', default: '3' },
+      timeout: { type: 'string', default: '300' },
+      stall: { type: 'string', default: '60' },
+      pause: { type: 'string', default: '2' },
+      target: { type: 'string' },
+      'sink-port': { type: 'string', default: '0' },
+      'smtpd-threads': { type: 'string', default: '2' },
+      'cleanup-threads': { type: 'string', default: '0' },
+      'smtp-threads': { type: 'string', default: '2' },
+      keep: { type: 'boolean', default: false },
+      json: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log('usage: node dist/bench/relay/run.js [--mta postactor,postfix] [--sessions 20] [--messages 10000] [--size 1024]\n' +
+      '  [--recipients 1] [--unique] [--reuse] [--runs 3] [--timeout 300] [--target host:port|sink] [--sink-port N]\n' +
+      '  [--smtpd-threads 2] [--cleanup-threads 0] [--smtp-threads 2] [--keep] [--json out.json]\n' +
+      'See the header of bench/relay/run.ts and bench/README.md.');
+    process.exit(0);
+  }
+  const int = (name: string, v: string, min: number): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}: ${v}`);
+    return n;
+  };
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const mtas = values.mta.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const m of mtas) if (m !== 'postactor' && m !== 'postfix') throw new Error(`--mta: unknown MTA ${m}`);
+  return {
+    mtas,
+    sessions: int('sessions', values.sessions, 1),
+    messages: int('messages', values.messages, 1),
+    size: int('size', values.size, 0),
+    recipients: int('recipients', values.recipients, 1),
+    unique: values.unique,
+    reuse: values.reuse,
+    runs: int('runs', values.runs, 1),
+    timeoutMs: int('timeout', values.timeout, 1) * 1000,
+    stallMs: int('stall', values.stall, 1) * 1000,
+    pauseMs: Number(values.pause) * 1000,
+    target: values.target ?? null,
+    sinkPort: int('sink-port', values['sink-port'], 0),
+    smtpdThreads: int('smtpd-threads', values['smtpd-threads'], 1),
+    cleanupThreads: int('cleanup-threads', values['cleanup-threads'], 0),
+    smtpThreads: int('smtp-threads', values['smtp-threads'], 1),
+    keep: values.keep,
+    json: values.json ?? path.join(REPO_ROOT, 'bench/results', `relay-${stamp}.json`),
+  };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// Ctrl-C: stop sending, stop draining, stop the MTA, write what we have. A second one exits at once.
+let interrupted = false;
+let currentGenerator: LoadGenerator | null = null;
+let currentMta: MtaHandle | null = null;
+process.on('SIGINT', () => {
+  if (interrupted) {
+    void currentMta?.stop().finally(() => process.exit(130));
+    setTimeout(() => process.exit(130), 15_000).unref();
+    return;
+  }
+  interrupted = true;
+  process.stderr.write('\ninterrupted: stopping the current run\n');
+  currentGenerator?.stop();
+});
+
+const isTty = process.stderr.isTTY === true;
+let lastProgressLine = 0;
+function progress(text: string): void {
+  if (isTty) {
+    process.stderr.write(`\r${text.padEnd(110).slice(0, Math.max(110, text.length))}`);
+  } else if (Date.now() - lastProgressLine >= 10_000) {
+    lastProgressLine = Date.now();
+    process.stderr.write(`${text}\n`);
+  }
+}
+function progressDone(finalText?: string): void {
+  if (isTty) process.stderr.write('\n');
+  else if (finalText) process.stderr.write(`${finalText}\n`);
+  lastProgressLine = 0;
+}
+
+async function startMta(name: string, cfg: Config, sinkPort: number): Promise<MtaHandle> {
+  if (name === 'postactor') {
+    return startPostactor({
+      sinkPort,
+      smtpdThreads: cfg.smtpdThreads,
+      cleanupThreads: cfg.cleanupThreads,
+      smtpThreads: cfg.smtpThreads,
+      keep: cfg.keep,
+    });
+  }
+  if (name === 'postfix') return startPostfix({ sinkPort, keep: cfg.keep });
+  if (name === 'sink') {
+    return { name: 'sink', host: '127.0.0.1', port: sinkPort, dir: '', version: 'SmtpSink (no MTA)', stop: async () => {} };
+  }
+  const { host, port } = parseHostPort(name);
+  return { name: `target ${host}:${port}`, host, port, dir: '', version: 'external', stop: async () => {} };
+}
+
+async function measure(mtaName: string, runNo: number, cfg: Config, withSink: boolean): Promise<RunRecord> {
+  const rec: RunRecord = {
+    mta: mtaName, run: runNo, version: '', startedAt: new Date().toISOString(), loadavg: os.loadavg(),
+    error: null, generator: null, sink: null, delivered: null, endToEndMs: null, deliveredPerSec: null,
+    complete: false, timedOut: false,
+  };
+  const deadline = Date.now() + cfg.timeoutMs;
+  let sink: SinkThread | null = null;
+  let mta: MtaHandle | null = null;
+  let ticker: NodeJS.Timeout | undefined;
+  const label = `[${mtaName} ${runNo}/${cfg.runs}]`;
+  const wanted = (accepted: number): number => accepted * cfg.recipients;
+  try {
+    if (withSink) sink = await SinkThread.start(cfg.sinkPort);
+    mta = await startMta(mtaName, cfg, sink?.port ?? cfg.sinkPort);
+    currentMta = mta;
+    rec.version = mta.version;
+    if (interrupted) throw new Error('interrupted');
+    const g = new LoadGenerator({
+      host: mta.host,
+      port: mta.port,
+      sessions: cfg.sessions,
+      messages: cfg.messages,
+      size: cfg.size,
+      recipients: cfg.recipients,
+      unique: cfg.unique,
+      reuse: cfg.reuse,
+      timeLimitMs: Math.max(1000, deadline - Date.now()),
+    });
+    currentGenerator = g;
+    const t0 = nowAbs();
+    const line = (phase: string): string => {
+      const s = sink?.snapshot();
+      const secs = (nowAbs() - t0) / 1000;
+      const dlv = s ? Math.floor(s.recipients / cfg.recipients) : 0;
+      return `${label} ${phase} ${secs.toFixed(1)} s: accepted ${g.accepted} (${(g.accepted / secs || 0).toFixed(0)}/s) failed ${g.failed}` +
+        (s ? ` delivered ${dlv} (${(dlv / secs || 0).toFixed(0)}/s)` : '');
+    };
+    ticker = setInterval(() => progress(line('sending')), 500);
+    let r: GeneratorResult;
+    try {
+      r = await g.run();
+    } finally {
+      currentGenerator = null;
+    }
+    rec.generator = r;
+    rec.timedOut = r.timedOut;
+    // Drain: until the sink has every accepted message, the run's deadline, a stall, or Ctrl-C.
+    if (sink) {
+      let last = sink.snapshot();
+      let lastChange = Date.now();
+      while (!interrupted && last.recipients < wanted(r.accepted) && Date.now() < deadline && Date.now() - lastChange < cfg.stallMs) {
+        await sleep(20);
+        const s = sink.snapshot();
+        if (s.recipients !== last.recipients) lastChange = Date.now();
+        last = s;
+        progress(line('draining'));
+      }
+      if (last.recipients < wanted(r.accepted) && Date.now() >= deadline) rec.timedOut = true;
+    }
+    clearInterval(ticker);
+    ticker = undefined;
+    const final = line(rec.timedOut ? 'timed out' : 'done');
+    progress(final);
+    progressDone(final);
+    if (sink) {
+      const s = sink.snapshot();
+      rec.sink = s;
+      rec.delivered = Math.floor(s.recipients / cfg.recipients);
+      rec.complete = s.recipients >= wanted(r.accepted);
+      if (s.lastMessageAt > 0) {
+        rec.endToEndMs = s.lastMessageAt - r.firstConnectAt;
+        rec.deliveredPerSec = rec.endToEndMs > 0 ? (rec.delivered * 1000) / rec.endToEndMs : null;
+      }
+    }
+  } catch (err) {
+    progressDone();
+    rec.error = err instanceof Error ? err.message : String(err);
+    if (err instanceof PostfixNotInstalled) throw err;
+    console.error(`${label} failed: ${rec.error}`);
+  } finally {
+    clearInterval(ticker);
+    currentMta = null;
+    if (mta) await mta.stop().catch((e: Error) => console.error(`${label} stopping ${mtaName}: ${e.message}`));
+    if (sink) await sink.close().catch(() => null);
+  }
+  return rec;
+}
+
+function median(xs: number[]): number | null {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}
+
+interface Summary {
+  mta: string;
+  version: string;
+  runs: number;
+  acceptedPerSec: number | null;
+  deliveredPerSec: number | null;
+  endToEndMs: number | null;
+  latencyP50Ms: number | null;
+  latencyP99Ms: number | null;
+  failed: number;
+  incompleteRuns: number;
+}
+
+function summarizeMta(mta: string, recs: RunRecord[]): Summary {
+  const ok = recs.filter((r) => r.generator !== null);
+  return {
+    mta,
+    version: recs.find((r) => r.version)?.version ?? '',
+    runs: ok.length,
+    acceptedPerSec: median(ok.map((r) => r.generator!.acceptedPerSec)),
+    deliveredPerSec: median(ok.flatMap((r) => (r.deliveredPerSec === null ? [] : [r.deliveredPerSec]))),
+    endToEndMs: median(ok.flatMap((r) => (r.endToEndMs === null ? [] : [r.endToEndMs]))),
+    latencyP50Ms: median(ok.map((r) => r.generator!.latency.p50)),
+    latencyP99Ms: median(ok.map((r) => r.generator!.latency.p99)),
+    failed: ok.reduce((a, r) => a + r.generator!.failed + r.generator!.unfinished, 0),
+    incompleteRuns: recs.filter((r) => !r.complete).length,
+  };
+}
+
+function fmt(v: number | null | undefined, digits = 1): string {
+  return v === null || v === undefined ? '-' : v.toFixed(digits);
+}
+
+function printTable(mta: string, recs: RunRecord[], sum: Summary, cfg: Config): void {
+  const head = ['run', 'accepted', 'failed', 'accepted/s', 'delivered', 'delivered/s', 'e2e s', 'p50 ms', 'p99 ms', 'note'];
+  const rows: string[][] = recs.map((r) => {
+    const g = r.generator;
+    const note = r.error ? `error: ${r.error.split('\n')[0]!.slice(0, 60)}` : !r.complete ? (r.timedOut ? 'timed out' : 'incomplete') : '';
+    return [
+      String(r.run),
+      g ? String(g.accepted) : '-',
+      g ? String(g.failed + g.unfinished) : '-',
+      fmt(g?.acceptedPerSec),
+      r.delivered === null ? '-' : String(r.delivered),
+      fmt(r.deliveredPerSec),
+      fmt(r.endToEndMs === null ? null : r.endToEndMs / 1000, 2),
+      fmt(g?.latency.p50, 2),
+      fmt(g?.latency.p99, 2),
+      note,
+    ];
+  });
+  rows.push([
+    'median', '', String(sum.failed), fmt(sum.acceptedPerSec), '', fmt(sum.deliveredPerSec),
+    fmt(sum.endToEndMs === null ? null : sum.endToEndMs / 1000, 2), fmt(sum.latencyP50Ms, 2), fmt(sum.latencyP99Ms, 2),
+    sum.incompleteRuns ? `${sum.incompleteRuns} incomplete run(s)` : '',
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmtRow = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padStart(widths[i]!))).join('  ');
+  console.log(`\n${mta} (${sum.version}): ${cfg.sessions} sessions, ${cfg.messages} × ${cfg.size} B, ${cfg.recipients} rcpt, ` +
+    `${cfg.reuse ? 'connections reused' : 'a new connection per message'}`);
+  console.log(fmtRow(head));
+  for (const r of rows) console.log(fmtRow(r));
+  for (const r of recs) {
+    for (const e of r.generator?.errors ?? []) console.log(`  run ${r.run} error: ${e}`);
+  }
+}
+
+function gitCommit(): string {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
+  } catch {
+    return '';
+  }
+}
+
+async function main(): Promise<void> {
+  const cfg = parseConfig(process.argv.slice(2));
+  let mtas = cfg.mtas;
+  let withSink = true;
+  if (cfg.target === 'sink') {
+    mtas = ['sink'];
+  } else if (cfg.target) {
+    parseHostPort(cfg.target);
+    mtas = [cfg.target];
+    withSink = cfg.sinkPort > 0;
+    if (!withSink) console.error('--target without --sink-port: measuring acceptance only (nothing counts deliveries)');
+  }
+  if (mtas.includes('postfix') && (await postfixVersion()) === null) {
+    console.log('postfix not installed: skipping the peer');
+    mtas = mtas.filter((m) => m !== 'postfix');
+  }
+  if (mtas.length === 0) throw new Error('nothing to measure');
+  console.log(`relay benchmark: ${mtas.join(' vs ')}; ${cfg.runs} run(s) each, alternating; ` +
+    `${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; node ${process.version}`);
+
+  const records: RunRecord[] = [];
+  outer: for (let run = 1; run <= cfg.runs; run++) {
+    for (const mta of [...mtas]) {
+      if (interrupted) break outer;
+      if (records.length > 0 && cfg.pauseMs > 0) await sleep(cfg.pauseMs);
+      try {
+        records.push(await measure(mta, run, cfg, withSink));
+      } catch (err) {
+        if (!(err instanceof PostfixNotInstalled)) throw err;
+        console.log('postfix not installed: skipping the peer');
+        mtas = mtas.filter((m) => m !== 'postfix');
+      }
+    }
+  }
+
+  const summaries: Summary[] = [];
+  for (const mta of new Set(records.map((r) => r.mta))) {
+    const recs = records.filter((r) => r.mta === mta);
+    const sum = summarizeMta(mta, recs);
+    summaries.push(sum);
+    printTable(mta, recs, sum, cfg);
+  }
+  const pa = summaries.find((s) => s.mta === 'postactor');
+  const pf = summaries.find((s) => s.mta === 'postfix');
+  let ratio: { acceptedPerSec: number | null; deliveredPerSec: number | null } | null = null;
+  if (pa && pf) {
+    const div = (a: number | null, b: number | null): number | null => (a !== null && b !== null && b > 0 ? a / b : null);
+    ratio = { acceptedPerSec: div(pa.acceptedPerSec, pf.acceptedPerSec), deliveredPerSec: div(pa.deliveredPerSec, pf.deliveredPerSec) };
+    console.log(`\nPostactor/Postfix (medians): accepted/s ×${fmt(ratio.acceptedPerSec, 2)}, delivered/s ×${fmt(ratio.deliveredPerSec, 2)}`);
+  }
+
+  const out = {
+    benchmark: 'relay',
+    startedAt: records[0]?.startedAt ?? new Date().toISOString(),
+    finishedAt: new Date().toISOString(),
+    commit: gitCommit(),
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? '', memBytes: os.totalmem(), node: process.version, platform: `${os.platform()} ${os.release()}` },
+    config: { ...cfg, json: undefined },
+    interrupted,
+    summaries,
+    ratio,
+    runs: records,
+  };
+  mkdirSync(path.dirname(cfg.json), { recursive: true });
+  writeFileSync(cfg.json, `${JSON.stringify(out, null, 2)}\n`);
+  console.log(`\nresults: ${cfg.json}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    progressDone();
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  },
+);
