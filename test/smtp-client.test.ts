@@ -190,6 +190,7 @@ test('dotStuff converts and terminates in one buffer', () => {
   assert.equal(dotStuff(Buffer.from('')).toString(), '.\r\n');
   assert.equal(dotStuff(Buffer.from('a\r\n')).toString(), 'a\r\n.\r\n');
   assert.equal(dotStuff(Buffer.from('.\n.\n')).toString(), '..\r\n..\r\n.\r\n');
+  assert.equal(dotStuff(Buffer.from('a\r\nb\r\n.c\r\nd\ne\r\nf')).toString(), 'a\r\nb\r\n..c\r\nd\r\ne\r\nf\r\n.\r\n');
   assert.equal(dotStuff(new Uint8Array(Buffer.from('\n\n\n\n'))).toString(), '\r\n\r\n\r\n\r\n.\r\n');
   const big = Buffer.alloc(3 * 1024 * 1024, 'x');
   for (let i = 0; i < big.length; i += 64) big[i] = i % 128 === 0 ? 46 : 10;

@@ -74,34 +74,42 @@ const MAX_LINE = 65536;
 /**
  * Returns `content` ready to send after a 354: bare LF turned into CRLF, lines that start
  * with '.' get another '.', a final CRLF added if missing, then the ".\r\n" terminator.
- * Lines are found with Buffer.indexOf (native memchr) and copied in slices, so the cost
- * is one scan plus one copy.
+ * Lines are found with Buffer.indexOf (native memchr); runs of lines that need no change
+ * (CRLF, no leading dot) are copied in one go, so CRLF content costs one scan plus one copy.
  */
 export function dotStuff(content: Uint8Array): Buffer {
   const src = Buffer.isBuffer(content) ? content : Buffer.from(content.buffer, content.byteOffset, content.byteLength);
   const n = src.length;
   let out = Buffer.allocUnsafe(n + (n >>> 5) + 16);
   let o = 0;
+  let run = 0; // start of the pending run of lines that need no change (copied in one go)
   let pos = 0;
+  const ensure = (extra: number) => {
+    if (o + extra <= out.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(o + extra + (n - pos), out.length * 2));
+    out.copy(grown, 0, 0, o);
+    out = grown;
+  };
   while (pos < n) {
     let nl = src.indexOf(10, pos);
     const hasNl = nl >= 0;
     if (!hasNl) nl = n;
-    // Worst case for this line: stuffed dot + line + CRLF, plus room for the terminator.
-    const need = o + (nl - pos) + 8;
-    if (need > out.length) {
-      const grown = Buffer.allocUnsafe(Math.max(need + (n - pos), out.length * 2));
-      out.copy(grown, 0, 0, o);
-      out = grown;
-    }
-    if (src[pos] === 46) out[o++] = 46;
-    let end = nl;
-    if (end > pos && src[end - 1] === 13) end--;
+    const dot = src[pos] === 46;
+    const crlf = hasNl && nl > pos && src[nl - 1] === 13;
+    if (!dot && crlf) { pos = nl + 1; continue; } // unchanged line: stays in the run
+    // Flush the run, then write this line with its fix-ups.
+    ensure(pos - run + (nl - pos) + 8);
+    o += src.copy(out, o, run, pos);
+    if (dot) out[o++] = 46;
+    const end = crlf ? nl - 1 : nl;
     o += src.copy(out, o, pos, end);
     out[o++] = 13;
     out[o++] = 10;
     pos = hasNl ? nl + 1 : n;
+    run = pos;
   }
+  ensure(pos - run + 3);
+  o += src.copy(out, o, run, pos);
   out[o++] = 46;
   out[o++] = 13;
   out[o++] = 10;
@@ -349,6 +357,7 @@ export class SmtpClient {
       const c = list.pop()!;
       c.idle = false;
       if (c.idleTimer) { clearTimeout(c.idleTimer); c.idleTimer = null; }
+      c.socket.ref();
       if (c.usable) return c;
       c.fail(new SessionError('lost', 'stale'));
     }
@@ -362,6 +371,7 @@ export class SmtpClient {
     if (!list) { list = []; this.idle.set(c.key, list); }
     list.push(c);
     c.idle = true;
+    c.socket.unref(); // a parked connection does not keep the process alive
     c.onIdleTrouble = (dead) => this.unpark(dead);
     c.idleTimer = setTimeout(() => { this.unpark(c); void this.quit(c); }, this.opts.idleTimeout);
     c.idleTimer.unref();
