@@ -27,6 +27,8 @@ export interface PostactorOptions {
   /** Log to <tmp>/maillog instead of /dev/null. */
   maillog?: boolean;
   readyTimeoutMs?: number;
+  /** The entry point to run (default dist/bin/postactor.js). */
+  entry?: string;
 }
 
 export const POSTACTOR_ENTRY = path.join(REPO_ROOT, 'dist/bin/postactor.js');
@@ -60,8 +62,9 @@ export function postactorMasterCf(port: number, o: Pick<PostactorOptions, 'smtpd
 }
 
 export async function startPostactor(o: PostactorOptions): Promise<MtaHandle> {
-  if (!existsSync(POSTACTOR_ENTRY)) {
-    throw new Error(`postactor: ${POSTACTOR_ENTRY} does not exist (build first: node_modules/.bin/tsc -p tsconfig.json)`);
+  const entry = o.entry ?? POSTACTOR_ENTRY;
+  if (!existsSync(entry)) {
+    throw new Error(`postactor: ${entry} does not exist (build first: node_modules/.bin/tsc -p tsconfig.json)`);
   }
   const port = o.port || (await freePort());
   const dir = mkdtempSync(path.join(tmpdir(), 'postactor-bench-'));
@@ -70,7 +73,7 @@ export async function startPostactor(o: PostactorOptions): Promise<MtaHandle> {
 
   const log = createWriteStream(path.join(dir, 'postactor.log'));
   const stderr = new Tail();
-  const child: ChildProcess = spawn(process.execPath, [POSTACTOR_ENTRY, '-c', dir, 'start-fg'], {
+  const child: ChildProcess = spawn(process.execPath, [entry, '-c', dir, 'start-fg'], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -30,6 +30,7 @@
  *   --smtpd-threads N         Postactor master.cf maxproc for smtpd [2]
  *   --cleanup-threads N       … for cleanup [0]
  *   --smtp-threads N          … for smtp and relay [2]
+ *   --postactor-entry FILE    Postactor entry point to run [dist/bin/postactor.js]
  *   --keep                    keep the MTAs' temp directories (logs) after each run
  *   --json FILE               where to write the results [bench/results/relay-<timestamp>.json]
  *
@@ -65,6 +66,7 @@ interface Config {
   smtpdThreads: number;
   cleanupThreads: number;
   smtpThreads: number;
+  postactorEntry: string | undefined;
   keep: boolean;
   json: string;
 }
@@ -108,6 +110,7 @@ function parseConfig(argv: string[]): Config {
       'smtpd-threads': { type: 'string', default: '2' },
       'cleanup-threads': { type: 'string', default: '0' },
       'smtp-threads': { type: 'string', default: '2' },
+      'postactor-entry': { type: 'string' },
       keep: { type: 'boolean', default: false },
       json: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -117,7 +120,7 @@ function parseConfig(argv: string[]): Config {
   if (values.help) {
     console.log('usage: node dist/bench/relay/run.js [--mta postactor,postfix] [--sessions 20] [--messages 10000] [--size 1024]\n' +
       '  [--recipients 1] [--unique] [--reuse] [--runs 3] [--timeout 300] [--target host:port|sink] [--sink-port N]\n' +
-      '  [--smtpd-threads 2] [--cleanup-threads 0] [--smtp-threads 2] [--keep] [--json out.json]\n' +
+      '  [--smtpd-threads 2] [--cleanup-threads 0] [--smtp-threads 2] [--postactor-entry FILE] [--keep] [--json out.json]\n' +
       'See the header of bench/relay/run.ts and bench/README.md.');
     process.exit(0);
   }
@@ -146,6 +149,7 @@ function parseConfig(argv: string[]): Config {
     smtpdThreads: int('smtpd-threads', values['smtpd-threads'], 1),
     cleanupThreads: int('cleanup-threads', values['cleanup-threads'], 0),
     smtpThreads: int('smtp-threads', values['smtp-threads'], 1),
+    postactorEntry: values['postactor-entry'] ? path.resolve(values['postactor-entry']) : undefined,
     keep: values.keep,
     json: values.json ?? path.join(REPO_ROOT, 'bench/results', `relay-${stamp}.json`),
   };
@@ -192,6 +196,7 @@ async function startMta(name: string, cfg: Config, sinkPort: number): Promise<Mt
       cleanupThreads: cfg.cleanupThreads,
       smtpThreads: cfg.smtpThreads,
       keep: cfg.keep,
+      ...(cfg.postactorEntry ? { entry: cfg.postactorEntry } : {}),
     });
   }
   if (name === 'postfix') return startPostfix({ sinkPort, keep: cfg.keep });

@@ -22,10 +22,10 @@ function micros(): bigint {
 
 /** Called by SmtpSink on every change (connection or message): copy the counters. */
 function mirror(s: SinkStats): boolean {
-  if (s.messages !== lastMessages) {
+  if (s.messages !== lastMessages && s.messages > 0) {
     lastMessages = s.messages;
     const t = micros();
-    if (s.messages > 0 && Atomics.load(cells, SLOT.firstMessageAt) === 0n) Atomics.store(cells, SLOT.firstMessageAt, t);
+    if (Atomics.load(cells, SLOT.firstMessageAt) === 0n) Atomics.store(cells, SLOT.firstMessageAt, t);
     Atomics.store(cells, SLOT.lastMessageAt, t);
   }
   if (s.connections > 0 && Atomics.load(cells, SLOT.firstConnectAt) === 0n) Atomics.store(cells, SLOT.firstConnectAt, micros());
