@@ -65,7 +65,9 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   header_checks: '',
   body_checks: '',
   enable_long_queue_ids: 'no',
-  syslog_name: 'postfix', // Postfix: ${multi_instance_name?{$multi_instance_name}:{postfix}}
+  // Postfix: ${multi_instance_name?{$multi_instance_name}:{postfix}}. Postactor logs as itself
+  // ("postactor/smtpd[pid]: …"); set syslog_name = postfix for tools that match on it.
+  syslog_name: 'postactor',
   multi_instance_name: '',
   // Read-only in Postfix: each daemon sets these for itself at run time.
   process_name: '',
@@ -103,6 +105,10 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   smtpd_soft_error_limit: '10',
   smtpd_hard_error_limit: '20', // Postfix: ${stress?1}${stress:20}
   smtpd_peername_lookup: 'yes',
+  reject_code: '554',
+  defer_code: '450',
+  relay_domains_reject_code: '554',
+  unknown_address_reject_code: '450',
   smtpd_client_connection_count_limit: '50',
   smtpd_sasl_auth_enable: 'no',
   smtpd_tls_security_level: '',

@@ -27,6 +27,9 @@ export class SupervisedWorker {
   private restartTimer: NodeJS.Timeout | null = null;
   control: Comlink.Remote<Record<string, (...args: unknown[]) => unknown>> | null = null;
   restarts = 0;
+  /** Exit code of a worker that died before it ever became ready (start-up failure). */
+  private startupExit: number | null = null;
+  private everReady = false;
 
   constructor(readonly options: SupervisedOptions) {}
 
@@ -43,7 +46,10 @@ export class SupervisedWorker {
     this.options.onPort(port1, this);
     this.control = Comlink.wrap(nodeEndpoint(worker));
     worker.on('message', (msg: { type?: string }) => {
-      if (msg && msg.type === 'postactor:ready') this.readyAt = Date.now();
+      if (msg && msg.type === 'postactor:ready') {
+        this.readyAt = Date.now();
+        this.everReady = true;
+      }
     });
     worker.on('error', () => { /* reported by 'exit' */ });
     worker.on('exit', (code) => {
@@ -52,6 +58,7 @@ export class SupervisedWorker {
       this.control = null;
       if (this.stopping) return;
       const badStartup = this.readyAt === 0;
+      if (!this.everReady) this.startupExit = code;
       this.readyAt = 0;
       this.restarts++;
       const delay = badStartup ? this.options.throttleSeconds * 1000 : 1000;
@@ -66,6 +73,7 @@ export class SupervisedWorker {
     return new Promise((resolve, reject) => {
       const poll = () => {
         if (this.readyAt) return resolve();
+        if (this.startupExit !== null) return reject(new Error(`${this.options.service}: worker exited with status ${this.startupExit} during start-up`));
         if (Date.now() - started > timeoutMs) return reject(new Error(`${this.options.service}: not ready after ${timeoutMs} ms`));
         setTimeout(poll, 10);
       };

@@ -1,0 +1,95 @@
+/**
+ * Header work of cleanup: find the end of the header section, note which headers are present,
+ * count Received hops, and build the headers cleanup adds (Received, Message-ID, Date, From), in
+ * Postfix's formats. Works on raw bytes: a 1 KiB message costs a few microseconds.
+ */
+
+export interface HeaderScan {
+  /** Offset where added headers go: the end of the header section (before the blank line). */
+  end: number;
+  /** True if a blank line separates headers and body (otherwise one must be inserted). */
+  hasSeparator: boolean;
+  present: Set<string>;
+  received: number;
+  messageId: string | null;
+  /** Line ending the message uses: CRLF (smtpd) or LF. */
+  eol: string;
+}
+
+const COLON = 0x3a;
+const LF = 0x0a;
+const CR = 0x0d;
+
+/** Scans the header section of a message (RFC 5322 field names, folded lines). */
+export function scanHeaders(msg: Uint8Array): HeaderScan {
+  const present = new Set<string>();
+  let received = 0;
+  let messageId: string | null = null;
+  let pos = 0;
+  let eol = '\r\n';
+  let first = true;
+  let inHeader = false;
+  while (pos < msg.length) {
+    let lineEnd = msg.indexOf(LF, pos);
+    if (lineEnd < 0) lineEnd = msg.length;
+    const contentEnd = lineEnd > pos && msg[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd;
+    if (first) {
+      eol = contentEnd === lineEnd && lineEnd < msg.length ? '\n' : '\r\n';
+      first = false;
+    }
+    if (contentEnd === pos) return { end: pos, hasSeparator: true, present, received, messageId, eol };
+    const c = msg[pos]!;
+    if ((c === 0x20 || c === 0x09) && inHeader) {
+      pos = lineEnd + 1;
+      continue;
+    }
+    // A field name: printable ASCII except ':' then ':'.
+    let i = pos;
+    while (i < contentEnd && msg[i]! > 0x20 && msg[i]! < 0x7f && msg[i] !== COLON) i++;
+    if (i === pos || i >= contentEnd || msg[i] !== COLON) return { end: pos, hasSeparator: false, present, received, messageId, eol };
+    inHeader = true;
+    const name = Buffer.from(msg.buffer, msg.byteOffset + pos, i - pos).toString('latin1').toLowerCase();
+    present.add(name);
+    if (name === 'received') received++;
+    else if (name === 'message-id' && messageId === null) {
+      messageId = Buffer.from(msg.buffer, msg.byteOffset + i + 1, contentEnd - i - 1).toString('latin1').trim();
+    }
+    pos = lineEnd + 1;
+  }
+  return { end: msg.length, hasSeparator: false, present, received, messageId, eol };
+}
+
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** An RFC 5322 date in local time as Postfix writes it: "Wed, 25 Nov 2026 01:23:45 +0000 (UTC)". */
+export function rfc2822Date(ms: number): string {
+  const d = new Date(ms);
+  const two = (n: number) => String(n).padStart(2, '0');
+  const offset = -d.getTimezoneOffset();
+  const sign = offset >= 0 ? '+' : '-';
+  const abs = Math.abs(offset);
+  const zone = Intl.DateTimeFormat('en-US', { timeZoneName: 'short' }).formatToParts(d).find((p) => p.type === 'timeZoneName')?.value ?? '';
+  return `${DAYS[d.getDay()]}, ${d.getDate()} ${MONTHS[d.getMonth()]} ${d.getFullYear()} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())} ${sign}${two(Math.floor(abs / 60))}${two(abs % 60)}${zone ? ` (${zone === 'GMT' ? 'UTC' : zone})` : ''}`;
+}
+
+export interface ReceivedInfo {
+  helo: string;
+  clientName: string;
+  clientAddr: string;
+  protocol: string;
+  myhostname: string;
+  mailName: string;
+  queueId: string;
+  /** The single recipient, or undefined when there are several (Postfix names one only). */
+  recipient?: string;
+  date: number;
+}
+
+/** Postfix smtpd's Received header (three folded lines). */
+export function receivedHeader(r: ReceivedInfo, eol: string): string {
+  const addr = r.clientAddr.includes(':') ? `IPv6:${r.clientAddr}` : r.clientAddr;
+  const from = r.helo ? `from ${r.helo} (${r.clientName} [${addr}])` : `from ${r.clientName} [${addr}]`;
+  const forPart = r.recipient ? `${eol}\tfor <${r.recipient}>` : '';
+  return `Received: ${from}${eol}\tby ${r.myhostname} (${r.mailName}) with ${r.protocol} id ${r.queueId}${forPart}; ${rfc2822Date(r.date)}${eol}`;
+}

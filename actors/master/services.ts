@@ -1,0 +1,68 @@
+/**
+ * master.cf → actor hosts. Each service line becomes a pool whose size is its maxproc column:
+ * request/reply daemons as piscina pools, stateful ones (smtpd listeners, qmgr) as supervised
+ * workers. In Postactor maxproc counts worker threads, and each thread serves many requests at
+ * once, so a Postfix default of 100 processes would mean 100 threads: "-" therefore means
+ * min(default_process_limit, CPU count), and 0 ("unlimited") means the CPU count.
+ */
+import { availableParallelism } from 'node:os';
+import { isAbsolute } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { inetEndpoint, type Config, type MasterService } from '../../src/config/index.js';
+
+export type HostKind = 'pool' | 'supervised';
+
+export interface ServicePlan {
+  service: string;
+  kind: HostKind;
+  file: URL;
+  threads: number;
+  /** Requests one pool worker runs at once. */
+  concurrency: number;
+  /** For inet services: where to listen. */
+  listen?: { host: string | null; port: number };
+  line: MasterService;
+}
+
+interface Daemon {
+  kind: HostKind;
+  module: string;
+  concurrency: number;
+}
+
+/** Postfix daemon names (the command column) that Postactor has built. */
+const DAEMONS: Record<string, Daemon> = {
+  smtpd: { kind: 'supervised', module: '../smtpd/index.js', concurrency: 1 },
+  cleanup: { kind: 'pool', module: '../cleanup/index.js', concurrency: 256 },
+  qmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1 },
+  smtp: { kind: 'pool', module: '../smtp/index.js', concurrency: 256 },
+  bounce: { kind: 'pool', module: '../bounce/index.js', concurrency: 16 },
+};
+
+/** The services Postfix's stock master.cf has that are not built yet (warned about, then skipped). */
+export interface Plan {
+  services: ServicePlan[];
+  skipped: { service: string; command: string; file: string; line: number }[];
+}
+
+export function planServices(config: Config): Plan {
+  const cpus = availableParallelism();
+  const defaultLimit = config.getInt('default_process_limit');
+  const services: ServicePlan[] = [];
+  const skipped: Plan['skipped'] = [];
+  for (const line of config.services) {
+    const threads = line.maxproc === null ? Math.max(1, Math.min(defaultLimit, cpus)) : line.maxproc === 0 ? cpus : line.maxproc;
+    const custom = isAbsolute(line.command) && /\.m?js$/.test(line.command);
+    const daemon = custom ? { kind: 'pool' as const, module: '', concurrency: 64 } : DAEMONS[line.command];
+    if (!daemon || (daemon === DAEMONS['smtpd'] && line.type !== 'inet')) {
+      skipped.push({ service: line.name, command: line.command, file: line.file, line: line.line });
+      continue;
+    }
+    const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);
+    const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, concurrency: daemon.concurrency, line };
+    if (line.type === 'inet') plan.listen = inetEndpoint(line);
+    if (line.command === 'qmgr') plan.threads = 1; // a singleton, whatever maxproc says (as in Postfix)
+    services.push(plan);
+  }
+  return { services, skipped };
+}

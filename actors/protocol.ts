@@ -1,0 +1,93 @@
+/**
+ * Every message between Postactor's actors, declared once. The runtime (src/runtime) moves these
+ * as opaque structured-clone payloads; each actor's handler switches over its own union.
+ */
+import type { ClientInfo } from '../src/queue/types.js';
+
+/** An envelope recipient as smtpd or a producer hands it to cleanup. */
+export interface EnvelopeRecipient {
+  address: string;
+  orcpt?: string;
+  notify?: string[];
+}
+
+/** → cleanup (request/reply): write a new message into the incoming queue. */
+export interface CleanupRequest {
+  /** smtpd assigns the ID at the first accepted RCPT (its "client=" log line uses it). */
+  queueId: string;
+  sender: string;
+  recipients: EnvelopeRecipient[];
+  /** The message as received (CRLF lines, dot-unstuffed); transferred, not copied. */
+  content: Uint8Array;
+  client?: ClientInfo;
+  /** Arrival time, ms since the epoch. */
+  arrival: number;
+  envId?: string;
+  ret?: 'FULL' | 'HDRS';
+  /** Who is submitting: selects which headers cleanup adds (a bounce has its own). */
+  origin: 'smtpd' | 'bounce';
+}
+
+export type CleanupReply =
+  | { ok: true; queueId: string; size: number }
+  | { ok: false; code: number; dsn: string; text: string };
+
+/** → qmgr (mailbox, one-way). */
+export type QmgrMessage =
+  | { type: 'queued'; queueId: string }            // from cleanup: a new message in incoming
+  | { type: 'flush' };                             // from postactor flush: retry deferred now
+
+/** One recipient of a delivery request; `index` points into the message's recipient list. */
+export interface DeliveryRecipient {
+  index: number;
+  address: string;
+  orcpt?: string;
+}
+
+/** qmgr → delivery agent (request/reply): deliver one message to some recipients at one destination. */
+export interface DeliveryRequest {
+  queueId: string;
+  transport: string;
+  nexthop: string;
+  sender: string;
+  recipients: DeliveryRecipient[];
+  /** Arrival in the queue and the moment qmgr took the message, ms: for delays=a/b/c/d. */
+  arrival: number;
+  activated: number;
+  size: number;
+}
+
+export type DeliveryStatus = 'sent' | 'deferred' | 'bounced';
+
+export interface RecipientOutcome {
+  index: number;
+  status: DeliveryStatus;
+  /** Enhanced status code, e.g. 2.0.0, 4.4.1, 5.1.1. */
+  dsn: string;
+  /** The text Postfix shows in parentheses after status=, e.g. "250 2.0.0 Ok: queued as X". */
+  reason: string;
+  /** relay=host[addr]:port, or "none". */
+  relay: string;
+}
+
+export interface DeliveryReply {
+  queueId: string;
+  outcomes: RecipientOutcome[];
+  /** Set when the destination itself failed (connect, greeting): concurrency feedback for qmgr. */
+  siteFailure?: string;
+}
+
+/** qmgr → bounce (request/reply): render a non-delivery notification. */
+export interface BounceRequest {
+  queueId: string;
+  sender: string;
+  arrival: number;
+  failed: { address: string; orcpt?: string; dsn: string; reason: string; relay: string }[];
+  /** The original message, or its headers only (RET=HDRS or over bounce_size_limit). */
+  original: Uint8Array;
+  headersOnly: boolean;
+}
+
+export interface BounceReply {
+  content: Uint8Array;
+}

@@ -1,0 +1,58 @@
+/**
+ * qmgr: the queue manager, a singleton long-lived actor. It owns the active queue in memory:
+ * takes messages from incoming (on cleanup's "queued") and from deferred (every
+ * queue_run_delay), groups their recipients by destination (transport + nexthop), hands
+ * deliveries to the delivery-agent pools within each destination's concurrency limit, and acts
+ * on the results: done recipients are recorded, deferred ones send the message to the deferred
+ * queue with backoff, bounced ones produce a non-delivery notification to the sender.
+ */
+import { configFromJSON, type Config, type ConfigJSON, queueDirectory } from '../../src/config/index.js';
+import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
+import { receive } from '../../src/runtime/mailbox.js';
+import { startActor } from '../../src/runtime/endpoint.js';
+import { QueueStore } from '../../src/queue/store.js';
+import { parentPort } from 'node:worker_threads';
+import type { QmgrMessage } from '../protocol.js';
+import { QueueManager } from './manager.js';
+
+const log = maillog('qmgr');
+
+async function main(): Promise<void> {
+  let manager: QueueManager | null = null;
+  const actor = await startActor({
+    control: {
+      status: () => manager?.status() ?? null,
+      flush: () => manager?.flush(),
+    },
+  });
+  const config: Config = configFromJSON(actor.data.config as ConfigJSON);
+  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+  const store = QueueStore.open(queueDirectory(config));
+  manager = new QueueManager(config, store, actor, log);
+  receive(actor.data.instance, 'qmgr', (m) => {
+    const msg = m as QmgrMessage;
+    switch (msg.type) {
+      case 'queued': return manager!.queued(msg.queueId);
+      case 'flush': return manager!.flush();
+      default: return assertNever(msg);
+    }
+  });
+  parentPort!.on('message', (msg: { type?: string }) => {
+    if (msg?.type === 'postactor:stop') {
+      flushMaillog();
+      process.exit(0);
+    }
+  });
+  await manager.start();
+  parentPort!.postMessage({ type: 'postactor:ready' });
+}
+
+function assertNever(x: never): never {
+  throw new Error(`unexpected message ${JSON.stringify(x)}`);
+}
+
+main().catch((err: Error) => {
+  log.fatal(`qmgr: ${err.stack ?? err.message}`);
+  flushMaillog();
+  process.exit(1);
+});

@@ -1,0 +1,336 @@
+/**
+ * The active queue and its scheduling (first version): messages in memory, one queue per
+ * destination with a concurrency limit and a recipient limit per delivery, round-robin over
+ * destinations, and the end of each message's attempt (remove, defer with backoff, bounce).
+ * Preemption, concurrency feedback and dead-destination handling come with issue 4.
+ */
+import { transportParam, type Config } from '../../src/config/index.js';
+import type { Logger } from '../../src/log/maillog.js';
+import { newQueueId } from '../../src/queue/qid.js';
+import type { QueueStore } from '../../src/queue/store.js';
+import type { MessageMeta, QueueName } from '../../src/queue/types.js';
+import type { Actor } from '../../src/runtime/endpoint.js';
+import { ServiceError } from '../../src/runtime/wire.js';
+import { formatDelays, logDelivery } from '../smtp/log.js';
+import type { BounceReply, BounceRequest, CleanupReply, DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
+import { expired, nextAttempt } from './backoff.js';
+import { Resolver } from './resolve.js';
+
+interface ActiveMessage {
+  meta: MessageMeta;
+  activated: number;
+  /** Entries handed out or waiting, not yet reported. */
+  outstanding: number;
+  outcomes: Map<number, RecipientOutcome>;
+}
+
+interface Entry {
+  msg: ActiveMessage;
+  dest: Destination;
+  recipients: DeliveryRecipient[];
+}
+
+interface Destination {
+  key: string;
+  transport: string;
+  nexthop: string;
+  todo: Entry[];
+  busy: number;
+  concurrency: number;
+}
+
+export class QueueManager {
+  private readonly active = new Map<string, ActiveMessage>();
+  private readonly activating = new Set<string>();
+  private readonly destinations = new Map<string, Destination>();
+  private readonly ready = new Set<Destination>();
+  private readonly resolver: Resolver;
+  private readonly activeLimit: number;
+  private readonly minBackoff: number;
+  private readonly maxBackoff: number;
+  private readonly queueLifetime: number;
+  private readonly bounceLifetime: number;
+  private readonly runDelay: number;
+  private readonly bounceSizeLimit: number;
+  private readonly warnedTransports = new Set<string>();
+  private incomingBacklog = false;
+  private scanning = false;
+  private timer: NodeJS.Timeout | null = null;
+  private inDelivery = 0;
+
+  constructor(private readonly config: Config, private readonly store: QueueStore, private readonly actor: Actor, private readonly log: Logger) {
+    this.resolver = new Resolver(config);
+    this.activeLimit = config.getInt('qmgr_message_active_limit');
+    this.minBackoff = config.getTime('minimal_backoff_time');
+    this.maxBackoff = config.getTime('maximal_backoff_time');
+    this.queueLifetime = config.getTime('maximal_queue_lifetime');
+    this.bounceLifetime = config.getTime('bounce_queue_lifetime');
+    this.runDelay = Math.max(1, config.getTime('queue_run_delay'));
+    this.bounceSizeLimit = config.getInt('bounce_size_limit');
+  }
+
+  /** Start-up: what was active goes back to incoming (as Postfix does), then both queues are scanned. */
+  async start(): Promise<void> {
+    const recovered = await this.store.recoverActive();
+    if (recovered) this.log.info(`recovered ${recovered} message(s) from the active queue`);
+    this.incomingBacklog = true;
+    await this.scan(true);
+    this.timer = setInterval(() => void this.scan(false), this.runDelay * 1000);
+  }
+
+  status(): { active: number; inDelivery: number; destinations: number } {
+    return { active: this.active.size, inDelivery: this.inDelivery, destinations: this.destinations.size };
+  }
+
+  /** cleanup's "queued": take the new message now, unless the active queue is full. */
+  queued(queueId: string): void {
+    if (this.active.size + this.activating.size >= this.activeLimit) {
+      this.incomingBacklog = true;
+      return;
+    }
+    void this.activate(queueId, 'incoming');
+  }
+
+  /** postactor flush / postqueue -f: every deferred message is due now. */
+  flush(): void {
+    void this.scan(false, Infinity);
+  }
+
+  /** Takes messages from incoming (when it has a backlog) and the deferred messages that are due. */
+  private async scan(incoming: boolean, dueBy = Date.now()): Promise<void> {
+    if (this.scanning) return;
+    this.scanning = true;
+    try {
+      if (incoming || this.incomingBacklog) {
+        this.incomingBacklog = false;
+        for (const id of this.store.list('incoming')) {
+          if (!this.room()) {
+            this.incomingBacklog = true;
+            break;
+          }
+          await this.activate(id, 'incoming');
+        }
+      }
+      for (const id of this.store.dueDeferred(dueBy)) {
+        if (!this.room()) break;
+        await this.activate(id, 'deferred');
+      }
+    } finally {
+      this.scanning = false;
+    }
+  }
+
+  private room(): boolean {
+    return this.active.size + this.activating.size < this.activeLimit;
+  }
+
+  /** One message into the active queue: one transaction, then its recipients to their destinations. */
+  private async activate(queueId: string, from: QueueName): Promise<void> {
+    if (this.active.has(queueId) || this.activating.has(queueId)) return;
+    this.activating.add(queueId);
+    let meta: MessageMeta | undefined;
+    try {
+      meta = await this.store.move(queueId, 'active', {}, from);
+    } finally {
+      this.activating.delete(queueId);
+    }
+    if (!meta) return;
+    const msg: ActiveMessage = { meta, activated: Date.now(), outstanding: 0, outcomes: new Map() };
+    this.active.set(queueId, msg);
+    const pending = meta.recipients.map((r, index) => ({ r, index })).filter(({ r }) => !r.done);
+    this.log.info(`${queueId}: from=<${meta.sender}>, size=${meta.size}, nrcpt=${pending.length} (queue active)`);
+
+    // Group by destination, at most <transport>_destination_recipient_limit per delivery.
+    const batches = new Map<Destination, DeliveryRecipient[]>();
+    for (const { r, index } of pending) {
+      const dest = this.destination(r.address);
+      let batch = batches.get(dest);
+      const limit = Number(transportParam(this.config, dest.transport, 'destination_recipient_limit')) || 50;
+      if (!batch || batch.length >= limit) {
+        if (batch) this.enqueue({ msg, dest, recipients: batch });
+        batch = [];
+        batches.set(dest, batch);
+      }
+      batch.push({ index, address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}) });
+    }
+    for (const [dest, batch] of batches) this.enqueue({ msg, dest, recipients: batch });
+    if (msg.outstanding === 0) return void this.finish(msg);
+    this.schedule();
+  }
+
+  private destination(address: string): Destination {
+    const route = this.resolver.route(address);
+    let dest = this.destinations.get(route.key);
+    if (!dest) {
+      const concurrency = Number(transportParam(this.config, route.transport, 'destination_concurrency_limit')) || 20;
+      dest = { key: route.key, transport: route.transport, nexthop: route.nexthop, todo: [], busy: 0, concurrency };
+      this.destinations.set(route.key, dest);
+    }
+    return dest;
+  }
+
+  private enqueue(entry: Entry): void {
+    entry.msg.outstanding++;
+    entry.dest.todo.push(entry);
+    this.ready.add(entry.dest);
+  }
+
+  /** Hands out deliveries: round-robin over destinations, each within its concurrency limit. */
+  private schedule(): void {
+    for (const dest of this.ready) {
+      while (dest.todo.length > 0 && dest.busy < dest.concurrency) this.dispatch(dest.todo.shift()!);
+      if (dest.todo.length === 0) this.ready.delete(dest);
+    }
+  }
+
+  private dispatch(entry: Entry): void {
+    const { msg, dest } = entry;
+    dest.busy++;
+    this.inDelivery++;
+    const request: DeliveryRequest = {
+      queueId: msg.meta.queueId,
+      transport: dest.transport,
+      nexthop: dest.nexthop,
+      sender: msg.meta.sender,
+      recipients: entry.recipients,
+      arrival: msg.meta.arrival,
+      activated: msg.activated,
+      size: msg.meta.size,
+    };
+    this.actor.request<DeliveryReply>(dest.transport, request).then(
+      (reply) => this.delivered(entry, reply.outcomes),
+      (err: unknown) => this.agentFailed(entry, err),
+    );
+  }
+
+  /** The agent did not answer: push back (busy pool), or defer (crash, throttle, no such transport). */
+  private agentFailed(entry: Entry, err: unknown): void {
+    const code = err instanceof ServiceError ? err.code : 'ERROR';
+    if (code === 'BUSY') {
+      entry.dest.busy--;
+      this.inDelivery--;
+      entry.dest.todo.unshift(entry);
+      this.ready.add(entry.dest);
+      setTimeout(() => this.schedule(), 100);
+      return;
+    }
+    let reason = 'unknown mail transport error';
+    if (code === 'NOSERVICE' || code === 'THROTTLED') {
+      reason = 'mail transport unavailable';
+      if (code === 'NOSERVICE' && !this.warnedTransports.has(entry.dest.transport)) {
+        this.warnedTransports.add(entry.dest.transport);
+        this.log.warn(`connect to transport private/${entry.dest.transport}: not supported: no such service in master.cf${entry.dest.transport === 'local' ? ' (local delivery is not built yet)' : ''}`);
+      }
+    } else {
+      this.log.warn(`${entry.msg.meta.queueId}: delivery agent ${entry.dest.transport} failed: ${(err as Error)?.message ?? err}`);
+    }
+    const now = Date.now();
+    const delays = formatDelays(entry.msg.meta.arrival, entry.msg.activated, now, { connect: 0, transmit: 0 }, now);
+    const outcomes = entry.recipients.map((r): RecipientOutcome => {
+      const o: RecipientOutcome = { index: r.index, status: 'deferred', dsn: '4.3.0', reason, relay: 'none' };
+      logDelivery(this.log, entry.msg.meta.queueId, r.address, o, delays);
+      return o;
+    });
+    this.delivered(entry, outcomes);
+  }
+
+  private delivered(entry: Entry, outcomes: RecipientOutcome[]): void {
+    entry.dest.busy--;
+    this.inDelivery--;
+    for (const o of outcomes) entry.msg.outcomes.set(o.index, o);
+    if (--entry.msg.outstanding === 0) void this.finish(entry.msg);
+    if (entry.dest.todo.length > 0) this.ready.add(entry.dest);
+    this.schedule();
+  }
+
+  /** Every delivery of this attempt is back: bounce, defer or remove; then the message leaves memory. */
+  private async finish(msg: ActiveMessage): Promise<void> {
+    const { meta } = msg;
+    const now = Date.now();
+    const bounced: RecipientOutcome[] = [];
+    const deferred: RecipientOutcome[] = [];
+    for (const o of msg.outcomes.values()) {
+      if (o.status === 'bounced') bounced.push(o);
+      else if (o.status === 'deferred') deferred.push(o);
+    }
+    const lifetime = meta.sender === '' ? this.bounceLifetime : this.queueLifetime;
+    if (deferred.length > 0 && expired(now, meta.arrival, lifetime)) {
+      this.log.info(`${meta.queueId}: from=<${meta.sender}>, status=expired, returned to sender`);
+      bounced.push(...deferred.splice(0));
+    }
+    try {
+      if (bounced.length > 0 && !(await this.bounce(meta, bounced))) {
+        deferred.push(...bounced.splice(0)); // no notice written: keep them and try again later
+      }
+      const recipients = meta.recipients.map((r, i) => {
+        const o = msg.outcomes.get(i);
+        if (!o) return r;
+        if (deferred.includes(o)) return { ...r, reason: o.reason };
+        return { ...r, done: true };
+      });
+      if (deferred.length === 0) {
+        await this.store.remove(meta.queueId, 'active');
+        this.log.info(`${meta.queueId}: removed`);
+      } else {
+        await this.store.move(meta.queueId, 'deferred', {
+          recipients,
+          attempts: meta.attempts + 1,
+          nextAttempt: nextAttempt(now, meta.arrival, this.minBackoff, this.maxBackoff),
+        }, 'active');
+      }
+    } catch (err) {
+      this.log.warn(`${meta.queueId}: queue update failed: ${(err as Error).message}; the message stays in the active queue until restart`);
+    } finally {
+      this.active.delete(meta.queueId);
+    }
+    if (this.incomingBacklog && this.room()) void this.scan(false);
+  }
+
+  /**
+   * Sends the sender a non-delivery notification for `failed`. Mail from <> is never bounced (no
+   * bounce loops); Postfix would notify the postmaster for notify_classes=2bounce — issue 4.
+   * Resolves false if the notice could not be queued (the recipients are then kept).
+   */
+  private async bounce(meta: MessageMeta, failed: RecipientOutcome[]): Promise<boolean> {
+    if (meta.sender === '') {
+      this.log.info(`${meta.queueId}: undeliverable bounce from <> discarded (no bounce loops)`);
+      return true;
+    }
+    const original = this.store.content(meta.queueId) ?? Buffer.alloc(0);
+    const headersOnly = meta.ret === 'HDRS' || original.length > this.bounceSizeLimit;
+    const request: BounceRequest = {
+      queueId: meta.queueId,
+      sender: meta.sender,
+      arrival: meta.arrival,
+      failed: failed.map((o) => ({ address: meta.recipients[o.index]!.address, dsn: o.dsn, reason: o.reason, relay: o.relay, ...(meta.recipients[o.index]!.orcpt ? { orcpt: meta.recipients[o.index]!.orcpt } : {}) })),
+      original: headersOnly ? headerSection(original) : original,
+      headersOnly,
+    };
+    try {
+      const notice = await this.actor.request<BounceReply>('bounce', request);
+      const bounceId = newQueueId();
+      const queued = await this.actor.request<CleanupReply>('cleanup', {
+        queueId: bounceId,
+        sender: '',
+        recipients: [{ address: meta.sender }],
+        content: notice.content,
+        arrival: Date.now(),
+        origin: 'bounce',
+      });
+      if (!queued.ok) throw new Error(`${queued.code} ${queued.dsn} ${queued.text}`);
+      this.log.info(`${meta.queueId}: sender non-delivery notification: ${bounceId}`);
+      return true;
+    } catch (err) {
+      this.log.warn(`${meta.queueId}: bounce notice failed: ${(err as Error).message}`);
+      return false;
+    }
+  }
+}
+
+/** The header section of a message (up to and including the blank line). */
+function headerSection(content: Buffer): Buffer {
+  const crlf = content.indexOf('\r\n\r\n');
+  if (crlf >= 0) return content.subarray(0, crlf + 4);
+  const lf = content.indexOf('\n\n');
+  return lf >= 0 ? content.subarray(0, lf + 2) : content;
+}

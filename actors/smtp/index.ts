@@ -1,0 +1,108 @@
+/**
+ * smtp: the SMTP/LMTP-less delivery agent (Postfix's smtp(8)), a piscina pool. One task is one
+ * delivery: one message, a batch of its recipients, one nexthop. The agent reads the content
+ * from the queue store itself (only IDs travel between actors), finds the next-hop hosts (MX or
+ * [host]:port), speaks ESMTP through a per-worker connection cache, and logs Postfix's
+ * "to=<…>, relay=…, delay=…, delays=…, dsn=…, status=…" line per recipient.
+ */
+import { workerData } from 'piscina';
+import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
+import { NextHopResolver, resolverServersFromEnv } from '../../src/dns/resolver.js';
+import { configureMaillog, maillog, type Logger } from '../../src/log/maillog.js';
+import { QueueStore } from '../../src/queue/store.js';
+import { SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
+import type { ActorWorkerData } from '../../src/runtime/wire.js';
+import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
+import { formatDelays, logDelivery } from './log.js';
+
+interface State {
+  store: QueueStore;
+  client: SmtpClient;
+  resolver: NextHopResolver;
+  log: Logger;
+  service: string;
+}
+
+let state: State | null = null;
+
+function init(): State {
+  const data = workerData as ActorWorkerData<ConfigJSON>;
+  const config: Config = configFromJSON(data.config);
+  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+  const ms = (name: string) => config.getTime(name) * 1000;
+  return {
+    store: QueueStore.open(queueDirectory(config)),
+    client: new SmtpClient({
+      heloName: config.get('smtp_helo_name'),
+      connectTimeout: ms('smtp_connect_timeout'),
+      heloTimeout: ms('smtp_helo_timeout'),
+      mailTimeout: ms('smtp_mail_timeout'),
+      rcptTimeout: ms('smtp_rcpt_timeout'),
+      dataInitTimeout: ms('smtp_data_init_timeout'),
+      dataXferTimeout: ms('smtp_data_xfer_timeout'),
+      dataDoneTimeout: ms('smtp_data_done_timeout'),
+      quitTimeout: ms('smtp_quit_timeout'),
+    }),
+    resolver: new NextHopResolver({ servers: resolverServersFromEnv() }),
+    log: maillog(data.service),
+    service: data.service,
+  };
+}
+
+export default async function deliver(req: DeliveryRequest): Promise<DeliveryReply> {
+  const s = (state ??= init());
+  const started = Date.now();
+  const content = s.store.content(req.queueId);
+  if (!content) {
+    // Deleted meanwhile (postsuper -d): nothing to deliver, nothing to report as delivered.
+    return { queueId: req.queueId, outcomes: req.recipients.map((r) => ({ index: r.index, status: 'deferred', dsn: '4.3.0', reason: 'queue file vanished', relay: 'none' })) };
+  }
+  const resolved = await s.resolver.resolve(req.nexthop);
+  if (!resolved.ok) {
+    const outcomes = req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: resolved.temporary ? 'deferred' : 'bounced', dsn: resolved.dsn, reason: resolved.reason, relay: 'none' }));
+    logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
+    return { queueId: req.queueId, outcomes, ...(resolved.temporary ? { siteFailure: resolved.reason } : {}) };
+  }
+  const result = await s.client.deliver(
+    resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })),
+    { sender: req.sender, recipients: req.recipients.map((r) => r.address), size: content.length },
+    content,
+  );
+  const outcomes = outcomesOf(req, result);
+  logAll(s, req, outcomes, started, result.timings);
+  return { queueId: req.queueId, outcomes, ...(result.kind === 'site-failure' ? { siteFailure: result.reason ?? 'site failure' } : {}) };
+}
+
+/** One outcome per recipient, in Postfix's words. */
+function outcomesOf(req: DeliveryRequest, result: DeliveryResult): RecipientOutcome[] {
+  const relay = result.remoteAddr ? `${result.remoteHost}[${result.remoteAddr}]:${result.remotePort}` : 'none';
+  return req.recipients.map((r, i): RecipientOutcome => {
+    const rr = result.recipients[i]!;
+    const reply = rr.reply;
+    const code = reply.code;
+    const dsn = reply.enhanced ?? `${Math.floor(code / 100)}.0.0`;
+    const replyText = `${code}${reply.enhanced ? ' ' + reply.enhanced : ''} ${reply.text}`.trim();
+    if (rr.ok && result.kind === 'sent') {
+      return { index: r.index, status: 'sent', dsn, reason: result.queuedAs ? `250 ${result.queuedAs}` : replyText, relay };
+    }
+    const status = code >= 500 ? 'bounced' : 'deferred';
+    const reason = result.kind === 'site-failure'
+      ? result.reason ?? replyText
+      : `host ${result.remoteHost}[${result.remoteAddr}] said: ${replyText}${inReplyTo(rr, result)}`;
+    return { index: r.index, status, dsn: code >= 500 && dsn.startsWith('4') ? '5' + dsn.slice(1) : dsn, reason, relay };
+  });
+}
+
+function inReplyTo(rr: { ok: boolean }, result: DeliveryResult): string {
+  if (result.kind === 'message-failure') return rr.ok ? ' (in reply to end of DATA command)' : ' (in reply to MAIL FROM command)';
+  return ' (in reply to RCPT TO command)';
+}
+
+function logAll(s: State, req: DeliveryRequest, outcomes: RecipientOutcome[], started: number, timings: { connect: number; transmit: number }): void {
+  const now = Date.now();
+  const delays = formatDelays(req.arrival, req.activated, started, timings, now);
+  for (const o of outcomes) {
+    const address = req.recipients.find((r) => r.index === o.index)!.address;
+    logDelivery(s.log, req.queueId, address, o, delays);
+  }
+}

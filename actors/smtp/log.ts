@@ -1,0 +1,33 @@
+/**
+ * The delivery log line every Postfix delivery agent writes, shared by all our agents:
+ *   ID: to=<rcpt>, relay=host[addr]:port, delay=0.12, delays=0.01/0/0.05/0.06, dsn=2.0.0, status=sent (…)
+ */
+import type { Logger } from '../../src/log/maillog.js';
+import type { RecipientOutcome } from '../protocol.js';
+
+/** Seconds as Postfix prints them: two decimals below 10 s, trailing zeros dropped; "0" for zero. */
+export function formatSeconds(seconds: number): string {
+  if (seconds <= 0) return '0';
+  if (seconds >= 10) return String(Math.round(seconds));
+  const s = seconds.toFixed(2).replace(/\.?0+$/, '');
+  return s === '' || s === '0' ? '0' : s;
+}
+
+export interface Delays {
+  delay: string;
+  delays: string;
+}
+
+/** delay=total; delays=a/b/c/d: before qmgr, in qmgr, connection setup, transmission. */
+export function formatDelays(arrival: number, activated: number, started: number, timings: { connect: number; transmit: number }, now: number): Delays {
+  const a = (activated - arrival) / 1000;
+  const b = (started - activated) / 1000;
+  return {
+    delay: formatSeconds((now - arrival) / 1000),
+    delays: [a, b, timings.connect / 1000, timings.transmit / 1000].map(formatSeconds).join('/'),
+  };
+}
+
+export function logDelivery(log: Logger, queueId: string, recipient: string, o: RecipientOutcome, d: Delays): void {
+  log.info(`${queueId}: to=<${recipient}>, relay=${o.relay}, delay=${d.delay}, delays=${d.delays}, dsn=${o.dsn}, status=${o.status} (${o.reason})`);
+}

@@ -1,0 +1,177 @@
+/**
+ * Makes smtp-server speak like Postfix's smtpd.
+ *
+ * smtp-server is a good protocol engine but answers in its own words ("250 Accepted") and waits a
+ * fixed 100 ms before every greeting (an early-talker test that belongs to postscreen, not to
+ * smtpd: it caps a client that opens a connection per message at 10 messages/s per connection).
+ * We patch its connection class, pinned to smtp-server 3.x, in three places:
+ *   - init(): greet as soon as the connection is set up;
+ *   - send(): every reply goes through `postfixReply`, which maps the library's texts to
+ *     Postfix's replies with enhanced status codes, and counts commands for the
+ *     "disconnect from … ehlo=1 mail=1 …" log line;
+ *   - the VRFY, HELP and joke handlers.
+ */
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+/** What the patched connection needs to know about this smtpd. */
+export interface Dialect {
+  hostname: string;
+  banner: string;
+  vrfyDisabled: boolean;
+  sizeLimit: number;
+  /** Lines after the first of the EHLO reply. */
+  ehloKeywords: string[];
+}
+
+/** Per-connection command counters, in the order Postfix prints them. */
+export const COUNTED = ['helo', 'ehlo', 'mail', 'rcpt', 'data', 'rset', 'noop', 'vrfy', 'quit', 'unknown'] as const;
+export type Counters = Record<string, [ok: number, total: number]>;
+
+type Conn = {
+  _server: { options: Record<string, unknown> & { postactorDialect: Dialect } };
+  _socket: { write(s: string): void; destroyed: boolean; readyState: string };
+  _upgrading: boolean;
+  session: Record<string, unknown> & { error?: string };
+  _setListeners(cb: () => void): void;
+  connectionReady(): void;
+  close(): void;
+  _paCommand?: string | null;
+};
+
+const ENHANCED = /^\d\.\d{1,3}\.\d{1,3}(?: |$)/;
+
+/** Library text → Postfix's reply (code, enhanced code and text). */
+const TABLE: Record<string, [number, string]> = {
+  'OK': [250, '2.0.0 Ok'],
+  'Bye': [221, '2.0.0 Bye'],
+  'Error: need MAIL command': [503, '5.5.1 Error: need MAIL command'],
+  'Error: need RCPT command': [503, '5.5.1 Error: need RCPT command'],
+  'Error: nested MAIL command': [503, '5.5.1 Error: nested MAIL command'],
+  'Error: Mail transaction in progress': [503, '5.5.1 Error: MAIL transaction in progress'],
+  'Error: Bad sender address syntax': [501, '5.1.7 Bad sender address syntax'],
+  'Error: Bad recipient address syntax': [501, '5.1.3 Bad recipient address syntax'],
+  'Error: command not recognized': [502, '5.5.2 Error: command not recognized'],
+  'Error: send HELO/EHLO first': [503, '5.5.1 Error: send HELO/EHLO first'],
+  'Error: too many recipients': [452, '4.5.3 Error: too many recipients'],
+  'Error: Bad command parameter syntax': [555, '5.5.4 Unsupported option'],
+  'Error: syntax: EHLO hostname': [501, '5.5.4 Syntax: EHLO hostname'],
+  'Error: Syntax: HELO hostname': [501, '5.5.4 Syntax: HELO hostname'],
+  'Error: Bad hostname syntax': [501, '5.5.4 Syntax: bad hostname'],
+  'Error: internal server error': [451, '4.3.0 Error: internal error'],
+  'Error: too many unrecognized commands': [421, '4.7.0 Error: too many errors'],
+  'Error: authentication Required': [530, '5.7.0 Authentication required'],
+  'End data with <CR><LF>.<CR><LF>': [354, 'End data with <CR><LF>.<CR><LF>'],
+};
+
+/** Maps one reply of the library to Postfix's wording; returns [code, text-with-enhanced-code]. */
+export function postfixReply(code: number, text: string, context: unknown, d: Dialect): [number, string] {
+  if (context === 'MAIL_FROM_OK') return [250, '2.1.0 Ok'];
+  if (context === 'RCPT_TO_OK') return [250, '2.1.5 Ok'];
+  if (context === 'MESSAGE_TOO_BIG' || text.startsWith('Error: message exceeds fixed maximum message size')) return [552, '5.3.4 Message size exceeds fixed limit'];
+  if (text === 'Timeout - closing connection') return [421, `4.4.2 ${d.hostname} Error: timeout exceeded`];
+  if (text === 'Server shutting down') return [421, `4.3.2 ${d.hostname} Service shutting down, closing transmission channel`];
+  if (text.endsWith('Too many connected clients, try again in a moment')) return [421, `4.7.0 ${d.hostname} Error: too many connections`];
+  const mapped = TABLE[text];
+  if (mapped) return mapped;
+  if (code < 300 && context === false) return [code, text];
+  if (ENHANCED.test(text) || (code >= 300 && code < 400)) return [code, text];
+  const cls = Math.floor(code / 100);
+  const enhanced = cls === 2 ? '2.0.0' : cls === 4 ? '4.0.0' : code <= 502 ? '5.5.2' : '5.0.0';
+  return [code, `${enhanced} ${text}`];
+}
+
+let installed = false;
+
+/** Patches smtp-server's connection class (once per thread). */
+export async function installDialect(): Promise<void> {
+  if (installed) return;
+  installed = true;
+  const require = createRequire(import.meta.url);
+  const main = require.resolve('smtp-server');                  // …/dist/cjs/smtp-server.js
+  const esm = join(dirname(dirname(main)), 'esm', 'smtp-connection.js');
+  const mod = (await import(pathToFileURL(esm).href)) as { SMTPConnection: { prototype: Record<string, unknown> } };
+  const proto = mod.SMTPConnection.prototype as Record<string, unknown> & ThisType<Conn>;
+  const originalSend = proto.send as (this: Conn, code: number, data: unknown, context?: unknown) => void;
+
+  proto.init = function (this: Conn) {
+    this._setListeners(() => {
+      const opts = this._server.options as { maxClients?: number };
+      const server = this._server as unknown as { connections: Set<unknown> };
+      if (opts.maxClients && server.connections.size > opts.maxClients) {
+        return originalSend.call(this, 421, `${this._server.options.postactorDialect.hostname} Too many connected clients, try again in a moment`, false);
+      }
+      this.connectionReady();
+    });
+  };
+
+  proto.send = function (this: Conn, code: number, data: unknown, context?: unknown) {
+    const d = this._server.options.postactorDialect;
+    count(this, code);
+    if (Array.isArray(data)) {
+      // The EHLO reply: our own keyword list, as Postfix orders it.
+      return originalSend.call(this, code, [d.hostname, ...d.ehloKeywords], false);
+    }
+    const text = data === undefined || data === null ? '' : String(data);
+    if (code === 220 && context === false) return originalSend.call(this, 220, d.banner, false);
+    const [c, t] = postfixReply(code, text, context, d);
+    return originalSend.call(this, c, t, false);
+  };
+
+  proto.handler_VRFY = function (this: Conn, command: Buffer | string, callback: () => void) {
+    const d = this._server.options.postactorDialect;
+    const arg = String(command).trim().split(/\s+/).slice(1).join(' ');
+    if (d.vrfyDisabled) originalSend.call(this, 502, '5.5.1 VRFY command is disabled', false);
+    else if (!arg) originalSend.call(this, 501, '5.5.4 Syntax: VRFY address', false);
+    else originalSend.call(this, 252, `2.0.0 ${arg.replace(/^<|>$/g, '')}`, false);
+    callback();
+  };
+  const notRecognized = function (this: Conn, _command: unknown, callback: () => void) {
+    originalSend.call(this, 502, '5.5.2 Error: command not recognized', false);
+    callback();
+  };
+  for (const name of ['handler_HELP', 'handler_WIZ', 'handler_SHELL', 'handler_KILL']) proto[name] = notRecognized;
+
+  // Count every command for the disconnect line: remember which one is running, and let its
+  // first final reply (not 354) say whether it succeeded.
+  const onCommand = proto._onCommand as (this: Conn, command: Buffer, cb: () => void) => void;
+  proto._onCommand = function (this: Conn, command: Buffer, cb: () => void) {
+    const name = String(command).split(' ', 1)[0]!.toLowerCase();
+    const key = (COUNTED as readonly string[]).includes(name) && name !== 'unknown' ? name : 'unknown';
+    const counters = ((this.session as { paCounters?: Counters }).paCounters ??= {});
+    const c = (counters[key] ??= [0, 0]);
+    c[1]++;
+    this._paCommand = key;
+    return onCommand.call(this, command, cb);
+  };
+}
+
+function count(conn: Conn, code: number): void {
+  const key = conn._paCommand;
+  if (!key || code === 354) return;
+  conn._paCommand = null;
+  if (code < 400) (conn.session as { paCounters?: Counters }).paCounters![key]![0]++;
+}
+
+/** "ehlo=1 mail=1 rcpt=0/1 data=1 quit=1 commands=3/4", as Postfix's disconnect line has it. */
+export function formatCounters(counters: Counters | undefined): string {
+  if (!counters) return 'commands=0';
+  const parts: string[] = [];
+  let ok = 0;
+  let total = 0;
+  for (const key of COUNTED) {
+    const c = counters[key];
+    if (!c) continue;
+    ok += c[0];
+    total += c[1];
+    parts.push(c[0] === c[1] ? `${key}=${c[0]}` : `${key}=${c[0]}/${c[1]}`);
+  }
+  parts.push(ok === total ? `commands=${ok}` : `commands=${ok}/${total}`);
+  return parts.join(' ');
+}
+
+/** The command counters of a session. */
+export function countersOf(session: object): Counters | undefined {
+  return (session as { paCounters?: Counters }).paCounters;
+}

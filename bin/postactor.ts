@@ -1,0 +1,125 @@
+/**
+ * postactor — the server command, like postfix(1):
+ *   postactor [-c config_dir] start-fg | start | stop | status | check | flush
+ * With no -c and no POSTACTOR_CONFIG, the embedded default configuration is used.
+ */
+import { spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, queueDirectory, type Config } from '../src/config/index.js';
+import { checkConfig, runningMaster, startMaster } from '../actors/master/index.js';
+import { controlRequest, controlSocketPath } from '../actors/master/control.js';
+
+const USAGE = 'usage: postactor [-c config_dir] [-v] start-fg | start | stop | status | check | flush';
+const PROG = 'postactor/postactor-script';
+
+function fail(text: string, code = 1): never {
+  process.stderr.write(text.endsWith('\n') ? text : text + '\n');
+  process.exit(code);
+}
+
+function parse(): { dir: string | undefined; command: string } {
+  let parsed;
+  try {
+    parsed = parseArgs({ options: { c: { type: 'string' }, v: { type: 'boolean', multiple: true }, help: { type: 'boolean', short: 'h' } }, allowPositionals: true });
+  } catch (err) {
+    fail(`postactor: ${(err as Error).message}\n${USAGE}`, 2);
+  }
+  if (parsed.values.help) {
+    process.stdout.write(USAGE + '\n');
+    process.exit(0);
+  }
+  if (parsed.positionals.length !== 1) fail(USAGE, 2);
+  return { dir: parsed.values.c, command: parsed.positionals[0]! };
+}
+
+function load(dir: string | undefined): Config {
+  try {
+    return loadConfig(dir);
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message.split('\n').map((l) => `postactor: fatal: ${l}`).join('\n'));
+    throw err;
+  }
+}
+
+async function main(): Promise<void> {
+  const { dir, command } = parse();
+  const config = load(dir);
+  switch (command) {
+    case 'start-fg': {
+      let master;
+      try {
+        master = await startMaster(config);
+      } catch (err) {
+        fail((err as Error).message.split('\n').map((l) => `postactor: fatal: ${l}`).join('\n'));
+      }
+      for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+        process.on(sig, () => void master.stop(sig === 'SIGTERM' ? '15' : sig === 'SIGINT' ? '2' : '1').then(() => process.exit(0)));
+      }
+      return;
+    }
+    case 'start': {
+      if (runningMaster(config)) fail(`${PROG}: fatal: the Postactor mail system is already running`);
+      const problems = checkConfig(config);
+      if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
+      const logFile = config.get('maillog_file');
+      const out = logFile ? openSync(logFile, 'a') : 'ignore';
+      const args = [fileURLToPath(import.meta.url), ...(dir ? ['-c', dir] : []), 'start-fg'];
+      const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out] });
+      child.unref();
+      process.stderr.write(`${PROG}: starting the Postactor mail system\n`);
+      const sock = controlSocketPath(queueDirectory(config));
+      for (let i = 0; i < 300; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        try {
+          await controlRequest(sock, 'status', undefined, 1000);
+          return;
+        } catch { /* not up yet */ }
+        if (child.exitCode !== null) break;
+      }
+      fail(`${PROG}: fatal: the Postactor mail system did not start${logFile ? ` (see ${logFile})` : ''}`);
+    }
+    // falls through (fail exits)
+    case 'stop': {
+      const pid = runningMaster(config);
+      if (!pid) fail(`${PROG}: fatal: the Postactor mail system is not running`);
+      process.stderr.write(`${PROG}: stopping the Postactor mail system\n`);
+      process.kill(pid, 'SIGTERM');
+      for (let i = 0; i < 300; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        try {
+          process.kill(pid, 0);
+        } catch {
+          return;
+        }
+      }
+      fail(`${PROG}: fatal: the Postactor mail system did not stop`);
+    }
+    // falls through (fail exits)
+    case 'status': {
+      const pid = runningMaster(config);
+      if (!pid) fail(`${PROG}: the Postactor mail system is not running`);
+      process.stderr.write(`${PROG}: the Postactor mail system is running: PID: ${pid}\n`);
+      return;
+    }
+    case 'check': {
+      const problems = checkConfig(config);
+      for (const w of config.warnings) process.stderr.write(`postactor: warning: ${w}\n`);
+      if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
+      return;
+    }
+    case 'flush': {
+      try {
+        await controlRequest(controlSocketPath(queueDirectory(config)), 'flush');
+      } catch (err) {
+        fail(`postactor: fatal: flush: ${(err as Error).message} (is the mail system running?)`);
+      }
+      return;
+    }
+    default:
+      fail(`postactor: unknown command: '${command}'\n${USAGE}`, 2);
+  }
+}
+
+main().catch((err: Error) => fail(`postactor: fatal: ${err.message}`));
