@@ -88,6 +88,7 @@ interface RunRecord {
   /** Every accepted message reached the sink. */
   complete: boolean;
   timedOut: boolean;
+  interrupted: boolean;
 }
 
 function parseConfig(argv: string[]): Config {
@@ -183,8 +184,8 @@ function progress(text: string): void {
   }
 }
 function progressDone(finalText?: string): void {
-  if (isTty) process.stderr.write('\n');
-  else if (finalText) process.stderr.write(`${finalText}\n`);
+  if (finalText) process.stderr.write(isTty ? `\r${finalText.padEnd(110)}\n` : `${finalText}\n`);
+  else if (isTty) process.stderr.write('\n');
   lastProgressLine = 0;
 }
 
@@ -211,7 +212,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
   const rec: RunRecord = {
     mta: mtaName, run: runNo, version: '', startedAt: new Date().toISOString(), loadavg: os.loadavg(),
     error: null, generator: null, sink: null, delivered: null, endToEndMs: null, deliveredPerSec: null,
-    complete: false, timedOut: false,
+    complete: false, timedOut: false, interrupted: false,
   };
   const deadline = Date.now() + cfg.timeoutMs;
   let sink: SinkThread | null = null;
@@ -269,9 +270,8 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
     }
     clearInterval(ticker);
     ticker = undefined;
-    const final = line(rec.timedOut ? 'timed out' : 'done');
-    progress(final);
-    progressDone(final);
+    rec.interrupted = interrupted;
+    progressDone(line(interrupted ? 'interrupted' : rec.timedOut ? 'timed out' : 'done'));
     if (sink) {
       const s = sink.snapshot();
       rec.sink = s;
@@ -328,7 +328,7 @@ function summarizeMta(mta: string, recs: RunRecord[]): Summary {
     latencyP50Ms: median(ok.map((r) => r.generator!.latency.p50)),
     latencyP99Ms: median(ok.map((r) => r.generator!.latency.p99)),
     failed: ok.reduce((a, r) => a + r.generator!.failed + r.generator!.unfinished, 0),
-    incompleteRuns: recs.filter((r) => !r.complete).length,
+    incompleteRuns: recs.filter((r) => !r.complete || r.interrupted).length,
   };
 }
 
@@ -340,7 +340,9 @@ function printTable(mta: string, recs: RunRecord[], sum: Summary, cfg: Config): 
   const head = ['run', 'accepted', 'failed', 'accepted/s', 'delivered', 'delivered/s', 'e2e s', 'p50 ms', 'p99 ms', 'note'];
   const rows: string[][] = recs.map((r) => {
     const g = r.generator;
-    const note = r.error ? `error: ${r.error.split('\n')[0]!.slice(0, 60)}` : !r.complete ? (r.timedOut ? 'timed out' : 'incomplete') : '';
+    const note = r.error
+      ? `error: ${r.error.split('\n')[0]!.slice(0, 60)}`
+      : r.interrupted ? 'interrupted' : !r.complete ? (r.timedOut ? 'timed out' : 'incomplete') : '';
     return [
       String(r.run),
       g ? String(g.accepted) : '-',
@@ -447,7 +449,7 @@ async function main(): Promise<void> {
 }
 
 main().then(
-  () => process.exit(0),
+  () => process.exit(interrupted ? 130 : 0),
   (err: unknown) => {
     progressDone();
     console.error(err instanceof Error ? err.message : err);
