@@ -62,6 +62,19 @@ export function scanHeaders(msg: Uint8Array): HeaderScan {
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
+let zoneFormat: Intl.DateTimeFormat | null = null;
+let zoneCache = { hour: -1, name: '' };
+
+/** The local time zone's short name ("UTC", "CET"), cached per hour (DST changes on the hour). */
+function zoneName(d: Date): string {
+  const hour = Math.floor(d.getTime() / 3_600_000);
+  if (zoneCache.hour !== hour) {
+    zoneFormat ??= new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' });
+    zoneCache = { hour, name: zoneFormat.formatToParts(d).find((p) => p.type === 'timeZoneName')?.value ?? '' };
+  }
+  return zoneCache.name;
+}
+
 /** An RFC 5322 date in local time as Postfix writes it: "Wed, 25 Nov 2026 01:23:45 +0000 (UTC)". */
 export function rfc2822Date(ms: number): string {
   const d = new Date(ms);
@@ -69,7 +82,7 @@ export function rfc2822Date(ms: number): string {
   const offset = -d.getTimezoneOffset();
   const sign = offset >= 0 ? '+' : '-';
   const abs = Math.abs(offset);
-  const zone = Intl.DateTimeFormat('en-US', { timeZoneName: 'short' }).formatToParts(d).find((p) => p.type === 'timeZoneName')?.value ?? '';
+  const zone = zoneName(d);
   return `${DAYS[d.getDay()]}, ${d.getDate()} ${MONTHS[d.getMonth()]} ${d.getFullYear()} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())} ${sign}${two(Math.floor(abs / 60))}${two(abs % 60)}${zone ? ` (${zone === 'GMT' ? 'UTC' : zone})` : ''}`;
 }
 

@@ -37,6 +37,7 @@ interface Destination {
   todo: Entry[];
   busy: number;
   concurrency: number;
+  recipientLimit: number;
 }
 
 export class QueueManager {
@@ -53,6 +54,7 @@ export class QueueManager {
   private readonly runDelay: number;
   private readonly bounceSizeLimit: number;
   private readonly warnedTransports = new Set<string>();
+  private readonly limits = new Map<string, { concurrency: number; recipientLimit: number }>();
   private incomingBacklog = false;
   private scanning = false;
   private timer: NodeJS.Timeout | null = null;
@@ -145,7 +147,7 @@ export class QueueManager {
     for (const { r, index } of pending) {
       const dest = this.destination(r.address);
       let batch = batches.get(dest);
-      const limit = Number(transportParam(this.config, dest.transport, 'destination_recipient_limit')) || 50;
+      const limit = dest.recipientLimit;
       if (!batch || batch.length >= limit) {
         if (batch) this.enqueue({ msg, dest, recipients: batch });
         batch = [];
@@ -162,11 +164,24 @@ export class QueueManager {
     const route = this.resolver.route(address);
     let dest = this.destinations.get(route.key);
     if (!dest) {
-      const concurrency = Number(transportParam(this.config, route.transport, 'destination_concurrency_limit')) || 20;
-      dest = { key: route.key, transport: route.transport, nexthop: route.nexthop, todo: [], busy: 0, concurrency };
+      const limits = this.transportLimits(route.transport);
+      dest = { key: route.key, transport: route.transport, nexthop: route.nexthop, todo: [], busy: 0, ...limits };
       this.destinations.set(route.key, dest);
     }
     return dest;
+  }
+
+  /** <transport>_destination_concurrency_limit and _recipient_limit, read once per transport. */
+  private transportLimits(transport: string): { concurrency: number; recipientLimit: number } {
+    let limits = this.limits.get(transport);
+    if (!limits) {
+      // 0 means "no limit" in Postfix for both parameters.
+      const concurrency = Number(transportParam(this.config, transport, 'destination_concurrency_limit'));
+      const recipientLimit = Number(transportParam(this.config, transport, 'destination_recipient_limit'));
+      limits = { concurrency: concurrency > 0 ? concurrency : Infinity, recipientLimit: recipientLimit > 0 ? recipientLimit : Infinity };
+      this.limits.set(transport, limits);
+    }
+    return limits;
   }
 
   private enqueue(entry: Entry): void {
