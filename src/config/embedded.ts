@@ -29,7 +29,8 @@ relayhost = [127.0.0.1]:2626
 `;
 
 export const EMBEDDED_MASTER_CF = `# Postactor embedded default master.cf. The maxproc column is the number of
-# worker threads for the service (0 = unlimited).
+# worker threads for the service; each thread serves many sessions or deliveries
+# at once. "-" means min(default_process_limit, CPU count); 0 means the CPU count.
 #
 # service        type  private unpriv chroot wakeup maxproc command + args
 # ==========================================================================
@@ -37,6 +38,6 @@ export const EMBEDDED_MASTER_CF = `# Postactor embedded default master.cf. The m
 cleanup          unix  n       -      n      -      0       cleanup
 qmgr             unix  n       -      n      300    1       qmgr
 smtp             unix  -       -      n      -      2       smtp
-relay            unix  -       -      n      -      2       smtp
-bounce           unix  -       -      n      -      0       bounce
+relay            unix  -       -      n      -      1       smtp
+bounce           unix  -       -      n      -      1       bounce
 `;
