@@ -1,0 +1,73 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isQueueId, newQueueId, queueIdTime } from '../src/queue/qid.js';
+import { QueueStore, type MessageMeta } from '../src/queue/store.js';
+
+test('queue IDs are unique, look like Postfix long IDs, and sort by arrival', async () => {
+  const ids: string[] = [];
+  for (let i = 0; i < 20_000; i++) ids.push(newQueueId());
+  await new Promise((r) => setTimeout(r, 5));
+  ids.push(newQueueId());
+  assert.equal(new Set(ids).size, ids.length);
+  assert.deepEqual([...ids].sort(), ids);
+  for (const id of ids.slice(0, 100)) {
+    assert.ok(isQueueId(id), id);
+    assert.match(id, /^[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]{4}$/);
+  }
+  assert.ok(Math.abs(queueIdTime(ids[0]!) - Date.now()) < 60_000);
+  assert.ok(!isQueueId('hello world'));
+});
+
+function meta(queueId: string, extra: Partial<MessageMeta> = {}): MessageMeta {
+  return { queueId, queue: 'incoming', arrival: Date.now(), sender: 's@example.org', recipients: [{ address: 'r@example.com', done: false }], size: 3, nextAttempt: 0, attempts: 0, ...extra };
+}
+
+test('the store moves a message between queues in single transactions', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pa-store-'));
+  const store = QueueStore.open(dir);
+  try {
+    const id = newQueueId();
+    await store.enqueue(meta(id), Buffer.from('abc'));
+    await assert.rejects(store.enqueue(meta(id), Buffer.from('abc')), /duplicate queue ID/);
+    assert.deepEqual([...store.list('incoming')], [id]);
+    assert.equal(store.content(id)!.toString(), 'abc');
+    assert.equal((await store.move(id, 'active', {}, 'incoming'))!.queue, 'active');
+    assert.equal(await store.move(id, 'active', {}, 'incoming'), undefined, 'a move from the wrong queue changes nothing');
+    assert.equal(store.count('incoming'), 0);
+    const now = Date.now();
+    await store.move(id, 'deferred', { nextAttempt: now + 60_000 });
+    assert.deepEqual([...store.dueDeferred(now)], []);
+    assert.deepEqual([...store.dueDeferred(now + 60_000)], [id]);
+    assert.equal(store.nextDue(), now + 60_000);
+    await store.move(id, 'active', {}, 'deferred');
+    assert.deepEqual([...store.dueDeferred(Infinity)], [], 'leaving deferred drops the due index entry');
+    assert.equal(await store.recoverActive(), 1);
+    assert.deepEqual([...store.list('incoming')], [id]);
+    assert.equal(await store.remove(id), true);
+    assert.equal(store.get(id), undefined);
+    assert.equal(store.content(id), undefined);
+    assert.equal(await store.remove(id), false);
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('concurrent enqueues all land (group commit) and survive reopening', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pa-store-'));
+  let store = QueueStore.open(dir);
+  const ids = Array.from({ length: 500 }, () => newQueueId());
+  try {
+    await Promise.all(ids.map((id) => store.enqueue(meta(id), Buffer.alloc(1024, 65))));
+    await store.close();
+    store = QueueStore.open(dir);
+    assert.equal(store.count('incoming'), 500);
+    assert.deepEqual([...store.list('incoming')], [...ids].sort());
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,107 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { ServicePool } from '../src/runtime/pool.js';
+import { Router } from '../src/runtime/router.js';
+import { SupervisedWorker } from '../src/runtime/supervisor.js';
+import { receive, tell } from '../src/runtime/mailbox.js';
+import { ServiceError } from '../src/runtime/wire.js';
+
+const fixtures = new URL('../../test/fixtures/runtime/', import.meta.url);
+
+function pool(crashLimit = 5): ServicePool {
+  return new ServicePool({
+    service: 'echo',
+    filename: new URL('echo-task.mjs', fixtures).href,
+    threads: 2,
+    concurrency: 4,
+    maxQueue: 100,
+    workerData: null,
+    throttleSeconds: 60,
+    crashLimit,
+  });
+}
+
+test('a pool of maxproc threads answers requests (request/reply daemon)', async () => {
+  const p = pool();
+  try {
+    const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => p.run<{ echo: number }>({ value: i })));
+    assert.deepEqual(replies.map((r) => r.echo), Array.from({ length: 50 }, (_, i) => i));
+    assert.equal(p.threads, 2);
+  } finally {
+    await p.close();
+  }
+});
+
+test('a crashed pool worker fails its request with CRASHED and is replaced', async () => {
+  const p = pool();
+  try {
+    await assert.rejects(p.run({ crash: true }), (e: unknown) => e instanceof ServiceError && e.code === 'CRASHED');
+    const r = await p.run<{ echo: string }>({ value: 'after' });
+    assert.equal(r.echo, 'after');
+  } finally {
+    await p.close();
+  }
+});
+
+test('a service that keeps crashing is throttled (service_throttle_time)', async () => {
+  const p = pool(2);
+  try {
+    await assert.rejects(p.run({ crash: true }));
+    await assert.rejects(p.run({ crash: true }));
+    await assert.rejects(p.run({ value: 1 }), (e: unknown) => e instanceof ServiceError && e.code === 'THROTTLED');
+  } finally {
+    await p.close();
+  }
+});
+
+test('the router carries requests from a long-lived worker to a pool and back; a dead worker is restarted', async () => {
+  const router = new Router();
+  const p = pool();
+  router.addPool('echo', p);
+  const exits: number[] = [];
+  const w = new SupervisedWorker({
+    service: 'pinger',
+    index: 0,
+    filename: new URL('actor-worker.mjs', fixtures),
+    workerData: { service: 'pinger', index: 0, config: null, instance: 'test' },
+    throttleSeconds: 60,
+    onPort: (port) => router.attach('pinger', port),
+    onExit: (_slot, code) => exits.push(code),
+  });
+  try {
+    w.start();
+    await w.ready();
+    assert.deepEqual(await router.request('pinger', 'x'), { pong: 'x', thread: 0 });
+    assert.equal(await w.control!['hello']!(), 'hi');
+    await router.request('pinger', 'die');
+    const deadline = Date.now() + 10_000;
+    while (exits.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(exits, [3]);
+    // It had reported ready, so the restart comes after a short pause, not a throttle.
+    while (w.restarts === 1 && !router.has('pinger') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await w.ready();
+    assert.deepEqual(await router.request('pinger', 'y'), { pong: 'y', thread: 0 });
+    await assert.rejects(router.request('nosuch', 1), (e: unknown) => e instanceof ServiceError && e.code === 'NOSERVICE');
+  } finally {
+    await w.stop();
+    await p.close();
+  }
+});
+
+test('a mailbox reaches its actor from another thread without the router', async () => {
+  const got: unknown[] = [];
+  const stop = receive('t1', 'qmgr', (m) => got.push(m));
+  try {
+    const { Worker } = await import('node:worker_threads');
+    const mailbox = fileURLToPath(new URL('../src/runtime/mailbox.js', import.meta.url));
+    const w = new Worker(`import(${JSON.stringify(mailbox)}).then((m) => m.tell('t1', 'qmgr', { type: 'queued', queueId: 'X' }))`, { eval: true });
+    await new Promise((r) => w.once('exit', r));
+    const deadline = Date.now() + 5000;
+    while (got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(got, [{ type: 'queued', queueId: 'X' }]);
+    tell('t1', 'other', 1); // nobody listens: dropped, no error
+  } finally {
+    stop();
+  }
+});
