@@ -55,7 +55,9 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
   const content = s.store.content(req.queueId);
   if (!content) {
     // Deleted meanwhile (postsuper -d): nothing to deliver, nothing to report as delivered.
-    return { queueId: req.queueId, outcomes: req.recipients.map((r) => ({ index: r.index, status: 'deferred', dsn: '4.3.0', reason: 'queue file vanished', relay: 'none' })) };
+    const outcomes = req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: 'deferred', dsn: '4.3.0', reason: 'queue file vanished', relay: 'none' }));
+    logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
+    return { queueId: req.queueId, outcomes };
   }
   const resolved = await s.resolver.resolve(req.nexthop);
   if (!resolved.ok) {

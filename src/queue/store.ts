@@ -66,12 +66,22 @@ export class QueueStore {
     if (!ok) throw new Error(`duplicate queue ID ${meta.queueId}`);
   }
 
+  /**
+   * A message's envelope. A thread's read snapshot only moves on at its next event turn, so a
+   * miss is retried on a fresh snapshot: another thread may have just committed the message.
+   */
   get(queueId: string): MessageMeta | undefined {
+    const meta = this.meta.get(queueId);
+    if (meta !== undefined) return meta;
+    this.root.resetReadTxn();
     return this.meta.get(queueId);
   }
 
-  /** The message content (a copy the caller owns). */
+  /** The message content (a copy the caller owns); a miss is retried on a fresh snapshot too. */
   content(queueId: string): Buffer | undefined {
+    const body = this.body.getBinary(queueId);
+    if (body) return body;
+    this.root.resetReadTxn();
     return this.body.getBinary(queueId) ?? undefined;
   }
 
