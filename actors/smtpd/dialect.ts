@@ -45,6 +45,7 @@ const ENHANCED = /^\d\.\d{1,3}\.\d{1,3}(?: |$)/;
 /** Library text → Postfix's reply (code, enhanced code and text). */
 const TABLE: Record<string, [number, string]> = {
   'OK': [250, '2.0.0 Ok'],
+  'Flushed': [250, '2.0.0 Ok'], // RSET
   'Bye': [221, '2.0.0 Bye'],
   'Error: need MAIL command': [503, '5.5.1 Error: need MAIL command'],
   'Error: need RCPT command': [503, '5.5.1 Error: need RCPT command'],
