@@ -1,0 +1,139 @@
+/**
+ * End to end, smtpd's limits and protocol replies as a client sees them on the wire (raw
+ * socket), in Postfix's words.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
+
+describe('e2e smtpd limits and protocol', () => {
+  let server: TestServer;
+
+  before(async () => {
+    server = await startServer({ mainCf: { message_size_limit: '20000', smtpd_recipient_limit: '3', myhostname: 'mx.limits.test' } });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  async function session(): Promise<SmtpDialogue> {
+    const { smtp, greeting } = await SmtpDialogue.connect(server.port);
+    assert.equal(greeting.code, 220);
+    const ehlo = await smtp.cmd('EHLO client.test');
+    assert.equal(ehlo.code, 250);
+    return smtp;
+  }
+
+  test('the greeting is "220 <myhostname> ESMTP Postactor" and EHLO announces SIZE <message_size_limit>', async () => {
+    const { smtp, greeting } = await SmtpDialogue.connect(server.port);
+    try {
+      assert.equal(`${greeting.code} ${greeting.text}`, '220 mx.limits.test ESMTP Postactor');
+      const ehlo = await smtp.cmd('EHLO client.test');
+      assert.equal(ehlo.code, 250);
+      assert.equal(ehlo.lines[0], 'mx.limits.test');
+      assert.ok(ehlo.lines.includes('SIZE 20000'), ehlo.lines.join('|'));
+      assert.ok(ehlo.lines.includes('PIPELINING'));
+      assert.deepEqual(await smtp.cmd('QUIT').then((r) => `${r.code} ${r.text}`), '221 2.0.0 Bye');
+    } finally {
+      smtp.close();
+    }
+  });
+
+  test('a message over message_size_limit gets "552 5.3.4 Message size exceeds fixed limit" and the session goes on', async () => {
+    const smtp = await session();
+    try {
+      assert.equal((await smtp.cmd('MAIL FROM:<big@example.org>')).code, 250);
+      assert.equal((await smtp.cmd('RCPT TO:<r@example.com>')).code, 250);
+      assert.equal((await smtp.cmd('DATA')).code, 354);
+      smtp.write('Subject: big\r\n\r\n' + ('z'.repeat(998) + '\r\n').repeat(25) + '.\r\n');
+      const r = await smtp.read();
+      assert.equal(`${r.code} ${r.text}`, '552 5.3.4 Message size exceeds fixed limit');
+      // The session is usable afterwards, and a small message is queued.
+      assert.equal((await smtp.cmd('MAIL FROM:<small@example.org>')).code, 250);
+      assert.equal((await smtp.cmd('RCPT TO:<r@example.com>')).code, 250);
+      assert.equal((await smtp.cmd('DATA')).code, 354);
+      smtp.write('Subject: small\r\n\r\nok\r\n.\r\n');
+      assert.match((await smtp.read()).text, /^2\.0\.0 Ok: queued as \S+$/);
+    } finally {
+      smtp.close();
+    }
+    await server.waitForLog(/: reject: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]: 552 5\.3\.4 Message size exceeds fixed limit; proto=ESMTP helo=<client\.test>$/, 5000);
+  });
+
+  test('MAIL FROM with SIZE= over the limit gets "552 5.3.4 Message size exceeds fixed limit"', async () => {
+    const smtp = await session();
+    try {
+      const r = await smtp.cmd('MAIL FROM:<big@example.org> SIZE=20001');
+      assert.equal(`${r.code} ${r.text}`, '552 5.3.4 Message size exceeds fixed limit');
+      assert.equal((await smtp.cmd('MAIL FROM:<ok@example.org> SIZE=20000')).code, 250);
+    } finally {
+      smtp.close();
+    }
+  });
+
+  test('with smtpd_recipient_limit=3 the 4th RCPT gets "452 4.5.3 Error: too many recipients"', async () => {
+    const smtp = await session();
+    try {
+      assert.equal((await smtp.cmd('MAIL FROM:<s@example.org>')).code, 250);
+      for (let i = 1; i <= 3; i++) assert.equal(`${(await smtp.cmd(`RCPT TO:<r${i}@example.com>`)).code}`, '250');
+      const r = await smtp.cmd('RCPT TO:<r4@example.com>');
+      assert.equal(`${r.code} ${r.text}`, '452 4.5.3 Error: too many recipients');
+    } finally {
+      smtp.close();
+    }
+  });
+
+  test('protocol errors: DATA before RCPT, RCPT before MAIL, unknown command, bad MAIL FROM syntax', async () => {
+    const smtp = await session();
+    try {
+      const line = async (cmd: string) => {
+        const r = await smtp.cmd(cmd);
+        return `${r.code} ${r.text}`;
+      };
+      assert.equal(await line('RCPT TO:<r@example.com>'), '503 5.5.1 Error: need MAIL command');
+      assert.equal(await line('MAIL FROM:<s@example.org>'), '250 2.1.0 Ok');
+      assert.equal(await line('DATA'), '503 5.5.1 Error: need RCPT command');
+      assert.equal(await line('RSET'), '250 2.0.0 Ok');
+      assert.equal(await line('XYZZY'), '502 5.5.2 Error: command not recognized');
+      assert.match(await line('MAIL FROM:<bad'), /^501 5\.1\.7 Bad sender address syntax$/);
+      assert.equal(await line('NOOP'), '250 2.0.0 Ok');
+      assert.equal(await line('QUIT'), '221 2.0.0 Bye');
+    } finally {
+      smtp.close();
+    }
+  });
+
+  test('VRFY answers 252 when enabled', async () => {
+    const smtp = await session();
+    try {
+      const r = await smtp.cmd('VRFY postmaster');
+      assert.equal(r.code, 252);
+      assert.match(r.text, /^2\.0\.0 postmaster$/);
+    } finally {
+      smtp.close();
+    }
+  });
+});
+
+describe('e2e smtpd with disable_vrfy_command = yes', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startServer({ mainCf: { disable_vrfy_command: 'yes' } });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test('VRFY gets "502 5.5.1 VRFY command is disabled" and EHLO does not announce VRFY', async () => {
+    const { smtp, greeting } = await SmtpDialogue.connect(server.port);
+    try {
+      assert.equal(`${greeting.code} ${greeting.text}`, '220 mx.postactor.test ESMTP Postactor');
+      const ehlo = await smtp.cmd('EHLO client.test');
+      assert.ok(!ehlo.lines.includes('VRFY'));
+      const r = await smtp.cmd('VRFY postmaster');
+      assert.equal(`${r.code} ${r.text}`, '502 5.5.1 VRFY command is disabled');
+    } finally {
+      smtp.close();
+    }
+  });
+});
