@@ -77,7 +77,9 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
 
 /** One outcome per recipient, in Postfix's words. */
 function outcomesOf(req: DeliveryRequest, result: DeliveryResult): RecipientOutcome[] {
-  const relay = result.remoteAddr ? `${result.remoteHost}[${result.remoteAddr}]:${result.remotePort}` : 'none';
+  // No connection was made (Postfix: "relay=none" with "connect to …"): there is no relay to name.
+  const connected = result.remoteAddr && !(result.kind === 'site-failure' && result.reason?.startsWith('connect to '));
+  const relay = connected ? `${result.remoteHost}[${result.remoteAddr}]:${result.remotePort}` : 'none';
   return req.recipients.map((r, i): RecipientOutcome => {
     const rr = result.recipients[i]!;
     const reply = rr.reply;
