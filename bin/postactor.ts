@@ -1,6 +1,7 @@
 /**
  * postactor — the server command, like postfix(1):
- *   postactor [-c config_dir] start-fg | start | stop | status | check | flush
+ *   postactor [-c config_dir] start-fg | start | stop | abort | reload | status | check | flush
+ * SIGTERM and SIGINT stop gracefully (deliveries in flight finish), SIGQUIT aborts, SIGHUP reloads.
  * With no -c and no POSTACTOR_CONFIG, the embedded default configuration is used.
  */
 import { spawn } from 'node:child_process';
@@ -11,7 +12,7 @@ import { ConfigError, loadConfig, queueDirectory, type Config } from '../src/con
 import { checkConfig, runningMaster, startMaster } from '../actors/master/index.js';
 import { controlRequest, controlSocketPath } from '../actors/master/control.js';
 
-const USAGE = 'usage: postactor [-c config_dir] [-v] start-fg | start | stop | status | check | flush';
+const USAGE = 'usage: postactor [-c config_dir] [-v] start-fg | start | stop | abort | reload | status | check | flush';
 const PROG = 'postactor/postactor-script';
 
 function fail(text: string, code = 1): never {
@@ -54,9 +55,10 @@ async function main(): Promise<void> {
       } catch (err) {
         fail((err as Error).message.split('\n').map((l) => `postactor: fatal: ${l}`).join('\n'));
       }
-      for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
-        process.on(sig, () => void master.stop(sig === 'SIGTERM' ? '15' : sig === 'SIGINT' ? '2' : '1').then(() => process.exit(0)));
-      }
+      process.on('SIGTERM', () => void master.stop('15').then(() => process.exit(0)));
+      process.on('SIGINT', () => void master.stop('2').then(() => process.exit(0)));
+      process.on('SIGQUIT', () => void master.stop('3', false).then(() => process.exit(0)));
+      process.on('SIGHUP', () => void master.reload().catch(() => undefined));
       return;
     }
     case 'start': {
@@ -97,6 +99,25 @@ async function main(): Promise<void> {
       fail(`${PROG}: fatal: the Postactor mail system did not stop`);
     }
     // falls through (fail exits)
+    case 'abort': {
+      const pid = runningMaster(config);
+      if (!pid) fail(`${PROG}: fatal: the Postactor mail system is not running`);
+      process.stderr.write(`${PROG}: aborting the Postactor mail system\n`);
+      process.kill(pid, 'SIGQUIT');
+      return;
+    }
+    case 'reload': {
+      const problems = checkConfig(load(dir));
+      if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
+      if (!runningMaster(config)) fail(`${PROG}: fatal: the Postactor mail system is not running`);
+      try {
+        await controlRequest(controlSocketPath(queueDirectory(config)), 'reload', undefined, 60_000);
+      } catch (err) {
+        fail(`${PROG}: fatal: reload: ${(err as Error).message}`);
+      }
+      process.stderr.write(`${PROG}: refreshing the Postactor mail system\n`);
+      return;
+    }
     case 'status': {
       const pid = runningMaster(config);
       if (!pid) fail(`${PROG}: the Postactor mail system is not running`);

@@ -6,14 +6,14 @@
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { queueDirectory, type Config } from '../../src/config/index.js';
+import { loadConfig, queueDirectory, type Config } from '../../src/config/index.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { ServicePool } from '../../src/runtime/pool.js';
 import { Router } from '../../src/runtime/router.js';
 import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
-import { planServices } from './services.js';
+import { planServices, type Plan, type ServicePlan } from './services.js';
 import { ControlServer, controlSocketPath } from './control.js';
 
 export const VERSION = '0.1.0';
@@ -21,7 +21,9 @@ const log = maillog('master');
 
 export interface Master {
   router: Router;
-  stop(signal?: string): Promise<void>;
+  /** Stops listening, lets pools finish their tasks (graceful) or not (abort), ends every thread. */
+  stop(signal?: string, graceful?: boolean): Promise<void>;
+  reload(): Promise<void>;
 }
 
 /** Problems that stop the server from starting: returned as text lines (file:line: …). */
@@ -69,77 +71,134 @@ export async function startMaster(config: Config): Promise<Master> {
 
   const instance = String(process.pid);
   const router = new Router();
-  const pools: ServicePool[] = [];
-  const workers: SupervisedWorker[] = [];
-  const throttle = config.getTime('service_throttle_time');
-  const plan = planServices(config);
-  for (const s of plan.skipped) log.warn(`${s.file}:${s.line}: not supported: service "${s.service}" (command ${s.command}) is not built yet; skipped`);
+  let current = config;
+  let pools = new Map<string, ServicePool>();
+  let listeners: SupervisedWorker[] = [];
+  let qmgr: SupervisedWorker | null = null;
 
-  const data = (service: string, index: number, extra?: unknown): ActorWorkerData<unknown> => ({ service, index, config: config.toJSON(), instance, ...(extra ? { extra } : {}) });
+  const data = (c: Config, service: string, index: number, extra?: unknown): ActorWorkerData<unknown> =>
+    ({ service, index, config: c.toJSON(), instance, ...(extra ? { extra } : {}) });
 
-  for (const s of plan.services.filter((p) => p.kind === 'pool')) {
-    const pool = new ServicePool({
-      service: s.service,
-      filename: s.file.href,
-      threads: s.threads,
-      concurrency: s.concurrency,
-      maxQueue: 20_000,
-      workerData: data(s.service, 0),
-      throttleSeconds: throttle,
-      onCrash: (service, error, throttled) => {
-        log.warn(`process ${service} (thread) exit status 1: ${error.message}`);
-        if (throttled) log.warn(`${service}: bad command startup -- throttling`);
-      },
-    });
-    router.addPool(s.service, pool);
-    pools.push(pool);
-  }
+  const startPools = (c: Config, plan: Plan): Map<string, ServicePool> => {
+    const made = new Map<string, ServicePool>();
+    for (const s of plan.services.filter((p) => p.kind === 'pool')) {
+      const pool = new ServicePool({
+        service: s.service,
+        filename: s.file.href,
+        threads: s.threads,
+        concurrency: s.concurrency,
+        maxQueue: 20_000,
+        workerData: data(c, s.service, 0),
+        throttleSeconds: c.getTime('service_throttle_time'),
+        onCrash: (service, error, throttled) => {
+          log.warn(`process ${service} (thread) exit status 1: ${error.message}`);
+          if (throttled) log.warn(`${service}: bad command startup -- throttling`);
+        },
+      });
+      made.set(s.service, pool);
+    }
+    return made;
+  };
 
-  const supervise = (s: (typeof plan.services)[number], index: number) => {
+  const supervise = (c: Config, s: ServicePlan, index: number): SupervisedWorker => {
+    const name = s.line.command === 'qmgr' ? 'qmgr' : s.service;
     const w = new SupervisedWorker({
-      service: s.service,
+      service: name,
       index,
       filename: s.file,
-      workerData: data(s.line.command === 'qmgr' ? 'qmgr' : s.service, index, s.listen),
-      throttleSeconds: throttle,
-      onPort: (port) => router.attach(s.line.command === 'qmgr' ? 'qmgr' : s.service, port),
-      onExit: (slot, code, _restart, badStartup) => {
+      workerData: data(c, name, index, s.listen),
+      throttleSeconds: c.getTime('service_throttle_time'),
+      onPort: (port) => router.attach(name, port),
+      onExit: (_slot, code, _restart, badStartup) => {
         log.warn(`process ${s.line.command} (service ${s.service}, thread ${index}) exit status ${code}`);
         if (badStartup) log.warn(`${s.line.command}: bad command startup -- throttling`);
-        void slot;
       },
     });
-    workers.push(w);
     w.start();
     return w;
   };
 
-  const stopAll = async () => {
-    await Promise.allSettled(workers.map((w) => w.stop()));
-    await Promise.allSettled(pools.map((p) => p.close()));
-  };
-  try {
-    const qmgrs = plan.services.filter((p) => p.line.command === 'qmgr').map((s) => supervise(s, 0));
-    await Promise.all(qmgrs.map((w) => w.ready()));
-    const listeners: SupervisedWorker[] = [];
+  const startListeners = async (c: Config, plan: Plan): Promise<SupervisedWorker[]> => {
+    const made: SupervisedWorker[] = [];
     for (const s of plan.services.filter((p) => p.kind === 'supervised' && p.line.command !== 'qmgr')) {
-      for (let i = 0; i < s.threads; i++) listeners.push(supervise(s, i));
+      for (let i = 0; i < s.threads; i++) made.push(supervise(c, s, i));
     }
-    await Promise.all(listeners.map((w) => w.ready()));
+    try {
+      await Promise.all(made.map((w) => w.ready()));
+    } catch (err) {
+      await Promise.allSettled(made.map((w) => w.stop()));
+      throw err;
+    }
+    return made;
+  };
+
+  // Order: no new mail (listeners), no new deliveries (qmgr pauses), deliveries in flight
+  // finish and qmgr records them (pools drain), then qmgr ends.
+  const stopAll = async (graceful: boolean) => {
+    await Promise.allSettled(listeners.map((w) => w.stop()));
+    if (graceful) await qmgr?.control?.['pause']!().catch(() => undefined);
+    await Promise.allSettled([...pools.values()].map((p) => (graceful ? p.drain() : p.close())));
+    await qmgr?.stop();
+  };
+
+  const plan = planServices(config);
+  for (const s of plan.skipped) log.warn(`${s.file}:${s.line}: not supported: service "${s.service}" (command ${s.command}) is not built yet; skipped`);
+  try {
+    pools = startPools(config, plan);
+    for (const [name, pool] of pools) router.addPool(name, pool);
+    const q = plan.services.find((p) => p.line.command === 'qmgr')!;
+    qmgr = supervise(config, q, 0);
+    await qmgr.ready();
+    listeners = await startListeners(config, plan);
   } catch (err) {
-    await stopAll();
+    await stopAll(false);
     rmSync(pidFile(config), { force: true });
     throw err;
   }
 
+  /**
+   * postactor reload: re-read main.cf and master.cf; a bad configuration is refused and the
+   * running one kept. New pools and listeners start before the old ones go, and the old ones
+   * finish what they hold (pools drain their tasks, smtpd finishes its sessions), so neither a
+   * connection nor a message is dropped; qmgr keeps its active queue and takes the new settings.
+   */
+  let reloading: Promise<void> | null = null;
+  const reload = (): Promise<void> => (reloading ??= (async () => {
+    try {
+      const next = loadConfig(current.configDirectory);
+      const problems = checkConfig(next);
+      if (problems.length) throw new Error(problems.join('; '));
+      if (queueDirectory(next) !== queueDirectory(current)) throw new Error('queue_directory cannot change on reload: stop and start instead');
+      log.info(`reload -- version ${VERSION}, configuration ${next.configDirectory ?? '(embedded default)'}`);
+      const nextPlan = planServices(next);
+      for (const s of nextPlan.skipped) log.warn(`${s.file}:${s.line}: not supported: service "${s.service}" (command ${s.command}) is not built yet; skipped`);
+      const nextPools = startPools(next, nextPlan);
+      const oldPools = pools;
+      for (const [name, pool] of nextPools) router.addPool(name, pool);
+      for (const name of oldPools.keys()) if (!nextPools.has(name)) router.removePool(name);
+      pools = nextPools;
+      await qmgr?.control?.['reconfigure']!(next.toJSON());
+      const oldListeners = listeners;
+      listeners = await startListeners(next, nextPlan);
+      current = next;
+      await Promise.allSettled(oldListeners.map((w) => w.stop()));
+      await Promise.allSettled([...oldPools.values()].map((p) => p.drain()));
+    } catch (err) {
+      log.warn(`reload failed: ${(err as Error).message}; the running configuration stays in effect`);
+      throw err;
+    } finally {
+      reloading = null;
+    }
+  })());
+
   const control = new ControlServer(controlSocketPath(queueDir), {
-    status: async () => {
-      const qmgr = workers.find((w) => w.options.service === 'qmgr');
-      return { pid: process.pid, qmgr: qmgr?.control ? await qmgr.control['status']!() : null };
-    },
+    status: async () => ({ pid: process.pid, qmgr: qmgr?.control ? await qmgr.control['status']!() : null }),
     flush: async () => {
-      const qmgr = workers.find((w) => w.options.service === 'qmgr');
       if (qmgr?.control) await qmgr.control['flush']!();
+      return { ok: true };
+    },
+    reload: async () => {
+      await reload();
       return { ok: true };
     },
   });
@@ -147,12 +206,12 @@ export async function startMaster(config: Config): Promise<Master> {
   log.info(`daemon started -- version ${VERSION}, configuration ${config.configDirectory ?? '(embedded default)'}`);
 
   let stopping: Promise<void> | null = null;
-  const stop = (signal?: string) => (stopping ??= (async () => {
+  const stop = (signal?: string, graceful = true) => (stopping ??= (async () => {
     log.info(signal ? `terminating on signal ${signal}` : 'terminating');
     await control.close();
-    await stopAll();
+    await stopAll(graceful);
     rmSync(pidFile(config), { force: true });
     flushMaillog();
   })());
-  return { router, stop };
+  return { router, stop, reload };
 }

@@ -23,6 +23,8 @@ async function main(): Promise<void> {
     control: {
       status: () => manager?.status() ?? null,
       flush: () => manager?.flush(),
+      reconfigure: (json: ConfigJSON) => manager?.reconfigure(configFromJSON(json)),
+      pause: () => manager?.pause(),
     },
   });
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);
@@ -38,10 +40,13 @@ async function main(): Promise<void> {
     }
   });
   parentPort!.on('message', (msg: { type?: string }) => {
-    if (msg?.type === 'postactor:stop') {
+    if (msg?.type !== 'postactor:stop') return;
+    // Deliveries still in flight finish and are recorded, so a stop does not cause redelivery.
+    manager!.pause();
+    void manager!.idle(10_000).then(() => {
       flushMaillog();
       process.exit(0);
-    }
+    });
   });
   await manager.start();
   parentPort!.postMessage({ type: 'postactor:ready' });

@@ -45,29 +45,48 @@ export class QueueManager {
   private readonly activating = new Set<string>();
   private readonly destinations = new Map<string, Destination>();
   private readonly ready = new Set<Destination>();
-  private readonly resolver: Resolver;
-  private readonly activeLimit: number;
-  private readonly minBackoff: number;
-  private readonly maxBackoff: number;
-  private readonly queueLifetime: number;
-  private readonly bounceLifetime: number;
-  private readonly runDelay: number;
-  private readonly bounceSizeLimit: number;
+  // Settings from main.cf; replaced as a whole by reconfigure() on `postactor reload`.
+  private resolver!: Resolver;
+  private activeLimit!: number;
+  private minBackoff!: number;
+  private maxBackoff!: number;
+  private queueLifetime!: number;
+  private bounceLifetime!: number;
+  private runDelay!: number;
+  private bounceSizeLimit!: number;
   private readonly warnedTransports = new Set<string>();
   private readonly limits = new Map<string, { concurrency: number; recipientLimit: number }>();
   private incomingBacklog = false;
   private scanning = false;
   private timer: NodeJS.Timeout | null = null;
   private inDelivery = 0;
+  private paused = false;
+  /** finish() calls still writing to the store. */
+  private finishing = 0;
 
-  constructor(private readonly config: Config, private readonly store: QueueStore, private readonly actor: Actor, private readonly log: Logger) {
+  constructor(private config: Config, private readonly store: QueueStore, private readonly actor: Actor, private readonly log: Logger) {
+    this.reconfigure(config);
+  }
+
+  /**
+   * Applies a new configuration (postactor reload) without losing the active queue: routing and
+   * limits change for what is scheduled from now on; deliveries in flight finish as they are.
+   */
+  reconfigure(config: Config): void {
+    this.config = config;
     this.resolver = new Resolver(config);
+    this.limits.clear();
     this.activeLimit = config.getInt('qmgr_message_active_limit');
     this.minBackoff = config.getTime('minimal_backoff_time');
     this.maxBackoff = config.getTime('maximal_backoff_time');
     this.queueLifetime = config.getTime('maximal_queue_lifetime');
     this.bounceLifetime = config.getTime('bounce_queue_lifetime');
-    this.runDelay = Math.max(1, config.getTime('queue_run_delay'));
+    const runDelay = Math.max(1, config.getTime('queue_run_delay'));
+    if (this.timer && runDelay !== this.runDelay) {
+      clearInterval(this.timer);
+      this.timer = setInterval(() => void this.scan(false), runDelay * 1000);
+    }
+    this.runDelay = runDelay;
     this.bounceSizeLimit = config.getInt('bounce_size_limit');
   }
 
@@ -190,8 +209,20 @@ export class QueueManager {
     this.ready.add(entry.dest);
   }
 
+  /** Stop handing out deliveries (shutdown): what is in flight still completes and is recorded. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Resolves when no delivery is in flight and no result is being written (or after timeoutMs). */
+  async idle(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while ((this.inDelivery > 0 || this.finishing > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
   /** Hands out deliveries: round-robin over destinations, each within its concurrency limit. */
   private schedule(): void {
+    if (this.paused) return;
     for (const dest of this.ready) {
       while (dest.todo.length > 0 && dest.busy < dest.concurrency) this.dispatch(dest.todo.shift()!);
       if (dest.todo.length === 0) this.ready.delete(dest);
@@ -260,6 +291,15 @@ export class QueueManager {
 
   /** Every delivery of this attempt is back: bounce, defer or remove; then the message leaves memory. */
   private async finish(msg: ActiveMessage): Promise<void> {
+    this.finishing++;
+    try {
+      await this.finishAttempt(msg);
+    } finally {
+      this.finishing--;
+    }
+  }
+
+  private async finishAttempt(msg: ActiveMessage): Promise<void> {
     const { meta } = msg;
     const now = Date.now();
     const bounced: RecipientOutcome[] = [];

@@ -176,12 +176,26 @@ async function main(): Promise<void> {
     s.once('error', reject);
     s.listen({ host: listen.host ?? undefined, port: listen.port, reusePort: true, backlog: 1024 }, () => resolve());
   });
+  // Stop (postactor stop, reload): accept no more connections, let the sessions in progress
+  // finish (as an old Postfix smtpd does after a reload), and only after a grace period tell the
+  // remaining ones "421 … shutting down".
   parentPort!.on('message', (msg: { type?: string }) => {
     if (msg?.type !== 'postactor:stop') return;
-    server!.close(() => {
+    const listener = server!.server as import('node:net').Server;
+    listener.close();
+    const connections = (server as unknown as { connections: Set<unknown> }).connections;
+    const deadline = Date.now() + 10_000;
+    const exit = () => {
       flushMaillog();
       process.exit(0);
-    });
+    };
+    const poll = () => {
+      if (connections.size === 0) return exit();
+      if (Date.now() < deadline) return void setTimeout(poll, 50);
+      server!.close(exit);
+      setTimeout(exit, 6000).unref();
+    };
+    poll();
   });
   parentPort!.postMessage({ type: 'postactor:ready' });
 }

@@ -78,7 +78,13 @@ export class ServicePool {
     this.options.onCrash?.(this.options.service, error, throttle);
   }
 
+  /** Ends the pool at once: requests still running fail (abort). */
   async close(): Promise<void> {
     await this.piscina.destroy();
+  }
+
+  /** Ends the pool after the requests it holds have finished (stop, reload). */
+  async drain(): Promise<void> {
+    await this.piscina.close();
   }
 }

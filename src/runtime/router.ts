@@ -20,8 +20,13 @@ export class Router {
   private readonly workers = new Map<string, WorkerTarget[]>();
   private rr = 0;
 
+  /** Adds a pool, or replaces the pool of that service (reload): new requests go to the new one. */
   addPool(service: string, pool: ServicePool): void {
     this.pools.set(service, pool);
+  }
+
+  removePool(service: string): void {
+    this.pools.delete(service);
   }
 
   /** Attaches a long-lived worker's data port: routes its requests, and lets it be addressed. */

@@ -88,7 +88,7 @@ export class SupervisedWorker {
     if (!w) return;
     const exited = new Promise((r) => w.once('exit', r));
     w.postMessage({ type: 'postactor:stop' });
-    const timer = setTimeout(() => void w.terminate(), 5000);
+    const timer = setTimeout(() => void w.terminate(), 15_000);
     await exited;
     clearTimeout(timer);
   }
