@@ -55,8 +55,8 @@ export interface ServerOptions {
   port?: number;
   /** Readiness timeout (ms), default 20000. */
   readyTimeoutMs?: number;
-  /** Extra environment for the child. */
-  env?: Record<string, string>;
+  /** Extra environment for the child (a function gets the config directory). */
+  env?: Record<string, string> | ((dir: string) => Record<string, string>);
   /** Keep the directory after stop() (for debugging). */
   keepDir?: boolean;
 }
@@ -173,7 +173,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
     const c = spawn(NODE, [POSTACTOR_JS, '-c', dir, 'start-fg'], {
       cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...opts.env },
+      env: { ...process.env, ...(typeof opts.env === 'function' ? opts.env(dir) : opts.env) },
     });
     child = c;
     live.add(c);
