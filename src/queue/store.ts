@@ -27,6 +27,25 @@ export interface StoreOptions {
 
 type Key = [string | number, string];
 
+/** What `change` does to a message: move and/or patch it, or remove it. */
+export interface StoreChange {
+  to?: QueueName;
+  patch?: Partial<MessageMeta>;
+  remove?: boolean;
+}
+
+/** What `checkStructure` found (and repaired). */
+export interface StructureReport {
+  /** queues entries whose message is missing or in another queue. */
+  danglingIndex: number;
+  /** due entries that match no deferred message. */
+  danglingDue: number;
+  /** messages missing from their queue's index (indexed again). */
+  reindexed: number;
+  /** messages without content (moved to the corrupt queue). */
+  corrupt: string[];
+}
+
 export class QueueStore {
   private readonly root: RootDatabase;
   private readonly meta: Database<MessageMeta, string>;
@@ -125,6 +144,90 @@ export class QueueStore {
       this.body.remove(queueId);
       return true;
     });
+  }
+
+  /**
+   * A conditional change of one message, in one transaction: `decide` sees the current envelope
+   * and returns what to do — move it (`to`, optional `patch`), patch it in place (`patch` only),
+   * delete it (`remove`), or nothing (null). Resolves to the envelope before and after (after is
+   * undefined for a removal), or undefined if the message was not there or nothing was done.
+   * Used by the queue admin commands (postsuper), which must not race qmgr's own moves.
+   */
+  change(queueId: string, decide: (current: MessageMeta) => StoreChange | null): Promise<{ before: MessageMeta; after?: MessageMeta } | undefined> {
+    return this.root.transaction(() => {
+      const current = this.meta.get(queueId);
+      if (!current) return undefined;
+      const c = decide(current);
+      if (!c) return undefined;
+      if (c.remove) {
+        this.unindex(current);
+        this.meta.remove(queueId);
+        this.body.remove(queueId);
+        return { before: current };
+      }
+      const to = c.to ?? current.queue;
+      const next: MessageMeta = { ...current, ...(c.patch ?? {}), queue: to };
+      if (to !== 'deferred') next.nextAttempt = 0;
+      this.unindex(current);
+      this.meta.put(queueId, next);
+      this.queues.put([to, queueId], true);
+      if (to === 'deferred') this.due.put([next.nextAttempt, queueId], true);
+      return { before: current, after: next };
+    });
+  }
+
+  /**
+   * Checks (and with `fix`, repairs) the store's structure, for postsuper -s: index entries
+   * (queues, due) whose message is gone or elsewhere are removed, a message missing from its
+   * queue's index is indexed again, and a message without content goes to the corrupt queue.
+   * Every repair is its own transaction that re-checks the condition.
+   */
+  async checkStructure(fix = true): Promise<StructureReport> {
+    const report: StructureReport = { danglingIndex: 0, danglingDue: 0, reindexed: 0, corrupt: [] };
+    for (const key of [...this.queues.getKeys({ snapshot: false })]) {
+      const [queue, id] = key as Key;
+      const meta = this.meta.get(id);
+      if (meta && meta.queue === queue) continue;
+      report.danglingIndex++;
+      if (fix) {
+        await this.root.transaction(() => {
+          const m = this.meta.get(id);
+          if (!m || m.queue !== queue) this.queues.remove(key);
+        });
+      }
+    }
+    for (const key of [...this.due.getKeys({ snapshot: false })]) {
+      const [when, id] = key as Key;
+      const meta = this.meta.get(id);
+      if (meta && meta.queue === 'deferred' && meta.nextAttempt === when) continue;
+      report.danglingDue++;
+      if (fix) {
+        await this.root.transaction(() => {
+          const m = this.meta.get(id);
+          if (!m || m.queue !== 'deferred' || m.nextAttempt !== when) this.due.remove(key);
+        });
+      }
+    }
+    for (const { key: id, value: meta } of [...this.meta.getRange({ snapshot: false })]) {
+      const inIndex = this.queues.get([meta.queue, id]) !== undefined;
+      const inDue = meta.queue !== 'deferred' || this.due.get([meta.nextAttempt, id]) !== undefined;
+      if (!inIndex || !inDue) {
+        report.reindexed++;
+        if (fix) {
+          await this.root.transaction(() => {
+            const m = this.meta.get(id);
+            if (!m) return;
+            this.queues.put([m.queue, id], true);
+            if (m.queue === 'deferred') this.due.put([m.nextAttempt, id], true);
+          });
+        }
+      }
+      if (meta.queue !== 'corrupt' && this.body.getBinary(id) == null) {
+        report.corrupt.push(id);
+        if (fix) await this.move(id, 'corrupt', {}, meta.queue);
+      }
+    }
+    return report;
   }
 
   private unindex(meta: MessageMeta): void {

@@ -46,4 +46,6 @@ export interface MessageMeta {
   /** DSN ENVID and RET. */
   envId?: string;
   ret?: 'FULL' | 'HDRS';
+  /** postsuper -e / -f: returned to the sender as expired at qmgr's next attempt. */
+  forcedExpire?: boolean;
 }
