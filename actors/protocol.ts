@@ -25,7 +25,17 @@ export interface CleanupRequest {
   envId?: string;
   ret?: 'FULL' | 'HDRS';
   /** Who is submitting: selects which headers cleanup adds (a bounce has its own). */
-  origin: 'smtpd' | 'bounce';
+  origin: 'smtpd' | 'bounce' | 'pickup';
+  /** origin 'pickup' (local submission via sendmail): what cleanup needs besides the envelope. */
+  local?: LocalSubmission;
+}
+
+/** A local submission's extras (Postfix: the FULL record and the rewrite context of the queue file). */
+export interface LocalSubmission {
+  /** Sender full name (sendmail -F / $NAME): used only in a From: header cleanup adds. */
+  fullName?: string;
+  /** 'local': qualify unqualified addresses with @$myorigin (append_at_myorigin); 'remote' (-G): leave them. */
+  rewriteContext: 'local' | 'remote';
 }
 
 export type CleanupReply =
