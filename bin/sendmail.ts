@@ -1,0 +1,346 @@
+/**
+ * sendmail — the Sendmail-compatible submission command, like Postfix's sendmail(1):
+ *   sendmail [option ...] [recipient ...]
+ * It reads one message from standard input and leaves it in the maildrop directory
+ * (src/maildrop/), where the server's pickup actor finds it; it does not need the server to be
+ * running. Other modes hand over to other commands, as Postfix's does (mailq, newaliases,
+ * flush). Options are parsed by hand, getopt-style (clustered flags, "-fsender" and
+ * "-f sender", stop at the first non-option), because "-q" alone and "-oi" do not fit
+ * node:util parseArgs. Exit statuses are sysexits(3) values.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, loadConfig, queueDirectory, type Config } from '../src/config/index.js';
+import { parseAddressList } from '../src/maildrop/address.js';
+import type { MaildropEnvelope, NotifyKeyword } from '../src/maildrop/format.js';
+import { extractRecipients, readMessage } from '../src/maildrop/input.js';
+import { ensureMaildrop, writeSubmission } from '../src/maildrop/spool.js';
+import { runStandaloneSmtp } from '../src/maildrop/smtp-standalone.js';
+
+export const EX_OK = 0;
+export const EX_USAGE = 64;
+export const EX_DATAERR = 65;
+export const EX_NOUSER = 67;
+export const EX_UNAVAILABLE = 69;
+export const EX_SOFTWARE = 70;
+export const EX_OSERR = 71;
+export const EX_CANTCREAT = 73;
+export const EX_TEMPFAIL = 75;
+export const EX_NOPERM = 77;
+
+const BIN_DIR = dirname(fileURLToPath(import.meta.url)); // dist/bin
+const PROG = 'sendmail';
+
+function fatal(status: number, text: string): never {
+  process.stderr.write(`${PROG}: fatal: ${text}\n`);
+  process.exit(status);
+}
+
+function warn(text: string): void {
+  process.stderr.write(`${PROG}: warning: ${text}\n`);
+}
+
+type Mode = 'enqueue' | 'mailq' | 'newaliases' | 'daemon' | 'user' | 'flushq' | 'ignore';
+
+interface Options {
+  mode: Mode;
+  dotEnds: boolean;
+  extract: boolean;
+  sender?: string;
+  fullName?: string;
+  notify?: NotifyKeyword[];
+  ret?: 'FULL' | 'HDRS';
+  envId?: string;
+  bodyType?: '7BIT' | '8BITMIME';
+  rewriteContext: 'local' | 'remote';
+  configDir?: string;
+  siteToFlush?: string;
+  idToFlush?: string;
+  qtime?: string;
+  verbose: number;
+  verify: boolean;
+  recipients: string[];
+}
+
+/** Postfix's GETOPT_LIST: options followed by ':' take an argument. */
+const WITH_ARG = new Set('ABCFLNORVXbefhopqr'.split(''));
+const NO_ARG = new Set('GIUcimntvx'.split(''));
+
+/** dsn_notify_mask(): "never" alone, or a list of success, delay, failure. Null when bad. */
+export function parseNotify(value: string): NotifyKeyword[] | null {
+  const words = value.split(/[\s,]+/).filter(Boolean).map((w) => w.toUpperCase());
+  if (!words.length) return null;
+  const ok = new Set(['SUCCESS', 'DELAY', 'FAILURE', 'NEVER']);
+  if (!words.every((w) => ok.has(w))) return null;
+  if (words.includes('NEVER') && words.length > 1) return null;
+  return [...new Set(words)] as NotifyKeyword[];
+}
+
+export function parseArgs(argv: string[], progName: string): Options {
+  const o: Options = {
+    mode: progName === 'mailq' ? 'mailq' : progName === 'newaliases' ? 'newaliases' : 'enqueue',
+    dotEnds: true,
+    extract: false,
+    rewriteContext: 'local',
+    verbose: 0,
+    verify: false,
+    recipients: [],
+  };
+  let i = 0;
+  while (i < argv.length) {
+    const a = argv[i]!;
+    if (a === '--') { i++; break; }
+    if (!a.startsWith('-') || a === '-') break;
+    if (a === '-q') { // not getopt compatible: -q alone
+      o.mode = o.mode === 'daemon' ? (warn('ignoring -q option in daemon mode'), 'daemon') : 'flushq';
+      i++;
+      continue;
+    }
+    // The deprecated VERP spellings -V xy / -Vxy (Postfix 2.2) mean -XV.
+    if ((a === '-V' && argv[i + 1]?.length === 2) || (a.startsWith('-V') && a.length === 4) || a.startsWith('-XV')) {
+      fatal(EX_UNAVAILABLE, `not supported: ${a} (VERP)`);
+    }
+    i++;
+    for (let j = 1; j < a.length; j++) {
+      const c = a[j]!;
+      let arg = '';
+      if (WITH_ARG.has(c)) {
+        if (j + 1 < a.length) arg = a.slice(j + 1);
+        else if (i < argv.length) arg = argv[i++]!;
+        else fatal(EX_USAGE, `option requires an argument -- '${c}'\nusage: ${progName} [options]`);
+        j = a.length; // the rest of the word was the argument
+      } else if (!NO_ARG.has(c)) {
+        fatal(EX_USAGE, `invalid option -- '${c}'\nusage: ${progName} [options]`);
+      }
+      switch (c) {
+        case 'n': fatal(EX_USAGE, `-${c} option not supported`);
+        case 'B':
+          if (arg === '8BITMIME' || arg === '7BIT') o.bodyType = arg;
+          else fatal(EX_USAGE, '-B option needs 8BITMIME or 7BIT');
+          break;
+        case 'C': o.configDir = basename(arg) === 'main.cf' ? dirname(arg) : arg; break;
+        case 'F': o.fullName = arg; break;
+        case 'G': o.rewriteContext = 'remote'; break;
+        case 'I': o.mode = 'newaliases'; break;
+        case 'N': {
+          const n = parseNotify(arg);
+          if (n) o.notify = n;
+          else warn('bad -N option value -- ignored');
+          break;
+        }
+        case 'R': { // Postfix ignores -R (return limit); Postactor takes hdrs/full as DSN RET.
+          const r = arg.toUpperCase();
+          if (r === 'HDRS' || r === 'FULL') o.ret = r;
+          break;
+        }
+        case 'V':
+          if (arg.length > 100) warn('too long -V option value -- ignored');
+          else if (!/^[\x20-\x7e]*$/.test(arg)) warn('bad syntax in -V option value -- ignored');
+          else o.envId = arg;
+          break;
+        case 'X': fatal(EX_USAGE, `unsupported: -${c}${arg[0] ?? ''}`);
+        case 'b':
+          switch (arg[0]) {
+            case 'd': if (o.mode === 'flushq') warn('ignoring -q option in daemon mode'); o.mode = 'daemon'; break;
+            case 'h': case 'H': o.mode = 'ignore'; break;
+            case 'i': o.mode = 'newaliases'; break;
+            case 'm': o.mode = 'enqueue'; break;
+            case 'p': o.mode = 'mailq'; break;
+            case 's': o.mode = 'user'; break;
+            case 'v': o.verify = true; break;
+            default: fatal(EX_USAGE, `unsupported: -${c}${arg[0] ?? ''}`);
+          }
+          break;
+        case 'f': case 'r': o.sender = arg; break;
+        case 'i': o.dotEnds = false; break;
+        case 'o':
+          if (arg[0] === 'i') o.dotEnds = false;
+          else if (arg[0] === 'A' && arg.length === 1) fatal(EX_USAGE, '-oA requires pathname');
+          // -o7, -o8, -om, -oA..., -oX value: accepted and ignored, as in Postfix
+          break;
+        case 'q':
+          if (/^\d/.test(arg)) o.qtime = arg;
+          else if (arg[0] === 'R') { o.siteToFlush = arg.slice(1); if (!o.siteToFlush) fatal(EX_USAGE, 'specify: -qRsitename'); }
+          else if (arg[0] === 'I') { o.idToFlush = arg.slice(1); if (!o.idToFlush) fatal(EX_USAGE, 'specify: -qIqueueid'); }
+          else fatal(EX_USAGE, `-q${arg[0] ?? ''} is not implemented`);
+          break;
+        case 't': o.extract = true; break;
+        case 'v': o.verbose++; break;
+        default: break; // -A, -L, -O, -e, -h, -p (with argument); -U, -c, -m, -x: ignored
+      }
+    }
+  }
+  o.recipients = argv.slice(i);
+  if (o.extract && o.mode !== 'enqueue') fatal(EX_USAGE, '-t can be used only in delivery mode');
+  if (o.siteToFlush && o.mode !== 'enqueue') fatal(EX_USAGE, '-qR can be used only in delivery mode');
+  if (o.idToFlush && o.mode !== 'enqueue') fatal(EX_USAGE, '-qI can be used only in delivery mode');
+  return o;
+}
+
+function load(dir: string | undefined): Config {
+  try {
+    return loadConfig(dir ?? (process.env['MAIL_CONFIG'] || undefined));
+  } catch (err) {
+    if (err instanceof ConfigError) fatal(EX_TEMPFAIL, err.message.split('\n').join('; '));
+    throw err;
+  }
+}
+
+/** Runs dist/bin/NAME.js (on this same runtime) with args; exits with its status. */
+function runCommand(name: string, args: string[]): never {
+  const r = spawnSync(process.execPath, [join(BIN_DIR, `${name}.js`), ...args], { stdio: 'inherit' });
+  if (r.error) fatal(EX_UNAVAILABLE, `unable to execute ${name}: ${r.error.message}`);
+  process.exit(r.status ?? EX_SOFTWARE);
+}
+
+function have(name: string): boolean {
+  return existsSync(join(BIN_DIR, `${name}.js`));
+}
+
+/** Postfix's fullname(): $NAME, else the GECOS field of the passwd entry (up to the first comma, "&" = login name capitalized). */
+function defaultFullName(user: string): string | undefined {
+  const env = process.env['NAME'];
+  if (env) return env;
+  try {
+    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f[0] !== user || f.length < 5) continue;
+      const gecos = f[4]!.split(',')[0]!.trim();
+      if (!gecos) return undefined;
+      return gecos.replace(/&/g, user.charAt(0).toUpperCase() + user.slice(1));
+    }
+  } catch { /* no passwd file */ }
+  return undefined;
+}
+
+function submitOrDie(dir: string, who: string, envelope: Omit<MaildropEnvelope, 'size'>, parts: Buffer[]): string {
+  try {
+    return writeSubmission(dir, envelope, parts);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const status = e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'ENOENT' || e.code === 'EROFS' ? EX_CANTCREAT : EX_TEMPFAIL;
+    fatal(status, `${who}: unable to create maildrop file in ${dir}: ${e.message}`);
+  }
+}
+
+async function main(): Promise<void> {
+  const progName = basename(process.argv[1] ?? PROG).replace(/\.js$/, '');
+  const o = parseArgs(process.argv.slice(2), progName);
+  if (o.verify) fatal(EX_UNAVAILABLE, 'not supported: -bv');
+  if (o.verbose === 1 && o.mode === 'enqueue') fatal(EX_UNAVAILABLE, 'not supported: -v');
+  if (o.qtime && o.mode !== 'daemon') process.exit(EX_OK); // -q<interval>: ignored, as in Postfix
+
+  const configArgs = (dir: string | undefined) => (dir ? ['-c', dir] : process.env['MAIL_CONFIG'] ? ['-c', process.env['MAIL_CONFIG']] : []);
+  const noRecipients = (what: string) => { if (o.recipients.length) fatal(EX_USAGE, `${what} requires no recipient`); };
+
+  switch (o.mode) {
+    case 'mailq':
+      noRecipients('display queue mode');
+      if (have('postqueue')) runCommand('postqueue', [...configArgs(o.configDir), '-p']);
+      if (have('mailq')) runCommand('mailq', configArgs(o.configDir));
+      fatal(EX_UNAVAILABLE, 'not supported: -bp (mailq): no postqueue or mailq command is installed');
+    case 'newaliases':
+      noRecipients('alias initialization mode');
+      if (have('newaliases')) runCommand('newaliases', configArgs(o.configDir));
+      if (have('postalias')) runCommand('postalias', configArgs(o.configDir));
+      fatal(EX_UNAVAILABLE, 'not supported: -bi (newaliases): no newaliases or postalias command is installed');
+    case 'flushq':
+      noRecipients('flush queue mode');
+      if (have('postqueue')) runCommand('postqueue', [...configArgs(o.configDir), '-f']);
+      runCommand('postactor', [...configArgs(o.configDir), 'flush']);
+    case 'daemon':
+      noRecipients('daemon mode');
+      runCommand('postactor', [...configArgs(o.configDir), 'start']);
+    case 'ignore':
+      process.exit(EX_OK);
+    case 'user':
+    case 'enqueue':
+      break;
+  }
+  if (o.siteToFlush || o.idToFlush) {
+    noRecipients(o.siteToFlush ? 'flush site' : 'flush queue_id');
+    const args = o.siteToFlush ? ['-s', o.siteToFlush] : ['-i', o.idToFlush!];
+    if (have('postqueue')) runCommand('postqueue', [...configArgs(o.configDir), ...args]);
+    fatal(EX_UNAVAILABLE, `not supported: ${o.siteToFlush ? '-qR' : '-qI'}: no postqueue command is installed`);
+  }
+
+  const config = load(o.configDir);
+  const me = userInfo();
+  const uid = process.getuid?.() ?? me.uid;
+  const user = me.username;
+  if (!user) fatal(EX_OSERR, `no login name found for user ID ${uid}`);
+  let dir: string;
+  try {
+    dir = ensureMaildrop(queueDirectory(config));
+  } catch (err) {
+    fatal(EX_CANTCREAT, `${user}(${uid}): maildrop directory: ${(err as Error).message}`);
+  }
+
+  if (o.mode === 'user') {
+    noRecipients('stand-alone mode');
+    const sizeLimit = config.getInt('message_size_limit');
+    await runStandaloneSmtp(process.stdin, process.stdout, {
+      myhostname: config.get('myhostname'),
+      mailName: config.get('mail_name'),
+      sizeLimit,
+      submit: (env, parts) => writeSubmission(dir, { ...env, rewriteContext: 'local', arrival: Date.now(), uid, user }, parts),
+    });
+    process.exit(EX_OK);
+  }
+
+  // The sender: -f/-r parsed as an address list (first address; "<>" is the null sender), else the login name.
+  let sender: string;
+  if (o.sender !== undefined) {
+    const list = parseAddressList(o.sender);
+    if (list.length > 1) warn(`-f option specified malformed sender: ${o.sender}`);
+    sender = list[0] ?? '';
+  } else {
+    sender = user;
+  }
+  const who = `${sender}(${uid})`;
+
+  // Command-line recipients: each argument is an address list ("a, b", "Name <a>"); an
+  // argument without any address stands for the empty address, as in Postfix.
+  const recipients: string[] = [];
+  for (const arg of o.recipients) {
+    const list = parseAddressList(arg);
+    recipients.push(...(list.length ? list : ['']));
+  }
+
+  let msg;
+  try {
+    msg = await readMessage(process.stdin, { dotEnds: o.dotEnds });
+  } catch (err) {
+    fatal(EX_DATAERR, `${who}: error reading input: ${(err as Error).message}`);
+  }
+  const limit = config.getInt('message_size_limit');
+  if (limit > 0 && msg.size > limit) fatal(EX_DATAERR, `${who}: message file too big`);
+  if (o.extract) recipients.push(...extractRecipients(Buffer.concat(msg.parts)));
+  if (!recipients.length) {
+    fatal(EX_USAGE, o.extract
+      ? `${who}: No recipient addresses found in message header`
+      : `${who}: Recipient addresses must be specified on the command line or via the -t option`);
+  }
+
+  const fullName = o.fullName ?? defaultFullName(user);
+  submitOrDie(dir, who, {
+    sender,
+    recipients,
+    ...(fullName ? { fullName } : {}),
+    ...(o.notify ? { notify: o.notify } : {}),
+    ...(o.ret ? { ret: o.ret } : {}),
+    ...(o.envId ? { envId: o.envId } : {}),
+    ...(o.bodyType ? { bodyType: o.bodyType } : {}),
+    rewriteContext: o.rewriteContext,
+    arrival: Date.now(),
+    uid,
+    user,
+  }, msg.parts);
+  // A "." line may leave unread input behind (Postfix leaves it too); exit without waiting for EOF.
+  process.exit(EX_OK);
+}
+
+main().catch((err: Error) => fatal(EX_TEMPFAIL, err.stack ?? err.message));
