@@ -106,3 +106,46 @@ export function receivedHeader(r: ReceivedInfo, eol: string): string {
   const forPart = r.recipient ? `${eol}\tfor <${r.recipient}>` : '';
   return `Received: ${from}${eol}\tby ${r.myhostname} (${r.mailName}) with ${r.protocol} id ${r.queueId}${forPart}; ${rfc2822Date(r.date)}${eol}`;
 }
+
+/**
+ * Removes the named header fields (lowercase names, with their folded lines) from the header
+ * section msg[0:end]. Postfix's cleanup drops Bcc, Resent-Bcc, Return-Path and Content-Length
+ * (header_opts HDR_OPT_DROP). Returns the message and the new end of the header section.
+ */
+export function dropHeaders(msg: Uint8Array, end: number, names: ReadonlySet<string>): { msg: Uint8Array; end: number } {
+  const keep: [number, number][] = [];
+  let pos = 0;
+  let dropping = false;
+  let runStart = 0;
+  while (pos < end) {
+    let lineEnd = msg.indexOf(LF, pos);
+    lineEnd = lineEnd < 0 || lineEnd >= end ? end : lineEnd + 1;
+    const c = msg[pos]!;
+    if (!(c === 0x20 || c === 0x09)) {
+      let i = pos;
+      while (i < lineEnd && msg[i] !== COLON) i++;
+      const name = Buffer.from(msg.buffer, msg.byteOffset + pos, i - pos).toString('latin1').toLowerCase();
+      const drop = names.has(name);
+      if (drop && !dropping) keep.push([runStart, pos]);
+      if (!drop && dropping) runStart = pos;
+      dropping = drop;
+    }
+    pos = lineEnd;
+  }
+  if (keep.length === 0 && !dropping) return { msg, end };
+  if (!dropping) keep.push([runStart, end]);
+  const kept = keep.reduce((n, [a, b]) => n + b - a, 0);
+  const out = new Uint8Array(kept + msg.length - end);
+  let o = 0;
+  for (const [a, b] of keep) {
+    out.set(msg.subarray(a, b), o);
+    o += b - a;
+  }
+  out.set(msg.subarray(end), o);
+  return { msg: out, end: kept };
+}
+
+/** Postfix pickup's Received header: "Received: by HOST (NAME, from userid UID)" + "\tid QID; DATE". */
+export function pickupReceivedHeader(myhostname: string, mailName: string, uid: number, queueId: string, date: number, eol: string): string {
+  return `Received: by ${myhostname} (${mailName}, from userid ${uid})${eol}\tid ${queueId}; ${rfc2822Date(date)}${eol}`;
+}

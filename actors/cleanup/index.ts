@@ -12,7 +12,8 @@ import { tell } from '../../src/runtime/mailbox.js';
 import { buildNetworks, type NetworkList } from '../../src/net/networks.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import type { CleanupReply, CleanupRequest, QmgrMessage } from '../protocol.js';
-import { receivedHeader, rfc2822Date, scanHeaders } from './headers.js';
+import { dropHeaders, receivedHeader, rfc2822Date, scanHeaders } from './headers.js';
+import { formatPhrase } from '../../src/maildrop/address.js';
 
 const log = maillog('cleanup');
 
@@ -26,6 +27,11 @@ interface State {
   alwaysAdd: boolean;
   /** Clients whose messages get missing headers (local_header_rewrite_clients). */
   rewriteClients: (addr: string) => boolean;
+  /** Local submissions (origin 'pickup'): append_at_myorigin and friends. */
+  myorigin: string;
+  appendAtMyorigin: boolean;
+  emptyAddressRecipient: string;
+  undisclosedRecipientsHeader: string;
 }
 
 let state: State | null = null;
@@ -43,6 +49,11 @@ function init(): State {
     hopLimit: config.getInt('hopcount_limit'),
     alwaysAdd: config.getBool('always_add_missing_headers'),
     rewriteClients: rewriteClientMatcher(config),
+    myorigin: config.get('myorigin'),
+    appendAtMyorigin: config.getBool('append_at_myorigin'),
+    emptyAddressRecipient: config.get('empty_address_recipient'),
+    // Postfix >= 2.8: empty by default (no "To: undisclosed-recipients:;" is added).
+    undisclosedRecipientsHeader: config.raw('undisclosed_recipients_header') ?? '',
   };
 }
 
@@ -64,9 +75,52 @@ function rewriteClientMatcher(config: Config): (addr: string) => boolean {
   return (addr) => tests.some((t) => t(addr));
 }
 
-export default async function cleanup(request: CleanupRequest): Promise<CleanupReply> {
+/** Headers Postfix's cleanup removes from local submissions (HDR_OPT_DROP). */
+const DROPPED = new Set(['bcc', 'resent-bcc', 'return-path', 'content-length']);
+
+/**
+ * A local submission (pickup): qualify envelope addresses as trivial-rewrite does in the local
+ * context (append_at_myorigin; the empty recipient becomes $empty_address_recipient) and drop
+ * Bcc/Resent-Bcc/Return-Path/Content-Length, before the common path below.
+ */
+function localSubmission(s: State, request: CleanupRequest): CleanupRequest {
+  const qualify = (a: string) => (a && s.appendAtMyorigin && !a.includes('@') ? `${a}@${s.myorigin}` : a);
+  const scan = scanHeaders(request.content);
+  const dropped = dropHeaders(request.content, scan.end, DROPPED);
+  return {
+    ...request,
+    sender: qualify(request.sender),
+    recipients: request.recipients.map((r) => ({ ...r, address: qualify(r.address || s.emptyAddressRecipient) })),
+    content: dropped.msg,
+  };
+}
+
+/** Missing headers of a local submission, Postfix style (Resent- versions when the message is resent). */
+function localMissingHeaders(s: State, request: CleanupRequest, present: Set<string>, eol: string): { added: string; messageId: string | null } {
+  const resent = [...present].some((n) => n.startsWith('resent-')) ? 'Resent-' : '';
+  const has = (n: string) => present.has((resent + n).toLowerCase());
+  let added = '';
+  let messageId: string | null = null;
+  if (!has('message-id')) {
+    messageId = `<${request.queueId}@${s.myhostname}>`;
+    added += `${resent}Message-Id: ${messageId}${eol}`;
+  }
+  if (!has('date')) added += `${resent}Date: ${rfc2822Date(request.arrival)}${eol}`;
+  if (!has('from')) {
+    const addr = request.sender || 'MAILER-DAEMON';
+    const name = request.local?.fullName;
+    added += request.sender && name ? `${resent}From: ${formatPhrase(name)} <${addr}>${eol}` : `${resent}From: ${addr}${eol}`;
+  }
+  if (!present.has('to') && !present.has('cc') && !present.has('resent-to') && !present.has('resent-cc') && s.undisclosedRecipientsHeader) {
+    added += `${s.undisclosedRecipientsHeader}${eol}`;
+  }
+  return { added, messageId };
+}
+
+export default async function cleanup(incoming: CleanupRequest): Promise<CleanupReply> {
   const s = (state ??= init());
   const now = Date.now();
+  const request = incoming.origin === 'pickup' ? localSubmission(s, incoming) : incoming;
   const original = request.content;
   const scan = scanHeaders(original);
   if (scan.received > s.hopLimit) {
@@ -78,7 +132,14 @@ export default async function cleanup(request: CleanupRequest): Promise<CleanupR
   const addMissing = request.origin === 'smtpd' && (s.alwaysAdd || (request.client ? s.rewriteClients(request.client.addr) : true));
   let added = '';
   let messageId = scan.messageId;
-  if (addMissing || request.origin === 'bounce') {
+  if (request.origin === 'pickup') {
+    // -G (rewrite context remote) adds no headers, unless always_add_missing_headers.
+    if (request.local?.rewriteContext !== 'remote' || s.alwaysAdd) {
+      const local = localMissingHeaders(s, request, scan.present, scan.eol);
+      added = local.added;
+      messageId = local.messageId ?? messageId;
+    }
+  } else if (addMissing || request.origin === 'bounce') {
     if (!scan.present.has('message-id')) {
       messageId = `<${request.queueId}@${s.myhostname}>`;
       added += `Message-Id: ${messageId}${scan.eol}`;
