@@ -201,6 +201,16 @@ export async function startMaster(config: Config): Promise<Master> {
       await reload();
       return { ok: true };
     },
+    // postqueue -s site / -i queue_id: args {site} or {queueId}; resolves to how many became due.
+    'flush-some': async (args) => {
+      if (!qmgr?.control) throw new Error('qmgr is not running');
+      return { due: await qmgr.control['flushSome']!(args) };
+    },
+    // postsuper while the server runs: args = AdminRequest[] (src/queue/admin.ts); qmgr does it.
+    admin: async (args) => {
+      if (!qmgr?.control) throw new Error('qmgr is not running');
+      return qmgr.control['admin']!(args);
+    },
   });
   await control.listen();
   log.info(`daemon started -- version ${VERSION}, configuration ${config.configDirectory ?? '(embedded default)'}`);

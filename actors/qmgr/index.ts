@@ -14,22 +14,27 @@ import { QueueStore } from '../../src/queue/store.js';
 import { parentPort } from 'node:worker_threads';
 import type { QmgrMessage } from '../protocol.js';
 import { QueueManager } from './manager.js';
+import { adminControl } from './admin.js';
 
 const log = maillog('qmgr');
 
 async function main(): Promise<void> {
   let manager: QueueManager | null = null;
+  let store: QueueStore | null = null;
   const actor = await startActor({
     control: {
       status: () => manager?.status() ?? null,
       flush: () => manager?.flush(),
       reconfigure: (json: ConfigJSON) => manager?.reconfigure(configFromJSON(json)),
       pause: () => manager?.pause(),
+      // postsuper and postqueue -s / -i while the server runs (actors/qmgr/admin.ts).
+      admin: (requests: unknown) => (manager && store ? adminControl(manager, store, requests) : Promise.reject(new Error('qmgr is starting'))),
+      flushSome: (match: { site?: string; queueId?: string }) => manager?.flushSome(match) ?? 0,
     },
   });
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  const store = QueueStore.open(queueDirectory(config));
+  store = QueueStore.open(queueDirectory(config));
   manager = new QueueManager(config, store, actor, log);
   receive(actor.data.instance, 'qmgr', (m) => {
     const msg = m as QmgrMessage;

@@ -13,6 +13,7 @@ import type { Actor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import { formatDelays, logDelivery } from '../smtp/log.js';
 import type { BounceReply, BounceRequest, CleanupReply, DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
+import type { AdminEventName } from '../../src/queue/admin.js';
 import { expired, nextAttempt } from './backoff.js';
 import { Resolver } from './resolve.js';
 
@@ -22,6 +23,10 @@ interface ActiveMessage {
   /** Entries handed out or waiting, not yet reported. */
   outstanding: number;
   outcomes: Map<number, RecipientOutcome>;
+  /** finish() has started: too late for an admin request to change the outcome. */
+  finishing?: boolean;
+  /** postsuper asked to delete / hold / requeue it: done when its deliveries in flight are back. */
+  admin?: { action: 'delete' | 'hold' | 'requeue'; waiters: ((events: AdminEventName[]) => void)[] };
 }
 
 interface Entry {
@@ -117,6 +122,79 @@ export class QueueManager {
     void this.scan(false, Infinity);
   }
 
+  /**
+   * postqueue -s site / -i queue_id: the deferred messages with a pending recipient in domain
+   * `site`, or the one message `queueId`, are due now; then a scan takes them.
+   */
+  async flushSome(match: { site?: string; queueId?: string }): Promise<number> {
+    const now = Date.now();
+    const site = match.site?.toLowerCase();
+    const ids = match.queueId ? [match.queueId] : [...this.store.list('deferred')];
+    let n = 0;
+    for (const id of ids) {
+      const done = await this.store.change(id, (m) => {
+        if (m.queue !== 'deferred') return null;
+        if (site && !m.recipients.some((r) => !r.done && r.address.slice(r.address.lastIndexOf('@') + 1).toLowerCase() === site)) return null;
+        return { patch: { nextAttempt: now } };
+      });
+      if (done) n++;
+    }
+    if (match.queueId && this.store.get(match.queueId)?.queue === 'incoming') void this.activate(match.queueId, 'incoming');
+    if (n) void this.scan(false, now);
+    return n;
+  }
+
+  // --- postsuper while the server runs (see src/queue/admin.ts and ./admin.ts) ---
+
+  /** True if the message is in qmgr's memory (active, or being activated). */
+  holds(queueId: string): boolean {
+    return this.active.has(queueId) || this.activating.has(queueId);
+  }
+
+  /** Resolves once the message is neither being activated nor being finished. */
+  async settle(queueId: string): Promise<void> {
+    while (this.activating.has(queueId) || this.active.get(queueId)?.finishing) await new Promise((r) => setTimeout(r, 5));
+  }
+
+  /**
+   * delete / hold / requeue an active message: deliveries not yet handed out are dropped, those
+   * in flight are awaited, and then the message is deleted, held or requeued instead of being
+   * deferred. Resolves null if the message is not (or no longer) ours to change.
+   */
+  adminActive(queueId: string, action: 'delete' | 'hold' | 'requeue'): Promise<AdminEventName[]> | null {
+    const msg = this.active.get(queueId);
+    if (!msg || msg.finishing) return null;
+    const waiting = new Promise<AdminEventName[]>((resolve) => {
+      if (msg.admin) {
+        if (action === 'delete') msg.admin.action = 'delete'; // delete wins over hold / requeue
+        msg.admin.waiters.push(resolve);
+      } else {
+        msg.admin = { action, waiters: [resolve] };
+      }
+    });
+    for (const dest of this.destinations.values()) {
+      const keep = dest.todo.filter((e) => e.msg !== msg);
+      msg.outstanding -= dest.todo.length - keep.length;
+      dest.todo.splice(0, dest.todo.length, ...keep);
+    }
+    if (msg.outstanding === 0) void this.finish(msg);
+    return waiting;
+  }
+
+  /** postsuper -e / -f on an active message: it expires at the end of this attempt. */
+  expireActive(queueId: string): boolean {
+    const msg = this.active.get(queueId);
+    if (!msg || msg.finishing) return false;
+    msg.meta = { ...msg.meta, forcedExpire: true };
+    return true;
+  }
+
+  /** After postsuper -r / -H: requeued messages are taken now, released ones at a scan now. */
+  adminWake(requeued: string[], released: string[]): void {
+    for (const id of requeued) this.queued(id);
+    if (released.length) void this.scan(false, Date.now());
+  }
+
   /** Takes messages from incoming (when it has a backlog) and the deferred messages that are due. */
   private async scan(incoming: boolean, dueBy = Date.now()): Promise<void> {
     if (this.scanning) return;
@@ -160,6 +238,7 @@ export class QueueManager {
     this.active.set(queueId, msg);
     const pending = meta.recipients.map((r, index) => ({ r, index })).filter(({ r }) => !r.done);
     this.log.info(`${queueId}: from=<${meta.sender}>, size=${meta.size}, nrcpt=${pending.length} (queue active)`);
+    if (meta.forcedExpire && pending.length > 0) return void this.forceExpire(msg, pending.map(({ r, index }) => ({ index, address: r.address })));
 
     // Group by destination, at most <transport>_destination_recipient_limit per delivery.
     const batches = new Map<Destination, DeliveryRecipient[]>();
@@ -252,6 +331,7 @@ export class QueueManager {
   /** The agent did not answer: push back (busy pool), or defer (crash, throttle, no such transport). */
   private agentFailed(entry: Entry, err: unknown): void {
     const code = err instanceof ServiceError ? err.code : 'ERROR';
+    if (code === 'BUSY' && entry.msg.admin) return this.delivered(entry, []); // being deleted/held: not again
     if (code === 'BUSY') {
       entry.dest.busy--;
       this.inDelivery--;
@@ -299,7 +379,25 @@ export class QueueManager {
     }
   }
 
+  /**
+   * postsuper -e / -f: no delivery attempt; every pending recipient is deferred with "message is
+   * administratively expired" (as Postfix's qmgr does through its error agent), and finish()
+   * then returns the message to the sender as expired.
+   */
+  private forceExpire(msg: ActiveMessage, pending: DeliveryRecipient[]): void {
+    const now = Date.now();
+    const delays = formatDelays(msg.meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now);
+    for (const r of pending) {
+      const o: RecipientOutcome = { index: r.index, status: 'deferred', dsn: '4.7.0', reason: 'message is administratively expired', relay: 'none' };
+      logDelivery(this.log, msg.meta.queueId, r.address, o, delays);
+      msg.outcomes.set(r.index, o);
+    }
+    void this.finish(msg);
+  }
+
   private async finishAttempt(msg: ActiveMessage): Promise<void> {
+    msg.finishing = true;
+    if (msg.admin) return this.finishAdmin(msg, msg.admin);
     const { meta } = msg;
     const now = Date.now();
     const bounced: RecipientOutcome[] = [];
@@ -309,7 +407,7 @@ export class QueueManager {
       else if (o.status === 'deferred') deferred.push(o);
     }
     const lifetime = meta.sender === '' ? this.bounceLifetime : this.queueLifetime;
-    if (deferred.length > 0 && expired(now, meta.arrival, lifetime)) {
+    if (deferred.length > 0 && (meta.forcedExpire || expired(now, meta.arrival, lifetime))) {
       this.log.info(`${meta.queueId}: from=<${meta.sender}>, status=expired, returned to sender`);
       bounced.push(...deferred.splice(0));
     }
@@ -338,6 +436,47 @@ export class QueueManager {
     } finally {
       this.active.delete(meta.queueId);
     }
+    if (this.incomingBacklog && this.room()) void this.scan(false);
+  }
+
+  /**
+   * The end of an attempt of a message postsuper asked to delete, hold or requeue (its deliveries
+   * in flight are back). Delete: removed, no notice. Hold / requeue: what was delivered or
+   * bounced is recorded (bounces are sent) and the rest goes to hold / incoming instead of
+   * deferred; a message with nothing left is removed as usual.
+   */
+  private async finishAdmin(msg: ActiveMessage, admin: NonNullable<ActiveMessage['admin']>): Promise<void> {
+    const { meta } = msg;
+    const id = meta.queueId;
+    const events: AdminEventName[] = [];
+    try {
+      if (admin.action === 'delete') {
+        if (await this.store.remove(id, 'active')) events.push('removed');
+      } else {
+        const bounced = [...msg.outcomes.values()].filter((o) => o.status === 'bounced');
+        const noticeSent = bounced.length === 0 || (await this.bounce(meta, bounced));
+        const recipients = meta.recipients.map((r, i) => {
+          const o = msg.outcomes.get(i);
+          if (!o) return r;
+          if (o.status === 'sent' || (o.status === 'bounced' && noticeSent)) return { ...r, done: true };
+          return admin.action === 'requeue' ? r : { ...r, reason: o.reason };
+        });
+        if (recipients.every((r) => r.done)) {
+          await this.store.remove(id, 'active');
+          this.log.info(`${id}: removed`);
+        } else if (admin.action === 'hold') {
+          if (await this.store.move(id, 'hold', { recipients, attempts: meta.attempts + 1 }, 'active')) events.push('placed on hold');
+        } else {
+          const patch = { recipients: recipients.map(({ reason: _r, ...r }) => r), forcedExpire: false };
+          if (await this.store.move(id, 'incoming', patch, 'active')) events.push('requeued');
+        }
+      }
+    } catch (err) {
+      this.log.warn(`${id}: queue update failed: ${(err as Error).message}; the message stays in the active queue until restart`);
+    } finally {
+      this.active.delete(id);
+    }
+    for (const w of admin.waiters) w(events);
     if (this.incomingBacklog && this.room()) void this.scan(false);
   }
 

@@ -1,0 +1,296 @@
+/**
+ * Queue administration (postsuper's operations), usable with or without a running server.
+ *
+ * `runAdmin` applies delete / hold / release / requeue / expire requests to the store. Each
+ * message changes in one conditional transaction (`QueueStore.change`), so an operation never
+ * races qmgr's own moves: if qmgr took the message meanwhile, the change does nothing and the
+ * message is handled as active. With the server down, postsuper calls `runAdmin` directly
+ * (nothing is active then). With the server up, qmgr calls it with `ActiveQueueHooks`: a
+ * message in qmgr's memory is left to qmgr, which waits for its deliveries in flight and then
+ * deletes / holds / requeues it instead of deferring it.
+ *
+ * The second half of this file is command-line plumbing shared by postqueue, mailq, postsuper
+ * and postcat (Postfix-style getopt, configuration, fatal errors, "is the master up").
+ */
+import { ConfigError, loadConfig, queueDirectory, type Config } from '../config/index.js';
+import { controlRequest, controlSocketPath } from '../../actors/master/control.js';
+import type { QueueStore, StoreChange } from './store.js';
+import type { MessageMeta, QueueName } from './types.js';
+
+/** postsuper -d, -e, -f, -h, -H, -r. */
+export type AdminAction = 'delete' | 'expire' | 'expire-release' | 'hold' | 'release' | 'requeue';
+
+/** Postfix's log words for each outcome: "ID: removed" etc. */
+export type AdminEventName = 'removed' | 'expired' | 'placed on hold' | 'released from hold' | 'requeued';
+
+export interface AdminRequest {
+  action: AdminAction;
+  /** Queue IDs, or 'ALL' (every message in the queues). */
+  ids: string[] | 'ALL';
+  /** Only messages in these queues; default: the action's own queues (see ACTION_QUEUES). */
+  queues?: QueueName[];
+}
+
+export interface AdminEvent {
+  queueId: string;
+  event: AdminEventName;
+}
+
+export interface AdminCounts {
+  deleted: number;
+  expired: number;
+  held: number;
+  released: number;
+  requeued: number;
+}
+
+export interface AdminResult {
+  events: AdminEvent[];
+  counts: AdminCounts;
+}
+
+/** Which queues each action looks in by default (as postsuper: -h skips hold, -H only hold). */
+export const ACTION_QUEUES: Record<AdminAction, readonly QueueName[]> = {
+  delete: ['incoming', 'active', 'deferred', 'hold'],
+  expire: ['incoming', 'active', 'deferred', 'hold'],
+  'expire-release': ['incoming', 'active', 'deferred', 'hold'],
+  hold: ['incoming', 'active', 'deferred'],
+  release: ['hold'],
+  requeue: ['incoming', 'active', 'deferred', 'hold'],
+};
+
+/** Queue names postsuper accepts as arguments. */
+export const ADMIN_QUEUE_NAMES: readonly QueueName[] = ['incoming', 'active', 'deferred', 'hold', 'corrupt'];
+
+/** What qmgr offers for messages it holds in memory (the active queue). */
+export interface ActiveQueueHooks {
+  /** Resolves once the message is neither being activated nor being finished. */
+  settle(queueId: string): Promise<void>;
+  /** True if qmgr holds the message in memory (it is active). */
+  holds(queueId: string): boolean;
+  /**
+   * delete / hold / requeue an active message: waits for its deliveries in flight, then does it
+   * instead of deferring. Resolves with what happened (nothing, if it completed meanwhile), or
+   * null if qmgr no longer holds the message (the caller then retries on the store).
+   */
+  intercept(queueId: string, action: 'delete' | 'hold' | 'requeue'): Promise<AdminEventName[] | null>;
+  /** Marks an active message for forced expiry; false if qmgr no longer holds it. */
+  expire(queueId: string): boolean;
+  /** After the run: messages released or requeued are taken now. */
+  wake(requeued: string[], released: string[]): void;
+}
+
+/**
+ * The change one action makes to a message that is not in qmgr's memory, or null when it does
+ * not apply (wrong queue, already held, …).
+ */
+export function planChange(action: AdminAction, current: MessageMeta, queues: ReadonlySet<QueueName>, now: number): { change: StoreChange; events: AdminEventName[] } | null {
+  if (!queues.has(current.queue)) return null;
+  switch (action) {
+    case 'delete':
+      return { change: { remove: true }, events: ['removed'] };
+    case 'hold':
+      return current.queue === 'hold' || current.queue === 'corrupt' ? null : { change: { to: 'hold' }, events: ['placed on hold'] };
+    case 'release':
+      return current.queue === 'hold' ? { change: { to: 'deferred', patch: { nextAttempt: now } }, events: ['released from hold'] } : null;
+    case 'requeue':
+      if (current.queue === 'corrupt') return null;
+      return {
+        change: { to: 'incoming', patch: { nextAttempt: 0, forcedExpire: false, recipients: current.recipients.map(({ reason: _r, ...r }) => r) } },
+        events: ['requeued'],
+      };
+    case 'expire':
+      return current.forcedExpire ? null : { change: { patch: { forcedExpire: true } }, events: ['expired'] };
+    case 'expire-release': {
+      const events: AdminEventName[] = [];
+      if (!current.forcedExpire) events.push('expired');
+      if (current.queue === 'hold') {
+        events.push('released from hold');
+        return { change: { to: 'deferred', patch: { forcedExpire: true, nextAttempt: now } }, events };
+      }
+      return events.length ? { change: { patch: { forcedExpire: true } }, events } : null;
+    }
+  }
+}
+
+function emptyCounts(): AdminCounts {
+  return { deleted: 0, expired: 0, held: 0, released: 0, requeued: 0 };
+}
+
+export function countEvents(events: AdminEvent[]): AdminCounts {
+  const c = emptyCounts();
+  for (const e of events) {
+    if (e.event === 'removed') c.deleted++;
+    else if (e.event === 'expired') c.expired++;
+    else if (e.event === 'placed on hold') c.held++;
+    else if (e.event === 'released from hold') c.released++;
+    else c.requeued++;
+  }
+  return c;
+}
+
+/**
+ * Applies the requests in order. `log` receives Postfix's log text per change ("ID: removed").
+ * Without hooks, every message is changed on the store (the server must be down).
+ */
+export async function runAdmin(store: QueueStore, requests: AdminRequest[], log: (text: string) => void, hooks?: ActiveQueueHooks): Promise<AdminResult> {
+  const events: AdminEvent[] = [];
+  const requeued: string[] = [];
+  const released: string[] = [];
+  for (const req of requests) {
+    const queues = new Set<QueueName>(req.queues && req.queues.length ? req.queues : ACTION_QUEUES[req.action]);
+    const ids = req.ids === 'ALL' ? [...queues].flatMap((q) => [...store.list(q)]) : [...new Set(req.ids)];
+    for (const id of ids) {
+      const got = await applyOne(store, req.action, id, queues, hooks);
+      for (const event of got) {
+        events.push({ queueId: id, event });
+        log(`${id}: ${event}`);
+        if (event === 'requeued') requeued.push(id);
+        if (event === 'released from hold') released.push(id);
+      }
+    }
+  }
+  if (hooks && (requeued.length || released.length)) hooks.wake(requeued, released);
+  return { events, counts: countEvents(events) };
+}
+
+async function applyOne(store: QueueStore, action: AdminAction, id: string, queues: ReadonlySet<QueueName>, hooks?: ActiveQueueHooks): Promise<AdminEventName[]> {
+  for (let tries = 0; tries < 100; tries++) {
+    if (hooks) await hooks.settle(id);
+    if (hooks?.holds(id)) {
+      if (!queues.has('active')) return [];
+      if (action === 'delete' || action === 'hold' || action === 'requeue') {
+        const got = await hooks.intercept(id, action);
+        if (got) return got;
+        continue; // qmgr let go of it meanwhile: look again
+      }
+      if (action === 'expire' || action === 'expire-release') {
+        const meta = store.get(id);
+        if (meta?.forcedExpire) return [];
+        if (!hooks.expire(id)) continue;
+        await store.change(id, () => ({ patch: { forcedExpire: true } }));
+        return ['expired'];
+      }
+      return []; // release: an active message is not on hold
+    }
+    let events: AdminEventName[] = [];
+    let raced = false;
+    const done = await store.change(id, (current) => {
+      // A message qmgr took meanwhile (or is taking) is qmgr's: leave it and look again.
+      if (hooks && current.queue === 'active' && hooks.holds(id)) {
+        raced = true;
+        return null;
+      }
+      const plan = planChange(action, current, queues, Date.now());
+      if (!plan) return null;
+      events = plan.events;
+      return plan.change;
+    });
+    if (raced) continue;
+    return done ? events : [];
+  }
+  return [];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command-line plumbing shared by the queue commands.
+
+/** Exit codes (sysexits.h). */
+export const EX_USAGE = 64;
+export const EX_UNAVAILABLE = 69;
+export const EX_TEMPFAIL = 75;
+
+export class UsageError extends Error {}
+
+export interface ParsedArgs {
+  /** Options in the order given: [letter, value?]. */
+  opts: [string, string | undefined][];
+  /** --help, --json. */
+  long: Set<string>;
+  positionals: string[];
+}
+
+/**
+ * Postfix-style getopt: `spec` lists the option letters, a letter followed by ':' takes a value
+ * (attached, `-dID`, or the next argument, which may be "-"). Letters cluster (`-bhq`). Parsing
+ * stops at "--" or at the first argument that is not an option. `longs` are accepted as --name.
+ */
+export function getopt(argv: string[], spec: string, longs: readonly string[] = ['help', 'json']): ParsedArgs {
+  const takes = new Map<string, boolean>();
+  for (let i = 0; i < spec.length; i++) {
+    const c = spec[i]!;
+    if (c === ':') continue;
+    takes.set(c, spec[i + 1] === ':');
+  }
+  const out: ParsedArgs = { opts: [], long: new Set(), positionals: [] };
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      i++;
+      break;
+    }
+    if (a.startsWith('--')) {
+      const name = a.slice(2);
+      if (!longs.includes(name)) throw new UsageError(`unrecognized option '${a}'`);
+      out.long.add(name);
+      continue;
+    }
+    if (!a.startsWith('-') || a === '-') break;
+    for (let j = 1; j < a.length; j++) {
+      const c = a[j]!;
+      const arg = takes.get(c);
+      if (arg === undefined) throw new UsageError(`invalid option -- '${c}'`);
+      if (!arg) {
+        out.opts.push([c, undefined]);
+        continue;
+      }
+      let value = a.slice(j + 1);
+      if (value === '') {
+        if (i + 1 >= argv.length) throw new UsageError(`option requires an argument -- '${c}'`);
+        value = argv[++i]!;
+      }
+      out.opts.push([c, value]);
+      break;
+    }
+  }
+  out.positionals.push(...argv.slice(i));
+  return out;
+}
+
+/** Writes `NAME: fatal: text` (each line) on stderr and exits. */
+export function fatal(prog: string, text: string, code = 1): never {
+  process.stderr.write(text.split('\n').map((l) => `${prog}: fatal: ${l}\n`).join(''));
+  process.exit(code);
+}
+
+/** Usage on stderr, exit 64. */
+export function usageError(prog: string, usage: string, why?: string): never {
+  process.stderr.write(`${why ? `${prog}: ${why}\n` : ''}${usage}\n`);
+  process.exit(EX_USAGE);
+}
+
+/** -c DIR, else POSTACTOR_CONFIG, else the embedded default (as bin/postactor.ts). */
+export function commandConfig(prog: string, dir: string | undefined): Config {
+  try {
+    return loadConfig(dir);
+  } catch (err) {
+    if (err instanceof ConfigError) fatal(prog, err.message);
+    throw err;
+  }
+}
+
+/** The master's control socket for this configuration. */
+export function masterSocket(config: Config): string {
+  return controlSocketPath(queueDirectory(config));
+}
+
+/** True if a master answers on the control socket. */
+export async function masterAnswers(config: Config, timeoutMs = 2000): Promise<boolean> {
+  try {
+    await controlRequest(masterSocket(config), 'status', undefined, timeoutMs);
+    return true;
+  } catch {
+    return false;
+  }
+}
