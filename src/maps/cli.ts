@@ -1,0 +1,318 @@
+// The commands postmap, postalias and newaliases (bin/*.ts are thin wrappers).
+//
+// Postactor builds only lmdb: tables: the default type is lmdb (Postfix's
+// default_database_type is hash), and hash:, btree:, cdb:, dbm: given
+// explicitly are refused. Queries (-q) work with every supported type.
+// Exit status: 0 ok / found, 1 not found or fatal error ("NAME: fatal: ..."),
+// 64 usage error (bad flags; usage on stderr).
+
+import fs from 'node:fs';
+
+import { loadConfig } from '../config/index.js';
+import { parseAliases } from './aliases.js';
+import { LEGACY_DB_TYPES, SUPPORTED_TYPES, openTable, unsupportedTypeMessage } from './index.js';
+import { lmdbFile, readLmdb, writeLmdb } from './lmdb.js';
+import { parseKeyValues, readTableFile, type KeyValueOptions, type ParsedKeyValues } from './texthash.js';
+import { TableError, type InfoTable } from './types.js';
+
+export const EX_USAGE = 64;
+
+class UsageError extends Error {}
+class Fatal extends Error {}
+
+interface Io {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  readStdin: () => string;
+}
+
+const defaultIo: Io = {
+  stdout: (s) => { fs.writeSync(1, s); },
+  stderr: (s) => { fs.writeSync(2, s); },
+  readStdin: () => {
+    try {
+      return fs.readFileSync(0, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN' || (err as NodeJS.ErrnoException).code === 'EOF') return '';
+      throw err;
+    }
+  },
+};
+
+/** Minimal getopt(3): "ab:c" — letters followed by ':' take an argument. Stops at "--" or the first operand. */
+function getopt(args: string[], spec: string): { opts: [string, string | true][]; operands: string[] } {
+  const opts: [string, string | true][] = [];
+  let i = 0;
+  for (; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') { i++; break; }
+    if (!a.startsWith('-') || a === '-') break;
+    for (let j = 1; j < a.length; j++) {
+      const c = a[j]!;
+      const at = spec.indexOf(c);
+      if (at < 0 || c === ':') throw new UsageError(`invalid option -- '${c}'`);
+      if (spec[at + 1] === ':') {
+        const v = j + 1 < a.length ? a.slice(j + 1) : args[++i];
+        if (v === undefined) throw new UsageError(`option requires an argument -- '${c}'`);
+        opts.push([c, v]);
+        break;
+      }
+      opts.push([c, true]);
+    }
+  }
+  return { opts, operands: args.slice(i) };
+}
+
+interface MapCommand {
+  prog: 'postmap' | 'postalias';
+  usage: string;
+  help: string;
+  parse: (text: string, file: string, opts: KeyValueOptions, into?: Map<string, string>) => ParsedKeyValues;
+  /** postalias adds the sendmail-compatible "@" -> "@" entry. */
+  extra?: [string, string];
+}
+
+const POSTMAP: MapCommand = {
+  prog: 'postmap',
+  usage: 'usage: postmap [-c config_dir] [-N|-n] [-f] [-i] [-o] [-r] [-s] [-v] [-w] [-q key|-d key] [type:]file ...',
+  help: `Builds or queries Postactor lookup tables (like Postfix's postmap(1)).
+
+  postmap [type:]file         build file.lmdb from the "key value" text file
+                              (atomically: a running server never sees a half-built table)
+  postmap -q key map ...      print the value of key from the first map that has it
+                              (exit 1 if none has it); "-q -" reads keys from stdin
+                              and prints "key<TAB>value" for each found key
+  postmap -s map ...          print all "key<TAB>value" entries
+  postmap -d key map ...      delete key from lmdb tables ("-d -": keys from stdin)
+
+  -c dir   configuration directory (validated)      -f  no case folding of keys
+  -i       incremental: add "key value" lines from stdin to an existing table
+  -N / -n  store keys and values with / without a terminating NUL (default -N)
+  -r       a duplicate key replaces the earlier entry (default: keep the first, warn)
+  -w       do not warn about duplicate keys          -o, -v  accepted, no effect
+
+The default type is lmdb (Postfix's default_database_type is hash): Postactor
+builds only lmdb: tables; hash:, btree:, cdb: and dbm: are not supported.
+Types for queries: ${SUPPORTED_TYPES.join(', ')}.
+`,
+  parse: parseKeyValues,
+};
+
+const POSTALIAS: MapCommand = {
+  prog: 'postalias',
+  usage: 'usage: postalias [-c config_dir] [-N|-n] [-f] [-i] [-o] [-r] [-s] [-v] [-w] [-q key|-d key] [type:]file ...',
+  help: `Builds or queries Postactor alias databases (like Postfix's postalias(1)).
+
+  postalias [type:]file       build file.lmdb from an aliases(5) file ("name: value, value")
+  postalias -q key map ...    print the value of key ("-q -": keys from stdin)
+  postalias -s map ...        print all entries
+  postalias -d key map ...    delete key from lmdb tables
+
+Options as for postmap (-c -f -i -N -n -o -r -v -w). The default type is lmdb
+(Postfix's is hash); hash:, btree:, cdb: and dbm: are not supported.
+`,
+  parse: parseAliases,
+  extra: ['@', '@'],
+};
+
+function splitMap(operand: string): { type: string; name: string; spec: string } {
+  const m = /^([A-Za-z0-9_-]+):(.*)$/.exec(operand);
+  const type = m ? m[1]! : 'lmdb';
+  const name = m ? m[2]! : operand;
+  if (LEGACY_DB_TYPES.has(type)) throw new Fatal(unsupportedTypeMessage(type));
+  if (!SUPPORTED_TYPES.includes(type)) throw new Fatal(unsupportedTypeMessage(type));
+  return { type, name, spec: `${type}:${name}` };
+}
+
+interface Flags {
+  fold: boolean;
+  nul: boolean;
+  replace: boolean;
+  quiet: boolean;
+  incremental: boolean;
+  query?: string;
+  del?: string;
+  dump: boolean;
+}
+
+function stdinKeys(io: Io): string[] {
+  return io.readStdin().split('\n').map((l) => l.replace(/\r$/, '').trim()).filter((l) => l !== '');
+}
+
+function openForQuery(cmd: MapCommand, operand: string, flags: Flags): InfoTable {
+  const { spec } = splitMap(operand);
+  return openTable(spec, { fold: flags.fold });
+}
+
+function query(cmd: MapCommand, io: Io, operands: string[], flags: Flags): number {
+  const tables = operands.map((o) => openForQuery(cmd, o, flags));
+  const find = (key: string): string | undefined => {
+    for (const t of tables) {
+      const r = t.lookup(key);
+      if (r instanceof Promise) throw new Fatal(`${t.spec}: asynchronous table`);
+      if (r.found) return r.value;
+    }
+    return undefined;
+  };
+  if (flags.query === '-') {
+    let any = false;
+    for (const key of stdinKeys(io)) {
+      const v = find(key);
+      if (v !== undefined) { any = true; io.stdout(`${key}\t${v}\n`); }
+    }
+    return any ? 0 : 1;
+  }
+  const v = find(flags.query!);
+  if (v === undefined) return 1;
+  io.stdout(`${v}\n`);
+  return 0;
+}
+
+function dump(cmd: MapCommand, io: Io, operands: string[], flags: Flags): number {
+  for (const o of operands) {
+    const t = openForQuery(cmd, o, flags);
+    if (t.entries === undefined) throw new Fatal(`table ${t.spec}: sequence operation is not supported`);
+    for (const [k, v] of t.entries()) io.stdout(`${k}\t${v}\n`);
+    t.close?.();
+  }
+  return 0;
+}
+
+function requireLmdb(operand: string, what: string): string {
+  const { type, name, spec } = splitMap(operand);
+  if (type !== 'lmdb') throw new Fatal(`${spec}: cannot ${what} a ${type}: table (postmap builds and updates lmdb: tables; ${type}: tables are read from their source file)`);
+  return name;
+}
+
+function del(cmd: MapCommand, io: Io, operands: string[], flags: Flags): number {
+  const keys = flags.del === '-' ? stdinKeys(io) : [flags.del!];
+  let deleted = false;
+  for (const o of operands) {
+    const name = requireLmdb(o, 'delete from');
+    const map = readLmdb(name);
+    let changed = false;
+    for (const k of keys) {
+      if (map.delete(flags.fold ? k.toLowerCase() : k)) changed = true;
+    }
+    if (changed) {
+      writeLmdb(name, map, { nul: flags.nul });
+      deleted = true;
+    }
+  }
+  return deleted ? 0 : 1;
+}
+
+function build(cmd: MapCommand, io: Io, operands: string[], flags: Flags): number {
+  const kvOpts: KeyValueOptions = { fold: flags.fold, replace: flags.replace, quiet: flags.quiet };
+  for (const o of operands) {
+    const name = requireLmdb(o, 'build');
+    let parsed: ParsedKeyValues;
+    if (flags.incremental) {
+      const existing = fs.existsSync(lmdbFile(name)) ? readLmdb(name) : new Map<string, string>();
+      if (cmd.extra) existing.delete(cmd.extra[0]);
+      parsed = cmd.parse(io.readStdin(), '(stdin)', kvOpts, existing);
+    } else {
+      parsed = cmd.parse(readTableFile(name), name, kvOpts);
+    }
+    for (const w of parsed.warnings) io.stderr(`${cmd.prog}: warning: ${w}\n`);
+    if (cmd.extra) parsed.map.set(cmd.extra[0], cmd.extra[1]);
+    writeLmdb(name, parsed.map, { nul: flags.nul });
+  }
+  return 0;
+}
+
+function runMapCommand(cmd: MapCommand, args: string[], io: Io): number {
+  if (args.includes('--help')) {
+    io.stdout(`${cmd.usage}\n\n${cmd.help}`);
+    return 0;
+  }
+  const { opts, operands } = getopt(args, 'c:d:fiNnoq:rsvw');
+  const flags: Flags = { fold: true, nul: true, replace: false, quiet: false, incremental: false, dump: false };
+  let configDir: string | undefined;
+  for (const [o, v] of opts) {
+    switch (o) {
+      case 'c': configDir = v as string; break;
+      case 'd': flags.del = v as string; break;
+      case 'f': flags.fold = false; break;
+      case 'i': flags.incremental = true; break;
+      case 'N': flags.nul = true; break;
+      case 'n': flags.nul = false; break;
+      case 'q': flags.query = v as string; break;
+      case 'r': flags.replace = true; break;
+      case 's': flags.dump = true; break;
+      case 'w': flags.quiet = true; break;
+      default: break; // -o, -v
+    }
+  }
+  const modes = [flags.query !== undefined, flags.del !== undefined, flags.dump, flags.incremental].filter(Boolean).length;
+  if (modes > 1) throw new UsageError('specify only one of -q, -d, -s and -i');
+  if (operands.length === 0) throw new UsageError('missing table name');
+  if (configDir !== undefined) loadConfig(configDir);
+  if (flags.query !== undefined) return query(cmd, io, operands, flags);
+  if (flags.dump) return dump(cmd, io, operands, flags);
+  if (flags.del !== undefined) return del(cmd, io, operands, flags);
+  return build(cmd, io, operands, flags);
+}
+
+const NEWALIASES_USAGE = 'usage: newaliases [-c config_dir] [-v]';
+
+/** Postactor's default alias_database (Postfix's default is hash:/etc/aliases). */
+export const DEFAULT_ALIAS_DATABASE = 'lmdb:/etc/aliases';
+
+function runNewaliases(args: string[], io: Io): number {
+  if (args.includes('--help')) {
+    io.stdout(`${NEWALIASES_USAGE}
+
+Rebuilds the alias databases named by alias_database in main.cf (like
+Postfix's newaliases(1), i.e. postalias on each of them). Postactor's
+default is ${DEFAULT_ALIAS_DATABASE} (Postfix's is hash:/etc/aliases);
+only lmdb: alias databases can be built.
+  -c dir   configuration directory (default: $POSTACTOR_CONFIG, else the embedded default)
+  -v       accepted, no effect
+`);
+    return 0;
+  }
+  const { opts, operands } = getopt(args, 'c:C:v');
+  if (operands.length > 0) throw new UsageError(`unexpected argument "${operands[0]}"`);
+  let dir: string | undefined;
+  for (const [o, v] of opts) if (o === 'c' || o === 'C') dir = v as string;
+  const config = loadConfig(dir);
+  const value = config.isSet('alias_database') ? config.get('alias_database') : DEFAULT_ALIAS_DATABASE;
+  const maps = value.split(/[\s,]+/).filter((s) => s !== '');
+  for (const m of maps) {
+    const type = /^([A-Za-z0-9_-]+):/.exec(m)?.[1];
+    if (type !== undefined && type !== 'lmdb') {
+      throw new Fatal(`alias_database = ${value}: ${unsupportedTypeMessage(type)}${LEGACY_DB_TYPES.has(type) ? '' : ' (Postactor builds lmdb: tables)'}`);
+    }
+  }
+  for (const m of maps) build(POSTALIAS, io, [m], { fold: true, nul: true, replace: false, quiet: false, incremental: false, dump: false });
+  return 0;
+}
+
+function guard(prog: string, usage: string, io: Io, fn: () => number): number {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr(`${prog}: ${err.message}\n${usage}\n`);
+      return EX_USAGE;
+    }
+    const msg = err instanceof Error ? err.message : String(err);
+    io.stderr(msg.split('\n').map((l) => `${prog}: fatal: ${l}\n`).join(''));
+    return 1;
+  }
+}
+
+export function postmapMain(args: string[], io: Io = defaultIo): number {
+  return guard('postmap', POSTMAP.usage, io, () => runMapCommand(POSTMAP, args, io));
+}
+
+export function postaliasMain(args: string[], io: Io = defaultIo): number {
+  return guard('postalias', POSTALIAS.usage, io, () => runMapCommand(POSTALIAS, args, io));
+}
+
+export function newaliasesMain(args: string[], io: Io = defaultIo): number {
+  return guard('newaliases', NEWALIASES_USAGE, io, () => runNewaliases(args, io));
+}
+
+export { TableError };

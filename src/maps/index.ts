@@ -1,0 +1,195 @@
+// Lookup tables "type:name" (Postfix's DATABASE_README types that Postactor
+// supports) and the address/domain query orders of Postfix's maps.
+//
+//   inline:{ k=v, { k = v w } }   static:value   static:{ v w }
+//   texthash:/file   lmdb:/file (/file.lmdb built by postmap)
+//   regexp:/file   pcre:/file (JS RegExp, see regexp.ts)   cidr:/file
+//
+// Postfix's hash:, btree:, cdb:, dbm: are not supported (postmap builds
+// lmdb: tables); an unknown type is a TableError "unsupported dictionary
+// type: X". Errors in a table are TableErrors ("file:line: ..."), thrown by
+// openTable or, after a table file changed and broke, by lookup(): callers
+// must fail temporarily (4xx/defer), never treat them as "not found".
+
+import path from 'node:path';
+
+import { CidrTable } from './cidr.js';
+import { InlineTable, StaticTable } from './inline.js';
+import { LmdbTable } from './lmdb.js';
+import { RegexpTable } from './regexp.js';
+import { TexthashTable } from './texthash.js';
+import { TableError, type LookupResult, type LookupTable, type TableInfo } from './types.js';
+
+export { TableError, tableError, NOT_FOUND } from './types.js';
+export type { LookupResult, LookupTable, TableInfo, InfoTable } from './types.js';
+export { parseKeyValues } from './texthash.js';
+export { writeLmdb, readLmdb, lmdbFile } from './lmdb.js';
+export { parseAliases } from './aliases.js';
+
+/** Types that Postfix has and Postactor deliberately does not build. */
+export const LEGACY_DB_TYPES: ReadonlySet<string> = new Set(['hash', 'btree', 'cdb', 'dbm', 'sdbm']);
+
+export const SUPPORTED_TYPES: readonly string[] = ['inline', 'static', 'texthash', 'lmdb', 'regexp', 'pcre', 'cidr'];
+
+export function unsupportedTypeMessage(type: string): string {
+  return LEGACY_DB_TYPES.has(type)
+    ? `unsupported dictionary type: ${type} (Postactor builds lmdb: tables)`
+    : `unsupported dictionary type: ${type}`;
+}
+
+export interface OpenTableOptions {
+  /** Relative file names are resolved against this directory (else the working directory). */
+  configDirectory?: string;
+  /** Fold fixed keys to lower case (default true; postmap -f: false). */
+  fold?: boolean;
+}
+
+/** Splits "type:name"; throws TableError when there is no type. */
+export function splitSpec(spec: string): { type: string; name: string } {
+  const i = spec.indexOf(':');
+  if (i <= 0) throw new TableError(`${spec}: need dictionary type:name`);
+  return { type: spec.slice(0, i), name: spec.slice(i + 1) };
+}
+
+export function openTable(spec: string, opts: OpenTableOptions = {}): LookupTable & TableInfo {
+  const { type, name } = splitSpec(spec);
+  const file = () => {
+    if (name === '') throw new TableError(`${spec}: missing file name`);
+    return path.resolve(opts.configDirectory ?? '.', name);
+  };
+  const fold = opts.fold ?? true;
+  switch (type) {
+    case 'inline': return new InlineTable(spec, name, fold);
+    case 'static': return new StaticTable(spec, name);
+    case 'texthash': return new TexthashTable(spec, file(), { fold });
+    case 'lmdb': return new LmdbTable(spec, file(), fold);
+    case 'regexp': return new RegexpTable(spec, file(), false);
+    case 'pcre': return new RegexpTable(spec, file(), true);
+    case 'cidr': return new CidrTable(spec, file());
+    default: throw new TableError(unsupportedTypeMessage(type));
+  }
+}
+
+function info(table: LookupTable): Partial<TableInfo> {
+  return table as Partial<TableInfo>;
+}
+
+export interface AddressLookupOptions {
+  /** recipient_delimiter: a set of delimiter characters; '' (default) = off. */
+  recipientDelimiter?: string;
+  /**
+   * Whether the bare localpart forms (user+ext, user) may be queried for this
+   * domain. Postfix does this only for local domains ($myorigin,
+   * $mydestination, $inet_interfaces, $proxy_interfaces) in virtual(5) /
+   * canonical(5) lookups. Default: always.
+   */
+  localDomain?: (domain: string) => boolean;
+  /** owner_request_special (default true): with '-' as a delimiter, owner-x and x-request are not split. */
+  ownerRequestSpecial?: boolean;
+}
+
+export type AddressLookupResult = LookupResult & { matchedKey?: string };
+
+/**
+ * Splits localpart at the first recipient delimiter, like Postfix's
+ * split_addr(): postmaster, mailer-daemon and double-bounce are never split,
+ * nor owner-x / x-request when '-' is a delimiter, nor a localpart that starts
+ * with the delimiter. Returns null when there is no extension.
+ */
+export function splitExtension(localpart: string, delimiters: string, ownerRequestSpecial = true): { user: string; ext: string; delimiter: string } | null {
+  if (delimiters === '') return null;
+  const lower = localpart.toLowerCase();
+  if (lower === 'postmaster' || lower === 'mailer-daemon' || lower === 'double-bounce') return null;
+  if (delimiters.includes('-') && ownerRequestSpecial && (lower.startsWith('owner-') || (lower.length > 8 && lower.endsWith('-request')))) return null;
+  let at = -1;
+  for (let i = 0; i < localpart.length; i++) {
+    if (delimiters.includes(localpart[i]!)) { at = i; break; }
+  }
+  if (at <= 0) return null;
+  return { user: localpart.slice(0, at), ext: localpart.slice(at + 1), delimiter: localpart[at]! };
+}
+
+/** The keys lookupAddress() tries for a fixed-key table, in order. */
+export function addressKeys(address: string, opts: AddressLookupOptions = {}): string[] {
+  const at = address.lastIndexOf('@');
+  const local = at < 0 ? address : address.slice(0, at);
+  const domain = at < 0 ? null : address.slice(at + 1);
+  const split = splitExtension(local, opts.recipientDelimiter ?? '', opts.ownerRequestSpecial ?? true);
+  const keys: string[] = [address];
+  if (split !== null && domain !== null) keys.push(`${split.user}@${domain}`);
+  if (domain === null || (opts.localDomain?.(domain) ?? true)) {
+    if (domain !== null) keys.push(local);
+    if (split !== null) keys.push(split.user);
+  }
+  if (domain !== null) keys.push(`@${domain}`);
+  return [...new Set(keys)].filter((k) => k !== '');
+}
+
+/**
+ * Postfix's address query order for fixed-key tables (virtual(5),
+ * canonical(5)): user+ext@domain, user@domain, user+ext, user, @domain
+ * (unextended forms only with a recipient delimiter; bare localparts subject
+ * to opts.localDomain). Keys are lower-cased for tables that fold case.
+ * Pattern tables (regexp, pcre, cidr) get only the full address, unchanged.
+ * matchedKey is the key that matched.
+ */
+export async function lookupAddress(table: LookupTable, address: string, opts: AddressLookupOptions = {}): Promise<AddressLookupResult> {
+  const i = info(table);
+  if (i.kind === 'pattern') {
+    const r = await table.lookup(address);
+    return r.found ? { ...r, matchedKey: address } : r;
+  }
+  const fold = i.foldsCase ?? true;
+  for (const key of addressKeys(fold ? address.toLowerCase() : address, opts)) {
+    const r = await table.lookup(key);
+    if (r.found) return { ...r, matchedKey: key };
+  }
+  return { found: false };
+}
+
+export interface DomainLookupOptions {
+  /** Also query parent domains (default false). */
+  parentMatch?: boolean;
+  /**
+   * 'dot' (default): parents as ".example.com" (Postfix when the map is NOT
+   * listed in parent_domain_matches_subdomains); 'bare': "example.com"
+   * (Postfix when it is listed, e.g. smtpd_access_maps by default).
+   */
+  parentStyle?: 'dot' | 'bare';
+}
+
+/** The keys lookupDomain() tries, in order. */
+export function domainKeys(domain: string, opts: DomainLookupOptions = {}): string[] {
+  const d = domain.replace(/\.$/, '');
+  const keys = [d];
+  if (opts.parentMatch) {
+    let rest = d;
+    for (let dot = rest.indexOf('.', 1); dot > 0; dot = rest.indexOf('.', 1)) {
+      rest = rest.slice(dot + 1);
+      if (rest === '') break;
+      keys.push((opts.parentStyle ?? 'dot') === 'dot' ? `.${rest}` : rest);
+    }
+  }
+  return keys;
+}
+
+/**
+ * Looks up a domain, then (parentMatch) its parent domains, as Postfix's
+ * check_domain_access does: a.b.example.com, .b.example.com, .example.com,
+ * .com. Pattern tables get only the domain itself (access(5): no parent
+ * search for regexp/pcre tables). Fixed keys are lower-cased when the table
+ * folds case.
+ */
+export async function lookupDomain(table: LookupTable, domain: string, opts: DomainLookupOptions = {}): Promise<AddressLookupResult> {
+  const i = info(table);
+  if (i.kind === 'pattern') {
+    const r = await table.lookup(domain);
+    return r.found ? { ...r, matchedKey: domain } : r;
+  }
+  const fold = i.foldsCase ?? true;
+  for (const key of domainKeys(fold ? domain.toLowerCase() : domain, opts)) {
+    const r = await table.lookup(key);
+    if (r.found) return { ...r, matchedKey: key };
+  }
+  return { found: false };
+}
