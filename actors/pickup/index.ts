@@ -1,0 +1,260 @@
+/**
+ * pickup: local mail pickup, a singleton long-lived actor (master.cf
+ * `pickup unix n - n 60 1 pickup`). Like Postfix's pickup(8) it takes the files sendmail(1)
+ * leaves in `queue_directory/maildrop/`, oldest name first, and feeds each to cleanup:
+ * it logs `ID: uid=UID from=<sender>`, prepends `Received: by $myhostname ($mail_name, from
+ * userid UID) id ID; date`, and removes the file only after cleanup replied that the message
+ * is safely in the incoming queue. When cleanup fails temporarily the file stays and is tried
+ * again later; a malformed file, or one cleanup refuses for good (5xx), is logged with a warning
+ * and removed, as Postfix's pickup deletes ill-formatted files without notifying the originator.
+ *
+ * It scans on start (draining what was submitted while the server was down), whenever the
+ * directory changes (fs.watch, for low latency), and every `wakeup` seconds (the master.cf
+ * column; Postfix's master sends pickup a wake-up every 60 s), and keeps scanning while a scan
+ * found files.
+ */
+import { lstatSync, readdirSync, readFileSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
+import { join } from 'node:path';
+import { parentPort } from 'node:worker_threads';
+import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
+import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
+import { decodeMaildrop, isMaildropName, MaildropFormatError, type MaildropEnvelope } from '../../src/maildrop/format.js';
+import { ensureMaildrop } from '../../src/maildrop/spool.js';
+import { newQueueId } from '../../src/queue/qid.js';
+import { startActor, type Actor } from '../../src/runtime/endpoint.js';
+import { pickupReceivedHeader } from '../cleanup/headers.js';
+import type { CleanupReply, CleanupRequest } from '../protocol.js';
+
+const log = maillog('pickup');
+
+/** Submissions fed to cleanup at once (in name order); cleanup group-commits concurrent ones. */
+const CONCURRENCY = 16;
+/** A file that failed temporarily is not retried before this (ms), unless the wakeup comes first. */
+const RETRY_DELAY = 5_000;
+const DAY = 86_400_000;
+const HOUR = 3_600_000;
+
+/** LF lines → CRLF (the queue holds messages as smtpd receives them). A bare CR stays as it is. */
+export function toCrlf(msg: Buffer): Buffer {
+  let lfs = 0;
+  for (let i = msg.indexOf(0x0a); i >= 0; i = msg.indexOf(0x0a, i + 1)) if (i === 0 || msg[i - 1] !== 0x0d) lfs++;
+  if (lfs === 0) return msg;
+  const out = Buffer.allocUnsafe(msg.length + lfs);
+  let o = 0;
+  let start = 0;
+  for (let i = msg.indexOf(0x0a); i >= 0; i = msg.indexOf(0x0a, i + 1)) {
+    if (i > 0 && msg[i - 1] === 0x0d) continue;
+    o += msg.copy(out, o, start, i);
+    out[o++] = 0x0d;
+    out[o++] = 0x0a;
+    start = i + 1;
+  }
+  o += msg.copy(out, o, start);
+  return out.subarray(0, o);
+}
+
+class Pickup {
+  private readonly dir: string;
+  private readonly myhostname: string;
+  private readonly mailName: string;
+  private readonly busy = new Set<string>();
+  private readonly retryAt = new Map<string, number>();
+  private scanning = false;
+  private again = false;
+  private stopped = false;
+  private watcher: FSWatcher | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private inFlight = 0;
+  private idle: (() => void) | null = null;
+
+  constructor(config: Config, private readonly actor: Actor, private readonly wakeup: number) {
+    this.dir = ensureMaildrop(queueDirectory(config));
+    this.myhostname = config.get('myhostname');
+    this.mailName = config.get('mail_name');
+  }
+
+  start(): void {
+    try {
+      this.watcher = watch(this.dir, () => this.kick());
+      this.watcher.on('error', (err) => log.warn(`watch ${this.dir}: ${err.message}; relying on the ${this.wakeup}s wakeup`));
+    } catch (err) {
+      log.warn(`watch ${this.dir}: ${(err as Error).message}; relying on the ${this.wakeup}s wakeup`);
+    }
+    if (this.wakeup > 0) this.timer = setInterval(() => this.kick(), this.wakeup * 1000);
+    this.kick();
+  }
+
+  /** Stops taking new files; resolves when the ones in flight are done (so none is queued twice). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.watcher?.close();
+    if (this.timer) clearInterval(this.timer);
+    if (this.inFlight > 0) await new Promise<void>((r) => { this.idle = r; });
+  }
+
+  /** Requests a scan; coalesces requests that arrive while one runs. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.scanning) {
+      this.again = true;
+      return;
+    }
+    this.scanning = true;
+    void this.scanLoop().finally(() => { this.scanning = false; });
+  }
+
+  private async scanLoop(): Promise<void> {
+    do {
+      this.again = false;
+      let names: string[];
+      try {
+        names = readdirSync(this.dir).filter(isMaildropName).sort();
+      } catch (err) {
+        log.warn(`scan ${this.dir}: ${(err as Error).message}`);
+        return;
+      }
+      const now = Date.now();
+      const todo = names.filter((n) => !this.busy.has(n) && (this.retryAt.get(n) ?? 0) <= now);
+      let next = 0;
+      let done = 0;
+      const worker = async () => {
+        while (next < todo.length && !this.stopped) {
+          const name = todo[next++]!;
+          if (await this.pickupFile(name)) done++;
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(CONCURRENCY, todo.length) }, worker));
+      // Keep scanning while files were taken (more may have arrived meanwhile), as Postfix does.
+      if (done > 0) this.again = true;
+      for (const n of this.retryAt.keys()) if (!names.includes(n)) this.retryAt.delete(n);
+    } while (this.again && !this.stopped);
+  }
+
+  /** Feeds one maildrop file to cleanup; true when the file was removed. */
+  private async pickupFile(name: string): Promise<boolean> {
+    const path = join(this.dir, name);
+    this.busy.add(name);
+    this.inFlight++;
+    try {
+      let st;
+      try {
+        st = lstatSync(path);
+      } catch {
+        return false; // gone (another scan took it)
+      }
+      if (!st.isFile()) {
+        log.warn(`${path}: not a regular file -- removed`);
+        return this.remove(path);
+      }
+      let envelope: MaildropEnvelope;
+      let message: Buffer;
+      try {
+        ({ envelope, message } = decodeMaildrop(readFileSync(path)));
+      } catch (err) {
+        if (err instanceof MaildropFormatError) {
+          log.warn(`uid=${st.uid}: malformed maildrop file ${name}: ${err.message} -- removed`);
+          return this.remove(path);
+        }
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') return false;
+        log.warn(`open input file ${path}: ${(err as Error).message}`);
+        this.retryAt.set(name, Date.now() + RETRY_DELAY);
+        return false;
+      }
+
+      const queueId = newQueueId();
+      const now = Date.now();
+      let arrival = envelope.arrival;
+      // Time-warped stamps, as Postfix's pickup checks the file time.
+      if (arrival > now + 2 * HOUR) {
+        log.warn(`${queueId}: message ${path} dated ${Math.round((arrival - now) / 1000)} seconds into the future`);
+        arrival = now;
+      } else if (arrival < now - DAY) {
+        log.warn(`${queueId}: message ${path} has been queued for ${Math.floor((now - arrival) / DAY)} days`);
+      }
+      // The file owner is the submitter (the uid written inside the file is not trusted).
+      log.info(`${queueId}: uid=${st.uid} from=<${envelope.sender}>`);
+
+      const received = Buffer.from(pickupReceivedHeader(this.myhostname, this.mailName, st.uid, queueId, arrival, '\r\n'), 'latin1');
+      const body = toCrlf(message);
+      // Content that starts with white space would continue our Received header: put an empty
+      // line in between, as Postfix's pickup does (the whole content becomes body).
+      const gap = body.length > 0 && (body[0] === 0x20 || body[0] === 0x09) ? Buffer.from('\r\n') : null;
+      const content = new Uint8Array(received.length + (gap?.length ?? 0) + body.length);
+      content.set(received, 0);
+      if (gap) content.set(gap, received.length);
+      content.set(body, received.length + (gap?.length ?? 0));
+
+      const request: CleanupRequest = {
+        queueId,
+        sender: envelope.sender,
+        recipients: envelope.recipients.map((address) => ({ address, ...(envelope.notify ? { notify: envelope.notify } : {}) })),
+        content,
+        arrival,
+        ...(envelope.envId ? { envId: envelope.envId } : {}),
+        ...(envelope.ret ? { ret: envelope.ret } : {}),
+        origin: 'pickup',
+        local: { rewriteContext: envelope.rewriteContext, ...(envelope.fullName ? { fullName: envelope.fullName } : {}) },
+      };
+      let reply: CleanupReply;
+      try {
+        reply = await this.actor.request<CleanupReply>('cleanup', request, [content.buffer as ArrayBuffer]);
+      } catch (err) {
+        log.warn(`${queueId}: error writing ${path}: cleanup: ${(err as Error).message}`);
+        this.retryAt.set(name, Date.now() + RETRY_DELAY);
+        return false;
+      }
+      if (reply.ok) return this.remove(path);
+      if (reply.code >= 500) {
+        log.warn(`${queueId}: ${path}: cleanup refused the message: ${reply.code} ${reply.dsn} ${reply.text} -- removed`);
+        return this.remove(path);
+      }
+      log.warn(`${queueId}: error writing ${path}: ${reply.code} ${reply.dsn} ${reply.text}`);
+      this.retryAt.set(name, Date.now() + RETRY_DELAY);
+      return false;
+    } finally {
+      this.busy.delete(name);
+      if (--this.inFlight === 0 && this.idle) this.idle();
+    }
+  }
+
+  private remove(path: string): boolean {
+    try {
+      unlinkSync(path);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+      log.warn(`remove ${path}: ${(err as Error).message}`);
+      return false;
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  let pickup: Pickup | null = null;
+  const actor = await startActor({
+    control: {
+      status: () => ({ running: pickup !== null }),
+      wakeup: () => pickup?.kick(),
+    },
+  });
+  const config: Config = configFromJSON(actor.data.config as ConfigJSON);
+  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+  const line = config.services.find((s) => s.name === actor.data.service) ?? config.services.find((s) => s.command === 'pickup');
+  pickup = new Pickup(config, actor, line?.wakeup || 60);
+  parentPort!.on('message', (msg: { type?: string }) => {
+    if (msg?.type !== 'postactor:stop') return;
+    void pickup!.stop().finally(() => {
+      flushMaillog();
+      process.exit(0);
+    });
+  });
+  parentPort!.postMessage({ type: 'postactor:ready' });
+  pickup.start();
+}
+
+main().catch((err: Error) => {
+  log.fatal(`pickup: ${err.stack ?? err.message}`);
+  flushMaillog();
+  process.exit(1);
+});
