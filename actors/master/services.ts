@@ -37,6 +37,7 @@ const DAEMONS: Record<string, Daemon> = {
   qmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1 },
   smtp: { kind: 'pool', module: '../smtp/index.js', concurrency: 256 },
   bounce: { kind: 'pool', module: '../bounce/index.js', concurrency: 16 },
+  pickup: { kind: 'supervised', module: '../pickup/index.js', concurrency: 1 },
 };
 
 /** The services Postfix's stock master.cf has that are not built yet (warned about, then skipped). */
@@ -61,7 +62,7 @@ export function planServices(config: Config): Plan {
     const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);
     const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, concurrency: daemon.concurrency, line };
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
-    if (line.command === 'qmgr') plan.threads = 1; // a singleton, whatever maxproc says (as in Postfix)
+    if (line.command === 'qmgr' || line.command === 'pickup') plan.threads = 1; // singletons, whatever maxproc says (as in Postfix)
     services.push(plan);
   }
   return { services, skipped };
