@@ -40,4 +40,5 @@ qmgr             unix  n       -      n      300    1       qmgr
 smtp             unix  -       -      n      -      2       smtp
 relay            unix  -       -      n      -      1       smtp
 bounce           unix  -       -      n      -      1       bounce
+pickup           unix  n       -      n      60     1       pickup
 `;
