@@ -1,0 +1,73 @@
+/**
+ * postqueue — Postfix's postqueue(1):
+ *   postqueue [-c config_dir] -p | -j | -f | -s site | -i queue_id
+ * -p (mailq) and -j read the queue store directly and read-only, so they work with the server
+ * up or down; -f, -s and -i ask the running master (control socket) to have qmgr retry now.
+ */
+import { controlRequest } from '../actors/master/control.js';
+import type { Config } from '../src/config/index.js';
+import { commandConfig, EX_UNAVAILABLE, fatal, getopt, masterSocket, usageError, UsageError } from '../src/queue/admin.js';
+import { listQueue } from '../src/queue/listing.js';
+import { isQueueId } from '../src/queue/qid.js';
+
+const PROG = 'postqueue';
+const USAGE = 'usage: postqueue [-c config_dir] [--json] -f | postqueue -i queueid | postqueue -j | postqueue -p | postqueue -s site';
+
+async function flush(config: Config, cmd: string, args: unknown, json: boolean): Promise<void> {
+  let value: unknown;
+  try {
+    value = await controlRequest(masterSocket(config), cmd, args);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED' || /timeout/.test(e.message)) fatal(PROG, 'Cannot flush mail queue - mail system is down', EX_UNAVAILABLE);
+    fatal(PROG, `flush: ${e.message}`);
+  }
+  if (json) process.stdout.write(JSON.stringify({ ok: true, ...(value && typeof value === 'object' ? value : {}) }) + '\n');
+}
+
+async function main(): Promise<void> {
+  let parsed;
+  try {
+    parsed = getopt(process.argv.slice(2), 'c:fi:jps:v');
+  } catch (err) {
+    if (err instanceof UsageError) usageError(PROG, USAGE, err.message);
+    throw err;
+  }
+  if (parsed.long.has('help')) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  const json = parsed.long.has('json');
+  let dir: string | undefined;
+  const modes: [string, string | undefined][] = [];
+  for (const [c, v] of parsed.opts) {
+    if (c === 'c') dir = v;
+    else if (c !== 'v') modes.push([c, v]);
+  }
+  if (parsed.positionals.length > 0) usageError(PROG, USAGE, `unexpected argument: ${parsed.positionals[0]}`);
+  if (modes.length === 0 && json) modes.push(['j', undefined]);
+  if (modes.length !== 1) usageError(PROG, USAGE);
+  const config = commandConfig(PROG, dir);
+  const [mode, value] = modes[0]!;
+  switch (mode) {
+    case 'p':
+    case 'j':
+      process.stdout.write(listQueue(config, mode === 'j' || json));
+      return;
+    case 'f':
+      return flush(config, 'flush', undefined, json);
+    case 's': {
+      const site = value!.replace(/^\[|\]$/g, '');
+      if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(site)) fatal(PROG, `Cannot flush mail queue - invalid destination: "${value!.slice(0, 100)}"`, EX_USAGE_DATA);
+      return flush(config, 'flush-some', { site }, json);
+    }
+    case 'i':
+      if (!isQueueId(value!)) fatal(PROG, `Cannot flush queue ID - invalid name: "${value!.slice(0, 100)}"`, EX_USAGE_DATA);
+      return flush(config, 'flush-some', { queueId: value }, json);
+  }
+}
+
+/** EX_DATAERR? Postfix exits EX_USAGE (64) for an invalid destination or queue ID. */
+const EX_USAGE_DATA = 64;
+
+main().catch((err: Error) => fatal(PROG, err.message));

@@ -1,0 +1,152 @@
+/**
+ * postsuper — Postfix's postsuper(1):
+ *   postsuper [-c config_dir] [-d queue_id] [-e queue_id] [-f queue_id] [-h queue_id]
+ *             [-H queue_id] [-r queue_id] [-s] [-S] [-p] [-v] [--json] [queue...]
+ * queue_id is an ID, ALL, or "-" (IDs from standard input). Safe while the server runs: when
+ * the master's control socket answers, the operations are sent to it and qmgr does them (an
+ * active message is changed once its deliveries in flight are back); otherwise the store is
+ * changed directly. Requests run in this order: -d, -e, -f, -h, -H, -r; then -s.
+ * -r keeps the queue ID (Postfix gives the message a new one when it passes through cleanup).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { controlRequest } from '../actors/master/control.js';
+import { runningMaster } from '../actors/master/index.js';
+import { queueDirectory } from '../src/config/index.js';
+import { configureMaillog, flushMaillog, maillog } from '../src/log/maillog.js';
+import {
+  ADMIN_QUEUE_NAMES, EX_TEMPFAIL, commandConfig, fatal, getopt, masterAnswers, masterSocket, runAdmin, usageError, UsageError,
+  type AdminAction, type AdminCounts, type AdminRequest, type AdminResult,
+} from '../src/queue/admin.js';
+import { isQueueId } from '../src/queue/qid.js';
+import { QueueStore, type StructureReport } from '../src/queue/store.js';
+import type { QueueName } from '../src/queue/types.js';
+
+const PROG = 'postsuper';
+const USAGE = 'usage: postsuper [-c config_dir] [-d queue_id (delete)] [-e queue_id (expire)] [-f queue_id (expire and/or un-hold)] [-h queue_id (hold)] [-H queue_id (un-hold)] [-p (purge temporary files)] [-r queue_id (requeue)] [-s (structure fix)] [-S (redundant structure fix)] [-v (verbose)] [--json] [queue...]';
+
+const FLAG_ACTIONS: Record<string, AdminAction> = { d: 'delete', e: 'expire', f: 'expire-release', h: 'hold', H: 'release', r: 'requeue' };
+const ORDER: AdminAction[] = ['delete', 'expire', 'expire-release', 'hold', 'release', 'requeue'];
+
+function warn(text: string): void {
+  process.stderr.write(`${PROG}: warning: ${text}\n`);
+}
+
+let stdinIds: string[] | null = null;
+function readStdinIds(): string[] {
+  stdinIds ??= readFileSync(0, 'utf8').split(/\s+/).filter(Boolean);
+  return stdinIds;
+}
+
+function plural(n: number): string {
+  return `${n} message${n === 1 ? '' : 's'}`;
+}
+
+async function main(): Promise<void> {
+  let parsed;
+  try {
+    parsed = getopt(process.argv.slice(2), 'c:d:e:f:h:H:r:spSv');
+  } catch (err) {
+    if (err instanceof UsageError) usageError(PROG, USAGE, err.message);
+    throw err;
+  }
+  if (parsed.long.has('help')) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  const json = parsed.long.has('json');
+  let dir: string | undefined;
+  let structure = false;
+  let purge = false;
+  const ids = new Map<AdminAction, string[] | 'ALL'>();
+  for (const [c, v] of parsed.opts) {
+    if (c === 'c') dir = v;
+    else if (c === 's' || c === 'S') structure = true;
+    else if (c === 'p') purge = true;
+    else if (c === 'v') continue;
+    else {
+      const action = FLAG_ACTIONS[c]!;
+      const prev = ids.get(action) ?? [];
+      if (v === 'ALL' || prev === 'ALL') {
+        ids.set(action, 'ALL');
+        continue;
+      }
+      const given = v === '-' ? readStdinIds() : [v!];
+      const ok = given.filter((id) => {
+        if (isQueueId(id)) return true;
+        warn(`invalid mail queue id: ${id}`);
+        return false;
+      });
+      ids.set(action, [...prev, ...ok]);
+    }
+  }
+  const queues: QueueName[] = [];
+  for (const q of parsed.positionals) {
+    if (!ADMIN_QUEUE_NAMES.includes(q as QueueName)) fatal(PROG, `invalid directory name: ${q}`);
+    queues.push(q as QueueName);
+  }
+  // No operation at all: Postfix's default is -s -p.
+  if (ids.size === 0 && !structure && !purge) structure = purge = true;
+
+  const config = commandConfig(PROG, dir);
+  const queueDir = queueDirectory(config);
+  const requests: AdminRequest[] = ORDER.filter((a) => ids.has(a)).map((action) => ({ action, ids: ids.get(action)!, ...(queues.length ? { queues } : {}) }));
+
+  let result: AdminResult = { events: [], counts: { deleted: 0, expired: 0, held: 0, released: 0, requeued: 0 } };
+  let report: StructureReport | null = null;
+  const hasStore = existsSync(join(queueDir, 'queue.lmdb'));
+  if (requests.length) {
+    if (await masterAnswers(config)) {
+      try {
+        result = (await controlRequest(masterSocket(config), 'admin', requests, 600_000)) as AdminResult;
+      } catch (err) {
+        fatal(PROG, `queue operation failed: ${(err as Error).message}`);
+      }
+    } else if (runningMaster(config)) {
+      fatal(PROG, 'the mail system is running but does not answer on its control socket; try again', EX_TEMPFAIL);
+    } else if (hasStore) {
+      const logFile = config.get('maillog_file');
+      if (logFile) configureMaillog({ file: logFile, hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+      const log = maillog('postsuper');
+      const store = QueueStore.open(queueDir);
+      try {
+        result = await runAdmin(store, requests, (text) => logFile && log.info(text));
+      } finally {
+        flushMaillog();
+        await store.close();
+      }
+    }
+  }
+  if (structure && hasStore) {
+    const store = QueueStore.open(queueDir);
+    try {
+      report = await store.checkStructure(true);
+    } finally {
+      await store.close();
+    }
+  }
+
+  for (const e of result.events) process.stderr.write(`${PROG}: ${e.queueId}: ${e.event}\n`);
+  const c: AdminCounts = result.counts;
+  const lines: [number, string][] = [
+    [c.requeued, 'Requeued'],
+    [c.deleted, 'Deleted'],
+    [c.expired, 'Force-expired'],
+    [c.held, 'Placed on hold'],
+    [c.released, 'Released from hold'],
+  ];
+  for (const [n, what] of lines) if (n > 0) process.stderr.write(`${PROG}: ${what}: ${plural(n)}\n`);
+  if (report) {
+    for (const id of report.corrupt) warn(`${id}: message content is missing -- moved to the corrupt queue`);
+    if (report.danglingIndex + report.danglingDue > 0) process.stderr.write(`${PROG}: Removed index entries without a message: ${report.danglingIndex + report.danglingDue}\n`);
+    if (report.reindexed > 0) process.stderr.write(`${PROG}: Re-indexed: ${plural(report.reindexed)}\n`);
+    if (report.corrupt.length > 0) process.stderr.write(`${PROG}: Moved to the corrupt queue: ${plural(report.corrupt.length)}\n`);
+  }
+  if (json) {
+    const out: Record<string, unknown> = { ...c };
+    if (report) out['structure'] = { danglingIndex: report.danglingIndex, danglingDue: report.danglingDue, reindexed: report.reindexed, corrupt: report.corrupt.length };
+    process.stdout.write(JSON.stringify(out) + '\n');
+  }
+}
+
+main().catch((err: Error) => fatal(PROG, err.message));
