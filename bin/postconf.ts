@@ -1,0 +1,383 @@
+/**
+ * postconf: Postfix's configuration utility for Postactor's main.cf and master.cf.
+ *
+ *   postconf [-c config_dir] [-d | -n] [-h] [-x] [-f] [--json] [name ...]
+ *   postconf [-c config_dir] -e name=value ...
+ *   postconf [-c config_dir] -# name ...
+ *   postconf [-c config_dir] [-f] [-x] [--json] -M [service[/type] ...]
+ *   postconf [-c config_dir] [-f] [-h] [-x] [--json] -F [service[/type[/field]] ...]
+ *   postconf [-c config_dir] [-h] [-x] [--json] -P [service[/type[/parameter]] ...]
+ *
+ * The configuration directory is -c DIR, else $POSTACTOR_CONFIG, else the embedded
+ * default (read-only). Options bundle getopt-style (-nx, -cDIR); option parsing stops
+ * at the first operand or "--". Exit: 0 (also after warnings), 1 on a configuration
+ * error ("postconf: fatal: file:line: ..."), 64 (EX_USAGE) on bad usage.
+ * The formatting and editing logic is in src/config/postconf.ts.
+ */
+
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { ConfigError, EMBEDDED_MASTER_CF, loadConfig, type Config } from '../src/config/index.js';
+import { buildConfig } from '../src/config/load.js';
+import {
+  MASTER_FIELDS, editMainCf, expander, formatMasterEntry, formatMasterField, formatParam, masterFieldValue,
+  masterParams, matchesService, parameterTable, parseAssignment, parseMasterEntries, parseServicePattern,
+  type MasterEntry, type MasterField, type ParamMode,
+} from '../src/config/postconf.js';
+import { PARAM_NAME_RE } from '../src/config/main-cf.js';
+
+const EX_USAGE = 64;
+
+const USAGE = `usage: postconf [-c config_dir] [-d | -n] [-h] [-x] [-f] [--json] [name ...]
+       postconf [-c config_dir] -e name=value ...
+       postconf [-c config_dir] -# name ...
+       postconf [-c config_dir] [-f] [-x] [--json] -M [service[/type] ...]
+       postconf [-c config_dir] [-f] [-h] [-x] [--json] -F [service[/type[/field]] ...]
+       postconf [-c config_dir] [-h] [-x] [--json] -P [service[/type[/parameter]] ...]
+  -c dir   configuration directory (default: $POSTACTOR_CONFIG, else the embedded default)
+  -d       show default values (every parameter Postactor knows)
+  -n       show only parameters set in main.cf
+  -h       show values only, without "name = "
+  -x       expand $name in values
+  -f       fold long master.cf lines (-M, -F)
+  -e       edit main.cf: replace or append name=value settings
+  -#       edit main.cf: comment out the named settings
+  -M       show master.cf services; -F their fields; -P their -o parameters
+  --json   print a JSON object (name -> value) instead of lines
+  --help   show this help
+`;
+
+/** Bad usage: message (if any) and the usage text on stderr, exit 64. */
+class UsageError extends Error {
+  constructor(message: string, readonly showUsage = true) {
+    super(message);
+  }
+}
+
+interface Options {
+  configDir: string | null;
+  flags: Set<string>;
+  json: boolean;
+  help: boolean;
+  operands: string[];
+}
+
+const BOOLEAN_FLAGS = 'dnxhe#MFPf';
+
+/** getopt-style parsing: bundled flags (-nx), -c DIR / -cDIR, stop at the first operand or "--". */
+function parseOptions(argv: string[]): Options {
+  const opts: Options = { configDir: null, flags: new Set(), json: false, help: false, operands: [] };
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      i++;
+      break;
+    }
+    if (arg === '--help') {
+      opts.help = true;
+      continue;
+    }
+    if (arg === '--json') {
+      opts.json = true;
+      continue;
+    }
+    if (arg.startsWith('--')) throw new UsageError(`unrecognized option '${arg}'`);
+    if (!arg.startsWith('-') || arg === '-') break;
+    for (let k = 1; k < arg.length; k++) {
+      const c = arg[k]!;
+      if (c === 'c') {
+        const value = k + 1 < arg.length ? arg.slice(k + 1) : argv[++i];
+        if (value === undefined) throw new UsageError(`option requires an argument -- 'c'`);
+        opts.configDir = value;
+        break;
+      }
+      if (!BOOLEAN_FLAGS.includes(c)) throw new UsageError(`invalid option -- '${c}'`);
+      opts.flags.add(c);
+    }
+  }
+  opts.operands = argv.slice(i);
+  return opts;
+}
+
+/** Rejects flag combinations that Postfix rejects too (same wording). */
+function checkConflicts(f: Set<string>, json: boolean): void {
+  const oneOf = (...names: string[]): void => {
+    const given = names.filter((n) => f.has(n));
+    if (given.length > 1) throw new UsageError(`specify one of ${given.map((n) => `-${n}`).join(' ')}`, false);
+  };
+  oneOf('d', 'n');
+  oneOf('e', '#');
+  oneOf('M', 'F', 'P');
+  for (const edit of ['e', '#']) {
+    if (!f.has(edit)) continue;
+    for (const other of ['d', 'n', 'h', 'x', 'f', 'M', 'F', 'P']) {
+      if (f.has(other)) throw new UsageError(`specify one of -${edit} -${other}`, false);
+    }
+    if (json) throw new UsageError(`with option -${edit}, do not specify --json`, false);
+  }
+  for (const m of ['M', 'F', 'P']) {
+    if (!f.has(m)) continue;
+    for (const other of ['d', 'n']) if (f.has(other)) throw new UsageError(`with option -${m}, do not specify -${other}`, false);
+  }
+  if (f.has('M') && f.has('h')) throw new UsageError('with option -M, do not specify -h', false);
+}
+
+interface Output {
+  out: string[];
+  warnings: string[];
+}
+
+function jsonText(obj: unknown): string {
+  return JSON.stringify(obj, null, 2);
+}
+
+/** -e / -#: edits main.cf in place (atomically) after checking that the result loads. */
+function editMain(dirArg: string | null, f: Set<string>, operands: string[], o: Output): void {
+  const commenting = f.has('#');
+  if (dirArg === null) throw new UsageError('cannot edit the embedded default configuration; use -c DIR', false);
+  if (operands.length === 0) {
+    throw new UsageError(commenting ? '-# requires parameter name argument' : '-e requires name=value argument', false);
+  }
+  const edits = new Map<string, string>();
+  for (const arg of operands) {
+    if (commenting) {
+      if (!PARAM_NAME_RE.test(arg)) throw new UsageError(`-# requires a parameter name, not "${arg}"`, false);
+      edits.set(arg, '');
+      continue;
+    }
+    try {
+      const [name, value] = parseAssignment(arg);
+      edits.delete(name);
+      edits.set(name, value);
+    } catch (err) {
+      if (err instanceof ConfigError) throw new UsageError(err.message, false);
+      throw err;
+    }
+  }
+  const dir = path.resolve(dirArg);
+  const mainFile = path.join(dir, 'main.cf');
+  let text: string;
+  try {
+    text = fs.readFileSync(mainFile, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`open ${mainFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  const result = editMainCf(text, edits, commenting ? 'comment' : 'set', mainFile);
+  o.warnings.push(...result.warnings);
+  if (result.text === text) return;
+  // The edited configuration must still load (syntax, $-expansion, typed values).
+  let masterText = '';
+  try {
+    masterText = fs.readFileSync(path.join(dir, 'master.cf'), 'utf8');
+  } catch {
+    // buildConfig reports what else is wrong; a missing master.cf is not main.cf's problem.
+  }
+  buildConfig(dir, result.text, masterText);
+  writeAtomically(mainFile, result.text);
+}
+
+/** Writes file via a temporary file in the same directory and rename(2), keeping its mode. */
+function writeAtomically(file: string, text: string): void {
+  const target = fs.realpathSync(file);
+  const mode = fs.statSync(target).mode & 0o7777;
+  const tmp = `${target}.tmp.${process.pid}`;
+  try {
+    const fd = fs.openSync(tmp, 'wx', mode);
+    try {
+      fs.writeFileSync(fd, text);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.chmodSync(tmp, mode);
+    fs.renameSync(tmp, target);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw new ConfigError(`cannot update ${target}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}
+
+/** Prints main.cf parameters (no flag, -d or -n; -h, -x; names). */
+function showParams(config: Config, dirArg: string | null, opts: Options, o: Output): void {
+  const f = opts.flags;
+  const mode: ParamMode = f.has('d') ? 'defaults' : f.has('n') ? 'explicit' : 'effective';
+  const table = parameterTable(config, mode, { configDirArg: dirArg });
+  const mainFile = path.join(config.configDirectory ?? '(embedded)', 'main.cf');
+  const exp = f.has('x')
+    ? expander(mode === 'defaults' ? table : parameterTable(config, 'effective', { configDirArg: dirArg }), mainFile)
+    : null;
+  let names: string[];
+  if (opts.operands.length === 0) {
+    names = [...table.keys()];
+  } else {
+    names = [];
+    for (const n of opts.operands) {
+      if (table.has(n)) names.push(n);
+      else if (mode !== 'explicit') o.warnings.push(`${n}: unknown parameter`);
+    }
+  }
+  const json: Record<string, string> = {};
+  for (const n of names) {
+    const value = exp === null ? table.get(n)! : exp.expand(table.get(n)!);
+    if (opts.json) json[n] = value;
+    else o.out.push(formatParam(n, value, f.has('h')));
+  }
+  if (exp !== null) o.warnings.push(...exp.warnings);
+  if (opts.json) o.out.push(jsonText(json));
+}
+
+const SELECTOR_SYNTAX: Record<string, string> = {
+  M: 'service_name[/type]',
+  F: 'service_name[/type[/field]]',
+  P: 'service_name[/type[/parameter]]',
+};
+
+/** Parses -M/-F/-P selectors; a bad one is a usage error with Postfix's wording. */
+function patterns(operands: string[], which: 'M' | 'F' | 'P'): string[][] {
+  return operands.map((text) => {
+    const p = parseServicePattern(text, which === 'M' ? 2 : 3);
+    if (p === null) throw new UsageError(`-${which} option requires ${SELECTOR_SYNTAX[which]}`, false);
+    return p;
+  });
+}
+
+/** Prints master.cf entries, fields or -o parameters (-M, -F, -P). */
+function showMaster(config: Config, dirArg: string | null, masterText: string, opts: Options, o: Output): void {
+  const f = opts.flags;
+  const masterFile = path.join(config.configDirectory ?? '(embedded)', 'master.cf');
+  const mainFile = path.join(config.configDirectory ?? '(embedded)', 'main.cf');
+  const entries = parseMasterEntries(masterText, masterFile);
+  const effective = f.has('x') ? parameterTable(config, 'effective', { configDirArg: dirArg }) : null;
+  const expandFor = (e: MasterEntry): ((v: string) => string) | undefined => {
+    if (effective === null) return undefined;
+    const exp = expander(effective, mainFile, masterParams(e));
+    return (v) => {
+      const r = exp.expand(v);
+      for (const w of exp.warnings) if (!o.warnings.includes(w)) o.warnings.push(w);
+      return r;
+    };
+  };
+  const which = f.has('M') ? 'M' : f.has('F') ? 'F' : 'P';
+  const pats = patterns(opts.operands, which);
+  if (which === 'F') {
+    for (const p of pats) {
+      const field = p[2];
+      if (field !== undefined && field !== '*' && !(MASTER_FIELDS as readonly string[]).includes(field)) {
+        throw new UsageError(`invalid service attribute name: "${field}"`, false);
+      }
+    }
+  }
+  const matches = new Array<number>(pats.length).fill(0);
+  const json: Record<string, unknown> = {};
+  const ns = (e: MasterEntry): string => `${e.argv[0]}/${e.argv[1]}`;
+
+  const emitEntry = (e: MasterEntry): void => {
+    const expand = expandFor(e);
+    if (opts.json) {
+      const fields: Record<string, string> = {};
+      for (const field of MASTER_FIELDS) fields[field] = masterFieldValue(e, field, { expand });
+      json[ns(e)] = fields;
+    } else {
+      o.out.push(formatMasterEntry(e, { fold: f.has('f'), expand }));
+    }
+  };
+  const emitFields = (e: MasterEntry, fields: readonly MasterField[]): void => {
+    const expand = expandFor(e);
+    for (const field of fields) {
+      if (opts.json) json[`${ns(e)}/${field}`] = masterFieldValue(e, field, { expand });
+      else o.out.push(formatMasterField(e, field, { fold: f.has('f'), expand, hideName: f.has('h') }));
+    }
+  };
+  const emitParams = (e: MasterEntry, only: string | undefined): boolean => {
+    const expand = expandFor(e);
+    let any = false;
+    for (const [name, raw] of masterParams(e)) {
+      if (only !== undefined && only !== '*' && only !== name) continue;
+      any = true;
+      const value = expand ? expand(raw) : raw;
+      if (opts.json) json[`${ns(e)}/${name}`] = value;
+      else o.out.push(f.has('h') ? value : `${ns(e)}/${name} = ${value}`);
+    }
+    return any;
+  };
+
+  for (const e of entries) {
+    if (pats.length === 0) {
+      if (which === 'M') emitEntry(e);
+      else if (which === 'F') emitFields(e, MASTER_FIELDS);
+      else emitParams(e, undefined);
+      continue;
+    }
+    pats.forEach((p, i) => {
+      if (!matchesService(p, e)) return;
+      if (which === 'M') {
+        matches[i]!++;
+        emitEntry(e);
+      } else if (which === 'F') {
+        matches[i]!++;
+        const field = p[2];
+        emitFields(e, field === undefined || field === '*' ? MASTER_FIELDS : [field as MasterField]);
+      } else if (emitParams(e, p[2])) {
+        matches[i]!++;
+      }
+    });
+  }
+  pats.forEach((_, i) => {
+    if (matches[i] === 0) o.warnings.push(`unmatched request: "${opts.operands[i]}"`);
+  });
+  if (opts.json) o.out.push(jsonText(json));
+}
+
+function run(argv: string[]): number {
+  const o: Output = { out: [], warnings: [] };
+  const flush = (): void => {
+    if (o.out.length > 0) process.stdout.write(o.out.join('\n') + '\n');
+    for (const w of new Set(o.warnings)) process.stderr.write(`postconf: warning: ${w}\n`);
+    o.out.length = 0;
+    o.warnings.length = 0;
+  };
+  try {
+    const opts = parseOptions(argv);
+    if (opts.help) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    checkConflicts(opts.flags, opts.json);
+    const f = opts.flags;
+    const dirArg = opts.configDir || process.env.POSTACTOR_CONFIG || null;
+    if (f.has('e') || f.has('#')) {
+      editMain(dirArg, f, opts.operands, o);
+      flush();
+      return 0;
+    }
+    const config = loadConfig(dirArg);
+    o.warnings.push(...config.warnings);
+    if (f.has('M') || f.has('F') || f.has('P')) {
+      let masterText = EMBEDDED_MASTER_CF;
+      if (config.configDirectory !== null) masterText = fs.readFileSync(path.join(config.configDirectory, 'master.cf'), 'utf8');
+      showMaster(config, dirArg, masterText, opts, o);
+    } else {
+      showParams(config, dirArg, opts, o);
+    }
+    flush();
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      flush();
+      process.stderr.write(`postconf: ${err.showUsage ? '' : 'fatal: '}${err.message}\n`);
+      if (err.showUsage) process.stderr.write(USAGE);
+      return EX_USAGE;
+    }
+    if (err instanceof ConfigError) {
+      o.out.length = 0;
+      flush();
+      for (const line of err.message.split('\n')) process.stderr.write(`postconf: fatal: ${line}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+process.exitCode = run(process.argv.slice(2));
