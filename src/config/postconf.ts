@@ -13,7 +13,7 @@ import { DEFAULTS, TRANSPORT_SUFFIXES, domainOf, splitTransportParam, transportD
 import { ConfigError } from './errors.js';
 import { expandValue, referencedNames } from './expand.js';
 import { logicalLines } from './lines.js';
-import { PARAM_NAME_RE, parseMainCf } from './main-cf.js';
+import { PARAM_NAME_RE } from './main-cf.js';
 
 // ---------------------------------------------------------------- main.cf
 
@@ -212,11 +212,6 @@ export function editMainCf(text: string, edits: ReadonlyMap<string, string>, mod
   const warnings: string[] = [];
   for (const [name, n] of seen) if (n > 1) warnings.push(`${file}: multiple entries for "${name}"`);
   return { text: out.length === 0 ? '' : out.join(eol) + eol, warnings };
-}
-
-/** Syntax errors of main.cf text (empty when it parses). */
-export function mainCfErrors(text: string, file: string): ConfigError[] {
-  return parseMainCf(text, file).errors;
 }
 
 // ---------------------------------------------------------------- master.cf
