@@ -105,7 +105,8 @@ function parseCidr(file: string, text: string): Node[] {
 
 function evaluate(nodes: Node[], addr: number[]): string | null {
   for (const n of nodes) {
-    if (inNet(n.net, addr) === n.net.negate) continue;
+    // A rule of the other address family never matches, negated or not (as with Postfix).
+    if (addr.length !== n.net.bytes.length || inNet(n.net, addr) === n.net.negate) continue;
     if (n.type === 'rule') return n.result;
     const r = evaluate(n.body, addr);
     if (r !== null) return r;
