@@ -60,6 +60,7 @@ describe('inline: and static: parsing', () => {
     { name: 'inline item without = (Postfix: missing \'=\' after attribute name)', spec: 'inline:{x}', re: /missing '=' after attribute name/ },
     { name: 'inline key with whitespace, even in braces (Postfix rejects it)', spec: 'inline:{ {a b = c} }', re: /missing '='/ },
     { name: 'unbraced "key = value" splits into tokens (Postfix rejects it)', spec: 'inline:{ ab = cd }', re: /missing '='/ },
+    { name: 'static: without a value (Postfix: fatal, expecting "type:name")', spec: 'static:', re: /static: needs a value/ },
     { name: 'unknown type (Postfix: unsupported dictionary type)', spec: 'nis:mail.aliases', re: /^unsupported dictionary type: nis$/ },
     { name: 'hash: is not built by Postactor', spec: 'hash:/etc/aliases', re: /unsupported dictionary type: hash \(Postactor builds lmdb: tables\)/ },
   ];

@@ -84,6 +84,7 @@ export class StaticTable implements InfoTable {
 
   constructor(readonly spec: string, name: string) {
     this.value = unbrace(spec, name) ?? name;
+    if (this.value === '') throw new TableError(`${spec}: static: needs a value (static:value or static:{ value })`);
   }
 
   lookup(): LookupResult {
