@@ -202,7 +202,11 @@ export class QueueManager {
     try {
       if (incoming || this.incomingBacklog) {
         this.incomingBacklog = false;
-        for (const id of this.store.list('incoming')) {
+        // IDs first, then the moves: activate() takes each message out of the index being read,
+        // and a live cursor over it then skips the next entry (every other message stayed behind).
+        const ids = [...this.store.list('incoming', this.activeLimit)];
+        if (ids.length >= this.activeLimit) this.incomingBacklog = true;
+        for (const id of ids) {
           if (!this.room()) {
             this.incomingBacklog = true;
             break;
@@ -210,7 +214,7 @@ export class QueueManager {
           await this.activate(id, 'incoming');
         }
       }
-      for (const id of this.store.dueDeferred(dueBy)) {
+      for (const id of [...this.store.dueDeferred(dueBy, this.activeLimit)]) {
         if (!this.room()) break;
         await this.activate(id, 'deferred');
       }
