@@ -245,6 +245,7 @@ export interface Reply { code: number; lines: string[]; text: string; line: stri
 export class SmtpDialogue {
   private buf = '';
   private waiting: ((r: Reply) => void) | null = null;
+  private failWaiter: ((e: Error) => void) | null = null;
   private replies: Reply[] = [];
   closed = false;
 
@@ -254,8 +255,8 @@ export class SmtpDialogue {
       this.buf += d;
       this.parse();
     });
-    socket.on('close', () => { this.closed = true; });
-    socket.on('error', () => { this.closed = true; });
+    socket.on('close', () => this.gone());
+    socket.on('error', () => this.gone());
   }
 
   static connect(port: number, opts: { localAddress?: string; timeoutMs?: number } = {}): Promise<{ smtp: SmtpDialogue; greeting: Reply }> {
@@ -268,6 +269,14 @@ export class SmtpDialogue {
         smtp.read().then((greeting) => resolve({ smtp, greeting }), reject);
       });
     });
+  }
+
+  /** The connection is gone: a pending read fails now rather than at its timeout. */
+  private gone(): void {
+    this.closed = true;
+    const f = this.failWaiter;
+    this.failWaiter = null;
+    f?.(new Error(`connection closed (buffer: ${JSON.stringify(this.buf)})`));
   }
 
   private parse(): void {
@@ -304,14 +313,22 @@ export class SmtpDialogue {
   read(): Promise<Reply> {
     const r = this.replies.shift();
     if (r) return Promise.resolve(r);
+    if (this.closed) return Promise.reject(new Error(`connection closed (buffer: ${JSON.stringify(this.buf)})`));
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => {
         this.waiting = null;
+        this.failWaiter = null;
         reject(new Error(`no SMTP reply within ${this.timeoutMs} ms (buffer: ${JSON.stringify(this.buf)})`));
       }, this.timeoutMs);
       this.waiting = (reply) => {
         clearTimeout(t);
+        this.failWaiter = null;
         resolve(reply);
+      };
+      this.failWaiter = (e) => {
+        clearTimeout(t);
+        this.waiting = null;
+        reject(e);
       };
     });
   }
