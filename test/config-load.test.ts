@@ -54,14 +54,15 @@ test('embedded default configuration', async (t) => {
     assert.equal(c.get('maillog_file'), '');
   });
   await t.test('loads without warnings', () => assert.deepEqual(c.warnings, []));
-  await t.test('has the six embedded services', () => {
+  await t.test('has the embedded services', () => {
     assert.deepEqual(c.services.map((s) => [s.name, s.type, s.command, s.maxproc, s.wakeup]), [
       ['127.0.0.1:2525', 'inet', 'smtpd', 2, 0],
       ['cleanup', 'unix', 'cleanup', 0, 0],
       ['qmgr', 'unix', 'qmgr', 1, 300],
       ['smtp', 'unix', 'smtp', 2, 0],
-      ['relay', 'unix', 'smtp', 2, 0],
-      ['bounce', 'unix', 'bounce', 0, 0],
+      ['relay', 'unix', 'smtp', 1, 0],
+      ['bounce', 'unix', 'bounce', 1, 0],
+      ['pickup', 'unix', 'pickup', 1, 60],
     ]);
     assert.deepEqual(inetEndpoint(c.service('2525', 'inet')!), { host: '127.0.0.1', port: 2525 });
   });
