@@ -44,7 +44,8 @@ test('embedded default configuration', async (t) => {
   await t.test('sends all mail to the local sink [127.0.0.1]:2626', () => assert.equal(c.get('relayhost'), '[127.0.0.1]:2626'));
   await t.test('relative queue_directory resolved against the working directory', () => {
     assert.equal(c.get('queue_directory'), 'var/spool');
-    assert.equal(queueDirectory(c), path.resolve(process.cwd(), 'var/spool'));
+    // Relative to the project's root, whatever the working directory.
+    assert.equal(queueDirectory(c), fileURLToPath(new URL('../../var/spool', import.meta.url)));
     assert.equal(c.get('data_directory'), 'var/lib');
   });
   await t.test('mydestination and mynetworks stay at Postfix defaults', () => {

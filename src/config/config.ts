@@ -4,6 +4,7 @@
 // service lookup, -o overrides, and a structured-clone-able JSON form.
 
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, configError } from './errors.js';
 import { DEFAULTS, TIME_UNITS, domainOf, splitTransportParam, transportDefaultName, type TimeUnit } from './defaults.js';
 import { expandValue } from './expand.js';
@@ -250,6 +251,15 @@ export function transportParam(config: Config, transport: string, suffix: string
 }
 
 /** queue_directory as an absolute path (a relative value is taken from process.cwd()). */
+/**
+ * queue_directory as an absolute path. A relative value is resolved against the configuration
+ * directory, or — for the embedded default — against the project's root, so that the server,
+ * sendmail and the admin commands find the same queue from any working directory.
+ */
 export function queueDirectory(config: Config): string {
-  return path.resolve(process.cwd(), config.get('queue_directory'));
+  const base = config.configDirectory ?? PROJECT_ROOT;
+  return path.resolve(base, config.get('queue_directory'));
 }
+
+/** The project's root directory (this file is dist/src/config/config.js there). */
+export const PROJECT_ROOT = fileURLToPath(new URL('../../../', import.meta.url));

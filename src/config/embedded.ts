@@ -9,8 +9,9 @@ export const EMBEDDED_MAIN_CF = `# Postactor embedded default main.cf (used when
 # Postfix 3.8 ships this compatibility level in its main.cf.
 compatibility_level = 3.8
 
-# Queue files live under the working directory (Postfix: /var/spool/postfix).
-# A relative queue_directory is resolved against the current directory.
+# Queue files live under the project's directory (Postfix: /var/spool/postfix).
+# A relative queue_directory is resolved against the configuration directory,
+# and for this embedded default against the project's root directory.
 queue_directory = var/spool
 
 # Writable state such as caches (Postfix: /var/lib/postfix), also relative.
