@@ -103,8 +103,10 @@ export interface ReceivedInfo {
 export function receivedHeader(r: ReceivedInfo, eol: string): string {
   const addr = r.clientAddr.includes(':') ? `IPv6:${r.clientAddr}` : r.clientAddr;
   const from = r.helo ? `from ${r.helo} (${r.clientName} [${addr}])` : `from ${r.clientName} [${addr}]`;
-  const forPart = r.recipient ? `${eol}\tfor <${r.recipient}>` : '';
-  return `Received: ${from}${eol}\tby ${r.myhostname} (${r.mailName}) with ${r.protocol} id ${r.queueId}${forPart}; ${rfc2822Date(r.date)}${eol}`;
+  // As Postfix folds it: "for <rcpt>; date" on the third line with one recipient, else the
+  // date alone on the third line.
+  const tail = r.recipient ? `${eol}\tfor <${r.recipient}>; ${rfc2822Date(r.date)}` : `;${eol}\t${rfc2822Date(r.date)}`;
+  return `Received: ${from}${eol}\tby ${r.myhostname} (${r.mailName}) with ${r.protocol} id ${r.queueId}${tail}${eol}`;
 }
 
 /**
