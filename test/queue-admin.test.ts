@@ -324,9 +324,9 @@ describe('postsuper against a running server with deliveries in flight', () => {
   const seen: { sender: string; recipients: string[]; at: number }[] = [];
 
   before(async () => {
-    // Each delivery carries one recipient and waits 1.2 s for the end-of-data reply; one at a
+    // Each delivery carries one recipient and waits 1.5 s for the end-of-data reply; one at a
     // time per destination, so a 3-recipient message has deliveries waiting behind the first.
-    sink = new SmtpSink({ dataDelayMs: 1200 });
+    sink = new SmtpSink({ dataDelayMs: 1500 });
     sink.on('message', (m: { sender: string; recipients: string[] }) => seen.push({ sender: m.sender, recipients: m.recipients, at: Date.now() }));
     server = await startServer({
       sinkPort: await sink.listen(0),
@@ -349,7 +349,7 @@ describe('postsuper against a running server with deliveries in flight', () => {
     const m = /queued as (\S+)$/.exec(reply.text);
     assert.ok(m, reply.line);
     await server.waitForLog(new RegExp(`${m[1]}: from=<${tag}@example\\.org>.*\\(queue active\\)`), 10_000);
-    // The first delivery reaches the sink; it is then in flight for 1.2 s.
+    // The first delivery reaches the sink; it is then in flight for 1.5 s.
     const deadline = Date.now() + 10_000;
     while (!seen.some((s) => s.sender === `${tag}@example.org`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     return m[1]!;
@@ -360,10 +360,14 @@ describe('postsuper against a running server with deliveries in flight', () => {
   test('-d on an active message: it waits for the delivery in flight, removes the message once, and nothing more reaches the next hop', async () => {
     const id = await queueOne('del');
     const r = await run('postsuper', ['-c', server.dir, '-d', id]);
+    const returned = Date.now();
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, `postsuper: ${id}: removed\npostsuper: Deleted: 1 message\n`);
     await new Promise((res) => setTimeout(res, 3000));
-    assert.deepEqual(recipientsOf('del'), ['del1@example.com'], 'only the delivery that was in flight');
+    // Only deliveries in flight before the delete (normally just the first; more if postsuper
+    // started slowly) reached the next hop; nothing after postsuper returned.
+    assert.ok(!seen.some((s) => s.sender === 'del@example.org' && s.at > returned), 'no delivery after the delete');
+    assert.ok(recipientsOf('del').length < 3, 'the delete stopped deliveries that were waiting');
     const log = server.logLines();
     assert.equal(log.filter((l) => l.endsWith(`: ${id}: removed`)).length, 1, 'removed is logged once');
     assert.ok(log.some((l) => new RegExp(` postactor/postsuper\\[\\d+\\]: ${id}: removed$`).test(l)));
@@ -374,12 +378,14 @@ describe('postsuper against a running server with deliveries in flight', () => {
   test('-h on an active message holds it (with ! in mailq) until -H releases it; then it is delivered', async () => {
     const id = await queueOne('hold');
     const r = await run('postsuper', ['-c', server.dir, '-h', id]);
+    const returned = Date.now();
     assert.equal(r.stderr, `postsuper: ${id}: placed on hold\npostsuper: Placed on hold: 1 message\n`);
     const q = await run('mailq', ['-c', server.dir]);
     assert.match(q.stdout, new RegExp(`^${id}! `, 'm'));
-    assert.doesNotMatch(q.stdout, /hold1@example\.com/, 'the delivered recipient is done');
+    const delivered = recipientsOf('hold');
+    for (const a of delivered) assert.doesNotMatch(q.stdout, new RegExp(a.replace(/\./g, '\\.')), 'a delivered recipient is done');
     await new Promise((res) => setTimeout(res, 2500)); // several queue runs
-    assert.deepEqual(recipientsOf('hold'), ['hold1@example.com'], 'held mail is not delivered');
+    assert.ok(!seen.some((s) => s.sender === 'hold@example.org' && s.at > returned), 'held mail is not delivered');
     const rel = await run('postsuper', ['-c', server.dir, '-H', id]);
     assert.equal(rel.stderr, `postsuper: ${id}: released from hold\npostsuper: Released from hold: 1 message\n`);
     await server.waitForLog(new RegExp(`: ${id}: removed$`), 15_000);
@@ -395,16 +401,16 @@ describe('postsuper against a running server with deliveries in flight', () => {
     assert.ok(server.logLines().some((l) => new RegExp(` postactor/postsuper\\[\\d+\\]: ${id}: requeued$`).test(l)));
   });
 
-  test('-e on a deferred message: qmgr returns it to the sender as expired at its next attempt', async () => {
-    // Make a deferred message: hold it right away, then expire and release it in one go (-f).
+  test('-f (expire and release) on a held message: qmgr returns it to the sender as expired at its next attempt, without delivering', async () => {
     const id = await queueOne('exp');
     await run('postsuper', ['-c', server.dir, '-h', id]);
+    const held = Date.now();
     const r = await run('postsuper', ['-c', server.dir, '-f', id]);
     assert.equal(r.stderr, `postsuper: ${id}: expired\npostsuper: ${id}: released from hold\npostsuper: Force-expired: 1 message\npostsuper: Released from hold: 1 message\n`);
     await server.waitForLog(new RegExp(`: ${id}: from=<exp@example\\.org>, status=expired, returned to sender$`), 15_000);
-    await server.waitForLog(new RegExp(`: ${id}: to=<exp2@example\\.com>, relay=none, .*dsn=4\\.7\\.0, status=deferred \\(message is administratively expired\\)$`), 1000);
+    await server.waitForLog(new RegExp(`: ${id}: to=<exp\\d@example\\.com>, relay=none, .*dsn=4\\.7\\.0, status=deferred \\(message is administratively expired\\)$`), 1000);
     await server.waitForLog(new RegExp(`: ${id}: removed$`), 10_000);
-    assert.deepEqual(recipientsOf('exp').filter((a) => a.startsWith('exp')), ['exp1@example.com'], 'no delivery after the forced expiry');
+    assert.ok(!seen.some((s) => s.sender === 'exp@example.org' && s.at > held), 'no delivery after hold and forced expiry');
   });
 
   test('postqueue -i / -s / -f answer while the server runs', async () => {
