@@ -43,6 +43,11 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   append_dot_mydomain: 'no', // Postfix >= 3.0
   swap_bangpath: 'yes',
   allow_percent_hack: 'yes',
+  resolve_dequoted_address: 'yes',
+  allow_untrusted_routing: 'no',
+  proxy_interfaces: '',
+  relocated_maps: '',
+  show_user_unknown_table_name: 'yes',
   empty_address_recipient: 'MAILER-DAEMON',
   always_add_missing_headers: 'no',
   local_header_rewrite_clients: 'permit_inet_interfaces',
@@ -68,7 +73,9 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   relay_recipient_maps: '',
   header_checks: '',
   body_checks: '',
-  enable_long_queue_ids: 'no',
+  // Postfix's default is no; Postactor only makes long queue IDs (src/queue/qid.ts), so the
+  // listings (mailq) use the long layout.
+  enable_long_queue_ids: 'yes',
   // Postfix: ${multi_instance_name?{$multi_instance_name}:{postfix}}. Postactor logs as itself
   // ("postactor/smtpd[pid]: …"); set syslog_name = postfix for tools that match on it.
   syslog_name: 'postactor',
@@ -117,6 +124,33 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   smtpd_sasl_auth_enable: 'no',
   smtpd_tls_security_level: '',
   smtpd_reject_footer: '',
+  // smtpd access policy (actors/smtpd/policy.ts, restrictions/)
+  smtpd_restriction_classes: '',
+  smtpd_reject_unlisted_recipient: 'yes',
+  smtpd_reject_unlisted_sender: 'no',
+  smtpd_null_access_lookup_key: '<>',
+  parent_domain_matches_subdomains: 'debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,qmqpd_authorized_clients,relay_domains,smtpd_access_maps',
+  access_map_reject_code: '554',
+  access_map_defer_code: '450',
+  invalid_hostname_reject_code: '501',
+  non_fqdn_reject_code: '504',
+  unknown_hostname_reject_code: '450',
+  unknown_local_recipient_reject_code: '550',
+  unknown_virtual_alias_reject_code: '550',
+  unknown_virtual_mailbox_reject_code: '550',
+  unknown_relay_recipient_reject_code: '550',
+  reject_tempfail_action: 'defer_if_permit',
+  unknown_address_tempfail_action: '$reject_tempfail_action',
+  unknown_helo_hostname_tempfail_action: '$reject_tempfail_action',
+  unverified_recipient_tempfail_action: '$reject_tempfail_action',
+  maps_rbl_reject_code: '554',
+  rbl_reply_maps: '',
+  default_rbl_reply: '$rbl_code Service unavailable; $rbl_class [$rbl_what] blocked using $rbl_domain${rbl_reason?; $rbl_reason}',
+  smtpd_policy_service_timeout: '100s',
+  smtpd_policy_service_default_action: '451 4.3.5 Server configuration problem',
+  smtpd_policy_service_try_limit: '2',
+  smtpd_policy_service_retry_delay: '1s',
+  smtpd_policy_service_policy_context: '',
   stress: '', // set to "yes" by master for overloaded services (-o stress=yes)
 
   // --- smtp client
@@ -133,6 +167,19 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   smtp_bind_address: '',
   smtp_skip_5xx_greeting: 'yes',
   smtp_tls_security_level: '',
+
+  // --- lmtp client (the smtp client in LMTP mode; 0s connect timeout = no limit)
+  lmtp_connect_timeout: '0s',
+  lmtp_lhlo_timeout: '300s',
+  lmtp_mail_timeout: '300s',
+  lmtp_rcpt_timeout: '300s',
+  lmtp_data_init_timeout: '120s',
+  lmtp_data_xfer_timeout: '180s',
+  lmtp_data_done_timeout: '600s',
+  lmtp_quit_timeout: '300s',
+  lmtp_lhlo_name: '$myhostname',
+  // pipe(8): what a command's environment keeps from ours
+  export_environment: 'TZ MAIL_CONFIG LANG',
   disable_dns_lookups: 'no',
 
   // --- routing
@@ -217,7 +264,17 @@ export const TIME_UNITS: Readonly<Record<string, TimeUnit>> = Object.freeze({
   transport_retry_time: 's',
   qmgr_clog_warn_time: 's',
   in_flow_delay: 's',
+  smtpd_policy_service_timeout: 's',
+  smtpd_policy_service_retry_delay: 's',
   command_time_limit: 's',
+  lmtp_connect_timeout: 's',
+  lmtp_lhlo_timeout: 's',
+  lmtp_mail_timeout: 's',
+  lmtp_rcpt_timeout: 's',
+  lmtp_data_init_timeout: 's',
+  lmtp_data_xfer_timeout: 's',
+  lmtp_data_done_timeout: 's',
+  lmtp_quit_timeout: 's',
   default_destination_rate_delay: 's',
   default_transport_rate_delay: 's',
   default_recipient_refill_delay: 's',
