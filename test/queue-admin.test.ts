@@ -53,7 +53,8 @@ async function put(store: QueueStore, meta: Partial<MessageMeta> & Pick<MessageM
 }
 
 describe('postqueue -p / mailq / postqueue -j (store filled directly, server down)', () => {
-  const { dir, spool } = stoppedConfig();
+  // Postfix's short layout, as with Postfix's default enable_long_queue_ids = no.
+  const { dir, spool } = stoppedConfig('enable_long_queue_ids = no\n');
   const ids: Record<string, string> = {};
   const REASON = 'connect to mx.example.com[192.0.2.1]:25: Connection refused';
   const LONG = 'host mx.example.net[192.0.2.7] said: 452 4.2.2 <dan@example.net>: Mailbox full, quota exceeded for this recipient (in reply to RCPT TO command)';
@@ -104,8 +105,8 @@ describe('postqueue -p / mailq / postqueue -j (store filled directly, server dow
     assert.equal(p.stdout, expected, 'postqueue -p is mailq');
   });
 
-  test('enable_long_queue_ids = yes selects the long layout', async () => {
-    const long = stoppedConfig('enable_long_queue_ids = yes\n');
+  test("Postactor's default (long queue IDs, enable_long_queue_ids = yes) selects the long layout", async () => {
+    const long = stoppedConfig();
     try {
       const store = QueueStore.open(long.spool);
       const id = await put(store, { queue: 'deferred', sender: 's@example.org', size: 485, recipients: [rcpt('u@example.com')] });
