@@ -38,6 +38,10 @@ const DAEMONS: Record<string, Daemon> = {
   smtp: { kind: 'pool', module: '../smtp/index.js', concurrency: 256 },
   bounce: { kind: 'pool', module: '../bounce/index.js', concurrency: 16 },
   pickup: { kind: 'supervised', module: '../pickup/index.js', concurrency: 1 },
+  // error also runs the "retry" service (error(8) in defer mode: it reads its service name).
+  error: { kind: 'pool', module: '../error/index.js', concurrency: 256 },
+  discard: { kind: 'pool', module: '../discard/index.js', concurrency: 256 },
+  pipe: { kind: 'pool', module: '../pipe/index.js', concurrency: 16 },
 };
 
 /** The services Postfix's stock master.cf has that are not built yet (warned about, then skipped). */
