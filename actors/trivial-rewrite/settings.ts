@@ -1,0 +1,35 @@
+/** Rewrite and resolve settings of one configuration, and the tables they use. */
+import type { Config } from '../../src/config/index.js';
+import type { RewriteReply, RewriteRequest, ResolveReply } from '../protocol.js';
+import { rewriteAddress, type RewriteSettings } from './rewrite.js';
+import { openTables, resolveAddress, resolveSettings, type ResolveSettings, type TableSet } from './resolve.js';
+
+export function rewriteSettings(config: Config): RewriteSettings {
+  return {
+    myorigin: config.get('myorigin').trim(),
+    mydomain: config.get('mydomain').trim(),
+    swapBangpath: config.getBool('swap_bangpath'),
+    allowPercentHack: config.getBool('allow_percent_hack'),
+    appendAtMyorigin: config.getBool('append_at_myorigin'),
+    appendDotMydomain: config.getBool('append_dot_mydomain'),
+  };
+}
+
+/** Everything one trivial-rewrite (or an in-process fallback) needs, built once per configuration. */
+export class TrivialRewrite {
+  readonly rewrite: RewriteSettings;
+  readonly resolve: ResolveSettings;
+  readonly tables: TableSet;
+
+  constructor(config: Config) {
+    this.rewrite = rewriteSettings(config);
+    this.resolve = resolveSettings(config);
+    this.tables = openTables(config);
+  }
+
+  handle(req: RewriteRequest): RewriteReply | Promise<ResolveReply> {
+    if (req.op === 'rewrite') return { address: rewriteAddress(req.address, req.context, this.rewrite) };
+    if (req.op === 'resolve') return resolveAddress(req.address, this.resolve, this.tables);
+    throw new Error(`trivial-rewrite: unknown request ${JSON.stringify((req as { op?: unknown }).op)}`);
+  }
+}
