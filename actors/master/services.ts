@@ -38,6 +38,7 @@ const DAEMONS: Record<string, Daemon> = {
   smtp: { kind: 'pool', module: '../smtp/index.js', concurrency: 256 },
   bounce: { kind: 'pool', module: '../bounce/index.js', concurrency: 16 },
   pickup: { kind: 'supervised', module: '../pickup/index.js', concurrency: 1 },
+  'trivial-rewrite': { kind: 'pool', module: '../trivial-rewrite/index.js', concurrency: 256 },
   // error also runs the "retry" service (error(8) in defer mode: it reads its service name).
   error: { kind: 'pool', module: '../error/index.js', concurrency: 256 },
   discard: { kind: 'pool', module: '../discard/index.js', concurrency: 256 },

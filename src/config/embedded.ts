@@ -42,4 +42,5 @@ smtp             unix  -       -      n      -      2       smtp
 relay            unix  -       -      n      -      1       smtp
 bounce           unix  -       -      n      -      1       bounce
 pickup           unix  n       -      n      60     1       pickup
+rewrite          unix  -       -      n      -      1       trivial-rewrite
 `;
