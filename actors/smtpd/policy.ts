@@ -10,6 +10,7 @@
 import type { Config } from '../../src/config/index.js';
 import { DomainList, domainOf } from '../../src/address/domain.js';
 import { buildNetworks, type NetworkList } from '../../src/net/networks.js';
+import { classify, resolveSettings, type ResolveSettings } from '../trivial-rewrite/resolve.js';
 
 export interface PolicyRequest {
   clientAddr: string;
@@ -45,6 +46,8 @@ export class SmtpdPolicy {
   private readonly rejectCode: number;
   private readonly deferCode: number;
   private readonly relayRejectCode: number;
+  private readonly resolve: ResolveSettings;
+  private readonly allowUntrustedRouting: boolean;
 
   /** Throws an Error whose message lists every problem (the server then refuses to start). */
   constructor(config: Config) {
@@ -64,6 +67,8 @@ export class SmtpdPolicy {
     this.rejectCode = config.getInt('reject_code');
     this.deferCode = config.getInt('defer_code');
     this.relayRejectCode = config.getInt('relay_domains_reject_code');
+    this.resolve = resolveSettings(config);
+    this.allowUntrustedRouting = config.getBool('allow_untrusted_routing');
 
     let guarded = false;
     for (const [stage, param] of LISTS) {
@@ -110,12 +115,17 @@ export class SmtpdPolicy {
     }
   }
 
-  /** Postfix's "authorized destination": a domain we are final or relay destination for. */
+  /**
+   * Postfix's "authorized destination" (permit_auth_destination): the address resolves (as
+   * trivial-rewrite does: source routes, quoting, % and ! in our domains undone) to a domain we
+   * are final or relay destination for — mydestination, an "[ip]" literal of our own interfaces,
+   * the virtual domains, relay_domains — and carries no sender-specified routing
+   * (user%other@us, "user@other"@us, other!user@us) unless allow_untrusted_routing = yes.
+   */
   authorizedDestination(recipient: string): boolean {
-    const domain = domainOf(recipient);
-    if (!domain) return true; // a bare local part is completed with $myorigin: local
-    if (domain.startsWith('[')) return false; // address literals: issue 3 (inet_interfaces)
-    return this.localDomains.has(domain) || this.virtualDomains.has(domain) || this.relayDomains.has(domain);
+    const c = classify(recipient, this.resolve);
+    if (c.routed && !this.allowUntrustedRouting) return false;
+    return c.class !== 'default';
   }
 
   /** Evaluates all lists for one RCPT (smtpd_delay_reject=yes). */
