@@ -15,7 +15,7 @@ import { formatDelays, logDelivery } from '../smtp/log.js';
 import type { BounceReply, BounceRequest, CleanupReply, DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import type { AdminEventName } from '../../src/queue/admin.js';
 import { expired, nextAttempt } from './backoff.js';
-import { Resolver } from './resolve.js';
+import { Resolver, type Route } from './resolve.js';
 
 interface ActiveMessage {
   meta: MessageMeta;
@@ -79,7 +79,7 @@ export class QueueManager {
    */
   reconfigure(config: Config): void {
     this.config = config;
-    this.resolver = new Resolver(config);
+    this.resolver = new Resolver(config, this.actor, this.log);
     this.limits.clear();
     this.activeLimit = config.getInt('qmgr_message_active_limit');
     this.minBackoff = config.getTime('minimal_backoff_time');
@@ -244,10 +244,20 @@ export class QueueManager {
     this.log.info(`${queueId}: from=<${meta.sender}>, size=${meta.size}, nrcpt=${pending.length} (queue active)`);
     if (meta.forcedExpire && pending.length > 0) return void this.forceExpire(msg, pending.map(({ r, index }) => ({ index, address: r.address })));
 
+    // Resolve (trivial-rewrite); a recipient the resolver refuses fails here, without a delivery.
+    const routes = await Promise.all(pending.map(({ r }) => this.resolver.route(r.address)));
+    const now = Date.now();
     // Group by destination, at most <transport>_destination_recipient_limit per delivery.
     const batches = new Map<Destination, DeliveryRecipient[]>();
-    for (const { r, index } of pending) {
-      const dest = this.destination(r.address);
+    for (const [i, { r, index }] of pending.entries()) {
+      const route = routes[i]!;
+      if (route.error) {
+        const o: RecipientOutcome = { index, status: route.error.dsn.startsWith('5') ? 'bounced' : 'deferred', dsn: route.error.dsn, reason: route.error.text, relay: 'none' };
+        logDelivery(this.log, queueId, r.address, o, formatDelays(meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now));
+        msg.outcomes.set(index, o);
+        continue;
+      }
+      const dest = this.destination(route);
       let batch = batches.get(dest);
       const limit = dest.recipientLimit;
       if (!batch || batch.length >= limit) {
@@ -255,15 +265,14 @@ export class QueueManager {
         batch = [];
         batches.set(dest, batch);
       }
-      batch.push({ index, address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}) });
+      batch.push({ index, address: route.recipient, ...(r.orcpt ? { orcpt: r.orcpt } : {}) });
     }
     for (const [dest, batch] of batches) this.enqueue({ msg, dest, recipients: batch });
     if (msg.outstanding === 0) return void this.finish(msg);
     this.schedule();
   }
 
-  private destination(address: string): Destination {
-    const route = this.resolver.route(address);
+  private destination(route: Route): Destination {
     let dest = this.destinations.get(route.key);
     if (!dest) {
       const limits = this.transportLimits(route.transport);

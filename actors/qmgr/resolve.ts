@@ -1,62 +1,74 @@
 /**
- * Recipient → (transport, nexthop), the walking-skeleton form of trivial-rewrite's resolve:
- * the address class picks the transport (local for mydestination, relay for relay_domains,
- * default_transport otherwise); a "transport:nexthop" value sets the nexthop; relayhost is the
- * nexthop of relayed mail when set, else the recipient's domain (MX lookup). transport_maps,
- * virtual domains and relocated_maps come with issue 3.
+ * qmgr's address resolver client: recipient → (transport, nexthop) by a request to the
+ * `rewrite` service (trivial-rewrite, actors/trivial-rewrite/) through the router, with a cache
+ * (LRU + TTL, emptied when transport_maps / relocated_maps change on disk).
+ *
+ * When master.cf has no trivial-rewrite service, qmgr resolves in-process with the same pure
+ * module (and logs that once). A busy rewrite pool is also answered in-process (same module,
+ * same answer); any other failure of the service is a temporary "address resolver failure".
  */
 import type { Config } from '../../src/config/index.js';
-import { DomainList, domainOf } from '../../src/address/domain.js';
+import type { Logger } from '../../src/log/maillog.js';
+import type { Actor } from '../../src/runtime/endpoint.js';
+import { ServiceError } from '../../src/runtime/wire.js';
+import { ResolveCache, tableFiles } from '../trivial-rewrite/cache.js';
+import { TrivialRewrite } from '../trivial-rewrite/settings.js';
+import type { ResolveReply, RewriteRequest } from '../protocol.js';
 
 export interface Route {
   transport: string;
   nexthop: string;
   /** Destination key: one queue per transport and nexthop. */
   key: string;
+  /** The address to deliver to. */
+  recipient: string;
+  /** Set when the recipient cannot be delivered: bounce (5xx) or defer (4xx) without a delivery. */
+  error?: { dsn: string; text: string };
 }
 
 export class Resolver {
-  private readonly local: DomainList;
-  private readonly relay: DomainList;
-  private readonly myhostname: string;
-  private readonly relayhost: string;
-  private readonly localTransport: [string, string];
-  private readonly relayTransport: [string, string];
-  private readonly defaultTransport: [string, string];
-  private readonly cache = new Map<string, Route>();
+  private readonly service: string | null;
+  private local: TrivialRewrite | null = null;
+  private readonly cache: ResolveCache<Route>;
 
-  constructor(config: Config) {
-    this.local = new DomainList(config.getList('mydestination'), false);
-    this.relay = new DomainList(config.getList('relay_domains'), true);
-    this.myhostname = config.get('myhostname');
-    this.relayhost = config.get('relayhost').trim();
-    this.localTransport = split(config.get('local_transport'));
-    this.relayTransport = split(config.get('relay_transport'));
-    this.defaultTransport = split(config.get('default_transport'));
+  constructor(private readonly config: Config, private readonly actor: Actor, private readonly log: Logger) {
+    this.service = config.services.find((s) => s.command === 'trivial-rewrite')?.name ?? null;
+    if (!this.service) log.info('no trivial-rewrite service in master.cf: qmgr resolves addresses in-process');
+    this.cache = new ResolveCache(tableFiles(config, ['transport_maps', 'relocated_maps']));
   }
 
-  route(recipient: string): Route {
-    const domain = domainOf(recipient) || this.myhostname;
-    let hit = this.cache.get(domain);
+  async route(address: string): Promise<Route> {
+    const hit = this.cache.get(address);
     if (hit) return hit;
-    let transport: string;
-    let nexthop: string;
-    if (this.local.has(domain)) {
-      [transport, nexthop] = this.localTransport;
-      nexthop ||= this.myhostname;
-    } else {
-      [transport, nexthop] = this.relay.has(domain) ? this.relayTransport : this.defaultTransport;
-      nexthop ||= this.relayhost || domain;
+    let reply: ResolveReply;
+    try {
+      reply = await this.resolve(address);
+    } catch (err) {
+      this.log.warn(`address resolver failure for <${address}>: ${(err as Error)?.message ?? err}`);
+      return { transport: 'error', nexthop: '', key: 'error:', recipient: address, error: { dsn: '4.3.0', text: 'address resolver failure' } };
     }
-    hit = { transport, nexthop, key: `${transport}:${nexthop}` };
-    if (this.cache.size > 10_000) this.cache.clear();
-    this.cache.set(domain, hit);
-    return hit;
+    const { transport, nexthop, recipient, flags } = reply;
+    const route: Route = { transport, nexthop, key: `${transport}:${nexthop}`, recipient };
+    if (flags.error) {
+      route.error = { dsn: flags.error.dsn, text: flags.error.text };
+      if (flags.warning) this.log.warn(`${flags.warning}: address resolver failure for <${address}>`);
+      if (flags.error.dsn.startsWith('4')) return route; // temporary: not cached
+    }
+    this.cache.set(address, route);
+    return route;
   }
-}
 
-/** "smtp:[host]:25" → ["smtp", "[host]:25"]; "smtp" → ["smtp", ""]. */
-function split(value: string): [string, string] {
-  const i = value.indexOf(':');
-  return i < 0 ? [value.trim(), ''] : [value.slice(0, i).trim(), value.slice(i + 1).trim()];
+  private resolve(address: string): Promise<ResolveReply> {
+    const req: RewriteRequest = { op: 'resolve', address };
+    if (!this.service) return this.inProcess(req);
+    return this.actor.request<ResolveReply>(this.service, req).catch((err: unknown) => {
+      if (err instanceof ServiceError && err.code === 'BUSY') return this.inProcess(req);
+      throw err;
+    });
+  }
+
+  private inProcess(req: RewriteRequest & { op: 'resolve' }): Promise<ResolveReply> {
+    this.local ??= new TrivialRewrite(this.config);
+    return this.local.handle(req) as Promise<ResolveReply>;
+  }
 }
