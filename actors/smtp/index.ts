@@ -7,7 +7,8 @@
  */
 import { workerData } from 'piscina';
 import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
-import { NextHopResolver, resolverServersFromEnv } from '../../src/dns/resolver.js';
+import { NextHopResolver, parseHostLookup, parseNexthop, resolverServersFromEnv, type Resolved } from '../../src/dns/resolver.js';
+import { canonicalIp, ownAddresses } from '../../src/address/interfaces.js';
 import { configureMaillog, maillog, type Logger } from '../../src/log/maillog.js';
 import { QueueStore } from '../../src/queue/store.js';
 import { SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
@@ -21,6 +22,9 @@ interface State {
   resolver: NextHopResolver;
   log: Logger;
   service: string;
+  /** For MX loop detection: $myhostname and the addresses of inet_interfaces / proxy_interfaces. */
+  myhostname: string;
+  own: Set<string>;
 }
 
 let state: State | null = null;
@@ -43,9 +47,15 @@ function init(): State {
       dataDoneTimeout: ms('smtp_data_done_timeout'),
       quitTimeout: ms('smtp_quit_timeout'),
     }),
-    resolver: new NextHopResolver({ servers: resolverServersFromEnv() }),
+    resolver: new NextHopResolver({
+      servers: resolverServersFromEnv(),
+      hostLookup: parseHostLookup(config.get('smtp_host_lookup')),
+      disableDns: config.getBool('disable_dns_lookups'),
+    }),
     log: maillog(data.service),
     service: data.service,
+    myhostname: config.get('myhostname').toLowerCase(),
+    own: ownAddresses(config.getList('inet_interfaces'), config.getList('proxy_interfaces')),
   };
 }
 
@@ -59,7 +69,7 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
     logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
     return { queueId: req.queueId, outcomes };
   }
-  const resolved = await s.resolver.resolve(req.nexthop);
+  const resolved = withoutSelf(s, req.nexthop, await s.resolver.resolve(req.nexthop));
   if (!resolved.ok) {
     const outcomes = req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: resolved.temporary ? 'deferred' : 'bounced', dsn: resolved.dsn, reason: resolved.reason, relay: 'none' }));
     logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
@@ -73,6 +83,24 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
   const outcomes = outcomesOf(req, result);
   logAll(s, req, outcomes, started, result.timings);
   return { queueId: req.queueId, outcomes, ...(result.kind === 'site-failure' ? { siteFailure: result.reason ?? 'site failure' } : {}) };
+}
+
+/**
+ * MX loop detection (Postfix's smtp_addr.c): when an MX host is this machine — its name is
+ * $myhostname or its address is one of our interface addresses — only MX hosts more preferred
+ * than ourselves are used; with none left the mail would loop: bounce 5.4.6 "mail for DOMAIN
+ * loops back to myself".
+ */
+function withoutSelf(s: State, nexthop: string, r: Awaited<ReturnType<NextHopResolver['resolve']>>): typeof r {
+  if (!r.ok || !r.mx) return r;
+  const isSelf = (h: Resolved) => h.host.toLowerCase() === s.myhostname || s.own.has(canonicalIp(h.addr) ?? h.addr);
+  let best = Infinity;
+  for (const h of r.hosts) if (isSelf(h) && h.preference < best) best = h.preference;
+  if (best === Infinity) return r;
+  const hosts = r.hosts.filter((h) => h.preference < best);
+  if (hosts.length > 0) return { ...r, hosts };
+  const domain = parseNexthop(nexthop)?.name ?? nexthop;
+  return { ok: false, temporary: false, dsn: '5.4.6', reason: `mail for ${domain} loops back to myself` };
 }
 
 /** One outcome per recipient, in Postfix's words. */

@@ -32,7 +32,8 @@ export { parseNexthop, type Nexthop } from './nexthop.js';
 export interface Resolved { host: string; addr: string; port: number; preference: number }
 
 export type ResolveResult =
-  | { ok: true; hosts: Resolved[] }
+  /** mx: the hosts came from MX records (the smtp client's loop check applies only then). */
+  | { ok: true; hosts: Resolved[]; mx?: boolean }
   | { ok: false; temporary: boolean; dsn: string; reason: string };
 
 export interface NextHopResolverOptions {
@@ -46,6 +47,25 @@ export interface NextHopResolverOptions {
   cacheTtlMs?: number;
   /** Most nexthops cached at once (default 10000); the oldest entry goes first. */
   cacheSize?: number;
+  /**
+   * smtp_host_lookup: how host names become addresses — 'dns' (A/AAAA queries), 'native'
+   * (getaddrinfo: /etc/hosts, nsswitch), or both in the given order (default ['dns']).
+   */
+  hostLookup?: ('dns' | 'native')[];
+  /** disable_dns_lookups = yes: no MX lookups, host addresses by native lookup only. */
+  disableDns?: boolean;
+}
+
+/** Parses smtp_host_lookup ("dns", "native", "dns, native"); throws on anything else. */
+export function parseHostLookup(value: string): ('dns' | 'native')[] {
+  const items = value.split(/[\s,+]+/).filter((s) => s !== '');
+  const out: ('dns' | 'native')[] = [];
+  for (const i of items) {
+    if (i !== 'dns' && i !== 'native') throw new Error(`smtp_host_lookup: unknown lookup mechanism "${i}" (use dns, native or both)`);
+    if (!out.includes(i)) out.push(i);
+  }
+  if (out.length === 0) throw new Error('smtp_host_lookup: empty value (use dns, native or both)');
+  return out;
 }
 
 /** Name servers from POSTACTOR_DNS_SERVERS (comma-separated "ip:port"), or undefined. */
@@ -116,8 +136,12 @@ export class NextHopResolver {
   private readonly ttl: number;
   private readonly cacheSize: number;
   private readonly cache = new Map<string, CacheEntry>();
+  private readonly hostLookup: ('dns' | 'native')[];
+  private readonly disableDns: boolean;
 
   constructor(opts: NextHopResolverOptions = {}) {
+    this.disableDns = opts.disableDns ?? false;
+    this.hostLookup = this.disableDns ? ['native'] : opts.hostLookup ?? ['dns'];
     this.resolver = new dnsp.Resolver({ timeout: opts.timeoutMs ?? 2000, tries: opts.tries ?? 2 });
     if (opts.servers && opts.servers.length > 0) this.resolver.setServers(opts.servers);
     this.ttl = opts.cacheTtlMs ?? 60000;
@@ -129,7 +153,7 @@ export class NextHopResolver {
     const now = Date.now();
     const hit = this.cache.get(key);
     if (hit && hit.expires > now) {
-      return hit.ties ? hit.result.then((r) => (r.ok ? { ok: true, hosts: reshuffle(r.hosts) } : r)) : hit.result;
+      return hit.ties ? hit.result.then((r) => (r.ok ? { ...r, hosts: reshuffle(r.hosts) } : r)) : hit.result;
     }
     if (hit) this.cache.delete(key);
     const result = this.lookup(nexthop, defaultPort);
@@ -158,6 +182,11 @@ export class NextHopResolver {
     if (nh.noMx) {
       const a = await this.addresses(nh.name);
       if (a.kind !== 'ok') return notFound(nh.name, a.kind === 'nodata' ? 'AAAA' : 'A', a.kind);
+      return { ok: true, hosts: a.records.map((addr) => ({ host: nh.name, addr, port: nh.port, preference: 0 })) };
+    }
+    if (this.disableDns) {
+      const a = await this.addresses(nh.name);
+      if (a.kind !== 'ok') return notFound(nh.name, 'A', a.kind);
       return { ok: true, hosts: a.records.map((addr) => ({ host: nh.name, addr, port: nh.port, preference: 0 })) };
     }
     return this.mxLookup(nh.name, nh.port);
@@ -196,16 +225,26 @@ export class NextHopResolver {
       if (a.kind !== 'ok') { lastMiss = { name, kind: a.kind }; continue; }
       for (const addr of a.records) hosts.push({ host: name, addr, port, preference: mx[i]!.priority });
     }
-    if (hosts.length > 0) return { ok: true, hosts };
+    if (hosts.length > 0) return { ok: true, hosts, mx: true };
     // Every MX host lacks an address: temporary, as Postfix treats a broken MX list.
     const miss = lastMiss!;
     const base = `Host or domain name not found. Name service error for name=${miss.name} type=A: `;
     return { ok: false, temporary: true, dsn: '4.4.3', reason: `${base}${miss.kind === 'temp' ? 'Host not found, try again' : 'Host not found'}` };
   }
 
-  /** A then AAAA records of `name` (both queried at once); IPv4 addresses first. */
+  /** The addresses of `name` by the smtp_host_lookup mechanisms in order: the first that finds any. */
   private async addresses(name: string): Promise<Lookup<string>> {
     if (name.toLowerCase() === 'localhost') return { kind: 'ok', records: LOCALHOST.slice() };
+    let last: Lookup<string> = { kind: 'nxdomain' };
+    for (const how of this.hostLookup) {
+      last = how === 'dns' ? await this.dnsAddresses(name) : await nativeAddresses(name);
+      if (last.kind === 'ok') return last;
+    }
+    return last;
+  }
+
+  /** A then AAAA records of `name` (both queried at once); IPv4 addresses first. */
+  private async dnsAddresses(name: string): Promise<Lookup<string>> {
     const [v4, v6] = await Promise.all([
       this.resolver.resolve4(name).then((r): Lookup<string> => ({ kind: 'ok', records: r }), (e) => ({ kind: classify(e) })),
       this.resolver.resolve6(name).then((r): Lookup<string> => ({ kind: 'ok', records: r }), (e) => ({ kind: classify(e) })),
@@ -217,5 +256,19 @@ export class NextHopResolver {
     if (v4.kind === 'temp' || v6.kind === 'temp') return { kind: 'temp' };
     if (v4.kind === 'nxdomain' || v6.kind === 'nxdomain') return { kind: 'nxdomain' };
     return { kind: 'nodata' };
+  }
+}
+
+/** getaddrinfo (dns.lookup): /etc/hosts and the system's name service; IPv4 first. */
+async function nativeAddresses(name: string): Promise<Lookup<string>> {
+  try {
+    const list = await dnsp.lookup(name, { all: true });
+    const records = [...list.filter((a) => a.family === 4), ...list.filter((a) => a.family === 6)].map((a) => a.address);
+    return records.length > 0 ? { kind: 'ok', records } : { kind: 'nodata' };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTFOUND') return { kind: 'nxdomain' };
+    if (code === 'ENODATA') return { kind: 'nodata' };
+    return { kind: 'temp' };
   }
 }
