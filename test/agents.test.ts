@@ -200,7 +200,7 @@ describe('pipe(8): several recipients per delivery', () => {
     out = mkdtempSync(join(tmpdir(), 'postactor-pipe-'));
     chmodSync(out, 0o777);
     server = await startServer({
-      masterCfExtra: `pipe unix - n n - 2 pipe flags=hu user=nobody argv=${SCRIPT} ${out} ok \${queue_id} \${nexthop} --rcpt \${recipient} --user \${user}`,
+      masterCfExtra: `pipe unix - n n - 2 pipe flags=hu user=nobody argv=${SCRIPT} ${out} ok \${queue_id} \${sender} \${nexthop} --rcpt \${recipient} --user \${user}`,
       mainCf: { default_transport: 'pipe', relayhost: '', pipe_destination_recipient_limit: '10', recipient_delimiter: '+' },
     });
   });
@@ -209,11 +209,11 @@ describe('pipe(8): several recipients per delivery', () => {
     rmSync(out, { recursive: true, force: true });
   });
 
-  test('a word with ${recipient} becomes one word per recipient; flags h and u fold case', async () => {
-    const id = await send(server, 'sender@example.org', ['Jo.Doe+Ext@Multi.Example.COM', 'B@multi.example.com']);
+  test('a word with ${recipient} becomes one word per recipient; flags h and u fold case; the null sender is MAILER-DAEMON', async () => {
+    const id = await send(server, '', ['Jo.Doe+Ext@Multi.Example.COM', 'B@multi.example.com']);
     const lines = await server.waitForLogCount(new RegExp(`${id}: to=<`), 2, 10_000);
     for (const l of lines) assert.match(l, /status=sent \(delivered via pipe service\)$/);
     const args = readFileSync(join(out, `${id}.args`), 'utf8').split('\n').slice(0, -1);
-    assert.deepEqual(args, [id, 'multi.example.com', '--rcpt', 'jo.doe+ext@multi.example.com', 'b@multi.example.com', '--user', 'jo.doe', 'b']);
+    assert.deepEqual(args, [id, 'MAILER-DAEMON', 'multi.example.com', '--rcpt', 'jo.doe+ext@multi.example.com', 'b@multi.example.com', '--user', 'jo.doe', 'b']);
   });
 });

@@ -43,6 +43,7 @@ const DAEMONS: Record<string, Daemon> = {
   error: { kind: 'pool', module: '../error/index.js', concurrency: 256 },
   discard: { kind: 'pool', module: '../discard/index.js', concurrency: 256 },
   pipe: { kind: 'pool', module: '../pipe/index.js', concurrency: 16 },
+  lmtp: { kind: 'pool', module: '../lmtp/index.js', concurrency: 256 },
 };
 
 /** The services Postfix's stock master.cf has that are not built yet (warned about, then skipped). */

@@ -25,6 +25,11 @@
  * reuseLimit transactions (default 100); several connections per (addr, port) may be
  * parked. A connection that errors, times out or talks while idle is destroyed, never
  * parked. A parked connection that turns out dead on reuse is retried once on a fresh one.
+ *
+ * LMTP mode (options.lmtp, RFC 2033, for the lmtp delivery agent): LHLO instead of EHLO (no
+ * HELO fallback), and after the end of DATA one reply per accepted recipient, in RCPT order,
+ * each recipient's own outcome. A host with `path` is a UNIX-domain socket (its addr is the path,
+ * for "host[path]" in log texts).
  */
 
 import * as net from 'node:net';
@@ -34,7 +39,13 @@ import { parseReplyLine, enhancedStatusLength, splitEnhanced, replyToString, typ
 
 export type { SmtpReply } from './reply.js';
 
-export interface RecipientResult { index: number; ok: boolean; reply: SmtpReply }
+export interface RecipientResult {
+  index: number;
+  ok: boolean;
+  reply: SmtpReply;
+  /** LMTP: this reply came after the end of DATA (not at RCPT). */
+  afterData?: boolean;
+}
 
 export interface DeliveryResult {
   kind: 'sent' | 'site-failure' | 'message-failure';
@@ -59,9 +70,17 @@ export interface SmtpClientOptions {
   quitTimeout: number;
   idleTimeout?: number;
   reuseLimit?: number;
+  /** Speak LMTP (LHLO, a reply per recipient after DATA). */
+  lmtp?: boolean;
 }
 
-export interface SmtpHost { host: string; addr: string; port: number }
+export interface SmtpHost {
+  host: string;
+  addr: string;
+  port: number;
+  /** A UNIX-domain socket to connect to instead of addr:port. */
+  path?: string;
+}
 
 export interface SmtpEnvelope { sender: string; recipients: string[]; size?: number; eightBit?: boolean; smtputf8?: boolean }
 
@@ -259,6 +278,8 @@ function connectErrorText(err: NodeJS.ErrnoException): string {
     case 'EHOSTUNREACH': return 'No route to host';
     case 'ENETUNREACH': return 'Network is unreachable';
     case 'ECONNRESET': return 'Connection reset by peer';
+    case 'ENOENT': return 'No such file or directory';
+    case 'EACCES': return 'Permission denied';
     default: return err.message;
   }
 }
@@ -291,8 +312,8 @@ export class SmtpClient {
   private closed = false;
 
   constructor(opts: SmtpClientOptions) {
-    this.opts = { idleTimeout: 2000, reuseLimit: 100, ...opts };
-    this.ehloCmd = `EHLO ${opts.heloName}\r\n`;
+    this.opts = { idleTimeout: 2000, reuseLimit: 100, lmtp: false, ...opts };
+    this.ehloCmd = `${opts.lmtp ? 'LHLO' : 'EHLO'} ${opts.heloName}\r\n`;
   }
 
   async deliver(hosts: SmtpHost[], envelope: SmtpEnvelope, content: Uint8Array): Promise<DeliveryResult> {
@@ -327,7 +348,7 @@ export class SmtpClient {
     for (let round = 0; round < 2; round++) {
       let conn: Connection | null = null;
       try {
-        conn = this.takeIdle(`${h.addr}:${h.port}`);
+        conn = this.takeIdle(h.path ?? `${h.addr}:${h.port}`);
         const reused = conn !== null;
         conn ??= await this.open(h);
         const t1 = performance.now();
@@ -396,18 +417,18 @@ export class SmtpClient {
 
   /** Connects by IP, reads the greeting, says EHLO (HELO on 5xx). */
   private async open(h: SmtpHost): Promise<Connection> {
-    const where = `${h.host}[${h.addr}]:${h.port}`;
+    const where = h.path !== undefined ? `${h.host}[${h.path}]` : `${h.host}[${h.addr}]:${h.port}`;
     const connectFail = (text: string) =>
       new SiteFailure({ code: 421, enhanced: '4.4.1', text: `connect to ${where}: ${text}` }, `connect to ${where}: ${text}`);
-    if (net.isIP(h.addr) === 0) throw connectFail('not an IP address');
+    if (h.path === undefined && net.isIP(h.addr) === 0) throw connectFail('not an IP address');
     const socket = await new Promise<net.Socket>((resolve, reject) => {
-      // host is an IP literal, so no name lookup takes place.
-      const s = net.connect({ host: h.addr, port: h.port, noDelay: true });
+      // host is an IP literal (or a socket path), so no name lookup takes place.
+      const s = h.path !== undefined ? net.connect({ path: h.path }) : net.connect({ host: h.addr, port: h.port, noDelay: true });
       const timer = setTimeout(() => { s.destroy(); reject(connectFail('Connection timed out')); }, this.opts.connectTimeout);
       s.once('connect', () => { clearTimeout(timer); s.removeAllListeners('error'); resolve(s); });
       s.once('error', (err: NodeJS.ErrnoException) => { clearTimeout(timer); s.destroy(); reject(connectFail(connectErrorText(err))); });
     });
-    const c = new Connection(socket, `${h.addr}:${h.port}`);
+    const c = new Connection(socket, h.path ?? `${h.addr}:${h.port}`);
     try {
       return await this.handshake(c, h);
     } catch (e) {
@@ -426,6 +447,7 @@ export class SmtpClient {
     c.write(this.ehloCmd);
     const ehlo = await this.read(c, h, Stage.Ehlo, this.opts.heloTimeout);
     if (ehlo.code >= 200 && ehlo.code < 300) { c.parseEhlo(ehlo); return c; }
+    if (this.opts.lmtp) throw saidFailure(h, ehlo, 'LHLO');
     if (ehlo.code >= 500) {
       c.write(`HELO ${this.opts.heloName}\r\n`);
       const helo = await this.read(c, h, Stage.Helo, this.opts.heloTimeout);
@@ -446,9 +468,10 @@ export class SmtpClient {
   }
 
   private sessionFailure(e: SessionError, h: SmtpHost, stage: Stage, reused = false): SiteFailure {
+    const text = this.opts.lmtp && stage === Stage.Ehlo ? 'performing the LHLO handshake' : STAGE_TEXT[stage];
     const reason = e.failure === 'timeout'
-      ? `conversation with ${h.host}[${h.addr}] timed out while ${STAGE_TEXT[stage]}`
-      : `lost connection with ${h.host}[${h.addr}] while ${STAGE_TEXT[stage]}`;
+      ? `conversation with ${h.host}[${h.addr}] timed out while ${text}`
+      : `lost connection with ${h.host}[${h.addr}] while ${text}`;
     // A parked connection the server dropped fails at MAIL: retry once on a fresh one.
     const retryable = reused && e.failure === 'lost' && stage === Stage.Mail;
     return new SiteFailure({ code: 421, enhanced: '4.4.2', text: reason }, reason, retryable);
@@ -521,6 +544,7 @@ export class SmtpClient {
       if (e instanceof SessionError) throw this.sessionFailure(e, h, Stage.Body);
       throw e;
     }
+    if (this.opts.lmtp) return this.lmtpReplies(c, h, results);
     const done = await this.read(c, h, Stage.Dot, this.opts.dataDoneTimeout);
     if (done.code >= 200 && done.code < 300) {
       const final = stripLines(done);
@@ -529,6 +553,22 @@ export class SmtpClient {
       return;
     }
     return dataFailure(result, done, saidText(h, done, 'end of DATA'));
+  }
+
+  /**
+   * LMTP: after the final ".", one reply per accepted recipient, in RCPT order (RFC 2033 4.2).
+   * Each becomes that recipient's outcome; the session stays 'sent'. A connection lost half way
+   * is a site failure for all (the ones already answered may be delivered: Postfix, too,
+   * cannot tell which).
+   */
+  private async lmtpReplies(c: Connection, h: SmtpHost, results: RecipientResult[]): Promise<void> {
+    for (const r of results) {
+      if (!r.ok) continue;
+      const reply = stripLines(await this.read(c, h, Stage.Dot, this.opts.dataDoneTimeout));
+      r.ok = reply.code >= 200 && reply.code < 300;
+      r.reply = reply;
+      r.afterData = true;
+    }
   }
 
   /** RSET after an aborted transaction; a failing RSET only costs the connection. */

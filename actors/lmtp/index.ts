@@ -1,0 +1,104 @@
+/**
+ * lmtp: Postfix's lmtp(8), the smtp client in LMTP mode, a piscina pool. It delivers to a
+ * mailbox store (Dovecot, Cyrus) over TCP or a UNIX-domain socket:
+ *
+ *   mailbox_transport = lmtp:unix:private/dovecot-lmtp
+ *   default_transport = lmtp:inet:127.0.0.1:24
+ *
+ * LHLO instead of EHLO, then after DATA one reply per accepted recipient: each recipient gets
+ * its own outcome (the store may take one user and refuse another). Connections are cached per
+ * worker and reused, as with smtp. Timeouts are the lmtp_*_timeout parameters
+ * (lmtp_connect_timeout = 0: no limit beyond the kernel's).
+ *
+ * Log: "relay=127.0.0.1[127.0.0.1]:24" over TCP, "relay=$myhostname[path]" over a socket; a
+ * sent recipient shows the store's reply ("250 2.0.0 <u@d> … Saved").
+ */
+import { queueDirectory } from '../../src/config/index.js';
+import { NextHopResolver, resolverServersFromEnv } from '../../src/dns/resolver.js';
+import { replyToString } from '../../src/smtp/reply.js';
+import { SmtpClient, type DeliveryResult, type SmtpHost } from '../../src/smtp/client.js';
+import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
+import { agentContext, every, report, type AgentContext } from '../discard/agent.js';
+import { parseLmtpNexthop } from './nexthop.js';
+
+interface State {
+  ctx: AgentContext;
+  client: SmtpClient;
+  resolver: NextHopResolver;
+  myhostname: string;
+  queueDir: string;
+}
+
+let state: State | null = null;
+
+/** No limit for a 0 timeout (setTimeout's largest delay). */
+const NO_LIMIT = 2_147_483_647;
+
+function init(): State {
+  const ctx = agentContext();
+  const { config } = ctx;
+  const ms = (name: string) => config.getTime(name) * 1000 || NO_LIMIT;
+  return {
+    ctx,
+    client: new SmtpClient({
+      lmtp: true,
+      heloName: config.get('lmtp_lhlo_name'),
+      connectTimeout: ms('lmtp_connect_timeout'),
+      heloTimeout: ms('lmtp_lhlo_timeout'),
+      mailTimeout: ms('lmtp_mail_timeout'),
+      rcptTimeout: ms('lmtp_rcpt_timeout'),
+      dataInitTimeout: ms('lmtp_data_init_timeout'),
+      dataXferTimeout: ms('lmtp_data_xfer_timeout'),
+      dataDoneTimeout: ms('lmtp_data_done_timeout'),
+      quitTimeout: ms('lmtp_quit_timeout'),
+    }),
+    resolver: new NextHopResolver({ servers: resolverServersFromEnv() }),
+    myhostname: config.get('myhostname'),
+    queueDir: queueDirectory(config),
+  };
+}
+
+export default async function deliver(req: DeliveryRequest): Promise<DeliveryReply> {
+  const s = (state ??= init());
+  const { ctx } = s;
+  const started = Date.now();
+  const content = ctx.store.content(req.queueId);
+  if (!content) return report(ctx, req, every(req, { status: 'deferred', dsn: '4.3.0', reason: 'queue file vanished', relay: 'none' }), started);
+
+  const target = parseLmtpNexthop(req.nexthop, s.queueDir);
+  if (typeof target === 'string') {
+    ctx.log.warn(`${req.queueId}: ${target}`);
+    return report(ctx, req, every(req, { status: 'deferred', dsn: '4.3.5', reason: 'mail system configuration error', relay: 'none' }), started);
+  }
+  let hosts: SmtpHost[];
+  if (target.kind === 'unix') {
+    hosts = [{ host: s.myhostname, addr: target.display, port: 0, path: target.path }];
+  } else {
+    const resolved = await s.resolver.resolve(target.bracketed);
+    if (!resolved.ok) {
+      const o = { status: resolved.temporary ? 'deferred' : 'bounced', dsn: resolved.dsn, reason: resolved.reason, relay: 'none' } as const;
+      return report(ctx, req, every(req, o), started, undefined, resolved.temporary ? resolved.reason : undefined);
+    }
+    hosts = resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port }));
+  }
+  const result = await s.client.deliver(hosts, { sender: req.sender, recipients: req.recipients.map((r) => r.address), size: content.length }, content);
+  return report(ctx, req, outcomesOf(req, result), started, result.timings, result.kind === 'site-failure' ? result.reason ?? 'site failure' : undefined);
+}
+
+/** One outcome per recipient from its own reply (RCPT rejection, or its reply after DATA). */
+function outcomesOf(req: DeliveryRequest, result: DeliveryResult): RecipientOutcome[] {
+  const connected = result.remoteAddr && !(result.kind === 'site-failure' && result.reason?.startsWith('connect to '));
+  const relay = !connected ? 'none' : result.remotePort ? `${result.remoteHost}[${result.remoteAddr}]:${result.remotePort}` : `${result.remoteHost}[${result.remoteAddr}]`;
+  return req.recipients.map((r, i): RecipientOutcome => {
+    const rr = result.recipients[i]!;
+    const reply = rr.reply;
+    const dsn = reply.enhanced ?? `${Math.floor(reply.code / 100)}.0.0`;
+    if (rr.ok && result.kind === 'sent') return { index: r.index, status: 'sent', dsn, reason: replyToString(reply), relay };
+    const status = reply.code >= 500 ? 'bounced' : 'deferred';
+    const reason = result.kind !== 'sent'
+      ? result.reason ?? replyToString(reply)
+      : `host ${result.remoteHost}[${result.remoteAddr}] said: ${replyToString(reply)} (in reply to ${rr.afterData ? 'end of DATA' : 'RCPT TO'} command)`;
+    const d = reply.code >= 500 && dsn.startsWith('4') ? '5' + dsn.slice(1) : reply.code < 500 && dsn.startsWith('5') ? '4' + dsn.slice(1) : dsn;
+    return { index: r.index, status, dsn: d, reason, relay };
+  });
+}
