@@ -199,6 +199,13 @@ test('domain lists naming lookup tables are refused loudly ("not supported")', (
   assert.deepEqual(domainListProblems(config()), []);
 });
 
+test('a domain list naming a lookup table: every resolve is a temporary failure (4.3.0) that says "not supported"', async () => {
+  const tr = new TrivialRewrite(config({ virtual_alias_domains: 'lmdb:/etc/postfix/virtual' }));
+  const r = await tr.handle({ op: 'resolve', address: 'user@other.example' });
+  assert.equal((r as { flags: { error?: { dsn: string } } }).flags.error?.dsn, '4.3.0');
+  assert.match((r as { flags: { warning?: string } }).flags.warning ?? '', /virtual_alias_domains: not supported: lookup table "lmdb:\/etc\/postfix\/virtual"/);
+});
+
 test('classify: a long chain of routing operators terminates', () => {
   const s = resolveSettings(config());
   const addr = 'u' + '%us.test'.repeat(200) + '@us.test';

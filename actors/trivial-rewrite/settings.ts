@@ -2,7 +2,7 @@
 import type { Config } from '../../src/config/index.js';
 import type { RewriteReply, RewriteRequest, ResolveReply } from '../protocol.js';
 import { rewriteAddress, type RewriteSettings } from './rewrite.js';
-import { openTables, resolveAddress, resolveSettings, type ResolveSettings, type TableSet } from './resolve.js';
+import { domainListProblems, openTables, resolveAddress, resolveSettings, type ResolveSettings, type TableSet } from './resolve.js';
 
 export function rewriteSettings(config: Config): RewriteSettings {
   return {
@@ -19,12 +19,16 @@ export function rewriteSettings(config: Config): RewriteSettings {
 export class TrivialRewrite {
   readonly rewrite: RewriteSettings;
   readonly resolve: ResolveSettings;
-  readonly tables: TableSet;
+  tables: TableSet;
 
   constructor(config: Config) {
     this.rewrite = rewriteSettings(config);
     this.resolve = resolveSettings(config);
     this.tables = openTables(config);
+    // A domain list naming a lookup table is not matched here: fail every resolve loudly (4.3.0,
+    // the reason in the log) rather than route such a domain as if it were foreign.
+    const problems = domainListProblems(config);
+    if (problems.length > 0) this.tables = { ...this.tables, broken: problems.join('; ') };
   }
 
   handle(req: RewriteRequest): RewriteReply | Promise<ResolveReply> {
