@@ -73,6 +73,23 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   relay_recipient_maps: '',
   header_checks: '',
   body_checks: '',
+  // cleanup: address mappings and content checks (cleanup(8))
+  canonical_classes: 'envelope_sender, envelope_recipient, header_sender, header_recipient',
+  sender_canonical_classes: 'envelope_sender, header_sender',
+  recipient_canonical_classes: 'envelope_recipient, header_recipient',
+  masquerade_classes: 'envelope_sender, header_sender, header_recipient',
+  masquerade_exceptions: '',
+  propagate_unmatched_extensions: 'canonical, virtual',
+  owner_request_special: 'yes',
+  always_bcc: '',
+  sender_bcc_maps: '',
+  recipient_bcc_maps: '',
+  virtual_alias_recursion_limit: '1000',
+  virtual_alias_expansion_limit: '1000',
+  duplicate_filter_limit: '1000',
+  receive_override_options: '',
+  remote_header_rewrite_domain: '',
+  body_checks_size_limit: '51200',
   // Postfix's default is no; Postactor only makes long queue IDs (src/queue/qid.ts), so the
   // listings (mailq) use the long layout.
   enable_long_queue_ids: 'yes',

@@ -48,4 +48,6 @@ export interface MessageMeta {
   ret?: 'FULL' | 'HDRS';
   /** postsuper -e / -f: returned to the sender as expired at qmgr's next attempt. */
   forcedExpire?: boolean;
+  /** header/body_checks FILTER "transport:nexthop": every delivery goes there instead of the normal route. */
+  filter?: string;
 }
