@@ -14,6 +14,9 @@ import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import type { CleanupReply, CleanupRequest, QmgrMessage } from '../protocol.js';
 import { dropHeaders, receivedHeader, rfc2822Date, scanHeaders } from './headers.js';
 import { formatPhrase } from '../../src/maildrop/address.js';
+import { openTable, type LookupTable } from '../../src/maps/index.js';
+import { splitTableList, canonicalize, dedupe, expandVirtual, loadMappings, MapList, MappingFailure, masqueradeClass, splitResults, type Mappings } from './mappings.js';
+import { checkInput, checkTables, DROPPED_HEADERS, logForm, parseAction, RECIPIENT_HEADERS, rewriteAddressList, SENDER_HEADERS, splitHeaderFields, type CheckAction } from './checks.js';
 
 const log = maillog('cleanup');
 
@@ -32,6 +35,39 @@ interface State {
   appendAtMyorigin: boolean;
   emptyAddressRecipient: string;
   undisclosedRecipientsHeader: string;
+  /** Tables of the address mappings and content checks; `broken` when one failed to load. */
+  tables: Tables | { broken: string };
+  /** receive_override_options (main.cf: cleanup is one shared service here). */
+  noAddressMappings: boolean;
+  noHeaderBodyChecks: boolean;
+  remoteHeaderRewriteDomain: string;
+  headerSizeLimit: number;
+  bodyChecksSizeLimit: number;
+}
+
+interface Tables {
+  mappings: Mappings;
+  headerChecks: LookupTable[];
+  bodyChecks: LookupTable[];
+  /** Some table maps header addresses (canonical or masquerading for a header class). */
+  headerMapping: boolean;
+}
+
+function loadTables(config: Config): Tables | { broken: string } {
+  try {
+    const dir = config.get('config_directory') || undefined;
+    const open = (name: string) => splitTableList(config.get(name)).map((spec) => openTable(spec, dir ? { configDirectory: dir } : {}));
+    const mappings = loadMappings(config, dir);
+    const headerClass = (maps: MapList, classes: ReadonlySet<string>) => !maps.empty && (classes.has('header_sender') || classes.has('header_recipient'));
+    const headerMapping = headerClass(mappings.senderCanonical, mappings.senderCanonicalClasses)
+      || headerClass(mappings.recipientCanonical, mappings.recipientCanonicalClasses)
+      || headerClass(mappings.canonical, mappings.canonicalClasses)
+      || (mappings.masqueradeDomains.length > 0 && (mappings.masqueradeClasses.has('header_sender') || mappings.masqueradeClasses.has('header_recipient')));
+    return { mappings, headerChecks: open('header_checks'), bodyChecks: open('body_checks'), headerMapping };
+  } catch (err) {
+    log.warn(`cleanup tables: ${(err as Error).message}`);
+    return { broken: (err as Error).message };
+  }
 }
 
 let state: State | null = null;
@@ -54,7 +90,23 @@ function init(): State {
     emptyAddressRecipient: config.get('empty_address_recipient'),
     // Postfix >= 2.8: empty by default (no "To: undisclosed-recipients:;" is added).
     undisclosedRecipientsHeader: config.raw('undisclosed_recipients_header') ?? '',
+    tables: loadTables(config),
+    ...receiveOverrides(config),
+    remoteHeaderRewriteDomain: config.get('remote_header_rewrite_domain').trim(),
+    headerSizeLimit: config.getInt('header_size_limit'),
+    bodyChecksSizeLimit: config.getInt('body_checks_size_limit'),
   };
+}
+
+/** receive_override_options: the options Postactor honours; others fail loudly (logged, not ignored silently). */
+function receiveOverrides(config: Config): { noAddressMappings: boolean; noHeaderBodyChecks: boolean } {
+  const opts = new Set(config.getList('receive_override_options'));
+  for (const o of opts) {
+    if (o !== 'no_address_mappings' && o !== 'no_header_body_checks' && o !== 'no_unknown_recipient_checks' && o !== 'no_milters') {
+      log.warn(`receive_override_options: not supported: "${o}"`);
+    }
+  }
+  return { noAddressMappings: opts.has('no_address_mappings'), noHeaderBodyChecks: opts.has('no_header_body_checks') };
 }
 
 /** local_header_rewrite_clients: permit_inet_interfaces, permit_mynetworks, permit (issue 3 adds tables). */
@@ -117,19 +169,123 @@ function localMissingHeaders(s: State, request: CleanupRequest, present: Set<str
   return { added, messageId };
 }
 
+/** What the checks decided for the whole message. */
+interface Verdict {
+  hold: boolean;
+  discard: boolean;
+  redirect: string | null;
+  filter: string | null;
+  bcc: string[];
+}
+
+type Failure = { ok: false; code: number; dsn: string; text: string };
+
+const WRITE_ERROR: Failure = { ok: false, code: 451, dsn: '4.3.0', text: 'Error: queue file write error' };
+
+/** "ID: action: header X from client; from=<s> to=<r> proto=P helo=<h>: text", as Postfix's cleanup logs it. */
+function actionLog(request: CleanupRequest, action: string, cls: string, input: string, text: string): string {
+  const c = request.client;
+  const origin = c && request.origin === 'smtpd' ? `${c.name}[${c.addr}]` : 'local';
+  const rcpt = request.recipients[0]?.address;
+  let line = `${request.queueId}: ${action}: ${cls} ${logForm(input)} from ${origin}; from=<${request.sender}>`;
+  if (rcpt !== undefined) line += ` to=<${rcpt}>`;
+  if (c && request.origin === 'smtpd') line += ` proto=${c.protocol} helo=<${c.helo}>`;
+  return text ? `${line}: ${text}` : line;
+}
+
+/**
+ * Applies one check action. Returns a failure (REJECT, DEFER), or how the input changes:
+ * 'keep', 'drop' (IGNORE) or replacement / prepended text.
+ */
+function applyAction(request: CleanupRequest, verdict: Verdict, action: CheckAction, cls: string, input: string): Failure | { replace?: string; prepend?: string; drop?: boolean } {
+  switch (action.kind) {
+    case 'dunno': return {};
+    case 'reject':
+      log.info(actionLog(request, 'reject', cls, input, `${action.dsn} ${action.text}`));
+      return { ok: false, code: action.dsn.startsWith('4') ? 451 : 550, dsn: action.dsn, text: action.text };
+    case 'defer':
+      log.info(actionLog(request, 'reject', cls, input, `${action.dsn} ${action.text}`));
+      return { ok: false, code: 451, dsn: action.dsn, text: action.text };
+    case 'warn': log.info(actionLog(request, 'warning', cls, input, action.text)); return {};
+    case 'info': log.info(actionLog(request, 'info', cls, input, action.text)); return {};
+    case 'hold':
+      log.info(actionLog(request, 'hold', cls, input, action.text));
+      verdict.hold = true;
+      return {};
+    case 'discard':
+      log.info(actionLog(request, 'discard', cls, input, action.text));
+      verdict.discard = true;
+      return {};
+    case 'redirect':
+      log.info(actionLog(request, 'redirect', cls, input, action.address));
+      verdict.redirect = action.address;
+      return {};
+    case 'filter':
+      log.info(actionLog(request, 'filter', cls, input, action.nexthop));
+      verdict.filter = action.nexthop;
+      return {};
+    case 'bcc':
+      verdict.bcc.push(...splitResults(action.address));
+      return {};
+    case 'prepend': return { prepend: action.text };
+    case 'replace': return { replace: action.text };
+    case 'ignore': return { drop: true };
+    case 'unknown':
+      log.warn(`${request.queueId}: unknown command in ${cls}_checks map: ${action.value}`);
+      return {};
+  }
+}
+
 export default async function cleanup(incoming: CleanupRequest): Promise<CleanupReply> {
   const s = (state ??= init());
-  const now = Date.now();
-  const request = incoming.origin === 'pickup' ? localSubmission(s, incoming) : incoming;
-  const original = request.content;
+  const request0 = incoming.origin === 'pickup' ? localSubmission(s, incoming) : incoming;
+  const original = request0.content;
   const scan = scanHeaders(original);
   if (scan.received > s.hopLimit) {
-    log.info(`${request.queueId}: reject: header Received: too many hops; from=<${request.sender}>`);
+    log.info(`${request0.queueId}: reject: header Received: too many hops; from=<${request0.sender}>`);
     return { ok: false, code: 554, dsn: '5.4.0', text: 'Error: too many hops' };
+  }
+  if ('broken' in s.tables) {
+    log.warn(`${request0.queueId}: table lookup problem -- message not accepted, try again later: ${s.tables.broken}`);
+    return WRITE_ERROR;
+  }
+  const t = s.tables;
+  const warn = (text: string) => log.warn(`${request0.queueId}: ${text}`);
+  try {
+    return await processMessage(s, t, request0, original, scan, warn);
+  } catch (err) {
+    if (err instanceof MappingFailure) {
+      warn(err.log);
+      return { ok: false, code: err.code, dsn: err.dsn, text: err.text };
+    }
+    if ((err as Error).name === 'TableError') {
+      warn(`table lookup problem -- message not accepted, try again later: ${(err as Error).message}`);
+      return WRITE_ERROR;
+    }
+    throw err;
+  }
+}
+
+async function processMessage(s: State, t: Tables, request0: CleanupRequest, original: Uint8Array, scan: ReturnType<typeof scanHeaders>, warn: (text: string) => void): Promise<CleanupReply> {
+  const mapOK = !s.noAddressMappings;
+  const checksOK = !s.noHeaderBodyChecks && request0.origin !== 'bounce';
+  const m = t.mappings;
+
+  // 1-2. Canonical mapping and masquerading of the envelope.
+  let request = request0;
+  if (mapOK) {
+    const sender = masqueradeClass(m, await canonicalize(m, request0.sender, 'envelope_sender', warn), 'envelope_sender');
+    const recipients = [];
+    for (const r of request0.recipients) {
+      const a = masqueradeClass(m, await canonicalize(m, r.address, 'envelope_recipient', warn), 'envelope_recipient');
+      recipients.push(a === r.address ? r : { ...r, address: a });
+    }
+    request = { ...request0, sender, recipients };
   }
 
   // Headers Postfix adds at the end of the header section, for local clients (or always).
-  const addMissing = request.origin === 'smtpd' && (s.alwaysAdd || (request.client ? s.rewriteClients(request.client.addr) : true));
+  const localClient = request.origin === 'smtpd' && (request.client ? s.rewriteClients(request.client.addr) : true);
+  const addMissing = request.origin === 'smtpd' && (s.alwaysAdd || localClient);
   let added = '';
   let messageId = scan.messageId;
   if (request.origin === 'pickup') {
@@ -161,14 +317,98 @@ export default async function cleanup(incoming: CleanupRequest): Promise<Cleanup
       }, scan.eol)
     : '';
   const separator = scan.hasSeparator || scan.end === original.length ? '' : scan.eol;
-  const content = splice(original, scan.end, received, added + separator);
 
+  // Header rewriting happens for local clients (local_header_rewrite_clients, local submissions),
+  // or for everyone when remote_header_rewrite_domain is set (Postfix's header rewrite context).
+  const headerRewrite = mapOK && t.headerMapping && request.origin !== 'bounce'
+    && (request.origin === 'pickup' || localClient || s.remoteHeaderRewriteDomain !== '');
+  const verdict: Verdict = { hold: false, discard: false, redirect: null, filter: null, bcc: [] };
+  let content: Uint8Array;
+  const headerChecks = checksOK && t.headerChecks.length > 0;
+  if (headerChecks || headerRewrite) {
+    // 5-6. One logical header at a time: header_checks, Bcc removal, address rewriting.
+    const section = received + Buffer.from(original.buffer, original.byteOffset, scan.end).toString('latin1');
+    let out = '';
+    for (const field of splitHeaderFields(section)) {
+      let raw = field.raw;
+      if (headerChecks) {
+        const input = checkInput(raw, s.headerSizeLimit);
+        const value = await checkTables(t.headerChecks, input);
+        if (value !== null) {
+          const r = applyAction(request, verdict, parseAction(value), 'header', input);
+          if ('ok' in r) return r;
+          if (r.prepend) out += r.prepend + scan.eol;
+          if (r.drop) continue;
+          if (r.replace !== undefined) raw = r.replace + scan.eol;
+        }
+      }
+      const name = raw === field.raw ? field.name : raw.slice(0, Math.max(0, raw.indexOf(':'))).toLowerCase();
+      if (DROPPED_HEADERS.has(name)) continue;
+      if (headerRewrite && (SENDER_HEADERS.has(name) || RECIPIENT_HEADERS.has(name))) {
+        const colon = raw.indexOf(':') + 1;
+        const sender = SENDER_HEADERS.has(name);
+        const cls = sender ? 'header_sender' : 'header_recipient';
+        raw = raw.slice(0, colon) + await rewriteAddressList(raw.slice(colon), async (a) => masqueradeClass(m, await canonicalize(m, a, cls, warn), cls));
+      }
+      out += raw;
+    }
+    content = joinParts(out, original.subarray(scan.end), added + separator);
+  } else {
+    const dropped = dropHeaders(original, scan.end, DROPPED_HEADERS);
+    content = splice(dropped.msg, dropped.end, received, added + separator);
+  }
+
+  // body_checks: the body, one line at a time (at most body_checks_size_limit bytes of it).
+  if (checksOK && t.bodyChecks.length > 0) {
+    const r = await bodyChecks(s, t, request, verdict, content, scan.eol);
+    if ('ok' in r) return r;
+    content = r.content;
+  }
+
+  // 3. Automatic BCC (new mail only), BCC actions; 4. virtual aliases; REDIRECT; duplicates.
+  let recipients = request.recipients.map((r) => ({ address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...(r.notify ? { notify: r.notify } : {}) }));
+  const bcc: string[] = [...verdict.bcc];
+  if (mapOK && request.origin !== 'bounce') {
+    if (m.alwaysBcc) bcc.push(m.alwaysBcc);
+    if (!m.senderBcc.empty && request.sender) {
+      const v = await lookupOrFail(m.senderBcc, request.sender);
+      if (v !== null) bcc.push(...splitResults(v));
+    }
+    if (!m.recipientBcc.empty) {
+      for (const r of request.recipients) {
+        const v = await lookupOrFail(m.recipientBcc, r.address);
+        if (v !== null) bcc.push(...splitResults(v));
+      }
+    }
+  }
+  recipients.push(...bcc.map((address) => ({ address })));
+  if (mapOK && !m.virtualAlias.empty) {
+    const expanded: typeof recipients = [];
+    for (const r of recipients) {
+      for (const address of await expandVirtual(m, r.address)) expanded.push({ ...r, address });
+    }
+    recipients = expanded;
+  }
+  if (verdict.redirect) recipients = [{ address: verdict.redirect }];
+  recipients = dedupe(recipients, m.duplicateFilterLimit);
+
+  if (verdict.filter && !verdict.discard) {
+    // qmgr does not route by the envelope's FILTER yet (it is being reworked): rather than deliver
+    // the message past its content filter, keep it on hold with the filter recorded (postsuper -H
+    // releases it to normal delivery once an operator decides).
+    warn(`not supported: FILTER ${verdict.filter} (qmgr cannot route to a content filter yet): message placed on hold`);
+    verdict.hold = true;
+  }
+  if (verdict.discard) {
+    // Accepted, then dropped (the discard: line was logged by the check).
+    return { ok: true, queueId: request.queueId, size: content.length };
+  }
   const meta: MessageMeta = {
     queueId: request.queueId,
-    queue: 'incoming',
+    queue: verdict.hold ? 'hold' : 'incoming',
     arrival: request.arrival,
     sender: request.sender,
-    recipients: request.recipients.map((r) => ({ address: r.address, done: false, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...(r.notify ? { notify: r.notify } : {}) })),
+    recipients: recipients.map((r) => ({ ...r, done: false })),
     size: content.length,
     nextAttempt: 0,
     attempts: 0,
@@ -176,17 +416,69 @@ export default async function cleanup(incoming: CleanupRequest): Promise<Cleanup
     ...(request.client ? { client: request.client } : {}),
     ...(request.envId ? { envId: request.envId } : {}),
     ...(request.ret ? { ret: request.ret } : {}),
+    ...(verdict.filter ? { filter: verdict.filter } : {}),
   };
   try {
     await s.store.enqueue(meta, content);
   } catch (err) {
     log.warn(`${request.queueId}: queue file write error: ${(err as Error).message}`);
-    return { ok: false, code: 451, dsn: '4.3.0', text: 'Error: queue file write error' };
+    return WRITE_ERROR;
   }
   if (messageId) log.info(`${request.queueId}: message-id=${messageId}`);
-  tell(s.instance, 'qmgr', { type: 'queued', queueId: request.queueId } satisfies QmgrMessage);
-  void now;
+  if (!verdict.hold) tell(s.instance, 'qmgr', { type: 'queued', queueId: request.queueId } satisfies QmgrMessage);
   return { ok: true, queueId: request.queueId, size: content.length };
+}
+
+async function lookupOrFail(maps: MapList, address: string): Promise<string | null> {
+  try {
+    return await maps.lookup(address);
+  } catch (err) {
+    throw new MappingFailure(`${maps.title} map lookup problem for ${address} -- message not accepted, try again later: ${(err as Error).message}`, 451, '4.3.0', 'Error: queue file write error');
+  }
+}
+
+/** body_checks over the body of `content` (after the blank line); rebuilds it only when a line changed. */
+async function bodyChecks(s: State, t: Tables, request: CleanupRequest, verdict: Verdict, content: Uint8Array, eol: string): Promise<Failure | { content: Uint8Array }> {
+  const buf = Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+  const sep = buf.indexOf(eol + eol);
+  if (sep < 0) return { content };
+  const start = sep + eol.length * 2;
+  const limit = s.bodyChecksSizeLimit > 0 ? Math.min(buf.length, start + s.bodyChecksSizeLimit) : buf.length;
+  const parts: Buffer[] = [];
+  let copied = 0;
+  let pos = start;
+  while (pos < limit) {
+    let end = buf.indexOf(0x0a, pos);
+    end = end < 0 ? buf.length : end + 1;
+    const line = buf.subarray(pos, end).toString('utf8').replace(/\r?\n$/, '');
+    const value = await checkTables(t.bodyChecks, line);
+    if (value !== null) {
+      const r = applyAction(request, verdict, parseAction(value), 'body', line);
+      if ('ok' in r) return r;
+      if (r.prepend !== undefined || r.drop || r.replace !== undefined) {
+        parts.push(buf.subarray(copied, pos));
+        if (r.prepend !== undefined) parts.push(Buffer.from(r.prepend + eol, 'utf8'));
+        if (r.replace !== undefined) parts.push(Buffer.from(r.replace + eol, 'utf8'));
+        else if (!r.drop) parts.push(buf.subarray(pos, end));
+        copied = end;
+      }
+    }
+    pos = end;
+  }
+  if (parts.length === 0) return { content };
+  parts.push(buf.subarray(copied));
+  return { content: Buffer.concat(parts) };
+}
+
+/** header section (latin1) + added + body, in one allocation. */
+function joinParts(headers: string, body: Uint8Array, insert: string): Buffer {
+  const h = Buffer.byteLength(headers, 'latin1');
+  const ins = Buffer.byteLength(insert, 'latin1');
+  const out = Buffer.allocUnsafeSlow(h + ins + body.length);
+  out.write(headers, 0, 'latin1');
+  out.write(insert, h, 'latin1');
+  out.set(body, h + ins);
+  return out;
 }
 
 /** prefix + msg[0:at] + insert + msg[at:], in one allocation. */

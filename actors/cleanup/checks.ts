@@ -1,0 +1,210 @@
+/**
+ * header_checks / body_checks (header_checks(5)): the action a table value names, and the
+ * header-section work cleanup does per logical header — checks, address rewriting, Bcc removal.
+ * Pure functions over strings; index.ts wires them to the tables and the queue.
+ */
+import type { LookupTable } from '../../src/maps/index.js';
+
+export type CheckAction =
+  | { kind: 'dunno' }
+  | { kind: 'reject'; dsn: string; text: string }
+  | { kind: 'defer'; dsn: string; text: string }
+  | { kind: 'warn'; text: string }
+  | { kind: 'info'; text: string }
+  | { kind: 'hold'; text: string }
+  | { kind: 'discard'; text: string }
+  | { kind: 'prepend'; text: string }
+  | { kind: 'replace'; text: string }
+  | { kind: 'ignore' }
+  | { kind: 'redirect'; address: string }
+  | { kind: 'filter'; nexthop: string }
+  | { kind: 'bcc'; address: string }
+  | { kind: 'unknown'; value: string };
+
+const DSN = /^([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)/;
+
+/** Splits "4.7.1 text" into its DSN and text; no DSN → the default. */
+function withDsn(text: string, fallback: string, fallbackText: string): { dsn: string; text: string } {
+  const m = DSN.exec(text);
+  if (m) return { dsn: `${m[1]}.${m[2]}.${m[3]}`, text: text.slice(m[0].length) || fallbackText };
+  return { dsn: fallback, text: text || fallbackText };
+}
+
+/** Parses a header_checks / body_checks table value ("ACTION optional text"). */
+export function parseAction(value: string): CheckAction {
+  const v = value.trim();
+  const sp = v.search(/\s/);
+  const word = (sp < 0 ? v : v.slice(0, sp)).toUpperCase();
+  const text = sp < 0 ? '' : v.slice(sp).trim();
+  switch (word) {
+    case 'DUNNO': case 'OK': return { kind: 'dunno' };
+    case 'REJECT': {
+      const r = withDsn(text, '5.7.1', 'Message content rejected');
+      return { kind: 'reject', ...r };
+    }
+    case 'DEFER': {
+      const r = withDsn(text, '4.7.1', 'Service unavailable - try again later');
+      return { kind: 'defer', ...r };
+    }
+    case 'WARN': return { kind: 'warn', text };
+    case 'INFO': return { kind: 'info', text };
+    case 'HOLD': return { kind: 'hold', text };
+    case 'DISCARD': return { kind: 'discard', text };
+    case 'PREPEND': return text ? { kind: 'prepend', text } : { kind: 'unknown', value: v };
+    case 'REPLACE': return text ? { kind: 'replace', text } : { kind: 'unknown', value: v };
+    case 'IGNORE': return { kind: 'ignore' };
+    case 'REDIRECT': return text ? { kind: 'redirect', address: text } : { kind: 'unknown', value: v };
+    case 'FILTER': return text.includes(':') ? { kind: 'filter', nexthop: text } : { kind: 'unknown', value: v };
+    case 'BCC': return text ? { kind: 'bcc', address: text } : { kind: 'unknown', value: v };
+    default: return { kind: 'unknown', value: v };
+  }
+}
+
+/** The first answer of a list of check tables for one input (a header or a body line). */
+export async function checkTables(tables: readonly LookupTable[], input: string): Promise<string | null> {
+  for (const t of tables) {
+    const r = await t.lookup(input);
+    if (r.found) return r.value;
+  }
+  return null;
+}
+
+/** One logical header of the header section: its raw lines (with line ends), its lower-case name. */
+export interface HeaderField {
+  name: string;
+  raw: string;
+}
+
+/**
+ * Splits a header section (latin1 text, up to the blank line) into logical headers, folded
+ * lines kept with their header. Text that does not start with a field name stays attached to the
+ * previous header (cleanup's scan already decided where the header section ends).
+ */
+export function splitHeaderFields(section: string): HeaderField[] {
+  const out: HeaderField[] = [];
+  let pos = 0;
+  while (pos < section.length) {
+    let end = section.indexOf('\n', pos);
+    end = end < 0 ? section.length : end + 1;
+    const c = section[pos];
+    if ((c === ' ' || c === '\t') && out.length > 0) {
+      out[out.length - 1]!.raw += section.slice(pos, end);
+    } else {
+      const colon = section.indexOf(':', pos);
+      const name = colon < 0 || colon >= end ? '' : section.slice(pos, colon).toLowerCase();
+      out.push({ name, raw: section.slice(pos, end) });
+    }
+    pos = end;
+  }
+  return out;
+}
+
+/**
+ * The string header_checks sees for a header: the logical header with its line breaks as "\n"
+ * (Postfix keeps the newline of each folded line and removes the CR), no final line end, and at
+ * most `sizeLimit` bytes (header_size_limit: the excess is discarded).
+ */
+export function checkInput(raw: string, sizeLimit: number): string {
+  let s = raw.replace(/\r?\n$/, '').replace(/\r\n/g, '\n');
+  if (sizeLimit > 0 && s.length > sizeLimit) s = s.slice(0, sizeLimit);
+  return Buffer.from(s, 'latin1').toString('utf8');
+}
+
+/** The header as the log shows it: folded lines joined, at most 200 characters. */
+export function logForm(input: string): string {
+  return input.replace(/\n/g, '').slice(0, 200);
+}
+
+/** Header classes of the address headers cleanup rewrites (Postfix's header_opts). */
+export const SENDER_HEADERS: ReadonlySet<string> = new Set(['from', 'sender', 'reply-to', 'errors-to', 'return-receipt-to', 'resent-from', 'resent-sender', 'resent-reply-to']);
+export const RECIPIENT_HEADERS: ReadonlySet<string> = new Set(['to', 'cc', 'bcc', 'apparently-to', 'resent-to', 'resent-cc', 'resent-bcc']);
+
+/** Headers cleanup removes from every message (message_drop_headers). */
+export const DROPPED_HEADERS: ReadonlySet<string> = new Set(['bcc', 'resent-bcc', 'return-path', 'content-length']);
+
+/**
+ * Rewrites every address of an address-list header value (RFC 5322 mailbox lists and groups:
+ * "Name <a@b>", "a@b (comment)", "group: a@b, c@d;"). Only the address text changes; phrases,
+ * comments, spacing and folding stay as they were. `fn` returns the new address.
+ */
+export async function rewriteAddressList(value: string, fn: (address: string) => Promise<string>): Promise<string> {
+  const edits: { start: number; end: number; text: string }[] = [];
+  let segStart = -1;
+  let segEnd = -1;
+  let angle: { start: number; end: number } | null = null;
+  let blocked = false; // a comment or blank inside a bare address: leave it alone
+  let lastWasComment = false;
+  const flush = async () => {
+    let span: { start: number; end: number } | null = null;
+    if (angle) span = angle;
+    else if (segStart >= 0 && !blocked) span = { start: segStart, end: segEnd };
+    if (span) {
+      let start = span.start;
+      const text = value.slice(start, span.end).trim();
+      // A source route "@a,@b:user@c" keeps its route; only user@c is mapped.
+      const colon = text.startsWith('@') ? text.indexOf(':') : -1;
+      const addr = colon >= 0 ? text.slice(colon + 1) : text;
+      start = span.start + value.slice(span.start, span.end).indexOf(addr);
+      if (addr && !/\s/.test(addr)) {
+        const next = await fn(addr);
+        if (next !== addr) edits.push({ start, end: start + addr.length, text: next });
+      }
+    }
+    segStart = segEnd = -1;
+    angle = null;
+    blocked = false;
+    lastWasComment = false;
+  };
+  let i = 0;
+  while (i < value.length) {
+    const c = value[i]!;
+    if (c === '"') {
+      let j = i + 1;
+      while (j < value.length && value[j] !== '"') j += value[j] === '\\' ? 2 : 1;
+      if (segStart < 0) segStart = i;
+      else if (lastWasComment) blocked = true;
+      segEnd = Math.min(j + 1, value.length);
+      lastWasComment = false;
+      i = j + 1;
+    } else if (c === '(') {
+      let depth = 0;
+      let j = i;
+      for (; j < value.length; j++) {
+        if (value[j] === '\\') { j++; continue; }
+        if (value[j] === '(') depth++;
+        else if (value[j] === ')' && --depth === 0) break;
+      }
+      lastWasComment = segStart >= 0;
+      i = j + 1;
+    } else if (c === '<') {
+      const j = value.indexOf('>', i);
+      if (j < 0) { blocked = true; break; }
+      angle = { start: i + 1, end: j };
+      i = j + 1;
+    } else if (c === ',' || c === ';') {
+      await flush();
+      i++;
+    } else if (c === ':') {
+      // A group's display name ends here (unless inside a source route in angle brackets).
+      segStart = segEnd = -1;
+      blocked = false;
+      lastWasComment = false;
+      i++;
+    } else if (c === ' ' || c === '\t' || c === '\r' || c === '\n') {
+      i++;
+      if (segStart >= 0) lastWasComment = true; // blank after a word: another word is a phrase
+    } else {
+      let j = i;
+      while (j < value.length && !'"(<,;: \t\r\n'.includes(value[j]!)) j++;
+      if (segStart < 0) segStart = i;
+      else if (lastWasComment) blocked = true;
+      segEnd = j;
+      lastWasComment = false;
+      i = j;
+    }
+  }
+  await flush();
+  let out = value;
+  for (const e of edits.reverse()) out = out.slice(0, e.start) + e.text + out.slice(e.end);
+  return out;
+}
