@@ -4,7 +4,7 @@
  * with Postfix's macros, flags, sysexits mapping and time limit. Routing is main.cf's
  * default_transport / relay_transport in "transport:nexthop" form.
  */
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -215,5 +215,66 @@ describe('pipe(8): several recipients per delivery', () => {
     for (const l of lines) assert.match(l, /status=sent \(delivered via pipe service\)$/);
     const args = readFileSync(join(out, `${id}.args`), 'utf8').split('\n').slice(0, -1);
     assert.deepEqual(args, [id, 'MAILER-DAEMON', 'multi.example.com', '--rcpt', 'jo.doe+ext@multi.example.com', 'b@multi.example.com', '--user', 'jo.doe', 'b']);
+  });
+});
+
+describe('pipe(8): attributes size=, eol=, flag B, and configuration errors (transport_maps routes to each service)', () => {
+  let server: TestServer;
+  let out: string;
+  before(async () => {
+    out = mkdtempSync(join(tmpdir(), 'postactor-pipe-'));
+    chmodSync(out, 0o777);
+    const cmd = `argv=${SCRIPT} ${out} ok \${queue_id}`;
+    const transportFile = join(out, 'transport');
+    writeFileSync(transportFile, 'root.test piperoot\nsize.test pipesize\neol.test pipeeol\nbad.test pipebad\n');
+    server = await startServer({
+      masterCfExtra: [
+        'discard unix - - n - - discard',
+        `piperoot unix - n n - 1 pipe user=root ${cmd}`,
+        `pipesize unix - n n - 1 pipe size=100 user=nobody ${cmd}`,
+        `pipeeol unix - n n - 1 pipe flags=B eol=\\r\\n user=nobody ${cmd}`,
+        `pipebad unix - n n - 1 pipe user=nobody ${cmd} \${no_such_macro}`,
+      ].join('\n'),
+      mainCf: {
+        relayhost: '',
+        default_transport: 'discard',
+        transport_maps: `texthash:${transportFile}`,
+      },
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    rmSync(out, { recursive: true, force: true });
+  });
+
+  test('size=: a larger message is returned, 5.2.3 "message too large"', async () => {
+    const id = await send(server, 'sender@example.org', ['u@size.test'], 'big', 'x'.repeat(500) + '\n');
+    const line = await server.waitForLog(new RegExp(`${id}: to=<u@size\\.test>`), 10_000);
+    assert.match(line, /, relay=pipesize, .*dsn=5\.2\.3, status=bounced \(message too large\)$/);
+    assert.ok(!existsSync(join(out, `${id}.args`)), 'the command did not run');
+  });
+
+  test('eol=\\r\\n ends every line with CRLF; flag B adds a blank line at the end', async () => {
+    const id = await send(server, 'sender@example.org', ['u@eol.test'], 'eol', 'one\ntwo\n');
+    const line = await server.waitForLog(new RegExp(`${id}: to=<u@eol\\.test>`), 10_000);
+    assert.match(line, /status=sent \(delivered via pipeeol service\)$/);
+    const stdin = readFileSync(join(out, `${id}.stdin`), 'latin1');
+    assert.ok(stdin.endsWith('\r\none\r\ntwo\r\n\r\n'), JSON.stringify(stdin.slice(-20)));
+    assert.ok(!/[^\r]\n/.test(stdin), 'no bare LF');
+  });
+
+  test('user=root is refused: deferred 4.3.5 "mail system configuration error", the problem named in a warning', async () => {
+    const id = await send(server, 'sender@example.org', ['u@root.test'], 'root');
+    const line = await server.waitForLog(new RegExp(`${id}: to=<u@root\\.test>`), 10_000);
+    assert.match(line, /, relay=piperoot, .*dsn=4\.3\.5, status=deferred \(mail system configuration error\)$/);
+    await server.waitForLog(/piperoot\[\d+\]: warning: piperoot: user= command-line attribute specifies root privileges \(.*master\.cf:\d+\)/, 5000);
+    assert.ok(!existsSync(join(out, `${id}.args`)), 'the command did not run');
+  });
+
+  test('an unknown macro in argv= is a configuration error (deferred 4.3.5), not an empty word', async () => {
+    const id = await send(server, 'sender@example.org', ['u@bad.test'], 'bad');
+    const line = await server.waitForLog(new RegExp(`${id}: to=<u@bad\\.test>`), 10_000);
+    assert.match(line, /dsn=4\.3\.5, status=deferred \(mail system configuration error\)$/);
+    await server.waitForLog(/warning: pipebad: unknown command-line macro: \$no_such_macro/, 5000);
   });
 });

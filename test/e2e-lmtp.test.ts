@@ -29,8 +29,9 @@ async function startDovecot(): Promise<Dovecot> {
   const me = userInfo();
   const [uid, gid] = root ? [65534, 65534] : [me.uid, me.gid];
   if (root) chmodSync(join(dir, 'mail'), 0o777);
-  const users = ['alice@example.com', 'bob@example.com', 'alice@example.net']
-    .map((u) => `${u}:{PLAIN}x:${uid}:${gid}::${join(dir, 'mail', u)}`).join('\n') + '\n';
+  // carol's quota (10 bytes) is smaller than any message: Dovecot refuses her copy after DATA.
+  const users = ['alice@example.com', 'bob@example.com', 'alice@example.net', 'carol@example.com']
+    .map((u) => `${u}:{PLAIN}x:${uid}:${gid}::${join(dir, 'mail', u)}::${u.startsWith('carol') ? 'userdb_quota_rule=*:storage=10B' : ''}`).join('\n') + '\n';
   writeFileSync(join(dir, 'users'), users);
   const port = await freePort();
   const internal = root ? 'dovecot' : me.username;
@@ -46,6 +47,11 @@ default_internal_group = ${root ? 'dovecot' : me.username}
 default_login_user = ${root ? 'dovenull' : me.username}
 first_valid_uid = 1
 mail_location = maildir:${dir}/mail/%u/Maildir
+mail_plugins = quota
+plugin {
+  quota = count:User quota
+  quota_vsizes = yes
+}
 passdb {
   driver = passwd-file
   args = ${dir}/users
@@ -156,6 +162,17 @@ describe('lmtp(8) into Dovecot', () => {
       assert.match(l, new RegExp(`status=sent \\(250 2\\.0\\.0 <${u.replace('.', '\\.')}> \\S+ Saved\\)$`));
       assert.equal(maildirNew(dc, u).filter((m) => m.includes('Subject: lmtp two users')).length, 1, u);
     }
+  });
+
+  test('a reply per recipient after DATA: one user accepted, one refused there (quota) → sent vs bounced "in reply to end of DATA"', async () => {
+    const id = await send(server, 'sender@example.org', ['alice@example.com', 'carol@example.com'], 'lmtp after data');
+    const lines = await server.waitForLogCount(new RegExp(`${id}: to=<`), 2, 10_000);
+    const alice = lines.find((l) => l.includes('to=<alice@example.com>'))!;
+    const carol = lines.find((l) => l.includes('to=<carol@example.com>'))!;
+    assert.match(alice, /dsn=2\.0\.0, status=sent \(250 2\.0\.0 <alice@example\.com> \S+ Saved\)$/);
+    assert.match(carol, /dsn=5\.2\.2, status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 552 5\.2\.2 <carol@example\.com> Quota exceeded.* \(in reply to end of DATA command\)\)$/);
+    assert.equal(maildirNew(dc, 'alice@example.com').filter((m) => m.includes('Subject: lmtp after data')).length, 1);
+    assert.equal(maildirNew(dc, 'carol@example.com').length, 0);
   });
 
   test('over a UNIX-domain socket (lmtp:unix:/path): relay=$myhostname[path]', async () => {
