@@ -68,7 +68,9 @@ export async function startPostactor(o: PostactorOptions): Promise<MtaHandle> {
   }
   const port = o.port || (await freePort());
   const dir = mkdtempSync(path.join(tmpdir(), 'postactor-bench-'));
-  writeFileSync(path.join(dir, 'main.cf'), postactorMainCf(dir, o.sinkPort, o.maillog ?? true));
+  // POSTACTOR_BENCH_MAIN_CF=FILE: lines appended to main.cf (e.g. tables loaded for a comparison).
+  const extra = process.env.POSTACTOR_BENCH_MAIN_CF ? readFileSync(process.env.POSTACTOR_BENCH_MAIN_CF, 'utf8') : '';
+  writeFileSync(path.join(dir, 'main.cf'), postactorMainCf(dir, o.sinkPort, o.maillog ?? true) + extra);
   writeFileSync(path.join(dir, 'master.cf'), postactorMasterCf(port, o));
 
   const log = createWriteStream(path.join(dir, 'postactor.log'));
