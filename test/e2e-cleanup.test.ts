@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SmtpSink, type SinkMessage } from '../src/smtp/sink.js';
+import { QueueStore } from '../src/queue/store.js';
 import { rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
 
 const HEADER_CHECKS = [
@@ -183,7 +184,13 @@ describe('e2e cleanup: address mappings and content checks', () => {
     assert.equal(r.code, 250, r.line);
     const qid = /queued as (\S+)/.exec(r.line)![1]!;
     await server.waitForLog(new RegExp(`${qid}: hold: header Subject: hold me from .*: held for review$`), 5000);
-    assert.ok(fs.existsSync(server.queueDir));
+    const store = QueueStore.open(server.queueDir, { readOnly: true });
+    try {
+      assert.ok([...store.list('hold')].includes(qid), 'the message is in the hold queue');
+      assert.equal(store.get(qid)?.queue, 'hold');
+    } finally {
+      await store.close();
+    }
     await new Promise((res) => setTimeout(res, 500));
     assert.equal(arrived(sink, m.id), undefined);
   });
