@@ -17,6 +17,13 @@ const DOVECOT = '/usr/sbin/dovecot';
 
 interface Dovecot { dir: string; port: number; socket: string; child: ChildProcess; log(): string; stop(): Promise<void> }
 
+/** The name of a group ID (Dovecot's settings want names). */
+function groupName(gid: number): string {
+  const line = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[2] === String(gid));
+  assert.ok(line, `no group ${gid} in /etc/group`);
+  return line.split(':')[0]!;
+}
+
 /** Starts Dovecot in the foreground on a throwaway config; users alice and bob in two domains. */
 async function startDovecot(): Promise<Dovecot> {
   assert.ok(existsSync(DOVECOT), `${DOVECOT} is missing: apt-get install dovecot-core dovecot-lmtpd`);
@@ -43,7 +50,7 @@ protocols = lmtp
 listen = 127.0.0.1
 ssl = no
 default_internal_user = ${internal}
-default_internal_group = ${root ? 'dovecot' : me.username}
+default_internal_group = ${root ? 'dovecot' : groupName(me.gid)}
 default_login_user = ${root ? 'dovenull' : me.username}
 first_valid_uid = 1
 mail_location = maildir:${dir}/mail/%u/Maildir
