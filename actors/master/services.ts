@@ -42,7 +42,8 @@ const DAEMONS: Record<string, Daemon> = {
   // error also runs the "retry" service (error(8) in defer mode: it reads its service name).
   error: { kind: 'pool', module: '../error/index.js', concurrency: 256 },
   discard: { kind: 'pool', module: '../discard/index.js', concurrency: 256 },
-  pipe: { kind: 'pool', module: '../pipe/index.js', concurrency: 16 },
+  // One command per thread: maxproc limits concurrent commands, as in Postfix (maxproc 1 = serial).
+  pipe: { kind: 'pool', module: '../pipe/index.js', concurrency: 1 },
   lmtp: { kind: 'pool', module: '../lmtp/index.js', concurrency: 256 },
 };
 

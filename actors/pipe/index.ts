@@ -4,6 +4,9 @@
  *
  *   filter unix - n n - 10 pipe flags=Rq user=filter argv=/usr/bin/filter -f ${sender} -- ${recipient}
  *
+ * Each pool thread runs one command at a time, so maxproc is the number of commands running at
+ * once, as in Postfix (maxproc 1 runs them one after another).
+ *
  * One task is one delivery: the command runs once with all the request's recipients
  * (<transport>_destination_recipient_limit = 1 for one run per recipient, which flags D and O
  * require). Its exit status decides every recipient's fate (see command.ts). The time limit is
