@@ -194,16 +194,33 @@ test('smtpd authorizedDestination: our domains and literals of our interfaces ar
   assert.equal(lax.authorizedDestination('user%other.example@us.test'), false, 'still not to a foreign domain');
 });
 
-test('domain lists naming lookup tables are refused loudly ("not supported")', () => {
-  assert.deepEqual(domainListProblems(config({ relay_domains: 'lmdb:/etc/postfix/relay' })), ['relay_domains: not supported: lookup table "lmdb:/etc/postfix/relay" in a domain list']);
-  assert.deepEqual(domainListProblems(config()), []);
+test('domain lists take type:table and /file/name entries, as Postfix; an unreadable one is refused with its error', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pa-domlist-'));
+  try {
+    writeFileSync(join(dir, 'relay'), 'relayed.test OK\n');
+    writeFileSync(join(dir, 'locals'), '# local domains\nfile-local.test, other-local.test\n');
+    const c = config({ relay_domains: `texthash:${join(dir, 'relay')}`, mydestination: `localhost, ${join(dir, 'locals')}`, virtual_alias_domains: 'inline:{ alias.test=x }' });
+    assert.deepEqual(domainListProblems(c), []);
+    const s = resolveSettings(c);
+    assert.equal(s.relay.has('relayed.test'), true, 'a table key matches');
+    assert.equal(s.relay.has('sub.relayed.test'), true, 'relay_domains: parent_domain_matches_subdomains');
+    assert.equal(s.relay.has('other.test'), false);
+    assert.equal(s.local.has('other-local.test'), true, '/file/name items');
+    assert.equal(s.local.has('sub.other-local.test'), false, 'mydestination matches exactly');
+    assert.equal(s.virtualAlias.has('alias.test'), true);
+    const problems = domainListProblems(config({ relay_domains: `texthash:${join(dir, 'missing')}` }));
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /^relay_domains: texthash:.*missing: /);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
-test('a domain list naming a lookup table: every resolve is a temporary failure (4.3.0) that says "not supported"', async () => {
+test('a domain list whose table cannot be opened: every resolve is a temporary failure (4.3.0) that names it', async () => {
   const tr = new TrivialRewrite(config({ virtual_alias_domains: 'lmdb:/etc/postfix/virtual' }));
   const r = await tr.handle({ op: 'resolve', address: 'user@other.example' });
   assert.equal((r as { flags: { error?: { dsn: string } } }).flags.error?.dsn, '4.3.0');
-  assert.match((r as { flags: { warning?: string } }).flags.warning ?? '', /virtual_alias_domains: not supported: lookup table "lmdb:\/etc\/postfix\/virtual"/);
+  assert.match((r as { flags: { warning?: string } }).flags.warning ?? '', /virtual_alias_domains: lmdb:\/etc\/postfix\/virtual: .*cannot open table/);
 });
 
 test('classify: a long chain of routing operators terminates', () => {

@@ -48,14 +48,14 @@ export interface ResolveSettings {
   recipientDelimiter: string;
 }
 
-/** Lists that Postactor matches as plain domain lists; a lookup table in them is "not supported". */
+/** The address-class domain lists; each may hold names, /file/name and type:table entries. */
 const DOMAIN_LISTS = ['mydestination', 'virtual_alias_domains', 'virtual_mailbox_domains', 'relay_domains'] as const;
 
-/** Problems with the address-class lists of `config` ("not supported: …"); empty when usable. */
+/** Problems with the address-class lists of `config` (a table or file that cannot be read); empty when usable. */
 export function domainListProblems(config: Config): string[] {
   const out: string[] = [];
   for (const name of DOMAIN_LISTS) {
-    for (const t of DomainList.unsupported(config.getList(name))) out.push(`${name}: not supported: lookup table "${t}" in a domain list`);
+    for (const t of DomainList.unsupported(config.getList(name))) out.push(`${name}: ${t}`);
   }
   return out;
 }

@@ -23,11 +23,12 @@ export class TrivialRewrite {
 
   constructor(config: Config) {
     this.rewrite = rewriteSettings(config);
-    this.resolve = resolveSettings(config);
-    this.tables = openTables(config);
-    // A domain list naming a lookup table is not matched here: fail every resolve loudly (4.3.0,
-    // the reason in the log) rather than route such a domain as if it were foreign.
+    // A domain list whose table or file cannot be read must not be taken as "no such domain":
+    // every resolve then fails temporarily (4.3.0, the reason in the log) until it is fixed.
     const problems = domainListProblems(config);
+    const broken = Object.fromEntries(problems.map((p) => [p.slice(0, p.indexOf(':')), '']));
+    this.resolve = resolveSettings(problems.length > 0 ? config.withOverrides(broken) : config);
+    this.tables = openTables(config);
     if (problems.length > 0) this.tables = { ...this.tables, broken: problems.join('; ') };
   }
 

@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { openTable, type LookupTable } from '../maps/index.js';
+
 /**
  * Small address helpers: split user@domain, and Postfix's domain-list matching
  * (mydestination, relay_domains) with parent_domain_matches_subdomains semantics.
@@ -26,28 +29,77 @@ export function localPartOf(address: string): string {
 export class DomainList {
   private readonly exact = new Set<string>();
   private readonly parents: string[] = [];
+  private readonly tables: LookupTable[] = [];
 
+  /**
+   * Items are domain names, ".parent" patterns, /file/name (a file of such items) or type:table
+   * (matched when the domain is a key; the value is ignored, as in Postfix). Throws the table's
+   * or file's error (file:line: …) when one cannot be read.
+   */
   constructor(items: string[], private readonly subdomains: boolean) {
     for (const raw of items) {
-      const item = raw.toLowerCase().replace(/\.$/, '');
-      if (!item) continue;
-      if (item.startsWith('.')) this.parents.push(item);
-      else {
-        this.exact.add(item);
-        if (subdomains) this.parents.push('.' + item);
+      if (raw.startsWith('/')) {
+        for (const item of readListFile(raw)) this.addName(item);
+      } else if (TABLE.test(raw)) {
+        this.tables.push(openTable(raw));
+      } else {
+        this.addName(raw);
       }
     }
   }
 
-  /** Entries in the list that name lookup tables (type:name or /file), which need issue-3 maps. */
+  private addName(raw: string): void {
+    const item = raw.toLowerCase().replace(/\.$/, '');
+    if (!item) return;
+    if (item.startsWith('.')) this.parents.push(item);
+    else {
+      this.exact.add(item);
+      if (this.subdomains) this.parents.push('.' + item);
+    }
+  }
+
+  /** The entries of `items` that cannot be used, with the reason (a table or file that fails to open). */
   static unsupported(items: string[]): string[] {
-    return items.filter((i) => /^[a-z0-9_]+:/i.test(i) || i.startsWith('/'));
+    const out: string[] = [];
+    for (const item of items) {
+      try {
+        if (item.startsWith('/')) readListFile(item);
+        else if (TABLE.test(item)) openTable(item);
+      } catch (err) {
+        out.push(`${item}: ${(err as Error).message}`);
+      }
+    }
+    return out;
   }
 
   has(domain: string): boolean {
     const d = domain.toLowerCase().replace(/\.$/, '');
     if (this.exact.has(d)) return true;
     for (const p of this.parents) if (d.endsWith(p)) return true;
+    if (this.tables.length === 0) return false;
+    // Table keys: the domain, then (relay_domains style) each parent domain, and ".parent" keys.
+    const keys = [d];
+    for (let i = d.indexOf('.'); i >= 0; i = d.indexOf('.', i + 1)) {
+      const parent = d.slice(i + 1);
+      if (!parent) break;
+      if (this.subdomains) keys.push(parent);
+      keys.push('.' + parent);
+    }
+    for (const table of this.tables) {
+      for (const key of keys) {
+        const r = table.lookup(key);
+        if (r instanceof Promise) throw new Error(`${table.spec}: asynchronous table in a domain list`);
+        if (r.found) return true;
+      }
+    }
     return false;
   }
+}
+
+const TABLE = /^[a-z0-9_]+:/i;
+
+/** A /file/name list: items separated by whitespace or commas, # comments. */
+function readListFile(path: string): string[] {
+  const text = readFileSync(path, 'utf8');
+  return text.split('\n').map((l) => l.replace(/#.*$/, '')).join(' ').split(/[\s,]+/).filter(Boolean);
 }

@@ -184,8 +184,24 @@ export class ConfigImpl implements Config {
     return Number(v);
   }
 
+  /** Items separated by whitespace or commas; `{ … }` groups stay whole (`inline:{ a=1, b=2 }`). */
   getList(name: string): string[] {
-    return this.get(name).split(/[\s,]+/).filter((s) => s !== '');
+    const value = this.get(name);
+    const items: string[] = [];
+    let depth = 0;
+    let item = '';
+    for (const ch of value) {
+      if (ch === '{') depth++;
+      else if (ch === '}' && depth > 0) depth--;
+      if (depth === 0 && (ch === ',' || ch === ' ' || ch === '\t' || ch === '\n' || ch === '\r')) {
+        if (item) items.push(item);
+        item = '';
+      } else {
+        item += ch;
+      }
+    }
+    if (item) items.push(item);
+    return items;
   }
 
   service(name: string, type?: ServiceType): MasterService | undefined {
