@@ -14,7 +14,8 @@ import { ServiceError } from '../../src/runtime/wire.js';
 import type { ClientInfo } from '../../src/queue/types.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 import { countersOf, formatCounters, installDialect, type Dialect } from './dialect.js';
-import { SmtpdPolicy } from './policy.js';
+import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
+import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
 
 const log = maillog('smtpd');
@@ -24,12 +25,19 @@ interface SessionState {
   queueId: string | null;
   /** The envelope object the queue ID belongs to (smtp-server makes a new one per transaction). */
   envelope: unknown;
+  /** Access-policy effects on the current transaction (DISCARD, PREPEND), per envelope object. */
+  effects: WeakMap<object, Effects>;
 }
+
+interface Effects { discard: string | null; prepend: string[]; instance: string }
+
+let instances = 0;
 
 const states = new WeakMap<SMTPServerSession, SessionState>();
 
 async function main(): Promise<void> {
   await installDialect();
+  await installPolicyHooks();
   let server: SMTPServer | null = null;
   const actor = await startActor({
     maxInFlight: 2048,
@@ -60,6 +68,43 @@ async function main(): Promise<void> {
   };
 
   const refuse = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
+  const protocolOf = (session: SMTPServerSession): 'SMTP' | 'ESMTP' => (session.transmissionType?.startsWith('E') ? 'ESMTP' : 'SMTP');
+  const effectsOf = (state: SessionState, session: SMTPServerSession): Effects => {
+    const env = session.envelope as object;
+    let e = state.effects.get(env);
+    if (!e) state.effects.set(env, (e = { discard: null, prepend: [], instance: `${process.pid}.${++instances}` }));
+    return e;
+  };
+  /** The policy's view of a session at one point of the dialogue. */
+  const policyRequest = (session: SMTPServerSession, where: Where, recipient: string | null): PolicyRequest => {
+    const state = states.get(session)!;
+    const rcpts = session.envelope.rcptTo;
+    return {
+      clientAddr: state.client.addr,
+      clientName: state.client.name,
+      helo: session.hostNameAppearsAs ?? '',
+      sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : null,
+      // At DATA and after it, Postfix knows "the" recipient only when there is exactly one.
+      recipient: recipient ?? ((where === 'DATA' || where === 'END-OF-MESSAGE') && rcpts.length === 1 ? rcpts[0]!.address : null),
+      recipientCount: rcpts.length,
+      protocol: protocolOf(session),
+      queueId: state.envelope === session.envelope ? state.queueId : null,
+      where,
+      instance: effectsOf(state, session).instance,
+    };
+  };
+  /** Folds a verdict's DISCARD / PREPEND into the transaction; the error to answer, or null. */
+  const apply = (verdict: Verdict, state: SessionState, session: SMTPServerSession): Error | null => {
+    if (!verdict.ok) return refuse(verdict.code, verdict.text);
+    const e = effectsOf(state, session);
+    if (verdict.discard !== null) e.discard = verdict.discard;
+    e.prepend.push(...verdict.prepend);
+    return null;
+  };
+  const policyFailed = (err: Error): Error => {
+    log.warn(`smtpd access policy: ${err.message}`);
+    return refuse(451, '4.3.5 Server configuration error');
+  };
 
   server = new SMTPServer({
     name: hostname,
@@ -76,35 +121,67 @@ async function main(): Promise<void> {
     socketTimeout: config.getTime('smtpd_timeout') * 1000,
     closeTimeout: 5000,
     ...({ postactorDialect: dialect } as object),
+    ...({
+      postactorPolicyHooks: {
+        helo: !policy.delayReject && policy.has('helo') ? async (session: SMTPServerSession, name: string, command: 'HELO' | 'EHLO') => {
+          const state = states.get(session);
+          if (!state) return null;
+          const r = { ...policyRequest(session, command, null), helo: name.toLowerCase(), sender: null, protocol: command === 'EHLO' ? 'ESMTP' as const : 'SMTP' as const };
+          const v = await policy.checkHelo(r);
+          return v.ok ? null : { code: v.code, text: v.text };
+        } : undefined,
+        data: policy.has('data') ? async (session: SMTPServerSession) => {
+          const state = states.get(session);
+          if (!state) return null;
+          const v = await policy.checkData(policyRequest(session, 'DATA', null));
+          const err = apply(v, state, session);
+          return err ? { code: (err as Error & { responseCode: number }).responseCode, text: err.message } : null;
+        } : undefined,
+      },
+    } as object),
 
     onConnect(session, callback) {
       void peerName(session.remoteAddress, config.getBool('smtpd_peername_lookup')).then((name) => {
         const client: ClientInfo = { name, addr: session.remoteAddress, port: session.remotePort, helo: '', protocol: 'SMTP' };
-        states.set(session, { client, queueId: null, envelope: null });
+        const state: SessionState = { client, queueId: null, envelope: null, effects: new WeakMap() };
+        states.set(session, state);
         log.info(`connect from ${name}[${session.remoteAddress}]`);
-        callback();
+        // smtpd_delay_reject = no: the client restrictions answer the greeting.
+        if (policy.delayReject || !policy.has('client')) return callback();
+        policy.checkClient({ ...policyRequest(session, 'CONNECT', null), sender: null, helo: '' }).then(
+          (v) => callback(apply(v, state, session) ?? undefined),
+          (err: Error) => callback(policyFailed(err)),
+        );
       });
     },
 
-    onMailFrom(_address, _session, callback) {
-      callback();
+    onMailFrom(address, session, callback) {
+      // smtpd_delay_reject = no: the sender restrictions answer MAIL FROM.
+      if (policy.delayReject || !policy.has('sender')) return callback();
+      const state = states.get(session)!;
+      policy.checkSender({ ...policyRequest(session, 'MAIL', null), sender: address.address }).then(
+        (v) => callback(apply(v, state, session) ?? undefined),
+        (err: Error) => callback(policyFailed(err)),
+      );
     },
 
     onRcptTo(address: SMTPServerAddress, session, callback) {
       const state = states.get(session)!;
-      const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
-      const helo = session.hostNameAppearsAs ?? '';
-      const verdict = policy.check({ clientAddr: state.client.addr, clientName: state.client.name, helo, sender, recipient: address.address });
-      if (!verdict.ok) {
-        log.info(`NOQUEUE: reject: RCPT from ${state.client.name}[${state.client.addr}]: ${verdict.code} ${verdict.text}; from=<${sender}> to=<${address.address}> proto=${session.transmissionType === 'SMTP' ? 'SMTP' : 'ESMTP'} helo=<${helo}>`);
-        return callback(refuse(verdict.code, verdict.text));
-      }
-      if (state.envelope !== session.envelope) {
-        state.envelope = session.envelope;
-        state.queueId = newQueueId();
-        log.info(`${state.queueId}: client=${state.client.name}[${state.client.addr}]`);
-      }
-      callback();
+      const accept = () => {
+        if (state.envelope !== session.envelope) {
+          state.envelope = session.envelope;
+          state.queueId = newQueueId();
+          log.info(`${state.queueId}: client=${state.client.name}[${state.client.addr}]`);
+        }
+        callback();
+      };
+      // A transaction that will be discarded accepts every recipient unchecked, as Postfix does.
+      if (effectsOf(state, session).discard !== null) return accept();
+      policy.checkRecipient(policyRequest(session, 'RCPT', address.address)).then((v) => {
+        const err = apply(v, state, session);
+        if (err) return callback(err);
+        accept();
+      }, (err: Error) => callback(policyFailed(err)));
     },
 
     onData(stream: SMTPServerDataStream, session, callback) {
@@ -121,9 +198,32 @@ async function main(): Promise<void> {
           log.info(`${state.queueId}: reject: END-OF-MESSAGE from ${state.client.name}[${state.client.addr}]: 552 5.3.4 Message size exceeds fixed limit; proto=ESMTP helo=<${session.hostNameAppearsAs}>`);
           return callback(refuse(552, '5.3.4 Message size exceeds fixed limit'));
         }
-        // An owned ArrayBuffer, so it can be transferred to cleanup instead of copied.
-        const content = new Uint8Array(total);
-        let offset = 0;
+        void endOfData(total).then((err) => {
+          if (err) return callback(err);
+          const effects = effectsOf(state, session);
+          // DISCARD: claim delivery, queue nothing (the action was logged when it matched).
+          if (effects.discard !== null) return callback(null, `2.0.0 Ok: queued as ${state.queueId}`);
+          queue(effects.prepend);
+        });
+      });
+
+      /** smtpd_end_of_data_restrictions: the error to answer, or null. */
+      async function endOfData(size: number): Promise<Error | null> {
+        if (!policy.has('end_of_data')) return null;
+        try {
+          return apply(await policy.checkEndOfData({ ...policyRequest(session, 'END-OF-MESSAGE', null), size }), state, session);
+        } catch (err) {
+          return policyFailed(err as Error);
+        }
+      }
+
+      function queue(prepend: string[]): void {
+        // PREPEND headers first, then the message. An owned ArrayBuffer, so it can be
+        // transferred to cleanup instead of copied.
+        const head = Buffer.from(prepend.map((h) => `${h}\r\n`).join(''), 'utf8');
+        const content = new Uint8Array(head.length + total);
+        content.set(head, 0);
+        let offset = head.length;
         for (const c of chunks) {
           content.set(c, offset);
           offset += c.length;
@@ -143,7 +243,7 @@ async function main(): Promise<void> {
           log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);
           callback(refuse(reply.code, `${reply.dsn} ${reply.text}`));
         });
-      });
+      }
     },
 
     onClose(session) {
