@@ -112,7 +112,7 @@ export class SmtpdPolicy {
     const valias = config.getList('virtual_alias_domains');
     const vmailbox = config.getList('virtual_mailbox_domains');
     for (const [name, items] of [['mydestination', local], ['relay_domains', relay], ['virtual_alias_domains', valias], ['virtual_mailbox_domains', vmailbox]] as const) {
-      for (const t of DomainList.unsupported(items)) errors.push(`${name}: not supported: lookup table "${t}" in a domain list`);
+      for (const t of DomainList.unsupported(items)) errors.push(`${name}: ${t}`);
     }
     this.rejectCode = config.getInt('reject_code');
     this.deferCode = config.getInt('defer_code');
