@@ -152,7 +152,13 @@ describe('pipe(8): exit status, output, time limit, macros and flags', () => {
     assert.equal(readFileSync(join(out, `${tag}.path`), 'utf8').trim(), '/usr/bin:/bin', 'clean environment: PATH=/usr/bin:/bin');
   });
 
-  test('exit 75 (EX_TEMPFAIL): deferred 4.3.0 "temporary failure. Command output: …"', async () => {
+  test('exit 0 with output: "delivered via pipe service (output)"', async () => {
+    const id = await send(server, 'sender@sender.test', ['okmsg@example.com']);
+    const line = await server.waitForLog(new RegExp(`${id}: to=<okmsg@example\\.com>`), 10_000);
+    assert.match(line, /dsn=2\.0\.0, status=sent \(delivered via pipe service \(stored in folder INBOX\)\)$/);
+  });
+
+    test('exit 75 (EX_TEMPFAIL): deferred 4.3.0 "temporary failure. Command output: …"', async () => {
     const id = await send(server, 'sender@sender.test', ['tempfail@example.com']);
     const line = await server.waitForLog(new RegExp(`${id}: to=<tempfail@example\\.com>`), 10_000);
     assert.match(line, /, relay=pipe, .*dsn=4\.3\.0, status=deferred \(temporary failure\. Command output: mailbox locked\)$/);

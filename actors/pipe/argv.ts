@@ -2,7 +2,7 @@
  * pipe(8) command-line macros: ${name}, $name and $(name); "$$" is a literal "$".
  *
  * Per message: ${sender} (null sender → null_sender=, MAILER-DAEMON by default), ${nexthop},
- * ${size}, ${queue_id}, ${client_address}, ${client_hostname}, ${client_helo},
+ * ${size}, ${queue_id}, ${client_address}, ${client_hostname}, ${client_port}, ${client_helo},
  * ${client_protocol}, ${sasl_method}, ${sasl_username}, ${sasl_sender}.
  * Per recipient — a word that holds one of these becomes one word per recipient:
  * ${recipient}, ${original_recipient}, ${user}, ${extension}, ${mailbox}, ${domain}.
@@ -19,7 +19,7 @@ export interface MessageFacts {
   nexthop: string;
   size: number;
   queueId: string;
-  client: { address: string; hostname: string; helo: string; protocol: string };
+  client: { address: string; hostname: string; port: string; helo: string; protocol: string };
 }
 
 export interface RecipientFacts {
@@ -27,7 +27,7 @@ export interface RecipientFacts {
   original: string;
 }
 
-const MESSAGE_MACROS = new Set(['sender', 'nexthop', 'size', 'queue_id', 'client_address', 'client_hostname', 'client_helo', 'client_protocol', 'sasl_method', 'sasl_username', 'sasl_sender']);
+const MESSAGE_MACROS = new Set(['sender', 'nexthop', 'size', 'queue_id', 'client_address', 'client_hostname', 'client_port', 'client_helo', 'client_protocol', 'sasl_method', 'sasl_username', 'sasl_sender']);
 const RECIPIENT_MACROS = new Set(['recipient', 'original_recipient', 'user', 'extension', 'mailbox', 'domain']);
 
 const MACRO = /\$(?:\{([A-Za-z0-9_]+)\}|\(([A-Za-z0-9_]+)\)|([A-Za-z0-9_]+)|(\$))/g;
@@ -58,6 +58,7 @@ export function expandArgv(words: readonly string[], msg: MessageFacts, rcpts: r
       case 'queue_id': return msg.queueId;
       case 'client_address': return msg.client.address;
       case 'client_hostname': return msg.client.hostname;
+      case 'client_port': return msg.client.port;
       case 'client_helo': return msg.client.helo;
       case 'client_protocol': return msg.client.protocol;
       default: return ''; // sasl_*: no SASL in Postactor yet

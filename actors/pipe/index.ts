@@ -11,7 +11,8 @@
  * (<transport>_destination_recipient_limit = 1 for one run per recipient, which flags D and O
  * require). Its exit status decides every recipient's fate (see command.ts). The time limit is
  * <transport>_time_limit, default $command_time_limit. On success the log says
- * "relay=<transport>, … status=sent (delivered via <transport> service)".
+ * "relay=<transport>, … status=sent (delivered via <transport> service)", followed by the first 100
+ * characters of what the command printed, if anything: "(delivered via filter service (stored))".
  *
  * user= is required and may not be root or $mail_owner. Running as root, the command runs with
  * that user's uid and gid (or user=name:group). Not running as root, we cannot switch: the
@@ -89,7 +90,7 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
     nexthop: req.nexthop,
     size: req.size,
     queueId: req.queueId,
-    client: { address: client?.addr ?? '', hostname: client?.name ?? '', helo: client?.helo ?? '', protocol: client?.protocol ?? '' },
+    client: { address: client?.addr ?? '', hostname: client?.name ?? '', port: client?.port !== undefined ? String(client.port) : '', helo: client?.helo ?? '', protocol: client?.protocol ?? '' },
   }, req.recipients.map((r) => ({ address: r.address, original: r.orcpt ?? r.address })), attrs.flags, ctx.config.get('recipient_delimiter'));
   if (typeof argv === 'string') {
     ctx.log.warn(`${ctx.service}: ${argv}`);
@@ -104,7 +105,7 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
   });
   const transmit = Date.now() - started;
   const outcomes: RecipientOutcome[] = result.ok
-    ? every(req, { status: 'sent', dsn: '2.0.0', reason: `delivered via ${ctx.service} service`, relay })
+    ? every(req, { status: 'sent', dsn: '2.0.0', reason: `delivered via ${ctx.service} service${result.output ? ` (${result.output.slice(0, 100)})` : ''}`, relay })
     : every(req, { status: result.dsn.startsWith('4') ? 'deferred' : 'bounced', dsn: result.dsn, reason: result.text, relay });
   return report(ctx, req, outcomes, started, { connect: 0, transmit });
 }
