@@ -85,7 +85,9 @@ service lmtp {
   while (!(await probe220(port, 500))) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`dovecot did not start: ${err}\n${log()}`);
+      const text = `dovecot did not start: ${err}\n${log()}`;
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(text);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
