@@ -29,15 +29,25 @@ export interface Master {
 /** Problems that stop the server from starting: returned as text lines (file:line: …). */
 export function checkConfig(config: Config): string[] {
   const problems: string[] = [];
-  try {
-    new SmtpdPolicy(config);
-  } catch (err) {
-    problems.push(...(err as Error).message.split('\n').map((l) => `${config.configDirectory ?? '(embedded)'}/main.cf: ${l}`));
-  }
   const plan = planServices(config);
+  // Each smtpd listener runs on main.cf plus its own master.cf -o overrides.
+  const listeners = plan.services.filter((s) => s.line.command === 'smtpd');
+  for (const s of listeners.length > 0 ? listeners : [null]) {
+    try {
+      new SmtpdPolicy(s ? serviceConfig(config, s) : config);
+    } catch (err) {
+      const where = s && Object.keys(s.line.overrides).length > 0 ? `${s.line.file}:${s.line.line}` : `${config.configDirectory ?? '(embedded)'}/main.cf`;
+      for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
+    }
+  }
   if (!plan.services.some((s) => s.line.command === 'qmgr')) problems.push('master.cf: no qmgr service: mail would never be delivered');
   if (!plan.services.some((s) => s.line.command === 'cleanup')) problems.push('master.cf: no cleanup service: smtpd could not queue mail');
   return problems;
+}
+
+/** main.cf with a service's master.cf "-o name=value" overrides applied (as Postfix's daemons see it). */
+export function serviceConfig(config: Config, s: ServicePlan): Config {
+  return Object.keys(s.line.overrides).length > 0 ? config.withOverrides(s.line.overrides, { file: s.line.file, line: s.line.line }) : config;
 }
 
 function pidFile(config: Config): string {
@@ -88,7 +98,7 @@ export async function startMaster(config: Config): Promise<Master> {
         threads: s.threads,
         concurrency: s.concurrency,
         maxQueue: 20_000,
-        workerData: data(c, s.service, 0),
+        workerData: data(serviceConfig(c, s), s.service, 0),
         throttleSeconds: c.getTime('service_throttle_time'),
         onCrash: (service, error, throttled) => {
           log.warn(`process ${service} (thread) exit status 1: ${error.message}`);
@@ -106,7 +116,7 @@ export async function startMaster(config: Config): Promise<Master> {
       service: name,
       index,
       filename: s.file,
-      workerData: data(c, name, index, s.listen),
+      workerData: data(serviceConfig(c, s), name, index, s.listen),
       throttleSeconds: c.getTime('service_throttle_time'),
       onPort: (port) => router.attach(name, port),
       onExit: (_slot, code, _restart, badStartup) => {
