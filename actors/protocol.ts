@@ -26,6 +26,9 @@ export interface CleanupRequest {
   ret?: 'FULL' | 'HDRS';
   /** Who is submitting: selects which headers cleanup adds (a bounce has its own). */
   origin: 'smtpd' | 'bounce' | 'pickup';
+  /** content_filter of the receiving service (smtpd, pickup: main.cf or its master.cf -o), as Postfix's
+   *  smtpd passes it to cleanup; a header_checks FILTER action overrides it. */
+  contentFilter?: string;
   /** origin 'pickup' (local submission via sendmail): what cleanup needs besides the envelope. */
   local?: LocalSubmission;
 }

@@ -23,7 +23,7 @@ const HEADER_CHECKS = [
   '/^X-Remove-Me:/ IGNORE',
   '/^Subject: redirect me/ REDIRECT redirected@dest.example',
   '/^Subject: bcc me/ BCC extra@dest.example',
-  '/^Subject: filter me/ FILTER scan:[127.0.0.1]:10025',
+  '/^Subject: filter me/ FILTER scan:[127.0.0.1]:{{FILTERPORT}}',
   '/^Subject: folded\\n\\tsecond line/ REJECT folded header seen whole',
   '',
 ].join('\n');
@@ -51,8 +51,8 @@ const CANONICAL = [
   '',
 ].join('\n');
 
-function tables(dir: string): Record<string, string> {
-  fs.writeFileSync(path.join(dir, 'header_checks'), HEADER_CHECKS);
+function tables(dir: string, filterPort = 10025): Record<string, string> {
+  fs.writeFileSync(path.join(dir, 'header_checks'), HEADER_CHECKS.replace('{{FILTERPORT}}', String(filterPort)));
   fs.writeFileSync(path.join(dir, 'body_checks'), BODY_CHECKS);
   fs.writeFileSync(path.join(dir, 'virtual'), VIRTUAL);
   fs.writeFileSync(path.join(dir, 'canonical'), CANONICAL);
@@ -95,17 +95,23 @@ describe('e2e cleanup: address mappings and content checks', () => {
   let sink: SmtpSink;
   let server: TestServer;
   let tdir: string;
+  let filter: SmtpSink;
+  let filterPort: number;
 
   before(async () => {
     tdir = fs.mkdtempSync(path.join(os.tmpdir(), 'cleanup-tables-'));
     sink = new SmtpSink({ keepMessages: true });
     const sinkPort = await sink.listen(0);
-    server = await startServer({ sinkPort, mainCf: tables(tdir) });
+    filter = new SmtpSink({ keepMessages: true });
+    filterPort = await filter.listen(0);
+    // The content filter's transport: an smtp agent of its own, as in FILTER_README.
+    server = await startServer({ sinkPort, mainCf: tables(tdir, filterPort), masterCfExtra: 'scan unix - - n - 1 smtp' });
   });
 
   after(async () => {
     await server?.stop();
     await sink?.close();
+    await filter?.close();
     if (tdir) fs.rmSync(tdir, { recursive: true, force: true });
   });
 
@@ -224,14 +230,15 @@ describe('e2e cleanup: address mappings and content checks', () => {
     assert.deepEqual([...(await waitArrived(sink, bcc.id)).recipients].sort(), ['audit@archive.example', 'extra@dest.example', 'user@host.example.com']);
   });
 
-  test('header_checks FILTER: qmgr cannot route to a content filter yet, so the message is held and the log says "not supported"', async () => {
+  test('header_checks FILTER transport:destination: qmgr sends the message to the content filter instead of its normal route', async () => {
     const m = message('filter me');
     const r = await sendRaw(server.port, 'joe@client.test', ['user@host.example.com'], m.text);
     assert.equal(r.code, 250, r.line);
-    await server.waitForLog(/: filter: header Subject: filter me from .*: scan:\[127\.0\.0\.1\]:10025$/, 5000);
-    await server.waitForLog(/warning: \S+: not supported: FILTER scan:\[127\.0\.0\.1\]:10025 .*placed on hold$/, 5000);
-    await new Promise((res) => setTimeout(res, 300));
-    assert.equal(arrived(sink, m.id), undefined);
+    await server.waitForLog(new RegExp(`: filter: header Subject: filter me from .*: scan:\\[127\\.0\\.0\\.1\\]:${filterPort}$`), 5000);
+    const got = await waitArrived(filter, m.id);
+    assert.deepEqual([...got.recipients].sort(), ['audit@archive.example', 'user@host.example.com'], 'every recipient (always_bcc too) goes to the filter');
+    await server.waitForLog(new RegExp(`postactor/scan\\[\\d+\\]: \\S+: to=<user@host\\.example\\.com>, relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${filterPort}, .*status=sent`), 5000);
+    assert.equal(arrived(sink, m.id), undefined, 'not delivered past the filter');
   });
 
   test('body_checks: REJECT with its own status, REPLACE a line, WARN logs "warning: body"', async () => {

@@ -31,3 +31,33 @@ test('a bad -o value stops the server with master.cf:line', async () => {
     /master\.cf:\d+: .*hopcount_limit/,
   );
 });
+
+test('content_filter (FILTER_README after-queue filter): mail goes to the filter; the re-injection smtpd with -o content_filter= delivers it', async (t) => {
+  const { SmtpSink } = await import('../src/smtp/sink.js');
+  const { sendRaw, rfc822 } = await import('./helpers/server.js');
+  const final = new SmtpSink({ keepMessages: true });
+  const filter = new SmtpSink({ keepMessages: true });
+  const sinkPort = await final.listen(0);
+  const filterPort = await filter.listen(0);
+  const reinject = await freePort();
+  const server = await startServer({
+    sinkPort,
+    mainCf: { content_filter: `scan:[127.0.0.1]:${filterPort}` },
+    masterCfExtra: `scan unix - - n - 1 smtp\n127.0.0.1:${reinject} inet n - n - 1 smtpd\n  -o content_filter=`,
+  });
+  t.after(async () => {
+    await server.stop();
+    await final.close();
+    await filter.close();
+  });
+  const msg = rfc822({ From: 'a@example.org', To: 'b@example.com', Subject: 'scan me' }, 'body\r\n');
+  assert.equal((await sendRaw(server.port, 'a@example.org', ['b@example.com'], msg)).code, 250);
+  await filter.waitFor((s) => s.messages >= 1, 15_000);
+  assert.equal(final.stats.messages, 0, 'not delivered before the filter saw it');
+  // The "filter" hands the message back on the re-injection port, as amavisd-style filters do.
+  const scanned = filter.messages[0]!;
+  assert.equal((await sendRaw(reinject, scanned.sender, scanned.recipients, scanned.data.toString('latin1'))).code, 250);
+  await final.waitFor((s) => s.messages >= 1, 15_000);
+  assert.equal(filter.stats.messages, 1, 'the re-injected copy does not go back to the filter');
+  assert.deepEqual(final.messages[0]!.recipients, ['b@example.com']);
+});

@@ -41,6 +41,7 @@ interface State {
   noAddressMappings: boolean;
   noHeaderBodyChecks: boolean;
   remoteHeaderRewriteDomain: string;
+
   headerSizeLimit: number;
   bodyChecksSizeLimit: number;
 }
@@ -83,6 +84,7 @@ function init(): State {
     myhostname: config.get('myhostname'),
     mailName: config.get('mail_name'),
     hopLimit: config.getInt('hopcount_limit'),
+
     alwaysAdd: config.getBool('always_add_missing_headers'),
     rewriteClients: rewriteClientMatcher(config),
     myorigin: config.get('myorigin'),
@@ -392,13 +394,8 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
   if (verdict.redirect) recipients = [{ address: verdict.redirect }];
   recipients = dedupe(recipients, m.duplicateFilterLimit);
 
-  if (verdict.filter && !verdict.discard) {
-    // qmgr does not route by the envelope's FILTER yet (it is being reworked): rather than deliver
-    // the message past its content filter, keep it on hold with the filter recorded (postsuper -H
-    // releases it to normal delivery once an operator decides).
-    warn(`not supported: FILTER ${verdict.filter} (qmgr cannot route to a content filter yet): message placed on hold`);
-    verdict.hold = true;
-  }
+  // content_filter (from the receiving smtpd or pickup) applies to all its mail; FILTER overrides it.
+  if (!verdict.filter && request.contentFilter) verdict.filter = request.contentFilter;
   if (verdict.discard) {
     // Accepted, then dropped (the discard: line was logged by the check).
     return { ok: true, queueId: request.queueId, size: content.length };

@@ -65,12 +65,14 @@ class Pickup {
   private watcher: FSWatcher | null = null;
   private timer: NodeJS.Timeout | null = null;
   private inFlight = 0;
+  private readonly contentFilter: string;
   private idle: (() => void) | null = null;
 
   constructor(config: Config, private readonly actor: Actor, private readonly wakeup: number) {
     this.dir = ensureMaildrop(queueDirectory(config));
     this.myhostname = config.get('myhostname');
     this.mailName = config.get('mail_name');
+    this.contentFilter = config.get('content_filter').trim();
   }
 
   start(): void {
@@ -194,6 +196,7 @@ class Pickup {
         ...(envelope.envId ? { envId: envelope.envId } : {}),
         ...(envelope.ret ? { ret: envelope.ret } : {}),
         origin: 'pickup',
+        ...(this.contentFilter ? { contentFilter: this.contentFilter } : {}),
         local: { rewriteContext: envelope.rewriteContext, ...(envelope.fullName ? { fullName: envelope.fullName } : {}) },
       };
       let reply: CleanupReply;

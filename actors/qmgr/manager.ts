@@ -245,7 +245,10 @@ export class QueueManager {
     if (meta.forcedExpire && pending.length > 0) return void this.forceExpire(msg, pending.map(({ r, index }) => ({ index, address: r.address })));
 
     // Resolve (trivial-rewrite); a recipient the resolver refuses fails here, without a delivery.
-    const routes = await Promise.all(pending.map(({ r }) => this.resolver.route(r.address)));
+    let routes = await Promise.all(pending.map(({ r }) => this.resolver.route(r.address)));
+    // A content filter (FILTER action, content_filter) replaces the transport and, when given,
+    // the nexthop of every deliverable recipient, as Postfix's qmgr does.
+    if (meta.filter) routes = routes.map((route) => (route.error ? route : filterRoute(route, meta!.filter!)));
     const now = Date.now();
     // Group by destination, at most <transport>_destination_recipient_limit per delivery.
     const batches = new Map<Destination, DeliveryRecipient[]>();
@@ -540,4 +543,12 @@ function headerSection(content: Buffer): Buffer {
   if (crlf >= 0) return content.subarray(0, crlf + 4);
   const lf = content.indexOf('\n\n');
   return lf >= 0 ? content.subarray(0, lf + 2) : content;
+}
+
+/** "transport:nexthop" of a content filter applied to a resolved route (empty nexthop: the route's). */
+function filterRoute(route: Route, filter: string): Route {
+  const colon = filter.indexOf(':');
+  const transport = (colon < 0 ? filter : filter.slice(0, colon)).trim();
+  const nexthop = (colon < 0 ? '' : filter.slice(colon + 1)).trim() || route.nexthop;
+  return { ...route, transport, nexthop, key: `${transport}:${nexthop}` };
 }

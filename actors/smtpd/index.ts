@@ -51,6 +51,7 @@ async function main(): Promise<void> {
   const policy = new SmtpdPolicy(config);
   const hostname = config.get('myhostname');
   const sizeLimit = config.getSize('message_size_limit');
+  const contentFilter = config.get('content_filter').trim();
   const inFlowDelay = config.getTime('in_flow_delay') * 1000;
   const dialect: Dialect = {
     hostname,
@@ -237,6 +238,7 @@ async function main(): Promise<void> {
           client,
           arrival: Date.now(),
           origin: 'smtpd',
+          ...(contentFilter ? { contentFilter } : {}),
         };
         void submit(request).then((reply) => {
           if (reply.ok) return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);

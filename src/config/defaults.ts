@@ -72,6 +72,7 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   virtual_mailbox_domains: '$virtual_mailbox_maps',
   relay_recipient_maps: '',
   header_checks: '',
+  content_filter: '',
   body_checks: '',
   // cleanup: address mappings and content checks (cleanup(8))
   canonical_classes: 'envelope_sender, envelope_recipient, header_sender, header_recipient',
