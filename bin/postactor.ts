@@ -14,6 +14,8 @@ import { controlRequest, controlSocketPath } from '../actors/master/control.js';
 
 const USAGE = 'usage: postactor [-c config_dir] [-v] start-fg | start | stop | abort | reload | status | check | flush';
 const PROG = 'postactor/postactor-script';
+/** sysexits EX_USAGE, as the other commands answer a bad command line. */
+const EX_USAGE = 64;
 
 function fail(text: string, code = 1): never {
   process.stderr.write(text.endsWith('\n') ? text : text + '\n');
@@ -25,13 +27,13 @@ function parse(): { dir: string | undefined; command: string } {
   try {
     parsed = parseArgs({ options: { c: { type: 'string' }, v: { type: 'boolean', multiple: true }, help: { type: 'boolean', short: 'h' } }, allowPositionals: true });
   } catch (err) {
-    fail(`postactor: ${(err as Error).message}\n${USAGE}`, 2);
+    fail(`postactor: ${(err as Error).message}\n${USAGE}`, EX_USAGE);
   }
   if (parsed.values.help) {
     process.stdout.write(USAGE + '\n');
     process.exit(0);
   }
-  if (parsed.positionals.length !== 1) fail(USAGE, 2);
+  if (parsed.positionals.length !== 1) fail(USAGE, EX_USAGE);
   return { dir: parsed.values.c, command: parsed.positionals[0]! };
 }
 
@@ -139,7 +141,7 @@ async function main(): Promise<void> {
       return;
     }
     default:
-      fail(`postactor: unknown command: '${command}'\n${USAGE}`, 2);
+      fail(`postactor: unknown command: '${command}'\n${USAGE}`, EX_USAGE);
   }
 }
 

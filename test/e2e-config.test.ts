@@ -87,9 +87,9 @@ describe('e2e postactor command and configuration errors', () => {
     assert.doesNotMatch(r.stderr, /fatal/);
   });
 
-  test('postactor bogus prints the usage and exits 2', async () => {
+  test('postactor bogus prints the usage and exits 64 (EX_USAGE)', async () => {
     const r = await run(NODE, [POSTACTOR_JS, 'bogus']);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 64);
     assert.match(r.stderr, /^postactor: unknown command: 'bogus'\nusage: postactor \[-c config_dir\]/);
   });
 
@@ -105,7 +105,7 @@ describe('e2e postactor command and configuration errors', () => {
     const r = await run(POSTACTOR_SH, ['-c', `./${basename(dir)}`, 'check'], { cwd: dirname(dir), env });
     assert.equal(r.code, 0, r.stderr);
     const bogus = await run(POSTACTOR_SH, ['bogus'], { cwd: '/tmp', env });
-    assert.equal(bogus.code, 2, bogus.stderr);
+    assert.equal(bogus.code, 64, bogus.stderr);
     assert.match(bogus.stderr, /^postactor: unknown command/);
   });
 });
