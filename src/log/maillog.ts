@@ -72,8 +72,17 @@ export interface Logger {
 
 /** A logger for one program name, e.g. "smtpd" → "postactor/smtpd[pid]: ...". */
 export function maillog(program: string): Logger {
+  return logger(() => `${syslogName}/${program}`);
+}
+
+/** A logger with a whole tag of its own, without syslog_name (postlog -t TAG → "TAG[pid]: ..."). */
+export function maillogTag(tag: string): Logger {
+  return logger(() => tag);
+}
+
+function logger(tagOf: () => string): Logger {
   const write = (text: string) => {
-    pending.push(`${timestamp()} ${host} ${syslogName}/${program}[${process.pid}]: ${text}\n`);
+    pending.push(`${timestamp()} ${host} ${tagOf()}[${process.pid}]: ${text}\n`);
     if (!scheduled) {
       scheduled = true;
       setImmediate(flush);
