@@ -71,3 +71,17 @@ test('concurrent enqueues all land (group commit) and survive reopening', async 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the store is owner-only: queue_directory is traverse-only for others (maildrop/ inside), queue files 0600', async () => {
+  const { statSync } = await import('node:fs');
+  const dir = join(mkdtempSync(join(tmpdir(), 'pa-store-')), 'spool');
+  const store = QueueStore.open(dir);
+  try {
+    assert.equal(statSync(dir).mode & 0o777, 0o711);
+    assert.equal(statSync(join(dir, 'queue.lmdb')).mode & 0o777, 0o600);
+    assert.equal(statSync(join(dir, 'queue.lmdb-lock')).mode & 0o777, 0o600);
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

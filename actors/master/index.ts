@@ -4,7 +4,7 @@
  * the path behind it exists), routes requests between actors, restarts crashed workers, answers
  * the control socket, and stops everything on SIGTERM.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig, queueDirectory, type Config } from '../../src/config/index.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
@@ -76,7 +76,10 @@ export async function startMaster(config: Config): Promise<Master> {
 
   const queueDir = queueDirectory(config);
   mkdirSync(join(queueDir, 'pid'), { recursive: true });
-  mkdirSync(join(queueDir, 'public'), { recursive: true });
+  // The control socket's directory: owner only (Postfix's public/ is group postdrop; we have no
+  // setgid helper, so only the mail system's owner may talk to the master).
+  mkdirSync(join(queueDir, 'public'), { recursive: true, mode: 0o700 });
+  chmodSync(join(queueDir, 'public'), 0o700);
   writeFileSync(pidFile(config), `${process.pid}\n`);
 
   const instance = String(process.pid);

@@ -14,7 +14,7 @@
  * share one fsync (group commit). Every thread of the process may open the store; lmdb-js then
  * shares one LMDB environment between them.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { MessageMeta, QueueName } from './types.js';
@@ -54,7 +54,9 @@ export class QueueStore {
   private readonly due: Database<true, Key>;
 
   private constructor(readonly directory: string, options: StoreOptions) {
-    if (!options.readOnly) mkdirSync(directory, { recursive: true, mode: 0o700 });
+    // queue_directory: others may traverse it (to reach maildrop/) but not list it; the
+    // store's files are the owner's only (mail content), as Postfix's queue files are 0700.
+    if (!options.readOnly) mkdirSync(directory, { recursive: true, mode: 0o711 });
     this.root = open({
       path: join(directory, 'queue.lmdb'),
       maxDbs: 16,
@@ -66,6 +68,13 @@ export class QueueStore {
     this.body = this.root.openDB<Buffer, string>('content', { encoding: 'binary' });
     this.queues = this.root.openDB<true, Key>('queues', {});
     this.due = this.root.openDB<true, Key>('due', {});
+    if (!options.readOnly) {
+      for (const file of ['queue.lmdb', 'queue.lmdb-lock']) {
+        try {
+          chmodSync(join(directory, file), 0o600);
+        } catch { /* not ours to change (another user's store): LMDB itself enforces access */ }
+      }
+    }
   }
 
   static open(directory: string, options: StoreOptions = {}): QueueStore {
