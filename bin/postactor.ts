@@ -5,7 +5,9 @@
  * With no -c and no POSTACTOR_CONFIG, the embedded default configuration is used.
  */
 import { spawn } from 'node:child_process';
-import { openSync } from 'node:fs';
+import { existsSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { QueueStore } from '../src/queue/store.js';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, queueDirectory, type Config } from '../src/config/index.js';
@@ -130,6 +132,20 @@ async function main(): Promise<void> {
       const problems = checkConfig(config);
       for (const w of config.warnings) process.stderr.write(`postactor: warning: ${w}\n`);
       if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
+      // Queue sanity, as postfix check looks at the queue: report, never repair (postsuper -s does).
+      const queueDir = queueDirectory(config);
+      if (existsSync(join(queueDir, 'queue.lmdb'))) {
+        const store = QueueStore.open(queueDir, { readOnly: true });
+        try {
+          const r = await store.checkStructure(false);
+          if (r.danglingIndex) process.stderr.write(`postactor: warning: ${queueDir}: ${r.danglingIndex} queue index entr${r.danglingIndex === 1 ? 'y' : 'ies'} without a message (repair: postsuper -s)\n`);
+          if (r.danglingDue) process.stderr.write(`postactor: warning: ${queueDir}: ${r.danglingDue} deferred-index entr${r.danglingDue === 1 ? 'y' : 'ies'} without a message (repair: postsuper -s)\n`);
+          if (r.reindexed) process.stderr.write(`postactor: warning: ${queueDir}: ${r.reindexed} message(s) missing from their queue's index (repair: postsuper -s)\n`);
+          for (const id of r.corrupt) process.stderr.write(`postactor: warning: ${queueDir}: ${id}: message without content (repair: postsuper -s)\n`);
+        } finally {
+          await store.close();
+        }
+      }
       return;
     }
     case 'flush': {

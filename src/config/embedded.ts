@@ -26,6 +26,11 @@ data_directory = var/lib
 # to deliver by MX lookup instead.
 relayhost = [127.0.0.1]:2626
 
+# No alias database (Postfix: alias_maps = hash:/etc/aliases): the project does not
+# own /etc/aliases. Local recipients are then checked against the password file only.
+alias_maps =
+alias_database =
+
 # maillog_file is left empty: Postactor logs to standard output.
 `;
 
