@@ -216,6 +216,7 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   default_destination_concurrency_negative_feedback: '1',
   default_destination_rate_delay: '0s',
   default_transport_rate_delay: '0s',
+  destination_concurrency_feedback_debug: 'no',
   default_recipient_limit: '20000',
   default_extra_recipient_limit: '1000',
   default_recipient_refill_limit: '100',
