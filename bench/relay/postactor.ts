@@ -29,6 +29,12 @@ export interface PostactorOptions {
   readyTimeoutMs?: number;
   /** The entry point to run (default dist/bin/postactor.js). */
   entry?: string;
+  /** main.cf lines appended after the bench's own (and after POSTACTOR_BENCH_MAIN_CF's). */
+  extraMainCf?: string;
+  /** Runs once the instance directory and its config exist, before the server starts (e.g. to fill the queue). */
+  prepare?: (dir: string) => Promise<void> | void;
+  /** Reuse this instance directory (a restart on the same queue); its config is rewritten. */
+  dir?: string;
 }
 
 export const POSTACTOR_ENTRY = path.join(REPO_ROOT, 'dist/bin/postactor.js');
@@ -61,19 +67,20 @@ export function postactorMasterCf(port: number, o: Pick<PostactorOptions, 'smtpd
   ].join('\n');
 }
 
-export async function startPostactor(o: PostactorOptions): Promise<MtaHandle> {
+export async function startPostactor(o: PostactorOptions): Promise<MtaHandle & { pid: number }> {
   const entry = o.entry ?? POSTACTOR_ENTRY;
   if (!existsSync(entry)) {
     throw new Error(`postactor: ${entry} does not exist (build first: node_modules/.bin/tsc -p tsconfig.json)`);
   }
   const port = o.port || (await freePort());
-  const dir = mkdtempSync(path.join(tmpdir(), 'postactor-bench-'));
+  const dir = o.dir ?? mkdtempSync(path.join(tmpdir(), 'postactor-bench-'));
   // POSTACTOR_BENCH_MAIN_CF=FILE: lines appended to main.cf (e.g. tables loaded for a comparison).
   const extra = process.env.POSTACTOR_BENCH_MAIN_CF ? readFileSync(process.env.POSTACTOR_BENCH_MAIN_CF, 'utf8') : '';
-  writeFileSync(path.join(dir, 'main.cf'), postactorMainCf(dir, o.sinkPort, o.maillog ?? true) + extra);
+  writeFileSync(path.join(dir, 'main.cf'), postactorMainCf(dir, o.sinkPort, o.maillog ?? true) + extra + (o.extraMainCf ?? ''));
   writeFileSync(path.join(dir, 'master.cf'), postactorMasterCf(port, o));
+  if (o.prepare) await o.prepare(dir);
 
-  const log = createWriteStream(path.join(dir, 'postactor.log'));
+  const log = createWriteStream(path.join(dir, 'postactor.log'), { flags: 'a' });
   const stderr = new Tail();
   const child: ChildProcess = spawn(process.execPath, [entry, '-c', dir, 'start-fg'], {
     cwd: REPO_ROOT,
@@ -114,7 +121,7 @@ export async function startPostactor(o: PostactorOptions): Promise<MtaHandle> {
     const msg = err instanceof Error ? err.message : String(err);
     throw new Error(`postactor did not become ready on 127.0.0.1:${port}: ${msg}\n--- postactor stderr ---\n${stderr.toString() || '(empty)'}`);
   }
-  return { name: 'postactor', host: '127.0.0.1', port, dir, version: postactorVersion(), stop };
+  return { name: 'postactor', host: '127.0.0.1', port, dir, version: postactorVersion(), stop, pid: child.pid ?? 0 };
 }
 
 function postactorVersion(): string {
