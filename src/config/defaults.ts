@@ -110,6 +110,21 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   queue_directory: '/var/spool/postfix', // the embedded main.cf overrides this
   data_directory: '/var/lib/postfix',
   mail_spool_directory: '/var/mail',
+  // local(8)
+  home_mailbox: '',
+  mailbox_delivery_lock: 'fcntl, dotlock',
+  deliver_lock_attempts: '20',
+  deliver_lock_delay: '1s',
+  stale_lock_time: '500s',
+  allow_mail_to_commands: 'alias, forward',
+  allow_mail_to_files: 'alias, forward',
+  forward_path: '$home/.forward${recipient_delimiter}${extension}, $home/.forward',
+  luser_relay: '',
+  mailbox_command: '',
+  mailbox_transport: '',
+  fallback_transport: '',
+  mailbox_size_limit: '51200000',
+  default_privs: 'nobody',
   mail_owner: 'postfix',
   setgid_group: 'postdrop',
   // Postfix: empty = log to syslog. Postactor: empty = log to standard output.
