@@ -1,0 +1,217 @@
+/**
+ * local: Postfix's local(8), final delivery to users of this host, a piscina pool.
+ *
+ * Per recipient (local_destination_recipient_limit = 1 gives one per request, as in Postfix):
+ *   1. Delivered-To loop check: a Delivered-To: header naming this recipient already in the
+ *      message → bounced, 5.4.6 "mail forwarding loop for user@dom".
+ *   2. alias_maps (aliases.ts): the local part, then the user without its recipient_delimiter
+ *      extension; targets are local users, :include:/file, |command and /file/name.
+ *   3. The user in /etc/passwd (files only, no NSS modules); unknown → bounced, 5.1.1
+ *      'unknown user: "user"'.
+ *   4. A mailbox: home_mailbox empty → mbox $mail_spool_directory/user; "X/" → Maildir
+ *      $home/X/; "X" → mbox $home/X (mailbox.ts: locking, fsync before success).
+ *
+ * Delivery as the recipient's UID/GID: worker threads share the process's uid, and set*id()
+ * would change every thread's. When Postactor runs as root, each mailbox write therefore runs
+ * in a short-lived child process (writer.ts) that holds root only to create the lock and the
+ * spool file and writes as the recipient. When Postactor is not root it cannot switch users:
+ * it writes directly, only the mailboxes of its own user are deliverable, and mail for any
+ * other user is deferred 4.2.0 with that reason in the log (nothing is lost).
+ *
+ * Not built, and failing loudly (deferred 4.3.5 "not supported: …", with a warning) when set:
+ * mailbox_command, mailbox_transport, fallback_transport, luser_relay; a user's .forward file
+ * (forward_path) defers that user's mail the same way rather than being ignored.
+ *
+ * Deviation: mailbox_delivery_lock "fcntl" takes a flock(2) lock instead (see mailbox.ts).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULTS } from '../../src/config/index.js';
+import { splitExtension } from '../../src/maps/index.js';
+import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
+import { agentContext, report, type AgentContext } from '../discard/agent.js';
+import { mailCopy } from '../pipe/copy.js';
+import { appendMbox, deliverMaildir, MailboxError, type LockSettings, type Privs } from './mailbox.js';
+import type { WriterJob } from './writer.js';
+import { AliasExpander, type Target } from './aliases.js';
+
+export interface Passwd { name: string; uid: number; gid: number; home: string; shell: string }
+
+/** getpwnam() from /etc/passwd (POSTACTOR_PASSWD_FILE names another file: tests use it for users with temporary homes). */
+export function getpwnam(name: string, file = process.env['POSTACTOR_PASSWD_FILE'] || '/etc/passwd'): Passwd | null {
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const f = line.split(':');
+    if (f.length >= 7 && f[0] === name) return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5]!, shell: f[6]! };
+  }
+  return null;
+}
+
+interface State {
+  ctx: AgentContext;
+  root: boolean;
+  spool: string;
+  homeMailbox: string;
+  locks: LockSettings;
+  sizeLimit: number;
+  delimiter: string;
+  unsupported: string | null;
+  forwardPath: string[];
+  aliases: AliasExpander;
+}
+
+let state: State | null = null;
+
+function init(): State {
+  const ctx = agentContext();
+  const { config } = ctx;
+  const lockNames = config.getList('mailbox_delivery_lock').map((s) => s.toLowerCase());
+  const bad = lockNames.find((n) => !['fcntl', 'flock', 'dotlock'].includes(n));
+  let unsupported: string | null = bad ? `mailbox_delivery_lock: unknown lock method "${bad}"` : null;
+  if (lockNames.includes('fcntl')) ctx.log.info('mailbox_delivery_lock: fcntl locks cannot be taken from Node.js; flock is used in their place');
+  for (const p of ['mailbox_command', 'mailbox_transport', 'fallback_transport', 'luser_relay']) {
+    if (!unsupported && config.get(p).trim() !== '') unsupported = `not supported: ${p}`;
+  }
+  if (unsupported) ctx.log.warn(`${ctx.service}: ${unsupported}; local deliveries are deferred`);
+  const locks: LockSettings = {
+    dotlock: lockNames.includes('dotlock'),
+    flock: lockNames.includes('flock') || lockNames.includes('fcntl'),
+    attempts: Math.max(1, config.getInt('deliver_lock_attempts')),
+    delayMs: config.getTime('deliver_lock_delay') * 1000,
+    staleMs: config.getTime('stale_lock_time') * 1000,
+  };
+  return {
+    ctx,
+    root: process.getuid?.() === 0,
+    spool: config.get('mail_spool_directory'),
+    homeMailbox: config.get('home_mailbox'),
+    locks,
+    sizeLimit: config.getInt('mailbox_size_limit'),
+    delimiter: config.get('recipient_delimiter'),
+    unsupported,
+    // forward_path names local(8)'s own attributes ($home, $user, …), not main.cf parameters.
+    forwardPath: (config.raw('forward_path') ?? DEFAULTS['forward_path'] ?? '').split(/[\s,]+/).filter((p) => p !== ''),
+    aliases: new AliasExpander(ctx),
+  };
+}
+
+type Result = Omit<RecipientOutcome, 'index' | 'relay'>;
+const sent = (reason: string): Result => ({ status: 'sent', dsn: '2.0.0', reason });
+const fail = (dsn: string, reason: string): Result => ({ status: dsn.startsWith('5') ? 'bounced' : 'deferred', dsn, reason });
+
+export default async function deliver(req: DeliveryRequest): Promise<DeliveryReply> {
+  const s = (state ??= init());
+  const started = Date.now();
+  const content = s.ctx.store.content(req.queueId);
+  const outcomes: RecipientOutcome[] = [];
+  for (const r of req.recipients) {
+    let res: Result;
+    if (!content) res = fail('4.3.0', 'queue file vanished');
+    else if (s.unsupported) res = fail('4.3.5', 'mail system configuration error');
+    else {
+      try {
+        res = await deliverRecipient(s, req, content, r.address, r.orcpt ?? r.address);
+      } catch (e) {
+        s.ctx.log.warn(`${req.queueId}: ${String((e as Error).message ?? e)}`);
+        res = fail('4.3.0', 'local delivery failed: temporary error');
+      }
+    }
+    outcomes.push({ index: r.index, relay: s.ctx.service, ...res });
+  }
+  return report(s.ctx, req, outcomes, started);
+}
+
+/** The Delivered-To: values in the message's header, lower case. */
+export function deliveredTo(content: Uint8Array): Set<string> {
+  const buf = Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+  const m = /\r?\n\r?\n/.exec(buf.toString('latin1', 0, Math.min(buf.length, 1 << 20)));
+  const head = buf.toString('latin1', 0, m ? m.index : buf.length).replace(/\r?\n[ \t]+/g, ' ');
+  const out = new Set<string>();
+  for (const l of head.split(/\r?\n/)) if (/^delivered-to:/i.test(l)) out.add(l.slice(13).trim().toLowerCase());
+  return out;
+}
+
+async function deliverRecipient(s: State, req: DeliveryRequest, content: Uint8Array, address: string, orcpt: string): Promise<Result> {
+  if (deliveredTo(content).has(address.toLowerCase())) return fail('5.4.6', `mail forwarding loop for ${address}`);
+  const at = address.lastIndexOf('@');
+  const localpart = (at < 0 ? address : address.slice(0, at)).toLowerCase();
+  const targets = await s.aliases.expand(localpart, s.delimiter);
+  if ('error' in targets) return fail(targets.dsn, targets.error);
+  const results: Result[] = [];
+  for (const t of targets.targets) results.push(await deliverTarget(s, req, content, address, orcpt, t));
+  // One failed target decides (a deferral wins over a bounce, so a retry can still succeed).
+  return results.find((r) => r.status === 'deferred') ?? results.find((r) => r.status === 'bounced') ?? results[0] ?? sent('delivered');
+}
+
+async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array, address: string, orcpt: string, t: Target): Promise<Result> {
+  if (t.kind !== 'user') return s.aliases.deliverSpecial(t, req, content, address, orcpt);
+  const split = splitExtension(t.user, s.delimiter);
+  const user = split ? split.user : t.user;
+  const pw = getpwnam(user);
+  if (!pw) return fail('5.1.1', `unknown user: "${user}"`);
+  if (s.forwardPath.length > 0) {
+    for (const f of s.forwardPath) {
+      const attrs: Record<string, string> = { home: pw.home, user: pw.name, shell: pw.shell, local: t.user, extension: split?.ext ?? '', recipient_delimiter: split ? s.delimiter : '', recipient: address, domain: address.slice(address.lastIndexOf('@') + 1) };
+      const path = f.replace(/\$\{(\w+)(?:([?:])([^}]*))?\}|\$(\w+)/g, (_m, a?: string, op?: string, alt?: string, b?: string) => {
+        const v = attrs[(a ?? b)!] ?? '';
+        return op === '?' ? (v ? alt! : '') : op === ':' ? (v ? '' : alt!) : v;
+      });
+      if (!/\$/.test(path) && existsSync(path)) {
+        s.ctx.log.warn(`${req.queueId}: not supported: .forward file ${path}; mail for ${pw.name} is deferred`);
+        return fail('4.3.5', `not supported: .forward file ${path}`);
+      }
+    }
+  }
+  const maildir = s.homeMailbox.endsWith('/');
+  const path = s.homeMailbox === '' ? join(s.spool, pw.name) : join(pw.home, s.homeMailbox) + (maildir ? '/' : '');
+  const data = mailCopy(content, {
+    flags: new Set(maildir ? ['R', 'O', 'D'] : ['F', 'R', 'O', 'D', '>', 'B']),
+    eol: '\n', sender: req.sender, originalRecipient: orcpt, deliveredTo: address, now: new Date(),
+  });
+  const where = maildir ? 'maildir' : 'mailbox';
+  const failed = (e: { dsn: string; reason: string }) => {
+    const text = maildir ? `maildir delivery failed: ${e.reason}` : `cannot update mailbox ${path} for user ${pw.name}. ${e.reason}`;
+    s.ctx.log.warn(`${req.queueId}: ${text}`);
+    return fail(e.dsn, text);
+  };
+  const job: WriterJob = { kind: maildir ? 'maildir' : 'mbox', path, uid: pw.uid, gid: pw.gid, inSpool: s.homeMailbox === '', locks: s.locks, sizeLimit: s.sizeLimit };
+  if (s.root) {
+    const r = await runWriter(job, data);
+    return r.ok ? sent(`delivered to ${where}`) : failed(r);
+  }
+  const me = process.getuid?.() ?? -1;
+  if (pw.uid !== me) return failed({ dsn: '4.2.0', reason: `cannot deliver as user ${pw.name} (uid ${pw.uid}): Postactor is not running as root (uid ${me})` });
+  const privs: Privs = { asUser: (fn) => fn(), asSpool: (fn) => fn(), uid: me, gid: process.getgid?.() ?? -1 };
+  try {
+    if (maildir) await deliverMaildir(path, data, privs);
+    else await appendMbox(path, data, privs, s.locks, job.inSpool, s.sizeLimit);
+    return sent(`delivered to ${where}`);
+  } catch (e) {
+    if (e instanceof MailboxError) return failed({ dsn: e.dsn, reason: e.message });
+    throw e;
+  }
+}
+
+const WRITER = new URL('./writer.js', import.meta.url);
+
+/** Runs writer.ts as a child process (as root; it switches to the recipient itself). */
+export function runWriter(job: WriterJob, data: Buffer): Promise<{ ok: true } | { ok: false; dsn: string; reason: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [WRITER.pathname], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin' } });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    child.stdin.on('error', () => {});
+    child.on('error', (e) => resolve({ ok: false, dsn: '4.3.0', reason: `local delivery helper: ${e.message}` }));
+    child.on('close', (code) => {
+      try {
+        const r = JSON.parse(out.trim().split('\n').pop() ?? '') as { ok: boolean; dsn?: string; reason?: string };
+        resolve(r.ok ? { ok: true } : { ok: false, dsn: r.dsn ?? '4.3.0', reason: r.reason ?? 'unknown error' });
+      } catch {
+        resolve({ ok: false, dsn: '4.3.0', reason: `local delivery helper exited with status ${code}${err ? `: ${err.trim().split('\n')[0]}` : ''}` });
+      }
+    });
+    child.stdin.end(Buffer.concat([Buffer.from(JSON.stringify(job) + '\n'), data]));
+  });
+}

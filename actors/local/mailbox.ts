@@ -1,0 +1,171 @@
+/**
+ * The mailbox writers of local(8): an mbox file (appended under a lock) or a Maildir (a file
+ * written in tmp/, fsynced, then moved to new/ under a unique name). Both fsync before they
+ * report success; every failure is a MailboxError carrying the reason for the log and the DSN
+ * (4.2.0 "cannot update mailbox …" as Postfix's mailbox.c says, so nothing is lost).
+ *
+ * Locking of an mbox (mailbox_delivery_lock, Postfix's default "fcntl, dotlock"):
+ *   dotlock  FILE.lock created with O_CREAT|O_EXCL, deliver_lock_attempts tries
+ *            deliver_lock_delay apart; a lock older than stale_lock_time is removed.
+ *   flock    flock(2) on the open mailbox. Node.js has no flock() binding, so /usr/bin/flock
+ *            (util-linux) is run on our open file descriptor (`flock -x -w N 3` with the fd as
+ *            its fd 3): flock locks belong to the open file description, so the lock stays
+ *            held by our descriptor after the helper exits and is released when we close it.
+ *   fcntl    POSIX record locks belong to a process and cannot be taken from Node.js, so
+ *            "fcntl" is served by flock (see Deviation in index.ts: a reader that locks with
+ *            fcntl only is not excluded; dotlock still is the lock mail readers share).
+ *
+ * Privileges: the `Privs` hooks run a step as the recipient (Postfix's set_eugid(uid, gid))
+ * or with the spool directory's privileges. In-process (not root) they are no-ops; the child
+ * helper (writer.ts, started as root) switches its effective uid/gid around each step.
+ */
+import { spawn } from 'node:child_process';
+import { constants as C, promises as fsp, type Stats } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { threadId } from 'node:worker_threads';
+
+export class MailboxError extends Error {
+  constructor(message: string, readonly dsn = '4.2.0') { super(message); }
+}
+
+export interface Privs {
+  /** Runs fn with the recipient's effective uid/gid. */
+  asUser<T>(fn: () => Promise<T>): Promise<T>;
+  /** Runs fn with the privileges that may create files in the spool directory. */
+  asSpool<T>(fn: () => Promise<T>): Promise<T>;
+  uid: number;
+  gid: number;
+}
+
+export const NO_PRIVS: Privs = { asUser: (fn) => fn(), asSpool: (fn) => fn(), uid: -1, gid: -1 };
+
+export interface LockSettings {
+  dotlock: boolean;
+  flock: boolean;
+  attempts: number;
+  delayMs: number;
+  staleMs: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const why = (e: unknown) => {
+  const err = e as NodeJS.ErrnoException;
+  return err.code && err.syscall ? `${err.syscall} ${err.path ?? ''}: ${errnoText(err)}`.replace(' :', ':') : String((e as Error).message ?? e);
+};
+function errnoText(err: NodeJS.ErrnoException): string {
+  const m = /^[A-Z]+: (.*?),/.exec(err.message);
+  return m ? m[1]!.replace(/^./, (c) => c.toUpperCase()) : err.message;
+}
+
+/** Creates FILE.lock exclusively; returns its path. */
+async function dotLock(path: string, s: LockSettings): Promise<string> {
+  const lock = `${path}.lock`;
+  let last = '';
+  for (let i = 0; i < s.attempts; i++) {
+    try {
+      const fh = await fsp.open(lock, C.O_WRONLY | C.O_CREAT | C.O_EXCL, 0o600);
+      await fh.close();
+      return lock;
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code !== 'EEXIST') throw new MailboxError(`unable to create lock file ${lock}: ${errnoText(err)}`);
+      last = `file exists`;
+      try {
+        const st = await fsp.stat(lock);
+        if (Date.now() - st.mtimeMs > s.staleMs) await fsp.unlink(lock); // stale_lock_time
+      } catch { /* gone meanwhile */ }
+    }
+    if (i + 1 < s.attempts) await sleep(s.delayMs);
+  }
+  throw new MailboxError(`unable to lock for exclusive access: ${lock}: ${last}`);
+}
+
+/** flock(LOCK_EX) on fd through /usr/bin/flock, waiting up to seconds. */
+function flockFd(fd: number, seconds: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/flock', ['-x', '-w', String(seconds), '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    child.on('error', (e) => reject(new MailboxError(`unable to lock for exclusive access: /usr/bin/flock: ${e.message}`)));
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new MailboxError(`unable to lock for exclusive access: flock: ${err.trim() || `exit status ${code}`}`))));
+  });
+}
+
+/**
+ * Appends one message (already in mbox form: From line … blank line) to the mbox at path.
+ * The file must be a regular file with one link, owned by the recipient when we know them
+ * (Postfix's safe_open); a missing file is created 0600 and given to the recipient.
+ */
+export async function appendMbox(path: string, data: Buffer, privs: Privs, locks: LockSettings, inSpool: boolean, sizeLimit = 0): Promise<void> {
+  const asCreator = inSpool ? privs.asSpool : privs.asUser;
+  let lockFile: string | null = null;
+  let fh: fsp.FileHandle | null = null;
+  try {
+    if (locks.dotlock) lockFile = await asCreator(() => dotLock(path, locks));
+    fh = await asCreator(async () => {
+      try {
+        return await fsp.open(path, C.O_WRONLY | C.O_APPEND | C.O_NOFOLLOW, 0o600);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        const h = await fsp.open(path, C.O_WRONLY | C.O_APPEND | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+        if (privs.uid >= 0) await h.chown(privs.uid, privs.gid);
+        return h;
+      }
+    }).catch((e: unknown) => { throw new MailboxError(`cannot open file: ${why(e)}`); });
+    const st: Stats = await fh.stat();
+    if (!st.isFile()) throw new MailboxError(`${path}: not a regular file`, '5.2.0');
+    if (st.nlink !== 1) throw new MailboxError(`${path}: file has ${st.nlink} hard links`, '5.2.0');
+    if (privs.uid >= 0 && st.uid !== privs.uid) throw new MailboxError(`${path}: file has bad owner uid ${st.uid}`, '5.2.0');
+    if (locks.flock) await flockFd(fh.fd, Math.max(1, Math.round((locks.attempts * locks.delayMs) / 1000)));
+    const size = st.size;
+    // mailbox_size_limit: Postfix sets RLIMIT_FSIZE, and the write fails with EFBIG (5.2.2).
+    if (sizeLimit > 0 && size + data.length > sizeLimit) throw new MailboxError('error writing message: File too large', '5.2.2');
+    const handle = fh;
+    await privs.asUser(async () => {
+      try {
+        await handle.write(data, 0, data.length);
+        await handle.sync();
+      } catch (e) {
+        await handle.truncate(size).catch(() => { /* best effort, as Postfix's ftruncate */ });
+        throw new MailboxError(`error writing message: ${why(e)}`);
+      }
+    });
+  } finally {
+    await fh?.close().catch(() => {});
+    if (lockFile) { const l = lockFile; await asCreator(() => fsp.unlink(l)).catch(() => {}); }
+  }
+}
+
+let seq = 0;
+
+/** Delivers to the Maildir dir (ending in "/"): tmp/NAME → new/NAME, fsyncing file and directory. */
+export async function deliverMaildir(dir: string, data: Buffer, privs: Privs): Promise<string> {
+  return privs.asUser(async () => {
+    for (const sub of ['tmp', 'new', 'cur']) {
+      try { await fsp.mkdir(join(dir, sub), { recursive: true, mode: 0o700 }); } catch (e) { throw new MailboxError(`create maildir file ${join(dir, sub)}: ${why(e)}`); }
+    }
+    const now = Date.now();
+    const host = hostname().replace(/\//g, '\\057').replace(/:/g, '\\072');
+    const name = `${Math.floor(now / 1000)}.P${process.pid}T${threadId}Q${++seq}M${(now % 1000) * 1000 + Math.floor(Math.random() * 1000)}.${host}`;
+    const tmp = join(dir, 'tmp', name);
+    const fin = join(dir, 'new', name);
+    let fh: fsp.FileHandle | null = null;
+    try {
+      fh = await fsp.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+      await fh.write(data, 0, data.length);
+      await fh.sync();
+      await fh.close();
+      fh = null;
+      await fsp.link(tmp, fin);
+      await fsp.unlink(tmp);
+      const d = await fsp.open(dirname(fin), 'r');
+      try { await d.sync(); } finally { await d.close(); }
+      return fin;
+    } catch (e) {
+      await fh?.close().catch(() => {});
+      await fsp.unlink(tmp).catch(() => {});
+      throw new MailboxError(`create maildir file ${tmp}: ${why(e)}`);
+    }
+  });
+}

@@ -1,0 +1,235 @@
+/**
+ * End to end, local(8): a real server child delivers mail for mydestination (local.test) with
+ * its local transport into an mbox under mail_spool_directory and into Maildir/ homes; the
+ * mailboxes are read back by an independent reader, Python's `mailbox` module. Users come
+ * from a throwaway passwd file (POSTACTOR_PASSWD_FILE) whose homes are temporary directories:
+ * "me" is the test's own uid/gid, "other" is uid/gid 65534 (delivered as that uid when the
+ * test runs as root, deferred 4.2.0 otherwise).
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+
+const ROOT = process.getuid!() === 0;
+const OTHER = process.getuid!() === 65534 ? 65533 : 65534;
+const MASTER_LOCAL = 'local     unix  -       n       n       -       -       local';
+const FAST_RETRY = { minimal_backoff_time: '1s', maximal_backoff_time: '2s', queue_run_delay: '1s' };
+
+function queuedId(reply: { code: number; text: string }): string {
+  assert.equal(reply.code, 250, reply.text);
+  const m = /^2\.0\.0 Ok: queued as (\S+)$/.exec(reply.text);
+  assert.ok(m, reply.text);
+  return m[1]!;
+}
+
+interface PyMessage { from: string | null; headers: [string, string][]; body: string }
+
+/** Reads an mbox or a Maildir with Python's mailbox module. */
+function readMailbox(kind: 'mbox' | 'Maildir', path: string): PyMessage[] {
+  const script = `
+import json, mailbox, sys
+box = mailbox.mbox(sys.argv[1], create=False) if sys.argv[2] == 'mbox' else mailbox.Maildir(sys.argv[1], factory=None, create=False)
+out = []
+for key in sorted(box.keys(), key=lambda k: str(k)):
+    m = box[key]
+    out.append({'from': m.get_from() if sys.argv[2] == 'mbox' else None, 'headers': [[k, v] for k, v in m.items()], 'body': m.get_payload()})
+print(json.dumps(out))
+`;
+  return JSON.parse(execFileSync('python3', ['-c', script, path, kind], { encoding: 'utf8' })) as PyMessage[];
+}
+
+const header = (m: PyMessage, name: string) => m.headers.filter(([k]) => k.toLowerCase() === name.toLowerCase()).map(([, v]) => v);
+
+interface Env { dir: string; spool: string; homes: Record<string, string>; passwd: string }
+
+function makeEnv(): Env {
+  const dir = mkdtempSync(join(tmpdir(), 'local-'));
+  chmodSync(dir, 0o755);
+  const spool = join(dir, 'spool');
+  mkdirSync(spool, { mode: 0o1777 });
+  chmodSync(spool, 0o1777);
+  const homes = { me: join(dir, 'home-me'), other: join(dir, 'home-other') };
+  mkdirSync(homes.me);
+  mkdirSync(homes.other, { mode: 0o777 });
+  chmodSync(homes.other, 0o777);
+  const uid = process.getuid!();
+  const gid = process.getgid!();
+  const passwd = join(dir, 'passwd');
+  writeFileSync(passwd, [
+    `me:x:${uid}:${gid}:Test User:${homes.me}:/bin/sh`,
+    `other:x:${OTHER}:${OTHER}:Other User:${homes.other}:/bin/sh`,
+    `nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin`,
+  ].join('\n') + '\n');
+  writeFileSync(join(dir, 'aliases'), '');
+  return { dir, spool, homes, passwd };
+}
+
+function mainCf(env: Env, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    mydestination: 'localhost, local.test',
+    mail_spool_directory: env.spool,
+    local_recipient_maps: '',
+    alias_maps: `texthash:${join(env.dir, 'aliases')}`,
+    ...FAST_RETRY,
+    ...extra,
+  };
+}
+
+describe('e2e local delivery to an mbox in mail_spool_directory', () => {
+  let env: Env;
+  let server: TestServer;
+  before(async () => {
+    env = makeEnv();
+    server = await startServer({ mainCf: mainCf(env), masterCfExtra: MASTER_LOCAL, env: { POSTACTOR_PASSWD_FILE: env.passwd } });
+  });
+  after(async () => {
+    await server?.stop();
+    if (env) rmSync(env.dir, { recursive: true, force: true });
+  });
+
+  test('user@mydestination lands in $mail_spool_directory/user: From_ line, Return-Path, X-Original-To, Delivered-To prepended, ">From " quoting, blank line at the end; log says "delivered to mailbox"', async () => {
+    const body = 'first line\nFrom the start of a line\n>From already quoted\nnot From here\n';
+    const id = queuedId(await sendRaw(server.port, 'sender@example.org', ['me@local.test'], rfc822({ Subject: 'to mbox', 'Message-ID': '<mbox-1@t>' }, body)));
+    const line = await server.waitForLog(new RegExp(`${id}: to=<me@local\\.test>, .*status=`), 15_000);
+    assert.match(line, /relay=local, .*dsn=2\.0\.0, status=sent \(delivered to mailbox\)$/);
+    const path = join(env.spool, 'me');
+    const raw = readFileSync(path, 'latin1');
+    assert.match(raw, /^From sender@example\.org  \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n/);
+    assert.ok(raw.endsWith('not From here\n\n'), JSON.stringify(raw.slice(-40)));
+    assert.ok(!raw.includes('\r'), 'lines end in LF in the mbox');
+    assert.equal(statSync(path).uid, process.getuid!());
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    assert.ok(!existsSync(`${path}.lock`), 'the dot-lock is removed');
+    const msgs = readMailbox('mbox', path);
+    assert.equal(msgs.length, 1);
+    const m = msgs[0]!;
+    assert.match(m.from ?? '', /^sender@example\.org /);
+    assert.deepEqual(m.headers.slice(0, 3).map(([k]) => k), ['Return-Path', 'X-Original-To', 'Delivered-To']);
+    assert.deepEqual(header(m, 'Return-Path'), ['<sender@example.org>']);
+    assert.deepEqual(header(m, 'X-Original-To'), ['me@local.test']);
+    assert.deepEqual(header(m, 'Delivered-To'), ['me@local.test']);
+    assert.deepEqual(header(m, 'Subject'), ['to mbox']);
+    // Postfix quotes only "From " (mboxo): ">From " stays as it is. The reader drops the separating blank line.
+    assert.equal(m.body, 'first line\n>From the start of a line\n>From already quoted\nnot From here\n');
+  });
+
+  test('a second message is appended (both read back) and a recipient_delimiter-less unknown user bounces 5.1.1 unknown user: "nosuch"', async () => {
+    const id = queuedId(await sendRaw(server.port, '', ['me@local.test'], rfc822({ Subject: 'second' }, 'two\n')));
+    await server.waitForLog(new RegExp(`${id}: to=<me@local\\.test>, .*status=sent \\(delivered to mailbox\\)`), 15_000);
+    const msgs = readMailbox('mbox', join(env.spool, 'me'));
+    assert.deepEqual(msgs.map((m) => header(m, 'Subject')[0]), ['to mbox', 'second']);
+    assert.match(msgs[1]!.from ?? '', /^MAILER-DAEMON /);
+    assert.deepEqual(header(msgs[1]!, 'Return-Path'), ['<>']);
+    const bad = queuedId(await sendRaw(server.port, 'sender@example.org', ['nosuch@local.test'], rfc822({ Subject: 'unknown' }, 'x\n')));
+    const line = await server.waitForLog(new RegExp(`${bad}: to=<nosuch@local\\.test>, .*status=`), 15_000);
+    assert.match(line, /relay=local, .*dsn=5\.1\.1, status=bounced \(unknown user: "nosuch"\)$/);
+  });
+
+  test('Delivered-To loop detection: a message that already has Delivered-To: <this recipient> bounces 5.4.6 "mail forwarding loop for me@local.test"', async () => {
+    const id = queuedId(await sendRaw(server.port, 'sender@example.org', ['me@local.test'], rfc822({ 'Delivered-To': 'ME@local.test', Subject: 'looped' }, 'x\n')));
+    const line = await server.waitForLog(new RegExp(`${id}: to=<me@local\\.test>, .*status=`), 15_000);
+    assert.match(line, /dsn=5\.4\.6, status=bounced \(mail forwarding loop for me@local\.test\)$/);
+    assert.ok(!readMailbox('mbox', join(env.spool, 'me')).some((m) => header(m, 'Subject')[0] === 'looped'));
+  });
+
+  test('dot-lock race: while another writer holds user.lock nothing is written; two deliveries then both land intact', async () => {
+    const path = join(env.spool, 'me');
+    const before = readMailbox('mbox', path).length;
+    const lock = `${path}.lock`;
+    writeFileSync(lock, '', { flag: 'wx' });
+    try {
+      const ids = [
+        queuedId(await sendRaw(server.port, 'a@example.org', ['me@local.test'], rfc822({ Subject: 'race A' }, 'A'.repeat(5000) + '\nFrom A\n'))),
+        queuedId(await sendRaw(server.port, 'b@example.org', ['me@local.test'], rfc822({ Subject: 'race B' }, 'B'.repeat(5000) + '\nFrom B\n'))),
+      ];
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.equal(readMailbox('mbox', path).length, before, 'nothing written while the lock is held');
+      assert.ok(!server.logLines().some((l) => ids.some((id) => l.includes(`${id}: to=`))), 'no delivery reported while locked');
+      unlinkSync(lock);
+      for (const id of ids) await server.waitForLog(new RegExp(`${id}: to=<me@local\\.test>, .*status=sent`), 15_000);
+    } finally {
+      rmSync(lock, { force: true });
+    }
+    const msgs = readMailbox('mbox', path).slice(before);
+    assert.deepEqual(msgs.map((m) => header(m, 'Subject')[0]).sort(), ['race A', 'race B']);
+    for (const m of msgs) {
+      const c = header(m, 'Subject')[0]!.slice(-1);
+      assert.equal(m.body, `${c.repeat(5000)}\n>From ${c}\n`);
+    }
+  });
+});
+
+describe('e2e local delivery to Maildir/ (home_mailbox)', () => {
+  let env: Env;
+  let server: TestServer;
+  before(async () => {
+    env = makeEnv();
+    server = await startServer({ mainCf: mainCf(env, { home_mailbox: 'Maildir/' }), masterCfExtra: MASTER_LOCAL, env: { POSTACTOR_PASSWD_FILE: env.passwd } });
+  });
+  after(async () => {
+    await server?.stop();
+    if (env) rmSync(env.dir, { recursive: true, force: true });
+  });
+
+  test('home_mailbox = Maildir/: the message is in $home/Maildir/new under a unique name, tmp/ is empty, read back by mailbox.Maildir; log says "delivered to maildir"', async () => {
+    const ids: string[] = [];
+    for (const n of [1, 2]) ids.push(queuedId(await sendRaw(server.port, 'sender@example.org', ['me@local.test'], rfc822({ Subject: `maildir ${n}` }, `From body ${n}\n`))));
+    for (const id of ids) {
+      const line = await server.waitForLog(new RegExp(`${id}: to=<me@local\\.test>, .*status=`), 15_000);
+      assert.match(line, /relay=local, .*dsn=2\.0\.0, status=sent \(delivered to maildir\)$/);
+    }
+    const md = join(env.homes.me, 'Maildir');
+    const names = readdirSync(join(md, 'new'));
+    assert.equal(names.length, 2);
+    assert.notEqual(names[0], names[1]);
+    for (const n of names) assert.match(n, /^\d+\.P\d+T\d+Q\d+M\d+\.[^/]+$/);
+    assert.deepEqual(readdirSync(join(md, 'tmp')), []);
+    const msgs = readMailbox('Maildir', md);
+    assert.deepEqual(msgs.map((m) => header(m, 'Subject')[0]).sort(), ['maildir 1', 'maildir 2']);
+    for (const m of msgs) {
+      assert.deepEqual(header(m, 'Delivered-To'), ['me@local.test']);
+      assert.deepEqual(header(m, 'Return-Path'), ['<sender@example.org>']);
+      assert.match(m.body, /^From body \d\n$/, 'no From_ quoting in a Maildir');
+    }
+  });
+
+  test(ROOT ? `as root, delivery runs as the recipient: the Maildir of uid ${OTHER} is owned by ${OTHER}` : 'not root: mail for another user is deferred 4.2.0 with the reason logged', async () => {
+    const id = queuedId(await sendRaw(server.port, 'sender@example.org', ['other@local.test'], rfc822({ Subject: 'other' }, 'x\n')));
+    const line = await server.waitForLog(new RegExp(`${id}: to=<other@local\\.test>, .*status=`), 15_000);
+    if (ROOT) {
+      assert.match(line, /status=sent \(delivered to maildir\)$/);
+      const md = join(env.homes.other, 'Maildir');
+      assert.equal(statSync(md).uid, OTHER);
+      const f = join(md, 'new', readdirSync(join(md, 'new'))[0]!);
+      assert.equal(statSync(f).uid, OTHER);
+      assert.equal(statSync(f).gid, OTHER);
+    } else {
+      assert.match(line, new RegExp(`dsn=4\\.2\\.0, status=deferred \\(maildir delivery failed: cannot deliver as user other \\(uid ${OTHER}\\): Postactor is not running as root`));
+    }
+  });
+
+  test('an unwritable mailbox directory defers 4.2.0 with the error logged, and the retry after it is fixed delivers', async () => {
+    const user = ROOT ? 'other' : 'me';
+    const home = ROOT ? join(env.dir, 'home-locked') : env.homes.me;
+    if (ROOT) {
+      // A home that uid 65534 cannot write to: point "other" there.
+      mkdirSync(home, { mode: 0o555 });
+      writeFileSync(env.passwd, readFileSync(env.passwd, 'utf8').replace(env.homes.other, home));
+    } else {
+      rmSync(join(home, 'Maildir'), { recursive: true, force: true });
+    }
+    chmodSync(home, 0o555);
+    const id = queuedId(await sendRaw(server.port, 'sender@example.org', [`${user}@local.test`], rfc822({ Subject: 'locked out' }, 'keep me\n')));
+    const line = await server.waitForLog(new RegExp(`${id}: to=<${user}@local\\.test>, .*status=`), 15_000);
+    assert.match(line, /dsn=4\.2\.0, status=deferred \(maildir delivery failed: create maildir file .*Maildir\/tmp: mkdir .*Maildir: Permission denied\)$/);
+    assert.ok(server.logLines().some((l) => l.includes(`${id}: maildir delivery failed:`)), 'the reason is logged as a warning too');
+    chmodSync(home, 0o777);
+    await server.waitForLog(new RegExp(`${id}: to=<${user}@local\\.test>, .*status=sent \\(delivered to maildir\\)`), 15_000);
+    const msgs = readMailbox('Maildir', join(home, 'Maildir'));
+    assert.ok(msgs.some((m) => header(m, 'Subject')[0] === 'locked out' && m.body === 'keep me\n'));
+  });
+});
