@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { REPO_ROOT, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
 
 const ROOT = process.getuid!() === 0;
 const OTHER = process.getuid!() === 65534 ? 65533 : 65534;
@@ -231,5 +231,104 @@ describe('e2e local delivery to Maildir/ (home_mailbox)', () => {
     await server.waitForLog(new RegExp(`${id}: to=<${user}@local\\.test>, .*status=sent \\(delivered to maildir\\)`), 15_000);
     const msgs = readMailbox('Maildir', join(home, 'Maildir'));
     assert.ok(msgs.some((m) => header(m, 'Subject')[0] === 'locked out' && m.body === 'keep me\n'));
+  });
+});
+
+/** bin/postalias lmdb:FILE; returns its exit status and output. */
+function postalias(file: string): { status: number; output: string } {
+  try {
+    return { status: 0, output: execFileSync(join(REPO_ROOT, 'bin', 'postalias'), [`lmdb:${file}`], { encoding: 'utf8', stdio: 'pipe' }) };
+  } catch (e) {
+    const err = e as { status: number; stderr: string; stdout: string };
+    return { status: err.status, output: `${err.stdout}${err.stderr}` };
+  }
+}
+
+describe('e2e local alias_maps expansion (lmdb: built by bin/postalias)', () => {
+  let env: Env;
+  let server: TestServer;
+  let files: string;
+  before(async () => {
+    env = makeEnv();
+    files = join(env.dir, 'files');
+    mkdirSync(files, { mode: 0o777 });
+    chmodSync(files, 0o777); // commands and files from aliases run as default_privs (nobody) when root
+    writeFileSync(join(env.dir, 'list'), `# an include file\nme\nself, qualified\n`);
+    writeFileSync(join(env.dir, 'list-file'), `${files}/include.mbox\n`);
+    writeFileSync(join(env.dir, 'list-cmd'), '|/bin/true\n');
+    writeFileSync(join(env.dir, 'aliases'), [
+      '# aliases(5)',
+      'chain1: chain2',
+      `chain2: me, ${files}/chain.mbox`,
+      'self: me',
+      `incl: :include:${join(env.dir, 'list')}`,
+      `inclcmd: :include:${join(env.dir, 'list-cmd')}`,
+      `inclfile: :include:${join(env.dir, 'list-file')}`,
+      `cmd: "|cat > ${files}/cmd.out; echo ran"`,
+      'loopa: loopb',
+      'loopb: loopa',
+      'remote: someone@example.com',
+      'qualified: me@local.test',
+    ].join('\n') + '\n');
+    postalias(join(env.dir, 'aliases'));
+    server = await startServer({ mainCf: mainCf(env, { alias_maps: `lmdb:${join(env.dir, 'aliases')}` }), masterCfExtra: MASTER_LOCAL, env: { POSTACTOR_PASSWD_FILE: env.passwd } });
+  });
+  after(async () => {
+    await server?.stop();
+    if (env) rmSync(env.dir, { recursive: true, force: true });
+  });
+
+  async function deliverTo(rcpt: string, subject: string): Promise<string> {
+    const id = queuedId(await sendRaw(server.port, 'sender@example.org', [rcpt], rfc822({ Subject: subject }, `body of ${subject}\n`)));
+    return server.waitForLog(new RegExp(`${id}: to=<${rcpt.replace(/[.]/g, '\\.')}>, .*status=`), 15_000);
+  }
+  const subjects = (path: string) => readMailbox('mbox', path).map((m) => header(m, 'Subject')[0]);
+
+  const cases: [string, string, RegExp, () => void][] = [
+    ['a chain (chain1 → chain2 → me, /file) delivers to the user mailbox and appends to the file', 'chain1@local.test', /status=sent \(delivered to mailbox\)$/, () => {
+      assert.ok(subjects(join(env.spool, 'me')).includes('chain1@local.test'));
+      assert.deepEqual(subjects(join(files, 'chain.mbox')), ['chain1@local.test']);
+    }],
+    ['an alias naming a local user delivers to that user', 'self@local.test', /status=sent \(delivered to mailbox\)$/, () => {
+      assert.ok(subjects(join(env.spool, 'me')).includes('self@local.test'));
+    }],
+    ['user@mydestination in an alias is the local user', 'qualified@local.test', /status=sent \(delivered to mailbox\)$/, () => {
+      assert.ok(subjects(join(env.spool, 'me')).includes('qualified@local.test'));
+    }],
+    [':include:/file adds its lines (comments skipped); three names for one user give one copy (duplicates suppressed)', 'incl@local.test', /status=sent \(delivered to mailbox\)$/, () => {
+      assert.equal(subjects(join(env.spool, 'me')).filter((x) => x === 'incl@local.test').length, 1);
+    }],
+    ['a /file from an :include: file is refused by allow_mail_to_files = alias, forward: 5.7.1', 'inclfile@local.test', /dsn=5\.7\.1, status=bounced \(mail to file is restricted\)$/, () => {
+      assert.ok(!existsSync(join(files, 'include.mbox')));
+    }],
+    ['|command gets the message on stdin (From_ line first); log says "delivered to command: …"', 'cmd@local.test', /status=sent \(delivered to command: cat > .*cmd\.out; echo ran\)$/, () => {
+      const out = readFileSync(join(files, 'cmd.out'), 'latin1');
+      assert.match(out, /^From sender@example\.org  .*\nReturn-Path: <sender@example\.org>\n/);
+      assert.match(out, /\nSubject: cmd@local\.test\n/);
+      if (ROOT) assert.equal(statSync(join(files, 'cmd.out')).uid, 65534, 'as default_privs');
+    }],
+    ['a |command from an :include: file is refused by allow_mail_to_commands = alias, forward: 5.7.1', 'inclcmd@local.test', /dsn=5\.7\.1, status=bounced \(mail to command is restricted\)$/, () => {}],
+    ['an alias loop ends at a name already expanded: unknown user 5.1.1', 'loopa@local.test', /dsn=5\.1\.1, status=bounced \(unknown user: "loopa"\)$/, () => {}],
+    ['forwarding to a remote address is not built: deferred 4.3.5 "not supported", nothing lost', 'remote@local.test', /dsn=4\.3\.5, status=deferred \(not supported: forwarding to someone@example\.com\)$/, () => {}],
+  ];
+  for (const [name, rcpt, want, check] of cases) {
+    test(`aliases: ${name}`, async () => {
+      const line = await deliverTo(rcpt, rcpt);
+      assert.match(line, want);
+      check();
+    });
+  }
+
+  test('postalias then a lookup sees the change; an alias file with a syntax error is refused naming file:line and the old table stays', async () => {
+    const file = join(env.dir, 'aliases');
+    writeFileSync(file, readFileSync(file, 'utf8') + 'newname: me\n');
+    assert.equal(postalias(file).status, 0);
+    assert.match(await deliverTo('newname@local.test', 'newname@local.test'), /status=sent \(delivered to mailbox\)$/);
+    const good = readFileSync(file, 'utf8');
+    writeFileSync(file, good + 'no colon here\n');
+    const r = postalias(file);
+    assert.notEqual(r.status, 0);
+    assert.ok(r.output.includes(`${file}:${good.split('\n').length}: need name:value pair`), r.output);
+    assert.match(await deliverTo('self@local.test', 'after a broken rebuild'), /status=sent \(delivered to mailbox\)$/);
   });
 });

@@ -138,7 +138,15 @@ async function deliverRecipient(s: State, req: DeliveryRequest, content: Uint8Ar
   const targets = await s.aliases.expand(localpart, s.delimiter);
   if ('error' in targets) return fail(targets.dsn, targets.error);
   const results: Result[] = [];
-  for (const t of targets.targets) results.push(await deliverTarget(s, req, content, address, orcpt, t));
+  // Postfix's duplicate filter: one delivery per user, file or command in one expansion.
+  const seen = new Set<string>();
+  const unique = targets.targets.filter((t) => {
+    const key = t.kind === 'user' ? `user:${splitExtension(t.user, s.delimiter)?.user ?? t.user}` : t.kind === 'file' ? `file:${t.path}` : `command:${t.command}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  for (const t of unique) results.push(await deliverTarget(s, req, content, address, orcpt, t));
   // One failed target decides (a deferral wins over a bounce, so a retry can still succeed).
   return results.find((r) => r.status === 'deferred') ?? results.find((r) => r.status === 'bounced') ?? results[0] ?? sent('delivered');
 }
