@@ -2,9 +2,13 @@
  * The active queue and its scheduling (first version): messages in memory, one queue per
  * destination with a concurrency limit and a recipient limit per delivery, round-robin over
  * destinations, and the end of each message's attempt (remove, defer with backoff, bounce).
- * Preemption, concurrency feedback and dead-destination handling come with issue 4.
+ * Concurrency feedback and dead destinations (./feedback.ts, Postfix's qmgr_queue.c): a reply
+ * with a siteFailure is negative feedback, any other completed delivery positive; a dead
+ * destination's entries are deferred at once ("delivery temporarily suspended: …") until
+ * minimal_backoff_time has passed or postqueue -f forgets it. A transport whose agents cannot be
+ * reached or crash is unavailable for transport_retry_time. Preemption comes with issue 4.
  */
-import { transportParam, type Config } from '../../src/config/index.js';
+import { parseTime, transportParam, type Config } from '../../src/config/index.js';
 import type { Logger } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import type { QueueStore } from '../../src/queue/store.js';
@@ -16,6 +20,7 @@ import type { BounceReply, BounceRequest, CleanupReply, DeliveryRecipient, Deliv
 import type { AdminEventName } from '../../src/queue/admin.js';
 import { expired, nextAttempt } from './backoff.js';
 import { Resolver, type Route } from './resolve.js';
+import { isDead, negative, newWindow, parseFeedback, positive, revive, settings, type WindowSettings, type WindowState } from './feedback.js';
 
 interface ActiveMessage {
   meta: MessageMeta;
@@ -41,8 +46,21 @@ interface Destination {
   nexthop: string;
   todo: Entry[];
   busy: number;
-  concurrency: number;
   recipientLimit: number;
+  /** The transport's feedback settings; window 0 in `fb` means dead. */
+  settings: WindowSettings;
+  fb: WindowState;
+  /** Why it is dead (the site failure) and the enhanced status to defer with. */
+  dead?: { reason: string; dsn: string; until: number; timer: NodeJS.Timeout };
+  /** <transport>_destination_rate_delay in ms (0: none); no delivery starts before suspendedUntil. */
+  rateDelay: number;
+  suspendedUntil: number;
+}
+
+interface TransportLimits {
+  settings: WindowSettings;
+  recipientLimit: number;
+  rateDelay: number;
 }
 
 export class QueueManager {
@@ -60,7 +78,11 @@ export class QueueManager {
   private runDelay!: number;
   private bounceSizeLimit!: number;
   private readonly warnedTransports = new Set<string>();
-  private readonly limits = new Map<string, { concurrency: number; recipientLimit: number }>();
+  private readonly limits = new Map<string, TransportLimits>();
+  /** Transports whose agents failed (NOSERVICE, THROTTLED, CRASHED): deferred until `until`. */
+  private readonly unavailable = new Map<string, { reason: string; until: number; timer: NodeJS.Timeout }>();
+  private transportRetry!: number;
+  private feedbackDebug!: boolean;
   private incomingBacklog = false;
   private scanning = false;
   private timer: NodeJS.Timeout | null = null;
@@ -83,6 +105,8 @@ export class QueueManager {
     this.limits.clear();
     this.activeLimit = config.getInt('qmgr_message_active_limit');
     this.minBackoff = config.getTime('minimal_backoff_time');
+    this.transportRetry = config.getTime('transport_retry_time');
+    this.feedbackDebug = config.getBool('destination_concurrency_feedback_debug');
     this.maxBackoff = config.getTime('maximal_backoff_time');
     this.queueLifetime = config.getTime('maximal_queue_lifetime');
     this.bounceLifetime = config.getTime('bounce_queue_lifetime');
@@ -119,6 +143,7 @@ export class QueueManager {
 
   /** postactor flush / postqueue -f: every deferred message is due now. */
   flush(): void {
+    this.forgetDead();
     void this.scan(false, Infinity);
   }
 
@@ -197,6 +222,7 @@ export class QueueManager {
 
   /** Takes messages from incoming (when it has a backlog) and the deferred messages that are due. */
   private async scan(incoming: boolean, dueBy = Date.now()): Promise<void> {
+    this.reviveDue();
     if (this.scanning) return;
     this.scanning = true;
     try {
@@ -279,20 +305,44 @@ export class QueueManager {
     let dest = this.destinations.get(route.key);
     if (!dest) {
       const limits = this.transportLimits(route.transport);
-      dest = { key: route.key, transport: route.transport, nexthop: route.nexthop, todo: [], busy: 0, ...limits };
+      dest = { key: route.key, transport: route.transport, nexthop: route.nexthop, todo: [], busy: 0, ...limits, fb: newWindow(limits.settings), suspendedUntil: 0 };
       this.destinations.set(route.key, dest);
     }
     return dest;
   }
 
-  /** <transport>_destination_concurrency_limit and _recipient_limit, read once per transport. */
-  private transportLimits(transport: string): { concurrency: number; recipientLimit: number } {
+  /**
+   * A transport's scheduling parameters, read once per transport: destination concurrency and
+   * recipient limits (0 = no limit), initial concurrency, feedback, failed-cohort limit and
+   * destination rate delay (which forces concurrency 1, as in Postfix).
+   */
+  private transportLimits(transport: string): TransportLimits {
     let limits = this.limits.get(transport);
     if (!limits) {
-      // 0 means "no limit" in Postfix for both parameters.
-      const concurrency = Number(transportParam(this.config, transport, 'destination_concurrency_limit'));
-      const recipientLimit = Number(transportParam(this.config, transport, 'destination_recipient_limit'));
-      limits = { concurrency: concurrency > 0 ? concurrency : Infinity, recipientLimit: recipientLimit > 0 ? recipientLimit : Infinity };
+      const param = (suffix: string) => transportParam(this.config, transport, suffix);
+      const warn = (text: string) => this.log.warn(text);
+      // A malformed number is reported and replaced by Postfix's default for it.
+      const num = (suffix: string, fallback: number, parse: (v: string) => number | null = (v) => (/^\s*\d+\s*$/.test(v) ? Number(v) : null)) => {
+        const v = param(suffix);
+        const n = parse(v);
+        if (n !== null) return n;
+        this.log.warn(`${transport}_${suffix}: bad value "${v}": using ${fallback}`);
+        return fallback;
+      };
+      const rateDelay = num('destination_rate_delay', 0, (v) => parseTime(v, 's'));
+      const concurrency = rateDelay > 0 ? 1 : num('destination_concurrency_limit', 20);
+      const recipientLimit = num('destination_recipient_limit', 50);
+      limits = {
+        settings: settings({
+          limit: concurrency,
+          initial: num('initial_destination_concurrency', 5),
+          positive: parseFeedback(param('destination_concurrency_positive_feedback'), `${transport}_destination_concurrency_positive_feedback`, warn),
+          negative: parseFeedback(param('destination_concurrency_negative_feedback'), `${transport}_destination_concurrency_negative_feedback`, warn),
+          cohortLimit: num('destination_concurrency_failed_cohort_limit', 1),
+        }),
+        recipientLimit: recipientLimit > 0 ? recipientLimit : Infinity,
+        rateDelay: rateDelay * 1000,
+      };
       this.limits.set(transport, limits);
     }
     return limits;
@@ -315,13 +365,114 @@ export class QueueManager {
     while ((this.inDelivery > 0 || this.finishing > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   }
 
-  /** Hands out deliveries: round-robin over destinations, each within its concurrency limit. */
+  /**
+   * Hands out deliveries: round-robin over destinations, each within its concurrency window.
+   * The entries of a dead destination or of an unavailable transport are deferred at once.
+   */
   private schedule(): void {
     if (this.paused) return;
+    const now = Date.now();
     for (const dest of this.ready) {
-      while (dest.todo.length > 0 && dest.busy < dest.concurrency) this.dispatch(dest.todo.shift()!);
+      const down = this.unavailable.get(dest.transport);
+      if (down && now < down.until) this.deferTodo(dest, down.reason, '4.3.0');
+      else if (dest.dead && now >= dest.dead.until) this.reviveDest(dest);
+      else if (dest.dead) this.deferTodo(dest, `delivery temporarily suspended: ${dest.dead.reason}`, dest.dead.dsn);
+      if (now < dest.suspendedUntil) continue; // rate delay: its timer schedules again
+      while (dest.todo.length > 0 && dest.busy < dest.fb.window) {
+        this.dispatch(dest.todo.shift()!);
+        if (dest.rateDelay > 0) break;
+      }
       if (dest.todo.length === 0) this.ready.delete(dest);
     }
+  }
+
+  /** Defers every entry waiting for `dest`, without a delivery attempt (relay=none). */
+  private deferTodo(dest: Destination, reason: string, dsn: string): void {
+    const entries = dest.todo.splice(0);
+    const now = Date.now();
+    for (const entry of entries) {
+      const { msg } = entry;
+      const delays = formatDelays(msg.meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now);
+      for (const r of entry.recipients) {
+        const o: RecipientOutcome = { index: r.index, status: 'deferred', dsn, reason, relay: 'none' };
+        logDelivery(this.log, msg.meta.queueId, r.address, o, delays);
+        msg.outcomes.set(r.index, o);
+      }
+      if (--msg.outstanding === 0) void this.finish(msg);
+    }
+  }
+
+  /** A dead destination comes back (minimal_backoff_time passed, a success, or postqueue -f). */
+  private reviveDest(dest: Destination): void {
+    if (!dest.dead) return;
+    clearTimeout(dest.dead.timer);
+    dest.dead = undefined;
+    revive(dest.fb, dest.busy, dest.settings);
+    this.debugWindow('revived', dest);
+    if (dest.todo.length > 0) this.ready.add(dest);
+  }
+
+  /** Revives the dead destinations whose time is up (each queue run). */
+  private reviveDue(): void {
+    const now = Date.now();
+    for (const dest of this.destinations.values()) if (dest.dead && now >= dest.dead.until) this.reviveDest(dest);
+    for (const [transport, down] of this.unavailable) if (now >= down.until) this.transportBack(transport);
+  }
+
+  /** postqueue -f (Postfix's F trigger): forget dead destinations and unavailable transports. */
+  private forgetDead(): void {
+    for (const dest of this.destinations.values()) this.reviveDest(dest);
+    for (const transport of [...this.unavailable.keys()]) this.transportBack(transport);
+  }
+
+  private transportBack(transport: string): void {
+    const down = this.unavailable.get(transport);
+    if (!down) return;
+    clearTimeout(down.timer);
+    this.unavailable.delete(transport);
+    for (const dest of this.destinations.values()) if (dest.transport === transport && dest.todo.length > 0) this.ready.add(dest);
+  }
+
+  /** The transport's agents failed: its deliveries are deferred for transport_retry_time. */
+  private transportDown(transport: string, reason: string): void {
+    if (this.unavailable.has(transport)) return;
+    const ms = this.transportRetry * 1000;
+    const timer = setTimeout(() => {
+      this.transportBack(transport);
+      this.schedule();
+    }, ms);
+    timer.unref();
+    this.unavailable.set(transport, { reason, until: Date.now() + ms, timer });
+    for (const dest of this.destinations.values()) if (dest.transport === transport && dest.todo.length > 0) this.ready.add(dest);
+  }
+
+  /** Concurrency feedback from a completed delivery (Postfix's qmgr_queue_throttle / _unthrottle). */
+  private feedback(dest: Destination, outcomes: RecipientOutcome[], siteFailure: string | undefined): void {
+    if (siteFailure === undefined) {
+      if (dest.dead) return this.reviveDest(dest); // "sooner on any success"
+      positive(dest.fb, dest.busy, dest.settings);
+      this.debugWindow('success', dest);
+      return;
+    }
+    if (dest.dead || !negative(dest.fb, dest.settings)) return this.debugWindow('failure', dest);
+    const ms = this.minBackoff * 1000;
+    const timer = setTimeout(() => {
+      this.reviveDest(dest);
+      this.schedule();
+    }, ms);
+    timer.unref();
+    const dsn = outcomes.find((o) => o.status === 'deferred')?.dsn ?? '4.4.1';
+    dest.dead = { reason: siteFailure, dsn, until: Date.now() + ms, timer };
+    this.debugWindow('dead', dest);
+    if (dest.todo.length > 0) this.ready.add(dest);
+  }
+
+  /** destination_concurrency_feedback_debug = yes: the window after each adjustment. */
+  private debugWindow(what: string, dest: Destination): void {
+    if (!this.feedbackDebug) return;
+    const { fb, settings: s } = dest;
+    const limit = s.limit === Infinity ? 0 : s.limit;
+    this.log.info(`${what}: queue ${dest.key}: limit ${limit} window ${fb.window} success ${+fb.success.toFixed(3)} failure ${+fb.failure.toFixed(3)} fail_cohorts ${+fb.failCohorts.toFixed(3)}`);
   }
 
   private dispatch(entry: Entry): void {
@@ -339,7 +490,10 @@ export class QueueManager {
       size: msg.meta.size,
     };
     this.actor.request<DeliveryReply>(dest.transport, request).then(
-      (reply) => this.delivered(entry, reply.outcomes),
+      (reply) => {
+        if (!entry.msg.admin) this.feedback(entry.dest, reply.outcomes, reply.siteFailure);
+        this.delivered(entry, reply.outcomes);
+      },
       (err: unknown) => this.agentFailed(entry, err),
     );
   }
@@ -357,6 +511,10 @@ export class QueueManager {
       return;
     }
     let reason = 'unknown mail transport error';
+    if (code === 'NOSERVICE' || code === 'THROTTLED' || code === 'CRASHED') {
+      if (code !== 'CRASHED') reason = 'mail transport unavailable';
+      this.transportDown(entry.dest.transport, reason);
+    }
     if (code === 'NOSERVICE' || code === 'THROTTLED') {
       reason = 'mail transport unavailable';
       if (code === 'NOSERVICE' && !this.warnedTransports.has(entry.dest.transport)) {
@@ -379,6 +537,11 @@ export class QueueManager {
   private delivered(entry: Entry, outcomes: RecipientOutcome[]): void {
     entry.dest.busy--;
     this.inDelivery--;
+    if (entry.dest.rateDelay > 0) {
+      // <transport>_destination_rate_delay: the destination pauses after each delivery.
+      entry.dest.suspendedUntil = Date.now() + entry.dest.rateDelay;
+      setTimeout(() => this.schedule(), entry.dest.rateDelay).unref();
+    }
     for (const o of outcomes) entry.msg.outcomes.set(o.index, o);
     if (--entry.msg.outstanding === 0) void this.finish(entry.msg);
     if (entry.dest.todo.length > 0) this.ready.add(entry.dest);
