@@ -21,7 +21,7 @@ describe('e2e delivery agent crash', () => {
     const sinkPort = await sink.listen(0);
     server = await startServer({
       sinkPort,
-      mainCf: { default_transport: 'crashy', minimal_backoff_time: '1s', maximal_backoff_time: '2s', queue_run_delay: '1s' },
+      mainCf: { default_transport: 'crashy', minimal_backoff_time: '1s', maximal_backoff_time: '2s', queue_run_delay: '1s', transport_retry_time: '1s' }, // a crash makes the transport unavailable for transport_retry_time
       masterCfExtra: `crashy unix - - n - 1 ${AGENT}`,
       env: (dir) => ({ E2E_CRASH_DIR: dir }), // the agent's marker files go in the server's temp dir
     });
