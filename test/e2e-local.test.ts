@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { REPO_ROOT, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { SmtpSink } from '../src/smtp/sink.js';
+import { freePort, REPO_ROOT, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
 
 const ROOT = process.getuid!() === 0;
 const OTHER = process.getuid!() === 65534 ? 65533 : 65534;
@@ -309,7 +310,7 @@ describe('e2e local alias_maps expansion (lmdb: built by bin/postalias)', () => 
     }],
     ['a |command from an :include: file is refused by allow_mail_to_commands = alias, forward: 5.7.1', 'inclcmd@local.test', /dsn=5\.7\.1, status=bounced \(mail to command is restricted\)$/, () => {}],
     ['an alias loop ends at a name already expanded: unknown user 5.1.1', 'loopa@local.test', /dsn=5\.1\.1, status=bounced \(unknown user: "loopa"\)$/, () => {}],
-    ['forwarding to a remote address is not built: deferred 4.3.5 "not supported", nothing lost', 'remote@local.test', /dsn=4\.3\.5, status=deferred \(not supported: forwarding to someone@example\.com\)$/, () => {}],
+    ['forwarding to a remote address without a pickup service in master.cf: deferred 4.3.5 "not supported", nothing lost', 'remote@local.test', /dsn=4\.3\.5, status=deferred \(not supported: forwarding to someone@example\.com without a pickup service\)$/, () => {}],
   ];
   for (const [name, rcpt, want, check] of cases) {
     test(`aliases: ${name}`, async () => {
@@ -330,5 +331,49 @@ describe('e2e local alias_maps expansion (lmdb: built by bin/postalias)', () => 
     assert.notEqual(r.status, 0);
     assert.ok(r.output.includes(`${file}:${good.split('\n').length}: need name:value pair`), r.output);
     assert.match(await deliverTo('self@local.test', 'after a broken rebuild'), /status=sent \(delivered to mailbox\)$/);
+  });
+});
+
+describe('e2e local forwarding to a remote alias target', () => {
+  let env: Env;
+  let server: TestServer;
+  let sink: SmtpSink;
+  before(async () => {
+    env = makeEnv();
+    writeFileSync(join(env.dir, 'aliases'), 'team: me, someone@example.com, other@example.net\n');
+    postalias(join(env.dir, 'aliases'));
+    sink = new SmtpSink({ keepMessages: true });
+    const sinkPort = await freePort();
+    await sink.listen(sinkPort);
+    server = await startServer({
+      mainCf: mainCf(env, { alias_maps: `lmdb:${join(env.dir, 'aliases')}` }), sinkPort,
+      masterCfExtra: `${MASTER_LOCAL}\npickup unix n - n 60 1 pickup`, env: { POSTACTOR_PASSWD_FILE: env.passwd },
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    await sink?.close();
+    if (env) rmSync(env.dir, { recursive: true, force: true });
+  });
+
+  test('team: me, remote addresses → the mailbox copy plus one forwarded message with the original envelope sender and Delivered-To: team@local.test', async () => {
+    const id = queuedId(await sendRaw(server.port, 'origin@example.org', ['team@local.test'], rfc822({ Subject: 'for the team' }, 'hello team\n')));
+    const line = await server.waitForLog(new RegExp(`${id}: to=<team@local\\.test>, .*status=`), 15_000);
+    assert.match(line, /relay=local, .*dsn=2\.0\.0, status=sent \(delivered to mailbox\)$/);
+    await sink.waitFor((st) => st.messages >= 1, 15_000);
+    const m = sink.messages[0]!;
+    assert.equal(m.sender, 'origin@example.org');
+    assert.deepEqual([...m.recipients].sort(), ['other@example.net', 'someone@example.com']);
+    const text = m.data.toString('latin1');
+    assert.match(text, /^Delivered-To: team@local\.test\r$/m);
+    assert.match(text, /^Subject: for the team\r$/m);
+    assert.match(text, /\r\n\r\nhello team\r\n/);
+    assert.ok(readMailbox('mbox', join(env.spool, 'me')).some((x) => header(x, 'Subject')[0] === 'for the team'));
+  });
+
+  test('a forwarded message that comes back to the same alias is a loop: bounced 5.4.6', async () => {
+    const id = queuedId(await sendRaw(server.port, 'origin@example.org', ['team@local.test'], rfc822({ 'Delivered-To': 'team@local.test', Subject: 'again' }, 'x\n')));
+    const line = await server.waitForLog(new RegExp(`${id}: to=<team@local\\.test>, .*status=`), 15_000);
+    assert.match(line, /dsn=5\.4\.6, status=bounced \(mail forwarding loop for team@local\.test\)$/);
   });
 });

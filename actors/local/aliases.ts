@@ -4,9 +4,13 @@
  * value is a list of targets separated by commas (quotes protect commas):
  *   name            another alias, or a local user (a name that is already being expanded
  *                   — "root: root, /var/log/root.mail" — is the user's mailbox, not a loop)
- *   user@domain     when domain is in mydestination: as "user"; any other domain needs
- *                   forwarding through cleanup, which is NOT BUILT: the recipient is deferred
- *                   4.3.5 "not supported: forwarding to …" (loud, nothing lost)
+ *   user@domain     when domain is in mydestination: as "user"; any other domain is
+ *                   forwarded: one new message per expanded recipient with all its remote
+ *                   addresses, the original envelope sender and a Delivered-To: header added
+ *                   (forward.ts). Postfix's local hands it to cleanup directly; Postactor's pool
+ *                   workers cannot call cleanup, so it is written to the maildrop (as sendmail
+ *                   does) and pickup feeds it to cleanup — which needs a pickup service in
+ *                   master.cf: without one the recipient is deferred 4.3.5 "not supported".
  *   :include:/file  the file's lines (commas or newlines, # comments) are more targets
  *   |command        /bin/sh -c command, message on stdin (allow_mail_to_commands)
  *   /file/name      the message appended in mbox form (allow_mail_to_files)
@@ -29,7 +33,8 @@ import { getpwnam, runWriter } from './index.js';
 export type Target =
   | { kind: 'user'; user: string }
   | { kind: 'command'; command: string }
-  | { kind: 'file'; path: string };
+  | { kind: 'file'; path: string }
+  | { kind: 'forward'; address: string };
 
 type Result = Omit<RecipientOutcome, 'index' | 'relay'>;
 type Expansion = { targets: Target[] } | { error: string; dsn: string };
@@ -132,7 +137,10 @@ export class AliasExpander {
         const at = name.lastIndexOf('@');
         if (at >= 0) {
           const domain = name.slice(at + 1);
-          if (!this.localDomains.has(domain)) return { error: `not supported: forwarding to ${item}`, dsn: '4.3.5' };
+          if (!this.localDomains.has(domain)) {
+            out.push({ kind: 'forward', address: item });
+            continue;
+          }
           name = name.slice(0, at);
         }
         const err = await this.walk(name, delimiter, chain, cls, out, depth + 1);

@@ -27,7 +27,8 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULTS } from '../../src/config/index.js';
+import { DEFAULTS, queueDirectory } from '../../src/config/index.js';
+import { ensureMaildrop, writeSubmission } from '../../src/maildrop/spool.js';
 import { splitExtension } from '../../src/maps/index.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { agentContext, report, type AgentContext } from '../discard/agent.js';
@@ -141,12 +142,14 @@ async function deliverRecipient(s: State, req: DeliveryRequest, content: Uint8Ar
   // Postfix's duplicate filter: one delivery per user, file or command in one expansion.
   const seen = new Set<string>();
   const unique = targets.targets.filter((t) => {
-    const key = t.kind === 'user' ? `user:${splitExtension(t.user, s.delimiter)?.user ?? t.user}` : t.kind === 'file' ? `file:${t.path}` : `command:${t.command}`;
+    const key = t.kind === 'user' ? `user:${splitExtension(t.user, s.delimiter)?.user ?? t.user}` : t.kind === 'file' ? `file:${t.path}` : t.kind === 'forward' ? `forward:${t.address.toLowerCase()}` : `command:${t.command}`;
     if (seen.has(key)) return false;
     seen.add(key);
     return true;
   });
-  for (const t of unique) results.push(await deliverTarget(s, req, content, address, orcpt, t));
+  const forward = unique.filter((t): t is Extract<Target, { kind: 'forward' }> => t.kind === 'forward').map((t) => t.address);
+  for (const t of unique) if (t.kind !== 'forward') results.push(await deliverTarget(s, req, content, address, orcpt, t));
+  if (forward.length > 0) results.push(forwardMessage(s, req, content, address, forward));
   // One failed target decides (a deferral wins over a bounce, so a retry can still succeed).
   return results.find((r) => r.status === 'deferred') ?? results.find((r) => r.status === 'bounced') ?? results[0] ?? sent('delivered');
 }
@@ -197,6 +200,28 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
   } catch (e) {
     if (e instanceof MailboxError) return failed({ dsn: e.dsn, reason: e.message });
     throw e;
+  }
+}
+
+/**
+ * Forwards to remote alias targets: one new message to all of them, with the original envelope
+ * sender and "Delivered-To: <recipient>" prepended (what lets a loop come back as 5.4.6),
+ * written to the maildrop for pickup (see aliases.ts). Logged "forwarded as ID" as Postfix does.
+ */
+function forwardMessage(s: State, req: DeliveryRequest, content: Uint8Array, address: string, to: string[]): Result {
+  if (!s.ctx.config.services.some((x) => x.command === 'pickup')) {
+    s.ctx.log.warn(`${req.queueId}: not supported: forwarding to ${to.join(', ')} without a pickup service in master.cf`);
+    return fail('4.3.5', `not supported: forwarding to ${to.join(', ')} without a pickup service`);
+  }
+  try {
+    const dir = ensureMaildrop(queueDirectory(s.ctx.config));
+    const head = Buffer.from(`Delivered-To: ${address}\r\n`, 'utf8');
+    const id = writeSubmission(dir, { sender: req.sender, recipients: to, rewriteContext: 'remote', arrival: Date.now(), uid: process.getuid?.() ?? 0, user: s.ctx.config.get('mail_owner') }, [head, content]);
+    return sent(`forwarded as ${id}`);
+  } catch (e) {
+    const why = `cannot forward to ${to.join(', ')}: ${(e as Error).message}`;
+    s.ctx.log.warn(`${req.queueId}: ${why}`);
+    return fail('4.3.0', why);
   }
 }
 
