@@ -377,3 +377,50 @@ describe('e2e local forwarding to a remote alias target', () => {
     assert.match(line, /dsn=5\.4\.6, status=bounced \(mail forwarding loop for team@local\.test\)$/);
   });
 });
+
+describe('e2e local .forward (forward_path)', () => {
+  let env: Env;
+  let server: TestServer;
+  let files: string;
+  before(async () => {
+    env = makeEnv();
+    files = join(env.dir, 'files');
+    mkdirSync(files, { mode: 0o777 });
+    chmodSync(files, 0o777);
+    postalias(join(env.dir, 'aliases'));
+    server = await startServer({ mainCf: mainCf(env, { alias_maps: `lmdb:${join(env.dir, 'aliases')}`, recipient_delimiter: '+' }), masterCfExtra: MASTER_LOCAL, env: { POSTACTOR_PASSWD_FILE: env.passwd } });
+  });
+  after(async () => {
+    await server?.stop();
+    if (env) rmSync(env.dir, { recursive: true, force: true });
+  });
+
+  test('$home/.forward with "\\me, |command, /file": the mailbox, the command and the file each get one copy; the command runs as the user (default_privs for root)', async () => {
+    writeFileSync(join(env.homes.me, '.forward'), `\\me, "|cat > ${files}/fwd.out", ${files}/fwd.mbox\n`);
+    try {
+      const id = queuedId(await sendRaw(server.port, 'sender@example.org', ['me@local.test'], rfc822({ Subject: 'via forward' }, 'fwd body\n')));
+      const line = await server.waitForLog(new RegExp(`${id}: to=<me@local\\.test>, .*status=`), 15_000);
+      assert.match(line, /status=sent \(delivered to mailbox\)$/);
+      assert.deepEqual(readMailbox('mbox', join(env.spool, 'me')).map((m) => header(m, 'Subject')[0]), ['via forward']);
+      assert.match(readFileSync(join(files, 'fwd.out'), 'latin1'), /\nSubject: via forward\n/);
+      assert.equal(statSync(join(files, 'fwd.out')).uid, ROOT ? 65534 : process.getuid!());
+      assert.deepEqual(readMailbox('mbox', join(files, 'fwd.mbox')).map((m) => header(m, 'Subject')[0]), ['via forward']);
+    } finally {
+      rmSync(join(env.homes.me, '.forward'));
+    }
+  });
+
+  test('$home/.forward+ext is used for user+ext (forward_path ${recipient_delimiter}${extension}); plain .forward absent → the mailbox', async () => {
+    writeFileSync(join(env.homes.me, '.forward+lists'), `${files}/lists.mbox\n`);
+    try {
+      const id = queuedId(await sendRaw(server.port, 'sender@example.org', ['me+lists@local.test'], rfc822({ Subject: 'a list' }, 'x\n')));
+      const line = await server.waitForLog(new RegExp(`${id}: to=<me\\+lists@local\\.test>, .*status=`), 15_000);
+      assert.match(line, /status=sent \(delivered to file: .*lists\.mbox\)$/);
+      assert.deepEqual(readMailbox('mbox', join(files, 'lists.mbox')).map((m) => header(m, 'Subject')[0]), ['a list']);
+      const id2 = queuedId(await sendRaw(server.port, 'sender@example.org', ['me+other@local.test'], rfc822({ Subject: 'no forward' }, 'x\n')));
+      assert.match(await server.waitForLog(new RegExp(`${id2}: to=<me\\+other@local\\.test>, .*status=`), 15_000), /status=sent \(delivered to mailbox\)$/);
+    } finally {
+      rmSync(join(env.homes.me, '.forward+lists'));
+    }
+  });
+});

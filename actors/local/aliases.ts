@@ -28,7 +28,7 @@ import type { AgentContext } from '../discard/agent.js';
 import { mailCopy } from '../pipe/copy.js';
 import { runCommand } from '../pipe/command.js';
 import { appendMbox, MailboxError } from './mailbox.js';
-import { getpwnam, runWriter } from './index.js';
+import { getpwnam, runWriter, type Passwd } from './index.js';
 
 export type Target =
   | { kind: 'user'; user: string }
@@ -96,8 +96,22 @@ export class AliasExpander {
     return { targets };
   }
 
+  /** Expands the entries of a .forward file (class "forward"). */
+  async expandItems(items: string[], delimiter: string, cls: 'forward'): Promise<Expansion> {
+    const targets: Target[] = [];
+    try {
+      const err = await this.items(items, delimiter, [], cls, targets, 0, cls);
+      if (err) return err;
+    } catch (e) {
+      if (!(e instanceof TableError)) throw e;
+      this.ctx.log.warn(`alias_maps: ${e.message}`);
+      return { error: `alias database unavailable: ${e.message}`, dsn: '4.3.0' };
+    }
+    return { targets };
+  }
+
   /** Expands one name into targets; returns an error to stop, else null. */
-  private async walk(name: string, delimiter: string, chain: string[], cls: 'alias' | 'include', out: Target[], depth: number): Promise<{ error: string; dsn: string } | null> {
+  private async walk(name: string, delimiter: string, chain: string[], cls: 'alias' | 'include' | 'forward', out: Target[], depth: number): Promise<{ error: string; dsn: string } | null> {
     if (depth > MAX_DEPTH) return { error: `alias expansion too deep for ${chain[0] ?? name}`, dsn: '5.4.6' };
     let value: string | null = null;
     let key = name;
@@ -114,7 +128,7 @@ export class AliasExpander {
     return this.items(splitTargets(value), delimiter, [...chain, key], 'alias', out, depth + 1, cls);
   }
 
-  private async items(items: string[], delimiter: string, chain: string[], cls: 'alias' | 'include', out: Target[], depth: number, _from: string): Promise<{ error: string; dsn: string } | null> {
+  private async items(items: string[], delimiter: string, chain: string[], cls: 'alias' | 'include' | 'forward', out: Target[], depth: number, _from: string): Promise<{ error: string; dsn: string } | null> {
     for (const item of items) {
       if (out.length >= MAX_TARGETS) return { error: 'alias expansion limit exceeded', dsn: '5.3.0' };
       if (item.toLowerCase().startsWith(':include:')) {
@@ -151,10 +165,11 @@ export class AliasExpander {
   }
 
   /** Delivers to a |command or /file target. */
-  async deliverSpecial(t: Target, req: DeliveryRequest, content: Uint8Array, address: string, orcpt: string): Promise<Result> {
+  async deliverSpecial(t: Target, req: DeliveryRequest, content: Uint8Array, address: string, orcpt: string, owner: Passwd | null = null): Promise<Result> {
     const root = process.getuid?.() === 0;
     const privsName = this.ctx.config.get('default_privs');
-    const pw = root ? getpwnam(privsName) : null;
+    // A .forward's owner, except root (Postfix runs root's commands and files as default_privs).
+    const pw = !root ? null : owner && owner.uid !== 0 ? owner : getpwnam(privsName);
     if (root && !pw) return { status: 'deferred', dsn: '4.3.5', reason: `mail system configuration error: default_privs: unknown user ${privsName}` };
     if (t.kind === 'command') {
       const input = mailCopy(content, { flags: new Set(['F', 'R', 'O', 'D']), eol: '\n', sender: req.sender, originalRecipient: orcpt, deliveredTo: address, now: new Date() });

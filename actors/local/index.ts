@@ -18,9 +18,12 @@
  * it writes directly, only the mailboxes of its own user are deliverable, and mail for any
  * other user is deferred 4.2.0 with that reason in the log (nothing is lost).
  *
+ * .forward (forward_path): the first existing file replaces the mailbox; its entries are expanded
+ * like an alias value (class "forward" for allow_mail_to_commands/files), commands and files run
+ * as the file's user (as default_privs for root), and the user's own name means the mailbox.
+ *
  * Not built, and failing loudly (deferred 4.3.5 "not supported: …", with a warning) when set:
- * mailbox_command, mailbox_transport, fallback_transport, luser_relay; a user's .forward file
- * (forward_path) defers that user's mail the same way rather than being ignored.
+ * mailbox_command, mailbox_transport, fallback_transport, luser_relay.
  *
  * Deviation: mailbox_delivery_lock "fcntl" takes a flock(2) lock instead (see mailbox.ts).
  */
@@ -35,7 +38,7 @@ import { agentContext, report, type AgentContext } from '../discard/agent.js';
 import { mailCopy } from '../pipe/copy.js';
 import { appendMbox, deliverMaildir, MailboxError, type LockSettings, type Privs } from './mailbox.js';
 import type { WriterJob } from './writer.js';
-import { AliasExpander, type Target } from './aliases.js';
+import { AliasExpander, splitTargets, type Target } from './aliases.js';
 
 export interface Passwd { name: string; uid: number; gid: number; home: string; shell: string }
 
@@ -138,24 +141,32 @@ async function deliverRecipient(s: State, req: DeliveryRequest, content: Uint8Ar
   const localpart = (at < 0 ? address : address.slice(0, at)).toLowerCase();
   const targets = await s.aliases.expand(localpart, s.delimiter);
   if ('error' in targets) return fail(targets.dsn, targets.error);
+  return deliverTargets(s, req, content, address, orcpt, targets.targets, null, new Set());
+}
+
+/**
+ * Delivers an expansion (from aliases or a .forward file): each user, file and command once
+ * (Postfix's duplicate filter, shared by the whole expansion), remote addresses in one forwarded
+ * message. One failed target decides the recipient's result; a deferral wins over a bounce, so
+ * a retry can still succeed. `owner`: whose .forward this came from (commands and files run as
+ * that user), null for aliases.
+ */
+async function deliverTargets(s: State, req: DeliveryRequest, content: Uint8Array, address: string, orcpt: string, targets: Target[], owner: Passwd | null, seen: Set<string>): Promise<Result> {
   const results: Result[] = [];
-  // Postfix's duplicate filter: one delivery per user, file or command in one expansion.
-  const seen = new Set<string>();
-  const unique = targets.targets.filter((t) => {
+  const unique = targets.filter((t) => {
     const key = t.kind === 'user' ? `user:${splitExtension(t.user, s.delimiter)?.user ?? t.user}` : t.kind === 'file' ? `file:${t.path}` : t.kind === 'forward' ? `forward:${t.address.toLowerCase()}` : `command:${t.command}`;
     if (seen.has(key)) return false;
     seen.add(key);
     return true;
   });
   const forward = unique.filter((t): t is Extract<Target, { kind: 'forward' }> => t.kind === 'forward').map((t) => t.address);
-  for (const t of unique) if (t.kind !== 'forward') results.push(await deliverTarget(s, req, content, address, orcpt, t));
+  for (const t of unique) if (t.kind !== 'forward') results.push(await deliverTarget(s, req, content, address, orcpt, t, owner, seen));
   if (forward.length > 0) results.push(forwardMessage(s, req, content, address, forward));
-  // One failed target decides (a deferral wins over a bounce, so a retry can still succeed).
   return results.find((r) => r.status === 'deferred') ?? results.find((r) => r.status === 'bounced') ?? results[0] ?? sent('delivered');
 }
 
-async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array, address: string, orcpt: string, t: Target): Promise<Result> {
-  if (t.kind !== 'user') return s.aliases.deliverSpecial(t, req, content, address, orcpt);
+async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array, address: string, orcpt: string, t: Target, owner: Passwd | null, seen: Set<string>): Promise<Result> {
+  if (t.kind !== 'user') return s.aliases.deliverSpecial(t, req, content, address, orcpt, owner);
   const split = splitExtension(t.user, s.delimiter);
   const user = split ? split.user : t.user;
   const pw = getpwnam(user);
@@ -167,10 +178,22 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
         const v = attrs[(a ?? b)!] ?? '';
         return op === '?' ? (v ? alt! : '') : op === ':' ? (v ? '' : alt!) : v;
       });
-      if (!/\$/.test(path) && existsSync(path)) {
-        s.ctx.log.warn(`${req.queueId}: not supported: .forward file ${path}; mail for ${pw.name} is deferred`);
-        return fail('4.3.5', `not supported: .forward file ${path}`);
+      if (/\$/.test(path) || !existsSync(path)) continue;
+      // The first .forward file that exists replaces the mailbox; its own user ("\\user" or
+      // "user") is the mailbox, once (the key below ends the recursion).
+      const key = `dotforward:${pw.name}`;
+      if (seen.has(key)) break;
+      seen.add(key);
+      seen.delete(`user:${pw.name}`); // the user named inside the file is the mailbox
+      let text: string;
+      try { text = readFileSync(path, 'utf8'); } catch (e) {
+        s.ctx.log.warn(`${req.queueId}: cannot open ${path}: ${(e as Error).message}`);
+        return fail('4.3.0', `cannot open forward file ${path}`);
       }
+      const items = splitTargets(text).map((i) => (i.startsWith('\\') ? i.slice(1) : i));
+      const expanded = await s.aliases.expandItems(items, s.delimiter, 'forward');
+      if ('error' in expanded) return fail(expanded.dsn, expanded.error);
+      return deliverTargets(s, req, content, address, orcpt, expanded.targets, pw, seen);
     }
   }
   const maildir = s.homeMailbox.endsWith('/');
