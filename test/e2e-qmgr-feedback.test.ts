@@ -58,6 +58,7 @@ describe('e2e qmgr concurrency feedback', () => {
     // Feedback 1 from window 5: cohorts 1/5 + 1/3 + 1/2 ≥ 1 after the third failed connection.
     assert.ok(refused.length >= 1 && refused.length <= 5, `connection attempts: ${refused.length}`);
     assert.equal(refused.length + suspended.length, 30, 'every message deferred once');
+    console.log(`# refused next hop: ${refused.length} connection attempts, ${suspended.length} of 30 messages deferred "delivery temporarily suspended"`);
     for (const id of ids) await server.waitForLog(new RegExp(`${id}: .*status=deferred`), 5000);
 
     // The next hop comes up; the queue is not due for 60 s, but postqueue -f forgets the dead
@@ -72,23 +73,61 @@ describe('e2e qmgr concurrency feedback', () => {
     assert.equal(server.logLines().filter((l) => l.includes('delivery temporarily suspended')).length, suspended.length, 'no suspension after the flush');
   });
 
-  test('a next hop allowing 5 connections (421 above) with smtp_destination_concurrency_limit = 20: the window adapts and all 100 messages are delivered', async () => {
-    const sink = new SmtpSink({ maxConnections: 5, dataDelayMs: 100 });
-    sinks.push(sink);
-    const sinkPort = await sink.listen(0);
-    const server = await startServer({
-      sinkPort,
-      mainCf: { smtp_destination_concurrency_limit: '20', minimal_backoff_time: '1s', maximal_backoff_time: '2s', queue_run_delay: '1s' },
+  for (const [style, feedback] of [['feedback 1 (Postfix default)', '1'], ['feedback 1/concurrency', '1/concurrency']] as const) {
+    test(`a next hop allowing 5 connections (421 above) with smtp_destination_concurrency_limit = 20, ${style}: the window adapts and all 100 messages are delivered`, async () => {
+      const sink = new SmtpSink({ maxConnections: 5, dataDelayMs: 50 });
+      sinks.push(sink);
+      const sinkPort = await sink.listen(0);
+      const server = await startServer({
+        sinkPort,
+        mainCf: {
+          smtp_destination_concurrency_limit: '20',
+          smtp_destination_concurrency_positive_feedback: feedback,
+          smtp_destination_concurrency_negative_feedback: feedback,
+          destination_concurrency_feedback_debug: 'yes',
+          minimal_backoff_time: '1s', maximal_backoff_time: '2s', queue_run_delay: '1s',
+        },
+      });
+      servers.push(server);
+      await inject(server.port, 100, 10, 'busy');
+      await server.waitForLogCount(/status=sent/, 100, 30_000);
+      const lines = server.logLines();
+      const deferred = lines.filter((l) => l.includes('status=deferred')).length;
+      const suspended = lines.filter((l) => l.includes('delivery temporarily suspended')).length;
+      const after421 = lines.filter((l) => /status=deferred .*421/.test(l)).length;
+      const windows = lines.map((l) => /: queue smtp:\S+: limit 20 window (\d+) /.exec(l)).filter((m) => m !== null).map((m) => Number(m[1]));
+      assert.equal(sink.stats.messages, 100);
+      assert.ok(windows.length > 0, 'destination_concurrency_feedback_debug logs the window');
+      assert.ok(Math.max(...windows) <= 20, 'never above the limit');
+      // The share Postfix's measurements call "mail deferred" (deferrals per message).
+      console.log(`# ${style}: ${deferred} deferrals for 100 messages (${after421} after a 421, ${suspended} suspended); largest window ${Math.max(...windows)}; sink connections ${sink.stats.connections}`);
     });
+  }
+
+  test('a dead destination comes back by itself after minimal_backoff_time: the next queue run delivers', async () => {
+    const port = await freePort();
+    const server = await startServer({ sinkPort: port, mainCf: { minimal_backoff_time: '1s', maximal_backoff_time: '1s', queue_run_delay: '1s' } });
     servers.push(server);
-    await inject(server.port, 100, 10, 'busy');
-    await server.waitForLogCount(/status=sent/, 100, 30_000);
-    const lines = server.logLines();
-    const deferred = lines.filter((l) => l.includes('status=deferred')).length;
-    const suspended = lines.filter((l) => l.includes('delivery temporarily suspended')).length;
-    const refused421 = lines.filter((l) => /status=deferred .*421/.test(l)).length;
-    assert.equal(sink.stats.messages, 100);
-    // The share Postfix's measurements call "mail deferred" (deferrals per message).
-    console.log(`# 421-limited next hop: ${deferred} deferrals for 100 messages (${refused421} after a 421, ${suspended} suspended); sink connections ${sink.stats.connections}`);
+    await inject(server.port, 8, 1, 'revive');
+    await server.waitForLogCount(/status=deferred/, 8, 10_000);
+    assert.ok(server.logLines().some((l) => l.includes('delivery temporarily suspended')));
+    const sink = new SmtpSink({});
+    sinks.push(sink);
+    await sink.listen(port);
+    await server.waitForLogCount(/status=sent/, 8, 15_000);
+    assert.equal(sink.stats.messages, 8);
+  });
+
+  test('smtp_destination_rate_delay = 1s: one delivery at a time, at least 1 s apart', async () => {
+    const sink = new SmtpSink({});
+    sinks.push(sink);
+    const times: number[] = [];
+    sink.on('message', () => times.push(Date.now()));
+    const server = await startServer({ sinkPort: await sink.listen(0), mainCf: { smtp_destination_rate_delay: '1s' } });
+    servers.push(server);
+    await inject(server.port, 3, 3, 'rate');
+    await server.waitForLogCount(/status=sent/, 3, 15_000);
+    assert.equal(times.length, 3);
+    for (let i = 1; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! >= 950, `gap ${times[i]! - times[i - 1]!} ms`);
   });
 });
