@@ -424,3 +424,44 @@ describe('e2e local .forward (forward_path)', () => {
     }
   });
 });
+
+describe('e2e local mailbox_command and luser_relay', () => {
+  let env: Env;
+  let server: TestServer;
+  let files: string;
+  before(async () => {
+    env = makeEnv();
+    files = join(env.dir, 'files');
+    mkdirSync(files, { mode: 0o777 });
+    chmodSync(files, 0o777);
+    postalias(join(env.dir, 'aliases'));
+    server = await startServer({
+      mainCf: mainCf(env, {
+        alias_maps: `lmdb:${join(env.dir, 'aliases')}`, recipient_delimiter: '+',
+        mailbox_command: `cat > ${files}/mbcmd.$USER.$EXTENSION.out`, luser_relay: 'me+$user',
+      }),
+      masterCfExtra: MASTER_LOCAL, env: { POSTACTOR_PASSWD_FILE: env.passwd },
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    if (env) rmSync(env.dir, { recursive: true, force: true });
+  });
+
+  test('mailbox_command gets the message (From_ line, Delivered-To) with USER/EXTENSION in its environment, as the recipient (default_privs for root); nothing in the spool', async () => {
+    const id = queuedId(await sendRaw(server.port, 'sender@example.org', ['me+x@local.test'], rfc822({ Subject: 'to the command' }, 'cmd body\n')));
+    const line = await server.waitForLog(new RegExp(`${id}: to=<me\\+x@local\\.test>, .*status=`), 15_000);
+    assert.match(line, /status=sent \(delivered to command: cat > .*mbcmd\.\$USER\.\$EXTENSION\.out\)$/);
+    const out = join(files, 'mbcmd.me.x.out');
+    assert.match(readFileSync(out, 'latin1'), /^From sender@example\.org  [^\n]+\nReturn-Path: <sender@example\.org>\nX-Original-To: me\+x@local\.test\nDelivered-To: me\+x@local\.test\n/);
+    assert.equal(statSync(out).uid, ROOT ? 65534 : process.getuid!());
+    assert.ok(!existsSync(join(env.spool, 'me')));
+  });
+
+  test('luser_relay = me+$user: mail for an unknown user goes there instead of bouncing 5.1.1', async () => {
+    const id = queuedId(await sendRaw(server.port, 'sender@example.org', ['nosuch@local.test'], rfc822({ Subject: 'lost user' }, 'x\n')));
+    const line = await server.waitForLog(new RegExp(`${id}: to=<nosuch@local\\.test>, .*status=`), 15_000);
+    assert.match(line, /status=sent \(delivered to command: /);
+    assert.match(readFileSync(join(files, 'mbcmd.me.nosuch.out'), 'latin1'), /\nSubject: lost user\n/);
+  });
+});

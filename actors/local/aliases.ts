@@ -96,8 +96,8 @@ export class AliasExpander {
     return { targets };
   }
 
-  /** Expands the entries of a .forward file (class "forward"). */
-  async expandItems(items: string[], delimiter: string, cls: 'forward'): Promise<Expansion> {
+  /** Expands a list of entries: a .forward file (class "forward") or luser_relay ("alias"). */
+  async expandItems(items: string[], delimiter: string, cls: 'alias' | 'forward'): Promise<Expansion> {
     const targets: Target[] = [];
     try {
       const err = await this.items(items, delimiter, [], cls, targets, 0, cls);

@@ -22,8 +22,12 @@
  * like an alias value (class "forward" for allow_mail_to_commands/files), commands and files run
  * as the file's user (as default_privs for root), and the user's own name means the mailbox.
  *
+ * mailbox_command replaces the mailbox (run as the recipient, default_privs for root; "delivered
+ * to command: …"). luser_relay ($user, $local, $extension, $domain, $recipient expanded) takes
+ * mail for unknown users instead of the 5.1.1 bounce.
+ *
  * Not built, and failing loudly (deferred 4.3.5 "not supported: …", with a warning) when set:
- * mailbox_command, mailbox_transport, fallback_transport, luser_relay.
+ * mailbox_transport, fallback_transport (they would hand the message back to qmgr).
  *
  * Deviation: mailbox_delivery_lock "fcntl" takes a flock(2) lock instead (see mailbox.ts).
  */
@@ -36,6 +40,7 @@ import { splitExtension } from '../../src/maps/index.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { agentContext, report, type AgentContext } from '../discard/agent.js';
 import { mailCopy } from '../pipe/copy.js';
+import { runCommand } from '../pipe/command.js';
 import { appendMbox, deliverMaildir, MailboxError, type LockSettings, type Privs } from './mailbox.js';
 import type { WriterJob } from './writer.js';
 import { AliasExpander, splitTargets, type Target } from './aliases.js';
@@ -62,6 +67,8 @@ interface State {
   unsupported: string | null;
   forwardPath: string[];
   aliases: AliasExpander;
+  mailboxCommand: string;
+  luserRelay: string;
 }
 
 let state: State | null = null;
@@ -73,7 +80,7 @@ function init(): State {
   const bad = lockNames.find((n) => !['fcntl', 'flock', 'dotlock'].includes(n));
   let unsupported: string | null = bad ? `mailbox_delivery_lock: unknown lock method "${bad}"` : null;
   if (lockNames.includes('fcntl')) ctx.log.info('mailbox_delivery_lock: fcntl locks cannot be taken from Node.js; flock is used in their place');
-  for (const p of ['mailbox_command', 'mailbox_transport', 'fallback_transport', 'luser_relay']) {
+  for (const p of ['mailbox_transport', 'fallback_transport']) {
     if (!unsupported && config.get(p).trim() !== '') unsupported = `not supported: ${p}`;
   }
   if (unsupported) ctx.log.warn(`${ctx.service}: ${unsupported}; local deliveries are deferred`);
@@ -96,6 +103,10 @@ function init(): State {
     // forward_path names local(8)'s own attributes ($home, $user, …), not main.cf parameters.
     forwardPath: (config.raw('forward_path') ?? DEFAULTS['forward_path'] ?? '').split(/[\s,]+/).filter((p) => p !== ''),
     aliases: new AliasExpander(ctx),
+    // Not expanded as main.cf parameters: "$EXTENSION" is for the command's shell.
+    mailboxCommand: (config.raw('mailbox_command') ?? '').trim(),
+    // luser_relay names local(8)'s attributes ($user, $local, …), not main.cf parameters.
+    luserRelay: (config.raw('luser_relay') ?? '').trim(),
   };
 }
 
@@ -170,14 +181,23 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
   const split = splitExtension(t.user, s.delimiter);
   const user = split ? split.user : t.user;
   const pw = getpwnam(user);
-  if (!pw) return fail('5.1.1', `unknown user: "${user}"`);
+  if (!pw) {
+    // luser_relay: unknown users go to this address instead (once: not for the relay itself).
+    if (s.luserRelay && !seen.has('luser_relay')) {
+      seen.add('luser_relay');
+      const at = address.lastIndexOf('@');
+      const attrs: Record<string, string> = { user, local: t.user, extension: split?.ext ?? '', recipient_delimiter: split ? s.delimiter : '', recipient: address, domain: at < 0 ? '' : address.slice(at + 1) };
+      const relay = expandAttrs(s.luserRelay, attrs);
+      const expanded = await s.aliases.expandItems(splitTargets(relay), s.delimiter, 'alias');
+      if ('error' in expanded) return fail(expanded.dsn, expanded.error);
+      return deliverTargets(s, req, content, address, orcpt, expanded.targets, owner, seen);
+    }
+    return fail('5.1.1', `unknown user: "${user}"`);
+  }
   if (s.forwardPath.length > 0) {
     for (const f of s.forwardPath) {
       const attrs: Record<string, string> = { home: pw.home, user: pw.name, shell: pw.shell, local: t.user, extension: split?.ext ?? '', recipient_delimiter: split ? s.delimiter : '', recipient: address, domain: address.slice(address.lastIndexOf('@') + 1) };
-      const path = f.replace(/\$\{(\w+)(?:([?:])([^}]*))?\}|\$(\w+)/g, (_m, a?: string, op?: string, alt?: string, b?: string) => {
-        const v = attrs[(a ?? b)!] ?? '';
-        return op === '?' ? (v ? alt! : '') : op === ':' ? (v ? '' : alt!) : v;
-      });
+      const path = expandAttrs(f, attrs);
       if (/\$/.test(path) || !existsSync(path)) continue;
       // The first .forward file that exists replaces the mailbox; its own user ("\\user" or
       // "user") is the mailbox, once (the key below ends the recursion).
@@ -195,6 +215,21 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
       if ('error' in expanded) return fail(expanded.dsn, expanded.error);
       return deliverTargets(s, req, content, address, orcpt, expanded.targets, pw, seen);
     }
+  }
+  if (s.mailboxCommand) {
+    // mailbox_command: as the recipient (default_privs for root), message with From_ line first.
+    const root = process.getuid?.() === 0;
+    const as = !root ? null : pw.uid !== 0 ? pw : getpwnam(s.ctx.config.get('default_privs'));
+    if (root && !as) return fail('4.3.5', 'mail system configuration error: default_privs: unknown user');
+    const at = address.lastIndexOf('@');
+    const input = mailCopy(content, { flags: new Set(['F', 'R', 'O', 'D']), eol: '\n', sender: req.sender, originalRecipient: orcpt, deliveredTo: address, now: new Date() });
+    const attrs: Record<string, string> = { home: pw.home, user: pw.name, shell: pw.shell, local: t.user, extension: split?.ext ?? '', recipient_delimiter: split ? s.delimiter : '', recipient: address, domain: at < 0 ? '' : address.slice(at + 1), sender: req.sender };
+    const r = await runCommand({
+      argv: ['/bin/sh', '-c', expandAttrs(s.mailboxCommand, attrs)], input, timeLimitMs: s.ctx.config.getTime('command_time_limit') * 1000, cwd: existsSync(pw.home) ? pw.home : '/',
+      env: { PATH: '/usr/bin:/bin', HOME: pw.home, USER: pw.name, LOGNAME: pw.name, SHELL: pw.shell, SENDER: req.sender, RECIPIENT: address, ORIGINAL_RECIPIENT: orcpt, LOCAL: t.user, EXTENSION: split?.ext ?? '', DOMAIN: at < 0 ? '' : address.slice(at + 1) },
+      ...(as ? { uid: as.uid, gid: as.gid } : {}),
+    });
+    return r.ok ? sent(`delivered to command: ${s.mailboxCommand}`) : fail(r.dsn, r.text);
   }
   const maildir = s.homeMailbox.endsWith('/');
   const path = s.homeMailbox === '' ? join(s.spool, pw.name) : join(pw.home, s.homeMailbox) + (maildir ? '/' : '');
@@ -224,6 +259,15 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
     if (e instanceof MailboxError) return failed({ dsn: e.dsn, reason: e.message });
     throw e;
   }
+}
+
+/** Expands local(8)'s attributes in a value: $name, ${name}, ${name?text}, ${name:text}; other names stay. */
+function expandAttrs(value: string, attrs: Record<string, string>): string {
+  return value.replace(/\$\{(\w+)(?:([?:])([^}]*))?\}|\$(\w+)/g, (m, a?: string, op?: string, alt?: string, b?: string) => {
+    if (!Object.hasOwn(attrs, (a ?? b)!)) return m; // not ours: e.g. "$EXTENSION" for the shell
+    const v = attrs[(a ?? b)!]!;
+    return op === '?' ? (v ? alt! : '') : op === ':' ? (v ? '' : alt!) : v;
+  });
 }
 
 /**
