@@ -217,7 +217,7 @@ async function dead(ctx: Ctx): Promise<Record<string, unknown>> {
     ['all fast (s)', `${fast.healthySeconds}${fast.complete ? '' : ' (INCOMPLETE)'}`],
     ['20% black holes (s)', `${withDead.healthySeconds}${withDead.complete ? '' : ` (INCOMPLETE: ${withDead.healthyDelivered}/${withDead.healthyExpected} at the time limit)`}`],
     ['ratio (target ≤ 1.3)', `${fmt(ratio)}${withDead.complete ? '' : ' (lower bound)'} ${ratio <= 1.3 && withDead.complete ? 'MEETS' : 'MISSES'}`],
-    ['Jain, healthy destinations', withDead.jainCompletion as number],
+    ['Jain, healthy destinations', withDead.complete ? fmt(withDead.jainCompletion as number) : 'n/a (incomplete)'],
   ]);
   return { scenario: 'dead', fast, withDead, ratio, target: 1.3, meets: withDead.complete === true && ratio <= 1.3 };
 }
@@ -275,6 +275,7 @@ async function list(ctx: Ctx): Promise<Record<string, unknown>> {
       ['small latency p50 (s)', sec(percentile(lat, 50))],
       ['small latency p99 (s) (target ≤ 5)', `${p99}${missing ? ' (lower bound)' : ''} ${p99 <= 5 && !missing ? 'MEETS' : 'MISSES'}`],
       ['small latency max (s)', sec(lat[lat.length - 1] ?? NaN)],
+      ['  of which submission (accept p50 / p99, s)', `${sec(smallR.latency.p50)} / ${sec(smallR.latency.p99)}`],
       ['list recipients delivered by then', `${listDelivered} / ${z.listRcpts}`],
       ['list last delivery after start (s)', listLast ? sec(listLast - tList) : 'none'],
     ]);
@@ -282,6 +283,7 @@ async function list(ctx: Ctx): Promise<Record<string, unknown>> {
       scenario: 'list', listRecipients: z.listRcpts, slowDelayMs: z.listDelayMs, smallMessages: z.listSmall, smallTo: ctx.listSmall,
       listAcceptedSeconds: listAcceptedS, smallAccepted: smallTotal, smallMissing: missing, complete,
       latencySeconds: { p50: sec(percentile(lat, 50)), p90: sec(percentile(lat, 90)), p99, max: sec(lat[lat.length - 1] ?? NaN) },
+      smallAcceptLatencySeconds: { p50: sec(smallR.latency.p50), p99: sec(smallR.latency.p99) },
       listDelivered, target: 5, meets: !missing && p99 <= 5, loadavg: loadavg()[0],
     };
   } finally {
