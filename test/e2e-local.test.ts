@@ -6,8 +6,8 @@
  * "me" is the test's own uid/gid, "other" is uid/gid 65534 (delivered as that uid when the
  * test runs as root, deferred 4.2.0 otherwise).
  */
-import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -161,6 +161,31 @@ describe('e2e local delivery to an mbox in mail_spool_directory', () => {
       const c = header(m, 'Subject')[0]!.slice(-1);
       assert.equal(m.body, `${c.repeat(5000)}\n>From ${c}\n`);
     }
+  });
+
+  test('flock: while another process holds flock(2) on the mbox the delivery waits, then lands (mailbox_delivery_lock = fcntl, dotlock is served by flock + dotlock)', async () => {
+    const path = join(env.spool, 'me');
+    const before = readMailbox('mbox', path).length;
+    const holder = spawn('/usr/bin/flock', ['-x', path, 'sleep', '2.5'], { stdio: 'ignore' });
+    const exited = new Promise((r) => holder.on('exit', r));
+    await new Promise((r) => setTimeout(r, 300));
+    const id = queuedId(await sendRaw(server.port, 'f@example.org', ['me@local.test'], rfc822({ Subject: 'after flock' }, 'x\n')));
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.ok(!server.logLines().some((l) => l.includes(`${id}: to=`)), 'not delivered while the flock is held');
+    await exited;
+    await server.waitForLog(new RegExp(`${id}: to=<me@local\\.test>, .*status=sent`), 15_000);
+    assert.equal(readMailbox('mbox', path).length, before + 1);
+  });
+
+  test('a dot-lock older than stale_lock_time (500s) is removed and the delivery proceeds', async () => {
+    const path = join(env.spool, 'me');
+    const lock = `${path}.lock`;
+    writeFileSync(lock, '');
+    const old = new Date(Date.now() - 600_000);
+    utimesSync(lock, old, old);
+    const id = queuedId(await sendRaw(server.port, 's@example.org', ['me@local.test'], rfc822({ Subject: 'stale lock' }, 'x\n')));
+    await server.waitForLog(new RegExp(`${id}: to=<me@local\\.test>, .*status=sent`), 15_000);
+    assert.ok(!existsSync(lock));
   });
 });
 
