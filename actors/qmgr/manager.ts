@@ -330,6 +330,9 @@ export class QueueManager {
         return fallback;
       };
       const rateDelay = num('destination_rate_delay', 0, (v) => parseTime(v, 's'));
+      if (num('transport_rate_delay', 0, (v) => parseTime(v, 's')) > 0) {
+        this.log.warn(`${transport}_transport_rate_delay: not supported: the delay between deliveries over a whole transport is not built yet (ignored; ${transport}_destination_rate_delay works)`);
+      }
       const concurrency = rateDelay > 0 ? 1 : num('destination_concurrency_limit', 20);
       const recipientLimit = num('destination_recipient_limit', 50);
       limits = {
