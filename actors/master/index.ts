@@ -122,8 +122,8 @@ export async function startMaster(config: Config): Promise<Master> {
       workerData: data(serviceConfig(c, s), name, index, s.listen),
       throttleSeconds: c.getTime('service_throttle_time'),
       onPort: (port) => router.attach(name, port),
-      onExit: (_slot, code, _restart, badStartup) => {
-        log.warn(`process ${s.line.command} (service ${s.service}, thread ${index}) exit status ${code}`);
+      onExit: (_slot, code, _restart, badStartup, error) => {
+        log.warn(`process ${s.line.command} (service ${s.service}, thread ${index}) exit status ${code}${error ? `: ${error.stack ?? error.message}` : ''}`);
         if (badStartup) log.warn(`${s.line.command}: bad command startup -- throttling`);
       },
     });

@@ -17,7 +17,8 @@ export interface SupervisedOptions {
   throttleSeconds: number;
   /** Called with each new data port (at start and after every restart). */
   onPort: (port: MessagePort, slot: SupervisedWorker) => void;
-  onExit?: (slot: SupervisedWorker, code: number, willRestart: boolean, throttled: boolean) => void;
+  /** `error` is the uncaught exception that ended the thread, when there was one. */
+  onExit?: (slot: SupervisedWorker, code: number, willRestart: boolean, throttled: boolean, error?: Error) => void;
 }
 
 export class SupervisedWorker {
@@ -51,7 +52,8 @@ export class SupervisedWorker {
         this.everReady = true;
       }
     });
-    worker.on('error', () => { /* reported by 'exit' */ });
+    let crash: Error | undefined;
+    worker.on('error', (err) => { crash = err; /* reported with 'exit' */ });
     worker.on('exit', (code) => {
       port1.close();
       this.worker = null;
@@ -62,7 +64,7 @@ export class SupervisedWorker {
       this.readyAt = 0;
       this.restarts++;
       const delay = badStartup ? this.options.throttleSeconds * 1000 : 1000;
-      this.options.onExit?.(this, code, true, badStartup);
+      this.options.onExit?.(this, code, true, badStartup, crash);
       this.restartTimer = setTimeout(() => this.start(), delay);
     });
   }
