@@ -65,6 +65,7 @@ test('embedded default configuration', async (t) => {
       ['bounce', 'unix', 'bounce', 1, 0],
       ['pickup', 'unix', 'pickup', 1, 60],
       ['rewrite', 'unix', 'trivial-rewrite', 1, 0],
+      ['local', 'unix', 'local', null, 0],
     ]);
     assert.deepEqual(inetEndpoint(c.service('2525', 'inet')!), { host: '127.0.0.1', port: 2525 });
   });

@@ -48,4 +48,5 @@ relay            unix  -       -      n      -      1       smtp
 bounce           unix  -       -      n      -      1       bounce
 pickup           unix  n       -      n      60     1       pickup
 rewrite          unix  -       -      n      -      1       trivial-rewrite
+local            unix  -       n      n      -      -       local
 `;
