@@ -365,7 +365,7 @@ describe('e2e local forwarding to a remote alias target', () => {
   let sink: SmtpSink;
   before(async () => {
     env = makeEnv();
-    writeFileSync(join(env.dir, 'aliases'), 'team: me, someone@example.com, other@example.net\n');
+    writeFileSync(join(env.dir, 'aliases'), 'team: me, someone@example.com, other@example.net\nlist: me, third@example.org\nowner-list: me\n');
     postalias(join(env.dir, 'aliases'));
     sink = new SmtpSink({ keepMessages: true });
     const sinkPort = await freePort();
@@ -394,6 +394,16 @@ describe('e2e local forwarding to a remote alias target', () => {
     assert.match(text, /^Subject: for the team\r$/m);
     assert.match(text, /\r\n\r\nhello team\r\n/);
     assert.ok(readMailbox('mbox', join(env.spool, 'me')).some((x) => header(x, 'Subject')[0] === 'for the team'));
+  });
+
+  test('owner-list exists: the expansion of list carries owner-list@$myorigin as envelope sender (forwarded copy and mailbox Return-Path)', async () => {
+    const id = queuedId(await sendRaw(server.port, 'origin@example.org', ['list@local.test'], rfc822({ Subject: 'for the list' }, 'hello list\n')));
+    await server.waitForLog(new RegExp(`${id}: to=<list@local\\.test>, .*status=sent`), 15_000);
+    await sink.waitFor((st) => st.messages >= 2, 15_000);
+    const m = sink.messages.find((x) => x.recipients.includes('third@example.org'))!;
+    assert.match(m.sender, /^owner-list@/);
+    const mine = readMailbox('mbox', join(env.spool, 'me')).find((x) => header(x, 'Subject')[0] === 'for the list')!;
+    assert.match(header(mine, 'Return-Path')[0]!, /^<owner-list@[^>]+>$/);
   });
 
   test('a forwarded message that comes back to the same alias is a loop: bounced 5.4.6', async () => {

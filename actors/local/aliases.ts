@@ -18,7 +18,10 @@
  * root (Postfix uses the alias database owner unless that is root, then default_privs; the
  * owner case is not built), else as Postactor's own user.
  * Expansion is bounded: depth 100, 1000 targets. A broken table (TableError) defers 4.3.0.
- * owner-NAME aliases (sender rewriting for errors) are not built.
+ * owner-NAME: when NAME is an alias and owner-NAME exists too, the expanded deliveries (mailbox
+ * Return-Path and From_ line, forwarded copies) carry owner-NAME@$myorigin as the envelope
+ * sender, as in Postfix (expand_owner_alias = no). Deviation: a failed delivery is still
+ * reported to the original sender (qmgr bounces per recipient to the message's sender).
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
@@ -37,7 +40,7 @@ export type Target =
   | { kind: 'forward'; address: string };
 
 type Result = Omit<RecipientOutcome, 'index' | 'relay'>;
-type Expansion = { targets: Target[] } | { error: string; dsn: string };
+type Expansion = { targets: Target[]; sender?: string } | { error: string; dsn: string };
 
 const MAX_DEPTH = 100;
 const MAX_TARGETS = 1000;
@@ -85,15 +88,25 @@ export class AliasExpander {
 
   async expand(localpart: string, delimiter: string): Promise<Expansion> {
     const targets: Target[] = [];
+    let sender: string | undefined;
     try {
       const err = await this.walk(localpart, delimiter, [], 'alias', targets, 0);
       if (err) return err;
+      // owner-NAME: the expanded deliveries get owner-NAME@$myorigin as their envelope sender.
+      if (!(targets.length === 1 && targets[0]!.kind === 'user' && targets[0]!.user === localpart)) {
+        const split = splitExtension(localpart, delimiter);
+        for (const name of split ? [localpart, split.user] : [localpart]) {
+          if ((await this.lookup(name)) === null) continue;
+          if ((await this.lookup(`owner-${name}`)) !== null) sender = `owner-${name}@${this.ctx.config.get('myorigin')}`;
+          break;
+        }
+      }
     } catch (e) {
       if (!(e instanceof TableError)) throw e;
       this.ctx.log.warn(`alias_maps: ${e.message}`);
       return { error: `alias database unavailable: ${e.message}`, dsn: '4.3.0' };
     }
-    return { targets };
+    return sender ? { targets, sender } : { targets };
   }
 
   /** Expands a list of entries: a .forward file (class "forward") or luser_relay ("alias"). */

@@ -152,7 +152,8 @@ async function deliverRecipient(s: State, req: DeliveryRequest, content: Uint8Ar
   const localpart = (at < 0 ? address : address.slice(0, at)).toLowerCase();
   const targets = await s.aliases.expand(localpart, s.delimiter);
   if ('error' in targets) return fail(targets.dsn, targets.error);
-  return deliverTargets(s, req, content, address, orcpt, targets.targets, null, new Set());
+  const r = targets.sender !== undefined ? { ...req, sender: targets.sender } : req;
+  return deliverTargets(s, r, content, address, orcpt, targets.targets, null, new Set());
 }
 
 /**
