@@ -76,6 +76,9 @@ export async function startMaster(config: Config): Promise<Master> {
 
   const queueDir = queueDirectory(config);
   mkdirSync(join(queueDir, 'pid'), { recursive: true });
+  // The embedded default keeps mailboxes in the project (var/mail): create that spool, as a
+  // system's /var/mail exists before Postfix runs.
+  if (config.configDirectory === null) mkdirSync(config.get('mail_spool_directory'), { recursive: true, mode: 0o755 });
   // The control socket's directory: owner only (Postfix's public/ is group postdrop; we have no
   // setgid helper, so only the mail system's owner may talk to the master).
   mkdirSync(join(queueDir, 'public'), { recursive: true, mode: 0o700 });

@@ -3,6 +3,11 @@
 // state lives under the working directory and all outbound mail goes to a
 // local sink, so nothing leaves the machine by accident.
 
+import { fileURLToPath } from 'node:url';
+
+/** The project's root (this file is dist/src/config/embedded.js there): local mailboxes go under var/. */
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');
+
 export const EMBEDDED_MAIN_CF = `# Postactor embedded default main.cf (used when no -c DIR / POSTACTOR_CONFIG).
 # Anything not set here has Postfix's default value (see \`postconf -d\`).
 
@@ -30,6 +35,9 @@ relayhost = [127.0.0.1]:2626
 # own /etc/aliases. Local recipients are then checked against the password file only.
 alias_maps =
 alias_database =
+
+# Local mailboxes (mbox per user) under the project too (Postfix: /var/mail).
+mail_spool_directory = ${ROOT}/var/mail
 
 # maillog_file is left empty: Postactor logs to standard output.
 `;
