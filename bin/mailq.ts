@@ -3,24 +3,15 @@
  *   mailq [-c config_dir] [--json]
  * With --json it prints postqueue -j's JSON lines instead.
  */
-import { commandConfig, fatal, getopt, usageError, UsageError } from '../src/queue/admin.js';
+import { commandConfig, fatal, parseCommandLine, usageError } from '../src/queue/admin.js';
 import { listQueue } from '../src/queue/listing.js';
 
 const PROG = 'mailq';
 const USAGE = 'usage: mailq [-c config_dir] [--json]';
 
 function main(): void {
-  let parsed;
-  try {
-    parsed = getopt(process.argv.slice(2), 'c:v');
-  } catch (err) {
-    if (err instanceof UsageError) usageError(PROG, USAGE, err.message);
-    throw err;
-  }
-  if (parsed.long.has('help')) {
-    process.stdout.write(USAGE + '\n');
-    return;
-  }
+  const parsed = parseCommandLine(PROG, USAGE, 'c:v');
+  if (!parsed) return;
   if (parsed.positionals.length > 0) usageError(PROG, USAGE, `unexpected argument: ${parsed.positionals[0]}`);
   let dir: string | undefined;
   for (const [c, v] of parsed.opts) if (c === 'c') dir = v;

@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { queueDirectory } from '../src/config/index.js';
-import { commandConfig, fatal, getopt, usageError, UsageError } from '../src/queue/admin.js';
+import { commandConfig, fatal, parseCommandLine, usageError } from '../src/queue/admin.js';
 import { asctime } from '../src/queue/listing.js';
 import { isQueueId } from '../src/queue/qid.js';
 import { QueueStore } from '../src/queue/store.js';
@@ -79,17 +79,8 @@ function postcat(meta: MessageMeta, content: Buffer, f: Flags): string {
 }
 
 function main(): void {
-  let parsed;
-  try {
-    parsed = getopt(process.argv.slice(2), 'bc:dehoqv');
-  } catch (err) {
-    if (err instanceof UsageError) usageError(PROG, USAGE, err.message);
-    throw err;
-  }
-  if (parsed.long.has('help')) {
-    process.stdout.write(USAGE + '\n');
-    return;
-  }
+  const parsed = parseCommandLine(PROG, USAGE, 'bc:dehoqv');
+  if (!parsed) return;
   const f: Flags = { env: false, header: false, body: false, dec: false };
   let dir: string | undefined;
   let queue = false;

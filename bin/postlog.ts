@@ -11,7 +11,7 @@
  * "TAG: text", as Postfix's msg_vstream does.
  */
 import { configureMaillog, flushMaillog, maillog, maillogTag, type Logger } from '../src/log/maillog.js';
-import { commandConfig, fatal, getopt, usageError, UsageError } from '../src/queue/admin.js';
+import { commandConfig, fatal, parseCommandLine, usageError } from '../src/queue/admin.js';
 
 const PROG = 'postlog';
 const USAGE = 'usage: postlog [-c config_dir] [-i] [-p priority] [-t tag] [-v] [text]';
@@ -39,17 +39,8 @@ async function* stdinLines(): AsyncGenerator<string> {
 }
 
 async function main(): Promise<void> {
-  let parsed;
-  try {
-    parsed = getopt(process.argv.slice(2), 'c:ip:t:v', ['help']);
-  } catch (err) {
-    if (err instanceof UsageError) usageError(PROG, USAGE, err.message);
-    throw err;
-  }
-  if (parsed.long.has('help')) {
-    process.stdout.write(USAGE + '\n');
-    return;
-  }
+  const parsed = parseCommandLine(PROG, USAGE, 'c:ip:t:v', ['help']);
+  if (!parsed) return;
   let dir: string | undefined;
   let tag: string | undefined;
   let level: Level = 'info';

@@ -6,7 +6,7 @@
  */
 import { controlRequest } from '../actors/master/control.js';
 import type { Config } from '../src/config/index.js';
-import { commandConfig, EX_UNAVAILABLE, fatal, getopt, masterSocket, usageError, UsageError } from '../src/queue/admin.js';
+import { commandConfig, EX_UNAVAILABLE, fatal, parseCommandLine, masterSocket, usageError } from '../src/queue/admin.js';
 import { listQueue } from '../src/queue/listing.js';
 import { isQueueId } from '../src/queue/qid.js';
 
@@ -26,17 +26,8 @@ async function flush(config: Config, cmd: string, args: unknown, json: boolean):
 }
 
 async function main(): Promise<void> {
-  let parsed;
-  try {
-    parsed = getopt(process.argv.slice(2), 'c:fi:jps:v');
-  } catch (err) {
-    if (err instanceof UsageError) usageError(PROG, USAGE, err.message);
-    throw err;
-  }
-  if (parsed.long.has('help')) {
-    process.stdout.write(USAGE + '\n');
-    return;
-  }
+  const parsed = parseCommandLine(PROG, USAGE, 'c:fi:jps:v');
+  if (!parsed) return;
   const json = parsed.long.has('json');
   let dir: string | undefined;
   const modes: [string, string | undefined][] = [];

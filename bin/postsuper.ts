@@ -15,7 +15,7 @@ import { runningMaster } from '../actors/master/index.js';
 import { queueDirectory } from '../src/config/index.js';
 import { configureMaillog, flushMaillog, maillog } from '../src/log/maillog.js';
 import {
-  ADMIN_QUEUE_NAMES, EX_TEMPFAIL, commandConfig, fatal, getopt, masterAnswers, masterSocket, runAdmin, usageError, UsageError,
+  ADMIN_QUEUE_NAMES, EX_TEMPFAIL, commandConfig, fatal, parseCommandLine, masterAnswers, masterSocket, runAdmin, usageError,
   type AdminAction, type AdminCounts, type AdminRequest, type AdminResult,
 } from '../src/queue/admin.js';
 import { isQueueId } from '../src/queue/qid.js';
@@ -43,17 +43,8 @@ function plural(n: number): string {
 }
 
 async function main(): Promise<void> {
-  let parsed;
-  try {
-    parsed = getopt(process.argv.slice(2), 'c:d:e:f:h:H:r:spSv');
-  } catch (err) {
-    if (err instanceof UsageError) usageError(PROG, USAGE, err.message);
-    throw err;
-  }
-  if (parsed.long.has('help')) {
-    process.stdout.write(USAGE + '\n');
-    return;
-  }
+  const parsed = parseCommandLine(PROG, USAGE, 'c:d:e:f:h:H:r:spSv');
+  if (!parsed) return;
   const json = parsed.long.has('json');
   let dir: string | undefined;
   let structure = false;

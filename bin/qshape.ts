@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { queueDirectory } from '../src/config/index.js';
-import { commandConfig, fatal, getopt, usageError, UsageError } from '../src/queue/admin.js';
+import { commandConfig, fatal, parseCommandLine, usageError } from '../src/queue/admin.js';
 import { formatQshape, formatQshapeJson, qshapeTable, type QshapeOptions } from '../src/queue/qshape.js';
 import { QueueStore } from '../src/queue/store.js';
 import { QUEUE_NAMES, type MessageMeta, type QueueName } from '../src/queue/types.js';
@@ -32,14 +32,9 @@ function number(flag: string, value: string, integer: boolean): number {
 }
 
 function main(): void {
-  let parsed;
-  try {
-    parsed = getopt(process.argv.slice(2), 'lhc:psw:b:t:m:n:N:v');
-  } catch (err) {
-    if (err instanceof UsageError) usageError(PROG, USAGE, err.message);
-    throw err;
-  }
-  if (parsed.long.has('help') || parsed.opts.some(([c]) => c === 'h')) {
+  const parsed = parseCommandLine(PROG, USAGE, 'lhc:psw:b:t:m:n:N:v');
+  if (!parsed) return;
+  if (parsed.opts.some(([c]) => c === 'h')) {
     process.stdout.write(USAGE + '\n');
     return;
   }

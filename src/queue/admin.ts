@@ -258,6 +258,25 @@ export function getopt(argv: string[], spec: string, longs: readonly string[] = 
   return out;
 }
 
+/**
+ * The command line of an admin command: getopt, a usage error (exit 64) for a bad one, and
+ * `--help` (usage on stdout) — then null, and the command has nothing more to do.
+ */
+export function parseCommandLine(prog: string, usage: string, spec: string, longs?: readonly string[]): ParsedArgs | null {
+  let parsed: ParsedArgs;
+  try {
+    parsed = getopt(process.argv.slice(2), spec, longs);
+  } catch (err) {
+    if (err instanceof UsageError) usageError(prog, usage, err.message);
+    throw err;
+  }
+  if (parsed.long.has('help')) {
+    process.stdout.write(usage + '\n');
+    return null;
+  }
+  return parsed;
+}
+
 /** Writes `NAME: fatal: text` (each line) on stderr and exits. */
 export function fatal(prog: string, text: string, code = 1): never {
   process.stderr.write(text.split('\n').map((l) => `${prog}: fatal: ${l}\n`).join(''));
