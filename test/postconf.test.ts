@@ -3,6 +3,7 @@
 // Postfix postconf(1) behaviour. Where Debian's /usr/sbin/postconf is
 // installed, outputs that Postfix gives for the same files are compared literally.
 import { after, test } from 'node:test';
+import { needs } from './helpers/peers.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -18,8 +19,7 @@ const NODE = path.join(ROOT, 'node_modules/.bin/node');
 const SCRIPT = path.join(ROOT, 'dist/bin/postconf.js');
 const WRAPPER = path.join(ROOT, 'bin/postconf');
 const POSTFIX = '/usr/sbin/postconf';
-const HAVE_POSTFIX = fs.existsSync(POSTFIX);
-const NO_POSTFIX = HAVE_POSTFIX ? false : `${POSTFIX} is not installed: nothing to compare with`;
+const NO_POSTFIX = needs(POSTFIX, "Debian's postconf, the comparison peer");
 
 const temps: string[] = [];
 after(() => {

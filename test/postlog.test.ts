@@ -4,10 +4,11 @@
  * the arguments (joined by blanks) or one record per standard input line, the priority
  * prefixes, fatal that only logs, and usage errors.
  */
+import { needs } from './helpers/peers.js';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './helpers/server.js';
@@ -106,7 +107,8 @@ describe('postlog', () => {
   });
 
   test("the same records as Debian's postlog for the same arguments and input", async (t) => {
-    if (!existsSync('/usr/sbin/postlog')) return t.skip('Debian postfix (postlog) not installed');
+    const missing = needs('/usr/sbin/postlog', "Debian's postlog, the comparison peer");
+    if (missing) return t.skip(missing);
     const pfx = mkdtempSync(join(tmpdir(), 'postactor-postlog-pfx-'));
     try {
       const pfxLog = join(pfx, 'maillog');

@@ -4,10 +4,11 @@
  * argument; --json rows; usage errors. The same queue, written as Postfix queue files, is also
  * given to Debian's own qshape (/usr/sbin/qshape), whose output must match ours byte for byte.
  */
+import { needs } from './helpers/peers.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QueueStore } from '../src/queue/store.js';
@@ -175,7 +176,8 @@ describe('qshape (store filled directly)', () => {
   });
 
   test('same output as Debian\'s qshape on the same queue written as Postfix queue files', async (t) => {
-    if (!existsSync('/usr/sbin/qshape')) return t.skip('Debian postfix (qshape) not installed');
+    const missing = needs('/usr/sbin/qshape', "Debian's qshape, the comparison peer");
+    if (missing) return t.skip(missing);
     const cases: [string[], string[]][] = [
       [[], ['incoming', 'active']],
       [['-s'], ['incoming', 'active']],

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { needs } from './helpers/peers.js';
 import assert from 'node:assert/strict';
 import { SmtpSink, type SinkMessage } from '../src/smtp/sink.js';
 import { MessageCollector, extractRecipients } from '../src/maildrop/input.js';
@@ -240,7 +241,7 @@ describe('sendmail(1) → maildrop → pickup (Postfix local submission)', () =>
     assert.equal(q30.status, 0, 'an interval is ignored');
   });
 
-  test('bsd-mailx: `mail -s subject rcpt` with the shim as its sendmail', { skip: !existsSync('/usr/bin/bsd-mailx') && 'bsd-mailx is not installed' }, async () => {
+  test('bsd-mailx: `mail -s subject rcpt` with the shim as its sendmail', { skip: needs('/usr/bin/bsd-mailx', 'bsd-mailx, a real mail client') }, async () => {
     const home = mkdtempSync(join(tmpdir(), 'postactor-mailx-'));
     try {
       writeFileSync(join(home, '.mailrc'), `set sendmail=${SENDMAIL}\n`);
