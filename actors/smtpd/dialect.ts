@@ -85,15 +85,23 @@ export function postfixReply(code: number, text: string, context: unknown, d: Di
 
 let installed = false;
 
-/** Patches smtp-server's connection class (once per thread). */
-export async function installDialect(): Promise<void> {
-  if (installed) return;
-  installed = true;
+/**
+ * The prototype of smtp-server's connection class, which its package does not export: loaded
+ * from the same ESM file smtp-server itself imports, so patches apply to the live class.
+ */
+export async function smtpConnectionPrototype(): Promise<Record<string, unknown>> {
   const require = createRequire(import.meta.url);
   const main = require.resolve('smtp-server');                  // …/dist/cjs/smtp-server.js
   const esm = join(dirname(dirname(main)), 'esm', 'smtp-connection.js');
   const mod = (await import(pathToFileURL(esm).href)) as { SMTPConnection: { prototype: Record<string, unknown> } };
-  const proto = mod.SMTPConnection.prototype as Record<string, unknown> & ThisType<Conn>;
+  return mod.SMTPConnection.prototype;
+}
+
+/** Patches smtp-server's connection class (once per thread). */
+export async function installDialect(): Promise<void> {
+  if (installed) return;
+  installed = true;
+  const proto = (await smtpConnectionPrototype()) as Record<string, unknown> & ThisType<Conn>;
   const originalSend = proto.send as (this: Conn, code: number, data: unknown, context?: unknown) => void;
 
   proto.init = function (this: Conn) {

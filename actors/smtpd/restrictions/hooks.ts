@@ -4,9 +4,7 @@
  * handlers of its connection class (pinned to smtp-server 3.x, as dialect.ts): when the hook
  * answers a reply, that reply goes out instead and the command does nothing else.
  */
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { smtpConnectionPrototype } from '../dialect.js';
 
 /** A hook answers null (go on) or the reply to send instead. */
 export interface PolicyHooks {
@@ -23,14 +21,22 @@ type Conn = {
 
 let installed = false;
 
+/** Runs a hook: its reply replaces the command's, none lets the original handler go on. */
+function guarded(conn: Conn, hook: Promise<{ code: number; text: string } | null>, proceed: () => void, callback: () => void): void {
+  hook.then((reply) => {
+    if (!reply) return proceed();
+    conn.send(reply.code, reply.text);
+    callback();
+  }, () => {
+    conn.send(451, '4.3.5 Server configuration error');
+    callback();
+  });
+}
+
 export async function installPolicyHooks(): Promise<void> {
   if (installed) return;
   installed = true;
-  const require = createRequire(import.meta.url);
-  const main = require.resolve('smtp-server');
-  const esm = join(dirname(dirname(main)), 'esm', 'smtp-connection.js');
-  const mod = (await import(pathToFileURL(esm).href)) as { SMTPConnection: { prototype: Record<string, unknown> } };
-  const proto = mod.SMTPConnection.prototype;
+  const proto = await smtpConnectionPrototype();
 
   for (const cmd of ['HELO', 'EHLO'] as const) {
     const original = proto[`handler_${cmd}`] as Handler;
@@ -38,14 +44,7 @@ export async function installPolicyHooks(): Promise<void> {
       const hook = this._server.options.postactorPolicyHooks?.helo;
       const parts = command.toString().trim().split(/\s+/);
       if (!hook || parts.length !== 2) return original.call(this, command, callback);
-      hook(this.session, parts[1]!, cmd).then((reply) => {
-        if (!reply) return original.call(this, command, callback);
-        this.send(reply.code, reply.text);
-        callback();
-      }, () => {
-        this.send(451, '4.3.5 Server configuration error');
-        callback();
-      });
+      guarded(this, hook(this.session, parts[1]!, cmd), () => original.call(this, command, callback), callback);
     } satisfies Handler;
   }
 
@@ -53,13 +52,6 @@ export async function installPolicyHooks(): Promise<void> {
   proto.handler_DATA = function (this: Conn, command: Buffer | string, callback: () => void) {
     const hook = this._server.options.postactorPolicyHooks?.data;
     if (!hook || this.session.envelope.rcptTo.length === 0) return data.call(this, command, callback);
-    hook(this.session).then((reply) => {
-      if (!reply) return data.call(this, command, callback);
-      this.send(reply.code, reply.text);
-      callback();
-    }, () => {
-      this.send(451, '4.3.5 Server configuration error');
-      callback();
-    });
+    guarded(this, hook(this.session), () => data.call(this, command, callback), callback);
   } satisfies Handler;
 }
