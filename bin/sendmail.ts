@@ -45,17 +45,12 @@ function warn(text: string): void {
 
 type Mode = 'enqueue' | 'mailq' | 'newaliases' | 'daemon' | 'user' | 'flushq' | 'ignore';
 
-interface Options {
+/** The command line; the DSN and rewriting fields are the maildrop envelope's own. */
+interface Options extends Pick<MaildropEnvelope, 'fullName' | 'notify' | 'ret' | 'envId' | 'bodyType' | 'rewriteContext'> {
   mode: Mode;
   dotEnds: boolean;
   extract: boolean;
   sender?: string;
-  fullName?: string;
-  notify?: NotifyKeyword[];
-  ret?: 'FULL' | 'HDRS';
-  envId?: string;
-  bodyType?: '7BIT' | '8BITMIME';
-  rewriteContext: 'local' | 'remote';
   configDir?: string;
   siteToFlush?: string;
   idToFlush?: string;
