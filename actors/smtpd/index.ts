@@ -53,6 +53,7 @@ async function main(): Promise<void> {
   const sizeLimit = config.getSize('message_size_limit');
   const contentFilter = config.get('content_filter').trim();
   const inFlowDelay = config.getTime('in_flow_delay') * 1000;
+  const peernameLookup = config.getBool('smtpd_peername_lookup');
   const dialect: Dialect = {
     hostname,
     banner: config.get('smtpd_banner'),
@@ -142,7 +143,7 @@ async function main(): Promise<void> {
     } as object),
 
     onConnect(session, callback) {
-      void peerName(session.remoteAddress, config.getBool('smtpd_peername_lookup')).then((name) => {
+      void peerName(session.remoteAddress, peernameLookup).then((name) => {
         const client: ClientInfo = { name, addr: session.remoteAddress, port: session.remotePort, helo: '', protocol: 'SMTP' };
         const state: SessionState = { client, queueId: null, envelope: null, effects: new WeakMap() };
         states.set(session, state);
