@@ -121,7 +121,17 @@ export class ConfigImpl implements Config {
     return { file: this.mainFile, line: null };
   }
 
+  /** Expanded values: a Config never changes after construction (withOverrides makes a new one). */
+  private readonly expanded = new Map<string, string | undefined>();
+
   private lookup(name: string): string | undefined {
+    if (this.expanded.has(name)) return this.expanded.get(name);
+    const value = this.expand(name);
+    this.expanded.set(name, value);
+    return value;
+  }
+
+  private expand(name: string): string | undefined {
     const raw = this.rawOrDefault(name);
     if (raw === undefined) return undefined;
     if (!raw.includes('$')) return raw;
