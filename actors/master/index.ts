@@ -10,6 +10,7 @@ import { loadConfig, queueDirectory, type Config } from '../../src/config/index.
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { ServicePool } from '../../src/runtime/pool.js';
 import { Router } from '../../src/runtime/router.js';
+import { serveServiceRequests } from '../../src/runtime/service-request.js';
 import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
@@ -87,6 +88,8 @@ export async function startMaster(config: Config): Promise<Master> {
 
   const instance = String(process.pid);
   const router = new Router();
+  // Requests from pool workers to other services (local's mailbox_transport → lmtp, …).
+  const stopServiceRequests = serveServiceRequests(instance, router);
   let current = config;
   let pools = new Map<string, ServicePool>();
   let listeners: SupervisedWorker[] = [];
@@ -236,6 +239,7 @@ export async function startMaster(config: Config): Promise<Master> {
     log.info(signal ? `terminating on signal ${signal}` : 'terminating');
     await control.close();
     await stopAll(graceful);
+    stopServiceRequests();
     rmSync(pidFile(config), { force: true });
     flushMaillog();
   })());
