@@ -31,7 +31,8 @@ import type { AgentContext } from '../discard/agent.js';
 import { mailCopy } from '../pipe/copy.js';
 import { runCommand } from '../pipe/command.js';
 import { appendMbox, MailboxError } from './mailbox.js';
-import { getpwnam, runWriter, type Passwd } from './index.js';
+import { getpwnam, type Passwd } from './index.js';
+import { runWriter } from './run-writer.js';
 
 export type Target =
   | { kind: 'user'; user: string }

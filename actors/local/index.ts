@@ -26,12 +26,13 @@
  * to command: …"). luser_relay ($user, $local, $extension, $domain, $recipient expanded) takes
  * mail for unknown users instead of the 5.1.1 bounce.
  *
- * Not built, and failing loudly (deferred 4.3.5 "not supported: …", with a warning) when set:
- * mailbox_transport, fallback_transport (they would hand the message back to qmgr).
+ * mailbox_transport(_maps) and fallback_transport(_maps) pass the recipient to another master.cf
+ * transport (delegate.ts, Postfix's deliver_pass): the mailbox one after aliases and .forward,
+ * before mailbox_command; the fallback one for users not in the password file, before
+ * luser_relay.
  *
  * Deviation: mailbox_delivery_lock "fcntl" takes a flock(2) lock instead (see mailbox.ts).
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULTS, queueDirectory } from '../../src/config/index.js';
@@ -41,7 +42,9 @@ import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protoc
 import { agentContext, report, type AgentContext } from '../discard/agent.js';
 import { mailCopy } from '../pipe/copy.js';
 import { runCommand } from '../pipe/command.js';
-import { appendMbox, deliverMaildir, MailboxError, type LockSettings, type Privs } from './mailbox.js';
+import type { LockSettings } from './mailbox.js';
+import { writeMailbox } from './run-writer.js';
+import { Delegation } from './delegate.js';
 import type { WriterJob } from './writer.js';
 import { AliasExpander, splitTargets, type Target } from './aliases.js';
 
@@ -65,6 +68,9 @@ interface State {
   sizeLimit: number;
   delimiter: string;
   unsupported: string | null;
+  mailboxTransport: Delegation;
+  fallbackTransport: Delegation;
+  myorigin: string;
   forwardPath: string[];
   aliases: AliasExpander;
   mailboxCommand: string;
@@ -80,9 +86,6 @@ function init(): State {
   const bad = lockNames.find((n) => !['fcntl', 'flock', 'dotlock'].includes(n));
   let unsupported: string | null = bad ? `mailbox_delivery_lock: unknown lock method "${bad}"` : null;
   if (lockNames.includes('fcntl')) ctx.log.info('mailbox_delivery_lock: fcntl locks cannot be taken from Node.js; flock is used in their place');
-  for (const p of ['mailbox_transport', 'fallback_transport']) {
-    if (!unsupported && config.get(p).trim() !== '') unsupported = `not supported: ${p}`;
-  }
   if (unsupported) ctx.log.warn(`${ctx.service}: ${unsupported}; local deliveries are deferred`);
   const locks: LockSettings = {
     dotlock: lockNames.includes('dotlock'),
@@ -100,6 +103,9 @@ function init(): State {
     sizeLimit: config.getInt('mailbox_size_limit'),
     delimiter: config.get('recipient_delimiter'),
     unsupported,
+    mailboxTransport: new Delegation('mailbox_transport', config, ctx.log),
+    fallbackTransport: new Delegation('fallback_transport', config, ctx.log),
+    myorigin: config.get('myorigin'),
     // forward_path names local(8)'s own attributes ($home, $user, …), not main.cf parameters.
     forwardPath: (config.raw('forward_path') ?? DEFAULTS['forward_path'] ?? '').split(/[\s,]+/).filter((p) => p !== ''),
     aliases: new AliasExpander(ctx),
@@ -110,7 +116,8 @@ function init(): State {
   };
 }
 
-type Result = Omit<RecipientOutcome, 'index' | 'relay'>;
+/** A recipient's result; `passed`: another transport delivered it and logged it (relay is its). */
+type Result = Omit<RecipientOutcome, 'index' | 'relay'> & { relay?: string; passed?: true };
 const sent = (reason: string): Result => ({ status: 'sent', dsn: '2.0.0', reason });
 const fail = (dsn: string, reason: string): Result => ({ status: dsn.startsWith('5') ? 'bounced' : 'deferred', dsn, reason });
 
@@ -119,21 +126,25 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
   const started = Date.now();
   const content = s.ctx.store.content(req.queueId);
   const outcomes: RecipientOutcome[] = [];
+  const passedOn: RecipientOutcome[] = [];
   for (const r of req.recipients) {
     let res: Result;
     if (!content) res = fail('4.3.0', 'queue file vanished');
     else if (s.unsupported) res = fail('4.3.5', 'mail system configuration error');
     else {
       try {
-        res = await deliverRecipient(s, req, content, r.address, r.orcpt ?? r.address);
+        res = await deliverRecipient(s, { ...req, recipients: [r] }, content, r.address, r.orcpt ?? r.address);
       } catch (e) {
         s.ctx.log.warn(`${req.queueId}: ${String((e as Error).message ?? e)}`);
         res = fail('4.3.0', 'local delivery failed: temporary error');
       }
     }
-    outcomes.push({ index: r.index, relay: s.ctx.service, ...res });
+    const { passed, ...o } = res;
+    (passed ? passedOn : outcomes).push({ index: r.index, relay: s.ctx.service, ...o });
   }
-  return report(s.ctx, req, outcomes, started);
+  // A passed-on recipient was logged by the transport that delivered it.
+  const reply = report(s.ctx, req, outcomes, started);
+  return passedOn.length === 0 ? reply : { ...reply, outcomes: [...reply.outcomes, ...passedOn] };
 }
 
 /** The Delivered-To: values in the message's header, lower case. */
@@ -182,20 +193,7 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
   const split = splitExtension(t.user, s.delimiter);
   const user = split ? split.user : t.user;
   const pw = getpwnam(user);
-  if (!pw) {
-    // luser_relay: unknown users go to this address instead (once: not for the relay itself).
-    if (s.luserRelay && !seen.has('luser_relay')) {
-      seen.add('luser_relay');
-      const at = address.lastIndexOf('@');
-      const attrs: Record<string, string> = { user, local: t.user, extension: split?.ext ?? '', recipient_delimiter: split ? s.delimiter : '', recipient: address, domain: at < 0 ? '' : address.slice(at + 1) };
-      const relay = expandAttrs(s.luserRelay, attrs);
-      const expanded = await s.aliases.expandItems(splitTargets(relay), s.delimiter, 'alias');
-      if ('error' in expanded) return fail(expanded.dsn, expanded.error);
-      return deliverTargets(s, req, content, address, orcpt, expanded.targets, owner, seen);
-    }
-    return fail('5.1.1', `unknown user: "${user}"`);
-  }
-  if (s.forwardPath.length > 0) {
+  if (pw && s.forwardPath.length > 0) {
     for (const f of s.forwardPath) {
       const attrs: Record<string, string> = { home: pw.home, user: pw.name, shell: pw.shell, local: t.user, extension: split?.ext ?? '', recipient_delimiter: split ? s.delimiter : '', recipient: address, domain: address.slice(address.lastIndexOf('@') + 1) };
       const path = expandAttrs(f, attrs);
@@ -216,6 +214,31 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
       if ('error' in expanded) return fail(expanded.dsn, expanded.error);
       return deliverTargets(s, req, content, address, orcpt, expanded.targets, pw, seen);
     }
+  }
+  // Postfix passes the recipient as it stands after alias expansion: an alias target is user@$myorigin.
+  const passAddr = localOf(address).toLowerCase() === t.user.toLowerCase() ? address : `${t.user}@${s.myorigin}`;
+  // mailbox_transport(_maps): every recipient that gets this far, known to the password file or not.
+  if (s.mailboxTransport.configured) {
+    const r = await s.mailboxTransport.pass(req, user, passAddr, orcpt);
+    if (r) return r;
+  }
+  if (!pw) {
+    // fallback_transport(_maps), then luser_relay, for users not in the password file.
+    if (s.fallbackTransport.configured) {
+      const r = await s.fallbackTransport.pass(req, user, passAddr, orcpt);
+      if (r) return r;
+    }
+    // luser_relay: unknown users go to this address instead (once: not for the relay itself).
+    if (s.luserRelay && !seen.has('luser_relay')) {
+      seen.add('luser_relay');
+      const at = address.lastIndexOf('@');
+      const attrs: Record<string, string> = { user, local: t.user, extension: split?.ext ?? '', recipient_delimiter: split ? s.delimiter : '', recipient: address, domain: at < 0 ? '' : address.slice(at + 1) };
+      const relay = expandAttrs(s.luserRelay, attrs);
+      const expanded = await s.aliases.expandItems(splitTargets(relay), s.delimiter, 'alias');
+      if ('error' in expanded) return fail(expanded.dsn, expanded.error);
+      return deliverTargets(s, req, content, address, orcpt, expanded.targets, owner, seen);
+    }
+    return fail('5.1.1', `unknown user: "${user}"`);
   }
   if (s.mailboxCommand) {
     // mailbox_command: as the recipient (default_privs for root), message with From_ line first.
@@ -245,21 +268,8 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
     return fail(e.dsn, text);
   };
   const job: WriterJob = { kind: maildir ? 'maildir' : 'mbox', path, uid: pw.uid, gid: pw.gid, inSpool: s.homeMailbox === '', locks: s.locks, sizeLimit: s.sizeLimit };
-  if (s.root) {
-    const r = await runWriter(job, data);
-    return r.ok ? sent(`delivered to ${where}`) : failed(r);
-  }
-  const me = process.getuid?.() ?? -1;
-  if (pw.uid !== me) return failed({ dsn: '4.2.0', reason: `cannot deliver as user ${pw.name} (uid ${pw.uid}): Postactor is not running as root (uid ${me})` });
-  const privs: Privs = { asUser: (fn) => fn(), asSpool: (fn) => fn(), uid: me, gid: process.getgid?.() ?? -1 };
-  try {
-    if (maildir) await deliverMaildir(path, data, privs);
-    else await appendMbox(path, data, privs, s.locks, job.inSpool, s.sizeLimit);
-    return sent(`delivered to ${where}`);
-  } catch (e) {
-    if (e instanceof MailboxError) return failed({ dsn: e.dsn, reason: e.message });
-    throw e;
-  }
+  const r = await writeMailbox(job, data, pw.name);
+  return r.ok ? sent(`delivered to ${where}`) : failed(r);
 }
 
 /** Expands local(8)'s attributes in a value: $name, ${name}, ${name?text}, ${name:text}; other names stay. */
@@ -293,26 +303,7 @@ function forwardMessage(s: State, req: DeliveryRequest, content: Uint8Array, add
   }
 }
 
-const WRITER = new URL('./writer.js', import.meta.url);
-
-/** Runs writer.ts as a child process (as root; it switches to the recipient itself). */
-export function runWriter(job: WriterJob, data: Buffer): Promise<{ ok: true } | { ok: false; dsn: string; reason: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [WRITER.pathname], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin' } });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    child.stdin.on('error', () => {});
-    child.on('error', (e) => resolve({ ok: false, dsn: '4.3.0', reason: `local delivery helper: ${e.message}` }));
-    child.on('close', (code) => {
-      try {
-        const r = JSON.parse(out.trim().split('\n').pop() ?? '') as { ok: boolean; dsn?: string; reason?: string };
-        resolve(r.ok ? { ok: true } : { ok: false, dsn: r.dsn ?? '4.3.0', reason: r.reason ?? 'unknown error' });
-      } catch {
-        resolve({ ok: false, dsn: '4.3.0', reason: `local delivery helper exited with status ${code}${err ? `: ${err.trim().split('\n')[0]}` : ''}` });
-      }
-    });
-    child.stdin.end(Buffer.concat([Buffer.from(JSON.stringify(job) + '\n'), data]));
-  });
+function localOf(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? address : address.slice(0, at);
 }

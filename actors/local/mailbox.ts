@@ -139,8 +139,13 @@ export async function appendMbox(path: string, data: Buffer, privs: Privs, locks
 
 let seq = 0;
 
-/** Delivers to the Maildir dir (ending in "/"): tmp/NAME → new/NAME, fsyncing file and directory. */
-export async function deliverMaildir(dir: string, data: Buffer, privs: Privs): Promise<string> {
+/**
+ * Delivers to the Maildir dir (ending in "/"): tmp/NAME → new/NAME, fsyncing file and directory.
+ * sizeLimit (mailbox_size_limit, virtual_mailbox_limit): Postfix's file size limit applies to
+ * each Maildir file, so a larger message fails as its write would (EFBIG, 5.2.2).
+ */
+export async function deliverMaildir(dir: string, data: Buffer, privs: Privs, sizeLimit = 0): Promise<string> {
+  if (sizeLimit > 0 && data.length > sizeLimit) throw new MailboxError('error writing message: File too large', '5.2.2');
   return privs.asUser(async () => {
     for (const sub of ['tmp', 'new', 'cur']) {
       try { await fsp.mkdir(join(dir, sub), { recursive: true, mode: 0o700 }); } catch (e) { throw new MailboxError(`create maildir file ${join(dir, sub)}: ${why(e)}`); }
@@ -168,4 +173,24 @@ export async function deliverMaildir(dir: string, data: Buffer, privs: Privs): P
       throw new MailboxError(`create maildir file ${tmp}: ${why(e)}`);
     }
   });
+}
+
+/**
+ * A mailbox lock parameter (mailbox_delivery_lock, virtual_mailbox_lock: "fcntl, dotlock") with
+ * deliver_lock_attempts, deliver_lock_delay and stale_lock_time. `error` names an unknown method.
+ */
+export function lockSettings(config: { getList(n: string): string[]; getInt(n: string): number; getTime(n: string): number }, param: string): { locks: LockSettings; error: string | null; fcntl: boolean } {
+  const names = config.getList(param).map((s) => s.toLowerCase());
+  const bad = names.find((n) => !['fcntl', 'flock', 'dotlock'].includes(n));
+  return {
+    locks: {
+      dotlock: names.includes('dotlock'),
+      flock: names.includes('flock') || names.includes('fcntl'),
+      attempts: Math.max(1, config.getInt('deliver_lock_attempts')),
+      delayMs: config.getTime('deliver_lock_delay') * 1000,
+      staleMs: config.getTime('stale_lock_time') * 1000,
+    },
+    error: bad ? `${param}: unknown lock method "${bad}"` : null,
+    fcntl: names.includes('fcntl'),
+  };
 }

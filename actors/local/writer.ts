@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   };
   if (root) process.setgroups!([job.gid]);
   try {
-    const path = job.kind === 'mbox' ? (await appendMbox(job.path, data, privs, job.locks, job.inSpool, job.sizeLimit), job.path) : await deliverMaildir(job.path, data, privs);
+    const path = job.kind === 'mbox' ? (await appendMbox(job.path, data, privs, job.locks, job.inSpool, job.sizeLimit), job.path) : await deliverMaildir(job.path, data, privs, job.sizeLimit);
     process.stdout.write(JSON.stringify({ ok: true, path }) + '\n');
   } catch (e) {
     const err = e instanceof MailboxError ? e : new MailboxError(String((e as Error).message ?? e));

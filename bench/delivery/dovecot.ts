@@ -1,0 +1,144 @@
+/**
+ * A throwaway Dovecot (Debian's dovecot-core + dovecot-lmtpd) for the delivery benchmark and
+ * tests: `dovecot -F` on a configuration in a temp directory, LMTP on a loopback port and on a
+ * UNIX-domain socket, passwd-file users whose Maildirs live under DIR/mail/<user>/Maildir.
+ * As root, Dovecot's processes run as its system users and mail is stored as uid/gid 65534;
+ * otherwise everything runs as the calling user.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+
+export const DOVECOT = '/usr/sbin/dovecot';
+
+export interface Dovecot {
+  dir: string;
+  port: number;
+  /** The LMTP UNIX-domain socket. */
+  socket: string;
+  child: ChildProcess;
+  log(): string;
+  /** A user's Maildir (DIR/mail/<user>/Maildir). */
+  maildir(user: string): string;
+  /** The messages in a user's Maildir/new, read from disk. */
+  newMessages(user: string): string[];
+  stop(): Promise<void>;
+}
+
+export interface DovecotOptions {
+  /** Login names (as LMTP's RCPT TO names them, e.g. "alice@example.com"). */
+  users: string[];
+  /** Per-user extra userdb fields, e.g. { "carol@example.com": "userdb_quota_rule=*:storage=10B" }. */
+  extra?: Record<string, string>;
+}
+
+function groupName(gid: number): string {
+  const line = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[2] === String(gid));
+  if (!line) throw new Error(`no group ${gid} in /etc/group`);
+  return line.split(':')[0]!;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** True once something on port answers with a 220 greeting. */
+function greets(port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    const done = (ok: boolean) => { clearTimeout(t); s.destroy(); resolve(ok); };
+    const t = setTimeout(() => done(false), timeoutMs);
+    s.on('error', () => done(false));
+    s.once('data', (d) => done(d.toString('latin1').startsWith('220')));
+  });
+}
+
+/** Starts Dovecot in the foreground; resolves once LMTP answers (at most 10 s). */
+export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
+  if (!existsSync(DOVECOT)) throw new Error(`${DOVECOT} is missing: apt-get install dovecot-core dovecot-lmtpd`);
+  const dir = mkdtempSync(join(tmpdir(), 'dovecot-'));
+  chmodSync(dir, 0o755);
+  for (const d of ['run', 'state', 'mail']) mkdirSync(join(dir, d));
+  const root = process.getuid?.() === 0;
+  const me = userInfo();
+  const [uid, gid] = root ? [65534, 65534] : [me.uid, me.gid];
+  if (root) chmodSync(join(dir, 'mail'), 0o777);
+  writeFileSync(join(dir, 'users'), opts.users.map((u) => `${u}:{PLAIN}x:${uid}:${gid}::${join(dir, 'mail', u)}::${opts.extra?.[u] ?? ''}`).join('\n') + '\n');
+  const port = await freePort();
+  writeFileSync(join(dir, 'dovecot.conf'), `
+base_dir = ${dir}/run
+state_dir = ${dir}/state
+log_path = ${dir}/dovecot.log
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+default_internal_user = ${root ? 'dovecot' : me.username}
+default_internal_group = ${root ? 'dovecot' : groupName(me.gid)}
+default_login_user = ${root ? 'dovenull' : me.username}
+first_valid_uid = 1
+mail_location = maildir:${dir}/mail/%u/Maildir
+mail_plugins = quota
+plugin {
+  quota = count:User quota
+  quota_vsizes = yes
+}
+passdb {
+  driver = passwd-file
+  args = ${dir}/users
+}
+userdb {
+  driver = passwd-file
+  args = ${dir}/users
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = ${port}
+  }
+  unix_listener lmtp {
+    mode = 0666
+  }
+}
+`);
+  const child = spawn(DOVECOT, ['-F', '-c', join(dir, 'dovecot.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d) => { err += d; });
+  child.stdout!.resume();
+  const log = () => (existsSync(join(dir, 'dovecot.log')) ? readFileSync(join(dir, 'dovecot.log'), 'utf8') : '');
+  const deadline = Date.now() + 10_000;
+  while (!(await greets(port, 500))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      const text = `dovecot did not start: ${err}\n${log()}`;
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(text);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const maildir = (user: string) => join(dir, 'mail', user, 'Maildir');
+  const newMessages = (user: string) => {
+    const d = join(maildir(user), 'new');
+    if (!existsSync(d)) return [];
+    return readdirSync(d).sort().map((f) => readFileSync(join(d, f), 'latin1'));
+  };
+  const stop = async () => {
+    if (child.exitCode === null) {
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await gone;
+      clearTimeout(t);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { dir, port, socket: join(dir, 'run', 'lmtp'), child, log, maildir, newMessages, stop };
+}
