@@ -1,0 +1,158 @@
+/**
+ * virtual: Postfix's virtual(8), final delivery for virtual_mailbox_domains, a piscina pool.
+ * Recipients are looked up by their full address (folded to lower case), never in the password
+ * file; there are no aliases, .forward files, commands or files (virtual_alias_maps in cleanup
+ * does forwarding).
+ *
+ * Per recipient:
+ *   1. virtual_mailbox_maps (maps.ts: user+ext@domain, user@domain, @domain): not found →
+ *      bounced 5.1.1 'unknown user: "user@domain"'; a broken table → deferred 4.3.5 "mail
+ *      system configuration error", the table's error in the log.
+ *   2. The mailbox is $virtual_mailbox_base/<result>: a trailing "/" means a Maildir
+ *      (tmp → new), anything else an mbox (virtual_mailbox_lock: dot-lock and flock).
+ *   3. virtual_uid_maps / virtual_gid_maps give the owner (e.g. static:5000): a missing entry,
+ *      a uid below virtual_minimum_uid or a gid <= 0 → deferred 4.3.5 with Postfix's warning
+ *      ("recipient u@d: bad uid 50 in virtual_uid_maps").
+ *   4. The copy gets Return-Path:, X-Original-To: and Delivered-To: (and the From_ line and
+ *      ">From " quoting in an mbox), is written as that uid/gid (actors/local/run-writer.ts: a
+ *      short-lived child when running as root) and fsynced before "delivered to maildir" /
+ *      "delivered to mailbox" is reported.
+ *
+ * Failures as Postfix words them: "delivery failed to mailbox PATH: …" (mbox) and "maildir
+ * delivery failed: …" (Maildir); a mailbox or Maildir file over virtual_mailbox_limit bounces
+ * 5.2.2 "… error writing message: File too large" (Postfix sets that file size limit on itself);
+ * any other write failure (an unwritable virtual_mailbox_base) is deferred 4.2.0, so nothing is
+ * lost. Postfix's virtual(8) has no Delivered-To loop check (local(8) and pipe(8) have one), and
+ * neither has this agent: a loop through virtual_alias_maps ends at hopcount_limit.
+ *
+ * Configuration errors that make Postfix's virtual(8) exit fatally (a relative
+ * virtual_mailbox_base, virtual_mailbox_limit below message_size_limit, an unknown lock method)
+ * are logged as warnings and every delivery is deferred 4.3.5 instead.
+ */
+import { DomainList } from '../../src/address/domain.js';
+import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
+import { agentContext, report, type AgentContext } from '../discard/agent.js';
+import { mailCopy } from '../pipe/copy.js';
+import { lockSettings, type LockSettings } from '../local/mailbox.js';
+import { writeMailbox } from '../local/run-writer.js';
+import type { WriterJob } from '../local/writer.js';
+import { atol, VirtualMap } from './maps.js';
+
+interface State {
+  ctx: AgentContext;
+  base: string;
+  locks: LockSettings;
+  sizeLimit: number;
+  minimumUid: number;
+  strictOwner: boolean;
+  mailboxMaps: VirtualMap;
+  uidMaps: VirtualMap;
+  gidMaps: VirtualMap;
+  /** Set when the configuration is unusable: every delivery is deferred 4.3.5. */
+  configError: string | null;
+}
+
+let state: State | null = null;
+
+function init(): State {
+  const ctx = agentContext();
+  const { config } = ctx;
+  const lock = lockSettings(config, 'virtual_mailbox_lock');
+  const base = config.get('virtual_mailbox_base');
+  const sizeLimit = config.getInt('virtual_mailbox_limit');
+  const messageLimit = config.getInt('message_size_limit');
+  let configError = lock.error;
+  if (!base.startsWith('/')) configError = `do not specify relative pathname: virtual_mailbox_base = ${base}`;
+  // Postfix: the mailbox limit is also the agent's file size limit, and must leave room for the queue file.
+  else if (sizeLimit > 0 && (sizeLimit < messageLimit || messageLimit === 0)) configError = 'main.cf configuration error: virtual_mailbox_limit is smaller than message_size_limit';
+  if (configError) ctx.log.warn(`${ctx.service}: ${configError}; deliveries are deferred`);
+  const localDomains = new DomainList(config.getList('mydestination'), false);
+  const opts = { recipientDelimiter: config.get('recipient_delimiter'), localDomain: (d: string) => localDomains.has(d) };
+  return {
+    ctx,
+    base: base.replace(/\/+$/, ''),
+    locks: lock.locks,
+    sizeLimit,
+    minimumUid: config.getInt('virtual_minimum_uid'),
+    strictOwner: config.getBool('strict_mailbox_ownership'),
+    mailboxMaps: new VirtualMap('virtual_mailbox_maps', config, opts),
+    uidMaps: new VirtualMap('virtual_uid_maps', config, opts),
+    gidMaps: new VirtualMap('virtual_gid_maps', config, opts),
+    configError,
+  };
+}
+
+type Result = Omit<RecipientOutcome, 'index' | 'relay'>;
+const sent = (reason: string): Result => ({ status: 'sent', dsn: '2.0.0', reason });
+const fail = (dsn: string, reason: string): Result => ({ status: dsn.startsWith('5') ? 'bounced' : 'deferred', dsn, reason });
+const CONFIG_ERROR = (): Result => fail('4.3.5', 'mail system configuration error');
+
+export default async function deliver(req: DeliveryRequest): Promise<DeliveryReply> {
+  const s = (state ??= init());
+  const started = Date.now();
+  const content = s.ctx.store.content(req.queueId);
+  const outcomes: RecipientOutcome[] = [];
+  for (const r of req.recipients) {
+    let res: Result;
+    if (!content) res = fail('4.3.0', 'queue file vanished');
+    else if (s.configError) res = CONFIG_ERROR();
+    else {
+      try {
+        res = await deliverRecipient(s, req, content, r.address, r.orcpt ?? r.address);
+      } catch (e) {
+        s.ctx.log.warn(`${req.queueId}: ${String((e as Error).message ?? e)}`);
+        res = fail('4.3.0', 'virtual delivery failed: temporary error');
+      }
+    }
+    outcomes.push({ index: r.index, relay: s.ctx.service, ...res });
+  }
+  return report(s.ctx, req, outcomes, started);
+}
+
+/** A table lookup; a broken table is logged as Postfix does ("table T: lookup K: why") and answers undefined. */
+async function find(s: State, map: VirtualMap, user: string): Promise<string | null | undefined> {
+  try {
+    return await map.find(user);
+  } catch (e) {
+    s.ctx.log.warn(`table ${map.title}: lookup ${user}: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
+async function deliverRecipient(s: State, req: DeliveryRequest, content: Uint8Array, address: string, orcpt: string): Promise<Result> {
+  const user = address.toLowerCase();
+  const mailbox = await find(s, s.mailboxMaps, user);
+  if (mailbox === undefined) return CONFIG_ERROR();
+  if (mailbox === null) return fail('5.1.1', `unknown user: "${user}"`);
+  const path = `${s.base}/${mailbox.trim()}`;
+
+  const uidRes = await find(s, s.uidMaps, user);
+  if (uidRes === undefined) return CONFIG_ERROR();
+  if (uidRes === null) return configWarning(s, `recipient ${user}: not found in ${s.uidMaps.title}`);
+  const uid = atol(uidRes);
+  if (uid < s.minimumUid) return configWarning(s, `recipient ${user}: bad uid ${uidRes} in ${s.uidMaps.title}`);
+  const gidRes = await find(s, s.gidMaps, user);
+  if (gidRes === undefined) return CONFIG_ERROR();
+  if (gidRes === null) return configWarning(s, `recipient ${user}: not found in ${s.gidMaps.title}`);
+  const gid = atol(gidRes);
+  if (gid <= 0) return configWarning(s, `recipient ${user}: bad gid ${gidRes} in ${s.gidMaps.title}`);
+
+  const maildir = path.endsWith('/');
+  const data = mailCopy(content, {
+    flags: new Set(maildir ? ['R', 'O', 'D'] : ['F', 'R', 'O', 'D', '>', 'B']),
+    eol: '\n', sender: req.sender, originalRecipient: orcpt, deliveredTo: address, now: new Date(),
+  });
+  const job: WriterJob = { kind: maildir ? 'maildir' : 'mbox', path, uid, gid, inSpool: false, locks: s.locks, sizeLimit: s.sizeLimit, ...(s.strictOwner ? {} : { anyOwner: true }) };
+  const r = await writeMailbox(job, data, user);
+  if (r.ok) return sent(maildir ? 'delivered to maildir' : 'delivered to mailbox');
+  if (maildir && /permission denied/i.test(r.reason)) {
+    s.ctx.log.warn(`maildir access problem for UID/GID=${uid}/${gid}: ${r.reason}`);
+    s.ctx.log.warn('perhaps you need to create the maildirs in advance');
+  }
+  return fail(r.dsn, maildir ? `maildir delivery failed: ${r.reason}` : `delivery failed to mailbox ${path}: ${r.reason}`);
+}
+
+function configWarning(s: State, text: string): Result {
+  s.ctx.log.warn(text);
+  return CONFIG_ERROR();
+}
