@@ -66,6 +66,7 @@ test('embedded default configuration', async (t) => {
       ['pickup', 'unix', 'pickup', 1, 60],
       ['rewrite', 'unix', 'trivial-rewrite', 1, 0],
       ['local', 'unix', 'local', null, 0],
+      ['virtual', 'unix', 'virtual', null, 0],
     ]);
     assert.deepEqual(inetEndpoint(c.service('2525', 'inet')!), { host: '127.0.0.1', port: 2525 });
   });

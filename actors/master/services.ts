@@ -46,6 +46,7 @@ const DAEMONS: Record<string, Daemon> = {
   pipe: { kind: 'pool', module: '../pipe/index.js', concurrency: 1 },
   lmtp: { kind: 'pool', module: '../lmtp/index.js', concurrency: 256 },
   local: { kind: 'pool', module: '../local/index.js', concurrency: 64 },
+  virtual: { kind: 'pool', module: '../virtual/index.js', concurrency: 64 },
 };
 
 /** The services Postfix's stock master.cf has that are not built yet (warned about, then skipped). */

@@ -57,4 +57,5 @@ bounce           unix  -       -      n      -      1       bounce
 pickup           unix  n       -      n      60     1       pickup
 rewrite          unix  -       -      n      -      1       trivial-rewrite
 local            unix  -       n      n      -      -       local
+virtual          unix  -       n      n      -      -       virtual
 `;
