@@ -2,7 +2,7 @@
  * Every message between Postactor's actors, declared once. The runtime (src/runtime) moves these
  * as opaque structured-clone payloads; each actor's handler switches over its own union.
  */
-import type { ClientInfo } from '../src/queue/types.js';
+import type { ClientInfo, StatusRecord } from '../src/queue/types.js';
 
 /** An envelope recipient as smtpd or a producer hands it to cleanup. */
 export interface EnvelopeRecipient {
@@ -54,7 +54,9 @@ export type QmgrMessage =
 export interface DeliveryRecipient {
   index: number;
   address: string;
+  /** DSN original recipient ("rfc822;addr") and NOTIFY keywords, relayed to a DSN-capable next hop. */
   orcpt?: string;
+  notify?: string[];
 }
 
 /** qmgr → delivery agent (request/reply): deliver one message to some recipients at one destination. */
@@ -68,6 +70,11 @@ export interface DeliveryRequest {
   arrival: number;
   activated: number;
   size: number;
+  /** DSN ENVID and RET of the message, relayed to a DSN-capable next hop. */
+  envId?: string;
+  ret?: 'FULL' | 'HDRS';
+  /** sendmail -bv: find out whether each recipient is deliverable, deliver nothing. */
+  verify?: boolean;
 }
 
 export type DeliveryStatus = 'sent' | 'deferred' | 'bounced';
@@ -81,6 +88,12 @@ export interface RecipientOutcome {
   reason: string;
   /** relay=host[addr]:port, or "none". */
   relay: string;
+  /**
+   * A success's RFC 3464 Action for a NOTIFY=SUCCESS notice: "delivered" (final delivery, the
+   * default), "relayed" (handed to a next hop without DSN), "expanded" (an alias or .forward);
+   * "passed" when the next hop announced DSN and got NOTIFY: it notifies, we do not.
+   */
+  action?: 'delivered' | 'relayed' | 'expanded' | 'passed';
 }
 
 export interface DeliveryReply {
@@ -90,18 +103,31 @@ export interface DeliveryReply {
   siteFailure?: string;
 }
 
-/** qmgr → bounce (request/reply): render a non-delivery notification. */
-export interface BounceRequest {
+/**
+ * qmgr → bounce (request/reply): render one delivery status notification (RFC 3464) from a
+ * status log. Postfix's bounce, defer and trace services in one actor: `kind` picks the
+ * template — failure (bounce log), delay (defer log), success (trace log), verify (sendmail -bv
+ * / -v). `postmaster` renders the postmaster's copy (its subject, headers only).
+ */
+export interface NoticeRequest {
+  kind: 'failure' | 'delay' | 'success' | 'verify';
+  postmaster?: boolean;
+  /** Who gets the notice (the To: header): the original sender, or a *_notice_recipient. */
+  to: string;
   queueId: string;
+  /** The original message's envelope sender ('' for a bounce) and DSN ENVID. */
   sender: string;
+  envId?: string;
   arrival: number;
-  failed: { address: string; orcpt?: string; dsn: string; reason: string; relay: string }[];
+  records: StatusRecord[];
   /** The original message, or its headers only (RET=HDRS or over bounce_size_limit). */
   original: Uint8Array;
   headersOnly: boolean;
+  /** For delay notices: arrival + maximal_queue_lifetime (Will-Retry-Until), ms. */
+  willRetryUntil?: number;
 }
 
-export interface BounceReply {
+export interface NoticeReply {
   content: Uint8Array;
 }
 

@@ -20,6 +20,7 @@ import { SmtpClient, type DeliveryResult, type SmtpHost } from '../../src/smtp/c
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { agentContext, every, report, type AgentContext } from '../discard/agent.js';
 import { parseLmtpNexthop } from './nexthop.js';
+import { smtpEnvelope } from '../smtp/log.js';
 
 interface State {
   ctx: AgentContext;
@@ -27,6 +28,7 @@ interface State {
   resolver: NextHopResolver;
   myhostname: string;
   queueDir: string;
+  assumeFinal: boolean;
 }
 
 let state: State | null = null;
@@ -55,6 +57,7 @@ function init(): State {
     resolver: new NextHopResolver({ servers: resolverServersFromEnv() }),
     myhostname: config.get('myhostname'),
     queueDir: queueDirectory(config),
+    assumeFinal: config.getBool('lmtp_assume_final'),
   };
 }
 
@@ -81,19 +84,22 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
     }
     hosts = resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port }));
   }
-  const result = await s.client.deliver(hosts, { sender: req.sender, recipients: req.recipients.map((r) => r.address), size: content.length }, content);
-  return report(ctx, req, outcomesOf(req, result), started, result.timings, result.kind === 'site-failure' ? result.reason ?? 'site failure' : undefined);
+  const result = await s.client.deliver(hosts, smtpEnvelope(req, content.length), content);
+  return report(ctx, req, outcomesOf(req, result, s.assumeFinal), started, result.timings, result.kind === 'site-failure' ? result.reason ?? 'site failure' : undefined);
 }
 
 /** One outcome per recipient from its own reply (RCPT rejection, or its reply after DATA). */
-function outcomesOf(req: DeliveryRequest, result: DeliveryResult): RecipientOutcome[] {
+function outcomesOf(req: DeliveryRequest, result: DeliveryResult, assumeFinal: boolean): RecipientOutcome[] {
   const connected = result.remoteAddr && !(result.kind === 'site-failure' && result.reason?.startsWith('connect to '));
   const relay = !connected ? 'none' : result.remotePort ? `${result.remoteHost}[${result.remoteAddr}]:${result.remotePort}` : `${result.remoteHost}[${result.remoteAddr}]`;
   return req.recipients.map((r, i): RecipientOutcome => {
     const rr = result.recipients[i]!;
     const reply = rr.reply;
     const dsn = reply.enhanced ?? `${Math.floor(reply.code / 100)}.0.0`;
-    if (rr.ok && result.kind === 'sent') return { index: r.index, status: 'sent', dsn, reason: replyToString(reply), relay };
+    // DSN action (Postfix's smtp_rcpt_done in LMTP mode): a server with DSN notifies itself
+    // ("passed"); without, "relayed" — or "delivered" with lmtp_assume_final = yes.
+    const action = result.dsn ? 'passed' : assumeFinal ? 'delivered' : 'relayed';
+    if (rr.ok && result.kind === 'sent') return { index: r.index, status: 'sent', dsn, reason: replyToString(reply), relay, action };
     const status = reply.code >= 500 ? 'bounced' : 'deferred';
     const reason = result.kind !== 'sent'
       ? result.reason ?? replyToString(reply)

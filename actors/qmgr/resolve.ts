@@ -30,9 +30,14 @@ export class Resolver {
   private readonly service: string | null;
   private local: TrivialRewrite | null = null;
   private readonly cache: ResolveCache<Route>;
+  /** double_bounce_sender@$myorigin and master.cf's discard service: mail to it is dropped. */
+  private readonly doubleBounce: string;
+  private readonly discard: string | null;
 
   constructor(private readonly config: Config, private readonly actor: Actor, private readonly log: Logger) {
     this.service = config.services.find((s) => s.command === 'trivial-rewrite')?.name ?? null;
+    this.discard = config.services.find((s) => s.command === 'discard')?.name ?? null;
+    this.doubleBounce = `${config.get('double_bounce_sender')}@${config.get('myorigin')}`.toLowerCase();
     if (!this.service) log.info('no trivial-rewrite service in master.cf: qmgr resolves addresses in-process');
     this.cache = new ResolveCache(tableFiles(config, ['transport_maps', 'relocated_maps']));
   }
@@ -48,6 +53,11 @@ export class Resolver {
       return { transport: 'error', nexthop: '', key: 'error:', recipient: address, error: { dsn: '4.3.0', text: 'address resolver failure' } };
     }
     const { transport, nexthop, recipient, flags } = reply;
+    if (this.discard && reply.class === 'local' && recipient.toLowerCase() === this.doubleBounce) {
+      // Postfix's qmgr drops mail to the double-bounce address (it ends bounce loops), through
+      // the discard agent, so that it needs no local delivery.
+      return { transport: this.discard, nexthop: recipient, key: `${this.discard}:${recipient}`, recipient };
+    }
     const route: Route = { transport, nexthop, key: `${transport}:${nexthop}`, recipient };
     if (flags.error) {
       route.error = { dsn: flags.error.dsn, text: flags.error.text };

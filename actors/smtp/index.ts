@@ -14,7 +14,7 @@ import { QueueStore } from '../../src/queue/store.js';
 import { SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
-import { formatDelays, logDelivery } from './log.js';
+import { formatDelays, logDelivery, smtpEnvelope } from './log.js';
 
 interface State {
   store: QueueStore;
@@ -77,7 +77,7 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
   }
   const result = await s.client.deliver(
     resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })),
-    { sender: req.sender, recipients: req.recipients.map((r) => r.address), size: content.length },
+    smtpEnvelope(req, content.length),
     content,
   );
   const outcomes = outcomesOf(req, result);
@@ -115,7 +115,11 @@ function outcomesOf(req: DeliveryRequest, result: DeliveryResult): RecipientOutc
     const dsn = reply.enhanced ?? `${Math.floor(code / 100)}.0.0`;
     const replyText = `${code}${reply.enhanced ? ' ' + reply.enhanced : ''} ${reply.text}`.trim();
     if (rr.ok && result.kind === 'sent') {
-      return { index: r.index, status: 'sent', dsn, reason: result.queuedAs ? `250 ${result.queuedAs}` : replyText, relay };
+      // DSN action of a success (Postfix's smtp_rcpt_done): "relayed", or — when the next hop
+      // announced DSN and got NOTIFY — "passed": it sends any success notice, not us.
+      const action = result.dsn ? 'passed' : 'relayed';
+      if (req.verify) return { index: r.index, status: 'sent', dsn, reason: replyText, relay, action };
+      return { index: r.index, status: 'sent', dsn, reason: result.queuedAs ? `250 ${result.queuedAs}` : replyText, relay, action };
     }
     const status = code >= 500 ? 'bounced' : 'deferred';
     const reason = result.kind === 'site-failure'

@@ -3,7 +3,8 @@
  *   ID: to=<rcpt>, relay=host[addr]:port, delay=0.12, delays=0.01/0/0.05/0.06, dsn=2.0.0, status=sent (…)
  */
 import type { Logger } from '../../src/log/maillog.js';
-import type { RecipientOutcome } from '../protocol.js';
+import type { SmtpEnvelope } from '../../src/smtp/client.js';
+import type { DeliveryRequest, RecipientOutcome } from '../protocol.js';
 
 /** Seconds as Postfix prints them: two decimals below 10 s, trailing zeros dropped; "0" for zero. */
 export function formatSeconds(seconds: number): string {
@@ -30,4 +31,19 @@ export function formatDelays(arrival: number, activated: number, started: number
 
 export function logDelivery(log: Logger, queueId: string, recipient: string, o: RecipientOutcome, d: Delays): void {
   log.info(`${queueId}: to=<${recipient}>, relay=${o.relay}, delay=${d.delay}, delays=${d.delays}, dsn=${o.dsn}, status=${o.status} (${o.reason})`);
+}
+
+/** The SMTP/LMTP envelope of a delivery request: DSN parameters relayed, -bv verification. */
+export function smtpEnvelope(req: DeliveryRequest, size: number): SmtpEnvelope {
+  return {
+    sender: req.sender,
+    recipients: req.recipients.map((r) => r.address),
+    size,
+    ...(req.verify ? { verify: true } : {}),
+    dsn: {
+      ...(req.ret ? { ret: req.ret } : {}),
+      ...(req.envId ? { envId: req.envId } : {}),
+      recipients: req.recipients.map((r) => (r.notify || r.orcpt ? { ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) } : undefined)),
+    },
+  };
 }

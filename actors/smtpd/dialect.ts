@@ -64,6 +64,11 @@ const TABLE: Record<string, [number, string]> = {
   'Error: too many unrecognized commands': [421, '4.7.0 Error: too many errors'],
   'Error: authentication Required': [530, '5.7.0 Authentication required'],
   'End data with <CR><LF>.<CR><LF>': [354, 'End data with <CR><LF>.<CR><LF>'],
+  // DSN (RFC 3461) parameter errors, in Postfix's words.
+  'Error: NOTIFY parameter must be NEVER, SUCCESS, FAILURE, or DELAY': [501, '5.5.4 Error: Bad NOTIFY parameter syntax'],
+  'Error: NOTIFY=NEVER cannot be combined with other values': [501, '5.5.4 Error: Bad NOTIFY parameter syntax'],
+  'Error: Bad ORCPT parameter syntax': [501, '5.5.4 Error: Bad ORCPT parameter syntax'],
+  'Invalid RET parameter value. Must be FULL or HDRS': [501, '5.5.4 Bad RET parameter syntax'],
 };
 
 /** Maps one reply of the library to Postfix's wording; returns [code, text-with-enhanced-code]. */

@@ -54,6 +54,8 @@ async function main(): Promise<void> {
   const contentFilter = config.get('content_filter').trim();
   const inFlowDelay = config.getTime('in_flow_delay') * 1000;
   const peernameLookup = config.getBool('smtpd_peername_lookup');
+  // smtpd_discard_ehlo_keywords: EHLO keywords not announced (and, for DSN, not accepted).
+  const discardEhlo = new Set(config.getList('smtpd_discard_ehlo_keywords').map((k) => k.toLowerCase()));
   const dialect: Dialect = {
     hostname,
     banner: config.get('smtpd_banner'),
@@ -65,8 +67,9 @@ async function main(): Promise<void> {
       ...(config.getBool('disable_vrfy_command') ? [] : ['VRFY']),
       'ENHANCEDSTATUSCODES',
       '8BITMIME',
+      'DSN',
       ...(config.getBool('smtputf8_enable') ? ['SMTPUTF8'] : []),
-    ],
+    ].filter((k) => !discardEhlo.has(k.split(' ')[0]!.toLowerCase())),
   };
 
   const refuse = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
@@ -114,7 +117,7 @@ async function main(): Promise<void> {
     logger: false,
     disabledCommands: ['AUTH', 'STARTTLS'],
     authOptional: true,
-    hideDSN: true,
+    hideDSN: discardEhlo.has('dsn'),
     hideENHANCEDSTATUSCODES: true,
     hideSMTPUTF8: !config.getBool('smtputf8_enable'),
     disableReverseLookup: true,
@@ -234,12 +237,13 @@ async function main(): Promise<void> {
         const request: CleanupRequest = {
           queueId: state.queueId!,
           sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-          recipients: session.envelope.rcptTo.map((r) => ({ address: r.address })),
+          recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, ...dsnOf(r) })),
           content,
           client,
           arrival: Date.now(),
           origin: 'smtpd',
           ...(contentFilter ? { contentFilter } : {}),
+          ...envelopeDsnOf(session),
         };
         void submit(request).then((reply) => {
           if (reply.ok) return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);
@@ -308,3 +312,20 @@ main().catch((err: Error) => {
   flushMaillog();
   process.exit(1);
 });
+
+/** A recipient's DSN NOTIFY and ORCPT as smtp-server parsed them (xtext already decoded). */
+function dsnOf(r: { dsn?: { notify?: string[]; orcpt?: string } }): { notify?: string[]; orcpt?: string } {
+  const out: { notify?: string[]; orcpt?: string } = {};
+  if (r.dsn?.notify?.length) out.notify = r.dsn.notify.map((n) => n.toUpperCase());
+  if (r.dsn?.orcpt) out.orcpt = r.dsn.orcpt;
+  return out;
+}
+
+/** The message's DSN RET and ENVID. */
+function envelopeDsnOf(session: SMTPServerSession): { ret?: 'FULL' | 'HDRS'; envId?: string } {
+  const dsn = (session.envelope as { dsn?: { ret?: string | null; envid?: string | null } }).dsn;
+  const out: { ret?: 'FULL' | 'HDRS'; envId?: string } = {};
+  if (dsn?.ret === 'FULL' || dsn?.ret === 'HDRS') out.ret = dsn.ret;
+  if (dsn?.envid) out.envId = dsn.envid;
+  return out;
+}

@@ -143,6 +143,7 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   // --- smtpd
   smtpd_banner: '$myhostname ESMTP $mail_name',
   message_size_limit: '10240000',
+  smtpd_discard_ehlo_keywords: '',
   smtpd_recipient_limit: '1000',
   smtpd_relay_restrictions: 'permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination',
   smtpd_recipient_restrictions: '',
@@ -219,6 +220,7 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   lmtp_data_done_timeout: '600s',
   lmtp_quit_timeout: '300s',
   lmtp_lhlo_name: '$myhostname',
+  lmtp_assume_final: 'no',
   // pipe(8): what a command's environment keeps from ours
   export_environment: 'TZ MAIL_CONFIG LANG',
   disable_dns_lookups: 'no',

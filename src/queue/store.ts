@@ -6,6 +6,7 @@
  *   content  queue ID → message bytes
  *   queues   [queue name, queue ID] → true        (which messages each queue holds)
  *   due      [next attempt ms, queue ID] → true   (deferred messages by next attempt: a scan is a range)
+ *   logs     [queue ID, bounce|defer|trace] → StatusRecord[]   (Postfix's bounce/, defer/, trace/ logs)
  *
  * Every state change is one transaction, so there is no moment at which a message is in two
  * queues or in none. The environment is opened with `overlappingSync: false`: a write's promise
@@ -17,7 +18,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import type { MessageMeta, QueueName } from './types.js';
+import type { LogKind, MessageMeta, QueueName, StatusRecord } from './types.js';
 
 export * from './types.js';
 
@@ -26,6 +27,18 @@ export interface StoreOptions {
 }
 
 type Key = [string | number, string];
+
+/**
+ * Status log changes that ride along with a move (one transaction): records appended to a log,
+ * whole logs replaced (`set`) or dropped (`clear`). Removing a message drops all its logs.
+ */
+export interface LogChange {
+  append?: Partial<Record<LogKind, StatusRecord[]>>;
+  set?: Partial<Record<LogKind, StatusRecord[]>>;
+  clear?: LogKind[];
+}
+
+const LOG_KINDS: readonly LogKind[] = ['bounce', 'defer', 'trace'];
 
 /** What `change` does to a message: move and/or patch it, or remove it. */
 export interface StoreChange {
@@ -52,6 +65,7 @@ export class QueueStore {
   private readonly body: Database<Buffer, string>;
   private readonly queues: Database<true, Key>;
   private readonly due: Database<true, Key>;
+  private readonly statusLogs: Database<StatusRecord[], Key>;
 
   private constructor(readonly directory: string, options: StoreOptions) {
     // queue_directory: others may traverse it (to reach maildrop/) but not list it; the
@@ -68,6 +82,7 @@ export class QueueStore {
     this.body = this.root.openDB<Buffer, string>('content', { encoding: 'binary' });
     this.queues = this.root.openDB<true, Key>('queues', {});
     this.due = this.root.openDB<true, Key>('due', {});
+    this.statusLogs = this.root.openDB<StatusRecord[], Key>('logs', {});
     if (!options.readOnly) {
       for (const file of ['queue.lmdb', 'queue.lmdb-lock']) {
         try {
@@ -118,7 +133,7 @@ export class QueueStore {
    * Resolves to the new envelope, or undefined if the message is gone (deleted meanwhile).
    * `from`, when given, must match the current queue (otherwise nothing changes).
    */
-  move(queueId: string, to: QueueName, patch: Partial<MessageMeta> = {}, from?: QueueName): Promise<MessageMeta | undefined> {
+  move(queueId: string, to: QueueName, patch: Partial<MessageMeta> = {}, from?: QueueName, logs?: LogChange): Promise<MessageMeta | undefined> {
     return this.root.transaction(() => {
       const current = this.meta.get(queueId);
       if (!current || (from && current.queue !== from)) return undefined;
@@ -128,17 +143,46 @@ export class QueueStore {
       this.meta.put(queueId, next);
       this.queues.put([to, queueId], true);
       if (to === 'deferred') this.due.put([next.nextAttempt, queueId], true);
+      if (logs) this.changeLogs(queueId, logs);
       return next;
     });
   }
 
+  /** A message's status log of one kind (empty when there is none). */
+  logs(queueId: string, kind: LogKind): StatusRecord[] {
+    return this.statusLogs.get([queueId, kind]) ?? [];
+  }
+
+  /** True if the message has any status log. */
+  hasLogs(queueId: string): boolean {
+    return LOG_KINDS.some((k) => this.statusLogs.get([queueId, k]) !== undefined);
+  }
+
+  private changeLogs(queueId: string, c: LogChange): void {
+    for (const kind of c.clear ?? []) this.statusLogs.remove([queueId, kind]);
+    for (const [kind, records] of Object.entries(c.set ?? {}) as [LogKind, StatusRecord[]][]) {
+      if (records.length) this.statusLogs.put([queueId, kind], records);
+      else this.statusLogs.remove([queueId, kind]);
+    }
+    for (const [kind, records] of Object.entries(c.append ?? {}) as [LogKind, StatusRecord[]][]) {
+      if (!records.length) continue;
+      const old = this.statusLogs.get([queueId, kind]) ?? [];
+      this.statusLogs.put([queueId, kind], [...old, ...records]);
+    }
+  }
+
+  private dropLogs(queueId: string): void {
+    for (const kind of LOG_KINDS) this.statusLogs.remove([queueId, kind]);
+  }
+
   /** Updates the envelope in place (same queue), in one transaction. */
-  update(queueId: string, patch: Partial<MessageMeta>): Promise<MessageMeta | undefined> {
+  update(queueId: string, patch: Partial<MessageMeta>, logs?: LogChange): Promise<MessageMeta | undefined> {
     return this.root.transaction(() => {
       const current = this.meta.get(queueId);
       if (!current) return undefined;
       const next: MessageMeta = { ...current, ...patch, queue: current.queue };
       this.meta.put(queueId, next);
+      if (logs) this.changeLogs(queueId, logs);
       return next;
     });
   }
@@ -151,6 +195,7 @@ export class QueueStore {
       this.unindex(current);
       this.meta.remove(queueId);
       this.body.remove(queueId);
+      this.dropLogs(queueId);
       return true;
     });
   }
@@ -172,6 +217,7 @@ export class QueueStore {
         this.unindex(current);
         this.meta.remove(queueId);
         this.body.remove(queueId);
+        this.dropLogs(queueId);
         return { before: current };
       }
       const to = c.to ?? current.queue;

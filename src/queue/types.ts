@@ -50,4 +50,33 @@ export interface MessageMeta {
   forcedExpire?: boolean;
   /** header/body_checks FILTER "transport:nexthop": every delivery goes there instead of the normal route. */
   filter?: string;
+  /** delay_warning_time: the one delay notice has been sent (Postfix's W record set to -1). */
+  delayWarned?: boolean;
+  /** sendmail -bv (verify: report deliverability, deliver nothing) or -v (deliver and report). */
+  trace?: 'verify' | 'record';
+}
+
+/**
+ * Postfix's per-message status logs (bounce/ID, defer/ID, trace/ID): one record per recipient
+ * outcome that a notice may have to report. They live in the queue store and change in the same
+ * transaction as the message they belong to.
+ */
+export type LogKind = 'bounce' | 'defer' | 'trace';
+
+export interface StatusRecord {
+  /** Index into MessageMeta.recipients. */
+  index: number;
+  /** Final recipient (as delivered to) and the DSN original recipient ("rfc822;a@b"). */
+  address: string;
+  orcpt?: string;
+  /** Enhanced status code x.y.z. */
+  dsn: string;
+  /** RFC 3464 Action: failed, delayed, delivered, relayed, expanded (or deliverable/undeliverable for -bv). */
+  action: string;
+  /** The explanation Postfix logs in status=…(reason). */
+  reason: string;
+  /** relay=host[addr]:port or none. */
+  relay: string;
+  /** When the outcome was recorded, ms since the epoch. */
+  time: number;
 }

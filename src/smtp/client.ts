@@ -56,6 +56,8 @@ export interface DeliveryResult {
   queuedAs?: string;
   reason?: string;
   timings: { connect: number; transmit: number };
+  /** The server announced DSN (and got our DSN parameters): it sends any success notice. */
+  dsn?: boolean;
 }
 
 export interface SmtpClientOptions {
@@ -82,7 +84,17 @@ export interface SmtpHost {
   path?: string;
 }
 
-export interface SmtpEnvelope { sender: string; recipients: string[]; size?: number; eightBit?: boolean; smtputf8?: boolean }
+export interface SmtpEnvelope {
+  sender: string;
+  recipients: string[];
+  size?: number;
+  eightBit?: boolean;
+  smtputf8?: boolean;
+  /** DSN (RFC 3461) parameters, sent only to a server that announces DSN. */
+  dsn?: { ret?: string; envId?: string; recipients?: ({ notify?: string[]; orcpt?: string } | undefined)[] };
+  /** sendmail -bv: MAIL and RCPT only, then RSET: each recipient's RCPT reply is the answer. */
+  verify?: boolean;
+}
 
 /** Longest reply line we buffer before calling the peer broken (RFC 5321 allows 512). */
 const MAX_LINE = 65536;
@@ -161,6 +173,7 @@ class Connection {
   sizeLimit = -1; // -1: SIZE not advertised, 0: advertised without a limit
   eightBitMime = false;
   smtputf8 = false;
+  dsn = false;
   onIdleTrouble: ((c: Connection) => void) | null = null;
 
   constructor(socket: net.Socket, key: string) {
@@ -261,12 +274,12 @@ class Connection {
       if (kw === 'PIPELINING') this.pipelining = true;
       else if (kw === '8BITMIME') this.eightBitMime = true;
       else if (kw === 'SMTPUTF8') this.smtputf8 = true;
+      else if (kw === 'DSN') this.dsn = true;
       else if (kw === 'SIZE' || kw.startsWith('SIZE ')) {
         const n = Number.parseInt(kw.slice(5), 10);
         this.sizeLimit = Number.isFinite(n) && n > 0 ? n : 0;
       }
-      // ENHANCEDSTATUSCODES and DSN: replies are parsed for x.y.z either way; DSN
-      // parameters are not sent yet (the envelope carries no NOTIFY/ORCPT).
+      // ENHANCEDSTATUSCODES: replies are parsed for x.y.z either way.
     }
   }
 }
@@ -490,13 +503,24 @@ export class SmtpClient {
     if (c.sizeLimit >= 0 && env.size !== undefined) mail += ` SIZE=${env.size}`;
     if (env.eightBit && c.eightBitMime) mail += ' BODY=8BITMIME';
     if (env.smtputf8) mail += ' SMTPUTF8';
+    const dsn = c.dsn && env.dsn ? env.dsn : null;
+    if (dsn?.ret) mail += ` RET=${dsn.ret}`;
+    if (dsn?.envId) mail += ` ENVID=${xtext(dsn.envId)}`;
     mail += '\r\n';
+    result.dsn = c.dsn;
+    const rcptCmd = (i: number) => {
+      let cmd = `RCPT TO:<${rcpts[i]}>`;
+      const d = dsn?.recipients?.[i];
+      if (d?.notify?.length) cmd += ` NOTIFY=${d.notify.join(',')}`;
+      if (d?.orcpt) cmd += ` ORCPT=${orcptParam(d.orcpt)}`;
+      return cmd + '\r\n';
+    };
 
     const pipelined = c.pipelining;
     if (pipelined) {
       let batch = mail;
-      for (let i = 0; i < n; i++) batch += `RCPT TO:<${rcpts[i]}>\r\n`;
-      batch += 'DATA\r\n';
+      for (let i = 0; i < n; i++) batch += rcptCmd(i);
+      if (!env.verify) batch += 'DATA\r\n';
       c.write(batch);
     } else {
       c.write(mail);
@@ -510,7 +534,7 @@ export class SmtpClient {
     const results: RecipientResult[] = new Array(n);
     let accepted = 0;
     for (let i = 0; i < n; i++) {
-      if (!pipelined) c.write(`RCPT TO:<${rcpts[i]}>\r\n`);
+      if (!pipelined) c.write(rcptCmd(i));
       const r = await this.read(c, h, Stage.Rcpt, this.opts.rcptTimeout);
       const ok = mailOk && r.code >= 200 && r.code < 300;
       if (ok) accepted++;
@@ -518,6 +542,12 @@ export class SmtpClient {
     }
     result.recipients = results;
 
+    if (env.verify) {
+      // Address verification: the RCPT replies are the answer; no message is sent.
+      if (mailOk) await this.rset(c);
+      if (!mailOk) return messageFailure(result, n, mailReply, saidText(h, mailReply, 'MAIL FROM'));
+      return;
+    }
     let dataReply: Reply | null = null;
     if (pipelined) dataReply = await this.read(c, h, Stage.Data, this.opts.dataInitTimeout);
     else if (accepted > 0) { c.write('DATA\r\n'); dataReply = await this.read(c, h, Stage.Data, this.opts.dataInitTimeout); }
@@ -615,4 +645,19 @@ function dataFailure(result: DeliveryResult, reply: Reply, reason: string): void
   result.reason = reason;
   const r = stripLines(reply);
   for (const rr of result.recipients) if (rr.ok) { rr.ok = false; rr.reply = r; }
+}
+
+/** RFC 3461 xtext: "+" and "=" and characters outside 33..126 as +HH. */
+export function xtext(value: string): string {
+  let out = '';
+  for (const ch of Buffer.from(value, 'utf8')) {
+    out += ch < 33 || ch > 126 || ch === 0x2b || ch === 0x3d ? `+${ch.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(ch);
+  }
+  return out;
+}
+
+/** ORCPT as stored ("rfc822;addr", decoded) → the RCPT parameter value (type;xtext). */
+function orcptParam(orcpt: string): string {
+  const semi = orcpt.indexOf(';');
+  return semi < 0 ? `rfc822;${xtext(orcpt)}` : `${orcpt.slice(0, semi)};${xtext(orcpt.slice(semi + 1))}`;
 }

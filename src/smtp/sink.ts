@@ -26,9 +26,20 @@ export interface SinkProfile {
   keepMessages?: boolean;
   /** Name in the greeting and EHLO reply; default "localhost". */
   hostname?: string;
+  /** Announce DSN (RFC 3461) in the EHLO reply; default true. */
+  dsn?: boolean;
 }
 
-export interface SinkMessage { sender: string; recipients: string[]; data: Buffer; remoteAddress: string; receivedAt: number }
+export interface SinkMessage {
+  sender: string;
+  recipients: string[];
+  data: Buffer;
+  remoteAddress: string;
+  receivedAt: number;
+  /** The parameters after the address of MAIL FROM and of each accepted RCPT TO (e.g. "NOTIFY=SUCCESS"). */
+  mailParams?: string;
+  rcptParams?: string[];
+}
 
 export interface SinkStats { connections: number; messages: number; recipients: number; bytes: number; rejectedRecipients: number }
 
@@ -53,6 +64,12 @@ function addressArg(args: string): string {
   return sp < 0 ? rest : rest.slice(0, sp);
 }
 
+/** What follows the address in "FROM:<a> X=Y …" / "TO:<a> …". */
+function paramsArg(args: string): string {
+  const gt = args.indexOf('>');
+  return gt < 0 ? '' : args.slice(gt + 1).trim();
+}
+
 export class SmtpSink extends EventEmitter {
   readonly stats: SinkStats = { connections: 0, messages: 0, recipients: 0, bytes: 0, rejectedRecipients: 0 };
   readonly messages: SinkMessage[] = [];
@@ -71,7 +88,8 @@ export class SmtpSink extends EventEmitter {
     this.greeting = line(profile.greeting ?? `220 ${name} ESMTP postactor-sink`);
     const ext = [name];
     if (profile.pipelining !== false) ext.push('PIPELINING');
-    ext.push(`SIZE ${SIZE_LIMIT}`, '8BITMIME', 'ENHANCEDSTATUSCODES', 'SMTPUTF8', 'DSN');
+    ext.push(`SIZE ${SIZE_LIMIT}`, '8BITMIME', 'ENHANCEDSTATUSCODES', 'SMTPUTF8');
+    if (profile.dsn !== false) ext.push('DSN');
     this.ehloReply = ext.map((e, i) => `250${i === ext.length - 1 ? ' ' : '-'}${e}\r\n`).join('');
     this.server = net.createServer((socket) => this.accept(socket));
   }
@@ -144,6 +162,8 @@ class SinkSession {
   private greeted = false;
   private sender: string | null = null;
   private recipients: string[] = [];
+  private mailParams = '';
+  private rcptParams: string[] = [];
   private inData = false;
   private atLineStart = true;
   private collect = false;
@@ -249,6 +269,7 @@ class SinkSession {
   private reset(): void {
     this.sender = null;
     this.recipients = [];
+    this.rcptParams = [];
   }
 
   private ehlo(): void { this.reset(); this.greeted = true; this.out += this.ehloReply; }
@@ -262,6 +283,7 @@ class SinkSession {
     const custom = this.p.mailReply?.(sender) ?? null;
     if (custom !== null && custom.charCodeAt(0) !== 50) { this.out += line(custom); return; }
     this.sender = sender;
+    this.mailParams = paramsArg(args);
     this.out += custom !== null ? line(custom) : '250 2.1.0 Ok\r\n';
   }
 
@@ -275,6 +297,7 @@ class SinkSession {
       return;
     }
     this.recipients.push(rcpt);
+    this.rcptParams.push(paramsArg(args));
     this.out += custom !== null ? line(custom) : '250 2.1.5 Ok\r\n';
   }
 
@@ -295,6 +318,7 @@ class SinkSession {
       ? {
           sender: this.sender!, recipients: this.recipients, data: Buffer.concat(this.chunks, this.dataBytes),
           remoteAddress: this.socket.remoteAddress ?? '', receivedAt: Date.now(),
+          mailParams: this.mailParams, rcptParams: this.rcptParams,
         }
       : null;
     this.chunks = [];

@@ -355,15 +355,16 @@ export function rfc822(headers: Record<string, string>, body: string): string {
 }
 
 /** Sends one message over a fresh session (EHLO, MAIL, RCPT…, DATA); resolves with the end-of-data reply. */
-export async function sendRaw(port: number, from: string, to: string[], message: string, opts: { localAddress?: string } = {}): Promise<Reply> {
+export async function sendRaw(port: number, from: string, to: string[], message: string, opts: { localAddress?: string; mailParams?: string; rcptParams?: (string | undefined)[] } = {}): Promise<Reply> {
   const { smtp, greeting } = await SmtpDialogue.connect(port, opts);
   try {
     if (greeting.code !== 220) return greeting;
     await smtp.cmd('EHLO client.test');
-    let r = await smtp.cmd(`MAIL FROM:<${from}>`);
+    let r = await smtp.cmd(`MAIL FROM:<${from}>${opts.mailParams ? ' ' + opts.mailParams : ''}`);
     if (r.code !== 250) return r;
-    for (const t of to) {
-      r = await smtp.cmd(`RCPT TO:<${t}>`);
+    for (const [i, t] of to.entries()) {
+      const p = opts.rcptParams?.[i];
+      r = await smtp.cmd(`RCPT TO:<${t}>${p ? ' ' + p : ''}`);
       if (r.code !== 250) return r;
     }
     r = await smtp.cmd('DATA');

@@ -1,0 +1,150 @@
+/**
+ * Delivery status notifications as rendered by the bounce actor (actors/bounce/render.ts), read
+ * back with mailparser field by field; and the status logs (Postfix's bounce/, defer/, trace/)
+ * in the queue store: they change in the same transaction as their message and survive a reopen.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { renderNotice, type NoticeSettings } from '../actors/bounce/render.js';
+import type { NoticeRequest } from '../actors/protocol.js';
+import { QueueStore } from '../src/queue/store.js';
+import type { MessageMeta, StatusRecord } from '../src/queue/types.js';
+import { wants } from '../actors/qmgr/notices.js';
+import { parseDsn } from './helpers/dsn.js';
+
+const SETTINGS: NoticeSettings = { myhostname: 'mx.postactor.test', mailName: 'Postactor', delayWarningTime: 4 * 3600, maximalQueueLifetime: 5 * 86400 };
+const ORIGINAL = Buffer.from('From: alice@example.org\r\nTo: bob@example.com\r\nSubject: lunch\r\nMessage-ID: <lunch@example.org>\r\n\r\nAt noon?\r\n');
+const ARRIVAL = Date.UTC(2026, 10, 25, 8, 0, 0);
+
+function rec(over: Partial<StatusRecord> = {}): StatusRecord {
+  return {
+    index: 0, address: 'bob@example.com', dsn: '5.1.1', action: 'failed',
+    reason: 'host mx.example.com[192.0.2.1] said: 550 5.1.1 <bob@example.com>: Recipient address rejected: User unknown (in reply to RCPT TO command)',
+    relay: 'mx.example.com[192.0.2.1]:25', time: ARRIVAL + 1000, ...over,
+  };
+}
+
+function request(over: Partial<NoticeRequest> = {}): NoticeRequest {
+  return { kind: 'failure', to: 'alice@example.org', queueId: '4jZ2Q56Qy8z000C', sender: 'alice@example.org', arrival: ARRIVAL, records: [rec()], original: ORIGINAL, headersOnly: false, ...over };
+}
+
+describe('DSN rendering (RFC 3464), parsed back with mailparser', () => {
+  test('failure: "Undelivered Mail Returned to Sender", per-message and per-recipient fields, the original as message/rfc822', async () => {
+    const dsn = await parseDsn(renderNotice(request({ envId: 'ENV-42', records: [rec({ orcpt: 'rfc822;Bob@Example.COM' })] }), SETTINGS, ARRIVAL + 2000));
+    assert.equal(dsn.subject, 'Undelivered Mail Returned to Sender');
+    assert.equal(dsn.mail.from?.value[0]?.address, 'MAILER-DAEMON@mx.postactor.test');
+    assert.equal(dsn.mail.from?.value[0]?.name, 'Mail Delivery System');
+    assert.equal(dsn.mail.headers.get('auto-submitted'), 'auto-replied');
+    const ct = dsn.mail.headers.get('content-type') as { value: string; params: Record<string, string> };
+    assert.equal(ct.value, 'multipart/report');
+    assert.equal(ct.params['report-type'], 'delivery-status');
+    assert.match(dsn.text, /could not\s+be delivered to one or more recipients/);
+    assert.match(dsn.text, /<bob@example\.com> \(expanded from <Bob@Example\.COM>\): host mx\.example\.com\[192\.0\.2\.1\] said: 550 5\.1\.1/);
+    assert.equal(dsn.perMessage.get('original-envelope-id'), 'ENV-42');
+    assert.equal(dsn.perMessage.get('reporting-mta'), 'dns; mx.postactor.test');
+    assert.equal(dsn.perMessage.get('x-postactor-queue-id'), '4jZ2Q56Qy8z000C');
+    assert.equal(dsn.perMessage.get('x-postactor-sender'), 'rfc822; alice@example.org');
+    assert.equal(dsn.perMessage.get('arrival-date'), 'Wed, 25 Nov 2026 08:00:00 +0000 (UTC)');
+    assert.equal(dsn.recipients.length, 1);
+    const r = dsn.recipients[0]!;
+    assert.equal(r.get('final-recipient'), 'rfc822; bob@example.com');
+    assert.equal(r.get('original-recipient'), 'rfc822; Bob@Example.COM');
+    assert.equal(r.get('action'), 'failed');
+    assert.equal(r.get('status'), '5.1.1');
+    assert.equal(r.get('remote-mta'), 'dns; mx.example.com');
+    assert.equal(r.get('diagnostic-code'), 'smtp; 550 5.1.1 <bob@example.com>: Recipient address rejected: User unknown');
+    assert.equal(r.has('will-retry-until'), false);
+    assert.equal(dsn.original?.contentType, 'message/rfc822');
+    assert.deepEqual(dsn.original?.content, ORIGINAL);
+  });
+
+  test('RET=HDRS (or over bounce_size_limit): only the headers, as text/rfc822-headers', async () => {
+    const headers = ORIGINAL.subarray(0, ORIGINAL.indexOf('\r\n\r\n') + 4);
+    const dsn = await parseDsn(renderNotice(request({ original: headers, headersOnly: true }), SETTINGS));
+    assert.equal(dsn.original?.contentType, 'text/rfc822-headers');
+    assert.match(dsn.original!.content.toString(), /^From: alice@example\.org\r\n/);
+    assert.doesNotMatch(dsn.original!.content.toString(), /At noon/);
+  });
+
+  test('delay: "Delayed Mail (still being retried)", Action delayed, a 4.x.y Status and Will-Retry-Until', async () => {
+    const until = ARRIVAL + 5 * 86400_000;
+    const dsn = await parseDsn(renderNotice(request({
+      kind: 'delay', willRetryUntil: until,
+      records: [rec({ dsn: '4.4.1', action: 'delayed', reason: 'connect to mx.example.com[192.0.2.1]:25: Connection refused', relay: 'none' })],
+    }), SETTINGS));
+    assert.equal(dsn.subject, 'Delayed Mail (still being retried)');
+    assert.match(dsn.text, /THIS IS A WARNING ONLY/);
+    assert.match(dsn.text, /could not be delivered for more than 4 hour\(s\)/);
+    assert.match(dsn.text, /retried until it is 5 day\(s\) old/);
+    const r = dsn.recipients[0]!;
+    assert.equal(r.get('action'), 'delayed');
+    assert.equal(r.get('status'), '4.4.1');
+    assert.equal(r.get('will-retry-until'), 'Mon, 30 Nov 2026 08:00:00 +0000 (UTC)');
+    assert.equal(r.get('diagnostic-code'), 'X-Postactor; connect to mx.example.com[192.0.2.1]:25: Connection refused');
+  });
+
+  test('success: "Successful Mail Delivery Report" with Action relayed or delivered and a 2.x.y Status', async () => {
+    const dsn = await parseDsn(renderNotice(request({
+      kind: 'success',
+      records: [rec({ dsn: '2.0.0', action: 'relayed', reason: '250 2.0.0 Ok: queued as 1234', relay: 'mx.example.com[192.0.2.1]:25' }), rec({ index: 1, address: 'carol@example.org', dsn: '2.0.0', action: 'delivered', reason: 'delivered to mailbox', relay: 'local' })],
+    }), SETTINGS));
+    assert.equal(dsn.subject, 'Successful Mail Delivery Report');
+    assert.match(dsn.text, /successfully delivered to the destination\(s\)/);
+    assert.deepEqual(dsn.recipients.map((r) => [r.get('final-recipient'), r.get('action'), r.get('status'), r.get('remote-mta')]), [
+      ['rfc822; bob@example.com', 'relayed', '2.0.0', 'dns; mx.example.com'],
+      ['rfc822; carol@example.org', 'delivered', '2.0.0', undefined],
+    ]);
+  });
+
+  test('postmaster copies carry Postfix\'s postmaster subjects', async () => {
+    assert.equal((await parseDsn(renderNotice(request({ postmaster: true, to: 'postmaster@mx.postactor.test' }), SETTINGS))).subject, 'Postmaster Copy: Undelivered Mail');
+    assert.equal((await parseDsn(renderNotice(request({ kind: 'delay', postmaster: true, records: [rec({ dsn: '4.0.0', action: 'delayed' })] }), SETTINGS))).subject, 'Postmaster Warning: Delayed Mail');
+  });
+
+  test('an expired message keeps its 4.x.y status in a failed block (as Postfix reports expiry)', async () => {
+    const dsn = await parseDsn(renderNotice(request({ records: [rec({ dsn: '4.4.1', reason: 'connect to mx.example.com[192.0.2.1]:25: Connection refused' })] }), SETTINGS));
+    assert.equal(dsn.recipients[0]!.get('action'), 'failed');
+    assert.equal(dsn.recipients[0]!.get('status'), '4.4.1');
+  });
+
+  test('DSN NOTIFY: absent means FAILURE and DELAY; NEVER means nothing', () => {
+    assert.deepEqual(['SUCCESS', 'FAILURE', 'DELAY'].map((w) => wants(undefined, w as 'SUCCESS')), [false, true, true]);
+    assert.deepEqual(['SUCCESS', 'FAILURE', 'DELAY'].map((w) => wants(['NEVER'], w as 'SUCCESS')), [false, false, false]);
+    assert.deepEqual(['SUCCESS', 'FAILURE', 'DELAY'].map((w) => wants(['SUCCESS', 'FAILURE'], w as 'SUCCESS')), [true, true, false]);
+  });
+});
+
+describe('status logs in the queue store', () => {
+  function meta(id: string): MessageMeta {
+    return { queueId: id, queue: 'active', arrival: ARRIVAL, sender: 'alice@example.org', recipients: [{ address: 'bob@example.com', done: false }], size: ORIGINAL.length, nextAttempt: 0, attempts: 0 };
+  }
+
+  test('appended, replaced and cleared in the same transaction as the move; dropped with the message; durable across a reopen', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'postactor-logs-'));
+    try {
+      let store = QueueStore.open(dir);
+      await store.enqueue(meta('A1'), ORIGINAL);
+      await store.update('A1', {}, { append: { bounce: [rec()] }, set: { defer: [rec({ dsn: '4.4.1', action: 'delayed' })] } });
+      await store.move('A1', 'deferred', { nextAttempt: ARRIVAL }, 'active', { append: { bounce: [rec({ index: 1, address: 'c@x' })] }, set: { defer: [] } });
+      await store.close();
+      store = QueueStore.open(dir);
+      assert.deepEqual(store.logs('A1', 'bounce').map((r) => r.address), ['bob@example.com', 'c@x']);
+      assert.deepEqual(store.logs('A1', 'defer'), [], 'set to an empty list removes the log');
+      assert.equal(store.hasLogs('A1'), true);
+      // A move whose "from" does not match changes nothing, logs included.
+      assert.equal(await store.move('A1', 'active', {}, 'incoming', { clear: ['bounce'] }), undefined);
+      assert.equal(store.logs('A1', 'bounce').length, 2);
+      await store.move('A1', 'active', {}, 'deferred', { clear: ['bounce'] });
+      assert.equal(store.hasLogs('A1'), false);
+      await store.update('A1', {}, { append: { trace: [rec({ action: 'delivered', dsn: '2.0.0' })] } });
+      assert.equal(await store.remove('A1'), true);
+      assert.equal(store.hasLogs('A1'), false, 'removing a message drops its logs');
+      await store.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
