@@ -29,6 +29,8 @@ export interface CleanupRequest {
   /** content_filter of the receiving service (smtpd, pickup: main.cf or its master.cf -o), as Postfix's
    *  smtpd passes it to cleanup; a header_checks FILTER action overrides it. */
   contentFilter?: string;
+  /** sendmail -bv (verify) / -v (record): qmgr mails the sender a delivery status report. */
+  trace?: 'verify' | 'record';
   /** origin 'pickup' (local submission via sendmail): what cleanup needs besides the envelope. */
   local?: LocalSubmission;
 }

@@ -224,8 +224,6 @@ function submitOrDie(dir: string, who: string, envelope: Omit<MaildropEnvelope, 
 async function main(): Promise<void> {
   const progName = basename(process.argv[1] ?? PROG).replace(/\.js$/, '');
   const o = parseArgs(process.argv.slice(2), progName);
-  if (o.verify) fatal(EX_UNAVAILABLE, 'not supported: -bv');
-  if (o.verbose === 1 && o.mode === 'enqueue') fatal(EX_UNAVAILABLE, 'not supported: -v');
   if (o.qtime && o.mode !== 'daemon') process.exit(EX_OK); // -q<interval>: ignored, as in Postfix
 
   const configArgs = (dir: string | undefined) => (dir ? ['-c', dir] : process.env['MAIL_CONFIG'] ? ['-c', process.env['MAIL_CONFIG']] : []);
@@ -305,9 +303,11 @@ async function main(): Promise<void> {
     recipients.push(...(list.length ? list : ['']));
   }
 
+  // -bv: no message is collected (Postfix: "do not collect or deliver a message"); the probe
+  // carries only the headers cleanup adds, and the report goes to the sender.
   let msg;
   try {
-    msg = await readMessage(process.stdin, { dotEnds: o.dotEnds });
+    msg = o.verify ? { parts: [] as Buffer[], size: 0 } : await readMessage(process.stdin, { dotEnds: o.dotEnds });
   } catch (err) {
     fatal(EX_DATAERR, `${who}: error reading input: ${(err as Error).message}`);
   }
@@ -329,6 +329,7 @@ async function main(): Promise<void> {
     ...(o.ret ? { ret: o.ret } : {}),
     ...(o.envId ? { envId: o.envId } : {}),
     ...(o.bodyType ? { bodyType: o.bodyType } : {}),
+    ...(o.verify ? { trace: 'verify' as const } : o.verbose > 0 ? { trace: 'record' as const } : {}),
     rewriteContext: o.rewriteContext,
     arrival: Date.now(),
     uid,

@@ -14,6 +14,7 @@ import { SmtpSink, type SinkMessage } from '../src/smtp/sink.js';
 import { MessageCollector, extractRecipients } from '../src/maildrop/input.js';
 import { parseAddressList } from '../src/maildrop/address.js';
 import { REPO_ROOT, startServer, type TestServer } from './helpers/server.js';
+import { parseDsn } from './helpers/dsn.js';
 
 const SENDMAIL = join(REPO_ROOT, 'bin', 'sendmail');
 const MYHOSTNAME = 'mx.postactor.test'; // the helper's myhostname
@@ -67,7 +68,7 @@ describe('sendmail(1) → maildrop → pickup (Postfix local submission)', () =>
     waitFor(() => (byTag(tag).length >= count ? byTag(tag) : undefined), timeoutMs, `${count} message(s) tagged ${tag} at the sink`);
 
   before(async () => {
-    sink = new SmtpSink({ keepMessages: true });
+    sink = new SmtpSink({ keepMessages: true, rcptReply: (r) => (r.startsWith('reject-') ? `550 5.1.1 <${r}>: Recipient address rejected: User unknown` : null) });
     const sinkPort = await sink.listen(0);
     server = await startServer({ sinkPort, masterCfExtra: 'pickup unix n - n 60 1 pickup', mainCf: { myorigin: ORIGIN } });
   });
@@ -171,16 +172,38 @@ describe('sendmail(1) → maildrop → pickup (Postfix local submission)', () =>
     assert.match(t.stderr, /-t can be used only in delivery mode/);
   });
 
-  test('not supported yet: -bv and -v exit EX_UNAVAILABLE (69); legacy flags are accepted and ignored', async () => {
-    const bv = await sendmail(['-C', server.dir, '-bv', 'x@y'], '');
-    assert.equal(bv.status, 69);
-    assert.match(bv.stderr, /^sendmail: fatal: not supported: -bv$/m);
-    const v = await sendmail(['-C', server.dir, '-v', 'x@y'], 'x\n');
-    assert.equal(v.status, 69);
+  test('legacy flags are accepted and ignored', async () => {
     const legacy = await sendmail(['-C', server.dir, '-oem', '-o7', '-o8', '-om', '-h', '17', '-U', '-B', '8BITMIME', '-L', 'label', '-m', '-G', '-N', 'success,delay', '-R', 'hdrs', '-V', 'env-1', 'legacy@example.com'],
       'Subject: legacy\nX-Test: legacy\nFrom: me@example.org\nTo: legacy@example.com\n\nok\n');
     assert.equal(legacy.status, 0, legacy.stderr);
     await arrived('legacy');
+  });
+
+  test('sendmail -bv: nothing is delivered; the sender gets a "Mail Delivery Status Report" with each recipient deliverable or not', async () => {
+    const bv = await sendmail(['-C', server.dir, '-f', 'verifier@example.org', '-bv', 'ok-bv@example.com', 'reject-bv@example.com'], '');
+    assert.equal(bv.status, 0, bv.stderr);
+    const report = await waitFor(() => sink.messages.find((m) => m.recipients.includes('verifier@example.org') && m.data.includes('Mail Delivery Status Report')), 15_000, 'the -bv report');
+    const dsn = await parseDsn(report.data);
+    assert.equal(dsn.subject, 'Mail Delivery Status Report');
+    assert.match(dsn.text, /Enclosed is the mail delivery report that you requested/);
+    const byRcpt = new Map(dsn.recipients.map((r) => [r.get('final-recipient'), r]));
+    assert.equal(byRcpt.get('rfc822; ok-bv@example.com')?.get('action'), 'deliverable');
+    assert.equal(byRcpt.get('rfc822; ok-bv@example.com')?.get('status'), '2.1.5');
+    assert.equal(byRcpt.get('rfc822; reject-bv@example.com')?.get('action'), 'undeliverable');
+    assert.equal(byRcpt.get('rfc822; reject-bv@example.com')?.get('status'), '5.1.1');
+    assert.equal(sink.messages.filter((m) => m.recipients.includes('ok-bv@example.com')).length, 0, '-bv delivers nothing');
+    assert.equal(sink.messages.filter((m) => m.recipients.includes('verifier@example.org') && m.data.includes('Undelivered Mail')).length, 0, 'and bounces nothing');
+  });
+
+  test('sendmail -v: the message is delivered and the sender gets a report of that first attempt', async () => {
+    const v = await sendmail(['-C', server.dir, '-f', 'verbose@example.org', '-v', 'ok-v@example.com'], 'Subject: verbose\nX-Test: verbose\n\nhello\n');
+    assert.equal(v.status, 0, v.stderr);
+    await arrived('verbose');
+    const report = await waitFor(() => sink.messages.find((m) => m.recipients.includes('verbose@example.org') && m.data.includes('Mail Delivery Status Report')), 15_000, 'the -v report');
+    const r = (await parseDsn(report.data)).recipients[0]!;
+    assert.equal(r.get('final-recipient'), 'rfc822; ok-v@example.com');
+    assert.equal(r.get('action'), 'relayed');
+    assert.equal(r.get('status'), '2.0.0');
   });
 
   test('sendmail -bs: a stand-alone SMTP dialogue on stdin/stdout queues through maildrop', async () => {

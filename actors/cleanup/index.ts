@@ -413,6 +413,7 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
     ...(request.client ? { client: request.client } : {}),
     ...(request.envId ? { envId: request.envId } : {}),
     ...(request.ret ? { ret: request.ret } : {}),
+    ...(request.trace ? { trace: request.trace } : {}),
     ...(verdict.filter ? { filter: verdict.filter } : {}),
   };
   try {

@@ -195,6 +195,7 @@ class Pickup {
         arrival,
         ...(envelope.envId ? { envId: envelope.envId } : {}),
         ...(envelope.ret ? { ret: envelope.ret } : {}),
+        ...(envelope.trace ? { trace: envelope.trace } : {}),
         origin: 'pickup',
         ...(this.contentFilter ? { contentFilter: this.contentFilter } : {}),
         local: { rewriteContext: envelope.rewriteContext, ...(envelope.fullName ? { fullName: envelope.fullName } : {}) },

@@ -96,6 +96,8 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
     ctx.log.warn(`${ctx.service}: ${argv}`);
     return fail('4.3.5', 'mail system configuration error');
   }
+  // sendmail -bv: Postfix's pipe reports what it would do and runs nothing.
+  if (req.verify) return report(ctx, req, every(req, { status: 'sent', dsn: '2.0.0', reason: `delivers to command: ${argv[0]}`, relay }), started);
   const input = mailCopy(content, {
     flags: attrs.flags, eol: attrs.eol, sender: req.sender, originalRecipient: first.orcpt ?? first.address, deliveredTo: first.address, now: new Date(),
   });

@@ -37,6 +37,8 @@ export interface MaildropEnvelope {
   envId?: string;
   /** -B: the declared body type. */
   bodyType?: '7BIT' | '8BITMIME';
+  /** -bv: verify the recipients, deliver nothing; -v: deliver and report the first attempt. Both mail a report to the sender. */
+  trace?: 'verify' | 'record';
   /** -G: 'remote' (gateway submission) instead of the default 'local' rewriting context. */
   rewriteContext: 'local' | 'remote';
   /** Arrival time, ms since the epoch (Postfix: the TIME record postdrop writes). */
@@ -92,6 +94,7 @@ export function decodeMaildrop(file: Buffer): { envelope: MaildropEnvelope; mess
   if (e['fullName'] !== undefined && !isString(e['fullName'])) throw new MaildropFormatError('bad full name');
   if (e['envId'] !== undefined && !isString(e['envId'])) throw new MaildropFormatError('bad envelope ID');
   if (e['ret'] !== undefined && e['ret'] !== 'FULL' && e['ret'] !== 'HDRS') throw new MaildropFormatError('bad RET');
+  if (e['trace'] !== undefined && e['trace'] !== 'verify' && e['trace'] !== 'record') throw new MaildropFormatError('bad trace mode');
   if (e['bodyType'] !== undefined && e['bodyType'] !== '7BIT' && e['bodyType'] !== '8BITMIME') throw new MaildropFormatError('bad body type');
   if (e['notify'] !== undefined && (!Array.isArray(e['notify']) || !e['notify'].every((n) => isString(n) && NOTIFY.has(n)))) {
     throw new MaildropFormatError('bad NOTIFY');
