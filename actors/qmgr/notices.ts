@@ -24,6 +24,8 @@ import type { CleanupReply, NoticeReply, NoticeRequest, RecipientOutcome } from 
 
 /** The notify_classes Postactor acts on in qmgr (the others are smtpd's session transcripts). */
 export const QMGR_NOTIFY_CLASSES = ['bounce', '2bounce', 'delay'] as const;
+/** Classes whose notices are smtpd/cleanup session transcripts (resource and software are the defaults). */
+const TRANSCRIPT_CLASSES = new Set(['resource', 'software', 'policy', 'protocol', 'data']);
 
 export interface NoticeConfig {
   notifyClasses: Set<string>;
@@ -35,6 +37,8 @@ export interface NoticeConfig {
   delayWarningTime: number;
   maximalQueueLifetime: number;
   bounceSizeLimit: number;
+  bounceTemplateFile: string;
+  confirmDelayCleared: boolean;
 }
 
 export function noticeConfig(config: Config): NoticeConfig {
@@ -49,6 +53,8 @@ export function noticeConfig(config: Config): NoticeConfig {
     delayWarningTime: config.getTime('delay_warning_time'),
     maximalQueueLifetime: config.getTime('maximal_queue_lifetime'),
     bounceSizeLimit: config.getInt('bounce_size_limit'),
+    bounceTemplateFile: config.get('bounce_template_file'),
+    confirmDelayCleared: config.getBool('confirm_delay_cleared'),
   };
 }
 
@@ -80,7 +86,17 @@ export class Notifier {
     private readonly store: QueueStore,
     private readonly actor: Actor,
     private readonly log: Logger,
-  ) {}
+  ) {
+    for (const c of settings.notifyClasses) {
+      if (TRANSCRIPT_CLASSES.has(c)) {
+        if (c !== 'resource' && c !== 'software') log.warn(`notify_classes: not supported: ${c} (smtpd session transcripts to the postmaster are not built)`);
+      } else if (!(QMGR_NOTIFY_CLASSES as readonly string[]).includes(c)) {
+        log.warn(`notify_classes: unknown class "${c}" (ignored)`);
+      }
+    }
+    if (settings.confirmDelayCleared) log.warn('confirm_delay_cleared = yes: not supported: no notice is sent when a delayed message is delivered');
+    if (settings.bounceTemplateFile) log.warn(`bounce_template_file = ${settings.bounceTemplateFile}: not supported: notices use the built-in templates`);
+  }
 
   /** True if mail from this sender must never cause a notice (a double bounce's own failure). */
   silent(meta: MessageMeta): boolean {

@@ -204,6 +204,9 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   smtp_data_xfer_timeout: '180s',
   smtp_data_done_timeout: '600s',
   smtp_quit_timeout: '300s',
+  smtp_connection_cache_time_limit: '2s',
+  smtp_connection_reuse_count_limit: '0',
+  smtp_connection_reuse_time_limit: '300s',
   smtp_helo_name: '$myhostname',
   smtp_host_lookup: 'dns',
   smtp_bind_address: '',
@@ -268,6 +271,8 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
 
   // --- bounces and notices
   bounce_size_limit: '50000',
+  bounce_template_file: '',
+  confirm_delay_cleared: 'no',
   double_bounce_sender: 'double-bounce',
   notify_classes: 'resource, software',
   '2bounce_notice_recipient': 'postmaster',
@@ -299,6 +304,8 @@ export const TIME_UNITS: Readonly<Record<string, TimeUnit>> = Object.freeze({
   smtp_data_xfer_timeout: 's',
   smtp_data_done_timeout: 's',
   smtp_quit_timeout: 's',
+  smtp_connection_cache_time_limit: 's',
+  smtp_connection_reuse_time_limit: 's',
   minimal_backoff_time: 's',
   maximal_backoff_time: 's',
   queue_run_delay: 's',

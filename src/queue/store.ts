@@ -57,6 +57,8 @@ export interface StructureReport {
   reindexed: number;
   /** messages without content (moved to the corrupt queue). */
   corrupt: string[];
+  /** status logs (bounce/defer/trace) whose message is gone. */
+  danglingLogs: number;
 }
 
 export class QueueStore {
@@ -238,7 +240,7 @@ export class QueueStore {
    * Every repair is its own transaction that re-checks the condition.
    */
   async checkStructure(fix = true): Promise<StructureReport> {
-    const report: StructureReport = { danglingIndex: 0, danglingDue: 0, reindexed: 0, corrupt: [] };
+    const report: StructureReport = { danglingIndex: 0, danglingDue: 0, reindexed: 0, corrupt: [], danglingLogs: 0 };
     for (const key of [...this.queues.getKeys({ snapshot: false })]) {
       const [queue, id] = key as Key;
       const meta = this.meta.get(id);
@@ -260,6 +262,16 @@ export class QueueStore {
         await this.root.transaction(() => {
           const m = this.meta.get(id);
           if (!m || m.queue !== 'deferred' || m.nextAttempt !== when) this.due.remove(key);
+        });
+      }
+    }
+    for (const key of [...this.statusLogs.getKeys({ snapshot: false })]) {
+      const [id] = key as Key;
+      if (this.meta.get(id as string) !== undefined) continue;
+      report.danglingLogs++;
+      if (fix) {
+        await this.root.transaction(() => {
+          if (this.meta.get(id as string) === undefined) this.statusLogs.remove(key);
         });
       }
     }
