@@ -10,16 +10,17 @@
  */
 import { parseTime, transportParam, type Config } from '../../src/config/index.js';
 import type { Logger } from '../../src/log/maillog.js';
-import { newQueueId } from '../../src/queue/qid.js';
 import type { QueueStore } from '../../src/queue/store.js';
-import type { MessageMeta, QueueName } from '../../src/queue/types.js';
+import type { LogKind, MessageMeta, QueueName, RecipientRecord, StatusRecord } from '../../src/queue/types.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import { formatDelays, logDelivery } from '../smtp/log.js';
-import type { BounceReply, BounceRequest, CleanupReply, DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
+import type { DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import type { AdminEventName } from '../../src/queue/admin.js';
 import { expired, nextAttempt } from './backoff.js';
+import { Notifier, noticeConfig, statusRecord, wants } from './notices.js';
 import { Resolver, type Route } from './resolve.js';
+import { JobList, newJob, type SchedJob, type SlotParams } from './scheduler.js';
 import { isDead, negative, newWindow, parseFeedback, positive, revive, settings, type WindowSettings, type WindowState } from './feedback.js';
 
 interface ActiveMessage {
@@ -32,12 +33,59 @@ interface ActiveMessage {
   finishing?: boolean;
   /** postsuper asked to delete / hold / requeue it: done when its deliveries in flight are back. */
   admin?: { action: 'delete' | 'hold' | 'requeue'; waiters: ((events: AdminEventName[]) => void)[] };
+  /** Recipients enter memory in slices (readSlice): the pending ones, and how far they are read. */
+  rcpt: RecipientSlices;
+}
+
+interface RecipientSlices {
+  pending: number[];
+  readPos: number;
+  /** Recipients in entries not yet finished, and the most this message may hold. */
+  inMemory: number;
+  cap: number;
+  reading: boolean;
+  lastRead: number;
+  /** Delivered recipients not yet marked done in the store, and when they last were. */
+  unsaved: number[];
+  lastSave: number;
 }
 
 interface Entry {
   msg: ActiveMessage;
   dest: Destination;
   recipients: DeliveryRecipient[];
+  job: Job;
+}
+
+/** nqmgr's job: one message within one transport, on that transport's job list (./scheduler.ts). */
+interface Job extends SchedJob {
+  msg: ActiveMessage;
+  transport: Transport;
+  /** One peer per destination: this job's entries waiting for it, served round-robin. */
+  peers: Peer[];
+  peerOf: Map<Destination, Peer>;
+  rr: number;
+  /** Entries back from their delivery (or deferred without one). */
+  doneEntries: number;
+}
+
+interface Peer {
+  job: Job;
+  dest: Destination;
+  entries: Entry[];
+}
+
+/** A master.cf transport as the scheduler sees it: its job list, deliveries in flight, rate delay. */
+interface Transport {
+  name: string;
+  jobs: JobList<Job>;
+  jobOf: Map<ActiveMessage, Job>;
+  inDelivery: number;
+  /** Its agents answered BUSY: nothing more is handed out until a delivery of it completes. */
+  full: boolean;
+  /** <transport>_transport_rate_delay in ms (0: none): one delivery at a time, then a pause. */
+  rateDelay: number;
+  suspendedUntil: number;
 }
 
 interface Destination {
@@ -55,12 +103,16 @@ interface Destination {
   /** <transport>_destination_rate_delay in ms (0: none); no delivery starts before suspendedUntil. */
   rateDelay: number;
   suspendedUntil: number;
+  /** Its transport's blocker tag when a job found it full (a delivery back then unblocks the transport's jobs). */
+  blocker: number;
 }
 
 interface TransportLimits {
   settings: WindowSettings;
   recipientLimit: number;
   rateDelay: number;
+  transportRateDelay: number;
+  slots: SlotParams;
 }
 
 export class QueueManager {
@@ -68,6 +120,13 @@ export class QueueManager {
   private readonly activating = new Set<string>();
   private readonly destinations = new Map<string, Destination>();
   private readonly ready = new Set<Destination>();
+  private readonly transports = new Map<string, Transport>();
+  /** Where the next round-robin pass over transports starts. */
+  private transportTurn = 0;
+  /** Recipients of all active messages in memory (qmgr_message_recipient_limit). */
+  private rcptInMemory = 0;
+  private rcptLimit!: number;
+  private rcptMinimum!: number;
   // Settings from main.cf; replaced as a whole by reconfigure() on `postactor reload`.
   private resolver!: Resolver;
   private activeLimit!: number;
@@ -76,7 +135,7 @@ export class QueueManager {
   private queueLifetime!: number;
   private bounceLifetime!: number;
   private runDelay!: number;
-  private bounceSizeLimit!: number;
+  private notifier!: Notifier;
   private readonly warnedTransports = new Set<string>();
   private readonly limits = new Map<string, TransportLimits>();
   /** Transports whose agents failed (NOSERVICE, THROTTLED, CRASHED): deferred until `until`. */
@@ -103,7 +162,14 @@ export class QueueManager {
     this.config = config;
     this.resolver = new Resolver(config, this.actor, this.log);
     this.limits.clear();
+    for (const t of this.transports?.values() ?? []) {
+      const limits = this.transportLimits(t.name);
+      t.jobs.params = limits.slots;
+      t.rateDelay = limits.transportRateDelay;
+    }
     this.activeLimit = config.getInt('qmgr_message_active_limit');
+    this.rcptLimit = Math.max(1, config.getInt('qmgr_message_recipient_limit'));
+    this.rcptMinimum = Math.max(1, config.getInt('qmgr_message_recipient_minimum'));
     this.minBackoff = config.getTime('minimal_backoff_time');
     this.transportRetry = config.getTime('transport_retry_time');
     this.feedbackDebug = config.getBool('destination_concurrency_feedback_debug');
@@ -116,7 +182,7 @@ export class QueueManager {
       this.timer = setInterval(() => void this.scan(false), runDelay * 1000);
     }
     this.runDelay = runDelay;
-    this.bounceSizeLimit = config.getInt('bounce_size_limit');
+    this.notifier = new Notifier(noticeConfig(config), this.store, this.actor, this.log);
   }
 
   /** Start-up: what was active goes back to incoming (as Postfix does), then both queues are scanned. */
@@ -198,11 +264,15 @@ export class QueueManager {
       }
     });
     for (const dest of this.destinations.values()) {
-      const keep = dest.todo.filter((e) => e.msg !== msg);
-      msg.outstanding -= dest.todo.length - keep.length;
-      dest.todo.splice(0, dest.todo.length, ...keep);
+      const drop = dest.todo.filter((e) => e.msg === msg);
+      if (drop.length === 0) continue;
+      dest.todo.splice(0, dest.todo.length, ...dest.todo.filter((e) => e.msg !== msg));
+      for (const e of drop) {
+        msg.outstanding--;
+        this.unqueue(e);
+      }
     }
-    if (msg.outstanding === 0) void this.finish(msg);
+    this.maybeFinish(msg);
     return waiting;
   }
 
@@ -264,14 +334,43 @@ export class QueueManager {
       this.activating.delete(queueId);
     }
     if (!meta) return;
-    const msg: ActiveMessage = { meta, activated: Date.now(), outstanding: 0, outcomes: new Map() };
+    const pendingIdx: number[] = [];
+    for (const [i, r] of meta.recipients.entries()) if (!r.done) pendingIdx.push(i);
+    // The first slice: what qmgr_message_recipient_limit leaves, but at least qmgr_message_recipient_minimum.
+    const cap = Math.min(pendingIdx.length, Math.max(this.rcptMinimum, this.rcptLimit - this.rcptInMemory));
+    const now0 = Date.now();
+    const rcpt: RecipientSlices = { pending: pendingIdx, readPos: 0, inMemory: 0, cap, reading: false, lastRead: now0, unsaved: [], lastSave: now0 };
+    const msg: ActiveMessage = { meta, activated: now0, outstanding: 0, outcomes: new Map(), rcpt };
     this.active.set(queueId, msg);
-    const pending = meta.recipients.map((r, index) => ({ r, index })).filter(({ r }) => !r.done);
-    this.log.info(`${queueId}: from=<${meta.sender}>, size=${meta.size}, nrcpt=${pending.length} (queue active)`);
-    if (meta.forcedExpire && pending.length > 0) return void this.forceExpire(msg, pending.map(({ r, index }) => ({ index, address: r.address })));
+    this.log.info(`${queueId}: from=<${meta.sender}>, size=${meta.size}, nrcpt=${pendingIdx.length} (queue active)`);
+    if (meta.forcedExpire && pendingIdx.length > 0) {
+      rcpt.readPos = pendingIdx.length;
+      return void this.forceExpire(msg, pendingIdx.map((index) => ({ index, address: meta!.recipients[index]!.address })));
+    }
+    await this.readSlice(msg, cap);
+  }
 
-    // Resolve (trivial-rewrite); a recipient the resolver refuses fails here, without a delivery.
-    let routes = await Promise.all(pending.map(({ r }) => this.resolver.route(r.address)));
+  /**
+   * Reads the next `count` pending recipients of `msg` into memory (Postfix's recipient slices
+   * and refills): resolves them and groups them into entries for their destinations. Done
+   * recipients are never read again: they are marked done in the store.
+   */
+  private async readSlice(msg: ActiveMessage, count: number): Promise<void> {
+    const { meta, rcpt } = msg;
+    const queueId = meta.queueId;
+    rcpt.reading = true;
+    const pending = rcpt.pending.slice(rcpt.readPos, rcpt.readPos + count).map((index) => ({ r: meta.recipients[index]!, index }));
+    rcpt.readPos += pending.length;
+    rcpt.lastRead = Date.now();
+    let routes: Route[];
+    try {
+      if (rcpt.readPos > pending.length) await this.saveDone(msg);
+      // Resolve (trivial-rewrite); a recipient the resolver refuses fails here, without a delivery.
+      routes = await Promise.all(pending.map(({ r }) => this.resolver.route(r.address)));
+    } finally {
+      rcpt.reading = false;
+    }
+    if (msg.admin || msg.finishing) return this.maybeFinish(msg);
     // A content filter (FILTER action, content_filter) replaces the transport and, when given,
     // the nexthop of every deliverable recipient, as Postfix's qmgr does.
     if (meta.filter) routes = routes.map((route) => (route.error ? route : filterRoute(route, meta!.filter!)));
@@ -290,22 +389,87 @@ export class QueueManager {
       let batch = batches.get(dest);
       const limit = dest.recipientLimit;
       if (!batch || batch.length >= limit) {
-        if (batch) this.enqueue({ msg, dest, recipients: batch });
+        if (batch) this.enqueue(msg, dest, batch);
         batch = [];
         batches.set(dest, batch);
       }
-      batch.push({ index, address: route.recipient, ...(r.orcpt ? { orcpt: r.orcpt } : {}) });
+      batch.push({ index, address: route.recipient, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...(r.notify ? { notify: r.notify } : {}) });
     }
-    for (const [dest, batch] of batches) this.enqueue({ msg, dest, recipients: batch });
-    if (msg.outstanding === 0) return void this.finish(msg);
+    for (const [dest, batch] of batches) this.enqueue(msg, dest, batch);
+    const unread = rcpt.pending.length - rcpt.readPos;
+    for (const t of this.transports.values()) {
+      const job = t.jobOf.get(msg);
+      if (!job) continue;
+      job.unreadEntries = unread;
+      if (unread === 0 && job.doneEntries >= job.readEntries) this.freeJob(job);
+    }
+    if (msg.outstanding === 0) return this.maybeFinish(msg);
     this.schedule();
+  }
+
+  /** After an entry is finished: read more recipients when enough room (or time) has come (Postfix's refill). */
+  private refill(msg: ActiveMessage): void {
+    const { rcpt } = msg;
+    const left = rcpt.pending.length - rcpt.readPos;
+    if (rcpt.reading || left === 0 || msg.admin || msg.finishing) return;
+    const room = Math.min(rcpt.cap - rcpt.inMemory, this.rcptLimit - this.rcptInMemory, left);
+    if (room <= 0 && rcpt.inMemory > 0) return;
+    const limits = this.refillLimits(msg);
+    if (rcpt.inMemory === 0 || room >= Math.min(limits.count, left) || Date.now() - rcpt.lastRead >= limits.delay) void this.readSlice(msg, Math.max(room, this.rcptMinimum));
+  }
+
+  /** <transport>_recipient_refill_limit / _delay of the message's transports (the smallest). */
+  private refillLimits(msg: ActiveMessage): { count: number; delay: number } {
+    let count = Infinity;
+    let delay = Infinity;
+    for (const t of this.transports.values()) {
+      if (!t.jobOf.has(msg)) continue;
+      const refillLimit = Number(transportParam(this.config, t.name, 'recipient_refill_limit'));
+      const refillDelay = parseTime(transportParam(this.config, t.name, 'recipient_refill_delay'), 's');
+      count = Math.min(count, Number.isFinite(refillLimit) && refillLimit > 0 ? refillLimit : 100);
+      delay = Math.min(delay, (refillDelay ?? 5) * 1000);
+    }
+    return { count: count === Infinity ? 100 : count, delay: delay === Infinity ? 5000 : delay };
+  }
+
+  /**
+   * Marks the recipients delivered so far done in the store (at most once a second, and before
+   * each refill), so that a restart in the middle of a big message does not deliver them again.
+   */
+  private async saveDone(msg: ActiveMessage, force = false): Promise<void> {
+    const { rcpt } = msg;
+    if (rcpt.unsaved.length === 0 || (!force && Date.now() - rcpt.lastSave < 1000)) return;
+    const done = rcpt.unsaved.splice(0);
+    rcpt.lastSave = Date.now();
+    try {
+      await this.store.change(msg.meta.queueId, (m) => {
+        if (m.queue !== 'active') return null;
+        const recipients = m.recipients.slice();
+        for (const i of done) if (recipients[i]) recipients[i] = { ...recipients[i]!, done: true };
+        return { patch: { recipients } };
+      });
+    } catch (err) {
+      this.log.warn(`${msg.meta.queueId}: recording delivered recipients failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** The attempt ends when no entry is outstanding and every recipient was read (or postsuper took it). */
+  private maybeFinish(msg: ActiveMessage): void {
+    const { rcpt } = msg;
+    if (msg.outstanding !== 0 || rcpt.reading || msg.finishing) return;
+    if (rcpt.readPos < rcpt.pending.length && !msg.admin) return this.refill(msg);
+    for (const t of this.transports.values()) {
+      const job = t.jobOf.get(msg);
+      if (job) this.freeJob(job);
+    }
+    void this.finish(msg);
   }
 
   private destination(route: Route): Destination {
     let dest = this.destinations.get(route.key);
     if (!dest) {
-      const limits = this.transportLimits(route.transport);
-      dest = { key: route.key, transport: route.transport, nexthop: route.nexthop, todo: [], busy: 0, ...limits, fb: newWindow(limits.settings), suspendedUntil: 0 };
+      const { settings, recipientLimit, rateDelay } = this.transportLimits(route.transport);
+      dest = { key: route.key, transport: route.transport, nexthop: route.nexthop, todo: [], busy: 0, settings, recipientLimit, rateDelay, fb: newWindow(settings), suspendedUntil: 0, blocker: 0 };
       this.destinations.set(route.key, dest);
     }
     return dest;
@@ -330,9 +494,7 @@ export class QueueManager {
         return fallback;
       };
       const rateDelay = num('destination_rate_delay', 0, (v) => parseTime(v, 's'));
-      if (num('transport_rate_delay', 0, (v) => parseTime(v, 's')) > 0) {
-        this.log.warn(`${transport}_transport_rate_delay: not supported: the delay between deliveries over a whole transport is not built yet (ignored; ${transport}_destination_rate_delay works)`);
-      }
+      const transportRateDelay = num('transport_rate_delay', 0, (v) => parseTime(v, 's'));
       const concurrency = rateDelay > 0 ? 1 : num('destination_concurrency_limit', 20);
       const recipientLimit = num('destination_recipient_limit', 50);
       limits = {
@@ -345,16 +507,121 @@ export class QueueManager {
         }),
         recipientLimit: recipientLimit > 0 ? recipientLimit : Infinity,
         rateDelay: rateDelay * 1000,
+        transportRateDelay: transportRateDelay * 1000,
+        // Preemption (nqmgr): a cost below 2 turns it off, as in Postfix.
+        slots: {
+          cost: num('delivery_slot_cost', 5),
+          loan: num('delivery_slot_loan', 3),
+          discount: Math.min(100, num('delivery_slot_discount', 50)),
+          minSlots: num('minimum_delivery_slots', 3),
+        },
       };
       this.limits.set(transport, limits);
     }
     return limits;
   }
 
-  private enqueue(entry: Entry): void {
-    entry.msg.outstanding++;
-    entry.dest.todo.push(entry);
-    this.ready.add(entry.dest);
+  private transport(name: string): Transport {
+    let t = this.transports.get(name);
+    if (!t) {
+      const limits = this.transportLimits(name);
+      t = { name, jobs: new JobList<Job>(limits.slots), jobOf: new Map(), inDelivery: 0, full: false, rateDelay: limits.transportRateDelay, suspendedUntil: 0 };
+      this.transports.set(name, t);
+    }
+    return t;
+  }
+
+  /** One entry (recipients of `msg` for `dest`) onto its job's peer and its destination's todo list. */
+  private enqueue(msg: ActiveMessage, dest: Destination, recipients: DeliveryRecipient[]): void {
+    const t = this.transport(dest.transport);
+    let job = t.jobOf.get(msg);
+    if (!job) {
+      job = { ...newJob(msg.activated), msg, transport: t, peers: [], peerOf: new Map(), rr: 0, doneEntries: 0 };
+      t.jobOf.set(msg, job);
+    }
+    const entry: Entry = { msg, dest, recipients, job };
+    this.peer(job, dest).entries.push(entry);
+    job.readEntries++;
+    msg.rcpt.inMemory += recipients.length;
+    this.rcptInMemory += recipients.length;
+    t.jobs.obtain(job);
+    msg.outstanding++;
+    dest.todo.push(entry);
+    this.ready.add(dest);
+  }
+
+  private peer(job: Job, dest: Destination): Peer {
+    let peer = job.peerOf.get(dest);
+    if (!peer) {
+      peer = { job, dest, entries: [] };
+      job.peerOf.set(dest, peer);
+      job.peers.push(peer);
+    }
+    return peer;
+  }
+
+  private dropPeer(peer: Peer): void {
+    const { job } = peer;
+    const i = job.peers.indexOf(peer);
+    if (i >= 0) job.peers.splice(i, 1);
+    job.peerOf.delete(peer.dest);
+    if (job.rr > i) job.rr--;
+    if (job.rr >= job.peers.length) job.rr = 0;
+  }
+
+  /**
+   * The next entry of `job` a destination can take: its peers round-robin, each destination
+   * within its concurrency window and not suspended. None: the destinations are marked as
+   * blocking the transport's job list.
+   */
+  private pickPeer(job: Job, now: number): Entry | null {
+    const n = job.peers.length;
+    for (let k = 0; k < n; k++) {
+      const peer = job.peers[(job.rr + k) % n]!;
+      const dest = peer.dest;
+      if (peer.entries.length === 0 || dest.dead || now < dest.suspendedUntil || dest.busy >= dest.fb.window) continue;
+      const entry = peer.entries.shift()!;
+      const at = dest.todo.indexOf(entry);
+      if (at >= 0) dest.todo.splice(at, 1);
+      job.rr = (job.rr + k + 1) % n;
+      if (peer.entries.length === 0) this.dropPeer(peer);
+      return entry;
+    }
+    for (const peer of job.peers) if (peer.entries.length > 0) peer.dest.blocker = job.transport.jobs.blockerTag;
+    return null;
+  }
+
+  /** An entry leaves its peer without a delivery (deferred at once, or dropped by postsuper); `dest.todo` is the caller's. */
+  private unqueue(entry: Entry): void {
+    const peer = entry.job.peerOf.get(entry.dest);
+    if (peer) {
+      const i = peer.entries.indexOf(entry);
+      if (i >= 0) peer.entries.splice(i, 1);
+      if (peer.entries.length === 0) this.dropPeer(peer);
+    }
+    entry.job.selected++;
+    this.entryDone(entry);
+  }
+
+  /** An entry is finished; its job leaves the transport's job list with its last one. */
+  private entryDone(entry: Entry): void {
+    const { job } = entry;
+    job.doneEntries++;
+    entry.msg.rcpt.inMemory -= entry.recipients.length;
+    this.rcptInMemory -= entry.recipients.length;
+    if (job.doneEntries >= job.readEntries && job.unreadEntries === 0) this.freeJob(job);
+  }
+
+  private freeJob(job: Job): void {
+    job.transport.jobs.free(job);
+    if (job.transport.jobOf.get(job.msg) === job) job.transport.jobOf.delete(job.msg);
+  }
+
+  /** A handed-out entry comes back unused (the transport's agents are busy): first in line again. */
+  private requeue(entry: Entry): void {
+    this.peer(entry.job, entry.dest).entries.unshift(entry);
+    entry.dest.todo.unshift(entry);
+    entry.job.transport.jobs.unselect(entry.job);
   }
 
   /** Stop handing out deliveries (shutdown): what is in flight still completes and is recorded. */
@@ -369,23 +636,36 @@ export class QueueManager {
   }
 
   /**
-   * Hands out deliveries: round-robin over destinations, each within its concurrency window.
-   * The entries of a dead destination or of an unavailable transport are deferred at once.
+   * Hands out deliveries, as nqmgr does: transports round-robin, one entry per transport per
+   * turn, chosen by the transport's job list (preemption, then jobs in list order, then the
+   * job's destinations round-robin, each within its concurrency window). First, the entries of a
+   * dead destination or of an unavailable transport are deferred at once.
    */
   private schedule(): void {
     if (this.paused) return;
     const now = Date.now();
     for (const dest of this.ready) {
+      this.ready.delete(dest);
       const down = this.unavailable.get(dest.transport);
       if (down && now < down.until) this.deferTodo(dest, down.reason, '4.3.0');
       else if (dest.dead && now >= dest.dead.until) this.reviveDest(dest);
       else if (dest.dead) this.deferTodo(dest, `delivery temporarily suspended: ${dest.dead.reason}`, dest.dead.dsn);
-      if (now < dest.suspendedUntil) continue; // rate delay: its timer schedules again
-      while (dest.todo.length > 0 && dest.busy < dest.fb.window) {
-        this.dispatch(dest.todo.shift()!);
-        if (dest.rateDelay > 0) break;
+    }
+    const ts = [...this.transports.values()];
+    if (ts.length === 0) return;
+    // Bounded: each pass hands out at least one entry or ends the loop.
+    for (let progress = true, n = 0; progress && n < 1_000_000; ) {
+      progress = false;
+      for (let k = 0; k < ts.length; k++) {
+        const t = ts[(this.transportTurn + k) % ts.length]!;
+        if (t.full || now < t.suspendedUntil || this.unavailable.has(t.name) || t.jobs.current === null) continue;
+        const got = t.jobs.select((job) => this.pickPeer(job, now), now);
+        if (!got) continue;
+        this.dispatch(got.entry);
+        progress = true;
+        n++;
       }
-      if (dest.todo.length === 0) this.ready.delete(dest);
+      this.transportTurn = (this.transportTurn + 1) % ts.length;
     }
   }
 
@@ -394,6 +674,7 @@ export class QueueManager {
     const entries = dest.todo.splice(0);
     const now = Date.now();
     for (const entry of entries) {
+      this.unqueue(entry);
       const { msg } = entry;
       const delays = formatDelays(msg.meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now);
       for (const r of entry.recipients) {
@@ -401,7 +682,8 @@ export class QueueManager {
         logDelivery(this.log, msg.meta.queueId, r.address, o, delays);
         msg.outcomes.set(r.index, o);
       }
-      if (--msg.outstanding === 0) void this.finish(msg);
+      msg.outstanding--;
+      this.maybeFinish(msg);
     }
   }
 
@@ -480,8 +762,15 @@ export class QueueManager {
 
   private dispatch(entry: Entry): void {
     const { msg, dest } = entry;
+    const t = entry.job.transport;
     dest.busy++;
+    t.inDelivery++;
     this.inDelivery++;
+    if (t.rateDelay > 0) {
+      // <transport>_transport_rate_delay: at most one delivery start per delay over the whole transport.
+      t.suspendedUntil = Date.now() + t.rateDelay;
+      setTimeout(() => this.schedule(), t.rateDelay).unref();
+    }
     const request: DeliveryRequest = {
       queueId: msg.meta.queueId,
       transport: dest.transport,
@@ -491,6 +780,9 @@ export class QueueManager {
       arrival: msg.meta.arrival,
       activated: msg.activated,
       size: msg.meta.size,
+      ...(msg.meta.envId ? { envId: msg.meta.envId } : {}),
+      ...(msg.meta.ret ? { ret: msg.meta.ret } : {}),
+      ...(msg.meta.trace === 'verify' ? { verify: true } : {}),
     };
     this.actor.request<DeliveryReply>(dest.transport, request).then(
       (reply) => {
@@ -506,11 +798,17 @@ export class QueueManager {
     const code = err instanceof ServiceError ? err.code : 'ERROR';
     if (code === 'BUSY' && entry.msg.admin) return this.delivered(entry, []); // being deleted/held: not again
     if (code === 'BUSY') {
+      // Like a Postfix transport with no agent ready: nothing more for it until one is free.
+      const t = entry.job.transport;
       entry.dest.busy--;
+      t.inDelivery--;
       this.inDelivery--;
-      entry.dest.todo.unshift(entry);
-      this.ready.add(entry.dest);
-      setTimeout(() => this.schedule(), 100);
+      this.requeue(entry);
+      t.full = true;
+      setTimeout(() => {
+        t.full = false;
+        this.schedule();
+      }, 100);
       return;
     }
     let reason = 'unknown mail transport error';
@@ -538,15 +836,33 @@ export class QueueManager {
   }
 
   private delivered(entry: Entry, outcomes: RecipientOutcome[]): void {
+    const t = entry.job.transport;
     entry.dest.busy--;
+    t.inDelivery--;
+    t.full = false;
     this.inDelivery--;
     if (entry.dest.rateDelay > 0) {
       // <transport>_destination_rate_delay: the destination pauses after each delivery.
       entry.dest.suspendedUntil = Date.now() + entry.dest.rateDelay;
-      setTimeout(() => this.schedule(), entry.dest.rateDelay).unref();
+      setTimeout(() => {
+        t.jobs.unblock();
+        this.schedule();
+      }, entry.dest.rateDelay).unref();
     }
-    for (const o of outcomes) entry.msg.outcomes.set(o.index, o);
-    if (--entry.msg.outstanding === 0) void this.finish(entry.msg);
+    // The destination has room again: if it held a job back, the blockers are reconsidered.
+    if (entry.dest.blocker === t.jobs.blockerTag) t.jobs.unblock();
+    this.entryDone(entry);
+    for (const o of outcomes) {
+      entry.msg.outcomes.set(o.index, o);
+      if (o.status === 'sent') entry.msg.rcpt.unsaved.push(o.index);
+    }
+    entry.msg.outstanding--;
+    if (entry.msg.rcpt.cap < entry.msg.rcpt.pending.length) {
+      // A message read in slices: more recipients, and the delivered ones recorded as we go.
+      this.refill(entry.msg);
+      void this.saveDone(entry.msg);
+    }
+    this.maybeFinish(entry.msg);
     if (entry.dest.todo.length > 0) this.ready.add(entry.dest);
     this.schedule();
   }
@@ -581,42 +897,79 @@ export class QueueManager {
     msg.finishing = true;
     if (msg.admin) return this.finishAdmin(msg, msg.admin);
     const { meta } = msg;
+    const id = meta.queueId;
     const now = Date.now();
-    const bounced: RecipientOutcome[] = [];
-    const deferred: RecipientOutcome[] = [];
-    for (const o of msg.outcomes.values()) {
-      if (o.status === 'bounced') bounced.push(o);
-      else if (o.status === 'deferred') deferred.push(o);
-    }
     const lifetime = meta.sender === '' ? this.bounceLifetime : this.queueLifetime;
-    if (deferred.length > 0 && (meta.forcedExpire || expired(now, meta.arrival, lifetime))) {
-      this.log.info(`${meta.queueId}: from=<${meta.sender}>, status=expired, returned to sender`);
-      bounced.push(...deferred.splice(0));
-    }
-    try {
-      if (bounced.length > 0 && !(await this.bounce(meta, bounced))) {
-        deferred.push(...bounced.splice(0)); // no notice written: keep them and try again later
+    const verify = meta.trace === 'verify';
+    const anyDeferred = [...msg.outcomes.values()].some((o) => o.status === 'deferred');
+    const expiring = !verify && anyDeferred && (meta.forcedExpire || expired(now, meta.arrival, lifetime));
+    if (expiring) this.log.info(`${id}: from=<${meta.sender}>, status=expired, returned to sender`);
+    // This attempt's outcomes as status log records: bounce (failed), defer (delayed, replaced
+    // every attempt as Postfix's defer log is), trace (success notices, -v / -bv reports).
+    const bounceRecs: StatusRecord[] = [];
+    const deferRecs: StatusRecord[] = [];
+    const traceRecs: StatusRecord[] = [];
+    const recipients = meta.recipients.map((r, i): RecipientRecord => {
+      const o = msg.outcomes.get(i);
+      if (!o) return r;
+      const { reason: _old, ...rest } = r;
+      if (o.status === 'sent') {
+        if (meta.trace) traceRecs.push(statusRecord(meta, o, verify ? 'deliverable' : successAction(o), now));
+        else if (o.action !== 'passed' && wants(r.notify, 'SUCCESS')) traceRecs.push(statusRecord(meta, o, successAction(o), now));
+        return { ...rest, done: true };
       }
-      const recipients = meta.recipients.map((r, i) => {
-        const o = msg.outcomes.get(i);
-        if (!o) return r;
-        if (deferred.includes(o)) return { ...r, reason: o.reason };
-        return { ...r, done: true };
-      });
-      if (deferred.length === 0) {
-        await this.store.remove(meta.queueId, 'active');
-        this.log.info(`${meta.queueId}: removed`);
+      if (verify) {
+        traceRecs.push(statusRecord(meta, o, o.status === 'bounced' ? 'undeliverable' : 'delayed', now));
+        return { ...rest, done: true };
+      }
+      if (o.status === 'bounced' || expiring) {
+        bounceRecs.push(statusRecord(meta, o, 'failed', now));
+        if (meta.trace) traceRecs.push(statusRecord(meta, o, 'failed', now));
+        return { ...rest, done: true };
+      }
+      deferRecs.push(statusRecord(meta, o, 'delayed', now));
+      if (meta.trace) traceRecs.push(statusRecord(meta, o, 'delayed', now));
+      return { ...rest, reason: o.reason };
+    });
+    const remaining = recipients.some((r) => !r.done);
+    const delayNotice = remaining && this.notifier.delayDue(meta, now) ? deferRecs : null;
+    const notices = bounceRecs.length > 0 || traceRecs.length > 0 || delayNotice !== null || this.store.hasLogs(id);
+    const deferPatch = (extra: Partial<MessageMeta>): Partial<MessageMeta> => ({
+      recipients,
+      attempts: meta.attempts + 1,
+      nextAttempt: nextAttempt(now, meta.arrival, this.minBackoff, this.maxBackoff),
+      ...(meta.trace === 'record' ? { trace: undefined } : {}), // -v reports the first attempt only
+      ...extra,
+    });
+    try {
+      if (!notices) {
+        // The common case, one transaction: all done (removed with its logs), or deferred with
+        // this attempt's defer log.
+        if (!remaining) {
+          await this.store.remove(id, 'active');
+          this.log.info(`${id}: removed`);
+        } else {
+          await this.store.move(id, 'deferred', deferPatch({}), 'active', { set: { defer: deferRecs } });
+        }
       } else {
-        await this.store.move(meta.queueId, 'deferred', {
-          recipients,
-          attempts: meta.attempts + 1,
-          nextAttempt: nextAttempt(now, meta.arrival, this.minBackoff, this.maxBackoff),
-        }, 'active');
+        // Status logs first (durable), then the notices made from them, then the logs whose
+        // notices are queued are dropped with the message's next state: a crash in between
+        // sends a notice again, never loses one.
+        const updated = await this.store.update(id, { recipients }, { append: { bounce: bounceRecs, trace: traceRecs }, set: { defer: deferRecs } });
+        if (!updated) return;
+        const { cleared, delayWarned } = await this.notifier.send(updated, delayNotice, now);
+        const left = (['bounce', 'trace'] as const).some((k) => !cleared.includes(k) && this.store.logs(id, k).length > 0);
+        if (!remaining && !left) {
+          await this.store.remove(id, 'active');
+          this.log.info(`${id}: removed`);
+        } else {
+          await this.store.move(id, 'deferred', deferPatch(delayWarned ? { delayWarned: true } : {}), 'active', { clear: cleared });
+        }
       }
     } catch (err) {
-      this.log.warn(`${meta.queueId}: queue update failed: ${(err as Error).message}; the message stays in the active queue until restart`);
+      this.log.warn(`${id}: queue update failed: ${(err as Error).message}; the message stays in the active queue until restart`);
     } finally {
-      this.active.delete(meta.queueId);
+      this.active.delete(id);
     }
     if (this.incomingBacklog && this.room()) void this.scan(false);
   }
@@ -624,33 +977,39 @@ export class QueueManager {
   /**
    * The end of an attempt of a message postsuper asked to delete, hold or requeue (its deliveries
    * in flight are back). Delete: removed, no notice. Hold / requeue: what was delivered or
-   * bounced is recorded (bounces are sent) and the rest goes to hold / incoming instead of
-   * deferred; a message with nothing left is removed as usual.
+   * bounced is recorded (a bounce goes to the bounce log and its notice is sent) and the rest goes
+   * to hold / incoming instead of deferred; a message with nothing left is removed as usual.
    */
   private async finishAdmin(msg: ActiveMessage, admin: NonNullable<ActiveMessage['admin']>): Promise<void> {
     const { meta } = msg;
     const id = meta.queueId;
     const events: AdminEventName[] = [];
+    const now = Date.now();
     try {
       if (admin.action === 'delete') {
         if (await this.store.remove(id, 'active')) events.push('removed');
       } else {
-        const bounced = [...msg.outcomes.values()].filter((o) => o.status === 'bounced');
-        const noticeSent = bounced.length === 0 || (await this.bounce(meta, bounced));
+        const bounceRecs = [...msg.outcomes.values()].filter((o) => o.status === 'bounced').map((o) => statusRecord(meta, o, 'failed', now));
         const recipients = meta.recipients.map((r, i) => {
           const o = msg.outcomes.get(i);
           if (!o) return r;
-          if (o.status === 'sent' || (o.status === 'bounced' && noticeSent)) return { ...r, done: true };
+          if (o.status === 'sent' || o.status === 'bounced') return { ...r, done: true };
           return admin.action === 'requeue' ? r : { ...r, reason: o.reason };
         });
-        if (recipients.every((r) => r.done)) {
+        let cleared: LogKind[] = [];
+        if (bounceRecs.length > 0 || this.store.hasLogs(id)) {
+          const updated = await this.store.update(id, { recipients }, { append: { bounce: bounceRecs } });
+          if (updated) cleared = (await this.notifier.send(updated, null, now)).cleared;
+        }
+        const left = (['bounce', 'trace'] as const).some((k) => !cleared.includes(k) && this.store.logs(id, k).length > 0);
+        if (recipients.every((r) => r.done) && !left) {
           await this.store.remove(id, 'active');
           this.log.info(`${id}: removed`);
         } else if (admin.action === 'hold') {
-          if (await this.store.move(id, 'hold', { recipients, attempts: meta.attempts + 1 }, 'active')) events.push('placed on hold');
+          if (await this.store.move(id, 'hold', { recipients, attempts: meta.attempts + 1 }, 'active', { clear: cleared })) events.push('placed on hold');
         } else {
           const patch = { recipients: recipients.map(({ reason: _r, ...r }) => r), forcedExpire: false };
-          if (await this.store.move(id, 'incoming', patch, 'active')) events.push('requeued');
+          if (await this.store.move(id, 'incoming', patch, 'active', { clear: cleared })) events.push('requeued');
         }
       }
     } catch (err) {
@@ -661,54 +1020,11 @@ export class QueueManager {
     for (const w of admin.waiters) w(events);
     if (this.incomingBacklog && this.room()) void this.scan(false);
   }
-
-  /**
-   * Sends the sender a non-delivery notification for `failed`. Mail from <> is never bounced (no
-   * bounce loops); Postfix would notify the postmaster for notify_classes=2bounce — issue 4.
-   * Resolves false if the notice could not be queued (the recipients are then kept).
-   */
-  private async bounce(meta: MessageMeta, failed: RecipientOutcome[]): Promise<boolean> {
-    if (meta.sender === '') {
-      this.log.info(`${meta.queueId}: undeliverable bounce from <> discarded (no bounce loops)`);
-      return true;
-    }
-    const original = this.store.content(meta.queueId) ?? Buffer.alloc(0);
-    const headersOnly = meta.ret === 'HDRS' || original.length > this.bounceSizeLimit;
-    const request: BounceRequest = {
-      queueId: meta.queueId,
-      sender: meta.sender,
-      arrival: meta.arrival,
-      failed: failed.map((o) => ({ address: meta.recipients[o.index]!.address, dsn: o.dsn, reason: o.reason, relay: o.relay, ...(meta.recipients[o.index]!.orcpt ? { orcpt: meta.recipients[o.index]!.orcpt } : {}) })),
-      original: headersOnly ? headerSection(original) : original,
-      headersOnly,
-    };
-    try {
-      const notice = await this.actor.request<BounceReply>('bounce', request);
-      const bounceId = newQueueId();
-      const queued = await this.actor.request<CleanupReply>('cleanup', {
-        queueId: bounceId,
-        sender: '',
-        recipients: [{ address: meta.sender }],
-        content: notice.content,
-        arrival: Date.now(),
-        origin: 'bounce',
-      });
-      if (!queued.ok) throw new Error(`${queued.code} ${queued.dsn} ${queued.text}`);
-      this.log.info(`${meta.queueId}: sender non-delivery notification: ${bounceId}`);
-      return true;
-    } catch (err) {
-      this.log.warn(`${meta.queueId}: bounce notice failed: ${(err as Error).message}`);
-      return false;
-    }
-  }
 }
 
-/** The header section of a message (up to and including the blank line). */
-function headerSection(content: Buffer): Buffer {
-  const crlf = content.indexOf('\r\n\r\n');
-  if (crlf >= 0) return content.subarray(0, crlf + 4);
-  const lf = content.indexOf('\n\n');
-  return lf >= 0 ? content.subarray(0, lf + 2) : content;
+/** The RFC 3464 action a success is reported with ("passed": the next hop notifies instead). */
+function successAction(o: RecipientOutcome): string {
+  return o.action === 'passed' ? 'relayed' : (o.action ?? 'delivered');
 }
 
 /** "transport:nexthop" of a content filter applied to a resolved route (empty nexthop: the route's). */

@@ -3,7 +3,7 @@
  *
  *   node_modules/.bin/node dist/bench/qmgr/run.js --scenario fair|dead|list|throttle|backlog
  *        [--scale small|full] [--json FILE] [--time-limit S] [--set 'name = value' …]
- *        [--list-small other|same] [--keep]
+ *        [--list-small other|same] [--list-complete] [--keep]
  *
  * Postactor runs as a child process on a throwaway config (bench/relay/postactor.ts) whose
  * main.cf routes every destination domain dNNN.test through `transport_maps = texthash:FILE`
@@ -16,7 +16,8 @@
  *             healthy-destination message is delivered, ratio dead/fast (target ≤ 1.3)
  *   list      one R-recipient message to a slow destination, then N one-recipient messages
  *             (to another destination of the same transport, or with --list-small same to the
- *             same one) → p99 latency of the small ones (target ≤ 5 s)
+ *             same one) → p99 latency of the small ones (target ≤ 5 s); --list-complete also
+ *             waits for the whole list (its last delivery: the list's slowdown)
  *   throttle  one destination answering 421 above 5 connections → share of deferred deliveries
  *             in the maillog (Postfix: 16.5%)
  *   backlog   B messages in deferred, not due → relay throughput of new mail as a ratio to an
@@ -144,7 +145,7 @@ function fmt(v: number): string {
 
 const sec = (ms: number): number => Math.round(ms) / 1000;
 
-interface Ctx { scale: Scale; timeLimitMs: number; keep: boolean; listSmall: 'other' | 'same'; work: string }
+interface Ctx { scale: Scale; timeLimitMs: number; keep: boolean; listSmall: 'other' | 'same'; listComplete: boolean; work: string }
 
 /** Inject `messages` messages, message k to rcptOf(k, i); resolves when the generator is done. */
 function inject(port: number, messages: number, recipients: number, rcptOf: (msg: number, i: number) => string, timeLimitMs: number, sessions = 10): { gen: RoutedGenerator; done: Promise<GeneratorResult> } {
@@ -248,7 +249,7 @@ async function list(ctx: Ctx): Promise<Record<string, unknown>> {
     // Arrivals are fetched at the end; the counters say when to stop.
     let arr = new Map<string, number>();
     const complete = await until(() => {
-      if (ctx.listSmall === 'other') return wantSmall() >= smallTotal;
+      if (ctx.listSmall === 'other') return wantSmall() >= smallTotal && (!ctx.listComplete || farm.snapshot(0).recipients >= z.listRcpts);
       return farm.snapshot(0).recipients >= z.listRcpts + smallTotal;
     }, ctx.timeLimitMs, 50);
     if (ctx.listSmall === 'same' && !complete) { /* latencies of what arrived; the rest counted as missing */ }
@@ -455,6 +456,7 @@ async function main(): Promise<void> {
       'time-limit': { type: 'string' },
       set: { type: 'string', multiple: true, default: [] },
       'list-small': { type: 'string', default: 'other' },
+      'list-complete': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
     },
   });
@@ -469,7 +471,7 @@ async function main(): Promise<void> {
   const timeLimitMs = Number(values['time-limit'] ?? (scale === 'small' ? 60 : 600)) * 1000;
   if (!(timeLimitMs > 0)) throw new Error('--time-limit must be a positive number of seconds');
   const work = mkdtempSync(path.join(tmpdir(), 'qmgr-bench-'));
-  const ctx: Ctx = { scale, timeLimitMs, keep: values.keep, listSmall, work };
+  const ctx: Ctx = { scale, timeLimitMs, keep: values.keep, listSmall, listComplete: values['list-complete'], work };
   console.log(`qmgr bench: ${scenario}, scale ${scale}, time limit ${timeLimitMs / 1000} s per phase, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}${userSettings.length ? `, main.cf + ${userSettings.join('; ')}` : ''}`);
   const t0 = Date.now();
   try {
