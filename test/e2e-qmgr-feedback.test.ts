@@ -131,17 +131,18 @@ describe('e2e qmgr concurrency feedback', () => {
     for (let i = 1; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! >= 950, `gap ${times[i]! - times[i - 1]!} ms`);
   });
 
-  test('smtp_transport_rate_delay = 1s: deliveries over the transport start at least 1 s apart, whatever the destination concurrency', async () => {
+  test('smtp_transport_rate_delay = 1s: deliveries over the transport start at least 1 s apart, whatever the destination concurrency (smtp_recipient_limit is reported as not supported)', async () => {
     const sink = new SmtpSink({});
     sinks.push(sink);
     const times: number[] = [];
     sink.on('message', () => times.push(Date.now()));
-    const server = await startServer({ sinkPort: await sink.listen(0), mainCf: { smtp_transport_rate_delay: '1s' } });
+    const server = await startServer({ sinkPort: await sink.listen(0), mainCf: { smtp_transport_rate_delay: '1s', smtp_recipient_limit: '500' } });
     servers.push(server);
     await inject(server.port, 3, 3, 'trate');
     await server.waitForLogCount(/status=sent/, 3, 15_000);
     assert.equal(times.length, 3);
     for (let i = 1; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! >= 800, `gap ${times[i]! - times[i - 1]!} ms`);
     assert.ok(!server.logLines().some((l) => /transport_rate_delay: not supported/.test(l)), 'no longer reported as not supported');
+    assert.ok(server.logLines().some((l) => /warning: smtp_recipient_limit: not supported: /.test(l)), 'per-transport recipient pools fail loudly');
   });
 });

@@ -495,6 +495,10 @@ export class QueueManager {
       };
       const rateDelay = num('destination_rate_delay', 0, (v) => parseTime(v, 's'));
       const transportRateDelay = num('transport_rate_delay', 0, (v) => parseTime(v, 's'));
+      // Postfix divides the in-memory recipients into per-transport pools; Postactor has one.
+      for (const [suffix, dflt] of [['recipient_limit', 20000], ['extra_recipient_limit', 1000]] as const) {
+        if (num(suffix, dflt) !== dflt) this.log.warn(`${transport}_${suffix}: not supported: recipients in memory are bounded by qmgr_message_recipient_limit for all transports together (ignored)`);
+      }
       const concurrency = rateDelay > 0 ? 1 : num('destination_concurrency_limit', 20);
       const recipientLimit = num('destination_recipient_limit', 50);
       limits = {
