@@ -110,7 +110,7 @@ describe('local(8) fallback_transport and mailbox_transport_maps', () => {
         mail_spool_directory: env.spool,
         alias_maps: '',
         fallback_transport: `smtp:[127.0.0.1]:${sinkPort}`,
-        mailbox_transport_maps: 'inline:{ broken=nosuchtransport }',
+        mailbox_transport_maps: 'inline:{ broken=nosuchtransport, loop=local }',
         minimal_backoff_time: '1s', maximal_backoff_time: '2s', queue_run_delay: '1s',
       },
       env: { POSTACTOR_PASSWD_FILE: env.passwd },
@@ -140,5 +140,12 @@ describe('local(8) fallback_transport and mailbox_transport_maps', () => {
     const line = await server.waitForLog(new RegExp(`${id}: to=<broken@local\\.test>, .*status=`), 20_000);
     assert.match(line, /dsn=4\.3\.0, status=deferred \(mail transport unavailable\)$/);
     assert.ok(server.logLines().some((l) => l.includes(`${id}: mailbox_transport nosuchtransport: `)), 'the reason is logged');
+  });
+
+  test('a transport naming local itself is refused (deferred 4.3.5, warning) instead of passing the recipient round forever', async () => {
+    const id = await send(server, ['loop@local.test'], 'self transport');
+    const line = await server.waitForLog(new RegExp(`${id}: to=<loop@local\\.test>, .*status=`), 20_000);
+    assert.match(line, /postactor\/local\[\d+\]: .*dsn=4\.3\.5, status=deferred \(mail system configuration error\)$/);
+    assert.ok(server.logLines().some((l) => l.includes(`${id}: mailbox_transport: "local" names this service itself`)));
   });
 });

@@ -79,9 +79,14 @@ export class Delegation {
       this.log.warn(`${req.queueId}: ${this.param}: missing transport name in "${spec}"`);
       return { status: 'deferred', dsn: '4.3.5', reason: 'mail system configuration error' };
     }
+    const data = workerData as ActorWorkerData<unknown>;
+    if (transport === data.service) {
+      // Passing to ourselves would pass again, without end.
+      this.log.warn(`${req.queueId}: ${this.param}: "${spec}" names this service itself`);
+      return { status: 'deferred', dsn: '4.3.5', reason: 'mail system configuration error' };
+    }
     const rcpt = req.recipients[0]!;
     const request: DeliveryRequest = { ...req, transport, nexthop, recipients: [{ index: rcpt.index, address, orcpt }] };
-    const data = workerData as ActorWorkerData<unknown>;
     let reply: DeliveryReply;
     try {
       reply = await requestService<DeliveryReply>(data.instance, transport, request, this.config.getTime('ipc_timeout') * 1000);
