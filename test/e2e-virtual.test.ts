@@ -67,6 +67,7 @@ describe('e2e virtual(8) delivery', () => {
       'small@virt.test     virt.test/small',
       'lowuid@virt.test    virt.test/lowuid/',
       'locked@virt.test    locked/box/',
+      'owned@virt.test     virt.test/owned',
       '@virt2.test         virt2.test/catchall/',
     ].join('\n') + '\n');
     writeFileSync(join(dir, 'vuid'), [`lowuid@virt.test 50`, `@virt.test ${UID}`, `@virt2.test ${UID}`].join('\n') + '\n');
@@ -169,6 +170,17 @@ describe('e2e virtual(8) delivery', () => {
     assert.ok(readFileSync(path, 'latin1').length >= before.length);
     assert.deepEqual(readMailbox('mbox', path).map((m) => header(m, 'Subject')[0]), ['virtual small 1', 'virtual small 2']);
     assert.ok(statSync(path).size <= 6000);
+  });
+
+  test('strict_mailbox_ownership = yes: an mbox owned by another uid is deferred 4.2.0 "destination … is not owned by recipient", untouched', { skip: ROOT ? false : 'needs root to own a file as another uid' }, async () => {
+    const path = join(base, 'virt.test', 'owned');
+    writeFileSync(path, '');
+    chmodSync(path, 0o666); // writable, so that only the owner check refuses it
+    const id = await send(['owned@virt.test'], 'virtual owned');
+    const line = await status(id, 'owned@virt.test');
+    assert.match(line, new RegExp(`dsn=4\\.2\\.0, status=deferred \\(delivery failed to mailbox ${path.replace(/[.]/g, '\\.')}: destination ${path.replace(/[.]/g, '\\.')} is not owned by recipient\\)$`));
+    assert.ok(server.logLines().some((l) => l.includes('warning: specify "strict_mailbox_ownership = no" to ignore mailbox ownership mismatch')));
+    assert.equal(readFileSync(path, 'latin1'), '');
   });
 
   test('an unwritable directory under virtual_mailbox_base defers 4.2.0 "maildir delivery failed: …" with the access warning; once writable the retry delivers, nothing lost', async () => {

@@ -149,7 +149,17 @@ async function deliverRecipient(s: State, req: DeliveryRequest, content: Uint8Ar
     s.ctx.log.warn(`maildir access problem for UID/GID=${uid}/${gid}: ${r.reason}`);
     s.ctx.log.warn('perhaps you need to create the maildirs in advance');
   }
-  return fail(r.dsn, maildir ? `maildir delivery failed: ${r.reason}` : `delivery failed to mailbox ${path}: ${r.reason}`);
+  if (maildir) return fail(r.dsn, `maildir delivery failed: ${r.reason}`);
+  // The mbox checks as virtual(8) words them (the shared writer's texts are local(8)'s).
+  if (/: not a regular file$/.test(r.reason)) {
+    s.ctx.log.warn(`recipient ${address}: destination ${path} is not a regular file`);
+    return fail('5.3.5', `delivery failed to mailbox ${path}: mail system configuration error`);
+  }
+  if (/: file has bad owner uid \d+$/.test(r.reason)) {
+    s.ctx.log.warn('specify "strict_mailbox_ownership = no" to ignore mailbox ownership mismatch');
+    return fail('4.2.0', `delivery failed to mailbox ${path}: destination ${path} is not owned by recipient`);
+  }
+  return fail(r.dsn, `delivery failed to mailbox ${path}: ${r.reason}`);
 }
 
 function configWarning(s: State, text: string): Result {
