@@ -175,6 +175,24 @@ test('reuseLimit and idleTimeout close cached connections', async () => {
   });
 });
 
+test("Postfix's connection reuse defaults: no count limit (smtp_connection_reuse_count_limit = 0), and a connection older than smtp_connection_reuse_time_limit is not parked again", async () => {
+  await withSink({}, async (sink, port) => {
+    const unlimited = new SmtpClient(TIMEOUTS);
+    for (let i = 0; i < 150; i++) await unlimited.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+    assert.equal(sink.stats.connections, 1, 'one connection carries all 150 transactions');
+    await unlimited.close();
+    const aged = new SmtpClient({ ...TIMEOUTS, reuseTimeLimit: 150 });
+    await aged.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+    await aged.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+    assert.equal(sink.stats.connections, 2, 'reused while younger than the time limit');
+    await new Promise((r) => setTimeout(r, 200));
+    await aged.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body); // reused once more, then closed
+    await aged.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+    assert.equal(sink.stats.connections, 3);
+    await aged.close();
+  });
+});
+
 test('dot-stuffing round trip keeps content intact with CRLF', async () => {
   await withSink({}, async (sink, port) => {
     const client = new SmtpClient(TIMEOUTS);

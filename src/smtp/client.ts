@@ -21,9 +21,12 @@
  *                    RCPT reply.
  *
  * Connection cache: after a completed transaction the connection is parked idle for
- * idleTimeout ms (default 2000, like smtp_connection_cache_time_limit) and at most
- * reuseLimit transactions (default 100); several connections per (addr, port) may be
- * parked. A connection that errors, times out or talks while idle is destroyed, never
+ * idleTimeout ms (smtp_connection_cache_time_limit, default 2 s); it is not parked again once
+ * it has carried reuseLimit transactions (smtp_connection_reuse_count_limit, default 0: no
+ * limit) or is reuseTimeLimit ms old (smtp_connection_reuse_time_limit, default 300 s), as in
+ * Postfix: closing a busy connection every N transactions only to open a new one races with
+ * servers that count connections (a 421 to the new one while the old one is still closing).
+ * Several connections per (addr, port) may be parked. A connection that errors, times out or talks while idle is destroyed, never
  * parked. A parked connection that turns out dead on reuse is retried once on a fresh one.
  *
  * LMTP mode (options.lmtp, RFC 2033, for the lmtp delivery agent): LHLO instead of EHLO (no
@@ -70,8 +73,12 @@ export interface SmtpClientOptions {
   dataXferTimeout: number;
   dataDoneTimeout: number;
   quitTimeout: number;
+  /** ms a connection stays parked (smtp_connection_cache_time_limit). */
   idleTimeout?: number;
+  /** Transactions per connection, 0 = no limit (smtp_connection_reuse_count_limit). */
   reuseLimit?: number;
+  /** ms after opening a connection is no longer parked (smtp_connection_reuse_time_limit). */
+  reuseTimeLimit?: number;
   /** Speak LMTP (LHLO, a reply per recipient after DATA). */
   lmtp?: boolean;
 }
@@ -169,6 +176,7 @@ class Connection {
   idle = false;
   idleTimer: NodeJS.Timeout | null = null;
   uses = 0;
+  readonly openedAt = Date.now();
   pipelining = false;
   sizeLimit = -1; // -1: SIZE not advertised, 0: advertised without a limit
   eightBitMime = false;
@@ -325,7 +333,7 @@ export class SmtpClient {
   private closed = false;
 
   constructor(opts: SmtpClientOptions) {
-    this.opts = { idleTimeout: 2000, reuseLimit: 100, lmtp: false, ...opts };
+    this.opts = { idleTimeout: 2000, reuseLimit: 0, reuseTimeLimit: 300_000, lmtp: false, ...opts };
     this.ehloCmd = `${opts.lmtp ? 'LHLO' : 'EHLO'} ${opts.heloName}\r\n`;
   }
 
@@ -400,7 +408,8 @@ export class SmtpClient {
 
   private release(c: Connection): void {
     c.uses++;
-    if (this.closed || !c.usable || c.uses >= this.opts.reuseLimit) { void this.quit(c); return; }
+    const worn = (this.opts.reuseLimit > 0 && c.uses >= this.opts.reuseLimit) || Date.now() - c.openedAt >= this.opts.reuseTimeLimit;
+    if (this.closed || !c.usable || worn) { void this.quit(c); return; }
     let list = this.idle.get(c.key);
     if (!list) { list = []; this.idle.set(c.key, list); }
     list.push(c);
