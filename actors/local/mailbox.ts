@@ -139,6 +139,13 @@ export async function appendMbox(path: string, data: Buffer, privs: Privs, locks
 
 let seq = 0;
 
+/** A unique Maildir file name: time.P<pid>T<thread>Q<count>M<usec>.host (host with / and : escaped). */
+export function maildirName(): string {
+  const now = Date.now();
+  const host = hostname().replace(/\//g, '\\057').replace(/:/g, '\\072');
+  return `${Math.floor(now / 1000)}.P${process.pid}T${threadId}Q${++seq}M${(now % 1000) * 1000 + Math.floor(Math.random() * 1000)}.${host}`;
+}
+
 /**
  * Delivers to the Maildir dir (ending in "/"): tmp/NAME → new/NAME, fsyncing file and directory.
  * sizeLimit (mailbox_size_limit, virtual_mailbox_limit): Postfix's file size limit applies to
@@ -150,9 +157,7 @@ export async function deliverMaildir(dir: string, data: Buffer, privs: Privs, si
     for (const sub of ['tmp', 'new', 'cur']) {
       try { await fsp.mkdir(join(dir, sub), { recursive: true, mode: 0o700 }); } catch (e) { throw new MailboxError(`create maildir file ${join(dir, sub)}: ${why(e)}`); }
     }
-    const now = Date.now();
-    const host = hostname().replace(/\//g, '\\057').replace(/:/g, '\\072');
-    const name = `${Math.floor(now / 1000)}.P${process.pid}T${threadId}Q${++seq}M${(now % 1000) * 1000 + Math.floor(Math.random() * 1000)}.${host}`;
+    const name = maildirName();
     const tmp = join(dir, 'tmp', name);
     const fin = join(dir, 'new', name);
     let fh: fsp.FileHandle | null = null;
