@@ -22,6 +22,7 @@ for (let i = 0; i < data.dests.length; i++) {
   if (d.kind === 'refused') { ports.push(d.port); continue; }
   const profile: SinkProfile = { hostname: `${d.domain.replace(/\.test$/, '')}.sink.test` };
   if (d.kind === 'slow') profile.dataDelayMs = d.delayMs ?? 1000;
+  if (d.kind === 'throttle' && d.delayMs) profile.dataDelayMs = d.delayMs;
   const base = i * FSLOTS;
   // The sink signals changes on connections and messages only: refusals are counted here.
   const refuse = (reply: string) => (): string => { Atomics.add(cells, base + FSLOT.rejected, 1n); return reply; };

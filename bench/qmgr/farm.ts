@@ -8,7 +8,8 @@
  *   slow       holds every end-of-data reply for `delayMs` (seconds per DATA)
  *   4xx        answers RCPT with 450 4.2.0 (every delivery deferred)
  *   5xx        answers RCPT with 550 5.1.1 (every recipient bounced)
- *   throttle   421 to any connection above `maxConnections` open at once
+ *   throttle   421 to any connection above `maxConnections` open at once (with `delayMs`, also
+ *              slow: the server latency of Postfix's own concurrency measurements)
  *   refused    a port nobody listens on (connection refused)
  *   blackhole  accepts the TCP connection and never greets
  *
@@ -26,7 +27,7 @@ export interface DestinationSpec {
   /** Domain routed to it, e.g. d007.test. */
   domain: string;
   kind: ProfileKind;
-  /** slow: ms before each end-of-data reply. */
+  /** slow (and optionally throttle): ms before each end-of-data reply. */
   delayMs?: number;
   /** throttle: connections served at once; the next one gets 421. */
   maxConnections?: number;
