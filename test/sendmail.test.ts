@@ -192,6 +192,7 @@ describe('sendmail(1) → maildrop → pickup (Postfix local submission)', () =>
     assert.equal(byRcpt.get('rfc822; reject-bv@example.com')?.get('action'), 'undeliverable');
     assert.equal(byRcpt.get('rfc822; reject-bv@example.com')?.get('status'), '5.1.1');
     assert.equal(sink.messages.filter((m) => m.recipients.includes('ok-bv@example.com')).length, 0, '-bv delivers nothing');
+    assert.ok(server.logLines().some((l) => /: to=<ok-bv@example\.com>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, .*status=deliverable \(250 2\.1\.5 Ok\)$/.test(l)), 'logged as Postfix logs a probe');
     assert.equal(sink.messages.filter((m) => m.recipients.includes('verifier@example.org') && m.data.includes('Undelivered Mail')).length, 0, 'and bounces nothing');
   });
 

@@ -36,7 +36,7 @@ export function report(ctx: AgentContext, req: DeliveryRequest, outcomes: Recipi
   const delays = formatDelays(req.arrival, req.activated, started, timings, Date.now());
   for (const o of outcomes) {
     const address = req.recipients.find((r) => r.index === o.index)?.address ?? '';
-    logDelivery(ctx.log, req.queueId, address, o, delays);
+    logDelivery(ctx.log, req.queueId, address, o, delays, req.verify);
   }
   return { queueId: req.queueId, outcomes, ...(siteFailure ? { siteFailure } : {}) };
 }

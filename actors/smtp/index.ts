@@ -142,6 +142,6 @@ function logAll(s: State, req: DeliveryRequest, outcomes: RecipientOutcome[], st
   const delays = formatDelays(req.arrival, req.activated, started, timings, now);
   for (const o of outcomes) {
     const address = req.recipients.find((r) => r.index === o.index)!.address;
-    logDelivery(s.log, req.queueId, address, o, delays);
+    logDelivery(s.log, req.queueId, address, o, delays, req.verify);
   }
 }

@@ -29,8 +29,10 @@ export function formatDelays(arrival: number, activated: number, started: number
   };
 }
 
-export function logDelivery(log: Logger, queueId: string, recipient: string, o: RecipientOutcome, d: Delays): void {
-  log.info(`${queueId}: to=<${recipient}>, relay=${o.relay}, delay=${d.delay}, delays=${d.delays}, dsn=${o.dsn}, status=${o.status} (${o.reason})`);
+export function logDelivery(log: Logger, queueId: string, recipient: string, o: RecipientOutcome, d: Delays, verify = false): void {
+  // An address probe (sendmail -bv) delivers nothing: Postfix logs status=deliverable / undeliverable.
+  const status = verify && o.status !== 'deferred' ? (o.status === 'sent' ? 'deliverable' : 'undeliverable') : o.status;
+  log.info(`${queueId}: to=<${recipient}>, relay=${o.relay}, delay=${d.delay}, delays=${d.delays}, dsn=${o.dsn}, status=${status} (${o.reason})`);
 }
 
 /** The SMTP/LMTP envelope of a delivery request: DSN parameters relayed, -bv verification. */
