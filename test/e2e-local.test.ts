@@ -6,7 +6,7 @@
  * "me" is the test's own uid/gid, "other" is uid/gid 65534 (delivered as that uid when the
  * test runs as root, deferred 4.2.0 otherwise).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpSink } from '../src/smtp/sink.js';
 import { freePort, REPO_ROOT, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { parseDsn } from './helpers/dsn.js';
 
 const ROOT = process.getuid!() === 0;
 const OTHER = process.getuid!() === 65534 ? 65533 : 65534;
@@ -410,6 +411,27 @@ describe('e2e local forwarding to a remote alias target', () => {
     const id = queuedId(await sendRaw(server.port, 'origin@example.org', ['team@local.test'], rfc822({ 'Delivered-To': 'team@local.test', Subject: 'again' }, 'x\n')));
     const line = await server.waitForLog(new RegExp(`${id}: to=<team@local\\.test>, .*status=`), 15_000);
     assert.match(line, /dsn=5\.4\.6, status=bounced \(mail forwarding loop for team@local\.test\)$/);
+  });
+
+  test('sendmail -bv: local(8) reports what it would do (mailbox, aliases, unknown user) and writes nothing', async () => {
+    const before = readMailbox('mbox', join(env.spool, 'me')).length;
+    const r = spawnSync(join(REPO_ROOT, 'bin', 'sendmail'), ['-C', server.dir, '-f', 'checker@example.com', '-bv', 'me@local.test', 'team@local.test', 'nosuch@local.test'], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const deadline = Date.now() + 15_000;
+    let report;
+    while (!(report = sink.messages.find((m) => m.recipients.includes('checker@example.com'))) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+    assert.ok(report, 'the -bv report reached the sender');
+    const dsn = await parseDsn(report.data);
+    assert.equal(dsn.subject, 'Mail Delivery Status Report');
+    const got = Object.fromEntries(dsn.recipients.map((x) => [x.get('final-recipient'), [x.get('action'), x.get('status')]]));
+    assert.deepEqual(got, {
+      'rfc822; me@local.test': ['deliverable', '2.0.0'],
+      'rfc822; team@local.test': ['deliverable', '2.0.0'],
+      'rfc822; nosuch@local.test': ['undeliverable', '5.1.1'],
+    });
+    assert.match(dsn.text, /<team@local\.test>: delivers to mailbox, aliased to someone@example\.com, aliased to other@example\.net/);
+    assert.equal(readMailbox('mbox', join(env.spool, 'me')).length, before, 'nothing was written');
+    assert.equal(sink.messages.filter((m) => m.recipients.includes('someone@example.com')).length, 1, 'nothing was forwarded (only the earlier test\'s copy)');
   });
 });
 

@@ -163,8 +163,32 @@ async function deliverRecipient(s: State, req: DeliveryRequest, content: Uint8Ar
   const localpart = (at < 0 ? address : address.slice(0, at)).toLowerCase();
   const targets = await s.aliases.expand(localpart, s.delimiter);
   if ('error' in targets) return fail(targets.dsn, targets.error);
+  if (req.verify) return verifyTargets(s, targets.targets);
   const r = targets.sender !== undefined ? { ...req, sender: targets.sender } : req;
   return deliverTargets(s, r, content, address, orcpt, targets.targets, null, new Set());
+}
+
+/**
+ * sendmail -bv: what delivery would do with an expansion, without doing it (Postfix's local in
+ * address-verification mode): a known user "delivers to mailbox", a command or file target is
+ * named, a remote target is "aliased to" it; an unknown user with nowhere to go bounces 5.1.1.
+ */
+function verifyTargets(s: State, targets: Target[]): Result {
+  const said: string[] = [];
+  for (const t of targets) {
+    if (t.kind === 'command') said.push(`delivers to command: ${t.command}`);
+    else if (t.kind === 'file') said.push(`delivers to file: ${t.path}`);
+    else if (t.kind === 'forward') said.push(`aliased to ${t.address}`);
+    else {
+      const user = splitExtension(t.user, s.delimiter)?.user ?? t.user;
+      if (s.mailboxTransport.configured) said.push(`delivers via mailbox_transport`);
+      else if (getpwnam(user)) said.push(s.mailboxCommand ? `delivers to command: ${s.mailboxCommand}` : 'delivers to mailbox');
+      else if (s.fallbackTransport.configured) said.push(`delivers via fallback_transport`);
+      else if (s.luserRelay) said.push(`aliased to ${s.luserRelay}`);
+      else return fail('5.1.1', `unknown user: "${user}"`);
+    }
+  }
+  return sent(said.join(', ') || 'delivers to mailbox');
 }
 
 /**

@@ -138,6 +138,8 @@ async function deliverRecipient(s: State, req: DeliveryRequest, content: Uint8Ar
   if (gid <= 0) return configWarning(s, `recipient ${user}: bad gid ${gidRes} in ${s.gidMaps.title}`);
 
   const maildir = path.endsWith('/');
+  // sendmail -bv: the lookups decide; nothing is written.
+  if (req.verify) return sent(maildir ? `delivers to maildir ${path}` : `delivers to mailbox ${path}`);
   const data = mailCopy(content, {
     flags: new Set(maildir ? ['R', 'O', 'D'] : ['F', 'R', 'O', 'D', '>', 'B']),
     eol: '\n', sender: req.sender, originalRecipient: orcpt, deliveredTo: address, now: new Date(),
