@@ -21,6 +21,7 @@
  *   node_modules/.bin/node dist/bench/delivery/run.js [--mode local,lmtp] [--runs 3]
  *     [--messages 2000] [--users 100] [--size 1024] [--sessions 10] [--timeout 300] [--json FILE]
  *     [--local-concurrency N]   (local_destination_concurrency_limit; default Postfix's 2)
+ *     [--keep]                  (keep the instance directories: main.cf, maillog)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,7 +34,7 @@ import { startDovecot, type Dovecot } from './dovecot.js';
 
 type Mode = 'local' | 'lmtp';
 
-interface Options { localConcurrency: string | null; modes: Mode[]; runs: number; messages: number; users: number; size: number; sessions: number; timeoutS: number; json: string | null }
+interface Options { keep: boolean; localConcurrency: string | null; modes: Mode[]; runs: number; messages: number; users: number; size: number; sessions: number; timeoutS: number; json: string | null }
 
 interface RunResult { mode: Mode; run: number; messages: number; delivered: number; acceptedPerSec: number; deliveredPerSec: number; seconds: number; complete: boolean }
 
@@ -52,11 +53,12 @@ function parseOptions(): Options {
       timeout: { type: 'string', default: '300' },
       json: { type: 'string' },
       'local-concurrency': { type: 'string' },
+      keep: { type: 'boolean', default: false },
     },
   });
   const modes = values.mode!.split(',').map((m) => m.trim()) as Mode[];
   for (const m of modes) if (m !== 'local' && m !== 'lmtp') throw new Error(`--mode: unknown mode "${m}" (local, lmtp)`);
-  const o = { modes, runs: Number(values.runs), messages: Number(values.messages), users: Number(values.users), size: Number(values.size), sessions: Number(values.sessions), timeoutS: Number(values.timeout), json: values.json ?? null, localConcurrency: values['local-concurrency'] ?? null };
+  const o = { modes, runs: Number(values.runs), messages: Number(values.messages), users: Number(values.users), size: Number(values.size), sessions: Number(values.sessions), timeoutS: Number(values.timeout), json: values.json ?? null, localConcurrency: values['local-concurrency'] ?? null, keep: values.keep ?? false };
   if (!(o.users >= 1 && o.users <= 100)) throw new Error('--users: 1 to 100 (the alias map spreads by the last two digits)');
   if (!(o.runs >= 1 && o.messages >= 1 && o.sessions >= 1 && o.timeoutS > 0)) throw new Error('--runs, --messages, --sessions, --timeout must be positive');
   return o;
@@ -135,7 +137,8 @@ async function startInstance(o: Options, mode: Mode, dovecot: Dovecot | null): P
       await gone;
       clearTimeout(t);
     }
-    rmSync(dir, { recursive: true, force: true });
+    if (o.keep) process.stdout.write(`kept ${dir}\n`);
+    else rmSync(dir, { recursive: true, force: true });
   };
   return { dir, port, child, maildirs, stop };
 }
