@@ -325,15 +325,17 @@ describe('postsuper against a running server with deliveries in flight', () => {
   const seen: { sender: string; recipients: string[]; at: number }[] = [];
 
   before(async () => {
-    // Each delivery carries one recipient and waits 1.5 s for the end-of-data reply; one at a
-    // time per destination, so a 3-recipient message has deliveries waiting behind the first.
+    // Each delivery carries at most two recipients and waits 1.5 s for the end-of-data reply;
+    // one at a time per destination, so a 3-recipient message has a delivery waiting behind the
+    // first. (A recipient limit of 1 would make each recipient its own destination, as in
+    // Postfix, and all three would go at once.)
     sink = new SmtpSink({ dataDelayMs: 1500 });
     sink.on('message', (m: { sender: string; recipients: string[] }) => seen.push({ sender: m.sender, recipients: m.recipients, at: Date.now() }));
     server = await startServer({
       sinkPort: await sink.listen(0),
       mainCf: {
         default_destination_concurrency_limit: '1',
-        default_destination_recipient_limit: '1',
+        default_destination_recipient_limit: '2',
         queue_run_delay: '1s',
         minimal_backoff_time: '1s',
         maximal_backoff_time: '2s',
@@ -372,7 +374,7 @@ describe('postsuper against a running server with deliveries in flight', () => {
     const log = server.logLines();
     assert.equal(log.filter((l) => l.endsWith(`: ${id}: removed`)).length, 1, 'removed is logged once');
     assert.ok(log.some((l) => new RegExp(` postactor/postsuper\\[\\d+\\]: ${id}: removed$`).test(l)));
-    assert.ok(!log.some((l) => l.includes(`${id}: to=<del2@`) || l.includes(`${id}: to=<del3@`)));
+    assert.ok(!log.some((l) => l.includes(`${id}: to=<del3@`)));
     assert.doesNotMatch((await run('mailq', ['-c', server.dir])).stdout, new RegExp(id));
   });
 

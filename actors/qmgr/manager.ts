@@ -294,6 +294,7 @@ export class QueueManager {
   private async scan(incoming: boolean, dueBy = Date.now()): Promise<void> {
     this.reviveDue();
     if (this.scanning) return;
+    this.sweepIdle();
     this.scanning = true;
     try {
       if (incoming || this.incomingBacklog) {
@@ -465,14 +466,36 @@ export class QueueManager {
     void this.finish(msg);
   }
 
+  /**
+   * The queue for a route: one per transport:nexthop — or, when the transport's recipient limit
+   * is 1, one per recipient (Postfix's qmgr names the queue by the recipient then, so that e.g.
+   * local_destination_concurrency_limit = 2 means two deliveries per user, not per machine).
+   */
   private destination(route: Route): Destination {
-    let dest = this.destinations.get(route.key);
+    const limits = this.transportLimits(route.transport);
+    const key = limits.recipientLimit === 1 ? `${route.transport}:${route.recipient.toLowerCase()}` : route.key;
+    let dest = this.destinations.get(key);
     if (!dest) {
-      const { settings, recipientLimit, rateDelay } = this.transportLimits(route.transport);
-      dest = { key: route.key, transport: route.transport, nexthop: route.nexthop, todo: [], busy: 0, settings, recipientLimit, rateDelay, fb: newWindow(settings), suspendedUntil: 0, blocker: 0 };
-      this.destinations.set(route.key, dest);
+      const { settings, recipientLimit, rateDelay } = limits;
+      dest = { key, transport: route.transport, nexthop: route.nexthop, todo: [], busy: 0, settings, recipientLimit, rateDelay, fb: newWindow(settings), suspendedUntil: 0, blocker: 0 };
+      this.destinations.set(key, dest);
     }
     return dest;
+  }
+
+  /**
+   * Forgets idle queues (nothing waiting, nothing in flight, not dead, no rate-delay pause), as
+   * Postfix's qmgr frees an empty queue: memory stays bounded by the destinations in use, and a
+   * queue that comes back starts from initial_destination_concurrency again.
+   */
+  private sweepIdle(): void {
+    const now = Date.now();
+    for (const [key, dest] of this.destinations) {
+      if (dest.todo.length === 0 && dest.busy === 0 && !dest.dead && now >= dest.suspendedUntil) {
+        this.destinations.delete(key);
+        this.ready.delete(dest);
+      }
+    }
   }
 
   /**
