@@ -5,111 +5,23 @@
  * read back from the users' Maildir/new. Needs the Debian packages dovecot-core and
  * dovecot-lmtpd (/usr/sbin/dovecot).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { freePort, probe220, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { DOVECOT, startDovecot as startSharedDovecot, type Dovecot } from '../bench/delivery/dovecot.js';
+import { rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
 
-const DOVECOT = '/usr/sbin/dovecot';
-
-interface Dovecot { dir: string; port: number; socket: string; child: ChildProcess; log(): string; stop(): Promise<void> }
-
-/** The name of a group ID (Dovecot's settings want names). */
-function groupName(gid: number): string {
-  const line = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[2] === String(gid));
-  assert.ok(line, `no group ${gid} in /etc/group`);
-  return line.split(':')[0]!;
-}
-
-/** Starts Dovecot in the foreground on a throwaway config; users alice and bob in two domains. */
-async function startDovecot(): Promise<Dovecot> {
+/** Dovecot on a throwaway config (bench/delivery/dovecot.ts); carol's quota (10 bytes) is smaller
+ *  than any message, so Dovecot refuses her copy after DATA. */
+function startDovecot(): Promise<Dovecot> {
   assert.ok(existsSync(DOVECOT), `${DOVECOT} is missing: apt-get install dovecot-core dovecot-lmtpd`);
-  const dir = mkdtempSync(join(tmpdir(), 'dovecot-'));
-  chmodSync(dir, 0o755);
-  for (const d of ['run', 'state', 'mail']) mkdirSync(join(dir, d));
-  const root = process.getuid?.() === 0;
-  // As root, Dovecot's own processes run as its system users and mail is stored as "nobody";
-  // as anyone else, everything runs as that user.
-  const me = userInfo();
-  const [uid, gid] = root ? [65534, 65534] : [me.uid, me.gid];
-  if (root) chmodSync(join(dir, 'mail'), 0o777);
-  // carol's quota (10 bytes) is smaller than any message: Dovecot refuses her copy after DATA.
-  const users = ['alice@example.com', 'bob@example.com', 'alice@example.net', 'carol@example.com']
-    .map((u) => `${u}:{PLAIN}x:${uid}:${gid}::${join(dir, 'mail', u)}::${u.startsWith('carol') ? 'userdb_quota_rule=*:storage=10B' : ''}`).join('\n') + '\n';
-  writeFileSync(join(dir, 'users'), users);
-  const port = await freePort();
-  const internal = root ? 'dovecot' : me.username;
-  writeFileSync(join(dir, 'dovecot.conf'), `
-base_dir = ${dir}/run
-state_dir = ${dir}/state
-log_path = ${dir}/dovecot.log
-protocols = lmtp
-listen = 127.0.0.1
-ssl = no
-default_internal_user = ${internal}
-default_internal_group = ${root ? 'dovecot' : groupName(me.gid)}
-default_login_user = ${root ? 'dovenull' : me.username}
-first_valid_uid = 1
-mail_location = maildir:${dir}/mail/%u/Maildir
-mail_plugins = quota
-plugin {
-  quota = count:User quota
-  quota_vsizes = yes
-}
-passdb {
-  driver = passwd-file
-  args = ${dir}/users
-}
-userdb {
-  driver = passwd-file
-  args = ${dir}/users
-}
-service lmtp {
-  inet_listener lmtp {
-    address = 127.0.0.1
-    port = ${port}
-  }
-  unix_listener lmtp {
-    mode = 0666
-  }
-}
-`);
-  const child = spawn(DOVECOT, ['-F', '-c', join(dir, 'dovecot.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (d) => { err += d; });
-  const log = () => (existsSync(join(dir, 'dovecot.log')) ? readFileSync(join(dir, 'dovecot.log'), 'utf8') : '');
-  const deadline = Date.now() + 10_000;
-  while (!(await probe220(port, 500))) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL');
-      const text = `dovecot did not start: ${err}\n${log()}`;
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(text);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const stop = async () => {
-    if (child.exitCode === null) {
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await gone;
-      clearTimeout(t);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  return { dir, port, socket: join(dir, 'run', 'lmtp'), child, log, stop };
+  return startSharedDovecot({
+    users: ['alice@example.com', 'bob@example.com', 'alice@example.net', 'carol@example.com'],
+    extra: { 'carol@example.com': 'userdb_quota_rule=*:storage=10B' },
+  });
 }
 
-/** The messages in a user's Maildir/new (read from disk). */
-function maildirNew(dc: Dovecot, user: string): string[] {
-  const d = join(dc.dir, 'mail', user, 'Maildir', 'new');
-  if (!existsSync(d)) return [];
-  return readdirSync(d).sort().map((f) => readFileSync(join(d, f), 'latin1'));
-}
+const maildirNew = (dc: Dovecot, user: string): string[] => dc.newMessages(user);
 
 async function send(server: TestServer, from: string, to: string[], subject: string): Promise<string> {
   const r = await sendRaw(server.port, from, to, rfc822({ From: `<${from}>`, To: to.map((t) => `<${t}>`).join(', '), Subject: subject, 'Message-ID': `<${subject.replace(/\W/g, '-')}@client.test>` }, `Body of ${subject}.\n.dot line\n`));
