@@ -9,6 +9,7 @@ import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '..
 import { configureMaillog, maillog } from '../../src/log/maillog.js';
 import { QueueStore, type MessageMeta } from '../../src/queue/store.js';
 import { tell } from '../../src/runtime/mailbox.js';
+import { flowOf, type MailFlow } from '../../src/runtime/flow.js';
 import { buildNetworks, type NetworkList } from '../../src/net/networks.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import type { CleanupReply, CleanupRequest, QmgrMessage } from '../protocol.js';
@@ -24,6 +25,9 @@ interface State {
   config: Config;
   store: QueueStore;
   instance: string;
+  /** in_flow_delay (ms) and the flow tokens qmgr produces (src/runtime/flow.ts). */
+  inFlowDelay: number;
+  flow: MailFlow | null;
   myhostname: string;
   mailName: string;
   hopLimit: number;
@@ -81,6 +85,8 @@ function init(): State {
     config,
     store: QueueStore.open(queueDirectory(config)),
     instance: data.instance,
+    inFlowDelay: config.getTime('in_flow_delay') * 1000,
+    flow: flowOf(data),
     myhostname: config.get('myhostname'),
     mailName: config.get('mail_name'),
     hopLimit: config.getInt('hopcount_limit'),
@@ -240,6 +246,12 @@ function applyAction(request: CleanupRequest, verdict: Verdict, action: CheckAct
 
 export default async function cleanup(incoming: CleanupRequest): Promise<CleanupReply> {
   const s = (state ??= init());
+  // in_flow_delay (Postfix's mail_flow): each message takes a token that qmgr gives back as it
+  // takes mail out of incoming; with none left, input is ahead of delivery, and this message
+  // waits in_flow_delay first — slowed, never refused. qmgr's own notices do not wait.
+  if (s.flow && s.inFlowDelay > 0 && incoming.origin !== 'bounce' && !s.flow.get(1)) {
+    await new Promise((r) => setTimeout(r, s.inFlowDelay));
+  }
   const request0 = incoming.origin === 'pickup' ? localSubmission(s, incoming) : incoming;
   const original = request0.content;
   const scan = scanHeaders(original);
@@ -424,6 +436,7 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
   }
   if (messageId) log.info(`${request.queueId}: message-id=${messageId}`);
   if (!verdict.hold) tell(s.instance, 'qmgr', { type: 'queued', queueId: request.queueId } satisfies QmgrMessage);
+  else if (s.flow && s.inFlowDelay > 0 && request.origin !== 'bounce') s.flow.put(1); // not for incoming: the token goes back
   return { ok: true, queueId: request.queueId, size: content.length };
 }
 

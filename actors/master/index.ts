@@ -13,6 +13,7 @@ import { Router } from '../../src/runtime/router.js';
 import { serveServiceRequests } from '../../src/runtime/service-request.js';
 import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
+import { MailFlow } from '../../src/runtime/flow.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
 import { planServices, type Plan, type ServicePlan } from './services.js';
 import { ControlServer, controlSocketPath } from './control.js';
@@ -95,8 +96,10 @@ export async function startMaster(config: Config): Promise<Master> {
   let listeners: SupervisedWorker[] = [];
   let qmgr: SupervisedWorker | null = null;
 
+  // The mail flow tokens (in_flow_delay): one counter for the server's life, reloads included.
+  const flow = MailFlow.create();
   const data = (c: Config, service: string, index: number, extra?: unknown): ActorWorkerData<unknown> =>
-    ({ service, index, config: c.toJSON(), instance, ...(extra ? { extra } : {}) });
+    ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(extra ? { extra } : {}) });
 
   const startPools = (c: Config, plan: Plan): Map<string, ServicePool> => {
     const made = new Map<string, ServicePool>();

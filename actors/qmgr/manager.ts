@@ -14,6 +14,7 @@ import type { QueueStore } from '../../src/queue/store.js';
 import type { LogKind, MessageMeta, QueueName, RecipientRecord, StatusRecord } from '../../src/queue/types.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
+import { flowOf, type MailFlow } from '../../src/runtime/flow.js';
 import { formatDelays, logDelivery } from '../smtp/log.js';
 import type { DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import type { AdminEventName } from '../../src/queue/admin.js';
@@ -142,6 +143,10 @@ export class QueueManager {
   private readonly unavailable = new Map<string, { reason: string; until: number; timer: NodeJS.Timeout }>();
   private transportRetry!: number;
   private feedbackDebug!: boolean;
+  /** in_flow_delay (s) and the flow tokens shared with cleanup (src/runtime/flow.ts). */
+  private inFlowDelay!: number;
+  private procLimit!: number;
+  private readonly flow: MailFlow | null;
   private incomingBacklog = false;
   private scanning = false;
   private timer: NodeJS.Timeout | null = null;
@@ -151,6 +156,7 @@ export class QueueManager {
   private finishing = 0;
 
   constructor(private config: Config, private readonly store: QueueStore, private readonly actor: Actor, private readonly log: Logger) {
+    this.flow = flowOf(actor.data);
     this.reconfigure(config);
   }
 
@@ -182,6 +188,8 @@ export class QueueManager {
       this.timer = setInterval(() => void this.scan(false), runDelay * 1000);
     }
     this.runDelay = runDelay;
+    this.inFlowDelay = config.getTime('in_flow_delay');
+    this.procLimit = Math.max(1, config.getInt('default_process_limit'));
     this.notifier = new Notifier(noticeConfig(config), this.store, this.actor, this.log);
   }
 
@@ -191,7 +199,19 @@ export class QueueManager {
     if (recovered) this.log.info(`recovered ${recovered} message(s) from the active queue`);
     this.incomingBacklog = true;
     await this.scan(true);
+    this.flowStep(false);
     this.timer = setInterval(() => void this.scan(false), this.runDelay * 1000);
+  }
+
+  /**
+   * Postfix's global flow control (mail_flow, in_flow_delay): a token back for each message taken
+   * from incoming, the pool filled up to default_process_limit while incoming is empty. When
+   * qmgr falls behind (active queue full, incoming piling up) the tokens run out and cleanup
+   * slows each new message by in_flow_delay.
+   */
+  private flowStep(fedFromIncoming: boolean): void {
+    if (!this.flow || this.inFlowDelay <= 0) return;
+    this.flow.replenish(fedFromIncoming, !this.incomingBacklog, this.procLimit);
   }
 
   status(): { active: number; inDelivery: number; destinations: number } {
@@ -335,6 +355,7 @@ export class QueueManager {
       this.activating.delete(queueId);
     }
     if (!meta) return;
+    if (from === 'incoming') this.flowStep(true);
     const pendingIdx: number[] = [];
     for (const [i, r] of meta.recipients.entries()) if (!r.done) pendingIdx.push(i);
     // The first slice: what qmgr_message_recipient_limit leaves, but at least qmgr_message_recipient_minimum.
@@ -998,6 +1019,7 @@ export class QueueManager {
     } finally {
       this.active.delete(id);
     }
+    this.flowStep(false);
     if (this.incomingBacklog && this.room()) void this.scan(false);
   }
 
@@ -1045,6 +1067,7 @@ export class QueueManager {
       this.active.delete(id);
     }
     for (const w of admin.waiters) w(events);
+    this.flowStep(false);
     if (this.incomingBacklog && this.room()) void this.scan(false);
   }
 }

@@ -33,4 +33,6 @@ export interface ActorWorkerData<C = unknown> {
   /** Prefix of the BroadcastChannel names of this server instance. */
   instance: string;
   extra?: unknown;
+  /** The server's mail flow tokens (./flow.ts), shared by every thread. */
+  flow?: SharedArrayBuffer;
 }
