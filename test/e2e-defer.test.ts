@@ -7,16 +7,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpSink } from '../src/smtp/sink.js';
-import { rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { queuedId, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
 
 const FAST_RETRY = { minimal_backoff_time: '1s', maximal_backoff_time: '2s', queue_run_delay: '1s' };
-
-function queuedId(reply: { code: number; text: string }): string {
-  assert.equal(reply.code, 250, reply.text);
-  const m = /^2\.0\.0 Ok: queued as (\S+)$/.exec(reply.text);
-  assert.ok(m, reply.text);
-  return m[1]!;
-}
 
 describe('e2e defer and bounce', () => {
   let sink: SmtpSink;

@@ -9,15 +9,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpSink, type SinkMessage } from '../src/smtp/sink.js';
-import { rfc822, sendRaw, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
+import { queuedId, rfc822, sendRaw, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 import { parseDsn } from './helpers/dsn.js';
-
-function queuedId(reply: { code: number; text: string }): string {
-  assert.equal(reply.code, 250, reply.text);
-  const m = /^2\.0\.0 Ok: queued as (\S+)$/.exec(reply.text);
-  assert.ok(m, reply.text);
-  return m[1]!;
-}
 
 async function waitFor<T>(what: string, f: () => T | undefined, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;

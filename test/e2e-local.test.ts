@@ -13,38 +13,15 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpSink } from '../src/smtp/sink.js';
-import { freePort, REPO_ROOT, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { freePort, queuedId, REPO_ROOT, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
 import { parseDsn } from './helpers/dsn.js';
+import { header, readMailbox } from './helpers/mailbox.js';
 
 const ROOT = process.getuid!() === 0;
 const OTHER = process.getuid!() === 65534 ? 65533 : 65534;
 const MASTER_LOCAL = 'local     unix  -       n       n       -       -       local';
 const FAST_RETRY = { minimal_backoff_time: '1s', maximal_backoff_time: '2s', queue_run_delay: '1s' };
 
-function queuedId(reply: { code: number; text: string }): string {
-  assert.equal(reply.code, 250, reply.text);
-  const m = /^2\.0\.0 Ok: queued as (\S+)$/.exec(reply.text);
-  assert.ok(m, reply.text);
-  return m[1]!;
-}
-
-interface PyMessage { from: string | null; headers: [string, string][]; body: string }
-
-/** Reads an mbox or a Maildir with Python's mailbox module. */
-function readMailbox(kind: 'mbox' | 'Maildir', path: string): PyMessage[] {
-  const script = `
-import json, mailbox, sys
-box = mailbox.mbox(sys.argv[1], create=False) if sys.argv[2] == 'mbox' else mailbox.Maildir(sys.argv[1], factory=None, create=False)
-out = []
-for key in sorted(box.keys(), key=lambda k: str(k)):
-    m = box[key]
-    out.append({'from': m.get_from() if sys.argv[2] == 'mbox' else None, 'headers': [[k, v] for k, v in m.items()], 'body': m.get_payload()})
-print(json.dumps(out))
-`;
-  return JSON.parse(execFileSync('python3', ['-c', script, path, kind], { encoding: 'utf8' })) as PyMessage[];
-}
-
-const header = (m: PyMessage, name: string) => m.headers.filter(([k]) => k.toLowerCase() === name.toLowerCase()).map(([, v]) => v);
 
 interface Env { dir: string; spool: string; homes: Record<string, string>; passwd: string }
 

@@ -6,42 +6,18 @@
  * virtual_gid_maps: uid/gid 65534 when the test runs as root (so the files must be owned by
  * it), the test's own uid otherwise.
  */
-import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { queuedId, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { header, readMailbox } from './helpers/mailbox.js';
 
 const ROOT = process.getuid!() === 0;
 const UID = ROOT ? 65534 : process.getuid!();
 const GID = ROOT ? 65534 : process.getgid!();
 
-interface PyMessage { from: string | null; headers: [string, string][]; body: string }
-
-/** Reads an mbox or a Maildir with Python's mailbox module. */
-function readMailbox(kind: 'mbox' | 'Maildir', path: string): PyMessage[] {
-  const script = `
-import json, mailbox, sys
-box = mailbox.mbox(sys.argv[1], create=False) if sys.argv[2] == 'mbox' else mailbox.Maildir(sys.argv[1], factory=None, create=False)
-out = []
-for key in sorted(box.keys(), key=lambda k: str(k)):
-    m = box[key]
-    out.append({'from': m.get_from() if sys.argv[2] == 'mbox' else None, 'headers': [[k, v] for k, v in m.items()], 'body': m.get_payload()})
-print(json.dumps(out))
-`;
-  return JSON.parse(execFileSync('python3', ['-c', script, path, kind], { encoding: 'utf8' })) as PyMessage[];
-}
-
-const header = (m: PyMessage, name: string) => m.headers.filter(([k]) => k.toLowerCase() === name.toLowerCase()).map(([, v]) => v);
-
-function queuedId(reply: { code: number; text: string }): string {
-  assert.equal(reply.code, 250, reply.text);
-  const m = /queued as (\S+)$/.exec(reply.text);
-  assert.ok(m, reply.text);
-  return m[1]!;
-}
 
 describe('e2e virtual(8) delivery', () => {
   let dir: string;

@@ -9,6 +9,7 @@
  * start it again on the same queue. Every child ever spawned is also killed when the test
  * process exits, as a last line of defence (tests still call stop() in `after` hooks).
  */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
@@ -352,6 +353,14 @@ export class SmtpDialogue {
 /** A plain RFC 5322 message with CRLF line ends. */
 export function rfc822(headers: Record<string, string>, body: string): string {
   return Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('') + '\r\n' + body.replace(/\r?\n/g, '\r\n');
+}
+
+/** The queue ID of a "250 2.0.0 Ok: queued as ID" reply (asserting that reply). */
+export function queuedId(reply: { code: number; text: string }): string {
+  assert.equal(reply.code, 250, reply.text);
+  const m = /^2\.0\.0 Ok: queued as (\S+)$/.exec(reply.text);
+  assert.ok(m, reply.text);
+  return m[1]!;
 }
 
 /** Sends one message over a fresh session (EHLO, MAIL, RCPT…, DATA); resolves with the end-of-data reply. */
