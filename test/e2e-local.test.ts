@@ -47,6 +47,14 @@ function makeEnv(): Env {
   return { dir, spool, homes, passwd };
 }
 
+/** A world-writable directory for file and command targets: they run as default_privs (nobody) when root. */
+function filesDir(env: Env): string {
+  const files = join(env.dir, 'files');
+  mkdirSync(files, { mode: 0o777 });
+  chmodSync(files, 0o777);
+  return files;
+}
+
 function mainCf(env: Env, extra: Record<string, string> = {}): Record<string, string> {
   return {
     mydestination: 'localhost, local.test',
@@ -254,9 +262,7 @@ describe('e2e local alias_maps expansion (lmdb: built by bin/postalias)', () => 
   let files: string;
   before(async () => {
     env = makeEnv();
-    files = join(env.dir, 'files');
-    mkdirSync(files, { mode: 0o777 });
-    chmodSync(files, 0o777); // commands and files from aliases run as default_privs (nobody) when root
+    files = filesDir(env);
     writeFileSync(join(env.dir, 'list'), `# an include file\nme\nself, qualified\n`);
     writeFileSync(join(env.dir, 'list-file'), `${files}/include.mbox\n`);
     writeFileSync(join(env.dir, 'list-cmd'), '|/bin/true\n');
@@ -418,9 +424,7 @@ describe('e2e local .forward (forward_path)', () => {
   let files: string;
   before(async () => {
     env = makeEnv();
-    files = join(env.dir, 'files');
-    mkdirSync(files, { mode: 0o777 });
-    chmodSync(files, 0o777);
+    files = filesDir(env);
     postalias(join(env.dir, 'aliases'));
     server = await startServer({ mainCf: mainCf(env, { alias_maps: `lmdb:${join(env.dir, 'aliases')}`, recipient_delimiter: '+' }), masterCfExtra: MASTER_LOCAL, env: { POSTACTOR_PASSWD_FILE: env.passwd } });
   });
@@ -465,9 +469,7 @@ describe('e2e local mailbox_command and luser_relay', () => {
   let files: string;
   before(async () => {
     env = makeEnv();
-    files = join(env.dir, 'files');
-    mkdirSync(files, { mode: 0o777 });
-    chmodSync(files, 0o777);
+    files = filesDir(env);
     postalias(join(env.dir, 'aliases'));
     server = await startServer({
       mainCf: mainCf(env, {
