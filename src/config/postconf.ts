@@ -12,6 +12,7 @@ import type { Config } from './config.js';
 import { DEFAULTS, TRANSPORT_SUFFIXES, domainOf, splitTransportParam, transportDefaultName } from './defaults.js';
 import { ConfigError } from './errors.js';
 import { expandValue, referencedNames } from './expand.js';
+import { declaration } from './params/registry.js';
 import { logicalLines } from './lines.js';
 import { PARAM_NAME_RE } from './main-cf.js';
 
@@ -68,7 +69,8 @@ function sortedMap(entries: Iterable<[string, string]>): Map<string, string> {
 export function parameterTable(config: Config, mode: ParamMode, opts: ParamTableOptions = {}): Map<string, string> {
   const explicit = new Map(Object.entries(config.toJSON().params));
   const dirArg = opts.configDirArg ?? null;
-  const table = new Map<string, string>([...Object.entries(DEFAULTS), ...serviceParams(config)]);
+  // Postfix's legacy names (virtual_maps, …) are known but not listed, as with Postfix.
+  const table = new Map<string, string>([...Object.entries(DEFAULTS).filter(([n]) => declaration(n)?.legacy !== true), ...serviceParams(config)]);
   if (mode === 'defaults') return sortedMap(table);
 
   // A main.cf name that Postactor does not know is listed (also by -n) only
