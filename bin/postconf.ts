@@ -22,7 +22,7 @@ import { ConfigError, EMBEDDED_MASTER_CF, loadConfig, type Config } from '../src
 import { buildConfig } from '../src/config/load.js';
 import {
   MASTER_FIELDS, editMainCf, expander, formatMasterEntry, formatMasterField, formatParam, masterFieldValue,
-  masterParams, matchesService, parameterTable, parseAssignment, parseMasterEntries, parseServicePattern,
+  masterParams, matchesService, parameterTable, parseAssignment, parseMasterEntries, parseServicePattern, supportTable,
   type MasterEntry, type MasterField, type ParamMode,
 } from '../src/config/postconf.js';
 import { PARAM_NAME_RE } from '../src/config/main-cf.js';
@@ -30,6 +30,7 @@ import { PARAM_NAME_RE } from '../src/config/main-cf.js';
 const EX_USAGE = 64;
 
 const USAGE = `usage: postconf [-c config_dir] [-d | -n] [-h] [-x] [-f] [--json] [name ...]
+       postconf --support [name ...]
        postconf [-c config_dir] -e name=value ...
        postconf [-c config_dir] -# name ...
        postconf [-c config_dir] [-f] [-x] [--json] -M [service[/type] ...]
@@ -45,6 +46,9 @@ const USAGE = `usage: postconf [-c config_dir] [-d | -n] [-h] [-x] [-f] [--json]
   -#       edit main.cf: comment out the named settings
   -M       show master.cf services; -F their fields; -P their -o parameters
   --json   print a JSON object (name -> value) instead of lines
+  --support  print, as JSON, what Postactor does with each named parameter (all when none
+           is named): implemented (and by which services), refused, or not supported; its
+           type, Postactor's default and Postfix 3.8's
   --help   show this help
 `;
 
@@ -59,6 +63,7 @@ interface Options {
   configDir: string | null;
   flags: Set<string>;
   json: boolean;
+  support: boolean;
   help: boolean;
   operands: string[];
 }
@@ -67,7 +72,7 @@ const BOOLEAN_FLAGS = 'dnxhe#MFPf';
 
 /** getopt-style parsing: bundled flags (-nx), -c DIR / -cDIR, stop at the first operand or "--". */
 function parseOptions(argv: string[]): Options {
-  const opts: Options = { configDir: null, flags: new Set(), json: false, help: false, operands: [] };
+  const opts: Options = { configDir: null, flags: new Set(), json: false, support: false, help: false, operands: [] };
   let i = 0;
   for (; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -81,6 +86,10 @@ function parseOptions(argv: string[]): Options {
     }
     if (arg === '--json') {
       opts.json = true;
+      continue;
+    }
+    if (arg === '--support') {
+      opts.support = true;
       continue;
     }
     if (arg.startsWith('--')) throw new UsageError(`unrecognized option '${arg}'`);
@@ -345,6 +354,13 @@ function run(argv: string[]): number {
       return 0;
     }
     checkConflicts(opts.flags, opts.json);
+    if (opts.support) {
+      const r = supportTable(opts.operands);
+      o.out.push(jsonText(r.table));
+      o.warnings.push(...r.unknown.map((n) => `${n}: unknown parameter`));
+      flush();
+      return 0;
+    }
     const f = opts.flags;
     const dirArg = opts.configDir || process.env.POSTACTOR_CONFIG || null;
     if (f.has('e') || f.has('#')) {
