@@ -54,12 +54,11 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   hopcount_limit: '50',
   header_size_limit: '102400',
   smtputf8_enable: 'yes',
-  // Postfix: default_database_type = hash, alias_maps = hash:/etc/aliases, nis:mail.aliases,
-  // alias_database = hash:/etc/aliases. Postactor builds only lmdb: tables (postmap), so its
-  // defaults name lmdb; NIS is not supported.
-  default_database_type: 'lmdb',
-  alias_maps: '$default_database_type:/etc/aliases',
-  alias_database: '$default_database_type:/etc/aliases',
+  // Postfix's defaults. hash: is Postactor's lmdb table /etc/aliases.lmdb (src/maps/indexed.ts);
+  // nis: finds nothing, as in Postfix on a host without an NIS domain (src/maps/nis.ts).
+  default_database_type: 'hash',
+  alias_maps: 'hash:/etc/aliases, nis:mail.aliases',
+  alias_database: 'hash:/etc/aliases',
   local_recipient_maps: 'proxy:unix:passwd.byname $alias_maps',
   canonical_maps: '',
   sender_canonical_maps: '',
