@@ -31,7 +31,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'mynetworks_style', 'recipient_delimiter', 'service_name', 'enable_long_queue_ids',
     'mail_owner', 'message_size_limit', 'in_flow_delay', 'proxy_interfaces',
     'relay_domains', 'virtual_alias_domains', 'virtual_mailbox_domains', 'virtual_alias_maps',
-    'virtual_mailbox_maps', 'alias_database', 'empty_address_recipient',
+    'virtual_mailbox_maps', 'alias_database', 'empty_address_recipient', 'default_database_type',
   ],
   master: ['default_process_limit', 'service_throttle_time'],
   smtpd: [
@@ -177,9 +177,6 @@ export const DIFFERENCES: Readonly<Record<string, { value: string; why: string }
   mail_name: { value: 'Postactor', why: 'Postactor names itself in the banner and notices' },
   syslog_name: { value: 'postactor', why: 'log lines read "postactor/smtpd[…]"; set syslog_name = postfix for tools that insist' },
   enable_long_queue_ids: { value: 'yes', why: 'Postactor only makes long queue IDs' },
-  default_database_type: { value: 'lmdb', why: 'Postactor builds lmdb: tables' },
-  alias_maps: { value: '$default_database_type:/etc/aliases', why: 'no NIS; an lmdb: alias table' },
-  alias_database: { value: '$default_database_type:/etc/aliases', why: 'an lmdb: alias table' },
   queue_directory: { value: '/var/spool/postactor', why: 'never Postfix\'s queue' },
   data_directory: { value: '/var/lib/postactor', why: 'never Postfix\'s data' },
   config_directory: { value: '/etc/postactor', why: 'never Postfix\'s configuration' },
