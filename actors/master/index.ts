@@ -37,6 +37,12 @@ export function checkConfig(config: Config): string[] {
     if (refusal !== null) problems.push(`${s.file}:${s.line}: ${refusal}`);
     else config.warn(`${s.file}:${s.line}: not supported: service "${s.service}" (command ${s.command}) is not built yet; skipped`);
   }
+  // Postfix chroots these daemons; Postactor's actors are threads of one process, which cannot
+  // each have a root of their own. One warning names the lines.
+  const chrooted = config.services.filter((s) => s.chroot);
+  if (chrooted.length > 0) {
+    config.warn(`${chrooted[0]!.file}:${chrooted.map((s) => s.line).join(',')}: chroot = y: not supported by Postactor (its actors are threads of one process), ignored`);
+  }
   // Each smtpd listener runs on main.cf plus its own master.cf -o overrides.
   const listeners = plan.services.filter((s) => s.line.command === 'smtpd');
   for (const s of listeners.length > 0 ? listeners : [null]) {
