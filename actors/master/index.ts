@@ -4,8 +4,8 @@
  * the path behind it exists), routes requests between actors, restarts crashed workers, answers
  * the control socket, and stops everything on SIGTERM.
  */
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, chmodSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { loadConfig, queueDirectory, type Config } from '../../src/config/index.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { ServicePool } from '../../src/runtime/pool.js';
@@ -53,9 +53,35 @@ export function checkConfig(config: Config): string[] {
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
     }
   }
+  const queueProblem = queueDirectoryProblem(queueDirectory(config));
+  if (queueProblem !== null) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: queue_directory = ${config.get('queue_directory')}: ${queueProblem}`);
   if (!plan.services.some((s) => s.line.command === 'qmgr')) problems.push('master.cf: no qmgr service: mail would never be delivered');
   if (!plan.services.some((s) => s.line.command === 'cleanup')) problems.push('master.cf: no cleanup service: smtpd could not queue mail');
   return problems;
+}
+
+/** Pseudo file systems no queue can live on (statfs magic numbers: proc, sysfs, cgroup, cgroup2, debugfs, devpts). */
+const PSEUDO_FS = new Set([0x9fa0, 0x62656572, 0x27e0eb, 0x63677270, 0x64626720, 0x1cd1]);
+
+/**
+ * Why the queue could not live in dir, or null: it must be a directory Postactor can write, or
+ * one it can create under an existing writable directory, on a real file system.
+ */
+function queueDirectoryProblem(dir: string): string | null {
+  let at = dir;
+  while (!existsSync(at)) {
+    const up = dirname(at);
+    if (up === at) break;
+    at = up;
+  }
+  try {
+    if (!statSync(at).isDirectory()) return `${at} is not a directory`;
+    if (PSEUDO_FS.has(Number(statfsSync(at).type))) return `${at} is on a pseudo file system (proc, sysfs, …), not a place for a queue`;
+    accessSync(at, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    return `${at}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+  }
+  return null;
 }
 
 /** main.cf with a service's master.cf "-o name=value" overrides applied (as Postfix's daemons see it). */
