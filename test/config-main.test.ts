@@ -109,7 +109,7 @@ test('defaults table has Postfix names and values', () => {
     mynetworks_style: 'host', relay_domains: '', mail_name: 'Postactor', message_size_limit: '10240000',
     smtpd_relay_restrictions: 'permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination',
     smtpd_hard_error_limit: '20', maximal_queue_lifetime: '5d', delay_warning_time: '0h',
-    queue_directory: '/var/spool/postfix', local_transport: 'local:$myhostname', notify_classes: 'resource, software',
+    queue_directory: '/var/spool/postactor', local_transport: 'local:$myhostname', notify_classes: 'resource, software',
     default_destination_concurrency_limit: '20', initial_destination_concurrency: '5', smtputf8_enable: 'yes',
   };
   for (const [k, v] of Object.entries(want)) assert.equal(DEFAULTS[k], v, k);

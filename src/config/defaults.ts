@@ -104,11 +104,11 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   service_name: '',
 
   // --- directories and ownership
-  config_directory: '/etc/postfix', // config.ts uses the -c directory when one is given
+  config_directory: '/etc/postactor', // Postfix: /etc/postfix; config.ts uses the directory located (-c, MAIL_CONFIG, …)
   command_directory: '/usr/sbin',
   daemon_directory: '/usr/libexec/postfix',
-  queue_directory: '/var/spool/postfix', // the embedded main.cf overrides this
-  data_directory: '/var/lib/postfix',
+  queue_directory: '/var/spool/postactor', // Postfix: /var/spool/postfix; the embedded main.cf overrides this
+  data_directory: '/var/lib/postactor', // Postfix: /var/lib/postfix (never share another MTA's state)
   mail_spool_directory: '/var/mail',
   // local(8)
   home_mailbox: '',
