@@ -93,7 +93,7 @@ async function main(): Promise<void> {
       } catch (err) {
         fatal(PROG, `queue operation failed: ${(err as Error).message}`);
       }
-    } else if (runningMaster(config)) {
+    } else if (await runningMaster(config)) {
       fatal(PROG, 'the mail system is running but does not answer on its control socket; try again', EX_TEMPFAIL);
     } else if (hasStore) {
       const logFile = config.get('maillog_file');
