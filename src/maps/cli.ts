@@ -247,7 +247,7 @@ function runMapCommand(cmd: MapCommand, args: string[], io: Io): number {
   const modes = [flags.query !== undefined, flags.del !== undefined, flags.dump, flags.incremental].filter(Boolean).length;
   if (modes > 1) throw new UsageError('specify only one of -q, -d, -s and -i');
   if (operands.length === 0) throw new UsageError('missing table name');
-  if (configDir !== undefined) loadConfig(configDir);
+  loadConfig(configDir); // read (and checked) as Postfix's postmap reads main.cf: -c, MAIL_CONFIG, … (locate.ts)
   if (flags.query !== undefined) return query(cmd, io, operands, flags);
   if (flags.dump) return dump(cmd, io, operands, flags);
   if (flags.del !== undefined) return del(cmd, io, operands, flags);
@@ -267,7 +267,7 @@ Rebuilds the alias databases named by alias_database in main.cf (like
 Postfix's newaliases(1), i.e. postalias on each of them). Postactor's
 default is ${DEFAULT_ALIAS_DATABASE} (Postfix's is hash:/etc/aliases);
 only lmdb: alias databases can be built.
-  -c dir   configuration directory (default: $POSTACTOR_CONFIG, else the embedded default)
+  -c dir   configuration directory (default: $MAIL_CONFIG, $POSTACTOR_CONFIG, /etc/postactor, else the embedded default)
   -v       accepted, no effect
 `);
     return 0;
