@@ -16,7 +16,7 @@ import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
-import { planServices, type Plan, type ServicePlan } from './services.js';
+import { planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
 import { ControlServer, controlRequest, controlSocketPath } from './control.js';
 import { LOCK_SUPPORTED, MasterLockHeld, acquireMasterLock, pidFilePath, pidFromFile, provenMaster, type MasterLock } from './lock.js';
 
@@ -32,8 +32,13 @@ export interface Master {
 
 /** Problems that stop the server from starting: returned as text lines (file:line: …). */
 export function checkConfig(config: Config): string[] {
-  const problems: string[] = [];
+  const problems: string[] = [...config.refusals];
   const plan = planServices(config);
+  for (const s of plan.skipped) {
+    const refusal = skippedServiceProblem(s);
+    if (refusal !== null) problems.push(`${s.file}:${s.line}: ${refusal}`);
+    else config.warn(`${s.file}:${s.line}: not supported: service "${s.service}" (command ${s.command}) is not built yet; skipped`);
+  }
   // Each smtpd listener runs on main.cf plus its own master.cf -o overrides.
   const listeners = plan.services.filter((s) => s.line.command === 'smtpd');
   for (const s of listeners.length > 0 ? listeners : [null]) {
@@ -79,8 +84,8 @@ export async function runningMaster(config: Config): Promise<number | null> {
 
 export async function startMaster(config: Config): Promise<Master> {
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  for (const w of config.warnings) log.warn(w);
   const problems = checkConfig(config);
+  for (const w of config.warnings) log.warn(w);
   if (problems.length) throw new Error(problems.join('\n'));
   const queueDir = queueDirectory(config);
   mkdirSync(join(queueDir, 'pid'), { recursive: true });
@@ -180,7 +185,6 @@ export async function startMaster(config: Config): Promise<Master> {
   };
 
   const plan = planServices(config);
-  for (const s of plan.skipped) log.warn(`${s.file}:${s.line}: not supported: service "${s.service}" (command ${s.command}) is not built yet; skipped`);
   try {
     pools = startPools(config, plan);
     for (const [name, pool] of pools) router.addPool(name, pool);
@@ -208,10 +212,10 @@ export async function startMaster(config: Config): Promise<Master> {
       const next = current.configDirectory === null ? buildConfig(null, EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF) : loadConfig(current.configDirectory);
       const problems = checkConfig(next);
       if (problems.length) throw new Error(problems.join('; '));
+      for (const w of next.warnings) log.warn(w);
       if (queueDirectory(next) !== queueDirectory(current)) throw new Error('queue_directory cannot change on reload: stop and start instead');
       log.info(`reload -- version ${VERSION}, configuration ${next.configDirectory ?? '(embedded default)'}`);
       const nextPlan = planServices(next);
-      for (const s of nextPlan.skipped) log.warn(`${s.file}:${s.line}: not supported: service "${s.service}" (command ${s.command}) is not built yet; skipped`);
       const nextPools = startPools(next, nextPlan);
       const oldPools = pools;
       for (const [name, pool] of nextPools) router.addPool(name, pool);
