@@ -53,6 +53,7 @@ function sources(): { file: string; text: string }[] {
 const COMPUTED_READS: Record<string, string> = {
   mailbox_transport_maps: 'actors/local/delegate.ts reads `${param}_maps`',
   fallback_transport_maps: 'actors/local/delegate.ts reads `${param}_maps`',
+  compatibility_level: 'read by the ${{$compatibility_level} <level {…} ? …} expressions of Postfix\'s own defaults',
 };
 
 test('every parameter declared implemented is read by the code', () => {

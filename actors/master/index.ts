@@ -56,7 +56,9 @@ export function checkConfig(config: Config): string[] {
 
 /** main.cf with a service's master.cf "-o name=value" overrides applied (as Postfix's daemons see it). */
 export function serviceConfig(config: Config, s: ServicePlan): Config {
-  return Object.keys(s.line.overrides).length > 0 ? config.withOverrides(s.line.overrides, { file: s.line.file, line: s.line.line }) : config;
+  // service_name is the daemon's own master.cf name, as Postfix sets it for each daemon, so
+  // that "-o syslog_name=postfix/$service_name" names the service.
+  return config.withOverrides({ service_name: s.service, ...s.line.overrides }, { file: s.line.file, line: s.line.line });
 }
 
 function pidFile(config: Config): string {

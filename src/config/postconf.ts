@@ -47,7 +47,10 @@ function serviceParams(config: Config): Map<string, string> {
   const out = new Map<string, string>();
   for (const s of config.services) {
     if (!DELIVERY_AGENTS.includes(s.command)) continue;
-    for (const suffix of TRANSPORT_SUFFIXES) out.set(`${s.name}_${suffix}`, `$${transportDefaultName(suffix)}`);
+    for (const suffix of TRANSPORT_SUFFIXES) {
+      const name = `${s.name}_${suffix}`;
+      if (!Object.hasOwn(DEFAULTS, name)) out.set(name, `$${transportDefaultName(suffix)}`); // local_destination_concurrency_limit has its own
+    }
   }
   return out;
 }
