@@ -12,6 +12,7 @@ import { ConfigError, configError } from './errors.js';
 import { referencedNames } from './expand.js';
 import { parseMainCf } from './main-cf.js';
 import { parseMasterCf } from './master-cf.js';
+import { isServiceParameter } from './service-params.js';
 
 /** Names whose numeric-looking default still accepts other forms. */
 const UNTYPED = new Set(['compatibility_level']);
@@ -74,12 +75,7 @@ export function buildConfig(
   for (const s of master.services) {
     for (const v of Object.values(s.overrides)) for (const n of referencedNames(v)) referenced.add(n);
   }
-  const serviceNames = new Set(master.services.map((s) => s.name));
-  const used = (name: string): boolean => {
-    if (Object.hasOwn(DEFAULTS, name) || referenced.has(name)) return true;
-    const tp = splitTransportParam(name);
-    return tp !== null && serviceNames.has(tp.transport);
-  };
+  const used = (name: string): boolean => Object.hasOwn(DEFAULTS, name) || referenced.has(name) || isServiceParameter(name, master.services);
   for (const [name, { value }] of main.params) {
     if (!used(name)) config.warn(`${mainFile}: unused parameter: ${name}=${value}`);
   }

@@ -9,11 +9,12 @@
 // blanks, fold (-f) at 80 columns with a 4-space indent.
 
 import type { Config } from './config.js';
-import { DEFAULTS, TRANSPORT_SUFFIXES, domainOf, splitTransportParam, transportDefaultName } from './defaults.js';
+import { DEFAULTS, domainOf, splitTransportParam } from './defaults.js';
 import { ConfigError } from './errors.js';
 import { expandValue, referencedNames } from './expand.js';
 import { logicalLines } from './lines.js';
 import { PARAM_NAME_RE } from './main-cf.js';
+import { serviceParameterNames } from './service-params.js';
 
 // ---------------------------------------------------------------- main.cf
 
@@ -26,12 +27,6 @@ export function formatParam(name: string, value: string, hideName = false): stri
 /** Which parameters a listing shows: effective values, Postfix defaults (-d), or main.cf settings (-n). */
 export type ParamMode = 'effective' | 'defaults' | 'explicit';
 
-/**
- * master.cf commands that are delivery agents: Postfix gives each such
- * service per-transport parameters (<service>_destination_concurrency_limit, ...).
- */
-export const DELIVERY_AGENTS: readonly string[] = Object.freeze(['smtp', 'lmtp', 'local', 'virtual', 'pipe']);
-
 export interface ParamTableOptions {
   /**
    * The configuration directory as given with -c DIR or POSTACTOR_CONFIG
@@ -41,14 +36,9 @@ export interface ParamTableOptions {
   configDirArg?: string | null;
 }
 
-/** Per-transport parameter names of the master.cf delivery-agent services, with their defaults. */
+/** Service-defined parameter names of the master.cf services, with their defaults (service-params.ts). */
 function serviceParams(config: Config): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const s of config.services) {
-    if (!DELIVERY_AGENTS.includes(s.command)) continue;
-    for (const suffix of TRANSPORT_SUFFIXES) out.set(`${s.name}_${suffix}`, `$${transportDefaultName(suffix)}`);
-  }
-  return out;
+  return serviceParameterNames(config.services);
 }
 
 function sortedMap(entries: Iterable<[string, string]>): Map<string, string> {
