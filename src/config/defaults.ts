@@ -210,11 +210,16 @@ export const DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   smtp_helo_name: '$myhostname',
   smtp_host_lookup: 'dns',
   smtp_bind_address: '',
+  smtp_bind_address6: '',
+  smtp_bind_address_enforce: 'no',
   smtp_skip_5xx_greeting: 'yes',
   smtp_tls_security_level: '',
 
   // --- lmtp client (the smtp client in LMTP mode; 0s connect timeout = no limit)
   lmtp_connect_timeout: '0s',
+  lmtp_bind_address: '',
+  lmtp_bind_address6: '',
+  lmtp_bind_address_enforce: 'no',
   lmtp_lhlo_timeout: '300s',
   lmtp_mail_timeout: '300s',
   lmtp_rcpt_timeout: '300s',
