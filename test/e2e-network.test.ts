@@ -70,7 +70,7 @@ describe('e2e inet_interfaces and inet_protocols', () => {
    */
   async function bareServer(mainCf: Record<string, string>): Promise<{ server: TestServer; bare: number }> {
     const bare = await freePort();
-    const server = await startServer({ mainCf, masterCfExtra: `${bare} inet n - n - 1 smtpd` });
+    const server = await startServer({ mainCf, masterCfExtra: `${bare} inet n - n - 2 smtpd` });
     return { server, bare };
   }
 
@@ -111,7 +111,7 @@ describe('e2e inet_interfaces and inet_protocols', () => {
     const bare = await freePort();
     const server = await startServer({
       mainCf: { inet_interfaces: 'loopback-only', inet_protocols: 'ipv4, ipv6' },
-      masterCfExtra: `${bare} inet n - n - 1 smtpd`,
+      masterCfExtra: `${bare} inet n - n - 2 smtpd`,
     });
     try {
       assert.equal(await outcome('127.0.0.1', bare), '220');
