@@ -66,22 +66,25 @@ test('a service\'s host part is used as written, filtered by inet_protocols', as
 
 test('service names: numbers, names and aliases from a services file; unknown names are null', () => {
   const file = join(dir, 'services');
-  writeFileSync(file, '# services\nsmtp\t\t25/tcp\t\tmail\nsubmissions\t465/tcp\t\tssmtp smtps # TLS\nmysvc 2587/tcp\nmysvc 2588/udp\n');
+  writeFileSync(file, '# services\nsmtp\t\t2500/tcp\t\tmail\nsubmissions\t465/tcp\t\tssmtp smtps # TLS\nmysvc 2587/tcp\nmysvc 2588/udp\n');
   assert.equal(servicePort('25', 'tcp', file), 25);
-  assert.equal(servicePort('smtp', 'tcp', file), 25);
-  assert.equal(servicePort('mail', 'tcp', file), 25);
-  assert.equal(servicePort('smtps', 'tcp', file), 465);
+  assert.equal(servicePort('smtp', 'tcp', file), 25, 'known_tcp_ports comes first');
+  assert.equal(servicePort('mail', 'tcp', file), 2500, 'an alias');
+  assert.equal(servicePort('ssmtp', 'tcp', file), 465);
   assert.equal(servicePort('mysvc', 'tcp', file), 2587);
   assert.equal(servicePort('mysvc', 'udp', file), 2588);
-  assert.equal(servicePort('submission', 'tcp', file), null, 'the file is authoritative');
+  assert.equal(servicePort('submission', 'tcp', file), 587);
+  assert.equal(servicePort('http', 'tcp', file), null);
   assert.equal(servicePort('70000', 'tcp', file), null);
   // No file at all (a container without netbase): the mail service names still resolve.
-  assert.equal(servicePort('submission', 'tcp', join(dir, 'missing')), 587);
-  assert.equal(servicePort('http', 'tcp', join(dir, 'missing')), null);
+  assert.equal(servicePort('lmtp', 'tcp', join(dir, 'missing')), 24);
+  assert.equal(servicePort('mysvc', 'tcp', join(dir, 'missing')), null);
 });
 
 test('service names through the system\'s /etc/services, as getservbyname sees them', () => {
   assert.equal(servicePort('smtp'), 25);
   assert.equal(servicePort('submission'), 587);
   assert.equal(servicePort('submissions'), 465);
+  assert.equal(servicePort('qmtp'), 209, 'a name only /etc/services knows');
+  assert.equal(servicePort('no-such-mail-service'), null);
 });

@@ -1,26 +1,24 @@
 /**
- * Service names → TCP ports, as Postfix finds them: getservbyname(3), i.e. /etc/services
- * ("name port/proto aliases… # comment"), names and aliases alike. A master.cf inet service
- * written `submission inet …` or a nexthop `host:smtp` resolves here.
+ * Service names → TCP ports, as Postfix finds them (known_tcp_ports.c, then getservbyname(3)):
+ * first Postfix's known_tcp_ports (its default: lmtp=24, smtp=25, smtps=submissions=465,
+ * submission=587, so mail names work without a services database), then /etc/services
+ * ("name port/proto aliases… # comment"), names and aliases alike. A name in neither is
+ * "unknown service: NAME/tcp". A master.cf inet service written `submission inet …` or a
+ * nexthop `host:smtp` resolves here.
  *
- * /etc/services is authoritative when it can be read, as with Postfix (a name it lacks is
- * "unknown service: NAME/tcp"). Only on a system without the file (a bare container without
- * netbase) do the few mail service names Postfix's own files use fall back to their
- * well-known ports, so the embedded and stock master.cf lines still start.
+ * known_tcp_ports is Postfix's built-in default here; a main.cf setting of it is not read.
  */
 import { readFileSync } from 'node:fs';
 
 export const SERVICES_FILE = '/etc/services';
 
-/** Used only when /etc/services cannot be read. */
-const FALLBACK_TCP: Readonly<Record<string, number>> = Object.freeze({
-  smtp: 25,
-  submission: 587,
-  submissions: 465,
-  smtps: 465,
+/** Postfix's default known_tcp_ports, consulted before the services file. */
+const KNOWN_TCP_PORTS: Readonly<Record<string, number>> = Object.freeze({
   lmtp: 24,
-  qmtp: 209,
-  qmqp: 628,
+  smtp: 25,
+  smtps: 465,
+  submissions: 465,
+  submission: 587,
 });
 
 const cache = new Map<string, Map<string, number> | null>();
@@ -61,7 +59,6 @@ export function servicePort(name: string, proto = 'tcp', file = SERVICES_FILE): 
     const n = Number(name);
     return n >= 1 && n <= 65535 ? n : null;
   }
-  const t = table(file);
-  if (t === null) return proto === 'tcp' && Object.hasOwn(FALLBACK_TCP, name) ? FALLBACK_TCP[name]! : null;
-  return t.get(`${name}/${proto}`) ?? null;
+  if (proto === 'tcp' && Object.hasOwn(KNOWN_TCP_PORTS, name)) return KNOWN_TCP_PORTS[name]!;
+  return table(file)?.get(`${name}/${proto}`) ?? null;
 }
