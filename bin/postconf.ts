@@ -7,6 +7,7 @@
  *   postconf [-c config_dir] [-f] [-x] [--json] -M [service[/type] ...]
  *   postconf [-c config_dir] [-f] [-h] [-x] [--json] -F [service[/type[/field]] ...]
  *   postconf [-c config_dir] [-h] [-x] [--json] -P [service[/type[/parameter]] ...]
+ *   postconf -m
  *
  * The configuration directory is -c DIR, else $POSTACTOR_CONFIG, else the embedded
  * default (read-only). Options bundle getopt-style (-nx, -cDIR); option parsing stops
@@ -22,19 +23,22 @@ import { ConfigError, EMBEDDED_MASTER_CF, loadConfig, type Config } from '../src
 import { buildConfig } from '../src/config/load.js';
 import {
   MASTER_FIELDS, editMainCf, expander, formatMasterEntry, formatMasterField, formatParam, masterFieldValue,
-  masterParams, matchesService, parameterTable, parseAssignment, parseMasterEntries, parseServicePattern,
+  masterParams, matchesService, parameterTable, parseAssignment, parseMasterEntries, parseServicePattern, supportTable,
   type MasterEntry, type MasterField, type ParamMode,
 } from '../src/config/postconf.js';
 import { PARAM_NAME_RE } from '../src/config/main-cf.js';
+import { TABLE_TYPES } from '../src/maps/index.js';
 
 const EX_USAGE = 64;
 
 const USAGE = `usage: postconf [-c config_dir] [-d | -n] [-h] [-x] [-f] [--json] [name ...]
+       postconf --support [name ...]
        postconf [-c config_dir] -e name=value ...
        postconf [-c config_dir] -# name ...
        postconf [-c config_dir] [-f] [-x] [--json] -M [service[/type] ...]
        postconf [-c config_dir] [-f] [-h] [-x] [--json] -F [service[/type[/field]] ...]
        postconf [-c config_dir] [-h] [-x] [--json] -P [service[/type[/parameter]] ...]
+       postconf -m
   -c dir   configuration directory (default: $POSTACTOR_CONFIG, else the embedded default)
   -d       show default values (every parameter Postactor knows)
   -n       show only parameters set in main.cf
@@ -44,7 +48,11 @@ const USAGE = `usage: postconf [-c config_dir] [-d | -n] [-h] [-x] [-f] [--json]
   -e       edit main.cf: replace or append name=value settings
   -#       edit main.cf: comment out the named settings
   -M       show master.cf services; -F their fields; -P their -o parameters
+  -m       show the lookup table types Postactor supports, one per line
   --json   print a JSON object (name -> value) instead of lines
+  --support  print, as JSON, what Postactor does with each named parameter (all when none
+           is named): implemented (and by which services), refused, or not supported; its
+           type, Postactor's default and Postfix 3.8's
   --help   show this help
 `;
 
@@ -59,15 +67,16 @@ interface Options {
   configDir: string | null;
   flags: Set<string>;
   json: boolean;
+  support: boolean;
   help: boolean;
   operands: string[];
 }
 
-const BOOLEAN_FLAGS = 'dnxhe#MFPf';
+const BOOLEAN_FLAGS = 'dnxhe#MFPfm';
 
 /** getopt-style parsing: bundled flags (-nx), -c DIR / -cDIR, stop at the first operand or "--". */
 function parseOptions(argv: string[]): Options {
-  const opts: Options = { configDir: null, flags: new Set(), json: false, help: false, operands: [] };
+  const opts: Options = { configDir: null, flags: new Set(), json: false, support: false, help: false, operands: [] };
   let i = 0;
   for (; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -81,6 +90,10 @@ function parseOptions(argv: string[]): Options {
     }
     if (arg === '--json') {
       opts.json = true;
+      continue;
+    }
+    if (arg === '--support') {
+      opts.support = true;
       continue;
     }
     if (arg.startsWith('--')) throw new UsageError(`unrecognized option '${arg}'`);
@@ -109,7 +122,12 @@ function checkConflicts(f: Set<string>, json: boolean): void {
   };
   oneOf('d', 'n');
   oneOf('e', '#');
-  oneOf('M', 'F', 'P');
+  oneOf('m', 'M', 'F', 'P');
+  // -m, like Postfix's, takes no modifier.
+  if (f.has('m')) {
+    for (const other of ['d', 'n', 'h', 'x', 'f', 'e', '#']) if (f.has(other)) throw new UsageError(`with option -m, do not specify -${other}`, false);
+    if (json) throw new UsageError('with option -m, do not specify --json', false);
+  }
   for (const edit of ['e', '#']) {
     if (!f.has(edit)) continue;
     for (const other of ['d', 'n', 'h', 'x', 'f', 'M', 'F', 'P']) {
@@ -345,7 +363,18 @@ function run(argv: string[]): number {
       return 0;
     }
     checkConflicts(opts.flags, opts.json);
+    if (opts.support) {
+      const r = supportTable(opts.operands);
+      o.out.push(jsonText(r.table));
+      o.warnings.push(...r.unknown.map((n) => `${n}: unknown parameter`));
+      flush();
+      return 0;
+    }
     const f = opts.flags;
+    if (f.has('m')) {
+      process.stdout.write(TABLE_TYPES.map((t) => `${t}\n`).join(''));
+      return 0;
+    }
     const dirArg = opts.configDir || process.env.POSTACTOR_CONFIG || null;
     if (f.has('e') || f.has('#')) {
       editMain(dirArg, f, opts.operands, o);

@@ -103,16 +103,27 @@ test('get(): explicit, default, unknown', () => {
   assert.throws(() => c.get('no_such_parameter'), /^ConfigError: \/etc\/x\/main\.cf: unknown parameter no_such_parameter$/);
 });
 
-test('defaults table has Postfix names and values', () => {
+test('defaults table has Postfix names and values (compatibility-level expressions as Postfix writes them)', () => {
   const want: Record<string, string> = {
     myorigin: '$myhostname', mydestination: '$myhostname, localhost.$mydomain, localhost',
-    mynetworks_style: 'host', relay_domains: '', mail_name: 'Postactor', message_size_limit: '10240000',
-    smtpd_relay_restrictions: 'permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination',
-    smtpd_hard_error_limit: '20', maximal_queue_lifetime: '5d', delay_warning_time: '0h',
-    queue_directory: '/var/spool/postfix', local_transport: 'local:$myhostname', notify_classes: 'resource, software',
-    default_destination_concurrency_limit: '20', initial_destination_concurrency: '5', smtputf8_enable: 'yes',
+    mynetworks_style: '${{$compatibility_level} <level {2} ? {subnet} : {host}}',
+    relay_domains: '${{$compatibility_level} <level {2} ? {$mydestination} : {}}', mail_name: 'Postactor', message_size_limit: '10240000',
+    smtpd_relay_restrictions: '${{$compatibility_level} <level {1} ? {} : {permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination}}',
+    smtpd_hard_error_limit: '${stress?{1}:{20}}', maximal_queue_lifetime: '5d', delay_warning_time: '0h',
+    queue_directory: '/var/spool/postactor', local_transport: 'local:$myhostname', notify_classes: 'resource, software',
+    default_destination_concurrency_limit: '20', initial_destination_concurrency: '5',
+    smtputf8_enable: '${{$compatibility_level} <level {1} ? {no} : {yes}}',
   };
   for (const [k, v] of Object.entries(want)) assert.equal(DEFAULTS[k], v, k);
+  // Postactor behaves as compatibility level 3.6 unless main.cf says otherwise.
+  const c = configFromJSON({ configDirectory: null, params: {}, services: [] });
+  assert.equal(c.get('mynetworks_style'), 'host');
+  assert.equal(c.get('relay_domains'), '');
+  assert.equal(c.get('smtputf8_enable'), 'yes');
+  assert.equal(c.get('smtpd_relay_restrictions'), 'permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination');
+  const old = configFromJSON({ configDirectory: null, params: { compatibility_level: '0' }, services: [] });
+  assert.equal(old.get('mynetworks_style'), 'subnet');
+  assert.equal(old.get('relay_domains'), old.get('mydestination'));
   assert.match(DEFAULTS.myhostname!, /\./, 'myhostname is fully qualified');
   assert.equal(TIME_UNITS.maximal_queue_lifetime, 'd');
   assert.equal(TIME_UNITS.delay_warning_time, 'h');

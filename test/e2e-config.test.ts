@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { NODE, POSTACTOR_JS, POSTACTOR_SH, defaultMasterCf, freePort } from './helpers/server.js';
+import { NODE, POSTACTOR_JS, POSTACTOR_SH, defaultMasterCf, freePort, probe220 } from './helpers/server.js';
 
 interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number }
 
@@ -54,6 +54,31 @@ function assertFatal(r: Run, prefix: string, what: RegExp): void {
   for (const l of lines) assert.match(l, /^postactor: fatal: /, `every stderr line is a fatal line, no stack trace: ${r.stderr}`);
   assert.doesNotMatch(r.stderr, /^\s+at /m);
 }
+
+describe('settings Postactor has not built are refused at start-up, by name (never silently ignored)', () => {
+  const refused = [
+    'smtpd_tls_security_level = encrypt',
+    'smtp_tls_security_level = encrypt',
+    'smtpd_milters = inet:127.0.0.1:8891',
+    'smtpd_client_connection_count_limit = 3',
+    'smtpd_sasl_auth_enable = yes',
+  ];
+  for (const setting of refused) {
+    test(`${setting}: start-fg exits non-zero naming it, and nothing listens`, async () => {
+      const port = await freePort();
+      const dir = await configDir(`${setting}\n`, defaultMasterCf(port));
+      const r = await run(NODE, [POSTACTOR_JS, '-c', dir, 'start-fg']);
+      assertFatal(r, `postactor: fatal: ${dir}/main.cf:4: ${setting}: not supported by Postactor (`, /remove it or set it to its default/);
+      assert.equal(await probe220(port, 300), false, 'no listener was started');
+    });
+  }
+  test('the same through master.cf -o: the error names the master.cf line', async () => {
+    const port = await freePort();
+    const dir = await configDir('', defaultMasterCf(port).replace(' smtpd\n', ' smtpd\n  -o smtpd_tls_security_level=encrypt\n'));
+    const r = await run(NODE, [POSTACTOR_JS, '-c', dir, 'check']);
+    assertFatal(r, `postactor: fatal: ${dir}/master.cf:1: smtpd_tls_security_level = encrypt: not supported by Postactor (`, /TLS/);
+  });
+});
 
 describe('e2e postactor command and configuration errors', () => {
   test('a main.cf line without "=" makes start-fg exit non-zero at once with "postactor: fatal: DIR/main.cf:LINE: …"', async () => {

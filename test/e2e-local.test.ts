@@ -501,3 +501,37 @@ describe('e2e local mailbox_command and luser_relay', () => {
     assert.match(readFileSync(join(files, 'mbcmd.me.nosuch.out'), 'latin1'), /\nSubject: lost user\n/);
   });
 });
+
+describe('e2e local alias_maps = hash:FILE, nis:mail.aliases (Postfix\'s form) built by bin/newaliases', () => {
+  let env: Env;
+  let server: TestServer;
+  let aliases: string;
+  before(async () => {
+    env = makeEnv();
+    aliases = join(env.dir, 'aliases');
+    writeFileSync(aliases, 'team: me\n');
+    server = await startServer({
+      mainCf: mainCf(env, { alias_maps: `hash:${aliases}, nis:mail.aliases`, alias_database: `hash:${aliases}` }),
+      masterCfExtra: MASTER_LOCAL, env: { POSTACTOR_PASSWD_FILE: env.passwd },
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    if (env) rmSync(env.dir, { recursive: true, force: true });
+  });
+
+  test('not built yet: deferred, the log names the command; after newaliases the retry delivers through the alias; one notice line', async () => {
+    const id = queuedId(await sendRaw(server.port, 'sender@example.org', ['team@local.test'], rfc822({ Subject: 'via hash' }, 'body\n')));
+    const deferred = await server.waitForLog(new RegExp(`${id}: to=<team@local\\.test>, .*status=deferred`), 15_000);
+    assert.match(deferred, new RegExp(`dsn=4\\.3\\.0, status=deferred \\(alias database unavailable: open database ${aliases}\\.lmdb: No such file or directory \\(run "postalias hash:${aliases}" to build it from ${aliases}\\)\\)$`));
+    const r = spawnSync(join(REPO_ROOT, 'bin', 'newaliases'), ['-c', server.dir], { encoding: 'utf8' });
+    assert.deepEqual([r.status, r.stdout, r.stderr], [0, '', '']);
+    assert.ok(existsSync(`${aliases}.lmdb`) && !existsSync(`${aliases}.db`), 'Postactor\'s own index file, never Postfix\'s');
+    const sent = await server.waitForLog(new RegExp(`${id}: to=<team@local\\.test>, .*status=sent`), 15_000);
+    assert.match(sent, /status=sent \(delivered to mailbox\)$/);
+    assert.ok(readMailbox('mbox', join(env.spool, 'me')).some((m) => header(m, 'Subject')[0] === 'via hash'));
+    const notice = server.logLines().filter((l) => l.includes(`hash:${aliases} is read as Postactor's lmdb table ${aliases}.lmdb`));
+    assert.ok(notice.length >= 1 && notice.every((l) => /postactor\/local\[\d+\]: hash:/.test(l)), notice.join('\n'));
+    assert.ok(server.logLines().some((l) => /postactor\/local\[\d+\]: warning: nis:mail\.aliases: NIS is not supported by Postactor - NIS lookups disabled$/.test(l)));
+  });
+});

@@ -339,7 +339,7 @@ describe('start-up refuses what is not implemented', () => {
     [{ smtpd_data_restrictions: 'reject_unauth_pipelining' }, /smtpd_data_restrictions: not supported: restriction "reject_unauth_pipelining"/],
     [{ smtpd_client_restrictions: 'sleep 1' }, /smtpd_client_restrictions: not supported: restriction "sleep"/],
     [{ smtpd_recipient_restrictions: 'reject_unverified_recipient, reject_unauth_destination' }, /not supported: restriction "reject_unverified_recipient"/],
-    [{ smtpd_client_restrictions: 'check_client_access hash:/etc/postfix/access' }, /unsupported dictionary type: hash/],
+    [{ smtpd_client_restrictions: 'check_client_access ldap:/etc/postfix/access' }, /unsupported dictionary type: ldap/],
     [{ smtpd_client_restrictions: 'check_client_access' }, /check_client_access needs an argument/],
     [{ smtpd_client_restrictions: 'check_policy_service nowhere' }, /bad policy service "nowhere"/],
     [{ smtpd_client_restrictions: 'reject_rbl_client rbl.test=127.0.0.[2..4]' }, /not supported: DNS list reply filter/],

@@ -75,7 +75,7 @@ export class AliasExpander {
   }
 
   private open(): LookupTable[] {
-    this.tables ??= this.ctx.config.getList('alias_maps').map((spec) => openTable(spec));
+    this.tables ??= this.ctx.config.getList('alias_maps').map((spec) => openTable(spec, { builder: 'postalias' }));
     return this.tables;
   }
 

@@ -4,8 +4,8 @@
  * the path behind it exists), routes requests between actors, restarts crashed workers, answers
  * the control socket, and stops everything on SIGTERM.
  */
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, chmodSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { loadConfig, queueDirectory, type Config } from '../../src/config/index.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { ServicePool } from '../../src/runtime/pool.js';
@@ -15,7 +15,7 @@ import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
-import { planServices, type Plan, type ServicePlan } from './services.js';
+import { planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
 import { ControlServer, controlSocketPath } from './control.js';
 import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from './listen.js';
 import { InstanceRegistry, registryDirectory } from './instances.js';
@@ -32,8 +32,19 @@ export interface Master {
 
 /** Problems that stop the server from starting: returned as text lines (file:line: …). */
 export function checkConfig(config: Config): string[] {
-  const problems: string[] = [];
+  const problems: string[] = [...config.refusals];
   const plan = planServices(config);
+  for (const s of plan.skipped) {
+    const refusal = skippedServiceProblem(s);
+    if (refusal !== null) problems.push(`${s.file}:${s.line}: ${refusal}`);
+    else config.warn(`${s.file}:${s.line}: not supported: service "${s.service}" (command ${s.command}) is not built yet; skipped`);
+  }
+  // Postfix chroots these daemons; Postactor's actors are threads of one process, which cannot
+  // each have a root of their own. One warning names the lines.
+  const chrooted = config.services.filter((s) => s.chroot);
+  if (chrooted.length > 0) {
+    config.warn(`${chrooted[0]!.file}:${chrooted.map((s) => s.line).join(',')}: chroot = y: not supported by Postactor (its actors are threads of one process), ignored`);
+  }
   // Each smtpd listener runs on main.cf plus its own master.cf -o overrides.
   const listeners = plan.services.filter((s) => s.line.command === 'smtpd');
   for (const s of listeners.length > 0 ? listeners : [null]) {
@@ -44,14 +55,42 @@ export function checkConfig(config: Config): string[] {
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
     }
   }
+  const queueProblem = queueDirectoryProblem(queueDirectory(config));
+  if (queueProblem !== null) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: queue_directory = ${config.get('queue_directory')}: ${queueProblem}`);
   if (!plan.services.some((s) => s.line.command === 'qmgr')) problems.push('master.cf: no qmgr service: mail would never be delivered');
   if (!plan.services.some((s) => s.line.command === 'cleanup')) problems.push('master.cf: no cleanup service: smtpd could not queue mail');
   return problems;
 }
 
+/** Pseudo file systems no queue can live on (statfs magic numbers: proc, sysfs, cgroup, cgroup2, debugfs, devpts). */
+const PSEUDO_FS = new Set([0x9fa0, 0x62656572, 0x27e0eb, 0x63677270, 0x64626720, 0x1cd1]);
+
+/**
+ * Why the queue could not live in dir, or null: it must be a directory Postactor can write, or
+ * one it can create under an existing writable directory, on a real file system.
+ */
+function queueDirectoryProblem(dir: string): string | null {
+  let at = dir;
+  while (!existsSync(at)) {
+    const up = dirname(at);
+    if (up === at) break;
+    at = up;
+  }
+  try {
+    if (!statSync(at).isDirectory()) return `${at} is not a directory`;
+    if (PSEUDO_FS.has(Number(statfsSync(at).type))) return `${at} is on a pseudo file system (proc, sysfs, …), not a place for a queue`;
+    accessSync(at, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    return `${at}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+  }
+  return null;
+}
+
 /** main.cf with a service's master.cf "-o name=value" overrides applied (as Postfix's daemons see it). */
 export function serviceConfig(config: Config, s: ServicePlan): Config {
-  return Object.keys(s.line.overrides).length > 0 ? config.withOverrides(s.line.overrides, { file: s.line.file, line: s.line.line }) : config;
+  // service_name is the daemon's own master.cf name, as Postfix sets it for each daemon, so
+  // that "-o syslog_name=postfix/$service_name" names the service.
+  return config.withOverrides({ service_name: s.service, ...s.line.overrides }, { file: s.line.file, line: s.line.line });
 }
 
 /**
@@ -85,8 +124,8 @@ export function runningMaster(config: Config): number | null {
 
 export async function startMaster(config: Config): Promise<Master> {
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  for (const w of config.warnings) log.warn(w);
   const problems = checkConfig(config);
+  for (const w of config.warnings) log.warn(w);
   if (problems.length) throw new Error(problems.join('\n'));
   const other = runningMaster(config);
   if (other && other !== process.pid) throw new Error(`the Postactor mail system is already running (pid ${other})`);
@@ -179,7 +218,6 @@ export async function startMaster(config: Config): Promise<Master> {
   };
 
   const plan = planServices(config);
-  for (const s of plan.skipped) log.warn(`${s.file}:${s.line}: not supported: service "${s.service}" (command ${s.command}) is not built yet; skipped`);
   const registry = new InstanceRegistry(registryDirectory((w) => log.warn(w)), queueDir);
   const addressesOf = (p: Plan) => p.services.flatMap((s) => s.addresses ?? []);
   let held: ReturnType<typeof addressesOf> = [];
@@ -212,12 +250,12 @@ export async function startMaster(config: Config): Promise<Master> {
       const next = loadConfig(current.configDirectory);
       const problems = checkConfig(next);
       if (problems.length) throw new Error(problems.join('; '));
+      for (const w of next.warnings) log.warn(w);
       if (queueDirectory(next) !== queueDirectory(current)) throw new Error('queue_directory cannot change on reload: stop and start instead');
       log.info(`reload -- version ${VERSION}, configuration ${next.configDirectory ?? '(embedded default)'}`);
       const nextPlan = planServices(next);
       await resolveListenAddresses(next, nextPlan, (w) => log.warn(w));
       registry.claim(addressesOf(nextPlan));
-      for (const s of nextPlan.skipped) log.warn(`${s.file}:${s.line}: not supported: service "${s.service}" (command ${s.command}) is not built yet; skipped`);
       const nextPools = startPools(next, nextPlan);
       const oldPools = pools;
       for (const [name, pool] of nextPools) router.addPool(name, pool);

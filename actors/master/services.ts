@@ -52,10 +52,41 @@ const DAEMONS: Record<string, Daemon> = {
   virtual: { kind: 'pool', module: '../virtual/index.js', concurrency: 64 },
 };
 
+/** Postfix's daemons (master.cf commands) that Postactor has not built yet. */
+const POSTFIX_DAEMONS_NOT_BUILT = new Set([
+  'anvil', 'dnsblog', 'flush', 'oqmgr', 'postlogd', 'postscreen', 'proxymap', 'qmqpd', 'scache',
+  'showq', 'spawn', 'tlsmgr', 'tlsproxy', 'verify',
+]);
+
+export interface SkippedService {
+  service: string;
+  command: string;
+  type: MasterService['type'];
+  file: string;
+  line: number;
+}
+
 /** The services Postfix's stock master.cf has that are not built yet (warned about, then skipped). */
 export interface Plan {
   services: ServicePlan[];
-  skipped: { service: string; command: string; file: string; line: number }[];
+  skipped: SkippedService[];
+}
+
+/**
+ * Whether skipping a service loses mail or protection (then `check` and start-up refuse it):
+ * a listener nobody serves (an inet service, postscreen in front of smtpd, smtpd fed by
+ * postscreen), a program the admin expects to run (spawn: policy servers), or a command that
+ * is no Postfix daemon at all. A unix service of a Postfix daemon that is not built is only
+ * warned about: nothing reaches it unless a parameter names it, and those are refused.
+ */
+export function skippedServiceProblem(s: SkippedService): string | null {
+  const what = `service "${s.service}" (command ${s.command})`;
+  if (s.command === 'postscreen') return `not supported by Postactor: ${what}: postscreen is not built yet, so this port would not be served; use smtpd on it instead`;
+  if (s.command === 'smtpd') return `not supported by Postactor: ${what}: smtpd of type ${s.type} (only inet smtpd services are built)`;
+  if (s.command === 'spawn') return `not supported by Postactor: ${what}: spawn is not built yet, so this program would not run`;
+  if (s.type === 'inet') return `not supported by Postactor: ${what}: not built yet, so this port would not be served`;
+  if (!POSTFIX_DAEMONS_NOT_BUILT.has(s.command)) return `${what}: unknown command (not a Postfix daemon, nor an absolute path to a JavaScript delivery agent)`;
+  return null;
 }
 
 export function planServices(config: Config): Plan {
@@ -68,7 +99,7 @@ export function planServices(config: Config): Plan {
     const custom = isAbsolute(line.command) && /\.m?js$/.test(line.command);
     const daemon = custom ? { kind: 'pool' as const, module: '', concurrency: 64 } : DAEMONS[line.command];
     if (!daemon || (daemon === DAEMONS['smtpd'] && line.type !== 'inet')) {
-      skipped.push({ service: line.name, command: line.command, file: line.file, line: line.line });
+      skipped.push({ service: line.name, command: line.command, type: line.type, file: line.file, line: line.line });
       continue;
     }
     const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, configError } from './errors.js';
 import { DEFAULTS, TIME_UNITS, domainOf, splitTransportParam, transportDefaultName, type TimeUnit } from './defaults.js';
 import { expandValue } from './expand.js';
+import { parseTime } from './params/registry.js';
 import type { MasterService, ServiceType } from './master-cf.js';
 
 /** Where an explicit setting came from (main.cf line, master.cf -o line). */
@@ -34,6 +35,14 @@ export interface Config {
   readonly configDirectory: string | null;
   readonly services: readonly MasterService[];
   readonly warnings: readonly string[];
+  /**
+   * Settings of parameters Postactor refuses (not built, and their absence would weaken
+   * security or lose mail), as "file:line: name = value: not supported by Postactor (why)…".
+   * `postactor check`, start and reload stop on them; the admin commands do not.
+   */
+  readonly refusals: readonly string[];
+  /** Adds a load-time warning (once): the caller logs config.warnings. */
+  warn(text: string): void;
   get(name: string): string;
   raw(name: string): string | undefined;
   isSet(name: string): boolean;
@@ -47,14 +56,7 @@ export interface Config {
   toJSON(): ConfigJSON;
 }
 
-const UNIT_SECONDS: Record<TimeUnit, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
-
-/** Postfix time value ("300", "300s", "5d", ...) in seconds; null if malformed. */
-export function parseTime(value: string, defaultUnit: TimeUnit): number | null {
-  const m = /^(\d+)([smhdw])?$/.exec(value.trim());
-  if (m === null) return null;
-  return Number(m[1]) * UNIT_SECONDS[(m[2] as TimeUnit | undefined) ?? defaultUnit];
-}
+export { parseTime } from './params/registry.js';
 
 /** The pseudo file name used for the embedded default configuration. */
 export const EMBEDDED_DIR = '(embedded)';
@@ -63,6 +65,7 @@ export class ConfigImpl implements Config {
   readonly configDirectory: string | null;
   readonly services: readonly MasterService[];
   readonly warnings: string[];
+  readonly refusals: string[] = [];
   private readonly settings: Map<string, Setting>;
   private readonly mainFile: string;
   private readonly expanding: string[] = [];
@@ -109,6 +112,22 @@ export class ConfigImpl implements Config {
     const tp = splitTransportParam(name);
     if (tp !== null) return `$${tp.fallback}`;
     return undefined;
+  }
+
+  /** The built-in default of name, expanded against this configuration ("" if it cannot be). */
+  expandDefault(name: string): string {
+    const raw = Object.hasOwn(DEFAULTS, name) ? DEFAULTS[name]! : '';
+    try {
+      return expandValue(raw, {
+        lookup: (n) => this.lookup(n),
+        onUndefined: () => undefined,
+        fail: (text) => {
+          throw new ConfigError(text);
+        },
+      });
+    } catch {
+      return raw;
+    }
   }
 
   /** Where the value of name is set, following plain "$other" defaults. */

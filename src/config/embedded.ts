@@ -19,9 +19,6 @@ compatibility_level = 3.8
 # and for this embedded default against the project's root directory.
 queue_directory = var/spool
 
-# Writable state such as caches (Postfix: /var/lib/postfix), also relative.
-data_directory = var/lib
-
 # mydestination stays at Postfix's default: $myhostname, localhost.$mydomain, localhost.
 # mynetworks stays empty, so mynetworks_style = host applies: only this host's
 # own addresses are trusted (127.0.0.1, but not 127.0.0.2).

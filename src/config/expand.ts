@@ -6,8 +6,10 @@
 //   $$                               a literal '$'
 // The chosen text is itself expanded. Recursion through referenced parameters
 // (and loop detection) is done by the caller's lookup function (config.ts).
-// Postfix 3.x relational forms such as ${{a} == {b} ? {x} : {y}} are not
-// supported and are reported as errors.
+//   ${{a} OP {b} ? {x} : {y}}        relational forms (Postfix >= 3.0): OP is ==, !=, <, <=,
+//                                    >=, > (numbers compare as numbers, else as strings), or
+//                                    <level, <=level, >level, >=level (compatibility levels);
+//                                    ${{a} OP {b}} alone yields "true" or "".
 
 const NAME_CHAR = /[A-Za-z0-9_]/;
 
@@ -104,7 +106,7 @@ function expandMacro(inner: string, ctx: ExpandContext): string {
   while (j < inner.length && NAME_CHAR.test(inner[j]!)) j++;
   const name = inner.slice(0, j);
   if (name === '') {
-    if (inner.trimStart().startsWith('{')) ctx.fail(`unsupported relational expression: "\${${inner}}"`);
+    if (inner.trimStart().startsWith('{')) return relational(inner, ctx);
     ctx.fail(`bad macro name in "\${${inner}}"`);
   }
   const rest = inner.slice(j);
@@ -125,6 +127,57 @@ function expandMacro(inner: string, ctx: ExpandContext): string {
   // op === ':'
   if (braced !== null && braced.second === null) return nonEmpty ? '' : expandValue(braced.first, ctx);
   return nonEmpty ? '' : expandValue(body, ctx);
+}
+
+const RELOPS = ['<=level', '>=level', '<level', '>level', '==', '!=', '<=', '>=', '<', '>'];
+
+/** Compatibility levels compare per dotted component, numerically ("3.10" > "3.6" > "2"). */
+function compareLevels(a: string, b: string, fail: (text: string) => never): number {
+  const parse = (s: string): number[] => {
+    if (!/^\d+(\.\d+){0,2}$/.test(s)) fail(`bad compatibility level: "${s}"`);
+    return s.split('.').map(Number);
+  };
+  const x = parse(a);
+  const y = parse(b);
+  for (let k = 0; k < 3; k++) {
+    const d = (x[k] ?? 0) - (y[k] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** "{a} OP {b}" then optionally "? {x} : {y}", as Postfix's mac_expand evaluates it. */
+function relational(inner: string, ctx: ExpandContext): string {
+  const bad = (): never => ctx.fail(`bad relational expression: "\${${inner}}"`);
+  let s = inner.trim();
+  const group = (): string => {
+    if (!s.startsWith('{')) bad();
+    const end = matchClose(s, 0, '{', '}');
+    if (end < 0) bad();
+    const text = s.slice(1, end - 1);
+    s = s.slice(end).trim();
+    return text;
+  };
+  const left = expandValue(group(), ctx).trim();
+  const op = RELOPS.find((o) => s.startsWith(o));
+  if (op === undefined) return bad();
+  s = s.slice(op.length).trim();
+  const right = expandValue(group(), ctx).trim();
+  let delta: number;
+  if (op.endsWith('level')) delta = compareLevels(left, right, ctx.fail);
+  else if (/^\d+$/.test(left) && /^\d+$/.test(right)) delta = Number(left) - Number(right);
+  else delta = left < right ? -1 : left > right ? 1 : 0;
+  const base = op.replace('level', '');
+  const truth = base === '==' ? delta === 0 : base === '!=' ? delta !== 0 : base === '<' ? delta < 0
+    : base === '<=' ? delta <= 0 : base === '>=' ? delta >= 0 : delta > 0;
+  if (s === '') return truth ? 'true' : '';
+  const cond = s[0];
+  if (cond !== '?' && cond !== ':') return bad();
+  const braced = parseBraced(s.slice(1));
+  if (braced === null) return bad();
+  if (cond === '?') return truth ? expandValue(braced.first, ctx) : braced.second === null ? '' : expandValue(braced.second, ctx);
+  if (braced.second !== null) return bad();
+  return truth ? '' : expandValue(braced.first, ctx);
 }
 
 /** Names referenced with $name, ${name...} or $(name...) in a raw value. */

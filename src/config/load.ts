@@ -5,8 +5,9 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { ConfigImpl, EMBEDDED_DIR, type Config, type ConfigJSON, type Setting } from './config.js';
-import { DEFAULTS, TIME_UNITS, splitTransportParam } from './defaults.js';
+import { ConfigImpl, EMBEDDED_DIR, type Config, type ConfigJSON, type Origin, type Setting } from './config.js';
+import { DEFAULTS, splitTransportParam } from './defaults.js';
+import { checkValue, declaration, type Declaration } from './params/registry.js';
 import { EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF } from './embedded.js';
 import { ConfigError, configError } from './errors.js';
 import { referencedNames } from './expand.js';
@@ -14,33 +15,54 @@ import { parseMainCf } from './main-cf.js';
 import { parseMasterCf } from './master-cf.js';
 import { isServiceParameter } from './service-params.js';
 
-/** Names whose numeric-looking default still accepts other forms. */
-const UNTYPED = new Set(['compatibility_level']);
-
-/** Value kind of a known parameter, inferred from its Postfix default. */
-function paramKind(name: string): 'time' | 'int' | 'bool' | null {
+/** The declaration whose type and bounds a name follows (per-transport names: their default_ name's). */
+function typeDeclaration(name: string): Declaration | undefined {
+  const d = declaration(name);
+  if (d !== undefined) return d;
   const tp = splitTransportParam(name);
-  const base = !Object.hasOwn(DEFAULTS, name) && tp !== null ? tp.fallback : name;
-  if (Object.hasOwn(TIME_UNITS, base)) return 'time';
-  if (UNTYPED.has(base) || base.endsWith('_feedback') || !Object.hasOwn(DEFAULTS, base)) return null;
-  const def = DEFAULTS[base]!;
-  if (/^\d+$/.test(def)) return 'int';
-  if (def === 'yes' || def === 'no') return 'bool';
-  return null;
+  return tp === null ? undefined : declaration(tp.fallback);
 }
 
 /** Expands and type-checks one explicit setting; returns the error, if any. */
-function checkSetting(config: Config, name: string): ConfigError | null {
+function checkSetting(config: ConfigImpl, name: string, origin: Origin): ConfigError | null {
   try {
-    config.get(name);
-    const kind = paramKind(name);
-    if (kind === 'time') config.getTime(name);
-    else if (kind === 'int') config.getInt(name);
-    else if (kind === 'bool') config.getBool(name);
-    return null;
+    const value = config.get(name);
+    const d = typeDeclaration(name);
+    const wrong = d === undefined ? null : checkValue({ ...d, name }, value);
+    return wrong === null ? null : configError(origin.file, origin.line, wrong);
   } catch (err) {
     if (err instanceof ConfigError) return err;
     throw err;
+  }
+}
+
+/** Values that mean the same as the default: compared with blanks and commas folded. */
+function sameAsDefault(config: ConfigImpl, d: Declaration, name: string): boolean {
+  const fold = (v: string): string => v.replace(/[\s,]+/g, ' ').trim().toLowerCase();
+  const value = fold(config.get(name));
+  if (d.fixed !== undefined && value === fold(d.fixed)) return true;
+  if (value === fold(config.expandDefault(name))) return true;
+  // "no" and "none" are also the off value of the TLS levels whose default is empty.
+  return d.default === '' && (value === 'none' || value === 'no');
+}
+
+/**
+ * The honesty rules for one explicit setting (main.cf or -o): a refused parameter set to
+ * anything but its default is a refusal (`postactor check`, start and reload stop on it; the
+ * admin commands still run); any other parameter Postactor does not implement gets one
+ * warning.
+ */
+function honesty(config: ConfigImpl, target: ConfigImpl, name: string, raw: string, origin: Origin): void {
+  const d = declaration(name);
+  if (d === undefined || d.support === 'implemented') return;
+  if (sameAsDefault(config, d, name)) return;
+  const where = origin.line != null ? `${origin.file}:${origin.line}` : origin.file;
+  const shown = `${name} = ${raw}`;
+  if (d.support === 'refused') {
+    const text = `${where}: ${shown}: not supported by Postactor (${d.refusal}); remove it or set it to its default "${d.default}"`;
+    if (!target.refusals.includes(text)) target.refusals.push(text);
+  } else {
+    target.warn(`${where}: ${shown}: not supported by Postactor, ignored`);
   }
 }
 
@@ -87,16 +109,20 @@ export function buildConfig(
 
   // Expand (and type-check) every explicit setting now, so that a bad value
   // stops the server at startup rather than inside a worker.
-  for (const name of main.params.keys()) {
-    const err = checkSetting(config, name);
+  for (const [name, { value, line }] of main.params) {
+    const origin = { file: mainFile, line };
+    const err = checkSetting(config, name, origin);
     if (err !== null) errors.push(err);
+    else honesty(config, config, name, value, origin);
   }
   for (const s of master.services) {
     if (Object.keys(s.overrides).length === 0) continue;
-    const sc = config.withOverrides(s.overrides, { file: masterFile, line: s.line });
-    for (const name of Object.keys(s.overrides)) {
-      const err = checkSetting(sc, name);
+    const origin = { file: masterFile, line: s.line };
+    const sc = config.withOverrides(s.overrides, origin) as ConfigImpl;
+    for (const [name, value] of Object.entries(s.overrides)) {
+      const err = checkSetting(sc, name, origin);
       if (err !== null && !errors.some((e) => e.message === err.message)) errors.push(err);
+      else if (err === null) honesty(sc, config, name, value, origin);
     }
     for (const w of sc.warnings) config.warn(w);
   }

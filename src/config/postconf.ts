@@ -12,6 +12,7 @@ import type { Config } from './config.js';
 import { DEFAULTS, domainOf, splitTransportParam } from './defaults.js';
 import { ConfigError } from './errors.js';
 import { expandValue, referencedNames } from './expand.js';
+import { declaration, parameterNames } from './params/registry.js';
 import { logicalLines } from './lines.js';
 import { PARAM_NAME_RE } from './main-cf.js';
 import { serviceParameterNames } from './service-params.js';
@@ -38,7 +39,11 @@ export interface ParamTableOptions {
 
 /** Service-defined parameter names of the master.cf services, with their defaults (service-params.ts). */
 function serviceParams(config: Config): Map<string, string> {
-  return serviceParameterNames(config.services);
+  // A name with a built-in default of its own (local_destination_concurrency_limit) keeps it,
+  // as in Postfix's postconf.
+  const out = new Map<string, string>();
+  for (const [name, value] of serviceParameterNames(config.services)) if (!Object.hasOwn(DEFAULTS, name)) out.set(name, value);
+  return out;
 }
 
 function sortedMap(entries: Iterable<[string, string]>): Map<string, string> {
@@ -58,7 +63,8 @@ function sortedMap(entries: Iterable<[string, string]>): Map<string, string> {
 export function parameterTable(config: Config, mode: ParamMode, opts: ParamTableOptions = {}): Map<string, string> {
   const explicit = new Map(Object.entries(config.toJSON().params));
   const dirArg = opts.configDirArg ?? null;
-  const table = new Map<string, string>([...Object.entries(DEFAULTS), ...serviceParams(config)]);
+  // Postfix's legacy names (virtual_maps, …) are known but not listed, as with Postfix.
+  const table = new Map<string, string>([...Object.entries(DEFAULTS).filter(([n]) => declaration(n)?.legacy !== true), ...serviceParams(config)]);
   if (mode === 'defaults') return sortedMap(table);
 
   // A main.cf name that Postactor does not know is listed (also by -n) only
@@ -427,3 +433,35 @@ export function matchesService(pattern: readonly string[], e: MasterEntry): bool
   return ok(pattern[0], e.argv[0]!) && ok(pattern[1], e.argv[1]!);
 }
 
+
+// ---------------------------------------------------------------- support (--support)
+
+/** One parameter's entry in `postconf --support`. */
+export interface SupportEntry {
+  support: 'implemented' | 'refused' | 'unsupported';
+  readers?: readonly string[];
+  refusal?: string;
+  type: string;
+  default: string;
+  postfix_default: string;
+  difference?: string;
+}
+
+/** What Postactor does with the named parameters (all declared ones when none is named). */
+export function supportTable(names: readonly string[]): { table: Record<string, SupportEntry>; unknown: string[] } {
+  const table: Record<string, SupportEntry> = {};
+  const unknown: string[] = [];
+  for (const name of names.length > 0 ? names : parameterNames()) {
+    const d = declaration(name);
+    if (d === undefined) {
+      unknown.push(name);
+      continue;
+    }
+    const e: SupportEntry = { support: d.support, type: d.type, default: d.default, postfix_default: d.postfixDefault };
+    if (d.readers.length > 0) e.readers = d.readers;
+    if (d.refusal !== undefined) e.refusal = d.refusal;
+    if (d.difference !== undefined) e.difference = d.difference;
+    table[name] = e;
+  }
+  return { table, unknown };
+}

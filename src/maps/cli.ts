@@ -1,8 +1,10 @@
 // The commands postmap, postalias and newaliases (bin/*.ts are thin wrappers).
 //
-// Postactor builds only lmdb: tables: the default type is lmdb (Postfix's
-// default_database_type is hash), and hash:, btree:, cdb:, dbm: given
-// explicitly are refused. Queries (-q) work with every supported type.
+// Postactor builds one indexed table format, lmdb: (FILE.lmdb). Postfix's
+// hash:, btree:, cdb:, dbm: and sdbm: name that same table (indexed.ts), so
+// "postmap hash:FILE" and "postalias hash:/etc/aliases" build FILE.lmdb —
+// never Postfix's FILE.db. A bare FILE means lmdb:FILE, the same file as
+// $default_database_type:FILE. Queries (-q) work with every table type.
 // Exit status: 0 ok / found, 1 not found or fatal error ("NAME: fatal: ..."),
 // 64 usage error (bad flags; usage on stderr).
 
@@ -10,7 +12,7 @@ import fs from 'node:fs';
 
 import { loadConfig } from '../config/index.js';
 import { parseAliases } from './aliases.js';
-import { LEGACY_DB_TYPES, SUPPORTED_TYPES, openTable, unsupportedTypeMessage } from './index.js';
+import { TABLE_TYPES, isIndexedType, openTable, setTableNotices, unsupportedTypeMessage } from './index.js';
 import { lmdbFile, readLmdb, writeLmdb } from './lmdb.js';
 import { parseKeyValues, readTableFile, type KeyValueOptions, type ParsedKeyValues } from './texthash.js';
 import { TableError, type InfoTable } from './types.js';
@@ -78,6 +80,8 @@ const POSTMAP: MapCommand = {
   help: `Builds or queries Postactor lookup tables (like Postfix's postmap(1)).
 
   postmap [type:]file         build file.lmdb from the "key value" text file
+                              (type lmdb, hash, btree, cdb, dbm or sdbm: all build
+                              file.lmdb; Postfix's file.db is never read or written)
                               (atomically: a running server never sees a half-built table)
   postmap -q key map ...      print the value of key from the first map that has it
                               (exit 1 if none has it); "-q -" reads keys from stdin
@@ -91,9 +95,7 @@ const POSTMAP: MapCommand = {
   -r       a duplicate key replaces the earlier entry (default: keep the first, warn)
   -w       do not warn about duplicate keys          -o, -v  accepted, no effect
 
-The default type is lmdb (Postfix's default_database_type is hash): Postactor
-builds only lmdb: tables; hash:, btree:, cdb: and dbm: are not supported.
-Types for queries: ${SUPPORTED_TYPES.join(', ')}.
+Types for queries: ${TABLE_TYPES.join(', ')}.
 `,
   parse: parseKeyValues,
 };
@@ -103,13 +105,13 @@ const POSTALIAS: MapCommand = {
   usage: 'usage: postalias [-c config_dir] [-N|-n] [-f] [-i] [-o] [-r] [-s] [-v] [-w] [-q key|-d key] [type:]file ...',
   help: `Builds or queries Postactor alias databases (like Postfix's postalias(1)).
 
-  postalias [type:]file       build file.lmdb from an aliases(5) file ("name: value, value")
+  postalias [type:]file       build file.lmdb from an aliases(5) file ("name: value, value");
+                              hash:, btree:, cdb:, dbm:, sdbm: and lmdb: all build file.lmdb
   postalias -q key map ...    print the value of key ("-q -": keys from stdin)
   postalias -s map ...        print all entries
   postalias -d key map ...    delete key from lmdb tables
 
-Options as for postmap (-c -f -i -N -n -o -r -v -w). The default type is lmdb
-(Postfix's is hash); hash:, btree:, cdb: and dbm: are not supported.
+Options as for postmap (-c -f -i -N -n -o -r -v -w).
 `,
   parse: parseAliases,
   extra: ['@', '@'],
@@ -119,8 +121,7 @@ function splitMap(operand: string): { type: string; name: string; spec: string }
   const m = /^([A-Za-z0-9_-]+):(.*)$/.exec(operand);
   const type = m ? m[1]! : 'lmdb';
   const name = m ? m[2]! : operand;
-  if (LEGACY_DB_TYPES.has(type)) throw new Fatal(unsupportedTypeMessage(type));
-  if (!SUPPORTED_TYPES.includes(type)) throw new Fatal(unsupportedTypeMessage(type));
+  if (!TABLE_TYPES.includes(type)) throw new Fatal(unsupportedTypeMessage(type));
   return { type, name, spec: `${type}:${name}` };
 }
 
@@ -141,7 +142,7 @@ function stdinKeys(io: Io): string[] {
 
 function openForQuery(cmd: MapCommand, operand: string, flags: Flags): InfoTable {
   const { spec } = splitMap(operand);
-  return openTable(spec, { fold: flags.fold });
+  return openTable(spec, { fold: flags.fold, builder: cmd.prog });
 }
 
 function query(cmd: MapCommand, io: Io, operands: string[], flags: Flags): number {
@@ -180,7 +181,7 @@ function dump(cmd: MapCommand, io: Io, operands: string[], flags: Flags): number
 
 function requireLmdb(operand: string, what: string): string {
   const { type, name, spec } = splitMap(operand);
-  if (type !== 'lmdb') throw new Fatal(`${spec}: cannot ${what} a ${type}: table (postmap builds and updates lmdb: tables; ${type}: tables are read from their source file)`);
+  if (!isIndexedType(type)) throw new Fatal(`${spec}: cannot ${what} a ${type}: table (postmap builds and updates lmdb:, hash:, btree:, cdb:, dbm: and sdbm: tables; ${type}: tables are read from their source file)`);
   return name;
 }
 
@@ -248,6 +249,8 @@ function runMapCommand(cmd: MapCommand, args: string[], io: Io): number {
   if (modes > 1) throw new UsageError('specify only one of -q, -d, -s and -i');
   if (operands.length === 0) throw new UsageError('missing table name');
   if (configDir !== undefined) loadConfig(configDir);
+  // Postfix's postmap prints a table's warnings (an index older than its source) on stderr.
+  setTableNotices((level, text) => { if (level === 'warning') io.stderr(`${cmd.prog}: warning: ${text}\n`); });
   if (flags.query !== undefined) return query(cmd, io, operands, flags);
   if (flags.dump) return dump(cmd, io, operands, flags);
   if (flags.del !== undefined) return del(cmd, io, operands, flags);
@@ -256,17 +259,14 @@ function runMapCommand(cmd: MapCommand, args: string[], io: Io): number {
 
 const NEWALIASES_USAGE = 'usage: newaliases [-c config_dir] [-v]';
 
-/** Postactor's default alias_database (Postfix's default is hash:/etc/aliases). */
-export const DEFAULT_ALIAS_DATABASE = 'lmdb:/etc/aliases';
-
 function runNewaliases(args: string[], io: Io): number {
   if (args.includes('--help')) {
     io.stdout(`${NEWALIASES_USAGE}
 
 Rebuilds the alias databases named by alias_database in main.cf (like
-Postfix's newaliases(1), i.e. postalias on each of them). Postactor's
-default is ${DEFAULT_ALIAS_DATABASE} (Postfix's is hash:/etc/aliases);
-only lmdb: alias databases can be built.
+Postfix's newaliases(1), i.e. postalias on each of them). The default is
+Postfix's, hash:/etc/aliases, which builds /etc/aliases.lmdb (never
+/etc/aliases.db); hash:, btree:, cdb:, dbm:, sdbm: and lmdb: can be built.
   -c dir   configuration directory (default: $POSTACTOR_CONFIG, else the embedded default)
   -v       accepted, no effect
 `);
@@ -277,12 +277,14 @@ only lmdb: alias databases can be built.
   let dir: string | undefined;
   for (const [o, v] of opts) if (o === 'c' || o === 'C') dir = v as string;
   const config = loadConfig(dir);
-  const value = config.isSet('alias_database') ? config.get('alias_database') : DEFAULT_ALIAS_DATABASE;
+  const value = config.get('alias_database');
   const maps = value.split(/[\s,]+/).filter((s) => s !== '');
+  // Check every entry before building any, so a bad one leaves all tables as they were.
   for (const m of maps) {
-    const type = /^([A-Za-z0-9_-]+):/.exec(m)?.[1];
-    if (type !== undefined && type !== 'lmdb') {
-      throw new Fatal(`alias_database = ${value}: ${unsupportedTypeMessage(type)}${LEGACY_DB_TYPES.has(type) ? '' : ' (Postactor builds lmdb: tables)'}`);
+    try {
+      requireLmdb(m, 'build');
+    } catch (err) {
+      throw new Fatal(`alias_database = ${value}: ${(err as Error).message}`);
     }
   }
   for (const m of maps) build(POSTALIAS, io, [m], { fold: true, nul: true, replace: false, quiet: false, incremental: false, dump: false });

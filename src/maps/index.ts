@@ -3,11 +3,14 @@
 //
 //   inline:{ k=v, { k = v w } }   static:value   static:{ v w }
 //   texthash:/file   lmdb:/file (/file.lmdb built by postmap)
+//   hash:/file btree:/file cdb:/file dbm:/file sdbm:/file (all: the lmdb
+//     table /file.lmdb, never Postfix's own index files; see indexed.ts)
 //   regexp:/file   pcre:/file (JS RegExp, see regexp.ts)   cidr:/file
+//   nis:map (NIS lookups disabled, as Postfix without an NIS domain; nis.ts)
 //
-// Postfix's hash:, btree:, cdb:, dbm: are not supported (postmap builds
-// lmdb: tables); an unknown type is a TableError "unsupported dictionary
-// type: X". Errors in a table are TableErrors ("file:line: ..."), thrown by
+// TABLE_TYPES is the one list of them (postconf -m prints it). An unknown
+// type is a TableError "unsupported dictionary type: X". Errors in a table
+// are TableErrors ("file:line: ..."), thrown by
 // openTable or, after a table file changed and broke, by lookup(): callers
 // must fail temporarily (4xx/defer), never treat them as "not found".
 
@@ -15,7 +18,9 @@ import path from 'node:path';
 
 import { CidrTable } from './cidr.js';
 import { InlineTable, StaticTable } from './inline.js';
+import { INDEXED_TYPES } from './indexed.js';
 import { LmdbTable } from './lmdb.js';
+import { NisTable } from './nis.js';
 import { RegexpTable } from './regexp.js';
 import { TexthashTable } from './texthash.js';
 import { TableError, type LookupResult, type LookupTable, type TableInfo } from './types.js';
@@ -25,16 +30,21 @@ export type { LookupResult, LookupTable, TableInfo, InfoTable } from './types.js
 export { parseKeyValues } from './texthash.js';
 export { writeLmdb, readLmdb, lmdbFile } from './lmdb.js';
 export { parseAliases } from './aliases.js';
+export { INDEXED_TYPES, setTableNotices, type NoticeSink } from './indexed.js';
 
-/** Types that Postfix has and Postactor deliberately does not build. */
-export const LEGACY_DB_TYPES: ReadonlySet<string> = new Set(['hash', 'btree', 'cdb', 'dbm', 'sdbm']);
+/** Every table type openTable() opens, sorted as Postfix's postconf -m prints them. */
+export const TABLE_TYPES: readonly string[] = ['cidr', 'inline', 'lmdb', 'nis', 'pcre', 'regexp', 'static', 'texthash', ...INDEXED_TYPES.keys()].sort();
 
-export const SUPPORTED_TYPES: readonly string[] = ['inline', 'static', 'texthash', 'lmdb', 'regexp', 'pcre', 'cidr'];
+/** The same list, under the name the smtpd table check uses. */
+export const SUPPORTED_TYPES = TABLE_TYPES;
+
+/** The types postmap/postalias build: lmdb: and the Postfix types that name it. */
+export function isIndexedType(type: string): boolean {
+  return type === 'lmdb' || INDEXED_TYPES.has(type);
+}
 
 export function unsupportedTypeMessage(type: string): string {
-  return LEGACY_DB_TYPES.has(type)
-    ? `unsupported dictionary type: ${type} (Postactor builds lmdb: tables)`
-    : `unsupported dictionary type: ${type}`;
+  return `unsupported dictionary type: ${type}`;
 }
 
 export interface OpenTableOptions {
@@ -42,6 +52,8 @@ export interface OpenTableOptions {
   configDirectory?: string;
   /** Fold fixed keys to lower case (default true; postmap -f: false). */
   fold?: boolean;
+  /** The command named when an indexed table is not built yet (default postmap; alias_maps: postalias). */
+  builder?: 'postmap' | 'postalias';
 }
 
 /** Splits "type:name"; throws TableError when there is no type. */
@@ -62,11 +74,13 @@ export function openTable(spec: string, opts: OpenTableOptions = {}): LookupTabl
     case 'inline': return new InlineTable(spec, name, fold);
     case 'static': return new StaticTable(spec, name);
     case 'texthash': return new TexthashTable(spec, file(), { fold });
-    case 'lmdb': return new LmdbTable(spec, file(), fold);
     case 'regexp': return new RegexpTable(spec, file(), false);
     case 'pcre': return new RegexpTable(spec, file(), true);
     case 'cidr': return new CidrTable(spec, file());
-    default: throw new TableError(unsupportedTypeMessage(type));
+    case 'nis': return new NisTable(spec);
+    default:
+      if (isIndexedType(type)) return new LmdbTable(spec, file(), { fold, ...(opts.builder ? { builder: opts.builder } : {}) });
+      throw new TableError(unsupportedTypeMessage(type));
   }
 }
 

@@ -17,14 +17,20 @@
 // transaction id; lmdb-js also opens the PREVIOUS snapshot when overlapping
 // sync is on. The builder therefore commits the content twice, so both meta
 // pages of a built file describe the complete table.
+//
+// Postfix's hash:, btree:, cdb:, dbm: and sdbm: name this same table
+// (indexed.ts). A missing index is Postfix's "open database FILE: No such
+// file or directory", plus the command that builds it when its source file is
+// there; an index older than its source gets Postfix's warning.
 
 import fs from 'node:fs';
 import path from 'node:path';
 
 import { open, type RootDatabase } from 'lmdb';
 
+import { indexedNotice, tableNotice } from './indexed.js';
 import { describeErrno, fileStamp } from './texthash.js';
-import { NOT_FOUND, found, tableError, type InfoTable, type LookupResult } from './types.js';
+import { NOT_FOUND, TableError, found, tableError, type InfoTable, type LookupResult } from './types.js';
 
 type Db = RootDatabase<Buffer, Buffer>;
 
@@ -120,7 +126,7 @@ function inodeOf(file: string): string | null {
 function acquire(file: string): Handle {
   for (let attempt = 0; ; attempt++) {
     const id = inodeOf(file);
-    if (id === null) throw tableError(file, null, 'cannot open table: No such file or directory');
+    if (id === null) throw new TableError(`open database ${file}: No such file or directory`);
     const h = handles.get(id);
     if (h !== undefined) {
       h.refs++;
@@ -131,7 +137,7 @@ function acquire(file: string): Handle {
       db = openEnv(file, true);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      throw tableError(file, null, `cannot open table: ${typeof e.code === 'string' ? describeErrno(err) : e.message}`);
+      throw new TableError(`open database ${file}: ${typeof e.code === 'string' ? describeErrno(err) : e.message}`);
     }
     if (inodeOf(file) !== id && attempt < 3) {
       db.close(); // replaced while opening: open the new one
@@ -165,15 +171,29 @@ export function readLmdb(name: string): Map<string, string> {
   }
 }
 
+export interface LmdbTableOptions {
+  /** Fold keys to lower case (default true; postmap -f: false). */
+  fold?: boolean;
+  /** The command that builds this table, named when the index is missing (default postmap). */
+  builder?: 'postmap' | 'postalias';
+}
+
 export class LmdbTable implements InfoTable {
   readonly kind = 'fixed';
   readonly warnings: readonly string[] = [];
   readonly file: string;
+  readonly foldsCase: boolean;
+  private readonly builder: string;
   private handle: Handle | null = null;
   private stamp: string | null = null;
 
-  constructor(readonly spec: string, name: string, readonly foldsCase = true) {
+  /** spec is "type:name" as written (lmdb:, or one of Postfix's indexed types); name is the source file. */
+  constructor(readonly spec: string, private readonly name: string, opts: LmdbTableOptions = {}) {
     this.file = lmdbFile(name);
+    this.foldsCase = opts.fold ?? true;
+    this.builder = opts.builder ?? 'postmap';
+    const type = spec.slice(0, spec.indexOf(':'));
+    if (type !== 'lmdb') tableNotice(`indexed:${spec}`, 'info', indexedNotice(type, name, this.file));
     this.reopen();
   }
 
@@ -184,9 +204,22 @@ export class LmdbTable implements InfoTable {
     this.handle = null;
     this.stamp = null;
     if (old !== null) release(old);
+    if (stamp === null && fs.existsSync(this.name)) {
+      throw new TableError(`open database ${this.file}: No such file or directory (run "${this.builder} ${this.spec}" to build it from ${this.name})`);
+    }
     this.handle = acquire(this.file);
     this.stamp = stamp;
+    this.checkAge();
     return this.handle.db;
+  }
+
+  /** Postfix's warning for an index not rebuilt after its source file was edited. */
+  private checkAge(): void {
+    const src = fs.statSync(this.name, { throwIfNoEntry: false });
+    const db = fs.statSync(this.file, { throwIfNoEntry: false });
+    if (src !== undefined && db !== undefined && src.mtimeMs > db.mtimeMs) {
+      tableNotice(`older:${this.file}:${this.stamp}`, 'warning', `database ${this.file} is older than source file ${this.name}`);
+    }
   }
 
   lookup(key: string): LookupResult {

@@ -54,13 +54,19 @@ function interfaceAddresses(config: Config, family: 4 | 6): string[] {
   return [...out];
 }
 
+const PARAMS = {
+  smtp: { v4: 'smtp_bind_address', v6: 'smtp_bind_address6', enforce: 'smtp_bind_address_enforce' },
+  lmtp: { v4: 'lmtp_bind_address', v6: 'lmtp_bind_address6', enforce: 'lmtp_bind_address_enforce' },
+} as const;
+
 /**
- * The source addresses for a client whose parameters start with prefix ("smtp", "lmtp");
- * a text naming the parameter when one is not an IP address of its family.
+ * The source addresses for the smtp or the lmtp client (its own parameters); a text naming
+ * the parameter when one is not an IP address of its family.
  */
-export function sourceAddresses(config: Config, prefix: 'smtp' | 'lmtp'): SourceAddresses | string {
-  const out: SourceAddresses = { enforce: config.getBool(`${prefix}_bind_address_enforce`) };
-  for (const [family, name] of [[4, `${prefix}_bind_address`], [6, `${prefix}_bind_address6`]] as const) {
+export function sourceAddresses(config: Config, client: 'smtp' | 'lmtp'): SourceAddresses | string {
+  const names = PARAMS[client];
+  const out: SourceAddresses = { enforce: config.getBool(names.enforce) };
+  for (const [family, name] of [[4, names.v4], [6, names.v6]] as const) {
     const raw = config.get(name).trim();
     const key = family === 4 ? 'v4' : 'v6';
     if (raw !== '') {

@@ -4,8 +4,8 @@
  * A table whose file is missing or broken at start-up does not stop smtpd: it becomes a table
  * whose every lookup throws that TableError ("file:line: …"), so the restriction answers a
  * temporary failure (451 4.3.0) and logs the error, and it is opened again (at most once a
- * second) until the file is fixed. A table *type* we do not build (hash:, nis:, …) is a
- * configuration error and refuses start-up.
+ * second) until the file is fixed. A table *type* Postactor does not have (src/maps
+ * TABLE_TYPES: ldap:, mysql:, …) is a configuration error and refuses start-up.
  *
  * `proxy:` is a transparent prefix (Postactor has no proxymap: each smtpd worker opens its own
  * tables), and `unix:passwd.byname` reads /etc/passwd (local_recipient_maps' default).

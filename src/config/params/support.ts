@@ -1,0 +1,193 @@
+/**
+ * What Postactor does with each of Postfix's parameters: the declarations that make every
+ * setting honest.
+ *
+ *  - READERS: the parameters Postactor implements, by the service (actor) that reads each.
+ *    test/params.test.ts checks that every name listed here is read somewhere in the code.
+ *  - REFUSED: parameters Postactor does not implement whose absence weakens security or loses
+ *    mail. Set to anything but their default, they stop `postactor check` and start-up with
+ *    "main.cf:LINE: name = value: not supported by Postactor …".
+ *  - Every other Postfix parameter is "not supported": set to anything but its default, it
+ *    gets one warning "… not supported by Postactor, ignored", and nothing else happens.
+ *  - DIFFERENCES: Postactor's defaults where they deliberately differ from Postfix's (listed
+ *    in the README).
+ *  - FIXED: parameters whose behaviour Postactor has built in one way only; setting that value
+ *    is silent, another is treated by the rules above.
+ *
+ * How a parameter is put in REFUSED: it is refused when Postfix, given the setting, would
+ * encrypt, authenticate, filter, limit or restrict something that Postactor would then let
+ * through, or would deliver, keep or route mail that Postactor would then drop, bounce or send
+ * elsewhere. Settings whose absence only changes logging, tuning, or features nobody is relying
+ * on for safety are warned. As each issue implements a parameter, it moves from REFUSED (or the
+ * warned rest) into READERS.
+ */
+
+/** Postactor's services (actor folders) and shared parts, each with the parameters it reads. */
+export const READERS: Readonly<Record<string, readonly string[]>> = {
+  // Read by the configuration loader, master and every thread (identity, paths, logging).
+  global: [
+    'compatibility_level', 'config_directory', 'queue_directory', 'maillog_file', 'syslog_name',
+    'mail_name', 'myhostname', 'mydomain', 'myorigin', 'mydestination', 'mynetworks',
+    'mynetworks_style', 'recipient_delimiter', 'service_name', 'enable_long_queue_ids',
+    'mail_owner', 'message_size_limit', 'in_flow_delay', 'proxy_interfaces',
+    'relay_domains', 'virtual_alias_domains', 'virtual_mailbox_domains', 'virtual_alias_maps',
+    'virtual_mailbox_maps', 'alias_database', 'empty_address_recipient', 'default_database_type',
+  ],
+  // inet_interfaces, inet_protocols: where bare-port inet services listen (master/listen.ts).
+  master: ['default_process_limit', 'service_throttle_time', 'inet_interfaces', 'inet_protocols'],
+  smtpd: [
+    'access_map_defer_code', 'access_map_reject_code', 'allow_untrusted_routing',
+    'default_rbl_reply', 'defer_code', 'disable_vrfy_command', 'invalid_hostname_reject_code',
+    'local_recipient_maps', 'maps_rbl_reject_code', 'non_fqdn_reject_code',
+    'parent_domain_matches_subdomains', 'rbl_reply_maps', 'reject_code',
+    'relay_domains_reject_code', 'relay_recipient_maps', 'smtpd_banner',
+    'smtpd_client_restrictions', 'smtpd_data_restrictions', 'smtpd_delay_reject',
+    'smtpd_discard_ehlo_keywords', 'smtpd_end_of_data_restrictions', 'smtpd_helo_restrictions',
+    'smtpd_null_access_lookup_key', 'smtpd_peername_lookup', 'smtpd_policy_service_default_action',
+    'smtpd_policy_service_policy_context', 'smtpd_policy_service_retry_delay',
+    'smtpd_policy_service_timeout', 'smtpd_policy_service_try_limit', 'smtpd_recipient_limit',
+    'smtpd_recipient_restrictions', 'smtpd_reject_unlisted_recipient', 'smtpd_relay_restrictions',
+    'smtpd_restriction_classes', 'smtpd_sender_restrictions', 'smtpd_timeout', 'smtputf8_enable',
+    'stress', 'unknown_address_reject_code', 'unknown_address_tempfail_action',
+    'unknown_helo_hostname_tempfail_action', 'unknown_hostname_reject_code',
+    'unknown_local_recipient_reject_code', 'unknown_relay_recipient_reject_code',
+    'unknown_virtual_alias_reject_code', 'unknown_virtual_mailbox_reject_code',
+    'content_filter',
+  ],
+  cleanup: [
+    'always_add_missing_headers', 'always_bcc', 'append_at_myorigin', 'body_checks',
+    'body_checks_size_limit', 'canonical_classes', 'canonical_maps', 'duplicate_filter_limit',
+    'header_checks', 'header_size_limit', 'hopcount_limit', 'local_header_rewrite_clients',
+    'masquerade_classes', 'masquerade_domains', 'masquerade_exceptions', 'owner_request_special',
+    'propagate_unmatched_extensions', 'receive_override_options', 'recipient_bcc_maps',
+    'recipient_canonical_classes', 'recipient_canonical_maps', 'remote_header_rewrite_domain',
+    'sender_bcc_maps', 'sender_canonical_classes', 'sender_canonical_maps',
+    'undisclosed_recipients_header', 'virtual_alias_expansion_limit', 'virtual_alias_recursion_limit',
+  ],
+  'trivial-rewrite': [
+    'allow_percent_hack', 'append_dot_mydomain', 'default_transport', 'local_transport',
+    'relay_transport', 'relayhost', 'resolve_dequoted_address', 'show_user_unknown_table_name',
+    'swap_bangpath', 'virtual_transport', 'transport_maps', 'relocated_maps', 'inet_interfaces',
+  ],
+  qmgr: [
+    '2bounce_notice_recipient', 'bounce_notice_recipient', 'bounce_queue_lifetime',
+    'bounce_size_limit', 'bounce_template_file', 'confirm_delay_cleared', 'delay_notice_recipient',
+    'delay_warning_time', 'destination_concurrency_feedback_debug', 'double_bounce_sender',
+    'initial_destination_concurrency', 'maximal_backoff_time', 'maximal_queue_lifetime',
+    'minimal_backoff_time', 'notify_classes', 'qmgr_message_active_limit',
+    'qmgr_message_recipient_limit', 'qmgr_message_recipient_minimum', 'queue_run_delay',
+    'transport_retry_time',
+    // Per-transport parameters fall back to these (actors/qmgr, transportParam()).
+    'default_destination_concurrency_limit', 'default_destination_recipient_limit',
+    'default_destination_concurrency_failed_cohort_limit',
+    'default_destination_concurrency_positive_feedback',
+    'default_destination_concurrency_negative_feedback', 'default_destination_rate_delay',
+    'default_transport_rate_delay', 'default_recipient_refill_limit',
+    'default_recipient_refill_delay', 'default_delivery_slot_cost', 'default_delivery_slot_loan',
+    'default_delivery_slot_discount', 'default_minimum_delivery_slots',
+    'default_recipient_limit', 'default_extra_recipient_limit',
+  ],
+  smtp: [
+    'disable_dns_lookups', 'smtp_connect_timeout', 'smtp_connection_cache_time_limit',
+    'smtp_connection_reuse_count_limit', 'smtp_connection_reuse_time_limit',
+    'smtp_data_done_timeout', 'smtp_data_init_timeout', 'smtp_data_xfer_timeout',
+    'smtp_helo_name', 'smtp_helo_timeout', 'smtp_host_lookup', 'smtp_mail_timeout',
+    'smtp_quit_timeout', 'smtp_rcpt_timeout',
+    'smtp_bind_address', 'smtp_bind_address6', 'smtp_bind_address_enforce', 'inet_interfaces', 'inet_protocols',
+  ],
+  lmtp: [
+    'lmtp_assume_final', 'lmtp_connect_timeout', 'lmtp_data_done_timeout',
+    'lmtp_data_init_timeout', 'lmtp_data_xfer_timeout', 'lmtp_lhlo_name', 'lmtp_lhlo_timeout',
+    'lmtp_mail_timeout', 'lmtp_quit_timeout', 'lmtp_rcpt_timeout',
+    'lmtp_bind_address', 'lmtp_bind_address6', 'lmtp_bind_address_enforce',
+  ],
+  local: [
+    'alias_maps', 'allow_mail_to_commands', 'allow_mail_to_files', 'command_time_limit',
+    'default_privs', 'deliver_lock_attempts', 'deliver_lock_delay', 'fallback_transport',
+    'fallback_transport_maps', 'forward_path', 'home_mailbox', 'ipc_timeout', 'luser_relay',
+    'mail_spool_directory', 'mailbox_command', 'mailbox_delivery_lock', 'mailbox_size_limit',
+    'mailbox_transport', 'mailbox_transport_maps', 'stale_lock_time',
+  ],
+  virtual: [
+    'strict_mailbox_ownership', 'virtual_gid_maps', 'virtual_mailbox_base',
+    'virtual_mailbox_limit', 'virtual_mailbox_lock', 'virtual_minimum_uid', 'virtual_uid_maps',
+  ],
+  pipe: ['export_environment'],
+};
+
+/** Why a group of parameters is refused (printed with the refusal). */
+const TLS = 'TLS is not built yet: mail would go in plaintext';
+const SASL = 'SASL AUTH is not built yet';
+const MILTER = 'milters are not built yet: mail would not be filtered';
+const LIMIT = 'anvil and smtpd abuse limits are not built yet: the limit would not apply';
+const FORBID = 'smtpd input hardening is not built yet';
+const ROUTE = 'mail would be routed or rewritten differently than configured';
+const FILTER = 'the content check would not run';
+const ACCESS = 'command access control is not built: every local user would be allowed';
+
+/** Refused parameters: name → why its absence weakens security or loses mail. */
+export const REFUSED: Readonly<Record<string, string>> = {
+  // TLS: anything that turns encryption on, requires it, or requires a client certificate.
+  smtpd_tls_security_level: TLS, smtpd_use_tls: TLS, smtpd_enforce_tls: TLS,
+  smtpd_tls_wrappermode: TLS, smtpd_tls_req_ccert: TLS,
+  smtp_tls_security_level: TLS, smtp_use_tls: TLS, smtp_enforce_tls: TLS,
+  smtp_tls_policy_maps: TLS, smtp_tls_per_site: TLS, smtp_tls_wrappermode: TLS,
+  smtp_tls_enforce_peername: TLS,
+  lmtp_tls_security_level: TLS, lmtp_use_tls: TLS, lmtp_enforce_tls: TLS,
+  lmtp_tls_policy_maps: TLS, lmtp_tls_per_site: TLS, lmtp_tls_wrappermode: TLS,
+  tlsproxy_enable_rpk: TLS,
+  // SASL: offering AUTH, or authenticating to a next hop (without it the next hop refuses).
+  smtpd_sasl_auth_enable: SASL, smtp_sasl_auth_enable: SASL, lmtp_sasl_auth_enable: SASL,
+  smtpd_sasl_authenticated_header: SASL,
+  // Milters and other filters that would be skipped.
+  smtpd_milters: MILTER, non_smtpd_milters: MILTER, smtpd_milter_maps: MILTER,
+  milter_header_checks: MILTER, smtpd_proxy_filter: 'the before-queue content filter would not run',
+  mime_header_checks: FILTER, nested_header_checks: FILTER,
+  smtp_header_checks: FILTER, smtp_mime_header_checks: FILTER, smtp_nested_header_checks: FILTER,
+  smtp_body_checks: FILTER, lmtp_header_checks: FILTER, lmtp_mime_header_checks: FILTER,
+  lmtp_nested_header_checks: FILTER, lmtp_body_checks: FILTER,
+  // Abuse defences: per-client limits (anvil), error limits, deadlines.
+  smtpd_client_connection_count_limit: LIMIT, smtpd_client_connection_rate_limit: LIMIT,
+  smtpd_client_message_rate_limit: LIMIT, smtpd_client_recipient_rate_limit: LIMIT,
+  smtpd_client_new_tls_session_rate_limit: LIMIT, smtpd_client_auth_rate_limit: LIMIT,
+  smtpd_hard_error_limit: LIMIT, smtpd_soft_error_limit: LIMIT, smtpd_junk_command_limit: LIMIT,
+  smtpd_recipient_overshoot_limit: LIMIT, smtpd_per_request_deadline: LIMIT,
+  smtpd_min_data_rate: LIMIT, smtpd_error_sleep_time: LIMIT,
+  smtpd_forbid_bare_newline: FORBID, smtpd_forbid_unauth_pipelining: FORBID,
+  smtpd_forbidden_commands: FORBID,
+  smtpd_reject_unlisted_sender: 'sender address validation is not built yet',
+  // Where mail goes and where it comes from.
+  sender_dependent_relayhost_maps: ROUTE, sender_dependent_default_transport_maps: ROUTE,
+  smtp_generic_maps: ROUTE, lmtp_generic_maps: ROUTE,
+  soft_bounce: 'mail would be bounced instead of kept in the queue',
+  local_command_shell: 'commands would run under /bin/sh instead of the configured restricted shell',
+  // Who may use the local submission and queue commands.
+  authorized_submit_users: ACCESS, authorized_mailq_users: ACCESS, authorized_flush_users: ACCESS,
+};
+
+/** Postactor's defaults that differ from Postfix 3.8's, with the reason (README lists them). */
+export const DIFFERENCES: Readonly<Record<string, { value: string; why: string }>> = {
+  compatibility_level: {
+    value: '3.6',
+    why: 'Postfix 3.8 defaults to 0 and then keeps pre-3.6 defaults with warnings; Postactor behaves as the current level (3.6) unless main.cf says otherwise',
+  },
+  mail_name: { value: 'Postactor', why: 'Postactor names itself in the banner and notices' },
+  syslog_name: { value: 'postactor', why: 'log lines read "postactor/smtpd[…]"; set syslog_name = postfix for tools that insist' },
+  enable_long_queue_ids: { value: 'yes', why: 'Postactor only makes long queue IDs' },
+  queue_directory: { value: '/var/spool/postactor', why: 'never Postfix\'s queue' },
+  data_directory: { value: '/var/lib/postactor', why: 'never Postfix\'s data' },
+  config_directory: { value: '/etc/postactor', why: 'never Postfix\'s configuration' },
+  mynetworks: { value: '', why: 'empty means "derive from mynetworks_style", computed when read' },
+  maillog_file: { value: '', why: 'empty logs to standard output (Postfix: to syslog)' },
+};
+
+/**
+ * Parameters whose behaviour is built in one way only: setting this value is silent. Others
+ * fall under the REFUSED/warned rules (for example smtpd_helo_required = no: smtp-server
+ * requires HELO/EHLO before MAIL whatever the setting, the README's known difference).
+ */
+export const FIXED: Readonly<Record<string, string>> = {
+  smtpd_helo_required: 'yes',
+  smtpd_delay_open_until_valid_rcpt: 'yes',
+  enable_long_queue_ids: 'yes',
+};

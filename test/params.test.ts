@@ -1,0 +1,156 @@
+// The parameter registry keeps every setting honest: what it declares implemented is read by
+// the code, what the code reads is declared implemented, and `postconf -d` agrees with
+// Debian's Postfix on every default both know except the documented differences.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { needs } from './helpers/peers.js';
+import { declaration, declarations, parameterNames } from '../src/config/params/registry.js';
+import { DIFFERENCES, READERS } from '../src/config/params/support.js';
+import { loadConfig } from '../src/config/index.js';
+import { checkConfig } from '../actors/master/index.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const NODE = path.join(ROOT, 'node_modules/.bin/node');
+const POSTCONF = path.join(ROOT, 'dist/bin/postconf.js');
+const DEBIAN_POSTCONF = '/usr/sbin/postconf';
+const NO_POSTFIX = needs(DEBIAN_POSTCONF, "Debian's postconf, the comparison peer");
+const DEBIAN_MASTER = '/usr/share/postfix/master.cf.dist'; // the postfix package's stock master.cf
+
+const temps: string[] = [];
+after(() => {
+  for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
+});
+function tempDir(files: Record<string, string>): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'postactor-params-'));
+  temps.push(d);
+  for (const [n, t] of Object.entries(files)) fs.writeFileSync(path.join(d, n), t);
+  return d;
+}
+
+/** The project's TypeScript sources outside the registry itself. */
+function sources(): { file: string; text: string }[] {
+  const out: { file: string; text: string }[] = [];
+  const walk = (dir: string): void => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.ts') && !p.includes(`${path.sep}params${path.sep}`) && !p.endsWith('defaults.ts')) {
+        out.push({ file: path.relative(ROOT, p), text: fs.readFileSync(p, 'utf8') });
+      }
+    }
+  };
+  for (const top of ['src', 'actors', 'bin']) walk(path.join(ROOT, top));
+  return out;
+}
+
+// Names the code reads through a computed name rather than a literal one.
+const COMPUTED_READS: Record<string, string> = {
+  mailbox_transport_maps: 'actors/local/delegate.ts reads `${param}_maps`',
+  fallback_transport_maps: 'actors/local/delegate.ts reads `${param}_maps`',
+  compatibility_level: 'read by the ${{$compatibility_level} <level {…} ? …} expressions of Postfix\'s own defaults',
+};
+
+test('every parameter declared implemented is read by the code', () => {
+  const code = sources();
+  for (const [reader, names] of Object.entries(READERS)) {
+    for (const name of names) {
+      assert.ok(declaration(name) !== undefined, `${reader}: ${name} is not a Postfix parameter`);
+      if (Object.hasOwn(COMPUTED_READS, name)) continue;
+      if (name.startsWith('default_') || name === 'initial_destination_concurrency') continue; // transportParam() falls back to these
+      const re = new RegExp(`['"\`$({]${name}['"\`})]|\\$${name}\\b`);
+      assert.ok(code.some((f) => re.test(f.text)), `${name} is declared read by ${reader} but no source names it`);
+    }
+  }
+});
+
+test('every parameter the code reads by name is declared implemented', () => {
+  const re = /\.(?:get|getInt|getBool|getTime|getSize|getList|raw|isSet)\(\s*'([a-z0-9_]+)'\s*\)/g;
+  const wrong: string[] = [];
+  for (const { file, text } of sources()) {
+    for (const m of text.matchAll(re)) {
+      const d = declaration(m[1]!);
+      if (d !== undefined && d.support !== 'implemented') wrong.push(`${file}: ${m[1]} (${d.support})`);
+    }
+  }
+  assert.deepEqual(wrong, []);
+});
+
+test('every declaration has a type, and refused ones say why', () => {
+  for (const d of declarations()) {
+    assert.ok(['str', 'raw', 'int', 'nint', 'long', 'bool', 'nbool', 'time'].includes(d.type), d.name);
+    if (d.support === 'refused') assert.ok((d.refusal ?? '').length > 10, d.name);
+    if (d.type === 'time') assert.match(d.unit ?? '', /^[smhdw]$/, d.name);
+  }
+});
+
+test('postconf -d lists Postfix 3.8\'s parameters (at least 900 with Postfix\'s stock master.cf)', { skip: NO_POSTFIX }, () => {
+  assert.ok(parameterNames().length >= 830, `${parameterNames().length} names`);
+  const dir = tempDir({ 'main.cf': '', 'master.cf': fs.readFileSync(DEBIAN_MASTER, 'utf8') });
+  const r = spawnSync(NODE, [POSTCONF, '-c', dir, '-d'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(r.stdout.split('\n').filter(Boolean).length >= 900, `${r.stdout.split('\n').length} lines`);
+});
+
+test('postconf -d agrees with Debian\'s postconf -d on every default both list, except the documented differences', { skip: NO_POSTFIX }, () => {
+  const dir = tempDir({ 'main.cf': '', 'master.cf': fs.readFileSync(DEBIAN_MASTER, 'utf8') });
+  const listing = (out: string): Map<string, string> => new Map(out.split('\n').filter(Boolean).map((l) => {
+    const i = l.indexOf(' =');
+    return [l.slice(0, i), l.slice(i + 2).replace(/^ /, '')];
+  }));
+  const ours = listing(spawnSync(NODE, [POSTCONF, '-c', dir, '-d'], { encoding: 'utf8' }).stdout);
+  const theirs = listing(spawnSync(DEBIAN_POSTCONF, ['-c', dir, '-d'], { encoding: 'utf8' }).stdout);
+  // Postfix 3.7 (Debian 12) and 3.8 differ here; the registry holds 3.8's.
+  const version38 = new Set(['milter_default_action', 'tls_export_cipherlist', 'tls_high_cipherlist', 'tls_low_cipherlist',
+    'tls_medium_cipherlist', 'tls_null_cipherlist', 'smtp_tls_dane_insecure_mx_policy', 'tlsproxy_client_policy_maps',
+    'tlsproxy_client_security_level', 'mail_version', 'mail_release_date']);
+  const perProcess = new Set(['process_id', 'mynetworks']); // each process's pid; mynetworks: derived from mynetworks_style when read
+  const differ: string[] = [];
+  let both = 0;
+  for (const [name, value] of theirs) {
+    if (!ours.has(name)) continue;
+    both++;
+    if (ours.get(name) === value || Object.hasOwn(DIFFERENCES, name) || version38.has(name) || perProcess.has(name)) continue;
+    differ.push(`${name}: Postactor "${ours.get(name)}", Postfix "${value}"`);
+  }
+  assert.ok(both >= 900, `${both} names in both listings`);
+  assert.deepEqual(differ, []);
+});
+
+test('check refuses each security setting Postactor has not built, naming it; and warns for the rest', () => {
+  const master = '127.0.0.1:2599 inet n - n - 1 smtpd\ncleanup unix n - n - 1 cleanup\nqmgr unix n - n 300 1 qmgr\n';
+  const refused = [
+    'smtpd_tls_security_level = encrypt', 'smtp_tls_security_level = encrypt', 'smtpd_milters = inet:127.0.0.1:8891',
+    'smtpd_sasl_auth_enable = yes', 'smtpd_client_connection_count_limit = 3', 'smtpd_use_tls = yes',
+  ];
+  for (const line of refused) {
+    const dir = tempDir({ 'main.cf': `queue_directory = ${os.tmpdir()}/pa-q\n${line}\n`, 'master.cf': master });
+    const problems = checkConfig(loadConfig(dir));
+    const name = line.split(' ')[0]!;
+    assert.ok(problems.some((p) => p.startsWith(`${dir}/main.cf:2: ${line}: not supported by Postactor (`)), `${line}: ${problems.join('; ')}`);
+    assert.equal(problems.length, 1, name);
+  }
+  // The same values as the defaults, and "none", are accepted silently.
+  const dir = tempDir({ 'main.cf': 'smtpd_tls_security_level = none\nsmtpd_milters =\nsmtpd_client_connection_count_limit = 50\nsmtpd_tls_loglevel = 1\n', 'master.cf': master });
+  const c = loadConfig(dir);
+  assert.deepEqual(checkConfig(c), []);
+  assert.deepEqual(c.warnings, [`${dir}/main.cf:4: smtpd_tls_loglevel = 1: not supported by Postactor, ignored`]);
+  // -o settings are refused with the master.cf line.
+  const o = tempDir({ 'main.cf': '', 'master.cf': master.replace('smtpd\n', 'smtpd -o smtpd_sasl_auth_enable=yes\n') });
+  assert.match(checkConfig(loadConfig(o)).join('\n'), new RegExp(`^${o}/master.cf:1: smtpd_sasl_auth_enable = yes: not supported by Postactor`));
+});
+
+test('postconf --support says what Postactor does with a parameter', () => {
+  const r = spawnSync(NODE, [POSTCONF, '--support', 'smtpd_tls_security_level', 'smtpd_banner', 'smtpd_tls_loglevel'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as Record<string, { support: string; readers?: string[] }>;
+  assert.equal(j['smtpd_tls_security_level']!.support, 'refused');
+  assert.equal(j['smtpd_banner']!.support, 'implemented');
+  assert.deepEqual(j['smtpd_banner']!.readers, ['smtpd']);
+  assert.equal(j['smtpd_tls_loglevel']!.support, 'unsupported');
+});
