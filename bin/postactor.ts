@@ -2,7 +2,10 @@
  * postactor — the server command, like postfix(1):
  *   postactor [-c config_dir] start-fg | start | stop | abort | reload | status | check | flush
  * SIGTERM and SIGINT stop gracefully (deliveries in flight finish), SIGQUIT aborts, SIGHUP reloads.
- * With no -c and no POSTACTOR_CONFIG, the embedded default configuration is used.
+ * The configuration is located as Postfix's commands do (src/config/locate.ts): -c, MAIL_CONFIG,
+ * POSTACTOR_CONFIG, /etc/postactor, else the embedded default. status, stop, abort and reload act
+ * only on a process proven to be this queue's master (its lock and command line:
+ * actors/master/lock.ts), never on whatever a pid file names.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, openSync } from 'node:fs';
@@ -67,12 +70,13 @@ async function main(): Promise<void> {
       return;
     }
     case 'start': {
-      if (runningMaster(config)) fail(`${PROG}: fatal: the Postactor mail system is already running`);
+      if (await runningMaster(config)) fail(`${PROG}: fatal: the Postactor mail system is already running`);
       const problems = checkConfig(config);
       if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
       const logFile = config.get('maillog_file');
       const out = logFile ? openSync(logFile, 'a') : 'ignore';
-      const args = [fileURLToPath(import.meta.url), ...(dir ? ['-c', dir] : []), 'start-fg'];
+      // The located directory, on the master's command line for all to see (ps, /proc/PID/cmdline).
+      const args = [fileURLToPath(import.meta.url), ...(config.configDirectory ? ['-c', config.configDirectory] : []), 'start-fg'];
       const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out] });
       child.unref();
       process.stderr.write(`${PROG}: starting the Postactor mail system\n`);
@@ -89,23 +93,20 @@ async function main(): Promise<void> {
     }
     // falls through (fail exits)
     case 'stop': {
-      const pid = runningMaster(config);
+      const pid = await runningMaster(config);
       if (!pid) fail(`${PROG}: fatal: the Postactor mail system is not running`);
       process.stderr.write(`${PROG}: stopping the Postactor mail system\n`);
       process.kill(pid, 'SIGTERM');
+      // Stopped when no process holds the queue's lock any more (a pid may be reused meanwhile).
       for (let i = 0; i < 300; i++) {
         await new Promise((r) => setTimeout(r, 100));
-        try {
-          process.kill(pid, 0);
-        } catch {
-          return;
-        }
+        if ((await runningMaster(config)) !== pid) return;
       }
       fail(`${PROG}: fatal: the Postactor mail system did not stop`);
     }
     // falls through (fail exits)
     case 'abort': {
-      const pid = runningMaster(config);
+      const pid = await runningMaster(config);
       if (!pid) fail(`${PROG}: fatal: the Postactor mail system is not running`);
       process.stderr.write(`${PROG}: aborting the Postactor mail system\n`);
       process.kill(pid, 'SIGQUIT');
@@ -114,7 +115,7 @@ async function main(): Promise<void> {
     case 'reload': {
       const problems = checkConfig(load(dir));
       if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
-      if (!runningMaster(config)) fail(`${PROG}: fatal: the Postactor mail system is not running`);
+      if (!(await runningMaster(config))) fail(`${PROG}: fatal: the Postactor mail system is not running`);
       try {
         await controlRequest(controlSocketPath(queueDirectory(config)), 'reload', undefined, 60_000);
       } catch (err) {
@@ -124,7 +125,7 @@ async function main(): Promise<void> {
       return;
     }
     case 'status': {
-      const pid = runningMaster(config);
+      const pid = await runningMaster(config);
       if (!pid) fail(`${PROG}: the Postactor mail system is not running`);
       process.stderr.write(`${PROG}: the Postactor mail system is running: PID: ${pid}\n`);
       return;

@@ -9,8 +9,9 @@
  *   postconf [-c config_dir] [-h] [-x] [--json] -P [service[/type[/parameter]] ...]
  *   postconf -m
  *
- * The configuration directory is -c DIR, else $POSTACTOR_CONFIG, else the embedded
- * default (read-only). Options bundle getopt-style (-nx, -cDIR); option parsing stops
+ * The configuration directory is -c DIR, else $MAIL_CONFIG, else $POSTACTOR_CONFIG, else
+ * /etc/postactor if it holds a main.cf, else the embedded default (read-only): see
+ * src/config/locate.ts. Options bundle getopt-style (-nx, -cDIR); option parsing stops
  * at the first operand or "--". Exit: 0 (also after warnings), 1 on a configuration
  * error ("postconf: fatal: file:line: ..."), 64 (EX_USAGE) on bad usage.
  * The formatting and editing logic is in src/config/postconf.ts.
@@ -21,6 +22,7 @@ import path from 'node:path';
 
 import { ConfigError, EMBEDDED_MASTER_CF, loadConfig, type Config } from '../src/config/index.js';
 import { buildConfig } from '../src/config/load.js';
+import { locateConfigDirectory } from '../src/config/locate.js';
 import {
   MASTER_FIELDS, editMainCf, expander, formatMasterEntry, formatMasterField, formatParam, masterFieldValue,
   masterParams, matchesService, parameterTable, parseAssignment, parseMasterEntries, parseServicePattern, supportTable,
@@ -39,7 +41,7 @@ const USAGE = `usage: postconf [-c config_dir] [-d | -n] [-h] [-x] [-f] [--json]
        postconf [-c config_dir] [-f] [-h] [-x] [--json] -F [service[/type[/field]] ...]
        postconf [-c config_dir] [-h] [-x] [--json] -P [service[/type[/parameter]] ...]
        postconf -m
-  -c dir   configuration directory (default: $POSTACTOR_CONFIG, else the embedded default)
+  -c dir   configuration directory (default: $MAIL_CONFIG, $POSTACTOR_CONFIG, /etc/postactor, else the embedded default)
   -d       show default values (every parameter Postactor knows)
   -n       show only parameters set in main.cf
   -h       show values only, without "name = "
@@ -375,13 +377,15 @@ function run(argv: string[]): number {
       process.stdout.write(TABLE_TYPES.map((t) => `${t}\n`).join(''));
       return 0;
     }
-    const dirArg = opts.configDir || process.env.POSTACTOR_CONFIG || null;
+    const located = locateConfigDirectory(opts.configDir);
+    // Like Postfix, only a non-default directory counts as a config_directory setting (-n).
+    const dirArg = located.source === 'system' ? null : located.dir;
     if (f.has('e') || f.has('#')) {
-      editMain(dirArg, f, opts.operands, o);
+      editMain(located.dir, f, opts.operands, o);
       flush();
       return 0;
     }
-    const config = loadConfig(dirArg);
+    const config = loadConfig(located.dir);
     o.warnings.push(...config.warnings);
     if (f.has('M') || f.has('F') || f.has('P')) {
       let masterText = EMBEDDED_MASTER_CF;

@@ -93,7 +93,7 @@ async function main(): Promise<void> {
       } catch (err) {
         fatal(PROG, `queue operation failed: ${(err as Error).message}`);
       }
-    } else if (runningMaster(config)) {
+    } else if (await runningMaster(config)) {
       fatal(PROG, 'the mail system is running but does not answer on its control socket; try again', EX_TEMPFAIL);
     } else if (hasStore) {
       const logFile = config.get('maillog_file');
@@ -119,14 +119,17 @@ async function main(): Promise<void> {
 
   for (const e of result.events) process.stderr.write(`${PROG}: ${e.queueId}: ${e.event}\n`);
   const c: AdminCounts = result.counts;
-  const lines: [number, string][] = [
-    [c.requeued, 'Requeued'],
-    [c.deleted, 'Deleted'],
-    [c.expired, 'Force-expired'],
-    [c.held, 'Placed on hold'],
-    [c.released, 'Released from hold'],
+  // Postfix 3.7 and later print each summary whenever its operation was asked for, also with
+  // 0 messages ("postsuper: Deleted: 0 messages"); -f counts as both expire and release.
+  const asked = (...actions: AdminAction[]) => actions.some((a) => ids.has(a));
+  const lines: [boolean, number, string][] = [
+    [asked('requeue'), c.requeued, 'Requeued'],
+    [asked('delete'), c.deleted, 'Deleted'],
+    [asked('expire', 'expire-release'), c.expired, 'Force-expired'],
+    [asked('hold'), c.held, 'Placed on hold'],
+    [asked('release', 'expire-release'), c.released, 'Released from hold'],
   ];
-  for (const [n, what] of lines) if (n > 0) process.stderr.write(`${PROG}: ${what}: ${plural(n)}\n`);
+  for (const [wanted, n, what] of lines) if (wanted) process.stderr.write(`${PROG}: ${what}: ${plural(n)}\n`);
   if (report) {
     for (const id of report.corrupt) warn(`${id}: message content is missing -- moved to the corrupt queue`);
     if (report.danglingIndex + report.danglingDue > 0) process.stderr.write(`${PROG}: Removed index entries without a message: ${report.danglingIndex + report.danglingDue}\n`);

@@ -9,11 +9,13 @@
  * node:util parseArgs. Exit statuses are sysexits(3) values.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, queueDirectory, type Config } from '../src/config/index.js';
+import { PROJECT_ROOT } from '../src/config/config.js';
+import { SYSTEM_CONFIG_DIRECTORY } from '../src/config/locate.js';
 import { parseAddressList } from '../src/maildrop/address.js';
 import type { MaildropEnvelope, NotifyKeyword } from '../src/maildrop/format.js';
 import { extractRecipients, readMessage } from '../src/maildrop/input.js';
@@ -136,7 +138,12 @@ export function parseArgs(argv: string[], progName: string): Options {
           else if (!/^[\x20-\x7e]*$/.test(arg)) warn('bad syntax in -V option value -- ignored');
           else o.envId = arg;
           break;
-        case 'X': fatal(EX_USAGE, `unsupported: -${c}${arg[0] ?? ''}`);
+        // -X log_file: Sendmail's traffic log. Postfix documents it as ignored (use
+        // debug_peer_list); its code refuses it ("unsupported: -X/"). Accepted and ignored here,
+        // so that scripts written for Sendmail still submit. -XV (VERP) is not supported.
+        case 'X':
+          if (arg[0] === 'V') fatal(EX_UNAVAILABLE, `not supported: -X${arg} (VERP)`);
+          break;
         case 'b':
           switch (arg[0]) {
             case 'd': if (o.mode === 'flushq') warn('ignoring -q option in daemon mode'); o.mode = 'daemon'; break;
@@ -177,7 +184,7 @@ export function parseArgs(argv: string[], progName: string): Options {
 
 function load(dir: string | undefined): Config {
   try {
-    return loadConfig(dir ?? (process.env['MAIL_CONFIG'] || undefined));
+    return loadConfig(dir); // -C, else MAIL_CONFIG, POSTACTOR_CONFIG, /etc/postactor (locate.ts)
   } catch (err) {
     if (err instanceof ConfigError) fatal(EX_TEMPFAIL, err.message.split('\n').join('; '));
     throw err;
@@ -189,6 +196,17 @@ function runCommand(name: string, args: string[]): never {
   const r = spawnSync(process.execPath, [join(BIN_DIR, `${name}.js`), ...args], { stdio: 'inherit' });
   if (r.error) fatal(EX_UNAVAILABLE, `unable to execute ${name}: ${r.error.message}`);
   process.exit(r.status ?? EX_SOFTWARE);
+}
+
+/** True when path is the project's root or inside it (symlinks resolved). */
+function underProject(path: string): boolean {
+  try {
+    const root = realpathSync(PROJECT_ROOT).replace(/\/$/, '');
+    const p = realpathSync(path);
+    return p === root || p.startsWith(root + '/');
+  } catch {
+    return false;
+  }
 }
 
 function have(name: string): boolean {
@@ -226,7 +244,8 @@ async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2), progName);
   if (o.qtime && o.mode !== 'daemon') process.exit(EX_OK); // -q<interval>: ignored, as in Postfix
 
-  const configArgs = (dir: string | undefined) => (dir ? ['-c', dir] : process.env['MAIL_CONFIG'] ? ['-c', process.env['MAIL_CONFIG']] : []);
+  // The other commands locate the configuration as sendmail does (same environment).
+  const configArgs = (dir: string | undefined) => (dir ? ['-c', dir] : []);
   const noRecipients = (what: string) => { if (o.recipients.length) fatal(EX_USAGE, `${what} requires no recipient`); };
 
   switch (o.mode) {
@@ -271,6 +290,11 @@ async function main(): Promise<void> {
   } catch (err) {
     fatal(EX_CANTCREAT, `${user}(${uid}): maildrop directory: ${(err as Error).message}`);
   }
+  // Installed as /usr/sbin/sendmail and called by cron or PHP with no configuration found, the
+  // shim queues into the project's own var/spool: say so, rather than queue somewhere unseen.
+  const embeddedNotice = config.configDirectory === null && !underProject(process.cwd())
+    ? () => warn(`no configuration directory (-C, MAIL_CONFIG, POSTACTOR_CONFIG, ${SYSTEM_CONFIG_DIRECTORY}/main.cf): queued in ${dir} by the embedded default configuration`)
+    : () => undefined;
 
   if (o.mode === 'user') {
     noRecipients('stand-alone mode');
@@ -281,6 +305,7 @@ async function main(): Promise<void> {
       sizeLimit,
       submit: (env, parts) => writeSubmission(dir, { ...env, rewriteContext: 'local', arrival: Date.now(), uid, user }, parts),
     });
+    embeddedNotice();
     process.exit(EX_OK);
   }
 
@@ -335,6 +360,7 @@ async function main(): Promise<void> {
     uid,
     user,
   }, msg.parts);
+  embeddedNotice();
   // A "." line may leave unread input behind (Postfix leaves it too); exit without waiting for EOF.
   process.exit(EX_OK);
 }

@@ -26,8 +26,11 @@ function tempDir(files: Record<string, string>): string {
   return dir;
 }
 
+/** Runs fn with POSTACTOR_CONFIG = value (unset if undefined) and MAIL_CONFIG unset (it comes first). */
 function withEnv<T>(value: string | undefined, fn: () => T): T {
   const saved = process.env.POSTACTOR_CONFIG;
+  const savedMail = process.env.MAIL_CONFIG;
+  delete process.env.MAIL_CONFIG;
   if (value === undefined) delete process.env.POSTACTOR_CONFIG;
   else process.env.POSTACTOR_CONFIG = value;
   try {
@@ -35,6 +38,7 @@ function withEnv<T>(value: string | undefined, fn: () => T): T {
   } finally {
     if (saved === undefined) delete process.env.POSTACTOR_CONFIG;
     else process.env.POSTACTOR_CONFIG = saved;
+    if (savedMail !== undefined) process.env.MAIL_CONFIG = savedMail;
   }
 }
 
@@ -127,7 +131,7 @@ test('POSTACTOR_CONFIG selects the directory; -c DIR wins over it', () => {
   assert.equal(withEnv(a, () => loadConfig(b)).get('myhostname'), 'b.example');
   assert.equal(withEnv(a, () => loadConfig(b)).configDirectory, b);
   // a directory's main.cf does not inherit the embedded settings
-  assert.equal(withEnv(a, () => loadConfig()).get('queue_directory'), '/var/spool/postactor');
+  assert.equal(withEnv(a, () => loadConfig()).get('queue_directory'), '/var/spool/postactor', 'not Postfix\'s /var/spool/postfix');
 });
 
 test('missing files are errors (Postfix needs both main.cf and master.cf)', async (t) => {

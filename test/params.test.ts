@@ -53,6 +53,8 @@ function sources(): { file: string; text: string }[] {
 const COMPUTED_READS: Record<string, string> = {
   mailbox_transport_maps: 'actors/local/delegate.ts reads `${param}_maps`',
   fallback_transport_maps: 'actors/local/delegate.ts reads `${param}_maps`',
+  alternate_config_directories: 'src/config/locate.ts reads the system main.cf for set-id callers',
+  multi_instance_directories: 'src/config/locate.ts reads the system main.cf for set-id callers',
   compatibility_level: 'read by the ${{$compatibility_level} <level {…} ? …} expressions of Postfix\'s own defaults',
 };
 

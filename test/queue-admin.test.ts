@@ -188,6 +188,21 @@ describe('postsuper on a stopped server (the store is changed directly)', () => 
     assert.match(log, new RegExp(` postactor/postsuper\\[\\d+\\]: ${a}: removed\\n`));
   });
 
+  test('a summary for every operation asked for, also with 0 messages, as Postfix 3.7 and later print them', async () => {
+    const unknown = newQueueId();
+    let r = await run('postsuper', ['-c', dir, '-d', unknown]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, 'postsuper: Deleted: 0 messages\n');
+    r = await run('postsuper', ['-c', dir, '-h', unknown, '-r', unknown]);
+    assert.equal(r.stderr, 'postsuper: Requeued: 0 messages\npostsuper: Placed on hold: 0 messages\n');
+    r = await run('postsuper', ['-c', dir, '-f', unknown]);
+    assert.equal(r.stderr, 'postsuper: Force-expired: 0 messages\npostsuper: Released from hold: 0 messages\n', '-f is expire and release');
+    r = await run('postsuper', ['-c', dir, '-e', unknown, '-H', unknown]);
+    assert.equal(r.stderr, 'postsuper: Force-expired: 0 messages\npostsuper: Released from hold: 0 messages\n');
+    r = await run('postsuper', ['-c', dir, '-s']);
+    assert.equal(r.stderr, '', 'no summary for an operation not asked for');
+  });
+
   test('-h / -H / -r / -e and ALL with a queue name; "-" reads IDs from stdin; --json counts', async () => {
     let store = QueueStore.open(spool);
     const d1 = await put(store, { queue: 'deferred', sender: 's@example.org', recipients: [rcpt('a@example.com', { reason: 'x' })] });

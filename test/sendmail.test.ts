@@ -4,7 +4,7 @@
  * behaviour it pins. The shim runs through bin/sendmail (the shell wrapper, as a symlink would).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -173,10 +173,16 @@ describe('sendmail(1) → maildrop → pickup (Postfix local submission)', () =>
   });
 
   test('legacy flags are accepted and ignored', async () => {
-    const legacy = await sendmail(['-C', server.dir, '-oem', '-o7', '-o8', '-om', '-h', '17', '-U', '-B', '8BITMIME', '-L', 'label', '-m', '-G', '-N', 'success,delay', '-R', 'hdrs', '-V', 'env-1', 'legacy@example.com'],
+    const trafficLog = join(server.dir, 'traffic.log');
+    const legacy = await sendmail(['-C', server.dir, '-X', trafficLog, '-oem', '-o7', '-o8', '-om', '-h', '17', '-U', '-B', '8BITMIME', '-L', 'label', '-m', '-G', '-N', 'success,delay', '-R', 'hdrs', '-V', 'env-1', 'legacy@example.com'],
       'Subject: legacy\nX-Test: legacy\nFrom: me@example.org\nTo: legacy@example.com\n\nok\n');
     assert.equal(legacy.status, 0, legacy.stderr);
+    assert.equal(legacy.stderr, '');
     await arrived('legacy');
+    assert.equal(existsSync(trafficLog), false, '-X log_file: ignored (Postfix: use debug_peer_list instead)');
+    const verp = await sendmail(['-C', server.dir, '-X', 'V', 'x@example.com'], '');
+    assert.equal(verp.status, 69);
+    assert.match(verp.stderr, /^sendmail: fatal: not supported: -XV \(VERP\)\n$/);
   });
 
   test('sendmail -bv: nothing is delivered; the sender gets a "Mail Delivery Status Report" with each recipient deliverable or not', async () => {
@@ -251,11 +257,23 @@ describe('sendmail(1) → maildrop → pickup (Postfix local submission)', () =>
     }
   });
 
-  test('pickup removes a malformed maildrop file with a warning (Postfix: ill-formatted files are deleted)', async () => {
+  test("pickup never deletes a file it does not recognise (here Postfix's record format): it moves it to maildrop-quarantine with a warning, and keeps picking up", async () => {
+    // A Postfix maildrop file as postdrop writes it: records of type, length, data.
+    const rec = (type: string, data: string) => Buffer.concat([Buffer.from([type.charCodeAt(0), data.length]), Buffer.from(data)]);
+    const postfixFile = Buffer.concat([rec('T', '1764720000 0'), rec('A', 'rewrite_context=local'), rec('S', 'root'), rec('R', 'root'), rec('M', ''), rec('N', 'Subject: postfix'), rec('N', ''), rec('N', 'body'), rec('X', ''), rec('E', '')]);
     const path = join(server.queueDir, 'maildrop', 'BADFILE0000');
-    writeFileSync(path, 'this is not a maildrop file\n', { mode: 0o600 });
-    await server.waitForLog(/pickup\[\d+\]: warning: uid=\d+: malformed maildrop file BADFILE0000: bad magic line -- removed/, 70_000);
-    assert.equal(existsSync(path), false);
+    writeFileSync(path, postfixFile, { mode: 0o600 });
+    const moved = join(server.queueDir, 'maildrop-quarantine', 'BADFILE0000');
+    await server.waitForLog(new RegExp(`pickup\\[\\d+\\]: warning: uid=\\d+: malformed maildrop file ${re(path)}: bad magic line -- moved to ${re(moved)}$`), 70_000);
+    assert.equal(existsSync(path), false, 'gone from the maildrop');
+    assert.deepEqual(readFileSync(moved), postfixFile, 'kept byte for byte');
+    // A second foreign file of the same name does not overwrite the first.
+    writeFileSync(path, 'not a maildrop file\n', { mode: 0o600 });
+    await server.waitForLog(new RegExp(`malformed maildrop file ${re(path)}: bad magic line -- moved to ${re(moved)}\\.1$`), 70_000);
+    assert.deepEqual(readFileSync(moved), postfixFile);
+    const r = await sendmail(['-C', server.dir, 'after-foreign@example.com'], 'Subject: after\nX-Test: after-foreign\n\nstill picked up\n');
+    assert.equal(r.status, 0, r.stderr);
+    await arrived('after-foreign', 1, 70_000);
   });
 
   test('sendmail -q flushes the queue through the server (postactor flush)', async () => {

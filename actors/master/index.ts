@@ -4,9 +4,10 @@
  * the path behind it exists), routes requests between actors, restarts crashed workers, answers
  * the control socket, and stops everything on SIGTERM.
  */
-import { accessSync, chmodSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { loadConfig, queueDirectory, type Config } from '../../src/config/index.js';
+import { EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF, loadConfig, queueDirectory, type Config } from '../../src/config/index.js';
+import { buildConfig } from '../../src/config/load.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { ServicePool } from '../../src/runtime/pool.js';
 import { Router } from '../../src/runtime/router.js';
@@ -16,7 +17,8 @@ import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
 import { planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
-import { ControlServer, controlSocketPath } from './control.js';
+import { ControlServer, controlRequest, controlSocketPath } from './control.js';
+import { LOCK_SUPPORTED, MasterLockHeld, acquireMasterLock, pidFilePath, pidFromFile, provenMaster, type MasterLock } from './lock.js';
 import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from './listen.js';
 import { InstanceRegistry, registryDirectory } from './instances.js';
 
@@ -107,16 +109,23 @@ export async function resolveListenAddresses(config: Config, plan: Plan, warn: (
 }
 
 function pidFile(config: Config): string {
-  return join(queueDirectory(config), 'pid', 'master.pid');
+  return pidFilePath(queueDirectory(config));
 }
 
-/** The pid of a running master for this queue directory, or null. */
-export function runningMaster(config: Config): number | null {
+/**
+ * The pid of the process proven to be Postactor's master for this queue directory (its lock
+ * and command line: lock.ts), or null. A pid file alone, stale or another MTA's, is not enough.
+ * Where the lock is not supported (not Linux), the master must answer on its control socket
+ * with the pid the pid file names.
+ */
+export async function runningMaster(config: Config): Promise<number | null> {
+  const queueDir = queueDirectory(config);
+  if (LOCK_SUPPORTED) return provenMaster(queueDir);
+  const pid = pidFromFile(queueDir);
+  if (pid === null) return null;
   try {
-    const pid = Number(readFileSync(pidFile(config), 'utf8').trim());
-    if (!pid) return null;
-    process.kill(pid, 0);
-    return pid;
+    const status = (await controlRequest(controlSocketPath(queueDir), 'status', undefined, 2000)) as { pid?: number };
+    return status.pid === pid ? pid : null;
   } catch {
     return null;
   }
@@ -127,11 +136,18 @@ export async function startMaster(config: Config): Promise<Master> {
   const problems = checkConfig(config);
   for (const w of config.warnings) log.warn(w);
   if (problems.length) throw new Error(problems.join('\n'));
-  const other = runningMaster(config);
-  if (other && other !== process.pid) throw new Error(`the Postactor mail system is already running (pid ${other})`);
-
   const queueDir = queueDirectory(config);
   mkdirSync(join(queueDir, 'pid'), { recursive: true });
+  // The lock first, as Postfix's master locks pid/master.pid before anything else: one master
+  // per queue, and only the holder ever writes the pid file.
+  let lock: MasterLock;
+  try {
+    lock = await acquireMasterLock(queueDir);
+  } catch (err) {
+    if (!(err instanceof MasterLockHeld)) throw new Error(`${queueDir}: cannot take the master lock: ${(err as Error).message}`);
+    const other = provenMaster(queueDir);
+    throw new Error(`the Postactor mail system is already running${other ? ` (pid ${other})` : ''}`);
+  }
   // The embedded default keeps mailboxes in the project (var/mail): create that spool, as a
   // system's /var/mail exists before Postfix runs.
   if (config.configDirectory === null) mkdirSync(config.get('mail_spool_directory'), { recursive: true, mode: 0o755 });
@@ -235,6 +251,7 @@ export async function startMaster(config: Config): Promise<Master> {
     await stopAll(false);
     registry.release();
     rmSync(pidFile(config), { force: true });
+    await lock.release();
     throw err;
   }
 
@@ -247,7 +264,8 @@ export async function startMaster(config: Config): Promise<Master> {
   let reloading: Promise<void> | null = null;
   const reload = (): Promise<void> => (reloading ??= (async () => {
     try {
-      const next = loadConfig(current.configDirectory);
+      // The same directory again; the embedded default stays embedded (no new discovery).
+      const next = current.configDirectory === null ? buildConfig(null, EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF) : loadConfig(current.configDirectory);
       const problems = checkConfig(next);
       if (problems.length) throw new Error(problems.join('; '));
       for (const w of next.warnings) log.warn(w);
@@ -310,6 +328,7 @@ export async function startMaster(config: Config): Promise<Master> {
     stopServiceRequests();
     registry.release();
     rmSync(pidFile(config), { force: true });
+    await lock.release();
     flushMaillog();
   })());
   return { router, stop, reload };

@@ -12,14 +12,15 @@
  * The registry is a directory (/run/postactor for root, /tmp/postactor-UID otherwise) with one
  * file per address, created with O_EXCL so that two masters starting at once cannot both take
  * it. A wildcard address (0.0.0.0, [::]) overlaps every address of its family on that port.
- * An entry is stale, and removed, when its pid is gone or no longer that queue's master
- * (its pid/master.pid says otherwise). The same queue directory twice is the master.pid check's
- * business (a second master of one queue refuses to start before it gets here).
+ * An entry is stale, and removed, when its pid is no longer that queue's proven master (its
+ * lock: lock.ts). The same queue directory twice is the master lock's business (a second master
+ * of one queue refuses to start before it gets here).
  */
 import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatListenAddress, type ListenAddress } from './listen.js';
+import { LOCK_SUPPORTED, provenMaster } from './lock.js';
 
 interface Entry {
   pid: number;
@@ -60,8 +61,12 @@ function readEntry(file: string): Entry | null {
   }
 }
 
-/** Whether the entry's master still runs: its pid lives and its queue's master.pid names it. */
+/**
+ * Whether the entry's master still runs: proven by its queue's master lock (lock.ts) where
+ * that exists, else its pid lives and its queue's master.pid names it.
+ */
 function alive(e: Entry): boolean {
+  if (LOCK_SUPPORTED) return provenMaster(e.queueDirectory) === e.pid;
   try {
     process.kill(e.pid, 0);
   } catch (err) {

@@ -5,15 +5,19 @@
  * it logs `ID: uid=UID from=<sender>`, prepends `Received: by $myhostname ($mail_name, from
  * userid UID) id ID; date`, and removes the file only after cleanup replied that the message
  * is safely in the incoming queue. When cleanup fails temporarily the file stays and is tried
- * again later; a malformed file, or one cleanup refuses for good (5xx), is logged with a warning
- * and removed, as Postfix's pickup deletes ill-formatted files without notifying the originator.
+ * again later; a submission cleanup refuses for good (5xx) is logged with a warning and removed,
+ * as Postfix's pickup does. A file pickup does not recognise (not a regular file, or not in
+ * Postactor's maildrop format) is never deleted, unlike Postfix's pickup: it may be another
+ * program's, such as a Postfix maildrop file in a shared directory. It is moved to
+ * queue_directory/maildrop-quarantine/ (mode 0700, under its own name) with a warning that
+ * names both paths, and left where it is if even that fails.
  *
  * It scans on start (draining what was submitted while the server was down), whenever the
  * directory changes (fs.watch, for low latency), and every `wakeup` seconds (the master.cf
  * column; Postfix's master sends pickup a wake-up every 60 s), and keeps scanning while a scan
  * found files.
  */
-import { lstatSync, readdirSync, readFileSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
@@ -55,6 +59,7 @@ export function toCrlf(msg: Buffer): Buffer {
 
 class Pickup {
   private readonly dir: string;
+  private readonly quarantineDir: string;
   private readonly myhostname: string;
   private readonly mailName: string;
   private readonly busy = new Set<string>();
@@ -70,6 +75,7 @@ class Pickup {
 
   constructor(config: Config, private readonly actor: Actor, private readonly wakeup: number) {
     this.dir = ensureMaildrop(queueDirectory(config));
+    this.quarantineDir = join(queueDirectory(config), 'maildrop-quarantine');
     this.myhostname = config.get('myhostname');
     this.mailName = config.get('mail_name');
     this.contentFilter = config.get('content_filter').trim();
@@ -144,19 +150,13 @@ class Pickup {
       } catch {
         return false; // gone (another scan took it)
       }
-      if (!st.isFile()) {
-        log.warn(`${path}: not a regular file -- removed`);
-        return this.remove(path);
-      }
+      if (!st.isFile()) return this.quarantine(name, `${path}: not a regular file`);
       let envelope: MaildropEnvelope;
       let message: Buffer;
       try {
         ({ envelope, message } = decodeMaildrop(readFileSync(path)));
       } catch (err) {
-        if (err instanceof MaildropFormatError) {
-          log.warn(`uid=${st.uid}: malformed maildrop file ${name}: ${err.message} -- removed`);
-          return this.remove(path);
-        }
+        if (err instanceof MaildropFormatError) return this.quarantine(name, `uid=${st.uid}: malformed maildrop file ${path}: ${err.message}`);
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') return false;
         log.warn(`open input file ${path}: ${(err as Error).message}`);
@@ -220,6 +220,41 @@ class Pickup {
       this.busy.delete(name);
       if (--this.inFlight === 0 && this.idle) this.idle();
     }
+  }
+
+  /**
+   * Moves a file pickup does not recognise out of the maildrop, never deleting it; true when it
+   * is gone from the maildrop. A file that cannot be moved stays and is not looked at again by
+   * this pickup (one warning, not one per scan).
+   */
+  private quarantine(name: string, why: string): boolean {
+    const from = join(this.dir, name);
+    try {
+      mkdirSync(this.quarantineDir, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return this.keep(name, why, err as Error);
+    }
+    // Never over another file: a free name (NAME, NAME.1, …) in a directory only pickup writes.
+    const taken = (p: string) => { try { lstatSync(p); return true; } catch { return false; } };
+    let to = join(this.quarantineDir, name);
+    for (let n = 1; taken(to); n++) {
+      if (n > 1000) return this.keep(name, why, new Error('no free name'));
+      to = join(this.quarantineDir, `${name}.${n}`);
+    }
+    try {
+      renameSync(from, to);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+      return this.keep(name, why, err as Error);
+    }
+    log.warn(`${why} -- moved to ${to}`);
+    return true;
+  }
+
+  private keep(name: string, why: string, err: Error): false {
+    log.warn(`${why} -- left in place (cannot move it to ${this.quarantineDir}: ${err.message})`);
+    this.retryAt.set(name, Number.POSITIVE_INFINITY);
+    return false;
   }
 
   private remove(path: string): boolean {

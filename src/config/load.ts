@@ -14,6 +14,7 @@ import { referencedNames } from './expand.js';
 import { parseMainCf } from './main-cf.js';
 import { parseMasterCf } from './master-cf.js';
 import { isServiceParameter } from './service-params.js';
+import { locateConfigDirectory } from './locate.js';
 
 /** The declaration whose type and bounds a name follows (per-transport names: their default_ name's). */
 function typeDeclaration(name: string): Declaration | undefined {
@@ -142,11 +143,12 @@ function readConfigFile(file: string, errors: ConfigError[]): string {
 
 /**
  * Loads the configuration. dir comes from -c DIR; when it is null, undefined
- * or empty, POSTACTOR_CONFIG is used; when that is unset too, the embedded
- * default. A directory must hold both main.cf and master.cf, as with Postfix.
+ * or empty, the directory is located as Postfix's commands do (locate.ts:
+ * MAIL_CONFIG, POSTACTOR_CONFIG, /etc/postactor), else the embedded default.
+ * A directory must hold both main.cf and master.cf, as with Postfix.
  */
 export function loadConfig(dir?: string | null): Config {
-  const chosen = dir || process.env.POSTACTOR_CONFIG || null;
+  const chosen = locateConfigDirectory(dir).dir;
   if (chosen === null) return buildConfig(null, EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF);
   const abs = path.resolve(chosen);
   let isDir = false;

@@ -12,8 +12,8 @@
  *                                                        Postfix's sendmail_fix_line_endings=always)
  *
  * A file whose magic, JSON, field types or byte count do not match is malformed: pickup logs a
- * warning and removes it, as Postfix's pickup deletes ill-formatted files without notifying
- * the originator.
+ * warning and moves it to queue_directory/maildrop-quarantine/ (Postfix's pickup deletes such
+ * files; Postactor's does not, as the file may be another program's).
  */
 
 export const MAILDROP_MAGIC = 'postactor-maildrop 1';

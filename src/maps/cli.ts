@@ -248,7 +248,7 @@ function runMapCommand(cmd: MapCommand, args: string[], io: Io): number {
   const modes = [flags.query !== undefined, flags.del !== undefined, flags.dump, flags.incremental].filter(Boolean).length;
   if (modes > 1) throw new UsageError('specify only one of -q, -d, -s and -i');
   if (operands.length === 0) throw new UsageError('missing table name');
-  if (configDir !== undefined) loadConfig(configDir);
+  loadConfig(configDir); // read (and checked) as Postfix's postmap reads main.cf: -c, MAIL_CONFIG, … (locate.ts)
   // Postfix's postmap prints a table's warnings (an index older than its source) on stderr.
   setTableNotices((level, text) => { if (level === 'warning') io.stderr(`${cmd.prog}: warning: ${text}\n`); });
   if (flags.query !== undefined) return query(cmd, io, operands, flags);
@@ -267,7 +267,7 @@ Rebuilds the alias databases named by alias_database in main.cf (like
 Postfix's newaliases(1), i.e. postalias on each of them). The default is
 Postfix's, hash:/etc/aliases, which builds /etc/aliases.lmdb (never
 /etc/aliases.db); hash:, btree:, cdb:, dbm:, sdbm: and lmdb: can be built.
-  -c dir   configuration directory (default: $POSTACTOR_CONFIG, else the embedded default)
+  -c dir   configuration directory (default: $MAIL_CONFIG, $POSTACTOR_CONFIG, /etc/postactor, else the embedded default)
   -v       accepted, no effect
 `);
     return 0;

@@ -289,7 +289,7 @@ export function usageError(prog: string, usage: string, why?: string): never {
   process.exit(EX_USAGE);
 }
 
-/** -c DIR, else POSTACTOR_CONFIG, else the embedded default (as bin/postactor.ts). */
+/** -c DIR, else MAIL_CONFIG, POSTACTOR_CONFIG, /etc/postactor, else the embedded default (locate.ts). */
 export function commandConfig(prog: string, dir: string | undefined): Config {
   try {
     return loadConfig(dir);

@@ -32,6 +32,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'mail_owner', 'message_size_limit', 'in_flow_delay', 'proxy_interfaces',
     'relay_domains', 'virtual_alias_domains', 'virtual_mailbox_domains', 'virtual_alias_maps',
     'virtual_mailbox_maps', 'alias_database', 'empty_address_recipient', 'default_database_type',
+    // Set-id commands only (src/config/locate.ts), as Postfix's postdrop/postqueue.
+    'alternate_config_directories', 'multi_instance_directories',
   ],
   // inet_interfaces, inet_protocols: where bare-port inet services listen (master/listen.ts).
   master: ['default_process_limit', 'service_throttle_time', 'inet_interfaces', 'inet_protocols'],
