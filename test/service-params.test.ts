@@ -88,6 +88,13 @@ test('policyd-spf_time_limit = 3600 loads without a warning; names Postfix does 
   const unused = c.warnings.map((w) => /unused parameter: ([^=]+)=/.exec(w)?.[1]).filter(Boolean).sort();
   assert.deepEqual(unused, ['bogus_thing', 'foo_destination_concurrency_limit', 'foo_time_limit', 'relay2_time_limit']);
   assert.equal(c.get('policyd-spf_time_limit'), '3600');
+  assert.equal(c.getTime('policyd-spf_time_limit'), 3600);
+});
+
+test('a service-defined parameter is checked as the parameter it defaults to (a time, here)', () => {
+  const dir = configDir();
+  writeFileSync(join(dir, 'main.cf'), MAIN.replace('policyd-spf_time_limit = 3600', 'policyd-spf_time_limit = soon'));
+  assert.throws(() => loadConfig(dir), (e: Error) => /main\.cf:3: .*policyd-spf_time_limit/.test(e.message));
 });
 
 test('postconf -d lists the service-defined names as Debian\'s postconf does; -n warns about the same names', { skip: needs(POSTFIX, "Debian's postconf, the comparison peer") }, () => {
