@@ -7,11 +7,14 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NODE, POSTACTOR_JS, defaultMasterCf, freePort, probe220, startServer, type TestServer } from './helpers/server.js';
+
+/** IPv6 loopback here? (A host without it cannot show the IPv6 half; those checks are skipped.) */
+const HAS_V6 = Object.values(networkInterfaces()).flat().some((a) => a?.address === '::1');
 
 /** What a TCP connect to host:port meets: a 220 greeting, a refusal, or something else. */
 function outcome(host: string, port: number, timeoutMs = 3000): Promise<'220' | 'refused' | string> {
@@ -101,7 +104,7 @@ describe('e2e inet_interfaces and inet_protocols', () => {
     try {
       assert.equal(await outcome('127.0.0.1', bare), '220');
       assert.equal(await outcome('127.0.0.2', bare), '220');
-      assert.equal(await outcome('::1', bare), '220');
+      if (HAS_V6) assert.equal(await outcome('::1', bare), '220');
     } finally {
       await server.stop();
     }
@@ -115,7 +118,7 @@ describe('e2e inet_interfaces and inet_protocols', () => {
     });
     try {
       assert.equal(await outcome('127.0.0.1', bare), '220');
-      assert.equal(await outcome('::1', bare), '220');
+      if (HAS_V6) assert.equal(await outcome('::1', bare), '220');
       assert.equal(await outcome('127.0.0.2', bare), 'refused');
       assert.equal(await outcome('::1', server.port), 'refused', 'the explicit 127.0.0.1 line listens there only');
     } finally {
