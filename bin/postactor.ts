@@ -14,7 +14,8 @@ import { QueueStore } from '../src/queue/store.js';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, queueDirectory, type Config } from '../src/config/index.js';
-import { checkConfig, runningMaster, startMaster } from '../actors/master/index.js';
+import { checkConfig, resolveListenAddresses, runningMaster, startMaster } from '../actors/master/index.js';
+import { planServices } from '../actors/master/services.js';
 import { controlRequest, controlSocketPath } from '../actors/master/control.js';
 
 const USAGE = 'usage: postactor [-c config_dir] [-v] start-fg | start | stop | abort | reload | status | check | flush';
@@ -131,6 +132,11 @@ async function main(): Promise<void> {
     }
     case 'check': {
       const problems = checkConfig(config);
+      // Where inet services would listen (inet_interfaces, inet_protocols, host names).
+      if (!problems.length) {
+        await resolveListenAddresses(config, planServices(config), (w) => process.stderr.write(`postactor: warning: ${w}\n`))
+          .catch((err: Error) => problems.push(err.message));
+      }
       for (const w of config.warnings) process.stderr.write(`postactor: warning: ${w}\n`);
       if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
       // Queue sanity, as postfix check looks at the queue: report, never repair (postsuper -s does).

@@ -84,7 +84,7 @@ test('inetEndpoint', async (t) => {
   }
   await t.test('bad endpoint is a ConfigError with file:line', () => {
     const s: MasterService = { ...svc('smtp'), name: 'nosuchservice', line: 7 };
-    assert.throws(() => inetEndpoint(s), { name: 'ConfigError', message: `${F}:7: bad inet service port: nosuchservice` });
+    assert.throws(() => inetEndpoint(s), { name: 'ConfigError', message: `${F}:7: unknown service: nosuchservice/tcp` });
     assert.throws(() => inetEndpoint({ ...s, name: '::1:25' }), /IPv6 needs \[brackets\]/);
   });
 });

@@ -5,7 +5,8 @@
  * other 127.x addresses play the untrusted hosts.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,8 +19,8 @@ function message(id: string): string {
   return rfc822({ From: '<s@example.org>', To: '<r@example.com>', Subject: id, 'X-Test-Id': id }, `body of ${id}\n`);
 }
 
-/** A tiny Postfix policy server: REJECT / DEFER_IF_PERMIT / DUNNO by recipient prefix. */
-async function startPolicyServer(): Promise<{ port: number; requests: Map<string, string>[]; close(): Promise<void> }> {
+/** A tiny Postfix policy server: REJECT / DEFER_IF_PERMIT / DUNNO by recipient prefix; on loopback, or on a UNIX socket at path. */
+async function startPolicyServer(path?: string): Promise<{ port: number; requests: Map<string, string>[]; close(): Promise<void> }> {
   const requests: Map<string, string>[] = [];
   const server = net.createServer((sock) => {
     let buf = '';
@@ -36,8 +37,8 @@ async function startPolicyServer(): Promise<{ port: number; requests: Map<string
       }
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return { port: (server.address() as net.AddressInfo).port, requests, close: () => new Promise((r) => server.close(() => r())) };
+  await new Promise<void>((r) => (path ? server.listen(path, () => r()) : server.listen(0, '127.0.0.1', () => r())));
+  return { port: path ? 0 : (server.address() as net.AddressInfo).port, requests, close: () => new Promise((r) => server.close(() => r())) };
 }
 
 /** EHLO, MAIL, RCPT… on one session; returns every reply's line. */
@@ -235,5 +236,38 @@ describe('smtpd access policy end to end (smtpd_delay_reject = no)', () => {
   test('an accepted client, HELO and sender still reach RCPT', async () => {
     const r = await dialogue(server.port, ['EHLO client.test', 'MAIL FROM:<good@example.org>', 'RCPT TO:<r@example.com>']);
     assert.deepEqual(r.slice(2), ['250 2.1.0 Ok', '250 2.1.5 Ok']);
+  });
+});
+
+describe('check_policy_service unix:private/NAME is under queue_directory', () => {
+  let server: TestServer;
+  let policy: Awaited<ReturnType<typeof startPolicyServer>>;
+  const queue = mkdtempSync(join(tmpdir(), 'postactor-e2e-policy-queue-'));
+
+  before(async () => {
+    // As a master.cf spawn service (policyd-spf) would: its socket in $queue_directory/private.
+    mkdirSync(join(queue, 'private'), { mode: 0o700 });
+    policy = await startPolicyServer(join(queue, 'private', 'policyd'));
+    server = await startServer({
+      mainCf: {
+        queue_directory: queue,
+        mynetworks: '127.0.0.1/32',
+        local_recipient_maps: '',
+        smtpd_recipient_restrictions: 'check_policy_service unix:private/policyd, permit_mynetworks, reject',
+      },
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    await policy?.close();
+    rmSync(queue, { recursive: true, force: true });
+  });
+
+  test('the policy server on the UNIX socket answers each RCPT', async () => {
+    const r = await dialogue(server.port, ['EHLO client.test', 'MAIL FROM:<s@example.org>', 'RCPT TO:<policy-reject@example.com>', 'RCPT TO:<fine@example.com>']);
+    assert.deepEqual(r.slice(3), ['554 5.7.1 <policy-reject@example.com>: Recipient address rejected: go away', '250 2.1.5 Ok']);
+    assert.equal(policy.requests.length, 2);
+    assert.equal(policy.requests[1]!.get('recipient'), 'fine@example.com');
+    assert.equal(server.logLines().filter((l) => /problem talking to server/.test(l)).length, 0);
   });
 });

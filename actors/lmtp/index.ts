@@ -17,6 +17,7 @@ import { queueDirectory } from '../../src/config/index.js';
 import { NextHopResolver, resolverServersFromEnv } from '../../src/dns/resolver.js';
 import { replyToString } from '../../src/smtp/reply.js';
 import { SmtpClient, type DeliveryResult, type SmtpHost } from '../../src/smtp/client.js';
+import { sourceAddresses } from '../../src/smtp/bind-address.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { agentContext, every, report, type AgentContext } from '../discard/agent.js';
 import { parseLmtpNexthop } from './nexthop.js';
@@ -40,6 +41,9 @@ function init(): State {
   const ctx = agentContext();
   const { config } = ctx;
   const ms = (name: string) => config.getTime(name) * 1000 || NO_LIMIT;
+  // lmtp_bind_address, lmtp_bind_address6 (TCP next hops only).
+  const bind = sourceAddresses(config, 'lmtp');
+  if (typeof bind === 'string') throw new Error(bind);
   return {
     ctx,
     client: new SmtpClient({
@@ -53,6 +57,8 @@ function init(): State {
       dataXferTimeout: ms('lmtp_data_xfer_timeout'),
       dataDoneTimeout: ms('lmtp_data_done_timeout'),
       quitTimeout: ms('lmtp_quit_timeout'),
+      bind,
+      onWarning: (text) => ctx.log.warn(text),
     }),
     resolver: new NextHopResolver({ servers: resolverServersFromEnv() }),
     myhostname: config.get('myhostname'),

@@ -19,6 +19,8 @@ import { SmtpdPolicy } from '../smtpd/policy.js';
 import { planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
 import { ControlServer, controlRequest, controlSocketPath } from './control.js';
 import { LOCK_SUPPORTED, MasterLockHeld, acquireMasterLock, pidFilePath, pidFromFile, provenMaster, type MasterLock } from './lock.js';
+import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from './listen.js';
+import { InstanceRegistry, registryDirectory } from './instances.js';
 
 export const VERSION = '0.1.0';
 const log = maillog('master');
@@ -91,6 +93,19 @@ export function serviceConfig(config: Config, s: ServicePlan): Config {
   // service_name is the daemon's own master.cf name, as Postfix sets it for each daemon, so
   // that "-o syslog_name=postfix/$service_name" names the service.
   return config.withOverrides({ service_name: s.service, ...s.line.overrides }, { file: s.line.file, line: s.line.line });
+}
+
+/**
+ * Fills in each inet service's listening sockets (inet_interfaces, inet_protocols, the
+ * service's own host part); throws the first problem as `file:line: …`.
+ */
+export async function resolveListenAddresses(config: Config, plan: Plan, warn: (text: string) => void = () => undefined): Promise<void> {
+  const inet = plan.services.filter((s) => s.listen !== undefined);
+  if (inet.length === 0) return;
+  const protocols = await effectiveProtocols(config, warn);
+  // inet_interfaces is looked at only when some service has no host part, as in Postfix.
+  const interfaces = inet.some((s) => s.listen!.host === null) ? await interfaceListenHosts(config, protocols) : [];
+  for (const s of inet) s.addresses = await serviceListenAddresses(s.listen!, `${s.line.file}:${s.line.line}`, interfaces, protocols);
 }
 
 function pidFile(config: Config): string {
@@ -183,7 +198,7 @@ export async function startMaster(config: Config): Promise<Master> {
       service: name,
       index,
       filename: s.file,
-      workerData: data(serviceConfig(c, s), name, index, s.listen),
+      workerData: data(serviceConfig(c, s), name, index, s.addresses ? { addresses: s.addresses } : undefined),
       throttleSeconds: c.getTime('service_throttle_time'),
       onPort: (port) => router.attach(name, port),
       onExit: (_slot, code, _restart, badStartup, error) => {
@@ -219,7 +234,13 @@ export async function startMaster(config: Config): Promise<Master> {
   };
 
   const plan = planServices(config);
+  const registry = new InstanceRegistry(registryDirectory((w) => log.warn(w)), queueDir);
+  const addressesOf = (p: Plan) => p.services.flatMap((s) => s.addresses ?? []);
+  let held: ReturnType<typeof addressesOf> = [];
   try {
+    await resolveListenAddresses(config, plan, (w) => log.warn(w));
+    registry.claim(addressesOf(plan));
+    held = addressesOf(plan);
     pools = startPools(config, plan);
     for (const [name, pool] of pools) router.addPool(name, pool);
     const q = plan.services.find((p) => p.line.command === 'qmgr')!;
@@ -228,6 +249,7 @@ export async function startMaster(config: Config): Promise<Master> {
     listeners = await startListeners(config, plan);
   } catch (err) {
     await stopAll(false);
+    registry.release();
     rmSync(pidFile(config), { force: true });
     await lock.release();
     throw err;
@@ -250,6 +272,8 @@ export async function startMaster(config: Config): Promise<Master> {
       if (queueDirectory(next) !== queueDirectory(current)) throw new Error('queue_directory cannot change on reload: stop and start instead');
       log.info(`reload -- version ${VERSION}, configuration ${next.configDirectory ?? '(embedded default)'}`);
       const nextPlan = planServices(next);
+      await resolveListenAddresses(next, nextPlan, (w) => log.warn(w));
+      registry.claim(addressesOf(nextPlan));
       const nextPools = startPools(next, nextPlan);
       const oldPools = pools;
       for (const [name, pool] of nextPools) router.addPool(name, pool);
@@ -260,8 +284,11 @@ export async function startMaster(config: Config): Promise<Master> {
       listeners = await startListeners(next, nextPlan);
       current = next;
       await Promise.allSettled(oldListeners.map((w) => w.stop()));
+      held = addressesOf(nextPlan);
+      registry.release(held);
       await Promise.allSettled([...oldPools.values()].map((p) => p.drain()));
     } catch (err) {
+      registry.release(held);
       log.warn(`reload failed: ${(err as Error).message}; the running configuration stays in effect`);
       throw err;
     } finally {
@@ -299,6 +326,7 @@ export async function startMaster(config: Config): Promise<Master> {
     await control.close();
     await stopAll(graceful);
     stopServiceRequests();
+    registry.release();
     rmSync(pidFile(config), { force: true });
     await lock.release();
     flushMaillog();

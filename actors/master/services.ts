@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inetEndpoint, type Config, type MasterService } from '../../src/config/index.js';
+import type { InetEndpoint, ListenAddress } from './listen.js';
 
 export type HostKind = 'pool' | 'supervised';
 
@@ -19,8 +20,10 @@ export interface ServicePlan {
   threads: number;
   /** Requests one pool worker runs at once. */
   concurrency: number;
-  /** For inet services: where to listen. */
-  listen?: { host: string | null; port: number };
+  /** For inet services: the endpoint as master.cf writes it (host null: inet_interfaces). */
+  listen?: InetEndpoint;
+  /** For inet services: the sockets to open, once the master resolved them (listen.ts). */
+  addresses?: ListenAddress[];
   line: MasterService;
 }
 

@@ -12,6 +12,7 @@ import { canonicalIp, ownAddresses } from '../../src/address/interfaces.js';
 import { configureMaillog, maillog, type Logger } from '../../src/log/maillog.js';
 import { QueueStore } from '../../src/queue/store.js';
 import { SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
+import { sourceAddresses } from '../../src/smtp/bind-address.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { formatDelays, logDelivery, smtpEnvelope } from './log.js';
@@ -34,6 +35,9 @@ function init(): State {
   const config: Config = configFromJSON(data.config);
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
   const ms = (name: string) => config.getTime(name) * 1000;
+  const log = maillog(data.service);
+  const bind = sourceAddresses(config, 'smtp');
+  if (typeof bind === 'string') throw new Error(bind);
   return {
     store: QueueStore.open(queueDirectory(config)),
     client: new SmtpClient({
@@ -49,13 +53,15 @@ function init(): State {
       idleTimeout: ms('smtp_connection_cache_time_limit'),
       reuseLimit: config.getInt('smtp_connection_reuse_count_limit'),
       reuseTimeLimit: ms('smtp_connection_reuse_time_limit'),
+      bind,
+      onWarning: (text) => log.warn(text),
     }),
     resolver: new NextHopResolver({
       servers: resolverServersFromEnv(),
       hostLookup: parseHostLookup(config.get('smtp_host_lookup')),
       disableDns: config.getBool('disable_dns_lookups'),
     }),
-    log: maillog(data.service),
+    log,
     service: data.service,
     myhostname: config.get('myhostname').toLowerCase(),
     own: ownAddresses(config.getList('inet_interfaces'), config.getList('proxy_interfaces')),

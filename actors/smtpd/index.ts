@@ -1,9 +1,12 @@
 /**
- * smtpd: the SMTP server actor. Each worker of the `inet` service listens on the same address
- * with SO_REUSEPORT, so the kernel spreads connections over the workers. A session is checked
+ * smtpd: the SMTP server actor. Each worker of the `inet` service listens on the same addresses
+ * (one socket per address the master chose from the service name, inet_interfaces and
+ * inet_protocols: actors/master/listen.ts) with SO_REUSEPORT, so the kernel spreads connections
+ * over the workers. A session is checked
  * against the smtpd restrictions at RCPT time, and its message goes to cleanup; the client gets
  * "250 2.0.0 Ok: queued as ID" only once cleanup's transaction is on disk.
  */
+import * as net from 'node:net';
 import { parentPort } from 'node:worker_threads';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { configFromJSON, type Config, type ConfigJSON } from '../../src/config/index.js';
@@ -17,6 +20,7 @@ import { countersOf, formatCounters, installDialect, type Dialect } from './dial
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
+import type { ListenAddress } from '../master/listen.js';
 
 const log = maillog('smtpd');
 
@@ -47,7 +51,7 @@ async function main(): Promise<void> {
   });
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  const listen = actor.data.extra as { host: string | null; port: number };
+  const { addresses } = actor.data.extra as { addresses: ListenAddress[] };
   const policy = new SmtpdPolicy(config);
   const hostname = config.get('myhostname');
   const sizeLimit = config.getSize('message_size_limit');
@@ -278,18 +282,21 @@ async function main(): Promise<void> {
   }
 
   server.on('error', (err) => log.warn(`smtpd: ${err.message}`));
-  await new Promise<void>((resolve, reject) => {
-    const s = server!.server as import('node:net').Server;
-    s.once('error', reject);
-    s.listen({ host: listen.host ?? undefined, port: listen.port, reusePort: true, backlog: 1024 }, () => resolve());
-  });
+  // The first address uses smtp-server's own listener; each further one is a plain listener
+  // that hands its connections to it (its 'connection' handler runs the SMTP session).
+  const primary = server.server as net.Server;
+  const listeners = addresses.map((_, i) => (i === 0 ? primary : net.createServer((socket) => primary.emit('connection', socket))));
+  await Promise.all(addresses.map((a, i) => new Promise<void>((resolve, reject) => {
+    const s = listeners[i]!;
+    s.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`bind ${a.host} port ${a.port}: ${e.code === 'EADDRINUSE' ? 'Address already in use' : e.message}`)));
+    s.listen({ host: a.host, port: a.port, reusePort: true, backlog: 1024, ...(a.ipv6Only ? { ipv6Only: true } : {}) }, () => resolve());
+  })));
   // Stop (postactor stop, reload): accept no more connections, let the sessions in progress
   // finish (as an old Postfix smtpd does after a reload), and only after a grace period tell the
   // remaining ones "421 … shutting down".
   parentPort!.on('message', (msg: { type?: string }) => {
     if (msg?.type !== 'postactor:stop') return;
-    const listener = server!.server as import('node:net').Server;
-    listener.close();
+    for (const l of listeners) l.close();
     const connections = (server as unknown as { connections: Set<unknown> }).connections;
     const deadline = Date.now() + 10_000;
     const exit = () => {

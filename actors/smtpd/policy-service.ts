@@ -8,10 +8,12 @@
  * smtpd_policy_service_retry_delay apart, the result is smtpd_policy_service_default_action
  * ("451 4.3.5 Server configuration problem").
  *
- * Endpoints: inet:host:port (loopback or any host) and unix:/path. Postactor opens a connection
+ * Endpoints: inet:host:port (loopback or any host), unix:/path and unix:private/name (under
+ * queue_directory). Postactor opens a connection
  * per request (Postfix keeps one open for reuse; the protocol allows both).
  */
 import * as net from 'node:net';
+import { isAbsolute, resolve } from 'node:path';
 
 import type { PolicyRequest } from './restrictions/types.js';
 
@@ -25,12 +27,16 @@ export interface PolicyServiceSettings {
 
 export type Endpoint = { host: string; port: number } | { path: string };
 
-/** "inet:127.0.0.1:9998", "127.0.0.1:9998", "unix:/run/policy" → an endpoint, or an error text. */
-export function parseEndpoint(spec: string, configDirectory: string | null): Endpoint | string {
+/**
+ * "inet:127.0.0.1:9998", "127.0.0.1:9998", "unix:/run/policy" → an endpoint, or an error text.
+ * A relative UNIX path ("unix:private/policyd-spf", as master.cf spawn services are set up)
+ * is under queue_directory, where Postfix's daemons run.
+ */
+export function parseEndpoint(spec: string, queueDirectory: string): Endpoint | string {
   if (spec.startsWith('unix:')) {
     const p = spec.slice(5);
     if (!p) return `bad policy service "${spec}"`;
-    return { path: p.startsWith('/') ? p : `${configDirectory ?? '.'}/${p}` };
+    return { path: isAbsolute(p) ? p : resolve(queueDirectory, p) };
   }
   const rest = spec.startsWith('inet:') ? spec.slice(5) : spec;
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(rest);

@@ -12,7 +12,7 @@
  * name further restrictions, smtpd_restriction_classes, and the log lines Postfix writes
  * ("NOQUEUE: reject: RCPT from name[addr]: 554 5.7.1 …; from=<…> to=<…> proto=ESMTP helo=<…>").
  */
-import type { Config } from '../../src/config/index.js';
+import { queueDirectory, type Config } from '../../src/config/index.js';
 import { DomainList } from '../../src/address/domain.js';
 import { maillog } from '../../src/log/maillog.js';
 import { buildNetworks, type NetworkList } from '../../src/net/networks.js';
@@ -304,7 +304,7 @@ export class SmtpdPolicy {
       case 'check_policy_service': {
         const spec = arg();
         if (spec === null) return null;
-        const ep = parseEndpoint(spec, this.config.configDirectory);
+        const ep = parseEndpoint(spec, queueDirectory(this.config));
         if (typeof ep === 'string') {
           errors.push(`${param}: ${ep}`);
           return null;

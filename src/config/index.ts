@@ -4,7 +4,7 @@
 export { ConfigError } from './errors.js';
 export { parseMainCf } from './main-cf.js';
 export type { MainCfSetting } from './main-cf.js';
-export { parseMasterCf, inetEndpoint, INET_SERVICE_PORTS } from './master-cf.js';
+export { parseMasterCf, inetEndpoint } from './master-cf.js';
 export type { MasterService, ServiceType } from './master-cf.js';
 export { DEFAULTS, TIME_UNITS, TRANSPORT_SUFFIXES } from './defaults.js';
 export type { TimeUnit } from './defaults.js';

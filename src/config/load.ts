@@ -13,12 +13,18 @@ import { ConfigError, configError } from './errors.js';
 import { referencedNames } from './expand.js';
 import { parseMainCf } from './main-cf.js';
 import { parseMasterCf } from './master-cf.js';
+import { isServiceParameter, serviceParameterNames } from './service-params.js';
 import { locateConfigDirectory } from './locate.js';
 
-/** The declaration whose type and bounds a name follows (per-transport names: their default_ name's). */
-function typeDeclaration(name: string): Declaration | undefined {
+/**
+ * The declaration whose type and bounds a name follows (per-transport names: their default_
+ * name's; service-defined names such as policyd-spf_time_limit: their default's).
+ */
+function typeDeclaration(name: string, services: Config['services']): Declaration | undefined {
   const d = declaration(name);
   if (d !== undefined) return d;
+  const fallback = serviceParameterNames(services).get(name);
+  if (fallback !== undefined) return declaration(fallback.slice(1));
   const tp = splitTransportParam(name);
   return tp === null ? undefined : declaration(tp.fallback);
 }
@@ -27,7 +33,7 @@ function typeDeclaration(name: string): Declaration | undefined {
 function checkSetting(config: ConfigImpl, name: string, origin: Origin): ConfigError | null {
   try {
     const value = config.get(name);
-    const d = typeDeclaration(name);
+    const d = typeDeclaration(name, config.services);
     const wrong = d === undefined ? null : checkValue({ ...d, name }, value);
     return wrong === null ? null : configError(origin.file, origin.line, wrong);
   } catch (err) {
@@ -97,12 +103,7 @@ export function buildConfig(
   for (const s of master.services) {
     for (const v of Object.values(s.overrides)) for (const n of referencedNames(v)) referenced.add(n);
   }
-  const serviceNames = new Set(master.services.map((s) => s.name));
-  const used = (name: string): boolean => {
-    if (Object.hasOwn(DEFAULTS, name) || referenced.has(name)) return true;
-    const tp = splitTransportParam(name);
-    return tp !== null && serviceNames.has(tp.transport);
-  };
+  const used = (name: string): boolean => Object.hasOwn(DEFAULTS, name) || referenced.has(name) || isServiceParameter(name, master.services);
   for (const [name, { value }] of main.params) {
     if (!used(name)) config.warn(`${mainFile}: unused parameter: ${name}=${value}`);
   }

@@ -5,7 +5,12 @@
 import { ConfigError, configError } from './errors.js';
 import { logicalLines } from './lines.js';
 
-export const PARAM_NAME_RE = /^[A-Za-z0-9_]+$/;
+/**
+ * A parameter name, as Postfix's split_nameval() takes it: anything up to blanks or '='. Names
+ * made from master.cf service names may hold other characters than [A-Za-z0-9_]
+ * ("policyd-spf_time_limit"); only [A-Za-z0-9_] names can be $-referenced.
+ */
+export const PARAM_NAME_RE = /^[^\s=]+$/;
 
 export interface MainCfSetting {
   value: string;

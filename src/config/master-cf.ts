@@ -6,6 +6,7 @@
 import { ConfigError, configError } from './errors.js';
 import { logicalLines } from './lines.js';
 import { PARAM_NAME_RE } from './main-cf.js';
+import { servicePort } from '../net/services.js';
 
 export type ServiceType = 'inet' | 'unix' | 'unix-dgram' | 'fifo' | 'pass';
 
@@ -186,28 +187,10 @@ export function parseMasterCf(text: string, file: string): { services: MasterSer
   return { services, errors };
 }
 
-/** Well-known service names accepted in place of an inet port number. */
-export const INET_SERVICE_PORTS: Readonly<Record<string, number>> = Object.freeze({
-  smtp: 25,
-  submission: 587,
-  smtps: 465,
-  submissions: 465,
-  lmtp: 24,
-  qmtp: 209,
-  qmqp: 628,
-});
-
-function parsePort(text: string): number | null {
-  if (/^\d+$/.test(text)) {
-    const n = Number(text);
-    return n >= 1 && n <= 65535 ? n : null;
-  }
-  return Object.hasOwn(INET_SERVICE_PORTS, text) ? INET_SERVICE_PORTS[text]! : null;
-}
-
 /**
  * Listening address of an inet service: "port", "service", "host:port",
- * "[ipv6]:port" or "*:port". host null = all interfaces.
+ * "[ipv6]:port" or "*:port". host null = no host part: the service listens on
+ * every address of inet_interfaces (actors/master/listen.ts).
  */
 export function inetEndpoint(s: MasterService): { host: string | null; port: number } {
   const ep = parseInetName(s.name);
@@ -234,7 +217,8 @@ function parseInetName(name: string): { host: string | null; port: number } | st
       host = h === '*' ? null : h;
     }
   }
-  const port = parsePort(portText);
-  if (port === null) return `bad inet service port: ${name}`;
+  // Numeric or symbolic port, resolved through /etc/services as Postfix's getaddrinfo() does.
+  const port = servicePort(portText);
+  if (port === null) return /^\d+$/.test(portText) ? `bad inet service port: ${name}` : `unknown service: ${portText}/tcp`;
   return { host, port };
 }

@@ -9,12 +9,13 @@
 // blanks, fold (-f) at 80 columns with a 4-space indent.
 
 import type { Config } from './config.js';
-import { DEFAULTS, TRANSPORT_SUFFIXES, domainOf, splitTransportParam, transportDefaultName } from './defaults.js';
+import { DEFAULTS, domainOf, splitTransportParam } from './defaults.js';
 import { ConfigError } from './errors.js';
 import { expandValue, referencedNames } from './expand.js';
 import { declaration, parameterNames } from './params/registry.js';
 import { logicalLines } from './lines.js';
 import { PARAM_NAME_RE } from './main-cf.js';
+import { serviceParameterNames } from './service-params.js';
 
 // ---------------------------------------------------------------- main.cf
 
@@ -27,12 +28,6 @@ export function formatParam(name: string, value: string, hideName = false): stri
 /** Which parameters a listing shows: effective values, Postfix defaults (-d), or main.cf settings (-n). */
 export type ParamMode = 'effective' | 'defaults' | 'explicit';
 
-/**
- * master.cf commands that are delivery agents: Postfix gives each such
- * service per-transport parameters (<service>_destination_concurrency_limit, ...).
- */
-export const DELIVERY_AGENTS: readonly string[] = Object.freeze(['smtp', 'lmtp', 'local', 'virtual', 'pipe']);
-
 export interface ParamTableOptions {
   /**
    * The configuration directory as given with -c DIR or POSTACTOR_CONFIG
@@ -42,16 +37,12 @@ export interface ParamTableOptions {
   configDirArg?: string | null;
 }
 
-/** Per-transport parameter names of the master.cf delivery-agent services, with their defaults. */
+/** Service-defined parameter names of the master.cf services, with their defaults (service-params.ts). */
 function serviceParams(config: Config): Map<string, string> {
+  // A name with a built-in default of its own (local_destination_concurrency_limit) keeps it,
+  // as in Postfix's postconf.
   const out = new Map<string, string>();
-  for (const s of config.services) {
-    if (!DELIVERY_AGENTS.includes(s.command)) continue;
-    for (const suffix of TRANSPORT_SUFFIXES) {
-      const name = `${s.name}_${suffix}`;
-      if (!Object.hasOwn(DEFAULTS, name)) out.set(name, `$${transportDefaultName(suffix)}`); // local_destination_concurrency_limit has its own
-    }
-  }
+  for (const [name, value] of serviceParameterNames(config.services)) if (!Object.hasOwn(DEFAULTS, name)) out.set(name, value);
   return out;
 }
 

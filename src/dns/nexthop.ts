@@ -6,10 +6,11 @@
  *   [mail.example.com]   no MX lookup: the A/AAAA records of mail.example.com
  *   [192.0.2.1]:2626     an IP literal, used as is (also [::1], [ipv6:::1])
  *
- * The port may be a number or the service name "smtp"/"submission"/"lmtp".
+ * The port may be a number or a service name (known_tcp_ports, then /etc/services: services.ts).
  */
 
 import { isIP } from 'node:net';
+import { servicePort } from '../net/services.js';
 
 export interface Nexthop {
   /** Host or domain name, or an IP literal (without brackets and "ipv6:" prefix). */
@@ -21,10 +22,8 @@ export interface Nexthop {
   ipVersion: 0 | 4 | 6;
 }
 
-const SERVICES: Record<string, number> = { smtp: 25, submission: 587, lmtp: 24 };
-
 function parsePort(s: string): number | null {
-  if (s in SERVICES) return SERVICES[s]!;
+  if (s.length > 0 && !/^\d+$/.test(s)) return servicePort(s);
   if (s.length === 0 || s.length > 5) return null;
   for (let i = 0; i < s.length; i++) { const c = s.charCodeAt(i); if (c < 48 || c > 57) return null; }
   const n = Number(s);

@@ -39,6 +39,14 @@ import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 
 import { parseReplyLine, enhancedStatusLength, splitEnhanced, replyToString, type SmtpReply } from './reply.js';
+import type { SourceAddresses } from './bind-address.js';
+
+/** The source address could not be bound (not a local address, wrong family). */
+class BindError extends Error {
+  constructor(readonly errno: NodeJS.ErrnoException) {
+    super(errno.message);
+  }
+}
 
 export type { SmtpReply } from './reply.js';
 
@@ -81,6 +89,10 @@ export interface SmtpClientOptions {
   reuseTimeLimit?: number;
   /** Speak LMTP (LHLO, a reply per recipient after DATA). */
   lmtp?: boolean;
+  /** Source addresses of TCP connections (smtp_bind_address, …: bind-address.ts). */
+  bind?: SourceAddresses;
+  /** Warnings to log (a failed bind to the source address). */
+  onWarning?: (text: string) => void;
 }
 
 export interface SmtpHost {
@@ -301,6 +313,8 @@ function connectErrorText(err: NodeJS.ErrnoException): string {
     case 'ECONNRESET': return 'Connection reset by peer';
     case 'ENOENT': return 'No such file or directory';
     case 'EACCES': return 'Permission denied';
+    case 'EADDRNOTAVAIL': return 'Cannot assign requested address';
+    case 'EINVAL': return 'Invalid argument';
     default: return err.message;
   }
 }
@@ -333,7 +347,7 @@ export class SmtpClient {
   private closed = false;
 
   constructor(opts: SmtpClientOptions) {
-    this.opts = { idleTimeout: 2000, reuseLimit: 0, reuseTimeLimit: 300_000, lmtp: false, ...opts };
+    this.opts = { idleTimeout: 2000, reuseLimit: 0, reuseTimeLimit: 300_000, lmtp: false, bind: { enforce: false }, onWarning: () => undefined, ...opts };
     this.ehloCmd = `${opts.lmtp ? 'LHLO' : 'EHLO'} ${opts.heloName}\r\n`;
   }
 
@@ -443,13 +457,30 @@ export class SmtpClient {
     const connectFail = (text: string) =>
       new SiteFailure({ code: 421, enhanced: '4.4.1', text: `connect to ${where}: ${text}` }, `connect to ${where}: ${text}`);
     if (h.path === undefined && net.isIP(h.addr) === 0) throw connectFail('not an IP address');
-    const socket = await new Promise<net.Socket>((resolve, reject) => {
+    // The source address for this family (smtp_bind_address, smtp_bind_address6, inet_interfaces).
+    const six = h.path === undefined && net.isIP(h.addr) === 6;
+    const localAddress = h.path === undefined ? (six ? this.opts.bind.v6 : this.opts.bind.v4) : undefined;
+    const connect = (from: string | undefined) => new Promise<net.Socket>((resolve, reject) => {
       // host is an IP literal (or a socket path), so no name lookup takes place.
-      const s = h.path !== undefined ? net.connect({ path: h.path }) : net.connect({ host: h.addr, port: h.port, noDelay: true });
+      const s = h.path !== undefined ? net.connect({ path: h.path }) : net.connect({ host: h.addr, port: h.port, noDelay: true, ...(from ? { localAddress: from } : {}) });
       const timer = setTimeout(() => { s.destroy(); reject(connectFail('Connection timed out')); }, this.opts.connectTimeout);
       s.once('connect', () => { clearTimeout(timer); s.removeAllListeners('error'); resolve(s); });
-      s.once('error', (err: NodeJS.ErrnoException) => { clearTimeout(timer); s.destroy(); reject(connectFail(connectErrorText(err))); });
+      s.once('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        s.destroy();
+        reject(err.syscall === 'bind' ? new BindError(err) : connectFail(connectErrorText(err)));
+      });
     });
+    let socket: net.Socket;
+    try {
+      socket = await connect(localAddress);
+    } catch (e) {
+      if (!(e instanceof BindError)) throw e;
+      // Postfix: warn; with *_bind_address_enforce, this address is a configuration error.
+      this.opts.onWarning(`smtp_connect_addr: bind ${localAddress}: ${connectErrorText(e.errno)}`);
+      if (this.opts.bind.enforce) throw new SiteFailure({ code: 421, enhanced: '4.4.0', text: 'server configuration error' }, 'server configuration error');
+      socket = await connect(undefined);
+    }
     const c = new Connection(socket, h.path ?? `${h.addr}:${h.port}`);
     try {
       return await this.handshake(c, h);

@@ -115,9 +115,9 @@ export function defaultMasterCf(port: number): string {
 }
 
 /** Connects, reads the greeting, says QUIT: true if it was a 220. */
-export function probe220(port: number, timeoutMs = 1000): Promise<boolean> {
+export function probe220(port: number, timeoutMs = 1000, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
+    const s = net.connect(port, host);
     let buf = '';
     const done = (ok: boolean) => {
       clearTimeout(t);

@@ -35,7 +35,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     // Set-id commands only (src/config/locate.ts), as Postfix's postdrop/postqueue.
     'alternate_config_directories', 'multi_instance_directories',
   ],
-  master: ['default_process_limit', 'service_throttle_time'],
+  // inet_interfaces, inet_protocols: where bare-port inet services listen (master/listen.ts).
+  master: ['default_process_limit', 'service_throttle_time', 'inet_interfaces', 'inet_protocols'],
   smtpd: [
     'access_map_defer_code', 'access_map_reject_code', 'allow_untrusted_routing',
     'default_rbl_reply', 'defer_code', 'disable_vrfy_command', 'invalid_hostname_reject_code',
@@ -94,11 +95,13 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtp_data_done_timeout', 'smtp_data_init_timeout', 'smtp_data_xfer_timeout',
     'smtp_helo_name', 'smtp_helo_timeout', 'smtp_host_lookup', 'smtp_mail_timeout',
     'smtp_quit_timeout', 'smtp_rcpt_timeout',
+    'smtp_bind_address', 'smtp_bind_address6', 'smtp_bind_address_enforce', 'inet_interfaces', 'inet_protocols',
   ],
   lmtp: [
     'lmtp_assume_final', 'lmtp_connect_timeout', 'lmtp_data_done_timeout',
     'lmtp_data_init_timeout', 'lmtp_data_xfer_timeout', 'lmtp_lhlo_name', 'lmtp_lhlo_timeout',
     'lmtp_mail_timeout', 'lmtp_quit_timeout', 'lmtp_rcpt_timeout',
+    'lmtp_bind_address', 'lmtp_bind_address6', 'lmtp_bind_address_enforce',
   ],
   local: [
     'alias_maps', 'allow_mail_to_commands', 'allow_mail_to_files', 'command_time_limit',
@@ -156,12 +159,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   smtpd_forbidden_commands: FORBID,
   smtpd_reject_unlisted_sender: 'sender address validation is not built yet',
   // Where mail goes and where it comes from.
-  inet_interfaces: 'a master.cf service written as a bare port would listen on every interface',
-  inet_protocols: 'a master.cf service written as a bare port would listen on every protocol',
-  smtp_bind_address: 'outbound mail would leave from another address',
-  smtp_bind_address6: 'outbound mail would leave from another address',
-  lmtp_bind_address: 'outbound mail would leave from another address',
-  lmtp_bind_address6: 'outbound mail would leave from another address',
   sender_dependent_relayhost_maps: ROUTE, sender_dependent_default_transport_maps: ROUTE,
   smtp_generic_maps: ROUTE, lmtp_generic_maps: ROUTE,
   soft_bounce: 'mail would be bounced instead of kept in the queue',
