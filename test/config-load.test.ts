@@ -70,6 +70,9 @@ test('embedded default configuration', async (t) => {
       ['rewrite', 'unix', 'trivial-rewrite', 1, 0],
       ['local', 'unix', 'local', null, 0],
       ['virtual', 'unix', 'virtual', null, 0],
+      ['error', 'unix', 'error', 1, 0],
+      ['retry', 'unix', 'error', 1, 0],
+      ['discard', 'unix', 'discard', 1, 0],
     ]);
     assert.deepEqual(inetEndpoint(c.service('2525', 'inet')!), { host: '127.0.0.1', port: 2525 });
   });

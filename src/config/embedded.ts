@@ -55,4 +55,7 @@ pickup           unix  n       -      n      60     1       pickup
 rewrite          unix  -       -      n      -      1       trivial-rewrite
 local            unix  -       n      n      -      -       local
 virtual          unix  -       n      n      -      -       virtual
+error            unix  -       -      n      -      1       error
+retry            unix  -       -      n      -      1       error
+discard          unix  -       -      n      -      1       discard
 `;
