@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { QueueStore } from '../src/queue/store.js';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, queueDirectory, type Config } from '../src/config/index.js';
+import { ConfigError, loadConfig, queueDirectory, type Config, type Origin } from '../src/config/index.js';
+import { checkTables } from '../actors/master/tables.js';
 import { checkConfig, resolveListenAddresses, runningMaster, startMaster } from '../actors/master/index.js';
 import { planServices } from '../actors/master/services.js';
 import { controlRequest, controlSocketPath } from '../actors/master/control.js';
@@ -139,6 +140,10 @@ async function main(): Promise<void> {
       }
       for (const w of config.warnings) process.stderr.write(`postactor: warning: ${w}\n`);
       if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
+      // The lookup tables main.cf names: missing or broken ones are reported now, not at the first mail.
+      const j = config.toJSON();
+      const settings = Object.keys(j.params).map((n): [string, Origin] => [n, j.origins?.[n] ?? { file: 'main.cf', line: null }]);
+      for (const w of await checkTables(config, settings)) process.stderr.write(`postactor: warning: ${w}\n`);
       // Queue sanity, as postfix check looks at the queue: report, never repair (postsuper -s does).
       const queueDir = queueDirectory(config);
       if (existsSync(join(queueDir, 'queue.lmdb'))) {

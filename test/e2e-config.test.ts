@@ -80,6 +80,23 @@ describe('settings Postactor has not built are refused at start-up, by name (nev
   });
 });
 
+describe('postactor check looks at what start-up and the first mail would meet', () => {
+  test('a missing lookup table is a warning naming its main.cf line; an unusable queue_directory is fatal', async () => {
+    const dir = await configDir('header_checks = regexp:/nonexistent/postactor-checks\ntransport_maps = hash:/nonexistent/transport\n');
+    const r = await run(NODE, [POSTACTOR_JS, '-c', dir, 'check']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`^postactor: warning: ${dir}/main.cf:4: header_checks: /nonexistent/postactor-checks: cannot open table`, 'm'));
+    assert.match(r.stderr, new RegExp(`^postactor: warning: ${dir}/main.cf:5: transport_maps: open database /nonexistent/transport.lmdb: No such file or directory`, 'm'));
+    const proc = await configDir('queue_directory = /proc/postactor-queue\n');
+    const p = await run(NODE, [POSTACTOR_JS, '-c', proc, 'check']);
+    assert.notEqual(p.code, 0);
+    assert.match(p.stderr, /queue_directory = \/proc\/postactor-queue: \/proc is on a pseudo file system/);
+    const start = await run(NODE, [POSTACTOR_JS, '-c', proc, 'start-fg']);
+    assert.notEqual(start.code, 0, 'start-fg stops too, instead of spinning');
+    assert.equal(start.signal, null);
+  });
+});
+
 describe('e2e postactor command and configuration errors', () => {
   test('a main.cf line without "=" makes start-fg exit non-zero at once with "postactor: fatal: DIR/main.cf:LINE: …"', async () => {
     const dir = await configDir('myhostname = a.example\nthis line is wrong\n');
