@@ -1,30 +1,21 @@
 // Tests for loadConfig(): the embedded default, configuration directories
 // (-c DIR and POSTACTOR_CONFIG), missing files, load-time validation and
 // postconf-style warnings.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   ConfigError, EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF, configFromJSON, inetEndpoint, loadConfig, queueDirectory, transportParam,
 } from '../src/config/index.js';
+import { tempDirs } from './helpers/temp.js';
 
 // Tests run from dist/test/; fixtures stay in the source tree.
 const FIX = fileURLToPath(new URL('../../test/fixtures/config/', import.meta.url));
 
-const temps: string[] = [];
-after(() => {
-  for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
-});
 
-function tempDir(files: Record<string, string>): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'postactor-config-'));
-  temps.push(dir);
-  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
-  return dir;
-}
+const tempDir = tempDirs('postactor-config-');
 
 /** Runs fn with POSTACTOR_CONFIG = value (unset if undefined) and MAIL_CONFIG unset (it comes first). */
 function withEnv<T>(value: string | undefined, fn: () => T): T {

@@ -2,25 +2,16 @@
 // POSTACTOR_CONFIG, then the system default directory when it holds a main.cf, then the
 // embedded default; and Postfix's rule for set-id programs (alternate_config_directories).
 // The commands' own use of it is tested end to end in test/own-state.test.ts.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { SYSTEM_CONFIG_DIRECTORY, locateConfigDirectory } from '../src/config/locate.js';
 import { DEFAULTS } from '../src/config/index.js';
+import { tempDirs } from './helpers/temp.js';
 
-const temps: string[] = [];
-after(() => {
-  for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
-});
 
-function tempDir(files: Record<string, string> = {}): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'postactor-locate-'));
-  temps.push(dir);
-  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
-  return dir;
-}
+const tempDir = tempDirs('postactor-locate-');
 
 const NONE = '/nonexistent/postactor-locate';
 

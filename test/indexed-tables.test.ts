@@ -8,7 +8,6 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -16,28 +15,18 @@ import { EMBEDDED_MASTER_CF, loadConfig } from '../src/config/index.js';
 import { newaliasesMain, postaliasMain, postmapMain } from '../src/maps/cli.js';
 import { TABLE_TYPES, TableError, lookupAddress, openTable, setTableNotices } from '../src/maps/index.js';
 import { needs } from './helpers/peers.js';
+import { tempDirs } from './helpers/temp.js';
+import { runMain } from './helpers/cli.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const POSTFIX_POSTCONF = '/usr/sbin/postconf';
 
-const temps: string[] = [];
 after(() => {
   setTableNotices(null);
-  for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
 });
-function tempDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'postactor-indexed-'));
-  temps.push(dir);
-  return dir;
-}
+const tempDir = tempDirs('postactor-indexed-');
 
-type Main = typeof postmapMain;
-function run(main: Main, args: string[], stdin = ''): { code: number; out: string; err: string } {
-  let out = '';
-  let err = '';
-  const code = main(args, { stdout: (s) => { out += s; }, stderr: (s) => { err += s; }, readStdin: () => stdin });
-  return { code, out, err };
-}
+const run = runMain;
 
 /** Collects this thread's table notices while fn runs. */
 function notices(fn: () => void): string[] {

@@ -13,21 +13,14 @@ import { fileURLToPath } from 'node:url';
 import {
   TableError, addressKeys, domainKeys, lookupAddress, lookupDomain, openTable, writeLmdb, type LookupTable,
 } from '../src/maps/index.js';
+import { tempDirs } from './helpers/temp.js';
 
 // Tests run from dist/test/; fixtures stay in the source tree.
 const FIX = fileURLToPath(new URL('../../test/fixtures/maps/', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const POSTFIX_POSTMAP = '/usr/sbin/postmap';
 
-const temps: string[] = [];
-after(() => {
-  for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'postactor-maps-'));
-  temps.push(dir);
-  return dir;
-}
+const tempDir = tempDirs('postactor-maps-');
 function write(dir: string, name: string, text: string): string {
   const file = path.join(dir, name);
   fs.writeFileSync(file, text);

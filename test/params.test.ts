@@ -1,7 +1,7 @@
 // The parameter registry keeps every setting honest: what it declares implemented is read by
 // the code, what the code reads is declared implemented, and `postconf -d` agrees with
 // Debian's Postfix on every default both know except the documented differences.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -14,6 +14,7 @@ import { declaration, declarations, parameterNames } from '../src/config/params/
 import { DIFFERENCES, READERS } from '../src/config/params/support.js';
 import { loadConfig } from '../src/config/index.js';
 import { checkConfig } from '../actors/master/index.js';
+import { tempDirs } from './helpers/temp.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const NODE = path.join(ROOT, 'node_modules/.bin/node');
@@ -22,16 +23,7 @@ const DEBIAN_POSTCONF = '/usr/sbin/postconf';
 const NO_POSTFIX = needs(DEBIAN_POSTCONF, "Debian's postconf, the comparison peer");
 const DEBIAN_MASTER = '/usr/share/postfix/master.cf.dist'; // the postfix package's stock master.cf
 
-const temps: string[] = [];
-after(() => {
-  for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
-});
-function tempDir(files: Record<string, string>): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'postactor-params-'));
-  temps.push(d);
-  for (const [n, t] of Object.entries(files)) fs.writeFileSync(path.join(d, n), t);
-  return d;
-}
+const tempDir = tempDirs('postactor-params-');
 
 /** The project's TypeScript sources outside the registry itself. */
 function sources(): { file: string; text: string }[] {

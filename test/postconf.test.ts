@@ -2,17 +2,17 @@
 // as a child process on a temporary configuration directory and pins one
 // Postfix postconf(1) behaviour. Where Debian's /usr/sbin/postconf is
 // installed, outputs that Postfix gives for the same files are compared literally.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { needs } from './helpers/peers.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { DEFAULTS } from '../src/config/index.js';
 import { declaration } from '../src/config/params/registry.js';
+import { tempDirs } from './helpers/temp.js';
 
 // Tests run from dist/test/.
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -22,10 +22,6 @@ const WRAPPER = path.join(ROOT, 'bin/postconf');
 const POSTFIX = '/usr/sbin/postconf';
 const NO_POSTFIX = needs(POSTFIX, "Debian's postconf, the comparison peer");
 
-const temps: string[] = [];
-after(() => {
-  for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
-});
 
 const SMALL_MASTER = `# a small master.cf
 smtp      inet  n       -       y       -       -       smtpd
@@ -38,12 +34,7 @@ relay     unix  -       -       n       -       -       smtp
   -o smtp_helo_timeout=5 -o smtp_connect_timeout=$smtp_helo_timeout
 `;
 
-function tempDir(files: Record<string, string>): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'postactor-postconf-'));
-  temps.push(dir);
-  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
-  return dir;
-}
+const tempDir = tempDirs('postactor-postconf-');
 
 interface Run {
   status: number | null;

@@ -1,38 +1,25 @@
 // Tests of postmap / postalias / newaliases (src/maps/cli.ts): each case
 // names the postmap(1)/postalias(1) behaviour it pins. Most run in-process;
 // a few spawn bin/NAME to check the wrapper, exit codes and stderr.
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { EMBEDDED_MASTER_CF } from '../src/config/index.js';
 import { newaliasesMain, postaliasMain, postmapMain } from '../src/maps/cli.js';
 import { openTable } from '../src/maps/index.js';
+import { tempDirs } from './helpers/temp.js';
+import { runMain } from './helpers/cli.js';
 
 const FIX = fileURLToPath(new URL('../../test/fixtures/maps/', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-const temps: string[] = [];
-after(() => {
-  for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'postactor-postmap-'));
-  temps.push(dir);
-  return dir;
-}
+const tempDir = tempDirs('postactor-postmap-');
 
-type Main = typeof postmapMain;
-function run(main: Main, args: string[], stdin = ''): { code: number; out: string; err: string } {
-  let out = '';
-  let err = '';
-  const code = main(args, { stdout: (s) => { out += s; }, stderr: (s) => { err += s; }, readStdin: () => stdin });
-  return { code, out, err };
-}
+const run = runMain;
 
 describe('postmap', () => {
   test('build [lmdb:]file -> file.lmdb; -q prints the value, exit 0; a miss exits 1', () => {
