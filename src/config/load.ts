@@ -48,8 +48,8 @@ function sameAsDefault(config: ConfigImpl, d: Declaration, name: string): boolea
   const value = fold(config.get(name));
   if (d.fixed !== undefined && value === fold(d.fixed)) return true;
   if (value === fold(config.expandDefault(name))) return true;
-  // "no" and "none" are also the off value of the TLS levels whose default is empty.
-  return d.default === '' && (value === 'none' || value === 'no');
+  // "none" is the TLS levels' off value, which their empty default means too.
+  return d.name.endsWith('_security_level') && d.default === '' && value === 'none';
 }
 
 /**
