@@ -13,7 +13,8 @@ import { flowOf, type MailFlow } from '../../src/runtime/flow.js';
 import { buildNetworks, type NetworkList } from '../../src/net/networks.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import type { CleanupReply, CleanupRequest, QmgrMessage } from '../protocol.js';
-import { dropHeaders, receivedHeader, rfc2822Date, scanHeaders } from './headers.js';
+import { dropHeaders, receivedHeader, scanHeaders } from './headers.js';
+import { mailDate } from '../../src/time/mail-date.js';
 import { formatPhrase } from '../../src/maildrop/address.js';
 import { openTable, type LookupTable } from '../../src/maps/index.js';
 import { splitTableList, canonicalize, dedupe, expandVirtual, loadMappings, MapList, MappingFailure, masqueradeClass, splitResults, type Mappings } from './mappings.js';
@@ -165,7 +166,7 @@ function localMissingHeaders(s: State, request: CleanupRequest, present: Set<str
     messageId = `<${request.queueId}@${s.myhostname}>`;
     added += `${resent}Message-Id: ${messageId}${eol}`;
   }
-  if (!has('date')) added += `${resent}Date: ${rfc2822Date(request.arrival)}${eol}`;
+  if (!has('date')) added += `${resent}Date: ${mailDate(request.arrival)}${eol}`;
   if (!has('from')) {
     const addr = request.sender || 'MAILER-DAEMON';
     const name = request.local?.fullName;
@@ -314,7 +315,7 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
       messageId = `<${request.queueId}@${s.myhostname}>`;
       added += `Message-Id: ${messageId}${scan.eol}`;
     }
-    if (!scan.present.has('date')) added += `Date: ${rfc2822Date(request.arrival)}${scan.eol}`;
+    if (!scan.present.has('date')) added += `Date: ${mailDate(request.arrival)}${scan.eol}`;
     if (!scan.present.has('from')) added += `From: ${request.sender || 'MAILER-DAEMON'}${scan.eol}`;
   }
   const received = request.client && request.origin === 'smtpd'
