@@ -3,6 +3,7 @@
  * count Received hops, and build the headers cleanup adds (Received, Message-ID, Date, From), in
  * Postfix's formats. Works on raw bytes: a 1 KiB message costs a few microseconds.
  */
+import { mailDate } from '../../src/time/mail-date.js';
 
 export interface HeaderScan {
   /** Offset where added headers go: the end of the header section (before the blank line). */
@@ -59,33 +60,6 @@ export function scanHeaders(msg: Uint8Array): HeaderScan {
   return { end: msg.length, hasSeparator: false, present, received, messageId, eol };
 }
 
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-let zoneFormat: Intl.DateTimeFormat | null = null;
-let zoneCache = { hour: -1, name: '' };
-
-/** The local time zone's short name ("UTC", "CET"), cached per hour (DST changes on the hour). */
-function zoneName(d: Date): string {
-  const hour = Math.floor(d.getTime() / 3_600_000);
-  if (zoneCache.hour !== hour) {
-    zoneFormat ??= new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' });
-    zoneCache = { hour, name: zoneFormat.formatToParts(d).find((p) => p.type === 'timeZoneName')?.value ?? '' };
-  }
-  return zoneCache.name;
-}
-
-/** An RFC 5322 date in local time as Postfix writes it: "Wed, 25 Nov 2026 01:23:45 +0000 (UTC)". */
-export function rfc2822Date(ms: number): string {
-  const d = new Date(ms);
-  const two = (n: number) => String(n).padStart(2, '0');
-  const offset = -d.getTimezoneOffset();
-  const sign = offset >= 0 ? '+' : '-';
-  const abs = Math.abs(offset);
-  const zone = zoneName(d);
-  return `${DAYS[d.getDay()]}, ${d.getDate()} ${MONTHS[d.getMonth()]} ${d.getFullYear()} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())} ${sign}${two(Math.floor(abs / 60))}${two(abs % 60)}${zone ? ` (${zone === 'GMT' ? 'UTC' : zone})` : ''}`;
-}
-
 export interface ReceivedInfo {
   helo: string;
   clientName: string;
@@ -105,7 +79,7 @@ export function receivedHeader(r: ReceivedInfo, eol: string): string {
   const from = r.helo ? `from ${r.helo} (${r.clientName} [${addr}])` : `from ${r.clientName} [${addr}]`;
   // As Postfix folds it: "for <rcpt>; date" on the third line with one recipient, else the
   // date alone on the third line.
-  const tail = r.recipient ? `${eol}\tfor <${r.recipient}>; ${rfc2822Date(r.date)}` : `;${eol}\t${rfc2822Date(r.date)}`;
+  const tail = r.recipient ? `${eol}\tfor <${r.recipient}>; ${mailDate(r.date)}` : `;${eol}\t${mailDate(r.date)}`;
   return `Received: ${from}${eol}\tby ${r.myhostname} (${r.mailName}) with ${r.protocol} id ${r.queueId}${tail}${eol}`;
 }
 
@@ -149,5 +123,5 @@ export function dropHeaders(msg: Uint8Array, end: number, names: ReadonlySet<str
 
 /** Postfix pickup's Received header: "Received: by HOST (NAME, from userid UID)" + "\tid QID; DATE". */
 export function pickupReceivedHeader(myhostname: string, mailName: string, uid: number, queueId: string, date: number, eol: string): string {
-  return `Received: by ${myhostname} (${mailName}, from userid ${uid})${eol}\tid ${queueId}; ${rfc2822Date(date)}${eol}`;
+  return `Received: by ${myhostname} (${mailName}, from userid ${uid})${eol}\tid ${queueId}; ${mailDate(date)}${eol}`;
 }

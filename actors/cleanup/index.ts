@@ -13,10 +13,12 @@ import { flowOf, type MailFlow } from '../../src/runtime/flow.js';
 import { buildNetworks, type NetworkList } from '../../src/net/networks.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import type { CleanupReply, CleanupRequest, QmgrMessage } from '../protocol.js';
-import { dropHeaders, receivedHeader, rfc2822Date, scanHeaders } from './headers.js';
+import { dropHeaders, receivedHeader, scanHeaders } from './headers.js';
+import { mailDate } from '../../src/time/mail-date.js';
 import { formatPhrase } from '../../src/maildrop/address.js';
 import { openTable, type LookupTable } from '../../src/maps/index.js';
 import { splitTableList, canonicalize, dedupe, expandVirtual, loadMappings, MapList, MappingFailure, masqueradeClass, splitResults, type Mappings } from './mappings.js';
+import { smtputf8Flags, smtputf8Settings, type Smtputf8Settings } from './smtputf8.js';
 import { checkInput, checkTables, DROPPED_HEADERS, logForm, parseAction, RECIPIENT_HEADERS, rewriteAddressList, SENDER_HEADERS, splitHeaderFields, type CheckAction } from './checks.js';
 
 const log = maillog('cleanup');
@@ -48,6 +50,7 @@ interface State {
 
   headerSizeLimit: number;
   bodyChecksSizeLimit: number;
+  smtputf8: Smtputf8Settings;
 }
 
 interface Tables {
@@ -103,6 +106,7 @@ function init(): State {
     remoteHeaderRewriteDomain: config.get('remote_header_rewrite_domain').trim(),
     headerSizeLimit: config.getInt('header_size_limit'),
     bodyChecksSizeLimit: config.getInt('body_checks_size_limit'),
+    smtputf8: smtputf8Settings(config.getBool('smtputf8_enable'), config.getList('smtputf8_autodetect_classes'), (t) => log.warn(t)),
   };
 }
 
@@ -165,7 +169,7 @@ function localMissingHeaders(s: State, request: CleanupRequest, present: Set<str
     messageId = `<${request.queueId}@${s.myhostname}>`;
     added += `${resent}Message-Id: ${messageId}${eol}`;
   }
-  if (!has('date')) added += `${resent}Date: ${rfc2822Date(request.arrival)}${eol}`;
+  if (!has('date')) added += `${resent}Date: ${mailDate(request.arrival)}${eol}`;
   if (!has('from')) {
     const addr = request.sender || 'MAILER-DAEMON';
     const name = request.local?.fullName;
@@ -314,10 +318,10 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
       messageId = `<${request.queueId}@${s.myhostname}>`;
       added += `Message-Id: ${messageId}${scan.eol}`;
     }
-    if (!scan.present.has('date')) added += `Date: ${rfc2822Date(request.arrival)}${scan.eol}`;
+    if (!scan.present.has('date')) added += `Date: ${mailDate(request.arrival)}${scan.eol}`;
     if (!scan.present.has('from')) added += `From: ${request.sender || 'MAILER-DAEMON'}${scan.eol}`;
   }
-  const received = request.client && request.origin === 'smtpd'
+  let received = request.client && request.origin === 'smtpd'
     ? receivedHeader({
         helo: request.client.helo,
         clientName: request.client.name,
@@ -331,6 +335,10 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
       }, scan.eol)
     : '';
   const separator = scan.hasSeparator || scan.end === original.length ? '' : scan.eol;
+  // The header section is handled as a byte string (one char per byte, latin1): the headers added
+  // here go into it as their UTF-8 bytes, so "for <ü@example.com>" is written in UTF-8.
+  received = bytes(received);
+  added = bytes(added);
 
   // Header rewriting happens for local clients (local_header_rewrite_clients, local submissions),
   // or for everyone when remote_header_rewrite_domain is set (Postfix's header rewrite context).
@@ -351,9 +359,9 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
         if (value !== null) {
           const r = applyAction(request, verdict, parseAction(value), 'header', input);
           if ('ok' in r) return r;
-          if (r.prepend) out += r.prepend + scan.eol;
+          if (r.prepend) out += bytes(r.prepend) + scan.eol;
           if (r.drop) continue;
-          if (r.replace !== undefined) raw = r.replace + scan.eol;
+          if (r.replace !== undefined) raw = bytes(r.replace) + scan.eol;
         }
       }
       const name = raw === field.raw ? field.name : raw.slice(0, Math.max(0, raw.indexOf(':'))).toLowerCase();
@@ -412,6 +420,7 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
     // Accepted, then dropped (the discard: line was logged by the check).
     return { ok: true, queueId: request.queueId, size: content.length };
   }
+  const smtputf8 = smtputf8Flags(s.smtputf8, request, recipients, content, scanHeaders(content).end);
   const meta: MessageMeta = {
     queueId: request.queueId,
     queue: verdict.hold ? 'hold' : 'incoming',
@@ -427,6 +436,7 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
     ...(request.ret ? { ret: request.ret } : {}),
     ...(request.trace ? { trace: request.trace } : {}),
     ...(verdict.filter ? { filter: verdict.filter } : {}),
+    ...(smtputf8 ? { smtputf8 } : {}),
   };
   try {
     await s.store.enqueue(meta, content);
@@ -479,6 +489,11 @@ async function bodyChecks(s: State, t: Tables, request: CleanupRequest, verdict:
   if (parts.length === 0) return { content };
   parts.push(buf.subarray(copied));
   return { content: Buffer.concat(parts) };
+}
+
+/** A string's UTF-8 bytes as a byte string (one char per byte), the form of the header section here. */
+function bytes(s: string): string {
+  return /[^\x00-\x7f]/.test(s) ? Buffer.from(s, 'utf8').toString('latin1') : s;
 }
 
 /** header section (latin1) + added + body, in one allocation. */

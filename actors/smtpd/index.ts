@@ -76,6 +76,7 @@ async function main(): Promise<void> {
     ].filter((k) => !discardEhlo.has(k.split(' ')[0]!.toLowerCase())),
   };
 
+  const smtputf8Offered = config.getBool('smtputf8_enable') && !discardEhlo.has('smtputf8');
   const refuse = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
   const protocolOf = (session: SMTPServerSession): 'SMTP' | 'ESMTP' => (session.transmissionType?.startsWith('E') ? 'ESMTP' : 'SMTP');
   const effectsOf = (state: SessionState, session: SMTPServerSession): Effects => {
@@ -248,6 +249,9 @@ async function main(): Promise<void> {
           origin: 'smtpd',
           ...(contentFilter ? { contentFilter } : {}),
           ...envelopeDsnOf(session),
+          // MAIL FROM … SMTPUTF8, heard only while SMTPUTF8 is announced (Postfix: smtputf8_enable
+          // and not in smtpd_discard_ehlo_keywords).
+          ...(smtputf8Offered && (session.envelope as { smtpUtf8?: boolean }).smtpUtf8 ? { smtputf8: true } : {}),
         };
         void submit(request).then((reply) => {
           if (reply.ok) return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);

@@ -54,6 +54,21 @@ export interface MessageMeta {
   delayWarned?: boolean;
   /** sendmail -bv (verify: report deliverability, deliver nothing) or -v (deliver and report). */
   trace?: 'verify' | 'record';
+  /** SMTPUTF8 flags of the message (absent: none). */
+  smtputf8?: Smtputf8Flags;
+}
+
+/**
+ * Postfix's queue-file SMTPUTF8 flags (global/smtputf8.h). `requested`: the client asked for
+ * SMTPUTF8, or cleanup found UTF-8 in a message from a class in smtputf8_autodetect_classes;
+ * `header` and `sender`: a header or the envelope sender is UTF-8. Delivery to a next hop without
+ * SMTPUTF8 fails only when it was requested and the message needs it: a UTF-8 header, sender or
+ * recipient of that delivery.
+ */
+export interface Smtputf8Flags {
+  requested: boolean;
+  header: boolean;
+  sender: boolean;
 }
 
 /**

@@ -64,6 +64,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'propagate_unmatched_extensions', 'receive_override_options', 'recipient_bcc_maps',
     'recipient_canonical_classes', 'recipient_canonical_maps', 'remote_header_rewrite_domain',
     'sender_bcc_maps', 'sender_canonical_classes', 'sender_canonical_maps',
+    'smtputf8_autodetect_classes', 'smtputf8_enable',
     'undisclosed_recipients_header', 'virtual_alias_expansion_limit', 'virtual_alias_recursion_limit',
   ],
   'trivial-rewrite': [
