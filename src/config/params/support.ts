@@ -194,3 +194,17 @@ export const FIXED: Readonly<Record<string, string>> = {
   smtpd_delay_open_until_valid_rcpt: 'yes',
   enable_long_queue_ids: 'yes',
 };
+
+/**
+ * List parameters whose items are words from a fixed set (Postfix's name masks): any other
+ * word is an error at `check` and start-up, as Postfix stops on it.
+ */
+export const WORDS: Readonly<Record<string, readonly string[]>> = {
+  smtputf8_autodetect_classes: ['sendmail', 'smtpd', 'qmqpd', 'forward', 'bounce', 'notify', 'verify', 'all'],
+  notify_classes: ['bounce', '2bounce', 'data', 'delay', 'policy', 'protocol', 'resource', 'software'],
+  mynetworks_style: ['host', 'subnet', 'class'],
+  canonical_classes: ['envelope_sender', 'envelope_recipient', 'header_sender', 'header_recipient'],
+  sender_canonical_classes: ['envelope_sender', 'header_sender'],
+  recipient_canonical_classes: ['envelope_recipient', 'header_recipient'],
+  masquerade_classes: ['envelope_sender', 'envelope_recipient', 'header_sender', 'header_recipient'],
+};
