@@ -71,6 +71,10 @@ export interface ReceivedInfo {
   /** The single recipient, or undefined when there are several (Postfix names one only). */
   recipient?: string;
   date: number;
+  /** The SASL login of an ESMTP client: the protocol becomes ESMTPA (RFC 3848). */
+  saslUsername?: string;
+  /** Put "(Authenticated sender: user)" in (smtpd_sasl_authenticated_header). */
+  authenticatedHeader?: boolean;
 }
 
 /** Postfix smtpd's Received header (three folded lines). */
@@ -80,7 +84,27 @@ export function receivedHeader(r: ReceivedInfo, eol: string): string {
   // As Postfix folds it: "for <rcpt>; date" on the third line with one recipient, else the
   // date alone on the third line.
   const tail = r.recipient ? `${eol}\tfor <${r.recipient}>; ${mailDate(r.date)}` : `;${eol}\t${mailDate(r.date)}`;
-  return `Received: ${from}${eol}\tby ${r.myhostname} (${r.mailName}) with ${r.protocol} id ${r.queueId}${tail}${eol}`;
+  // RFC 3848 is defined for ESMTP only.
+  const protocol = r.protocol === 'ESMTP' && r.saslUsername ? `${r.protocol}A` : r.protocol;
+  const auth = r.authenticatedHeader && r.saslUsername ? `${eol}\t(Authenticated sender: ${commentSafe(r.saslUsername)})` : '';
+  return `Received: ${from}${auth}${eol}\tby ${r.myhostname} (${r.mailName}) with ${protocol} id ${r.queueId}${tail}${eol}`;
+}
+
+/**
+ * Postfix's comment_sanitize(): text inside a Received comment is printable ASCII, without
+ * backslashes or unbalanced parentheses.
+ */
+export function commentSafe(text: string): string {
+  let depth = 0;
+  let out = '';
+  for (const ch of text) {
+    if (!/^[\x20-\x7e]$/.test(ch) || ch === '\\') out += '?';
+    else if (ch === '(') { depth++; out += ch; }
+    else if (ch === ')') {
+      if (depth > 0) { depth--; out += ch; } else out += '?';
+    } else out += ch;
+  }
+  return out + ')'.repeat(depth);
 }
 
 /**

@@ -26,14 +26,15 @@ export interface Dialect {
 }
 
 /** Per-connection command counters, in the order Postfix prints them. */
-export const COUNTED = ['helo', 'ehlo', 'mail', 'rcpt', 'data', 'rset', 'noop', 'vrfy', 'quit', 'unknown'] as const;
+export const COUNTED = ['helo', 'ehlo', 'auth', 'mail', 'rcpt', 'data', 'rset', 'noop', 'vrfy', 'quit', 'unknown'] as const;
 export type Counters = Record<string, [ok: number, total: number]>;
 
 type Conn = {
   _server: { options: Record<string, unknown> & { postactorDialect: Dialect } };
   _socket: { write(s: string): void; destroyed: boolean; readyState: string };
   _upgrading: boolean;
-  session: Record<string, unknown> & { error?: string };
+  session: Record<string, unknown> & { error?: string; paEhloExtra?: string[] };
+  _nextHandler?: unknown;
   _setListeners(cb: () => void): void;
   connectionReady(): void;
   close(): void;
@@ -124,8 +125,12 @@ export async function installDialect(): Promise<void> {
     const d = this._server.options.postactorDialect;
     count(this, code);
     if (Array.isArray(data)) {
-      // The EHLO reply: our own keyword list, as Postfix orders it.
-      return originalSend.call(this, code, [d.hostname, ...d.ehloKeywords], false);
+      // The EHLO reply: our own keyword list, as Postfix orders it, with this session's own
+      // keywords (AUTH: sasl.ts) before ENHANCEDSTATUSCODES.
+      const extra = this.session.paEhloExtra ?? [];
+      const at = d.ehloKeywords.findIndex((k) => ['ENHANCEDSTATUSCODES', '8BITMIME', 'DSN', 'SMTPUTF8'].includes(k));
+      const keywords = at < 0 ? [...d.ehloKeywords, ...extra] : [...d.ehloKeywords.slice(0, at), ...extra, ...d.ehloKeywords.slice(at)];
+      return originalSend.call(this, code, [d.hostname, ...keywords], false);
     }
     const text = data === undefined || data === null ? '' : String(data);
     if (code === 220 && context === false) return originalSend.call(this, 220, d.banner, false);
@@ -151,6 +156,8 @@ export async function installDialect(): Promise<void> {
   // first final reply (not 354) say whether it succeeded.
   const onCommand = proto._onCommand as (this: Conn, command: Buffer, cb: () => void) => void;
   proto._onCommand = function (this: Conn, command: Buffer, cb: () => void) {
+    // A line of an AUTH exchange is not a command.
+    if (this._nextHandler) return onCommand.call(this, command, cb);
     const name = String(command).split(' ', 1)[0]!.toLowerCase();
     const key = (COUNTED as readonly string[]).includes(name) && name !== 'unknown' ? name : 'unknown';
     const counters = ((this.session as { paCounters?: Counters }).paCounters ??= {});
@@ -163,7 +170,8 @@ export async function installDialect(): Promise<void> {
 
 function count(conn: Conn, code: number): void {
   const key = conn._paCommand;
-  if (!key || code === 354) return;
+  // 354 (DATA) and 334 (an AUTH challenge) are not the command's final reply.
+  if (!key || code === 354 || code === 334) return;
   conn._paCommand = null;
   if (code < 400) (conn.session as { paCounters?: Counters }).paCounters![key]![0]++;
 }

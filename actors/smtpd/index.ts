@@ -20,6 +20,7 @@ import { countersOf, formatCounters, installDialect, type Dialect } from './dial
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
+import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
 import type { ListenAddress } from '../master/listen.js';
 
 const log = maillog('smtpd');
@@ -31,6 +32,8 @@ interface SessionState {
   envelope: unknown;
   /** Access-policy effects on the current transaction (DISCARD, PREPEND), per envelope object. */
   effects: WeakMap<object, Effects>;
+  /** The AUTH= parameter of MAIL FROM, per envelope object. */
+  saslSender: WeakMap<object, string>;
 }
 
 interface Effects { discard: string | null; prepend: string[]; instance: string }
@@ -42,6 +45,7 @@ const states = new WeakMap<SMTPServerSession, SessionState>();
 async function main(): Promise<void> {
   await installDialect();
   await installPolicyHooks();
+  await installSasl();
   let server: SMTPServer | null = null;
   const actor = await startActor({
     maxInFlight: 2048,
@@ -53,6 +57,11 @@ async function main(): Promise<void> {
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
   const { addresses } = actor.data.extra as { addresses: ListenAddress[] };
   const policy = new SmtpdPolicy(config);
+  const namaddr = (session: object): string => {
+    const c = states.get(session as SMTPServerSession)?.client;
+    return c ? `${c.name}[${c.addr}]` : 'unknown';
+  };
+  const sasl = policy.sasl.enabled ? new SmtpdSasl(policy.sasl, namaddr) : null;
   const hostname = config.get('myhostname');
   const sizeLimit = config.getSize('message_size_limit');
   const contentFilter = config.get('content_filter').trim();
@@ -89,7 +98,11 @@ async function main(): Promise<void> {
   const policyRequest = (session: SMTPServerSession, where: Where, recipient: string | null): PolicyRequest => {
     const state = states.get(session)!;
     const rcpts = session.envelope.rcptTo;
+    const login = saslLogin(session);
     return {
+      saslMethod: login?.method ?? null,
+      saslUsername: login?.username ?? null,
+      saslSender: state.saslSender.get(session.envelope) ?? null,
       clientAddr: state.client.addr,
       clientName: state.client.name,
       helo: session.hostNameAppearsAs ?? '',
@@ -120,7 +133,8 @@ async function main(): Promise<void> {
     name: hostname,
     heloResponse: '%s',
     logger: false,
-    disabledCommands: ['AUTH', 'STARTTLS'],
+    // AUTH is always known, as in a Postfix built with SASL: sasl.ts answers it.
+    disabledCommands: ['STARTTLS'],
     authOptional: true,
     hideDSN: discardEhlo.has('dsn'),
     hideENHANCEDSTATUSCODES: true,
@@ -130,7 +144,7 @@ async function main(): Promise<void> {
     maxRecipients: config.getInt('smtpd_recipient_limit'),
     socketTimeout: config.getTime('smtpd_timeout') * 1000,
     closeTimeout: 5000,
-    ...({ postactorDialect: dialect } as object),
+    ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined } as object),
     ...({
       postactorPolicyHooks: {
         helo: !policy.delayReject && policy.has('helo') ? async (session: SMTPServerSession, name: string, command: 'HELO' | 'EHLO') => {
@@ -153,7 +167,7 @@ async function main(): Promise<void> {
     onConnect(session, callback) {
       void peerName(session.remoteAddress, peernameLookup).then((name) => {
         const client: ClientInfo = { name, addr: session.remoteAddress, port: session.remotePort, helo: '', protocol: 'SMTP' };
-        const state: SessionState = { client, queueId: null, envelope: null, effects: new WeakMap() };
+        const state: SessionState = { client, queueId: null, envelope: null, effects: new WeakMap(), saslSender: new WeakMap() };
         states.set(session, state);
         log.info(`connect from ${name}[${session.remoteAddress}]`);
         // smtpd_delay_reject = no: the client restrictions answer the greeting.
@@ -166,6 +180,10 @@ async function main(): Promise<void> {
     },
 
     onMailFrom(address, session, callback) {
+      // MAIL FROM:<…> AUTH=<…> (RFC 4954): kept for the log; "<>" means none.
+      const args = address.args as Record<string, string | boolean> | false;
+      const auth = args ? args['AUTH'] : undefined;
+      if (typeof auth === 'string' && auth !== '<>') states.get(session)!.saslSender.set(session.envelope, auth.replace(/[^\x20-\x7e]/g, '?'));
       // smtpd_delay_reject = no: the sender restrictions answer MAIL FROM.
       if (policy.delayReject || !policy.has('sender')) return callback();
       const state = states.get(session)!;
@@ -181,7 +199,11 @@ async function main(): Promise<void> {
         if (state.envelope !== session.envelope) {
           state.envelope = session.envelope;
           state.queueId = newQueueId();
-          log.info(`${state.queueId}: client=${state.client.name}[${state.client.addr}]`);
+          const login = saslLogin(session);
+          const saslSender = state.saslSender.get(session.envelope);
+          log.info(`${state.queueId}: client=${state.client.name}[${state.client.addr}]`
+            + (login ? `, sasl_method=${login.method}, sasl_username=${login.username}` : '')
+            + (saslSender !== undefined ? `, sasl_sender=${saslSender}` : ''));
         }
         callback();
       };
@@ -238,7 +260,14 @@ async function main(): Promise<void> {
           content.set(c, offset);
           offset += c.length;
         }
-        const client: ClientInfo = { ...state.client, helo: session.hostNameAppearsAs ?? '', protocol: session.transmissionType === 'SMTP' ? 'SMTP' : 'ESMTP' };
+        const login = saslLogin(session);
+        const client: ClientInfo = {
+          ...state.client,
+          helo: session.hostNameAppearsAs ?? '',
+          protocol: protocolOf(session),
+          ...(login ? { saslMethod: login.method, saslUsername: login.username } : {}),
+          ...(login && sasl?.settings.authenticatedHeader ? { authenticatedHeader: true } : {}),
+        };
         const request: CleanupRequest = {
           queueId: state.queueId!,
           sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',

@@ -26,6 +26,11 @@ export interface ClientInfo {
   port: number;
   helo: string;
   protocol: 'SMTP' | 'ESMTP' | 'LOCAL';
+  /** The client's SASL login (smtpd AUTH): Received says "with ESMTPA". */
+  saslMethod?: string;
+  saslUsername?: string;
+  /** smtpd_sasl_authenticated_header: Received names the login ("Authenticated sender: …"). */
+  authenticatedHeader?: boolean;
 }
 
 export interface MessageMeta {

@@ -32,6 +32,11 @@ export interface PolicyRequest {
   where: Where;
   /** Postfix's policy "instance": one value per message transaction. */
   instance?: string;
+  /** The SASL login of the session (AUTH), when there is one. */
+  saslMethod?: string | null;
+  saslUsername?: string | null;
+  /** The AUTH= parameter of MAIL FROM. */
+  saslSender?: string | null;
 }
 
 /** An SMTP reply: "code dsn text". */

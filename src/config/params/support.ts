@@ -55,6 +55,12 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'unknown_local_recipient_reject_code', 'unknown_relay_recipient_reject_code',
     'unknown_virtual_alias_reject_code', 'unknown_virtual_mailbox_reject_code',
     'content_filter',
+    // SASL AUTH with Dovecot (actors/smtpd/sasl.ts) and the sender-login restrictions.
+    'smtpd_sasl_auth_enable', 'smtpd_sasl_type', 'smtpd_sasl_path', 'smtpd_sasl_service',
+    'smtpd_sasl_security_options', 'smtpd_sasl_tls_security_options', 'smtpd_tls_auth_only',
+    'broken_sasl_auth_clients', 'smtpd_sasl_exceptions_networks', 'smtpd_sasl_response_limit',
+    'smtpd_sasl_mechanism_filter', 'smtpd_sasl_authenticated_header', 'smtpd_sasl_local_domain',
+    'smtpd_sender_login_maps',
   ],
   cleanup: [
     'always_add_missing_headers', 'always_bcc', 'append_at_myorigin', 'body_checks',
@@ -120,7 +126,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
 
 /** Why a group of parameters is refused (printed with the refusal). */
 const TLS = 'TLS is not built yet: mail would go in plaintext';
-const SASL = 'SASL AUTH is not built yet';
+const SASL = 'SASL AUTH in the smtp and lmtp clients is not built yet';
 const MILTER = 'milters are not built yet: mail would not be filtered';
 const LIMIT = 'anvil and smtpd abuse limits are not built yet: the limit would not apply';
 const FORBID = 'smtpd input hardening is not built yet';
@@ -139,9 +145,8 @@ export const REFUSED: Readonly<Record<string, string>> = {
   lmtp_tls_security_level: TLS, lmtp_use_tls: TLS, lmtp_enforce_tls: TLS,
   lmtp_tls_policy_maps: TLS, lmtp_tls_per_site: TLS, lmtp_tls_wrappermode: TLS,
   tlsproxy_enable_rpk: TLS,
-  // SASL: offering AUTH, or authenticating to a next hop (without it the next hop refuses).
-  smtpd_sasl_auth_enable: SASL, smtp_sasl_auth_enable: SASL, lmtp_sasl_auth_enable: SASL,
-  smtpd_sasl_authenticated_header: SASL,
+  // SASL: authenticating to a next hop (without it the next hop refuses).
+  smtp_sasl_auth_enable: SASL, lmtp_sasl_auth_enable: SASL,
   // Milters and other filters that would be skipped.
   smtpd_milters: MILTER, non_smtpd_milters: MILTER, smtpd_milter_maps: MILTER,
   milter_header_checks: MILTER, smtpd_proxy_filter: 'the before-queue content filter would not run',
