@@ -41,8 +41,10 @@ export interface DovecotOptions {
   passwords?: Record<string, string>;
   /** Serve LMTP (default true); false: `protocols =`, the auth socket only. */
   lmtp?: boolean;
-  /** Serve the auth-client socket DIR/auth (mode 0666), mechanisms PLAIN and LOGIN. */
+  /** Serve the auth-client socket DIR/auth (mode 0666). */
   auth?: boolean;
+  /** Dovecot's auth_mechanisms (default "plain login"). */
+  mechanisms?: string;
 }
 
 function groupName(gid: number): string {
@@ -134,7 +136,7 @@ ${lmtp ? `service lmtp {
     mode = 0666
   }
 }` : ''}
-${opts.auth ? `auth_mechanisms = plain login
+${opts.auth ? `auth_mechanisms = ${opts.mechanisms ?? 'plain login'}
 disable_plaintext_auth = no
 auth_failure_delay = 0
 service auth {
