@@ -264,9 +264,10 @@ export class SmtpdSasl {
       (conn.session as { user?: SaslLogin }).user = { method, username: printable(step.user) };
       finish(235, '2.7.0 Authentication successful');
     } catch (err) {
-      if (!(err instanceof AuthUnavailable)) throw err;
-      log.warn(err.message);
-      failed(err.message.startsWith('SASL: Connect') ? "Can't connect to authentication server" : err.message, null, true);
+      // Dovecot unreachable or gone: a temporary failure, never a dead thread.
+      const text = (err as Error).message;
+      log.warn(text);
+      failed(err instanceof AuthUnavailable && !text.startsWith('SASL: ') ? text : "Can't connect to authentication server", null, true);
     }
   }
 }

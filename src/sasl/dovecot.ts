@@ -78,6 +78,8 @@ interface Connection {
 
 export class DovecotAuth {
   private conn: Promise<Connection> | null = null;
+  /** The connection `conn` resolved to, once its handshake is done. */
+  private live: Connection | null = null;
   private readonly pending = new Map<number, (step: AuthStep | Error) => void>();
   private nextId = 0;
 
@@ -108,6 +110,7 @@ export class DovecotAuth {
   close(): void {
     void this.conn?.then((c) => c.socket.destroy(), () => undefined);
     this.conn = null;
+    this.live = null;
   }
 
   private send(conn: Connection, id: number, line: string): Promise<AuthStep> {
@@ -130,9 +133,10 @@ export class DovecotAuth {
   /** Forgets a broken connection and fails what was waiting on it. */
   private drop(conn: Connection): void {
     conn.socket.destroy();
-    void this.conn?.then((c) => {
-      if (c === conn) this.conn = null;
-    }, () => undefined);
+    if (this.live === conn) {
+      this.live = null;
+      this.conn = null;
+    }
     for (const done of [...this.pending.values()]) done(new AuthUnavailable('Connection lost to authentication server'));
   }
 
@@ -205,6 +209,7 @@ export class DovecotAuth {
           case 'DONE':
             handshaking = false;
             clearTimeout(timer);
+            this.live = conn;
             resolve(conn);
             return;
           default:
