@@ -82,6 +82,8 @@ describe('e2e smtpd SASL AUTH with a real Dovecot', { skip: NO_DOVECOT || NO_SWA
         smtpd_relay_restrictions: 'permit_sasl_authenticated, reject_unauth_destination',
         smtpd_sender_restrictions: 'reject_sender_login_mismatch',
         smtpd_sender_login_maps: `texthash:${join(top, 'senders')}`,
+        // Only logged-in clients count as local for header rewriting (not our own interfaces).
+        local_header_rewrite_clients: 'permit_sasl_authenticated',
       },
       masterCfExtra: [
         'rewrite unix - - n - 1 trivial-rewrite',
@@ -296,9 +298,13 @@ s.quit()
     } finally {
       smtp.close();
     }
-    // Two recipients: Received has no "for", and the date on its own line. (The client is on our
-    // own interface, so cleanup adds Message-Id, Date and From: local_header_rewrite_clients.)
-    assert.match(await delivered('sasl-raw'), /with ESMTPA id \S+;\r\n\t.+\r\nSubject: sasl-raw\r\n(?:[A-Z][-A-Za-z]+: .*\r\n)*\r\nbody line\r\n$/);
+    // Two recipients: Received has no "for", and the date on its own line. The client is logged
+    // in, so local_header_rewrite_clients = permit_sasl_authenticated makes cleanup add the
+    // missing Message-Id, Date and From.
+    const data = await delivered('sasl-raw');
+    assert.match(data, /with ESMTPA id \S+;\r\n\t.+\r\nSubject: sasl-raw\r\n(?:[A-Z][-A-Za-z]+: .*\r\n)*\r\nbody line\r\n$/);
+    assert.match(data, /\r\nMessage-Id: <\S+@mx\.postactor\.test>\r\n/);
+    assert.match(data, /\r\nFrom: alice@example\.com\r\n/);
   });
 });
 

@@ -35,7 +35,7 @@ interface State {
   hopLimit: number;
   alwaysAdd: boolean;
   /** Clients whose messages get missing headers (local_header_rewrite_clients). */
-  rewriteClients: (addr: string) => boolean;
+  rewriteClients: (client: { addr: string; saslUsername?: string }) => boolean;
   /** Local submissions (origin 'pickup'): append_at_myorigin and friends. */
   myorigin: string;
   appendAtMyorigin: boolean;
@@ -122,8 +122,8 @@ function receiveOverrides(config: Config): { noAddressMappings: boolean; noHeade
 }
 
 /** local_header_rewrite_clients: permit_inet_interfaces, permit_mynetworks, permit (issue 3 adds tables). */
-function rewriteClientMatcher(config: Config): (addr: string) => boolean {
-  const tests: ((addr: string) => boolean)[] = [];
+function rewriteClientMatcher(config: Config): (client: { addr: string; saslUsername?: string }) => boolean {
+  const tests: ((addr: string, saslUsername: string | undefined) => boolean)[] = [];
   for (const item of config.getList('local_header_rewrite_clients')) {
     if (item === 'permit') tests.push(() => true);
     else if (item === 'permit_inet_interfaces') {
@@ -132,11 +132,13 @@ function rewriteClientMatcher(config: Config): (addr: string) => boolean {
     } else if (item === 'permit_mynetworks') {
       const nets = buildNetworks(config.get('mynetworks'), config.get('mynetworks_style')).networks;
       tests.push((a) => nets.has(a));
+    } else if (item === 'permit_sasl_authenticated') {
+      tests.push((_a, user) => user !== undefined);
     } else {
       log.warn(`local_header_rewrite_clients: not supported: "${item}" (ignored)`);
     }
   }
-  return (addr) => tests.some((t) => t(addr));
+  return (c) => tests.some((t) => t(c.addr, c.saslUsername));
 }
 
 /** Headers Postfix's cleanup removes from local submissions (HDR_OPT_DROP). */
@@ -302,7 +304,7 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
   }
 
   // Headers Postfix adds at the end of the header section, for local clients (or always).
-  const localClient = request.origin === 'smtpd' && (request.client ? s.rewriteClients(request.client.addr) : true);
+  const localClient = request.origin === 'smtpd' && (request.client ? s.rewriteClients(request.client) : true);
   const addMissing = request.origin === 'smtpd' && (s.alwaysAdd || localClient);
   let added = '';
   let messageId = scan.messageId;
