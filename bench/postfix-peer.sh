@@ -92,6 +92,8 @@ maillog_file = $DIR/maillog
 # maillog_file must lie under one of these prefixes (default /var, /dev/stdout).
 maillog_file_prefixes = $DIR, /var, /dev/stdout
 EOF
+  # Extra main.cf lines for a test's peer (a smarthost that requires AUTH, TLS, ...).
+  if [ -n "${POSTFIX_PEER_EXTRA:-}" ]; then printf '%s\n' "$POSTFIX_PEER_EXTRA" >>"$CONF/main.cf"; fi
 
   # Debian's master.cf, trimmed to what a relay needs; chroot column "n" everywhere (nothing
   # populates a chroot here). The postlog line makes maillog_file work without syslog.

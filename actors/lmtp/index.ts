@@ -22,8 +22,11 @@ import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protoc
 import { agentContext, every, report, type AgentContext } from '../discard/agent.js';
 import { parseLmtpNexthop } from './nexthop.js';
 import { smtpEnvelope } from '../smtp/log.js';
+import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 
 interface State {
+  /** SMTP AUTH to next hops (smtp_sasl_*), null when off. */
+  sasl: SmtpSasl | null;
   ctx: AgentContext;
   client: SmtpClient;
   resolver: NextHopResolver;
@@ -44,8 +47,10 @@ function init(): State {
   // lmtp_bind_address, lmtp_bind_address6 (TCP next hops only).
   const bind = sourceAddresses(config, 'lmtp');
   if (typeof bind === 'string') throw new Error(bind);
+  const sasl = smtpSasl(config, 'lmtp', config.configDirectory);
   return {
     ctx,
+    sasl,
     client: new SmtpClient({
       lmtp: true,
       heloName: config.get('lmtp_lhlo_name'),
@@ -59,6 +64,7 @@ function init(): State {
       quitTimeout: ms('lmtp_quit_timeout'),
       bind,
       onWarning: (text) => ctx.log.warn(text),
+      ...(sasl ? { sasl: sasl.settings } : {}),
     }),
     resolver: new NextHopResolver({ servers: resolverServersFromEnv() }),
     myhostname: config.get('myhostname'),
@@ -90,7 +96,9 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
     }
     hosts = resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port }));
   }
-  const result = await s.client.deliver(hosts, smtpEnvelope(req, content.length), content);
+  const env = smtpEnvelope(req, content.length);
+  if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
+  const result = await s.client.deliver(hosts, env, content);
   return report(ctx, req, outcomesOf(req, result, s.assumeFinal), started, result.timings, result.kind === 'site-failure' ? result.reason ?? 'site failure' : undefined);
 }
 

@@ -14,10 +14,13 @@ import { QueueStore } from '../../src/queue/store.js';
 import { SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
 import { sourceAddresses } from '../../src/smtp/bind-address.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
+import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { formatDelays, logDelivery, smtpEnvelope } from './log.js';
 
 interface State {
+  /** SMTP AUTH to next hops (smtp_sasl_*), null when off. */
+  sasl: SmtpSasl | null;
   store: QueueStore;
   client: SmtpClient;
   resolver: NextHopResolver;
@@ -36,6 +39,7 @@ function init(): State {
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
   const ms = (name: string) => config.getTime(name) * 1000;
   const log = maillog(data.service);
+  const sasl = smtpSasl(config, 'smtp', config.configDirectory);
   const bind = sourceAddresses(config, 'smtp');
   if (typeof bind === 'string') throw new Error(bind);
   return {
@@ -55,7 +59,9 @@ function init(): State {
       reuseTimeLimit: ms('smtp_connection_reuse_time_limit'),
       bind,
       onWarning: (text) => log.warn(text),
+      ...(sasl ? { sasl: sasl.settings } : {}),
     }),
+    sasl,
     resolver: new NextHopResolver({
       servers: resolverServersFromEnv(),
       hostLookup: parseHostLookup(config.get('smtp_host_lookup')),
@@ -84,11 +90,9 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
     logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
     return { queueId: req.queueId, outcomes, ...(resolved.temporary ? { siteFailure: resolved.reason } : {}) };
   }
-  const result = await s.client.deliver(
-    resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })),
-    smtpEnvelope(req, content.length),
-    content,
-  );
+  const env = smtpEnvelope(req, content.length);
+  if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
+  const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, content);
   const outcomes = outcomesOf(req, result);
   logAll(s, req, outcomes, started, result.timings);
   return { queueId: req.queueId, outcomes, ...(result.kind === 'site-failure' ? { siteFailure: result.reason ?? 'site failure' } : {}) };

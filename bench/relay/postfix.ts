@@ -37,6 +37,8 @@ export interface PostfixOptions {
   sinkPort: number;
   port?: number;
   keep?: boolean;
+  /** main.cf lines added after the peer's own (POSTFIX_PEER_EXTRA). */
+  extraMainCf?: string;
 }
 
 export async function startPostfix(o: PostfixOptions): Promise<MtaHandle> {
@@ -51,7 +53,10 @@ export async function startPostfix(o: PostfixOptions): Promise<MtaHandle> {
     if (!o.keep) rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await run('sh', [PEER_SCRIPT, 'start', dir, String(port), String(o.sinkPort)], { timeout: 60_000 });
+    await run('sh', [PEER_SCRIPT, 'start', dir, String(port), String(o.sinkPort)], {
+      timeout: 60_000,
+      env: { ...process.env, POSTFIX_PEER_EXTRA: o.extraMainCf ?? '' },
+    });
   } catch (err) {
     const e = err as { code?: number; stderr?: string; stdout?: string; message: string };
     await stop();

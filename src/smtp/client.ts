@@ -40,6 +40,8 @@ import { performance } from 'node:perf_hooks';
 
 import { parseReplyLine, enhancedStatusLength, splitEnhanced, replyToString, type SmtpReply } from './reply.js';
 import type { SourceAddresses } from './bind-address.js';
+import { offeredMechanisms, type SaslCredentials } from '../sasl/client.js';
+import { SaslFailure, saslAuthenticate, type SaslClientSettings } from './sasl-auth.js';
 
 /** The source address could not be bound (not a local address, wrong family). */
 class BindError extends Error {
@@ -95,6 +97,8 @@ export interface SmtpClientOptions {
   bind?: SourceAddresses;
   /** Warnings to log (a failed bind to the source address). */
   onWarning?: (text: string) => void;
+  /** SMTP AUTH to next hops (smtp_sasl_*: sasl-auth.ts); absent = never authenticate. */
+  sasl?: SaslClientSettings;
 }
 
 export interface SmtpHost {
@@ -118,6 +122,8 @@ export interface SmtpEnvelope {
   dsn?: { ret?: string; envId?: string; recipients?: ({ notify?: string[]; orcpt?: string } | undefined)[] };
   /** sendmail -bv: MAIL and RCPT only, then RSET: each recipient's RCPT reply is the answer. */
   verify?: boolean;
+  /** The SASL credentials for a host of this delivery (smtp_sasl_password_maps), null = none. */
+  credentials?: (h: SmtpHost) => Promise<SaslCredentials | null>;
 }
 
 /** Longest reply line we buffer before calling the peer broken (RFC 5321 allows 512). */
@@ -199,6 +205,8 @@ class Connection {
   eightBitMime = false;
   smtputf8 = false;
   dsn = false;
+  /** Mechanisms of the server's AUTH (and AUTH=) EHLO lines. */
+  authMechanisms: string[] = [];
   onIdleTrouble: ((c: Connection) => void) | null = null;
 
   constructor(socket: net.Socket, key: string) {
@@ -300,6 +308,7 @@ class Connection {
       else if (kw === '8BITMIME') this.eightBitMime = true;
       else if (kw === 'SMTPUTF8') this.smtputf8 = true;
       else if (kw === 'DSN') this.dsn = true;
+      else if (kw.startsWith('AUTH ') || kw.startsWith('AUTH=')) this.authMechanisms = offeredMechanisms([...this.authMechanisms.map((m) => `AUTH ${m}`), kw]);
       else if (kw === 'SIZE' || kw.startsWith('SIZE ')) {
         const n = Number.parseInt(kw.slice(5), 10);
         this.sizeLimit = Number.isFinite(n) && n > 0 ? n : 0;
@@ -327,7 +336,7 @@ function connectErrorText(err: NodeJS.ErrnoException): string {
 // ---------------------------------------------------------------------------
 // The client.
 
-const enum Stage { Greeting, Ehlo, Helo, Mail, Rcpt, Data, Body, Dot }
+const enum Stage { Greeting, Ehlo, Helo, Mail, Rcpt, Data, Body, Dot, Auth }
 
 const STAGE_TEXT = [
   'receiving the initial server greeting',
@@ -338,6 +347,7 @@ const STAGE_TEXT = [
   'sending DATA command',
   'sending message body',
   'sending end of data -- message may be sent more than once',
+  'performing the SASL authentication',
 ] as const;
 
 /** Thrown inside a session to end it as a site failure with this reply and reason. */
@@ -346,7 +356,7 @@ class SiteFailure {
 }
 
 export class SmtpClient {
-  private readonly opts: Required<SmtpClientOptions>;
+  private readonly opts: Required<Omit<SmtpClientOptions, 'sasl'>> & Pick<SmtpClientOptions, 'sasl'>;
   private readonly idle = new Map<string, Connection[]>();
   private readonly ehloCmd: string;
   private closed = false;
@@ -390,12 +400,26 @@ export class SmtpClient {
       try {
         conn = this.takeIdle(h.path ?? `${h.addr}:${h.port}`);
         const reused = conn !== null;
-        conn ??= await this.open(h);
+        if (conn === null) {
+          conn = await this.open(h);
+          if (env.credentials && this.opts.sasl) {
+            const c = conn;
+            await saslAuthenticate(c.authMechanisms, h, env.credentials, this.opts.sasl, async (line) => {
+              c.write(`${line}\r\n`);
+              const r = await this.read(c, h, Stage.Auth, this.opts.heloTimeout);
+              return { code: r.code, enhanced: r.enhanced ?? undefined, text: r.text, line: replyToString(r) };
+            }, (text) => this.opts.onWarning(text)).catch((e: unknown) => {
+              throw e instanceof SaslFailure ? new SiteFailure(e.reply, e.reason) : e;
+            });
+          }
+        }
         const t1 = performance.now();
         result.timings.connect = t1 - t0;
         await this.transaction(conn, h, env, content, result, reused);
         result.timings.transmit = performance.now() - t1;
-        this.release(conn);
+        // Sender-dependent credentials: a connection is not reused for another sender (Postfix).
+        if (this.opts.sasl?.senderDependent && env.credentials) void this.quit(conn);
+        else this.release(conn);
         return result;
       } catch (e) {
         if (conn) conn.fail(new SessionError('lost', 'aborted'));

@@ -97,6 +97,10 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'default_recipient_limit', 'default_extra_recipient_limit',
   ],
   smtp: [
+    // SMTP AUTH to next hops (src/smtp/sasl-config.ts; the lmtp_ names for lmtp).
+    'smtp_sasl_auth_enable', 'smtp_sasl_type', 'smtp_sasl_mechanism_filter', 'smtp_sasl_security_options',
+    'smtp_sasl_tls_security_options', 'smtp_sasl_auth_soft_bounce', 'smtp_sender_dependent_authentication',
+    'smtp_sasl_password_maps',
     'disable_dns_lookups', 'smtp_connect_timeout', 'smtp_connection_cache_time_limit',
     'smtp_connection_reuse_count_limit', 'smtp_connection_reuse_time_limit',
     'smtp_data_done_timeout', 'smtp_data_init_timeout', 'smtp_data_xfer_timeout',
@@ -105,6 +109,9 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtp_bind_address', 'smtp_bind_address6', 'smtp_bind_address_enforce', 'inet_interfaces', 'inet_protocols',
   ],
   lmtp: [
+    'lmtp_sasl_auth_enable', 'lmtp_sasl_type', 'lmtp_sasl_mechanism_filter', 'lmtp_sasl_security_options',
+    'lmtp_sasl_tls_security_options', 'lmtp_sasl_auth_soft_bounce', 'lmtp_sender_dependent_authentication',
+    'lmtp_sasl_password_maps',
     'lmtp_assume_final', 'lmtp_connect_timeout', 'lmtp_data_done_timeout',
     'lmtp_data_init_timeout', 'lmtp_data_xfer_timeout', 'lmtp_lhlo_name', 'lmtp_lhlo_timeout',
     'lmtp_mail_timeout', 'lmtp_quit_timeout', 'lmtp_rcpt_timeout',
@@ -126,7 +133,6 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
 
 /** Why a group of parameters is refused (printed with the refusal). */
 const TLS = 'TLS is not built yet: mail would go in plaintext';
-const SASL = 'SASL AUTH in the smtp and lmtp clients is not built yet';
 const MILTER = 'milters are not built yet: mail would not be filtered';
 const LIMIT = 'anvil and smtpd abuse limits are not built yet: the limit would not apply';
 const FORBID = 'smtpd input hardening is not built yet';
@@ -145,8 +151,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   lmtp_tls_security_level: TLS, lmtp_use_tls: TLS, lmtp_enforce_tls: TLS,
   lmtp_tls_policy_maps: TLS, lmtp_tls_per_site: TLS, lmtp_tls_wrappermode: TLS,
   tlsproxy_enable_rpk: TLS,
-  // SASL: authenticating to a next hop (without it the next hop refuses).
-  smtp_sasl_auth_enable: SASL, lmtp_sasl_auth_enable: SASL,
   // Milters and other filters that would be skipped.
   smtpd_milters: MILTER, non_smtpd_milters: MILTER, smtpd_milter_maps: MILTER,
   milter_header_checks: MILTER, smtpd_proxy_filter: 'the before-queue content filter would not run',
@@ -204,6 +208,8 @@ export const FIXED: Readonly<Record<string, string>> = {
  * List parameters whose items are words from a fixed set (Postfix's name masks): any other
  * word is an error at `check` and start-up, as Postfix stops on it.
  */
+const SASL_OPTIONS = ['noplaintext', 'noactive', 'nodictionary', 'noanonymous', 'mutual_auth', 'forward_secrecy'];
+
 export const WORDS: Readonly<Record<string, readonly string[]>> = {
   smtputf8_autodetect_classes: ['sendmail', 'smtpd', 'qmqpd', 'forward', 'bounce', 'notify', 'verify', 'all'],
   notify_classes: ['bounce', '2bounce', 'data', 'delay', 'policy', 'protocol', 'resource', 'software'],
@@ -211,5 +217,7 @@ export const WORDS: Readonly<Record<string, readonly string[]>> = {
   canonical_classes: ['envelope_sender', 'envelope_recipient', 'header_sender', 'header_recipient'],
   sender_canonical_classes: ['envelope_sender', 'header_sender'],
   recipient_canonical_classes: ['envelope_recipient', 'header_recipient'],
+  smtp_sasl_security_options: SASL_OPTIONS, smtp_sasl_tls_security_options: SASL_OPTIONS,
+  lmtp_sasl_security_options: SASL_OPTIONS, lmtp_sasl_tls_security_options: SASL_OPTIONS,
   masquerade_classes: ['envelope_sender', 'envelope_recipient', 'header_sender', 'header_recipient'],
 };
