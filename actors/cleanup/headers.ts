@@ -3,6 +3,7 @@
  * count Received hops, and build the headers cleanup adds (Received, Message-ID, Date, From), in
  * Postfix's formats. Works on raw bytes: a 1 KiB message costs a few microseconds.
  */
+import type { TlsInfo } from '../../src/queue/types.js';
 
 export interface HeaderScan {
   /** Offset where added headers go: the end of the header section (before the blank line). */
@@ -97,6 +98,8 @@ export interface ReceivedInfo {
   /** The single recipient, or undefined when there are several (Postfix names one only). */
   recipient?: string;
   date: number;
+  /** The smtpd TLS session: "with ESMTPS", and with smtpd_tls_received_header its "(using …)" lines. */
+  tls?: TlsInfo;
 }
 
 /** Postfix smtpd's Received header (three folded lines). */
@@ -106,7 +109,17 @@ export function receivedHeader(r: ReceivedInfo, eol: string): string {
   // As Postfix folds it: "for <rcpt>; date" on the third line with one recipient, else the
   // date alone on the third line.
   const tail = r.recipient ? `${eol}\tfor <${r.recipient}>; ${rfc2822Date(r.date)}` : `;${eol}\t${rfc2822Date(r.date)}`;
-  return `Received: ${from}${eol}\tby ${r.myhostname} (${r.mailName}) with ${r.protocol} id ${r.queueId}${tail}${eol}`;
+  // RFC 3848: the "S" suffix is for ESMTP only, and is there whatever smtpd_tls_received_header says.
+  const protocol = r.tls && r.protocol === 'ESMTP' ? 'ESMTPS' : r.protocol;
+  return `Received: ${from}${eol}${r.tls?.received ? tlsLines(r.tls, eol) : ''}\tby ${r.myhostname} (${r.mailName}) with ${protocol} id ${r.queueId}${tail}${eol}`;
+}
+
+/** smtpd_tls_received_header = yes: Postfix's "(using …)" block (no client certificates asked for). */
+function tlsLines(t: TlsInfo, eol: string): string {
+  const using = `\t(using ${t.protocol} with cipher ${t.cipher} (${t.usebits}/${t.algbits} bits)`;
+  // Without a key-exchange name (which Node does not give a server), the signature goes on a line of its own.
+  const head = t.signature ? `${using}${eol}\t${t.signature})` : `${using})`;
+  return `${head}${eol}\t(No client certificate requested)${eol}`;
 }
 
 /**

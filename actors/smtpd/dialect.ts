@@ -26,13 +26,14 @@ export interface Dialect {
 }
 
 /** Per-connection command counters, in the order Postfix prints them. */
-export const COUNTED = ['helo', 'ehlo', 'mail', 'rcpt', 'data', 'rset', 'noop', 'vrfy', 'quit', 'unknown'] as const;
+export const COUNTED = ['helo', 'ehlo', 'starttls', 'mail', 'rcpt', 'data', 'rset', 'noop', 'vrfy', 'quit', 'unknown'] as const;
 export type Counters = Record<string, [ok: number, total: number]>;
 
 type Conn = {
   _server: { options: Record<string, unknown> & { postactorDialect: Dialect } };
   _socket: { write(s: string): void; destroyed: boolean; readyState: string };
   _upgrading: boolean;
+  secure: boolean;
   session: Record<string, unknown> & { error?: string };
   _setListeners(cb: () => void): void;
   connectionReady(): void;
@@ -124,8 +125,9 @@ export async function installDialect(): Promise<void> {
     const d = this._server.options.postactorDialect;
     count(this, code);
     if (Array.isArray(data)) {
-      // The EHLO reply: our own keyword list, as Postfix orders it.
-      return originalSend.call(this, code, [d.hostname, ...d.ehloKeywords], false);
+      // The EHLO reply: our own keyword list, as Postfix orders it (no STARTTLS inside TLS).
+      const keywords = this.secure ? d.ehloKeywords.filter((k) => k !== 'STARTTLS') : d.ehloKeywords;
+      return originalSend.call(this, code, [d.hostname, ...keywords], false);
     }
     const text = data === undefined || data === null ? '' : String(data);
     if (code === 220 && context === false) return originalSend.call(this, 220, d.banner, false);

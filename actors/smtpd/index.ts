@@ -7,6 +7,7 @@
  * "250 2.0.0 Ok: queued as ID" only once cleanup's transaction is on disk.
  */
 import * as net from 'node:net';
+import type * as tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { configFromJSON, type Config, type ConfigJSON } from '../../src/config/index.js';
@@ -16,7 +17,8 @@ import { startActor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import type { ClientInfo } from '../../src/queue/types.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
-import { countersOf, formatCounters, installDialect, type Dialect } from './dialect.js';
+import { countersOf, formatCounters, installDialect, smtpConnectionPrototype, type Dialect } from './dialect.js';
+import { establishedLine, installTls, serverOptions, smtpdTls, tlsSummary, type TlsSummary } from './tls.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
@@ -40,6 +42,7 @@ let instances = 0;
 const states = new WeakMap<SMTPServerSession, SessionState>();
 
 async function main(): Promise<void> {
+  installTls(await smtpConnectionPrototype());
   await installDialect();
   await installPolicyHooks();
   let server: SMTPServer | null = null;
@@ -51,7 +54,9 @@ async function main(): Promise<void> {
   });
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  const { addresses } = actor.data.extra as { addresses: ListenAddress[] };
+  const { addresses, ticketKeys } = actor.data.extra as { addresses: ListenAddress[]; ticketKeys?: Uint8Array };
+  // TLS: certificates are read now, so a reload (new smtpd threads) re-reads them.
+  const tlsSettings = smtpdTls(config, (w) => log.warn(w));
   const policy = new SmtpdPolicy(config);
   const hostname = config.get('myhostname');
   const sizeLimit = config.getSize('message_size_limit');
@@ -69,6 +74,7 @@ async function main(): Promise<void> {
       'PIPELINING',
       ...(sizeLimit > 0 ? [`SIZE ${sizeLimit}`] : ['SIZE']),
       ...(config.getBool('disable_vrfy_command') ? [] : ['VRFY']),
+      ...(tlsSettings.use ? ['STARTTLS'] : []),
       'ENHANCEDSTATUSCODES',
       '8BITMIME',
       'DSN',
@@ -119,7 +125,8 @@ async function main(): Promise<void> {
     name: hostname,
     heloResponse: '%s',
     logger: false,
-    disabledCommands: ['AUTH', 'STARTTLS'],
+    disabledCommands: ['AUTH'],
+    ...serverOptions(tlsSettings, ticketKeys ? Buffer.from(ticketKeys) : undefined),
     authOptional: true,
     hideDSN: discardEhlo.has('dsn'),
     hideENHANCEDSTATUSCODES: true,
@@ -162,6 +169,15 @@ async function main(): Promise<void> {
           (err: Error) => callback(policyFailed(err)),
         );
       });
+    },
+
+    onSecure(socket, session, callback) {
+      clearTimeout((session as { paStarttlsTimer?: NodeJS.Timeout }).paStarttlsTimer);
+      const summary = tlsSummary(socket as tls.TLSSocket, tlsSettings);
+      (session as { paTls?: TlsSummary }).paTls = summary;
+      const state = states.get(session);
+      if (tlsSettings.loglevel >= 1 && state) log.info(establishedLine(summary, `${state.client.name}[${state.client.addr}]`));
+      callback();
     },
 
     onMailFrom(address, session, callback) {
@@ -237,7 +253,13 @@ async function main(): Promise<void> {
           content.set(c, offset);
           offset += c.length;
         }
-        const client: ClientInfo = { ...state.client, helo: session.hostNameAppearsAs ?? '', protocol: session.transmissionType === 'SMTP' ? 'SMTP' : 'ESMTP' };
+        const tlsInfo = (session as { paTls?: TlsSummary }).paTls;
+        const client: ClientInfo = {
+          ...state.client,
+          helo: session.hostNameAppearsAs ?? '',
+          protocol: session.transmissionType?.startsWith('E') ? 'ESMTP' : 'SMTP',
+          ...(tlsInfo ? { tls: tlsInfo } : {}),
+        };
         const request: CleanupRequest = {
           queueId: state.queueId!,
           sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
@@ -285,6 +307,15 @@ async function main(): Promise<void> {
   // The first address uses smtp-server's own listener; each further one is a plain listener
   // that hands its connections to it (its 'connection' handler runs the SMTP session).
   const primary = server.server as net.Server;
+  if (tlsSettings.wrapper && tlsSettings.context === null) {
+    // Wrapper mode without a usable certificate: Postfix's smtpd drops each connection.
+    primary.removeAllListeners('connection');
+    primary.on('connection', (socket: net.Socket) => {
+      const addr = socket.remoteAddress ?? '';
+      socket.destroy();
+      void peerName(addr, peernameLookup).then((name) => log.warn(`Wrapper-mode request dropped from ${name}[${addr}] for service ${config.get('service_name')}. TLS context initialization failed. For details see earlier warnings in your logs.`));
+    });
+  }
   const listeners = addresses.map((_, i) => (i === 0 ? primary : net.createServer((socket) => primary.emit('connection', socket))));
   await Promise.all(addresses.map((a, i) => new Promise<void>((resolve, reject) => {
     const s = listeners[i]!;
