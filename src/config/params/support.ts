@@ -138,7 +138,7 @@ const ACCESS = 'command access control is not built: every local user would be a
 /** Refused parameters: name → why its absence weakens security or loses mail. */
 export const REFUSED: Readonly<Record<string, string>> = {
   // TLS: anything that turns encryption on, requires it, or requires a client certificate.
-  smtpd_tls_req_ccert: 'client certificates are not built yet',
+  smtpd_tls_req_ccert: 'TLS client certificates are not built yet: none would be required',
   smtp_tls_security_level: TLS, smtp_use_tls: TLS, smtp_enforce_tls: TLS,
   smtp_tls_policy_maps: TLS, smtp_tls_per_site: TLS, smtp_tls_wrappermode: TLS,
   smtp_tls_enforce_peername: TLS,
