@@ -247,6 +247,22 @@ describe('smtpd TLS', () => {
     await server.waitForLog(/warning: Both smtpd_tls_chain_files and one or more of the legacy  smtpd_tls_cert_file, smtpd_tls_eccert_file or smtpd_tls_dcert_file are non-empty; the legacy  parameters will be ignored$/, 5000);
   });
 
+  test('a failed handshake is logged as Postfix logs it, after STARTTLS and in wrapper mode', async () => {
+    const { smtp } = await SmtpDialogue.connect(server.port);
+    await smtp.cmd('EHLO garbage.test');
+    assert.equal((await smtp.cmd('STARTTLS')).line, '220 2.0.0 Ready to start TLS');
+    smtp.write('this is not a TLS ClientHello\r\n');
+    await server.waitForLog(/smtpd\[\d+\]: SSL_accept error from localhost\[127\.0\.0\.1\]: -1$/, 10_000);
+    await server.waitForLog(/smtpd\[\d+\]: warning: TLS library problem: error:0A00010B:SSL routines:[^:]*:wrong version number/, 10_000);
+    await server.waitForLog(/smtpd\[\d+\]: lost connection after STARTTLS from localhost\[127\.0\.0\.1\]$/, 10_000);
+    await server.waitForLog(/disconnect from localhost\[127\.0\.0\.1\] ehlo=1 starttls=0\/1 commands=1\/2$/, 10_000);
+    smtp.close();
+    const plain = net.connect(ports.wrapper, '127.0.0.1');
+    plain.write('EHLO plaintext.test\r\n');
+    await server.waitForLog(/smtpd\[\d+\]: lost connection after CONNECT from localhost\[127\.0\.0\.1\]$/, 10_000);
+    plain.destroy();
+  });
+
   test('level none: no STARTTLS in EHLO, and STARTTLS answers 502 5.5.1', async () => {
     const { smtp } = await SmtpDialogue.connect(ports.none);
     try {

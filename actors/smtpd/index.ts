@@ -18,7 +18,7 @@ import { ServiceError } from '../../src/runtime/wire.js';
 import type { ClientInfo } from '../../src/queue/types.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 import { countersOf, formatCounters, installDialect, smtpConnectionPrototype, type Dialect } from './dialect.js';
-import { establishedLine, installTls, serverOptions, smtpdTls, tlsSummary, type TlsSummary } from './tls.js';
+import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls, tlsSummary, type TlsSummary } from './tls.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
@@ -171,6 +171,15 @@ async function main(): Promise<void> {
       });
     },
 
+    ...({
+      // A STARTTLS handshake that failed (the connection closes after this).
+      postactorTlsFailed: (session: SMTPServerSession, err: Error) => {
+        const state = states.get(session);
+        if (!state) return;
+        for (const [level, text] of handshakeFailure(err, `${state.client.name}[${state.client.addr}]`, 'STARTTLS')) log[level](text);
+      },
+    } as object),
+
     onSecure(socket, session, callback) {
       clearTimeout((session as { paStarttlsTimer?: NodeJS.Timeout }).paStarttlsTimer);
       const summary = tlsSummary(socket as tls.TLSSocket, tlsSettings);
@@ -303,7 +312,19 @@ async function main(): Promise<void> {
     }
   }
 
-  server.on('error', (err) => log.warn(`smtpd: ${err.message}`));
+  server.on('error', (err: Error & { meta?: { stage?: string; remoteAddress?: string; message?: string } }) => {
+    // A wrapper-mode handshake that failed: no session was made, so no "connect from" either.
+    const addr = err.meta?.remoteAddress;
+    if (tlsSettings.wrapper && err.meta?.stage === 'connect' && addr !== undefined) {
+      void peerName(addr, peernameLookup).then((name) => {
+        log.info(`connect from ${name}[${addr}]`);
+        for (const [level, text] of handshakeFailure(err, `${name}[${addr}]`, 'CONNECT')) log[level](text);
+        log.info(`disconnect from ${name}[${addr}] commands=0`);
+      });
+      return;
+    }
+    log.warn(`smtpd: ${err.message}`);
+  });
   // The first address uses smtp-server's own listener; each further one is a plain listener
   // that hands its connections to it (its 'connection' handler runs the SMTP session).
   const primary = server.server as net.Server;

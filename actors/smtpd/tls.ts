@@ -372,6 +372,23 @@ export function installTls(proto: Record<string, unknown>): void {
     callback();
   };
 
+  // A STARTTLS handshake that fails: Postfix's lines (through the server's postactorTlsFailed)
+  // instead of smtp-server's error event.
+  const onError = p._onError as (this: Conn, err: Error) => void;
+  p._onError = function (this: Conn, err: Error) {
+    const failed = (this._server.options as { postactorTlsFailed?: (session: object, err: Error) => void }).postactorTlsFailed;
+    if (!this._upgrading || !failed) return onError.call(this, err);
+    const session = this.session as Conn['session'] & { paTlsFailed?: boolean; paCounters?: Record<string, [number, number]> };
+    if (session.paTlsFailed) return;
+    session.paTlsFailed = true;
+    clearTimeout(session.paStarttlsTimer);
+    // Postfix counts STARTTLS as successful only once the handshake is done ("starttls=0/1").
+    const counter = session.paCounters?.['starttls'];
+    if (counter && counter[0] > 0) counter[0]--;
+    failed(this.session, err);
+    (this as unknown as { close(): void }).close();
+  };
+
   const onCommand = p._onCommand as (this: Conn, command: Buffer, cb: () => void) => void;
   p._onCommand = function (this: Conn, command: Buffer, cb: () => void) {
     const t = this._server.options.postactorTls;
@@ -385,6 +402,20 @@ export function installTls(proto: Record<string, unknown>): void {
     }
     return onCommand.call(this, command, cb);
   };
+}
+
+/**
+ * Postfix's lines for a failed handshake, in order: "SSL_accept error from host[addr]: -1" and
+ * the library problem (or ": lost connection" when the client went away), then "lost
+ * connection after STARTTLS (CONNECT in wrapper mode) from host[addr]".
+ */
+export function handshakeFailure(err: Error & { code?: string; meta?: { message?: string } }, namaddr: string, where: string): ['info' | 'warn', string][] {
+  const library = /SSL routines|error:[0-9A-F]{8}:/.test(err.meta?.message ?? err.message) ? (err.meta?.message ?? err.message) : null;
+  const lines: ['info' | 'warn', string][] = library === null
+    ? [['info', `SSL_accept error from ${namaddr}: lost connection`]]
+    : [['info', `SSL_accept error from ${namaddr}: -1`], ['warn', `TLS library problem: ${library.trim().replace(/^[0-9A-F]+:error:/, 'error:')}`]];
+  lines.push(['info', `lost connection after ${where} from ${namaddr}`]);
+  return lines;
 }
 
 /** Bits of the symmetric cipher (OpenSSL's SSL_CIPHER_get_bits), from its name. */
