@@ -22,7 +22,7 @@ import assert from 'node:assert/strict';
 import nodemailer from 'nodemailer';
 import { SmtpSink } from '../src/smtp/sink.js';
 import { protocolRange } from '../actors/smtpd/tls.js';
-import { SmtpDialogue, freePort, startServer, type TestServer } from './helpers/server.js';
+import { NODE, POSTACTOR_JS, SmtpDialogue, freePort, startServer, type TestServer } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
 
 const tempDir = tempDirs('postactor-tls-');
@@ -85,6 +85,21 @@ function replies(socket: net.Socket): { next(timeoutMs?: number): Promise<string
   };
 }
 
+/** STARTTLS on a fresh connection: the certificate the server presents (SHA-256 fingerprint). */
+async function starttlsFingerprint(port: number): Promise<string> {
+  const sock = net.connect(port, '127.0.0.1');
+  const plain = replies(sock);
+  await plain.next();
+  sock.write('STARTTLS\r\n');
+  assert.equal(await plain.next(), '220 2.0.0 Ready to start TLS\r\n');
+  plain.stop();
+  const secure = tls.connect({ socket: sock, rejectUnauthorized: false, sigalgs: 'rsa_pss_rsae_sha256' });
+  await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
+  const fp = secure.getPeerCertificate().fingerprint256;
+  secure.destroy();
+  return fp;
+}
+
 const MESSAGE = (subject: string) => `From: <tls@example.org>\r\nTo: <tls-rcpt@example.com>\r\nSubject: ${subject}\r\n\r\nover TLS\r\n`;
 
 describe('smtpd TLS', () => {
@@ -115,7 +130,7 @@ describe('smtpd TLS', () => {
         smtpd_tls_received_header: 'yes',
       },
       masterCf: [
-        '127.0.0.1:{{PORT}} inet n - n - 1 smtpd',
+        '127.0.0.1:{{PORT}} inet n - n - 2 smtpd',
         `127.0.0.1:${ports.encrypt} inet n - n - 1 smtpd -o smtpd_tls_security_level=encrypt`,
         `127.0.0.1:${ports.wrapper} inet n - n - 1 smtpd -o smtpd_tls_wrappermode=yes -o smtpd_tls_chain_files=${dir}/rsa-chain.pem,${dir}/ec-chain.pem`,
         `127.0.0.1:${ports.none} inet n - n - 1 smtpd -o smtpd_tls_security_level=none`,
@@ -263,6 +278,15 @@ describe('smtpd TLS', () => {
     plain.destroy();
   });
 
+  test('a session made with one smtpd thread resumes with another (shared ticket keys)', async () => {
+    const sess = join(dir, 'session.pem');
+    const first = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-sess_out', sess], 'QUIT\r\n');
+    assert.match(first.out, /^New, TLSv1\.3/m, first.out);
+    // The wrapper service runs in threads of its own.
+    const again = await runClient('openssl', ['s_client', '-connect', `127.0.0.1:${ports.wrapper}`, '-sess_in', sess], 'QUIT\r\n');
+    assert.match(again.out, /^Reused, TLSv1\.3/m, again.out);
+  });
+
   test('level none: no STARTTLS in EHLO, and STARTTLS answers 502 5.5.1', async () => {
     const { smtp } = await SmtpDialogue.connect(ports.none);
     try {
@@ -294,6 +318,20 @@ describe('smtpd TLS', () => {
     assert.doesNotMatch(line, /GCM/);
     const only13 = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.tls12}`, '-tls1_3', '-quiet'], 'QUIT\r\n');
     assert.doesNotMatch(only13.out, /221 2\.0\.0 Bye/, 'a TLSv1.3-only client finds no protocol in common');
+  });
+
+  test('postactor reload re-reads the certificates', async () => {
+    const before = await starttlsFingerprint(server.port);
+    makeCert(dir, 'rsa', 'rsa');
+    const r = spawnSync(NODE, [POSTACTOR_JS, '-c', server.dir, 'reload'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const deadline = Date.now() + 15_000;
+    let now = before;
+    while (now === before && Date.now() < deadline) {
+      await new Promise((res) => setTimeout(res, 200));
+      now = await starttlsFingerprint(server.port);
+    }
+    assert.notEqual(now, before, 'the new certificate is presented after the reload');
   });
 });
 
