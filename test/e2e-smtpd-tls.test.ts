@@ -22,6 +22,8 @@ import assert from 'node:assert/strict';
 import nodemailer from 'nodemailer';
 import { SmtpSink } from '../src/smtp/sink.js';
 import { protocolRange } from '../actors/smtpd/tls.js';
+import { checkConfig } from '../actors/master/index.js';
+import { loadConfig } from '../src/config/index.js';
 import { NODE, POSTACTOR_JS, SmtpDialogue, freePort, startServer, type TestServer } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
 
@@ -128,6 +130,7 @@ describe('smtpd TLS', () => {
         smtpd_tls_eckey_file: ec.key,
         smtpd_tls_loglevel: '1',
         smtpd_tls_received_header: 'yes',
+        smtpd_starttls_timeout: '2s',
       },
       masterCf: [
         '127.0.0.1:{{PORT}} inet n - n - 2 smtpd',
@@ -287,6 +290,27 @@ describe('smtpd TLS', () => {
     assert.match(again.out, /^Reused, TLSv1\.3/m, again.out);
   });
 
+  test('smtpd_starttls_timeout bounds the handshake, after STARTTLS and in wrapper mode', async () => {
+    const closedWithin = (sock: net.Socket): Promise<number> => {
+      const t0 = Date.now();
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(Infinity), 10_000);
+        sock.on('error', () => undefined).once('close', () => {
+          clearTimeout(timer);
+          resolve(Date.now() - t0);
+        });
+      });
+    };
+    const { smtp } = await SmtpDialogue.connect(server.port);
+    assert.equal((await smtp.cmd('STARTTLS')).line, '220 2.0.0 Ready to start TLS');
+    const afterStarttls = await closedWithin(smtp.socket);
+    const wrapped = net.connect(ports.wrapper, '127.0.0.1');
+    const wrapper = await closedWithin(wrapped);
+    // smtpd_timeout (300s) would keep them open; smtpd_starttls_timeout = 2s closes them.
+    assert.ok(afterStarttls >= 1500 && afterStarttls < 6000, `STARTTLS: closed after ${afterStarttls} ms`);
+    assert.ok(wrapper >= 1500 && wrapper < 6000, `wrapper: closed after ${wrapper} ms`);
+  });
+
   test('level none: no STARTTLS in EHLO, and STARTTLS answers 502 5.5.1', async () => {
     const { smtp } = await SmtpDialogue.connect(ports.none);
     try {
@@ -348,3 +372,9 @@ test('protocol lists map to a Node version range as Postfix reads them', () => {
   assert.equal(protocolRange('!TLSv1 !TLSv1.1 !TLSv1.2 !TLSv1.3'), null);
 });
 
+
+test('postactor check refuses an invalid smtpd_tls_security_level, naming the service line', () => {
+  const master = '127.0.0.1:2599 inet n - n - 1 smtpd -o smtpd_tls_security_level=sometimes\ncleanup unix n - n - 1 cleanup\nqmgr unix n - n 300 1 qmgr\n';
+  const dir = tempDir({ 'main.cf': `queue_directory = ${tempDir()}/q\n`, 'master.cf': master });
+  assert.deepEqual(checkConfig(loadConfig(dir)), [`${dir}/master.cf:1: smtpd_tls_security_level = sometimes: Invalid TLS level "sometimes"`]);
+});

@@ -18,7 +18,7 @@ import { ServiceError } from '../../src/runtime/wire.js';
 import type { ClientInfo } from '../../src/queue/types.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 import { countersOf, formatCounters, installDialect, smtpConnectionPrototype, type Dialect } from './dialect.js';
-import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls, tlsSummary, type TlsSummary } from './tls.js';
+import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls, timeWrapperHandshake, tlsSummary, type TlsSummary } from './tls.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
@@ -312,6 +312,7 @@ async function main(): Promise<void> {
     }
   }
 
+  timeWrapperHandshake(server, tlsSettings);
   server.on('error', (err: Error & { meta?: { stage?: string; remoteAddress?: string; message?: string } }) => {
     // A wrapper-mode handshake that failed: no session was made, so no "connect from" either.
     const addr = err.meta?.remoteAddress;

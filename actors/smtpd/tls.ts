@@ -72,6 +72,16 @@ function levelOf(config: Config, warn: (text: string) => void): TlsLevel {
   }
 }
 
+/** What is wrong with the service's TLS level ("Invalid TLS level …"), or null: for postactor check. */
+export function smtpdTlsProblem(config: Config): string | null {
+  try {
+    levelOf(config, () => undefined);
+    return null;
+  } catch (err) {
+    return `smtpd_tls_security_level = ${config.get('smtpd_tls_security_level')}: ${(err as Error).message}`;
+  }
+}
+
 /** The service's TLS settings. Certificates are read here, so a reload re-reads them. */
 export function smtpdTls(config: Config, warn: (text: string) => void): SmtpdTls {
   const wrapper = config.getBool('smtpd_tls_wrappermode');
@@ -324,6 +334,21 @@ export function serverOptions(t: SmtpdTls, ticketKeys: Buffer | undefined): Reco
     ...(t.context ?? {}),
     ...(t.context && ticketKeys ? { ticketKeys } : {}),
     postactorTls: t,
+  };
+}
+
+/**
+ * Wrapper mode: smtp-server times the handshake with its idle timeout (smtpd_timeout); make it
+ * smtpd_starttls_timeout, as Postfix's. The library's own timeout handler stays in charge.
+ */
+export function timeWrapperHandshake(server: object, t: SmtpdTls): void {
+  const s = server as { _upgrade?: (socket: object, cb: unknown) => void; _pendingSockets?: Map<object, { setTimeout?(ms: number): void }> };
+  const upgrade = s._upgrade;
+  if (!t.wrapper || typeof upgrade !== 'function') return;
+  s._upgrade = function (this: typeof s, socket: object, cb: unknown) {
+    upgrade.call(this, socket, cb);
+    const secure = this._pendingSockets?.get(socket);
+    if (secure && secure !== socket) secure.setTimeout?.(t.starttlsTimeout);
   };
 }
 
