@@ -109,6 +109,9 @@ export function smtpdTls(config: Config, warn: (text: string) => void): SmtpdTls
   }
   const ciphers = cipherList(config, enforce, warn);
   if (ciphers === null) return settings;
+  // smtpd_tls_session_cache_timeout: 0 turns session tickets off; otherwise Postfix makes a
+  // session live twice as long, as long as its ticket keys decrypt (tls_server.c).
+  const lifetime = config.getTime('smtpd_tls_session_cache_timeout');
   const context: tls.SecureContextOptions = {
     key: certs.keys,
     cert: certs.certs,
@@ -116,8 +119,7 @@ export function smtpdTls(config: Config, warn: (text: string) => void): SmtpdTls
     maxVersion: versions.max,
     ciphers,
     honorCipherOrder: config.getBool('tls_preempt_cipherlist'),
-    // smtpd_tls_session_cache_timeout is also the ticket lifetime; 0 turns resumption off.
-    sessionTimeout: config.getTime('smtpd_tls_session_cache_timeout'),
+    ...(lifetime === 0 ? { secureOptions: crypto.constants.SSL_OP_NO_TICKET } : { sessionTimeout: 2 * lifetime }),
   };
   try {
     tls.createSecureContext(context);
