@@ -108,6 +108,21 @@ describe('smtpd TLS', () => {
   let server: TestServer;
   let sink: SmtpSink;
   let dir: string;
+  // A policy server (check_policy_service) that records each request and answers DUNNO.
+  const policyRequests: Map<string, string>[] = [];
+  const policy = net.createServer((c) => {
+    let buf = '';
+    c.on('data', (d) => {
+      buf += d.toString('latin1');
+      let end: number;
+      while ((end = buf.indexOf('\n\n')) >= 0) {
+        policyRequests.push(new Map(buf.slice(0, end).split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as [string, string])));
+        buf = buf.slice(end + 2);
+        c.write('action=DUNNO\n\n');
+      }
+    });
+    c.on('error', () => undefined);
+  });
   const ports: Record<'encrypt' | 'wrapper' | 'none' | 'broken' | 'tls12', number> = { encrypt: 0, wrapper: 0, none: 0, broken: 0, tls12: 0 };
 
   before(async () => {
@@ -120,6 +135,7 @@ describe('smtpd TLS', () => {
     for (const k of Object.keys(ports) as (keyof typeof ports)[]) ports[k] = await freePort();
     sink = new SmtpSink({ keepMessages: true });
     const sinkPort = await sink.listen(0);
+    await new Promise<void>((r) => policy.listen(0, '127.0.0.1', r));
     server = await startServer({
       sinkPort,
       mainCf: {
@@ -131,6 +147,7 @@ describe('smtpd TLS', () => {
         smtpd_tls_loglevel: '1',
         smtpd_tls_received_header: 'yes',
         smtpd_starttls_timeout: '2s',
+        smtpd_recipient_restrictions: `check_policy_service inet:127.0.0.1:${(policy.address() as net.AddressInfo).port}`,
       },
       masterCf: [
         '127.0.0.1:{{PORT}} inet n - n - 2 smtpd',
@@ -151,6 +168,7 @@ describe('smtpd TLS', () => {
   after(async () => {
     await server?.stop();
     await sink?.close();
+    policy.close();
   });
 
   /** The sink's copy of the message with this subject (waits for it). */
@@ -224,6 +242,14 @@ describe('smtpd TLS', () => {
       transport.close();
     }
     assert.match(await delivered('nodemailer-requiretls'), /\tby mx\.postactor\.test \(Postactor\) with ESMTPS id /);
+  });
+
+  test('the policy service gets encryption_protocol, encryption_cipher and encryption_keysize', () => {
+    const rcpt = policyRequests.filter((r) => r.get('protocol_state') === 'RCPT' && r.get('helo_name') === 'nodemailer.test');
+    assert.ok(rcpt.length > 0, 'a policy request for the nodemailer session');
+    assert.equal(rcpt[0]!.get('encryption_protocol'), 'TLSv1.3');
+    assert.equal(rcpt[0]!.get('encryption_cipher'), 'TLS_AES_256_GCM_SHA384');
+    assert.equal(rcpt[0]!.get('encryption_keysize'), '256');
   });
 
   test('level encrypt: "530 5.7.0 Must issue a STARTTLS command first" for mail commands; NOOP, EHLO and QUIT work', async () => {

@@ -106,6 +106,7 @@ async function main(): Promise<void> {
       queueId: state.envelope === session.envelope ? state.queueId : null,
       where,
       instance: effectsOf(state, session).instance,
+      ...((session as { paTls?: TlsSummary }).paTls ? { tls: (session as { paTls?: TlsSummary }).paTls! } : {}),
     };
   };
   /** Folds a verdict's DISCARD / PREPEND into the transaction; the error to answer, or null. */
