@@ -2,7 +2,7 @@
  * Every message between Postactor's actors, declared once. The runtime (src/runtime) moves these
  * as opaque structured-clone payloads; each actor's handler switches over its own union.
  */
-import type { ClientInfo, StatusRecord } from '../src/queue/types.js';
+import type { ClientInfo, Smtputf8Flags, StatusRecord } from '../src/queue/types.js';
 
 /** An envelope recipient as smtpd or a producer hands it to cleanup. */
 export interface EnvelopeRecipient {
@@ -33,6 +33,8 @@ export interface CleanupRequest {
   trace?: 'verify' | 'record';
   /** origin 'pickup' (local submission via sendmail): what cleanup needs besides the envelope. */
   local?: LocalSubmission;
+  /** SMTPUTF8 was requested: the client's MAIL FROM … SMTPUTF8, or (a notice) the original's request. */
+  smtputf8?: boolean;
 }
 
 /** A local submission's extras (Postfix: the FULL record and the rewrite context of the queue file). */
@@ -77,6 +79,8 @@ export interface DeliveryRequest {
   ret?: 'FULL' | 'HDRS';
   /** sendmail -bv: find out whether each recipient is deliverable, deliver nothing. */
   verify?: boolean;
+  /** The message's SMTPUTF8 flags (absent: none); the agent adds the recipients' own. */
+  smtputf8?: Smtputf8Flags;
 }
 
 export type DeliveryStatus = 'sent' | 'deferred' | 'bounced';

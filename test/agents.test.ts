@@ -4,14 +4,18 @@
  * with Postfix's macros, flags, sysexits mapping and time limit. Routing is main.cf's
  * default_transport / relay_transport in "transport:nexthop" form.
  */
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { REPO_ROOT, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { reachableCopy, reachableDir } from './helpers/reachable.js';
 
-const SCRIPT = join(REPO_ROOT, 'test', 'fixtures', 'agents', 'pipe-cmd.sh');
+// The command runs as user=nobody, who may not be able to enter the checkout (a clone under
+// /root): it runs from a copy in a directory every user can reach.
+const BIN = reachableDir('postactor-pipe-bin-');
+const SCRIPT = reachableCopy(BIN, join(REPO_ROOT, 'test', 'fixtures', 'agents', 'pipe-cmd.sh'));
+after(() => rmSync(BIN, { recursive: true, force: true }));
 const isRoot = process.getuid?.() === 0;
 
 function esc(s: string): string {
@@ -99,8 +103,7 @@ describe('pipe(8): exit status, output, time limit, macros and flags', () => {
   let server: TestServer;
   let out: string;
   before(async () => {
-    out = mkdtempSync(join(tmpdir(), 'postactor-pipe-'));
-    chmodSync(out, 0o777); // the command runs as "nobody"
+    out = reachableDir('postactor-pipe-', 0o777); // the command runs as "nobody"
     server = await startServer({
       masterCfExtra: [
         'discard unix - - n - - discard',
@@ -203,8 +206,7 @@ describe('pipe(8): several recipients per delivery', () => {
   let server: TestServer;
   let out: string;
   before(async () => {
-    out = mkdtempSync(join(tmpdir(), 'postactor-pipe-'));
-    chmodSync(out, 0o777);
+    out = reachableDir('postactor-pipe-', 0o777);
     server = await startServer({
       masterCfExtra: `pipe unix - n n - 2 pipe flags=hu user=nobody argv=${SCRIPT} ${out} ok \${queue_id} \${sender} \${nexthop} --rcpt \${recipient} --user \${user}`,
       mainCf: { default_transport: 'pipe', relayhost: '', pipe_destination_recipient_limit: '10', recipient_delimiter: '+' },
@@ -228,8 +230,7 @@ describe('pipe(8): attributes size=, eol=, flag B, and configuration errors (tra
   let server: TestServer;
   let out: string;
   before(async () => {
-    out = mkdtempSync(join(tmpdir(), 'postactor-pipe-'));
-    chmodSync(out, 0o777);
+    out = reachableDir('postactor-pipe-', 0o777);
     const cmd = `argv=${SCRIPT} ${out} ok \${queue_id}`;
     const transportFile = join(out, 'transport');
     writeFileSync(transportFile, 'root.test piperoot\nsize.test pipesize\neol.test pipeeol\nbad.test pipebad\n');

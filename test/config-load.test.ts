@@ -162,6 +162,7 @@ test('any bad line stops loading, with file:line', async (t) => {
       want: (d) => `${d}/master.cf:1: bad time parameter value: smtpd_timeout = forever` },
     { name: 'bad relational expression', main: 'a = ${{$x} =~ {y} ? {1} : {2}}\n', want: (d) => `${d}/main.cf:1: parameter a: bad relational expression: "\${{$x} =~ {y} ? {1} : {2}}"` },
     { name: 'value below its Postfix bound', main: 'smtpd_recipient_limit = -3\n', want: (d) => `${d}/main.cf:1: bad numerical parameter value: smtpd_recipient_limit = -3 (must be at least 1)` },
+    { name: 'a word outside a name mask', main: 'notify_classes = resource, sofware\n', want: (d) => `${d}/main.cf:1: bad parameter value: notify_classes = resource, sofware (unknown "sofware"; one of: bounce, 2bounce, data, delay, policy, protocol, resource, software)` },
     { name: 'process limit below its bound', main: 'default_process_limit = -1\n', want: (d) => `${d}/main.cf:1: bad numerical parameter value: default_process_limit = -1 (must be at least 1)` },
   ];
   for (const c of cases) {

@@ -15,6 +15,10 @@ import type { MessageMeta, StatusRecord } from '../src/queue/types.js';
 import { wants } from '../actors/qmgr/notices.js';
 import { parseDsn } from './helpers/dsn.js';
 
+// The dates below are local time as Postfix writes them: pin the zone, whatever the machine's.
+// (test/mail-date.test.ts checks the formatter against the C library's strftime in other zones.)
+process.env.TZ = 'UTC';
+
 const SETTINGS: NoticeSettings = { myhostname: 'mx.postactor.test', mailName: 'Postactor', delayWarningTime: 4 * 3600, maximalQueueLifetime: 5 * 86400 };
 const ORIGINAL = Buffer.from('From: alice@example.org\r\nTo: bob@example.com\r\nSubject: lunch\r\nMessage-ID: <lunch@example.org>\r\n\r\nAt noon?\r\n');
 const ARRIVAL = Date.UTC(2026, 10, 25, 8, 0, 0);
@@ -84,6 +88,18 @@ describe('DSN rendering (RFC 3464), parsed back with mailparser', () => {
     assert.equal(r.get('status'), '4.4.1');
     assert.equal(r.get('will-retry-until'), 'Mon, 30 Nov 2026 08:00:00 +0000 (UTC)');
     assert.equal(r.get('diagnostic-code'), 'X-Postactor; connect to mx.example.com[192.0.2.1]:25: Connection refused');
+  });
+
+  test('dates as Postfix\'s mail_date() writes them: a day before the 10th padded with a blank (%e)', async () => {
+    const arrival = Date.UTC(2026, 11, 3, 8, 0, 0);
+    const raw = renderNotice(request({
+      kind: 'delay', arrival, willRetryUntil: arrival + 5 * 86400_000,
+      records: [rec({ dsn: '4.4.1', action: 'delayed', reason: 'connect to mx.example.com[192.0.2.1]:25: Connection refused', relay: 'none', time: arrival + 1000 })],
+    }), SETTINGS, arrival + 2000);
+    const dsn = await parseDsn(Buffer.from(raw));
+    assert.match(Buffer.from(raw).toString('latin1'), /\r\nDate: Thu,  3 Dec 2026 08:00:02 \+0000 \(UTC\)\r\n/);
+    assert.equal(dsn.perMessage.get('arrival-date'), 'Thu,  3 Dec 2026 08:00:00 +0000 (UTC)');
+    assert.equal(dsn.recipients[0]!.get('will-retry-until'), 'Tue,  8 Dec 2026 08:00:00 +0000 (UTC)');
   });
 
   test('success: "Successful Mail Delivery Report" with Action relayed or delivered and a 2.x.y Status', async () => {

@@ -154,14 +154,21 @@ describe('e2e DSN: the SMTP extension and the notices', () => {
   });
 
   test('delay: one "Delayed Mail (still being retried)" after delay_warning_time, a postmaster warning, then expiry returns it as failed with its 4.x.y status', async () => {
+    const sent = Date.now();
     const id = queuedId(await sendRaw(server.port, 'alice@example.org', ['defer-1@example.com'], rfc822({ Subject: 'slow' }, 'x\n')));
+    const queued = Date.now();
     const notice = await waitFor('the delay notice', () => noticesFor('alice@example.org', id)[0], 15_000);
     const dsn = await parseDsn(notice.data);
     assert.equal(dsn.subject, 'Delayed Mail (still being retried)');
     const r = dsn.recipients[0]!;
     assert.equal(r.get('action'), 'delayed');
     assert.equal(r.get('status'), '4.2.0');
-    assert.match(r.get('will-retry-until') ?? '', /^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}/);
+    // Postfix's mail_date() form: the day padded with a blank (%e: "Thu,  3 Dec"), the UTC
+    // offset, the zone's abbreviation; and the moment is arrival + maximal_queue_lifetime (6 s).
+    const until = r.get('will-retry-until') ?? '';
+    assert.match(until, /^\w{3}, [ \d]\d \w{3} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4} \([^()]+\)$/);
+    const at = Date.parse(until);
+    assert.ok(at >= Math.floor((sent + 6000) / 1000) * 1000 && at <= queued + 6000, `${until}: not arrival + 6 s`);
     assert.equal(r.get('diagnostic-code'), 'smtp; 450 4.2.0 <defer-1@example.com>: Mailbox busy');
     const pm = await waitFor('the postmaster delay warning', () => noticesFor('pm-delay@example.org', id)[0], 10_000);
     assert.equal((await parseDsn(pm.data)).subject, 'Postmaster Warning: Delayed Mail');

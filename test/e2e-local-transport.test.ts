@@ -5,14 +5,14 @@
  * one — here smtp to the project's sink. The other agent logs the delivery; local relays its
  * per-recipient outcome. Needs dovecot-core and dovecot-lmtpd (/usr/sbin/dovecot).
  */
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpSink } from '../src/smtp/sink.js';
 import { startDovecot, type Dovecot } from '../bench/delivery/dovecot.js';
 import { freePort, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { reachableDir } from './helpers/reachable.js';
 
 const MASTER_LOCAL = 'local unix - n n - - local';
 
@@ -20,8 +20,7 @@ interface Env { dir: string; spool: string; passwd: string }
 
 /** A passwd file with "me" (our own uid, home in the temp dir) and an mbox spool. */
 function makeEnv(): Env {
-  const dir = mkdtempSync(join(tmpdir(), 'local-transport-'));
-  chmodSync(dir, 0o755);
+  const dir = reachableDir('local-transport-'); // deliveries run as the recipients
   const spool = join(dir, 'spool');
   mkdirSync(spool, { mode: 0o1777 });
   chmodSync(spool, 0o1777);

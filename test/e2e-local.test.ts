@@ -7,13 +7,13 @@
  * test runs as root, deferred 4.2.0 otherwise).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpSink } from '../src/smtp/sink.js';
 import { freePort, queuedId, REPO_ROOT, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { reachableDir } from './helpers/reachable.js';
 import { parseDsn } from './helpers/dsn.js';
 import { header, readMailbox } from './helpers/mailbox.js';
 
@@ -26,8 +26,7 @@ const FAST_RETRY = { minimal_backoff_time: '1s', maximal_backoff_time: '2s', que
 interface Env { dir: string; spool: string; homes: Record<string, string>; passwd: string }
 
 function makeEnv(): Env {
-  const dir = mkdtempSync(join(tmpdir(), 'local-'));
-  chmodSync(dir, 0o755);
+  const dir = reachableDir('local-'); // deliveries run as the recipients and default_privs
   const spool = join(dir, 'spool');
   mkdirSync(spool, { mode: 0o1777 });
   chmodSync(spool, 0o1777);

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { queuedId, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { reachableDir } from './helpers/reachable.js';
 import { header, readMailbox } from './helpers/mailbox.js';
 
 const ROOT = process.getuid!() === 0;
@@ -28,8 +29,7 @@ describe('e2e virtual(8) delivery', () => {
   const status = (id: string, rcpt: string) => server.waitForLog(new RegExp(`${id}: to=<${rcpt.replace(/[.+]/g, '\\$&')}>, .*status=`), 20_000);
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'virtual-'));
-    chmodSync(dir, 0o755);
+    dir = reachableDir('virtual-'); // mailboxes are written as their owners
     base = join(dir, 'base');
     mkdirSync(join(base, 'virt.test'), { recursive: true });
     chmodSync(base, 0o777);

@@ -120,7 +120,7 @@ test('check refuses each security setting Postactor has not built, naming it; an
   const master = '127.0.0.1:2599 inet n - n - 1 smtpd\ncleanup unix n - n - 1 cleanup\nqmgr unix n - n 300 1 qmgr\n';
   const refused = [
     'smtpd_tls_req_ccert = yes', 'smtp_tls_security_level = encrypt', 'smtpd_milters = inet:127.0.0.1:8891',
-    'smtpd_sasl_auth_enable = yes', 'smtpd_client_connection_count_limit = 3', 'smtp_use_tls = yes',
+    'smtp_sasl_auth_enable = yes', 'smtpd_client_connection_count_limit = 3', 'smtp_use_tls = yes',
   ];
   for (const line of refused) {
     const dir = tempDir({ 'main.cf': `queue_directory = ${os.tmpdir()}/pa-q\n${line}\n`, 'master.cf': master });
@@ -135,8 +135,8 @@ test('check refuses each security setting Postactor has not built, naming it; an
   assert.deepEqual(checkConfig(c), []);
   assert.deepEqual(c.warnings, [`${dir}/main.cf:4: smtp_tls_loglevel = 1: not supported by Postactor, ignored`]);
   // -o settings are refused with the master.cf line.
-  const o = tempDir({ 'main.cf': '', 'master.cf': master.replace('smtpd\n', 'smtpd -o smtpd_sasl_auth_enable=yes\n') });
-  assert.match(checkConfig(loadConfig(o)).join('\n'), new RegExp(`^${o}/master.cf:1: smtpd_sasl_auth_enable = yes: not supported by Postactor`));
+  const o = tempDir({ 'main.cf': '', 'master.cf': master.replace('smtpd\n', 'smtpd -o smtp_sasl_auth_enable=yes\n') });
+  assert.match(checkConfig(loadConfig(o)).join('\n'), new RegExp(`^${o}/master.cf:1: smtp_sasl_auth_enable = yes: not supported by Postactor`));
 });
 
 test('postconf --support says what Postactor does with a parameter', () => {

@@ -4,7 +4,7 @@
  * verify — each with its postmaster variant), the message/delivery-status part with one block
  * per recipient, and the original message or its headers. Pure: no I/O, so tests call it directly.
  */
-import { rfc2822Date } from '../cleanup/headers.js';
+import { mailDate } from '../../src/time/mail-date.js';
 import type { NoticeRequest } from '../protocol.js';
 import type { StatusRecord } from '../../src/queue/types.js';
 
@@ -144,7 +144,7 @@ export function renderNotice(req: NoticeRequest, s: NoticeSettings, now = Date.n
     'Content-Type: multipart/report; report-type=delivery-status;',
     `\tboundary="${boundary}"`,
     'Content-Transfer-Encoding: 8bit',
-    `Date: ${rfc2822Date(now)}`,
+    `Date: ${mailDate(now)}`,
     '',
     'This is a MIME-encapsulated message.',
     '',
@@ -170,7 +170,7 @@ export function renderNotice(req: NoticeRequest, s: NoticeSettings, now = Date.n
     `Reporting-MTA: dns; ${s.myhostname}`,
     `X-Postactor-Queue-ID: ${req.queueId}`,
     `X-Postactor-Sender: rfc822; ${req.sender}`,
-    `Arrival-Date: ${rfc2822Date(req.arrival)}`,
+    `Arrival-Date: ${mailDate(req.arrival)}`,
     '',
   );
   for (const r of req.records) {
@@ -180,7 +180,7 @@ export function renderNotice(req: NoticeRequest, s: NoticeSettings, now = Date.n
     const { remoteMta, diagnostic } = remoteParts(r);
     if (remoteMta) push(`Remote-MTA: ${remoteMta}`);
     push(`Diagnostic-Code: ${diagnostic ?? `X-Postactor; ${r.reason}`}`);
-    if (r.action === 'delayed' && req.willRetryUntil) push(`Will-Retry-Until: ${rfc2822Date(req.willRetryUntil)}`);
+    if (r.action === 'delayed' && req.willRetryUntil) push(`Will-Retry-Until: ${mailDate(req.willRetryUntil)}`);
     push('');
   }
   push(

@@ -4,6 +4,7 @@
  * Postfix's formats. Works on raw bytes: a 1 KiB message costs a few microseconds.
  */
 import type { TlsInfo } from '../../src/queue/types.js';
+import { mailDate } from '../../src/time/mail-date.js';
 
 export interface HeaderScan {
   /** Offset where added headers go: the end of the header section (before the blank line). */
@@ -60,33 +61,6 @@ export function scanHeaders(msg: Uint8Array): HeaderScan {
   return { end: msg.length, hasSeparator: false, present, received, messageId, eol };
 }
 
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-let zoneFormat: Intl.DateTimeFormat | null = null;
-let zoneCache = { hour: -1, name: '' };
-
-/** The local time zone's short name ("UTC", "CET"), cached per hour (DST changes on the hour). */
-function zoneName(d: Date): string {
-  const hour = Math.floor(d.getTime() / 3_600_000);
-  if (zoneCache.hour !== hour) {
-    zoneFormat ??= new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' });
-    zoneCache = { hour, name: zoneFormat.formatToParts(d).find((p) => p.type === 'timeZoneName')?.value ?? '' };
-  }
-  return zoneCache.name;
-}
-
-/** An RFC 5322 date in local time as Postfix writes it: "Wed, 25 Nov 2026 01:23:45 +0000 (UTC)". */
-export function rfc2822Date(ms: number): string {
-  const d = new Date(ms);
-  const two = (n: number) => String(n).padStart(2, '0');
-  const offset = -d.getTimezoneOffset();
-  const sign = offset >= 0 ? '+' : '-';
-  const abs = Math.abs(offset);
-  const zone = zoneName(d);
-  return `${DAYS[d.getDay()]}, ${d.getDate()} ${MONTHS[d.getMonth()]} ${d.getFullYear()} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())} ${sign}${two(Math.floor(abs / 60))}${two(abs % 60)}${zone ? ` (${zone === 'GMT' ? 'UTC' : zone})` : ''}`;
-}
-
 export interface ReceivedInfo {
   helo: string;
   clientName: string;
@@ -100,6 +74,10 @@ export interface ReceivedInfo {
   date: number;
   /** The smtpd TLS session: "with ESMTPS", and with smtpd_tls_received_header its "(using …)" lines. */
   tls?: TlsInfo;
+  /** The SASL login of an ESMTP client: the protocol becomes ESMTPA (RFC 3848). */
+  saslUsername?: string;
+  /** Put "(Authenticated sender: user)" in (smtpd_sasl_authenticated_header). */
+  authenticatedHeader?: boolean;
 }
 
 /** Postfix smtpd's Received header (three folded lines). */
@@ -108,10 +86,13 @@ export function receivedHeader(r: ReceivedInfo, eol: string): string {
   const from = r.helo ? `from ${r.helo} (${r.clientName} [${addr}])` : `from ${r.clientName} [${addr}]`;
   // As Postfix folds it: "for <rcpt>; date" on the third line with one recipient, else the
   // date alone on the third line.
-  const tail = r.recipient ? `${eol}\tfor <${r.recipient}>; ${rfc2822Date(r.date)}` : `;${eol}\t${rfc2822Date(r.date)}`;
-  // RFC 3848: the "S" suffix is for ESMTP only, and is there whatever smtpd_tls_received_header says.
-  const protocol = r.tls && r.protocol === 'ESMTP' ? 'ESMTPS' : r.protocol;
-  return `Received: ${from}${eol}${r.tls?.received ? tlsLines(r.tls, eol) : ''}\tby ${r.myhostname} (${r.mailName}) with ${protocol} id ${r.queueId}${tail}${eol}`;
+  const tail = r.recipient ? `${eol}\tfor <${r.recipient}>; ${mailDate(r.date)}` : `;${eol}\t${mailDate(r.date)}`;
+  // RFC 3848 is defined for ESMTP only: ESMTPS, ESMTPA, ESMTPSA (whatever
+  // smtpd_tls_received_header says).
+  const protocol = r.protocol === 'ESMTP' ? `${r.protocol}${r.tls ? 'S' : ''}${r.saslUsername ? 'A' : ''}` : r.protocol;
+  const tls = r.tls?.received ? tlsLines(r.tls, eol) : '';
+  const auth = r.authenticatedHeader && r.saslUsername ? `\t(Authenticated sender: ${commentSafe(r.saslUsername)})${eol}` : '';
+  return `Received: ${from}${eol}${tls}${auth}\tby ${r.myhostname} (${r.mailName}) with ${protocol} id ${r.queueId}${tail}${eol}`;
 }
 
 /** smtpd_tls_received_header = yes: Postfix's "(using …)" block (no client certificates asked for). */
@@ -120,6 +101,23 @@ function tlsLines(t: TlsInfo, eol: string): string {
   // Without a key-exchange name (which Node does not give a server), the signature goes on a line of its own.
   const head = t.signature ? `${using}${eol}\t${t.signature})` : `${using})`;
   return `${head}${eol}\t(No client certificate requested)${eol}`;
+}
+
+/**
+ * Postfix's comment_sanitize(): text inside a Received comment is printable ASCII, without
+ * backslashes or unbalanced parentheses.
+ */
+export function commentSafe(text: string): string {
+  let depth = 0;
+  let out = '';
+  for (const ch of text) {
+    if (!/^[\x20-\x7e]$/.test(ch) || ch === '\\') out += '?';
+    else if (ch === '(') { depth++; out += ch; }
+    else if (ch === ')') {
+      if (depth > 0) { depth--; out += ch; } else out += '?';
+    } else out += ch;
+  }
+  return out + ')'.repeat(depth);
 }
 
 /**
@@ -162,5 +160,5 @@ export function dropHeaders(msg: Uint8Array, end: number, names: ReadonlySet<str
 
 /** Postfix pickup's Received header: "Received: by HOST (NAME, from userid UID)" + "\tid QID; DATE". */
 export function pickupReceivedHeader(myhostname: string, mailName: string, uid: number, queueId: string, date: number, eol: string): string {
-  return `Received: by ${myhostname} (${mailName}, from userid ${uid})${eol}\tid ${queueId}; ${rfc2822Date(date)}${eol}`;
+  return `Received: by ${myhostname} (${mailName}, from userid ${uid})${eol}\tid ${queueId}; ${mailDate(date)}${eol}`;
 }

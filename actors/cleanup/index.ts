@@ -13,10 +13,12 @@ import { flowOf, type MailFlow } from '../../src/runtime/flow.js';
 import { buildNetworks, type NetworkList } from '../../src/net/networks.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import type { CleanupReply, CleanupRequest, QmgrMessage } from '../protocol.js';
-import { dropHeaders, receivedHeader, rfc2822Date, scanHeaders } from './headers.js';
+import { dropHeaders, receivedHeader, scanHeaders } from './headers.js';
+import { mailDate } from '../../src/time/mail-date.js';
 import { formatPhrase } from '../../src/maildrop/address.js';
 import { openTable, type LookupTable } from '../../src/maps/index.js';
 import { splitTableList, canonicalize, dedupe, expandVirtual, loadMappings, MapList, MappingFailure, masqueradeClass, splitResults, type Mappings } from './mappings.js';
+import { smtputf8Flags, smtputf8Settings, type Smtputf8Settings } from './smtputf8.js';
 import { checkInput, checkTables, DROPPED_HEADERS, logForm, parseAction, RECIPIENT_HEADERS, rewriteAddressList, SENDER_HEADERS, splitHeaderFields, type CheckAction } from './checks.js';
 
 const log = maillog('cleanup');
@@ -33,7 +35,7 @@ interface State {
   hopLimit: number;
   alwaysAdd: boolean;
   /** Clients whose messages get missing headers (local_header_rewrite_clients). */
-  rewriteClients: (addr: string) => boolean;
+  rewriteClients: (client: { addr: string; saslUsername?: string }) => boolean;
   /** Local submissions (origin 'pickup'): append_at_myorigin and friends. */
   myorigin: string;
   appendAtMyorigin: boolean;
@@ -48,6 +50,7 @@ interface State {
 
   headerSizeLimit: number;
   bodyChecksSizeLimit: number;
+  smtputf8: Smtputf8Settings;
 }
 
 interface Tables {
@@ -103,6 +106,7 @@ function init(): State {
     remoteHeaderRewriteDomain: config.get('remote_header_rewrite_domain').trim(),
     headerSizeLimit: config.getInt('header_size_limit'),
     bodyChecksSizeLimit: config.getInt('body_checks_size_limit'),
+    smtputf8: smtputf8Settings(config.getBool('smtputf8_enable'), config.getList('smtputf8_autodetect_classes'), (t) => log.warn(t)),
   };
 }
 
@@ -118,8 +122,8 @@ function receiveOverrides(config: Config): { noAddressMappings: boolean; noHeade
 }
 
 /** local_header_rewrite_clients: permit_inet_interfaces, permit_mynetworks, permit (issue 3 adds tables). */
-function rewriteClientMatcher(config: Config): (addr: string) => boolean {
-  const tests: ((addr: string) => boolean)[] = [];
+function rewriteClientMatcher(config: Config): (client: { addr: string; saslUsername?: string }) => boolean {
+  const tests: ((addr: string, saslUsername: string | undefined) => boolean)[] = [];
   for (const item of config.getList('local_header_rewrite_clients')) {
     if (item === 'permit') tests.push(() => true);
     else if (item === 'permit_inet_interfaces') {
@@ -128,11 +132,13 @@ function rewriteClientMatcher(config: Config): (addr: string) => boolean {
     } else if (item === 'permit_mynetworks') {
       const nets = buildNetworks(config.get('mynetworks'), config.get('mynetworks_style')).networks;
       tests.push((a) => nets.has(a));
+    } else if (item === 'permit_sasl_authenticated') {
+      tests.push((_a, user) => user !== undefined);
     } else {
       log.warn(`local_header_rewrite_clients: not supported: "${item}" (ignored)`);
     }
   }
-  return (addr) => tests.some((t) => t(addr));
+  return (c) => tests.some((t) => t(c.addr, c.saslUsername));
 }
 
 /** Headers Postfix's cleanup removes from local submissions (HDR_OPT_DROP). */
@@ -165,7 +171,7 @@ function localMissingHeaders(s: State, request: CleanupRequest, present: Set<str
     messageId = `<${request.queueId}@${s.myhostname}>`;
     added += `${resent}Message-Id: ${messageId}${eol}`;
   }
-  if (!has('date')) added += `${resent}Date: ${rfc2822Date(request.arrival)}${eol}`;
+  if (!has('date')) added += `${resent}Date: ${mailDate(request.arrival)}${eol}`;
   if (!has('from')) {
     const addr = request.sender || 'MAILER-DAEMON';
     const name = request.local?.fullName;
@@ -298,7 +304,7 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
   }
 
   // Headers Postfix adds at the end of the header section, for local clients (or always).
-  const localClient = request.origin === 'smtpd' && (request.client ? s.rewriteClients(request.client.addr) : true);
+  const localClient = request.origin === 'smtpd' && (request.client ? s.rewriteClients(request.client) : true);
   const addMissing = request.origin === 'smtpd' && (s.alwaysAdd || localClient);
   let added = '';
   let messageId = scan.messageId;
@@ -314,10 +320,10 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
       messageId = `<${request.queueId}@${s.myhostname}>`;
       added += `Message-Id: ${messageId}${scan.eol}`;
     }
-    if (!scan.present.has('date')) added += `Date: ${rfc2822Date(request.arrival)}${scan.eol}`;
+    if (!scan.present.has('date')) added += `Date: ${mailDate(request.arrival)}${scan.eol}`;
     if (!scan.present.has('from')) added += `From: ${request.sender || 'MAILER-DAEMON'}${scan.eol}`;
   }
-  const received = request.client && request.origin === 'smtpd'
+  let received = request.client && request.origin === 'smtpd'
     ? receivedHeader({
         helo: request.client.helo,
         clientName: request.client.name,
@@ -329,9 +335,14 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
         recipient: request.recipients.length === 1 ? request.recipients[0]!.address : undefined,
         date: request.arrival,
         ...(request.client.tls ? { tls: request.client.tls } : {}),
+        ...(request.client.saslUsername ? { saslUsername: request.client.saslUsername, authenticatedHeader: request.client.authenticatedHeader === true } : {}),
       }, scan.eol)
     : '';
   const separator = scan.hasSeparator || scan.end === original.length ? '' : scan.eol;
+  // The header section is handled as a byte string (one char per byte, latin1): the headers added
+  // here go into it as their UTF-8 bytes, so "for <ü@example.com>" is written in UTF-8.
+  received = bytes(received);
+  added = bytes(added);
 
   // Header rewriting happens for local clients (local_header_rewrite_clients, local submissions),
   // or for everyone when remote_header_rewrite_domain is set (Postfix's header rewrite context).
@@ -352,9 +363,9 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
         if (value !== null) {
           const r = applyAction(request, verdict, parseAction(value), 'header', input);
           if ('ok' in r) return r;
-          if (r.prepend) out += r.prepend + scan.eol;
+          if (r.prepend) out += bytes(r.prepend) + scan.eol;
           if (r.drop) continue;
-          if (r.replace !== undefined) raw = r.replace + scan.eol;
+          if (r.replace !== undefined) raw = bytes(r.replace) + scan.eol;
         }
       }
       const name = raw === field.raw ? field.name : raw.slice(0, Math.max(0, raw.indexOf(':'))).toLowerCase();
@@ -413,6 +424,7 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
     // Accepted, then dropped (the discard: line was logged by the check).
     return { ok: true, queueId: request.queueId, size: content.length };
   }
+  const smtputf8 = smtputf8Flags(s.smtputf8, request, recipients, content, scanHeaders(content).end);
   const meta: MessageMeta = {
     queueId: request.queueId,
     queue: verdict.hold ? 'hold' : 'incoming',
@@ -428,6 +440,7 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
     ...(request.ret ? { ret: request.ret } : {}),
     ...(request.trace ? { trace: request.trace } : {}),
     ...(verdict.filter ? { filter: verdict.filter } : {}),
+    ...(smtputf8 ? { smtputf8 } : {}),
   };
   try {
     await s.store.enqueue(meta, content);
@@ -480,6 +493,11 @@ async function bodyChecks(s: State, t: Tables, request: CleanupRequest, verdict:
   if (parts.length === 0) return { content };
   parts.push(buf.subarray(copied));
   return { content: Buffer.concat(parts) };
+}
+
+/** A string's UTF-8 bytes as a byte string (one char per byte), the form of the header section here. */
+function bytes(s: string): string {
+  return /[^\x00-\x7f]/.test(s) ? Buffer.from(s, 'utf8').toString('latin1') : s;
 }
 
 /** header section (latin1) + added + body, in one allocation. */

@@ -831,6 +831,7 @@ export class QueueManager {
       ...(msg.meta.envId ? { envId: msg.meta.envId } : {}),
       ...(msg.meta.ret ? { ret: msg.meta.ret } : {}),
       ...(msg.meta.trace === 'verify' ? { verify: true } : {}),
+      ...(msg.meta.smtputf8 ? { smtputf8: msg.meta.smtputf8 } : {}),
     };
     this.actor.request<DeliveryReply>(dest.transport, request).then(
       (reply) => {

@@ -186,6 +186,8 @@ export class Notifier {
         content: notice.content,
         arrival: Date.now(),
         origin: 'bounce',
+        // Postfix's post_mail(): a notice about mail that requested SMTPUTF8 requests it too.
+        ...(meta.smtputf8?.requested ? { smtputf8: true } : {}),
       });
       if (!queued.ok) throw new Error(`${queued.code} ${queued.dsn} ${queued.text}`);
       this.log.info(`${meta.queueId}: ${job.what}: ${id}`);

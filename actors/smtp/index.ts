@@ -131,7 +131,7 @@ function outcomesOf(req: DeliveryRequest, result: DeliveryResult): RecipientOutc
       return { index: r.index, status: 'sent', dsn, reason: result.queuedAs ? `250 ${result.queuedAs}` : replyText, relay, action };
     }
     const status = code >= 500 ? 'bounced' : 'deferred';
-    const reason = result.kind === 'site-failure'
+    const reason = result.kind === 'site-failure' || result.local
       ? result.reason ?? replyText
       : `host ${result.remoteHost}[${result.remoteAddr}] said: ${replyText}${inReplyTo(rr, result)}`;
     return { index: r.index, status, dsn: code >= 500 && dsn.startsWith('4') ? '5' + dsn.slice(1) : dsn, reason, relay };

@@ -42,10 +42,24 @@ export function smtpEnvelope(req: DeliveryRequest, size: number): SmtpEnvelope {
     recipients: req.recipients.map((r) => r.address),
     size,
     ...(req.verify ? { verify: true } : {}),
+    ...smtputf8Of(req),
     dsn: {
       ...(req.ret ? { ret: req.ret } : {}),
       ...(req.envId ? { envId: req.envId } : {}),
       recipients: req.recipients.map((r) => (r.notify || r.orcpt ? { ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) } : undefined)),
     },
   };
+}
+
+/**
+ * SMTPUTF8 of one delivery (Postfix's smtp_proto.c): MAIL FROM gets SMTPUTF8 when the message
+ * requested it and the server offers it; the delivery fails with 5.6.7 at a server that does not
+ * offer it only when it was requested and this delivery needs it — a UTF-8 header or sender, or a
+ * UTF-8 recipient among this delivery's recipients (qmgr_deliver.c's SMTPUTF8_FLAG_RECIPIENT).
+ */
+function smtputf8Of(req: DeliveryRequest): Pick<SmtpEnvelope, 'smtputf8' | 'smtputf8Required'> {
+  const f = req.smtputf8;
+  if (!f?.requested) return {};
+  const required = f.header || f.sender || req.recipients.some((r) => /[^\x00-\x7f]/.test(r.address));
+  return { smtputf8: true, ...(required ? { smtputf8Required: true } : {}) };
 }

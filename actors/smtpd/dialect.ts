@@ -26,7 +26,7 @@ export interface Dialect {
 }
 
 /** Per-connection command counters, in the order Postfix prints them. */
-export const COUNTED = ['helo', 'ehlo', 'starttls', 'mail', 'rcpt', 'data', 'rset', 'noop', 'vrfy', 'quit', 'unknown'] as const;
+export const COUNTED = ['helo', 'ehlo', 'starttls', 'auth', 'mail', 'rcpt', 'data', 'rset', 'noop', 'vrfy', 'quit', 'unknown'] as const;
 export type Counters = Record<string, [ok: number, total: number]>;
 
 type Conn = {
@@ -34,7 +34,8 @@ type Conn = {
   _socket: { write(s: string): void; destroyed: boolean; readyState: string };
   _upgrading: boolean;
   secure: boolean;
-  session: Record<string, unknown> & { error?: string };
+  session: Record<string, unknown> & { error?: string; paEhloExtra?: string[] };
+  _nextHandler?: unknown;
   _setListeners(cb: () => void): void;
   connectionReady(): void;
   close(): void;
@@ -125,8 +126,12 @@ export async function installDialect(): Promise<void> {
     const d = this._server.options.postactorDialect;
     count(this, code);
     if (Array.isArray(data)) {
-      // The EHLO reply: our own keyword list, as Postfix orders it (no STARTTLS inside TLS).
-      const keywords = this.secure ? d.ehloKeywords.filter((k) => k !== 'STARTTLS') : d.ehloKeywords;
+      // The EHLO reply: our own keyword list, as Postfix orders it (no STARTTLS inside TLS),
+      // with this session's own keywords (AUTH: sasl.ts) before ENHANCEDSTATUSCODES.
+      const base = this.secure ? d.ehloKeywords.filter((k) => k !== 'STARTTLS') : d.ehloKeywords;
+      const extra = this.session.paEhloExtra ?? [];
+      const at = base.findIndex((k) => ['ENHANCEDSTATUSCODES', '8BITMIME', 'DSN', 'SMTPUTF8'].includes(k));
+      const keywords = at < 0 ? [...base, ...extra] : [...base.slice(0, at), ...extra, ...base.slice(at)];
       return originalSend.call(this, code, [d.hostname, ...keywords], false);
     }
     const text = data === undefined || data === null ? '' : String(data);
@@ -153,6 +158,8 @@ export async function installDialect(): Promise<void> {
   // first final reply (not 354) say whether it succeeded.
   const onCommand = proto._onCommand as (this: Conn, command: Buffer, cb: () => void) => void;
   proto._onCommand = function (this: Conn, command: Buffer, cb: () => void) {
+    // A line of an AUTH exchange is not a command.
+    if (this._nextHandler) return onCommand.call(this, command, cb);
     const name = String(command).split(' ', 1)[0]!.toLowerCase();
     const key = (COUNTED as readonly string[]).includes(name) && name !== 'unknown' ? name : 'unknown';
     const counters = ((this.session as { paCounters?: Counters }).paCounters ??= {});
@@ -165,7 +172,8 @@ export async function installDialect(): Promise<void> {
 
 function count(conn: Conn, code: number): void {
   const key = conn._paCommand;
-  if (!key || code === 354) return;
+  // 354 (DATA) and 334 (an AUTH challenge) are not the command's final reply.
+  if (!key || code === 354 || code === 334) return;
   conn._paCommand = null;
   if (code < 400) (conn.session as { paCounters?: Counters }).paCounters![key]![0]++;
 }

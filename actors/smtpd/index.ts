@@ -22,6 +22,7 @@ import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls,
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
+import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
 import type { ListenAddress } from '../master/listen.js';
 
 const log = maillog('smtpd');
@@ -33,6 +34,8 @@ interface SessionState {
   envelope: unknown;
   /** Access-policy effects on the current transaction (DISCARD, PREPEND), per envelope object. */
   effects: WeakMap<object, Effects>;
+  /** The AUTH= parameter of MAIL FROM, per envelope object. */
+  saslSender: WeakMap<object, string>;
 }
 
 interface Effects { discard: string | null; prepend: string[]; instance: string }
@@ -45,6 +48,7 @@ async function main(): Promise<void> {
   installTls(await smtpConnectionPrototype());
   await installDialect();
   await installPolicyHooks();
+  await installSasl();
   let server: SMTPServer | null = null;
   const actor = await startActor({
     maxInFlight: 2048,
@@ -58,6 +62,11 @@ async function main(): Promise<void> {
   // TLS: certificates are read now, so a reload (new smtpd threads) re-reads them.
   const tlsSettings = smtpdTls(config, (w) => log.warn(w));
   const policy = new SmtpdPolicy(config);
+  const namaddr = (session: object): string => {
+    const c = states.get(session as SMTPServerSession)?.client;
+    return c ? `${c.name}[${c.addr}]` : 'unknown';
+  };
+  const sasl = policy.sasl.enabled ? new SmtpdSasl(policy.sasl, namaddr) : null;
   const hostname = config.get('myhostname');
   const sizeLimit = config.getSize('message_size_limit');
   const contentFilter = config.get('content_filter').trim();
@@ -82,6 +91,7 @@ async function main(): Promise<void> {
     ].filter((k) => !discardEhlo.has(k.split(' ')[0]!.toLowerCase())),
   };
 
+  const smtputf8Offered = config.getBool('smtputf8_enable') && !discardEhlo.has('smtputf8');
   const refuse = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
   const protocolOf = (session: SMTPServerSession): 'SMTP' | 'ESMTP' => (session.transmissionType?.startsWith('E') ? 'ESMTP' : 'SMTP');
   const effectsOf = (state: SessionState, session: SMTPServerSession): Effects => {
@@ -94,7 +104,11 @@ async function main(): Promise<void> {
   const policyRequest = (session: SMTPServerSession, where: Where, recipient: string | null): PolicyRequest => {
     const state = states.get(session)!;
     const rcpts = session.envelope.rcptTo;
+    const login = saslLogin(session);
     return {
+      saslMethod: login?.method ?? null,
+      saslUsername: login?.username ?? null,
+      saslSender: state.saslSender.get(session.envelope) ?? null,
       clientAddr: state.client.addr,
       clientName: state.client.name,
       helo: session.hostNameAppearsAs ?? '',
@@ -126,7 +140,9 @@ async function main(): Promise<void> {
     name: hostname,
     heloResponse: '%s',
     logger: false,
-    disabledCommands: ['AUTH'],
+    // AUTH is always known, as in a Postfix built with SASL: sasl.ts answers it; so is
+    // STARTTLS (tls.ts answers it, 502 when TLS is off).
+    disabledCommands: [],
     ...serverOptions(tlsSettings, ticketKeys ? Buffer.from(ticketKeys) : undefined),
     authOptional: true,
     hideDSN: discardEhlo.has('dsn'),
@@ -137,7 +153,7 @@ async function main(): Promise<void> {
     maxRecipients: config.getInt('smtpd_recipient_limit'),
     socketTimeout: config.getTime('smtpd_timeout') * 1000,
     closeTimeout: 5000,
-    ...({ postactorDialect: dialect } as object),
+    ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined } as object),
     ...({
       postactorPolicyHooks: {
         helo: !policy.delayReject && policy.has('helo') ? async (session: SMTPServerSession, name: string, command: 'HELO' | 'EHLO') => {
@@ -160,7 +176,7 @@ async function main(): Promise<void> {
     onConnect(session, callback) {
       void peerName(session.remoteAddress, peernameLookup).then((name) => {
         const client: ClientInfo = { name, addr: session.remoteAddress, port: session.remotePort, helo: '', protocol: 'SMTP' };
-        const state: SessionState = { client, queueId: null, envelope: null, effects: new WeakMap() };
+        const state: SessionState = { client, queueId: null, envelope: null, effects: new WeakMap(), saslSender: new WeakMap() };
         states.set(session, state);
         log.info(`connect from ${name}[${session.remoteAddress}]`);
         // smtpd_delay_reject = no: the client restrictions answer the greeting.
@@ -191,6 +207,10 @@ async function main(): Promise<void> {
     },
 
     onMailFrom(address, session, callback) {
+      // MAIL FROM:<…> AUTH=<…> (RFC 4954): kept for the log; "<>" means none.
+      const args = address.args as Record<string, string | boolean> | false;
+      const auth = args ? args['AUTH'] : undefined;
+      if (typeof auth === 'string' && auth !== '<>') states.get(session)!.saslSender.set(session.envelope, auth.replace(/[^\x20-\x7e]/g, '?'));
       // smtpd_delay_reject = no: the sender restrictions answer MAIL FROM.
       if (policy.delayReject || !policy.has('sender')) return callback();
       const state = states.get(session)!;
@@ -206,7 +226,11 @@ async function main(): Promise<void> {
         if (state.envelope !== session.envelope) {
           state.envelope = session.envelope;
           state.queueId = newQueueId();
-          log.info(`${state.queueId}: client=${state.client.name}[${state.client.addr}]`);
+          const login = saslLogin(session);
+          const saslSender = state.saslSender.get(session.envelope);
+          log.info(`${state.queueId}: client=${state.client.name}[${state.client.addr}]`
+            + (login ? `, sasl_method=${login.method}, sasl_username=${login.username}` : '')
+            + (saslSender !== undefined ? `, sasl_sender=${saslSender}` : ''));
         }
         callback();
       };
@@ -263,12 +287,15 @@ async function main(): Promise<void> {
           content.set(c, offset);
           offset += c.length;
         }
+        const login = saslLogin(session);
         const tlsInfo = (session as { paTls?: TlsSummary }).paTls;
         const client: ClientInfo = {
           ...state.client,
           helo: session.hostNameAppearsAs ?? '',
-          protocol: session.transmissionType?.startsWith('E') ? 'ESMTP' : 'SMTP',
+          protocol: protocolOf(session),
           ...(tlsInfo ? { tls: tlsInfo } : {}),
+          ...(login ? { saslMethod: login.method, saslUsername: login.username } : {}),
+          ...(login && sasl?.settings.authenticatedHeader ? { authenticatedHeader: true } : {}),
         };
         const request: CleanupRequest = {
           queueId: state.queueId!,
@@ -280,6 +307,9 @@ async function main(): Promise<void> {
           origin: 'smtpd',
           ...(contentFilter ? { contentFilter } : {}),
           ...envelopeDsnOf(session),
+          // MAIL FROM … SMTPUTF8, heard only while SMTPUTF8 is announced (Postfix: smtputf8_enable
+          // and not in smtpd_discard_ehlo_keywords).
+          ...(smtputf8Offered && (session.envelope as { smtpUtf8?: boolean }).smtpUtf8 ? { smtputf8: true } : {}),
         };
         void submit(request).then((reply) => {
           if (reply.ok) return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);

@@ -21,6 +21,8 @@ import { askPolicy, parseEndpoint, type PolicyServiceSettings } from './policy-s
 import { accessRestriction, serverError, tableResult, type AccessKind, type AccessSettings } from './restrictions/access.js';
 import { dnsAllowList, dnsBlockList, parseDnsList, PolicyDns, unknownAddressDomain, unknownHelo, type DnsSettings } from './restrictions/dns.js';
 import { invalidHelo, nonFqdnAddress, nonFqdnHelo } from './restrictions/hostname.js';
+import { senderLoginMismatch, type LoginSettings } from './restrictions/login.js';
+import { saslSettings, type SaslSettings } from './sasl.js';
 import { openPolicyTable, tableSpecError, type PolicyTable } from './restrictions/tables.js';
 import { DUNNO, formatReply, PERMIT, rejected, type Action, type PolicyRequest, type Reply, type Restriction, type Stage } from './restrictions/types.js';
 import { checkListed, unlisted, type UnlistedSettings } from './restrictions/unlisted.js';
@@ -80,6 +82,9 @@ interface Evaluation {
 export class SmtpdPolicy {
   readonly mynetworks: NetworkList;
   readonly delayReject: boolean;
+  /** The smtpd_sasl_* settings (checked here, so that `postactor check` sees their problems). */
+  readonly sasl: SaslSettings;
+  private readonly login: LoginSettings;
   private readonly lists = new Map<Stage, Item[]>();
   private readonly classes = new Map<string, Item[]>();
   private readonly nested = new Map<string, Item[] | string>();
@@ -165,6 +170,15 @@ export class SmtpdPolicy {
         virtualMailbox: config.getInt('unknown_virtual_mailbox_reject_code'),
         relay: config.getInt('unknown_relay_recipient_reject_code'),
       },
+      recipientDelimiter: delimiter,
+      isLocalDomain: (d) => isLocalDomain(this.resolve, d),
+    };
+
+    this.sasl = saslSettings(config, errors);
+    this.login = {
+      saslEnabled: this.sasl.enabled,
+      maps: maps('smtpd_sender_login_maps'),
+      resolve: (a) => classify(a, this.resolve).recipient,
       recipientDelimiter: delimiter,
       isLocalDomain: (d) => isLocalDomain(this.resolve, d),
     };
@@ -276,7 +290,12 @@ export class SmtpdPolicy {
       case 'defer_if_reject': return (r, s) => ({ kind: 'defer_if_reject', reply: rejected(450, '4.7.0', r, s, 'defer_if_reject requested') });
       case 'warn_if_reject': return 'warn_if_reject';
       case 'permit_mynetworks': return (r) => (this.mynetworks.has(r.clientAddr) ? PERMIT : DUNNO);
-      case 'permit_sasl_authenticated': return () => DUNNO; // no SASL yet: nobody is authenticated
+      // A client logged in with AUTH (an ANONYMOUS login does not count).
+      case 'permit_sasl_authenticated': return (r) => (r.saslMethod && r.saslMethod.toLowerCase() !== 'anonymous' ? PERMIT : DUNNO);
+      case 'reject_authenticated_sender_login_mismatch': return senderLoginMismatch('authenticated', this.login);
+      case 'reject_known_sender_login_mismatch': return senderLoginMismatch('known', this.login);
+      case 'reject_unauthenticated_sender_login_mismatch': return senderLoginMismatch('unauthenticated', this.login);
+      case 'reject_sender_login_mismatch': return senderLoginMismatch('both', this.login);
       case 'permit_auth_destination': return (r) => (r.recipient !== null && this.authorizedDestination(r.recipient) ? PERMIT : DUNNO);
       case 'reject_unauth_destination':
         return (r) => (r.recipient === null || this.authorizedDestination(r.recipient) ? DUNNO : { kind: 'reject', reply: { code: this.relayRejectCode, dsn: dsnClass(this.relayRejectCode, '5.7.1'), text: `<${r.recipient}>: Relay access denied` } });

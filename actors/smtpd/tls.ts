@@ -82,6 +82,16 @@ export function smtpdTlsProblem(config: Config): string | null {
   }
 }
 
+/** TLS is required (level encrypt, or wrapper mode): Postfix then forces smtpd_tls_auth_only on. */
+export function smtpdTlsEnforced(config: Config): boolean {
+  if (config.getBool('smtpd_tls_wrappermode')) return true;
+  try {
+    return levelOf(config, () => undefined) === 'encrypt';
+  } catch {
+    return false;
+  }
+}
+
 /** The service's TLS settings. Certificates are read here, so a reload re-reads them. */
 export function smtpdTls(config: Config, warn: (text: string) => void): SmtpdTls {
   const wrapper = config.getBool('smtpd_tls_wrappermode');

@@ -2,6 +2,8 @@
  * A throwaway Dovecot (Debian's dovecot-core + dovecot-lmtpd) for the delivery benchmark and
  * tests: `dovecot -F` on a configuration in a temp directory, LMTP on a loopback port and on a
  * UNIX-domain socket, passwd-file users whose Maildirs live under DIR/mail/<user>/Maildir.
+ * With `auth: true` it also serves its authentication socket (auth-client, DIR/auth) for SMTP
+ * AUTH; with `lmtp: false` it serves only that socket (`protocols =`).
  * As root, Dovecot's processes run as its system users and mail is stored as uid/gid 65534;
  * otherwise everything runs as the calling user.
  */
@@ -10,6 +12,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import * as net from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { DovecotAuth } from '../../src/sasl/dovecot.js';
 
 export const DOVECOT = '/usr/sbin/dovecot';
 
@@ -18,6 +21,8 @@ export interface Dovecot {
   port: number;
   /** The LMTP UNIX-domain socket. */
   socket: string;
+  /** The auth-client socket (with `auth: true`). */
+  authSocket: string;
   child: ChildProcess;
   log(): string;
   /** A user's Maildir (DIR/mail/<user>/Maildir). */
@@ -32,6 +37,14 @@ export interface DovecotOptions {
   users: string[];
   /** Per-user extra userdb fields, e.g. { "carol@example.com": "userdb_quota_rule=*:storage=10B" }. */
   extra?: Record<string, string>;
+  /** Per-user passwords ({PLAIN} scheme); default "x". */
+  passwords?: Record<string, string>;
+  /** Serve LMTP (default true); false: `protocols =`, the auth socket only. */
+  lmtp?: boolean;
+  /** Serve the auth-client socket DIR/auth (mode 0666). */
+  auth?: boolean;
+  /** Dovecot's auth_mechanisms (default "plain login"). */
+  mechanisms?: string;
 }
 
 function groupName(gid: number): string {
@@ -62,7 +75,20 @@ function greets(port: number, timeoutMs: number): Promise<boolean> {
   });
 }
 
-/** Starts Dovecot in the foreground; resolves once LMTP answers (at most 10 s). */
+/** True once the auth socket completes Dovecot's handshake. */
+async function authAnswers(path: string, timeoutMs: number): Promise<boolean> {
+  if (!existsSync(path)) return false;
+  const client = new DovecotAuth(path, { timeoutMs });
+  try {
+    return (await client.mechanisms()).length > 0;
+  } catch {
+    return false;
+  } finally {
+    client.close();
+  }
+}
+
+/** Starts Dovecot in the foreground; resolves once LMTP (and the auth socket) answer (at most 10 s). */
 export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
   if (!existsSync(DOVECOT)) throw new Error(`${DOVECOT} is missing: apt-get install dovecot-core dovecot-lmtpd`);
   const dir = mkdtempSync(join(tmpdir(), 'dovecot-'));
@@ -72,13 +98,15 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
   const me = userInfo();
   const [uid, gid] = root ? [65534, 65534] : [me.uid, me.gid];
   if (root) chmodSync(join(dir, 'mail'), 0o777);
-  writeFileSync(join(dir, 'users'), opts.users.map((u) => `${u}:{PLAIN}x:${uid}:${gid}::${join(dir, 'mail', u)}::${opts.extra?.[u] ?? ''}`).join('\n') + '\n');
+  const lmtp = opts.lmtp ?? true;
+  const authSocket = join(dir, 'auth');
+  writeFileSync(join(dir, 'users'), opts.users.map((u) => `${u}:{PLAIN}${opts.passwords?.[u] ?? 'x'}:${uid}:${gid}::${join(dir, 'mail', u)}::${opts.extra?.[u] ?? ''}`).join('\n') + '\n');
   const port = await freePort();
   writeFileSync(join(dir, 'dovecot.conf'), `
 base_dir = ${dir}/run
 state_dir = ${dir}/state
 log_path = ${dir}/dovecot.log
-protocols = lmtp
+protocols = ${lmtp ? 'lmtp' : ''}
 listen = 127.0.0.1
 ssl = no
 default_internal_user = ${root ? 'dovecot' : me.username}
@@ -99,7 +127,7 @@ userdb {
   driver = passwd-file
   args = ${dir}/users
 }
-service lmtp {
+${lmtp ? `service lmtp {
   inet_listener lmtp {
     address = 127.0.0.1
     port = ${port}
@@ -107,7 +135,15 @@ service lmtp {
   unix_listener lmtp {
     mode = 0666
   }
-}
+}` : ''}
+${opts.auth ? `auth_mechanisms = ${opts.mechanisms ?? 'plain login'}
+disable_plaintext_auth = no
+auth_failure_delay = 0
+service auth {
+  unix_listener ${authSocket} {
+    mode = 0666
+  }
+}` : ''}
 `);
   const child = spawn(DOVECOT, ['-F', '-c', join(dir, 'dovecot.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
@@ -115,7 +151,8 @@ service lmtp {
   child.stdout!.resume();
   const log = () => (existsSync(join(dir, 'dovecot.log')) ? readFileSync(join(dir, 'dovecot.log'), 'utf8') : '');
   const deadline = Date.now() + 10_000;
-  while (!(await greets(port, 500))) {
+  const ready = async () => (!lmtp || (await greets(port, 500))) && (!opts.auth || (await authAnswers(authSocket, 500)));
+  while (!(await ready())) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
       const text = `dovecot did not start: ${err}\n${log()}`;
@@ -140,5 +177,5 @@ service lmtp {
     }
     rmSync(dir, { recursive: true, force: true });
   };
-  return { dir, port, socket: join(dir, 'run', 'lmtp'), child, log, maildir, newMessages, stop };
+  return { dir, port, socket: join(dir, 'run', 'lmtp'), authSocket, child, log, maildir, newMessages, stop };
 }

@@ -22,6 +22,7 @@
  *     --sessions 20 --messages 10000 --size 1024 [--recipients 1] [--reuse] [--unique]
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { createHistogram, performance, type RecordableHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -48,6 +49,8 @@ export interface GeneratorOptions {
   /** Idle timeout of one connection (no reply within it = failure). */
   socketTimeoutMs: number;
   heloName: string;
+  /** STARTTLS after EHLO, then EHLO again (smtp-source -S?); certificates are not verified. */
+  tls: boolean;
 }
 
 export const GENERATOR_DEFAULTS: GeneratorOptions = {
@@ -64,6 +67,7 @@ export const GENERATOR_DEFAULTS: GeneratorOptions = {
   timeLimitMs: 300_000,
   socketTimeoutMs: 60_000,
   heloName: 'bench-generator.localdomain',
+  tls: false,
 };
 
 export interface LatencySummary {
@@ -120,6 +124,7 @@ export function summarize(h: RecordableHistogram): LatencySummary {
 const enum St {
   Greeting,
   Ehlo,
+  StartTls,
   Mail,
   Rcpt,
   Data,
@@ -128,8 +133,9 @@ const enum St {
   Closed,
 }
 
-const STAGE = ['greeting', 'EHLO', 'MAIL', 'RCPT', 'DATA', 'end of data', 'QUIT', 'closed'];
+const STAGE = ['greeting', 'EHLO', 'STARTTLS', 'MAIL', 'RCPT', 'DATA', 'end of data', 'QUIT', 'closed'];
 const MAX_ERRORS = 5;
+const STARTTLS = Buffer.from('STARTTLS\r\n', 'latin1');
 
 /** Build a body of exactly `size` bytes in 78-character lines; no line starts with '.'. */
 export function buildPayload(o: Pick<GeneratorOptions, 'from' | 'to' | 'size'>): Buffer {
@@ -308,6 +314,8 @@ class Session {
   private pending: Buffer | null = null;
   private inTransaction = false;
   private connected = false;
+  /** This connection's STARTTLS handshake is done. */
+  private secure = false;
 
   constructor(private readonly g: LoadGenerator) {}
 
@@ -324,20 +332,40 @@ class Session {
     this.st = St.Greeting;
     this.pending = null;
     this.connected = false;
+    this.secure = false;
     const o = this.g.opts;
     this.g.noteConnect();
     const sock = net.connect({ host: o.host, port: o.port });
-    this.sock = sock;
     this.g.register(this);
     sock.setNoDelay(true);
-    sock.setTimeout(o.socketTimeoutMs);
     sock.on('connect', () => (this.connected = true));
+    this.attach(sock);
+  }
+
+  /** Reads replies from sock (the TCP socket, or the TLS socket over it after STARTTLS). */
+  private attach(sock: net.Socket): void {
+    const o = this.g.opts;
+    this.sock = sock;
+    sock.setTimeout(o.socketTimeoutMs);
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('timeout', () => this.fail(`${STAGE[this.st]}: timeout after ${o.socketTimeoutMs} ms`));
     sock.on('error', (err: NodeJS.ErrnoException) =>
       this.fail(`${this.connected ? STAGE[this.st] : 'connect'}: ${err.code ?? err.message}`),
     );
     sock.on('close', () => this.onClose());
+  }
+
+  /** 220 to STARTTLS: the handshake over the same socket, then EHLO again. */
+  private startTls(raw: net.Socket): void {
+    for (const ev of ['data', 'timeout', 'error', 'close']) raw.removeAllListeners(ev);
+    this.pending = null;
+    const ts = tls.connect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' });
+    this.attach(ts);
+    ts.once('secureConnect', () => {
+      this.secure = true;
+      this.st = St.Ehlo;
+      ts.write(this.g.ehlo);
+    });
   }
 
   abort(): void {
@@ -405,8 +433,17 @@ class Session {
         return;
       case St.Ehlo:
         if (code !== 250) return this.reject(buf, start, end);
+        if (g.opts.tls && !this.secure) {
+          this.st = St.StartTls;
+          sock.write(STARTTLS);
+          return;
+        }
         this.st = St.Mail;
         sock.write(g.mail);
+        return;
+      case St.StartTls:
+        if (code !== 220) return this.reject(buf, start, end);
+        this.startTls(sock);
         return;
       case St.Mail:
         if (code !== 250) return this.reject(buf, start, end);
@@ -490,6 +527,7 @@ async function main(): Promise<void> {
       unique: { type: 'boolean', short: 'N', default: false },
       reuse: { type: 'boolean', short: 'd', default: false },
       'time-limit': { type: 'string', default: '300' },
+      tls: { type: 'boolean', default: false },
     },
   });
   const { host, port } = parseHostPort(values.target);
@@ -505,6 +543,7 @@ async function main(): Promise<void> {
     unique: values.unique,
     reuse: values.reuse,
     timeLimitMs: Number(values['time-limit']) * 1000,
+    tls: values.tls,
   });
   process.once('SIGINT', () => g.stop());
   const r = await g.run();

@@ -28,6 +28,11 @@ export interface ClientInfo {
   protocol: 'SMTP' | 'ESMTP' | 'LOCAL';
   /** The TLS session the message came over (smtpd), for its Received header. */
   tls?: TlsInfo;
+  /** The client's SASL login (smtpd AUTH): Received says "with ESMTPA". */
+  saslMethod?: string;
+  saslUsername?: string;
+  /** smtpd_sasl_authenticated_header: Received names the login ("Authenticated sender: …"). */
+  authenticatedHeader?: boolean;
 }
 
 /** What an smtpd TLS session negotiated. */
@@ -68,6 +73,21 @@ export interface MessageMeta {
   delayWarned?: boolean;
   /** sendmail -bv (verify: report deliverability, deliver nothing) or -v (deliver and report). */
   trace?: 'verify' | 'record';
+  /** SMTPUTF8 flags of the message (absent: none). */
+  smtputf8?: Smtputf8Flags;
+}
+
+/**
+ * Postfix's queue-file SMTPUTF8 flags (global/smtputf8.h). `requested`: the client asked for
+ * SMTPUTF8, or cleanup found UTF-8 in a message from a class in smtputf8_autodetect_classes;
+ * `header` and `sender`: a header or the envelope sender is UTF-8. Delivery to a next hop without
+ * SMTPUTF8 fails only when it was requested and the message needs it: a UTF-8 header, sender or
+ * recipient of that delivery.
+ */
+export interface Smtputf8Flags {
+  requested: boolean;
+  header: boolean;
+  sender: boolean;
 }
 
 /**

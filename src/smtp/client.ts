@@ -69,6 +69,8 @@ export interface DeliveryResult {
   timings: { connect: number; transmit: number };
   /** The server announced DSN (and got our DSN parameters): it sends any success notice. */
   dsn?: boolean;
+  /** The failure was decided here, not said by the server (Postfix's DSN_BY_LOCAL_MTA): `reason` alone explains it. */
+  local?: boolean;
 }
 
 export interface SmtpClientOptions {
@@ -108,7 +110,10 @@ export interface SmtpEnvelope {
   recipients: string[];
   size?: number;
   eightBit?: boolean;
+  /** SMTPUTF8 was requested: MAIL FROM gets SMTPUTF8 at a server that offers it. */
   smtputf8?: boolean;
+  /** The delivery needs SMTPUTF8: a server that does not offer it gets nothing (5.6.7). */
+  smtputf8Required?: boolean;
   /** DSN (RFC 3461) parameters, sent only to a server that announces DSN. */
   dsn?: { ret?: string; envId?: string; recipients?: ({ notify?: string[]; orcpt?: string } | undefined)[] };
   /** sendmail -bv: MAIL and RCPT only, then RSET: each recipient's RCPT reply is the answer. */
@@ -533,16 +538,16 @@ export class SmtpClient {
   private async transaction(c: Connection, h: SmtpHost, env: SmtpEnvelope, content: Uint8Array, result: DeliveryResult, reused: boolean): Promise<void> {
     const rcpts = env.recipients;
     const n = rcpts.length;
-    if (env.smtputf8 && !c.smtputf8) {
-      return messageFailure(result, n, { code: 550, enhanced: '5.6.7', text: `SMTPUTF8 is required, but was not offered by host ${h.host}[${h.addr}]` });
+    if (env.smtputf8Required && !c.smtputf8) {
+      return localFailure(result, n, { code: 550, enhanced: '5.6.7', text: `SMTPUTF8 is required, but was not offered by host ${h.host}[${h.addr}]` });
     }
     if (env.size !== undefined && c.sizeLimit > 0 && env.size > c.sizeLimit) {
-      return messageFailure(result, n, { code: 552, enhanced: '5.3.4', text: `message size ${env.size} exceeds size limit ${c.sizeLimit} of server ${h.host}[${h.addr}]` });
+      return localFailure(result, n, { code: 552, enhanced: '5.3.4', text: `message size ${env.size} exceeds size limit ${c.sizeLimit} of server ${h.host}[${h.addr}]` });
     }
     let mail = `MAIL FROM:<${env.sender}>`;
     if (c.sizeLimit >= 0 && env.size !== undefined) mail += ` SIZE=${env.size}`;
     if (env.eightBit && c.eightBitMime) mail += ' BODY=8BITMIME';
-    if (env.smtputf8) mail += ' SMTPUTF8';
+    if (env.smtputf8 && c.smtputf8) mail += ' SMTPUTF8';
     const dsn = c.dsn && env.dsn ? env.dsn : null;
     if (dsn?.ret) mail += ` RET=${dsn.ret}`;
     if (dsn?.envId) mail += ` ENVID=${xtext(dsn.envId)}`;
@@ -677,6 +682,12 @@ function messageFailure(result: DeliveryResult, n: number, reply: SmtpReply, rea
   result.kind = 'message-failure';
   result.recipients = fill(n, stripLines(reply), false);
   result.reason = reason ?? replyToString(reply);
+}
+
+/** A failure we decide before MAIL FROM (Postfix's smtp_mesg_fail with DSN_BY_LOCAL_MTA). */
+function localFailure(result: DeliveryResult, n: number, reply: SmtpReply): void {
+  messageFailure(result, n, reply, reply.text);
+  result.local = true;
 }
 
 /** DATA or end-of-data rejected: accepted recipients get the reply, rejected ones keep theirs. */

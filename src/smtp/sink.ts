@@ -28,6 +28,8 @@ export interface SinkProfile {
   hostname?: string;
   /** Announce DSN (RFC 3461) in the EHLO reply; default true. */
   dsn?: boolean;
+  /** Announce SMTPUTF8 (default true); false plays a next hop without it. */
+  smtputf8?: boolean;
 }
 
 export interface SinkMessage {
@@ -88,7 +90,8 @@ export class SmtpSink extends EventEmitter {
     this.greeting = line(profile.greeting ?? `220 ${name} ESMTP postactor-sink`);
     const ext = [name];
     if (profile.pipelining !== false) ext.push('PIPELINING');
-    ext.push(`SIZE ${SIZE_LIMIT}`, '8BITMIME', 'ENHANCEDSTATUSCODES', 'SMTPUTF8');
+    ext.push(`SIZE ${SIZE_LIMIT}`, '8BITMIME', 'ENHANCEDSTATUSCODES');
+    if (profile.smtputf8 !== false) ext.push('SMTPUTF8');
     if (profile.dsn !== false) ext.push('DSN');
     this.ehloReply = ext.map((e, i) => `250${i === ext.length - 1 ? ' ' : '-'}${e}\r\n`).join('');
     this.server = net.createServer((socket) => this.accept(socket));

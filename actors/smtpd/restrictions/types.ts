@@ -34,6 +34,11 @@ export interface PolicyRequest {
   instance?: string;
   /** The TLS session, when there is one (policy attributes encryption_*). */
   tls?: { protocol: string; cipher: string; usebits: number };
+  /** The SASL login of the session (AUTH), when there is one. */
+  saslMethod?: string | null;
+  saslUsername?: string | null;
+  /** The AUTH= parameter of MAIL FROM. */
+  saslSender?: string | null;
 }
 
 /** An SMTP reply: "code dsn text". */

@@ -9,7 +9,7 @@
  */
 
 import { POSTFIX_PARAMS, type ParamType } from './postfix.js';
-import { DIFFERENCES, FIXED, READERS, REFUSED } from './support.js';
+import { DIFFERENCES, FIXED, READERS, REFUSED, WORDS } from './support.js';
 
 export type { ParamType } from './postfix.js';
 export type TimeUnit = 's' | 'm' | 'h' | 'd' | 'w';
@@ -37,6 +37,8 @@ export interface Declaration {
   refusal?: string;
   /** The one value Postactor behaves as, when its behaviour is built in. */
   fixed?: string;
+  /** The words a list value may hold (Postfix's name masks), when fixed. */
+  words?: readonly string[];
   /** Postfix keeps it for old configurations; `postconf -d` does not list it. */
   legacy: boolean;
   computed: boolean;
@@ -72,6 +74,7 @@ for (const [name, p] of Object.entries(POSTFIX_PARAMS)) {
   if (p.max !== undefined) d.max = p.max;
   if (d.support === 'refused') d.refusal = REFUSED[name]!;
   if (Object.hasOwn(FIXED, name)) d.fixed = FIXED[name]!;
+  if (Object.hasOwn(WORDS, name)) d.words = WORDS[name]!;
   DECLARATIONS.set(name, d);
 }
 
@@ -131,6 +134,10 @@ export function checkValue(d: Declaration, value: string): string | null {
     case 'raw':
       if (d.min !== undefined && value.trim().length < d.min) return `bad parameter value: ${d.name} = ${value} (must not be empty)`;
       if (d.max !== undefined && value.length > d.max) return `bad parameter value: ${d.name} = ${value} (longer than ${d.max})`;
+      if (d.words !== undefined) {
+        const bad = value.split(/[\s,]+/).filter((w) => w !== '' && !d.words!.includes(w.toLowerCase()));
+        if (bad.length > 0) return `bad parameter value: ${d.name} = ${value} (unknown "${bad[0]}"; one of: ${d.words.join(', ')})`;
+      }
       return null;
   }
 }

@@ -63,6 +63,12 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_tls_ciphers', 'smtpd_tls_mandatory_ciphers', 'smtpd_tls_exclude_ciphers',
     'smtpd_tls_mandatory_exclude_ciphers', 'tls_high_cipherlist', 'tls_medium_cipherlist',
     'tls_null_cipherlist', 'tls_preempt_cipherlist', 'smtpd_tls_session_cache_timeout',
+    // SASL AUTH with Dovecot (actors/smtpd/sasl.ts) and the sender-login restrictions.
+    'smtpd_sasl_auth_enable', 'smtpd_sasl_type', 'smtpd_sasl_path', 'smtpd_sasl_service',
+    'smtpd_sasl_security_options', 'smtpd_sasl_tls_security_options', 'smtpd_tls_auth_only',
+    'broken_sasl_auth_clients', 'smtpd_sasl_exceptions_networks', 'smtpd_sasl_response_limit',
+    'smtpd_sasl_mechanism_filter', 'smtpd_sasl_authenticated_header', 'smtpd_sasl_local_domain',
+    'smtpd_sender_login_maps',
   ],
   cleanup: [
     'always_add_missing_headers', 'always_bcc', 'append_at_myorigin', 'body_checks',
@@ -72,6 +78,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'propagate_unmatched_extensions', 'receive_override_options', 'recipient_bcc_maps',
     'recipient_canonical_classes', 'recipient_canonical_maps', 'remote_header_rewrite_domain',
     'sender_bcc_maps', 'sender_canonical_classes', 'sender_canonical_maps',
+    'smtputf8_autodetect_classes', 'smtputf8_enable',
     'undisclosed_recipients_header', 'virtual_alias_expansion_limit', 'virtual_alias_recursion_limit',
   ],
   'trivial-rewrite': [
@@ -127,7 +134,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
 
 /** Why a group of parameters is refused (printed with the refusal). */
 const TLS = 'TLS is not built yet: mail would go in plaintext';
-const SASL = 'SASL AUTH is not built yet';
+const SASL = 'SASL AUTH in the smtp and lmtp clients is not built yet';
 const MILTER = 'milters are not built yet: mail would not be filtered';
 const LIMIT = 'anvil and smtpd abuse limits are not built yet: the limit would not apply';
 const FORBID = 'smtpd input hardening is not built yet';
@@ -145,9 +152,8 @@ export const REFUSED: Readonly<Record<string, string>> = {
   lmtp_tls_security_level: TLS, lmtp_use_tls: TLS, lmtp_enforce_tls: TLS,
   lmtp_tls_policy_maps: TLS, lmtp_tls_per_site: TLS, lmtp_tls_wrappermode: TLS,
   tlsproxy_enable_rpk: TLS,
-  // SASL: offering AUTH, or authenticating to a next hop (without it the next hop refuses).
-  smtpd_sasl_auth_enable: SASL, smtp_sasl_auth_enable: SASL, lmtp_sasl_auth_enable: SASL,
-  smtpd_sasl_authenticated_header: SASL,
+  // SASL: authenticating to a next hop (without it the next hop refuses).
+  smtp_sasl_auth_enable: SASL, lmtp_sasl_auth_enable: SASL,
   // Milters and other filters that would be skipped.
   smtpd_milters: MILTER, non_smtpd_milters: MILTER, smtpd_milter_maps: MILTER,
   milter_header_checks: MILTER, smtpd_proxy_filter: 'the before-queue content filter would not run',
@@ -199,4 +205,18 @@ export const FIXED: Readonly<Record<string, string>> = {
   smtpd_helo_required: 'yes',
   smtpd_delay_open_until_valid_rcpt: 'yes',
   enable_long_queue_ids: 'yes',
+};
+
+/**
+ * List parameters whose items are words from a fixed set (Postfix's name masks): any other
+ * word is an error at `check` and start-up, as Postfix stops on it.
+ */
+export const WORDS: Readonly<Record<string, readonly string[]>> = {
+  smtputf8_autodetect_classes: ['sendmail', 'smtpd', 'qmqpd', 'forward', 'bounce', 'notify', 'verify', 'all'],
+  notify_classes: ['bounce', '2bounce', 'data', 'delay', 'policy', 'protocol', 'resource', 'software'],
+  mynetworks_style: ['host', 'subnet', 'class'],
+  canonical_classes: ['envelope_sender', 'envelope_recipient', 'header_sender', 'header_recipient'],
+  sender_canonical_classes: ['envelope_sender', 'header_sender'],
+  recipient_canonical_classes: ['envelope_recipient', 'header_recipient'],
+  masquerade_classes: ['envelope_sender', 'envelope_recipient', 'header_sender', 'header_recipient'],
 };
