@@ -55,6 +55,14 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'unknown_local_recipient_reject_code', 'unknown_relay_recipient_reject_code',
     'unknown_virtual_alias_reject_code', 'unknown_virtual_mailbox_reject_code',
     'content_filter',
+    // TLS (actors/smtpd/tls.ts).
+    'smtpd_tls_security_level', 'smtpd_use_tls', 'smtpd_enforce_tls', 'smtpd_tls_wrappermode',
+    'smtpd_tls_cert_file', 'smtpd_tls_key_file', 'smtpd_tls_eccert_file', 'smtpd_tls_eckey_file',
+    'smtpd_tls_chain_files', 'smtpd_tls_loglevel', 'smtpd_tls_received_header',
+    'smtpd_starttls_timeout', 'smtpd_tls_protocols', 'smtpd_tls_mandatory_protocols',
+    'smtpd_tls_ciphers', 'smtpd_tls_mandatory_ciphers', 'smtpd_tls_exclude_ciphers',
+    'smtpd_tls_mandatory_exclude_ciphers', 'tls_high_cipherlist', 'tls_medium_cipherlist',
+    'tls_null_cipherlist', 'tls_preempt_cipherlist', 'smtpd_tls_session_cache_timeout',
     // SASL AUTH with Dovecot (actors/smtpd/sasl.ts) and the sender-login restrictions.
     'smtpd_sasl_auth_enable', 'smtpd_sasl_type', 'smtpd_sasl_path', 'smtpd_sasl_service',
     'smtpd_sasl_security_options', 'smtpd_sasl_tls_security_options', 'smtpd_tls_auth_only',
@@ -143,8 +151,7 @@ const ACCESS = 'command access control is not built: every local user would be a
 /** Refused parameters: name → why its absence weakens security or loses mail. */
 export const REFUSED: Readonly<Record<string, string>> = {
   // TLS: anything that turns encryption on, requires it, or requires a client certificate.
-  smtpd_tls_security_level: TLS, smtpd_use_tls: TLS, smtpd_enforce_tls: TLS,
-  smtpd_tls_wrappermode: TLS, smtpd_tls_req_ccert: TLS,
+  smtpd_tls_req_ccert: 'TLS client certificates are not built yet: none would be required',
   smtp_tls_security_level: TLS, smtp_use_tls: TLS, smtp_enforce_tls: TLS,
   smtp_tls_policy_maps: TLS, smtp_tls_per_site: TLS, smtp_tls_wrappermode: TLS,
   smtp_tls_enforce_peername: TLS,
