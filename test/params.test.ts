@@ -119,7 +119,7 @@ test('postconf -d agrees with Debian\'s postconf -d on every default both list, 
 test('check refuses each security setting Postactor has not built, naming it; and warns for the rest', () => {
   const master = '127.0.0.1:2599 inet n - n - 1 smtpd\ncleanup unix n - n - 1 cleanup\nqmgr unix n - n 300 1 qmgr\n';
   const refused = [
-    'smtpd_tls_security_level = encrypt', 'smtp_tls_security_level = encrypt', 'smtpd_milters = inet:127.0.0.1:8891',
+    'smtpd_tls_security_level = encrypt', 'smtp_tls_security_level = dane', 'smtpd_milters = inet:127.0.0.1:8891',
     'smtpd_sasl_auth_enable = yes', 'smtpd_client_connection_count_limit = 3', 'smtpd_use_tls = yes',
   ];
   for (const line of refused) {

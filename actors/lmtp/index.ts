@@ -22,6 +22,7 @@ import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protoc
 import { agentContext, every, report, type AgentContext } from '../discard/agent.js';
 import { parseLmtpNexthop } from './nexthop.js';
 import { smtpEnvelope } from '../smtp/log.js';
+import { agentTls, requestTls, type AgentTls } from '../smtp/tls.js';
 
 interface State {
   ctx: AgentContext;
@@ -30,6 +31,7 @@ interface State {
   myhostname: string;
   queueDir: string;
   assumeFinal: boolean;
+  tls: AgentTls;
 }
 
 let state: State | null = null;
@@ -44,6 +46,7 @@ function init(): State {
   // lmtp_bind_address, lmtp_bind_address6 (TCP next hops only).
   const bind = sourceAddresses(config, 'lmtp');
   if (typeof bind === 'string') throw new Error(bind);
+  const tls = agentTls(config, 'lmtp', ctx.log);
   return {
     ctx,
     client: new SmtpClient({
@@ -59,11 +62,13 @@ function init(): State {
       quitTimeout: ms('lmtp_quit_timeout'),
       bind,
       onWarning: (text) => ctx.log.warn(text),
+      ...tls.client,
     }),
     resolver: new NextHopResolver({ servers: resolverServersFromEnv() }),
     myhostname: config.get('myhostname'),
     queueDir: queueDirectory(config),
     assumeFinal: config.getBool('lmtp_assume_final'),
+    tls,
   };
 }
 
@@ -80,6 +85,9 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
     return report(ctx, req, every(req, { status: 'deferred', dsn: '4.3.5', reason: 'mail system configuration error', relay: 'none' }), started);
   }
   let hosts: SmtpHost[];
+  // The policy table key: the next hop without "inet:"; a socket is looked up by its path.
+  const dest = target.kind === 'unix' ? target.path : req.nexthop.replace(/^inet:/, '');
+  const tls = await requestTls(s.tls, req, dest, target.kind === 'unix' ? s.myhostname : target.name);
   if (target.kind === 'unix') {
     hosts = [{ host: s.myhostname, addr: target.display, port: 0, path: target.path }];
   } else {
@@ -90,8 +98,9 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
     }
     hosts = resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port }));
   }
-  const result = await s.client.deliver(hosts, smtpEnvelope(req, content.length), content);
-  return report(ctx, req, outcomesOf(req, result, s.assumeFinal), started, result.timings, result.kind === 'site-failure' ? result.reason ?? 'site failure' : undefined);
+  const result = await s.client.deliver(hosts, smtpEnvelope(req, content.length), content, tls);
+  const throttle = result.kind === 'site-failure' && !result.noThrottle;
+  return report(ctx, req, outcomesOf(req, result, s.assumeFinal), started, result.timings, throttle ? result.reason ?? 'site failure' : undefined);
 }
 
 /** One outcome per recipient from its own reply (RCPT rejection, or its reply after DATA). */

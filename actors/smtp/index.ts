@@ -16,12 +16,14 @@ import { sourceAddresses } from '../../src/smtp/bind-address.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { formatDelays, logDelivery, smtpEnvelope } from './log.js';
+import { agentTls, requestTls, type AgentTls } from './tls.js';
 
 interface State {
   store: QueueStore;
   client: SmtpClient;
   resolver: NextHopResolver;
   log: Logger;
+  tls: AgentTls;
   service: string;
   /** For MX loop detection: $myhostname and the addresses of inet_interfaces / proxy_interfaces. */
   myhostname: string;
@@ -38,6 +40,7 @@ function init(): State {
   const log = maillog(data.service);
   const bind = sourceAddresses(config, 'smtp');
   if (typeof bind === 'string') throw new Error(bind);
+  const tls = agentTls(config, 'smtp', log);
   return {
     store: QueueStore.open(queueDirectory(config)),
     client: new SmtpClient({
@@ -55,6 +58,7 @@ function init(): State {
       reuseTimeLimit: ms('smtp_connection_reuse_time_limit'),
       bind,
       onWarning: (text) => log.warn(text),
+      ...tls.client,
     }),
     resolver: new NextHopResolver({
       servers: resolverServersFromEnv(),
@@ -62,6 +66,7 @@ function init(): State {
       disableDns: config.getBool('disable_dns_lookups'),
     }),
     log,
+    tls,
     service: data.service,
     myhostname: config.get('myhostname').toLowerCase(),
     own: ownAddresses(config.getList('inet_interfaces'), config.getList('proxy_interfaces')),
@@ -84,14 +89,18 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
     logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
     return { queueId: req.queueId, outcomes, ...(resolved.temporary ? { siteFailure: resolved.reason } : {}) };
   }
+  const tls = await requestTls(s.tls, req, req.nexthop, parseNexthop(req.nexthop)?.name ?? req.nexthop);
   const result = await s.client.deliver(
     resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })),
     smtpEnvelope(req, content.length),
     content,
+    tls,
   );
   const outcomes = outcomesOf(req, result);
   logAll(s, req, outcomes, started, result.timings);
-  return { queueId: req.queueId, outcomes, ...(result.kind === 'site-failure' ? { siteFailure: result.reason ?? 'site failure' } : {}) };
+  // A failed handshake at level may does not count against the destination (SMTP_NOTHROTTLE).
+  const throttle = result.kind === 'site-failure' && !result.noThrottle;
+  return { queueId: req.queueId, outcomes, ...(throttle ? { siteFailure: result.reason ?? 'site failure' } : {}) };
 }
 
 /**
