@@ -20,7 +20,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
+import { openTable } from '../src/maps/index.js';
 import { SmtpSink, type SinkProfile } from '../src/smtp/sink.js';
+import { protocolRange, tlsPolicy, type TlsSettings } from '../src/smtp/tls-policy.js';
 import { needs } from './helpers/peers.js';
 import { rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
@@ -156,5 +158,32 @@ describe('e2e smtp client TLS', { skip: NO_OPENSSL }, () => {
     const m = sinks.get('hs')!.messages;
     assert.equal(m.length, 1);
     assert.equal(m[0]!.tls, undefined);
+  });
+});
+
+describe('smtp TLS policy', () => {
+  test('policy table keys: [host]:port verbatim, a domain then its .parents; attributes as Postfix', async () => {
+    const settings: TlsSettings = {
+      prefix: 'smtp', level: 'may', policyMaps: [], protocols: '>=TLSv1', mandatoryProtocols: '>=TLSv1', ciphers: 'medium',
+      mandatoryCiphers: 'medium', excludeCiphers: '', mandatoryExcludeCiphers: '', verifyCertMatch: 'hostname',
+      secureCertMatch: 'nexthop, dot-nexthop', fingerprintCertMatch: '', fingerprintDigest: 'sha256', CAfile: '', CApath: '',
+      certFile: '', keyFile: '', loglevel: 0, noteStarttlsOffer: false, wrappermode: false, starttlsTimeout: 300, servername: '',
+    };
+    const table = openTable('inline:{ {[mx.example.com]:587 = encrypt protocols=>=TLSv1.2}, {.example.net = secure match=.example.net:example.net}, {bad.example = secure match=a match=b ciphers=high ciphers=low}, {off.example = none ciphers=high} }');
+    const warnings: string[] = [];
+    const warn = (w: string) => warnings.push(w);
+    const p1 = await tlsPolicy({ ...settings }, [table], '[mx.example.com]:587', warn);
+    assert.deepEqual([p1.level, 'protocols' in p1 ? p1.protocols : ''], ['encrypt', '>=TLSv1.2']);
+    const p2 = await tlsPolicy({ ...settings }, [table], 'a.b.example.net', warn);
+    assert.deepEqual([p2.level, 'match' in p2 ? p2.match : []], ['secure', ['.example.net', 'example.net']]);
+    assert.equal((await tlsPolicy({ ...settings }, [table], 'example.org', warn)).level, 'may'); // global level
+    assert.equal((await tlsPolicy({ ...settings }, [table], 'bad.example', warn)).level, 'invalid');
+    assert.match(warnings.join('\n'), /bad\.example": attribute "ciphers" is specified multiple times/);
+    assert.equal((await tlsPolicy({ ...settings }, [table], 'off.example', warn)).level, 'none');
+    assert.match(warnings.join('\n'), /off\.example": ignoring attribute "ciphers=high" with TLS disabled/);
+    assert.deepEqual(protocolRange('>=TLSv1.2'), { min: 'TLSv1.2', max: 'TLSv1.3' });
+    assert.deepEqual(protocolRange('!SSLv2, !SSLv3, !TLSv1, !TLSv1.1'), { min: 'TLSv1.2', max: 'TLSv1.3' });
+    assert.deepEqual(protocolRange('TLSv1.2'), { min: 'TLSv1.2', max: 'TLSv1.2' });
+    assert.equal(protocolRange('TLSv9'), null);
   });
 });
