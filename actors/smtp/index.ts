@@ -17,6 +17,7 @@ import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { formatDelays, logDelivery, smtpEnvelope } from './log.js';
+import { agentTls, requestTls, type AgentTls } from './tls.js';
 
 interface State {
   /** SMTP AUTH to next hops (smtp_sasl_*), null when off. */
@@ -25,6 +26,7 @@ interface State {
   client: SmtpClient;
   resolver: NextHopResolver;
   log: Logger;
+  tls: AgentTls;
   service: string;
   /** For MX loop detection: $myhostname and the addresses of inet_interfaces / proxy_interfaces. */
   myhostname: string;
@@ -42,6 +44,7 @@ function init(): State {
   const sasl = smtpSasl(config, 'smtp', config.configDirectory);
   const bind = sourceAddresses(config, 'smtp');
   if (typeof bind === 'string') throw new Error(bind);
+  const tls = agentTls(config, 'smtp', log);
   return {
     store: QueueStore.open(queueDirectory(config)),
     client: new SmtpClient({
@@ -60,6 +63,7 @@ function init(): State {
       bind,
       onWarning: (text) => log.warn(text),
       ...(sasl ? { sasl: sasl.settings } : {}),
+      ...tls.client,
     }),
     sasl,
     resolver: new NextHopResolver({
@@ -68,6 +72,7 @@ function init(): State {
       disableDns: config.getBool('disable_dns_lookups'),
     }),
     log,
+    tls,
     service: data.service,
     myhostname: config.get('myhostname').toLowerCase(),
     own: ownAddresses(config.getList('inet_interfaces'), config.getList('proxy_interfaces')),
@@ -90,12 +95,15 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
     logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
     return { queueId: req.queueId, outcomes, ...(resolved.temporary ? { siteFailure: resolved.reason } : {}) };
   }
+  const tls = await requestTls(s.tls, req, req.nexthop, parseNexthop(req.nexthop)?.name ?? req.nexthop);
   const env = smtpEnvelope(req, content.length);
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
-  const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, content);
+  const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, content, tls);
   const outcomes = outcomesOf(req, result);
   logAll(s, req, outcomes, started, result.timings);
-  return { queueId: req.queueId, outcomes, ...(result.kind === 'site-failure' ? { siteFailure: result.reason ?? 'site failure' } : {}) };
+  // A failed handshake at level may does not count against the destination (SMTP_NOTHROTTLE).
+  const throttle = result.kind === 'site-failure' && !result.noThrottle;
+  return { queueId: req.queueId, outcomes, ...(throttle ? { siteFailure: result.reason ?? 'site failure' } : {}) };
 }
 
 /**

@@ -115,6 +115,14 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtp_helo_name', 'smtp_helo_timeout', 'smtp_host_lookup', 'smtp_mail_timeout',
     'smtp_quit_timeout', 'smtp_rcpt_timeout',
     'smtp_bind_address', 'smtp_bind_address6', 'smtp_bind_address_enforce', 'inet_interfaces', 'inet_protocols',
+    // TLS (src/smtp/tls-policy.ts, tls.ts); minimal_backoff_time: the plaintext retry rule.
+    'smtp_tls_security_level', 'smtp_use_tls', 'smtp_enforce_tls', 'smtp_tls_enforce_peername',
+    'smtp_tls_policy_maps', 'smtp_tls_protocols', 'smtp_tls_mandatory_protocols', 'smtp_tls_ciphers',
+    'smtp_tls_mandatory_ciphers', 'smtp_tls_exclude_ciphers', 'smtp_tls_mandatory_exclude_ciphers',
+    'smtp_tls_verify_cert_match', 'smtp_tls_secure_cert_match', 'smtp_tls_fingerprint_cert_match',
+    'smtp_tls_fingerprint_digest', 'smtp_tls_CAfile', 'smtp_tls_CApath', 'smtp_tls_cert_file',
+    'smtp_tls_key_file', 'smtp_tls_loglevel', 'smtp_tls_note_starttls_offer', 'smtp_tls_wrappermode',
+    'smtp_starttls_timeout', 'smtp_tls_servername', 'minimal_backoff_time',
   ],
   lmtp: [
     'lmtp_sasl_auth_enable', 'lmtp_sasl_type', 'lmtp_sasl_mechanism_filter', 'lmtp_sasl_security_options',
@@ -124,6 +132,13 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'lmtp_data_init_timeout', 'lmtp_data_xfer_timeout', 'lmtp_lhlo_name', 'lmtp_lhlo_timeout',
     'lmtp_mail_timeout', 'lmtp_quit_timeout', 'lmtp_rcpt_timeout',
     'lmtp_bind_address', 'lmtp_bind_address6', 'lmtp_bind_address_enforce',
+    'lmtp_tls_security_level', 'lmtp_use_tls', 'lmtp_enforce_tls', 'lmtp_tls_enforce_peername',
+    'lmtp_tls_policy_maps', 'lmtp_tls_protocols', 'lmtp_tls_mandatory_protocols', 'lmtp_tls_ciphers',
+    'lmtp_tls_mandatory_ciphers', 'lmtp_tls_exclude_ciphers', 'lmtp_tls_mandatory_exclude_ciphers',
+    'lmtp_tls_verify_cert_match', 'lmtp_tls_secure_cert_match', 'lmtp_tls_fingerprint_cert_match',
+    'lmtp_tls_fingerprint_digest', 'lmtp_tls_CAfile', 'lmtp_tls_CApath', 'lmtp_tls_cert_file',
+    'lmtp_tls_key_file', 'lmtp_tls_loglevel', 'lmtp_tls_note_starttls_offer', 'lmtp_tls_wrappermode',
+    'lmtp_starttls_timeout', 'lmtp_tls_servername', 'minimal_backoff_time',
   ],
   local: [
     'alias_maps', 'allow_mail_to_commands', 'allow_mail_to_files', 'command_time_limit',
@@ -152,11 +167,8 @@ const ACCESS = 'command access control is not built: every local user would be a
 export const REFUSED: Readonly<Record<string, string>> = {
   // TLS: anything that turns encryption on, requires it, or requires a client certificate.
   smtpd_tls_req_ccert: 'TLS client certificates are not built yet: none would be required',
-  smtp_tls_security_level: TLS, smtp_use_tls: TLS, smtp_enforce_tls: TLS,
-  smtp_tls_policy_maps: TLS, smtp_tls_per_site: TLS, smtp_tls_wrappermode: TLS,
-  smtp_tls_enforce_peername: TLS,
-  lmtp_tls_security_level: TLS, lmtp_use_tls: TLS, lmtp_enforce_tls: TLS,
-  lmtp_tls_policy_maps: TLS, lmtp_tls_per_site: TLS, lmtp_tls_wrappermode: TLS,
+  // The obsolete per-site table (smtp_tls_policy_maps replaced it) is not read.
+  smtp_tls_per_site: TLS, lmtp_tls_per_site: TLS,
   tlsproxy_enable_rpk: TLS,
   // Milters and other filters that would be skipped.
   smtpd_milters: MILTER, non_smtpd_milters: MILTER, smtpd_milter_maps: MILTER,
@@ -182,6 +194,16 @@ export const REFUSED: Readonly<Record<string, string>> = {
   local_command_shell: 'commands would run under /bin/sh instead of the configured restricted shell',
   // Who may use the local submission and queue commands.
   authorized_submit_users: ACCESS, authorized_mailq_users: ACCESS, authorized_flush_users: ACCESS,
+};
+
+/**
+ * Values of implemented parameters that Postactor cannot honour: refused like a REFUSED
+ * parameter ("main.cf:LINE: name = value: not supported by Postactor (why)…").
+ */
+const DANE = 'DANE needs DNSSEC-validated TLSA lookups, which Postactor\'s resolver (Node\'s) cannot make: mail would go without the DANE check';
+export const REFUSED_VALUES: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  smtp_tls_security_level: { dane: DANE, 'dane-only': DANE },
+  lmtp_tls_security_level: { dane: DANE, 'dane-only': DANE },
 };
 
 /** Postactor's defaults that differ from Postfix 3.8's, with the reason (README lists them). */
