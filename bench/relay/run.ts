@@ -48,6 +48,7 @@ import { REPO_ROOT, type MtaHandle } from './mta.js';
 import { startPostactor } from './postactor.js';
 import { PostfixNotInstalled, postfixVersion, startPostfix } from './postfix.js';
 import { SinkThread, type SinkSnapshot } from './sink.js';
+import { benchCertificate, tlsMainCf, type BenchTls } from './tls.js';
 
 interface Config {
   mtas: string[];
@@ -69,6 +70,8 @@ interface Config {
   postactorEntry: string | undefined;
   keep: boolean;
   json: string;
+  /** --tls: STARTTLS on both legs (generator → MTA, MTA → sink); the key and certificate used. */
+  tls: BenchTls | null;
 }
 
 interface RunRecord {
@@ -113,6 +116,7 @@ function parseConfig(argv: string[]): Config {
       'smtp-threads': { type: 'string', default: '2' },
       'postactor-entry': { type: 'string' },
       keep: { type: 'boolean', default: false },
+      tls: { type: 'boolean', default: false },
       json: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -121,7 +125,7 @@ function parseConfig(argv: string[]): Config {
   if (values.help) {
     console.log('usage: node dist/bench/relay/run.js [--mta postactor,postfix] [--sessions 20] [--messages 10000] [--size 1024]\n' +
       '  [--recipients 1] [--unique] [--reuse] [--runs 3] [--timeout 300] [--target host:port|sink] [--sink-port N]\n' +
-      '  [--smtpd-threads 2] [--cleanup-threads 0] [--smtp-threads 2] [--postactor-entry FILE] [--keep] [--json out.json]\n' +
+      '  [--smtpd-threads 2] [--cleanup-threads 0] [--smtp-threads 2] [--postactor-entry FILE] [--keep] [--tls] [--json out.json]\n' +
       'See the header of bench/relay/run.ts and bench/README.md.');
     process.exit(0);
   }
@@ -153,6 +157,7 @@ function parseConfig(argv: string[]): Config {
     postactorEntry: values['postactor-entry'] ? path.resolve(values['postactor-entry']) : undefined,
     keep: values.keep,
     json: values.json ?? path.join(REPO_ROOT, 'bench/results', `relay-${stamp}.json`),
+    tls: values.tls ? benchCertificate() : null,
   };
 }
 
@@ -198,9 +203,10 @@ async function startMta(name: string, cfg: Config, sinkPort: number): Promise<Mt
       smtpThreads: cfg.smtpThreads,
       keep: cfg.keep,
       ...(cfg.postactorEntry ? { entry: cfg.postactorEntry } : {}),
+      ...(cfg.tls ? { extraMainCf: tlsMainCf(cfg.tls) } : {}),
     });
   }
-  if (name === 'postfix') return startPostfix({ sinkPort, keep: cfg.keep });
+  if (name === 'postfix') return startPostfix({ sinkPort, keep: cfg.keep, ...(cfg.tls ? { extraMainCf: tlsMainCf(cfg.tls) } : {}) });
   if (name === 'sink') {
     return { name: 'sink', host: '127.0.0.1', port: sinkPort, dir: '', version: 'SmtpSink (no MTA)', stop: async () => {} };
   }
@@ -221,7 +227,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
   const label = `[${mtaName} ${runNo}/${cfg.runs}]`;
   const wanted = (accepted: number): number => accepted * cfg.recipients;
   try {
-    if (withSink) sink = await SinkThread.start(cfg.sinkPort);
+    if (withSink) sink = await SinkThread.start(cfg.sinkPort, cfg.tls ?? undefined);
     mta = await startMta(mtaName, cfg, sink?.port ?? cfg.sinkPort);
     currentMta = mta;
     rec.version = mta.version;
@@ -236,6 +242,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
       unique: cfg.unique,
       reuse: cfg.reuse,
       timeLimitMs: Math.max(1000, deadline - Date.now()),
+      tls: cfg.tls !== null,
     });
     currentGenerator = g;
     const t0 = nowAbs();

@@ -13,7 +13,7 @@ import { SLOT, type SinkThreadData } from './sink.js';
 
 const data = workerData as SinkThreadData;
 const cells = new BigInt64Array(data.shared);
-const sink = new SmtpSink({ hostname: 'bench-sink.localdomain' });
+const sink = new SmtpSink({ hostname: 'bench-sink.localdomain', ...(data.tls ? { tls: { key: data.tls.key, cert: data.tls.cert } } : {}) });
 let lastMessages = -1;
 
 function micros(): bigint {

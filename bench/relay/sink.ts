@@ -27,6 +27,8 @@ const SLOTS = 8;
 export interface SinkThreadData {
   port: number;
   shared: SharedArrayBuffer;
+  /** Offer STARTTLS with this key and certificate (bench --tls). */
+  tls?: { key: string; cert: string };
 }
 
 export interface SinkSnapshot {
@@ -49,9 +51,9 @@ export class SinkThread {
   ) {}
 
   /** Start a sink on 127.0.0.1:port (0 = any free port). */
-  static async start(port = 0): Promise<SinkThread> {
+  static async start(port = 0, tls?: { key: string; cert: string }): Promise<SinkThread> {
     const shared = new SharedArrayBuffer(SLOTS * 8);
-    const data: SinkThreadData = { port, shared };
+    const data: SinkThreadData = { port, shared, ...(tls ? { tls } : {}) };
     const worker = new Worker(new URL('./sink-thread.js', import.meta.url), { workerData: data });
     const listening = await new Promise<number>((resolve, reject) => {
       const onError = (err: Error) => reject(new Error(`sink thread failed to start: ${err.message}`));
