@@ -17,6 +17,8 @@ import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { formatDelays, logDelivery, smtpEnvelope } from './log.js';
+import { applyMtaSts, stsAgent } from './mta-sts.js';
+import type { MtaSts } from '../../src/mta-sts/index.js';
 
 interface State {
   /** SMTP AUTH to next hops (smtp_sasl_*), null when off. */
@@ -24,6 +26,8 @@ interface State {
   store: QueueStore;
   client: SmtpClient;
   resolver: NextHopResolver;
+  /** MTA-STS (smtp_tls_mta_sts), null when off. */
+  sts: MtaSts | null;
   log: Logger;
   service: string;
   /** For MX loop detection: $myhostname and the addresses of inet_interfaces / proxy_interfaces. */
@@ -42,8 +46,14 @@ function init(): State {
   const sasl = smtpSasl(config, 'smtp', config.configDirectory);
   const bind = sourceAddresses(config, 'smtp');
   if (typeof bind === 'string') throw new Error(bind);
+  const store = QueueStore.open(queueDirectory(config));
+  const resolver = new NextHopResolver({
+    servers: resolverServersFromEnv(),
+    hostLookup: parseHostLookup(config.get('smtp_host_lookup')),
+    disableDns: config.getBool('disable_dns_lookups'),
+  });
   return {
-    store: QueueStore.open(queueDirectory(config)),
+    store,
     client: new SmtpClient({
       heloName: config.get('smtp_helo_name'),
       connectTimeout: ms('smtp_connect_timeout'),
@@ -62,11 +72,8 @@ function init(): State {
       ...(sasl ? { sasl: sasl.settings } : {}),
     }),
     sasl,
-    resolver: new NextHopResolver({
-      servers: resolverServersFromEnv(),
-      hostLookup: parseHostLookup(config.get('smtp_host_lookup')),
-      disableDns: config.getBool('disable_dns_lookups'),
-    }),
+    resolver,
+    sts: stsAgent(config, store, resolver, log),
     log,
     service: data.service,
     myhostname: config.get('myhostname').toLowerCase(),
@@ -84,7 +91,10 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
     logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
     return { queueId: req.queueId, outcomes };
   }
-  const resolved = withoutSelf(s, req.nexthop, await s.resolver.resolve(req.nexthop));
+  let resolved = withoutSelf(s, req.nexthop, await s.resolver.resolve(req.nexthop));
+  // MTA-STS may drop MX hosts (or all of them: 4.7.5). Its TLS requirement (level secure for
+  // the MX name, `requireSecure`) goes to the client once the client speaks TLS.
+  if (s.sts !== null) resolved = (await applyMtaSts(s.sts, req.nexthop, resolved, s.log)).resolved;
   if (!resolved.ok) {
     const outcomes = req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: resolved.temporary ? 'deferred' : 'bounced', dsn: resolved.dsn, reason: resolved.reason, relay: 'none' }));
     logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });

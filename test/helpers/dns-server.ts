@@ -12,6 +12,8 @@ export interface ZoneEntry {
   MX?: { exchange: string; priority: number }[];
   A?: string[];
   AAAA?: string[];
+  /** TXT records, each one string (split into 255-byte character strings on the wire). */
+  TXT?: string[];
   servfail?: boolean;
 }
 export type Zone = Record<string, ZoneEntry>;
@@ -29,7 +31,7 @@ const RCODE_SERVFAIL = 2;
 const RCODE_NXDOMAIN = 3;
 type Answer = InstanceType<typeof Packet>['answers'][number];
 
-const TYPE_NAMES: Record<number, string> = { [Packet.TYPE.A]: 'A', [Packet.TYPE.AAAA]: 'AAAA', [Packet.TYPE.MX]: 'MX' };
+const TYPE_NAMES: Record<number, string> = { [Packet.TYPE.A]: 'A', [Packet.TYPE.AAAA]: 'AAAA', [Packet.TYPE.MX]: 'MX', [Packet.TYPE.TXT]: 'TXT' };
 
 export async function startDnsServer(zone: Zone): Promise<TestDnsServer> {
   const lower: Zone = {};
@@ -48,6 +50,11 @@ export async function startDnsServer(zone: Zone): Promise<TestDnsServer> {
       if (type === 'MX') {
         for (const mx of entry.MX ?? []) {
           response.answers.push({ name: q.name, type: Packet.TYPE.MX, class: Packet.CLASS.IN, ttl: 60, exchange: mx.exchange, priority: mx.priority } as unknown as Answer);
+        }
+      } else if (type === 'TXT') {
+        for (const text of entry.TXT ?? []) {
+          const data = text.match(/[^]{1,255}/g) ?? [''];
+          response.answers.push({ name: q.name, type: Packet.TYPE.TXT, class: Packet.CLASS.IN, ttl: 60, data } as unknown as Answer);
         }
       } else if (type === 'A' || type === 'AAAA') {
         for (const address of entry[type] ?? []) {
