@@ -3,7 +3,8 @@
  * for tests of the MX resolver. Names are matched case-insensitively without the
  * trailing dot. Unknown names get NXDOMAIN, names marked `servfail` get SERVFAIL,
  * known names without records of the asked type get an empty NOERROR (NODATA).
- * Every question is recorded in `queries`, so tests can tell a cache hit.
+ * Every question is recorded in `queries`, so tests can tell a cache hit. The zone object is
+ * read at each question, so a test may change records while the server runs.
  */
 
 import dns2, { Packet } from 'dns2';
@@ -34,8 +35,8 @@ type Answer = InstanceType<typeof Packet>['answers'][number];
 const TYPE_NAMES: Record<number, string> = { [Packet.TYPE.A]: 'A', [Packet.TYPE.AAAA]: 'AAAA', [Packet.TYPE.MX]: 'MX', [Packet.TYPE.TXT]: 'TXT' };
 
 export async function startDnsServer(zone: Zone): Promise<TestDnsServer> {
-  const lower: Zone = {};
-  for (const [k, v] of Object.entries(zone)) lower[k.toLowerCase().replace(/\.$/, '')] = v;
+  const find = (name: string): ZoneEntry | undefined =>
+    Object.entries(zone).find(([k]) => k.toLowerCase().replace(/\.$/, '') === name)?.[1];
   const queries: { name: string; type: string }[] = [];
   const udp = dns2.createUDPServer((request, send) => {
     const response = Packet.createResponseFromRequest(request);
@@ -44,7 +45,7 @@ export async function startDnsServer(zone: Zone): Promise<TestDnsServer> {
       const name = q.name.toLowerCase().replace(/\.$/, '');
       const type = TYPE_NAMES[q.type] ?? String(q.type);
       queries.push({ name, type });
-      const entry = lower[name];
+      const entry = find(name);
       if (!entry) { response.header.rcode = RCODE_NXDOMAIN; continue; }
       if (entry.servfail) { response.header.rcode = RCODE_SERVFAIL; continue; }
       if (type === 'MX') {
