@@ -94,7 +94,7 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
   let resolved = withoutSelf(s, req.nexthop, await s.resolver.resolve(req.nexthop));
   // MTA-STS may drop MX hosts (or all of them: 4.7.5). Its TLS requirement (level secure for
   // the MX name, `requireSecure`) goes to the client once the client speaks TLS.
-  if (s.sts !== null) resolved = (await applyMtaSts(s.sts, req.nexthop, resolved, s.log)).resolved;
+  if (s.sts !== null) resolved = (await applyMtaSts(s.sts, req.queueId, req.nexthop, resolved, s.log)).resolved;
   if (!resolved.ok) {
     const outcomes = req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: resolved.temporary ? 'deferred' : 'bounced', dsn: resolved.dsn, reason: resolved.reason, relay: 'none' }));
     logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });

@@ -2,7 +2,7 @@
  * MTA-STS in the smtp delivery agent (smtp_tls_mta_sts = yes, Postactor's own parameter).
  *
  *   stsAgent(config, store, resolver, log)   the worker's MtaSts, or null when the switch is off
- *   applyMtaSts(sts, nexthop, resolved, log) the MX hosts a delivery may use under the policy
+ *   applyMtaSts(sts, queueId, nexthop, resolved, log)   the MX hosts a delivery may use
  *
  * Only MX-routed deliveries are subject to a policy: a nexthop in brackets ("[host]",
  * relayhost's usual form), an IP literal, or a domain without MX records (mail to its address
@@ -49,7 +49,7 @@ export function stsAgent(config: Config, cache: StsCache, resolver: NextHopResol
   return new MtaSts({ resolver, cache, warn: (t) => log.warn(t), ...(port !== undefined ? { port } : {}) });
 }
 
-export async function applyMtaSts(sts: MtaSts, nexthop: string, resolved: ResolveResult, log: Logger): Promise<StsDecision> {
+export async function applyMtaSts(sts: MtaSts, queueId: string, nexthop: string, resolved: ResolveResult, log: Logger): Promise<StsDecision> {
   const nh = parseNexthop(nexthop);
   if (!resolved.ok || resolved.mx !== true || nh === null || nh.noMx || nh.ipVersion !== 0) return { resolved, requireSecure: false };
   const policy = await sts.policyFor(nh.name);
@@ -57,7 +57,7 @@ export async function applyMtaSts(sts: MtaSts, nexthop: string, resolved: Resolv
   const outside = [...new Set(resolved.hosts.filter((h) => !mxMatches(policy, h.host)).map((h) => h.host))];
   const what = `MTA-STS policy for ${nh.name} (id ${policy.id}, mode ${policy.mode}, mx: ${policy.mx.join(', ')})`;
   if (policy.mode === 'testing') {
-    for (const host of outside) log.info(`${what}: MX host ${host} does not match; delivering anyway (testing)`);
+    for (const host of outside) log.info(`${queueId}: ${what}: MX host ${host} does not match; delivering anyway (testing)`);
     return { resolved, requireSecure: false };
   }
   const hosts: Resolved[] = resolved.hosts.filter((h) => mxMatches(policy, h.host));
@@ -67,6 +67,6 @@ export async function applyMtaSts(sts: MtaSts, nexthop: string, resolved: Resolv
       requireSecure: true,
     };
   }
-  for (const host of outside) log.info(`${what}: skipping MX host ${host}: it does not match`);
+  for (const host of outside) log.info(`${queueId}: ${what}: skipping MX host ${host}: it does not match`);
   return { resolved: { ...resolved, hosts }, requireSecure: true };
 }
