@@ -111,6 +111,8 @@ describe('e2e MTA-STS in the smtp client', { skip: NO_OPENSSL }, () => {
     const line = await statusOf('a@enforce.test');
     assert.match(line, /relay=none, .*dsn=4\.7\.5, status=deferred \(MTA-STS policy for enforce\.test \(id 20240101T000000, mode enforce, mx: mx\.enforce\.test\): no MX host matches \(MX hosts: mx\.attacker\.test\)\)/);
     assert.ok(!received.some((m) => m.recipients.includes('a@enforce.test')));
+    // Until the client speaks TLS, the switch says what it does not do.
+    assert.ok(server.logLines().some((l) => l.includes('warning: smtp_tls_mta_sts = yes: MX hosts are checked against MTA-STS policies, but the smtp client has no TLS yet')));
   });
 
   test('enforce: an MX outside the list is skipped, the one inside gets the mail', async () => {

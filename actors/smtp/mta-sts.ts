@@ -45,6 +45,9 @@ export function stsPortFromEnv(env: NodeJS.ProcessEnv = process.env): number | u
 
 export function stsAgent(config: Config, cache: StsCache, resolver: NextHopResolver, log: Logger): MtaSts | null {
   if (!config.getBool('smtp_tls_mta_sts')) return null;
+  // Until the smtp client speaks TLS, half of an enforce policy cannot be honoured: say so
+  // once per thread rather than let the switch promise more than it does.
+  log.warn('smtp_tls_mta_sts = yes: MX hosts are checked against MTA-STS policies, but the smtp client has no TLS yet: the TLS that an enforce policy requires is not applied');
   const port = stsPortFromEnv();
   return new MtaSts({ resolver, cache, warn: (t) => log.warn(t), ...(port !== undefined ? { port } : {}) });
 }
