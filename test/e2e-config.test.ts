@@ -57,8 +57,8 @@ function assertFatal(r: Run, prefix: string, what: RegExp): void {
 
 describe('settings Postactor has not built are refused at start-up, by name (never silently ignored)', () => {
   const refused = [
-    'smtpd_tls_security_level = encrypt',
-    'smtp_tls_security_level = encrypt',
+    'smtpd_tls_req_ccert = yes',
+    'smtp_tls_security_level = dane',
     'smtpd_milters = inet:127.0.0.1:8891',
     'smtpd_client_connection_count_limit = 3',
     'smtpd_hard_error_limit = 5',
@@ -68,15 +68,15 @@ describe('settings Postactor has not built are refused at start-up, by name (nev
       const port = await freePort();
       const dir = await configDir(`${setting}\n`, defaultMasterCf(port));
       const r = await run(NODE, [POSTACTOR_JS, '-c', dir, 'start-fg']);
-      assertFatal(r, `postactor: fatal: ${dir}/main.cf:4: ${setting}: not supported by Postactor (`, /remove it or set it to its default/);
+      assertFatal(r, `postactor: fatal: ${dir}/main.cf:4: ${setting}: not supported by Postactor (`, /remove it or (set it to its default|choose another value)/);
       assert.equal(await probe220(port, 300), false, 'no listener was started');
     });
   }
   test('the same through master.cf -o: the error names the master.cf line', async () => {
     const port = await freePort();
-    const dir = await configDir('', defaultMasterCf(port).replace(' smtpd\n', ' smtpd\n  -o smtpd_tls_security_level=encrypt\n'));
+    const dir = await configDir('', defaultMasterCf(port).replace(' smtpd\n', ' smtpd\n  -o smtpd_tls_req_ccert=yes\n'));
     const r = await run(NODE, [POSTACTOR_JS, '-c', dir, 'check']);
-    assertFatal(r, `postactor: fatal: ${dir}/master.cf:1: smtpd_tls_security_level = encrypt: not supported by Postactor (`, /TLS/);
+    assertFatal(r, `postactor: fatal: ${dir}/master.cf:1: smtpd_tls_req_ccert = yes: not supported by Postactor (`, /TLS/);
   });
 });
 

@@ -3,10 +3,14 @@
  * a real DNS server on loopback (POSTACTOR_DNS_SERVERS: MX, A and the _mta-sts TXT records)
  * and fetches policies from an HTTPS server on 127.0.0.1 (POSTACTOR_MTA_STS_PORT, the
  * test-only port; the test CA is trusted through Node's NODE_EXTRA_CA_CERTS). MX hosts are
- * the project's sink on 127.0.0.3; transport_maps gives each domain the sink's port.
+ * the project's sink on 127.0.0.3, offering STARTTLS with a certificate from the same test CA
+ * (smtp_tls_CAfile); transport_maps gives each domain the sink's port.
  *
  *   enforce, the only MX outside mx:    → deferred 4.7.5 "MTA-STS policy for … no MX host matches"
- *   enforce, one MX outside, one inside → delivered to the one inside, the other logged as skipped
+ *   enforce, one MX outside, one inside → delivered to the one inside over verified TLS (level
+ *                                         secure for the MX name), the other logged as skipped
+ *   enforce, MX inside, certificate for
+ *   other names                         → deferred 4.7.5 "Server certificate not verified"
  *   testing, MX outside mx:             → delivered, the mismatch logged
  *   policy host's certificate is wrong  → no policy: delivered, the fetch failure logged
  *   restart with the HTTPS server down  → the cached policy still defers the enforce domain
@@ -27,7 +31,7 @@ import { tempDirs } from './helpers/temp.js';
 const NO_OPENSSL = needs('/usr/bin/openssl', 'openssl, to make the test certificates');
 const tempDir = tempDirs('postactor-e2e-mta-sts-');
 
-const DOMAINS = ['enforce.test', 'mixed.test', 'testing.test', 'badcert.test'] as const;
+const DOMAINS = ['enforce.test', 'mixed.test', 'testing.test', 'badcert.test', 'wrongmx.test'] as const;
 
 describe('e2e MTA-STS in the smtp client', { skip: NO_OPENSSL }, () => {
   let dns: TestDnsServer;
@@ -39,13 +43,16 @@ describe('e2e MTA-STS in the smtp client', { skip: NO_OPENSSL }, () => {
 
   before(async () => {
     const dir = tempDir();
-    // mta-sts.badcert.test is not among the certificate's names.
-    const certs = makeTestCertificates(dir, ['mta-sts.enforce.test', 'mta-sts.mixed.test', 'mta-sts.testing.test']);
+    // One certificate for the policy hosts and the MX hosts (one sink). Not among its names:
+    // mta-sts.badcert.test (its policy cannot be fetched) and mx.wrongmx.test (TLS to it fails).
+    const certs = makeTestCertificates(dir, ['mta-sts.enforce.test', 'mta-sts.mixed.test', 'mta-sts.testing.test', 'mta-sts.wrongmx.test',
+      'mx.enforce.test', 'mx1.good.mixed.test', 'mx.bad.mixed.test']);
     const policies: Record<string, string> = {
       'mta-sts.enforce.test': 'version: STSv1\nmode: enforce\nmx: mx.enforce.test\nmax_age: 86400\n',
       'mta-sts.mixed.test': 'version: STSv1\nmode: enforce\nmx: *.good.mixed.test\nmax_age: 86400\n',
       'mta-sts.testing.test': 'version: STSv1\nmode: testing\nmx: mx.testing.test\nmax_age: 86400\n',
       'mta-sts.badcert.test': 'version: STSv1\nmode: enforce\nmx: mx.badcert.test\nmax_age: 86400\n',
+      'mta-sts.wrongmx.test': 'version: STSv1\nmode: enforce\nmx: mx.wrongmx.test\nmax_age: 86400\n',
     };
     web = https.createServer({ key: certs.key, cert: certs.cert }, (req, res) => {
       const host = (req.headers.host ?? '').replace(/:\d+$/, '');
@@ -69,6 +76,8 @@ describe('e2e MTA-STS in the smtp client', { skip: NO_OPENSSL }, () => {
       'mx.elsewhere.test': { A: ['127.0.0.3'] },
       'badcert.test': { MX: [{ exchange: 'mx.other.test', priority: 10 }] },
       'mx.other.test': { A: ['127.0.0.3'] },
+      'wrongmx.test': { MX: [{ exchange: 'mx.wrongmx.test', priority: 10 }] },
+      'mx.wrongmx.test': { A: ['127.0.0.3'] },
     };
     for (const d of DOMAINS) {
       zone[`_mta-sts.${d}`] = { TXT: ['v=STSv1; id=20240101T000000'] };
@@ -77,7 +86,7 @@ describe('e2e MTA-STS in the smtp client', { skip: NO_OPENSSL }, () => {
     dns = await startDnsServer(zone);
 
     const sinkPort = await freePort('127.0.0.3');
-    sink = new SmtpSink({ hostname: 'sink.test' });
+    sink = new SmtpSink({ hostname: 'sink.test', tls: { key: certs.key, cert: certs.cert } });
     sink.on('message', (m: SinkMessage) => received.push(m));
     await sink.listen(sinkPort, '127.0.0.3');
     const transport = join(dir, 'transport');
@@ -87,6 +96,8 @@ describe('e2e MTA-STS in the smtp client', { skip: NO_OPENSSL }, () => {
         relayhost: '',
         transport_maps: `texthash:${transport}`,
         smtp_tls_mta_sts: 'yes',
+        smtp_tls_CAfile: certs.caFile,
+        smtp_tls_loglevel: '1',
         smtpd_reject_unlisted_recipient: 'no',
         local_recipient_maps: '',
       },
@@ -111,21 +122,28 @@ describe('e2e MTA-STS in the smtp client', { skip: NO_OPENSSL }, () => {
     const line = await statusOf('a@enforce.test');
     assert.match(line, /relay=none, .*dsn=4\.7\.5, status=deferred \(MTA-STS policy for enforce\.test \(id 20240101T000000, mode enforce, mx: mx\.enforce\.test\): no MX host matches \(MX hosts: mx\.attacker\.test\)\)/);
     assert.ok(!received.some((m) => m.recipients.includes('a@enforce.test')));
-    // Until the client speaks TLS, the switch says what it does not do.
-    assert.ok(server.logLines().some((l) => l.includes('warning: smtp_tls_mta_sts = yes: MX hosts are checked against MTA-STS policies, but the smtp client has no TLS yet')));
   });
 
-  test('enforce: an MX outside the list is skipped, the one inside gets the mail', async () => {
+  test('enforce: an MX outside the list is skipped, the one inside gets the mail over verified TLS', async () => {
     await send('b@mixed.test');
     const line = await statusOf('b@mixed.test');
     assert.match(line, /relay=mx1\.good\.mixed\.test\[127\.0\.0\.3\]:\d+, .*status=sent/);
+    assert.ok(server.logLines().some((l) => /Verified TLS connection established to mx1\.good\.mixed\.test\[127\.0\.0\.3\]:\d+: TLSv1\.3/.test(l)));
+    assert.equal(received.find((m) => m.recipients.includes('b@mixed.test'))?.tls, 'TLSv1.3');
     assert.ok(server.logLines().some((l) => /: [0-9A-Za-z]+: MTA-STS policy for mixed\.test \(.*mode enforce, mx: \*\.good\.mixed\.test\): skipping MX host mx\.bad\.mixed\.test: it does not match/.test(l)));
     assert.ok(received.some((m) => m.recipients.includes('b@mixed.test')));
+  });
+
+  test('enforce: the MX matches but its certificate does not name it — deferred 4.7.5, nothing sent', async () => {
+    await send('g@wrongmx.test');
+    assert.match(await statusOf('g@wrongmx.test'), /dsn=4\.7\.5, status=deferred \(Server certificate not verified\)/);
+    assert.ok(!received.some((m) => m.recipients.includes('g@wrongmx.test')));
   });
 
   test('testing: delivered to the MX outside the list, the mismatch logged', async () => {
     await send('c@testing.test');
     assert.match(await statusOf('c@testing.test'), /relay=mx\.elsewhere\.test\[127\.0\.0\.3\]:\d+, .*status=sent/);
+    assert.equal(received.find((m) => m.recipients.includes('c@testing.test'))?.tls, undefined, 'testing asks for no TLS (smtp_tls_security_level is empty)');
     assert.ok(server.logLines().some((l) => /: [0-9A-Za-z]+: MTA-STS policy for testing\.test \(.*mode testing.*\): MX host mx\.elsewhere\.test does not match; delivering anyway \(testing\)/.test(l)));
   });
 

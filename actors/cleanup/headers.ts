@@ -3,6 +3,7 @@
  * count Received hops, and build the headers cleanup adds (Received, Message-ID, Date, From), in
  * Postfix's formats. Works on raw bytes: a 1 KiB message costs a few microseconds.
  */
+import type { TlsInfo } from '../../src/queue/types.js';
 import { mailDate } from '../../src/time/mail-date.js';
 
 export interface HeaderScan {
@@ -71,6 +72,8 @@ export interface ReceivedInfo {
   /** The single recipient, or undefined when there are several (Postfix names one only). */
   recipient?: string;
   date: number;
+  /** The smtpd TLS session: "with ESMTPS", and with smtpd_tls_received_header its "(using …)" lines. */
+  tls?: TlsInfo;
   /** The SASL login of an ESMTP client: the protocol becomes ESMTPA (RFC 3848). */
   saslUsername?: string;
   /** Put "(Authenticated sender: user)" in (smtpd_sasl_authenticated_header). */
@@ -84,10 +87,20 @@ export function receivedHeader(r: ReceivedInfo, eol: string): string {
   // As Postfix folds it: "for <rcpt>; date" on the third line with one recipient, else the
   // date alone on the third line.
   const tail = r.recipient ? `${eol}\tfor <${r.recipient}>; ${mailDate(r.date)}` : `;${eol}\t${mailDate(r.date)}`;
-  // RFC 3848 is defined for ESMTP only.
-  const protocol = r.protocol === 'ESMTP' && r.saslUsername ? `${r.protocol}A` : r.protocol;
-  const auth = r.authenticatedHeader && r.saslUsername ? `${eol}\t(Authenticated sender: ${commentSafe(r.saslUsername)})` : '';
-  return `Received: ${from}${auth}${eol}\tby ${r.myhostname} (${r.mailName}) with ${protocol} id ${r.queueId}${tail}${eol}`;
+  // RFC 3848 is defined for ESMTP only: ESMTPS, ESMTPA, ESMTPSA (whatever
+  // smtpd_tls_received_header says).
+  const protocol = r.protocol === 'ESMTP' ? `${r.protocol}${r.tls ? 'S' : ''}${r.saslUsername ? 'A' : ''}` : r.protocol;
+  const tls = r.tls?.received ? tlsLines(r.tls, eol) : '';
+  const auth = r.authenticatedHeader && r.saslUsername ? `\t(Authenticated sender: ${commentSafe(r.saslUsername)})${eol}` : '';
+  return `Received: ${from}${eol}${tls}${auth}\tby ${r.myhostname} (${r.mailName}) with ${protocol} id ${r.queueId}${tail}${eol}`;
+}
+
+/** smtpd_tls_received_header = yes: Postfix's "(using …)" block (no client certificates asked for). */
+function tlsLines(t: TlsInfo, eol: string): string {
+  const using = `\t(using ${t.protocol} with cipher ${t.cipher} (${t.usebits}/${t.algbits} bits)`;
+  // Without a key-exchange name (which Node does not give a server), the signature goes on a line of its own.
+  const head = t.signature ? `${using}${eol}\t${t.signature})` : `${using})`;
+  return `${head}${eol}\t(No client certificate requested)${eol}`;
 }
 
 /**

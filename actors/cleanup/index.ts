@@ -334,6 +334,7 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
         queueId: request.queueId,
         recipient: request.recipients.length === 1 ? request.recipients[0]!.address : undefined,
         date: request.arrival,
+        ...(request.client.tls ? { tls: request.client.tls } : {}),
         ...(request.client.saslUsername ? { saslUsername: request.client.saslUsername, authenticatedHeader: request.client.authenticatedHeader === true } : {}),
       }, scan.eol)
     : '';

@@ -23,6 +23,7 @@ import { agentContext, every, report, type AgentContext } from '../discard/agent
 import { parseLmtpNexthop } from './nexthop.js';
 import { smtpEnvelope } from '../smtp/log.js';
 import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
+import { agentTls, requestTls, type AgentTls } from '../smtp/tls.js';
 
 interface State {
   /** SMTP AUTH to next hops (smtp_sasl_*), null when off. */
@@ -33,6 +34,7 @@ interface State {
   myhostname: string;
   queueDir: string;
   assumeFinal: boolean;
+  tls: AgentTls;
 }
 
 let state: State | null = null;
@@ -48,6 +50,7 @@ function init(): State {
   const bind = sourceAddresses(config, 'lmtp');
   if (typeof bind === 'string') throw new Error(bind);
   const sasl = smtpSasl(config, 'lmtp', config.configDirectory);
+  const tls = agentTls(config, 'lmtp', ctx.log);
   return {
     ctx,
     sasl,
@@ -65,11 +68,13 @@ function init(): State {
       bind,
       onWarning: (text) => ctx.log.warn(text),
       ...(sasl ? { sasl: sasl.settings } : {}),
+      ...tls.client,
     }),
     resolver: new NextHopResolver({ servers: resolverServersFromEnv() }),
     myhostname: config.get('myhostname'),
     queueDir: queueDirectory(config),
     assumeFinal: config.getBool('lmtp_assume_final'),
+    tls,
   };
 }
 
@@ -86,6 +91,9 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
     return report(ctx, req, every(req, { status: 'deferred', dsn: '4.3.5', reason: 'mail system configuration error', relay: 'none' }), started);
   }
   let hosts: SmtpHost[];
+  // The policy table key: the next hop without "inet:"; a socket is looked up by its path.
+  const dest = target.kind === 'unix' ? target.path : req.nexthop.replace(/^inet:/, '');
+  const tls = await requestTls(s.tls, req, dest, target.kind === 'unix' ? s.myhostname : target.name);
   if (target.kind === 'unix') {
     hosts = [{ host: s.myhostname, addr: target.display, port: 0, path: target.path }];
   } else {
@@ -98,8 +106,9 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
   }
   const env = smtpEnvelope(req, content.length);
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
-  const result = await s.client.deliver(hosts, env, content);
-  return report(ctx, req, outcomesOf(req, result, s.assumeFinal), started, result.timings, result.kind === 'site-failure' ? result.reason ?? 'site failure' : undefined);
+  const result = await s.client.deliver(hosts, env, content, tls);
+  const throttle = result.kind === 'site-failure' && !result.noThrottle;
+  return report(ctx, req, outcomesOf(req, result, s.assumeFinal), started, result.timings, throttle ? result.reason ?? 'site failure' : undefined);
 }
 
 /** One outcome per recipient from its own reply (RCPT rejection, or its reply after DATA). */

@@ -4,6 +4,7 @@
  * the path behind it exists), routes requests between actors, restarts crashed workers, answers
  * the control socket, and stops everything on SIGTERM.
  */
+import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF, loadConfig, queueDirectory, type Config } from '../../src/config/index.js';
@@ -16,6 +17,7 @@ import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
+import { smtpdTlsProblem } from '../smtpd/tls.js';
 import { planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
 import { ControlServer, controlRequest, controlSocketPath } from './control.js';
 import { LOCK_SUPPORTED, MasterLockHeld, acquireMasterLock, pidFilePath, pidFromFile, provenMaster, type MasterLock } from './lock.js';
@@ -51,7 +53,10 @@ export function checkConfig(config: Config): string[] {
   const listeners = plan.services.filter((s) => s.line.command === 'smtpd');
   for (const s of listeners.length > 0 ? listeners : [null]) {
     try {
-      new SmtpdPolicy(s ? serviceConfig(config, s) : config);
+      const c = s ? serviceConfig(config, s) : config;
+      new SmtpdPolicy(c);
+      const tls = smtpdTlsProblem(c);
+      if (tls !== null) throw new Error(tls);
     } catch (err) {
       const where = s && Object.keys(s.line.overrides).length > 0 ? `${s.line.file}:${s.line.line}` : `${config.configDirectory ?? '(embedded)'}/main.cf`;
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
@@ -168,6 +173,9 @@ export async function startMaster(config: Config): Promise<Master> {
 
   // The mail flow tokens (in_flow_delay): one counter for the server's life, reloads included.
   const flow = MailFlow.create();
+  // TLS session ticket keys (Postfix's tlsmgr role): one set for every smtpd thread, reloads
+  // included, so a client resumes its session whichever thread it reaches next.
+  const ticketKeys = randomBytes(48);
   const data = (c: Config, service: string, index: number, extra?: unknown): ActorWorkerData<unknown> =>
     ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(extra ? { extra } : {}) });
 
@@ -198,7 +206,7 @@ export async function startMaster(config: Config): Promise<Master> {
       service: name,
       index,
       filename: s.file,
-      workerData: data(serviceConfig(c, s), name, index, s.addresses ? { addresses: s.addresses } : undefined),
+      workerData: data(serviceConfig(c, s), name, index, s.addresses ? { addresses: s.addresses, ticketKeys } : undefined),
       throttleSeconds: c.getTime('service_throttle_time'),
       onPort: (port) => router.attach(name, port),
       onExit: (_slot, code, _restart, badStartup, error) => {

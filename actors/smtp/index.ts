@@ -17,7 +17,8 @@ import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { formatDelays, logDelivery, smtpEnvelope } from './log.js';
-import { applyMtaSts, stsAgent } from './mta-sts.js';
+import { agentTls, requestTls, type AgentTls } from './tls.js';
+import { applyMtaSts, stsAgent, stsTls } from './mta-sts.js';
 import type { MtaSts } from '../../src/mta-sts/index.js';
 
 interface State {
@@ -29,6 +30,7 @@ interface State {
   /** MTA-STS (smtp_tls_mta_sts), null when off. */
   sts: MtaSts | null;
   log: Logger;
+  tls: AgentTls;
   service: string;
   /** For MX loop detection: $myhostname and the addresses of inet_interfaces / proxy_interfaces. */
   myhostname: string;
@@ -46,6 +48,7 @@ function init(): State {
   const sasl = smtpSasl(config, 'smtp', config.configDirectory);
   const bind = sourceAddresses(config, 'smtp');
   if (typeof bind === 'string') throw new Error(bind);
+  const tls = agentTls(config, 'smtp', log);
   const store = QueueStore.open(queueDirectory(config));
   const resolver = new NextHopResolver({
     servers: resolverServersFromEnv(),
@@ -70,11 +73,13 @@ function init(): State {
       bind,
       onWarning: (text) => log.warn(text),
       ...(sasl ? { sasl: sasl.settings } : {}),
+      ...tls.client,
     }),
     sasl,
     resolver,
     sts: stsAgent(config, store, resolver, log),
     log,
+    tls,
     service: data.service,
     myhostname: config.get('myhostname').toLowerCase(),
     own: ownAddresses(config.getList('inet_interfaces'), config.getList('proxy_interfaces')),
@@ -92,20 +97,25 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
     return { queueId: req.queueId, outcomes };
   }
   let resolved = withoutSelf(s, req.nexthop, await s.resolver.resolve(req.nexthop));
-  // MTA-STS may drop MX hosts (or all of them: 4.7.5). Its TLS requirement (level secure for
-  // the MX name, `requireSecure`) goes to the client once the client speaks TLS.
-  if (s.sts !== null) resolved = (await applyMtaSts(s.sts, req.queueId, req.nexthop, resolved, s.log)).resolved;
+  // MTA-STS may drop MX hosts (or all of them: 4.7.5), and an enforce policy raises TLS to
+  // level secure for the MX host names.
+  let requireSecure = false;
+  if (s.sts !== null) ({ resolved, requireSecure } = await applyMtaSts(s.sts, req.queueId, req.nexthop, resolved, s.log));
   if (!resolved.ok) {
     const outcomes = req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: resolved.temporary ? 'deferred' : 'bounced', dsn: resolved.dsn, reason: resolved.reason, relay: 'none' }));
     logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
     return { queueId: req.queueId, outcomes, ...(resolved.temporary ? { siteFailure: resolved.reason } : {}) };
   }
+  let tls = await requestTls(s.tls, req, req.nexthop, parseNexthop(req.nexthop)?.name ?? req.nexthop);
+  if (requireSecure) tls = stsTls(tls, s.tls.settings);
   const env = smtpEnvelope(req, content.length);
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
-  const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, content);
+  const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, content, tls);
   const outcomes = outcomesOf(req, result);
   logAll(s, req, outcomes, started, result.timings);
-  return { queueId: req.queueId, outcomes, ...(result.kind === 'site-failure' ? { siteFailure: result.reason ?? 'site failure' } : {}) };
+  // A failed handshake at level may does not count against the destination (SMTP_NOTHROTTLE).
+  const throttle = result.kind === 'site-failure' && !result.noThrottle;
+  return { queueId: req.queueId, outcomes, ...(throttle ? { siteFailure: result.reason ?? 'site failure' } : {}) };
 }
 
 /**

@@ -26,13 +26,14 @@ export interface Dialect {
 }
 
 /** Per-connection command counters, in the order Postfix prints them. */
-export const COUNTED = ['helo', 'ehlo', 'auth', 'mail', 'rcpt', 'data', 'rset', 'noop', 'vrfy', 'quit', 'unknown'] as const;
+export const COUNTED = ['helo', 'ehlo', 'starttls', 'auth', 'mail', 'rcpt', 'data', 'rset', 'noop', 'vrfy', 'quit', 'unknown'] as const;
 export type Counters = Record<string, [ok: number, total: number]>;
 
 type Conn = {
   _server: { options: Record<string, unknown> & { postactorDialect: Dialect } };
   _socket: { write(s: string): void; destroyed: boolean; readyState: string };
   _upgrading: boolean;
+  secure: boolean;
   session: Record<string, unknown> & { error?: string; paEhloExtra?: string[] };
   _nextHandler?: unknown;
   _setListeners(cb: () => void): void;
@@ -125,11 +126,12 @@ export async function installDialect(): Promise<void> {
     const d = this._server.options.postactorDialect;
     count(this, code);
     if (Array.isArray(data)) {
-      // The EHLO reply: our own keyword list, as Postfix orders it, with this session's own
-      // keywords (AUTH: sasl.ts) before ENHANCEDSTATUSCODES.
+      // The EHLO reply: our own keyword list, as Postfix orders it (no STARTTLS inside TLS),
+      // with this session's own keywords (AUTH: sasl.ts) before ENHANCEDSTATUSCODES.
+      const base = this.secure ? d.ehloKeywords.filter((k) => k !== 'STARTTLS') : d.ehloKeywords;
       const extra = this.session.paEhloExtra ?? [];
-      const at = d.ehloKeywords.findIndex((k) => ['ENHANCEDSTATUSCODES', '8BITMIME', 'DSN', 'SMTPUTF8'].includes(k));
-      const keywords = at < 0 ? [...d.ehloKeywords, ...extra] : [...d.ehloKeywords.slice(0, at), ...extra, ...d.ehloKeywords.slice(at)];
+      const at = base.findIndex((k) => ['ENHANCEDSTATUSCODES', '8BITMIME', 'DSN', 'SMTPUTF8'].includes(k));
+      const keywords = at < 0 ? [...base, ...extra] : [...base.slice(0, at), ...extra, ...base.slice(at)];
       return originalSend.call(this, code, [d.hostname, ...keywords], false);
     }
     const text = data === undefined || data === null ? '' : String(data);

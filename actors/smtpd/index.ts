@@ -7,6 +7,7 @@
  * "250 2.0.0 Ok: queued as ID" only once cleanup's transaction is on disk.
  */
 import * as net from 'node:net';
+import type * as tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { configFromJSON, type Config, type ConfigJSON } from '../../src/config/index.js';
@@ -16,7 +17,8 @@ import { startActor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import type { ClientInfo } from '../../src/queue/types.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
-import { countersOf, formatCounters, installDialect, type Dialect } from './dialect.js';
+import { countersOf, formatCounters, installDialect, smtpConnectionPrototype, type Dialect } from './dialect.js';
+import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls, timeWrapperHandshake, tlsSummary, type TlsSummary } from './tls.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
@@ -43,6 +45,7 @@ let instances = 0;
 const states = new WeakMap<SMTPServerSession, SessionState>();
 
 async function main(): Promise<void> {
+  installTls(await smtpConnectionPrototype());
   await installDialect();
   await installPolicyHooks();
   await installSasl();
@@ -55,7 +58,9 @@ async function main(): Promise<void> {
   });
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  const { addresses } = actor.data.extra as { addresses: ListenAddress[] };
+  const { addresses, ticketKeys } = actor.data.extra as { addresses: ListenAddress[]; ticketKeys?: Uint8Array };
+  // TLS: certificates are read now, so a reload (new smtpd threads) re-reads them.
+  const tlsSettings = smtpdTls(config, (w) => log.warn(w));
   const policy = new SmtpdPolicy(config);
   const namaddr = (session: object): string => {
     const c = states.get(session as SMTPServerSession)?.client;
@@ -78,6 +83,7 @@ async function main(): Promise<void> {
       'PIPELINING',
       ...(sizeLimit > 0 ? [`SIZE ${sizeLimit}`] : ['SIZE']),
       ...(config.getBool('disable_vrfy_command') ? [] : ['VRFY']),
+      ...(tlsSettings.use ? ['STARTTLS'] : []),
       'ENHANCEDSTATUSCODES',
       '8BITMIME',
       'DSN',
@@ -114,6 +120,7 @@ async function main(): Promise<void> {
       queueId: state.envelope === session.envelope ? state.queueId : null,
       where,
       instance: effectsOf(state, session).instance,
+      ...((session as { paTls?: TlsSummary }).paTls ? { tls: (session as { paTls?: TlsSummary }).paTls! } : {}),
     };
   };
   /** Folds a verdict's DISCARD / PREPEND into the transaction; the error to answer, or null. */
@@ -133,8 +140,10 @@ async function main(): Promise<void> {
     name: hostname,
     heloResponse: '%s',
     logger: false,
-    // AUTH is always known, as in a Postfix built with SASL: sasl.ts answers it.
-    disabledCommands: ['STARTTLS'],
+    // AUTH is always known, as in a Postfix built with SASL: sasl.ts answers it; so is
+    // STARTTLS (tls.ts answers it, 502 when TLS is off).
+    disabledCommands: [],
+    ...serverOptions(tlsSettings, ticketKeys ? Buffer.from(ticketKeys) : undefined),
     authOptional: true,
     hideDSN: discardEhlo.has('dsn'),
     hideENHANCEDSTATUSCODES: true,
@@ -177,6 +186,24 @@ async function main(): Promise<void> {
           (err: Error) => callback(policyFailed(err)),
         );
       });
+    },
+
+    ...({
+      // A STARTTLS handshake that failed (the connection closes after this).
+      postactorTlsFailed: (session: SMTPServerSession, err: Error) => {
+        const state = states.get(session);
+        if (!state) return;
+        for (const [level, text] of handshakeFailure(err, `${state.client.name}[${state.client.addr}]`, 'STARTTLS')) log[level](text);
+      },
+    } as object),
+
+    onSecure(socket, session, callback) {
+      clearTimeout((session as { paStarttlsTimer?: NodeJS.Timeout }).paStarttlsTimer);
+      const summary = tlsSummary(socket as tls.TLSSocket, tlsSettings);
+      (session as { paTls?: TlsSummary }).paTls = summary;
+      const state = states.get(session);
+      if (tlsSettings.loglevel >= 1 && state) log.info(establishedLine(summary, `${state.client.name}[${state.client.addr}]`));
+      callback();
     },
 
     onMailFrom(address, session, callback) {
@@ -261,10 +288,12 @@ async function main(): Promise<void> {
           offset += c.length;
         }
         const login = saslLogin(session);
+        const tlsInfo = (session as { paTls?: TlsSummary }).paTls;
         const client: ClientInfo = {
           ...state.client,
           helo: session.hostNameAppearsAs ?? '',
           protocol: protocolOf(session),
+          ...(tlsInfo ? { tls: tlsInfo } : {}),
           ...(login ? { saslMethod: login.method, saslUsername: login.username } : {}),
           ...(login && sasl?.settings.authenticatedHeader ? { authenticatedHeader: true } : {}),
         };
@@ -314,10 +343,32 @@ async function main(): Promise<void> {
     }
   }
 
-  server.on('error', (err) => log.warn(`smtpd: ${err.message}`));
+  timeWrapperHandshake(server, tlsSettings);
+  server.on('error', (err: Error & { meta?: { stage?: string; remoteAddress?: string; message?: string } }) => {
+    // A wrapper-mode handshake that failed: no session was made, so no "connect from" either.
+    const addr = err.meta?.remoteAddress;
+    if (tlsSettings.wrapper && err.meta?.stage === 'connect' && addr !== undefined) {
+      void peerName(addr, peernameLookup).then((name) => {
+        log.info(`connect from ${name}[${addr}]`);
+        for (const [level, text] of handshakeFailure(err, `${name}[${addr}]`, 'CONNECT')) log[level](text);
+        log.info(`disconnect from ${name}[${addr}] commands=0`);
+      });
+      return;
+    }
+    log.warn(`smtpd: ${err.message}`);
+  });
   // The first address uses smtp-server's own listener; each further one is a plain listener
   // that hands its connections to it (its 'connection' handler runs the SMTP session).
   const primary = server.server as net.Server;
+  if (tlsSettings.wrapper && tlsSettings.context === null) {
+    // Wrapper mode without a usable certificate: Postfix's smtpd drops each connection.
+    primary.removeAllListeners('connection');
+    primary.on('connection', (socket: net.Socket) => {
+      const addr = socket.remoteAddress ?? '';
+      socket.destroy();
+      void peerName(addr, peernameLookup).then((name) => log.warn(`Wrapper-mode request dropped from ${name}[${addr}] for service ${config.get('service_name')}. TLS context initialization failed. For details see earlier warnings in your logs.`));
+    });
+  }
   const listeners = addresses.map((_, i) => (i === 0 ? primary : net.createServer((socket) => primary.emit('connection', socket))));
   await Promise.all(addresses.map((a, i) => new Promise<void>((resolve, reject) => {
     const s = listeners[i]!;

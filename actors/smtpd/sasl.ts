@@ -27,6 +27,7 @@ import { maillog } from '../../src/log/maillog.js';
 import { NetworkList } from '../../src/net/networks.js';
 import { AuthUnavailable, DovecotAuth, isBase64, type AuthStep, type Mechanism } from '../../src/sasl/dovecot.js';
 import { smtpConnectionPrototype } from './dialect.js';
+import { smtpdTlsEnforced } from './tls.js';
 
 const log = maillog('smtpd');
 
@@ -125,7 +126,8 @@ export function saslSettings(config: Config, errors: string[]): SaslSettings {
     service: config.get('smtpd_sasl_service').trim(),
     options: securityOptions('smtpd_sasl_security_options', optionsText, errors),
     tlsOptions: securityOptions('smtpd_sasl_tls_security_options', config.get('smtpd_sasl_tls_security_options'), errors),
-    tlsAuthOnly: config.getBool('smtpd_tls_auth_only'),
+    // Postfix forces smtpd_tls_auth_only on when TLS is required (level encrypt, wrapper mode).
+    tlsAuthOnly: config.getBool('smtpd_tls_auth_only') || smtpdTlsEnforced(config),
     brokenClients: config.getBool('broken_sasl_auth_clients'),
     exceptions,
     responseLimit: config.getInt('smtpd_sasl_response_limit'),

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { ConfigImpl, EMBEDDED_DIR, type Config, type ConfigJSON, type Origin, type Setting } from './config.js';
 import { DEFAULTS, splitTransportParam } from './defaults.js';
 import { checkValue, declaration, type Declaration } from './params/registry.js';
+import { REFUSED_VALUES } from './params/support.js';
 import { EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF } from './embedded.js';
 import { ConfigError, configError } from './errors.js';
 import { referencedNames } from './expand.js';
@@ -60,10 +61,19 @@ function sameAsDefault(config: ConfigImpl, d: Declaration, name: string): boolea
  */
 function honesty(config: ConfigImpl, target: ConfigImpl, name: string, raw: string, origin: Origin): void {
   const d = declaration(name);
-  if (d === undefined || d.support === 'implemented') return;
-  if (sameAsDefault(config, d, name)) return;
+  if (d === undefined) return;
   const where = origin.line != null ? `${origin.file}:${origin.line}` : origin.file;
   const shown = `${name} = ${raw}`;
+  if (d.support === 'implemented') {
+    // An implemented parameter with a value Postactor cannot honour (smtp_tls_security_level = dane).
+    const why = REFUSED_VALUES[name]?.[config.get(name).trim().toLowerCase()];
+    if (why !== undefined) {
+      const text = `${where}: ${shown}: not supported by Postactor (${why}); remove it or choose another value`;
+      if (!target.refusals.includes(text)) target.refusals.push(text);
+    }
+    return;
+  }
+  if (sameAsDefault(config, d, name)) return;
   if (d.support === 'refused') {
     const text = `${where}: ${shown}: not supported by Postactor (${d.refusal}); remove it or set it to its default "${d.default}"`;
     if (!target.refusals.includes(text)) target.refusals.push(text);

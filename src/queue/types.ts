@@ -26,11 +26,25 @@ export interface ClientInfo {
   port: number;
   helo: string;
   protocol: 'SMTP' | 'ESMTP' | 'LOCAL';
+  /** The TLS session the message came over (smtpd), for its Received header. */
+  tls?: TlsInfo;
   /** The client's SASL login (smtpd AUTH): Received says "with ESMTPA". */
   saslMethod?: string;
   saslUsername?: string;
   /** smtpd_sasl_authenticated_header: Received names the login ("Authenticated sender: …"). */
   authenticatedHeader?: boolean;
+}
+
+/** What an smtpd TLS session negotiated. */
+export interface TlsInfo {
+  protocol: string;        // TLSv1.3
+  cipher: string;          // TLS_AES_256_GCM_SHA384
+  usebits: number;
+  algbits: number;
+  /** " server-signature RSA-PSS (2048 bits)", or ''. */
+  signature: string;
+  /** smtpd_tls_received_header of the service that received the message. */
+  received: boolean;
 }
 
 export interface MessageMeta {

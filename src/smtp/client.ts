@@ -33,15 +33,32 @@
  * HELO fallback), and after the end of DATA one reply per accepted recipient, in RCPT order,
  * each recipient's own outcome. A host with `path` is a UNIX-domain socket (its addr is the path,
  * for "host[path]" in log texts).
+ *
+ * TLS (deliver()'s `tls` argument, the destination's policy from tls-policy.ts; the handshake
+ * in tls.ts): STARTTLS when the server offers it and the level is may or above, then EHLO
+ * again; at levels above may a server without STARTTLS gets 4.7.4 "TLS is required, but was
+ * not offered by host …", a refused STARTTLS "TLS is required, but host … refused to start
+ * TLS: …", a certificate that does not match 4.7.5 "Server certificate not verified" (after a
+ * polite QUIT). A failed handshake is 4.7.5 "Cannot start TLS: handshake failure", and at
+ * level may the same address is retried at once in plaintext — but only when the message
+ * has waited at least $minimal_backoff_time (`plaintextFallback`), so a first attempt moves
+ * on to the next MX instead (Postfix's PLAINTEXT_FALLBACK_OK_AFTER_STARTTLS_FAILURE). Wrapper
+ * mode (smtp_tls_wrappermode) starts TLS before the greeting. TLS connections are parked and
+ * reused like plaintext ones, but only for deliveries with the same policy: the key of the
+ * cache names the policy (the worker owns the TLS state, as Postfix's tlsproxy does for
+ * smtp_tls_connection_reuse).
  */
 
 import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import type * as tls from 'node:tls';
 
 import { parseReplyLine, enhancedStatusLength, splitEnhanced, replyToString, type SmtpReply } from './reply.js';
 import type { SourceAddresses } from './bind-address.js';
 import { offeredMechanisms, type SaslCredentials } from '../sasl/client.js';
 import { SaslFailure, saslAuthenticate, type SaslClientSettings } from './sasl-auth.js';
+import type { TlsEngine } from './tls.js';
+import { mustMatch, tlsRequired, type TlsPolicy } from './tls-policy.js';
 
 /** The source address could not be bound (not a local address, wrong family). */
 class BindError extends Error {
@@ -73,6 +90,17 @@ export interface DeliveryResult {
   dsn?: boolean;
   /** The failure was decided here, not said by the server (Postfix's DSN_BY_LOCAL_MTA): `reason` alone explains it. */
   local?: boolean;
+  /** A failure that must not count against the destination (a failed handshake at level may). */
+  noThrottle?: boolean;
+}
+
+/** The TLS side of one delivery: the destination's policy and what the TLS checks need. */
+export interface TlsRequest {
+  policy: TlsPolicy;
+  /** The next-hop domain, for "nexthop" / "dot-nexthop" in match lists. */
+  nexthop: string;
+  /** After a failed handshake at level may, retry the same address in plaintext. */
+  plaintextFallback: boolean;
 }
 
 export interface SmtpClientOptions {
@@ -99,6 +127,18 @@ export interface SmtpClientOptions {
   onWarning?: (text: string) => void;
   /** SMTP AUTH to next hops (smtp_sasl_*: sasl-auth.ts); absent = never authenticate. */
   sasl?: SaslClientSettings;
+  /** Informational lines to log (TLS summaries, "Host offered STARTTLS"). */
+  onInfo?: (text: string) => void;
+  /** The TLS engine; without one no STARTTLS is sent and required TLS fails (4.7.5). */
+  tls?: TlsEngine | null;
+  /** ms for the STARTTLS reply and the handshake (smtp_starttls_timeout). */
+  starttlsTimeout?: number;
+  /** smtp_tls_note_starttls_offer: log "Host offered STARTTLS: [host]" at level none. */
+  noteStarttlsOffer?: boolean;
+  /** smtp_tls_wrappermode: TLS from the first byte (port 465). */
+  wrappermode?: boolean;
+  /** "smtp" or "lmtp": parameter names in warnings. */
+  prefix?: 'smtp' | 'lmtp';
 }
 
 export interface SmtpHost {
@@ -189,7 +229,7 @@ class SessionError extends Error {
 interface Reply extends SmtpReply { lines?: string[] }
 
 class Connection {
-  readonly socket: net.Socket;
+  socket: net.Socket;
   readonly key: string;
   private partial = '';
   private multi: string[] | null = null;
@@ -207,15 +247,53 @@ class Connection {
   dsn = false;
   /** Mechanisms of the server's AUTH (and AUTH=) EHLO lines. */
   authMechanisms: string[] = [];
+  starttls = false;
+  /** The TLS session (after STARTTLS or in wrapper mode). */
+  secure = false;
   onIdleTrouble: ((c: Connection) => void) | null = null;
+  private readonly onChunk = (chunk: string) => this.onData(chunk);
+  private readonly onError = (err: Error) => this.fail(new SessionError('lost', err.message));
+  private readonly onClose = () => this.fail(new SessionError('lost', 'connection closed'));
 
   constructor(socket: net.Socket, key: string) {
     this.socket = socket;
     this.key = key;
+    this.attach(socket);
+  }
+
+  private attach(socket: net.Socket): void {
+    this.socket = socket;
     socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => this.onData(chunk));
-    socket.on('error', (err) => this.fail(new SessionError('lost', err.message)));
-    socket.on('close', () => this.fail(new SessionError('lost', 'connection closed')));
+    socket.on('data', this.onChunk);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+  }
+
+  /**
+   * Hands the plaintext socket over for the TLS handshake. Anything the server sent after its
+   * STARTTLS reply is thrown away with it (never read as if it came over TLS).
+   */
+  detach(): net.Socket {
+    const s = this.socket;
+    s.off('data', this.onChunk);
+    s.off('error', this.onError);
+    s.off('close', this.onClose);
+    this.partial = '';
+    this.replies.length = 0;
+    this.multi = null;
+    return s;
+  }
+
+  /** Continues over the TLS socket; the features are read again from the next EHLO. */
+  secured(socket: tls.TLSSocket): void {
+    this.attach(socket);
+    this.secure = true;
+    this.pipelining = false;
+    this.sizeLimit = -1;
+    this.eightBitMime = false;
+    this.smtputf8 = false;
+    this.dsn = false;
+    this.starttls = false;
   }
 
   private onData(chunk: string): void {
@@ -309,6 +387,7 @@ class Connection {
       else if (kw === 'SMTPUTF8') this.smtputf8 = true;
       else if (kw === 'DSN') this.dsn = true;
       else if (kw.startsWith('AUTH ') || kw.startsWith('AUTH=')) this.authMechanisms = offeredMechanisms([...this.authMechanisms.map((m) => `AUTH ${m}`), kw]);
+      else if (kw === 'STARTTLS') this.starttls = true;
       else if (kw === 'SIZE' || kw.startsWith('SIZE ')) {
         const n = Number.parseInt(kw.slice(5), 10);
         this.sizeLimit = Number.isFinite(n) && n > 0 ? n : 0;
@@ -336,7 +415,7 @@ function connectErrorText(err: NodeJS.ErrnoException): string {
 // ---------------------------------------------------------------------------
 // The client.
 
-const enum Stage { Greeting, Ehlo, Helo, Mail, Rcpt, Data, Body, Dot, Auth }
+const enum Stage { Greeting, Ehlo, Helo, Mail, Rcpt, Data, Body, Dot, Starttls, Auth }
 
 const STAGE_TEXT = [
   'receiving the initial server greeting',
@@ -347,13 +426,28 @@ const STAGE_TEXT = [
   'sending DATA command',
   'sending message body',
   'sending end of data -- message may be sent more than once',
+  'receiving the STARTTLS response',
   'performing the SASL authentication',
 ] as const;
 
 /** Thrown inside a session to end it as a site failure with this reply and reason. */
 class SiteFailure {
-  constructor(readonly reply: SmtpReply, readonly reason: string, readonly retryable = false) {}
+  constructor(
+    readonly reply: SmtpReply,
+    readonly reason: string,
+    readonly retryable = false,
+    /** local: decided here (DSN_BY_LOCAL_MTA); noThrottle: not the destination's fault; plaintext: retry this address without TLS. */
+    readonly extra: { local?: boolean; noThrottle?: boolean; plaintext?: boolean } = {},
+  ) {}
 }
+
+/** A failure we decide ourselves (Postfix's SMTP_RESP_FAKE): the reason is the whole story. */
+function localSiteFailure(enhanced: string, text: string, extra: { noThrottle?: boolean; plaintext?: boolean } = {}): SiteFailure {
+  return new SiteFailure({ code: enhanced.startsWith('5') ? 550 : 451, enhanced, text }, text, false, { local: true, ...extra });
+}
+
+/** TLS of one connection attempt: the request, or null for plaintext (level none, or the retry after a failed handshake). */
+type TlsAttempt = TlsRequest | null;
 
 export class SmtpClient {
   private readonly opts: Required<Omit<SmtpClientOptions, 'sasl'>> & Pick<SmtpClientOptions, 'sasl'>;
@@ -362,14 +456,22 @@ export class SmtpClient {
   private closed = false;
 
   constructor(opts: SmtpClientOptions) {
-    this.opts = { idleTimeout: 2000, reuseLimit: 0, reuseTimeLimit: 300_000, lmtp: false, bind: { enforce: false }, onWarning: () => undefined, ...opts };
+    this.opts = {
+      idleTimeout: 2000, reuseLimit: 0, reuseTimeLimit: 300_000, lmtp: false, bind: { enforce: false }, onWarning: () => undefined,
+      onInfo: () => undefined, tls: null, starttlsTimeout: 300_000, noteStarttlsOffer: false, wrappermode: false, prefix: opts.lmtp ? 'lmtp' : 'smtp',
+      ...opts,
+    };
     this.ehloCmd = `${opts.lmtp ? 'LHLO' : 'EHLO'} ${opts.heloName}\r\n`;
   }
 
-  async deliver(hosts: SmtpHost[], envelope: SmtpEnvelope, content: Uint8Array): Promise<DeliveryResult> {
+  async deliver(hosts: SmtpHost[], envelope: SmtpEnvelope, content: Uint8Array, tls: TlsRequest | null = null): Promise<DeliveryResult> {
     let last: DeliveryResult | null = null;
+    if (!this.opts.wrappermode && hosts.some((h) => h.port === 465 && h.path === undefined)) {
+      const p = this.opts.prefix;
+      this.opts.onInfo(`SMTPS wrappermode (TCP port 465) requires setting "${p}_tls_wrappermode = yes", and "${p}_tls_security_level = encrypt" (or stronger)`);
+    }
     for (const h of hosts) {
-      last = await this.attempt(h, envelope, content);
+      last = await this.attempt(h, envelope, content, tls);
       if (last.kind !== 'site-failure' || last.reason?.endsWith(STAGE_TEXT[Stage.Dot])) return last;
     }
     if (last) return last;
@@ -389,26 +491,30 @@ export class SmtpClient {
     await Promise.all(all.map((c) => this.quit(c)));
   }
 
-  private async attempt(h: SmtpHost, env: SmtpEnvelope, content: Uint8Array): Promise<DeliveryResult> {
+  private async attempt(h: SmtpHost, env: SmtpEnvelope, content: Uint8Array, tlsRequest: TlsRequest | null): Promise<DeliveryResult> {
     const t0 = performance.now();
     const result: DeliveryResult = {
       kind: 'sent', recipients: [], remoteHost: h.host, remoteAddr: h.addr, remotePort: h.port,
       timings: { connect: 0, transmit: 0 },
     };
-    for (let round = 0; round < 2; round++) {
+    let tls: TlsAttempt = tlsRequest && tlsRequest.policy.level !== 'none' ? tlsRequest : null;
+    let stale = false;
+    let plain = false;
+    for (;;) {
       let conn: Connection | null = null;
       try {
-        conn = this.takeIdle(h.path ?? `${h.addr}:${h.port}`);
+        const key = cacheKey(h, tls);
+        conn = this.takeIdle(key);
         const reused = conn !== null;
         if (conn === null) {
-          conn = await this.open(h);
+          conn = await this.open(h, key, tls);
           if (env.credentials && this.opts.sasl) {
             const c = conn;
             await saslAuthenticate(c.authMechanisms, h, env.credentials, this.opts.sasl, async (line) => {
               c.write(`${line}\r\n`);
               const r = await this.read(c, h, Stage.Auth, this.opts.heloTimeout);
               return { code: r.code, enhanced: r.enhanced ?? undefined, text: r.text, line: replyToString(r) };
-            }, (text) => this.opts.onWarning(text)).catch((e: unknown) => {
+            }, (text) => this.opts.onWarning(text), c.secure).catch((e: unknown) => {
               throw e instanceof SaslFailure ? new SiteFailure(e.reply, e.reason) : e;
             });
           }
@@ -424,15 +530,18 @@ export class SmtpClient {
       } catch (e) {
         if (conn) conn.fail(new SessionError('lost', 'aborted'));
         if (!(e instanceof SiteFailure)) throw e;
-        if (e.retryable && round === 0) continue;
+        if (e.retryable && !stale) { stale = true; continue; }
+        // Postfix's RETRY_AS_PLAINTEXT: the same address again, TLS off.
+        if (e.extra.plaintext && !plain) { plain = true; tls = null; continue; }
         result.kind = 'site-failure';
         result.reason = e.reason;
         result.recipients = fill(env.recipients.length, e.reply, false);
         result.timings.transmit = performance.now() - t0 - result.timings.connect;
+        if (e.extra.local) result.local = true;
+        if (e.extra.noThrottle) result.noThrottle = true;
         return result;
       }
     }
-    throw new Error('unreachable');
   }
 
   private takeIdle(key: string): Connection | null {
@@ -480,8 +589,8 @@ export class SmtpClient {
     c.fail(new SessionError('lost', 'closed after QUIT'));
   }
 
-  /** Connects by IP, reads the greeting, says EHLO (HELO on 5xx). */
-  private async open(h: SmtpHost): Promise<Connection> {
+  /** Connects by IP, reads the greeting, says EHLO (HELO on 5xx), starts TLS as the policy says. */
+  private async open(h: SmtpHost, key: string, tls: TlsAttempt): Promise<Connection> {
     const where = h.path !== undefined ? `${h.host}[${h.path}]` : `${h.host}[${h.addr}]:${h.port}`;
     const connectFail = (text: string) =>
       new SiteFailure({ code: 421, enhanced: '4.4.1', text: `connect to ${where}: ${text}` }, `connect to ${where}: ${text}`);
@@ -510,33 +619,96 @@ export class SmtpClient {
       if (this.opts.bind.enforce) throw new SiteFailure({ code: 421, enhanced: '4.4.0', text: 'server configuration error' }, 'server configuration error');
       socket = await connect(undefined);
     }
-    const c = new Connection(socket, h.path ?? `${h.addr}:${h.port}`);
+    const c = new Connection(socket, key);
     try {
-      return await this.handshake(c, h);
+      if (this.opts.wrappermode) {
+        // Postfix skips a host at a level below encrypt in wrapper mode (smtp_connect.c).
+        if (tls === null || tls.policy.level === 'invalid' || !tlsRequired(tls.policy.level)) {
+          const p = this.opts.prefix;
+          this.opts.onWarning(`${p}_tls_wrappermode requires "${p}_tls_security_level = encrypt" (or stronger)`);
+          throw localSiteFailure('4.7.0', 'client TLS configuration problem');
+        }
+        await this.startTls(c, h, tls);
+      }
+      return await this.handshake(c, h, tls);
     } catch (e) {
       c.fail(new SessionError('lost', 'handshake failed'));
       throw e;
     }
   }
 
-  private async handshake(c: Connection, h: SmtpHost): Promise<Connection> {
+  private async handshake(c: Connection, h: SmtpHost, tls: TlsAttempt): Promise<Connection> {
     const greeting = await this.read(c, h, Stage.Greeting, this.opts.heloTimeout);
     if (greeting.code !== 220) {
       const code = greeting.code >= 500 ? greeting.code - 100 : greeting.code; // smtp_skip_5xx_greeting
       const reply: SmtpReply = { code: code >= 400 && code < 500 ? code : 421, enhanced: soften(greeting.enhanced), text: greeting.text };
       throw new SiteFailure(reply, `host ${h.host}[${h.addr}] refused to talk to me: ${replyToString(greeting)}`);
     }
+    // A bad policy entry (already warned about) fails after the greeting, as in Postfix.
+    if (tls?.policy.level === 'invalid') throw localSiteFailure('4.7.0', 'client TLS configuration problem');
+    await this.ehlo(c, h);
+    if (!c.secure) await this.negotiateTls(c, h, tls);
+    return c;
+  }
+
+  /** EHLO (LHLO), or HELO after a 5xx to EHLO; the reply's features are kept. */
+  private async ehlo(c: Connection, h: SmtpHost): Promise<void> {
     c.write(this.ehloCmd);
     const ehlo = await this.read(c, h, Stage.Ehlo, this.opts.heloTimeout);
-    if (ehlo.code >= 200 && ehlo.code < 300) { c.parseEhlo(ehlo); return c; }
+    if (ehlo.code >= 200 && ehlo.code < 300) { c.parseEhlo(ehlo); return; }
     if (this.opts.lmtp) throw saidFailure(h, ehlo, 'LHLO');
     if (ehlo.code >= 500) {
       c.write(`HELO ${this.opts.heloName}\r\n`);
       const helo = await this.read(c, h, Stage.Helo, this.opts.heloTimeout);
-      if (helo.code >= 200 && helo.code < 300) return c;
+      if (helo.code >= 200 && helo.code < 300) return;
       throw saidFailure(h, helo, 'HELO');
     }
     throw saidFailure(h, ehlo, 'EHLO');
+  }
+
+  /** STARTTLS when offered and wanted; the failures of a level that requires TLS (smtp_proto.c). */
+  private async negotiateTls(c: Connection, h: SmtpHost, tls: TlsAttempt): Promise<void> {
+    const level = tls === null || tls.policy.level === 'invalid' ? 'none' : tls.policy.level;
+    if (c.starttls && this.opts.noteStarttlsOffer && level === 'none') this.opts.onInfo(`Host offered STARTTLS: [${h.host}]`);
+    const engine = this.opts.tls && this.opts.tls.unavailable === null ? this.opts.tls : null;
+    if (c.starttls && engine !== null && tls !== null && level !== 'none') {
+      c.write('STARTTLS\r\n');
+      const r = await this.read(c, h, Stage.Starttls, this.opts.starttlsTimeout);
+      if (r.code >= 200 && r.code < 300) {
+        await this.startTls(c, h, tls);
+        await this.ehlo(c, h);
+        return;
+      }
+      c.starttls = false;
+      if (tlsRequired(level)) throw new SiteFailure(stripLines(r), `TLS is required, but host ${h.host}[${h.addr}] refused to start TLS: ${replyToString(r)}`);
+      return; // level may: on in plaintext
+    }
+    if (!tlsRequired(level)) return;
+    if (!c.starttls) throw localSiteFailure('4.7.4', `TLS is required, but was not offered by host ${h.host}[${h.addr}]`);
+    if (engine === null) throw localSiteFailure('4.7.5', 'TLS is required, but our TLS engine is unavailable');
+    this.opts.onWarning('smtp_start_tls: TLS is required but unavailable, don\'t know why');
+    throw localSiteFailure('4.7.0', 'TLS is required, but unavailable');
+  }
+
+  /** The TLS handshake on c's socket; the connection continues over TLS or fails. */
+  private async startTls(c: Connection, h: SmtpHost, tls: TlsRequest): Promise<void> {
+    const policy = tls.policy;
+    const engine = this.opts.tls;
+    if (policy.level === 'invalid' || !engine || engine.unavailable !== null) throw localSiteFailure('4.7.5', 'TLS is required, but our TLS engine is unavailable');
+    const namaddr = h.path !== undefined ? `${h.host}[${h.path}]` : `${h.host}[${h.addr}]:${h.port}`;
+    const started = await engine.start(c.detach(), { host: h.host, addr: h.addr, port: h.port, nexthop: tls.nexthop, namaddr }, policy);
+    if (!started.ok) {
+      c.fail(new SessionError('lost', 'TLS handshake failed'));
+      const may = policy.level === 'may';
+      throw localSiteFailure('4.7.5', 'Cannot start TLS: handshake failure', { noThrottle: may, plaintext: may && tls.plaintextFallback && !this.opts.wrappermode });
+    }
+    c.secured(started.socket);
+    if (mustMatch(policy.level) && !started.matched) {
+      // A usable session: say QUIT politely before giving up on this server.
+      c.write('QUIT\r\n');
+      try { await c.read(this.opts.quitTimeout); } catch { /* closing anyway */ }
+      throw localSiteFailure('4.7.5', 'Server certificate not verified');
+    }
   }
 
   /** Reads one reply; a timeout or lost connection becomes a SiteFailure for `stage`. */
@@ -678,6 +850,18 @@ export class SmtpClient {
       if (r.code !== 250) c.fail(new SessionError('lost', 'RSET rejected'));
     } catch { /* connection already failed and will not be parked */ }
   }
+}
+
+/**
+ * The connection cache key: the address, and for TLS the policy the connection was opened
+ * under, so that a session checked for one destination never carries another's mail.
+ */
+function cacheKey(h: SmtpHost, tls: TlsAttempt): string {
+  const where = h.path ?? `${h.addr}:${h.port}`;
+  if (tls === null) return where;
+  const p = tls.policy;
+  if (p.level === 'invalid') return `${where}|invalid`;
+  return `${where}|${p.level}|${mustMatch(p.level) ? tls.nexthop : ''}|${p.match.join(':')}|${p.protocols}|${p.grade}|${p.exclude.join(':')}|${p.servername}`;
 }
 
 function fill(n: number, reply: SmtpReply, ok: boolean): RecipientResult[] {

@@ -8,11 +8,14 @@
  *
  * Behaviour knobs (SinkProfile): per-command reply hooks, greeting (a 4xx/5xx greeting
  * is sent and the connection closed), black hole (never greets), connection limit
- * (421 above it), delay before the end-of-data reply, PIPELINING on/off.
+ * (421 above it), delay before the end-of-data reply, PIPELINING on/off, TLS (STARTTLS
+ * offered, or TLS from the first byte in wrapper mode; each message records whether it came
+ * over TLS).
  */
 
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 
 export interface SinkProfile {
   rcptReply?: (rcpt: string) => string | null;
@@ -30,6 +33,12 @@ export interface SinkProfile {
   dsn?: boolean;
   /** Announce SMTPUTF8 (default true); false plays a next hop without it. */
   smtputf8?: boolean;
+  /**
+   * TLS with this key and certificate (PEM): STARTTLS is offered (starttls: false hides it, a
+   * next hop without STARTTLS; starttlsReply answers it with something else), or with
+   * wrapper: true the session is TLS from the first byte (port 465).
+   */
+  tls?: { key: string | Buffer; cert: string | Buffer; starttls?: boolean; wrapper?: boolean; starttlsReply?: string };
 }
 
 export interface SinkMessage {
@@ -41,6 +50,8 @@ export interface SinkMessage {
   /** The parameters after the address of MAIL FROM and of each accepted RCPT TO (e.g. "NOTIFY=SUCCESS"). */
   mailParams?: string;
   rcptParams?: string[];
+  /** The session's TLS protocol ("TLSv1.3") when the message came over TLS. */
+  tls?: string;
 }
 
 export interface SinkStats { connections: number; messages: number; recipients: number; bytes: number; rejectedRecipients: number }
@@ -80,7 +91,9 @@ export class SmtpSink extends EventEmitter {
   private readonly sockets = new Set<net.Socket>();
   private readonly watchers = new Set<() => void>();
   private readonly ehloReply: string;
+  private readonly ehloReplyTls: string;
   private readonly greeting: string;
+  private readonly context: tls.SecureContext | null;
   private queueId = 0;
 
   constructor(profile: SinkProfile = {}) {
@@ -93,7 +106,11 @@ export class SmtpSink extends EventEmitter {
     ext.push(`SIZE ${SIZE_LIMIT}`, '8BITMIME', 'ENHANCEDSTATUSCODES');
     if (profile.smtputf8 !== false) ext.push('SMTPUTF8');
     if (profile.dsn !== false) ext.push('DSN');
-    this.ehloReply = ext.map((e, i) => `250${i === ext.length - 1 ? ' ' : '-'}${e}\r\n`).join('');
+    const reply = (list: string[]) => list.map((e, i) => `250${i === list.length - 1 ? ' ' : '-'}${e}\r\n`).join('');
+    this.ehloReply = reply(ext);
+    this.context = profile.tls ? tls.createSecureContext({ key: profile.tls.key, cert: profile.tls.cert }) : null;
+    const offer = profile.tls && !profile.tls.wrapper && profile.tls.starttls !== false;
+    this.ehloReplyTls = offer ? reply([...ext, 'STARTTLS']) : this.ehloReply;
     this.server = net.createServer((socket) => this.accept(socket));
   }
 
@@ -139,7 +156,17 @@ export class SmtpSink extends EventEmitter {
   /** @internal */
   nextQueueId(): number { return ++this.queueId; }
 
-  private accept(socket: net.Socket): void {
+  /** @internal A TLS server socket over `socket`. */
+  secure(socket: net.Socket): tls.TLSSocket {
+    const t = new tls.TLSSocket(socket, { isServer: true, secureContext: this.context! });
+    t.on('error', () => t.destroy());
+    this.sockets.add(t);
+    t.on('close', () => this.sockets.delete(t));
+    return t;
+  }
+
+  private accept(plain: net.Socket): void {
+    let socket = plain;
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
@@ -152,10 +179,11 @@ export class SmtpSink extends EventEmitter {
       socket.end('421 4.7.0 Too many connections\r\n');
       return;
     }
+    if (p.tls?.wrapper) socket = this.secure(plain);
     socket.write(this.greeting);
     const c = this.greeting.charCodeAt(0);
     if (c === 52 || c === 53) { socket.end(); return; }
-    new SinkSession(this, p, socket, this.ehloReply);
+    new SinkSession(this, p, socket, this.ehloReplyTls, this.ehloReply);
   }
 }
 
@@ -174,14 +202,41 @@ class SinkSession {
   private dataBytes = 0;
   private paused = false;
   private out = '';
+  private readonly onChunk = (chunk: Buffer) => this.onData(chunk);
 
   constructor(
     private readonly sink: SmtpSink,
     private readonly p: SinkProfile,
-    private readonly socket: net.Socket,
-    private readonly ehloReply: string,
+    private socket: net.Socket,
+    private ehloReply: string,
+    private readonly ehloReplyAfterTls: string,
   ) {
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('data', this.onChunk);
+  }
+
+  /** STARTTLS: "220", then the handshake; what was pipelined after the command is dropped. */
+  private starttls(): void {
+    if (this.socket instanceof tls.TLSSocket || this.ehloReply === this.ehloReplyAfterTls) {
+      this.out += '502 5.5.1 Error: command not implemented\r\n';
+      return;
+    }
+    const custom = this.p.tls?.starttlsReply;
+    if (custom) { this.out += line(custom); return; }
+    this.out += '220 2.0.0 Ready to start TLS\r\n';
+    this.flush();
+    const plain = this.socket;
+    plain.off('data', this.onChunk);
+    this.pending = EMPTY;
+    this.paused = true; // stop processing what is left of this chunk
+    const t = this.sink.secure(plain);
+    this.socket = t;
+    this.ehloReply = this.ehloReplyAfterTls;
+    t.once('secure', () => {
+      this.greeted = false;
+      this.reset();
+      this.paused = false;
+      t.on('data', this.onChunk);
+    });
   }
 
   private onData(chunk: Buffer): void {
@@ -190,6 +245,7 @@ class SinkSession {
   }
 
   private process(): void {
+    const socket = this.socket;
     let buf = this.pending;
     let pos = 0;
     while (pos < buf.length && !this.paused && !this.socket.destroyed) {
@@ -214,7 +270,8 @@ class SinkSession {
       this.command(buf.toString('utf8', pos, end));
       pos = nl + 1;
     }
-    this.pending = pos >= buf.length ? EMPTY : buf.subarray(pos);
+    // After STARTTLS nothing sent in plaintext is kept for the TLS session.
+    this.pending = pos >= buf.length || this.socket !== socket ? EMPTY : buf.subarray(pos);
     buf = EMPTY;
     this.flush();
   }
@@ -265,6 +322,7 @@ class SinkSession {
       case 'RSET': this.reset(); this.out += '250 2.0.0 Ok\r\n'; return;
       case 'NOOP': this.out += '250 2.0.0 Ok\r\n'; return;
       case 'QUIT': this.out += '221 2.0.0 Bye\r\n'; this.flush(); this.socket.end(); return;
+      case 'STARTTLS': return this.starttls();
       default: this.out += '502 5.5.2 Error: command not recognized\r\n';
     }
   }
@@ -322,6 +380,7 @@ class SinkSession {
           sender: this.sender!, recipients: this.recipients, data: Buffer.concat(this.chunks, this.dataBytes),
           remoteAddress: this.socket.remoteAddress ?? '', receivedAt: Date.now(),
           mailParams: this.mailParams, rcptParams: this.rcptParams,
+          ...(this.socket instanceof tls.TLSSocket ? { tls: this.socket.getProtocol() ?? 'TLS' } : {}),
         }
       : null;
     this.chunks = [];

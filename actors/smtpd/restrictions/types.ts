@@ -32,6 +32,8 @@ export interface PolicyRequest {
   where: Where;
   /** Postfix's policy "instance": one value per message transaction. */
   instance?: string;
+  /** The TLS session, when there is one (policy attributes encryption_*). */
+  tls?: { protocol: string; cipher: string; usebits: number };
   /** The SASL login of the session (AUTH), when there is one. */
   saslMethod?: string | null;
   saslUsername?: string | null;

@@ -60,6 +60,14 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'unknown_local_recipient_reject_code', 'unknown_relay_recipient_reject_code',
     'unknown_virtual_alias_reject_code', 'unknown_virtual_mailbox_reject_code',
     'content_filter',
+    // TLS (actors/smtpd/tls.ts).
+    'smtpd_tls_security_level', 'smtpd_use_tls', 'smtpd_enforce_tls', 'smtpd_tls_wrappermode',
+    'smtpd_tls_cert_file', 'smtpd_tls_key_file', 'smtpd_tls_eccert_file', 'smtpd_tls_eckey_file',
+    'smtpd_tls_chain_files', 'smtpd_tls_loglevel', 'smtpd_tls_received_header',
+    'smtpd_starttls_timeout', 'smtpd_tls_protocols', 'smtpd_tls_mandatory_protocols',
+    'smtpd_tls_ciphers', 'smtpd_tls_mandatory_ciphers', 'smtpd_tls_exclude_ciphers',
+    'smtpd_tls_mandatory_exclude_ciphers', 'tls_high_cipherlist', 'tls_medium_cipherlist',
+    'tls_null_cipherlist', 'tls_preempt_cipherlist', 'smtpd_tls_session_cache_timeout',
     // SASL AUTH with Dovecot (actors/smtpd/sasl.ts) and the sender-login restrictions.
     'smtpd_sasl_auth_enable', 'smtpd_sasl_type', 'smtpd_sasl_path', 'smtpd_sasl_service',
     'smtpd_sasl_security_options', 'smtpd_sasl_tls_security_options', 'smtpd_tls_auth_only',
@@ -112,6 +120,14 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtp_helo_name', 'smtp_helo_timeout', 'smtp_host_lookup', 'smtp_mail_timeout',
     'smtp_quit_timeout', 'smtp_rcpt_timeout',
     'smtp_bind_address', 'smtp_bind_address6', 'smtp_bind_address_enforce', 'inet_interfaces', 'inet_protocols',
+    // TLS (src/smtp/tls-policy.ts, tls.ts); minimal_backoff_time: the plaintext retry rule.
+    'smtp_tls_security_level', 'smtp_use_tls', 'smtp_enforce_tls', 'smtp_tls_enforce_peername',
+    'smtp_tls_policy_maps', 'smtp_tls_protocols', 'smtp_tls_mandatory_protocols', 'smtp_tls_ciphers',
+    'smtp_tls_mandatory_ciphers', 'smtp_tls_exclude_ciphers', 'smtp_tls_mandatory_exclude_ciphers',
+    'smtp_tls_verify_cert_match', 'smtp_tls_secure_cert_match', 'smtp_tls_fingerprint_cert_match',
+    'smtp_tls_fingerprint_digest', 'smtp_tls_CAfile', 'smtp_tls_CApath', 'smtp_tls_cert_file',
+    'smtp_tls_key_file', 'smtp_tls_loglevel', 'smtp_tls_note_starttls_offer', 'smtp_tls_wrappermode',
+    'smtp_starttls_timeout', 'smtp_tls_servername', 'minimal_backoff_time',
   ],
   lmtp: [
     'lmtp_sasl_auth_enable', 'lmtp_sasl_type', 'lmtp_sasl_mechanism_filter', 'lmtp_sasl_security_options',
@@ -121,6 +137,13 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'lmtp_data_init_timeout', 'lmtp_data_xfer_timeout', 'lmtp_lhlo_name', 'lmtp_lhlo_timeout',
     'lmtp_mail_timeout', 'lmtp_quit_timeout', 'lmtp_rcpt_timeout',
     'lmtp_bind_address', 'lmtp_bind_address6', 'lmtp_bind_address_enforce',
+    'lmtp_tls_security_level', 'lmtp_use_tls', 'lmtp_enforce_tls', 'lmtp_tls_enforce_peername',
+    'lmtp_tls_policy_maps', 'lmtp_tls_protocols', 'lmtp_tls_mandatory_protocols', 'lmtp_tls_ciphers',
+    'lmtp_tls_mandatory_ciphers', 'lmtp_tls_exclude_ciphers', 'lmtp_tls_mandatory_exclude_ciphers',
+    'lmtp_tls_verify_cert_match', 'lmtp_tls_secure_cert_match', 'lmtp_tls_fingerprint_cert_match',
+    'lmtp_tls_fingerprint_digest', 'lmtp_tls_CAfile', 'lmtp_tls_CApath', 'lmtp_tls_cert_file',
+    'lmtp_tls_key_file', 'lmtp_tls_loglevel', 'lmtp_tls_note_starttls_offer', 'lmtp_tls_wrappermode',
+    'lmtp_starttls_timeout', 'lmtp_tls_servername', 'minimal_backoff_time',
   ],
   local: [
     'alias_maps', 'allow_mail_to_commands', 'allow_mail_to_files', 'command_time_limit',
@@ -148,13 +171,9 @@ const ACCESS = 'command access control is not built: every local user would be a
 /** Refused parameters: name → why its absence weakens security or loses mail. */
 export const REFUSED: Readonly<Record<string, string>> = {
   // TLS: anything that turns encryption on, requires it, or requires a client certificate.
-  smtpd_tls_security_level: TLS, smtpd_use_tls: TLS, smtpd_enforce_tls: TLS,
-  smtpd_tls_wrappermode: TLS, smtpd_tls_req_ccert: TLS,
-  smtp_tls_security_level: TLS, smtp_use_tls: TLS, smtp_enforce_tls: TLS,
-  smtp_tls_policy_maps: TLS, smtp_tls_per_site: TLS, smtp_tls_wrappermode: TLS,
-  smtp_tls_enforce_peername: TLS,
-  lmtp_tls_security_level: TLS, lmtp_use_tls: TLS, lmtp_enforce_tls: TLS,
-  lmtp_tls_policy_maps: TLS, lmtp_tls_per_site: TLS, lmtp_tls_wrappermode: TLS,
+  smtpd_tls_req_ccert: 'TLS client certificates are not built yet: none would be required',
+  // The obsolete per-site table (smtp_tls_policy_maps replaced it) is not read.
+  smtp_tls_per_site: TLS, lmtp_tls_per_site: TLS,
   tlsproxy_enable_rpk: TLS,
   // Milters and other filters that would be skipped.
   smtpd_milters: MILTER, non_smtpd_milters: MILTER, smtpd_milter_maps: MILTER,
@@ -180,6 +199,16 @@ export const REFUSED: Readonly<Record<string, string>> = {
   local_command_shell: 'commands would run under /bin/sh instead of the configured restricted shell',
   // Who may use the local submission and queue commands.
   authorized_submit_users: ACCESS, authorized_mailq_users: ACCESS, authorized_flush_users: ACCESS,
+};
+
+/**
+ * Values of implemented parameters that Postactor cannot honour: refused like a REFUSED
+ * parameter ("main.cf:LINE: name = value: not supported by Postactor (why)…").
+ */
+const DANE = 'DANE needs DNSSEC-validated TLSA lookups, which Postactor\'s resolver (Node\'s) cannot make: mail would go without the DANE check';
+export const REFUSED_VALUES: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  smtp_tls_security_level: { dane: DANE, 'dane-only': DANE },
+  lmtp_tls_security_level: { dane: DANE, 'dane-only': DANE },
 };
 
 /** Postactor's defaults that differ from Postfix 3.8's, with the reason (README lists them). */
