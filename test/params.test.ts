@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 import { needs } from './helpers/peers.js';
 import { declaration, declarations, parameterNames } from '../src/config/params/registry.js';
-import { DIFFERENCES, READERS } from '../src/config/params/support.js';
+import { DIFFERENCES, POSTACTOR_PARAMS, READERS } from '../src/config/params/support.js';
 import { loadConfig } from '../src/config/index.js';
 import { checkConfig } from '../actors/master/index.js';
 import { tempDirs } from './helpers/temp.js';
@@ -60,6 +60,26 @@ test('every parameter declared implemented is read by the code', () => {
       const re = new RegExp(`['"\`$({]${name}['"\`})]|\\$${name}\\b`);
       assert.ok(code.some((f) => re.test(f.text)), `${name} is declared read by ${reader} but no source names it`);
     }
+  }
+});
+
+test('Postactor\'s own parameters: read by the code, listed by postconf -d, marked own in postconf --support', () => {
+  const code = sources();
+  const names = Object.keys(POSTACTOR_PARAMS);
+  assert.ok(names.length > 0);
+  for (const name of names) {
+    assert.ok(code.some((f) => f.text.includes(`'${name}'`)), `${name} is declared but no source names it`);
+    assert.equal(declaration(name)?.support, 'implemented', name);
+  }
+  const d = spawnSync(NODE, [POSTCONF, '-d', ...names], { encoding: 'utf8' });
+  assert.equal(d.status, 0, d.stderr);
+  assert.deepEqual(d.stdout.trim().split('\n'), names.map((n) => `${n} = ${POSTACTOR_PARAMS[n]!.default}`));
+  const r = spawnSync(NODE, [POSTCONF, '--support', ...names], { encoding: 'utf8' });
+  const j = JSON.parse(r.stdout) as Record<string, { support: string; own?: boolean; postfix_default?: string; readers?: string[] }>;
+  for (const name of names) {
+    assert.equal(j[name]!.own, true, name);
+    assert.equal(j[name]!.postfix_default, undefined, name);
+    assert.deepEqual(j[name]!.readers, POSTACTOR_PARAMS[name]!.readers);
   }
 });
 

@@ -18,6 +18,8 @@ import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { formatDelays, logDelivery, smtpEnvelope } from './log.js';
 import { agentTls, requestTls, type AgentTls } from './tls.js';
+import { applyMtaSts, stsAgent, stsTls } from './mta-sts.js';
+import type { MtaSts } from '../../src/mta-sts/index.js';
 
 interface State {
   /** SMTP AUTH to next hops (smtp_sasl_*), null when off. */
@@ -25,6 +27,8 @@ interface State {
   store: QueueStore;
   client: SmtpClient;
   resolver: NextHopResolver;
+  /** MTA-STS (smtp_tls_mta_sts), null when off. */
+  sts: MtaSts | null;
   log: Logger;
   tls: AgentTls;
   service: string;
@@ -45,8 +49,14 @@ function init(): State {
   const bind = sourceAddresses(config, 'smtp');
   if (typeof bind === 'string') throw new Error(bind);
   const tls = agentTls(config, 'smtp', log);
+  const store = QueueStore.open(queueDirectory(config));
+  const resolver = new NextHopResolver({
+    servers: resolverServersFromEnv(),
+    hostLookup: parseHostLookup(config.get('smtp_host_lookup')),
+    disableDns: config.getBool('disable_dns_lookups'),
+  });
   return {
-    store: QueueStore.open(queueDirectory(config)),
+    store,
     client: new SmtpClient({
       heloName: config.get('smtp_helo_name'),
       connectTimeout: ms('smtp_connect_timeout'),
@@ -66,11 +76,8 @@ function init(): State {
       ...tls.client,
     }),
     sasl,
-    resolver: new NextHopResolver({
-      servers: resolverServersFromEnv(),
-      hostLookup: parseHostLookup(config.get('smtp_host_lookup')),
-      disableDns: config.getBool('disable_dns_lookups'),
-    }),
+    resolver,
+    sts: stsAgent(config, store, resolver, log),
     log,
     tls,
     service: data.service,
@@ -89,13 +96,18 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
     logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
     return { queueId: req.queueId, outcomes };
   }
-  const resolved = withoutSelf(s, req.nexthop, await s.resolver.resolve(req.nexthop));
+  let resolved = withoutSelf(s, req.nexthop, await s.resolver.resolve(req.nexthop));
+  // MTA-STS may drop MX hosts (or all of them: 4.7.5), and an enforce policy raises TLS to
+  // level secure for the MX host names.
+  let requireSecure = false;
+  if (s.sts !== null) ({ resolved, requireSecure } = await applyMtaSts(s.sts, req.queueId, req.nexthop, resolved, s.log));
   if (!resolved.ok) {
     const outcomes = req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: resolved.temporary ? 'deferred' : 'bounced', dsn: resolved.dsn, reason: resolved.reason, relay: 'none' }));
     logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
     return { queueId: req.queueId, outcomes, ...(resolved.temporary ? { siteFailure: resolved.reason } : {}) };
   }
-  const tls = await requestTls(s.tls, req, req.nexthop, parseNexthop(req.nexthop)?.name ?? req.nexthop);
+  let tls = await requestTls(s.tls, req, req.nexthop, parseNexthop(req.nexthop)?.name ?? req.nexthop);
+  if (requireSecure) tls = stsTls(tls, s.tls.settings);
   const env = smtpEnvelope(req, content.length);
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
   const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, content, tls);

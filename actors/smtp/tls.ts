@@ -31,8 +31,9 @@ export interface AgentTls {
 export function agentTls(config: Config, prefix: 'smtp' | 'lmtp', log: Logger): AgentTls {
   const settings = tlsSettings(config, prefix);
   const timeout = settings.starttlsTimeout * 1000;
-  // No engine when nothing can ever want TLS: level none and no policy table.
-  const wanted = settings.level !== 'none' || settings.policyMaps.length > 0 || settings.wrappermode;
+  // No engine when nothing can ever want TLS: level none, no policy table, no MTA-STS.
+  const wanted = settings.level !== 'none' || settings.policyMaps.length > 0 || settings.wrappermode ||
+    (prefix === 'smtp' && config.getBool('smtp_tls_mta_sts'));
   const engine = wanted
     ? new TlsEngine({
         CAfile: settings.CAfile, CApath: settings.CApath, certFile: settings.certFile, keyFile: settings.keyFile,

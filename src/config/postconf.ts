@@ -443,8 +443,12 @@ export interface SupportEntry {
   refusal?: string;
   type: string;
   default: string;
-  postfix_default: string;
+  /** Absent for Postactor's own parameters (Postfix has no such name). */
+  postfix_default?: string;
   difference?: string;
+  /** Postactor's own parameter: always true when present. */
+  own?: true;
+  description?: string;
 }
 
 /** What Postactor does with the named parameters (all declared ones when none is named). */
@@ -457,7 +461,9 @@ export function supportTable(names: readonly string[]): { table: Record<string, 
       unknown.push(name);
       continue;
     }
-    const e: SupportEntry = { support: d.support, type: d.type, default: d.default, postfix_default: d.postfixDefault };
+    const e: SupportEntry = d.own !== undefined
+      ? { support: d.support, own: true, description: d.own, type: d.type, default: d.default }
+      : { support: d.support, type: d.type, default: d.default, postfix_default: d.postfixDefault };
     if (d.readers.length > 0) e.readers = d.readers;
     if (d.refusal !== undefined) e.refusal = d.refusal;
     if (d.difference !== undefined) e.difference = d.difference;

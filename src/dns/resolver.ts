@@ -21,6 +21,9 @@
  *   POSTACTOR_DNS_SERVERS=127.0.0.1:5353,[::1]:53
  *
  * and pass `servers: resolverServersFromEnv()` to NextHopResolver.
+ *
+ * txt(name) looks up TXT records on the same name servers (MTA-STS's _mta-sts.<domain>); it is
+ * not cached here: its caller keeps what it derives from the answer.
  */
 
 import { promises as dnsp } from 'node:dns';
@@ -77,7 +80,7 @@ export function resolverServersFromEnv(env: NodeJS.ProcessEnv = process.env): st
 }
 
 /** Outcome of one lookup: records, NODATA, NXDOMAIN or a temporary failure. */
-type Lookup<T> = { kind: 'ok'; records: T[] } | { kind: 'nodata' } | { kind: 'nxdomain' } | { kind: 'temp' };
+export type Lookup<T> = { kind: 'ok'; records: T[] } | { kind: 'nodata' } | { kind: 'nxdomain' } | { kind: 'temp' };
 
 const LOCALHOST: readonly string[] = ['127.0.0.1', '::1'];
 
@@ -167,6 +170,19 @@ export class NextHopResolver {
       void result.then((r) => { entry.ties = r.ok && hasTies(r.hosts); });
     }
     return result;
+  }
+
+  /**
+   * The TXT records of `name`, each record's character strings joined into one text (as
+   * RFC 7208 and RFC 8461 read a record split into 255-byte strings).
+   */
+  async txt(name: string): Promise<Lookup<string>> {
+    try {
+      const records = await this.resolver.resolveTxt(name);
+      return records.length > 0 ? { kind: 'ok', records: records.map((chunks) => chunks.join('')) } : { kind: 'nodata' };
+    } catch (e) {
+      return { kind: classify(e) };
+    }
   }
 
   /** Forgets cached results (all, or one nexthop). */

@@ -7,6 +7,8 @@
  *   queues   [queue name, queue ID] → true        (which messages each queue holds)
  *   due      [next attempt ms, queue ID] → true   (deferred messages by next attempt: a scan is a range)
  *   logs     [queue ID, bounce|defer|trace] → StatusRecord[]   (Postfix's bounce/, defer/, trace/ logs)
+ *   mta-sts  policy domain → StsPolicyRecord   (fetched MTA-STS policies: every smtp thread shares
+ *            them and they survive a restart, as RFC 8461 wants a policy kept for its max_age)
  *
  * Every state change is one transaction, so there is no moment at which a message is in two
  * queues or in none. The environment is opened with `overlappingSync: false`: a write's promise
@@ -18,7 +20,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import type { LogKind, MessageMeta, QueueName, StatusRecord } from './types.js';
+import type { LogKind, MessageMeta, QueueName, StatusRecord, StsPolicyRecord } from './types.js';
 
 export * from './types.js';
 
@@ -68,6 +70,7 @@ export class QueueStore {
   private readonly queues: Database<true, Key>;
   private readonly due: Database<true, Key>;
   private readonly statusLogs: Database<StatusRecord[], Key>;
+  private readonly stsPolicies: Database<StsPolicyRecord, string>;
 
   private constructor(readonly directory: string, options: StoreOptions) {
     // queue_directory: others may traverse it (to reach maildrop/) but not list it; the
@@ -85,6 +88,7 @@ export class QueueStore {
     this.queues = this.root.openDB<true, Key>('queues', {});
     this.due = this.root.openDB<true, Key>('due', {});
     this.statusLogs = this.root.openDB<StatusRecord[], Key>('logs', {});
+    this.stsPolicies = this.root.openDB<StsPolicyRecord, string>('mta-sts', {});
     if (!options.readOnly) {
       for (const file of ['queue.lmdb', 'queue.lmdb-lock']) {
         try {
@@ -96,6 +100,16 @@ export class QueueStore {
 
   static open(directory: string, options: StoreOptions = {}): QueueStore {
     return new QueueStore(directory, options);
+  }
+
+  /** The cached MTA-STS policy of a domain (lower case), if any; expiry is the caller's rule. */
+  stsPolicy(domain: string): StsPolicyRecord | undefined {
+    return this.stsPolicies.get(domain);
+  }
+
+  /** Caches (replaces) a domain's MTA-STS policy; resolves once it is on disk. */
+  async putStsPolicy(domain: string, policy: StsPolicyRecord): Promise<void> {
+    await this.stsPolicies.put(domain, policy);
   }
 
   /** Writes a new message into `meta.queue` (incoming or hold): envelope and content in one commit. */

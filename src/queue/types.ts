@@ -114,3 +114,16 @@ export interface StatusRecord {
   /** When the outcome was recorded, ms since the epoch. */
   time: number;
 }
+
+/** An MTA-STS policy (RFC 8461) as cached in the queue store's mta-sts database. */
+export interface StsPolicyRecord {
+  /** The id of the _mta-sts TXT record the policy was fetched under. */
+  id: string;
+  mode: 'enforce' | 'testing' | 'none';
+  /** The policy's mx: patterns, lower case ("mail.example.com", "*.example.net"). */
+  mx: string[];
+  /** max_age, in seconds. */
+  maxAge: number;
+  /** When it was fetched (ms since the epoch): it is valid until fetched + maxAge. */
+  fetched: number;
+}

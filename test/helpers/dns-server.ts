@@ -3,7 +3,8 @@
  * for tests of the MX resolver. Names are matched case-insensitively without the
  * trailing dot. Unknown names get NXDOMAIN, names marked `servfail` get SERVFAIL,
  * known names without records of the asked type get an empty NOERROR (NODATA).
- * Every question is recorded in `queries`, so tests can tell a cache hit.
+ * Every question is recorded in `queries`, so tests can tell a cache hit. The zone object is
+ * read at each question, so a test may change records while the server runs.
  */
 
 import dns2, { Packet } from 'dns2';
@@ -12,6 +13,8 @@ export interface ZoneEntry {
   MX?: { exchange: string; priority: number }[];
   A?: string[];
   AAAA?: string[];
+  /** TXT records, each one string (split into 255-byte character strings on the wire). */
+  TXT?: string[];
   servfail?: boolean;
 }
 export type Zone = Record<string, ZoneEntry>;
@@ -29,11 +32,11 @@ const RCODE_SERVFAIL = 2;
 const RCODE_NXDOMAIN = 3;
 type Answer = InstanceType<typeof Packet>['answers'][number];
 
-const TYPE_NAMES: Record<number, string> = { [Packet.TYPE.A]: 'A', [Packet.TYPE.AAAA]: 'AAAA', [Packet.TYPE.MX]: 'MX' };
+const TYPE_NAMES: Record<number, string> = { [Packet.TYPE.A]: 'A', [Packet.TYPE.AAAA]: 'AAAA', [Packet.TYPE.MX]: 'MX', [Packet.TYPE.TXT]: 'TXT' };
 
 export async function startDnsServer(zone: Zone): Promise<TestDnsServer> {
-  const lower: Zone = {};
-  for (const [k, v] of Object.entries(zone)) lower[k.toLowerCase().replace(/\.$/, '')] = v;
+  const find = (name: string): ZoneEntry | undefined =>
+    Object.entries(zone).find(([k]) => k.toLowerCase().replace(/\.$/, '') === name)?.[1];
   const queries: { name: string; type: string }[] = [];
   const udp = dns2.createUDPServer((request, send) => {
     const response = Packet.createResponseFromRequest(request);
@@ -42,12 +45,17 @@ export async function startDnsServer(zone: Zone): Promise<TestDnsServer> {
       const name = q.name.toLowerCase().replace(/\.$/, '');
       const type = TYPE_NAMES[q.type] ?? String(q.type);
       queries.push({ name, type });
-      const entry = lower[name];
+      const entry = find(name);
       if (!entry) { response.header.rcode = RCODE_NXDOMAIN; continue; }
       if (entry.servfail) { response.header.rcode = RCODE_SERVFAIL; continue; }
       if (type === 'MX') {
         for (const mx of entry.MX ?? []) {
           response.answers.push({ name: q.name, type: Packet.TYPE.MX, class: Packet.CLASS.IN, ttl: 60, exchange: mx.exchange, priority: mx.priority } as unknown as Answer);
+        }
+      } else if (type === 'TXT') {
+        for (const text of entry.TXT ?? []) {
+          const data = text.match(/[^]{1,255}/g) ?? [''];
+          response.answers.push({ name: q.name, type: Packet.TYPE.TXT, class: Packet.CLASS.IN, ttl: 60, data } as unknown as Answer);
         }
       } else if (type === 'A' || type === 'AAAA') {
         for (const address of entry[type] ?? []) {

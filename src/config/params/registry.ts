@@ -1,6 +1,7 @@
 /**
  * The parameter registry: one declaration per parameter, joining Postfix's facts (postfix.ts)
- * with what Postactor does with each (support.ts). Everything else asks here: the defaults
+ * with what Postactor does with each (support.ts), plus Postactor's own parameters
+ * (support.ts POSTACTOR_PARAMS: no Postfix default, `own` set). Everything else asks here: the defaults
  * table, the loader's validation and honesty rules, and postconf.
  *
  *   declaration(name)   the declaration of a built-in name, or undefined
@@ -9,7 +10,7 @@
  */
 
 import { POSTFIX_PARAMS, type ParamType } from './postfix.js';
-import { DIFFERENCES, FIXED, READERS, REFUSED, WORDS } from './support.js';
+import { DIFFERENCES, FIXED, POSTACTOR_PARAMS, READERS, REFUSED, WORDS } from './support.js';
 
 export type { ParamType } from './postfix.js';
 export type TimeUnit = 's' | 'm' | 'h' | 'd' | 'w';
@@ -22,8 +23,10 @@ export interface Declaration {
   type: ParamType;
   /** Postactor's default (unexpanded). */
   default: string;
-  /** Postfix 3.8's default, as `postconf -d` prints it. */
+  /** Postfix 3.8's default, as `postconf -d` prints it ('' for Postactor's own). */
   postfixDefault: string;
+  /** Postactor's own parameter (Postfix has no such name): what it does. */
+  own?: string;
   /** Why Postactor's default differs, when it does. */
   difference?: string;
   /** Default unit of a time parameter. */
@@ -75,6 +78,16 @@ for (const [name, p] of Object.entries(POSTFIX_PARAMS)) {
   if (d.support === 'refused') d.refusal = REFUSED[name]!;
   if (Object.hasOwn(FIXED, name)) d.fixed = FIXED[name]!;
   if (Object.hasOwn(WORDS, name)) d.words = WORDS[name]!;
+  DECLARATIONS.set(name, d);
+}
+for (const [name, p] of Object.entries(POSTACTOR_PARAMS)) {
+  // A name Postfix has would make `postconf -d` lie about Postfix: a bug in the table.
+  if (DECLARATIONS.has(name)) throw new Error(`${name}: Postactor's own parameter has a Postfix name`);
+  const d: Declaration = {
+    name, type: p.type, default: p.default, postfixDefault: '', own: p.description,
+    support: 'implemented', readers: p.readers, legacy: false, computed: false,
+  };
+  if (p.type === 'time') d.unit = unitOf(p.default);
   DECLARATIONS.set(name, d);
 }
 

@@ -13,6 +13,9 @@
  *    in the README).
  *  - FIXED: parameters whose behaviour Postactor has built in one way only; setting that value
  *    is silent, another is treated by the rules above.
+ *  - POSTACTOR_PARAMS: Postactor's own parameters, which Postfix does not have (type, default,
+ *    readers). `postconf -d` lists them beside Postfix's; `postconf --support` marks them
+ *    "own": true. Their names must not be Postfix's.
  *
  * How a parameter is put in REFUSED: it is refused when Postfix, given the setting, would
  * encrypt, authenticate, filter, limit or restrict something that Postactor would then let
@@ -21,6 +24,8 @@
  * on for safety are warned. As each issue implements a parameter, it moves from REFUSED (or the
  * warned rest) into READERS.
  */
+
+import type { ParamType } from './postfix.js';
 
 /** Postactor's services (actor folders) and shared parts, each with the parameters it reads. */
 export const READERS: Readonly<Record<string, readonly string[]>> = {
@@ -249,4 +254,24 @@ export const WORDS: Readonly<Record<string, readonly string[]>> = {
   smtp_sasl_security_options: SASL_OPTIONS, smtp_sasl_tls_security_options: SASL_OPTIONS,
   lmtp_sasl_security_options: SASL_OPTIONS, lmtp_sasl_tls_security_options: SASL_OPTIONS,
   masquerade_classes: ['envelope_sender', 'envelope_recipient', 'header_sender', 'header_recipient'],
+};
+
+/** One of Postactor's own parameters: Postfix has no such name. */
+export interface OwnParam {
+  type: ParamType;
+  default: string;
+  /** Postactor services that read it (as in READERS). */
+  readers: readonly string[];
+  /** What it does, in one sentence (`postconf --support` prints it). */
+  description: string;
+}
+
+/** Postactor's own parameters, each implemented by its readers. */
+export const POSTACTOR_PARAMS: Readonly<Record<string, OwnParam>> = {
+  smtp_tls_mta_sts: {
+    type: 'bool',
+    default: 'no',
+    readers: ['smtp'],
+    description: 'MTA-STS (RFC 8461): look up and enforce the next-hop domain\'s published policy on MX deliveries (Postfix needs an external policy server for this)',
+  },
 };
