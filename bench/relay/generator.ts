@@ -51,6 +51,8 @@ export interface GeneratorOptions {
   heloName: string;
   /** STARTTLS after EHLO, then EHLO again (smtp-source -S?); certificates are not verified. */
   tls: boolean;
+  /** With tls: offer the last TLS session (ticket) again, so the handshakes are resumptions. */
+  tlsResume: boolean;
 }
 
 export const GENERATOR_DEFAULTS: GeneratorOptions = {
@@ -68,6 +70,7 @@ export const GENERATOR_DEFAULTS: GeneratorOptions = {
   socketTimeoutMs: 60_000,
   heloName: 'bench-generator.localdomain',
   tls: false,
+  tlsResume: false,
 };
 
 export interface LatencySummary {
@@ -162,6 +165,10 @@ export function buildPayload(o: Pick<GeneratorOptions, 'from' | 'to' | 'size'>):
 
 export class LoadGenerator {
   readonly opts: GeneratorOptions;
+  /** --tls-resume: the last TLS session a server gave us. */
+  tlsSession: Buffer | null = null;
+  /** Handshakes that resumed a session. */
+  tlsResumed = 0;
   accepted = 0;
   failed = 0;
   unfinished = 0;
@@ -359,7 +366,11 @@ class Session {
   private startTls(raw: net.Socket): void {
     for (const ev of ['data', 'timeout', 'error', 'close']) raw.removeAllListeners(ev);
     this.pending = null;
-    const ts = tls.connect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' });
+    const g = this.g;
+    const session = g.opts.tlsResume ? g.tlsSession : null;
+    const ts = tls.connect({ socket: raw, rejectUnauthorized: false, servername: 'localhost', ...(session ? { session } : {}) });
+    if (g.opts.tlsResume) ts.on('session', (sess: Buffer) => { g.tlsSession = sess; });
+    ts.once('secureConnect', () => { if (ts.isSessionReused()) g.tlsResumed++; });
     this.attach(ts);
     ts.once('secureConnect', () => {
       this.secure = true;
@@ -528,6 +539,7 @@ async function main(): Promise<void> {
       reuse: { type: 'boolean', short: 'd', default: false },
       'time-limit': { type: 'string', default: '300' },
       tls: { type: 'boolean', default: false },
+      'tls-resume': { type: 'boolean', default: false },
     },
   });
   const { host, port } = parseHostPort(values.target);
@@ -543,7 +555,8 @@ async function main(): Promise<void> {
     unique: values.unique,
     reuse: values.reuse,
     timeLimitMs: Number(values['time-limit']) * 1000,
-    tls: values.tls,
+    tls: values.tls || values['tls-resume'],
+    tlsResume: values['tls-resume'],
   });
   process.once('SIGINT', () => g.stop());
   const r = await g.run();

@@ -32,11 +32,15 @@
  *   --smtp-threads N          … for smtp and relay [2]
  *   --postactor-entry FILE    Postactor entry point to run [dist/bin/postactor.js]
  *   --keep                    keep the MTAs' temp directories (logs) after each run
+ *   --tls                     STARTTLS on both legs (generator → MTA → sink), both MTAs at
+ *                             smtpd/smtp_tls_security_level = may with one openssl certificate
+ *   --tls-resume              --tls, and the generator resumes its last TLS session each time
  *   --json FILE               where to write the results [bench/results/relay-<timestamp>.json]
  *
  * Figures: accepted/s = accepted messages ÷ (first connect → last 250 after DATA);
  * delivered/s = messages that reached the sink ÷ (first connect → the sink counted the last one);
- * latency = per message, connect → 250 after DATA (p50/p99, ms).
+ * latency = per message, connect → 250 after DATA (p50/p99, ms); cpu ms/msg = the MTA's CPU time
+ * (all threads or processes, from /proc) over the run ÷ delivered messages.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -49,6 +53,7 @@ import { startPostactor } from './postactor.js';
 import { PostfixNotInstalled, postfixVersion, startPostfix } from './postfix.js';
 import { SinkThread, type SinkSnapshot } from './sink.js';
 import { benchCertificate, tlsMainCf, type BenchTls } from './tls.js';
+import { mtaCpuSeconds } from './cpu.js';
 
 interface Config {
   mtas: string[];
@@ -72,6 +77,8 @@ interface Config {
   json: string;
   /** --tls: STARTTLS on both legs (generator → MTA, MTA → sink); the key and certificate used. */
   tls: BenchTls | null;
+  /** --tls-resume: the generator resumes TLS sessions (tickets) instead of full handshakes. */
+  tlsResume: boolean;
 }
 
 interface RunRecord {
@@ -88,6 +95,10 @@ interface RunRecord {
   /** First connect → the sink counted the last message. */
   endToEndMs: number | null;
   deliveredPerSec: number | null;
+  /** The MTA's CPU time (all its threads or processes) per delivered message, ms. */
+  cpuMsPerMessage: number | null;
+  /** --tls: the generator's handshakes that resumed a session. */
+  tlsResumed: number | null;
   /** Every accepted message reached the sink. */
   complete: boolean;
   timedOut: boolean;
@@ -117,6 +128,7 @@ function parseConfig(argv: string[]): Config {
       'postactor-entry': { type: 'string' },
       keep: { type: 'boolean', default: false },
       tls: { type: 'boolean', default: false },
+      'tls-resume': { type: 'boolean', default: false },
       json: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -157,7 +169,8 @@ function parseConfig(argv: string[]): Config {
     postactorEntry: values['postactor-entry'] ? path.resolve(values['postactor-entry']) : undefined,
     keep: values.keep,
     json: values.json ?? path.join(REPO_ROOT, 'bench/results', `relay-${stamp}.json`),
-    tls: values.tls ? benchCertificate() : null,
+    tls: values.tls || values['tls-resume'] ? benchCertificate() : null,
+    tlsResume: values['tls-resume'],
   };
 }
 
@@ -217,7 +230,7 @@ async function startMta(name: string, cfg: Config, sinkPort: number): Promise<Mt
 async function measure(mtaName: string, runNo: number, cfg: Config, withSink: boolean): Promise<RunRecord> {
   const rec: RunRecord = {
     mta: mtaName, run: runNo, version: '', startedAt: new Date().toISOString(), loadavg: os.loadavg(),
-    error: null, generator: null, sink: null, delivered: null, endToEndMs: null, deliveredPerSec: null,
+    error: null, generator: null, sink: null, delivered: null, endToEndMs: null, deliveredPerSec: null, cpuMsPerMessage: null, tlsResumed: null,
     complete: false, timedOut: false, interrupted: false,
   };
   const deadline = Date.now() + cfg.timeoutMs;
@@ -243,8 +256,10 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
       reuse: cfg.reuse,
       timeLimitMs: Math.max(1000, deadline - Date.now()),
       tls: cfg.tls !== null,
+      tlsResume: cfg.tlsResume,
     });
     currentGenerator = g;
+    const cpu0 = mtaCpuSeconds(mta);
     const t0 = nowAbs();
     const line = (phase: string): string => {
       const s = sink?.snapshot();
@@ -261,6 +276,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
       currentGenerator = null;
     }
     rec.generator = r;
+    if (cfg.tls) rec.tlsResumed = g.tlsResumed;
     rec.timedOut = r.timedOut;
     // Drain: until the sink has every accepted message, the run's deadline, a stall, or Ctrl-C.
     if (sink) {
@@ -279,6 +295,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
     ticker = undefined;
     rec.interrupted = interrupted;
     progressDone(line(interrupted ? 'interrupted' : rec.timedOut ? 'timed out' : 'done'));
+    const cpu1 = mtaCpuSeconds(mta);
     if (sink) {
       const s = sink.snapshot();
       rec.sink = s;
@@ -288,6 +305,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
         rec.endToEndMs = s.lastMessageAt - r.firstConnectAt;
         rec.deliveredPerSec = rec.endToEndMs > 0 ? (rec.delivered * 1000) / rec.endToEndMs : null;
       }
+      if (cpu0 !== null && cpu1 !== null && rec.delivered > 0) rec.cpuMsPerMessage = ((cpu1 - cpu0) * 1000) / rec.delivered;
     }
   } catch (err) {
     progressDone();
@@ -319,6 +337,7 @@ interface Summary {
   endToEndMs: number | null;
   latencyP50Ms: number | null;
   latencyP99Ms: number | null;
+  cpuMsPerMessage: number | null;
   failed: number;
   incompleteRuns: number;
 }
@@ -334,6 +353,7 @@ function summarizeMta(mta: string, recs: RunRecord[]): Summary {
     endToEndMs: median(ok.flatMap((r) => (r.endToEndMs === null ? [] : [r.endToEndMs]))),
     latencyP50Ms: median(ok.map((r) => r.generator!.latency.p50)),
     latencyP99Ms: median(ok.map((r) => r.generator!.latency.p99)),
+    cpuMsPerMessage: median(ok.flatMap((r) => (r.cpuMsPerMessage === null ? [] : [r.cpuMsPerMessage]))),
     failed: ok.reduce((a, r) => a + r.generator!.failed + r.generator!.unfinished, 0),
     incompleteRuns: recs.filter((r) => !r.complete || r.interrupted).length,
   };
@@ -344,12 +364,13 @@ function fmt(v: number | null | undefined, digits = 1): string {
 }
 
 function printTable(mta: string, recs: RunRecord[], sum: Summary, cfg: Config): void {
-  const head = ['run', 'accepted', 'failed', 'accepted/s', 'delivered', 'delivered/s', 'e2e s', 'p50 ms', 'p99 ms', 'note'];
+  const head = ['run', 'accepted', 'failed', 'accepted/s', 'delivered', 'delivered/s', 'e2e s', 'p50 ms', 'p99 ms', 'cpu ms/msg', 'note'];
   const rows: string[][] = recs.map((r) => {
     const g = r.generator;
     const note = r.error
       ? `error: ${r.error.split('\n')[0]!.slice(0, 60)}`
-      : r.interrupted ? 'interrupted' : !r.complete ? (r.timedOut ? 'timed out' : 'incomplete') : '';
+      : r.interrupted ? 'interrupted' : !r.complete ? (r.timedOut ? 'timed out' : 'incomplete')
+      : r.tlsResumed !== null ? `TLS, ${r.tlsResumed} resumed` : '';
     return [
       String(r.run),
       g ? String(g.accepted) : '-',
@@ -360,12 +381,14 @@ function printTable(mta: string, recs: RunRecord[], sum: Summary, cfg: Config): 
       fmt(r.endToEndMs === null ? null : r.endToEndMs / 1000, 2),
       fmt(g?.latency.p50, 2),
       fmt(g?.latency.p99, 2),
+      fmt(r.cpuMsPerMessage, 2),
       note,
     ];
   });
   rows.push([
     'median', '', String(sum.failed), fmt(sum.acceptedPerSec), '', fmt(sum.deliveredPerSec),
     fmt(sum.endToEndMs === null ? null : sum.endToEndMs / 1000, 2), fmt(sum.latencyP50Ms, 2), fmt(sum.latencyP99Ms, 2),
+    fmt(sum.cpuMsPerMessage, 2),
     sum.incompleteRuns ? `${sum.incompleteRuns} incomplete run(s)` : '',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -431,11 +454,16 @@ async function main(): Promise<void> {
   }
   const pa = summaries.find((s) => s.mta === 'postactor');
   const pf = summaries.find((s) => s.mta === 'postfix');
-  let ratio: { acceptedPerSec: number | null; deliveredPerSec: number | null } | null = null;
+  let ratio: { acceptedPerSec: number | null; deliveredPerSec: number | null; cpuMsPerMessage: number | null } | null = null;
   if (pa && pf) {
     const div = (a: number | null, b: number | null): number | null => (a !== null && b !== null && b > 0 ? a / b : null);
-    ratio = { acceptedPerSec: div(pa.acceptedPerSec, pf.acceptedPerSec), deliveredPerSec: div(pa.deliveredPerSec, pf.deliveredPerSec) };
-    console.log(`\nPostactor/Postfix (medians): accepted/s ×${fmt(ratio.acceptedPerSec, 2)}, delivered/s ×${fmt(ratio.deliveredPerSec, 2)}`);
+    ratio = {
+      acceptedPerSec: div(pa.acceptedPerSec, pf.acceptedPerSec),
+      deliveredPerSec: div(pa.deliveredPerSec, pf.deliveredPerSec),
+      cpuMsPerMessage: div(pa.cpuMsPerMessage, pf.cpuMsPerMessage),
+    };
+    console.log(`\nPostactor/Postfix (medians): accepted/s ×${fmt(ratio.acceptedPerSec, 2)}, delivered/s ×${fmt(ratio.deliveredPerSec, 2)}, ` +
+      `CPU per message ×${fmt(ratio.cpuMsPerMessage, 2)}${cfg.tls ? ' (TLS on both legs)' : ''}`);
   }
 
   const out = {
