@@ -137,10 +137,14 @@ export interface NoticeReply {
   content: Uint8Array;
 }
 
-/** → rewrite (trivial-rewrite, request/reply): canonicalize or resolve one address. */
+/**
+ * → rewrite (trivial-rewrite, request/reply): canonicalize or resolve one address. A resolve
+ * carries the envelope sender ('' for the null sender), as Postfix's resolve_clnt_query_from():
+ * sender_dependent_relayhost_maps and sender_dependent_default_transport_maps are looked up by it.
+ */
 export type RewriteRequest =
   | { op: 'rewrite'; context: 'local' | 'remote'; address: string }
-  | { op: 'resolve'; address: string };
+  | { op: 'resolve'; sender: string; address: string };
 
 export interface RewriteReply {
   address: string;

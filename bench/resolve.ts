@@ -77,12 +77,12 @@ async function main(): Promise<void> {
     const addr = (i: number) => `user${i}@d${i % 1000}.example`;
 
     console.log(`resolve benchmark: ${THREADS} rewrite thread(s), ${IN_FLIGHT} in flight, at most ${COUNT} calls / ${SECONDS} s per phase; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-    await router.request('rewrite', { op: 'resolve', address: 'warm@up.example' } satisfies RewriteRequest);
-    await measure('uncached', (i) => router.request<ResolveReply>('rewrite', { op: 'resolve', address: addr(i) } satisfies RewriteRequest));
+    await router.request('rewrite', { op: 'resolve', sender: 'sender@bench.example', address: 'warm@up.example' } satisfies RewriteRequest);
+    await measure('uncached', (i) => router.request<ResolveReply>('rewrite', { op: 'resolve', sender: 'sender@bench.example', address: addr(i) } satisfies RewriteRequest));
     const resolver = new Resolver(config, actor, quiet);
-    await measure('cached', (i) => resolver.route(addr(i % 500)));
+    await measure('cached', (i) => resolver.route(addr(i % 500), 'sender@bench.example'));
     const local = new TrivialRewrite(config);
-    await measure('in-process', (i) => local.handle({ op: 'resolve', address: addr(i) }) as Promise<ResolveReply>);
+    await measure('in-process', (i) => local.handle({ op: 'resolve', sender: 'sender@bench.example', address: addr(i) }) as Promise<ResolveReply>);
     await pool.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });

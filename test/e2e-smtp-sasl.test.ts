@@ -3,7 +3,7 @@
  * requires AUTH (its own SASL through a throwaway Dovecot auth socket, no mynetworks for
  * 127.0.0.1), relaying to the project's sink. Postactor relays through it with
  * smtp_sasl_password_maps keyed by the next hop as written ([127.0.0.1]:PORT), as Postfix's
- * SASL_README does.
+ * SASL_README does; also when that next hop comes from sender_dependent_relayhost_maps.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -97,6 +97,17 @@ describe('smtp client AUTH to a Postfix smarthost that requires it', { skip: NO_
     const line = await s.waitForLog(/to=<four@example\.net>, .*status=deferred/, 20_000);
     assert.match(line, /dsn=4\.7\.0, status=deferred \(SASL authentication failed: server 127\.0\.0\.1\[127\.0\.0\.1\] offered no compatible authentication mechanisms for this type of connection security\)/);
     await s.waitForLog(/warning: 127\.0\.0\.1\[127\.0\.0\.1\]:\d+ offered no supported AUTH mechanisms: '/, 5_000);
+  });
+
+  test('sender_dependent_relayhost_maps picks the smarthost for this sender, and its credentials are found by that nexthop', async () => {
+    // relayhost points nowhere: only the sender-dependent route reaches the smarthost.
+    const s = await relayVia('secret', {
+      relayhost: '[127.0.0.1]:9',
+      sender_dependent_relayhost_maps: `inline:{ @example.org=[127.0.0.1]:${smarthost.port} }`,
+    });
+    await send(s, 'six@example.net'); // from app@example.org
+    await s.waitForLog(/to=<six@example\.net>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, .*status=sent/, 20_000);
+    await sink.waitFor(() => sink.messages.some((m) => m.recipients.includes('six@example.net')), 20_000);
   });
 
   test('without credentials for the next hop Postactor talks as a stranger, and the smarthost refuses to relay', async () => {

@@ -218,7 +218,7 @@ test('domain lists take type:table and /file/name entries, as Postfix; an unread
 
 test('a domain list whose table cannot be opened: every resolve is a temporary failure (4.3.0) that names it', async () => {
   const tr = new TrivialRewrite(config({ virtual_alias_domains: 'lmdb:/etc/postfix/virtual' }));
-  const r = await tr.handle({ op: 'resolve', address: 'user@other.example' });
+  const r = await tr.handle({ op: 'resolve', sender: '', address: 'user@other.example' });
   assert.equal((r as { flags: { error?: { dsn: string } } }).flags.error?.dsn, '4.3.0');
   assert.match((r as { flags: { warning?: string } }).flags.warning ?? '', /virtual_alias_domains: lmdb:\/etc\/postfix\/virtual: .*open database \/etc\/postfix\/virtual\.lmdb: /);
 });
@@ -232,6 +232,6 @@ test('classify: a long chain of routing operators terminates', () => {
 test('TrivialRewrite.handle answers both operations', async () => {
   const tr = new TrivialRewrite(config());
   assert.deepEqual(tr.handle({ op: 'rewrite', context: 'local', address: 'user' }), { address: 'user@mx.us.test' });
-  const r = await tr.handle({ op: 'resolve', address: 'user@other.example' });
+  const r = await tr.handle({ op: 'resolve', sender: '', address: 'user@other.example' });
   assert.equal((r as { transport: string }).transport, 'smtp');
 });

@@ -388,7 +388,7 @@ export class QueueManager {
     try {
       if (rcpt.readPos > pending.length) await this.saveDone(msg);
       // Resolve (trivial-rewrite); a recipient the resolver refuses fails here, without a delivery.
-      routes = await Promise.all(pending.map(({ r }) => this.resolver.route(r.address)));
+      routes = await Promise.all(pending.map(({ r }) => this.resolver.route(r.address, meta.sender)));
     } finally {
       rcpt.reading = false;
     }

@@ -1,7 +1,13 @@
 /**
  * qmgr's address resolver client: recipient → (transport, nexthop) by a request to the
  * `rewrite` service (trivial-rewrite, actors/trivial-rewrite/) through the router, with a cache
- * (LRU + TTL, emptied when transport_maps / relocated_maps change on disk).
+ * (LRU + TTL, emptied when a table behind the results changes on disk).
+ *
+ * The request carries the message's envelope sender, as Postfix's qmgr asks
+ * resolve_clnt_query_from(): with sender_dependent_relayhost_maps or
+ * sender_dependent_default_transport_maps configured the answer depends on it, and the cache is
+ * keyed by (sender, recipient); without them by the recipient alone, so that the common case
+ * keeps one entry per recipient however many senders write to it.
  *
  * When master.cf has no trivial-rewrite service, qmgr resolves in-process with the same pure
  * module (and logs that once). A busy rewrite pool is also answered in-process (same module,
@@ -14,6 +20,9 @@ import { ServiceError } from '../../src/runtime/wire.js';
 import { ResolveCache, tableFiles } from '../trivial-rewrite/cache.js';
 import { TrivialRewrite } from '../trivial-rewrite/settings.js';
 import type { ResolveReply, RewriteRequest } from '../protocol.js';
+
+/** The parameters that make a resolve depend on the envelope sender. */
+const SENDER_MAPS = ['sender_dependent_relayhost_maps', 'sender_dependent_default_transport_maps'];
 
 export interface Route {
   transport: string;
@@ -33,21 +42,30 @@ export class Resolver {
   /** double_bounce_sender@$myorigin and master.cf's discard service: mail to it is dropped. */
   private readonly doubleBounce: string;
   private readonly discard: string | null;
+  /** The resolve answer depends on the sender: the cache keys on it too. */
+  private readonly senderDependent: boolean;
 
   constructor(private readonly config: Config, private readonly actor: Actor, private readonly log: Logger) {
     this.service = config.services.find((s) => s.command === 'trivial-rewrite')?.name ?? null;
     this.discard = config.services.find((s) => s.command === 'discard')?.name ?? null;
     this.doubleBounce = `${config.get('double_bounce_sender')}@${config.get('myorigin')}`.toLowerCase();
     if (!this.service) log.info('no trivial-rewrite service in master.cf: qmgr resolves addresses in-process');
-    this.cache = new ResolveCache(tableFiles(config, ['transport_maps', 'relocated_maps']));
+    // What the rewrite service reads: main.cf with its master.cf -o overrides.
+    const service = config.services.find((s) => s.command === 'trivial-rewrite');
+    const rewrite = service && Object.keys(service.overrides).length > 0 ? config.withOverrides(service.overrides) : config;
+    this.senderDependent = SENDER_MAPS.some((p) => rewrite.getList(p).length > 0);
+    this.cache = new ResolveCache(tableFiles(rewrite, ['transport_maps', 'relocated_maps', ...SENDER_MAPS]));
   }
 
-  async route(address: string): Promise<Route> {
-    const hit = this.cache.get(address);
+  /** The route of one recipient of a message from `sender` ('' for the null sender). */
+  async route(address: string, sender: string): Promise<Route> {
+    // A newline cannot occur in an envelope address: the pair key is unambiguous.
+    const key = this.senderDependent ? `${sender}\n${address}` : address;
+    const hit = this.cache.get(key);
     if (hit) return hit;
     let reply: ResolveReply;
     try {
-      reply = await this.resolve(address);
+      reply = await this.resolve(address, sender);
     } catch (err) {
       this.log.warn(`address resolver failure for <${address}>: ${(err as Error)?.message ?? err}`);
       return { transport: 'error', nexthop: '', key: 'error:', recipient: address, error: { dsn: '4.3.0', text: 'address resolver failure' } };
@@ -63,13 +81,15 @@ export class Resolver {
       route.error = { dsn: flags.error.dsn, text: flags.error.text };
       if (flags.warning) this.log.warn(`${flags.warning}: address resolver failure for <${address}>`);
       if (flags.error.dsn.startsWith('4')) return route; // temporary: not cached
+    } else if (flags.warning) {
+      this.log.warn(flags.warning); // e.g. "…: ignoring null lookup result for …"
     }
-    this.cache.set(address, route);
+    this.cache.set(key, route);
     return route;
   }
 
-  private resolve(address: string): Promise<ResolveReply> {
-    const req: RewriteRequest = { op: 'resolve', address };
+  private resolve(address: string, sender: string): Promise<ResolveReply> {
+    const req: RewriteRequest = { op: 'resolve', sender, address };
     if (!this.service) return this.inProcess(req);
     return this.actor.request<ResolveReply>(this.service, req).catch((err: unknown) => {
       if (err instanceof ServiceError && err.code === 'BUSY') return this.inProcess(req);

@@ -2,7 +2,7 @@
  * trivial-rewrite: Postfix's address rewriting and resolving daemon, a piscina pool (master.cf
  * `rewrite unix - - n - 1 trivial-rewrite`). Requests (actors/protocol.ts RewriteRequest):
  *   {op:'rewrite', context, address} → {address}            (rewrite.ts)
- *   {op:'resolve', address} → {class, transport, nexthop, recipient, flags}   (resolve.ts)
+ *   {op:'resolve', sender, address} → {class, transport, nexthop, recipient, flags}   (resolve.ts)
  * The logic lives in pure modules; this file only binds them to the worker's configuration.
  */
 import { workerData } from 'piscina';

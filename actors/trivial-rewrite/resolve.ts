@@ -10,6 +10,15 @@
  *   default          everything else → default_transport
  * relayhost is the nexthop of the relay and default classes unless the transport names one.
  *
+ * Sender-dependent routing (resolve.c): for the relay and default classes only, the envelope
+ * sender is looked up in sender_dependent_relayhost_maps as Postfix's mail_addr_find does
+ * (user+ext@domain, user@domain, user+ext and user when the domain is ours, @domain; the null
+ * sender as $empty_address_relayhost_maps_lookup_key, "<>"). A hit overrides relayhost; "DUNNO"
+ * (or an empty value, with a warning) means "use relayhost". For the default class only,
+ * sender_dependent_default_transport_maps overrides default_transport the same way
+ * ($empty_address_default_transport_maps_lookup_key). A nexthop written in the transport itself
+ * still wins over both, and transport_maps still override everything.
+ *
  * Sender-specified routing: when the domain is ours, the local part is looked at again —
  * "user@other"@us (resolve_dequoted_address), "user%other@us" (allow_percent_hack) and
  * "other!user@us" (swap_bangpath) resolve as user@other, and the result is flagged `routed`:
@@ -25,7 +34,7 @@
 import type { Config } from '../../src/config/index.js';
 import { DomainList } from '../../src/address/domain.js';
 import { literalAddress, ownAddresses } from '../../src/address/interfaces.js';
-import { lookupAddress, lookupDomain, openTable, TableError, type InfoTable, type LookupTable } from '../../src/maps/index.js';
+import { addressKeys, lookupAddress, lookupDomain, openTable, TableError, type InfoTable, type LookupTable } from '../../src/maps/index.js';
 import { stripSourceRoute, stripTrailingDot, unquotedAt } from './rewrite.js';
 import type { AddressClass, ResolveReply } from '../protocol.js';
 
@@ -46,6 +55,9 @@ export interface ResolveSettings {
   relayTransport: string;
   defaultTransport: string;
   recipientDelimiter: string;
+  /** The sender-dependent maps' key for the null sender (empty_address_*_maps_lookup_key). */
+  nullRelayKey: string;
+  nullTransportKey: string;
 }
 
 /** The address-class domain lists; each may hold names, /file/name and type:table entries. */
@@ -78,6 +90,8 @@ export function resolveSettings(config: Config): ResolveSettings {
     relayTransport: config.get('relay_transport').trim(),
     defaultTransport: config.get('default_transport').trim(),
     recipientDelimiter: config.get('recipient_delimiter'),
+    nullRelayKey: config.get('empty_address_relayhost_maps_lookup_key'),
+    nullTransportKey: config.get('empty_address_default_transport_maps_lookup_key'),
   };
 }
 
@@ -163,6 +177,9 @@ function errorFlags(dsn: string, text: string): ResolveReply['flags'] {
 export interface TableSet {
   transport: InfoTable[];
   relocated: InfoTable[];
+  /** sender_dependent_relayhost_maps, sender_dependent_default_transport_maps (empty: not configured). */
+  senderRelay: InfoTable[];
+  senderTransport: InfoTable[];
   /** Why the tables could not be opened (a TableError message): every resolve fails temporarily. */
   broken: string | null;
 }
@@ -174,10 +191,12 @@ export function openTables(config: Config): TableSet {
     return {
       transport: config.getList('transport_maps').map((t) => openTable(t, opts)),
       relocated: config.getList('relocated_maps').map((t) => openTable(t, opts)),
+      senderRelay: config.getList('sender_dependent_relayhost_maps').map((t) => openTable(t, opts)),
+      senderTransport: config.getList('sender_dependent_default_transport_maps').map((t) => openTable(t, opts)),
       broken: null,
     };
   } catch (e) {
-    return { transport: [], relocated: [], broken: (e as Error).message };
+    return { transport: [], relocated: [], senderRelay: [], senderTransport: [], broken: (e as Error).message };
   }
 }
 
@@ -187,6 +206,51 @@ async function firstAddress(tables: LookupTable[], address: string, s: ResolveSe
     if (r.found) return r.value;
   }
   return null;
+}
+
+/**
+ * Postfix's mail_addr_find() over a list of tables: each key (user+ext@domain, user@domain,
+ * user+ext and user when the domain is ours, @domain) is tried in every table before the next
+ * key; pattern tables (regexp, pcre, cidr) are asked the full address only.
+ */
+async function mailAddrFind(tables: InfoTable[], address: string, s: ResolveSettings): Promise<string | null> {
+  const opts = { recipientDelimiter: s.recipientDelimiter, localDomain: (d: string) => isLocalDomain(s, d) };
+  // The same keys, lower-cased for tables that fold case (postmap's default) and as written for -f ones.
+  const folded = addressKeys(address.toLowerCase(), opts);
+  const asIs = addressKeys(address, opts);
+  for (let i = 0; i < folded.length; i++) {
+    for (const t of tables) {
+      if (t.kind === 'pattern' && i > 0) continue;
+      const key = t.kind === 'pattern' ? address : (t.foldsCase ? folded : asIs)[i]!;
+      const r = await t.lookup(key);
+      if (r.found) return r.value;
+    }
+  }
+  return null;
+}
+
+/**
+ * One sender-dependent lookup (resolve.c): the value, or null for "no entry", "DUNNO", or an
+ * empty value (that one with a warning, as Postfix). A broken table is a TableError that names
+ * the parameter.
+ */
+async function senderLookup(name: string, tables: InfoTable[], sender: string, nullKey: string, s: ResolveSettings, warnings: string[]): Promise<string | null> {
+  if (tables.length === 0) return null;
+  const key = sender === '' ? nullKey : sender;
+  let value: string | null;
+  try {
+    value = await mailAddrFind(tables, key, s);
+  } catch (e) {
+    if (e instanceof TableError) throw new TableError(`${name} lookup failure: ${e.message}`);
+    throw e;
+  }
+  if (value === null) return null;
+  value = value.trim();
+  if (value === '') {
+    warnings.push(`${name}: ignoring null lookup result for ${key}`);
+    return null;
+  }
+  return value.toLowerCase() === 'dunno' ? null : value;
 }
 
 /** transport(5): full address, domain, ".parent" domains, then "*". */
@@ -209,34 +273,52 @@ async function transportLookup(tables: LookupTable[], address: string, domain: s
   return null;
 }
 
-/** The full resolve: class, default transport and nexthop, then relocated_maps and transport_maps. */
-export async function resolveAddress(address: string, s: ResolveSettings, tables: TableSet): Promise<ResolveReply> {
+/** The sender-dependent overrides of one resolve: the transport and relayhost, null where none applies. */
+async function senderRoute(cls: AddressClass, sender: string, s: ResolveSettings, tables: TableSet, warnings: string[]): Promise<{ transport: string | null; relayhost: string | null }> {
+  if (cls !== 'relay' && cls !== 'default') return { transport: null, relayhost: null };
+  const transport = cls === 'default'
+    ? await senderLookup('sender_dependent_default_transport_maps', tables.senderTransport, sender, s.nullTransportKey, s, warnings)
+    : null;
+  const relayhost = await senderLookup('sender_dependent_relayhost_maps', tables.senderRelay, sender, s.nullRelayKey, s, warnings);
+  return { transport, relayhost };
+}
+
+/**
+ * The full resolve: class, default transport and nexthop (sender-dependent ones first), then
+ * relocated_maps and transport_maps. `sender` is the envelope sender, '' for the null sender.
+ */
+export async function resolveAddress(address: string, s: ResolveSettings, tables: TableSet, sender = ''): Promise<ResolveReply> {
   const c = classify(address, s);
   const recipient = c.domain === '' ? `${c.recipient}@${s.myhostname}` : c.recipient;
   const domain = c.domain || s.myhostname;
-  const reply = (transport: string, nexthop: string, flags: ResolveReply['flags'] = {}): ResolveReply => ({
-    class: c.class, transport, nexthop, recipient, flags: c.routed ? { ...flags, routed: true } : flags,
-  });
+  const warnings: string[] = [];
+  const reply = (transport: string, nexthop: string, flags: ResolveReply['flags'] = {}): ResolveReply => {
+    const f = c.routed ? { ...flags, routed: true } : { ...flags };
+    if (warnings.length > 0 && !f.warning) f.warning = warnings.join('; ');
+    return { class: c.class, transport, nexthop, recipient, flags: f };
+  };
   if (tables.broken) return reply('error', '', { ...errorFlags('4.3.0', 'Temporary lookup failure'), warning: tables.broken });
 
   let transport: string;
   let nexthop: string;
-  switch (c.class) {
-    case 'local':
-      [transport, nexthop] = splitTransport(s.localTransport);
-      nexthop ||= s.myhostname;
-      break;
-    case 'virtual-alias':
-      return reply('error', '', errorFlags('5.1.1', `User unknown${s.showTableName ? ' in virtual alias table' : ''}`));
-    case 'virtual-mailbox':
-      [transport, nexthop] = splitTransport(s.virtualTransport);
-      nexthop ||= domain;
-      break;
-    default:
-      [transport, nexthop] = splitTransport(c.class === 'relay' ? s.relayTransport : s.defaultTransport);
-      nexthop ||= s.relayhost || domain;
-  }
   try {
+    const bySender = await senderRoute(c.class, sender, s, tables, warnings);
+    switch (c.class) {
+      case 'local':
+        [transport, nexthop] = splitTransport(s.localTransport);
+        nexthop ||= s.myhostname;
+        break;
+      case 'virtual-alias':
+        return reply('error', '', errorFlags('5.1.1', `User unknown${s.showTableName ? ' in virtual alias table' : ''}`));
+      case 'virtual-mailbox':
+        [transport, nexthop] = splitTransport(s.virtualTransport);
+        nexthop ||= domain;
+        break;
+      default:
+        [transport, nexthop] = splitTransport(bySender.transport ?? (c.class === 'relay' ? s.relayTransport : s.defaultTransport));
+        // Precedence (resolve.c): a nexthop in the transport, the sender's relayhost, relayhost, the domain.
+        nexthop ||= bySender.relayhost || s.relayhost || domain;
+    }
     const moved = await firstAddress(tables.relocated, recipient, s);
     if (moved !== null) return reply('error', '', errorFlags('5.1.6', `User has moved to ${moved.trim()}`));
     const hit = await transportLookup(tables.transport, recipient, domain, s);

@@ -34,7 +34,7 @@ export class TrivialRewrite {
 
   handle(req: RewriteRequest): RewriteReply | Promise<ResolveReply> {
     if (req.op === 'rewrite') return { address: rewriteAddress(req.address, req.context, this.rewrite) };
-    if (req.op === 'resolve') return resolveAddress(req.address, this.resolve, this.tables);
+    if (req.op === 'resolve') return resolveAddress(req.address, this.resolve, this.tables, req.sender);
     throw new Error(`trivial-rewrite: unknown request ${JSON.stringify((req as { op?: unknown }).op)}`);
   }
 }

@@ -90,6 +90,9 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'allow_percent_hack', 'append_dot_mydomain', 'default_transport', 'local_transport',
     'relay_transport', 'relayhost', 'resolve_dequoted_address', 'show_user_unknown_table_name',
     'swap_bangpath', 'virtual_transport', 'transport_maps', 'relocated_maps', 'inet_interfaces',
+    // Sender-dependent routing (actors/trivial-rewrite/resolve.ts; qmgr keys its cache on the sender).
+    'sender_dependent_relayhost_maps', 'sender_dependent_default_transport_maps',
+    'empty_address_relayhost_maps_lookup_key', 'empty_address_default_transport_maps_lookup_key',
   ],
   qmgr: [
     '2bounce_notice_recipient', 'bounce_notice_recipient', 'bounce_queue_lifetime',
@@ -193,7 +196,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   smtpd_forbidden_commands: FORBID,
   smtpd_reject_unlisted_sender: 'sender address validation is not built yet',
   // Where mail goes and where it comes from.
-  sender_dependent_relayhost_maps: ROUTE, sender_dependent_default_transport_maps: ROUTE,
   smtp_generic_maps: ROUTE, lmtp_generic_maps: ROUTE,
   soft_bounce: 'mail would be bounced instead of kept in the queue',
   local_command_shell: 'commands would run under /bin/sh instead of the configured restricted shell',
