@@ -469,8 +469,10 @@ export function tlsSummary(socket: tls.TLSSocket, t: SmtpdTls): TlsSummary {
   const protocol = socket.getProtocol() ?? cipher.version;
   const bits = cipherBits(cipher.name);
   let signature = '';
-  // Postfix reports the signature for TLSv1.3 full handshakes only.
-  if (protocol === 'TLSv1.3' && !socket.isSessionReused()) {
+  // Postfix reports the signature for TLSv1.3 full handshakes only. Only the log line and the
+  // Received header show it, and getCertificate() parses the certificate anew each time (half a
+  // millisecond per session), so it is asked only when one of them will.
+  if ((t.loglevel >= 1 || t.receivedHeader) && protocol === 'TLSv1.3' && !socket.isSessionReused()) {
     const local = socket.getCertificate() as (tls.PeerCertificate & { asn1Curve?: string; bits?: number }) | null;
     if (local?.asn1Curve) signature = ` server-signature ECDSA (${local.asn1Curve})`;
     else if (local?.bits) signature = ` server-signature RSA-PSS (${local.bits} bits)`;
