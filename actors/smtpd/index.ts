@@ -19,6 +19,8 @@ import type { ClientInfo } from '../../src/queue/types.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 import { countersOf, formatCounters, installDialect, smtpConnectionPrototype, type Dialect } from './dialect.js';
 import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls, timeWrapperHandshake, tlsSummary, type TlsSummary } from './tls.js';
+import { peerCertLine, verifyFailureLine } from './ccert.js';
+import { SniMaps } from './sni.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
@@ -60,7 +62,11 @@ async function main(): Promise<void> {
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
   const { addresses, ticketKeys } = actor.data.extra as { addresses: ListenAddress[]; ticketKeys?: Uint8Array };
   // TLS: certificates are read now, so a reload (new smtpd threads) re-reads them.
-  const tlsSettings = smtpdTls(config, (w) => log.warn(w));
+  const tlsSettings = smtpdTls(config, (w) => log.warn(w), (i) => log.info(i));
+  // tls_server_sni_maps: per-name chains share the default context's settings and ticket keys.
+  const sniMaps = tlsSettings.context && config.get('tls_server_sni_maps').trim()
+    ? new SniMaps(config, { ...tlsSettings.context, ...(ticketKeys ? { ticketKeys: Buffer.from(ticketKeys) } : {}) }, (w) => log.warn(w))
+    : null;
   const policy = new SmtpdPolicy(config);
   const namaddr = (session: object): string => {
     const c = states.get(session as SMTPServerSession)?.client;
@@ -143,7 +149,7 @@ async function main(): Promise<void> {
     // AUTH is always known, as in a Postfix built with SASL: sasl.ts answers it; so is
     // STARTTLS (tls.ts answers it, 502 when TLS is off).
     disabledCommands: [],
-    ...serverOptions(tlsSettings, ticketKeys ? Buffer.from(ticketKeys) : undefined),
+    ...serverOptions(tlsSettings, ticketKeys ? Buffer.from(ticketKeys) : undefined, sniMaps?.enabled ? sniMaps.callback : undefined),
     authOptional: true,
     hideDSN: discardEhlo.has('dsn'),
     hideENHANCEDSTATUSCODES: true,
@@ -199,10 +205,32 @@ async function main(): Promise<void> {
 
     onSecure(socket, session, callback) {
       clearTimeout((session as { paStarttlsTimer?: NodeJS.Timeout }).paStarttlsTimer);
-      const summary = tlsSummary(socket as tls.TLSSocket, tlsSettings);
-      (session as { paTls?: TlsSummary }).paTls = summary;
+      const tlsSocket = socket as tls.TLSSocket;
+      const { peer, ...summary } = tlsSummary(tlsSocket, tlsSettings);
       const state = states.get(session);
-      if (tlsSettings.loglevel >= 1 && state) log.info(establishedLine(summary, `${state.client.name}[${state.client.addr}]`));
+      const who = state ? `${state.client.name}[${state.client.addr}]` : 'unknown';
+      // In the order Postfix's TLS library logs them: SNI, the certificate, its verification, the summary.
+      const servername = (tlsSocket as { servername?: string | false }).servername;
+      if (sniMaps && typeof servername === 'string' && servername) {
+        const outcome = sniMaps.outcome(servername);
+        if (outcome === 'matched') summary.sni = servername;
+        else if (outcome === 'unmatched') log.info(`TLS SNI ${servername} from ${who} not matched, using default chain`);
+        else if (outcome === 'invalid') log.warn(`TLS SNI from ${who} is invalid: ${servername}`);
+      }
+      const ccert = tlsSettings.ccert;
+      if (peer && tlsSettings.loglevel >= 2) log.info(peerCertLine(who, peer));
+      // Postfix explains an untrusted certificate when it requires a trusted one.
+      if (peer && !peer.trusted && ccert?.require) log.info(verifyFailureLine(who, peer, ccert.verifyDepth));
+      (session as { paTls?: TlsSummary }).paTls = summary;
+      if (tlsSettings.loglevel >= 1) log.info(establishedLine(summary, who));
+      if (ccert?.require && !peer?.trusted) {
+        const why = peer ? 'Client certificate not trusted' : 'No client certificate presented';
+        log.info(`NOQUEUE: abort: TLS from ${who}: ${why}`);
+        const text = `4.7.1 ${hostname} Error: ${why}`;
+        // Wrapper mode answers at once; after STARTTLS the next command is read first.
+        if (tlsSettings.wrapper) return callback(refuse(421, text));
+        (session as { paCcertAbort?: string }).paCcertAbort = text;
+      }
       callback();
     },
 

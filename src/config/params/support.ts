@@ -68,6 +68,12 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_tls_ciphers', 'smtpd_tls_mandatory_ciphers', 'smtpd_tls_exclude_ciphers',
     'smtpd_tls_mandatory_exclude_ciphers', 'tls_high_cipherlist', 'tls_medium_cipherlist',
     'tls_null_cipherlist', 'tls_preempt_cipherlist', 'smtpd_tls_session_cache_timeout',
+    // Client certificates (actors/smtpd/ccert.ts, restrictions/ccert.ts), SNI (sni.ts), and the
+    // OpenSSL settings (src/tls/openssl-options.ts).
+    'smtpd_tls_ask_ccert', 'smtpd_tls_req_ccert', 'smtpd_tls_CAfile', 'smtpd_tls_CApath',
+    'smtpd_tls_ccert_verifydepth', 'smtpd_tls_fingerprint_digest', 'relay_clientcerts',
+    'tls_server_sni_maps', 'tls_eecdh_auto_curves', 'tls_ffdhe_auto_groups', 'tls_ssl_options',
+    'smtpd_tls_dh1024_param_file',
     // SASL AUTH with Dovecot (actors/smtpd/sasl.ts) and the sender-login restrictions.
     'smtpd_sasl_auth_enable', 'smtpd_sasl_type', 'smtpd_sasl_path', 'smtpd_sasl_service',
     'smtpd_sasl_security_options', 'smtpd_sasl_tls_security_options', 'smtpd_tls_auth_only',
@@ -173,8 +179,7 @@ const ACCESS = 'command access control is not built: every local user would be a
 
 /** Refused parameters: name → why its absence weakens security or loses mail. */
 export const REFUSED: Readonly<Record<string, string>> = {
-  // TLS: anything that turns encryption on, requires it, or requires a client certificate.
-  smtpd_tls_req_ccert: 'TLS client certificates are not built yet: none would be required',
+  // TLS: anything that turns encryption on or requires it.
   // The obsolete per-site table (smtp_tls_policy_maps replaced it) is not read.
   smtp_tls_per_site: TLS, lmtp_tls_per_site: TLS,
   tlsproxy_enable_rpk: TLS,

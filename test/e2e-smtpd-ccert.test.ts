@@ -1,0 +1,226 @@
+/**
+ * Client certificates and SNI in smtpd, end to end: openssl s_client and swaks present
+ * certificates made by a test CA (and a self-signed one) to one running server whose master.cf
+ * offers one smtpd per setting:
+ *
+ *   PORT      level may, smtpd_tls_ask_ccert, smtpd_tls_CAfile, loglevel 2, received header,
+ *             permit_tls_clientcerts with relay_clientcerts, check_ccert_access, a policy
+ *             service, tls_server_sni_maps
+ *   req       -o smtpd_tls_security_level=encrypt -o smtpd_tls_req_ccert=yes
+ *   reqw      -o smtpd_tls_wrappermode=yes -o smtpd_tls_req_ccert=yes
+ *   all       -o smtpd_relay_restrictions=permit_tls_all_clientcerts,reject_unauth_destination
+ *   optional  -o smtpd_tls_req_ccert=yes at level may (ignored, with Postfix's warning)
+ *
+ * 127.0.0.1 is outside mynetworks, so only a certificate lets a client relay.
+ */
+import { writeFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SmtpSink } from '../src/smtp/sink.js';
+import { freePort, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
+import { tempDirs } from './helpers/temp.js';
+import { runClient } from './helpers/run-client.js';
+import { certFingerprint, makeCa, pubkeyFingerprint, selfSignedCert, signedCert, type TestCert } from './helpers/client-certs.js';
+
+const tempDir = tempDirs('postactor-ccert-');
+
+const MESSAGE = (subject: string) => `From: <cc@example.org>\r\nTo: <far@elsewhere.example>\r\nSubject: ${subject}\r\n\r\nwith a client certificate\r\n`;
+const SESSION = (helo: string, subject: string, rcpt = 'far@elsewhere.example') =>
+  `EHLO ${helo}\r\nMAIL FROM:<cc@example.org>\r\nRCPT TO:<${rcpt}>\r\nDATA\r\n${MESSAGE(subject)}.\r\nQUIT\r\n`;
+
+describe('smtpd client certificates and SNI', () => {
+  let server: TestServer;
+  let sink: SmtpSink;
+  let dir: string;
+  let client: TestCert;
+  let other: TestCert;
+  let rogue: TestCert;
+  let a: TestCert;
+  let b: TestCert;
+  let clientFp: string;
+  let clientPk: string;
+  const ports = { req: 0, reqw: 0, all: 0, optional: 0 };
+  const policyRequests: Map<string, string>[] = [];
+  const policy = net.createServer((c) => {
+    let buf = '';
+    c.on('data', (d) => {
+      buf += d.toString('latin1');
+      let end: number;
+      while ((end = buf.indexOf('\n\n')) >= 0) {
+        policyRequests.push(new Map(buf.slice(0, end).split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as [string, string])));
+        buf = buf.slice(end + 2);
+        c.write('action=DUNNO\n\n');
+      }
+    });
+    c.on('error', () => undefined);
+  });
+
+  before(async () => {
+    dir = tempDir();
+    const caFile = makeCa(dir);
+    const server1 = signedCert(dir, 'server', 'mx.postactor.test');
+    client = signedCert(dir, 'client', 'client.example');
+    other = signedCert(dir, 'other', 'other.example');
+    rogue = selfSignedCert(dir, 'rogue', 'rogue.example');
+    a = selfSignedCert(dir, 'a', 'a.example');
+    b = selfSignedCert(dir, 'b', 'wild.b.example');
+    clientFp = certFingerprint(client.cert);
+    clientPk = pubkeyFingerprint(client.cert);
+    // relay_clientcerts: the fingerprint, then whatever (Postfix ignores the value).
+    writeFileSync(join(dir, 'relay_clientcerts'), `${clientFp} client.example\n`);
+    // check_ccert_access by the public-key fingerprint of the self-signed certificate.
+    writeFileSync(join(dir, 'ccert_access'), `${pubkeyFingerprint(rogue.cert)} REJECT bad certificate\n`);
+    writeFileSync(join(dir, 'sni'), `a.example ${a.chain}\n.b.example ${b.chain}\n`);
+    for (const k of Object.keys(ports) as (keyof typeof ports)[]) ports[k] = await freePort();
+    sink = new SmtpSink({ keepMessages: true });
+    const sinkPort = await sink.listen(0);
+    await new Promise<void>((r) => policy.listen(0, '127.0.0.1', r));
+    server = await startServer({
+      sinkPort,
+      mainCf: {
+        mynetworks: '192.0.2.0/24',
+        smtpd_tls_security_level: 'may',
+        smtpd_tls_cert_file: server1.cert,
+        smtpd_tls_key_file: server1.key,
+        smtpd_tls_CAfile: caFile,
+        smtpd_tls_ask_ccert: 'yes',
+        smtpd_tls_loglevel: '2',
+        smtpd_tls_received_header: 'yes',
+        relay_clientcerts: `texthash:${dir}/relay_clientcerts`,
+        tls_server_sni_maps: `texthash:${dir}/sni`,
+        smtpd_client_restrictions: `check_ccert_access texthash:${dir}/ccert_access`,
+        smtpd_relay_restrictions: 'permit_mynetworks, permit_tls_clientcerts, reject_unauth_destination',
+        smtpd_recipient_restrictions: `check_policy_service inet:127.0.0.1:${(policy.address() as net.AddressInfo).port}`,
+      },
+      masterCf: [
+        '127.0.0.1:{{PORT}} inet n - n - 2 smtpd',
+        `127.0.0.1:${ports.req} inet n - n - 1 smtpd -o smtpd_tls_security_level=encrypt -o smtpd_tls_req_ccert=yes -o smtpd_tls_ask_ccert=no`,
+        `127.0.0.1:${ports.reqw} inet n - n - 1 smtpd -o smtpd_tls_wrappermode=yes -o smtpd_tls_req_ccert=yes`,
+        `127.0.0.1:${ports.all} inet n - n - 1 smtpd -o smtpd_relay_restrictions=permit_tls_all_clientcerts,reject_unauth_destination -o smtpd_client_restrictions=`,
+        `127.0.0.1:${ports.optional} inet n - n - 1 smtpd -o smtpd_tls_req_ccert=yes -o syslog_name=postactor/optional`,
+        'cleanup unix n - n - 1 cleanup',
+        'qmgr unix n - n 300 1 qmgr',
+        'smtp unix - - n - 1 smtp',
+        'relay unix - - n - 1 smtp',
+        'bounce unix - - n - 1 bounce',
+        '',
+      ].join('\n'),
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    await sink?.close();
+    policy.close();
+  });
+
+  const delivered = async (subject: string): Promise<string> => {
+    await sink.waitFor(() => sink.messages.some((m) => m.data.includes(`Subject: ${subject}`)), 30_000);
+    return sink.messages.find((m) => m.data.includes(`Subject: ${subject}`))!.data.toString('latin1');
+  };
+  const sClient = (port: number, extra: string[], input: string) =>
+    runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${port}`, '-quiet', ...extra], input);
+  const withCert = (c: TestCert) => ['-cert', c.cert, '-key', c.key];
+
+  test('openssl s_client with the listed certificate relays (permit_tls_clientcerts); log and Received name it', async () => {
+    const r = await sClient(server.port, withCert(client), SESSION('certified.test', 'ccert-s_client'));
+    assert.match(r.out, /250 2\.0\.0 Ok: queued as/, r.out);
+    await server.waitForLog(new RegExp(`smtpd\\[\\d+\\]: localhost\\[127\\.0\\.0\\.1\\]: subject_CN=client\\.example, issuer=Postactor Test CA, fingerprint=${clientFp}, pkey_fingerprint=${clientPk}$`), 10_000);
+    await server.waitForLog(/smtpd\[\d+\]: Trusted TLS connection established from localhost\[127\.0\.0\.1\]: TLSv1\.3 with cipher /, 10_000);
+    const data = await delivered('ccert-s_client');
+    assert.match(data, /^Received: from certified\.test \(localhost \[127\.0\.0\.1\]\)\r\n\t\(using TLSv1\.3 with cipher [^\r]+\r\n\t server-signature ECDSA \(prime256v1\)\)\r\n\t\(Client CN "client\.example", Issuer "Postactor Test CA" \(verified OK\)\)\r\n\tby mx\.postactor\.test \(Postactor\) with ESMTPS id /);
+  });
+
+  test('swaks --tls-cert/--tls-key relays; without a certificate the same relay is refused', async () => {
+    const swaks = (extra: string[], subject: string) => runClient('swaks', ['--server', `127.0.0.1:${server.port}`, '--tls', ...extra,
+      '--from', 'cc@example.org', '--to', 'far@elsewhere.example', '--helo', 'swaks.test', '--header', `Subject: ${subject}`, '--timeout', '10'], '');
+    const ok = await swaks(['--tls-cert', client.cert, '--tls-key', client.key], 'ccert-swaks');
+    assert.equal(ok.code, 0, ok.out);
+    assert.match(await delivered('ccert-swaks'), /\(Client CN "client\.example", Issuer "Postactor Test CA" \(verified OK\)\)/);
+    const refused = await swaks([], 'ccert-none');
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.out, /<~\* 554 5\.7\.1 <far@elsewhere\.example>: Relay access denied/, refused.out);
+    await server.waitForLog(/Anonymous TLS connection established from localhost\[127\.0\.0\.1\]: /, 10_000);
+    // A trusted certificate that relay_clientcerts does not list gets no relaying either.
+    const unlisted = await sClient(server.port, withCert(other), SESSION('other.test', 'ccert-other'));
+    assert.match(unlisted.out, /554 5\.7\.1 <far@elsewhere\.example>: Relay access denied/, unlisted.out);
+  });
+
+  test('the policy service gets ccert_subject, ccert_issuer, ccert_fingerprint and ccert_pubkey_fingerprint', () => {
+    const rcpt = policyRequests.filter((r) => r.get('helo_name') === 'certified.test');
+    assert.ok(rcpt.length > 0, 'a policy request for the certified session');
+    assert.equal(rcpt[0]!.get('ccert_subject'), 'client.example');
+    // xtext: the spaces of "Postactor Test CA" are +20.
+    assert.equal(rcpt[0]!.get('ccert_issuer'), 'Postactor+20Test+20CA');
+    assert.equal(rcpt[0]!.get('ccert_fingerprint'), clientFp);
+    assert.equal(rcpt[0]!.get('ccert_pubkey_fingerprint'), clientPk);
+  });
+
+  test('check_ccert_access matches the public-key fingerprint of a self-signed certificate: "Client certificate rejected"', async () => {
+    const r = await sClient(server.port, withCert(rogue), SESSION('rogue.test', 'ccert-rogue', 'user@elsewhere.example'));
+    assert.match(r.out, /554 5\.7\.1 <rogue\.example>: Client certificate rejected: bad certificate/, r.out);
+    await server.waitForLog(/Untrusted TLS connection established from localhost\[127\.0\.0\.1\]: /, 10_000);
+    await server.waitForLog(/NOQUEUE: reject: RCPT from localhost\[127\.0\.0\.1\]: 554 5\.7\.1 <rogue\.example>: Client certificate rejected: bad certificate; from=<cc@example\.org> to=<user@elsewhere\.example> proto=ESMTP helo=<rogue\.test>$/, 10_000);
+  });
+
+  test('permit_tls_all_clientcerts: any trusted certificate relays, an untrusted one does not', async () => {
+    const ok = await sClient(ports.all, withCert(other), SESSION('all.test', 'ccert-all'));
+    assert.match(ok.out, /250 2\.0\.0 Ok: queued as/, ok.out);
+    assert.match(await delivered('ccert-all'), /\(Client CN "other\.example", Issuer "Postactor Test CA" \(verified OK\)\)/);
+    const no = await sClient(ports.all, withCert(rogue), SESSION('all-rogue.test', 'ccert-all-rogue'));
+    assert.match(no.out, /554 5\.7\.1 <far@elsewhere\.example>: Relay access denied/, no.out);
+  });
+
+  test('smtpd_tls_req_ccert: without a certificate, the next command gets 421 4.7.1 "No client certificate presented"', async () => {
+    const r = await sClient(ports.req, [], 'EHLO nocert.test\r\nQUIT\r\n');
+    assert.match(r.out, /^421 4\.7\.1 mx\.postactor\.test Error: No client certificate presented\r?$/m, r.out);
+    assert.doesNotMatch(r.out, /250[ -]mx\.postactor\.test/, 'the EHLO was not run');
+    await server.waitForLog(/smtpd\[\d+\]: NOQUEUE: abort: TLS from localhost\[127\.0\.0\.1\]: No client certificate presented$/, 10_000);
+  });
+
+  test('smtpd_tls_req_ccert: an untrusted certificate gets "Client certificate not trusted"; a trusted one delivers', async () => {
+    const r = await sClient(ports.req, withCert(rogue), 'EHLO rogue.test\r\nQUIT\r\n');
+    assert.match(r.out, /^421 4\.7\.1 mx\.postactor\.test Error: Client certificate not trusted\r?$/m, r.out);
+    await server.waitForLog(/smtpd\[\d+\]: certificate verification failed for localhost\[127\.0\.0\.1\]: self-signed certificate$/, 10_000);
+    await server.waitForLog(/smtpd\[\d+\]: NOQUEUE: abort: TLS from localhost\[127\.0\.0\.1\]: Client certificate not trusted$/, 10_000);
+    const ok = await sClient(ports.req, withCert(client), SESSION('req.test', 'ccert-req'));
+    assert.match(ok.out, /250 2\.0\.0 Ok: queued as/, ok.out);
+    // smtpd_tls_ask_ccert = no on that service: Received does not claim a certificate was asked for.
+    assert.match(await delivered('ccert-req'), /\(Client CN "client\.example", Issuer "Postactor Test CA" \(verified OK\)\)/);
+  });
+
+  test('smtpd_tls_req_ccert in wrapper mode: 421 at once, instead of the greeting', async () => {
+    const r = await runClient('openssl', ['s_client', '-connect', `127.0.0.1:${ports.reqw}`, '-quiet'], 'EHLO wrapped.test\r\n');
+    assert.match(r.out, /^421 4\.7\.1 mx\.postactor\.test Error: No client certificate presented\r?$/m, r.out);
+    assert.doesNotMatch(r.out, /^220 /m);
+    const ok = await runClient('openssl', ['s_client', '-connect', `127.0.0.1:${ports.reqw}`, '-quiet', ...withCert(client)], SESSION('wrapped.test', 'ccert-wrapper'));
+    assert.match(ok.out, /^220 mx\.postactor\.test ESMTP/m, ok.out);
+    assert.match(ok.out, /250 2\.0\.0 Ok: queued as/, ok.out);
+  });
+
+  test('smtpd_tls_req_ccert at level may is ignored, with Postfix\'s warning', async () => {
+    await server.waitForLog(/postactor\/optional\/smtpd\[\d+\]: warning: Can't require client certs unless TLS is required$/, 10_000);
+    const { smtp } = await SmtpDialogue.connect(ports.optional);
+    try {
+      await smtp.cmd('EHLO plain.test');
+      assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).line, '250 2.1.0 Ok');
+    } finally {
+      smtp.close();
+    }
+  });
+
+  test('tls_server_sni_maps: a.example gets its own certificate, x.b.example the ".b.example" one, others the default', async () => {
+    const subject = async (name: string): Promise<string> => {
+      const r = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-servername', name], 'QUIT\r\n');
+      const m = /^subject=(.*)$/m.exec(r.out);
+      assert.ok(m, r.out);
+      return m![1]!.trim();
+    };
+    assert.match(await subject('a.example'), /CN ?= ?a\.example$/);
+    await server.waitForLog(/Anonymous TLS connection established from localhost\[127\.0\.0\.1\] to a\.example: TLSv1\.3 /, 10_000);
+    assert.match(await subject('x.b.example'), /CN ?= ?wild\.b\.example$/);
+    assert.match(await subject('nomatch.example'), /CN ?= ?mx\.postactor\.test$/);
+    await server.waitForLog(/smtpd\[\d+\]: TLS SNI nomatch\.example from localhost\[127\.0\.0\.1\] not matched, using default chain$/, 10_000);
+  });
+});
