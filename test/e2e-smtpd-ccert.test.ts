@@ -13,7 +13,8 @@
  *
  * 127.0.0.1 is outside mynetworks, so only a certificate lets a client relay.
  */
-import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -41,7 +42,7 @@ describe('smtpd client certificates and SNI', () => {
   let b: TestCert;
   let clientFp: string;
   let clientPk: string;
-  const ports = { req: 0, reqw: 0, all: 0, optional: 0 };
+  const ports = { req: 0, reqw: 0, all: 0, optional: 0, dh: 0, groups: 0 };
   const policyRequests: Map<string, string>[] = [];
   const policy = net.createServer((c) => {
     let buf = '';
@@ -73,6 +74,12 @@ describe('smtpd client certificates and SNI', () => {
     // check_ccert_access by the public-key fingerprint of the self-signed certificate.
     writeFileSync(join(dir, 'ccert_access'), `${pubkeyFingerprint(rogue.cert)} REJECT bad certificate\n`);
     writeFileSync(join(dir, 'sni'), `a.example ${a.chain}\n.b.example ${b.chain}\n`);
+    // An RSA certificate for the DHE ciphers, and 3072-bit DH parameters (a named group: instant).
+    const rsa = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'rsa.key'), '-out', join(dir, 'rsa.pem'), '-days', '2', '-subj', '/CN=mx.postactor.test'], { encoding: 'utf8' });
+    assert.equal(rsa.status, 0, rsa.stderr);
+    writeFileSync(join(dir, 'rsa-chain.pem'), readFileSync(join(dir, 'rsa.key'), 'utf8') + readFileSync(join(dir, 'rsa.pem'), 'utf8'));
+    const dh = spawnSync('openssl', ['genpkey', '-genparam', '-algorithm', 'DH', '-pkeyopt', 'group:ffdhe3072', '-out', join(dir, 'dh.pem')], { encoding: 'utf8' });
+    assert.equal(dh.status, 0, dh.stderr);
     for (const k of Object.keys(ports) as (keyof typeof ports)[]) ports[k] = await freePort();
     sink = new SmtpSink({ keepMessages: true });
     const sinkPort = await sink.listen(0);
@@ -100,6 +107,8 @@ describe('smtpd client certificates and SNI', () => {
         `127.0.0.1:${ports.reqw} inet n - n - 1 smtpd -o smtpd_tls_wrappermode=yes -o smtpd_tls_req_ccert=yes`,
         `127.0.0.1:${ports.all} inet n - n - 1 smtpd -o smtpd_relay_restrictions=permit_tls_all_clientcerts,reject_unauth_destination -o smtpd_client_restrictions=`,
         `127.0.0.1:${ports.optional} inet n - n - 1 smtpd -o smtpd_tls_req_ccert=yes -o syslog_name=postactor/optional`,
+        `127.0.0.1:${ports.dh} inet n - n - 1 smtpd -o smtpd_tls_chain_files=${dir}/rsa-chain.pem -o smtpd_tls_dh1024_param_file=${dir}/dh.pem -o smtpd_tls_ask_ccert=no -o tls_ssl_options=no_ticket,bogus_option -o syslog_name=postactor/dh`,
+        `127.0.0.1:${ports.groups} inet n - n - 1 smtpd -o tls_eecdh_auto_curves=secp384r1 -o tls_ffdhe_auto_groups= -o syslog_name=postactor/groups`,
         'cleanup unix n - n - 1 cleanup',
         'qmgr unix n - n 300 1 qmgr',
         'smtp unix - - n - 1 smtp',
@@ -177,6 +186,7 @@ describe('smtpd client certificates and SNI', () => {
     assert.match(r.out, /^421 4\.7\.1 mx\.postactor\.test Error: No client certificate presented\r?$/m, r.out);
     assert.doesNotMatch(r.out, /250[ -]mx\.postactor\.test/, 'the EHLO was not run');
     await server.waitForLog(/smtpd\[\d+\]: NOQUEUE: abort: TLS from localhost\[127\.0\.0\.1\]: No client certificate presented$/, 10_000);
+    await server.waitForLog(/smtpd\[\d+\]: disconnect from localhost\[127\.0\.0\.1\] ehlo=1 starttls=1 commands=2$/, 10_000);
   });
 
   test('smtpd_tls_req_ccert: an untrusted certificate gets "Client certificate not trusted"; a trusted one delivers', async () => {
@@ -222,5 +232,27 @@ describe('smtpd client certificates and SNI', () => {
     assert.match(await subject('x.b.example'), /CN ?= ?wild\.b\.example$/);
     assert.match(await subject('nomatch.example'), /CN ?= ?mx\.postactor\.test$/);
     await server.waitForLog(/smtpd\[\d+\]: TLS SNI nomatch\.example from localhost\[127\.0\.0\.1\] not matched, using default chain$/, 10_000);
+  });
+
+  // s_client without -quiet takes a line that starts with "Q" as its own quit command ("quit"
+  // it is), and stops at the end of its input unless told -ign_eof.
+  test('smtpd_tls_dh1024_param_file: the DHE ciphers use its group; tls_ssl_options = no_ticket issues no tickets, an unknown word is warned about', async () => {
+    const r = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.dh}`, '-ign_eof', '-tls1_2', '-cipher', 'DHE-RSA-AES256-GCM-SHA384'], 'quit\r\n');
+    assert.match(r.out, /Server Temp Key: DH, 3072 bits/, r.out);
+    assert.match(r.out, /221 2\.0\.0 Bye/, r.out);
+    assert.doesNotMatch(r.out, /TLS session ticket:/, 'no session ticket with no_ticket');
+    await server.waitForLog(/postactor\/dh\/smtpd\[\d+\]: warning: unknown tls_ssl_options value "bogus_option" in "no_ticket,bogus_option"$/, 10_000);
+    // The main service does issue tickets.
+    const main = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-ign_eof', '-tls1_2'], 'quit\r\n');
+    assert.match(main.out, /TLS session ticket:/, main.out);
+  });
+
+  test('tls_eecdh_auto_curves / tls_ffdhe_auto_groups: only the listed group is offered', async () => {
+    const r = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.groups}`, '-ign_eof', '-groups', 'X25519:secp384r1'], 'quit\r\n');
+    assert.match(r.out, /Server Temp Key: ECDH, secp384r1, 384 bits/, r.out);
+    assert.match(r.out, /221 2\.0\.0 Bye/, r.out);
+    const none = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.groups}`, '-ign_eof', '-groups', 'X25519'], 'quit\r\n');
+    assert.doesNotMatch(none.out, /221 2\.0\.0 Bye/, 'a client without secp384r1 finds no group in common');
+    assert.match(none.out, /handshake failure|no suitable key share/, none.out);
   });
 });

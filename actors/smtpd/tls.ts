@@ -496,6 +496,12 @@ export function installTls(proto: Record<string, unknown>): void {
     // read, not run, and answered 421 (Postfix's smtpd_start_tls); then the connection closes.
     const abort = (this.session as { paCcertAbort?: string }).paCcertAbort;
     if (abort !== undefined) {
+      // Read, not run: the dialect's counter for it is taken back (Postfix never counts it).
+      const conn = this as Conn & { _paCommand?: string | null };
+      const counters = (this.session as { paCounters?: Record<string, [number, number]> }).paCounters;
+      const counter = conn._paCommand ? counters?.[conn._paCommand] : undefined;
+      if (counter && --counter[1] === 0) delete counters![conn._paCommand!];
+      conn._paCommand = null;
       this.send(421, abort);
       return;
     }
