@@ -14,7 +14,7 @@
  * 127.0.0.1 is outside mynetworks, so only a certificate lets a client relay.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -23,7 +23,7 @@ import { SmtpSink } from '../src/smtp/sink.js';
 import { freePort, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
 import { runClient } from './helpers/run-client.js';
-import { certFingerprint, makeCa, pubkeyFingerprint, selfSignedCert, signedCert, type TestCert } from './helpers/client-certs.js';
+import { certFingerprint, deepCert, makeCa, pubkeyFingerprint, selfSignedCert, signedCert, type TestCert } from './helpers/client-certs.js';
 
 const tempDir = tempDirs('postactor-ccert-');
 
@@ -42,7 +42,8 @@ describe('smtpd client certificates and SNI', () => {
   let b: TestCert;
   let clientFp: string;
   let clientPk: string;
-  const ports = { req: 0, reqw: 0, all: 0, optional: 0, dh: 0, groups: 0 };
+  const ports = { req: 0, reqw: 0, all: 0, optional: 0, dh: 0, groups: 0, open: 0, deep: 0, capath: 0, badca: 0 };
+  let deep: TestCert & { intermediates: string };
   const policyRequests: Map<string, string>[] = [];
   const policy = net.createServer((c) => {
     let buf = '';
@@ -65,6 +66,9 @@ describe('smtpd client certificates and SNI', () => {
     client = signedCert(dir, 'client', 'client.example');
     other = signedCert(dir, 'other', 'other.example');
     rogue = selfSignedCert(dir, 'rogue', 'rogue.example');
+    deep = deepCert(dir, 'deep', 'deep.example', 2);
+    mkdirSync(join(dir, 'capath'));
+    copyFileSync(caFile, join(dir, 'capath', 'test-ca.pem'));
     a = selfSignedCert(dir, 'a', 'a.example');
     b = selfSignedCert(dir, 'b', 'wild.b.example');
     clientFp = certFingerprint(client.cert);
@@ -106,6 +110,10 @@ describe('smtpd client certificates and SNI', () => {
         `127.0.0.1:${ports.req} inet n - n - 1 smtpd -o smtpd_tls_security_level=encrypt -o smtpd_tls_req_ccert=yes -o smtpd_tls_ask_ccert=no`,
         `127.0.0.1:${ports.reqw} inet n - n - 1 smtpd -o smtpd_tls_wrappermode=yes -o smtpd_tls_req_ccert=yes`,
         `127.0.0.1:${ports.all} inet n - n - 1 smtpd -o smtpd_relay_restrictions=permit_tls_all_clientcerts,reject_unauth_destination -o smtpd_client_restrictions=`,
+        `127.0.0.1:${ports.open} inet n - n - 1 smtpd -o smtpd_relay_restrictions=permit,reject_unauth_destination -o smtpd_client_restrictions=`,
+        `127.0.0.1:${ports.deep} inet n - n - 1 smtpd -o smtpd_tls_security_level=encrypt -o smtpd_tls_req_ccert=yes -o smtpd_tls_ccert_verifydepth=0`,
+        `127.0.0.1:${ports.capath} inet n - n - 1 smtpd -o smtpd_tls_CAfile= -o smtpd_tls_CApath=${dir}/capath -o smtpd_relay_restrictions=permit_tls_all_clientcerts,reject_unauth_destination -o smtpd_client_restrictions=`,
+        `127.0.0.1:${ports.badca} inet n - n - 1 smtpd -o smtpd_tls_CAfile=/nonexistent/postactor-ca.pem -o syslog_name=postactor/badca`,
         `127.0.0.1:${ports.optional} inet n - n - 1 smtpd -o smtpd_tls_req_ccert=yes -o syslog_name=postactor/optional`,
         `127.0.0.1:${ports.dh} inet n - n - 1 smtpd -o smtpd_tls_chain_files=${dir}/rsa-chain.pem -o smtpd_tls_dh1024_param_file=${dir}/dh.pem -o smtpd_tls_ask_ccert=no -o tls_ssl_options=no_ticket,bogus_option -o syslog_name=postactor/dh`,
         `127.0.0.1:${ports.groups} inet n - n - 1 smtpd -o tls_eecdh_auto_curves=secp384r1 -o tls_ffdhe_auto_groups= -o syslog_name=postactor/groups`,
@@ -254,5 +262,50 @@ describe('smtpd client certificates and SNI', () => {
     const none = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.groups}`, '-ign_eof', '-groups', 'X25519'], 'quit\r\n');
     assert.doesNotMatch(none.out, /221 2\.0\.0 Bye/, 'a client without secp384r1 finds no group in common');
     assert.match(none.out, /handshake failure|no suitable key share/, none.out);
+  });
+
+  test('Received: "(Client did not present a certificate)" when one was asked for; "(not verified)" for an untrusted one', async () => {
+    const r = await runClient('swaks', ['--server', `127.0.0.1:${ports.open}`, '--tls', '--from', 'cc@example.org', '--to', 'far@elsewhere.example',
+      '--helo', 'nocert.test', '--header', 'Subject: ccert-absent', '--timeout', '10'], '');
+    assert.equal(r.code, 0, r.out);
+    assert.match(await delivered('ccert-absent'), /\t server-signature ECDSA \(prime256v1\)\)\r\n\t\(Client did not present a certificate\)\r\n\tby /);
+    const u = await sClient(ports.open, withCert(rogue), SESSION('rogue-open.test', 'ccert-untrusted'));
+    assert.match(u.out, /250 2\.0\.0 Ok: queued as/, u.out);
+    assert.match(await delivered('ccert-untrusted'), /\t\(Client CN "rogue\.example", Issuer "rogue\.example" \(not verified\)\)\r\n\tby /);
+  });
+
+  test('a resumed session keeps its client certificate: it still relays, and Received still names it', async () => {
+    const sess = join(dir, 'client-session.pem');
+    const first = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-ign_eof', '-sess_out', sess, ...withCert(client)], 'quit\r\n');
+    assert.match(first.out, /^New, TLSv1\.3/m, first.out);
+    const again = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-ign_eof', '-sess_in', sess, ...withCert(client)],
+      SESSION('resumed.test', 'ccert-resumed').replace('QUIT', 'quit'));
+    assert.match(again.out, /^Reused, TLSv1\.3/m, again.out);
+    assert.match(again.out, /250 2\.0\.0 Ok: queued as/, again.out);
+    assert.match(await delivered('ccert-resumed'), /\(Client CN "client\.example", Issuer "Postactor Test CA" \(verified OK\)\)/);
+  });
+
+  test('smtpd_tls_ccert_verifydepth: two intermediate CAs are trusted at the default depth, not at 0 (OpenSSL gets depth + 1)', async () => {
+    const chain = [...withCert(deep), '-cert_chain', deep.intermediates];
+    const ok = await sClient(server.port, chain, 'EHLO deep.test\r\nQUIT\r\n');
+    assert.match(ok.out, /221 2\.0\.0 Bye/, ok.out);
+    await server.waitForLog(/localhost\[127\.0\.0\.1\]: subject_CN=deep\.example, issuer=deep Intermediate 2, /, 10_000);
+    const no = await sClient(ports.deep, chain, 'EHLO deep.test\r\nQUIT\r\n');
+    assert.match(no.out, /^421 4\.7\.1 mx\.postactor\.test Error: Client certificate not trusted\r?$/m, no.out);
+    await server.waitForLog(/smtpd\[\d+\]: certificate verification failed for localhost\[127\.0\.0\.1\]: certificate chain longer than limit\(1\)$/, 10_000);
+  });
+
+  test('smtpd_tls_CApath: a directory of CA files is trusted as well; an unreadable smtpd_tls_CAfile disables TLS (454)', async () => {
+    const ok = await sClient(ports.capath, withCert(other), SESSION('capath.test', 'ccert-capath'));
+    assert.match(ok.out, /250 2\.0\.0 Ok: queued as/, ok.out);
+    assert.match(await delivered('ccert-capath'), /\(Client CN "other\.example", Issuer "Postactor Test CA" \(verified OK\)\)/);
+    await server.waitForLog(/postactor\/badca\/smtpd\[\d+\]: cannot load Certification Authority data, CAfile="\/nonexistent\/postactor-ca\.pem": disabling TLS support$/, 10_000);
+    const { smtp } = await SmtpDialogue.connect(ports.badca);
+    try {
+      await smtp.cmd('EHLO client.test');
+      assert.equal((await smtp.cmd('STARTTLS')).line, '454 4.7.0 TLS not available due to local problem');
+    } finally {
+      smtp.close();
+    }
   });
 });

@@ -104,14 +104,15 @@ export function peerCert(socket: tls.TLSSocket, s: CcertSettings): PeerCert | nu
   if (!cert || !('raw' in cert) || !cert.raw) return null;
   let error: string | null = socket.authorized ? null : String(socket.authorizationError ?? 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
   if (error === null) {
-    // smtpd_tls_ccert_verifydepth: the trust anchor may sit at most this far above the leaf.
+    // smtpd_tls_ccert_verifydepth: Postfix gives OpenSSL verifydepth + 1, which OpenSSL (≥ 1.1)
+    // counts as the intermediate CAs between the leaf and the trust anchor.
     let depth = 0;
     const seen = new Set<string>([cert.fingerprint256]);
     for (let c = cert.issuerCertificate; c && !seen.has(c.fingerprint256); c = c.issuerCertificate) {
       seen.add(c.fingerprint256);
       depth++;
     }
-    if (depth > s.verifyDepth) error = 'CERT_CHAIN_TOO_LONG';
+    if (depth - 1 > s.verifyDepth + 1) error = 'CERT_CHAIN_TOO_LONG';
   }
   return {
     cn: first(cert.subject?.CN),
@@ -156,7 +157,7 @@ export function verifyFailureLine(namaddr: string, p: PeerCert, verifyDepth: num
     case 'CERT_NOT_YET_VALID': return `client certificate verification failed for ${namaddr}: certificate not yet valid`;
     case 'CERT_HAS_EXPIRED': return `client certificate verification failed for ${namaddr}: certificate has expired`;
     case 'INVALID_PURPOSE': return `certificate verification failed for ${namaddr}: not designated for use as a client certificate`;
-    case 'CERT_CHAIN_TOO_LONG': return `certificate verification failed for ${namaddr}: certificate chain longer than limit(${verifyDepth})`;
+    case 'CERT_CHAIN_TOO_LONG': return `certificate verification failed for ${namaddr}: certificate chain longer than limit(${verifyDepth + 1})`;
     case 'CERT_UNTRUSTED': return `certificate verification failed for ${namaddr}: not trusted by local or TLSA policy`;
     default: return `client certificate verification failed for ${namaddr}: ${p.error ?? 'unknown error'}`;
   }

@@ -57,3 +57,25 @@ export function pubkeyFingerprint(cert: string): string {
   const out = execFileSync('sh', ['-c', 'openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER | openssl dgst -sha256 -c', 'sh', cert], { encoding: 'utf8' });
   return out.trim().slice(out.indexOf('=') + 1).trim().toUpperCase();
 }
+
+/**
+ * A certificate for CN=cn below `levels` intermediate CAs under the CA of makeCa; `intermediates`
+ * is the file a client sends them in (nearest first: s_client -cert_chain).
+ */
+export function deepCert(dir: string, name: string, cn: string, levels: number): TestCert & { intermediates: string } {
+  writeFileSync(join(dir, 'ca.ext'), 'basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n');
+  let issuer = 'ca';
+  const chain: string[] = [];
+  for (let i = 1; i <= levels; i++) {
+    const int = `${name}-int${i}`;
+    run(dir, 'req', ...EC, '-keyout', `${int}.key`, '-out', `${int}.csr`, '-subj', `/CN=${name} Intermediate ${i}`);
+    run(dir, 'x509', '-req', '-in', `${int}.csr`, '-CA', `${issuer}.pem`, '-CAkey', `${issuer}.key`, '-CAcreateserial', '-out', `${int}.pem`, '-days', '2', '-extfile', 'ca.ext');
+    chain.unshift(readFileSync(join(dir, `${int}.pem`), 'utf8'));
+    issuer = int;
+  }
+  run(dir, 'req', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
+  run(dir, 'x509', '-req', '-in', `${name}.csr`, '-CA', `${issuer}.pem`, '-CAkey', `${issuer}.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', '2');
+  const intermediates = join(dir, `${name}-intermediates.pem`);
+  writeFileSync(intermediates, chain.join(''));
+  return { ...withChain(dir, name), intermediates };
+}
