@@ -23,7 +23,8 @@ import { SmtpSink } from '../src/smtp/sink.js';
 import { freePort, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
 import { runClient } from './helpers/run-client.js';
-import { certFingerprint, deepCert, makeCa, pubkeyFingerprint, selfSignedCert, signedCert, type TestCert } from './helpers/client-certs.js';
+import { makeTestCertificates } from './helpers/test-ca.js';
+import { certFingerprint, deepCert, pubkeyFingerprint, selfSignedCert, signedCert, type TestCert } from './helpers/client-certs.js';
 
 const tempDir = tempDirs('postactor-ccert-');
 
@@ -61,8 +62,8 @@ describe('smtpd client certificates and SNI', () => {
 
   before(async () => {
     dir = tempDir();
-    const caFile = makeCa(dir);
-    const server1 = signedCert(dir, 'server', 'mx.postactor.test');
+    // The test CA (ca.pem) and the server's certificate it signs (server.pem, server.key).
+    const { caFile } = makeTestCertificates(dir, ['mx.postactor.test']);
     client = signedCert(dir, 'client', 'client.example');
     other = signedCert(dir, 'other', 'other.example');
     rogue = selfSignedCert(dir, 'rogue', 'rogue.example');
@@ -93,8 +94,8 @@ describe('smtpd client certificates and SNI', () => {
       mainCf: {
         mynetworks: '192.0.2.0/24',
         smtpd_tls_security_level: 'may',
-        smtpd_tls_cert_file: server1.cert,
-        smtpd_tls_key_file: server1.key,
+        smtpd_tls_cert_file: join(dir, 'server.pem'),
+        smtpd_tls_key_file: join(dir, 'server.key'),
         smtpd_tls_CAfile: caFile,
         smtpd_tls_ask_ccert: 'yes',
         smtpd_tls_loglevel: '2',

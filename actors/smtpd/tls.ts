@@ -12,8 +12,16 @@
  *                            STARTTLS with Postfix's replies and smtpd_starttls_timeout; at
  *                            level encrypt "530 5.7.0 Must issue a STARTTLS command first" for
  *                            every command but HELO, EHLO, XCLIENT, STARTTLS, NOOP and QUIT
- *   tlsSummary(socket)       what was negotiated, for the log line and the Received header
- *   establishedLine(…)       "Anonymous TLS connection established from host[addr]: …"
+ *   tlsSummary(socket)       what was negotiated (and the client's certificate, ccert.ts), for
+ *                            the log line, the Received header and the restrictions
+ *   establishedLine(…)       "Anonymous|Trusted|Untrusted TLS connection established from
+ *                            host[addr] [to sni-name]: …"
+ *
+ * The context also carries the client-certificate CAs (ccert.ts), smtpd_tls_dh1024_param_file,
+ * and the OpenSSL settings shared with Postfix's other TLS users (src/tls/openssl-options.ts:
+ * tls_eecdh_auto_curves, tls_ffdhe_auto_groups, tls_ssl_options). tls_server_sni_maps is in
+ * sni.ts. With smtpd_tls_req_ccert, the command after a handshake without a trusted certificate
+ * is answered "421 4.7.1 <myhostname> Error: …" (index.ts decides, the _onCommand patch replies).
  *
  * What smtp-server already does the way Postfix does (smtp-server ≥ 3.21, checked by
  * test/e2e-smtpd-tls.test.ts): the plaintext a client pipelined after STARTTLS is thrown away,

@@ -1,7 +1,8 @@
 /**
- * Certificates for TLS tests, made by openssl in a directory (EC P-256 keys, so it takes
- * milliseconds; valid for two days from now): a test CA, certificates it signs for servers and
- * clients, self-signed ones, and the fingerprints Postfix computes for them.
+ * Client certificates for TLS tests, made by openssl in a directory (EC P-256 keys, so it takes
+ * milliseconds; valid for two days from now): certificates signed by the CA that test-ca.ts's
+ * makeTestCertificates left there (ca.pem, ca.key), below intermediate CAs, self-signed ones,
+ * and the fingerprints Postfix computes for them.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -26,13 +27,7 @@ function withChain(dir: string, name: string): TestCert {
   return c;
 }
 
-/** A CA ("/CN=<cn>") in dir: ca.pem, ca.key. */
-export function makeCa(dir: string, cn = 'Postactor Test CA'): string {
-  run(dir, 'req', '-x509', ...EC, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', `/CN=${cn}`);
-  return join(dir, 'ca.pem');
-}
-
-/** A certificate for CN=cn signed by the CA of makeCa (server and client use). */
+/** A certificate for CN=cn signed by the test CA in dir (server and client use). */
 export function signedCert(dir: string, name: string, cn: string): TestCert {
   run(dir, 'req', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
   writeFileSync(join(dir, `${name}.ext`), `subjectAltName=DNS:${cn}\nextendedKeyUsage=serverAuth,clientAuth\n`);
@@ -59,7 +54,7 @@ export function pubkeyFingerprint(cert: string): string {
 }
 
 /**
- * A certificate for CN=cn below `levels` intermediate CAs under the CA of makeCa; `intermediates`
+ * A certificate for CN=cn below `levels` intermediate CAs under the test CA in dir; `intermediates`
  * is the file a client sends them in (nearest first: s_client -cert_chain).
  */
 export function deepCert(dir: string, name: string, cn: string, levels: number): TestCert & { intermediates: string } {
