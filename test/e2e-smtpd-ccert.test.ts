@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpSink } from '../src/smtp/sink.js';
-import { freePort, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
+import { freePort, NODE, POSTACTOR_JS, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
 import { runClient } from './helpers/run-client.js';
 import { makeTestCertificates } from './helpers/test-ca.js';
@@ -78,7 +78,7 @@ describe('smtpd client certificates and SNI', () => {
     writeFileSync(join(dir, 'relay_clientcerts'), `${clientFp} client.example\n`);
     // check_ccert_access by the public-key fingerprint of the self-signed certificate.
     writeFileSync(join(dir, 'ccert_access'), `${pubkeyFingerprint(rogue.cert)} REJECT bad certificate\n`);
-    writeFileSync(join(dir, 'sni'), `a.example ${a.chain}\n.b.example ${b.chain}\n`);
+    writeFileSync(join(dir, 'sni'), `a.example ${a.chain}\n.b.example ${b.chain}\nbroken.example /nonexistent/postactor-sni.pem\n`);
     // An RSA certificate for the DHE ciphers, and 3072-bit DH parameters (a named group: instant).
     const rsa = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'rsa.key'), '-out', join(dir, 'rsa.pem'), '-days', '2', '-subj', '/CN=mx.postactor.test'], { encoding: 'utf8' });
     assert.equal(rsa.status, 0, rsa.stderr);
@@ -241,6 +241,9 @@ describe('smtpd client certificates and SNI', () => {
     assert.match(await subject('x.b.example'), /CN ?= ?wild\.b\.example$/);
     assert.match(await subject('nomatch.example'), /CN ?= ?mx\.postactor\.test$/);
     await server.waitForLog(/smtpd\[\d+\]: TLS SNI nomatch\.example from localhost\[127\.0\.0\.1\] not matched, using default chain$/, 10_000);
+    // The chains are loaded when smtpd starts: a missing file is reported then; its name gets the default.
+    await server.waitForLog(/smtpd\[\d+\]: warning: error opening chain file: \/nonexistent\/postactor-sni\.pem: No such file or directory$/, 5000);
+    assert.match(await subject('broken.example'), /CN ?= ?mx\.postactor\.test$/);
   });
 
   // s_client without -quiet takes a line that starts with "Q" as its own quit command ("quit"
@@ -308,5 +311,24 @@ describe('smtpd client certificates and SNI', () => {
     } finally {
       smtp.close();
     }
+  });
+
+  // Last: the reload restarts every smtpd thread.
+  test('postactor reload re-reads the SNI chains', async () => {
+    const subject = async (): Promise<string> => {
+      const r = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-servername', 'a.example'], 'QUIT\r\n');
+      return /^subject=(.*)$/m.exec(r.out)?.[1] ?? r.out;
+    };
+    assert.match(await subject(), /CN ?= ?a\.example$/);
+    selfSignedCert(dir, 'a', 'renewed.a.example');
+    const r = spawnSync(NODE, [POSTACTOR_JS, '-c', server.dir, 'reload'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const deadline = Date.now() + 15_000;
+    let now = await subject();
+    while (!/renewed/.test(now) && Date.now() < deadline) {
+      await new Promise((res) => setTimeout(res, 200));
+      now = await subject();
+    }
+    assert.match(now, /CN ?= ?renewed\.a\.example$/);
   });
 });

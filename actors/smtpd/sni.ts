@@ -9,9 +9,11 @@
  * using default chain"; a name that is no valid host name is a warning. A matched name shows in
  * the "TLS connection established from host[addr] to name" line.
  *
- * Each smtpd thread loads a chain the first time a name needs it and keeps it; a reload starts
- * new threads, which read the files again. A chain that cannot be loaded is warned about and
- * the default chain is used (Postfix fails that handshake: smtp-server's SNI hook cannot).
+ * Each smtpd thread loads every chain its tables name when it starts (tables that can list their
+ * entries: texthash, inline, lmdb/hash; others on the first lookup that needs one) and keeps
+ * them; a reload starts new threads, which read the files again. A chain that cannot be loaded
+ * is warned about, at start, and the default chain is used for its names (Postfix fails those
+ * handshakes: smtp-server's SNI hook cannot).
  */
 import { readFileSync } from 'node:fs';
 import * as tls from 'node:tls';
@@ -19,7 +21,7 @@ import type { Config } from '../../src/config/index.js';
 import { TableError } from '../../src/maps/index.js';
 import { validHostname } from './restrictions/hostname.js';
 import { openPolicyTable, tableSpecError, type PolicyTable } from './restrictions/tables.js';
-import { chainFromText } from './tls.js';
+import { chainFromText, osError } from './tls.js';
 
 /** What became of a name a client sent. */
 export type SniOutcome = 'matched' | 'unmatched' | 'invalid' | 'failed';
@@ -44,6 +46,19 @@ export class SniMaps {
       }
       this.tables.push(openPolicyTable(spec, config.configDirectory, (m) => warn(`${spec}: ${m}`)));
     }
+    for (const t of this.tables) {
+      for (const [, value] of t.entries?.() ?? []) this.context(value);
+    }
+  }
+
+  /** The context for a table value, loaded once. */
+  private context(value: string): tls.SecureContext | null {
+    let ctx = this.contexts.get(value);
+    if (ctx === undefined) {
+      ctx = this.load(value);
+      this.contexts.set(value, ctx);
+    }
+    return ctx;
   }
 
   get enabled(): boolean {
@@ -77,11 +92,7 @@ export class SniMaps {
       this.record(servername, 'unmatched');
       return null;
     }
-    let ctx = this.contexts.get(value);
-    if (ctx === undefined) {
-      ctx = this.load(value);
-      this.contexts.set(value, ctx);
-    }
+    const ctx = this.context(value);
     this.record(servername, ctx ? 'matched' : 'failed');
     return ctx;
   }
@@ -114,7 +125,7 @@ export class SniMaps {
       try {
         text = readFileSync(file, 'utf8');
       } catch (err) {
-        this.warn(`error opening chain file: ${file}: ${(err as Error).message}`);
+        this.warn(`error opening chain file: ${file}: ${osError(err)}`);
         return null;
       }
       const chain = chainFromText(text, file, this.warn);

@@ -322,7 +322,7 @@ export function chainFromText(text: string, file: string, warn: (text: string) =
   return { keys, certs };
 }
 
-function osError(err: unknown): string {
+export function osError(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') return 'No such file or directory';
   if (code === 'EACCES') return 'Permission denied';
