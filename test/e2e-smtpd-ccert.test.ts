@@ -257,6 +257,9 @@ describe('smtpd client certificates and SNI', () => {
     // The main service does issue tickets.
     const main = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-ign_eof', '-tls1_2'], 'quit\r\n');
     assert.match(main.out, /TLS session ticket:/, main.out);
+    // smtpd_tls_ask_ccert with smtpd_tls_CAfile: the CertificateRequest names the CA; without asking, none.
+    assert.match(main.out, /^Acceptable client certificate CA names\n(?:\/CN=|CN ?= ?)Postactor Test CA$/m, main.out);
+    assert.match(r.out, /^No client certificate CA names sent$/m);
   });
 
   test('tls_eecdh_auto_curves / tls_ffdhe_auto_groups: only the listed group is offered', async () => {
