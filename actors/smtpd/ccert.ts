@@ -20,12 +20,13 @@
  * smtpd_tls_CApath (Postfix names only those of the CAfile), and CApath is read as a directory
  * of PEM files at start-up (OpenSSL looks hashed names up as it needs them).
  */
-import { createHash, getHashes, X509Certificate } from 'node:crypto';
+import { getHashes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as tls from 'node:tls';
 import type { Config } from '../../src/config/index.js';
 import type { ClientCertInfo } from '../../src/queue/types.js';
+import { fingerprint, spki } from '../../src/tls/fingerprint.js';
 
 export interface CcertSettings {
   /** A certificate is requested (smtpd_tls_ask_ccert, or an effective smtpd_tls_req_ccert). */
@@ -94,9 +95,7 @@ function pemCerts(text: string): string[] {
 }
 
 /** Postfix's fingerprint format: upper-case hex pairs joined by colons. */
-export function fingerprint(der: Buffer, digest: string): string {
-  return createHash(digest).update(der).digest('hex').toUpperCase().replace(/(..)(?!$)/g, '$1:');
-}
+export { fingerprint } from '../../src/tls/fingerprint.js';
 
 /** The client's certificate after the handshake, or null when it presented none. */
 export function peerCert(socket: tls.TLSSocket, s: CcertSettings): PeerCert | null {
@@ -125,10 +124,6 @@ export function peerCert(socket: tls.TLSSocket, s: CcertSettings): PeerCert | nu
   };
 }
 
-/** The DER SubjectPublicKeyInfo Postfix digests (Node's `pubkey` is the bare EC point for EC keys). */
-function spki(raw: Buffer): Buffer {
-  return new X509Certificate(raw).publicKey.export({ type: 'spki', format: 'der' });
-}
 
 function first(v: string | string[] | undefined): string {
   return (Array.isArray(v) ? v[0] : v) ?? '';

@@ -24,13 +24,14 @@
  * comes back with the session), so a resumed session is held to the same policy.
  */
 
-import { createHash, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import type * as net from 'node:net';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
 
 import { mustMatch, protocolRange, type TlsPolicy } from './tls-policy.js';
+import { fingerprint, spki } from '../tls/fingerprint.js';
 
 export interface TlsEngineOptions {
   CAfile: string;
@@ -204,9 +205,8 @@ function fingerprintMatches(cert: tls.PeerCertificate, match: string[], digest: 
   const norm = (s: string) => s.replace(/:/g, '').toUpperCase();
   const want = new Set(match.map(norm));
   const alg = digest.toLowerCase() || 'sha256';
-  const certDigest = createHash(alg).update(cert.raw).digest('hex').toUpperCase();
-  const keyDigest = cert.pubkey ? createHash(alg).update(cert.pubkey).digest('hex').toUpperCase() : '';
-  return want.has(certDigest) || (keyDigest !== '' && want.has(keyDigest));
+  // Postfix digests the certificate's DER and its DER SubjectPublicKeyInfo (src/tls/fingerprint.ts).
+  return want.has(norm(fingerprint(cert.raw, alg))) || want.has(norm(fingerprint(spki(cert.raw), alg)));
 }
 
 /** Postfix's tls_log_verify_error texts for what Node reports. */
