@@ -136,7 +136,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtp_tls_verify_cert_match', 'smtp_tls_secure_cert_match', 'smtp_tls_fingerprint_cert_match',
     'smtp_tls_fingerprint_digest', 'smtp_tls_CAfile', 'smtp_tls_CApath', 'smtp_tls_cert_file',
     'smtp_tls_key_file', 'smtp_tls_loglevel', 'smtp_tls_note_starttls_offer', 'smtp_tls_wrappermode',
-    'smtp_starttls_timeout', 'smtp_tls_servername', 'smtp_tls_connection_reuse', 'minimal_backoff_time',
+    'smtp_starttls_timeout', 'smtp_tls_servername', 'smtp_tls_connection_reuse',
+    'smtp_tls_session_cache_database', 'smtp_tls_session_cache_timeout', 'minimal_backoff_time',
   ],
   lmtp: [
     'lmtp_sasl_auth_enable', 'lmtp_sasl_type', 'lmtp_sasl_mechanism_filter', 'lmtp_sasl_security_options',
@@ -152,7 +153,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'lmtp_tls_verify_cert_match', 'lmtp_tls_secure_cert_match', 'lmtp_tls_fingerprint_cert_match',
     'lmtp_tls_fingerprint_digest', 'lmtp_tls_CAfile', 'lmtp_tls_CApath', 'lmtp_tls_cert_file',
     'lmtp_tls_key_file', 'lmtp_tls_loglevel', 'lmtp_tls_note_starttls_offer', 'lmtp_tls_wrappermode',
-    'lmtp_starttls_timeout', 'lmtp_tls_servername', 'lmtp_tls_connection_reuse', 'minimal_backoff_time',
+    'lmtp_starttls_timeout', 'lmtp_tls_servername', 'lmtp_tls_connection_reuse',
+    'lmtp_tls_session_cache_database', 'lmtp_tls_session_cache_timeout', 'minimal_backoff_time',
   ],
   local: [
     'alias_maps', 'allow_mail_to_commands', 'allow_mail_to_files', 'command_time_limit',
