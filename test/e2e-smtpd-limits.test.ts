@@ -1,0 +1,213 @@
+/**
+ * End to end, smtpd's error accounting and request deadlines (actors/smtpd/limits.ts), with raw
+ * SMTP dialogues against a real server: small limits (soft 3, hard 6, junk 5, sleep 1 s) keep
+ * the dialogues short; smtpd_timeout = 2s bounds the slow clients. Extra smtpd services
+ * (master.cf -o) give the junk test no sleep, and one smtpd the per-request deadline.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import { freePort, SmtpDialogue, startServer, type Reply, type TestServer } from './helpers/server.js';
+
+const HOST = 'mx.postactor.test';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('smtpd error limits and request deadlines', () => {
+  let server: TestServer;
+  let junkPort = 0;
+  let deadlinePort = 0;
+  let idlePort = 0;
+
+  before(async () => {
+    junkPort = await freePort();
+    deadlinePort = await freePort();
+    idlePort = await freePort();
+    server = await startServer({
+      mainCf: {
+        smtpd_soft_error_limit: '3',
+        smtpd_hard_error_limit: '6',
+        smtpd_junk_command_limit: '5',
+        smtpd_error_sleep_time: '1s',
+      },
+      masterCfExtra: [
+        `127.0.0.1:${junkPort} inet n - n - 1 smtpd -o smtpd_error_sleep_time=0`,
+        `127.0.0.1:${deadlinePort} inet n - n - 1 smtpd -o smtpd_per_request_deadline=yes -o smtpd_timeout=2s`,
+        `127.0.0.1:${idlePort} inet n - n - 1 smtpd -o smtpd_timeout=2s`,
+      ].join('\n'),
+    });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test('25 bogus commands: replies from the 4th on (3 errors = soft limit) wait 1 s; after the 6th (hard limit) 421 and hang-up', async () => {
+    const { smtp } = await SmtpDialogue.connect(server.port, { timeoutMs: 5000 });
+    const replies: { reply: Reply; ms: number }[] = [];
+    try {
+      for (let i = 1; i <= 25 && !smtp.closed; i++) {
+        const t0 = Date.now();
+        let reply: Reply;
+        try {
+          reply = await smtp.cmd(`BOGUS${i}`);
+        } catch {
+          break; // the server hung up
+        }
+        replies.push({ reply, ms: Date.now() - t0 });
+        if (reply.code === 421) break;
+      }
+    } finally {
+      smtp.close();
+    }
+    assert.equal(replies.length, 7, replies.map((r) => r.reply.line).join('\n'));
+    for (const [i, { reply, ms }] of replies.slice(0, 6).entries()) {
+      assert.match(reply.line, /^50\d 5\.5\.2 Error: command not recognized$/);
+      if (i < 3) assert.ok(ms < 600, `reply ${i + 1} came after ${ms} ms, expected at once`);
+      else assert.ok(ms >= 900 && ms < 2500, `reply ${i + 1} came after ${ms} ms, expected ~1000`);
+    }
+    // The 421 comes before any further command is read, after one more sleep.
+    assert.equal(replies[6]!.reply.line, `421 4.7.0 ${HOST} Error: too many errors`);
+    assert.ok(replies[6]!.ms >= 900, `421 after ${replies[6]!.ms} ms`);
+    await server.waitForLog(/smtpd\[\d+\]: too many errors after UNKNOWN from localhost\[127\.0\.0\.1\]$/, 5000);
+    await server.waitForLog(/disconnect from localhost\[127\.0\.0\.1\] unknown=0\/6 commands=0\/6$/, 5000);
+  });
+
+  test('junk commands: beyond smtpd_junk_command_limit (5) each NOOP counts as an error; 421 at the hard limit', async () => {
+    const { smtp } = await SmtpDialogue.connect(junkPort);
+    const lines: string[] = [];
+    try {
+      for (let i = 1; i <= 20; i++) {
+        const r = await smtp.cmd('NOOP').catch(() => null);
+        if (!r) break;
+        lines.push(r.line);
+        if (r.code === 421) break;
+      }
+    } finally {
+      smtp.close();
+    }
+    // NOOPs 1-6 are free, 7-12 are errors 1-6 (each still answered 250), then 421.
+    assert.deepEqual(lines.slice(0, 12), Array(12).fill('250 2.0.0 Ok'));
+    assert.equal(lines[12], `421 4.7.0 ${HOST} Error: too many errors`);
+    assert.equal(lines.length, 13);
+    await server.waitForLog(/too many errors after NOOP from localhost\[127\.0\.0\.1\]$/, 5000);
+    await server.waitForLog(/disconnect from localhost\[127\.0\.0\.1\] noop=12 commands=12$/, 5000);
+  });
+
+  test('refused AUTH and other 5xx replies count as errors as well', async () => {
+    const { smtp } = await SmtpDialogue.connect(junkPort);
+    const lines: string[] = [];
+    try {
+      lines.push((await smtp.cmd('EHLO client.test')).line);
+      for (let i = 0; i < 3; i++) lines.push((await smtp.cmd('AUTH PLAIN AGFsaWNlAHNlY3JldA==')).line);
+      lines.push((await smtp.cmd('RCPT TO:<a@example.org>')).line);
+      lines.push((await smtp.cmd('VRFY')).line);
+      lines.push((await smtp.cmd('BOGUS')).line);
+      lines.push((await smtp.read()).line);
+    } finally {
+      smtp.close();
+    }
+    assert.match(lines[1]!, /^503 5\.5\.1 Error: authentication not enabled$/);
+    assert.match(lines[4]!, /^503 5\.5\.1 Error: need MAIL command$/);
+    assert.match(lines[5]!, /^501 5\.5\.4 Syntax: VRFY address$/);
+    assert.match(lines[6]!, /^50\d 5\.5\.2 Error: command not recognized$/);
+    assert.equal(lines[7], `421 4.7.0 ${HOST} Error: too many errors`);
+    await server.waitForLog(/too many errors after UNKNOWN from localhost\[127\.0\.0\.1\]$/, 5000);
+  });
+
+  /** EHLO, MAIL, RCPT, DATA: the dialogue up to 354. */
+  async function toData(port: number): Promise<SmtpDialogue> {
+    const { smtp } = await SmtpDialogue.connect(port, { timeoutMs: 8000 });
+    assert.equal((await smtp.cmd('EHLO client.test')).code, 250);
+    assert.equal((await smtp.cmd('MAIL FROM:<slow@example.org>')).code, 250);
+    assert.equal((await smtp.cmd('RCPT TO:<to@example.org>')).code, 250);
+    assert.equal((await smtp.cmd('DATA')).code, 354);
+    return smtp;
+  }
+
+  test('smtpd_per_request_deadline = yes: DATA trickled below smtpd_min_data_rate gets 421 timeout within smtpd_timeout', async () => {
+    const smtp = await toData(deadlinePort);
+    const t0 = Date.now();
+    const reply = smtp.read();
+    let sent = 0;
+    try {
+      // 10 bytes/s, far below 500 bytes/s: each byte buys 2 ms, each 100 ms costs 100 ms.
+      while (!smtp.closed && Date.now() - t0 < 6000) {
+        smtp.write('x');
+        sent++;
+        await sleep(100);
+      }
+      const r = await reply;
+      const ms = Date.now() - t0;
+      assert.equal(r.line, `421 4.4.2 ${HOST} Error: timeout exceeded`);
+      assert.ok(ms >= 1800 && ms < 3500, `timeout after ${ms} ms`);
+    } finally {
+      smtp.close();
+    }
+    const line = await server.waitForLog(/timeout after DATA \(\d+ bytes\) from localhost\[127\.0\.0\.1\]$/, 5000);
+    const bytes = Number(/\((\d+) bytes\)/.exec(line)![1]);
+    assert.ok(bytes >= 15 && bytes <= sent, `${bytes} bytes logged, ${sent} sent`);
+  });
+
+  test('smtpd_per_request_deadline = yes: DATA at 2,000 bytes/s (above smtpd_min_data_rate) may take longer than smtpd_timeout', async () => {
+    const smtp = await toData(deadlinePort);
+    try {
+      const t0 = Date.now();
+      while (Date.now() - t0 < 3000) {
+        smtp.write('y'.repeat(198) + '\r\n');
+        await sleep(100);
+      }
+      const r = await smtp.cmd('.');
+      assert.match(r.line, /^250 2\.0\.0 Ok: queued as /);
+      assert.equal((await smtp.cmd('QUIT')).code, 221);
+    } finally {
+      smtp.close();
+    }
+  });
+
+  test('smtpd_per_request_deadline = yes: a command line typed slowly gets 421 timeout after smtpd_timeout', async () => {
+    const { smtp } = await SmtpDialogue.connect(deadlinePort, { timeoutMs: 6000 });
+    const t0 = Date.now();
+    const reply = smtp.read();
+    try {
+      for (const ch of 'EHLO client.test') {
+        if (smtp.closed) break;
+        smtp.write(ch);
+        await sleep(300);
+      }
+      const r = await reply;
+      const ms = Date.now() - t0;
+      assert.equal(r.line, `421 4.4.2 ${HOST} Error: timeout exceeded`);
+      assert.ok(ms >= 1800 && ms < 3500, `timeout after ${ms} ms`);
+    } finally {
+      smtp.close();
+    }
+    await server.waitForLog(/timeout after CONNECT from localhost\[127\.0\.0\.1\]$/, 5000);
+  });
+
+  test('smtpd_per_request_deadline = no (the default): smtpd_timeout bounds each wait, so a trickle outlasts it', async () => {
+    const smtp = await toData(idlePort);
+    try {
+      const t0 = Date.now();
+      while (Date.now() - t0 < 3000) {
+        smtp.write('z');
+        await sleep(500);
+      }
+      const r = await smtp.cmd('\r\n.');
+      assert.match(r.line, /^250 2\.0\.0 Ok: queued as /);
+    } finally {
+      smtp.close();
+    }
+  });
+
+  test('smtpd_timeout = 2s with no deadline: an idle client gets 421 and "timeout after RCPT"', async () => {
+    const { smtp } = await SmtpDialogue.connect(idlePort, { timeoutMs: 6000 });
+    try {
+      await smtp.cmd('EHLO client.test');
+      await smtp.cmd('MAIL FROM:<idle@example.org>');
+      await smtp.cmd('RCPT TO:<to@example.org>');
+      assert.equal((await smtp.read()).line, `421 4.4.2 ${HOST} Error: timeout exceeded`);
+    } finally {
+      smtp.close();
+    }
+    await server.waitForLog(/timeout after RCPT from localhost\[127\.0\.0\.1\]$/, 5000);
+  });
+});
