@@ -2,11 +2,17 @@
  * End to end, smtpd's error accounting and request deadlines (actors/smtpd/limits.ts), with raw
  * SMTP dialogues against a real server: small limits (soft 3, hard 6, junk 5, sleep 1 s) keep
  * the dialogues short; smtpd_timeout = 2s bounds the slow clients. Extra smtpd services
- * (master.cf -o) give the junk test no sleep, and one smtpd the per-request deadline.
+ * (master.cf -o) give the junk test no sleep, and one smtpd the per-request deadline. Failed
+ * AUTH against a real Dovecot (as test/e2e-smtpd-sasl.test.ts) counts as an error too.
  */
 import assert from 'node:assert/strict';
+import { mkdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
+import { startDovecot, type Dovecot } from '../bench/delivery/dovecot.js';
+import { needs } from './helpers/peers.js';
+import { tempDirs } from './helpers/temp.js';
 import { freePort, SmtpDialogue, startServer, type Reply, type TestServer } from './helpers/server.js';
 
 const HOST = 'mx.postactor.test';
@@ -209,5 +215,53 @@ describe('smtpd error limits and request deadlines', () => {
       smtp.close();
     }
     await server.waitForLog(/timeout after RCPT from localhost\[127\.0\.0\.1\]$/, 5000);
+  });
+});
+
+const NO_DOVECOT = needs('/usr/sbin/dovecot', 'Dovecot (dovecot-core), the authentication server');
+const tempDir = tempDirs('postactor-limits-');
+
+describe('failed AUTH (Dovecot says no) counts against the error limits', { skip: NO_DOVECOT }, () => {
+  let dc: Dovecot;
+  let server: TestServer;
+
+  before(async () => {
+    dc = await startDovecot({ users: ['alice@example.com'], passwords: { 'alice@example.com': 'secret' }, lmtp: false, auth: true });
+    const top = tempDir({});
+    mkdirSync(join(top, 'queue', 'private'), { recursive: true });
+    symlinkSync(dc.authSocket, join(top, 'queue', 'private', 'auth'));
+    server = await startServer({
+      mainCf: {
+        queue_directory: join(top, 'queue'),
+        smtpd_sasl_auth_enable: 'yes',
+        smtpd_sasl_type: 'dovecot',
+        smtpd_sasl_path: 'private/auth',
+        smtpd_soft_error_limit: '1',
+        smtpd_hard_error_limit: '2',
+        smtpd_error_sleep_time: '0',
+      },
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    await dc?.stop();
+  });
+
+  // Two, not more: Dovecot's own penalty doubles its delay after each failure from an address.
+  test('two wrong passwords: 535 each, then 421 too many errors', async () => {
+    const { smtp } = await SmtpDialogue.connect(server.port);
+    const bad = Buffer.from('\0alice@example.com\0wrong', 'utf8').toString('base64');
+    const lines: string[] = [];
+    try {
+      assert.equal((await smtp.cmd('EHLO client.test')).code, 250);
+      for (let i = 0; i < 2; i++) lines.push((await smtp.cmd(`AUTH PLAIN ${bad}`)).line);
+      lines.push((await smtp.read()).line);
+    } finally {
+      smtp.close();
+    }
+    for (const l of lines.slice(0, 2)) assert.match(l, /^535 5\.7\.8 Error: authentication failed: /);
+    assert.equal(lines[2], `421 4.7.0 ${HOST} Error: too many errors`);
+    await server.waitForLog(/too many errors after AUTH from localhost\[127\.0\.0\.1\]$/, 5000);
+    await server.waitForLog(/disconnect from localhost\[127\.0\.0\.1\] ehlo=1 auth=0\/2 commands=1\/3$/, 5000);
   });
 });
