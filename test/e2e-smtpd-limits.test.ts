@@ -23,22 +23,26 @@ describe('smtpd error limits and request deadlines', () => {
   let junkPort = 0;
   let deadlinePort = 0;
   let idlePort = 0;
+  let stressPort = 0;
 
   before(async () => {
     junkPort = await freePort();
     deadlinePort = await freePort();
     idlePort = await freePort();
+    stressPort = await freePort();
     server = await startServer({
       mainCf: {
         smtpd_soft_error_limit: '3',
-        smtpd_hard_error_limit: '6',
-        smtpd_junk_command_limit: '5',
+        // As Postfix writes its defaults: smaller under stress (master.cf -o stress=yes below).
+        smtpd_hard_error_limit: '${stress?{1}:{6}}',
+        smtpd_junk_command_limit: '${stress?{1}:{5}}',
         smtpd_error_sleep_time: '1s',
       },
       masterCfExtra: [
         `127.0.0.1:${junkPort} inet n - n - 1 smtpd -o smtpd_error_sleep_time=0`,
         `127.0.0.1:${deadlinePort} inet n - n - 1 smtpd -o smtpd_per_request_deadline=yes -o smtpd_timeout=2s`,
         `127.0.0.1:${idlePort} inet n - n - 1 smtpd -o smtpd_timeout=2s`,
+        `127.0.0.1:${stressPort} inet n - n - 1 smtpd -o stress=yes -o smtpd_error_sleep_time=0`,
       ].join('\n'),
     });
   });
@@ -117,6 +121,19 @@ describe('smtpd error limits and request deadlines', () => {
     assert.match(lines[6]!, /^50\d 5\.5\.2 Error: command not recognized$/);
     assert.equal(lines[7], `421 4.7.0 ${HOST} Error: too many errors`);
     await server.waitForLog(/too many errors after UNKNOWN from localhost\[127\.0\.0\.1\]$/, 5000);
+  });
+
+  test('stress = yes (what Postfix\'s master sets for an overloaded service): ${stress?…} limits apply, one error ends the session', async () => {
+    const { smtp } = await SmtpDialogue.connect(stressPort);
+    const lines: string[] = [];
+    try {
+      lines.push((await smtp.cmd('BOGUS')).line);
+      lines.push((await smtp.read()).line);
+    } finally {
+      smtp.close();
+    }
+    assert.match(lines[0]!, /^50\d 5\.5\.2 Error: command not recognized$/);
+    assert.equal(lines[1], `421 4.7.0 ${HOST} Error: too many errors`);
   });
 
   /** EHLO, MAIL, RCPT, DATA: the dialogue up to 354. */

@@ -86,6 +86,7 @@ type Conn = {
   _nextHandler?: unknown;
   _handlerPending?: boolean;
   _closing?: boolean;
+  _upgrading?: boolean;
   _unrecognizedCommands: number;
   session: object;
   send(code: number, data: unknown, context?: unknown): void;
@@ -227,9 +228,10 @@ function arm(conn: Conn, limits: Limits, st: State): void {
   if (st.timer) clearTimeout(st.timer);
   st.timer = setTimeout(() => {
     st.timer = null;
-    if (conn._closing || (conn._socket as { destroyed: boolean }).destroyed) return;
-    // Waiting for us is not the client's time: the reply will start a new request.
-    if (serverBusy(conn)) return;
+    if (conn._closing || conn._socket.destroyed) return;
+    // Waiting for us is not the client's time: the reply will start a new request. A STARTTLS
+    // handshake has its own limit (smtpd_starttls_timeout, tls.ts).
+    if (serverBusy(conn) || conn._upgrading) return;
     conn._onTimeout();
   }, Math.max(0, st.budget));
   st.timer.unref();
