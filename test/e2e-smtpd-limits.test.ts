@@ -37,6 +37,8 @@ describe('smtpd error limits and request deadlines', () => {
         smtpd_hard_error_limit: '${stress?{1}:{6}}',
         smtpd_junk_command_limit: '${stress?{1}:{5}}',
         smtpd_error_sleep_time: '1s',
+        // Local recipients are the passwd users (no aliases database in the test).
+        alias_maps: '',
       },
       masterCfExtra: [
         `127.0.0.1:${junkPort} inet n - n - 1 smtpd -o smtpd_error_sleep_time=0`,
@@ -79,6 +81,28 @@ describe('smtpd error limits and request deadlines', () => {
     assert.ok(replies[6]!.ms >= 900, `421 after ${replies[6]!.ms} ms`);
     await server.waitForLog(/smtpd\[\d+\]: too many errors after UNKNOWN from localhost\[127\.0\.0\.1\]$/, 5000);
     await server.waitForLog(/disconnect from localhost\[127\.0\.0\.1\] unknown=0\/6 commands=0\/6$/, 5000);
+  });
+
+  test('address harvesting: RCPT to unknown local users, 550 each (no sleep on this service), cut off after the 6th', async () => {
+    const { smtp } = await SmtpDialogue.connect(junkPort);
+    const lines: string[] = [];
+    try {
+      assert.equal((await smtp.cmd('EHLO client.test')).code, 250);
+      assert.equal((await smtp.cmd('MAIL FROM:<harvester@example.org>')).code, 250);
+      for (let i = 1; i <= 20; i++) {
+        const r = await smtp.cmd(`RCPT TO:<nosuchuser${i}@${HOST}>`).catch(() => null);
+        if (!r) break;
+        lines.push(r.line);
+        if (r.code === 421) break;
+      }
+    } finally {
+      smtp.close();
+    }
+    assert.equal(lines.length, 7, lines.join('\n'));
+    for (const l of lines.slice(0, 6)) assert.match(l, /^550 5\.1\.1 <nosuchuser\d+@mx\.postactor\.test>: Recipient address rejected: /);
+    assert.equal(lines[6], `421 4.7.0 ${HOST} Error: too many errors`);
+    await server.waitForLog(/too many errors after RCPT from localhost\[127\.0\.0\.1\]$/, 5000);
+    await server.waitForLog(/disconnect from localhost\[127\.0\.0\.1\] ehlo=1 mail=1 rcpt=0\/6 commands=2\/8$/, 5000);
   });
 
   test('junk commands: beyond smtpd_junk_command_limit (5) each NOOP counts as an error; 421 at the hard limit', async () => {
