@@ -105,6 +105,29 @@ describe('smtpd error limits and request deadlines', () => {
     await server.waitForLog(/disconnect from localhost\[127\.0\.0\.1\] ehlo=1 mail=1 rcpt=0\/6 commands=2\/8$/, 5000);
   });
 
+  test('a message received forgives the errors before it: no sleep after it, and the count starts again', async () => {
+    const { smtp } = await SmtpDialogue.connect(server.port, { timeoutMs: 5000 });
+    try {
+      assert.equal((await smtp.cmd('EHLO client.test')).code, 250);
+      for (let i = 0; i < 3; i++) assert.equal(Math.floor((await smtp.cmd('BOGUS')).code / 100), 5);
+      // 3 errors: from now on each reply waits 1 s …
+      let t0 = Date.now();
+      assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
+      assert.ok(Date.now() - t0 >= 900, 'MAIL waited');
+      assert.equal((await smtp.cmd('RCPT TO:<to@example.org>')).code, 250);
+      assert.equal((await smtp.cmd('DATA')).code, 354);
+      assert.match((await smtp.cmd('Subject: forgiven\r\n\r\nbody\r\n.')).line, /^250 2\.0\.0 Ok: queued as /);
+      // … until a message is received.
+      t0 = Date.now();
+      assert.equal(Math.floor((await smtp.cmd('BOGUS')).code / 100), 5);
+      assert.equal((await smtp.cmd('NOOP')).code, 250);
+      assert.ok(Date.now() - t0 < 600, `${Date.now() - t0} ms`);
+      assert.equal((await smtp.cmd('QUIT')).code, 221);
+    } finally {
+      smtp.close();
+    }
+  });
+
   test('junk commands: beyond smtpd_junk_command_limit (5) each NOOP counts as an error; 421 at the hard limit', async () => {
     const { smtp } = await SmtpDialogue.connect(junkPort);
     const lines: string[] = [];

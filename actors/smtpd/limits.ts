@@ -6,6 +6,7 @@
  *    `smtpd_soft_error_limit` errors on, every reply waits `smtpd_error_sleep_time` first; at
  *    `smtpd_hard_error_limit` errors the session ends with "421 4.7.0 <myhostname> Error: too many
  *    errors" and the log line "too many errors after <COMMAND> from host[addr]".
+ *  - A message received forgives the errors and junk commands before it (Postfix resets both).
  *  - HELO, EHLO, RSET, NOOP, VRFY and ETRN are "junk" commands: beyond
  *    `smtpd_junk_command_limit` of them, each also counts as an error (so a NOOP loop ends at the
  *    hard limit as well), as in Postfix.
@@ -121,7 +122,12 @@ export function installLimits(proto: Record<string, unknown>): void {
       st.pending = null;
       if (code >= 400) st.errors++;
       if (JUNK.has(cmd) && st.junk++ > limits.junkCommandLimit) st.errors++;
-      if (cmd === 'DATA') st.where = code < 400 ? 'END-OF-MESSAGE' : st.where;
+      if (cmd === 'DATA' && code < 400) {
+        // A message received: Postfix forgives the client's earlier errors and junk.
+        st.where = 'END-OF-MESSAGE';
+        st.errors = 0;
+        st.junk = 0;
+      }
     }
     if (code === 354) st.where = AFTER_DATA;
     send.call(this, code, data, context);
