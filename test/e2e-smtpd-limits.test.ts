@@ -6,7 +6,10 @@
  * AUTH against a real Dovecot (as test/e2e-smtpd-sasl.test.ts) counts as an error too.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, symlinkSync } from 'node:fs';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -16,6 +19,7 @@ import { tempDirs } from './helpers/temp.js';
 import { freePort, SmtpDialogue, startServer, type Reply, type TestServer } from './helpers/server.js';
 
 const HOST = 'mx.postactor.test';
+const tempDir = tempDirs('postactor-limits-');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('smtpd error limits and request deadlines', () => {
@@ -24,12 +28,17 @@ describe('smtpd error limits and request deadlines', () => {
   let deadlinePort = 0;
   let idlePort = 0;
   let stressPort = 0;
+  let tlsPort = 0;
 
   before(async () => {
     junkPort = await freePort();
     deadlinePort = await freePort();
     idlePort = await freePort();
     stressPort = await freePort();
+    tlsPort = await freePort();
+    const certDir = tempDir({});
+    const gen = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(certDir, 'key.pem'), '-out', join(certDir, 'cert.pem'), '-days', '2', '-subj', `/CN=${HOST}`], { encoding: 'utf8' });
+    assert.equal(gen.status, 0, gen.stderr);
     server = await startServer({
       mainCf: {
         smtpd_soft_error_limit: '3',
@@ -45,6 +54,8 @@ describe('smtpd error limits and request deadlines', () => {
         `127.0.0.1:${deadlinePort} inet n - n - 1 smtpd -o smtpd_per_request_deadline=yes -o smtpd_timeout=2s`,
         `127.0.0.1:${idlePort} inet n - n - 1 smtpd -o smtpd_timeout=2s`,
         `127.0.0.1:${stressPort} inet n - n - 1 smtpd -o stress=yes -o smtpd_error_sleep_time=0`,
+        `127.0.0.1:${tlsPort} inet n - n - 1 smtpd -o smtpd_per_request_deadline=yes -o smtpd_timeout=2s -o smtpd_tls_security_level=may`
+          + ` -o smtpd_tls_cert_file=${join(certDir, 'cert.pem')} -o smtpd_tls_key_file=${join(certDir, 'key.pem')}`,
       ].join('\n'),
     });
   });
@@ -253,6 +264,59 @@ describe('smtpd error limits and request deadlines', () => {
     await server.waitForLog(/timeout after CONNECT from localhost\[127\.0\.0\.1\]$/, 5000);
   });
 
+  test('smtpd_per_request_deadline = yes after STARTTLS: requests inside TLS have their deadline too', async () => {
+    const raw = net.connect({ port: tlsPort, host: '127.0.0.1' });
+    const lines: string[] = [];
+    let buf = '';
+    let wake: (() => void) | null = null;
+    const collect = (sock: net.Socket) => sock.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      wake?.();
+    });
+    /** The next final reply line ("NNN text"). */
+    const next = async (): Promise<string> => {
+      const deadline = Date.now() + 6000;
+      for (;;) {
+        const m = /^\d{3} [^\r\n]*\r\n/m.exec(buf);
+        if (m) {
+          buf = buf.slice(m.index + m[0].length);
+          return m[0].slice(0, -2);
+        }
+        if (Date.now() > deadline) throw new Error(`no reply (${buf})`);
+        await new Promise<void>((r) => { wake = r; setTimeout(r, 100); });
+      }
+    };
+    collect(raw);
+    try {
+      await next();
+      raw.write('EHLO client.test\r\n');
+      await next();
+      raw.write('STARTTLS\r\n');
+      assert.match(await next(), /^220 /);
+      raw.removeAllListeners('data');
+      const s = tls.connect({ socket: raw, rejectUnauthorized: false, servername: HOST });
+      await new Promise((r) => s.once('secureConnect', r));
+      collect(s);
+      for (const c of ['EHLO client.test', 'MAIL FROM:<t@example.org>', 'RCPT TO:<to@example.org>', 'DATA']) {
+        s.write(c + '\r\n');
+        lines.push(await next());
+      }
+      const t0 = Date.now();
+      while (Date.now() - t0 < 6000 && !s.destroyed) {
+        s.write('x');
+        await sleep(200);
+        if (buf.includes('\r\n')) break;
+      }
+      lines.push(await next());
+      assert.ok(Date.now() - t0 < 3500, `${Date.now() - t0} ms`);
+      s.destroy();
+    } finally {
+      raw.destroy();
+    }
+    assert.match(lines[3]!, /^354 /);
+    assert.equal(lines[4], `421 4.4.2 ${HOST} Error: timeout exceeded`);
+  });
+
   test('smtpd_per_request_deadline = no (the default): smtpd_timeout bounds each wait, so a trickle outlasts it', async () => {
     const smtp = await toData(idlePort);
     try {
@@ -283,7 +347,6 @@ describe('smtpd error limits and request deadlines', () => {
 });
 
 const NO_DOVECOT = needs('/usr/sbin/dovecot', 'Dovecot (dovecot-core), the authentication server');
-const tempDir = tempDirs('postactor-limits-');
 
 describe('failed AUTH (Dovecot says no) counts against the error limits', { skip: NO_DOVECOT }, () => {
   let dc: Dovecot;
