@@ -60,8 +60,8 @@ describe('settings Postactor has not built are refused at start-up, by name (nev
     'smtp_tls_per_site = texthash:/etc/postfix/tls_per_site',
     'smtp_tls_security_level = dane',
     'smtpd_milters = inet:127.0.0.1:8891',
-    'smtpd_client_connection_count_limit = 3',
-    'smtpd_hard_error_limit = 5',
+    'soft_bounce = yes',
+    'smtpd_forbidden_commands = CONNECT',
   ];
   for (const setting of refused) {
     test(`${setting}: start-fg exits non-zero naming it, and nothing listens`, async () => {

@@ -39,6 +39,7 @@ type Conn = {
   _setListeners(cb: () => void): void;
   connectionReady(): void;
   close(): void;
+  send(code: number, data: unknown, context?: unknown): void;
   _paCommand?: string | null;
 };
 
@@ -143,13 +144,14 @@ export async function installDialect(): Promise<void> {
   proto.handler_VRFY = function (this: Conn, command: Buffer | string, callback: () => void) {
     const d = this._server.options.postactorDialect;
     const arg = String(command).trim().split(/\s+/).slice(1).join(' ');
-    if (d.vrfyDisabled) originalSend.call(this, 502, '5.5.1 VRFY command is disabled', false);
-    else if (!arg) originalSend.call(this, 501, '5.5.4 Syntax: VRFY address', false);
-    else originalSend.call(this, 252, `2.0.0 ${arg.replace(/^<|>$/g, '')}`, false);
+    // Through this.send(), so the reply is counted (disconnect line, error limits: limits.ts).
+    if (d.vrfyDisabled) this.send(502, '5.5.1 VRFY command is disabled', false);
+    else if (!arg) this.send(501, '5.5.4 Syntax: VRFY address', false);
+    else this.send(252, `2.0.0 ${arg.replace(/^<|>$/g, '')}`, false);
     callback();
   };
   const notRecognized = function (this: Conn, _command: unknown, callback: () => void) {
-    originalSend.call(this, 502, '5.5.2 Error: command not recognized', false);
+    this.send(502, '5.5.2 Error: command not recognized', false);
     callback();
   };
   for (const name of ['handler_HELP', 'handler_WIZ', 'handler_SHELL', 'handler_KILL']) proto[name] = notRecognized;

@@ -25,6 +25,7 @@ import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './pol
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
+import { installLimits, limitsFrom } from './limits.js';
 import type { ListenAddress } from '../master/listen.js';
 
 const log = maillog('smtpd');
@@ -49,6 +50,7 @@ const states = new WeakMap<SMTPServerSession, SessionState>();
 async function main(): Promise<void> {
   installTls(await smtpConnectionPrototype());
   await installDialect();
+  installLimits(await smtpConnectionPrototype());
   await installPolicyHooks();
   await installSasl();
   let server: SMTPServer | null = null;
@@ -159,7 +161,7 @@ async function main(): Promise<void> {
     maxRecipients: config.getInt('smtpd_recipient_limit'),
     socketTimeout: config.getTime('smtpd_timeout') * 1000,
     closeTimeout: 5000,
-    ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined } as object),
+    ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
       postactorPolicyHooks: {
         helo: !policy.delayReject && policy.has('helo') ? async (session: SMTPServerSession, name: string, command: 'HELO' | 'EHLO') => {

@@ -80,6 +80,9 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'broken_sasl_auth_clients', 'smtpd_sasl_exceptions_networks', 'smtpd_sasl_response_limit',
     'smtpd_sasl_mechanism_filter', 'smtpd_sasl_authenticated_header', 'smtpd_sasl_local_domain',
     'smtpd_sender_login_maps',
+    // Error limits and request deadlines (actors/smtpd/limits.ts).
+    'smtpd_soft_error_limit', 'smtpd_hard_error_limit', 'smtpd_junk_command_limit',
+    'smtpd_error_sleep_time', 'smtpd_per_request_deadline', 'smtpd_min_data_rate',
   ],
   cleanup: [
     'always_add_missing_headers', 'always_bcc', 'append_at_myorigin', 'body_checks',
@@ -196,9 +199,7 @@ export const REFUSED: Readonly<Record<string, string>> = {
   smtpd_client_connection_count_limit: LIMIT, smtpd_client_connection_rate_limit: LIMIT,
   smtpd_client_message_rate_limit: LIMIT, smtpd_client_recipient_rate_limit: LIMIT,
   smtpd_client_new_tls_session_rate_limit: LIMIT, smtpd_client_auth_rate_limit: LIMIT,
-  smtpd_hard_error_limit: LIMIT, smtpd_soft_error_limit: LIMIT, smtpd_junk_command_limit: LIMIT,
-  smtpd_recipient_overshoot_limit: LIMIT, smtpd_per_request_deadline: LIMIT,
-  smtpd_min_data_rate: LIMIT, smtpd_error_sleep_time: LIMIT,
+  smtpd_recipient_overshoot_limit: LIMIT,
   smtpd_forbid_bare_newline: FORBID, smtpd_forbid_unauth_pipelining: FORBID,
   smtpd_forbidden_commands: FORBID,
   smtpd_reject_unlisted_sender: 'sender address validation is not built yet',
