@@ -83,7 +83,7 @@ describe('smtpd error limits and request deadlines', () => {
     }
     assert.equal(replies.length, 7, replies.map((r) => r.reply.line).join('\n'));
     for (const [i, { reply, ms }] of replies.slice(0, 6).entries()) {
-      assert.match(reply.line, /^50\d 5\.5\.2 Error: command not recognized$/);
+      assert.match(reply.line, /^500 5\.5\.2 Error: command not recognized$/);
       if (i < 3) assert.ok(ms < 600, `reply ${i + 1} came after ${ms} ms, expected at once`);
       else assert.ok(ms >= 900 && ms < 2500, `reply ${i + 1} came after ${ms} ms, expected ~1000`);
     }
@@ -176,7 +176,7 @@ describe('smtpd error limits and request deadlines', () => {
     assert.match(lines[1]!, /^503 5\.5\.1 Error: authentication not enabled$/);
     assert.match(lines[4]!, /^503 5\.5\.1 Error: need MAIL command$/);
     assert.match(lines[5]!, /^501 5\.5\.4 Syntax: VRFY address$/);
-    assert.match(lines[6]!, /^50\d 5\.5\.2 Error: command not recognized$/);
+    assert.match(lines[6]!, /^500 5\.5\.2 Error: command not recognized$/);
     assert.equal(lines[7], `421 4.7.0 ${HOST} Error: too many errors`);
     await server.waitForLog(/too many errors after UNKNOWN from localhost\[127\.0\.0\.1\]$/, 5000);
   });
@@ -190,7 +190,7 @@ describe('smtpd error limits and request deadlines', () => {
     } finally {
       smtp.close();
     }
-    assert.match(lines[0]!, /^50\d 5\.5\.2 Error: command not recognized$/);
+    assert.match(lines[0]!, /^500 5\.5\.2 Error: command not recognized$/);
     assert.equal(lines[1], `421 4.7.0 ${HOST} Error: too many errors`);
   });
 

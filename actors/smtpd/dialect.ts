@@ -56,7 +56,7 @@ const TABLE: Record<string, [number, string]> = {
   'Error: Mail transaction in progress': [503, '5.5.1 Error: MAIL transaction in progress'],
   'Error: Bad sender address syntax': [501, '5.1.7 Bad sender address syntax'],
   'Error: Bad recipient address syntax': [501, '5.1.3 Bad recipient address syntax'],
-  'Error: command not recognized': [502, '5.5.2 Error: command not recognized'],
+  'Error: command not recognized': [500, '5.5.2 Error: command not recognized'],
   'Error: send HELO/EHLO first': [503, '5.5.1 Error: send HELO/EHLO first'],
   'Error: too many recipients': [452, '4.5.3 Error: too many recipients'],
   'Error: Bad command parameter syntax': [555, '5.5.4 Unsupported option'],
@@ -151,7 +151,7 @@ export async function installDialect(): Promise<void> {
     callback();
   };
   const notRecognized = function (this: Conn, _command: unknown, callback: () => void) {
-    this.send(502, '5.5.2 Error: command not recognized', false);
+    this.send(500, '5.5.2 Error: command not recognized', false);
     callback();
   };
   for (const name of ['handler_HELP', 'handler_WIZ', 'handler_SHELL', 'handler_KILL']) proto[name] = notRecognized;
