@@ -22,7 +22,7 @@ import { accessRestriction, serverError, tableResult, type AccessKind, type Acce
 import { dnsAllowList, dnsBlockList, parseDnsList, PolicyDns, unknownAddressDomain, unknownHelo, type DnsSettings } from './restrictions/dns.js';
 import { invalidHelo, nonFqdnAddress, nonFqdnHelo } from './restrictions/hostname.js';
 import { senderLoginMismatch, type LoginSettings } from './restrictions/login.js';
-import { checkCcertAccess, permitClientCerts } from './restrictions/ccert.js';
+import { checkCcertAccess, permitClientCerts, rejectPlaintextSession } from './restrictions/ccert.js';
 import { saslSettings, type SaslSettings } from './sasl.js';
 import { openPolicyTable, tableSpecError, type PolicyTable } from './restrictions/tables.js';
 import { DUNNO, formatReply, PERMIT, rejected, type Action, type PolicyRequest, type Reply, type Restriction, type Stage } from './restrictions/types.js';
@@ -313,6 +313,7 @@ export class SmtpdPolicy {
       case 'check_recipient_access': return access('recipient');
       case 'permit_tls_clientcerts': return permitClientCerts(false, this.relayClientCerts, this.askCcert);
       case 'permit_tls_all_clientcerts': return permitClientCerts(true, this.relayClientCerts, this.askCcert);
+      case 'reject_plaintext_session': return rejectPlaintextSession(this.config.getInt('plaintext_reject_code'));
       case 'check_ccert_access': {
         const spec = arg();
         if (spec === null) return null;

@@ -4,6 +4,7 @@
  *   permit_tls_clientcerts       PERMIT when the certificate's fingerprint, or its public key's,
  *                                is a key of relay_clientcerts (the CA need not be trusted)
  *   permit_tls_all_clientcerts   PERMIT any certificate that is trusted (smtpd_tls_CAfile/_CApath)
+ *   reject_plaintext_session     $plaintext_reject_code 4.7.1 for a session without TLS
  *   check_ccert_access table     access(5) lookup of the certificate fingerprint, then of the
  *                                public-key fingerprint; replies name the certificate's
  *                                CommonName: "<cn>: Client certificate rejected: …"
@@ -15,7 +16,7 @@
 import { TableError, type LookupResult } from '../../../src/maps/index.js';
 import { tableResult, type AccessSettings } from './access.js';
 import type { PolicyTable } from './tables.js';
-import { DUNNO, PERMIT, rejected, type Action, type PolicyRequest, type Restriction } from './types.js';
+import { DUNNO, PERMIT, dsnFor, reject, rejected, type Action, type PolicyRequest, type Restriction } from './types.js';
 
 function key(table: PolicyTable, k: string): string {
   return table.kind !== 'pattern' && table.foldsCase !== false ? k.toLowerCase() : k;
@@ -81,4 +82,12 @@ export function checkCcertAccess(table: PolicyTable, askCcert: boolean, s: Acces
     }
     return DUNNO;
   };
+}
+
+/**
+ * reject_plaintext_session: "$plaintext_reject_code 4.7.1 Session encryption is required" for a
+ * session without TLS (smtpd_check.c reject_plaintext_session).
+ */
+export function rejectPlaintextSession(code: number): Restriction {
+  return (r: PolicyRequest) => (r.tls ? DUNNO : reject({ code, dsn: dsnFor(code, '4.7.1'), text: 'Session encryption is required' }));
 }
