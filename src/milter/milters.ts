@@ -1,0 +1,126 @@
+/**
+ * A list of milters (smtpd_milters) for one SMTP session, as Postfix's milter.c runs them:
+ * each event goes to every milter in order and the first verdict that is not "continue"
+ * ends it. Also reads the milter settings from the configuration: the list (plain endpoints
+ * or `{ endpoint, name = value, … }` with per-milter connect_timeout, command_timeout,
+ * content_timeout, default_action, protocol) and the per-stage macro lists.
+ */
+import type { Config } from '../config/index.js';
+import { Milter, type ConnectInfo, type Edit, type MacroSource, type MilterSettings, type Stage, type Verdict } from './milter.js';
+
+export type { Edit, Verdict, MacroSource, ConnectInfo } from './milter.js';
+
+const MACRO_PARAMS: Record<Stage, string> = {
+  connect: 'milter_connect_macros', helo: 'milter_helo_macros', mail: 'milter_mail_macros',
+  rcpt: 'milter_rcpt_macros', data: 'milter_data_macros', eoh: 'milter_end_of_header_macros',
+  eom: 'milter_end_of_data_macros', unknown: 'milter_unknown_command_macros',
+};
+
+/** Splits a milter list: words separated by space/comma, a `{ … }` group is one entry. */
+export function splitMilterList(text: string): string[] {
+  const out: string[] = [];
+  let i = 0;
+  while (i < text.length) {
+    const ch = text[i]!;
+    if (/[\s,]/.test(ch)) { i++; continue; }
+    if (ch === '{') {
+      const end = text.indexOf('}', i);
+      if (end < 0) throw new Error(`missing '}' in "${text}"`);
+      out.push(text.slice(i, end + 1));
+      i = end + 1;
+      continue;
+    }
+    let j = i;
+    while (j < text.length && !/[\s,]/.test(text[j]!)) j++;
+    out.push(text.slice(i, j));
+    i = j;
+  }
+  return out;
+}
+
+/** The settings of each milter in `list` (the value of smtpd_milters), from the configuration. */
+export function milterSettings(config: Config, list: string, warn: (t: string) => void): MilterSettings[] {
+  const macros = {} as Record<Stage, string[]>;
+  for (const [stage, param] of Object.entries(MACRO_PARAMS)) macros[stage as Stage] = config.getList(param);
+  const base = {
+    connectTimeout: config.getTime('milter_connect_timeout'),
+    commandTimeout: config.getTime('milter_command_timeout'),
+    contentTimeout: config.getTime('milter_content_timeout'),
+    defaultAction: config.get('milter_default_action'),
+    protocol: config.get('milter_protocol'),
+    queueDirectory: config.get('queue_directory'),
+    macros,
+    warn,
+  };
+  return splitMilterList(list).map((entry) => {
+    if (!entry.startsWith('{')) return { ...base, endpoint: entry };
+    const parts = entry.slice(1, -1).split(',').map((p) => p.trim()).filter(Boolean);
+    const endpoint = parts.shift() ?? '';
+    const s: MilterSettings = { ...base, endpoint };
+    for (const p of parts) {
+      const eq = p.indexOf('=');
+      const key = p.slice(0, eq).trim();
+      const value = p.slice(eq + 1).trim();
+      const secs = () => timeSeconds(value, `${key} = ${value}`);
+      if (key === 'connect_timeout') s.connectTimeout = secs();
+      else if (key === 'command_timeout') s.commandTimeout = secs();
+      else if (key === 'content_timeout') s.contentTimeout = secs();
+      else if (key === 'default_action') s.defaultAction = value;
+      else if (key === 'protocol') s.protocol = value;
+      else throw new Error(`unknown milter attribute "${key}" in "${entry}"`);
+    }
+    return s;
+  });
+}
+
+function timeSeconds(v: string, what: string): number {
+  const m = /^(\d+)([smhdw]?)$/.exec(v);
+  if (!m) throw new Error(`bad time value: ${what}`);
+  return Number(m[1]) * ({ '': 1, s: 1, m: 60, h: 3600, d: 86400, w: 604800 } as Record<string, number>)[m[2]!]!;
+}
+
+/** The milters of one SMTP session. */
+export class Milters {
+  readonly list: Milter[];
+  constructor(settings: MilterSettings[]) {
+    this.list = settings.map((s) => new Milter(s));
+  }
+
+  /** Runs one event through the milters in order; the first verdict other than continue wins. */
+  private async each(fn: (m: Milter) => Promise<Verdict>): Promise<Verdict> {
+    for (const m of this.list) {
+      const v = await fn(m);
+      if (v !== null && v !== 'skip') return v;
+    }
+    return null;
+  }
+
+  async connect(peer: ConnectInfo, macros: MacroSource): Promise<Verdict> {
+    await Promise.all(this.list.map((m) => m.open()));
+    return this.each((m) => m.connect(peer, macros));
+  }
+  helo(name: string, macros: MacroSource): Promise<Verdict> { return this.each((m) => m.helo(name, macros)); }
+  mail(sender: string, args: string[], macros: MacroSource): Promise<Verdict> { return this.each((m) => m.mail(sender, args, macros)); }
+  rcpt(recipient: string, args: string[], macros: MacroSource): Promise<Verdict> { return this.each((m) => m.rcpt(recipient, args, macros)); }
+  data(macros: MacroSource): Promise<Verdict> { return this.each((m) => m.data(macros)); }
+  unknown(command: string, macros: MacroSource): Promise<Verdict> { return this.each((m) => m.unknown(command, macros)); }
+
+  /**
+   * The message through each milter in turn; each later milter sees the message as the
+   * earlier ones edited it (Postfix: cleanup re-reads the queue file). `apply` folds one
+   * milter's edits into the message and returns the new headers and body.
+   */
+  async content(headers: [string, string][], body: Buffer, macros: MacroSource,
+    apply: (edits: Edit[]) => { headers: [string, string][]; body: Buffer }): Promise<Verdict> {
+    for (const m of this.list) {
+      const { verdict, edits } = await m.content(headers, body, macros);
+      if (verdict !== null && verdict !== 'H') return verdict;
+      if (verdict === 'H') edits.push({ op: 'quarantine', reason: 'default action' });
+      if (edits.length) ({ headers, body } = apply(edits));
+    }
+    return null;
+  }
+
+  abort(): void { for (const m of this.list) m.abort(); }
+  quit(): void { for (const m of this.list) m.quit(); }
+}
