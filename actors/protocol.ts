@@ -35,6 +35,8 @@ export interface CleanupRequest {
   local?: LocalSubmission;
   /** SMTPUTF8 was requested: the client's MAIL FROM … SMTPUTF8, or (a notice) the original's request. */
   smtputf8?: boolean;
+  /** A milter quarantined the message: cleanup puts it on hold (Postfix: milter-hold). */
+  hold?: boolean;
 }
 
 /** A local submission's extras (Postfix: the FULL record and the rewrite context of the queue file). */

@@ -59,7 +59,7 @@ describe('settings Postactor has not built are refused at start-up, by name (nev
   const refused = [
     'smtp_tls_per_site = texthash:/etc/postfix/tls_per_site',
     'smtp_tls_security_level = dane',
-    'smtpd_milters = inet:127.0.0.1:8891',
+    'smtp_generic_maps = inline:{a=b}',
     'soft_bounce = yes',
     'smtpd_forbidden_commands = CONNECT',
   ];
@@ -74,9 +74,9 @@ describe('settings Postactor has not built are refused at start-up, by name (nev
   }
   test('the same through master.cf -o: the error names the master.cf line', async () => {
     const port = await freePort();
-    const dir = await configDir('', defaultMasterCf(port).replace(' smtpd\n', ' smtpd\n  -o smtpd_milters=inet:127.0.0.1:8891\n'));
+    const dir = await configDir('', defaultMasterCf(port).replace(' smtpd\n', ' smtpd\n  -o non_smtpd_milters=inet:127.0.0.1:8891\n'));
     const r = await run(NODE, [POSTACTOR_JS, '-c', dir, 'check']);
-    assertFatal(r, `postactor: fatal: ${dir}/master.cf:1: smtpd_milters = inet:127.0.0.1:8891: not supported by Postactor (`, /milters/);
+    assertFatal(r, `postactor: fatal: ${dir}/master.cf:1: non_smtpd_milters = inet:127.0.0.1:8891: not supported by Postactor (`, /milters/);
   });
 });
 

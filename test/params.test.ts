@@ -139,7 +139,7 @@ test('postconf -d agrees with Debian\'s postconf -d on every default both list, 
 test('check refuses each security setting Postactor has not built, naming it; and warns for the rest', () => {
   const master = '127.0.0.1:2599 inet n - n - 1 smtpd\ncleanup unix n - n - 1 cleanup\nqmgr unix n - n 300 1 qmgr\n';
   const refused = [
-    'soft_bounce = yes', 'smtp_tls_security_level = dane', 'smtpd_milters = inet:127.0.0.1:8891',
+    'soft_bounce = yes', 'smtp_tls_security_level = dane', 'smtp_generic_maps = inline:{a=b}',
     'smtpd_forbidden_commands = CONNECT', 'non_smtpd_milters = inet:127.0.0.1:8891', 'smtp_tls_per_site = hash:/etc/postfix/tls_per_site',
   ];
   for (const line of refused) {
@@ -160,10 +160,11 @@ test('check refuses each security setting Postactor has not built, naming it; an
 });
 
 test('postconf --support says what Postactor does with a parameter', () => {
-  const r = spawnSync(NODE, [POSTCONF, '--support', 'smtpd_milters', 'smtpd_tls_req_ccert', 'smtpd_banner', 'biff'], { encoding: 'utf8' });
+  const r = spawnSync(NODE, [POSTCONF, '--support', 'smtpd_milters', 'non_smtpd_milters', 'smtpd_tls_req_ccert', 'smtpd_banner', 'biff'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout) as Record<string, { support: string; readers?: string[] }>;
-  assert.equal(j['smtpd_milters']!.support, 'refused');
+  assert.equal(j['smtpd_milters']!.support, 'implemented');
+  assert.equal(j['non_smtpd_milters']!.support, 'refused');
   assert.equal(j['smtpd_tls_req_ccert']!.support, 'implemented');
   assert.equal(j['smtpd_banner']!.support, 'implemented');
   assert.deepEqual(j['smtpd_banner']!.readers, ['smtpd']);

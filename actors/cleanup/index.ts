@@ -348,7 +348,7 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
   // or for everyone when remote_header_rewrite_domain is set (Postfix's header rewrite context).
   const headerRewrite = mapOK && t.headerMapping && request.origin !== 'bounce'
     && (request.origin === 'pickup' || localClient || s.remoteHeaderRewriteDomain !== '');
-  const verdict: Verdict = { hold: false, discard: false, redirect: null, filter: null, bcc: [] };
+  const verdict: Verdict = { hold: request.hold === true, discard: false, redirect: null, filter: null, bcc: [] };
   let content: Uint8Array;
   const headerChecks = checksOK && t.headerChecks.length > 0;
   if (headerChecks || headerRewrite) {

@@ -26,6 +26,7 @@ import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
 import { installLimits, limitsFrom } from './limits.js';
+import { SmtpdMilters, type MilterContext, type MilterRefusal } from './milter.js';
 import type { ListenAddress } from '../master/listen.js';
 
 const log = maillog('smtpd');
@@ -139,6 +140,26 @@ async function main(): Promise<void> {
     e.prepend.push(...verdict.prepend);
     return null;
   };
+  // smtpd_milters: one conversation per session, in this thread (actors/smtpd/milter.ts).
+  const milters = SmtpdMilters.from(config, log);
+  const milterContext = (session: SMTPServerSession, recipient: string | null): MilterContext => {
+    const state = states.get(session)!;
+    const tlsInfo = (session as { paTls?: TlsSummary }).paTls;
+    return {
+      client: state.client,
+      localAddr: session.localAddress,
+      localPort: session.localPort,
+      helo: session.hostNameAppearsAs ?? '',
+      protocol: protocolOf(session),
+      sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : null,
+      recipient,
+      recipients: session.envelope.rcptTo.map((r) => r.address),
+      queueId: state.envelope === session.envelope ? state.queueId : null,
+      login: saslLogin(session),
+      ...(tlsInfo ? { tls: tlsInfo } : {}),
+    };
+  };
+  const milterError = (r: MilterRefusal): Error => refuse(r.code, r.text);
   const policyFailed = (err: Error): Error => {
     log.warn(`smtpd access policy: ${err.message}`);
     return refuse(451, '4.3.5 Server configuration error');
@@ -164,19 +185,26 @@ async function main(): Promise<void> {
     ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
       postactorPolicyHooks: {
-        helo: !policy.delayReject && policy.has('helo') ? async (session: SMTPServerSession, name: string, command: 'HELO' | 'EHLO') => {
+        helo: (!policy.delayReject && policy.has('helo')) || milters ? async (session: SMTPServerSession, name: string, command: 'HELO' | 'EHLO') => {
           const state = states.get(session);
           if (!state) return null;
-          const r = { ...policyRequest(session, command, null), helo: name.toLowerCase(), sender: null, protocol: command === 'EHLO' ? 'ESMTP' as const : 'SMTP' as const };
-          const v = await policy.checkHelo(r);
-          return v.ok ? null : { code: v.code, text: v.text };
+          if (!policy.delayReject && policy.has('helo')) {
+            const r = { ...policyRequest(session, command, null), helo: name.toLowerCase(), sender: null, protocol: command === 'EHLO' ? 'ESMTP' as const : 'SMTP' as const };
+            const v = await policy.checkHelo(r);
+            if (!v.ok) return { code: v.code, text: v.text };
+          }
+          if (!milters) return null;
+          return milters.helo(session, { ...milterContext(session, null), helo: name, protocol: command === 'EHLO' ? 'ESMTP' : 'SMTP', sender: null });
         } : undefined,
-        data: policy.has('data') ? async (session: SMTPServerSession) => {
+        data: policy.has('data') || milters ? async (session: SMTPServerSession) => {
           const state = states.get(session);
           if (!state) return null;
-          const v = await policy.checkData(policyRequest(session, 'DATA', null));
-          const err = apply(v, state, session);
-          return err ? { code: (err as Error & { responseCode: number }).responseCode, text: err.message } : null;
+          if (policy.has('data')) {
+            const v = await policy.checkData(policyRequest(session, 'DATA', null));
+            const err = apply(v, state, session);
+            if (err) return { code: (err as Error & { responseCode: number }).responseCode, text: err.message };
+          }
+          return milters ? milters.data(session, milterContext(session, null)) : null;
         } : undefined,
       },
     } as object),
@@ -187,6 +215,16 @@ async function main(): Promise<void> {
         const state: SessionState = { client, queueId: null, envelope: null, effects: new WeakMap(), saslSender: new WeakMap() };
         states.set(session, state);
         log.info(`connect from ${name}[${session.remoteAddress}]`);
+        if (milters) {
+          return void milters.connect(session, milterContext(session, null)).then((r) => {
+            if (r) return callback(milterError(r));
+            if (policy.delayReject || !policy.has('client')) return callback();
+            policy.checkClient({ ...policyRequest(session, 'CONNECT', null), sender: null, helo: '' }).then(
+              (v) => callback(apply(v, state, session) ?? undefined),
+              (err: Error) => callback(policyFailed(err)),
+            );
+          });
+        }
         // smtpd_delay_reject = no: the client restrictions answer the greeting.
         if (policy.delayReject || !policy.has('client')) return callback();
         policy.checkClient({ ...policyRequest(session, 'CONNECT', null), sender: null, helo: '' }).then(
@@ -236,7 +274,14 @@ async function main(): Promise<void> {
       callback();
     },
 
-    onMailFrom(address, session, callback) {
+    onMailFrom(address, session, mailCallback) {
+      // The milters hear MAIL FROM after the sender restrictions passed.
+      const callback = (err?: Error | null): void => {
+        if (err || !milters) return mailCallback(err ?? undefined);
+        const args = Object.entries((address.args || {}) as Record<string, string | boolean>).map(([k, v]) => (v === true ? k : `${k}=${v}`));
+        void milters.mail(session, { ...milterContext(session, null), sender: address.address }, args)
+          .then((r) => mailCallback(r ? milterError(r) : undefined));
+      };
       // MAIL FROM:<…> AUTH=<…> (RFC 4954): kept for the log; "<>" means none.
       const args = address.args as Record<string, string | boolean> | false;
       const auth = args ? args['AUTH'] : undefined;
@@ -269,7 +314,10 @@ async function main(): Promise<void> {
       policy.checkRecipient(policyRequest(session, 'RCPT', address.address)).then((v) => {
         const err = apply(v, state, session);
         if (err) return callback(err);
-        accept();
+        if (!milters) return accept();
+        // The milters hear RCPT TO after the recipient restrictions passed.
+        const args = Object.entries((address.args || {}) as Record<string, string | boolean>).map(([k, v]) => (v === true ? k : `${k}=${v}`));
+        void milters.rcpt(session, milterContext(session, address.address), args).then((r) => (r ? callback(milterError(r)) : accept()));
       }, (err: Error) => callback(policyFailed(err)));
     },
 
@@ -292,7 +340,17 @@ async function main(): Promise<void> {
           const effects = effectsOf(state, session);
           // DISCARD: claim delivery, queue nothing (the action was logged when it matched).
           if (effects.discard !== null) return callback(null, `2.0.0 Ok: queued as ${state.queueId}`);
-          queue(effects.prepend);
+          if (!milters) return queue(effects.prepend);
+          // End of message through the milters, before the 250: their verdict answers the client.
+          const whole = Buffer.concat(chunks, total);
+          void milters.content(session, milterContext(session, null), whole).then((r) => {
+            if (r.kind === 'refuse') return callback(milterError(r.refusal));
+            if (r.kind === 'discard') return callback(null, `2.0.0 Ok: queued as ${state.queueId}`);
+            chunks.length = 0;
+            chunks.push(Buffer.from(r.content.buffer, r.content.byteOffset, r.content.length));
+            total = r.content.length;
+            queue(effects.prepend, { sender: r.sender, recipients: r.recipients.map((x) => x.address), hold: r.hold });
+          });
         });
       });
 
@@ -306,7 +364,7 @@ async function main(): Promise<void> {
         }
       }
 
-      function queue(prepend: string[]): void {
+      function queue(prepend: string[], edited?: { sender: string; recipients: string[]; hold: boolean }): void {
         // PREPEND headers first, then the message. An owned ArrayBuffer, so it can be
         // transferred to cleanup instead of copied.
         const head = Buffer.from(prepend.map((h) => `${h}\r\n`).join(''), 'utf8');
@@ -341,6 +399,13 @@ async function main(): Promise<void> {
           // and not in smtpd_discard_ehlo_keywords).
           ...(smtputf8Offered && (session.envelope as { smtpUtf8?: boolean }).smtpUtf8 ? { smtputf8: true } : {}),
         };
+        if (edited) {
+          // The milters' envelope edits: a recipient kept keeps its DSN settings.
+          const dsn = new Map(request.recipients.map((r) => [r.address.toLowerCase(), r]));
+          request.sender = edited.sender;
+          request.recipients = edited.recipients.map((a) => dsn.get(a.toLowerCase()) ?? { address: a });
+          if (edited.hold) request.hold = true;
+        }
         void submit(request).then((reply) => {
           if (reply.ok) return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);
           log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);
@@ -350,6 +415,7 @@ async function main(): Promise<void> {
     },
 
     onClose(session) {
+      milters?.close(session);
       const state = states.get(session);
       if (!state) return;
       log.info(`disconnect from ${state.client.name}[${state.client.addr}] ${formatCounters(countersOf(session))}`);

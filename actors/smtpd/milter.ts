@@ -1,0 +1,197 @@
+/**
+ * smtpd_milters: smtpd's side of the milter conversation. One conversation per SMTP session,
+ * held in the smtpd thread that runs the session (a callback per SMTP command and per header
+ * would otherwise hop threads), as Postfix's smtpd holds the milter sockets. The events go out
+ * at the SMTP stage they belong to and a milter's reject is answered there, with Postfix's
+ * replies and "milter-reject" log lines. At end of message (content complete, before the 250)
+ * the milters get headers, body and EOM; their edits (headers, body, sender, recipients,
+ * quarantine) are applied here, to the message smtpd then hands to cleanup. (Postfix passes
+ * the milter socket to cleanup, which edits the queue file; worker threads cannot pass a
+ * socket, so smtpd edits the message before it is queued.)
+ */
+import type { Config } from '../../src/config/index.js';
+import type { Logger } from '../../src/log/maillog.js';
+import { Milters, milterSettings, type MacroSource, type Verdict } from '../../src/milter/milters.js';
+import { applyEdits, formatMessage, parseMessage, type EnvelopeEdits } from '../../src/milter/message.js';
+import type { ClientInfo, TlsInfo } from '../../src/queue/types.js';
+
+/** What the milters know of the session at one point of the dialogue. */
+export interface MilterContext {
+  client: ClientInfo;
+  localAddr: string;
+  localPort: number;
+  helo: string;
+  protocol: string;
+  sender: string | null;
+  recipient: string | null;
+  recipients: string[];
+  queueId: string | null;
+  tls?: TlsInfo;
+  login?: { method: string; username: string } | null;
+}
+
+/** An SMTP reply for the client; hangup: close the session after it (421). */
+export interface MilterRefusal { code: number; text: string; hangup: boolean }
+
+export type ContentResult =
+  | { kind: 'refuse'; refusal: MilterRefusal }
+  | { kind: 'discard' }
+  | { kind: 'queue'; content: Uint8Array; sender: string; recipients: { address: string; args: string }[]; hold: boolean };
+
+export class SmtpdMilters {
+  private readonly sessions = new WeakMap<object, { milters: Milters; helo: string | null; inTransaction: boolean }>();
+
+  private constructor(private readonly config: Config, private readonly list: string, private readonly log: Logger) {}
+
+  /** The smtpd_milters of this service, or null when there are none. */
+  static from(config: Config, log: Logger): SmtpdMilters | null {
+    const list = config.get('smtpd_milters').trim();
+    if (!list) return null;
+    milterSettings(config, list, () => undefined); // a bad list stops start-up here
+    return new SmtpdMilters(config, list, log);
+  }
+
+  private macros(ctx: MilterContext): MacroSource {
+    const c = this.config;
+    return (name) => {
+      switch (name.replace(/^\{(.*)\}$/, '$1')) {
+        case 'j': return c.get('myhostname');
+        case 'daemon_name': return c.get('milter_macro_daemon_name');
+        case 'daemon_addr': return ctx.localAddr;
+        case 'daemon_port': return String(ctx.localPort);
+        case 'v': return c.get('milter_macro_v');
+        case '_': return `${ctx.client.name} [${ctx.client.addr}]`;
+        case 'client_addr': return ctx.client.addr;
+        case 'client_name': return ctx.client.name;
+        case 'client_ptr': return ctx.client.name;
+        case 'client_port': return String(ctx.client.port);
+        case 'i': return ctx.queueId ?? undefined;
+        case 'tls_version': return ctx.tls?.protocol;
+        case 'cipher': return ctx.tls?.cipher;
+        case 'cipher_bits': return ctx.tls ? String(ctx.tls.usebits) : undefined;
+        case 'auth_type': return ctx.login?.method;
+        case 'auth_authen': return ctx.login?.username;
+        case 'mail_addr': return ctx.sender ?? undefined;
+        case 'rcpt_addr': return ctx.recipient ?? undefined;
+        default: return undefined;
+      }
+    };
+  }
+
+  /** "550 5.7.1 text" (or multi-line) → the client's reply, logging milter-reject. */
+  private refusal(verdict: string, stage: string, ctx: MilterContext, queued: boolean): MilterRefusal {
+    if (verdict === 'S') verdict = '421 4.7.0 Server closing connection';
+    if (verdict === 'H' || verdict === 'D') verdict = '451 4.3.5 Server configuration problem - try again later';
+    const lines = verdict.split(/\r?\n/);
+    const code = Number(verdict.slice(0, 3));
+    const text = lines.map((l) => l.slice(4)).join('\n');
+    const who = `${ctx.client.name}[${ctx.client.addr}]`;
+    const logged = queued ? text.replace(/\n/g, ' ') : `${code} ${text.replace(/\n/g, ' ')}`;
+    this.log.info(`${queued ? ctx.queueId : 'NOQUEUE'}: milter-reject: ${stage} from ${who}: ${logged};${this.envelopeLog(ctx)}`);
+    return { code, text, hangup: code === 421 || code === 521 };
+  }
+
+  private envelopeLog(ctx: MilterContext): string {
+    const to = ctx.recipient ?? (ctx.recipients.length === 1 ? ctx.recipients[0]! : null);
+    return `${ctx.sender !== null ? ` from=<${ctx.sender}>` : ''}${to !== null ? ` to=<${to}>` : ''} proto=${ctx.protocol} helo=<${ctx.helo}>`;
+  }
+
+  private check(v: Verdict, stage: string, ctx: MilterContext): MilterRefusal | null {
+    if (v === null || v === 'skip') return null;
+    if (v === 'D' || v === 'H') return null; // discard/quarantine before the message: handled at EOM by cleanup rules
+    return this.refusal(v, stage, ctx, false);
+  }
+
+  async connect(session: object, ctx: MilterContext): Promise<MilterRefusal | null> {
+    const milters = new Milters(milterSettings(this.config, this.list, (w) => this.log.warn(w)));
+    this.sessions.set(session, { milters, helo: null, inTransaction: false });
+    const v = await milters.connect({ name: ctx.client.name, addr: ctx.client.addr, port: ctx.client.port }, this.macros(ctx));
+    if (v === null || v === 'skip' || v === 'D' || v === 'H') return null;
+    const code = Number(v.slice(0, 3));
+    this.log.info(`NOQUEUE: milter-reject: CONNECT from ${ctx.client.name}[${ctx.client.addr}]: ${v.replace(/\r?\n/g, ' ')}; proto=SMTP`);
+    // Postfix answers the greeting with its own text: 5xx and 421 refuse the session.
+    const host = this.config.get('myhostname');
+    if (v === 'S' || code === 421) return { code: 421, text: `${host} Service unavailable - try again later`, hangup: true };
+    if (v.startsWith('5')) return { code: 554, text: `${host} ESMTP not accepting connections`, hangup: true };
+    return null;
+  }
+
+  /** HELO/EHLO (sent once per name, before the MAIL that follows it when no hook ran earlier). */
+  async helo(session: object, ctx: MilterContext): Promise<MilterRefusal | null> {
+    const s = this.sessions.get(session);
+    if (!s || s.helo === ctx.helo) return s ? this.sticky(s.milters, 'HELO', ctx) : null;
+    s.helo = ctx.helo;
+    return this.check(await s.milters.helo(ctx.helo, this.macros(ctx)), 'HELO', ctx);
+  }
+
+  /** A connect/helo-level reject or an error stays the answer for the whole session. */
+  private sticky(milters: Milters, stage: string, ctx: MilterContext): MilterRefusal | null {
+    for (const m of milters.list) {
+      const r = m.connectionReply;
+      if (r !== null && r !== 'H' && r !== 'D') return this.refusal(r, stage, ctx, false);
+    }
+    return null;
+  }
+
+  async mail(session: object, ctx: MilterContext, args: string[]): Promise<MilterRefusal | null> {
+    const s = this.sessions.get(session);
+    if (!s) return null;
+    const h = await this.helo(session, ctx);
+    if (h) return h;
+    if (s.inTransaction) s.milters.abort();
+    s.inTransaction = true;
+    return this.check(await s.milters.mail(ctx.sender ?? '', args, this.macros(ctx)), 'MAIL', ctx);
+  }
+
+  async rcpt(session: object, ctx: MilterContext, args: string[]): Promise<MilterRefusal | null> {
+    const s = this.sessions.get(session);
+    if (!s) return null;
+    return this.check(await s.milters.rcpt(ctx.recipient ?? '', args, this.macros(ctx)), 'RCPT', ctx);
+  }
+
+  async data(session: object, ctx: MilterContext): Promise<MilterRefusal | null> {
+    const s = this.sessions.get(session);
+    if (!s) return null;
+    return this.check(await s.milters.data(this.macros(ctx)), 'DATA', ctx);
+  }
+
+  /** End of message: headers, body, EOM through each milter; their edits applied to the message. */
+  async content(session: object, ctx: MilterContext, content: Uint8Array): Promise<ContentResult> {
+    const s = this.sessions.get(session);
+    const recipients = ctx.recipients.map((address) => ({ address, args: '' }));
+    if (!s) return { kind: 'queue', content, sender: ctx.sender ?? '', recipients, hold: false };
+    s.inTransaction = false;
+    const msg = parseMessage(content);
+    const env: EnvelopeEdits = { sender: null, add: [], del: [], quarantine: null };
+    let edited = false;
+    const v = await s.milters.content(msg.headers, msg.body, this.macros(ctx), (edits) => {
+      edited = true;
+      applyEdits(msg, edits, env);
+      return msg;
+    });
+    const who = `${ctx.client.name}[${ctx.client.addr}]`;
+    if (v === 'D') {
+      this.log.info(`${ctx.queueId}: milter-discard: END-OF-MESSAGE from ${who}: milter triggers DISCARD action;${this.envelopeLog(ctx)}`);
+      return { kind: 'discard' };
+    }
+    if (v !== null && v !== 'skip') return { kind: 'refuse', refusal: this.refusal(v, 'END-OF-MESSAGE', ctx, true) };
+    if (env.quarantine !== null) {
+      this.log.info(`${ctx.queueId}: milter-hold: END-OF-MESSAGE from ${who}: milter triggers HOLD action;${this.envelopeLog(ctx)}`);
+    }
+    const del = new Set(env.del.map((a) => a.toLowerCase()));
+    const kept = recipients.filter((r) => !del.has(r.address.toLowerCase()));
+    return {
+      kind: 'queue',
+      content: edited ? new Uint8Array(formatMessage(msg)) : content,
+      sender: env.sender ?? ctx.sender ?? '',
+      recipients: [...kept, ...env.add.map((a) => ({ address: a.recipient, args: a.args }))],
+      hold: env.quarantine !== null,
+    };
+  }
+
+  /** The session ends. */
+  close(session: object): void {
+    this.sessions.get(session)?.milters.quit();
+    this.sessions.delete(session);
+  }
+}
