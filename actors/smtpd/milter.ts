@@ -119,7 +119,8 @@ export class SmtpdMilters {
   /** HELO/EHLO (sent once per name, before the MAIL that follows it when no hook ran earlier). */
   async helo(session: object, ctx: MilterContext): Promise<MilterRefusal | null> {
     const s = this.sessions.get(session);
-    if (!s || s.helo === ctx.helo) return s ? this.sticky(s.milters, 'HELO', ctx) : null;
+    // After a connect-level reject or error HELO is answered; the reply sticks for MAIL.
+    if (!s || s.helo === ctx.helo || s.milters.list.some((m) => m.connectionReply !== null)) return null;
     s.helo = ctx.helo;
     return this.check(await s.milters.helo(ctx.helo, this.macros(ctx)), 'HELO', ctx);
   }
@@ -136,6 +137,8 @@ export class SmtpdMilters {
   async mail(session: object, ctx: MilterContext, args: string[]): Promise<MilterRefusal | null> {
     const s = this.sessions.get(session);
     if (!s) return null;
+    const sticky = this.sticky(s.milters, 'MAIL', ctx);
+    if (sticky) return sticky;
     const h = await this.helo(session, ctx);
     if (h) return h;
     if (s.inTransaction) s.milters.abort();
