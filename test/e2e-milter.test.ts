@@ -172,47 +172,61 @@ describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: 
 });
 
 describe('milter_default_action when the milter is down', () => {
+  // One server; a second smtpd service per action (master.cf -o), so the first answers 220 to the readiness probe.
+  const actions = ['tempfail', 'reject', 'shutdown', 'accept', 'quarantine'] as const;
+  let server: TestServer;
+  let sink: SmtpSink;
+  let closed: number;
+  const ports = new Map<string, number>();
+  before(async () => {
+    closed = await freePort();
+    sink = new SmtpSink({ keepMessages: true });
+    const sinkPort = await sink.listen(0);
+    const extra: string[] = [];
+    for (const a of actions) {
+      const p = await freePort();
+      ports.set(a, p);
+      extra.push(`127.0.0.1:${p} inet n - n - 1 smtpd\n  -o smtpd_milters=inet:127.0.0.1:${closed}\n  -o milter_default_action=${a}`);
+    }
+    server = await startServer({ sinkPort, masterCfExtra: extra.join('\n') });
+  });
+  after(async () => {
+    await server?.stop();
+    await sink?.close();
+  });
+
   for (const [action, expect] of [
     ['tempfail', '451 4.7.1 Service unavailable - try again later'],
     ['reject', '550 5.5.0 Service unavailable'],
   ] as const) {
-    test(`${action}: MAIL gets "${expect}", with Postfix's warnings`, async () => {
-      const closed = await freePort();
-      const server = await startServer({ mainCf: { smtpd_milters: `inet:127.0.0.1:${closed}`, milter_default_action: action } });
-      try {
-        const out = await session(server.port, ['r@example.com'], null);
+    test(`${action}: Postfix's reply (${action === 'reject' ? 'a 554 greeting' : `"${expect}" at MAIL`}), with its warnings`, async () => {
+      if (action === 'reject') {
+        // Postfix: a 5xx at CONNECT answers the greeting "554 <myhostname> ESMTP not accepting connections".
+        const { smtp, greeting } = await SmtpDialogue.connect(ports.get(action)!);
+        smtp.close();
+        assert.match(greeting.line, /^554 \S+ ESMTP not accepting connections$/);
+      } else {
+        const out = await session(ports.get(action)!, ['r@example.com'], null);
         assert.match(out[0]!, /^220 /);
         assert.equal(out[2], expect);
-        await server.waitForLog(new RegExp(`warning: connect to Milter service inet:127\\.0\\.0\\.1:${closed}: `), 5000);
-        await server.waitForLog(/milter-reject: MAIL from localhost\[127\.0\.0\.1\]/, 5000);
-      } finally {
-        await server.stop();
+        await server.waitForLog(/milter-reject: MAIL from localhost\[127\.0\.0\.1\]: 451 4\.7\.1 Service unavailable - try again later; from=<s@example\.org> proto=ESMTP helo=<client\.test>/, 5000);
       }
+      await server.waitForLog(new RegExp(`warning: connect to Milter service inet:127\\.0\\.0\\.1:${closed}: `), 5000);
     });
   }
-  test('shutdown (Postfix 3.8.15+ default): the greeting is 421 and the session ends', async () => {
-    const closed = await freePort();
-    const server = await startServer({ mainCf: { smtpd_milters: `inet:127.0.0.1:${closed}` } });
-    try {
-      const { smtp, greeting } = await SmtpDialogue.connect(server.port);
-      smtp.close();
-      assert.match(greeting.line, /^421 .*Service unavailable - try again later$/);
-    } finally {
-      await server.stop();
-    }
+  test('shutdown (the Postfix 3.8.15+ default): the greeting is 421 and the session ends', async () => {
+    const { smtp, greeting } = await SmtpDialogue.connect(ports.get('shutdown')!);
+    smtp.close();
+    assert.match(greeting.line, /^421 \S+ Service unavailable - try again later$/);
   });
   test('accept: mail goes through unfiltered', async () => {
-    const closed = await freePort();
-    const sink = new SmtpSink({ keepMessages: true });
-    const sinkPort = await sink.listen(0);
-    const server = await startServer({ sinkPort, mainCf: { smtpd_milters: `inet:127.0.0.1:${closed}`, milter_default_action: 'accept' } });
-    try {
-      const out = await session(server.port, ['r@example.com'], message('accepted anyway'));
-      assert.match(out.at(-1)!, /^250 2\.0\.0 Ok: queued as /);
-      await sink.waitFor((s) => s.messages >= 1, 15000);
-    } finally {
-      await server.stop();
-      await sink.close();
-    }
+    const out = await session(ports.get('accept')!, ['r@example.com'], message('accepted anyway'));
+    assert.match(out.at(-1)!, /^250 2\.0\.0 Ok: queued as /);
+    await sink.waitFor((s) => s.messages >= 1, 15000);
+  });
+  test('quarantine: mail is accepted and held', async () => {
+    const out = await session(ports.get('quarantine')!, ['r@example.com'], message('quarantined anyway'));
+    const qid = out.at(-1)!.replace(/^250 2\.0\.0 Ok: queued as /, '');
+    await server.waitForLog(new RegExp(`${qid}: milter-hold: END-OF-MESSAGE`), 5000);
   });
 });

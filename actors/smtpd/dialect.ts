@@ -82,6 +82,8 @@ export function postfixReply(code: number, text: string, context: unknown, d: Di
   if (text === 'Timeout - closing connection') return [421, `4.4.2 ${d.hostname} Error: timeout exceeded`];
   if (text === 'Server shutting down') return [421, `4.3.2 ${d.hostname} Service shutting down, closing transmission channel`];
   if (text.endsWith('Too many connected clients, try again in a moment')) return [421, `4.7.0 ${d.hostname} Error: too many connections`];
+  // A milter's CONNECT reject answers the greeting with Postfix's own text, no enhanced code.
+  if (text === `${d.hostname} ESMTP not accepting connections` || text === `${d.hostname} Service unavailable - try again later`) return [code, text];
   const mapped = TABLE[text];
   if (mapped) return mapped;
   if (code < 300 && context === false) return [code, text];
