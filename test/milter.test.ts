@@ -1,0 +1,237 @@
+/**
+ * The milter protocol client (src/milter) against a scripted milter server on a loopback
+ * socket: negotiation (flags, version checks, SETSYMLIST), macros before each event, skipped
+ * and no-reply steps, replies (reject, tempfail, custom multi-line reply, discard, shutdown),
+ * body chunks of at most 65535 bytes, the end-of-message edits, and the default action when the
+ * milter breaks the protocol or times out. Plus the message edits as cleanup applies them.
+ */
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { after, describe, test } from 'node:test';
+
+import { Milter, type MilterSettings } from '../src/milter/milter.js';
+import { applyEdits, formatMessage, parseMessage, type EnvelopeEdits } from '../src/milter/message.js';
+import { splitMilterList } from '../src/milter/milters.js';
+import { packet, PacketReader, protocolOf, SMFIP } from '../src/milter/protocol.js';
+
+interface Seen { cmd: string; data: Buffer }
+
+/** A milter server: `script(seen, reply)` is called for each packet; reply(cmd, ...items) answers. */
+async function scripted(onPacket: (p: Seen, reply: (cmd: string, ...items: (string | number | Buffer)[]) => void, all: Seen[]) => void)
+  : Promise<{ port: number; seen: Seen[]; close(): Promise<void> }> {
+  const seen: Seen[] = [];
+  const server = net.createServer((sock) => {
+    let buf = Buffer.alloc(0);
+    sock.on('error', () => undefined);
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        const len = buf.readUInt32BE(0);
+        const p = { cmd: String.fromCharCode(buf[4]!), data: Buffer.from(buf.subarray(5, 4 + len)) };
+        buf = buf.subarray(4 + len);
+        seen.push(p);
+        onPacket(p, (cmd, ...items) => sock.write(packet(cmd, ...items)), seen);
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { port: (server.address() as net.AddressInfo).port, seen, close: () => new Promise((r) => { server.close(() => r()); }) };
+}
+
+function settings(port: number, extra: Partial<MilterSettings> = {}): MilterSettings & { warnings: string[] } {
+  const warnings: string[] = [];
+  return {
+    endpoint: `inet:127.0.0.1:${port}`, connectTimeout: 5, commandTimeout: 5, contentTimeout: 5,
+    defaultAction: 'tempfail', protocol: '6', queueDirectory: '/nonexistent',
+    macros: { connect: ['j', '{daemon_name}'], helo: [], mail: ['i', '{mail_addr}'], rcpt: ['i', '{rcpt_addr}'], data: ['i'], eoh: ['i'], eom: ['i'], unknown: [] },
+    warn: (t) => warnings.push(t), warnings, ...extra,
+  };
+}
+
+const macros = (name: string): string | undefined => ({ j: 'mx.example', '{daemon_name}': 'smtpd', i: 'QID1', '{mail_addr}': 's@example.org', '{rcpt_addr}': 'r@example.com' } as Record<string, string>)[name];
+const peer = { name: 'client.example', addr: '192.0.2.1', port: 4321 };
+
+/** Answers OPTNEG with (version, actions, steps [, symlist]) and "continue" to everything else. */
+function basic(version: number, actions: number, steps: number, override: Record<string, (r: (cmd: string, ...items: (string | number | Buffer)[]) => void) => void> = {}, symlist: (string | number)[] = []) {
+  return (p: Seen, reply: (cmd: string, ...items: (string | number | Buffer)[]) => void) => {
+    if (p.cmd === 'O') return reply('O', version, actions, steps, ...symlist);
+    if (p.cmd === 'D' || p.cmd === 'A' || p.cmd === 'Q') return;
+    if (override[p.cmd]) return override[p.cmd]!(reply);
+    reply('c');
+  };
+}
+
+describe('milter protocol client', () => {
+  const servers: { close(): Promise<void> }[] = [];
+  after(async () => { for (const s of servers) await s.close(); });
+
+  test('negotiation offers version 6, all nine actions and the v6 steps; events carry macros first', async () => {
+    const s = await scripted(basic(6, 0x1ff, 0));
+    servers.push(s);
+    const m = new Milter(settings(s.port));
+    await m.open();
+    assert.equal(await m.connect(peer, macros), null);
+    assert.equal(await m.helo('client.example', macros), null);
+    assert.equal(await m.mail('s@example.org', ['SIZE=100'], macros), null);
+    assert.equal(await m.rcpt('r@example.com', [], macros), null);
+    m.quit();
+    const o = new PacketReader(s.seen[0]!.data);
+    assert.deepEqual([s.seen[0]!.cmd, o.u32(), o.u32(), o.u32()], ['O', 6, 0x1ff, protocolOf('6')!.events]);
+    assert.deepEqual(s.seen.slice(1).map((p) => p.cmd).join(''), 'DCDHDMDR');
+    // Macros for CONNECT: code byte, then name\0value\0 pairs.
+    assert.equal(s.seen[1]!.data.toString('latin1'), 'Cj\0mx.example\0{daemon_name}\0smtpd\0');
+    // CONNECT: hostname, family '4', port (16 bits), address.
+    assert.deepEqual(s.seen[2]!.data, Buffer.concat([Buffer.from('client.example\0' + '4'), Buffer.from([0x10, 0xe1]), Buffer.from('192.0.2.1\0')]));
+    assert.equal(s.seen[6]!.data.toString('latin1'), '<s@example.org>\0SIZE=100\0');
+  });
+
+  test('steps the milter declines are not sent (their macros are), no-reply steps are not waited for', async () => {
+    // NOHELO; NR_RCPT: the server never answers RCPT, yet the client goes on.
+    const s = await scripted(basic(6, 0x01, SMFIP.NOHELO | SMFIP.NR_RCPT, { R: () => undefined }));
+    servers.push(s);
+    const m = new Milter(settings(s.port));
+    await m.open();
+    await m.connect(peer, macros);
+    assert.equal(await m.helo('x', macros), null);
+    assert.equal(await m.mail('s@example.org', [], macros), null);
+    assert.equal(await m.rcpt('r@example.com', [], macros), null);
+    assert.equal(await m.data(macros), null);
+    m.quit();
+    for (let i = 0; i < 40 && s.seen.at(-1)?.cmd !== 'Q'; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(s.seen.slice(1).map((p) => p.cmd).join(''), 'DCDDMDRDTQ');
+  });
+
+  test('SETSYMLIST: the milter\'s macro list for a stage wins', async () => {
+    const s = await scripted(basic(6, 0x100, 0, {}, [2, '{mail_addr}']));
+    servers.push(s);
+    const m = new Milter(settings(s.port));
+    await m.open();
+    await m.connect(peer, macros);
+    await m.mail('s@example.org', [], macros);
+    m.quit();
+    assert.equal(s.seen.find((p) => p.cmd === 'D' && p.data[0] === 0x4d)!.data.toString('latin1'), 'M{mail_addr}\0s@example.org\0');
+  });
+
+  test('replies: reject, tempfail, custom multi-line reply with %% unescaped, discard', async () => {
+    let rcpts = 0;
+    const s = await scripted(basic(6, 0, 0, {
+      R: (r) => {
+        rcpts++;
+        if (rcpts === 1) r('r');
+        else if (rcpts === 2) r('t');
+        else r('y', '550-5.7.1 first line 100%%\r\n550 5.7.1 second line');
+      },
+      E: (r) => r('d'),
+    }));
+    servers.push(s);
+    const m = new Milter(settings(s.port));
+    await m.open();
+    await m.connect(peer, macros);
+    await m.mail('s@example.org', [], macros);
+    assert.equal(await m.rcpt('a@x', [], macros), '550 5.7.1 Command rejected');
+    assert.equal(await m.rcpt('b@x', [], macros), '451 4.7.1 Service unavailable - try again later');
+    assert.equal(await m.rcpt('c@x', [], macros), '550-5.7.1 first line 100%\r\n550 5.7.1 second line');
+    const { verdict } = await m.content([['Subject', ' hi']], Buffer.from('body\r\n'), macros);
+    assert.equal(verdict, 'D');
+    m.quit();
+  });
+
+  test('content: header values lose one leading space, body goes in chunks of at most 65535 bytes, edits come back', async () => {
+    const s = await scripted(basic(6, 0x1ff, 0, {
+      E: (r) => {
+        r('h', 'X-Added', 'yes');
+        r('i', 0, 'X-First', 'top');
+        r('m', 1, 'Subject', 'changed');
+        r('m', 1, 'X-Old', '');
+        r('e', '<new@example.org>');
+        r('+', '<added@example.net>');
+        r('-', '<r@example.com>');
+        r('q', 'suspicious');
+        r('p');
+        r('a');
+      },
+    }));
+    servers.push(s);
+    const m = new Milter(settings(s.port));
+    await m.open();
+    await m.connect(peer, macros);
+    await m.mail('s@example.org', [], macros);
+    await m.rcpt('r@example.com', [], macros);
+    const body = Buffer.alloc(150000, 'a');
+    const { verdict, edits } = await m.content([['Subject', ' hello'], ['X-Old', ' gone']], body, macros);
+    m.quit();
+    assert.equal(verdict, null);
+    const headers = s.seen.filter((p) => p.cmd === 'L').map((p) => p.data.toString('latin1'));
+    assert.deepEqual(headers, ['Subject\0hello\0', 'X-Old\0gone\0']);
+    const chunks = s.seen.filter((p) => p.cmd === 'B').map((p) => p.data.length);
+    assert.deepEqual(chunks, [65535, 65535, 150000 - 2 * 65535]);
+    assert.deepEqual(edits.map((e) => e.op), ['addheader', 'insheader', 'chgheader', 'chgheader', 'chgfrom', 'addrcpt', 'delrcpt', 'quarantine']);
+
+    const msg = parseMessage(Buffer.from('Subject: hello\r\nX-Old: gone\r\nX-Folded: a\r\n\tb\r\n\r\nbody\r\n'));
+    const env: EnvelopeEdits = { sender: null, add: [], del: [], quarantine: null };
+    applyEdits(msg, edits, env);
+    assert.equal(formatMessage(msg).toString('latin1'), 'X-First: top\r\nSubject: changed\r\nX-Folded: a\r\n\tb\r\nX-Added: yes\r\n\r\nbody\r\n');
+    assert.deepEqual(env, { sender: 'new@example.org', add: [{ recipient: 'added@example.net', args: '' }], del: ['r@example.com'], quarantine: 'suspicious' });
+  });
+
+  test('a milter that asks for an action it was not offered, or answers out of protocol, gets the default action', async () => {
+    // Version 7 > ours: a communication error ⇒ tempfail's reply for every event.
+    const s = await scripted(basic(7, 0, 0));
+    servers.push(s);
+    const st = settings(s.port);
+    const m = new Milter(st);
+    await m.open();
+    assert.equal(await m.connect(peer, macros), '451 4.7.1 Service unavailable - try again later');
+    assert.equal(await m.mail('s@x', [], macros), '451 4.7.1 Service unavailable - try again later');
+    assert.match(st.warnings.join('\n'), /protocol version 7 conflict with MTA protocol version 6/);
+
+    // An unknown reply code at RCPT, with default action reject.
+    const s2 = await scripted(basic(6, 0, 0, { R: (r) => r('Z') }));
+    servers.push(s2);
+    const st2 = settings(s2.port, { defaultAction: 'reject' });
+    const m2 = new Milter(st2);
+    await m2.open();
+    await m2.connect(peer, macros);
+    await m2.mail('s@x', [], macros);
+    assert.equal(await m2.rcpt('r@x', [], macros), '550 5.5.0 Service unavailable');
+    assert.match(st2.warnings.join('\n'), /unexpected filter response Z after event R/);
+
+    // A malformed custom reply is a configuration error: shutdown ⇒ 421 4.3.5.
+    const s3 = await scripted(basic(6, 0, 0, { M: (r) => r('y', '250 ok') }));
+    servers.push(s3);
+    const m3 = new Milter(settings(s3.port, { defaultAction: 'shutdown' }));
+    await m3.open();
+    await m3.connect(peer, macros);
+    assert.equal(await m3.mail('s@x', [], macros), '421 4.3.5 Server configuration problem - try again later');
+  });
+
+  test('a milter that does not answer in milter_command_timeout gets the default action', async () => {
+    const s = await scripted(basic(6, 0, 0, { M: () => undefined }));
+    servers.push(s);
+    const st = settings(s.port, { commandTimeout: 1, defaultAction: 'accept' });
+    const m = new Milter(st);
+    await m.open();
+    await m.connect(peer, macros);
+    const t0 = Date.now();
+    assert.equal(await m.mail('s@x', [], macros), null);
+    assert.ok(Date.now() - t0 >= 900);
+    assert.match(st.warnings.join('\n'), /timeout/);
+  });
+
+  test('a milter that is down: connect error and the default action; unix: paths are relative to queue_directory', async () => {
+    const st = settings(1, { endpoint: 'unix:private/nothing', queueDirectory: '/nonexistent-q', defaultAction: 'quarantine' });
+    const m = new Milter(st);
+    await m.open();
+    assert.equal(await m.connect(peer, macros), 'H');
+    assert.match(st.warnings[0]!, /^connect to Milter service unix:private\/nothing: .*\/nonexistent-q\/private\/nothing/);
+  });
+
+  test('milter_protocol and the smtpd_milters list syntax', () => {
+    assert.equal(protocolOf('6')!.version, 6);
+    assert.equal(protocolOf('4 no_header_reply')!.events & SMFIP.NR_HDR, SMFIP.NR_HDR);
+    assert.equal(protocolOf('5'), null);
+    assert.equal(protocolOf('6 4'), null);
+    assert.deepEqual(splitMilterList('inet:127.0.0.1:8891, { unix:/run/m.sock, default_action = accept }  inet:[::1]:99'),
+      ['inet:127.0.0.1:8891', '{ unix:/run/m.sock, default_action = accept }', 'inet:[::1]:99']);
+  });
+});
