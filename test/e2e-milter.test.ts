@@ -7,8 +7,8 @@
  * milter_default_action is checked with the milter down.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -228,5 +228,63 @@ describe('milter_default_action when the milter is down', () => {
     const out = await session(ports.get('quarantine')!, ['r@example.com'], message('quarantined anyway'));
     const qid = out.at(-1)!.replace(/^250 2\.0\.0 Ok: queued as /, '');
     await server.waitForLog(new RegExp(`${qid}: milter-hold: END-OF-MESSAGE`), 5000);
+  });
+});
+
+const OPENDKIM = '/usr/sbin/opendkim';
+const GENKEY = '/usr/sbin/opendkim-genkey';
+const HAVE_OPENDKIM = existsSync(OPENDKIM) && existsSync(GENKEY) && existsSync('/usr/lib/python3/dist-packages/dkim/__init__.py');
+
+describe('smtpd_milters with OpenDKIM: mail from a trusted client leaves signed, and the signature verifies', { skip: !HAVE_OPENDKIM && 'opendkim, opendkim-tools or python3-dkim is not installed' }, () => {
+  let dir: string;
+  let dkim: ChildProcess;
+  let sink: SmtpSink;
+  let server: TestServer;
+  let dkimErr = '';
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'pa-dkim-'));
+    const gen = spawnSync(GENKEY, ['-D', dir, '-d', 'example.org', '-s', 'test'], { encoding: 'utf8' });
+    assert.equal(gen.status, 0, gen.stderr);
+    const port = await freePort();
+    writeFileSync(join(dir, 'opendkim.conf'), [
+      'Mode sv', 'Domain example.org', 'Selector test', `KeyFile ${dir}/test.private`,
+      `Socket inet:${port}@127.0.0.1`, 'InternalHosts 127.0.0.1', 'Syslog no', 'RequireSafeKeys false',
+      `PidFile ${dir}/opendkim.pid`, 'Canonicalization relaxed/simple', '',
+    ].join('\n'));
+    dkim = spawn(OPENDKIM, ['-f', '-x', join(dir, 'opendkim.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    dkim.stderr!.on('data', (d: Buffer) => { dkimErr += d.toString(); });
+    await waitListening(port, 10000).catch((e: Error) => { throw new Error(`${e.message}: ${dkimErr}`); });
+    sink = new SmtpSink({ keepMessages: true });
+    const sinkPort = await sink.listen(0);
+    server = await startServer({ sinkPort, mainCf: { smtpd_milters: `inet:127.0.0.1:${port}` } });
+  });
+
+  after(async () => {
+    await server?.stop();
+    await sink?.close();
+    dkim?.kill('SIGKILL');
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the message at the next hop carries a DKIM-Signature that python3-dkim verifies against the generated key', async () => {
+    const msg = rfc822({ From: 'Sender <s@example.org>', To: '<r@example.com>', Subject: 'signed by opendkim', Date: 'Thu, 03 Dec 2026 09:00:00 +0000', 'Message-ID': '<dkim-1@client.test>' }, 'a body to sign\n');
+    const out = await session(server.port, ['r@example.com'], msg);
+    assert.match(out.at(-1)!, /^250 2\.0\.0 Ok: queued as /);
+    await sink.waitFor((s) => s.messages >= 1, 15000);
+    const data = sink.messages[0]!.data;
+    assert.match(data.toString('latin1'), /\r\nDKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/simple; d=example\.org;/);
+    // The public key from opendkim-genkey's TXT record, served to dkim.verify by a DNS function.
+    const txt = [...readFileSync(join(dir, 'test.txt'), 'utf8').matchAll(/"([^"]*)"/g)].map((m) => m[1]).join('');
+    writeFileSync(join(dir, 'message.eml'), data);
+    const verify = spawnSync(PYTHON, ['-c', [
+      'import sys, dkim',
+      `txt = ${JSON.stringify(txt)}.encode()`,
+      'msg = open(sys.argv[1], "rb").read()',
+      'print(dkim.verify(msg, dnsfunc=lambda name, timeout=5: txt))',
+      // The check is not vacuous: a changed body fails it.
+      'print(dkim.verify(msg.replace(b"a body to sign", b"a body changed"), dnsfunc=lambda name, timeout=5: txt))',
+    ].join('\n'), join(dir, 'message.eml')], { encoding: 'utf8' });
+    assert.equal(verify.stdout.trim(), 'True\nFalse', verify.stderr);
   });
 });
