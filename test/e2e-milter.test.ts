@@ -32,6 +32,9 @@ class TestMilter(Milter.Base):
         if to.strip('<>').startswith('milter-reject'):
             self.setreply('550', '5.7.1', 'Recipient refused by test milter')
             return Milter.REJECT
+        if to.strip('<>').startswith('milter-multi'):
+            self.setreply('450', '4.7.1', 'first line', 'second line')
+            return Milter.TEMPFAIL
         self.rcpts.append(to)
         return Milter.CONTINUE
 
@@ -130,6 +133,11 @@ describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: 
     assert.equal(out[3], '550 5.7.1 Recipient refused by test milter');
     const line = await server.waitForLog(/milter-reject: RCPT from/, 5000);
     assert.match(line, /NOQUEUE: milter-reject: RCPT from localhost\[127\.0\.0\.1\]: 550 5\.7\.1 Recipient refused by test milter; from=<s@example\.org> to=<milter-reject@example\.com> proto=ESMTP helo=<client\.test>/);
+  });
+
+  test('a multi-line custom reply (smfi_setmlreply) is answered as one line, with the first line\'s codes', async () => {
+    const out = await session(server.port, ['milter-multi@example.com'], null);
+    assert.equal(out[3], '450 4.7.1 first line second line');
   });
 
   test('an accepted message reaches the next hop with the milter\'s header (queue ID) and its changed Subject', async () => {

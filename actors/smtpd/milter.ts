@@ -84,9 +84,11 @@ export class SmtpdMilters {
     if (verdict === 'H' || verdict === 'D') verdict = '451 4.3.5 Server configuration problem - try again later';
     const lines = verdict.split(/\r?\n/);
     const code = Number(verdict.slice(0, 3));
-    const text = lines.map((l) => l.slice(4)).join('\n');
+    // A multi-line reply goes out as one line (smtp-server's replies other than EHLO are single
+    // lines): the first line's enhanced code, then each line's text.
+    const text = lines.map((l, i) => (i === 0 ? l.slice(4) : l.slice(4).replace(/^\d\.\d{1,3}\.\d{1,3} /, ''))).join(' ');
     const who = `${ctx.client.name}[${ctx.client.addr}]`;
-    const logged = queued ? text.replace(/\n/g, ' ') : `${code} ${text.replace(/\n/g, ' ')}`;
+    const logged = queued ? text : `${code} ${text}`;
     this.log.info(`${queued ? ctx.queueId : 'NOQUEUE'}: milter-reject: ${stage} from ${who}: ${logged};${this.envelopeLog(ctx)}`);
     return { code, text, hangup: code === 421 || code === 521 };
   }
