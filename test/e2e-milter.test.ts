@@ -32,6 +32,8 @@ class TestMilter(Milter.Base):
         if to.strip('<>').startswith('milter-reject'):
             self.setreply('550', '5.7.1', 'Recipient refused by test milter')
             return Milter.REJECT
+        if to.strip('<>').startswith('milter-discard'):
+            return Milter.DISCARD
         if to.strip('<>').startswith('milter-multi'):
             self.setreply('450', '4.7.1', 'first line', 'second line')
             return Milter.TEMPFAIL
@@ -138,6 +140,16 @@ describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: 
   test('a multi-line custom reply (smfi_setmlreply) is answered as one line, with the first line\'s codes', async () => {
     const out = await session(server.port, ['milter-multi@example.com'], null);
     assert.equal(out[3], '450 4.7.1 first line second line');
+  });
+
+  test('DISCARD at RCPT: the message is accepted (250) and dropped, logged as milter-discard', async () => {
+    const before = sink.stats.messages;
+    const out = await session(server.port, ['milter-discard@example.com'], message('discard me'));
+    assert.equal(out[3], '250 2.1.5 Ok');
+    assert.match(out.at(-1)!, /^250 2\.0\.0 Ok: queued as /);
+    await server.waitForLog(/milter-discard: RCPT from localhost\[127\.0\.0\.1\]: milter triggers DISCARD action; from=<s@example\.org> to=<milter-discard@example\.com> proto=ESMTP helo=<client\.test>/, 5000);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(sink.stats.messages, before);
   });
 
   test('an accepted message reaches the next hop with the milter\'s header (queue ID) and its changed Subject', async () => {

@@ -38,8 +38,17 @@ export type ContentResult =
   | { kind: 'discard' }
   | { kind: 'queue'; content: Uint8Array; sender: string; recipients: { address: string; args: string }[]; hold: boolean };
 
+interface SessionMilters {
+  milters: Milters;
+  helo: string | null;
+  inTransaction: boolean;
+  /** DISCARD / quarantine asked for at MAIL or RCPT: applies to this transaction's message. */
+  discard: boolean;
+  hold: boolean;
+}
+
 export class SmtpdMilters {
-  private readonly sessions = new WeakMap<object, { milters: Milters; helo: string | null; inTransaction: boolean }>();
+  private readonly sessions = new WeakMap<object, SessionMilters>();
 
   private constructor(private readonly config: Config, private readonly list: string, private readonly log: Logger) {}
 
@@ -98,15 +107,22 @@ export class SmtpdMilters {
     return `${ctx.sender !== null ? ` from=<${ctx.sender}>` : ''}${to !== null ? ` to=<${to}>` : ''} proto=${ctx.protocol} helo=<${ctx.helo}>`;
   }
 
-  private check(v: Verdict, stage: string, ctx: MilterContext): MilterRefusal | null {
+  private check(v: Verdict, stage: string, ctx: MilterContext, s?: SessionMilters): MilterRefusal | null {
     if (v === null || v === 'skip') return null;
-    if (v === 'D' || v === 'H') return null; // discard/quarantine before the message: handled at EOM by cleanup rules
+    if (v === 'D' || v === 'H') {
+      // Postfix: the transaction goes on; its message is discarded / held (check_milter_reply).
+      const what = v === 'D' ? 'discard' : 'hold';
+      this.log.info(`${ctx.queueId ?? 'NOQUEUE'}: milter-${what}: ${stage} from ${ctx.client.name}[${ctx.client.addr}]: milter triggers ${v === 'D' ? 'DISCARD' : 'HOLD'} action;${this.envelopeLog(ctx)}`);
+      if (s && v === 'D') s.discard = true;
+      if (s && v === 'H') s.hold = true;
+      return null;
+    }
     return this.refusal(v, stage, ctx, false);
   }
 
   async connect(session: object, ctx: MilterContext): Promise<MilterRefusal | null> {
     const milters = new Milters(milterSettings(this.config, this.list, (w) => this.log.warn(w)));
-    this.sessions.set(session, { milters, helo: null, inTransaction: false });
+    this.sessions.set(session, { milters, helo: null, inTransaction: false, discard: false, hold: false });
     const v = await milters.connect({ name: ctx.client.name, addr: ctx.client.addr, port: ctx.client.port }, this.macros(ctx));
     if (v === null || v === 'skip' || v === 'D' || v === 'H') return null;
     const code = Number(v.slice(0, 3));
@@ -145,19 +161,21 @@ export class SmtpdMilters {
     if (h) return h;
     if (s.inTransaction) s.milters.abort();
     s.inTransaction = true;
-    return this.check(await s.milters.mail(ctx.sender ?? '', args, this.macros(ctx)), 'MAIL', ctx);
+    s.discard = false;
+    s.hold = false;
+    return this.check(await s.milters.mail(ctx.sender ?? '', args, this.macros(ctx)), 'MAIL', ctx, s);
   }
 
   async rcpt(session: object, ctx: MilterContext, args: string[]): Promise<MilterRefusal | null> {
     const s = this.sessions.get(session);
     if (!s) return null;
-    return this.check(await s.milters.rcpt(ctx.recipient ?? '', args, this.macros(ctx)), 'RCPT', ctx);
+    return this.check(await s.milters.rcpt(ctx.recipient ?? '', args, this.macros(ctx)), 'RCPT', ctx, s);
   }
 
   async data(session: object, ctx: MilterContext): Promise<MilterRefusal | null> {
     const s = this.sessions.get(session);
     if (!s) return null;
-    return this.check(await s.milters.data(this.macros(ctx)), 'DATA', ctx);
+    return this.check(await s.milters.data(this.macros(ctx)), 'DATA', ctx, s);
   }
 
   /** End of message: headers, body, EOM through each milter; their edits applied to the message. */
@@ -166,6 +184,10 @@ export class SmtpdMilters {
     const recipients = ctx.recipients.map((address) => ({ address, args: '' }));
     if (!s) return { kind: 'queue', content, sender: ctx.sender ?? '', recipients, hold: false };
     s.inTransaction = false;
+    if (s.discard) {
+      s.milters.abort();
+      return { kind: 'discard' };
+    }
     const msg = parseMessage(content);
     const env: EnvelopeEdits = { sender: null, add: [], del: [], quarantine: null };
     let edited = false;
@@ -190,7 +212,7 @@ export class SmtpdMilters {
       content: edited ? new Uint8Array(formatMessage(msg)) : content,
       sender: env.sender ?? ctx.sender ?? '',
       recipients: [...kept, ...env.add.map((a) => ({ address: a.recipient, args: a.args }))],
-      hold: env.quarantine !== null,
+      hold: env.quarantine !== null || s.hold,
     };
   }
 
