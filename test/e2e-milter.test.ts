@@ -120,7 +120,7 @@ describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: 
     await waitListening(milterPort, 10000).catch((e: Error) => { throw new Error(`${e.message}: ${milterErr}`); });
     sink = new SmtpSink({ keepMessages: true });
     const sinkPort = await sink.listen(0);
-    server = await startServer({ sinkPort, mainCf: { smtpd_milters: `inet:127.0.0.1:${milterPort}` } });
+    server = await startServer({ sinkPort, mainCf: { smtpd_milters: `inet:127.0.0.1:${milterPort}`, smtpd_milter_maps: 'inline:{127.0.0.2=DISABLE}' } });
   });
 
   after(async () => {
@@ -135,6 +135,18 @@ describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: 
     assert.equal(out[3], '550 5.7.1 Recipient refused by test milter');
     const line = await server.waitForLog(/milter-reject: RCPT from/, 5000);
     assert.match(line, /NOQUEUE: milter-reject: RCPT from localhost\[127\.0\.0\.1\]: 550 5\.7\.1 Recipient refused by test milter; from=<s@example\.org> to=<milter-reject@example\.com> proto=ESMTP helo=<client\.test>/);
+  });
+
+  test('smtpd_milter_maps: DISABLE for a client address turns the milters off for its sessions', async () => {
+    const { smtp } = await SmtpDialogue.connect(server.port, { localAddress: '127.0.0.2' });
+    try {
+      await smtp.cmd('EHLO client.test');
+      await smtp.cmd('MAIL FROM:<s@example.org>');
+      const r = await smtp.cmd('RCPT TO:<milter-reject@example.com>');
+      assert.equal(r.line, '250 2.1.5 Ok');
+    } finally {
+      smtp.close();
+    }
   });
 
   test('a multi-line custom reply (smfi_setmlreply) is answered as one line, with the first line\'s codes', async () => {

@@ -14,6 +14,7 @@ import type { Logger } from '../../src/log/maillog.js';
 import { Milters, milterSettings, type MacroSource, type Verdict } from '../../src/milter/milters.js';
 import { applyEdits, formatMessage, parseMessage, type EnvelopeEdits } from '../../src/milter/message.js';
 import type { ClientInfo, TlsInfo } from '../../src/queue/types.js';
+import { openTable, type LookupTable } from '../../src/maps/index.js';
 
 /** What the milters know of the session at one point of the dialogue. */
 export interface MilterContext {
@@ -50,14 +51,25 @@ interface SessionMilters {
 export class SmtpdMilters {
   private readonly sessions = new WeakMap<object, SessionMilters>();
 
-  private constructor(private readonly config: Config, private readonly list: string, private readonly log: Logger) {}
+  private constructor(private readonly config: Config, private readonly list: string, private readonly maps: LookupTable[],
+    private readonly log: Logger) {}
 
-  /** The smtpd_milters of this service, or null when there are none. */
+  /** The smtpd_milters (and smtpd_milter_maps) of this service, or null when there are none. */
   static from(config: Config, log: Logger): SmtpdMilters | null {
     const list = config.get('smtpd_milters').trim();
-    if (!list) return null;
+    const maps = config.getList('smtpd_milter_maps').map((spec) => openTable(spec, { configDirectory: config.configDirectory ?? undefined }));
+    if (!list && maps.length === 0) return null;
     milterSettings(config, list, () => undefined); // a bad list stops start-up here
-    return new SmtpdMilters(config, list, log);
+    return new SmtpdMilters(config, list, maps, log);
+  }
+
+  /** smtpd_milter_maps: the client address's milter list (DISABLE: none), else smtpd_milters. */
+  private async listFor(addr: string): Promise<string> {
+    for (const t of this.maps) {
+      const r = await t.lookup(addr);
+      if (r.found) return r.value.trim().toUpperCase() === 'DISABLE' ? '' : r.value;
+    }
+    return this.list;
   }
 
   private macros(ctx: MilterContext): MacroSource {
@@ -121,7 +133,23 @@ export class SmtpdMilters {
   }
 
   async connect(session: object, ctx: MilterContext): Promise<MilterRefusal | null> {
-    const milters = new Milters(milterSettings(this.config, this.list, (w) => this.log.warn(w)));
+    let list: string;
+    try {
+      list = await this.listFor(ctx.client.addr);
+    } catch (err) {
+      // A broken table must not let mail through unfiltered.
+      this.log.warn(`smtpd_milter_maps: ${(err as Error).message}`);
+      return { code: 421, text: `${this.config.get('myhostname')} Service unavailable - try again later`, hangup: true };
+    }
+    if (!list.trim()) return null;
+    let settings;
+    try {
+      settings = milterSettings(this.config, list, (w) => this.log.warn(w));
+    } catch (err) {
+      this.log.warn(`smtpd_milter_maps: ${ctx.client.addr}: ${(err as Error).message}`);
+      return { code: 421, text: `${this.config.get('myhostname')} Service unavailable - try again later`, hangup: true };
+    }
+    const milters = new Milters(settings);
     this.sessions.set(session, { milters, helo: null, inTransaction: false, discard: false, hold: false });
     const v = await milters.connect({ name: ctx.client.name, addr: ctx.client.addr, port: ctx.client.port }, this.macros(ctx));
     if (v === null || v === 'skip' || v === 'D' || v === 'H') return null;

@@ -86,7 +86,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_error_sleep_time', 'smtpd_per_request_deadline', 'smtpd_min_data_rate',
 
     // Milters (actors/smtpd/milter.ts, src/milter/).
-    'smtpd_milters', 'milter_protocol', 'milter_default_action', 'milter_connect_timeout',
+    'smtpd_milters', 'smtpd_milter_maps', 'milter_protocol', 'milter_default_action', 'milter_connect_timeout',
     'milter_command_timeout', 'milter_content_timeout', 'milter_connect_macros', 'milter_helo_macros',
     'milter_mail_macros', 'milter_rcpt_macros', 'milter_data_macros', 'milter_end_of_header_macros',
     'milter_end_of_data_macros', 'milter_macro_daemon_name', 'milter_macro_v',
@@ -182,7 +182,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
 
 /** Why a group of parameters is refused (printed with the refusal). */
 const TLS = 'TLS is not built yet: mail would go in plaintext';
-const MILTER = 'only smtpd_milters is built yet: mail would not be filtered';
+const MILTER = 'only smtpd_milters and smtpd_milter_maps are built yet: mail would not be filtered';
 const LIMIT = 'anvil and smtpd abuse limits are not built yet: the limit would not apply';
 const FORBID = 'smtpd input hardening is not built yet';
 const ROUTE = 'mail would be routed or rewritten differently than configured';
@@ -196,8 +196,8 @@ export const REFUSED: Readonly<Record<string, string>> = {
   smtp_tls_per_site: TLS, lmtp_tls_per_site: TLS,
   tlsproxy_enable_rpk: TLS,
   // Milters and other filters that would be skipped.
-  // (smtpd_milters is built: actors/smtpd/milter.ts; these are not yet.)
-  non_smtpd_milters: MILTER, smtpd_milter_maps: MILTER,
+  // (smtpd_milters and smtpd_milter_maps are built: actors/smtpd/milter.ts; these are not yet.)
+  non_smtpd_milters: MILTER,
   milter_header_checks: MILTER, smtpd_proxy_filter: 'the before-queue content filter would not run',
   mime_header_checks: FILTER, nested_header_checks: FILTER,
   smtp_header_checks: FILTER, smtp_mime_header_checks: FILTER, smtp_nested_header_checks: FILTER,
