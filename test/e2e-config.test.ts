@@ -60,7 +60,7 @@ describe('settings Postactor has not built are refused at start-up, by name (nev
     'smtpd_tls_req_ccert = yes',
     'smtp_tls_security_level = dane',
     'smtpd_milters = inet:127.0.0.1:8891',
-    'smtpd_client_connection_count_limit = 3',
+    'non_smtpd_milters = inet:127.0.0.1:8891',
     'smtpd_hard_error_limit = 5',
   ];
   for (const setting of refused) {

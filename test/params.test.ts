@@ -140,7 +140,7 @@ test('check refuses each security setting Postactor has not built, naming it; an
   const master = '127.0.0.1:2599 inet n - n - 1 smtpd\ncleanup unix n - n - 1 cleanup\nqmgr unix n - n 300 1 qmgr\n';
   const refused = [
     'smtpd_tls_req_ccert = yes', 'smtp_tls_security_level = dane', 'smtpd_milters = inet:127.0.0.1:8891',
-    'smtpd_hard_error_limit = 5', 'smtpd_client_connection_count_limit = 3', 'smtp_tls_per_site = hash:/etc/postfix/tls_per_site',
+    'smtpd_hard_error_limit = 5', 'non_smtpd_milters = inet:127.0.0.1:8891', 'smtp_tls_per_site = hash:/etc/postfix/tls_per_site',
   ];
   for (const line of refused) {
     const dir = tempDir({ 'main.cf': `queue_directory = ${os.tmpdir()}/pa-q\n${line}\n`, 'master.cf': master });

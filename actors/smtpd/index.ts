@@ -24,6 +24,8 @@ import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
 import type { ListenAddress } from '../master/listen.js';
+import { anvilOf } from '../anvil/table.js';
+import { SmtpdAnvil } from './anvil.js';
 
 const log = maillog('smtpd');
 
@@ -58,7 +60,10 @@ async function main(): Promise<void> {
   });
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  const { addresses, ticketKeys } = actor.data.extra as { addresses: ListenAddress[]; ticketKeys?: Uint8Array };
+  const { addresses, ticketKeys, anvil: anvilBuffer } = actor.data.extra as { addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer };
+  // anvil: the per-client limits, counted in the table master shares with every smtpd thread.
+  const anvilTable = anvilOf(anvilBuffer);
+  const anvil = anvilTable ? new SmtpdAnvil(config, anvilTable) : null;
   // TLS: certificates are read now, so a reload (new smtpd threads) re-reads them.
   const tlsSettings = smtpdTls(config, (w) => log.warn(w));
   const policy = new SmtpdPolicy(config);
@@ -174,11 +179,18 @@ async function main(): Promise<void> {
     } as object),
 
     onConnect(session, callback) {
+      // Counted now, so that a client gone before its name is known is still uncounted on close.
+      const overLimit = anvil?.connect(session, session.remoteAddress) ?? null;
       void peerName(session.remoteAddress, peernameLookup).then((name) => {
         const client: ClientInfo = { name, addr: session.remoteAddress, port: session.remotePort, helo: '', protocol: 'SMTP' };
         const state: SessionState = { client, queueId: null, envelope: null, effects: new WeakMap(), saslSender: new WeakMap() };
         states.set(session, state);
         log.info(`connect from ${name}[${session.remoteAddress}]`);
+        if (overLimit) {
+          const r = overLimit(`${name}[${session.remoteAddress}]`);
+          log.warn(r.warning);
+          return callback(refuse(r.code, r.text));
+        }
         // smtpd_delay_reject = no: the client restrictions answer the greeting.
         if (policy.delayReject || !policy.has('client')) return callback();
         policy.checkClient({ ...policyRequest(session, 'CONNECT', null), sender: null, helo: '' }).then(
@@ -211,6 +223,11 @@ async function main(): Promise<void> {
       const args = address.args as Record<string, string | boolean> | false;
       const auth = args ? args['AUTH'] : undefined;
       if (typeof auth === 'string' && auth !== '<>') states.get(session)!.saslSender.set(session.envelope, auth.replace(/[^\x20-\x7e]/g, '?'));
+      const overMail = anvil?.mail(session, session.remoteAddress, namaddr(session));
+      if (overMail) {
+        log.warn(overMail.warning);
+        return callback(refuse(overMail.code, overMail.text));
+      }
       // smtpd_delay_reject = no: the sender restrictions answer MAIL FROM.
       if (policy.delayReject || !policy.has('sender')) return callback();
       const state = states.get(session)!;
@@ -222,6 +239,11 @@ async function main(): Promise<void> {
 
     onRcptTo(address: SMTPServerAddress, session, callback) {
       const state = states.get(session)!;
+      const overRcpt = anvil?.rcpt(session, session.remoteAddress, namaddr(session));
+      if (overRcpt) {
+        log.warn(overRcpt.warning);
+        return callback(refuse(overRcpt.code, overRcpt.text));
+      }
       const accept = () => {
         if (state.envelope !== session.envelope) {
           state.envelope = session.envelope;
@@ -320,6 +342,7 @@ async function main(): Promise<void> {
     },
 
     onClose(session) {
+      anvil?.disconnect(session);
       const state = states.get(session);
       if (!state) return;
       log.info(`disconnect from ${state.client.name}[${state.client.addr}] ${formatCounters(countersOf(session))}`);

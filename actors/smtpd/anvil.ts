@@ -1,0 +1,113 @@
+/**
+ * smtpd's side of anvil (Postfix's anvil_clnt calls in smtpd.c): per-client connection count
+ * and rate limits checked before the greeting, message and recipient rate limits at MAIL and
+ * RCPT. The counters live in a table shared by every smtpd thread of the service
+ * (actors/anvil/table.ts), so a check is a few operations in this thread.
+ *
+ * As Postfix: clients in smtpd_client_event_limit_exceptions (default $mynetworks) are not
+ * counted at all; every other client is counted even when no limit is set (so rates stay
+ * right if one is set later by a reload); events count whether or not they are accepted; a
+ * limit is exceeded when the value is greater than it; 0 means no limit.
+ */
+import type { Config } from '../../src/config/index.js';
+import { buildNetworks, NetworkList } from '../../src/net/networks.js';
+import { clientKey, type AnvilTable, type ClientKey } from '../anvil/table.js';
+
+/** A refusal: reply code and text (text with its enhanced status code), and the warning to log. */
+export interface AnvilRefusal { code: number; text: string; warning: string }
+
+export class SmtpdAnvil {
+  private readonly exceptions: NetworkList;
+  private readonly keys = new WeakMap<object, ClientKey>();
+  private readonly service: string;
+  private readonly hostname: string;
+  private readonly v4Prefix: number;
+  private readonly v6Prefix: number;
+  private readonly countLimit: number;
+  private readonly rateLimit: number;
+  private readonly messageLimit: number;
+  private readonly recipientLimit: number;
+
+  constructor(config: Config, private readonly table: AnvilTable) {
+    this.service = config.get('service_name');
+    this.hostname = config.get('myhostname');
+    this.v4Prefix = config.getInt('smtpd_client_ipv4_prefix_length');
+    this.v6Prefix = config.getInt('smtpd_client_ipv6_prefix_length');
+    if (this.v4Prefix < 0 || this.v4Prefix > 32) throw new Error(`bad IPv4 address prefix length: ${this.v4Prefix}`);
+    if (this.v6Prefix < 0 || this.v6Prefix > 128) throw new Error(`bad IPv6 address prefix length: ${this.v6Prefix}`);
+    this.countLimit = config.getInt('smtpd_client_connection_count_limit');
+    this.rateLimit = config.getInt('smtpd_client_connection_rate_limit');
+    this.messageLimit = config.getInt('smtpd_client_message_rate_limit');
+    this.recipientLimit = config.getInt('smtpd_client_recipient_rate_limit');
+    this.exceptions = eventLimitExceptions(config);
+  }
+
+  /**
+   * A new connection (smtpd_proto, before the greeting): counts it, and answers the refusal
+   * when the client is over its connection count or rate limit. Call disconnect() when the
+   * session ends, whatever this answered. The refusal is made once the client's name is known
+   * (its warning names host[addr]).
+   */
+  connect(session: object, addr: string): ((namaddr: string) => AnvilRefusal) | null {
+    if (this.exceptions.has(addr)) return null;
+    const key = clientKey(addr, this.v4Prefix, this.v6Prefix);
+    if (!key) return null;
+    const r = this.table.connect(key);
+    if (!r) return null;
+    this.keys.set(session, key);
+    const reply = `4.7.0 ${this.hostname} Error: too many connections from ${addr}`;
+    if (this.countLimit > 0 && r.count > this.countLimit) {
+      return (namaddr) => ({ code: 421, text: reply, warning: `Connection concurrency limit exceeded: ${r.count} from ${namaddr} for service ${this.service}` });
+    }
+    if (this.rateLimit > 0 && r.rate > this.rateLimit) {
+      return (namaddr) => ({ code: 421, text: reply, warning: `Connection rate limit exceeded: ${r.rate} from ${namaddr} for service ${this.service}` });
+    }
+    return null;
+  }
+
+  /** The session ended: one connection fewer for its client. */
+  disconnect(session: object): void {
+    const key = this.keys.get(session);
+    if (!key) return;
+    this.keys.delete(session);
+    this.table.disconnect(key);
+  }
+
+  /** MAIL FROM: smtpd_client_message_rate_limit. */
+  mail(session: object, addr: string, namaddr: string): AnvilRefusal | null {
+    const key = this.keys.get(session);
+    if (this.messageLimit <= 0 || !key) return null;
+    const rate = this.table.event(key, 'message');
+    if (rate === null || rate <= this.messageLimit) return null;
+    return { code: 450, text: `4.7.1 Error: too much mail from ${addr}`, warning: `Message delivery request rate limit exceeded: ${rate} from ${namaddr} for service ${this.service}` };
+  }
+
+  /** RCPT TO (and VRFY): smtpd_client_recipient_rate_limit. */
+  rcpt(session: object, addr: string, namaddr: string): AnvilRefusal | null {
+    const key = this.keys.get(session);
+    if (this.recipientLimit <= 0 || !key) return null;
+    const rate = this.table.event(key, 'recipient');
+    if (rate === null || rate <= this.recipientLimit) return null;
+    return { code: 450, text: `4.7.1 Error: too many recipients from ${addr}`, warning: `Recipient address rate limit exceeded: ${rate} from ${namaddr} for service ${this.service}` };
+  }
+}
+
+/**
+ * smtpd_client_event_limit_exceptions: by default (it and the old
+ * smtpd_client_connection_limit_exceptions unset) $mynetworks, with mynetworks_style when
+ * mynetworks is empty; otherwise the list given (addresses and networks).
+ */
+function eventLimitExceptions(config: Config): NetworkList {
+  const name = 'smtpd_client_event_limit_exceptions';
+  if (!config.isSet(name) && !config.isSet('smtpd_client_connection_limit_exceptions')) {
+    const nets = buildNetworks(config.get('mynetworks'), config.get('mynetworks_style'));
+    if (nets.errors.length) throw new Error(`mynetworks: ${nets.errors.join('; ')}`);
+    return nets.networks;
+  }
+  const list = new NetworkList();
+  for (const item of config.get(name).split(/[\s,]+/).filter(Boolean)) {
+    const err = list.add(item);
+    if (err) throw new Error(`${name}: ${err} (addresses and networks only)`);
+  }
+  return list;
+}
