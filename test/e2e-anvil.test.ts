@@ -1,0 +1,111 @@
+/**
+ * anvil end to end: real clients from 127.0.0.2… (outside mynetworks = 127.0.0.1/32) against a
+ * running server; per-client connection count and rate limits with Postfix's replies and log
+ * lines, the mynetworks exception, counters shared by two smtpd threads, the message rate limit
+ * and anvil's statistics lines.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SmtpDialogue, startServer, type Reply, type TestServer } from './helpers/server.js';
+
+const HOST = 'mx.postactor.test';
+
+async function open(server: TestServer, from: string): Promise<{ smtp: SmtpDialogue; greeting: Reply }> {
+  return SmtpDialogue.connect(server.port, { localAddress: from });
+}
+
+/** Opens `n` connections one after another, keeping them open; their greetings in order. */
+async function openMany(server: TestServer, from: string, n: number): Promise<{ smtp: SmtpDialogue; greeting: Reply }[]> {
+  const out: { smtp: SmtpDialogue; greeting: Reply }[] = [];
+  for (let i = 0; i < n; i++) out.push(await open(server, from));
+  return out;
+}
+
+describe('anvil: per-client connection limits', () => {
+  test('count limit: 5 of 8 concurrent connections greeted, 3 refused and logged; closing one lets one in; mynetworks exempt', async (t) => {
+    const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32', smtpd_client_connection_count_limit: '5' } });
+    t.after(() => server.stop());
+    const conns = await openMany(server, '127.0.0.2', 8);
+    t.after(() => conns.forEach((c) => c.smtp.close()));
+    assert.deepEqual(conns.map((c) => c.greeting.code), [220, 220, 220, 220, 220, 421, 421, 421]);
+    for (const c of conns.slice(5)) assert.equal(c.greeting.line, `421 4.7.0 ${HOST} Error: too many connections from 127.0.0.2`);
+    const warnings = await server.waitForLogCount(/warning: Connection concurrency limit exceeded: [678] from \S+\[127\.0\.0\.2\] for service 127\.0\.0\.1:\d+$/, 3, 5000);
+    assert.equal(warnings.length, 3);
+    // The refused ones were closed by the server; the 5 greeted are still counted.
+    await server.waitForLogCount(/disconnect from \S+\[127\.0\.0\.2\]/, 3, 5000);
+    const again = await open(server, '127.0.0.2');
+    assert.equal(again.greeting.code, 421);
+    again.smtp.close();
+    await server.waitForLogCount(/disconnect from \S+\[127\.0\.0\.2\]/, 4, 5000);
+    // One leaves: one more may come in.
+    assert.equal((await conns[0]!.smtp.cmd('QUIT')).code, 221);
+    await server.waitForLogCount(/disconnect from \S+\[127\.0\.0\.2\]/, 5, 5000);
+    const next = await open(server, '127.0.0.2');
+    t.after(() => next.smtp.close());
+    assert.equal(next.greeting.code, 220, next.greeting.line);
+    // A client in mynetworks is not counted at all.
+    const local = await openMany(server, '127.0.0.1', 8);
+    t.after(() => local.forEach((c) => c.smtp.close()));
+    assert.deepEqual(local.map((c) => c.greeting.code), Array(8).fill(220));
+    assert.ok(!server.logLines().some((l) => /limit exceeded: .*\[127\.0\.0\.1\]/.test(l)));
+  });
+
+  test('rate limit: the 4th connection in a time unit is refused; the next unit lets the client in; statistics are logged', async (t) => {
+    const server = await startServer({
+      mainCf: {
+        mynetworks: '127.0.0.1/32', smtpd_client_connection_rate_limit: '3',
+        anvil_rate_time_unit: '2s', anvil_status_update_time: '1s',
+      },
+    });
+    t.after(() => server.stop());
+    const codes: number[] = [];
+    let refused: Reply | null = null;
+    for (let i = 0; i < 4; i++) {
+      const c = await open(server, '127.0.0.3');
+      codes.push(c.greeting.code);
+      if (c.greeting.code === 421) refused = c.greeting;
+      c.smtp.close();
+    }
+    assert.deepEqual(codes, [220, 220, 220, 421]);
+    assert.equal(refused!.line, `421 4.7.0 ${HOST} Error: too many connections from 127.0.0.3`);
+    await server.waitForLog(/warning: Connection rate limit exceeded: 4 from \S+\[127\.0\.0\.3\] for service 127\.0\.0\.1:\d+$/, 5000);
+    // Fixed window: once more than the unit has passed since its start, all is forgiven.
+    await new Promise((r) => setTimeout(r, 2500));
+    const later = await open(server, '127.0.0.3');
+    later.smtp.close();
+    assert.equal(later.greeting.code, 220, later.greeting.line);
+    // anvil's statistics: the peak rate and count since the last report, for service:client.
+    const port = server.port;
+    await server.waitForLog(new RegExp(`anvil\\[\\d+\\]: statistics: max connection rate 4/2s for \\(127\\.0\\.0\\.1:${port}:127\\.0\\.0\\.3\\) at \\w{3} [ \\d]\\d \\d\\d:\\d\\d:\\d\\d$`), 5000);
+    await server.waitForLog(/anvil\[\d+\]: statistics: max connection count \d+ for \(127\.0\.0\.1:\d+:127\.0\.0\.3\) at /, 5000);
+    await server.waitForLog(/anvil\[\d+\]: statistics: max cache size 1 at /, 5000);
+  });
+
+  test('two smtpd threads (maxproc 2) share the counters: 16 connections spread by SO_REUSEPORT, exactly 5 greeted', async (t) => {
+    // defaultMasterCf runs smtpd with maxproc 2. With a counter per thread, 5 greetings out of
+    // 16 would need every connection to land on one thread (odds 2 in 65,536).
+    const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32', smtpd_client_connection_count_limit: '5' } });
+    t.after(() => server.stop());
+    const conns = await Promise.all(Array.from({ length: 16 }, () => open(server, '127.0.0.4')));
+    t.after(() => conns.forEach((c) => c.smtp.close()));
+    const greeted = conns.filter((c) => c.greeting.code === 220).length;
+    assert.equal(greeted, 5);
+    assert.equal(conns.filter((c) => c.greeting.code === 421).length, 11);
+  });
+
+  test('message rate limit: the 3rd MAIL in a time unit gets 450 4.7.1 and a warning', async (t) => {
+    const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32', smtpd_client_message_rate_limit: '2' } });
+    t.after(() => server.stop());
+    const { smtp, greeting } = await open(server, '127.0.0.5');
+    t.after(() => smtp.close());
+    assert.equal(greeting.code, 220);
+    await smtp.cmd('EHLO client.test');
+    assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
+    await smtp.cmd('RSET');
+    assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
+    await smtp.cmd('RSET');
+    const r = await smtp.cmd('MAIL FROM:<a@example.org>');
+    assert.equal(r.line, '450 4.7.1 Error: too much mail from 127.0.0.5');
+    await server.waitForLog(/warning: Message delivery request rate limit exceeded: 3 from \S+\[127\.0\.0\.5\] for service 127\.0\.0\.1:\d+$/, 5000);
+  });
+});
