@@ -93,19 +93,33 @@ describe('anvil: per-client connection limits', () => {
     assert.equal(conns.filter((c) => c.greeting.code === 421).length, 11);
   });
 
-  test('message rate limit: the 3rd MAIL in a time unit gets 450 4.7.1 and a warning', async (t) => {
-    const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32', smtpd_client_message_rate_limit: '2' } });
+  test('message, recipient and AUTH rate limits: 450 4.7.1 past the limit, with Postfix\'s warnings', async (t) => {
+    const server = await startServer({
+      mainCf: {
+        mynetworks: '127.0.0.1/32', smtpd_client_message_rate_limit: '2',
+        smtpd_client_recipient_rate_limit: '2', smtpd_client_auth_rate_limit: '2',
+      },
+    });
     t.after(() => server.stop());
     const { smtp, greeting } = await open(server, '127.0.0.5');
     t.after(() => smtp.close());
     assert.equal(greeting.code, 220);
     await smtp.cmd('EHLO client.test');
+    // Recipients count whether accepted or not (relay is denied to this client).
     assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
+    assert.notEqual((await smtp.cmd('RCPT TO:<b@example.com>')).code, 450);
+    assert.notEqual((await smtp.cmd('RCPT TO:<c@example.com>')).code, 450);
+    assert.equal((await smtp.cmd('RCPT TO:<d@example.com>')).line, '450 4.7.1 Error: too many recipients from 127.0.0.5');
+    await server.waitForLog(/warning: Recipient address rate limit exceeded: 3 from \S+\[127\.0\.0\.5\] for service 127\.0\.0\.1:\d+$/, 5000);
     await smtp.cmd('RSET');
     assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
     await smtp.cmd('RSET');
-    const r = await smtp.cmd('MAIL FROM:<a@example.org>');
-    assert.equal(r.line, '450 4.7.1 Error: too much mail from 127.0.0.5');
+    assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).line, '450 4.7.1 Error: too much mail from 127.0.0.5');
     await server.waitForLog(/warning: Message delivery request rate limit exceeded: 3 from \S+\[127\.0\.0\.5\] for service 127\.0\.0\.1:\d+$/, 5000);
+    // AUTH is counted before any other check (here: SASL is not enabled).
+    assert.equal((await smtp.cmd('AUTH PLAIN')).line, '503 5.5.1 Error: authentication not enabled');
+    assert.equal((await smtp.cmd('AUTH PLAIN')).line, '503 5.5.1 Error: authentication not enabled');
+    assert.equal((await smtp.cmd('AUTH PLAIN')).line, '450 4.7.1 Error: too many AUTH commands from 127.0.0.5');
+    await server.waitForLog(/warning: AUTH command rate limit exceeded: 3 from \S+\[127\.0\.0\.5\] for service 127\.0\.0\.1:\d+$/, 5000);
   });
 });

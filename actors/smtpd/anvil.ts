@@ -27,6 +27,7 @@ export class SmtpdAnvil {
   private readonly rateLimit: number;
   private readonly messageLimit: number;
   private readonly recipientLimit: number;
+  private readonly authLimit: number;
 
   constructor(config: Config, private readonly table: AnvilTable) {
     this.service = config.get('service_name');
@@ -39,6 +40,7 @@ export class SmtpdAnvil {
     this.rateLimit = config.getInt('smtpd_client_connection_rate_limit');
     this.messageLimit = config.getInt('smtpd_client_message_rate_limit');
     this.recipientLimit = config.getInt('smtpd_client_recipient_rate_limit');
+    this.authLimit = config.getInt('smtpd_client_auth_rate_limit');
     this.exceptions = eventLimitExceptions(config);
   }
 
@@ -89,6 +91,15 @@ export class SmtpdAnvil {
     const rate = this.table.event(key, 'recipient');
     if (rate === null || rate <= this.recipientLimit) return null;
     return { code: 450, text: `4.7.1 Error: too many recipients from ${addr}`, warning: `Recipient address rate limit exceeded: ${rate} from ${namaddr} for service ${this.service}` };
+  }
+
+  /** AUTH (before any other check of the command): smtpd_client_auth_rate_limit. */
+  auth(session: object, addr: string, namaddr: string): AnvilRefusal | null {
+    const key = this.keys.get(session);
+    if (this.authLimit <= 0 || !key) return null;
+    const rate = this.table.event(key, 'auth');
+    if (rate === null || rate <= this.authLimit) return null;
+    return { code: 450, text: `4.7.1 Error: too many AUTH commands from ${addr}`, warning: `AUTH command rate limit exceeded: ${rate} from ${namaddr} for service ${this.service}` };
   }
 }
 

@@ -160,6 +160,14 @@ async function main(): Promise<void> {
     closeTimeout: 5000,
     ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined } as object),
     ...({
+      // smtpd_client_auth_rate_limit, asked by sasl.ts's AUTH handler.
+      postactorAuthRate: (session: SMTPServerSession) => {
+        const over = anvil?.auth(session, session.remoteAddress, namaddr(session));
+        if (over) log.warn(over.warning);
+        return over ?? null;
+      },
+    } as object),
+    ...({
       postactorPolicyHooks: {
         helo: !policy.delayReject && policy.has('helo') ? async (session: SMTPServerSession, name: string, command: 'HELO' | 'EHLO') => {
           const state = states.get(session);
