@@ -4,9 +4,16 @@
  * lines, the mynetworks exception, counters shared by two smtpd threads, the message rate limit
  * and anvil's statistics lines.
  */
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpDialogue, startServer, type Reply, type TestServer } from './helpers/server.js';
+import { makeTestCertificates } from './helpers/test-ca.js';
+import { tempDirs } from './helpers/temp.js';
+
+const tempDir = tempDirs('postactor-anvil-');
 
 const HOST = 'mx.postactor.test';
 
@@ -122,4 +129,86 @@ describe('anvil: per-client connection limits', () => {
     assert.equal((await smtp.cmd('AUTH PLAIN')).line, '450 4.7.1 Error: too many AUTH commands from 127.0.0.5');
     await server.waitForLog(/warning: AUTH command rate limit exceeded: 3 from \S+\[127\.0\.0\.5\] for service 127\.0\.0\.1:\d+$/, 5000);
   });
+
+  test('new TLS session rate limit: the 3rd handshake ends with 421, the 4th STARTTLS gets 454 and no handshake', async (t) => {
+    const dir = tempDir();
+    makeTestCertificates(dir, [HOST]);
+    const server = await startServer({
+      mainCf: {
+        mynetworks: '127.0.0.1/32', smtpd_client_new_tls_session_rate_limit: '2',
+        smtpd_tls_security_level: 'may', smtpd_tls_cert_file: join(dir, 'server.pem'), smtpd_tls_key_file: join(dir, 'server.key'),
+      },
+    });
+    t.after(() => server.stop());
+    const results: string[] = [];
+    for (let i = 0; i < 4; i++) results.push(await starttlsSession(server.port, '127.0.0.6'));
+    assert.equal(results[0], '250 2.0.0 Ok');
+    assert.equal(results[1], '250 2.0.0 Ok');
+    assert.match(results[2]!, new RegExp(`^421 4\\.7\\.0 ${HOST.replace(/\./g, '\\.')} Error: too many new TLS sessions from \\S+\\[127\\.0\\.0\\.6\\]$`));
+    assert.match(results[3]!, /^454 4\.7\.0 Error: too many new TLS sessions from \S+\[127\.0\.0\.6\]$/);
+    await server.waitForLog(/warning: New TLS session rate limit exceeded: 3 from \S+\[127\.0\.0\.6\] for service 127\.0\.0\.1:\d+$/, 5000);
+    await server.waitForLog(/warning: Refusing STARTTLS request from \S+\[127\.0\.0\.6\] for service 127\.0\.0\.1:\d+$/, 5000);
+  });
 });
+
+/**
+ * One session from `from`: greeting, STARTTLS, and when that is 220 a new TLS session (no
+ * resumption) and NOOP. The last reply line the client saw.
+ */
+async function starttlsSession(port: number, from: string): Promise<string> {
+  const sock = net.connect({ port, host: '127.0.0.1', localAddress: from });
+  try {
+    const plain = lineReader(sock);
+    assert.match(await plain.next(), /^220 /);
+    sock.write('STARTTLS\r\n');
+    const answer = await plain.next();
+    if (!answer.startsWith('220 ')) return answer;
+    plain.stop();
+    const secure = tls.connect({ socket: sock, rejectUnauthorized: false, servername: HOST });
+    await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
+    const enc = lineReader(secure);
+    secure.write('NOOP\r\n');
+    const r = await enc.next();
+    secure.destroy();
+    return r;
+  } finally {
+    sock.destroy();
+  }
+}
+
+/** Reads CRLF-terminated lines from a stream, one at a time (5 s each at most). */
+function lineReader(stream: net.Socket | tls.TLSSocket): { next(): Promise<string>; stop(): void } {
+  let buf = '';
+  const lines: string[] = [];
+  let wake: (() => void) | null = null;
+  let closed = false;
+  const onData = (d: Buffer) => {
+    buf += d.toString('latin1');
+    let i;
+    while ((i = buf.indexOf('\r\n')) >= 0) {
+      lines.push(buf.slice(0, i));
+      buf = buf.slice(i + 2);
+    }
+    wake?.();
+  };
+  const onClose = () => { closed = true; wake?.(); };
+  stream.on('data', onData);
+  stream.on('close', onClose);
+  return {
+    async next() {
+      const deadline = Date.now() + 5000;
+      while (lines.length === 0) {
+        if (closed) throw new Error(`connection closed (buffer: ${JSON.stringify(buf)})`);
+        if (Date.now() > deadline) throw new Error(`no reply within 5 s (buffer: ${JSON.stringify(buf)})`);
+        await new Promise<void>((r) => { wake = r; setTimeout(r, 100); });
+        wake = null;
+      }
+      return lines.shift()!;
+    },
+    stop() {
+      stream.off('data', onData);
+      stream.off('close', onClose);
+    },
+  };
+}
+

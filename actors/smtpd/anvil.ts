@@ -28,6 +28,7 @@ export class SmtpdAnvil {
   private readonly messageLimit: number;
   private readonly recipientLimit: number;
   private readonly authLimit: number;
+  private readonly newTlsLimit: number;
 
   constructor(config: Config, private readonly table: AnvilTable) {
     this.service = config.get('service_name');
@@ -41,6 +42,7 @@ export class SmtpdAnvil {
     this.messageLimit = config.getInt('smtpd_client_message_rate_limit');
     this.recipientLimit = config.getInt('smtpd_client_recipient_rate_limit');
     this.authLimit = config.getInt('smtpd_client_auth_rate_limit');
+    this.newTlsLimit = config.getInt('smtpd_client_new_tls_session_rate_limit');
     this.exceptions = eventLimitExceptions(config);
   }
 
@@ -101,6 +103,61 @@ export class SmtpdAnvil {
     if (rate === null || rate <= this.authLimit) return null;
     return { code: 450, text: `4.7.1 Error: too many AUTH commands from ${addr}`, warning: `AUTH command rate limit exceeded: ${rate} from ${namaddr} for service ${this.service}` };
   }
+
+  /**
+   * STARTTLS, before "220 Ready to start TLS": a client already over its new-TLS-session rate
+   * gets 454 and no handshake (anvil's newtls_stat: looked at, not counted).
+   */
+  starttls(session: object, namaddr: string): AnvilRefusal | null {
+    const key = this.keys.get(session);
+    if (this.newTlsLimit <= 0 || !key) return null;
+    if (this.table.rate(key, 'newtls') <= this.newTlsLimit) return null;
+    return { code: 454, text: `4.7.0 Error: too many new TLS sessions from ${namaddr}`, warning: `Refusing STARTTLS request from ${namaddr} for service ${this.service}` };
+  }
+
+  /**
+   * A handshake done that made a new TLS session (not a resumed one): counted; past the limit
+   * the session ends with 421 (Postfix: too late to save the CPU, but the next STARTTLS is
+   * refused before its handshake).
+   */
+  newTls(session: object, namaddr: string): AnvilRefusal | null {
+    const key = this.keys.get(session);
+    if (this.newTlsLimit <= 0 || !key) return null;
+    const rate = this.table.event(key, 'newtls');
+    if (rate === null || rate <= this.newTlsLimit) return null;
+    return { code: 421, text: `4.7.0 ${this.hostname} Error: too many new TLS sessions from ${namaddr}`, warning: `New TLS session rate limit exceeded: ${rate} from ${namaddr} for service ${this.service}` };
+  }
+}
+
+type StarttlsConn = {
+  _server: { options: { postactorTls?: { use: boolean; discarded: boolean; context: unknown }; postactorStarttlsRate?: (session: object) => AnvilRefusal | null } };
+  session: object;
+  secure: boolean;
+  send(code: number, text: string): void;
+};
+
+let installed = false;
+
+/**
+ * Puts the new-TLS-session rate check into STARTTLS (tls.ts's handler), where Postfix has it:
+ * after the syntax, "already active", "not implemented" and "not available" checks, before 220.
+ */
+export function installAnvilStarttls(proto: Record<string, unknown>): void {
+  if (installed) return;
+  installed = true;
+  const starttls = proto.handler_STARTTLS as (this: StarttlsConn, command: Buffer | string, callback: () => void) => void;
+  proto.handler_STARTTLS = function (this: StarttlsConn, command: Buffer | string, callback: () => void) {
+    const t = this._server.options.postactorTls;
+    const check = this._server.options.postactorStarttlsRate;
+    if (check && String(command).trim().split(/\s+/).length === 1 && !this.secure && t?.use && !t.discarded && t.context !== null) {
+      const over = check(this.session);
+      if (over) {
+        this.send(over.code, over.text);
+        return callback();
+      }
+    }
+    return starttls.call(this, command, callback);
+  };
 }
 
 /**

@@ -25,7 +25,7 @@ import { peerName } from './peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
-import { SmtpdAnvil } from './anvil.js';
+import { installAnvilStarttls, SmtpdAnvil } from './anvil.js';
 
 const log = maillog('smtpd');
 
@@ -48,6 +48,7 @@ const states = new WeakMap<SMTPServerSession, SessionState>();
 
 async function main(): Promise<void> {
   installTls(await smtpConnectionPrototype());
+  installAnvilStarttls(await smtpConnectionPrototype());
   await installDialect();
   await installPolicyHooks();
   await installSasl();
@@ -166,6 +167,12 @@ async function main(): Promise<void> {
         if (over) log.warn(over.warning);
         return over ?? null;
       },
+      // smtpd_client_new_tls_session_rate_limit before a STARTTLS handshake.
+      postactorStarttlsRate: (session: SMTPServerSession) => {
+        const over = anvil?.starttls(session, namaddr(session));
+        if (over) log.warn(over.warning);
+        return over ?? null;
+      },
     } as object),
     ...({
       postactorPolicyHooks: {
@@ -223,6 +230,12 @@ async function main(): Promise<void> {
       (session as { paTls?: TlsSummary }).paTls = summary;
       const state = states.get(session);
       if (tlsSettings.loglevel >= 1 && state) log.info(establishedLine(summary, `${state.client.name}[${state.client.addr}]`));
+      // A new (not resumed) TLS session counts against smtpd_client_new_tls_session_rate_limit.
+      const overTls = (socket as tls.TLSSocket).isSessionReused() ? null : anvil?.newTls(session, namaddr(session));
+      if (overTls) {
+        log.warn(overTls.warning);
+        return callback(refuse(overTls.code, overTls.text));
+      }
       callback();
     },
 

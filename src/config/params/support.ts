@@ -77,6 +77,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     // anvil's per-client limits (actors/smtpd/anvil.ts; counters in actors/anvil/table.ts).
     'smtpd_client_connection_count_limit', 'smtpd_client_connection_rate_limit',
     'smtpd_client_message_rate_limit', 'smtpd_client_recipient_rate_limit', 'smtpd_client_auth_rate_limit',
+    'smtpd_client_new_tls_session_rate_limit',
     'smtpd_client_event_limit_exceptions', 'smtpd_client_connection_limit_exceptions',
     'smtpd_client_ipv4_prefix_length', 'smtpd_client_ipv6_prefix_length',
   ],
@@ -193,7 +194,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   smtp_body_checks: FILTER, lmtp_header_checks: FILTER, lmtp_mime_header_checks: FILTER,
   lmtp_nested_header_checks: FILTER, lmtp_body_checks: FILTER,
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
-  smtpd_client_new_tls_session_rate_limit: LIMIT,
   smtpd_hard_error_limit: LIMIT, smtpd_soft_error_limit: LIMIT, smtpd_junk_command_limit: LIMIT,
   smtpd_recipient_overshoot_limit: LIMIT, smtpd_per_request_deadline: LIMIT,
   smtpd_min_data_rate: LIMIT, smtpd_error_sleep_time: LIMIT,
