@@ -19,6 +19,7 @@ import { MailFlow } from '../../src/runtime/flow.js';
 import { AnvilTables } from '../anvil/statistics.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
 import { smtpdTlsProblem } from '../smtpd/tls.js';
+import { smtpdAnvilProblem } from '../smtpd/anvil.js';
 import { planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
 import { ControlServer, controlRequest, controlSocketPath } from './control.js';
 import { LOCK_SUPPORTED, MasterLockHeld, acquireMasterLock, pidFilePath, pidFromFile, provenMaster, type MasterLock } from './lock.js';
@@ -58,6 +59,8 @@ export function checkConfig(config: Config): string[] {
       new SmtpdPolicy(c);
       const tls = smtpdTlsProblem(c);
       if (tls !== null) throw new Error(tls);
+      const anvil = smtpdAnvilProblem(c);
+      if (anvil !== null) throw new Error(anvil);
     } catch (err) {
       const where = s && Object.keys(s.line.overrides).length > 0 ? `${s.line.file}:${s.line.line}` : `${config.configDirectory ?? '(embedded)'}/main.cf`;
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);

@@ -35,8 +35,8 @@ export class SmtpdAnvil {
     this.hostname = config.get('myhostname');
     this.v4Prefix = config.getInt('smtpd_client_ipv4_prefix_length');
     this.v6Prefix = config.getInt('smtpd_client_ipv6_prefix_length');
-    if (this.v4Prefix < 0 || this.v4Prefix > 32) throw new Error(`bad IPv4 address prefix length: ${this.v4Prefix}`);
-    if (this.v6Prefix < 0 || this.v6Prefix > 128) throw new Error(`bad IPv6 address prefix length: ${this.v6Prefix}`);
+    const problem = smtpdAnvilProblem(config);
+    if (problem !== null) throw new Error(problem);
     this.countLimit = config.getInt('smtpd_client_connection_count_limit');
     this.rateLimit = config.getInt('smtpd_client_connection_rate_limit');
     this.messageLimit = config.getInt('smtpd_client_message_rate_limit');
@@ -160,6 +160,19 @@ export function installAnvilStarttls(proto: Record<string, unknown>): void {
   };
 }
 
+/** What in the configuration stops anvil's checks (master's check, before any thread starts), or null. */
+export function smtpdAnvilProblem(config: Config): string | null {
+  const v4 = config.getInt('smtpd_client_ipv4_prefix_length'), v6 = config.getInt('smtpd_client_ipv6_prefix_length');
+  if (v4 < 0 || v4 > 32) return `smtpd_client_ipv4_prefix_length = ${v4}: bad IPv4 address prefix length (0..32)`;
+  if (v6 < 0 || v6 > 128) return `smtpd_client_ipv6_prefix_length = ${v6}: bad IPv6 address prefix length (0..128)`;
+  try {
+    eventLimitExceptions(config);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return null;
+}
+
 /**
  * smtpd_client_event_limit_exceptions: by default (it and the old
  * smtpd_client_connection_limit_exceptions unset) $mynetworks, with mynetworks_style when
@@ -175,7 +188,7 @@ function eventLimitExceptions(config: Config): NetworkList {
   const list = new NetworkList();
   for (const item of config.get(name).split(/[\s,]+/).filter(Boolean)) {
     const err = list.add(item);
-    if (err) throw new Error(`${name}: ${err} (addresses and networks only)`);
+    if (err) throw new Error(`${name} = ${config.get(name)}: ${err} (Postactor takes addresses and networks only)`);
   }
   return list;
 }
