@@ -17,8 +17,22 @@ const tempDir = tempDirs('postactor-anvil-');
 
 const HOST = 'mx.postactor.test';
 
+/** Sessions still open, closed before the server stops (it would wait for them to finish). */
+const live = new Set<SmtpDialogue>();
+
 async function open(server: TestServer, from: string): Promise<{ smtp: SmtpDialogue; greeting: Reply }> {
-  return SmtpDialogue.connect(server.port, { localAddress: from });
+  const c = await SmtpDialogue.connect(server.port, { localAddress: from });
+  live.add(c.smtp);
+  return c;
+}
+
+/** Closes this test's sessions, then stops its server. */
+function stopAfter(server: TestServer): () => Promise<void> {
+  return async () => {
+    for (const s of live) s.close();
+    live.clear();
+    await server.stop();
+  };
 }
 
 /** Opens `n` connections one after another, keeping them open; their greetings in order. */
@@ -31,9 +45,8 @@ async function openMany(server: TestServer, from: string, n: number): Promise<{ 
 describe('anvil: per-client connection limits', () => {
   test('count limit: 5 of 8 concurrent connections greeted, 3 refused and logged; closing one lets one in; mynetworks exempt', async (t) => {
     const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32', smtpd_client_connection_count_limit: '5' } });
-    t.after(() => server.stop());
+    t.after(stopAfter(server));
     const conns = await openMany(server, '127.0.0.2', 8);
-    t.after(() => conns.forEach((c) => c.smtp.close()));
     assert.deepEqual(conns.map((c) => c.greeting.code), [220, 220, 220, 220, 220, 421, 421, 421]);
     for (const c of conns.slice(5)) assert.equal(c.greeting.line, `421 4.7.0 ${HOST} Error: too many connections from 127.0.0.2`);
     const warnings = await server.waitForLogCount(/warning: Connection concurrency limit exceeded: [678] from \S+\[127\.0\.0\.2\] for service 127\.0\.0\.1:\d+$/, 3, 5000);
@@ -48,11 +61,9 @@ describe('anvil: per-client connection limits', () => {
     assert.equal((await conns[0]!.smtp.cmd('QUIT')).code, 221);
     await server.waitForLogCount(/disconnect from \S+\[127\.0\.0\.2\]/, 5, 5000);
     const next = await open(server, '127.0.0.2');
-    t.after(() => next.smtp.close());
     assert.equal(next.greeting.code, 220, next.greeting.line);
     // A client in mynetworks is not counted at all.
     const local = await openMany(server, '127.0.0.1', 8);
-    t.after(() => local.forEach((c) => c.smtp.close()));
     assert.deepEqual(local.map((c) => c.greeting.code), Array(8).fill(220));
     assert.ok(!server.logLines().some((l) => /limit exceeded: .*\[127\.0\.0\.1\]/.test(l)));
   });
@@ -64,7 +75,7 @@ describe('anvil: per-client connection limits', () => {
         anvil_rate_time_unit: '2s', anvil_status_update_time: '1s',
       },
     });
-    t.after(() => server.stop());
+    t.after(stopAfter(server));
     const codes: number[] = [];
     let refused: Reply | null = null;
     for (let i = 0; i < 4; i++) {
@@ -92,24 +103,22 @@ describe('anvil: per-client connection limits', () => {
     // defaultMasterCf runs smtpd with maxproc 2. With a counter per thread, 5 greetings out of
     // 16 would need every connection to land on one thread (odds 2 in 65,536).
     const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32', smtpd_client_connection_count_limit: '5' } });
-    t.after(() => server.stop());
+    t.after(stopAfter(server));
     const conns = await Promise.all(Array.from({ length: 16 }, () => open(server, '127.0.0.4')));
-    t.after(() => conns.forEach((c) => c.smtp.close()));
     const greeted = conns.filter((c) => c.greeting.code === 220).length;
     assert.equal(greeted, 5);
     assert.equal(conns.filter((c) => c.greeting.code === 421).length, 11);
   });
 
-  test('message, recipient and AUTH rate limits: 450 4.7.1 past the limit, with Postfix\'s warnings', async (t) => {
+  test('message, recipient (RCPT and VRFY) and AUTH rate limits: 450 4.7.1 past the limit, with Postfix\'s warnings', async (t) => {
     const server = await startServer({
       mainCf: {
         mynetworks: '127.0.0.1/32', smtpd_client_message_rate_limit: '2',
         smtpd_client_recipient_rate_limit: '2', smtpd_client_auth_rate_limit: '2',
       },
     });
-    t.after(() => server.stop());
+    t.after(stopAfter(server));
     const { smtp, greeting } = await open(server, '127.0.0.5');
-    t.after(() => smtp.close());
     assert.equal(greeting.code, 220);
     await smtp.cmd('EHLO client.test');
     // Recipients count whether accepted or not (relay is denied to this client).
@@ -117,6 +126,9 @@ describe('anvil: per-client connection limits', () => {
     assert.notEqual((await smtp.cmd('RCPT TO:<b@example.com>')).code, 450);
     assert.notEqual((await smtp.cmd('RCPT TO:<c@example.com>')).code, 450);
     assert.equal((await smtp.cmd('RCPT TO:<d@example.com>')).line, '450 4.7.1 Error: too many recipients from 127.0.0.5');
+    // VRFY counts as a recipient too.
+    assert.equal((await smtp.cmd('VRFY e@example.com')).line, '450 4.7.1 Error: too many recipients from 127.0.0.5');
+    await server.waitForLog(/warning: Recipient address rate limit exceeded: 4 from \S+\[127\.0\.0\.5\] for service 127\.0\.0\.1:\d+$/, 5000);
     await server.waitForLog(/warning: Recipient address rate limit exceeded: 3 from \S+\[127\.0\.0\.5\] for service 127\.0\.0\.1:\d+$/, 5000);
     await smtp.cmd('RSET');
     assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
@@ -139,7 +151,7 @@ describe('anvil: per-client connection limits', () => {
         smtpd_tls_security_level: 'may', smtpd_tls_cert_file: join(dir, 'server.pem'), smtpd_tls_key_file: join(dir, 'server.key'),
       },
     });
-    t.after(() => server.stop());
+    t.after(stopAfter(server));
     const results: string[] = [];
     for (let i = 0; i < 4; i++) results.push(await starttlsSession(server.port, '127.0.0.6'));
     assert.equal(results[0], '250 2.0.0 Ok');

@@ -86,7 +86,7 @@ export class SmtpdAnvil {
     return { code: 450, text: `4.7.1 Error: too much mail from ${addr}`, warning: `Message delivery request rate limit exceeded: ${rate} from ${namaddr} for service ${this.service}` };
   }
 
-  /** RCPT TO (and VRFY): smtpd_client_recipient_rate_limit. */
+  /** RCPT TO and VRFY: smtpd_client_recipient_rate_limit. */
   rcpt(session: object, addr: string, namaddr: string): AnvilRefusal | null {
     const key = this.keys.get(session);
     if (this.recipientLimit <= 0 || !key) return null;
@@ -129,24 +129,35 @@ export class SmtpdAnvil {
   }
 }
 
-type StarttlsConn = {
-  _server: { options: { postactorTls?: { use: boolean; discarded: boolean; context: unknown }; postactorStarttlsRate?: (session: object) => AnvilRefusal | null } };
+type HandlerConn = {
+  _server: {
+    options: {
+      postactorTls?: { use: boolean; discarded: boolean; context: unknown };
+      postactorDialect?: { vrfyDisabled: boolean };
+      postactorStarttlsRate?: (session: object) => AnvilRefusal | null;
+      postactorVrfyRate?: (session: object) => AnvilRefusal | null;
+    };
+  };
   session: object;
   secure: boolean;
   send(code: number, text: string): void;
 };
+type Handler = (this: HandlerConn, command: Buffer | string, callback: () => void) => void;
 
 let installed = false;
 
 /**
- * Puts the new-TLS-session rate check into STARTTLS (tls.ts's handler), where Postfix has it:
- * after the syntax, "already active", "not implemented" and "not available" checks, before 220.
+ * Puts anvil's checks into the command handlers of tls.ts and dialect.ts (call after both are
+ * installed), where Postfix has them:
+ *  - STARTTLS: the new-TLS-session rate, after the syntax, "already active", "not implemented"
+ *    and "not available" checks, before 220;
+ *  - VRFY: the recipient rate, after "disabled" and the syntax check, before the answer.
  */
-export function installAnvilStarttls(proto: Record<string, unknown>): void {
+export function installAnvilHandlers(proto: Record<string, unknown>): void {
   if (installed) return;
   installed = true;
-  const starttls = proto.handler_STARTTLS as (this: StarttlsConn, command: Buffer | string, callback: () => void) => void;
-  proto.handler_STARTTLS = function (this: StarttlsConn, command: Buffer | string, callback: () => void) {
+  const starttls = proto.handler_STARTTLS as Handler;
+  proto.handler_STARTTLS = function (this: HandlerConn, command: Buffer | string, callback: () => void) {
     const t = this._server.options.postactorTls;
     const check = this._server.options.postactorStarttlsRate;
     if (check && String(command).trim().split(/\s+/).length === 1 && !this.secure && t?.use && !t.discarded && t.context !== null) {
@@ -157,7 +168,20 @@ export function installAnvilStarttls(proto: Record<string, unknown>): void {
       }
     }
     return starttls.call(this, command, callback);
-  };
+  } satisfies Handler;
+  const vrfy = proto.handler_VRFY as Handler;
+  proto.handler_VRFY = function (this: HandlerConn, command: Buffer | string, callback: () => void) {
+    const check = this._server.options.postactorVrfyRate;
+    const hasArg = String(command).trim().split(/\s+/).length > 1;
+    if (check && hasArg && !this._server.options.postactorDialect?.vrfyDisabled) {
+      const over = check(this.session);
+      if (over) {
+        this.send(over.code, over.text);
+        return callback();
+      }
+    }
+    return vrfy.call(this, command, callback);
+  } satisfies Handler;
 }
 
 /** What in the configuration stops anvil's checks (master's check, before any thread starts), or null. */

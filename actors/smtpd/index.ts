@@ -25,7 +25,7 @@ import { peerName } from './peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
-import { installAnvilStarttls, SmtpdAnvil } from './anvil.js';
+import { installAnvilHandlers, SmtpdAnvil } from './anvil.js';
 
 const log = maillog('smtpd');
 
@@ -48,8 +48,8 @@ const states = new WeakMap<SMTPServerSession, SessionState>();
 
 async function main(): Promise<void> {
   installTls(await smtpConnectionPrototype());
-  installAnvilStarttls(await smtpConnectionPrototype());
   await installDialect();
+  installAnvilHandlers(await smtpConnectionPrototype());
   await installPolicyHooks();
   await installSasl();
   let server: SMTPServer | null = null;
@@ -170,6 +170,12 @@ async function main(): Promise<void> {
       // smtpd_client_new_tls_session_rate_limit before a STARTTLS handshake.
       postactorStarttlsRate: (session: SMTPServerSession) => {
         const over = anvil?.starttls(session, namaddr(session));
+        if (over) log.warn(over.warning);
+        return over ?? null;
+      },
+      // smtpd_client_recipient_rate_limit at VRFY too.
+      postactorVrfyRate: (session: SMTPServerSession) => {
+        const over = anvil?.rcpt(session, session.remoteAddress, namaddr(session));
         if (over) log.warn(over.warning);
         return over ?? null;
       },
