@@ -9,7 +9,7 @@ import * as tls from 'node:tls';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SmtpDialogue, startServer, type Reply, type TestServer } from './helpers/server.js';
+import { freePort, SmtpDialogue, startServer, type Reply, type TestServer } from './helpers/server.js';
 import { makeTestCertificates } from './helpers/test-ca.js';
 import { tempDirs } from './helpers/temp.js';
 
@@ -142,10 +142,12 @@ describe('anvil: per-client connection limits', () => {
     await server.waitForLog(/warning: AUTH command rate limit exceeded: 3 from \S+\[127\.0\.0\.5\] for service 127\.0\.0\.1:\d+$/, 5000);
   });
 
-  test('new TLS session rate limit: the 3rd handshake ends with 421, the 4th STARTTLS gets 454 and no handshake', async (t) => {
+  test('new TLS session rate limit: the 3rd handshake ends with 421, the 4th STARTTLS gets 454 (wrapper mode: is dropped) and no handshake', async (t) => {
     const dir = tempDir();
     makeTestCertificates(dir, [HOST]);
+    const wrapperPort = await freePort();
     const server = await startServer({
+      masterCfExtra: `127.0.0.1:${wrapperPort} inet n - n - 1 smtpd -o smtpd_tls_wrappermode=yes\n`,
       mainCf: {
         mynetworks: '127.0.0.1/32', smtpd_client_new_tls_session_rate_limit: '2',
         smtpd_tls_security_level: 'may', smtpd_tls_cert_file: join(dir, 'server.pem'), smtpd_tls_key_file: join(dir, 'server.key'),
@@ -160,6 +162,14 @@ describe('anvil: per-client connection limits', () => {
     assert.match(results[3]!, /^454 4\.7\.0 Error: too many new TLS sessions from \S+\[127\.0\.0\.6\]$/);
     await server.waitForLog(/warning: New TLS session rate limit exceeded: 3 from \S+\[127\.0\.0\.6\] for service 127\.0\.0\.1:\d+$/, 5000);
     await server.waitForLog(/warning: Refusing STARTTLS request from \S+\[127\.0\.0\.6\] for service 127\.0\.0\.1:\d+$/, 5000);
+    // Wrapper mode (its own service, its own counters): the 3rd new session gets 421 after its
+    // handshake, the 4th is dropped before one, without a reply.
+    const wrapped: string[] = [];
+    for (let i = 0; i < 4; i++) wrapped.push(await wrapperSession(wrapperPort, '127.0.0.7'));
+    assert.deepEqual(wrapped.slice(0, 2).map((r) => r.slice(0, 4)), ['220 ', '220 ']);
+    assert.match(wrapped[2]!, /^421 4\.7\.0 \S+ Error: too many new TLS sessions from \S+\[127\.0\.0\.7\]$/);
+    assert.equal(wrapped[3], 'no handshake');
+    await server.waitForLog(new RegExp(`warning: Refusing TLS service request from \\S+\\[127\\.0\\.0\\.7\\] for service 127\\.0\\.0\\.1:${wrapperPort}$`), 5000);
   });
 });
 
@@ -184,6 +194,22 @@ async function starttlsSession(port: number, from: string): Promise<string> {
     secure.destroy();
     return r;
   } finally {
+    sock.destroy();
+  }
+}
+
+/** One wrapper-mode session from `from`: the first reply after the handshake, or "no handshake". */
+async function wrapperSession(port: number, from: string): Promise<string> {
+  const sock = net.connect({ port, host: '127.0.0.1', localAddress: from });
+  const secure = tls.connect({ socket: sock, rejectUnauthorized: false, servername: HOST });
+  try {
+    const up = await new Promise<boolean>((resolve) => {
+      secure.once('secureConnect', () => resolve(true)).once('error', () => resolve(false)).once('close', () => resolve(false));
+    });
+    if (!up) return 'no handshake';
+    return await lineReader(secure).next();
+  } finally {
+    secure.destroy();
     sock.destroy();
   }
 }

@@ -9,6 +9,7 @@
  * right if one is set later by a reload); events count whether or not they are accepted; a
  * limit is exceeded when the value is greater than it; 0 means no limit.
  */
+import type * as net from 'node:net';
 import type { Config } from '../../src/config/index.js';
 import { buildNetworks, NetworkList } from '../../src/net/networks.js';
 import { clientKey, type AnvilTable, type ClientKey } from '../anvil/table.js';
@@ -115,6 +116,18 @@ export class SmtpdAnvil {
     return { code: 454, text: `4.7.0 Error: too many new TLS sessions from ${namaddr}`, warning: `Refusing STARTTLS request from ${namaddr} for service ${this.service}` };
   }
 
+  /** Wrapper mode, before the handshake: true when the client is over its new-TLS-session rate. */
+  wrapperRefused(addr: string): boolean {
+    if (this.newTlsLimit <= 0 || this.exceptions.has(addr)) return false;
+    const key = clientKey(addr, this.v4Prefix, this.v6Prefix);
+    return key !== null && this.table.rate(key, 'newtls') > this.newTlsLimit;
+  }
+
+  /** The master.cf service name the counters are kept for. */
+  get serviceName(): string {
+    return this.service;
+  }
+
   /**
    * A handshake done that made a new TLS session (not a resumed one): counted; past the limit
    * the session ends with 421 (Postfix: too late to save the CPU, but the next STARTTLS is
@@ -127,6 +140,23 @@ export class SmtpdAnvil {
     if (rate === null || rate <= this.newTlsLimit) return null;
     return { code: 421, text: `4.7.0 ${this.hostname} Error: too many new TLS sessions from ${namaddr}`, warning: `New TLS session rate limit exceeded: ${rate} from ${namaddr} for service ${this.service}` };
   }
+}
+
+/**
+ * Wrapper mode (smtpd_tls_wrappermode): a client already over its new-TLS-session rate is
+ * dropped before the handshake, with no reply (Postfix: "Refusing TLS service request"). Wraps
+ * smtp-server's handshake step; `refused` decides and logs.
+ */
+export function refuseWrapperHandshakes(server: object, refused: (socket: net.Socket) => boolean): void {
+  const s = server as { _upgrade?: (socket: net.Socket, cb: unknown) => void };
+  const upgrade = s._upgrade;
+  if (typeof upgrade !== 'function') return;
+  s._upgrade = function (this: unknown, socket: net.Socket, cb: unknown) {
+    if (!refused(socket)) return upgrade.call(this, socket, cb);
+    // smtp-server lets go of the socket when it closes.
+    socket.on('error', () => undefined);
+    socket.destroy();
+  };
 }
 
 type HandlerConn = {

@@ -25,7 +25,7 @@ import { peerName } from './peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
-import { installAnvilHandlers, SmtpdAnvil } from './anvil.js';
+import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
 
 const log = maillog('smtpd');
 
@@ -394,6 +394,18 @@ async function main(): Promise<void> {
   }
 
   timeWrapperHandshake(server, tlsSettings);
+  if (tlsSettings.wrapper && anvil) {
+    refuseWrapperHandshakes(server, (socket) => {
+      const addr = socket.remoteAddress ?? '';
+      if (!anvil.wrapperRefused(addr)) return false;
+      void peerName(addr, peernameLookup).then((name) => {
+        log.info(`connect from ${name}[${addr}]`);
+        log.warn(`Refusing TLS service request from ${name}[${addr}] for service ${anvil.serviceName}`);
+        log.info(`disconnect from ${name}[${addr}] commands=0`);
+      });
+      return true;
+    });
+  }
   server.on('error', (err: Error & { meta?: { stage?: string; remoteAddress?: string; message?: string } }) => {
     // A wrapper-mode handshake that failed: no session was made, so no "connect from" either.
     const addr = err.meta?.remoteAddress;
