@@ -68,6 +68,14 @@ describe('anvil: per-client connection limits', () => {
     assert.ok(!server.logLines().some((l) => /limit exceeded: .*\[127\.0\.0\.1\]/.test(l)));
   });
 
+  test('the default limit (smtpd_client_connection_count_limit = 50): of 60 connections from one client, 50 are greeted', async (t) => {
+    const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32' } });
+    t.after(stopAfter(server));
+    const conns = await Promise.all(Array.from({ length: 60 }, () => open(server, '127.0.0.8')));
+    assert.equal(conns.filter((c) => c.greeting.code === 220).length, 50);
+    assert.equal(conns.filter((c) => c.greeting.line === `421 4.7.0 ${HOST} Error: too many connections from 127.0.0.8`).length, 10);
+  });
+
   test('rate limit: the 4th connection in a time unit is refused; the next unit lets the client in; statistics are logged', async (t) => {
     const server = await startServer({
       mainCf: {
