@@ -32,6 +32,7 @@ function run(name: string, args: string[], env: Record<string, string> = {}, opt
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
+    child.stdin!.on('error', () => undefined); // a command that exits before reading: no EPIPE
     child.stdin!.end(opts.input ?? '');
   });
 }

@@ -94,7 +94,7 @@ describe('e2e smtpd limits and protocol', () => {
       assert.equal(await line('MAIL FROM:<s@example.org>'), '250 2.1.0 Ok');
       assert.equal(await line('DATA'), '503 5.5.1 Error: need RCPT command');
       assert.equal(await line('RSET'), '250 2.0.0 Ok');
-      assert.equal(await line('XYZZY'), '502 5.5.2 Error: command not recognized');
+      assert.equal(await line('XYZZY'), '500 5.5.2 Error: command not recognized');
       assert.match(await line('MAIL FROM:<bad'), /^501 5\.1\.7 Bad sender address syntax$/);
       assert.equal(await line('NOOP'), '250 2.0.0 Ok');
       assert.equal(await line('QUIT'), '221 2.0.0 Bye');

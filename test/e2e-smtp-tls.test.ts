@@ -40,7 +40,7 @@ function makeCertificates(dir: string): void {
   run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'self.key', '-out', 'self.pem', '-days', '2', '-subj', '/CN=localhost');
 }
 
-const CASES = ['may', 'plain', 'enc', 'sec', 'wrongname', 'unknownca', 'wrap', 'hs'] as const;
+const CASES = ['may', 'plain', 'enc', 'sec', 'wrongname', 'unknownca', 'wrap', 'hs', 'reuse', 'noreuse', 'cache'] as const;
 type Case = typeof CASES[number];
 
 describe('e2e smtp client TLS', { skip: NO_OPENSSL }, () => {
@@ -63,6 +63,9 @@ describe('e2e smtp client TLS', { skip: NO_OPENSSL }, () => {
       wrap: { tls: { ...good, wrapper: true } },
       // Says yes to STARTTLS but stays in plaintext: the handshake cannot succeed.
       hs: { tls: { ...good, starttlsReply: '220 2.0.0 Ready to start TLS' } },
+      reuse: { tls: good },
+      noreuse: { tls: good },
+      cache: { tls: good },
     };
     for (const c of CASES) {
       const sink = new SmtpSink({ keepMessages: true, ...profiles[c] });
@@ -74,6 +77,7 @@ describe('e2e smtp client TLS', { skip: NO_OPENSSL }, () => {
       may: `smtp:${hop('may')}`, plain: `smtp:${hop('plain')}`, enc: `smtp:${hop('enc')}`,
       sec: `verified:${hop('sec')}`, wrongname: `verified:${hop('wrongname')}`, unknownca: `verified:${hop('unknownca')}`,
       wrap: `smtps:${hop('wrap')}`, hs: `smtp:${hop('hs')}`,
+      reuse: `one:${hop('reuse')}`, noreuse: `one:${hop('noreuse')}`, cache: `cached:${hop('cache')}`,
     };
     writeFileSync(join(dir, 'transport'), CASES.map((c) => `${c}.test ${transport[c]}\n`).join(''));
     writeFileSync(join(dir, 'tls_policy'), [
@@ -81,6 +85,7 @@ describe('e2e smtp client TLS', { skip: NO_OPENSSL }, () => {
       `${hop('sec')} secure match=localhost`,
       `${hop('wrongname')} secure match=mail.example.org`,
       `${hop('unknownca')} secure match=localhost`,
+      `${hop('reuse')} may connection_reuse=yes`,
     ].join('\n') + '\n');
     server = await startServer({
       mainCf: {
@@ -93,6 +98,9 @@ describe('e2e smtp client TLS', { skip: NO_OPENSSL }, () => {
       masterCfExtra: [
         `verified unix - - n - - smtp -o smtp_tls_CAfile=${join(dir, 'ca.pem')}`,
         'smtps unix - - n - - smtp -o smtp_tls_wrappermode=yes -o smtp_tls_security_level=encrypt',
+        'one unix - - n - 1 smtp', // one thread: its connection cache sees every delivery
+        // Two threads sharing one TLS session cache (the file named is not written).
+        'cached unix - - n - 2 smtp -o smtp_tls_session_cache_database=btree:/nonexistent/smtp_scache',
       ].join('\n'),
     });
     for (const c of CASES) {
@@ -114,6 +122,37 @@ describe('e2e smtp client TLS', { skip: NO_OPENSSL }, () => {
     assert.match(await status('may'), /status=sent/);
     assert.equal(sinks.get('may')!.messages[0]?.tls, 'TLSv1.3');
     await server.waitForLog(established('Untrusted', 'may'), 5000);
+  });
+
+  test('a TLS connection carries one delivery unless smtp_tls_connection_reuse (here the policy\'s connection_reuse=yes) says otherwise', async () => {
+    for (const c of ['reuse', 'noreuse'] as const) {
+      await status(c);
+      // Two more messages one after the other, well within smtp_connection_cache_time_limit (2s).
+      for (const u of ['v', 'w']) {
+        const r = await sendRaw(server.port, 'sender@example.org', [`${u}@${c}.test`], rfc822({ Subject: `again ${c}` }, 'again\r\n'));
+        assert.equal(r.code, 250, r.line);
+        await server.waitForLog(new RegExp(`to=<${u}@${c}\\.test>, relay=.*status=sent`), 30_000);
+      }
+    }
+    // Three messages each: with reuse at least the last two share a connection.
+    assert.equal(sinks.get('reuse')!.messages.length, 3);
+    assert.ok(sinks.get('reuse')!.stats.connections < 3, `connection_reuse=yes: ${sinks.get('reuse')!.stats.connections} connections for 3 messages`);
+    assert.equal(sinks.get('noreuse')!.stats.connections, 3, 'Postfix\'s default: a TLS connection per delivery');
+    assert.ok(sinks.get('noreuse')!.messages.every((m) => m.tls === 'TLSv1.3'));
+  });
+
+  test('smtp_tls_session_cache_database: later handshakes resume the session, whichever smtp thread makes them; without it, none does', async () => {
+    await status('cache');
+    for (const u of ['v', 'w', 'x']) {
+      const r = await sendRaw(server.port, 'sender@example.org', [`${u}@cache.test`], rfc822({ Subject: 'resume' }, 'resume\r\n'));
+      assert.equal(r.code, 250, r.line);
+      await server.waitForLog(new RegExp(`to=<${u}@cache\\.test>, relay=.*status=sent`), 30_000);
+    }
+    const m = sinks.get('cache')!.messages;
+    assert.equal(m.length, 4);
+    assert.equal(m[0]!.tlsResumed, false);
+    assert.deepEqual(m.slice(1).map((x) => x.tlsResumed), [true, true, true]);
+    assert.ok(sinks.get('noreuse')!.messages.every((x) => x.tlsResumed === false), 'no cache parameter: no resumption (Postfix\'s default)');
   });
 
   test('may, STARTTLS not offered: delivered in plaintext', async () => {
@@ -167,7 +206,7 @@ describe('smtp TLS policy', () => {
       prefix: 'smtp', level: 'may', policyMaps: [], protocols: '>=TLSv1', mandatoryProtocols: '>=TLSv1', ciphers: 'medium',
       mandatoryCiphers: 'medium', excludeCiphers: '', mandatoryExcludeCiphers: '', verifyCertMatch: 'hostname',
       secureCertMatch: 'nexthop, dot-nexthop', fingerprintCertMatch: '', fingerprintDigest: 'sha256', CAfile: '', CApath: '',
-      certFile: '', keyFile: '', loglevel: 0, noteStarttlsOffer: false, wrappermode: false, starttlsTimeout: 300, servername: '',
+      certFile: '', keyFile: '', loglevel: 0, noteStarttlsOffer: false, wrappermode: false, starttlsTimeout: 300, servername: '', connectionReuse: false,
     };
     const table = openTable('inline:{ {[mx.example.com]:587 = encrypt protocols=>=TLSv1.2}, {.example.net = secure match=.example.net:example.net}, {bad.example = secure match=a match=b ciphers=high ciphers=low}, {off.example = none ciphers=high} }');
     const warnings: string[] = [];

@@ -12,7 +12,7 @@
  * Certificates are made by openssl in the test's directory; mail goes to the project's sink,
  * whose copy shows the Received header smtpd's session produced.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
@@ -26,6 +26,7 @@ import { checkConfig } from '../actors/master/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { NODE, POSTACTOR_JS, SmtpDialogue, freePort, startServer, type TestServer } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
+import { runClient } from './helpers/run-client.js';
 
 const tempDir = tempDirs('postactor-tls-');
 
@@ -37,23 +38,6 @@ function makeCert(dir: string, name: string, kind: 'rsa' | 'ecdsa'): { cert: str
   const r = spawnSync('openssl', ['req', '-x509', ...alg, '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=mx.postactor.test'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   return { cert, key };
-}
-
-/** Runs a client program with input on stdin; resolves with its output (bounded by timeoutMs). */
-function runClient(cmd: string, args: string[], input: string, timeoutMs = 20_000): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    p.stderr.on('data', (d: Buffer) => { out += d.toString(); });
-    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, out });
-    });
-    // s_client sends what it reads as it reads it; a pause lets the handshake finish first.
-    setTimeout(() => p.stdin.end(input), 500);
-  });
 }
 
 /** SMTP replies read from a socket (plain or TLS): next() is the next complete reply. */

@@ -21,6 +21,8 @@ function postlog(args: string[], input?: string, file = join(REPO_ROOT, 'bin', '
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout, stderr, pid: child.pid! });
     });
+    // A postlog given its text as arguments may exit before reading its input: no EPIPE then.
+    child.stdin!.on('error', () => undefined);
     child.stdin!.end(input ?? '');
   });
 }

@@ -24,6 +24,7 @@ function runFile(file: string, args: string[]): Promise<Run> {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
+    child.stdin!.on('error', () => undefined); // a command that exits before reading: no EPIPE
     child.stdin!.end();
   });
 }

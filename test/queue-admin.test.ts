@@ -25,6 +25,7 @@ function run(name: string, args: string[], input?: string, env: Record<string, s
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
+    child.stdin!.on('error', () => undefined); // a command that exits before reading: no EPIPE
     if (input !== undefined) child.stdin!.end(input);
     else child.stdin!.end();
   });

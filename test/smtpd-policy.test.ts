@@ -413,3 +413,11 @@ describe('check_policy_service (a real policy server on loopback)', () => {
     assert.equal(text(await b.policy.checkRecipient(req())), 'ok');
   });
 });
+
+test('reject_plaintext_session: "$plaintext_reject_code 4.7.1 Session encryption is required" without TLS, DUNNO with it', async () => {
+  const b = build({ smtpd_recipient_restrictions: 'reject_plaintext_session, permit' });
+  assert.equal(text(await b.policy.checkRecipient(req())), '450 4.7.1 Session encryption is required');
+  assert.equal(text(await b.policy.checkRecipient(req({ tls: { protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', usebits: 256 } }))), 'ok');
+  const five = build({ smtpd_recipient_restrictions: 'reject_plaintext_session, permit', plaintext_reject_code: '554' });
+  assert.equal(text(await five.policy.checkRecipient(req())), '554 5.7.1 Session encryption is required');
+});

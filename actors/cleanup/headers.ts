@@ -95,12 +95,15 @@ export function receivedHeader(r: ReceivedInfo, eol: string): string {
   return `Received: ${from}${eol}${tls}${auth}\tby ${r.myhostname} (${r.mailName}) with ${protocol} id ${r.queueId}${tail}${eol}`;
 }
 
-/** smtpd_tls_received_header = yes: Postfix's "(using …)" block (no client certificates asked for). */
+/** smtpd_tls_received_header = yes: Postfix's "(using …)" block and its client-certificate line. */
 function tlsLines(t: TlsInfo, eol: string): string {
   const using = `\t(using ${t.protocol} with cipher ${t.cipher} (${t.usebits}/${t.algbits} bits)`;
   // Without a key-exchange name (which Node does not give a server), the signature goes on a line of its own.
   const head = t.signature ? `${using}${eol}\t${t.signature})` : `${using})`;
-  return `${head}${eol}\t(No client certificate requested)${eol}`;
+  const ccert = t.ccert
+    ? `(Client CN "${commentSafe(t.ccert.cn)}", Issuer "${commentSafe(t.ccert.issuer)}" (${t.ccert.trusted ? 'verified OK' : 'not verified'}))`
+    : t.ccertAsked ? '(Client did not present a certificate)' : '(No client certificate requested)';
+  return `${head}${eol}\t${ccert}${eol}`;
 }
 
 /**

@@ -15,6 +15,7 @@ import type { Logger } from '../../src/log/maillog.js';
 import { openTable, type LookupTable } from '../../src/maps/index.js';
 import type { SmtpClientOptions, TlsRequest } from '../../src/smtp/client.js';
 import { TlsEngine } from '../../src/smtp/tls.js';
+import { TlsSessionCache } from '../../src/smtp/tls-sessions.js';
 import { defaults, tlsPolicy, tlsSettings, type TlsSettings } from '../../src/smtp/tls-policy.js';
 import type { DeliveryRequest } from '../protocol.js';
 
@@ -28,6 +29,19 @@ export interface AgentTls {
   client: Pick<SmtpClientOptions, 'tls' | 'starttlsTimeout' | 'noteStarttlsOffer' | 'wrappermode' | 'onInfo' | 'prefix'>;
 }
 
+/** The names of the session cache's parameters, by protocol. */
+const CACHE = {
+  smtp: { database: 'smtp_tls_session_cache_database', timeout: 'smtp_tls_session_cache_timeout' },
+  lmtp: { database: 'lmtp_tls_session_cache_database', timeout: 'lmtp_tls_session_cache_timeout' },
+} as const;
+
+/** The session cache shared by this agent's threads, or null (parameter empty or timeout 0, as Postfix). */
+function sessionCache(config: Config, prefix: 'smtp' | 'lmtp'): TlsSessionCache | null {
+  const n = CACHE[prefix];
+  const ttl = config.getTime(n.timeout);
+  return config.get(n.database).trim() === '' || ttl === 0 ? null : new TlsSessionCache(prefix, ttl * 1000);
+}
+
 export function agentTls(config: Config, prefix: 'smtp' | 'lmtp', log: Logger): AgentTls {
   const settings = tlsSettings(config, prefix);
   const timeout = settings.starttlsTimeout * 1000;
@@ -38,6 +52,7 @@ export function agentTls(config: Config, prefix: 'smtp' | 'lmtp', log: Logger): 
     ? new TlsEngine({
         CAfile: settings.CAfile, CApath: settings.CApath, certFile: settings.certFile, keyFile: settings.keyFile,
         loglevel: settings.loglevel, fingerprintDigest: settings.fingerprintDigest, timeout,
+        sessions: sessionCache(config, prefix),
         info: (t) => log.info(t), warn: (t) => log.warn(t),
       })
     : null;

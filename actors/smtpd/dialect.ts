@@ -39,6 +39,7 @@ type Conn = {
   _setListeners(cb: () => void): void;
   connectionReady(): void;
   close(): void;
+  send(code: number, data: unknown, context?: unknown): void;
   _paCommand?: string | null;
 };
 
@@ -55,7 +56,7 @@ const TABLE: Record<string, [number, string]> = {
   'Error: Mail transaction in progress': [503, '5.5.1 Error: MAIL transaction in progress'],
   'Error: Bad sender address syntax': [501, '5.1.7 Bad sender address syntax'],
   'Error: Bad recipient address syntax': [501, '5.1.3 Bad recipient address syntax'],
-  'Error: command not recognized': [502, '5.5.2 Error: command not recognized'],
+  'Error: command not recognized': [500, '5.5.2 Error: command not recognized'],
   'Error: send HELO/EHLO first': [503, '5.5.1 Error: send HELO/EHLO first'],
   'Error: too many recipients': [452, '4.5.3 Error: too many recipients'],
   'Error: Bad command parameter syntax': [555, '5.5.4 Unsupported option'],
@@ -143,13 +144,14 @@ export async function installDialect(): Promise<void> {
   proto.handler_VRFY = function (this: Conn, command: Buffer | string, callback: () => void) {
     const d = this._server.options.postactorDialect;
     const arg = String(command).trim().split(/\s+/).slice(1).join(' ');
-    if (d.vrfyDisabled) originalSend.call(this, 502, '5.5.1 VRFY command is disabled', false);
-    else if (!arg) originalSend.call(this, 501, '5.5.4 Syntax: VRFY address', false);
-    else originalSend.call(this, 252, `2.0.0 ${arg.replace(/^<|>$/g, '')}`, false);
+    // Through this.send(), so the reply is counted (disconnect line, error limits: limits.ts).
+    if (d.vrfyDisabled) this.send(502, '5.5.1 VRFY command is disabled', false);
+    else if (!arg) this.send(501, '5.5.4 Syntax: VRFY address', false);
+    else this.send(252, `2.0.0 ${arg.replace(/^<|>$/g, '')}`, false);
     callback();
   };
   const notRecognized = function (this: Conn, _command: unknown, callback: () => void) {
-    originalSend.call(this, 502, '5.5.2 Error: command not recognized', false);
+    this.send(500, '5.5.2 Error: command not recognized', false);
     callback();
   };
   for (const name of ['handler_HELP', 'handler_WIZ', 'handler_SHELL', 'handler_KILL']) proto[name] = notRecognized;

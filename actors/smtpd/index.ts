@@ -19,10 +19,13 @@ import type { ClientInfo } from '../../src/queue/types.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 import { countersOf, formatCounters, installDialect, smtpConnectionPrototype, type Dialect } from './dialect.js';
 import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls, timeWrapperHandshake, tlsSummary, type TlsSummary } from './tls.js';
+import { peerCertLine, verifyFailureLine } from './ccert.js';
+import { SniMaps } from './sni.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
+import { installLimits, limitsFrom } from './limits.js';
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
@@ -49,6 +52,7 @@ const states = new WeakMap<SMTPServerSession, SessionState>();
 async function main(): Promise<void> {
   installTls(await smtpConnectionPrototype());
   await installDialect();
+  installLimits(await smtpConnectionPrototype());
   installAnvilHandlers(await smtpConnectionPrototype());
   await installPolicyHooks();
   await installSasl();
@@ -66,7 +70,11 @@ async function main(): Promise<void> {
   const anvilTable = anvilOf(anvilBuffer);
   const anvil = anvilTable ? new SmtpdAnvil(config, anvilTable) : null;
   // TLS: certificates are read now, so a reload (new smtpd threads) re-reads them.
-  const tlsSettings = smtpdTls(config, (w) => log.warn(w));
+  const tlsSettings = smtpdTls(config, (w) => log.warn(w), (i) => log.info(i));
+  // tls_server_sni_maps: per-name chains share the default context's settings and ticket keys.
+  const sniMaps = tlsSettings.context && config.get('tls_server_sni_maps').trim()
+    ? new SniMaps(config, { ...tlsSettings.context, ...(ticketKeys ? { ticketKeys: Buffer.from(ticketKeys) } : {}) }, (w) => log.warn(w))
+    : null;
   const policy = new SmtpdPolicy(config);
   const namaddr = (session: object): string => {
     const c = states.get(session as SMTPServerSession)?.client;
@@ -149,7 +157,7 @@ async function main(): Promise<void> {
     // AUTH is always known, as in a Postfix built with SASL: sasl.ts answers it; so is
     // STARTTLS (tls.ts answers it, 502 when TLS is off).
     disabledCommands: [],
-    ...serverOptions(tlsSettings, ticketKeys ? Buffer.from(ticketKeys) : undefined),
+    ...serverOptions(tlsSettings, ticketKeys ? Buffer.from(ticketKeys) : undefined, sniMaps?.enabled ? sniMaps.callback : undefined),
     authOptional: true,
     hideDSN: discardEhlo.has('dsn'),
     hideENHANCEDSTATUSCODES: true,
@@ -159,7 +167,7 @@ async function main(): Promise<void> {
     maxRecipients: config.getInt('smtpd_recipient_limit'),
     socketTimeout: config.getTime('smtpd_timeout') * 1000,
     closeTimeout: 5000,
-    ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined } as object),
+    ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
       // smtpd_client_auth_rate_limit, asked by sasl.ts's AUTH handler.
       postactorAuthRate: (session: SMTPServerSession) => {
@@ -232,15 +240,38 @@ async function main(): Promise<void> {
 
     onSecure(socket, session, callback) {
       clearTimeout((session as { paStarttlsTimer?: NodeJS.Timeout }).paStarttlsTimer);
-      const summary = tlsSummary(socket as tls.TLSSocket, tlsSettings);
-      (session as { paTls?: TlsSummary }).paTls = summary;
+      const tlsSocket = socket as tls.TLSSocket;
+      const { peer, ...summary } = tlsSummary(tlsSocket, tlsSettings);
       const state = states.get(session);
-      if (tlsSettings.loglevel >= 1 && state) log.info(establishedLine(summary, `${state.client.name}[${state.client.addr}]`));
-      // A new (not resumed) TLS session counts against smtpd_client_new_tls_session_rate_limit.
-      const overTls = (socket as tls.TLSSocket).isSessionReused() ? null : anvil?.newTls(session, namaddr(session));
+      const who = state ? `${state.client.name}[${state.client.addr}]` : 'unknown';
+      // In the order Postfix's TLS library logs them: SNI, the certificate, its verification, the summary.
+      const servername = (tlsSocket as { servername?: string | false }).servername;
+      if (sniMaps && typeof servername === 'string' && servername) {
+        const outcome = sniMaps.outcome(servername);
+        if (outcome === 'matched') summary.sni = servername;
+        else if (outcome === 'unmatched') log.info(`TLS SNI ${servername} from ${who} not matched, using default chain`);
+        else if (outcome === 'invalid') log.warn(`TLS SNI from ${who} is invalid: ${servername}`);
+      }
+      const ccert = tlsSettings.ccert;
+      if (peer && tlsSettings.loglevel >= 2) log.info(peerCertLine(who, peer));
+      // Postfix explains an untrusted certificate when it requires a trusted one.
+      if (peer && !peer.trusted && ccert?.require) log.info(verifyFailureLine(who, peer, ccert.verifyDepth));
+      (session as { paTls?: TlsSummary }).paTls = summary;
+      if (tlsSettings.loglevel >= 1) log.info(establishedLine(summary, who));
+      // A new (not resumed) TLS session counts against smtpd_client_new_tls_session_rate_limit
+      // (Postfix checks it before the client certificate requirement).
+      const overTls = tlsSocket.isSessionReused() ? null : anvil?.newTls(session, namaddr(session));
       if (overTls) {
         log.warn(overTls.warning);
         return callback(refuse(overTls.code, overTls.text));
+      }
+      if (ccert?.require && !peer?.trusted) {
+        const why = peer ? 'Client certificate not trusted' : 'No client certificate presented';
+        log.info(`NOQUEUE: abort: TLS from ${who}: ${why}`);
+        const text = `4.7.1 ${hostname} Error: ${why}`;
+        // Wrapper mode answers at once; after STARTTLS the next command is read first.
+        if (tlsSettings.wrapper) return callback(refuse(421, text));
+        (session as { paCcertAbort?: string }).paCcertAbort = text;
       }
       callback();
     },

@@ -16,6 +16,7 @@ import * as net from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 
 import type { PolicyRequest } from './restrictions/types.js';
+import { ccertAttributes } from './ccert.js';
 
 export interface PolicyServiceSettings {
   timeoutMs: number;
@@ -66,10 +67,7 @@ export function policyAttributes(r: PolicyRequest, s: Pick<PolicyServiceSettings
     ['sasl_username', r.saslUsername ?? ''],
     ['sasl_sender', r.saslSender ?? ''],
     ['size', String(r.size ?? 0)],
-    ['ccert_subject', ''],
-    ['ccert_issuer', ''],
-    ['ccert_fingerprint', ''],
-    ['ccert_pubkey_fingerprint', ''],
+    ...ccertAttributes(r.tls?.ccert),
     ['encryption_protocol', r.tls?.protocol ?? ''],
     ['encryption_cipher', r.tls?.cipher ?? ''],
     ['encryption_keysize', String(r.tls?.usebits ?? 0)],

@@ -22,6 +22,7 @@ import { accessRestriction, serverError, tableResult, type AccessKind, type Acce
 import { dnsAllowList, dnsBlockList, parseDnsList, PolicyDns, unknownAddressDomain, unknownHelo, type DnsSettings } from './restrictions/dns.js';
 import { invalidHelo, nonFqdnAddress, nonFqdnHelo } from './restrictions/hostname.js';
 import { senderLoginMismatch, type LoginSettings } from './restrictions/login.js';
+import { checkCcertAccess, permitClientCerts, rejectPlaintextSession } from './restrictions/ccert.js';
 import { saslSettings, type SaslSettings } from './sasl.js';
 import { openPolicyTable, tableSpecError, type PolicyTable } from './restrictions/tables.js';
 import { DUNNO, formatReply, PERMIT, rejected, type Action, type PolicyRequest, type Reply, type Restriction, type Stage } from './restrictions/types.js';
@@ -53,7 +54,7 @@ const RELAY_GUARDS = new Set(['reject_unauth_destination', 'defer_unauth_destina
 
 /** Postfix restrictions with an argument that Postactor does not implement (the argument is skipped). */
 const UNSUPPORTED_WITH_ARG = new Set([
-  'check_ccert_access', 'check_sasl_access', 'check_reverse_client_hostname_access',
+  'check_sasl_access', 'check_reverse_client_hostname_access',
   'check_client_a_access', 'check_client_mx_access', 'check_client_ns_access',
   'check_reverse_client_hostname_a_access', 'check_reverse_client_hostname_mx_access', 'check_reverse_client_hostname_ns_access',
   'check_helo_a_access', 'check_helo_mx_access', 'check_helo_ns_access',
@@ -103,6 +104,9 @@ export class SmtpdPolicy {
   private readonly config: Config;
   private readonly resolve: ResolveSettings;
   private readonly allowUntrustedRouting: boolean;
+  /** relay_clientcerts, for permit_tls_clientcerts. */
+  private readonly relayClientCerts: PolicyTable[];
+  private readonly askCcert: boolean;
 
   /** Throws an Error whose message lists every problem (the server then refuses to start). */
   constructor(config: Config, log: PolicyLogger = maillog('smtpd')) {
@@ -174,6 +178,8 @@ export class SmtpdPolicy {
       isLocalDomain: (d) => isLocalDomain(this.resolve, d),
     };
 
+    this.relayClientCerts = maps('relay_clientcerts');
+    this.askCcert = config.getBool('smtpd_tls_ask_ccert');
     this.sasl = saslSettings(config, errors);
     this.login = {
       saslEnabled: this.sasl.enabled,
@@ -305,6 +311,15 @@ export class SmtpdPolicy {
       case 'check_helo_access': return access('helo');
       case 'check_sender_access': return access('sender');
       case 'check_recipient_access': return access('recipient');
+      case 'permit_tls_clientcerts': return permitClientCerts(false, this.relayClientCerts, this.askCcert);
+      case 'permit_tls_all_clientcerts': return permitClientCerts(true, this.relayClientCerts, this.askCcert);
+      case 'reject_plaintext_session': return rejectPlaintextSession(this.config.getInt('plaintext_reject_code'));
+      case 'check_ccert_access': {
+        const spec = arg();
+        if (spec === null) return null;
+        const t = this.table(spec, param, errors);
+        return t ? checkCcertAccess(t, this.askCcert, this.access) : null;
+      }
       case 'reject_invalid_helo_hostname': return invalidHelo(this.config.getInt('invalid_hostname_reject_code'));
       case 'reject_non_fqdn_helo_hostname': return nonFqdnHelo(this.config.getInt('non_fqdn_reject_code'));
       case 'reject_non_fqdn_sender': return nonFqdnAddress('sender', this.config.getInt('non_fqdn_reject_code'));

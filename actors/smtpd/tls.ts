@@ -12,8 +12,16 @@
  *                            STARTTLS with Postfix's replies and smtpd_starttls_timeout; at
  *                            level encrypt "530 5.7.0 Must issue a STARTTLS command first" for
  *                            every command but HELO, EHLO, XCLIENT, STARTTLS, NOOP and QUIT
- *   tlsSummary(socket)       what was negotiated, for the log line and the Received header
- *   establishedLine(…)       "Anonymous TLS connection established from host[addr]: …"
+ *   tlsSummary(socket)       what was negotiated (and the client's certificate, ccert.ts), for
+ *                            the log line, the Received header and the restrictions
+ *   establishedLine(…)       "Anonymous|Trusted|Untrusted TLS connection established from
+ *                            host[addr] [to sni-name]: …"
+ *
+ * The context also carries the client-certificate CAs (ccert.ts), smtpd_tls_dh1024_param_file,
+ * and the OpenSSL settings shared with Postfix's other TLS users (src/tls/openssl-options.ts:
+ * tls_eecdh_auto_curves, tls_ffdhe_auto_groups, tls_ssl_options). tls_server_sni_maps is in
+ * sni.ts. With smtpd_tls_req_ccert, the command after a handshake without a trusted certificate
+ * is answered "421 4.7.1 <myhostname> Error: …" (index.ts decides, the _onCommand patch replies).
  *
  * What smtp-server already does the way Postfix does (smtp-server ≥ 3.21, checked by
  * test/e2e-smtpd-tls.test.ts): the plaintext a client pipelined after STARTTLS is thrown away,
@@ -31,6 +39,8 @@ import * as crypto from 'node:crypto';
 import * as tls from 'node:tls';
 import type { Config } from '../../src/config/index.js';
 import type { TlsInfo } from '../../src/queue/types.js';
+import { keyExchangeGroups, sslOptions } from '../../src/tls/openssl-options.js';
+import { ccertSettings, peerCert, type CcertSettings, type PeerCert } from './ccert.js';
 
 export type TlsLevel = 'none' | 'may' | 'encrypt';
 
@@ -49,6 +59,8 @@ export interface SmtpdTls {
   receivedHeader: boolean;
   /** smtpd_starttls_timeout, ms. */
   starttlsTimeout: number;
+  /** Client certificates (null when TLS is off or unusable). */
+  ccert: CcertSettings | null;
 }
 
 /** What a TLS session negotiated (stored with the message for the Received header). */
@@ -93,7 +105,7 @@ export function smtpdTlsEnforced(config: Config): boolean {
 }
 
 /** The service's TLS settings. Certificates are read here, so a reload re-reads them. */
-export function smtpdTls(config: Config, warn: (text: string) => void): SmtpdTls {
+export function smtpdTls(config: Config, warn: (text: string) => void, info: (text: string) => void = () => undefined): SmtpdTls {
   const wrapper = config.getBool('smtpd_tls_wrappermode');
   // As Postfix: the level is ignored in wrapper mode, which always requires TLS.
   const level = wrapper ? 'encrypt' : levelOf(config, warn);
@@ -108,8 +120,11 @@ export function smtpdTls(config: Config, warn: (text: string) => void): SmtpdTls
     loglevel: Number.parseInt(config.get('smtpd_tls_loglevel'), 10) || 0,
     receivedHeader: config.getBool('smtpd_tls_received_header'),
     starttlsTimeout: config.getTime('smtpd_starttls_timeout') * 1000,
+    ccert: null,
   };
   if (!use) return settings;
+  const ccert = ccertSettings(config, enforce, warn, info);
+  if (ccert === null) return settings;
   const certs = loadCertificates(config, warn);
   if (certs === null) return settings;
   const versions = protocolRange(config.get(enforce ? 'smtpd_tls_mandatory_protocols' : 'smtpd_tls_protocols'));
@@ -117,11 +132,15 @@ export function smtpdTls(config: Config, warn: (text: string) => void): SmtpdTls
     warn(`Invalid TLS protocol list "${config.get(enforce ? 'smtpd_tls_mandatory_protocols' : 'smtpd_tls_protocols')}": disabling TLS support`);
     return settings;
   }
-  const ciphers = cipherList(config, enforce, warn);
+  const ciphers = cipherList(config, enforce, ccert.ask, warn);
   if (ciphers === null) return settings;
+  const dhparam = dhParameters(config, warn);
+  const groups = keyExchangeGroups(config, warn);
+  let secureOptions = sslOptions(config, warn);
   // smtpd_tls_session_cache_timeout: 0 turns session tickets off; otherwise Postfix makes a
   // session live twice as long, as long as its ticket keys decrypt (tls_server.c).
   const lifetime = config.getTime('smtpd_tls_session_cache_timeout');
+  if (lifetime === 0) secureOptions = (secureOptions | crypto.constants.SSL_OP_NO_TICKET) >>> 0;
   const context: tls.SecureContextOptions = {
     key: certs.keys,
     cert: certs.certs,
@@ -129,7 +148,12 @@ export function smtpdTls(config: Config, warn: (text: string) => void): SmtpdTls
     maxVersion: versions.max,
     ciphers,
     honorCipherOrder: config.getBool('tls_preempt_cipherlist'),
-    ...(lifetime === 0 ? { secureOptions: crypto.constants.SSL_OP_NO_TICKET } : { sessionTimeout: 2 * lifetime }),
+    secureOptions,
+    // The client-certificate trust anchors; an empty list trusts nothing (not Node's roots).
+    ca: ccert.ca,
+    dhparam,
+    ...(groups ? { ecdhCurve: groups } : {}),
+    ...(lifetime === 0 ? {} : { sessionTimeout: 2 * lifetime }),
   };
   try {
     tls.createSecureContext(context);
@@ -138,7 +162,31 @@ export function smtpdTls(config: Config, warn: (text: string) => void): SmtpdTls
     return settings;
   }
   settings.context = context;
+  settings.ccert = ccert;
   return settings;
+}
+
+/**
+ * smtpd_tls_dh1024_param_file: DH parameters for the TLSv1.2 DHE ciphers. Empty: a built-in
+ * 2048-bit group (Postfix's own; here OpenSSL's, chosen by key size as "auto").
+ */
+function dhParameters(config: Config, warn: (text: string) => void): string | Buffer {
+  const file = config.get('smtpd_tls_dh1024_param_file').trim();
+  if (!file || file === 'auto') return 'auto';
+  let pem: Buffer;
+  try {
+    pem = readFileSync(file);
+  } catch (err) {
+    warn(`error opening DH parameter file "${file}": ${osError(err)} -- using compiled-in defaults`);
+    return 'auto';
+  }
+  try {
+    tls.createSecureContext({ dhparam: pem });
+  } catch {
+    warn(`error decoding DH parameters from file "${file}" -- using compiled-in defaults`);
+    return 'auto';
+  }
+  return pem;
 }
 
 /** The keys and certificate chains, one per algorithm; null (after warnings) when unusable. */
@@ -211,51 +259,70 @@ function loadChainFiles(files: string[], warn: (text: string) => void): { keys: 
       warn(`error opening chain file: ${file}: ${osError(err)}`);
       return null;
     }
-    const objects = [...text.matchAll(PEM)].map((m) => ({ type: m[1]!, pem: m[0] }));
-    if (objects.length === 0) {
-      warn(`No PEM data in ${file}`);
-      return null;
-    }
-    let chain: string[] | null = null;
-    for (const o of objects) {
-      if (o.type.endsWith('PRIVATE KEY')) {
-        if (chain !== null && chain.length === 0) {
-          warn(`No certs for key at index ${keys.length - 1} in ${file}`);
-          return null;
-        }
-        if (chain) certs.push(chain.join('\n'));
-        keys.push(o.pem);
-        chain = [];
-      } else if (o.type === 'CERTIFICATE') {
-        if (chain === null) {
-          warn(`error loading chain from ${file}: key not first`);
-          return null;
-        }
-        chain.push(o.pem);
-      } else {
-        warn(`loading ${file}: ignoring PEM type: ${o.type}`);
-      }
-    }
-    if (chain === null || chain.length === 0) {
-      warn(chain === null ? `No private key found in ${file}` : `No certs for key at index ${keys.length - 1} in ${file}`);
-      return null;
+    const chains = chainFromText(text, file, warn);
+    if (chains === null) return null;
+    keys.push(...chains.keys);
+    certs.push(...chains.certs);
+  }
+  return { keys, certs };
+}
+
+/**
+ * The keys and chains in PEM text (a chain file, or the files an SNI table names): each key
+ * first, then its certificate and chain; null after Postfix's warning when the order is wrong.
+ */
+export function chainFromText(text: string, file: string, warn: (text: string) => void): { keys: string[]; certs: string[] } | null {
+  const keys: string[] = [];
+  const certs: string[] = [];
+  const objects = [...text.matchAll(PEM)].map((m) => ({ type: m[1]!, pem: m[0] }));
+  if (objects.length === 0) {
+    warn(`No PEM data in ${file}`);
+    return null;
+  }
+  let chain: string[] | null = null;
+  const close = (): boolean => {
+    if (chain === null) return true;
+    if (chain.length === 0) {
+      warn(`No certs for key at index ${keys.length - 1} in ${file}`);
+      return false;
     }
     certs.push(chain.join('\n'));
     const i = keys.length - 1;
     try {
       if (!new crypto.X509Certificate(certs[i]!).checkPrivateKey(crypto.createPrivateKey(keys[i]!))) {
         warn(`key at index ${i} in ${file} does not match next certificate`);
-        return null;
+        return false;
       }
     } catch (err) {
       warn(`error loading private keys and certificates from: ${file}: ${libraryProblem(err)}`);
-      return null;
+      return false;
+    }
+    return true;
+  };
+  for (const o of objects) {
+    if (o.type.endsWith('PRIVATE KEY')) {
+      if (!close()) return null;
+      keys.push(o.pem);
+      chain = [];
+    } else if (o.type === 'CERTIFICATE') {
+      if (chain === null) {
+        warn(`error loading chain from ${file}: key not first`);
+        return null;
+      }
+      chain.push(o.pem);
+    } else {
+      warn(`loading ${file}: ignoring PEM type: ${o.type}`);
     }
   }
+  if (chain === null) {
+    warn(`No private key found in ${file}`);
+    return null;
+  }
+  if (!close()) return null;
   return { keys, certs };
 }
 
-function osError(err: unknown): string {
+export function osError(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') return 'No such file or directory';
   if (code === 'EACCES') return 'Permission denied';
@@ -315,7 +382,7 @@ export function protocolRange(list: string): { min: Version; max: Version } | nu
 }
 
 /** Postfix's tls_set_ciphers: the grade's cipherlist, then ":!x" per exclusion. */
-function cipherList(config: Config, enforce: boolean, warn: (text: string) => void): string | null {
+function cipherList(config: Config, enforce: boolean, askCcert: boolean, warn: (text: string) => void): string | null {
   const grade = config.get(enforce ? 'smtpd_tls_mandatory_ciphers' : 'smtpd_tls_ciphers').trim().toLowerCase();
   let list: string;
   switch (grade) {
@@ -326,7 +393,8 @@ function cipherList(config: Config, enforce: boolean, warn: (text: string) => vo
       warn(`invalid cipher grade: "${grade}"`);
       return null;
   }
-  const exclusions = [...config.getList('smtpd_tls_exclude_ciphers'), ...(enforce ? config.getList('smtpd_tls_mandatory_exclude_ciphers') : [])];
+  // Anonymous ciphers cannot carry a client certificate: Postfix excludes them when it asks for one.
+  const exclusions = [...config.getList('smtpd_tls_exclude_ciphers'), ...(enforce ? config.getList('smtpd_tls_mandatory_exclude_ciphers') : []), ...(askCcert ? ['aNULL'] : [])];
   for (const tok of exclusions.flatMap((e) => e.split(':')).filter(Boolean)) {
     if ('!+-@'.includes(tok[0]!)) {
       warn(`invalid unary '!+-@' in cipher exclusion: ${tok}`);
@@ -338,13 +406,17 @@ function cipherList(config: Config, enforce: boolean, warn: (text: string) => vo
 }
 
 /** The SMTPServer options for these settings (TLS context, wrapper mode, our settings). */
-export function serverOptions(t: SmtpdTls, ticketKeys: Buffer | undefined): Record<string, unknown> {
+export function serverOptions(t: SmtpdTls, ticketKeys: Buffer | undefined, sni?: (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void): Record<string, unknown> {
   return {
     // Wrapper mode without a usable certificate: the listener drops each connection
     // (index.ts), as Postfix's smtpd does; never smtp-server's built-in test certificate.
     secure: t.wrapper && t.context !== null,
     ...(t.context ?? {}),
     ...(t.context && ticketKeys ? { ticketKeys } : {}),
+    // A client certificate is asked for, never required by the handshake itself: what a missing
+    // or untrusted one means is decided afterwards (smtpd_tls_req_ccert, the restrictions).
+    ...(t.ccert?.ask ? { requestCert: true, rejectUnauthorized: false } : {}),
+    ...(t.context && sni ? { SNICallback: sni } : {}),
     postactorTls: t,
   };
 }
@@ -428,6 +500,19 @@ export function installTls(proto: Record<string, unknown>): void {
 
   const onCommand = p._onCommand as (this: Conn, command: Buffer, cb: () => void) => void;
   p._onCommand = function (this: Conn, command: Buffer, cb: () => void) {
+    // smtpd_tls_req_ccert without a trusted certificate: the command after the handshake is
+    // read, not run, and answered 421 (Postfix's smtpd_start_tls); then the connection closes.
+    const abort = (this.session as { paCcertAbort?: string }).paCcertAbort;
+    if (abort !== undefined) {
+      // Read, not run: the dialect's counter for it is taken back (Postfix never counts it).
+      const conn = this as Conn & { _paCommand?: string | null };
+      const counters = (this.session as { paCounters?: Record<string, [number, number]> }).paCounters;
+      const counter = conn._paCommand ? counters?.[conn._paCommand] : undefined;
+      if (counter && --counter[1] === 0) delete counters![conn._paCommand!];
+      conn._paCommand = null;
+      this.send(421, abort);
+      return;
+    }
     const t = this._server.options.postactorTls;
     if (t?.enforce && !this.secure && !this._upgrading && this._ready) {
       const name = String(command).split(' ', 1)[0]!.toUpperCase();
@@ -463,8 +548,8 @@ function cipherBits(name: string): number {
   return 0;
 }
 
-/** What this session negotiated. */
-export function tlsSummary(socket: tls.TLSSocket, t: SmtpdTls): TlsSummary {
+/** What this session negotiated, and the client's certificate when it was asked for. */
+export function tlsSummary(socket: tls.TLSSocket, t: SmtpdTls): TlsSummary & { peer?: PeerCert } {
   const cipher = socket.getCipher();
   const protocol = socket.getProtocol() ?? cipher.version;
   const bits = cipherBits(cipher.name);
@@ -477,10 +562,20 @@ export function tlsSummary(socket: tls.TLSSocket, t: SmtpdTls): TlsSummary {
     if (local?.asn1Curve) signature = ` server-signature ECDSA (${local.asn1Curve})`;
     else if (local?.bits) signature = ` server-signature RSA-PSS (${local.bits} bits)`;
   }
-  return { protocol, cipher: cipher.name, usebits: bits, algbits: bits, signature, received: t.receivedHeader };
+  const peer = t.ccert?.ask ? peerCert(socket, t.ccert) : null;
+  return {
+    protocol, cipher: cipher.name, usebits: bits, algbits: bits, signature, received: t.receivedHeader,
+    ...(t.ccert?.askParam ? { ccertAsked: true } : {}),
+    ...(peer ? { peer, ccert: { cn: peer.cn, issuer: peer.issuer, trusted: peer.trusted, fingerprint: peer.fingerprint, pkeyFingerprint: peer.pkeyFingerprint } } : {}),
+  };
 }
 
-/** Postfix's tls_log_summary line for smtpd (the server never sees a verified client name). */
+/**
+ * Postfix's tls_log_summary line for smtpd: Anonymous (no client certificate), Trusted or
+ * Untrusted (never Verified: a server does not check a client's name); "to name" when
+ * tls_server_sni_maps matched the name the client asked for.
+ */
 export function establishedLine(s: TlsSummary, namaddr: string): string {
-  return `Anonymous TLS connection established from ${namaddr}: ${s.protocol} with cipher ${s.cipher} (${s.usebits}/${s.algbits} bits)${s.signature}`;
+  const kind = !s.ccert ? 'Anonymous' : s.ccert.trusted ? 'Trusted' : 'Untrusted';
+  return `${kind} TLS connection established from ${namaddr}${s.sni ? ` to ${s.sni}` : ''}: ${s.protocol} with cipher ${s.cipher} (${s.usebits}/${s.algbits} bits)${s.signature}`;
 }

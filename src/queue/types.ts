@@ -45,6 +45,25 @@ export interface TlsInfo {
   signature: string;
   /** smtpd_tls_received_header of the service that received the message. */
   received: boolean;
+  /** The client's certificate, when it presented one (smtpd_tls_ask_ccert / _req_ccert). */
+  ccert?: ClientCertInfo;
+  /** smtpd_tls_ask_ccert: Received says "(Client did not present a certificate)" without one. */
+  ccertAsked?: boolean;
+  /** The SNI name the client asked for, when tls_server_sni_maps matched it. */
+  sni?: string;
+}
+
+/** A client certificate as Postfix's TLS library describes it (tls_server.c). */
+export interface ClientCertInfo {
+  /** Subject CommonName, or ''. */
+  cn: string;
+  /** Issuer CommonName (else its Organization), or ''. */
+  issuer: string;
+  /** Verified against smtpd_tls_CAfile / _CApath within smtpd_tls_ccert_verifydepth. */
+  trusted: boolean;
+  /** smtpd_tls_fingerprint_digest of the certificate, and of its public key: "AB:CD:…". */
+  fingerprint: string;
+  pkeyFingerprint: string;
 }
 
 export interface MessageMeta {

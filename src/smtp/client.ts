@@ -43,10 +43,10 @@
  * level may the same address is retried at once in plaintext — but only when the message
  * has waited at least $minimal_backoff_time (`plaintextFallback`), so a first attempt moves
  * on to the next MX instead (Postfix's PLAINTEXT_FALLBACK_OK_AFTER_STARTTLS_FAILURE). Wrapper
- * mode (smtp_tls_wrappermode) starts TLS before the greeting. TLS connections are parked and
+ * mode (smtp_tls_wrappermode) starts TLS before the greeting. With smtp_tls_connection_reuse
+ * (default no, as Postfix; or a policy's connection_reuse=yes) TLS connections are parked and
  * reused like plaintext ones, but only for deliveries with the same policy: the key of the
- * cache names the policy (the worker owns the TLS state, as Postfix's tlsproxy does for
- * smtp_tls_connection_reuse).
+ * cache names the policy (the worker owns the TLS state, as Postfix's tlsproxy does).
  */
 
 import * as net from 'node:net';
@@ -524,7 +524,9 @@ export class SmtpClient {
         await this.transaction(conn, h, env, content, result, reused);
         result.timings.transmit = performance.now() - t1;
         // Sender-dependent credentials: a connection is not reused for another sender (Postfix).
-        if (this.opts.sasl?.senderDependent && env.credentials) void this.quit(conn);
+        // A TLS connection is reused only with smtp_tls_connection_reuse (or connection_reuse=yes).
+        const noReuse = (this.opts.sasl?.senderDependent && env.credentials) || (conn.secure && tls !== null && tls.policy.level !== 'invalid' && !tls.policy.reuse);
+        if (noReuse) void this.quit(conn);
         else this.release(conn);
         return result;
       } catch (e) {

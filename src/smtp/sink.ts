@@ -52,6 +52,8 @@ export interface SinkMessage {
   rcptParams?: string[];
   /** The session's TLS protocol ("TLSv1.3") when the message came over TLS. */
   tls?: string;
+  /** The TLS session was a resumption (the client offered a session the sink knew). */
+  tlsResumed?: boolean;
 }
 
 export interface SinkStats { connections: number; messages: number; recipients: number; bytes: number; rejectedRecipients: number }
@@ -380,7 +382,7 @@ class SinkSession {
           sender: this.sender!, recipients: this.recipients, data: Buffer.concat(this.chunks, this.dataBytes),
           remoteAddress: this.socket.remoteAddress ?? '', receivedAt: Date.now(),
           mailParams: this.mailParams, rcptParams: this.rcptParams,
-          ...(this.socket instanceof tls.TLSSocket ? { tls: this.socket.getProtocol() ?? 'TLS' } : {}),
+          ...(this.socket instanceof tls.TLSSocket ? { tls: this.socket.getProtocol() ?? 'TLS', tlsResumed: this.socket.isSessionReused() } : {}),
         }
       : null;
     this.chunks = [];

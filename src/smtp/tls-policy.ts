@@ -64,6 +64,8 @@ export interface TlsSettings {
   /** Seconds (smtp_starttls_timeout). */
   starttlsTimeout: number;
   servername: string;
+  /** smtp_tls_connection_reuse: a TLS connection may carry more than one delivery. */
+  connectionReuse: boolean;
 }
 
 function globalLevel(levelText: string, enforce: boolean, peername: boolean, use: boolean): { level: TlsLevel; bad?: string } {
@@ -111,6 +113,7 @@ export function tlsSettings(config: Config, prefix: 'smtp' | 'lmtp'): TlsSetting
     wrappermode: config.getBool('smtp_tls_wrappermode'),
     starttlsTimeout: config.getTime('smtp_starttls_timeout'),
     servername: config.get('smtp_tls_servername'),
+    connectionReuse: config.getBool('smtp_tls_connection_reuse'),
   };
 }
 
@@ -141,6 +144,7 @@ function lmtpTlsSettings(config: Config): TlsSettings {
     wrappermode: config.getBool('lmtp_tls_wrappermode'),
     starttlsTimeout: config.getTime('lmtp_starttls_timeout'),
     servername: config.get('lmtp_tls_servername'),
+    connectionReuse: config.getBool('lmtp_tls_connection_reuse'),
   };
 }
 
@@ -157,6 +161,8 @@ export type TlsPolicy =
       /** Name patterns (verify/secure) or digests (fingerprint). */
       match: string[];
       servername: string;
+      /** Park the TLS connection for the next delivery (smtp_tls_connection_reuse, connection_reuse=). */
+      reuse: boolean;
     };
 
 /** The attributes Postfix accepts in a policy entry. */
@@ -202,7 +208,8 @@ export function parsePolicyEntry(s: TlsSettings, value: string, where: string): 
         break;
       case 'connection_reuse':
         if (!/^(yes|no)$/i.test(val)) return { warning: `${where}: attribute "${name}" has bad value: "${val}"` };
-        break; // connections are always reused within a worker (the TLS state lives there)
+        p.reuse = val.toLowerCase() === 'yes';
+        break;
       default:
         return { warning: `${where}: invalid attribute name: "${name}"` };
     }
@@ -229,6 +236,7 @@ export function defaults(s: TlsSettings, level: TlsLevel): TlsPolicy {
     exclude,
     match,
     servername: s.servername,
+    reuse: s.connectionReuse,
   };
 }
 

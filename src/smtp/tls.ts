@@ -18,19 +18,22 @@
  * "name" and ".name" (any subdomain) as in smtp_tls_secure_cert_match; "*.example.com" in a
  * certificate stands for one label (no partial wildcards, RFC 6125).
  *
- * Sessions: each engine (one per worker) keeps the last session per peer and policy and
- * offers it on the next handshake (Postfix's smtp_tls_session_cache, per worker instead of
- * tlsmgr). Node skips its own checks on resumption; ours run either way (the peer certificate
- * comes back with the session), so a resumed session is held to the same policy.
+ * Sessions: with smtp_tls_session_cache_database set, the last session per peer and policy is
+ * offered on the next handshake by any smtp thread (tls-sessions.ts: shared by the threads, as
+ * tlsmgr shares Postfix's cache). Node skips its own checks on resumption; ours run either way
+ * (the peer certificate comes back with the session), so a resumed session is held to the same
+ * policy.
  */
 
-import { createHash, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import type * as net from 'node:net';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
 
 import { mustMatch, protocolRange, type TlsPolicy } from './tls-policy.js';
+import { fingerprint, spki } from '../tls/fingerprint.js';
+import type { TlsSessionCache } from './tls-sessions.js';
 
 export interface TlsEngineOptions {
   CAfile: string;
@@ -41,6 +44,8 @@ export interface TlsEngineOptions {
   fingerprintDigest: string;
   /** ms for the handshake (smtp_starttls_timeout). */
   timeout: number;
+  /** Sessions offered again on the next handshake (smtp_tls_session_cache_database); null: none. */
+  sessions: TlsSessionCache | null;
   info: (text: string) => void;
   warn: (text: string) => void;
 }
@@ -72,9 +77,10 @@ export class TlsEngine {
   private readonly key?: Buffer;
   /** Why TLS cannot be started at all (unreadable files), or null. */
   readonly unavailable: string | null = null;
-  private readonly sessions = new Map<string, Buffer>();
+  private readonly sessions: TlsSessionCache | null;
 
   constructor(private readonly o: TlsEngineOptions) {
+    this.sessions = o.sessions;
     try {
       if (o.CAfile !== '') this.ca.push(...pemCerts(readFileSync(o.CAfile, 'utf8')));
       if (o.CApath !== '') {
@@ -112,14 +118,14 @@ export class TlsEngine {
       ...(ciphers(policy.grade, policy.exclude) ? { ciphers: ciphers(policy.grade, policy.exclude)! } : {}),
       ...(sni !== '' ? { servername: sni } : {}),
       ...(this.cert ? { cert: this.cert, key: this.key! } : {}),
-      ...(this.sessions.has(key) ? { session: this.sessions.get(key)! } : {}),
+      ...(this.sessions?.get(key) ? { session: this.sessions.get(key)! } : {}),
     };
     let pending: Buffer | null = null;
     let keep = false;
     let s: tls.TLSSocket;
     try {
       s = tls.connect(options);
-      s.on('session', (session: Buffer) => { if (keep) this.sessions.set(key, session); else pending = session; });
+      s.on('session', (session: Buffer) => { if (keep) this.sessions?.set(key, session); else pending = session; });
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('timeout')), this.o.timeout);
         s.once('secureConnect', () => { clearTimeout(timer); s.removeListener('error', onError); resolve(); });
@@ -128,7 +134,7 @@ export class TlsEngine {
       });
     } catch (e) {
       // The peer is in an unknown state: this connection is finished.
-      this.sessions.delete(key);
+      this.sessions?.delete(key);
       socket.destroy();
       this.o.info(`SSL_connect error to ${peer.namaddr}: ${(e as Error).message === 'timeout' ? 'timeout' : '-1'}`);
       if ((e as Error).message !== 'timeout') this.o.warn(`TLS library problem: ${(e as Error).message}`);
@@ -149,9 +155,9 @@ export class TlsEngine {
     if (this.o.loglevel >= 1) this.o.info(summary(s, peer, !present ? 'Anonymous' : secured ? 'Verified' : trusted ? 'Trusted' : 'Untrusted', cert));
     if (!mustMatch(policy.level) || matched) {
       keep = true;
-      if (pending) this.sessions.set(key, pending);
+      if (pending) this.sessions?.set(key, pending);
     } else {
-      this.sessions.delete(key);
+      this.sessions?.delete(key);
     }
     return { ok: true, socket: s, matched };
   }
@@ -204,9 +210,8 @@ function fingerprintMatches(cert: tls.PeerCertificate, match: string[], digest: 
   const norm = (s: string) => s.replace(/:/g, '').toUpperCase();
   const want = new Set(match.map(norm));
   const alg = digest.toLowerCase() || 'sha256';
-  const certDigest = createHash(alg).update(cert.raw).digest('hex').toUpperCase();
-  const keyDigest = cert.pubkey ? createHash(alg).update(cert.pubkey).digest('hex').toUpperCase() : '';
-  return want.has(certDigest) || (keyDigest !== '' && want.has(keyDigest));
+  // Postfix digests the certificate's DER and its DER SubjectPublicKeyInfo (src/tls/fingerprint.ts).
+  return want.has(norm(fingerprint(cert.raw, alg))) || want.has(norm(fingerprint(spki(cert.raw), alg)));
 }
 
 /** Postfix's tls_log_verify_error texts for what Node reports. */

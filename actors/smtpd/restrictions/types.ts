@@ -5,9 +5,12 @@
  * A restriction is a small function from a request to an Action. The evaluator (../policy.ts)
  * composes them from the smtpd_*_restrictions lists; restrictions never log or reply themselves.
  */
+import type { ClientCertInfo } from '../../../src/queue/types.js';
 
 /** Which list a restriction runs in; it names the thing a reply is about ("Client host", …). */
-export type Stage = 'client' | 'helo' | 'sender' | 'relay' | 'recipient' | 'data' | 'end_of_data';
+export type Stage = 'client' | 'helo' | 'sender' | 'relay' | 'recipient' | 'data' | 'end_of_data'
+  /** Not a list: what check_ccert_access replies are about (the certificate's CommonName). */
+  | 'ccert';
 
 /** Where in the SMTP dialogue a check runs: the word Postfix logs ("reject: RCPT from …"). */
 export type Where = 'CONNECT' | 'HELO' | 'EHLO' | 'MAIL' | 'RCPT' | 'DATA' | 'END-OF-MESSAGE';
@@ -32,8 +35,8 @@ export interface PolicyRequest {
   where: Where;
   /** Postfix's policy "instance": one value per message transaction. */
   instance?: string;
-  /** The TLS session, when there is one (policy attributes encryption_*). */
-  tls?: { protocol: string; cipher: string; usebits: number };
+  /** The TLS session, when there is one (policy attributes encryption_*, ccert_*). */
+  tls?: { protocol: string; cipher: string; usebits: number; ccert?: ClientCertInfo };
   /** The SASL login of the session (AUTH), when there is one. */
   saslMethod?: string | null;
   saslUsername?: string | null;
@@ -76,6 +79,7 @@ export const REPLY_CLASS: Record<Stage, string> = {
   recipient: 'Recipient address',
   data: 'Data command',
   end_of_data: 'End-of-data',
+  ccert: 'Client certificate',
 };
 
 /** What "<…>" names in a reply: client name[addr], the HELO name, an address, DATA… */
@@ -88,6 +92,7 @@ export function replyName(r: PolicyRequest, stage: Stage): string {
     case 'recipient': return r.recipient ?? '';
     case 'data': return 'DATA';
     case 'end_of_data': return 'END-OF-MESSAGE';
+    case 'ccert': return r.tls?.ccert?.cn ?? '';
   }
 }
 

@@ -43,6 +43,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   // inet_interfaces, inet_protocols: where bare-port inet services listen (master/listen.ts).
   master: ['default_process_limit', 'service_throttle_time', 'inet_interfaces', 'inet_protocols'],
   smtpd: [
+    'plaintext_reject_code',
     'access_map_defer_code', 'access_map_reject_code', 'allow_untrusted_routing',
     'default_rbl_reply', 'defer_code', 'disable_vrfy_command', 'invalid_hostname_reject_code',
     'local_recipient_maps', 'maps_rbl_reject_code', 'non_fqdn_reject_code',
@@ -68,12 +69,21 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_tls_ciphers', 'smtpd_tls_mandatory_ciphers', 'smtpd_tls_exclude_ciphers',
     'smtpd_tls_mandatory_exclude_ciphers', 'tls_high_cipherlist', 'tls_medium_cipherlist',
     'tls_null_cipherlist', 'tls_preempt_cipherlist', 'smtpd_tls_session_cache_timeout',
+    // Client certificates (actors/smtpd/ccert.ts, restrictions/ccert.ts), SNI (sni.ts), and the
+    // OpenSSL settings (src/tls/openssl-options.ts).
+    'smtpd_tls_ask_ccert', 'smtpd_tls_req_ccert', 'smtpd_tls_CAfile', 'smtpd_tls_CApath',
+    'smtpd_tls_ccert_verifydepth', 'smtpd_tls_fingerprint_digest', 'relay_clientcerts',
+    'tls_server_sni_maps', 'tls_eecdh_auto_curves', 'tls_ffdhe_auto_groups', 'tls_ssl_options',
+    'smtpd_tls_dh1024_param_file',
     // SASL AUTH with Dovecot (actors/smtpd/sasl.ts) and the sender-login restrictions.
     'smtpd_sasl_auth_enable', 'smtpd_sasl_type', 'smtpd_sasl_path', 'smtpd_sasl_service',
     'smtpd_sasl_security_options', 'smtpd_sasl_tls_security_options', 'smtpd_tls_auth_only',
     'broken_sasl_auth_clients', 'smtpd_sasl_exceptions_networks', 'smtpd_sasl_response_limit',
     'smtpd_sasl_mechanism_filter', 'smtpd_sasl_authenticated_header', 'smtpd_sasl_local_domain',
     'smtpd_sender_login_maps',
+    // Error limits and request deadlines (actors/smtpd/limits.ts).
+    'smtpd_soft_error_limit', 'smtpd_hard_error_limit', 'smtpd_junk_command_limit',
+    'smtpd_error_sleep_time', 'smtpd_per_request_deadline', 'smtpd_min_data_rate',
     // anvil's per-client limits (actors/smtpd/anvil.ts; counters in actors/anvil/table.ts).
     'smtpd_client_connection_count_limit', 'smtpd_client_connection_rate_limit',
     'smtpd_client_message_rate_limit', 'smtpd_client_recipient_rate_limit', 'smtpd_client_auth_rate_limit',
@@ -138,7 +148,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtp_tls_verify_cert_match', 'smtp_tls_secure_cert_match', 'smtp_tls_fingerprint_cert_match',
     'smtp_tls_fingerprint_digest', 'smtp_tls_CAfile', 'smtp_tls_CApath', 'smtp_tls_cert_file',
     'smtp_tls_key_file', 'smtp_tls_loglevel', 'smtp_tls_note_starttls_offer', 'smtp_tls_wrappermode',
-    'smtp_starttls_timeout', 'smtp_tls_servername', 'minimal_backoff_time',
+    'smtp_starttls_timeout', 'smtp_tls_servername', 'smtp_tls_connection_reuse',
+    'smtp_tls_session_cache_database', 'smtp_tls_session_cache_timeout', 'minimal_backoff_time',
   ],
   lmtp: [
     'lmtp_sasl_auth_enable', 'lmtp_sasl_type', 'lmtp_sasl_mechanism_filter', 'lmtp_sasl_security_options',
@@ -154,7 +165,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'lmtp_tls_verify_cert_match', 'lmtp_tls_secure_cert_match', 'lmtp_tls_fingerprint_cert_match',
     'lmtp_tls_fingerprint_digest', 'lmtp_tls_CAfile', 'lmtp_tls_CApath', 'lmtp_tls_cert_file',
     'lmtp_tls_key_file', 'lmtp_tls_loglevel', 'lmtp_tls_note_starttls_offer', 'lmtp_tls_wrappermode',
-    'lmtp_starttls_timeout', 'lmtp_tls_servername', 'minimal_backoff_time',
+    'lmtp_starttls_timeout', 'lmtp_tls_servername', 'lmtp_tls_connection_reuse',
+    'lmtp_tls_session_cache_database', 'lmtp_tls_session_cache_timeout', 'minimal_backoff_time',
   ],
   local: [
     'alias_maps', 'allow_mail_to_commands', 'allow_mail_to_files', 'command_time_limit',
@@ -181,8 +193,7 @@ const ACCESS = 'command access control is not built: every local user would be a
 
 /** Refused parameters: name → why its absence weakens security or loses mail. */
 export const REFUSED: Readonly<Record<string, string>> = {
-  // TLS: anything that turns encryption on, requires it, or requires a client certificate.
-  smtpd_tls_req_ccert: 'TLS client certificates are not built yet: none would be required',
+  // TLS: anything that turns encryption on or requires it.
   // The obsolete per-site table (smtp_tls_policy_maps replaced it) is not read.
   smtp_tls_per_site: TLS, lmtp_tls_per_site: TLS,
   tlsproxy_enable_rpk: TLS,
@@ -194,9 +205,7 @@ export const REFUSED: Readonly<Record<string, string>> = {
   smtp_body_checks: FILTER, lmtp_header_checks: FILTER, lmtp_mime_header_checks: FILTER,
   lmtp_nested_header_checks: FILTER, lmtp_body_checks: FILTER,
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
-  smtpd_hard_error_limit: LIMIT, smtpd_soft_error_limit: LIMIT, smtpd_junk_command_limit: LIMIT,
-  smtpd_recipient_overshoot_limit: LIMIT, smtpd_per_request_deadline: LIMIT,
-  smtpd_min_data_rate: LIMIT, smtpd_error_sleep_time: LIMIT,
+  smtpd_recipient_overshoot_limit: LIMIT,
   smtpd_forbid_bare_newline: FORBID, smtpd_forbid_unauth_pipelining: FORBID,
   smtpd_forbidden_commands: FORBID,
   smtpd_reject_unlisted_sender: 'sender address validation is not built yet',

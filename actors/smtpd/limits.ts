@@ -1,0 +1,249 @@
+/**
+ * smtpd's error accounting and request deadlines, as Postfix's smtpd has them:
+ *
+ *  - Every command that fails (its final reply is 4xx or 5xx: a rejected RCPT, an unknown
+ *    command, a failed AUTH …) adds one to the session's error count. From
+ *    `smtpd_soft_error_limit` errors on, every reply waits `smtpd_error_sleep_time` first; at
+ *    `smtpd_hard_error_limit` errors the session ends with "421 4.7.0 <myhostname> Error: too many
+ *    errors" and the log line "too many errors after <COMMAND> from host[addr]".
+ *  - A message received forgives the errors and junk commands before it (Postfix resets both).
+ *  - HELO, EHLO, RSET, NOOP, VRFY and ETRN are "junk" commands: beyond
+ *    `smtpd_junk_command_limit` of them, each also counts as an error (so a NOOP loop ends at the
+ *    hard limit as well), as in Postfix.
+ *  - `smtpd_per_request_deadline = yes`: `smtpd_timeout` bounds each whole request (a command
+ *    line, or the message content), not only each idle wait; during DATA every byte received
+ *    buys 1/`smtpd_min_data_rate` s more, never more than `smtpd_timeout` in hand. A client too
+ *    slow gets "421 4.4.2 <myhostname> Error: timeout exceeded" (dialect.ts words it) and the log
+ *    line "timeout after DATA (N bytes) from host[addr]".
+ *
+ * Postfix sleeps inside its reply routine; smtp-server is event-driven, so the sleep happens
+ * before the next line from the client is processed: the client sees the same delay before
+ * each reply. The library's own "10 unrecognized commands" cut-off is disabled: these limits
+ * replace it.
+ */
+import type { Config } from '../../src/config/index.js';
+import { maillog } from '../../src/log/maillog.js';
+
+const log = maillog('smtpd');
+
+/** The limits of one smtpd, from main.cf / master.cf -o. */
+export interface Limits {
+  hostname: string;
+  softErrorLimit: number;
+  hardErrorLimit: number;
+  junkCommandLimit: number;
+  errorSleepMs: number;
+  perRequestDeadline: boolean;
+  timeoutMs: number;
+  /** Bytes per second that buy one more second during DATA (with the deadline). */
+  minDataRate: number;
+  /** "host[addr]" of a session, for the log. */
+  namaddr(session: object): string;
+}
+
+export function limitsFrom(config: Config, namaddr: (session: object) => string): Limits {
+  return {
+    hostname: config.get('myhostname'),
+    softErrorLimit: config.getInt('smtpd_soft_error_limit'),
+    hardErrorLimit: config.getInt('smtpd_hard_error_limit'),
+    junkCommandLimit: config.getInt('smtpd_junk_command_limit'),
+    errorSleepMs: config.getTime('smtpd_error_sleep_time') * 1000,
+    perRequestDeadline: config.getBool('smtpd_per_request_deadline'),
+    timeoutMs: config.getTime('smtpd_timeout') * 1000,
+    minDataRate: config.getInt('smtpd_min_data_rate'),
+    namaddr,
+  };
+}
+
+/** Postfix's command names (state->where); anything else is UNKNOWN. */
+const KNOWN = new Set(['HELO', 'EHLO', 'XCLIENT', 'XFORWARD', 'STARTTLS', 'AUTH', 'MAIL', 'RCPT', 'DATA', 'BDAT', 'RSET', 'NOOP', 'VRFY', 'ETRN', 'QUIT']);
+/** Commands that count against smtpd_junk_command_limit (Postfix: SMTPD_CMD_FLAG_LIMIT). */
+const JUNK = new Set(['HELO', 'EHLO', 'RSET', 'NOOP', 'VRFY', 'ETRN']);
+/** Postfix's state->where while message content is read. */
+const AFTER_DATA = 'DATA content';
+
+/** Per-connection state, kept on the connection object. */
+interface State {
+  errors: number;
+  junk: number;
+  /** The command whose final reply is still due (null when none). */
+  pending: string | null;
+  where: string;
+  /** The request deadline: time left when `since` was taken, and the timer. */
+  budget: number;
+  since: number;
+  rate: number;
+  timer: NodeJS.Timeout | null;
+  /** The socket whose bytes are counted against the deadline. */
+  watched: object | null;
+  hangup: boolean;
+}
+
+type Conn = {
+  _server: { options: Record<string, unknown> & { postactorLimits?: Limits } };
+  _socket: { destroyed: boolean; on(e: 'data', cb: (b: Buffer) => void): void; once(e: 'close', cb: () => void): void };
+  _parser?: { dataBytes?: number; _dataMode?: boolean } | false;
+  _dataStream?: unknown;
+  _nextHandler?: unknown;
+  _handlerPending?: boolean;
+  _closing?: boolean;
+  _upgrading?: boolean;
+  _unrecognizedCommands: number;
+  session: object;
+  send(code: number, data: unknown, context?: unknown): void;
+  close(): void;
+  _onTimeout(): void;
+  _paLimits?: State;
+};
+
+function stateOf(conn: Conn): State {
+  return (conn._paLimits ??= { errors: 0, junk: 0, pending: null, where: 'CONNECT', budget: 0, since: 0, rate: 0, timer: null, watched: null, hangup: false });
+}
+
+/** Is the client waiting for us (a handler runs, or the message is in and being decided on)? */
+function serverBusy(conn: Conn): boolean {
+  return Boolean(conn._handlerPending || (conn._dataStream && conn._parser && !conn._parser._dataMode));
+}
+
+/** Patches smtp-server's connection class (after dialect.ts): error limits and deadlines. */
+export function installLimits(proto: Record<string, unknown>): void {
+  const send = proto.send as Send;
+  dialectSend = send;
+  const onCommand = proto._onCommand as (this: Conn, command: Buffer, cb?: () => void) => void;
+  const onTimeout = proto._onTimeout as (this: Conn) => void;
+
+  proto.send = function (this: Conn, code: number, data: unknown, context?: unknown) {
+    const limits = this._server.options.postactorLimits;
+    if (!limits) return send.call(this, code, data, context);
+    const st = stateOf(this);
+    // The first final reply to a command (not 354, not an AUTH challenge) says how it went.
+    if (st.pending !== null && code !== 354 && code !== 334) {
+      const cmd = st.pending;
+      st.pending = null;
+      if (code >= 400) st.errors++;
+      if (JUNK.has(cmd) && st.junk++ > limits.junkCommandLimit) st.errors++;
+      if (cmd === 'DATA' && code < 400) {
+        // A message received: Postfix forgives the client's earlier errors and junk.
+        st.where = 'END-OF-MESSAGE';
+        st.errors = 0;
+        st.junk = 0;
+      }
+    }
+    if (code === 354) st.where = AFTER_DATA;
+    send.call(this, code, data, context);
+    // The next request starts now: a command line, or the message content after 354.
+    if (limits.perRequestDeadline) recharge(this, limits, code === 354 ? limits.minDataRate : 0);
+  };
+
+  proto._onCommand = function (this: Conn, command: Buffer, cb?: () => void) {
+    const limits = this._server.options.postactorLimits;
+    if (!limits) return onCommand.call(this, command, cb);
+    const st = stateOf(this);
+    // Our error limits replace smtp-server's cut-off after 10 unrecognized commands.
+    this._unrecognizedCommands = 0;
+    stopDeadline(st);
+    // Postfix checks the limit before it reads the next command.
+    if (st.errors >= limits.hardErrorLimit) return tooManyErrors(this, limits, st);
+    if (!this._nextHandler) {
+      const name = String(command).split(' ', 1)[0]!.toUpperCase();
+      st.where = KNOWN.has(name) ? name : 'UNKNOWN';
+      st.pending = st.where;
+    }
+    const next = () => {
+      if (st.errors >= limits.hardErrorLimit && !this._closing) return tooManyErrors(this, limits, st);
+      cb?.();
+    };
+    if (st.errors < limits.softErrorLimit || limits.errorSleepMs <= 0) return onCommand.call(this, command, next);
+    // Slow down a client that makes errors (the idle timeout does not count while we sleep).
+    this._handlerPending = true;
+    setTimeout(() => {
+      this._handlerPending = false;
+      if (this._closing) return;
+      onCommand.call(this, command, next);
+    }, limits.errorSleepMs);
+  };
+
+  proto._onTimeout = function (this: Conn) {
+    const limits = this._server.options.postactorLimits;
+    if (limits && !this._closing && !serverBusy(this)) timedOut(this, limits);
+    return onTimeout.call(this);
+  };
+}
+
+/** "421 4.7.0 … Error: too many errors", after the sleep every reply gets by now. */
+function tooManyErrors(conn: Conn, limits: Limits, st: State): void {
+  if (st.hangup) return;
+  st.hangup = true;
+  conn._handlerPending = true;
+  const delay = st.errors >= limits.softErrorLimit ? limits.errorSleepMs : 0;
+  setTimeout(() => {
+    conn._handlerPending = false;
+    if (conn._closing) return;
+    log.info(`too many errors after ${st.where} from ${limits.namaddr(conn.session)}`);
+    stopDeadline(st);
+    // Not through our send(): the 421 is not a command's reply and recharges nothing.
+    send421(conn, `4.7.0 ${limits.hostname} Error: too many errors`);
+  }, delay);
+}
+
+type Send = (this: Conn, code: number, data: unknown, context?: unknown) => void;
+/** dialect.ts's send(), which keeps texts with an enhanced status code as they are. */
+let dialectSend: Send | null = null;
+function send421(conn: Conn, text: string): void {
+  // smtp-server closes the connection after a 421.
+  dialectSend!.call(conn, 421, text, false);
+}
+
+/** Logs "timeout after CMD from …" ("DATA (N bytes)" while content was read). */
+function timedOut(conn: Conn, limits: Limits): void {
+  const st = stateOf(conn);
+  if (st.hangup) return;
+  st.hangup = true;
+  stopDeadline(st);
+  const where = st.where === AFTER_DATA ? `DATA (${(conn._parser && conn._parser.dataBytes) || 0} bytes)` : st.where;
+  log.info(`timeout after ${where} from ${limits.namaddr(conn.session)}`);
+}
+
+/** A new request: `smtpd_timeout` in hand, more per byte at `rate` bytes/s (0: none). */
+function recharge(conn: Conn, limits: Limits, rate: number): void {
+  const st = stateOf(conn);
+  if (st.hangup || conn._closing) return;
+  st.budget = limits.timeoutMs;
+  st.since = Date.now();
+  st.rate = rate;
+  watch(conn, limits, st);
+  arm(conn, limits, st);
+}
+
+/** Counts the bytes read from the connection's current socket (a new one after STARTTLS). */
+function watch(conn: Conn, limits: Limits, st: State): void {
+  const socket = conn._socket;
+  if (st.watched === socket) return;
+  st.watched = socket;
+  socket.on('data', (chunk: Buffer) => {
+    if (st.watched !== socket || st.timer === null) return;
+    const now = Date.now();
+    st.budget -= now - st.since;
+    st.since = now;
+    if (st.rate > 0) st.budget = Math.min(limits.timeoutMs, st.budget + (chunk.length * 1000) / st.rate);
+    arm(conn, limits, st);
+  });
+}
+
+function arm(conn: Conn, limits: Limits, st: State): void {
+  if (st.timer) clearTimeout(st.timer);
+  st.timer = setTimeout(() => {
+    st.timer = null;
+    if (conn._closing || conn._socket.destroyed) return;
+    // Waiting for us is not the client's time: the reply will start a new request. A STARTTLS
+    // handshake has its own limit (smtpd_starttls_timeout, tls.ts).
+    if (serverBusy(conn) || conn._upgrading) return;
+    conn._onTimeout();
+  }, Math.max(0, st.budget));
+  st.timer.unref();
+}
+
+function stopDeadline(st: State): void {
+  if (st.timer) clearTimeout(st.timer);
+  st.timer = null;
+}
