@@ -20,7 +20,7 @@ import { AnvilTables } from '../anvil/statistics.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
 import { smtpdTlsProblem } from '../smtpd/tls.js';
 import { smtpdAnvilProblem } from '../smtpd/anvil.js';
-import { planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
+import { DAEMONS_BUILT_INTO_MASTER, planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
 import { ControlServer, controlRequest, controlSocketPath } from './control.js';
 import { LOCK_SUPPORTED, MasterLockHeld, acquireMasterLock, pidFilePath, pidFromFile, provenMaster, type MasterLock } from './lock.js';
 import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from './listen.js';
@@ -43,7 +43,7 @@ export function checkConfig(config: Config): string[] {
   for (const s of plan.skipped) {
     const refusal = skippedServiceProblem(s);
     if (refusal !== null) problems.push(`${s.file}:${s.line}: ${refusal}`);
-    else config.warn(`${s.file}:${s.line}: not supported: service "${s.service}" (command ${s.command}) is not built yet; skipped`);
+    else if (!DAEMONS_BUILT_INTO_MASTER.has(s.command)) config.warn(`${s.file}:${s.line}: not supported: service "${s.service}" (command ${s.command}) is not built yet; skipped`);
   }
   // Postfix chroots these daemons; Postactor's actors are threads of one process, which cannot
   // each have a root of their own. One warning names the lines.
