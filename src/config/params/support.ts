@@ -84,7 +84,15 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     // Error limits and request deadlines (actors/smtpd/limits.ts).
     'smtpd_soft_error_limit', 'smtpd_hard_error_limit', 'smtpd_junk_command_limit',
     'smtpd_error_sleep_time', 'smtpd_per_request_deadline', 'smtpd_min_data_rate',
+    // anvil's per-client limits (actors/smtpd/anvil.ts; counters in actors/anvil/table.ts).
+    'smtpd_client_connection_count_limit', 'smtpd_client_connection_rate_limit',
+    'smtpd_client_message_rate_limit', 'smtpd_client_recipient_rate_limit', 'smtpd_client_auth_rate_limit',
+    'smtpd_client_new_tls_session_rate_limit',
+    'smtpd_client_event_limit_exceptions', 'smtpd_client_connection_limit_exceptions',
+    'smtpd_client_ipv4_prefix_length', 'smtpd_client_ipv6_prefix_length',
   ],
+  // anvil's time unit and statistics, kept by master (actors/anvil/statistics.ts).
+  anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
   cleanup: [
     'always_add_missing_headers', 'always_bcc', 'append_at_myorigin', 'body_checks',
     'body_checks_size_limit', 'canonical_classes', 'canonical_maps', 'duplicate_filter_limit',
@@ -197,9 +205,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   smtp_body_checks: FILTER, lmtp_header_checks: FILTER, lmtp_mime_header_checks: FILTER,
   lmtp_nested_header_checks: FILTER, lmtp_body_checks: FILTER,
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
-  smtpd_client_connection_count_limit: LIMIT, smtpd_client_connection_rate_limit: LIMIT,
-  smtpd_client_message_rate_limit: LIMIT, smtpd_client_recipient_rate_limit: LIMIT,
-  smtpd_client_new_tls_session_rate_limit: LIMIT, smtpd_client_auth_rate_limit: LIMIT,
   smtpd_recipient_overshoot_limit: LIMIT,
   smtpd_forbid_bare_newline: FORBID, smtpd_forbid_unauth_pipelining: FORBID,
   smtpd_forbidden_commands: FORBID,
