@@ -150,6 +150,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtp_tls_key_file', 'smtp_tls_loglevel', 'smtp_tls_note_starttls_offer', 'smtp_tls_wrappermode',
     'smtp_starttls_timeout', 'smtp_tls_servername', 'smtp_tls_connection_reuse',
     'smtp_tls_session_cache_database', 'smtp_tls_session_cache_timeout', 'minimal_backoff_time',
+    'tls_eecdh_auto_curves', 'tls_ffdhe_auto_groups', 'tls_ssl_options',
   ],
   lmtp: [
     'lmtp_sasl_auth_enable', 'lmtp_sasl_type', 'lmtp_sasl_mechanism_filter', 'lmtp_sasl_security_options',
