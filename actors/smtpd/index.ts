@@ -22,6 +22,7 @@ import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls,
 import { peerCertLine, verifyFailureLine } from './ccert.js';
 import { SniMaps } from './sni.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
+import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
@@ -279,6 +280,8 @@ async function main(): Promise<void> {
     onMailFrom(address, session, callback) {
       // MAIL FROM:<…> AUTH=<…> (RFC 4954): kept for the log; "<>" means none.
       const args = address.args as Record<string, string | boolean> | false;
+      const unknownOption = unsupportedMailOption(args, smtputf8Offered);
+      if (unknownOption !== null) return callback(refuse(555, `5.5.4 Unsupported option: ${unknownOption}`));
       const auth = args ? args['AUTH'] : undefined;
       if (typeof auth === 'string' && auth !== '<>') states.get(session)!.saslSender.set(session.envelope, auth.replace(/[^\x20-\x7e]/g, '?'));
       const overMail = anvil?.mail(session, session.remoteAddress, namaddr(session));
@@ -297,6 +300,8 @@ async function main(): Promise<void> {
 
     onRcptTo(address: SMTPServerAddress, session, callback) {
       const state = states.get(session)!;
+      const unknownOption = unsupportedRcptOption(address.args as Record<string, string | boolean> | false);
+      if (unknownOption !== null) return callback(refuse(555, `5.5.4 Unsupported option: ${unknownOption}`));
       const overRcpt = anvil?.rcpt(session, session.remoteAddress, namaddr(session));
       if (overRcpt) {
         log.warn(overRcpt.warning);
