@@ -94,6 +94,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   // anvil's time unit and statistics, kept by master (actors/anvil/statistics.ts).
   anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
   cleanup: [
+    'cleanup_replace_stray_cr_lf',
     'always_add_missing_headers', 'always_bcc', 'append_at_myorigin', 'body_checks',
     'body_checks_size_limit', 'canonical_classes', 'canonical_maps', 'duplicate_filter_limit',
     'header_checks', 'header_size_limit', 'hopcount_limit', 'local_header_rewrite_clients',
