@@ -30,7 +30,7 @@ installed() { [ -x "$POSTFIX" ] && [ -x "$POSTCONF" ] && [ -d /usr/lib/postfix/s
 # node-free probe with timeout + exec on /dev/tcp only when bash exists, else postfix's smtp-source).
 wait_220() {
   port=$1; tries=0
-  while [ $tries -lt 200 ]; do
+  while [ $tries -lt 600 ]; do
     if command -v bash >/dev/null 2>&1; then
       if bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && head -c 3 <&3 | grep -q 220 && printf 'QUIT\r\n' >&3" 2>/dev/null; then
         return 0
@@ -149,7 +149,7 @@ EOF
   if ! wait_220 "$PORT"; then
     cat "$DIR/setup.log" "$DIR/maillog" >&2
     run_pf stop >/dev/null 2>&1 || true
-    die "postfix did not greet on 127.0.0.1:$PORT within 20 s"
+    die "postfix did not greet on 127.0.0.1:$PORT within 60 s"
   fi
   echo "postfix peer up on 127.0.0.1:$PORT relaying to 127.0.0.1:$SINKPORT (config $CONF)"
   ;;

@@ -129,6 +129,16 @@ describe('e2e cleanup: address mappings and content checks', () => {
     assert.match(data, /^Cc: x@keep\.example\.com, rcpt@new\.example\r$/m);
   });
 
+  test('cleanup_replace_stray_cr_lf: a CR that does not end a line becomes a space (no header smuggled in)', async () => {
+    const m = message('stray');
+    const text = m.text.replace('Subject: stray', 'Subject: stray\rX-Injected: yes');
+    const r = await sendRaw(server.port, 'joe@client.test', ['user@host.example.com'], text);
+    assert.equal(r.code, 250, r.line);
+    const data = (await waitArrived(sink, m.id)).data.toString('latin1');
+    assert.match(data, /^Subject: stray X-Injected: yes\r$/m);
+    assert.doesNotMatch(data, /^X-Injected:/m);
+  });
+
   test('headers of a remote client (not in local_header_rewrite_clients) are not rewritten; its envelope is', async () => {
     const m = message('plain remote');
     const r = await sendRaw(server.port, 'joe@client.test', ['rcpt@old.example'], m.text, { localAddress: '127.0.0.2' });

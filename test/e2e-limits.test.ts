@@ -83,6 +83,22 @@ describe('e2e smtpd limits and protocol', () => {
     }
   });
 
+  test('an unknown MAIL or RCPT parameter gets Postfix\'s "555 5.5.4 Unsupported option: NAME=value"; the known ones pass', async () => {
+    const smtp = await session();
+    try {
+      const line = async (cmd: string) => {
+        const r = await smtp.cmd(cmd);
+        return `${r.code} ${r.text}`;
+      };
+      assert.equal(await line('MAIL FROM:<s@example.org> FOO=bar'), '555 5.5.4 Unsupported option: FOO=bar');
+      assert.equal(await line('MAIL FROM:<s@example.org> BODY=8BITMIME SIZE=100 RET=HDRS ENVID=e1'), '250 2.1.0 Ok');
+      assert.equal(await line('RCPT TO:<r@example.com> XYZ=1'), '555 5.5.4 Unsupported option: XYZ=1');
+      assert.equal(await line('QUIT'), '221 2.0.0 Bye');
+    } finally {
+      smtp.close();
+    }
+  });
+
   test('protocol errors: DATA before RCPT, RCPT before MAIL, unknown command, bad MAIL FROM syntax', async () => {
     const smtp = await session();
     try {

@@ -5,6 +5,7 @@
  * smtp_sasl_password_maps keyed by the next hop as written ([127.0.0.1]:PORT), as Postfix's
  * SASL_README does; also when that next hop comes from sender_dependent_relayhost_maps.
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -30,9 +31,16 @@ describe('smtp client AUTH to a Postfix smarthost that requires it', { skip: NO_
     sink = new SmtpSink({ keepMessages: true });
     const sinkPort = await sink.listen(0);
     dovecot = await startDovecot({ users: ['relayuser'], passwords: { relayuser: 'secret' }, auth: true, lmtp: false, mechanisms: 'plain login cram-md5' });
+    // The smarthost also offers STARTTLS (a certificate made here), for the TLS-peer case.
+    const certs = tempDir();
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(certs, 'key.pem'), '-out', join(certs, 'cert.pem'), '-days', '2', '-subj', '/CN=postfix-peer.localdomain'], { stdio: 'ignore' });
     smarthost = await startPostfix({
       sinkPort,
       extraMainCf: [
+        'smtpd_tls_security_level = may',
+        `smtpd_tls_cert_file = ${join(certs, 'cert.pem')}`,
+        `smtpd_tls_key_file = ${join(certs, 'key.pem')}`,
+        'smtpd_tls_loglevel = 1',
         'mynetworks = 192.0.2.0/24',
         'smtpd_sasl_auth_enable = yes',
         'smtpd_sasl_type = dovecot',
@@ -108,6 +116,17 @@ describe('smtp client AUTH to a Postfix smarthost that requires it', { skip: NO_
     await send(s, 'six@example.net'); // from app@example.org
     await s.waitForLog(/to=<six@example\.net>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, .*status=sent/, 20_000);
     await sink.waitFor(() => sink.messages.some((m) => m.recipients.includes('six@example.net')), 20_000);
+  });
+
+  test('TLS to Debian\'s Postfix as the peer: encrypt and AUTH over TLS (smtp_sasl_tls_security_options)', async () => {
+    const s = await relayVia('secret', { smtp_tls_security_level: 'encrypt', smtp_tls_loglevel: '1', smtp_sasl_tls_security_options: 'noanonymous' });
+    await send(s, 'tls@example.net');
+    await s.waitForLog(/to=<tls@example\.net>, .*status=sent/, 20_000);
+    await s.waitForLog(new RegExp(`Untrusted TLS connection established to 127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${smarthost.port}: TLSv1\\.3 with cipher`), 5_000);
+    const pf = readFileSync(join(smarthost.dir, 'maillog'), 'utf8');
+    assert.match(pf, /Anonymous TLS connection established from localhost\[127\.0\.0\.1\]: TLSv1\.3 with cipher/);
+    // Over TLS the TLS options apply: PLAIN is allowed there, and the strongest allowed is CRAM-MD5.
+    assert.match(pf, /sasl_method=CRAM-MD5, sasl_username=relayuser/);
   });
 
   test('without credentials for the next hop Postactor talks as a stranger, and the smarthost refuses to relay', async () => {

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpSink } from '../src/smtp/sink.js';
-import { freePort, NODE, POSTACTOR_JS, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
+import { freePort, NODE, POSTACTOR_JS, SmtpDialogue, startServer, type TestServer, BACKEND_SERVICES, deliveredWithSubject } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
 import { runClient } from './helpers/run-client.js';
 import { makeTestCertificates } from './helpers/test-ca.js';
@@ -118,11 +118,7 @@ describe('smtpd client certificates and SNI', () => {
         `127.0.0.1:${ports.optional} inet n - n - 1 smtpd -o smtpd_tls_req_ccert=yes -o syslog_name=postactor/optional`,
         `127.0.0.1:${ports.dh} inet n - n - 1 smtpd -o smtpd_tls_chain_files=${dir}/rsa-chain.pem -o smtpd_tls_dh1024_param_file=${dir}/dh.pem -o smtpd_tls_ask_ccert=no -o tls_ssl_options=no_ticket,bogus_option -o syslog_name=postactor/dh`,
         `127.0.0.1:${ports.groups} inet n - n - 1 smtpd -o tls_eecdh_auto_curves=secp384r1 -o tls_ffdhe_auto_groups= -o syslog_name=postactor/groups`,
-        'cleanup unix n - n - 1 cleanup',
-        'qmgr unix n - n 300 1 qmgr',
-        'smtp unix - - n - 1 smtp',
-        'relay unix - - n - 1 smtp',
-        'bounce unix - - n - 1 bounce',
+        ...BACKEND_SERVICES,
         '',
       ].join('\n'),
     });
@@ -133,10 +129,7 @@ describe('smtpd client certificates and SNI', () => {
     policy.close();
   });
 
-  const delivered = async (subject: string): Promise<string> => {
-    await sink.waitFor(() => sink.messages.some((m) => m.data.includes(`Subject: ${subject}`)), 30_000);
-    return sink.messages.find((m) => m.data.includes(`Subject: ${subject}`))!.data.toString('latin1');
-  };
+  const delivered = (subject: string): Promise<string> => deliveredWithSubject(sink, subject);
   const sClient = (port: number, extra: string[], input: string) =>
     runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${port}`, '-quiet', ...extra], input);
   const withCert = (c: TestCert) => ['-cert', c.cert, '-key', c.key];

@@ -24,7 +24,7 @@ import { SmtpSink } from '../src/smtp/sink.js';
 import { protocolRange } from '../actors/smtpd/tls.js';
 import { checkConfig } from '../actors/master/index.js';
 import { loadConfig } from '../src/config/index.js';
-import { NODE, POSTACTOR_JS, SmtpDialogue, freePort, startServer, type TestServer } from './helpers/server.js';
+import { NODE, POSTACTOR_JS, SmtpDialogue, freePort, startServer, type TestServer, BACKEND_SERVICES, deliveredWithSubject } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
 import { runClient } from './helpers/run-client.js';
 
@@ -140,11 +140,7 @@ describe('smtpd TLS', () => {
         `127.0.0.1:${ports.none} inet n - n - 1 smtpd -o smtpd_tls_security_level=none`,
         `127.0.0.1:${ports.broken} inet n - n - 1 smtpd -o smtpd_tls_cert_file=/nonexistent/postactor-cert.pem -o syslog_name=postactor/broken`,
         `127.0.0.1:${ports.tls12} inet n - n - 1 smtpd -o smtpd_tls_protocols=!SSLv2,!SSLv3,!TLSv1.3 -o smtpd_tls_exclude_ciphers=AESGCM`,
-        'cleanup unix n - n - 1 cleanup',
-        'qmgr unix n - n 300 1 qmgr',
-        'smtp unix - - n - 1 smtp',
-        'relay unix - - n - 1 smtp',
-        'bounce unix - - n - 1 bounce',
+        ...BACKEND_SERVICES,
         '',
       ].join('\n'),
     });
@@ -155,11 +151,7 @@ describe('smtpd TLS', () => {
     policy.close();
   });
 
-  /** The sink's copy of the message with this subject (waits for it). */
-  const delivered = async (subject: string): Promise<string> => {
-    await sink.waitFor(() => sink.messages.some((m) => m.data.includes(`Subject: ${subject}`)), 30_000);
-    return sink.messages.find((m) => m.data.includes(`Subject: ${subject}`))!.data.toString('latin1');
-  };
+  const delivered = (subject: string): Promise<string> => deliveredWithSubject(sink, subject);
 
   test('EHLO announces STARTTLS; plaintext pipelined after STARTTLS is discarded; the session starts over inside TLS', async () => {
     const sock = net.connect(server.port, '127.0.0.1');

@@ -23,6 +23,20 @@ import { checkInput, checkTables, DROPPED_HEADERS, logForm, parseAction, RECIPIE
 
 const log = maillog('cleanup');
 
+/** The content with each CR that is not followed by LF replaced by a space (a copy only when needed). */
+export function replaceStrayCr(content: Uint8Array): Uint8Array {
+  let i = content.indexOf(0x0d);
+  if (i < 0) return content;
+  let copy: Uint8Array | null = null;
+  for (; i >= 0; i = content.indexOf(0x0d, i + 1)) {
+    if (content[i + 1] === 0x0a) continue;
+    copy ??= Uint8Array.from(content);
+    copy[i] = 0x20;
+  }
+  return copy ?? content;
+}
+
+
 interface State {
   config: Config;
   store: QueueStore;
@@ -33,6 +47,8 @@ interface State {
   myhostname: string;
   mailName: string;
   hopLimit: number;
+  /** cleanup_replace_stray_cr_lf. */
+  replaceStrayCr: boolean;
   alwaysAdd: boolean;
   /** Clients whose messages get missing headers (local_header_rewrite_clients). */
   rewriteClients: (client: { addr: string; saslUsername?: string }) => boolean;
@@ -93,6 +109,7 @@ function init(): State {
     myhostname: config.get('myhostname'),
     mailName: config.get('mail_name'),
     hopLimit: config.getInt('hopcount_limit'),
+    replaceStrayCr: config.getBool('cleanup_replace_stray_cr_lf'),
 
     alwaysAdd: config.getBool('always_add_missing_headers'),
     rewriteClients: rewriteClientMatcher(config),
@@ -259,7 +276,9 @@ export default async function cleanup(incoming: CleanupRequest): Promise<Cleanup
     await new Promise((r) => setTimeout(r, s.inFlowDelay));
   }
   const request0 = incoming.origin === 'pickup' ? localSubmission(s, incoming) : incoming;
-  const original = request0.content;
+  // cleanup_replace_stray_cr_lf (Postfix ≥ 3.8.5): a CR that does not end a line becomes a space,
+  // so "Subject: s\rX-Injected: yes" cannot be read as two headers further on.
+  const original = s.replaceStrayCr ? replaceStrayCr(request0.content) : request0.content;
   const scan = scanHeaders(original);
   if (scan.received > s.hopLimit) {
     log.info(`${request0.queueId}: reject: header Received: too many hops; from=<${request0.sender}>`);

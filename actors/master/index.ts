@@ -16,9 +16,11 @@ import { serveServiceRequests } from '../../src/runtime/service-request.js';
 import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
+import { AnvilTables } from '../anvil/statistics.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
 import { smtpdTlsProblem } from '../smtpd/tls.js';
-import { planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
+import { smtpdAnvilProblem } from '../smtpd/anvil.js';
+import { DAEMONS_BUILT_INTO_MASTER, planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
 import { ControlServer, controlRequest, controlSocketPath } from './control.js';
 import { LOCK_SUPPORTED, MasterLockHeld, acquireMasterLock, pidFilePath, pidFromFile, provenMaster, type MasterLock } from './lock.js';
 import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from './listen.js';
@@ -41,7 +43,7 @@ export function checkConfig(config: Config): string[] {
   for (const s of plan.skipped) {
     const refusal = skippedServiceProblem(s);
     if (refusal !== null) problems.push(`${s.file}:${s.line}: ${refusal}`);
-    else config.warn(`${s.file}:${s.line}: not supported: service "${s.service}" (command ${s.command}) is not built yet; skipped`);
+    else if (!DAEMONS_BUILT_INTO_MASTER.has(s.command)) config.warn(`${s.file}:${s.line}: not supported: service "${s.service}" (command ${s.command}) is not built yet; skipped`);
   }
   // Postfix chroots these daemons; Postactor's actors are threads of one process, which cannot
   // each have a root of their own. One warning names the lines.
@@ -57,6 +59,8 @@ export function checkConfig(config: Config): string[] {
       new SmtpdPolicy(c);
       const tls = smtpdTlsProblem(c);
       if (tls !== null) throw new Error(tls);
+      const anvil = smtpdAnvilProblem(c);
+      if (anvil !== null) throw new Error(anvil);
     } catch (err) {
       const where = s && Object.keys(s.line.overrides).length > 0 ? `${s.line.file}:${s.line.line}` : `${config.configDirectory ?? '(embedded)'}/main.cf`;
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
@@ -176,6 +180,9 @@ export async function startMaster(config: Config): Promise<Master> {
   // TLS session ticket keys (Postfix's tlsmgr role): one set for every smtpd thread, reloads
   // included, so a client resumes its session whichever thread it reaches next.
   const ticketKeys = randomBytes(48);
+  // anvil's counters: one shared table per smtpd service, reloads included (actors/anvil).
+  const anvil = new AnvilTables();
+  anvil.start(config.getTime('anvil_rate_time_unit'), config.getTime('anvil_status_update_time'));
   const data = (c: Config, service: string, index: number, extra?: unknown): ActorWorkerData<unknown> =>
     ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(extra ? { extra } : {}) });
 
@@ -206,7 +213,7 @@ export async function startMaster(config: Config): Promise<Master> {
       service: name,
       index,
       filename: s.file,
-      workerData: data(serviceConfig(c, s), name, index, s.addresses ? { addresses: s.addresses, ticketKeys } : undefined),
+      workerData: data(serviceConfig(c, s), name, index, s.addresses ? { addresses: s.addresses, ticketKeys, ...(s.line.command === 'smtpd' ? { anvil: anvil.of(s.service).buffer } : {}) } : undefined),
       throttleSeconds: c.getTime('service_throttle_time'),
       onPort: (port) => router.attach(name, port),
       onExit: (_slot, code, _restart, badStartup, error) => {
@@ -291,6 +298,7 @@ export async function startMaster(config: Config): Promise<Master> {
       const oldListeners = listeners;
       listeners = await startListeners(next, nextPlan);
       current = next;
+      anvil.start(next.getTime('anvil_rate_time_unit'), next.getTime('anvil_status_update_time'));
       await Promise.allSettled(oldListeners.map((w) => w.stop()));
       held = addressesOf(nextPlan);
       registry.release(held);
@@ -333,6 +341,9 @@ export async function startMaster(config: Config): Promise<Master> {
     log.info(signal ? `terminating on signal ${signal}` : 'terminating');
     await control.close();
     await stopAll(graceful);
+    // anvil logs its statistics when it exits.
+    anvil.stop();
+    anvil.dump();
     stopServiceRequests();
     registry.release();
     rmSync(pidFile(config), { force: true });

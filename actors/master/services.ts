@@ -52,9 +52,16 @@ const DAEMONS: Record<string, Daemon> = {
   virtual: { kind: 'pool', module: '../virtual/index.js', concurrency: 64 },
 };
 
+/**
+ * Postfix's daemons whose work Postactor does without a service of their own: anvil's counters
+ * are a table master shares with every smtpd thread (actors/anvil). Their master.cf line is
+ * accepted silently and starts nothing.
+ */
+export const DAEMONS_BUILT_INTO_MASTER = new Set(['anvil']);
+
 /** Postfix's daemons (master.cf commands) that Postactor has not built yet. */
 const POSTFIX_DAEMONS_NOT_BUILT = new Set([
-  'anvil', 'dnsblog', 'flush', 'oqmgr', 'postlogd', 'postscreen', 'proxymap', 'qmqpd', 'scache',
+  ...DAEMONS_BUILT_INTO_MASTER, 'dnsblog', 'flush', 'oqmgr', 'postlogd', 'postscreen', 'proxymap', 'qmqpd', 'scache',
   'showq', 'spawn', 'tlsmgr', 'tlsproxy', 'verify',
 ]);
 

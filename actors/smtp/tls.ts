@@ -16,6 +16,7 @@ import { openTable, type LookupTable } from '../../src/maps/index.js';
 import type { SmtpClientOptions, TlsRequest } from '../../src/smtp/client.js';
 import { TlsEngine } from '../../src/smtp/tls.js';
 import { TlsSessionCache } from '../../src/smtp/tls-sessions.js';
+import { keyExchangeGroups, sslOptions } from '../../src/tls/openssl-options.js';
 import { defaults, tlsPolicy, tlsSettings, type TlsSettings } from '../../src/smtp/tls-policy.js';
 import type { DeliveryRequest } from '../protocol.js';
 
@@ -53,6 +54,9 @@ export function agentTls(config: Config, prefix: 'smtp' | 'lmtp', log: Logger): 
         CAfile: settings.CAfile, CApath: settings.CApath, certFile: settings.certFile, keyFile: settings.keyFile,
         loglevel: settings.loglevel, fingerprintDigest: settings.fingerprintDigest, timeout,
         sessions: sessionCache(config, prefix),
+        // Postfix's global TLS library settings apply to its client too (tls_client_init).
+        groups: keyExchangeGroups(config, (t) => log.warn(t)),
+        secureOptions: sslOptions(config, (t) => log.warn(t)),
         info: (t) => log.info(t), warn: (t) => log.warn(t),
       })
     : null;

@@ -22,12 +22,15 @@ import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls,
 import { peerCertLine, verifyFailureLine } from './ccert.js';
 import { SniMaps } from './sni.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
+import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
 import { installLimits, limitsFrom } from './limits.js';
 import { SmtpdMilters, type MilterContext, type MilterRefusal } from './milter.js';
 import type { ListenAddress } from '../master/listen.js';
+import { anvilOf } from '../anvil/table.js';
+import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
 
 const log = maillog('smtpd');
 
@@ -52,6 +55,7 @@ async function main(): Promise<void> {
   installTls(await smtpConnectionPrototype());
   await installDialect();
   installLimits(await smtpConnectionPrototype());
+  installAnvilHandlers(await smtpConnectionPrototype());
   await installPolicyHooks();
   await installSasl();
   let server: SMTPServer | null = null;
@@ -63,7 +67,10 @@ async function main(): Promise<void> {
   });
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  const { addresses, ticketKeys } = actor.data.extra as { addresses: ListenAddress[]; ticketKeys?: Uint8Array };
+  const { addresses, ticketKeys, anvil: anvilBuffer } = actor.data.extra as { addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer };
+  // anvil: the per-client limits, counted in the table master shares with every smtpd thread.
+  const anvilTable = anvilOf(anvilBuffer);
+  const anvil = anvilTable ? new SmtpdAnvil(config, anvilTable) : null;
   // TLS: certificates are read now, so a reload (new smtpd threads) re-reads them.
   const tlsSettings = smtpdTls(config, (w) => log.warn(w), (i) => log.info(i));
   // tls_server_sni_maps: per-name chains share the default context's settings and ticket keys.
@@ -184,6 +191,26 @@ async function main(): Promise<void> {
     closeTimeout: 5000,
     ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
+      // smtpd_client_auth_rate_limit, asked by sasl.ts's AUTH handler.
+      postactorAuthRate: (session: SMTPServerSession) => {
+        const over = anvil?.auth(session, session.remoteAddress, namaddr(session));
+        if (over) log.warn(over.warning);
+        return over ?? null;
+      },
+      // smtpd_client_new_tls_session_rate_limit before a STARTTLS handshake.
+      postactorStarttlsRate: (session: SMTPServerSession) => {
+        const over = anvil?.starttls(session, namaddr(session));
+        if (over) log.warn(over.warning);
+        return over ?? null;
+      },
+      // smtpd_client_recipient_rate_limit at VRFY too.
+      postactorVrfyRate: (session: SMTPServerSession) => {
+        const over = anvil?.rcpt(session, session.remoteAddress, namaddr(session));
+        if (over) log.warn(over.warning);
+        return over ?? null;
+      },
+    } as object),
+    ...({
       postactorPolicyHooks: {
         helo: (!policy.delayReject && policy.has('helo')) || milters ? async (session: SMTPServerSession, name: string, command: 'HELO' | 'EHLO') => {
           const state = states.get(session);
@@ -210,11 +237,18 @@ async function main(): Promise<void> {
     } as object),
 
     onConnect(session, callback) {
+      // Counted now, so that a client gone before its name is known is still uncounted on close.
+      const overLimit = anvil?.connect(session, session.remoteAddress) ?? null;
       void peerName(session.remoteAddress, peernameLookup).then((name) => {
         const client: ClientInfo = { name, addr: session.remoteAddress, port: session.remotePort, helo: '', protocol: 'SMTP' };
         const state: SessionState = { client, queueId: null, envelope: null, effects: new WeakMap(), saslSender: new WeakMap() };
         states.set(session, state);
         log.info(`connect from ${name}[${session.remoteAddress}]`);
+        if (overLimit) {
+          const r = overLimit(`${name}[${session.remoteAddress}]`);
+          log.warn(r.warning);
+          return callback(refuse(r.code, r.text));
+        }
         if (milters) {
           return void milters.connect(session, milterContext(session, null)).then((r) => {
             if (r) return callback(milterError(r));
@@ -263,6 +297,13 @@ async function main(): Promise<void> {
       if (peer && !peer.trusted && ccert?.require) log.info(verifyFailureLine(who, peer, ccert.verifyDepth));
       (session as { paTls?: TlsSummary }).paTls = summary;
       if (tlsSettings.loglevel >= 1) log.info(establishedLine(summary, who));
+      // A new (not resumed) TLS session counts against smtpd_client_new_tls_session_rate_limit
+      // (Postfix checks it before the client certificate requirement).
+      const overTls = tlsSocket.isSessionReused() ? null : anvil?.newTls(session, namaddr(session));
+      if (overTls) {
+        log.warn(overTls.warning);
+        return callback(refuse(overTls.code, overTls.text));
+      }
       if (ccert?.require && !peer?.trusted) {
         const why = peer ? 'Client certificate not trusted' : 'No client certificate presented';
         log.info(`NOQUEUE: abort: TLS from ${who}: ${why}`);
@@ -284,8 +325,15 @@ async function main(): Promise<void> {
       };
       // MAIL FROM:<…> AUTH=<…> (RFC 4954): kept for the log; "<>" means none.
       const args = address.args as Record<string, string | boolean> | false;
+      const unknownOption = unsupportedMailOption(args, smtputf8Offered);
+      if (unknownOption !== null) return callback(refuse(555, `5.5.4 Unsupported option: ${unknownOption}`));
       const auth = args ? args['AUTH'] : undefined;
       if (typeof auth === 'string' && auth !== '<>') states.get(session)!.saslSender.set(session.envelope, auth.replace(/[^\x20-\x7e]/g, '?'));
+      const overMail = anvil?.mail(session, session.remoteAddress, namaddr(session));
+      if (overMail) {
+        log.warn(overMail.warning);
+        return callback(refuse(overMail.code, overMail.text));
+      }
       // smtpd_delay_reject = no: the sender restrictions answer MAIL FROM.
       if (policy.delayReject || !policy.has('sender')) return callback();
       const state = states.get(session)!;
@@ -297,6 +345,13 @@ async function main(): Promise<void> {
 
     onRcptTo(address: SMTPServerAddress, session, callback) {
       const state = states.get(session)!;
+      const unknownOption = unsupportedRcptOption(address.args as Record<string, string | boolean> | false);
+      if (unknownOption !== null) return callback(refuse(555, `5.5.4 Unsupported option: ${unknownOption}`));
+      const overRcpt = anvil?.rcpt(session, session.remoteAddress, namaddr(session));
+      if (overRcpt) {
+        log.warn(overRcpt.warning);
+        return callback(refuse(overRcpt.code, overRcpt.text));
+      }
       const accept = () => {
         if (state.envelope !== session.envelope) {
           state.envelope = session.envelope;
@@ -416,6 +471,7 @@ async function main(): Promise<void> {
 
     onClose(session) {
       milters?.close(session);
+      anvil?.disconnect(session);
       const state = states.get(session);
       if (!state) return;
       log.info(`disconnect from ${state.client.name}[${state.client.addr}] ${formatCounters(countersOf(session))}`);
@@ -440,6 +496,18 @@ async function main(): Promise<void> {
   }
 
   timeWrapperHandshake(server, tlsSettings);
+  if (tlsSettings.wrapper && anvil) {
+    refuseWrapperHandshakes(server, (socket) => {
+      const addr = socket.remoteAddress ?? '';
+      if (!anvil.wrapperRefused(addr)) return false;
+      void peerName(addr, peernameLookup).then((name) => {
+        log.info(`connect from ${name}[${addr}]`);
+        log.warn(`Refusing TLS service request from ${name}[${addr}] for service ${anvil.serviceName}`);
+        log.info(`disconnect from ${name}[${addr}] commands=0`);
+      });
+      return true;
+    });
+  }
   server.on('error', (err: Error & { meta?: { stage?: string; remoteAddress?: string; message?: string } }) => {
     // A wrapper-mode handshake that failed: no session was made, so no "connect from" either.
     const addr = err.meta?.remoteAddress;

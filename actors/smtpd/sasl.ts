@@ -288,6 +288,12 @@ export async function installSasl(): Promise<void> {
   const proto = (await smtpConnectionPrototype()) as Record<string, unknown>;
 
   proto.handler_AUTH = function (this: Conn, command: Buffer | string, callback: () => void) {
+    // smtpd_client_auth_rate_limit (actors/smtpd/anvil.ts) comes before every other check.
+    const overRate = (this._server.options as { postactorAuthRate?: (session: object) => { code: number; text: string } | null }).postactorAuthRate?.(this.session);
+    if (overRate) {
+      this.send(overRate.code, overRate.text);
+      return callback();
+    }
     const sasl = this._server.options.postactorSasl;
     if (!sasl) {
       this.send(503, '5.5.1 Error: authentication not enabled');

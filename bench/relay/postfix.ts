@@ -54,14 +54,14 @@ export async function startPostfix(o: PostfixOptions): Promise<MtaHandle> {
   };
   try {
     await run('sh', [PEER_SCRIPT, 'start', dir, String(port), String(o.sinkPort)], {
-      timeout: 60_000,
+      timeout: 120_000,
       env: { ...process.env, POSTFIX_PEER_EXTRA: o.extraMainCf ?? '' },
     });
   } catch (err) {
-    const e = err as { code?: number; stderr?: string; stdout?: string; message: string };
+    const e = err as { code?: number; signal?: string; stderr?: string; stdout?: string; message: string };
     await stop();
     if (e.code === 3) throw new PostfixNotInstalled();
-    throw new Error(`postfix peer did not start: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+    throw new Error(`postfix peer did not start: ${e.message}${e.signal ? ` (killed by ${e.signal})` : ''}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
   }
   return { name: 'postfix', host: '127.0.0.1', port, dir, version, stop };
 }

@@ -46,6 +46,10 @@ export interface TlsEngineOptions {
   timeout: number;
   /** Sessions offered again on the next handshake (smtp_tls_session_cache_database); null: none. */
   sessions: TlsSessionCache | null;
+  /** tls_eecdh_auto_curves + tls_ffdhe_auto_groups (src/tls/openssl-options.ts); undefined: OpenSSL's. */
+  groups?: string | undefined;
+  /** tls_ssl_options as OpenSSL option bits. */
+  secureOptions?: number;
   info: (text: string) => void;
   warn: (text: string) => void;
 }
@@ -118,6 +122,8 @@ export class TlsEngine {
       ...(ciphers(policy.grade, policy.exclude) ? { ciphers: ciphers(policy.grade, policy.exclude)! } : {}),
       ...(sni !== '' ? { servername: sni } : {}),
       ...(this.cert ? { cert: this.cert, key: this.key! } : {}),
+      ...(this.o.groups !== undefined ? { ecdhCurve: this.o.groups } : {}),
+      ...(this.o.secureOptions !== undefined ? { secureOptions: this.o.secureOptions } : {}),
       ...(this.sessions?.get(key) ? { session: this.sessions.get(key)! } : {}),
     };
     let pending: Buffer | null = null;

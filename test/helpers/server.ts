@@ -16,6 +16,7 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { SmtpSink } from '../../src/smtp/sink.js';
 
 /** The repository root (this file is dist/test/helpers/server.js once built). */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -112,6 +113,21 @@ export function defaultMasterCf(port: number): string {
     'bounce unix - - n - 0 bounce',
     '',
   ].join('\n');
+}
+
+/** master.cf lines for the services behind smtpd, one thread each (for tests that write their own smtpd lines). */
+export const BACKEND_SERVICES: readonly string[] = [
+  'cleanup unix n - n - 1 cleanup',
+  'qmgr unix n - n 300 1 qmgr',
+  'smtp unix - - n - 1 smtp',
+  'relay unix - - n - 1 smtp',
+  'bounce unix - - n - 1 bounce',
+];
+
+/** The sink's copy (latin1 text) of the message with this Subject, once it has arrived. */
+export async function deliveredWithSubject(sink: SmtpSink, subject: string, timeoutMs = 30_000): Promise<string> {
+  await sink.waitFor(() => sink.messages.some((m) => m.data.includes(`Subject: ${subject}`)), timeoutMs);
+  return sink.messages.find((m) => m.data.includes(`Subject: ${subject}`))!.data.toString('latin1');
 }
 
 /** Connects, reads the greeting, says QUIT: true if it was a 220. */

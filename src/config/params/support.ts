@@ -84,14 +84,22 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     // Error limits and request deadlines (actors/smtpd/limits.ts).
     'smtpd_soft_error_limit', 'smtpd_hard_error_limit', 'smtpd_junk_command_limit',
     'smtpd_error_sleep_time', 'smtpd_per_request_deadline', 'smtpd_min_data_rate',
-
     // Milters (actors/smtpd/milter.ts, src/milter/).
     'smtpd_milters', 'smtpd_milter_maps', 'milter_protocol', 'milter_default_action', 'milter_connect_timeout',
     'milter_command_timeout', 'milter_content_timeout', 'milter_connect_macros', 'milter_helo_macros',
     'milter_mail_macros', 'milter_rcpt_macros', 'milter_data_macros', 'milter_end_of_header_macros',
     'milter_end_of_data_macros', 'milter_macro_daemon_name', 'milter_macro_v',
+    // anvil's per-client limits (actors/smtpd/anvil.ts; counters in actors/anvil/table.ts).
+    'smtpd_client_connection_count_limit', 'smtpd_client_connection_rate_limit',
+    'smtpd_client_message_rate_limit', 'smtpd_client_recipient_rate_limit', 'smtpd_client_auth_rate_limit',
+    'smtpd_client_new_tls_session_rate_limit',
+    'smtpd_client_event_limit_exceptions', 'smtpd_client_connection_limit_exceptions',
+    'smtpd_client_ipv4_prefix_length', 'smtpd_client_ipv6_prefix_length',
   ],
+  // anvil's time unit and statistics, kept by master (actors/anvil/statistics.ts).
+  anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
   cleanup: [
+    'cleanup_replace_stray_cr_lf',
     'always_add_missing_headers', 'always_bcc', 'append_at_myorigin', 'body_checks',
     'body_checks_size_limit', 'canonical_classes', 'canonical_maps', 'duplicate_filter_limit',
     'header_checks', 'header_size_limit', 'hopcount_limit', 'local_header_rewrite_clients',
@@ -148,6 +156,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtp_tls_key_file', 'smtp_tls_loglevel', 'smtp_tls_note_starttls_offer', 'smtp_tls_wrappermode',
     'smtp_starttls_timeout', 'smtp_tls_servername', 'smtp_tls_connection_reuse',
     'smtp_tls_session_cache_database', 'smtp_tls_session_cache_timeout', 'minimal_backoff_time',
+    'tls_eecdh_auto_curves', 'tls_ffdhe_auto_groups', 'tls_ssl_options',
   ],
   lmtp: [
     'lmtp_sasl_auth_enable', 'lmtp_sasl_type', 'lmtp_sasl_mechanism_filter', 'lmtp_sasl_security_options',
@@ -204,9 +213,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   smtp_body_checks: FILTER, lmtp_header_checks: FILTER, lmtp_mime_header_checks: FILTER,
   lmtp_nested_header_checks: FILTER, lmtp_body_checks: FILTER,
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
-  smtpd_client_connection_count_limit: LIMIT, smtpd_client_connection_rate_limit: LIMIT,
-  smtpd_client_message_rate_limit: LIMIT, smtpd_client_recipient_rate_limit: LIMIT,
-  smtpd_client_new_tls_session_rate_limit: LIMIT, smtpd_client_auth_rate_limit: LIMIT,
   smtpd_recipient_overshoot_limit: LIMIT,
   smtpd_forbid_bare_newline: FORBID, smtpd_forbid_unauth_pipelining: FORBID,
   smtpd_forbidden_commands: FORBID,
