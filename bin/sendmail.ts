@@ -313,7 +313,7 @@ async function main(): Promise<void> {
   let sender: string;
   if (o.sender !== undefined) {
     const list = parseAddressList(o.sender);
-    if (list.length > 1) warn(`-f option specified malformed sender: ${o.sender}`);
+    if (list.length > 1) warn(`-f option specified malformed sender: ${o.sender.replace(/[\x00-\x1f\x7f]/g, '?')}`);
     sender = list[0] ?? '';
   } else {
     sender = user;

@@ -129,6 +129,15 @@ describe('sendmail(1) → maildrop → pickup (Postfix local submission)', () =>
     assert.equal(body(mb!), 'before\r\n.\r\nafter\r\n');
   });
 
+  test('sendmail -f with a newline cannot smuggle another sender: the first address, and Postfix\'s warning (as Debian\'s sendmail does)', async () => {
+    const r = await sendmail(['-C', server.dir, '-f', 'me@x.example\nRCPT TO:<x@evil.example>', 'r@y.example'], 'Subject: smuggle\nX-Test: smuggle\n\nhi\n');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /warning: -f option specified malformed sender: me@x\.example\?RCPT TO:<x@evil\.example>/);
+    const [m] = await arrived('smuggle');
+    assert.equal(m!.sender, 'me@x.example');
+    assert.deepEqual(m!.recipients, ['r@y.example']);
+  });
+
   test('sendmail -F "full name": a missing From: header gets "phrase <sender>" (hfrom_format=standard); unqualified addresses get @$myorigin', async () => {
     const r1 = await sendmail(['-C', server.dir, '-F', 'Joe Public', '-f', 'joe', 'localuser'], 'Subject: F\nX-Test: full-name\n\nhi\n');
     const r2 = await sendmail(['-C', server.dir, '-F', 'Joe Q. Public', '-f', 'joe', 'rcpt@example.com'], 'Subject: F\nX-Test: full-name-special\n\nhi\n');

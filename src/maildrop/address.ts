@@ -75,6 +75,13 @@ function unquoteLocal(addr: string): string {
   return addr;
 }
 
+/** Whether tokens (ignoring blanks) are a whole local@domain. */
+function isAddrSpec(toks: Tok[]): boolean {
+  const words = toks.filter((t) => t.t !== 'space');
+  const at = words.findIndex((t) => t.t === 'special' && t.v === '@');
+  return at > 0 && at < words.length - 1 && words[words.length - 1]!.t !== 'special';
+}
+
 /** Parses an address list; returns the addresses (possibly none). */
 export function parseAddressList(value: string): string[] {
   const toks = tokenize(value);
@@ -108,6 +115,9 @@ export function parseAddressList(value: string): string[] {
       if (tk.v === '>') continue;
     }
     if (angle) continue; // text after "<addr>" (a trailing comment or junk) is ignored
+    // A complete user@domain followed by white space and a word: a new address with the comma
+    // left out, as Postfix's tok822_parse reads "a@b c@d" (and "me@x\nRCPT TO:<x@evil>" as me@x).
+    if ((tk.t === 'atom' || tk.t === 'qstr') && cur.length > 0 && cur[cur.length - 1]!.t === 'space' && isAddrSpec(cur)) finish();
     cur.push(tk);
   }
   finish();
