@@ -21,6 +21,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpSink } from '../src/smtp/sink.js';
 import { freePort, NODE, POSTACTOR_JS, SmtpDialogue, startServer, type TestServer, BACKEND_SERVICES, deliveredWithSubject } from './helpers/server.js';
+import { recordingPolicyServer } from './helpers/policy-server.js';
 import { tempDirs } from './helpers/temp.js';
 import { runClient } from './helpers/run-client.js';
 import { makeTestCertificates } from './helpers/test-ca.js';
@@ -45,20 +46,8 @@ describe('smtpd client certificates and SNI', () => {
   let clientPk: string;
   const ports = { req: 0, reqw: 0, all: 0, optional: 0, dh: 0, groups: 0, open: 0, deep: 0, capath: 0, badca: 0 };
   let deep: TestCert & { intermediates: string };
-  const policyRequests: Map<string, string>[] = [];
-  const policy = net.createServer((c) => {
-    let buf = '';
-    c.on('data', (d) => {
-      buf += d.toString('latin1');
-      let end: number;
-      while ((end = buf.indexOf('\n\n')) >= 0) {
-        policyRequests.push(new Map(buf.slice(0, end).split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as [string, string])));
-        buf = buf.slice(end + 2);
-        c.write('action=DUNNO\n\n');
-      }
-    });
-    c.on('error', () => undefined);
-  });
+  // A policy server (check_policy_service) that records each request and answers DUNNO.
+  const { server: policy, requests: policyRequests } = recordingPolicyServer();
 
   before(async () => {
     dir = tempDir();

@@ -25,6 +25,7 @@ import { protocolRange } from '../actors/smtpd/tls.js';
 import { checkConfig } from '../actors/master/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { NODE, POSTACTOR_JS, SmtpDialogue, freePort, startServer, type TestServer, BACKEND_SERVICES, deliveredWithSubject } from './helpers/server.js';
+import { recordingPolicyServer } from './helpers/policy-server.js';
 import { tempDirs } from './helpers/temp.js';
 import { runClient } from './helpers/run-client.js';
 
@@ -93,20 +94,7 @@ describe('smtpd TLS', () => {
   let sink: SmtpSink;
   let dir: string;
   // A policy server (check_policy_service) that records each request and answers DUNNO.
-  const policyRequests: Map<string, string>[] = [];
-  const policy = net.createServer((c) => {
-    let buf = '';
-    c.on('data', (d) => {
-      buf += d.toString('latin1');
-      let end: number;
-      while ((end = buf.indexOf('\n\n')) >= 0) {
-        policyRequests.push(new Map(buf.slice(0, end).split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as [string, string])));
-        buf = buf.slice(end + 2);
-        c.write('action=DUNNO\n\n');
-      }
-    });
-    c.on('error', () => undefined);
-  });
+  const { server: policy, requests: policyRequests } = recordingPolicyServer();
   const ports: Record<'encrypt' | 'wrapper' | 'none' | 'broken' | 'tls12', number> = { encrypt: 0, wrapper: 0, none: 0, broken: 0, tls12: 0 };
 
   before(async () => {
