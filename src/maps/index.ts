@@ -172,9 +172,11 @@ export interface AddressLookupOptions {
    * Whether the bare localpart forms (user+ext, user) may be queried for this
    * domain. Postfix does this only for local domains ($myorigin,
    * $mydestination, $inet_interfaces, $proxy_interfaces) in virtual(5) /
-   * canonical(5) lookups. Default: always.
+   * canonical(5) lookups. Default: always. May answer asynchronously (a domain list with a
+   * database table); lookupAddress() awaits it, addressKeys() needs a settled answer
+   * (settleLocalDomain()).
    */
-  localDomain?: (domain: string) => boolean;
+  localDomain?: (domain: string) => boolean | Promise<boolean>;
   /** owner_request_special (default true): with '-' as a delimiter, owner-x and x-request are not split. */
   ownerRequestSpecial?: boolean;
 }
@@ -208,12 +210,23 @@ export function addressKeys(address: string, opts: AddressLookupOptions = {}): s
   const split = splitExtension(local, opts.recipientDelimiter ?? '', opts.ownerRequestSpecial ?? true);
   const keys: string[] = [address];
   if (split !== null && domain !== null) keys.push(`${split.user}@${domain}`);
-  if (domain === null || (opts.localDomain?.(domain) ?? true)) {
+  const ours: boolean | Promise<boolean> = domain === null ? true : (opts.localDomain?.(domain) ?? true);
+  if (typeof ours !== 'boolean') throw new Error('addressKeys: localDomain must be settled first (settleLocalDomain)');
+  if (ours) {
     if (domain !== null) keys.push(local);
     if (split !== null) keys.push(split.user);
   }
   if (domain !== null) keys.push(`@${domain}`);
   return [...new Set(keys)].filter((k) => k !== '');
+}
+
+/** The same options with localDomain answered for this address's domain (awaited once). */
+export async function settleLocalDomain(address: string, opts: AddressLookupOptions): Promise<AddressLookupOptions> {
+  if (!opts.localDomain) return opts;
+  const at = address.lastIndexOf('@');
+  if (at < 0) return opts;
+  const answer = await opts.localDomain(address.slice(at + 1));
+  return { ...opts, localDomain: () => answer };
 }
 
 /**
@@ -231,7 +244,8 @@ export async function lookupAddress(table: LookupTable, address: string, opts: A
     return r.found ? { ...r, matchedKey: address } : r;
   }
   const fold = i.foldsCase ?? true;
-  for (const key of addressKeys(fold ? address.toLowerCase() : address, opts)) {
+  const settled = await settleLocalDomain(address, opts);
+  for (const key of addressKeys(fold ? address.toLowerCase() : address, settled)) {
     const r = await table.lookup(key);
     if (r.found) return { ...r, matchedKey: key };
   }
