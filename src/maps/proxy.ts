@@ -42,7 +42,7 @@ export class Proxymap {
   private readonly tables = new Map<string, InfoTable>();
   private approved = new Set<string>();
 
-  constructor(private readonly open: TableOpener, private readonly warn: (text: string) => void) {}
+  constructor(private readonly open: TableOpener, public warn: (text: string) => void) {}
 
   /** New settings (start, reload): the approved list is read again and open tables close, as proxymap restarts. */
   configure(proxyReadMaps: string): void {
@@ -77,6 +77,7 @@ let local: Proxymap | null = null;
 /** The main thread's proxymap (created by the first caller that configures it). */
 export function localProxymap(open?: TableOpener, warn?: (text: string) => void): Proxymap | null {
   if (!local && open) local = new Proxymap(open, warn ?? (() => undefined));
+  else if (local && warn) local.warn = warn;
   return local;
 }
 
