@@ -4,9 +4,10 @@
 // password, dbname, and the common query, result_format, domain, expansion_limit (sql.ts).
 // Refused (they would change how or whether the connection is protected or configured, and
 // Postactor does not build them): option_file, option_group, tls_* — a stop with a clear
-// error rather than a plaintext connection the file did not ask for.
+// error rather than a plaintext connection the file did not ask for. The client library is
+// loaded on the first lookup, so threads without such a table never load it.
 
-import mysql from 'mysql2';
+import type mysql from 'mysql2';
 
 import { HostDown, HostRotation, SqlTable, parseHosts, type DbHost, type SqlBackend, type SqlTableOptions } from './sql.js';
 import { TableError } from './types.js';
@@ -32,10 +33,15 @@ export class MysqlTable extends SqlTable {
     const requireResultSet = this.cf.bool('require_result_set', true);
     const pools = new Map<DbHost, mysql.Pool>();
     const idle = this.cf.int('idle_interval', IDLE_MS / 1000) * 1000;
-    const pool = (h: DbHost): mysql.Pool => {
-      let p = pools.get(h);
-      if (!p) {
-        p = mysql.createPool({
+    let lib: Promise<typeof import('mysql2')> | null = null;
+    const pool = async (h: DbHost): Promise<mysql.Pool> => {
+      const have = pools.get(h);
+      if (have) return have;
+      const client = await (lib ??= import('mysql2'));
+      {
+        const again = pools.get(h);
+        if (again) return again;
+        const p = client.createPool({
           ...(h.socket ? { socketPath: h.socket } : { host: h.host!, port: h.port! }),
           user: this.cf.str('user', ''),
           password: this.cf.str('password', ''),
@@ -51,15 +57,16 @@ export class MysqlTable extends SqlTable {
           multipleStatements: false,
         });
         pools.set(h, p);
+        return p;
       }
-      return p;
     };
     const rotation = new HostRotation(hosts, this.cf.int('retry_interval', RETRY_MS / 1000) * 1000, this.spec, 'mysql');
     return {
       // mysql_real_escape_string's set: NUL, newline, CR, backslash, quotes, ^Z.
       quote: (s) => s.replace(/[\0\n\r\\'"\x1a]/g, (c) => ({ '\0': '\\0', '\n': '\\n', '\r': '\\r', '\x1a': '\\Z' } as Record<string, string>)[c] ?? `\\${c}`),
-      run: (sql) => rotation.run((h) => new Promise<(string | null)[]>((resolve, reject) => {
-        pool(h).query({ sql, rowsAsArray: true }, (err, rows) => {
+      run: (sql) => rotation.run(async (h) => {
+        const p = await pool(h);
+        return new Promise<(string | null)[]>((resolve, reject) => p.query({ sql, rowsAsArray: true }, (err, rows) => {
           if (err) {
             const e = err as mysql.QueryError & { fatal?: boolean };
             if (e.fatal || !('sqlState' in e) || e.code === 'ER_ACCESS_DENIED_ERROR' || e.code === 'ER_BAD_DB_ERROR') reject(new HostDown(e.message || e.code));
@@ -72,8 +79,8 @@ export class MysqlTable extends SqlTable {
             return;
           }
           resolve((rows as unknown[][]).flat().map((v) => (v === null || v === undefined ? null : Buffer.isBuffer(v) ? v.toString('utf8') : String(v))));
-        });
-      })),
+        }));
+      }),
       close: () => {
         for (const p of pools.values()) p.end(() => undefined);
         pools.clear();

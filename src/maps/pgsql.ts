@@ -4,9 +4,10 @@
 // default localhost), user, password, dbname, encoding (UTF8), and the common query,
 // result_format, domain, expansion_limit (sql.ts). Each table has its own connection per
 // host (one per thread, as one per Postfix process; proxy: shares one set in the master).
-// Values come back as PostgreSQL's text, as libpq gives them to Postfix.
+// Values come back as PostgreSQL's text, as libpq gives them to Postfix. The client library is
+// loaded on the first lookup, so threads without such a table never load it.
 
-import pg from 'pg';
+import type pg from 'pg';
 
 import { HostDown, HostRotation, SqlTable, parseHosts, type DbHost, type SqlBackend, type SqlTableOptions } from './sql.js';
 import { TableError } from './types.js';
@@ -38,10 +39,14 @@ export class PgsqlTable extends SqlTable {
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       allowExitOnIdle: true,
     };
-    const pool = (h: DbHost): pg.Pool => {
+    let lib: Promise<typeof import('pg')> | null = null;
+    const pool = async (h: DbHost): Promise<pg.Pool> => {
       let p = pools.get(h);
       if (!p) {
-        p = new pg.Pool(h.uri ? { ...base, connectionString: h.uri } : { ...base, host: h.socket ?? h.host, port: h.port ?? 5432 });
+        const { default: client } = await (lib ??= import('pg'));
+        p = pools.get(h);
+        if (p) return p;
+        p = new client.Pool(h.uri ? { ...base, connectionString: h.uri } : { ...base, host: h.socket ?? h.host, port: h.port ?? 5432 });
         // An idle connection that the server closes must not end the thread.
         p.on('error', () => undefined);
         pools.set(h, p);
@@ -58,7 +63,7 @@ export class PgsqlTable extends SqlTable {
       run: (sql) => rotation.run(async (h) => {
         let res: pg.QueryArrayResult<(string | null)[]>;
         try {
-          res = await pool(h).query({ text: sql, rowMode: 'array', types: TEXT_TYPES });
+          res = await (await pool(h)).query({ text: sql, rowMode: 'array', types: TEXT_TYPES });
         } catch (e) {
           const err = e as Error & { severity?: string };
           // A server's ERROR is about this query; anything else (refused, FATAL, lost) is the host.
