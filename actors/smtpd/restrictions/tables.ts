@@ -5,7 +5,7 @@
  * whose every lookup throws that TableError ("file:line: …"), so the restriction answers a
  * temporary failure (451 4.3.0) and logs the error, and it is opened again (at most once a
  * second) until the file is fixed. A table *type* Postactor does not have (src/maps
- * TABLE_TYPES: ldap:, mysql:, …) is a configuration error and refuses start-up.
+ * TABLE_TYPES: ldap:, …) is a configuration error and refuses start-up.
  *
  * `proxy:TYPE:NAME` goes to the master's proxymap (src/maps/proxy.ts), except
  * `proxy:unix:passwd.byname`, which each worker reads itself: `unix:passwd.byname` reads
