@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { closeSharedTables, lookupAddress, mainProxymap, openTable, TableError } from '../src/maps/index.js';
 import { postmapRun } from '../src/maps/cli.js';
+import { buildConfig } from '../src/config/load.js';
+import { openTables, resolveAddress, resolveSettings } from '../actors/trivial-rewrite/resolve.js';
 import { needsServer, PG_BIN, startMariadb, startMemcached, startPostgres, type DbServer } from './helpers/db-servers.js';
 import { NODE, REPO_ROOT } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
@@ -298,6 +300,20 @@ describe('socketmap: and tcp: tables (servers written here)', () => {
     assert.equal(await value(spec, 'example.com'), 'secure match=mx.example.com', 'a new connection after a broken reply');
     assert.throws(() => openTable('socketmap:127.0.0.1:1'), /expected socketmap:inet:host:port:name/);
     assert.deepEqual(await postmap(['-q', 'example.com', spec]), { code: 0, out: 'secure match=mx.example.com\n', err: '' });
+  });
+
+  test('a domain list (relay_domains, virtual_mailbox_domains) with a server table: resolve awaits it; a failing one is 4.3.0, never "not ours"', async () => {
+    const config = (extra: string) => buildConfig(null, `myhostname = mx.test\nmydestination = mx.test\nrelayhost =\n${extra}\n`, '');
+    const c = config(`relay_domains = tcp:127.0.0.1:${tcp.port}\nvirtual_mailbox_domains = socketmap:inet:127.0.0.1:${sm.port}:policy`);
+    const s = resolveSettings(c);
+    assert.equal((await resolveAddress('u@known', s, openTables(c))).class, 'relay');
+    assert.equal((await resolveAddress('u@example.com', s, openTables(c))).class, 'virtual-mailbox');
+    assert.equal((await resolveAddress('u@elsewhere.test', s, openTables(c))).class, 'default');
+    const broken = config(`relay_domains = tcp:127.0.0.1:${tcp.port}\nvirtual_mailbox_domains = socketmap:inet:127.0.0.1:${sm.port}:policy`);
+    const r = await resolveAddress('u@slow.test', resolveSettings(broken), openTables(broken));
+    assert.equal(r.transport, 'error');
+    assert.equal(r.flags.error?.dsn, '4.3.0');
+    assert.match(r.flags.warning ?? '', /temp socketmap error for key "slow.test"/);
   });
 
   test('tcp: 200 is found (%XX decoded), 500 a miss, 400 a TableError; keys are %XX encoded', async () => {
