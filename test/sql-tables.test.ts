@@ -230,9 +230,18 @@ describe('memcache: tables (memcached)', { skip: needsServer('/usr/bin/memcached
   test('memcache: a server that does not answer is a TableError after max_try', async () => {
     writeFileSync(join(dir, 'dead.cf'), 'memcache = inet:127.0.0.1:1\nmax_try = 2\nretry_pause = 0\n');
     await assert.rejects(async () => openTable(`memcache:${join(dir, 'dead.cf')}`).lookup('alice@example.com'), /memcache server inet:127\.0\.0\.1:1/);
-    assert.throws(() => openTable(`memcache:${join(dir, 'mc.cf').replace('mc.cf', 'backup.cf')}`), /cannot open/);
-    writeFileSync(join(dir, 'backup.cf'), 'backup = hash:/etc/x\n');
-    assert.throws(() => openTable(`memcache:${join(dir, 'backup.cf')}`), /backup: not supported by Postactor/);
+    assert.throws(() => openTable(`memcache:${join(dir, 'nope.cf')}`), /cannot open/);
+  });
+
+  test('memcache: backup = a table memcached fronts: a miss asks it and stores its answer with ttl', async () => {
+    const file = join(dir, 'source');
+    writeFileSync(file, 'dave@example.com from-backup\n');
+    writeFileSync(join(dir, 'backup.cf'), `memcache = inet:127.0.0.1:${mc.port}\nkey_format = bk:%s\nbackup = texthash:${file}\nttl = 60\n`);
+    writeFileSync(join(dir, 'plain.cf'), `memcache = inet:127.0.0.1:${mc.port}\nkey_format = bk:%s\n`);
+    assert.equal(await value(`memcache:${join(dir, 'plain.cf')}`, 'dave@example.com'), null, 'not in memcached yet');
+    assert.equal(await value(`memcache:${join(dir, 'backup.cf')}`, 'dave@example.com'), 'from-backup');
+    assert.equal(await value(`memcache:${join(dir, 'plain.cf')}`, 'dave@example.com'), 'from-backup', 'stored in memcached');
+    assert.equal(await value(`memcache:${join(dir, 'backup.cf')}`, 'nobody@example.com'), null);
   });
 });
 

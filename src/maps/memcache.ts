@@ -5,12 +5,13 @@
 //
 // Parameters: memcache (inet:host:port or unix:/path, default inet:localhost:11211), key_format
 // (%s; the query template expansions of db-common.ts), domain, data_size_limit (10240),
-// line_size_limit (1024), max_try (2), retry_pause (1s), timeout (2s). flags and ttl only
-// matter for updates and are accepted. backup (a table memcache fronts) is refused: Postactor
-// does not write through to memcached.
+// line_size_limit (1024), max_try (2), retry_pause (1s), timeout (2s), backup (a table that
+// memcached fronts: on a miss the backup table is asked, and what it finds is stored in
+// memcached with flags and ttl (3600s), as Postfix's memcache client does).
 //
 // A server that cannot be reached or answers an error is a temporary failure (TableError),
-// after max_try attempts retry_pause apart; "END" alone is "not found". A key memcached cannot
+// after max_try attempts retry_pause apart; "END" alone is "not found" (then the backup's
+// answer, if there is a backup; a failure to store it is only a warning). A key memcached cannot
 // carry (empty, spaces, control characters, longer than 250 bytes) is not looked up.
 
 import { CfFile } from './cf-file.js';
@@ -37,7 +38,7 @@ export class MemcacheTable implements InfoTable {
   private client: StreamClient | null = null;
 
   constructor(readonly spec: string, file: string, opts: { fold: boolean; open: (spec: string) => LookupTable }) {
-    const cf = CfFile.read(file, KNOWN, { backup: 'not supported by Postactor (memcache: tables are read-only here; look the backup table up directly)' });
+    const cf = CfFile.read(file, KNOWN);
     this.warnings = cf.warnings;
     const server = cf.str('memcache', 'inet:localhost:11211');
     const e = parseEndpoint(server, 11211);
@@ -51,9 +52,16 @@ export class MemcacheTable implements InfoTable {
     this.maxTry = cf.int('max_try', 2, 1);
     this.retryPauseMs = cf.int('retry_pause', 1, 0) * 1000;
     this.timeoutMs = cf.int('timeout', 2, 1) * 1000;
+    this.backup = cf.str('backup', '') ? opts.open(cf.str('backup', '')) : null;
+    this.ttl = cf.int('ttl', 3600, 0);
+    this.storeFlags = cf.int('flags', 0, 0);
     this.kind = this.flags.keyPartial ? 'pattern' : 'fixed';
     this.foldsCase = opts.fold;
   }
+
+  private readonly backup: LookupTable | null;
+  private readonly ttl: number;
+  private readonly storeFlags: number;
 
   async lookup(rawKey: string): Promise<LookupResult> {
     const key = this.foldsCase ? rawKey.toLowerCase() : rawKey;
@@ -65,11 +73,33 @@ export class MemcacheTable implements InfoTable {
       tableLog('warning', `${this.spec}: skipping lookup of key "${mkey}": not a valid memcache key`);
       return NOT_FOUND;
     }
+    const v = await this.attempt((c) => c.request(`get ${mkey}\r\n`, (b) => this.parse(b)));
+    if (v !== null) return found(v);
+    if (!this.backup) return NOT_FOUND;
+    const r = await this.backup.lookup(key);
+    if (r.found && Buffer.byteLength(r.value) <= this.dataLimit) {
+      const data = Buffer.from(r.value, 'utf8');
+      try {
+        await this.attempt((c) => c.request(Buffer.concat([Buffer.from(`set ${mkey} ${this.storeFlags} ${this.ttl} ${data.length}\r\n`), data, Buffer.from('\r\n')]), (b) => {
+          const eol = b.indexOf('\r\n');
+          if (eol < 0) return null;
+          const line = b.subarray(0, eol).toString('latin1');
+          if (line !== 'STORED') throw new Error(`cannot store: ${line.slice(0, 100)}`);
+          return { value: true, used: eol + 2 };
+        }));
+      } catch (e) {
+        tableLog('warning', (e as Error).message);
+      }
+    }
+    return r;
+  }
+
+  /** One request, tried max_try times retry_pause apart; the last failure is a TableError. */
+  private async attempt<T>(fn: (c: StreamClient) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         this.client ??= new StreamClient(this.endpoint, this.timeoutMs, this.dataLimit + this.lineLimit + 16);
-        const v = await this.client.request(`get ${mkey}\r\n`, (b) => this.parse(b));
-        return v === null ? NOT_FOUND : found(v);
+        return await fn(this.client);
       } catch (e) {
         const msg = `${this.spec}: memcache server ${endpointName(this.endpoint)}: ${(e as Error).message}`;
         if (attempt >= this.maxTry) throw new TableError(msg);
