@@ -128,6 +128,11 @@ describe('pgsql: tables (PostgreSQL 15)', { skip: needsServer(join(PG_BIN, 'post
     const file = join(dir, 'hosts.cf');
     writeFileSync(file, `hosts = inet:127.0.0.1:1 127.0.0.1:${db.port}\nuser = postgres\ndbname = mail\nquery = SELECT tag FROM mailbox WHERE address = '%s'\n`);
     assert.equal(await value(`pgsql:${file}`, 'alice@example.com'), 'a1');
+    // A postgresql:// URI, over TCP and over the server's UNIX-domain socket.
+    writeFileSync(join(dir, 'uri.cf'), `hosts = postgresql://postgres@127.0.0.1:${db.port}/mail\ndbname = ignored\nquery = SELECT tag FROM mailbox WHERE address = '%s'\n`);
+    assert.equal(await value(`pgsql:${join(dir, 'uri.cf')}`, 'bob@example.com'), 'b1,b2');
+    writeFileSync(join(dir, 'unix.cf'), `hosts = postgresql://postgres@/mail?host=${db.socketDir}&port=${db.port}\ndbname = mail\nquery = SELECT tag FROM mailbox WHERE address = '%s'\n`);
+    assert.equal(await value(`pgsql:${join(dir, 'unix.cf')}`, 'alice@example.com'), 'a1');
     const dead = join(dir, 'dead.cf');
     writeFileSync(dead, `hosts = inet:127.0.0.1:1\nuser = postgres\ndbname = mail\nquery = SELECT tag FROM mailbox WHERE address = '%s'\n`);
     await assert.rejects(async () => openTable(`pgsql:${dead}`).lookup('alice@example.com'), /no pgsql server available \(inet:127\.0\.0\.1:1\)/);

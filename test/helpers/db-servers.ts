@@ -77,6 +77,8 @@ function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
 
 export interface DbServer {
   port: number;
+  /** PostgreSQL: the directory of its UNIX-domain socket. */
+  socketDir?: string;
   /** Runs SQL as the superuser (several statements allowed for MariaDB; one at a time for PostgreSQL). */
   sql(text: string, params?: unknown[]): Promise<unknown[]>;
   /** Stops the server (the directory stays until remove()). */
@@ -110,6 +112,7 @@ export async function startPostgres(): Promise<DbServer> {
   await up();
   const server: DbServer = {
     port,
+    socketDir: data,
     async sql(text, params = []) {
       const c = admin();
       await c.connect();
