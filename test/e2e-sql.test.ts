@@ -187,13 +187,19 @@ describe('e2e pgsql: tables (PostgreSQL 15)', { skip: needsServer(join(PG_BIN, '
     await s.waitForLog(/proxymap\[\d+\]: warning: to approve this table for read-only access, list proxy:pgsql:.*mailboxes\.cf in main\.cf:proxy_read_maps/, 5000);
   });
 
-  test('the database going down: RCPT gets 451 4.3.0 Temporary lookup failure, never acceptance or 550', async () => {
+  test('the database going down: RCPT gets 451 4.3.0 Temporary lookup failure, never acceptance or 550; in delivery, a deferral', async () => {
     const a = servers[0]!;
+    // A server whose smtpd does not look the mailbox up (static domain list, no unlisted check): virtual(8) meets the failure.
+    const lenient = await mailServer(base, { ...t, domains: 'static:virt.test' }, { extra: { smtpd_reject_unlisted_recipient: 'no' } });
+    servers.push(lenient);
     await db.down();
     try {
       assert.equal(await rcpt(a, 'alice@virt.test'), '451 4.3.0 <alice@virt.test>: Temporary lookup failure');
       assert.equal(await rcpt(a, 'nobody@virt.test'), '451 4.3.0 <nobody@virt.test>: Temporary lookup failure');
       assert.ok(a.logLines().some((l) => /warning: connect to pgsql server inet:127\.0\.0\.1:\d+: /.test(l)), 'the failed connection is logged');
+      const id = queuedId(await sendRaw(lenient.port, 'sender@example.org', ['alice@virt.test'], rfc822({ From: '<sender@example.org>', Subject: 'db down' }, 'hello\n')));
+      assert.match(await lenient.waitForLog(new RegExp(`${id}: to=<alice@virt\\.test>, .*status=`), 30_000), /relay=virtual, .*dsn=4\.3\.5, status=deferred \(mail system configuration error\)$/);
+      await lenient.waitForLog(/warning: table virtual_mailbox_maps: lookup alice@virt\.test: pgsql:.*no pgsql server available/, 5000);
     } finally {
       await db.up();
     }
