@@ -8,7 +8,7 @@
  * sharing one database both see a change in it at once, without a reload.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { needsServer, PG_BIN, startMariadb, startPostgres, type DbServer } from './helpers/db-servers.js';
@@ -63,8 +63,14 @@ async function mailServer(base: string, t: Record<string, string>, opts: { proxy
   });
 }
 
+const bases: string[] = [];
+after(() => {
+  for (const d of bases) rmSync(d, { recursive: true, force: true });
+});
+
 function mailBase(): string {
   const dir = reachableDir('e2e-sql-base-');
+  bases.push(dir);
   const base = join(dir, 'base');
   mkdirSync(join(base, 'virt.test'), { recursive: true });
   chmodSync(base, 0o777);
