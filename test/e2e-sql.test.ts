@@ -106,7 +106,6 @@ describe('e2e pgsql: tables (PostgreSQL 15)', { skip: needsServer(join(PG_BIN, '
   const dir = tempDir();
   let t: Record<string, string>;
   let base: string;
-  const mail = (sql: string) => db.sql(sql.replace(/^/, ''), []).then(() => undefined);
 
   before(async () => {
     db = await startPostgres();
@@ -126,7 +125,6 @@ describe('e2e pgsql: tables (PostgreSQL 15)', { skip: needsServer(join(PG_BIN, '
     await Promise.allSettled(servers.map((s) => s.stop()));
     await db?.stop();
   });
-  void mail;
 
   const inMail = async (sql: string) => {
     const pg = (await import('pg')).default;

@@ -109,8 +109,6 @@ describe('pgsql: tables (PostgreSQL 15)', { skip: needsServer(join(PG_BIN, 'post
   before(async () => {
     db = await startPostgres();
     await db.sql('CREATE DATABASE mail');
-    const mail = { ...db, sql: undefined };
-    void mail;
     const pg = (await import('pg')).default;
     const c = new pg.Client({ host: '127.0.0.1', port: db.port, user: 'postgres', database: 'mail' });
     await c.connect();
@@ -345,13 +343,11 @@ describe('proxy: in one process (postmap, the master)', () => {
   test('proxy: answers only for tables listed in proxy_read_maps; any other is refused as proxymap does', async () => {
     const file = join(dir, 'map');
     writeFileSync(file, 'alice@example.com OK\n');
-    const warnings: string[] = [];
     const pm = mainProxymap();
     pm.configure(`proxy:texthash:${file} $other`);
     assert.equal(await value(`proxy:texthash:${file}`, 'alice@example.com'), 'OK');
     pm.configure('');
     await assert.rejects(async () => openTable(`proxy:texthash:${file}`).lookup('alice@example.com'), new RegExp(`proxymap service is not configured for table "texthash:${file}"`));
-    void warnings;
     const main = tempDir({ 'main.cf': `proxy_read_maps = proxy:texthash:${file}\n`, 'master.cf': '' });
     const r = await postmap(['-c', main, '-q', 'alice@example.com', `proxy:texthash:${file}`]);
     assert.deepEqual(r, { code: 0, out: 'OK\n', err: '' });
