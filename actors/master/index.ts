@@ -13,6 +13,7 @@ import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.j
 import { ServicePool } from '../../src/runtime/pool.js';
 import { Router } from '../../src/runtime/router.js';
 import { serveServiceRequests } from '../../src/runtime/service-request.js';
+import { closeSharedTables, mainProxymap, serveProxymap } from '../../src/maps/index.js';
 import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
@@ -170,6 +171,10 @@ export async function startMaster(config: Config): Promise<Master> {
   const router = new Router();
   // Requests from pool workers to other services (local's mailbox_transport → lmtp, …).
   const stopServiceRequests = serveServiceRequests(instance, router);
+  // proxymap(8): the actors' proxy: tables are looked up here, one set of connections for all threads.
+  const proxymap = mainProxymap((text) => maillog('proxymap').warn(text));
+  proxymap.configure(config.get('proxy_read_maps'));
+  const stopProxymap = serveProxymap(instance, proxymap);
   let current = config;
   let pools = new Map<string, ServicePool>();
   let listeners: SupervisedWorker[] = [];
@@ -298,6 +303,7 @@ export async function startMaster(config: Config): Promise<Master> {
       const oldListeners = listeners;
       listeners = await startListeners(next, nextPlan);
       current = next;
+      proxymap.configure(next.get('proxy_read_maps'));
       anvil.start(next.getTime('anvil_rate_time_unit'), next.getTime('anvil_status_update_time'));
       await Promise.allSettled(oldListeners.map((w) => w.stop()));
       held = addressesOf(nextPlan);
@@ -345,6 +351,8 @@ export async function startMaster(config: Config): Promise<Master> {
     anvil.stop();
     anvil.dump();
     stopServiceRequests();
+    stopProxymap();
+    closeSharedTables();
     registry.release();
     rmSync(pidFile(config), { force: true });
     await lock.release();
