@@ -10,6 +10,7 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 
 import { freePort } from './server.js';
+import { startOpenDkim as startBenchOpenDkim } from '../../bench/relay/milter.js';
 
 export const PYTHON = '/usr/bin/python3';
 export const HAVE_PYMILTER = existsSync(PYTHON) && existsSync('/usr/lib/python3/dist-packages/Milter/__init__.py');
@@ -117,21 +118,10 @@ export async function startTestMilter(dir: string): Promise<RunningMilter> {
   return { port, child };
 }
 
-/** Starts OpenDKIM signing for example.org (selector "test") for 127.0.0.1, with a key made in `dir`. */
+/** Starts OpenDKIM signing for example.org (selector "test") for 127.0.0.0/8, with a key made in `dir`. */
 export async function startOpenDkim(dir: string): Promise<RunningMilter> {
-  const gen = spawnSync(GENKEY, ['-D', dir, '-d', 'example.org', '-s', 'test'], { encoding: 'utf8' });
-  assert.equal(gen.status, 0, gen.stderr);
-  const port = await freePort();
-  writeFileSync(join(dir, 'opendkim.conf'), [
-    'Mode sv', 'Domain example.org', 'Selector test', `KeyFile ${dir}/test.private`,
-    `Socket inet:${port}@127.0.0.1`, 'InternalHosts 127.0.0.1', 'Syslog no', 'RequireSafeKeys false',
-    `PidFile ${dir}/opendkim.pid`, 'Canonicalization relaxed/simple', '',
-  ].join('\n'));
-  const child = spawn(OPENDKIM, ['-f', '-x', join(dir, 'opendkim.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  await waitListening(port, 10000).catch((e: Error) => { throw new Error(`${e.message}: ${err}`); });
-  return { port, child };
+  const d = await startBenchOpenDkim('example.org', dir);
+  return { port: d.port, child: d.child };
 }
 
 /**
