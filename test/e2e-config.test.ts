@@ -74,9 +74,9 @@ describe('settings Postactor has not built are refused at start-up, by name (nev
   }
   test('the same through master.cf -o: the error names the master.cf line', async () => {
     const port = await freePort();
-    const dir = await configDir('', defaultMasterCf(port).replace(' smtpd\n', ' smtpd\n  -o milter_header_checks=regexp:/etc/postfix/mhc\n'));
+    const dir = await configDir('', defaultMasterCf(port).replace(' smtpd\n', ' smtpd\n  -o smtpd_proxy_filter=127.0.0.1:10025\n'));
     const r = await run(NODE, [POSTACTOR_JS, '-c', dir, 'check']);
-    assertFatal(r, `postactor: fatal: ${dir}/master.cf:1: milter_header_checks = regexp:/etc/postfix/mhc: not supported by Postactor (`, /milter_header_checks is not built/);
+    assertFatal(r, `postactor: fatal: ${dir}/master.cf:1: smtpd_proxy_filter = 127.0.0.1:10025: not supported by Postactor (`, /before-queue content filter/);
   });
 });
 

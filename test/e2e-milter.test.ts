@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -53,7 +53,9 @@ describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: 
     ({ port: milterPort, child: milter } = await startTestMilter(dir));
     sink = new SmtpSink({ keepMessages: true });
     const sinkPort = await sink.listen(0);
-    server = await startServer({ sinkPort, mainCf: { smtpd_milters: `inet:127.0.0.1:${milterPort}`, smtpd_milter_maps: 'inline:{127.0.0.2=DISABLE}', ...TEST_MILTER_MACROS } });
+    // milter_header_checks: applied to the headers the milter produced (its changed Subject).
+    writeFileSync(join(dir, 'milter_header_checks'), '/^Subject: changed by milter: hold-by-checks/ HOLD held by milter_header_checks\n');
+    server = await startServer({ sinkPort, mainCf: { smtpd_milters: `inet:127.0.0.1:${milterPort}`, smtpd_milter_maps: 'inline:{127.0.0.2=DISABLE}', milter_header_checks: `regexp:${join(dir, 'milter_header_checks')}`, ...TEST_MILTER_MACROS } });
   });
 
   after(async () => {
@@ -144,6 +146,14 @@ describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: 
       smtp.close();
     }
     await server.waitForLog(/NOQUEUE: milter-reject: UNKNOWN from localhost\[127\.0\.0\.1\]: 550 5\.5\.1 unknown command refused by test milter;/, 5000);
+  });
+
+  test('milter_header_checks: a header the milter produced matches HOLD; the message is held, logged as Postfix logs a header check', async () => {
+    const out = await session(server.port, ['r@example.com'], message('hold-by-checks'));
+    const qid = out.at(-1)!.replace(/^250 2\.0\.0 Ok: queued as /, '');
+    await server.waitForLog(new RegExp(`${qid}: hold: header Subject: changed by milter: hold-by-checks from localhost\\[127\\.0\\.0\\.1\\]; from=<s@example\\.org> to=<r@example\\.com> proto=ESMTP helo=<client\\.test>: held by milter_header_checks`), 5000);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.ok(!sink.messages.some((x) => x.data.toString('latin1').includes('holdbychecks@client.test')), 'held, not relayed');
   });
 
   test('a quarantined message is accepted and held, logged as milter-hold', async () => {

@@ -76,6 +76,8 @@ interface Tables {
   mappings: Mappings;
   headerChecks: LookupTable[];
   bodyChecks: LookupTable[];
+  /** milter_header_checks: for the header fields milters added or changed. */
+  milterHeaderChecks: LookupTable[];
   /** Some table maps header addresses (canonical or masquerading for a header class). */
   headerMapping: boolean;
 }
@@ -90,7 +92,7 @@ function loadTables(config: Config): Tables | { broken: string } {
       || headerClass(mappings.recipientCanonical, mappings.recipientCanonicalClasses)
       || headerClass(mappings.canonical, mappings.canonicalClasses)
       || (mappings.masqueradeDomains.length > 0 && (mappings.masqueradeClasses.has('header_sender') || mappings.masqueradeClasses.has('header_recipient')));
-    return { mappings, headerChecks: open('header_checks'), bodyChecks: open('body_checks'), headerMapping };
+    return { mappings, headerChecks: open('header_checks'), bodyChecks: open('body_checks'), milterHeaderChecks: open('milter_header_checks'), headerMapping };
   } catch (err) {
     log.warn(`cleanup tables: ${(err as Error).message}`);
     return { broken: (err as Error).message };
@@ -430,6 +432,24 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
     content = r.content;
     request = { ...request, sender: r.sender, recipients: r.recipients, ...(r.ret ? { ret: r.ret } : {}), ...(r.envId ? { envId: r.envId } : {}) };
     if (r.hold) verdict.hold = true;
+    if (r.milterHeaders.length) request = { ...request, milterHeaders: r.milterHeaders };
+  }
+  // milter_header_checks: the header fields milters produced, with header_checks' actions
+  // (Postfix: not PREPEND; REPLACE and IGNORE cannot change a field already written either).
+  if (request.milterHeaders?.length && t.milterHeaderChecks.length > 0 && !verdict.discard) {
+    for (const field of request.milterHeaders) {
+      const input = checkInput(field, s.headerSizeLimit);
+      const value = await checkTables(t.milterHeaderChecks, input);
+      if (value === null) continue;
+      const action = parseAction(value);
+      if (action.kind === 'prepend' || action.kind === 'replace' || action.kind === 'ignore') {
+        warn(`milter_header_checks: action ${action.kind.toUpperCase()} is not supported for milter headers: ${logForm(input)}`);
+        continue;
+      }
+      const r = applyAction(request, verdict, action, 'header', input);
+      if ('ok' in r) return r;
+      if (verdict.discard) break;
+    }
   }
 
   // 3. Automatic BCC (new mail only), BCC actions; 4. virtual aliases; REDIRECT; duplicates.

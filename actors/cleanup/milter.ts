@@ -17,7 +17,7 @@ import { Milters, milterSettings, type Verdict } from '../../src/milter/milters.
 
 /** What the milters decided for one local submission. */
 export type CleanupMilterResult =
-  | { kind: 'accept'; content: Uint8Array; sender: string; recipients: DsnRecipient[]; ret?: 'FULL' | 'HDRS'; envId?: string; hold: boolean }
+  | { kind: 'accept'; content: Uint8Array; sender: string; recipients: DsnRecipient[]; ret?: 'FULL' | 'HDRS'; envId?: string; hold: boolean; milterHeaders: string[] }
   | { kind: 'discard' }
   /** A reject (5xx) or tempfail (4xx): code, enhanced status and text. */
   | { kind: 'reject'; code: number; dsn: string; text: string };
@@ -103,6 +103,7 @@ export class CleanupMilters {
         ...(env.ret ?? msg.ret ? { ret: env.ret ?? msg.ret } : {}),
         ...(env.envId ?? msg.envId ? { envId: env.envId ?? msg.envId } : {}),
         hold: hold || out.env.quarantine !== null,
+        milterHeaders: out.milterHeaders,
       };
     } finally {
       milters.quit();

@@ -414,7 +414,7 @@ async function main(): Promise<void> {
             chunks.length = 0;
             chunks.push(Buffer.from(r.content.buffer, r.content.byteOffset, r.content.length));
             total = r.content.length;
-            queue(effects.prepend, { env: r.env, hold: r.hold });
+            queue(effects.prepend, { env: r.env, hold: r.hold, milterHeaders: r.milterHeaders ?? [] });
           });
         });
       });
@@ -429,7 +429,7 @@ async function main(): Promise<void> {
         }
       }
 
-      function queue(prepend: string[], edited?: { env: EnvelopeEdits | null; hold: boolean }): void {
+      function queue(prepend: string[], edited?: { env: EnvelopeEdits | null; hold: boolean; milterHeaders: string[] }): void {
         // PREPEND headers first, then the message. An owned ArrayBuffer, so it can be
         // transferred to cleanup instead of copied.
         const head = Buffer.from(prepend.map((h) => `${h}\r\n`).join(''), 'utf8');
@@ -473,6 +473,7 @@ async function main(): Promise<void> {
           request.recipients = editRecipients(request.recipients, env);
         }
         if (edited?.hold) request.hold = true;
+        if (edited?.milterHeaders.length) request.milterHeaders = edited.milterHeaders;
         void submit(request).then((reply) => {
           if (reply.ok) return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);
           log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);

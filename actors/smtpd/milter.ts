@@ -26,7 +26,7 @@ export type ContentResult =
   | { kind: 'refuse'; refusal: MilterRefusal }
   | { kind: 'discard' }
   /** env: the milters' envelope edits (null: no milter ran); hold: quarantined. */
-  | { kind: 'queue'; content: Uint8Array; env: EnvelopeEdits | null; hold: boolean };
+  | { kind: 'queue'; content: Uint8Array; env: EnvelopeEdits | null; hold: boolean; milterHeaders?: string[] };
 
 interface SessionMilters {
   milters: Milters;
@@ -205,7 +205,7 @@ export class SmtpdMilters {
     if (out.env.quarantine !== null) {
       this.log.info(`${ctx.queueId}: milter-hold: END-OF-MESSAGE from ${who}: milter triggers HOLD action;${this.envelopeLog(ctx)}`);
     }
-    return { kind: 'queue', content: out.content, env: out.env, hold: out.env.quarantine !== null || s.hold };
+    return { kind: 'queue', content: out.content, env: out.env, hold: out.env.quarantine !== null || s.hold, milterHeaders: out.milterHeaders };
   }
 
   /** The session ends. */

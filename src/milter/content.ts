@@ -13,18 +13,26 @@ export interface ContentOutcome {
   /** The message as the milters left it (the input itself when nothing changed). */
   content: Uint8Array;
   env: EnvelopeEdits;
+  /** The header fields the milters added or changed ("Name: value", folded lines joined by "\n"), for milter_header_checks. */
+  milterHeaders: string[];
 }
 
 export async function filterContent(milters: Milters, content: Uint8Array, macros: MacroSource, warn: (t: string) => void): Promise<ContentOutcome> {
   const msg = parseMessage(content);
   const env: EnvelopeEdits = { sender: null, add: [], del: [], quarantine: null };
   let edited = false;
+  const milterHeaders: string[] = [];
   const verdict = await milters.content(msg.headers, msg.body, macros, (edits) => {
     if (edits.some((e) => e.op !== 'quarantine' && e.op !== 'chgfrom' && e.op !== 'addrcpt' && e.op !== 'delrcpt')) edited = true;
+    for (const e of edits) {
+      if ((e.op === 'addheader' || e.op === 'insheader' || e.op === 'chgheader') && e.value !== '') {
+        milterHeaders.push(`${e.name}: ${e.value.replace(/^[ \t]/, '').replace(/\r\n/g, '\n')}`);
+      }
+    }
     applyEdits(msg, edits, env, warn);
     return msg;
   });
-  return { verdict, content: edited ? new Uint8Array(formatMessage(msg)) : content, env };
+  return { verdict, content: edited ? new Uint8Array(formatMessage(msg)) : content, env, milterHeaders };
 }
 
 /** A recipient as the queue keeps it (DSN NOTIFY and ORCPT). */
