@@ -396,6 +396,9 @@ export class QueueManager {
     // A content filter (FILTER action, content_filter) replaces the transport and, when given,
     // the nexthop of every deliverable recipient, as Postfix's qmgr does.
     if (meta.filter) routes = routes.map((route) => (route.error ? route : filterRoute(route, meta!.filter!)));
+    // "error:STATUS text" as the filter (cleanup's bounce of a rejected local submission) fails
+    // every recipient here, without a delivery agent, as error(8) would.
+    if (meta.filter?.startsWith('error:')) routes = routes.map((route) => (route.error ? route : { ...route, error: errorOf(meta!.filter!.slice(6)) }));
     const now = Date.now();
     // Group by destination, at most <transport>_destination_recipient_limit per delivery.
     const batches = new Map<Destination, DeliveryRecipient[]>();
@@ -1076,6 +1079,13 @@ export class QueueManager {
 /** The RFC 3464 action a success is reported with ("passed": the next hop notifies instead). */
 function successAction(o: RecipientOutcome): string {
   return o.action === 'passed' ? 'relayed' : (o.action ?? 'delivered');
+}
+
+/** error(8)'s reading of its nexthop: "5.7.1 text" (a missing status is 5.0.0). */
+function errorOf(nexthop: string): { code: number; dsn: string; text: string } {
+  const m = /^([245]\.\d{1,3}\.\d{1,3})\s+(.*)$/s.exec(nexthop.trim());
+  const dsn = m ? m[1]! : '5.0.0';
+  return { code: dsn.startsWith('4') ? 450 : 550, dsn, text: m ? m[2]! : nexthop.trim() };
 }
 
 /** "transport:nexthop" of a content filter applied to a resolved route (empty nexthop: the route's). */

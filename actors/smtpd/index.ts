@@ -28,6 +28,8 @@ import { peerName } from './peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
 import { installLimits, limitsFrom } from './limits.js';
 import { SmtpdMilters, type MilterContext, type MilterRefusal } from './milter.js';
+import { editRecipients } from '../../src/milter/content.js';
+import type { EnvelopeEdits } from '../../src/milter/message.js';
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
@@ -191,6 +193,14 @@ async function main(): Promise<void> {
     closeTimeout: 5000,
     ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
+      // smtpd_milters hear unknown commands (Postfix: milter_unknown_event).
+      ...(milters ? {
+        postactorUnknownCommand: async (session: SMTPServerSession, line: string) => {
+          if (!states.get(session)) return null;
+          const r = await milters.unknown(session, milterContext(session, null), line);
+          return r ? { code: r.code, text: r.text } : null;
+        },
+      } : {}),
       // smtpd_client_auth_rate_limit, asked by sasl.ts's AUTH handler.
       postactorAuthRate: (session: SMTPServerSession) => {
         const over = anvil?.auth(session, session.remoteAddress, namaddr(session));
@@ -404,7 +414,7 @@ async function main(): Promise<void> {
             chunks.length = 0;
             chunks.push(Buffer.from(r.content.buffer, r.content.byteOffset, r.content.length));
             total = r.content.length;
-            queue(effects.prepend, { sender: r.sender, recipients: r.recipients.map((x) => x.address), hold: r.hold });
+            queue(effects.prepend, { env: r.env, hold: r.hold, milterHeaders: r.milterHeaders ?? [] });
           });
         });
       });
@@ -419,7 +429,7 @@ async function main(): Promise<void> {
         }
       }
 
-      function queue(prepend: string[], edited?: { sender: string; recipients: string[]; hold: boolean }): void {
+      function queue(prepend: string[], edited?: { env: EnvelopeEdits | null; hold: boolean; milterHeaders: string[] }): void {
         // PREPEND headers first, then the message. An owned ArrayBuffer, so it can be
         // transferred to cleanup instead of copied.
         const head = Buffer.from(prepend.map((h) => `${h}\r\n`).join(''), 'utf8');
@@ -454,13 +464,16 @@ async function main(): Promise<void> {
           // and not in smtpd_discard_ehlo_keywords).
           ...(smtputf8Offered && (session.envelope as { smtpUtf8?: boolean }).smtpUtf8 ? { smtputf8: true } : {}),
         };
-        if (edited) {
+        if (edited?.env) {
           // The milters' envelope edits: a recipient kept keeps its DSN settings.
-          const dsn = new Map(request.recipients.map((r) => [r.address.toLowerCase(), r]));
-          request.sender = edited.sender;
-          request.recipients = edited.recipients.map((a) => dsn.get(a.toLowerCase()) ?? { address: a });
-          if (edited.hold) request.hold = true;
+          const env = edited.env;
+          if (env.sender !== null) request.sender = env.sender;
+          if (env.ret) request.ret = env.ret;
+          if (env.envId) request.envId = env.envId;
+          request.recipients = editRecipients(request.recipients, env);
         }
+        if (edited?.hold) request.hold = true;
+        if (edited?.milterHeaders.length) request.milterHeaders = edited.milterHeaders;
         void submit(request).then((reply) => {
           if (reply.ok) return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);
           log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);
