@@ -201,6 +201,24 @@ export class QueueStore {
   }
 
   /**
+   * Writes recovered messages as they are (envelope with its checksum, content, status logs),
+   * each into its queue's index, in one transaction: `postsuper --recover` (recover.ts) only.
+   * A queue ID already present is left alone.
+   */
+  async restore(messages: { meta: MessageMeta; content: Uint8Array; logs?: Partial<Record<LogKind, StatusRecord[]>> }[]): Promise<void> {
+    await this.write(() => {
+      for (const { meta, content, logs } of messages) {
+        if (this.meta.get(meta.queueId) !== undefined) continue;
+        this.meta.put(meta.queueId, meta);
+        this.body.put(meta.queueId, content as Buffer);
+        this.queues.put([meta.queue, meta.queueId], true);
+        if (meta.queue === 'deferred') this.due.put([meta.nextAttempt, meta.queueId], true);
+        if (logs) this.changeLogs(meta.queueId, { set: logs });
+      }
+    });
+  }
+
+  /**
    * Whether a message's content is what was stored: 'ok', 'mismatch' (its checksum differs:
    * damaged on disk), or 'missing'. Messages stored before checksums existed pass. Reads the
    * bytes in place (no copy).

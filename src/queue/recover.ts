@@ -1,0 +1,150 @@
+/**
+ * postsuper --recover: a damaged queue store (see integrity.ts) rebuilt from what can still be
+ * read, with the server stopped.
+ *
+ * The damaged file is read without LMDB (pages.ts: every page checked, a bad page and the
+ * subtree under it skipped), from its newest meta page, or the one before when the newest
+ * tree's root is unreadable. Into a new store, written beside it and then put in its place:
+ *   - every message whose envelope decodes and whose content matches its checksum, in its queue
+ *     (with its status logs); active messages as they were (qmgr puts them back into incoming);
+ *   - set aside in the corrupt queue: a message whose content is unreadable or fails its
+ *     checksum (its envelope kept, for postcat), and content found without an envelope;
+ *   - counted: envelopes that do not decode, and damaged pages (what was under them is lost).
+ * The damaged file is kept as queue.lmdb.damaged-<time>. The MTA-STS cache is not carried over
+ * (it is fetched again).
+ */
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Unpackr } from 'msgpackr';
+import { contentChecksum, STORE_FILE } from './integrity.js';
+import { PageReader, readMetas } from './pages.js';
+import { QueueStore } from './store.js';
+import { QUEUE_NAMES, type LogKind, type MessageMeta, type QueueName, type StatusRecord } from './types.js';
+
+export interface RecoveryReport {
+  /** Messages copied intact, by queue. */
+  recovered: Record<QueueName, number>;
+  /** Messages set aside in the corrupt queue: content unreadable or not matching its checksum. */
+  damagedContent: number;
+  /** Content found without an envelope (set aside in the corrupt queue). */
+  withoutEnvelope: number;
+  /** Envelopes that could not be decoded (lost). */
+  unreadableEnvelopes: number;
+  /** Damaged or missing pages of the old file (entries under them are lost). */
+  damagedPages: number;
+  /** Where the damaged file was kept. */
+  keptAs: string;
+}
+
+/** The codec lmdb-js stores values with (records with their structure inline). */
+const unpackr = new Unpackr({ useRecords: true });
+
+const BATCH = 200;
+
+export async function recoverStore(queueDir: string, now = new Date()): Promise<RecoveryReport> {
+  const file = join(queueDir, STORE_FILE);
+  const fd = openSync(file, 'r');
+  const work = join(queueDir, 'recover.tmp');
+  let report: RecoveryReport;
+  try {
+    const size = fstatSync(fd).size;
+    const metas = readMetas(fd);
+    if (metas.length === 0) throw new Error(`${file}: no valid LMDB meta page: nothing can be read`);
+    let reader = new PageReader(fd, size, metas[0]!.pageSize);
+    let dbs = reader.databases(metas[0]!);
+    if (dbs.size === 0 && metas[1]) {
+      reader = new PageReader(fd, size, metas[1].pageSize);
+      dbs = reader.databases(metas[1]);
+    }
+    rmSync(work, { recursive: true, force: true });
+    mkdirSync(work, { mode: 0o700 });
+    const store = QueueStore.open(work);
+    try {
+      report = await copyMessages(reader, dbs, store);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    closeSync(fd);
+  }
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
+  report.keptAs = `${file}.damaged-${stamp}`;
+  renameSync(file, report.keptAs);
+  rmSync(`${file}-lock`, { force: true });
+  renameSync(join(work, STORE_FILE), file);
+  rmSync(work, { recursive: true, force: true });
+  return report;
+}
+
+async function copyMessages(reader: PageReader, dbs: Map<string, number>, store: QueueStore): Promise<RecoveryReport> {
+  const report: RecoveryReport = {
+    recovered: Object.fromEntries(QUEUE_NAMES.map((q) => [q, 0])) as Record<QueueName, number>,
+    damagedContent: 0, withoutEnvelope: 0, unreadableEnvelopes: 0, damagedPages: 0, keptAs: '',
+  };
+  // Envelopes and status logs are small: read them all first; contents are read one by one.
+  const envelopes = new Map<string, MessageMeta>();
+  for (const { key, value } of reader.walk(dbs.get('meta') ?? -1)) {
+    const meta = value && decode<MessageMeta>(value);
+    if (meta && typeof meta.queueId === 'string' && QUEUE_NAMES.includes(meta.queue) && Array.isArray(meta.recipients)) envelopes.set(key.toString('utf8'), meta);
+    else report.unreadableEnvelopes++;
+  }
+  const logs = new Map<string, Partial<Record<LogKind, StatusRecord[]>>>();
+  for (const { key, value } of reader.walk(dbs.get('logs') ?? -1)) {
+    const [id, kind] = key.toString('utf8').split('\0');
+    const records = value && decode<StatusRecord[]>(value);
+    if (!id || (kind !== 'bounce' && kind !== 'defer' && kind !== 'trace') || !Array.isArray(records)) continue;
+    logs.set(id, { ...(logs.get(id) ?? {}), [kind]: records });
+  }
+  let batch: Parameters<QueueStore['restore']>[0] = [];
+  const flush = async () => {
+    if (batch.length) await store.restore(batch);
+    batch = [];
+  };
+  const copied = new Set<string>();
+  for (const { key, value } of reader.walk(dbs.get('content') ?? -1)) {
+    const id = key.toString('utf8');
+    const meta = envelopes.get(id);
+    const content = value ?? Buffer.alloc(0);
+    if (!meta) {
+      report.withoutEnvelope++;
+      batch.push({ meta: orphan(id, content), content });
+    } else if (!value || (meta.checksum !== undefined && contentChecksum(value) !== meta.checksum)) {
+      report.damagedContent++;
+      batch.push({ meta: { ...meta, queue: 'corrupt', nextAttempt: 0 }, content });
+    } else {
+      report.recovered[meta.queue]++;
+      const l = logs.get(id);
+      batch.push({ meta, content: Buffer.from(content), ...(l ? { logs: l } : {}) });
+    }
+    copied.add(id);
+    if (batch.length >= BATCH) await flush();
+  }
+  // Envelopes whose content was not found at all (under a damaged page).
+  for (const [id, meta] of envelopes) {
+    if (copied.has(id)) continue;
+    report.damagedContent++;
+    batch.push({ meta: { ...meta, queue: 'corrupt', nextAttempt: 0 }, content: Buffer.alloc(0) });
+    if (batch.length >= BATCH) await flush();
+  }
+  await flush();
+  report.damagedPages = reader.damaged.size;
+  return report;
+}
+
+function decode<T>(value: Buffer): T | null {
+  try {
+    return unpackr.unpack(value) as T;
+  } catch {
+    return null;
+  }
+}
+
+/** An envelope for content found without one: it goes to the corrupt queue, for postcat. */
+function orphan(queueId: string, content: Buffer): MessageMeta {
+  return { queueId, queue: 'corrupt', arrival: 0, sender: '', recipients: [], size: content.length, nextAttempt: 0, attempts: 0 };
+}
+
+/** True when the queue directory has a store file to recover. */
+export function hasStore(queueDir: string): boolean {
+  return existsSync(join(queueDir, STORE_FILE));
+}
