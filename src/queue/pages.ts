@@ -88,12 +88,9 @@ export class PageReader {
 
   /** The `size` value bytes stored on the overflow pages starting at `pgno`, or null. */
   overflow(pgno: number, size: number): Buffer | null {
-    const p = this.read(pgno, PAGE_HEADER + size);
-    if (!p || (p.readUInt16LE(18) & P_OVERFLOW) === 0 || p.readUInt32LE(20) * this.pageSize < PAGE_HEADER + size) {
-      this.damaged.add(pgno);
-      return null;
-    }
-    return p.subarray(PAGE_HEADER);
+    const value = this.overflowQuiet(pgno, size);
+    if (!value) this.damaged.add(pgno);
+    return value;
   }
 
   /**
@@ -122,6 +119,35 @@ export class PageReader {
         yield { key, value: values ? this.overflow(pgno, size) : Buffer.alloc(0) };
       }
     }
+  }
+
+  /**
+   * The entries of page `pgno` if it is a sound leaf page, with the txnid that wrote it; null
+   * otherwise (not counted as damage: used to scan every page of a file whose tree is broken).
+   */
+  leafAt(pgno: number): { txnid: bigint; entries: Entry[] } | null {
+    const p = this.read(pgno, this.pageSize);
+    if (!p || (p.readUInt16LE(18) & (P_LEAF | P_BRANCH | P_OVERFLOW)) !== P_LEAF || !this.nodesFit(p)) return null;
+    const entries: Entry[] = [];
+    for (const n of nodes(p)) {
+      const key = p.subarray(n.at + NODE_HEADER, n.at + NODE_HEADER + n.ksize);
+      const dataAt = n.at + NODE_HEADER + n.ksize;
+      const size = n.lo + n.hi * 0x10000;
+      if ((n.flags & F_BIGDATA) === 0) entries.push({ key, value: p.subarray(dataAt, dataAt + size) });
+      else entries.push({ key, value: this.overflowQuiet(Number(p.readBigUInt64LE(dataAt)), size) });
+    }
+    return { txnid: p.readBigUInt64LE(8), entries };
+  }
+
+  /** Page numbers a scan visits: every page after the two meta pages that the file holds. */
+  get pageCount(): number {
+    return this.pages;
+  }
+
+  private overflowQuiet(pgno: number, size: number): Buffer | null {
+    const p = this.read(pgno, PAGE_HEADER + size);
+    if (!p || (p.readUInt16LE(18) & P_OVERFLOW) === 0 || p.readUInt32LE(20) * this.pageSize < PAGE_HEADER + size) return null;
+    return p.subarray(PAGE_HEADER);
   }
 
   /** The named databases of the main database: name → root page (-1 when empty). */

@@ -9,7 +9,9 @@
  *     (with its status logs); active messages as they were (qmgr puts them back into incoming);
  *   - set aside in the corrupt queue: a message whose content is unreadable or fails its
  *     checksum (its envelope kept, for postcat), and content found without an envelope;
- *   - counted: envelopes that do not decode, and damaged pages (what was under them is lost).
+ *   - counted: envelopes that do not decode, and damaged pages;
+ *   - when pages were lost: messages the tree no longer reaches, found by scanning every page
+ *     left and checked against their checksums, placed on hold (see scanPages).
  * The damaged file is kept as queue.lmdb.damaged-<time>. The MTA-STS cache is not carried over
  * (it is fetched again).
  */
@@ -30,6 +32,8 @@ export interface RecoveryReport {
   withoutEnvelope: number;
   /** Envelopes that could not be decoded (lost). */
   unreadableEnvelopes: number;
+  /** Messages the tree did not reach, found by scanning the pages left, put on hold. */
+  foundByScan: number;
   /** Damaged or missing pages of the old file (entries under them are lost). */
   damagedPages: number;
   /** Where the damaged file was kept. */
@@ -79,7 +83,7 @@ export async function recoverStore(queueDir: string, now = new Date()): Promise<
 async function copyMessages(reader: PageReader, dbs: Map<string, number>, store: QueueStore): Promise<RecoveryReport> {
   const report: RecoveryReport = {
     recovered: Object.fromEntries(QUEUE_NAMES.map((q) => [q, 0])) as Record<QueueName, number>,
-    damagedContent: 0, withoutEnvelope: 0, unreadableEnvelopes: 0, damagedPages: 0, keptAs: '',
+    damagedContent: 0, withoutEnvelope: 0, unreadableEnvelopes: 0, foundByScan: 0, damagedPages: 0, keptAs: '',
   };
   // Envelopes and status logs are small: read them all first; contents are read one by one.
   const envelopes = new Map<string, MessageMeta>();
@@ -128,7 +132,57 @@ async function copyMessages(reader: PageReader, dbs: Map<string, number>, store:
   }
   await flush();
   report.damagedPages = reader.damaged.size;
+  if (reader.damaged.size > 0) await scanPages(reader, new Set([...copied, ...envelopes.keys()]), store, report);
   return report;
+}
+
+/**
+ * The tree lost subtrees (a truncated file loses its newest pages, the root among them): every
+ * leaf page left is scanned for envelopes the tree did not reach, newest version first (by the
+ * txnid of the page), each with a content whose checksum matches. A leaf page may be stale (a
+ * message since delivered and removed, its page free but not yet reused), so these go on hold,
+ * not back to delivery: the administrator looks (mailq) and releases them (postsuper -H).
+ */
+async function scanPages(reader: PageReader, done: Set<string>, store: QueueStore, report: RecoveryReport): Promise<void> {
+  const found = new Map<string, { txnid: bigint; meta: MessageMeta }>();
+  for (let pgno = 2; pgno < reader.pageCount; pgno++) {
+    for (const { key, value } of reader.leafAt(pgno)?.entries ?? []) {
+      if (!value || key.includes(0)) continue; // index and log keys are [a, b] pairs
+      const id = key.toString('utf8');
+      if (done.has(id)) continue;
+      const meta = decode<MessageMeta>(value);
+      if (!meta || typeof meta !== 'object' || meta.queueId !== id || !QUEUE_NAMES.includes(meta.queue) || !Array.isArray(meta.recipients)) continue;
+      const txnid = reader.leafAt(pgno)!.txnid;
+      if ((found.get(id)?.txnid ?? -1n) < txnid) found.set(id, { txnid, meta });
+    }
+  }
+  if (found.size === 0) return;
+  const best = new Map<string, { txnid: bigint; content: Buffer }>();
+  for (let pgno = 2; pgno < reader.pageCount; pgno++) {
+    const leaf = reader.leafAt(pgno);
+    for (const { key, value } of leaf?.entries ?? []) {
+      const f = value && found.get(key.toString('utf8'));
+      if (!f || !value) continue;
+      const fits = f.meta.checksum === undefined ? value.length === f.meta.size : contentChecksum(value) === f.meta.checksum;
+      if (fits && (best.get(f.meta.queueId)?.txnid ?? -1n) < leaf!.txnid) best.set(f.meta.queueId, { txnid: leaf!.txnid, content: Buffer.from(value) });
+    }
+  }
+  let batch: Parameters<QueueStore['restore']>[0] = [];
+  for (const [id, { meta }] of found) {
+    const c = best.get(id);
+    if (c) {
+      report.foundByScan++;
+      batch.push({ meta: { ...meta, queue: meta.queue === 'corrupt' ? 'corrupt' : 'hold', nextAttempt: 0 }, content: c.content });
+    } else {
+      report.damagedContent++;
+      batch.push({ meta: { ...meta, queue: 'corrupt', nextAttempt: 0 }, content: Buffer.alloc(0) });
+    }
+    if (batch.length >= BATCH) {
+      await store.restore(batch);
+      batch = [];
+    }
+  }
+  if (batch.length) await store.restore(batch);
 }
 
 function decode<T>(value: Buffer): T | null {
