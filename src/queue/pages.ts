@@ -144,6 +144,24 @@ export class PageReader {
     return this.pages;
   }
 
+  /** Every overflow run in the file (a value's pages: page number and the bytes after the header). */
+  *overflowRuns(): Generator<{ pgno: number; data: Buffer }> {
+    const head = Buffer.alloc(PAGE_HEADER);
+    for (let pgno = 2; pgno < this.pages;) {
+      if (readSync(this.fd, head, 0, PAGE_HEADER, pgno * this.pageSize) < PAGE_HEADER) return;
+      const count = head.readUInt32LE(20);
+      if (Number(head.readBigUInt64LE(0)) !== pgno || (head.readUInt16LE(18) & P_OVERFLOW) === 0 || count < 1) {
+        pgno++;
+        continue;
+      }
+      const run = Math.min(count, this.pages - pgno);
+      const buf = Buffer.alloc(run * this.pageSize);
+      readSync(this.fd, buf, 0, buf.length, pgno * this.pageSize);
+      yield { pgno, data: buf.subarray(PAGE_HEADER) };
+      pgno += run;
+    }
+  }
+
   private overflowQuiet(pgno: number, size: number): Buffer | null {
     const p = this.read(pgno, PAGE_HEADER + size);
     if (!p || (p.readUInt16LE(18) & P_OVERFLOW) === 0 || p.readUInt32LE(20) * this.pageSize < PAGE_HEADER + size) return null;

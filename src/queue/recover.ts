@@ -123,11 +123,20 @@ async function copyMessages(reader: PageReader, dbs: Map<string, number>, store:
     copied.add(id);
     if (batch.length >= BATCH) await flush();
   }
-  // Envelopes whose content was not found at all (under a damaged page).
-  for (const [id, meta] of envelopes) {
-    if (copied.has(id)) continue;
-    report.damagedContent++;
-    batch.push({ meta: { ...meta, queue: 'corrupt', nextAttempt: 0 }, content: Buffer.alloc(0) });
+  // Envelopes whose content was not reached (its leaf page is damaged): the content may still be
+  // on its overflow pages, found by its size and checksum.
+  const lost = [...envelopes.values()].filter((m) => !copied.has(m.queueId));
+  const found = findContents(reader, lost);
+  for (const meta of lost) {
+    const content = found.get(meta.queueId);
+    if (content) {
+      report.recovered[meta.queue]++;
+      const l = logs.get(meta.queueId);
+      batch.push({ meta, content, ...(l ? { logs: l } : {}) });
+    } else {
+      report.damagedContent++;
+      batch.push({ meta: { ...meta, queue: 'corrupt', nextAttempt: 0 }, content: Buffer.alloc(0) });
+    }
     if (batch.length >= BATCH) await flush();
   }
   await flush();
@@ -167,6 +176,8 @@ async function scanPages(reader: PageReader, done: Set<string>, store: QueueStor
       if (fits && (best.get(f.meta.queueId)?.txnid ?? -1n) < leaf!.txnid) best.set(f.meta.queueId, { txnid: leaf!.txnid, content: Buffer.from(value) });
     }
   }
+  const onOverflow = findContents(reader, [...found.values()].filter(({ meta }) => !best.has(meta.queueId)).map(({ meta }) => meta));
+  for (const [id, content] of onOverflow) best.set(id, { txnid: 0n, content });
   let batch: Parameters<QueueStore['restore']>[0] = [];
   for (const [id, { meta }] of found) {
     const c = best.get(id);
@@ -183,6 +194,30 @@ async function scanPages(reader: PageReader, done: Set<string>, store: QueueStor
     }
   }
   if (batch.length) await store.restore(batch);
+}
+
+/**
+ * Contents of `wanted` envelopes found on overflow pages no tree reaches any more: a run whose
+ * first `size` bytes have the envelope's checksum is its content. (Contents small enough to sit
+ * in a leaf page are lost with it.)
+ */
+function findContents(reader: PageReader, wanted: MessageMeta[]): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  const bySize = new Map<number, Map<number, string>>();
+  for (const m of wanted) {
+    if (m.checksum === undefined) continue;
+    if (!bySize.has(m.size)) bySize.set(m.size, new Map());
+    bySize.get(m.size)!.set(m.checksum, m.queueId);
+  }
+  if (bySize.size === 0) return out;
+  for (const { data } of reader.overflowRuns()) {
+    for (const [size, sums] of bySize) {
+      if (size > data.length) continue;
+      const id = sums.get(contentChecksum(data.subarray(0, size)));
+      if (id !== undefined && !out.has(id)) out.set(id, Buffer.from(data.subarray(0, size)));
+    }
+  }
+  return out;
 }
 
 function decode<T>(value: Buffer): T | null {
