@@ -170,6 +170,7 @@ async function recover(dir: string | undefined, json: boolean): Promise<void> {
   const recovered = Object.values(r.recovered).reduce((a, b) => a + b, 0);
   const lines = [
     `Recovered: ${plural(recovered)} (${Object.entries(r.recovered).filter(([, n]) => n > 0).map(([q, n]) => `${q} ${n}`).join(', ') || 'none'})`,
+    ...(r.foundByScan > 0 ? [`Placed on hold: ${plural(r.foundByScan)} found only by scanning the pages left (this may include mail already delivered: look with mailq, release with postsuper -H)`] : []),
     `Set aside in the corrupt queue: ${plural(r.damagedContent)} with damaged content, ${r.withoutEnvelope} content(s) without an envelope`,
     `Lost: ${r.unreadableEnvelopes} unreadable envelope(s), ${r.damagedPages} damaged page(s)`,
     `The damaged store is kept as ${r.keptAs}`,
