@@ -118,6 +118,11 @@ describe('a damaged queue store', () => {
       bytes[Math.max(8192, middle) + i] = x >>> 24;
     }
     writeFileSync(file, bytes);
+    // With the server stopped mailq reads every tree page first: a damaged one is a fatal
+    // message (whether the bytes hit a tree page or only message contents depends on the layout).
+    const before = await run('mailq', ['-c', server.dir]);
+    assert.equal(before.signal, null, 'mailq died by a signal');
+    if (before.code !== 0) assert.match(before.stderr, new RegExp(`^mailq: ${DAMAGED.source}`, 'm'));
     const rec = await run('postsuper', ['-c', server.dir, '--recover']);
     assert.equal(rec.signal, null);
     assert.equal(rec.code, 0, rec.stderr);

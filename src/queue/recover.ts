@@ -15,7 +15,7 @@
  * The damaged file is kept as queue.lmdb.damaged-<time>. The MTA-STS cache is not carried over
  * (it is fetched again).
  */
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
+import { chownSync, closeSync, existsSync, fstatSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Unpackr } from 'msgpackr';
 import { contentChecksum, STORE_FILE } from './integrity.js';
@@ -48,6 +48,7 @@ const BATCH = 200;
 export async function recoverStore(queueDir: string, now = new Date()): Promise<RecoveryReport> {
   const file = join(queueDir, STORE_FILE);
   const fd = openSync(file, 'r');
+  const owner = fstatSync(fd);
   const work = join(queueDir, 'recover.tmp');
   let report: RecoveryReport;
   try {
@@ -77,6 +78,8 @@ export async function recoverStore(queueDir: string, now = new Date()): Promise<
   rmSync(`${file}-lock`, { force: true });
   renameSync(join(work, STORE_FILE), file);
   rmSync(work, { recursive: true, force: true });
+  // Run as root on another user's queue: the new store belongs to the old one's owner.
+  if (process.getuid?.() === 0 && (owner.uid !== 0 || owner.gid !== 0)) chownSync(file, owner.uid, owner.gid);
   return report;
 }
 
