@@ -506,7 +506,9 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
   try {
     await s.store.enqueue(meta, content);
   } catch (err) {
-    log.warn(`${request.queueId}: queue file write error: ${(err as Error).message}`);
+    // Postfix's cleanup: "ID: write queue file: No space left on device", and 451 4.3.0. The
+    // commit failed as a whole: nothing of the message is in the store.
+    log.warn(`${request.queueId}: write queue file: ${(err as Error).message}`);
     return WRITE_ERROR;
   }
   if (messageId) log.info(`${request.queueId}: message-id=${messageId}`);

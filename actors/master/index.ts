@@ -18,6 +18,7 @@ import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { AnvilTables } from '../anvil/statistics.js';
+import { STORE_FILE, storeFileProblem, storeTreeProblem } from '../../src/queue/integrity.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
 import { smtpdTlsProblem } from '../smtpd/tls.js';
 import { smtpdAnvilProblem } from '../smtpd/anvil.js';
@@ -69,6 +70,9 @@ export function checkConfig(config: Config): string[] {
   }
   const queueProblem = queueDirectoryProblem(queueDirectory(config));
   if (queueProblem !== null) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: queue_directory = ${config.get('queue_directory')}: ${queueProblem}`);
+  // A damaged store file would make every thread that maps it die by SIGBUS/SIGSEGV, silently.
+  const storeProblem = queueProblem === null ? storeFileProblem(join(queueDirectory(config), STORE_FILE)) : null;
+  if (storeProblem !== null) problems.push(storeProblem);
   if (!plan.services.some((s) => s.line.command === 'qmgr')) problems.push('master.cf: no qmgr service: mail would never be delivered');
   if (!plan.services.some((s) => s.line.command === 'cleanup')) problems.push('master.cf: no cleanup service: smtpd could not queue mail');
   return problems;
@@ -147,6 +151,12 @@ export async function startMaster(config: Config): Promise<Master> {
   for (const w of config.warnings) log.warn(w);
   if (problems.length) throw new Error(problems.join('\n'));
   const queueDir = queueDirectory(config);
+  // No master: nothing writes the store, so every tree page can be checked before a thread maps
+  // it (a damaged page would crash them all, again and again, with no word why).
+  if (!provenMaster(queueDir)) {
+    const damaged = storeTreeProblem(join(queueDir, STORE_FILE));
+    if (damaged !== null) throw new Error(damaged);
+  }
   mkdirSync(join(queueDir, 'pid'), { recursive: true });
   // The lock first, as Postfix's master locks pid/master.pid before anything else: one master
   // per queue, and only the holder ever writes the pid file.

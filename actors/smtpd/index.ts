@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import { configFromJSON, type Config, type ConfigJSON } from '../../src/config/index.js';
+import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import { startActor } from '../../src/runtime/endpoint.js';
@@ -22,6 +22,7 @@ import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls,
 import { peerCertLine, verifyFailureLine } from './ccert.js';
 import { SniMaps } from './sni.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
+import { QueueSpace } from './queue-space.js';
 import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
@@ -87,6 +88,7 @@ async function main(): Promise<void> {
   const sasl = policy.sasl.enabled ? new SmtpdSasl(policy.sasl, namaddr) : null;
   const hostname = config.get('myhostname');
   const sizeLimit = config.getSize('message_size_limit');
+  const queueSpace = new QueueSpace(queueDirectory(config), config.getSize('queue_minfree'), sizeLimit);
   const contentFilter = config.get('content_filter').trim();
   const inFlowDelay = config.getTime('in_flow_delay') * 1000;
   const peernameLookup = config.getBool('smtpd_peername_lookup');
@@ -328,7 +330,15 @@ async function main(): Promise<void> {
     onMailFrom(address, session, mailCallback) {
       // The milters hear MAIL FROM after the sender restrictions passed.
       const callback = (err?: Error | null): void => {
-        if (err || !milters) return mailCallback(err ?? undefined);
+        if (err) return mailCallback(err);
+        // smtpd_check_queue, after the sender restrictions as in Postfix.
+        const full = queueSpace.check({ ...policyRequest(session, 'MAIL', null), sender: address.address });
+        if (full) {
+          log.warn(full.warning);
+          log.info(full.reject);
+          return mailCallback(refuse(full.code, full.text));
+        }
+        if (!milters) return mailCallback();
         const args = Object.entries((address.args || {}) as Record<string, string | boolean>).map(([k, v]) => (v === true ? k : `${k}=${v}`));
         void milters.mail(session, { ...milterContext(session, null), sender: address.address }, args)
           .then((r) => mailCallback(r ? milterError(r) : undefined));

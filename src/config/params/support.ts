@@ -43,7 +43,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   // inet_interfaces, inet_protocols: where bare-port inet services listen (master/listen.ts).
   master: ['default_process_limit', 'service_throttle_time', 'inet_interfaces', 'inet_protocols', 'proxy_read_maps'],
   smtpd: [
-    'plaintext_reject_code',
+    'plaintext_reject_code', 'queue_minfree',
     'access_map_defer_code', 'access_map_reject_code', 'allow_untrusted_routing',
     'default_rbl_reply', 'defer_code', 'disable_vrfy_command', 'invalid_hostname_reject_code',
     'local_recipient_maps', 'maps_rbl_reject_code', 'non_fqdn_reject_code',
