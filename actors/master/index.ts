@@ -19,6 +19,7 @@ import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { AnvilTables } from '../anvil/statistics.js';
 import { STORE_FILE, storeFileProblem, storeTreeProblem } from '../../src/queue/integrity.js';
+import { parseSpawnAttributes } from '../../src/config/spawn-attributes.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
 import { smtpdTlsProblem } from '../smtpd/tls.js';
 import { smtpdAnvilProblem } from '../smtpd/anvil.js';
@@ -67,6 +68,12 @@ export function checkConfig(config: Config): string[] {
       const where = s && Object.keys(s.line.overrides).length > 0 ? `${s.line.file}:${s.line.line}` : `${config.configDirectory ?? '(embedded)'}/main.cf`;
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
     }
+  }
+  // spawn services: their user=/argv= attributes, as spawn(8) would read them.
+  for (const s of plan.services.filter((p) => p.line.command === 'spawn')) {
+    const a = parseSpawnAttributes(s.line.args, config.get('mail_owner'));
+    if (typeof a === 'string') problems.push(`${s.line.file}:${s.line.line}: service "${s.service}" (command spawn): ${a}`);
+    else if (s.line.type !== 'unix' && s.line.type !== 'inet') problems.push(`${s.line.file}:${s.line.line}: service "${s.service}" (command spawn): type ${s.line.type} is not supported (unix or inet)`);
   }
   const queueProblem = queueDirectoryProblem(queueDirectory(config));
   if (queueProblem !== null) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: queue_directory = ${config.get('queue_directory')}: ${queueProblem}`);
