@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF, loadConfig, queueDirectory, type Config } from '../../src/config/index.js';
+import { EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF, loadConfig, queueDirectory, type Config, type MasterService } from '../../src/config/index.js';
 import { buildConfig } from '../../src/config/load.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { ServicePool } from '../../src/runtime/pool.js';
@@ -17,6 +17,8 @@ import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { AnvilTables } from '../anvil/statistics.js';
+import { AnvilTable } from '../anvil/table.js';
+import { postscreenSettings } from '../postscreen/settings.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
 import { smtpdTlsProblem } from '../smtpd/tls.js';
 import { smtpdAnvilProblem } from '../smtpd/anvil.js';
@@ -66,6 +68,20 @@ export function checkConfig(config: Config): string[] {
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
     }
   }
+  // postscreen: its settings, and the dnsblog service its DNSBL lookups need.
+  for (const s of plan.services.filter((p) => p.postscreen)) {
+    const line = s.postscreen!;
+    try {
+      const c = postscreenConfig(config, line);
+      const ps = postscreenSettings(c);
+      const dnsblog = c.get('dnsblog_service_name');
+      if (ps.dnsblSites.length > 0 && !plan.services.some((p) => p.service === dnsblog && p.line.command === 'dnsblog')) {
+        throw new Error(`postscreen_dnsbl_sites is set, but master.cf has no "${dnsblog}" service (command dnsblog) to look them up`);
+      }
+    } catch (err) {
+      problems.push(`${line.file}:${line.line}: ${(err as Error).message}`);
+    }
+  }
   const queueProblem = queueDirectoryProblem(queueDirectory(config));
   if (queueProblem !== null) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: queue_directory = ${config.get('queue_directory')}: ${queueProblem}`);
   if (!plan.services.some((s) => s.line.command === 'qmgr')) problems.push('master.cf: no qmgr service: mail would never be delivered');
@@ -97,6 +113,11 @@ function queueDirectoryProblem(dir: string): string | null {
   return null;
 }
 
+/** main.cf with the postscreen line's -o overrides (postscreen's own view). */
+export function postscreenConfig(config: Config, line: MasterService): Config {
+  return config.withOverrides({ service_name: line.name, ...line.overrides }, { file: line.file, line: line.line });
+}
+
 /** main.cf with a service's master.cf "-o name=value" overrides applied (as Postfix's daemons see it). */
 export function serviceConfig(config: Config, s: ServicePlan): Config {
   // service_name is the daemon's own master.cf name, as Postfix sets it for each daemon, so
@@ -114,7 +135,10 @@ export async function resolveListenAddresses(config: Config, plan: Plan, warn: (
   const protocols = await effectiveProtocols(config, warn);
   // inet_interfaces is looked at only when some service has no host part, as in Postfix.
   const interfaces = inet.some((s) => s.listen!.host === null) ? await interfaceListenHosts(config, protocols) : [];
-  for (const s of inet) s.addresses = await serviceListenAddresses(s.listen!, `${s.line.file}:${s.line.line}`, interfaces, protocols);
+  for (const s of inet) {
+    const where = s.postscreen ?? s.line;
+    s.addresses = await serviceListenAddresses(s.listen!, `${where.file}:${where.line}`, interfaces, protocols);
+  }
 }
 
 function pidFile(config: Config): string {
@@ -183,6 +207,14 @@ export async function startMaster(config: Config): Promise<Master> {
   // anvil's counters: one shared table per smtpd service, reloads included (actors/anvil).
   const anvil = new AnvilTables();
   anvil.start(config.getTime('anvil_rate_time_unit'), config.getTime('anvil_status_update_time'));
+  // postscreen's per-client connection counts: one table per postscreen service, shared by
+  // the smtpd threads that run it, reloads included (not anvil's: no statistics lines).
+  const screens = new Map<string, AnvilTable>();
+  const postscreenCounts = (service: string): AnvilTable => {
+    let t = screens.get(service);
+    if (!t) screens.set(service, (t = AnvilTable.create(60)));
+    return t;
+  };
   const data = (c: Config, service: string, index: number, extra?: unknown): ActorWorkerData<unknown> =>
     ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(extra ? { extra } : {}) });
 
@@ -213,7 +245,11 @@ export async function startMaster(config: Config): Promise<Master> {
       service: name,
       index,
       filename: s.file,
-      workerData: data(serviceConfig(c, s), name, index, s.addresses ? { addresses: s.addresses, ticketKeys, ...(s.line.command === 'smtpd' ? { anvil: anvil.of(s.service).buffer } : {}) } : undefined),
+      workerData: data(serviceConfig(c, s), name, index, s.addresses ? {
+        addresses: s.addresses, ticketKeys,
+        ...(s.line.command === 'smtpd' ? { anvil: anvil.of(s.service).buffer } : {}),
+        ...(s.postscreen ? { postscreen: { config: postscreenConfig(c, s.postscreen).toJSON(), counts: postscreenCounts(s.postscreen.name).buffer } } : {}),
+      } : undefined),
       throttleSeconds: c.getTime('service_throttle_time'),
       onPort: (port) => router.attach(name, port),
       onExit: (_slot, code, _restart, badStartup, error) => {

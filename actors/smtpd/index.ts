@@ -31,6 +31,8 @@ import { SmtpdMilters, type MilterContext, type MilterRefusal } from './milter.j
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
+import { AnvilTable } from '../anvil/table.js';
+import { Postscreen } from '../postscreen/index.js';
 
 const log = maillog('smtpd');
 
@@ -67,7 +69,11 @@ async function main(): Promise<void> {
   });
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  const { addresses, ticketKeys, anvil: anvilBuffer } = actor.data.extra as { addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer };
+  const { addresses, ticketKeys, anvil: anvilBuffer, postscreen: postscreenData } = actor.data.extra as {
+    addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer;
+    /** Behind postscreen (a pass service): postscreen's configuration and its shared connection counts. */
+    postscreen?: { config: ConfigJSON; counts: SharedArrayBuffer };
+  };
   // anvil: the per-client limits, counted in the table master shares with every smtpd thread.
   const anvilTable = anvilOf(anvilBuffer);
   const anvil = anvilTable ? new SmtpdAnvil(config, anvilTable) : null;
@@ -533,7 +539,17 @@ async function main(): Promise<void> {
       void peerName(addr, peernameLookup).then((name) => log.warn(`Wrapper-mode request dropped from ${name}[${addr}] for service ${config.get('service_name')}. TLS context initialization failed. For details see earlier warnings in your logs.`));
     });
   }
-  const listeners = addresses.map((_, i) => (i === 0 ? primary : net.createServer((socket) => primary.emit('connection', socket))));
+  // Behind postscreen the addresses are postscreen's: every connection is screened first, and
+  // a client that passes is given to smtp-server as a new connection (actors/postscreen).
+  const postscreen = postscreenData ? await Postscreen.create({
+    config: configFromJSON(postscreenData.config),
+    counts: new AnvilTable(postscreenData.counts),
+    request: (service, body) => actor.request(service, body),
+    handOff: (socket) => primary.emit('connection', socket),
+    cleanup: actor.data.index === 0,
+  }) : null;
+  const listeners = addresses.map((_, i) => (i === 0 && !postscreen ? primary
+    : net.createServer(postscreen ? (socket) => postscreen.accept(socket) : (socket) => primary.emit('connection', socket))));
   await Promise.all(addresses.map((a, i) => new Promise<void>((resolve, reject) => {
     const s = listeners[i]!;
     s.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`bind ${a.host} port ${a.port}: ${e.code === 'EADDRINUSE' ? 'Address already in use' : e.message}`)));
