@@ -63,6 +63,8 @@ export function checkConfig(config: Config): string[] {
       if (tls !== null) throw new Error(tls);
       const anvil = smtpdAnvilProblem(c);
       if (anvil !== null) throw new Error(anvil);
+      const proxy = c.get('smtpd_upstream_proxy_protocol').trim();
+      if (proxy !== '' && proxy !== 'haproxy') throw new Error(`unsupported smtpd_upstream_proxy_protocol value: ${proxy}`);
     } catch (err) {
       const where = s && Object.keys(s.line.overrides).length > 0 ? `${s.line.file}:${s.line.line}` : `${config.configDirectory ?? '(embedded)'}/main.cf`;
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);

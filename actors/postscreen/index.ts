@@ -29,6 +29,7 @@ import type { AnvilTable } from '../anvil/table.js';
 import { clientKey } from '../anvil/table.js';
 import type { DnsblReply, DnsblRequest } from '../protocol.js';
 import { evalAccessList } from './access.js';
+import { readProxyHeader, type Endpoints } from './haproxy.js';
 import { PostscreenCache } from './cache.js';
 import { dnsblDomains, type DnsblAnswer } from './dnsbl.js';
 import { earlyTests } from './early.js';
@@ -38,6 +39,7 @@ import { Session, type SessionContext } from './state.js';
 import { deepTodo, earlyTodo, newState, parseTests, todoTests } from './tests.js';
 
 export { postscreenSettings } from './settings.js';
+export type { Endpoints } from './haproxy.js';
 
 const log = maillog('postscreen');
 
@@ -48,8 +50,8 @@ export interface PostscreenOptions {
   counts: AnvilTable | null;
   /** A request to another service (dnsblog). */
   request: (service: string, body: unknown) => Promise<unknown>;
-  /** Gives a passed client to this thread's smtpd. */
-  handOff: (socket: net.Socket) => void;
+  /** Gives a passed client to this thread's smtpd (endpoints: the client as postscreen saw it, through a proxy too). */
+  handOff: (socket: net.Socket, endpoints: Endpoints) => void;
   /** This thread runs the cache cleanup (one thread does). */
   cleanup: boolean;
 }
@@ -86,11 +88,25 @@ export class Postscreen {
   accept(socket: net.Socket): void {
     // Errors end the session through 'close'; smtp-server adds its own handler after the hand-off.
     socket.on('error', () => undefined);
-    const raw = socket.remoteAddress ?? '';
-    const addr = raw.startsWith('::ffff:') && isIP(raw.slice(7)) === 4 ? raw.slice(7) : raw;
-    const localRaw = socket.localAddress ?? '';
-    const local = localRaw.startsWith('::ffff:') && isIP(localRaw.slice(7)) === 4 ? localRaw.slice(7) : localRaw;
-    log.info(`CONNECT from [${addr}]:${socket.remotePort} to [${local}]:${socket.localPort}`);
+    if (this.settings.upstreamProxy === 'haproxy') {
+      void readProxyHeader(socket, this.settings.upstreamProxyTimeout, (w) => log.warn(w)).then((ep) => {
+        if (ep) return this.connect(socket, ep);
+        if (!socket.destroyed) socket.end('421 4.3.2 No system resources\r\n');
+        setTimeout(() => socket.destroy(), 2000).unref();
+      });
+      return;
+    }
+    const unmapped = (a: string) => (a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a);
+    this.connect(socket, {
+      clientAddr: unmapped(socket.remoteAddress ?? ''), clientPort: socket.remotePort ?? 0,
+      serverAddr: unmapped(socket.localAddress ?? ''), serverPort: socket.localPort ?? 0,
+    });
+  }
+
+  /** psc_endpt_lookup_done: the client's endpoints are known. */
+  private connect(socket: net.Socket, ep: Endpoints): void {
+    const addr = ep.clientAddr;
+    log.info(`CONNECT from [${addr}]:${ep.clientPort} to [${ep.serverAddr}]:${ep.serverPort}`);
     const settings = this.settings;
     const key = this.opts.counts ? clientKey(addr, 32, 128) : null;
     const count = key ? this.opts.counts!.connect(key)?.count ?? 1 : 1;
@@ -106,7 +122,7 @@ export class Postscreen {
         if (key) this.opts.counts!.disconnect(key);
       },
     };
-    const s = new Session(ctx, socket, addr, socket.remotePort ?? 0);
+    const s = new Session(ctx, socket, ep);
     if (settings.connectionLimit > 0 && count > settings.connectionLimit) {
       log.info(`NOQUEUE: reject: CONNECT from ${s.who}: too many connections`);
       return s.drop('421 4.7.0 Error: too many connections\r\n');

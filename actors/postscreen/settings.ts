@@ -73,6 +73,20 @@ function forbiddenCommands(value: string): ForbiddenCommands {
   return out;
 }
 
+/**
+ * postscreen_dnsbl_max_ttl. Its default appends "h" to the legacy postscreen_dnsbl_ttl
+ * ("1h" → "1hh"), which Postfix's conv_time accepts because it reads only the first unit
+ * letter; so does this.
+ */
+function maxTtl(config: Config): number {
+  const v = config.get('postscreen_dnsbl_max_ttl').trim();
+  const m = /^(\d+)([wdhms]?)/.exec(v);
+  if (!m || (m[2] === '' && v !== m[1])) throw new Error(`bad time parameter value: postscreen_dnsbl_max_ttl = ${v}`);
+  const units: Record<string, number> = { w: 604800, d: 86400, h: 3600, m: 60, s: 1 };
+  const unit = units[m[2] || 'h']!;
+  return Number(m[1]) * unit;
+}
+
 function action(config: Config, name: string): Action {
   const v = config.get(name).trim().toLowerCase();
   if (v === 'ignore' || v === 'enforce' || v === 'drop') return v;
@@ -83,7 +97,6 @@ function action(config: Config, name: string): Action {
 export function postscreenSettings(config: Config): PostscreenSettings {
   const proxy = config.get('postscreen_upstream_proxy_protocol').trim().toLowerCase();
   if (proxy !== '' && proxy !== 'haproxy') throw new Error(`unsupported postscreen_upstream_proxy_protocol protocol type: ${proxy}`);
-  if (proxy !== '') throw new Error('postscreen_upstream_proxy_protocol = haproxy: not supported by Postactor yet, so the real client address would not be known');
   const forbidden = forbiddenCommands(config.get('postscreen_forbidden_commands'));
   return {
     hostname: config.get('myhostname'),
@@ -97,7 +110,7 @@ export function postscreenSettings(config: Config): PostscreenSettings {
     dnsblAllowlistThreshold: config.getInt('postscreen_dnsbl_allowlist_threshold'),
     dnsblAction: action(config, 'postscreen_dnsbl_action'),
     dnsblMinTtl: config.getTime('postscreen_dnsbl_min_ttl'),
-    dnsblMaxTtl: config.getTime('postscreen_dnsbl_max_ttl'),
+    dnsblMaxTtl: maxTtl(config),
     dnsblTimeout: config.getTime('postscreen_dnsbl_timeout'),
     dnsblReplyMap: config.get('postscreen_dnsbl_reply_map').trim(),
     dnsblogService: config.get('dnsblog_service_name'),

@@ -6,6 +6,7 @@
  */
 import type * as net from 'node:net';
 import type { DnsblScore } from './dnsbl.js';
+import type { Endpoints } from './haproxy.js';
 import { formatDelta } from './misc.js';
 import type { PostscreenSettings } from './settings.js';
 import { anyFail, anyPass, newState, printTests, type TestState } from './tests.js';
@@ -15,8 +16,8 @@ export interface SessionContext {
   settings: PostscreenSettings;
   log: { info(text: string): void; warn(text: string): void };
   cacheUpdate(addr: string, entry: string): void;
-  /** Gives the socket (with any bytes read ahead put back) to this thread's smtpd. */
-  handOff(socket: net.Socket): void;
+  /** Gives the socket (with any bytes read ahead put back) to this thread's smtpd, with the endpoints postscreen saw. */
+  handOff(socket: net.Socket, endpoints: Endpoints): void;
   /** The session ended (counts one connection fewer for the client). */
   release(addr: string): void;
 }
@@ -36,7 +37,15 @@ export class Session {
   /** Cleanup of the current phase (timers, listeners), run when the session ends. */
   private phaseCleanup: (() => void) | null = null;
 
-  constructor(readonly ctx: SessionContext, readonly socket: net.Socket, readonly addr: string, readonly port: number) {}
+  constructor(readonly ctx: SessionContext, readonly socket: net.Socket, readonly endpoints: Endpoints) {}
+
+  get addr(): string {
+    return this.endpoints.clientAddr;
+  }
+
+  get port(): number {
+    return this.endpoints.clientPort;
+  }
 
   /** "[addr]:port", as every postscreen log line names the client. */
   get who(): string {
@@ -96,7 +105,7 @@ export class Session {
     this.ctx.release(this.addr);
     if (!this.noforward) {
       if (this.readAhead.length > 0) this.socket.unshift(Buffer.concat(this.readAhead));
-      this.ctx.handOff(this.socket);
+      this.ctx.handOff(this.socket, this.endpoints);
       return;
     }
     if (!this.hangup) this.send(this.finalReply);
