@@ -6,12 +6,14 @@
  * own pass service (smtpd_service_name), runs the drop actions and the deep tests.
  */
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SmtpSink } from '../src/smtp/sink.js';
 import { startDnsServer, type TestDnsServer } from './helpers/dns-server.js';
+import { needs } from './helpers/peers.js';
 import { BACKEND_SERVICES, deliveredWithSubject, freePort, queuedId, rfc822, sendRaw, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 
 /** Connects from `from` and returns the raw text the server sends within `ms` after writing `send`. */
@@ -235,5 +237,96 @@ describe('postscreen in front of smtpd (Debian master.cf shape)', () => {
     });
     await server.waitForLog(/HANGUP after [\d.]+ from \[127\.0\.0\.17\]:\d+ in tests before SMTP handshake$/, 5000);
     await server.waitForLog(/DISCONNECT \[127\.0\.0\.17\]:\d+$/, 5000);
+  });
+});
+
+const HAPROXY = '/usr/sbin/haproxy';
+
+/** A throwaway haproxy (Debian's) forwarding each frontend port to a backend with a PROXY header. */
+async function startHaproxy(dir: string, routes: { listen: number; to: number; send: 'send-proxy' | 'send-proxy-v2' }[]): Promise<ChildProcess> {
+  const cfg = [
+    'global', '  maxconn 100',
+    'defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 30s', '  timeout server 30s',
+    ...routes.flatMap((r, i) => [`frontend f${i}`, `  bind 127.0.0.1:${r.listen}`, `  default_backend b${i}`, `backend b${i}`, `  server s 127.0.0.1:${r.to} ${r.send}`]),
+    '',
+  ].join('\n');
+  writeFileSync(join(dir, 'haproxy.cfg'), cfg);
+  const child = spawn(HAPROXY, ['-f', join(dir, 'haproxy.cfg'), '-db'], { stdio: 'ignore' });
+  // Ready when every frontend accepts.
+  const deadline = Date.now() + 10_000;
+  for (const r of routes) {
+    for (;;) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = net.connect(r.listen, '127.0.0.1', () => { s.destroy(); resolve(true); });
+        s.on('error', () => resolve(false));
+      });
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error('haproxy did not start');
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+  return child;
+}
+
+describe('haproxy in front: postscreen_upstream_proxy_protocol and smtpd_upstream_proxy_protocol', { skip: needs(HAPROXY, 'haproxy') }, () => {
+  let server: TestServer;
+  let sink: SmtpSink;
+  let haproxy: ChildProcess | null = null;
+  let front1 = 0, front2 = 0, screened = 0;
+
+  before(async () => {
+    sink = new SmtpSink({ keepMessages: true });
+    const plain = await freePort();
+    screened = await freePort();
+    server = await startServer({
+      sinkPort: await sink.listen(0),
+      // {{PORT}} (the harness's readiness probe) is a plain smtpd; the proxied ports want a header.
+      masterCf: [
+        '127.0.0.1:{{PORT}} inet n - n - 1 smtpd',
+        `127.0.0.1:${screened} inet n - y - 1 postscreen`,
+        '  -o postscreen_upstream_proxy_protocol=haproxy',
+        'smtpd pass - - y - 1 smtpd',
+        `127.0.0.1:${plain} inet n - n - 1 smtpd`,
+        '  -o smtpd_upstream_proxy_protocol=haproxy',
+        ...BACKEND_SERVICES,
+        '',
+      ].join('\n'),
+      // Only the proxied address is in mynetworks: the proxy itself (127.0.0.1) is not.
+      mainCf: { mynetworks: '127.0.0.5/32', postscreen_greet_wait: '1s' },
+    });
+    front1 = await freePort();
+    front2 = await freePort();
+    haproxy = await startHaproxy(server.dir, [
+      { listen: front1, to: screened, send: 'send-proxy-v2' },
+      { listen: front2, to: plain, send: 'send-proxy' },
+    ]);
+  });
+  after(async () => {
+    haproxy?.kill('SIGKILL');
+    await server?.stop();
+    await sink?.close();
+  });
+
+  test('postscreen sees the client behind haproxy (v2), and so does smtpd after the hand-off', async () => {
+    const r = await sendRaw(front1, 'a@proxied.test', ['b@example.com'], rfc822({ Subject: 'through haproxy v2' }, 'hi\n'), { localAddress: '127.0.0.5' });
+    queuedId(r);
+    await server.waitForLog(new RegExp(`postscreen\\[\\d+\\]: CONNECT from \\[127\\.0\\.0\\.5\\]:\\d+ to \\[127\\.0\\.0\\.1\\]:${front1}$`), 5000);
+    await server.waitForLog(/ALLOWLISTED \[127\.0\.0\.5\]:\d+$/, 5000);
+    await server.waitForLog(/smtpd\[\d+\]: connect from \S+\[127\.0\.0\.5\]$/, 5000);
+    const got = await deliveredWithSubject(sink, 'through haproxy v2');
+    assert.match(got, /\[127\.0\.0\.5\]\)/);
+  });
+
+  test('smtpd_upstream_proxy_protocol = haproxy (v1): smtpd takes the client address from the header', async () => {
+    const r = await sendRaw(front2, 'a@proxied.test', ['b@example.com'], rfc822({ Subject: 'through haproxy v1' }, 'hi\n'), { localAddress: '127.0.0.5' });
+    queuedId(r);
+    const got = await deliveredWithSubject(sink, 'through haproxy v1');
+    assert.match(got, /\[127\.0\.0\.5\]\)/);
+  });
+
+  test('a connection that does not start with a PROXY header gets 421 4.3.2 No system resources', async () => {
+    const text = await rawExchange(screened, '127.0.0.5', 'EHLO x\r\n', 3000);
+    assert.equal(text, '421 4.3.2 No system resources\r\n');
+    await server.waitForLog(/warning: haproxy read: bad or missing protocol header: EHLO x\\r\\n$/, 5000);
   });
 });
