@@ -44,6 +44,8 @@ describe('postscreen in front of smtpd (Debian master.cf shape)', () => {
       '5.0.0.127.zen.test': { A: ['127.0.0.2'] },
       '13.0.0.127.zen.test': { A: ['127.0.0.4'] },
       '13.0.0.127.wl.test': { A: ['127.0.9.2'] },
+      '18.0.0.127.zen.test': { A: ['127.0.0.4'] },
+      '18.0.0.127.wl.test': { A: ['127.0.9.2'] },
     });
     port2 = await freePort();
     server = await startServer({
@@ -64,6 +66,7 @@ describe('postscreen in front of smtpd (Debian master.cf shape)', () => {
         '  -o postscreen_non_smtp_command_enable=yes',
         '  -o postscreen_bare_newline_enable=yes',
         '  -o postscreen_client_connection_count_limit=2',
+        '  -o postscreen_dnsbl_allowlist_threshold=-1',
         'smtpd2 pass - - y - 1 smtpd',
         'dnsblog unix - - y - 0 dnsblog',
         ...BACKEND_SERVICES,
@@ -164,6 +167,13 @@ describe('postscreen in front of smtpd (Debian master.cf shape)', () => {
     const r = await sendRaw(server.port, 'a@wl.test', ['b@example.com'], rfc822({ Subject: 'allowlisted by dns' }, 'hi\n'), { localAddress: '127.0.0.13' });
     queuedId(r);
     await server.waitForLog(/PASS NEW \[127\.0\.0\.13\]:\d+$/, 5000);
+  });
+
+  test('postscreen_dnsbl_allowlist_threshold < 0: a DNSWL-listed client skips the other tests, deep ones included', async () => {
+    const r = await sendRaw(port2, 'a@wl.test', ['b@example.com'], rfc822({ Subject: 'dnswl skips deep tests' }, 'hi\n'), { localAddress: '127.0.0.18' });
+    queuedId(r);
+    await server.waitForLog(new RegExp(`CONNECT from \\[127\\.0\\.0\\.18\\]:\\d+ to \\[127\\.0\\.0\\.1\\]:${port2}$`), 5000);
+    await server.waitForLog(/PASS NEW \[127\.0\.0\.18\]:\d+$/, 5000);
   });
 
   test('the permanent list: DENYLISTED (drop: 521 5.3.2) and ALLOWLISTED (straight to smtpd)', async () => {

@@ -36,7 +36,7 @@ import { earlyTests } from './early.js';
 import { postscreenSettings, type PostscreenSettings } from './settings.js';
 import { smtpdTests } from './smtpd.js';
 import { Session, type SessionContext } from './state.js';
-import { deepTodo, earlyTodo, newState, parseTests, todoTests } from './tests.js';
+import { deepTodo, earlyTodo, parseTests, todoTests } from './tests.js';
 
 export { postscreenSettings } from './settings.js';
 export type { Endpoints } from './haproxy.js';
@@ -151,23 +151,19 @@ export class Postscreen {
       log.info(`${settings.respectful ? 'ALLOW' : 'WHITE'}LISTED ${s.who}`);
       return s.conclude();
     }
-    // The temporary allowlist: every enabled test still valid ⇒ PASS OLD.
+    // The temporary allowlist: every enabled test still valid ⇒ PASS OLD. Another session of
+    // this client in progress shares the cached results (Postfix keeps one record per client
+    // address), but only the first session logs the verdict.
     const now = Math.floor(Date.now() / 1000);
-    const entry = !st.fail.some(Boolean) && count === 1 ? this.cache?.lookup(s.addr) : undefined;
+    const entry = !st.fail.some(Boolean) ? this.cache?.lookup(s.addr) : undefined;
     if (entry !== undefined) {
       const failed = [...st.fail];
       parseTests(settings, st, entry, now);
       st.fail = failed;
-      if (!st.todo.some(Boolean) && !st.fail.some(Boolean)) {
-        log.info(`PASS OLD ${s.who}`);
+      if (!st.todo.some(Boolean)) {
+        if (count === 1) log.info(`PASS OLD ${s.who}`);
         return s.conclude();
       }
-    } else if (count > 1) {
-      // Another session of this client is being tested: test this one too, but it is not "NEW".
-      const fresh = newState();
-      fresh.expire.fill(1);
-      st.expire = fresh.expire;
-      todoTests(settings, st, now);
     } else {
       todoTests(settings, st, now);
     }
