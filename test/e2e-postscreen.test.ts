@@ -36,7 +36,7 @@ describe('postscreen in front of smtpd (Debian master.cf shape)', () => {
   let server: TestServer;
   let sink: SmtpSink;
   let dns: TestDnsServer;
-  let port2 = 0;
+  let port2 = 0, port3 = 0;
 
   before(async () => {
     sink = new SmtpSink({ keepMessages: true });
@@ -48,6 +48,7 @@ describe('postscreen in front of smtpd (Debian master.cf shape)', () => {
       '18.0.0.127.wl.test': { A: ['127.0.9.2'] },
     });
     port2 = await freePort();
+    port3 = await freePort();
     server = await startServer({
       sinkPort: await sink.listen(0),
       env: (dir) => {
@@ -68,6 +69,9 @@ describe('postscreen in front of smtpd (Debian master.cf shape)', () => {
         '  -o postscreen_client_connection_count_limit=2',
         '  -o postscreen_dnsbl_allowlist_threshold=-1',
         'smtpd2 pass - - y - 1 smtpd',
+        // A backup MX address: clients may talk, but never pass (and it feeds the same smtpd).
+        `127.0.0.1:${port3} inet n - y - 1 postscreen`,
+        '  -o postscreen_allowlist_interfaces=192.0.2.1',
         'dnsblog unix - - y - 0 dnsblog',
         ...BACKEND_SERVICES,
         '',
@@ -174,6 +178,19 @@ describe('postscreen in front of smtpd (Debian master.cf shape)', () => {
     queuedId(r);
     await server.waitForLog(new RegExp(`CONNECT from \\[127\\.0\\.0\\.18\\]:\\d+ to \\[127\\.0\\.0\\.1\\]:${port2}$`), 5000);
     await server.waitForLog(/PASS NEW \[127\.0\.0\.18\]:\d+$/, 5000);
+  });
+
+  test('postscreen_allowlist_interfaces: a client on another address is vetoed (ALLOWLIST VETO), told to come back, and not cached', async () => {
+    const { smtp, greeting } = await SmtpDialogue.connect(port3, { localAddress: '127.0.0.19' });
+    assert.equal(greeting.code, 220);
+    await smtp.cmd('EHLO veto.test');
+    await smtp.cmd('MAIL FROM:<a@veto.test>');
+    assert.equal((await smtp.cmd('RCPT TO:<b@example.com>')).line, '450 4.3.2 Service currently unavailable');
+    await smtp.cmd('QUIT');
+    smtp.close();
+    await server.waitForLog(/ALLOWLIST VETO \[127\.0\.0\.19\]:\d+$/, 5000);
+    await server.waitForLog(/DISCONNECT \[127\.0\.0\.19\]:\d+$/, 5000);
+    assert.ok(!server.logLines().some((l) => /PASS (NEW|OLD) \[127\.0\.0\.19\]/.test(l)));
   });
 
   test('the permanent list: DENYLISTED (drop: 521 5.3.2) and ALLOWLISTED (straight to smtpd)', async () => {

@@ -50,6 +50,7 @@ const COMPUTED_READS: Record<string, string> = {
   postscreen_blacklist_action: 'Postfix\'s legacy name, read by the default of postscreen_denylist_action',
   postscreen_dnsbl_whitelist_threshold: 'Postfix\'s legacy name, read by the default of postscreen_dnsbl_allowlist_threshold',
   postscreen_dnsbl_ttl: 'Postfix\'s legacy name, read by the default of postscreen_dnsbl_max_ttl',
+  postscreen_whitelist_interfaces: 'Postfix\'s legacy name, read by the default of postscreen_allowlist_interfaces',
   compatibility_level: 'read by the ${{$compatibility_level} <level {…} ? …} expressions of Postfix\'s own defaults',
 };
 

@@ -26,8 +26,8 @@ export interface ServicePlan {
   addresses?: ListenAddress[];
   line: MasterService;
   /**
-   * For smtpd behind postscreen: the postscreen inet line. Its listener lives in the threads of
-   * the smtpd pass service (a worker thread cannot hand a socket to another thread), which run
+   * For smtpd behind postscreen: the postscreen inet line (`line` is the smtpd pass line whose
+   * settings the threads run with). Its listener lives in the threads of the smtpd pass service (a worker thread cannot hand a socket to another thread), which run
    * postscreen's tests on each connection before their own SMTP session (actors/postscreen).
    */
   postscreen?: MasterService;
@@ -110,32 +110,39 @@ export function planServices(config: Config): Plan {
   const defaultLimit = config.getInt('default_process_limit');
   const services: ServicePlan[] = [];
   const skipped: Plan['skipped'] = [];
-  // postscreen hands its clients to the pass service named by its smtpd_service_name.
+  // postscreen hands its clients to the pass service named by its smtpd_service_name. Each
+  // postscreen line gets threads of that smtpd of its own (as many as the pass line's maxproc),
+  // which listen on the postscreen's address; two postscreen ports may feed one pass service.
   const handOff = new Map<MasterService, MasterService>();
   for (const line of config.services) {
     if (line.command !== 'postscreen' || line.type !== 'inet') continue;
     const name = config.withOverrides(line.overrides, { file: line.file, line: line.line }).get('smtpd_service_name');
     const pass = config.services.find((s) => s.name === name && s.type === 'pass' && s.command === 'smtpd');
-    if (pass) handOff.set(pass, line);
+    if (pass) handOff.set(line, pass);
   }
-  const fedByPostscreen = new Set(handOff.keys());
+  const fedByPostscreen = new Set(handOff.values());
+  const threadsOf = (line: MasterService) => (line.maxproc === null ? Math.max(1, Math.min(defaultLimit, cpus)) : line.maxproc === 0 ? cpus : line.maxproc);
   for (const line of config.services) {
-    const threads = line.maxproc === null ? Math.max(1, Math.min(defaultLimit, cpus)) : line.maxproc === 0 ? cpus : line.maxproc;
+    const pass = handOff.get(line);
+    if (pass) {
+      const smtpd = DAEMONS['smtpd']!;
+      services.push({
+        service: pass.name, kind: smtpd.kind, file: new URL(smtpd.module, import.meta.url), threads: threadsOf(pass),
+        concurrency: smtpd.concurrency, line: pass, listen: inetEndpoint(line), postscreen: line,
+      });
+      continue;
+    }
+    if (fedByPostscreen.has(line)) continue; // its threads run with each postscreen line that feeds it
+    const threads = threadsOf(line);
     const custom = isAbsolute(line.command) && /\.m?js$/.test(line.command);
     const daemon = custom ? { kind: 'pool' as const, module: '', concurrency: 64 } : DAEMONS[line.command];
-    if (line.command === 'postscreen' && line.type === 'inet' && [...handOff.values()].includes(line)) continue; // served by its smtpd pass threads
-    if (!daemon || (daemon === DAEMONS['smtpd'] && line.type !== 'inet' && !fedByPostscreen.has(line))) {
+    if (!daemon || (daemon === DAEMONS['smtpd'] && line.type !== 'inet')) {
       skipped.push({ service: line.name, command: line.command, type: line.type, file: line.file, line: line.line });
       continue;
     }
     const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);
     const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, concurrency: daemon.concurrency, line };
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
-    const screen = handOff.get(line);
-    if (screen) {
-      plan.listen = inetEndpoint(screen);
-      plan.postscreen = screen;
-    }
     if (line.command === 'qmgr' || line.command === 'pickup') plan.threads = 1; // singletons, whatever maxproc says (as in Postfix)
     services.push(plan);
   }

@@ -102,7 +102,8 @@ export function earlyTests(s: Session, ctx: EarlyContext): void {
   const pregreet = (chunk: Buffer) => {
     s.readAhead.push(chunk);
     if (st.done[PREGR] || st.fail[PREGR]) return;
-    s.ctx.log.info(`PREGREET ${chunk.length} after ${s.elapsed()} from ${s.who}: ${escapeText(chunk, 100)}`);
+    // Postfix peeks at most PSC_READ_BUF_SIZE - 1 bytes.
+    s.ctx.log.info(`PREGREET ${Math.min(chunk.length, 1023)} after ${s.elapsed()} from ${s.who}: ${escapeText(chunk, 100)}`);
     st.fail[PREGR] = true;
     switch (settings.greetAction) {
       case 'drop':

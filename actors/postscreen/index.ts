@@ -36,7 +36,7 @@ import { earlyTests } from './early.js';
 import { postscreenSettings, type PostscreenSettings } from './settings.js';
 import { smtpdTests } from './smtpd.js';
 import { Session, type SessionContext } from './state.js';
-import { deepTodo, earlyTodo, parseTests, todoTests } from './tests.js';
+import { anyFail, deepTodo, earlyTodo, parseTests, todoTests } from './tests.js';
 
 export { postscreenSettings } from './settings.js';
 export type { Endpoints } from './haproxy.js';
@@ -141,11 +141,11 @@ export class Postscreen {
     if (s.socket.destroyed) return s.hangupEvent();
     if (verdict === 'reject') {
       log.info(`${settings.respectful ? 'DENY' : 'BLACK'}LISTED ${s.who}`);
-      st.fail[0] = true; // any failure: no cache credit (Postfix's DNLIST_FAIL)
+      st.denylisted = true;
       switch (settings.denylistAction) {
         case 'drop': return s.drop('521 5.3.2 Service currently unavailable\r\n');
         case 'enforce': s.enforce('550 5.3.2 Service currently unavailable\r\n'); break;
-        case 'ignore': st.fail[0] = false; break;
+        case 'ignore': st.denylisted = false; break;
       }
     } else if (verdict === 'permit') {
       log.info(`${settings.respectful ? 'ALLOW' : 'WHITE'}LISTED ${s.who}`);
@@ -155,17 +155,21 @@ export class Postscreen {
     // this client in progress shares the cached results (Postfix keeps one record per client
     // address), but only the first session logs the verdict.
     const now = Math.floor(Date.now() / 1000);
-    const entry = !st.fail.some(Boolean) ? this.cache?.lookup(s.addr) : undefined;
+    const entry = !anyFail(st) ? this.cache?.lookup(s.addr) : undefined;
     if (entry !== undefined) {
-      const failed = [...st.fail];
       parseTests(settings, st, entry, now);
-      st.fail = failed;
       if (!st.todo.some(Boolean)) {
         if (count === 1) log.info(`PASS OLD ${s.who}`);
         return s.conclude();
       }
     } else {
       todoTests(settings, st, now);
+    }
+    // A client on an address that may not allowlist (a backup MX) can talk, but never passes.
+    if (!settings.allowlistInterfaces(s.endpoints.serverAddr)) {
+      st.vetoed = true;
+      s.noforward = true;
+      log.info(`${settings.respectful ? 'ALLOW' : 'WHITE'}LIST VETO ${s.who}`);
     }
     if (earlyTodo(st)) {
       earlyTests(s, {

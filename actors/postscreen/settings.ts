@@ -7,6 +7,7 @@
 import type { Config } from '../../src/config/index.js';
 import { parseDnsblSites, type DnsblSite } from './dnsbl.js';
 import { parseAccessList, type AccessList } from './access.js';
+import { NetworkList } from '../../src/net/networks.js';
 
 /** What a failed test leads to (postscreen.c's action names). */
 export type Action = 'ignore' | 'enforce' | 'drop';
@@ -51,6 +52,8 @@ export interface PostscreenSettings {
   sizeLimit: number;
   smtputf8: boolean;
   lineLengthLimit: number;
+  /** postscreen_allowlist_interfaces: whether a client that connected to this server address may pass. */
+  allowlistInterfaces: (serverAddr: string) => boolean;
   upstreamProxy: '' | 'haproxy';
   upstreamProxyTimeout: number;
 }
@@ -85,6 +88,22 @@ function maxTtl(config: Config): number {
   const units: Record<string, number> = { w: 604800, d: 86400, h: 3600, m: 60, s: 1 };
   const unit = units[m[2] || 'h']!;
   return Number(m[1]) * unit;
+}
+
+/** postscreen_allowlist_interfaces: "static:all" or addresses and networks (first match wins, "!" negates). */
+function allowlistInterfaces(value: string): (addr: string) => boolean {
+  const items = value.split(/[\s,]+/).filter(Boolean).map((item) => {
+    if (item.toLowerCase() === 'static:all') return { not: false, all: true, nets: null };
+    const not = item.startsWith('!');
+    const nets = new NetworkList();
+    const err = nets.add(not ? item.slice(1) : item);
+    if (err) throw new Error(`postscreen_allowlist_interfaces: ${err}`);
+    return { not, all: false, nets };
+  });
+  return (addr) => {
+    for (const i of items) if (i.all || i.nets!.has(addr)) return !i.not;
+    return false;
+  };
 }
 
 function action(config: Config, name: string): Action {
@@ -132,6 +151,7 @@ export function postscreenSettings(config: Config): PostscreenSettings {
     sizeLimit: config.getSize('message_size_limit'),
     smtputf8: config.getBool('smtputf8_enable'),
     lineLengthLimit: config.getInt('line_length_limit'),
+    allowlistInterfaces: allowlistInterfaces(config.get('postscreen_allowlist_interfaces')),
     upstreamProxy: proxy,
     upstreamProxyTimeout: config.getTime('postscreen_upstream_proxy_timeout'),
   };

@@ -22,6 +22,9 @@ export interface TestState {
   skip: boolean[];
   /** Some test was never passed (PASS NEW rather than OLD). */
   isNew: boolean;
+  /** Failures that are no test of their own: the permanent denylist, and a veto by postscreen_allowlist_interfaces. */
+  denylisted: boolean;
+  vetoed: boolean;
 }
 
 export function enabled(s: PostscreenSettings, i: number): boolean {
@@ -36,7 +39,7 @@ export function enabled(s: PostscreenSettings, i: number): boolean {
 
 export function newState(): TestState {
   const f = () => Array<boolean>(TEST_COUNT).fill(false);
-  return { expire: Array<number>(TEST_COUNT).fill(STAMP_NEW), todo: f(), pass: f(), fail: f(), done: f(), skip: f(), isNew: false };
+  return { expire: Array<number>(TEST_COUNT).fill(STAMP_NEW), todo: f(), pass: f(), fail: f(), done: f(), skip: f(), isNew: false, denylisted: false, vetoed: false };
 }
 
 /** psc_todo_tests: which tests are due at `now` (seconds). */
@@ -60,7 +63,7 @@ export function printTests(s: PostscreenSettings, st: TestState): string {
   return st.expire.map((e, i) => (!enabled(s, i) && e === STAMP_NEW ? STAMP_DISABLED : e)).join(';');
 }
 
-export const anyFail = (st: TestState): boolean => st.fail.some(Boolean);
+export const anyFail = (st: TestState): boolean => st.fail.some(Boolean) || st.denylisted || st.vetoed;
 export const anyPass = (st: TestState): boolean => st.pass.some(Boolean);
 /** Every test to do has passed. */
 export const allTodoPassed = (st: TestState): boolean => st.todo.every((t, i) => !t || st.pass[i]);

@@ -201,10 +201,11 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'postscreen_forbidden_commands', 'postscreen_command_count_limit', 'postscreen_command_time_limit',
     'postscreen_cache_map', 'postscreen_cache_retention_time', 'postscreen_cache_cleanup_interval',
     'postscreen_client_connection_count_limit', 'postscreen_helo_required', 'postscreen_disable_vrfy_command',
-    'postscreen_upstream_proxy_protocol', 'postscreen_upstream_proxy_timeout',
+    'postscreen_upstream_proxy_protocol', 'postscreen_upstream_proxy_timeout', 'postscreen_allowlist_interfaces',
     'smtpd_service_name', 'respectful_logging', 'line_length_limit',
     // Postfix's old names, read through the defaults of their new names.
     'postscreen_blacklist_action', 'postscreen_dnsbl_whitelist_threshold', 'postscreen_dnsbl_ttl',
+    'postscreen_whitelist_interfaces',
   ],
   dnsblog: ['dnsblog_reply_delay'],
 };
