@@ -14,7 +14,7 @@ import { PostscreenCache } from '../actors/postscreen/cache.js';
 import { dnsblQueryName, dnsblScore, parseDnsblSites, type DnsblAnswer } from '../actors/postscreen/dnsbl.js';
 import { readProxyHeader, type Endpoints } from '../actors/postscreen/haproxy.js';
 import { escapeText, formatDelta } from '../actors/postscreen/misc.js';
-import type { PostscreenSettings } from '../actors/postscreen/settings.js';
+import { postscreenSettings, type PostscreenSettings } from '../actors/postscreen/settings.js';
 import { newState, parseTests, printTests } from '../actors/postscreen/tests.js';
 import { tempDirs } from './helpers/temp.js';
 
@@ -164,6 +164,19 @@ describe('postactor check with postscreen lines', () => {
     const master = '127.0.0.1:2598 inet n - y - 1 postscreen\nsmtpd pass - - y - - smtpd\ndnsblog unix - - y - 0 dnsblog\n';
     assert.deepEqual(check('postscreen_dnsbl_sites = zen.example*2\npostscreen_blacklist_action = drop\npostscreen_dnsbl_ttl = 2h\n', master), []);
   });
+  test('the old names set the new parameters (postscreen_blacklist_action, …_whitelist_…, postscreen_dnsbl_ttl)', () => {
+    const dir = tempDir({
+      'main.cf': 'postscreen_blacklist_action = drop\npostscreen_dnsbl_whitelist_threshold = -2\npostscreen_dnsbl_ttl = 2h\npostscreen_whitelist_interfaces = 192.0.2.1\n',
+      'master.cf': '',
+    });
+    const ps = postscreenSettings(loadConfig(dir));
+    assert.equal(ps.denylistAction, 'drop');
+    assert.equal(ps.dnsblAllowlistThreshold, -2);
+    assert.equal(ps.dnsblMaxTtl, 7200);
+    assert.equal(ps.allowlistInterfaces('192.0.2.1'), true);
+    assert.equal(ps.allowlistInterfaces('192.0.2.2'), false);
+  });
+
   test('postscreen without its pass service, DNSBL sites without dnsblog, and bad values are refused with where they are', () => {
     const alone = check('', '127.0.0.1:2598 inet n - y - 1 postscreen\n');
     assert.equal(alone.length, 1, alone.join('; '));
