@@ -68,6 +68,7 @@ describe('postscreen in front of smtpd (Debian master.cf shape)', () => {
         '  -o postscreen_bare_newline_enable=yes',
         '  -o postscreen_client_connection_count_limit=2',
         '  -o postscreen_dnsbl_allowlist_threshold=-1',
+        '  -o postscreen_pre_queue_limit=10',
         'smtpd2 pass - - y - 1 smtpd',
         // A backup MX address: clients may talk, but never pass (and it feeds the same smtpd).
         `127.0.0.1:${port3} inet n - y - 1 postscreen`,
@@ -256,6 +257,18 @@ describe('postscreen in front of smtpd (Debian master.cf shape)', () => {
     assert.equal(text, '421 4.7.0 Error: too many connections\r\n');
     for (const s of held) s.destroy();
     await server.waitForLog(/NOQUEUE: reject: CONNECT from \[127\.0\.0\.16\]:\d+: too many connections$/, 5000);
+  });
+
+  test('postscreen_pre_queue_limit: with 9 sessions under test, the 10th gets 421 4.3.2 All screening ports are busy', async () => {
+    const held = await Promise.all([20, 21, 22, 23, 24, 25, 26, 27, 28].map((n) => new Promise<net.Socket>((resolve) => {
+      const s = net.connect({ port: port2, host: '127.0.0.1', localAddress: `127.0.0.${n}` }, () => resolve(s));
+      s.on('error', () => undefined);
+    })));
+    await server.waitForLogCount(/CONNECT from \[127\.0\.0\.2[0-8]\]/, 9, 5000);
+    const text = await rawExchange(port2, '127.0.0.29', null, 1500);
+    assert.equal(text, '421 4.3.2 All screening ports are busy\r\n');
+    for (const s of held) s.destroy();
+    await server.waitForLog(/reject: connect from \[127\.0\.0\.29\]:\d+: all screening ports busy$/, 5000);
   });
 
   test('a client that hangs up during the greet wait is logged HANGUP, not failed', async () => {

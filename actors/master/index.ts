@@ -211,11 +211,12 @@ export async function startMaster(config: Config): Promise<Master> {
   anvil.start(config.getTime('anvil_rate_time_unit'), config.getTime('anvil_status_update_time'));
   // postscreen's per-client connection counts: one table per postscreen service, shared by
   // the smtpd threads that run it, reloads included (not anvil's: no statistics lines).
-  const screens = new Map<string, AnvilTable>();
-  const postscreenCounts = (service: string): AnvilTable => {
+  // And the number of sessions each postscreen service holds (postscreen_pre_queue_limit).
+  const screens = new Map<string, { counts: AnvilTable; sessions: SharedArrayBuffer }>();
+  const postscreenShared = (service: string): { counts: SharedArrayBuffer; sessions: SharedArrayBuffer } => {
     let t = screens.get(service);
-    if (!t) screens.set(service, (t = AnvilTable.create(60)));
-    return t;
+    if (!t) screens.set(service, (t = { counts: AnvilTable.create(60), sessions: new SharedArrayBuffer(4) }));
+    return { counts: t.counts.buffer, sessions: t.sessions };
   };
   const data = (c: Config, service: string, index: number, extra?: unknown): ActorWorkerData<unknown> =>
     ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(extra ? { extra } : {}) });
@@ -250,7 +251,7 @@ export async function startMaster(config: Config): Promise<Master> {
       workerData: data(serviceConfig(c, s), name, index, s.addresses ? {
         addresses: s.addresses, ticketKeys,
         ...(s.line.command === 'smtpd' ? { anvil: anvil.of(s.service).buffer } : {}),
-        ...(s.postscreen ? { postscreen: { config: postscreenConfig(c, s.postscreen).toJSON(), counts: postscreenCounts(s.postscreen.name).buffer } } : {}),
+        ...(s.postscreen ? { postscreen: { config: postscreenConfig(c, s.postscreen).toJSON(), ...postscreenShared(s.postscreen.name) } } : {}),
       } : undefined),
       throttleSeconds: c.getTime('service_throttle_time'),
       onPort: (port) => router.attach(name, port),

@@ -2,37 +2,57 @@
  * postscreen_cache_map: the temporary allowlist. Postfix keeps it in a btree file that one
  * postscreen process owns; here postscreen runs in every smtpd thread of its pass service, so
  * the entries live in the queue store (LMDB, the `postscreen` database), which every thread
- * shares: a client that passed on one thread is "PASS OLD" on any other. The map's type:name
+ * shares: a client that passed on one thread is "PASS OLD" on any other. An update is also
+ * told to the other threads at once (a BroadcastChannel), since its commit waits for the disk. The map's type:name
  * is not used for the location; an empty postscreen_cache_map turns the cache off.
  *
  * Cleanup (dict_cache's, every postscreen_cache_cleanup_interval, by thread 0 only): an entry is
  * dropped when all its tests expired more than postscreen_cache_retention_time ago, and the run
  * is logged as Postfix logs it.
  */
+import { BroadcastChannel } from 'node:worker_threads';
 import { QueueStore } from '../../src/queue/store.js';
 import type { PostscreenSettings } from './settings.js';
 import { newState, parseTests, TEST_COUNT } from './tests.js';
 
+/** How long an update is served from memory (by then it is on disk). */
+const RECENT_MS = 60_000;
+
 export class PostscreenCache {
   private timer: NodeJS.Timeout | null = null;
-  /** This thread's updates not yet committed (a commit waits for the disk; the client may be back sooner). */
-  private readonly unsettled = new Map<string, string>();
+  /**
+   * Recent updates, this thread's and (over the channel) the other threads': a commit waits
+   * for the disk, and the client may be back on another thread sooner than that.
+   */
+  private readonly recent = new Map<string, { entry: string; at: number }>();
+  private readonly channel: BroadcastChannel;
 
-  constructor(private readonly store: QueueStore, private readonly settings: PostscreenSettings, private readonly mapName: string) {}
+  constructor(private readonly store: QueueStore, private readonly settings: PostscreenSettings, private readonly mapName: string) {
+    this.channel = new BroadcastChannel(`postactor-postscreen-cache:${store.directory}`);
+    this.channel.onmessage = (e) => {
+      const { addr, entry } = (e as MessageEvent).data as { addr: string; entry: string };
+      this.remember(addr, entry);
+    };
+    this.channel.unref();
+  }
+
+  private remember(addr: string, entry: string): void {
+    const now = Date.now();
+    if (this.recent.size > 10_000) for (const [k, v] of this.recent) if (now - v.at > RECENT_MS) this.recent.delete(k);
+    this.recent.set(addr, { entry, at: now });
+  }
 
   lookup(addr: string): string | undefined {
-    return this.unsettled.get(addr) ?? this.store.postscreenEntry(addr);
+    const r = this.recent.get(addr);
+    if (r && Date.now() - r.at < RECENT_MS) return r.entry;
+    if (r) this.recent.delete(addr);
+    return this.store.postscreenEntry(addr);
   }
 
   update(addr: string, entry: string, warn: (text: string) => void): void {
-    this.unsettled.set(addr, entry);
-    this.store.putPostscreenEntry(addr, entry).then(
-      () => { if (this.unsettled.get(addr) === entry) this.unsettled.delete(addr); },
-      (err: Error) => {
-        this.unsettled.delete(addr);
-        warn(`${this.mapName}: cache update for ${addr} failed: ${err.message}`);
-      },
-    );
+    this.remember(addr, entry);
+    this.channel.postMessage({ addr, entry });
+    this.store.putPostscreenEntry(addr, entry).catch((err: Error) => warn(`${this.mapName}: cache update for ${addr} failed: ${err.message}`));
   }
 
   /** Starts the periodic cleanup (one thread does it). */
@@ -46,6 +66,7 @@ export class PostscreenCache {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.channel.close();
   }
 
   /** One full cleanup run; returns how many entries were kept and dropped. */

@@ -48,6 +48,8 @@ export interface PostscreenOptions {
   config: Config;
   /** The shared per-client connection counts of this postscreen service (null: not counted). */
   counts: AnvilTable | null;
+  /** How many sessions this postscreen service holds, all its threads together (one Int32). */
+  sessions: Int32Array | null;
   /** A request to another service (dnsblog). */
   request: (service: string, body: unknown) => Promise<unknown>;
   /** Gives a passed client to this thread's smtpd (endpoints: the client as postscreen saw it, through a proxy too). */
@@ -110,6 +112,8 @@ export class Postscreen {
     const settings = this.settings;
     const key = this.opts.counts ? clientKey(addr, 32, 128) : null;
     const count = key ? this.opts.counts!.connect(key)?.count ?? 1 : 1;
+    const sessions = this.opts.sessions;
+    const held = sessions ? Atomics.add(sessions, 0, 1) + 1 : 1;
     let released = false;
     const ctx: SessionContext = {
       settings,
@@ -120,6 +124,7 @@ export class Postscreen {
         if (released) return;
         released = true;
         if (key) this.opts.counts!.disconnect(key);
+        if (sessions) Atomics.sub(sessions, 0, 1);
       },
     };
     const s = new Session(ctx, socket, ep);
@@ -127,13 +132,13 @@ export class Postscreen {
       log.info(`NOQUEUE: reject: CONNECT from ${s.who}: too many connections`);
       return s.drop('421 4.7.0 Error: too many connections\r\n');
     }
-    void this.screen(s, count).catch((err: Error) => {
+    void this.screen(s, count, held).catch((err: Error) => {
       log.warn(`postscreen: ${s.who}: ${err.message}`);
       s.drop('421 4.3.2 Service currently unavailable\r\n');
     });
   }
 
-  private async screen(s: Session, count: number): Promise<void> {
+  private async screen(s: Session, count: number, held: number): Promise<void> {
     const settings = this.settings;
     const st = s.st;
     // The permanent allow/deny list comes first.
@@ -170,6 +175,11 @@ export class Postscreen {
       st.vetoed = true;
       s.noforward = true;
       log.info(`${settings.respectful ? 'ALLOW' : 'WHITE'}LIST VETO ${s.who}`);
+    }
+    // postscreen_pre_queue_limit: no more sessions under test than this (this one included).
+    if (settings.preQueueLimit > 0 && held >= settings.preQueueLimit) {
+      log.info(`reject: connect from ${s.who}: all screening ports busy`);
+      return s.drop('421 4.3.2 All screening ports are busy\r\n');
     }
     if (earlyTodo(st)) {
       earlyTests(s, {

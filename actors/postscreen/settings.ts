@@ -43,6 +43,7 @@ export interface PostscreenSettings {
   cacheRetention: number;
   cacheCleanupInterval: number;
   connectionLimit: number;
+  preQueueLimit: number;
   access: AccessList;
   denylistAction: Action;
   /** respectful_logging: ALLOWLISTED/DENYLISTED (yes) or WHITELISTED/BLACKLISTED (no). */
@@ -143,6 +144,7 @@ export function postscreenSettings(config: Config): PostscreenSettings {
     cacheRetention: config.getTime('postscreen_cache_retention_time'),
     cacheCleanupInterval: config.getTime('postscreen_cache_cleanup_interval'),
     connectionLimit: config.getInt('postscreen_client_connection_count_limit'),
+    preQueueLimit: config.getInt('postscreen_pre_queue_limit'),
     access: parseAccessList(config),
     denylistAction: action(config, 'postscreen_denylist_action'),
     respectful: config.getBool('respectful_logging'),

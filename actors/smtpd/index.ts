@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   const { addresses, ticketKeys, anvil: anvilBuffer, postscreen: postscreenData } = actor.data.extra as {
     addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer;
     /** Behind postscreen (a pass service): postscreen's configuration and its shared connection counts. */
-    postscreen?: { config: ConfigJSON; counts: SharedArrayBuffer };
+    postscreen?: { config: ConfigJSON; counts: SharedArrayBuffer; sessions: SharedArrayBuffer };
   };
   // anvil: the per-client limits, counted in the table master shares with every smtpd thread.
   const anvilTable = anvilOf(anvilBuffer);
@@ -551,6 +551,7 @@ async function main(): Promise<void> {
   const postscreen = postscreenData ? await Postscreen.create({
     config: configFromJSON(postscreenData.config),
     counts: new AnvilTable(postscreenData.counts),
+    sessions: new Int32Array(postscreenData.sessions),
     request: (service, body) => actor.request(service, body),
     // As Postfix's postscreen passes the client's endpoints with the socket, smtp-server gets
     // them as a PROXY-aware listener would give them (they differ behind haproxy).

@@ -118,6 +118,9 @@ export class QueueStore {
 
   /** postscreen's cache entry of a client address, if any (another thread's write may be one event turn late). */
   postscreenEntry(addr: string): string | undefined {
+    const v = this.postscreen.get(addr);
+    if (v !== undefined) return v;
+    this.root.resetReadTxn();
     return this.postscreen.get(addr);
   }
 

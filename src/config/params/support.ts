@@ -200,7 +200,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'postscreen_bare_newline_enable', 'postscreen_bare_newline_action', 'postscreen_bare_newline_ttl',
     'postscreen_forbidden_commands', 'postscreen_command_count_limit', 'postscreen_command_time_limit',
     'postscreen_cache_map', 'postscreen_cache_retention_time', 'postscreen_cache_cleanup_interval',
-    'postscreen_client_connection_count_limit', 'postscreen_helo_required', 'postscreen_disable_vrfy_command',
+    'postscreen_client_connection_count_limit', 'postscreen_pre_queue_limit', 'postscreen_helo_required', 'postscreen_disable_vrfy_command',
     'postscreen_upstream_proxy_protocol', 'postscreen_upstream_proxy_timeout', 'postscreen_allowlist_interfaces',
     'smtpd_service_name', 'respectful_logging', 'line_length_limit',
     // Postfix's old names, read through the defaults of their new names.
