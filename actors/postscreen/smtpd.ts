@@ -12,7 +12,10 @@ import { BARLF, NSMTP, PIPEL, PREGR, anyFail } from './tests.js';
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 /** psc_min_ttl: how long an "ignore" deep test result lasts (the shortest test TTL). */
-const minTtl = (s: Session) => Math.min(s.ctx.settings.greetTtl, s.ctx.settings.pipelining.ttl, s.ctx.settings.nonSmtp.ttl, s.ctx.settings.bareNewline.ttl);
+const minTtl = (s: Session) => {
+  const t = s.ctx.settings;
+  return Math.min(t.greetTtl, t.dnsblMinTtl, t.pipelining.ttl, t.nonSmtp.ttl, t.bareNewline.ttl);
+};
 
 type Handler = (s: Engine, args: string) => void;
 interface Command { name: string; handler: Handler; enabled: boolean; payload?: boolean }
