@@ -172,3 +172,17 @@ export interface ResolveReply {
     warning?: string;
   };
 }
+
+/** postscreen (in an smtpd thread) → dnsblog: is this client address listed by this DNS list? */
+export interface DnsblRequest {
+  addr: string;
+  domain: string;
+}
+
+/** dnsblog's answer: the A records found (none: not listed) and their lowest TTL (-1: unknown). */
+export interface DnsblReply {
+  addr: string;
+  domain: string;
+  addrs: string[];
+  ttl: number;
+}

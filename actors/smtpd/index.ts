@@ -6,6 +6,7 @@
  * against the smtpd restrictions at RCPT time, and its message goes to cleanup; the client gets
  * "250 2.0.0 Ok: queued as ID" only once cleanup's transaction is on disk.
  */
+import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
@@ -34,6 +35,9 @@ import type { EnvelopeEdits } from '../../src/milter/message.js';
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
+import { AnvilTable } from '../anvil/table.js';
+import { Postscreen, type Endpoints } from '../postscreen/index.js';
+import { readProxyHeader } from '../postscreen/haproxy.js';
 
 const log = maillog('smtpd');
 
@@ -70,7 +74,11 @@ async function main(): Promise<void> {
   });
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  const { addresses, ticketKeys, anvil: anvilBuffer } = actor.data.extra as { addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer };
+  const { addresses, ticketKeys, anvil: anvilBuffer, postscreen: postscreenData } = actor.data.extra as {
+    addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer;
+    /** Behind postscreen (a pass service): postscreen's configuration and its shared connection counts. */
+    postscreen?: { config: ConfigJSON; counts: SharedArrayBuffer; sessions: SharedArrayBuffer };
+  };
   // anvil: the per-client limits, counted in the table master shares with every smtpd thread.
   const anvilTable = anvilOf(anvilBuffer);
   const anvil = anvilTable ? new SmtpdAnvil(config, anvilTable) : null;
@@ -556,7 +564,39 @@ async function main(): Promise<void> {
       void peerName(addr, peernameLookup).then((name) => log.warn(`Wrapper-mode request dropped from ${name}[${addr}] for service ${config.get('service_name')}. TLS context initialization failed. For details see earlier warnings in your logs.`));
     });
   }
-  const listeners = addresses.map((_, i) => (i === 0 ? primary : net.createServer((socket) => primary.emit('connection', socket))));
+  /** A session on a socket whose endpoints someone else read (postscreen, a PROXY header). */
+  const handOff = (socket: net.Socket, ep: Endpoints) => (server as unknown as { connect(s: net.Socket, o: object): void }).connect(socket, {
+    id: randomBytes(10).toString('hex'),
+    remoteAddress: ep.clientAddr, remotePort: ep.clientPort, localAddress: ep.serverAddr, localPort: ep.serverPort,
+  });
+  // Behind postscreen the addresses are postscreen's: every connection is screened first, and
+  // a client that passes is given to smtp-server as a new connection (actors/postscreen).
+  const postscreen = postscreenData ? await Postscreen.create({
+    config: configFromJSON(postscreenData.config),
+    counts: new AnvilTable(postscreenData.counts),
+    sessions: new Int32Array(postscreenData.sessions),
+    request: (service, body) => actor.request(service, body),
+    // As Postfix's postscreen passes the client's endpoints with the socket, smtp-server gets
+    // them as a PROXY-aware listener would give them (they differ behind haproxy).
+    handOff: (socket, ep) => handOff(socket, ep),
+    cleanup: actor.data.index === 0,
+  }) : null;
+  // smtpd_upstream_proxy_protocol = haproxy: the client's endpoints come from the PROXY header.
+  const upstreamProxy = config.get('smtpd_upstream_proxy_protocol').trim();
+  if (postscreen && upstreamProxy !== '') log.warn('ignoring non-empty smtpd_upstream_proxy_protocol setting behind postscreen');
+  const proxied = upstreamProxy === 'haproxy' && !postscreen ? (socket: net.Socket) => {
+    socket.on('error', () => undefined);
+    void readProxyHeader(socket, config.getTime('smtpd_upstream_proxy_timeout'), (w) => log.warn(w)).then((ep) => {
+      if (!ep) {
+        if (!socket.destroyed) socket.end(`421 4.3.0 ${hostname} Server local error\r\n`);
+        setTimeout(() => socket.destroy(), 2000).unref();
+        return;
+      }
+      handOff(socket, ep);
+    });
+  } : null;
+  const listeners = addresses.map((_, i) => (i === 0 && !postscreen && !proxied ? primary
+    : net.createServer(postscreen ? (socket) => postscreen.accept(socket) : proxied ?? ((socket) => primary.emit('connection', socket)))));
   await Promise.all(addresses.map((a, i) => new Promise<void>((resolve, reject) => {
     const s = listeners[i]!;
     s.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`bind ${a.host} port ${a.port}: ${e.code === 'EADDRINUSE' ? 'Address already in use' : e.message}`)));

@@ -12,7 +12,8 @@
  *   npm run bench:relay -- --runs 3                  # the same, through package.json
  *
  * Options (defaults in brackets; the defaults are the issue's workload, smtp-source-like):
- *   --mta postactor,postfix   MTAs to measure, in this order within each run [both]
+ *   --mta postactor,postfix   MTAs to measure, in this order within each run [both]; "postscreen"
+ *                             is Postactor with postscreen in front of smtpd (a cached client)
  *   --sessions N              concurrent client connections [20]
  *   --messages N              messages per run [10000]
  *   --size BYTES              body size [1024]
@@ -155,7 +156,7 @@ function parseConfig(argv: string[]): Config {
   };
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const mtas = values.mta.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const m of mtas) if (m !== 'postactor' && m !== 'postfix') throw new Error(`--mta: unknown MTA ${m}`);
+  for (const m of mtas) if (m !== 'postactor' && m !== 'postfix' && m !== 'postscreen') throw new Error(`--mta: unknown MTA ${m}`);
   return {
     mtas,
     sessions: int('sessions', values.sessions, 1),
@@ -222,8 +223,9 @@ function extraMainCf(cfg: Config): string {
 }
 
 async function startMta(name: string, cfg: Config, sinkPort: number): Promise<MtaHandle> {
-  if (name === 'postactor') {
+  if (name === 'postactor' || name === 'postscreen') {
     return startPostactor({
+      ...(name === 'postscreen' ? { postscreen: true } : {}),
       sinkPort,
       smtpdThreads: cfg.smtpdThreads,
       cleanupThreads: cfg.cleanupThreads,

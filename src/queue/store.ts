@@ -9,6 +9,8 @@
  *   logs     [queue ID, bounce|defer|trace] → StatusRecord[]   (Postfix's bounce/, defer/, trace/ logs)
  *   mta-sts  policy domain → StsPolicyRecord   (fetched MTA-STS policies: every smtp thread shares
  *            them and they survive a restart, as RFC 8461 wants a policy kept for its max_age)
+ *   postscreen  client address → postscreen's test expiry times "pregreet;dnsbl;pipelining;nonsmtp;barelf"
+ *            (postscreen_cache_map: every smtpd thread running postscreen shares it)
  *
  * Every state change is one transaction, so there is no moment at which a message is in two
  * queues or in none. The environment is opened with `overlappingSync: false`: a write's promise
@@ -111,6 +113,7 @@ export class QueueStore {
   private readonly due: Database<true, Key>;
   private readonly statusLogs: Database<StatusRecord[], Key>;
   private readonly stsPolicies: Database<StsPolicyRecord, string>;
+  private readonly postscreen: Database<string, string>;
 
   private constructor(readonly directory: string, options: StoreOptions) {
     const problem = storeFileProblem(join(directory, STORE_FILE));
@@ -132,6 +135,7 @@ export class QueueStore {
     this.due = this.root.openDB<true, Key>('due', {});
     this.statusLogs = this.root.openDB<StatusRecord[], Key>('logs', {});
     this.stsPolicies = this.root.openDB<StsPolicyRecord, string>('mta-sts', {});
+    this.postscreen = this.root.openDB<string, string>('postscreen', {});
     if (!options.readOnly) {
       for (const file of ['queue.lmdb', 'queue.lmdb-lock']) {
         try {
@@ -162,6 +166,28 @@ export class QueueStore {
   /** Caches (replaces) a domain's MTA-STS policy; resolves once it is on disk. */
   async putStsPolicy(domain: string, policy: StsPolicyRecord): Promise<void> {
     await this.write(() => this.stsPolicies.put(domain, policy));
+  }
+
+  /** postscreen's cache entry of a client address, if any (another thread's write may be one event turn late). */
+  postscreenEntry(addr: string): string | undefined {
+    const v = this.postscreen.get(addr);
+    if (v !== undefined) return v;
+    this.root.resetReadTxn();
+    return this.postscreen.get(addr);
+  }
+
+  /** Replaces a client's postscreen cache entry. */
+  async putPostscreenEntry(addr: string, value: string): Promise<void> {
+    await this.postscreen.put(addr, value);
+  }
+
+  /** All postscreen cache entries (for the periodic cleanup). */
+  postscreenEntries(): Iterable<{ key: string; value: string }> {
+    return this.postscreen.getRange({});
+  }
+
+  async removePostscreenEntry(addr: string): Promise<void> {
+    await this.postscreen.remove(addr);
   }
 
   /**

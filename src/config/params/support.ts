@@ -96,6 +96,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_client_new_tls_session_rate_limit',
     'smtpd_client_event_limit_exceptions', 'smtpd_client_connection_limit_exceptions',
     'smtpd_client_ipv4_prefix_length', 'smtpd_client_ipv6_prefix_length',
+    'smtpd_upstream_proxy_protocol', 'smtpd_upstream_proxy_timeout',
   ],
   // anvil's time unit and statistics, kept by master (actors/anvil/statistics.ts).
   anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
@@ -190,6 +191,26 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'virtual_mailbox_limit', 'virtual_mailbox_lock', 'virtual_minimum_uid', 'virtual_uid_maps',
   ],
   pipe: ['export_environment'],
+  // postscreen runs in the threads of its smtpd pass service (actors/postscreen).
+  postscreen: [
+    'postscreen_access_list', 'postscreen_denylist_action', 'postscreen_greet_banner',
+    'postscreen_greet_wait', 'postscreen_greet_action', 'postscreen_greet_ttl',
+    'postscreen_dnsbl_sites', 'postscreen_dnsbl_threshold', 'postscreen_dnsbl_allowlist_threshold',
+    'postscreen_dnsbl_action', 'postscreen_dnsbl_min_ttl', 'postscreen_dnsbl_max_ttl',
+    'postscreen_dnsbl_timeout', 'postscreen_dnsbl_reply_map', 'dnsblog_service_name',
+    'postscreen_pipelining_enable', 'postscreen_pipelining_action', 'postscreen_pipelining_ttl',
+    'postscreen_non_smtp_command_enable', 'postscreen_non_smtp_command_action', 'postscreen_non_smtp_command_ttl',
+    'postscreen_bare_newline_enable', 'postscreen_bare_newline_action', 'postscreen_bare_newline_ttl',
+    'postscreen_forbidden_commands', 'postscreen_command_count_limit', 'postscreen_command_time_limit',
+    'postscreen_cache_map', 'postscreen_cache_retention_time', 'postscreen_cache_cleanup_interval',
+    'postscreen_client_connection_count_limit', 'postscreen_pre_queue_limit', 'postscreen_helo_required', 'postscreen_disable_vrfy_command',
+    'postscreen_upstream_proxy_protocol', 'postscreen_upstream_proxy_timeout', 'postscreen_allowlist_interfaces',
+    'smtpd_service_name', 'respectful_logging', 'line_length_limit',
+    // Postfix's old names, read through the defaults of their new names.
+    'postscreen_blacklist_action', 'postscreen_dnsbl_whitelist_threshold', 'postscreen_dnsbl_ttl',
+    'postscreen_whitelist_interfaces',
+  ],
+  dnsblog: ['dnsblog_reply_delay'],
 };
 
 /** Why a group of parameters is refused (printed with the refusal). */
