@@ -13,10 +13,8 @@
  *   - column layout by enable_long_queue_ids, as Postfix: short "%-11s %7ld %20.20s %s",
  *     long "%-17s %8ld %19.19s %s".
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { queueDirectory, type Config } from '../config/index.js';
-import { QueueStore } from './store.js';
+import type { QueueStore } from './store.js';
 import type { MessageMeta, QueueName } from './types.js';
 
 /** showq's scan order. */
@@ -147,17 +145,30 @@ export function formatJson(messages: ListedMessage[]): string {
   }).join('');
 }
 
-/** The listing of `config`'s queue (empty when the store was never created). */
-export function listQueue(config: Config, json: boolean): string {
-  const dir = queueDirectory(config);
-  const empty = config.get('empty_address_recipient') || 'MAILER-DAEMON';
-  if (!existsSync(join(dir, 'queue.lmdb'))) return json ? '' : formatMailq([]);
-  const store = QueueStore.open(dir, { readOnly: true });
+/** What a listing reads from the configuration (src/queue/listing-config.ts). */
+export interface ListingConfig {
+  /** queue_directory, resolved. */
+  queueDir: string;
+  /** empty_address_recipient. */
+  emptyAddress: string;
+  /** enable_long_queue_ids. */
+  longIds: boolean;
+}
+
+/**
+ * The listing of a queue (empty when the store was never created). The store module, and
+ * with it LMDB, is loaded only when there is a store to read: mailq on a fresh queue is quick.
+ */
+export async function listQueue(config: ListingConfig, json: boolean): Promise<string> {
+  // Not an ES module import of node:fs: see src/config/locate.ts.
+  const { existsSync } = process.getBuiltinModule('node:fs');
+  if (!existsSync(join(config.queueDir, 'queue.lmdb'))) return json ? '' : formatMailq([]);
+  const { QueueStore } = await import('./store.js');
+  const store = QueueStore.open(config.queueDir, { readOnly: true });
   try {
-    const messages = collectQueue(store, empty);
-    return json ? formatJson(messages) : formatMailq(messages, config.getBool('enable_long_queue_ids'));
+    const messages = collectQueue(store, config.emptyAddress);
+    return json ? formatJson(messages) : formatMailq(messages, config.longIds);
   } finally {
     void store.close();
   }
 }
-
