@@ -14,6 +14,7 @@
  *     long "%-17s %8ld %19.19s %s".
  */
 import { join } from 'node:path';
+import { enableCommandCompileCache } from '../runtime/compile-cache.js';
 import type { QueueStore } from './store.js';
 import type { MessageMeta, QueueName } from './types.js';
 
@@ -163,6 +164,7 @@ export async function listQueue(config: ListingConfig, json: boolean): Promise<s
   // Not an ES module import of node:fs: see src/config/locate.ts.
   const { existsSync } = process.getBuiltinModule('node:fs');
   if (!existsSync(join(config.queueDir, 'queue.lmdb'))) return json ? '' : formatMailq([]);
+  enableCommandCompileCache(); // LMDB's sources are most of this command's start-up
   const { QueueStore } = await import('./store.js');
   const store = QueueStore.open(config.queueDir, { readOnly: true });
   try {
