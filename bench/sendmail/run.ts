@@ -22,8 +22,8 @@
  * and --max-seconds per phase and run. Medians over runs, and the Postactor/Postfix ratio.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { REPO_ROOT, type MtaHandle } from '../relay/mta.js';
@@ -116,6 +116,8 @@ async function start(name: string): Promise<Instance | null> {
     }
   }
   const h = await startPostactor({
+    // A prefix of its own: other benches' clean-ups remove their postactor-bench-* directories.
+    dir: mkdtempSync(path.join(tmpdir(), 'sendmail-bench-postactor-')),
     sinkPort: NOWHERE,
     smtpdThreads: 1,
     cleanupThreads: 1,

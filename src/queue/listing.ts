@@ -157,19 +157,35 @@ export interface ListingConfig {
 }
 
 /**
- * The listing of a queue (empty when the store was never created). The store module, and
- * with it LMDB, is loaded only when there is a store to read: mailq on a fresh queue is quick.
+ * The listing of a queue (empty when the store was never created). A running master lists it
+ * (src/queue/showq.ts); else the store is read here, and the store module, and with it LMDB,
+ * is loaded only then: mailq is quick on a fresh queue and while the server runs.
  */
 export async function listQueue(config: ListingConfig, json: boolean): Promise<string> {
   // Not an ES module import of node:fs: see src/config/locate.ts.
   const { existsSync } = process.getBuiltinModule('node:fs');
   if (!existsSync(join(config.queueDir, 'queue.lmdb'))) return json ? '' : formatMailq([]);
+  const messages = (await fromMaster(config)) ?? (await fromStore(config));
+  return json ? formatJson(messages) : formatMailq(messages, config.longIds);
+}
+
+/** The running master's listing; null when none answers (or an older one does not know showq). */
+async function fromMaster(config: ListingConfig): Promise<ListedMessage[] | null> {
+  const { controlRequest, controlSocketPath } = await import('../../actors/master/control.js');
+  try {
+    const listed = await controlRequest(controlSocketPath(config.queueDir), 'showq', { emptyAddress: config.emptyAddress }, 5000);
+    return Array.isArray(listed) ? (listed as ListedMessage[]) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function fromStore(config: ListingConfig): Promise<ListedMessage[]> {
   enableCommandCompileCache(); // LMDB's sources are most of this command's start-up
   const { QueueStore } = await import('./store.js');
   const store = QueueStore.open(config.queueDir, { readOnly: true });
   try {
-    const messages = collectQueue(store, config.emptyAddress);
-    return json ? formatJson(messages) : formatMailq(messages, config.longIds);
+    return collectQueue(store, config.emptyAddress);
   } finally {
     void store.close();
   }
