@@ -2,7 +2,8 @@
  * bench/sendmail: local submission and queue listing, Postactor beside Debian's Postfix.
  *
  *   node dist/bench/sendmail/run.js [--runs 3] [--count 200] [--parallel 20] [--mailq 20]
- *                                   [--max-seconds 60] [--mta postactor,postfix] [--json FILE]
+ *                                   [--max-seconds 60] [--mta postactor,postfix,node] [--json FILE]
+ *                                   [--baseline ROOT]
  *
  * Both MTAs run for the whole bench (a throwaway Postfix through bench/postfix-peer.sh, needing
  * root; Postactor with a pickup service, through bench/relay/postactor.ts). Then, alternating
@@ -16,13 +17,19 @@
  *                Postactor: bin/sendmail -C DIR -i rcpt, the shell wrapper included);
  *   parallel     the same with --parallel submissions at a time.
  *
+ * --baseline ROOT adds "baseline": another checkout's bin/sendmail and bin/mailq (built) into the
+ * same running Postactor, e.g. the main branch's, to compare versions in the same run.
+ *
+ * The third "MTA", node, is the floor of any Node command: the pinned runtime starting an empty
+ * ES module, in place of sendmail and mailq.
+ *
  * Each submission is a process started from here with the message (about 1 KiB) on its
  * standard input; it counts when the command exits 0. Deliveries go to a closed port and are
  * deferred: the bench measures submission, not delivery. Bounded: at most --count submissions
  * and --max-seconds per phase and run. Medians over runs, and the Postactor/Postfix ratio.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -37,8 +44,9 @@ const { values } = parseArgs({
     parallel: { type: 'string', default: '20' },
     mailq: { type: 'string', default: '20' },
     'max-seconds': { type: 'string', default: '60' },
-    mta: { type: 'string', default: 'postactor,postfix' },
+    mta: { type: 'string', default: 'postactor,postfix,node' },
     json: { type: 'string' },
+    baseline: { type: 'string' },
   },
 });
 const RUNS = Math.max(1, Number(values.runs));
@@ -102,6 +110,15 @@ function median(xs: number[]): number {
 }
 
 async function start(name: string): Promise<Instance | null> {
+  if (name === 'node') {
+    // The floor of any Node command: the pinned runtime starting an empty ES module, exiting 0.
+    const dir = mkdtempSync(path.join(tmpdir(), 'sendmail-bench-node-'));
+    const empty = path.join(dir, 'empty.mjs');
+    writeFileSync(empty, '');
+    const node: [string, string[]] = [path.join(REPO_ROOT, 'node_modules', 'node', 'bin', 'node'), [empty]];
+    const stop = async (): Promise<void> => rmSync(dir, { recursive: true, force: true });
+    return { name, handle: { name, host: '', port: 0, dir, version: `(empty module) ${process.version}`, stop }, sendmail: node, mailq: node };
+  }
   if (name === 'postfix') {
     try {
       const h = await startPostfix({ sinkPort: NOWHERE });
@@ -138,8 +155,15 @@ async function main(): Promise<void> {
     for (const name of MTAS) {
       const inst = await start(name);
       if (inst) instances.push(inst);
+      if (inst && name === 'postactor' && values.baseline) {
+        const bin = (cmd: string) => path.join(path.resolve(values.baseline!), 'bin', cmd);
+        const dir = inst.handle.dir;
+        const handle = { ...inst.handle, name: 'baseline', version: `${path.resolve(values.baseline)}`, stop: async () => undefined };
+        instances.push({ name: 'baseline', handle, sendmail: [bin('sendmail'), ['-C', dir, '-i', 'sink@example.com']], mailq: [bin('mailq'), ['-c', dir]] });
+      }
     }
     const figures = new Map<string, Figures>(instances.map((i) => [i.name, { mailqMs: [], sequential: [], parallel: [] }]));
+    process.stdout.write(instances.map((i) => `${i.name}: ${i.handle.version}`).join('; ') + '\n');
     // mailq first, while every queue is empty: calls alternate between the MTAs.
     for (let r = 0; r < RUNS; r++) {
       const times = new Map<string, number[]>(instances.map((i) => [i.name, []]));
@@ -153,7 +177,7 @@ async function main(): Promise<void> {
       }
     }
     for (let r = 0; r < RUNS; r++) {
-      // A B in odd runs, B A in even ones.
+      // A B C in odd runs, C B A in even ones.
       const order = r % 2 === 0 ? instances : [...instances].reverse();
       for (const [phase, parallel] of [['sequential', 1], ['parallel', PARALLEL]] as const) {
         for (const inst of order) {
@@ -173,6 +197,8 @@ async function main(): Promise<void> {
     if (a && b) {
       process.stdout.write(`Postactor/Postfix: sequential ×${(median(a.sequential) / median(b.sequential)).toFixed(2)}, parallel ×${(median(a.parallel) / median(b.parallel)).toFixed(2)}; mailq time ×${(median(a.mailqMs) / median(b.mailqMs)).toFixed(2)}\n`);
     }
+    const n = figures.get('node');
+    if (n && b) process.stdout.write(`Node's start-up alone/Postfix: sequential ×${(median(n.sequential) / median(b.sequential)).toFixed(2)}, parallel ×${(median(n.parallel) / median(b.parallel)).toFixed(2)}\n`);
     if (values.json) writeFileSync(values.json, JSON.stringify({ runs: RUNS, count: COUNT, parallel: PARALLEL, loadavg: [l1, l5], figures: Object.fromEntries(figures) }, null, 2) + '\n');
   } finally {
     for (const inst of instances) await inst.handle.stop();
