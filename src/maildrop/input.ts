@@ -144,8 +144,7 @@ export async function readMessageFd(fd: number, opts: ReadOptions, stream: () =>
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EAGAIN') break;
       if (code === 'EINTR') continue;
-      if (code === 'EOF') n = 0; // Windows' console end of input
-      else throw err;
+      throw err;
     }
     if (n === 0) {
       c.finish();
