@@ -27,6 +27,7 @@ import { smtpdTlsProblem } from '../smtpd/tls.js';
 import { smtpdAnvilProblem } from '../smtpd/anvil.js';
 import { DAEMONS_BUILT_INTO_MASTER, planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
 import { ControlServer, controlRequest, controlSocketPath } from './control.js';
+import { Showq } from '../../src/queue/showq.js';
 import { LOCK_SUPPORTED, MasterLockHeld, acquireMasterLock, pidFilePath, pidFromFile, provenMaster, type MasterLock } from './lock.js';
 import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from './listen.js';
 import { InstanceRegistry, registryDirectory } from './instances.js';
@@ -374,6 +375,7 @@ export async function startMaster(config: Config): Promise<Master> {
     }
   })());
 
+  const showq = new Showq(queueDir);
   const control = new ControlServer(controlSocketPath(queueDir), {
     status: async () => ({ pid: process.pid, qmgr: qmgr?.control ? await qmgr.control['status']!() : null }),
     flush: async () => {
@@ -394,6 +396,8 @@ export async function startMaster(config: Config): Promise<Master> {
       if (!qmgr?.control) throw new Error('qmgr is not running');
       return qmgr.control['admin']!(args);
     },
+    // mailq / postqueue -p and -j while the server runs (src/queue/showq.ts): args {emptyAddress}.
+    showq: async (args) => showq.list((args as { emptyAddress?: string } | undefined)?.emptyAddress || 'MAILER-DAEMON'),
   });
   await control.listen();
   log.info(`daemon started -- version ${VERSION}, configuration ${config.configDirectory ?? '(embedded default)'}`);
@@ -402,6 +406,7 @@ export async function startMaster(config: Config): Promise<Master> {
   const stop = (signal?: string, graceful = true) => (stopping ??= (async () => {
     log.info(signal ? `terminating on signal ${signal}` : 'terminating');
     await control.close();
+    await showq.close();
     await stopAll(graceful);
     // anvil logs its statistics when it exits.
     anvil.stop();
