@@ -17,6 +17,9 @@ import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { AnvilTables } from '../anvil/statistics.js';
+import { MetricsCollector, startMetricsServer, type Health } from '../../src/metrics/collect.js';
+import { masterMetrics } from '../../src/metrics/thread.js';
+import { storeWritable } from '../../src/metrics/health.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
 import { smtpdTlsProblem } from '../smtpd/tls.js';
 import { smtpdAnvilProblem } from '../smtpd/anvil.js';
@@ -183,8 +186,10 @@ export async function startMaster(config: Config): Promise<Master> {
   // anvil's counters: one shared table per smtpd service, reloads included (actors/anvil).
   const anvil = new AnvilTables();
   anvil.start(config.getTime('anvil_rate_time_unit'), config.getTime('anvil_status_update_time'));
+  // metrics_listen (read at start): every thread counts in place and reports to the collector.
+  const metricsListen = config.get('metrics_listen');
   const data = (c: Config, service: string, index: number, extra?: unknown): ActorWorkerData<unknown> =>
-    ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(extra ? { extra } : {}) });
+    ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(metricsListen ? { metrics: true } : {}), ...(extra ? { extra } : {}) });
 
   const startPools = (c: Config, plan: Plan): Map<string, ServicePool> => {
     const made = new Map<string, ServicePool>();
@@ -198,6 +203,7 @@ export async function startMaster(config: Config): Promise<Master> {
         workerData: data(serviceConfig(c, s), s.service, 0),
         throttleSeconds: c.getTime('service_throttle_time'),
         onCrash: (service, error, throttled) => {
+          masterMetrics().restarts.inc({ service });
           log.warn(`process ${service} (thread) exit status 1: ${error.message}`);
           if (throttled) log.warn(`${service}: bad command startup -- throttling`);
         },
@@ -217,6 +223,7 @@ export async function startMaster(config: Config): Promise<Master> {
       throttleSeconds: c.getTime('service_throttle_time'),
       onPort: (port) => router.attach(name, port),
       onExit: (_slot, code, _restart, badStartup, error) => {
+        masterMetrics().restarts.inc({ service: s.service });
         log.warn(`process ${s.line.command} (service ${s.service}, thread ${index}) exit status ${code}${error ? `: ${error.stack ?? error.message}` : ''}`);
         if (badStartup) log.warn(`${s.line.command}: bad command startup -- throttling`);
       },
@@ -334,12 +341,51 @@ export async function startMaster(config: Config): Promise<Master> {
     },
   });
   await control.listen();
+
+  // metrics_listen: /metrics (every thread's counters summed) and /health (services up, store writable).
+  let collector: MetricsCollector | null = null;
+  let metricsServer: import('node:http').Server | null = null;
+  if (metricsListen) {
+    const liveThreads = () => {
+      const ids = new Set<number>();
+      for (const w of [...listeners, ...(qmgr ? [qmgr] : [])]) if (w.threadId !== undefined) ids.add(w.threadId);
+      for (const p of pools.values()) for (const t of p.threadIds) ids.add(t);
+      return ids;
+    };
+    const health = async (): Promise<Health> => {
+      const checks: Health['checks'] = {};
+      checks['qmgr'] = qmgr?.threadId !== undefined ? { ok: true } : { ok: false, detail: 'not running' };
+      for (const w of listeners) {
+        const name = `${w.options.service}[${w.options.index}]`;
+        checks[name] = w.threadId !== undefined ? { ok: true } : { ok: false, detail: 'not running' };
+      }
+      for (const [name, p] of pools) checks[name] = p.throttled ? { ok: false, detail: 'throttled after repeated crashes' } : p.threads > 0 ? { ok: true } : { ok: false, detail: 'no threads' };
+      const store = storeWritable(queueDir);
+      checks['store'] = store === null ? { ok: true } : { ok: false, detail: store };
+      return { ok: Object.values(checks).every((c) => c.ok), checks };
+    };
+    masterMetrics();
+    collector = new MetricsCollector({ instance, liveThreads });
+    try {
+      metricsServer = await startMetricsServer(metricsListen, collector, health);
+    } catch (err) {
+      collector.close();
+      await control.close();
+      await stopAll(false);
+      registry.release();
+      rmSync(pidFile(config), { force: true });
+      await lock.release();
+      throw new Error(`metrics_listen = ${metricsListen}: ${(err as Error).message}`);
+    }
+  }
   log.info(`daemon started -- version ${VERSION}, configuration ${config.configDirectory ?? '(embedded default)'}`);
 
   let stopping: Promise<void> | null = null;
   const stop = (signal?: string, graceful = true) => (stopping ??= (async () => {
     log.info(signal ? `terminating on signal ${signal}` : 'terminating');
     await control.close();
+    metricsServer?.close();
+    collector?.close();
     await stopAll(graceful);
     // anvil logs its statistics when it exits.
     anvil.stop();

@@ -35,4 +35,6 @@ export interface ActorWorkerData<C = unknown> {
   extra?: unknown;
   /** The server's mail flow tokens (./flow.ts), shared by every thread. */
   flow?: SharedArrayBuffer;
+  /** metrics_listen is set: the thread reports its metrics to master (src/metrics/). */
+  metrics?: boolean;
 }

@@ -298,4 +298,10 @@ export const POSTACTOR_PARAMS: Readonly<Record<string, OwnParam>> = {
     readers: ['smtp'],
     description: 'MTA-STS (RFC 8461): look up and enforce the next-hop domain\'s published policy on MX deliveries (Postfix needs an external policy server for this)',
   },
+  metrics_listen: {
+    type: 'str',
+    default: '',
+    readers: ['master'],
+    description: 'Prometheus metrics (/metrics) and a health check (/health) over HTTP on [host:]port; empty: off; a bare port listens on 127.0.0.1 only',
+  },
 };

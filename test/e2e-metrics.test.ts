@@ -1,0 +1,151 @@
+/**
+ * End to end, metrics_listen: after mixed real traffic through a real server (sent to a sink,
+ * deferred by a 450, bounced by a 550 with its notice delivered, rejected at RCPT by an access
+ * table), a Prometheus scrape of /metrics shows exactly those counts, summed over the smtpd,
+ * cleanup and qmgr threads; /health answers 200 with every service up and the store writable.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SmtpSink } from '../src/smtp/sink.js';
+import { freePort, queuedId, rfc822, sendRaw, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
+import { parseListen } from '../src/metrics/collect.js';
+import { tempDirs } from './helpers/temp.js';
+import { join } from 'node:path';
+
+const tempDir = tempDirs('postactor-metrics-');
+
+/** One sample of the Prometheus text format: name, labels, value. */
+interface Sample { name: string; labels: Record<string, string>; value: number }
+
+function parseExposition(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    assert.ok(m, `not a Prometheus sample line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/** The sum of a metric's samples whose labels include `match`. */
+function total(samples: Sample[], name: string, match: Record<string, string> = {}): number {
+  return samples.filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0);
+}
+
+describe('e2e metrics_listen', () => {
+  let sink: SmtpSink;
+  let server: TestServer;
+  let metricsPort: number;
+
+  before(async () => {
+    sink = new SmtpSink({
+      rcptReply: (rcpt) => {
+        if (rcpt.startsWith('defer-')) return `450 4.2.0 <${rcpt}>: Mailbox busy, try again`;
+        if (rcpt.startsWith('reject-')) return `550 5.1.1 <${rcpt}>: Recipient address rejected: User unknown`;
+        return null;
+      },
+    });
+    metricsPort = await freePort();
+    const tables = tempDir({ 'access': 'blocked@example.com REJECT\n' });
+    server = await startServer({
+      sinkPort: await sink.listen(0),
+      mainCf: {
+        // A bare port: loopback only.
+        metrics_listen: String(metricsPort),
+        // One attempt for the deferred message within the test.
+        minimal_backoff_time: '1h',
+        maximal_backoff_time: '2h',
+        smtpd_recipient_restrictions: `check_recipient_access texthash:${join(tables, 'access')}, permit_mynetworks, reject_unauth_destination`,
+      },
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    await sink?.close();
+  });
+
+  const scrape = async (): Promise<Sample[]> => {
+    const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    return parseExposition(await res.text());
+  };
+
+  test('a bare port listens on loopback; host:port and [v6]:port as given', () => {
+    assert.deepEqual(parseListen('9154'), { host: '127.0.0.1', port: 9154 });
+    assert.deepEqual(parseListen(':9154'), { host: '127.0.0.1', port: 9154 });
+    assert.deepEqual(parseListen('0.0.0.0:9154'), { host: '0.0.0.0', port: 9154 });
+    assert.deepEqual(parseListen('[::1]:9154'), { host: '::1', port: 9154 });
+    assert.throws(() => parseListen('localhost'), /metrics_listen = localhost: expected \[host:\]port/);
+    assert.throws(() => parseListen('70000'), /bad port number/);
+  });
+
+  test('after sent, deferred, bounced and rejected mail, the scrape shows each count', async () => {
+    const msg = (n: string) => rfc822({ Subject: `metrics ${n}`, 'Message-ID': `<metrics-${n}@t>` }, 'body\n');
+    for (const n of ['1', '2', '3']) queuedId(await sendRaw(server.port, 'sender@example.org', [`ok-${n}@example.com`], msg(n)));
+    const deferredId = queuedId(await sendRaw(server.port, 'sender@example.org', ['defer-1@example.com'], msg('d')));
+    const bouncedId = queuedId(await sendRaw(server.port, 'sender@example.org', ['reject-1@example.com'], msg('b')));
+    // Rejected at RCPT by the access table: a session, no message.
+    const { smtp } = await SmtpDialogue.connect(server.port);
+    await smtp.cmd('EHLO client.test');
+    await smtp.cmd('MAIL FROM:<sender@example.org>');
+    const refused = await smtp.cmd('RCPT TO:<blocked@example.com>');
+    assert.equal(refused.code, 554, refused.line);
+    await smtp.cmd('QUIT');
+    smtp.close();
+
+    await server.waitForLog(new RegExp(`${deferredId}: to=<defer-1@example.com>, .*status=deferred`), 20_000);
+    await server.waitForLog(new RegExp(`${bouncedId}: sender non-delivery notification: `), 20_000);
+    // Three sent, and the bounce notice to sender@example.org.
+    await server.waitForLogCount(/status=sent/, 4, 20_000);
+    await server.waitForLogCount(/: removed$/, 5, 20_000);
+    await server.waitForLogCount(/disconnect from /, 6, 20_000);
+    // Our six sessions, and start-up's readiness probe: as many as the log's connect lines.
+    const connects = server.logLines().filter((l) => / connect from /.test(l)).length;
+    assert.ok(connects >= 6);
+
+    const s = await scrape();
+    assert.equal(total(s, 'postfix_up'), 1);
+    assert.equal(total(s, 'postfix_smtpd_connects_total'), connects);
+    assert.equal(total(s, 'postfix_smtpd_disconnects_total'), connects);
+    assert.equal(total(s, 'postactor_smtpd_sessions'), 0);
+    assert.equal(total(s, 'postfix_smtpd_messages_processed_total'), 5);
+    assert.equal(total(s, 'postfix_smtpd_messages_rejected_total'), 1);
+    assert.equal(total(s, 'postfix_smtpd_messages_rejected_total', { code: '554', stage: 'RCPT', reason: 'smtpd_recipient_restrictions' }), 1);
+    // Five from smtpd and the notice qmgr had cleanup queue.
+    assert.equal(total(s, 'postfix_cleanup_messages_processed_total'), 6);
+    assert.equal(total(s, 'postactor_qmgr_messages_inserted_total'), 6);
+    assert.equal(total(s, 'postactor_deliveries_total', { status: 'sent' }), 4);
+    assert.equal(total(s, 'postactor_deliveries_total', { status: 'deferred' }), 1);
+    assert.equal(total(s, 'postactor_deliveries_total', { status: 'bounced' }), 1);
+    assert.equal(total(s, 'postfix_qmgr_messages_removed_total'), 5);
+    assert.equal(total(s, 'postactor_queue_messages', { queue: 'deferred' }), 1);
+    assert.equal(total(s, 'postactor_queue_messages', { queue: 'incoming' }), 0);
+    // Every delivery attempt is in both latency histograms, each observation in the +Inf bucket.
+    assert.equal(total(s, 'postactor_delivery_delay_seconds_count', { stage: 'queue' }), 6);
+    assert.equal(total(s, 'postactor_delivery_delay_seconds_count', { stage: 'transfer' }), 6);
+    assert.equal(total(s, 'postactor_delivery_delay_seconds_bucket', { stage: 'transfer', le: '+Inf' }), 6);
+    // The sink's destination is known to qmgr, idle now, with its concurrency window.
+    assert.ok(s.some((x) => x.name === 'postactor_destination_concurrency_limit'), 'per-destination window exported');
+    assert.equal(total(s, 'postactor_destination_concurrency'), 0);
+    assert.equal(total(s, 'postactor_thread_restarts_total'), 0);
+
+    // A second scrape with no traffic between: the same counts (snapshots are not added twice).
+    const again = await scrape();
+    assert.equal(total(again, 'postfix_smtpd_connects_total'), connects);
+    assert.equal(total(again, 'postactor_deliveries_total'), 6);
+  });
+
+  test('/health: every service up and the store writable; unknown paths 404', async () => {
+    const res = await fetch(`http://127.0.0.1:${metricsPort}/health`);
+    assert.equal(res.status, 200);
+    const h = (await res.json()) as { ok: boolean; checks: Record<string, { ok: boolean }> };
+    assert.equal(h.ok, true);
+    for (const name of ['qmgr', 'store', 'cleanup', 'smtp', 'bounce']) assert.equal(h.checks[name]?.ok, true, name);
+    assert.ok(Object.keys(h.checks).some((k) => k.startsWith('127.0.0.1:')), 'the smtpd listener threads are checked');
+    assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/nothing`)).status, 404);
+  });
+});
