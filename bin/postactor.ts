@@ -58,9 +58,12 @@ async function main(): Promise<void> {
   const config = load(dir);
   switch (command) {
     case 'start-fg': {
+      // Started by `postactor start` (below): in the background, so syslog when maillog_file is empty.
+      const background = process.env['POSTACTOR_DAEMON'] === '1';
+      delete process.env['POSTACTOR_DAEMON'];
       let master;
       try {
-        master = await startMaster(config);
+        master = await startMaster(config, { background });
       } catch (err) {
         fail((err as Error).message.split('\n').map((l) => `postactor: fatal: ${l}`).join('\n'));
       }
@@ -78,7 +81,7 @@ async function main(): Promise<void> {
       const out = logFile ? openSync(logFile, 'a') : 'ignore';
       // The located directory, on the master's command line for all to see (ps, /proc/PID/cmdline).
       const args = [fileURLToPath(import.meta.url), ...(config.configDirectory ? ['-c', config.configDirectory] : []), 'start-fg'];
-      const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out] });
+      const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: { ...process.env, POSTACTOR_DAEMON: '1' } });
       child.unref();
       process.stderr.write(`${PROG}: starting the Postactor mail system\n`);
       const sock = controlSocketPath(queueDirectory(config));

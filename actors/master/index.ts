@@ -20,6 +20,7 @@ import { AnvilTables } from '../anvil/statistics.js';
 import { MetricsCollector, startMetricsServer, type Health } from '../../src/metrics/collect.js';
 import { masterMetrics } from '../../src/metrics/thread.js';
 import { storeWritable } from '../../src/metrics/health.js';
+import { startSyslogRelay, syslogFacility, type SyslogRelay } from '../../src/log/syslog.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
 import { smtpdTlsProblem } from '../smtpd/tls.js';
 import { smtpdAnvilProblem } from '../smtpd/anvil.js';
@@ -69,6 +70,7 @@ export function checkConfig(config: Config): string[] {
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
     }
   }
+  if (syslogFacility(config.get('syslog_facility')) === null) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: syslog_facility = ${config.get('syslog_facility')}: unrecognized value`);
   const queueProblem = queueDirectoryProblem(queueDirectory(config));
   if (queueProblem !== null) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: queue_directory = ${config.get('queue_directory')}: ${queueProblem}`);
   if (!plan.services.some((s) => s.line.command === 'qmgr')) problems.push('master.cf: no qmgr service: mail would never be delivered');
@@ -143,8 +145,22 @@ export async function runningMaster(config: Config): Promise<number | null> {
   }
 }
 
-export async function startMaster(config: Config): Promise<Master> {
-  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+export interface MasterOptions {
+  /**
+   * Running in the background (`postactor start`): with maillog_file empty the log goes to
+   * syslog, as Postfix's does; in the foreground it goes to standard output.
+   */
+  background?: boolean;
+}
+
+export async function startMaster(config: Config, options: MasterOptions = {}): Promise<Master> {
+  // syslog: the relay starts before anything logs (src/log/syslog.ts); every thread gets it.
+  let syslog: SyslogRelay | null = null;
+  if (options.background && config.get('maillog_file') === '') {
+    syslog = startSyslogRelay(queueDirectory(config), config.get('syslog_facility'));
+  }
+  const syslogTarget = syslog ? { fd: syslog.fd, facility: syslog.facility } : undefined;
+  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name'), ...(syslogTarget ? { syslog: syslogTarget } : {}) });
   const problems = checkConfig(config);
   for (const w of config.warnings) log.warn(w);
   if (problems.length) throw new Error(problems.join('\n'));
@@ -189,7 +205,7 @@ export async function startMaster(config: Config): Promise<Master> {
   // metrics_listen (read at start): every thread counts in place and reports to the collector.
   const metricsListen = config.get('metrics_listen');
   const data = (c: Config, service: string, index: number, extra?: unknown): ActorWorkerData<unknown> =>
-    ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(metricsListen ? { metrics: true } : {}), ...(extra ? { extra } : {}) });
+    ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(metricsListen ? { metrics: true } : {}), ...(syslogTarget ? { syslog: syslogTarget } : {}), ...(extra ? { extra } : {}) });
 
   const startPools = (c: Config, plan: Plan): Map<string, ServicePool> => {
     const made = new Map<string, ServicePool>();

@@ -37,4 +37,6 @@ export interface ActorWorkerData<C = unknown> {
   flow?: SharedArrayBuffer;
   /** metrics_listen is set: the thread reports its metrics to master (src/metrics/). */
   metrics?: boolean;
+  /** Logging to syslog (src/log/syslog.ts): the relay's descriptor and syslog_facility. */
+  syslog?: { fd: number; facility: number };
 }
