@@ -7,6 +7,7 @@
  * only on a process proven to be this queue's master (its lock and command line:
  * actors/master/lock.ts), never on whatever a pid file names.
  */
+import { manual } from '../src/cli/manual.js';
 import { spawn } from 'node:child_process';
 import { existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,7 +38,7 @@ function parse(): { dir: string | undefined; command: string } {
     fail(`postactor: ${(err as Error).message}\n${USAGE}`, EX_USAGE);
   }
   if (parsed.values.help) {
-    process.stdout.write(USAGE + '\n');
+    process.stdout.write(manual('postactor', USAGE) ?? USAGE + '\n');
     process.exit(0);
   }
   if (parsed.positionals.length !== 1) fail(USAGE, EX_USAGE);

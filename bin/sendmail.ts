@@ -8,6 +8,7 @@
  * "-f sender", stop at the first non-option), because "-q" alone and "-oi" do not fit
  * node:util parseArgs. Exit statuses are sysexits(3) values.
  */
+import { manual } from '../src/cli/manual.js';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { userInfo } from 'node:os';
@@ -241,6 +242,11 @@ function submitOrDie(dir: string, who: string, envelope: Omit<MaildropEnvelope, 
 
 async function main(): Promise<void> {
   const progName = basename(process.argv[1] ?? PROG).replace(/\.js$/, '');
+  // --help (not a Sendmail option: getopt would refuse it) prints the manual page.
+  if (process.argv[2] === '--help') {
+    process.stdout.write(manual(progName, `usage: ${progName} [options]`) ?? manual(PROG, `usage: ${PROG} [options]`)!);
+    process.exit(EX_OK);
+  }
   const o = parseArgs(process.argv.slice(2), progName);
   if (o.qtime && o.mode !== 'daemon') process.exit(EX_OK); // -q<interval>: ignored, as in Postfix
 

@@ -12,6 +12,7 @@
  * The second half of this file is command-line plumbing shared by postqueue, mailq, postsuper
  * and postcat (Postfix-style getopt, configuration, fatal errors, "is the master up").
  */
+import { manual } from '../cli/manual.js';
 import { ConfigError, loadConfig, queueDirectory, type Config } from '../config/index.js';
 import { controlRequest, controlSocketPath } from '../../actors/master/control.js';
 import type { QueueStore, StoreChange } from './store.js';
@@ -271,7 +272,7 @@ export function parseCommandLine(prog: string, usage: string, spec: string, long
     throw err;
   }
   if (parsed.long.has('help')) {
-    process.stdout.write(usage + '\n');
+    process.stdout.write(manual(prog, usage) ?? usage + '\n');
     return null;
   }
   return parsed;
