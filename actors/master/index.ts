@@ -271,6 +271,9 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     await qmgr?.stop();
   };
 
+  // metrics_listen: the collector and its HTTP server (started before the listeners, below).
+  let collector: MetricsCollector | null = null;
+  let metricsServer: import('node:http').Server | null = null;
   const plan = planServices(config);
   const registry = new InstanceRegistry(registryDirectory((w) => log.warn(w)), queueDir);
   const addressesOf = (p: Plan) => p.services.flatMap((s) => s.addresses ?? []);
@@ -284,8 +287,39 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     const q = plan.services.find((p) => p.line.command === 'qmgr')!;
     qmgr = supervise(config, q, 0);
     await qmgr.ready();
+    // metrics_listen: /metrics (every thread's counters summed) and /health (services up, store writable).
+    if (metricsListen) {
+      const liveThreads = () => {
+        const ids = new Set<number>();
+        for (const w of [...listeners, ...(qmgr ? [qmgr] : [])]) if (w.threadId !== undefined) ids.add(w.threadId);
+        for (const p of pools.values()) for (const t of p.threadIds) ids.add(t);
+        return ids;
+      };
+      const health = async (): Promise<Health> => {
+        const checks: Health['checks'] = {};
+        checks['qmgr'] = qmgr?.threadId !== undefined ? { ok: true } : { ok: false, detail: 'not running' };
+        for (const w of listeners) {
+          const name = `${w.options.service}[${w.options.index}]`;
+          checks[name] = w.threadId !== undefined ? { ok: true } : { ok: false, detail: 'not running' };
+        }
+        for (const [name, p] of pools) checks[name] = p.throttled ? { ok: false, detail: 'throttled after repeated crashes' } : p.threads > 0 ? { ok: true } : { ok: false, detail: 'no threads' };
+        const store = storeWritable(queueDir);
+        checks['store'] = store === null ? { ok: true } : { ok: false, detail: store };
+        return { ok: Object.values(checks).every((c) => c.ok), checks };
+      };
+      masterMetrics();
+      collector = new MetricsCollector({ instance, liveThreads });
+      try {
+        metricsServer = await startMetricsServer(metricsListen, collector, health);
+      } catch (err) {
+        collector.close();
+        throw new Error(`metrics_listen = ${metricsListen}: ${(err as Error).message}`);
+      }
+    }
     listeners = await startListeners(config, plan);
   } catch (err) {
+    metricsServer?.close();
+    collector?.close();
     await stopAll(false);
     registry.release();
     rmSync(pidFile(config), { force: true });
@@ -358,42 +392,6 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   });
   await control.listen();
 
-  // metrics_listen: /metrics (every thread's counters summed) and /health (services up, store writable).
-  let collector: MetricsCollector | null = null;
-  let metricsServer: import('node:http').Server | null = null;
-  if (metricsListen) {
-    const liveThreads = () => {
-      const ids = new Set<number>();
-      for (const w of [...listeners, ...(qmgr ? [qmgr] : [])]) if (w.threadId !== undefined) ids.add(w.threadId);
-      for (const p of pools.values()) for (const t of p.threadIds) ids.add(t);
-      return ids;
-    };
-    const health = async (): Promise<Health> => {
-      const checks: Health['checks'] = {};
-      checks['qmgr'] = qmgr?.threadId !== undefined ? { ok: true } : { ok: false, detail: 'not running' };
-      for (const w of listeners) {
-        const name = `${w.options.service}[${w.options.index}]`;
-        checks[name] = w.threadId !== undefined ? { ok: true } : { ok: false, detail: 'not running' };
-      }
-      for (const [name, p] of pools) checks[name] = p.throttled ? { ok: false, detail: 'throttled after repeated crashes' } : p.threads > 0 ? { ok: true } : { ok: false, detail: 'no threads' };
-      const store = storeWritable(queueDir);
-      checks['store'] = store === null ? { ok: true } : { ok: false, detail: store };
-      return { ok: Object.values(checks).every((c) => c.ok), checks };
-    };
-    masterMetrics();
-    collector = new MetricsCollector({ instance, liveThreads });
-    try {
-      metricsServer = await startMetricsServer(metricsListen, collector, health);
-    } catch (err) {
-      collector.close();
-      await control.close();
-      await stopAll(false);
-      registry.release();
-      rmSync(pidFile(config), { force: true });
-      await lock.release();
-      throw new Error(`metrics_listen = ${metricsListen}: ${(err as Error).message}`);
-    }
-  }
   log.info(`daemon started -- version ${VERSION}, configuration ${config.configDirectory ?? '(embedded default)'}`);
 
   let stopping: Promise<void> | null = null;

@@ -42,13 +42,15 @@
  * latency = per message, connect → 250 after DATA (p50/p99, ms); cpu ms/msg = the MTA's CPU time
  * (all threads or processes, from /proc) over the run ÷ delivered messages.
  */
+import { Timeline, type Sample } from '../chart/timeline.js';
+import { rate, renderSvg, type Series } from '../chart/svg.js';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { LoadGenerator, nowAbs, parseHostPort, type GeneratorResult } from './generator.js';
-import { REPO_ROOT, type MtaHandle } from './mta.js';
+import { freePort, REPO_ROOT, type MtaHandle } from './mta.js';
 import { startPostactor } from './postactor.js';
 import { PostfixNotInstalled, postfixVersion, startPostfix } from './postfix.js';
 import { SinkThread, type SinkSnapshot } from './sink.js';
@@ -101,6 +103,8 @@ interface RunRecord {
   tlsResumed: number | null;
   /** Every accepted message reached the sink. */
   complete: boolean;
+  /** Accepted and delivered over time (and Postactor's per-destination concurrency), for the chart. */
+  timeline: Sample[];
   timedOut: boolean;
   interrupted: boolean;
 }
@@ -207,8 +211,14 @@ function progressDone(finalText?: string): void {
   lastProgressLine = 0;
 }
 
+/** The Postactor under test's /metrics page (its metrics_listen), sampled for the chart. */
+let metricsUrl: string | null = null;
+
 async function startMta(name: string, cfg: Config, sinkPort: number): Promise<MtaHandle> {
+  metricsUrl = null;
   if (name === 'postactor') {
+    const metricsPort = await freePort();
+    metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     return startPostactor({
       sinkPort,
       smtpdThreads: cfg.smtpdThreads,
@@ -216,7 +226,7 @@ async function startMta(name: string, cfg: Config, sinkPort: number): Promise<Mt
       smtpThreads: cfg.smtpThreads,
       keep: cfg.keep,
       ...(cfg.postactorEntry ? { entry: cfg.postactorEntry } : {}),
-      ...(cfg.tls ? { extraMainCf: tlsMainCf(cfg.tls) } : {}),
+      extraMainCf: `${cfg.tls ? tlsMainCf(cfg.tls) : ''}\nmetrics_listen = 127.0.0.1:${metricsPort}\n`,
     });
   }
   if (name === 'postfix') return startPostfix({ sinkPort, keep: cfg.keep, ...(cfg.tls ? { extraMainCf: tlsMainCf(cfg.tls) } : {}) });
@@ -231,12 +241,13 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
   const rec: RunRecord = {
     mta: mtaName, run: runNo, version: '', startedAt: new Date().toISOString(), loadavg: os.loadavg(),
     error: null, generator: null, sink: null, delivered: null, endToEndMs: null, deliveredPerSec: null, cpuMsPerMessage: null, tlsResumed: null,
-    complete: false, timedOut: false, interrupted: false,
+    complete: false, timedOut: false, interrupted: false, timeline: [],
   };
   const deadline = Date.now() + cfg.timeoutMs;
   let sink: SinkThread | null = null;
   let mta: MtaHandle | null = null;
   let ticker: NodeJS.Timeout | undefined;
+  let timeline: Timeline | undefined;
   const label = `[${mtaName} ${runNo}/${cfg.runs}]`;
   const wanted = (accepted: number): number => accepted * cfg.recipients;
   try {
@@ -269,6 +280,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
         (s ? ` delivered ${dlv} (${(dlv / secs || 0).toFixed(0)}/s)` : '');
     };
     ticker = setInterval(() => progress(line('sending')), 500);
+    timeline = new Timeline(() => ({ accepted: g.accepted, delivered: sink ? Math.floor(sink.snapshot().recipients / cfg.recipients) : g.accepted }), metricsUrl, 500);
     let r: GeneratorResult;
     try {
       r = await g.run();
@@ -293,6 +305,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
     }
     clearInterval(ticker);
     ticker = undefined;
+    rec.timeline = timeline.stop();
     rec.interrupted = interrupted;
     progressDone(line(interrupted ? 'interrupted' : rec.timedOut ? 'timed out' : 'done'));
     const cpu1 = mtaCpuSeconds(mta);
@@ -314,6 +327,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
     console.error(`${label} failed: ${rec.error}`);
   } finally {
     clearInterval(ticker);
+    timeline?.stop();
     currentMta = null;
     if (mta) await mta.stop().catch((e: Error) => console.error(`${label} stopping ${mtaName}: ${e.message}`));
     if (sink) await sink.close().catch(() => null);
@@ -402,6 +416,22 @@ function printTable(mta: string, recs: RunRecord[], sum: Summary, cfg: Config): 
   }
 }
 
+/** The run's chart: delivered/s over time, the acceptance latency distribution, per-destination concurrency. */
+function relayChart(records: RunRecord[], cfg: Config): string {
+  const name = (r: RunRecord) => `${r.mta} ${r.run}`;
+  const ok = records.filter((r) => r.timeline.length > 0);
+  const concurrency: Series[] = [];
+  for (const r of ok.filter((x) => x.timeline.some((s) => s.concurrency))) {
+    const dests = new Set(r.timeline.flatMap((s) => Object.keys(s.concurrency ?? {})));
+    for (const d of dests) concurrency.push({ name: `${name(r)} ${d}`.slice(0, 28), points: r.timeline.filter((s) => s.concurrency).map((s) => [s.t, s.concurrency![d] ?? 0]) });
+  }
+  return renderSvg(`relay: ${cfg.sessions} sessions, ${cfg.messages} × ${cfg.size} B, ${cfg.recipients} rcpt; ${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(1)}`, [
+    { title: 'throughput over time', xLabel: 'seconds', yLabel: 'delivered / s', series: ok.map((r) => ({ name: name(r), points: rate(r.timeline.map((s) => [s.t, s.delivered])) })) },
+    { title: 'acceptance latency distribution (DATA to 250)', xLabel: 'percentile', yLabel: 'ms', series: ok.filter((r) => r.generator).map((r) => ({ name: name(r), points: r.generator!.latency.distribution })) },
+    { title: 'per-destination concurrency (Postactor metrics)', xLabel: 'seconds', yLabel: 'deliveries in progress', series: concurrency, steps: true },
+  ]);
+}
+
 function gitCommit(): string {
   try {
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
@@ -480,7 +510,9 @@ async function main(): Promise<void> {
   };
   mkdirSync(path.dirname(cfg.json), { recursive: true });
   writeFileSync(cfg.json, `${JSON.stringify(out, null, 2)}\n`);
-  console.log(`\nresults: ${cfg.json}`);
+  const svg = cfg.json.replace(/(\.json)?$/, '.svg');
+  writeFileSync(svg, relayChart(records, cfg));
+  console.log(`\nresults: ${cfg.json}\nchart: ${svg}`);
 }
 
 main().then(
