@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpSink } from '../src/smtp/sink.js';
-import { freePort, queuedId, rfc822, sendRaw, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
+import { freePort, queuedId, REPO_ROOT, rfc822, sendRaw, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 import { parseListen } from '../src/metrics/collect.js';
 import { tempDirs } from './helpers/temp.js';
 import { join } from 'node:path';
@@ -147,5 +147,38 @@ describe('e2e metrics_listen', () => {
     for (const name of ['qmgr', 'store', 'cleanup', 'smtp', 'bounce']) assert.equal(h.checks[name]?.ok, true, name);
     assert.ok(Object.keys(h.checks).some((k) => k.startsWith('127.0.0.1:')), 'the smtpd listener threads are checked');
     assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/nothing`)).status, 404);
+  });
+});
+
+describe('e2e metrics_listen: thread restarts', () => {
+  let sink: SmtpSink;
+  let server: TestServer;
+  let metricsPort: number;
+
+  before(async () => {
+    sink = new SmtpSink();
+    metricsPort = await freePort();
+    server = await startServer({
+      sinkPort: await sink.listen(0),
+      mainCf: { metrics_listen: `127.0.0.1:${metricsPort}`, default_transport: 'crashy', minimal_backoff_time: '1s', maximal_backoff_time: '2s', queue_run_delay: '1s', transport_retry_time: '1s' },
+      // The crash test's agent: its thread dies on a message's first delivery (test/e2e-agent-crash.test.ts).
+      masterCfExtra: `crashy unix - - n - 1 ${join(REPO_ROOT, 'test', 'fixtures', 'e2e', 'crash-agent.mjs')}`,
+      env: (dir) => ({ E2E_CRASH_DIR: dir }),
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    await sink?.close();
+  });
+
+  test('a crashed delivery thread counts as a restart of its service; its deferral and the retry count too', async () => {
+    const id = queuedId(await sendRaw(server.port, 'sender@example.org', ['victim@example.com'], rfc822({ Subject: 'crash me' }, 'body\n')));
+    await server.waitForLog(/warning: process crashy \(thread\) exit status 1/, 10_000);
+    await server.waitForLog(new RegExp(`${id}: to=<victim@example\\.com>, .*status=sent`), 20_000);
+    const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    const s = parseExposition(await res.text());
+    assert.equal(total(s, 'postactor_thread_restarts_total', { service: 'crashy' }), 1);
+    assert.equal(total(s, 'postactor_deliveries_total', { transport: 'crashy', status: 'deferred' }), 1);
+    assert.equal(total(s, 'postactor_deliveries_total', { transport: 'crashy', status: 'sent' }), 1);
   });
 });
