@@ -11,6 +11,9 @@ import { freePort, queuedId, REPO_ROOT, rfc822, sendRaw, SmtpDialogue, startServ
 import { parseListen } from '../src/metrics/collect.js';
 import { tempDirs } from './helpers/temp.js';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import nodemailer from 'nodemailer';
+import { makeTestCertificates } from './helpers/test-ca.js';
 
 const tempDir = tempDirs('postactor-metrics-');
 
@@ -180,5 +183,59 @@ describe('e2e metrics_listen: thread restarts', () => {
     assert.equal(total(s, 'postactor_thread_restarts_total', { service: 'crashy' }), 1);
     assert.equal(total(s, 'postactor_deliveries_total', { transport: 'crashy', status: 'deferred' }), 1);
     assert.equal(total(s, 'postactor_deliveries_total', { transport: 'crashy', status: 'sent' }), 1);
+  });
+});
+
+describe('e2e metrics_listen: TLS outcomes', () => {
+  let sink: SmtpSink;
+  let server: TestServer;
+  let metricsPort: number;
+  let caFile: string;
+
+  before(async () => {
+    sink = new SmtpSink();
+    metricsPort = await freePort();
+    const dir = tempDir();
+    makeTestCertificates(dir, ['mx.postactor.test']);
+    caFile = join(dir, 'ca.pem');
+    server = await startServer({
+      sinkPort: await sink.listen(0),
+      mainCf: {
+        metrics_listen: `127.0.0.1:${metricsPort}`,
+        smtpd_tls_security_level: 'may',
+        smtpd_tls_cert_file: join(dir, 'server.pem'),
+        smtpd_tls_key_file: join(dir, 'server.key'),
+        smtpd_tls_loglevel: '1',
+      },
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    await sink?.close();
+  });
+
+  test('a STARTTLS session counts by protocol and cipher; a failed handshake counts as a TLS failure', async () => {
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: server.port, secure: false, requireTLS: true, tls: { ca: readFileSync(caFile), servername: 'mx.postactor.test' } });
+    await transport.sendMail({ from: 'tls@example.org', to: 'tls-rcpt@example.com', subject: 'metrics tls', text: 'hello' });
+    transport.close();
+    await server.waitForLog(/Anonymous TLS connection established from localhost\[127\.0\.0\.1\]: TLSv1\.3 with cipher/, 10_000);
+    // STARTTLS, then bytes that are no TLS ClientHello.
+    const { smtp } = await SmtpDialogue.connect(server.port);
+    await smtp.cmd('EHLO client.test');
+    const ready = await smtp.cmd('STARTTLS');
+    assert.equal(ready.code, 220);
+    smtp.write('this is not a TLS handshake\r\n'.repeat(4));
+    await server.waitForLogCount(/disconnect from /, 2, 10_000).catch(() => undefined);
+    smtp.close();
+    const deadline = Date.now() + 10_000;
+    let s: Sample[] = [];
+    for (;;) {
+      s = parseExposition(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text());
+      if (total(s, 'postactor_smtpd_tls_failures_total') >= 1 || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(total(s, 'postfix_smtpd_tls_connections_total', { protocol: 'TLSv1.3' }), 1);
+    assert.ok(s.some((x) => x.name === 'postfix_smtpd_tls_connections_total' && /^TLS_/.test(x.labels['cipher'] ?? '')), 'the cipher is a label');
+    assert.equal(total(s, 'postactor_smtpd_tls_failures_total'), 1);
   });
 });

@@ -277,6 +277,7 @@ async function main(): Promise<void> {
         const state = states.get(session);
         if (!state) return;
         for (const [level, text] of handshakeFailure(err, `${state.client.name}[${state.client.addr}]`, 'STARTTLS')) log[level](text);
+        metrics().smtpdTlsFailures.inc();
       },
     } as object),
 
@@ -514,6 +515,8 @@ async function main(): Promise<void> {
         log.info(`connect from ${name}[${addr}]`);
         log.warn(`Refusing TLS service request from ${name}[${addr}] for service ${anvil.serviceName}`);
         log.info(`disconnect from ${name}[${addr}] commands=0`);
+        metrics().smtpdConnects.inc();
+        metrics().smtpdDisconnects.inc();
       });
       return true;
     });
@@ -526,6 +529,10 @@ async function main(): Promise<void> {
         log.info(`connect from ${name}[${addr}]`);
         for (const [level, text] of handshakeFailure(err, `${name}[${addr}]`, 'CONNECT')) log[level](text);
         log.info(`disconnect from ${name}[${addr}] commands=0`);
+        // As logged: a connection and its end, without a session.
+        metrics().smtpdConnects.inc();
+        metrics().smtpdDisconnects.inc();
+        metrics().smtpdTlsFailures.inc();
       });
       return;
     }
