@@ -43,7 +43,7 @@
  * (all threads or processes, from /proc) over the run ÷ delivered messages.
  */
 import { Timeline, type Sample } from '../chart/timeline.js';
-import { rate, renderSvg, type Series } from '../chart/svg.js';
+import { relayChart } from './chart.js';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -83,7 +83,7 @@ interface Config {
   tlsResume: boolean;
 }
 
-interface RunRecord {
+export interface RunRecord {
   mta: string;
   run: number;
   version: string;
@@ -103,7 +103,7 @@ interface RunRecord {
   tlsResumed: number | null;
   /** Every accepted message reached the sink. */
   complete: boolean;
-  /** Accepted and delivered over time (and Postactor's per-destination concurrency), for the chart. */
+  /** Accepted and delivered over time (and Postactor's per-destination concurrency), for the chart (./chart.ts). */
   timeline: Sample[];
   timedOut: boolean;
   interrupted: boolean;
@@ -414,22 +414,6 @@ function printTable(mta: string, recs: RunRecord[], sum: Summary, cfg: Config): 
   for (const r of recs) {
     for (const e of r.generator?.errors ?? []) console.log(`  run ${r.run} error: ${e}`);
   }
-}
-
-/** The run's chart: delivered/s over time, the acceptance latency distribution, per-destination concurrency. */
-function relayChart(records: RunRecord[], cfg: Config): string {
-  const name = (r: RunRecord) => `${r.mta} ${r.run}`;
-  const ok = records.filter((r) => r.timeline.length > 0);
-  const concurrency: Series[] = [];
-  for (const r of ok.filter((x) => x.timeline.some((s) => s.concurrency))) {
-    const dests = new Set(r.timeline.flatMap((s) => Object.keys(s.concurrency ?? {})));
-    for (const d of dests) concurrency.push({ name: `${name(r)} ${d}`.slice(0, 28), points: r.timeline.filter((s) => s.concurrency).map((s) => [s.t, s.concurrency![d] ?? 0]) });
-  }
-  return renderSvg(`relay: ${cfg.sessions} sessions, ${cfg.messages} × ${cfg.size} B, ${cfg.recipients} rcpt; ${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(1)}`, [
-    { title: 'throughput over time', xLabel: 'seconds', yLabel: 'delivered / s', series: ok.map((r) => ({ name: name(r), points: rate(r.timeline.map((s) => [s.t, s.delivered])) })) },
-    { title: 'acceptance latency distribution (DATA to 250)', xLabel: 'percentile', yLabel: 'ms', series: ok.filter((r) => r.generator).map((r) => ({ name: name(r), points: r.generator!.latency.distribution })) },
-    { title: 'per-destination concurrency (Postactor metrics)', xLabel: 'seconds', yLabel: 'deliveries in progress', series: concurrency, steps: true },
-  ]);
 }
 
 function gitCommit(): string {
