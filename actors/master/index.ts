@@ -17,8 +17,8 @@ import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { AnvilTables } from '../anvil/statistics.js';
-import { MetricsCollector, startMetricsServer, type Health } from '../../src/metrics/collect.js';
-import { masterMetrics } from '../../src/metrics/thread.js';
+import type { Health, MetricsCollector } from '../../src/metrics/collect.js';
+import { enableMetrics, masterMetrics } from '../../src/metrics/thread.js';
 import { storeWritable } from '../../src/metrics/health.js';
 import { startSyslogRelay, syslogFacility, type SyslogRelay } from '../../src/log/syslog.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
@@ -204,6 +204,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   anvil.start(config.getTime('anvil_rate_time_unit'), config.getTime('anvil_status_update_time'));
   // metrics_listen (read at start): every thread counts in place and reports to the collector.
   const metricsListen = config.get('metrics_listen');
+  if (metricsListen) enableMetrics();
   const data = (c: Config, service: string, index: number, extra?: unknown): ActorWorkerData<unknown> =>
     ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(metricsListen ? { metrics: true } : {}), ...(syslogTarget ? { syslog: syslogTarget } : {}), ...(extra ? { extra } : {}) });
 
@@ -308,6 +309,8 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
         return { ok: Object.values(checks).every((c) => c.ok), checks };
       };
       masterMetrics();
+      // Loaded only when metrics are on (prom-client's aggregation and an HTTP server).
+      const { MetricsCollector, startMetricsServer } = await import('../../src/metrics/collect.js');
       collector = new MetricsCollector({ instance, liveThreads });
       try {
         metricsServer = await startMetricsServer(metricsListen, collector, health);

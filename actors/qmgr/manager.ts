@@ -8,7 +8,6 @@
  * minimal_backoff_time has passed or postqueue -f forgets it. A transport whose agents cannot be
  * reached or crash is unavailable for transport_retry_time. Preemption comes with issue 4.
  */
-import { Gauge } from 'prom-client';
 import { metrics, registerGauges } from '../../src/metrics/thread.js';
 import { QUEUE_NAMES } from '../../src/queue/types.js';
 import { parseTime, transportParam, type Config } from '../../src/config/index.js';
@@ -225,7 +224,7 @@ export class QueueManager {
    * deliveries in progress, concurrency window and, while it is dead, the time left before retry.
    */
   registerMetrics(): void {
-    registerGauges((registry) => {
+    registerGauges((registry, { Gauge }) => {
       const store = this.store;
       const destinations = this.destinations;
       new Gauge({

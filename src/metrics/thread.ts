@@ -6,19 +6,32 @@
  * asks before a scrape. master sums the snapshots of all threads; so the hot path never pays a
  * hop, and a scrape costs one message per thread.
  *
+ * With metrics_listen empty (the default) nothing of this is loaded: metrics() answers an object
+ * whose every method does nothing, and prom-client (some 3 MB of heap and tens of milliseconds per
+ * thread) is required only in the threads of a server that exports metrics.
+ *
  * Names follow postfix_exporter (kumina) where the same thing is counted there
  * (postfix_smtpd_connects_total, postfix_smtpd_messages_rejected_total, …); what only
  * Postactor knows (queues from the store, per-destination windows, thread restarts) is named
  * postactor_*.
  */
+import { createRequire } from 'node:module';
 import { BroadcastChannel, isMainThread, threadId, workerData } from 'node:worker_threads';
-import { Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { MetricObjectWithValues, MetricValue, Registry } from 'prom-client';
+
+type PromClient = typeof import('prom-client');
+const require = createRequire(import.meta.url);
+/** prom-client, loaded on first use (a CommonJS module: require is synchronous). */
+function prom(): PromClient {
+  return require('prom-client') as PromClient;
+}
 
 /** Seconds: from a few milliseconds (loopback) to the default maximal_backoff_time and beyond. */
 const DELAY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400];
 
 function define(registry: Registry) {
   const r = [registry];
+  const { Counter, Gauge, Histogram } = prom();
   return {
     smtpdConnects: new Counter({ name: 'postfix_smtpd_connects_total', help: 'Total number of incoming connections.', registers: r }),
     smtpdDisconnects: new Counter({ name: 'postfix_smtpd_disconnects_total', help: 'Total number of incoming disconnections.', registers: r }),
@@ -51,21 +64,39 @@ export interface Snapshot {
 }
 
 let state: { registry: Registry; metrics: ThreadMetrics } | null = null;
+/** master sets this when metrics_listen is on (workers learn it from their workerData). */
+let mainThreadEnabled = false;
+
+function enabled(): boolean {
+  if (isMainThread) return mainThreadEnabled;
+  return (workerData as { metrics?: boolean } | null)?.metrics === true;
+}
+
+/** Any metric, any method: does nothing (metrics_listen is off). */
+const NOOP: ThreadMetrics = new Proxy({}, { get: () => NOOP_METRIC }) as ThreadMetrics;
+const NOOP_METRIC = new Proxy({}, { get: () => () => undefined });
+
+/** master: metrics_listen is set, count in this (the main) thread too. */
+export function enableMetrics(): void {
+  mainThreadEnabled = true;
+}
 
 /** This thread's metrics (made, and its reporter started, on first use). */
 export function metrics(): ThreadMetrics {
   if (state) return state.metrics;
-  const registry = new Registry();
+  if (!enabled()) return NOOP;
+  const registry = new (prom().Registry)();
   state = { registry, metrics: define(registry) };
-  const data = workerData as { instance?: string; metrics?: boolean } | null;
-  if (!isMainThread && data?.metrics && data.instance) report(registry, data.instance);
+  const data = workerData as { instance?: string } | null;
+  if (!isMainThread && data?.instance) report(registry, data.instance);
   return state.metrics;
 }
 
-/** Gauges this thread computes when a snapshot is taken (qmgr: queues, destinations). */
-export function registerGauges(make: (registry: Registry) => void): void {
+/** Gauges this thread computes when a snapshot is taken (qmgr: queues, destinations); nothing when off. */
+export function registerGauges(make: (registry: Registry, client: PromClient) => void): void {
+  if (!enabled()) return;
   metrics();
-  make(state!.registry);
+  make(state!.registry, prom());
 }
 
 export function channelName(instance: string): string {
@@ -101,6 +132,7 @@ let masterState: ReturnType<typeof defineMaster> | null = null;
 
 function defineMaster(registry: Registry) {
   const r = [registry];
+  const { Counter, Gauge } = prom();
   const up = new Gauge({ name: 'postfix_up', help: 'Whether the mail system is running (master answers).', registers: r });
   up.set(1);
   return {
@@ -108,7 +140,8 @@ function defineMaster(registry: Registry) {
   };
 }
 
-/** master's own metrics (the main thread). */
+/** master's own metrics (the main thread); they do nothing while metrics_listen is off. */
 export function masterMetrics(): ReturnType<typeof defineMaster> {
+  if (!enabled()) return NOOP as unknown as ReturnType<typeof defineMaster>;
   return (masterState ??= defineMaster(threadRegistry()));
 }
