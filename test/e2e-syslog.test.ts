@@ -11,7 +11,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SmtpSink } from '../src/smtp/sink.js';
 import { freePort, NODE, POSTACTOR_JS, probe220, queuedId, rfc822, sendRaw, SmtpDialogue } from './helpers/server.js';
@@ -106,6 +106,8 @@ describe('e2e syslog', { skip }, () => {
       'alias_maps =',
       'maillog_file =',
       'syslog_facility = mail',
+      // Not supported, so warned about: a record at priority warning.
+      `data_directory = ${join(dir, 'lib')}`,
       'minimal_backoff_time = 1h',
       'maximal_backoff_time = 2h',
       `smtpd_recipient_restrictions = check_recipient_access texthash:${join(dir, 'access')}, permit_mynetworks, reject_unauth_destination`,
@@ -131,6 +133,17 @@ describe('e2e syslog', { skip }, () => {
       await rsyslog.waitFor(new RegExp(`postactor/qmgr\\[\\d+\\]: ${bounced}: removed`), 1, 20_000);
       await rsyslog.waitFor(/status=sent/, 4, 20_000);
       await rsyslog.waitFor(/: removed$/, 5, 20_000);
+      // The relay to the syslog socket, killed, is started again: a reload's line still arrives.
+      const fifo = join(dir, 'spool', 'private', 'syslog');
+      const relays = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+        try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes(fifo); } catch { return false; }
+      });
+      assert.equal(relays.length, 1, 'one relay process');
+      process.kill(Number(relays[0]), 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 1500));
+      const reloaded = postactor('reload');
+      assert.equal(reloaded.status, 0, reloaded.stderr);
+      await rsyslog.waitFor(/postactor\/master\[\d+\]: reload -- version /, 1, 10_000);
     } finally {
       const stopped = postactor('stop');
       assert.equal(stopped.status, 0, stopped.stderr);
@@ -142,6 +155,10 @@ describe('e2e syslog', { skip }, () => {
     assert.ok(lines.every((l) => /^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ postactor\/[a-z-]+\[\d+\]: /.test(l)), lines.join('\n'));
     assert.ok(lines.some((l) => /postactor\/master\[\d+\]: daemon started -- version /.test(l)));
     assert.ok(lines.some((l) => /postactor\/smtpd\[\d+\]: NOQUEUE: reject: RCPT from localhost\[127\.0\.0\.1\]: 554 5\.7\.1 <blocked@example\.com>: Recipient address rejected: Access denied;/.test(l)));
+    // Severity: warnings (and only they) reach the mail.warning rule.
+    const warned = readFileSync(rsyslog.warnFile, 'utf8').split('\n').filter(Boolean);
+    assert.ok(warned.some((l) => /postactor\/master\[\d+\]: warning: .*data_directory = .*: not supported by Postactor, ignored$/.test(l)), warned.join('\n'));
+    assert.ok(warned.every((l) => /\]: (warning|error|fatal|panic): /.test(l)), warned.join('\n'));
     // Nothing went to a maillog file or to the queue directory's log.
     assert.equal(existsSync(join(dir, 'maillog')), false);
 

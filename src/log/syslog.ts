@@ -63,7 +63,8 @@ export interface SyslogRelay {
   /** The FIFO descriptor every thread writes records to. */
   fd: number;
   facility: number;
-  child: ChildProcess;
+  /** The relay process now (a new one after a restart). */
+  child(): ChildProcess;
 }
 
 /** Starts the relay for this server; throws (with why) when syslog cannot be used. */
@@ -77,11 +78,22 @@ export function startSyslogRelay(queueDir: string, facilityName: string): Syslog
   rmSync(fifo, { force: true });
   const made = spawnSync('mkfifo', ['-m', '600', fifo], { encoding: 'utf8' });
   if (made.error || made.status !== 0) throw new Error(`mkfifo ${fifo}: ${made.error?.message ?? made.stderr.trim()}`);
+  // Without the relay the FIFO fills and every thread's next log write would wait: no Perl, no start.
+  const perl = spawnSync('perl', ['-e', '1'], { stdio: 'ignore' });
+  if (perl.error || perl.status !== 0) throw new Error(`syslog: cannot run perl, which sends the log to ${syslogSocketPath()}: ${perl.error?.message ?? `exit status ${perl.status}`}; set maillog_file or run start-fg`);
   const fd = openSync(fifo, 'r+');
-  const child = spawn('perl', ['-e', RELAY, fifo, syslogSocketPath()], { stdio: ['ignore', 'ignore', 'inherit'] });
-  child.on('error', (err) => process.stderr.write(`postactor/master: warning: syslog relay: ${err.message}\n`));
-  child.unref();
-  return { fd, facility, child };
+  let child: ChildProcess;
+  // A relay that ends (killed, crashed) is started again, at most once a second, so that the
+  // FIFO keeps draining; the records in the FIFO wait for the new one.
+  const start = () => {
+    const started = Date.now();
+    child = spawn('perl', ['-e', RELAY, fifo, syslogSocketPath()], { stdio: ['ignore', 'ignore', 'inherit'] });
+    child.on('error', (err) => process.stderr.write(`postactor/master: warning: syslog relay: ${err.message}\n`));
+    child.on('exit', () => void setTimeout(start, Math.max(0, 1000 - (Date.now() - started))).unref());
+    child.unref();
+  };
+  start();
+  return { fd, facility, child: () => child };
 }
 
 /** syslog severities of Postfix's levels (msg_syslog.c: info, warning, err, crit, crit). */

@@ -1,7 +1,8 @@
 /**
  * A throwaway rsyslog (Debian's rsyslogd) for logging tests: it listens on a UNIX datagram
  * socket in its own temporary directory (never /dev/log), writes the mail facility to
- * DIR/mail.log in the traditional file format, with rate limiting off, and is killed by stop().
+ * DIR/mail.log in the traditional file format (and priority warning and above also to
+ * DIR/mail.warn), with rate limiting off, and is killed by stop().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,8 @@ export interface Rsyslog {
   socket: string;
   /** DIR/mail.log: what arrived with facility mail. */
   file: string;
+  /** DIR/mail.warn: facility mail at priority warning or above. */
+  warnFile: string;
   lines(): string[];
   /** Resolves once `count` lines match re (polls the file). */
   waitFor(re: RegExp, count: number, timeoutMs: number): Promise<string[]>;
@@ -26,11 +29,13 @@ export async function startRsyslog(): Promise<Rsyslog> {
   const dir = mkdtempSync(join(tmpdir(), 'postactor-rsyslog-'));
   const socket = join(dir, 'log');
   const file = join(dir, 'mail.log');
+  const warnFile = join(dir, 'mail.warn');
   writeFileSync(join(dir, 'rsyslog.conf'), [
     `global(workDirectory="${dir}")`,
     'module(load="imuxsock" SysSock.Use="off")',
     `input(type="imuxsock" Socket="${socket}" CreatePath="on" RateLimit.Interval="0")`,
     `mail.* action(type="omfile" file="${file}" template="RSYSLOG_TraditionalFileFormat")`,
+    `mail.warning action(type="omfile" file="${warnFile}" template="RSYSLOG_TraditionalFileFormat")`,
     '',
   ].join('\n'));
   const child: ChildProcess = spawn(RSYSLOGD, ['-n', '-f', join(dir, 'rsyslog.conf'), '-i', join(dir, 'rsyslog.pid')], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -46,7 +51,7 @@ export async function startRsyslog(): Promise<Rsyslog> {
   }
   const lines = () => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l !== '') : []);
   return {
-    dir, socket, file, lines,
+    dir, socket, file, warnFile, lines,
     async waitFor(re, count, timeoutMs) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
