@@ -239,3 +239,30 @@ describe('e2e metrics_listen: TLS outcomes', () => {
     assert.equal(total(s, 'postactor_smtpd_tls_failures_total'), 1);
   });
 });
+
+describe('e2e metrics_listen: a dead destination', () => {
+  let server: TestServer;
+  let metricsPort: number;
+
+  before(async () => {
+    metricsPort = await freePort();
+    // relayhost is a port nobody listens on: the connection fails, the destination is dead for a while.
+    server = await startServer({ sinkPort: await freePort(), mainCf: { metrics_listen: `127.0.0.1:${metricsPort}`, minimal_backoff_time: '1h', maximal_backoff_time: '2h' } });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test('after a failed cohort its backoff shows as seconds until the next try, its window as 0', async () => {
+    // A failed cohort (initial_destination_concurrency = 5 failed connections) makes it dead.
+    for (let i = 0; i < 6; i++) queuedId(await sendRaw(server.port, 'sender@example.org', [`someone-${i}@example.com`], rfc822({ Subject: 'dead' }, 'body\n')));
+    await server.waitForLogCount(/status=deferred/, 6, 20_000);
+    const s = parseExposition(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text());
+    const backoff = s.filter((x) => x.name === 'postactor_destination_backoff_seconds');
+    assert.equal(backoff.length, 1, JSON.stringify(backoff));
+    assert.equal(backoff[0]!.labels['nexthop'], `[127.0.0.1]:${server.sinkPort}`);
+    assert.ok(backoff[0]!.value > 0, String(backoff[0]!.value));
+    assert.equal(total(s, 'postactor_destination_concurrency_limit', { nexthop: `[127.0.0.1]:${server.sinkPort}` }), 0);
+    assert.equal(total(s, 'postactor_deliveries_total', { status: 'deferred' }), 6);
+  });
+});
