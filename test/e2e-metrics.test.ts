@@ -7,11 +7,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpSink } from '../src/smtp/sink.js';
-import { freePort, queuedId, REPO_ROOT, rfc822, sendRaw, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
+import { freePort, NODE, POSTACTOR_JS, queuedId, REPO_ROOT, rfc822, sendRaw, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 import { parseListen } from '../src/metrics/collect.js';
 import { tempDirs } from './helpers/temp.js';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import nodemailer from 'nodemailer';
 import { makeTestCertificates } from './helpers/test-ca.js';
 
@@ -84,6 +86,13 @@ describe('e2e metrics_listen', () => {
     assert.deepEqual(parseListen('[::1]:9154'), { host: '::1', port: 9154 });
     assert.throws(() => parseListen('localhost'), /metrics_listen = localhost: expected \[host:\]port/);
     assert.throws(() => parseListen('70000'), /bad port number/);
+  });
+
+  test('a bad metrics_listen stops postactor check with file: what is wrong', () => {
+    const dir = tempDir({ 'main.cf': `queue_directory = ${join(tmpdir(), 'unused-spool')}\nmetrics_listen = localhost\n`, 'master.cf': 'cleanup unix n - n - 1 cleanup\nqmgr unix n - n 300 1 qmgr\n' });
+    const r = spawnSync(NODE, [POSTACTOR_JS, '-c', dir, 'check'], { encoding: 'utf8' });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /main\.cf: metrics_listen = localhost: expected \[host:\]port/);
   });
 
   test('after sent, deferred, bounced and rejected mail, the scrape shows each count', async () => {

@@ -19,6 +19,7 @@ import { MailFlow } from '../../src/runtime/flow.js';
 import { AnvilTables } from '../anvil/statistics.js';
 import type { Health, MetricsCollector } from '../../src/metrics/collect.js';
 import { enableMetrics, masterMetrics } from '../../src/metrics/thread.js';
+import { parseListen } from '../../src/metrics/listen.js';
 import { storeWritable } from '../../src/metrics/health.js';
 import { startSyslogRelay, syslogFacility, type SyslogRelay } from '../../src/log/syslog.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
@@ -68,6 +69,13 @@ export function checkConfig(config: Config): string[] {
     } catch (err) {
       const where = s && Object.keys(s.line.overrides).length > 0 ? `${s.line.file}:${s.line.line}` : `${config.configDirectory ?? '(embedded)'}/main.cf`;
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
+    }
+  }
+  if (config.get('metrics_listen')) {
+    try {
+      parseListen(config.get('metrics_listen'));
+    } catch (err) {
+      problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: ${(err as Error).message}`);
     }
   }
   if (syslogFacility(config.get('syslog_facility')) === null) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: syslog_facility = ${config.get('syslog_facility')}: unrecognized value`);

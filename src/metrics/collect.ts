@@ -12,6 +12,9 @@ import { createServer, type Server } from 'node:http';
 import { BroadcastChannel } from 'node:worker_threads';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { channelName, threadRegistry, type Snapshot } from './thread.js';
+import { parseListen } from './listen.js';
+
+export { parseListen };
 
 type Json = MetricObjectWithValues<MetricValue<string>>[];
 
@@ -80,20 +83,6 @@ export class MetricsCollector {
 export interface Health {
   ok: boolean;
   checks: Record<string, { ok: boolean; detail?: string }>;
-}
-
-/**
- * `metrics_listen` as host:port; a bare port (or ":port") listens on loopback only, as the
- * parameter's own default is off and a metrics page is for the local Prometheus unless the
- * operator names an address.
- */
-export function parseListen(value: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value) ?? /^()()(\d+)$/.exec(value);
-  if (!m) throw new Error(`metrics_listen = ${value}: expected [host:]port`);
-  const port = Number(m[3]);
-  if (port < 1 || port > 65535) throw new Error(`metrics_listen = ${value}: bad port number`);
-  const host = m[1] ?? m[2] ?? '';
-  return { host: host === '' ? '127.0.0.1' : host, port };
 }
 
 export async function startMetricsServer(listen: string, collector: MetricsCollector, health: () => Promise<Health>): Promise<Server> {
