@@ -37,6 +37,8 @@ export interface CleanupRequest {
   smtputf8?: boolean;
   /** A milter quarantined the message: cleanup puts it on hold (Postfix: milter-hold). */
   hold?: boolean;
+  /** Header fields smtpd_milters added or changed ("Name: value"): cleanup applies milter_header_checks to them. */
+  milterHeaders?: string[];
 }
 
 /** A local submission's extras (Postfix: the FULL record and the rewrite context of the queue file). */

@@ -13,6 +13,7 @@ import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.j
 import { ServicePool } from '../../src/runtime/pool.js';
 import { Router } from '../../src/runtime/router.js';
 import { serveServiceRequests } from '../../src/runtime/service-request.js';
+import { closeSharedTables, mainProxymap, serveProxymap } from '../../src/maps/index.js';
 import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
@@ -22,6 +23,8 @@ import { enableMetrics, masterMetrics } from '../../src/metrics/thread.js';
 import { parseListen } from '../../src/metrics/listen.js';
 import { storeWritable } from '../../src/metrics/health.js';
 import { startSyslogRelay, syslogFacility, type SyslogRelay } from '../../src/log/syslog.js';
+import { STORE_FILE, storeFileProblem, storeTreeProblem } from '../../src/queue/integrity.js';
+import { parseSpawnAttributes } from '../../src/config/spawn-attributes.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
 import { smtpdTlsProblem } from '../smtpd/tls.js';
 import { smtpdAnvilProblem } from '../smtpd/anvil.js';
@@ -79,8 +82,17 @@ export function checkConfig(config: Config): string[] {
     }
   }
   if (syslogFacility(config.get('syslog_facility')) === null) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: syslog_facility = ${config.get('syslog_facility')}: unrecognized value`);
+  // spawn services: their user=/argv= attributes, as spawn(8) would read them.
+  for (const s of plan.services.filter((p) => p.line.command === 'spawn')) {
+    const a = parseSpawnAttributes(s.line.args, config.get('mail_owner'));
+    if (typeof a === 'string') problems.push(`${s.line.file}:${s.line.line}: service "${s.service}" (command spawn): ${a}`);
+    else if (s.line.type !== 'unix' && s.line.type !== 'inet') problems.push(`${s.line.file}:${s.line.line}: service "${s.service}" (command spawn): type ${s.line.type} is not supported (unix or inet)`);
+  }
   const queueProblem = queueDirectoryProblem(queueDirectory(config));
   if (queueProblem !== null) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: queue_directory = ${config.get('queue_directory')}: ${queueProblem}`);
+  // A damaged store file would make every thread that maps it die by SIGBUS/SIGSEGV, silently.
+  const storeProblem = queueProblem === null ? storeFileProblem(join(queueDirectory(config), STORE_FILE)) : null;
+  if (storeProblem !== null) problems.push(storeProblem);
   if (!plan.services.some((s) => s.line.command === 'qmgr')) problems.push('master.cf: no qmgr service: mail would never be delivered');
   if (!plan.services.some((s) => s.line.command === 'cleanup')) problems.push('master.cf: no cleanup service: smtpd could not queue mail');
   return problems;
@@ -173,6 +185,12 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   for (const w of config.warnings) log.warn(w);
   if (problems.length) throw new Error(problems.join('\n'));
   const queueDir = queueDirectory(config);
+  // No master: nothing writes the store, so every tree page can be checked before a thread maps
+  // it (a damaged page would crash them all, again and again, with no word why).
+  if (!provenMaster(queueDir)) {
+    const damaged = storeTreeProblem(join(queueDir, STORE_FILE));
+    if (damaged !== null) throw new Error(damaged);
+  }
   mkdirSync(join(queueDir, 'pid'), { recursive: true });
   // The lock first, as Postfix's master locks pid/master.pid before anything else: one master
   // per queue, and only the holder ever writes the pid file.
@@ -197,6 +215,10 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   const router = new Router();
   // Requests from pool workers to other services (local's mailbox_transport → lmtp, …).
   const stopServiceRequests = serveServiceRequests(instance, router);
+  // proxymap(8): the actors' proxy: tables are looked up here, one set of connections for all threads.
+  const proxymap = mainProxymap((text) => maillog('proxymap').warn(text));
+  proxymap.configure(config.get('proxy_read_maps'));
+  const stopProxymap = serveProxymap(instance, proxymap);
   let current = config;
   let pools = new Map<string, ServicePool>();
   let listeners: SupervisedWorker[] = [];
@@ -366,6 +388,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       const oldListeners = listeners;
       listeners = await startListeners(next, nextPlan);
       current = next;
+      proxymap.configure(next.get('proxy_read_maps'));
       anvil.start(next.getTime('anvil_rate_time_unit'), next.getTime('anvil_status_update_time'));
       await Promise.allSettled(oldListeners.map((w) => w.stop()));
       held = addressesOf(nextPlan);
@@ -416,6 +439,8 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     anvil.stop();
     anvil.dump();
     stopServiceRequests();
+    stopProxymap();
+    closeSharedTables();
     registry.release();
     rmSync(pidFile(config), { force: true });
     await lock.release();

@@ -50,6 +50,8 @@ const DAEMONS: Record<string, Daemon> = {
   lmtp: { kind: 'pool', module: '../lmtp/index.js', concurrency: 256 },
   local: { kind: 'pool', module: '../local/index.js', concurrency: 64 },
   virtual: { kind: 'pool', module: '../virtual/index.js', concurrency: 64 },
+  // One thread per service line: the commands it runs are processes of their own.
+  spawn: { kind: 'supervised', module: '../spawn/index.js', concurrency: 1 },
 };
 
 /**
@@ -62,7 +64,7 @@ export const DAEMONS_BUILT_INTO_MASTER = new Set(['anvil']);
 /** Postfix's daemons (master.cf commands) that Postactor has not built yet. */
 const POSTFIX_DAEMONS_NOT_BUILT = new Set([
   ...DAEMONS_BUILT_INTO_MASTER, 'dnsblog', 'flush', 'oqmgr', 'postlogd', 'postscreen', 'proxymap', 'qmqpd', 'scache',
-  'showq', 'spawn', 'tlsmgr', 'tlsproxy', 'verify',
+  'showq', 'tlsmgr', 'tlsproxy', 'verify',
 ]);
 
 export interface SkippedService {
@@ -82,7 +84,7 @@ export interface Plan {
 /**
  * Whether skipping a service loses mail or protection (then `check` and start-up refuse it):
  * a listener nobody serves (an inet service, postscreen in front of smtpd, smtpd fed by
- * postscreen), a program the admin expects to run (spawn: policy servers), or a command that
+ * postscreen), or a command that
  * is no Postfix daemon at all. A unix service of a Postfix daemon that is not built is only
  * warned about: nothing reaches it unless a parameter names it, and those are refused.
  */
@@ -90,7 +92,6 @@ export function skippedServiceProblem(s: SkippedService): string | null {
   const what = `service "${s.service}" (command ${s.command})`;
   if (s.command === 'postscreen') return `not supported by Postactor: ${what}: postscreen is not built yet, so this port would not be served; use smtpd on it instead`;
   if (s.command === 'smtpd') return `not supported by Postactor: ${what}: smtpd of type ${s.type} (only inet smtpd services are built)`;
-  if (s.command === 'spawn') return `not supported by Postactor: ${what}: spawn is not built yet, so this program would not run`;
   if (s.type === 'inet') return `not supported by Postactor: ${what}: not built yet, so this port would not be served`;
   if (!POSTFIX_DAEMONS_NOT_BUILT.has(s.command)) return `${what}: unknown command (not a Postfix daemon, nor an absolute path to a JavaScript delivery agent)`;
   return null;
@@ -112,7 +113,7 @@ export function planServices(config: Config): Plan {
     const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);
     const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, concurrency: daemon.concurrency, line };
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
-    if (line.command === 'qmgr' || line.command === 'pickup') plan.threads = 1; // singletons, whatever maxproc says (as in Postfix)
+    if (line.command === 'qmgr' || line.command === 'pickup' || line.command === 'spawn') plan.threads = 1; // singletons, whatever maxproc says (as in Postfix)
     services.push(plan);
   }
   return { services, skipped };

@@ -11,7 +11,7 @@ import * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import { configFromJSON, type Config, type ConfigJSON } from '../../src/config/index.js';
+import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import { startActor } from '../../src/runtime/endpoint.js';
@@ -23,12 +23,15 @@ import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls,
 import { peerCertLine, verifyFailureLine } from './ccert.js';
 import { SniMaps } from './sni.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
+import { QueueSpace } from './queue-space.js';
 import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
 import { installLimits, limitsFrom } from './limits.js';
 import { SmtpdMilters, type MilterContext, type MilterRefusal } from './milter.js';
+import { editRecipients } from '../../src/milter/content.js';
+import type { EnvelopeEdits } from '../../src/milter/message.js';
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
@@ -86,6 +89,7 @@ async function main(): Promise<void> {
   const sasl = policy.sasl.enabled ? new SmtpdSasl(policy.sasl, namaddr) : null;
   const hostname = config.get('myhostname');
   const sizeLimit = config.getSize('message_size_limit');
+  const queueSpace = new QueueSpace(queueDirectory(config), config.getSize('queue_minfree'), sizeLimit);
   const contentFilter = config.get('content_filter').trim();
   const inFlowDelay = config.getTime('in_flow_delay') * 1000;
   const peernameLookup = config.getBool('smtpd_peername_lookup');
@@ -192,6 +196,14 @@ async function main(): Promise<void> {
     closeTimeout: 5000,
     ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
+      // smtpd_milters hear unknown commands (Postfix: milter_unknown_event).
+      ...(milters ? {
+        postactorUnknownCommand: async (session: SMTPServerSession, line: string) => {
+          if (!states.get(session)) return null;
+          const r = await milters.unknown(session, milterContext(session, null), line);
+          return r ? { code: r.code, text: r.text } : null;
+        },
+      } : {}),
       // smtpd_client_auth_rate_limit, asked by sasl.ts's AUTH handler.
       postactorAuthRate: (session: SMTPServerSession) => {
         const over = anvil?.auth(session, session.remoteAddress, namaddr(session));
@@ -323,7 +335,15 @@ async function main(): Promise<void> {
     onMailFrom(address, session, mailCallback) {
       // The milters hear MAIL FROM after the sender restrictions passed.
       const callback = (err?: Error | null): void => {
-        if (err || !milters) return mailCallback(err ?? undefined);
+        if (err) return mailCallback(err);
+        // smtpd_check_queue, after the sender restrictions as in Postfix.
+        const full = queueSpace.check({ ...policyRequest(session, 'MAIL', null), sender: address.address });
+        if (full) {
+          log.warn(full.warning);
+          log.info(full.reject);
+          return mailCallback(refuse(full.code, full.text));
+        }
+        if (!milters) return mailCallback();
         const args = Object.entries((address.args || {}) as Record<string, string | boolean>).map(([k, v]) => (v === true ? k : `${k}=${v}`));
         void milters.mail(session, { ...milterContext(session, null), sender: address.address }, args)
           .then((r) => mailCallback(r ? milterError(r) : undefined));
@@ -410,7 +430,7 @@ async function main(): Promise<void> {
             chunks.length = 0;
             chunks.push(Buffer.from(r.content.buffer, r.content.byteOffset, r.content.length));
             total = r.content.length;
-            queue(effects.prepend, { sender: r.sender, recipients: r.recipients.map((x) => x.address), hold: r.hold });
+            queue(effects.prepend, { env: r.env, hold: r.hold, milterHeaders: r.milterHeaders ?? [] });
           });
         });
       });
@@ -425,7 +445,7 @@ async function main(): Promise<void> {
         }
       }
 
-      function queue(prepend: string[], edited?: { sender: string; recipients: string[]; hold: boolean }): void {
+      function queue(prepend: string[], edited?: { env: EnvelopeEdits | null; hold: boolean; milterHeaders: string[] }): void {
         // PREPEND headers first, then the message. An owned ArrayBuffer, so it can be
         // transferred to cleanup instead of copied.
         const head = Buffer.from(prepend.map((h) => `${h}\r\n`).join(''), 'utf8');
@@ -460,13 +480,16 @@ async function main(): Promise<void> {
           // and not in smtpd_discard_ehlo_keywords).
           ...(smtputf8Offered && (session.envelope as { smtpUtf8?: boolean }).smtpUtf8 ? { smtputf8: true } : {}),
         };
-        if (edited) {
+        if (edited?.env) {
           // The milters' envelope edits: a recipient kept keeps its DSN settings.
-          const dsn = new Map(request.recipients.map((r) => [r.address.toLowerCase(), r]));
-          request.sender = edited.sender;
-          request.recipients = edited.recipients.map((a) => dsn.get(a.toLowerCase()) ?? { address: a });
-          if (edited.hold) request.hold = true;
+          const env = edited.env;
+          if (env.sender !== null) request.sender = env.sender;
+          if (env.ret) request.ret = env.ret;
+          if (env.envId) request.envId = env.envId;
+          request.recipients = editRecipients(request.recipients, env);
         }
+        if (edited?.hold) request.hold = true;
+        if (edited?.milterHeaders.length) request.milterHeaders = edited.milterHeaders;
         void submit(request).then((reply) => {
           if (reply.ok) {
             metrics().smtpdMessages.inc({ sasl_method: login?.method ?? '' });
