@@ -278,6 +278,12 @@ function submitOrDie(dir: string, who: string, envelope: Omit<MaildropEnvelope, 
 
 async function main(): Promise<void> {
   const progName = basename(process.argv[1] ?? PROG).replace(/\.js$/, '');
+  // --help (not a Sendmail option: getopt would refuse it) prints the manual page.
+  if (process.argv[2] === '--help') {
+    const { manual } = await import('../src/cli/manual.js'); // only here: sendmail's start-up is its cost
+    process.stdout.write(manual(progName, `usage: ${progName} [options]`) ?? manual(PROG, `usage: ${PROG} [options]`)!);
+    process.exit(EX_OK);
+  }
   const o = parseArgs(process.argv.slice(2), progName);
   if (o.qtime && o.mode !== 'daemon') process.exit(EX_OK); // -q<interval>: ignored, as in Postfix
 

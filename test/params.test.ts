@@ -77,7 +77,7 @@ test('Postactor\'s own parameters: read by the code, listed by postconf -d, mark
   }
   const d = spawnSync(NODE, [POSTCONF, '-d', ...names], { encoding: 'utf8' });
   assert.equal(d.status, 0, d.stderr);
-  assert.deepEqual(d.stdout.trim().split('\n'), names.map((n) => `${n} = ${POSTACTOR_PARAMS[n]!.default}`));
+  assert.deepEqual(d.stdout.trim().split('\n'), names.map((n) => `${n} = ${POSTACTOR_PARAMS[n]!.default}`.trimEnd()));
   const r = spawnSync(NODE, [POSTCONF, '--support', ...names], { encoding: 'utf8' });
   const j = JSON.parse(r.stdout) as Record<string, { support: string; own?: boolean; postfix_default?: string; readers?: string[] }>;
   for (const name of names) {

@@ -18,6 +18,11 @@ import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { AnvilTables } from '../anvil/statistics.js';
+import type { Health, MetricsCollector } from '../../src/metrics/collect.js';
+import { enableMetrics, masterMetrics } from '../../src/metrics/thread.js';
+import { parseListen } from '../../src/metrics/listen.js';
+import { storeWritable } from '../../src/metrics/health.js';
+import { startSyslogRelay, syslogFacility, type SyslogRelay } from '../../src/log/syslog.js';
 import { STORE_FILE, storeFileProblem, storeTreeProblem } from '../../src/queue/integrity.js';
 import { parseSpawnAttributes } from '../../src/config/spawn-attributes.js';
 import { AnvilTable } from '../anvil/table.js';
@@ -74,6 +79,14 @@ export function checkConfig(config: Config): string[] {
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
     }
   }
+  if (config.get('metrics_listen')) {
+    try {
+      parseListen(config.get('metrics_listen'));
+    } catch (err) {
+      problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: ${(err as Error).message}`);
+    }
+  }
+  if (syslogFacility(config.get('syslog_facility')) === null) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: syslog_facility = ${config.get('syslog_facility')}: unrecognized value`);
   // spawn services: their user=/argv= attributes, as spawn(8) would read them.
   for (const s of plan.services.filter((p) => p.line.command === 'spawn')) {
     const a = parseSpawnAttributes(s.line.args, config.get('mail_owner'));
@@ -179,8 +192,22 @@ export async function runningMaster(config: Config): Promise<number | null> {
   }
 }
 
-export async function startMaster(config: Config): Promise<Master> {
-  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+export interface MasterOptions {
+  /**
+   * Running in the background (`postactor start`): with maillog_file empty the log goes to
+   * syslog, as Postfix's does; in the foreground it goes to standard output.
+   */
+  background?: boolean;
+}
+
+export async function startMaster(config: Config, options: MasterOptions = {}): Promise<Master> {
+  // syslog: the relay starts before anything logs (src/log/syslog.ts); every thread gets it.
+  let syslog: SyslogRelay | null = null;
+  if (options.background && config.get('maillog_file') === '') {
+    syslog = startSyslogRelay(queueDirectory(config), config.get('syslog_facility'));
+  }
+  const syslogTarget = syslog ? { fd: syslog.fd, facility: syslog.facility } : undefined;
+  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name'), ...(syslogTarget ? { syslog: syslogTarget } : {}) });
   const problems = checkConfig(config);
   for (const w of config.warnings) log.warn(w);
   if (problems.length) throw new Error(problems.join('\n'));
@@ -241,8 +268,11 @@ export async function startMaster(config: Config): Promise<Master> {
     if (!t) screens.set(service, (t = { counts: AnvilTable.create(60), sessions: new SharedArrayBuffer(4) }));
     return { counts: t.counts.buffer, sessions: t.sessions };
   };
+  // metrics_listen (read at start): every thread counts in place and reports to the collector.
+  const metricsListen = config.get('metrics_listen');
+  if (metricsListen) enableMetrics();
   const data = (c: Config, service: string, index: number, extra?: unknown): ActorWorkerData<unknown> =>
-    ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(extra ? { extra } : {}) });
+    ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(metricsListen ? { metrics: true } : {}), ...(syslogTarget ? { syslog: syslogTarget } : {}), ...(extra ? { extra } : {}) });
 
   const startPools = (c: Config, plan: Plan): Map<string, ServicePool> => {
     const made = new Map<string, ServicePool>();
@@ -256,6 +286,7 @@ export async function startMaster(config: Config): Promise<Master> {
         workerData: data(serviceConfig(c, s), s.service, 0),
         throttleSeconds: c.getTime('service_throttle_time'),
         onCrash: (service, error, throttled) => {
+          masterMetrics().restarts.inc({ service });
           log.warn(`process ${service} (thread) exit status 1: ${error.message}`);
           if (throttled) log.warn(`${service}: bad command startup -- throttling`);
         },
@@ -279,6 +310,7 @@ export async function startMaster(config: Config): Promise<Master> {
       throttleSeconds: c.getTime('service_throttle_time'),
       onPort: (port) => router.attach(name, port),
       onExit: (_slot, code, _restart, badStartup, error) => {
+        masterMetrics().restarts.inc({ service: s.service });
         log.warn(`process ${s.line.command} (service ${s.service}, thread ${index}) exit status ${code}${error ? `: ${error.stack ?? error.message}` : ''}`);
         if (badStartup) log.warn(`${s.line.command}: bad command startup -- throttling`);
       },
@@ -310,6 +342,9 @@ export async function startMaster(config: Config): Promise<Master> {
     await qmgr?.stop();
   };
 
+  // metrics_listen: the collector and its HTTP server (started before the listeners, below).
+  let collector: MetricsCollector | null = null;
+  let metricsServer: import('node:http').Server | null = null;
   const plan = planServices(config);
   const registry = new InstanceRegistry(registryDirectory((w) => log.warn(w)), queueDir);
   const addressesOf = (p: Plan) => p.services.flatMap((s) => s.addresses ?? []);
@@ -323,8 +358,41 @@ export async function startMaster(config: Config): Promise<Master> {
     const q = plan.services.find((p) => p.line.command === 'qmgr')!;
     qmgr = supervise(config, q, 0);
     await qmgr.ready();
+    // metrics_listen: /metrics (every thread's counters summed) and /health (services up, store writable).
+    if (metricsListen) {
+      const liveThreads = () => {
+        const ids = new Set<number>();
+        for (const w of [...listeners, ...(qmgr ? [qmgr] : [])]) if (w.threadId !== undefined) ids.add(w.threadId);
+        for (const p of pools.values()) for (const t of p.threadIds) ids.add(t);
+        return ids;
+      };
+      const health = async (): Promise<Health> => {
+        const checks: Health['checks'] = {};
+        checks['qmgr'] = qmgr?.threadId !== undefined ? { ok: true } : { ok: false, detail: 'not running' };
+        for (const w of listeners) {
+          const name = `${w.options.service}[${w.options.index}]`;
+          checks[name] = w.threadId !== undefined ? { ok: true } : { ok: false, detail: 'not running' };
+        }
+        for (const [name, p] of pools) checks[name] = p.throttled ? { ok: false, detail: 'throttled after repeated crashes' } : p.threads > 0 ? { ok: true } : { ok: false, detail: 'no threads' };
+        const store = storeWritable(queueDir);
+        checks['store'] = store === null ? { ok: true } : { ok: false, detail: store };
+        return { ok: Object.values(checks).every((c) => c.ok), checks };
+      };
+      masterMetrics();
+      // Loaded only when metrics are on (prom-client's aggregation and an HTTP server).
+      const { MetricsCollector, startMetricsServer } = await import('../../src/metrics/collect.js');
+      collector = new MetricsCollector({ instance, liveThreads });
+      try {
+        metricsServer = await startMetricsServer(metricsListen, collector, health);
+      } catch (err) {
+        collector.close();
+        throw new Error(`metrics_listen = ${metricsListen}: ${(err as Error).message}`);
+      }
+    }
     listeners = await startListeners(config, plan);
   } catch (err) {
+    metricsServer?.close();
+    collector?.close();
     await stopAll(false);
     registry.release();
     rmSync(pidFile(config), { force: true });
@@ -400,6 +468,7 @@ export async function startMaster(config: Config): Promise<Master> {
     showq: async (args) => showq.list((args as { emptyAddress?: string } | undefined)?.emptyAddress || 'MAILER-DAEMON'),
   });
   await control.listen();
+
   log.info(`daemon started -- version ${VERSION}, configuration ${config.configDirectory ?? '(embedded default)'}`);
 
   let stopping: Promise<void> | null = null;
@@ -407,6 +476,8 @@ export async function startMaster(config: Config): Promise<Master> {
     log.info(signal ? `terminating on signal ${signal}` : 'terminating');
     await control.close();
     await showq.close();
+    metricsServer?.close();
+    collector?.close();
     await stopAll(graceful);
     // anvil logs its statistics when it exits.
     anvil.stop();

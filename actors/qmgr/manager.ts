@@ -8,6 +8,8 @@
  * minimal_backoff_time has passed or postqueue -f forgets it. A transport whose agents cannot be
  * reached or crash is unavailable for transport_retry_time. Preemption comes with issue 4.
  */
+import { metrics, registerGauges } from '../../src/metrics/thread.js';
+import { QUEUE_NAMES } from '../../src/queue/types.js';
 import { parseTime, transportParam, type Config } from '../../src/config/index.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
@@ -56,6 +58,8 @@ interface Entry {
   dest: Destination;
   recipients: DeliveryRecipient[];
   job: Job;
+  /** When the delivery request went to the agent (ms): the metrics' queue and transfer delays. */
+  dispatched?: number;
 }
 
 /** nqmgr's job: one message within one transport, on that transport's job list (./scheduler.ts). */
@@ -218,6 +222,47 @@ export class QueueManager {
   private flowStep(fedFromIncoming: boolean): void {
     if (!this.flow || this.inFlowDelay <= 0) return;
     this.flow.replenish(fedFromIncoming, !this.incomingBacklog, this.procLimit);
+  }
+
+  /**
+   * The gauges qmgr alone knows, computed when a metrics snapshot is taken (once a second at
+   * most, never per message): queue sizes from the store's index, and each destination's
+   * deliveries in progress, concurrency window and, while it is dead, the time left before retry.
+   */
+  registerMetrics(): void {
+    registerGauges((registry, { Gauge }) => {
+      const store = this.store;
+      const destinations = this.destinations;
+      new Gauge({
+        name: 'postactor_queue_messages', help: 'Messages in each queue.', labelNames: ['queue'], registers: [registry],
+        collect() {
+          for (const q of QUEUE_NAMES) this.set({ queue: q }, store.count(q));
+        },
+      });
+      const labels = (d: Destination) => ({ transport: d.transport, nexthop: d.nexthop });
+      new Gauge({
+        name: 'postactor_destination_concurrency', help: 'Deliveries in progress per destination (transport, nexthop).', labelNames: ['transport', 'nexthop'], registers: [registry],
+        collect() {
+          this.reset();
+          for (const d of destinations.values()) this.inc(labels(d), d.busy);
+        },
+      });
+      new Gauge({
+        name: 'postactor_destination_concurrency_limit', help: 'Each destination\'s concurrency window (0: dead).', labelNames: ['transport', 'nexthop'], registers: [registry],
+        collect() {
+          this.reset();
+          for (const d of destinations.values()) this.inc(labels(d), d.fb.window);
+        },
+      });
+      new Gauge({
+        name: 'postactor_destination_backoff_seconds', help: 'Seconds until a dead destination is tried again.', labelNames: ['transport', 'nexthop'], registers: [registry],
+        collect() {
+          this.reset();
+          const now = Date.now();
+          for (const d of destinations.values()) if (d.dead) this.inc(labels(d), Math.max(0, (d.dead.until - now) / 1000));
+        },
+      });
+    });
   }
 
   status(): { active: number; inDelivery: number; destinations: number } {
@@ -397,6 +442,7 @@ export class QueueManager {
     // delivered; it goes to the corrupt queue, as Postfix's qmgr saves a damaged queue file.
     const content = this.store.verify(queueId, meta);
     if (content !== 'ok') return this.saveCorrupt(meta, content === 'missing' ? 'message content is missing' : 'message content does not match its checksum');
+    if (from === 'incoming') metrics().qmgrInserted.inc();
     const pendingIdx: number[] = [];
     for (const [i, r] of meta.recipients.entries()) if (!r.done) pendingIdx.push(i);
     // The first slice: what qmgr_message_recipient_limit leaves, but at least qmgr_message_recipient_minimum.
@@ -448,6 +494,7 @@ export class QueueManager {
       if (route.error) {
         const o: RecipientOutcome = { index, status: route.error.dsn.startsWith('5') ? 'bounced' : 'deferred', dsn: route.error.dsn, reason: route.error.text, relay: 'none' };
         logDelivery(this.log, queueId, r.address, o, formatDelays(meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now));
+        metrics().deliveries.inc({ transport: route.transport || 'error', status: o.status });
         msg.outcomes.set(index, o);
         continue;
       }
@@ -772,6 +819,7 @@ export class QueueManager {
       for (const r of entry.recipients) {
         const o: RecipientOutcome = { index: r.index, status: 'deferred', dsn, reason, relay: 'none' };
         logDelivery(this.log, msg.meta.queueId, r.address, o, delays);
+        metrics().deliveries.inc({ transport: dest.transport, status: o.status });
         msg.outcomes.set(r.index, o);
       }
       msg.outstanding--;
@@ -858,6 +906,7 @@ export class QueueManager {
     dest.busy++;
     t.inDelivery++;
     this.inDelivery++;
+    entry.dispatched = Date.now();
     if (t.rateDelay > 0) {
       // <transport>_transport_rate_delay: at most one delivery start per delay over the whole transport.
       t.suspendedUntil = Date.now() + t.rateDelay;
@@ -945,7 +994,15 @@ export class QueueManager {
     // The destination has room again: if it held a job back, the blockers are reconsidered.
     if (entry.dest.blocker === t.jobs.blockerTag) t.jobs.unblock();
     this.entryDone(entry);
+    const m = metrics();
+    const now = Date.now();
+    const transport = entry.dest.transport;
     for (const o of outcomes) {
+      m.deliveries.inc({ transport, status: o.status });
+      if (entry.dispatched !== undefined) {
+        m.delay.observe({ transport, stage: 'queue' }, (entry.dispatched - entry.msg.meta.arrival) / 1000);
+        m.delay.observe({ transport, stage: 'transfer' }, (now - entry.dispatched) / 1000);
+      }
       entry.msg.outcomes.set(o.index, o);
       if (o.status === 'sent') entry.msg.rcpt.unsaved.push(o.index);
     }
@@ -981,6 +1038,7 @@ export class QueueManager {
     for (const r of pending) {
       const o: RecipientOutcome = { index: r.index, status: 'deferred', dsn: '4.7.0', reason: 'message is administratively expired', relay: 'none' };
       logDelivery(this.log, msg.meta.queueId, r.address, o, delays);
+      metrics().deliveries.inc({ transport: 'expired', status: o.status });
       msg.outcomes.set(r.index, o);
     }
     void this.finish(msg);
@@ -996,7 +1054,10 @@ export class QueueManager {
     const verify = meta.trace === 'verify';
     const anyDeferred = [...msg.outcomes.values()].some((o) => o.status === 'deferred');
     const expiring = !verify && anyDeferred && (meta.forcedExpire || expired(now, meta.arrival, lifetime));
-    if (expiring) this.log.info(`${id}: from=<${meta.sender}>, status=expired, returned to sender`);
+    if (expiring) {
+      this.log.info(`${id}: from=<${meta.sender}>, status=expired, returned to sender`);
+      metrics().qmgrExpired.inc();
+    }
     // This attempt's outcomes as status log records: bounce (failed), defer (delayed, replaced
     // every attempt as Postfix's defer log is), trace (success notices, -v / -bv reports).
     const bounceRecs: StatusRecord[] = [];
@@ -1041,6 +1102,7 @@ export class QueueManager {
         if (!remaining) {
           await this.store.remove(id, 'active');
           this.log.info(`${id}: removed`);
+          metrics().qmgrRemoved.inc();
         } else {
           await this.store.move(id, 'deferred', deferPatch({}), 'active', { set: { defer: deferRecs } });
         }
@@ -1055,6 +1117,7 @@ export class QueueManager {
         if (!remaining && !left) {
           await this.store.remove(id, 'active');
           this.log.info(`${id}: removed`);
+          metrics().qmgrRemoved.inc();
         } else {
           await this.store.move(id, 'deferred', deferPatch(delayWarned ? { delayWarned: true } : {}), 'active', { clear: cleared });
         }
@@ -1100,6 +1163,7 @@ export class QueueManager {
         if (recipients.every((r) => r.done) && !left) {
           await this.store.remove(id, 'active');
           this.log.info(`${id}: removed`);
+          metrics().qmgrRemoved.inc();
         } else if (admin.action === 'hold') {
           if (await this.store.move(id, 'hold', { recipients, attempts: meta.attempts + 1 }, 'active', { clear: cleared })) events.push('placed on hold');
         } else {

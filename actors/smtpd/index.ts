@@ -7,6 +7,7 @@
  * "250 2.0.0 Ok: queued as ID" only once cleanup's transaction is on disk.
  */
 import { randomBytes } from 'node:crypto';
+import { metrics } from '../../src/metrics/thread.js';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
@@ -264,6 +265,8 @@ async function main(): Promise<void> {
         const state: SessionState = { client, queueId: null, envelope: null, effects: new WeakMap(), saslSender: new WeakMap() };
         states.set(session, state);
         log.info(`connect from ${name}[${session.remoteAddress}]`);
+        metrics().smtpdConnects.inc();
+        metrics().smtpdSessions.inc();
         if (overLimit) {
           const r = overLimit(`${name}[${session.remoteAddress}]`);
           log.warn(r.warning);
@@ -294,6 +297,7 @@ async function main(): Promise<void> {
         const state = states.get(session);
         if (!state) return;
         for (const [level, text] of handshakeFailure(err, `${state.client.name}[${state.client.addr}]`, 'STARTTLS')) log[level](text);
+        metrics().smtpdTlsFailures.inc();
       },
     } as object),
 
@@ -317,6 +321,7 @@ async function main(): Promise<void> {
       if (peer && !peer.trusted && ccert?.require) log.info(verifyFailureLine(who, peer, ccert.verifyDepth));
       (session as { paTls?: TlsSummary }).paTls = summary;
       if (tlsSettings.loglevel >= 1) log.info(establishedLine(summary, who));
+      metrics().smtpdTls.inc({ protocol: tlsSocket.getProtocol() ?? '', cipher: tlsSocket.getCipher()?.name ?? '' });
       // A new (not resumed) TLS session counts against smtpd_client_new_tls_session_rate_limit
       // (Postfix checks it before the client certificate requirement).
       const overTls = tlsSocket.isSessionReused() ? null : anvil?.newTls(session, namaddr(session));
@@ -416,6 +421,7 @@ async function main(): Promise<void> {
       stream.on('end', () => {
         if (stream.sizeExceeded || (sizeLimit > 0 && total > sizeLimit)) {
           log.info(`${state.queueId}: reject: END-OF-MESSAGE from ${state.client.name}[${state.client.addr}]: 552 5.3.4 Message size exceeds fixed limit; proto=ESMTP helo=<${session.hostNameAppearsAs}>`);
+          metrics().smtpdRejects.inc({ code: '552', stage: 'END-OF-MESSAGE', reason: 'message_size_limit' });
           return callback(refuse(552, '5.3.4 Message size exceeds fixed limit'));
         }
         void endOfData(total).then((err) => {
@@ -493,7 +499,10 @@ async function main(): Promise<void> {
         if (edited?.hold) request.hold = true;
         if (edited?.milterHeaders.length) request.milterHeaders = edited.milterHeaders;
         void submit(request).then((reply) => {
-          if (reply.ok) return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);
+          if (reply.ok) {
+            metrics().smtpdMessages.inc({ sasl_method: login?.method ?? '' });
+            return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);
+          }
           log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);
           callback(refuse(reply.code, `${reply.dsn} ${reply.text}`));
         });
@@ -506,6 +515,8 @@ async function main(): Promise<void> {
       const state = states.get(session);
       if (!state) return;
       log.info(`disconnect from ${state.client.name}[${state.client.addr}] ${formatCounters(countersOf(session))}`);
+      metrics().smtpdDisconnects.inc();
+      metrics().smtpdSessions.dec();
     },
   });
 
@@ -535,6 +546,8 @@ async function main(): Promise<void> {
         log.info(`connect from ${name}[${addr}]`);
         log.warn(`Refusing TLS service request from ${name}[${addr}] for service ${anvil.serviceName}`);
         log.info(`disconnect from ${name}[${addr}] commands=0`);
+        metrics().smtpdConnects.inc();
+        metrics().smtpdDisconnects.inc();
       });
       return true;
     });
@@ -547,6 +560,10 @@ async function main(): Promise<void> {
         log.info(`connect from ${name}[${addr}]`);
         for (const [level, text] of handshakeFailure(err, `${name}[${addr}]`, 'CONNECT')) log[level](text);
         log.info(`disconnect from ${name}[${addr}] commands=0`);
+        // As logged: a connection and its end, without a session.
+        metrics().smtpdConnects.inc();
+        metrics().smtpdDisconnects.inc();
+        metrics().smtpdTlsFailures.inc();
       });
       return;
     }

@@ -12,6 +12,7 @@
  * The second half of this file is command-line plumbing shared by postqueue, mailq, postsuper
  * and postcat (Postfix-style getopt, configuration, fatal errors, "is the master up").
  */
+import { manual } from '../cli/manual.js';
 import { ConfigError, loadConfig, queueDirectory, type Config } from '../config/index.js';
 import { controlRequest, controlSocketPath } from '../../actors/master/control.js';
 import { fatal } from './command-line.js';

@@ -81,7 +81,10 @@ export function parseCommandLine(prog: string, usage: string, spec: string, long
     throw err;
   }
   if (parsed.long.has('help')) {
-    process.stdout.write(usage + '\n');
+    // The manual page, loaded only for --help (this file stays free of imports: start-up cost).
+    const { createRequire } = process.getBuiltinModule('node:module');
+    const { manual } = createRequire(import.meta.url)('../cli/manual.js') as typeof import('../cli/manual.js');
+    process.stdout.write(manual(prog, usage) ?? usage + '\n');
     return null;
   }
   return parsed;

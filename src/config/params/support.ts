@@ -32,6 +32,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   // Read by the configuration loader, master and every thread (identity, paths, logging).
   global: [
     'compatibility_level', 'config_directory', 'queue_directory', 'maillog_file', 'syslog_name',
+    'syslog_facility',
     'mail_name', 'myhostname', 'mydomain', 'myorigin', 'mydestination', 'mynetworks',
     'mynetworks_style', 'recipient_delimiter', 'service_name', 'enable_long_queue_ids',
     'mail_owner', 'message_size_limit', 'in_flow_delay', 'proxy_interfaces',
@@ -270,7 +271,7 @@ export const DIFFERENCES: Readonly<Record<string, { value: string; why: string }
   data_directory: { value: '/var/lib/postactor', why: 'never Postfix\'s data' },
   config_directory: { value: '/etc/postactor', why: 'never Postfix\'s configuration' },
   mynetworks: { value: '', why: 'empty means "derive from mynetworks_style", computed when read' },
-  maillog_file: { value: '', why: 'empty logs to standard output (Postfix: to syslog)' },
+  maillog_file: { value: '', why: 'empty logs to syslog under `postactor start`, as Postfix does, but to standard output under `postactor start-fg`' },
 };
 
 /**
@@ -319,5 +320,11 @@ export const POSTACTOR_PARAMS: Readonly<Record<string, OwnParam>> = {
     default: 'no',
     readers: ['smtp'],
     description: 'MTA-STS (RFC 8461): look up and enforce the next-hop domain\'s published policy on MX deliveries (Postfix needs an external policy server for this)',
+  },
+  metrics_listen: {
+    type: 'str',
+    default: '',
+    readers: ['master'],
+    description: 'Prometheus metrics (/metrics) and a health check (/health) over HTTP on [host:]port; empty: off; a bare port listens on 127.0.0.1 only',
   },
 };
