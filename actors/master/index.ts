@@ -174,6 +174,11 @@ export async function startMaster(config: Config): Promise<Master> {
   let pools = new Map<string, ServicePool>();
   let listeners: SupervisedWorker[] = [];
   let qmgr: SupervisedWorker | null = null;
+  // The previous generations after a reload: smtpd threads serving their last sessions, pools
+  // finishing their tasks. Nobody waits for them but stop().
+  const retired = new Set<SupervisedWorker>();
+  const draining = new Set<Promise<void>>();
+  const smtpdWorkers = new WeakSet<SupervisedWorker>();
 
   // The mail flow tokens (in_flow_delay): one counter for the server's life, reloads included.
   const flow = MailFlow.create();
@@ -228,7 +233,11 @@ export async function startMaster(config: Config): Promise<Master> {
   const startListeners = async (c: Config, plan: Plan): Promise<SupervisedWorker[]> => {
     const made: SupervisedWorker[] = [];
     for (const s of plan.services.filter((p) => p.kind === 'supervised' && p.line.command !== 'qmgr')) {
-      for (let i = 0; i < s.threads; i++) made.push(supervise(c, s, i));
+      for (let i = 0; i < s.threads; i++) {
+        const w = supervise(c, s, i);
+        if (s.line.command === 'smtpd') smtpdWorkers.add(w);
+        made.push(w);
+      }
     }
     try {
       await Promise.all(made.map((w) => w.ready()));
@@ -242,9 +251,10 @@ export async function startMaster(config: Config): Promise<Master> {
   // Order: no new mail (listeners), no new deliveries (qmgr pauses), deliveries in flight
   // finish and qmgr records them (pools drain), then qmgr ends.
   const stopAll = async (graceful: boolean) => {
-    await Promise.allSettled(listeners.map((w) => w.stop()));
+    await Promise.allSettled([...listeners, ...retired].map((w) => w.stop()));
     if (graceful) await qmgr?.control?.['pause']!().catch(() => undefined);
     await Promise.allSettled([...pools.values()].map((p) => (graceful ? p.drain() : p.close())));
+    await Promise.allSettled(draining);
     await qmgr?.stop();
   };
 
@@ -272,10 +282,21 @@ export async function startMaster(config: Config): Promise<Master> {
 
   /**
    * postactor reload: re-read main.cf and master.cf; a bad configuration is refused and the
-   * running one kept. New pools and listeners start before the old ones go, and the old ones
-   * finish what they hold (pools drain their tasks, smtpd finishes its sessions), so neither a
-   * connection nor a message is dropped; qmgr keeps its active queue and takes the new settings.
+   * running one kept. New pools and listeners start before the old ones go; the reload is done
+   * once the new generation listens and the old one has closed its listening sockets. The old
+   * generation then finishes what it holds in the background, as Postfix's old processes do:
+   * pools drain their tasks, and each old smtpd thread serves its open sessions to the end
+   * (actors/smtpd/shutdown.ts) — no session is cut or told 421 because of a reload. qmgr keeps
+   * its active queue and takes the new settings.
    */
+  /** An old smtpd thread serves its sessions to the end; any other long-lived worker just stops. */
+  const retire = (w: SupervisedWorker): Promise<void> => {
+    retired.add(w);
+    if (!smtpdWorkers.has(w)) return w.stop().finally(() => retired.delete(w));
+    const { closed, exited } = w.retire();
+    void exited.finally(() => retired.delete(w));
+    return closed;
+  };
   let reloading: Promise<void> | null = null;
   const reload = (): Promise<void> => (reloading ??= (async () => {
     try {
@@ -299,10 +320,13 @@ export async function startMaster(config: Config): Promise<Master> {
       listeners = await startListeners(next, nextPlan);
       current = next;
       anvil.start(next.getTime('anvil_rate_time_unit'), next.getTime('anvil_status_update_time'));
-      await Promise.allSettled(oldListeners.map((w) => w.stop()));
+      await Promise.allSettled(oldListeners.map(retire));
       held = addressesOf(nextPlan);
       registry.release(held);
-      await Promise.allSettled([...oldPools.values()].map((p) => p.drain()));
+      for (const p of oldPools.values()) {
+        const d: Promise<void> = p.drain().catch(() => undefined).finally(() => draining.delete(d));
+        draining.add(d);
+      }
     } catch (err) {
       registry.release(held);
       log.warn(`reload failed: ${(err as Error).message}; the running configuration stays in effect`);

@@ -31,6 +31,7 @@ import { SmtpdMilters, type MilterContext, type MilterRefusal } from './milter.j
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
+import { handleShutdown } from './shutdown.js';
 
 const log = maillog('smtpd');
 
@@ -539,25 +540,10 @@ async function main(): Promise<void> {
     s.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`bind ${a.host} port ${a.port}: ${e.code === 'EADDRINUSE' ? 'Address already in use' : e.message}`)));
     s.listen({ host: a.host, port: a.port, reusePort: true, backlog: 1024, ...(a.ipv6Only ? { ipv6Only: true } : {}) }, () => resolve());
   })));
-  // Stop (postactor stop, reload): accept no more connections, let the sessions in progress
-  // finish (as an old Postfix smtpd does after a reload), and only after a grace period tell the
-  // remaining ones "421 … shutting down".
-  parentPort!.on('message', (msg: { type?: string }) => {
-    if (msg?.type !== 'postactor:stop') return;
-    for (const l of listeners) l.close();
-    const connections = (server as unknown as { connections: Set<unknown> }).connections;
-    const deadline = Date.now() + 10_000;
-    const exit = () => {
-      flushMaillog();
-      process.exit(0);
-    };
-    const poll = () => {
-      if (connections.size === 0) return exit();
-      if (Date.now() < deadline) return void setTimeout(poll, 50);
-      server!.close(exit);
-      setTimeout(exit, 6000).unref();
-    };
-    poll();
+  // Retired by a reload: the sessions finish here; stopped: they get a grace period (shutdown.ts).
+  handleShutdown(server, listeners, () => {
+    flushMaillog();
+    process.exit(0);
   });
   parentPort!.postMessage({ type: 'postactor:ready' });
 }
