@@ -422,15 +422,18 @@ async function main(): Promise<void> {
 
       function queue(prepend: string[], edited?: { sender: string; recipients: string[]; hold: boolean }): void {
         // PREPEND headers first, then the message. An owned ArrayBuffer, so it can be
-        // transferred to cleanup instead of copied.
+        // transferred to cleanup instead of copied; made again from the chunks for a retry.
         const head = Buffer.from(prepend.map((h) => `${h}\r\n`).join(''), 'utf8');
-        const content = new Uint8Array(head.length + total);
-        content.set(head, 0);
-        let offset = head.length;
-        for (const c of chunks) {
-          content.set(c, offset);
-          offset += c.length;
-        }
+        const contentOf = (): Uint8Array => {
+          const content = new Uint8Array(head.length + total);
+          content.set(head, 0);
+          let offset = head.length;
+          for (const c of chunks) {
+            content.set(c, offset);
+            offset += c.length;
+          }
+          return content;
+        };
         const login = saslLogin(session);
         const tlsInfo = (session as { paTls?: TlsSummary }).paTls;
         const client: ClientInfo = {
@@ -445,7 +448,7 @@ async function main(): Promise<void> {
           queueId: state.queueId!,
           sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
           recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, ...dsnOf(r) })),
-          content,
+          content: contentOf(),
           client,
           arrival: Date.now(),
           origin: 'smtpd',
@@ -462,7 +465,7 @@ async function main(): Promise<void> {
           request.recipients = edited.recipients.map((a) => dsn.get(a.toLowerCase()) ?? { address: a });
           if (edited.hold) request.hold = true;
         }
-        void submit(request).then((reply) => {
+        void submit(request, contentOf).then((reply) => {
           if (reply.ok) return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);
           log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);
           callback(refuse(reply.code, `${reply.dsn} ${reply.text}`));
@@ -479,13 +482,16 @@ async function main(): Promise<void> {
     },
   });
 
-  /** Hands a message to cleanup; when its mailbox is full, waits in_flow_delay once (push back). */
-  async function submit(request: CleanupRequest): Promise<CleanupReply> {
+  /**
+   * Hands a message to cleanup; when its mailbox is full, waits in_flow_delay once (push back).
+   * The content is transferred, so after any answer, BUSY included, its buffer belongs to
+   * another thread (Node 24 throws on slicing it): a retry sends a new one, made by `contentOf`.
+   */
+  async function submit(request: CleanupRequest, contentOf: () => Uint8Array): Promise<CleanupReply> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const transfer = attempt === 0 ? [request.content.buffer as ArrayBuffer] : [];
-        const copy = attempt === 0 ? request : { ...request, content: request.content.slice() };
-        return await actor.request<CleanupReply>('cleanup', copy, transfer);
+        const body = attempt === 0 ? request : { ...request, content: contentOf() };
+        return await actor.request<CleanupReply>('cleanup', body, [body.content.buffer as ArrayBuffer]);
       } catch (err) {
         if (err instanceof ServiceError && err.code === 'BUSY' && attempt === 0) {
           await new Promise((r) => setTimeout(r, inFlowDelay || 1000));
