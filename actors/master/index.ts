@@ -282,12 +282,12 @@ export async function startMaster(config: Config): Promise<Master> {
 
   /**
    * postactor reload: re-read main.cf and master.cf; a bad configuration is refused and the
-   * running one kept. New pools and listeners start before the old ones go; the reload is done
-   * once the new generation listens and the old one has closed its listening sockets. The old
-   * generation then finishes what it holds in the background, as Postfix's old processes do:
-   * pools drain their tasks, and each old smtpd thread serves its open sessions to the end
-   * (actors/smtpd/shutdown.ts) — no session is cut or told 421 because of a reload. qmgr keeps
-   * its active queue and takes the new settings.
+   * running one kept. The new listeners start before the old ones close, then the new pools
+   * replace the old ones in the router; the reload is done once the new generation listens, the
+   * old one has closed its listening sockets and qmgr took the new settings (it keeps its active
+   * queue). The old generation finishes what it holds in the background, as Postfix's old
+   * processes do: pools drain their tasks, and each old smtpd thread serves its open sessions
+   * to the end (actors/smtpd/shutdown.ts) — no session is cut or told 421 because of a reload.
    */
   /** An old smtpd thread serves its sessions to the end; any other long-lived worker just stops. */
   const retire = (w: SupervisedWorker): Promise<void> => {
@@ -310,23 +310,26 @@ export async function startMaster(config: Config): Promise<Master> {
       const nextPlan = planServices(next);
       await resolveListenAddresses(next, nextPlan, (w) => log.warn(w));
       registry.claim(addressesOf(nextPlan));
+      // The new smtpd generation first, alone: it is what the reload waits for, and pools
+      // starting beside it would slow its start-up. Meanwhile it hands its mail to the
+      // running pools, as a new Postfix smtpd may reach an old cleanup process.
+      const oldListeners = listeners;
+      listeners = await startListeners(next, nextPlan);
+      await Promise.allSettled(oldListeners.map(retire));
+      current = next;
+      anvil.start(next.getTime('anvil_rate_time_unit'), next.getTime('anvil_status_update_time'));
       const nextPools = startPools(next, nextPlan);
       const oldPools = pools;
       for (const [name, pool] of nextPools) router.addPool(name, pool);
       for (const name of oldPools.keys()) if (!nextPools.has(name)) router.removePool(name);
       pools = nextPools;
-      await qmgr?.control?.['reconfigure']!(next.toJSON());
-      const oldListeners = listeners;
-      listeners = await startListeners(next, nextPlan);
-      current = next;
-      anvil.start(next.getTime('anvil_rate_time_unit'), next.getTime('anvil_status_update_time'));
-      await Promise.allSettled(oldListeners.map(retire));
-      held = addressesOf(nextPlan);
-      registry.release(held);
       for (const p of oldPools.values()) {
         const d: Promise<void> = p.drain().catch(() => undefined).finally(() => draining.delete(d));
         draining.add(d);
       }
+      await qmgr?.control?.['reconfigure']!(next.toJSON());
+      held = addressesOf(nextPlan);
+      registry.release(held);
     } catch (err) {
       registry.release(held);
       log.warn(`reload failed: ${(err as Error).message}; the running configuration stays in effect`);
