@@ -103,3 +103,18 @@ test('20 reloads during injection over long-lived sessions: only 250s, each relo
   while (workerThreads(pid) > baseline && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   assert.equal(workerThreads(pid), baseline, 'as many threads as before the reloads');
 });
+
+test('postactor stop while a retired smtpd still serves a session: the session gets the stop grace period, then 421, and the server ends', async (t) => {
+  const masterCf = ['127.0.0.1:{{PORT}} inet n - n - 1 smtpd', ...BACKEND_SERVICES, ''].join('\n');
+  const server = await startServer({ masterCf });
+  t.after(() => server.stop());
+  const { smtp } = await SmtpDialogue.connect(server.port, { timeoutMs: 30_000 });
+  assert.equal((await smtp.cmd('EHLO client.test')).code, 250);
+  await run(NODE, [POSTACTOR_JS, '-c', server.dir, 'reload']);
+  // The session lives on in the old generation after the reload.
+  assert.equal((await smtp.cmd('NOOP')).code, 250);
+  const stopping = run(NODE, [POSTACTOR_JS, '-c', server.dir, 'stop']);
+  const farewell = await smtp.read();
+  assert.equal(farewell.code, 421, farewell.line);
+  await stopping;
+});

@@ -20,7 +20,7 @@ import type { SMTPServer } from 'smtp-server';
 export const STOP_GRACE_MS = 10_000;
 
 export function handleShutdown(server: SMTPServer, listeners: net.Server[], exit: () => void): void {
-  const connections = (server as unknown as { connections: Set<unknown> }).connections;
+  const connections = (server as unknown as { connections: Set<{ send(code: number, text: string): void; close(): void }> }).connections;
   let closed = false;
   let deadline = Infinity;
   let polling = false;
@@ -34,8 +34,14 @@ export function handleShutdown(server: SMTPServer, listeners: net.Server[], exit
   const poll = () => {
     if (connections.size === 0) return exit();
     if (Date.now() < deadline) return void setTimeout(poll, 50);
-    server.close(exit);
-    setTimeout(exit, 6000).unref();
+    // The grace period is over: each session left hears smtp-server's farewell, its socket is
+    // ended (flushed), and the thread exits. (server.close() would not do it: the listeners
+    // are closed already, so its callback runs at once, before its own 421 timer.)
+    for (const c of [...connections]) {
+      c.send(421, 'Server shutting down');
+      c.close();
+    }
+    setTimeout(exit, 500);
   };
   parentPort!.on('message', (msg: { type?: string }) => {
     if (msg?.type === 'postactor:retire') closeListeners();

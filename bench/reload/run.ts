@@ -70,7 +70,11 @@ class Line {
     const r = this.ready.shift();
     if (r !== undefined) return Promise.resolve(r);
     if (this.socket.destroyed) return Promise.resolve('closed');
-    return new Promise((resolve) => this.waiters.push(resolve));
+    // Bounded: an MTA that stops answering costs this session, not the whole run.
+    return new Promise((resolve) => {
+      const t = setTimeout(() => { this.socket.destroy(); resolve('no reply within 60 s'); }, 60_000);
+      this.waiters.push((line) => { clearTimeout(t); resolve(line); });
+    });
   }
   async cmd(text: string): Promise<string> {
     this.socket.write(text + '\r\n');

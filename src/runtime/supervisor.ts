@@ -104,7 +104,10 @@ export class SupervisedWorker {
       w.on('message', onMessage);
       void exited.then(() => r());
     });
-    w.postMessage({ type: 'postactor:retire' });
+    // A worker still starting (a restart after a crash) has no session yet, and may not
+    // listen for the message yet either: it simply ends.
+    if (this.readyAt === 0) void w.terminate();
+    else w.postMessage({ type: 'postactor:retire' });
     return { closed, exited };
   }
 
