@@ -92,9 +92,10 @@ test('20 reloads during injection over long-lived sessions: only 250s, each relo
   t.diagnostic(`reload times (ms): ${took.map((x) => x.toFixed(0)).join(' ')}; ${total} messages over ${SESSIONS} sessions`);
   assert.deepEqual(problems, [], 'every well-formed message got its 250');
   assert.ok(counts.every((c) => c > 0), `every session sent mail: ${counts.join(' ')}`);
-  // Loose: the client's own start-up is in this figure, and the machine may be loaded
-  // (bench/reload measures the real figure).
-  assert.ok(Math.max(...took) < 5000, `reload times (ms): ${took.map((x) => x.toFixed(0)).join(' ')}`);
+  // Loose: the command's own start-up is in this figure and the machine may be loaded
+  // (bench/reload measures the real figure); a reload that waited for the old sessions would
+  // take their whole life, and the old smtpd's stop grace alone was 10 s.
+  assert.ok(Math.max(...took) < 10_000, `reload times (ms): ${took.map((x) => x.toFixed(0)).join(' ')}`);
   assert.deepEqual(server.logLines().filter((l) => /: 421 |shutting down/i.test(l)), [], 'no 421 in the log');
 
   await sink.waitFor((s) => s.messages >= total, 60_000);
