@@ -5,6 +5,8 @@
  */
 import { commandConfig, fatal, parseCommandLine, usageError } from '../src/queue/admin.js';
 import { listQueue } from '../src/queue/listing.js';
+import { queueDirectory } from '../src/config/index.js';
+import { stoppedStoreProblem } from '../actors/master/store-check.js';
 
 const PROG = 'mailq';
 const USAGE = 'usage: mailq [-c config_dir] [--json]';
@@ -15,7 +17,10 @@ function main(): void {
   if (parsed.positionals.length > 0) usageError(PROG, USAGE, `unexpected argument: ${parsed.positionals[0]}`);
   let dir: string | undefined;
   for (const [c, v] of parsed.opts) if (c === 'c') dir = v;
-  process.stdout.write(listQueue(commandConfig(PROG, dir), parsed.long.has('json')));
+  const config = commandConfig(PROG, dir);
+  const damaged = stoppedStoreProblem(queueDirectory(config));
+  if (damaged) fatal(PROG, damaged);
+  process.stdout.write(listQueue(config, parsed.long.has('json')));
 }
 
 try {

@@ -8,6 +8,8 @@ import { controlRequest } from '../actors/master/control.js';
 import type { Config } from '../src/config/index.js';
 import { commandConfig, EX_UNAVAILABLE, fatal, parseCommandLine, masterSocket, usageError } from '../src/queue/admin.js';
 import { listQueue } from '../src/queue/listing.js';
+import { stoppedStoreProblem } from '../actors/master/store-check.js';
+import { queueDirectory } from '../src/config/index.js';
 import { isQueueId } from '../src/queue/qid.js';
 
 const PROG = 'postqueue';
@@ -42,9 +44,12 @@ async function main(): Promise<void> {
   const [mode, value] = modes[0]!;
   switch (mode) {
     case 'p':
-    case 'j':
+    case 'j': {
+      const damaged = stoppedStoreProblem(queueDirectory(config));
+      if (damaged) fatal(PROG, damaged);
       process.stdout.write(listQueue(config, mode === 'j' || json));
       return;
+    }
     case 'f':
       return flush(config, 'flush', undefined, json);
     case 's': {

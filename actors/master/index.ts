@@ -7,16 +7,21 @@
 import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF, loadConfig, queueDirectory, type Config } from '../../src/config/index.js';
+import { EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF, loadConfig, queueDirectory, type Config, type MasterService } from '../../src/config/index.js';
 import { buildConfig } from '../../src/config/load.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { ServicePool } from '../../src/runtime/pool.js';
 import { Router } from '../../src/runtime/router.js';
 import { serveServiceRequests } from '../../src/runtime/service-request.js';
+import { closeSharedTables, mainProxymap, serveProxymap } from '../../src/maps/index.js';
 import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { AnvilTables } from '../anvil/statistics.js';
+import { STORE_FILE, storeFileProblem, storeTreeProblem } from '../../src/queue/integrity.js';
+import { parseSpawnAttributes } from '../../src/config/spawn-attributes.js';
+import { AnvilTable } from '../anvil/table.js';
+import { postscreenSettings } from '../postscreen/settings.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
 import { smtpdTlsProblem } from '../smtpd/tls.js';
 import { smtpdAnvilProblem } from '../smtpd/anvil.js';
@@ -61,13 +66,38 @@ export function checkConfig(config: Config): string[] {
       if (tls !== null) throw new Error(tls);
       const anvil = smtpdAnvilProblem(c);
       if (anvil !== null) throw new Error(anvil);
+      const proxy = c.get('smtpd_upstream_proxy_protocol').trim();
+      if (proxy !== '' && proxy !== 'haproxy') throw new Error(`unsupported smtpd_upstream_proxy_protocol value: ${proxy}`);
     } catch (err) {
       const where = s && Object.keys(s.line.overrides).length > 0 ? `${s.line.file}:${s.line.line}` : `${config.configDirectory ?? '(embedded)'}/main.cf`;
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
     }
   }
+  // spawn services: their user=/argv= attributes, as spawn(8) would read them.
+  for (const s of plan.services.filter((p) => p.line.command === 'spawn')) {
+    const a = parseSpawnAttributes(s.line.args, config.get('mail_owner'));
+    if (typeof a === 'string') problems.push(`${s.line.file}:${s.line.line}: service "${s.service}" (command spawn): ${a}`);
+    else if (s.line.type !== 'unix' && s.line.type !== 'inet') problems.push(`${s.line.file}:${s.line.line}: service "${s.service}" (command spawn): type ${s.line.type} is not supported (unix or inet)`);
+  }
+  // postscreen: its settings, and the dnsblog service its DNSBL lookups need.
+  for (const s of plan.services.filter((p) => p.postscreen)) {
+    const line = s.postscreen!;
+    try {
+      const c = postscreenConfig(config, line);
+      const ps = postscreenSettings(c);
+      const dnsblog = c.get('dnsblog_service_name');
+      if (ps.dnsblSites.length > 0 && !plan.services.some((p) => p.service === dnsblog && p.line.command === 'dnsblog')) {
+        throw new Error(`postscreen_dnsbl_sites is set, but master.cf has no "${dnsblog}" service (command dnsblog) to look them up`);
+      }
+    } catch (err) {
+      problems.push(`${line.file}:${line.line}: ${(err as Error).message}`);
+    }
+  }
   const queueProblem = queueDirectoryProblem(queueDirectory(config));
   if (queueProblem !== null) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: queue_directory = ${config.get('queue_directory')}: ${queueProblem}`);
+  // A damaged store file would make every thread that maps it die by SIGBUS/SIGSEGV, silently.
+  const storeProblem = queueProblem === null ? storeFileProblem(join(queueDirectory(config), STORE_FILE)) : null;
+  if (storeProblem !== null) problems.push(storeProblem);
   if (!plan.services.some((s) => s.line.command === 'qmgr')) problems.push('master.cf: no qmgr service: mail would never be delivered');
   if (!plan.services.some((s) => s.line.command === 'cleanup')) problems.push('master.cf: no cleanup service: smtpd could not queue mail');
   return problems;
@@ -97,6 +127,11 @@ function queueDirectoryProblem(dir: string): string | null {
   return null;
 }
 
+/** main.cf with the postscreen line's -o overrides (postscreen's own view). */
+export function postscreenConfig(config: Config, line: MasterService): Config {
+  return config.withOverrides({ service_name: line.name, ...line.overrides }, { file: line.file, line: line.line });
+}
+
 /** main.cf with a service's master.cf "-o name=value" overrides applied (as Postfix's daemons see it). */
 export function serviceConfig(config: Config, s: ServicePlan): Config {
   // service_name is the daemon's own master.cf name, as Postfix sets it for each daemon, so
@@ -114,7 +149,10 @@ export async function resolveListenAddresses(config: Config, plan: Plan, warn: (
   const protocols = await effectiveProtocols(config, warn);
   // inet_interfaces is looked at only when some service has no host part, as in Postfix.
   const interfaces = inet.some((s) => s.listen!.host === null) ? await interfaceListenHosts(config, protocols) : [];
-  for (const s of inet) s.addresses = await serviceListenAddresses(s.listen!, `${s.line.file}:${s.line.line}`, interfaces, protocols);
+  for (const s of inet) {
+    const where = s.postscreen ?? s.line;
+    s.addresses = await serviceListenAddresses(s.listen!, `${where.file}:${where.line}`, interfaces, protocols);
+  }
 }
 
 function pidFile(config: Config): string {
@@ -146,6 +184,12 @@ export async function startMaster(config: Config): Promise<Master> {
   for (const w of config.warnings) log.warn(w);
   if (problems.length) throw new Error(problems.join('\n'));
   const queueDir = queueDirectory(config);
+  // No master: nothing writes the store, so every tree page can be checked before a thread maps
+  // it (a damaged page would crash them all, again and again, with no word why).
+  if (!provenMaster(queueDir)) {
+    const damaged = storeTreeProblem(join(queueDir, STORE_FILE));
+    if (damaged !== null) throw new Error(damaged);
+  }
   mkdirSync(join(queueDir, 'pid'), { recursive: true });
   // The lock first, as Postfix's master locks pid/master.pid before anything else: one master
   // per queue, and only the holder ever writes the pid file.
@@ -170,6 +214,10 @@ export async function startMaster(config: Config): Promise<Master> {
   const router = new Router();
   // Requests from pool workers to other services (local's mailbox_transport → lmtp, …).
   const stopServiceRequests = serveServiceRequests(instance, router);
+  // proxymap(8): the actors' proxy: tables are looked up here, one set of connections for all threads.
+  const proxymap = mainProxymap((text) => maillog('proxymap').warn(text));
+  proxymap.configure(config.get('proxy_read_maps'));
+  const stopProxymap = serveProxymap(instance, proxymap);
   let current = config;
   let pools = new Map<string, ServicePool>();
   let listeners: SupervisedWorker[] = [];
@@ -188,6 +236,15 @@ export async function startMaster(config: Config): Promise<Master> {
   // anvil's counters: one shared table per smtpd service, reloads included (actors/anvil).
   const anvil = new AnvilTables();
   anvil.start(config.getTime('anvil_rate_time_unit'), config.getTime('anvil_status_update_time'));
+  // postscreen's per-client connection counts: one table per postscreen service, shared by
+  // the smtpd threads that run it, reloads included (not anvil's: no statistics lines).
+  // And the number of sessions each postscreen service holds (postscreen_pre_queue_limit).
+  const screens = new Map<string, { counts: AnvilTable; sessions: SharedArrayBuffer }>();
+  const postscreenShared = (service: string): { counts: SharedArrayBuffer; sessions: SharedArrayBuffer } => {
+    let t = screens.get(service);
+    if (!t) screens.set(service, (t = { counts: AnvilTable.create(60), sessions: new SharedArrayBuffer(4) }));
+    return { counts: t.counts.buffer, sessions: t.sessions };
+  };
   const data = (c: Config, service: string, index: number, extra?: unknown): ActorWorkerData<unknown> =>
     ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(extra ? { extra } : {}) });
 
@@ -218,7 +275,11 @@ export async function startMaster(config: Config): Promise<Master> {
       service: name,
       index,
       filename: s.file,
-      workerData: data(serviceConfig(c, s), name, index, s.addresses ? { addresses: s.addresses, ticketKeys, ...(s.line.command === 'smtpd' ? { anvil: anvil.of(s.service).buffer } : {}) } : undefined),
+      workerData: data(serviceConfig(c, s), name, index, s.addresses ? {
+        addresses: s.addresses, ticketKeys,
+        ...(s.line.command === 'smtpd' ? { anvil: anvil.of(s.service).buffer } : {}),
+        ...(s.postscreen ? { postscreen: { config: postscreenConfig(c, s.postscreen).toJSON(), ...postscreenShared(s.postscreen.name) } } : {}),
+      } : undefined),
       throttleSeconds: c.getTime('service_throttle_time'),
       onPort: (port) => router.attach(name, port),
       onExit: (_slot, code, _restart, badStartup, error) => {
@@ -317,6 +378,7 @@ export async function startMaster(config: Config): Promise<Master> {
       listeners = await startListeners(next, nextPlan);
       await Promise.allSettled(oldListeners.map(retire));
       current = next;
+      proxymap.configure(next.get('proxy_read_maps'));
       anvil.start(next.getTime('anvil_rate_time_unit'), next.getTime('anvil_status_update_time'));
       const nextPools = startPools(next, nextPlan);
       const oldPools = pools;
@@ -372,6 +434,8 @@ export async function startMaster(config: Config): Promise<Master> {
     anvil.stop();
     anvil.dump();
     stopServiceRequests();
+    stopProxymap();
+    closeSharedTables();
     registry.release();
     rmSync(pidFile(config), { force: true });
     await lock.release();

@@ -119,6 +119,12 @@ interface TransportLimits {
 export class QueueManager {
   private readonly active = new Map<string, ActiveMessage>();
   private readonly activating = new Set<string>();
+  /**
+   * Messages whose end of attempt could not be written (a failed commit: a full disk): they are
+   * still in the active queue on disk but no longer in memory. Each scan puts them back into
+   * incoming; what this attempt delivered may then be delivered again (duplicates, never loss).
+   */
+  private readonly stranded = new Set<string>();
   private readonly destinations = new Map<string, Destination>();
   private readonly ready = new Set<Destination>();
   private readonly transports = new Map<string, Transport>();
@@ -317,6 +323,7 @@ export class QueueManager {
     this.sweepIdle();
     this.scanning = true;
     try {
+      if (this.stranded.size) await this.requeueStranded();
       if (incoming || this.incomingBacklog) {
         this.incomingBacklog = false;
         // IDs first, then the moves: activate() takes each message out of the index being read,
@@ -340,6 +347,31 @@ export class QueueManager {
     }
   }
 
+  /** Moves a damaged message from active to corrupt (Postfix's qmgr_active_corrupt). */
+  private async saveCorrupt(meta: MessageMeta, why: string): Promise<void> {
+    const id = meta.queueId;
+    this.log.warn(`${id}: ${why}`);
+    try {
+      if (await this.store.move(id, 'corrupt', {}, 'active')) this.log.warn(`saving corrupt file "${id}" from queue "active" to queue "corrupt"`);
+    } catch (err) {
+      this.log.warn(`${id}: move to the corrupt queue failed: ${(err as Error).message}`);
+      this.stranded.add(id);
+    }
+  }
+
+  /** Stranded messages (see `stranded`) back into incoming; each stays stranded until that commits. */
+  private async requeueStranded(): Promise<void> {
+    for (const id of [...this.stranded]) {
+      try {
+        await this.store.move(id, 'incoming', {}, 'active');
+        this.stranded.delete(id);
+        this.incomingBacklog = true;
+      } catch {
+        return; // still failing: the next scan tries again
+      }
+    }
+  }
+
   private room(): boolean {
     return this.active.size + this.activating.size < this.activeLimit;
   }
@@ -351,11 +383,20 @@ export class QueueManager {
     let meta: MessageMeta | undefined;
     try {
       meta = await this.store.move(queueId, 'active', {}, from);
+    } catch (err) {
+      // A failed commit (a full disk): the message stays where it was, and a later scan takes it.
+      this.log.warn(`${queueId}: move to the active queue failed: ${(err as Error).message}`);
+      if (from === 'incoming') this.incomingBacklog = true;
+      return;
     } finally {
       this.activating.delete(queueId);
     }
     if (!meta) return;
     if (from === 'incoming') this.flowStep(true);
+    // LMDB keeps no checksums: a message whose content is not what cleanup stored is never
+    // delivered; it goes to the corrupt queue, as Postfix's qmgr saves a damaged queue file.
+    const content = this.store.verify(queueId, meta);
+    if (content !== 'ok') return this.saveCorrupt(meta, content === 'missing' ? 'message content is missing' : 'message content does not match its checksum');
     const pendingIdx: number[] = [];
     for (const [i, r] of meta.recipients.entries()) if (!r.done) pendingIdx.push(i);
     // The first slice: what qmgr_message_recipient_limit leaves, but at least qmgr_message_recipient_minimum.
@@ -396,6 +437,9 @@ export class QueueManager {
     // A content filter (FILTER action, content_filter) replaces the transport and, when given,
     // the nexthop of every deliverable recipient, as Postfix's qmgr does.
     if (meta.filter) routes = routes.map((route) => (route.error ? route : filterRoute(route, meta!.filter!)));
+    // "error:STATUS text" as the filter (cleanup's bounce of a rejected local submission) fails
+    // every recipient here, without a delivery agent, as error(8) would.
+    if (meta.filter?.startsWith('error:')) routes = routes.map((route) => (route.error ? route : { ...route, error: errorOf(meta!.filter!.slice(6)) }));
     const now = Date.now();
     // Group by destination, at most <transport>_destination_recipient_limit per delivery.
     const batches = new Map<Destination, DeliveryRecipient[]>();
@@ -1016,7 +1060,8 @@ export class QueueManager {
         }
       }
     } catch (err) {
-      this.log.warn(`${id}: queue update failed: ${(err as Error).message}; the message stays in the active queue until restart`);
+      this.log.warn(`${id}: queue update failed: ${(err as Error).message}; the message is requeued at the next queue scan`);
+      this.stranded.add(id);
     } finally {
       this.active.delete(id);
     }
@@ -1063,7 +1108,8 @@ export class QueueManager {
         }
       }
     } catch (err) {
-      this.log.warn(`${id}: queue update failed: ${(err as Error).message}; the message stays in the active queue until restart`);
+      this.log.warn(`${id}: queue update failed: ${(err as Error).message}; the message is requeued at the next queue scan`);
+      this.stranded.add(id);
     } finally {
       this.active.delete(id);
     }
@@ -1076,6 +1122,13 @@ export class QueueManager {
 /** The RFC 3464 action a success is reported with ("passed": the next hop notifies instead). */
 function successAction(o: RecipientOutcome): string {
   return o.action === 'passed' ? 'relayed' : (o.action ?? 'delivered');
+}
+
+/** error(8)'s reading of its nexthop: "5.7.1 text" (a missing status is 5.0.0). */
+function errorOf(nexthop: string): { code: number; dsn: string; text: string } {
+  const m = /^([245]\.\d{1,3}\.\d{1,3})\s+(.*)$/s.exec(nexthop.trim());
+  const dsn = m ? m[1]! : '5.0.0';
+  return { code: dsn.startsWith('4') ? 450 : 550, dsn, text: m ? m[2]! : nexthop.trim() };
 }
 
 /** "transport:nexthop" of a content filter applied to a resolved route (empty nexthop: the route's). */

@@ -6,11 +6,12 @@
  * against the smtpd restrictions at RCPT time, and its message goes to cleanup; the client gets
  * "250 2.0.0 Ok: queued as ID" only once cleanup's transaction is on disk.
  */
+import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import { configFromJSON, type Config, type ConfigJSON } from '../../src/config/index.js';
+import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import { startActor } from '../../src/runtime/endpoint.js';
@@ -22,15 +23,21 @@ import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls,
 import { peerCertLine, verifyFailureLine } from './ccert.js';
 import { SniMaps } from './sni.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
+import { QueueSpace } from './queue-space.js';
 import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
 import { installLimits, limitsFrom } from './limits.js';
 import { SmtpdMilters, type MilterContext, type MilterRefusal } from './milter.js';
+import { editRecipients } from '../../src/milter/content.js';
+import type { EnvelopeEdits } from '../../src/milter/message.js';
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
+import { AnvilTable } from '../anvil/table.js';
+import { Postscreen, type Endpoints } from '../postscreen/index.js';
+import { readProxyHeader } from '../postscreen/haproxy.js';
 import { handleShutdown } from './shutdown.js';
 
 const log = maillog('smtpd');
@@ -68,7 +75,11 @@ async function main(): Promise<void> {
   });
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  const { addresses, ticketKeys, anvil: anvilBuffer } = actor.data.extra as { addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer };
+  const { addresses, ticketKeys, anvil: anvilBuffer, postscreen: postscreenData } = actor.data.extra as {
+    addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer;
+    /** Behind postscreen (a pass service): postscreen's configuration and its shared connection counts. */
+    postscreen?: { config: ConfigJSON; counts: SharedArrayBuffer; sessions: SharedArrayBuffer };
+  };
   // anvil: the per-client limits, counted in the table master shares with every smtpd thread.
   const anvilTable = anvilOf(anvilBuffer);
   const anvil = anvilTable ? new SmtpdAnvil(config, anvilTable) : null;
@@ -86,6 +97,7 @@ async function main(): Promise<void> {
   const sasl = policy.sasl.enabled ? new SmtpdSasl(policy.sasl, namaddr) : null;
   const hostname = config.get('myhostname');
   const sizeLimit = config.getSize('message_size_limit');
+  const queueSpace = new QueueSpace(queueDirectory(config), config.getSize('queue_minfree'), sizeLimit);
   const contentFilter = config.get('content_filter').trim();
   const inFlowDelay = config.getTime('in_flow_delay') * 1000;
   const peernameLookup = config.getBool('smtpd_peername_lookup');
@@ -192,6 +204,14 @@ async function main(): Promise<void> {
     closeTimeout: 5000,
     ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
+      // smtpd_milters hear unknown commands (Postfix: milter_unknown_event).
+      ...(milters ? {
+        postactorUnknownCommand: async (session: SMTPServerSession, line: string) => {
+          if (!states.get(session)) return null;
+          const r = await milters.unknown(session, milterContext(session, null), line);
+          return r ? { code: r.code, text: r.text } : null;
+        },
+      } : {}),
       // smtpd_client_auth_rate_limit, asked by sasl.ts's AUTH handler.
       postactorAuthRate: (session: SMTPServerSession) => {
         const over = anvil?.auth(session, session.remoteAddress, namaddr(session));
@@ -319,7 +339,15 @@ async function main(): Promise<void> {
     onMailFrom(address, session, mailCallback) {
       // The milters hear MAIL FROM after the sender restrictions passed.
       const callback = (err?: Error | null): void => {
-        if (err || !milters) return mailCallback(err ?? undefined);
+        if (err) return mailCallback(err);
+        // smtpd_check_queue, after the sender restrictions as in Postfix.
+        const full = queueSpace.check({ ...policyRequest(session, 'MAIL', null), sender: address.address });
+        if (full) {
+          log.warn(full.warning);
+          log.info(full.reject);
+          return mailCallback(refuse(full.code, full.text));
+        }
+        if (!milters) return mailCallback();
         const args = Object.entries((address.args || {}) as Record<string, string | boolean>).map(([k, v]) => (v === true ? k : `${k}=${v}`));
         void milters.mail(session, { ...milterContext(session, null), sender: address.address }, args)
           .then((r) => mailCallback(r ? milterError(r) : undefined));
@@ -405,7 +433,7 @@ async function main(): Promise<void> {
             chunks.length = 0;
             chunks.push(Buffer.from(r.content.buffer, r.content.byteOffset, r.content.length));
             total = r.content.length;
-            queue(effects.prepend, { sender: r.sender, recipients: r.recipients.map((x) => x.address), hold: r.hold });
+            queue(effects.prepend, { env: r.env, hold: r.hold, milterHeaders: r.milterHeaders ?? [] });
           });
         });
       });
@@ -420,7 +448,7 @@ async function main(): Promise<void> {
         }
       }
 
-      function queue(prepend: string[], edited?: { sender: string; recipients: string[]; hold: boolean }): void {
+      function queue(prepend: string[], edited?: { env: EnvelopeEdits | null; hold: boolean; milterHeaders: string[] }): void {
         // PREPEND headers first, then the message. An owned ArrayBuffer, so it can be
         // transferred to cleanup instead of copied; made again from the chunks for a retry.
         const head = Buffer.from(prepend.map((h) => `${h}\r\n`).join(''), 'utf8');
@@ -458,13 +486,16 @@ async function main(): Promise<void> {
           // and not in smtpd_discard_ehlo_keywords).
           ...(smtputf8Offered && (session.envelope as { smtpUtf8?: boolean }).smtpUtf8 ? { smtputf8: true } : {}),
         };
-        if (edited) {
+        if (edited?.env) {
           // The milters' envelope edits: a recipient kept keeps its DSN settings.
-          const dsn = new Map(request.recipients.map((r) => [r.address.toLowerCase(), r]));
-          request.sender = edited.sender;
-          request.recipients = edited.recipients.map((a) => dsn.get(a.toLowerCase()) ?? { address: a });
-          if (edited.hold) request.hold = true;
+          const env = edited.env;
+          if (env.sender !== null) request.sender = env.sender;
+          if (env.ret) request.ret = env.ret;
+          if (env.envId) request.envId = env.envId;
+          request.recipients = editRecipients(request.recipients, env);
         }
+        if (edited?.hold) request.hold = true;
+        if (edited?.milterHeaders.length) request.milterHeaders = edited.milterHeaders;
         void submit(request, contentOf).then((reply) => {
           if (reply.ok) return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);
           log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);
@@ -540,7 +571,39 @@ async function main(): Promise<void> {
       void peerName(addr, peernameLookup).then((name) => log.warn(`Wrapper-mode request dropped from ${name}[${addr}] for service ${config.get('service_name')}. TLS context initialization failed. For details see earlier warnings in your logs.`));
     });
   }
-  const listeners = addresses.map((_, i) => (i === 0 ? primary : net.createServer((socket) => primary.emit('connection', socket))));
+  /** A session on a socket whose endpoints someone else read (postscreen, a PROXY header). */
+  const handOff = (socket: net.Socket, ep: Endpoints) => (server as unknown as { connect(s: net.Socket, o: object): void }).connect(socket, {
+    id: randomBytes(10).toString('hex'),
+    remoteAddress: ep.clientAddr, remotePort: ep.clientPort, localAddress: ep.serverAddr, localPort: ep.serverPort,
+  });
+  // Behind postscreen the addresses are postscreen's: every connection is screened first, and
+  // a client that passes is given to smtp-server as a new connection (actors/postscreen).
+  const postscreen = postscreenData ? await Postscreen.create({
+    config: configFromJSON(postscreenData.config),
+    counts: new AnvilTable(postscreenData.counts),
+    sessions: new Int32Array(postscreenData.sessions),
+    request: (service, body) => actor.request(service, body),
+    // As Postfix's postscreen passes the client's endpoints with the socket, smtp-server gets
+    // them as a PROXY-aware listener would give them (they differ behind haproxy).
+    handOff: (socket, ep) => handOff(socket, ep),
+    cleanup: actor.data.index === 0,
+  }) : null;
+  // smtpd_upstream_proxy_protocol = haproxy: the client's endpoints come from the PROXY header.
+  const upstreamProxy = config.get('smtpd_upstream_proxy_protocol').trim();
+  if (postscreen && upstreamProxy !== '') log.warn('ignoring non-empty smtpd_upstream_proxy_protocol setting behind postscreen');
+  const proxied = upstreamProxy === 'haproxy' && !postscreen ? (socket: net.Socket) => {
+    socket.on('error', () => undefined);
+    void readProxyHeader(socket, config.getTime('smtpd_upstream_proxy_timeout'), (w) => log.warn(w)).then((ep) => {
+      if (!ep) {
+        if (!socket.destroyed) socket.end(`421 4.3.0 ${hostname} Server local error\r\n`);
+        setTimeout(() => socket.destroy(), 2000).unref();
+        return;
+      }
+      handOff(socket, ep);
+    });
+  } : null;
+  const listeners = addresses.map((_, i) => (i === 0 && !postscreen && !proxied ? primary
+    : net.createServer(postscreen ? (socket) => postscreen.accept(socket) : proxied ?? ((socket) => primary.emit('connection', socket)))));
   await Promise.all(addresses.map((a, i) => new Promise<void>((resolve, reject) => {
     const s = listeners[i]!;
     s.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`bind ${a.host} port ${a.port}: ${e.code === 'EADDRINUSE' ? 'Address already in use' : e.message}`)));

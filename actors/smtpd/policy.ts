@@ -13,6 +13,7 @@
  * ("NOQUEUE: reject: RCPT from name[addr]: 554 5.7.1 …; from=<…> to=<…> proto=ESMTP helo=<…>").
  */
 import { queueDirectory, type Config } from '../../src/config/index.js';
+import { TableError } from '../../src/maps/index.js';
 import { DomainList } from '../../src/address/domain.js';
 import { maillog } from '../../src/log/maillog.js';
 import { buildNetworks, type NetworkList } from '../../src/net/networks.js';
@@ -184,7 +185,7 @@ export class SmtpdPolicy {
     this.login = {
       saslEnabled: this.sasl.enabled,
       maps: maps('smtpd_sender_login_maps'),
-      resolve: (a) => classify(a, this.resolve).recipient,
+      resolve: async (a) => (await classify(a, this.resolve)).recipient,
       recipientDelimiter: delimiter,
       isLocalDomain: (d) => isLocalDomain(this.resolve, d),
     };
@@ -302,11 +303,11 @@ export class SmtpdPolicy {
       case 'reject_known_sender_login_mismatch': return senderLoginMismatch('known', this.login);
       case 'reject_unauthenticated_sender_login_mismatch': return senderLoginMismatch('unauthenticated', this.login);
       case 'reject_sender_login_mismatch': return senderLoginMismatch('both', this.login);
-      case 'permit_auth_destination': return (r) => (r.recipient !== null && this.authorizedDestination(r.recipient) ? PERMIT : DUNNO);
+      case 'permit_auth_destination': return this.destination((ok) => (ok ? PERMIT : DUNNO));
       case 'reject_unauth_destination':
-        return (r) => (r.recipient === null || this.authorizedDestination(r.recipient) ? DUNNO : { kind: 'reject', reply: { code: this.relayRejectCode, dsn: dsnClass(this.relayRejectCode, '5.7.1'), text: `<${r.recipient}>: Relay access denied` } });
+        return this.destination((ok, r) => (ok ? DUNNO : { kind: 'reject', reply: { code: this.relayRejectCode, dsn: dsnClass(this.relayRejectCode, '5.7.1'), text: `<${r.recipient}>: Relay access denied` } }));
       case 'defer_unauth_destination':
-        return (r) => (r.recipient === null || this.authorizedDestination(r.recipient) ? DUNNO : { kind: 'reject', reply: { code: 454, dsn: '4.7.1', text: `<${r.recipient}>: Relay access denied` } });
+        return this.destination((ok, r) => (ok ? DUNNO : { kind: 'reject', reply: { code: 454, dsn: '4.7.1', text: `<${r.recipient}>: Relay access denied` } }));
       case 'check_client_access': return access('client');
       case 'check_helo_access': return access('helo');
       case 'check_sender_access': return access('sender');
@@ -366,10 +367,27 @@ export class SmtpdPolicy {
    * the virtual domains, relay_domains — and carries no sender-specified routing
    * (user%other@us, "user@other"@us, other!user@us) unless allow_untrusted_routing = yes.
    */
-  authorizedDestination(recipient: string): boolean {
-    const c = classify(recipient, this.resolve);
+  async authorizedDestination(recipient: string): Promise<boolean> {
+    const c = await classify(recipient, this.resolve);
     if (c.routed && !this.allowUntrustedRouting) return false;
     return c.class !== 'default';
+  }
+
+  /**
+   * A restriction on authorizedDestination(); no recipient is DUNNO. A domain list whose table
+   * fails answers 451 4.3.0 Temporary lookup failure (Postfix's reject_dict_retry), never a
+   * relay decision.
+   */
+  private destination(decide: (authorized: boolean, r: PolicyRequest) => Action): Restriction {
+    return async (r) => {
+      if (r.recipient === null) return DUNNO;
+      try {
+        return decide(await this.authorizedDestination(r.recipient), r);
+      } catch (e) {
+        if (!(e instanceof TableError)) throw e;
+        return { kind: 'error', reply: { code: 451, dsn: '4.3.0', text: `<${r.recipient}>: Temporary lookup failure` }, warning: e.message };
+      }
+    };
   }
 
   // ---- evaluation
