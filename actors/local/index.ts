@@ -12,9 +12,11 @@
  *      $home/X/; "X" → mbox $home/X (mailbox.ts: locking, fsync before success).
  *
  * Delivery as the recipient's UID/GID: worker threads share the process's uid, and set*id()
- * would change every thread's. When Postactor runs as root, each mailbox write therefore runs
- * in a short-lived child process (writer.ts) that holds root only to create the lock and the
- * spool file and writes as the recipient. When Postactor is not root it cannot switch users:
+ * would change every thread's. When Postactor runs as root, each mailbox write therefore goes
+ * to a long-lived delivery helper process (src/delivery/helper.ts, a few per thread) that
+ * switches its effective uid/gid per delivery as Postfix's local does, holds root only to create
+ * the lock and the spool file, and writes as the recipient; a helper that dies is replaced and
+ * its delivery deferred. When Postactor is not root it cannot switch users:
  * it writes directly, only the mailboxes of its own user are deliverable, and mail for any
  * other user is deferred 4.2.0 with that reason in the log (nothing is lost).
  *
@@ -42,10 +44,9 @@ import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protoc
 import { agentContext, report, type AgentContext } from '../discard/agent.js';
 import { mailCopy } from '../pipe/copy.js';
 import { runCommand } from '../pipe/command.js';
-import type { LockSettings } from './mailbox.js';
-import { writeMailbox } from './run-writer.js';
+import type { LockSettings } from '../../src/delivery/mailbox.js';
+import { writeMailbox, type WriterJob } from '../../src/delivery/write.js';
 import { Delegation } from './delegate.js';
-import type { WriterJob } from './writer.js';
 import { AliasExpander, splitTargets, type Target } from './aliases.js';
 
 export interface Passwd { name: string; uid: number; gid: number; home: string; shell: string }
@@ -292,7 +293,7 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
     return fail(e.dsn, text);
   };
   const job: WriterJob = { kind: maildir ? 'maildir' : 'mbox', path, uid: pw.uid, gid: pw.gid, inSpool: s.homeMailbox === '', locks: s.locks, sizeLimit: s.sizeLimit };
-  const r = await writeMailbox(job, data, pw.name);
+  const r = await writeMailbox(job, data, pw.name, (t) => s.ctx.log.warn(t));
   return r.ok ? sent(`delivered to ${where}`) : failed(r);
 }
 

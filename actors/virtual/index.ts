@@ -14,8 +14,8 @@
  *      a uid below virtual_minimum_uid or a gid <= 0 → deferred 4.3.5 with Postfix's warning
  *      ("recipient u@d: bad uid 50 in virtual_uid_maps").
  *   4. The copy gets Return-Path:, X-Original-To: and Delivered-To: (and the From_ line and
- *      ">From " quoting in an mbox), is written as that uid/gid (actors/local/run-writer.ts: a
- *      short-lived child when running as root) and fsynced before "delivered to maildir" /
+ *      ">From " quoting in an mbox), is written as that uid/gid (src/delivery/write.ts: by a
+ *      long-lived delivery helper process when running as root) and fsynced before "delivered to maildir" /
  *      "delivered to mailbox" is reported.
  *
  * Failures as Postfix words them: "delivery failed to mailbox PATH: …" (mbox) and "maildir
@@ -33,9 +33,8 @@ import { DomainList } from '../../src/address/domain.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { agentContext, report, type AgentContext } from '../discard/agent.js';
 import { mailCopy } from '../pipe/copy.js';
-import { lockSettings, type LockSettings } from '../local/mailbox.js';
-import { writeMailbox } from '../local/run-writer.js';
-import type { WriterJob } from '../local/writer.js';
+import { lockSettings, type LockSettings } from '../../src/delivery/mailbox.js';
+import { writeMailbox, type WriterJob } from '../../src/delivery/write.js';
 import { atol, VirtualMap } from './maps.js';
 
 interface State {
@@ -145,7 +144,7 @@ async function deliverRecipient(s: State, req: DeliveryRequest, content: Uint8Ar
     eol: '\n', sender: req.sender, originalRecipient: orcpt, deliveredTo: address, now: new Date(),
   });
   const job: WriterJob = { kind: maildir ? 'maildir' : 'mbox', path, uid, gid, inSpool: false, locks: s.locks, sizeLimit: s.sizeLimit, ...(s.strictOwner ? {} : { anyOwner: true }) };
-  const r = await writeMailbox(job, data, user);
+  const r = await writeMailbox(job, data, user, (t) => s.ctx.log.warn(t));
   if (r.ok) return sent(maildir ? 'delivered to maildir' : 'delivered to mailbox');
   if (maildir && /permission denied/i.test(r.reason)) {
     s.ctx.log.warn(`maildir access problem for UID/GID=${uid}/${gid}: ${r.reason}`);

@@ -1,5 +1,5 @@
 /**
- * The mailbox writers of local(8): an mbox file (appended under a lock) or a Maildir (a file
+ * The mailbox writers of local(8) and virtual(8): an mbox file (appended under a lock) or a Maildir (a file
  * written in tmp/, fsynced, then moved to new/ under a unique name). Both fsync before they
  * report success; every failure is a MailboxError carrying the reason for the log and the DSN
  * (4.2.0 "cannot update mailbox …" as Postfix's mailbox.c says, so nothing is lost).
@@ -16,8 +16,9 @@
  *            fcntl only is not excluded; dotlock still is the lock mail readers share).
  *
  * Privileges: the `Privs` hooks run a step as the recipient (Postfix's set_eugid(uid, gid))
- * or with the spool directory's privileges. In-process (not root) they are no-ops; the child
- * helper (writer.ts, started as root) switches its effective uid/gid around each step.
+ * or with the spool directory's privileges. In-process (not root) they are no-ops; the
+ * delivery helper (helper.ts, a child started as root) switches its effective uid/gid around
+ * each step.
  */
 import { spawn } from 'node:child_process';
 import { constants as C, promises as fsp, type Stats } from 'node:fs';

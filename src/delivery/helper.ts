@@ -1,0 +1,69 @@
+/**
+ * The privileged delivery helper of local(8) and virtual(8): a long-lived child process, started
+ * as root by each agent thread (helpers.ts), that writes messages into mailboxes as their
+ * owners, one request at a time, and returns to root after each — as Postfix's local(8) does
+ * with set_eugid() inside its own long-lived process.
+ *
+ * Why a process: set*id() changes the credentials of a whole process (glibc applies them to
+ * every thread), and the agents' worker threads share theirs with smtpd and qmgr. This process
+ * has only its main thread and libuv's pool, so it can switch freely. Per request it sets the
+ * supplementary groups to the owner's group alone, takes root only for what Postfix does with
+ * root (the lock and the mbox in a mail_spool_directory that is not world-writable, then a chown
+ * to the owner) and does every other step — mkdir, open, write, fsync, link — with the owner's
+ * effective uid/gid (mailbox.ts: locking, O_NOFOLLOW, link count and owner checks, size limit,
+ * fsync before success). Requests are serial, so no credential switch ever happens while an
+ * fsync of another delivery is running in the pool.
+ *
+ * Messages: protocol.ts, over the IPC channel. The helper exits when the channel closes (its
+ * agent thread ended); if it dies mid-request, the agent defers that recipient (helpers.ts).
+ * Commands and .forward programs do not come here: they run in children of their own.
+ */
+import { appendMbox, deliverMaildir, MailboxError, type Privs } from './mailbox.js';
+import type { HelperReady, HelperReply, HelperRequest, WriteResult } from './protocol.js';
+
+const root = process.getuid?.() === 0;
+const rootGroups = root ? process.getgroups!() : [];
+
+/** Runs one write as job.uid/job.gid (Postfix's set_eugid around each step), back to root after. */
+async function write(req: HelperRequest): Promise<WriteResult> {
+  const { job } = req;
+  const data = Buffer.from(req.data.buffer, req.data.byteOffset, req.data.byteLength);
+  const privs: Privs = {
+    uid: job.anyOwner ? -1 : job.uid,
+    gid: job.gid,
+    async asUser(fn) {
+      if (!root) return fn();
+      process.setegid!(job.gid);
+      process.seteuid!(job.uid);
+      try { return await fn(); } finally { process.seteuid!(0); process.setegid!(0); }
+    },
+    asSpool: (fn) => fn(),
+  };
+  if (root) process.setgroups!([job.gid]);
+  try {
+    if (job.kind === 'mbox') await appendMbox(job.path, data, privs, job.locks, job.inSpool, job.sizeLimit);
+    else await deliverMaildir(job.path, data, privs, job.sizeLimit);
+    return { ok: true };
+  } catch (e) {
+    const err = e instanceof MailboxError ? e : new MailboxError(String((e as Error).message ?? e), '4.3.0');
+    return { ok: false, dsn: err.dsn, reason: err.message };
+  } finally {
+    if (root) {
+      // Back to root whatever happened (a throw inside asUser has already restored the euid).
+      if (process.geteuid!() !== 0) process.seteuid!(0);
+      process.setegid!(0);
+      process.setgroups!(rootGroups);
+    }
+  }
+}
+
+const send = (m: HelperReply | HelperReady): void => { process.send!(m); };
+let chain: Promise<void> = Promise.resolve();
+
+process.on('message', (m: HelperRequest) => {
+  if (!m || m.type !== 'write') return;
+  chain = chain.then(async () => send({ type: 'reply', id: m.id, ...(await write(m)) }));
+});
+// The agent thread is gone: nothing more will come.
+process.on('disconnect', () => process.exit(0));
+send({ type: 'ready', pid: process.pid });
