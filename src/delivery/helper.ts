@@ -14,6 +14,11 @@
  * fsync before success). Requests are serial, so no credential switch ever happens while an
  * fsync of another delivery is running in the pool.
  *
+ * Between deliveries it holds euid 0 and egid 0; the supplementary group list stays the last
+ * recipient's group until a delivery with another gid (setgroups() is not repeated for the same
+ * gid: every set*id() call signals each thread of the process, so the helper also runs with as
+ * few threads as Node.js allows, see helpers.ts).
+ *
  * Messages: protocol.ts, over the IPC channel. The helper exits when the channel closes (its
  * agent thread ended); if it dies mid-request, the agent defers that recipient (helpers.ts).
  * Commands and .forward programs do not come here: they run in children of their own.
@@ -22,7 +27,8 @@ import { appendMbox, deliverMaildir, MailboxError, type Privs } from './mailbox.
 import type { HelperReady, HelperReply, HelperRequest, WriteResult } from './protocol.js';
 
 const root = process.getuid?.() === 0;
-const rootGroups = root ? process.getgroups!() : [];
+/** The supplementary groups now set: only changed when a delivery's gid differs (each set*id() call is a signal to every thread). */
+let groupsOf = -1;
 
 /** Runs one write as job.uid/job.gid (Postfix's set_eugid around each step), back to root after. */
 async function write(req: HelperRequest): Promise<WriteResult> {
@@ -39,7 +45,10 @@ async function write(req: HelperRequest): Promise<WriteResult> {
     },
     asSpool: (fn) => fn(),
   };
-  if (root) process.setgroups!([job.gid]);
+  if (root && groupsOf !== job.gid) {
+    process.setgroups!([job.gid]);
+    groupsOf = job.gid;
+  }
   try {
     if (job.kind === 'mbox') await appendMbox(job.path, data, privs, job.locks, job.inSpool, job.sizeLimit);
     else await deliverMaildir(job.path, data, privs, job.sizeLimit);
@@ -48,12 +57,9 @@ async function write(req: HelperRequest): Promise<WriteResult> {
     const err = e instanceof MailboxError ? e : new MailboxError(String((e as Error).message ?? e), '4.3.0');
     return { ok: false, dsn: err.dsn, reason: err.message };
   } finally {
-    if (root) {
-      // Back to root whatever happened (a throw inside asUser has already restored the euid).
-      if (process.geteuid!() !== 0) process.seteuid!(0);
-      process.setegid!(0);
-      process.setgroups!(rootGroups);
-    }
+    // Back to root whatever happened (asUser restores in its finally; this is the safety net).
+    if (root && process.geteuid!() !== 0) process.seteuid!(0);
+    if (root && process.getegid!() !== 0) process.setegid!(0);
   }
 }
 

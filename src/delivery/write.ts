@@ -2,12 +2,12 @@
  * Writes one message into one mailbox (an mbox appended under its locks, or a Maildir) as the
  * mailbox's owner: the entry point shared by local(8) and virtual(8).
  *
- * As root, the write goes to this thread's delivery helpers (helpers.ts → helper.ts: long-lived
- * child processes that switch their effective uid/gid per delivery). Not root, we cannot switch
- * users: a mailbox of our own uid is written in-process, any other is refused with 4.2.0
- * (deferred, nothing lost) and that reason.
+ * The write goes to this thread's delivery helpers (helpers.ts → helper.ts: long-lived child
+ * processes that, as root, switch their effective uid/gid per delivery; the writers' file
+ * operations are synchronous, so they never run on an agent's thread). Not root, we cannot
+ * switch users: a mailbox of our own uid is written by a helper as ourselves, any other is
+ * refused with 4.2.0 (deferred, nothing lost) and that reason.
  */
-import { appendMbox, deliverMaildir, MailboxError, type Privs } from './mailbox.js';
 import { DeliveryHelpers } from './helpers.js';
 import type { WriteResult, WriterJob } from './protocol.js';
 
@@ -27,18 +27,9 @@ export function deliveryHelpers(warn: (text: string) => void): DeliveryHelpers {
   return (helpers ??= new DeliveryHelpers(HELPERS_PER_THREAD, warn));
 }
 
-/** Writes `data` as job.uid/job.gid: through a helper as root, in-process for our own uid. */
+/** Writes `data` as job.uid/job.gid, in one of this thread's helpers. */
 export async function writeMailbox(job: WriterJob, data: Buffer, owner: string, warn: (text: string) => void): Promise<WriteResult> {
-  if (process.getuid?.() === 0) return deliveryHelpers(warn).write(job, data);
   const me = process.getuid?.() ?? -1;
-  if (job.uid !== me) return { ok: false, dsn: '4.2.0', reason: `cannot deliver as user ${owner} (uid ${job.uid}): Postactor is not running as root (uid ${me})` };
-  const privs: Privs = { asUser: (fn) => fn(), asSpool: (fn) => fn(), uid: job.anyOwner ? -1 : me, gid: process.getgid?.() ?? -1 };
-  try {
-    if (job.kind === 'maildir') await deliverMaildir(job.path, data, privs, job.sizeLimit);
-    else await appendMbox(job.path, data, privs, job.locks, job.inSpool, job.sizeLimit);
-    return { ok: true };
-  } catch (e) {
-    if (e instanceof MailboxError) return { ok: false, dsn: e.dsn, reason: e.message };
-    throw e;
-  }
+  if (me !== 0 && job.uid !== me) return { ok: false, dsn: '4.2.0', reason: `cannot deliver as user ${owner} (uid ${job.uid}): Postactor is not running as root (uid ${me})` };
+  return deliveryHelpers(warn).write(job, data);
 }
