@@ -14,10 +14,12 @@
  * fsync before success). Requests are serial, so no credential switch ever happens while an
  * fsync of another delivery is running in the pool.
  *
- * Between deliveries it holds euid 0 and egid 0; the supplementary group list stays the last
- * recipient's group until a delivery with another gid (setgroups() is not repeated for the same
- * gid: every set*id() call signals each thread of the process, so the helper also runs with as
- * few threads as Node.js allows, see helpers.ts).
+ * Between deliveries it holds euid 0 (root); its effective gid and supplementary group list
+ * stay the last recipient's gid until a delivery with another gid (as Postfix's local keeps
+ * mail_owner's between deliveries): every set*id() call signals each thread of the process, so
+ * a delivery to a gid already set costs two (seteuid to the recipient and back), and the helper
+ * runs with as few threads as Node.js allows (helpers.ts). Files created with root's rights (a
+ * lock or an mbox in mail_spool_directory) are chowned to the recipient as before.
  *
  * Messages: protocol.ts, over the IPC channel. The helper exits when the channel closes (its
  * agent thread ended); if it dies mid-request, the agent defers that recipient (helpers.ts).
@@ -27,8 +29,11 @@ import { appendMbox, deliverMaildir, MailboxError, type Privs } from './mailbox.
 import type { HelperReady, HelperReply, HelperRequest, WriteResult } from './protocol.js';
 
 const root = process.getuid?.() === 0;
-/** The supplementary groups now set: only changed when a delivery's gid differs (each set*id() call is a signal to every thread). */
-let groupsOf = -1;
+/**
+ * The gid now in the supplementary groups and the effective gid: only changed when a delivery's
+ * gid differs (each set*id() call is a signal to every thread of the process).
+ */
+let gidNow = -1;
 
 /** Runs one write as job.uid/job.gid (Postfix's set_eugid around each step), back to root after. */
 async function write(req: HelperRequest): Promise<WriteResult> {
@@ -39,15 +44,16 @@ async function write(req: HelperRequest): Promise<WriteResult> {
     gid: job.gid,
     async asUser(fn) {
       if (!root) return fn();
-      process.setegid!(job.gid);
       process.seteuid!(job.uid);
-      try { return await fn(); } finally { process.seteuid!(0); process.setegid!(0); }
+      try { return await fn(); } finally { process.seteuid!(0); }
     },
     asSpool: (fn) => fn(),
   };
-  if (root && groupsOf !== job.gid) {
+  if (root && gidNow !== job.gid) {
+    // Postfix's set_eugid(): groups and effective gid first, while the euid is still root.
     process.setgroups!([job.gid]);
-    groupsOf = job.gid;
+    process.setegid!(job.gid);
+    gidNow = job.gid;
   }
   try {
     if (job.kind === 'mbox') await appendMbox(job.path, data, privs, job.locks, job.inSpool, job.sizeLimit);
@@ -59,7 +65,6 @@ async function write(req: HelperRequest): Promise<WriteResult> {
   } finally {
     // Back to root whatever happened (asUser restores in its finally; this is the safety net).
     if (root && process.geteuid!() !== 0) process.seteuid!(0);
-    if (root && process.getegid!() !== 0) process.setegid!(0);
   }
 }
 

@@ -102,6 +102,12 @@ function flockFd(fd: number, seconds: number): Promise<void> {
  * (Postfix's safe_open); a missing file is created 0600 and given to the recipient.
  */
 export async function appendMbox(path: string, data: Buffer, privs: Privs, locks: LockSettings, inSpool: boolean, sizeLimit = 0): Promise<void> {
+  // Outside the spool every step runs as the recipient: switch once for all of them.
+  if (!inSpool) return privs.asUser(() => appendSteps(path, data, { ...privs, asUser: (fn) => fn(), asSpool: (fn) => fn() }, locks, inSpool, sizeLimit));
+  return appendSteps(path, data, privs, locks, inSpool, sizeLimit);
+}
+
+async function appendSteps(path: string, data: Buffer, privs: Privs, locks: LockSettings, inSpool: boolean, sizeLimit: number): Promise<void> {
   const asCreator = inSpool ? privs.asSpool : privs.asUser;
   let lockFile: string | null = null;
   let fd: number | null = null;
