@@ -294,6 +294,7 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
   };
   const job: WriterJob = { kind: maildir ? 'maildir' : 'mbox', path, uid: pw.uid, gid: pw.gid, inSpool: s.homeMailbox === '', locks: s.locks, sizeLimit: s.sizeLimit };
   const r = await writeMailbox(job, data, pw.name, (t) => s.ctx.log.warn(t));
+  if (!r.ok && r.died) return fail(r.dsn, r.reason);
   return r.ok ? sent(`delivered to ${where}`) : failed(r);
 }
 

@@ -146,6 +146,7 @@ async function deliverRecipient(s: State, req: DeliveryRequest, content: Uint8Ar
   const job: WriterJob = { kind: maildir ? 'maildir' : 'mbox', path, uid, gid, inSpool: false, locks: s.locks, sizeLimit: s.sizeLimit, ...(s.strictOwner ? {} : { anyOwner: true }) };
   const r = await writeMailbox(job, data, user, (t) => s.ctx.log.warn(t));
   if (r.ok) return sent(maildir ? 'delivered to maildir' : 'delivered to mailbox');
+  if (r.died) return fail(r.dsn, r.reason);
   if (maildir && /permission denied/i.test(r.reason)) {
     s.ctx.log.warn(`maildir access problem for UID/GID=${uid}/${gid}: ${r.reason}`);
     s.ctx.log.warn('perhaps you need to create the maildirs in advance');

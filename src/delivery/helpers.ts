@@ -21,7 +21,7 @@ const HELPER = fileURLToPath(new URL('./helper.js', import.meta.url));
 
 /** A helper that died before it said it was ready: a start-up failure. */
 const STARTUP_FAILED: WriteResult = { ok: false, dsn: '4.3.0', reason: 'mail system configuration error: delivery helper did not start' };
-const DIED: WriteResult = { ok: false, dsn: '4.3.0', reason: 'unknown mail transport error' };
+const DIED: WriteResult = { ok: false, dsn: '4.3.0', reason: 'unknown mail transport error', died: true };
 
 interface Job { job: WriterJob; data: Uint8Array; resolve: (r: WriteResult) => void }
 

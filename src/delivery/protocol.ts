@@ -38,7 +38,8 @@ export interface HelperReady {
   pid: number;
 }
 
-export type WriteResult = { ok: true } | { ok: false; dsn: string; reason: string };
+/** `died`: the helper died before it answered (the agent reports the reason as it stands, as qmgr does). */
+export type WriteResult = { ok: true } | { ok: false; dsn: string; reason: string; died?: true };
 
 export type HelperReply = { type: 'reply'; id: number } & WriteResult;
 
