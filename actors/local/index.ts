@@ -35,7 +35,7 @@
  *
  * Deviation: mailbox_delivery_lock "fcntl" takes a flock(2) lock instead (see mailbox.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULTS, queueDirectory } from '../../src/config/index.js';
 import { ensureMaildrop, writeSubmission } from '../../src/maildrop/spool.js';
@@ -51,13 +51,26 @@ import { AliasExpander, splitTargets, type Target } from './aliases.js';
 
 export interface Passwd { name: string; uid: number; gid: number; home: string; shell: string }
 
-/** getpwnam() from /etc/passwd (POSTACTOR_PASSWD_FILE names another file: tests use it for users with temporary homes). */
+/** The parsed password file, kept while its identity (inode, size, mtime) stays the same. */
+let passwdCache: { file: string; key: string; users: Map<string, Passwd> } | null = null;
+
+/**
+ * getpwnam() from /etc/passwd (POSTACTOR_PASSWD_FILE names another file: tests use it for users
+ * with temporary homes). The file is parsed once and re-read when a stat() shows it changed, so a
+ * delivery costs one stat, not a read and a parse; the first entry of a name wins, as in libc.
+ */
 export function getpwnam(name: string, file = process.env['POSTACTOR_PASSWD_FILE'] || '/etc/passwd'): Passwd | null {
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const f = line.split(':');
-    if (f.length >= 7 && f[0] === name) return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5]!, shell: f[6]! };
+  const st = statSync(file, { bigint: true });
+  const key = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  if (passwdCache?.file !== file || passwdCache.key !== key) {
+    const users = new Map<string, Passwd>();
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f.length >= 7 && !users.has(f[0]!)) users.set(f[0]!, { name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), home: f[5]!, shell: f[6]! });
+    }
+    passwdCache = { file, key, users };
   }
-  return null;
+  return passwdCache.users.get(name) ?? null;
 }
 
 interface State {
