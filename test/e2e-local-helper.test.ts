@@ -4,9 +4,11 @@
  * between two). The recipient must be deferred ("unknown mail transport error", with master's
  * "killed by signal 9" warning), a new helper must take the retry, and the mbox must hold the
  * message exactly once. As root the recipient is uid 65534 (the helper switches to it);
- * otherwise it is the test's own uid.
+ * otherwise it is the test's own uid. Also: mailbox_delivery_lock = fcntl takes a real POSIX
+ * lock (src/delivery/locker.ts): a delivery waits while another process holds one.
  */
-import { existsSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync, mkdirSync, chmodSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -95,5 +97,29 @@ describe('local(8) delivery helper killed mid-delivery', () => {
     assert.equal(msgs.filter((m) => header(m, 'Subject')[0] === 'kill me once').length, 1, 'delivered exactly once');
     assert.equal(msgs.length, 1);
     assert.ok(!existsSync(lock), 'no lock left behind');
+  });
+
+  test('mailbox_delivery_lock = fcntl: while another process holds a POSIX lock (fcntl F_SETLK) on the mbox, the delivery waits; released, it lands', async () => {
+    const mbox = join(spool, user);
+    if (!existsSync(mbox)) writeFileSync(mbox, '', { mode: 0o600 });
+    if (ROOT) chownSync(mbox, 65534, 65534);
+    const before = readMailbox('mbox', mbox).length;
+    // Python's fcntl.lockf is fcntl(F_SETLKW): a POSIX record lock, held until stdin closes.
+    const holder = spawn('python3', ['-c', 'import fcntl, sys\nf = open(sys.argv[1], "a")\nfcntl.lockf(f, fcntl.LOCK_EX)\nprint("locked", flush=True)\nsys.stdin.read()', mbox], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout!.once('data', () => resolve());
+        holder.once('exit', (c) => reject(new Error(`lock holder exited ${c}`)));
+      });
+      const id = queuedId(await sendRaw(server.port, 'sender@example.org', [`${user}@local.test`], rfc822({ Subject: 'after the fcntl lock' }, 'waited\n')));
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.ok(!server.logLines().some((l) => l.includes(`${id}: to=<`)), 'no result while the POSIX lock is held');
+      assert.equal(readMailbox('mbox', mbox).length, before, 'nothing written while the POSIX lock is held');
+      holder.stdin!.end();
+      await server.waitForLog(new RegExp(`${id}: to=<${user}@local\\.test>, .*status=sent \\(delivered to mailbox\\)`), 30_000);
+      assert.equal(readMailbox('mbox', mbox).filter((m) => header(m, 'Subject')[0] === 'after the fcntl lock').length, 1);
+    } finally {
+      holder.kill('SIGKILL');
+    }
   });
 });

@@ -33,7 +33,8 @@
  * before mailbox_command; the fallback one for users not in the password file, before
  * luser_relay.
  *
- * Deviation: mailbox_delivery_lock "fcntl" takes a flock(2) lock instead (see mailbox.ts).
+ * mailbox_delivery_lock "fcntl" takes a real fcntl lock and a flock(2) lock (src/delivery/locker.ts);
+ * deviation: without /usr/bin/perl only the flock(2) lock (see src/delivery/mailbox.ts).
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -45,6 +46,7 @@ import { agentContext, report, type AgentContext } from '../discard/agent.js';
 import { mailCopy } from '../pipe/copy.js';
 import { runCommand } from '../pipe/command.js';
 import type { LockSettings } from '../../src/delivery/mailbox.js';
+import { Locker } from '../../src/delivery/locker.js';
 import { writeMailbox, type WriterJob } from '../../src/delivery/write.js';
 import { Delegation } from './delegate.js';
 import { AliasExpander, splitTargets, type Target } from './aliases.js';
@@ -99,11 +101,12 @@ function init(): State {
   const lockNames = config.getList('mailbox_delivery_lock').map((s) => s.toLowerCase());
   const bad = lockNames.find((n) => !['fcntl', 'flock', 'dotlock'].includes(n));
   let unsupported: string | null = bad ? `mailbox_delivery_lock: unknown lock method "${bad}"` : null;
-  if (lockNames.includes('fcntl')) ctx.log.info('mailbox_delivery_lock: fcntl locks cannot be taken from Node.js; flock is used in their place');
+  if (lockNames.includes('fcntl') && !Locker.available()) ctx.log.info('mailbox_delivery_lock: fcntl locks need /usr/bin/perl; flock is used in their place');
   if (unsupported) ctx.log.warn(`${ctx.service}: ${unsupported}; local deliveries are deferred`);
   const locks: LockSettings = {
     dotlock: lockNames.includes('dotlock'),
     flock: lockNames.includes('flock') || lockNames.includes('fcntl'),
+    fcntl: lockNames.includes('fcntl'),
     attempts: Math.max(1, config.getInt('deliver_lock_attempts')),
     delayMs: config.getTime('deliver_lock_delay') * 1000,
     staleMs: config.getTime('stale_lock_time') * 1000,

@@ -25,10 +25,13 @@
  * agent thread ended); if it dies mid-request, the agent defers that recipient (helpers.ts).
  * Commands and .forward programs do not come here: they run in children of their own.
  */
-import { appendMbox, deliverMaildir, MailboxError, type Privs } from './mailbox.js';
+import { Locker } from './locker.js';
+import { appendMbox, deliverMaildir, MailboxError, useLocker, type Privs } from './mailbox.js';
 import type { HelperReady, HelperReply, HelperRequest, WriteResult } from './protocol.js';
 
 const root = process.getuid?.() === 0;
+const locker = Locker.available() ? new Locker() : null;
+useLocker(locker);
 /**
  * The gid now in the supplementary groups and the effective gid: only changed when a delivery's
  * gid differs (each set*id() call is a signal to every thread of the process).
@@ -49,6 +52,7 @@ async function write(req: HelperRequest): Promise<WriteResult> {
     },
     asSpool: (fn) => fn(),
   };
+  if (job.kind === 'mbox') locker?.ensure(); // as root, before any switch
   if (root && gidNow !== job.gid) {
     // Postfix's set_eugid(): groups and effective gid first, while the euid is still root.
     process.setgroups!([job.gid]);

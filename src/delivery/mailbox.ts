@@ -11,9 +11,11 @@
  *            (util-linux) is run on our open file descriptor (`flock -x -w N 3` with the fd as
  *            its fd 3): flock locks belong to the open file description, so the lock stays
  *            held by our descriptor after the helper exits and is released when we close it.
- *   fcntl    POSIX record locks belong to a process and cannot be taken from Node.js, so
- *            "fcntl" is served by flock (see Deviation in index.ts: a reader that locks with
- *            fcntl only is not excluded; dotlock still is the lock mail readers share).
+ *   fcntl    POSIX record locks belong to a process and cannot be taken from Node.js: in the
+ *            delivery helper a Perl companion (locker.ts) takes them, and flock, on the
+ *            helper's descriptor; "fcntl" also takes flock (a superset: readers of either
+ *            kind are excluded). Without a locker (no /usr/bin/perl, or not in a helper)
+ *            flock is taken through /usr/bin/flock and serves for fcntl too.
  *
  * The file operations are synchronous: these writers run in the delivery helper process
  * (helper.ts), one delivery at a time, where a call into libuv's thread pool would only add a
@@ -29,6 +31,7 @@ import { closeSync, constants as C, fchownSync, fstatSync, fsyncSync, ftruncateS
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
+import type { Locker } from './locker.js';
 
 export class MailboxError extends Error {
   constructor(message: string, readonly dsn = '4.2.0') { super(message); }
@@ -48,6 +51,8 @@ export const NO_PRIVS: Privs = { asUser: (fn) => fn(), asSpool: (fn) => fn(), ui
 export interface LockSettings {
   dotlock: boolean;
   flock: boolean;
+  /** A real fcntl lock too, where a locker is available (otherwise flock serves). */
+  fcntl?: boolean;
   attempts: number;
   delayMs: number;
   staleMs: number;
@@ -85,6 +90,13 @@ async function dotLock(path: string, s: LockSettings): Promise<string> {
   throw new MailboxError(`unable to lock for exclusive access: ${lock}: ${last}`);
 }
 
+let locker: Locker | null = null;
+
+/** The delivery helper's lock companion: flock and fcntl locks are taken through it. */
+export function useLocker(l: Locker | null): void {
+  locker = l;
+}
+
 /** flock(LOCK_EX) on fd through /usr/bin/flock, waiting up to seconds. */
 function flockFd(fd: number, seconds: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -111,6 +123,7 @@ async function appendSteps(path: string, data: Buffer, privs: Privs, locks: Lock
   const asCreator = inSpool ? privs.asSpool : privs.asUser;
   let lockFile: string | null = null;
   let fd: number | null = null;
+  let kernelLocked = false;
   try {
     if (locks.dotlock) lockFile = await asCreator(() => dotLock(path, locks));
     fd = await asCreator(async () => {
@@ -127,7 +140,13 @@ async function appendSteps(path: string, data: Buffer, privs: Privs, locks: Lock
     if (!st.isFile()) throw new MailboxError(`${path}: not a regular file`, '5.2.0');
     if (st.nlink !== 1) throw new MailboxError(`${path}: file has ${st.nlink} hard links`, '5.2.0');
     if (privs.uid >= 0 && st.uid !== privs.uid) throw new MailboxError(`${path}: file has bad owner uid ${st.uid}`, '5.2.0');
-    if (locks.flock) await flockFd(fd, Math.max(1, Math.round((locks.attempts * locks.delayMs) / 1000)));
+    if (locks.flock || locks.fcntl) {
+      if (locker) {
+        const r = await locker.lock(fd, [...(locks.fcntl ? ['fcntl' as const] : []), 'flock'], locks.attempts, locks.delayMs);
+        if (!r.ok) throw new MailboxError(`unable to lock for exclusive access: ${r.error}`);
+        kernelLocked = true;
+      } else await flockFd(fd, Math.max(1, Math.round((locks.attempts * locks.delayMs) / 1000)));
+    }
     const size = st.size;
     // mailbox_size_limit: Postfix sets RLIMIT_FSIZE, and the write fails with EFBIG (5.2.2).
     if (sizeLimit > 0 && size + data.length > sizeLimit) throw new MailboxError('error writing message: File too large', '5.2.2');
@@ -142,6 +161,7 @@ async function appendSteps(path: string, data: Buffer, privs: Privs, locks: Lock
       }
     });
   } finally {
+    if (kernelLocked) await locker?.unlock();
     if (fd !== null) try { closeSync(fd); } catch { /* already reported */ }
     if (lockFile) { const l = lockFile; await asCreator(async () => unlinkSync(l)).catch(() => {}); }
   }
@@ -233,6 +253,7 @@ export function lockSettings(config: { getList(n: string): string[]; getInt(n: s
     locks: {
       dotlock: names.includes('dotlock'),
       flock: names.includes('flock') || names.includes('fcntl'),
+      fcntl: names.includes('fcntl'),
       attempts: Math.max(1, config.getInt('deliver_lock_attempts')),
       delayMs: config.getTime('deliver_lock_delay') * 1000,
       staleMs: config.getTime('stale_lock_time') * 1000,
