@@ -9,7 +9,7 @@
  *      bounced 5.1.1 'unknown user: "user@domain"'; a broken table → deferred 4.3.5 "mail
  *      system configuration error", the table's error in the log.
  *   2. The mailbox is $virtual_mailbox_base/<result>: a trailing "/" means a Maildir
- *      (tmp → new), anything else an mbox (virtual_mailbox_lock: dot-lock and flock).
+ *      (tmp → new), anything else an mbox (virtual_mailbox_lock: dot-lock, fcntl and flock).
  *   3. virtual_uid_maps / virtual_gid_maps give the owner (e.g. static:5000): a missing entry,
  *      a uid below virtual_minimum_uid or a gid <= 0 → deferred 4.3.5 with Postfix's warning
  *      ("recipient u@d: bad uid 50 in virtual_uid_maps").

@@ -17,6 +17,8 @@
  *
  *   delivered/s = N ÷ (first connect → the last message seen in a mailbox)
  *   accepted/s  = the generator's, for comparison (how fast the queue filled)
+ *   cpu ms/msg  = the MTA's CPU time over the same interval (its process tree: bench/delivery/cpu.ts)
+ *                 ÷ messages delivered — what decides the rate when the machine is busy
  *
  * Bounded: at most --messages per run, --timeout seconds per run (the run is reported as
  * incomplete then), --runs runs per mode and MTA.
@@ -37,6 +39,7 @@ import { freePort, REPO_ROOT, waitFor220 } from '../relay/mta.js';
 import { postfixVersion } from '../relay/postfix.js';
 import { startDovecot, type Dovecot } from './dovecot.js';
 import { startPostfixPeer } from './postfix.js';
+import { treeCpuSeconds } from './cpu.js';
 
 type Mode = 'maildir' | 'mbox' | 'virtual' | 'lmtp';
 type Mta = 'postactor' | 'postfix';
@@ -44,7 +47,7 @@ const MODES: Mode[] = ['maildir', 'mbox', 'virtual', 'lmtp'];
 
 interface Options { keep: boolean; localConcurrency: string | null; modes: Mode[]; mtas: Mta[]; runs: number; messages: number; users: number; size: number; sessions: number; timeoutS: number; json: string | null }
 
-interface RunResult { mode: Mode; mta: Mta; run: number; messages: number; delivered: number; acceptedPerSec: number; deliveredPerSec: number; seconds: number; complete: boolean }
+interface RunResult { mode: Mode; mta: Mta; run: number; messages: number; delivered: number; acceptedPerSec: number; deliveredPerSec: number; seconds: number; complete: boolean; cpuMsPerMessage: number | null }
 
 const DOMAIN = 'bench.test';
 const VDOMAIN = 'vbench.test';
@@ -151,7 +154,7 @@ function workloadMainCf(o: Options, mode: Mode, w: string, dovecot: Dovecot | nu
   }
 }
 
-interface Instance { port: number; workload: Workload; stop(): Promise<void> }
+interface Instance { port: number; workload: Workload; cpu(): number | null; stop(): Promise<void> }
 
 async function startPostactor(o: Options, mode: Mode, dovecot: Dovecot | null): Promise<Instance> {
   const dir = mkdtempSync(path.join(tmpdir(), `delivery-bench-${mode}-`));
@@ -196,7 +199,7 @@ async function startPostactor(o: Options, mode: Mode, dovecot: Dovecot | null): 
     if (o.keep) process.stdout.write(`kept ${dir}\n`);
     else rmSync(dir, { recursive: true, force: true });
   };
-  return { port, workload, stop };
+  return { port, workload, cpu: () => treeCpuSeconds(child.pid!), stop };
 }
 
 async function startPostfix(o: Options, mode: Mode, dovecot: Dovecot | null): Promise<Instance> {
@@ -212,7 +215,8 @@ async function startPostfix(o: Options, mode: Mode, dovecot: Dovecot | null): Pr
     if (o.keep) process.stdout.write(`kept ${dir}\n`);
     else rmSync(dir, { recursive: true, force: true });
   };
-  return { port: peer.port, workload, stop };
+  const master = (): number => Number(readFileSync(path.join(dir, 'spool', 'pid', 'master.pid'), 'utf8').trim());
+  return { port: peer.port, workload, cpu: () => { try { return treeCpuSeconds(master()); } catch { return null; } }, stop };
 }
 
 async function runOnce(o: Options, mode: Mode, mta: Mta, run: number): Promise<RunResult> {
@@ -224,6 +228,7 @@ async function runOnce(o: Options, mode: Mode, mta: Mta, run: number): Promise<R
     const to = `u@${mode === 'virtual' ? VDOMAIN : DOMAIN}`;
     const gen = new LoadGenerator({ host: '127.0.0.1', port: inst.port, sessions: o.sessions, messages: o.messages, size: o.size, to, unique: true, reuse: true, timeLimitMs: o.timeoutS * 1000 });
     const started = Date.now();
+    const cpu0 = inst.cpu();
     const g = await gen.run();
     let delivered = inst.workload.mailboxes();
     let lastAt = Date.now();
@@ -232,8 +237,10 @@ async function runOnce(o: Options, mode: Mode, mta: Mta, run: number): Promise<R
       const n = inst.workload.mailboxes();
       if (n !== delivered) { delivered = n; lastAt = Date.now(); }
     }
+    const cpu1 = inst.cpu();
+    const cpuMsPerMessage = cpu0 !== null && cpu1 !== null && delivered > 0 ? ((cpu1 - cpu0) * 1000) / delivered : null;
     const seconds = (lastAt - Math.min(started, g.firstConnectAt || started)) / 1000;
-    return { mode, mta, run, messages: o.messages, delivered, acceptedPerSec: g.acceptedPerSec, deliveredPerSec: delivered / seconds, seconds, complete: delivered >= o.messages && g.accepted === o.messages };
+    return { mode, mta, run, messages: o.messages, delivered, acceptedPerSec: g.acceptedPerSec, deliveredPerSec: delivered / seconds, seconds, complete: delivered >= o.messages && g.accepted === o.messages, cpuMsPerMessage };
   } finally {
     await inst?.stop();
     await dovecot?.stop();
@@ -263,7 +270,7 @@ async function main(): Promise<void> {
       for (const mta of order) {
         const r = await runOnce(o, mode, mta, run);
         results.push(r);
-        process.stdout.write(`${mode} ${mta} run ${run}: ${r.delivered}/${r.messages} delivered in ${r.seconds.toFixed(2)} s = ${r.deliveredPerSec.toFixed(1)} delivered/s (accepted ${r.acceptedPerSec.toFixed(1)}/s)${r.complete ? '' : ' INCOMPLETE'}\n`);
+        process.stdout.write(`${mode} ${mta} run ${run}: ${r.delivered}/${r.messages} delivered in ${r.seconds.toFixed(2)} s = ${r.deliveredPerSec.toFixed(1)} delivered/s (accepted ${r.acceptedPerSec.toFixed(1)}/s, cpu ${r.cpuMsPerMessage?.toFixed(2) ?? '?'} ms/msg)${r.complete ? '' : ' INCOMPLETE'}\n`);
       }
     }
   }
@@ -273,7 +280,8 @@ async function main(): Promise<void> {
     for (const mta of o.mtas) {
       const rs = results.filter((r) => r.mode === mode && r.mta === mta);
       med[mta] = median(rs.map((r) => r.deliveredPerSec));
-      process.stdout.write(`  ${mode.padEnd(8)} ${mta.padEnd(9)} ${med[mta]!.toFixed(1)} delivered/s (runs ${rs.map((r) => r.deliveredPerSec.toFixed(1)).join(', ')}), accepted ${median(rs.map((r) => r.acceptedPerSec)).toFixed(1)}/s${rs.every((r) => r.complete) ? '' : ' (some runs incomplete)'}\n`);
+      const cpu = median(rs.flatMap((r) => (r.cpuMsPerMessage === null ? [] : [r.cpuMsPerMessage])));
+      process.stdout.write(`  ${mode.padEnd(8)} ${mta.padEnd(9)} ${med[mta]!.toFixed(1)} delivered/s (runs ${rs.map((r) => r.deliveredPerSec.toFixed(1)).join(', ')}), accepted ${median(rs.map((r) => r.acceptedPerSec)).toFixed(1)}/s, cpu ${cpu.toFixed(2)} ms/msg${rs.every((r) => r.complete) ? '' : ' (some runs incomplete)'}\n`);
     }
     if (med.postactor !== undefined && med.postfix !== undefined) process.stdout.write(`  ${mode.padEnd(8)} Postactor/Postfix ×${(med.postactor / med.postfix).toFixed(2)}\n`);
   }
