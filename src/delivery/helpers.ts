@@ -80,6 +80,19 @@ export class DeliveryHelpers {
     });
   }
 
+  /** Starts one helper now if there is none, so the first delivery need not wait for one to boot. */
+  prestart(): void {
+    if (this.helpers.size === 0) this.start();
+  }
+
+  private start(): void {
+    const n = new Helper(this);
+    this.helpers.add(n);
+    // Neither the helper nor its channel keeps this thread alive.
+    n.child.unref();
+    (n.child.channel as unknown as { unref?: () => void } | undefined)?.unref?.();
+  }
+
   /** Helper pids (for tests and diagnostics). */
   get pids(): number[] {
     return [...this.helpers].map((h) => h.child.pid ?? -1);
@@ -92,10 +105,7 @@ export class DeliveryHelpers {
       const starting = [...this.helpers].filter((x) => !x.ready).length;
       // Start another helper for work that no starting one will take.
       if (this.helpers.size < this.max && starting < this.queue.length) {
-        const n = new Helper(this);
-        this.helpers.add(n);
-        n.child.unref();
-        (n.child.channel as unknown as { unref?: () => void } | undefined)?.unref?.();
+        this.start();
         continue;
       }
       break;
