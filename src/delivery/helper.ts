@@ -6,13 +6,14 @@
  *
  * Why a process: set*id() changes the credentials of a whole process (glibc applies them to
  * every thread), and the agents' worker threads share theirs with smtpd and qmgr. This process
- * has only its main thread and libuv's pool, so it can switch freely. Per request it sets the
+ * runs nothing but deliveries, so it can switch freely. Per request it sets the
  * supplementary groups to the owner's group alone, takes root only for what Postfix does with
  * root (the lock and the mbox in a mail_spool_directory that is not world-writable, then a chown
  * to the owner) and does every other step — mkdir, open, write, fsync, link — with the owner's
  * effective uid/gid (mailbox.ts: locking, O_NOFOLLOW, link count and owner checks, size limit,
- * fsync before success). Requests are serial, so no credential switch ever happens while an
- * fsync of another delivery is running in the pool.
+ * fsync before success). Requests are serial and the file calls synchronous, so no credential
+ * switch happens while another delivery's step is under way. flock and fcntl locks on an mbox
+ * are held by its Perl companion (locker.ts), started as root with the helper's first mbox.
  *
  * Between deliveries it holds euid 0 (root); its effective gid and supplementary group list
  * stay the last recipient's gid until a delivery with another gid (as Postfix's local keeps
