@@ -31,7 +31,7 @@ import { SmtpdPolicy } from '../smtpd/policy.js';
 import { smtpdTlsProblem } from '../smtpd/tls.js';
 import { smtpdAnvilProblem } from '../smtpd/anvil.js';
 import { DAEMONS_BUILT_INTO_MASTER, planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
-import { ControlServer, controlRequest, controlSocketPath } from './control.js';
+import { ControlServer, controlRequest, controlSocketPath } from '../../src/runtime/control.js';
 import { Showq } from '../../src/queue/showq.js';
 import { LOCK_SUPPORTED, MasterLockHeld, acquireMasterLock, pidFilePath, pidFromFile, provenMaster, type MasterLock } from './lock.js';
 import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from './listen.js';
