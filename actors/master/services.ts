@@ -52,6 +52,8 @@ const DAEMONS: Record<string, Daemon> = {
   virtual: { kind: 'pool', module: '../virtual/index.js', concurrency: 64 },
   // One thread per service line: the commands it runs are processes of their own.
   spawn: { kind: 'supervised', module: '../spawn/index.js', concurrency: 1 },
+  // QMQP listeners: like smtpd, each thread listens on the service's addresses (SO_REUSEPORT).
+  qmqpd: { kind: 'supervised', module: '../qmqpd/index.js', concurrency: 1 },
 };
 
 /**
@@ -63,7 +65,7 @@ export const DAEMONS_BUILT_INTO_MASTER = new Set(['anvil']);
 
 /** Postfix's daemons (master.cf commands) that Postactor has not built yet. */
 const POSTFIX_DAEMONS_NOT_BUILT = new Set([
-  ...DAEMONS_BUILT_INTO_MASTER, 'dnsblog', 'flush', 'oqmgr', 'postlogd', 'postscreen', 'proxymap', 'qmqpd', 'scache',
+  ...DAEMONS_BUILT_INTO_MASTER, 'dnsblog', 'flush', 'oqmgr', 'postlogd', 'postscreen', 'proxymap', 'scache',
   'showq', 'tlsmgr', 'tlsproxy', 'verify',
 ]);
 
@@ -91,7 +93,7 @@ export interface Plan {
 export function skippedServiceProblem(s: SkippedService): string | null {
   const what = `service "${s.service}" (command ${s.command})`;
   if (s.command === 'postscreen') return `not supported by Postactor: ${what}: postscreen is not built yet, so this port would not be served; use smtpd on it instead`;
-  if (s.command === 'smtpd') return `not supported by Postactor: ${what}: smtpd of type ${s.type} (only inet smtpd services are built)`;
+  if (s.command === 'smtpd' || s.command === 'qmqpd') return `not supported by Postactor: ${what}: ${s.command} of type ${s.type} (only inet ${s.command} services are built)`;
   if (s.type === 'inet') return `not supported by Postactor: ${what}: not built yet, so this port would not be served`;
   if (!POSTFIX_DAEMONS_NOT_BUILT.has(s.command)) return `${what}: unknown command (not a Postfix daemon, nor an absolute path to a JavaScript delivery agent)`;
   return null;
@@ -106,7 +108,7 @@ export function planServices(config: Config): Plan {
     const threads = line.maxproc === null ? Math.max(1, Math.min(defaultLimit, cpus)) : line.maxproc === 0 ? cpus : line.maxproc;
     const custom = isAbsolute(line.command) && /\.m?js$/.test(line.command);
     const daemon = custom ? { kind: 'pool' as const, module: '', concurrency: 64 } : DAEMONS[line.command];
-    if (!daemon || (daemon === DAEMONS['smtpd'] && line.type !== 'inet')) {
+    if (!daemon || ((daemon === DAEMONS['smtpd'] || daemon === DAEMONS['qmqpd']) && line.type !== 'inet')) {
       skipped.push({ service: line.name, command: line.command, type: line.type, file: line.file, line: line.line });
       continue;
     }

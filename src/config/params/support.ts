@@ -190,6 +190,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'virtual_mailbox_limit', 'virtual_mailbox_lock', 'virtual_minimum_uid', 'virtual_uid_maps',
   ],
   pipe: ['export_environment'],
+  qmqpd: ['qmqpd_authorized_clients', 'qmqpd_timeout', 'qmqpd_error_delay', 'qmqpd_client_port_logging', 'line_length_limit'],
 };
 
 /** Why a group of parameters is refused (printed with the refusal). */
