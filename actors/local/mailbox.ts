@@ -59,7 +59,7 @@ function errnoText(err: NodeJS.ErrnoException): string {
 }
 
 /** Creates FILE.lock exclusively; returns its path. */
-async function dotLock(path: string, s: LockSettings): Promise<string> {
+export async function dotLock(path: string, s: LockSettings): Promise<string> {
   const lock = `${path}.lock`;
   let last = '';
   for (let i = 0; i < s.attempts; i++) {
@@ -82,7 +82,7 @@ async function dotLock(path: string, s: LockSettings): Promise<string> {
 }
 
 /** flock(LOCK_EX) on fd through /usr/bin/flock, waiting up to seconds. */
-function flockFd(fd: number, seconds: number): Promise<void> {
+export function flockFd(fd: number, seconds: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn('/usr/bin/flock', ['-x', '-w', String(seconds), '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
     let err = '';
