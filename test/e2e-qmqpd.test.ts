@@ -8,11 +8,17 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as net from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { SmtpSink } from '../src/smtp/sink.js';
-import { freePort, startServer, type TestServer } from './helpers/server.js';
+import { loadConfig } from '../src/config/index.js';
+import { checkConfig } from '../actors/master/index.js';
+import { defaultMasterCf, freePort, startServer, type TestServer } from './helpers/server.js';
 import { needs } from './helpers/peers.js';
+import { tempDirs } from './helpers/temp.js';
+
+const tempDir = tempDirs('pa-qmqpd-check-');
 
 const QMQP_SOURCE = '/usr/sbin/qmqp-source';
 
@@ -60,7 +66,7 @@ describe('qmqpd: QMQP server', { skip: needs(QMQP_SOURCE, "Debian's postfix (qmq
     slow = await freePort();
     server = await startServer({
       sinkPort,
-      mainCf: { qmqpd_authorized_clients: '127.0.0.0/8', qmqpd_error_delay: '0s', mydestination: '' },
+      mainCf: { qmqpd_authorized_clients: '127.0.0.0/8', qmqpd_error_delay: '0s', header_checks: `regexp:${join(tempDir({ header_checks: '/^Subject: qmqp-reject/ REJECT\n' }), 'header_checks')}` },
       masterCfExtra: [
         `127.0.0.1:${open} inet n - n - 1 qmqpd`,
         `127.0.0.1:${closed} inet n - n - 1 qmqpd -o qmqpd_authorized_clients= -o qmqpd_error_delay=1s`,
@@ -128,9 +134,25 @@ describe('qmqpd: QMQP server', { skip: needs(QMQP_SOURCE, "Debian's postfix (qmq
     assert.match(text, /\r\n\r\nhello\r\n/);
   });
 
+  test('a message cleanup refuses (header_checks REJECT) gets D with Postfix\'s "Error: 5.7.1 …" and a warning', async () => {
+    const { reply } = await rawExchange(open, ns(ns('Subject: qmqp-reject\n\nbody\n') + ns('a@example.org') + ns('refused@example.com')));
+    assert.equal(reply, ns('DError: 5.7.1 Message content rejected'));
+    await server.waitForLog(/qmqpd\[\d+\]: warning: [0-9A-Za-z]+: localhost\[127\.0\.0\.1\]: Error: 5\.7\.1 Message content rejected$/, 5000);
+    await server.waitForLog(/cleanup\[\d+\]: [0-9A-Za-z]+: reject: header Subject: qmqp-reject from localhost\[127\.0\.0\.1\]; from=<a@example\.org> to=<refused@example\.com> proto=QMQP: 5\.7\.1 Message content rejected$/, 5000);
+  });
+
   test('qmqpd_timeout: a client that stops sending is dropped; qmqpd_client_port_logging adds the port', async () => {
     const { reply } = await rawExchange(slow, '100:', { keepOpen: true });
     assert.equal(reply, '');
     await server.waitForLog(/qmqpd\[\d+\]: [0-9A-Za-z]+: localhost\[127\.0\.0\.1\]:\d+: read\/write timeout while receiving message content$/, 10_000);
+  });
+});
+
+describe('qmqpd in master.cf', () => {
+  test('Postfix\'s stock line "628 inet n - n - - qmqpd" passes check; a unix qmqpd is refused by line', () => {
+    const ok = tempDir({ 'main.cf': `queue_directory = ${tempDir()}\n`, 'master.cf': defaultMasterCf(2525) + '628 inet n - n - - qmqpd\n' });
+    assert.deepEqual(checkConfig(loadConfig(ok)), []);
+    const bad = tempDir({ 'main.cf': `queue_directory = ${tempDir()}\n`, 'master.cf': defaultMasterCf(2525) + 'qmqp unix n - n - - qmqpd\n' });
+    assert.match(checkConfig(loadConfig(bad)).join('\n'), /master\.cf:7: not supported by Postactor: service "qmqp" \(command qmqpd\): qmqpd of type unix \(only inet qmqpd services are built\)/);
   });
 });
