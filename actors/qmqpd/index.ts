@@ -24,9 +24,9 @@ import { startActor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 import type { ListenAddress } from '../master/listen.js';
-import { peerName } from '../smtpd/peername.js';
 import { AuthorizedClients } from './clients.js';
 import { qmqpReceivedHeader, queueContent } from './content.js';
+import { verifiedPeerName } from './peer.js';
 import { FAILURE_TEXT, netstring, NetstringError, NetstringReader } from './netstring.js';
 
 const log = maillog('qmqpd');
@@ -189,7 +189,7 @@ async function main(): Promise<void> {
     socket.on('error', () => { /* the reader sees the end */ });
     const raw = socket.remoteAddress ?? '';
     const addr = raw.startsWith('::ffff:') && net.isIPv4(raw.slice(7)) ? raw.slice(7) : raw;
-    const name = await peerName(addr, true);
+    const name = await verifiedPeerName(addr, (w) => log.warn(w));
     const namaddr = `${name}[${addr}]${s.portLogging ? `:${socket.remotePort}` : ''}`;
     log.info(`connect from ${namaddr}`);
     try {
