@@ -13,7 +13,7 @@ export interface EnvelopeRecipient {
 
 /** → cleanup (request/reply): write a new message into the incoming queue. */
 export interface CleanupRequest {
-  /** smtpd assigns the ID at the first accepted RCPT (its "client=" log line uses it). */
+  /** smtpd assigns the ID at the first accepted RCPT (its "client=" log line uses it), qmqpd at connect. */
   queueId: string;
   sender: string;
   recipients: EnvelopeRecipient[];
@@ -25,7 +25,7 @@ export interface CleanupRequest {
   envId?: string;
   ret?: 'FULL' | 'HDRS';
   /** Who is submitting: selects which headers cleanup adds (a bounce has its own). */
-  origin: 'smtpd' | 'bounce' | 'pickup';
+  origin: 'smtpd' | 'qmqpd' | 'bounce' | 'pickup';
   /** content_filter of the receiving service (smtpd, pickup: main.cf or its master.cf -o), as Postfix's
    *  smtpd passes it to cleanup; a header_checks FILTER action overrides it. */
   contentFilter?: string;

@@ -28,6 +28,7 @@ import { parseSpawnAttributes } from '../../src/config/spawn-attributes.js';
 import { AnvilTable } from '../anvil/table.js';
 import { postscreenSettings } from '../postscreen/settings.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
+import { kick, type KickRequest } from './kick.js';
 import { smtpdTlsProblem } from '../smtpd/tls.js';
 import { smtpdAnvilProblem } from '../smtpd/anvil.js';
 import { DAEMONS_BUILT_INTO_MASTER, planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
@@ -486,6 +487,8 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       if (!qmgr?.control) throw new Error('qmgr is not running');
       return { due: await qmgr.control['flushSome']!(args) };
     },
+    // postkick class service request: Postfix's triggers, for the services that take them here.
+    kick: async (args) => kick(current, args as KickRequest, qmgr, listeners),
     // postsuper while the server runs: args = AdminRequest[] (src/queue/admin.ts); qmgr does it.
     admin: async (args) => {
       if (!qmgr?.control) throw new Error('qmgr is not running');

@@ -285,6 +285,19 @@ export class QueueManager {
   }
 
   /**
+   * postkick public qmgr REQUESTS, as Postfix's qmgr reads each character: F forgets the dead
+   * destinations first; I scans incoming; D the deferred messages that are due; A all deferred
+   * messages, due or not; W (a plain wake-up, as master's wakeup timer sends) scans as the timer does.
+   * Other characters are ignored, as Postfix does.
+   */
+  kick(requests: string): void {
+    if (requests.includes('F')) this.forgetDead();
+    const incoming = /[IAW]/.test(requests);
+    if (!incoming && !/[DA]/.test(requests)) return;
+    void this.scan(incoming, requests.includes('A') ? Infinity : Date.now());
+  }
+
+  /**
    * postqueue -s site / -i queue_id: the deferred messages with a pending recipient in domain
    * `site`, or the one message `queueId`, are due now; then a scan takes them.
    */

@@ -69,7 +69,7 @@ function errnoText(err: NodeJS.ErrnoException): string {
 }
 
 /** Creates FILE.lock exclusively; returns its path. */
-async function dotLock(path: string, s: LockSettings): Promise<string> {
+export async function dotLock(path: string, s: LockSettings): Promise<string> {
   const lock = `${path}.lock`;
   let last = '';
   for (let i = 0; i < s.attempts; i++) {
@@ -98,7 +98,7 @@ export function useLocker(l: Locker | null): void {
 }
 
 /** flock(LOCK_EX) on fd through /usr/bin/flock, waiting up to seconds. */
-function flockFd(fd: number, seconds: number): Promise<void> {
+export function flockFd(fd: number, seconds: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn('/usr/bin/flock', ['-x', '-w', String(seconds), '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
     let err = '';

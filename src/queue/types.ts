@@ -25,7 +25,7 @@ export interface ClientInfo {
   addr: string;        // IP address
   port: number;
   helo: string;
-  protocol: 'SMTP' | 'ESMTP' | 'LOCAL';
+  protocol: 'SMTP' | 'ESMTP' | 'LOCAL' | 'QMQP';
   /** The TLS session the message came over (smtpd), for its Received header. */
   tls?: TlsInfo;
   /** The client's SASL login (smtpd AUTH): Received says "with ESMTPA". */

@@ -212,6 +212,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'postscreen_whitelist_interfaces',
   ],
   dnsblog: ['dnsblog_reply_delay'],
+  qmqpd: ['qmqpd_authorized_clients', 'qmqpd_timeout', 'qmqpd_error_delay', 'qmqpd_client_port_logging', 'line_length_limit'],
 };
 
 /** Why a group of parameters is refused (printed with the refusal). */
