@@ -14,7 +14,7 @@
  * Exit 0 once the service has the request; 1 with Postfix's warning when the mail system is down
  * or no such service runs; usage and 64 on misuse.
  */
-import { controlRequest } from '../actors/master/control.js';
+import { controlRequest } from '../src/runtime/control.js';
 import { commandConfig, fatal, masterSocket, parseCommandLine, usageError } from '../src/queue/admin.js';
 
 const PROG = 'postkick';

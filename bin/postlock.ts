@@ -13,7 +13,7 @@
  */
 import { spawn } from 'node:child_process';
 import { constants as C, promises as fsp } from 'node:fs';
-import { dotLock, flockFd, lockSettings } from '../actors/local/mailbox.js';
+import { dotLock, flockFd, lockSettings } from '../src/delivery/mailbox.js';
 import { ConfigError, loadConfig, type Config } from '../src/config/index.js';
 import { getopt, UsageError } from '../src/queue/admin.js';
 
