@@ -21,6 +21,7 @@ import type { AdminEventName } from '../../src/queue/admin.js';
 import { expired, nextAttempt } from './backoff.js';
 import { Notifier, noticeConfig, statusRecord, wants } from './notices.js';
 import { Resolver, type Route } from './resolve.js';
+import { ProbeReports } from './probes.js';
 import { JobList, newJob, type SchedJob, type SlotParams } from './scheduler.js';
 import { isDead, negative, newWindow, parseFeedback, positive, revive, settings, type WindowSettings, type WindowState } from './feedback.js';
 
@@ -130,6 +131,7 @@ export class QueueManager {
   private rcptMinimum!: number;
   // Settings from main.cf; replaced as a whole by reconfigure() on `postactor reload`.
   private resolver!: Resolver;
+  private probes!: ProbeReports;
   private activeLimit!: number;
   private minBackoff!: number;
   private maxBackoff!: number;
@@ -167,6 +169,7 @@ export class QueueManager {
   reconfigure(config: Config): void {
     this.config = config;
     this.resolver = new Resolver(config, this.actor, this.log);
+    this.probes = new ProbeReports(config, this.actor, this.log);
     this.limits.clear();
     for (const t of this.transports?.values() ?? []) {
       const limits = this.transportLimits(t.name);
@@ -388,7 +391,9 @@ export class QueueManager {
     try {
       if (rcpt.readPos > pending.length) await this.saveDone(msg);
       // Resolve (trivial-rewrite); a recipient the resolver refuses fails here, without a delivery.
-      routes = await Promise.all(pending.map(({ r }) => this.resolver.route(r.address, meta.sender)));
+      // Probes are routed with the address_verify_* overrides (Postfix's resolve_clnt_verify).
+      const probe = meta.trace === 'probe';
+      routes = await Promise.all(pending.map(({ r }) => this.resolver.route(r.address, meta.sender, probe)));
     } finally {
       rcpt.reading = false;
     }
@@ -833,7 +838,7 @@ export class QueueManager {
       size: msg.meta.size,
       ...(msg.meta.envId ? { envId: msg.meta.envId } : {}),
       ...(msg.meta.ret ? { ret: msg.meta.ret } : {}),
-      ...(msg.meta.trace === 'verify' ? { verify: true } : {}),
+      ...(msg.meta.trace === 'verify' || msg.meta.trace === 'probe' ? { verify: true } : {}),
       ...(msg.meta.smtputf8 ? { smtputf8: msg.meta.smtputf8 } : {}),
     };
     this.actor.request<DeliveryReply>(dest.transport, request).then(
@@ -952,7 +957,8 @@ export class QueueManager {
     const id = meta.queueId;
     const now = Date.now();
     const lifetime = meta.sender === '' ? this.bounceLifetime : this.queueLifetime;
-    const verify = meta.trace === 'verify';
+    const verify = meta.trace === 'verify' || meta.trace === 'probe';
+    if (meta.trace === 'probe') await this.probes.report(meta, msg.outcomes.values());
     const anyDeferred = [...msg.outcomes.values()].some((o) => o.status === 'deferred');
     const expiring = !verify && anyDeferred && (meta.forcedExpire || expired(now, meta.arrival, lifetime));
     if (expiring) this.log.info(`${id}: from=<${meta.sender}>, status=expired, returned to sender`);
@@ -965,6 +971,7 @@ export class QueueManager {
       const o = msg.outcomes.get(i);
       if (!o) return r;
       const { reason: _old, ...rest } = r;
+      if (meta.trace === 'probe') return { ...rest, done: true }; // reported to the verify service
       if (o.status === 'sent') {
         if (meta.trace) traceRecs.push(statusRecord(meta, o, verify ? 'deliverable' : successAction(o), now));
         else if (o.action !== 'passed' && wants(r.notify, 'SUCCESS')) traceRecs.push(statusRecord(meta, o, successAction(o), now));

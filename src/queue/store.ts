@@ -9,6 +9,9 @@
  *   logs     [queue ID, bounce|defer|trace] → StatusRecord[]   (Postfix's bounce/, defer/, trace/ logs)
  *   mta-sts  policy domain → StsPolicyRecord   (fetched MTA-STS policies: every smtp thread shares
  *            them and they survive a restart, as RFC 8461 wants a policy kept for its max_age)
+ *   verify   address → VerifyEntry   (the verify service's address_verify_map: Postfix keeps it in
+ *            btree:$data_directory/verify_cache; here it is one more database of the store, so
+ *            it survives a restart and shares the store's commits and backups)
  *
  * Every state change is one transaction, so there is no moment at which a message is in two
  * queues or in none. The environment is opened with `overlappingSync: false`: a write's promise
@@ -20,7 +23,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import type { LogKind, MessageMeta, QueueName, StatusRecord, StsPolicyRecord } from './types.js';
+import type { LogKind, MessageMeta, QueueName, StatusRecord, StsPolicyRecord, VerifyEntry } from './types.js';
 
 export * from './types.js';
 
@@ -71,6 +74,7 @@ export class QueueStore {
   private readonly due: Database<true, Key>;
   private readonly statusLogs: Database<StatusRecord[], Key>;
   private readonly stsPolicies: Database<StsPolicyRecord, string>;
+  private readonly verifyCache: Database<VerifyEntry, string>;
 
   private constructor(readonly directory: string, options: StoreOptions) {
     // queue_directory: others may traverse it (to reach maildrop/) but not list it; the
@@ -89,6 +93,7 @@ export class QueueStore {
     this.due = this.root.openDB<true, Key>('due', {});
     this.statusLogs = this.root.openDB<StatusRecord[], Key>('logs', {});
     this.stsPolicies = this.root.openDB<StsPolicyRecord, string>('mta-sts', {});
+    this.verifyCache = this.root.openDB<VerifyEntry, string>('verify', {});
     if (!options.readOnly) {
       for (const file of ['queue.lmdb', 'queue.lmdb-lock']) {
         try {
@@ -110,6 +115,22 @@ export class QueueStore {
   /** Caches (replaces) a domain's MTA-STS policy; resolves once it is on disk. */
   async putStsPolicy(domain: string, policy: StsPolicyRecord): Promise<void> {
     await this.stsPolicies.put(domain, policy);
+  }
+
+  /** The verify service's entry for an address (as the client wrote it), if any. */
+  verifyEntry(address: string): VerifyEntry | undefined {
+    return this.verifyCache.get(address);
+  }
+
+  /** Replaces an address's verify entry (null: removes it); resolves once it is on disk. */
+  async putVerifyEntry(address: string, entry: VerifyEntry | null): Promise<void> {
+    if (entry === null) await this.verifyCache.remove(address);
+    else await this.verifyCache.put(address, entry);
+  }
+
+  /** Every verify entry, for the verify service's cache cleanup run. */
+  *verifyEntries(): Iterable<[string, VerifyEntry]> {
+    for (const { key, value } of this.verifyCache.getRange({})) yield [key, value];
   }
 
   /** Writes a new message into `meta.queue` (incoming or hold): envelope and content in one commit. */
