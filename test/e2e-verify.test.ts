@@ -144,3 +144,45 @@ describe('e2e address verification', () => {
     assert.equal(probesOf(unknown), 2);
   });
 });
+
+describe('e2e address verification: address_verify_pending_request_limit', () => {
+  let sink: SmtpSink;
+  let server: TestServer;
+
+  before(async () => {
+    // A next hop that never greets: the first probe stays in the active queue.
+    sink = new SmtpSink({ blackHole: true });
+    server = await startServer({
+      sinkPort: await sink.listen(0),
+      mainCf: {
+        smtpd_relay_restrictions: 'permit_mynetworks, reject_unauth_destination',
+        smtpd_recipient_restrictions: 'reject_unverified_recipient',
+        address_verify_poll_count: '1',
+        address_verify_pending_request_limit: '1',
+        smtp_helo_timeout: '60s',
+      },
+      masterCf: ['127.0.0.1:{{PORT}} inet n - n - 1 smtpd', ...BACKEND_SERVICES, 'verify unix - - n - 1 verify', ''].join('\n'),
+    });
+  });
+  after(async () => {
+    await server?.kill('SIGKILL');
+    await server?.stop();
+    await sink?.close();
+  });
+
+  test('a probe beyond the limit is not sent: the address gets "Too many address verification requests"', async () => {
+    const { smtp } = await SmtpDialogue.connect(server.port, { timeoutMs: 15_000 });
+    try {
+      await smtp.cmd('EHLO client.test');
+      await smtp.cmd('MAIL FROM:<sender@example.org>');
+      assert.match((await smtp.cmd('RCPT TO:<first@example.com>')).line, /Address verification in progress$/);
+      await server.waitForLog(/from=<double-bounce@mx\.postactor\.test>, size=\d+, nrcpt=1 \(queue active\)/, 10_000);
+      assert.match((await smtp.cmd('RCPT TO:<second@example.com>')).line, /Address verification in progress$/);
+      await server.waitForLog(/to=<second@example\.com>, relay=none, .*dsn=4\.3\.2, status=deferred \(Too many address verification requests\)/, 10_000);
+      const r = await smtp.cmd('RCPT TO:<second@example.com>');
+      assert.equal(r.line, '450 4.1.1 <second@example.com>: Recipient address rejected: unverified address: Too many address verification requests');
+    } finally {
+      smtp.close();
+    }
+  });
+});

@@ -132,6 +132,9 @@ export class QueueManager {
   // Settings from main.cf; replaced as a whole by reconfigure() on `postactor reload`.
   private resolver!: Resolver;
   private probes!: ProbeReports;
+  /** Probes (trace mode probe) in the active queue, and address_verify_pending_request_limit. */
+  private probesActive = 0;
+  private pendingProbeLimit!: number;
   private activeLimit!: number;
   private minBackoff!: number;
   private maxBackoff!: number;
@@ -170,6 +173,7 @@ export class QueueManager {
     this.config = config;
     this.resolver = new Resolver(config, this.actor, this.log);
     this.probes = new ProbeReports(config, this.actor, this.log);
+    this.pendingProbeLimit = config.getInt('address_verify_pending_request_limit');
     this.limits.clear();
     for (const t of this.transports?.values() ?? []) {
       const limits = this.transportLimits(t.name);
@@ -367,6 +371,7 @@ export class QueueManager {
     const rcpt: RecipientSlices = { pending: pendingIdx, readPos: 0, inMemory: 0, cap, reading: false, lastRead: now0, unsaved: [], lastSave: now0 };
     const msg: ActiveMessage = { meta, activated: now0, outstanding: 0, outcomes: new Map(), rcpt };
     this.active.set(queueId, msg);
+    if (meta.trace === 'probe') this.probesActive++;
     this.log.info(`${queueId}: from=<${meta.sender}>, size=${meta.size}, nrcpt=${pendingIdx.length} (queue active)`);
     if (meta.forcedExpire && pendingIdx.length > 0) {
       rcpt.readPos = pendingIdx.length;
@@ -404,6 +409,11 @@ export class QueueManager {
     // "error:STATUS text" as the filter (cleanup's bounce of a rejected local submission) fails
     // every recipient here, without a delivery agent, as error(8) would.
     if (meta.filter?.startsWith('error:')) routes = routes.map((route) => (route.error ? route : { ...route, error: errorOf(meta!.filter!.slice(6)) }));
+    // Safety (Postfix's qmgr): more probes in the active queue than address_verify_pending_request_limit
+    // are deferred, not delivered; the verify service hears "Too many address verification requests".
+    if (meta.trace === 'probe' && this.probesActive > this.pendingProbeLimit) {
+      routes = routes.map((route) => (route.error ? route : { ...route, error: { dsn: '4.3.2', text: 'Too many address verification requests' } }));
+    }
     const now = Date.now();
     // Group by destination, at most <transport>_destination_recipient_limit per delivery.
     const batches = new Map<Destination, DeliveryRecipient[]>();
@@ -411,7 +421,7 @@ export class QueueManager {
       const route = routes[i]!;
       if (route.error) {
         const o: RecipientOutcome = { index, status: route.error.dsn.startsWith('5') ? 'bounced' : 'deferred', dsn: route.error.dsn, reason: route.error.text, relay: 'none' };
-        logDelivery(this.log, queueId, r.address, o, formatDelays(meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now));
+        logDelivery(this.log, queueId, r.address, o, formatDelays(meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now), meta.trace === 'verify' || meta.trace === 'probe');
         msg.outcomes.set(index, o);
         continue;
       }
@@ -1029,6 +1039,7 @@ export class QueueManager {
       this.log.warn(`${id}: queue update failed: ${(err as Error).message}; the message stays in the active queue until restart`);
     } finally {
       this.active.delete(id);
+      if (meta.trace === 'probe') this.probesActive--;
     }
     this.flowStep(false);
     if (this.incomingBacklog && this.room()) void this.scan(false);
@@ -1076,6 +1087,7 @@ export class QueueManager {
       this.log.warn(`${id}: queue update failed: ${(err as Error).message}; the message stays in the active queue until restart`);
     } finally {
       this.active.delete(id);
+      if (meta.trace === 'probe') this.probesActive--;
     }
     for (const w of admin.waiters) w(events);
     this.flowStep(false);

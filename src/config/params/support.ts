@@ -134,7 +134,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   ],
   qmgr: [
     // Probe outcomes to the verify service (actors/qmgr/probes.ts).
-    'address_verify_negative_cache', 'address_verify_service_name',
+    'address_verify_negative_cache', 'address_verify_service_name', 'address_verify_pending_request_limit',
     '2bounce_notice_recipient', 'bounce_notice_recipient', 'bounce_queue_lifetime',
     'bounce_size_limit', 'bounce_template_file', 'confirm_delay_cleared', 'delay_notice_recipient',
     'delay_warning_time', 'destination_concurrency_feedback_debug', 'double_bounce_sender',
