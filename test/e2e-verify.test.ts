@@ -178,7 +178,7 @@ describe('e2e address verification: address_verify_pending_request_limit', () =>
       assert.match((await smtp.cmd('RCPT TO:<first@example.com>')).line, /Address verification in progress$/);
       await server.waitForLog(/from=<double-bounce@mx\.postactor\.test>, size=\d+, nrcpt=1 \(queue active\)/, 10_000);
       assert.match((await smtp.cmd('RCPT TO:<second@example.com>')).line, /Address verification in progress$/);
-      await server.waitForLog(/to=<second@example\.com>, relay=none, .*dsn=4\.3\.2, status=deferred \(Too many address verification requests\)/, 10_000);
+      await server.waitForLog(/to=<second@example\.com>, relay=none, .*dsn=4\.3\.2, status=undeliverable \(Too many address verification requests\)/, 10_000);
       const r = await smtp.cmd('RCPT TO:<second@example.com>');
       assert.equal(r.line, '450 4.1.1 <second@example.com>: Recipient address rejected: unverified address: Too many address verification requests');
     } finally {
