@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     negativeExpire: config.getTime('address_verify_negative_expire_time') * 1000,
     negativeRefresh: config.getTime('address_verify_negative_refresh_time') * 1000,
     negativeCache: config.getBool('address_verify_negative_cache'),
-  }, probe);
+  }, probe, (text) => log.warn(text));
 
   const interval = config.getTime('address_verify_cache_cleanup_interval');
   const name = cache.volatile ? 'internal:verify' : `${config.get('address_verify_map').trim()} (queue store database "verify")`;

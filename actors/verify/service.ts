@@ -39,7 +39,13 @@ export class VerifyService {
     private readonly times: VerifyTimes,
     /** Sends a probe to the address (asynchronously: the query reply does not wait for it). */
     private readonly probe: (address: string) => void,
+    /** A cache write that failed (the query was answered; the next one probes again). */
+    private readonly warn: (text: string) => void = () => undefined,
   ) {}
+
+  private background(write: Promise<void>, address: string): void {
+    write.catch((err: Error) => this.warn(`cache update for <${address}> failed: ${err.message}`));
+  }
 
   private expired(e: VerifyEntry, now: number): boolean {
     return e.status === 'ok' ? e.updated + this.times.positiveExpire < now : e.updated + this.times.negativeExpire < now;
@@ -56,14 +62,14 @@ export class VerifyService {
     let e: VerifyEntry;
     if (!cached || (now - cached.probed > PROBE_TTL && this.expired(cached, now))) {
       e = { status: 'todo', probed: 0, updated: 0, text: IN_PROGRESS };
-      if (cached && !t.negativeCache) void this.cache.delete(address);
+      if (cached && !t.negativeCache) this.background(this.cache.delete(address), address);
     } else {
       e = cached;
     }
     const refresh = e.status === 'ok' ? e.updated + t.positiveRefresh < now : e.updated + t.negativeRefresh < now;
     if (now - e.probed > PROBE_TTL && refresh) {
       this.probe(address);
-      if (e.updated !== 0 || t.negativeCache) void this.cache.put(address, { ...e, probed: now });
+      if (e.updated !== 0 || t.negativeCache) this.background(this.cache.put(address, { ...e, probed: now }), address);
     }
     return { status: e.status, text: e.text };
   }
