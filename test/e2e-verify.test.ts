@@ -15,13 +15,15 @@ import { SmtpSink } from '../src/smtp/sink.js';
 import { BACKEND_SERVICES, freePort, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 
 const PROBE_SENDER = 'double-bounce@mx.postactor.test';
-const NEGATIVE_EXPIRE = 6; // seconds
+const NEGATIVE_EXPIRE = 10; // seconds: room for the first test's retry on a loaded machine
 
 describe('e2e address verification', () => {
   let sink: SmtpSink;
   let server: TestServer;
   let portB = 0;
   let portC = 0;
+  let portD = 0;
+  let portE = 0;
   /** Every MAIL FROM and RCPT TO the next hop saw, in order. */
   const seen: string[] = [];
   const probesOf = (rcpt: string) => seen.filter((s) => s === `rcpt ${rcpt}`).length;
@@ -41,6 +43,8 @@ describe('e2e address verification', () => {
     const sinkPort = await sink.listen(0);
     portB = await freePort();
     portC = await freePort();
+    portD = await freePort();
+    portE = await freePort();
     server = await startServer({
       sinkPort,
       mainCf: {
@@ -56,6 +60,10 @@ describe('e2e address verification', () => {
         `127.0.0.1:${portC} inet n - n - 1 smtpd -o address_verify_poll_count=3 -o address_verify_poll_delay=1s`
           + ' -o unverified_recipient_reject_code=550 -o unverified_sender_reject_code=550'
           + ' -o smtpd_sender_restrictions=reject_unverified_sender',
+        // A later reject in the same list: with defer_if_permit it wins, with defer it never runs.
+        `127.0.0.1:${portD} inet n - n - 1 smtpd -o smtpd_recipient_restrictions=reject_unverified_recipient,reject`,
+        `127.0.0.1:${portE} inet n - n - 1 smtpd -o smtpd_recipient_restrictions=reject_unverified_recipient,reject`
+          + ' -o unverified_recipient_tempfail_action=defer',
         ...BACKEND_SERVICES,
         'verify unix - - n - 1 verify',
         '',
@@ -123,6 +131,12 @@ describe('e2e address verification', () => {
       `550 5.1.1 <unknown-3@example.com>: Recipient address rejected: undeliverable address: ${said('unknown-3@example.com')}`);
     assert.equal(await rcpt(portC, 'unknown-s@example.com', 'known-3@example.com'),
       `550 5.1.7 <unknown-s@example.com>: Sender address rejected: undeliverable address: ${said('unknown-s@example.com')}`);
+  });
+
+  test('unverified_recipient_tempfail_action: defer_if_permit lets a later reject win; defer answers 450 at once', async () => {
+    assert.equal(await rcpt(portD, 'sender@example.org', 'fresh-d@example.com'), '554 5.7.1 <fresh-d@example.com>: Recipient address rejected: Access denied');
+    assert.equal(await rcpt(portE, 'sender@example.org', 'fresh-e@example.com'),
+      '450 4.1.1 <fresh-e@example.com>: Recipient address rejected: unverified address: Address verification in progress');
   });
 
   test('the cache is in the queue store: after a restart a known address is accepted without a new probe', async () => {
