@@ -191,3 +191,17 @@ export type VerifyStatus = 'ok' | 'defer' | 'bounce' | 'todo';
 export type VerifyReply =
   | { op: 'query'; status: VerifyStatus; text: string }
   | { op: 'update' };
+
+/** postscreen (in an smtpd thread) → dnsblog: is this client address listed by this DNS list? */
+export interface DnsblRequest {
+  addr: string;
+  domain: string;
+}
+
+/** dnsblog's answer: the A records found (none: not listed) and their lowest TTL (-1: unknown). */
+export interface DnsblReply {
+  addr: string;
+  domain: string;
+  addrs: string[];
+  ttl: number;
+}

@@ -47,6 +47,10 @@ const COMPUTED_READS: Record<string, string> = {
   fallback_transport_maps: 'actors/local/delegate.ts reads `${param}_maps`',
   alternate_config_directories: 'src/config/locate.ts reads the system main.cf for set-id callers',
   multi_instance_directories: 'src/config/locate.ts reads the system main.cf for set-id callers',
+  postscreen_blacklist_action: 'Postfix\'s legacy name, read by the default of postscreen_denylist_action',
+  postscreen_dnsbl_whitelist_threshold: 'Postfix\'s legacy name, read by the default of postscreen_dnsbl_allowlist_threshold',
+  postscreen_dnsbl_ttl: 'Postfix\'s legacy name, read by the default of postscreen_dnsbl_max_ttl',
+  postscreen_whitelist_interfaces: 'Postfix\'s legacy name, read by the default of postscreen_allowlist_interfaces',
   compatibility_level: 'read by the ${{$compatibility_level} <level {…} ? …} expressions of Postfix\'s own defaults',
 };
 
@@ -73,7 +77,7 @@ test('Postactor\'s own parameters: read by the code, listed by postconf -d, mark
   }
   const d = spawnSync(NODE, [POSTCONF, '-d', ...names], { encoding: 'utf8' });
   assert.equal(d.status, 0, d.stderr);
-  assert.deepEqual(d.stdout.trim().split('\n'), names.map((n) => `${n} = ${POSTACTOR_PARAMS[n]!.default}`));
+  assert.deepEqual(d.stdout.trim().split('\n'), names.map((n) => `${n} = ${POSTACTOR_PARAMS[n]!.default}`.trimEnd()));
   const r = spawnSync(NODE, [POSTCONF, '--support', ...names], { encoding: 'utf8' });
   const j = JSON.parse(r.stdout) as Record<string, { support: string; own?: boolean; postfix_default?: string; readers?: string[] }>;
   for (const name of names) {

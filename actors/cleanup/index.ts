@@ -4,6 +4,7 @@
  * in one LMDB transaction, waits until that commit is on disk, tells qmgr, and replies — after
  * which smtpd may say "250 Ok: queued".
  */
+import { metrics } from '../../src/metrics/thread.js';
 import { workerData } from 'piscina';
 import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
 import { configureMaillog, maillog } from '../../src/log/maillog.js';
@@ -274,6 +275,13 @@ function applyAction(request: CleanupRequest, verdict: Verdict, action: CheckAct
 }
 
 export default async function cleanup(incoming: CleanupRequest): Promise<CleanupReply> {
+  const reply = await cleanupMessage(incoming);
+  if (reply.ok) metrics().cleanupMessages.inc();
+  else metrics().cleanupRejects.inc();
+  return reply;
+}
+
+async function cleanupMessage(incoming: CleanupRequest): Promise<CleanupReply> {
   const s = (state ??= init());
   // in_flow_delay (Postfix's mail_flow): each message takes a token that qmgr gives back as it
   // takes mail out of incoming; with none left, input is ahead of delivery, and this message
@@ -506,7 +514,9 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
   try {
     await s.store.enqueue(meta, content);
   } catch (err) {
-    log.warn(`${request.queueId}: queue file write error: ${(err as Error).message}`);
+    // Postfix's cleanup: "ID: write queue file: No space left on device", and 451 4.3.0. The
+    // commit failed as a whole: nothing of the message is in the store.
+    log.warn(`${request.queueId}: write queue file: ${(err as Error).message}`);
     return WRITE_ERROR;
   }
   if (messageId) log.info(`${request.queueId}: message-id=${messageId}`);

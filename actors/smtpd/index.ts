@@ -6,11 +6,13 @@
  * against the smtpd restrictions at RCPT time, and its message goes to cleanup; the client gets
  * "250 2.0.0 Ok: queued as ID" only once cleanup's transaction is on disk.
  */
+import { randomBytes } from 'node:crypto';
+import { metrics } from '../../src/metrics/thread.js';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import { configFromJSON, type Config, type ConfigJSON } from '../../src/config/index.js';
+import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import { startActor } from '../../src/runtime/endpoint.js';
@@ -23,6 +25,7 @@ import { peerCertLine, verifyFailureLine } from './ccert.js';
 import { SniMaps } from './sni.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
 import { VerifySender } from '../verify/sender.js';
+import { QueueSpace } from './queue-space.js';
 import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
@@ -34,6 +37,9 @@ import type { EnvelopeEdits } from '../../src/milter/message.js';
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
+import { AnvilTable } from '../anvil/table.js';
+import { Postscreen, type Endpoints } from '../postscreen/index.js';
+import { readProxyHeader } from '../postscreen/haproxy.js';
 
 const log = maillog('smtpd');
 
@@ -70,7 +76,11 @@ async function main(): Promise<void> {
   });
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  const { addresses, ticketKeys, anvil: anvilBuffer } = actor.data.extra as { addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer };
+  const { addresses, ticketKeys, anvil: anvilBuffer, postscreen: postscreenData } = actor.data.extra as {
+    addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer;
+    /** Behind postscreen (a pass service): postscreen's configuration and its shared connection counts. */
+    postscreen?: { config: ConfigJSON; counts: SharedArrayBuffer; sessions: SharedArrayBuffer };
+  };
   // anvil: the per-client limits, counted in the table master shares with every smtpd thread.
   const anvilTable = anvilOf(anvilBuffer);
   const anvil = anvilTable ? new SmtpdAnvil(config, anvilTable) : null;
@@ -96,6 +106,7 @@ async function main(): Promise<void> {
   const sasl = policy.sasl.enabled ? new SmtpdSasl(policy.sasl, namaddr) : null;
   const hostname = config.get('myhostname');
   const sizeLimit = config.getSize('message_size_limit');
+  const queueSpace = new QueueSpace(queueDirectory(config), config.getSize('queue_minfree'), sizeLimit);
   const contentFilter = config.get('content_filter').trim();
   const inFlowDelay = config.getTime('in_flow_delay') * 1000;
   const peernameLookup = config.getBool('smtpd_peername_lookup');
@@ -263,6 +274,8 @@ async function main(): Promise<void> {
         const state: SessionState = { client, queueId: null, envelope: null, effects: new WeakMap(), saslSender: new WeakMap() };
         states.set(session, state);
         log.info(`connect from ${name}[${session.remoteAddress}]`);
+        metrics().smtpdConnects.inc();
+        metrics().smtpdSessions.inc();
         if (overLimit) {
           const r = overLimit(`${name}[${session.remoteAddress}]`);
           log.warn(r.warning);
@@ -293,6 +306,7 @@ async function main(): Promise<void> {
         const state = states.get(session);
         if (!state) return;
         for (const [level, text] of handshakeFailure(err, `${state.client.name}[${state.client.addr}]`, 'STARTTLS')) log[level](text);
+        metrics().smtpdTlsFailures.inc();
       },
     } as object),
 
@@ -316,6 +330,7 @@ async function main(): Promise<void> {
       if (peer && !peer.trusted && ccert?.require) log.info(verifyFailureLine(who, peer, ccert.verifyDepth));
       (session as { paTls?: TlsSummary }).paTls = summary;
       if (tlsSettings.loglevel >= 1) log.info(establishedLine(summary, who));
+      metrics().smtpdTls.inc({ protocol: tlsSocket.getProtocol() ?? '', cipher: tlsSocket.getCipher()?.name ?? '' });
       // A new (not resumed) TLS session counts against smtpd_client_new_tls_session_rate_limit
       // (Postfix checks it before the client certificate requirement).
       const overTls = tlsSocket.isSessionReused() ? null : anvil?.newTls(session, namaddr(session));
@@ -337,7 +352,15 @@ async function main(): Promise<void> {
     onMailFrom(address, session, mailCallback) {
       // The milters hear MAIL FROM after the sender restrictions passed.
       const callback = (err?: Error | null): void => {
-        if (err || !milters) return mailCallback(err ?? undefined);
+        if (err) return mailCallback(err);
+        // smtpd_check_queue, after the sender restrictions as in Postfix.
+        const full = queueSpace.check({ ...policyRequest(session, 'MAIL', null), sender: address.address });
+        if (full) {
+          log.warn(full.warning);
+          log.info(full.reject);
+          return mailCallback(refuse(full.code, full.text));
+        }
+        if (!milters) return mailCallback();
         const args = Object.entries((address.args || {}) as Record<string, string | boolean>).map(([k, v]) => (v === true ? k : `${k}=${v}`));
         void milters.mail(session, { ...milterContext(session, null), sender: address.address }, args)
           .then((r) => mailCallback(r ? milterError(r) : undefined));
@@ -411,6 +434,7 @@ async function main(): Promise<void> {
       stream.on('end', () => {
         if (stream.sizeExceeded || (sizeLimit > 0 && total > sizeLimit)) {
           log.info(`${state.queueId}: reject: END-OF-MESSAGE from ${state.client.name}[${state.client.addr}]: 552 5.3.4 Message size exceeds fixed limit; proto=ESMTP helo=<${session.hostNameAppearsAs}>`);
+          metrics().smtpdRejects.inc({ code: '552', stage: 'END-OF-MESSAGE', reason: 'message_size_limit' });
           return callback(refuse(552, '5.3.4 Message size exceeds fixed limit'));
         }
         void endOfData(total).then((err) => {
@@ -488,7 +512,10 @@ async function main(): Promise<void> {
         if (edited?.hold) request.hold = true;
         if (edited?.milterHeaders.length) request.milterHeaders = edited.milterHeaders;
         void submit(request).then((reply) => {
-          if (reply.ok) return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);
+          if (reply.ok) {
+            metrics().smtpdMessages.inc({ sasl_method: login?.method ?? '' });
+            return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);
+          }
           log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);
           callback(refuse(reply.code, `${reply.dsn} ${reply.text}`));
         });
@@ -501,6 +528,8 @@ async function main(): Promise<void> {
       const state = states.get(session);
       if (!state) return;
       log.info(`disconnect from ${state.client.name}[${state.client.addr}] ${formatCounters(countersOf(session))}`);
+      metrics().smtpdDisconnects.inc();
+      metrics().smtpdSessions.dec();
     },
   });
 
@@ -530,6 +559,8 @@ async function main(): Promise<void> {
         log.info(`connect from ${name}[${addr}]`);
         log.warn(`Refusing TLS service request from ${name}[${addr}] for service ${anvil.serviceName}`);
         log.info(`disconnect from ${name}[${addr}] commands=0`);
+        metrics().smtpdConnects.inc();
+        metrics().smtpdDisconnects.inc();
       });
       return true;
     });
@@ -542,6 +573,10 @@ async function main(): Promise<void> {
         log.info(`connect from ${name}[${addr}]`);
         for (const [level, text] of handshakeFailure(err, `${name}[${addr}]`, 'CONNECT')) log[level](text);
         log.info(`disconnect from ${name}[${addr}] commands=0`);
+        // As logged: a connection and its end, without a session.
+        metrics().smtpdConnects.inc();
+        metrics().smtpdDisconnects.inc();
+        metrics().smtpdTlsFailures.inc();
       });
       return;
     }
@@ -559,7 +594,39 @@ async function main(): Promise<void> {
       void peerName(addr, peernameLookup).then((name) => log.warn(`Wrapper-mode request dropped from ${name}[${addr}] for service ${config.get('service_name')}. TLS context initialization failed. For details see earlier warnings in your logs.`));
     });
   }
-  const listeners = addresses.map((_, i) => (i === 0 ? primary : net.createServer((socket) => primary.emit('connection', socket))));
+  /** A session on a socket whose endpoints someone else read (postscreen, a PROXY header). */
+  const handOff = (socket: net.Socket, ep: Endpoints) => (server as unknown as { connect(s: net.Socket, o: object): void }).connect(socket, {
+    id: randomBytes(10).toString('hex'),
+    remoteAddress: ep.clientAddr, remotePort: ep.clientPort, localAddress: ep.serverAddr, localPort: ep.serverPort,
+  });
+  // Behind postscreen the addresses are postscreen's: every connection is screened first, and
+  // a client that passes is given to smtp-server as a new connection (actors/postscreen).
+  const postscreen = postscreenData ? await Postscreen.create({
+    config: configFromJSON(postscreenData.config),
+    counts: new AnvilTable(postscreenData.counts),
+    sessions: new Int32Array(postscreenData.sessions),
+    request: (service, body) => actor.request(service, body),
+    // As Postfix's postscreen passes the client's endpoints with the socket, smtp-server gets
+    // them as a PROXY-aware listener would give them (they differ behind haproxy).
+    handOff: (socket, ep) => handOff(socket, ep),
+    cleanup: actor.data.index === 0,
+  }) : null;
+  // smtpd_upstream_proxy_protocol = haproxy: the client's endpoints come from the PROXY header.
+  const upstreamProxy = config.get('smtpd_upstream_proxy_protocol').trim();
+  if (postscreen && upstreamProxy !== '') log.warn('ignoring non-empty smtpd_upstream_proxy_protocol setting behind postscreen');
+  const proxied = upstreamProxy === 'haproxy' && !postscreen ? (socket: net.Socket) => {
+    socket.on('error', () => undefined);
+    void readProxyHeader(socket, config.getTime('smtpd_upstream_proxy_timeout'), (w) => log.warn(w)).then((ep) => {
+      if (!ep) {
+        if (!socket.destroyed) socket.end(`421 4.3.0 ${hostname} Server local error\r\n`);
+        setTimeout(() => socket.destroy(), 2000).unref();
+        return;
+      }
+      handOff(socket, ep);
+    });
+  } : null;
+  const listeners = addresses.map((_, i) => (i === 0 && !postscreen && !proxied ? primary
+    : net.createServer(postscreen ? (socket) => postscreen.accept(socket) : proxied ?? ((socket) => primary.emit('connection', socket)))));
   await Promise.all(addresses.map((a, i) => new Promise<void>((resolve, reject) => {
     const s = listeners[i]!;
     s.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`bind ${a.host} port ${a.port}: ${e.code === 'EADDRINUSE' ? 'Address already in use' : e.message}`)));

@@ -12,6 +12,7 @@
  * name further restrictions, smtpd_restriction_classes, and the log lines Postfix writes
  * ("NOQUEUE: reject: RCPT from name[addr]: 554 5.7.1 …; from=<…> to=<…> proto=ESMTP helo=<…>").
  */
+import { metrics } from '../../src/metrics/thread.js';
 import { queueDirectory, type Config } from '../../src/config/index.js';
 import { TableError } from '../../src/maps/index.js';
 import { DomainList } from '../../src/address/domain.js';
@@ -477,17 +478,17 @@ export class SmtpdPolicy {
     try {
       for (const stage of stages) {
         const out = await this.runList(this.lists.get(stage) ?? [], r, stage, ev);
-        if (typeof out === 'object') return this.refuse(out, r);
+        if (typeof out === 'object') return this.refuse(out, r, `smtpd_${stage}_restrictions`);
       }
       if (after) {
         const out = await this.apply(await after(), r, 'recipient', ev, false);
-        if (typeof out === 'object') return this.refuse(out, r);
+        if (typeof out === 'object') return this.refuse(out, r, 'reject_unlisted_recipient');
       }
     } catch (e) {
       this.log.warn(`smtpd access policy: ${(e as Error).message}`);
-      return this.refuse({ code: 451, dsn: '4.3.5', text: 'Server configuration error' }, r);
+      return this.refuse({ code: 451, dsn: '4.3.5', text: 'Server configuration error' }, r, 'configuration_error');
     }
-    if (ev.deferIfPermit) return this.refuse(ev.deferIfPermit, r);
+    if (ev.deferIfPermit) return this.refuse(ev.deferIfPermit, r, 'defer_if_permit');
     return { ok: true, discard: ev.discard, prepend: ev.prepend };
   }
 
@@ -577,8 +578,10 @@ export class SmtpdPolicy {
     return cached;
   }
 
-  private refuse(reply: Reply, r: PolicyRequest): Verdict {
+  /** `reason` (the restriction list, or what else refused) labels the reject in the metrics. */
+  private refuse(reply: Reply, r: PolicyRequest, reason: string): Verdict {
     this.whatsup('reject', r, formatReply(reply));
+    metrics().smtpdRejects.inc({ code: String(reply.code), stage: r.where, reason });
     return { ok: false, code: reply.code, text: `${reply.dsn} ${reply.text}` };
   }
 

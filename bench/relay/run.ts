@@ -12,7 +12,8 @@
  *   npm run bench:relay -- --runs 3                  # the same, through package.json
  *
  * Options (defaults in brackets; the defaults are the issue's workload, smtp-source-like):
- *   --mta postactor,postfix   MTAs to measure, in this order within each run [both]
+ *   --mta postactor,postfix   MTAs to measure, in this order within each run [both]; "postscreen"
+ *                             is Postactor with postscreen in front of smtpd (a cached client)
  *   --sessions N              concurrent client connections [20]
  *   --messages N              messages per run [10000]
  *   --size BYTES              body size [1024]
@@ -44,13 +45,15 @@
  * latency = per message, connect → 250 after DATA (p50/p99, ms); cpu ms/msg = the MTA's CPU time
  * (all threads or processes, from /proc) over the run ÷ delivered messages.
  */
+import { Timeline, type Sample } from '../chart/timeline.js';
+import { relayChart } from './chart.js';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { LoadGenerator, nowAbs, parseHostPort, type GeneratorResult } from './generator.js';
-import { REPO_ROOT, type MtaHandle } from './mta.js';
+import { freePort, REPO_ROOT, type MtaHandle } from './mta.js';
 import { startPostactor } from './postactor.js';
 import { PostfixNotInstalled, postfixVersion, startPostfix } from './postfix.js';
 import { SinkThread, type SinkSnapshot } from './sink.js';
@@ -87,7 +90,7 @@ interface Config {
   milterMainCf: string;
 }
 
-interface RunRecord {
+export interface RunRecord {
   mta: string;
   run: number;
   version: string;
@@ -107,6 +110,8 @@ interface RunRecord {
   tlsResumed: number | null;
   /** Every accepted message reached the sink. */
   complete: boolean;
+  /** Accepted and delivered over time (and Postactor's per-destination concurrency), for the chart (./chart.ts). */
+  timeline: Sample[];
   timedOut: boolean;
   interrupted: boolean;
 }
@@ -155,7 +160,7 @@ function parseConfig(argv: string[]): Config {
   };
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const mtas = values.mta.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const m of mtas) if (m !== 'postactor' && m !== 'postfix') throw new Error(`--mta: unknown MTA ${m}`);
+  for (const m of mtas) if (m !== 'postactor' && m !== 'postfix' && m !== 'postscreen') throw new Error(`--mta: unknown MTA ${m}`);
   return {
     mtas,
     sessions: int('sessions', values.sessions, 1),
@@ -216,21 +221,27 @@ function progressDone(finalText?: string): void {
   lastProgressLine = 0;
 }
 
+/** The Postactor under test's /metrics page (its metrics_listen), sampled for the chart. */
+let metricsUrl: string | null = null;
 /** The main.cf lines both MTAs get: TLS (--tls) and the milter (--milter). */
 function extraMainCf(cfg: Config): string {
   return (cfg.tls ? tlsMainCf(cfg.tls) : '') + cfg.milterMainCf;
 }
 
 async function startMta(name: string, cfg: Config, sinkPort: number): Promise<MtaHandle> {
-  if (name === 'postactor') {
+  metricsUrl = null;
+  if (name === 'postactor' || name === 'postscreen') {
+    const metricsPort = await freePort();
+    metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     return startPostactor({
+      ...(name === 'postscreen' ? { postscreen: true } : {}),
       sinkPort,
       smtpdThreads: cfg.smtpdThreads,
       cleanupThreads: cfg.cleanupThreads,
       smtpThreads: cfg.smtpThreads,
       keep: cfg.keep,
       ...(cfg.postactorEntry ? { entry: cfg.postactorEntry } : {}),
-      extraMainCf: extraMainCf(cfg),
+      extraMainCf: `${extraMainCf(cfg)}\nmetrics_listen = 127.0.0.1:${metricsPort}\n`,
     });
   }
   if (name === 'postfix') return startPostfix({ sinkPort, keep: cfg.keep, extraMainCf: extraMainCf(cfg) });
@@ -245,12 +256,13 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
   const rec: RunRecord = {
     mta: mtaName, run: runNo, version: '', startedAt: new Date().toISOString(), loadavg: os.loadavg(),
     error: null, generator: null, sink: null, delivered: null, endToEndMs: null, deliveredPerSec: null, cpuMsPerMessage: null, tlsResumed: null,
-    complete: false, timedOut: false, interrupted: false,
+    complete: false, timedOut: false, interrupted: false, timeline: [],
   };
   const deadline = Date.now() + cfg.timeoutMs;
   let sink: SinkThread | null = null;
   let mta: MtaHandle | null = null;
   let ticker: NodeJS.Timeout | undefined;
+  let timeline: Timeline | undefined;
   const label = `[${mtaName} ${runNo}/${cfg.runs}]`;
   const wanted = (accepted: number): number => accepted * cfg.recipients;
   try {
@@ -283,6 +295,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
         (s ? ` delivered ${dlv} (${(dlv / secs || 0).toFixed(0)}/s)` : '');
     };
     ticker = setInterval(() => progress(line('sending')), 500);
+    timeline = new Timeline(() => ({ accepted: g.accepted, delivered: sink ? Math.floor(sink.snapshot().recipients / cfg.recipients) : g.accepted }), metricsUrl, 500);
     let r: GeneratorResult;
     try {
       r = await g.run();
@@ -307,6 +320,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
     }
     clearInterval(ticker);
     ticker = undefined;
+    rec.timeline = timeline.stop();
     rec.interrupted = interrupted;
     progressDone(line(interrupted ? 'interrupted' : rec.timedOut ? 'timed out' : 'done'));
     const cpu1 = mtaCpuSeconds(mta);
@@ -328,6 +342,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
     console.error(`${label} failed: ${rec.error}`);
   } finally {
     clearInterval(ticker);
+    timeline?.stop();
     currentMta = null;
     if (mta) await mta.stop().catch((e: Error) => console.error(`${label} stopping ${mtaName}: ${e.message}`));
     if (sink) await sink.close().catch(() => null);
@@ -501,7 +516,9 @@ async function main(): Promise<void> {
   };
   mkdirSync(path.dirname(cfg.json), { recursive: true });
   writeFileSync(cfg.json, `${JSON.stringify(out, null, 2)}\n`);
-  console.log(`\nresults: ${cfg.json}`);
+  const svg = cfg.json.replace(/(\.json)?$/, '.svg');
+  writeFileSync(svg, relayChart(records, cfg));
+  console.log(`\nresults: ${cfg.json}\nchart: ${svg}`);
 }
 
 main().then(

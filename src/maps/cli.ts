@@ -8,6 +8,7 @@
 // Exit status: 0 ok / found, 1 not found or fatal error ("NAME: fatal: ..."),
 // 64 usage error (bad flags; usage on stderr).
 
+import { manual } from '../cli/manual.js';
 import fs from 'node:fs';
 
 import { loadConfig } from '../config/index.js';
@@ -246,7 +247,7 @@ function build(cmd: MapCommand, io: Io, operands: string[], flags: Flags): numbe
 
 function runMapCommand(cmd: MapCommand, args: string[], io: Io): number | Promise<number> {
   if (args.includes('--help')) {
-    io.stdout(`${cmd.usage}\n\n${cmd.help}`);
+    io.stdout(manual(cmd.prog, cmd.usage) ?? `${cmd.usage}\n\n${cmd.help}`);
     return 0;
   }
   const { opts, operands } = getopt(args, 'c:d:fiNnoq:rsvw');
@@ -285,7 +286,7 @@ const NEWALIASES_USAGE = 'usage: newaliases [-c config_dir] [-v]';
 
 function runNewaliases(args: string[], io: Io): number {
   if (args.includes('--help')) {
-    io.stdout(`${NEWALIASES_USAGE}
+    io.stdout(manual('newaliases', NEWALIASES_USAGE) ?? `${NEWALIASES_USAGE}
 
 Rebuilds the alias databases named by alias_database in main.cf (like
 Postfix's newaliases(1), i.e. postalias on each of them). The default is

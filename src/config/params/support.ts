@@ -32,6 +32,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   // Read by the configuration loader, master and every thread (identity, paths, logging).
   global: [
     'compatibility_level', 'config_directory', 'queue_directory', 'maillog_file', 'syslog_name',
+    'syslog_facility',
     'mail_name', 'myhostname', 'mydomain', 'myorigin', 'mydestination', 'mynetworks',
     'mynetworks_style', 'recipient_delimiter', 'service_name', 'enable_long_queue_ids',
     'mail_owner', 'message_size_limit', 'in_flow_delay', 'proxy_interfaces',
@@ -50,7 +51,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'unverified_recipient_tempfail_action', 'unverified_recipient_reject_reason',
     'unverified_sender_defer_code', 'unverified_sender_reject_code',
     'unverified_sender_tempfail_action', 'unverified_sender_reject_reason',
-    'plaintext_reject_code',
+    'plaintext_reject_code', 'queue_minfree',
     'access_map_defer_code', 'access_map_reject_code', 'allow_untrusted_routing',
     'default_rbl_reply', 'defer_code', 'disable_vrfy_command', 'invalid_hostname_reject_code',
     'local_recipient_maps', 'maps_rbl_reject_code', 'non_fqdn_reject_code',
@@ -103,6 +104,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_client_new_tls_session_rate_limit',
     'smtpd_client_event_limit_exceptions', 'smtpd_client_connection_limit_exceptions',
     'smtpd_client_ipv4_prefix_length', 'smtpd_client_ipv6_prefix_length',
+    'smtpd_upstream_proxy_protocol', 'smtpd_upstream_proxy_timeout',
   ],
   // anvil's time unit and statistics, kept by master (actors/anvil/statistics.ts).
   anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
@@ -211,6 +213,26 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'address_verify_cache_cleanup_interval', 'address_verify_sender', 'address_verify_sender_ttl',
     'address_verify_service_name',
   ],
+  // postscreen runs in the threads of its smtpd pass service (actors/postscreen).
+  postscreen: [
+    'postscreen_access_list', 'postscreen_denylist_action', 'postscreen_greet_banner',
+    'postscreen_greet_wait', 'postscreen_greet_action', 'postscreen_greet_ttl',
+    'postscreen_dnsbl_sites', 'postscreen_dnsbl_threshold', 'postscreen_dnsbl_allowlist_threshold',
+    'postscreen_dnsbl_action', 'postscreen_dnsbl_min_ttl', 'postscreen_dnsbl_max_ttl',
+    'postscreen_dnsbl_timeout', 'postscreen_dnsbl_reply_map', 'dnsblog_service_name',
+    'postscreen_pipelining_enable', 'postscreen_pipelining_action', 'postscreen_pipelining_ttl',
+    'postscreen_non_smtp_command_enable', 'postscreen_non_smtp_command_action', 'postscreen_non_smtp_command_ttl',
+    'postscreen_bare_newline_enable', 'postscreen_bare_newline_action', 'postscreen_bare_newline_ttl',
+    'postscreen_forbidden_commands', 'postscreen_command_count_limit', 'postscreen_command_time_limit',
+    'postscreen_cache_map', 'postscreen_cache_retention_time', 'postscreen_cache_cleanup_interval',
+    'postscreen_client_connection_count_limit', 'postscreen_pre_queue_limit', 'postscreen_helo_required', 'postscreen_disable_vrfy_command',
+    'postscreen_upstream_proxy_protocol', 'postscreen_upstream_proxy_timeout', 'postscreen_allowlist_interfaces',
+    'smtpd_service_name', 'respectful_logging', 'line_length_limit',
+    // Postfix's old names, read through the defaults of their new names.
+    'postscreen_blacklist_action', 'postscreen_dnsbl_whitelist_threshold', 'postscreen_dnsbl_ttl',
+    'postscreen_whitelist_interfaces',
+  ],
+  dnsblog: ['dnsblog_reply_delay'],
 };
 
 /** Why a group of parameters is refused (printed with the refusal). */
@@ -270,7 +292,7 @@ export const DIFFERENCES: Readonly<Record<string, { value: string; why: string }
   data_directory: { value: '/var/lib/postactor', why: 'never Postfix\'s data' },
   config_directory: { value: '/etc/postactor', why: 'never Postfix\'s configuration' },
   mynetworks: { value: '', why: 'empty means "derive from mynetworks_style", computed when read' },
-  maillog_file: { value: '', why: 'empty logs to standard output (Postfix: to syslog)' },
+  maillog_file: { value: '', why: 'empty logs to syslog under `postactor start`, as Postfix does, but to standard output under `postactor start-fg`' },
 };
 
 /**
@@ -319,5 +341,11 @@ export const POSTACTOR_PARAMS: Readonly<Record<string, OwnParam>> = {
     default: 'no',
     readers: ['smtp'],
     description: 'MTA-STS (RFC 8461): look up and enforce the next-hop domain\'s published policy on MX deliveries (Postfix needs an external policy server for this)',
+  },
+  metrics_listen: {
+    type: 'str',
+    default: '',
+    readers: ['master'],
+    description: 'Prometheus metrics (/metrics) and a health check (/health) over HTTP on [host:]port; empty: off; a bare port listens on 127.0.0.1 only',
   },
 };
