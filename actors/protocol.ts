@@ -2,7 +2,7 @@
  * Every message between Postactor's actors, declared once. The runtime (src/runtime) moves these
  * as opaque structured-clone payloads; each actor's handler switches over its own union.
  */
-import type { ClientInfo, Smtputf8Flags, StatusRecord } from '../src/queue/types.js';
+import type { ClientInfo, Smtputf8Flags, StatusRecord, TraceMode } from '../src/queue/types.js';
 
 /** An envelope recipient as smtpd or a producer hands it to cleanup. */
 export interface EnvelopeRecipient {
@@ -29,8 +29,9 @@ export interface CleanupRequest {
   /** content_filter of the receiving service (smtpd, pickup: main.cf or its master.cf -o), as Postfix's
    *  smtpd passes it to cleanup; a header_checks FILTER action overrides it. */
   contentFilter?: string;
-  /** sendmail -bv (verify) / -v (record): qmgr mails the sender a delivery status report. */
-  trace?: 'verify' | 'record';
+  /** sendmail -bv (verify) / -v (record): qmgr mails the sender a delivery status report;
+   *  probe: an address verification probe of the verify service (its results go to the service). */
+  trace?: TraceMode;
   /** origin 'pickup' (local submission via sendmail): what cleanup needs besides the envelope. */
   local?: LocalSubmission;
   /** SMTPUTF8 was requested: the client's MAIL FROM … SMTPUTF8, or (a notice) the original's request. */
@@ -81,7 +82,7 @@ export interface DeliveryRequest {
   /** DSN ENVID and RET of the message, relayed to a DSN-capable next hop. */
   envId?: string;
   ret?: 'FULL' | 'HDRS';
-  /** sendmail -bv: find out whether each recipient is deliverable, deliver nothing. */
+  /** sendmail -bv or a verify service probe: find out whether each recipient is deliverable, deliver nothing. */
   verify?: boolean;
   /** The message's SMTPUTF8 flags (absent: none); the agent adds the recipients' own. */
   smtputf8?: Smtputf8Flags;
@@ -145,10 +146,12 @@ export interface NoticeReply {
  * → rewrite (trivial-rewrite, request/reply): canonicalize or resolve one address. A resolve
  * carries the envelope sender ('' for the null sender), as Postfix's resolve_clnt_query_from():
  * sender_dependent_relayhost_maps and sender_dependent_default_transport_maps are looked up by it.
+ * `verify`: an address verification probe, resolved with the address_verify_* overrides
+ * (Postfix's resolve_clnt_verify_from()).
  */
 export type RewriteRequest =
   | { op: 'rewrite'; context: 'local' | 'remote'; address: string }
-  | { op: 'resolve'; sender: string; address: string };
+  | { op: 'resolve'; sender: string; address: string; verify?: boolean };
 
 export interface RewriteReply {
   address: string;
@@ -172,6 +175,22 @@ export interface ResolveReply {
     warning?: string;
   };
 }
+
+/**
+ * → verify (request/reply, Postfix's verify_clnt protocol): `query` an address's status (a
+ * probe is sent when the service knows nothing or its knowledge needs refreshing), `update` it
+ * with a probe's outcome (qmgr, at the end of a probe's delivery attempt).
+ */
+export type VerifyRequest =
+  | { op: 'query'; address: string }
+  | { op: 'update'; address: string; status: Exclude<VerifyStatus, 'todo'>; text: string };
+
+/** Postfix's DEL_RCPT_STAT_*: deliverable, deferred, bounced, or not known yet (probe in progress). */
+export type VerifyStatus = 'ok' | 'defer' | 'bounce' | 'todo';
+
+export type VerifyReply =
+  | { op: 'query'; status: VerifyStatus; text: string }
+  | { op: 'update' };
 
 /** postscreen (in an smtpd thread) → dnsblog: is this client address listed by this DNS list? */
 export interface DnsblRequest {

@@ -37,6 +37,8 @@ import { Showq } from '../../src/queue/showq.js';
 import { LOCK_SUPPORTED, MasterLockHeld, acquireMasterLock, pidFilePath, pidFromFile, provenMaster, type MasterLock } from './lock.js';
 import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from './listen.js';
 import { InstanceRegistry, registryDirectory } from './instances.js';
+import { verifyMapProblem } from '../verify/cache.js';
+import { VerifySender } from '../verify/sender.js';
 
 export const VERSION = '0.1.0';
 const log = maillog('master');
@@ -78,6 +80,18 @@ export function checkConfig(config: Config): string[] {
     } catch (err) {
       const where = s && Object.keys(s.line.overrides).length > 0 ? `${s.line.file}:${s.line.line}` : `${config.configDirectory ?? '(embedded)'}/main.cf`;
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
+    }
+  }
+  // The verify service: its cache must be one Postactor keeps, its probe sender well formed.
+  for (const s of plan.services.filter((p) => p.line.command === 'verify')) {
+    const c = serviceConfig(config, s);
+    const where = Object.keys(s.line.overrides).length > 0 ? `${s.line.file}:${s.line.line}` : `${config.configDirectory ?? '(embedded)'}/main.cf`;
+    const map = verifyMapProblem(c);
+    if (map !== null) problems.push(`${where}: ${map}`);
+    try {
+      new VerifySender(c);
+    } catch (err) {
+      problems.push(`${where}: ${(err as Error).message}`);
     }
   }
   if (config.get('metrics_listen')) {

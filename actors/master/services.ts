@@ -56,6 +56,7 @@ const DAEMONS: Record<string, Daemon> = {
   lmtp: { kind: 'pool', module: '../lmtp/index.js', concurrency: 256 },
   local: { kind: 'pool', module: '../local/index.js', concurrency: 64 },
   virtual: { kind: 'pool', module: '../virtual/index.js', concurrency: 64 },
+  verify: { kind: 'supervised', module: '../verify/index.js', concurrency: 1 },
   // One thread per service line: the commands it runs are processes of their own.
   spawn: { kind: 'supervised', module: '../spawn/index.js', concurrency: 1 },
   dnsblog: { kind: 'pool', module: '../dnsblog/index.js', concurrency: 256 },
@@ -73,7 +74,7 @@ export const DAEMONS_BUILT_INTO_MASTER = new Set(['anvil']);
 /** Postfix's daemons (master.cf commands) that Postactor has not built yet. */
 const POSTFIX_DAEMONS_NOT_BUILT = new Set([
   ...DAEMONS_BUILT_INTO_MASTER, 'flush', 'oqmgr', 'postlogd', 'proxymap', 'scache',
-  'showq', 'tlsmgr', 'tlsproxy', 'verify',
+  'showq', 'tlsmgr', 'tlsproxy',
 ]);
 
 export interface SkippedService {
@@ -147,7 +148,8 @@ export function planServices(config: Config): Plan {
     const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);
     const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, concurrency: daemon.concurrency, line };
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
-    if (line.command === 'qmgr' || line.command === 'pickup' || line.command === 'spawn') plan.threads = 1; // singletons, whatever maxproc says (as in Postfix)
+    // Singletons, whatever maxproc says (as in Postfix; verify is a "solitary" server).
+    if (line.command === 'qmgr' || line.command === 'pickup' || line.command === 'spawn' || line.command === 'verify') plan.threads = 1;
     services.push(plan);
   }
   return { services, skipped };

@@ -24,6 +24,7 @@ import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls,
 import { peerCertLine, verifyFailureLine } from './ccert.js';
 import { SniMaps } from './sni.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
+import { VerifySender } from '../verify/sender.js';
 import { QueueSpace } from './queue-space.js';
 import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
@@ -91,6 +92,14 @@ async function main(): Promise<void> {
     ? new SniMaps(config, { ...tlsSettings.context, ...(ticketKeys ? { ticketKeys: Buffer.from(ticketKeys) } : {}) }, (w) => log.warn(w))
     : null;
   const policy = new SmtpdPolicy(config);
+  policy.useVerifyService((service, body) => actor.request(service, body));
+  // Our own probe sender as a recipient (a probe of this site coming back) skips the recipient
+  // restrictions, as Postfix's smtpd does (valid_verify_sender_addr): else a timeout or a UCE
+  // block could make two sites cache each other's probes as undeliverable.
+  let verifySender: VerifySender | null = null;
+  try {
+    verifySender = new VerifySender(config);
+  } catch { /* a bad address_verify_sender: checkConfig refuses it where a verify service runs */ }
   const namaddr = (session: object): string => {
     const c = states.get(session as SMTPServerSession)?.client;
     return c ? `${c.name}[${c.addr}]` : 'unknown';
@@ -400,7 +409,11 @@ async function main(): Promise<void> {
       };
       // A transaction that will be discarded accepts every recipient unchecked, as Postfix does.
       if (effectsOf(state, session).discard !== null) return accept();
-      policy.checkRecipient(policyRequest(session, 'RCPT', address.address)).then((v) => {
+      const probeRecipient = verifySender !== null && verifySender.valid(address.address) !== null;
+      const verdict: Promise<Verdict> = probeRecipient
+        ? Promise.resolve({ ok: true, discard: null, prepend: [] })
+        : policy.checkRecipient(policyRequest(session, 'RCPT', address.address));
+      verdict.then((v) => {
         const err = apply(v, state, session);
         if (err) return callback(err);
         if (!milters) return accept();
