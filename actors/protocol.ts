@@ -176,21 +176,8 @@ export interface ResolveReply {
   };
 }
 
-/**
- * → verify (request/reply, Postfix's verify_clnt protocol): `query` an address's status (a
- * probe is sent when the service knows nothing or its knowledge needs refreshing), `update` it
- * with a probe's outcome (qmgr, at the end of a probe's delivery attempt).
- */
-export type VerifyRequest =
-  | { op: 'query'; address: string }
-  | { op: 'update'; address: string; status: Exclude<VerifyStatus, 'todo'>; text: string };
-
-/** Postfix's DEL_RCPT_STAT_*: deliverable, deferred, bounced, or not known yet (probe in progress). */
-export type VerifyStatus = 'ok' | 'defer' | 'bounce' | 'todo';
-
-export type VerifyReply =
-  | { op: 'query'; status: VerifyStatus; text: string }
-  | { op: 'update' };
+/** → verify (request/reply): declared beside the client in src/verify/protocol.ts. */
+export type { VerifyReply, VerifyRequest, VerifyStatus } from '../src/verify/protocol.js';
 
 /** postscreen (in an smtpd thread) → dnsblog: is this client address listed by this DNS list? */
 export interface DnsblRequest {

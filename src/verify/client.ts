@@ -5,9 +5,9 @@
  * address_verify_service_name); any failure of it is a service failure, which the caller turns
  * into Postfix's "address verification problem" (smtpd) or a warning (qmgr).
  */
-import type { VerifyReply, VerifyRequest, VerifyStatus } from '../../actors/protocol.js';
+import type { VerifyReply, VerifyRequest, VerifyStatus } from './protocol.js';
 
-export type { VerifyStatus } from '../../actors/protocol.js';
+export type { VerifyStatus } from './protocol.js';
 
 /** How a client reaches a service: (service name, request body) → reply. */
 export type ServiceRequester = (service: string, body: unknown) => Promise<unknown>;
