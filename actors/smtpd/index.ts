@@ -7,6 +7,7 @@
  * "250 2.0.0 Ok: queued as ID" only once cleanup's transaction is on disk.
  */
 import * as net from 'node:net';
+import { join } from 'node:path';
 import type * as tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
@@ -31,6 +32,8 @@ import { SmtpdMilters, type MilterContext, type MilterRefusal } from './milter.j
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
+import { Spool } from './spool.js';
+import { gateSessions, localCounter, raiseOpenFileLimit, sessionLimitOf } from './sessions.js';
 
 const log = maillog('smtpd');
 
@@ -86,6 +89,7 @@ async function main(): Promise<void> {
   const hostname = config.get('myhostname');
   const sizeLimit = config.getSize('message_size_limit');
   const contentFilter = config.get('content_filter').trim();
+  const spoolDir = join(config.get('queue_directory'), 'smtpd');
   const inFlowDelay = config.getTime('in_flow_delay') * 1000;
   const peernameLookup = config.getBool('smtpd_peername_lookup');
   // smtpd_discard_ehlo_keywords: EHLO keywords not announced (and, for DSN, not accepted).
@@ -378,36 +382,50 @@ async function main(): Promise<void> {
 
     onData(stream: SMTPServerDataStream, session, callback) {
       const state = states.get(session)!;
-      const chunks: Buffer[] = [];
-      let total = 0;
-      stream.on('data', (chunk: Buffer) => {
-        total += chunk.length;
-        if (sizeLimit <= 0 || total <= sizeLimit) chunks.push(chunk);
+      // The content as it arrives: memory up to a small threshold, then a spool file (spool.ts).
+      const spool = new Spool(spoolDir, sizeLimit);
+      let failed = false;
+      spool.on('error', (err: Error) => {
+        failed = true;
+        log.warn(`${state.queueId}: spool file write error: ${err.message}`);
       });
-      stream.on('error', () => { /* the client went away; nothing was acknowledged */ });
-      stream.on('end', () => {
+      stream.on('error', () => { void spool.release(); /* the client went away; nothing was acknowledged */ });
+      stream.pipe(spool);
+      spool.on('finish', () => {
+        const total = spool.total;
         if (stream.sizeExceeded || (sizeLimit > 0 && total > sizeLimit)) {
+          void spool.release();
           log.info(`${state.queueId}: reject: END-OF-MESSAGE from ${state.client.name}[${state.client.addr}]: 552 5.3.4 Message size exceeds fixed limit; proto=ESMTP helo=<${session.hostNameAppearsAs}>`);
           return callback(refuse(552, '5.3.4 Message size exceeds fixed limit'));
         }
-        void endOfData(total).then((err) => {
-          if (err) return callback(err);
+        if (failed) {
+          void spool.release();
+          return callback(refuse(451, '4.3.0 Error: queue file write error'));
+        }
+        void endOfData(total).then(async (err) => {
+          if (err) return finish(err);
           const effects = effectsOf(state, session);
           // DISCARD: claim delivery, queue nothing (the action was logged when it matched).
-          if (effects.discard !== null) return callback(null, `2.0.0 Ok: queued as ${state.queueId}`);
+          if (effects.discard !== null) return finish(null, `2.0.0 Ok: queued as ${state.queueId}`);
           if (!milters) return queue(effects.prepend);
           // End of message through the milters, before the 250: their verdict answers the client.
-          const whole = Buffer.concat(chunks, total);
-          void milters.content(session, milterContext(session, null), whole).then((r) => {
-            if (r.kind === 'refuse') return callback(milterError(r.refusal));
-            if (r.kind === 'discard') return callback(null, `2.0.0 Ok: queued as ${state.queueId}`);
-            chunks.length = 0;
-            chunks.push(Buffer.from(r.content.buffer, r.content.byteOffset, r.content.length));
-            total = r.content.length;
-            queue(effects.prepend, { sender: r.sender, recipients: r.recipients.map((x) => x.address), hold: r.hold });
+          const whole = Buffer.from((await spool.content()).buffer);
+          return milters.content(session, milterContext(session, null), whole).then((r) => {
+            if (r.kind === 'refuse') return finish(milterError(r.refusal));
+            if (r.kind === 'discard') return finish(null, `2.0.0 Ok: queued as ${state.queueId}`);
+            spool.replace(r.content);
+            return queue(effects.prepend, { sender: r.sender, recipients: r.recipients.map((x) => x.address), hold: r.hold });
           });
+        }).catch((e: Error) => {
+          log.warn(`${state.queueId}: spool file read error: ${e.message}`);
+          finish(refuse(451, '4.3.0 Error: queue file write error'));
         });
       });
+
+      function finish(err: Error | null, text?: string): void {
+        void spool.release();
+        callback(err, text);
+      }
 
       /** smtpd_end_of_data_restrictions: the error to answer, or null. */
       async function endOfData(size: number): Promise<Error | null> {
@@ -419,17 +437,12 @@ async function main(): Promise<void> {
         }
       }
 
-      function queue(prepend: string[], edited?: { sender: string; recipients: string[]; hold: boolean }): void {
+      async function queue(prepend: string[], edited?: { sender: string; recipients: string[]; hold: boolean }): Promise<void> {
         // PREPEND headers first, then the message. An owned ArrayBuffer, so it can be
         // transferred to cleanup instead of copied.
         const head = Buffer.from(prepend.map((h) => `${h}\r\n`).join(''), 'utf8');
-        const content = new Uint8Array(head.length + total);
-        content.set(head, 0);
-        let offset = head.length;
-        for (const c of chunks) {
-          content.set(c, offset);
-          offset += c.length;
-        }
+        const content = await spool.content(head);
+        void spool.release();
         const login = saslLogin(session);
         const tlsInfo = (session as { paTls?: TlsSummary }).paTls;
         const client: ClientInfo = {
@@ -461,11 +474,10 @@ async function main(): Promise<void> {
           request.recipients = edited.recipients.map((a) => dsn.get(a.toLowerCase()) ?? { address: a });
           if (edited.hold) request.hold = true;
         }
-        void submit(request).then((reply) => {
-          if (reply.ok) return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);
-          log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);
-          callback(refuse(reply.code, `${reply.dsn} ${reply.text}`));
-        });
+        const reply = await submit(request);
+        if (reply.ok) return finish(null, `2.0.0 Ok: queued as ${reply.queueId}`);
+        log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);
+        finish(refuse(reply.code, `${reply.dsn} ${reply.text}`));
       }
     },
 
@@ -533,6 +545,15 @@ async function main(): Promise<void> {
       void peerName(addr, peernameLookup).then((name) => log.warn(`Wrapper-mode request dropped from ${name}[${addr}] for service ${config.get('service_name')}. TLS context initialization failed. For details see earlier warnings in your logs.`));
     });
   }
+  // The total session limit and the open-file reserve (sessions.ts).
+  const sessionLimit = sessionLimitOf(config, raiseOpenFileLimit());
+  gateSessions(primary, {
+    limit: sessionLimit,
+    counter: anvilTable ?? localCounter(),
+    service: config.get('service_name'),
+    endpoint: config.get('service_name'),
+    plaintext: !tlsSettings.wrapper,
+  });
   const listeners = addresses.map((_, i) => (i === 0 ? primary : net.createServer((socket) => primary.emit('connection', socket))));
   await Promise.all(addresses.map((a, i) => new Promise<void>((resolve, reject) => {
     const s = listeners[i]!;
