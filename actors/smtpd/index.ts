@@ -33,6 +33,8 @@ import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
 import { Spool } from './spool.js';
+import { installLineReader, smtpStreamPrototype } from './line-reader.js';
+import { bareLfNoted, bareNewlineFrom, contentRefusal, installBareNewline, whatsup } from './bare-newline.js';
 import { gateSessions, localCounter, raiseOpenFileLimit, sessionLimitOf } from './sessions.js';
 
 const log = maillog('smtpd');
@@ -61,6 +63,9 @@ async function main(): Promise<void> {
   installAnvilHandlers(await smtpConnectionPrototype());
   await installPolicyHooks();
   await installSasl();
+  // The line reader and the bare-newline check (patched last: it answers before the others).
+  installLineReader(await smtpStreamPrototype());
+  installBareNewline(await smtpConnectionPrototype(), await smtpStreamPrototype());
   let server: SMTPServer | null = null;
   const actor = await startActor({
     maxInFlight: 2048,
@@ -90,6 +95,7 @@ async function main(): Promise<void> {
   const sizeLimit = config.getSize('message_size_limit');
   const contentFilter = config.get('content_filter').trim();
   const spoolDir = join(config.get('queue_directory'), 'smtpd');
+  const bareNewline = bareNewlineFrom(config);
   const inFlowDelay = config.getTime('in_flow_delay') * 1000;
   const peernameLookup = config.getBool('smtpd_peername_lookup');
   // smtpd_discard_ehlo_keywords: EHLO keywords not announced (and, for DSN, not accepted).
@@ -193,7 +199,7 @@ async function main(): Promise<void> {
     maxRecipients: config.getInt('smtpd_recipient_limit'),
     socketTimeout: config.getTime('smtpd_timeout') * 1000,
     closeTimeout: 5000,
-    ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
+    ...({ postactorBareNewline: bareNewline, postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
       // smtpd_client_auth_rate_limit, asked by sasl.ts's AUTH handler.
       postactorAuthRate: (session: SMTPServerSession) => {
@@ -398,6 +404,14 @@ async function main(): Promise<void> {
           log.info(`${state.queueId}: reject: END-OF-MESSAGE from ${state.client.name}[${state.client.addr}]: 552 5.3.4 Message size exceeds fixed limit; proto=ESMTP helo=<${session.hostNameAppearsAs}>`);
           return callback(refuse(552, '5.3.4 Message size exceeds fixed limit'));
         }
+        // smtpd_forbid_bare_newline = reject: a bare LF in the content, refused now (Postfix's
+        // delayed reject), nothing queued.
+        const bare = contentRefusal(session, bareNewline);
+        if (bare) {
+          void spool.release();
+          log.info(whatsup(session as never, state.queueId, 'END-OF-MESSAGE', `${state.client.name}[${state.client.addr}]`, 'bare <LF> received'));
+          return callback(refuse(bare.code, bare.text));
+        }
         if (failed) {
           void spool.release();
           return callback(refuse(451, '4.3.0 Error: queue file write error'));
@@ -486,7 +500,7 @@ async function main(): Promise<void> {
       anvil?.disconnect(session);
       const state = states.get(session);
       if (!state) return;
-      log.info(`disconnect from ${state.client.name}[${state.client.addr}] ${formatCounters(countersOf(session))}`);
+      log.info(`disconnect from ${state.client.name}[${state.client.addr}] ${formatCounters(countersOf(session))}${bareLfNoted(session) ? ' notes=bare_lf' : ''}`);
     },
   });
 

@@ -95,6 +95,9 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_client_new_tls_session_rate_limit',
     'smtpd_client_event_limit_exceptions', 'smtpd_client_connection_limit_exceptions',
     'smtpd_client_ipv4_prefix_length', 'smtpd_client_ipv6_prefix_length',
+    // Input hardening (actors/smtpd/bare-newline.ts, line-reader.ts, sessions.ts).
+    'smtpd_forbid_bare_newline', 'smtpd_forbid_bare_newline_exclusions',
+    'smtpd_forbid_bare_newline_reject_code', 'line_length_limit',
   ],
   // anvil's time unit and statistics, kept by master (actors/anvil/statistics.ts).
   anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
@@ -214,7 +217,7 @@ export const REFUSED: Readonly<Record<string, string>> = {
   lmtp_nested_header_checks: FILTER, lmtp_body_checks: FILTER,
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
   smtpd_recipient_overshoot_limit: LIMIT,
-  smtpd_forbid_bare_newline: FORBID, smtpd_forbid_unauth_pipelining: FORBID,
+  smtpd_forbid_unauth_pipelining: FORBID,
   smtpd_forbidden_commands: FORBID,
   smtpd_reject_unlisted_sender: 'sender address validation is not built yet',
   // Where mail goes and where it comes from.
@@ -249,6 +252,7 @@ export const DIFFERENCES: Readonly<Record<string, { value: string; why: string }
   config_directory: { value: '/etc/postactor', why: 'never Postfix\'s configuration' },
   mynetworks: { value: '', why: 'empty means "derive from mynetworks_style", computed when read' },
   maillog_file: { value: '', why: 'empty logs to standard output (Postfix: to syslog)' },
+  smtpd_forbid_bare_newline: { value: 'normalize', why: 'Postfix 3.9\'s default (SMTP smuggling defence); 3.8 has "no"' },
 };
 
 /**
@@ -272,6 +276,7 @@ export const WORDS: Readonly<Record<string, readonly string[]>> = {
   smtputf8_autodetect_classes: ['sendmail', 'smtpd', 'qmqpd', 'forward', 'bounce', 'notify', 'verify', 'all'],
   notify_classes: ['bounce', '2bounce', 'data', 'delay', 'policy', 'protocol', 'resource', 'software'],
   mynetworks_style: ['host', 'subnet', 'class'],
+  smtpd_forbid_bare_newline: ['normalize', 'yes', 'note', 'reject', 'no'],
   canonical_classes: ['envelope_sender', 'envelope_recipient', 'header_sender', 'header_recipient'],
   sender_canonical_classes: ['envelope_sender', 'header_sender'],
   recipient_canonical_classes: ['envelope_recipient', 'header_recipient'],
