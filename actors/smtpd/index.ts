@@ -34,6 +34,8 @@ import { anvilOf } from '../anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
 import { Spool } from './spool.js';
 import { installLineReader, smtpStreamPrototype } from './line-reader.js';
+import { illPipelining, installPipelining } from './pipelining.js';
+import { installSyntax } from './syntax.js';
 import { bareLfNoted, bareNewlineFrom, contentRefusal, installBareNewline, whatsup } from './bare-newline.js';
 import { gateSessions, localCounter, raiseOpenFileLimit, sessionLimitOf } from './sessions.js';
 
@@ -65,6 +67,8 @@ async function main(): Promise<void> {
   await installSasl();
   // The line reader and the bare-newline check (patched last: it answers before the others).
   installLineReader(await smtpStreamPrototype());
+  installSyntax(await smtpConnectionPrototype());
+  installPipelining(await smtpConnectionPrototype());
   installBareNewline(await smtpConnectionPrototype(), await smtpStreamPrototype());
   let server: SMTPServer | null = null;
   const actor = await startActor({
@@ -146,6 +150,7 @@ async function main(): Promise<void> {
       queueId: state.envelope === session.envelope ? state.queueId : null,
       where,
       instance: effectsOf(state, session).instance,
+      ...(illPipelining(session) ? { illPipelining: true } : {}),
       ...((session as { paTls?: TlsSummary }).paTls ? { tls: (session as { paTls?: TlsSummary }).paTls! } : {}),
     };
   };
@@ -199,7 +204,7 @@ async function main(): Promise<void> {
     maxRecipients: config.getInt('smtpd_recipient_limit'),
     socketTimeout: config.getTime('smtpd_timeout') * 1000,
     closeTimeout: 5000,
-    ...({ postactorBareNewline: bareNewline, postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
+    ...({ postactorSyntax: { strict: config.getBool('strict_rfc821_envelopes'), heloRequired: config.getBool('smtpd_helo_required') }, postactorPipelining: { forbid: config.getBool('smtpd_forbid_unauth_pipelining') }, postactorBareNewline: bareNewline, postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
       // smtpd_client_auth_rate_limit, asked by sasl.ts's AUTH handler.
       postactorAuthRate: (session: SMTPServerSession) => {

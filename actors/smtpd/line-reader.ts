@@ -60,6 +60,8 @@ interface Parser {
   paBareLf?: boolean;
   /** Told of each bare LF in message content (bare-newline.ts). */
   paOnBareLf?: () => void;
+  /** Input waiting behind the command line handed on last (pipelining.ts). */
+  paPending?: string;
   /** Skipping the rest of an over-long command line. */
   paSkip?: boolean;
   /** DATA: the current line so far (a partial line from the previous chunk). */
@@ -150,6 +152,7 @@ function readCommands(p: Parser, chunk: Buffer, next: (err?: Error) => void): vo
         pos = lf + 1;
         if (line.length > mode.lineLimit) line = line.slice(0, mode.lineLimit);
         p.paBareLf = mode.detect && bare;
+        p.paPending = data.length > pos ? data.slice(pos, pos + 100) : queued(p);
         p.oncommand(Buffer.from(line, 'binary'), readLine);
         if (!again) return;
         if (++processed >= MAX_SYNC_COMMANDS) {
@@ -163,6 +166,13 @@ function readCommands(p: Parser, chunk: Buffer, next: (err?: Error) => void): vo
     }
   };
   readLine();
+}
+
+/** The first chunk queued behind the one being read (input the client already sent). */
+function queued(p: Parser): string {
+  const state = (p as unknown as { _writableState?: { buffered?: { chunk?: Buffer }[] } })._writableState;
+  const first = state?.buffered?.[0]?.chunk;
+  return Buffer.isBuffer(first) ? first.subarray(0, 100).toString('latin1') : '';
 }
 
 /** DATA: one chunk of message content. */

@@ -59,6 +59,7 @@ import { offeredMechanisms, type SaslCredentials } from '../sasl/client.js';
 import { SaslFailure, saslAuthenticate, type SaslClientSettings } from './sasl-auth.js';
 import type { TlsEngine } from './tls.js';
 import { mustMatch, tlsRequired, type TlsPolicy } from './tls-policy.js';
+import { quote822Local } from '../address/quote.js';
 
 /** The source address could not be bound (not a local address, wrong family). */
 class BindError extends Error {
@@ -742,7 +743,8 @@ export class SmtpClient {
     if (env.size !== undefined && c.sizeLimit > 0 && env.size > c.sizeLimit) {
       return localFailure(result, n, { code: 552, enhanced: '5.3.4', text: `message size ${env.size} exceeds size limit ${c.sizeLimit} of server ${h.host}[${h.addr}]` });
     }
-    let mail = `MAIL FROM:<${env.sender}>`;
+    // Local parts that are not dot-atoms go out quoted, as Postfix's quote_822_local.
+    let mail = `MAIL FROM:<${quote822Local(env.sender)}>`;
     if (c.sizeLimit >= 0 && env.size !== undefined) mail += ` SIZE=${env.size}`;
     if (env.eightBit && c.eightBitMime) mail += ' BODY=8BITMIME';
     if (env.smtputf8 && c.smtputf8) mail += ' SMTPUTF8';
@@ -752,7 +754,7 @@ export class SmtpClient {
     mail += '\r\n';
     result.dsn = c.dsn;
     const rcptCmd = (i: number) => {
-      let cmd = `RCPT TO:<${rcpts[i]}>`;
+      let cmd = `RCPT TO:<${quote822Local(rcpts[i]!)}>`;
       const d = dsn?.recipients?.[i];
       if (d?.notify?.length) cmd += ` NOTIFY=${d.notify.join(',')}`;
       if (d?.orcpt) cmd += ` ORCPT=${orcptParam(d.orcpt)}`;

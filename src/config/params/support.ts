@@ -97,7 +97,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_client_ipv4_prefix_length', 'smtpd_client_ipv6_prefix_length',
     // Input hardening (actors/smtpd/bare-newline.ts, line-reader.ts, sessions.ts).
     'smtpd_forbid_bare_newline', 'smtpd_forbid_bare_newline_exclusions',
-    'smtpd_forbid_bare_newline_reject_code', 'line_length_limit',
+    'smtpd_forbid_bare_newline_reject_code', 'line_length_limit', 'smtpd_forbid_unauth_pipelining',
+    'smtpd_helo_required', 'strict_rfc821_envelopes',
   ],
   // anvil's time unit and statistics, kept by master (actors/anvil/statistics.ts).
   anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
@@ -217,7 +218,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   lmtp_nested_header_checks: FILTER, lmtp_body_checks: FILTER,
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
   smtpd_recipient_overshoot_limit: LIMIT,
-  smtpd_forbid_unauth_pipelining: FORBID,
   smtpd_forbidden_commands: FORBID,
   smtpd_reject_unlisted_sender: 'sender address validation is not built yet',
   // Where mail goes and where it comes from.
@@ -257,11 +257,9 @@ export const DIFFERENCES: Readonly<Record<string, { value: string; why: string }
 
 /**
  * Parameters whose behaviour is built in one way only: setting this value is silent. Others
- * fall under the REFUSED/warned rules (for example smtpd_helo_required = no: smtp-server
- * requires HELO/EHLO before MAIL whatever the setting, the README's known difference).
+ * fall under the REFUSED/warned rules.
  */
 export const FIXED: Readonly<Record<string, string>> = {
-  smtpd_helo_required: 'yes',
   smtpd_delay_open_until_valid_rcpt: 'yes',
   enable_long_queue_ids: 'yes',
 };
