@@ -14,8 +14,8 @@
  *    <text, non-printables as ?>".
  *  - BODY=BINARYMIME (and any BODY other than 7BIT/8BITMIME): "555 5.5.4 Unsupported option:
  *    BODY=BINARYMIME", as Postfix (smtp-server would answer 501).
- *  - smtpd_helo_required = no (Postfix's default): MAIL, RCPT, DATA and AUTH need no HELO/EHLO
- *    first; = yes: "503 5.5.1 Error: send HELO/EHLO first".
+ *  - smtpd_helo_required = no (Postfix's default): MAIL, RCPT and DATA need no HELO/EHLO
+ *    first; = yes: "503 5.5.1 Error: send HELO/EHLO first" (AUTH always needs EHLO).
  */
 import { maillog } from '../../src/log/maillog.js';
 import { normalizeQuotedLocal } from '../../src/address/quote.js';
@@ -61,6 +61,11 @@ function bareToken(s: string): string {
 
 let serial = 0;
 
+/** Postfix's printable(name, '?') and neuter(name, " <>()\\\";@", '?'), words joined by a space first. */
+export function neuterHelo(args: string): string {
+  return args.split(/[ \t]+/).join(' ').replace(/[\x00-\x1f\x7f <>()\\";@]/g, '?');
+}
+
 /** Patches smtp-server's connection class. */
 export function installSyntax(proto: Record<string, unknown>): void {
   const parse = proto._parseAddressCommand as (this: Conn, name: string, command: unknown) => Parsed;
@@ -92,9 +97,17 @@ export function installSyntax(proto: Record<string, unknown>): void {
   const onCommand = proto._onCommand as (this: Conn, command: Buffer, cb: () => void) => void;
   proto._onCommand = function (this: Conn, command: Buffer, cb: () => void) {
     const settings = this._server.options.postactorSyntax;
+    if (settings && !this._nextHandler) {
+      // HELO/EHLO: the name as Postfix keeps it (printable, then neuter): the words joined, and
+      // control characters and " <>()\";@" each made '?', so the name cannot break the
+      // Received header, the log or a policy request.
+      const m = /^(HELO|EHLO)[ \t]+(.*)$/i.exec(command.toString('latin1'));
+      if (m && m[2]!.trim()) command = Buffer.from(`${m[1]} ${neuterHelo(m[2]!.trim())}`, 'latin1');
+    }
     if (!settings || settings.heloRequired || this.hostNameAppearsAs || this._nextHandler) return onCommand.call(this, command, cb);
     const name = command.toString('latin1').split(' ', 1)[0]!.toUpperCase();
-    if (!['MAIL', 'RCPT', 'DATA', 'AUTH'].includes(name)) return onCommand.call(this, command, cb);
+    // AUTH needs EHLO whatever the setting (Postfix's auth_cmd).
+    if (!['MAIL', 'RCPT', 'DATA'].includes(name)) return onCommand.call(this, command, cb);
     // The check runs synchronously at the start of _onCommand; nothing else reads the field
     // before it is put back (the session keeps its own copy, set at HELO/EHLO/RSET).
     this.hostNameAppearsAs = ' ';

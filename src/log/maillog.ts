@@ -80,9 +80,20 @@ export function maillogTag(tag: string): Logger {
   return logger(() => tag);
 }
 
+/**
+ * Postfix's msg_vprintf passes every log text through printable(text, '?'): control characters
+ * (and broken UTF-16, Node's form of bad UTF-8) become '?', so text a client sent can neither
+ * forge log lines nor hide in them.
+ */
+const UNPRINTABLE = /[\x00-\x1f\x7f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, '?');
+}
+
 function logger(tagOf: () => string): Logger {
   const write = (text: string) => {
-    pending.push(`${timestamp()} ${host} ${tagOf()}[${process.pid}]: ${text}\n`);
+    pending.push(`${timestamp()} ${host} ${tagOf()}[${process.pid}]: ${printable(text)}\n`);
     if (!scheduled) {
       scheduled = true;
       setImmediate(flush);

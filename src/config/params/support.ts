@@ -141,6 +141,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'default_recipient_limit', 'default_extra_recipient_limit',
   ],
   smtp: [
+    // Outbound content lines longer than this are broken with CRLF SPACE (src/smtp/client.ts dotStuff).
+    'smtp_line_length_limit',
     // SMTP AUTH to next hops (src/smtp/sasl-config.ts; the lmtp_ names for lmtp).
     'smtp_sasl_auth_enable', 'smtp_sasl_type', 'smtp_sasl_mechanism_filter', 'smtp_sasl_security_options',
     'smtp_sasl_tls_security_options', 'smtp_sasl_auth_soft_bounce', 'smtp_sender_dependent_authentication',
