@@ -32,6 +32,8 @@ type Conn = {
   _nextHandler?: unknown;
   _ready?: boolean;
   _closing?: boolean;
+  _closed?: boolean;
+  _socket?: { destroyed: boolean };
   _upgrading?: boolean;
   secure?: boolean;
   remoteAddress: string;
@@ -69,7 +71,7 @@ export function installPipelining(proto: Record<string, unknown>): void {
       const pending = command.toString('latin1') + '\r\n' + ((this._parser && this._parser.paPending) || '');
       if (!this.session.paIllPipelining) flag(this, 'CONNECT', pending);
       const wait = (): void => {
-        if (this._closing) return cb();
+        if (this._closing || this._closed || this._socket?.destroyed) return cb();
         if (!this._ready) return void setTimeout(wait, 10);
         if (settings.forbid) return synchronization(this, cb);
         onCommand.call(this, command, cb);

@@ -58,6 +58,8 @@ export class Spool extends Writable {
   kept = 0;
   private readonly chunks: Buffer[] = [];
   private file: FileHandle | null = null;
+  /** The transaction is over (or the client gone): later bytes are dropped, no file is opened. */
+  private released = false;
 
   constructor(private readonly dir: string, private readonly sizeLimit: number) {
     super({ highWaterMark: SPOOL_MEMORY });
@@ -66,6 +68,7 @@ export class Spool extends Writable {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.total += chunk.length;
     received(chunk.length);
+    if (this.released) return cb();
     if (this.sizeLimit > 0 && this.kept + chunk.length > this.sizeLimit) {
       // Keep whatever still fits, so the size check at the end sees the overrun only.
       chunk = chunk.subarray(0, Math.max(0, this.sizeLimit - this.kept));
@@ -77,29 +80,26 @@ export class Spool extends Writable {
       this.kept += chunk.length;
       return cb();
     }
-    this.toFile(chunk).then(() => cb(), (err: Error) => cb(err));
+    // A write cut short by release() (the client went away) is no error.
+    this.toFile(chunk).then(() => cb(), (err: Error) => cb(this.released ? null : err));
   }
 
   private async toFile(chunk: Buffer): Promise<void> {
-    if (this.file === null) {
+    let file = this.file;
+    if (file === null) {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
       const name = join(this.dir, `${process.pid}.${randomBytes(8).toString('hex')}`);
-      this.file = await open(name, 'w+', 0o600);
+      file = await open(name, 'w+', 0o600);
       await unlink(name);
+      // Released while the file was being opened: nothing more to keep.
+      if (this.released) return void (await file.close().catch(() => undefined));
+      this.file = file;
       const head = Buffer.concat(this.chunks);
       this.chunks.length = 0;
-      await this.writeAll(head, 0);
+      await writeAll(file, head, 0);
     }
-    await this.writeAll(chunk, this.kept);
+    await writeAll(file, chunk, this.kept);
     this.kept += chunk.length;
-  }
-
-  private async writeAll(buf: Buffer, position: number): Promise<void> {
-    let done = 0;
-    while (done < buf.length) {
-      const { bytesWritten } = await this.file!.write(buf, done, buf.length - done, position + done);
-      done += bytesWritten;
-    }
   }
 
   /**
@@ -128,7 +128,9 @@ export class Spool extends Writable {
 
   /** Replaces the content (a milter edited the message). */
   replace(content: Uint8Array): void {
-    void this.release();
+    const f = this.file;
+    this.file = null;
+    void f?.close().catch(() => undefined);
     this.chunks.length = 0;
     this.chunks.push(Buffer.from(content.buffer, content.byteOffset, content.length));
     this.kept = content.length;
@@ -136,8 +138,18 @@ export class Spool extends Writable {
 
   /** Closes the spool file (the transaction is over). */
   async release(): Promise<void> {
+    this.released = true;
     const f = this.file;
     this.file = null;
     await f?.close().catch(() => undefined);
+  }
+}
+
+/** Writes all of `buf` at `position` (a write may be partial). */
+async function writeAll(file: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesWritten } = await file.write(buf, done, buf.length - done, position + done);
+    done += bytesWritten;
   }
 }
