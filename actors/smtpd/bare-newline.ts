@@ -122,7 +122,12 @@ export function installBareNewline(proto: Record<string, unknown>, streamProto: 
   const createParser = proto._createParser as (this: Conn) => Parser;
   proto._createParser = function (this: Conn) {
     const parser = createParser.call(this);
-    parser.paMode = () => readerMode(this);
+    // An AUTH response line may be longer than a command (Postfix reads it up to
+    // smtpd_sasl_response_limit, 12288).
+    parser.paMode = () => {
+      const mode = readerMode(this);
+      return this._nextHandler ? { ...mode, lineLimit: Math.max(mode.lineLimit, 12288) } : mode;
+    };
     parser.paConn = this;
     parser.paOnBareLf = () => {
       const mode = readerMode(this);

@@ -20,7 +20,9 @@
  * transaction; it is refused at its end ("delayed reject"). A line longer than
  * LONG_LINE bytes is passed on in pieces (only its first piece can be a "." line).
  *
- * Unchanged runs of lines go on as slices of the socket's buffer (no copy).
+ * Unchanged runs of lines go on as slices of the socket's buffer (no copy). The byte count
+ * (message_size_limit, the "timeout after DATA (N bytes)" line) is of the bytes received,
+ * partial lines included.
  */
 
 /** Bytes of one line kept before it is passed on in pieces (Postfix: line_length_limit records). */
@@ -190,13 +192,17 @@ function feedData(p: Parser, chunk: Buffer, done: (err?: Error) => void): void {
     if (lf < 0) {
       const partial = Buffer.concat([p.paPartial, chunk]);
       p.paPartial = null;
+      p._countDataBytes(chunk.length);
       return flushLong(p, partial, done);
     }
     const line = Buffer.concat([p.paPartial, chunk.subarray(0, lf)]);
     p.paPartial = null;
     pos = runStart = lf + 1;
     const r = oneLine(p, mode, line, emit);
-    if (r === 'end') return finish(p, out, chunk.subarray(pos), done, true);
+    if (r === 'end') {
+      p._countDataBytes(pos);
+      return finish(p, out, chunk.subarray(pos), done, true);
+    }
   }
   for (;;) {
     const lf = chunk.indexOf(LF, pos);
@@ -214,7 +220,10 @@ function feedData(p: Parser, chunk: Buffer, done: (err?: Error) => void): void {
     emit(chunk.subarray(runStart, pos));
     pos = lf + 1;
     runStart = pos;
-    if (oneLine(p, mode, line, emit) === 'end') return finish(p, out, chunk.subarray(pos), done, true);
+    if (oneLine(p, mode, line, emit) === 'end') {
+      p._countDataBytes(pos);
+      return finish(p, out, chunk.subarray(pos), done, true);
+    }
   }
   emit(chunk.subarray(runStart, pos));
   const rest = chunk.subarray(pos);
@@ -227,6 +236,7 @@ function feedData(p: Parser, chunk: Buffer, done: (err?: Error) => void): void {
   } else if (rest.length) {
     p.paPartial = Buffer.from(rest);
   }
+  p._countDataBytes(chunk.length);
   finish(p, out, null, done, false);
 }
 
@@ -283,9 +293,6 @@ function oneLine(p: Parser, mode: ReaderMode, line: Buffer, emit: (b: Buffer) =>
 /** Writes what this chunk gave, counts it, and ends DATA or asks for more. */
 function finish(p: Parser, out: Buffer[], remainder: Buffer | null, done: (err?: Error) => void, ended: boolean): void {
   const stream = p._dataStream!;
-  let bytes = 0;
-  for (const b of out) bytes += b.length;
-  if (bytes) p._countDataBytes(bytes);
   if (ended) {
     p.paPartial = null;
     for (const b of out) if (stream.writable) stream.write(b);
