@@ -37,6 +37,8 @@ export interface CleanupRequest {
   smtputf8?: boolean;
   /** A milter quarantined the message: cleanup puts it on hold (Postfix: milter-hold). */
   hold?: boolean;
+  /** Header fields smtpd_milters added or changed ("Name: value"): cleanup applies milter_header_checks to them. */
+  milterHeaders?: string[];
 }
 
 /** A local submission's extras (Postfix: the FULL record and the rewrite context of the queue file). */
@@ -169,4 +171,18 @@ export interface ResolveReply {
     /** For the caller's log: what broke (a TableError "file:line: …"). */
     warning?: string;
   };
+}
+
+/** postscreen (in an smtpd thread) → dnsblog: is this client address listed by this DNS list? */
+export interface DnsblRequest {
+  addr: string;
+  domain: string;
+}
+
+/** dnsblog's answer: the A records found (none: not listed) and their lowest TTL (-1: unknown). */
+export interface DnsblReply {
+  addr: string;
+  domain: string;
+  addrs: string[];
+  ttl: number;
 }

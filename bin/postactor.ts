@@ -7,6 +7,7 @@
  * only on a process proven to be this queue's master (its lock and command line:
  * actors/master/lock.ts), never on whatever a pid file names.
  */
+import { manual } from '../src/cli/manual.js';
 import { spawn } from 'node:child_process';
 import { existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,7 +38,7 @@ function parse(): { dir: string | undefined; command: string } {
     fail(`postactor: ${(err as Error).message}\n${USAGE}`, EX_USAGE);
   }
   if (parsed.values.help) {
-    process.stdout.write(USAGE + '\n');
+    process.stdout.write(manual('postactor', USAGE) ?? USAGE + '\n');
     process.exit(0);
   }
   if (parsed.positionals.length !== 1) fail(USAGE, EX_USAGE);
@@ -58,9 +59,12 @@ async function main(): Promise<void> {
   const config = load(dir);
   switch (command) {
     case 'start-fg': {
+      // Started by `postactor start` (below): in the background, so syslog when maillog_file is empty.
+      const background = process.env['POSTACTOR_DAEMON'] === '1';
+      delete process.env['POSTACTOR_DAEMON'];
       let master;
       try {
-        master = await startMaster(config);
+        master = await startMaster(config, { background });
       } catch (err) {
         fail((err as Error).message.split('\n').map((l) => `postactor: fatal: ${l}`).join('\n'));
       }
@@ -78,7 +82,7 @@ async function main(): Promise<void> {
       const out = logFile ? openSync(logFile, 'a') : 'ignore';
       // The located directory, on the master's command line for all to see (ps, /proc/PID/cmdline).
       const args = [fileURLToPath(import.meta.url), ...(config.configDirectory ? ['-c', config.configDirectory] : []), 'start-fg'];
-      const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out] });
+      const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: { ...process.env, POSTACTOR_DAEMON: '1' } });
       child.unref();
       process.stderr.write(`${PROG}: starting the Postactor mail system\n`);
       const sock = controlSocketPath(queueDirectory(config));

@@ -17,6 +17,7 @@
  * The formatting and editing logic is in src/config/postconf.ts.
  */
 
+import { manual } from '../src/cli/manual.js';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -361,7 +362,7 @@ function run(argv: string[]): number {
   try {
     const opts = parseOptions(argv);
     if (opts.help) {
-      process.stdout.write(USAGE);
+      process.stdout.write(manual('postconf', USAGE) ?? USAGE);
       return 0;
     }
     checkConflicts(opts.flags, opts.json);

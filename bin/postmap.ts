@@ -1,4 +1,4 @@
 // postmap: see src/maps/cli.ts (like Postfix's postmap(1); hash:, btree:, cdb:, dbm:, sdbm: build Postactor's lmdb: FILE.lmdb).
-import { postmapMain } from '../src/maps/cli.js';
+import { postmapRun } from '../src/maps/cli.js';
 
-process.exitCode = postmapMain(process.argv.slice(2));
+process.exitCode = await postmapRun(process.argv.slice(2));

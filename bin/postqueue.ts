@@ -3,17 +3,20 @@
  *   postqueue [-c config_dir] -p | -j | -f | -s site | -i queue_id
  * -p (mailq) and -j read the queue store directly and read-only, so they work with the server
  * up or down; -f, -s and -i ask the running master (control socket) to have qmgr retry now.
+ * -p and -j import only what a listing needs (src/queue/listing-config.ts); the configuration
+ * loader and the control-socket client are loaded for -f, -s and -i.
  */
-import { controlRequest } from '../actors/master/control.js';
 import type { Config } from '../src/config/index.js';
-import { commandConfig, EX_UNAVAILABLE, fatal, parseCommandLine, masterSocket, usageError } from '../src/queue/admin.js';
+import { EX_UNAVAILABLE, fatal, parseCommandLine, usageError, writeStdout } from '../src/queue/command-line.js';
 import { listQueue } from '../src/queue/listing.js';
+import { listingConfig } from '../src/queue/listing-config.js';
 import { isQueueId } from '../src/queue/qid.js';
 
 const PROG = 'postqueue';
 const USAGE = 'usage: postqueue [-c config_dir] [--json] -f | postqueue -i queueid | postqueue -j | postqueue -p | postqueue -s site';
 
 async function flush(config: Config, cmd: string, args: unknown, json: boolean): Promise<void> {
+  const [{ masterSocket }, { controlRequest }] = await Promise.all([import('../src/queue/admin.js'), import('../actors/master/control.js')]);
   let value: unknown;
   try {
     value = await controlRequest(masterSocket(config), cmd, args);
@@ -38,13 +41,13 @@ async function main(): Promise<void> {
   if (parsed.positionals.length > 0) usageError(PROG, USAGE, `unexpected argument: ${parsed.positionals[0]}`);
   if (modes.length === 0 && json) modes.push(['j', undefined]);
   if (modes.length !== 1) usageError(PROG, USAGE);
-  const config = commandConfig(PROG, dir);
   const [mode, value] = modes[0]!;
+  if (mode === 'p' || mode === 'j') {
+    writeStdout(await listQueue(await listingConfig(PROG, dir), mode === 'j' || json, stoppedStoreCheck));
+    return;
+  }
+  const config = (await import('../src/queue/admin.js')).commandConfig(PROG, dir);
   switch (mode) {
-    case 'p':
-    case 'j':
-      process.stdout.write(listQueue(config, mode === 'j' || json));
-      return;
     case 'f':
       return flush(config, 'flush', undefined, json);
     case 's': {
@@ -62,3 +65,10 @@ async function main(): Promise<void> {
 const EX_USAGE_DATA = 64;
 
 main().catch((err: Error) => fatal(PROG, err.message));
+
+/** A stopped system's store gets the deep check before it is read (a damaged page is a fatal message, not a crash). */
+async function stoppedStoreCheck(queueDir: string): Promise<void> {
+  const { stoppedStoreProblem } = await import('../actors/master/store-check.js');
+  const damaged = stoppedStoreProblem(queueDir);
+  if (damaged) fatal(PROG, damaged);
+}

@@ -7,6 +7,11 @@
  * active message is changed once its deliveries in flight are back); otherwise the store is
  * changed directly. Requests run in this order: -d, -e, -f, -h, -H, -r; then -s.
  * -r keeps the queue ID (Postfix gives the message a new one when it passes through cleanup).
+ *
+ * postsuper [-c config_dir] --recover (Postactor's own): rebuilds a damaged queue store
+ * (src/queue/recover.ts) with the mail system stopped. It lives here because postsuper is where a
+ * Postfix administrator goes to repair the queue ("postsuper -s before start-up"), and a damaged
+ * store is what -s finds and cannot fix in place.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,10 +25,12 @@ import {
 } from '../src/queue/admin.js';
 import { isQueueId } from '../src/queue/qid.js';
 import { QueueStore, type StructureReport } from '../src/queue/store.js';
+import { STORE_FILE, storeTreeProblem } from '../src/queue/integrity.js';
+import { hasStore, recoverStore } from '../src/queue/recover.js';
 import type { QueueName } from '../src/queue/types.js';
 
 const PROG = 'postsuper';
-const USAGE = 'usage: postsuper [-c config_dir] [-d queue_id (delete)] [-e queue_id (expire)] [-f queue_id (expire and/or un-hold)] [-h queue_id (hold)] [-H queue_id (un-hold)] [-p (purge temporary files)] [-r queue_id (requeue)] [-s (structure fix)] [-S (redundant structure fix)] [-v (verbose)] [--json] [queue...]';
+const USAGE = 'usage: postsuper [-c config_dir] [--recover (rebuild a damaged queue store)] [-d queue_id (delete)] [-e queue_id (expire)] [-f queue_id (expire and/or un-hold)] [-h queue_id (hold)] [-H queue_id (un-hold)] [-p (purge temporary files)] [-r queue_id (requeue)] [-s (structure fix)] [-S (redundant structure fix)] [-v (verbose)] [--json] [queue...]';
 
 const FLAG_ACTIONS: Record<string, AdminAction> = { d: 'delete', e: 'expire', f: 'expire-release', h: 'hold', H: 'release', r: 'requeue' };
 const ORDER: AdminAction[] = ['delete', 'expire', 'expire-release', 'hold', 'release', 'requeue'];
@@ -43,9 +50,10 @@ function plural(n: number): string {
 }
 
 async function main(): Promise<void> {
-  const parsed = parseCommandLine(PROG, USAGE, 'c:d:e:f:h:H:r:spSv');
+  const parsed = parseCommandLine(PROG, USAGE, 'c:d:e:f:h:H:r:spSv', ['help', 'json', 'recover']);
   if (!parsed) return;
   const json = parsed.long.has('json');
+  if (parsed.long.has('recover')) return recover(parsed.opts.find(([c]) => c === 'c')?.[1], json);
   let dir: string | undefined;
   let structure = false;
   let purge = false;
@@ -85,7 +93,7 @@ async function main(): Promise<void> {
 
   let result: AdminResult = { events: [], counts: { deleted: 0, expired: 0, held: 0, released: 0, requeued: 0 } };
   let report: StructureReport | null = null;
-  const hasStore = existsSync(join(queueDir, 'queue.lmdb'));
+  const storePresent = existsSync(join(queueDir, STORE_FILE));
   if (requests.length) {
     if (await masterAnswers(config)) {
       try {
@@ -95,7 +103,7 @@ async function main(): Promise<void> {
       }
     } else if (await runningMaster(config)) {
       fatal(PROG, 'the mail system is running but does not answer on its control socket; try again', EX_TEMPFAIL);
-    } else if (hasStore) {
+    } else if (storePresent) {
       const logFile = config.get('maillog_file');
       if (logFile) configureMaillog({ file: logFile, hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
       const log = maillog('postsuper');
@@ -108,7 +116,12 @@ async function main(): Promise<void> {
       }
     }
   }
-  if (structure && hasStore) {
+  if (structure && storePresent) {
+    // With the mail system stopped, -s also reads every page of the store (integrity.ts).
+    if (!(await runningMaster(config))) {
+      const problem = storeTreeProblem(join(queueDir, STORE_FILE));
+      if (problem) fatal(PROG, problem);
+    }
     const store = QueueStore.open(queueDir);
     try {
       report = await store.checkStructure(true);
@@ -142,6 +155,32 @@ async function main(): Promise<void> {
     if (report) out['structure'] = { danglingIndex: report.danglingIndex, danglingDue: report.danglingDue, reindexed: report.reindexed, corrupt: report.corrupt.length, danglingLogs: report.danglingLogs };
     process.stdout.write(JSON.stringify(out) + '\n');
   }
+}
+
+/** postsuper --recover: only with the mail system stopped (the store is replaced). */
+async function recover(dir: string | undefined, json: boolean): Promise<void> {
+  const config = commandConfig(PROG, dir);
+  const queueDir = queueDirectory(config);
+  if (await runningMaster(config)) fatal(PROG, 'the mail system is running: stop it before --recover', EX_TEMPFAIL);
+  if (!hasStore(queueDir)) fatal(PROG, `no queue store to recover: ${join(queueDir, STORE_FILE)} does not exist`);
+  const r = await recoverStore(queueDir);
+  const logFile = config.get('maillog_file');
+  if (logFile) configureMaillog({ file: logFile, hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+  const log = maillog('postsuper');
+  const recovered = Object.values(r.recovered).reduce((a, b) => a + b, 0);
+  const lines = [
+    `Recovered: ${plural(recovered)} (${Object.entries(r.recovered).filter(([, n]) => n > 0).map(([q, n]) => `${q} ${n}`).join(', ') || 'none'})`,
+    ...(r.foundByScan > 0 ? [`Placed on hold: ${plural(r.foundByScan)} found only by scanning the pages left (this may include mail already delivered: look with mailq, release with postsuper -H)`] : []),
+    `Set aside in the corrupt queue: ${plural(r.damagedContent)} with damaged content, ${r.withoutEnvelope} content(s) without an envelope`,
+    `Lost: ${r.unreadableEnvelopes} unreadable envelope(s), ${r.damagedPages} damaged page(s)`,
+    `The damaged store is kept as ${r.keptAs}`,
+  ];
+  for (const l of lines) {
+    process.stderr.write(`${PROG}: ${l}\n`);
+    if (logFile) log.warn(`queue store recovery: ${l}`);
+  }
+  flushMaillog();
+  if (json) process.stdout.write(JSON.stringify(r) + '\n');
 }
 
 main().catch((err: Error) => fatal(PROG, err.message));

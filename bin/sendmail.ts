@@ -7,20 +7,24 @@
  * flush). Options are parsed by hand, getopt-style (clustered flags, "-fsender" and
  * "-f sender", stop at the first non-option), because "-q" alone and "-oi" do not fit
  * node:util parseArgs. Exit statuses are sysexits(3) values.
+ *
+ * Start-up is most of a submission's cost (bench/sendmail), so this file imports only what a
+ * submission needs: the configuration is read by src/config/quick.ts (queue_directory and
+ * message_size_limit, no parameter registry), and the full loader, the -bs SMTP dialogue and
+ * child_process are loaded only when a command line or a configuration needs them.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, loadConfig, queueDirectory, type Config } from '../src/config/index.js';
-import { PROJECT_ROOT } from '../src/config/config.js';
+import { quickConfig } from '../src/config/quick.js';
 import { SYSTEM_CONFIG_DIRECTORY } from '../src/config/locate.js';
 import { parseAddressList } from '../src/maildrop/address.js';
 import type { MaildropEnvelope, NotifyKeyword } from '../src/maildrop/format.js';
-import { extractRecipients, readMessage } from '../src/maildrop/input.js';
+import { extractRecipients, readMessageFd } from '../src/maildrop/input.js';
 import { ensureMaildrop, writeSubmission } from '../src/maildrop/spool.js';
-import { runStandaloneSmtp } from '../src/maildrop/smtp-standalone.js';
+
+// Not an ES module import of node:fs: see src/config/locate.ts.
+const { existsSync, readFileSync, realpathSync } = process.getBuiltinModule('node:fs');
 
 export const EX_OK = 0;
 export const EX_USAGE = 64;
@@ -34,6 +38,8 @@ export const EX_TEMPFAIL = 75;
 export const EX_NOPERM = 77;
 
 const BIN_DIR = dirname(fileURLToPath(import.meta.url)); // dist/bin
+/** The project's root (this file is dist/bin/sendmail.js there), as config.ts's PROJECT_ROOT. */
+const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PROG = 'sendmail';
 
 function fatal(status: number, text: string): never {
@@ -182,17 +188,48 @@ export function parseArgs(argv: string[], progName: string): Options {
   return o;
 }
 
-function load(dir: string | undefined): Config {
+/** What a submission reads from the configuration. */
+interface SubmitConfig {
+  configDirectory: string | null;
+  /** queue_directory, resolved. */
+  queueDir: string;
+  /** message_size_limit. */
+  sizeLimit: number;
+  /** Any other parameter (the full loader only). */
+  get?: (name: string) => string;
+}
+
+/** The full loader (src/config/load.ts): every parameter, every check, Postfix's error texts. */
+async function load(dir: string | undefined): Promise<SubmitConfig> {
+  const { ConfigError, loadConfig, queueDirectory } = await import('../src/config/index.js');
   try {
-    return loadConfig(dir); // -C, else MAIL_CONFIG, POSTACTOR_CONFIG, /etc/postactor (locate.ts)
+    const config = loadConfig(dir); // -C, else MAIL_CONFIG, POSTACTOR_CONFIG, /etc/postactor (locate.ts)
+    return {
+      configDirectory: config.configDirectory,
+      queueDir: queueDirectory(config),
+      sizeLimit: config.getInt('message_size_limit'),
+      get: (name) => config.get(name),
+    };
   } catch (err) {
     if (err instanceof ConfigError) fatal(EX_TEMPFAIL, err.message.split('\n').join('; '));
     throw err;
   }
 }
 
+/** The quick read (src/config/quick.ts), or null when only the full loader can say. */
+function loadQuick(dir: string | undefined): SubmitConfig | null {
+  const q = quickConfig(dir, ['queue_directory', 'message_size_limit']);
+  if (q === null) return null;
+  const queue = q.values['queue_directory']!;
+  const limit = q.values['message_size_limit']!.trim();
+  // What the full loader would refuse or read differently is left to it.
+  if (queue === '' || !/^\d{1,15}$/.test(limit)) return null;
+  return { configDirectory: q.configDirectory, queueDir: resolve(q.configDirectory ?? PROJECT_ROOT, queue), sizeLimit: Number(limit) };
+}
+
 /** Runs dist/bin/NAME.js (on this same runtime) with args; exits with its status. */
-function runCommand(name: string, args: string[]): never {
+async function runCommand(name: string, args: string[]): Promise<never> {
+  const { spawnSync } = await import('node:child_process');
   const r = spawnSync(process.execPath, [join(BIN_DIR, `${name}.js`), ...args], { stdio: 'inherit' });
   if (r.error) fatal(EX_UNAVAILABLE, `unable to execute ${name}: ${r.error.message}`);
   process.exit(r.status ?? EX_SOFTWARE);
@@ -241,6 +278,12 @@ function submitOrDie(dir: string, who: string, envelope: Omit<MaildropEnvelope, 
 
 async function main(): Promise<void> {
   const progName = basename(process.argv[1] ?? PROG).replace(/\.js$/, '');
+  // --help (not a Sendmail option: getopt would refuse it) prints the manual page.
+  if (process.argv[2] === '--help') {
+    const { manual } = await import('../src/cli/manual.js'); // only here: sendmail's start-up is its cost
+    process.stdout.write(manual(progName, `usage: ${progName} [options]`) ?? manual(PROG, `usage: ${PROG} [options]`)!);
+    process.exit(EX_OK);
+  }
   const o = parseArgs(process.argv.slice(2), progName);
   if (o.qtime && o.mode !== 'daemon') process.exit(EX_OK); // -q<interval>: ignored, as in Postfix
 
@@ -251,21 +294,21 @@ async function main(): Promise<void> {
   switch (o.mode) {
     case 'mailq':
       noRecipients('display queue mode');
-      if (have('postqueue')) runCommand('postqueue', [...configArgs(o.configDir), '-p']);
-      if (have('mailq')) runCommand('mailq', configArgs(o.configDir));
+      if (have('postqueue')) await runCommand('postqueue', [...configArgs(o.configDir), '-p']);
+      if (have('mailq')) await runCommand('mailq', configArgs(o.configDir));
       fatal(EX_UNAVAILABLE, 'not supported: -bp (mailq): no postqueue or mailq command is installed');
     case 'newaliases':
       noRecipients('alias initialization mode');
-      if (have('newaliases')) runCommand('newaliases', configArgs(o.configDir));
-      if (have('postalias')) runCommand('postalias', configArgs(o.configDir));
+      if (have('newaliases')) await runCommand('newaliases', configArgs(o.configDir));
+      if (have('postalias')) await runCommand('postalias', configArgs(o.configDir));
       fatal(EX_UNAVAILABLE, 'not supported: -bi (newaliases): no newaliases or postalias command is installed');
     case 'flushq':
       noRecipients('flush queue mode');
-      if (have('postqueue')) runCommand('postqueue', [...configArgs(o.configDir), '-f']);
-      runCommand('postactor', [...configArgs(o.configDir), 'flush']);
+      if (have('postqueue')) await runCommand('postqueue', [...configArgs(o.configDir), '-f']);
+      return runCommand('postactor', [...configArgs(o.configDir), 'flush']);
     case 'daemon':
       noRecipients('daemon mode');
-      runCommand('postactor', [...configArgs(o.configDir), 'start']);
+      return runCommand('postactor', [...configArgs(o.configDir), 'start']);
     case 'ignore':
       process.exit(EX_OK);
     case 'user':
@@ -275,18 +318,19 @@ async function main(): Promise<void> {
   if (o.siteToFlush || o.idToFlush) {
     noRecipients(o.siteToFlush ? 'flush site' : 'flush queue_id');
     const args = o.siteToFlush ? ['-s', o.siteToFlush] : ['-i', o.idToFlush!];
-    if (have('postqueue')) runCommand('postqueue', [...configArgs(o.configDir), ...args]);
+    if (have('postqueue')) await runCommand('postqueue', [...configArgs(o.configDir), ...args]);
     fatal(EX_UNAVAILABLE, `not supported: ${o.siteToFlush ? '-qR' : '-qI'}: no postqueue command is installed`);
   }
 
-  const config = load(o.configDir);
+  // -bs needs myhostname and mail_name: the full loader.
+  const config = (o.mode === 'user' ? null : loadQuick(o.configDir)) ?? await load(o.configDir);
   const me = userInfo();
   const uid = process.getuid?.() ?? me.uid;
   const user = me.username;
   if (!user) fatal(EX_OSERR, `no login name found for user ID ${uid}`);
   let dir: string;
   try {
-    dir = ensureMaildrop(queueDirectory(config));
+    dir = ensureMaildrop(config.queueDir);
   } catch (err) {
     fatal(EX_CANTCREAT, `${user}(${uid}): maildrop directory: ${(err as Error).message}`);
   }
@@ -298,11 +342,11 @@ async function main(): Promise<void> {
 
   if (o.mode === 'user') {
     noRecipients('stand-alone mode');
-    const sizeLimit = config.getInt('message_size_limit');
+    const { runStandaloneSmtp } = await import('../src/maildrop/smtp-standalone.js');
     await runStandaloneSmtp(process.stdin, process.stdout, {
-      myhostname: config.get('myhostname'),
-      mailName: config.get('mail_name'),
-      sizeLimit,
+      myhostname: config.get!('myhostname'),
+      mailName: config.get!('mail_name'),
+      sizeLimit: config.sizeLimit,
       submit: (env, parts) => writeSubmission(dir, { ...env, rewriteContext: 'local', arrival: Date.now(), uid, user }, parts),
     });
     embeddedNotice();
@@ -332,11 +376,11 @@ async function main(): Promise<void> {
   // carries only the headers cleanup adds, and the report goes to the sender.
   let msg;
   try {
-    msg = o.verify ? { parts: [] as Buffer[], size: 0 } : await readMessage(process.stdin, { dotEnds: o.dotEnds });
+    msg = o.verify ? { parts: [] as Buffer[], size: 0 } : await readMessageFd(0, { dotEnds: o.dotEnds }, () => process.stdin);
   } catch (err) {
     fatal(EX_DATAERR, `${who}: error reading input: ${(err as Error).message}`);
   }
-  const limit = config.getInt('message_size_limit');
+  const limit = config.sizeLimit;
   if (limit > 0 && msg.size > limit) fatal(EX_DATAERR, `${who}: message file too big`);
   if (o.extract) recipients.push(...extractRecipients(Buffer.concat(msg.parts)));
   if (!recipients.length) {

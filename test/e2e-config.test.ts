@@ -74,9 +74,9 @@ describe('settings Postactor has not built are refused at start-up, by name (nev
   }
   test('the same through master.cf -o: the error names the master.cf line', async () => {
     const port = await freePort();
-    const dir = await configDir('', defaultMasterCf(port).replace(' smtpd\n', ' smtpd\n  -o non_smtpd_milters=inet:127.0.0.1:8891\n'));
+    const dir = await configDir('', defaultMasterCf(port).replace(' smtpd\n', ' smtpd\n  -o smtpd_proxy_filter=127.0.0.1:10025\n'));
     const r = await run(NODE, [POSTACTOR_JS, '-c', dir, 'check']);
-    assertFatal(r, `postactor: fatal: ${dir}/master.cf:1: non_smtpd_milters = inet:127.0.0.1:8891: not supported by Postactor (`, /milters/);
+    assertFatal(r, `postactor: fatal: ${dir}/master.cf:1: smtpd_proxy_filter = 127.0.0.1:10025: not supported by Postactor (`, /before-queue content filter/);
   });
 });
 

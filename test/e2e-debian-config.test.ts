@@ -79,7 +79,8 @@ describe("Debian's stock configuration", { skip: NO_POSTFIX }, () => {
       assert.equal(cert.status, 0, cert.stderr);
       const main = debianMainCf(aliasDir)
         + `\nalias_maps = hash:${join(aliasDir, 'aliases')}\nalias_database = hash:${join(aliasDir, 'aliases')}\n`;
-      server = await startServer({ sinkPort, mainCf: main, masterCf: debianMasterCf(0).replace('127.0.0.1:0 inet', '127.0.0.1:{{PORT}} inet') });
+      // Debian's master.cf starts some twenty services: allow for a slow, shared machine.
+      server = await startServer({ sinkPort, mainCf: main, masterCf: debianMasterCf(0).replace('127.0.0.1:0 inet', '127.0.0.1:{{PORT}} inet'), readyTimeoutMs: 90_000 });
       const reply = await sendRaw(server.port, 'sender@example.org', ['friend@example.com'], rfc822({ Subject: 'stock Debian files' }, 'hello\r\n'));
       assert.equal(reply.code, 250, reply.line);
       await sink.waitFor((st) => st.recipients >= 1, 30_000);

@@ -7,77 +7,15 @@
  * milter_default_action is checked with the milter down.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import * as net from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { SmtpSink } from '../src/smtp/sink.js';
 import { freePort, queuedId, rfc822, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
-
-const PYTHON = '/usr/bin/python3';
-const HAVE_PYMILTER = existsSync(PYTHON) && existsSync('/usr/lib/python3/dist-packages/Milter/__init__.py');
-
-const MILTER_PY = `
-import sys, Milter
-
-class TestMilter(Milter.Base):
-    def __init__(self):
-        self.subject = ''
-        self.rcpts = []
-
-    def envrcpt(self, to, *params):
-        if to.strip('<>').startswith('milter-reject'):
-            self.setreply('550', '5.7.1', 'Recipient refused by test milter')
-            return Milter.REJECT
-        if to.strip('<>').startswith('milter-discard'):
-            return Milter.DISCARD
-        if to.strip('<>').startswith('milter-multi'):
-            self.setreply('450', '4.7.1', 'first line', 'second line')
-            return Milter.TEMPFAIL
-        self.rcpts.append(to)
-        return Milter.CONTINUE
-
-    def header(self, name, value):
-        if name.lower() == 'subject':
-            self.subject = value
-        return Milter.CONTINUE
-
-    def eom(self):
-        if 'reject-me' in self.subject:
-            self.setreply('550', '5.7.1', 'Message refused by test milter')
-            return Milter.REJECT
-        if 'hold-me' in self.subject:
-            self.quarantine('held by test milter')
-        if 'redirect-me' in self.subject:
-            for r in self.rcpts:
-                self.delrcpt(r)
-            self.addrcpt('<redirected@example.net>')
-            self.chgfrom('<changed-sender@example.org>')
-        self.addheader('X-Test-Milter', 'queue-id=' + (self.getsymval('i') or 'none'))
-        self.chgheader('Subject', 1, 'changed by milter: ' + self.subject)
-        return Milter.ACCEPT
-
-Milter.factory = TestMilter
-Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.ADDRCPT | Milter.DELRCPT | Milter.CHGFROM | Milter.QUARANTINE)
-Milter.runmilter('postactor-test', sys.argv[1], 30)
-`;
-
-async function waitListening(port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => { s.destroy(); resolve(true); });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`milter did not listen on ${port} within ${timeoutMs} ms`);
-}
+import { HAVE_OPENDKIM, HAVE_PYMILTER, startOpenDkim, startTestMilter, TEST_MILTER_MACROS, verifyDkim } from './helpers/milter.js';
 
 function message(subject: string): string {
   return rfc822({ From: '<s@example.org>', To: '<r@example.com>', Subject: subject, 'Message-ID': `<${subject.replace(/\W/g, '')}@client.test>` }, `body of ${subject}\n`);
@@ -112,15 +50,12 @@ describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: 
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'pa-milter-'));
-    writeFileSync(join(dir, 'test_filter.py'), MILTER_PY);
-    milterPort = await freePort();
-    milter = spawn(PYTHON, [join(dir, 'test_filter.py'), `inet:${milterPort}@127.0.0.1`], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let milterErr = '';
-    milter.stderr!.on('data', (d: Buffer) => { milterErr += d.toString(); });
-    await waitListening(milterPort, 10000).catch((e: Error) => { throw new Error(`${e.message}: ${milterErr}`); });
+    ({ port: milterPort, child: milter } = await startTestMilter(dir));
     sink = new SmtpSink({ keepMessages: true });
     const sinkPort = await sink.listen(0);
-    server = await startServer({ sinkPort, mainCf: { smtpd_milters: `inet:127.0.0.1:${milterPort}`, smtpd_milter_maps: 'inline:{127.0.0.2=DISABLE}' } });
+    // milter_header_checks: applied to the headers the milter produced (its changed Subject).
+    writeFileSync(join(dir, 'milter_header_checks'), '/^Subject: changed by milter: hold-by-checks/ HOLD held by milter_header_checks\n');
+    server = await startServer({ sinkPort, mainCf: { smtpd_milters: `inet:127.0.0.1:${milterPort}`, smtpd_milter_maps: 'inline:{127.0.0.2=DISABLE}', milter_header_checks: `regexp:${join(dir, 'milter_header_checks')}`, ...TEST_MILTER_MACROS } });
   });
 
   after(async () => {
@@ -172,6 +107,9 @@ describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: 
     const text = m.data.toString('latin1');
     assert.match(text, new RegExp(`\\r\\nX-Test-Milter: queue-id=${qid}\\r\\n`));
     assert.match(text, /\r\nSubject: changed by milter: hello milter\r\n/);
+    // Macros: {client_addr}/{client_name} from the session, {test_default} from milter_macro_defaults.
+    assert.match(text, /\r\nX-Test-Client: 127\.0\.0\.1 localhost\r\n/);
+    assert.match(text, /\r\nX-Test-Default: from macro defaults\r\n/);
     assert.doesNotMatch(text, /\r\nSubject: hello milter\r\n/);
     assert.deepEqual(m.recipients, ['r@example.com']);
   });
@@ -192,6 +130,30 @@ describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: 
     const m = sink.messages.find((x) => x.recipients.includes('redirected@example.net'))!;
     assert.deepEqual(m.recipients, ['redirected@example.net']);
     assert.equal(m.sender, 'changed-sender@example.org');
+    // The ESMTP arguments of SMFI_CHGFROM (RET=) and SMFI_ADDRCPT_PAR (NOTIFY=) were kept.
+    assert.match(m.mailParams ?? '', /\bRET=HDRS\b/);
+    assert.match(m.rcptParams?.[0] ?? '', /\bNOTIFY=NEVER\b/);
+  });
+
+  test('an unknown command goes to the milter (UNKNOWN event): its reply replaces "500 5.5.2"', async () => {
+    const { smtp } = await SmtpDialogue.connect(server.port);
+    try {
+      await smtp.cmd('EHLO client.test');
+      assert.equal((await smtp.cmd('XMILTERTEST something')).line, '550 5.5.1 unknown command refused by test milter');
+      assert.equal((await smtp.cmd('XOTHER')).line, '500 5.5.2 Error: command not recognized');
+      assert.equal((await smtp.cmd('NOOP')).line, '250 2.0.0 Ok');
+    } finally {
+      smtp.close();
+    }
+    await server.waitForLog(/NOQUEUE: milter-reject: UNKNOWN from localhost\[127\.0\.0\.1\]: 550 5\.5\.1 unknown command refused by test milter;/, 5000);
+  });
+
+  test('milter_header_checks: a header the milter produced matches HOLD; the message is held, logged as Postfix logs a header check', async () => {
+    const out = await session(server.port, ['r@example.com'], message('hold-by-checks'));
+    const qid = out.at(-1)!.replace(/^250 2\.0\.0 Ok: queued as /, '');
+    await server.waitForLog(new RegExp(`${qid}: hold: header Subject: changed by milter: hold-by-checks from localhost\\[127\\.0\\.0\\.1\\]; from=<s@example\\.org> to=<r@example\\.com> proto=ESMTP helo=<client\\.test>: held by milter_header_checks`), 5000);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.ok(!sink.messages.some((x) => x.data.toString('latin1').includes('holdbychecks@client.test')), 'held, not relayed');
   });
 
   test('a quarantined message is accepted and held, logged as milter-hold', async () => {
@@ -263,30 +225,16 @@ describe('milter_default_action when the milter is down', () => {
   });
 });
 
-const OPENDKIM = '/usr/sbin/opendkim';
-const GENKEY = '/usr/sbin/opendkim-genkey';
-const HAVE_OPENDKIM = existsSync(OPENDKIM) && existsSync(GENKEY) && existsSync('/usr/lib/python3/dist-packages/dkim/__init__.py');
-
 describe('smtpd_milters with OpenDKIM: mail from a trusted client leaves signed, and the signature verifies', { skip: !HAVE_OPENDKIM && 'opendkim, opendkim-tools or python3-dkim is not installed' }, () => {
   let dir: string;
   let dkim: ChildProcess;
   let sink: SmtpSink;
   let server: TestServer;
-  let dkimErr = '';
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'pa-dkim-'));
-    const gen = spawnSync(GENKEY, ['-D', dir, '-d', 'example.org', '-s', 'test'], { encoding: 'utf8' });
-    assert.equal(gen.status, 0, gen.stderr);
-    const port = await freePort();
-    writeFileSync(join(dir, 'opendkim.conf'), [
-      'Mode sv', 'Domain example.org', 'Selector test', `KeyFile ${dir}/test.private`,
-      `Socket inet:${port}@127.0.0.1`, 'InternalHosts 127.0.0.1', 'Syslog no', 'RequireSafeKeys false',
-      `PidFile ${dir}/opendkim.pid`, 'Canonicalization relaxed/simple', '',
-    ].join('\n'));
-    dkim = spawn(OPENDKIM, ['-f', '-x', join(dir, 'opendkim.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    dkim.stderr!.on('data', (d: Buffer) => { dkimErr += d.toString(); });
-    await waitListening(port, 10000).catch((e: Error) => { throw new Error(`${e.message}: ${dkimErr}`); });
+    let port: number;
+    ({ port, child: dkim } = await startOpenDkim(dir));
     sink = new SmtpSink({ keepMessages: true });
     const sinkPort = await sink.listen(0);
     server = await startServer({ sinkPort, mainCf: { smtpd_milters: `inet:127.0.0.1:${port}` } });
@@ -306,17 +254,7 @@ describe('smtpd_milters with OpenDKIM: mail from a trusted client leaves signed,
     await sink.waitFor((s) => s.messages >= 1, 15000);
     const data = sink.messages[0]!.data;
     assert.match(data.toString('latin1'), /\r\nDKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/simple; d=example\.org;/);
-    // The public key from opendkim-genkey's TXT record, served to dkim.verify by a DNS function.
-    const txt = [...readFileSync(join(dir, 'test.txt'), 'utf8').matchAll(/"([^"]*)"/g)].map((m) => m[1]).join('');
-    writeFileSync(join(dir, 'message.eml'), data);
-    const verify = spawnSync(PYTHON, ['-c', [
-      'import sys, dkim',
-      `txt = ${JSON.stringify(txt)}.encode()`,
-      'msg = open(sys.argv[1], "rb").read()',
-      'print(dkim.verify(msg, dnsfunc=lambda name, timeout=5: txt))',
-      // The check is not vacuous: a changed body fails it.
-      'print(dkim.verify(msg.replace(b"a body to sign", b"a body changed"), dnsfunc=lambda name, timeout=5: txt))',
-    ].join('\n'), join(dir, 'message.eml')], { encoding: 'utf8' });
-    assert.equal(verify.stdout.trim(), 'True\nFalse', verify.stderr);
+    // The check is not vacuous: a changed body fails it.
+    assert.equal(verifyDkim(dir, data, 'a body to sign'), 'True\nFalse');
   });
 });

@@ -235,3 +235,37 @@ describe('milter protocol client', () => {
       ['inet:127.0.0.1:8891', '{ unix:/run/m.sock, default_action = accept }', 'inet:[::1]:99']);
   });
 });
+
+test('milter_macro_defaults: name=value and { name = value } entries, names in {name} form; malformed entries refused', async () => {
+  const { parseMacroDefaults } = await import('../src/milter/macros.js');
+  const warnings: string[] = [];
+  const m = parseMacroDefaults('auth_type=none, {daemon_name}=mx { tls_version = none yet } auth_type=again', (w) => warnings.push(w));
+  assert.deepEqual([...m], [['{auth_type}', 'none'], ['{daemon_name}', 'mx'], ['{tls_version}', 'none yet']]);
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!, /ignoring multiple default macro entries for \{auth_type\}/);
+  assert.throws(() => parseMacroDefaults('novalue'), /malformed default macro entry/);
+  assert.throws(() => parseMacroDefaults('{ a = b'), /malformed default macro entry/);
+});
+
+test('ESMTP arguments of change-sender and add-recipient edits: what Postfix keeps, what it warns about', async () => {
+  const { applyEdits } = await import('../src/milter/message.js');
+  const warnings: string[] = [];
+  const env = { sender: null as string | null, add: [] as { recipient: string; args: string; notify?: string[]; orcpt?: string }[], del: [] as string[], quarantine: null as string | null } as Parameters<typeof applyEdits>[2];
+  const msg = { headers: [] as [string, string][], body: Buffer.alloc(0) };
+  applyEdits(msg, [
+    { op: 'chgfrom', sender: '<new@example.org>', args: 'RET=HDRS ENVID=abc+2Bdef SIZE=10' },
+    { op: 'addrcpt', recipient: '<a@example.net>', args: 'NOTIFY=SUCCESS,DELAY ORCPT=rfc822;a+40example.net' },
+    { op: 'addrcpt', recipient: '<b@example.net>', args: 'NOTIFY=NEVER,SUCCESS FOO=1' },
+  ], env, (w) => warnings.push(w));
+  assert.equal(env.sender, 'new@example.org');
+  assert.equal(env.ret, 'HDRS');
+  assert.equal(env.envId, 'abc+def');
+  assert.deepEqual(env.add[0]!.notify, ['SUCCESS', 'DELAY']);
+  assert.equal(env.add[0]!.orcpt, 'rfc822;a@example.net');
+  assert.equal(env.add[1]!.notify, undefined);
+  assert.deepEqual(warnings, [
+    'Ignoring bad ESMTP parameter "SIZE=10" in SMFI_CHGFROM request',
+    'Bad NOTIFY parameter from Milter or header/body_checks: "NOTIFY=NEVER,SUCCESS"',
+    'ignoring ESMTP argument from Milter or header/body_checks: "FOO=1"',
+  ]);
+});

@@ -47,6 +47,10 @@ const COMPUTED_READS: Record<string, string> = {
   fallback_transport_maps: 'actors/local/delegate.ts reads `${param}_maps`',
   alternate_config_directories: 'src/config/locate.ts reads the system main.cf for set-id callers',
   multi_instance_directories: 'src/config/locate.ts reads the system main.cf for set-id callers',
+  postscreen_blacklist_action: 'Postfix\'s legacy name, read by the default of postscreen_denylist_action',
+  postscreen_dnsbl_whitelist_threshold: 'Postfix\'s legacy name, read by the default of postscreen_dnsbl_allowlist_threshold',
+  postscreen_dnsbl_ttl: 'Postfix\'s legacy name, read by the default of postscreen_dnsbl_max_ttl',
+  postscreen_whitelist_interfaces: 'Postfix\'s legacy name, read by the default of postscreen_allowlist_interfaces',
   compatibility_level: 'read by the ${{$compatibility_level} <level {…} ? …} expressions of Postfix\'s own defaults',
 };
 
@@ -73,7 +77,7 @@ test('Postactor\'s own parameters: read by the code, listed by postconf -d, mark
   }
   const d = spawnSync(NODE, [POSTCONF, '-d', ...names], { encoding: 'utf8' });
   assert.equal(d.status, 0, d.stderr);
-  assert.deepEqual(d.stdout.trim().split('\n'), names.map((n) => `${n} = ${POSTACTOR_PARAMS[n]!.default}`));
+  assert.deepEqual(d.stdout.trim().split('\n'), names.map((n) => `${n} = ${POSTACTOR_PARAMS[n]!.default}`.trimEnd()));
   const r = spawnSync(NODE, [POSTCONF, '--support', ...names], { encoding: 'utf8' });
   const j = JSON.parse(r.stdout) as Record<string, { support: string; own?: boolean; postfix_default?: string; readers?: string[] }>;
   for (const name of names) {
@@ -140,7 +144,7 @@ test('check refuses each security setting Postactor has not built, naming it; an
   const master = '127.0.0.1:2599 inet n - n - 1 smtpd\ncleanup unix n - n - 1 cleanup\nqmgr unix n - n 300 1 qmgr\n';
   const refused = [
     'soft_bounce = yes', 'smtp_tls_security_level = dane', 'smtp_generic_maps = inline:{a=b}',
-    'smtpd_forbidden_commands = CONNECT', 'non_smtpd_milters = inet:127.0.0.1:8891', 'smtp_tls_per_site = hash:/etc/postfix/tls_per_site',
+    'smtpd_forbidden_commands = CONNECT', 'smtpd_proxy_filter = 127.0.0.1:10025', 'smtp_tls_per_site = hash:/etc/postfix/tls_per_site',
   ];
   for (const line of refused) {
     const dir = tempDir({ 'main.cf': `queue_directory = ${os.tmpdir()}/pa-q\n${line}\n`, 'master.cf': master });
@@ -155,16 +159,16 @@ test('check refuses each security setting Postactor has not built, naming it; an
   assert.deepEqual(checkConfig(c), []);
   assert.deepEqual(c.warnings, [`${dir}/main.cf:4: biff = no: not supported by Postactor, ignored`]);
   // -o settings are refused with the master.cf line.
-  const o = tempDir({ 'main.cf': '', 'master.cf': master.replace('smtpd\n', 'smtpd -o non_smtpd_milters=inet:127.0.0.1:8891\n') });
-  assert.match(checkConfig(loadConfig(o)).join('\n'), new RegExp(`^${o}/master.cf:1: non_smtpd_milters = inet:127.0.0.1:8891: not supported by Postactor`));
+  const o = tempDir({ 'main.cf': '', 'master.cf': master.replace('smtpd\n', 'smtpd -o smtpd_proxy_filter=127.0.0.1:10025\n') });
+  assert.match(checkConfig(loadConfig(o)).join('\n'), new RegExp(`^${o}/master.cf:1: smtpd_proxy_filter = 127.0.0.1:10025: not supported by Postactor`));
 });
 
 test('postconf --support says what Postactor does with a parameter', () => {
-  const r = spawnSync(NODE, [POSTCONF, '--support', 'smtpd_milters', 'non_smtpd_milters', 'smtpd_tls_req_ccert', 'smtpd_banner', 'biff'], { encoding: 'utf8' });
+  const r = spawnSync(NODE, [POSTCONF, '--support', 'smtpd_milters', 'smtpd_proxy_filter', 'smtpd_tls_req_ccert', 'smtpd_banner', 'biff'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout) as Record<string, { support: string; readers?: string[] }>;
   assert.equal(j['smtpd_milters']!.support, 'implemented');
-  assert.equal(j['non_smtpd_milters']!.support, 'refused');
+  assert.equal(j['smtpd_proxy_filter']!.support, 'refused');
   assert.equal(j['smtpd_tls_req_ccert']!.support, 'implemented');
   assert.equal(j['smtpd_banner']!.support, 'implemented');
   assert.deepEqual(j['smtpd_banner']!.readers, ['smtpd']);

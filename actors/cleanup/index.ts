@@ -5,6 +5,7 @@
  * which smtpd may say "250 Ok: queued".
  */
 import { limitHeaderSize } from './header-limit.js';
+import { metrics } from '../../src/metrics/thread.js';
 import { workerData } from 'piscina';
 import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
 import { configureMaillog, maillog } from '../../src/log/maillog.js';
@@ -19,6 +20,7 @@ import { mailDate } from '../../src/time/mail-date.js';
 import { formatPhrase } from '../../src/maildrop/address.js';
 import { openTable, type LookupTable } from '../../src/maps/index.js';
 import { splitTableList, canonicalize, dedupe, expandVirtual, loadMappings, MapList, MappingFailure, masqueradeClass, splitResults, type Mappings } from './mappings.js';
+import { CleanupMilters } from './milter.js';
 import { smtputf8Flags, smtputf8Settings, type Smtputf8Settings } from './smtputf8.js';
 import { checkInput, checkTables, DROPPED_HEADERS, logForm, parseAction, RECIPIENT_HEADERS, rewriteAddressList, SENDER_HEADERS, splitHeaderFields, type CheckAction } from './checks.js';
 
@@ -68,12 +70,16 @@ interface State {
   headerSizeLimit: number;
   bodyChecksSizeLimit: number;
   smtputf8: Smtputf8Settings;
+  /** non_smtpd_milters (local submissions). */
+  milters: CleanupMilters | null;
 }
 
 interface Tables {
   mappings: Mappings;
   headerChecks: LookupTable[];
   bodyChecks: LookupTable[];
+  /** milter_header_checks: for the header fields milters added or changed. */
+  milterHeaderChecks: LookupTable[];
   /** Some table maps header addresses (canonical or masquerading for a header class). */
   headerMapping: boolean;
 }
@@ -88,7 +94,7 @@ function loadTables(config: Config): Tables | { broken: string } {
       || headerClass(mappings.recipientCanonical, mappings.recipientCanonicalClasses)
       || headerClass(mappings.canonical, mappings.canonicalClasses)
       || (mappings.masqueradeDomains.length > 0 && (mappings.masqueradeClasses.has('header_sender') || mappings.masqueradeClasses.has('header_recipient')));
-    return { mappings, headerChecks: open('header_checks'), bodyChecks: open('body_checks'), headerMapping };
+    return { mappings, headerChecks: open('header_checks'), bodyChecks: open('body_checks'), milterHeaderChecks: open('milter_header_checks'), headerMapping };
   } catch (err) {
     log.warn(`cleanup tables: ${(err as Error).message}`);
     return { broken: (err as Error).message };
@@ -125,6 +131,7 @@ function init(): State {
     headerSizeLimit: config.getInt('header_size_limit'),
     bodyChecksSizeLimit: config.getInt('body_checks_size_limit'),
     smtputf8: smtputf8Settings(config.getBool('smtputf8_enable'), config.getList('smtputf8_autodetect_classes'), (t) => log.warn(t)),
+    milters: CleanupMilters.from(config, log),
   };
 }
 
@@ -269,6 +276,13 @@ function applyAction(request: CleanupRequest, verdict: Verdict, action: CheckAct
 }
 
 export default async function cleanup(incoming: CleanupRequest): Promise<CleanupReply> {
+  const reply = await cleanupMessage(incoming);
+  if (reply.ok) metrics().cleanupMessages.inc();
+  else metrics().cleanupRejects.inc();
+  return reply;
+}
+
+async function cleanupMessage(incoming: CleanupRequest): Promise<CleanupReply> {
   const s = (state ??= init());
   // in_flow_delay (Postfix's mail_flow): each message takes a token that qmgr gives back as it
   // takes mail out of incoming; with none left, input is ahead of delivery, and this message
@@ -298,7 +312,11 @@ export default async function cleanup(incoming: CleanupRequest): Promise<Cleanup
   const t = s.tables;
   const warn = (text: string) => log.warn(`${request0.queueId}: ${text}`);
   try {
-    return await processMessage(s, t, request0, original, scan, warn);
+    const reply = await processMessage(s, t, request0, original, scan, warn);
+    // A local submission that a check or a milter rejects for good is returned to its sender
+    // (Postfix's pickup asks cleanup to bounce: there is no SMTP client to tell).
+    if (!reply.ok && reply.code >= 500 && request0.origin === 'pickup') return await bounceLocal(s, request0, original, reply);
+    return reply;
   } catch (err) {
     if (err instanceof MappingFailure) {
       warn(err.log);
@@ -417,6 +435,38 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
     content = r.content;
   }
 
+  // non_smtpd_milters: local submissions through the milters, after cleanup's own header and
+  // body work (actors/cleanup/milter.ts); their envelope edits apply before BCC and aliases.
+  if (request.origin === 'pickup' && s.milters && !verdict.discard) {
+    const r = await s.milters.inspect({
+      queueId: request.queueId, sender: request.sender, recipients: request.recipients, content,
+      ...(request.ret ? { ret: request.ret } : {}), ...(request.envId ? { envId: request.envId } : {}),
+    });
+    if (r.kind === 'discard') return { ok: true, queueId: request.queueId, size: content.length };
+    if (r.kind === 'reject') return { ok: false, code: r.code, dsn: r.dsn, text: r.text };
+    content = r.content;
+    request = { ...request, sender: r.sender, recipients: r.recipients, ...(r.ret ? { ret: r.ret } : {}), ...(r.envId ? { envId: r.envId } : {}) };
+    if (r.hold) verdict.hold = true;
+    if (r.milterHeaders.length) request = { ...request, milterHeaders: r.milterHeaders };
+  }
+  // milter_header_checks: the header fields milters produced, with header_checks' actions
+  // (Postfix: not PREPEND; REPLACE and IGNORE cannot change a field already written either).
+  if (request.milterHeaders?.length && t.milterHeaderChecks.length > 0 && !verdict.discard) {
+    for (const field of request.milterHeaders) {
+      const input = checkInput(field, s.headerSizeLimit);
+      const value = await checkTables(t.milterHeaderChecks, input);
+      if (value === null) continue;
+      const action = parseAction(value);
+      if (action.kind === 'prepend' || action.kind === 'replace' || action.kind === 'ignore') {
+        warn(`milter_header_checks: action ${action.kind.toUpperCase()} is not supported for milter headers: ${logForm(input)}`);
+        continue;
+      }
+      const r = applyAction(request, verdict, action, 'header', input);
+      if ('ok' in r) return r;
+      if (verdict.discard) break;
+    }
+  }
+
   // 3. Automatic BCC (new mail only), BCC actions; 4. virtual aliases; REDIRECT; duplicates.
   let recipients = request.recipients.map((r) => ({ address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...(r.notify ? { notify: r.notify } : {}) }));
   const bcc: string[] = [...verdict.bcc];
@@ -471,12 +521,42 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
   try {
     await s.store.enqueue(meta, content);
   } catch (err) {
-    log.warn(`${request.queueId}: queue file write error: ${(err as Error).message}`);
+    // Postfix's cleanup: "ID: write queue file: No space left on device", and 451 4.3.0. The
+    // commit failed as a whole: nothing of the message is in the store.
+    log.warn(`${request.queueId}: write queue file: ${(err as Error).message}`);
     return WRITE_ERROR;
   }
   if (messageId) log.info(`${request.queueId}: message-id=${messageId}`);
   if (!verdict.hold) tell(s.instance, 'qmgr', { type: 'queued', queueId: request.queueId } satisfies QmgrMessage);
   else if (s.flow && s.inFlowDelay > 0 && request.origin !== 'bounce') s.flow.put(1); // not for incoming: the token goes back
+  return { ok: true, queueId: request.queueId, size: content.length };
+}
+
+/**
+ * Queues a rejected local submission with every recipient routed to error(8) with the reject's
+ * status and text, so qmgr bounces it to the sender with the usual notice and log lines.
+ */
+async function bounceLocal(s: State, request: CleanupRequest, content: Uint8Array, failure: Failure): Promise<CleanupReply> {
+  const meta: MessageMeta = {
+    queueId: request.queueId,
+    queue: 'incoming',
+    arrival: request.arrival,
+    sender: request.sender,
+    recipients: request.recipients.map((r) => ({ ...r, done: false })),
+    size: content.length,
+    nextAttempt: 0,
+    attempts: 0,
+    filter: `error:${failure.dsn} ${failure.text}`,
+    ...(request.envId ? { envId: request.envId } : {}),
+    ...(request.ret ? { ret: request.ret } : {}),
+  };
+  try {
+    await s.store.enqueue(meta, content);
+  } catch (err) {
+    log.warn(`${request.queueId}: queue file write error: ${(err as Error).message}`);
+    return WRITE_ERROR;
+  }
+  tell(s.instance, 'qmgr', { type: 'queued', queueId: request.queueId } satisfies QmgrMessage);
   return { ok: true, queueId: request.queueId, size: content.length };
 }
 

@@ -4,9 +4,13 @@
  * commands of issue 6 will use it too. Only the owner of the queue directory can reach it
  * (the directory is 0700).
  */
-import { createServer, createConnection, type Server } from 'node:net';
-import { rmSync } from 'node:fs';
+import type { Server } from 'node:net';
 import { join } from 'node:path';
+
+// Not ES imports of node:net / node:fs: mailq and postqueue load this file as clients, and an
+// ES import of node:fs loads fs/promises and the streams (see src/config/locate.ts).
+const { createServer, createConnection } = process.getBuiltinModule('node:net');
+const { rmSync } = process.getBuiltinModule('node:fs');
 
 export type Handlers = Record<string, (args?: unknown) => Promise<unknown>>;
 

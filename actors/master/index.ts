@@ -7,21 +7,32 @@
 import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF, loadConfig, queueDirectory, type Config } from '../../src/config/index.js';
+import { EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF, loadConfig, queueDirectory, type Config, type MasterService } from '../../src/config/index.js';
 import { buildConfig } from '../../src/config/load.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { ServicePool } from '../../src/runtime/pool.js';
 import { Router } from '../../src/runtime/router.js';
 import { serveServiceRequests } from '../../src/runtime/service-request.js';
+import { closeSharedTables, mainProxymap, serveProxymap } from '../../src/maps/index.js';
 import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { AnvilTables } from '../anvil/statistics.js';
+import type { Health, MetricsCollector } from '../../src/metrics/collect.js';
+import { enableMetrics, masterMetrics } from '../../src/metrics/thread.js';
+import { parseListen } from '../../src/metrics/listen.js';
+import { storeWritable } from '../../src/metrics/health.js';
+import { startSyslogRelay, syslogFacility, type SyslogRelay } from '../../src/log/syslog.js';
+import { STORE_FILE, storeFileProblem, storeTreeProblem } from '../../src/queue/integrity.js';
+import { parseSpawnAttributes } from '../../src/config/spawn-attributes.js';
+import { AnvilTable } from '../anvil/table.js';
+import { postscreenSettings } from '../postscreen/settings.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
 import { smtpdTlsProblem } from '../smtpd/tls.js';
 import { smtpdAnvilProblem } from '../smtpd/anvil.js';
 import { DAEMONS_BUILT_INTO_MASTER, planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
 import { ControlServer, controlRequest, controlSocketPath } from './control.js';
+import { Showq } from '../../src/queue/showq.js';
 import { LOCK_SUPPORTED, MasterLockHeld, acquireMasterLock, pidFilePath, pidFromFile, provenMaster, type MasterLock } from './lock.js';
 import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from './listen.js';
 import { InstanceRegistry, registryDirectory } from './instances.js';
@@ -61,13 +72,46 @@ export function checkConfig(config: Config): string[] {
       if (tls !== null) throw new Error(tls);
       const anvil = smtpdAnvilProblem(c);
       if (anvil !== null) throw new Error(anvil);
+      const proxy = c.get('smtpd_upstream_proxy_protocol').trim();
+      if (proxy !== '' && proxy !== 'haproxy') throw new Error(`unsupported smtpd_upstream_proxy_protocol value: ${proxy}`);
     } catch (err) {
       const where = s && Object.keys(s.line.overrides).length > 0 ? `${s.line.file}:${s.line.line}` : `${config.configDirectory ?? '(embedded)'}/main.cf`;
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
     }
   }
+  if (config.get('metrics_listen')) {
+    try {
+      parseListen(config.get('metrics_listen'));
+    } catch (err) {
+      problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: ${(err as Error).message}`);
+    }
+  }
+  if (syslogFacility(config.get('syslog_facility')) === null) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: syslog_facility = ${config.get('syslog_facility')}: unrecognized value`);
+  // spawn services: their user=/argv= attributes, as spawn(8) would read them.
+  for (const s of plan.services.filter((p) => p.line.command === 'spawn')) {
+    const a = parseSpawnAttributes(s.line.args, config.get('mail_owner'));
+    if (typeof a === 'string') problems.push(`${s.line.file}:${s.line.line}: service "${s.service}" (command spawn): ${a}`);
+    else if (s.line.type !== 'unix' && s.line.type !== 'inet') problems.push(`${s.line.file}:${s.line.line}: service "${s.service}" (command spawn): type ${s.line.type} is not supported (unix or inet)`);
+  }
+  // postscreen: its settings, and the dnsblog service its DNSBL lookups need.
+  for (const s of plan.services.filter((p) => p.postscreen)) {
+    const line = s.postscreen!;
+    try {
+      const c = postscreenConfig(config, line);
+      const ps = postscreenSettings(c);
+      const dnsblog = c.get('dnsblog_service_name');
+      if (ps.dnsblSites.length > 0 && !plan.services.some((p) => p.service === dnsblog && p.line.command === 'dnsblog')) {
+        throw new Error(`postscreen_dnsbl_sites is set, but master.cf has no "${dnsblog}" service (command dnsblog) to look them up`);
+      }
+    } catch (err) {
+      problems.push(`${line.file}:${line.line}: ${(err as Error).message}`);
+    }
+  }
   const queueProblem = queueDirectoryProblem(queueDirectory(config));
   if (queueProblem !== null) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: queue_directory = ${config.get('queue_directory')}: ${queueProblem}`);
+  // A damaged store file would make every thread that maps it die by SIGBUS/SIGSEGV, silently.
+  const storeProblem = queueProblem === null ? storeFileProblem(join(queueDirectory(config), STORE_FILE)) : null;
+  if (storeProblem !== null) problems.push(storeProblem);
   if (!plan.services.some((s) => s.line.command === 'qmgr')) problems.push('master.cf: no qmgr service: mail would never be delivered');
   if (!plan.services.some((s) => s.line.command === 'cleanup')) problems.push('master.cf: no cleanup service: smtpd could not queue mail');
   return problems;
@@ -97,6 +141,11 @@ function queueDirectoryProblem(dir: string): string | null {
   return null;
 }
 
+/** main.cf with the postscreen line's -o overrides (postscreen's own view). */
+export function postscreenConfig(config: Config, line: MasterService): Config {
+  return config.withOverrides({ service_name: line.name, ...line.overrides }, { file: line.file, line: line.line });
+}
+
 /** main.cf with a service's master.cf "-o name=value" overrides applied (as Postfix's daemons see it). */
 export function serviceConfig(config: Config, s: ServicePlan): Config {
   // service_name is the daemon's own master.cf name, as Postfix sets it for each daemon, so
@@ -114,7 +163,10 @@ export async function resolveListenAddresses(config: Config, plan: Plan, warn: (
   const protocols = await effectiveProtocols(config, warn);
   // inet_interfaces is looked at only when some service has no host part, as in Postfix.
   const interfaces = inet.some((s) => s.listen!.host === null) ? await interfaceListenHosts(config, protocols) : [];
-  for (const s of inet) s.addresses = await serviceListenAddresses(s.listen!, `${s.line.file}:${s.line.line}`, interfaces, protocols);
+  for (const s of inet) {
+    const where = s.postscreen ?? s.line;
+    s.addresses = await serviceListenAddresses(s.listen!, `${where.file}:${where.line}`, interfaces, protocols);
+  }
 }
 
 function pidFile(config: Config): string {
@@ -140,12 +192,32 @@ export async function runningMaster(config: Config): Promise<number | null> {
   }
 }
 
-export async function startMaster(config: Config): Promise<Master> {
-  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+export interface MasterOptions {
+  /**
+   * Running in the background (`postactor start`): with maillog_file empty the log goes to
+   * syslog, as Postfix's does; in the foreground it goes to standard output.
+   */
+  background?: boolean;
+}
+
+export async function startMaster(config: Config, options: MasterOptions = {}): Promise<Master> {
+  // syslog: the relay starts before anything logs (src/log/syslog.ts); every thread gets it.
+  let syslog: SyslogRelay | null = null;
+  if (options.background && config.get('maillog_file') === '') {
+    syslog = startSyslogRelay(queueDirectory(config), config.get('syslog_facility'));
+  }
+  const syslogTarget = syslog ? { fd: syslog.fd, facility: syslog.facility } : undefined;
+  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name'), ...(syslogTarget ? { syslog: syslogTarget } : {}) });
   const problems = checkConfig(config);
   for (const w of config.warnings) log.warn(w);
   if (problems.length) throw new Error(problems.join('\n'));
   const queueDir = queueDirectory(config);
+  // No master: nothing writes the store, so every tree page can be checked before a thread maps
+  // it (a damaged page would crash them all, again and again, with no word why).
+  if (!provenMaster(queueDir)) {
+    const damaged = storeTreeProblem(join(queueDir, STORE_FILE));
+    if (damaged !== null) throw new Error(damaged);
+  }
   mkdirSync(join(queueDir, 'pid'), { recursive: true });
   // The lock first, as Postfix's master locks pid/master.pid before anything else: one master
   // per queue, and only the holder ever writes the pid file.
@@ -170,6 +242,10 @@ export async function startMaster(config: Config): Promise<Master> {
   const router = new Router();
   // Requests from pool workers to other services (local's mailbox_transport → lmtp, …).
   const stopServiceRequests = serveServiceRequests(instance, router);
+  // proxymap(8): the actors' proxy: tables are looked up here, one set of connections for all threads.
+  const proxymap = mainProxymap((text) => maillog('proxymap').warn(text));
+  proxymap.configure(config.get('proxy_read_maps'));
+  const stopProxymap = serveProxymap(instance, proxymap);
   let current = config;
   let pools = new Map<string, ServicePool>();
   let listeners: SupervisedWorker[] = [];
@@ -183,8 +259,20 @@ export async function startMaster(config: Config): Promise<Master> {
   // anvil's counters: one shared table per smtpd service, reloads included (actors/anvil).
   const anvil = new AnvilTables();
   anvil.start(config.getTime('anvil_rate_time_unit'), config.getTime('anvil_status_update_time'));
+  // postscreen's per-client connection counts: one table per postscreen service, shared by
+  // the smtpd threads that run it, reloads included (not anvil's: no statistics lines).
+  // And the number of sessions each postscreen service holds (postscreen_pre_queue_limit).
+  const screens = new Map<string, { counts: AnvilTable; sessions: SharedArrayBuffer }>();
+  const postscreenShared = (service: string): { counts: SharedArrayBuffer; sessions: SharedArrayBuffer } => {
+    let t = screens.get(service);
+    if (!t) screens.set(service, (t = { counts: AnvilTable.create(60), sessions: new SharedArrayBuffer(4) }));
+    return { counts: t.counts.buffer, sessions: t.sessions };
+  };
+  // metrics_listen (read at start): every thread counts in place and reports to the collector.
+  const metricsListen = config.get('metrics_listen');
+  if (metricsListen) enableMetrics();
   const data = (c: Config, service: string, index: number, extra?: unknown): ActorWorkerData<unknown> =>
-    ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(extra ? { extra } : {}) });
+    ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(metricsListen ? { metrics: true } : {}), ...(syslogTarget ? { syslog: syslogTarget } : {}), ...(extra ? { extra } : {}) });
 
   const startPools = (c: Config, plan: Plan): Map<string, ServicePool> => {
     const made = new Map<string, ServicePool>();
@@ -198,6 +286,7 @@ export async function startMaster(config: Config): Promise<Master> {
         workerData: data(serviceConfig(c, s), s.service, 0),
         throttleSeconds: c.getTime('service_throttle_time'),
         onCrash: (service, error, throttled) => {
+          masterMetrics().restarts.inc({ service });
           log.warn(`process ${service} (thread) exit status 1: ${error.message}`);
           if (throttled) log.warn(`${service}: bad command startup -- throttling`);
         },
@@ -213,10 +302,15 @@ export async function startMaster(config: Config): Promise<Master> {
       service: name,
       index,
       filename: s.file,
-      workerData: data(serviceConfig(c, s), name, index, s.addresses ? { addresses: s.addresses, ticketKeys, ...(s.line.command === 'smtpd' ? { anvil: anvil.of(s.service).buffer } : {}) } : undefined),
+      workerData: data(serviceConfig(c, s), name, index, s.addresses ? {
+        addresses: s.addresses, ticketKeys,
+        ...(s.line.command === 'smtpd' ? { anvil: anvil.of(s.service).buffer } : {}),
+        ...(s.postscreen ? { postscreen: { config: postscreenConfig(c, s.postscreen).toJSON(), ...postscreenShared(s.postscreen.name) } } : {}),
+      } : undefined),
       throttleSeconds: c.getTime('service_throttle_time'),
       onPort: (port) => router.attach(name, port),
       onExit: (_slot, code, _restart, badStartup, error) => {
+        masterMetrics().restarts.inc({ service: s.service });
         log.warn(`process ${s.line.command} (service ${s.service}, thread ${index}) exit status ${code}${error ? `: ${error.stack ?? error.message}` : ''}`);
         if (badStartup) log.warn(`${s.line.command}: bad command startup -- throttling`);
       },
@@ -248,6 +342,9 @@ export async function startMaster(config: Config): Promise<Master> {
     await qmgr?.stop();
   };
 
+  // metrics_listen: the collector and its HTTP server (started before the listeners, below).
+  let collector: MetricsCollector | null = null;
+  let metricsServer: import('node:http').Server | null = null;
   const plan = planServices(config);
   const registry = new InstanceRegistry(registryDirectory((w) => log.warn(w)), queueDir);
   const addressesOf = (p: Plan) => p.services.flatMap((s) => s.addresses ?? []);
@@ -261,8 +358,41 @@ export async function startMaster(config: Config): Promise<Master> {
     const q = plan.services.find((p) => p.line.command === 'qmgr')!;
     qmgr = supervise(config, q, 0);
     await qmgr.ready();
+    // metrics_listen: /metrics (every thread's counters summed) and /health (services up, store writable).
+    if (metricsListen) {
+      const liveThreads = () => {
+        const ids = new Set<number>();
+        for (const w of [...listeners, ...(qmgr ? [qmgr] : [])]) if (w.threadId !== undefined) ids.add(w.threadId);
+        for (const p of pools.values()) for (const t of p.threadIds) ids.add(t);
+        return ids;
+      };
+      const health = async (): Promise<Health> => {
+        const checks: Health['checks'] = {};
+        checks['qmgr'] = qmgr?.threadId !== undefined ? { ok: true } : { ok: false, detail: 'not running' };
+        for (const w of listeners) {
+          const name = `${w.options.service}[${w.options.index}]`;
+          checks[name] = w.threadId !== undefined ? { ok: true } : { ok: false, detail: 'not running' };
+        }
+        for (const [name, p] of pools) checks[name] = p.throttled ? { ok: false, detail: 'throttled after repeated crashes' } : p.threads > 0 ? { ok: true } : { ok: false, detail: 'no threads' };
+        const store = storeWritable(queueDir);
+        checks['store'] = store === null ? { ok: true } : { ok: false, detail: store };
+        return { ok: Object.values(checks).every((c) => c.ok), checks };
+      };
+      masterMetrics();
+      // Loaded only when metrics are on (prom-client's aggregation and an HTTP server).
+      const { MetricsCollector, startMetricsServer } = await import('../../src/metrics/collect.js');
+      collector = new MetricsCollector({ instance, liveThreads });
+      try {
+        metricsServer = await startMetricsServer(metricsListen, collector, health);
+      } catch (err) {
+        collector.close();
+        throw new Error(`metrics_listen = ${metricsListen}: ${(err as Error).message}`);
+      }
+    }
     listeners = await startListeners(config, plan);
   } catch (err) {
+    metricsServer?.close();
+    collector?.close();
     await stopAll(false);
     registry.release();
     rmSync(pidFile(config), { force: true });
@@ -298,6 +428,7 @@ export async function startMaster(config: Config): Promise<Master> {
       const oldListeners = listeners;
       listeners = await startListeners(next, nextPlan);
       current = next;
+      proxymap.configure(next.get('proxy_read_maps'));
       anvil.start(next.getTime('anvil_rate_time_unit'), next.getTime('anvil_status_update_time'));
       await Promise.allSettled(oldListeners.map((w) => w.stop()));
       held = addressesOf(nextPlan);
@@ -312,6 +443,7 @@ export async function startMaster(config: Config): Promise<Master> {
     }
   })());
 
+  const showq = new Showq(queueDir);
   const control = new ControlServer(controlSocketPath(queueDir), {
     status: async () => ({ pid: process.pid, qmgr: qmgr?.control ? await qmgr.control['status']!() : null }),
     flush: async () => {
@@ -332,19 +464,27 @@ export async function startMaster(config: Config): Promise<Master> {
       if (!qmgr?.control) throw new Error('qmgr is not running');
       return qmgr.control['admin']!(args);
     },
+    // mailq / postqueue -p and -j while the server runs (src/queue/showq.ts): args {emptyAddress}.
+    showq: async (args) => showq.list((args as { emptyAddress?: string } | undefined)?.emptyAddress || 'MAILER-DAEMON'),
   });
   await control.listen();
+
   log.info(`daemon started -- version ${VERSION}, configuration ${config.configDirectory ?? '(embedded default)'}`);
 
   let stopping: Promise<void> | null = null;
   const stop = (signal?: string, graceful = true) => (stopping ??= (async () => {
     log.info(signal ? `terminating on signal ${signal}` : 'terminating');
     await control.close();
+    await showq.close();
+    metricsServer?.close();
+    collector?.close();
     await stopAll(graceful);
     // anvil logs its statistics when it exits.
     anvil.stop();
     anvil.dump();
     stopServiceRequests();
+    stopProxymap();
+    closeSharedTables();
     registry.release();
     rmSync(pidFile(config), { force: true });
     await lock.release();

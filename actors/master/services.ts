@@ -25,6 +25,12 @@ export interface ServicePlan {
   /** For inet services: the sockets to open, once the master resolved them (listen.ts). */
   addresses?: ListenAddress[];
   line: MasterService;
+  /**
+   * For smtpd behind postscreen: the postscreen inet line (`line` is the smtpd pass line whose
+   * settings the threads run with). Its listener lives in the threads of the smtpd pass service (a worker thread cannot hand a socket to another thread), which run
+   * postscreen's tests on each connection before their own SMTP session (actors/postscreen).
+   */
+  postscreen?: MasterService;
 }
 
 interface Daemon {
@@ -50,6 +56,9 @@ const DAEMONS: Record<string, Daemon> = {
   lmtp: { kind: 'pool', module: '../lmtp/index.js', concurrency: 256 },
   local: { kind: 'pool', module: '../local/index.js', concurrency: 64 },
   virtual: { kind: 'pool', module: '../virtual/index.js', concurrency: 64 },
+  // One thread per service line: the commands it runs are processes of their own.
+  spawn: { kind: 'supervised', module: '../spawn/index.js', concurrency: 1 },
+  dnsblog: { kind: 'pool', module: '../dnsblog/index.js', concurrency: 256 },
 };
 
 /**
@@ -61,8 +70,8 @@ export const DAEMONS_BUILT_INTO_MASTER = new Set(['anvil']);
 
 /** Postfix's daemons (master.cf commands) that Postactor has not built yet. */
 const POSTFIX_DAEMONS_NOT_BUILT = new Set([
-  ...DAEMONS_BUILT_INTO_MASTER, 'dnsblog', 'flush', 'oqmgr', 'postlogd', 'postscreen', 'proxymap', 'qmqpd', 'scache',
-  'showq', 'spawn', 'tlsmgr', 'tlsproxy', 'verify',
+  ...DAEMONS_BUILT_INTO_MASTER, 'flush', 'oqmgr', 'postlogd', 'proxymap', 'qmqpd', 'scache',
+  'showq', 'tlsmgr', 'tlsproxy', 'verify',
 ]);
 
 export interface SkippedService {
@@ -82,15 +91,16 @@ export interface Plan {
 /**
  * Whether skipping a service loses mail or protection (then `check` and start-up refuse it):
  * a listener nobody serves (an inet service, postscreen in front of smtpd, smtpd fed by
- * postscreen), a program the admin expects to run (spawn: policy servers), or a command that
+ * postscreen), or a command that
  * is no Postfix daemon at all. A unix service of a Postfix daemon that is not built is only
  * warned about: nothing reaches it unless a parameter names it, and those are refused.
  */
 export function skippedServiceProblem(s: SkippedService): string | null {
   const what = `service "${s.service}" (command ${s.command})`;
-  if (s.command === 'postscreen') return `not supported by Postactor: ${what}: postscreen is not built yet, so this port would not be served; use smtpd on it instead`;
-  if (s.command === 'smtpd') return `not supported by Postactor: ${what}: smtpd of type ${s.type} (only inet smtpd services are built)`;
-  if (s.command === 'spawn') return `not supported by Postactor: ${what}: spawn is not built yet, so this program would not run`;
+  if (s.command === 'postscreen' && s.type === 'inet') return `${what}: no "pass" service for smtpd runs under the name its smtpd_service_name gives, so this port would not be served`;
+  if (s.command === 'postscreen') return `not supported by Postactor: ${what}: postscreen of type ${s.type} (postscreen is an inet service)`;
+  if (s.command === 'smtpd' && s.type === 'pass') return `${what}: no postscreen service hands clients to it (postscreen finds it by smtpd_service_name)`;
+  if (s.command === 'smtpd') return `not supported by Postactor: ${what}: smtpd of type ${s.type} (only inet and pass smtpd services are built)`;
   if (s.type === 'inet') return `not supported by Postactor: ${what}: not built yet, so this port would not be served`;
   if (!POSTFIX_DAEMONS_NOT_BUILT.has(s.command)) return `${what}: unknown command (not a Postfix daemon, nor an absolute path to a JavaScript delivery agent)`;
   return null;
@@ -101,8 +111,30 @@ export function planServices(config: Config): Plan {
   const defaultLimit = config.getInt('default_process_limit');
   const services: ServicePlan[] = [];
   const skipped: Plan['skipped'] = [];
+  // postscreen hands its clients to the pass service named by its smtpd_service_name. Each
+  // postscreen line gets threads of that smtpd of its own (as many as the pass line's maxproc),
+  // which listen on the postscreen's address; two postscreen ports may feed one pass service.
+  const handOff = new Map<MasterService, MasterService>();
   for (const line of config.services) {
-    const threads = line.maxproc === null ? Math.max(1, Math.min(defaultLimit, cpus)) : line.maxproc === 0 ? cpus : line.maxproc;
+    if (line.command !== 'postscreen' || line.type !== 'inet') continue;
+    const name = config.withOverrides(line.overrides, { file: line.file, line: line.line }).get('smtpd_service_name');
+    const pass = config.services.find((s) => s.name === name && s.type === 'pass' && s.command === 'smtpd');
+    if (pass) handOff.set(line, pass);
+  }
+  const fedByPostscreen = new Set(handOff.values());
+  const threadsOf = (line: MasterService) => (line.maxproc === null ? Math.max(1, Math.min(defaultLimit, cpus)) : line.maxproc === 0 ? cpus : line.maxproc);
+  for (const line of config.services) {
+    const pass = handOff.get(line);
+    if (pass) {
+      const smtpd = DAEMONS['smtpd']!;
+      services.push({
+        service: pass.name, kind: smtpd.kind, file: new URL(smtpd.module, import.meta.url), threads: threadsOf(pass),
+        concurrency: smtpd.concurrency, line: pass, listen: inetEndpoint(line), postscreen: line,
+      });
+      continue;
+    }
+    if (fedByPostscreen.has(line)) continue; // its threads run with each postscreen line that feeds it
+    const threads = threadsOf(line);
     const custom = isAbsolute(line.command) && /\.m?js$/.test(line.command);
     const daemon = custom ? { kind: 'pool' as const, module: '', concurrency: 64 } : DAEMONS[line.command];
     if (!daemon || (daemon === DAEMONS['smtpd'] && line.type !== 'inet')) {
@@ -112,7 +144,7 @@ export function planServices(config: Config): Plan {
     const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);
     const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, concurrency: daemon.concurrency, line };
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
-    if (line.command === 'qmgr' || line.command === 'pickup') plan.threads = 1; // singletons, whatever maxproc says (as in Postfix)
+    if (line.command === 'qmgr' || line.command === 'pickup' || line.command === 'spawn') plan.threads = 1; // singletons, whatever maxproc says (as in Postfix)
     services.push(plan);
   }
   return { services, skipped };

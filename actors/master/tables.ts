@@ -5,7 +5,7 @@
  * before mail meets it (`postmap` not run, a typo in a path). Reported as warnings: as with
  * Postfix, the server still starts, and the daemon that needs the table defers that mail.
  */
-import { openTable, TABLE_TYPES } from '../../src/maps/index.js';
+import { mainProxymap, openTable, TABLE_TYPES } from '../../src/maps/index.js';
 import type { Config, Origin } from '../../src/config/index.js';
 import { declaration } from '../../src/config/params/registry.js';
 
@@ -27,6 +27,8 @@ function tablesIn(value: string): string[] {
 export async function checkTables(config: Config, settings: Iterable<[string, Origin]>): Promise<string[]> {
   const warnings: string[] = [];
   const seen = new Set<string>();
+  // proxy: tables are probed in this process, approved as the master's proxymap would approve them.
+  mainProxymap().configure(config.get('proxy_read_maps'));
   for (const [name, origin] of settings) {
     if (declaration(name)?.support !== 'implemented' || CACHE.test(name)) continue;
     for (const spec of tablesIn(config.get(name))) {

@@ -4,7 +4,7 @@
  * argv= must come last: every word after it is the command. A bad attribute is a configuration
  * error (Postfix: fatal); the agent then defers every delivery with 4.3.5 and names the problem.
  */
-import { readFileSync } from 'node:fs';
+import { groupByName, userByName } from '../../src/system/passwd.js';
 
 export interface PipeAttributes {
   flags: Set<string>;
@@ -27,16 +27,6 @@ export function unescape(s: string): string {
 }
 
 /** One passwd(5)/group(5) entry by name (files only: no NSS modules). */
-function lookupFile(file: string, name: string): string[] | null {
-  let text: string;
-  try { text = readFileSync(file, 'utf8'); } catch { return null; }
-  for (const line of text.split('\n')) {
-    const f = line.split(':');
-    if (f[0] === name) return f;
-  }
-  return null;
-}
-
 export function parseAttributes(args: readonly string[], mailOwner: string): PipeAttributes | string {
   const a: PipeAttributes = { flags: new Set(), user: '', uid: -1, gid: -1, sizeLimit: 0, eol: '\n', nullSender: 'MAILER-DAEMON', directory: null, argv: [] };
   let user: string | null = null;
@@ -76,15 +66,15 @@ export function parseAttributes(args: readonly string[], mailOwner: string): Pip
   }
   if (user === null) return 'missing user= command-line attribute';
   if (a.argv.length === 0) return 'missing argv= command-line attribute';
-  const pw = lookupFile('/etc/passwd', user);
+  const pw = userByName(user);
   if (!pw) return `unknown username: ${user}`;
   a.user = user;
-  a.uid = Number(pw[2]);
-  a.gid = Number(pw[3]);
+  a.uid = pw.uid;
+  a.gid = pw.gid;
   if (group !== null) {
-    const gr = lookupFile('/etc/group', group);
+    const gr = groupByName(group);
     if (!gr) return `unknown group: ${group}`;
-    a.gid = Number(gr[2]);
+    a.gid = gr.gid;
   }
   if (a.uid === 0) return 'user= command-line attribute specifies root privileges';
   if (user === mailOwner) return `user= command-line attribute specifies mail system owner ${mailOwner}`;

@@ -36,6 +36,7 @@ async function main(): Promise<void> {
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
   store = QueueStore.open(queueDirectory(config));
   manager = new QueueManager(config, store, actor, log);
+  manager.registerMetrics();
   receive(actor.data.instance, 'qmgr', (m) => {
     const msg = m as QmgrMessage;
     switch (msg.type) {

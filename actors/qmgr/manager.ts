@@ -8,6 +8,8 @@
  * minimal_backoff_time has passed or postqueue -f forgets it. A transport whose agents cannot be
  * reached or crash is unavailable for transport_retry_time. Preemption comes with issue 4.
  */
+import { metrics, registerGauges } from '../../src/metrics/thread.js';
+import { QUEUE_NAMES } from '../../src/queue/types.js';
 import { parseTime, transportParam, type Config } from '../../src/config/index.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
@@ -56,6 +58,8 @@ interface Entry {
   dest: Destination;
   recipients: DeliveryRecipient[];
   job: Job;
+  /** When the delivery request went to the agent (ms): the metrics' queue and transfer delays. */
+  dispatched?: number;
 }
 
 /** nqmgr's job: one message within one transport, on that transport's job list (./scheduler.ts). */
@@ -119,6 +123,12 @@ interface TransportLimits {
 export class QueueManager {
   private readonly active = new Map<string, ActiveMessage>();
   private readonly activating = new Set<string>();
+  /**
+   * Messages whose end of attempt could not be written (a failed commit: a full disk): they are
+   * still in the active queue on disk but no longer in memory. Each scan puts them back into
+   * incoming; what this attempt delivered may then be delivered again (duplicates, never loss).
+   */
+  private readonly stranded = new Set<string>();
   private readonly destinations = new Map<string, Destination>();
   private readonly ready = new Set<Destination>();
   private readonly transports = new Map<string, Transport>();
@@ -212,6 +222,47 @@ export class QueueManager {
   private flowStep(fedFromIncoming: boolean): void {
     if (!this.flow || this.inFlowDelay <= 0) return;
     this.flow.replenish(fedFromIncoming, !this.incomingBacklog, this.procLimit);
+  }
+
+  /**
+   * The gauges qmgr alone knows, computed when a metrics snapshot is taken (once a second at
+   * most, never per message): queue sizes from the store's index, and each destination's
+   * deliveries in progress, concurrency window and, while it is dead, the time left before retry.
+   */
+  registerMetrics(): void {
+    registerGauges((registry, { Gauge }) => {
+      const store = this.store;
+      const destinations = this.destinations;
+      new Gauge({
+        name: 'postactor_queue_messages', help: 'Messages in each queue.', labelNames: ['queue'], registers: [registry],
+        collect() {
+          for (const q of QUEUE_NAMES) this.set({ queue: q }, store.count(q));
+        },
+      });
+      const labels = (d: Destination) => ({ transport: d.transport, nexthop: d.nexthop });
+      new Gauge({
+        name: 'postactor_destination_concurrency', help: 'Deliveries in progress per destination (transport, nexthop).', labelNames: ['transport', 'nexthop'], registers: [registry],
+        collect() {
+          this.reset();
+          for (const d of destinations.values()) this.inc(labels(d), d.busy);
+        },
+      });
+      new Gauge({
+        name: 'postactor_destination_concurrency_limit', help: 'Each destination\'s concurrency window (0: dead).', labelNames: ['transport', 'nexthop'], registers: [registry],
+        collect() {
+          this.reset();
+          for (const d of destinations.values()) this.inc(labels(d), d.fb.window);
+        },
+      });
+      new Gauge({
+        name: 'postactor_destination_backoff_seconds', help: 'Seconds until a dead destination is tried again.', labelNames: ['transport', 'nexthop'], registers: [registry],
+        collect() {
+          this.reset();
+          const now = Date.now();
+          for (const d of destinations.values()) if (d.dead) this.inc(labels(d), Math.max(0, (d.dead.until - now) / 1000));
+        },
+      });
+    });
   }
 
   status(): { active: number; inDelivery: number; destinations: number } {
@@ -317,6 +368,7 @@ export class QueueManager {
     this.sweepIdle();
     this.scanning = true;
     try {
+      if (this.stranded.size) await this.requeueStranded();
       if (incoming || this.incomingBacklog) {
         this.incomingBacklog = false;
         // IDs first, then the moves: activate() takes each message out of the index being read,
@@ -340,6 +392,31 @@ export class QueueManager {
     }
   }
 
+  /** Moves a damaged message from active to corrupt (Postfix's qmgr_active_corrupt). */
+  private async saveCorrupt(meta: MessageMeta, why: string): Promise<void> {
+    const id = meta.queueId;
+    this.log.warn(`${id}: ${why}`);
+    try {
+      if (await this.store.move(id, 'corrupt', {}, 'active')) this.log.warn(`saving corrupt file "${id}" from queue "active" to queue "corrupt"`);
+    } catch (err) {
+      this.log.warn(`${id}: move to the corrupt queue failed: ${(err as Error).message}`);
+      this.stranded.add(id);
+    }
+  }
+
+  /** Stranded messages (see `stranded`) back into incoming; each stays stranded until that commits. */
+  private async requeueStranded(): Promise<void> {
+    for (const id of [...this.stranded]) {
+      try {
+        await this.store.move(id, 'incoming', {}, 'active');
+        this.stranded.delete(id);
+        this.incomingBacklog = true;
+      } catch {
+        return; // still failing: the next scan tries again
+      }
+    }
+  }
+
   private room(): boolean {
     return this.active.size + this.activating.size < this.activeLimit;
   }
@@ -351,11 +428,21 @@ export class QueueManager {
     let meta: MessageMeta | undefined;
     try {
       meta = await this.store.move(queueId, 'active', {}, from);
+    } catch (err) {
+      // A failed commit (a full disk): the message stays where it was, and a later scan takes it.
+      this.log.warn(`${queueId}: move to the active queue failed: ${(err as Error).message}`);
+      if (from === 'incoming') this.incomingBacklog = true;
+      return;
     } finally {
       this.activating.delete(queueId);
     }
     if (!meta) return;
     if (from === 'incoming') this.flowStep(true);
+    // LMDB keeps no checksums: a message whose content is not what cleanup stored is never
+    // delivered; it goes to the corrupt queue, as Postfix's qmgr saves a damaged queue file.
+    const content = this.store.verify(queueId, meta);
+    if (content !== 'ok') return this.saveCorrupt(meta, content === 'missing' ? 'message content is missing' : 'message content does not match its checksum');
+    if (from === 'incoming') metrics().qmgrInserted.inc();
     const pendingIdx: number[] = [];
     for (const [i, r] of meta.recipients.entries()) if (!r.done) pendingIdx.push(i);
     // The first slice: what qmgr_message_recipient_limit leaves, but at least qmgr_message_recipient_minimum.
@@ -396,6 +483,9 @@ export class QueueManager {
     // A content filter (FILTER action, content_filter) replaces the transport and, when given,
     // the nexthop of every deliverable recipient, as Postfix's qmgr does.
     if (meta.filter) routes = routes.map((route) => (route.error ? route : filterRoute(route, meta!.filter!)));
+    // "error:STATUS text" as the filter (cleanup's bounce of a rejected local submission) fails
+    // every recipient here, without a delivery agent, as error(8) would.
+    if (meta.filter?.startsWith('error:')) routes = routes.map((route) => (route.error ? route : { ...route, error: errorOf(meta!.filter!.slice(6)) }));
     const now = Date.now();
     // Group by destination, at most <transport>_destination_recipient_limit per delivery.
     const batches = new Map<Destination, DeliveryRecipient[]>();
@@ -404,6 +494,7 @@ export class QueueManager {
       if (route.error) {
         const o: RecipientOutcome = { index, status: route.error.dsn.startsWith('5') ? 'bounced' : 'deferred', dsn: route.error.dsn, reason: route.error.text, relay: 'none' };
         logDelivery(this.log, queueId, r.address, o, formatDelays(meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now));
+        metrics().deliveries.inc({ transport: route.transport || 'error', status: o.status });
         msg.outcomes.set(index, o);
         continue;
       }
@@ -728,6 +819,7 @@ export class QueueManager {
       for (const r of entry.recipients) {
         const o: RecipientOutcome = { index: r.index, status: 'deferred', dsn, reason, relay: 'none' };
         logDelivery(this.log, msg.meta.queueId, r.address, o, delays);
+        metrics().deliveries.inc({ transport: dest.transport, status: o.status });
         msg.outcomes.set(r.index, o);
       }
       msg.outstanding--;
@@ -814,6 +906,7 @@ export class QueueManager {
     dest.busy++;
     t.inDelivery++;
     this.inDelivery++;
+    entry.dispatched = Date.now();
     if (t.rateDelay > 0) {
       // <transport>_transport_rate_delay: at most one delivery start per delay over the whole transport.
       t.suspendedUntil = Date.now() + t.rateDelay;
@@ -901,7 +994,15 @@ export class QueueManager {
     // The destination has room again: if it held a job back, the blockers are reconsidered.
     if (entry.dest.blocker === t.jobs.blockerTag) t.jobs.unblock();
     this.entryDone(entry);
+    const m = metrics();
+    const now = Date.now();
+    const transport = entry.dest.transport;
     for (const o of outcomes) {
+      m.deliveries.inc({ transport, status: o.status });
+      if (entry.dispatched !== undefined) {
+        m.delay.observe({ transport, stage: 'queue' }, (entry.dispatched - entry.msg.meta.arrival) / 1000);
+        m.delay.observe({ transport, stage: 'transfer' }, (now - entry.dispatched) / 1000);
+      }
       entry.msg.outcomes.set(o.index, o);
       if (o.status === 'sent') entry.msg.rcpt.unsaved.push(o.index);
     }
@@ -937,6 +1038,7 @@ export class QueueManager {
     for (const r of pending) {
       const o: RecipientOutcome = { index: r.index, status: 'deferred', dsn: '4.7.0', reason: 'message is administratively expired', relay: 'none' };
       logDelivery(this.log, msg.meta.queueId, r.address, o, delays);
+      metrics().deliveries.inc({ transport: 'expired', status: o.status });
       msg.outcomes.set(r.index, o);
     }
     void this.finish(msg);
@@ -952,7 +1054,10 @@ export class QueueManager {
     const verify = meta.trace === 'verify';
     const anyDeferred = [...msg.outcomes.values()].some((o) => o.status === 'deferred');
     const expiring = !verify && anyDeferred && (meta.forcedExpire || expired(now, meta.arrival, lifetime));
-    if (expiring) this.log.info(`${id}: from=<${meta.sender}>, status=expired, returned to sender`);
+    if (expiring) {
+      this.log.info(`${id}: from=<${meta.sender}>, status=expired, returned to sender`);
+      metrics().qmgrExpired.inc();
+    }
     // This attempt's outcomes as status log records: bounce (failed), defer (delayed, replaced
     // every attempt as Postfix's defer log is), trace (success notices, -v / -bv reports).
     const bounceRecs: StatusRecord[] = [];
@@ -997,6 +1102,7 @@ export class QueueManager {
         if (!remaining) {
           await this.store.remove(id, 'active');
           this.log.info(`${id}: removed`);
+          metrics().qmgrRemoved.inc();
         } else {
           await this.store.move(id, 'deferred', deferPatch({}), 'active', { set: { defer: deferRecs } });
         }
@@ -1011,12 +1117,14 @@ export class QueueManager {
         if (!remaining && !left) {
           await this.store.remove(id, 'active');
           this.log.info(`${id}: removed`);
+          metrics().qmgrRemoved.inc();
         } else {
           await this.store.move(id, 'deferred', deferPatch(delayWarned ? { delayWarned: true } : {}), 'active', { clear: cleared });
         }
       }
     } catch (err) {
-      this.log.warn(`${id}: queue update failed: ${(err as Error).message}; the message stays in the active queue until restart`);
+      this.log.warn(`${id}: queue update failed: ${(err as Error).message}; the message is requeued at the next queue scan`);
+      this.stranded.add(id);
     } finally {
       this.active.delete(id);
     }
@@ -1055,6 +1163,7 @@ export class QueueManager {
         if (recipients.every((r) => r.done) && !left) {
           await this.store.remove(id, 'active');
           this.log.info(`${id}: removed`);
+          metrics().qmgrRemoved.inc();
         } else if (admin.action === 'hold') {
           if (await this.store.move(id, 'hold', { recipients, attempts: meta.attempts + 1 }, 'active', { clear: cleared })) events.push('placed on hold');
         } else {
@@ -1063,7 +1172,8 @@ export class QueueManager {
         }
       }
     } catch (err) {
-      this.log.warn(`${id}: queue update failed: ${(err as Error).message}; the message stays in the active queue until restart`);
+      this.log.warn(`${id}: queue update failed: ${(err as Error).message}; the message is requeued at the next queue scan`);
+      this.stranded.add(id);
     } finally {
       this.active.delete(id);
     }
@@ -1076,6 +1186,13 @@ export class QueueManager {
 /** The RFC 3464 action a success is reported with ("passed": the next hop notifies instead). */
 function successAction(o: RecipientOutcome): string {
   return o.action === 'passed' ? 'relayed' : (o.action ?? 'delivered');
+}
+
+/** error(8)'s reading of its nexthop: "5.7.1 text" (a missing status is 5.0.0). */
+function errorOf(nexthop: string): { code: number; dsn: string; text: string } {
+  const m = /^([245]\.\d{1,3}\.\d{1,3})\s+(.*)$/s.exec(nexthop.trim());
+  const dsn = m ? m[1]! : '5.0.0';
+  return { code: dsn.startsWith('4') ? 450 : 550, dsn, text: m ? m[2]! : nexthop.trim() };
 }
 
 /** "transport:nexthop" of a content filter applied to a resolved route (empty nexthop: the route's). */

@@ -16,6 +16,9 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 /** What the patched connection needs to know about this smtpd. */
+/** smtpd_milters' view of an unknown command: a reply that replaces the 500, or null. */
+export type UnknownCommandHook = (session: unknown, line: string) => Promise<{ code: number; text: string } | null>;
+
 export interface Dialect {
   hostname: string;
   banner: string;
@@ -171,6 +174,19 @@ export async function installDialect(): Promise<void> {
     const c = (counters[key] ??= [0, 0]);
     c[1]++;
     this._paCommand = key;
+    // An unknown command goes to the milters first (Postfix's milter_unknown_event): a reply of
+    // theirs answers it instead of "500 5.5.2 Error: command not recognized".
+    const self = this as unknown as { _ready?: boolean; _upgrading?: boolean; _isSupported(n: string): boolean; _getHandler(n: string): unknown; _whenWritable(cb: () => void): void };
+    const unknownHook = (this._server.options as { postactorUnknownCommand?: UnknownCommandHook }).postactorUnknownCommand;
+    const upper = name.toUpperCase();
+    if (unknownHook && self._ready && !self._upgrading && !(self._isSupported(upper) && self._getHandler(upper))) {
+      void unknownHook(this.session, String(command)).then((reply) => {
+        if (!reply) return onCommand.call(this, command, cb);
+        this.send(reply.code, reply.text, false);
+        setImmediate(() => self._whenWritable(cb ?? (() => false)));
+      });
+      return;
+    }
     return onCommand.call(this, command, cb);
   };
 }

@@ -6,12 +6,14 @@
  * against the smtpd restrictions at RCPT time, and its message goes to cleanup; the client gets
  * "250 2.0.0 Ok: queued as ID" only once cleanup's transaction is on disk.
  */
+import { randomBytes } from 'node:crypto';
+import { metrics } from '../../src/metrics/thread.js';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import type * as tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import { configFromJSON, type Config, type ConfigJSON } from '../../src/config/index.js';
+import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import { startActor } from '../../src/runtime/endpoint.js';
@@ -23,12 +25,15 @@ import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls,
 import { peerCertLine, verifyFailureLine } from './ccert.js';
 import { SniMaps } from './sni.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
+import { QueueSpace } from './queue-space.js';
 import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from './peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
 import { installLimits, limitsFrom } from './limits.js';
 import { SmtpdMilters, type MilterContext, type MilterRefusal } from './milter.js';
+import { editRecipients } from '../../src/milter/content.js';
+import type { EnvelopeEdits } from '../../src/milter/message.js';
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
@@ -38,6 +43,9 @@ import { illPipelining, installPipelining } from './pipelining.js';
 import { installSyntax } from './syntax.js';
 import { bareLfNoted, bareNewlineFrom, contentRefusal, installBareNewline, whatsup } from './bare-newline.js';
 import { gateSessions, localCounter, raiseOpenFileLimit, sessionLimitOf } from './sessions.js';
+import { AnvilTable } from '../anvil/table.js';
+import { Postscreen, type Endpoints } from '../postscreen/index.js';
+import { readProxyHeader } from '../postscreen/haproxy.js';
 
 const log = maillog('smtpd');
 
@@ -79,7 +87,11 @@ async function main(): Promise<void> {
   });
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  const { addresses, ticketKeys, anvil: anvilBuffer } = actor.data.extra as { addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer };
+  const { addresses, ticketKeys, anvil: anvilBuffer, postscreen: postscreenData } = actor.data.extra as {
+    addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer;
+    /** Behind postscreen (a pass service): postscreen's configuration and its shared connection counts. */
+    postscreen?: { config: ConfigJSON; counts: SharedArrayBuffer; sessions: SharedArrayBuffer };
+  };
   // anvil: the per-client limits, counted in the table master shares with every smtpd thread.
   const anvilTable = anvilOf(anvilBuffer);
   const anvil = anvilTable ? new SmtpdAnvil(config, anvilTable) : null;
@@ -97,6 +109,7 @@ async function main(): Promise<void> {
   const sasl = policy.sasl.enabled ? new SmtpdSasl(policy.sasl, namaddr) : null;
   const hostname = config.get('myhostname');
   const sizeLimit = config.getSize('message_size_limit');
+  const queueSpace = new QueueSpace(queueDirectory(config), config.getSize('queue_minfree'), sizeLimit);
   const contentFilter = config.get('content_filter').trim();
   const spoolDir = join(config.get('queue_directory'), 'smtpd');
   const bareNewline = bareNewlineFrom(config);
@@ -206,6 +219,14 @@ async function main(): Promise<void> {
     closeTimeout: 5000,
     ...({ postactorSyntax: { strict: config.getBool('strict_rfc821_envelopes'), heloRequired: config.getBool('smtpd_helo_required') }, postactorPipelining: { forbid: config.getBool('smtpd_forbid_unauth_pipelining') }, postactorBareNewline: bareNewline, postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
+      // smtpd_milters hear unknown commands (Postfix: milter_unknown_event).
+      ...(milters ? {
+        postactorUnknownCommand: async (session: SMTPServerSession, line: string) => {
+          if (!states.get(session)) return null;
+          const r = await milters.unknown(session, milterContext(session, null), line);
+          return r ? { code: r.code, text: r.text } : null;
+        },
+      } : {}),
       // smtpd_client_auth_rate_limit, asked by sasl.ts's AUTH handler.
       postactorAuthRate: (session: SMTPServerSession) => {
         const over = anvil?.auth(session, session.remoteAddress, namaddr(session));
@@ -259,6 +280,8 @@ async function main(): Promise<void> {
         const state: SessionState = { client, queueId: null, envelope: null, effects: new WeakMap(), saslSender: new WeakMap() };
         states.set(session, state);
         log.info(`connect from ${name}[${session.remoteAddress}]`);
+        metrics().smtpdConnects.inc();
+        metrics().smtpdSessions.inc();
         if (overLimit) {
           const r = overLimit(`${name}[${session.remoteAddress}]`);
           log.warn(r.warning);
@@ -289,6 +312,7 @@ async function main(): Promise<void> {
         const state = states.get(session);
         if (!state) return;
         for (const [level, text] of handshakeFailure(err, `${state.client.name}[${state.client.addr}]`, 'STARTTLS')) log[level](text);
+        metrics().smtpdTlsFailures.inc();
       },
     } as object),
 
@@ -312,6 +336,7 @@ async function main(): Promise<void> {
       if (peer && !peer.trusted && ccert?.require) log.info(verifyFailureLine(who, peer, ccert.verifyDepth));
       (session as { paTls?: TlsSummary }).paTls = summary;
       if (tlsSettings.loglevel >= 1) log.info(establishedLine(summary, who));
+      metrics().smtpdTls.inc({ protocol: tlsSocket.getProtocol() ?? '', cipher: tlsSocket.getCipher()?.name ?? '' });
       // A new (not resumed) TLS session counts against smtpd_client_new_tls_session_rate_limit
       // (Postfix checks it before the client certificate requirement).
       const overTls = tlsSocket.isSessionReused() ? null : anvil?.newTls(session, namaddr(session));
@@ -333,7 +358,15 @@ async function main(): Promise<void> {
     onMailFrom(address, session, mailCallback) {
       // The milters hear MAIL FROM after the sender restrictions passed.
       const callback = (err?: Error | null): void => {
-        if (err || !milters) return mailCallback(err ?? undefined);
+        if (err) return mailCallback(err);
+        // smtpd_check_queue, after the sender restrictions as in Postfix.
+        const full = queueSpace.check({ ...policyRequest(session, 'MAIL', null), sender: address.address });
+        if (full) {
+          log.warn(full.warning);
+          log.info(full.reject);
+          return mailCallback(refuse(full.code, full.text));
+        }
+        if (!milters) return mailCallback();
         const args = Object.entries((address.args || {}) as Record<string, string | boolean>).map(([k, v]) => (v === true ? k : `${k}=${v}`));
         void milters.mail(session, { ...milterContext(session, null), sender: address.address }, args)
           .then((r) => mailCallback(r ? milterError(r) : undefined));
@@ -407,6 +440,7 @@ async function main(): Promise<void> {
         if (stream.sizeExceeded || (sizeLimit > 0 && total > sizeLimit)) {
           void spool.release();
           log.info(`${state.queueId}: reject: END-OF-MESSAGE from ${state.client.name}[${state.client.addr}]: 552 5.3.4 Message size exceeds fixed limit; proto=ESMTP helo=<${session.hostNameAppearsAs}>`);
+          metrics().smtpdRejects.inc({ code: '552', stage: 'END-OF-MESSAGE', reason: 'message_size_limit' });
           return callback(refuse(552, '5.3.4 Message size exceeds fixed limit'));
         }
         // smtpd_forbid_bare_newline = reject: a bare LF in the content, refused now (Postfix's
@@ -433,7 +467,7 @@ async function main(): Promise<void> {
             if (r.kind === 'refuse') return finish(milterError(r.refusal));
             if (r.kind === 'discard') return finish(null, `2.0.0 Ok: queued as ${state.queueId}`);
             spool.replace(r.content);
-            return queue(effects.prepend, { sender: r.sender, recipients: r.recipients.map((x) => x.address), hold: r.hold });
+            return queue(effects.prepend, { env: r.env, hold: r.hold, milterHeaders: r.milterHeaders ?? [] });
           });
         }).catch((e: Error) => {
           log.warn(`${state.queueId}: spool file read error: ${e.message}`);
@@ -456,7 +490,7 @@ async function main(): Promise<void> {
         }
       }
 
-      async function queue(prepend: string[], edited?: { sender: string; recipients: string[]; hold: boolean }): Promise<void> {
+      async function queue(prepend: string[], edited?: { env: EnvelopeEdits | null; hold: boolean; milterHeaders: string[] }): Promise<void> {
         // PREPEND headers first, then the message. An owned ArrayBuffer, so it can be
         // transferred to cleanup instead of copied.
         const head = Buffer.from(prepend.map((h) => `${h}\r\n`).join(''), 'utf8');
@@ -486,15 +520,21 @@ async function main(): Promise<void> {
           // and not in smtpd_discard_ehlo_keywords).
           ...(smtputf8Offered && (session.envelope as { smtpUtf8?: boolean }).smtpUtf8 ? { smtputf8: true } : {}),
         };
-        if (edited) {
+        if (edited?.env) {
           // The milters' envelope edits: a recipient kept keeps its DSN settings.
-          const dsn = new Map(request.recipients.map((r) => [r.address.toLowerCase(), r]));
-          request.sender = edited.sender;
-          request.recipients = edited.recipients.map((a) => dsn.get(a.toLowerCase()) ?? { address: a });
-          if (edited.hold) request.hold = true;
+          const env = edited.env;
+          if (env.sender !== null) request.sender = env.sender;
+          if (env.ret) request.ret = env.ret;
+          if (env.envId) request.envId = env.envId;
+          request.recipients = editRecipients(request.recipients, env);
         }
+        if (edited?.hold) request.hold = true;
+        if (edited?.milterHeaders.length) request.milterHeaders = edited.milterHeaders;
         const reply = await submit(request);
-        if (reply.ok) return finish(null, `2.0.0 Ok: queued as ${reply.queueId}`);
+        if (reply.ok) {
+          metrics().smtpdMessages.inc({ sasl_method: login?.method ?? '' });
+          return finish(null, `2.0.0 Ok: queued as ${reply.queueId}`);
+        }
         log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);
         finish(refuse(reply.code, `${reply.dsn} ${reply.text}`));
       }
@@ -506,6 +546,8 @@ async function main(): Promise<void> {
       const state = states.get(session);
       if (!state) return;
       log.info(`disconnect from ${state.client.name}[${state.client.addr}] ${formatCounters(countersOf(session))}${bareLfNoted(session) ? ' notes=bare_lf' : ''}`);
+      metrics().smtpdDisconnects.inc();
+      metrics().smtpdSessions.dec();
     },
   });
 
@@ -535,6 +577,8 @@ async function main(): Promise<void> {
         log.info(`connect from ${name}[${addr}]`);
         log.warn(`Refusing TLS service request from ${name}[${addr}] for service ${anvil.serviceName}`);
         log.info(`disconnect from ${name}[${addr}] commands=0`);
+        metrics().smtpdConnects.inc();
+        metrics().smtpdDisconnects.inc();
       });
       return true;
     });
@@ -547,6 +591,10 @@ async function main(): Promise<void> {
         log.info(`connect from ${name}[${addr}]`);
         for (const [level, text] of handshakeFailure(err, `${name}[${addr}]`, 'CONNECT')) log[level](text);
         log.info(`disconnect from ${name}[${addr}] commands=0`);
+        // As logged: a connection and its end, without a session.
+        metrics().smtpdConnects.inc();
+        metrics().smtpdDisconnects.inc();
+        metrics().smtpdTlsFailures.inc();
       });
       return;
     }
@@ -566,14 +614,47 @@ async function main(): Promise<void> {
   }
   // The total session limit and the open-file reserve (sessions.ts).
   const sessionLimit = sessionLimitOf(config, raiseOpenFileLimit());
-  gateSessions(primary, {
+  const admit = gateSessions(primary, {
     limit: sessionLimit,
     counter: anvilTable ?? localCounter(),
     service: config.get('service_name'),
     endpoint: config.get('service_name'),
     plaintext: !tlsSettings.wrapper,
   });
-  const listeners = addresses.map((_, i) => (i === 0 ? primary : net.createServer((socket) => primary.emit('connection', socket))));
+  /** A session on a socket whose endpoints someone else read (postscreen, a PROXY header). */
+  // Such sessions count against the session limit too.
+  const handOff = (socket: net.Socket, ep: Endpoints) => admit(socket) && (server as unknown as { connect(s: net.Socket, o: object): void }).connect(socket, {
+    id: randomBytes(10).toString('hex'),
+    remoteAddress: ep.clientAddr, remotePort: ep.clientPort, localAddress: ep.serverAddr, localPort: ep.serverPort,
+  });
+  // Behind postscreen the addresses are postscreen's: every connection is screened first, and
+  // a client that passes is given to smtp-server as a new connection (actors/postscreen).
+  const postscreen = postscreenData ? await Postscreen.create({
+    config: configFromJSON(postscreenData.config),
+    counts: new AnvilTable(postscreenData.counts),
+    sessions: new Int32Array(postscreenData.sessions),
+    request: (service, body) => actor.request(service, body),
+    // As Postfix's postscreen passes the client's endpoints with the socket, smtp-server gets
+    // them as a PROXY-aware listener would give them (they differ behind haproxy).
+    handOff: (socket, ep) => handOff(socket, ep),
+    cleanup: actor.data.index === 0,
+  }) : null;
+  // smtpd_upstream_proxy_protocol = haproxy: the client's endpoints come from the PROXY header.
+  const upstreamProxy = config.get('smtpd_upstream_proxy_protocol').trim();
+  if (postscreen && upstreamProxy !== '') log.warn('ignoring non-empty smtpd_upstream_proxy_protocol setting behind postscreen');
+  const proxied = upstreamProxy === 'haproxy' && !postscreen ? (socket: net.Socket) => {
+    socket.on('error', () => undefined);
+    void readProxyHeader(socket, config.getTime('smtpd_upstream_proxy_timeout'), (w) => log.warn(w)).then((ep) => {
+      if (!ep) {
+        if (!socket.destroyed) socket.end(`421 4.3.0 ${hostname} Server local error\r\n`);
+        setTimeout(() => socket.destroy(), 2000).unref();
+        return;
+      }
+      handOff(socket, ep);
+    });
+  } : null;
+  const listeners = addresses.map((_, i) => (i === 0 && !postscreen && !proxied ? primary
+    : net.createServer(postscreen ? (socket) => postscreen.accept(socket) : proxied ?? ((socket) => primary.emit('connection', socket)))));
   await Promise.all(addresses.map((a, i) => new Promise<void>((resolve, reject) => {
     const s = listeners[i]!;
     s.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`bind ${a.host} port ${a.port}: ${e.code === 'EADDRINUSE' ? 'Address already in use' : e.message}`)));

@@ -12,24 +12,12 @@
 import type { Config } from '../../src/config/index.js';
 import type { Logger } from '../../src/log/maillog.js';
 import { Milters, milterSettings, type MacroSource, type Verdict } from '../../src/milter/milters.js';
-import { applyEdits, formatMessage, parseMessage, type EnvelopeEdits } from '../../src/milter/message.js';
-import type { ClientInfo, TlsInfo } from '../../src/queue/types.js';
+import { macroSource, parseMacroDefaults, type MilterContext } from '../../src/milter/macros.js';
+import type { EnvelopeEdits } from '../../src/milter/message.js';
+import { filterContent } from '../../src/milter/content.js';
 import { openTable, type LookupTable } from '../../src/maps/index.js';
 
-/** What the milters know of the session at one point of the dialogue. */
-export interface MilterContext {
-  client: ClientInfo;
-  localAddr: string;
-  localPort: number;
-  helo: string;
-  protocol: string;
-  sender: string | null;
-  recipient: string | null;
-  recipients: string[];
-  queueId: string | null;
-  tls?: TlsInfo;
-  login?: { method: string; username: string } | null;
-}
+export type { MilterContext } from '../../src/milter/macros.js';
 
 /** An SMTP reply for the client; hangup: close the session after it (421). */
 export interface MilterRefusal { code: number; text: string; hangup: boolean }
@@ -37,7 +25,8 @@ export interface MilterRefusal { code: number; text: string; hangup: boolean }
 export type ContentResult =
   | { kind: 'refuse'; refusal: MilterRefusal }
   | { kind: 'discard' }
-  | { kind: 'queue'; content: Uint8Array; sender: string; recipients: { address: string; args: string }[]; hold: boolean };
+  /** env: the milters' envelope edits (null: no milter ran); hold: quarantined. */
+  | { kind: 'queue'; content: Uint8Array; env: EnvelopeEdits | null; hold: boolean; milterHeaders?: string[] };
 
 interface SessionMilters {
   milters: Milters;
@@ -51,11 +40,17 @@ interface SessionMilters {
 export class SmtpdMilters {
   private readonly sessions = new WeakMap<object, SessionMilters>();
 
+  private readonly macroDefaults: Map<string, string>;
+
   private constructor(private readonly config: Config, private readonly list: string, private readonly maps: LookupTable[],
-    private readonly log: Logger) {}
+    private readonly log: Logger) {
+    this.macroDefaults = parseMacroDefaults(config.get('milter_macro_defaults'), (w) => log.warn(w));
+  }
 
   /** The smtpd_milters (and smtpd_milter_maps) of this service, or null when there are none. */
   static from(config: Config, log: Logger): SmtpdMilters | null {
+    // receive_override_options = no_milters turns them off (Postfix: INPUT_TRANSP_MILTER).
+    if (config.getList('receive_override_options').includes('no_milters')) return null;
     const list = config.get('smtpd_milters').trim();
     const maps = config.getList('smtpd_milter_maps').map((spec) => openTable(spec, { configDirectory: config.configDirectory ?? undefined }));
     if (!list && maps.length === 0) return null;
@@ -73,30 +68,7 @@ export class SmtpdMilters {
   }
 
   private macros(ctx: MilterContext): MacroSource {
-    const c = this.config;
-    return (name) => {
-      switch (name.replace(/^\{(.*)\}$/, '$1')) {
-        case 'j': return c.get('myhostname');
-        case 'daemon_name': return c.get('milter_macro_daemon_name');
-        case 'daemon_addr': return ctx.localAddr;
-        case 'daemon_port': return String(ctx.localPort);
-        case 'v': return c.get('milter_macro_v');
-        case '_': return `${ctx.client.name} [${ctx.client.addr}]`;
-        case 'client_addr': return ctx.client.addr;
-        case 'client_name': return ctx.client.name;
-        case 'client_ptr': return ctx.client.name;
-        case 'client_port': return String(ctx.client.port);
-        case 'i': return ctx.queueId ?? undefined;
-        case 'tls_version': return ctx.tls?.protocol;
-        case 'cipher': return ctx.tls?.cipher;
-        case 'cipher_bits': return ctx.tls ? String(ctx.tls.usebits) : undefined;
-        case 'auth_type': return ctx.login?.method;
-        case 'auth_authen': return ctx.login?.username;
-        case 'mail_addr': return ctx.sender ?? undefined;
-        case 'rcpt_addr': return ctx.recipient ?? undefined;
-        default: return undefined;
-      }
-    };
+    return macroSource(this.config, ctx, this.macroDefaults);
   }
 
   /** "550 5.7.1 text" (or multi-line) → the client's reply, logging milter-reject. */
@@ -206,42 +178,34 @@ export class SmtpdMilters {
     return this.check(await s.milters.data(this.macros(ctx)), 'DATA', ctx, s);
   }
 
+  /** An unknown SMTP command (its whole line): a milter's reply replaces Postfix's 500. */
+  async unknown(session: object, ctx: MilterContext, line: string): Promise<MilterRefusal | null> {
+    const s = this.sessions.get(session);
+    if (!s || s.milters.list.some((m) => m.connectionReply !== null)) return null;
+    return this.check(await s.milters.unknown(line, this.macros(ctx)), 'UNKNOWN', ctx, s);
+  }
+
   /** End of message: headers, body, EOM through each milter; their edits applied to the message. */
   async content(session: object, ctx: MilterContext, content: Uint8Array): Promise<ContentResult> {
     const s = this.sessions.get(session);
-    const recipients = ctx.recipients.map((address) => ({ address, args: '' }));
-    if (!s) return { kind: 'queue', content, sender: ctx.sender ?? '', recipients, hold: false };
+    if (!s) return { kind: 'queue', content, env: null, hold: false };
     s.inTransaction = false;
     if (s.discard) {
       s.milters.abort();
       return { kind: 'discard' };
     }
-    const msg = parseMessage(content);
-    const env: EnvelopeEdits = { sender: null, add: [], del: [], quarantine: null };
-    let edited = false;
-    const v = await s.milters.content(msg.headers, msg.body, this.macros(ctx), (edits) => {
-      edited = true;
-      applyEdits(msg, edits, env);
-      return msg;
-    });
+    const out = await filterContent(s.milters, content, this.macros(ctx), (w) => this.log.warn(`${ctx.queueId}: ${w}`));
+    const v = out.verdict;
     const who = `${ctx.client.name}[${ctx.client.addr}]`;
     if (v === 'D') {
       this.log.info(`${ctx.queueId}: milter-discard: END-OF-MESSAGE from ${who}: milter triggers DISCARD action;${this.envelopeLog(ctx)}`);
       return { kind: 'discard' };
     }
     if (v !== null && v !== 'skip') return { kind: 'refuse', refusal: this.refusal(v, 'END-OF-MESSAGE', ctx, true) };
-    if (env.quarantine !== null) {
+    if (out.env.quarantine !== null) {
       this.log.info(`${ctx.queueId}: milter-hold: END-OF-MESSAGE from ${who}: milter triggers HOLD action;${this.envelopeLog(ctx)}`);
     }
-    const del = new Set(env.del.map((a) => a.toLowerCase()));
-    const kept = recipients.filter((r) => !del.has(r.address.toLowerCase()));
-    return {
-      kind: 'queue',
-      content: edited ? new Uint8Array(formatMessage(msg)) : content,
-      sender: env.sender ?? ctx.sender ?? '',
-      recipients: [...kept, ...env.add.map((a) => ({ address: a.recipient, args: a.args }))],
-      hold: env.quarantine !== null || s.hold,
-    };
+    return { kind: 'queue', content: out.content, env: out.env, hold: out.env.quarantine !== null || s.hold, milterHeaders: out.milterHeaders };
   }
 
   /** The session ends. */

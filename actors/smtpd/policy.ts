@@ -12,7 +12,9 @@
  * name further restrictions, smtpd_restriction_classes, and the log lines Postfix writes
  * ("NOQUEUE: reject: RCPT from name[addr]: 554 5.7.1 …; from=<…> to=<…> proto=ESMTP helo=<…>").
  */
+import { metrics } from '../../src/metrics/thread.js';
 import { queueDirectory, type Config } from '../../src/config/index.js';
+import { TableError } from '../../src/maps/index.js';
 import { DomainList } from '../../src/address/domain.js';
 import { maillog } from '../../src/log/maillog.js';
 import { buildNetworks, type NetworkList } from '../../src/net/networks.js';
@@ -184,7 +186,7 @@ export class SmtpdPolicy {
     this.login = {
       saslEnabled: this.sasl.enabled,
       maps: maps('smtpd_sender_login_maps'),
-      resolve: (a) => classify(a, this.resolve).recipient,
+      resolve: async (a) => (await classify(a, this.resolve)).recipient,
       recipientDelimiter: delimiter,
       isLocalDomain: (d) => isLocalDomain(this.resolve, d),
     };
@@ -303,11 +305,11 @@ export class SmtpdPolicy {
       case 'reject_known_sender_login_mismatch': return senderLoginMismatch('known', this.login);
       case 'reject_unauthenticated_sender_login_mismatch': return senderLoginMismatch('unauthenticated', this.login);
       case 'reject_sender_login_mismatch': return senderLoginMismatch('both', this.login);
-      case 'permit_auth_destination': return (r) => (r.recipient !== null && this.authorizedDestination(r.recipient) ? PERMIT : DUNNO);
+      case 'permit_auth_destination': return this.destination((ok) => (ok ? PERMIT : DUNNO));
       case 'reject_unauth_destination':
-        return (r) => (r.recipient === null || this.authorizedDestination(r.recipient) ? DUNNO : { kind: 'reject', reply: { code: this.relayRejectCode, dsn: dsnClass(this.relayRejectCode, '5.7.1'), text: `<${r.recipient}>: Relay access denied` } });
+        return this.destination((ok, r) => (ok ? DUNNO : { kind: 'reject', reply: { code: this.relayRejectCode, dsn: dsnClass(this.relayRejectCode, '5.7.1'), text: `<${r.recipient}>: Relay access denied` } }));
       case 'defer_unauth_destination':
-        return (r) => (r.recipient === null || this.authorizedDestination(r.recipient) ? DUNNO : { kind: 'reject', reply: { code: 454, dsn: '4.7.1', text: `<${r.recipient}>: Relay access denied` } });
+        return this.destination((ok, r) => (ok ? DUNNO : { kind: 'reject', reply: { code: 454, dsn: '4.7.1', text: `<${r.recipient}>: Relay access denied` } }));
       case 'check_client_access': return access('client');
       case 'check_helo_access': return access('helo');
       case 'check_sender_access': return access('sender');
@@ -367,10 +369,27 @@ export class SmtpdPolicy {
    * the virtual domains, relay_domains — and carries no sender-specified routing
    * (user%other@us, "user@other"@us, other!user@us) unless allow_untrusted_routing = yes.
    */
-  authorizedDestination(recipient: string): boolean {
-    const c = classify(recipient, this.resolve);
+  async authorizedDestination(recipient: string): Promise<boolean> {
+    const c = await classify(recipient, this.resolve);
     if (c.routed && !this.allowUntrustedRouting) return false;
     return c.class !== 'default';
+  }
+
+  /**
+   * A restriction on authorizedDestination(); no recipient is DUNNO. A domain list whose table
+   * fails answers 451 4.3.0 Temporary lookup failure (Postfix's reject_dict_retry), never a
+   * relay decision.
+   */
+  private destination(decide: (authorized: boolean, r: PolicyRequest) => Action): Restriction {
+    return async (r) => {
+      if (r.recipient === null) return DUNNO;
+      try {
+        return decide(await this.authorizedDestination(r.recipient), r);
+      } catch (e) {
+        if (!(e instanceof TableError)) throw e;
+        return { kind: 'error', reply: { code: 451, dsn: '4.3.0', text: `<${r.recipient}>: Temporary lookup failure` }, warning: e.message };
+      }
+    };
   }
 
   // ---- evaluation
@@ -417,17 +436,17 @@ export class SmtpdPolicy {
     try {
       for (const stage of stages) {
         const out = await this.runList(this.lists.get(stage) ?? [], r, stage, ev);
-        if (typeof out === 'object') return this.refuse(out, r);
+        if (typeof out === 'object') return this.refuse(out, r, `smtpd_${stage}_restrictions`);
       }
       if (after) {
         const out = await this.apply(await after(), r, 'recipient', ev, false);
-        if (typeof out === 'object') return this.refuse(out, r);
+        if (typeof out === 'object') return this.refuse(out, r, 'reject_unlisted_recipient');
       }
     } catch (e) {
       this.log.warn(`smtpd access policy: ${(e as Error).message}`);
-      return this.refuse({ code: 451, dsn: '4.3.5', text: 'Server configuration error' }, r);
+      return this.refuse({ code: 451, dsn: '4.3.5', text: 'Server configuration error' }, r, 'configuration_error');
     }
-    if (ev.deferIfPermit) return this.refuse(ev.deferIfPermit, r);
+    if (ev.deferIfPermit) return this.refuse(ev.deferIfPermit, r, 'defer_if_permit');
     return { ok: true, discard: ev.discard, prepend: ev.prepend };
   }
 
@@ -517,8 +536,10 @@ export class SmtpdPolicy {
     return cached;
   }
 
-  private refuse(reply: Reply, r: PolicyRequest): Verdict {
+  /** `reason` (the restriction list, or what else refused) labels the reject in the metrics. */
+  private refuse(reply: Reply, r: PolicyRequest, reason: string): Verdict {
     this.whatsup('reject', r, formatReply(reply));
+    metrics().smtpdRejects.inc({ code: String(reply.code), stage: r.where, reason });
     return { ok: false, code: reply.code, text: `${reply.dsn} ${reply.text}` };
   }
 

@@ -20,6 +20,7 @@
  * reached at connect time), Postactor logs Postfix's warning, does not announce AUTH, and an
  * AUTH gets "454 4.7.0 Temporary authentication failure: …": the session and the thread live on.
  */
+import { metrics } from '../../src/metrics/thread.js';
 import { join } from 'node:path';
 
 import { queueDirectory, type Config } from '../../src/config/index.js';
@@ -221,6 +222,8 @@ export class SmtpdSasl {
       release();
     };
     const failed = (reason: string, user: string | null, temp = false) => {
+      metrics().smtpdSaslFailures.inc();
+      metrics().smtpdSasl.inc({ method: method.toUpperCase(), result: temp ? 'tempfail' : 'failure' });
       log.warn(`${this.namaddr(conn.session)}: SASL ${method} authentication failed: ${reason}, sasl_username=${user ?? '(unavailable)'}`);
       if (temp) finish(454, `4.7.0 Temporary authentication failure: ${reason}`);
       else finish(535, `5.7.8 Error: authentication failed: ${reason}`);
@@ -264,6 +267,7 @@ export class SmtpdSasl {
       }
       // smtp-server keeps session.user until STARTTLS, which forgets it (RFC 3207), as Postfix does.
       (conn.session as { user?: SaslLogin }).user = { method, username: printable(step.user) };
+      metrics().smtpdSasl.inc({ method: method.toUpperCase(), result: 'success' });
       finish(235, '2.7.0 Authentication successful');
     } catch (err) {
       // Dovecot unreachable or gone: a temporary failure, never a dead thread.

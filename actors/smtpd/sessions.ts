@@ -94,13 +94,15 @@ export function localCounter(): SessionCounter {
 
 /**
  * Puts the session gate in front of the server's 'connection' handlers: a connection over the
- * limit is answered and closed before smtp-server sees it.
+ * limit is answered and closed before smtp-server sees it. Returns the gate itself, for
+ * connections handed to smtp-server another way (after postscreen, a PROXY header): false when
+ * the socket was refused.
  */
-export function gateSessions(server: net.Server, opts: { limit: number; counter: SessionCounter; service: string; endpoint: string; plaintext: boolean }): void {
+export function gateSessions(server: net.Server, opts: { limit: number; counter: SessionCounter; service: string; endpoint: string; plaintext: boolean }): (socket: net.Socket) => boolean {
   const handlers = server.listeners('connection') as ((socket: net.Socket) => void)[];
   server.removeAllListeners('connection');
   let warned = 0;
-  server.on('connection', (socket: net.Socket) => {
+  const admit = (socket: net.Socket): boolean => {
     if (!opts.counter.enterSession(opts.limit)) {
       const addr = socket.remoteAddress ?? '';
       log.info(`NOQUEUE: reject: CONNECT from [${addr}]:${socket.remotePort}: all server ports busy`);
@@ -112,12 +114,20 @@ export function gateSessions(server: net.Server, opts: { limit: number; counter:
       socket.on('error', () => { /* the client went away first */ });
       socket.pause();
       // A TLS-wrapper port cannot be answered in plain text: it is only closed.
-      if (!opts.plaintext) return void socket.destroy();
+      if (!opts.plaintext) {
+        socket.destroy();
+        return false;
+      }
       socket.write('421 4.3.2 All server ports are busy\r\n', () => socket.destroy());
       setTimeout(() => socket.destroy(), 2000).unref();
-      return;
+      return false;
     }
     socket.once('close', () => opts.counter.leaveSession());
+    return true;
+  };
+  server.on('connection', (socket: net.Socket) => {
+    if (!admit(socket)) return;
     for (const h of handlers) h.call(server, socket);
   });
+  return admit;
 }

@@ -34,7 +34,7 @@
 import type { Config } from '../../src/config/index.js';
 import { DomainList } from '../../src/address/domain.js';
 import { literalAddress, ownAddresses } from '../../src/address/interfaces.js';
-import { addressKeys, lookupAddress, lookupDomain, openTable, TableError, type InfoTable, type LookupTable } from '../../src/maps/index.js';
+import { addressKeys, settleLocalDomain, lookupAddress, lookupDomain, openTable, TableError, type InfoTable, type LookupTable } from '../../src/maps/index.js';
 import { stripSourceRoute, stripTrailingDot, unquotedAt } from './rewrite.js';
 import type { AddressClass, ResolveReply } from '../protocol.js';
 
@@ -119,16 +119,22 @@ function dequote(address: string): string {
   return at < 0 ? out : out + address.slice(at);
 }
 
-/** True when `domain` is one of ours: mydestination or a literal of our own addresses. */
-export function isLocalDomain(s: ResolveSettings, domain: string): boolean {
+/**
+ * True when `domain` is one of ours: mydestination or a literal of our own addresses.
+ * Asynchronous (mydestination may name a database table); a table error is thrown.
+ */
+export async function isLocalDomain(s: ResolveSettings, domain: string): Promise<boolean> {
   const lit = literalAddress(domain);
   if (lit !== null) return s.own.has(lit);
   if (domain.startsWith('[')) return false;
   return s.local.has(domain);
 }
 
-/** The address class of a recipient (synchronous: domain lists only, no tables). */
-export function classify(address: string, s: ResolveSettings): Classified {
+/**
+ * The address class of a recipient (domain lists only, no address tables). Asynchronous: a
+ * domain list may name a database table; its TableError is thrown (a temporary failure).
+ */
+export async function classify(address: string, s: ResolveSettings): Promise<Classified> {
   let a = stripSourceRoute(address.trim());
   if (s.dequote) a = dequote(a);
   let routed = false;
@@ -138,10 +144,10 @@ export function classify(address: string, s: ResolveSettings): Classified {
     const at = s.dequote ? a.lastIndexOf('@') : unquotedAt(a);
     const domain = at < 0 ? '' : a.slice(at + 1).toLowerCase();
     const local = at < 0 ? a : a.slice(0, at);
-    if (at >= 0 && !isLocalDomain(s, domain)) {
-      const cls: AddressClass = s.virtualAlias.has(domain) ? 'virtual-alias'
-        : s.virtualMailbox.has(domain) ? 'virtual-mailbox'
-        : s.relay.has(domain) ? 'relay' : 'default';
+    if (at >= 0 && !(await isLocalDomain(s, domain))) {
+      const cls: AddressClass = (await s.virtualAlias.has(domain)) ? 'virtual-alias'
+        : (await s.virtualMailbox.has(domain)) ? 'virtual-mailbox'
+        : (await s.relay.has(domain)) ? 'relay' : 'default';
       if (cls === 'relay' || cls === 'default') routed ||= /[@%!]/.test(s.dequote ? local : local.replace(/"[^"]*"/g, ''));
       return { class: cls, recipient: a, domain, routed: routed && (cls === 'relay' || cls === 'default') };
     }
@@ -214,7 +220,7 @@ async function firstAddress(tables: LookupTable[], address: string, s: ResolveSe
  * key; pattern tables (regexp, pcre, cidr) are asked the full address only.
  */
 async function mailAddrFind(tables: InfoTable[], address: string, s: ResolveSettings): Promise<string | null> {
-  const opts = { recipientDelimiter: s.recipientDelimiter, localDomain: (d: string) => isLocalDomain(s, d) };
+  const opts = await settleLocalDomain(address, { recipientDelimiter: s.recipientDelimiter, localDomain: (d: string) => isLocalDomain(s, d) });
   // The same keys, lower-cased for tables that fold case (postmap's default) and as written for -f ones.
   const folded = addressKeys(address.toLowerCase(), opts);
   const asIs = addressKeys(address, opts);
@@ -288,7 +294,14 @@ async function senderRoute(cls: AddressClass, sender: string, s: ResolveSettings
  * relocated_maps and transport_maps. `sender` is the envelope sender, '' for the null sender.
  */
 export async function resolveAddress(address: string, s: ResolveSettings, tables: TableSet, sender = ''): Promise<ResolveReply> {
-  const c = classify(address, s);
+  let c: Classified;
+  try {
+    c = await classify(address, s);
+  } catch (e) {
+    if (!(e instanceof TableError)) throw e;
+    // A domain list's table failed: the class is unknown, so the address is a temporary failure.
+    return { class: 'default', transport: 'error', nexthop: '', recipient: address, flags: { ...errorFlags('4.3.0', 'Temporary lookup failure'), warning: e.message } };
+  }
   const recipient = c.domain === '' ? `${c.recipient}@${s.myhostname}` : c.recipient;
   const domain = c.domain || s.myhostname;
   const warnings: string[] = [];

@@ -18,7 +18,7 @@ export class VirtualMap {
     /** The parameter name: Postfix's warnings name the map by it ("virtual_uid_maps"). */
     readonly title: string,
     private readonly config: Config,
-    private readonly opts: { recipientDelimiter: string; localDomain: (d: string) => boolean },
+    private readonly opts: { recipientDelimiter: string; localDomain: (d: string) => boolean | Promise<boolean> },
   ) {}
 
   /** Opens the tables on first use; one that cannot be opened is tried again next time. */

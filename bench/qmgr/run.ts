@@ -29,6 +29,8 @@
  * Every wait is bounded by --time-limit (per phase); figures of a phase that ran out of time
  * are reported as incomplete, never as a success.
  */
+import { Timeline, type Sample } from '../chart/timeline.js';
+import { percentileCurve, rate, renderSvg, type Series } from '../chart/svg.js';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -92,10 +94,21 @@ const BASE_MAIN_CF = ['smtp_connect_timeout = 2s'];
 
 let userSettings: string[] = [];
 
+/** Each instance's timeline and delivery delays, for the chart written next to the JSON. */
+interface Charted { label: string; samples: Sample[]; delays: number[] }
+const charted: Charted[] = [];
+
+/** delay= of every status=sent line (seconds from arrival to delivery). */
+function sentDelays(maillog: string): number[] {
+  return [...maillog.matchAll(/, delay=([\d.]+), .*status=sent /g)].map((m) => Number(m[1])).sort((a, b) => a - b);
+}
+
 export async function startInstance(o: InstanceOptions): Promise<Instance> {
   const table = path.join(o.tableDir, 'transport');
   writeFileSync(table, o.farm.transportTable());
-  const lines = [...BASE_MAIN_CF, `transport_maps = texthash:${table}`, ...(o.extra ?? []), ...userSettings];
+  // metrics_listen: the chart samples each destination's deliveries in progress.
+  const metricsPort = await freePort();
+  const lines = [...BASE_MAIN_CF, `transport_maps = texthash:${table}`, `metrics_listen = 127.0.0.1:${metricsPort}`, ...(o.extra ?? []), ...userSettings];
   const t0 = Date.now();
   const h = await startPostactor({
     sinkPort: await freePort(), // relayhost: nobody listens; mail for no dNNN.test domain is deferred
@@ -105,10 +118,16 @@ export async function startInstance(o: InstanceOptions): Promise<Instance> {
     readyTimeoutMs: 120_000,
   });
   const startMs = Date.now() - t0;
+  const maillog = () => { try { return readFileSync(path.join(h.dir, 'maillog'), 'utf8'); } catch { return ''; } };
+  const delivered0 = o.farm.totalRecipients();
+  const timeline = new Timeline(() => ({ delivered: o.farm.totalRecipients() - delivered0 }), `http://127.0.0.1:${metricsPort}/metrics`, 500);
+  const label = `instance ${charted.length + 1}`;
   return {
-    port: h.port, pid: h.pid, dir: h.dir, startMs,
-    maillog: () => { try { return readFileSync(path.join(h.dir, 'maillog'), 'utf8'); } catch { return ''; } },
-    stop: () => h.stop(),
+    port: h.port, pid: h.pid, dir: h.dir, startMs, maillog,
+    stop: () => {
+      charted.push({ label, samples: timeline.stop(), delays: sentDelays(maillog()) });
+      return h.stop();
+    },
   };
 }
 
@@ -494,6 +513,30 @@ async function backlog(ctx: Ctx): Promise<Record<string, unknown>> {
   }
 }
 
+/**
+ * The chart: deliveries per second over time for each instance the scenario started, the
+ * delivery delay distribution (maillog delay= of status=sent), and the deliveries in progress of
+ * the busiest destinations (at most 8, by peak).
+ */
+function qmgrChart(title: string): string {
+  const peaks = new Map<string, number>();
+  for (const c of charted) for (const s of c.samples) for (const [d, n] of Object.entries(s.concurrency ?? {})) {
+    const key = `${c.label}\u0000${d}`;
+    peaks.set(key, Math.max(peaks.get(key) ?? 0, n));
+  }
+  const busiest = [...peaks.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k]) => k);
+  const concurrency: Series[] = busiest.map((key) => {
+    const [label, dest] = key.split('\u0000') as [string, string];
+    const c = charted.find((x) => x.label === label)!;
+    return { name: `${label.replace('instance ', '#')} ${dest.replace(/^[^:]*:/, '')}`.slice(0, 28), points: c.samples.filter((s) => s.concurrency).map((s) => [s.t, s.concurrency![dest] ?? 0]) };
+  });
+  return renderSvg(title, [
+    { title: 'throughput over time', xLabel: 'seconds', yLabel: 'delivered / s', series: charted.map((c) => ({ name: c.label, points: rate(c.samples.map((s) => [s.t, s.delivered])) })) },
+    { title: 'delivery delay distribution (status=sent)', xLabel: 'percentile', yLabel: 'seconds', series: charted.map((c) => ({ name: c.label, points: percentileCurve(c.delays) })) },
+    { title: 'per-destination concurrency (busiest)', xLabel: 'seconds', yLabel: 'deliveries in progress', series: concurrency, steps: true },
+  ]);
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -531,7 +574,9 @@ async function main(): Promise<void> {
     const file = values.json ?? path.join(REPO_ROOT, 'bench/results', `qmgr-${scenario}-${scale}.json`);
     mkdirSync(path.dirname(file), { recursive: true });
     writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
-    console.log(`(${sec(Date.now() - t0)} s; JSON: ${file})`);
+    const svg = file.replace(/(\.json)?$/, '.svg');
+    writeFileSync(svg, qmgrChart(`qmgr ${scenario} (${scale}); load ${loadavg()[0]!.toFixed(1)}`));
+    console.log(`(${sec(Date.now() - t0)} s; JSON: ${file}; chart: ${svg})`);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

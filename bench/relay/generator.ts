@@ -82,6 +82,8 @@ export interface LatencySummary {
   p90: number;
   p99: number;
   max: number;
+  /** The distribution for the chart: [percentile, ms] from 0 (min) to 100 (max). */
+  distribution: [number, number][];
 }
 
 export interface GeneratorResult {
@@ -112,7 +114,7 @@ export function nowAbs(): number {
 
 export function summarize(h: RecordableHistogram): LatencySummary {
   const us = (v: number): number => Math.round(v) / 1000;
-  if (h.count === 0) return { count: 0, min: 0, mean: 0, p50: 0, p90: 0, p99: 0, max: 0 };
+  if (h.count === 0) return { count: 0, min: 0, mean: 0, p50: 0, p90: 0, p99: 0, max: 0, distribution: [] };
   return {
     count: h.count,
     min: us(h.min),
@@ -121,6 +123,7 @@ export function summarize(h: RecordableHistogram): LatencySummary {
     p90: us(h.percentile(90)),
     p99: us(h.percentile(99)),
     max: us(h.max),
+    distribution: [0, 10, 25, 50, 75, 90, 95, 99, 99.9, 100].map((p): [number, number] => [p, us(p === 0 ? h.min : p === 100 ? h.max : h.percentile(p))]),
   };
 }
 

@@ -14,6 +14,7 @@ import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, write
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort, REPO_ROOT, Tail, waitFor220, type MtaHandle } from './mta.js';
+import { QueueStore } from '../../src/queue/store.js';
 
 export interface PostactorOptions {
   sinkPort: number;
@@ -35,6 +36,12 @@ export interface PostactorOptions {
   prepare?: (dir: string) => Promise<void> | void;
   /** Reuse this instance directory (a restart on the same queue); its config is rewritten. */
   dir?: string;
+  /**
+   * postscreen in front of smtpd (Debian's master.cf shape), with no permanent allowlist, so
+   * every connection is screened; the generator's address starts in the cache (PASS OLD), as
+   * a returning sender's would: the per-connection cost of the screen, not the greet wait.
+   */
+  postscreen?: boolean;
 }
 
 export const POSTACTOR_ENTRY = path.join(REPO_ROOT, 'dist/bin/postactor.js');
@@ -54,10 +61,12 @@ export function postactorMainCf(dir: string, sinkPort: number, maillog: boolean)
   ].join('\n');
 }
 
-export function postactorMasterCf(port: number, o: Pick<PostactorOptions, 'smtpdThreads' | 'cleanupThreads' | 'smtpThreads'>): string {
+export function postactorMasterCf(port: number, o: Pick<PostactorOptions, 'smtpdThreads' | 'cleanupThreads' | 'smtpThreads' | 'postscreen'>): string {
   return [
     '# service type  private unpriv  chroot  wakeup  maxproc command',
-    `127.0.0.1:${port} inet n - n - ${o.smtpdThreads} smtpd`,
+    ...(o.postscreen
+      ? [`127.0.0.1:${port} inet n - n - 1 postscreen`, `smtpd pass - - n - ${o.smtpdThreads} smtpd`]
+      : [`127.0.0.1:${port} inet n - n - ${o.smtpdThreads} smtpd`]),
     `cleanup unix n - n - ${o.cleanupThreads} cleanup`,
     'qmgr unix n - n 300 1 qmgr',
     `smtp unix - - n - ${o.smtpThreads} smtp`,
@@ -76,8 +85,16 @@ export async function startPostactor(o: PostactorOptions): Promise<MtaHandle & {
   const dir = o.dir ?? mkdtempSync(path.join(tmpdir(), 'postactor-bench-'));
   // POSTACTOR_BENCH_MAIN_CF=FILE: lines appended to main.cf (e.g. tables loaded for a comparison).
   const extra = process.env.POSTACTOR_BENCH_MAIN_CF ? readFileSync(process.env.POSTACTOR_BENCH_MAIN_CF, 'utf8') : '';
-  writeFileSync(path.join(dir, 'main.cf'), postactorMainCf(dir, o.sinkPort, o.maillog ?? true) + extra + (o.extraMainCf ?? ''));
+  writeFileSync(path.join(dir, 'main.cf'), postactorMainCf(dir, o.sinkPort, o.maillog ?? true) + extra + (o.extraMainCf ?? '')
+    + (o.postscreen ? 'postscreen_access_list =\n' : ''));
   writeFileSync(path.join(dir, 'master.cf'), postactorMasterCf(port, o));
+  if (o.postscreen) {
+    // The generator's address has passed every enabled test recently (a cache entry for a day).
+    const store = QueueStore.open(path.join(dir, 'spool'));
+    const until = Math.floor(Date.now() / 1000) + 86400;
+    await store.putPostscreenEntry('127.0.0.1', `${until};1;1;1;1`);
+    await store.close();
+  }
   if (o.prepare) await o.prepare(dir);
 
   const log = createWriteStream(path.join(dir, 'postactor.log'), { flags: 'a' });

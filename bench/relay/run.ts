@@ -12,7 +12,8 @@
  *   npm run bench:relay -- --runs 3                  # the same, through package.json
  *
  * Options (defaults in brackets; the defaults are the issue's workload, smtp-source-like):
- *   --mta postactor,postfix   MTAs to measure, in this order within each run [both]
+ *   --mta postactor,postfix   MTAs to measure, in this order within each run [both]; "postscreen"
+ *                             is Postactor with postscreen in front of smtpd (a cached client)
  *   --sessions N              concurrent client connections [20]
  *   --messages N              messages per run [10000]
  *   --size BYTES              body size [1024]
@@ -35,6 +36,8 @@
  *   --tls                     STARTTLS on both legs (generator → MTA → sink), both MTAs at
  *                             smtpd/smtp_tls_security_level = may with one openssl certificate
  *   --tls-resume              --tls, and the generator resumes its last TLS session each time
+ *   --milter opendkim         both MTAs sign every message through one OpenDKIM (Debian's) started
+ *                             for the whole benchmark: smtpd_milters = inet:127.0.0.1:PORT
  *   --json FILE               where to write the results [bench/results/relay-<timestamp>.json]
  *
  * Figures: accepted/s = accepted messages ÷ (first connect → last 250 after DATA);
@@ -42,18 +45,21 @@
  * latency = per message, connect → 250 after DATA (p50/p99, ms); cpu ms/msg = the MTA's CPU time
  * (all threads or processes, from /proc) over the run ÷ delivered messages.
  */
+import { Timeline, type Sample } from '../chart/timeline.js';
+import { relayChart } from './chart.js';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { LoadGenerator, nowAbs, parseHostPort, type GeneratorResult } from './generator.js';
-import { REPO_ROOT, type MtaHandle } from './mta.js';
+import { freePort, REPO_ROOT, type MtaHandle } from './mta.js';
 import { startPostactor } from './postactor.js';
 import { PostfixNotInstalled, postfixVersion, startPostfix } from './postfix.js';
 import { SinkThread, type SinkSnapshot } from './sink.js';
 import { benchCertificate, tlsMainCf, type BenchTls } from './tls.js';
 import { mtaCpuSeconds } from './cpu.js';
+import { startOpenDkim } from './milter.js';
 
 interface Config {
   mtas: string[];
@@ -79,9 +85,12 @@ interface Config {
   tls: BenchTls | null;
   /** --tls-resume: the generator resumes TLS sessions (tickets) instead of full handshakes. */
   tlsResume: boolean;
+  /** --milter opendkim: main.cf lines that put the shared OpenDKIM in front (set once it runs). */
+  milter: 'opendkim' | null;
+  milterMainCf: string;
 }
 
-interface RunRecord {
+export interface RunRecord {
   mta: string;
   run: number;
   version: string;
@@ -101,6 +110,8 @@ interface RunRecord {
   tlsResumed: number | null;
   /** Every accepted message reached the sink. */
   complete: boolean;
+  /** Accepted and delivered over time (and Postactor's per-destination concurrency), for the chart (./chart.ts). */
+  timeline: Sample[];
   timedOut: boolean;
   interrupted: boolean;
 }
@@ -129,6 +140,7 @@ function parseConfig(argv: string[]): Config {
       keep: { type: 'boolean', default: false },
       tls: { type: 'boolean', default: false },
       'tls-resume': { type: 'boolean', default: false },
+      milter: { type: 'string' },
       json: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -137,7 +149,7 @@ function parseConfig(argv: string[]): Config {
   if (values.help) {
     console.log('usage: node dist/bench/relay/run.js [--mta postactor,postfix] [--sessions 20] [--messages 10000] [--size 1024]\n' +
       '  [--recipients 1] [--unique] [--reuse] [--runs 3] [--timeout 300] [--target host:port|sink] [--sink-port N]\n' +
-      '  [--smtpd-threads 2] [--cleanup-threads 0] [--smtp-threads 2] [--postactor-entry FILE] [--keep] [--tls] [--json out.json]\n' +
+      '  [--smtpd-threads 2] [--cleanup-threads 0] [--smtp-threads 2] [--postactor-entry FILE] [--keep] [--tls] [--milter opendkim] [--json out.json]\n' +
       'See the header of bench/relay/run.ts and bench/README.md.');
     process.exit(0);
   }
@@ -148,7 +160,7 @@ function parseConfig(argv: string[]): Config {
   };
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const mtas = values.mta.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const m of mtas) if (m !== 'postactor' && m !== 'postfix') throw new Error(`--mta: unknown MTA ${m}`);
+  for (const m of mtas) if (m !== 'postactor' && m !== 'postfix' && m !== 'postscreen') throw new Error(`--mta: unknown MTA ${m}`);
   return {
     mtas,
     sessions: int('sessions', values.sessions, 1),
@@ -171,6 +183,8 @@ function parseConfig(argv: string[]): Config {
     json: values.json ?? path.join(REPO_ROOT, 'bench/results', `relay-${stamp}.json`),
     tls: values.tls || values['tls-resume'] ? benchCertificate() : null,
     tlsResume: values['tls-resume'],
+    milter: values.milter === undefined ? null : values.milter === 'opendkim' ? 'opendkim' : (() => { throw new Error(`--milter: only "opendkim" is known: ${values.milter}`); })(),
+    milterMainCf: '',
   };
 }
 
@@ -207,19 +221,30 @@ function progressDone(finalText?: string): void {
   lastProgressLine = 0;
 }
 
+/** The Postactor under test's /metrics page (its metrics_listen), sampled for the chart. */
+let metricsUrl: string | null = null;
+/** The main.cf lines both MTAs get: TLS (--tls) and the milter (--milter). */
+function extraMainCf(cfg: Config): string {
+  return (cfg.tls ? tlsMainCf(cfg.tls) : '') + cfg.milterMainCf;
+}
+
 async function startMta(name: string, cfg: Config, sinkPort: number): Promise<MtaHandle> {
-  if (name === 'postactor') {
+  metricsUrl = null;
+  if (name === 'postactor' || name === 'postscreen') {
+    const metricsPort = await freePort();
+    metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     return startPostactor({
+      ...(name === 'postscreen' ? { postscreen: true } : {}),
       sinkPort,
       smtpdThreads: cfg.smtpdThreads,
       cleanupThreads: cfg.cleanupThreads,
       smtpThreads: cfg.smtpThreads,
       keep: cfg.keep,
       ...(cfg.postactorEntry ? { entry: cfg.postactorEntry } : {}),
-      ...(cfg.tls ? { extraMainCf: tlsMainCf(cfg.tls) } : {}),
+      extraMainCf: `${extraMainCf(cfg)}\nmetrics_listen = 127.0.0.1:${metricsPort}\n`,
     });
   }
-  if (name === 'postfix') return startPostfix({ sinkPort, keep: cfg.keep, ...(cfg.tls ? { extraMainCf: tlsMainCf(cfg.tls) } : {}) });
+  if (name === 'postfix') return startPostfix({ sinkPort, keep: cfg.keep, extraMainCf: extraMainCf(cfg) });
   if (name === 'sink') {
     return { name: 'sink', host: '127.0.0.1', port: sinkPort, dir: '', version: 'SmtpSink (no MTA)', stop: async () => {} };
   }
@@ -231,16 +256,17 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
   const rec: RunRecord = {
     mta: mtaName, run: runNo, version: '', startedAt: new Date().toISOString(), loadavg: os.loadavg(),
     error: null, generator: null, sink: null, delivered: null, endToEndMs: null, deliveredPerSec: null, cpuMsPerMessage: null, tlsResumed: null,
-    complete: false, timedOut: false, interrupted: false,
+    complete: false, timedOut: false, interrupted: false, timeline: [],
   };
   const deadline = Date.now() + cfg.timeoutMs;
   let sink: SinkThread | null = null;
   let mta: MtaHandle | null = null;
   let ticker: NodeJS.Timeout | undefined;
+  let timeline: Timeline | undefined;
   const label = `[${mtaName} ${runNo}/${cfg.runs}]`;
   const wanted = (accepted: number): number => accepted * cfg.recipients;
   try {
-    if (withSink) sink = await SinkThread.start(cfg.sinkPort, cfg.tls ?? undefined);
+    if (withSink) sink = await SinkThread.start(cfg.sinkPort, cfg.tls ?? undefined, cfg.milter !== null);
     mta = await startMta(mtaName, cfg, sink?.port ?? cfg.sinkPort);
     currentMta = mta;
     rec.version = mta.version;
@@ -269,6 +295,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
         (s ? ` delivered ${dlv} (${(dlv / secs || 0).toFixed(0)}/s)` : '');
     };
     ticker = setInterval(() => progress(line('sending')), 500);
+    timeline = new Timeline(() => ({ accepted: g.accepted, delivered: sink ? Math.floor(sink.snapshot().recipients / cfg.recipients) : g.accepted }), metricsUrl, 500);
     let r: GeneratorResult;
     try {
       r = await g.run();
@@ -293,6 +320,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
     }
     clearInterval(ticker);
     ticker = undefined;
+    rec.timeline = timeline.stop();
     rec.interrupted = interrupted;
     progressDone(line(interrupted ? 'interrupted' : rec.timedOut ? 'timed out' : 'done'));
     const cpu1 = mtaCpuSeconds(mta);
@@ -314,6 +342,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
     console.error(`${label} failed: ${rec.error}`);
   } finally {
     clearInterval(ticker);
+    timeline?.stop();
     currentMta = null;
     if (mta) await mta.stop().catch((e: Error) => console.error(`${label} stopping ${mtaName}: ${e.message}`));
     if (sink) await sink.close().catch(() => null);
@@ -370,7 +399,7 @@ function printTable(mta: string, recs: RunRecord[], sum: Summary, cfg: Config): 
     const note = r.error
       ? `error: ${r.error.split('\n')[0]!.slice(0, 60)}`
       : r.interrupted ? 'interrupted' : !r.complete ? (r.timedOut ? 'timed out' : 'incomplete')
-      : r.tlsResumed !== null ? `TLS, ${r.tlsResumed} resumed` : '';
+      : r.tlsResumed !== null ? `TLS, ${r.tlsResumed} resumed` : cfg.milter && r.sink ? `${r.sink.signed} signed` : '';
     return [
       String(r.run),
       g ? String(g.accepted) : '-',
@@ -430,6 +459,12 @@ async function main(): Promise<void> {
   console.log(`relay benchmark: ${mtas.join(' vs ')}; ${cfg.runs} run(s) each, alternating; ` +
     `${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; node ${process.version}`);
 
+  // --milter opendkim: one OpenDKIM for every run of both MTAs (the generator's From: domain).
+  const dkim = cfg.milter === 'opendkim' ? await startOpenDkim('example.com') : null;
+  if (dkim) {
+    cfg.milterMainCf = `smtpd_milters = inet:127.0.0.1:${dkim.port}\nmilter_default_action = tempfail\n`;
+    process.on('exit', () => dkim.stop());
+  }
   const records: RunRecord[] = [];
   outer: for (let run = 1; run <= cfg.runs; run++) {
     for (const mta of [...mtas]) {
@@ -463,9 +498,10 @@ async function main(): Promise<void> {
       cpuMsPerMessage: div(pa.cpuMsPerMessage, pf.cpuMsPerMessage),
     };
     console.log(`\nPostactor/Postfix (medians): accepted/s ×${fmt(ratio.acceptedPerSec, 2)}, delivered/s ×${fmt(ratio.deliveredPerSec, 2)}, ` +
-      `CPU per message ×${fmt(ratio.cpuMsPerMessage, 2)}${cfg.tls ? ' (TLS on both legs)' : ''}`);
+      `CPU per message ×${fmt(ratio.cpuMsPerMessage, 2)}${cfg.tls ? ' (TLS on both legs)' : ''}${cfg.milter ? ` (every message through ${cfg.milter})` : ''}`);
   }
 
+  dkim?.stop();
   const out = {
     benchmark: 'relay',
     startedAt: records[0]?.startedAt ?? new Date().toISOString(),
@@ -480,7 +516,9 @@ async function main(): Promise<void> {
   };
   mkdirSync(path.dirname(cfg.json), { recursive: true });
   writeFileSync(cfg.json, `${JSON.stringify(out, null, 2)}\n`);
-  console.log(`\nresults: ${cfg.json}`);
+  const svg = cfg.json.replace(/(\.json)?$/, '.svg');
+  writeFileSync(svg, relayChart(records, cfg));
+  console.log(`\nresults: ${cfg.json}\nchart: ${svg}`);
 }
 
 main().then(

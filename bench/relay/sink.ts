@@ -21,14 +21,18 @@ export const SLOT = {
   lastMessageAt: 5,
   firstMessageAt: 6,
   firstConnectAt: 7,
+  /** Messages carrying a DKIM-Signature header (counted only with countSigned: --milter). */
+  signed: 8,
 } as const;
-const SLOTS = 8;
+const SLOTS = 9;
 
 export interface SinkThreadData {
   port: number;
   shared: SharedArrayBuffer;
   /** Offer STARTTLS with this key and certificate (bench --tls). */
   tls?: { key: string; cert: string };
+  /** Count the messages that carry a DKIM-Signature (bench --milter opendkim). */
+  countSigned?: boolean;
 }
 
 export interface SinkSnapshot {
@@ -41,6 +45,7 @@ export interface SinkSnapshot {
   lastMessageAt: number;
   firstMessageAt: number;
   firstConnectAt: number;
+  signed: number;
 }
 
 export class SinkThread {
@@ -51,9 +56,9 @@ export class SinkThread {
   ) {}
 
   /** Start a sink on 127.0.0.1:port (0 = any free port). */
-  static async start(port = 0, tls?: { key: string; cert: string }): Promise<SinkThread> {
+  static async start(port = 0, tls?: { key: string; cert: string }, countSigned = false): Promise<SinkThread> {
     const shared = new SharedArrayBuffer(SLOTS * 8);
-    const data: SinkThreadData = { port, shared, ...(tls ? { tls } : {}) };
+    const data: SinkThreadData = { port, shared, ...(tls ? { tls } : {}), ...(countSigned ? { countSigned } : {}) };
     const worker = new Worker(new URL('./sink-thread.js', import.meta.url), { workerData: data });
     const listening = await new Promise<number>((resolve, reject) => {
       const onError = (err: Error) => reject(new Error(`sink thread failed to start: ${err.message}`));
@@ -82,6 +87,7 @@ export class SinkThread {
       lastMessageAt: n(SLOT.lastMessageAt) / 1000,
       firstMessageAt: n(SLOT.firstMessageAt) / 1000,
       firstConnectAt: n(SLOT.firstConnectAt) / 1000,
+      signed: n(SLOT.signed),
     };
   }
 

@@ -72,7 +72,12 @@ export class DomainList {
     return out;
   }
 
-  has(domain: string): boolean {
+  /**
+   * Whether the domain is listed. Asynchronous because a table entry may be a database
+   * (pgsql:, mysql:, proxy: …); a table that fails throws its TableError — callers answer a
+   * temporary failure (451 4.3.0, a deferral), never "not listed".
+   */
+  async has(domain: string): Promise<boolean> {
     const d = domain.toLowerCase().replace(/\.$/, '');
     if (this.exact.has(d)) return true;
     for (const p of this.parents) if (d.endsWith(p)) return true;
@@ -87,9 +92,7 @@ export class DomainList {
     }
     for (const table of this.tables) {
       for (const key of keys) {
-        const r = table.lookup(key);
-        if (r instanceof Promise) throw new Error(`${table.spec}: asynchronous table in a domain list`);
-        if (r.found) return true;
+        if ((await table.lookup(key)).found) return true;
       }
     }
     return false;

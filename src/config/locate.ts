@@ -17,9 +17,13 @@
 // sendmail writes the maildrop with the caller's own permissions), so the rule applies only if
 // a command is ever run set-id; it is mirrored for that case.
 
-import fs from 'node:fs';
 import path from 'node:path';
 import { configError } from './errors.js';
+
+// Not `import … from 'node:fs'`: an ES module import of node:fs builds its namespace, which loads
+// fs/promises and the streams (some 30 internal modules, milliseconds at every start of sendmail
+// and mailq, which import this file). getBuiltinModule returns the already loaded module.
+const fs = process.getBuiltinModule('node:fs');
 
 /** Postactor's default configuration directory (Postfix: /etc/postfix); config_directory's default. */
 export const SYSTEM_CONFIG_DIRECTORY = '/etc/postactor';

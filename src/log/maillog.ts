@@ -4,10 +4,24 @@
  * Every thread has its own writer. Lines of one event turn are joined and written with one
  * write(2) on an O_APPEND descriptor, so lines from several threads interleave whole (each write
  * is atomic for a regular file and, below PIPE_BUF, for a pipe). `maillog_file` empty means
- * standard output, as Postfix's postlogd does under `postfix start-fg`.
+ * standard output in the foreground (`postactor start-fg`), and syslog when master runs in the
+ * background (`postactor start`), as Postfix logs to syslog: master starts the relay
+ * (./syslog.ts) and hands its descriptor and syslog_facility to every thread in workerData;
+ * each record then goes as "<PRI>Mmm dd hh:mm:ss tag[pid]: text", without the host name,
+ * which the syslog daemon adds.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { isMainThread, workerData } from 'node:worker_threads';
+import { SEVERITY } from './syslog.js';
+
+/** syslog: the relay's descriptor and the facility; null: plain lines to fd. */
+export interface SyslogTarget { fd: number; facility: number }
+let syslog: SyslogTarget | null = null;
+/** PIPE_BUF on Linux: a write of at most this many bytes to the relay's FIFO is never split. */
+const PIPE_BUF = 4096;
+/** Postfix's MSG_SYSLOG_RECLEN: the longest text of one syslog record. */
+const RECLEN = 2000;
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
@@ -21,11 +35,18 @@ let stampSecond = -1;
 let stamp = '';
 
 /** Directs this thread's log lines to `file` ('' = standard output). */
-export function configureMaillog(options: { file: string; hostname?: string; syslogName?: string }): void {
+export function configureMaillog(options: { file: string; hostname?: string; syslogName?: string; syslog?: SyslogTarget }): void {
   if (ownFd) closeSync(fd);
+  // A thread of a master that logs to syslog finds the relay in its workerData.
+  const target = options.syslog ?? (isMainThread ? undefined : (workerData as { syslog?: SyslogTarget } | null)?.syslog);
+  syslog = null;
   if (options.file) {
     fd = openSync(options.file, 'a', 0o640);
     ownFd = true;
+  } else if (target) {
+    syslog = target;
+    fd = target.fd;
+    ownFd = false;
   } else {
     fd = 1;
     ownFd = false;
@@ -49,10 +70,20 @@ function timestamp(): string {
 function flush(): void {
   scheduled = false;
   if (pending.length === 0) return;
-  const text = pending.join('');
+  const lines = pending;
   pending = [];
   try {
-    writeSync(fd, text);
+    if (!syslog) return void writeSync(fd, lines.join(''));
+    // Whole records per write, each write at most PIPE_BUF bytes.
+    let chunk = '';
+    for (const line of lines) {
+      if (chunk && Buffer.byteLength(chunk) + Buffer.byteLength(line) > PIPE_BUF) {
+        writeSync(fd, chunk);
+        chunk = '';
+      }
+      chunk += line;
+    }
+    if (chunk) writeSync(fd, chunk);
   } catch {
     // A closed standard output must not take the server down; the line is lost, not the mail.
   }
@@ -92,19 +123,27 @@ export function printable(text: string): string {
 }
 
 function logger(tagOf: () => string): Logger {
-  const write = (text: string) => {
-    pending.push(`${timestamp()} ${host} ${tagOf()}[${process.pid}]: ${printable(text)}\n`);
+  const write = (raw: string, level: keyof typeof SEVERITY = 'info') => {
+    const text = printable(raw);
+    if (syslog) {
+      // One record a line: a newline inside the text would split it (syslog(3) sends it whole).
+      const record = text.replace(/\n/g, ' ');
+      const cut = Buffer.byteLength(record) > RECLEN ? Buffer.from(record).subarray(0, RECLEN).toString() : record;
+      pending.push(`<${syslog.facility * 8 + SEVERITY[level]}>${timestamp()} ${tagOf()}[${process.pid}]: ${cut}\n`);
+    } else {
+      pending.push(`${timestamp()} ${host} ${tagOf()}[${process.pid}]: ${text}\n`);
+    }
     if (!scheduled) {
       scheduled = true;
       setImmediate(flush);
     }
   };
   return {
-    info: write,
-    warn: (text) => write(`warning: ${text}`),
-    error: (text) => write(`error: ${text}`),
+    info: (text) => write(text),
+    warn: (text) => write(`warning: ${text}`, 'warning'),
+    error: (text) => write(`error: ${text}`, 'error'),
     fatal: (text) => {
-      write(`fatal: ${text}`);
+      write(`fatal: ${text}`, 'fatal');
       flush();
     },
   };

@@ -127,6 +127,40 @@ export async function readMessage(input: Readable, opts: ReadOptions): Promise<R
   return { parts: c.parts, size: c.size, end };
 }
 
+/**
+ * Reads a message from a file descriptor (sendmail: 0) with blocking reads, stopping at EOF or
+ * the "." line: no stream is built, which for a short-lived command costs more than the read.
+ * A descriptor that is non-blocking (EAGAIN) is read on from `stream()` instead.
+ */
+export async function readMessageFd(fd: number, opts: ReadOptions, stream: () => Readable): Promise<ReadMessage> {
+  const { readSync } = process.getBuiltinModule('node:fs'); // not an ES import: see src/config/locate.ts
+  const c = new MessageCollector(opts);
+  const buf = Buffer.allocUnsafe(65536);
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(fd, buf, 0, buf.length, null);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN') break;
+      if (code === 'EINTR') continue;
+      throw err;
+    }
+    if (n === 0) {
+      c.finish();
+      return { parts: c.parts, size: c.size, end: 'eof' };
+    }
+    c.feed(Buffer.from(buf.subarray(0, n)));
+    if (c.done) return { parts: c.parts, size: c.size, end: 'dot' };
+  }
+  for await (const chunk of stream()) {
+    c.feed(chunk as Buffer);
+    if (c.done) return { parts: c.parts, size: c.size, end: 'dot' };
+  }
+  c.finish();
+  return { parts: c.parts, size: c.size, end: 'eof' };
+}
+
 /** The primary header section of an LF message, unfolded: [name, value] pairs. */
 export function primaryHeaders(message: Buffer): [string, string][] {
   const out: [string, string][] = [];

@@ -18,10 +18,14 @@
  * two submitters ever picked the same name), then the directory is fsynced: a file under a
  * final name is always complete, or absent.
  */
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, statSync, chmodSync, unlinkSync, writeSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { newQueueId } from '../queue/qid.js';
 import { encodeMaildropHead, type MaildropEnvelope } from './format.js';
+
+// Not `import … from 'node:fs'`: an ES module import of node:fs builds its namespace, which loads
+// fs/promises and the streams (some 30 internal modules, milliseconds at every start of sendmail
+// and mailq, which import this file). getBuiltinModule returns the already loaded module.
+const { closeSync, fsyncSync, linkSync, mkdirSync, openSync, statSync, chmodSync, unlinkSync, writeSync, constants } = process.getBuiltinModule('node:fs');
 
 export const MAILDROP_MODE = 0o1733;
 export const MAILDROP_FILE_MODE = 0o600;
@@ -71,7 +75,9 @@ export function writeSubmission(dir: string, envelope: Omit<MaildropEnvelope, 's
     fsyncSync(fd);
     closeSync(fd);
     for (let attempt = 0; attempt < 100 && !linked; attempt++) {
-      const name = newQueueId();
+      // Thread 0: the submitting command's main thread. Should a worker ever write here, a name
+      // taken twice fails the link (EEXIST) and the next attempt takes a new one.
+      const name = newQueueId(0);
       try {
         linkSync(temp, join(dir, name));
         linked = name;

@@ -8,14 +8,15 @@
 // Exit status: 0 ok / found, 1 not found or fatal error ("NAME: fatal: ..."),
 // 64 usage error (bad flags; usage on stderr).
 
+import { manual } from '../cli/manual.js';
 import fs from 'node:fs';
 
 import { loadConfig } from '../config/index.js';
 import { parseAliases } from './aliases.js';
-import { TABLE_TYPES, isIndexedType, openTable, setTableNotices, unsupportedTypeMessage } from './index.js';
+import { TABLE_TYPES, closeSharedTables, isIndexedType, mainProxymap, openTable, setTableNotices, unsupportedTypeMessage } from './index.js';
 import { lmdbFile, readLmdb, writeLmdb } from './lmdb.js';
 import { parseKeyValues, readTableFile, type KeyValueOptions, type ParsedKeyValues } from './texthash.js';
-import { TableError, type InfoTable } from './types.js';
+import { TableError, type InfoTable, type LookupResult } from './types.js';
 
 export const EX_USAGE = 64;
 
@@ -145,28 +146,50 @@ function openForQuery(cmd: MapCommand, operand: string, flags: Flags): InfoTable
   return openTable(spec, { fold: flags.fold, builder: cmd.prog });
 }
 
-function query(cmd: MapCommand, io: Io, operands: string[], flags: Flags): number {
+function query(cmd: MapCommand, io: Io, operands: string[], flags: Flags): number | Promise<number> {
   const tables = operands.map((o) => openForQuery(cmd, o, flags));
-  const find = (key: string): string | undefined => {
-    for (const t of tables) {
-      const r = t.lookup(key);
-      if (r instanceof Promise) throw new Fatal(`${t.spec}: asynchronous table`);
+  // File tables answer at once; database and server tables (pgsql:, proxy: …) asynchronously,
+  // and only postmapRun() (bin/postmap) waits for them.
+  const find = (key: string): string | undefined | Promise<string | undefined> => {
+    for (let i = 0; i < tables.length; i++) {
+      const r = tables[i]!.lookup(key);
+      if (r instanceof Promise) return findAsync(key, i, r);
       if (r.found) return r.value;
     }
     return undefined;
   };
-  if (flags.query === '-') {
-    let any = false;
-    for (const key of stdinKeys(io)) {
-      const v = find(key);
-      if (v !== undefined) { any = true; io.stdout(`${key}\t${v}\n`); }
+  const findAsync = async (key: string, from: number, first: Promise<LookupResult>): Promise<string | undefined> => {
+    for (let i = from; i < tables.length; i++) {
+      const r = i === from ? await first : await tables[i]!.lookup(key);
+      if (r.found) return r.value;
     }
-    return any ? 0 : 1;
+    return undefined;
+  };
+  const keys = flags.query === '-' ? stdinKeys(io) : [flags.query!];
+  let any = false;
+  const show = (key: string, v: string | undefined) => {
+    if (v === undefined) return;
+    any = true;
+    io.stdout(flags.query === '-' ? `${key}\t${v}\n` : `${v}\n`);
+  };
+  for (let k = 0; k < keys.length; k++) {
+    const v = find(keys[k]!);
+    if (v instanceof Promise) {
+      return (async () => {
+        try {
+          show(keys[k]!, await v);
+          for (const key of keys.slice(k + 1)) show(key, await find(key));
+        } catch (e) {
+          throw e instanceof TableError ? new Fatal(`query error: ${e.message}`) : e;
+        } finally {
+          closeSharedTables();
+        }
+        return any ? 0 : 1;
+      })();
+    }
+    show(keys[k]!, v);
   }
-  const v = find(flags.query!);
-  if (v === undefined) return 1;
-  io.stdout(`${v}\n`);
-  return 0;
+  return any ? 0 : 1;
 }
 
 function dump(cmd: MapCommand, io: Io, operands: string[], flags: Flags): number {
@@ -222,9 +245,9 @@ function build(cmd: MapCommand, io: Io, operands: string[], flags: Flags): numbe
   return 0;
 }
 
-function runMapCommand(cmd: MapCommand, args: string[], io: Io): number {
+function runMapCommand(cmd: MapCommand, args: string[], io: Io): number | Promise<number> {
   if (args.includes('--help')) {
-    io.stdout(`${cmd.usage}\n\n${cmd.help}`);
+    io.stdout(manual(cmd.prog, cmd.usage) ?? `${cmd.usage}\n\n${cmd.help}`);
     return 0;
   }
   const { opts, operands } = getopt(args, 'c:d:fiNnoq:rsvw');
@@ -248,7 +271,9 @@ function runMapCommand(cmd: MapCommand, args: string[], io: Io): number {
   const modes = [flags.query !== undefined, flags.del !== undefined, flags.dump, flags.incremental].filter(Boolean).length;
   if (modes > 1) throw new UsageError('specify only one of -q, -d, -s and -i');
   if (operands.length === 0) throw new UsageError('missing table name');
-  loadConfig(configDir); // read (and checked) as Postfix's postmap reads main.cf: -c, MAIL_CONFIG, … (locate.ts)
+  const config = loadConfig(configDir); // read (and checked) as Postfix's postmap reads main.cf: -c, MAIL_CONFIG, … (locate.ts)
+  // proxy: tables are looked up in this process, refused unless proxy_read_maps lists them (as proxymap would).
+  mainProxymap((text) => io.stderr(`${cmd.prog}: warning: proxymap: ${text}\n`)).configure(config.get('proxy_read_maps'));
   // Postfix's postmap prints a table's warnings (an index older than its source) on stderr.
   setTableNotices((level, text) => { if (level === 'warning') io.stderr(`${cmd.prog}: warning: ${text}\n`); });
   if (flags.query !== undefined) return query(cmd, io, operands, flags);
@@ -261,7 +286,7 @@ const NEWALIASES_USAGE = 'usage: newaliases [-c config_dir] [-v]';
 
 function runNewaliases(args: string[], io: Io): number {
   if (args.includes('--help')) {
-    io.stdout(`${NEWALIASES_USAGE}
+    io.stdout(manual('newaliases', NEWALIASES_USAGE) ?? `${NEWALIASES_USAGE}
 
 Rebuilds the alias databases named by alias_database in main.cf (like
 Postfix's newaliases(1), i.e. postalias on each of them). The default is
@@ -291,26 +316,54 @@ Postfix's, hash:/etc/aliases, which builds /etc/aliases.lmdb (never
   return 0;
 }
 
-function guard(prog: string, usage: string, io: Io, fn: () => number): number {
+function failure(prog: string, usage: string, io: Io, err: unknown): number {
+  if (err instanceof UsageError) {
+    io.stderr(`${prog}: ${err.message}\n${usage}\n`);
+    return EX_USAGE;
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  io.stderr(msg.split('\n').map((l) => `${prog}: fatal: ${l}\n`).join(''));
+  return 1;
+}
+
+function guard(prog: string, usage: string, io: Io, fn: () => number | Promise<number>): number {
   try {
-    return fn();
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr(`${prog}: ${err.message}\n${usage}\n`);
-      return EX_USAGE;
+    const r = fn();
+    if (r instanceof Promise) {
+      r.catch(() => undefined);
+      throw new Fatal('this table answers asynchronously: use postmapRun()');
     }
-    const msg = err instanceof Error ? err.message : String(err);
-    io.stderr(msg.split('\n').map((l) => `${prog}: fatal: ${l}\n`).join(''));
-    return 1;
+    return r;
+  } catch (err) {
+    return failure(prog, usage, io, err);
   }
 }
 
+async function guardAsync(prog: string, usage: string, io: Io, fn: () => number | Promise<number>): Promise<number> {
+  try {
+    return await fn();
+  } catch (err) {
+    return failure(prog, usage, io, err);
+  }
+}
+
+/** postmap for file tables only (answers synchronously; the tests' in-process runner). */
 export function postmapMain(args: string[], io: Io = defaultIo): number {
   return guard('postmap', POSTMAP.usage, io, () => runMapCommand(POSTMAP, args, io));
 }
 
+/** postmap for every table type: database and server tables (pgsql:, memcache:, proxy: …) answer asynchronously. */
+export function postmapRun(args: string[], io: Io = defaultIo): Promise<number> {
+  return guardAsync('postmap', POSTMAP.usage, io, () => runMapCommand(POSTMAP, args, io));
+}
+
 export function postaliasMain(args: string[], io: Io = defaultIo): number {
   return guard('postalias', POSTALIAS.usage, io, () => runMapCommand(POSTALIAS, args, io));
+}
+
+/** postalias for every table type (see postmapRun). */
+export function postaliasRun(args: string[], io: Io = defaultIo): Promise<number> {
+  return guardAsync('postalias', POSTALIAS.usage, io, () => runMapCommand(POSTALIAS, args, io));
 }
 
 export function newaliasesMain(args: string[], io: Io = defaultIo): number {

@@ -7,6 +7,13 @@
 //     table /file.lmdb, never Postfix's own index files; see indexed.ts)
 //   regexp:/file   pcre:/file (JS RegExp, see regexp.ts)   cidr:/file
 //   nis:map (NIS lookups disabled, as Postfix without an NIS domain; nis.ts)
+//   pgsql:/file.cf mysql:/file.cf sqlite:/file.cf memcache:/file.cf (sql.ts, memcache.ts)
+//   socketmap:inet:host:port:name socketmap:unix:/path:name   tcp:host:port
+//   proxy:TYPE:NAME (one shared set of connections in the master; proxy.ts)
+//
+// The database and server tables answer asynchronously (lookup() returns a Promise); every
+// caller awaits lookups. Within one thread each of them is opened once per spec and shared
+// (a table named by several parameters uses one connection), as Postfix's dict registry.
 //
 // TABLE_TYPES is the one list of them (postconf -m prints it). An unknown
 // type is a TableError "unsupported dictionary type: X". Errors in a table
@@ -23,6 +30,13 @@ import { LmdbTable } from './lmdb.js';
 import { NisTable } from './nis.js';
 import { RegexpTable } from './regexp.js';
 import { TexthashTable } from './texthash.js';
+import { MemcacheTable } from './memcache.js';
+import { MysqlTable } from './mysql.js';
+import { PgsqlTable } from './pgsql.js';
+import { ProxyTable, localProxymap, serveProxymap, unproxied, type Proxymap } from './proxy.js';
+import { SocketmapTable } from './socketmap.js';
+import { SqliteTable } from './sqlite.js';
+import { TcpTable } from './tcp.js';
 import { TableError, type LookupResult, type LookupTable, type TableInfo } from './types.js';
 
 export { TableError, tableError, NOT_FOUND } from './types.js';
@@ -33,7 +47,29 @@ export { parseAliases } from './aliases.js';
 export { INDEXED_TYPES, setTableNotices, type NoticeSink } from './indexed.js';
 
 /** Every table type openTable() opens, sorted as Postfix's postconf -m prints them. */
-export const TABLE_TYPES: readonly string[] = ['cidr', 'inline', 'lmdb', 'nis', 'pcre', 'regexp', 'static', 'texthash', ...INDEXED_TYPES.keys()].sort();
+export const TABLE_TYPES: readonly string[] = ['cidr', 'inline', 'lmdb', 'nis', 'pcre', 'regexp', 'static', 'texthash', ...INDEXED_TYPES.keys(),
+  'memcache', 'mysql', 'pgsql', 'proxy', 'socketmap', 'sqlite', 'tcp'].sort();
+
+/** The types whose tables are opened once per thread and shared (connections, a database handle). */
+const SHARED_TYPES = new Set(['memcache', 'mysql', 'pgsql', 'socketmap', 'sqlite', 'tcp', 'proxy']);
+const shared = new Map<string, LookupTable & TableInfo>();
+
+/** Closes every shared table of this thread (a command-line tool before it exits). */
+export function closeSharedTables(): void {
+  for (const t of shared.values()) t.close?.();
+  shared.clear();
+  localProxymap()?.closeAll();
+}
+
+/**
+ * The main thread's proxymap (master, postmap): proxy: tables opened in this thread look up
+ * through it, and serveProxymap() lets the actor threads reach it. configure() it with
+ * proxy_read_maps before use.
+ */
+export function mainProxymap(warn?: (text: string) => void): Proxymap {
+  return localProxymap((spec, fold) => openTable(spec, { fold }), warn)!;
+}
+export { serveProxymap };
 
 /** The same list, under the name the smtpd table check uses. */
 export const SUPPORTED_TYPES = TABLE_TYPES;
@@ -65,6 +101,17 @@ export function splitSpec(spec: string): { type: string; name: string } {
 
 export function openTable(spec: string, opts: OpenTableOptions = {}): LookupTable & TableInfo {
   const { type, name } = splitSpec(spec);
+  if (SHARED_TYPES.has(type)) {
+    const fold = opts.fold ?? true;
+    const file = /^(pgsql|mysql|sqlite|memcache)$/.test(type) && name !== '' ? path.resolve(opts.configDirectory ?? '.', name) : name;
+    const id = `${fold ? 'f' : 'n'}:${type}:${file}`;
+    let t = shared.get(id);
+    if (!t) {
+      t = openNetworked(spec, type, name, file, fold, opts);
+      shared.set(id, t);
+    }
+    return t;
+  }
   const file = () => {
     if (name === '') throw new TableError(`${spec}: missing file name`);
     return path.resolve(opts.configDirectory ?? '.', name);
@@ -84,6 +131,36 @@ export function openTable(spec: string, opts: OpenTableOptions = {}): LookupTabl
   }
 }
 
+function openNetworked(spec: string, type: string, name: string, file: string, fold: boolean, opts: OpenTableOptions): LookupTable & TableInfo {
+  if (name === '') throw new TableError(`${spec}: missing ${type === 'proxy' ? 'table name' : type === 'tcp' || type === 'socketmap' ? 'server address' : 'file name'}`);
+  const sub = { fold, open: (s: string) => openTable(s, opts) };
+  switch (type) {
+    case 'pgsql': return new PgsqlTable(spec, file, sub);
+    case 'mysql': return new MysqlTable(spec, file, sub);
+    case 'sqlite': return new SqliteTable(spec, file, sub);
+    case 'memcache': return new MemcacheTable(spec, file, sub);
+    case 'socketmap': return new SocketmapTable(spec, name, fold);
+    case 'tcp': return new TcpTable(spec, name, fold);
+    default: {
+      const inner = unproxied(name);
+      if (inner.startsWith('proxy:') || !inner.includes(':')) throw new TableError(`${spec}: need proxy:type:name`);
+      const innerType = splitSpec(inner).type;
+      // The file-based inner tables must name the same absolute file in every thread and in the master.
+      const innerName = inner.slice(innerType.length + 1);
+      const absolute = /^(pgsql|mysql|sqlite|memcache|texthash|regexp|pcre|cidr|lmdb)$/.test(innerType) || isIndexedType(innerType)
+        ? `${innerType}:${path.resolve(opts.configDirectory ?? '.', innerName)}` : inner;
+      return new ProxyTable(spec, openFresh(absolute, fold, opts));
+    }
+  }
+}
+
+/** Opens a table without the per-thread sharing (proxy:'s look at its inner table's kind). */
+function openFresh(spec: string, fold: boolean, opts: OpenTableOptions): LookupTable & TableInfo {
+  const { type, name } = splitSpec(spec);
+  if (SHARED_TYPES.has(type)) return openNetworked(spec, type, name, name, fold, opts);
+  return openTable(spec, { ...opts, fold });
+}
+
 function info(table: LookupTable): Partial<TableInfo> {
   return table as Partial<TableInfo>;
 }
@@ -95,9 +172,11 @@ export interface AddressLookupOptions {
    * Whether the bare localpart forms (user+ext, user) may be queried for this
    * domain. Postfix does this only for local domains ($myorigin,
    * $mydestination, $inet_interfaces, $proxy_interfaces) in virtual(5) /
-   * canonical(5) lookups. Default: always.
+   * canonical(5) lookups. Default: always. May answer asynchronously (a domain list with a
+   * database table); lookupAddress() awaits it, addressKeys() needs a settled answer
+   * (settleLocalDomain()).
    */
-  localDomain?: (domain: string) => boolean;
+  localDomain?: (domain: string) => boolean | Promise<boolean>;
   /** owner_request_special (default true): with '-' as a delimiter, owner-x and x-request are not split. */
   ownerRequestSpecial?: boolean;
 }
@@ -131,12 +210,23 @@ export function addressKeys(address: string, opts: AddressLookupOptions = {}): s
   const split = splitExtension(local, opts.recipientDelimiter ?? '', opts.ownerRequestSpecial ?? true);
   const keys: string[] = [address];
   if (split !== null && domain !== null) keys.push(`${split.user}@${domain}`);
-  if (domain === null || (opts.localDomain?.(domain) ?? true)) {
+  const ours: boolean | Promise<boolean> = domain === null ? true : (opts.localDomain?.(domain) ?? true);
+  if (typeof ours !== 'boolean') throw new Error('addressKeys: localDomain must be settled first (settleLocalDomain)');
+  if (ours) {
     if (domain !== null) keys.push(local);
     if (split !== null) keys.push(split.user);
   }
   if (domain !== null) keys.push(`@${domain}`);
   return [...new Set(keys)].filter((k) => k !== '');
+}
+
+/** The same options with localDomain answered for this address's domain (awaited once). */
+export async function settleLocalDomain(address: string, opts: AddressLookupOptions): Promise<AddressLookupOptions> {
+  if (!opts.localDomain) return opts;
+  const at = address.lastIndexOf('@');
+  if (at < 0) return opts;
+  const answer = await opts.localDomain(address.slice(at + 1));
+  return { ...opts, localDomain: () => answer };
 }
 
 /**
@@ -154,7 +244,8 @@ export async function lookupAddress(table: LookupTable, address: string, opts: A
     return r.found ? { ...r, matchedKey: address } : r;
   }
   const fold = i.foldsCase ?? true;
-  for (const key of addressKeys(fold ? address.toLowerCase() : address, opts)) {
+  const settled = await settleLocalDomain(address, opts);
+  for (const key of addressKeys(fold ? address.toLowerCase() : address, settled)) {
     const r = await table.lookup(key);
     if (r.found) return { ...r, matchedKey: key };
   }

@@ -67,3 +67,9 @@ export function tableNotice(key: string, level: NoticeLevel, text: string): void
 export function indexedNotice(type: string, name: string, file: string): string {
   return `${type}:${name} is read as Postactor's lmdb table ${file} (built by "postmap ${type}:${name}" or postalias; Postfix's ${name}${INDEXED_TYPES.get(type) ?? ''} is not used)`;
 }
+
+/** Logs text every time (a table's runtime warnings: a server down, a failed query), to the same sink. */
+export function tableLog(level: NoticeLevel, text: string): void {
+  if (sink === undefined) sink = defaultSink();
+  sink?.(level, text);
+}

@@ -8,7 +8,10 @@
  *
  * known_tcp_ports is Postfix's built-in default here; a main.cf setting of it is not read.
  */
-import { readFileSync } from 'node:fs';
+// Not `import … from 'node:fs'`: an ES module import of node:fs builds its namespace, which loads
+// fs/promises and the streams (some 30 internal modules, milliseconds at every start of sendmail
+// and mailq, which import this file (via master.cf)). getBuiltinModule returns the already loaded module.
+const { readFileSync } = process.getBuiltinModule('node:fs');
 
 export const SERVICES_FILE = '/etc/services';
 

@@ -12,8 +12,10 @@
  * The second half of this file is command-line plumbing shared by postqueue, mailq, postsuper
  * and postcat (Postfix-style getopt, configuration, fatal errors, "is the master up").
  */
+import { manual } from '../cli/manual.js';
 import { ConfigError, loadConfig, queueDirectory, type Config } from '../config/index.js';
 import { controlRequest, controlSocketPath } from '../../actors/master/control.js';
+import { fatal } from './command-line.js';
 import type { QueueStore, StoreChange } from './store.js';
 import type { MessageMeta, QueueName } from './types.js';
 
@@ -193,101 +195,10 @@ async function applyOne(store: QueueStore, action: AdminAction, id: string, queu
 }
 
 // ---------------------------------------------------------------------------------------------
-// Command-line plumbing shared by the queue commands.
+// Command-line plumbing shared by the queue commands (src/queue/command-line.ts), and what needs
+// the configuration.
 
-/** Exit codes (sysexits.h). */
-export const EX_USAGE = 64;
-export const EX_UNAVAILABLE = 69;
-export const EX_TEMPFAIL = 75;
-
-export class UsageError extends Error {}
-
-export interface ParsedArgs {
-  /** Options in the order given: [letter, value?]. */
-  opts: [string, string | undefined][];
-  /** --help, --json. */
-  long: Set<string>;
-  positionals: string[];
-}
-
-/**
- * Postfix-style getopt: `spec` lists the option letters, a letter followed by ':' takes a value
- * (attached, `-dID`, or the next argument, which may be "-"). Letters cluster (`-bhq`). Parsing
- * stops at "--" or at the first argument that is not an option. `longs` are accepted as --name.
- */
-export function getopt(argv: string[], spec: string, longs: readonly string[] = ['help', 'json']): ParsedArgs {
-  const takes = new Map<string, boolean>();
-  for (let i = 0; i < spec.length; i++) {
-    const c = spec[i]!;
-    if (c === ':') continue;
-    takes.set(c, spec[i + 1] === ':');
-  }
-  const out: ParsedArgs = { opts: [], long: new Set(), positionals: [] };
-  let i = 0;
-  for (; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      i++;
-      break;
-    }
-    if (a.startsWith('--')) {
-      const name = a.slice(2);
-      if (!longs.includes(name)) throw new UsageError(`unrecognized option '${a}'`);
-      out.long.add(name);
-      continue;
-    }
-    if (!a.startsWith('-') || a === '-') break;
-    for (let j = 1; j < a.length; j++) {
-      const c = a[j]!;
-      const arg = takes.get(c);
-      if (arg === undefined) throw new UsageError(`invalid option -- '${c}'`);
-      if (!arg) {
-        out.opts.push([c, undefined]);
-        continue;
-      }
-      let value = a.slice(j + 1);
-      if (value === '') {
-        if (i + 1 >= argv.length) throw new UsageError(`option requires an argument -- '${c}'`);
-        value = argv[++i]!;
-      }
-      out.opts.push([c, value]);
-      break;
-    }
-  }
-  out.positionals.push(...argv.slice(i));
-  return out;
-}
-
-/**
- * The command line of an admin command: getopt, a usage error (exit 64) for a bad one, and
- * `--help` (usage on stdout) — then null, and the command has nothing more to do.
- */
-export function parseCommandLine(prog: string, usage: string, spec: string, longs?: readonly string[]): ParsedArgs | null {
-  let parsed: ParsedArgs;
-  try {
-    parsed = getopt(process.argv.slice(2), spec, longs);
-  } catch (err) {
-    if (err instanceof UsageError) usageError(prog, usage, err.message);
-    throw err;
-  }
-  if (parsed.long.has('help')) {
-    process.stdout.write(usage + '\n');
-    return null;
-  }
-  return parsed;
-}
-
-/** Writes `NAME: fatal: text` (each line) on stderr and exits. */
-export function fatal(prog: string, text: string, code = 1): never {
-  process.stderr.write(text.split('\n').map((l) => `${prog}: fatal: ${l}\n`).join(''));
-  process.exit(code);
-}
-
-/** Usage on stderr, exit 64. */
-export function usageError(prog: string, usage: string, why?: string): never {
-  process.stderr.write(`${why ? `${prog}: ${why}\n` : ''}${usage}\n`);
-  process.exit(EX_USAGE);
-}
+export { EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE, UsageError, fatal, getopt, parseCommandLine, usageError, type ParsedArgs } from './command-line.js';
 
 /** -c DIR, else MAIL_CONFIG, POSTACTOR_CONFIG, /etc/postactor, else the embedded default (locate.ts). */
 export function commandConfig(prog: string, dir: string | undefined): Config {

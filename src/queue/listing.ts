@@ -13,10 +13,9 @@
  *   - column layout by enable_long_queue_ids, as Postfix: short "%-11s %7ld %20.20s %s",
  *     long "%-17s %8ld %19.19s %s".
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { queueDirectory, type Config } from '../config/index.js';
-import { QueueStore } from './store.js';
+import { enableCommandCompileCache } from '../runtime/compile-cache.js';
+import type { QueueStore } from './store.js';
 import type { MessageMeta, QueueName } from './types.js';
 
 /** showq's scan order. */
@@ -147,17 +146,51 @@ export function formatJson(messages: ListedMessage[]): string {
   }).join('');
 }
 
-/** The listing of `config`'s queue (empty when the store was never created). */
-export function listQueue(config: Config, json: boolean): string {
-  const dir = queueDirectory(config);
-  const empty = config.get('empty_address_recipient') || 'MAILER-DAEMON';
-  if (!existsSync(join(dir, 'queue.lmdb'))) return json ? '' : formatMailq([]);
-  const store = QueueStore.open(dir, { readOnly: true });
+/** What a listing reads from the configuration (src/queue/listing-config.ts). */
+export interface ListingConfig {
+  /** queue_directory, resolved. */
+  queueDir: string;
+  /** empty_address_recipient. */
+  emptyAddress: string;
+  /** enable_long_queue_ids. */
+  longIds: boolean;
+}
+
+/**
+ * The listing of a queue (empty when the store was never created). A running master lists it
+ * (src/queue/showq.ts); else the store is read here, and the store module, and with it LMDB,
+ * is loaded only then: mailq is quick on a fresh queue and while the server runs.
+ */
+/**
+ * `beforeStore`: called before the store is read directly (no master answered), for the
+ * commands' deep check of a stopped system's store (actors/master/store-check.ts).
+ */
+export async function listQueue(config: ListingConfig, json: boolean, beforeStore?: (queueDir: string) => Promise<void>): Promise<string> {
+  // Not an ES module import of node:fs: see src/config/locate.ts.
+  const { existsSync } = process.getBuiltinModule('node:fs');
+  if (!existsSync(join(config.queueDir, 'queue.lmdb'))) return json ? '' : formatMailq([]);
+  const messages = (await fromMaster(config)) ?? (await beforeStore?.(config.queueDir), await fromStore(config));
+  return json ? formatJson(messages) : formatMailq(messages, config.longIds);
+}
+
+/** The running master's listing; null when none answers (or an older one does not know showq). */
+async function fromMaster(config: ListingConfig): Promise<ListedMessage[] | null> {
+  const { controlRequest, controlSocketPath } = await import('../../actors/master/control.js');
   try {
-    const messages = collectQueue(store, empty);
-    return json ? formatJson(messages) : formatMailq(messages, config.getBool('enable_long_queue_ids'));
+    const listed = await controlRequest(controlSocketPath(config.queueDir), 'showq', { emptyAddress: config.emptyAddress }, 5000);
+    return Array.isArray(listed) ? (listed as ListedMessage[]) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function fromStore(config: ListingConfig): Promise<ListedMessage[]> {
+  enableCommandCompileCache(); // LMDB's sources are most of this command's start-up
+  const { QueueStore } = await import('./store.js');
+  const store = QueueStore.open(config.queueDir, { readOnly: true });
+  try {
+    return collectQueue(store, config.emptyAddress);
   } finally {
     void store.close();
   }
 }
-

@@ -7,7 +7,6 @@
  * made by several worker threads in the same microsecond still differ. The alphabet is in ASCII
  * order, and the time parts are fixed width, so sorting IDs as strings sorts them by arrival.
  */
-import { threadId } from 'node:worker_threads';
 
 /** 0-9, then consonants: no vowels, so an ID never spells a word. 'z' is excluded from base 51. */
 const ALPHABET = '0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz';
@@ -24,7 +23,8 @@ function encode(value: number, base: number, width: number): string {
 
 let lastMicros = 0;
 let sequence = 0;
-const threadPart = encode(threadId % (51 * 51), 51, 2);
+/** This thread's part, from worker_threads' threadId, read on first use (see newQueueId). */
+let ownThreadPart: string | undefined;
 const startMicros = Date.now() * 1000;
 const startHr = process.hrtime.bigint();
 
@@ -35,8 +35,15 @@ function nowMicros(): number {
   return micros;
 }
 
-/** A new queue ID, unique within this process and sortable by arrival time. */
-export function newQueueId(): string {
+/**
+ * A new queue ID, unique within this process and sortable by arrival time. A caller that knows
+ * its thread id passes it (sendmail's maildrop writer: 0), which spares a short-lived command
+ * loading worker_threads (with the streams behind it: milliseconds of start-up).
+ */
+export function newQueueId(thread?: number): string {
+  const threadPart = thread === undefined
+    ? (ownThreadPart ??= encode(process.getBuiltinModule('node:worker_threads').threadId % (51 * 51), 51, 2))
+    : encode(thread % (51 * 51), 51, 2);
   const micros = nowMicros();
   if (micros === lastMicros) sequence++;
   else sequence = 0;

@@ -9,6 +9,8 @@
  *   logs     [queue ID, bounce|defer|trace] → StatusRecord[]   (Postfix's bounce/, defer/, trace/ logs)
  *   mta-sts  policy domain → StsPolicyRecord   (fetched MTA-STS policies: every smtp thread shares
  *            them and they survive a restart, as RFC 8461 wants a policy kept for its max_age)
+ *   postscreen  client address → postscreen's test expiry times "pregreet;dnsbl;pipelining;nonsmtp;barelf"
+ *            (postscreen_cache_map: every smtpd thread running postscreen shares it)
  *
  * Every state change is one transaction, so there is no moment at which a message is in two
  * queues or in none. The environment is opened with `overlappingSync: false`: a write's promise
@@ -20,12 +22,52 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { contentChecksum, STORE_FILE, storeFileProblem } from './integrity.js';
 import type { LogKind, MessageMeta, QueueName, StatusRecord, StsPolicyRecord } from './types.js';
 
 export * from './types.js';
 
 export interface StoreOptions {
   readOnly?: boolean;
+}
+
+/** The store file is damaged (storeFileProblem): no process may map it. */
+export class StoreDamagedError extends Error {
+  override name = 'StoreDamagedError';
+}
+
+/** A commit failed (a full disk, an I/O error): the write is not on disk, the store is unchanged. */
+export class StoreWriteError extends Error {
+  override name = 'StoreWriteError';
+}
+
+/**
+ * lmdb-js rejects, besides the caller's promise, a "commit error" promise that nobody holds and
+ * (for a transaction of several writes) promises of writes inside it, each with an error that
+ * carries `commitError`. Unheard, each ends the thread ("Commit failed"). The failure has already
+ * been given to the caller that awaited the write, so these are dropped here; any other
+ * unhandled rejection still ends the thread, as Node does by default.
+ */
+let commitGuard = false;
+function installCommitGuard(): void {
+  if (commitGuard) return;
+  commitGuard = true;
+  process.on('unhandledRejection', (reason) => {
+    const commitError = (reason as { commitError?: Promise<unknown> } | null)?.commitError;
+    if (commitError instanceof Promise) {
+      commitError.catch(() => undefined);
+      return;
+    }
+    throw reason;
+  });
+}
+
+/** Rejections of lmdb-js's commit: the underlying error's text ("No space left on device"). */
+async function commitFailure(err: unknown): Promise<Error> {
+  const commitError = (err as { commitError?: Promise<unknown> } | null)?.commitError;
+  if (!(commitError instanceof Promise)) return err as Error;
+  const cause = await commitError.then(() => null, (e: unknown) => e as Error);
+  return new StoreWriteError(cause?.message ?? (err as Error).message);
 }
 
 type Key = [string | number, string];
@@ -71,8 +113,12 @@ export class QueueStore {
   private readonly due: Database<true, Key>;
   private readonly statusLogs: Database<StatusRecord[], Key>;
   private readonly stsPolicies: Database<StsPolicyRecord, string>;
+  private readonly postscreen: Database<string, string>;
 
   private constructor(readonly directory: string, options: StoreOptions) {
+    const problem = storeFileProblem(join(directory, STORE_FILE));
+    if (problem !== null) throw new StoreDamagedError(problem);
+    if (!options.readOnly) installCommitGuard();
     // queue_directory: others may traverse it (to reach maildrop/) but not list it; the
     // store's files are the owner's only (mail content), as Postfix's queue files are 0700.
     if (!options.readOnly) mkdirSync(directory, { recursive: true, mode: 0o711 });
@@ -89,6 +135,7 @@ export class QueueStore {
     this.due = this.root.openDB<true, Key>('due', {});
     this.statusLogs = this.root.openDB<StatusRecord[], Key>('logs', {});
     this.stsPolicies = this.root.openDB<StsPolicyRecord, string>('mta-sts', {});
+    this.postscreen = this.root.openDB<string, string>('postscreen', {});
     if (!options.readOnly) {
       for (const file of ['queue.lmdb', 'queue.lmdb-lock']) {
         try {
@@ -102,6 +149,15 @@ export class QueueStore {
     return new QueueStore(directory, options);
   }
 
+  /** One write transaction; a failed commit becomes a StoreWriteError naming its cause. */
+  private async write<T>(action: () => T): Promise<T> {
+    try {
+      return await this.root.transaction(action);
+    } catch (err) {
+      throw await commitFailure(err);
+    }
+  }
+
   /** The cached MTA-STS policy of a domain (lower case), if any; expiry is the caller's rule. */
   stsPolicy(domain: string): StsPolicyRecord | undefined {
     return this.stsPolicies.get(domain);
@@ -109,14 +165,40 @@ export class QueueStore {
 
   /** Caches (replaces) a domain's MTA-STS policy; resolves once it is on disk. */
   async putStsPolicy(domain: string, policy: StsPolicyRecord): Promise<void> {
-    await this.stsPolicies.put(domain, policy);
+    await this.write(() => this.stsPolicies.put(domain, policy));
   }
 
-  /** Writes a new message into `meta.queue` (incoming or hold): envelope and content in one commit. */
+  /** postscreen's cache entry of a client address, if any (another thread's write may be one event turn late). */
+  postscreenEntry(addr: string): string | undefined {
+    const v = this.postscreen.get(addr);
+    if (v !== undefined) return v;
+    this.root.resetReadTxn();
+    return this.postscreen.get(addr);
+  }
+
+  /** Replaces a client's postscreen cache entry. */
+  async putPostscreenEntry(addr: string, value: string): Promise<void> {
+    await this.postscreen.put(addr, value);
+  }
+
+  /** All postscreen cache entries (for the periodic cleanup). */
+  postscreenEntries(): Iterable<{ key: string; value: string }> {
+    return this.postscreen.getRange({});
+  }
+
+  async removePostscreenEntry(addr: string): Promise<void> {
+    await this.postscreen.remove(addr);
+  }
+
+  /**
+   * Writes a new message into `meta.queue` (incoming or hold): envelope, content and the
+   * content's checksum in one commit.
+   */
   async enqueue(meta: MessageMeta, content: Uint8Array): Promise<void> {
-    const ok = await this.root.transaction(() => {
+    const stored: MessageMeta = { ...meta, checksum: contentChecksum(content) };
+    const ok = await this.write(() => {
       if (this.meta.get(meta.queueId) !== undefined) return false;
-      this.meta.put(meta.queueId, meta);
+      this.meta.put(meta.queueId, stored);
       this.body.put(meta.queueId, content as Buffer);
       this.queues.put([meta.queue, meta.queueId], true);
       if (meta.queue === 'deferred') this.due.put([meta.nextAttempt, meta.queueId], true);
@@ -145,12 +227,47 @@ export class QueueStore {
   }
 
   /**
+   * Writes recovered messages as they are (envelope with its checksum, content, status logs),
+   * each into its queue's index, in one transaction: `postsuper --recover` (recover.ts) only.
+   * A queue ID already present is left alone.
+   */
+  async restore(messages: { meta: MessageMeta; content: Uint8Array; logs?: Partial<Record<LogKind, StatusRecord[]>> }[]): Promise<void> {
+    await this.write(() => {
+      for (const { meta, content, logs } of messages) {
+        if (this.meta.get(meta.queueId) !== undefined) continue;
+        this.meta.put(meta.queueId, meta);
+        this.body.put(meta.queueId, content as Buffer);
+        this.queues.put([meta.queue, meta.queueId], true);
+        if (meta.queue === 'deferred') this.due.put([meta.nextAttempt, meta.queueId], true);
+        if (logs) this.changeLogs(meta.queueId, { set: logs });
+      }
+    });
+  }
+
+  /**
+   * Whether a message's content is what was stored: 'ok', 'mismatch' (its checksum differs:
+   * damaged on disk), or 'missing'. Messages stored before checksums existed pass.
+   */
+  verify(queueId: string, meta: MessageMeta): 'ok' | 'mismatch' | 'missing' {
+    // getBinaryFast's reused buffer is not a plain view of the value (its length is patched), so
+    // the value is copied: one memcpy of the message, beside one CRC-32 pass over it.
+    let body = this.body.getBinary(queueId);
+    if (!body) {
+      this.root.resetReadTxn();
+      body = this.body.getBinary(queueId);
+    }
+    if (!body) return 'missing';
+    if (meta.checksum === undefined) return 'ok';
+    return contentChecksum(body) === meta.checksum ? 'ok' : 'mismatch';
+  }
+
+  /**
    * Moves a message to another queue and applies `patch` to its envelope, in one transaction.
    * Resolves to the new envelope, or undefined if the message is gone (deleted meanwhile).
    * `from`, when given, must match the current queue (otherwise nothing changes).
    */
   move(queueId: string, to: QueueName, patch: Partial<MessageMeta> = {}, from?: QueueName, logs?: LogChange): Promise<MessageMeta | undefined> {
-    return this.root.transaction(() => {
+    return this.write(() => {
       const current = this.meta.get(queueId);
       if (!current || (from && current.queue !== from)) return undefined;
       const next: MessageMeta = { ...current, ...patch, queue: to };
@@ -193,7 +310,7 @@ export class QueueStore {
 
   /** Updates the envelope in place (same queue), in one transaction. */
   update(queueId: string, patch: Partial<MessageMeta>, logs?: LogChange): Promise<MessageMeta | undefined> {
-    return this.root.transaction(() => {
+    return this.write(() => {
       const current = this.meta.get(queueId);
       if (!current) return undefined;
       const next: MessageMeta = { ...current, ...patch, queue: current.queue };
@@ -205,7 +322,7 @@ export class QueueStore {
 
   /** Deletes a message from whatever queue holds it. Resolves false if it was not there. */
   remove(queueId: string, from?: QueueName): Promise<boolean> {
-    return this.root.transaction(() => {
+    return this.write(() => {
       const current = this.meta.get(queueId);
       if (!current || (from && current.queue !== from)) return false;
       this.unindex(current);
@@ -224,7 +341,7 @@ export class QueueStore {
    * Used by the queue admin commands (postsuper), which must not race qmgr's own moves.
    */
   change(queueId: string, decide: (current: MessageMeta) => StoreChange | null): Promise<{ before: MessageMeta; after?: MessageMeta } | undefined> {
-    return this.root.transaction(() => {
+    return this.write(() => {
       const current = this.meta.get(queueId);
       if (!current) return undefined;
       const c = decide(current);
@@ -261,7 +378,7 @@ export class QueueStore {
       if (meta && meta.queue === queue) continue;
       report.danglingIndex++;
       if (fix) {
-        await this.root.transaction(() => {
+        await this.write(() => {
           const m = this.meta.get(id);
           if (!m || m.queue !== queue) this.queues.remove(key);
         });
@@ -273,7 +390,7 @@ export class QueueStore {
       if (meta && meta.queue === 'deferred' && meta.nextAttempt === when) continue;
       report.danglingDue++;
       if (fix) {
-        await this.root.transaction(() => {
+        await this.write(() => {
           const m = this.meta.get(id);
           if (!m || m.queue !== 'deferred' || m.nextAttempt !== when) this.due.remove(key);
         });
@@ -284,7 +401,7 @@ export class QueueStore {
       if (this.meta.get(id as string) !== undefined) continue;
       report.danglingLogs++;
       if (fix) {
-        await this.root.transaction(() => {
+        await this.write(() => {
           if (this.meta.get(id as string) === undefined) this.statusLogs.remove(key);
         });
       }
@@ -295,7 +412,7 @@ export class QueueStore {
       if (!inIndex || !inDue) {
         report.reindexed++;
         if (fix) {
-          await this.root.transaction(() => {
+          await this.write(() => {
             const m = this.meta.get(id);
             if (!m) return;
             this.queues.put([m.queue, id], true);
@@ -349,7 +466,7 @@ export class QueueStore {
     const ids = [...this.list('active')];
     for (let i = 0; i < ids.length; i += 1000) {
       const batch = ids.slice(i, i + 1000);
-      await this.root.transaction(() => {
+      await this.write(() => {
         for (const id of batch) {
           const meta = this.meta.get(id);
           if (!meta) continue;

@@ -94,6 +94,12 @@ export interface MessageMeta {
   trace?: 'verify' | 'record';
   /** SMTPUTF8 flags of the message (absent: none). */
   smtputf8?: Smtputf8Flags;
+  /**
+   * CRC-32 of the content as stored (set by the store when the message is written, in the same
+   * transaction): checked before delivery, since LMDB keeps no checksums of its own. Absent in
+   * messages written before checksums existed.
+   */
+  checksum?: number;
 }
 
 /**

@@ -48,6 +48,16 @@ export class ServicePool {
     return this.piscina.threads.length;
   }
 
+  /** The pool's worker thread ids (metrics: whose snapshots a scrape waits for). */
+  get threadIds(): number[] {
+    return this.piscina.threads.map((w) => w.threadId);
+  }
+
+  /** Refused after repeated crashes (health: the service is down). */
+  get throttled(): boolean {
+    return Date.now() < this.throttledUntil;
+  }
+
   get queueSize(): number {
     return this.piscina.queueSize;
   }

@@ -35,4 +35,8 @@ export interface ActorWorkerData<C = unknown> {
   extra?: unknown;
   /** The server's mail flow tokens (./flow.ts), shared by every thread. */
   flow?: SharedArrayBuffer;
+  /** metrics_listen is set: the thread reports its metrics to master (src/metrics/). */
+  metrics?: boolean;
+  /** Logging to syslog (src/log/syslog.ts): the relay's descriptor and syslog_facility. */
+  syslog?: { fd: number; facility: number };
 }

@@ -25,6 +25,7 @@
  * policy.
  */
 
+import { metrics } from '../metrics/thread.js';
 import { X509Certificate } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import type * as net from 'node:net';
@@ -159,6 +160,7 @@ export class TlsEngine {
       this.o.info(verifyFailure(peer.namaddr, present, trusted, err, cert));
     }
     if (this.o.loglevel >= 1) this.o.info(summary(s, peer, !present ? 'Anonymous' : secured ? 'Verified' : trusted ? 'Trusted' : 'Untrusted', cert));
+    metrics().smtpTls.inc({ protocol: s.getProtocol() ?? '', cipher: s.getCipher().name });
     if (!mustMatch(policy.level) || matched) {
       keep = true;
       if (pending) this.sessions?.set(key, pending);

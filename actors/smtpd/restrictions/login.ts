@@ -25,9 +25,9 @@ export interface LoginSettings {
   saslEnabled: boolean;
   maps: PolicyTable[];
   /** The address trivial-rewrite resolves a sender to. */
-  resolve(address: string): string;
+  resolve(address: string): Promise<string>;
   recipientDelimiter: string;
-  isLocalDomain(domain: string): boolean;
+  isLocalDomain(domain: string): Promise<boolean>;
 }
 
 export type LoginCheck = 'authenticated' | 'known' | 'unauthenticated' | 'both';
@@ -41,7 +41,7 @@ const NAMES: Record<LoginCheck, string> = {
 
 /** The owners of a sender address (null: the map does not know it). */
 async function owners(sender: string, s: LoginSettings): Promise<string[] | null> {
-  const address = s.resolve(sender);
+  const address = await s.resolve(sender);
   for (const m of s.maps) {
     const r = await lookupAddress(m, address, { recipientDelimiter: s.recipientDelimiter, localDomain: (d) => s.isLocalDomain(d) });
     if (r.found) return r.value.split(/[\s,]+/).filter(Boolean);

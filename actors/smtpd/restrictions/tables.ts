@@ -5,10 +5,11 @@
  * whose every lookup throws that TableError ("file:line: …"), so the restriction answers a
  * temporary failure (451 4.3.0) and logs the error, and it is opened again (at most once a
  * second) until the file is fixed. A table *type* Postactor does not have (src/maps
- * TABLE_TYPES: ldap:, mysql:, …) is a configuration error and refuses start-up.
+ * TABLE_TYPES: ldap:, …) is a configuration error and refuses start-up.
  *
- * `proxy:` is a transparent prefix (Postactor has no proxymap: each smtpd worker opens its own
- * tables), and `unix:passwd.byname` reads /etc/passwd (local_recipient_maps' default).
+ * `proxy:TYPE:NAME` goes to the master's proxymap (src/maps/proxy.ts), except
+ * `proxy:unix:passwd.byname`, which each worker reads itself: `unix:passwd.byname` reads
+ * /etc/passwd (local_recipient_maps' default), a file with no connection to share.
  */
 import { readFileSync, statSync } from 'node:fs';
 
@@ -21,7 +22,8 @@ export const PASSWD_FILE = { path: '/etc/passwd' };
 
 /** Validates a "type:name" for smtpd use; returns an error text, or null. */
 export function tableSpecError(spec: string): string | null {
-  const s = stripProxy(spec);
+  // A proxy: table is checked by the type it names.
+  const s = stripProxy(spec).replace(/^(proxy:)+/, '');
   if (s === 'unix:passwd.byname') return null;
   let type: string;
   try {
@@ -35,7 +37,7 @@ export function tableSpecError(spec: string): string | null {
 }
 
 function stripProxy(spec: string): string {
-  return spec.startsWith('proxy:') ? spec.slice('proxy:'.length) : spec;
+  return spec === 'proxy:unix:passwd.byname' ? spec.slice('proxy:'.length) : spec;
 }
 
 /** Opens a table for smtpd (call tableSpecError first); never throws for file problems. */

@@ -18,14 +18,14 @@ import { DUNNO, rejected, type Action, type PolicyRequest, type Restriction } fr
 
 export interface UnlistedSettings {
   /** The address class of an address (trivial-rewrite's), and the address it resolves to. */
-  classOf(address: string): { class: AddressClass; recipient: string };
+  classOf(address: string): Promise<{ class: AddressClass; recipient: string }>;
   localMaps: PolicyTable[];
   virtualAliasMaps: PolicyTable[];
   virtualMailboxMaps: PolicyTable[];
   relayMaps: PolicyTable[];
   codes: { local: number; virtualAlias: number; virtualMailbox: number; relay: number };
   recipientDelimiter: string;
-  isLocalDomain(domain: string): boolean;
+  isLocalDomain(domain: string): Promise<boolean>;
 }
 
 const TEXT: Record<Exclude<AddressClass, 'default'>, string> = {
@@ -46,9 +46,9 @@ async function inAny(maps: PolicyTable[], address: string, s: UnlistedSettings):
 export async function checkListed(which: 'sender' | 'recipient', r: PolicyRequest, s: UnlistedSettings): Promise<Action> {
   const address = which === 'sender' ? r.sender : r.recipient;
   if (!address) return DUNNO;
-  const { class: cls, recipient: resolved } = s.classOf(address);
-  if (cls === 'default') return DUNNO;
   try {
+    const { class: cls, recipient: resolved } = await s.classOf(address);
+    if (cls === 'default') return DUNNO;
     if (await inAny(s.virtualAliasMaps, resolved, s)) return DUNNO;
     const [maps, code] =
       cls === 'local' ? [s.localMaps, s.codes.local]

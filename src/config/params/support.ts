@@ -32,6 +32,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   // Read by the configuration loader, master and every thread (identity, paths, logging).
   global: [
     'compatibility_level', 'config_directory', 'queue_directory', 'maillog_file', 'syslog_name',
+    'syslog_facility',
     'mail_name', 'myhostname', 'mydomain', 'myorigin', 'mydestination', 'mynetworks',
     'mynetworks_style', 'recipient_delimiter', 'service_name', 'enable_long_queue_ids',
     'mail_owner', 'message_size_limit', 'in_flow_delay', 'proxy_interfaces',
@@ -41,9 +42,9 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'alternate_config_directories', 'multi_instance_directories',
   ],
   // inet_interfaces, inet_protocols: where bare-port inet services listen (master/listen.ts).
-  master: ['default_process_limit', 'service_throttle_time', 'inet_interfaces', 'inet_protocols'],
+  master: ['default_process_limit', 'service_throttle_time', 'inet_interfaces', 'inet_protocols', 'proxy_read_maps'],
   smtpd: [
-    'plaintext_reject_code',
+    'plaintext_reject_code', 'queue_minfree',
     'access_map_defer_code', 'access_map_reject_code', 'allow_untrusted_routing',
     'default_rbl_reply', 'defer_code', 'disable_vrfy_command', 'invalid_hostname_reject_code',
     'local_recipient_maps', 'maps_rbl_reject_code', 'non_fqdn_reject_code',
@@ -88,13 +89,15 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_milters', 'smtpd_milter_maps', 'milter_protocol', 'milter_default_action', 'milter_connect_timeout',
     'milter_command_timeout', 'milter_content_timeout', 'milter_connect_macros', 'milter_helo_macros',
     'milter_mail_macros', 'milter_rcpt_macros', 'milter_data_macros', 'milter_end_of_header_macros',
-    'milter_end_of_data_macros', 'milter_macro_daemon_name', 'milter_macro_v',
+    'milter_end_of_data_macros', 'milter_macro_daemon_name', 'milter_macro_v', 'milter_macro_defaults',
+    'milter_unknown_command_macros',
     // anvil's per-client limits (actors/smtpd/anvil.ts; counters in actors/anvil/table.ts).
     'smtpd_client_connection_count_limit', 'smtpd_client_connection_rate_limit',
     'smtpd_client_message_rate_limit', 'smtpd_client_recipient_rate_limit', 'smtpd_client_auth_rate_limit',
     'smtpd_client_new_tls_session_rate_limit',
     'smtpd_client_event_limit_exceptions', 'smtpd_client_connection_limit_exceptions',
     'smtpd_client_ipv4_prefix_length', 'smtpd_client_ipv6_prefix_length',
+    'smtpd_upstream_proxy_protocol', 'smtpd_upstream_proxy_timeout',
     // Input hardening (actors/smtpd/bare-newline.ts, line-reader.ts, sessions.ts).
     'smtpd_forbid_bare_newline', 'smtpd_forbid_bare_newline_exclusions',
     'smtpd_forbid_bare_newline_reject_code', 'line_length_limit', 'smtpd_forbid_unauth_pipelining',
@@ -103,6 +106,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   // anvil's time unit and statistics, kept by master (actors/anvil/statistics.ts).
   anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
   cleanup: [
+    // non_smtpd_milters: actors/cleanup/milter.ts (local submissions through the milters).
+    'non_smtpd_milters', 'milter_header_checks',
     'cleanup_replace_stray_cr_lf',
     'always_add_missing_headers', 'always_bcc', 'append_at_myorigin', 'body_checks',
     'body_checks_size_limit', 'canonical_classes', 'canonical_maps', 'duplicate_filter_limit',
@@ -193,11 +198,30 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'virtual_mailbox_limit', 'virtual_mailbox_lock', 'virtual_minimum_uid', 'virtual_uid_maps',
   ],
   pipe: ['export_environment'],
+  // postscreen runs in the threads of its smtpd pass service (actors/postscreen).
+  postscreen: [
+    'postscreen_access_list', 'postscreen_denylist_action', 'postscreen_greet_banner',
+    'postscreen_greet_wait', 'postscreen_greet_action', 'postscreen_greet_ttl',
+    'postscreen_dnsbl_sites', 'postscreen_dnsbl_threshold', 'postscreen_dnsbl_allowlist_threshold',
+    'postscreen_dnsbl_action', 'postscreen_dnsbl_min_ttl', 'postscreen_dnsbl_max_ttl',
+    'postscreen_dnsbl_timeout', 'postscreen_dnsbl_reply_map', 'dnsblog_service_name',
+    'postscreen_pipelining_enable', 'postscreen_pipelining_action', 'postscreen_pipelining_ttl',
+    'postscreen_non_smtp_command_enable', 'postscreen_non_smtp_command_action', 'postscreen_non_smtp_command_ttl',
+    'postscreen_bare_newline_enable', 'postscreen_bare_newline_action', 'postscreen_bare_newline_ttl',
+    'postscreen_forbidden_commands', 'postscreen_command_count_limit', 'postscreen_command_time_limit',
+    'postscreen_cache_map', 'postscreen_cache_retention_time', 'postscreen_cache_cleanup_interval',
+    'postscreen_client_connection_count_limit', 'postscreen_pre_queue_limit', 'postscreen_helo_required', 'postscreen_disable_vrfy_command',
+    'postscreen_upstream_proxy_protocol', 'postscreen_upstream_proxy_timeout', 'postscreen_allowlist_interfaces',
+    'smtpd_service_name', 'respectful_logging', 'line_length_limit',
+    // Postfix's old names, read through the defaults of their new names.
+    'postscreen_blacklist_action', 'postscreen_dnsbl_whitelist_threshold', 'postscreen_dnsbl_ttl',
+    'postscreen_whitelist_interfaces',
+  ],
+  dnsblog: ['dnsblog_reply_delay'],
 };
 
 /** Why a group of parameters is refused (printed with the refusal). */
 const TLS = 'TLS is not built yet: mail would go in plaintext';
-const MILTER = 'only smtpd_milters and smtpd_milter_maps are built yet: mail would not be filtered';
 const LIMIT = 'anvil and smtpd abuse limits are not built yet: the limit would not apply';
 const FORBID = 'smtpd input hardening is not built yet';
 const ROUTE = 'mail would be routed or rewritten differently than configured';
@@ -212,8 +236,7 @@ export const REFUSED: Readonly<Record<string, string>> = {
   tlsproxy_enable_rpk: TLS,
   // Milters and other filters that would be skipped.
   // (smtpd_milters and smtpd_milter_maps are built: actors/smtpd/milter.ts; these are not yet.)
-  non_smtpd_milters: MILTER,
-  milter_header_checks: MILTER, smtpd_proxy_filter: 'the before-queue content filter would not run',
+  smtpd_proxy_filter: 'the before-queue content filter would not run',
   mime_header_checks: FILTER, nested_header_checks: FILTER,
   smtp_header_checks: FILTER, smtp_mime_header_checks: FILTER, smtp_nested_header_checks: FILTER,
   smtp_body_checks: FILTER, lmtp_header_checks: FILTER, lmtp_mime_header_checks: FILTER,
@@ -253,7 +276,7 @@ export const DIFFERENCES: Readonly<Record<string, { value: string; why: string }
   data_directory: { value: '/var/lib/postactor', why: 'never Postfix\'s data' },
   config_directory: { value: '/etc/postactor', why: 'never Postfix\'s configuration' },
   mynetworks: { value: '', why: 'empty means "derive from mynetworks_style", computed when read' },
-  maillog_file: { value: '', why: 'empty logs to standard output (Postfix: to syslog)' },
+  maillog_file: { value: '', why: 'empty logs to syslog under `postactor start`, as Postfix does, but to standard output under `postactor start-fg`' },
   smtpd_forbid_bare_newline: { value: 'normalize', why: 'Postfix 3.9\'s default (SMTP smuggling defence); 3.8 has "no"' },
 };
 
@@ -302,5 +325,11 @@ export const POSTACTOR_PARAMS: Readonly<Record<string, OwnParam>> = {
     default: 'no',
     readers: ['smtp'],
     description: 'MTA-STS (RFC 8461): look up and enforce the next-hop domain\'s published policy on MX deliveries (Postfix needs an external policy server for this)',
+  },
+  metrics_listen: {
+    type: 'str',
+    default: '',
+    readers: ['master'],
+    description: 'Prometheus metrics (/metrics) and a health check (/health) over HTTP on [host:]port; empty: off; a bare port listens on 127.0.0.1 only',
   },
 };

@@ -1,0 +1,136 @@
+/**
+ * non_smtpd_milters: the milters for mail that did not come in over SMTP (sendmail/pickup), run
+ * by cleanup as Postfix's cleanup_milter.c runs them. cleanup pretends the mail arrived from
+ * localhost [127.0.0.1] over ESMTP: connect, EHLO (the client name), MAIL, one RCPT per
+ * recipient and DATA are emulated, then the message as cleanup built it (with the headers
+ * cleanup added, so a DKIM signer signs what goes out) goes through headers, body and EOM, and
+ * the milters' edits are applied before the message is queued. A reject is the submission's
+ * outcome (cleanup bounces it to the sender, as Postfix does for local submissions); a milter
+ * cannot reject one recipient of a local submission: that is a configuration error and the
+ * message waits ("4.3.5 Server configuration error"), as in Postfix.
+ */
+import type { Config } from '../../src/config/index.js';
+import type { Logger } from '../../src/log/maillog.js';
+import { editRecipients, filterContent, type DsnRecipient } from '../../src/milter/content.js';
+import { macroSource, parseMacroDefaults, type MilterContext } from '../../src/milter/macros.js';
+import { Milters, milterSettings, type Verdict } from '../../src/milter/milters.js';
+
+/** What the milters decided for one local submission. */
+export type CleanupMilterResult =
+  | { kind: 'accept'; content: Uint8Array; sender: string; recipients: DsnRecipient[]; ret?: 'FULL' | 'HDRS'; envId?: string; hold: boolean; milterHeaders: string[] }
+  | { kind: 'discard' }
+  /** A reject (5xx) or tempfail (4xx): code, enhanced status and text. */
+  | { kind: 'reject'; code: number; dsn: string; text: string };
+
+export interface LocalMessage {
+  queueId: string;
+  sender: string;
+  recipients: DsnRecipient[];
+  content: Uint8Array;
+  ret?: 'FULL' | 'HDRS';
+  envId?: string;
+}
+
+export class CleanupMilters {
+  private readonly macroDefaults: Map<string, string>;
+
+  private constructor(private readonly config: Config, private readonly list: string, private readonly log: Logger) {
+    this.macroDefaults = parseMacroDefaults(config.get('milter_macro_defaults'), (w) => log.warn(w));
+  }
+
+  /** The non_smtpd_milters, or null when there are none (or receive_override_options has no_milters). */
+  static from(config: Config, log: Logger): CleanupMilters | null {
+    const list = config.get('non_smtpd_milters').trim();
+    if (!list || config.getList('receive_override_options').includes('no_milters')) return null;
+    milterSettings(config, list, () => undefined); // a bad list stops start-up here
+    return new CleanupMilters(config, list, log);
+  }
+
+  async inspect(msg: LocalMessage): Promise<CleanupMilterResult> {
+    const warn = (w: string) => this.log.warn(w);
+    const milters = new Milters(milterSettings(this.config, this.list, warn));
+    // Postfix: "localhost", 127.0.0.1 (or ::1 when inet_protocols lists IPv6 first), port unknown.
+    const ipv6First = this.config.getList('inet_protocols')[0] === 'ipv6';
+    const addr = ipv6First ? '::1' : '127.0.0.1';
+    const ctx: MilterContext = {
+      client: { name: 'localhost', addr, port: 0 }, localAddr: addr, localPort: 0, noPorts: true,
+      helo: 'localhost', protocol: 'ESMTP', sender: null, recipient: null,
+      recipients: msg.recipients.map((r) => r.address), queueId: msg.queueId,
+    };
+    const macros = () => macroSource(this.config, ctx, this.macroDefaults);
+    const stage = (event: string, v: Verdict): CleanupMilterResult | 'hold' | null => {
+      if (v === null || v === 'skip') return null;
+      if (v === 'H') { this.logAction(ctx, 'milter-hold', event, 'milter triggers HOLD action'); return 'hold'; }
+      if (v === 'D') { this.logAction(ctx, 'milter-discard', event, 'milter triggers DISCARD action'); return { kind: 'discard' }; }
+      return this.reject(ctx, event, v);
+    };
+    let hold = false;
+    try {
+      // The emulated SMTP events (cleanup_milter_emul_mail, _rcpt, _data).
+      let r = stage('CONNECT', await milters.connect({ name: ctx.client.name, addr, port: 0 }, macros()));
+      if (r === 'hold') hold = true; else if (r) return r;
+      r = stage('EHLO', await milters.helo('localhost', macros()));
+      if (r === 'hold') hold = true; else if (r) return r;
+      ctx.sender = msg.sender;
+      r = stage('MAIL', await milters.mail(msg.sender, [], macros()));
+      if (r === 'hold') hold = true; else if (r) return r;
+      for (const rcpt of msg.recipients) {
+        ctx.recipient = rcpt.address;
+        const v = await milters.rcpt(rcpt.address, [], macros());
+        if (v === 'H') { hold = true; this.logAction(ctx, 'milter-hold', 'RCPT', 'milter triggers HOLD action'); continue; }
+        if (v === 'D') { this.logAction(ctx, 'milter-discard', 'RCPT', 'milter triggers DISCARD action'); return { kind: 'discard' }; }
+        if (v !== null && v !== 'skip') {
+          this.reject(ctx, 'RCPT', v);
+          this.log.warn(`${msg.queueId}: milter configuration error: can't reject recipient in non-smtpd(8) submission`);
+          this.log.warn(`${msg.queueId}: message not accepted, try again later`);
+          return { kind: 'reject', code: 451, dsn: '4.3.5', text: 'Server configuration error' };
+        }
+      }
+      ctx.recipient = null;
+      r = stage('DATA', await milters.data(macros()));
+      if (r === 'hold') hold = true; else if (r) return r;
+
+      const out = await filterContent(milters, msg.content, macros(), (w) => this.log.warn(`${msg.queueId}: ${w}`));
+      const end = stage('END-OF-MESSAGE', out.verdict);
+      if (end !== null && end !== 'hold') return end;
+      if (out.env.quarantine !== null) this.logAction(ctx, 'milter-hold', 'END-OF-MESSAGE', 'milter triggers HOLD action');
+      const env = out.env;
+      return {
+        kind: 'accept',
+        content: out.content,
+        sender: env.sender ?? msg.sender,
+        recipients: editRecipients(msg.recipients, env),
+        ...(env.ret ?? msg.ret ? { ret: env.ret ?? msg.ret } : {}),
+        ...(env.envId ?? msg.envId ? { envId: env.envId ?? msg.envId } : {}),
+        hold: hold || out.env.quarantine !== null,
+        milterHeaders: out.milterHeaders,
+      };
+    } finally {
+      milters.quit();
+    }
+  }
+
+  /** "ID: milter-reject: EVENT from localhost[127.0.0.1]: 5.7.1 text; from=<s> to=<r>" (cleanup_milter_apply). */
+  private reject(ctx: MilterContext, event: string, v: string): CleanupMilterResult {
+    if (v === 'S') {
+      this.logAction(ctx, 'milter-reject', event, 'message content rejected');
+      return { kind: 'reject', code: 550, dsn: '5.7.1', text: 'message content rejected' };
+    }
+    const first = v.split(/\r?\n/)[0]!;
+    const code = Number(first.slice(0, 3));
+    const rest = v.split(/\r?\n/).map((l) => l.slice(4)).join(' ');
+    const m = /^([245]\.\d{1,3}\.\d{1,3}) (.*)$/s.exec(rest);
+    const dsn = m ? m[1]! : `${String(code)[0]}.7.1`;
+    const text = m ? m[2]! : rest;
+    this.logAction(ctx, 'milter-reject', event, `${dsn} ${text}`);
+    return { kind: 'reject', code, dsn, text };
+  }
+
+  private logAction(ctx: MilterContext, action: string, event: string, text: string): void {
+    let line = `${ctx.queueId}: ${action}: ${event} from ${ctx.client.name}[${ctx.client.addr}]: ${text};`;
+    if (ctx.sender !== null) line += ` from=<${ctx.sender}>`;
+    const to = ctx.recipient ?? ctx.recipients[0];
+    if (to !== undefined) line += ` to=<${to}>`;
+    this.log.info(line);
+  }
+}

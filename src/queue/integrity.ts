@@ -1,0 +1,81 @@
+/**
+ * Integrity of the queue store, checked where LMDB itself cannot help.
+ *
+ * LMDB keeps no checksums and maps the file into memory: a file shorter than its own meta page
+ * says (truncated by a full disk, a bad restore, a crash of the file system) makes the first read
+ * of a missing page a SIGBUS, and random bytes in a page a SIGSEGV or MDB_CORRUPTED, in every
+ * process that opens it — with no word about why. So:
+ *
+ *   storeFileProblem()  before LMDB opens the file: reads the two meta pages with plain reads and
+ *                       compares the file size with the last page the newest meta page claims.
+ *   contentChecksum()   one CRC-32 per message over its stored bytes (headers and body), written
+ *                       with the message in the same transaction and verified before delivery
+ *                       (qmgr) and by postcat; a mismatch sends the message to the corrupt queue.
+ *
+ *   storeTreeProblem()  when nobody writes the store (the master's start): every tree page checked
+ *                       (pages.ts reads the file without LMDB).
+ */
+import { closeSync, fstatSync, openSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
+import { PageReader, readMetas } from './pages.js';
+
+export const STORE_FILE = 'queue.lmdb';
+const RECOVER_ADVICE = 'stop the mail system and run "postsuper --recover": it copies every readable message into a new store, sets the rest aside in the corrupt queue, and keeps the damaged file';
+/**
+ * Why the store file cannot be opened safely, or null: its meta pages are unreadable, or it is
+ * shorter than the pages its newest meta page uses. A file that does not exist is no problem
+ * (LMDB creates it).
+ */
+export function storeFileProblem(file: string): string | null {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? null : `${file}: ${code ?? (err as Error).message}`;
+  }
+  try {
+    // The meta page first, then the size: LMDB writes a transaction's pages before its meta
+    // page, so a commit in between (a running server) can only make the file longer.
+    const metas = readMetas(fd);
+    const size = fstatSync(fd).size;
+    if (size === 0) return null; // created, never written: LMDB initialises it
+    if (metas.length === 0) return `queue store ${file} is damaged: no valid LMDB meta page; ${RECOVER_ADVICE}`;
+    const need = (metas[0]!.lastPage + 1) * metas[0]!.pageSize;
+    if (size < need) return `queue store ${file} is damaged: the file has ${size} bytes, its map uses ${need}; ${RECOVER_ADVICE}`;
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The deep check, for moments when no process writes the store (the master's start, recovery):
+ * every branch and leaf page of every database is read and checked (not the message contents on
+ * overflow pages: their checksums cover them). Reads about 1 MB per 1,000 queued messages.
+ * Null, or what is wrong.
+ */
+export function storeTreeProblem(file: string): string | null {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return null;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const meta = readMetas(fd)[0];
+    if (!meta || size === 0) return null;
+    const reader = new PageReader(fd, size, meta.pageSize);
+    for (const root of reader.databases(meta).values()) for (const _ of reader.walk(root, false)) { /* checks each page */ }
+    if (reader.damaged.size === 0) return null;
+    return `queue store ${file} is damaged: ${reader.damaged.size} unreadable page(s) (first: page ${Math.min(...reader.damaged)}); ${RECOVER_ADVICE}`;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The checksum stored with a message: CRC-32 of its content bytes (headers and body). */
+export function contentChecksum(content: Uint8Array): number {
+  return crc32(content);
+}

@@ -1,0 +1,139 @@
+/**
+ * A damaged queue store, in-process with a real LMDB file: the checksum each message carries,
+ * the check of the file against its meta page (truncated) and of every tree page (random bytes
+ * in the middle), and postsuper --recover's rebuild (src/queue/recover.ts) after both kinds of
+ * damage: what is copied is intact, nothing appears twice, the rest is counted.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { newQueueId } from '../src/queue/qid.js';
+import { QueueStore, StoreDamagedError, type MessageMeta } from '../src/queue/store.js';
+import { contentChecksum, STORE_FILE, storeFileProblem, storeTreeProblem } from '../src/queue/integrity.js';
+import { recoverStore } from '../src/queue/recover.js';
+import { QUEUE_NAMES } from '../src/queue/types.js';
+import { tempDirs } from './helpers/temp.js';
+
+const tempDir = tempDirs('pa-damage-');
+const COUNT = 300;
+
+/** A store of COUNT messages (every third deferred) of about 3 KB, each with a unique body. */
+async function filledStore(): Promise<{ dir: string; ids: string[] }> {
+  const dir = tempDir();
+  const store = QueueStore.open(dir);
+  const ids: string[] = [];
+  for (let i = 0; i < COUNT; i++) {
+    const queueId = newQueueId();
+    const content = Buffer.from(`Subject: message ${i}\r\n\r\nbody-${queueId}-` + 'x'.repeat(3000) + '\r\n');
+    const deferred = i % 3 === 0;
+    const meta: MessageMeta = {
+      queueId, queue: deferred ? 'deferred' : 'incoming', arrival: Date.now(), sender: 's@example.org',
+      recipients: [{ address: `r${i}@example.com`, done: false }], size: content.length, nextAttempt: deferred ? Date.now() + 3_600_000 : 0, attempts: 0,
+    };
+    await store.enqueue(meta, content);
+    ids.push(queueId);
+  }
+  await store.close();
+  return { dir, ids };
+}
+
+/** Every message of a (recovered) store, by queue: its content must match its checksum unless it is in corrupt. */
+function contents(dir: string): { byQueue: Record<string, string[]>; intact: boolean } {
+  const store = QueueStore.open(dir, { readOnly: true });
+  const byQueue: Record<string, string[]> = {};
+  let intact = true;
+  try {
+    for (const q of QUEUE_NAMES) {
+      byQueue[q] = [...store.list(q)];
+      if (q === 'corrupt') continue;
+      for (const id of byQueue[q]!) {
+        const meta = store.get(id)!;
+        const body = store.content(id)!;
+        if (contentChecksum(body) !== meta.checksum || !body.includes(Buffer.from(`body-${id}-`))) intact = false;
+      }
+    }
+  } finally {
+    void store.close();
+  }
+  return { byQueue, intact };
+}
+
+test('each message carries a checksum of its content; a changed byte is a mismatch', async () => {
+  const dir = tempDir();
+  const store = QueueStore.open(dir);
+  const id = newQueueId();
+  const content = Buffer.from(`Subject: s\r\n\r\nmarker-${id}\r\n` + 'y'.repeat(5000));
+  await store.enqueue({ queueId: id, queue: 'incoming', arrival: 0, sender: '', recipients: [], size: content.length, nextAttempt: 0, attempts: 0 }, content);
+  const meta = store.get(id)!;
+  assert.equal(meta.checksum, contentChecksum(content));
+  assert.equal(store.verify(id, meta), 'ok');
+  await store.close();
+  // One byte of the stored body changed behind LMDB's back (the content sits on its own page).
+  const file = join(dir, STORE_FILE);
+  const bytes = readFileSync(file);
+  const at = bytes.indexOf(`marker-${id}`);
+  assert.ok(at > 0);
+  bytes[at] = 'M'.charCodeAt(0);
+  writeFileSync(file, bytes);
+  const again = QueueStore.open(dir, { readOnly: true });
+  try {
+    assert.equal(again.verify(id, again.get(id)!), 'mismatch');
+  } finally {
+    await again.close();
+  }
+});
+
+test('a store truncated to half is refused before LMDB maps it, and recovery keeps what is left', async () => {
+  const { dir, ids } = await filledStore();
+  const file = join(dir, STORE_FILE);
+  truncateSync(file, Math.floor(statSync(file).size / 2));
+  const problem = storeFileProblem(file);
+  assert.match(problem ?? '', new RegExp(`queue store ${file} is damaged: the file has \\d+ bytes, its map uses \\d+; .*postsuper --recover`));
+  assert.throws(() => QueueStore.open(dir, { readOnly: true }), (err: Error) => err instanceof StoreDamagedError && err.message === problem);
+
+  const report = await recoverStore(dir);
+  assert.equal(storeFileProblem(file), null);
+  assert.ok(readdirSync(dir).some((f) => f.startsWith(`${STORE_FILE}.damaged-`)), 'the damaged file is kept');
+  const { byQueue, intact } = contents(dir);
+  assert.ok(intact, 'every message outside corrupt matches its checksum and is the one stored under its ID');
+  const all = QUEUE_NAMES.flatMap((q) => byQueue[q]!);
+  assert.equal(new Set(all).size, all.length, 'no message twice');
+  assert.ok(all.every((id) => ids.includes(id)));
+  // Half the file is gone: the messages found only by scanning the pages left are put on hold.
+  assert.equal(byQueue['hold']!.length, report.foundByScan);
+  assert.equal(byQueue['corrupt']!.length, report.damagedContent + report.withoutEnvelope);
+  assert.ok(report.foundByScan > 0, JSON.stringify(report));
+  assert.ok(report.damagedPages > 0);
+});
+
+test('64 KiB of random bytes in the middle: the page check names it, recovery copies the rest', async () => {
+  const { dir, ids } = await filledStore();
+  const file = join(dir, STORE_FILE);
+  const bytes = readFileSync(file);
+  const middle = Math.floor(bytes.length / 2);
+  // Deterministic "random" bytes (a fixed LCG): the test does the same damage every run.
+  let x = 12345;
+  for (let i = 0; i < 65536; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    bytes[middle + i] = x >>> 24;
+  }
+  writeFileSync(file, bytes);
+  assert.equal(storeFileProblem(file), null, 'the size still matches');
+  const deep = storeTreeProblem(file);
+  const report = await recoverStore(dir);
+  const { byQueue, intact } = contents(dir);
+  assert.ok(intact);
+  const all = QUEUE_NAMES.flatMap((q) => byQueue[q]!);
+  assert.equal(new Set(all).size, all.length, 'no message twice');
+  assert.ok(all.every((id) => ids.includes(id)));
+  const recovered = Object.values(report.recovered).reduce((a, b) => a + b, 0);
+  // 64 KiB is 16 pages of about 350: most messages survive, the damaged ones are set aside.
+  assert.ok(recovered >= COUNT - 40, JSON.stringify(report));
+  assert.equal(recovered + report.damagedContent + report.foundByScan + report.unreadableEnvelopes >= COUNT - 40, true);
+  assert.equal(byQueue['corrupt']!.length, report.damagedContent + report.withoutEnvelope);
+  assert.equal(byQueue['incoming']!.length + byQueue['deferred']!.length, recovered);
+  // The page check finds damage when a tree page was hit; the checksums catch the rest.
+  assert.ok(deep !== null || report.damagedContent > 0, 'the damage is found one way or the other');
+  assert.equal(storeTreeProblem(file), null, 'the new store is sound');
+});
