@@ -336,7 +336,6 @@ describe('evaluation order and stages', () => {
 
 describe('start-up refuses what is not implemented', () => {
   const rows: [Record<string, string>, RegExp][] = [
-    [{ smtpd_data_restrictions: 'reject_unauth_pipelining' }, /smtpd_data_restrictions: not supported: restriction "reject_unauth_pipelining"/],
     [{ smtpd_client_restrictions: 'sleep 1' }, /smtpd_client_restrictions: not supported: restriction "sleep"/],
     [{ smtpd_recipient_restrictions: 'reject_unverified_recipient, reject_unauth_destination' }, /smtpd_recipient_restrictions: reject_unverified_recipient: master.cf has no "verify" service/],
     [{ smtpd_client_restrictions: 'check_client_access ldap:/etc/postfix/access' }, /unsupported dictionary type: ldap/],
