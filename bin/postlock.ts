@@ -16,6 +16,7 @@ import { constants as C, promises as fsp } from 'node:fs';
 import { dotLock, flockFd, lockSettings } from '../src/delivery/mailbox.js';
 import { ConfigError, loadConfig, type Config } from '../src/config/index.js';
 import { getopt, UsageError } from '../src/queue/admin.js';
+import { manual } from '../src/cli/manual.js';
 
 const PROG = 'postlock';
 const EX_TEMPFAIL = 75;
@@ -27,6 +28,10 @@ function fatal(text: string): never {
 }
 
 async function main(): Promise<void> {
+  if (process.argv[2] === '--help') {
+    process.stdout.write(manual(PROG, USAGE) ?? `${USAGE}\n`);
+    process.exit(0);
+  }
   let parsed;
   try {
     parsed = getopt(process.argv.slice(2), 'c:l:v', []);

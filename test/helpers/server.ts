@@ -32,16 +32,28 @@ process.on('exit', () => {
   }
 });
 
-/** A port nobody listens on right now: listen on 0, read it, close. */
-export function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
+/** Ports this test process handed out: the kernel may give a closed port out again at once. */
+const handedOut = new Set<number>();
+
+/**
+ * A port nobody listens on right now: listen on 0, read it, close. Never the same port twice in
+ * one test process (a test that asks for several ports before using them would get a duplicate).
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  for (let tries = 0; ; tries++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const s = net.createServer();
+      s.once('error', reject);
+      s.listen(0, host, () => {
+        const p = (s.address() as net.AddressInfo).port;
+        s.close(() => resolve(p));
+      });
     });
-  });
+    if (!handedOut.has(port) || tries >= 20) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 export interface ServerOptions {
