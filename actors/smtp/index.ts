@@ -72,6 +72,7 @@ function init(): State {
       reuseTimeLimit: ms('smtp_connection_reuse_time_limit'),
       bind,
       onWarning: (text) => log.warn(text),
+      sendXforward: config.getBool('smtp_send_xforward_command'),
       ...(sasl ? { sasl: sasl.settings } : {}),
       ...tls.client,
     }),

@@ -98,6 +98,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_client_event_limit_exceptions', 'smtpd_client_connection_limit_exceptions',
     'smtpd_client_ipv4_prefix_length', 'smtpd_client_ipv6_prefix_length',
     'smtpd_upstream_proxy_protocol', 'smtpd_upstream_proxy_timeout',
+    // XCLIENT and XFORWARD (actors/smtpd/xclient.ts, xforward.ts).
+    'smtpd_authorized_xclient_hosts', 'smtpd_authorized_xforward_hosts',
   ],
   // anvil's time unit and statistics, kept by master (actors/anvil/statistics.ts).
   anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
@@ -162,6 +164,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtp_starttls_timeout', 'smtp_tls_servername', 'smtp_tls_connection_reuse',
     'smtp_tls_session_cache_database', 'smtp_tls_session_cache_timeout', 'minimal_backoff_time',
     'tls_eecdh_auto_curves', 'tls_ffdhe_auto_groups', 'tls_ssl_options',
+    'smtp_send_xforward_command',
   ],
   lmtp: [
     'lmtp_sasl_auth_enable', 'lmtp_sasl_type', 'lmtp_sasl_mechanism_filter', 'lmtp_sasl_security_options',
@@ -179,6 +182,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'lmtp_tls_key_file', 'lmtp_tls_loglevel', 'lmtp_tls_note_starttls_offer', 'lmtp_tls_wrappermode',
     'lmtp_starttls_timeout', 'lmtp_tls_servername', 'lmtp_tls_connection_reuse',
     'lmtp_tls_session_cache_database', 'lmtp_tls_session_cache_timeout', 'minimal_backoff_time',
+    'lmtp_send_xforward_command',
   ],
   local: [
     'alias_maps', 'allow_mail_to_commands', 'allow_mail_to_files', 'command_time_limit',

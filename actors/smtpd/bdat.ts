@@ -1,0 +1,271 @@
+/**
+ * CHUNKING (RFC 3030) for smtpd: "BDAT count [LAST]", with Postfix 3.4+'s rules and replies
+ * (smtpd.c bdat_cmd, skip_bdat). BINARYMIME is not offered, as in Postfix.
+ *
+ *   - The first BDAT of a transaction counts as DATA for the policy: smtpd_data_restrictions and
+ *     the milters' DATA event (the same hook as DATA: restrictions/hooks.ts).
+ *   - Each chunk is read whole (exactly count bytes, line ends untouched) and answered
+ *     "250 2.0.0 Ok: N bytes"; BDAT LAST hands the message to the same end-of-data path as DATA
+ *     (index.ts onData: end-of-data restrictions, milters, cleanup), answered "250 2.0.0 Ok:
+ *     queued as ID".
+ *   - A BDAT that fails still reads (and drops) its chunk, to stay in step with the client; the
+ *     following BDATs of the transaction are dropped with "551 5.0.0 Discarded N bytes after
+ *     earlier error" until BDAT LAST or RSET. A chunk that would take the message over
+ *     message_size_limit is refused ("552 5.3.4 Chunk exceeds message size limit"); past 1.5
+ *     times the limit the content is no longer read at all and the session ends.
+ *   - A malformed BDAT, or BDAT while `smtpd_discard_ehlo_keywords` hides CHUNKING, is answered
+ *     with 521 and the connection is closed: what follows would be message content.
+ *   - MAIL, RCPT and DATA inside a BDAT transaction: "503 5.5.1 Error: MAIL after BDAT" (…).
+ *
+ * smtp-server has no BDAT. Its line parser (SMTPStream) has a data mode that looks for the
+ * terminating dot; we give that mode a byte-count variant: while a connection's parser carries a
+ * chunk, the bytes it would have scanned for ".\r\n" are counted off instead, and whatever follows
+ * the chunk is parsed as commands again once the chunk's reply is out.
+ */
+import { PassThrough } from 'node:stream';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { maillog } from '../../src/log/maillog.js';
+import type { PolicyHooks } from './restrictions/hooks.js';
+
+const log = maillog('smtpd');
+
+/** What the BDAT handler needs from smtpd (index.ts). */
+export interface BdatSettings {
+  /** CHUNKING is announced (not in smtpd_discard_ehlo_keywords). */
+  enabled: boolean;
+  /** message_size_limit, 0 = none. */
+  sizeLimit: number;
+  /** "host[addr]" of a session, for the log. */
+  namaddr(session: object): string;
+  /** The session's queue ID for the log, or null (NOQUEUE). */
+  queueId(session: object): string | null;
+}
+
+type Reply = { code: number; text: string };
+type DataHandler = (stream: PassThrough, session: object, cb: (err: (Error & { responseCode?: number }) | null, message?: unknown) => void) => void;
+
+interface ParserChunk {
+  remaining: number;
+  keep: boolean;
+  /** Called once the whole chunk is in; `resume` lets the parser read commands again. */
+  complete(resume: () => void): void;
+}
+
+type Parser = {
+  _dataMode: boolean;
+  _paChunk?: ParserChunk | null;
+  _write(chunk: Buffer, encoding: string, done: (err?: Error) => void): void;
+};
+
+/** The BDAT state of a transaction (Postfix's bdat_state with its content and act_size). */
+interface Transaction {
+  envelope: unknown;
+  state: 'ok' | 'error';
+  chunks: Buffer[];
+  /** Bytes received or skipped in this transaction (Postfix's act_size). */
+  size: number;
+}
+
+type Handler = (this: Conn, command: Buffer | string, callback: () => void) => void;
+type Conn = {
+  _server: { options: { postactorBdat?: BdatSettings; postactorPolicyHooks?: PolicyHooks }; onData: DataHandler };
+  _parser: Parser | false;
+  _handlerPending: boolean;
+  _transactionCounter: number;
+  _closing: boolean;
+  _socket: { destroyed: boolean; end(): void };
+  session: { envelope: { mailFrom: unknown; rcptTo: unknown[] } } & object;
+  send(code: number, data: unknown, context?: unknown): void;
+  close(): void;
+  _resetSession(): void;
+  _paBdat?: Transaction;
+};
+
+let installed = false;
+
+/** The BDAT transaction of the current envelope, if BDAT has started one. */
+function transactionOf(conn: Conn): Transaction | null {
+  const t = conn._paBdat;
+  return t && t.envelope === conn.session.envelope ? t : null;
+}
+
+/** Patches smtp-server's connection class and line parser (once per thread). */
+export async function installBdat(proto: Record<string, unknown>): Promise<void> {
+  if (installed) return;
+  installed = true;
+  await installChunkMode();
+
+  proto.handler_BDAT = function (this: Conn, command: Buffer | string, callback: () => void) {
+    const settings = this._server.options.postactorBdat;
+    if (!settings?.enabled) return hangUp(this, 521, '5.5.1 Error: command not implemented', callback);
+    const line = String(command);
+    const args = line.trim().split(/\s+/).slice(1);
+    const last = args.length === 2;
+    if (args.length < 1 || args.length > 2 || !/^\d+$/.test(args[0]!) || (last && args[1]!.toUpperCase() !== 'LAST') || !Number.isSafeInteger(Number(args[0]))) {
+      log.warn(`${settings.queueId(this.session) ?? 'NOQUEUE'}: malformed BDAT command syntax from ${settings.namaddr(this.session)}: ${printable(line).slice(0, 100)}`);
+      return hangUp(this, 521, '5.5.4 Syntax: BDAT count [LAST]', callback);
+    }
+    const size = Number(args[0]);
+    const skip = (reply: Reply) => skipChunk(this, settings, size, last, reply, callback);
+    if (size === 0 && !last) {
+      log.warn(`${settings.queueId(this.session) ?? 'NOQUEUE'}: null BDAT request from ${settings.namaddr(this.session)}`);
+      return skip({ code: 551, text: '5.7.1 Null BDAT request' });
+    }
+    let t = transactionOf(this);
+    if (t?.state === 'error') return skip({ code: 551, text: `5.0.0 Discarded ${size} bytes after earlier error` });
+    const accept = () => {
+      if (settings.sizeLimit > 0 && (t?.size ?? 0) > settings.sizeLimit - size) {
+        log.warn(`${settings.queueId(this.session) ?? 'NOQUEUE'}: BDAT request from ${settings.namaddr(this.session)} exceeds message size limit`);
+        return skip({ code: 552, text: '5.3.4 Chunk exceeds message size limit' });
+      }
+      t ??= (this._paBdat = { envelope: this.session.envelope, state: 'ok', chunks: [], size: 0 });
+      receiveChunk(this, t, size, last, callback);
+    };
+    if (t) return accept();
+    // The first BDAT of a transaction is the DATA of the policy checks.
+    const envelope = this.session.envelope;
+    if (envelope.rcptTo.length === 0) {
+      return skip(envelope.mailFrom ? { code: 554, text: '5.5.1 Error: no valid recipients' } : { code: 503, text: '5.5.1 Error: need RCPT command' });
+    }
+    const hook = this._server.options.postactorPolicyHooks?.data;
+    if (!hook) return accept();
+    hook(this.session).then(
+      (reply) => (reply ? skip(reply) : accept()),
+      () => skip({ code: 451, text: '4.3.5 Server configuration error' }),
+    );
+  } satisfies Handler;
+
+  // MAIL, RCPT and DATA have no place between a BDAT and its BDAT LAST.
+  for (const cmd of ['MAIL', 'RCPT', 'DATA']) {
+    const original = proto[`handler_${cmd}`] as Handler;
+    proto[`handler_${cmd}`] = function (this: Conn, command: Buffer | string, callback: () => void) {
+      if (!transactionOf(this)) return original.call(this, command, callback);
+      this.send(503, `5.5.1 Error: ${cmd} after BDAT`);
+      callback();
+    } satisfies Handler;
+  }
+}
+
+/** Reads one chunk into the transaction and answers it (BDAT LAST: the message's reply). */
+function receiveChunk(conn: Conn, t: Transaction, size: number, last: boolean, callback: () => void): void {
+  t.size += size;
+  readChunk(conn, size, true, (chunk, resume) => {
+    if (chunk.length) t.chunks.push(chunk);
+    if (!last) {
+      conn.send(250, `2.0.0 Ok: ${size} bytes`);
+      return resume();
+    }
+    // BDAT LAST: the same end-of-data path as DATA (index.ts onData).
+    const stream = new PassThrough();
+    conn._handlerPending = true;
+    conn._server.onData(stream, conn.session, (err, message) => {
+      stream.resume();
+      conn._handlerPending = false;
+      if (err) conn.send(err.responseCode || 450, err.message);
+      else conn.send(250, typeof message === 'string' ? message : '2.0.0 Ok', 'DATA_OK');
+      conn._transactionCounter++;
+      conn._paBdat = undefined;
+      conn._resetSession();
+      resume();
+    });
+    for (const c of t.chunks) stream.write(c);
+    t.chunks = [];
+    stream.end();
+  }, callback);
+}
+
+/**
+ * Postfix's skip_bdat(): read and drop the chunk, answer `reply`; then BDAT LAST ends the
+ * transaction, any other BDAT leaves it dropping chunks until LAST or RSET. A chunk past 1.5
+ * times message_size_limit is not read: the reply goes out and the session ends.
+ */
+function skipChunk(conn: Conn, settings: BdatSettings, size: number, last: boolean, reply: Reply, callback: () => void): void {
+  let t = transactionOf(conn);
+  const before = t?.size ?? 0;
+  const finish = () => {
+    if (last) {
+      conn._paBdat = undefined;
+      conn._resetSession();
+    } else {
+      t ??= (conn._paBdat = { envelope: conn.session.envelope, state: 'error', chunks: [], size: 0 });
+      t.state = 'error';
+      t.chunks = [];
+    }
+  };
+  if (settings.sizeLimit > 0 && before / 1.5 > settings.sizeLimit - size / 1.5) {
+    conn.send(reply.code, reply.text);
+    log.warn(`${settings.queueId(conn.session) ?? 'NOQUEUE'}: too much BDAT content -- disabling further input from ${settings.namaddr(conn.session)}`);
+    finish();
+    conn.close();
+    return callback();
+  }
+  if (t) t.size += size;
+  else if (!last) t = conn._paBdat = { envelope: conn.session.envelope, state: 'error', chunks: [], size };
+  readChunk(conn, size, false, (_chunk, resume) => {
+    conn.send(reply.code, reply.text);
+    finish();
+    resume();
+  }, callback);
+}
+
+/**
+ * Switches the connection's parser to counting off `size` bytes (kept, or dropped when !keep),
+ * then calls `done(chunk, resume)`; `resume` lets the parser go on with the commands after it.
+ */
+function readChunk(conn: Conn, size: number, keep: boolean, done: (chunk: Buffer, resume: () => void) => void, callback: () => void): void {
+  const parser = conn._parser;
+  if (!parser) return callback();
+  const parts: Buffer[] = [];
+  const chunk: ParserChunk & { parts: Buffer[] } = {
+    remaining: size,
+    keep,
+    parts,
+    complete: (resume) => done(keep ? Buffer.concat(parts) : Buffer.alloc(0), resume),
+  };
+  parser._paChunk = chunk;
+  parser._dataMode = true;
+  if (size === 0) {
+    // Nothing to read ("BDAT 0 LAST"): complete now, then let the parser go on.
+    parser._paChunk = null;
+    parser._dataMode = false;
+    return chunk.complete(callback);
+  }
+  // The parser reads on now; with its data mode on, the next bytes go to feedChunk below.
+  callback();
+}
+
+/** SMTPStream's data mode, counting bytes while a chunk is due instead of looking for the dot. */
+async function installChunkMode(): Promise<void> {
+  const require = createRequire(import.meta.url);
+  const main = require.resolve('smtp-server');
+  const esm = join(dirname(dirname(main)), 'esm', 'smtp-stream.js');
+  const mod = (await import(pathToFileURL(esm).href)) as { SMTPStream: { prototype: Record<string, unknown> } };
+  const proto = mod.SMTPStream.prototype;
+  const feed = proto._feedDataStream as (this: Parser, chunk: Buffer, done: (err?: Error) => void) => void;
+  proto._feedDataStream = function (this: Parser, data: Buffer, done: (err?: Error) => void) {
+    const c = this._paChunk as (ParserChunk & { parts: Buffer[] }) | null | undefined;
+    if (!c) return feed.call(this, data, done);
+    const take = Math.min(c.remaining, data.length);
+    if (c.keep && take > 0) c.parts.push(Buffer.from(data.subarray(0, take)));
+    c.remaining -= take;
+    if (c.remaining > 0) return done();
+    this._paChunk = null;
+    this._dataMode = false;
+    const rest = data.subarray(take);
+    c.complete(() => (rest.length ? this._write(rest, 'buffer', done) : done()));
+  };
+}
+
+/** 521 (or 421) and an orderly close, as Postfix hangs up after either. */
+function hangUp(conn: Conn, code: number, text: string, callback: () => void): void {
+  conn.send(code, text);
+  conn.close();
+  callback();
+}
+
+/** Postfix's printable(): control and non-ASCII characters become '?'. */
+function printable(s: string): string {
+  return s.replace(/[^\x20-\x7e]/g, '?');
+}
