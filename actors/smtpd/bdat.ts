@@ -6,8 +6,8 @@
  *     the milters' DATA event (the same hook as DATA: restrictions/hooks.ts).
  *   - Each chunk is read whole (exactly count bytes, line ends untouched) and answered
  *     "250 2.0.0 Ok: N bytes"; BDAT LAST hands the message to the same end-of-data path as DATA
- *     (index.ts onData: end-of-data restrictions, milters, cleanup), answered "250 2.0.0 Ok:
- *     queued as ID".
+ *     (index.ts onData: end-of-data restrictions, milters, cleanup), answered "250 2.0.0 Ok: N
+ *     bytes queued as ID".
  *   - A BDAT that fails still reads (and drops) its chunk, to stay in step with the client; the
  *     following BDATs of the transaction are dropped with "551 5.0.0 Discarded N bytes after
  *     earlier error" until BDAT LAST or RSET. A chunk that would take the message over
@@ -137,11 +137,13 @@ export async function installBdat(proto: Record<string, unknown>): Promise<void>
     );
   } satisfies Handler;
 
-  // MAIL, RCPT and DATA have no place between a BDAT and its BDAT LAST.
+  // MAIL, RCPT and DATA have no place between a BDAT and its BDAT LAST (after Postfix's own
+  // "nested MAIL command" and "need MAIL command", which come first).
   for (const cmd of ['MAIL', 'RCPT', 'DATA']) {
     const original = proto[`handler_${cmd}`] as Handler;
     proto[`handler_${cmd}`] = function (this: Conn, command: Buffer | string, callback: () => void) {
-      if (!transactionOf(this)) return original.call(this, command, callback);
+      const inMail = Boolean(this.session.envelope.mailFrom);
+      if (!transactionOf(this) || (cmd === 'MAIL' && inMail) || (cmd === 'RCPT' && !inMail)) return original.call(this, command, callback);
       this.send(503, `5.5.1 Error: ${cmd} after BDAT`);
       callback();
     } satisfies Handler;
@@ -164,7 +166,8 @@ function receiveChunk(conn: Conn, t: Transaction, size: number, last: boolean, c
       stream.resume();
       conn._handlerPending = false;
       if (err) conn.send(err.responseCode || 450, err.message);
-      else conn.send(250, typeof message === 'string' ? message : '2.0.0 Ok', 'DATA_OK');
+      // Postfix names the size after BDAT: "250 2.0.0 Ok: 48 bytes queued as ID".
+      else conn.send(250, typeof message === 'string' ? message.replace(/^2\.0\.0 Ok: queued as /, `2.0.0 Ok: ${t.size} bytes queued as `) : '2.0.0 Ok', 'DATA_OK');
       conn._transactionCounter++;
       conn._paBdat = undefined;
       conn._resetSession();
