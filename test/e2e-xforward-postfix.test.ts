@@ -42,7 +42,10 @@ describe('XFORWARD and CHUNKING with Postfix as the peer', { skip: NO_PEERS || (
       port: postfixPort,
       extraMainCf: [
         'smtpd_authorized_xforward_hosts = 127.0.0.0/8',
+        'smtpd_authorized_xclient_hosts = 127.0.0.0/8',
         'smtp_send_xforward_command = yes',
+        // The misuse dialogues make errors on purpose: no sleeping on either side.
+        'smtpd_error_sleep_time = 0',
       ].join('\n'),
     });
     server = await startServer({
@@ -52,6 +55,7 @@ describe('XFORWARD and CHUNKING with Postfix as the peer', { skip: NO_PEERS || (
         smtpd_authorized_xclient_hosts: '127.0.0.0/8',
         smtpd_authorized_xforward_hosts: '127.0.0.0/8',
         relay_domains: 'example.com',
+        smtpd_error_sleep_time: '0',
       },
       // The return smtpd of the loop: what comes back goes to the sink, not to Postfix again.
       masterCfExtra: `127.0.0.1:${returnPort} inet n - n - 1 smtpd -o content_filter=smtp:[127.0.0.1]:${sinkPort}`,
@@ -118,28 +122,64 @@ describe('XFORWARD and CHUNKING with Postfix as the peer', { skip: NO_PEERS || (
     ['BDAT 1 LAST x\r\n', 1],
   ];
 
-  /** Postfix's and Postactor's replies to the steps, queue IDs and host names made equal. */
-  async function replies(port: number): Promise<string[]> {
+  /** Postfix's and Postactor's replies to the steps, queue IDs and greetings made equal. */
+  async function replies(port: number, steps: Step[], closes: boolean): Promise<string[]> {
     const { smtp, greeting } = await SmtpDialogue.connect(port, { timeoutMs: 10_000 });
     assert.equal(greeting.code, 220);
     const ehlo = await smtp.cmd('EHLO client.test');
     assert.ok(ehlo.lines.includes('CHUNKING'), ehlo.lines.join('|'));
     const out: string[] = [];
-    for (const [send, n] of BDAT_STEPS) {
+    for (const [send, n] of steps) {
       smtp.write(send);
       for (let i = 0; i < n; i++) {
         const r = await smtp.read().catch((e: Error) => { throw new Error(`port ${port} after ${JSON.stringify(send)} (replies so far: ${out.join(' | ')}): ${e.message}`); });
-        out.push(r.line.replace(/queued as \S+/, 'queued as ID'));
+        out.push(r.line.replace(/queued as \S+/, 'queued as ID').replace(/^220 .*/, '220 (greeting)'));
       }
     }
-    await assert.rejects(smtp.read(), /connection closed/);
+    if (closes) await assert.rejects(smtp.read(), /connection closed/);
+    smtp.close();
     return out;
   }
 
   test('BDAT: the same dialogue gets the same replies from Postfix\'s smtpd and from Postactor\'s', async () => {
-    const fromPostfix = await replies(postfix.port);
-    const fromPostactor = await replies(server.port);
+    const fromPostfix = await replies(postfix.port, BDAT_STEPS, true);
+    const fromPostactor = await replies(server.port, BDAT_STEPS, true);
     assert.deepEqual(fromPostactor, fromPostfix);
     assert.ok(fromPostactor.includes('250 2.0.0 Ok: 38 bytes'), fromPostactor.join('\n'));
+  });
+
+  const X_STEPS: Step[] = [
+    ...['XCLIENT', 'XFORWARD'].flatMap((cmd): Step[] => [
+      [`${cmd}\r\n`, 1],
+      [`${cmd} NAME\r\n`, 1],
+      [`${cmd} FOO=bar\r\n`, 1],
+      [`${cmd} ADDR=300.1.2.3\r\n`, 1],
+      [`${cmd} PORT=7x\r\n`, 1],
+      [`${cmd} NAME=bad..name\r\n`, 1],
+      [`${cmd} HELO=${'h'.repeat(256)}\r\n`, 1],
+    ]),
+    ['XCLIENT PROTO=LMTP\r\n', 1],
+    ['XFORWARD SOURCE=ELSEWHERE\r\n', 1],
+    ['XFORWARD NAME=spike.example.org ADDR=192.0.2.9 PORT=1234\r\n', 1],
+    ['XFORWARD PROTO=ESMTP HELO=spike.example.org IDENT=ABC SOURCE=REMOTE\r\n', 1],
+    ['MAIL FROM:<a@example.org>\r\n', 1],
+    ['XFORWARD ADDR=192.0.2.1\r\n', 1],
+    ['XCLIENT ADDR=192.0.2.1\r\n', 1],
+    ['RSET\r\n', 1],
+    // The new client is outside the authorized list: no more XCLIENT, and HELO was reset.
+    ['XCLIENT ADDR=192.0.2.66 NAME=[UNAVAILABLE] HELO=[UNAVAILABLE]\r\n', 1],
+    ['XCLIENT ADDR=127.0.0.1\r\n', 1],
+    // XFORWARD stays with the host that connected (Postfix decides it once per connection).
+    ['XFORWARD ADDR=127.0.0.1\r\n', 1],
+    // (Postactor always wants HELO/EHLO before MAIL: smtpd_helo_required is fixed at yes.)
+    ['EHLO client.test\r\n', 1],
+    ['MAIL FROM:<a@example.org>\r\n', 1],
+  ];
+
+  test('XCLIENT and XFORWARD: the same replies from Postfix\'s smtpd and from Postactor\'s', async () => {
+    const fromPostfix = await replies(postfix.port, X_STEPS, false);
+    const fromPostactor = await replies(server.port, X_STEPS, false);
+    assert.deepEqual(fromPostactor, fromPostfix);
+    assert.ok(fromPostactor.includes('220 (greeting)'), fromPostactor.join('\n'));
   });
 });

@@ -130,8 +130,8 @@ async function main(): Promise<void> {
   };
 
   const smtputf8Offered = config.getBool('smtputf8_enable') && !discardEhlo.has('smtputf8');
-  // XCLIENT and XFORWARD: for the clients these lists name (checked against the current client,
-  // which XCLIENT changes).
+  // XCLIENT and XFORWARD: for the clients these lists name (XCLIENT: the current client, which
+  // XCLIENT changes; XFORWARD: the host that connected, as Postfix decides it once).
   const xclientHosts = authorizedHosts(config, 'smtpd_authorized_xclient_hosts');
   const xforwardHosts = authorizedHosts(config, 'smtpd_authorized_xforward_hosts');
   const clientIn = (hosts: typeof xclientHosts, session: object) => hosts !== null && hosts.has(states.get(session as SMTPServerSession)?.client.addr ?? '');
@@ -261,8 +261,8 @@ async function main(): Promise<void> {
         apply: xclientApply,
       },
       postactorXforward: {
-        allowed: (session: object) => clientIn(xforwardHosts, session),
-        announce: (session: object) => !discardEhlo.has('xforward') && clientIn(xforwardHosts, session),
+        allowed: (addr: string) => xforwardHosts !== null && xforwardHosts.has(addr),
+        announce: (addr: string) => !discardEhlo.has('xforward') && xforwardHosts !== null && xforwardHosts.has(addr),
       },
     } as object),
     ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),

@@ -107,6 +107,7 @@ type Conn = {
   remotePort: number;
   localAddress: string;
   localPort: number;
+  _originalRemoteAddress: string;
   hostNameAppearsAs: string | false;
   openingCommand: string | false;
   send(code: number, data: unknown, context?: unknown): void;
@@ -162,7 +163,7 @@ export function installXclient(proto: Record<string, unknown>): void {
     this.session.paEhloExtra = [
       ...other,
       ...(o.postactorXclient?.announce(this.session) ? [XCLIENT_KEYWORD] : []),
-      ...(o.postactorXforward?.announce(this.session) ? [XFORWARD_KEYWORD] : []),
+      ...(o.postactorXforward?.announce(this._originalRemoteAddress) ? [XFORWARD_KEYWORD] : []),
     ];
     ehlo.call(this, command, callback);
   } satisfies Handler;

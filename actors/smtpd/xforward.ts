@@ -15,10 +15,13 @@ import { attributes, neuter, normalizeAddress, UNAVAILABLE, validHostname, valid
 
 /** What the XFORWARD handler needs from smtpd (index.ts). */
 export interface XforwardHooks {
-  /** The session's client is in smtpd_authorized_xforward_hosts. */
-  allowed(session: object): boolean;
+  /**
+   * The host that connected (`addr`; not a client named by XCLIENT: Postfix decides this once
+   * per connection) is in smtpd_authorized_xforward_hosts.
+   */
+  allowed(addr: string): boolean;
   /** EHLO announces XFORWARD: allowed, and not in smtpd_discard_ehlo_keywords. */
-  announce(session: object): boolean;
+  announce(addr: string): boolean;
 }
 
 /** Postfix's smtpd_xforward_preset(): what is not forwarded reads "unknown". */
@@ -102,6 +105,8 @@ type Handler = (this: Conn, command: Buffer | string, callback: () => void) => v
 type Conn = {
   _server: { options: { postactorXforward?: XforwardHooks } };
   session: { envelope: object & { mailFrom: unknown } } & object;
+  /** smtp-server's address of the host that connected (XCLIENT changes remoteAddress only). */
+  _originalRemoteAddress: string;
   send(code: number, data: unknown, context?: unknown): void;
 };
 
@@ -127,7 +132,7 @@ export function installXforward(proto: Record<string, unknown>): void {
     const args = String(command).trim().split(/\s+/).slice(1);
     if (this.session.envelope.mailFrom) return reply(503, '5.5.1 Error: MAIL transaction in progress');
     if (args.length < 1) return reply(501, '5.5.4 Syntax: XFORWARD attribute=value...');
-    if (!this._server.options.postactorXforward?.allowed(this.session)) return reply(550, '5.7.0 Error: insufficient authorization');
+    if (!this._server.options.postactorXforward?.allowed(this._originalRemoteAddress)) return reply(550, '5.7.0 Error: insufficient authorization');
     const envelope = this.session.envelope;
     const r = parseXforward(args, forwarded.get(envelope) ?? null);
     if ('code' in r) return reply(r.code, r.text);
