@@ -11,20 +11,25 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { SmtpSink } from '../src/smtp/sink.js';
+import { HAVE_PYMILTER, startTestMilter, TEST_MILTER_MACROS, type RunningMilter } from './helpers/milter.js';
 import { needs } from './helpers/peers.js';
+import { tempDirs } from './helpers/temp.js';
 import { runClient } from './helpers/run-client.js';
 import { deliveredWithSubject, freePort, queuedId, rfc822, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 
 const NO_SWAKS = needs('/usr/bin/swaks', 'swaks');
+const tempDir = tempDirs('postactor-xclient-');
 
 describe('smtpd XCLIENT and XFORWARD', () => {
   let server: TestServer;
   let sink: SmtpSink;
   let closedPort = 0;
+  let earlyPort = 0;
 
   before(async () => {
     sink = new SmtpSink({ keepMessages: true });
     closedPort = await freePort();
+    earlyPort = await freePort();
     server = await startServer({
       sinkPort: await sink.listen(0),
       env: (dir) => {
@@ -42,7 +47,10 @@ describe('smtpd XCLIENT and XFORWARD', () => {
         smtpd_error_sleep_time: '0',
         smtpd_hard_error_limit: '100',
       },
-      masterCfExtra: `127.0.0.1:${closedPort} inet n - n - 1 smtpd -o smtpd_authorized_xclient_hosts= -o smtpd_authorized_xforward_hosts=`,
+      masterCfExtra: [
+        `127.0.0.1:${closedPort} inet n - n - 1 smtpd -o smtpd_authorized_xclient_hosts= -o smtpd_authorized_xforward_hosts=`,
+        `127.0.0.1:${earlyPort} inet n - n - 1 smtpd -o smtpd_delay_reject=no`,
+      ].join('\n'),
     });
   });
   after(async () => {
@@ -102,6 +110,14 @@ describe('smtpd XCLIENT and XFORWARD', () => {
     smtp.close();
   });
 
+  test('with smtpd_delay_reject = no the client restrictions answer XCLIENT\'s new greeting', async () => {
+    const smtp = await session(earlyPort);
+    const r = await smtp.cmd('XCLIENT ADDR=192.0.2.66');
+    assert.equal(r.line, '554 5.7.1 <unknown[192.0.2.66]>: Client host rejected: Access denied');
+    smtp.close();
+    await server.waitForLog(/NOQUEUE: reject: CONNECT from unknown\[192\.0\.2\.66\]: 554 5\.7\.1 <unknown\[192\.0\.2\.66\]>: Client host rejected: Access denied;/, 10_000);
+  });
+
   test('Postfix\'s replies to bad XCLIENT and XFORWARD commands', async () => {
     const smtp = await session();
     for (const cmd of ['XCLIENT', 'XFORWARD']) {
@@ -155,5 +171,46 @@ describe('smtpd XCLIENT and XFORWARD', () => {
     // Received names the host that connected (as Postfix's smtpd writes it).
     const msg = await deliveredWithSubject(sink, 'xforward one');
     assert.match(msg, /Received: from proxy\.test \(unknown \[127\.0\.0\.1\]\)/);
+  });
+});
+
+describe('XCLIENT and BDAT through smtpd_milters (python3-milter)', { skip: !HAVE_PYMILTER && 'python3-milter is not installed' }, () => {
+  let server: TestServer;
+  let sink: SmtpSink;
+  let milter: RunningMilter;
+
+  before(async () => {
+    milter = await startTestMilter(tempDir());
+    sink = new SmtpSink({ keepMessages: true });
+    server = await startServer({
+      sinkPort: await sink.listen(0),
+      mainCf: {
+        smtpd_milters: `inet:127.0.0.1:${milter.port}`,
+        ...TEST_MILTER_MACROS,
+        smtpd_authorized_xclient_hosts: '127.0.0.0/8',
+        relay_domains: 'example.com',
+      },
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    await sink?.close();
+    milter?.child.kill('SIGKILL');
+  });
+
+  test('the milter hears a new connection from the XCLIENT client, and filters a message sent with BDAT', async () => {
+    const { smtp, greeting } = await SmtpDialogue.connect(server.port);
+    assert.equal(greeting.code, 220);
+    assert.equal((await smtp.cmd('EHLO proxy.test')).code, 250);
+    assert.equal((await smtp.cmd('XCLIENT ADDR=192.0.2.7 NAME=origin.example.org')).code, 220);
+    assert.equal((await smtp.cmd('EHLO origin.example.org')).code, 250);
+    const msg = rfc822({ Subject: 'bdat through the milter' }, 'hi\r\n');
+    smtp.write(`MAIL FROM:<a@example.org>\r\nRCPT TO:<r@example.com>\r\nBDAT ${msg.length} LAST\r\n${msg}`);
+    assert.equal((await smtp.read()).code, 250);
+    assert.equal((await smtp.read()).code, 250);
+    assert.match((await smtp.read()).line, new RegExp(`^250 2\\.0\\.0 Ok: ${msg.length} bytes queued as \\S+$`));
+    smtp.close();
+    const got = await deliveredWithSubject(sink, 'changed by milter: bdat through the milter');
+    assert.match(got, /X-Test-Client: 192\.0\.2\.7 origin\.example\.org/);
   });
 });
