@@ -6,6 +6,8 @@
  * counter. test/e2e-xforward-postfix.test.ts replays the same dialogues against Postfix's smtpd.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { SmtpSink } from '../src/smtp/sink.js';
@@ -31,6 +33,13 @@ describe('smtpd CHUNKING (BDAT)', () => {
     smallPort = await freePort();
     server = await startServer({
       sinkPort,
+      // smtpd_data_restrictions judge the first BDAT of a transaction (and make every BDAT wait
+      // for that asynchronous check before its chunk is read).
+      env: (dir) => {
+        writeFileSync(join(dir, 'datasenders'), 'bad@example.org REJECT no data for you\n');
+        return {};
+      },
+      mainCf: { smtpd_data_restrictions: 'check_sender_access texthash:datasenders' },
       masterCfExtra: [
         `127.0.0.1:${noChunkingPort} inet n - n - 1 smtpd -o smtpd_discard_ehlo_keywords=chunking`,
         `127.0.0.1:${smallPort} inet n - n - 1 smtpd -o message_size_limit=1000`,
@@ -117,6 +126,22 @@ describe('smtpd CHUNKING (BDAT)', () => {
     assert.equal((await smtp.cmd('RSET')).code, 250);
     smtp.close();
     await server.waitForLog(/warning: NOQUEUE: null BDAT request from \S+\[127\.0\.0\.1\]|warning: \S+: null BDAT request from/, 10_000);
+  });
+
+  test('smtpd_data_restrictions answer the first BDAT as they answer DATA; the pipelined chunks are skipped', async () => {
+    const smtp = await session();
+    assert.equal((await smtp.cmd('MAIL FROM:<bad@example.org>')).code, 250);
+    assert.equal((await smtp.cmd('RCPT TO:<b@example.com>')).code, 250);
+    const viaData = await smtp.cmd('DATA');
+    assert.equal(viaData.code, 554, viaData.line);
+    assert.equal((await smtp.cmd('RSET')).code, 250);
+    smtp.write('MAIL FROM:<bad@example.org>\r\nRCPT TO:<b@example.com>\r\nBDAT 10\r\n0123456789BDAT 5 LAST\r\nabcdeNOOP\r\n');
+    assert.equal((await smtp.read()).code, 250);
+    assert.equal((await smtp.read()).code, 250);
+    assert.equal((await smtp.read()).line, viaData.line);
+    assert.equal((await smtp.read()).line, '551 5.0.0 Discarded 5 bytes after earlier error');
+    assert.equal((await smtp.read()).line, '250 2.0.0 Ok');
+    smtp.close();
   });
 
   test('a malformed BDAT is answered 521 and the session ends, with Postfix\'s warning', async () => {

@@ -43,7 +43,7 @@ export function printable(s: string): string {
 
 /** Postfix's neuter() with NEUTER_CHARACTERS: characters that could break headers or macros. */
 export function neuter(s: string): string {
-  return s.replace(/[<>()\\";@\[\]:]/g, '?');
+  return s.replace(/[ <>()\\";@]/g, '?');
 }
 
 /** Postfix's valid_hostname(): labels of letters, digits, '-' and '_', not all-numeric. */
