@@ -223,11 +223,13 @@ const WRITE_ERROR: Failure = { ok: false, code: 451, dsn: '4.3.0', text: 'Error:
 /** "ID: action: header X from client; from=<s> to=<r> proto=P helo=<h>: text", as Postfix's cleanup logs it. */
 function actionLog(request: CleanupRequest, action: string, cls: string, input: string, text: string): string {
   const c = request.client;
-  const origin = c && request.origin === 'smtpd' ? `${c.name}[${c.addr}]` : 'local';
+  const remote = request.origin === 'smtpd' || request.origin === 'qmqpd';
+  const origin = c && remote ? `${c.name}[${c.addr}]` : 'local';
   const rcpt = request.recipients[0]?.address;
   let line = `${request.queueId}: ${action}: ${cls} ${logForm(input)} from ${origin}; from=<${request.sender}>`;
   if (rcpt !== undefined) line += ` to=<${rcpt}>`;
-  if (c && request.origin === 'smtpd') line += ` proto=${c.protocol} helo=<${c.helo}>`;
+  // qmqpd has no HELO name, so no helo=<> (as Postfix's cleanup logs only what it was given).
+  if (c && remote) line += ` proto=${c.protocol}${request.origin === 'smtpd' ? ` helo=<${c.helo}>` : ''}`;
   return text ? `${line}: ${text}` : line;
 }
 
@@ -341,8 +343,10 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
   }
 
   // Headers Postfix adds at the end of the header section, for local clients (or always).
-  const localClient = request.origin === 'smtpd' && (request.client ? s.rewriteClients(request.client) : true);
-  const addMissing = request.origin === 'smtpd' && (s.alwaysAdd || localClient);
+  // qmqpd's messages are a network client's, as smtpd's (qmqpd wrote their Received header itself).
+  const network = request.origin === 'smtpd' || request.origin === 'qmqpd';
+  const localClient = network && (request.client ? s.rewriteClients(request.client) : true);
+  const addMissing = network && (s.alwaysAdd || localClient);
   let added = '';
   let messageId = scan.messageId;
   if (request.origin === 'pickup') {

@@ -24,6 +24,7 @@ import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls,
 import { peerCertLine, verifyFailureLine } from './ccert.js';
 import { SniMaps } from './sni.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
+import { VerifySender } from '../verify/sender.js';
 import { QueueSpace } from './queue-space.js';
 import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
@@ -39,6 +40,7 @@ import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anv
 import { AnvilTable } from '../anvil/table.js';
 import { Postscreen, type Endpoints } from '../postscreen/index.js';
 import { readProxyHeader } from '../postscreen/haproxy.js';
+import { handleShutdown } from './shutdown.js';
 import { installBdat } from './bdat.js';
 import { installXclient, type XclientAttrs } from './xclient.js';
 import { clientLineTail, forwardedOf, installXforward } from './xforward.js';
@@ -98,6 +100,14 @@ async function main(): Promise<void> {
     ? new SniMaps(config, { ...tlsSettings.context, ...(ticketKeys ? { ticketKeys: Buffer.from(ticketKeys) } : {}) }, (w) => log.warn(w))
     : null;
   const policy = new SmtpdPolicy(config);
+  policy.useVerifyService((service, body) => actor.request(service, body));
+  // Our own probe sender as a recipient (a probe of this site coming back) skips the recipient
+  // restrictions, as Postfix's smtpd does (valid_verify_sender_addr): else a timeout or a UCE
+  // block could make two sites cache each other's probes as undeliverable.
+  let verifySender: VerifySender | null = null;
+  try {
+    verifySender = new VerifySender(config);
+  } catch { /* a bad address_verify_sender: checkConfig refuses it where a verify service runs */ }
   const namaddr = (session: object): string => {
     const c = states.get(session as SMTPServerSession)?.client;
     return c ? `${c.name}[${c.addr}]` : 'unknown';
@@ -463,7 +473,11 @@ async function main(): Promise<void> {
       };
       // A transaction that will be discarded accepts every recipient unchecked, as Postfix does.
       if (effectsOf(state, session).discard !== null) return accept();
-      policy.checkRecipient(policyRequest(session, 'RCPT', address.address)).then((v) => {
+      const probeRecipient = verifySender !== null && verifySender.valid(address.address) !== null;
+      const verdict: Promise<Verdict> = probeRecipient
+        ? Promise.resolve({ ok: true, discard: null, prepend: [] })
+        : policy.checkRecipient(policyRequest(session, 'RCPT', address.address));
+      verdict.then((v) => {
         const err = apply(v, state, session);
         if (err) return callback(err);
         if (!milters) return accept();
@@ -519,15 +533,18 @@ async function main(): Promise<void> {
 
       function queue(prepend: string[], edited?: { env: EnvelopeEdits | null; hold: boolean; milterHeaders: string[] }): void {
         // PREPEND headers first, then the message. An owned ArrayBuffer, so it can be
-        // transferred to cleanup instead of copied.
+        // transferred to cleanup instead of copied; made again from the chunks for a retry.
         const head = Buffer.from(prepend.map((h) => `${h}\r\n`).join(''), 'utf8');
-        const content = new Uint8Array(head.length + total);
-        content.set(head, 0);
-        let offset = head.length;
-        for (const c of chunks) {
-          content.set(c, offset);
-          offset += c.length;
-        }
+        const contentOf = (): Uint8Array => {
+          const content = new Uint8Array(head.length + total);
+          content.set(head, 0);
+          let offset = head.length;
+          for (const c of chunks) {
+            content.set(c, offset);
+            offset += c.length;
+          }
+          return content;
+        };
         const login = saslLogin(session);
         const tlsInfo = (session as { paTls?: TlsSummary }).paTls;
         const forwarded = forwardedOf(session);
@@ -544,7 +561,7 @@ async function main(): Promise<void> {
           queueId: state.queueId!,
           sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
           recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, ...dsnOf(r) })),
-          content,
+          content: contentOf(),
           client,
           arrival: Date.now(),
           origin: 'smtpd',
@@ -564,7 +581,7 @@ async function main(): Promise<void> {
         }
         if (edited?.hold) request.hold = true;
         if (edited?.milterHeaders.length) request.milterHeaders = edited.milterHeaders;
-        void submit(request).then((reply) => {
+        void submit(request, contentOf).then((reply) => {
           if (reply.ok) {
             metrics().smtpdMessages.inc({ sasl_method: login?.method ?? '' });
             return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);
@@ -586,13 +603,16 @@ async function main(): Promise<void> {
     },
   });
 
-  /** Hands a message to cleanup; when its mailbox is full, waits in_flow_delay once (push back). */
-  async function submit(request: CleanupRequest): Promise<CleanupReply> {
+  /**
+   * Hands a message to cleanup; when its mailbox is full, waits in_flow_delay once (push back).
+   * The content is transferred, so after any answer, BUSY included, its buffer belongs to
+   * another thread (Node 24 throws on slicing it): a retry sends a new one, made by `contentOf`.
+   */
+  async function submit(request: CleanupRequest, contentOf: () => Uint8Array): Promise<CleanupReply> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const transfer = attempt === 0 ? [request.content.buffer as ArrayBuffer] : [];
-        const copy = attempt === 0 ? request : { ...request, content: request.content.slice() };
-        return await actor.request<CleanupReply>('cleanup', copy, transfer);
+        const body = attempt === 0 ? request : { ...request, content: contentOf() };
+        return await actor.request<CleanupReply>('cleanup', body, [body.content.buffer as ArrayBuffer]);
       } catch (err) {
         if (err instanceof ServiceError && err.code === 'BUSY' && attempt === 0) {
           await new Promise((r) => setTimeout(r, inFlowDelay || 1000));
@@ -685,25 +705,10 @@ async function main(): Promise<void> {
     s.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`bind ${a.host} port ${a.port}: ${e.code === 'EADDRINUSE' ? 'Address already in use' : e.message}`)));
     s.listen({ host: a.host, port: a.port, reusePort: true, backlog: 1024, ...(a.ipv6Only ? { ipv6Only: true } : {}) }, () => resolve());
   })));
-  // Stop (postactor stop, reload): accept no more connections, let the sessions in progress
-  // finish (as an old Postfix smtpd does after a reload), and only after a grace period tell the
-  // remaining ones "421 … shutting down".
-  parentPort!.on('message', (msg: { type?: string }) => {
-    if (msg?.type !== 'postactor:stop') return;
-    for (const l of listeners) l.close();
-    const connections = (server as unknown as { connections: Set<unknown> }).connections;
-    const deadline = Date.now() + 10_000;
-    const exit = () => {
-      flushMaillog();
-      process.exit(0);
-    };
-    const poll = () => {
-      if (connections.size === 0) return exit();
-      if (Date.now() < deadline) return void setTimeout(poll, 50);
-      server!.close(exit);
-      setTimeout(exit, 6000).unref();
-    };
-    poll();
+  // Retired by a reload: the sessions finish here; stopped: they get a grace period (shutdown.ts).
+  handleShutdown(server, listeners, () => {
+    flushMaillog();
+    process.exit(0);
   });
   parentPort!.postMessage({ type: 'postactor:ready' });
 }

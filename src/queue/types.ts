@@ -7,6 +7,26 @@
 export type QueueName = 'incoming' | 'active' | 'deferred' | 'hold' | 'corrupt';
 export const QUEUE_NAMES: readonly QueueName[] = ['incoming', 'active', 'deferred', 'hold', 'corrupt'];
 
+/**
+ * A message's trace flags (Postfix's DEL_REQ_FLAG_*): `verify` sendmail -bv (USR_VRFY: the
+ * sender gets a report, nothing is delivered), `record` sendmail -v (RECORD: delivered and
+ * reported), `probe` an address verification probe of the verify service (MTA_VRFY: nothing is
+ * delivered, each outcome goes to the verify service, no notice is sent).
+ */
+export type TraceMode = 'verify' | 'record' | 'probe';
+
+/**
+ * One entry of the address verification cache (Postfix's "status:probed:updated:text"): the
+ * last probe's outcome, when it arrived (`updated`, ms; 0: none yet) and when a probe was last
+ * sent (`probed`, ms; 0: none outstanding).
+ */
+export interface VerifyEntry {
+  status: 'ok' | 'defer' | 'bounce' | 'todo';
+  probed: number;
+  updated: number;
+  text: string;
+}
+
 /** One envelope recipient. `done` is Postfix's R → D record flip: delivered or bounced. */
 export interface RecipientRecord {
   address: string;
@@ -25,7 +45,7 @@ export interface ClientInfo {
   addr: string;        // IP address
   port: number;
   helo: string;
-  protocol: 'SMTP' | 'ESMTP' | 'LOCAL';
+  protocol: 'SMTP' | 'ESMTP' | 'LOCAL' | 'QMQP';
   /** The TLS session the message came over (smtpd), for its Received header. */
   tls?: TlsInfo;
   /** The client's SASL login (smtpd AUTH): Received says "with ESMTPA". */
@@ -113,8 +133,9 @@ export interface MessageMeta {
   filter?: string;
   /** delay_warning_time: the one delay notice has been sent (Postfix's W record set to -1). */
   delayWarned?: boolean;
-  /** sendmail -bv (verify: report deliverability, deliver nothing) or -v (deliver and report). */
-  trace?: 'verify' | 'record';
+  /** sendmail -bv (verify: report deliverability, deliver nothing) or -v (deliver and report), or
+   *  a verify service probe (deliver nothing, report to the service). */
+  trace?: TraceMode;
   /** SMTPUTF8 flags of the message (absent: none). */
   smtputf8?: Smtputf8Flags;
   /**

@@ -794,9 +794,10 @@ export class SmtpClient {
 
     const mailReply = await this.read(c, h, Stage.Mail, this.opts.mailTimeout, reused);
     const mailOk = mailReply.code >= 200 && mailReply.code < 300;
-    if (!mailOk && !pipelined) {
-      return messageFailure(result, n, mailReply, saidText(h, mailReply, 'MAIL FROM'));
-    }
+    // 421: the server is closing the connection, whatever else it says (RFC 5321 3.8).
+    if (mailReply.code === 421) c.fail(new SessionError('lost', 'the server said 421'));
+    if (!mailOk && pipelined) return this.afterRejectedMail(c, h, env, result, mailReply);
+    if (!mailOk) return messageFailure(result, n, mailReply, saidText(h, mailReply, 'MAIL FROM'));
     const results: RecipientResult[] = new Array(n);
     let accepted = 0;
     for (let i = 0; i < n; i++) {
@@ -810,8 +811,7 @@ export class SmtpClient {
 
     if (env.verify) {
       // Address verification: the RCPT replies are the answer; no message is sent.
-      if (mailOk) await this.rset(c);
-      if (!mailOk) return messageFailure(result, n, mailReply, saidText(h, mailReply, 'MAIL FROM'));
+      await this.rset(c);
       return;
     }
     let dataReply: Reply | null = null;
@@ -824,10 +824,9 @@ export class SmtpClient {
       if (dataReply && dataReply.code === 354) {
         c.write('.\r\n');
         await this.read(c, h, Stage.Dot, this.opts.dataDoneTimeout);
-      } else if (mailOk) {
+      } else {
         await this.rset(c);
       }
-      if (!mailOk) return messageFailure(result, n, mailReply, saidText(h, mailReply, 'MAIL FROM'));
       return; // kind 'sent': every recipient carries its RCPT rejection
     }
     if (dataReply!.code !== 354) {
@@ -849,6 +848,33 @@ export class SmtpClient {
       return;
     }
     return dataFailure(result, done, saidText(h, done, 'end of DATA'));
+  }
+
+  /**
+   * MAIL FROM was refused in a pipelined batch: every recipient fails with that reply, "host …
+   * said: … (in reply to MAIL FROM command)", as Postfix's smtp_mesg_fail marks them all. The
+   * RCPT and DATA replies are still read to keep the connection in step, but a server that
+   * hangs up after its refusal (a 421) or goes quiet only costs the connection: the lost
+   * connection has no recipient left to report (Postfix's smtp_stream_except finds every
+   * recipient already marked), so it is never logged as "lost connection … while sending RCPT TO".
+   */
+  private async afterRejectedMail(c: Connection, h: SmtpHost, env: SmtpEnvelope, result: DeliveryResult, mailReply: Reply): Promise<void> {
+    const n = env.recipients.length;
+    try {
+      for (let i = 0; i < n; i++) await this.read(c, h, Stage.Rcpt, this.opts.rcptTimeout);
+      if (!env.verify) {
+        // RFC 2920: DATA after a refused MAIL must be refused; a 354 anyway gets an empty message.
+        const dataReply = await this.read(c, h, Stage.Data, this.opts.dataInitTimeout);
+        if (dataReply.code === 354) {
+          c.write('.\r\n');
+          await this.read(c, h, Stage.Dot, this.opts.dataDoneTimeout);
+        }
+      }
+    } catch (e) {
+      if (!(e instanceof SiteFailure)) throw e;
+      c.fail(new SessionError('lost', e.reason));
+    }
+    return messageFailure(result, n, mailReply, saidText(h, mailReply, 'MAIL FROM'));
   }
 
   /**

@@ -55,7 +55,7 @@ export interface ServerOptions {
   sinkPort?: number;
   /** Use this smtpd port instead of a fresh free one. */
   port?: number;
-  /** Readiness timeout (ms), default 20000. */
+  /** Readiness timeout (ms), default 60000 (a full master.cf starts some twenty threads; a shared machine can take that long). */
   readyTimeoutMs?: number;
   /** Extra environment for the child (a function gets the config directory). */
   env?: Record<string, string> | ((dir: string) => Record<string, string>);
@@ -201,7 +201,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
       resolve();
     }));
     // Ready: this run logged "daemon started" and the port answers 220.
-    const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
+    const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
     let started = false;
     while (Date.now() < deadline) {
       if (c.exitCode !== null || c.signalCode !== null) throw new Error(`postactor exited during start-up (${c.exitCode ?? c.signalCode}): ${errText}`);
@@ -210,7 +210,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
       await new Promise((r) => setTimeout(r, 50));
     }
     c.kill('SIGKILL');
-    throw new Error(`postactor not ready within ${opts.readyTimeoutMs ?? 20_000} ms: stderr ${errText}; maillog:\n${logLines().join('\n')}`);
+    throw new Error(`postactor not ready within ${opts.readyTimeoutMs ?? 60_000} ms: stderr ${errText}; maillog:\n${logLines().join('\n')}`);
   };
 
   const kill = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {

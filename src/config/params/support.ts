@@ -44,6 +44,13 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   // inet_interfaces, inet_protocols: where bare-port inet services listen (master/listen.ts).
   master: ['default_process_limit', 'service_throttle_time', 'inet_interfaces', 'inet_protocols', 'proxy_read_maps'],
   smtpd: [
+    // reject_unverified_recipient / _sender (actors/smtpd/restrictions/verify.ts).
+    'address_verify_poll_count', 'address_verify_poll_delay', 'address_verify_service_name',
+    'address_verify_sender', 'address_verify_sender_ttl',
+    'unverified_recipient_defer_code', 'unverified_recipient_reject_code',
+    'unverified_recipient_tempfail_action', 'unverified_recipient_reject_reason',
+    'unverified_sender_defer_code', 'unverified_sender_reject_code',
+    'unverified_sender_tempfail_action', 'unverified_sender_reject_reason',
     'plaintext_reject_code', 'queue_minfree',
     'access_map_defer_code', 'access_map_reject_code', 'allow_untrusted_routing',
     'default_rbl_reply', 'defer_code', 'disable_vrfy_command', 'invalid_hostname_reject_code',
@@ -124,8 +131,14 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     // Sender-dependent routing (actors/trivial-rewrite/resolve.ts; qmgr keys its cache on the sender).
     'sender_dependent_relayhost_maps', 'sender_dependent_default_transport_maps',
     'empty_address_relayhost_maps_lookup_key', 'empty_address_default_transport_maps_lookup_key',
+    // Probes' routing (actors/trivial-rewrite/settings.ts VERIFY_OVERRIDES).
+    'address_verify_relayhost', 'address_verify_transport_maps', 'address_verify_local_transport',
+    'address_verify_virtual_transport', 'address_verify_relay_transport', 'address_verify_default_transport',
+    'address_verify_sender_dependent_relayhost_maps', 'address_verify_sender_dependent_default_transport_maps',
   ],
   qmgr: [
+    // Probe outcomes to the verify service (actors/qmgr/probes.ts).
+    'address_verify_negative_cache', 'address_verify_service_name', 'address_verify_pending_request_limit',
     '2bounce_notice_recipient', 'bounce_notice_recipient', 'bounce_queue_lifetime',
     'bounce_size_limit', 'bounce_template_file', 'confirm_delay_cleared', 'delay_notice_recipient',
     'delay_warning_time', 'destination_concurrency_feedback_debug', 'double_bounce_sender',
@@ -196,6 +209,14 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'virtual_mailbox_limit', 'virtual_mailbox_lock', 'virtual_minimum_uid', 'virtual_uid_maps',
   ],
   pipe: ['export_environment'],
+  // The address verification service (actors/verify); its cache is the queue store's verify database.
+  verify: [
+    'address_verify_map', 'data_directory', 'address_verify_positive_expire_time',
+    'address_verify_positive_refresh_time', 'address_verify_negative_expire_time',
+    'address_verify_negative_refresh_time', 'address_verify_negative_cache',
+    'address_verify_cache_cleanup_interval', 'address_verify_sender', 'address_verify_sender_ttl',
+    'address_verify_service_name',
+  ],
   // postscreen runs in the threads of its smtpd pass service (actors/postscreen).
   postscreen: [
     'postscreen_access_list', 'postscreen_denylist_action', 'postscreen_greet_banner',
@@ -216,6 +237,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'postscreen_whitelist_interfaces',
   ],
   dnsblog: ['dnsblog_reply_delay'],
+  qmqpd: ['qmqpd_authorized_clients', 'qmqpd_timeout', 'qmqpd_error_delay', 'qmqpd_client_port_logging', 'line_length_limit'],
 };
 
 /** Why a group of parameters is refused (printed with the refusal). */
