@@ -4,6 +4,7 @@
  * in one LMDB transaction, waits until that commit is on disk, tells qmgr, and replies — after
  * which smtpd may say "250 Ok: queued".
  */
+import { limitHeaderSize } from './header-limit.js';
 import { metrics } from '../../src/metrics/thread.js';
 import { workerData } from 'piscina';
 import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
@@ -294,8 +295,14 @@ async function cleanupMessage(incoming: CleanupRequest): Promise<CleanupReply> {
   const request0 = incoming.origin === 'pickup' ? localSubmission(s, incoming) : incoming;
   // cleanup_replace_stray_cr_lf (Postfix ≥ 3.8.5): a CR that does not end a line becomes a space,
   // so "Subject: s\rX-Injected: yes" cannot be read as two headers further on.
-  const original = s.replaceStrayCr ? replaceStrayCr(request0.content) : request0.content;
-  const scan = scanHeaders(original);
+  let original = s.replaceStrayCr ? replaceStrayCr(request0.content) : request0.content;
+  let scan = scanHeaders(original);
+  // header_size_limit: a longer header is kept cut at the limit (header-limit.ts).
+  const limited = limitHeaderSize(original, scan.end, s.headerSizeLimit);
+  if (limited) {
+    original = limited;
+    scan = scanHeaders(original);
+  }
   if (scan.received > s.hopLimit) {
     log.info(`${request0.queueId}: reject: header Received: too many hops; from=<${request0.sender}>`);
     return { ok: false, code: 554, dsn: '5.4.0', text: 'Error: too many hops' };

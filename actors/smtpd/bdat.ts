@@ -17,15 +17,13 @@
  *     with 521 and the connection is closed: what follows would be message content.
  *   - MAIL, RCPT and DATA inside a BDAT transaction: "503 5.5.1 Error: MAIL after BDAT" (…).
  *
- * smtp-server has no BDAT. Its line parser (SMTPStream) has a data mode that looks for the
- * terminating dot; we give that mode a byte-count variant: while a connection's parser carries a
- * chunk, the bytes it would have scanned for ".\r\n" are counted off instead, and whatever follows
- * the chunk is parsed as commands again once the chunk's reply is out.
+ * smtp-server has no BDAT. Its parser (SMTPStream, read by line-reader.ts) has a data mode that
+ * looks for the terminating dot; we give that mode a byte-count variant (installChunkReader,
+ * wrapping the line reader): while a connection's parser carries a chunk, the bytes it would
+ * have scanned for ".\r\n" are counted off instead, and whatever follows the chunk is parsed as
+ * commands again once the chunk's reply is out.
  */
 import { PassThrough } from 'node:stream';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { maillog } from '../../src/log/maillog.js';
 import type { PolicyHooks } from './restrictions/hooks.js';
 
@@ -91,11 +89,10 @@ function transactionOf(conn: Conn): Transaction | null {
   return t && t.envelope === conn.session.envelope ? t : null;
 }
 
-/** Patches smtp-server's connection class and line parser (once per thread). */
-export async function installBdat(proto: Record<string, unknown>): Promise<void> {
+/** Patches smtp-server's connection class (once per thread); see also installChunkReader. */
+export function installBdat(proto: Record<string, unknown>): void {
   if (installed) return;
   installed = true;
-  await installChunkMode();
 
   proto.handler_BDAT = function (this: Conn, command: Buffer | string, callback: () => void) {
     const settings = this._server.options.postactorBdat;
@@ -239,17 +236,18 @@ function readChunk(conn: Conn, size: number, keep: boolean, done: (chunk: Buffer
   callback();
 }
 
-/** SMTPStream's data mode, counting bytes while a chunk is due instead of looking for the dot. */
-async function installChunkMode(): Promise<void> {
-  const require = createRequire(import.meta.url);
-  const main = require.resolve('smtp-server');
-  const esm = join(dirname(dirname(main)), 'esm', 'smtp-stream.js');
-  const mod = (await import(pathToFileURL(esm).href)) as { SMTPStream: { prototype: Record<string, unknown> } };
-  const proto = mod.SMTPStream.prototype;
-  const feed = proto._feedDataStream as (this: Parser, chunk: Buffer, done: (err?: Error) => void) => void;
-  proto._feedDataStream = function (this: Parser, data: Buffer, done: (err?: Error) => void) {
+/**
+ * The parser's byte-count mode: while a chunk is due, input goes to it, not to the line reader
+ * (line-reader.ts, installed before this: we wrap its _write). Once per thread.
+ */
+export function installChunkReader(streamProto: Record<string, unknown>): void {
+  if (streamProto.paChunkReader) return;
+  streamProto.paChunkReader = true;
+  const write = streamProto._write as (this: Parser, chunk: Buffer, enc: string, done: (err?: Error) => void) => void;
+  streamProto._write = function (this: Parser, data: Buffer, enc: string, done: (err?: Error) => void) {
     const c = this._paChunk as (ParserChunk & { parts: Buffer[] }) | null | undefined;
-    if (!c) return feed.call(this, data, done);
+    if (!c || !this._dataMode) return write.call(this, data, enc, done);
+    if (!data || data.length === 0) return done();
     const take = Math.min(c.remaining, data.length);
     if (c.keep && take > 0) c.parts.push(Buffer.from(data.subarray(0, take)));
     c.remaining -= take;

@@ -153,7 +153,8 @@ export async function installDialect(): Promise<void> {
     // Through this.send(), so the reply is counted (disconnect line, error limits: limits.ts).
     if (d.vrfyDisabled) this.send(502, '5.5.1 VRFY command is disabled', false);
     else if (!arg) this.send(501, '5.5.4 Syntax: VRFY address', false);
-    else this.send(252, `2.0.0 ${arg.replace(/^<|>$/g, '')}`, false);
+    // The address is echoed with control characters made '?' (Postfix's printable()).
+    else this.send(252, `2.0.0 ${arg.replace(/^<|>$/g, '').replace(/[\x00-\x1f\x7f]/g, '?')}`, false);
     callback();
   };
   const notRecognized = function (this: Conn, _command: unknown, callback: () => void) {

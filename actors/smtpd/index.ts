@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { metrics } from '../../src/metrics/thread.js';
 import * as net from 'node:net';
+import { join } from 'node:path';
 import type * as tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
@@ -37,11 +38,17 @@ import type { EnvelopeEdits } from '../../src/milter/message.js';
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
+import { Spool } from './spool.js';
+import { installLineReader, smtpStreamPrototype } from './line-reader.js';
+import { illPipelining, installPipelining } from './pipelining.js';
+import { installSyntax } from './syntax.js';
+import { bareLfNoted, bareNewlineFrom, contentRefusal, installBareNewline, whatsup } from './bare-newline.js';
+import { gateSessions, localCounter, raiseOpenFileLimit, sessionLimitOf } from './sessions.js';
 import { AnvilTable } from '../anvil/table.js';
 import { Postscreen, type Endpoints } from '../postscreen/index.js';
 import { readProxyHeader } from '../postscreen/haproxy.js';
 import { handleShutdown } from './shutdown.js';
-import { installBdat } from './bdat.js';
+import { installBdat, installChunkReader } from './bdat.js';
 import { installXclient, type XclientAttrs } from './xclient.js';
 import { clientLineTail, forwardedOf, installXforward } from './xforward.js';
 import { authorizedHosts, type Reply } from './xattrs.js';
@@ -73,9 +80,15 @@ async function main(): Promise<void> {
   await installPolicyHooks();
   await installSasl();
   // CHUNKING, XCLIENT, XFORWARD (after sasl.ts: the EHLO keywords of xclient.ts go first).
-  await installBdat(await smtpConnectionPrototype());
+  installBdat(await smtpConnectionPrototype());
   installXclient(await smtpConnectionPrototype());
   installXforward(await smtpConnectionPrototype());
+  // The line reader and the bare-newline check (patched last: it answers before the others).
+  installLineReader(await smtpStreamPrototype());
+  installChunkReader(await smtpStreamPrototype()); // BDAT's chunks, around the line reader
+  installSyntax(await smtpConnectionPrototype());
+  installPipelining(await smtpConnectionPrototype());
+  installBareNewline(await smtpConnectionPrototype(), await smtpStreamPrototype());
   let server: SMTPServer | null = null;
   const actor = await startActor({
     maxInFlight: 2048,
@@ -117,6 +130,8 @@ async function main(): Promise<void> {
   const sizeLimit = config.getSize('message_size_limit');
   const queueSpace = new QueueSpace(queueDirectory(config), config.getSize('queue_minfree'), sizeLimit);
   const contentFilter = config.get('content_filter').trim();
+  const spoolDir = join(config.get('queue_directory'), 'smtpd');
+  const bareNewline = bareNewlineFrom(config);
   const inFlowDelay = config.getTime('in_flow_delay') * 1000;
   const peernameLookup = config.getBool('smtpd_peername_lookup');
   // smtpd_discard_ehlo_keywords: EHLO keywords not announced (and, for DSN, not accepted).
@@ -173,6 +188,7 @@ async function main(): Promise<void> {
       queueId: state.envelope === session.envelope ? state.queueId : null,
       where,
       instance: effectsOf(state, session).instance,
+      ...(illPipelining(session) ? { illPipelining: true } : {}),
       ...((session as { paTls?: TlsSummary }).paTls ? { tls: (session as { paTls?: TlsSummary }).paTls! } : {}),
     };
   };
@@ -275,7 +291,7 @@ async function main(): Promise<void> {
         announce: (addr: string) => !discardEhlo.has('xforward') && xforwardHosts !== null && xforwardHosts.has(addr),
       },
     } as object),
-    ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
+    ...({ postactorSyntax: { strict: config.getBool('strict_rfc821_envelopes'), heloRequired: config.getBool('smtpd_helo_required') }, postactorPipelining: { forbid: config.getBool('smtpd_forbid_unauth_pipelining') }, postactorBareNewline: bareNewline, postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
       // smtpd_milters hear unknown commands (Postfix: milter_unknown_event).
       ...(milters ? {
@@ -489,37 +505,59 @@ async function main(): Promise<void> {
 
     onData(stream: SMTPServerDataStream, session, callback) {
       const state = states.get(session)!;
-      const chunks: Buffer[] = [];
-      let total = 0;
-      stream.on('data', (chunk: Buffer) => {
-        total += chunk.length;
-        if (sizeLimit <= 0 || total <= sizeLimit) chunks.push(chunk);
+      // The content as it arrives: memory up to a small threshold, then a spool file (spool.ts).
+      const spool = new Spool(spoolDir, sizeLimit);
+      let failed = false;
+      spool.on('error', (err: Error) => {
+        failed = true;
+        log.warn(`${state.queueId}: spool file write error: ${err.message}`);
       });
-      stream.on('error', () => { /* the client went away; nothing was acknowledged */ });
-      stream.on('end', () => {
+      stream.on('error', () => { void spool.release(); /* the client went away; nothing was acknowledged */ });
+      stream.pipe(spool);
+      spool.on('finish', () => {
+        const total = spool.total;
         if (stream.sizeExceeded || (sizeLimit > 0 && total > sizeLimit)) {
+          void spool.release();
           log.info(`${state.queueId}: reject: END-OF-MESSAGE from ${state.client.name}[${state.client.addr}]: 552 5.3.4 Message size exceeds fixed limit; proto=ESMTP helo=<${session.hostNameAppearsAs}>`);
           metrics().smtpdRejects.inc({ code: '552', stage: 'END-OF-MESSAGE', reason: 'message_size_limit' });
           return callback(refuse(552, '5.3.4 Message size exceeds fixed limit'));
         }
-        void endOfData(total).then((err) => {
-          if (err) return callback(err);
+        // smtpd_forbid_bare_newline = reject: a bare LF in the content, refused now (Postfix's
+        // delayed reject), nothing queued.
+        const bare = contentRefusal(session, bareNewline);
+        if (bare) {
+          void spool.release();
+          log.info(whatsup(session as never, state.queueId, 'END-OF-MESSAGE', `${state.client.name}[${state.client.addr}]`, 'bare <LF> received'));
+          return callback(refuse(bare.code, bare.text));
+        }
+        if (failed) {
+          void spool.release();
+          return callback(refuse(451, '4.3.0 Error: queue file write error'));
+        }
+        void endOfData(total).then(async (err) => {
+          if (err) return finish(err);
           const effects = effectsOf(state, session);
           // DISCARD: claim delivery, queue nothing (the action was logged when it matched).
-          if (effects.discard !== null) return callback(null, `2.0.0 Ok: queued as ${state.queueId}`);
+          if (effects.discard !== null) return finish(null, `2.0.0 Ok: queued as ${state.queueId}`);
           if (!milters) return queue(effects.prepend);
           // End of message through the milters, before the 250: their verdict answers the client.
-          const whole = Buffer.concat(chunks, total);
-          void milters.content(session, milterContext(session, null), whole).then((r) => {
-            if (r.kind === 'refuse') return callback(milterError(r.refusal));
-            if (r.kind === 'discard') return callback(null, `2.0.0 Ok: queued as ${state.queueId}`);
-            chunks.length = 0;
-            chunks.push(Buffer.from(r.content.buffer, r.content.byteOffset, r.content.length));
-            total = r.content.length;
-            queue(effects.prepend, { env: r.env, hold: r.hold, milterHeaders: r.milterHeaders ?? [] });
+          const whole = Buffer.from((await spool.content()).buffer);
+          return milters.content(session, milterContext(session, null), whole).then((r) => {
+            if (r.kind === 'refuse') return finish(milterError(r.refusal));
+            if (r.kind === 'discard') return finish(null, `2.0.0 Ok: queued as ${state.queueId}`);
+            spool.replace(r.content);
+            return queue(effects.prepend, { env: r.env, hold: r.hold, milterHeaders: r.milterHeaders ?? [] });
           });
+        }).catch((e: Error) => {
+          log.warn(`${state.queueId}: spool file read error: ${e.message}`);
+          finish(refuse(451, '4.3.0 Error: queue file write error'));
         });
       });
+
+      function finish(err: Error | null, text?: string): void {
+        void spool.release();
+        callback(err, text);
+      }
 
       /** smtpd_end_of_data_restrictions: the error to answer, or null. */
       async function endOfData(size: number): Promise<Error | null> {
@@ -531,20 +569,12 @@ async function main(): Promise<void> {
         }
       }
 
-      function queue(prepend: string[], edited?: { env: EnvelopeEdits | null; hold: boolean; milterHeaders: string[] }): void {
+      async function queue(prepend: string[], edited?: { env: EnvelopeEdits | null; hold: boolean; milterHeaders: string[] }): Promise<void> {
         // PREPEND headers first, then the message. An owned ArrayBuffer, so it can be
-        // transferred to cleanup instead of copied; made again from the chunks for a retry.
+        // transferred to cleanup instead of copied.
         const head = Buffer.from(prepend.map((h) => `${h}\r\n`).join(''), 'utf8');
-        const contentOf = (): Uint8Array => {
-          const content = new Uint8Array(head.length + total);
-          content.set(head, 0);
-          let offset = head.length;
-          for (const c of chunks) {
-            content.set(c, offset);
-            offset += c.length;
-          }
-          return content;
-        };
+        // Read again from the spool for a retry after BUSY (the first copy is transferred away).
+        const content = await spool.content(head);
         const login = saslLogin(session);
         const tlsInfo = (session as { paTls?: TlsSummary }).paTls;
         const forwarded = forwardedOf(session);
@@ -561,7 +591,7 @@ async function main(): Promise<void> {
           queueId: state.queueId!,
           sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
           recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, ...dsnOf(r) })),
-          content: contentOf(),
+          content,
           client,
           arrival: Date.now(),
           origin: 'smtpd',
@@ -581,14 +611,14 @@ async function main(): Promise<void> {
         }
         if (edited?.hold) request.hold = true;
         if (edited?.milterHeaders.length) request.milterHeaders = edited.milterHeaders;
-        void submit(request, contentOf).then((reply) => {
-          if (reply.ok) {
-            metrics().smtpdMessages.inc({ sasl_method: login?.method ?? '' });
-            return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);
-          }
-          log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);
-          callback(refuse(reply.code, `${reply.dsn} ${reply.text}`));
-        });
+        const reply = await submit(request, () => spool.content(head));
+        void spool.release();
+        if (reply.ok) {
+          metrics().smtpdMessages.inc({ sasl_method: login?.method ?? '' });
+          return finish(null, `2.0.0 Ok: queued as ${reply.queueId}`);
+        }
+        log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);
+        finish(refuse(reply.code, `${reply.dsn} ${reply.text}`));
       }
     },
 
@@ -597,7 +627,7 @@ async function main(): Promise<void> {
       anvil?.disconnect(session);
       const state = states.get(session);
       if (!state) return;
-      log.info(`disconnect from ${state.client.name}[${state.client.addr}] ${formatCounters(countersOf(session))}`);
+      log.info(`disconnect from ${state.client.name}[${state.client.addr}] ${formatCounters(countersOf(session))}${bareLfNoted(session) ? ' notes=bare_lf' : ''}`);
       metrics().smtpdDisconnects.inc();
       metrics().smtpdSessions.dec();
     },
@@ -608,10 +638,10 @@ async function main(): Promise<void> {
    * The content is transferred, so after any answer, BUSY included, its buffer belongs to
    * another thread (Node 24 throws on slicing it): a retry sends a new one, made by `contentOf`.
    */
-  async function submit(request: CleanupRequest, contentOf: () => Uint8Array): Promise<CleanupReply> {
+  async function submit(request: CleanupRequest, contentOf: () => Promise<Uint8Array>): Promise<CleanupReply> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const body = attempt === 0 ? request : { ...request, content: contentOf() };
+        const body = attempt === 0 ? request : { ...request, content: await contentOf() };
         return await actor.request<CleanupReply>('cleanup', body, [body.content.buffer as ArrayBuffer]);
       } catch (err) {
         if (err instanceof ServiceError && err.code === 'BUSY' && attempt === 0) {
@@ -667,8 +697,18 @@ async function main(): Promise<void> {
       void peerName(addr, peernameLookup).then((name) => log.warn(`Wrapper-mode request dropped from ${name}[${addr}] for service ${config.get('service_name')}. TLS context initialization failed. For details see earlier warnings in your logs.`));
     });
   }
+  // The total session limit and the open-file reserve (sessions.ts).
+  const sessionLimit = sessionLimitOf(config, raiseOpenFileLimit());
+  const admit = gateSessions(primary, {
+    limit: sessionLimit,
+    counter: anvilTable ?? localCounter(),
+    service: config.get('service_name'),
+    endpoint: config.get('service_name'),
+    plaintext: !tlsSettings.wrapper,
+  });
   /** A session on a socket whose endpoints someone else read (postscreen, a PROXY header). */
-  const handOff = (socket: net.Socket, ep: Endpoints) => (server as unknown as { connect(s: net.Socket, o: object): void }).connect(socket, {
+  // Such sessions count against the session limit too.
+  const handOff = (socket: net.Socket, ep: Endpoints) => admit(socket) && (server as unknown as { connect(s: net.Socket, o: object): void }).connect(socket, {
     id: randomBytes(10).toString('hex'),
     remoteAddress: ep.clientAddr, remotePort: ep.clientPort, localAddress: ep.serverAddr, localPort: ep.serverPort,
   });

@@ -326,6 +326,7 @@ export class SmtpdPolicy {
       case 'defer_if_permit': return (r, s) => ({ kind: 'defer_if_permit', reply: rejected(450, '4.7.0', r, s, 'defer_if_permit requested') });
       case 'defer_if_reject': return (r, s) => ({ kind: 'defer_if_reject', reply: rejected(450, '4.7.0', r, s, 'defer_if_reject requested') });
       case 'warn_if_reject': return 'warn_if_reject';
+      case 'reject_unauth_pipelining': return (r, s) => (r.illPipelining ? { kind: 'reject', reply: rejected(503, '5.5.0', r, s, 'Improper use of SMTP command pipelining') } : DUNNO);
       case 'permit_mynetworks': return (r) => (this.mynetworks.has(r.clientAddr) ? PERMIT : DUNNO);
       // A client logged in with AUTH (an ANONYMOUS login does not count).
       case 'permit_sasl_authenticated': return (r) => (r.saslMethod && r.saslMethod.toLowerCase() !== 'anonymous' ? PERMIT : DUNNO);

@@ -60,6 +60,7 @@ import { SaslFailure, saslAuthenticate, type SaslClientSettings } from './sasl-a
 import type { TlsEngine } from './tls.js';
 import { xforwardCommands, xforwardKeywords, type XforwardAttrs } from './xforward.js';
 import { mustMatch, tlsRequired, type TlsPolicy } from './tls-policy.js';
+import { quote822Local } from '../address/quote.js';
 
 /** The source address could not be bound (not a local address, wrong family). */
 class BindError extends Error {
@@ -138,6 +139,8 @@ export interface SmtpClientOptions {
   noteStarttlsOffer?: boolean;
   /** smtp_tls_wrappermode: TLS from the first byte (port 465). */
   wrappermode?: boolean;
+  /** smtp_line_length_limit (998): longer content lines are broken with CRLF SPACE; 0: never. */
+  lineLengthLimit?: number;
   /** "smtp" or "lmtp": parameter names in warnings. */
   prefix?: 'smtp' | 'lmtp';
   /** smtp_send_xforward_command: XFORWARD the message's origin to a server that offers it (xforward.ts). */
@@ -165,6 +168,8 @@ export interface SmtpEnvelope {
   dsn?: { ret?: string; envId?: string; recipients?: ({ notify?: string[]; orcpt?: string } | undefined)[] };
   /** sendmail -bv: MAIL and RCPT only, then RSET: each recipient's RCPT reply is the answer. */
   verify?: boolean;
+  /** The queue ID, for log lines about this delivery. */
+  queueId?: string;
   /** The SASL credentials for a host of this delivery (smtp_sasl_password_maps), null = none. */
   credentials?: (h: SmtpHost) => Promise<SaslCredentials | null>;
   /** The message's origin, for XFORWARD (sent only with sendXforward, to a server that offers it). */
@@ -181,9 +186,14 @@ const MAX_LINE = 65536;
  * Returns `content` ready to send after a 354: bare LF turned into CRLF, lines that start
  * with '.' get another '.', a final CRLF added if missing, then the ".\r\n" terminator.
  * Lines are found with Buffer.indexOf (native memchr); runs of lines that need no change
- * (CRLF, no leading dot) are copied in one go, so CRLF content costs one scan plus one copy.
+ * (CRLF, no leading dot, not too long) are copied in one go, so CRLF content costs one scan
+ * plus one copy.
+ *
+ * `lineLimit` (smtp_line_length_limit, 998; 0: none): a longer line is broken as Postfix's
+ * smtp_text_out breaks it: after each `lineLimit` bytes a CRLF and a SPACE (so a header line
+ * stays one folded header); `info.folded` says whether that happened (for the log line).
  */
-export function dotStuff(content: Uint8Array): Buffer {
+export function dotStuff(content: Uint8Array, lineLimit = 0, info?: { folded: boolean }): Buffer {
   const src = Buffer.isBuffer(content) ? content : Buffer.from(content.buffer, content.byteOffset, content.byteLength);
   const n = src.length;
   let out = Buffer.allocUnsafe(n + (n >>> 5) + 16);
@@ -202,13 +212,32 @@ export function dotStuff(content: Uint8Array): Buffer {
     if (!hasNl) nl = n;
     const dot = src[pos] === 46;
     const crlf = hasNl && nl > pos && src[nl - 1] === 13;
-    if (!dot && crlf) { pos = nl + 1; continue; } // unchanged line: stays in the run
+    const end = crlf ? nl - 1 : nl;
+    const long = lineLimit > 1 && end - pos > lineLimit;
+    if (!dot && crlf && !long) { pos = nl + 1; continue; } // unchanged line: stays in the run
     // Flush the run, then write this line with its fix-ups.
-    ensure(pos - run + (nl - pos) + 8);
+    const pieces = long ? Math.ceil((end - pos) / (lineLimit - 1)) : 1;
+    ensure(pos - run + (nl - pos) + 8 + pieces * 3);
     o += src.copy(out, o, run, pos);
     if (dot) out[o++] = 46;
-    const end = crlf ? nl - 1 : nl;
-    o += src.copy(out, o, pos, end);
+    if (!long) {
+      o += src.copy(out, o, pos, end);
+    } else {
+      // The first piece holds lineLimit bytes, each further one a SPACE and lineLimit - 1.
+      let at = pos;
+      let room = lineLimit;
+      for (;;) {
+        const take = Math.min(room, end - at);
+        o += src.copy(out, o, at, at + take);
+        at += take;
+        if (at >= end) break;
+        out[o++] = 13;
+        out[o++] = 10;
+        out[o++] = 32;
+        room = lineLimit - 1;
+      }
+      if (info) info.folded = true;
+    }
     out[o++] = 13;
     out[o++] = 10;
     pos = hasNl ? nl + 1 : n;
@@ -469,6 +498,7 @@ export class SmtpClient {
       idleTimeout: 2000, reuseLimit: 0, reuseTimeLimit: 300_000, lmtp: false, bind: { enforce: false }, onWarning: () => undefined,
       onInfo: () => undefined, tls: null, starttlsTimeout: 300_000, noteStarttlsOffer: false, wrappermode: false, prefix: opts.lmtp ? 'lmtp' : 'smtp',
       sendXforward: false,
+      lineLengthLimit: 998,
       ...opts,
     };
     this.ehloCmd = `${opts.lmtp ? 'LHLO' : 'EHLO'} ${opts.heloName}\r\n`;
@@ -761,7 +791,8 @@ export class SmtpClient {
     if (env.size !== undefined && c.sizeLimit > 0 && env.size > c.sizeLimit) {
       return localFailure(result, n, { code: 552, enhanced: '5.3.4', text: `message size ${env.size} exceeds size limit ${c.sizeLimit} of server ${h.host}[${h.addr}]` });
     }
-    let mail = `MAIL FROM:<${env.sender}>`;
+    // Local parts that are not dot-atoms go out quoted, as Postfix's quote_822_local.
+    let mail = `MAIL FROM:<${quote822Local(env.sender)}>`;
     if (c.sizeLimit >= 0 && env.size !== undefined) mail += ` SIZE=${env.size}`;
     if (env.eightBit && c.eightBitMime) mail += ' BODY=8BITMIME';
     if (env.smtputf8 && c.smtputf8) mail += ' SMTPUTF8';
@@ -771,7 +802,7 @@ export class SmtpClient {
     mail += '\r\n';
     result.dsn = c.dsn;
     const rcptCmd = (i: number) => {
-      let cmd = `RCPT TO:<${rcpts[i]}>`;
+      let cmd = `RCPT TO:<${quote822Local(rcpts[i]!)}>`;
       const d = dsn?.recipients?.[i];
       if (d?.notify?.length) cmd += ` NOTIFY=${d.notify.join(',')}`;
       if (d?.orcpt) cmd += ` ORCPT=${orcptParam(d.orcpt)}`;
@@ -834,7 +865,10 @@ export class SmtpClient {
       return dataFailure(result, dataReply!, saidText(h, dataReply!, 'DATA'));
     }
     try {
-      await c.writeAndFlush(dotStuff(content), this.opts.dataXferTimeout);
+      const info = { folded: false };
+      const lineLimit = this.opts.lineLengthLimit ?? 998;
+      await c.writeAndFlush(dotStuff(content, lineLimit, info), this.opts.dataXferTimeout);
+      if (info.folded) this.opts.onInfo?.(`${env.queueId ?? 'NOQUEUE'}: breaking line > ${lineLimit} bytes with <CR><LF>SPACE`);
     } catch (e) {
       if (e instanceof SessionError) throw this.sessionFailure(e, h, Stage.Body);
       throw e;

@@ -59,6 +59,8 @@ export interface ServerOptions {
   readyTimeoutMs?: number;
   /** Extra environment for the child (a function gets the config directory). */
   env?: Record<string, string> | ((dir: string) => Record<string, string>);
+  /** A command that execs the server (e.g. ['prlimit', '--nofile=1024:1024']), so its pid stays the server's. */
+  launcher?: string[];
   /** Keep the directory after stop() (for debugging). */
   keepDir?: boolean;
 }
@@ -187,7 +189,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
 
   const spawnChild = async (): Promise<void> => {
     const startLines = logLines().length;
-    const c = spawn(NODE, [POSTACTOR_JS, '-c', dir, 'start-fg'], {
+    const argv = [NODE, POSTACTOR_JS, '-c', dir, 'start-fg'];
+    const [cmd, ...args] = opts.launcher ? [...opts.launcher, ...argv] : argv;
+    const c = spawn(cmd!, args, {
       cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...(typeof opts.env === 'function' ? opts.env(dir) : opts.env) },

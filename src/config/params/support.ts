@@ -107,6 +107,10 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_upstream_proxy_protocol', 'smtpd_upstream_proxy_timeout',
     // XCLIENT and XFORWARD (actors/smtpd/xclient.ts, xforward.ts).
     'smtpd_authorized_xclient_hosts', 'smtpd_authorized_xforward_hosts',
+    // Input hardening (actors/smtpd/bare-newline.ts, line-reader.ts, sessions.ts).
+    'smtpd_forbid_bare_newline', 'smtpd_forbid_bare_newline_exclusions',
+    'smtpd_forbid_bare_newline_reject_code', 'line_length_limit', 'smtpd_forbid_unauth_pipelining',
+    'smtpd_helo_required', 'strict_rfc821_envelopes',
   ],
   // anvil's time unit and statistics, kept by master (actors/anvil/statistics.ts).
   anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
@@ -157,6 +161,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'default_recipient_limit', 'default_extra_recipient_limit',
   ],
   smtp: [
+    // Outbound content lines longer than this are broken with CRLF SPACE (src/smtp/client.ts dotStuff).
+    'smtp_line_length_limit',
     // SMTP AUTH to next hops (src/smtp/sasl-config.ts; the lmtp_ names for lmtp).
     'smtp_sasl_auth_enable', 'smtp_sasl_type', 'smtp_sasl_mechanism_filter', 'smtp_sasl_security_options',
     'smtp_sasl_tls_security_options', 'smtp_sasl_auth_soft_bounce', 'smtp_sender_dependent_authentication',
@@ -263,7 +269,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   lmtp_nested_header_checks: FILTER, lmtp_body_checks: FILTER,
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
   smtpd_recipient_overshoot_limit: LIMIT,
-  smtpd_forbid_bare_newline: FORBID, smtpd_forbid_unauth_pipelining: FORBID,
   smtpd_forbidden_commands: FORBID,
   smtpd_reject_unlisted_sender: 'sender address validation is not built yet',
   // Where mail goes and where it comes from.
@@ -298,15 +303,14 @@ export const DIFFERENCES: Readonly<Record<string, { value: string; why: string }
   config_directory: { value: '/etc/postactor', why: 'never Postfix\'s configuration' },
   mynetworks: { value: '', why: 'empty means "derive from mynetworks_style", computed when read' },
   maillog_file: { value: '', why: 'empty logs to syslog under `postactor start`, as Postfix does, but to standard output under `postactor start-fg`' },
+  smtpd_forbid_bare_newline: { value: 'normalize', why: 'Postfix 3.9\'s default (SMTP smuggling defence); 3.8 has "no"' },
 };
 
 /**
  * Parameters whose behaviour is built in one way only: setting this value is silent. Others
- * fall under the REFUSED/warned rules (for example smtpd_helo_required = no: smtp-server
- * requires HELO/EHLO before MAIL whatever the setting, the README's known difference).
+ * fall under the REFUSED/warned rules.
  */
 export const FIXED: Readonly<Record<string, string>> = {
-  smtpd_helo_required: 'yes',
   smtpd_delay_open_until_valid_rcpt: 'yes',
   enable_long_queue_ids: 'yes',
 };
@@ -321,6 +325,7 @@ export const WORDS: Readonly<Record<string, readonly string[]>> = {
   smtputf8_autodetect_classes: ['sendmail', 'smtpd', 'qmqpd', 'forward', 'bounce', 'notify', 'verify', 'all'],
   notify_classes: ['bounce', '2bounce', 'data', 'delay', 'policy', 'protocol', 'resource', 'software'],
   mynetworks_style: ['host', 'subnet', 'class'],
+  smtpd_forbid_bare_newline: ['normalize', 'yes', 'note', 'reject', 'no'],
   canonical_classes: ['envelope_sender', 'envelope_recipient', 'header_sender', 'header_recipient'],
   sender_canonical_classes: ['envelope_sender', 'header_sender'],
   recipient_canonical_classes: ['envelope_recipient', 'header_recipient'],
