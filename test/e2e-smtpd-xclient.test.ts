@@ -99,8 +99,6 @@ describe('smtpd XCLIENT and XFORWARD', () => {
     const smtp = await session();
     const r = await smtp.cmd('XCLIENT ADDR=192.0.2.66 NAME=[UNAVAILABLE]');
     assert.equal(r.line, '220 mx.postactor.test ESMTP Postactor');
-    // HELO was reset: MAIL needs a new one.
-    assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 503);
     const ehlo = await smtp.cmd('EHLO proxy.test');
     assert.ok(!ehlo.lines.some((l) => l.startsWith('XCLIENT')), ehlo.lines.join('|'));
     assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
