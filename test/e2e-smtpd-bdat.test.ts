@@ -25,12 +25,14 @@ describe('smtpd CHUNKING (BDAT)', () => {
   let sink: SmtpSink;
   let noChunkingPort = 0;
   let smallPort = 0;
+  let bareRejectPort = 0;
 
   before(async () => {
     sink = new SmtpSink({ keepMessages: true });
     const sinkPort = await sink.listen(0);
     noChunkingPort = await freePort();
     smallPort = await freePort();
+    bareRejectPort = await freePort();
     server = await startServer({
       sinkPort,
       // smtpd_data_restrictions judge the first BDAT of a transaction (and make every BDAT wait
@@ -43,6 +45,8 @@ describe('smtpd CHUNKING (BDAT)', () => {
       masterCfExtra: [
         `127.0.0.1:${noChunkingPort} inet n - n - 1 smtpd -o smtpd_discard_ehlo_keywords=chunking`,
         `127.0.0.1:${smallPort} inet n - n - 1 smtpd -o message_size_limit=1000`,
+        // (The default exclusions, $mynetworks, would cover the test's own 127.0.0.1.)
+        `127.0.0.1:${bareRejectPort} inet n - n - 1 smtpd -o smtpd_forbid_bare_newline=reject -o smtpd_forbid_bare_newline_exclusions=192.0.2.0/24`,
       ].join('\n'),
     });
   });
@@ -85,6 +89,62 @@ describe('smtpd CHUNKING (BDAT)', () => {
     assert.ok(got.includes('\r\nline one\r\n.\r\n..two\r\nbare'), got);
     await server.waitForLog(new RegExp(`disconnect from \\S+ ehlo=1 mail=1 rcpt=1 bdat=3 quit=1 commands=7`), 10_000);
     assert.ok(server.logLines().some((l) => l.includes(`${id}: client=`)));
+  });
+
+  test('a big message in big chunks (spooled, not held in memory) arrives whole; bare LFs go on as CRLF', async () => {
+    const smtp = await session();
+    assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
+    assert.equal((await smtp.cmd('RCPT TO:<b@example.com>')).code, 250);
+    const line = 'x'.repeat(70) + '\r\n';
+    const head = 'Subject: bdat big\r\n\r\n';
+    const body = line.repeat(5000); // 360 KB
+    const chunks = [head + body.slice(0, 200_000), body.slice(200_000), 'lf only\nend\n'];
+    for (const [i, c] of chunks.entries()) {
+      const last = i === chunks.length - 1;
+      smtp.write(`BDAT ${c.length}${last ? ' LAST' : ''}\r\n${c}`);
+      const r = await smtp.read();
+      if (last) queuedAfterBdat(r, chunks.join('').length);
+      else assert.equal(r.line, `250 2.0.0 Ok: ${c.length} bytes`);
+    }
+    smtp.close();
+    await sink.waitFor(() => sink.messages.some((m) => m.data.includes('Subject: bdat big')), 30_000);
+    const got = sink.messages.find((m) => m.data.includes('Subject: bdat big'))!.data.toString('latin1');
+    assert.ok(got.includes(body + 'lf only\r\nend\r\n'), `body of ${got.length} bytes differs`);
+  });
+
+  test('RSET gives up a BDAT transaction: nothing is queued, the next one goes through', async () => {
+    const smtp = await session();
+    assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
+    assert.equal((await smtp.cmd('RCPT TO:<b@example.com>')).code, 250);
+    const gone = 'Subject: bdat abandoned\r\n\r\nnever\r\n';
+    smtp.write(`BDAT ${gone.length}\r\n${gone}`);
+    assert.equal((await smtp.read()).code, 250);
+    assert.equal((await smtp.cmd('RSET')).line, '250 2.0.0 Ok');
+    assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
+    assert.equal((await smtp.cmd('RCPT TO:<b@example.com>')).code, 250);
+    const kept = 'Subject: bdat after rset\r\n\r\nhi\r\n';
+    smtp.write(`BDAT ${kept.length} LAST\r\n${kept}`);
+    queuedAfterBdat(await smtp.read(), kept.length);
+    smtp.close();
+    await sink.waitFor(() => sink.messages.some((m) => m.data.includes('Subject: bdat after rset')), 30_000);
+    assert.ok(!sink.messages.some((m) => m.data.includes('Subject: bdat abandoned')));
+  });
+
+  test('smtpd_forbid_bare_newline = reject refuses BDAT content with a bare LF, as DATA content', async () => {
+    const smtp = await session(bareRejectPort);
+    assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
+    assert.equal((await smtp.cmd('RCPT TO:<b@example.com>')).code, 250);
+    assert.equal((await smtp.cmd('DATA')).code, 354);
+    smtp.write('Subject: bare\r\n\r\nbare\nline\r\n.\r\n');
+    const viaData = await smtp.read();
+    assert.equal(viaData.line, '550 5.5.2 mx.postactor.test Error: bare <LF> received');
+    assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
+    assert.equal((await smtp.cmd('RCPT TO:<b@example.com>')).code, 250);
+    const msg = 'Subject: bare\r\n\r\nbare\nline\r\n';
+    smtp.write(`BDAT 5\r\n${msg.slice(0, 5)}BDAT ${msg.length - 5} LAST\r\n${msg.slice(5)}`);
+    assert.equal((await smtp.read()).code, 250);
+    assert.equal((await smtp.read()).line, viaData.line);
+    smtp.close();
   });
 
   test('BDAT 0 LAST ends a message; BDAT without recipients is refused and its chunk skipped', async () => {

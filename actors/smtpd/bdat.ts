@@ -4,10 +4,14 @@
  *
  *   - The first BDAT of a transaction counts as DATA for the policy: smtpd_data_restrictions and
  *     the milters' DATA event (the same hook as DATA: restrictions/hooks.ts).
- *   - Each chunk is read whole (exactly count bytes, line ends untouched) and answered
- *     "250 2.0.0 Ok: N bytes"; BDAT LAST hands the message to the same end-of-data path as DATA
- *     (index.ts onData: end-of-data restrictions, milters, cleanup), answered "250 2.0.0 Ok: N
- *     bytes queued as ID".
+ *   - Each chunk is read as it arrives (exactly count bytes) into the same end-of-data path as
+ *     DATA (index.ts onData: the spool, end-of-data restrictions, milters, cleanup) and answered
+ *     "250 2.0.0 Ok: N bytes"; BDAT LAST ends the message, answered "250 2.0.0 Ok: N bytes
+ *     queued as ID". A transaction given up (RSET, a later BDAT refused, the client gone) drops
+ *     what was spooled.
+ *   - Lines end at LF, as Postfix reads BDAT content into records: a bare LF goes on as CRLF, and
+ *     smtpd_forbid_bare_newline (bare-newline.ts) notes or refuses it at BDAT LAST as at the end
+ *     of DATA.
  *   - A BDAT that fails still reads (and drops) its chunk, to stay in step with the client; the
  *     following BDATs of the transaction are dropped with "551 5.0.0 Discarded N bytes after
  *     earlier error" until BDAT LAST or RSET. A chunk that would take the message over
@@ -46,7 +50,8 @@ type DataHandler = (stream: PassThrough, session: object, cb: (err: (Error & { r
 
 interface ParserChunk {
   remaining: number;
-  keep: boolean;
+  /** Takes each piece of the chunk and calls `next` when it may have more; null: dropped. */
+  sink: ((piece: Buffer, next: () => void) => void) | null;
   /** Called once the whole chunk is in; `resume` lets the parser read commands again. */
   complete(resume: () => void): void;
 }
@@ -54,6 +59,8 @@ interface ParserChunk {
 type Parser = {
   _dataMode: boolean;
   _paChunk?: ParserChunk | null;
+  /** bare-newline.ts: told of a bare LF in message content. */
+  paOnBareLf?: () => void;
   _write(chunk: Buffer, encoding: string, done: (err?: Error) => void): void;
 };
 
@@ -61,9 +68,16 @@ type Parser = {
 interface Transaction {
   envelope: unknown;
   state: 'ok' | 'error';
-  chunks: Buffer[];
   /** Bytes received or skipped in this transaction (Postfix's act_size). */
   size: number;
+  /** The content on its way to onData (index.ts), from the first accepted chunk on. */
+  stream: PassThrough | null;
+  /** onData's answer, and who waits for it (BDAT LAST). */
+  result: [err: (Error & { responseCode?: number }) | null, message?: unknown] | null;
+  onResult: (() => void) | null;
+  /** The last byte written was a CR (a CRLF may straddle two chunks). */
+  lastCr: boolean;
+  bareLf: boolean;
 }
 
 type Handler = (this: Conn, command: Buffer | string, callback: () => void) => void;
@@ -74,12 +88,26 @@ type Conn = {
   _transactionCounter: number;
   _closing: boolean;
   _socket: { destroyed: boolean; end(): void };
-  session: { envelope: { mailFrom: unknown; rcptTo: unknown[] } } & object;
+  session: { envelope: { mailFrom: unknown; rcptTo: unknown[] }; paBareLfData?: boolean } & object;
   send(code: number, data: unknown, context?: unknown): void;
   close(): void;
   _resetSession(): void;
+  _onClose(): void;
   _paBdat?: Transaction;
 };
+
+function newTransaction(conn: Conn, state: Transaction['state'], size: number): Transaction {
+  const t: Transaction = { envelope: conn.session.envelope, state, size, stream: null, result: null, onResult: null, lastCr: false, bareLf: false };
+  conn._paBdat = t;
+  return t;
+}
+
+/** Gives up the transaction's content (what was spooled is released by onData's error path). */
+function abandon(t: Transaction | undefined): void {
+  if (!t?.stream || t.result || t.stream.writableEnded) return;
+  t.stream.destroy(new Error('BDAT transaction abandoned'));
+  t.stream = null;
+}
 
 let installed = false;
 
@@ -117,7 +145,7 @@ export function installBdat(proto: Record<string, unknown>): void {
         log.warn(`${settings.queueId(this.session) ?? 'NOQUEUE'}: BDAT request from ${settings.namaddr(this.session)} exceeds message size limit`);
         return skip({ code: 552, text: '5.3.4 Chunk exceeds message size limit' });
       }
-      t ??= (this._paBdat = { envelope: this.session.envelope, state: 'ok', chunks: [], size: 0 });
+      t ??= newTransaction(this, 'ok', 0);
       receiveChunk(this, t, size, last, callback);
     };
     if (t) return accept();
@@ -145,35 +173,87 @@ export function installBdat(proto: Record<string, unknown>): void {
       callback();
     } satisfies Handler;
   }
+
+  // RSET, HELO/EHLO, XCLIENT and the end of the connection give up an unfinished transaction.
+  const reset = proto._resetSession as (this: Conn) => void;
+  proto._resetSession = function (this: Conn) {
+    abandon(this._paBdat);
+    this._paBdat = undefined;
+    reset.call(this);
+  };
+  const onClose = proto._onClose as (this: Conn) => void;
+  proto._onClose = function (this: Conn) {
+    abandon(this._paBdat);
+    onClose.call(this);
+  };
 }
 
-/** Reads one chunk into the transaction and answers it (BDAT LAST: the message's reply). */
+/** Reads one chunk into the transaction's content and answers it (BDAT LAST: the message's reply). */
 function receiveChunk(conn: Conn, t: Transaction, size: number, last: boolean, callback: () => void): void {
   t.size += size;
-  readChunk(conn, size, true, (chunk, resume) => {
-    if (chunk.length) t.chunks.push(chunk);
+  const stream = t.stream ?? startContent(conn, t);
+  const sink = (piece: Buffer, next: () => void) => {
+    if (stream.destroyed) return next();
+    if (stream.write(normalize(piece, t))) return next();
+    stream.once('drain', next);
+  };
+  readChunk(conn, size, sink, (resume) => {
     if (!last) {
       conn.send(250, `2.0.0 Ok: ${size} bytes`);
       return resume();
     }
-    // BDAT LAST: the same end-of-data path as DATA (index.ts onData).
-    const stream = new PassThrough();
+    // BDAT LAST: the message ends; onData's verdict is the reply.
+    if (t.bareLf) {
+      const parser = conn._parser;
+      if (parser) parser.paOnBareLf?.();
+    }
     conn._handlerPending = true;
-    conn._server.onData(stream, conn.session, (err, message) => {
-      stream.resume();
+    t.onResult = () => {
+      const [err, message] = t.result!;
       conn._handlerPending = false;
       if (err) conn.send(err.responseCode || 450, err.message);
       // Postfix names the size after BDAT: "250 2.0.0 Ok: 48 bytes queued as ID".
       else conn.send(250, typeof message === 'string' ? message.replace(/^2\.0\.0 Ok: queued as /, `2.0.0 Ok: ${t.size} bytes queued as `) : '2.0.0 Ok', 'DATA_OK');
       conn._transactionCounter++;
-      conn._paBdat = undefined;
       conn._resetSession();
       resume();
-    });
-    for (const c of t.chunks) stream.write(c);
-    t.chunks = [];
+    };
+    if (t.result) t.onResult();
     stream.end();
   }, callback);
+}
+
+/** The content stream of a transaction, handed to onData (index.ts) as DATA's would be. */
+function startContent(conn: Conn, t: Transaction): PassThrough {
+  const stream = new PassThrough();
+  t.stream = stream;
+  conn.session.paBareLfData = false;
+  conn._server.onData(stream, conn.session, (err, message) => {
+    if (t.result) return;
+    t.result = [err, message];
+    stream.resume();
+    t.onResult?.();
+  });
+  return stream;
+}
+
+const CRLF = Buffer.from('\r\n');
+
+/** A bare LF becomes CRLF (and is remembered for smtpd_forbid_bare_newline). */
+function normalize(piece: Buffer, t: Transaction): Buffer {
+  const parts: Buffer[] = [];
+  let start = 0;
+  for (let i = piece.indexOf(0x0a); i >= 0; i = piece.indexOf(0x0a, i + 1)) {
+    const cr = i > 0 ? piece[i - 1] === 0x0d : t.lastCr;
+    if (cr) continue;
+    t.bareLf = true;
+    parts.push(piece.subarray(start, i), CRLF);
+    start = i + 1;
+  }
+  if (piece.length > 0) t.lastCr = piece[piece.length - 1] === 0x0d;
+  if (start === 0) return piece;
+  parts.push(piece.subarray(start));
+  return Buffer.concat(parts);
 }
 
 /**
@@ -185,14 +265,10 @@ function skipChunk(conn: Conn, settings: BdatSettings, size: number, last: boole
   let t = transactionOf(conn);
   const before = t?.size ?? 0;
   const finish = () => {
-    if (last) {
-      conn._paBdat = undefined;
-      conn._resetSession();
-    } else {
-      t ??= (conn._paBdat = { envelope: conn.session.envelope, state: 'error', chunks: [], size: 0 });
-      t.state = 'error';
-      t.chunks = [];
-    }
+    if (last) return conn._resetSession();
+    t ??= newTransaction(conn, 'error', 0);
+    t.state = 'error';
+    abandon(t);
   };
   if (settings.sizeLimit > 0 && before / 1.5 > settings.sizeLimit - size / 1.5) {
     conn.send(reply.code, reply.text);
@@ -202,8 +278,8 @@ function skipChunk(conn: Conn, settings: BdatSettings, size: number, last: boole
     return callback();
   }
   if (t) t.size += size;
-  else if (!last) t = conn._paBdat = { envelope: conn.session.envelope, state: 'error', chunks: [], size };
-  readChunk(conn, size, false, (_chunk, resume) => {
+  else if (!last) t = newTransaction(conn, 'error', size);
+  readChunk(conn, size, null, (resume) => {
     conn.send(reply.code, reply.text);
     finish();
     resume();
@@ -211,28 +287,16 @@ function skipChunk(conn: Conn, settings: BdatSettings, size: number, last: boole
 }
 
 /**
- * Switches the connection's parser to counting off `size` bytes (kept, or dropped when !keep),
- * then calls `done(chunk, resume)`; `resume` lets the parser go on with the commands after it.
+ * Switches the connection's parser to counting off `size` bytes (each piece to `sink`, or
+ * dropped), then calls `done(resume)`; `resume` lets the parser go on with the commands after it.
  */
-function readChunk(conn: Conn, size: number, keep: boolean, done: (chunk: Buffer, resume: () => void) => void, callback: () => void): void {
+function readChunk(conn: Conn, size: number, sink: ParserChunk['sink'], done: (resume: () => void) => void, callback: () => void): void {
   const parser = conn._parser;
   if (!parser) return callback();
-  const parts: Buffer[] = [];
-  const chunk: ParserChunk & { parts: Buffer[] } = {
-    remaining: size,
-    keep,
-    parts,
-    complete: (resume) => done(keep ? Buffer.concat(parts) : Buffer.alloc(0), resume),
-  };
-  parser._paChunk = chunk;
+  if (size === 0) return done(callback); // "BDAT 0 LAST": nothing to read
+  parser._paChunk = { remaining: size, sink, complete: done };
   parser._dataMode = true;
-  if (size === 0) {
-    // Nothing to read ("BDAT 0 LAST"): complete now, then let the parser go on.
-    parser._paChunk = null;
-    parser._dataMode = false;
-    return chunk.complete(callback);
-  }
-  // The parser reads on now; with its data mode on, the next bytes go to feedChunk below.
+  // The parser reads on now; with its data mode on, the next bytes go to the chunk reader below.
   callback();
 }
 
@@ -245,17 +309,20 @@ export function installChunkReader(streamProto: Record<string, unknown>): void {
   streamProto.paChunkReader = true;
   const write = streamProto._write as (this: Parser, chunk: Buffer, enc: string, done: (err?: Error) => void) => void;
   streamProto._write = function (this: Parser, data: Buffer, enc: string, done: (err?: Error) => void) {
-    const c = this._paChunk as (ParserChunk & { parts: Buffer[] }) | null | undefined;
+    const c = this._paChunk;
     if (!c || !this._dataMode) return write.call(this, data, enc, done);
     if (!data || data.length === 0) return done();
     const take = Math.min(c.remaining, data.length);
-    if (c.keep && take > 0) c.parts.push(Buffer.from(data.subarray(0, take)));
     c.remaining -= take;
-    if (c.remaining > 0) return done();
-    this._paChunk = null;
-    this._dataMode = false;
-    const rest = data.subarray(take);
-    c.complete(() => (rest.length ? this._write(rest, 'buffer', done) : done()));
+    const after = () => {
+      if (c.remaining > 0) return done();
+      this._paChunk = null;
+      this._dataMode = false;
+      const rest = data.subarray(take);
+      c.complete(() => (rest.length ? this._write(rest, 'buffer', done) : done()));
+    };
+    if (c.sink && take > 0) c.sink(data.subarray(0, take), after);
+    else after();
   };
 }
 
