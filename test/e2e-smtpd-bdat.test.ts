@@ -26,6 +26,7 @@ describe('smtpd CHUNKING (BDAT)', () => {
   let noChunkingPort = 0;
   let smallPort = 0;
   let bareRejectPort = 0;
+  let strictPort = 0;
 
   before(async () => {
     sink = new SmtpSink({ keepMessages: true });
@@ -33,6 +34,7 @@ describe('smtpd CHUNKING (BDAT)', () => {
     noChunkingPort = await freePort();
     smallPort = await freePort();
     bareRejectPort = await freePort();
+    strictPort = await freePort();
     server = await startServer({
       sinkPort,
       // smtpd_data_restrictions judge the first BDAT of a transaction (and make every BDAT wait
@@ -46,6 +48,7 @@ describe('smtpd CHUNKING (BDAT)', () => {
         `127.0.0.1:${noChunkingPort} inet n - n - 1 smtpd -o smtpd_discard_ehlo_keywords=chunking`,
         `127.0.0.1:${smallPort} inet n - n - 1 smtpd -o message_size_limit=1000`,
         // (The default exclusions, $mynetworks, would cover the test's own 127.0.0.1.)
+        `127.0.0.1:${strictPort} inet n - n - 1 smtpd -o smtpd_hard_error_limit=3 -o smtpd_error_sleep_time=0`,
         `127.0.0.1:${bareRejectPort} inet n - n - 1 smtpd -o smtpd_forbid_bare_newline=reject -o smtpd_forbid_bare_newline_exclusions=192.0.2.0/24`,
       ].join('\n'),
     });
@@ -144,6 +147,23 @@ describe('smtpd CHUNKING (BDAT)', () => {
     smtp.write(`BDAT 5\r\n${msg.slice(0, 5)}BDAT ${msg.length - 5} LAST\r\n${msg.slice(5)}`);
     assert.equal((await smtp.read()).code, 250);
     assert.equal((await smtp.read()).line, viaData.line);
+    smtp.close();
+  });
+
+  test('a message received with BDAT LAST forgives earlier errors, as one received with DATA', async () => {
+    const smtp = await session(strictPort);
+    assert.equal((await smtp.cmd('FOO')).code, 500);
+    assert.equal((await smtp.cmd('BAR')).code, 500);
+    assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
+    assert.equal((await smtp.cmd('RCPT TO:<b@example.com>')).code, 250);
+    const msg = 'Subject: bdat forgiven\r\n\r\nhi\r\n';
+    smtp.write(`BDAT 4\r\n${msg.slice(0, 4)}`);
+    assert.equal((await smtp.read()).code, 250);
+    smtp.write(`BDAT ${msg.length - 4} LAST\r\n${msg.slice(4)}`);
+    queuedAfterBdat(await smtp.read(), msg.length);
+    assert.equal((await smtp.cmd('FOO')).code, 500);
+    assert.equal((await smtp.cmd('BAR')).code, 500);
+    assert.equal((await smtp.cmd('NOOP')).line, '250 2.0.0 Ok');
     smtp.close();
   });
 

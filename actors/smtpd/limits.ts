@@ -122,7 +122,8 @@ export function installLimits(proto: Record<string, unknown>): void {
       st.pending = null;
       if (code >= 400) st.errors++;
       if (JUNK.has(cmd) && st.junk++ > limits.junkCommandLimit) st.errors++;
-      if (cmd === 'DATA' && code < 400) {
+      // (BDAT: only the reply to BDAT LAST says "queued as", bdat.ts.)
+      if ((cmd === 'DATA' || (cmd === 'BDAT' && String(data).includes(' queued as '))) && code < 400) {
         // A message received: Postfix forgives the client's earlier errors and junk.
         st.where = 'END-OF-MESSAGE';
         st.errors = 0;
