@@ -212,3 +212,47 @@ describe('XCLIENT and BDAT through smtpd_milters (python3-milter)', { skip: !HAV
     assert.match(got, /X-Test-Client: 192\.0\.2\.7 origin\.example\.org/);
   });
 });
+
+describe('a content-filter loop through Postactor\'s own re-injection smtpd, with XFORWARD', () => {
+  let server: TestServer;
+  let sink: SmtpSink;
+
+  before(async () => {
+    sink = new SmtpSink({ keepMessages: true });
+    const sinkPort = await sink.listen(0);
+    const reinjectPort = await freePort();
+    server = await startServer({
+      sinkPort,
+      mainCf: {
+        // Everything received goes to "the filter" (here straight back in on the re-injection
+        // port); the smtp client tells it where the mail came from.
+        content_filter: `smtp:[127.0.0.1]:${reinjectPort}`,
+        smtp_send_xforward_command: 'yes',
+        smtpd_authorized_xclient_hosts: '127.0.0.0/8',
+        smtpd_authorized_xforward_hosts: '127.0.0.0/8',
+        relay_domains: 'example.com',
+      },
+      masterCfExtra: `127.0.0.1:${reinjectPort} inet n - n - 1 smtpd -o content_filter=`,
+    });
+  });
+  after(async () => {
+    await server?.stop();
+    await sink?.close();
+  });
+
+  test('the re-injected message is logged with the original client and queue ID', async () => {
+    const { smtp, greeting } = await SmtpDialogue.connect(server.port);
+    assert.equal(greeting.code, 220);
+    assert.equal((await smtp.cmd('EHLO proxy.test')).code, 250);
+    assert.equal((await smtp.cmd('XCLIENT ADDR=192.0.2.7 NAME=origin.example.org HELO=origin.example.org PROTO=ESMTP')).code, 220);
+    assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
+    assert.equal((await smtp.cmd('RCPT TO:<r@example.com>')).code, 250);
+    assert.equal((await smtp.cmd('DATA')).code, 354);
+    smtp.write(rfc822({ Subject: 'filter loop' }, 'hi\r\n') + '.\r\n');
+    const first = queuedId(await smtp.read());
+    smtp.close();
+    await server.waitForLog(new RegExp(`: client=\\S+\\[127\\.0\\.0\\.1\\], orig_queue_id=${first}, orig_client=origin\\.example\\.org\\[192\\.0\\.2\\.7\\]$`), 30_000);
+    const msg = await deliveredWithSubject(sink, 'filter loop');
+    assert.match(msg, /Received: from origin\.example\.org \(origin\.example\.org \[192\.0\.2\.7\]\)/);
+  });
+});
