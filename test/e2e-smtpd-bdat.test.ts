@@ -27,6 +27,7 @@ describe('smtpd CHUNKING (BDAT)', () => {
   let smallPort = 0;
   let bareRejectPort = 0;
   let strictPort = 0;
+  let slowPort = 0;
 
   before(async () => {
     sink = new SmtpSink({ keepMessages: true });
@@ -35,6 +36,7 @@ describe('smtpd CHUNKING (BDAT)', () => {
     smallPort = await freePort();
     bareRejectPort = await freePort();
     strictPort = await freePort();
+    slowPort = await freePort();
     server = await startServer({
       sinkPort,
       // smtpd_data_restrictions judge the first BDAT of a transaction (and make every BDAT wait
@@ -48,6 +50,7 @@ describe('smtpd CHUNKING (BDAT)', () => {
         `127.0.0.1:${noChunkingPort} inet n - n - 1 smtpd -o smtpd_discard_ehlo_keywords=chunking`,
         `127.0.0.1:${smallPort} inet n - n - 1 smtpd -o message_size_limit=1000`,
         // (The default exclusions, $mynetworks, would cover the test's own 127.0.0.1.)
+        `127.0.0.1:${slowPort} inet n - n - 1 smtpd -o smtpd_timeout=2s -o smtpd_per_request_deadline=yes`,
         `127.0.0.1:${strictPort} inet n - n - 1 smtpd -o smtpd_hard_error_limit=3 -o smtpd_error_sleep_time=0`,
         `127.0.0.1:${bareRejectPort} inet n - n - 1 smtpd -o smtpd_forbid_bare_newline=reject -o smtpd_forbid_bare_newline_exclusions=192.0.2.0/24`,
       ].join('\n'),
@@ -165,6 +168,15 @@ describe('smtpd CHUNKING (BDAT)', () => {
     assert.equal((await smtp.cmd('BAR')).code, 500);
     assert.equal((await smtp.cmd('NOOP')).line, '250 2.0.0 Ok');
     smtp.close();
+  });
+
+  test('a client that stalls inside a chunk times out "after BDAT (N bytes)"', async () => {
+    const smtp = await session(slowPort);
+    assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
+    assert.equal((await smtp.cmd('RCPT TO:<b@example.com>')).code, 250);
+    smtp.write('BDAT 100 LAST\r\n0123456789');
+    assert.equal((await smtp.read()).line, '421 4.4.2 mx.postactor.test Error: timeout exceeded');
+    await server.waitForLog(/timeout after BDAT \(10 bytes\) from \S+\[127\.0\.0\.1\]/, 10_000);
   });
 
   test('BDAT 0 LAST ends a message; BDAT without recipients is refused and its chunk skipped', async () => {

@@ -30,6 +30,7 @@
 import { PassThrough } from 'node:stream';
 import { maillog } from '../../src/log/maillog.js';
 import type { PolicyHooks } from './restrictions/hooks.js';
+import { bdatContent } from './limits.js';
 
 const log = maillog('smtpd');
 
@@ -68,8 +69,10 @@ type Parser = {
 interface Transaction {
   envelope: unknown;
   state: 'ok' | 'error';
-  /** Bytes received or skipped in this transaction (Postfix's act_size). */
+  /** Bytes announced in this transaction's BDAT commands (Postfix's act_size). */
   size: number;
+  /** Bytes of its chunks read so far (limits.ts: "timeout after BDAT (N bytes)"). */
+  received: number;
   /** The content on its way to onData (index.ts), from the first accepted chunk on. */
   stream: PassThrough | null;
   /** onData's answer, and who waits for it (BDAT LAST). */
@@ -97,7 +100,7 @@ type Conn = {
 };
 
 function newTransaction(conn: Conn, state: Transaction['state'], size: number): Transaction {
-  const t: Transaction = { envelope: conn.session.envelope, state, size, stream: null, result: null, onResult: null, lastCr: false, bareLf: false };
+  const t: Transaction = { envelope: conn.session.envelope, state, size, received: 0, stream: null, result: null, onResult: null, lastCr: false, bareLf: false };
   conn._paBdat = t;
   return t;
 }
@@ -197,7 +200,7 @@ function receiveChunk(conn: Conn, t: Transaction, size: number, last: boolean, c
     if (stream.write(normalize(piece, t))) return next();
     stream.once('drain', next);
   };
-  readChunk(conn, size, sink, (resume) => {
+  readChunk(conn, t, size, sink, (resume) => {
     if (!last) {
       conn.send(250, `2.0.0 Ok: ${size} bytes`);
       return resume();
@@ -279,7 +282,7 @@ function skipChunk(conn: Conn, settings: BdatSettings, size: number, last: boole
   }
   if (t) t.size += size;
   else if (!last) t = newTransaction(conn, 'error', size);
-  readChunk(conn, size, null, (resume) => {
+  readChunk(conn, t, size, null, (resume) => {
     conn.send(reply.code, reply.text);
     finish();
     resume();
@@ -290,12 +293,18 @@ function skipChunk(conn: Conn, settings: BdatSettings, size: number, last: boole
  * Switches the connection's parser to counting off `size` bytes (each piece to `sink`, or
  * dropped), then calls `done(resume)`; `resume` lets the parser go on with the commands after it.
  */
-function readChunk(conn: Conn, size: number, sink: ParserChunk['sink'], done: (resume: () => void) => void, callback: () => void): void {
+function readChunk(conn: Conn, t: Transaction | null | undefined, size: number, sink: ParserChunk['sink'], done: (resume: () => void) => void, callback: () => void): void {
   const parser = conn._parser;
   if (!parser) return callback();
   if (size === 0) return done(callback); // "BDAT 0 LAST": nothing to read
-  parser._paChunk = { remaining: size, sink, complete: done };
+  const counted = (piece: Buffer, next: () => void) => {
+    if (t) t.received += piece.length;
+    if (sink) sink(piece, next);
+    else next();
+  };
+  parser._paChunk = { remaining: size, sink: counted, complete: done };
   parser._dataMode = true;
+  bdatContent(conn);
   // The parser reads on now; with its data mode on, the next bytes go to the chunk reader below.
   callback();
 }
