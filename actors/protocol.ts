@@ -3,6 +3,7 @@
  * as opaque structured-clone payloads; each actor's handler switches over its own union.
  */
 import type { ClientInfo, Smtputf8Flags, StatusRecord, TraceMode } from '../src/queue/types.js';
+import type { XforwardAttrs } from '../src/smtp/xforward.js';
 
 /** An envelope recipient as smtpd or a producer hands it to cleanup. */
 export interface EnvelopeRecipient {
@@ -86,6 +87,8 @@ export interface DeliveryRequest {
   verify?: boolean;
   /** The message's SMTPUTF8 flags (absent: none); the agent adds the recipients' own. */
   smtputf8?: Smtputf8Flags;
+  /** The message's origin for XFORWARD (smtp_send_xforward_command: src/smtp/xforward.ts). */
+  xforward?: XforwardAttrs;
 }
 
 export type DeliveryStatus = 'sent' | 'deferred' | 'bounced';

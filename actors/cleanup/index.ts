@@ -515,7 +515,8 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
     nextAttempt: 0,
     attempts: 0,
     ...(messageId ? { messageId } : {}),
-    ...(request.client ? { client: request.client } : {}),
+    // rewriteLocal: the rewrite context an XFORWARD passes on (SOURCE=LOCAL / REMOTE).
+    ...(request.client ? { client: localClient ? { ...request.client, rewriteLocal: true } : request.client } : {}),
     ...(request.envId ? { envId: request.envId } : {}),
     ...(request.ret ? { ret: request.ret } : {}),
     ...(request.trace ? { trace: request.trace } : {}),

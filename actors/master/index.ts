@@ -4,6 +4,7 @@
  * the path behind it exists), routes requests between actors, restarts crashed workers, answers
  * the control socket, and stops everything on SIGTERM.
  */
+import { authorizedHosts } from '../smtpd/xattrs.js';
 import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -75,6 +76,8 @@ export function checkConfig(config: Config): string[] {
       if (tls !== null) throw new Error(tls);
       const anvil = smtpdAnvilProblem(c);
       if (anvil !== null) throw new Error(anvil);
+      authorizedHosts(c, 'smtpd_authorized_xclient_hosts');
+      authorizedHosts(c, 'smtpd_authorized_xforward_hosts');
       const proxy = c.get('smtpd_upstream_proxy_protocol').trim();
       if (proxy !== '' && proxy !== 'haproxy') throw new Error(`unsupported smtpd_upstream_proxy_protocol value: ${proxy}`);
     } catch (err) {

@@ -18,6 +18,7 @@ import type { Actor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import { flowOf, type MailFlow } from '../../src/runtime/flow.js';
 import { formatDelays, logDelivery } from '../smtp/log.js';
+import { xforwardAttrs } from '../../src/smtp/xforward.js';
 import type { DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import type { AdminEventName } from '../../src/queue/admin.js';
 import { expired, nextAttempt } from './backoff.js';
@@ -953,6 +954,7 @@ export class QueueManager {
       ...(msg.meta.ret ? { ret: msg.meta.ret } : {}),
       ...(msg.meta.trace === 'verify' || msg.meta.trace === 'probe' ? { verify: true } : {}),
       ...(msg.meta.smtputf8 ? { smtputf8: msg.meta.smtputf8 } : {}),
+      xforward: xforwardAttrs(msg.meta),
     };
     this.actor.request<DeliveryReply>(dest.transport, request).then(
       (reply) => {

@@ -73,6 +73,7 @@ function init(): State {
       bind,
       lineLengthLimit: config.getInt('smtp_line_length_limit'),
       onWarning: (text) => log.warn(text),
+      sendXforward: config.getBool('smtp_send_xforward_command'),
       ...(sasl ? { sasl: sasl.settings } : {}),
       ...tls.client,
     }),

@@ -43,6 +43,7 @@ export function smtpEnvelope(req: DeliveryRequest, size: number): SmtpEnvelope {
     recipients: req.recipients.map((r) => r.address),
     size,
     ...(req.verify ? { verify: true } : {}),
+    ...(req.xforward ? { xforward: req.xforward } : {}),
     ...smtputf8Of(req),
     dsn: {
       ...(req.ret ? { ret: req.ret } : {}),

@@ -48,6 +48,10 @@ import { AnvilTable } from '../anvil/table.js';
 import { Postscreen, type Endpoints } from '../postscreen/index.js';
 import { readProxyHeader } from '../postscreen/haproxy.js';
 import { handleShutdown } from './shutdown.js';
+import { installBdat, installChunkReader } from './bdat.js';
+import { installXclient, type XclientAttrs } from './xclient.js';
+import { clientLineTail, forwardedOf, installXforward } from './xforward.js';
+import { authorizedHosts, type Reply } from './xattrs.js';
 
 const log = maillog('smtpd');
 
@@ -75,8 +79,13 @@ async function main(): Promise<void> {
   installAnvilHandlers(await smtpConnectionPrototype());
   await installPolicyHooks();
   await installSasl();
+  // CHUNKING, XCLIENT, XFORWARD (after sasl.ts: the EHLO keywords of xclient.ts go first).
+  installBdat(await smtpConnectionPrototype());
+  installXclient(await smtpConnectionPrototype());
+  installXforward(await smtpConnectionPrototype());
   // The line reader and the bare-newline check (patched last: it answers before the others).
   installLineReader(await smtpStreamPrototype());
+  installChunkReader(await smtpStreamPrototype()); // BDAT's chunks, around the line reader
   installSyntax(await smtpConnectionPrototype());
   installPipelining(await smtpConnectionPrototype());
   installBareNewline(await smtpConnectionPrototype(), await smtpStreamPrototype());
@@ -141,10 +150,16 @@ async function main(): Promise<void> {
       '8BITMIME',
       'DSN',
       ...(config.getBool('smtputf8_enable') ? ['SMTPUTF8'] : []),
+      'CHUNKING',
     ].filter((k) => !discardEhlo.has(k.split(' ')[0]!.toLowerCase())),
   };
 
   const smtputf8Offered = config.getBool('smtputf8_enable') && !discardEhlo.has('smtputf8');
+  // XCLIENT and XFORWARD: for the clients these lists name (XCLIENT: the current client, which
+  // XCLIENT changes; XFORWARD: the host that connected, as Postfix decides it once).
+  const xclientHosts = authorizedHosts(config, 'smtpd_authorized_xclient_hosts');
+  const xforwardHosts = authorizedHosts(config, 'smtpd_authorized_xforward_hosts');
+  const clientIn = (hosts: typeof xclientHosts, session: object) => hosts !== null && hosts.has(states.get(session as SMTPServerSession)?.client.addr ?? '');
   const refuse = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
   const protocolOf = (session: SMTPServerSession): 'SMTP' | 'ESMTP' => (session.transmissionType?.startsWith('E') ? 'ESMTP' : 'SMTP');
   const effectsOf = (state: SessionState, session: SMTPServerSession): Effects => {
@@ -209,6 +224,34 @@ async function main(): Promise<void> {
     log.warn(`smtpd access policy: ${err.message}`);
     return refuse(451, '4.3.5 Server configuration error');
   };
+  /**
+   * XCLIENT: the session now speaks for another client. The milters hear a new connection, and
+   * with smtpd_delay_reject = no the client restrictions answer the new greeting.
+   */
+  const xclientApply = async (session: SMTPServerSession, attrs: XclientAttrs): Promise<Reply | null> => {
+    const state = states.get(session);
+    if (!state) return null;
+    state.client = {
+      ...state.client,
+      ...(attrs.name !== undefined ? { name: attrs.name } : {}),
+      ...(attrs.addr !== undefined ? { addr: attrs.addr } : {}),
+      ...(attrs.port !== undefined ? { port: attrs.port } : {}),
+    };
+    state.queueId = null;
+    state.envelope = null;
+    const asReply = (err: Error | null): Reply | null => (err ? { code: (err as Error & { responseCode: number }).responseCode, text: err.message } : null);
+    if (milters) {
+      milters.close(session);
+      const r = await milters.connect(session, milterContext(session, null));
+      if (r) return { code: r.code, text: r.text };
+    }
+    if (policy.delayReject || !policy.has('client')) return null;
+    try {
+      return asReply(apply(await policy.checkClient({ ...policyRequest(session, 'CONNECT', null), sender: null, helo: '' }), state, session));
+    } catch (err) {
+      return asReply(policyFailed(err as Error));
+    }
+  };
 
   server = new SMTPServer({
     name: hostname,
@@ -227,6 +270,27 @@ async function main(): Promise<void> {
     maxRecipients: config.getInt('smtpd_recipient_limit'),
     socketTimeout: config.getTime('smtpd_timeout') * 1000,
     closeTimeout: 5000,
+    ...({
+      // CHUNKING (bdat.ts), XCLIENT (xclient.ts), XFORWARD (xforward.ts).
+      postactorBdat: {
+        enabled: !discardEhlo.has('chunking'),
+        sizeLimit,
+        namaddr,
+        queueId: (session: SMTPServerSession) => {
+          const state = states.get(session);
+          return state && state.envelope === session.envelope ? state.queueId : null;
+        },
+      },
+      postactorXclient: {
+        allowed: (session: object) => clientIn(xclientHosts, session),
+        announce: (session: object) => !discardEhlo.has('xclient') && clientIn(xclientHosts, session),
+        apply: xclientApply,
+      },
+      postactorXforward: {
+        allowed: (addr: string) => xforwardHosts !== null && xforwardHosts.has(addr),
+        announce: (addr: string) => !discardEhlo.has('xforward') && xforwardHosts !== null && xforwardHosts.has(addr),
+      },
+    } as object),
     ...({ postactorSyntax: { strict: config.getBool('strict_rfc821_envelopes'), heloRequired: config.getBool('smtpd_helo_required') }, postactorPipelining: { forbid: config.getBool('smtpd_forbid_unauth_pipelining') }, postactorBareNewline: bareNewline, postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
       // smtpd_milters hear unknown commands (Postfix: milter_unknown_event).
@@ -418,7 +482,8 @@ async function main(): Promise<void> {
           const saslSender = state.saslSender.get(session.envelope);
           log.info(`${state.queueId}: client=${state.client.name}[${state.client.addr}]`
             + (login ? `, sasl_method=${login.method}, sasl_username=${login.username}` : '')
-            + (saslSender !== undefined ? `, sasl_sender=${saslSender}` : ''));
+            + (saslSender !== undefined ? `, sasl_sender=${saslSender}` : '')
+            + clientLineTail(forwardedOf(session)));
         }
         callback();
       };
@@ -512,6 +577,7 @@ async function main(): Promise<void> {
         const content = await spool.content(head);
         const login = saslLogin(session);
         const tlsInfo = (session as { paTls?: TlsSummary }).paTls;
+        const forwarded = forwardedOf(session);
         const client: ClientInfo = {
           ...state.client,
           helo: session.hostNameAppearsAs ?? '',
@@ -519,6 +585,7 @@ async function main(): Promise<void> {
           ...(tlsInfo ? { tls: tlsInfo } : {}),
           ...(login ? { saslMethod: login.method, saslUsername: login.username } : {}),
           ...(login && sasl?.settings.authenticatedHeader ? { authenticatedHeader: true } : {}),
+          ...(forwarded ? { forwarded } : {}),
         };
         const request: CleanupRequest = {
           queueId: state.queueId!,

@@ -53,6 +53,29 @@ export interface ClientInfo {
   saslUsername?: string;
   /** smtpd_sasl_authenticated_header: Received names the login ("Authenticated sender: …"). */
   authenticatedHeader?: boolean;
+  /** What an XFORWARD client said about the mail's origin (actors/smtpd/xforward.ts). */
+  forwarded?: ForwardedClient;
+  /** local_header_rewrite_clients matched (cleanup): the next XFORWARD says SOURCE=LOCAL. */
+  rewriteLocal?: boolean;
+}
+
+/**
+ * The mail's origin as an XFORWARD client forwarded it (smtpd_authorized_xforward_hosts): kept
+ * with the message so that our own XFORWARD (smtp_send_xforward_command) passes it on. What was
+ * not forwarded reads "unknown", as in Postfix.
+ */
+export interface ForwardedClient {
+  name: string;
+  addr: string;
+  port: string;
+  protocol: string;
+  helo?: string;
+  /** The queue ID at the first MTA (IDENT). */
+  ident?: string;
+  /** SOURCE: LOCAL or REMOTE (the address rewriting context). */
+  source?: 'LOCAL' | 'REMOTE';
+  /** A client attribute (NAME ADDR PORT PROTO HELO) was forwarded, not only IDENT or SOURCE. */
+  forwardedClient?: boolean;
 }
 
 /** What an smtpd TLS session negotiated. */

@@ -58,6 +58,7 @@ import type { SourceAddresses } from './bind-address.js';
 import { offeredMechanisms, type SaslCredentials } from '../sasl/client.js';
 import { SaslFailure, saslAuthenticate, type SaslClientSettings } from './sasl-auth.js';
 import type { TlsEngine } from './tls.js';
+import { xforwardCommands, xforwardKeywords, type XforwardAttrs } from './xforward.js';
 import { mustMatch, tlsRequired, type TlsPolicy } from './tls-policy.js';
 import { quote822Local } from '../address/quote.js';
 
@@ -142,6 +143,8 @@ export interface SmtpClientOptions {
   lineLengthLimit?: number;
   /** "smtp" or "lmtp": parameter names in warnings. */
   prefix?: 'smtp' | 'lmtp';
+  /** smtp_send_xforward_command: XFORWARD the message's origin to a server that offers it (xforward.ts). */
+  sendXforward?: boolean;
 }
 
 export interface SmtpHost {
@@ -169,6 +172,8 @@ export interface SmtpEnvelope {
   queueId?: string;
   /** The SASL credentials for a host of this delivery (smtp_sasl_password_maps), null = none. */
   credentials?: (h: SmtpHost) => Promise<SaslCredentials | null>;
+  /** The message's origin, for XFORWARD (sent only with sendXforward, to a server that offers it). */
+  xforward?: XforwardAttrs;
 }
 
 /** Longest reply line we buffer before calling the peer broken (RFC 5321 allows 512). */
@@ -277,6 +282,8 @@ class Connection {
   /** Mechanisms of the server's AUTH (and AUTH=) EHLO lines. */
   authMechanisms: string[] = [];
   starttls = false;
+  /** The attributes of the server's XFORWARD keyword, null when it has none. */
+  xforward: Set<string> | null = null;
   /** The TLS session (after STARTTLS or in wrapper mode). */
   secure = false;
   onIdleTrouble: ((c: Connection) => void) | null = null;
@@ -323,6 +330,7 @@ class Connection {
     this.smtputf8 = false;
     this.dsn = false;
     this.starttls = false;
+    this.xforward = null;
   }
 
   private onData(chunk: string): void {
@@ -417,6 +425,7 @@ class Connection {
       else if (kw === 'DSN') this.dsn = true;
       else if (kw.startsWith('AUTH ') || kw.startsWith('AUTH=')) this.authMechanisms = offeredMechanisms([...this.authMechanisms.map((m) => `AUTH ${m}`), kw]);
       else if (kw === 'STARTTLS') this.starttls = true;
+      else if (kw.startsWith('XFORWARD')) this.xforward = xforwardKeywords(kw) ?? this.xforward;
       else if (kw === 'SIZE' || kw.startsWith('SIZE ')) {
         const n = Number.parseInt(kw.slice(5), 10);
         this.sizeLimit = Number.isFinite(n) && n > 0 ? n : 0;
@@ -488,6 +497,7 @@ export class SmtpClient {
     this.opts = {
       idleTimeout: 2000, reuseLimit: 0, reuseTimeLimit: 300_000, lmtp: false, bind: { enforce: false }, onWarning: () => undefined,
       onInfo: () => undefined, tls: null, starttlsTimeout: 300_000, noteStarttlsOffer: false, wrappermode: false, prefix: opts.lmtp ? 'lmtp' : 'smtp',
+      sendXforward: false,
       lineLengthLimit: 998,
       ...opts,
     };
@@ -763,6 +773,15 @@ export class SmtpClient {
     return new SiteFailure({ code: 421, enhanced: '4.4.2', text: reason }, reason, retryable);
   }
 
+  /** Reads the XFORWARD replies (writing each command first unless pipelined); a refusal is only logged. */
+  private async xforwardReplies(c: Connection, h: SmtpHost, commands: { line: string; what: string }[], writeEach: boolean): Promise<void> {
+    for (const x of commands) {
+      if (writeEach) c.write(`${x.line}\r\n`);
+      const r = await this.read(c, h, Stage.Mail, this.opts.mailTimeout);
+      if (r.code < 200 || r.code > 299) this.opts.onWarning(`host ${h.host}[${h.addr}]:${h.port} said: ${replyToString(stripLines(r)).replace(/\n/g, ' ')} (in reply to ${x.what})`);
+    }
+  }
+
   private async transaction(c: Connection, h: SmtpHost, env: SmtpEnvelope, content: Uint8Array, result: DeliveryResult, reused: boolean): Promise<void> {
     const rcpts = env.recipients;
     const n = rcpts.length;
@@ -790,15 +809,19 @@ export class SmtpClient {
       return cmd + '\r\n';
     };
 
+    // XFORWARD before MAIL FROM (smtp_send_xforward_command): pipelined with it when we may.
+    const xforward = this.opts.sendXforward && c.xforward && env.xforward ? xforwardCommands(c.xforward, env.xforward) : [];
     const pipelined = c.pipelining;
+    if (xforward.length && !pipelined) await this.xforwardReplies(c, h, xforward, true);
     if (pipelined) {
-      let batch = mail;
+      let batch = xforward.map((x) => `${x.line}\r\n`).join('') + mail;
       for (let i = 0; i < n; i++) batch += rcptCmd(i);
       if (!env.verify) batch += 'DATA\r\n';
       c.write(batch);
     } else {
       c.write(mail);
     }
+    if (xforward.length && pipelined) await this.xforwardReplies(c, h, xforward, false);
 
     const mailReply = await this.read(c, h, Stage.Mail, this.opts.mailTimeout, reused);
     const mailOk = mailReply.code >= 200 && mailReply.code < 300;

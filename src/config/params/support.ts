@@ -105,6 +105,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_client_event_limit_exceptions', 'smtpd_client_connection_limit_exceptions',
     'smtpd_client_ipv4_prefix_length', 'smtpd_client_ipv6_prefix_length',
     'smtpd_upstream_proxy_protocol', 'smtpd_upstream_proxy_timeout',
+    // XCLIENT and XFORWARD (actors/smtpd/xclient.ts, xforward.ts).
+    'smtpd_authorized_xclient_hosts', 'smtpd_authorized_xforward_hosts',
     // Input hardening (actors/smtpd/bare-newline.ts, line-reader.ts, sessions.ts).
     'smtpd_forbid_bare_newline', 'smtpd_forbid_bare_newline_exclusions',
     'smtpd_forbid_bare_newline_reject_code', 'line_length_limit', 'smtpd_forbid_unauth_pipelining',
@@ -181,6 +183,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtp_starttls_timeout', 'smtp_tls_servername', 'smtp_tls_connection_reuse',
     'smtp_tls_session_cache_database', 'smtp_tls_session_cache_timeout', 'minimal_backoff_time',
     'tls_eecdh_auto_curves', 'tls_ffdhe_auto_groups', 'tls_ssl_options',
+    'smtp_send_xforward_command',
   ],
   lmtp: [
     'lmtp_sasl_auth_enable', 'lmtp_sasl_type', 'lmtp_sasl_mechanism_filter', 'lmtp_sasl_security_options',
@@ -198,6 +201,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'lmtp_tls_key_file', 'lmtp_tls_loglevel', 'lmtp_tls_note_starttls_offer', 'lmtp_tls_wrappermode',
     'lmtp_starttls_timeout', 'lmtp_tls_servername', 'lmtp_tls_connection_reuse',
     'lmtp_tls_session_cache_database', 'lmtp_tls_session_cache_timeout', 'minimal_backoff_time',
+    'lmtp_send_xforward_command',
   ],
   local: [
     'alias_maps', 'allow_mail_to_commands', 'allow_mail_to_files', 'command_time_limit',
