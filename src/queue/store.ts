@@ -12,20 +12,12 @@
  *   postscreen  client address → postscreen's test expiry times "pregreet;dnsbl;pipelining;nonsmtp;barelf"
  *            (postscreen_cache_map: every smtpd thread running postscreen shares it)
  *
- * Every state change is atomic (inside one transaction), so there is no moment at which a
- * message is in two queues or in none. The environment is opened with `overlappingSync: false`:
- * every commit is synced before its promise resolves, so "250 Ok: queued" can follow an `await`,
- * and the file on disk is always some committed state (LMDB writes the meta page last).
- * Group commit: the changes one thread asks for while its previous commit is on its way to disk
- * go into its next transaction together (write), so under load one commit and one fsync carry
- * many messages' changes — cleanup's new messages and qmgr's moves alike; alone, a change is
- * committed at once. Every thread of the process may open the store; lmdb-js then shares one
- * LMDB environment between them.
- *
- * Why every commit is synced rather than only cleanup's: LMDB's MDB_NOSYNC commits may reach the
- * disk meta page first after a power loss (a corrupt store), and lmdb-js's overlappingSync still
- * resolves a commit only after its sync. Durability promise (Postfix's): a message is on disk
- * before its 250; a later move lost to a crash only delivers it again.
+ * Every state change is one transaction, so there is no moment at which a message is in two
+ * queues or in none. The environment is opened with `overlappingSync: false`: a write's promise
+ * resolves only once the commit is on disk, so "250 Ok: queued" can follow an `await`. LMDB
+ * batches all writes of one event turn of one thread into one commit, so concurrent sessions
+ * share one fsync (group commit). Every thread of the process may open the store; lmdb-js then
+ * shares one LMDB environment between them.
  */
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -122,10 +114,6 @@ export class QueueStore {
   private readonly statusLogs: Database<StatusRecord[], Key>;
   private readonly stsPolicies: Database<StsPolicyRecord, string>;
   private readonly postscreen: Database<string, string>;
-  /** Changes waiting for the next commit (see write). */
-  private batch: { action: () => unknown; resolve: (value: unknown) => void; reject: (err: Error) => void }[] = [];
-  /** The commit loop while it runs (null: idle). */
-  private committing: Promise<void> | null = null;
 
   private constructor(readonly directory: string, options: StoreOptions) {
     const problem = storeFileProblem(join(directory, STORE_FILE));
@@ -161,40 +149,13 @@ export class QueueStore {
     return new QueueStore(directory, options);
   }
 
-  /**
-   * One atomic change of the store, committed (and synced) with whatever else this thread asks
-   * for meanwhile: group commit (see the file header). Resolves with `action`'s result once the
-   * commit is on disk; a failed commit rejects every change of its batch with a StoreWriteError
-   * naming its cause, and none of them is in the store.
-   */
-  private write<T>(action: () => T): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.batch.push({ action, resolve: resolve as (v: unknown) => void, reject });
-      if (this.committing === null) this.committing = new Promise<void>((r) => setImmediate(r)).then(() => this.commitBatches());
-    });
-  }
-
-  /**
-   * Commits the waiting changes, one transaction per batch, until none is left. A change asked
-   * for while a commit is on its way to disk waits for the next batch: under load every commit
-   * (and its fsync) carries many messages' changes; alone, a change is committed at once.
-   */
-  private async commitBatches(): Promise<void> {
-    while (this.batch.length > 0) {
-      const batch = this.batch.splice(0);
-      const results: unknown[] = [];
-      try {
-        await this.root.transaction(() => {
-          for (const change of batch) results.push(change.action());
-        });
-      } catch (err) {
-        const failure = await commitFailure(err);
-        for (const change of batch) change.reject(failure);
-        continue;
-      }
-      batch.forEach((change, i) => change.resolve(results[i]));
+  /** One write transaction; a failed commit becomes a StoreWriteError naming its cause. */
+  private async write<T>(action: () => T): Promise<T> {
+    try {
+      return await this.root.transaction(action);
+    } catch (err) {
+      throw await commitFailure(err);
     }
-    this.committing = null;
   }
 
   /** The cached MTA-STS policy of a domain (lower case), if any; expiry is the caller's rule. */
@@ -524,7 +485,6 @@ export class QueueStore {
   }
 
   async close(): Promise<void> {
-    while (this.committing) await this.committing;
     await this.root.close();
   }
 }
