@@ -8,10 +8,14 @@
  *   (b) next hop up, kill -9 at a random moment during injection (twice): every acknowledged
  *       message is delivered AT LEAST once. Duplicates are allowed (Postfix semantics: a crash
  *       between the next hop's 250 and the queue update delivers again); loss is not.
+ *   (c) a short crash soak (bench/crash/soak.ts, which bench/crash/run.js runs with 200 rounds):
+ *       10 SIGKILLs of the process group or of the main pid, some during start-up, the others
+ *       under load, a restart after each; then a drain: nothing acknowledged is lost.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpSink, type SinkMessage } from '../src/smtp/sink.js';
+import { crashSoak } from '../bench/crash/soak.js';
 import { SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 
 const FAST_RETRY = { minimal_backoff_time: '1s', maximal_backoff_time: '2s', queue_run_delay: '1s' };
@@ -127,5 +131,18 @@ describe('e2e crash (kill -9) durability', () => {
     const dups = [...counts.values()].filter((n) => n > 1).length;
     t.diagnostic(`${acked.size} acknowledged, ${counts.size} distinct delivered, ${dups} delivered more than once`);
     await server.stop();
+  });
+
+  test('(c) 10 random SIGKILLs (process group or main pid, some during start-up) under load: nothing acknowledged is lost', async (t) => {
+    const seed = Date.now() >>> 0;
+    const r = await crashSoak({
+      rounds: 10, early: 0.3, minDelay: 0.2, maxDelay: 1.5, sessions: 4, size: 512,
+      drainS: 20, deadline: Date.now() + 90_000, seed,
+    }, (line) => t.diagnostic(line));
+    t.diagnostic(`seed ${seed}: ${r.kills} kills (${r.groupKills} group, ${r.pidKills} pid, ${r.killsDuringStartUp} during start-up); ${r.acknowledged} acknowledged, ${r.deliveredDistinct} delivered, ${r.duplicates} duplicates`);
+    assert.ok(r.kills >= 5, `at least 5 kills within the time bound (had ${r.kills})`);
+    assert.ok(r.acknowledged > 0, 'some messages were acknowledged');
+    assert.equal(r.unexpectedExits, 0, 'the server never exited on its own');
+    assert.deepEqual(r.lostIds, [], `${r.lost} acknowledged message(s) never delivered (seed ${seed})`);
   });
 });

@@ -28,6 +28,9 @@ import { ProbeReports } from './probes.js';
 import { JobList, newJob, type SchedJob, type SlotParams } from './scheduler.js';
 import { isDead, negative, newWindow, parseFeedback, positive, revive, settings, type WindowSettings, type WindowState } from './feedback.js';
 
+/** Messages a queue scan activates at once (their moves share one commit). */
+const SCAN_BATCH = 100;
+
 interface ActiveMessage {
   meta: MessageMeta;
   activated: number;
@@ -396,18 +399,9 @@ export class QueueManager {
         // and a live cursor over it then skips the next entry (every other message stayed behind).
         const ids = [...this.store.list('incoming', this.activeLimit)];
         if (ids.length >= this.activeLimit) this.incomingBacklog = true;
-        for (const id of ids) {
-          if (!this.room()) {
-            this.incomingBacklog = true;
-            break;
-          }
-          await this.activate(id, 'incoming');
-        }
+        if (!(await this.activateAll(ids, 'incoming'))) this.incomingBacklog = true;
       }
-      for (const id of [...this.store.dueDeferred(dueBy, this.activeLimit)]) {
-        if (!this.room()) break;
-        await this.activate(id, 'deferred');
-      }
+      await this.activateAll([...this.store.dueDeferred(dueBy, this.activeLimit)], 'deferred');
     } finally {
       this.scanning = false;
     }
@@ -436,6 +430,28 @@ export class QueueManager {
         return; // still failing: the next scan tries again
       }
     }
+  }
+
+  /**
+   * Activates messages of a scan, SCAN_BATCH at a time: the moves of a batch are asked for at
+   * once, so the store commits them together (group commit: one synced commit per batch instead
+   * of one per message), while the recipients read meanwhile stay bounded. activate() counts a
+   * message as activating before its first await, so room() stays exact. False when the active
+   * queue filled up before every message was taken.
+   */
+  private async activateAll(ids: string[], from: QueueName): Promise<boolean> {
+    for (let i = 0; i < ids.length; i += SCAN_BATCH) {
+      const moves: Promise<void>[] = [];
+      for (const id of ids.slice(i, i + SCAN_BATCH)) {
+        if (!this.room()) {
+          await Promise.all(moves);
+          return false;
+        }
+        moves.push(this.activate(id, from));
+      }
+      await Promise.all(moves);
+    }
+    return true;
   }
 
   private room(): boolean {
