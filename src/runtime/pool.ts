@@ -3,17 +3,40 @@
  * worker runs many asynchronous requests at once. Workers keep ports, sockets and timers, so the
  * pool runs with `atomics: 'disabled'` (piscina otherwise parks an idle worker's event loop).
  *
+ * Threads start lazily (memory follows work, not master.cf): a pool keeps `minThreads` threads
+ * (0 for services off the client's path, 1 for cleanup: actors/master/services.ts), starts
+ * one more when its busiest-free thread already holds `spreadAt` requests or it has none, up to
+ * maxproc, and ends a thread that had no request for `idleMs` (Postfix's max_idle: a daemon
+ * process exits after that long without a client). A cold pool's first request waits for a
+ * thread start (about 50–150 ms). Each thread runs under V8 heap limits (`resourceLimits`,
+ * chosen in ./heap-limits.ts).
+ *
  * Crash accounting: request handlers report expected failures as values, so a rejected task means
  * the worker died (or a bug). `service_throttle_time` (Postfix's name) is how long a service that
  * keeps crashing is refused; meanwhile piscina replaces the dead worker.
  */
+import type { ResourceLimits } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { ServiceError } from './wire.js';
+
+/** piscina's view of one worker, as its balancer sees it. */
+interface BalancedWorker {
+  readonly currentUsage: number;
+  readonly isRunningAbortableTask: boolean;
+}
 
 export interface PoolOptions {
   service: string;
   filename: string;
+  /** maxproc: the most threads. */
   threads: number;
+  /** Threads kept even when idle (default: all of them, started at once). */
+  minThreads?: number;
+  /** A thread idle this long ends (down to minThreads); default: never. */
+  idleMs?: number;
+  /** Another thread starts (up to maxproc) once every thread holds this many requests (default 1). */
+  spreadAt?: number;
+  resourceLimits?: ResourceLimits;
   /** Requests one worker runs at once. */
   concurrency: number;
   /** Requests queued beyond those running before `run` fails fast with BUSY. */
@@ -31,11 +54,15 @@ export class ServicePool {
   private throttledUntil = 0;
 
   constructor(private readonly options: PoolOptions) {
+    const minThreads = Math.min(options.minThreads ?? options.threads, options.threads);
     this.piscina = new Piscina({
       filename: options.filename,
-      minThreads: options.threads,
+      minThreads,
       maxThreads: options.threads,
-      idleTimeout: 2 ** 31 - 1,
+      // piscina arms the idle timer only above minThreads; setTimeout's longest is 2^31-1 ms.
+      idleTimeout: Math.min(options.idleMs ?? 2 ** 31 - 1, 2 ** 31 - 1),
+      loadBalancer: spreadingBalancer(options.threads, options.concurrency, options.spreadAt ?? 1) as never,
+      ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
       atomics: 'disabled',
       concurrentTasksPerWorker: options.concurrency,
       maxQueue: options.maxQueue,
@@ -97,4 +124,26 @@ export class ServicePool {
   async drain(): Promise<void> {
     await this.piscina.close();
   }
+}
+
+/**
+ * Picks the least busy thread that has room (piscina's own rule), but asks for a new thread
+ * (returns null; piscina starts one while below maxThreads and queues the request until a thread
+ * is free) when even the least busy one already holds `spreadAt` requests: with many requests per
+ * thread, piscina's balancer would start a second thread only once the first held `concurrency`
+ * of them, and a CPU-bound service (cleanup) would then run on one core. `workers` may be only the
+ * ready ones while others start: null is returned only below maxThreads, so a request is never
+ * left waiting while a thread with room exists at the limit.
+ */
+export function spreadingBalancer(maxThreads: number, concurrency: number, spreadAt: number): (task: unknown, workers: BalancedWorker[]) => BalancedWorker | null {
+  return (_task, workers) => {
+    let best: BalancedWorker | null = null;
+    for (const w of workers) {
+      if (w.isRunningAbortableTask || w.currentUsage >= concurrency) continue;
+      if (best === null || w.currentUsage < best.currentUsage) best = w;
+      if (w.currentUsage === 0) break;
+    }
+    if (best !== null && best.currentUsage >= spreadAt && workers.length < maxThreads) return null;
+    return best;
+  };
 }
