@@ -42,7 +42,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'alternate_config_directories', 'multi_instance_directories',
   ],
   // inet_interfaces, inet_protocols: where bare-port inet services listen (master/listen.ts).
-  master: ['default_process_limit', 'service_throttle_time', 'inet_interfaces', 'inet_protocols', 'proxy_read_maps'],
+  master: ['default_process_limit', 'service_throttle_time', 'max_idle', 'inet_interfaces', 'inet_protocols', 'proxy_read_maps'],
   smtpd: [
     'plaintext_reject_code', 'queue_minfree',
     'access_map_defer_code', 'access_map_reject_code', 'allow_untrusted_routing',
