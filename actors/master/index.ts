@@ -283,6 +283,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
         filename: s.file.href,
         threads: s.threads,
         minThreads: s.minThreads,
+        spreadAt: s.spreadAt,
         idleMs: c.getTime('max_idle') * 1000,
         resourceLimits: heapLimits(s.line.command),
         concurrency: s.concurrency,

@@ -21,6 +21,8 @@ export interface ServicePlan {
   threads: number;
   /** Pool threads kept while idle (the rest start on demand and end after max_idle): `warm` below. */
   minThreads: number;
+  /** Requests every pool thread holds before another starts (SPREAD_AT). */
+  spreadAt: number;
   /** Requests one pool worker runs at once. */
   concurrency: number;
   /** For inet services: the endpoint as master.cf writes it (host null: inet_interfaces). */
@@ -88,6 +90,14 @@ const POSTFIX_DAEMONS_NOT_BUILT = new Set([
   'showq', 'tlsmgr', 'tlsproxy', 'verify',
 ]);
 
+/**
+ * A pool starts another thread (up to maxproc) once each running thread holds this many requests,
+ * capped by the requests a thread runs at once. Each thread serves many requests asynchronously,
+ * so one thread carries light traffic; 8 at once is load (bench/relay's 20 sessions start every
+ * thread of cleanup and smtp), where a second core helps.
+ */
+const SPREAD_AT = 8;
+
 export interface SkippedService {
   service: string;
   command: string;
@@ -142,7 +152,7 @@ export function planServices(config: Config): Plan {
     if (pass) {
       const smtpd = DAEMONS['smtpd']!;
       services.push({
-        service: pass.name, kind: smtpd.kind, file: new URL(smtpd.module, import.meta.url), threads: threadsOf(pass), minThreads: threadsOf(pass),
+        service: pass.name, kind: smtpd.kind, file: new URL(smtpd.module, import.meta.url), threads: threadsOf(pass), minThreads: threadsOf(pass), spreadAt: 1,
         concurrency: smtpd.concurrency, line: pass, listen: inetEndpoint(line), postscreen: line,
       });
       continue;
@@ -157,7 +167,7 @@ export function planServices(config: Config): Plan {
     }
     const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);
     const warm = daemon.kind === 'supervised' ? threads : (daemon.warm ?? 0);
-    const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), concurrency: daemon.concurrency, line };
+    const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: Math.min(SPREAD_AT, daemon.concurrency), concurrency: daemon.concurrency, line };
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
     if (line.command === 'qmgr' || line.command === 'pickup' || line.command === 'spawn') plan.threads = plan.minThreads = 1; // singletons, whatever maxproc says (as in Postfix)
     services.push(plan);

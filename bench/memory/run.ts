@@ -22,7 +22,8 @@
  *   idle      after --idle seconds more (default 60)
  *   deferred  after --messages (default 20,000) messages of 1 KiB were accepted
  *             (20 sessions, one message per connection) and every one of them was deferred
- *   settled   --settle seconds later (default 30)
+ *   settled   --settle seconds later (default 115: Postactor's pools end their idle threads after
+ *             max_idle, 100 s, as Postfix's daemons exit after it)
  * Postactor's RSS counts the Node binary's mapped pages (about 50 MB, shared with every other
  * Node process: PSS divides them) and the LMDB store's pages it has touched (file-backed, the
  * page cache: Postfix's queue files are in the page cache too, but not mapped into a process).
@@ -227,7 +228,7 @@ function options(): Options {
     options: {
       mta: { type: 'string', default: 'postactor,postfix' }, runs: { type: 'string', default: '1' },
       messages: { type: 'string', default: '20000' }, sessions: { type: 'string', default: '20' },
-      idle: { type: 'string', default: '60' }, settle: { type: 'string', default: '30' },
+      idle: { type: 'string', default: '60' }, settle: { type: 'string', default: '115' },
       timeout: { type: 'string', default: '900' }, keep: { type: 'boolean', default: false }, json: { type: 'string' },
     },
   });

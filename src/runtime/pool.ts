@@ -34,7 +34,7 @@ export interface PoolOptions {
   minThreads?: number;
   /** A thread idle this long ends (down to minThreads); default: never. */
   idleMs?: number;
-  /** Another thread starts (up to maxproc) once every thread holds this many requests (default 1). */
+  /** Another thread starts (up to maxproc) once every thread holds this many requests (default 1: at once). */
   spreadAt?: number;
   resourceLimits?: ResourceLimits;
   /** Requests one worker runs at once. */
@@ -127,15 +127,18 @@ export class ServicePool {
 }
 
 /**
- * Picks the least busy thread that has room (piscina's own rule), but asks for a new thread
- * (returns null; piscina starts one while below maxThreads and queues the request until a thread
- * is free) when even the least busy one already holds `spreadAt` requests: with many requests per
- * thread, piscina's balancer would start a second thread only once the first held `concurrency`
- * of them, and a CPU-bound service (cleanup) would then run on one core. `workers` may be only the
- * ready ones while others start: null is returned only below maxThreads, so a request is never
- * left waiting while a thread with room exists at the limit.
+ * Picks the least busy thread that has room (piscina's own rule), but asks for one more thread
+ * when even the least busy one already holds `spreadAt` requests: with many requests per thread,
+ * piscina's balancer would start a second thread only once the first held `concurrency` of them,
+ * and a CPU-bound service (cleanup) would then run on one core. Asking means returning null:
+ * piscina then starts a thread (below maxThreads) and queues that one request until a thread is
+ * free. Only one request per step waits so: while the thread asked for starts (piscina shows
+ * the balancer only the ready ones), requests go to the threads that have room, and a start that
+ * never comes (a thread that failed to start) stops counting after GROW_WAIT_MS.
  */
 export function spreadingBalancer(maxThreads: number, concurrency: number, spreadAt: number): (task: unknown, workers: BalancedWorker[]) => BalancedWorker | null {
+  let asked = 0;
+  let askedAt = 0;
   return (_task, workers) => {
     let best: BalancedWorker | null = null;
     for (const w of workers) {
@@ -143,7 +146,15 @@ export function spreadingBalancer(maxThreads: number, concurrency: number, sprea
       if (best === null || w.currentUsage < best.currentUsage) best = w;
       if (w.currentUsage === 0) break;
     }
-    if (best !== null && best.currentUsage >= spreadAt && workers.length < maxThreads) return null;
+    const growing = workers.length < asked && Date.now() - askedAt < GROW_WAIT_MS;
+    if (workers.length < maxThreads && !growing && (best === null || best.currentUsage >= spreadAt)) {
+      asked = workers.length + 1;
+      askedAt = Date.now();
+      return null;
+    }
     return best;
   };
 }
+
+/** How long a thread asked for may take to start before the balancer may ask again. */
+const GROW_WAIT_MS = 5_000;
