@@ -81,6 +81,21 @@ test('a lazy pool has no thread until its first request, then serves it and shri
   }
 });
 
+test('a burst to a cold pool starts one thread, not one per request (spread at 8 in flight)', async () => {
+  const p = new ServicePool({
+    service: 'burst', filename: new URL('slow-task.mjs', fixtures).href, threads: 2, minThreads: 0, spreadAt: 8,
+    concurrency: 64, maxQueue: 100, workerData: null, throttleSeconds: 60,
+  });
+  try {
+    const replies = await Promise.all([1, 2, 3, 4, 5].map((value) => p.run<{ echo: number; thread: number }>({ value, ms: 100 })));
+    assert.deepEqual(replies.map((r) => r.echo), [1, 2, 3, 4, 5]);
+    assert.equal(new Set(replies.map((r) => r.thread)).size, 1, 'five requests, one thread');
+    assert.equal(p.threads, 1);
+  } finally {
+    await p.close();
+  }
+});
+
 test('a pool with a minimum keeps that many threads while idle (cleanup\'s warm thread)', async () => {
   const p = new ServicePool({
     service: 'warm', filename: new URL('slow-task.mjs', fixtures).href, threads: 3, minThreads: 1, idleMs: 200,

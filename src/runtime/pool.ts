@@ -51,6 +51,9 @@ export interface PoolOptions {
 export class ServicePool {
   private readonly piscina: Piscina;
   private crashes: number[] = [];
+  /** While a cold pool starts its first thread: resolves when it is ready (or its request ended). */
+  private firstThread: Promise<void> | null = null;
+  private coldWaiting = 0;
   private throttledUntil = 0;
 
   constructor(private readonly options: PoolOptions) {
@@ -91,9 +94,32 @@ export class ServicePool {
 
   async run<T>(body: unknown, transfer?: ArrayBuffer[]): Promise<T> {
     if (Date.now() < this.throttledUntil) throw new ServiceError('THROTTLED', `${this.options.service}: service is throttled after repeated crashes`);
-    if (this.piscina.queueSize >= this.options.maxQueue) throw new ServiceError('BUSY', `${this.options.service}: mailbox full`);
+    if (this.piscina.queueSize + this.coldWaiting >= this.options.maxQueue) throw new ServiceError('BUSY', `${this.options.service}: mailbox full`);
+    // A cold pool: the first request starts a thread, and the requests that come while it starts
+    // wait for it and then go through the balancer. Queued in piscina instead, each would start
+    // a thread of its own (piscina spawns one per queued request, up to maxThreads), and a burst
+    // of five deliveries would start every smtp thread however little work they carry.
+    if (this.firstThread === null && this.piscina.threads.length === 0) {
+      const settled = this.piscina.run(body, transfer && transfer.length ? { transferList: transfer } : undefined);
+      const ready = new Promise<void>((resolve) => this.piscina.once('workerCreate', () => resolve()));
+      this.firstThread = Promise.race([ready, settled.then(() => undefined, () => undefined)]).finally(() => { this.firstThread = null; });
+      return this.settle<T>(settled);
+    }
+    if (this.firstThread !== null) {
+      this.coldWaiting++;
+      try {
+        await this.firstThread;
+      } finally {
+        this.coldWaiting--;
+      }
+    }
+    return this.settle<T>(this.piscina.run(body, transfer && transfer.length ? { transferList: transfer } : undefined));
+  }
+
+  /** A request's outcome: its reply, BUSY when piscina's queue is full, else CRASHED (the worker died). */
+  private async settle<T>(running: Promise<unknown>): Promise<T> {
     try {
-      return (await this.piscina.run(body, transfer && transfer.length ? { transferList: transfer } : undefined)) as T;
+      return (await running) as T;
     } catch (err) {
       const error = err as Error;
       if (/queue is at limit/i.test(error.message)) throw new ServiceError('BUSY', `${this.options.service}: mailbox full`);
