@@ -55,6 +55,64 @@ test('a service that keeps crashing is throttled (service_throttle_time)', async
   }
 });
 
+test('a lazy pool has no thread until its first request, then serves it and shrinks back after max_idle', async () => {
+  const p = new ServicePool({
+    service: 'lazy', filename: new URL('slow-task.mjs', fixtures).href, threads: 2, minThreads: 0, idleMs: 300,
+    concurrency: 4, maxQueue: 100, workerData: null, throttleSeconds: 60,
+  });
+  try {
+    assert.equal(p.threads, 0, 'no thread before the first request');
+    const first = await p.run<{ echo: number; thread: number }>({ value: 1 });
+    assert.equal(first.echo, 1);
+    assert.equal(p.threads, 1, 'one thread for one request');
+    // Two requests at once: the busy thread is not made to take the second (a second thread starts).
+    // (Long requests: a thread start on a loaded machine can take a second.)
+    const both = await Promise.all([p.run<{ thread: number }>({ value: 2, ms: 3000 }), p.run<{ thread: number }>({ value: 3, ms: 3000 })]);
+    assert.notEqual(both[0].thread, both[1].thread, 'the two requests ran on two threads');
+    // Idle longer than max_idle: back to no thread at all (bounded wait).
+    const deadline = Date.now() + 10_000;
+    while (p.threads > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(p.threads, 0, 'idle threads ended');
+    // And it starts again on demand.
+    assert.equal((await p.run<{ echo: number }>({ value: 4 })).echo, 4);
+    assert.equal(p.threads, 1);
+  } finally {
+    await p.close();
+  }
+});
+
+test('a burst to a cold pool starts one thread, not one per request (spread at 8 in flight)', async () => {
+  const p = new ServicePool({
+    service: 'burst', filename: new URL('slow-task.mjs', fixtures).href, threads: 2, minThreads: 0, spreadAt: 8,
+    concurrency: 64, maxQueue: 100, workerData: null, throttleSeconds: 60,
+  });
+  try {
+    const replies = await Promise.all([1, 2, 3, 4, 5].map((value) => p.run<{ echo: number; thread: number }>({ value, ms: 100 })));
+    assert.deepEqual(replies.map((r) => r.echo), [1, 2, 3, 4, 5]);
+    assert.equal(new Set(replies.map((r) => r.thread)).size, 1, 'five requests, one thread');
+    assert.equal(p.threads, 1);
+  } finally {
+    await p.close();
+  }
+});
+
+test('a pool with a minimum keeps that many threads while idle (cleanup\'s warm thread)', async () => {
+  const p = new ServicePool({
+    service: 'warm', filename: new URL('slow-task.mjs', fixtures).href, threads: 3, minThreads: 1, idleMs: 200,
+    concurrency: 4, maxQueue: 100, workerData: null, throttleSeconds: 60,
+  });
+  try {
+    assert.equal(p.threads, 1);
+    const replies = await Promise.all([1, 2, 3].map((value) => p.run<{ thread: number }>({ value, ms: 3000 })));
+    assert.equal(new Set(replies.map((r) => r.thread)).size, 3, 'grown to maxproc under concurrent requests');
+    const deadline = Date.now() + 10_000;
+    while (p.threads > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(p.threads, 1, 'shrunk back to its minimum');
+  } finally {
+    await p.close();
+  }
+});
+
 test('the router carries requests from a long-lived worker to a pool and back; a dead worker is restarted', async () => {
   const router = new Router();
   const p = pool();

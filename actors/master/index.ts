@@ -12,6 +12,7 @@ import { EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF, loadConfig, queueDirectory, type 
 import { buildConfig } from '../../src/config/load.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { ServicePool } from '../../src/runtime/pool.js';
+import { heapLimits } from '../../src/runtime/heap-limits.js';
 import { Router } from '../../src/runtime/router.js';
 import { serveServiceRequests } from '../../src/runtime/service-request.js';
 import { closeSharedTables, mainProxymap, serveProxymap } from '../../src/maps/index.js';
@@ -304,6 +305,10 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
         service: s.service,
         filename: s.file.href,
         threads: s.threads,
+        minThreads: s.minThreads,
+        spreadAt: s.spreadAt,
+        idleMs: c.getTime('max_idle') * 1000,
+        resourceLimits: heapLimits(s.line.command),
         concurrency: s.concurrency,
         maxQueue: 20_000,
         workerData: data(serviceConfig(c, s), s.service, 0),
@@ -331,6 +336,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
         ...(s.postscreen ? { postscreen: { config: postscreenConfig(c, s.postscreen).toJSON(), ...postscreenShared(s.postscreen.name) } } : {}),
       } : undefined),
       throttleSeconds: c.getTime('service_throttle_time'),
+      resourceLimits: heapLimits(s.line.command),
       onPort: (port) => router.attach(name, port),
       onExit: (_slot, code, _restart, badStartup, error) => {
         masterMetrics().restarts.inc({ service: s.service });
@@ -401,7 +407,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
           const name = `${w.options.service}[${w.options.index}]`;
           checks[name] = w.threadId !== undefined ? { ok: true } : { ok: false, detail: 'not running' };
         }
-        for (const [name, p] of pools) checks[name] = p.throttled ? { ok: false, detail: 'throttled after repeated crashes' } : p.threads > 0 ? { ok: true } : { ok: false, detail: 'no threads' };
+        for (const [name, p] of pools) checks[name] = p.throttled ? { ok: false, detail: 'throttled after repeated crashes' } : { ok: true }; // no threads: idle (started on demand)
         const store = storeWritable(queueDir);
         checks['store'] = store === null ? { ok: true } : { ok: false, detail: store };
         return { ok: Object.values(checks).every((c) => c.ok), checks };

@@ -3,7 +3,8 @@
  * request/reply daemons as piscina pools, stateful ones (smtpd listeners, qmgr) as supervised
  * workers. In Postactor maxproc counts worker threads, and each thread serves many requests at
  * once, so a Postfix default of 100 processes would mean 100 threads: "-" therefore means
- * min(default_process_limit, CPU count), and 0 ("unlimited") means the CPU count.
+ * min(default_process_limit, CPU count), and 0 ("unlimited") means the CPU count. maxproc is
+ * the most threads: pools start them on demand and end them after max_idle (`warm` below).
  */
 import { availableParallelism } from 'node:os';
 import { isAbsolute } from 'node:path';
@@ -18,6 +19,10 @@ export interface ServicePlan {
   kind: HostKind;
   file: URL;
   threads: number;
+  /** Pool threads kept while idle (the rest start on demand and end after max_idle): `warm` below. */
+  minThreads: number;
+  /** Requests every pool thread holds before another starts (SPREAD_AT). */
+  spreadAt: number;
   /** Requests one pool worker runs at once. */
   concurrency: number;
   /** For inet services: the endpoint as master.cf writes it (host null: inet_interfaces). */
@@ -37,12 +42,23 @@ interface Daemon {
   kind: HostKind;
   module: string;
   concurrency: number;
+  /**
+   * Pool threads kept while idle (default 0). Only cleanup keeps one: smtpd waits for its reply
+   * before it answers the client's end of DATA, so a thread start there would be a client's wait.
+   * Every other pool starts empty and shrinks back to nothing after max_idle: the delivery agents
+   * (smtp and relay, local, virtual, lmtp, pipe, error/retry, discard), bounce, trivial-rewrite
+   * (only qmgr asks it, behind its resolve cache) and dnsblog. Their first request after a quiet
+   * spell waits for one thread start (about 50–150 ms) on a delivery, a notice or a resolve that
+   * no client is waiting for, as Postfix's master spawns such a daemon on demand and the daemon
+   * exits after max_idle. An idle thread costs 12–22 MB (bench/memory), the price of keeping it.
+   */
+  warm?: number;
 }
 
 /** Postfix daemon names (the command column) that Postactor has built. */
 const DAEMONS: Record<string, Daemon> = {
   smtpd: { kind: 'supervised', module: '../smtpd/index.js', concurrency: 1 },
-  cleanup: { kind: 'pool', module: '../cleanup/index.js', concurrency: 256 },
+  cleanup: { kind: 'pool', module: '../cleanup/index.js', concurrency: 256, warm: 1 },
   qmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1 },
   smtp: { kind: 'pool', module: '../smtp/index.js', concurrency: 256 },
   bounce: { kind: 'pool', module: '../bounce/index.js', concurrency: 16 },
@@ -76,6 +92,14 @@ const POSTFIX_DAEMONS_NOT_BUILT = new Set([
   ...DAEMONS_BUILT_INTO_MASTER, 'flush', 'oqmgr', 'postlogd', 'proxymap', 'scache',
   'showq', 'tlsmgr', 'tlsproxy',
 ]);
+
+/**
+ * A pool starts another thread (up to maxproc) once each running thread holds this many requests,
+ * capped by the requests a thread runs at once. Each thread serves many requests asynchronously,
+ * so one thread carries light traffic; 8 at once is load (bench/relay's 20 sessions start every
+ * thread of cleanup and smtp), where a second core helps.
+ */
+const SPREAD_AT = 8;
 
 export interface SkippedService {
   service: string;
@@ -132,7 +156,7 @@ export function planServices(config: Config): Plan {
     if (pass) {
       const smtpd = DAEMONS['smtpd']!;
       services.push({
-        service: pass.name, kind: smtpd.kind, file: new URL(smtpd.module, import.meta.url), threads: threadsOf(pass),
+        service: pass.name, kind: smtpd.kind, file: new URL(smtpd.module, import.meta.url), threads: threadsOf(pass), minThreads: threadsOf(pass), spreadAt: 1,
         concurrency: smtpd.concurrency, line: pass, listen: inetEndpoint(line), postscreen: line,
       });
       continue;
@@ -146,10 +170,11 @@ export function planServices(config: Config): Plan {
       continue;
     }
     const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);
-    const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, concurrency: daemon.concurrency, line };
+    const warm = daemon.kind === 'supervised' ? threads : (daemon.warm ?? 0);
+    const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: Math.min(SPREAD_AT, daemon.concurrency), concurrency: daemon.concurrency, line };
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
     // Singletons, whatever maxproc says (as in Postfix; verify is a "solitary" server).
-    if (line.command === 'qmgr' || line.command === 'pickup' || line.command === 'spawn' || line.command === 'verify') plan.threads = 1;
+    if (line.command === 'qmgr' || line.command === 'pickup' || line.command === 'spawn' || line.command === 'verify') plan.threads = plan.minThreads = 1;
     services.push(plan);
   }
   return { services, skipped };

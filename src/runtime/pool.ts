@@ -3,17 +3,40 @@
  * worker runs many asynchronous requests at once. Workers keep ports, sockets and timers, so the
  * pool runs with `atomics: 'disabled'` (piscina otherwise parks an idle worker's event loop).
  *
+ * Threads start lazily (memory follows work, not master.cf): a pool keeps `minThreads` threads
+ * (0 for services off the client's path, 1 for cleanup: actors/master/services.ts), starts
+ * one more when its busiest-free thread already holds `spreadAt` requests or it has none, up to
+ * maxproc, and ends a thread that had no request for `idleMs` (Postfix's max_idle: a daemon
+ * process exits after that long without a client). A cold pool's first request waits for a
+ * thread start (about 50–150 ms). Each thread runs under V8 heap limits (`resourceLimits`,
+ * chosen in ./heap-limits.ts).
+ *
  * Crash accounting: request handlers report expected failures as values, so a rejected task means
  * the worker died (or a bug). `service_throttle_time` (Postfix's name) is how long a service that
  * keeps crashing is refused; meanwhile piscina replaces the dead worker.
  */
+import type { ResourceLimits } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { ServiceError } from './wire.js';
+
+/** piscina's view of one worker, as its balancer sees it. */
+interface BalancedWorker {
+  readonly currentUsage: number;
+  readonly isRunningAbortableTask: boolean;
+}
 
 export interface PoolOptions {
   service: string;
   filename: string;
+  /** maxproc: the most threads. */
   threads: number;
+  /** Threads kept even when idle (default: all of them, started at once). */
+  minThreads?: number;
+  /** A thread idle this long ends (down to minThreads); default: never. */
+  idleMs?: number;
+  /** Another thread starts (up to maxproc) once every thread holds this many requests (default 1: at once). */
+  spreadAt?: number;
+  resourceLimits?: ResourceLimits;
   /** Requests one worker runs at once. */
   concurrency: number;
   /** Requests queued beyond those running before `run` fails fast with BUSY. */
@@ -28,14 +51,21 @@ export interface PoolOptions {
 export class ServicePool {
   private readonly piscina: Piscina;
   private crashes: number[] = [];
+  /** While a cold pool starts its first thread: resolves when it is ready (or its request ended). */
+  private firstThread: Promise<void> | null = null;
+  private coldWaiting = 0;
   private throttledUntil = 0;
 
   constructor(private readonly options: PoolOptions) {
+    const minThreads = Math.min(options.minThreads ?? options.threads, options.threads);
     this.piscina = new Piscina({
       filename: options.filename,
-      minThreads: options.threads,
+      minThreads,
       maxThreads: options.threads,
-      idleTimeout: 2 ** 31 - 1,
+      // piscina arms the idle timer only above minThreads; setTimeout's longest is 2^31-1 ms.
+      idleTimeout: Math.min(options.idleMs ?? 2 ** 31 - 1, 2 ** 31 - 1),
+      loadBalancer: spreadingBalancer(options.threads, options.concurrency, options.spreadAt ?? 1) as never,
+      ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
       atomics: 'disabled',
       concurrentTasksPerWorker: options.concurrency,
       maxQueue: options.maxQueue,
@@ -64,9 +94,32 @@ export class ServicePool {
 
   async run<T>(body: unknown, transfer?: ArrayBuffer[]): Promise<T> {
     if (Date.now() < this.throttledUntil) throw new ServiceError('THROTTLED', `${this.options.service}: service is throttled after repeated crashes`);
-    if (this.piscina.queueSize >= this.options.maxQueue) throw new ServiceError('BUSY', `${this.options.service}: mailbox full`);
+    if (this.piscina.queueSize + this.coldWaiting >= this.options.maxQueue) throw new ServiceError('BUSY', `${this.options.service}: mailbox full`);
+    // A cold pool: the first request starts a thread, and the requests that come while it starts
+    // wait for it and then go through the balancer. Queued in piscina instead, each would start
+    // a thread of its own (piscina spawns one per queued request, up to maxThreads), and a burst
+    // of five deliveries would start every smtp thread however little work they carry.
+    if (this.firstThread === null && this.piscina.threads.length === 0) {
+      const settled = this.piscina.run(body, transfer && transfer.length ? { transferList: transfer } : undefined);
+      const ready = new Promise<void>((resolve) => this.piscina.once('workerCreate', () => resolve()));
+      this.firstThread = Promise.race([ready, settled.then(() => undefined, () => undefined)]).finally(() => { this.firstThread = null; });
+      return this.settle<T>(settled);
+    }
+    if (this.firstThread !== null) {
+      this.coldWaiting++;
+      try {
+        await this.firstThread;
+      } finally {
+        this.coldWaiting--;
+      }
+    }
+    return this.settle<T>(this.piscina.run(body, transfer && transfer.length ? { transferList: transfer } : undefined));
+  }
+
+  /** A request's outcome: its reply, BUSY when piscina's queue is full, else CRASHED (the worker died). */
+  private async settle<T>(running: Promise<unknown>): Promise<T> {
     try {
-      return (await this.piscina.run(body, transfer && transfer.length ? { transferList: transfer } : undefined)) as T;
+      return (await running) as T;
     } catch (err) {
       const error = err as Error;
       if (/queue is at limit/i.test(error.message)) throw new ServiceError('BUSY', `${this.options.service}: mailbox full`);
@@ -98,3 +151,36 @@ export class ServicePool {
     await this.piscina.close();
   }
 }
+
+/**
+ * Picks the least busy thread that has room (piscina's own rule), but asks for one more thread
+ * when even the least busy one already holds `spreadAt` requests: with many requests per thread,
+ * piscina's balancer would start a second thread only once the first held `concurrency` of them,
+ * and a CPU-bound service (cleanup) would then run on one core. Asking means returning null:
+ * piscina then starts a thread (below maxThreads) and queues that one request until a thread is
+ * free. Only one request per step waits so: while the thread asked for starts (piscina shows
+ * the balancer only the ready ones), requests go to the threads that have room, and a start that
+ * never comes (a thread that failed to start) stops counting after GROW_WAIT_MS.
+ */
+export function spreadingBalancer(maxThreads: number, concurrency: number, spreadAt: number): (task: unknown, workers: BalancedWorker[]) => BalancedWorker | null {
+  let asked = 0;
+  let askedAt = 0;
+  return (_task, workers) => {
+    let best: BalancedWorker | null = null;
+    for (const w of workers) {
+      if (w.isRunningAbortableTask || w.currentUsage >= concurrency) continue;
+      if (best === null || w.currentUsage < best.currentUsage) best = w;
+      if (w.currentUsage === 0) break;
+    }
+    const growing = workers.length < asked && Date.now() - askedAt < GROW_WAIT_MS;
+    if (workers.length < maxThreads && !growing && (best === null || best.currentUsage >= spreadAt)) {
+      asked = workers.length + 1;
+      askedAt = Date.now();
+      return null;
+    }
+    return best;
+  };
+}
+
+/** How long a thread asked for may take to start before the balancer may ask again. */
+const GROW_WAIT_MS = 5_000;

@@ -4,7 +4,7 @@
  * command startup" and its service is throttled for `service_throttle_time` before the next try;
  * one that dies after serving restarts after a short pause.
  */
-import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import type { ActorWorkerData } from './wire.js';
@@ -15,6 +15,8 @@ export interface SupervisedOptions {
   filename: URL | string;
   workerData: ActorWorkerData<unknown>;
   throttleSeconds: number;
+  /** V8 heap limits of the thread (./heap-limits.ts). */
+  resourceLimits?: ResourceLimits;
   /** Called with each new data port (at start and after every restart). */
   onPort: (port: MessagePort, slot: SupervisedWorker) => void;
   /** `error` is the uncaught exception that ended the thread, when there was one. */
@@ -40,7 +42,10 @@ export class SupervisedWorker {
 
   start(): void {
     if (this.stopping) return;
-    const worker = new Worker(this.options.filename, { workerData: this.options.workerData });
+    const worker = new Worker(this.options.filename, {
+      workerData: this.options.workerData,
+      ...(this.options.resourceLimits ? { resourceLimits: this.options.resourceLimits } : {}),
+    });
     this.worker = worker;
     const { port1, port2 } = new MessageChannel();
     worker.postMessage({ type: 'postactor:port', port: port2 }, [port2]);

@@ -42,7 +42,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'alternate_config_directories', 'multi_instance_directories',
   ],
   // inet_interfaces, inet_protocols: where bare-port inet services listen (master/listen.ts).
-  master: ['default_process_limit', 'service_throttle_time', 'inet_interfaces', 'inet_protocols', 'proxy_read_maps'],
+  master: ['default_process_limit', 'service_throttle_time', 'max_idle', 'inet_interfaces', 'inet_protocols', 'proxy_read_maps'],
   smtpd: [
     // reject_unverified_recipient / _sender (actors/smtpd/restrictions/verify.ts).
     'address_verify_poll_count', 'address_verify_poll_delay', 'address_verify_service_name',

@@ -1,0 +1,51 @@
+/**
+ * V8 heap limits for every actor thread (worker_threads `resourceLimits`), and the flags the
+ * master's own thread should run with. Each thread is an isolate of its own, and V8's defaults
+ * are sized for one big process, not for twenty small ones:
+ *
+ *  - Young generation. Node 24 lets each isolate's new space grow to 64 MB (two 32 MB
+ *    semi-spaces) under allocation churn, and it never gives it back: twenty threads under load
+ *    held over a gigabyte that way (issue 17: 1.1 GB in the overload test, 686–934 MB with 20,000
+ *    messages deferred). Even start-up alone (loading the modules) grows it: 5–6 MB per thread
+ *    at idle. 3 MB (a 1 MB semi-space; V8 sizes the young generation as three semi-spaces) costs
+ *    a scavenge per MB allocated, and a scavenge's cost is the objects that survive it, which in
+ *    an MTA's request/reply threads are few: bench/relay showed no loss of throughput or CPU per
+ *    message on this machine (noisy; see bench/README.md, memory).
+ *  - Old generation. Not a reservation (V8 grows the old space as needed) but a ceiling: a thread
+ *    that leaks or runs away ends alone (ERR_WORKER_OUT_OF_MEMORY, logged; the pool or the
+ *    supervisor starts another) instead of growing to V8's default, about 4 GB per isolate on
+ *    this 24 GB machine, i.e. 70 GB for the default master.cf's threads. Each ceiling is far above
+ *    the service's working set at Postfix's default limits: qmgr holds the active queue
+ *    (qmgr_message_active_limit 20,000 messages, qmgr_message_recipient_limit 20,000
+ *    recipients; bench/memory saw it under 60 MB with 20,000 deferred), smtpd its sessions and
+ *    cleanup the messages in flight (their bodies are Buffers, outside the V8 heap, which these
+ *    limits do not count); the other agents hold one delivery's state per request.
+ *  - Code range: left at V8's default. It is reserved address space, not resident memory (a
+ *    16 MB range saved nothing measurable), and a small one risks "out of code space" once
+ *    the optimizing compiler has compiled a hot path.
+ */
+import type { ResourceLimits } from 'node:worker_threads';
+
+/** Young generation of every actor thread (MB): a 1 MB semi-space. */
+export const YOUNG_GENERATION_MB = 3;
+
+/** Old generation ceilings (MB) by master.cf command; every other command gets DEFAULT_OLD_MB. */
+const OLD_GENERATION_MB: Readonly<Record<string, number>> = {
+  qmgr: 1024,
+  smtpd: 512,
+  cleanup: 512,
+};
+const DEFAULT_OLD_MB = 256;
+
+/** The resourceLimits of a thread running the master.cf command `command`. */
+export function heapLimits(command: string): ResourceLimits {
+  return { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB, maxOldGenerationSizeMb: OLD_GENERATION_MB[command] ?? DEFAULT_OLD_MB };
+}
+
+/**
+ * Node flags for the process that runs the master (the main thread's isolate is created before
+ * any code runs, so its limits can only come from the command line): the same 1 MB semi-space.
+ * `postactor start` passes them; whoever runs `start-fg` under a supervisor of their own should
+ * too (`node --max-semi-space-size=1 …/postactor.js start-fg`).
+ */
+export const MASTER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];

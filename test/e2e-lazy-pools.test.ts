@@ -1,0 +1,77 @@
+/**
+ * Lazy pools in a running server: a delivery pool has no thread until qmgr hands it its first
+ * delivery, then delivers; after max_idle without work its thread ends, and the next message
+ * starts it again. cleanup keeps its one warm thread throughout (smtpd waits on it).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import nodemailer from 'nodemailer';
+import { deliveredWithSubject, startServer, type TestServer } from './helpers/server.js';
+import { SmtpSink } from '../src/smtp/sink.js';
+
+/** Node names its worker threads "WorkerThread" (/proc/PID/task/TID/comm). */
+function workerThreads(pid: number): number {
+  return readdirSync(`/proc/${pid}/task`).filter((tid) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === 'WorkerThread';
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
+async function waitForThreads(pid: number, n: number, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let now = workerThreads(pid);
+  while (now !== n && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    now = workerThreads(pid);
+  }
+  return now;
+}
+
+async function send(server: TestServer, subject: string): Promise<void> {
+  const t = nodemailer.createTransport({ host: '127.0.0.1', port: server.port, secure: false, ignoreTLS: true });
+  try {
+    await t.sendMail({ from: 'a@example.org', to: 'b@example.com', subject, text: 'x' });
+  } finally {
+    t.close();
+  }
+}
+
+test('a lazy delivery pool starts on its first delivery, delivers, and ends after max_idle', async (t) => {
+  const sink = new SmtpSink({ keepMessages: true });
+  const sinkPort = await sink.listen(0);
+  const server = await startServer({
+    sinkPort,
+    mainCf: { max_idle: '2s' },
+    masterCf: [
+      '127.0.0.1:{{PORT}} inet n - n - 1 smtpd',
+      'cleanup unix n - n - 2 cleanup',
+      'qmgr unix n - n 300 1 qmgr',
+      'smtp unix - - n - 2 smtp',
+      'relay unix - - n - 1 smtp',
+      'bounce unix - - n - 1 bounce',
+      '',
+    ].join('\n'),
+  });
+  t.after(async () => {
+    await server.stop();
+    await sink.close();
+  });
+  const pid = server.child!.pid!;
+  // smtpd, qmgr, cleanup's warm thread: no smtp, relay or bounce thread yet.
+  assert.equal(workerThreads(pid), 3);
+
+  await send(server, 'first');
+  await deliveredWithSubject(sink, 'first');
+  assert.equal(workerThreads(pid), 4, 'one smtp thread, started for the delivery');
+
+  // max_idle (2 s) without work: the smtp thread ends; cleanup keeps its one.
+  assert.equal(await waitForThreads(pid, 3, 15_000), 3, 'back to the idle set after max_idle');
+
+  await send(server, 'second');
+  await deliveredWithSubject(sink, 'second');
+  assert.equal(sink.messages.length, 2, 'each message delivered once');
+});
