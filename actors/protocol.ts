@@ -2,7 +2,8 @@
  * Every message between Postactor's actors, declared once. The runtime (src/runtime) moves these
  * as opaque structured-clone payloads; each actor's handler switches over its own union.
  */
-import type { ClientInfo, Smtputf8Flags, StatusRecord } from '../src/queue/types.js';
+import type { ClientInfo, Smtputf8Flags, StatusRecord, TraceMode } from '../src/queue/types.js';
+import type { XforwardAttrs } from '../src/smtp/xforward.js';
 
 /** An envelope recipient as smtpd or a producer hands it to cleanup. */
 export interface EnvelopeRecipient {
@@ -13,7 +14,7 @@ export interface EnvelopeRecipient {
 
 /** → cleanup (request/reply): write a new message into the incoming queue. */
 export interface CleanupRequest {
-  /** smtpd assigns the ID at the first accepted RCPT (its "client=" log line uses it). */
+  /** smtpd assigns the ID at the first accepted RCPT (its "client=" log line uses it), qmqpd at connect. */
   queueId: string;
   sender: string;
   recipients: EnvelopeRecipient[];
@@ -25,12 +26,13 @@ export interface CleanupRequest {
   envId?: string;
   ret?: 'FULL' | 'HDRS';
   /** Who is submitting: selects which headers cleanup adds (a bounce has its own). */
-  origin: 'smtpd' | 'bounce' | 'pickup';
+  origin: 'smtpd' | 'qmqpd' | 'bounce' | 'pickup';
   /** content_filter of the receiving service (smtpd, pickup: main.cf or its master.cf -o), as Postfix's
    *  smtpd passes it to cleanup; a header_checks FILTER action overrides it. */
   contentFilter?: string;
-  /** sendmail -bv (verify) / -v (record): qmgr mails the sender a delivery status report. */
-  trace?: 'verify' | 'record';
+  /** sendmail -bv (verify) / -v (record): qmgr mails the sender a delivery status report;
+   *  probe: an address verification probe of the verify service (its results go to the service). */
+  trace?: TraceMode;
   /** origin 'pickup' (local submission via sendmail): what cleanup needs besides the envelope. */
   local?: LocalSubmission;
   /** SMTPUTF8 was requested: the client's MAIL FROM … SMTPUTF8, or (a notice) the original's request. */
@@ -81,10 +83,12 @@ export interface DeliveryRequest {
   /** DSN ENVID and RET of the message, relayed to a DSN-capable next hop. */
   envId?: string;
   ret?: 'FULL' | 'HDRS';
-  /** sendmail -bv: find out whether each recipient is deliverable, deliver nothing. */
+  /** sendmail -bv or a verify service probe: find out whether each recipient is deliverable, deliver nothing. */
   verify?: boolean;
   /** The message's SMTPUTF8 flags (absent: none); the agent adds the recipients' own. */
   smtputf8?: Smtputf8Flags;
+  /** The message's origin for XFORWARD (smtp_send_xforward_command: src/smtp/xforward.ts). */
+  xforward?: XforwardAttrs;
 }
 
 export type DeliveryStatus = 'sent' | 'deferred' | 'bounced';
@@ -145,10 +149,12 @@ export interface NoticeReply {
  * → rewrite (trivial-rewrite, request/reply): canonicalize or resolve one address. A resolve
  * carries the envelope sender ('' for the null sender), as Postfix's resolve_clnt_query_from():
  * sender_dependent_relayhost_maps and sender_dependent_default_transport_maps are looked up by it.
+ * `verify`: an address verification probe, resolved with the address_verify_* overrides
+ * (Postfix's resolve_clnt_verify_from()).
  */
 export type RewriteRequest =
   | { op: 'rewrite'; context: 'local' | 'remote'; address: string }
-  | { op: 'resolve'; sender: string; address: string };
+  | { op: 'resolve'; sender: string; address: string; verify?: boolean };
 
 export interface RewriteReply {
   address: string;
@@ -172,6 +178,9 @@ export interface ResolveReply {
     warning?: string;
   };
 }
+
+/** → verify (request/reply): declared beside the client in src/verify/protocol.ts. */
+export type { VerifyReply, VerifyRequest, VerifyStatus } from '../src/verify/protocol.js';
 
 /** postscreen (in an smtpd thread) → dnsblog: is this client address listed by this DNS list? */
 export interface DnsblRequest {

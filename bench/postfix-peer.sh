@@ -17,6 +17,12 @@
 #
 # Listens on 127.0.0.1:PORT only; relays everything to [127.0.0.1]:SINKPORT. See
 # /work/shared/postfix-peer.md for why each setting is there.
+#
+# Environment (optional): POSTFIX_PEER_EXTRA — main.cf lines appended (later lines win);
+# POSTFIX_PEER_MASTER_EXTRA — master.cf lines appended (e.g. local, virtual, lmtp for
+# bench/delivery); POSTFIX_PEER_PASSWD — a passwd file that this instance sees as /etc/passwd:
+# Postfix is started in a private mount namespace (unshare -m) with the file bind-mounted over
+# /etc/passwd, so local(8) finds throwaway users without any change to the system's files.
 set -eu
 
 POSTFIX=${POSTFIX:-/usr/sbin/postfix}
@@ -121,6 +127,7 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
+  if [ -n "${POSTFIX_PEER_MASTER_EXTRA:-}" ]; then printf '%s\n' "$POSTFIX_PEER_MASTER_EXTRA" >>"$CONF/master.cf"; fi
 
   # Make "-c DIR" acceptable to postfix(1). See the header comment.
   USE_ENV=0
@@ -145,7 +152,16 @@ EOF
   # "postfix check" runs post-install create-missing: it makes the queue subdirectories with the
   # right owners and modes.
   run_pf check >"$DIR/setup.log" 2>&1 || { cat "$DIR/setup.log" >&2; die "postfix check failed"; }
-  run_pf start >>"$DIR/setup.log" 2>&1 || { cat "$DIR/setup.log" >&2; cat "$DIR/maillog" >&2; die "postfix start failed"; }
+  if [ -n "${POSTFIX_PEER_PASSWD:-}" ]; then
+    # master and every daemon it forks inherit the namespace and its /etc/passwd.
+    run_pf_start() {
+      if [ $USE_ENV -eq 1 ]; then set -- env MAIL_CONFIG="$CONF" "$POSTFIX" start; else set -- "$POSTFIX" -c "$CONF" start; fi
+      unshare -m --propagation private sh -c 'mount --bind "$0" /etc/passwd && exec "$@"' "$POSTFIX_PEER_PASSWD" "$@"
+    }
+  else
+    run_pf_start() { run_pf start; }
+  fi
+  run_pf_start >>"$DIR/setup.log" 2>&1 || { cat "$DIR/setup.log" >&2; cat "$DIR/maillog" >&2; die "postfix start failed"; }
   if ! wait_220 "$PORT"; then
     cat "$DIR/setup.log" "$DIR/maillog" >&2
     run_pf stop >/dev/null 2>&1 || true
@@ -175,7 +191,7 @@ stop)
     p=${d#/proc/}
     [ "$p" = "$$" ] && continue
     case "$(cat "$d/comm" 2>/dev/null)" in
-      master|smtpd|smtp|qmgr|cleanup|pickup|trivial-rewrite|bounce|anvil|scache|postlogd|proxymap|tlsmgr|showq|error|discard|verify|flush)
+      master|smtpd|smtp|qmgr|cleanup|pickup|trivial-rewrite|bounce|anvil|scache|postlogd|proxymap|tlsmgr|showq|error|discard|verify|flush|local|virtual|lmtp)
         if tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qxF "MAIL_CONFIG=$CONF"; then
           kill -9 "$p" 2>/dev/null || true
         fi ;;

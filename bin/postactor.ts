@@ -19,7 +19,7 @@ import { checkTables } from '../actors/master/tables.js';
 import { checkConfig, resolveListenAddresses, runningMaster, startMaster } from '../actors/master/index.js';
 import { planServices } from '../actors/master/services.js';
 import { MASTER_NODE_FLAGS } from '../src/runtime/heap-limits.js';
-import { controlRequest, controlSocketPath } from '../actors/master/control.js';
+import { controlRequest, controlSocketPath } from '../src/runtime/control.js';
 
 const USAGE = 'usage: postactor [-c config_dir] [-v] start-fg | start | stop | abort | reload | status | check | flush';
 const PROG = 'postactor/postactor-script';

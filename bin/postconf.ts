@@ -4,6 +4,10 @@
  *   postconf [-c config_dir] [-d | -n] [-h] [-x] [-f] [--json] [name ...]
  *   postconf [-c config_dir] -e name=value ...
  *   postconf [-c config_dir] -# name ...
+ *   postconf [-c config_dir] -X name ...
+ *   postconf [-c config_dir] -M name/type='entry' ...  |  -MX name/type ...  |  -M# name/type ...
+ *   postconf [-c config_dir] -F name/type/field=value ...
+ *   postconf [-c config_dir] -P name/type/parameter=value ...  |  -PX name/type/parameter ...
  *   postconf [-c config_dir] [-f] [-x] [--json] -M [service[/type] ...]
  *   postconf [-c config_dir] [-f] [-h] [-x] [--json] -F [service[/type[/field]] ...]
  *   postconf [-c config_dir] [-h] [-x] [--json] -P [service[/type[/parameter]] ...]
@@ -30,6 +34,7 @@ import {
   type MasterEntry, type MasterField, type ParamMode,
 } from '../src/config/postconf.js';
 import { PARAM_NAME_RE } from '../src/config/main-cf.js';
+import { EditError, editMasterCf } from '../src/config/postconf-edit.js';
 import { TABLE_TYPES } from '../src/maps/index.js';
 
 const EX_USAGE = 64;
@@ -38,6 +43,10 @@ const USAGE = `usage: postconf [-c config_dir] [-d | -n] [-h] [-x] [-f] [--json]
        postconf --support [name ...]
        postconf [-c config_dir] -e name=value ...
        postconf [-c config_dir] -# name ...
+       postconf [-c config_dir] -X name ...
+       postconf [-c config_dir] -M name/type='entry' ... | -MX name/type ... | -M# name/type ...
+       postconf [-c config_dir] -F name/type/field=value ...
+       postconf [-c config_dir] -P name/type/parameter=value ... | -PX name/type/parameter ...
        postconf [-c config_dir] [-f] [-x] [--json] -M [service[/type] ...]
        postconf [-c config_dir] [-f] [-h] [-x] [--json] -F [service[/type[/field]] ...]
        postconf [-c config_dir] [-h] [-x] [--json] -P [service[/type[/parameter]] ...]
@@ -48,8 +57,10 @@ const USAGE = `usage: postconf [-c config_dir] [-d | -n] [-h] [-x] [-f] [--json]
   -h       show values only, without "name = "
   -x       expand $name in values
   -f       fold long master.cf lines (-M, -F)
-  -e       edit main.cf: replace or append name=value settings
-  -#       edit main.cf: comment out the named settings
+  -e       edit main.cf: replace or append name=value settings (implied by a first name=value)
+  -#       edit main.cf: comment out the named settings (with -M: master.cf services)
+  -X       edit main.cf: remove the named settings (with -M: services, with -P: -o parameters)
+  -M, -F, -P with name/type[/field|parameter]=value: edit master.cf entries, fields, -o parameters
   -M       show master.cf services; -F their fields; -P their -o parameters
   -m       show the lookup table types Postactor supports, one per line
   --json   print a JSON object (name -> value) instead of lines
@@ -75,7 +86,7 @@ interface Options {
   operands: string[];
 }
 
-const BOOLEAN_FLAGS = 'dnxhe#MFPfm';
+const BOOLEAN_FLAGS = 'dnxhe#XMFPfm';
 
 /** getopt-style parsing: bundled flags (-nx), -c DIR / -cDIR, stop at the first operand or "--". */
 function parseOptions(argv: string[]): Options {
@@ -117,32 +128,46 @@ function parseOptions(argv: string[]): Options {
   return opts;
 }
 
-/** Rejects flag combinations that Postfix rejects too (same wording). */
-function checkConflicts(f: Set<string>, json: boolean): void {
-  const oneOf = (...names: string[]): void => {
-    const given = names.filter((n) => f.has(n));
-    if (given.length > 1) throw new UsageError(`specify one of ${given.map((n) => `-${n}`).join(' ')}`, false);
-  };
-  oneOf('d', 'n');
-  oneOf('e', '#');
-  oneOf('m', 'M', 'F', 'P');
-  // -m, like Postfix's, takes no modifier.
-  if (f.has('m')) {
-    for (const other of ['d', 'n', 'h', 'x', 'f', 'e', '#']) if (f.has(other)) throw new UsageError(`with option -m, do not specify -${other}`, false);
-    if (json) throw new UsageError('with option -m, do not specify --json', false);
+/** Postfix's option names in its own order (the order its messages list them in). */
+
+/** Options that exclude each other (Postfix's pcf_incompat_options; the first group: major modes). */
+const INCOMPATIBLE = ['mpMFP', 'de#nX', 'fe#X', 'xe#X', 'he#X'];
+/** What each major mode may be combined with (Postfix's pcf_compat_options). */
+const COMPATIBLE: Record<string, string> = {
+  p: 'eX#fhxdn',
+  M: 'eX#fx',
+  F: 'efhx',
+  P: 'eXfhx',
+  m: '',
+};
+
+/**
+ * Rejects flag combinations that Postfix rejects, with its wording; first makes the implicit
+ * modes explicit as Postfix does: no major mode is -p (main.cf parameters), and a first operand
+ * with '=' is an edit (-e).
+ */
+function checkConflicts(f: Set<string>, json: boolean, operands: readonly string[]): void {
+  if (![...'mMFP'].some((m) => f.has(m))) f.add('p');
+  if ([...'pMFP'].some((m) => f.has(m)) && operands[0]?.includes('=')) f.add('e');
+  const names = (letters: string[]): string => letters.sort((a, b) => postfixOrder(a) - postfixOrder(b)).map((l) => `-${l}`).join(' ');
+  for (const group of INCOMPATIBLE) {
+    const given = [...group].filter((l) => f.has(l));
+    if (given.length > 1) throw new UsageError(`specify one of ${names(given)}`, false);
   }
-  for (const edit of ['e', '#']) {
-    if (!f.has(edit)) continue;
-    for (const other of ['d', 'n', 'h', 'x', 'f', 'M', 'F', 'P']) {
-      if (f.has(other)) throw new UsageError(`specify one of -${edit} -${other}`, false);
-    }
-    if (json) throw new UsageError(`with option -${edit}, do not specify --json`, false);
+  for (const [mode, allowed] of Object.entries(COMPATIBLE)) {
+    if (!f.has(mode)) continue;
+    const excess = [...f].filter((l) => l !== mode && !allowed.includes(l));
+    if (excess.length > 0) throw new UsageError(`with option -${mode === 'p' ? 'p' : mode}, do not specify ${names(excess)}`, false);
   }
-  for (const m of ['M', 'F', 'P']) {
-    if (!f.has(m)) continue;
-    for (const other of ['d', 'n']) if (f.has(other)) throw new UsageError(`with option -${m}, do not specify -${other}`, false);
+  if (json) {
+    for (const m of ['m', 'e', '#', 'X']) if (f.has(m)) throw new UsageError(`with option -${m}, do not specify --json`, false);
   }
-  if (f.has('M') && f.has('h')) throw new UsageError('with option -M, do not specify -h', false);
+  if (f.has('e') && operands.length === 0) throw new UsageError('-e requires name=value argument', false);
+}
+
+/** Postfix's order of option names (pcf_compat_names). */
+function postfixOrder(letter: string): number {
+  return 'abCdefFhHlmMnopPtTxX#'.indexOf(letter);
 }
 
 interface Output {
@@ -154,22 +179,27 @@ function jsonText(obj: unknown): string {
   return JSON.stringify(obj, null, 2);
 }
 
-/** -e / -#: edits main.cf in place (atomically) after checking that the result loads. */
+/** -e / -# / -X: edits main.cf in place (atomically) after checking that the result loads. */
 function editMain(dirArg: string | null, f: Set<string>, operands: string[], o: Output): void {
-  const commenting = f.has('#');
+  const mode = f.has('#') ? 'comment' : f.has('X') ? 'delete' : 'set';
   if (dirArg === null) throw new UsageError('cannot edit the embedded default configuration; use -c DIR', false);
-  if (operands.length === 0) {
-    throw new UsageError(commenting ? '-# requires parameter name argument' : '-e requires name=value argument', false);
-  }
   const edits = new Map<string, string>();
   for (const arg of operands) {
-    if (commenting) {
-      if (!PARAM_NAME_RE.test(arg)) throw new UsageError(`-# requires a parameter name, not "${arg}"`, false);
-      edits.set(arg, '');
+    if (arg.includes('\n')) throw new UsageError('-e, -X, or -# accepts no multi-line input', false);
+    const text = arg.replace(/^\s+/, '');
+    if (text.startsWith('#')) throw new UsageError('-e, -X, or -# accepts no comment input', false);
+    if (mode !== 'set') {
+      if (text === '') throw new UsageError('-X or -# requires non-blank parameter names', false);
+      if (text.includes('=')) throw new UsageError('-X or -# requires parameter names without value', false);
+      const name = text.trim();
+      if (!PARAM_NAME_RE.test(name)) throw new UsageError(`bad parameter name: "${name}"`, false);
+      edits.set(name, '');
       continue;
     }
     try {
-      const [name, value] = parseAssignment(arg);
+      const [name, value] = parseAssignment(text);
+      const earlier = edits.get(name);
+      if (earlier !== undefined && earlier !== value) o.warnings.push(`ignoring earlier request: '${name} = ${earlier}'`);
       edits.delete(name);
       edits.set(name, value);
     } catch (err) {
@@ -179,13 +209,8 @@ function editMain(dirArg: string | null, f: Set<string>, operands: string[], o: 
   }
   const dir = path.resolve(dirArg);
   const mainFile = path.join(dir, 'main.cf');
-  let text: string;
-  try {
-    text = fs.readFileSync(mainFile, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`open ${mainFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-  }
-  const result = editMainCf(text, edits, commenting ? 'comment' : 'set', mainFile);
+  const text = readConfigFile(mainFile);
+  const result = editMainCf(text, edits, mode, mainFile);
   o.warnings.push(...result.warnings);
   if (result.text === text) return;
   // The edited configuration must still load (syntax, $-expansion, typed values).
@@ -197,6 +222,41 @@ function editMain(dirArg: string | null, f: Set<string>, operands: string[], o: 
   }
   buildConfig(dir, result.text, masterText);
   writeAtomically(mainFile, result.text);
+}
+
+/** -M / -F / -P with an edit (-e, -X, -#): edits master.cf in place, after checking that the result loads. */
+function editMaster(dirArg: string | null, f: Set<string>, operands: string[], o: Output): void {
+  if (dirArg === null) throw new UsageError('cannot edit the embedded default configuration; use -c DIR', false);
+  const kind = f.has('M') ? 'M' : f.has('F') ? 'F' : 'P';
+  const mode = f.has('#') ? 'comment' : f.has('X') ? 'delete' : 'set';
+  const dir = path.resolve(dirArg);
+  const masterFile = path.join(dir, 'master.cf');
+  const text = readConfigFile(masterFile);
+  let result;
+  try {
+    result = editMasterCf(text, kind, mode, operands, masterFile);
+  } catch (err) {
+    if (err instanceof EditError) throw new UsageError(err.message, false);
+    throw err;
+  }
+  o.warnings.push(...result.warnings);
+  if (result.text === text) return;
+  let mainText = '';
+  try {
+    mainText = fs.readFileSync(path.join(dir, 'main.cf'), 'utf8');
+  } catch {
+    // as above
+  }
+  buildConfig(dir, mainText, result.text);
+  writeAtomically(masterFile, result.text);
+}
+
+function readConfigFile(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`open ${file} for reading: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'No such file or directory' : (err as Error).message}`);
+  }
 }
 
 /** Writes file via a temporary file in the same directory and rename(2), keeping its mode. */
@@ -365,7 +425,7 @@ function run(argv: string[]): number {
       process.stdout.write(manual('postconf', USAGE) ?? USAGE);
       return 0;
     }
-    checkConflicts(opts.flags, opts.json);
+    checkConflicts(opts.flags, opts.json, opts.operands);
     if (opts.support) {
       const r = supportTable(opts.operands);
       o.out.push(jsonText(r.table));
@@ -381,8 +441,10 @@ function run(argv: string[]): number {
     const located = locateConfigDirectory(opts.configDir);
     // Like Postfix, only a non-default directory counts as a config_directory setting (-n).
     const dirArg = located.source === 'system' ? null : located.dir;
-    if (f.has('e') || f.has('#')) {
-      editMain(located.dir, f, opts.operands, o);
+    if (f.has('e') || f.has('#') || f.has('X')) {
+      if (opts.operands.length === 0) throw new UsageError('missing service argument', false);
+      if (f.has('M') || f.has('F') || f.has('P')) editMaster(located.dir, f, opts.operands, o);
+      else editMain(located.dir, f, opts.operands, o);
       flush();
       return 0;
     }

@@ -16,7 +16,7 @@ const PROG = 'postqueue';
 const USAGE = 'usage: postqueue [-c config_dir] [--json] -f | postqueue -i queueid | postqueue -j | postqueue -p | postqueue -s site';
 
 async function flush(config: Config, cmd: string, args: unknown, json: boolean): Promise<void> {
-  const [{ masterSocket }, { controlRequest }] = await Promise.all([import('../src/queue/admin.js'), import('../actors/master/control.js')]);
+  const [{ masterSocket }, { controlRequest }] = await Promise.all([import('../src/queue/admin.js'), import('../src/runtime/control.js')]);
   let value: unknown;
   try {
     value = await controlRequest(masterSocket(config), cmd, args);

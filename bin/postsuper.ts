@@ -15,7 +15,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { controlRequest } from '../actors/master/control.js';
+import { controlRequest } from '../src/runtime/control.js';
 import { runningMaster } from '../actors/master/index.js';
 import { queueDirectory } from '../src/config/index.js';
 import { configureMaillog, flushMaillog, maillog } from '../src/log/maillog.js';

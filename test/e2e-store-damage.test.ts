@@ -64,8 +64,8 @@ describe('a damaged queue store', () => {
     sink = new SmtpSink({ keepMessages: true });
     await sink.listen(server.sinkPort);
     await server.restart();
-    await server.waitForLog(new RegExp(`qmgr.*: warning: saving corrupt file "${ids[0]}" from queue "active" to queue "corrupt"`), 30_000);
-    await server.waitForLogCount(/status=sent/, 5, 30_000);
+    await server.waitForLog(new RegExp(`qmgr.*: warning: saving corrupt file "${ids[0]}" from queue "active" to queue "corrupt"`), 90_000);
+    await server.waitForLogCount(/status=sent/, 5, 90_000);
     const delivered = sink.messages.map((m) => m.data.toString('latin1'));
     assert.ok(delivered.every((d) => !d.includes('marker-0-')), 'the damaged message was not delivered');
     assert.equal(delivered.length, 5);

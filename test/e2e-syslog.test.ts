@@ -108,7 +108,7 @@ describe('e2e syslog', { skip }, () => {
       'maillog_file =',
       'syslog_facility = mail',
       // Not supported, so warned about: a record at priority warning.
-      `data_directory = ${join(dir, 'lib')}`,
+      'biff = no',
       'minimal_backoff_time = 1h',
       'maximal_backoff_time = 2h',
       `smtpd_recipient_restrictions = check_recipient_access texthash:${join(dir, 'access')}, permit_mynetworks, reject_unauth_destination`,
@@ -158,7 +158,7 @@ describe('e2e syslog', { skip }, () => {
     assert.ok(lines.some((l) => /postactor\/smtpd\[\d+\]: NOQUEUE: reject: RCPT from localhost\[127\.0\.0\.1\]: 554 5\.7\.1 <blocked@example\.com>: Recipient address rejected: Access denied;/.test(l)));
     // Severity: warnings (and only they) reach the mail.warning rule.
     const warned = readFileSync(rsyslog.warnFile, 'utf8').split('\n').filter(Boolean);
-    assert.ok(warned.some((l) => /postactor\/master\[\d+\]: warning: .*data_directory = .*: not supported by Postactor, ignored$/.test(l)), warned.join('\n'));
+    assert.ok(warned.some((l) => /postactor\/master\[\d+\]: warning: .*biff = no: not supported by Postactor, ignored$/.test(l)), warned.join('\n'));
     assert.ok(warned.every((l) => /\]: (warning|error|fatal|panic): /.test(l)), warned.join('\n'));
     // Nothing went to a maillog file or to the queue directory's log.
     assert.equal(existsSync(join(dir, 'maillog')), false);

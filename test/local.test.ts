@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendMbox, deliverMaildir, MailboxError, NO_PRIVS, type LockSettings } from '../actors/local/mailbox.js';
+import { appendMbox, deliverMaildir, MailboxError, NO_PRIVS, type LockSettings } from '../src/delivery/mailbox.js';
 import { splitTargets } from '../actors/local/aliases.js';
 
 const LOCKS: LockSettings = { dotlock: true, flock: true, attempts: 2, delayMs: 50, staleMs: 500_000 };

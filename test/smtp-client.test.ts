@@ -4,6 +4,7 @@ import * as net from 'node:net';
 
 import { SmtpClient, dotStuff, type SmtpClientOptions } from '../src/smtp/client.js';
 import { SmtpSink, type SinkProfile } from '../src/smtp/sink.js';
+import { closingAtMail } from './helpers/closing-next-hop.js';
 
 const TIMEOUTS: SmtpClientOptions = {
   heloName: 'client.test', connectTimeout: 2000, heloTimeout: 2000, mailTimeout: 2000, rcptTimeout: 2000,
@@ -86,6 +87,25 @@ test('MAIL FROM rejected is a message failure for every recipient', async () => 
     assert.match(res.reason!, /said: 553 5\.7\.1 Sender rejected \(in reply to MAIL FROM command\)/);
     assert.equal(sink.stats.messages, 0);
   });
+});
+
+test("a 421 to MAIL FROM and a hang-up is 'said: 421 … (in reply to MAIL FROM command)', not a lost connection at RCPT TO", async () => {
+  for (const pipelining of [true, false]) {
+    const peer = await closingAtMail(pipelining);
+    try {
+      const client = new SmtpClient(TIMEOUTS);
+      const res = await client.deliver([host(peer.port)], { sender: 's@x.test', recipients: ['a@y.test', 'b@y.test'] }, body);
+      assert.equal(res.kind, 'message-failure', `pipelining ${pipelining}`);
+      assert.equal(res.reason, 'host sink.test[127.0.0.1] said: 421 4.3.2 Service shutting down (in reply to MAIL FROM command)');
+      assert.deepEqual(res.recipients.map((r) => [r.ok, r.reply.code, r.reply.enhanced]), [[false, 421, '4.3.2'], [false, 421, '4.3.2']]);
+      // The connection is not parked: the next delivery opens a new one (and gets the same answer).
+      const again = await client.deliver([host(peer.port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+      assert.equal(again.reason, 'host sink.test[127.0.0.1] said: 421 4.3.2 Service shutting down (in reply to MAIL FROM command)');
+      await client.close();
+    } finally {
+      peer.close();
+    }
+  }
 });
 
 test('end-of-data 554 is a message failure for the accepted recipients', async () => {

@@ -39,6 +39,8 @@ const H_PEAKS = 8, PEAK_WORDS = 7;
 const PEAK_KIND = { connectionCount: 0, connection: 1, message: 2, recipient: 3, newtls: 4, auth: 5 } as const;
 /** The time base (ms since the epoch) as a Float64 at this byte offset. */
 const H_BASE_BYTE = 56 * 4;
+/** The service's sessions in progress, over all its smtpd threads (actors/smtpd/sessions.ts). */
+const H_SESSIONS = 63;
 const HEADER_WORDS = 64;
 // Slot (Int32 words): state (0 empty, 1 used), address (4 words, IPv6 order; IPv4 as ::ffff:a.b.c.d),
 // connection count, window start, the five rates, the time the count fell to 0, prefix length.
@@ -121,6 +123,20 @@ export class AnvilTable {
       const unit = this.h[H_UNIT]!;
       return this.h[s + S_START]! + unit < now ? 0 : this.h[s + RATE_FIELD[kind]]!;
     });
+  }
+
+  /** One more session for the service, unless `limit` are in progress already (0: no limit). */
+  enterSession(limit: number): boolean {
+    for (;;) {
+      const now = Atomics.load(this.h, H_SESSIONS);
+      if (limit > 0 && now >= limit) return false;
+      if (Atomics.compareExchange(this.h, H_SESSIONS, now, now + 1) === now) return true;
+    }
+  }
+
+  /** A session of the service ended. */
+  leaveSession(): void {
+    Atomics.sub(this.h, H_SESSIONS, 1);
   }
 
   /** Entries in use (live or expired but not yet swept). */

@@ -4,6 +4,7 @@
  * in one LMDB transaction, waits until that commit is on disk, tells qmgr, and replies — after
  * which smtpd may say "250 Ok: queued".
  */
+import { limitHeaderSize } from './header-limit.js';
 import { metrics } from '../../src/metrics/thread.js';
 import { workerData } from 'piscina';
 import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
@@ -223,11 +224,13 @@ const WRITE_ERROR: Failure = { ok: false, code: 451, dsn: '4.3.0', text: 'Error:
 /** "ID: action: header X from client; from=<s> to=<r> proto=P helo=<h>: text", as Postfix's cleanup logs it. */
 function actionLog(request: CleanupRequest, action: string, cls: string, input: string, text: string): string {
   const c = request.client;
-  const origin = c && request.origin === 'smtpd' ? `${c.name}[${c.addr}]` : 'local';
+  const remote = request.origin === 'smtpd' || request.origin === 'qmqpd';
+  const origin = c && remote ? `${c.name}[${c.addr}]` : 'local';
   const rcpt = request.recipients[0]?.address;
   let line = `${request.queueId}: ${action}: ${cls} ${logForm(input)} from ${origin}; from=<${request.sender}>`;
   if (rcpt !== undefined) line += ` to=<${rcpt}>`;
-  if (c && request.origin === 'smtpd') line += ` proto=${c.protocol} helo=<${c.helo}>`;
+  // qmqpd has no HELO name, so no helo=<> (as Postfix's cleanup logs only what it was given).
+  if (c && remote) line += ` proto=${c.protocol}${request.origin === 'smtpd' ? ` helo=<${c.helo}>` : ''}`;
   return text ? `${line}: ${text}` : line;
 }
 
@@ -292,8 +295,14 @@ async function cleanupMessage(incoming: CleanupRequest): Promise<CleanupReply> {
   const request0 = incoming.origin === 'pickup' ? localSubmission(s, incoming) : incoming;
   // cleanup_replace_stray_cr_lf (Postfix ≥ 3.8.5): a CR that does not end a line becomes a space,
   // so "Subject: s\rX-Injected: yes" cannot be read as two headers further on.
-  const original = s.replaceStrayCr ? replaceStrayCr(request0.content) : request0.content;
-  const scan = scanHeaders(original);
+  let original = s.replaceStrayCr ? replaceStrayCr(request0.content) : request0.content;
+  let scan = scanHeaders(original);
+  // header_size_limit: a longer header is kept cut at the limit (header-limit.ts).
+  const limited = limitHeaderSize(original, scan.end, s.headerSizeLimit);
+  if (limited) {
+    original = limited;
+    scan = scanHeaders(original);
+  }
   if (scan.received > s.hopLimit) {
     log.info(`${request0.queueId}: reject: header Received: too many hops; from=<${request0.sender}>`);
     return { ok: false, code: 554, dsn: '5.4.0', text: 'Error: too many hops' };
@@ -341,8 +350,10 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
   }
 
   // Headers Postfix adds at the end of the header section, for local clients (or always).
-  const localClient = request.origin === 'smtpd' && (request.client ? s.rewriteClients(request.client) : true);
-  const addMissing = request.origin === 'smtpd' && (s.alwaysAdd || localClient);
+  // qmqpd's messages are a network client's, as smtpd's (qmqpd wrote their Received header itself).
+  const network = request.origin === 'smtpd' || request.origin === 'qmqpd';
+  const localClient = network && (request.client ? s.rewriteClients(request.client) : true);
+  const addMissing = network && (s.alwaysAdd || localClient);
   let added = '';
   let messageId = scan.messageId;
   if (request.origin === 'pickup') {
@@ -504,7 +515,8 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
     nextAttempt: 0,
     attempts: 0,
     ...(messageId ? { messageId } : {}),
-    ...(request.client ? { client: request.client } : {}),
+    // rewriteLocal: the rewrite context an XFORWARD passes on (SOURCE=LOCAL / REMOTE).
+    ...(request.client ? { client: localClient ? { ...request.client, rewriteLocal: true } : request.client } : {}),
     ...(request.envId ? { envId: request.envId } : {}),
     ...(request.ret ? { ret: request.ret } : {}),
     ...(request.trace ? { trace: request.trace } : {}),

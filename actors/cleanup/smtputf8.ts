@@ -32,6 +32,7 @@ export function smtputf8Settings(enable: boolean, classes: string[], warn: (text
 function classOf(origin: CleanupRequest['origin']): string {
   switch (origin) {
     case 'smtpd': return 'smtpd';
+    case 'qmqpd': return 'qmqpd';
     case 'pickup': return 'sendmail';
     case 'bounce': return 'bounce';
   }

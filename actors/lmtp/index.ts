@@ -67,6 +67,7 @@ function init(): State {
       quitTimeout: ms('lmtp_quit_timeout'),
       bind,
       onWarning: (text) => ctx.log.warn(text),
+      sendXforward: config.getBool('lmtp_send_xforward_command'),
       ...(sasl ? { sasl: sasl.settings } : {}),
       ...tls.client,
     }),

@@ -30,9 +30,9 @@ import type { DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import type { AgentContext } from '../discard/agent.js';
 import { mailCopy } from '../pipe/copy.js';
 import { runCommand } from '../pipe/command.js';
-import { appendMbox, MailboxError } from './mailbox.js';
+import { appendMbox, MailboxError } from '../../src/delivery/mailbox.js';
 import { getpwnam, type Passwd } from './index.js';
-import { runWriter } from './run-writer.js';
+import { writeMailbox } from '../../src/delivery/write.js';
 
 export type Target =
   | { kind: 'user'; user: string }
@@ -205,7 +205,7 @@ export class AliasExpander {
         return { status: dsn.startsWith('5') ? 'bounced' : 'deferred', dsn, reason };
       };
       if (pw) {
-        const r = await runWriter({ kind: 'mbox', path: t.path, uid: pw.uid, gid: pw.gid, inSpool: false, locks, sizeLimit: 0, anyOwner: true }, data);
+        const r = await writeMailbox({ kind: 'mbox', path: t.path, uid: pw.uid, gid: pw.gid, inSpool: false, locks, sizeLimit: 0, anyOwner: true }, data, pw.name, (w) => this.ctx.log.warn(w));
         return r.ok ? { status: 'sent', dsn: '2.0.0', reason: `delivered to file: ${t.path}` } : fail(r.dsn, r.reason);
       }
       try {

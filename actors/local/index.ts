@@ -12,9 +12,11 @@
  *      $home/X/; "X" → mbox $home/X (mailbox.ts: locking, fsync before success).
  *
  * Delivery as the recipient's UID/GID: worker threads share the process's uid, and set*id()
- * would change every thread's. When Postactor runs as root, each mailbox write therefore runs
- * in a short-lived child process (writer.ts) that holds root only to create the lock and the
- * spool file and writes as the recipient. When Postactor is not root it cannot switch users:
+ * would change every thread's. When Postactor runs as root, each mailbox write therefore goes
+ * to a long-lived delivery helper process (src/delivery/helper.ts, a few per thread) that
+ * switches its effective uid/gid per delivery as Postfix's local does, holds root only to create
+ * the lock and the spool file, and writes as the recipient; a helper that dies is replaced and
+ * its delivery deferred. When Postactor is not root it cannot switch users:
  * it writes directly, only the mailboxes of its own user are deliverable, and mail for any
  * other user is deferred 4.2.0 with that reason in the log (nothing is lost).
  *
@@ -31,9 +33,10 @@
  * before mailbox_command; the fallback one for users not in the password file, before
  * luser_relay.
  *
- * Deviation: mailbox_delivery_lock "fcntl" takes a flock(2) lock instead (see mailbox.ts).
+ * mailbox_delivery_lock "fcntl" takes a real fcntl lock and a flock(2) lock (src/delivery/locker.ts);
+ * deviation: without /usr/bin/perl only the flock(2) lock (see src/delivery/mailbox.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULTS, queueDirectory } from '../../src/config/index.js';
 import { ensureMaildrop, writeSubmission } from '../../src/maildrop/spool.js';
@@ -42,21 +45,36 @@ import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protoc
 import { agentContext, report, type AgentContext } from '../discard/agent.js';
 import { mailCopy } from '../pipe/copy.js';
 import { runCommand } from '../pipe/command.js';
-import type { LockSettings } from './mailbox.js';
-import { writeMailbox } from './run-writer.js';
+import type { LockSettings } from '../../src/delivery/mailbox.js';
+import { Locker } from '../../src/delivery/locker.js';
+import { deliveryHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
+import { workerData } from 'piscina';
+import { isMainThread } from 'node:worker_threads';
 import { Delegation } from './delegate.js';
-import type { WriterJob } from './writer.js';
 import { AliasExpander, splitTargets, type Target } from './aliases.js';
 
 export interface Passwd { name: string; uid: number; gid: number; home: string; shell: string }
 
-/** getpwnam() from /etc/passwd (POSTACTOR_PASSWD_FILE names another file: tests use it for users with temporary homes). */
+/** The parsed password file, kept while its identity (inode, size, mtime) stays the same. */
+let passwdCache: { file: string; key: string; users: Map<string, Passwd> } | null = null;
+
+/**
+ * getpwnam() from /etc/passwd (POSTACTOR_PASSWD_FILE names another file: tests use it for users
+ * with temporary homes). The file is parsed once and re-read when a stat() shows it changed, so a
+ * delivery costs one stat, not a read and a parse; the first entry of a name wins, as in libc.
+ */
 export function getpwnam(name: string, file = process.env['POSTACTOR_PASSWD_FILE'] || '/etc/passwd'): Passwd | null {
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const f = line.split(':');
-    if (f.length >= 7 && f[0] === name) return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5]!, shell: f[6]! };
+  const st = statSync(file, { bigint: true });
+  const key = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  if (passwdCache?.file !== file || passwdCache.key !== key) {
+    const users = new Map<string, Passwd>();
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f.length >= 7 && !users.has(f[0]!)) users.set(f[0]!, { name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), home: f[5]!, shell: f[6]! });
+    }
+    passwdCache = { file, key, users };
   }
-  return null;
+  return passwdCache.users.get(name) ?? null;
 }
 
 interface State {
@@ -85,11 +103,12 @@ function init(): State {
   const lockNames = config.getList('mailbox_delivery_lock').map((s) => s.toLowerCase());
   const bad = lockNames.find((n) => !['fcntl', 'flock', 'dotlock'].includes(n));
   let unsupported: string | null = bad ? `mailbox_delivery_lock: unknown lock method "${bad}"` : null;
-  if (lockNames.includes('fcntl')) ctx.log.info('mailbox_delivery_lock: fcntl locks cannot be taken from Node.js; flock is used in their place');
+  if (lockNames.includes('fcntl') && !Locker.available()) ctx.log.info('mailbox_delivery_lock: fcntl locks need /usr/bin/perl; flock is used in their place');
   if (unsupported) ctx.log.warn(`${ctx.service}: ${unsupported}; local deliveries are deferred`);
   const locks: LockSettings = {
     dotlock: lockNames.includes('dotlock'),
     flock: lockNames.includes('flock') || lockNames.includes('fcntl'),
+    fcntl: lockNames.includes('fcntl'),
     attempts: Math.max(1, config.getInt('deliver_lock_attempts')),
     delayMs: config.getTime('deliver_lock_delay') * 1000,
     staleMs: config.getTime('stale_lock_time') * 1000,
@@ -292,7 +311,8 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
     return fail(e.dsn, text);
   };
   const job: WriterJob = { kind: maildir ? 'maildir' : 'mbox', path, uid: pw.uid, gid: pw.gid, inSpool: s.homeMailbox === '', locks: s.locks, sizeLimit: s.sizeLimit };
-  const r = await writeMailbox(job, data, pw.name);
+  const r = await writeMailbox(job, data, pw.name, (t) => s.ctx.log.warn(t));
+  if (!r.ok && r.died) return fail(r.dsn, r.reason);
   return r.ok ? sent(`delivered to ${where}`) : failed(r);
 }
 
@@ -330,4 +350,15 @@ function forwardMessage(s: State, req: DeliveryRequest, content: Uint8Array, add
 function localOf(address: string): string {
   const at = address.lastIndexOf('@');
   return at < 0 ? address : address.slice(0, at);
+}
+
+// One delivery helper per agent thread from the start (as root or not), so the first deliveries
+// do not wait for a process to boot; more start when deliveries queue up (src/delivery/helpers.ts).
+if (!isMainThread && (workerData as { service?: string } | undefined)?.service) {
+  setImmediate(() => {
+    try {
+      const s = (state ??= init());
+      deliveryHelpers((t) => s.ctx.log.warn(t)).prestart();
+    } catch { /* the first delivery reports what is wrong */ }
+  });
 }

@@ -4,6 +4,7 @@
  * the path behind it exists), routes requests between actors, restarts crashed workers, answers
  * the control socket, and stops everything on SIGTERM.
  */
+import { authorizedHosts } from '../smtpd/xattrs.js';
 import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -29,14 +30,17 @@ import { parseSpawnAttributes } from '../../src/config/spawn-attributes.js';
 import { AnvilTable } from '../anvil/table.js';
 import { postscreenSettings } from '../postscreen/settings.js';
 import { SmtpdPolicy } from '../smtpd/policy.js';
+import { kick, type KickRequest } from './kick.js';
 import { smtpdTlsProblem } from '../smtpd/tls.js';
 import { smtpdAnvilProblem } from '../smtpd/anvil.js';
 import { DAEMONS_BUILT_INTO_MASTER, planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
-import { ControlServer, controlRequest, controlSocketPath } from './control.js';
+import { ControlServer, controlRequest, controlSocketPath } from '../../src/runtime/control.js';
 import { Showq } from '../../src/queue/showq.js';
 import { LOCK_SUPPORTED, MasterLockHeld, acquireMasterLock, pidFilePath, pidFromFile, provenMaster, type MasterLock } from './lock.js';
 import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from './listen.js';
 import { InstanceRegistry, registryDirectory } from './instances.js';
+import { verifyMapProblem } from '../verify/cache.js';
+import { VerifySender } from '../verify/sender.js';
 
 export const VERSION = '0.1.0';
 const log = maillog('master');
@@ -73,11 +77,25 @@ export function checkConfig(config: Config): string[] {
       if (tls !== null) throw new Error(tls);
       const anvil = smtpdAnvilProblem(c);
       if (anvil !== null) throw new Error(anvil);
+      authorizedHosts(c, 'smtpd_authorized_xclient_hosts');
+      authorizedHosts(c, 'smtpd_authorized_xforward_hosts');
       const proxy = c.get('smtpd_upstream_proxy_protocol').trim();
       if (proxy !== '' && proxy !== 'haproxy') throw new Error(`unsupported smtpd_upstream_proxy_protocol value: ${proxy}`);
     } catch (err) {
       const where = s && Object.keys(s.line.overrides).length > 0 ? `${s.line.file}:${s.line.line}` : `${config.configDirectory ?? '(embedded)'}/main.cf`;
       for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
+    }
+  }
+  // The verify service: its cache must be one Postactor keeps, its probe sender well formed.
+  for (const s of plan.services.filter((p) => p.line.command === 'verify')) {
+    const c = serviceConfig(config, s);
+    const where = Object.keys(s.line.overrides).length > 0 ? `${s.line.file}:${s.line.line}` : `${config.configDirectory ?? '(embedded)'}/main.cf`;
+    const map = verifyMapProblem(c);
+    if (map !== null) problems.push(`${where}: ${map}`);
+    try {
+      new VerifySender(c);
+    } catch (err) {
+      problems.push(`${where}: ${(err as Error).message}`);
     }
   }
   if (config.get('metrics_listen')) {
@@ -251,6 +269,11 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   let pools = new Map<string, ServicePool>();
   let listeners: SupervisedWorker[] = [];
   let qmgr: SupervisedWorker | null = null;
+  // The previous generations after a reload: smtpd threads serving their last sessions, pools
+  // finishing their tasks. Nobody waits for them but stop().
+  const retired = new Set<SupervisedWorker>();
+  const draining = new Set<Promise<void>>();
+  const smtpdWorkers = new WeakSet<SupervisedWorker>();
 
   // The mail flow tokens (in_flow_delay): one counter for the server's life, reloads included.
   const flow = MailFlow.create();
@@ -328,7 +351,11 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   const startListeners = async (c: Config, plan: Plan): Promise<SupervisedWorker[]> => {
     const made: SupervisedWorker[] = [];
     for (const s of plan.services.filter((p) => p.kind === 'supervised' && p.line.command !== 'qmgr')) {
-      for (let i = 0; i < s.threads; i++) made.push(supervise(c, s, i));
+      for (let i = 0; i < s.threads; i++) {
+        const w = supervise(c, s, i);
+        if (s.line.command === 'smtpd') smtpdWorkers.add(w);
+        made.push(w);
+      }
     }
     try {
       await Promise.all(made.map((w) => w.ready()));
@@ -342,9 +369,10 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   // Order: no new mail (listeners), no new deliveries (qmgr pauses), deliveries in flight
   // finish and qmgr records them (pools drain), then qmgr ends.
   const stopAll = async (graceful: boolean) => {
-    await Promise.allSettled(listeners.map((w) => w.stop()));
+    await Promise.allSettled([...listeners, ...retired].map((w) => w.stop()));
     if (graceful) await qmgr?.control?.['pause']!().catch(() => undefined);
     await Promise.allSettled([...pools.values()].map((p) => (graceful ? p.drain() : p.close())));
+    await Promise.allSettled(draining);
     await qmgr?.stop();
   };
 
@@ -408,10 +436,21 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
 
   /**
    * postactor reload: re-read main.cf and master.cf; a bad configuration is refused and the
-   * running one kept. New pools and listeners start before the old ones go, and the old ones
-   * finish what they hold (pools drain their tasks, smtpd finishes its sessions), so neither a
-   * connection nor a message is dropped; qmgr keeps its active queue and takes the new settings.
+   * running one kept. The new listeners start before the old ones close, then the new pools
+   * replace the old ones in the router; the reload is done once the new generation listens, the
+   * old one has closed its listening sockets and qmgr took the new settings (it keeps its active
+   * queue). The old generation finishes what it holds in the background, as Postfix's old
+   * processes do: pools drain their tasks, and each old smtpd thread serves its open sessions
+   * to the end (actors/smtpd/shutdown.ts) — no session is cut or told 421 because of a reload.
    */
+  /** An old smtpd thread serves its sessions to the end; any other long-lived worker just stops. */
+  const retire = (w: SupervisedWorker): Promise<void> => {
+    retired.add(w);
+    if (!smtpdWorkers.has(w)) return w.stop().finally(() => retired.delete(w));
+    const { closed, exited } = w.retire();
+    void exited.finally(() => retired.delete(w));
+    return closed;
+  };
   let reloading: Promise<void> | null = null;
   const reload = (): Promise<void> => (reloading ??= (async () => {
     try {
@@ -425,21 +464,27 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       const nextPlan = planServices(next);
       await resolveListenAddresses(next, nextPlan, (w) => log.warn(w));
       registry.claim(addressesOf(nextPlan));
+      // The new smtpd generation first, alone: it is what the reload waits for, and pools
+      // starting beside it would slow its start-up. Meanwhile it hands its mail to the
+      // running pools, as a new Postfix smtpd may reach an old cleanup process.
+      const oldListeners = listeners;
+      listeners = await startListeners(next, nextPlan);
+      await Promise.allSettled(oldListeners.map(retire));
+      current = next;
+      proxymap.configure(next.get('proxy_read_maps'));
+      anvil.start(next.getTime('anvil_rate_time_unit'), next.getTime('anvil_status_update_time'));
       const nextPools = startPools(next, nextPlan);
       const oldPools = pools;
       for (const [name, pool] of nextPools) router.addPool(name, pool);
       for (const name of oldPools.keys()) if (!nextPools.has(name)) router.removePool(name);
       pools = nextPools;
+      for (const p of oldPools.values()) {
+        const d: Promise<void> = p.drain().catch(() => undefined).finally(() => draining.delete(d));
+        draining.add(d);
+      }
       await qmgr?.control?.['reconfigure']!(next.toJSON());
-      const oldListeners = listeners;
-      listeners = await startListeners(next, nextPlan);
-      current = next;
-      proxymap.configure(next.get('proxy_read_maps'));
-      anvil.start(next.getTime('anvil_rate_time_unit'), next.getTime('anvil_status_update_time'));
-      await Promise.allSettled(oldListeners.map((w) => w.stop()));
       held = addressesOf(nextPlan);
       registry.release(held);
-      await Promise.allSettled([...oldPools.values()].map((p) => p.drain()));
     } catch (err) {
       registry.release(held);
       log.warn(`reload failed: ${(err as Error).message}; the running configuration stays in effect`);
@@ -465,6 +510,8 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       if (!qmgr?.control) throw new Error('qmgr is not running');
       return { due: await qmgr.control['flushSome']!(args) };
     },
+    // postkick class service request: Postfix's triggers, for the services that take them here.
+    kick: async (args) => kick(current, args as KickRequest, qmgr, listeners),
     // postsuper while the server runs: args = AdminRequest[] (src/queue/admin.ts); qmgr does it.
     admin: async (args) => {
       if (!qmgr?.control) throw new Error('qmgr is not running');

@@ -72,9 +72,12 @@ const DAEMONS: Record<string, Daemon> = {
   lmtp: { kind: 'pool', module: '../lmtp/index.js', concurrency: 256 },
   local: { kind: 'pool', module: '../local/index.js', concurrency: 64 },
   virtual: { kind: 'pool', module: '../virtual/index.js', concurrency: 64 },
+  verify: { kind: 'supervised', module: '../verify/index.js', concurrency: 1 },
   // One thread per service line: the commands it runs are processes of their own.
   spawn: { kind: 'supervised', module: '../spawn/index.js', concurrency: 1 },
   dnsblog: { kind: 'pool', module: '../dnsblog/index.js', concurrency: 256 },
+  // QMQP listeners: like smtpd, each thread listens on the service's addresses (SO_REUSEPORT).
+  qmqpd: { kind: 'supervised', module: '../qmqpd/index.js', concurrency: 1 },
 };
 
 /**
@@ -86,8 +89,8 @@ export const DAEMONS_BUILT_INTO_MASTER = new Set(['anvil']);
 
 /** Postfix's daemons (master.cf commands) that Postactor has not built yet. */
 const POSTFIX_DAEMONS_NOT_BUILT = new Set([
-  ...DAEMONS_BUILT_INTO_MASTER, 'flush', 'oqmgr', 'postlogd', 'proxymap', 'qmqpd', 'scache',
-  'showq', 'tlsmgr', 'tlsproxy', 'verify',
+  ...DAEMONS_BUILT_INTO_MASTER, 'flush', 'oqmgr', 'postlogd', 'proxymap', 'scache',
+  'showq', 'tlsmgr', 'tlsproxy',
 ]);
 
 /**
@@ -125,6 +128,7 @@ export function skippedServiceProblem(s: SkippedService): string | null {
   if (s.command === 'postscreen') return `not supported by Postactor: ${what}: postscreen of type ${s.type} (postscreen is an inet service)`;
   if (s.command === 'smtpd' && s.type === 'pass') return `${what}: no postscreen service hands clients to it (postscreen finds it by smtpd_service_name)`;
   if (s.command === 'smtpd') return `not supported by Postactor: ${what}: smtpd of type ${s.type} (only inet and pass smtpd services are built)`;
+  if (s.command === 'qmqpd') return `not supported by Postactor: ${what}: qmqpd of type ${s.type} (only inet qmqpd services are built)`;
   if (s.type === 'inet') return `not supported by Postactor: ${what}: not built yet, so this port would not be served`;
   if (!POSTFIX_DAEMONS_NOT_BUILT.has(s.command)) return `${what}: unknown command (not a Postfix daemon, nor an absolute path to a JavaScript delivery agent)`;
   return null;
@@ -161,7 +165,7 @@ export function planServices(config: Config): Plan {
     const threads = threadsOf(line);
     const custom = isAbsolute(line.command) && /\.m?js$/.test(line.command);
     const daemon = custom ? { kind: 'pool' as const, module: '', concurrency: 64 } : DAEMONS[line.command];
-    if (!daemon || (daemon === DAEMONS['smtpd'] && line.type !== 'inet')) {
+    if (!daemon || ((daemon === DAEMONS['smtpd'] || daemon === DAEMONS['qmqpd']) && line.type !== 'inet')) {
       skipped.push({ service: line.name, command: line.command, type: line.type, file: line.file, line: line.line });
       continue;
     }
@@ -169,7 +173,8 @@ export function planServices(config: Config): Plan {
     const warm = daemon.kind === 'supervised' ? threads : (daemon.warm ?? 0);
     const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: Math.min(SPREAD_AT, daemon.concurrency), concurrency: daemon.concurrency, line };
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
-    if (line.command === 'qmgr' || line.command === 'pickup' || line.command === 'spawn') plan.threads = plan.minThreads = 1; // singletons, whatever maxproc says (as in Postfix)
+    // Singletons, whatever maxproc says (as in Postfix; verify is a "solitary" server).
+    if (line.command === 'qmgr' || line.command === 'pickup' || line.command === 'spawn' || line.command === 'verify') plan.threads = plan.minThreads = 1;
     services.push(plan);
   }
   return { services, skipped };

@@ -30,6 +30,8 @@ async function main(): Promise<void> {
       // postsuper and postqueue -s / -i while the server runs (actors/qmgr/admin.ts).
       admin: (requests: unknown) => (manager && store ? adminControl(manager, store, requests) : Promise.reject(new Error('qmgr is starting'))),
       flushSome: (match: { site?: string; queueId?: string }) => manager?.flushSome(match) ?? 0,
+      // postkick public qmgr REQUESTS (I, D, A, F, W).
+      kick: (requests: string) => manager?.kick(requests),
     },
   });
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);

@@ -18,11 +18,13 @@ import type { Actor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import { flowOf, type MailFlow } from '../../src/runtime/flow.js';
 import { formatDelays, logDelivery } from '../smtp/log.js';
+import { xforwardAttrs } from '../../src/smtp/xforward.js';
 import type { DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import type { AdminEventName } from '../../src/queue/admin.js';
 import { expired, nextAttempt } from './backoff.js';
 import { Notifier, noticeConfig, statusRecord, wants } from './notices.js';
 import { Resolver, type Route } from './resolve.js';
+import { ProbeReports } from './probes.js';
 import { JobList, newJob, type SchedJob, type SlotParams } from './scheduler.js';
 import { isDead, negative, newWindow, parseFeedback, positive, revive, settings, type WindowSettings, type WindowState } from './feedback.js';
 
@@ -140,6 +142,10 @@ export class QueueManager {
   private rcptMinimum!: number;
   // Settings from main.cf; replaced as a whole by reconfigure() on `postactor reload`.
   private resolver!: Resolver;
+  private probes!: ProbeReports;
+  /** Probes (trace mode probe) in the active queue, and address_verify_pending_request_limit. */
+  private probesActive = 0;
+  private pendingProbeLimit!: number;
   private activeLimit!: number;
   private minBackoff!: number;
   private maxBackoff!: number;
@@ -177,6 +183,8 @@ export class QueueManager {
   reconfigure(config: Config): void {
     this.config = config;
     this.resolver = new Resolver(config, this.actor, this.log);
+    this.probes = new ProbeReports(config, this.actor, this.log);
+    this.pendingProbeLimit = config.getInt('address_verify_pending_request_limit');
     this.limits.clear();
     for (const t of this.transports?.values() ?? []) {
       const limits = this.transportLimits(t.name);
@@ -282,6 +290,19 @@ export class QueueManager {
   flush(): void {
     this.forgetDead();
     void this.scan(false, Infinity);
+  }
+
+  /**
+   * postkick public qmgr REQUESTS, as Postfix's qmgr reads each character: F forgets the dead
+   * destinations first; I scans incoming; D the deferred messages that are due; A all deferred
+   * messages, due or not; W (a plain wake-up, as master's wakeup timer sends) scans as the timer does.
+   * Other characters are ignored, as Postfix does.
+   */
+  kick(requests: string): void {
+    if (requests.includes('F')) this.forgetDead();
+    const incoming = /[IAW]/.test(requests);
+    if (!incoming && !/[DA]/.test(requests)) return;
+    void this.scan(incoming, requests.includes('A') ? Infinity : Date.now());
   }
 
   /**
@@ -451,6 +472,7 @@ export class QueueManager {
     const rcpt: RecipientSlices = { pending: pendingIdx, readPos: 0, inMemory: 0, cap, reading: false, lastRead: now0, unsaved: [], lastSave: now0 };
     const msg: ActiveMessage = { meta, activated: now0, outstanding: 0, outcomes: new Map(), rcpt };
     this.active.set(queueId, msg);
+    if (meta.trace === 'probe') this.probesActive++;
     this.log.info(`${queueId}: from=<${meta.sender}>, size=${meta.size}, nrcpt=${pendingIdx.length} (queue active)`);
     if (meta.forcedExpire && pendingIdx.length > 0) {
       rcpt.readPos = pendingIdx.length;
@@ -475,7 +497,9 @@ export class QueueManager {
     try {
       if (rcpt.readPos > pending.length) await this.saveDone(msg);
       // Resolve (trivial-rewrite); a recipient the resolver refuses fails here, without a delivery.
-      routes = await Promise.all(pending.map(({ r }) => this.resolver.route(r.address, meta.sender)));
+      // Probes are routed with the address_verify_* overrides (Postfix's resolve_clnt_verify).
+      const probe = meta.trace === 'probe';
+      routes = await Promise.all(pending.map(({ r }) => this.resolver.route(r.address, meta.sender, probe)));
     } finally {
       rcpt.reading = false;
     }
@@ -486,6 +510,11 @@ export class QueueManager {
     // "error:STATUS text" as the filter (cleanup's bounce of a rejected local submission) fails
     // every recipient here, without a delivery agent, as error(8) would.
     if (meta.filter?.startsWith('error:')) routes = routes.map((route) => (route.error ? route : { ...route, error: errorOf(meta!.filter!.slice(6)) }));
+    // Safety (Postfix's qmgr): more probes in the active queue than address_verify_pending_request_limit
+    // are deferred, not delivered; the verify service hears "Too many address verification requests".
+    if (meta.trace === 'probe' && this.probesActive > this.pendingProbeLimit) {
+      routes = routes.map((route) => (route.error ? route : { ...route, error: { dsn: '4.3.2', text: 'Too many address verification requests' } }));
+    }
     const now = Date.now();
     // Group by destination, at most <transport>_destination_recipient_limit per delivery.
     const batches = new Map<Destination, DeliveryRecipient[]>();
@@ -493,7 +522,7 @@ export class QueueManager {
       const route = routes[i]!;
       if (route.error) {
         const o: RecipientOutcome = { index, status: route.error.dsn.startsWith('5') ? 'bounced' : 'deferred', dsn: route.error.dsn, reason: route.error.text, relay: 'none' };
-        logDelivery(this.log, queueId, r.address, o, formatDelays(meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now));
+        logDelivery(this.log, queueId, r.address, o, formatDelays(meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now), meta.trace === 'verify' || meta.trace === 'probe');
         metrics().deliveries.inc({ transport: route.transport || 'error', status: o.status });
         msg.outcomes.set(index, o);
         continue;
@@ -923,8 +952,9 @@ export class QueueManager {
       size: msg.meta.size,
       ...(msg.meta.envId ? { envId: msg.meta.envId } : {}),
       ...(msg.meta.ret ? { ret: msg.meta.ret } : {}),
-      ...(msg.meta.trace === 'verify' ? { verify: true } : {}),
+      ...(msg.meta.trace === 'verify' || msg.meta.trace === 'probe' ? { verify: true } : {}),
       ...(msg.meta.smtputf8 ? { smtputf8: msg.meta.smtputf8 } : {}),
+      xforward: xforwardAttrs(msg.meta),
     };
     this.actor.request<DeliveryReply>(dest.transport, request).then(
       (reply) => {
@@ -1051,7 +1081,8 @@ export class QueueManager {
     const id = meta.queueId;
     const now = Date.now();
     const lifetime = meta.sender === '' ? this.bounceLifetime : this.queueLifetime;
-    const verify = meta.trace === 'verify';
+    const verify = meta.trace === 'verify' || meta.trace === 'probe';
+    if (meta.trace === 'probe') await this.probes.report(meta, msg.outcomes.values());
     const anyDeferred = [...msg.outcomes.values()].some((o) => o.status === 'deferred');
     const expiring = !verify && anyDeferred && (meta.forcedExpire || expired(now, meta.arrival, lifetime));
     if (expiring) {
@@ -1067,6 +1098,7 @@ export class QueueManager {
       const o = msg.outcomes.get(i);
       if (!o) return r;
       const { reason: _old, ...rest } = r;
+      if (meta.trace === 'probe') return { ...rest, done: true }; // reported to the verify service
       if (o.status === 'sent') {
         if (meta.trace) traceRecs.push(statusRecord(meta, o, verify ? 'deliverable' : successAction(o), now));
         else if (o.action !== 'passed' && wants(r.notify, 'SUCCESS')) traceRecs.push(statusRecord(meta, o, successAction(o), now));
@@ -1127,6 +1159,7 @@ export class QueueManager {
       this.stranded.add(id);
     } finally {
       this.active.delete(id);
+      if (meta.trace === 'probe') this.probesActive--;
     }
     this.flowStep(false);
     if (this.incomingBacklog && this.room()) void this.scan(false);
@@ -1176,6 +1209,7 @@ export class QueueManager {
       this.stranded.add(id);
     } finally {
       this.active.delete(id);
+      if (meta.trace === 'probe') this.probesActive--;
     }
     for (const w of admin.waiters) w(events);
     this.flowStep(false);

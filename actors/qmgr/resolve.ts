@@ -22,7 +22,8 @@ import { TrivialRewrite } from '../trivial-rewrite/settings.js';
 import type { ResolveReply, RewriteRequest } from '../protocol.js';
 
 /** The parameters that make a resolve depend on the envelope sender. */
-const SENDER_MAPS = ['sender_dependent_relayhost_maps', 'sender_dependent_default_transport_maps'];
+const SENDER_MAPS = ['sender_dependent_relayhost_maps', 'sender_dependent_default_transport_maps',
+  'address_verify_sender_dependent_relayhost_maps', 'address_verify_sender_dependent_default_transport_maps'];
 
 export interface Route {
   transport: string;
@@ -54,18 +55,19 @@ export class Resolver {
     const service = config.services.find((s) => s.command === 'trivial-rewrite');
     const rewrite = service && Object.keys(service.overrides).length > 0 ? config.withOverrides(service.overrides) : config;
     this.senderDependent = SENDER_MAPS.some((p) => rewrite.getList(p).length > 0);
-    this.cache = new ResolveCache(tableFiles(rewrite, ['transport_maps', 'relocated_maps', ...SENDER_MAPS]));
+    this.cache = new ResolveCache(tableFiles(rewrite, ['transport_maps', 'relocated_maps', 'address_verify_transport_maps', ...SENDER_MAPS]));
   }
 
   /** The route of one recipient of a message from `sender` ('' for the null sender). */
-  async route(address: string, sender: string): Promise<Route> {
-    // A newline cannot occur in an envelope address: the pair key is unambiguous.
-    const key = this.senderDependent ? `${sender}\n${address}` : address;
+  async route(address: string, sender: string, probe = false): Promise<Route> {
+    // A newline cannot occur in an envelope address: the pair key is unambiguous. Probes
+    // (address_verify_* routing) have their own keys.
+    const key = (probe ? 'verify\n' : '') + (this.senderDependent ? `${sender}\n${address}` : address);
     const hit = this.cache.get(key);
     if (hit) return hit;
     let reply: ResolveReply;
     try {
-      reply = await this.resolve(address, sender);
+      reply = await this.resolve(address, sender, probe);
     } catch (err) {
       this.log.warn(`address resolver failure for <${address}>: ${(err as Error)?.message ?? err}`);
       return { transport: 'error', nexthop: '', key: 'error:', recipient: address, error: { dsn: '4.3.0', text: 'address resolver failure' } };
@@ -88,8 +90,8 @@ export class Resolver {
     return route;
   }
 
-  private resolve(address: string, sender: string): Promise<ResolveReply> {
-    const req: RewriteRequest = { op: 'resolve', sender, address };
+  private resolve(address: string, sender: string, probe: boolean): Promise<ResolveReply> {
+    const req: RewriteRequest = { op: 'resolve', sender, address, ...(probe ? { verify: true } : {}) };
     if (!this.service) return this.inProcess(req);
     return this.actor.request<ResolveReply>(this.service, req).catch((err: unknown) => {
       if (err instanceof ServiceError && err.code === 'BUSY') return this.inProcess(req);

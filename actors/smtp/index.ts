@@ -71,7 +71,9 @@ function init(): State {
       reuseLimit: config.getInt('smtp_connection_reuse_count_limit'),
       reuseTimeLimit: ms('smtp_connection_reuse_time_limit'),
       bind,
+      lineLengthLimit: config.getInt('smtp_line_length_limit'),
       onWarning: (text) => log.warn(text),
+      sendXforward: config.getBool('smtp_send_xforward_command'),
       ...(sasl ? { sasl: sasl.settings } : {}),
       ...tls.client,
     }),
@@ -109,6 +111,7 @@ export default async function deliver(req: DeliveryRequest): Promise<DeliveryRep
   let tls = await requestTls(s.tls, req, req.nexthop, parseNexthop(req.nexthop)?.name ?? req.nexthop);
   if (requireSecure) tls = stsTls(tls, s.tls.settings);
   const env = smtpEnvelope(req, content.length);
+  env.queueId = req.queueId;
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
   const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, content, tls);
   const outcomes = outcomesOf(req, result);

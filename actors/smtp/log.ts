@@ -30,8 +30,9 @@ export function formatDelays(arrival: number, activated: number, started: number
 }
 
 export function logDelivery(log: Logger, queueId: string, recipient: string, o: RecipientOutcome, d: Delays, verify = false): void {
-  // An address probe (sendmail -bv) delivers nothing: Postfix logs status=deliverable / undeliverable.
-  const status = verify && o.status !== 'deferred' ? (o.status === 'sent' ? 'deliverable' : 'undeliverable') : o.status;
+  // An address probe (sendmail -bv, a verify service probe) delivers nothing: Postfix logs
+  // status=deliverable, or undeliverable for a bounce and a deferral alike (bounce.c, defer.c).
+  const status = verify ? (o.status === 'sent' ? 'deliverable' : 'undeliverable') : o.status;
   log.info(`${queueId}: to=<${recipient}>, relay=${o.relay}, delay=${d.delay}, delays=${d.delays}, dsn=${o.dsn}, status=${status} (${o.reason})`);
 }
 
@@ -42,6 +43,7 @@ export function smtpEnvelope(req: DeliveryRequest, size: number): SmtpEnvelope {
     recipients: req.recipients.map((r) => r.address),
     size,
     ...(req.verify ? { verify: true } : {}),
+    ...(req.xforward ? { xforward: req.xforward } : {}),
     ...smtputf8Of(req),
     dsn: {
       ...(req.ret ? { ret: req.ret } : {}),

@@ -29,7 +29,7 @@ export interface Dialect {
 }
 
 /** Per-connection command counters, in the order Postfix prints them. */
-export const COUNTED = ['helo', 'ehlo', 'starttls', 'auth', 'mail', 'rcpt', 'data', 'rset', 'noop', 'vrfy', 'quit', 'unknown'] as const;
+export const COUNTED = ['helo', 'ehlo', 'xclient', 'xforward', 'starttls', 'auth', 'mail', 'rcpt', 'data', 'bdat', 'rset', 'noop', 'vrfy', 'quit', 'unknown'] as const;
 export type Counters = Record<string, [ok: number, total: number]>;
 
 type Conn = {
@@ -135,8 +135,9 @@ export async function installDialect(): Promise<void> {
       // The EHLO reply: our own keyword list, as Postfix orders it (no STARTTLS inside TLS),
       // with this session's own keywords (AUTH: sasl.ts) before ENHANCEDSTATUSCODES.
       const base = this.secure ? d.ehloKeywords.filter((k) => k !== 'STARTTLS') : d.ehloKeywords;
-      const extra = this.session.paEhloExtra ?? [];
-      const at = base.findIndex((k) => ['ENHANCEDSTATUSCODES', '8BITMIME', 'DSN', 'SMTPUTF8'].includes(k));
+      // AUTH before XCLIENT and XFORWARD (xclient.ts), as Postfix orders them.
+      const extra = [...(this.session.paEhloExtra ?? [])].sort((a, b) => Number(!/^AUTH[ =]/.test(a)) - Number(!/^AUTH[ =]/.test(b)));
+      const at = base.findIndex((k) => ['ENHANCEDSTATUSCODES', '8BITMIME', 'DSN', 'SMTPUTF8', 'CHUNKING'].includes(k));
       const keywords = at < 0 ? [...base, ...extra] : [...base.slice(0, at), ...extra, ...base.slice(at)];
       return originalSend.call(this, code, [d.hostname, ...keywords], false);
     }
@@ -152,7 +153,8 @@ export async function installDialect(): Promise<void> {
     // Through this.send(), so the reply is counted (disconnect line, error limits: limits.ts).
     if (d.vrfyDisabled) this.send(502, '5.5.1 VRFY command is disabled', false);
     else if (!arg) this.send(501, '5.5.4 Syntax: VRFY address', false);
-    else this.send(252, `2.0.0 ${arg.replace(/^<|>$/g, '')}`, false);
+    // The address is echoed with control characters made '?' (Postfix's printable()).
+    else this.send(252, `2.0.0 ${arg.replace(/^<|>$/g, '').replace(/[\x00-\x1f\x7f]/g, '?')}`, false);
     callback();
   };
   const notRecognized = function (this: Conn, _command: unknown, callback: () => void) {

@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { metrics } from '../../src/metrics/thread.js';
 import * as net from 'node:net';
+import { join } from 'node:path';
 import type * as tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
@@ -24,6 +25,7 @@ import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls,
 import { peerCertLine, verifyFailureLine } from './ccert.js';
 import { SniMaps } from './sni.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from './policy.js';
+import { VerifySender } from '../verify/sender.js';
 import { QueueSpace } from './queue-space.js';
 import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
@@ -36,9 +38,20 @@ import type { EnvelopeEdits } from '../../src/milter/message.js';
 import type { ListenAddress } from '../master/listen.js';
 import { anvilOf } from '../anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from './anvil.js';
+import { Spool } from './spool.js';
+import { installLineReader, smtpStreamPrototype } from './line-reader.js';
+import { illPipelining, installPipelining } from './pipelining.js';
+import { installSyntax } from './syntax.js';
+import { bareLfNoted, bareNewlineFrom, contentRefusal, installBareNewline, whatsup } from './bare-newline.js';
+import { gateSessions, localCounter, raiseOpenFileLimit, sessionLimitOf } from './sessions.js';
 import { AnvilTable } from '../anvil/table.js';
 import { Postscreen, type Endpoints } from '../postscreen/index.js';
 import { readProxyHeader } from '../postscreen/haproxy.js';
+import { handleShutdown } from './shutdown.js';
+import { installBdat, installChunkReader } from './bdat.js';
+import { installXclient, type XclientAttrs } from './xclient.js';
+import { clientLineTail, forwardedOf, installXforward } from './xforward.js';
+import { authorizedHosts, type Reply } from './xattrs.js';
 
 const log = maillog('smtpd');
 
@@ -66,6 +79,16 @@ async function main(): Promise<void> {
   installAnvilHandlers(await smtpConnectionPrototype());
   await installPolicyHooks();
   await installSasl();
+  // CHUNKING, XCLIENT, XFORWARD (after sasl.ts: the EHLO keywords of xclient.ts go first).
+  installBdat(await smtpConnectionPrototype());
+  installXclient(await smtpConnectionPrototype());
+  installXforward(await smtpConnectionPrototype());
+  // The line reader and the bare-newline check (patched last: it answers before the others).
+  installLineReader(await smtpStreamPrototype());
+  installChunkReader(await smtpStreamPrototype()); // BDAT's chunks, around the line reader
+  installSyntax(await smtpConnectionPrototype());
+  installPipelining(await smtpConnectionPrototype());
+  installBareNewline(await smtpConnectionPrototype(), await smtpStreamPrototype());
   let server: SMTPServer | null = null;
   const actor = await startActor({
     maxInFlight: 2048,
@@ -90,6 +113,14 @@ async function main(): Promise<void> {
     ? new SniMaps(config, { ...tlsSettings.context, ...(ticketKeys ? { ticketKeys: Buffer.from(ticketKeys) } : {}) }, (w) => log.warn(w))
     : null;
   const policy = new SmtpdPolicy(config);
+  policy.useVerifyService((service, body) => actor.request(service, body));
+  // Our own probe sender as a recipient (a probe of this site coming back) skips the recipient
+  // restrictions, as Postfix's smtpd does (valid_verify_sender_addr): else a timeout or a UCE
+  // block could make two sites cache each other's probes as undeliverable.
+  let verifySender: VerifySender | null = null;
+  try {
+    verifySender = new VerifySender(config);
+  } catch { /* a bad address_verify_sender: checkConfig refuses it where a verify service runs */ }
   const namaddr = (session: object): string => {
     const c = states.get(session as SMTPServerSession)?.client;
     return c ? `${c.name}[${c.addr}]` : 'unknown';
@@ -99,6 +130,8 @@ async function main(): Promise<void> {
   const sizeLimit = config.getSize('message_size_limit');
   const queueSpace = new QueueSpace(queueDirectory(config), config.getSize('queue_minfree'), sizeLimit);
   const contentFilter = config.get('content_filter').trim();
+  const spoolDir = join(config.get('queue_directory'), 'smtpd');
+  const bareNewline = bareNewlineFrom(config);
   const inFlowDelay = config.getTime('in_flow_delay') * 1000;
   const peernameLookup = config.getBool('smtpd_peername_lookup');
   // smtpd_discard_ehlo_keywords: EHLO keywords not announced (and, for DSN, not accepted).
@@ -117,10 +150,16 @@ async function main(): Promise<void> {
       '8BITMIME',
       'DSN',
       ...(config.getBool('smtputf8_enable') ? ['SMTPUTF8'] : []),
+      'CHUNKING',
     ].filter((k) => !discardEhlo.has(k.split(' ')[0]!.toLowerCase())),
   };
 
   const smtputf8Offered = config.getBool('smtputf8_enable') && !discardEhlo.has('smtputf8');
+  // XCLIENT and XFORWARD: for the clients these lists name (XCLIENT: the current client, which
+  // XCLIENT changes; XFORWARD: the host that connected, as Postfix decides it once).
+  const xclientHosts = authorizedHosts(config, 'smtpd_authorized_xclient_hosts');
+  const xforwardHosts = authorizedHosts(config, 'smtpd_authorized_xforward_hosts');
+  const clientIn = (hosts: typeof xclientHosts, session: object) => hosts !== null && hosts.has(states.get(session as SMTPServerSession)?.client.addr ?? '');
   const refuse = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
   const protocolOf = (session: SMTPServerSession): 'SMTP' | 'ESMTP' => (session.transmissionType?.startsWith('E') ? 'ESMTP' : 'SMTP');
   const effectsOf = (state: SessionState, session: SMTPServerSession): Effects => {
@@ -149,6 +188,7 @@ async function main(): Promise<void> {
       queueId: state.envelope === session.envelope ? state.queueId : null,
       where,
       instance: effectsOf(state, session).instance,
+      ...(illPipelining(session) ? { illPipelining: true } : {}),
       ...((session as { paTls?: TlsSummary }).paTls ? { tls: (session as { paTls?: TlsSummary }).paTls! } : {}),
     };
   };
@@ -184,6 +224,34 @@ async function main(): Promise<void> {
     log.warn(`smtpd access policy: ${err.message}`);
     return refuse(451, '4.3.5 Server configuration error');
   };
+  /**
+   * XCLIENT: the session now speaks for another client. The milters hear a new connection, and
+   * with smtpd_delay_reject = no the client restrictions answer the new greeting.
+   */
+  const xclientApply = async (session: SMTPServerSession, attrs: XclientAttrs): Promise<Reply | null> => {
+    const state = states.get(session);
+    if (!state) return null;
+    state.client = {
+      ...state.client,
+      ...(attrs.name !== undefined ? { name: attrs.name } : {}),
+      ...(attrs.addr !== undefined ? { addr: attrs.addr } : {}),
+      ...(attrs.port !== undefined ? { port: attrs.port } : {}),
+    };
+    state.queueId = null;
+    state.envelope = null;
+    const asReply = (err: Error | null): Reply | null => (err ? { code: (err as Error & { responseCode: number }).responseCode, text: err.message } : null);
+    if (milters) {
+      milters.close(session);
+      const r = await milters.connect(session, milterContext(session, null));
+      if (r) return { code: r.code, text: r.text };
+    }
+    if (policy.delayReject || !policy.has('client')) return null;
+    try {
+      return asReply(apply(await policy.checkClient({ ...policyRequest(session, 'CONNECT', null), sender: null, helo: '' }), state, session));
+    } catch (err) {
+      return asReply(policyFailed(err as Error));
+    }
+  };
 
   server = new SMTPServer({
     name: hostname,
@@ -202,7 +270,28 @@ async function main(): Promise<void> {
     maxRecipients: config.getInt('smtpd_recipient_limit'),
     socketTimeout: config.getTime('smtpd_timeout') * 1000,
     closeTimeout: 5000,
-    ...({ postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
+    ...({
+      // CHUNKING (bdat.ts), XCLIENT (xclient.ts), XFORWARD (xforward.ts).
+      postactorBdat: {
+        enabled: !discardEhlo.has('chunking'),
+        sizeLimit,
+        namaddr,
+        queueId: (session: SMTPServerSession) => {
+          const state = states.get(session);
+          return state && state.envelope === session.envelope ? state.queueId : null;
+        },
+      },
+      postactorXclient: {
+        allowed: (session: object) => clientIn(xclientHosts, session),
+        announce: (session: object) => !discardEhlo.has('xclient') && clientIn(xclientHosts, session),
+        apply: xclientApply,
+      },
+      postactorXforward: {
+        allowed: (addr: string) => xforwardHosts !== null && xforwardHosts.has(addr),
+        announce: (addr: string) => !discardEhlo.has('xforward') && xforwardHosts !== null && xforwardHosts.has(addr),
+      },
+    } as object),
+    ...({ postactorSyntax: { strict: config.getBool('strict_rfc821_envelopes'), heloRequired: config.getBool('smtpd_helo_required') }, postactorPipelining: { forbid: config.getBool('smtpd_forbid_unauth_pipelining') }, postactorBareNewline: bareNewline, postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
       // smtpd_milters hear unknown commands (Postfix: milter_unknown_event).
       ...(milters ? {
@@ -393,13 +482,18 @@ async function main(): Promise<void> {
           const saslSender = state.saslSender.get(session.envelope);
           log.info(`${state.queueId}: client=${state.client.name}[${state.client.addr}]`
             + (login ? `, sasl_method=${login.method}, sasl_username=${login.username}` : '')
-            + (saslSender !== undefined ? `, sasl_sender=${saslSender}` : ''));
+            + (saslSender !== undefined ? `, sasl_sender=${saslSender}` : '')
+            + clientLineTail(forwardedOf(session)));
         }
         callback();
       };
       // A transaction that will be discarded accepts every recipient unchecked, as Postfix does.
       if (effectsOf(state, session).discard !== null) return accept();
-      policy.checkRecipient(policyRequest(session, 'RCPT', address.address)).then((v) => {
+      const probeRecipient = verifySender !== null && verifySender.valid(address.address) !== null;
+      const verdict: Promise<Verdict> = probeRecipient
+        ? Promise.resolve({ ok: true, discard: null, prepend: [] })
+        : policy.checkRecipient(policyRequest(session, 'RCPT', address.address));
+      verdict.then((v) => {
         const err = apply(v, state, session);
         if (err) return callback(err);
         if (!milters) return accept();
@@ -411,37 +505,59 @@ async function main(): Promise<void> {
 
     onData(stream: SMTPServerDataStream, session, callback) {
       const state = states.get(session)!;
-      const chunks: Buffer[] = [];
-      let total = 0;
-      stream.on('data', (chunk: Buffer) => {
-        total += chunk.length;
-        if (sizeLimit <= 0 || total <= sizeLimit) chunks.push(chunk);
+      // The content as it arrives: memory up to a small threshold, then a spool file (spool.ts).
+      const spool = new Spool(spoolDir, sizeLimit);
+      let failed = false;
+      spool.on('error', (err: Error) => {
+        failed = true;
+        log.warn(`${state.queueId}: spool file write error: ${err.message}`);
       });
-      stream.on('error', () => { /* the client went away; nothing was acknowledged */ });
-      stream.on('end', () => {
+      stream.on('error', () => { void spool.release(); /* the client went away; nothing was acknowledged */ });
+      stream.pipe(spool);
+      spool.on('finish', () => {
+        const total = spool.total;
         if (stream.sizeExceeded || (sizeLimit > 0 && total > sizeLimit)) {
+          void spool.release();
           log.info(`${state.queueId}: reject: END-OF-MESSAGE from ${state.client.name}[${state.client.addr}]: 552 5.3.4 Message size exceeds fixed limit; proto=ESMTP helo=<${session.hostNameAppearsAs}>`);
           metrics().smtpdRejects.inc({ code: '552', stage: 'END-OF-MESSAGE', reason: 'message_size_limit' });
           return callback(refuse(552, '5.3.4 Message size exceeds fixed limit'));
         }
-        void endOfData(total).then((err) => {
-          if (err) return callback(err);
+        // smtpd_forbid_bare_newline = reject: a bare LF in the content, refused now (Postfix's
+        // delayed reject), nothing queued.
+        const bare = contentRefusal(session, bareNewline);
+        if (bare) {
+          void spool.release();
+          log.info(whatsup(session as never, state.queueId, 'END-OF-MESSAGE', `${state.client.name}[${state.client.addr}]`, 'bare <LF> received'));
+          return callback(refuse(bare.code, bare.text));
+        }
+        if (failed) {
+          void spool.release();
+          return callback(refuse(451, '4.3.0 Error: queue file write error'));
+        }
+        void endOfData(total).then(async (err) => {
+          if (err) return finish(err);
           const effects = effectsOf(state, session);
           // DISCARD: claim delivery, queue nothing (the action was logged when it matched).
-          if (effects.discard !== null) return callback(null, `2.0.0 Ok: queued as ${state.queueId}`);
+          if (effects.discard !== null) return finish(null, `2.0.0 Ok: queued as ${state.queueId}`);
           if (!milters) return queue(effects.prepend);
           // End of message through the milters, before the 250: their verdict answers the client.
-          const whole = Buffer.concat(chunks, total);
-          void milters.content(session, milterContext(session, null), whole).then((r) => {
-            if (r.kind === 'refuse') return callback(milterError(r.refusal));
-            if (r.kind === 'discard') return callback(null, `2.0.0 Ok: queued as ${state.queueId}`);
-            chunks.length = 0;
-            chunks.push(Buffer.from(r.content.buffer, r.content.byteOffset, r.content.length));
-            total = r.content.length;
-            queue(effects.prepend, { env: r.env, hold: r.hold, milterHeaders: r.milterHeaders ?? [] });
+          const whole = Buffer.from((await spool.content()).buffer);
+          return milters.content(session, milterContext(session, null), whole).then((r) => {
+            if (r.kind === 'refuse') return finish(milterError(r.refusal));
+            if (r.kind === 'discard') return finish(null, `2.0.0 Ok: queued as ${state.queueId}`);
+            spool.replace(r.content);
+            return queue(effects.prepend, { env: r.env, hold: r.hold, milterHeaders: r.milterHeaders ?? [] });
           });
+        }).catch((e: Error) => {
+          log.warn(`${state.queueId}: spool file read error: ${e.message}`);
+          finish(refuse(451, '4.3.0 Error: queue file write error'));
         });
       });
+
+      function finish(err: Error | null, text?: string): void {
+        void spool.release();
+        callback(err, text);
+      }
 
       /** smtpd_end_of_data_restrictions: the error to answer, or null. */
       async function endOfData(size: number): Promise<Error | null> {
@@ -453,19 +569,15 @@ async function main(): Promise<void> {
         }
       }
 
-      function queue(prepend: string[], edited?: { env: EnvelopeEdits | null; hold: boolean; milterHeaders: string[] }): void {
+      async function queue(prepend: string[], edited?: { env: EnvelopeEdits | null; hold: boolean; milterHeaders: string[] }): Promise<void> {
         // PREPEND headers first, then the message. An owned ArrayBuffer, so it can be
         // transferred to cleanup instead of copied.
         const head = Buffer.from(prepend.map((h) => `${h}\r\n`).join(''), 'utf8');
-        const content = new Uint8Array(head.length + total);
-        content.set(head, 0);
-        let offset = head.length;
-        for (const c of chunks) {
-          content.set(c, offset);
-          offset += c.length;
-        }
+        // Read again from the spool for a retry after BUSY (the first copy is transferred away).
+        const content = await spool.content(head);
         const login = saslLogin(session);
         const tlsInfo = (session as { paTls?: TlsSummary }).paTls;
+        const forwarded = forwardedOf(session);
         const client: ClientInfo = {
           ...state.client,
           helo: session.hostNameAppearsAs ?? '',
@@ -473,6 +585,7 @@ async function main(): Promise<void> {
           ...(tlsInfo ? { tls: tlsInfo } : {}),
           ...(login ? { saslMethod: login.method, saslUsername: login.username } : {}),
           ...(login && sasl?.settings.authenticatedHeader ? { authenticatedHeader: true } : {}),
+          ...(forwarded ? { forwarded } : {}),
         };
         const request: CleanupRequest = {
           queueId: state.queueId!,
@@ -498,14 +611,14 @@ async function main(): Promise<void> {
         }
         if (edited?.hold) request.hold = true;
         if (edited?.milterHeaders.length) request.milterHeaders = edited.milterHeaders;
-        void submit(request).then((reply) => {
-          if (reply.ok) {
-            metrics().smtpdMessages.inc({ sasl_method: login?.method ?? '' });
-            return callback(null, `2.0.0 Ok: queued as ${reply.queueId}`);
-          }
-          log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);
-          callback(refuse(reply.code, `${reply.dsn} ${reply.text}`));
-        });
+        const reply = await submit(request, () => spool.content(head));
+        void spool.release();
+        if (reply.ok) {
+          metrics().smtpdMessages.inc({ sasl_method: login?.method ?? '' });
+          return finish(null, `2.0.0 Ok: queued as ${reply.queueId}`);
+        }
+        log.warn(`${request.queueId}: cleanup: ${reply.code} ${reply.dsn} ${reply.text}`);
+        finish(refuse(reply.code, `${reply.dsn} ${reply.text}`));
       }
     },
 
@@ -514,19 +627,22 @@ async function main(): Promise<void> {
       anvil?.disconnect(session);
       const state = states.get(session);
       if (!state) return;
-      log.info(`disconnect from ${state.client.name}[${state.client.addr}] ${formatCounters(countersOf(session))}`);
+      log.info(`disconnect from ${state.client.name}[${state.client.addr}] ${formatCounters(countersOf(session))}${bareLfNoted(session) ? ' notes=bare_lf' : ''}`);
       metrics().smtpdDisconnects.inc();
       metrics().smtpdSessions.dec();
     },
   });
 
-  /** Hands a message to cleanup; when its mailbox is full, waits in_flow_delay once (push back). */
-  async function submit(request: CleanupRequest): Promise<CleanupReply> {
+  /**
+   * Hands a message to cleanup; when its mailbox is full, waits in_flow_delay once (push back).
+   * The content is transferred, so after any answer, BUSY included, its buffer belongs to
+   * another thread (Node 24 throws on slicing it): a retry sends a new one, made by `contentOf`.
+   */
+  async function submit(request: CleanupRequest, contentOf: () => Promise<Uint8Array>): Promise<CleanupReply> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const transfer = attempt === 0 ? [request.content.buffer as ArrayBuffer] : [];
-        const copy = attempt === 0 ? request : { ...request, content: request.content.slice() };
-        return await actor.request<CleanupReply>('cleanup', copy, transfer);
+        const body = attempt === 0 ? request : { ...request, content: await contentOf() };
+        return await actor.request<CleanupReply>('cleanup', body, [body.content.buffer as ArrayBuffer]);
       } catch (err) {
         if (err instanceof ServiceError && err.code === 'BUSY' && attempt === 0) {
           await new Promise((r) => setTimeout(r, inFlowDelay || 1000));
@@ -581,8 +697,18 @@ async function main(): Promise<void> {
       void peerName(addr, peernameLookup).then((name) => log.warn(`Wrapper-mode request dropped from ${name}[${addr}] for service ${config.get('service_name')}. TLS context initialization failed. For details see earlier warnings in your logs.`));
     });
   }
+  // The total session limit and the open-file reserve (sessions.ts).
+  const sessionLimit = sessionLimitOf(config, raiseOpenFileLimit());
+  const admit = gateSessions(primary, {
+    limit: sessionLimit,
+    counter: anvilTable ?? localCounter(),
+    service: config.get('service_name'),
+    endpoint: config.get('service_name'),
+    plaintext: !tlsSettings.wrapper,
+  });
   /** A session on a socket whose endpoints someone else read (postscreen, a PROXY header). */
-  const handOff = (socket: net.Socket, ep: Endpoints) => (server as unknown as { connect(s: net.Socket, o: object): void }).connect(socket, {
+  // Such sessions count against the session limit too.
+  const handOff = (socket: net.Socket, ep: Endpoints) => admit(socket) && (server as unknown as { connect(s: net.Socket, o: object): void }).connect(socket, {
     id: randomBytes(10).toString('hex'),
     remoteAddress: ep.clientAddr, remotePort: ep.clientPort, localAddress: ep.serverAddr, localPort: ep.serverPort,
   });
@@ -619,25 +745,10 @@ async function main(): Promise<void> {
     s.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`bind ${a.host} port ${a.port}: ${e.code === 'EADDRINUSE' ? 'Address already in use' : e.message}`)));
     s.listen({ host: a.host, port: a.port, reusePort: true, backlog: 1024, ...(a.ipv6Only ? { ipv6Only: true } : {}) }, () => resolve());
   })));
-  // Stop (postactor stop, reload): accept no more connections, let the sessions in progress
-  // finish (as an old Postfix smtpd does after a reload), and only after a grace period tell the
-  // remaining ones "421 … shutting down".
-  parentPort!.on('message', (msg: { type?: string }) => {
-    if (msg?.type !== 'postactor:stop') return;
-    for (const l of listeners) l.close();
-    const connections = (server as unknown as { connections: Set<unknown> }).connections;
-    const deadline = Date.now() + 10_000;
-    const exit = () => {
-      flushMaillog();
-      process.exit(0);
-    };
-    const poll = () => {
-      if (connections.size === 0) return exit();
-      if (Date.now() < deadline) return void setTimeout(poll, 50);
-      server!.close(exit);
-      setTimeout(exit, 6000).unref();
-    };
-    poll();
+  // Retired by a reload: the sessions finish here; stopped: they get a grace period (shutdown.ts).
+  handleShutdown(server, listeners, () => {
+    flushMaillog();
+    process.exit(0);
   });
   parentPort!.postMessage({ type: 'postactor:ready' });
 }

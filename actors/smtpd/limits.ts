@@ -61,6 +61,8 @@ const KNOWN = new Set(['HELO', 'EHLO', 'XCLIENT', 'XFORWARD', 'STARTTLS', 'AUTH'
 const JUNK = new Set(['HELO', 'EHLO', 'RSET', 'NOOP', 'VRFY', 'ETRN']);
 /** Postfix's state->where while message content is read. */
 const AFTER_DATA = 'DATA content';
+/** …and while a BDAT chunk is read (bdat.ts). */
+const AFTER_BDAT = 'BDAT content';
 
 /** Per-connection state, kept on the connection object. */
 interface State {
@@ -94,7 +96,21 @@ type Conn = {
   close(): void;
   _onTimeout(): void;
   _paLimits?: State;
+  /** bdat.ts: the BDAT transaction, with the bytes of its chunks read so far. */
+  _paBdat?: { received: number };
 };
+
+/**
+ * A BDAT chunk is being read (bdat.ts): "timeout after BDAT (N bytes)", and with the
+ * per-request deadline the chunk earns time at smtpd_min_data_rate, as DATA content does.
+ */
+export function bdatContent(conn: object): void {
+  const c = conn as Conn;
+  const limits = c._server.options.postactorLimits;
+  if (!limits) return;
+  stateOf(c).where = AFTER_BDAT;
+  if (limits.perRequestDeadline) recharge(c, limits, limits.minDataRate);
+}
 
 function stateOf(conn: Conn): State {
   return (conn._paLimits ??= { errors: 0, junk: 0, pending: null, where: 'CONNECT', budget: 0, since: 0, rate: 0, timer: null, watched: null, hangup: false });
@@ -122,7 +138,8 @@ export function installLimits(proto: Record<string, unknown>): void {
       st.pending = null;
       if (code >= 400) st.errors++;
       if (JUNK.has(cmd) && st.junk++ > limits.junkCommandLimit) st.errors++;
-      if (cmd === 'DATA' && code < 400) {
+      // (BDAT: only the reply to BDAT LAST says "queued as", bdat.ts.)
+      if ((cmd === 'DATA' || (cmd === 'BDAT' && String(data).includes(' queued as '))) && code < 400) {
         // A message received: Postfix forgives the client's earlier errors and junk.
         st.where = 'END-OF-MESSAGE';
         st.errors = 0;
@@ -200,7 +217,8 @@ function timedOut(conn: Conn, limits: Limits): void {
   if (st.hangup) return;
   st.hangup = true;
   stopDeadline(st);
-  const where = st.where === AFTER_DATA ? `DATA (${(conn._parser && conn._parser.dataBytes) || 0} bytes)` : st.where;
+  const where = st.where === AFTER_DATA ? `DATA (${(conn._parser && conn._parser.dataBytes) || 0} bytes)`
+    : st.where === AFTER_BDAT ? `BDAT (${conn._paBdat?.received ?? 0} bytes)` : st.where;
   log.info(`timeout after ${where} from ${limits.namaddr(conn.session)}`);
 }
 

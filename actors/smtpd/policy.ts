@@ -29,6 +29,8 @@ import { saslSettings, type SaslSettings } from './sasl.js';
 import { openPolicyTable, tableSpecError, type PolicyTable } from './restrictions/tables.js';
 import { DUNNO, formatReply, PERMIT, rejected, type Action, type PolicyRequest, type Reply, type Restriction, type Stage } from './restrictions/types.js';
 import { checkListed, unlisted, type UnlistedSettings } from './restrictions/unlisted.js';
+import { unverified, type UnverifiedCodes, type VerifySettings } from './restrictions/verify.js';
+import { VerifyClient } from '../../src/verify/client.js';
 
 export type { PolicyRequest, Stage, Where } from './restrictions/types.js';
 
@@ -109,6 +111,11 @@ export class SmtpdPolicy {
   /** relay_clientcerts, for permit_tls_clientcerts. */
   private readonly relayClientCerts: PolicyTable[];
   private readonly askCcert: boolean;
+  /** reject_unverified_*: the verify service's client (set by smtpd; absent in `postactor check`). */
+  private verifyClient: VerifyClient | null = null;
+  private readonly verifySettings: VerifySettings;
+  private readonly unverifiedCodes: Record<'sender' | 'recipient', UnverifiedCodes>;
+  private readonly verifyService: string;
 
   /** Throws an Error whose message lists every problem (the server then refuses to start). */
   constructor(config: Config, log: PolicyLogger = maillog('smtpd')) {
@@ -178,6 +185,28 @@ export class SmtpdPolicy {
       },
       recipientDelimiter: delimiter,
       isLocalDomain: (d) => isLocalDomain(this.resolve, d),
+    };
+
+    this.verifyService = config.get('address_verify_service_name').trim();
+    this.verifySettings = {
+      client: () => this.verifyClient,
+      pollCount: config.getInt('address_verify_poll_count'),
+      pollDelay: config.getTime('address_verify_poll_delay') * 1000,
+      warn: (t) => this.log.warn(t),
+    };
+    this.unverifiedCodes = {
+      sender: {
+        deferCode: config.getInt('unverified_sender_defer_code'),
+        rejectCode: config.getInt('unverified_sender_reject_code'),
+        tempfail: tempfail('unverified_sender_tempfail_action'),
+        reason: config.get('unverified_sender_reject_reason').trim(),
+      },
+      recipient: {
+        deferCode: config.getInt('unverified_recipient_defer_code'),
+        rejectCode: config.getInt('unverified_recipient_reject_code'),
+        tempfail: tempfail('unverified_recipient_tempfail_action'),
+        reason: config.get('unverified_recipient_reject_reason').trim(),
+      },
     };
 
     this.relayClientCerts = maps('relay_clientcerts');
@@ -297,6 +326,7 @@ export class SmtpdPolicy {
       case 'defer_if_permit': return (r, s) => ({ kind: 'defer_if_permit', reply: rejected(450, '4.7.0', r, s, 'defer_if_permit requested') });
       case 'defer_if_reject': return (r, s) => ({ kind: 'defer_if_reject', reply: rejected(450, '4.7.0', r, s, 'defer_if_reject requested') });
       case 'warn_if_reject': return 'warn_if_reject';
+      case 'reject_unauth_pipelining': return (r, s) => (r.illPipelining ? { kind: 'reject', reply: rejected(503, '5.5.0', r, s, 'Improper use of SMTP command pipelining') } : DUNNO);
       case 'permit_mynetworks': return (r) => (this.mynetworks.has(r.clientAddr) ? PERMIT : DUNNO);
       // A client logged in with AUTH (an ANONYMOUS login does not count).
       case 'permit_sasl_authenticated': return (r) => (r.saslMethod && r.saslMethod.toLowerCase() !== 'anonymous' ? PERMIT : DUNNO);
@@ -331,6 +361,15 @@ export class SmtpdPolicy {
       case 'reject_unknown_helo_hostname': return unknownHelo(this.dns(), d);
       case 'reject_unlisted_recipient': return unlisted('recipient', this.unlistedSettings);
       case 'reject_unlisted_sender': return unlisted('sender', this.unlistedSettings);
+      case 'reject_unverified_recipient':
+      case 'reject_unverified_sender': {
+        if (!this.config.services.some((s) => s.name === this.verifyService && s.command === 'verify')) {
+          errors.push(`${param}: ${name}: master.cf has no "${this.verifyService}" service (command verify) to ask (address_verify_service_name)`);
+          return null;
+        }
+        const which = name === 'reject_unverified_sender' ? 'sender' : 'recipient';
+        return unverified(which, this.unverifiedCodes[which], this.verifySettings);
+      }
       case 'reject_rbl_client': return list((z, m) => dnsBlockList('rbl_client', z, m, this.dns(), d));
       case 'reject_rhsbl_client': return list((z, m) => dnsBlockList('rhsbl_client', z, m, this.dns(), d));
       case 'reject_rhsbl_sender': return list((z, m) => dnsBlockList('rhsbl_sender', z, m, this.dns(), d));
@@ -357,6 +396,11 @@ export class SmtpdPolicy {
     if (UNSUPPORTED_WITH_ARG.has(name)) arg();
     errors.push(`${param}: not supported: restriction "${name}" (see the README feature table)`);
     return null;
+  }
+
+  /** smtpd's connection to the verify service (reject_unverified_*), as its thread makes it. */
+  useVerifyService(request: (service: string, body: unknown) => Promise<unknown>): void {
+    this.verifyClient = new VerifyClient(request, this.verifyService);
   }
 
   // ---- address classes (trivial-rewrite's classify: domain lists only, no tables)

@@ -9,13 +9,13 @@
  *      bounced 5.1.1 'unknown user: "user@domain"'; a broken table → deferred 4.3.5 "mail
  *      system configuration error", the table's error in the log.
  *   2. The mailbox is $virtual_mailbox_base/<result>: a trailing "/" means a Maildir
- *      (tmp → new), anything else an mbox (virtual_mailbox_lock: dot-lock and flock).
+ *      (tmp → new), anything else an mbox (virtual_mailbox_lock: dot-lock, fcntl and flock).
  *   3. virtual_uid_maps / virtual_gid_maps give the owner (e.g. static:5000): a missing entry,
  *      a uid below virtual_minimum_uid or a gid <= 0 → deferred 4.3.5 with Postfix's warning
  *      ("recipient u@d: bad uid 50 in virtual_uid_maps").
  *   4. The copy gets Return-Path:, X-Original-To: and Delivered-To: (and the From_ line and
- *      ">From " quoting in an mbox), is written as that uid/gid (actors/local/run-writer.ts: a
- *      short-lived child when running as root) and fsynced before "delivered to maildir" /
+ *      ">From " quoting in an mbox), is written as that uid/gid (src/delivery/write.ts: by a
+ *      long-lived delivery helper process when running as root) and fsynced before "delivered to maildir" /
  *      "delivered to mailbox" is reported.
  *
  * Failures as Postfix words them: "delivery failed to mailbox PATH: …" (mbox) and "maildir
@@ -33,9 +33,10 @@ import { DomainList } from '../../src/address/domain.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { agentContext, report, type AgentContext } from '../discard/agent.js';
 import { mailCopy } from '../pipe/copy.js';
-import { lockSettings, type LockSettings } from '../local/mailbox.js';
-import { writeMailbox } from '../local/run-writer.js';
-import type { WriterJob } from '../local/writer.js';
+import { lockSettings, type LockSettings } from '../../src/delivery/mailbox.js';
+import { deliveryHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
+import { workerData } from 'piscina';
+import { isMainThread } from 'node:worker_threads';
 import { atol, VirtualMap } from './maps.js';
 
 interface State {
@@ -145,8 +146,9 @@ async function deliverRecipient(s: State, req: DeliveryRequest, content: Uint8Ar
     eol: '\n', sender: req.sender, originalRecipient: orcpt, deliveredTo: address, now: new Date(),
   });
   const job: WriterJob = { kind: maildir ? 'maildir' : 'mbox', path, uid, gid, inSpool: false, locks: s.locks, sizeLimit: s.sizeLimit, ...(s.strictOwner ? {} : { anyOwner: true }) };
-  const r = await writeMailbox(job, data, user);
+  const r = await writeMailbox(job, data, user, (t) => s.ctx.log.warn(t));
   if (r.ok) return sent(maildir ? 'delivered to maildir' : 'delivered to mailbox');
+  if (r.died) return fail(r.dsn, r.reason);
   if (maildir && /permission denied/i.test(r.reason)) {
     s.ctx.log.warn(`maildir access problem for UID/GID=${uid}/${gid}: ${r.reason}`);
     s.ctx.log.warn('perhaps you need to create the maildirs in advance');
@@ -167,4 +169,15 @@ async function deliverRecipient(s: State, req: DeliveryRequest, content: Uint8Ar
 function configWarning(s: State, text: string): Result {
   s.ctx.log.warn(text);
   return CONFIG_ERROR();
+}
+
+// One delivery helper per agent thread from the start (as root or not), so the first deliveries
+// do not wait for a process to boot; more start when deliveries queue up (src/delivery/helpers.ts).
+if (!isMainThread && (workerData as { service?: string } | undefined)?.service) {
+  setImmediate(() => {
+    try {
+      const s = (state ??= init());
+      deliveryHelpers((t) => s.ctx.log.warn(t)).prestart();
+    } catch { /* the first delivery reports what is wrong */ }
+  });
 }

@@ -166,15 +166,17 @@ export function parseAssignment(arg: string): [string, string] {
 }
 
 /**
- * Edits main.cf text as postconf -e / -# do.
+ * Edits main.cf text as postconf -e / -# / -X do.
  *  - set (edits maps name -> value): every setting of a name is replaced by
  *    one "name = value" line, its continuation lines dropped (comment lines
- *    inside it are kept); names not present are appended at the end.
+ *    inside it are kept).
  *  - comment (edits' keys are the names): every physical line of each
  *    setting gets a leading '#'; names not present are ignored.
+ *  - delete (-X): every setting of the names goes, with its continuation lines.
+ * Names that -e sets and main.cf lacks are appended in name order (Postfix sorts them).
  * All other lines (comments, blank lines, other settings) are kept as they are.
  */
-export function editMainCf(text: string, edits: ReadonlyMap<string, string>, mode: 'set' | 'comment', file = 'main.cf'): EditResult {
+export function editMainCf(text: string, edits: ReadonlyMap<string, string>, mode: 'set' | 'comment' | 'delete', file = 'main.cf'): EditResult {
   const eol = text.includes('\r\n') ? '\r\n' : '\n';
   const lines = text.split(/\r?\n/);
   if (lines[lines.length - 1] === '') lines.pop();
@@ -192,18 +194,20 @@ export function editMainCf(text: string, edits: ReadonlyMap<string, string>, mod
       else if (mode === 'comment') out.push(`#${line}`);
       continue;
     }
-    const eq = line.indexOf('=');
-    const name = eq < 0 ? null : line.slice(0, eq).trim();
-    inEdited = name !== null && edits.has(name);
+    // The name is what precedes the first blank or '=' (Postfix's postconf reads it so).
+    const name = /^[^ \t\r\n=]*/.exec(line)![0];
+    inEdited = edits.has(name);
     if (!inEdited) {
       out.push(line);
       continue;
     }
-    seen.set(name!, (seen.get(name!) ?? 0) + 1);
-    out.push(mode === 'comment' ? `#${line}` : `${name} = ${edits.get(name!)}`);
+    seen.set(name, (seen.get(name) ?? 0) + 1);
+    if (mode === 'comment') out.push(`#${line}`);
+    else if (mode === 'set') out.push(`${name} = ${edits.get(name)}`);
   }
   if (mode === 'set') {
-    for (const [name, value] of edits) if (!seen.has(name)) out.push(`${name} = ${value}`);
+    const missing = [...edits.keys()].filter((n) => !seen.has(n)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const name of missing) out.push(`${name} = ${edits.get(name)}`);
   }
   const warnings: string[] = [];
   for (const [name, n] of seen) if (n > 1) warnings.push(`${file}: multiple entries for "${name}"`);
@@ -234,7 +238,7 @@ const INDENT = '    ';
 const BLANK_RE = /[ \t\r\n]/;
 
 /** Splits on blanks; text inside balanced {} stays in one token. */
-function splitQuoted(text: string): string[] {
+export function splitQuoted(text: string): string[] {
   const out: string[] = [];
   let i = 0;
   while (i < text.length) {
@@ -272,7 +276,7 @@ function isOptionEnd(arg: string): boolean {
 }
 
 /** Normalizes the daemon arguments after the command (index 8 on), as postconf does. */
-function normalizeArgs(argv: string[]): void {
+export function normalizeArgs(argv: string[]): void {
   let k = 8;
   for (; k < argv.length; k++) {
     let arg = argv[k]!;

@@ -111,8 +111,20 @@ export function maillogTag(tag: string): Logger {
   return logger(() => tag);
 }
 
+/**
+ * Postfix's msg_vprintf passes every log text through printable(text, '?'): control characters
+ * (and broken UTF-16, Node's form of bad UTF-8) become '?', so text a client sent can neither
+ * forge log lines nor hide in them.
+ */
+const UNPRINTABLE = /[\x00-\x1f\x7f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, '?');
+}
+
 function logger(tagOf: () => string): Logger {
-  const write = (text: string, level: keyof typeof SEVERITY = 'info') => {
+  const write = (raw: string, level: keyof typeof SEVERITY = 'info') => {
+    const text = printable(raw);
     if (syslog) {
       // One record a line: a newline inside the text would split it (syslog(3) sends it whole).
       const record = text.replace(/\n/g, ' ');

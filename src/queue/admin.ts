@@ -14,7 +14,7 @@
  */
 import { manual } from '../cli/manual.js';
 import { ConfigError, loadConfig, queueDirectory, type Config } from '../config/index.js';
-import { controlRequest, controlSocketPath } from '../../actors/master/control.js';
+import { controlRequest, controlSocketPath } from '../runtime/control.js';
 import { fatal } from './command-line.js';
 import type { QueueStore, StoreChange } from './store.js';
 import type { MessageMeta, QueueName } from './types.js';

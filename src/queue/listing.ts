@@ -175,7 +175,7 @@ export async function listQueue(config: ListingConfig, json: boolean, beforeStor
 
 /** The running master's listing; null when none answers (or an older one does not know showq). */
 async function fromMaster(config: ListingConfig): Promise<ListedMessage[] | null> {
-  const { controlRequest, controlSocketPath } = await import('../../actors/master/control.js');
+  const { controlRequest, controlSocketPath } = await import('../runtime/control.js');
   try {
     const listed = await controlRequest(controlSocketPath(config.queueDir), 'showq', { emptyAddress: config.emptyAddress }, 5000);
     return Array.isArray(listed) ? (listed as ListedMessage[]) : null;

@@ -9,6 +9,9 @@
  *   logs     [queue ID, bounce|defer|trace] → StatusRecord[]   (Postfix's bounce/, defer/, trace/ logs)
  *   mta-sts  policy domain → StsPolicyRecord   (fetched MTA-STS policies: every smtp thread shares
  *            them and they survive a restart, as RFC 8461 wants a policy kept for its max_age)
+ *   verify   address → VerifyEntry   (the verify service's address_verify_map: Postfix keeps it in
+ *            btree:$data_directory/verify_cache; here it is one more database of the store, so
+ *            it survives a restart and shares the store's commits and backups)
  *   postscreen  client address → postscreen's test expiry times "pregreet;dnsbl;pipelining;nonsmtp;barelf"
  *            (postscreen_cache_map: every smtpd thread running postscreen shares it)
  *
@@ -23,7 +26,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { contentChecksum, STORE_FILE, storeFileProblem } from './integrity.js';
-import type { LogKind, MessageMeta, QueueName, StatusRecord, StsPolicyRecord } from './types.js';
+import type { LogKind, MessageMeta, QueueName, StatusRecord, StsPolicyRecord, VerifyEntry } from './types.js';
 
 export * from './types.js';
 
@@ -113,6 +116,7 @@ export class QueueStore {
   private readonly due: Database<true, Key>;
   private readonly statusLogs: Database<StatusRecord[], Key>;
   private readonly stsPolicies: Database<StsPolicyRecord, string>;
+  private readonly verifyCache: Database<VerifyEntry, string>;
   private readonly postscreen: Database<string, string>;
 
   private constructor(readonly directory: string, options: StoreOptions) {
@@ -135,6 +139,7 @@ export class QueueStore {
     this.due = this.root.openDB<true, Key>('due', {});
     this.statusLogs = this.root.openDB<StatusRecord[], Key>('logs', {});
     this.stsPolicies = this.root.openDB<StsPolicyRecord, string>('mta-sts', {});
+    this.verifyCache = this.root.openDB<VerifyEntry, string>('verify', {});
     this.postscreen = this.root.openDB<string, string>('postscreen', {});
     if (!options.readOnly) {
       for (const file of ['queue.lmdb', 'queue.lmdb-lock']) {
@@ -166,6 +171,22 @@ export class QueueStore {
   /** Caches (replaces) a domain's MTA-STS policy; resolves once it is on disk. */
   async putStsPolicy(domain: string, policy: StsPolicyRecord): Promise<void> {
     await this.write(() => this.stsPolicies.put(domain, policy));
+  }
+
+  /** The verify service's entry for an address (as the client wrote it), if any. */
+  verifyEntry(address: string): VerifyEntry | undefined {
+    return this.verifyCache.get(address);
+  }
+
+  /** Replaces an address's verify entry (null: removes it); resolves once it is on disk. */
+  async putVerifyEntry(address: string, entry: VerifyEntry | null): Promise<void> {
+    if (entry === null) await this.verifyCache.remove(address);
+    else await this.verifyCache.put(address, entry);
+  }
+
+  /** Every verify entry, for the verify service's cache cleanup run. */
+  *verifyEntries(): Iterable<[string, VerifyEntry]> {
+    for (const { key, value } of this.verifyCache.getRange({})) yield [key, value];
   }
 
   /** postscreen's cache entry of a client address, if any (another thread's write may be one event turn late). */

@@ -7,6 +7,26 @@
 export type QueueName = 'incoming' | 'active' | 'deferred' | 'hold' | 'corrupt';
 export const QUEUE_NAMES: readonly QueueName[] = ['incoming', 'active', 'deferred', 'hold', 'corrupt'];
 
+/**
+ * A message's trace flags (Postfix's DEL_REQ_FLAG_*): `verify` sendmail -bv (USR_VRFY: the
+ * sender gets a report, nothing is delivered), `record` sendmail -v (RECORD: delivered and
+ * reported), `probe` an address verification probe of the verify service (MTA_VRFY: nothing is
+ * delivered, each outcome goes to the verify service, no notice is sent).
+ */
+export type TraceMode = 'verify' | 'record' | 'probe';
+
+/**
+ * One entry of the address verification cache (Postfix's "status:probed:updated:text"): the
+ * last probe's outcome, when it arrived (`updated`, ms; 0: none yet) and when a probe was last
+ * sent (`probed`, ms; 0: none outstanding).
+ */
+export interface VerifyEntry {
+  status: 'ok' | 'defer' | 'bounce' | 'todo';
+  probed: number;
+  updated: number;
+  text: string;
+}
+
 /** One envelope recipient. `done` is Postfix's R → D record flip: delivered or bounced. */
 export interface RecipientRecord {
   address: string;
@@ -25,7 +45,7 @@ export interface ClientInfo {
   addr: string;        // IP address
   port: number;
   helo: string;
-  protocol: 'SMTP' | 'ESMTP' | 'LOCAL';
+  protocol: 'SMTP' | 'ESMTP' | 'LOCAL' | 'QMQP';
   /** The TLS session the message came over (smtpd), for its Received header. */
   tls?: TlsInfo;
   /** The client's SASL login (smtpd AUTH): Received says "with ESMTPA". */
@@ -33,6 +53,29 @@ export interface ClientInfo {
   saslUsername?: string;
   /** smtpd_sasl_authenticated_header: Received names the login ("Authenticated sender: …"). */
   authenticatedHeader?: boolean;
+  /** What an XFORWARD client said about the mail's origin (actors/smtpd/xforward.ts). */
+  forwarded?: ForwardedClient;
+  /** local_header_rewrite_clients matched (cleanup): the next XFORWARD says SOURCE=LOCAL. */
+  rewriteLocal?: boolean;
+}
+
+/**
+ * The mail's origin as an XFORWARD client forwarded it (smtpd_authorized_xforward_hosts): kept
+ * with the message so that our own XFORWARD (smtp_send_xforward_command) passes it on. What was
+ * not forwarded reads "unknown", as in Postfix.
+ */
+export interface ForwardedClient {
+  name: string;
+  addr: string;
+  port: string;
+  protocol: string;
+  helo?: string;
+  /** The queue ID at the first MTA (IDENT). */
+  ident?: string;
+  /** SOURCE: LOCAL or REMOTE (the address rewriting context). */
+  source?: 'LOCAL' | 'REMOTE';
+  /** A client attribute (NAME ADDR PORT PROTO HELO) was forwarded, not only IDENT or SOURCE. */
+  forwardedClient?: boolean;
 }
 
 /** What an smtpd TLS session negotiated. */
@@ -90,8 +133,9 @@ export interface MessageMeta {
   filter?: string;
   /** delay_warning_time: the one delay notice has been sent (Postfix's W record set to -1). */
   delayWarned?: boolean;
-  /** sendmail -bv (verify: report deliverability, deliver nothing) or -v (deliver and report). */
-  trace?: 'verify' | 'record';
+  /** sendmail -bv (verify: report deliverability, deliver nothing) or -v (deliver and report), or
+   *  a verify service probe (deliver nothing, report to the service). */
+  trace?: TraceMode;
   /** SMTPUTF8 flags of the message (absent: none). */
   smtputf8?: Smtputf8Flags;
   /**

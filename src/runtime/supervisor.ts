@@ -88,6 +88,34 @@ export class SupervisedWorker {
     });
   }
 
+  /**
+   * Retires the worker after a reload: it is not restarted, and it is asked to finish its work
+   * at its own pace (smtpd: close its listeners, serve its sessions to the end). `closed`
+   * resolves once it says it accepts no more work (`postactor:closed`) or has exited, `exited`
+   * once the thread is gone; stop() still ends it sooner (the server stops meanwhile).
+   */
+  retire(): { closed: Promise<void>; exited: Promise<void> } {
+    this.stopping = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    const w = this.worker;
+    if (!w) return { closed: Promise.resolve(), exited: Promise.resolve() };
+    const exited = new Promise<void>((r) => w.once('exit', () => r()));
+    const closed = new Promise<void>((r) => {
+      const onMessage = (msg: { type?: string }) => {
+        if (msg?.type !== 'postactor:closed') return;
+        w.off('message', onMessage);
+        r();
+      };
+      w.on('message', onMessage);
+      void exited.then(() => r());
+    });
+    // A worker still starting (a restart after a crash) has no session yet, and may not
+    // listen for the message yet either: it simply ends.
+    if (this.readyAt === 0) void w.terminate();
+    else w.postMessage({ type: 'postactor:retire' });
+    return { closed, exited };
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);

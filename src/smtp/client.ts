@@ -58,7 +58,9 @@ import type { SourceAddresses } from './bind-address.js';
 import { offeredMechanisms, type SaslCredentials } from '../sasl/client.js';
 import { SaslFailure, saslAuthenticate, type SaslClientSettings } from './sasl-auth.js';
 import type { TlsEngine } from './tls.js';
+import { xforwardCommands, xforwardKeywords, type XforwardAttrs } from './xforward.js';
 import { mustMatch, tlsRequired, type TlsPolicy } from './tls-policy.js';
+import { quote822Local } from '../address/quote.js';
 
 /** The source address could not be bound (not a local address, wrong family). */
 class BindError extends Error {
@@ -137,8 +139,12 @@ export interface SmtpClientOptions {
   noteStarttlsOffer?: boolean;
   /** smtp_tls_wrappermode: TLS from the first byte (port 465). */
   wrappermode?: boolean;
+  /** smtp_line_length_limit (998): longer content lines are broken with CRLF SPACE; 0: never. */
+  lineLengthLimit?: number;
   /** "smtp" or "lmtp": parameter names in warnings. */
   prefix?: 'smtp' | 'lmtp';
+  /** smtp_send_xforward_command: XFORWARD the message's origin to a server that offers it (xforward.ts). */
+  sendXforward?: boolean;
 }
 
 export interface SmtpHost {
@@ -162,8 +168,12 @@ export interface SmtpEnvelope {
   dsn?: { ret?: string; envId?: string; recipients?: ({ notify?: string[]; orcpt?: string } | undefined)[] };
   /** sendmail -bv: MAIL and RCPT only, then RSET: each recipient's RCPT reply is the answer. */
   verify?: boolean;
+  /** The queue ID, for log lines about this delivery. */
+  queueId?: string;
   /** The SASL credentials for a host of this delivery (smtp_sasl_password_maps), null = none. */
   credentials?: (h: SmtpHost) => Promise<SaslCredentials | null>;
+  /** The message's origin, for XFORWARD (sent only with sendXforward, to a server that offers it). */
+  xforward?: XforwardAttrs;
 }
 
 /** Longest reply line we buffer before calling the peer broken (RFC 5321 allows 512). */
@@ -176,9 +186,14 @@ const MAX_LINE = 65536;
  * Returns `content` ready to send after a 354: bare LF turned into CRLF, lines that start
  * with '.' get another '.', a final CRLF added if missing, then the ".\r\n" terminator.
  * Lines are found with Buffer.indexOf (native memchr); runs of lines that need no change
- * (CRLF, no leading dot) are copied in one go, so CRLF content costs one scan plus one copy.
+ * (CRLF, no leading dot, not too long) are copied in one go, so CRLF content costs one scan
+ * plus one copy.
+ *
+ * `lineLimit` (smtp_line_length_limit, 998; 0: none): a longer line is broken as Postfix's
+ * smtp_text_out breaks it: after each `lineLimit` bytes a CRLF and a SPACE (so a header line
+ * stays one folded header); `info.folded` says whether that happened (for the log line).
  */
-export function dotStuff(content: Uint8Array): Buffer {
+export function dotStuff(content: Uint8Array, lineLimit = 0, info?: { folded: boolean }): Buffer {
   const src = Buffer.isBuffer(content) ? content : Buffer.from(content.buffer, content.byteOffset, content.byteLength);
   const n = src.length;
   let out = Buffer.allocUnsafe(n + (n >>> 5) + 16);
@@ -197,13 +212,32 @@ export function dotStuff(content: Uint8Array): Buffer {
     if (!hasNl) nl = n;
     const dot = src[pos] === 46;
     const crlf = hasNl && nl > pos && src[nl - 1] === 13;
-    if (!dot && crlf) { pos = nl + 1; continue; } // unchanged line: stays in the run
+    const end = crlf ? nl - 1 : nl;
+    const long = lineLimit > 1 && end - pos > lineLimit;
+    if (!dot && crlf && !long) { pos = nl + 1; continue; } // unchanged line: stays in the run
     // Flush the run, then write this line with its fix-ups.
-    ensure(pos - run + (nl - pos) + 8);
+    const pieces = long ? Math.ceil((end - pos) / (lineLimit - 1)) : 1;
+    ensure(pos - run + (nl - pos) + 8 + pieces * 3);
     o += src.copy(out, o, run, pos);
     if (dot) out[o++] = 46;
-    const end = crlf ? nl - 1 : nl;
-    o += src.copy(out, o, pos, end);
+    if (!long) {
+      o += src.copy(out, o, pos, end);
+    } else {
+      // The first piece holds lineLimit bytes, each further one a SPACE and lineLimit - 1.
+      let at = pos;
+      let room = lineLimit;
+      for (;;) {
+        const take = Math.min(room, end - at);
+        o += src.copy(out, o, at, at + take);
+        at += take;
+        if (at >= end) break;
+        out[o++] = 13;
+        out[o++] = 10;
+        out[o++] = 32;
+        room = lineLimit - 1;
+      }
+      if (info) info.folded = true;
+    }
     out[o++] = 13;
     out[o++] = 10;
     pos = hasNl ? nl + 1 : n;
@@ -248,6 +282,8 @@ class Connection {
   /** Mechanisms of the server's AUTH (and AUTH=) EHLO lines. */
   authMechanisms: string[] = [];
   starttls = false;
+  /** The attributes of the server's XFORWARD keyword, null when it has none. */
+  xforward: Set<string> | null = null;
   /** The TLS session (after STARTTLS or in wrapper mode). */
   secure = false;
   onIdleTrouble: ((c: Connection) => void) | null = null;
@@ -294,6 +330,7 @@ class Connection {
     this.smtputf8 = false;
     this.dsn = false;
     this.starttls = false;
+    this.xforward = null;
   }
 
   private onData(chunk: string): void {
@@ -388,6 +425,7 @@ class Connection {
       else if (kw === 'DSN') this.dsn = true;
       else if (kw.startsWith('AUTH ') || kw.startsWith('AUTH=')) this.authMechanisms = offeredMechanisms([...this.authMechanisms.map((m) => `AUTH ${m}`), kw]);
       else if (kw === 'STARTTLS') this.starttls = true;
+      else if (kw.startsWith('XFORWARD')) this.xforward = xforwardKeywords(kw) ?? this.xforward;
       else if (kw === 'SIZE' || kw.startsWith('SIZE ')) {
         const n = Number.parseInt(kw.slice(5), 10);
         this.sizeLimit = Number.isFinite(n) && n > 0 ? n : 0;
@@ -459,6 +497,8 @@ export class SmtpClient {
     this.opts = {
       idleTimeout: 2000, reuseLimit: 0, reuseTimeLimit: 300_000, lmtp: false, bind: { enforce: false }, onWarning: () => undefined,
       onInfo: () => undefined, tls: null, starttlsTimeout: 300_000, noteStarttlsOffer: false, wrappermode: false, prefix: opts.lmtp ? 'lmtp' : 'smtp',
+      sendXforward: false,
+      lineLengthLimit: 998,
       ...opts,
     };
     this.ehloCmd = `${opts.lmtp ? 'LHLO' : 'EHLO'} ${opts.heloName}\r\n`;
@@ -733,6 +773,15 @@ export class SmtpClient {
     return new SiteFailure({ code: 421, enhanced: '4.4.2', text: reason }, reason, retryable);
   }
 
+  /** Reads the XFORWARD replies (writing each command first unless pipelined); a refusal is only logged. */
+  private async xforwardReplies(c: Connection, h: SmtpHost, commands: { line: string; what: string }[], writeEach: boolean): Promise<void> {
+    for (const x of commands) {
+      if (writeEach) c.write(`${x.line}\r\n`);
+      const r = await this.read(c, h, Stage.Mail, this.opts.mailTimeout);
+      if (r.code < 200 || r.code > 299) this.opts.onWarning(`host ${h.host}[${h.addr}]:${h.port} said: ${replyToString(stripLines(r)).replace(/\n/g, ' ')} (in reply to ${x.what})`);
+    }
+  }
+
   private async transaction(c: Connection, h: SmtpHost, env: SmtpEnvelope, content: Uint8Array, result: DeliveryResult, reused: boolean): Promise<void> {
     const rcpts = env.recipients;
     const n = rcpts.length;
@@ -742,7 +791,8 @@ export class SmtpClient {
     if (env.size !== undefined && c.sizeLimit > 0 && env.size > c.sizeLimit) {
       return localFailure(result, n, { code: 552, enhanced: '5.3.4', text: `message size ${env.size} exceeds size limit ${c.sizeLimit} of server ${h.host}[${h.addr}]` });
     }
-    let mail = `MAIL FROM:<${env.sender}>`;
+    // Local parts that are not dot-atoms go out quoted, as Postfix's quote_822_local.
+    let mail = `MAIL FROM:<${quote822Local(env.sender)}>`;
     if (c.sizeLimit >= 0 && env.size !== undefined) mail += ` SIZE=${env.size}`;
     if (env.eightBit && c.eightBitMime) mail += ' BODY=8BITMIME';
     if (env.smtputf8 && c.smtputf8) mail += ' SMTPUTF8';
@@ -752,28 +802,33 @@ export class SmtpClient {
     mail += '\r\n';
     result.dsn = c.dsn;
     const rcptCmd = (i: number) => {
-      let cmd = `RCPT TO:<${rcpts[i]}>`;
+      let cmd = `RCPT TO:<${quote822Local(rcpts[i]!)}>`;
       const d = dsn?.recipients?.[i];
       if (d?.notify?.length) cmd += ` NOTIFY=${d.notify.join(',')}`;
       if (d?.orcpt) cmd += ` ORCPT=${orcptParam(d.orcpt)}`;
       return cmd + '\r\n';
     };
 
+    // XFORWARD before MAIL FROM (smtp_send_xforward_command): pipelined with it when we may.
+    const xforward = this.opts.sendXforward && c.xforward && env.xforward ? xforwardCommands(c.xforward, env.xforward) : [];
     const pipelined = c.pipelining;
+    if (xforward.length && !pipelined) await this.xforwardReplies(c, h, xforward, true);
     if (pipelined) {
-      let batch = mail;
+      let batch = xforward.map((x) => `${x.line}\r\n`).join('') + mail;
       for (let i = 0; i < n; i++) batch += rcptCmd(i);
       if (!env.verify) batch += 'DATA\r\n';
       c.write(batch);
     } else {
       c.write(mail);
     }
+    if (xforward.length && pipelined) await this.xforwardReplies(c, h, xforward, false);
 
     const mailReply = await this.read(c, h, Stage.Mail, this.opts.mailTimeout, reused);
     const mailOk = mailReply.code >= 200 && mailReply.code < 300;
-    if (!mailOk && !pipelined) {
-      return messageFailure(result, n, mailReply, saidText(h, mailReply, 'MAIL FROM'));
-    }
+    // 421: the server is closing the connection, whatever else it says (RFC 5321 3.8).
+    if (mailReply.code === 421) c.fail(new SessionError('lost', 'the server said 421'));
+    if (!mailOk && pipelined) return this.afterRejectedMail(c, h, env, result, mailReply);
+    if (!mailOk) return messageFailure(result, n, mailReply, saidText(h, mailReply, 'MAIL FROM'));
     const results: RecipientResult[] = new Array(n);
     let accepted = 0;
     for (let i = 0; i < n; i++) {
@@ -787,8 +842,7 @@ export class SmtpClient {
 
     if (env.verify) {
       // Address verification: the RCPT replies are the answer; no message is sent.
-      if (mailOk) await this.rset(c);
-      if (!mailOk) return messageFailure(result, n, mailReply, saidText(h, mailReply, 'MAIL FROM'));
+      await this.rset(c);
       return;
     }
     let dataReply: Reply | null = null;
@@ -801,10 +855,9 @@ export class SmtpClient {
       if (dataReply && dataReply.code === 354) {
         c.write('.\r\n');
         await this.read(c, h, Stage.Dot, this.opts.dataDoneTimeout);
-      } else if (mailOk) {
+      } else {
         await this.rset(c);
       }
-      if (!mailOk) return messageFailure(result, n, mailReply, saidText(h, mailReply, 'MAIL FROM'));
       return; // kind 'sent': every recipient carries its RCPT rejection
     }
     if (dataReply!.code !== 354) {
@@ -812,7 +865,10 @@ export class SmtpClient {
       return dataFailure(result, dataReply!, saidText(h, dataReply!, 'DATA'));
     }
     try {
-      await c.writeAndFlush(dotStuff(content), this.opts.dataXferTimeout);
+      const info = { folded: false };
+      const lineLimit = this.opts.lineLengthLimit ?? 998;
+      await c.writeAndFlush(dotStuff(content, lineLimit, info), this.opts.dataXferTimeout);
+      if (info.folded) this.opts.onInfo?.(`${env.queueId ?? 'NOQUEUE'}: breaking line > ${lineLimit} bytes with <CR><LF>SPACE`);
     } catch (e) {
       if (e instanceof SessionError) throw this.sessionFailure(e, h, Stage.Body);
       throw e;
@@ -826,6 +882,33 @@ export class SmtpClient {
       return;
     }
     return dataFailure(result, done, saidText(h, done, 'end of DATA'));
+  }
+
+  /**
+   * MAIL FROM was refused in a pipelined batch: every recipient fails with that reply, "host …
+   * said: … (in reply to MAIL FROM command)", as Postfix's smtp_mesg_fail marks them all. The
+   * RCPT and DATA replies are still read to keep the connection in step, but a server that
+   * hangs up after its refusal (a 421) or goes quiet only costs the connection: the lost
+   * connection has no recipient left to report (Postfix's smtp_stream_except finds every
+   * recipient already marked), so it is never logged as "lost connection … while sending RCPT TO".
+   */
+  private async afterRejectedMail(c: Connection, h: SmtpHost, env: SmtpEnvelope, result: DeliveryResult, mailReply: Reply): Promise<void> {
+    const n = env.recipients.length;
+    try {
+      for (let i = 0; i < n; i++) await this.read(c, h, Stage.Rcpt, this.opts.rcptTimeout);
+      if (!env.verify) {
+        // RFC 2920: DATA after a refused MAIL must be refused; a 354 anyway gets an empty message.
+        const dataReply = await this.read(c, h, Stage.Data, this.opts.dataInitTimeout);
+        if (dataReply.code === 354) {
+          c.write('.\r\n');
+          await this.read(c, h, Stage.Dot, this.opts.dataDoneTimeout);
+        }
+      }
+    } catch (e) {
+      if (!(e instanceof SiteFailure)) throw e;
+      c.fail(new SessionError('lost', e.reason));
+    }
+    return messageFailure(result, n, mailReply, saidText(h, mailReply, 'MAIL FROM'));
   }
 
   /**

@@ -32,16 +32,28 @@ process.on('exit', () => {
   }
 });
 
-/** A port nobody listens on right now: listen on 0, read it, close. */
-export function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
+/** Ports this test process handed out: the kernel may give a closed port out again at once. */
+const handedOut = new Set<number>();
+
+/**
+ * A port nobody listens on right now: listen on 0, read it, close. Never the same port twice in
+ * one test process (a test that asks for several ports before using them would get a duplicate).
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  for (let tries = 0; ; tries++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const s = net.createServer();
+      s.once('error', reject);
+      s.listen(0, host, () => {
+        const p = (s.address() as net.AddressInfo).port;
+        s.close(() => resolve(p));
+      });
     });
-  });
+    if (!handedOut.has(port) || tries >= 20) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 export interface ServerOptions {
@@ -55,10 +67,12 @@ export interface ServerOptions {
   sinkPort?: number;
   /** Use this smtpd port instead of a fresh free one. */
   port?: number;
-  /** Readiness timeout (ms), default 20000. */
+  /** Readiness timeout (ms), default 60000 (a full master.cf starts some twenty threads; a shared machine can take that long). */
   readyTimeoutMs?: number;
   /** Extra environment for the child (a function gets the config directory). */
   env?: Record<string, string> | ((dir: string) => Record<string, string>);
+  /** A command that execs the server (e.g. ['prlimit', '--nofile=1024:1024']), so its pid stays the server's. */
+  launcher?: string[];
   /** Keep the directory after stop() (for debugging). */
   keepDir?: boolean;
 }
@@ -187,7 +201,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
 
   const spawnChild = async (): Promise<void> => {
     const startLines = logLines().length;
-    const c = spawn(NODE, [POSTACTOR_JS, '-c', dir, 'start-fg'], {
+    const argv = [NODE, POSTACTOR_JS, '-c', dir, 'start-fg'];
+    const [cmd, ...args] = opts.launcher ? [...opts.launcher, ...argv] : argv;
+    const c = spawn(cmd!, args, {
       cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...(typeof opts.env === 'function' ? opts.env(dir) : opts.env) },
@@ -201,7 +217,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
       resolve();
     }));
     // Ready: this run logged "daemon started" and the port answers 220.
-    const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
+    const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
     let started = false;
     while (Date.now() < deadline) {
       if (c.exitCode !== null || c.signalCode !== null) throw new Error(`postactor exited during start-up (${c.exitCode ?? c.signalCode}): ${errText}`);
@@ -210,7 +226,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
       await new Promise((r) => setTimeout(r, 50));
     }
     c.kill('SIGKILL');
-    throw new Error(`postactor not ready within ${opts.readyTimeoutMs ?? 20_000} ms: stderr ${errText}; maillog:\n${logLines().join('\n')}`);
+    throw new Error(`postactor not ready within ${opts.readyTimeoutMs ?? 60_000} ms: stderr ${errText}; maillog:\n${logLines().join('\n')}`);
   };
 
   const kill = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {

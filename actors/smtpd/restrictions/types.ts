@@ -42,6 +42,8 @@ export interface PolicyRequest {
   saslUsername?: string | null;
   /** The AUTH= parameter of MAIL FROM. */
   saslSender?: string | null;
+  /** The client pipelined improperly (actors/smtpd/pipelining.ts): reject_unauth_pipelining. */
+  illPipelining?: boolean;
 }
 
 /** An SMTP reply: "code dsn text". */

@@ -44,6 +44,13 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   // inet_interfaces, inet_protocols: where bare-port inet services listen (master/listen.ts).
   master: ['default_process_limit', 'service_throttle_time', 'max_idle', 'inet_interfaces', 'inet_protocols', 'proxy_read_maps'],
   smtpd: [
+    // reject_unverified_recipient / _sender (actors/smtpd/restrictions/verify.ts).
+    'address_verify_poll_count', 'address_verify_poll_delay', 'address_verify_service_name',
+    'address_verify_sender', 'address_verify_sender_ttl',
+    'unverified_recipient_defer_code', 'unverified_recipient_reject_code',
+    'unverified_recipient_tempfail_action', 'unverified_recipient_reject_reason',
+    'unverified_sender_defer_code', 'unverified_sender_reject_code',
+    'unverified_sender_tempfail_action', 'unverified_sender_reject_reason',
     'plaintext_reject_code', 'queue_minfree',
     'access_map_defer_code', 'access_map_reject_code', 'allow_untrusted_routing',
     'default_rbl_reply', 'defer_code', 'disable_vrfy_command', 'invalid_hostname_reject_code',
@@ -98,6 +105,12 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_client_event_limit_exceptions', 'smtpd_client_connection_limit_exceptions',
     'smtpd_client_ipv4_prefix_length', 'smtpd_client_ipv6_prefix_length',
     'smtpd_upstream_proxy_protocol', 'smtpd_upstream_proxy_timeout',
+    // XCLIENT and XFORWARD (actors/smtpd/xclient.ts, xforward.ts).
+    'smtpd_authorized_xclient_hosts', 'smtpd_authorized_xforward_hosts',
+    // Input hardening (actors/smtpd/bare-newline.ts, line-reader.ts, sessions.ts).
+    'smtpd_forbid_bare_newline', 'smtpd_forbid_bare_newline_exclusions',
+    'smtpd_forbid_bare_newline_reject_code', 'line_length_limit', 'smtpd_forbid_unauth_pipelining',
+    'smtpd_helo_required', 'strict_rfc821_envelopes',
   ],
   // anvil's time unit and statistics, kept by master (actors/anvil/statistics.ts).
   anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
@@ -122,8 +135,14 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     // Sender-dependent routing (actors/trivial-rewrite/resolve.ts; qmgr keys its cache on the sender).
     'sender_dependent_relayhost_maps', 'sender_dependent_default_transport_maps',
     'empty_address_relayhost_maps_lookup_key', 'empty_address_default_transport_maps_lookup_key',
+    // Probes' routing (actors/trivial-rewrite/settings.ts VERIFY_OVERRIDES).
+    'address_verify_relayhost', 'address_verify_transport_maps', 'address_verify_local_transport',
+    'address_verify_virtual_transport', 'address_verify_relay_transport', 'address_verify_default_transport',
+    'address_verify_sender_dependent_relayhost_maps', 'address_verify_sender_dependent_default_transport_maps',
   ],
   qmgr: [
+    // Probe outcomes to the verify service (actors/qmgr/probes.ts).
+    'address_verify_negative_cache', 'address_verify_service_name', 'address_verify_pending_request_limit',
     '2bounce_notice_recipient', 'bounce_notice_recipient', 'bounce_queue_lifetime',
     'bounce_size_limit', 'bounce_template_file', 'confirm_delay_cleared', 'delay_notice_recipient',
     'delay_warning_time', 'destination_concurrency_feedback_debug', 'double_bounce_sender',
@@ -142,6 +161,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'default_recipient_limit', 'default_extra_recipient_limit',
   ],
   smtp: [
+    // Outbound content lines longer than this are broken with CRLF SPACE (src/smtp/client.ts dotStuff).
+    'smtp_line_length_limit',
     // SMTP AUTH to next hops (src/smtp/sasl-config.ts; the lmtp_ names for lmtp).
     'smtp_sasl_auth_enable', 'smtp_sasl_type', 'smtp_sasl_mechanism_filter', 'smtp_sasl_security_options',
     'smtp_sasl_tls_security_options', 'smtp_sasl_auth_soft_bounce', 'smtp_sender_dependent_authentication',
@@ -162,6 +183,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtp_starttls_timeout', 'smtp_tls_servername', 'smtp_tls_connection_reuse',
     'smtp_tls_session_cache_database', 'smtp_tls_session_cache_timeout', 'minimal_backoff_time',
     'tls_eecdh_auto_curves', 'tls_ffdhe_auto_groups', 'tls_ssl_options',
+    'smtp_send_xforward_command',
   ],
   lmtp: [
     'lmtp_sasl_auth_enable', 'lmtp_sasl_type', 'lmtp_sasl_mechanism_filter', 'lmtp_sasl_security_options',
@@ -179,6 +201,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'lmtp_tls_key_file', 'lmtp_tls_loglevel', 'lmtp_tls_note_starttls_offer', 'lmtp_tls_wrappermode',
     'lmtp_starttls_timeout', 'lmtp_tls_servername', 'lmtp_tls_connection_reuse',
     'lmtp_tls_session_cache_database', 'lmtp_tls_session_cache_timeout', 'minimal_backoff_time',
+    'lmtp_send_xforward_command',
   ],
   local: [
     'alias_maps', 'allow_mail_to_commands', 'allow_mail_to_files', 'command_time_limit',
@@ -192,6 +215,14 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'virtual_mailbox_limit', 'virtual_mailbox_lock', 'virtual_minimum_uid', 'virtual_uid_maps',
   ],
   pipe: ['export_environment'],
+  // The address verification service (actors/verify); its cache is the queue store's verify database.
+  verify: [
+    'address_verify_map', 'data_directory', 'address_verify_positive_expire_time',
+    'address_verify_positive_refresh_time', 'address_verify_negative_expire_time',
+    'address_verify_negative_refresh_time', 'address_verify_negative_cache',
+    'address_verify_cache_cleanup_interval', 'address_verify_sender', 'address_verify_sender_ttl',
+    'address_verify_service_name',
+  ],
   // postscreen runs in the threads of its smtpd pass service (actors/postscreen).
   postscreen: [
     'postscreen_access_list', 'postscreen_denylist_action', 'postscreen_greet_banner',
@@ -212,6 +243,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'postscreen_whitelist_interfaces',
   ],
   dnsblog: ['dnsblog_reply_delay'],
+  qmqpd: ['qmqpd_authorized_clients', 'qmqpd_timeout', 'qmqpd_error_delay', 'qmqpd_client_port_logging', 'line_length_limit'],
 };
 
 /** Why a group of parameters is refused (printed with the refusal). */
@@ -237,7 +269,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   lmtp_nested_header_checks: FILTER, lmtp_body_checks: FILTER,
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
   smtpd_recipient_overshoot_limit: LIMIT,
-  smtpd_forbid_bare_newline: FORBID, smtpd_forbid_unauth_pipelining: FORBID,
   smtpd_forbidden_commands: FORBID,
   smtpd_reject_unlisted_sender: 'sender address validation is not built yet',
   // Where mail goes and where it comes from.
@@ -272,15 +303,14 @@ export const DIFFERENCES: Readonly<Record<string, { value: string; why: string }
   config_directory: { value: '/etc/postactor', why: 'never Postfix\'s configuration' },
   mynetworks: { value: '', why: 'empty means "derive from mynetworks_style", computed when read' },
   maillog_file: { value: '', why: 'empty logs to syslog under `postactor start`, as Postfix does, but to standard output under `postactor start-fg`' },
+  smtpd_forbid_bare_newline: { value: 'normalize', why: 'Postfix 3.9\'s default (SMTP smuggling defence); 3.8 has "no"' },
 };
 
 /**
  * Parameters whose behaviour is built in one way only: setting this value is silent. Others
- * fall under the REFUSED/warned rules (for example smtpd_helo_required = no: smtp-server
- * requires HELO/EHLO before MAIL whatever the setting, the README's known difference).
+ * fall under the REFUSED/warned rules.
  */
 export const FIXED: Readonly<Record<string, string>> = {
-  smtpd_helo_required: 'yes',
   smtpd_delay_open_until_valid_rcpt: 'yes',
   enable_long_queue_ids: 'yes',
 };
@@ -295,6 +325,7 @@ export const WORDS: Readonly<Record<string, readonly string[]>> = {
   smtputf8_autodetect_classes: ['sendmail', 'smtpd', 'qmqpd', 'forward', 'bounce', 'notify', 'verify', 'all'],
   notify_classes: ['bounce', '2bounce', 'data', 'delay', 'policy', 'protocol', 'resource', 'software'],
   mynetworks_style: ['host', 'subnet', 'class'],
+  smtpd_forbid_bare_newline: ['normalize', 'yes', 'note', 'reject', 'no'],
   canonical_classes: ['envelope_sender', 'envelope_recipient', 'header_sender', 'header_recipient'],
   sender_canonical_classes: ['envelope_sender', 'header_sender'],
   recipient_canonical_classes: ['envelope_recipient', 'header_recipient'],

@@ -1,5 +1,5 @@
 /**
- * The mailbox writers of local(8): an mbox file (appended under a lock) or a Maildir (a file
+ * The mailbox writers of local(8) and virtual(8): an mbox file (appended under a lock) or a Maildir (a file
  * written in tmp/, fsynced, then moved to new/ under a unique name). Both fsync before they
  * report success; every failure is a MailboxError carrying the reason for the log and the DSN
  * (4.2.0 "cannot update mailbox …" as Postfix's mailbox.c says, so nothing is lost).
@@ -11,19 +11,27 @@
  *            (util-linux) is run on our open file descriptor (`flock -x -w N 3` with the fd as
  *            its fd 3): flock locks belong to the open file description, so the lock stays
  *            held by our descriptor after the helper exits and is released when we close it.
- *   fcntl    POSIX record locks belong to a process and cannot be taken from Node.js, so
- *            "fcntl" is served by flock (see Deviation in index.ts: a reader that locks with
- *            fcntl only is not excluded; dotlock still is the lock mail readers share).
+ *   fcntl    POSIX record locks belong to a process and cannot be taken from Node.js: in the
+ *            delivery helper a Perl companion (locker.ts) takes them, and flock, on the
+ *            helper's descriptor; "fcntl" also takes flock (a superset: readers of either
+ *            kind are excluded). Without a locker (no /usr/bin/perl, or not in a helper)
+ *            flock is taken through /usr/bin/flock and serves for fcntl too.
+ *
+ * The file operations are synchronous: these writers run in the delivery helper process
+ * (helper.ts), one delivery at a time, where a call into libuv's thread pool would only add a
+ * thread hop per step (and credential switches must not overlap a pool thread's work).
  *
  * Privileges: the `Privs` hooks run a step as the recipient (Postfix's set_eugid(uid, gid))
- * or with the spool directory's privileges. In-process (not root) they are no-ops; the child
- * helper (writer.ts, started as root) switches its effective uid/gid around each step.
+ * or with the spool directory's privileges. In-process (not root) they are no-ops; the
+ * delivery helper (helper.ts, a child started as root) switches its effective uid/gid around
+ * each step.
  */
 import { spawn } from 'node:child_process';
-import { constants as C, promises as fsp, type Stats } from 'node:fs';
+import { closeSync, constants as C, fchownSync, fstatSync, fsyncSync, ftruncateSync, linkSync, mkdirSync, openSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
+import type { Locker } from './locker.js';
 
 export class MailboxError extends Error {
   constructor(message: string, readonly dsn = '4.2.0') { super(message); }
@@ -43,6 +51,8 @@ export const NO_PRIVS: Privs = { asUser: (fn) => fn(), asSpool: (fn) => fn(), ui
 export interface LockSettings {
   dotlock: boolean;
   flock: boolean;
+  /** A real fcntl lock too, where a locker is available (otherwise flock serves). */
+  fcntl?: boolean;
   attempts: number;
   delayMs: number;
   staleMs: number;
@@ -59,21 +69,20 @@ function errnoText(err: NodeJS.ErrnoException): string {
 }
 
 /** Creates FILE.lock exclusively; returns its path. */
-async function dotLock(path: string, s: LockSettings): Promise<string> {
+export async function dotLock(path: string, s: LockSettings): Promise<string> {
   const lock = `${path}.lock`;
   let last = '';
   for (let i = 0; i < s.attempts; i++) {
     try {
-      const fh = await fsp.open(lock, C.O_WRONLY | C.O_CREAT | C.O_EXCL, 0o600);
-      await fh.close();
+      closeSync(openSync(lock, C.O_WRONLY | C.O_CREAT | C.O_EXCL, 0o600));
       return lock;
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       if (err.code !== 'EEXIST') throw new MailboxError(`unable to create lock file ${lock}: ${errnoText(err)}`);
       last = `file exists`;
       try {
-        const st = await fsp.stat(lock);
-        if (Date.now() - st.mtimeMs > s.staleMs) await fsp.unlink(lock); // stale_lock_time
+        const st = statSync(lock);
+        if (Date.now() - st.mtimeMs > s.staleMs) unlinkSync(lock); // stale_lock_time
       } catch { /* gone meanwhile */ }
     }
     if (i + 1 < s.attempts) await sleep(s.delayMs);
@@ -81,8 +90,15 @@ async function dotLock(path: string, s: LockSettings): Promise<string> {
   throw new MailboxError(`unable to lock for exclusive access: ${lock}: ${last}`);
 }
 
+let locker: Locker | null = null;
+
+/** The delivery helper's lock companion: flock and fcntl locks are taken through it. */
+export function useLocker(l: Locker | null): void {
+  locker = l;
+}
+
 /** flock(LOCK_EX) on fd through /usr/bin/flock, waiting up to seconds. */
-function flockFd(fd: number, seconds: number): Promise<void> {
+export function flockFd(fd: number, seconds: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn('/usr/bin/flock', ['-x', '-w', String(seconds), '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
     let err = '';
@@ -98,43 +114,75 @@ function flockFd(fd: number, seconds: number): Promise<void> {
  * (Postfix's safe_open); a missing file is created 0600 and given to the recipient.
  */
 export async function appendMbox(path: string, data: Buffer, privs: Privs, locks: LockSettings, inSpool: boolean, sizeLimit = 0): Promise<void> {
+  // Outside the spool every step runs as the recipient: switch once for all of them.
+  if (!inSpool) return privs.asUser(() => appendSteps(path, data, { ...privs, asUser: (fn) => fn(), asSpool: (fn) => fn() }, locks, inSpool, sizeLimit));
+  return appendSteps(path, data, privs, locks, inSpool, sizeLimit);
+}
+
+async function appendSteps(path: string, data: Buffer, privs: Privs, locks: LockSettings, inSpool: boolean, sizeLimit: number): Promise<void> {
   const asCreator = inSpool ? privs.asSpool : privs.asUser;
   let lockFile: string | null = null;
-  let fh: fsp.FileHandle | null = null;
+  let fd: number | null = null;
+  let kernelLocked = false;
   try {
     if (locks.dotlock) lockFile = await asCreator(() => dotLock(path, locks));
-    fh = await asCreator(async () => {
+    fd = await asCreator(async () => {
       try {
-        return await fsp.open(path, C.O_WRONLY | C.O_APPEND | C.O_NOFOLLOW, 0o600);
+        return openSync(path, C.O_WRONLY | C.O_APPEND | C.O_NOFOLLOW, 0o600);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        const h = await fsp.open(path, C.O_WRONLY | C.O_APPEND | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
-        if (privs.uid >= 0) await h.chown(privs.uid, privs.gid);
+        const h = openSync(path, C.O_WRONLY | C.O_APPEND | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+        if (privs.uid >= 0) fchownSync(h, privs.uid, privs.gid);
         return h;
       }
     }).catch((e: unknown) => { throw new MailboxError(`cannot open file: ${why(e)}`); });
-    const st: Stats = await fh.stat();
+    const st: Stats = fstatSync(fd);
     if (!st.isFile()) throw new MailboxError(`${path}: not a regular file`, '5.2.0');
     if (st.nlink !== 1) throw new MailboxError(`${path}: file has ${st.nlink} hard links`, '5.2.0');
     if (privs.uid >= 0 && st.uid !== privs.uid) throw new MailboxError(`${path}: file has bad owner uid ${st.uid}`, '5.2.0');
-    if (locks.flock) await flockFd(fh.fd, Math.max(1, Math.round((locks.attempts * locks.delayMs) / 1000)));
+    if (locks.flock || locks.fcntl) {
+      if (locker) {
+        const r = await locker.lock(fd, [...(locks.fcntl ? ['fcntl' as const] : []), 'flock'], locks.attempts, locks.delayMs);
+        if (!r.ok) throw new MailboxError(`unable to lock for exclusive access: ${r.error}`);
+        kernelLocked = true;
+      } else await flockFd(fd, Math.max(1, Math.round((locks.attempts * locks.delayMs) / 1000)));
+    }
     const size = st.size;
     // mailbox_size_limit: Postfix sets RLIMIT_FSIZE, and the write fails with EFBIG (5.2.2).
     if (sizeLimit > 0 && size + data.length > sizeLimit) throw new MailboxError('error writing message: File too large', '5.2.2');
-    const handle = fh;
+    const handle = fd;
     await privs.asUser(async () => {
       try {
-        await handle.write(data, 0, data.length);
-        await handle.sync();
+        writeAll(handle, data);
+        fsyncSync(handle);
       } catch (e) {
-        await handle.truncate(size).catch(() => { /* best effort, as Postfix's ftruncate */ });
+        try { ftruncateSync(handle, size); } catch { /* best effort, as Postfix's ftruncate */ }
         throw new MailboxError(`error writing message: ${why(e)}`);
       }
     });
   } finally {
-    await fh?.close().catch(() => {});
-    if (lockFile) { const l = lockFile; await asCreator(() => fsp.unlink(l)).catch(() => {}); }
+    if (kernelLocked) await locker?.unlock();
+    if (fd !== null) try { closeSync(fd); } catch { /* already reported */ }
+    if (lockFile) { const l = lockFile; await asCreator(async () => unlinkSync(l)).catch(() => {}); }
   }
+}
+
+/** mkdir -p with mode 0700, failing with the path that could not be made (as Postfix's make_dirs). */
+function makeDirs(path: string): void {
+  try {
+    mkdirSync(path, 0o700);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT' || dirname(path) === path) throw e;
+    makeDirs(dirname(path));
+    try { mkdirSync(path, 0o700); } catch (again) { if ((again as NodeJS.ErrnoException).code !== 'EEXIST') throw again; }
+  }
+}
+
+/** write(2) until all of data is written (a short write is possible on a full disk). */
+function writeAll(fd: number, data: Buffer): void {
+  for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
 }
 
 let seq = 0;
@@ -154,27 +202,41 @@ export function maildirName(): string {
 export async function deliverMaildir(dir: string, data: Buffer, privs: Privs, sizeLimit = 0): Promise<string> {
   if (sizeLimit > 0 && data.length > sizeLimit) throw new MailboxError('error writing message: File too large', '5.2.2');
   return privs.asUser(async () => {
-    for (const sub of ['tmp', 'new', 'cur']) {
-      try { await fsp.mkdir(join(dir, sub), { recursive: true, mode: 0o700 }); } catch (e) { throw new MailboxError(`create maildir file ${join(dir, sub)}: ${why(e)}`); }
-    }
     const name = maildirName();
     const tmp = join(dir, 'tmp', name);
     const fin = join(dir, 'new', name);
-    let fh: fsp.FileHandle | null = null;
+    let fd: number | null = null;
     try {
-      fh = await fsp.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
-      await fh.write(data, 0, data.length);
-      await fh.sync();
-      await fh.close();
-      fh = null;
-      await fsp.link(tmp, fin);
-      await fsp.unlink(tmp);
-      const d = await fsp.open(dirname(fin), 'r');
-      try { await d.sync(); } finally { await d.close(); }
+      try {
+        fd = openSync(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+      } catch (e) {
+        // The first delivery to this Maildir: make tmp, new and cur (Postfix's make_dirs), then again.
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        for (const sub of ['tmp', 'new', 'cur']) {
+          try { makeDirs(join(dir, sub)); } catch (m) { throw new MailboxError(`create maildir file ${join(dir, sub)}: ${why(m)}`); }
+        }
+        fd = openSync(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+      }
+      writeAll(fd, data);
+      fsyncSync(fd);
+      closeSync(fd);
+      fd = null;
+      try {
+        linkSync(tmp, fin);
+      } catch (e) {
+        // new/ (or cur/) gone while tmp/ stayed: make them and link again, as Postfix's maildir.c does.
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        for (const sub of ['cur', 'new']) makeDirs(join(dir, sub));
+        linkSync(tmp, fin);
+      }
+      unlinkSync(tmp);
+      const d = openSync(dirname(fin), C.O_RDONLY | C.O_DIRECTORY);
+      try { fsyncSync(d); } finally { closeSync(d); }
       return fin;
     } catch (e) {
-      await fh?.close().catch(() => {});
-      await fsp.unlink(tmp).catch(() => {});
+      if (e instanceof MailboxError) throw e;
+      if (fd !== null) try { closeSync(fd); } catch { /* reported below */ }
+      try { unlinkSync(tmp); } catch { /* never created */ }
       throw new MailboxError(`create maildir file ${tmp}: ${why(e)}`);
     }
   });
@@ -191,6 +253,7 @@ export function lockSettings(config: { getList(n: string): string[]; getInt(n: s
     locks: {
       dotlock: names.includes('dotlock'),
       flock: names.includes('flock') || names.includes('fcntl'),
+      fcntl: names.includes('fcntl'),
       attempts: Math.max(1, config.getInt('deliver_lock_attempts')),
       delayMs: config.getTime('deliver_lock_delay') * 1000,
       staleMs: config.getTime('stale_lock_time') * 1000,

@@ -1,0 +1,156 @@
+/**
+ * MAIL FROM / RCPT TO syntax and HELO, as Postfix's smtpd takes them (smtpd.c extract_addr,
+ * mail_cmd, helo checks), on top of smtp-server's parser (pinned to smtp-server 3.x):
+ *
+ *  - Quoted local parts: <"a b"@example.com>, <"a@b"@example.com> are accepted (smtp-server
+ *    splits the command at spaces and refuses them). The quoted-string is set aside, the rest
+ *    goes through smtp-server's checks (domain, IP literal, parameters), and the address is kept
+ *    as Postfix keeps it: quotes dropped when not needed ("joe"@x → joe@x), otherwise one
+ *    canonical quoted-string (the smtp client sends it as it is, src/address/quote.ts).
+ *  - strict_rfc821_envelopes = no (the default): an address without <> is taken too
+ *    (MAIL FROM:user@example.com), as Postfix does; = yes: <> is required, as are RFC 821
+ *    forms. Bad syntax: "501 5.1.7 Bad sender address syntax" / "501 5.1.3 Bad recipient
+ *    address syntax" and the warning "Illegal address syntax from host[addr] in MAIL command:
+ *    <text, non-printables as ?>".
+ *  - BODY=BINARYMIME (and any BODY other than 7BIT/8BITMIME): "555 5.5.4 Unsupported option:
+ *    BODY=BINARYMIME", as Postfix (smtp-server would answer 501).
+ *  - smtpd_helo_required = no (Postfix's default): MAIL, RCPT and DATA need no HELO/EHLO
+ *    first; = yes: "503 5.5.1 Error: send HELO/EHLO first" (AUTH always needs EHLO).
+ */
+import { maillog } from '../../src/log/maillog.js';
+import { normalizeQuotedLocal } from '../../src/address/quote.js';
+
+const log = maillog('smtpd');
+
+export interface Syntax { strict: boolean; heloRequired: boolean }
+
+type Parsed = { address: string; args: Record<string, string | boolean> | false } | false;
+
+type Conn = {
+  _server: { options: Record<string, unknown> & { postactorSyntax?: Syntax; postactorLimits?: { namaddr(s: object): string } } };
+  _nextHandler?: unknown;
+  hostNameAppearsAs: string | false;
+  remoteAddress: string;
+  session: object;
+};
+
+/** Where an address token ends: its closing '>' (quotes and escapes honoured), or -1. */
+function closingBracket(s: string): number {
+  let quoted = false;
+  for (let i = 1; i < s.length; i++) {
+    const c = s[i];
+    if (c === '\\') i++;
+    else if (c === '"') quoted = !quoted;
+    else if (c === '>' && !quoted) return i;
+    else if (c === '<' && !quoted) return -1;
+  }
+  return -1;
+}
+
+/** A bare address (no <>): up to the first space outside quotes. */
+function bareToken(s: string): string {
+  let quoted = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === '\\') i++;
+    else if (c === '"') quoted = !quoted;
+    else if (/\s/.test(c!) && !quoted) return s.slice(0, i);
+  }
+  return s;
+}
+
+let serial = 0;
+
+/** Postfix's printable(name, '?') and neuter(name, " <>()\\\";@", '?'), words joined by a space first. */
+export function neuterHelo(args: string): string {
+  return args.split(/[ \t]+/).join(' ').replace(/[\x00-\x1f\x7f <>()\\";@]/g, '?');
+}
+
+/** Patches smtp-server's connection class. */
+export function installSyntax(proto: Record<string, unknown>): void {
+  const parse = proto._parseAddressCommand as (this: Conn, name: string, command: unknown) => Parsed;
+  proto._parseAddressCommand = function (this: Conn, rawName: string, rawCommand: unknown) {
+    const settings = this._server.options.postactorSyntax;
+    if (!settings) return parse.call(this, rawName, rawCommand);
+    const command = String(rawCommand ?? '');
+    const parsed = rewritten(this, settings, rawName, command, parse);
+    if (parsed === false && rawName.toUpperCase() === command.split(':', 1)[0]!.trim().toUpperCase()) {
+      const where = rawName.toLowerCase().startsWith('mail') ? 'MAIL' : 'RCPT';
+      const namaddr = this._server.options.postactorLimits?.namaddr(this.session) ?? `unknown[${this.remoteAddress}]`;
+      const text = command.slice(command.indexOf(':') + 1).trim().replace(/[^\x20-\x7e]/g, '?');
+      log.warn(`Illegal address syntax from ${namaddr} in ${where} command: ${text}`);
+    }
+    return parsed;
+  };
+
+  // BODY= other than 7BIT / 8BITMIME: Postfix's 555 (smtp-server: 501).
+  const validate = proto._validateMailParams as (this: Conn, parsed: { args?: Record<string, unknown> | false }) => unknown;
+  proto._validateMailParams = function (this: Conn, parsed: { args?: Record<string, unknown> | false }) {
+    const body = parsed.args ? parsed.args['BODY'] : undefined;
+    if (this._server.options.postactorSyntax && typeof body === 'string' && !/^(7BIT|8BITMIME)$/i.test(body)) {
+      return { code: 555, message: `5.5.4 Unsupported option: BODY=${body}`, enhancedCode: null };
+    }
+    return validate.call(this, parsed);
+  };
+
+  // smtpd_helo_required = no: smtp-server's "send HELO/EHLO first" check is passed for once.
+  const onCommand = proto._onCommand as (this: Conn, command: Buffer, cb: () => void) => void;
+  proto._onCommand = function (this: Conn, command: Buffer, cb: () => void) {
+    const settings = this._server.options.postactorSyntax;
+    if (settings && !this._nextHandler) {
+      // HELO/EHLO: the name as Postfix keeps it (printable, then neuter): the words joined, and
+      // control characters and " <>()\";@" each made '?', so the name cannot break the
+      // Received header, the log or a policy request.
+      const m = /^(HELO|EHLO)[ \t]+(.*)$/i.exec(command.toString('latin1'));
+      if (m && m[2]!.trim()) command = Buffer.from(`${m[1]} ${neuterHelo(m[2]!.trim())}`, 'latin1');
+    }
+    if (!settings || settings.heloRequired || this.hostNameAppearsAs || this._nextHandler) return onCommand.call(this, command, cb);
+    const name = command.toString('latin1').split(' ', 1)[0]!.toUpperCase();
+    // AUTH needs EHLO whatever the setting (Postfix's auth_cmd).
+    if (!['MAIL', 'RCPT', 'DATA'].includes(name)) return onCommand.call(this, command, cb);
+    // The check runs synchronously at the start of _onCommand; nothing else reads the field
+    // before it is put back (the session keeps its own copy, set at HELO/EHLO/RSET).
+    this.hostNameAppearsAs = ' ';
+    try {
+      return onCommand.call(this, command, cb);
+    } finally {
+      if (this.hostNameAppearsAs === ' ') this.hostNameAppearsAs = false;
+    }
+  };
+}
+
+function rewritten(conn: Conn, settings: Syntax, rawName: string, command: string, parse: (this: Conn, name: string, command: unknown) => Parsed): Parsed {
+  const colon = command.indexOf(':');
+  if (colon < 0) return parse.call(conn, rawName, command);
+  const head = command.slice(0, colon + 1);
+  const rest = command.slice(colon + 1).replace(/^\s+/, '');
+  let inner: string;
+  let after: string;
+  if (rest.startsWith('<')) {
+    const end = closingBracket(rest);
+    if (end < 0) return false;
+    inner = rest.slice(1, end);
+    after = rest.slice(end + 1);
+    // Parameters must be separated from the address.
+    if (after !== '' && !/^\s/.test(after)) return false;
+  } else {
+    if (settings.strict) return false;
+    const token = bareToken(rest);
+    if (token === '') return false;
+    inner = token;
+    after = rest.slice(token.length);
+  }
+  // A quoted local part, after an optional source route: set aside, checked on its own.
+  const m = /^((?:@[^:"]*:)?)("(?:[^"\\\r\n]|\\[^\r\n])*")(@[^"]*)?$/.exec(inner);
+  if (!m) {
+    if (inner.includes('"')) return false;
+    return parse.call(conn, rawName, `${head}<${inner}>${after}`);
+  }
+  const local = normalizeQuotedLocal(m[2]!);
+  if (local === null || !m[3]) return false;
+  const placeholder = `paq${process.pid}x${++serial}`;
+  const parsed = parse.call(conn, rawName, `${head}<${m[1]}${placeholder}${m[3]}>${after}`);
+  if (parsed === false) return false;
+  parsed.address = parsed.address.replace(placeholder, local);
+  return parsed;
+}

@@ -1,0 +1,85 @@
+/**
+ * The privileged delivery helper of local(8) and virtual(8): a long-lived child process, started
+ * as root by each agent thread (helpers.ts), that writes messages into mailboxes as their
+ * owners, one request at a time, and returns to root after each — as Postfix's local(8) does
+ * with set_eugid() inside its own long-lived process.
+ *
+ * Why a process: set*id() changes the credentials of a whole process (glibc applies them to
+ * every thread), and the agents' worker threads share theirs with smtpd and qmgr. This process
+ * runs nothing but deliveries, so it can switch freely. Per request it sets the
+ * supplementary groups to the owner's group alone, takes root only for what Postfix does with
+ * root (the lock and the mbox in a mail_spool_directory that is not world-writable, then a chown
+ * to the owner) and does every other step — mkdir, open, write, fsync, link — with the owner's
+ * effective uid/gid (mailbox.ts: locking, O_NOFOLLOW, link count and owner checks, size limit,
+ * fsync before success). Requests are serial and the file calls synchronous, so no credential
+ * switch happens while another delivery's step is under way. flock and fcntl locks on an mbox
+ * are held by its Perl companion (locker.ts), started as root with the helper's first mbox.
+ *
+ * Between deliveries it holds euid 0 (root); its effective gid and supplementary group list
+ * stay the last recipient's gid until a delivery with another gid (as Postfix's local keeps
+ * mail_owner's between deliveries): every set*id() call signals each thread of the process, so
+ * a delivery to a gid already set costs two (seteuid to the recipient and back), and the helper
+ * runs with as few threads as Node.js allows (helpers.ts). Files created with root's rights (a
+ * lock or an mbox in mail_spool_directory) are chowned to the recipient as before.
+ *
+ * Messages: protocol.ts, over the IPC channel. The helper exits when the channel closes (its
+ * agent thread ended); if it dies mid-request, the agent defers that recipient (helpers.ts).
+ * Commands and .forward programs do not come here: they run in children of their own.
+ */
+import { Locker } from './locker.js';
+import { appendMbox, deliverMaildir, MailboxError, useLocker, type Privs } from './mailbox.js';
+import type { HelperReady, HelperReply, HelperRequest, WriteResult } from './protocol.js';
+
+const root = process.getuid?.() === 0;
+const locker = Locker.available() ? new Locker() : null;
+useLocker(locker);
+/**
+ * The gid now in the supplementary groups and the effective gid: only changed when a delivery's
+ * gid differs (each set*id() call is a signal to every thread of the process).
+ */
+let gidNow = -1;
+
+/** Runs one write as job.uid/job.gid (Postfix's set_eugid around each step), back to root after. */
+async function write(req: HelperRequest): Promise<WriteResult> {
+  const { job } = req;
+  const data = Buffer.from(req.data.buffer, req.data.byteOffset, req.data.byteLength);
+  const privs: Privs = {
+    uid: job.anyOwner ? -1 : job.uid,
+    gid: job.gid,
+    async asUser(fn) {
+      if (!root) return fn();
+      process.seteuid!(job.uid);
+      try { return await fn(); } finally { process.seteuid!(0); }
+    },
+    asSpool: (fn) => fn(),
+  };
+  if (job.kind === 'mbox') locker?.ensure(); // as root, before any switch
+  if (root && gidNow !== job.gid) {
+    // Postfix's set_eugid(): groups and effective gid first, while the euid is still root.
+    process.setgroups!([job.gid]);
+    process.setegid!(job.gid);
+    gidNow = job.gid;
+  }
+  try {
+    if (job.kind === 'mbox') await appendMbox(job.path, data, privs, job.locks, job.inSpool, job.sizeLimit);
+    else await deliverMaildir(job.path, data, privs, job.sizeLimit);
+    return { ok: true };
+  } catch (e) {
+    const err = e instanceof MailboxError ? e : new MailboxError(String((e as Error).message ?? e), '4.3.0');
+    return { ok: false, dsn: err.dsn, reason: err.message };
+  } finally {
+    // Back to root whatever happened (asUser restores in its finally; this is the safety net).
+    if (root && process.geteuid!() !== 0) process.seteuid!(0);
+  }
+}
+
+const send = (m: HelperReply | HelperReady): void => { process.send!(m); };
+let chain: Promise<void> = Promise.resolve();
+
+process.on('message', (m: HelperRequest) => {
+  if (!m || m.type !== 'write') return;
+  chain = chain.then(async () => send({ type: 'reply', id: m.id, ...(await write(m)) }));
+});
+// The agent thread is gone: nothing more will come.
+process.on('disconnect', () => process.exit(0));
+send({ type: 'ready', pid: process.pid });

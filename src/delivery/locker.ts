@@ -1,0 +1,104 @@
+/**
+ * Kernel locks on an open mailbox for the delivery helper: flock(2) and real fcntl(2) (POSIX
+ * record) locks, which Node.js cannot take itself. A small Perl process (perl-base is part of
+ * every Debian system) started once per helper, as root, holds them for the helper:
+ *
+ *   helper → perl   "lock KINDS ATTEMPTS DELAY_MS /proc/PID/fd/FD"   KINDS: flock,fcntl
+ *   perl → helper   "ok" | "error TEXT"
+ *   helper → perl   "unlock"   → "ok" (perl closes its descriptor: the locks go with it)
+ *
+ * Perl opens the helper's own descriptor through /proc (the same file, never a path lookup
+ * through symlinks) and locks its open file description: another process that locks the
+ * mailbox with flock() or fcntl() waits, as it would for Postfix's local(8) holding the lock
+ * itself. Each kind is tried ATTEMPTS times, DELAY_MS apart, without blocking (Postfix's
+ * deliver_lock_attempts and deliver_lock_delay). One lock at a time: the helper is serial.
+ *
+ * Without /usr/bin/perl, flock is taken by util-linux's flock(1) on our descriptor (a process
+ * per delivery) and fcntl is served by flock, as before.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+
+const PERL = '/usr/bin/perl';
+
+// struct flock on 64-bit Linux: short l_type, short l_whence, (pad), off_t l_start, off_t l_len, pid_t l_pid, (pad).
+const SCRIPT = String.raw`
+use strict; use warnings; use Fcntl qw(O_WRONLY F_SETLK F_WRLCK SEEK_SET LOCK_EX LOCK_NB);
+use Time::HiRes qw(sleep); use Errno qw(EAGAIN EACCES EWOULDBLOCK EINTR);
+$| = 1; my $fh;
+while (my $l = <STDIN>) {
+  chomp $l;
+  if ($l =~ /^lock (\S+) (\d+) (\d+) (.+)$/) {
+    my ($kinds, $n, $delay, $path) = ($1, $2, $3, $4);
+    close $fh if $fh; undef $fh;
+    if (!sysopen($fh, $path, O_WRONLY)) { print "error cannot open $path: $!\n"; undef $fh; next; }
+    my $err;
+    for my $k (split /,/, $kinds) {
+      my $ok = 0;
+      for my $i (1 .. $n) {
+        my $fl = pack('s s x4 q q l x4', F_WRLCK, SEEK_SET, 0, 0, 0);
+        $ok = $k eq 'flock' ? flock($fh, LOCK_EX | LOCK_NB) : fcntl($fh, F_SETLK, $fl);
+        last if $ok;
+        last unless $!{EAGAIN} || $!{EACCES} || $!{EWOULDBLOCK} || $!{EINTR};
+        sleep($delay / 1000) if $i < $n;
+      }
+      if (!$ok) { $err = "$!"; last; }
+    }
+    if (defined $err) { close $fh; undef $fh; print "error $err\n"; } else { print "ok\n"; }
+  } elsif ($l eq 'unlock') {
+    close $fh if $fh; undef $fh; print "ok\n";
+  }
+}
+`;
+
+export class Locker {
+  private child: ChildProcess | null = null;
+  private waiting: ((line: string) => void) | null = null;
+
+  static available(): boolean {
+    return existsSync(PERL);
+  }
+
+  private start(): ChildProcess {
+    const child = spawn(PERL, ['-e', SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'], env: { PATH: '/usr/bin:/bin' } });
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const w = this.waiting;
+      this.waiting = null;
+      w?.(line);
+    });
+    child.on('exit', () => {
+      if (this.child === child) this.child = null;
+      const w = this.waiting;
+      this.waiting = null;
+      w?.('error lock helper exited');
+    });
+    child.stdin!.on('error', () => { /* reported by 'exit' */ });
+    child.unref();
+    return child;
+  }
+
+  /** Starts the Perl process if it is not running: call it as root (it must stay root). */
+  ensure(): void {
+    this.child ??= this.start();
+  }
+
+  private ask(line: string): Promise<string> {
+    const child = this.child;
+    if (!child) return Promise.resolve('error lock helper not running');
+    return new Promise((resolve) => {
+      this.waiting = resolve;
+      child.stdin!.write(line + '\n');
+    });
+  }
+
+  /** Locks the file open as fd in this process; the reply's text is errno's message on failure. */
+  async lock(fd: number, kinds: ('flock' | 'fcntl')[], attempts: number, delayMs: number): Promise<{ ok: true } | { ok: false; error: string }> {
+    const r = await this.ask(`lock ${kinds.join(',')} ${Math.max(1, attempts)} ${Math.max(0, Math.round(delayMs))} /proc/${process.pid}/fd/${fd}`);
+    return r === 'ok' ? { ok: true } : { ok: false, error: r.replace(/^error /, '') };
+  }
+
+  async unlock(): Promise<void> {
+    await this.ask('unlock');
+  }
+}

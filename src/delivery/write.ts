@@ -1,0 +1,35 @@
+/**
+ * Writes one message into one mailbox (an mbox appended under its locks, or a Maildir) as the
+ * mailbox's owner: the entry point shared by local(8) and virtual(8).
+ *
+ * The write goes to this thread's delivery helpers (helpers.ts → helper.ts: long-lived child
+ * processes that, as root, switch their effective uid/gid per delivery; the writers' file
+ * operations are synchronous, so they never run on an agent's thread). Not root, we cannot
+ * switch users: a mailbox of our own uid is written by a helper as ourselves, any other is
+ * refused with 4.2.0 (deferred, nothing lost) and that reason.
+ */
+import { DeliveryHelpers } from './helpers.js';
+import type { WriteResult, WriterJob } from './protocol.js';
+
+export type { WriteResult, WriterJob } from './protocol.js';
+
+/**
+ * Helper processes per agent thread: how many mailbox writes one thread has in flight at once.
+ * Each write waits for two fsyncs, so a few in parallel keep the disk's queue full (Postfix
+ * runs up to default_process_limit local(8) processes for the same reason).
+ */
+export const HELPERS_PER_THREAD = 4;
+
+let helpers: DeliveryHelpers | null = null;
+
+/** This thread's helpers; `warn` logs a helper's death (the first caller's logger). */
+export function deliveryHelpers(warn: (text: string) => void): DeliveryHelpers {
+  return (helpers ??= new DeliveryHelpers(HELPERS_PER_THREAD, warn));
+}
+
+/** Writes `data` as job.uid/job.gid, in one of this thread's helpers. */
+export async function writeMailbox(job: WriterJob, data: Buffer, owner: string, warn: (text: string) => void): Promise<WriteResult> {
+  const me = process.getuid?.() ?? -1;
+  if (me !== 0 && job.uid !== me) return { ok: false, dsn: '4.2.0', reason: `cannot deliver as user ${owner} (uid ${job.uid}): Postactor is not running as root (uid ${me})` };
+  return deliveryHelpers(warn).write(job, data);
+}

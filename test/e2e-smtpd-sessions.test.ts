@@ -1,0 +1,198 @@
+/**
+ * End to end, smtpd's total session limit and open-file reserve (actors/smtpd/sessions.ts) and
+ * its bounded memory per session (actors/smtpd/spool.ts), against a real server:
+ *  - default_process_limit = 4: the 5th concurrent session gets "421 4.3.2 All server ports are
+ *    busy" and the log lines; one closed, the next one is served;
+ *  - started under `prlimit --nofile=1024:2048`: smtpd raises the soft limit to 2048 itself;
+ *  - under `prlimit --nofile=1024:1024`, a bounded flood of 1,100 held connections: on a port
+ *    without the per-client limit the flood fills that port's share of the descriptors and the
+ *    rest is told "all server ports busy", while another port still takes and delivers mail; on
+ *    a port with anvil's default limit (50) the flood client gets 50 sessions and a normal client
+ *    is served and its mail delivered; the server never runs out of descriptors;
+ *  - 30 slow clients each sending 10 MB: the server's RSS (from /proc) grows by < 50 MB while
+ *    all 30 are in the middle of their DATA.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { describe, test } from 'node:test';
+
+import { SmtpSink } from '../src/smtp/sink.js';
+import { BACKEND_SERVICES, freePort, sendRaw, SmtpDialogue, startServer, type Reply, type TestServer } from './helpers/server.js';
+
+const HOST = 'mx.postactor.test';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Sessions still open, closed before a server stops (it would wait for them to finish). */
+const live = new Set<net.Socket>();
+function closeAll(): void {
+  for (const s of live) s.destroy();
+  live.clear();
+}
+
+/** One held connection: its first reply line (220 …, 421 …, or '' when closed without one). */
+function holdConnection(port: number, localAddress: string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1', localAddress });
+    live.add(s);
+    let buf = '';
+    const done = (line: string) => { clearTimeout(t); resolve(line); };
+    const t = setTimeout(() => done(buf || 'timeout'), 20_000);
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\r\n');
+      if (nl >= 0) done(buf.slice(0, nl));
+    });
+    s.on('error', () => done(buf || 'error'));
+    s.on('close', () => done(buf || 'closed'));
+  });
+}
+
+/** n held connections, opened 100 at a time; their first reply lines. */
+async function flood(port: number, from: string, n: number): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < n; i += 100) out.push(...(await Promise.all(Array.from({ length: Math.min(100, n - i) }, () => holdConnection(port, from)))));
+  return out;
+}
+
+function rssOf(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m![1]) * 1024;
+}
+
+function limitsOf(pid: number): { soft: number; hard: number } {
+  const m = /^Max open files\s+(\d+)\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))!;
+  return { soft: Number(m[1]), hard: Number(m[2]) };
+}
+
+function countLike(lines: string[], re: RegExp): number {
+  return lines.filter((l) => re.test(l)).length;
+}
+
+describe('smtpd total session limit', () => {
+  test('default_process_limit = 4: the 5th session is told "421 4.3.2 All server ports are busy"; a closed one makes room', async (t) => {
+    const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32', default_process_limit: '4' } });
+    t.after(async () => { closeAll(); await server.stop(); });
+    const lines = await flood(server.port, '127.0.0.2', 4);
+    assert.deepEqual(lines.map((l) => l.slice(0, 3)), ['220', '220', '220', '220']);
+    assert.equal(await holdConnection(server.port, '127.0.0.3'), '421 4.3.2 All server ports are busy');
+    await server.waitForLog(/NOQUEUE: reject: CONNECT from \[127\.0\.0\.3\]:\d+: all server ports busy$/, 5000);
+    await server.waitForLog(/warning: service "127\.0\.0\.1:\d+" \(127\.0\.0\.1:\d+\) has reached its process limit "4": new clients may experience noticeable delays$/, 5000);
+    // One session ends: the next client is greeted.
+    const first = [...live][0]!;
+    first.destroy();
+    live.delete(first);
+    await server.waitForLog(/disconnect from \S+\[127\.0\.0\.2\]/, 5000);
+    const { smtp, greeting } = await SmtpDialogue.connect(server.port, { localAddress: '127.0.0.3' });
+    assert.equal(greeting.code, 220, greeting.line);
+    smtp.close();
+  });
+
+  test('the soft open-file limit is raised to the hard limit at start (prlimit --nofile=1024:2048)', async (t) => {
+    const server = await startServer({ launcher: ['prlimit', '--nofile=1024:2048'] });
+    t.after(() => server.stop());
+    assert.deepEqual(limitsOf(server.child!.pid!), { soft: 2048, hard: 2048 });
+  });
+
+  test('nofile 1024: a flood of 1,100 held connections neither exhausts descriptors nor locks out a normal client', async (t) => {
+    const sink = new SmtpSink({ keepMessages: true });
+    const sinkPort = await sink.listen(0);
+    t.after(() => sink.close());
+    const open = await freePort();
+    const server = await startServer({
+      sinkPort,
+      launcher: ['prlimit', '--nofile=1024:1024'],
+      // The normal client (127.0.0.3) is outside mynetworks: it sends to a relay domain.
+      mainCf: { mynetworks: '127.0.0.1/32', relay_domains: 'example.net' },
+      masterCf: [
+        // No per-client limit, no process limit: only this port's share of the descriptors,
+        // (1024 - 128 reserved) / 2 per session / 2 smtpd services = 224 sessions.
+        `127.0.0.1:${open} inet n - n - 0 smtpd -o smtpd_client_connection_count_limit=0`,
+        '127.0.0.1:{{PORT}} inet n - n - 1 smtpd',
+        ...BACKEND_SERVICES,
+        '',
+      ].join('\n'),
+    });
+    t.after(async () => { closeAll(); await server.stop(); });
+    const mx = server.port;
+    const pid = server.child!.pid!;
+    assert.equal(limitsOf(pid).soft, 1024);
+
+    const first = await flood(open, '127.0.0.2', 1100);
+    const greeted = first.filter((l) => l.startsWith('220 ')).length;
+    const busy = first.filter((l) => l === '421 4.3.2 All server ports are busy').length;
+    assert.equal(greeted, 224, `greeted ${greeted}, busy ${busy}, other: ${first.filter((l) => !l.startsWith('220 ') && !l.startsWith('421 4.3.2')).slice(0, 5).join(' | ')}`);
+    assert.equal(busy, 1100 - 224);
+    // While the flood holds its sessions, the other port still takes mail and it is delivered.
+    const r1 = await sendRaw(mx, 'a@example.org', ['b@example.net'], 'Subject: during flood\r\n\r\nhello\r\n', { localAddress: '127.0.0.3' });
+    assert.match(r1.line, /^250 2\.0\.0 Ok: queued as /);
+    await sink.waitFor(() => sink.messages.some((m) => m.data.includes('Subject: during flood')), 30_000);
+    closeAll();
+
+    // anvil's default per-client limit (50) on the other port: the flood client gets 50.
+    const second = await flood(mx, '127.0.0.2', 1100);
+    assert.equal(second.filter((l) => l.startsWith('220 ')).length, 50);
+    // The rest are refused: by anvil, or (while refused ones still hold a slot for the moment it
+    // takes to answer them) as "all server ports busy".
+    const tooMany = second.filter((l) => l === `421 4.7.0 ${HOST} Error: too many connections from 127.0.0.2`).length;
+    const busy2 = second.filter((l) => l === '421 4.3.2 All server ports are busy').length;
+    assert.equal(tooMany + busy2, 1050, second.filter((l) => !l.startsWith('220 ') && !l.startsWith('421 ')).slice(0, 5).join(' | '));
+    assert.ok(tooMany > 500, `only ${tooMany} refused by anvil`);
+    const r2 = await sendRaw(mx, 'a@example.org', ['c@example.net'], 'Subject: normal client\r\n\r\nhello\r\n', { localAddress: '127.0.0.3' });
+    assert.match(r2.line, /^250 2\.0\.0 Ok: queued as /);
+    await sink.waitFor(() => sink.messages.some((m) => m.data.includes('Subject: normal client')), 30_000);
+    closeAll();
+
+    const log = server.logLines();
+    assert.equal(countLike(log, /EMFILE|Too many open files|exit status/), 0, log.filter((l) => /EMFILE|Too many open files|exit status/.test(l)).slice(0, 3).join('\n'));
+    assert.doesNotMatch(server.stderr(), /EMFILE|Too many open files/);
+    assert.ok(countLike(log, /NOQUEUE: reject: CONNECT from \[127\.0\.0\.2\]:\d+: all server ports busy$/) >= 1100 - 224);
+  });
+});
+
+describe('smtpd bounded memory per session', () => {
+  test('30 slow clients each sending 10 MB: RSS grows by less than 50 MB while all are in DATA', async (t) => {
+    const server = await startServer({ mainCf: { message_size_limit: '20480000', mynetworks: '127.0.0.0/8' } });
+    t.after(async () => { closeAll(); await server.stop(); });
+    const pid = server.child!.pid!;
+    // Warm up the code paths once, so the baseline includes them.
+    const warm = await sendRaw(server.port, 'a@example.org', ['b@example.net'], 'Subject: warm\r\n\r\n' + 'x'.repeat(200_000).replace(/(.{76})/g, '$1\r\n'));
+    assert.equal(warm.code, 250, warm.line);
+    await sleep(500);
+    const before = rssOf(pid);
+
+    const line = Buffer.from('y'.repeat(998) + '\r\n');
+    const chunk = Buffer.concat(Array.from({ length: 128 }, () => line)); // 128 000 bytes
+    const PER_SESSION = 80; // 80 × 128 000 = 10.24 MB
+    const sessions = await Promise.all(Array.from({ length: 30 }, async (_, i) => {
+      const { smtp, greeting } = await SmtpDialogue.connect(server.port, { timeoutMs: 60_000 });
+      assert.equal(greeting.code, 220);
+      assert.equal((await smtp.cmd('EHLO client.test')).code, 250);
+      assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
+      assert.equal((await smtp.cmd('RCPT TO:<b@example.net>')).code, 250);
+      assert.equal((await smtp.cmd('DATA')).code, 354);
+      smtp.write(`Subject: big ${i}\r\n\r\n`);
+      return smtp;
+    }));
+    // Slowly: one chunk per session every 100 ms (about 1.2 MB/s each), the last one held back.
+    for (let n = 0; n < PER_SESSION - 1; n++) {
+      for (const s of sessions) s.write(chunk);
+      await sleep(100);
+    }
+    await sleep(1500);
+    const during = rssOf(pid);
+    const ends: Promise<Reply>[] = sessions.map((s) => {
+      s.write(chunk);
+      s.write('.\r\n');
+      return s.read();
+    });
+    const replies = await Promise.all(ends);
+    for (const r of replies) assert.match(r.line, /^250 2\.0\.0 Ok: queued as /);
+    for (const s of sessions) s.close();
+    const growth = during - before;
+    if (process.env['SESSIONS_DEBUG']) console.log(`RSS before ${(before / 1e6).toFixed(1)} MB, during ${(during / 1e6).toFixed(1)} MB, after ${(rssOf(pid) / 1e6).toFixed(1)} MB`);
+    t.diagnostic(`RSS before ${(before / 1e6).toFixed(1)} MB, during ${(during / 1e6).toFixed(1)} MB, after ${(rssOf(pid) / 1e6).toFixed(1)} MB`);
+    assert.ok(growth < 50e6, `RSS grew by ${(growth / 1e6).toFixed(1)} MB with 30 × ~10 MB in DATA`);
+  });
+});
