@@ -138,10 +138,12 @@ describe('e2e qmgr concurrency feedback', () => {
     sink.on('message', () => times.push(Date.now()));
     const server = await startServer({ sinkPort: await sink.listen(0), mainCf: { smtp_transport_rate_delay: '1s', smtp_recipient_limit: '500' } });
     servers.push(server);
-    await inject(server.port, 3, 3, 'trate');
-    await server.waitForLogCount(/status=sent/, 3, 15_000);
-    assert.equal(times.length, 3);
-    for (let i = 1; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! >= 800, `gap ${times[i]! - times[i - 1]!} ms`);
+    await inject(server.port, 4, 4, 'trate');
+    await server.waitForLogCount(/status=sent/, 4, 20_000);
+    assert.equal(times.length, 4);
+    // The delay is between delivery starts; the first delivery may also wait for the smtp pool's
+    // first thread (pools are lazy), which shortens the first gap at the sink: check the others.
+    for (let i = 2; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! >= 800, `gap ${times[i]! - times[i - 1]!} ms`);
     assert.ok(!server.logLines().some((l) => /transport_rate_delay: not supported/.test(l)), 'no longer reported as not supported');
     assert.ok(server.logLines().some((l) => /warning: smtp_recipient_limit: not supported: /.test(l)), 'per-transport recipient pools fail loudly');
   });
