@@ -7,19 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import nodemailer from 'nodemailer';
-import { deliveredWithSubject, startServer, type TestServer } from './helpers/server.js';
+import { deliveredWithSubject, startServer, type TestServer, workerThreads } from './helpers/server.js';
 import { SmtpSink } from '../src/smtp/sink.js';
 
-/** Node names its worker threads "WorkerThread" (/proc/PID/task/TID/comm). */
-function workerThreads(pid: number): number {
-  return readdirSync(`/proc/${pid}/task`).filter((tid) => {
-    try {
-      return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === 'WorkerThread';
-    } catch {
-      return false;
-    }
-  }).length;
-}
 
 async function waitForThreads(pid: number, n: number, timeoutMs: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { SmtpSink, type SinkMessage } from '../src/smtp/sink.js';
-import { HAVE_OPENDKIM, HAVE_PYMILTER, startOpenDkim, startTestMilter, TEST_MILTER_MACROS, verifyDkim } from './helpers/milter.js';
+import { NEEDS_OPENDKIM, NEEDS_PYMILTER, TEST_MILTER_MACROS, startOpenDkim, startTestMilter, verifyDkim } from './helpers/milter.js';
 import { REPO_ROOT, startServer, type TestServer } from './helpers/server.js';
 
 const SENDMAIL = join(REPO_ROOT, 'bin', 'sendmail');
@@ -30,7 +30,7 @@ function sendmail(args: string[], input: string): Promise<{ status: number | nul
   });
 }
 
-const skip = (!HAVE_PYMILTER && 'python3-milter is not installed') || (!HAVE_OPENDKIM && 'opendkim, opendkim-tools or python3-dkim is not installed');
+const skip = NEEDS_PYMILTER || NEEDS_OPENDKIM;
 
 describe('non_smtpd_milters: sendmail submissions through the pymilter filter and OpenDKIM', { skip }, () => {
   let dir: string;

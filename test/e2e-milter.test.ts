@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { SmtpSink } from '../src/smtp/sink.js';
 import { freePort, queuedId, rfc822, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
-import { HAVE_OPENDKIM, HAVE_PYMILTER, startOpenDkim, startTestMilter, TEST_MILTER_MACROS, verifyDkim } from './helpers/milter.js';
+import { NEEDS_OPENDKIM, NEEDS_PYMILTER, TEST_MILTER_MACROS, startOpenDkim, startTestMilter, verifyDkim } from './helpers/milter.js';
 
 function message(subject: string): string {
   return rfc822({ From: '<s@example.org>', To: '<r@example.com>', Subject: subject, 'Message-ID': `<${subject.replace(/\W/g, '')}@client.test>` }, `body of ${subject}\n`);
@@ -41,7 +41,7 @@ async function session(port: number, rcpts: string[], msg: string | null): Promi
   return out;
 }
 
-describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: !HAVE_PYMILTER && 'python3-milter is not installed' }, () => {
+describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: NEEDS_PYMILTER }, () => {
   let dir: string;
   let milter: ChildProcess;
   let milterPort: number;
@@ -225,7 +225,7 @@ describe('milter_default_action when the milter is down', () => {
   });
 });
 
-describe('smtpd_milters with OpenDKIM: mail from a trusted client leaves signed, and the signature verifies', { skip: !HAVE_OPENDKIM && 'opendkim, opendkim-tools or python3-dkim is not installed' }, () => {
+describe('smtpd_milters with OpenDKIM: mail from a trusted client leaves signed, and the signature verifies', { skip: NEEDS_OPENDKIM }, () => {
   let dir: string;
   let dkim: ChildProcess;
   let sink: SmtpSink;

@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { BACKEND_SERVICES, NODE, POSTACTOR_JS, SmtpDialogue, rfc822, startServer } from './helpers/server.js';
+import { BACKEND_SERVICES, NODE, POSTACTOR_JS, SmtpDialogue, rfc822, startServer, workerThreads } from './helpers/server.js';
 import { SmtpSink } from '../src/smtp/sink.js';
 
 const run = promisify(execFile);
@@ -20,15 +20,6 @@ const RELOADS = 20;
 /** Per session, so the loop is bounded even if the reloads stall. */
 const MAX_MESSAGES = 400;
 
-function workerThreads(pid: number): number {
-  return readdirSync(`/proc/${pid}/task`).filter((tid) => {
-    try {
-      return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === 'WorkerThread';
-    } catch {
-      return false;
-    }
-  }).length;
-}
 
 /** One long-lived session: message after message over one connection until told to stop. */
 async function session(port: number, n: number, stop: { now: boolean }, replies: string[]): Promise<number> {

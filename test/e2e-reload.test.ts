@@ -5,20 +5,11 @@ import { readdirSync, readFileSync, writeFileSync, appendFileSync } from 'node:f
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
-import { NODE, POSTACTOR_JS, startServer } from './helpers/server.js';
+import { NODE, POSTACTOR_JS, startServer, workerThreads } from './helpers/server.js';
 import { SmtpSink } from '../src/smtp/sink.js';
 
 const run = promisify(execFile);
 
-function workerThreadCount(pid: number): number {
-  return readdirSync(`/proc/${pid}/task`).filter((tid) => {
-    try {
-      return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === 'WorkerThread';
-    } catch {
-      return false;
-    }
-  }).length;
-}
 
 function masterCf(smtpd: number): string {
   return [`127.0.0.1:{{PORT}} inet n - n - ${smtpd} smtpd`, 'cleanup unix n - n - 1 cleanup', 'qmgr unix n - n 300 1 qmgr', 'smtp unix - - n - 1 smtp', 'relay unix - - n - 1 smtp', 'bounce unix - - n - 1 bounce', ''].join('\n');
@@ -34,7 +25,7 @@ test('postactor reload applies a new master.cf without dropping mail, and refuse
   });
   const pid = server.child!.pid!;
   // smtpd, qmgr and cleanup's warm thread; smtp, relay and bounce start on demand (lazy pools).
-  assert.equal(workerThreadCount(pid), 3);
+  assert.equal(workerThreads(pid), 3);
 
   // Mail flows while the configuration is reloaded.
   const sending = (async () => {
@@ -67,5 +58,5 @@ test('postactor reload applies a new master.cf without dropping mail, and refuse
   await sink.waitFor((s) => s.messages >= sent.length + 1, 20_000);
   // Three smtpd threads now, qmgr, the new cleanup's warm thread and the new smtp pool's one
   // thread (started by the deliveries since); the old pools drained and ended with the reload.
-  assert.equal(workerThreadCount(pid), 6, 'two more smtpd threads after the reload');
+  assert.equal(workerThreads(pid), 6, 'two more smtpd threads after the reload');
 });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { SmtpSink } from '../src/smtp/sink.js';
-import { HAVE_PYMILTER, startTestMilter, TEST_MILTER_MACROS, type RunningMilter } from './helpers/milter.js';
+import { NEEDS_PYMILTER, type RunningMilter, TEST_MILTER_MACROS, startTestMilter } from './helpers/milter.js';
 import { needs } from './helpers/peers.js';
 import { tempDirs } from './helpers/temp.js';
 import { runClient } from './helpers/run-client.js';
@@ -172,7 +172,7 @@ describe('smtpd XCLIENT and XFORWARD', () => {
   });
 });
 
-describe('XCLIENT and BDAT through smtpd_milters (python3-milter)', { skip: !HAVE_PYMILTER && 'python3-milter is not installed' }, () => {
+describe('XCLIENT and BDAT through smtpd_milters (python3-milter)', { skip: NEEDS_PYMILTER }, () => {
   let server: TestServer;
   let sink: SmtpSink;
   let milter: RunningMilter;

@@ -47,9 +47,7 @@ import { mailCopy } from '../pipe/copy.js';
 import { runCommand } from '../pipe/command.js';
 import type { LockSettings } from '../../src/delivery/mailbox.js';
 import { Locker } from '../../src/delivery/locker.js';
-import { deliveryHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
-import { workerData } from 'piscina';
-import { isMainThread } from 'node:worker_threads';
+import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
 import { Delegation } from './delegate.js';
 import { AliasExpander, splitTargets, type Target } from './aliases.js';
 
@@ -352,13 +350,8 @@ function localOf(address: string): string {
   return at < 0 ? address : address.slice(0, at);
 }
 
-// One delivery helper per agent thread from the start (as root or not), so the first deliveries
-// do not wait for a process to boot; more start when deliveries queue up (src/delivery/helpers.ts).
-if (!isMainThread && (workerData as { service?: string } | undefined)?.service) {
-  setImmediate(() => {
-    try {
-      const s = (state ??= init());
-      deliveryHelpers((t) => s.ctx.log.warn(t)).prestart();
-    } catch { /* the first delivery reports what is wrong */ }
-  });
-}
+// One delivery helper per agent thread from the start; more start when deliveries queue up.
+prestartAgentHelpers(() => {
+  const s = (state ??= init());
+  return (t: string) => s.ctx.log.warn(t);
+});

@@ -34,9 +34,7 @@ import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protoc
 import { agentContext, report, type AgentContext } from '../discard/agent.js';
 import { mailCopy } from '../pipe/copy.js';
 import { lockSettings, type LockSettings } from '../../src/delivery/mailbox.js';
-import { deliveryHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
-import { workerData } from 'piscina';
-import { isMainThread } from 'node:worker_threads';
+import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
 import { atol, VirtualMap } from './maps.js';
 
 interface State {
@@ -171,13 +169,8 @@ function configWarning(s: State, text: string): Result {
   return CONFIG_ERROR();
 }
 
-// One delivery helper per agent thread from the start (as root or not), so the first deliveries
-// do not wait for a process to boot; more start when deliveries queue up (src/delivery/helpers.ts).
-if (!isMainThread && (workerData as { service?: string } | undefined)?.service) {
-  setImmediate(() => {
-    try {
-      const s = (state ??= init());
-      deliveryHelpers((t) => s.ctx.log.warn(t)).prestart();
-    } catch { /* the first delivery reports what is wrong */ }
-  });
-}
+// One delivery helper per agent thread from the start; more start when deliveries queue up.
+prestartAgentHelpers(() => {
+  const s = (state ??= init());
+  return (t: string) => s.ctx.log.warn(t);
+});

@@ -8,6 +8,7 @@
  * switch users: a mailbox of our own uid is written by a helper as ourselves, any other is
  * refused with 4.2.0 (deferred, nothing lost) and that reason.
  */
+import { isMainThread, workerData } from 'node:worker_threads';
 import { DeliveryHelpers } from './helpers.js';
 import type { WriteResult, WriterJob } from './protocol.js';
 
@@ -32,4 +33,18 @@ export async function writeMailbox(job: WriterJob, data: Buffer, owner: string, 
   const me = process.getuid?.() ?? -1;
   if (me !== 0 && job.uid !== me) return { ok: false, dsn: '4.2.0', reason: `cannot deliver as user ${owner} (uid ${job.uid}): Postactor is not running as root (uid ${me})` };
   return deliveryHelpers(warn).write(job, data);
+}
+
+/**
+ * Called when an agent module (local, virtual) loads: in a pool thread, start the thread's first
+ * helper at once, so the first deliveries do not wait for a process to boot. `warn` is asked
+ * lazily (it needs the agent's state); a failure here is left for the first delivery to report.
+ */
+export function prestartAgentHelpers(warn: () => (text: string) => void): void {
+  if (isMainThread || !(workerData as { service?: string } | undefined)?.service) return;
+  setImmediate(() => {
+    try {
+      deliveryHelpers(warn()).prestart();
+    } catch { /* the first delivery reports what is wrong */ }
+  });
 }

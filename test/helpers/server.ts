@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -418,4 +418,15 @@ export async function sendRaw(port: number, from: string, to: string[], message:
   } finally {
     smtp.close();
   }
+}
+
+/** The worker threads of process `pid` (Node names them "WorkerThread" in /proc/PID/task/TID/comm). */
+export function workerThreads(pid: number): number {
+  return readdirSync(`/proc/${pid}/task`).filter((tid) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === 'WorkerThread';
+    } catch {
+      return false;
+    }
+  }).length;
 }
