@@ -41,6 +41,7 @@ import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from
 import { InstanceRegistry, registryDirectory } from './instances.js';
 import { verifyMapProblem } from '../verify/cache.js';
 import { VerifySender } from '../verify/sender.js';
+import { isQueueManager } from '../qmgr/strategy.js';
 
 export const VERSION = '0.1.0';
 const log = maillog('master');
@@ -131,7 +132,10 @@ export function checkConfig(config: Config): string[] {
   // A damaged store file would make every thread that maps it die by SIGBUS/SIGSEGV, silently.
   const storeProblem = queueProblem === null ? storeFileProblem(join(queueDirectory(config), STORE_FILE)) : null;
   if (storeProblem !== null) problems.push(storeProblem);
-  if (!plan.services.some((s) => s.line.command === 'qmgr')) problems.push('master.cf: no qmgr service: mail would never be delivered');
+  const queueManagers = plan.services.filter((s) => isQueueManager(s.line.command));
+  if (queueManagers.length === 0) problems.push('master.cf: no qmgr service: mail would never be delivered');
+  // Two queue managers would both take the same active queue.
+  for (const s of queueManagers.slice(1)) problems.push(`${s.line.file}:${s.line.line}: service "${s.service}" (command ${s.line.command}): a second queue manager (service "${queueManagers[0]!.service}", command ${queueManagers[0]!.line.command}, runs already): only one may run`);
   if (!plan.services.some((s) => s.line.command === 'cleanup')) problems.push('master.cf: no cleanup service: smtpd could not queue mail');
   return problems;
 }
@@ -325,7 +329,9 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   };
 
   const supervise = (c: Config, s: ServicePlan, index: number): SupervisedWorker => {
-    const name = s.line.command === 'qmgr' ? 'qmgr' : s.service;
+    // The queue manager is "qmgr" to the router (cleanup's "queued" goes there) whatever its service name.
+    const manager = isQueueManager(s.line.command);
+    const name = manager ? 'qmgr' : s.service;
     const w = new SupervisedWorker({
       service: name,
       index,
@@ -334,7 +340,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
         addresses: s.addresses, ticketKeys,
         ...(s.line.command === 'smtpd' ? { anvil: anvil.of(s.service).buffer } : {}),
         ...(s.postscreen ? { postscreen: { config: postscreenConfig(c, s.postscreen).toJSON(), ...postscreenShared(s.postscreen.name) } } : {}),
-      } : undefined),
+      } : manager ? { command: s.line.command } : undefined),
       throttleSeconds: c.getTime('service_throttle_time'),
       resourceLimits: heapLimits(s.line.command),
       onPort: (port) => router.attach(name, port),
@@ -350,7 +356,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
 
   const startListeners = async (c: Config, plan: Plan): Promise<SupervisedWorker[]> => {
     const made: SupervisedWorker[] = [];
-    for (const s of plan.services.filter((p) => p.kind === 'supervised' && p.line.command !== 'qmgr')) {
+    for (const s of plan.services.filter((p) => p.kind === 'supervised' && !isQueueManager(p.line.command))) {
       for (let i = 0; i < s.threads; i++) {
         const w = supervise(c, s, i);
         if (s.line.command === 'smtpd') smtpdWorkers.add(w);
@@ -389,7 +395,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     held = addressesOf(plan);
     pools = startPools(config, plan);
     for (const [name, pool] of pools) router.addPool(name, pool);
-    const q = plan.services.find((p) => p.line.command === 'qmgr')!;
+    const q = plan.services.find((p) => isQueueManager(p.line.command))!;
     qmgr = supervise(config, q, 0);
     await qmgr.ready();
     // metrics_listen: /metrics (every thread's counters summed) and /health (services up, store writable).

@@ -9,6 +9,7 @@
  */
 import type { Config } from '../../src/config/index.js';
 import type { SupervisedWorker } from '../../src/runtime/supervisor.js';
+import { isQueueManager } from '../qmgr/strategy.js';
 
 export interface KickRequest {
   class: string;
@@ -19,7 +20,7 @@ export interface KickRequest {
 export async function kick(config: Config, r: KickRequest, qmgr: SupervisedWorker | null, listeners: readonly SupervisedWorker[]): Promise<{ ok: true }> {
   const line = config.services.find((s) => s.name === r.service && (s.type === 'unix' || s.type === 'fifo') && (s.private ? 'private' : 'public') === r.class);
   if (!line) throw new Error(`not found: class ${r.class} service ${r.service}`);
-  if (line.command === 'qmgr') {
+  if (isQueueManager(line.command)) {
     if (!qmgr?.control) throw new Error(`not found: class ${r.class} service ${r.service}`);
     await qmgr.control['kick']!(r.request);
     return { ok: true };

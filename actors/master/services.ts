@@ -11,6 +11,7 @@ import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inetEndpoint, type Config, type MasterService } from '../../src/config/index.js';
 import type { InetEndpoint, ListenAddress } from './listen.js';
+import { isQueueManager } from '../qmgr/strategy.js';
 
 export type HostKind = 'pool' | 'supervised';
 
@@ -60,6 +61,8 @@ const DAEMONS: Record<string, Daemon> = {
   smtpd: { kind: 'supervised', module: '../smtpd/index.js', concurrency: 1 },
   cleanup: { kind: 'pool', module: '../cleanup/index.js', concurrency: 256, warm: 1 },
   qmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1 },
+  // The same actor with oqmgr's scheduler (actors/qmgr/strategy.ts), chosen by this command name.
+  oqmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1 },
   smtp: { kind: 'pool', module: '../smtp/index.js', concurrency: 256 },
   bounce: { kind: 'pool', module: '../bounce/index.js', concurrency: 16 },
   pickup: { kind: 'supervised', module: '../pickup/index.js', concurrency: 1 },
@@ -89,7 +92,7 @@ export const DAEMONS_BUILT_INTO_MASTER = new Set(['anvil']);
 
 /** Postfix's daemons (master.cf commands) that Postactor has not built yet. */
 const POSTFIX_DAEMONS_NOT_BUILT = new Set([
-  ...DAEMONS_BUILT_INTO_MASTER, 'flush', 'oqmgr', 'postlogd', 'proxymap', 'scache',
+  ...DAEMONS_BUILT_INTO_MASTER, 'flush', 'postlogd', 'proxymap', 'scache',
   'showq', 'tlsmgr', 'tlsproxy',
 ]);
 
@@ -174,7 +177,7 @@ export function planServices(config: Config): Plan {
     const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: Math.min(SPREAD_AT, daemon.concurrency), concurrency: daemon.concurrency, line };
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
     // Singletons, whatever maxproc says (as in Postfix; verify is a "solitary" server).
-    if (line.command === 'qmgr' || line.command === 'pickup' || line.command === 'spawn' || line.command === 'verify') plan.threads = plan.minThreads = 1;
+    if (isQueueManager(line.command) || line.command === 'pickup' || line.command === 'spawn' || line.command === 'verify') plan.threads = plan.minThreads = 1;
     services.push(plan);
   }
   return { services, skipped };

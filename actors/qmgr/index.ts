@@ -15,8 +15,10 @@ import { parentPort } from 'node:worker_threads';
 import type { QmgrMessage } from '../protocol.js';
 import { QueueManager } from './manager.js';
 import { adminControl } from './admin.js';
+import { isQueueManager, type SchedulerName } from './strategy.js';
 
-const log = maillog('qmgr');
+// Postfix logs under the program's name: postfix/qmgr, or postfix/oqmgr (set in main()).
+let log = maillog('qmgr');
 
 async function main(): Promise<void> {
   let manager: QueueManager | null = null;
@@ -37,7 +39,11 @@ async function main(): Promise<void> {
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
   store = QueueStore.open(queueDirectory(config));
-  manager = new QueueManager(config, store, actor, log);
+  // The master.cf command this thread runs as: qmgr or oqmgr (./strategy.ts).
+  const command = (actor.data.extra as { command?: string } | undefined)?.command ?? 'qmgr';
+  const scheduler: SchedulerName = isQueueManager(command) ? command : 'qmgr';
+  log = maillog(scheduler);
+  manager = new QueueManager(config, store, actor, log, scheduler);
   manager.registerMetrics();
   receive(actor.data.instance, 'qmgr', (m) => {
     const msg = m as QmgrMessage;

@@ -6,7 +6,9 @@
  * with a siteFailure is negative feedback, any other completed delivery positive; a dead
  * destination's entries are deferred at once ("delivery temporarily suspended: …") until
  * minimal_backoff_time has passed or postqueue -f forgets it. A transport whose agents cannot be
- * reached or crash is unavailable for transport_retry_time. Preemption comes with issue 4.
+ * reached or crash is unavailable for transport_retry_time. Which entry goes next is the
+ * scheduler's choice (./strategy.ts): nqmgr's preemptive job list (qmgr) or oqmgr's destinations
+ * round-robin, first in first out (oqmgr).
  */
 import { metrics, registerGauges } from '../../src/metrics/thread.js';
 import { QUEUE_NAMES } from '../../src/queue/types.js';
@@ -25,7 +27,8 @@ import { expired, nextAttempt } from './backoff.js';
 import { Notifier, noticeConfig, statusRecord, wants } from './notices.js';
 import { Resolver, type Route } from './resolve.js';
 import { ProbeReports } from './probes.js';
-import { JobList, newJob, type SchedJob, type SlotParams } from './scheduler.js';
+import { DEFAULT_SLOTS, JobList, newJob, type SchedJob, type SlotParams } from './scheduler.js';
+import { DestinationRing, jobSelector, type EntrySelector, type SchedulerName } from './strategy.js';
 import { isDead, negative, newWindow, parseFeedback, positive, revive, settings, type WindowSettings, type WindowState } from './feedback.js';
 
 /** Messages a queue scan activates at once (their moves share one commit). */
@@ -88,7 +91,10 @@ interface Peer {
 /** A master.cf transport as the scheduler sees it: its job list, deliveries in flight, rate delay. */
 interface Transport {
   name: string;
+  /** Its jobs (message × transport): nqmgr selects through them; oqmgr keeps them for the bookkeeping only. */
   jobs: JobList<Job>;
+  /** How its next entry is chosen: qmgr's or oqmgr's (./strategy.ts). */
+  selector: EntrySelector<Destination, Entry>;
   jobOf: Map<ActiveMessage, Job>;
   inDelivery: number;
   /** Its agents answered BUSY: nothing more is handed out until a delivery of it completes. */
@@ -174,7 +180,11 @@ export class QueueManager {
   /** finish() calls still writing to the store. */
   private finishing = 0;
 
-  constructor(private config: Config, private readonly store: QueueStore, private readonly actor: Actor, private readonly log: Logger) {
+  /**
+   * `scheduler`: the master.cf command this queue manager runs as (./strategy.ts); fixed for the
+   * thread's life, as a Postfix queue manager is one program or the other.
+   */
+  constructor(private config: Config, private readonly store: QueueStore, private readonly actor: Actor, private readonly log: Logger, readonly scheduler: SchedulerName = 'qmgr') {
     this.flow = flowOf(actor.data);
     this.reconfigure(config);
   }
@@ -651,6 +661,7 @@ export class QueueManager {
       if (dest.todo.length === 0 && dest.busy === 0 && !dest.dead && now >= dest.suspendedUntil) {
         this.destinations.delete(key);
         this.ready.delete(dest);
+        this.transports.get(dest.transport)?.selector.forget(dest);
       }
     }
   }
@@ -675,9 +686,11 @@ export class QueueManager {
       };
       const rateDelay = num('destination_rate_delay', 0, (v) => parseTime(v, 's'));
       const transportRateDelay = num('transport_rate_delay', 0, (v) => parseTime(v, 's'));
-      // Postfix divides the in-memory recipients into per-transport pools; Postactor has one.
+      // nqmgr divides the in-memory recipients into per-transport pools; Postactor has one.
+      // oqmgr has no such pools: it does not read these, nor the delivery slots below.
+      const nqmgr = this.scheduler === 'qmgr';
       for (const [suffix, dflt] of [['recipient_limit', 20000], ['extra_recipient_limit', 1000]] as const) {
-        if (num(suffix, dflt) !== dflt) this.log.warn(`${transport}_${suffix}: not supported: recipients in memory are bounded by qmgr_message_recipient_limit for all transports together (ignored)`);
+        if (nqmgr && num(suffix, dflt) !== dflt) this.log.warn(`${transport}_${suffix}: not supported: recipients in memory are bounded by qmgr_message_recipient_limit for all transports together (ignored)`);
       }
       const concurrency = rateDelay > 0 ? 1 : num('destination_concurrency_limit', 20);
       const recipientLimit = num('destination_recipient_limit', 50);
@@ -692,13 +705,13 @@ export class QueueManager {
         recipientLimit: recipientLimit > 0 ? recipientLimit : Infinity,
         rateDelay: rateDelay * 1000,
         transportRateDelay: transportRateDelay * 1000,
-        // Preemption (nqmgr): a cost below 2 turns it off, as in Postfix.
-        slots: {
+        // Preemption (nqmgr): a cost below 2 turns it off, as in Postfix; oqmgr never preempts.
+        slots: nqmgr ? {
           cost: num('delivery_slot_cost', 5),
           loan: num('delivery_slot_loan', 3),
           discount: Math.min(100, num('delivery_slot_discount', 50)),
           minSlots: num('minimum_delivery_slots', 3),
-        },
+        } : { ...DEFAULT_SLOTS, cost: 0 },
       };
       this.limits.set(transport, limits);
     }
@@ -709,7 +722,15 @@ export class QueueManager {
     let t = this.transports.get(name);
     if (!t) {
       const limits = this.transportLimits(name);
-      t = { name, jobs: new JobList<Job>(limits.slots), jobOf: new Map(), inDelivery: 0, full: false, rateDelay: limits.transportRateDelay, suspendedUntil: 0 };
+      const jobs = new JobList<Job>(limits.slots);
+      const selector: EntrySelector<Destination, Entry> = this.scheduler === 'oqmgr'
+        ? new DestinationRing<Destination, Entry>({
+          open: (dest, now) => dest.todo.length > 0 && this.mayStart(dest, now),
+          take: (dest) => this.takeOldest(dest),
+          live: (dest) => dest.todo.length > 0 || dest.busy > 0,
+        })
+        : jobSelector<Job, Destination, Entry>(jobs, (job, now) => this.pickPeer(job, now));
+      t = { name, jobs, selector, jobOf: new Map(), inDelivery: 0, full: false, rateDelay: limits.transportRateDelay, suspendedUntil: 0 };
       this.transports.set(name, t);
     }
     return t;
@@ -731,6 +752,7 @@ export class QueueManager {
     t.jobs.obtain(job);
     msg.outstanding++;
     dest.todo.push(entry);
+    t.selector.waiting(dest);
     this.ready.add(dest);
   }
 
@@ -763,7 +785,7 @@ export class QueueManager {
     for (let k = 0; k < n; k++) {
       const peer = job.peers[(job.rr + k) % n]!;
       const dest = peer.dest;
-      if (peer.entries.length === 0 || dest.dead || now < dest.suspendedUntil || dest.busy >= dest.fb.window) continue;
+      if (peer.entries.length === 0 || !this.mayStart(dest, now)) continue;
       const entry = peer.entries.shift()!;
       const at = dest.todo.indexOf(entry);
       if (at >= 0) dest.todo.splice(at, 1);
@@ -773,6 +795,27 @@ export class QueueManager {
     }
     for (const peer of job.peers) if (peer.entries.length > 0) peer.dest.blocker = job.transport.jobs.blockerTag;
     return null;
+  }
+
+  /** `dest` may start one more delivery now: alive, not in a rate-delay pause, within its window. */
+  private mayStart(dest: Destination, now: number): boolean {
+    return !dest.dead && now >= dest.suspendedUntil && dest.busy < dest.fb.window;
+  }
+
+  /**
+   * oqmgr: `dest`'s oldest entry (first in, first out), off its job's peer too; counted as
+   * selected in its job, as nqmgr's selection would, so that the job's bookkeeping stays the same.
+   */
+  private takeOldest(dest: Destination): Entry {
+    const entry = dest.todo.shift()!;
+    const peer = entry.job.peerOf.get(dest);
+    if (peer) {
+      const i = peer.entries.indexOf(entry);
+      if (i >= 0) peer.entries.splice(i, 1);
+      if (peer.entries.length === 0) this.dropPeer(peer);
+    }
+    entry.job.selected++;
+    return entry;
   }
 
   /** An entry leaves its peer without a delivery (deferred at once, or dropped by postsuper); `dest.todo` is the caller's. */
@@ -806,6 +849,7 @@ export class QueueManager {
     this.peer(entry.job, entry.dest).entries.unshift(entry);
     entry.dest.todo.unshift(entry);
     entry.job.transport.jobs.unselect(entry.job);
+    entry.job.transport.selector.waiting(entry.dest);
   }
 
   /** Stop handing out deliveries (shutdown): what is in flight still completes and is recorded. */
@@ -820,10 +864,12 @@ export class QueueManager {
   }
 
   /**
-   * Hands out deliveries, as nqmgr does: transports round-robin, one entry per transport per
-   * turn, chosen by the transport's job list (preemption, then jobs in list order, then the
-   * job's destinations round-robin, each within its concurrency window). First, the entries of a
-   * dead destination or of an unavailable transport are deferred at once.
+   * Hands out deliveries, as both of Postfix's queue managers do: transports round-robin, one
+   * entry per transport per turn, chosen by the transport's selector (./strategy.ts): nqmgr's job
+   * list (preemption, then jobs in list order, then the job's destinations round-robin) or
+   * oqmgr's destinations round-robin, first in first out; each destination within its
+   * concurrency window. First, the entries of a dead destination or of an unavailable transport
+   * are deferred at once.
    */
   private schedule(): void {
     if (this.paused) return;
@@ -842,10 +888,10 @@ export class QueueManager {
       progress = false;
       for (let k = 0; k < ts.length; k++) {
         const t = ts[(this.transportTurn + k) % ts.length]!;
-        if (t.full || now < t.suspendedUntil || this.unavailable.has(t.name) || t.jobs.current === null) continue;
-        const got = t.jobs.select((job) => this.pickPeer(job, now), now);
-        if (!got) continue;
-        this.dispatch(got.entry);
+        if (t.full || now < t.suspendedUntil || this.unavailable.has(t.name) || t.selector.idle()) continue;
+        const entry = t.selector.select(now);
+        if (!entry) continue;
+        this.dispatch(entry);
         progress = true;
         n++;
       }

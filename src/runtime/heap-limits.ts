@@ -32,6 +32,7 @@ export const YOUNG_GENERATION_MB = 3;
 /** Old generation ceilings (MB) by master.cf command; every other command gets DEFAULT_OLD_MB. */
 const OLD_GENERATION_MB: Readonly<Record<string, number>> = {
   qmgr: 1024,
+  oqmgr: 1024,
   smtpd: 512,
   cleanup: 512,
 };

@@ -1,0 +1,173 @@
+/**
+ * oqmgr, Postfix's "old" queue manager, selected by master.cf's command name
+ * (`qmgr unix n - n 300 1 oqmgr`): the same actor with another scheduler (actors/qmgr/strategy.ts):
+ * destinations round-robin, first in first out within one, no preemption. In process: the
+ * round-robin itself, and the same workload ordered by nqmgr's job list and by oqmgr's ring. End
+ * to end: mail is delivered under oqmgr (logged as postactor/oqmgr, as Postfix logs
+ * postfix/oqmgr), and a one-recipient message sent behind a 20-delivery list overtakes it under
+ * qmgr but waits for all of it under oqmgr.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import os from 'node:os';
+import { DestinationRing } from '../actors/qmgr/strategy.js';
+import { DEFAULT_SLOTS, JobList, newJob, type SchedJob } from '../actors/qmgr/scheduler.js';
+import { checkConfig } from '../actors/master/index.js';
+import { loadConfig } from '../src/config/index.js';
+import { SmtpSink, type SinkMessage } from '../src/smtp/sink.js';
+import { defaultMasterCf, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { tempDirs } from './helpers/temp.js';
+
+const tempDir = tempDirs('postactor-oqmgr-');
+
+interface TDest { name: string; todo: string[]; busy: number; window: number }
+
+const dest = (name: string, todo: string[], window = 1): TDest => ({ name, todo, busy: 0, window });
+
+/** A ring over `dests` whose deliveries complete at once (busy stays 0) unless `hold` is set. */
+function ring(dests: TDest[], hold = false): DestinationRing<TDest, string> {
+  const r = new DestinationRing<TDest, string>({
+    open: (d) => d.todo.length > 0 && d.busy < d.window,
+    take: (d) => {
+      if (hold) d.busy++;
+      return d.todo.shift()!;
+    },
+    live: (d) => d.todo.length > 0 || d.busy > 0,
+  });
+  for (const d of dests) r.waiting(d);
+  return r;
+}
+
+function drain(r: DestinationRing<TDest, string>, max = 1000): string[] {
+  const out: string[] = [];
+  for (let e = r.select(0); e !== null && out.length < max; e = r.select(0)) out.push(e);
+  return out;
+}
+
+describe('oqmgr selection (qmgr_queue_select, qmgr_entry_select)', () => {
+  test('destinations round-robin, each first in first out', () => {
+    const r = ring([dest('a', ['a1', 'a2', 'a3']), dest('b', ['b1']), dest('c', ['c1', 'c2'])]);
+    assert.deepEqual(drain(r), ['a1', 'b1', 'c1', 'a2', 'c2', 'a3']);
+    assert.equal(r.idle(), true, 'empty destinations leave the ring');
+  });
+
+  test('a destination at its window is skipped and keeps its turn; a new one joins at the end of the round', () => {
+    const a = dest('a', ['a1', 'a2']);
+    const b = dest('b', ['b1', 'b2']);
+    const r = ring([a, b], true);
+    assert.equal(r.select(0), 'a1');
+    assert.equal(r.select(0), 'b1');
+    assert.equal(r.select(0), null, 'both windows (1) are full');
+    a.busy--; // a's delivery is back
+    const c = dest('c', ['c1']);
+    r.waiting(c);
+    assert.deepEqual(r.order().map((d) => d.name), ['a', 'b', 'c']);
+    assert.equal(r.select(0), 'a2');
+    assert.equal(r.select(0), 'c1', 'b is still busy: skipped');
+    b.busy--;
+    assert.equal(r.select(0), 'b2');
+  });
+
+  test('forget() takes a destination out of the round without disturbing the turn', () => {
+    const a = dest('a', ['a1', 'a2']);
+    const b = dest('b', ['b1', 'b2']);
+    const c = dest('c', ['c1', 'c2']);
+    const r = ring([a, b, c]);
+    assert.equal(r.select(0), 'a1');
+    r.forget(a);
+    assert.deepEqual(r.order().map((d) => d.name), ['b', 'c']);
+    assert.deepEqual(drain(r), ['b1', 'c1', 'b2', 'c2']);
+  });
+
+  test('the same workload, one destination: nqmgr lets the small messages preempt the 20-entry list, oqmgr does not', () => {
+    // A 20-entry list (queued first) and three one-entry messages, all for one destination.
+    interface TJob extends SchedJob { name: string; entries: string[] }
+    const jobs = [
+      { ...newJob(0, 20, 0), name: 'L', entries: Array.from({ length: 20 }, () => 'L') },
+      ...['a', 'b', 'c'].map((n, i) => ({ ...newJob(1000 + i, 1, 0), name: n, entries: [n] })),
+    ] satisfies TJob[];
+    const list = new JobList<TJob>(DEFAULT_SLOTS);
+    for (const j of jobs) list.link(j);
+    let nq = '';
+    for (let got = list.select((j) => j.entries.shift() ?? null, 10_000); got; got = list.select((j) => j.entries.shift() ?? null, 10_000)) nq += got.entry;
+    // oqmgr: the destination's entries in the order they were queued.
+    const oq = drain(ring([dest('example.com', ['L', ...Array.from({ length: 19 }, () => 'L'), 'a', 'b', 'c'])])).join('');
+    assert.equal(oq, 'LLLLLLLLLLLLLLLLLLLLabc');
+    assert.equal(nq.length, 23);
+    assert.notEqual(nq, oq);
+    assert.ok(nq.indexOf('a') < 5 && nq.indexOf('c') < 20, `nqmgr order ${nq}`);
+  });
+});
+
+describe('master.cf: the queue manager by command name', () => {
+  const main = `queue_directory = ${os.tmpdir()}/pa-oq\n`;
+  const lines = ['127.0.0.1:2598 inet n - n - 1 smtpd', 'cleanup unix n - n - 1 cleanup'];
+
+  test('oqmgr is a queue manager: accepted without a "not built" warning', () => {
+    const dir = tempDir({ 'main.cf': main, 'master.cf': [...lines, 'qmgr unix n - n 300 1 oqmgr', ''].join('\n') });
+    const config = loadConfig(dir);
+    assert.deepEqual(checkConfig(config), []);
+    assert.ok(!config.warnings.some((w) => /oqmgr/.test(w)), config.warnings.join('\n'));
+  });
+
+  test('qmgr and oqmgr both: refused, only one queue manager may run', () => {
+    const dir = tempDir({ 'main.cf': main, 'master.cf': [...lines, 'qmgr unix n - n 300 1 qmgr', 'oqmgr unix n - n 300 1 oqmgr', ''].join('\n') });
+    const problems = checkConfig(loadConfig(dir));
+    assert.equal(problems.length, 1, problems.join('; '));
+    assert.match(problems[0]!, /master\.cf:4: service "oqmgr" \(command oqmgr\): a second queue manager \(service "qmgr", command qmgr, runs already\): only one may run/);
+  });
+});
+
+describe('oqmgr end to end', () => {
+  const servers: TestServer[] = [];
+  const sinks: SmtpSink[] = [];
+  after(async () => {
+    for (const s of servers) await s.stop();
+    for (const s of sinks) await s.close();
+  });
+
+  const list = Array.from({ length: 40 }, (_, i) => `l${i}@example.com`);
+
+  /**
+   * A 40-recipient list (20 deliveries of 2, one at a time, 150 ms each at the sink), then a
+   * one-recipient message once the list is active: the deliveries in the order the sink saw them.
+   */
+  async function listThenSmall(command: 'qmgr' | 'oqmgr'): Promise<{ order: SinkMessage[]; server: TestServer }> {
+    const sink = new SmtpSink({ dataDelayMs: 150 });
+    sinks.push(sink);
+    const order: SinkMessage[] = [];
+    sink.on('message', (m: SinkMessage) => order.push(m));
+    const sinkPort = await sink.listen(0);
+    const server = await startServer({
+      sinkPort,
+      masterCf: defaultMasterCf(0).replace(/^127\.0\.0\.1:0 /m, '127.0.0.1:{{PORT}} ').replace('300 1 qmgr', `300 1 ${command}`),
+      mainCf: { smtp_destination_recipient_limit: '2', smtp_destination_concurrency_limit: '1', initial_destination_concurrency: '1', smtpd_recipient_limit: '1000' },
+    });
+    servers.push(server);
+    const r1 = await sendRaw(server.port, 'sender@example.org', list, rfc822({ Subject: 'list' }, 'list\n'));
+    assert.equal(r1.code, 250, r1.text);
+    await server.waitForLog(/nrcpt=40 \(queue active\)/, 10_000);
+    const r2 = await sendRaw(server.port, 'sender@example.org', ['small@example.com'], rfc822({ Subject: 'small' }, 'small\n'));
+    assert.equal(r2.code, 250, r2.text);
+    await server.waitForLogCount(/status=sent/, 41, 60_000);
+    return { order, server };
+  }
+
+  const smallAt = (order: SinkMessage[]) => order.findIndex((m) => m.recipients.includes('small@example.com'));
+
+  test('qmgr: the one-recipient message preempts the list', async () => {
+    const { order } = await listThenSmall('qmgr');
+    assert.equal(order.length, 21);
+    assert.ok(smallAt(order) <= 3, `the small message was delivery ${smallAt(order) + 1} of 21`);
+  });
+
+  test('oqmgr: mail is delivered, logged as postactor/oqmgr, first in first out: the small message waits for the whole list', async () => {
+    const { order, server } = await listThenSmall('oqmgr');
+    assert.equal(order.length, 21);
+    assert.deepEqual(new Set(order.flatMap((m) => m.recipients)), new Set([...list, 'small@example.com']));
+    assert.equal(smallAt(order), 20, `the small message was delivery ${smallAt(order) + 1} of 21`);
+    const log = server.logLines();
+    assert.ok(log.some((l) => /postactor\/oqmgr\[\d+\]: [0-9A-Za-z]+: from=<sender@example\.org>, size=\d+, nrcpt=1 \(queue active\)/.test(l)), 'qmgr lines are logged by postactor/oqmgr');
+    assert.ok(!log.some((l) => /postactor\/qmgr\[/.test(l)));
+  });
+});
