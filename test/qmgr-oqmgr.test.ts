@@ -132,8 +132,9 @@ describe('oqmgr end to end', () => {
    * A 40-recipient list (20 deliveries of 2, one at a time, 150 ms each at the sink), then a
    * one-recipient message once the list is active: the deliveries in the order the sink saw them.
    */
-  async function listThenSmall(command: 'qmgr' | 'oqmgr'): Promise<{ order: SinkMessage[]; server: TestServer }> {
-    const sink = new SmtpSink({ dataDelayMs: 150 });
+  async function listThenSmall(command: 'qmgr' | 'oqmgr', opts: { rcpts?: string[]; mainCf?: Record<string, string>; delayMs?: number } = {}): Promise<{ order: SinkMessage[]; server: TestServer }> {
+    const rcpts = opts.rcpts ?? list;
+    const sink = new SmtpSink({ dataDelayMs: opts.delayMs ?? 150 });
     sinks.push(sink);
     const order: SinkMessage[] = [];
     sink.on('message', (m: SinkMessage) => order.push(m));
@@ -141,15 +142,15 @@ describe('oqmgr end to end', () => {
     const server = await startServer({
       sinkPort,
       masterCf: defaultMasterCf(0).replace(/^127\.0\.0\.1:0 /m, '127.0.0.1:{{PORT}} ').replace('300 1 qmgr', `300 1 ${command}`),
-      mainCf: { smtp_destination_recipient_limit: '2', smtp_destination_concurrency_limit: '1', initial_destination_concurrency: '1', smtpd_recipient_limit: '1000' },
+      mainCf: { smtp_destination_recipient_limit: '2', smtp_destination_concurrency_limit: '1', initial_destination_concurrency: '1', smtpd_recipient_limit: '1000', ...opts.mainCf },
     });
     servers.push(server);
-    const r1 = await sendRaw(server.port, 'sender@example.org', list, rfc822({ Subject: 'list' }, 'list\n'));
+    const r1 = await sendRaw(server.port, 'sender@example.org', rcpts, rfc822({ Subject: 'list' }, 'list\n'));
     assert.equal(r1.code, 250, r1.text);
-    await server.waitForLog(/nrcpt=40 \(queue active\)/, 10_000);
+    await server.waitForLog(new RegExp(`nrcpt=${rcpts.length} \\(queue active\\)`), 10_000);
     const r2 = await sendRaw(server.port, 'sender@example.org', ['small@example.com'], rfc822({ Subject: 'small' }, 'small\n'));
     assert.equal(r2.code, 250, r2.text);
-    await server.waitForLogCount(/status=sent/, 41, 60_000);
+    await server.waitForLogCount(/status=sent/, rcpts.length + 1, 60_000);
     return { order, server };
   }
 
@@ -169,5 +170,18 @@ describe('oqmgr end to end', () => {
     const log = server.logLines();
     assert.ok(log.some((l) => /postactor\/oqmgr\[\d+\]: [0-9A-Za-z]+: from=<sender@example\.org>, size=\d+, nrcpt=1 \(queue active\)/.test(l)), 'qmgr lines are logged by postactor/oqmgr');
     assert.ok(!log.some((l) => /postactor\/qmgr\[/.test(l)));
+  });
+
+  test('oqmgr reads a message in slices of qmgr_message_recipient_limit × qmgr_fudge_factor %: the small message comes after the first slice', async () => {
+    // Limit 40 at 50 %: slices of 20 recipients, 4 deliveries of 5; the next slice is read when
+    // the first is done, so the small message (queued meanwhile) is delivery 5. At 100 % it would be 9.
+    const rcpts = Array.from({ length: 100 }, (_, i) => `f${i}@example.com`);
+    const { order } = await listThenSmall('oqmgr', {
+      rcpts, delayMs: 250,
+      mainCf: { qmgr_message_recipient_limit: '40', qmgr_fudge_factor: '50', smtp_destination_recipient_limit: '5' },
+    });
+    assert.equal(order.length, 21);
+    assert.equal(new Set(order.flatMap((m) => m.recipients)).size, 101, 'each recipient delivered once');
+    assert.equal(smallAt(order), 4, `the small message was delivery ${smallAt(order) + 1} of 21`);
   });
 });

@@ -149,6 +149,8 @@ export class QueueManager {
   private rcptInMemory = 0;
   private rcptLimit!: number;
   private rcptMinimum!: number;
+  /** oqmgr: recipients read per message at a time, qmgr_message_recipient_limit × qmgr_fudge_factor %. */
+  private fudgeSlice!: number;
   // Settings from main.cf; replaced as a whole by reconfigure() on `postactor reload`.
   private resolver!: Resolver;
   private probes!: ProbeReports;
@@ -207,6 +209,7 @@ export class QueueManager {
     this.activeLimit = config.getInt('qmgr_message_active_limit');
     this.rcptLimit = Math.max(1, config.getInt('qmgr_message_recipient_limit'));
     this.rcptMinimum = Math.max(1, config.getInt('qmgr_message_recipient_minimum'));
+    this.fudgeSlice = Math.max(1, Math.floor((this.rcptLimit * Math.min(100, Math.max(10, config.getInt('qmgr_fudge_factor')))) / 100));
     this.minBackoff = config.getTime('minimal_backoff_time');
     this.transportRetry = config.getTime('transport_retry_time');
     this.feedbackDebug = config.getBool('destination_concurrency_feedback_debug');
@@ -292,7 +295,7 @@ export class QueueManager {
 
   /** cleanup's "queued": take the new message now, unless the active queue is full. */
   queued(queueId: string): void {
-    if (this.active.size + this.activating.size >= this.activeLimit) {
+    if (!this.room()) {
       this.incomingBacklog = true;
       return;
     }
@@ -464,7 +467,13 @@ export class QueueManager {
     return true;
   }
 
+  /**
+   * Whether another message may be activated: qmgr_message_active_limit; oqmgr also stops
+   * opening messages while qmgr_message_recipient_limit recipients are in memory (nqmgr does not:
+   * each new message gets at least qmgr_message_recipient_minimum).
+   */
   private room(): boolean {
+    if (this.scheduler === 'oqmgr' && this.rcptInMemory >= this.rcptLimit) return false;
     return this.active.size + this.activating.size < this.activeLimit;
   }
 
@@ -492,8 +501,9 @@ export class QueueManager {
     if (from === 'incoming') metrics().qmgrInserted.inc();
     const pendingIdx: number[] = [];
     for (const [i, r] of meta.recipients.entries()) if (!r.done) pendingIdx.push(i);
-    // The first slice: what qmgr_message_recipient_limit leaves, but at least qmgr_message_recipient_minimum.
-    const cap = Math.min(pendingIdx.length, Math.max(this.rcptMinimum, this.rcptLimit - this.rcptInMemory));
+    // The first slice: what qmgr_message_recipient_limit leaves, but at least qmgr_message_recipient_minimum
+    // (nqmgr); oqmgr reads the same per-message share of it for every message (qmgr_fudge_factor).
+    const cap = Math.min(pendingIdx.length, this.scheduler === 'oqmgr' ? this.fudgeSlice : Math.max(this.rcptMinimum, this.rcptLimit - this.rcptInMemory));
     const now0 = Date.now();
     const rcpt: RecipientSlices = { pending: pendingIdx, readPos: 0, inMemory: 0, cap, reading: false, lastRead: now0, unsaved: [], lastSave: now0 };
     const msg: ActiveMessage = { meta, activated: now0, outstanding: 0, outcomes: new Map(), rcpt };
@@ -580,6 +590,12 @@ export class QueueManager {
     const { rcpt } = msg;
     const left = rcpt.pending.length - rcpt.readPos;
     if (rcpt.reading || left === 0 || msg.admin || msg.finishing) return;
+    if (this.scheduler === 'oqmgr') {
+      // oqmgr (qmgr_entry_done): the next slice when the message has nothing left in memory, or
+      // once all messages together hold fewer than the slice size less 100 recipients.
+      if (rcpt.inMemory === 0 || this.rcptInMemory < this.fudgeSlice - 100) void this.readSlice(msg, Math.min(left, this.fudgeSlice));
+      return;
+    }
     const room = Math.min(rcpt.cap - rcpt.inMemory, this.rcptLimit - this.rcptInMemory, left);
     if (room <= 0 && rcpt.inMemory > 0) return;
     const limits = this.refillLimits(msg);
@@ -1105,6 +1121,8 @@ export class QueueManager {
       void this.saveDone(entry.msg);
     }
     this.maybeFinish(entry.msg);
+    // oqmgr held new mail back for qmgr_message_recipient_limit (room()): take it once there is room.
+    if (this.scheduler === 'oqmgr' && this.incomingBacklog && this.room()) void this.scan(false);
     if (entry.dest.todo.length > 0) this.ready.add(entry.dest);
     this.schedule();
   }

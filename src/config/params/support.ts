@@ -159,6 +159,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'default_recipient_refill_delay', 'default_delivery_slot_cost', 'default_delivery_slot_loan',
     'default_delivery_slot_discount', 'default_minimum_delivery_slots',
     'default_recipient_limit', 'default_extra_recipient_limit',
+    // Read by oqmgr only (master.cf command oqmgr, actors/qmgr/strategy.ts), as in Postfix.
+    'qmgr_fudge_factor',
   ],
   smtp: [
     // Outbound content lines longer than this are broken with CRLF SPACE (src/smtp/client.ts dotStuff).
