@@ -4,6 +4,7 @@
  *   node_modules/.bin/node dist/bench/qmgr/run.js --scenario fair|dead|list|throttle|backlog
  *        [--scale small|full] [--json FILE] [--time-limit S] [--set 'name = value' …]
  *        [--list-small other|same] [--list-complete] [--throttle-delay MS] [--keep]
+ *        [--scheduler qmgr|oqmgr|qmgr,oqmgr] [--runs N]
  *
  * Postactor runs as a child process on a throwaway config (bench/relay/postactor.ts) whose
  * main.cf routes every destination domain dNNN.test through `transport_maps = texthash:FILE`
@@ -28,6 +29,11 @@
  *
  * Every wait is bounded by --time-limit (per phase); figures of a phase that ran out of time
  * are reported as incomplete, never as a success.
+ *
+ * --scheduler picks the queue manager by its master.cf command: qmgr (nqmgr, the default) or
+ * oqmgr (Postfix's old scheduler: destinations round-robin, FIFO, no preemption) as the
+ * baseline. With both (qmgr,oqmgr) the scenario runs --runs times for each, alternating (A B A B
+ * …), and the scenario's headline figures are compared as medians and their ratio qmgr ÷ oqmgr.
  */
 import { Timeline, type Sample } from '../chart/timeline.js';
 import { percentileCurve, rate, renderSvg, type Series } from '../chart/svg.js';
@@ -94,6 +100,10 @@ const BASE_MAIN_CF = ['smtp_connect_timeout = 2s'];
 
 let userSettings: string[] = [];
 
+/** The queue manager of the instances started now (--scheduler). */
+type QueueManagerCommand = 'qmgr' | 'oqmgr';
+let queueManager: QueueManagerCommand = 'qmgr';
+
 /** Each instance's timeline and delivery delays, for the chart written next to the JSON. */
 interface Charted { label: string; samples: Sample[]; delays: number[] }
 const charted: Charted[] = [];
@@ -113,7 +123,7 @@ export async function startInstance(o: InstanceOptions): Promise<Instance> {
   const h = await startPostactor({
     sinkPort: await freePort(), // relayhost: nobody listens; mail for no dNNN.test domain is deferred
     smtpdThreads: 2, cleanupThreads: 2, smtpThreads: 2,
-    maillog: true, keep: o.keep, dir: o.dir, prepare: o.prepare,
+    maillog: true, keep: o.keep, dir: o.dir, prepare: o.prepare, queueManager,
     extraMainCf: `# bench/qmgr\n${lines.join('\n')}\n`,
     readyTimeoutMs: 120_000,
   });
@@ -121,7 +131,7 @@ export async function startInstance(o: InstanceOptions): Promise<Instance> {
   const maillog = () => { try { return readFileSync(path.join(h.dir, 'maillog'), 'utf8'); } catch { return ''; } };
   const delivered0 = o.farm.totalRecipients();
   const timeline = new Timeline(() => ({ delivered: o.farm.totalRecipients() - delivered0 }), `http://127.0.0.1:${metricsPort}/metrics`, 500);
-  const label = `instance ${charted.length + 1}`;
+  const label = `instance ${charted.length + 1}${queueManager === 'qmgr' ? '' : ` (${queueManager})`}`;
   return {
     port: h.port, pid: h.pid, dir: h.dir, startMs, maillog,
     stop: () => {
@@ -324,7 +334,7 @@ async function list(ctx: Ctx): Promise<Record<string, unknown>> {
       listAcceptedSeconds: listAcceptedS, smallAccepted: smallTotal, smallMissing: missing, complete,
       latencySeconds: { p50: sec(percentile(lat, 50)), p90: sec(percentile(lat, 90)), p99, max: sec(lat[lat.length - 1] ?? NaN) },
       smallAcceptLatencySeconds: { p50: sec(smallR.latency.p50), p99: sec(smallR.latency.p99) },
-      listDelivered, target: 5, meets: !missing && p99 <= 5, loadavg: loadavg()[0],
+      listDelivered, listLastSeconds: listLast ? sec(listLast - tList) : NaN, target: 5, meets: !missing && p99 <= 5, loadavg: loadavg()[0],
     };
   } finally {
     await inst.stop();
@@ -537,6 +547,34 @@ function qmgrChart(title: string): string {
   ]);
 }
 
+/**
+ * Each scenario's headline figures (name → value; the name says which way is better), for the
+ * comparison of schedulers.
+ */
+export function headline(r: Record<string, unknown>): Record<string, number> {
+  const n = (v: unknown): number => (typeof v === 'number' ? v : NaN);
+  const o = (v: unknown): Record<string, unknown> => (v && typeof v === 'object' ? v as Record<string, unknown> : {});
+  switch (r.scenario) {
+    case 'fair': return { 'deliveries/s (higher is better)': n(r.throughputPerSec), 'Jain, completion times': n(r.jainCompletion) };
+    case 'dead': return { 'dead/fast time ratio (lower is better)': n(r.ratio) };
+    case 'list': return {
+      'small p50 s (lower is better)': n(o(r.latencySeconds).p50),
+      'small p99 s (lower is better)': n(o(r.latencySeconds).p99),
+      'list last delivery s (lower is better)': n(r.listLastSeconds),
+    };
+    case 'throttle': return { 'deferred share, first attempts (lower is better)': n(r.deferredShare) };
+    case 'backlog': return { 'backlog/empty throughput ratio (higher is better)': n(r.ratio) };
+    default: return {};
+  }
+}
+
+function median(xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -549,8 +587,14 @@ async function main(): Promise<void> {
       'list-complete': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       'throttle-delay': { type: 'string', default: '200' },
+      scheduler: { type: 'string', default: 'qmgr' },
+      runs: { type: 'string', default: '1' },
     },
   });
+  const schedulers = values.scheduler.split(',').map((x) => x.trim());
+  for (const x of schedulers) if (x !== 'qmgr' && x !== 'oqmgr') throw new Error(`--scheduler: not qmgr or oqmgr: ${x}`);
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive whole number');
   const scenario = values.scenario as Scenario;
   if (!SCENARIOS.includes(scenario)) throw new Error(`--scenario must be one of ${SCENARIOS.join('|')}`);
   const scale = values.scale as Scale;
@@ -565,13 +609,44 @@ async function main(): Promise<void> {
   const throttleDelayMs = Number(values['throttle-delay']);
   if (!(throttleDelayMs >= 0)) throw new Error('--throttle-delay must be a number of milliseconds (0: a fast sink)');
   const ctx: Ctx = { scale, timeLimitMs, keep: values.keep, listSmall, listComplete: values['list-complete'], work, throttleDelayMs };
-  console.log(`qmgr bench: ${scenario}, scale ${scale}, time limit ${timeLimitMs / 1000} s per phase, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}${userSettings.length ? `, main.cf + ${userSettings.join('; ')}` : ''}`);
+  console.log(`qmgr bench: ${scenario}, scale ${scale}, scheduler ${schedulers.join(' vs ')}${runs > 1 ? `, ${runs} runs each` : ''}, time limit ${timeLimitMs / 1000} s per phase, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}${userSettings.length ? `, main.cf + ${userSettings.join('; ')}` : ''}`);
   const t0 = Date.now();
   try {
     const fn = { fair, dead, list, throttle, backlog }[scenario];
-    const result = await fn(ctx);
+    let result: Record<string, unknown>;
+    if (schedulers.length === 1 && runs === 1) {
+      queueManager = schedulers[0] as QueueManagerCommand;
+      result = { ...(await fn(ctx)), scheduler: queueManager };
+    } else {
+      // A B A B …: each scheduler's runs spread over the same stretch of a shared machine's load.
+      const by: Record<string, Record<string, unknown>[]> = Object.fromEntries(schedulers.map((x) => [x, []]));
+      for (let i = 0; i < runs; i++) {
+        for (const x of schedulers) {
+          queueManager = x as QueueManagerCommand;
+          console.log(`\n--- run ${i + 1}/${runs}: ${x}`);
+          const r = await fn(ctx);
+          by[x]!.push({ ...r, scheduler: x });
+          console.log(`    ${Object.entries(headline(r)).map(([k, v]) => `${k}: ${fmt(v)}`).join('; ')}`);
+        }
+      }
+      const medians: Record<string, Record<string, number>> = {};
+      for (const x of schedulers) {
+        const hs = by[x]!.map(headline);
+        medians[x] = Object.fromEntries(Object.keys(hs[0] ?? {}).map((k) => [k, median(hs.map((h) => h[k]!))]));
+      }
+      console.log(`\n${scenario} (${scale}): medians over ${runs} run(s) each, load average now ${loadavg()[0]!.toFixed(1)}`);
+      const rows: [string, string][] = [];
+      for (const k of Object.keys(medians[schedulers[0]!] ?? {})) {
+        const vals = schedulers.map((x) => medians[x]![k]!);
+        const ratio = schedulers.length === 2 ? ` (ratio ${schedulers[0]} ÷ ${schedulers[1]}: ${fmt(vals[0]! / vals[1]!)})` : '';
+        rows.push([k, `${schedulers.map((x, j) => `${x} ${fmt(vals[j]!)}`).join(', ')}${ratio}`]);
+      }
+      table(rows);
+      result = { scenario, runs: by, medians, loadavg: loadavg()[0] };
+    }
     const out = { ...result, scale, settings: userSettings, date: new Date().toISOString(), wallSeconds: sec(Date.now() - t0) };
-    const file = values.json ?? path.join(REPO_ROOT, 'bench/results', `qmgr-${scenario}-${scale}.json`);
+    const tag = schedulers.length === 1 && schedulers[0] === 'qmgr' ? '' : `-${schedulers.join('-')}`;
+    const file = values.json ?? path.join(REPO_ROOT, 'bench/results', `qmgr-${scenario}-${scale}${tag}.json`);
     mkdirSync(path.dirname(file), { recursive: true });
     writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
     const svg = file.replace(/(\.json)?$/, '.svg');

@@ -42,6 +42,8 @@ export interface PostactorOptions {
    * a returning sender's would: the per-connection cost of the screen, not the greet wait.
    */
   postscreen?: boolean;
+  /** The queue manager's master.cf command: qmgr (default) or oqmgr (Postfix's old scheduler). */
+  queueManager?: 'qmgr' | 'oqmgr';
 }
 
 export const POSTACTOR_ENTRY = path.join(REPO_ROOT, 'dist/bin/postactor.js');
@@ -61,14 +63,14 @@ export function postactorMainCf(dir: string, sinkPort: number, maillog: boolean)
   ].join('\n');
 }
 
-export function postactorMasterCf(port: number, o: Pick<PostactorOptions, 'smtpdThreads' | 'cleanupThreads' | 'smtpThreads' | 'postscreen'>): string {
+export function postactorMasterCf(port: number, o: Pick<PostactorOptions, 'smtpdThreads' | 'cleanupThreads' | 'smtpThreads' | 'postscreen' | 'queueManager'>): string {
   return [
     '# service type  private unpriv  chroot  wakeup  maxproc command',
     ...(o.postscreen
       ? [`127.0.0.1:${port} inet n - n - 1 postscreen`, `smtpd pass - - n - ${o.smtpdThreads} smtpd`]
       : [`127.0.0.1:${port} inet n - n - ${o.smtpdThreads} smtpd`]),
     `cleanup unix n - n - ${o.cleanupThreads} cleanup`,
-    'qmgr unix n - n 300 1 qmgr',
+    `qmgr unix n - n 300 1 ${o.queueManager ?? 'qmgr'}`,
     `smtp unix - - n - ${o.smtpThreads} smtp`,
     `relay unix - - n - ${o.smtpThreads} smtp`,
     'bounce unix - - n - 0 bounce',
