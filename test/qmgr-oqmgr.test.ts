@@ -15,7 +15,11 @@ import { DEFAULT_SLOTS, JobList, newJob, type SchedJob } from '../actors/qmgr/sc
 import { checkConfig } from '../actors/master/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { SmtpSink, type SinkMessage } from '../src/smtp/sink.js';
-import { defaultMasterCf, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { defaultMasterCf, NODE, POSTACTOR_JS, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
 
 const tempDir = tempDirs('postactor-oqmgr-');
@@ -183,5 +187,23 @@ describe('oqmgr end to end', () => {
     assert.equal(order.length, 21);
     assert.equal(new Set(order.flatMap((m) => m.recipients)).size, 101, 'each recipient delivered once');
     assert.equal(smallAt(order), 4, `the small message was delivery ${smallAt(order) + 1} of 21`);
+  });
+
+  test('postactor reload from qmgr to oqmgr: a new queue manager thread with the other scheduler, no mail lost', async () => {
+    const sink = new SmtpSink({ keepMessages: true });
+    sinks.push(sink);
+    const master = (command: string) => defaultMasterCf(0).replace(/^127\.0\.0\.1:0 /m, '127.0.0.1:{{PORT}} ').replace('300 1 qmgr', `300 1 ${command}`);
+    const server = await startServer({ sinkPort: await sink.listen(0), masterCf: master('qmgr') });
+    servers.push(server);
+    const r1 = await sendRaw(server.port, 'sender@example.org', ['before@example.com'], rfc822({ Subject: 'before' }, 'x\n'));
+    assert.equal(r1.code, 250, r1.text);
+    await server.waitForLog(/postactor\/qmgr\[\d+\]: \w+: removed/, 20_000);
+    writeFileSync(join(server.dir, 'master.cf'), master('oqmgr').replaceAll('{{PORT}}', String(server.port)));
+    await promisify(execFile)(NODE, [POSTACTOR_JS, '-c', server.dir, 'reload']);
+    await server.waitForLog(/postactor\/master\[\d+\]: reload: queue manager qmgr replaced by oqmgr/, 20_000);
+    const r2 = await sendRaw(server.port, 'sender@example.org', ['after@example.com'], rfc822({ Subject: 'after' }, 'x\n'));
+    assert.equal(r2.code, 250, r2.text);
+    await server.waitForLog(/postactor\/oqmgr\[\d+\]: \w+: removed/, 20_000);
+    assert.deepEqual(sink.messages.flatMap((m) => m.recipients).sort(), ['after@example.com', 'before@example.com']);
   });
 });

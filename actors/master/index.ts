@@ -273,6 +273,8 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   let pools = new Map<string, ServicePool>();
   let listeners: SupervisedWorker[] = [];
   let qmgr: SupervisedWorker | null = null;
+  /** The master.cf command the running queue manager was started as (qmgr or oqmgr). */
+  let qmgrCommand = 'qmgr';
   // The previous generations after a reload: smtpd threads serving their last sessions, pools
   // finishing their tasks. Nobody waits for them but stop().
   const retired = new Set<SupervisedWorker>();
@@ -396,6 +398,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     pools = startPools(config, plan);
     for (const [name, pool] of pools) router.addPool(name, pool);
     const q = plan.services.find((p) => isQueueManager(p.line.command))!;
+    qmgrCommand = q.line.command;
     qmgr = supervise(config, q, 0);
     await qmgr.ready();
     // metrics_listen: /metrics (every thread's counters summed) and /health (services up, store writable).
@@ -488,7 +491,20 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
         const d: Promise<void> = p.drain().catch(() => undefined).finally(() => draining.delete(d));
         draining.add(d);
       }
-      await qmgr?.control?.['reconfigure']!(next.toJSON());
+      const nextQ = nextPlan.services.find((p) => isQueueManager(p.line.command))!;
+      if (qmgr && nextQ.line.command !== qmgrCommand) {
+        // The other scheduler (qmgr ↔ oqmgr): a new queue manager thread, as Postfix's master
+        // runs the changed program. The old one records its deliveries in flight, then ends;
+        // the new one takes the active queue back through incoming, as after a restart.
+        log.info(`reload: queue manager ${qmgrCommand} replaced by ${nextQ.line.command}`);
+        await qmgr.control?.['pause']!().catch(() => undefined);
+        await qmgr.stop();
+        qmgrCommand = nextQ.line.command;
+        qmgr = supervise(next, nextQ, 0);
+        await qmgr.ready();
+      } else {
+        await qmgr?.control?.['reconfigure']!(next.toJSON());
+      }
       held = addressesOf(nextPlan);
       registry.release(held);
     } catch (err) {
