@@ -176,6 +176,12 @@ describe('flush and ETRN: a destination whose next hop was down', { skip: NO_PYT
     assert.equal(q.code, 0, q.stderr);
   });
 
+  test('postkick public flush W: the flush service takes its wakeup (a refresh)', async () => {
+    const r = await run('postkick', ['-c', server.dir, 'public', 'flush', 'W']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+  });
+
   test('smtpd_etrn_restrictions = reject: Postfix\'s reject reply and log line', async () => {
     const { replies } = await smtplib(rejectPort, ['ETRN example.com']);
     assert.deepEqual(replies, ['554 5.7.1 <example.com>: Etrn command rejected: Access denied']);

@@ -17,6 +17,8 @@ import { siteKey } from '../actors/flush/site.js';
 import { validDestination } from '../src/flush/destination.js';
 import { etrnSyntax } from '../actors/smtpd/etrn.js';
 import { tempDirs } from './helpers/temp.js';
+import { loadConfig } from '../src/config/index.js';
+import { checkConfig } from '../actors/master/index.js';
 
 const tempDir = tempDirs('postactor-flush-');
 const HOUR = 3_600_000;
@@ -109,4 +111,13 @@ test('destinations a request may name, and ETRN\'s checks in Postfix\'s order', 
   assert.deepEqual(etrnSyntax(['@example.com'], false, false), { domain: 'example.com' });
   assert.deepEqual(etrnSyntax(['#[192.0.2.1]'], false, false), { domain: '[192.0.2.1]' });
   assert.deepEqual(etrnSyntax(['@@example.com'], false, false), { code: 501, text: 'Error: invalid parameter syntax' });
+});
+
+test('postactor check: a fast_flush_domains file that cannot be read stops start-up, named', () => {
+  const dir = tempDir({
+    'main.cf': 'fast_flush_domains = /nonexistent/flush-domains\n',
+    'master.cf': 'cleanup unix n - n - 0 cleanup\nqmgr unix n - n 300 1 qmgr\nflush unix n - n 1000? 0 flush\n',
+  });
+  const problems = checkConfig(loadConfig(dir));
+  assert.ok(problems.some((p) => p.startsWith(`${dir}/main.cf: fast_flush_domains: /nonexistent/flush-domains: `)), problems.join('\n'));
 });

@@ -10,7 +10,7 @@
  */
 import { workerData } from 'piscina';
 import { configFromJSON, queueDirectory, type ConfigJSON } from '../../src/config/index.js';
-import { fastFlushDomains } from '../../src/flush/client.js';
+import { fastFlushDomainsOrNull } from '../../src/flush/client.js';
 import type { FlushReply, FlushRequest } from '../../src/flush/protocol.js';
 import { configureMaillog, maillog } from '../../src/log/maillog.js';
 import { QueueStore } from '../../src/queue/store.js';
@@ -41,7 +41,7 @@ function init(): State {
     queued: (queueId: string) => tell(data.instance, 'qmgr', { type: 'queued', queueId } satisfies QmgrMessage),
   };
   const store = QueueStore.open(queueDirectory(config));
-  return { service: new FlushService(store, fastFlushDomains(config), settings, qmgr, log), refreshTime: settings.refreshTime };
+  return { service: new FlushService(store, fastFlushDomainsOrNull(config), settings, qmgr, log), refreshTime: settings.refreshTime };
 }
 
 export default async function flush(req: FlushRequest): Promise<FlushReply> {

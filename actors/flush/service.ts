@@ -37,7 +37,8 @@ export interface QmgrNotices {
 export class FlushService {
   constructor(
     private readonly store: QueueStore,
-    private readonly domains: DomainList,
+    /** fast_flush_domains; null when a file or table of it could not be opened (every request fails). */
+    private readonly domains: DomainList | null,
     private readonly settings: FlushSettings,
     private readonly qmgr: QmgrNotices,
     private readonly log: Logger,
@@ -45,6 +46,7 @@ export class FlushService {
 
   /** Whether fast_flush_domains lists the destination ('fail' when a table lookup failed). */
   private async eligible(site: string): Promise<FlushStatus | null> {
+    if (!this.domains) return 'fail';
     try {
       return (await this.domains.has(site)) ? null : 'deny';
     } catch (err) {

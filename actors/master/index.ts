@@ -41,7 +41,7 @@ import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from
 import { InstanceRegistry, registryDirectory } from './instances.js';
 import { verifyMapProblem } from '../verify/cache.js';
 import { VerifySender } from '../verify/sender.js';
-import { FlushClient } from '../../src/flush/client.js';
+import { FlushClient, fastFlushDomainsProblems } from '../../src/flush/client.js';
 import { startWakeups } from './wakeup.js';
 
 export const VERSION = '0.1.0';
@@ -100,6 +100,8 @@ export function checkConfig(config: Config): string[] {
       problems.push(`${where}: ${(err as Error).message}`);
     }
   }
+  // fast_flush_domains: read by smtpd (ETRN), qmgr, flush and master (postqueue -s).
+  for (const p of fastFlushDomainsProblems(config)) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: ${p}`);
   if (config.get('metrics_listen')) {
     try {
       parseListen(config.get('metrics_listen'));

@@ -20,13 +20,27 @@ export function fastFlushDomains(config: Config): DomainList {
   return new DomainList(config.getList('fast_flush_domains'), config.getList('parent_domain_matches_subdomains').includes('fast_flush_domains'));
 }
 
+/** fast_flush_domains, or null when one of its files or tables cannot be opened (checkConfig reports it). */
+export function fastFlushDomainsOrNull(config: Config): DomainList | null {
+  try {
+    return fastFlushDomains(config);
+  } catch {
+    return null;
+  }
+}
+
+/** Why fast_flush_domains cannot be used (a file or table that does not open), one line each. */
+export function fastFlushDomainsProblems(config: Config): string[] {
+  return DomainList.unsupported(config.getList('fast_flush_domains')).map((p) => `fast_flush_domains: ${p}`);
+}
+
 export class FlushClient {
-  private readonly domains: DomainList;
+  private readonly domains: DomainList | null;
   readonly service: string;
   private readonly empty: boolean;
 
   constructor(config: Config, private readonly request: ServiceRequester) {
-    this.domains = fastFlushDomains(config);
+    this.domains = fastFlushDomainsOrNull(config);
     this.empty = config.getList('fast_flush_domains').length === 0;
     this.service = config.get('flush_service_name').trim();
   }
@@ -34,6 +48,7 @@ export class FlushClient {
   /** Whether the destination is eligible (deny) or the list could not be read (fail), before asking. */
   private async eligible(site: string): Promise<FlushStatus | null> {
     if (this.empty) return 'deny';
+    if (!this.domains) return 'fail';
     try {
       return (await this.domains.has(site)) ? null : 'deny';
     } catch {
