@@ -19,7 +19,7 @@
  * and counts as a junk command for the error limits (limits.ts), as in Postfix.
  */
 import type { FlushStatus } from '../../src/flush/protocol.js';
-import { validHostname, validMailhostLiteral } from '../../src/flush/destination.js';
+import { etrnSyntax } from '../../src/flush/destination.js';
 
 /** dialect.ts sends a reply with this context as it is (no enhanced status code added). */
 export const VERBATIM = 'POSTFIX_VERBATIM';
@@ -43,16 +43,6 @@ type Conn = {
 };
 
 type Handler = (this: Conn, command: Buffer | string, callback: () => void) => void;
-
-/** The reply to an ETRN whose argument is `args`, before the restrictions: null when it may go on. */
-export function etrnSyntax(args: string[], inTransaction: boolean, heloMissing: boolean): { code: number; text: string } | { domain: string } {
-  if (heloMissing) return { code: 503, text: 'Error: send HELO/EHLO first' };
-  if (inTransaction) return { code: 503, text: 'Error: MAIL transaction in progress' };
-  if (args.length !== 1) return { code: 500, text: 'Syntax: ETRN domain' };
-  const domain = args[0]!.startsWith('@') || args[0]!.startsWith('#') ? args[0]!.slice(1) : args[0]!;
-  if (!validHostname(domain) && !validMailhostLiteral(domain)) return { code: 501, text: 'Error: invalid parameter syntax' };
-  return { domain };
-}
 
 /** Installs handler_ETRN on smtp-server's connection class (once per thread). */
 export function installEtrn(proto: Record<string, unknown>): void {
