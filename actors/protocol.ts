@@ -58,7 +58,8 @@ export type CleanupReply =
 /** → qmgr (mailbox, one-way). */
 export type QmgrMessage =
   | { type: 'queued'; queueId: string }            // from cleanup: a new message in incoming
-  | { type: 'flush' };                             // from postactor flush: retry deferred now
+  | { type: 'flush' }                              // from postactor flush: retry deferred now
+  | { type: 'kick'; requests: string };            // from flush: postkick's request letters (F: forget dead destinations)
 
 /** One recipient of a delivery request; `index` points into the message's recipient list. */
 export interface DeliveryRecipient {
@@ -181,6 +182,9 @@ export interface ResolveReply {
 
 /** → verify (request/reply): declared beside the client in src/verify/protocol.ts. */
 export type { VerifyReply, VerifyRequest, VerifyStatus } from '../src/verify/protocol.js';
+
+/** → flush (request/reply): declared beside the client in src/flush/protocol.ts. */
+export type { FlushReply, FlushRequest, FlushStatus } from '../src/flush/protocol.js';
 
 /** postscreen (in an smtpd thread) → dnsblog: is this client address listed by this DNS list? */
 export interface DnsblRequest {

@@ -2,7 +2,8 @@
  * postqueue — Postfix's postqueue(1):
  *   postqueue [-c config_dir] -p | -j | -f | -s site | -i queue_id
  * -p (mailq) and -j read the queue store directly and read-only, so they work with the server
- * up or down; -f, -s and -i ask the running master (control socket) to have qmgr retry now.
+ * up or down; -f and -i ask the running master (control socket) to have qmgr retry now, -s
+ * asks the flush service through it (fast_flush_domains decides which destinations it takes).
  * -p and -j import only what a listing needs (src/queue/listing-config.ts); the configuration
  * loader and the control-socket client are loaded for -f, -s and -i.
  */
@@ -28,6 +29,30 @@ async function flush(config: Config, cmd: string, args: unknown, json: boolean):
   if (json) process.stdout.write(JSON.stringify({ ok: true, ...(value && typeof value === 'object' ? value : {}) }) + '\n');
 }
 
+/**
+ * -s site: the flush service's send_site, through the master (Postfix's flush_site()), with
+ * Postfix's words for each status.
+ */
+async function flushSite(config: Config, site: string, json: boolean): Promise<void> {
+  const [{ masterSocket }, { controlRequest }] = await Promise.all([import('../src/queue/admin.js'), import('../src/runtime/control.js')]);
+  let status: string;
+  try {
+    status = ((await controlRequest(masterSocket(config), 'flush-site', { site })) as { status?: string })?.status ?? 'fail';
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED' || /timeout/.test(e.message)) fatal(PROG, 'Cannot flush mail queue - mail system is down', EX_UNAVAILABLE);
+    fatal(PROG, `flush: ${e.message}`);
+  }
+  switch (status) {
+    case 'ok':
+      if (json) process.stdout.write(JSON.stringify({ ok: true }) + '\n');
+      return;
+    case 'bad': return fatal(PROG, `Invalid request: "${site}"`, EX_USAGE_DATA);
+    case 'deny': return fatal(PROG, `Flush service is not configured for destination "${site}"`, EX_UNAVAILABLE);
+    default: return fatal(PROG, 'Cannot flush mail queue - mail system is down', EX_UNAVAILABLE);
+  }
+}
+
 async function main(): Promise<void> {
   const parsed = parseCommandLine(PROG, USAGE, 'c:fi:jps:v');
   if (!parsed) return;
@@ -51,9 +76,10 @@ async function main(): Promise<void> {
     case 'f':
       return flush(config, 'flush', undefined, json);
     case 's': {
-      const site = value!.replace(/^\[|\]$/g, '');
-      if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(site)) fatal(PROG, `Cannot flush mail queue - invalid destination: "${value!.slice(0, 100)}"`, EX_USAGE_DATA);
-      return flush(config, 'flush-some', { site }, json);
+      const site = value!;
+      const { validDestination } = await import('../src/flush/destination.js');
+      if (!validDestination(site)) fatal(PROG, `Cannot flush mail queue - invalid destination: "${site.slice(0, 100)}${site.length > 100 ? '...' : ''}"`, EX_USAGE_DATA);
+      return flushSite(config, site, json);
     }
     case 'i':
       if (!isQueueId(value!)) fatal(PROG, `Cannot flush queue ID - invalid name: "${value!.slice(0, 100)}"`, EX_USAGE_DATA);

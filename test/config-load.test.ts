@@ -57,6 +57,7 @@ test('embedded default configuration', async (t) => {
       ['smtp', 'unix', 'smtp', 2, 0],
       ['relay', 'unix', 'smtp', 1, 0],
       ['bounce', 'unix', 'bounce', 1, 0],
+      ['flush', 'unix', 'flush', 0, 1000],
       ['pickup', 'unix', 'pickup', 1, 60],
       ['rewrite', 'unix', 'trivial-rewrite', 1, 0],
       ['local', 'unix', 'local', null, 0],

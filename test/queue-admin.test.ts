@@ -434,9 +434,13 @@ describe('postsuper against a running server with deliveries in flight', () => {
 
   test('postqueue -i / -s / -f answer while the server runs', async () => {
     const id = newQueueId();
-    for (const args of [['-i', id], ['-s', 'example.com'], ['-f']]) {
+    for (const args of [['-i', id], ['-f']]) {
       const r = await run('postqueue', ['-c', server.dir, ...args]);
       assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
     }
+    // -s goes through the flush service, which takes only fast_flush_domains ($relay_domains, empty here).
+    const r = await run('postqueue', ['-c', server.dir, '-s', 'example.com']);
+    assert.equal(r.code, 69, r.stderr);
+    assert.equal(r.stderr, 'postqueue: fatal: Flush service is not configured for destination "example.com"\n');
   });
 });

@@ -225,6 +225,7 @@ describe('sendmail(1) → maildrop → pickup (Postfix local submission)', () =>
   test('sendmail -bs: a stand-alone SMTP dialogue on stdin/stdout queues through maildrop', async () => {
     const dialogue = [
       'EHLO client.local',
+      'ETRN example.com',
       'MAIL FROM:<bs@example.org>',
       'RCPT TO:<bs1@example.com>',
       'RCPT TO:<bs2@example.com>',
@@ -241,6 +242,7 @@ describe('sendmail(1) → maildrop → pickup (Postfix local submission)', () =>
     assert.equal(r.status, 0, r.stderr);
     const lines = r.stdout.split('\r\n');
     assert.match(lines[0]!, new RegExp(`^220 ${re(MYHOSTNAME)} ESMTP Postactor$`));
+    assert.ok(lines.includes('458 Unable to queue messages'), 'ETRN in stand-alone mode, as Postfix\'s smtpd -S');
     assert.ok(lines.includes('250 2.1.0 Ok'));
     assert.equal(lines.filter((l) => l === '250 2.1.5 Ok').length, 2);
     assert.ok(lines.includes('354 End data with <CR><LF>.<CR><LF>'));

@@ -42,6 +42,8 @@ import { InstanceRegistry, registryDirectory } from './instances.js';
 import { verifyMapProblem } from '../verify/cache.js';
 import { VerifySender } from '../verify/sender.js';
 import { isQueueManager } from '../qmgr/strategy.js';
+import { FlushClient, fastFlushDomainsProblems } from '../../src/flush/client.js';
+import { startWakeups } from './wakeup.js';
 
 export const VERSION = '0.1.0';
 const log = maillog('master');
@@ -99,6 +101,8 @@ export function checkConfig(config: Config): string[] {
       problems.push(`${where}: ${(err as Error).message}`);
     }
   }
+  // fast_flush_domains: read by smtpd (ETRN), qmgr, flush and master (postqueue -s).
+  for (const p of fastFlushDomainsProblems(config)) problems.push(`${config.configDirectory ?? '(embedded)'}/main.cf: ${p}`);
   if (config.get('metrics_listen')) {
     try {
       parseListen(config.get('metrics_listen'));
@@ -391,12 +395,15 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   const registry = new InstanceRegistry(registryDirectory((w) => log.warn(w)), queueDir);
   const addressesOf = (p: Plan) => p.services.flatMap((s) => s.addresses ?? []);
   let held: ReturnType<typeof addressesOf> = [];
+  // master.cf wakeup timers of pool services (flush's refresh: wakeup.ts).
+  let stopWakeups = (): void => undefined;
   try {
     await resolveListenAddresses(config, plan, (w) => log.warn(w));
     registry.claim(addressesOf(plan));
     held = addressesOf(plan);
     pools = startPools(config, plan);
     for (const [name, pool] of pools) router.addPool(name, pool);
+    stopWakeups = startWakeups(plan.services, (service, body) => router.request(service, body), log);
     const q = plan.services.find((p) => isQueueManager(p.line.command))!;
     qmgrCommand = q.line.command;
     qmgr = supervise(config, q, 0);
@@ -436,6 +443,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   } catch (err) {
     metricsServer?.close();
     collector?.close();
+    stopWakeups();
     await stopAll(false);
     registry.release();
     rmSync(pidFile(config), { force: true });
@@ -487,6 +495,8 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       for (const [name, pool] of nextPools) router.addPool(name, pool);
       for (const name of oldPools.keys()) if (!nextPools.has(name)) router.removePool(name);
       pools = nextPools;
+      stopWakeups();
+      stopWakeups = startWakeups(nextPlan.services, (service, body) => router.request(service, body), log);
       for (const p of oldPools.values()) {
         const d: Promise<void> = p.drain().catch(() => undefined).finally(() => draining.delete(d));
         draining.add(d);
@@ -532,8 +542,14 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       if (!qmgr?.control) throw new Error('qmgr is not running');
       return { due: await qmgr.control['flushSome']!(args) };
     },
+    // postqueue -s site, sendmail -qRsite: the flush service's send_site (args {site}); resolves
+    // to its status (Postfix's FLUSH_STAT_*: ok, fail, bad, deny), postqueue words the rest.
+    'flush-site': async (args) => {
+      const site = String((args as { site?: unknown } | undefined)?.site ?? '');
+      return { status: await new FlushClient(current, (service, body) => router.request(service, body)).sendSite(site) };
+    },
     // postkick class service request: Postfix's triggers, for the services that take them here.
-    kick: async (args) => kick(current, args as KickRequest, qmgr, listeners),
+    kick: async (args) => kick(current, args as KickRequest, qmgr, listeners, (service, body) => router.request(service, body)),
     // postsuper while the server runs: args = AdminRequest[] (src/queue/admin.ts); qmgr does it.
     admin: async (args) => {
       if (!qmgr?.control) throw new Error('qmgr is not running');
@@ -553,6 +569,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     await showq.close();
     metricsServer?.close();
     collector?.close();
+    stopWakeups();
     await stopAll(graceful);
     // anvil logs its statistics when it exits.
     anvil.stop();

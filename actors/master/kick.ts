@@ -3,7 +3,8 @@
  * request bytes to the FIFO or socket queue_directory/CLASS/SERVICE; here the master finds the
  * master.cf service of that name whose private column puts it in CLASS (n: public, else
  * private) and passes the request to its actor: pickup takes W (wake up: scan the maildrop now),
- * qmgr takes I, D, A, F and W (actors/qmgr/manager.ts kick()). A service that is not there is
+ * qmgr takes I, D, A, F and W (actors/qmgr/manager.ts kick()), flush takes any request as its
+ * wakeup (a refresh of stale fast flush logs, as Postfix's flush reads a short trigger). A service that is not there is
  * "not found" (postkick: "Cannot contact class … service … - perhaps the mail system is down");
  * one whose daemon takes no requests here says so.
  */
@@ -17,7 +18,8 @@ export interface KickRequest {
   request: string;
 }
 
-export async function kick(config: Config, r: KickRequest, qmgr: SupervisedWorker | null, listeners: readonly SupervisedWorker[]): Promise<{ ok: true }> {
+export async function kick(config: Config, r: KickRequest, qmgr: SupervisedWorker | null, listeners: readonly SupervisedWorker[],
+  request?: (service: string, body: unknown) => Promise<unknown>): Promise<{ ok: true }> {
   const line = config.services.find((s) => s.name === r.service && (s.type === 'unix' || s.type === 'fifo') && (s.private ? 'private' : 'public') === r.class);
   if (!line) throw new Error(`not found: class ${r.class} service ${r.service}`);
   if (isQueueManager(line.command)) {
@@ -32,5 +34,9 @@ export async function kick(config: Config, r: KickRequest, qmgr: SupervisedWorke
     await worker.control['wakeup']!();
     return { ok: true };
   }
-  throw new Error(`class ${r.class} service ${r.service}: command ${line.command} takes no requests in Postactor (only pickup and qmgr do)`);
+  if (line.command === 'flush' && request) {
+    await request(line.name, { op: 'refresh' });
+    return { ok: true };
+  }
+  throw new Error(`class ${r.class} service ${r.service}: command ${line.command} takes no requests in Postactor (only pickup, qmgr and flush do)`);
 }

@@ -81,6 +81,8 @@ const DAEMONS: Record<string, Daemon> = {
   dnsblog: { kind: 'pool', module: '../dnsblog/index.js', concurrency: 256 },
   // QMQP listeners: like smtpd, each thread listens on the service's addresses (SO_REUSEPORT).
   qmqpd: { kind: 'supervised', module: '../qmqpd/index.js', concurrency: 1 },
+  // Fast flush logs in the queue store; started on demand (ETRN, a deferral in fast_flush_domains).
+  flush: { kind: 'pool', module: '../flush/index.js', concurrency: 64 },
 };
 
 /**
@@ -92,7 +94,7 @@ export const DAEMONS_BUILT_INTO_MASTER = new Set(['anvil']);
 
 /** Postfix's daemons (master.cf commands) that Postactor has not built yet. */
 const POSTFIX_DAEMONS_NOT_BUILT = new Set([
-  ...DAEMONS_BUILT_INTO_MASTER, 'flush', 'postlogd', 'proxymap', 'scache',
+  ...DAEMONS_BUILT_INTO_MASTER, 'postlogd', 'proxymap', 'scache',
   'showq', 'tlsmgr', 'tlsproxy',
 ]);
 

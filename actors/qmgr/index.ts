@@ -50,6 +50,7 @@ async function main(): Promise<void> {
     switch (msg.type) {
       case 'queued': return manager!.queued(msg.queueId);
       case 'flush': return manager!.flush();
+      case 'kick': return manager!.kick(msg.requests);
       default: return assertNever(msg);
     }
   });

@@ -27,6 +27,7 @@ import { expired, nextAttempt } from './backoff.js';
 import { Notifier, noticeConfig, statusRecord, wants } from './notices.js';
 import { Resolver, type Route } from './resolve.js';
 import { ProbeReports } from './probes.js';
+import { FastFlushFeed } from './fast-flush.js';
 import { DEFAULT_SLOTS, JobList, newJob, type SchedJob, type SlotParams } from './scheduler.js';
 import { DestinationRing, jobSelector, type EntrySelector, type SchedulerName } from './strategy.js';
 import { isDead, negative, newWindow, parseFeedback, positive, revive, settings, type WindowSettings, type WindowState } from './feedback.js';
@@ -154,6 +155,7 @@ export class QueueManager {
   // Settings from main.cf; replaced as a whole by reconfigure() on `postactor reload`.
   private resolver!: Resolver;
   private probes!: ProbeReports;
+  private fastFlush!: FastFlushFeed;
   /** Probes (trace mode probe) in the active queue, and address_verify_pending_request_limit. */
   private probesActive = 0;
   private pendingProbeLimit!: number;
@@ -199,6 +201,7 @@ export class QueueManager {
     this.config = config;
     this.resolver = new Resolver(config, this.actor, this.log);
     this.probes = new ProbeReports(config, this.actor, this.log);
+    this.fastFlush = new FastFlushFeed(config, this.actor, this.log);
     this.pendingProbeLimit = config.getInt('address_verify_pending_request_limit');
     this.limits.clear();
     for (const t of this.transports?.values() ?? []) {
@@ -1174,6 +1177,8 @@ export class QueueManager {
     const bounceRecs: StatusRecord[] = [];
     const deferRecs: StatusRecord[] = [];
     const traceRecs: StatusRecord[] = [];
+    /** This attempt's deferred recipients, for the fast flush logs (fast-flush.ts). */
+    const deferredTo: string[] = [];
     const recipients = meta.recipients.map((r, i): RecipientRecord => {
       const o = msg.outcomes.get(i);
       if (!o) return r;
@@ -1195,6 +1200,7 @@ export class QueueManager {
       }
       deferRecs.push(statusRecord(meta, o, 'delayed', now));
       if (meta.trace) traceRecs.push(statusRecord(meta, o, 'delayed', now));
+      deferredTo.push(r.address);
       return { ...rest, reason: o.reason };
     });
     const remaining = recipients.some((r) => !r.done);
@@ -1217,6 +1223,7 @@ export class QueueManager {
           metrics().qmgrRemoved.inc();
         } else {
           await this.store.move(id, 'deferred', deferPatch({}), 'active', { set: { defer: deferRecs } });
+          void this.fastFlush.deferred(id, deferredTo);
         }
       } else {
         // Status logs first (durable), then the notices made from them, then the logs whose
@@ -1232,6 +1239,7 @@ export class QueueManager {
           metrics().qmgrRemoved.inc();
         } else {
           await this.store.move(id, 'deferred', deferPatch(delayWarned ? { delayWarned: true } : {}), 'active', { clear: cleared });
+          if (remaining) void this.fastFlush.deferred(id, deferredTo);
         }
       }
     } catch (err) {

@@ -29,7 +29,7 @@ export interface Dialect {
 }
 
 /** Per-connection command counters, in the order Postfix prints them. */
-export const COUNTED = ['helo', 'ehlo', 'xclient', 'xforward', 'starttls', 'auth', 'mail', 'rcpt', 'data', 'bdat', 'rset', 'noop', 'vrfy', 'quit', 'unknown'] as const;
+export const COUNTED = ['helo', 'ehlo', 'xclient', 'xforward', 'starttls', 'auth', 'mail', 'rcpt', 'data', 'bdat', 'rset', 'noop', 'vrfy', 'etrn', 'quit', 'unknown'] as const;
 export type Counters = Record<string, [ok: number, total: number]>;
 
 type Conn = {
@@ -79,6 +79,8 @@ const TABLE: Record<string, [number, string]> = {
 
 /** Maps one reply of the library to Postfix's wording; returns [code, text-with-enhanced-code]. */
 export function postfixReply(code: number, text: string, context: unknown, d: Dialect): [number, string] {
+  // Replies Postfix sends without an enhanced status code (ETRN's: etrn.ts).
+  if (context === 'POSTFIX_VERBATIM') return [code, text];
   if (context === 'MAIL_FROM_OK') return [250, '2.1.0 Ok'];
   if (context === 'RCPT_TO_OK') return [250, '2.1.5 Ok'];
   if (context === 'MESSAGE_TOO_BIG' || text.startsWith('Error: message exceeds fixed maximum message size')) return [552, '5.3.4 Message size exceeds fixed limit'];

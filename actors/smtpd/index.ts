@@ -52,6 +52,8 @@ import { installBdat, installChunkReader } from './bdat.js';
 import { installXclient, type XclientAttrs } from './xclient.js';
 import { clientLineTail, forwardedOf, installXforward } from './xforward.js';
 import { authorizedHosts, type Reply } from './xattrs.js';
+import { installEtrn, type EtrnHooks } from './etrn.js';
+import { FlushClient } from '../../src/flush/client.js';
 
 const log = maillog('smtpd');
 
@@ -83,6 +85,7 @@ async function main(): Promise<void> {
   installBdat(await smtpConnectionPrototype());
   installXclient(await smtpConnectionPrototype());
   installXforward(await smtpConnectionPrototype());
+  installEtrn(await smtpConnectionPrototype());
   // The line reader and the bare-newline check (patched last: it answers before the others).
   installLineReader(await smtpStreamPrototype());
   installChunkReader(await smtpStreamPrototype()); // BDAT's chunks, around the line reader
@@ -145,6 +148,7 @@ async function main(): Promise<void> {
       'PIPELINING',
       ...(sizeLimit > 0 ? [`SIZE ${sizeLimit}`] : ['SIZE']),
       ...(config.getBool('disable_vrfy_command') ? [] : ['VRFY']),
+      'ETRN',
       ...(tlsSettings.use ? ['STARTTLS'] : []),
       'ENHANCEDSTATUSCODES',
       '8BITMIME',
@@ -253,6 +257,20 @@ async function main(): Promise<void> {
     }
   };
 
+  // ETRN (etrn.ts): smtpd_etrn_restrictions, then the flush service's send_site.
+  const flushClient = new FlushClient(config, (service, body) => actor.request(service, body));
+  const etrnHooks: EtrnHooks = {
+    heloRequired: config.getBool('smtpd_helo_required'),
+    check: async (session, domain) => {
+      const s = session as SMTPServerSession;
+      if (!states.get(s)) return null;
+      const v = await policy.checkEtrn({ ...policyRequest(s, 'ETRN', null), etrnDomain: domain });
+      return v.ok ? null : { code: v.code, text: v.text };
+    },
+    sendSite: (site) => flushClient.sendSite(site),
+    namaddr,
+    warn: (text) => log.warn(text),
+  };
   server = new SMTPServer({
     name: hostname,
     heloResponse: '%s',
@@ -291,6 +309,7 @@ async function main(): Promise<void> {
         announce: (addr: string) => !discardEhlo.has('xforward') && xforwardHosts !== null && xforwardHosts.has(addr),
       },
     } as object),
+    ...({ postactorEtrn: etrnHooks } as object),
     ...({ postactorSyntax: { strict: config.getBool('strict_rfc821_envelopes'), heloRequired: config.getBool('smtpd_helo_required') }, postactorPipelining: { forbid: config.getBool('smtpd_forbid_unauth_pipelining') }, postactorBareNewline: bareNewline, postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
       // smtpd_milters hear unknown commands (Postfix: milter_unknown_event).

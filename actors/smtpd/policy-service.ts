@@ -71,7 +71,7 @@ export function policyAttributes(r: PolicyRequest, s: Pick<PolicyServiceSettings
     ['encryption_protocol', r.tls?.protocol ?? ''],
     ['encryption_cipher', r.tls?.cipher ?? ''],
     ['encryption_keysize', String(r.tls?.usebits ?? 0)],
-    ['etrn_domain', ''],
+    ['etrn_domain', r.etrnDomain ?? ''],
     ['stress', ''],
     ['policy_context', s.policyContext],
   ];

@@ -4,7 +4,8 @@
  * and the end of a list means "go on to the next list". With smtpd_delay_reject=yes (the
  * default) the client, helo and sender lists run at RCPT time, so their verdicts are RCPT
  * verdicts; with "no" they run at CONNECT, HELO/EHLO and MAIL. smtpd_data_restrictions run at
- * DATA, smtpd_end_of_data_restrictions after the final dot.
+ * DATA, smtpd_end_of_data_restrictions after the final dot, smtpd_etrn_restrictions at ETRN
+ * (after the client and helo lists when smtpd_delay_reject = yes, as Postfix's smtpd_check_etrn).
  *
  * The restrictions themselves live in restrictions/ (one file per concern); this file parses the
  * lists at start-up (every problem refuses start-up with "param: not supported: …"), and
@@ -51,6 +52,7 @@ const LISTS: [Stage, string][] = [
   ['recipient', 'smtpd_recipient_restrictions'],
   ['data', 'smtpd_data_restrictions'],
   ['end_of_data', 'smtpd_end_of_data_restrictions'],
+  ['etrn', 'smtpd_etrn_restrictions'],
 ];
 
 /** Restrictions that stop mail to foreign domains; Postfix insists on one of them. */
@@ -343,6 +345,7 @@ export class SmtpdPolicy {
       case 'check_helo_access': return access('helo');
       case 'check_sender_access': return access('sender');
       case 'check_recipient_access': return access('recipient');
+      case 'check_etrn_access': return access('etrn');
       case 'permit_tls_clientcerts': return permitClientCerts(false, this.relayClientCerts, this.askCcert);
       case 'permit_tls_all_clientcerts': return permitClientCerts(true, this.relayClientCerts, this.askCcert);
       case 'reject_plaintext_session': return rejectPlaintextSession(this.config.getInt('plaintext_reject_code'));
@@ -467,6 +470,11 @@ export class SmtpdPolicy {
   /** smtpd_data_restrictions at DATA. */
   checkData(r: PolicyRequest): Promise<Verdict> {
     return this.evaluate(['data'], r);
+  }
+
+  /** ETRN: (client, helo with delay_reject), then smtpd_etrn_restrictions. */
+  checkEtrn(r: PolicyRequest): Promise<Verdict> {
+    return this.evaluate(this.delayReject ? ['client', 'helo', 'etrn'] : ['etrn'], r);
   }
 
   /** smtpd_end_of_data_restrictions after the final dot. */

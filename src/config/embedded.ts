@@ -51,6 +51,7 @@ qmgr             unix  n       -      n      300    1       qmgr
 smtp             unix  -       -      n      -      2       smtp
 relay            unix  -       -      n      -      1       smtp
 bounce           unix  -       -      n      -      1       bounce
+flush            unix  n       -      n      1000?  0       flush
 pickup           unix  n       -      n      60     1       pickup
 rewrite          unix  -       -      n      -      1       trivial-rewrite
 local            unix  -       n      n      -      -       local

@@ -8,6 +8,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { parseAddressList } from './address.js';
 import type { MaildropEnvelope, NotifyKeyword } from './format.js';
+import { etrnSyntax } from '../flush/destination.js';
 
 export interface StandaloneOptions {
   myhostname: string;
@@ -134,6 +135,12 @@ export async function runStandaloneSmtp(input: Readable, output: Writable, opts:
         return void reply('250 2.0.0 Ok');
       case 'VRFY':
         return void reply(arg.trim() ? `252 2.0.0 ${arg.trim()}` : '501 5.5.4 Syntax: VRFY address');
+      // Postfix's stand-alone smtpd checks ETRN as usual, then cannot queue: there is no flush
+      // service to ask from a local submission.
+      case 'ETRN': {
+        const r = etrnSyntax(arg.trim().split(/\s+/).filter(Boolean), txn !== null, false);
+        return void reply('code' in r ? `${r.code} ${r.text}` : '458 Unable to queue messages');
+      }
       case 'QUIT':
         quit = true;
         return void reply('221 2.0.0 Bye');

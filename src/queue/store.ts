@@ -14,6 +14,10 @@
  *            it survives a restart and shares the store's commits and backups)
  *   postscreen  client address → postscreen's test expiry times "pregreet;dnsbl;pipelining;nonsmtp;barelf"
  *            (postscreen_cache_map: every smtpd thread running postscreen shares it)
+ *   flush    [site, queue ID] → true   (the flush service's fast flush logs: Postfix keeps one
+ *            file per destination under queue_directory/flush; a key per queue ID needs no
+ *            duplicate filter)
+ *   flush-sites  site → FlushLogTimes   (each log's last update and last delivery request)
  *
  * Every state change is one transaction, so there is no moment at which a message is in two
  * queues or in none. The environment is opened with `overlappingSync: false`: a write's promise
@@ -26,7 +30,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { contentChecksum, STORE_FILE, storeFileProblem } from './integrity.js';
-import type { LogKind, MessageMeta, QueueName, StatusRecord, StsPolicyRecord, VerifyEntry } from './types.js';
+import type { FlushLogTimes, LogKind, MessageMeta, QueueName, StatusRecord, StsPolicyRecord, VerifyEntry } from './types.js';
 
 export * from './types.js';
 
@@ -118,6 +122,8 @@ export class QueueStore {
   private readonly stsPolicies: Database<StsPolicyRecord, string>;
   private readonly verifyCache: Database<VerifyEntry, string>;
   private readonly postscreen: Database<string, string>;
+  private readonly flushIds: Database<true, Key>;
+  private readonly flushSites: Database<FlushLogTimes, string>;
 
   private constructor(readonly directory: string, options: StoreOptions) {
     const problem = storeFileProblem(join(directory, STORE_FILE));
@@ -141,6 +147,8 @@ export class QueueStore {
     this.stsPolicies = this.root.openDB<StsPolicyRecord, string>('mta-sts', {});
     this.verifyCache = this.root.openDB<VerifyEntry, string>('verify', {});
     this.postscreen = this.root.openDB<string, string>('postscreen', {});
+    this.flushIds = this.root.openDB<true, Key>('flush', {});
+    this.flushSites = this.root.openDB<FlushLogTimes, string>('flush-sites', {});
     if (!options.readOnly) {
       for (const file of ['queue.lmdb', 'queue.lmdb-lock']) {
         try {
@@ -209,6 +217,62 @@ export class QueueStore {
 
   async removePostscreenEntry(addr: string): Promise<void> {
     await this.postscreen.remove(addr);
+  }
+
+  // --- the flush service's fast flush logs (actors/flush) ---
+
+  /** Appends a queue ID to a site's log (creating it); resolves once on disk. */
+  async flushAppend(site: string, queueId: string, now = Date.now()): Promise<void> {
+    await this.write(() => {
+      this.flushIds.put([site, queueId], true);
+      const times = this.flushSites.get(site);
+      this.flushSites.put(site, { updated: now, read: times?.read ?? now });
+    });
+  }
+
+  /**
+   * A site's delivery request, in one transaction: each queue ID in its log whose message is in
+   * deferred moves to incoming (one already in incoming counts as well; one in active, hold or
+   * gone is skipped), the log is emptied and its times set to now. Resolves to the IDs that are
+   * now in incoming, or null when the site has no log.
+   */
+  async flushSend(site: string, now = Date.now()): Promise<string[] | null> {
+    return this.write(() => {
+      if (this.flushSites.get(site) === undefined) return null;
+      const ready: string[] = [];
+      const keys = [...this.flushIds.getKeys({ start: [site, ''], end: [site, '\uffff'] })];
+      for (const key of keys) {
+        const id = key[1];
+        this.flushIds.remove(key);
+        const current = this.meta.get(id);
+        if (current?.queue === 'incoming') ready.push(id);
+        if (current?.queue !== 'deferred') continue;
+        this.unindex(current);
+        this.meta.put(id, { ...current, queue: 'incoming', nextAttempt: 0 });
+        this.queues.put(['incoming', id], true);
+        ready.push(id);
+      }
+      this.flushSites.put(site, { updated: now, read: now });
+      return ready;
+    });
+  }
+
+  /** Every fast flush log: its site, times and number of queue IDs (flush's refresh run). */
+  *flushLogs(): Generator<{ site: string; times: FlushLogTimes; size: number }> {
+    for (const { key, value } of this.flushSites.getRange({ snapshot: false })) {
+      yield { site: key, times: value, size: this.flushIds.getKeysCount({ start: [key, ''], end: [key, '\uffff'] }) };
+    }
+  }
+
+  /** Deletes a site's log if it is still empty and not updated since `updated`. */
+  async flushDelete(site: string, updated: number): Promise<boolean> {
+    return this.write(() => {
+      const times = this.flushSites.get(site);
+      if (!times || times.updated !== updated) return false;
+      if (this.flushIds.getKeysCount({ start: [site, ''], end: [site, '\uffff'] }) > 0) return false;
+      this.flushSites.remove(site);
+      return true;
+    });
   }
 
   /**

@@ -27,6 +27,15 @@ export interface VerifyEntry {
   text: string;
 }
 
+/**
+ * The times of one fast flush log (flush(8)'s per-destination logfile): `updated` (ms) is its
+ * last append or truncation (the file's mtime), `read` (ms) its last delivery request (atime).
+ */
+export interface FlushLogTimes {
+  updated: number;
+  read: number;
+}
+
 /** One envelope recipient. `done` is Postfix's R → D record flip: delivered or bounced. */
 export interface RecipientRecord {
   address: string;

@@ -6,6 +6,7 @@
  * string: access(5) "no parent domain or parent network search"):
  *   client:    hostname, parent domains; address, parent networks (1.2.3.4, 1.2.3, 1.2, 1)
  *   helo:      the HELO name, parent domains
+ *   etrn:      the ETRN domain, parent domains
  *   addresses: user@domain, (user@domain without extension), domain, parent domains, user@
  *              (and user+ext@ → user@); the null sender is looked up as smtpd_null_access_lookup_key
  * Parent domains are "example.com" when smtpd_access_maps is listed in
@@ -27,7 +28,7 @@ export interface AccessSettings {
   recipientDelimiter: string;
 }
 
-export type AccessKind = 'client' | 'helo' | 'sender' | 'recipient';
+export type AccessKind = 'client' | 'helo' | 'sender' | 'recipient' | 'etrn';
 
 /** A check_<kind>_access restriction on one table. */
 export function accessRestriction(kind: AccessKind, table: PolicyTable, s: AccessSettings): Restriction {
@@ -58,6 +59,9 @@ async function lookup(kind: AccessKind, table: PolicyTable, r: PolicyRequest, s:
     }
     case 'helo':
       return r.helo ? domainLookup(table, r.helo, s) : { found: false };
+    // check_etrn_access: the ETRN domain, then its parent domains (Postfix's check_domain_access).
+    case 'etrn':
+      return r.etrnDomain ? domainLookup(table, r.etrnDomain, s) : { found: false };
     case 'sender':
       return r.sender === null ? { found: false } : mailLookup(table, r.sender, s);
     case 'recipient':

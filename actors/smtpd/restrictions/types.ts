@@ -8,12 +8,12 @@
 import type { ClientCertInfo } from '../../../src/queue/types.js';
 
 /** Which list a restriction runs in; it names the thing a reply is about ("Client host", …). */
-export type Stage = 'client' | 'helo' | 'sender' | 'relay' | 'recipient' | 'data' | 'end_of_data'
+export type Stage = 'client' | 'helo' | 'sender' | 'relay' | 'recipient' | 'data' | 'end_of_data' | 'etrn'
   /** Not a list: what check_ccert_access replies are about (the certificate's CommonName). */
   | 'ccert';
 
 /** Where in the SMTP dialogue a check runs: the word Postfix logs ("reject: RCPT from …"). */
-export type Where = 'CONNECT' | 'HELO' | 'EHLO' | 'MAIL' | 'RCPT' | 'DATA' | 'END-OF-MESSAGE';
+export type Where = 'CONNECT' | 'HELO' | 'EHLO' | 'MAIL' | 'RCPT' | 'DATA' | 'END-OF-MESSAGE' | 'ETRN';
 
 export interface PolicyRequest {
   clientAddr: string;
@@ -42,6 +42,8 @@ export interface PolicyRequest {
   saslUsername?: string | null;
   /** The AUTH= parameter of MAIL FROM. */
   saslSender?: string | null;
+  /** The ETRN argument (smtpd_etrn_restrictions, check_etrn_access), without its "@" or "#". */
+  etrnDomain?: string;
   /** The client pipelined improperly (actors/smtpd/pipelining.ts): reject_unauth_pipelining. */
   illPipelining?: boolean;
 }
@@ -81,6 +83,7 @@ export const REPLY_CLASS: Record<Stage, string> = {
   recipient: 'Recipient address',
   data: 'Data command',
   end_of_data: 'End-of-data',
+  etrn: 'Etrn command',
   ccert: 'Client certificate',
 };
 
@@ -94,6 +97,7 @@ export function replyName(r: PolicyRequest, stage: Stage): string {
     case 'recipient': return r.recipient ?? '';
     case 'data': return 'DATA';
     case 'end_of_data': return 'END-OF-MESSAGE';
+    case 'etrn': return r.etrnDomain ?? '';
     case 'ccert': return r.tls?.ccert?.cn ?? '';
   }
 }

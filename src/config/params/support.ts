@@ -111,6 +111,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_forbid_bare_newline', 'smtpd_forbid_bare_newline_exclusions',
     'smtpd_forbid_bare_newline_reject_code', 'line_length_limit', 'smtpd_forbid_unauth_pipelining',
     'smtpd_helo_required', 'strict_rfc821_envelopes',
+    // ETRN (actors/smtpd/etrn.ts): its restrictions, and the flush client (src/flush/client.ts).
+    'smtpd_etrn_restrictions', 'fast_flush_domains', 'flush_service_name',
   ],
   // anvil's time unit and statistics, kept by master (actors/anvil/statistics.ts).
   anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
@@ -143,6 +145,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   qmgr: [
     // Probe outcomes to the verify service (actors/qmgr/probes.ts).
     'address_verify_negative_cache', 'address_verify_service_name', 'address_verify_pending_request_limit',
+    // Deferred recipients to the fast flush logs (actors/qmgr/fast-flush.ts).
+    'fast_flush_domains', 'flush_service_name',
     '2bounce_notice_recipient', 'bounce_notice_recipient', 'bounce_queue_lifetime',
     'bounce_size_limit', 'bounce_template_file', 'confirm_delay_cleared', 'delay_notice_recipient',
     'delay_warning_time', 'destination_concurrency_feedback_debug', 'double_bounce_sender',
@@ -245,6 +249,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'postscreen_whitelist_interfaces',
   ],
   dnsblog: ['dnsblog_reply_delay'],
+  // The fast flush service (actors/flush); master asks it for postqueue -s and sendmail -qR.
+  flush: ['fast_flush_domains', 'fast_flush_refresh_time', 'fast_flush_purge_time', 'flush_service_name'],
   qmqpd: ['qmqpd_authorized_clients', 'qmqpd_timeout', 'qmqpd_error_delay', 'qmqpd_client_port_logging', 'line_length_limit'],
 };
 
