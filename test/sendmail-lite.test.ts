@@ -31,15 +31,17 @@ function tempDir(prefix: string): string {
   return d;
 }
 
-interface Run { status: number | null; stderr: string }
+interface Run { status: number | null; stdout: string; stderr: string }
 
 function run(cmd: string, args: string[], input: Buffer | string, env: NodeJS.ProcessEnv): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { env, cwd: tmpdir(), stdio: ['pipe', 'ignore', 'pipe'] });
+    const c = spawn(cmd, args, { env, cwd: tmpdir(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
     let stderr = '';
+    c.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
     c.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
     c.on('error', reject);
-    c.on('close', (status) => resolve({ status, stderr }));
+    c.on('close', (status) => resolve({ status, stdout, stderr }));
     c.stdin.on('error', () => { /* it may exit before reading everything */ });
     c.stdin.end(input);
   });
@@ -56,21 +58,26 @@ function configDir(mainCf = '', masterCf = 'pickup unix n - n 60 1 pickup\nsmtp 
 }
 
 /**
- * A copy of the front end in a tree of its own whose dist/bin/sendmail.js leaves a mark and then
- * runs the real Node sendmail: the mark says the front end handed over.
+ * A copy of the front end in a tree of its own (bin/sendmail, and bin/mailq a symlink to it, as
+ * in the repository) whose dist/bin/NAME.js leaves a mark and then runs the real Node command:
+ * the mark says the front end handed over.
  */
-function markingTree(): { bin: string; mark: string } {
+function markingTree(): { bin: string; mailq: string; mark: string } {
   const root = tempDir('postactor-lite-tree-');
   mkdirSync(join(root, 'bin'));
   mkdirSync(join(root, 'dist', 'bin'), { recursive: true });
   copyFileSync(FRONT, join(root, 'bin', 'sendmail'));
   chmodSync(join(root, 'bin', 'sendmail'), 0o755);
+  symlinkSync('sendmail', join(root, 'bin', 'mailq'));
   symlinkSync(join(REPO_ROOT, 'node_modules'), join(root, 'node_modules'));
   const mark = join(root, 'handed-over');
-  writeFileSync(join(root, 'dist', 'bin', 'sendmail.js'),
-    `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(mark)}, JSON.stringify(process.argv.slice(2)) + '\\n');\n` +
-    `process.argv[1] = ${JSON.stringify(NODE_SENDMAIL)};\nawait import(${JSON.stringify(NODE_SENDMAIL)});\n`);
-  return { bin: join(root, 'bin', 'sendmail'), mark };
+  for (const name of ['sendmail', 'mailq']) {
+    const real = join(REPO_ROOT, 'dist', 'bin', `${name}.js`);
+    writeFileSync(join(root, 'dist', 'bin', `${name}.js`),
+      `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(mark)}, JSON.stringify(process.argv.slice(2)) + '\\n');\n` +
+      `process.argv[1] = ${JSON.stringify(real)};\nawait import(${JSON.stringify(real)});\n`);
+  }
+  return { bin: join(root, 'bin', 'sendmail'), mailq: join(root, 'bin', 'mailq'), mark };
 }
 
 /** The one file in the maildrop, removed. */
@@ -242,6 +249,40 @@ describe('a front-end file and a Node file are delivered the same', () => {
       assert.deepEqual(normal(a), normal(b));
     });
   }
+
+  /** mailq through the front end (a marking tree) and through the Node mailq: the same output. */
+  const bothMailq = async (args: string[]): Promise<{ out: string; handedOver: boolean }> => {
+    const tree = markingTree();
+    const lite = await run(tree.mailq, args, '', baseEnv());
+    const node = await run(process.execPath, [join(REPO_ROOT, 'dist', 'bin', 'mailq.js'), ...args], '', baseEnv());
+    assert.deepEqual(lite, node);
+    return { out: lite.stdout, handedOver: existsSync(tree.mark) };
+  };
+
+  test('mailq: an empty queue of a running server is said by the front end (showq over the control socket), as the Node mailq says it', async () => {
+    const deadline = Date.now() + 30_000;
+    while (existsSync(join(server.queueDir, 'maildrop')) && readdirSync(join(server.queueDir, 'maildrop')).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    let r = await bothMailq(['-c', server.dir]);
+    for (let i = 0; i < 100 && r.out !== 'Mail queue is empty\n'; i++) { // deliveries still in flight
+      await new Promise((res) => setTimeout(res, 200));
+      r = await bothMailq(['-c', server.dir]);
+    }
+    assert.deepEqual(r, { out: 'Mail queue is empty\n', handedOver: false });
+    assert.deepEqual(await bothMailq([`-c${server.dir}`]), { out: 'Mail queue is empty\n', handedOver: false });
+    assert.equal((await bothMailq(['-c', server.dir, '--json'])).handedOver, true, 'any other option: the Node mailq');
+  });
+
+  test('mailq: no queue store yet: "Mail queue is empty" from the front end; a stopped server\'s store: the Node mailq', async () => {
+    assert.deepEqual(await bothMailq(['-c', configDir()]), { out: 'Mail queue is empty\n', handedOver: false });
+    await server.kill('SIGTERM');
+    try {
+      const r = await bothMailq(['-c', server.dir]);
+      assert.equal(r.handedOver, true);
+      assert.equal(r.out, 'Mail queue is empty\n');
+    } finally {
+      await server.restart();
+    }
+  });
 
   test('submitted while the server is down: the file waits in the maildrop and is delivered after start', async () => {
     await server.kill('SIGTERM');
