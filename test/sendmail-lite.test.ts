@@ -180,6 +180,39 @@ describe('the front end writes what the Node sendmail writes', () => {
     assert.equal(st.uid, process.getuid!());
   });
 
+  test('as another user (nobody): the file is theirs, mode 0600, in the root-owned 1733 maildrop, with their uid and login name', { skip: process.getuid!() !== 0 ? 'needs root to run a command as nobody' : false }, async () => {
+    // What nobody needs, where nobody reaches it (the checkout may be a 0700 directory): the
+    // front end alone, since it starts no Node for this submission.
+    const tree = mkdtempSync(join(tmpdir(), 'postactor-lite-nobody-'));
+    dirs.push(tree);
+    chmodSync(tree, 0o755);
+    copyFileSync(FRONT, join(tree, 'sendmail'));
+    chmodSync(join(tree, 'sendmail'), 0o755);
+    const dir = configDir();
+    for (const d of [dir, join(dir, 'spool')]) chmodSync(d, 0o755);
+    const nobody = spawnSyncText('/usr/bin/id', ['-u', 'nobody']).stdout.trim();
+    const r = await new Promise<Run>((resolve, reject) => {
+      const c = spawn(join(tree, 'sendmail'), ['-C', dir, '-i', 'rcpt@example.com'], { uid: Number(nobody), gid: Number(nobody), cwd: '/', env: baseEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+      let stderr = '';
+      c.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+      c.on('error', reject);
+      c.on('close', (status) => resolve({ status, stdout: '', stderr }));
+      c.stdin.end('Subject: from nobody\n\nx\n');
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const md = join(dir, 'spool', 'maildrop');
+    const names = readdirSync(md);
+    assert.equal(names.length, 1, names.join(' '));
+    const { statSync } = await import('node:fs');
+    const st = statSync(join(md, names[0]!));
+    assert.equal(st.uid, Number(nobody));
+    assert.equal(st.mode & 0o777, 0o600);
+    const { envelope } = decodeMaildrop(readFileSync(join(md, names[0]!)));
+    assert.equal(envelope.uid, Number(nobody));
+    assert.equal(envelope.user, 'nobody');
+    assert.equal(envelope.sender, 'nobody');
+  });
+
   test('the Perl is strict and warning-free, and the checked-in file is executable', () => {
     const r = spawnSyncText('/usr/bin/perl', ['-Mstrict', '-Mwarnings', '-c', FRONT]);
     assert.equal(r.status, 0, r.stderr);
