@@ -58,26 +58,27 @@ function configDir(mainCf = '', masterCf = 'pickup unix n - n 60 1 pickup\nsmtp 
 }
 
 /**
- * A copy of the front end in a tree of its own (bin/sendmail, and bin/mailq a symlink to it, as
- * in the repository) whose dist/bin/NAME.js leaves a mark and then runs the real Node command:
+ * A copy of the front end in a tree of its own (bin/sendmail, and bin/mailq and bin/postqueue
+ * symlinks to it, as in the repository) whose dist/bin/NAME.js leaves a mark and then runs the real Node command:
  * the mark says the front end handed over.
  */
-function markingTree(): { bin: string; mailq: string; mark: string } {
+function markingTree(): { bin: string; mailq: string; postqueue: string; mark: string } {
   const root = tempDir('postactor-lite-tree-');
   mkdirSync(join(root, 'bin'));
   mkdirSync(join(root, 'dist', 'bin'), { recursive: true });
   copyFileSync(FRONT, join(root, 'bin', 'sendmail'));
   chmodSync(join(root, 'bin', 'sendmail'), 0o755);
   symlinkSync('sendmail', join(root, 'bin', 'mailq'));
+  symlinkSync('sendmail', join(root, 'bin', 'postqueue'));
   symlinkSync(join(REPO_ROOT, 'node_modules'), join(root, 'node_modules'));
   const mark = join(root, 'handed-over');
-  for (const name of ['sendmail', 'mailq']) {
+  for (const name of ['sendmail', 'mailq', 'postqueue']) {
     const real = join(REPO_ROOT, 'dist', 'bin', `${name}.js`);
     writeFileSync(join(root, 'dist', 'bin', `${name}.js`),
       `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(mark)}, JSON.stringify(process.argv.slice(2)) + '\\n');\n` +
       `process.argv[1] = ${JSON.stringify(real)};\nawait import(${JSON.stringify(real)});\n`);
   }
-  return { bin: join(root, 'bin', 'sendmail'), mailq: join(root, 'bin', 'mailq'), mark };
+  return { bin: join(root, 'bin', 'sendmail'), mailq: join(root, 'bin', 'mailq'), postqueue: join(root, 'bin', 'postqueue'), mark };
 }
 
 /** The one file in the maildrop, removed. */
@@ -283,16 +284,16 @@ describe('a front-end file and a Node file are delivered the same', () => {
     });
   }
 
-  /** mailq through the front end (a marking tree) and through the Node mailq: the same output. */
-  const bothMailq = async (args: string[]): Promise<{ out: string; handedOver: boolean }> => {
+  /** mailq (or postqueue) through the front end (a marking tree) and through the Node command: the same output. */
+  const bothMailq = async (args: string[], name: 'mailq' | 'postqueue' = 'mailq'): Promise<{ out: string; handedOver: boolean }> => {
     const tree = markingTree();
-    const lite = await run(tree.mailq, args, '', baseEnv());
-    const node = await run(process.execPath, [join(REPO_ROOT, 'dist', 'bin', 'mailq.js'), ...args], '', baseEnv());
+    const lite = await run(tree[name], args, '', baseEnv());
+    const node = await run(process.execPath, [join(REPO_ROOT, 'dist', 'bin', `${name}.js`), ...args], '', baseEnv());
     assert.deepEqual(lite, node);
     return { out: lite.stdout, handedOver: existsSync(tree.mark) };
   };
 
-  test('mailq: an empty queue of a running server is said by the front end (showq over the control socket), as the Node mailq says it', async () => {
+  test('mailq, postqueue -p: an empty queue of a running server is said by the front end (showq over the control socket), as the Node mailq says it', async () => {
     const deadline = Date.now() + 30_000;
     while (existsSync(join(server.queueDir, 'maildrop')) && readdirSync(join(server.queueDir, 'maildrop')).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     let r = await bothMailq(['-c', server.dir]);
@@ -302,7 +303,11 @@ describe('a front-end file and a Node file are delivered the same', () => {
     }
     assert.deepEqual(r, { out: 'Mail queue is empty\n', handedOver: false });
     assert.deepEqual(await bothMailq([`-c${server.dir}`]), { out: 'Mail queue is empty\n', handedOver: false });
+    assert.deepEqual(await bothMailq(['-c', server.dir, '-p'], 'postqueue'), { out: 'Mail queue is empty\n', handedOver: false });
+    assert.deepEqual(await bothMailq(['-p', `-c${server.dir}`], 'postqueue'), { out: 'Mail queue is empty\n', handedOver: false });
     assert.equal((await bothMailq(['-c', server.dir, '--json'])).handedOver, true, 'any other option: the Node mailq');
+    assert.equal((await bothMailq(['-c', server.dir, '-j'], 'postqueue')).handedOver, true, 'postqueue -j: the Node postqueue');
+    assert.equal((await bothMailq(['-c', server.dir], 'postqueue')).handedOver, true, 'postqueue without -p: its usage, from Node');
   });
 
   test('mailq: no queue store yet: "Mail queue is empty" from the front end; a stopped server\'s store: the Node mailq', async () => {
