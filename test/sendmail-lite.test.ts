@@ -62,7 +62,7 @@ function configDir(mainCf = '', masterCf = 'pickup unix n - n 60 1 pickup\nsmtp 
  * symlinks to it, as in the repository) whose dist/bin/NAME.js leaves a mark and then runs the real Node command:
  * the mark says the front end handed over.
  */
-function markingTree(): { bin: string; mailq: string; postqueue: string; mark: string } {
+function markingTree(): { bin: string; sendmail: string; mailq: string; postqueue: string; mark: string } {
   const root = tempDir('postactor-lite-tree-');
   mkdirSync(join(root, 'bin'));
   mkdirSync(join(root, 'dist', 'bin'), { recursive: true });
@@ -78,7 +78,7 @@ function markingTree(): { bin: string; mailq: string; postqueue: string; mark: s
       `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(mark)}, JSON.stringify(process.argv.slice(2)) + '\\n');\n` +
       `process.argv[1] = ${JSON.stringify(real)};\nawait import(${JSON.stringify(real)});\n`);
   }
-  return { bin: join(root, 'bin', 'sendmail'), mailq: join(root, 'bin', 'mailq'), postqueue: join(root, 'bin', 'postqueue'), mark };
+  return { bin: join(root, 'bin', 'sendmail'), sendmail: join(root, 'bin', 'sendmail'), mailq: join(root, 'bin', 'mailq'), postqueue: join(root, 'bin', 'postqueue'), mark };
 }
 
 /** The one file in the maildrop, removed. */
@@ -285,7 +285,7 @@ describe('a front-end file and a Node file are delivered the same', () => {
   }
 
   /** mailq (or postqueue) through the front end (a marking tree) and through the Node command: the same output. */
-  const bothMailq = async (args: string[], name: 'mailq' | 'postqueue' = 'mailq'): Promise<{ out: string; handedOver: boolean }> => {
+  const bothMailq = async (args: string[], name: 'mailq' | 'postqueue' | 'sendmail' = 'mailq'): Promise<{ out: string; handedOver: boolean }> => {
     const tree = markingTree();
     const lite = await run(tree[name], args, '', baseEnv());
     const node = await run(process.execPath, [join(REPO_ROOT, 'dist', 'bin', `${name}.js`), ...args], '', baseEnv());
@@ -293,7 +293,7 @@ describe('a front-end file and a Node file are delivered the same', () => {
     return { out: lite.stdout, handedOver: existsSync(tree.mark) };
   };
 
-  test('mailq, postqueue -p: an empty queue of a running server is said by the front end (showq over the control socket), as the Node mailq says it', async () => {
+  test('mailq, postqueue -p, sendmail -bp: an empty queue of a running server is said by the front end (showq over the control socket), as the Node mailq says it', async () => {
     const deadline = Date.now() + 30_000;
     while (existsSync(join(server.queueDir, 'maildrop')) && readdirSync(join(server.queueDir, 'maildrop')).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     let r = await bothMailq(['-c', server.dir]);
@@ -305,6 +305,8 @@ describe('a front-end file and a Node file are delivered the same', () => {
     assert.deepEqual(await bothMailq([`-c${server.dir}`]), { out: 'Mail queue is empty\n', handedOver: false });
     assert.deepEqual(await bothMailq(['-c', server.dir, '-p'], 'postqueue'), { out: 'Mail queue is empty\n', handedOver: false });
     assert.deepEqual(await bothMailq(['-p', `-c${server.dir}`], 'postqueue'), { out: 'Mail queue is empty\n', handedOver: false });
+    assert.deepEqual(await bothMailq(['-C', server.dir, '-bp'], 'sendmail'), { out: 'Mail queue is empty\n', handedOver: false });
+    assert.equal((await bothMailq(['-C', server.dir, '-bp', 'x@example.com'], 'sendmail')).handedOver, true, 'sendmail -bp with a recipient: the Node error');
     assert.equal((await bothMailq(['-c', server.dir, '--json'])).handedOver, true, 'any other option: the Node mailq');
     assert.equal((await bothMailq(['-c', server.dir, '-j'], 'postqueue')).handedOver, true, 'postqueue -j: the Node postqueue');
     assert.equal((await bothMailq(['-c', server.dir], 'postqueue')).handedOver, true, 'postqueue without -p: its usage, from Node');
