@@ -8,6 +8,9 @@
  * "-f sender", stop at the first non-option), because "-q" alone and "-oi" do not fit
  * node:util parseArgs. Exit statuses are sysexits(3) values.
  *
+ * bin/sendmail is a Perl front end that writes the common submission itself, without starting
+ * Node, and runs this command for everything else (issue 16); both write the same files.
+ *
  * Start-up is most of a submission's cost (bench/sendmail), so this file imports only what a
  * submission needs: the configuration is read by src/config/quick.ts (queue_directory and
  * message_size_limit, no parameter registry), and the full loader, the -bs SMTP dialogue and

@@ -10,11 +10,13 @@
  * A B A B run by run so that the ratio holds while the shared machine drifts:
  *
  *   mailq        `mailq` on the empty queue (Postfix: /usr/bin/mailq -C DIR, which asks showq;
- *                Postactor: bin/mailq -c DIR, which reads its LMDB store), wall time of each
+ *                Postactor: bin/mailq -c DIR, the Perl front end, which asks the running master's
+ *                showq over the control socket), wall time of each
  *                call, --mailq calls per run, before any submission;
  *   sequential   --count submissions one after the other through the sendmail command
  *                (Postfix: /usr/sbin/sendmail -C DIR -i rcpt, which runs the set-gid postdrop;
- *                Postactor: bin/sendmail -C DIR -i rcpt, the shell wrapper included);
+ *                Postactor: bin/sendmail -C DIR -i rcpt, the Perl front end, which writes the
+ *                maildrop file itself);
  *   parallel     the same with --parallel submissions at a time.
  *
  * --baseline ROOT adds "baseline": another checkout's bin/sendmail and bin/mailq (built) into the

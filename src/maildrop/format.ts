@@ -11,6 +11,10 @@
  *   rest:    exactly `envelope.size` bytes of message    LF line ends (sendmail strips CRs, as
  *                                                        Postfix's sendmail_fix_line_endings=always)
  *
+ * Two writers produce it: the Node sendmail (src/maildrop/spool.ts) and the Perl front end
+ * bin/sendmail for the common submission (issue 16: no Node start-up); test/sendmail-lite.test.ts
+ * checks that both write the same bytes for the same submission.
+ *
  * A file whose magic, JSON, field types or byte count do not match is malformed: pickup logs a
  * warning and moves it to queue_directory/maildrop-quarantine/ (Postfix's pickup deletes such
  * files; Postactor's does not, as the file may be another program's).
