@@ -111,6 +111,10 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_forbid_bare_newline', 'smtpd_forbid_bare_newline_exclusions',
     'smtpd_forbid_bare_newline_reject_code', 'line_length_limit', 'smtpd_forbid_unauth_pipelining',
     'smtpd_helo_required', 'strict_rfc821_envelopes',
+    // Reject footer and session transcripts to the postmaster (actors/smtpd/chat.ts).
+    'smtpd_reject_footer', 'smtpd_reject_footer_maps', 'smtpd_expansion_filter',
+    'smtpd_history_flush_threshold', 'notify_classes', 'error_notice_recipient',
+    'bounce_notice_recipient', 'double_bounce_sender',
   ],
   // anvil's time unit and statistics, kept by master (actors/anvil/statistics.ts).
   anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
