@@ -80,6 +80,7 @@ describe('e2e smtpd: smtpd_reject_footer and notify_classes transcripts', () => 
     sink = new SmtpSink({ keepMessages: true });
     const sinkPort = await sink.listen(0);
     port2 = await freePort();
+    const closed = await freePort(); // nobody listens: the policy service fails
     server = await startServer({
       sinkPort,
       mainCf: {
@@ -89,8 +90,11 @@ describe('e2e smtpd: smtpd_reject_footer and notify_classes transcripts', () => 
         notify_classes: 'resource, software, policy, protocol',
         error_notice_recipient: 'pm@notices.example',
       },
-      // A second smtpd whose footer continues the last line ("\c").
-      masterCfExtra: `127.0.0.1:${port2} inet n - n - - smtpd -o { smtpd_reject_footer = \\c (see https://help.example/ for $client_address) } -o smtpd_reject_footer_maps= -o notify_classes=`,
+      // A second smtpd whose footer continues the last line ("\c"), whose policy service is
+      // down (451 4.3.5: a software error), and which notifies the postmaster of those only.
+      masterCfExtra: `127.0.0.1:${port2} inet n - n - - smtpd -o { smtpd_reject_footer = \\c (see https://help.example/ for $client_address) } -o smtpd_reject_footer_maps=`
+        + ` -o notify_classes=software -o { smtpd_recipient_restrictions = check_recipient_access regexp:${tdir}/access, check_policy_service inet:127.0.0.1:${closed}, permit }`
+        + ' -o smtpd_policy_service_try_limit=1',
     });
   });
 
@@ -190,5 +194,28 @@ describe('e2e smtpd: smtpd_reject_footer and notify_classes transcripts', () => 
     // Transcripts would have been queued before these deliveries; give qmgr a moment anyway.
     await new Promise((r) => setTimeout(r, 1500));
     assert.ok(!transcripts(sink).some((m) => /forgiven\.test|clean-session/.test(m.data.toString('latin1'))), `no transcript (${sink.messages.length - before} new messages)`);
+  });
+
+  test('software: a policy service that is down (451 4.3.5) sends a transcript where notify_classes has software; a policy reject there does not', async () => {
+    const { smtp } = await SmtpDialogue.connect(port2);
+    await smtp.cmd('EHLO software-transcript.test');
+    await smtp.cmd('MAIL FROM:<s@client.test>');
+    const r = await smtp.cmd('RCPT TO:<anyone@example.com>');
+    assert.equal(r.code, 451, r.line);
+    assert.match(r.line, /^451 4\.3\.5 .* \(see https:\/\/help\.example\/ for 127\.0\.0\.1\)$/);
+    await smtp.cmd('QUIT');
+    smtp.close();
+    const text = await waitTranscript(sink, 'EHLO software-transcript.test');
+    assert.match(text.replace(/\r\n {5}/g, ' '), /^ Out: 451 4\.3\.5 .*\(see https:\/\/help\.example\/ for 127\.0\.0\.1\)\r$/m);
+
+    const { smtp: s2 } = await SmtpDialogue.connect(port2);
+    await s2.cmd('EHLO policy-only.test');
+    await s2.cmd('MAIL FROM:<s@client.test>');
+    assert.equal((await s2.cmd('RCPT TO:<blocked@example.com>')).code, 554);
+    await s2.cmd('QUIT');
+    s2.close();
+    // Bounded wait for a transcript that must not come.
+    await new Promise((res) => setTimeout(res, 2000));
+    assert.ok(!transcripts(sink).some((m) => m.data.toString('latin1').includes('policy-only.test')));
   });
 });
