@@ -234,6 +234,9 @@ interface Verdict {
 
 type Failure = { ok: false; code: number; dsn: string; text: string };
 
+/** Checks still run: DISCARD and REDIRECT end them for the message (Postfix clears CLEANUP_FLAG_FILTER). */
+const filtering = (v: Verdict) => !v.discard && v.redirect === null;
+
 const WRITE_ERROR: Failure = { ok: false, code: 451, dsn: '4.3.0', text: 'Error: queue file write error' };
 
 /** "ID: action: header X from client; from=<s> to=<r> proto=P helo=<h>: text", as Postfix's cleanup logs it. */
@@ -424,7 +427,7 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
       let raw = field.raw;
       const mime = MIME_HEADERS.has(field.name);
       const tables = mime ? t.mimeHeaderChecks : t.headerChecks;
-      if (headerChecks && tables.length > 0) {
+      if (headerChecks && tables.length > 0 && filtering(verdict)) {
         const input = checkInput(raw, s.headerSizeLimit);
         const value = await checkTables(tables, input);
         if (value !== null) {
@@ -613,6 +616,7 @@ async function contentChecks(s: State, t: Tables, request: CleanupRequest, verdi
     copied = end;
   };
   for (const ev of walkMime(content, s.mimeLimits, s.disableMime)) {
+    if (!filtering(verdict)) break;
     if (ev.kind === 'header') {
       if (ev.cls === 'primary') continue; // done with the header section above
       // A MIME header, or any header of a multipart part: mime_header_checks; the other
