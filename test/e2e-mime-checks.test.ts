@@ -165,7 +165,7 @@ describe('e2e cleanup: mime_header_checks, nested_header_checks', { skip: needs(
     assert.equal(r.code, 550, r.line);
     assert.match(r.line, /^550 5\.7\.1 /);
     // The logger shows the fold's tab as '?', as Postfix's log lines show control characters.
-    await server.waitForLog(/: reject: header Content-Disposition: attachment;\?filename="run\.exe" from \S+; from=<a@client\.test> .*: 5\.7\.1 Message content rejected$/, 5000);
+    await server.waitForLog(/: reject: header Content-Disposition: attachment;\?filename="run\.exe" from \S+; from=<a@client\.test> .*: 5\.7\.1 message content rejected$/, 5000);
   });
 
   test('nested_header_checks REJECT: a header of an attached message/rfc822', async () => {
