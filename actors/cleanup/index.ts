@@ -632,7 +632,11 @@ async function contentChecks(s: State, t: Tables, request: CleanupRequest, verdi
       edit(ev.start, ev.end, r);
       continue;
     }
-    if (t.bodyChecks.length === 0 || (s.bodyChecksSizeLimit > 0 && ev.offset >= s.bodyChecksSizeLimit)) continue;
+    if (t.bodyChecks.length === 0 || (s.bodyChecksSizeLimit > 0 && ev.offset >= s.bodyChecksSizeLimit)) {
+      // Without MIME processing the body is one segment: nothing after this is checked.
+      if (s.disableMime) break;
+      continue;
+    }
     const line = buf.subarray(ev.start, ev.end).toString('utf8').replace(/\r?\n$/, '');
     const value = await checkTables(t.bodyChecks, line);
     if (value === null) continue;
