@@ -2,7 +2,7 @@
  * header_checks, mime_header_checks, nested_header_checks and body_checks side by side with
  * Debian's Postfix (bench/postfix-peer.sh): the same MIME messages, the same tables, the same
  * end-of-DATA replies — which table saw which header (primary, multipart part, attached
- * message, multipart/digest), and where part headers end.
+ * message, multipart/digest), and where part headers end; and with disable_mime_input_processing.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -58,42 +58,50 @@ async function replies(port: number): Promise<Record<string, string>> {
   return out;
 }
 
-describe('MIME header checks: Postactor and Postfix side by side', { skip: needs('/usr/sbin/postfix', "Debian's Postfix, the peer") }, () => {
-  let tdir: string;
-  let sink: SmtpSink;
-  let postfix: MtaHandle;
-  let server: TestServer;
-  let settings: Record<string, string>;
+for (const disabled of [false, true]) {
+  describe(`MIME header checks: Postactor and Postfix side by side${disabled ? ', disable_mime_input_processing = yes' : ''}`, { skip: needs('/usr/sbin/postfix', "Debian's Postfix, the peer") }, () => {
+    let tdir: string;
+    let sink: SmtpSink;
+    let postfix: MtaHandle;
+    let server: TestServer;
+    let settings: Record<string, string>;
 
-  before(async () => {
-    tdir = fs.mkdtempSync(path.join(os.tmpdir(), 'mime-postfix-'));
-    for (const t of ['header_checks', 'mime_header_checks', 'nested_header_checks']) fs.writeFileSync(path.join(tdir, t), rules(t));
-    fs.writeFileSync(path.join(tdir, 'body_checks'), BODY);
-    sink = new SmtpSink({});
-    const sinkPort = await sink.listen(0);
-    settings = {
-      header_checks: `regexp:${tdir}/header_checks`,
-      mime_header_checks: `regexp:${tdir}/mime_header_checks`,
-      nested_header_checks: `regexp:${tdir}/nested_header_checks`,
-      body_checks: `regexp:${tdir}/body_checks`,
-    };
-    postfix = await startPostfix({ sinkPort, extraMainCf: Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join('\n') });
-    server = await startServer({ sinkPort, mainCf: settings });
-  });
+    before(async () => {
+      tdir = fs.mkdtempSync(path.join(os.tmpdir(), 'mime-postfix-'));
+      for (const t of ['header_checks', 'mime_header_checks', 'nested_header_checks']) fs.writeFileSync(path.join(tdir, t), rules(t));
+      fs.writeFileSync(path.join(tdir, 'body_checks'), BODY);
+      sink = new SmtpSink({});
+      const sinkPort = await sink.listen(0);
+      settings = {
+        header_checks: `regexp:${tdir}/header_checks`,
+        mime_header_checks: `regexp:${tdir}/mime_header_checks`,
+        nested_header_checks: `regexp:${tdir}/nested_header_checks`,
+        body_checks: `regexp:${tdir}/body_checks`,
+        ...(disabled ? { disable_mime_input_processing: 'yes' } : {}),
+      };
+      postfix = await startPostfix({ sinkPort, extraMainCf: Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join('\n') });
+      server = await startServer({ sinkPort, mainCf: settings });
+    });
 
-  after(async () => {
-    await server?.stop();
-    await postfix?.stop();
-    await sink?.close();
-    if (tdir) fs.rmSync(tdir, { recursive: true, force: true });
-  });
+    after(async () => {
+      await server?.stop();
+      await postfix?.stop();
+      await sink?.close();
+      if (tdir) fs.rmSync(tdir, { recursive: true, force: true });
+    });
 
-  test('every message gets the same end-of-DATA reply', async () => {
-    const fromPostfix = await replies(postfix.port);
-    const fromPostactor = await replies(server.port);
-    assert.deepEqual(fromPostactor, fromPostfix);
-    // And the cases do tell the tables apart.
-    assert.match(fromPostfix['part non-MIME header']!, /mime_header_checks saw part/);
-    assert.match(fromPostfix['attached message header']!, /nested_header_checks saw subject nested/);
+    test('every message gets the same end-of-DATA reply', async () => {
+      const fromPostfix = await replies(postfix.port);
+      const fromPostactor = await replies(server.port);
+      assert.deepEqual(fromPostactor, fromPostfix);
+      // And the cases do tell the tables apart.
+      if (!disabled) {
+        assert.match(fromPostfix['part non-MIME header']!, /mime_header_checks saw part/);
+        assert.match(fromPostfix['attached message header']!, /nested_header_checks saw subject nested/);
+      } else {
+        assert.match(fromPostfix['part non-MIME header']!, /body_checks saw part/);
+        assert.match(fromPostfix['primary Content-Type']!, /mime_header_checks saw content-type primary/);
+      }
+    });
   });
-});
+}
