@@ -121,7 +121,7 @@ test('duplicate recipients are removed (same address and ORCPT), up to duplicate
 
 test('header_checks actions: REJECT/DEFER with default and explicit status, the others with their text', () => {
   const cases: [string, unknown][] = [
-    ['REJECT', { kind: 'reject', dsn: '5.7.1', text: 'Message content rejected' }],
+    ['REJECT', { kind: 'reject', dsn: '5.7.1', text: 'message content rejected' }],
     ['reject no spam here', { kind: 'reject', dsn: '5.7.1', text: 'no spam here' }],
     ['REJECT 5.7.9 custom', { kind: 'reject', dsn: '5.7.9', text: 'custom' }],
     ['DEFER try later', { kind: 'defer', dsn: '4.7.1', text: 'try later' }],

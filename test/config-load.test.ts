@@ -94,7 +94,7 @@ test('loadConfig(dir) reads DIR/main.cf and DIR/master.cf', async (t) => {
     const sub = c.service('submission', 'inet')!;
     assert.deepEqual(sub.overrides, {
       syslog_name: 'postfix/submission', smtpd_client_restrictions: '$mua_client_restrictions',
-      smtpd_reject_footer: 'Contact: postmaster, please', bogus_option: '1',
+      postscreen_reject_footer: 'Contact: postmaster, please', bogus_option: '1',
     });
     assert.equal(sub.line, 3);
     const sc = c.withOverrides(sub.overrides);
@@ -107,7 +107,7 @@ test('loadConfig(dir) reads DIR/main.cf and DIR/master.cf', async (t) => {
     assert.deepEqual(c.warnings, [
       `${path.join(dir, "main.cf")}: unused parameter: my_unused_thing=42`,
       `${path.join(dir, "master.cf")}: unused parameter: bogus_option=1`,
-      `${path.join(dir, "master.cf")}:3: smtpd_reject_footer = Contact: postmaster, please: not supported by Postactor, ignored`,
+      `${path.join(dir, "master.cf")}:3: postscreen_reject_footer = Contact: postmaster, please: not supported by Postactor, ignored`,
     ]);
   });
   await t.test('toJSON survives structuredClone', () => {

@@ -136,9 +136,9 @@ describe('qmqpd: QMQP server', { skip: needs(QMQP_SOURCE, "Debian's postfix (qmq
 
   test('a message cleanup refuses (header_checks REJECT) gets D with Postfix\'s "Error: 5.7.1 …" and a warning', async () => {
     const { reply } = await rawExchange(open, ns(ns('Subject: qmqp-reject\n\nbody\n') + ns('a@example.org') + ns('refused@example.com')));
-    assert.equal(reply, ns('DError: 5.7.1 Message content rejected'));
-    await server.waitForLog(/qmqpd\[\d+\]: warning: [0-9A-Za-z]+: localhost\[127\.0\.0\.1\]: Error: 5\.7\.1 Message content rejected$/, 5000);
-    await server.waitForLog(/cleanup\[\d+\]: [0-9A-Za-z]+: reject: header Subject: qmqp-reject from localhost\[127\.0\.0\.1\]; from=<a@example\.org> to=<refused@example\.com> proto=QMQP: 5\.7\.1 Message content rejected$/, 5000);
+    assert.equal(reply, ns('DError: 5.7.1 message content rejected'));
+    await server.waitForLog(/qmqpd\[\d+\]: warning: [0-9A-Za-z]+: localhost\[127\.0\.0\.1\]: Error: 5\.7\.1 message content rejected$/, 5000);
+    await server.waitForLog(/cleanup\[\d+\]: [0-9A-Za-z]+: reject: header Subject: qmqp-reject from localhost\[127\.0\.0\.1\]; from=<a@example\.org> to=<refused@example\.com> proto=QMQP: 5\.7\.1 message content rejected$/, 5000);
   });
 
   test('qmqpd_timeout: a client that stops sending is dropped; qmqpd_client_port_logging adds the port', async () => {

@@ -39,7 +39,7 @@ export function parseAction(value: string): CheckAction {
   switch (word) {
     case 'DUNNO': case 'OK': return { kind: 'dunno' };
     case 'REJECT': {
-      const r = withDsn(text, '5.7.1', 'Message content rejected');
+      const r = withDsn(text, '5.7.1', 'message content rejected');
       return { kind: 'reject', ...r };
     }
     case 'DEFER': {

@@ -23,6 +23,7 @@ import { splitTableList, canonicalize, dedupe, expandVirtual, loadMappings, MapL
 import { CleanupMilters } from './milter.js';
 import { smtputf8Flags, smtputf8Settings, type Smtputf8Settings } from './smtputf8.js';
 import { checkInput, checkTables, DROPPED_HEADERS, logForm, parseAction, RECIPIENT_HEADERS, rewriteAddressList, SENDER_HEADERS, splitHeaderFields, type CheckAction } from './checks.js';
+import { MIME_HEADERS, walkMime, type MimeLimits } from './mime.js';
 
 const log = maillog('cleanup');
 
@@ -69,6 +70,9 @@ interface State {
 
   headerSizeLimit: number;
   bodyChecksSizeLimit: number;
+  /** disable_mime_input_processing, and mime_nesting_limit / mime_boundary_length_limit. */
+  disableMime: boolean;
+  mimeLimits: MimeLimits;
   smtputf8: Smtputf8Settings;
   /** non_smtpd_milters (local submissions). */
   milters: CleanupMilters | null;
@@ -76,7 +80,12 @@ interface State {
 
 interface Tables {
   mappings: Mappings;
+  /** header_checks: the primary message headers that are not MIME headers. */
   headerChecks: LookupTable[];
+  /** mime_header_checks: MIME headers anywhere, and every header of a multipart part. */
+  mimeHeaderChecks: LookupTable[];
+  /** nested_header_checks: the non-MIME headers of an attached message/rfc822. */
+  nestedHeaderChecks: LookupTable[];
   bodyChecks: LookupTable[];
   /** milter_header_checks: for the header fields milters added or changed. */
   milterHeaderChecks: LookupTable[];
@@ -94,7 +103,11 @@ function loadTables(config: Config): Tables | { broken: string } {
       || headerClass(mappings.recipientCanonical, mappings.recipientCanonicalClasses)
       || headerClass(mappings.canonical, mappings.canonicalClasses)
       || (mappings.masqueradeDomains.length > 0 && (mappings.masqueradeClasses.has('header_sender') || mappings.masqueradeClasses.has('header_recipient')));
-    return { mappings, headerChecks: open('header_checks'), bodyChecks: open('body_checks'), milterHeaderChecks: open('milter_header_checks'), headerMapping };
+    return {
+      mappings, headerChecks: open('header_checks'), bodyChecks: open('body_checks'),
+      mimeHeaderChecks: open('mime_header_checks'), nestedHeaderChecks: open('nested_header_checks'),
+      milterHeaderChecks: open('milter_header_checks'), headerMapping,
+    };
   } catch (err) {
     log.warn(`cleanup tables: ${(err as Error).message}`);
     return { broken: (err as Error).message };
@@ -130,6 +143,8 @@ function init(): State {
     remoteHeaderRewriteDomain: config.get('remote_header_rewrite_domain').trim(),
     headerSizeLimit: config.getInt('header_size_limit'),
     bodyChecksSizeLimit: config.getInt('body_checks_size_limit'),
+    disableMime: config.getBool('disable_mime_input_processing'),
+    mimeLimits: { nesting: config.getInt('mime_nesting_limit'), boundaryLength: config.getInt('mime_boundary_length_limit') },
     smtputf8: smtputf8Settings(config.getBool('smtputf8_enable'), config.getList('smtputf8_autodetect_classes'), (t) => log.warn(t)),
     milters: CleanupMilters.from(config, log),
   };
@@ -219,6 +234,9 @@ interface Verdict {
 
 type Failure = { ok: false; code: number; dsn: string; text: string };
 
+/** Checks still run: DISCARD and REDIRECT end them for the message (Postfix clears CLEANUP_FLAG_FILTER). */
+const filtering = (v: Verdict) => !v.discard && v.redirect === null;
+
 const WRITE_ERROR: Failure = { ok: false, code: 451, dsn: '4.3.0', text: 'Error: queue file write error' };
 
 /** "ID: action: header X from client; from=<s> to=<r> proto=P helo=<h>: text", as Postfix's cleanup logs it. */
@@ -238,7 +256,7 @@ function actionLog(request: CleanupRequest, action: string, cls: string, input: 
  * Applies one check action. Returns a failure (REJECT, DEFER), or how the input changes:
  * 'keep', 'drop' (IGNORE) or replacement / prepended text.
  */
-function applyAction(request: CleanupRequest, verdict: Verdict, action: CheckAction, cls: string, input: string): Failure | { replace?: string; prepend?: string; drop?: boolean } {
+function applyAction(request: CleanupRequest, verdict: Verdict, action: CheckAction, cls: string, input: string, map = `${cls}_checks`): Failure | { replace?: string; prepend?: string; drop?: boolean } {
   switch (action.kind) {
     case 'dunno': return {};
     case 'reject':
@@ -272,7 +290,7 @@ function applyAction(request: CleanupRequest, verdict: Verdict, action: CheckAct
     case 'replace': return { replace: action.text };
     case 'ignore': return { drop: true };
     case 'unknown':
-      log.warn(`${request.queueId}: unknown command in ${cls}_checks map: ${action.value}`);
+      log.warn(`${request.queueId}: unknown command in ${map} map: ${action.value}`);
       return {};
   }
 }
@@ -398,18 +416,22 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
     && (request.origin === 'pickup' || localClient || s.remoteHeaderRewriteDomain !== '');
   const verdict: Verdict = { hold: request.hold === true, discard: false, redirect: null, filter: null, bcc: [] };
   let content: Uint8Array;
-  const headerChecks = checksOK && t.headerChecks.length > 0;
+  // Primary headers: MIME headers (Content-*, MIME-Version) to mime_header_checks, the others
+  // to header_checks (Postfix's cleanup_header_callback()).
+  const headerChecks = checksOK && (t.headerChecks.length > 0 || t.mimeHeaderChecks.length > 0);
   if (headerChecks || headerRewrite) {
     // 5-6. One logical header at a time: header_checks, Bcc removal, address rewriting.
     const section = received + Buffer.from(original.buffer, original.byteOffset, scan.end).toString('latin1');
     let out = '';
     for (const field of splitHeaderFields(section)) {
       let raw = field.raw;
-      if (headerChecks) {
+      const mime = MIME_HEADERS.has(field.name);
+      const tables = mime ? t.mimeHeaderChecks : t.headerChecks;
+      if (headerChecks && tables.length > 0 && filtering(verdict)) {
         const input = checkInput(raw, s.headerSizeLimit);
-        const value = await checkTables(t.headerChecks, input);
+        const value = await checkTables(tables, input);
         if (value !== null) {
-          const r = applyAction(request, verdict, parseAction(value), 'header', input);
+          const r = applyAction(request, verdict, parseAction(value), 'header', input, mime ? 'mime_header_checks' : 'header_checks');
           if ('ok' in r) return r;
           if (r.prepend) out += bytes(r.prepend) + scan.eol;
           if (r.drop) continue;
@@ -432,9 +454,11 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
     content = splice(dropped.msg, dropped.end, received, added + separator);
   }
 
-  // body_checks: the body, one line at a time (at most body_checks_size_limit bytes of it).
-  if (checksOK && t.bodyChecks.length > 0) {
-    const r = await bodyChecks(s, t, request, verdict, content, scan.eol);
+  // The body, MIME part by MIME part: part headers to mime_header_checks / nested_header_checks,
+  // body lines to body_checks (at most body_checks_size_limit bytes of each body segment).
+  const partHeaders = !s.disableMime && (t.mimeHeaderChecks.length > 0 || t.nestedHeaderChecks.length > 0);
+  if (checksOK && (t.bodyChecks.length > 0 || partHeaders)) {
+    const r = await contentChecks(s, t, request, verdict, content, scan.eol);
     if ('ok' in r) return r;
     content = r.content;
   }
@@ -573,33 +597,52 @@ async function lookupOrFail(maps: MapList, address: string): Promise<string | nu
   }
 }
 
-/** body_checks over the body of `content` (after the blank line); rebuilds it only when a line changed. */
-async function bodyChecks(s: State, t: Tables, request: CleanupRequest, verdict: Verdict, content: Uint8Array, eol: string): Promise<Failure | { content: Uint8Array }> {
+/**
+ * The content checks after the primary headers (Postfix's mime_state callbacks in cleanup): the
+ * headers of each multipart part and attached message through mime_header_checks or
+ * nested_header_checks, each body line through body_checks; rebuilds the content only when
+ * something changed.
+ */
+async function contentChecks(s: State, t: Tables, request: CleanupRequest, verdict: Verdict, content: Uint8Array, eol: string): Promise<Failure | { content: Uint8Array }> {
   const buf = Buffer.from(content.buffer, content.byteOffset, content.byteLength);
-  const sep = buf.indexOf(eol + eol);
-  if (sep < 0) return { content };
-  const start = sep + eol.length * 2;
-  const limit = s.bodyChecksSizeLimit > 0 ? Math.min(buf.length, start + s.bodyChecksSizeLimit) : buf.length;
   const parts: Buffer[] = [];
   let copied = 0;
-  let pos = start;
-  while (pos < limit) {
-    let end = buf.indexOf(0x0a, pos);
-    end = end < 0 ? buf.length : end + 1;
-    const line = buf.subarray(pos, end).toString('utf8').replace(/\r?\n$/, '');
-    const value = await checkTables(t.bodyChecks, line);
-    if (value !== null) {
-      const r = applyAction(request, verdict, parseAction(value), 'body', line);
+  const edit = (start: number, end: number, r: { replace?: string; prepend?: string; drop?: boolean }) => {
+    if (r.prepend === undefined && !r.drop && r.replace === undefined) return;
+    parts.push(buf.subarray(copied, start));
+    if (r.prepend !== undefined) parts.push(Buffer.from(r.prepend + eol, 'utf8'));
+    if (r.replace !== undefined) parts.push(Buffer.from(r.replace + eol, 'utf8'));
+    else if (!r.drop) parts.push(buf.subarray(start, end));
+    copied = end;
+  };
+  for (const ev of walkMime(content, s.mimeLimits, s.disableMime)) {
+    if (!filtering(verdict)) break;
+    if (ev.kind === 'header') {
+      if (ev.cls === 'primary') continue; // done with the header section above
+      // A MIME header, or any header of a multipart part: mime_header_checks; the other
+      // headers of an attached message: nested_header_checks.
+      const mime = MIME_HEADERS.has(ev.name) || ev.cls === 'multipart';
+      const tables = mime ? t.mimeHeaderChecks : t.nestedHeaderChecks;
+      if (tables.length === 0) continue;
+      const input = checkInput(buf.subarray(ev.start, ev.end).toString('latin1'), s.headerSizeLimit);
+      const value = await checkTables(tables, input);
+      if (value === null) continue;
+      const r = applyAction(request, verdict, parseAction(value), 'header', input, mime ? 'mime_header_checks' : 'nested_header_checks');
       if ('ok' in r) return r;
-      if (r.prepend !== undefined || r.drop || r.replace !== undefined) {
-        parts.push(buf.subarray(copied, pos));
-        if (r.prepend !== undefined) parts.push(Buffer.from(r.prepend + eol, 'utf8'));
-        if (r.replace !== undefined) parts.push(Buffer.from(r.replace + eol, 'utf8'));
-        else if (!r.drop) parts.push(buf.subarray(pos, end));
-        copied = end;
-      }
+      edit(ev.start, ev.end, r);
+      continue;
     }
-    pos = end;
+    if (t.bodyChecks.length === 0 || (s.bodyChecksSizeLimit > 0 && ev.offset >= s.bodyChecksSizeLimit)) {
+      // Without MIME processing the body is one segment: nothing after this is checked.
+      if (s.disableMime) break;
+      continue;
+    }
+    const line = buf.subarray(ev.start, ev.end).toString('utf8').replace(/\r?\n$/, '');
+    const value = await checkTables(t.bodyChecks, line);
+    if (value === null) continue;
+    const r = applyAction(request, verdict, parseAction(value), 'body', line);
+    if ('ok' in r) return r;
+    edit(ev.start, ev.end, r);
   }
   if (parts.length === 0) return { content };
   parts.push(buf.subarray(copied));

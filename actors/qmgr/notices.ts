@@ -24,7 +24,7 @@ import type { CleanupReply, NoticeReply, NoticeRequest, RecipientOutcome } from 
 
 /** The notify_classes Postactor acts on in qmgr (the others are smtpd's session transcripts). */
 export const QMGR_NOTIFY_CLASSES = ['bounce', '2bounce', 'delay'] as const;
-/** Classes whose notices are smtpd/cleanup session transcripts (resource and software are the defaults). */
+/** Classes whose notices are smtpd's session transcripts (actors/smtpd/chat.ts). */
 const TRANSCRIPT_CLASSES = new Set(['resource', 'software', 'policy', 'protocol', 'data']);
 
 export interface NoticeConfig {
@@ -89,7 +89,8 @@ export class Notifier {
   ) {
     for (const c of settings.notifyClasses) {
       if (TRANSCRIPT_CLASSES.has(c)) {
-        if (c !== 'resource' && c !== 'software') log.warn(`notify_classes: not supported: ${c} (smtpd session transcripts to the postmaster are not built)`);
+        // Postfix's "data" transcripts come from its smtp client (a queue file it cannot read).
+        if (c === 'data') log.warn('notify_classes: not supported: data (the smtp client\'s session transcripts are not built)');
       } else if (!(QMGR_NOTIFY_CLASSES as readonly string[]).includes(c)) {
         log.warn(`notify_classes: unknown class "${c}" (ignored)`);
       }

@@ -54,6 +54,7 @@ import { clientLineTail, forwardedOf, installXforward } from './xforward.js';
 import { authorizedHosts, type Reply } from './xattrs.js';
 import { installEtrn, type EtrnHooks } from './etrn.js';
 import { FlushClient } from '../../src/flush/client.js';
+import { chatSettings, installChat, installChatInput, sessionMacros } from './chat.js';
 
 const log = maillog('smtpd');
 
@@ -75,6 +76,8 @@ let instances = 0;
 const states = new WeakMap<SMTPServerSession, SessionState>();
 
 async function main(): Promise<void> {
+  // Under every other patch of send(): the reject footer and the transcript see the final reply.
+  installChat(await smtpConnectionPrototype());
   installTls(await smtpConnectionPrototype());
   await installDialect();
   installLimits(await smtpConnectionPrototype());
@@ -92,6 +95,7 @@ async function main(): Promise<void> {
   installSyntax(await smtpConnectionPrototype());
   installPipelining(await smtpConnectionPrototype());
   installBareNewline(await smtpConnectionPrototype(), await smtpStreamPrototype());
+  installChatInput(await smtpConnectionPrototype()); // outermost: every command line is heard
   let server: SMTPServer | null = null;
   const actor = await startActor({
     maxInFlight: 2048,
@@ -206,6 +210,24 @@ async function main(): Promise<void> {
   };
   // smtpd_milters: one conversation per session, in this thread (actors/smtpd/milter.ts).
   const milters = SmtpdMilters.from(config, log);
+  // The reject footer and the postmaster's session transcripts (chat.ts).
+  const chat = chatSettings(config, {
+    session: (session: object) => {
+      const s = session as SMTPServerSession & { paRecipient?: { envelope: unknown; address: string } };
+      const c = states.get(s)?.client ?? { name: 'unknown', addr: s.remoteAddress, port: s.remotePort };
+      const from = s.envelope?.mailFrom;
+      return {
+        namaddr: `${c.name}[${c.addr}]`,
+        macros: sessionMacros({
+          hostname, name: c.name, addr: c.addr, port: c.port, helo: s.hostNameAppearsAs ?? '',
+          sender: from ? from.address : null,
+          recipient: s.paRecipient && s.paRecipient.envelope === s.envelope ? s.paRecipient.address : null,
+        }),
+      };
+    },
+    submit: (request, contentOf) => submit(request, async () => contentOf()),
+    warn: (t) => log.warn(t),
+  });
   const milterContext = (session: SMTPServerSession, recipient: string | null): MilterContext => {
     const state = states.get(session)!;
     const tlsInfo = (session as { paTls?: TlsSummary }).paTls;
@@ -310,6 +332,7 @@ async function main(): Promise<void> {
       },
     } as object),
     ...({ postactorEtrn: etrnHooks } as object),
+    ...({ postactorChat: chat } as object),
     ...({ postactorSyntax: { strict: config.getBool('strict_rfc821_envelopes'), heloRequired: config.getBool('smtpd_helo_required') }, postactorPipelining: { forbid: config.getBool('smtpd_forbid_unauth_pipelining') }, postactorBareNewline: bareNewline, postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
     ...({
       // smtpd_milters hear unknown commands (Postfix: milter_unknown_event).
@@ -486,6 +509,8 @@ async function main(): Promise<void> {
 
     onRcptTo(address: SMTPServerAddress, session, callback) {
       const state = states.get(session)!;
+      // $recipient in the reject footer: the recipient of this RCPT, until the transaction ends.
+      (session as { paRecipient?: object }).paRecipient = { envelope: session.envelope, address: address.address };
       const unknownOption = unsupportedRcptOption(address.args as Record<string, string | boolean> | false);
       if (unknownOption !== null) return callback(refuse(555, `5.5.4 Unsupported option: ${unknownOption}`));
       const overRcpt = anvil?.rcpt(session, session.remoteAddress, namaddr(session));

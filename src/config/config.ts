@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, configError } from './errors.js';
 import { DEFAULTS, TIME_UNITS, domainOf, splitTransportParam, transportDefaultName, type TimeUnit } from './defaults.js';
 import { expandValue } from './expand.js';
-import { parseTime } from './params/registry.js';
+import { declaration, parseTime } from './params/registry.js';
 import type { MasterService, ServiceType } from './master-cf.js';
 
 /** Where an explicit setting came from (main.cf line, master.cf -o line). */
@@ -154,6 +154,9 @@ export class ConfigImpl implements Config {
     const raw = this.rawOrDefault(name);
     if (raw === undefined) return undefined;
     if (!raw.includes('$')) return raw;
+    // Postfix's raw parameters (smtpd_reject_footer, forward_path …) are read without $name
+    // expansion: their $names are the reader's own (the session's, the recipient's).
+    if (this.settings.has(name) && declaration(name)?.type === 'raw') return raw;
     const at = this.expanding.indexOf(name);
     if (at >= 0) {
       const chain = [...this.expanding.slice(at), name].join(' -> ');

@@ -113,12 +113,19 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_helo_required', 'strict_rfc821_envelopes',
     // ETRN (actors/smtpd/etrn.ts): its restrictions, and the flush client (src/flush/client.ts).
     'smtpd_etrn_restrictions', 'fast_flush_domains', 'flush_service_name',
+    // Reject footer and session transcripts to the postmaster (actors/smtpd/chat.ts).
+    'smtpd_reject_footer', 'smtpd_reject_footer_maps', 'smtpd_expansion_filter',
+    'smtpd_history_flush_threshold', 'notify_classes', 'error_notice_recipient',
+    'bounce_notice_recipient', 'double_bounce_sender',
   ],
   // anvil's time unit and statistics, kept by master (actors/anvil/statistics.ts).
   anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
   cleanup: [
     // non_smtpd_milters: actors/cleanup/milter.ts (local submissions through the milters).
     'non_smtpd_milters', 'milter_header_checks',
+    // MIME-aware checks (actors/cleanup/mime.ts).
+    'mime_header_checks', 'nested_header_checks', 'disable_mime_input_processing',
+    'mime_nesting_limit', 'mime_boundary_length_limit',
     'cleanup_replace_stray_cr_lf',
     'always_add_missing_headers', 'always_bcc', 'append_at_myorigin', 'body_checks',
     'body_checks_size_limit', 'canonical_classes', 'canonical_maps', 'duplicate_filter_limit',
@@ -271,7 +278,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   // Milters and other filters that would be skipped.
   // (smtpd_milters and smtpd_milter_maps are built: actors/smtpd/milter.ts; these are not yet.)
   smtpd_proxy_filter: 'the before-queue content filter would not run',
-  mime_header_checks: FILTER, nested_header_checks: FILTER,
   smtp_header_checks: FILTER, smtp_mime_header_checks: FILTER, smtp_nested_header_checks: FILTER,
   smtp_body_checks: FILTER, lmtp_header_checks: FILTER, lmtp_mime_header_checks: FILTER,
   lmtp_nested_header_checks: FILTER, lmtp_body_checks: FILTER,
