@@ -111,7 +111,7 @@ describe('smtpd access policy end to end (smtpd_delay_reject = yes)', () => {
     ['dip@example.com', '450 4.7.1 <dip@example.com>: Recipient address rejected: Service unavailable'],
     ['policy-reject@example.com', '554 5.7.1 <policy-reject@example.com>: Recipient address rejected: go away'],
     ['policy-dip@example.com', '450 4.7.1 <policy-dip@example.com>: Recipient address rejected: greylisted'],
-    ['broken@example.com', '451 4.3.0 <broken@example.com>: Recipient address rejected: Temporary lookup failure'],
+    ['broken@example.com', '451 4.3.5 <broken@example.com>: Recipient address rejected: Server configuration error'],
     ['fine@example.com', '250 2.1.5 Ok'],
   ];
   for (const [rcpt, want] of rcptRows) {

@@ -38,6 +38,8 @@ describe('chat.ts: footer, error classes, transcript format', () => {
     assert.equal(errorClass(451, '4.3.0 Error: queue file write error'), 'resource');
     assert.equal(errorClass(451, '4.3.5 Server configuration error'), 'software');
     assert.equal(errorClass(552, '5.3.4 Message size exceeds fixed limit'), 'bounce');
+    assert.equal(errorClass(451, '4.3.0 <a@example.com>: Temporary lookup failure'), 'data');
+    assert.equal(errorClass(421, '4.3.0 mx.test Server local data error'), 'data');
     assert.equal(errorClass(421, '4.4.2 mx.test Error: timeout exceeded'), null);
     assert.equal(errorClass(250, '2.0.0 Ok'), null);
   });
@@ -72,6 +74,7 @@ describe('e2e smtpd: smtpd_reject_footer and notify_classes transcripts', () => 
   let server: TestServer;
   let tdir: string;
   let port2: number;
+  let port3: number;
 
   before(async () => {
     tdir = fs.mkdtempSync(path.join(os.tmpdir(), 'smtpd-chat-'));
@@ -80,6 +83,7 @@ describe('e2e smtpd: smtpd_reject_footer and notify_classes transcripts', () => 
     sink = new SmtpSink({ keepMessages: true });
     const sinkPort = await sink.listen(0);
     port2 = await freePort();
+    port3 = await freePort();
     const closed = await freePort(); // nobody listens: the policy service fails
     server = await startServer({
       sinkPort,
@@ -94,7 +98,11 @@ describe('e2e smtpd: smtpd_reject_footer and notify_classes transcripts', () => 
       // down (451 4.3.5: a software error), and which notifies the postmaster of those only.
       masterCfExtra: `127.0.0.1:${port2} inet n - n - - smtpd -o { smtpd_reject_footer = \\c (see https://help.example/ for $client_address) } -o smtpd_reject_footer_maps=`
         + ` -o notify_classes=software -o { smtpd_recipient_restrictions = check_recipient_access regexp:${tdir}/access, check_policy_service inet:127.0.0.1:${closed}, permit }`
-        + ' -o smtpd_policy_service_try_limit=1',
+        + ' -o smtpd_policy_service_try_limit=1\n'
+        // A third whose local_recipient_maps cannot be reached (reject_unlisted_recipient:
+        // 451 4.3.0 Temporary lookup failure, the data class).
+        + `127.0.0.1:${port3} inet n - n - - smtpd -o smtpd_reject_footer= -o smtpd_reject_footer_maps= -o notify_classes=data`
+        + ` -o local_recipient_maps=tcp:127.0.0.1:${closed}`,
     });
   });
 
@@ -217,5 +225,17 @@ describe('e2e smtpd: smtpd_reject_footer and notify_classes transcripts', () => 
     // Bounded wait for a transcript that must not come.
     await new Promise((res) => setTimeout(res, 2000));
     assert.ok(!transcripts(sink).some((m) => m.data.toString('latin1').includes('policy-only.test')));
+  });
+
+  test('data: a table that fails (451 4.3.0 Temporary lookup failure) sends a transcript where notify_classes has data', async () => {
+    const { smtp } = await SmtpDialogue.connect(port3);
+    await smtp.cmd('EHLO data-transcript.test');
+    await smtp.cmd('MAIL FROM:<d@client.test>');
+    const r = await smtp.cmd('RCPT TO:<anyone@mx.postactor.test>');
+    assert.equal(r.line, '451 4.3.0 <anyone@mx.postactor.test>: Temporary lookup failure');
+    await smtp.cmd('QUIT');
+    smtp.close();
+    const text = await waitTranscript(sink, 'EHLO data-transcript.test');
+    assert.match(text, /^ Out: 451 4\.3\.0 <anyone@mx\.postactor\.test>: Temporary lookup failure\r$/m);
   });
 });

@@ -90,7 +90,7 @@ export class Notifier {
     for (const c of settings.notifyClasses) {
       if (TRANSCRIPT_CLASSES.has(c)) {
         // Postfix's "data" transcripts come from its smtp client (a queue file it cannot read).
-        if (c === 'data') log.warn('notify_classes: not supported: data (the smtp client\'s session transcripts are not built)');
+        if (c === 'data') log.warn('notify_classes: data: not supported for the smtp client (its session transcripts are not built; smtpd\'s are sent)');
       } else if (!(QMGR_NOTIFY_CLASSES as readonly string[]).includes(c)) {
         log.warn(`notify_classes: unknown class "${c}" (ignored)`);
       }

@@ -24,8 +24,8 @@ import { localZone } from '../../src/time/zone.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 
 /** Postfix's mail_error classes that smtpd's transcripts are sent for. */
-export type ErrorClass = 'policy' | 'protocol' | 'resource' | 'software' | 'bounce';
-export const SMTPD_NOTIFY_CLASSES: readonly ErrorClass[] = ['policy', 'protocol', 'resource', 'software', 'bounce'];
+export type ErrorClass = 'policy' | 'protocol' | 'resource' | 'software' | 'bounce' | 'data';
+export const SMTPD_NOTIFY_CLASSES: readonly ErrorClass[] = ['policy', 'protocol', 'resource', 'software', 'bounce', 'data'];
 
 /** What a session's expansion and notice need to know about it (from index.ts). */
 export interface ChatSession {
@@ -85,6 +85,8 @@ export function errorClass(code: number, text: string): ErrorClass | null {
   if (/^[45]\.5\.\d/.test(text) && !text.startsWith('4.5.3')) return 'protocol';
   if (/Error: too many errors$/.test(text)) return 'protocol';
   if (text.startsWith('4.3.5') || /Error: internal error/.test(text)) return 'software';
+  // A table that failed (Postfix's reject_dict_retry) or local data that could not be read.
+  if (/: Temporary lookup failure$/.test(text) || /Server local data error$/.test(text)) return 'data';
   if (text.startsWith('4.3.0') || text.startsWith('4.3.1')) return 'resource';
   if (text.startsWith('5.3.4') || text.startsWith('5.4.0') || text.startsWith('4.3.4')) return 'bounce';
   return 'policy';

@@ -41,7 +41,9 @@ export function accessRestriction(kind: AccessKind, table: PolicyTable, s: Acces
       if (!(e instanceof TableError)) throw e;
       return {
         kind: 'error',
-        reply: rejected(451, '4.3.0', r, kind, 'Temporary lookup failure'),
+        // Postfix's check_*_access on a failed table: "451 4.3.5 Server configuration error" as the
+        // table's result (check_table_result), not reject_dict_retry's 4.3.0.
+        reply: rejected(451, '4.3.5', r, kind, 'Server configuration error'),
         warning: `${table.spec}: table lookup problem: ${e.message}`,
       };
     }
