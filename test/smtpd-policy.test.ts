@@ -182,9 +182,9 @@ describe('client, helo and sender access maps', () => {
 });
 
 describe('broken tables fail temporarily', () => {
-  test('a broken access table → 451 4.3.0 "<x>: Recipient address rejected: Temporary lookup failure", file:line logged', async () => {
+  test('a broken access table → 451 4.3.5 "<x>: Recipient address rejected: Server configuration error" (as Postfix check_table_result), file:line logged', async () => {
     const b = build({ smtpd_recipient_restrictions: 'check_recipient_access texthash:broken, reject_unauth_destination' }, { broken: 'good OK\nno-value-here\n' });
-    assert.equal(text(await b.policy.checkRecipient(req())), '451 4.3.0 <r@mx.postactor.test>: Recipient address rejected: Temporary lookup failure');
+    assert.equal(text(await b.policy.checkRecipient(req())), '451 4.3.5 <r@mx.postactor.test>: Recipient address rejected: Server configuration error');
     assert.ok(b.logs.some((l) => l.startsWith('warning: ') && l.includes('broken:2: expected format')), b.logs.join('\n'));
   });
   test('a missing local_recipient_maps table → 451 4.3.0 "<x>: Temporary lookup failure"', async () => {
