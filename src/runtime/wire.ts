@@ -27,6 +27,8 @@ export class ServiceError extends Error {
 /** What a long-lived worker receives as workerData. */
 export interface ActorWorkerData<C = unknown> {
   service: string;
+  /** The Postfix command the thread runs (smtpd, cleanup, smtp, …): its thread name (./thread-name.ts). */
+  thread?: string;
   /** Index of this worker within its service's pool (0-based). */
   index: number;
   config: C;
