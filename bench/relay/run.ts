@@ -32,6 +32,8 @@
  *   --cleanup-threads N       … for cleanup [0]
  *   --smtp-threads N          … for smtp and relay [2]
  *   --postactor-entry FILE    Postactor entry point to run [dist/bin/postactor.js]
+ *   --baseline-entry FILE     another Postactor build, measured as MTA "baseline" (--mta
+ *                             postactor,baseline,postfix): before/after a change in the same run
  *   --keep                    keep the MTAs' temp directories (logs) after each run
  *   --tls                     STARTTLS on both legs (generator → MTA → sink), both MTAs at
  *                             smtpd/smtp_tls_security_level = may with one openssl certificate
@@ -86,6 +88,7 @@ interface Config {
   cleanupThreads: number;
   smtpThreads: number;
   postactorEntry: string | undefined;
+  baselineEntry: string | undefined;
   keep: boolean;
   json: string;
   /** --tls: STARTTLS on both legs (generator → MTA, MTA → sink); the key and certificate used. */
@@ -149,6 +152,7 @@ function parseConfig(argv: string[]): Config {
       'cleanup-threads': { type: 'string', default: '0' },
       'smtp-threads': { type: 'string', default: '2' },
       'postactor-entry': { type: 'string' },
+      'baseline-entry': { type: 'string' },
       keep: { type: 'boolean', default: false },
       tls: { type: 'boolean', default: false },
       'tls-resume': { type: 'boolean', default: false },
@@ -175,7 +179,8 @@ function parseConfig(argv: string[]): Config {
   };
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const mtas = values.mta.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const m of mtas) if (m !== 'postactor' && m !== 'postfix' && m !== 'postscreen') throw new Error(`--mta: unknown MTA ${m}`);
+  for (const m of mtas) if (m !== 'postactor' && m !== 'postfix' && m !== 'postscreen' && m !== 'baseline') throw new Error(`--mta: unknown MTA ${m}`);
+  if (mtas.includes('baseline') && !values['baseline-entry']) throw new Error('--mta baseline needs --baseline-entry FILE');
   return {
     mtas,
     sessions: int('sessions', values.sessions, 1),
@@ -194,6 +199,7 @@ function parseConfig(argv: string[]): Config {
     cleanupThreads: int('cleanup-threads', values['cleanup-threads'], 0),
     smtpThreads: int('smtp-threads', values['smtp-threads'], 1),
     postactorEntry: values['postactor-entry'] ? path.resolve(values['postactor-entry']) : undefined,
+    baselineEntry: values['baseline-entry'] ? path.resolve(values['baseline-entry']) : undefined,
     keep: values.keep,
     json: values.json ?? path.join(REPO_ROOT, 'bench/results', `relay-${stamp}.json`),
     tls: values.tls || values['tls-resume'] ? benchCertificate() : null,
@@ -247,7 +253,7 @@ function extraMainCf(cfg: Config): string {
 
 async function startMta(name: string, cfg: Config, sinkPort: number): Promise<MtaHandle> {
   metricsUrl = null;
-  if (name === 'postactor' || name === 'postscreen') {
+  if (name === 'postactor' || name === 'postscreen' || name === 'baseline') {
     const metricsPort = await freePort();
     metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     return startPostactor({
@@ -257,7 +263,7 @@ async function startMta(name: string, cfg: Config, sinkPort: number): Promise<Mt
       cleanupThreads: cfg.cleanupThreads,
       smtpThreads: cfg.smtpThreads,
       keep: cfg.keep,
-      ...(cfg.postactorEntry ? { entry: cfg.postactorEntry } : {}),
+      ...(name === 'baseline' ? { entry: cfg.baselineEntry! } : cfg.postactorEntry ? { entry: cfg.postactorEntry } : {}),
       extraMainCf: `${extraMainCf(cfg)}\nmetrics_listen = 127.0.0.1:${metricsPort}\n`,
     });
   }
@@ -549,6 +555,13 @@ async function main(): Promise<void> {
     };
     console.log(`\nPostactor/Postfix (medians): accepted/s ×${fmt(ratio.acceptedPerSec, 2)}, delivered/s ×${fmt(ratio.deliveredPerSec, 2)}, ` +
       `CPU per message ×${fmt(ratio.cpuMsPerMessage, 2)}${cfg.tls ? ' (TLS on both legs)' : ''}${cfg.milter ? ` (every message through ${cfg.milter})` : ''}`);
+  }
+  const base = summaries.find((s) => s.mta === 'baseline');
+  if (pa && base) {
+    const div = (a: number | null, b: number | null): string => fmt(a !== null && b !== null && b > 0 ? a / b : null, 2);
+    const g = (s: Summary, k: string): number | null => s.cpuGroupsMsPerMessage[k] ?? null;
+    console.log(`Postactor/baseline (medians): delivered/s ×${div(pa.deliveredPerSec, base.deliveredPerSec)}, CPU per message ×${div(pa.cpuMsPerMessage, base.cpuMsPerMessage)}, ` +
+      `smtpd CPU per message ×${div(g(pa, 'smtpd'), g(base, 'smtpd'))} (${fmt(g(base, 'smtpd'), 3)} → ${fmt(g(pa, 'smtpd'), 3)} ms)`);
   }
 
   dkim?.stop();
