@@ -4,7 +4,8 @@
  * (actors/protocol.ts); the runtime only moves them.
  */
 export type Frame =
-  | { k: 'req'; id: number; to: string; body: unknown }
+  /** t: the body's buffers that were transferred to the router, for it to transfer on. */
+  | { k: 'req'; id: number; to: string; body: unknown; t?: ArrayBuffer[] }
   | { k: 'res'; id: number; ok: true; value: unknown }
   | { k: 'res'; id: number; ok: false; error: WireError }
   | { k: 'msg'; body: unknown };
