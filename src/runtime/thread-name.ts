@@ -22,3 +22,15 @@ export function nameThisThread(): void {
     // not Linux, or no /proc: the name stays
   }
 }
+
+/** Threads Node and V8 start in every process (their names in /proc/PID/task/TID/comm). */
+const NODE_OWN = new Set(['MainThread', 'node', 'DelayedTaskSche', 'V8Worker', 'SignalInspector', 'libuv-worker']);
+
+/**
+ * Whether a thread of a Postactor process, by its name, is a worker thread (an actor): Node's
+ * name for one ("WorkerThread", before it named itself) or any name that is not one of Node's
+ * own threads (nor the kernel's io_uring workers, "iou-wrk-…", which /proc lists with them).
+ */
+export function isWorkerThreadName(comm: string): boolean {
+  return !NODE_OWN.has(comm) && !comm.startsWith('iou-');
+}
