@@ -3,14 +3,15 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { startServer, type TestServer } from './helpers/server.js';
 import { SmtpSink } from '../src/smtp/sink.js';
+import { isWorkerThreadName } from '../src/runtime/thread-name.js';
 import nodemailer from 'nodemailer';
 
-/** Worker threads of a process and their CPU ticks, from /proc (Node names them WorkerThread). */
+/** Worker threads of a process and their CPU ticks, from /proc (by name: src/runtime/thread-name.ts). */
 function workerThreads(pid: number): Map<string, number> {
   const out = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      if (readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() !== 'WorkerThread') continue;
+      if (!isWorkerThreadName(readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim())) continue;
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       out.set(tid, Number(fields[11]) + Number(fields[12]));

@@ -305,8 +305,8 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   // metrics_listen (read at start): every thread counts in place and reports to the collector.
   const metricsListen = config.get('metrics_listen');
   if (metricsListen) enableMetrics();
-  const data = (c: Config, service: string, index: number, extra?: unknown): ActorWorkerData<unknown> =>
-    ({ service, index, config: c.toJSON(), instance, flow: flow.buffer, ...(metricsListen ? { metrics: true } : {}), ...(syslogTarget ? { syslog: syslogTarget } : {}), ...(extra ? { extra } : {}) });
+  const data = (c: Config, service: string, index: number, extra?: unknown, thread?: string): ActorWorkerData<unknown> =>
+    ({ service, ...(thread ? { thread } : {}), index, config: c.toJSON(), instance, flow: flow.buffer, ...(metricsListen ? { metrics: true } : {}), ...(syslogTarget ? { syslog: syslogTarget } : {}), ...(extra ? { extra } : {}) });
 
   const startPools = (c: Config, plan: Plan): Map<string, ServicePool> => {
     const made = new Map<string, ServicePool>();
@@ -321,7 +321,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
         resourceLimits: heapLimits(s.line.command),
         concurrency: s.concurrency,
         maxQueue: 20_000,
-        workerData: data(serviceConfig(c, s), s.service, 0),
+        workerData: data(serviceConfig(c, s), s.service, 0, undefined, s.line.command),
         throttleSeconds: c.getTime('service_throttle_time'),
         onCrash: (service, error, throttled) => {
           masterMetrics().restarts.inc({ service });
@@ -346,7 +346,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
         addresses: s.addresses, ticketKeys,
         ...(s.line.command === 'smtpd' ? { anvil: anvil.of(s.service).buffer } : {}),
         ...(s.postscreen ? { postscreen: { config: postscreenConfig(c, s.postscreen).toJSON(), ...postscreenShared(s.postscreen.name) } } : {}),
-      } : manager ? { command: s.line.command } : undefined),
+      } : manager ? { command: s.line.command } : undefined, s.line.command),
       throttleSeconds: c.getTime('service_throttle_time'),
       resourceLimits: heapLimits(s.line.command),
       onPort: (port) => router.attach(name, port),

@@ -12,14 +12,22 @@
  * `reuse` sends many messages per connection (smtp-source -d).
  *
  * Latency of a message: from connect (or, on a reused connection, from sending MAIL) to the
- * 250 that accepts the DATA; recorded in microseconds in a node:perf_hooks histogram.
+ * 250 that accepts the DATA; recorded in microseconds in a node:perf_hooks histogram. A second
+ * histogram holds the accept latency proper: from the end of DATA (the payload's last byte
+ * handed to the socket) to that 250.
+ *
+ * Closed loop by default: `sessions` connections, each starting its next message when the last
+ * one ended, so the offered load follows the server. Open loop (`rate` > 0, smtp-source has no
+ * such mode): a new connection every 1/rate s whatever the server does, each carrying one message,
+ * with at most `sessions` × 50 open at once (beyond that a message counts as not started); the
+ * accept latency then shows queueing in the server instead of being hidden by the generator.
  *
  * Bounded in count and in time: at most `messages` transactions are started, and after
  * `timeLimitMs` every open connection is destroyed and run() resolves with what it got.
  *
  * Standalone use (after the build):
  *   node_modules/.bin/node dist/bench/relay/generator.js --target 127.0.0.1:2525 \
- *     --sessions 20 --messages 10000 --size 1024 [--recipients 1] [--reuse] [--unique]
+ *     --sessions 20 --messages 10000 --size 1024 [--recipients 1] [--reuse] [--unique] [--rate N]
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -44,6 +52,8 @@ export interface GeneratorOptions {
   unique: boolean;
   /** Many messages per connection (smtp-source -d). */
   reuse: boolean;
+  /** Open loop: start a message (a connection) this many times per second; 0: closed loop. */
+  rate: number;
   /** Stop after this long, whatever is left. */
   timeLimitMs: number;
   /** Idle timeout of one connection (no reply within it = failure). */
@@ -66,6 +76,7 @@ export const GENERATOR_DEFAULTS: GeneratorOptions = {
   to: 'bench-rcpt@example.net',
   unique: false,
   reuse: false,
+  rate: 0,
   timeLimitMs: 300_000,
   socketTimeoutMs: 60_000,
   heloName: 'bench-generator.localdomain',
@@ -105,6 +116,10 @@ export interface GeneratorResult {
   elapsedMs: number;
   acceptedPerSec: number;
   latency: LatencySummary;
+  /** End of DATA → 250. */
+  dotLatency: LatencySummary;
+  /** Open loop: the rate offered (messages/s), else null. */
+  offeredPerSec: number | null;
 }
 
 /** Absolute hi-res wall time; performance.now() alone has a per-thread origin. */
@@ -178,7 +193,10 @@ export class LoadGenerator {
   connections = 0;
   readonly errors: string[] = [];
   readonly histogram: RecordableHistogram = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
+  readonly dotHistogram: RecordableHistogram = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
   private claimed = 0;
+  /** Open loop: messages not started because too many connections were open. */
+  private skipped = 0;
   private stopping = false;
   private timedOut = false;
   private firstConnectAt = 0;
@@ -245,11 +263,12 @@ export class LoadGenerator {
     if (this.firstConnectAt === 0) this.firstConnectAt = nowAbs();
   }
 
-  noteAccepted(startedAt: number): void {
+  noteAccepted(startedAt: number, dotAt: number): void {
     const t = performance.now();
     this.accepted++;
     this.lastAcceptAt = t;
     this.histogram.record(Math.max(1, Math.round((t - startedAt) * 1000)));
+    this.dotHistogram.record(Math.max(1, Math.round((t - dotAt) * 1000)));
   }
 
   noteFailure(what: string): void {
@@ -270,6 +289,32 @@ export class LoadGenerator {
     if (this.activeSessions === 0 && this.done) this.done();
   }
 
+  /** Open loop: start connections on schedule until every message is claimed or the run stops. */
+  private openLoop(): void {
+    const o = this.opts;
+    const t0 = performance.now();
+    const cap = o.sessions * 50;
+    let started = 0;
+    this.activeSessions = 1; // the scheduler itself, until it has started its last message
+    const tick = (): void => {
+      const due = Math.min(o.messages, Math.floor(((performance.now() - t0) * o.rate) / 1000) + 1);
+      while (started < due && !this.stopping) {
+        started++;
+        if (this.live.size >= cap) {
+          // Over the cap: not started (counted by notStarted), the schedule goes on.
+          this.claim();
+          this.skipped++;
+          continue;
+        }
+        this.activeSessions++;
+        new Session(this, true).next();
+      }
+      if (started >= o.messages || this.stopping) return this.sessionDone();
+      setTimeout(tick, Math.max(0, ((started * 1000) / o.rate) - (performance.now() - t0)));
+    };
+    tick();
+  }
+
   /** Stop early: no new transactions; open ones are cut off. */
   stop(): void {
     this.stopping = true;
@@ -284,10 +329,14 @@ export class LoadGenerator {
       this.timedOut = true;
       this.stop();
     }, o.timeLimitMs);
-    const n = Math.min(o.sessions, Math.max(o.messages, 0));
-    this.activeSessions = n;
-    if (n === 0) this.done!();
-    for (let i = 0; i < n; i++) new Session(this).next();
+    if (o.rate > 0 && o.messages > 0) {
+      this.openLoop();
+    } else {
+      const n = Math.min(o.sessions, Math.max(o.messages, 0));
+      this.activeSessions = n;
+      if (n === 0) this.done!();
+      for (let i = 0; i < n; i++) new Session(this).next();
+    }
     await finished;
     clearTimeout(timer);
     const endedAt = nowAbs();
@@ -299,7 +348,7 @@ export class LoadGenerator {
       accepted: this.accepted,
       failed: this.failed,
       unfinished: this.unfinished,
-      notStarted: this.opts.messages - this.claimed,
+      notStarted: this.opts.messages - this.claimed + this.skipped,
       connections: this.connections,
       errors: [...this.errors],
       timedOut: this.timedOut,
@@ -310,6 +359,8 @@ export class LoadGenerator {
       // Accepted per second over the span from the first connect to the last acceptance.
       acceptedPerSec: acceptSpan > 0 ? (this.accepted * 1000) / acceptSpan : 0,
       latency: summarize(this.histogram),
+      dotLatency: summarize(this.dotHistogram),
+      offeredPerSec: o.rate > 0 ? o.rate : null,
     };
   }
 }
@@ -321,17 +372,20 @@ class Session {
   private msg = -1;
   private rcptIdx = 0;
   private startedAt = 0;
+  /** When the payload (end of DATA) was written. */
+  private dotAt = 0;
   private pending: Buffer | null = null;
   private inTransaction = false;
   private connected = false;
   /** This connection's STARTTLS handshake is done. */
   private secure = false;
 
-  constructor(private readonly g: LoadGenerator) {}
+  /** oneShot: one connection, one message (open loop); then the session is done. */
+  constructor(private readonly g: LoadGenerator, private readonly oneShot = false) {}
 
   /** Start the next connection, or finish the session. */
   next(): void {
-    const msg = this.g.claim();
+    const msg = this.oneShot && this.msg >= 0 ? -1 : this.g.claim();
     if (msg < 0) {
       this.g.sessionDone();
       return;
@@ -478,12 +532,13 @@ class Session {
         if (code !== 354) return this.reject(buf, start, end);
         this.st = St.Dot;
         sock.write(g.payload);
+        this.dotAt = performance.now();
         return;
       case St.Dot: {
         if (code !== 250) return this.reject(buf, start, end);
         this.inTransaction = false;
-        g.noteAccepted(this.startedAt);
-        if (g.opts.reuse) {
+        g.noteAccepted(this.startedAt, this.dotAt);
+        if (g.opts.reuse && !this.oneShot) {
           const msg = g.claim();
           if (msg >= 0) {
             this.msg = msg;
@@ -540,6 +595,7 @@ async function main(): Promise<void> {
       to: { type: 'string', short: 't', default: GENERATOR_DEFAULTS.to },
       unique: { type: 'boolean', short: 'N', default: false },
       reuse: { type: 'boolean', short: 'd', default: false },
+      rate: { type: 'string', default: '0' },
       'time-limit': { type: 'string', default: '300' },
       tls: { type: 'boolean', default: false },
       'tls-resume': { type: 'boolean', default: false },
@@ -557,6 +613,7 @@ async function main(): Promise<void> {
     to: values.to,
     unique: values.unique,
     reuse: values.reuse,
+    rate: Number(values.rate),
     timeLimitMs: Number(values['time-limit']) * 1000,
     tls: values.tls || values['tls-resume'],
     tlsResume: values['tls-resume'],
@@ -567,7 +624,8 @@ async function main(): Promise<void> {
   console.log(
     `accepted ${r.accepted} failed ${r.failed} unfinished ${r.unfinished} not-started ${r.notStarted} ` +
       `in ${(r.elapsedMs / 1000).toFixed(2)} s: ${r.acceptedPerSec.toFixed(1)} accepted/s; ` +
-      `latency ms p50 ${l.p50} p90 ${l.p90} p99 ${l.p99} max ${l.max}${r.timedOut ? ' (time limit reached)' : ''}`,
+      `latency ms p50 ${l.p50} p90 ${l.p90} p99 ${l.p99} max ${l.max}; end of DATA → 250 p50 ${r.dotLatency.p50} p99 ${r.dotLatency.p99}` +
+      `${r.offeredPerSec ? ` (open loop, ${r.offeredPerSec}/s offered)` : ''}${r.timedOut ? ' (time limit reached)' : ''}`,
   );
   for (const e of r.errors) console.log(`  error: ${e}`);
 }

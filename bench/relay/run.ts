@@ -32,18 +32,26 @@
  *   --cleanup-threads N       … for cleanup [0]
  *   --smtp-threads N          … for smtp and relay [2]
  *   --postactor-entry FILE    Postactor entry point to run [dist/bin/postactor.js]
+ *   --baseline-entry FILE     another Postactor build, measured as MTA "baseline" (--mta
+ *                             postactor,baseline,postfix): before/after a change in the same run
  *   --keep                    keep the MTAs' temp directories (logs) after each run
  *   --tls                     STARTTLS on both legs (generator → MTA → sink), both MTAs at
  *                             smtpd/smtp_tls_security_level = may with one openssl certificate
  *   --tls-resume              --tls, and the generator resumes its last TLS session each time
  *   --milter opendkim         both MTAs sign every message through one OpenDKIM (Debian's) started
  *                             for the whole benchmark: smtpd_milters = inet:127.0.0.1:PORT
+ *   --generator node|smtp-source  the load generator: the project's (./generator.ts) or Postfix's
+ *                             smtp-source (/usr/sbin/smtp-source, C: cheaper, no latency figures) [node]
+ *   --rate N                  open loop (Node generator): a new connection every 1/N s whatever the
+ *                             MTA does, at most --sessions × 50 open; reports end of DATA → 250 [0: closed loop]
  *   --json FILE               where to write the results [bench/results/relay-<timestamp>.json]
  *
  * Figures: accepted/s = accepted messages ÷ (first connect → last 250 after DATA);
  * delivered/s = messages that reached the sink ÷ (first connect → the sink counted the last one);
  * latency = per message, connect → 250 after DATA (p50/p99, ms); cpu ms/msg = the MTA's CPU time
- * (all threads or processes, from /proc) over the run ÷ delivered messages.
+ * (all threads or processes, from /proc) over the run ÷ delivered messages, also per thread group
+ * (smtpd, cleanup, qmgr, smtp, master, lmdb = Node's thread pool, v8 = V8's GC/compiler threads,
+ * other, exited: ./cpu.ts); dot p50/p99 = end of DATA → 250 (the accept latency proper).
  */
 import { Timeline, type Sample } from '../chart/timeline.js';
 import { relayChart } from './chart.js';
@@ -58,7 +66,8 @@ import { startPostactor } from './postactor.js';
 import { PostfixNotInstalled, postfixVersion, startPostfix } from './postfix.js';
 import { SinkThread, type SinkSnapshot } from './sink.js';
 import { benchCertificate, tlsMainCf, type BenchTls } from './tls.js';
-import { mtaCpuSeconds } from './cpu.js';
+import { CPU_GROUPS, CpuSampler } from './cpu.js';
+import { SmtpSource, smtpSourceInstalled, SMTP_SOURCE } from './smtp-source.js';
 import { startOpenDkim } from './milter.js';
 
 interface Config {
@@ -79,6 +88,7 @@ interface Config {
   cleanupThreads: number;
   smtpThreads: number;
   postactorEntry: string | undefined;
+  baselineEntry: string | undefined;
   keep: boolean;
   json: string;
   /** --tls: STARTTLS on both legs (generator → MTA, MTA → sink); the key and certificate used. */
@@ -88,6 +98,9 @@ interface Config {
   /** --milter opendkim: main.cf lines that put the shared OpenDKIM in front (set once it runs). */
   milter: 'opendkim' | null;
   milterMainCf: string;
+  generator: 'node' | 'smtp-source';
+  /** Open loop: messages/s offered; 0: closed loop. */
+  rate: number;
 }
 
 export interface RunRecord {
@@ -106,6 +119,8 @@ export interface RunRecord {
   deliveredPerSec: number | null;
   /** The MTA's CPU time (all its threads or processes) per delivered message, ms. */
   cpuMsPerMessage: number | null;
+  /** The same per thread group (./cpu.ts). */
+  cpuGroupsMsPerMessage: Record<string, number> | null;
   /** --tls: the generator's handshakes that resumed a session. */
   tlsResumed: number | null;
   /** Every accepted message reached the sink. */
@@ -137,10 +152,13 @@ function parseConfig(argv: string[]): Config {
       'cleanup-threads': { type: 'string', default: '0' },
       'smtp-threads': { type: 'string', default: '2' },
       'postactor-entry': { type: 'string' },
+      'baseline-entry': { type: 'string' },
       keep: { type: 'boolean', default: false },
       tls: { type: 'boolean', default: false },
       'tls-resume': { type: 'boolean', default: false },
       milter: { type: 'string' },
+      generator: { type: 'string', default: 'node' },
+      rate: { type: 'string', default: '0' },
       json: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -150,6 +168,7 @@ function parseConfig(argv: string[]): Config {
     console.log('usage: node dist/bench/relay/run.js [--mta postactor,postfix] [--sessions 20] [--messages 10000] [--size 1024]\n' +
       '  [--recipients 1] [--unique] [--reuse] [--runs 3] [--timeout 300] [--target host:port|sink] [--sink-port N]\n' +
       '  [--smtpd-threads 2] [--cleanup-threads 0] [--smtp-threads 2] [--postactor-entry FILE] [--keep] [--tls] [--milter opendkim] [--json out.json]\n' +
+      '  [--generator node|smtp-source] [--rate N]\n' +
       'See the header of bench/relay/run.ts and bench/README.md.');
     process.exit(0);
   }
@@ -160,7 +179,8 @@ function parseConfig(argv: string[]): Config {
   };
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const mtas = values.mta.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const m of mtas) if (m !== 'postactor' && m !== 'postfix' && m !== 'postscreen') throw new Error(`--mta: unknown MTA ${m}`);
+  for (const m of mtas) if (m !== 'postactor' && m !== 'postfix' && m !== 'postscreen' && m !== 'baseline') throw new Error(`--mta: unknown MTA ${m}`);
+  if (mtas.includes('baseline') && !values['baseline-entry']) throw new Error('--mta baseline needs --baseline-entry FILE');
   return {
     mtas,
     sessions: int('sessions', values.sessions, 1),
@@ -179,12 +199,15 @@ function parseConfig(argv: string[]): Config {
     cleanupThreads: int('cleanup-threads', values['cleanup-threads'], 0),
     smtpThreads: int('smtp-threads', values['smtp-threads'], 1),
     postactorEntry: values['postactor-entry'] ? path.resolve(values['postactor-entry']) : undefined,
+    baselineEntry: values['baseline-entry'] ? path.resolve(values['baseline-entry']) : undefined,
     keep: values.keep,
     json: values.json ?? path.join(REPO_ROOT, 'bench/results', `relay-${stamp}.json`),
     tls: values.tls || values['tls-resume'] ? benchCertificate() : null,
     tlsResume: values['tls-resume'],
     milter: values.milter === undefined ? null : values.milter === 'opendkim' ? 'opendkim' : (() => { throw new Error(`--milter: only "opendkim" is known: ${values.milter}`); })(),
     milterMainCf: '',
+    generator: values.generator === 'node' || values.generator === 'smtp-source' ? values.generator : (() => { throw new Error(`--generator: node or smtp-source: ${values.generator}`); })(),
+    rate: int('rate', values.rate, 0),
   };
 }
 
@@ -192,7 +215,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 // Ctrl-C: stop sending, stop draining, stop the MTA, write what we have. A second one exits at once.
 let interrupted = false;
-let currentGenerator: LoadGenerator | null = null;
+let currentGenerator: LoadGenerator | SmtpSource | null = null;
 let currentMta: MtaHandle | null = null;
 process.on('SIGINT', () => {
   if (interrupted) {
@@ -230,7 +253,7 @@ function extraMainCf(cfg: Config): string {
 
 async function startMta(name: string, cfg: Config, sinkPort: number): Promise<MtaHandle> {
   metricsUrl = null;
-  if (name === 'postactor' || name === 'postscreen') {
+  if (name === 'postactor' || name === 'postscreen' || name === 'baseline') {
     const metricsPort = await freePort();
     metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     return startPostactor({
@@ -240,7 +263,7 @@ async function startMta(name: string, cfg: Config, sinkPort: number): Promise<Mt
       cleanupThreads: cfg.cleanupThreads,
       smtpThreads: cfg.smtpThreads,
       keep: cfg.keep,
-      ...(cfg.postactorEntry ? { entry: cfg.postactorEntry } : {}),
+      ...(name === 'baseline' ? { entry: cfg.baselineEntry! } : cfg.postactorEntry ? { entry: cfg.postactorEntry } : {}),
       extraMainCf: `${extraMainCf(cfg)}\nmetrics_listen = 127.0.0.1:${metricsPort}\n`,
     });
   }
@@ -255,7 +278,7 @@ async function startMta(name: string, cfg: Config, sinkPort: number): Promise<Mt
 async function measure(mtaName: string, runNo: number, cfg: Config, withSink: boolean): Promise<RunRecord> {
   const rec: RunRecord = {
     mta: mtaName, run: runNo, version: '', startedAt: new Date().toISOString(), loadavg: os.loadavg(),
-    error: null, generator: null, sink: null, delivered: null, endToEndMs: null, deliveredPerSec: null, cpuMsPerMessage: null, tlsResumed: null,
+    error: null, generator: null, sink: null, delivered: null, endToEndMs: null, deliveredPerSec: null, cpuMsPerMessage: null, cpuGroupsMsPerMessage: null, tlsResumed: null,
     complete: false, timedOut: false, interrupted: false, timeline: [],
   };
   const deadline = Date.now() + cfg.timeoutMs;
@@ -271,7 +294,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
     currentMta = mta;
     rec.version = mta.version;
     if (interrupted) throw new Error('interrupted');
-    const g = new LoadGenerator({
+    const common = {
       host: mta.host,
       port: mta.port,
       sessions: cfg.sessions,
@@ -281,11 +304,12 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
       unique: cfg.unique,
       reuse: cfg.reuse,
       timeLimitMs: Math.max(1000, deadline - Date.now()),
-      tls: cfg.tls !== null,
-      tlsResume: cfg.tlsResume,
-    });
+    };
+    const g = cfg.generator === 'smtp-source'
+      ? new SmtpSource(common)
+      : new LoadGenerator({ ...common, rate: cfg.rate, tls: cfg.tls !== null, tlsResume: cfg.tlsResume });
     currentGenerator = g;
-    const cpu0 = mtaCpuSeconds(mta);
+    const cpu = new CpuSampler(mta);
     const t0 = nowAbs();
     const line = (phase: string): string => {
       const s = sink?.snapshot();
@@ -323,7 +347,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
     rec.timeline = timeline.stop();
     rec.interrupted = interrupted;
     progressDone(line(interrupted ? 'interrupted' : rec.timedOut ? 'timed out' : 'done'));
-    const cpu1 = mtaCpuSeconds(mta);
+    const groups = cpu.stop();
     if (sink) {
       const s = sink.snapshot();
       rec.sink = s;
@@ -333,7 +357,11 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
         rec.endToEndMs = s.lastMessageAt - r.firstConnectAt;
         rec.deliveredPerSec = rec.endToEndMs > 0 ? (rec.delivered * 1000) / rec.endToEndMs : null;
       }
-      if (cpu0 !== null && cpu1 !== null && rec.delivered > 0) rec.cpuMsPerMessage = ((cpu1 - cpu0) * 1000) / rec.delivered;
+      if (groups && rec.delivered > 0) {
+        const per = (sec: number): number => (sec * 1000) / rec.delivered!;
+        rec.cpuMsPerMessage = per(groups.total!);
+        rec.cpuGroupsMsPerMessage = Object.fromEntries(Object.entries(groups).map(([k, v]) => [k, per(v)]));
+      }
     }
   } catch (err) {
     progressDone();
@@ -367,6 +395,10 @@ interface Summary {
   latencyP50Ms: number | null;
   latencyP99Ms: number | null;
   cpuMsPerMessage: number | null;
+  /** Median per thread group (ms per message). */
+  cpuGroupsMsPerMessage: Record<string, number | null>;
+  dotP50Ms: number | null;
+  dotP99Ms: number | null;
   failed: number;
   incompleteRuns: number;
 }
@@ -380,9 +412,12 @@ function summarizeMta(mta: string, recs: RunRecord[]): Summary {
     acceptedPerSec: median(ok.map((r) => r.generator!.acceptedPerSec)),
     deliveredPerSec: median(ok.flatMap((r) => (r.deliveredPerSec === null ? [] : [r.deliveredPerSec]))),
     endToEndMs: median(ok.flatMap((r) => (r.endToEndMs === null ? [] : [r.endToEndMs]))),
-    latencyP50Ms: median(ok.map((r) => r.generator!.latency.p50)),
-    latencyP99Ms: median(ok.map((r) => r.generator!.latency.p99)),
+    latencyP50Ms: median(ok.flatMap((r) => (r.generator!.latency.count ? [r.generator!.latency.p50] : []))),
+    latencyP99Ms: median(ok.flatMap((r) => (r.generator!.latency.count ? [r.generator!.latency.p99] : []))),
     cpuMsPerMessage: median(ok.flatMap((r) => (r.cpuMsPerMessage === null ? [] : [r.cpuMsPerMessage]))),
+    cpuGroupsMsPerMessage: Object.fromEntries(['total', ...CPU_GROUPS].map((k) => [k, median(ok.flatMap((r) => (r.cpuGroupsMsPerMessage?.[k] === undefined ? [] : [r.cpuGroupsMsPerMessage[k]!])))])),
+    dotP50Ms: median(ok.flatMap((r) => (r.generator!.dotLatency.count ? [r.generator!.dotLatency.p50] : []))),
+    dotP99Ms: median(ok.flatMap((r) => (r.generator!.dotLatency.count ? [r.generator!.dotLatency.p99] : []))),
     failed: ok.reduce((a, r) => a + r.generator!.failed + r.generator!.unfinished, 0),
     incompleteRuns: recs.filter((r) => !r.complete || r.interrupted).length,
   };
@@ -393,7 +428,7 @@ function fmt(v: number | null | undefined, digits = 1): string {
 }
 
 function printTable(mta: string, recs: RunRecord[], sum: Summary, cfg: Config): void {
-  const head = ['run', 'accepted', 'failed', 'accepted/s', 'delivered', 'delivered/s', 'e2e s', 'p50 ms', 'p99 ms', 'cpu ms/msg', 'note'];
+  const head = ['run', 'accepted', 'failed', 'accepted/s', 'delivered', 'delivered/s', 'e2e s', 'p50 ms', 'p99 ms', 'dot p50', 'dot p99', 'cpu ms/msg', 'note'];
   const rows: string[][] = recs.map((r) => {
     const g = r.generator;
     const note = r.error
@@ -408,8 +443,10 @@ function printTable(mta: string, recs: RunRecord[], sum: Summary, cfg: Config): 
       r.delivered === null ? '-' : String(r.delivered),
       fmt(r.deliveredPerSec),
       fmt(r.endToEndMs === null ? null : r.endToEndMs / 1000, 2),
-      fmt(g?.latency.p50, 2),
-      fmt(g?.latency.p99, 2),
+      g?.latency.count ? fmt(g.latency.p50, 2) : '-',
+      g?.latency.count ? fmt(g.latency.p99, 2) : '-',
+      g?.dotLatency.count ? fmt(g.dotLatency.p50, 2) : '-',
+      g?.dotLatency.count ? fmt(g.dotLatency.p99, 2) : '-',
       fmt(r.cpuMsPerMessage, 2),
       note,
     ];
@@ -417,15 +454,30 @@ function printTable(mta: string, recs: RunRecord[], sum: Summary, cfg: Config): 
   rows.push([
     'median', '', String(sum.failed), fmt(sum.acceptedPerSec), '', fmt(sum.deliveredPerSec),
     fmt(sum.endToEndMs === null ? null : sum.endToEndMs / 1000, 2), fmt(sum.latencyP50Ms, 2), fmt(sum.latencyP99Ms, 2),
+    fmt(sum.dotP50Ms, 2), fmt(sum.dotP99Ms, 2),
     fmt(sum.cpuMsPerMessage, 2),
     sum.incompleteRuns ? `${sum.incompleteRuns} incomplete run(s)` : '',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmtRow = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padStart(widths[i]!))).join('  ');
   console.log(`\n${mta} (${sum.version}): ${cfg.sessions} sessions, ${cfg.messages} × ${cfg.size} B, ${cfg.recipients} rcpt, ` +
-    `${cfg.reuse ? 'connections reused' : 'a new connection per message'}`);
+    `${cfg.reuse ? 'connections reused' : 'a new connection per message'}` +
+    `${cfg.generator === 'smtp-source' ? ', generator smtp-source' : ''}${cfg.rate ? `, open loop at ${cfg.rate}/s offered` : ''}`);
   console.log(fmtRow(head));
   for (const r of rows) console.log(fmtRow(r));
+  // CPU per message by thread group (./cpu.ts), with each group's share of the total.
+  const groups = ['total', ...CPU_GROUPS];
+  const gRows = recs.filter((r) => r.cpuGroupsMsPerMessage).map((r) => [String(r.run), ...groups.map((k) => fmt(r.cpuGroupsMsPerMessage![k] ?? 0, 3))]);
+  if (gRows.length) {
+    const total = sum.cpuGroupsMsPerMessage.total ?? null;
+    gRows.push(['median', ...groups.map((k) => fmt(sum.cpuGroupsMsPerMessage[k] ?? null, 3))]);
+    gRows.push(['share', ...groups.map((k) => (total && sum.cpuGroupsMsPerMessage[k] !== null ? `${((sum.cpuGroupsMsPerMessage[k]! / total) * 100).toFixed(0)}%` : '-'))]);
+    const gHead = ['cpu ms/msg', ...groups];
+    const w = gHead.map((h, i) => Math.max(h.length, ...gRows.map((r) => r[i]!.length)));
+    const line = (r: string[]): string => r.map((c, i) => c.padStart(w[i]!)).join('  ');
+    console.log(line(gHead));
+    for (const r of gRows) console.log(line(r));
+  }
   for (const r of recs) {
     for (const e of r.generator?.errors ?? []) console.log(`  run ${r.run} error: ${e}`);
   }
@@ -456,8 +508,12 @@ async function main(): Promise<void> {
     mtas = mtas.filter((m) => m !== 'postfix');
   }
   if (mtas.length === 0) throw new Error('nothing to measure');
+  if (cfg.generator === 'smtp-source') {
+    if (!smtpSourceInstalled()) throw new Error(`--generator smtp-source: ${SMTP_SOURCE} not found (Debian's postfix package)`);
+    if (cfg.tls || cfg.rate) throw new Error('--generator smtp-source: no --tls, --tls-resume or --rate (the Node generator has them)');
+  }
   console.log(`relay benchmark: ${mtas.join(' vs ')}; ${cfg.runs} run(s) each, alternating; ` +
-    `${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; node ${process.version}`);
+    `generator ${cfg.generator}${cfg.rate ? `, open loop ${cfg.rate}/s` : ''}; ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; node ${process.version}`);
 
   // --milter opendkim: one OpenDKIM for every run of both MTAs (the generator's From: domain).
   const dkim = cfg.milter === 'opendkim' ? await startOpenDkim('example.com') : null;
@@ -499,6 +555,13 @@ async function main(): Promise<void> {
     };
     console.log(`\nPostactor/Postfix (medians): accepted/s ×${fmt(ratio.acceptedPerSec, 2)}, delivered/s ×${fmt(ratio.deliveredPerSec, 2)}, ` +
       `CPU per message ×${fmt(ratio.cpuMsPerMessage, 2)}${cfg.tls ? ' (TLS on both legs)' : ''}${cfg.milter ? ` (every message through ${cfg.milter})` : ''}`);
+  }
+  const base = summaries.find((s) => s.mta === 'baseline');
+  if (pa && base) {
+    const div = (a: number | null, b: number | null): string => fmt(a !== null && b !== null && b > 0 ? a / b : null, 2);
+    const g = (s: Summary, k: string): number | null => s.cpuGroupsMsPerMessage[k] ?? null;
+    console.log(`Postactor/baseline (medians): delivered/s ×${div(pa.deliveredPerSec, base.deliveredPerSec)}, CPU per message ×${div(pa.cpuMsPerMessage, base.cpuMsPerMessage)}, ` +
+      `smtpd CPU per message ×${div(g(pa, 'smtpd'), g(base, 'smtpd'))} (${fmt(g(base, 'smtpd'), 3)} → ${fmt(g(pa, 'smtpd'), 3)} ms)`);
   }
 
   dkim?.stop();

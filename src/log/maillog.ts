@@ -14,6 +14,10 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { isMainThread, workerData } from 'node:worker_threads';
 import { SEVERITY } from './syslog.js';
+import { nameThisThread } from '../runtime/thread-name.js';
+
+// Every actor thread logs, so this is where a worker gets its command's name (ps -L, bench/relay).
+nameThisThread();
 
 /** syslog: the relay's descriptor and the facility; null: plain lines to fd. */
 export interface SyslogTarget { fd: number; facility: number }

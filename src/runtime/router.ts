@@ -38,7 +38,7 @@ export class Router {
     port.on('message', (frame: Frame) => {
       if (frame.k === 'req') {
         const reply = frame.id !== 0;
-        this.request(frame.to, frame.body).then(
+        this.request(frame.to, frame.body, frame.t).then(
           (value) => reply && port.postMessage({ k: 'res', id: frame.id, ok: true, value } satisfies Frame),
           (err: unknown) => reply && port.postMessage({ k: 'res', id: frame.id, ok: false, error: toWire(err) } satisfies Frame),
         );

@@ -4,7 +4,8 @@
  * (actors/protocol.ts); the runtime only moves them.
  */
 export type Frame =
-  | { k: 'req'; id: number; to: string; body: unknown }
+  /** t: the body's buffers that were transferred to the router, for it to transfer on. */
+  | { k: 'req'; id: number; to: string; body: unknown; t?: ArrayBuffer[] }
   | { k: 'res'; id: number; ok: true; value: unknown }
   | { k: 'res'; id: number; ok: false; error: WireError }
   | { k: 'msg'; body: unknown };
@@ -27,6 +28,8 @@ export class ServiceError extends Error {
 /** What a long-lived worker receives as workerData. */
 export interface ActorWorkerData<C = unknown> {
   service: string;
+  /** The Postfix command the thread runs (smtpd, cleanup, smtp, …): its thread name (./thread-name.ts). */
+  thread?: string;
   /** Index of this worker within its service's pool (0-based). */
   index: number;
   config: C;

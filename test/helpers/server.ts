@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SmtpSink } from '../../src/smtp/sink.js';
+import { isWorkerThreadName } from '../../src/runtime/thread-name.js';
 
 /** The repository root (this file is dist/test/helpers/server.js once built). */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -420,11 +421,11 @@ export async function sendRaw(port: number, from: string, to: string[], message:
   }
 }
 
-/** The worker threads of process `pid` (Node names them "WorkerThread" in /proc/PID/task/TID/comm). */
+/** The worker threads of process `pid`, by their names in /proc/PID/task/TID/comm (src/runtime/thread-name.ts). */
 export function workerThreads(pid: number): number {
   return readdirSync(`/proc/${pid}/task`).filter((tid) => {
     try {
-      return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === 'WorkerThread';
+      return isWorkerThreadName(readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim());
     } catch {
       return false;
     }
