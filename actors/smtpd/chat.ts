@@ -1,6 +1,6 @@
 /**
  * smtpd's side of the conversation, after Postfix's smtpd_chat.c. Every reply leaves through the
- * send() patched here (under dialect.ts, so it sees the final text), which makes this the place
+ * dialect.ts's _paEmit, wrapped here (so it sees the final text), which makes this the place
  *   - for the reject footer: smtpd_reject_footer (or the smtpd_reject_footer_maps entry for the
  *     reply text) appended to every 4xx/5xx reply, its "\n" starting a new reply line with the
  *     reply's code and enhanced status code, a leading "\c" continuing the last line, and
@@ -215,17 +215,19 @@ function templateFor(s: ChatSettings, reply: string): string {
 /** Footer tables whose lookups are not immediate (warned once, then skipped). */
 const slow = new WeakSet<LookupTable>();
 
-/** Patches smtp-server's connection send() (before dialect.ts) and close. */
+/** Wraps dialect.ts's reply writer (_paEmit: installed after dialect.ts) and close. */
 export function installChat(proto: Record<string, unknown>): void {
-  const send = proto.send as (this: Conn, code: number, data: unknown, context?: unknown) => void;
+  type Emit = (this: Conn, code: number, data: string | string[], command: string | null | undefined) => void;
+  const emit = proto._paEmit as Emit | undefined;
+  if (!emit) throw new Error('installChat: dialect.ts must be installed first');
   const onClose = proto._onClose as (this: Conn) => void;
-  proto.send = function (this: Conn, code: number, data: unknown, context?: unknown) {
+  proto._paEmit = function (this: Conn, code: number, data: string | string[], command: string | null | undefined) {
     const s = this._server.options.postactorChat;
-    if (!s) return send.call(this, code, data, context);
+    if (!s) return emit.call(this, code, data, command);
     let lines: string[];
-    if (Array.isArray(data)) lines = data.map((l) => String(l));
+    if (Array.isArray(data)) lines = data;
     else {
-      const text = data === undefined || data === null ? '' : String(data);
+      const text = data;
       lines = [text];
       if (code >= 400 && code < 600) {
         const template = templateFor(s, `${code} ${text}`);
@@ -242,7 +244,7 @@ export function installChat(proto: Record<string, unknown>): void {
       }
     }
     record(this, lines.map((l, i) => `Out: ${code}${i < lines.length - 1 ? '-' : ' '}${l}`));
-    return send.call(this, code, lines.length > 1 ? lines : lines[0], context);
+    return emit.call(this, code, lines.length > 1 ? lines : lines[0]!, command);
   };
   proto._onClose = function (this: Conn) {
     const h = this._paChat;

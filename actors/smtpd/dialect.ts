@@ -57,6 +57,7 @@ type Conn = {
   connectionReady(): void;
   close(): void;
   send(code: number, data: unknown, context?: unknown): void;
+  _paEmit(code: number, data: string | string[], command: string | null | undefined): void;
   _paCommand?: string | null;
 };
 
@@ -207,12 +208,18 @@ export async function installDialect(): Promise<void> {
       const extra = [...(this.session.paEhloExtra ?? [])].sort((a, b) => Number(!/^AUTH[ =]/.test(a)) - Number(!/^AUTH[ =]/.test(b)));
       const at = base.findIndex((k) => ['ENHANCEDSTATUSCODES', '8BITMIME', 'DSN', 'SMTPUTF8', 'CHUNKING'].includes(k));
       const keywords = at < 0 ? [...base, ...extra] : [...base.slice(0, at), ...extra, ...base.slice(at)];
-      return writeReply(this, code, [d.hostname, ...keywords], command);
+      return this._paEmit(code, [d.hostname, ...keywords], command);
     }
     const text = data === undefined || data === null ? '' : String(data);
-    if (code === 220 && context === false) return writeReply(this, 220, d.banner, command);
+    if (code === 220 && context === false) return this._paEmit(220, d.banner, command);
     const [c, t] = postfixReply(code, text, context, d);
-    return writeReply(this, c, t, command);
+    return this._paEmit(c, t, command);
+  };
+
+  // Every reply in its final words leaves through _paEmit: chat.ts wraps it (reject footer,
+  // session transcript) after this is installed.
+  proto._paEmit = function (this: Conn, code: number, data: string | string[], command: string | null | undefined) {
+    writeReply(this, code, data, command);
   };
 
   proto.handler_VRFY = function (this: Conn, command: Buffer | string, callback: () => void) {

@@ -76,10 +76,10 @@ let instances = 0;
 const states = new WeakMap<SMTPServerSession, SessionState>();
 
 async function main(): Promise<void> {
-  // Under every other patch of send(): the reject footer and the transcript see the final reply.
-  installChat(await smtpConnectionPrototype());
   installTls(await smtpConnectionPrototype());
   await installDialect();
+  // Around dialect.ts's reply writer: the reject footer and the transcript see the final reply.
+  installChat(await smtpConnectionPrototype());
   installLimits(await smtpConnectionPrototype());
   installAnvilHandlers(await smtpConnectionPrototype());
   await installPolicyHooks();
