@@ -289,7 +289,8 @@ class Connection {
   onIdleTrouble: ((c: Connection) => void) | null = null;
   private readonly onChunk = (chunk: string) => this.onData(chunk);
   private readonly onError = (err: Error) => this.fail(new SessionError('lost', err.message));
-  private readonly onClose = () => this.fail(new SessionError('lost', 'connection closed'));
+  // Every connection closes: an Error (and its stack) only when the close is news.
+  private readonly onClose = () => { if (!this.dead) this.fail(new SessionError('lost', 'connection closed')); };
 
   constructor(socket: net.Socket, key: string) {
     this.socket = socket;
