@@ -3,6 +3,7 @@
  * its bounded memory per session (actors/smtpd/spool.ts), against a real server:
  *  - default_process_limit = 4: the 5th concurrent session gets "421 4.3.2 All server ports are
  *    busy" and the log lines; one closed, the next one is served;
+ *  - default_process_limit = 2: sessions that did STARTTLS give their place back when they end;
  *  - started under `prlimit --nofile=1024:2048`: smtpd raises the soft limit to 2048 itself;
  *  - under `prlimit --nofile=1024:1024`, a bounded flood of 1,100 held connections: on a port
  *    without the per-client limit the flood fills that port's share of the descriptors and the
@@ -109,10 +110,10 @@ describe('smtpd total session limit', () => {
       assert.equal((await smtp.cmd('EHLO client.test')).code, 250);
       assert.equal((await smtp.cmd('STARTTLS')).code, 220);
       const secure = tls.connect({ socket: smtp.socket, rejectUnauthorized: false, servername: HOST });
-      await once(secure, "secureConnect");
+      await once(secure, 'secureConnect');
       secure.resume(); // read the 221, so the end of the stream (and close) comes
       secure.end('QUIT\r\n');
-      await once(secure, "close");
+      await once(secure, 'close');
       // Without sync: with two places, one closing late still leaves room; a leak fails by the third.
     }
   });
