@@ -3,6 +3,7 @@
  * its bounded memory per session (actors/smtpd/spool.ts), against a real server:
  *  - default_process_limit = 4: the 5th concurrent session gets "421 4.3.2 All server ports are
  *    busy" and the log lines; one closed, the next one is served;
+ *  - default_process_limit = 2: sessions that did STARTTLS give their place back when they end;
  *  - started under `prlimit --nofile=1024:2048`: smtpd raises the soft limit to 2048 itself;
  *  - under `prlimit --nofile=1024:1024`, a bounded flood of 1,100 held connections: on a port
  *    without the per-client limit the flood fills that port's share of the descriptors and the
@@ -13,14 +14,20 @@
  *    all 30 are in the middle of their DATA.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tls from 'node:tls';
 import * as net from 'node:net';
 import { describe, test } from 'node:test';
 
 import { SmtpSink } from '../src/smtp/sink.js';
+import { tempDirs } from './helpers/temp.js';
 import { BACKEND_SERVICES, freePort, sendRaw, SmtpDialogue, startServer, type Reply, type TestServer } from './helpers/server.js';
 
 const HOST = 'mx.postactor.test';
+const tempDir = tempDirs('postactor-sessions-');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Sessions still open, closed before a server stops (it would wait for them to finish). */
@@ -87,6 +94,28 @@ describe('smtpd total session limit', () => {
     const { smtp, greeting } = await SmtpDialogue.connect(server.port, { localAddress: '127.0.0.3' });
     assert.equal(greeting.code, 220, greeting.line);
     smtp.close();
+  });
+
+  test('default_process_limit = 2: STARTTLS sessions give their place back when they end (6 in a row are all served)', async (t) => {
+    const dir = tempDir();
+    const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(dir, 'key.pem'),
+      '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', `/CN=${HOST}`], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32', default_process_limit: '2', smtpd_tls_security_level: 'may',
+      smtpd_tls_cert_file: join(dir, 'cert.pem'), smtpd_tls_key_file: join(dir, 'key.pem') } });
+    t.after(() => server.stop());
+    for (let i = 0; i < 6; i++) {
+      const { smtp, greeting } = await SmtpDialogue.connect(server.port);
+      assert.equal(greeting.code, 220, `session ${i + 1}: ${greeting.line}`);
+      assert.equal((await smtp.cmd('EHLO client.test')).code, 250);
+      assert.equal((await smtp.cmd('STARTTLS')).code, 220);
+      const secure = tls.connect({ socket: smtp.socket, rejectUnauthorized: false, servername: HOST });
+      await once(secure, 'secureConnect');
+      secure.resume(); // read the 221, so the end of the stream (and close) comes
+      secure.end('QUIT\r\n');
+      await once(secure, 'close');
+      // Without sync: with two places, one closing late still leaves room; a leak fails by the third.
+    }
   });
 
   test('the soft open-file limit is raised to the hard limit at start (prlimit --nofile=1024:2048)', async (t) => {

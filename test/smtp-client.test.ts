@@ -314,3 +314,44 @@ test('10 concurrent deliveries all succeed', async () => {
     assert.equal(sink.stats.connections, 10);
   });
 });
+
+test('smtp_skip_quit_response: QUIT is sent and the connection closed without waiting for the 221 (a next hop that never answers it)', async () => {
+  const seen: string[] = [];
+  let closed!: () => void;
+  const closedP = new Promise<void>((r) => { closed = r; });
+  const server = net.createServer((s) => {
+    let buf = '';
+    let inData = false;
+    s.write('220 mute-at-quit\r\n');
+    s.on('error', () => undefined);
+    s.on('end', () => { seen.push('end'); s.end(); closed(); });
+    s.on('data', (d) => {
+      buf += d.toString();
+      let i: number;
+      while ((i = buf.indexOf('\r\n')) >= 0) {
+        const l = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        if (inData) { if (l === '.') { inData = false; s.write('250 2.0.0 queued\r\n'); } continue; }
+        const v = l.slice(0, 4).toUpperCase();
+        seen.push(v);
+        if (v === 'EHLO') s.write('250-h\r\n250 PIPELINING\r\n');
+        else if (v === 'DATA') { inData = true; s.write('354 go\r\n'); }
+        else if (v !== 'QUIT') s.write('250 2.0.0 Ok\r\n');
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  try {
+    const client = new SmtpClient({ ...TIMEOUTS, quitTimeout: 10_000, skipQuitResponse: true });
+    const res = await client.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+    assert.equal(res.kind, 'sent');
+    const t0 = Date.now();
+    await client.close();
+    await closedP;
+    assert.ok(Date.now() - t0 < 5000, `closed after ${Date.now() - t0} ms, not after smtp_quit_timeout`);
+    assert.deepEqual(seen.slice(-2), ['QUIT', 'end']);
+  } finally {
+    server.close();
+  }
+});

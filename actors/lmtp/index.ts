@@ -65,6 +65,7 @@ function init(): State {
       dataXferTimeout: ms('lmtp_data_xfer_timeout'),
       dataDoneTimeout: ms('lmtp_data_done_timeout'),
       quitTimeout: ms('lmtp_quit_timeout'),
+      skipQuitResponse: config.getBool('lmtp_skip_quit_response'),
       bind,
       onWarning: (text) => ctx.log.warn(text),
       sendXforward: config.getBool('lmtp_send_xforward_command'),

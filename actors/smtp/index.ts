@@ -67,6 +67,7 @@ function init(): State {
       dataXferTimeout: ms('smtp_data_xfer_timeout'),
       dataDoneTimeout: ms('smtp_data_done_timeout'),
       quitTimeout: ms('smtp_quit_timeout'),
+      skipQuitResponse: config.getBool('smtp_skip_quit_response'),
       idleTimeout: ms('smtp_connection_cache_time_limit'),
       reuseLimit: config.getInt('smtp_connection_reuse_count_limit'),
       reuseTimeLimit: ms('smtp_connection_reuse_time_limit'),

@@ -122,7 +122,22 @@ export function gateSessions(server: net.Server, opts: { limit: number; counter:
       setTimeout(() => socket.destroy(), 2000).unref();
       return false;
     }
-    socket.once('close', () => opts.counter.leaveSession());
+    let left = false;
+    const leave = (): void => {
+      if (left) return;
+      left = true;
+      opts.counter.leaveSession();
+    };
+    socket.once('close', leave);
+    // smtp-server's STARTTLS takes the plain socket over with removeAllListeners() (and wrapper
+    // mode may too); the socket still closes, so the count's listener is put back each time —
+    // without it every TLS session would hold its place for good.
+    const removeAll = socket.removeAllListeners;
+    socket.removeAllListeners = function (this: net.Socket, ...args: Parameters<net.Socket['removeAllListeners']>) {
+      removeAll.apply(this, args);
+      if (!left && (args[0] === undefined || args[0] === 'close')) this.once('close', leave);
+      return this;
+    };
     return true;
   };
   server.on('connection', (socket: net.Socket) => {

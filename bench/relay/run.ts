@@ -38,6 +38,9 @@
  *   --tls                     STARTTLS on both legs (generator → MTA → sink), both MTAs at
  *                             smtpd/smtp_tls_security_level = may with one openssl certificate
  *   --tls-resume              --tls, and the generator resumes its last TLS session each time
+ *   --tls-cache               --tls, and both MTAs' smtp clients keep TLS sessions
+ *                             (smtp_tls_session_cache_database), so their handshakes with the sink resume
+ *   --tls-cert rsa|ecdsa      the key of the run's certificate: RSA-2048 or P-256 [rsa]
  *   --milter opendkim         both MTAs sign every message through one OpenDKIM (Debian's) started
  *                             for the whole benchmark: smtpd_milters = inet:127.0.0.1:PORT
  *   --generator node|smtp-source  the load generator: the project's (./generator.ts) or Postfix's
@@ -95,6 +98,8 @@ interface Config {
   tls: BenchTls | null;
   /** --tls-resume: the generator resumes TLS sessions (tickets) instead of full handshakes. */
   tlsResume: boolean;
+  /** --tls-cache: both MTAs' smtp clients keep sessions (smtp_tls_session_cache_database). */
+  tlsCache: boolean;
   /** --milter opendkim: main.cf lines that put the shared OpenDKIM in front (set once it runs). */
   milter: 'opendkim' | null;
   milterMainCf: string;
@@ -156,6 +161,8 @@ function parseConfig(argv: string[]): Config {
       keep: { type: 'boolean', default: false },
       tls: { type: 'boolean', default: false },
       'tls-resume': { type: 'boolean', default: false },
+      'tls-cache': { type: 'boolean', default: false },
+      'tls-cert': { type: 'string', default: 'rsa' },
       milter: { type: 'string' },
       generator: { type: 'string', default: 'node' },
       rate: { type: 'string', default: '0' },
@@ -167,8 +174,9 @@ function parseConfig(argv: string[]): Config {
   if (values.help) {
     console.log('usage: node dist/bench/relay/run.js [--mta postactor,postfix] [--sessions 20] [--messages 10000] [--size 1024]\n' +
       '  [--recipients 1] [--unique] [--reuse] [--runs 3] [--timeout 300] [--target host:port|sink] [--sink-port N]\n' +
-      '  [--smtpd-threads 2] [--cleanup-threads 0] [--smtp-threads 2] [--postactor-entry FILE] [--keep] [--tls] [--milter opendkim] [--json out.json]\n' +
-      '  [--generator node|smtp-source] [--rate N]\n' +
+      '  [--smtpd-threads 2] [--cleanup-threads 0] [--smtp-threads 2] [--postactor-entry FILE] [--keep]\n' +
+      '  [--tls | --tls-resume | --tls-cache] [--tls-cert rsa|ecdsa] [--milter opendkim] [--json out.json]\n' +
+      '  [--generator node|smtp-source] [--rate N] [--mta …,baseline --baseline-entry FILE]\n' +
       'See the header of bench/relay/run.ts and bench/README.md.');
     process.exit(0);
   }
@@ -181,6 +189,7 @@ function parseConfig(argv: string[]): Config {
   const mtas = values.mta.split(',').map((s) => s.trim()).filter(Boolean);
   for (const m of mtas) if (m !== 'postactor' && m !== 'postfix' && m !== 'postscreen' && m !== 'baseline') throw new Error(`--mta: unknown MTA ${m}`);
   if (mtas.includes('baseline') && !values['baseline-entry']) throw new Error('--mta baseline needs --baseline-entry FILE');
+  if (values['tls-cert'] !== 'rsa' && values['tls-cert'] !== 'ecdsa') throw new Error(`--tls-cert must be rsa or ecdsa: ${values['tls-cert']}`);
   return {
     mtas,
     sessions: int('sessions', values.sessions, 1),
@@ -202,8 +211,9 @@ function parseConfig(argv: string[]): Config {
     baselineEntry: values['baseline-entry'] ? path.resolve(values['baseline-entry']) : undefined,
     keep: values.keep,
     json: values.json ?? path.join(REPO_ROOT, 'bench/results', `relay-${stamp}.json`),
-    tls: values.tls || values['tls-resume'] ? benchCertificate() : null,
+    tls: values.tls || values['tls-resume'] || values['tls-cache'] ? benchCertificate(values['tls-cert'] === 'ecdsa' ? 'ecdsa' : 'rsa') : null,
     tlsResume: values['tls-resume'],
+    tlsCache: values['tls-cache'],
     milter: values.milter === undefined ? null : values.milter === 'opendkim' ? 'opendkim' : (() => { throw new Error(`--milter: only "opendkim" is known: ${values.milter}`); })(),
     milterMainCf: '',
     generator: values.generator === 'node' || values.generator === 'smtp-source' ? values.generator : (() => { throw new Error(`--generator: node or smtp-source: ${values.generator}`); })(),
@@ -248,7 +258,7 @@ function progressDone(finalText?: string): void {
 let metricsUrl: string | null = null;
 /** The main.cf lines both MTAs get: TLS (--tls) and the milter (--milter). */
 function extraMainCf(cfg: Config): string {
-  return (cfg.tls ? tlsMainCf(cfg.tls) : '') + cfg.milterMainCf;
+  return (cfg.tls ? tlsMainCf(cfg.tls, cfg.tlsCache) : '') + cfg.milterMainCf;
 }
 
 async function startMta(name: string, cfg: Config, sinkPort: number): Promise<MtaHandle> {
@@ -289,7 +299,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
   const label = `[${mtaName} ${runNo}/${cfg.runs}]`;
   const wanted = (accepted: number): number => accepted * cfg.recipients;
   try {
-    if (withSink) sink = await SinkThread.start(cfg.sinkPort, cfg.tls ?? undefined, cfg.milter !== null);
+    if (withSink) sink = await SinkThread.start(cfg.sinkPort, cfg.tls ?? undefined, cfg.milter !== null, cfg.tlsCache);
     mta = await startMta(mtaName, cfg, sink?.port ?? cfg.sinkPort);
     currentMta = mta;
     rec.version = mta.version;
@@ -434,7 +444,7 @@ function printTable(mta: string, recs: RunRecord[], sum: Summary, cfg: Config): 
     const note = r.error
       ? `error: ${r.error.split('\n')[0]!.slice(0, 60)}`
       : r.interrupted ? 'interrupted' : !r.complete ? (r.timedOut ? 'timed out' : 'incomplete')
-      : r.tlsResumed !== null ? `TLS, ${r.tlsResumed} resumed` : cfg.milter && r.sink ? `${r.sink.signed} signed` : '';
+      : r.tlsResumed !== null ? `TLS, ${r.tlsResumed} resumed${cfg.tlsCache && r.sink ? `, ${r.sink.resumed} resumed at the sink` : ''}` : cfg.milter && r.sink ? `${r.sink.signed} signed` : '';
     return [
       String(r.run),
       g ? String(g.accepted) : '-',

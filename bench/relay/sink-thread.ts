@@ -17,10 +17,12 @@ const DKIM = Buffer.from('\r\nDKIM-Signature:');
 const sink = new SmtpSink({
   hostname: 'bench-sink.localdomain',
   ...(data.tls ? { tls: { key: data.tls.key, cert: data.tls.cert } } : {}),
-  // --milter: count what arrived signed, so a run shows the filter really did its work.
-  ...(data.countSigned ? {
-    dataReply: (m: { data: Buffer }) => {
-      if (m.data.subarray(0, 8192).indexOf(DKIM) >= 0 || m.data.subarray(0, 16).toString('latin1').startsWith('DKIM-Signature:')) Atomics.add(cells, SLOT.signed, 1n);
+  // --milter: count what arrived signed, so a run shows the filter really did its work;
+  // --tls-cache: what came over a resumed TLS session, so a run shows both MTAs resumed.
+  ...(data.countSigned || data.countResumed ? {
+    dataReply: (m: { data: Buffer; tlsResumed?: boolean }) => {
+      if (data.countResumed && m.tlsResumed) Atomics.add(cells, SLOT.resumed, 1n);
+      if (data.countSigned && (m.data.subarray(0, 8192).indexOf(DKIM) >= 0 || m.data.subarray(0, 16).toString('latin1').startsWith('DKIM-Signature:'))) Atomics.add(cells, SLOT.signed, 1n);
       return null;
     },
   } : {}),

@@ -23,8 +23,10 @@ export const SLOT = {
   firstConnectAt: 7,
   /** Messages carrying a DKIM-Signature header (counted only with countSigned: --milter). */
   signed: 8,
+  /** Messages that came over a resumed TLS session (counted only with countResumed: --tls-cache). */
+  resumed: 9,
 } as const;
-const SLOTS = 9;
+const SLOTS = 10;
 
 export interface SinkThreadData {
   port: number;
@@ -33,6 +35,8 @@ export interface SinkThreadData {
   tls?: { key: string; cert: string };
   /** Count the messages that carry a DKIM-Signature (bench --milter opendkim). */
   countSigned?: boolean;
+  /** Count the messages whose TLS session was resumed (bench --tls-cache). */
+  countResumed?: boolean;
 }
 
 export interface SinkSnapshot {
@@ -46,6 +50,7 @@ export interface SinkSnapshot {
   firstMessageAt: number;
   firstConnectAt: number;
   signed: number;
+  resumed: number;
 }
 
 export class SinkThread {
@@ -56,9 +61,9 @@ export class SinkThread {
   ) {}
 
   /** Start a sink on 127.0.0.1:port (0 = any free port). */
-  static async start(port = 0, tls?: { key: string; cert: string }, countSigned = false): Promise<SinkThread> {
+  static async start(port = 0, tls?: { key: string; cert: string }, countSigned = false, countResumed = false): Promise<SinkThread> {
     const shared = new SharedArrayBuffer(SLOTS * 8);
-    const data: SinkThreadData = { port, shared, ...(tls ? { tls } : {}), ...(countSigned ? { countSigned } : {}) };
+    const data: SinkThreadData = { port, shared, ...(tls ? { tls } : {}), ...(countSigned ? { countSigned } : {}), ...(countResumed ? { countResumed } : {}) };
     const worker = new Worker(new URL('./sink-thread.js', import.meta.url), { workerData: data });
     const listening = await new Promise<number>((resolve, reject) => {
       const onError = (err: Error) => reject(new Error(`sink thread failed to start: ${err.message}`));
@@ -88,6 +93,7 @@ export class SinkThread {
       firstMessageAt: n(SLOT.firstMessageAt) / 1000,
       firstConnectAt: n(SLOT.firstConnectAt) / 1000,
       signed: n(SLOT.signed),
+      resumed: n(SLOT.resumed),
     };
   }
 

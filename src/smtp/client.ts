@@ -115,6 +115,11 @@ export interface SmtpClientOptions {
   dataXferTimeout: number;
   dataDoneTimeout: number;
   quitTimeout: number;
+  /**
+   * smtp_skip_quit_response / lmtp_skip_quit_response: send QUIT and close without waiting for
+   * its reply (Postfix's default for smtp; lmtp waits). Absent: wait.
+   */
+  skipQuitResponse?: boolean;
   /** ms a connection stays parked (smtp_connection_cache_time_limit). */
   idleTimeout?: number;
   /** Transactions per connection, 0 = no limit (smtp_connection_reuse_count_limit). */
@@ -260,6 +265,9 @@ class SessionError extends Error {
   constructor(readonly failure: Failure, message: string) { super(message); }
 }
 
+/** The end of every connection that said QUIT (one object: nothing reads its stack). */
+const QUIT_SENT = new SessionError('lost', 'closed after QUIT');
+
 interface Reply extends SmtpReply { lines?: string[] }
 
 class Connection {
@@ -289,7 +297,8 @@ class Connection {
   onIdleTrouble: ((c: Connection) => void) | null = null;
   private readonly onChunk = (chunk: string) => this.onData(chunk);
   private readonly onError = (err: Error) => this.fail(new SessionError('lost', err.message));
-  private readonly onClose = () => this.fail(new SessionError('lost', 'connection closed'));
+  // Every connection closes: an Error (and its stack) only when the close is news.
+  private readonly onClose = () => { if (!this.dead) this.fail(new SessionError('lost', 'connection closed')); };
 
   constructor(socket: net.Socket, key: string) {
     this.socket = socket;
@@ -499,6 +508,7 @@ export class SmtpClient {
       onInfo: () => undefined, tls: null, starttlsTimeout: 300_000, noteStarttlsOffer: false, wrappermode: false, prefix: opts.lmtp ? 'lmtp' : 'smtp',
       sendXforward: false,
       lineLengthLimit: 998,
+      skipQuitResponse: false,
       ...opts,
     };
     this.ehloCmd = `${opts.lmtp ? 'LHLO' : 'EHLO'} ${opts.heloName}\r\n`;
@@ -627,8 +637,15 @@ export class SmtpClient {
   private async quit(c: Connection): Promise<void> {
     if (c.dead) return;
     c.write('QUIT\r\n');
+    if (this.opts.skipQuitResponse) {
+      // As Postfix's close after QUIT: what was written is sent first (a TLS session ends with
+      // its close_notify), the 221 is not waited for.
+      c.fail(QUIT_SENT, false);
+      c.socket.destroySoon();
+      return;
+    }
     try { await c.read(this.opts.quitTimeout); } catch { /* closing anyway */ }
-    c.fail(new SessionError('lost', 'closed after QUIT'));
+    c.fail(QUIT_SENT);
   }
 
   /** Connects by IP, reads the greeting, says EHLO (HELO on 5xx), starts TLS as the policy says. */

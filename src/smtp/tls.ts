@@ -83,6 +83,8 @@ export class TlsEngine {
   /** Why TLS cannot be started at all (unreadable files), or null. */
   readonly unavailable: string | null = null;
   private readonly sessions: TlsSessionCache | null;
+  /** OpenSSL contexts by protocol range and cipher list (context()). */
+  private readonly contexts = new Map<string, tls.SecureContext>();
 
   constructor(private readonly o: TlsEngineOptions) {
     this.sessions = o.sessions;
@@ -104,6 +106,34 @@ export class TlsEngine {
     }
   }
 
+  /**
+   * The OpenSSL context of a protocol range and cipher list, made once and kept: building one
+   * (trust anchors, client certificate and key parsed anew, cipher list compiled) cost more per
+   * delivery than the rest of the client's handshake work. The settings are fixed for the
+   * engine's life (a reload makes a new engine), so a context is reused only for identical
+   * options; sessions are never resumed through it (Node's contexts keep no client sessions:
+   * only the `session` offered below, from smtp_tls_session_cache_database, is).
+   */
+  private context(range: { min: tls.SecureVersion; max: tls.SecureVersion }, cipherList: string | undefined): tls.SecureContext {
+    const id = `${range.min}|${range.max}|${cipherList ?? ''}`;
+    let ctx = this.contexts.get(id);
+    if (ctx === undefined) {
+      ctx = tls.createSecureContext({
+        ca: this.ca,
+        minVersion: range.min,
+        maxVersion: range.max,
+        ...(cipherList ? { ciphers: cipherList } : {}),
+        ...(this.cert ? { cert: this.cert, key: this.key! } : {}),
+        ...(this.o.groups !== undefined ? { ecdhCurve: this.o.groups } : {}),
+        ...(this.o.secureOptions !== undefined ? { secureOptions: this.o.secureOptions } : {}),
+      });
+      // Bounded: policy tables name few distinct protocol/cipher combinations.
+      if (this.contexts.size >= 64) this.contexts.clear();
+      this.contexts.set(id, ctx);
+    }
+    return ctx;
+  }
+
   /** The TLS handshake on `socket` under `policy` (not 'invalid', not 'none'). */
   async start(socket: net.Socket, peer: TlsPeer, policy: Exclude<TlsPolicy, { level: 'invalid' }>): Promise<Started> {
     const range = protocolRange(policy.protocols);
@@ -113,26 +143,21 @@ export class TlsEngine {
     }
     const key = `${peer.nexthop}|${peer.host}|${peer.namaddr}|${policy.level}|${policy.match.join(':')}|${policy.protocols}|${policy.grade}`;
     const sni = policy.servername === 'hostname' ? peer.host : policy.servername === 'nexthop' ? peer.nexthop : policy.servername;
-    const options: tls.ConnectionOptions = {
-      socket,
-      ca: this.ca,
-      rejectUnauthorized: false,
-      checkServerIdentity: () => undefined, // names are checked below, per policy
-      minVersion: range.min,
-      maxVersion: range.max,
-      ...(ciphers(policy.grade, policy.exclude) ? { ciphers: ciphers(policy.grade, policy.exclude)! } : {}),
-      ...(sni !== '' ? { servername: sni } : {}),
-      ...(this.cert ? { cert: this.cert, key: this.key! } : {}),
-      ...(this.o.groups !== undefined ? { ecdhCurve: this.o.groups } : {}),
-      ...(this.o.secureOptions !== undefined ? { secureOptions: this.o.secureOptions } : {}),
-      ...(this.sessions?.get(key) ? { session: this.sessions.get(key)! } : {}),
-    };
+    const session = this.sessions?.get(key);
     let pending: Buffer | null = null;
     let keep = false;
     let s: tls.TLSSocket;
     try {
-      s = tls.connect(options);
-      s.on('session', (session: Buffer) => { if (keep) this.sessions?.set(key, session); else pending = session; });
+      s = tls.connect({
+        socket,
+        secureContext: this.context(range, ciphers(policy.grade, policy.exclude)),
+        rejectUnauthorized: false,
+        checkServerIdentity: () => undefined, // names are checked below, per policy
+        ...(sni !== '' ? { servername: sni } : {}),
+        ...(session ? { session } : {}),
+      });
+      // A 'session' listener makes Node serialize every ticket the server sends: only with a cache.
+      if (this.sessions) s.on('session', (session: Buffer) => { if (keep) this.sessions?.set(key, session); else pending = session; });
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('timeout')), this.o.timeout);
         s.once('secureConnect', () => { clearTimeout(timer); s.removeListener('error', onError); resolve(); });
@@ -147,7 +172,10 @@ export class TlsEngine {
       if ((e as Error).message !== 'timeout') this.o.warn(`TLS library problem: ${(e as Error).message}`);
       return { ok: false };
     }
-    const cert = s.getPeerCertificate();
+    // The peer's certificate as an object (a parse and a copy of every field) only when a check
+    // or a log line needs it: not at level may with smtp_tls_loglevel 0.
+    const needCert = policy.level === 'fingerprint' || mustMatch(policy.level) || this.o.loglevel >= 1;
+    const cert = needCert ? s.getPeerCertificate() : ({} as tls.PeerCertificate);
     const present = cert !== null && Object.keys(cert).length > 0;
     const trusted = present && s.authorized;
     let matched = false;

@@ -184,7 +184,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtp_connection_reuse_count_limit', 'smtp_connection_reuse_time_limit',
     'smtp_data_done_timeout', 'smtp_data_init_timeout', 'smtp_data_xfer_timeout',
     'smtp_helo_name', 'smtp_helo_timeout', 'smtp_host_lookup', 'smtp_mail_timeout',
-    'smtp_quit_timeout', 'smtp_rcpt_timeout',
+    'smtp_quit_timeout', 'smtp_rcpt_timeout', 'smtp_skip_quit_response',
     'smtp_bind_address', 'smtp_bind_address6', 'smtp_bind_address_enforce', 'inet_interfaces', 'inet_protocols',
     // TLS (src/smtp/tls-policy.ts, tls.ts); minimal_backoff_time: the plaintext retry rule.
     'smtp_tls_security_level', 'smtp_use_tls', 'smtp_enforce_tls', 'smtp_tls_enforce_peername',
@@ -204,7 +204,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'lmtp_sasl_password_maps',
     'lmtp_assume_final', 'lmtp_connect_timeout', 'lmtp_data_done_timeout',
     'lmtp_data_init_timeout', 'lmtp_data_xfer_timeout', 'lmtp_lhlo_name', 'lmtp_lhlo_timeout',
-    'lmtp_mail_timeout', 'lmtp_quit_timeout', 'lmtp_rcpt_timeout',
+    'lmtp_mail_timeout', 'lmtp_quit_timeout', 'lmtp_rcpt_timeout', 'lmtp_skip_quit_response',
     'lmtp_bind_address', 'lmtp_bind_address6', 'lmtp_bind_address_enforce',
     'lmtp_tls_security_level', 'lmtp_use_tls', 'lmtp_enforce_tls', 'lmtp_tls_enforce_peername',
     'lmtp_tls_policy_maps', 'lmtp_tls_protocols', 'lmtp_tls_mandatory_protocols', 'lmtp_tls_ciphers',
