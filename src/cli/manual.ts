@@ -120,15 +120,20 @@ server runs, qmgr carries out the requests on messages it holds in memory.`,
     seeAlso: ['postqueue(1)', 'postcat(1)'],
   },
   postcat: {
-    summary: 'show Postactor queue file contents',
-    synopsis: ['postcat [-bdehv] [-c config_dir] [--json] -q queue_id ...'],
-    description: 'Prints a queued message: its envelope records, its headers and its body, in postcat(1)\'s layout.',
+    summary: 'show Postfix queue file contents, or a Postactor queued message',
+    synopsis: ['postcat [-bdehorv] [-c config_dir] [-s offset] [files...]', 'postcat [-bdehorv] [-c config_dir] [--json] -q queue_id ...'],
+    description: `Prints a Postfix queue file (Postfix's record format) in postcat(1)'s layout, byte for byte as
+Postfix 3.7's postcat: the named files, or standard input when none is named (a pipe cannot seek,
+so pointer records and the end of the file fail there as in Postfix). With -q the operands are
+queue IDs of Postactor's store, each shown as the queue file cleanup would have written.`,
     options: [
-      ['-b', 'Show the body.'], CONFIG_OPTION, ['-d', 'Show record types as numbers.'],
-      ['-e', 'Show the envelope.'], ['-h', 'Show the headers.'], ['-q', 'The operands are queue IDs.'],
-      ['-v', 'Verbose.'], ['--json', 'Machine-readable output.'],
+      ['-b', 'Show the body.'], CONFIG_OPTION, ['-d', 'Show the decimal record type before each record.'],
+      ['-e', 'Show the envelope records.'], ['-h', 'Show the header.'], ['-o', 'Show the queue file offset before each record.'],
+      ['-q', 'The operands are queue IDs.'], ['-r', 'Records in file order: do not follow pointer records.'],
+      ['-s offset', 'Start at this queue file offset.'], ['-v', 'Name every record; show pointer and padding records.'],
+      ['--json', 'With -q: machine-readable output.'],
     ],
-    exit: '0 on success; 1 when a message is not found; 64 on a bad command line.',
+    exit: '0 on success; 1 when a file cannot be read or is no queue file, or a message is not found; 64 on a bad command line.',
     seeAlso: ['postqueue(1)', 'postsuper(1)'],
   },
   postconf: {
