@@ -4,6 +4,7 @@
  * primary's paths), `-l` in Postfix's layout, `-e enable`, `-i NAME -p start` of each
  * (Postactor servers on free loopback ports), mail to each staying in its own queue and its own
  * log (tagged with the instance's name), `-x` running a command in an instance's context,
+ * `postactor status` on the primary going through multi_instance_wrapper to every instance,
  * `-g GROUP -p stop`, and `-e destroy` of an emptied, disabled instance. The usage errors are
  * Postfix's texts.
  */
@@ -168,6 +169,14 @@ describe('postmulti', () => {
       assert.equal(env, `${join(root, name)} ${join(root, 'spool', name)} ${name} mta yes\n`);
     }
     assert.equal(existsSync(join(root, 'spool', 'primary', 'queue.lmdb')), false, 'the primary queue saw nothing');
+  });
+
+  test('postactor without -c or MAIL_CONFIG hands the command to multi_instance_wrapper (every instance)', () => {
+    const r = run('postactor', ['status'], { MAIL_CONFIG: '', POSTACTOR_CONFIG: primary });
+    // The primary was never started: its status fails, the two instances run.
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr.match(/the Postactor mail system is running: PID: \d+/g)?.length, 2, r.stderr);
+    assert.equal(r.stderr.match(/the Postactor mail system is not running/g)?.length, 1, r.stderr);
   });
 
   test('-g mta -p stop stops both; a stopped, disabled, emptied instance can be destroyed', async () => {
