@@ -8,7 +8,9 @@
  * fail as in Postfix ("seek error after reading END record: Illegal seek").
  *
  * -q: a message of Postactor's store, written out as the queue file cleanup would have written
- * (src/queue/queue-file.ts) and shown the same way; the path shown is "queue/ID".
+ * (src/queue/queue-file.ts) and shown the same way; the path shown is "queue/ID". A file of
+ * Postactor's maildrop (sendmail's submissions, its own format) is shown as the maildrop queue
+ * file Postfix's postdrop would have written. Postactor has no other export of a message.
  *
  * One deliberate difference: a file that is not a queue file gets Postfix's warning ("input is
  * not a valid queue file"), and postcat then exits 1 where Postfix exits 0, so that a script
@@ -22,7 +24,8 @@ import { commandConfig, fatal, parseCommandLine, usageError } from '../src/queue
 import { contentChecksum } from '../src/queue/integrity.js';
 import { NotAQueueFile, postcat, PostcatFatal, PostcatOutput, type PostcatFlags } from '../src/queue/postcat.js';
 import { isQueueId } from '../src/queue/qid.js';
-import { queueFileOf } from '../src/queue/queue-file.js';
+import { decodeMaildrop, MAILDROP_MAGIC, MaildropFormatError } from '../src/maildrop/format.js';
+import { maildropQueueFileOf, queueFileOf } from '../src/queue/queue-file.js';
 import { RecordReader } from '../src/queue/record.js';
 import { QueueStore } from '../src/queue/store.js';
 
@@ -134,6 +137,18 @@ function main(): void {
   } else {
     for (const path of files) {
       const input = readInput(path);
+      if (input.data.subarray(0, MAILDROP_MAGIC.length + 1).toString('latin1') === `${MAILDROP_MAGIC}\n`) {
+        // A file of Postactor's maildrop: shown as the queue file Postfix's postdrop would have written.
+        try {
+          const { envelope, message } = decodeMaildrop(input.data);
+          show(new RecordReader(maildropQueueFileOf(envelope, message), path, true, warn), f);
+        } catch (err) {
+          if (!(err instanceof MaildropFormatError)) throw err;
+          warn(`${path}: malformed maildrop file: ${err.message}`);
+          invalid = true;
+        }
+        continue;
+      }
       if (!show(new RecordReader(input.data, path, input.seekable, warn), f)) invalid = true;
       if (input.closeError) warn(`close ${path}: ${input.closeError}`);
     }

@@ -7,7 +7,8 @@
  * recipient, a malformed attribute, an unknown type). Each is shown with every flag, as a file
  * argument, as redirected standard input and through a pipe (where seeks fail, as in Postfix),
  * and the output must be the same byte for byte. Both run with TZ=UTC, so the dates agree
- * whatever the machine's zone.
+ * whatever the machine's zone. A file of Postactor's own maildrop is shown as the queue file
+ * Postfix's postdrop would have written for it.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -17,6 +18,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { startPostfix } from '../bench/relay/postfix.js';
 import type { MtaHandle } from '../bench/relay/mta.js';
+import { encodeMaildrop } from '../src/maildrop/format.js';
 import { recPut } from '../src/queue/record.js';
 import { needs } from './helpers/peers.js';
 import { freePort, REPO_ROOT, rfc822, sendRaw } from './helpers/server.js';
@@ -213,5 +215,40 @@ describe('postcat on queue files: the same output as Postfix\'s postcat', { skip
     assert.equal(postcat(OURS, [], notQueue, { kind: 'file' }).stderr, `postcat: warning: ${notQueue}: input is not a valid queue file\n`);
     const bad = postcat(OURS, ['-s', 'x'], files.hold, { kind: 'file' });
     assert.deepEqual([bad.stderr, bad.code], ['postcat: fatal: bad offset: x\n', 1]);
+  });
+});
+
+describe('postcat on a file of Postactor\'s maildrop', () => {
+  test('shown as the maildrop queue file Postfix\'s postdrop would have written', () => {
+    const dir = tempDir();
+    const file = join(dir, 'maildrop-file');
+    writeFileSync(file, encodeMaildrop({
+      sender: 'alice', recipients: ['bob@example.com', 'carol'], fullName: 'Alice Example', notify: ['SUCCESS', 'FAILURE'],
+      envId: 'env-1', arrival: Date.UTC(2026, 10, 25, 1, 38, 37), uid: 1000, user: 'alice', rewriteContext: 'local',
+    }, Buffer.from('Subject: dropped\n\nbody line\n')));
+    const r = postcat(OURS, [], file, { kind: 'file' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, [
+      `*** ENVELOPE RECORDS ${file} ***`,
+      'message_arrival_time: Wed Nov 25 01:38:37 2026',
+      'sender_fullname: Alice Example',
+      'sender: alice',
+      'named_attribute: rewrite_context=local',
+      'dsn_envelope_id: env-1',
+      'dsn_notify_flags: 6',
+      'recipient: bob@example.com',
+      'dsn_notify_flags: 6',
+      'recipient: carol',
+      `*** MESSAGE CONTENTS ${file} ***`,
+      'Subject: dropped',
+      '',
+      'body line',
+      `*** HEADER EXTRACTED ${file} ***`,
+      `*** MESSAGE FILE END ${file} ***`,
+      '',
+    ].join('\n'));
+    writeFileSync(file, 'postactor-maildrop 1\n{"sender":"x"}\n');
+    const bad = postcat(OURS, [], file, { kind: 'file' });
+    assert.deepEqual([bad.stdout, bad.stderr, bad.code], ['', `postcat: warning: ${file}: malformed maildrop file: bad recipient list\n`, 1]);
   });
 });
