@@ -345,7 +345,7 @@ function createFiles(ip: Instance, action: EditAction, table: InstanceTable): vo
   // postconf -e on the prototype: settings it has are replaced in place, the others appended.
   const settings = new Map([...shared, ['queue_directory', ip.queueDir], ['data_directory', ip.dataDir]]);
   const text = editMainCf(EMBEDDED_MAIN_CF, settings, 'set', path.join(tmp, 'main.cf')).text;
-  fs.writeFileSync(path.join(tmp, 'main.cf'), text, { mode: 0o644 });
+  fs.writeFileSync(path.join(tmp, 'main.cf'), `# Made by "postmulti -e create" from Postactor's default main.cf (its main.cf.proto).\n${text}`, { mode: 0o644 });
   fs.writeFileSync(path.join(tmp, 'master.cf'), EMBEDDED_MASTER_CF, { mode: 0o644 });
   fs.renameSync(path.join(tmp, 'main.cf'), main);
   fs.renameSync(path.join(tmp, 'master.cf'), master);
