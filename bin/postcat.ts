@@ -18,16 +18,13 @@
  */
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { queueDirectory } from '../src/config/index.js';
 import { describeErrno } from '../src/maps/texthash.js';
-import { commandConfig, fatal, parseCommandLine, usageError } from '../src/queue/admin.js';
-import { contentChecksum } from '../src/queue/integrity.js';
+import { fatal, parseCommandLine, usageError } from '../src/queue/command-line.js';
 import { NotAQueueFile, postcat, PostcatFatal, PostcatOutput, type PostcatFlags } from '../src/queue/postcat.js';
 import { isQueueId } from '../src/queue/qid.js';
 import { decodeMaildrop, MAILDROP_MAGIC, MaildropFormatError } from '../src/maildrop/format.js';
 import { maildropQueueFileOf, queueFileOf } from '../src/queue/queue-file.js';
 import { RecordReader } from '../src/queue/record.js';
-import { QueueStore } from '../src/queue/store.js';
 
 const PROG = 'postcat';
 const USAGE = 'usage: postcat [-b (body text)] [-c config_dir] [-d (decimal record type)] [-e (envelope records)] [-h (header text)] [-q (access queue)] [-v] [file(s)...]';
@@ -75,7 +72,7 @@ function readInput(path: string): { data: Buffer; seekable: boolean; closeError?
   }
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const parsed = parseCommandLine(PROG, USAGE, 'bc:dehoqrs:v');
   if (!parsed) return;
   const f: PostcatFlags = { env: false, header: false, body: false, dec: false, offset: false, raw: false, verbose: false, start: 0 };
@@ -115,6 +112,11 @@ function main(): void {
     }
     invalid = !show(new RecordReader(data, 'stdin', seekable, warn, true), f);
   } else if (queue) {
+    // The configuration and the store (LMDB) only for -q: reading files needs neither.
+    const { commandConfig } = await import('../src/queue/admin.js');
+    const { queueDirectory } = await import('../src/config/index.js');
+    const { QueueStore } = await import('../src/queue/store.js');
+    const { contentChecksum } = await import('../src/queue/integrity.js');
     const config = commandConfig(PROG, dir);
     const queueDir = queueDirectory(config);
     const store = existsSync(join(queueDir, 'queue.lmdb')) ? QueueStore.open(queueDir, { readOnly: true }) : null;
@@ -156,8 +158,4 @@ function main(): void {
   if (invalid) process.exitCode = 1;
 }
 
-try {
-  main();
-} catch (err) {
-  fatal(PROG, (err as Error).message);
-}
+main().catch((err: unknown) => fatal(PROG, (err as Error).message));

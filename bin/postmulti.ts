@@ -35,7 +35,6 @@ import {
   type Instance, type Selection,
 } from '../src/multi/instances.js';
 import { masterAnswers } from '../src/queue/admin.js';
-import { QueueStore } from '../src/queue/store.js';
 
 const PROG = 'postmulti';
 const BIN_DIR = fileURLToPath(new URL('../../bin/', import.meta.url)).replace(/\/$/, '');
@@ -361,10 +360,12 @@ async function running(ip: Instance): Promise<boolean> {
 }
 
 /** destroy: the instance's directories, emptied of what Postactor made; anything else stays, with a warning. */
-function removeInstance(ip: Instance, warn: (t: string) => void): void {
+async function removeInstance(ip: Instance, warn: (t: string) => void): Promise<void> {
   const store = path.join(ip.queueDir, 'queue.lmdb');
   let empty = true;
   if (fs.existsSync(store)) {
+    // LMDB only here: with it loaded, process.exit() (every fatal error) can hang at exit.
+    const { QueueStore } = await import('../src/queue/store.js');
     const s = QueueStore.open(ip.queueDir, { readOnly: true });
     try {
       for (const q of ['incoming', 'active', 'deferred', 'hold', 'corrupt'] as const) if ([...s.list(q)].length) empty = false;
@@ -458,7 +459,7 @@ async function manage(o: Options, action: EditAction, primaryDir: string, primar
         if (!fs.existsSync(path.join(target.configDir, 'main.cf'))) throw new ScriptFatal(`${target.configDir}/main.cf file not found`);
         if (await running(target)) throw new ScriptFatal(`Instance '${target.configDir}' is not stopped`);
         updateDirectories(table, target.configDir, 'del');
-        removeInstance(target, warn);
+        await removeInstance(target, warn);
         break;
       case 'enable':
       case 'disable':
