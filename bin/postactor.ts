@@ -8,7 +8,7 @@
  * actors/master/lock.ts), never on whatever a pid file names.
  */
 import { manual } from '../src/cli/manual.js';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { QueueStore } from '../src/queue/store.js';
@@ -55,9 +55,26 @@ function load(dir: string | undefined): Config {
   }
 }
 
+/**
+ * Multi-instance mode, as postfix(1): without -c or MAIL_CONFIG, a primary whose
+ * multi_instance_directories is not empty hands the command to multi_instance_wrapper
+ * (postmulti -p --), which runs it for every instance with MAIL_CONFIG set. start-fg is one
+ * process in the foreground and always runs alone.
+ */
+function multiInstanceHandoff(dir: string | undefined, command: string, config: Config): void {
+  if (dir || process.env['MAIL_CONFIG'] || command === 'start-fg') return;
+  if (!config.get('multi_instance_directories').split(/[\s,]+/).some(Boolean)) return;
+  const wrapper = config.get('multi_instance_wrapper').split(/\s+/).filter(Boolean);
+  if (!wrapper.length) fail('postactor: fatal: multi-instance support is requested, but multi_instance_wrapper is empty');
+  const r = spawnSync(wrapper[0]!, [...wrapper.slice(1), command], { stdio: 'inherit' });
+  if (r.error) fail(`postactor: fatal: ${wrapper[0]}: ${r.error.message}`);
+  process.exit(r.status ?? 1);
+}
+
 async function main(): Promise<void> {
   const { dir, command } = parse();
   const config = load(dir);
+  multiInstanceHandoff(dir, command, config);
   switch (command) {
     case 'start-fg': {
       // Started by `postactor start` (below): in the background, so syslog when maillog_file is empty.

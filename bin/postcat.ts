@@ -1,88 +1,81 @@
 /**
- * postcat — Postfix's postcat(1) for queued messages:
- *   postcat [-c config_dir] [-bdehv] -q queue_id...
- * -e envelope records, -h header, -b body; none of them = all three. Section markers
- * ("*** ENVELOPE RECORDS queue/ID ***", MESSAGE CONTENTS, HEADER EXTRACTED, MESSAGE FILE END)
- * appear with -e, as in Postfix. -d prints the decimal record type before each record.
- * We have no queue files: the records are rendered from the store's envelope (MessageMeta),
- * with Postfix's record names; the message_size record's data offset is 0.
+ * postcat — Postfix's postcat(1):
+ *   postcat [-bdehoqrv] [-c config_dir] [-s offset] [files...]
+ *   postcat [-bdehoqrv] [-c config_dir] -q queue_id...
+ * Files are Postfix queue files (Postfix's record format, src/queue/record.ts); with none,
+ * standard input is read. The output is Postfix 3.7's, byte for byte (src/queue/postcat.ts),
+ * errors included: a pipe cannot seek, so pointer records and the end of a piped queue file
+ * fail as in Postfix ("seek error after reading END record: Illegal seek").
+ *
+ * -q: a message of Postactor's store, written out as the queue file cleanup would have written
+ * (src/queue/queue-file.ts) and shown the same way; the path shown is "queue/ID". A file of
+ * Postactor's maildrop (sendmail's submissions, its own format) is shown as the maildrop queue
+ * file Postfix's postdrop would have written. Postactor has no other export of a message.
+ *
+ * One deliberate difference: a file that is not a queue file gets Postfix's warning ("input is
+ * not a valid queue file"), and postcat then exits 1 where Postfix exits 0, so that a script
+ * notices.
  */
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { queueDirectory } from '../src/config/index.js';
-import { commandConfig, fatal, parseCommandLine, usageError } from '../src/queue/admin.js';
-import { asctime } from '../src/queue/listing.js';
+import { describeErrno } from '../src/maps/texthash.js';
+import { fatal, parseCommandLine, usageError } from '../src/queue/command-line.js';
+import { NotAQueueFile, postcat, PostcatFatal, PostcatOutput, type PostcatFlags } from '../src/queue/postcat.js';
 import { isQueueId } from '../src/queue/qid.js';
-import { contentChecksum } from '../src/queue/integrity.js';
-import { QueueStore } from '../src/queue/store.js';
-import type { MessageMeta } from '../src/queue/types.js';
+import { decodeMaildrop, MAILDROP_MAGIC, MaildropFormatError } from '../src/maildrop/format.js';
+import { maildropQueueFileOf, queueFileOf } from '../src/queue/queue-file.js';
+import { RecordReader } from '../src/queue/record.js';
 
 const PROG = 'postcat';
-const USAGE = 'usage: postcat [-b (body text)] [-c config_dir] [-d (decimal record type)] [-e (envelope records)] [-h (header text)] [-q (access queue)] [-v] [--json] -q queue_id...';
+const USAGE = 'usage: postcat [-b (body text)] [-c config_dir] [-d (decimal record type)] [-e (envelope records)] [-h (header text)] [-q (access queue)] [-v] [file(s)...]';
 
-/** Postfix record types (rec_type.h), for -d. */
-const REC = { SIZE: 'C', TIME: 'T', ATTR: 'A', FROM: 'S', RCPT: 'R', DONE: 'D', ORCP: 'O', DSN_ORCPT: 'o', DSN_NOTIFY: 'n', DSN_ENVID: 'i', DSN_RET: '<', MESG: 'M', XTRA: 'X', END: 'E', NORM: 'N' } as const;
-
-const NOTIFY_BITS: Record<string, number> = { NEVER: 1, SUCCESS: 2, FAILURE: 4, DELAY: 8 };
-
-interface Flags { env: boolean; header: boolean; body: boolean; dec: boolean }
-
-function postcat(meta: MessageMeta, content: Buffer, f: Flags): string {
-  const path = `${meta.queue}/${meta.queueId}`;
-  let out = '';
-  const tag = (type: string) => (f.dec ? `${String(type.charCodeAt(0)).padStart(3, ' ')} ` : '');
-  const rec = (type: string, text: string) => { out += `${tag(type)}${text}\n`; };
-  const marker = (type: string, text: string) => { out += `${tag(type)}*** ${text} ${path} ***\n`; };
-
-  if (f.env) {
-    out += `*** ENVELOPE RECORDS ${path} ***\n`;
-    const pending = meta.recipients.length;
-    const fields = [meta.size, 0, pending, 0, meta.size, 0].map((n) => String(n).padStart(15, ' ')).join(' ');
-    rec(REC.SIZE, `message_size: ${fields}`);
-    const arrival = Math.floor(meta.arrival / 1000);
-    rec(REC.TIME, `message_arrival_time: ${asctime(arrival)}`);
-    rec(REC.ATTR, `create_time: ${asctime(arrival)}`);
-    if (meta.client) {
-      const c = meta.client;
-      rec(REC.ATTR, `named_attribute: log_client_name=${c.name}`);
-      rec(REC.ATTR, `named_attribute: log_client_address=${c.addr}`);
-      rec(REC.ATTR, `named_attribute: log_client_port=${c.port}`);
-      rec(REC.ATTR, `named_attribute: log_message_origin=${c.name}[${c.addr}]`);
-      rec(REC.ATTR, `named_attribute: log_helo_name=${c.helo}`);
-      rec(REC.ATTR, `named_attribute: log_protocol_name=${c.protocol}`);
-    }
-    rec(REC.FROM, `sender: ${meta.sender}`);
-    if (meta.envId) rec(REC.DSN_ENVID, `dsn_envelope_id: ${meta.envId}`);
-    if (meta.ret) rec(REC.DSN_RET, `dsn_return_flags: ${meta.ret === 'FULL' ? 1 : 2}`);
-    for (const r of meta.recipients) {
-      if (r.orcpt) rec(REC.DSN_ORCPT, `dsn_original_recipient: ${r.orcpt}`);
-      if (r.notify?.length) rec(REC.DSN_NOTIFY, `dsn_notify_flags: ${r.notify.reduce((m, k) => m | (NOTIFY_BITS[k.toUpperCase()] ?? 0), 0)}`);
-      rec(r.done ? REC.DONE : REC.RCPT, `${r.done ? 'done_recipient' : 'recipient'}: ${r.address}`);
-    }
-    marker(REC.MESG, 'MESSAGE CONTENTS');
+/** Output with write(2): a reader that went away (postcat | head) ends postcat, as SIGPIPE ends Postfix's. */
+const out = new PostcatOutput((bytes) => {
+  let off = 0;
+  try {
+    while (off < bytes.length) off += writeSync(1, bytes, off);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EPIPE') process.exit(1);
+    if (code !== 'EAGAIN') throw err;
+    process.stdout.write(bytes.subarray(off)); // a non-blocking pipe: Node's stream waits for it
   }
-  if (f.header || f.body) {
-    const text = content.toString('latin1').replace(/\r\n/g, '\n');
-    const lines = text.split('\n');
-    if (lines[lines.length - 1] === '') lines.pop();
-    // The header ends at the first line that is neither a header field nor a continuation.
-    let i = 0;
-    while (i < lines.length && (/^[!-9;-~]+:/.test(lines[i]!) || (i > 0 && /^[ \t]/.test(lines[i]!)))) i++;
-    const emit = (l: string) => { out += `${tag(REC.NORM)}${l}\n`; };
-    if (f.header) lines.slice(0, i).forEach(emit);
-    if (f.body) lines.slice(i).forEach(emit);
+});
+const warn = (text: string) => process.stderr.write(`${PROG}: warning: ${text}\n`);
+
+/** One input through the renderer; false when it was no queue file. */
+function show(reader: RecordReader, f: PostcatFlags): boolean {
+  try {
+    postcat(reader, f, out, warn);
+    return true;
+  } catch (err) {
+    if (err instanceof NotAQueueFile) return false;
+    if (err instanceof PostcatFatal) fatal(PROG, err.message);
+    throw err;
   }
-  if (f.env) {
-    marker(REC.XTRA, 'HEADER EXTRACTED');
-    marker(REC.END, 'MESSAGE FILE END');
-  }
-  return out;
 }
 
-function main(): void {
-  const parsed = parseCommandLine(PROG, USAGE, 'bc:dehoqv');
+/** A file's bytes, or Postfix's fatal "open FILE: reason"; a directory reads as empty and warns at close. */
+function readInput(path: string): { data: Buffer; seekable: boolean; closeError?: string } {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    fatal(PROG, `open ${path}: ${describeErrno(err)}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) return { data: Buffer.alloc(0), seekable: true, closeError: 'Is a directory' };
+    return { data: readFileSync(fd), seekable: st.isFile() };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function main(): Promise<void> {
+  const parsed = parseCommandLine(PROG, USAGE, 'bc:dehoqrs:v');
   if (!parsed) return;
-  const f: Flags = { env: false, header: false, body: false, dec: false };
+  const f: PostcatFlags = { env: false, header: false, body: false, dec: false, offset: false, raw: false, verbose: false, start: 0 };
   let dir: string | undefined;
   let queue = false;
   for (const [c, v] of parsed.opts) {
@@ -91,33 +84,78 @@ function main(): void {
     else if (c === 'h') f.header = true;
     else if (c === 'e') f.env = true;
     else if (c === 'd') f.dec = true;
+    else if (c === 'o') f.offset = true;
     else if (c === 'q') queue = true;
+    else if (c === 'r') f.raw = true;
+    else if (c === 'v') f.verbose = true;
+    else if (c === 's') {
+      if (!/^\d+$/.test(v!)) fatal(PROG, `bad offset: ${v}`);
+      f.start = Number(v);
+    }
   }
   if (!f.env && !f.header && !f.body) f.env = f.header = f.body = true;
-  if (!queue || parsed.positionals.length === 0) usageError(PROG, USAGE, queue ? 'no queue ID given' : 'only queued messages can be shown: use -q queue_id (there are no queue files to read)');
-  const config = commandConfig(PROG, dir);
-  const queueDir = queueDirectory(config);
-  const store = existsSync(join(queueDir, 'queue.lmdb')) ? QueueStore.open(queueDir, { readOnly: true }) : null;
-  const json = parsed.long.has('json');
-  for (const id of parsed.positionals) {
-    if (!isQueueId(id)) fatal(PROG, `bad mail queue ID: ${id}`);
-    const meta = store?.get(id);
-    if (!meta) fatal(PROG, `open queue file ${id}: No such file or directory`);
-    const content = store!.content(id) ?? Buffer.alloc(0);
-    // The checksum stored with the message (src/queue/integrity.ts): damaged content is shown,
-    // since that is what an operator looking into the corrupt queue wants, but said so.
-    if (meta.checksum !== undefined && contentChecksum(content) !== meta.checksum) {
-      process.stderr.write(`${PROG}: warning: ${id}: message content does not match its checksum: the stored message is damaged\n`);
-      process.exitCode = 1;
+  const files = parsed.positionals;
+  let invalid = false;
+
+  if (files.length === 0) {
+    // Standard input: a redirected file can seek, a pipe cannot.
+    let seekable = false;
+    try {
+      seekable = fstatSync(0).isFile();
+    } catch { /* closed: reads as empty */ }
+    let data: Buffer;
+    try {
+      data = readFileSync(0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') usageError(PROG, USAGE, 'standard input is non-blocking: give file names');
+      data = Buffer.alloc(0);
     }
-    if (json) process.stdout.write(JSON.stringify({ ...meta, content: content.toString('latin1') }) + '\n');
-    else process.stdout.write(postcat(meta, content, f));
+    invalid = !show(new RecordReader(data, 'stdin', seekable, warn, true), f);
+  } else if (queue) {
+    // The configuration and the store (LMDB) only for -q: reading files needs neither.
+    const { commandConfig } = await import('../src/queue/admin.js');
+    const { queueDirectory } = await import('../src/config/index.js');
+    const { QueueStore } = await import('../src/queue/store.js');
+    const { contentChecksum } = await import('../src/queue/integrity.js');
+    const config = commandConfig(PROG, dir);
+    const queueDir = queueDirectory(config);
+    const store = existsSync(join(queueDir, 'queue.lmdb')) ? QueueStore.open(queueDir, { readOnly: true }) : null;
+    const json = parsed.long.has('json');
+    for (const id of files) {
+      if (!isQueueId(id)) fatal(PROG, `bad mail queue ID: ${id}`);
+      const meta = store?.get(id);
+      if (!meta) fatal(PROG, `open queue file ${id}: No such file or directory`);
+      const content = store!.content(id) ?? Buffer.alloc(0);
+      // The checksum stored with the message (src/queue/integrity.ts): damaged content is shown,
+      // since that is what an operator looking into the corrupt queue wants, but said so.
+      if (meta.checksum !== undefined && contentChecksum(content) !== meta.checksum) {
+        warn(`${id}: message content does not match its checksum: the stored message is damaged`);
+        process.exitCode = 1;
+      }
+      if (json) process.stdout.write(JSON.stringify({ ...meta, content: content.toString('latin1') }) + '\n');
+      else show(new RecordReader(queueFileOf(meta, content), `${meta.queue}/${id}`, true, warn), f);
+    }
+    void store?.close();
+  } else {
+    for (const path of files) {
+      const input = readInput(path);
+      if (input.data.subarray(0, MAILDROP_MAGIC.length + 1).toString('latin1') === `${MAILDROP_MAGIC}\n`) {
+        // A file of Postactor's maildrop: shown as the queue file Postfix's postdrop would have written.
+        try {
+          const { envelope, message } = decodeMaildrop(input.data);
+          show(new RecordReader(maildropQueueFileOf(envelope, message), path, true, warn), f);
+        } catch (err) {
+          if (!(err instanceof MaildropFormatError)) throw err;
+          warn(`${path}: malformed maildrop file: ${err.message}`);
+          invalid = true;
+        }
+        continue;
+      }
+      if (!show(new RecordReader(input.data, path, input.seekable, warn), f)) invalid = true;
+      if (input.closeError) warn(`close ${path}: ${input.closeError}`);
+    }
   }
-  void store?.close();
+  if (invalid) process.exitCode = 1;
 }
 
-try {
-  main();
-} catch (err) {
-  fatal(PROG, (err as Error).message);
-}
+main().catch((err: unknown) => fatal(PROG, (err as Error).message));

@@ -273,9 +273,14 @@ describe('postcat -q', () => {
     const r = await run('postcat', ['-c', dir, '-q', id]);
     assert.equal(r.code, 0, r.stderr);
     const n = (v: number) => String(v).padStart(15);
+    // The message is written out as a Postfix queue file: the size record holds the text
+    // records' size and where they start (the offset of the first text record).
+    const size = /^message_size: (.*)$/m.exec(r.stdout)?.[1] ?? '';
+    const [textSize, dataOffset] = size.trim().split(/ +/).map(Number);
+    assert.ok(textSize! > 0 && dataOffset! > 100, size);
     assert.equal(r.stdout, [
       `*** ENVELOPE RECORDS deferred/${id} ***`,
-      `message_size: ${[CONTENT.length, 0, 2, 0, CONTENT.length, 0].map(n).join(' ')}`,
+      `message_size: ${[textSize!, dataOffset!, 2, 0, CONTENT.length, 0].map(n).join(' ')}`,
       'message_arrival_time: Wed Nov 25 01:38:37 2026',
       'create_time: Wed Nov 25 01:38:37 2026',
       'named_attribute: log_client_name=client.example',

@@ -81,6 +81,44 @@ queue, as newaliases it rebuilds the alias databases.`,
     exit: '0 on success; 1 on failure; 64 on a bad command line.',
     seeAlso: ['postqueue(1)', 'qshape(1)'],
   },
+  postmulti: {
+    summary: 'Postactor multi-instance manager',
+    synopsis: [
+      'postmulti -e init',
+      'postmulti -l [-aR] [-g group] [-i name]',
+      'postmulti -p [-a] [-g group] [-i name] command...',
+      'postmulti -x [-aR] [-g group] [-i name] unix-command...',
+      'postmulti -e create | import [-a] [-g group] [-i name] [-G group] [-I name] [param=value ...]',
+      'postmulti -e destroy | deport | enable | disable -i name',
+      'postmulti -e assign -i name [-I name] [-G group]',
+    ],
+    description: `Manages several Postactor instances on one host, as Postfix's postmulti(1): the primary
+instance (the located configuration directory) and the secondary instances listed in its
+multi_instance_directories, each with its own main.cf, master.cf, queue_directory (its own
+queue store) and data_directory. Iterator mode runs a command for each selected instance
+(-p: postactor start, stop, reload, status …; start-like commands check disabled instances
+instead, stop-like ones run in reverse order and skip them); -e changes the set of instances.`,
+    options: [
+      ['-a', 'All instances (the default); with create/import: put the new one first.'],
+      ['-g group', 'Only the members of group; with create/import: before the first of them.'],
+      ['-i name', 'Only this instance (its name, the name without "postfix-", its configuration directory, or "-" for the primary).'],
+      ['-R', 'Reverse the order.'],
+      ['-l', 'List name, group, enabled (y/n) and configuration directory of each instance.'],
+      ['-p', 'Run "postactor command" for each instance, with MAIL_CONFIG set to its directory.'],
+      ['-x', 'Run a command for each instance with MAIL_CONFIG, config_directory, queue_directory, data_directory, multi_instance_name, multi_instance_group and multi_instance_enable in its environment.'],
+      ['-e init', 'Set multi_instance_wrapper and multi_instance_enable = yes in the primary main.cf.'],
+      ['-e create', 'Make a new instance (names must start with "postfix-"); its directories default to the primary\'s with the last component replaced by the name; a directory that holds main.cf and master.cf is imported as it is.'],
+      ['-e import', 'Add an existing instance.'],
+      ['-e destroy', 'Remove a disabled, stopped instance and the files Postactor made for it (an instance with queued mail keeps its store, with a warning).'],
+      ['-e deport', 'Remove an instance from the list without touching its files.'],
+      ['-e enable, -e disable', 'Set multi_instance_enable in the instance\'s main.cf.'],
+      ['-e assign', 'Give an instance a new name (-I) or group (-G); "-" clears.'],
+      ['-I name, -G group', 'The name or group to assign.'],
+      ['-v', 'Verbose: MAIL_VERBOSE is set for the commands.'],
+    ],
+    exit: '0 on success; 1 when a command failed for an instance, or on a fatal error; 64 on a bad command line.',
+    seeAlso: ['postactor(1)', 'postconf(1)'],
+  },
   postqueue: {
     summary: 'Postactor queue control',
     synopsis: ['postqueue [-c config_dir] -p | -j | -f', 'postqueue [-c config_dir] -s site | -i queue_id'],
@@ -120,15 +158,20 @@ server runs, qmgr carries out the requests on messages it holds in memory.`,
     seeAlso: ['postqueue(1)', 'postcat(1)'],
   },
   postcat: {
-    summary: 'show Postactor queue file contents',
-    synopsis: ['postcat [-bdehv] [-c config_dir] [--json] -q queue_id ...'],
-    description: 'Prints a queued message: its envelope records, its headers and its body, in postcat(1)\'s layout.',
+    summary: 'show Postfix queue file contents, or a Postactor queued message',
+    synopsis: ['postcat [-bdehorv] [-c config_dir] [-s offset] [files...]', 'postcat [-bdehorv] [-c config_dir] [--json] -q queue_id ...'],
+    description: `Prints a Postfix queue file (Postfix's record format) in postcat(1)'s layout, byte for byte as
+Postfix 3.7's postcat: the named files, or standard input when none is named (a pipe cannot seek,
+so pointer records and the end of the file fail there as in Postfix). With -q the operands are
+queue IDs of Postactor's store, each shown as the queue file cleanup would have written.`,
     options: [
-      ['-b', 'Show the body.'], CONFIG_OPTION, ['-d', 'Show record types as numbers.'],
-      ['-e', 'Show the envelope.'], ['-h', 'Show the headers.'], ['-q', 'The operands are queue IDs.'],
-      ['-v', 'Verbose.'], ['--json', 'Machine-readable output.'],
+      ['-b', 'Show the body.'], CONFIG_OPTION, ['-d', 'Show the decimal record type before each record.'],
+      ['-e', 'Show the envelope records.'], ['-h', 'Show the header.'], ['-o', 'Show the queue file offset before each record.'],
+      ['-q', 'The operands are queue IDs.'], ['-r', 'Records in file order: do not follow pointer records.'],
+      ['-s offset', 'Start at this queue file offset.'], ['-v', 'Name every record; show pointer and padding records.'],
+      ['--json', 'With -q: machine-readable output.'],
     ],
-    exit: '0 on success; 1 when a message is not found; 64 on a bad command line.',
+    exit: '0 on success; 1 when a file cannot be read or is no queue file, or a message is not found; 64 on a bad command line.',
     seeAlso: ['postqueue(1)', 'postsuper(1)'],
   },
   postconf: {

@@ -258,6 +258,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   dnsblog: ['dnsblog_reply_delay'],
   // The fast flush service (actors/flush); master asks it for postqueue -s and sendmail -qR.
   flush: ['fast_flush_domains', 'fast_flush_refresh_time', 'fast_flush_purge_time', 'flush_service_name'],
+  // postmulti(1): the instances, their names, groups and enable flags, and its command classes.
+  postmulti: ['multi_instance_name', 'multi_instance_group', 'multi_instance_enable', 'multi_instance_wrapper', 'postmulti_start_commands', 'postmulti_stop_commands', 'postmulti_control_commands'],
   qmqpd: ['qmqpd_authorized_clients', 'qmqpd_timeout', 'qmqpd_error_delay', 'qmqpd_client_port_logging', 'line_length_limit'],
 };
 
@@ -310,7 +312,7 @@ export const DIFFERENCES: Readonly<Record<string, { value: string; why: string }
     why: 'Postfix 3.8 defaults to 0 and then keeps pre-3.6 defaults with warnings; Postactor behaves as the current level (3.6) unless main.cf says otherwise',
   },
   mail_name: { value: 'Postactor', why: 'Postactor names itself in the banner and notices' },
-  syslog_name: { value: 'postactor', why: 'log lines read "postactor/smtpd[…]"; set syslog_name = postfix for tools that insist' },
+  syslog_name: { value: '${multi_instance_name?{$multi_instance_name}:{postactor}}', why: 'log lines read "postactor/smtpd[…]" (a named instance\'s: "postfix-name/smtpd[…]", as Postfix\'s); set syslog_name = postfix for tools that insist' },
   enable_long_queue_ids: { value: 'yes', why: 'Postactor only makes long queue IDs' },
   queue_directory: { value: '/var/spool/postactor', why: 'never Postfix\'s queue' },
   data_directory: { value: '/var/lib/postactor', why: 'never Postfix\'s data' },
