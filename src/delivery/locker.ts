@@ -5,13 +5,16 @@
  *
  *   helper → perl   "lock KINDS ATTEMPTS DELAY_MS /proc/PID/fd/FD"   KINDS: flock,fcntl
  *   perl → helper   "ok" | "error TEXT"
- *   helper → perl   "unlock"   → "ok" (perl closes its descriptor: the locks go with it)
+ *   helper → perl   "unlock"   → "ok" (perl closes its descriptors: the locks go with them)
  *
  * Perl opens the helper's own descriptor through /proc (the same file, never a path lookup
  * through symlinks) and locks its open file description: another process that locks the
  * mailbox with flock() or fcntl() waits, as it would for Postfix's local(8) holding the lock
  * itself. Each kind is tried ATTEMPTS times, DELAY_MS apart, without blocking (Postfix's
- * deliver_lock_attempts and deliver_lock_delay). One lock at a time: the helper is serial.
+ * deliver_lock_attempts and deliver_lock_delay). Perl holds every lock it took until "unlock",
+so a helper writing a batch of mailboxes (batch.ts) sends all its lock lines in one go and
+releases them together: two round trips per batch, not two per delivery. Replies come in the
+order of the requests.
  *
  * Without /usr/bin/perl, flock is taken by util-linux's flock(1) on our descriptor (a process
  * per delivery) and fcntl is served by flock, as before.
@@ -26,13 +29,13 @@ const PERL = '/usr/bin/perl';
 const SCRIPT = String.raw`
 use strict; use warnings; use Fcntl qw(O_WRONLY F_SETLK F_WRLCK SEEK_SET LOCK_EX LOCK_NB);
 use Time::HiRes qw(sleep); use Errno qw(EAGAIN EACCES EWOULDBLOCK EINTR);
-$| = 1; my $fh;
+$| = 1; my @held;
 while (my $l = <STDIN>) {
   chomp $l;
   if ($l =~ /^lock (\S+) (\d+) (\d+) (.+)$/) {
     my ($kinds, $n, $delay, $path) = ($1, $2, $3, $4);
-    close $fh if $fh; undef $fh;
-    if (!sysopen($fh, $path, O_WRONLY)) { print "error cannot open $path: $!\n"; undef $fh; next; }
+    my $fh;
+    if (!sysopen($fh, $path, O_WRONLY)) { print "error cannot open $path: $!\n"; next; }
     my $err;
     for my $k (split /,/, $kinds) {
       my $ok = 0;
@@ -45,16 +48,17 @@ while (my $l = <STDIN>) {
       }
       if (!$ok) { $err = "$!"; last; }
     }
-    if (defined $err) { close $fh; undef $fh; print "error $err\n"; } else { print "ok\n"; }
+    if (defined $err) { close $fh; print "error $err\n"; } else { push @held, $fh; print "ok\n"; }
   } elsif ($l eq 'unlock') {
-    close $fh if $fh; undef $fh; print "ok\n";
+    close $_ for @held; @held = (); print "ok\n";
   }
 }
 `;
 
 export class Locker {
   private child: ChildProcess | null = null;
-  private waiting: ((line: string) => void) | null = null;
+  /** Who waits for the next reply lines, in the order the requests were written. */
+  private waiting: ((line: string) => void)[] = [];
 
   static available(): boolean {
     return existsSync(PERL);
@@ -63,15 +67,11 @@ export class Locker {
   private start(): ChildProcess {
     const child = spawn(PERL, ['-e', SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'], env: { PATH: '/usr/bin:/bin' } });
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      const w = this.waiting;
-      this.waiting = null;
-      w?.(line);
+      this.waiting.shift()?.(line);
     });
     child.on('exit', () => {
       if (this.child === child) this.child = null;
-      const w = this.waiting;
-      this.waiting = null;
-      w?.('error lock helper exited');
+      for (const w of this.waiting.splice(0)) w('error lock helper exited');
     });
     child.stdin!.on('error', () => { /* reported by 'exit' */ });
     child.unref();
@@ -87,7 +87,7 @@ export class Locker {
     const child = this.child;
     if (!child) return Promise.resolve('error lock helper not running');
     return new Promise((resolve) => {
-      this.waiting = resolve;
+      this.waiting.push(resolve);
       child.stdin!.write(line + '\n');
     });
   }
@@ -98,6 +98,13 @@ export class Locker {
     return r === 'ok' ? { ok: true } : { ok: false, error: r.replace(/^error /, '') };
   }
 
+  /** Ends the Perl process (end of its input): its locks go with it. */
+  stop(): void {
+    this.child?.stdin!.end();
+    this.child = null;
+  }
+
+  /** Releases every lock taken since the last unlock. */
   async unlock(): Promise<void> {
     await this.ask('unlock');
   }

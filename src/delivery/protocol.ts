@@ -3,10 +3,12 @@
  * delivery helper process (helper.ts), carried over the child's IPC channel with V8
  * serialization, so the message bytes travel as a Uint8Array, not as JSON.
  *
- *   agent → helper   HelperRequest: one mailbox write (a WriterJob and the bytes to write)
- *   helper → agent   HelperReady once at start, then one HelperReply per request, same id
+ *   agent → helper   HelperRequest: a batch of mailbox writes (each a WriterJob and the bytes)
+ *   helper → agent   HelperReady once at start, then one HelperReply per request, same id,
+ *                    with a result per write in the request's order
  *
- * A helper runs one request at a time; the agent never sends a second before the reply.
+ * A helper runs one request at a time; the agent never sends a second before the reply. A
+ * request carries the writes that were waiting when the helper became free (batch.ts).
  */
 import type { LockSettings } from './mailbox.js';
 
@@ -29,8 +31,7 @@ export interface WriterJob {
 export interface HelperRequest {
   type: 'write';
   id: number;
-  job: WriterJob;
-  data: Uint8Array;
+  writes: { job: WriterJob; data: Uint8Array }[];
 }
 
 export interface HelperReady {
@@ -41,6 +42,6 @@ export interface HelperReady {
 /** `died`: the helper died before it answered (the agent reports the reason as it stands, as qmgr does). */
 export type WriteResult = { ok: true } | { ok: false; dsn: string; reason: string; died?: true };
 
-export type HelperReply = { type: 'reply'; id: number } & WriteResult;
+export interface HelperReply { type: 'reply'; id: number; results: WriteResult[] }
 
 export type HelperMessage = HelperReady | HelperReply;

@@ -19,7 +19,7 @@ export type { WriteResult, WriterJob } from './protocol.js';
  * Each write waits for two fsyncs, so a few in parallel keep the disk's queue full (Postfix
  * runs up to default_process_limit local(8) processes for the same reason).
  */
-export const HELPERS_PER_THREAD = 4;
+export const HELPERS_PER_THREAD = 2;
 
 let helpers: DeliveryHelpers | null = null;
 

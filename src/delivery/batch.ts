@@ -1,0 +1,186 @@
+/**
+ * A delivery helper's batch (helper.ts): the mailbox writes an agent thread had waiting when the
+ * helper became free, done together so that they share their disk flushes — a group commit, as
+ * the queue's LMDB commits are shared. Each delivery keeps every durability step of its own
+ * (mailbox.ts): its file is fsynced before it is linked into new/ or before its mbox is
+ * unlocked, and the directory new/ is fsynced after the link, before success is reported; what
+ * a batch changes is that these waits overlap:
+ *
+ *   1. every Maildir file is written in tmp/, every mbox is dot-locked, opened and checked
+ *      (synchronous steps with the owner's or the spool's credentials, grouped by owner);
+ *   2. the mboxes' kernel locks (flock, fcntl) are asked of the Perl companion in one go
+ *      (locker.ts), then each mbox gets its message;
+ *   3. all files are fsynced at once (in libuv's threads: ext4 commits concurrent fsyncs
+ *      together, where one after the other each waits for a journal commit of its own);
+ *   4. each Maildir file is linked into new/ (and its tmp/ name removed), the mboxes' locks are
+ *      released together; then every new/ directory of the batch is fsynced, once.
+ *
+ * A failure touches only its own delivery. Deliveries that cannot take part stay on the
+ * one-at-a-time path (mailbox.ts appendMbox), after the batch: an mbox whose dot-lock is held by
+ * someone else (the writer waits deliver_lock_delay between attempts, which must not hold up
+ * the batch), a second message for an mbox already in the batch, and every mbox when there is
+ * no Perl companion.
+ *
+ * Credentials never change while a file call runs in another thread: fsync and close act on
+ * descriptors opened earlier, and every open, mkdir, link and unlink is synchronous here.
+ */
+import { closeSync, constants as C, fsync, openSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Locker } from './locker.js';
+import { lockKinds, maildirError, maildirAbort, maildirLink, maildirWrite, MailboxError, mboxAppend, mboxOpen, mboxUndo, tryDotLock, type MaildirFile } from './mailbox.js';
+import type { WriteResult, WriterJob } from './protocol.js';
+
+export interface BatchItem { job: WriterJob; data: Buffer }
+
+/** The helper's credential switches (set_eugid in Postfix): all synchronous. */
+export interface Creds {
+  /** Effective uid/gid (and groups) of the job's owner. */
+  user(job: WriterJob): void;
+  /** Root, with the job's gid as effective gid (what creates a lock and mbox in the spool). */
+  spool(job: WriterJob): void;
+  /** Root again. */
+  root(): void;
+}
+
+const failure = (e: unknown): WriteResult => {
+  const err = e instanceof MailboxError ? e : new MailboxError(String((e as Error).message ?? e), '4.3.0');
+  return { ok: false, dsn: err.dsn, reason: err.message };
+};
+
+const fsyncAsync = (fd: number) => new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
+
+interface Mbox { i: number; fd: number; size: number; lockFile: string | null; failed: boolean }
+
+/**
+ * Writes the batch; results[i] answers items[i]. `single` delivers one item on the
+ * one-at-a-time path. Never rejects.
+ */
+export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locker | null, single: (item: BatchItem) => Promise<WriteResult>): Promise<WriteResult[]> {
+  const results: (WriteResult | null)[] = items.map(() => null);
+  const later: number[] = [];
+  // Grouped by owner, so the credentials change once per owner, not per delivery.
+  const order = items.map((_, i) => i).sort((a, b) => items[a]!.job.gid - items[b]!.job.gid || items[a]!.job.uid - items[b]!.job.uid);
+
+  // 1. Maildir files into tmp/; mboxes dot-locked, opened and checked.
+  const maildirs: { i: number; f: MaildirFile }[] = [];
+  const mboxes: Mbox[] = [];
+  const paths = new Set<string>();
+  try {
+    for (const i of order) {
+      const { job, data } = items[i]!;
+      if (job.kind !== 'maildir') continue;
+      creds.user(job);
+      try { maildirs.push({ i, f: maildirWrite(job.path, data, job.sizeLimit) }); } catch (e) { results[i] = failure(e); }
+    }
+    for (const i of order) {
+      const { job } = items[i]!;
+      if (job.kind !== 'mbox') continue;
+      if (!locker || paths.has(job.path)) { later.push(i); continue; }
+      paths.add(job.path);
+      if (job.inSpool) creds.spool(job); else creds.user(job);
+      let lockFile: string | null = null;
+      try {
+        if (job.locks.dotlock) {
+          lockFile = tryDotLock(job.path, job.locks);
+          if (lockFile === null) { later.push(i); continue; }
+        }
+        const o = mboxOpen(job.path, job.anyOwner ? -1 : job.uid, job.gid);
+        mboxes.push({ i, fd: o.fd, size: o.size, lockFile, failed: false });
+      } catch (e) {
+        results[i] = failure(e);
+        if (lockFile) try { unlinkSync(lockFile); } catch { /* as appendMbox */ }
+      }
+    }
+  } finally {
+    creds.root();
+  }
+
+  // 2. The mboxes' kernel locks, all asked at once; then the appends, as their owners.
+  let locked = false;
+  if (mboxes.length > 0 && locker) {
+    locker.ensure();
+    const asked = mboxes.map((m) => {
+      const { locks } = items[m.i]!.job;
+      return locks.flock || locks.fcntl ? locker.lock(m.fd, lockKinds(locks), locks.attempts, locks.delayMs) : Promise.resolve({ ok: true as const });
+    });
+    const got = await Promise.all(asked);
+    got.forEach((r, k) => {
+      const m = mboxes[k]!;
+      if (!r.ok) { m.failed = true; results[m.i] = failure(new MailboxError(`unable to lock for exclusive access: ${r.error}`)); } else locked = true;
+    });
+    try {
+      for (const m of mboxes) {
+        if (m.failed) continue;
+        const { job, data } = items[m.i]!;
+        creds.user(job);
+        try { mboxAppend(m.fd, m.size, data, job.sizeLimit); } catch (e) { m.failed = true; results[m.i] = failure(e); }
+      }
+    } finally {
+      creds.root();
+    }
+  }
+
+  // 3. Every file to disk at once.
+  await Promise.all([
+    ...maildirs.map((d) => fsyncAsync(d.f.fd!).catch((e: unknown) => { results[d.i] = failure(maildirAbort(d.f, e)); })),
+    ...mboxes.filter((m) => !m.failed).map((m) => fsyncAsync(m.fd).catch((e: unknown) => { m.failed = true; results[m.i] = failure(mboxUndo(m.fd, m.size, e)); })),
+  ]);
+
+  // 4. Links into new/; the mboxes unlocked, closed, their dot-locks removed.
+  const dirs = new Map<string, { job: WriterJob; waiting: { i: number; f: MaildirFile }[] }>();
+  try {
+    for (const d of maildirs) {
+      if (results[d.i]) continue;
+      const { job } = items[d.i]!;
+      creds.user(job);
+      try {
+        maildirLink(d.f);
+        const dir = dirname(d.f.fin);
+        const w = dirs.get(dir) ?? { job, waiting: [] };
+        w.waiting.push(d);
+        dirs.set(dir, w);
+      } catch (e) { results[d.i] = failure(e); }
+    }
+  } finally {
+    creds.root();
+  }
+  if (locked) await locker!.unlock();
+  try {
+    for (const m of mboxes) {
+      try { closeSync(m.fd); } catch { /* already reported */ }
+      if (!m.failed) results[m.i] = { ok: true };
+      if (m.lockFile) {
+        const { job } = items[m.i]!;
+        if (job.inSpool) creds.spool(job); else creds.user(job);
+        try { unlinkSync(m.lockFile); } catch { /* as appendMbox */ }
+      }
+    }
+  } finally {
+    creds.root();
+  }
+
+  // The directories new/, each once for all its links (opened as an owner, fsynced in parallel).
+  const dirFds: { fd: number; waiting: { i: number; f: MaildirFile }[] }[] = [];
+  try {
+    for (const [dir, w] of dirs) {
+      creds.user(w.job);
+      try { dirFds.push({ fd: openSync(dir, C.O_RDONLY | C.O_DIRECTORY), waiting: w.waiting }); } catch (e) { for (const d of w.waiting) results[d.i] = failure(maildirError(d.f, e)); }
+    }
+  } finally {
+    creds.root();
+  }
+  await Promise.all(dirFds.map(async (d) => {
+    try {
+      await fsyncAsync(d.fd);
+      for (const w of d.waiting) results[w.i] ??= { ok: true };
+    } catch (e) {
+      for (const w of d.waiting) results[w.i] = failure(maildirError(w.f, e));
+    } finally {
+      try { closeSync(d.fd); } catch { /* nothing to add */ }
+    }
+  }));
+
+  // The one-at-a-time path for what could not join.
+  for (const i of later) results[i] = await single(items[i]!);
+  return results.map((r) => r ?? { ok: false, dsn: '4.3.0', reason: 'unknown mail transport error' });
+}
