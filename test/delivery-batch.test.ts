@@ -3,7 +3,7 @@
  * Perl lock companion (src/delivery/locker.ts) when /usr/bin/perl exists: Maildir files and
  * mboxes written together, each delivery's failure its own (size limit, symlink, a held
  * dot-lock that sends one mbox to the one-at-a-time path), two messages for one mbox both
- * appended, no tmp/ files or lock files left behind. Credentials are the test's own (the
+ * appended (the second after the batch's answers), no tmp/ files or lock files left behind. Credentials are the test's own (the
  * switches are exercised by the e2e tests as root).
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -65,8 +65,14 @@ describe('delivery helper batch', () => {
       { job: mbox(join(dir, 'sym')), data: msg('never') },
       { job: mbox(small, 20), data: msg('too big for the mbox') },
     ];
-    const r = await writeBatch(items, NO_SWITCH, locker, single);
+    const early: (WriteResult | null)[] = [];
+    const r = await writeBatch(items, NO_SWITCH, locker, single, (x) => { early.push(...x); });
     assert.equal(r.length, items.length);
+    // The held mbox (and box1's second message) came after the others were answered.
+    assert.equal(early.length, items.length, 'answers before the one-at-a-time path');
+    assert.equal(early[13], null);
+    assert.equal(early[14], null);
+    assert.deepEqual(early.slice(0, 13), r.slice(0, 13));
     for (let i = 0; i < 10; i++) assert.deepEqual(r[i], { ok: true }, `maildir ${i}`);
     assert.equal(r[10]!.ok, false);
     assert.match((r[10] as { reason: string }).reason, /File too large/);

@@ -53,9 +53,11 @@ interface Mbox { i: number; fd: number; size: number; lockFile: string | null; f
 
 /**
  * Writes the batch; results[i] answers items[i]. `single` delivers one item on the
- * one-at-a-time path. Never rejects.
+ * one-at-a-time path; before those, `early` gets the results so far (null where one is still to
+ * come), so the batch's deliveries are not held up by a mailbox someone else has locked.
+ * Never rejects.
  */
-export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locker | null, single: (item: BatchItem) => Promise<WriteResult>): Promise<WriteResult[]> {
+export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locker | null, single: (item: BatchItem) => Promise<WriteResult>, early?: (results: (WriteResult | null)[]) => void): Promise<WriteResult[]> {
   const results: (WriteResult | null)[] = items.map(() => null);
   const later: number[] = [];
   // Grouped by owner, so the credentials change once per owner, not per delivery.
@@ -181,6 +183,7 @@ export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locke
   }));
 
   // The one-at-a-time path for what could not join.
+  if (later.length > 0) early?.([...results]);
   for (const i of later) results[i] = await single(items[i]!);
   return results.map((r) => r ?? { ok: false, dsn: '4.3.0', reason: 'unknown mail transport error' });
 }

@@ -102,12 +102,12 @@ async function write(item: BatchItem): Promise<WriteResult> {
   }
 }
 
-async function run(req: HelperRequest): Promise<WriteResult[]> {
+async function run(req: HelperRequest): Promise<(WriteResult | null)[]> {
   const items: BatchItem[] = req.writes.map((w) => ({ job: w.job, data: Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength) }));
   if (items.some((i) => i.job.kind === 'mbox')) locker?.ensure(); // as root, before any switch
   if (items.length === 1) return [await write(items[0]!)];
   try {
-    return await writeBatch(items, creds, locker, write);
+    return await writeBatch(items, creds, locker, write, (results) => send({ type: 'reply', id: req.id, results, partial: true }));
   } finally {
     creds.root();
   }

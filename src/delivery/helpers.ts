@@ -49,6 +49,11 @@ class Helper {
       if (m.type === 'ready') { this.ready = true; this.pool.idle(this); return; }
       if (m.type === 'reply' && this.current && m.id === this.id) {
         const js = this.current;
+        if (m.partial) {
+          // Answered now; the rest of the request follows (a second resolve() changes nothing).
+          js.forEach((j, k) => { const r = m.results[k]; if (r) j.resolve(r); });
+          return;
+        }
         this.current = null;
         js.forEach((j, k) => j.resolve(m.results[k] ?? DIED));
         this.pool.idle(this);

@@ -15,9 +15,11 @@ import type { WriteResult, WriterJob } from './protocol.js';
 export type { WriteResult, WriterJob } from './protocol.js';
 
 /**
- * Helper processes per agent thread: how many mailbox writes one thread has in flight at once.
- * Each write waits for two fsyncs, so a few in parallel keep the disk's queue full (Postfix
- * runs up to default_process_limit local(8) processes for the same reason).
+ * Helper processes per agent thread (the first starts with the thread, the second when a write
+ * has to wait). Postfix runs up to default_process_limit local(8) processes so that many
+ * writes wait for the disk at once; here a helper that becomes free takes every write that
+ * waits, up to MAX_BATCH, and their fsyncs wait together (batch.ts), so two keep the disk busy
+ * while costing two Node.js processes, not dozens: one writes while the other gathers.
  */
 export const HELPERS_PER_THREAD = 2;
 
