@@ -15,14 +15,16 @@
  *   4. each Maildir file is linked into new/ (and its tmp/ name removed), the mboxes' locks are
  *      released together; then every new/ directory of the batch is fsynced, once.
  *
- * A failure touches only its own delivery. Deliveries that cannot take part stay on the
- * one-at-a-time path (mailbox.ts appendMbox), after the batch: an mbox whose dot-lock is held by
- * someone else (the writer waits deliver_lock_delay between attempts, which must not hold up
- * the batch), a second message for an mbox already in the batch, and every mbox when there is
- * no Perl companion.
+ * A failure touches only its own delivery. An mbox whose dot-lock or kernel lock another
+ * process holds is released and tried again in a later round, deliver_lock_delay apart, up to
+ * deliver_lock_attempts times (Postfix's local waits the same way); a second message for an
+ * mbox already in the round waits for the next round. Without the Perl companion every mbox
+ * goes the one-at-a-time way (mailbox.ts appendMbox).
  *
- * Credentials never change while a file call runs in another thread: fsync and close act on
- * descriptors opened earlier, and every open, mkdir, link and unlink is synchronous here.
+ * Credentials never change while a file call runs in another thread, nor between the steps of
+ * a synchronous section: fsync runs on descriptors opened earlier, every open, mkdir, link and
+ * unlink is synchronous, and each section ends as root before the next wait. So a helper may
+ * run several batches at once (helper.ts).
  */
 import { closeSync, constants as C, fsync, openSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -52,17 +54,46 @@ const fsyncAsync = (fd: number) => new Promise<void>((resolve, reject) => fsync(
 interface Mbox { i: number; fd: number; size: number; lockFile: string | null; failed: boolean }
 
 /**
- * Writes the batch; results[i] answers items[i]. `single` delivers one item on the
- * one-at-a-time path; before those, `early` gets the results so far (null where one is still to
- * come), so the batch's deliveries are not held up by a mailbox someone else has locked.
- * Never rejects.
+ * Writes the batch; results[i] answers items[i]. An mbox whose lock another process holds is
+ * tried again deliver_lock_delay later, up to deliver_lock_attempts times; a second message
+ * for an mbox already in the batch goes in the next round. Before such a wait, `early` gets the
+ * results so far (null where one is still to come), so the others are not held up. `single`
+ * writes an mbox when there is no Perl companion (mailbox.ts appendMbox; the helper then runs
+ * one request at a time). Never rejects.
  */
 export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locker | null, single: (item: BatchItem) => Promise<WriteResult>, early?: (results: (WriteResult | null)[]) => void): Promise<WriteResult[]> {
   const results: (WriteResult | null)[] = items.map(() => null);
-  const later: number[] = [];
+  const alone = locker ? [] : items.flatMap((it, i) => (it.job.kind === 'mbox' ? [i] : []));
   // Grouped by owner, so the credentials change once per owner, not per delivery.
-  const order = items.map((_, i) => i).sort((a, b) => items[a]!.job.gid - items[b]!.job.gid || items[a]!.job.uid - items[b]!.job.uid);
+  let pending = items.map((_, i) => i).filter((i) => !alone.includes(i)).sort((a, b) => items[a]!.job.gid - items[b]!.job.gid || items[a]!.job.uid - items[b]!.job.uid);
+  const tries = new Map<number, number>();
+  let first = true;
+  while (pending.length > 0) {
+    const busy = new Map<number, string>();
+    const next = await round(items, pending, results, creds, locker, busy);
+    let waitMs = 0;
+    for (const [i, why] of busy) {
+      const n = (tries.get(i) ?? 0) + 1;
+      tries.set(i, n);
+      const { locks } = items[i]!.job;
+      if (n >= locks.attempts) results[i] = failure(new MailboxError(`unable to lock for exclusive access: ${why}`));
+      else waitMs = Math.max(waitMs, locks.delayMs);
+    }
+    pending = next.filter((i) => results[i] === null);
+    if (first && (pending.length > 0 || alone.length > 0)) early?.([...results]);
+    first = false;
+    if (pending.length > 0 && waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
+  }
+  for (const i of alone) results[i] = await single(items[i]!);
+  return results.map((r) => r ?? { ok: false, dsn: '4.3.0', reason: 'unknown mail transport error' });
+}
 
+/**
+ * One round over the pending items: writes what it can, answers in results, and returns the
+ * items for another round (with `busy` saying why, for those whose lock another holds).
+ */
+async function round(items: BatchItem[], order: number[], results: (WriteResult | null)[], creds: Creds, locker: Locker | null, busy: Map<number, string>): Promise<number[]> {
+  const later: number[] = [];
   // 1. Maildir files into tmp/; mboxes dot-locked, opened and checked.
   const maildirs: { i: number; f: MaildirFile }[] = [];
   const mboxes: Mbox[] = [];
@@ -77,14 +108,14 @@ export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locke
     for (const i of order) {
       const { job } = items[i]!;
       if (job.kind !== 'mbox') continue;
-      if (!locker || paths.has(job.path)) { later.push(i); continue; }
+      if (paths.has(job.path)) { later.push(i); continue; }
       paths.add(job.path);
       if (job.inSpool) creds.spool(job); else creds.user(job);
       let lockFile: string | null = null;
       try {
         if (job.locks.dotlock) {
           lockFile = tryDotLock(job.path, job.locks);
-          if (lockFile === null) { later.push(i); continue; }
+          if (lockFile === null) { later.push(i); busy.set(i, `${job.path}.lock: file exists`); continue; }
         }
         const o = mboxOpen(job.path, job.anyOwner ? -1 : job.uid, job.gid);
         mboxes.push({ i, fd: o.fd, size: o.size, lockFile, failed: false });
@@ -97,18 +128,20 @@ export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locke
     creds.root();
   }
 
-  // 2. The mboxes' kernel locks, all asked at once; then the appends, as their owners.
-  let locked = false;
+  // 2. The mboxes' kernel locks, all asked at once (one attempt each); then the appends, as their owners.
+  const held: number[] = [];
   if (mboxes.length > 0 && locker) {
     locker.ensure();
     const asked = mboxes.map((m) => {
       const { locks } = items[m.i]!.job;
-      return locks.flock || locks.fcntl ? locker.lock(m.fd, lockKinds(locks), locks.attempts, locks.delayMs) : Promise.resolve({ ok: true as const });
+      return locks.flock || locks.fcntl ? locker.lock(m.fd, lockKinds(locks), 1, 0) : Promise.resolve({ ok: true as const, id: 0 });
     });
     const got = await Promise.all(asked);
     got.forEach((r, k) => {
       const m = mboxes[k]!;
-      if (!r.ok) { m.failed = true; results[m.i] = failure(new MailboxError(`unable to lock for exclusive access: ${r.error}`)); } else locked = true;
+      if (r.ok) { if (r.id) held.push(r.id); return; }
+      m.failed = true;
+      if (r.busy) { later.push(m.i); busy.set(m.i, r.error); } else results[m.i] = failure(new MailboxError(`unable to lock for exclusive access: ${r.error}`));
     });
     try {
       for (const m of mboxes) {
@@ -146,7 +179,7 @@ export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locke
   } finally {
     creds.root();
   }
-  if (locked) await locker!.unlock();
+  if (held.length > 0) await locker!.unlock(held);
   try {
     for (const m of mboxes) {
       try { closeSync(m.fd); } catch { /* already reported */ }
@@ -182,8 +215,5 @@ export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locke
     }
   }));
 
-  // The one-at-a-time path for what could not join.
-  if (later.length > 0) early?.([...results]);
-  for (const i of later) results[i] = await single(items[i]!);
-  return results.map((r) => r ?? { ok: false, dsn: '4.3.0', reason: 'unknown mail transport error' });
+  return later;
 }

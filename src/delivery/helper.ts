@@ -1,9 +1,9 @@
 /**
  * The privileged delivery helper of local(8) and virtual(8): a long-lived child process, started
  * as root by each agent thread (helpers.ts), that writes messages into mailboxes as their
- * owners, one request at a time, and returns to root after each — as Postfix's local(8) does
- * with set_eugid() inside its own long-lived process. A request is a batch: one write goes the
- * one-at-a-time way (mailbox.ts), several are written together (batch.ts), their fsyncs shared.
+ * owners and returns to root after each step — as Postfix's local(8) does with set_eugid()
+ * inside its own long-lived process. A request is a batch, written together (batch.ts: their
+ * fsyncs shared), and several requests run at once, as several local(8) processes would.
  *
  * Why a process: set*id() changes the credentials of a whole process (glibc applies them to
  * every thread), and the agents' worker threads share theirs with smtpd and qmgr. This process
@@ -12,10 +12,11 @@
  * root (the lock and the mbox in a mail_spool_directory that is not world-writable, then a chown
  * to the owner) and does every other step — mkdir, open, write, fsync, link — with the owner's
  * effective uid/gid (mailbox.ts: locking, O_NOFOLLOW, link count and owner checks, size limit,
- * fsync before success). Requests are serial and every call that depends on the credentials
- * (open, mkdir, link, unlink) is synchronous, so no credential switch happens while another
- * delivery's step is under way; only fsync and close, on descriptors already open, run in
- * libuv's threads. flock and fcntl locks on an mbox
+ * fsync before success). Every call that depends on the credentials (open, mkdir, link,
+ * unlink) is synchronous and every wait happens as root, so no credential switch happens
+ * while another delivery's step is under way; only fsync, on descriptors already open, runs
+ * in libuv's threads. Without the Perl companion requests run one at a time (mailbox.ts's
+ * writer waits for flock(1) with the owner's credentials). flock and fcntl locks on an mbox
  * are held by its Perl companion (locker.ts), started as root with the helper's first mbox.
  *
  * Between deliveries it holds euid 0 (root); its effective gid and supplementary group list
@@ -104,8 +105,7 @@ async function write(item: BatchItem): Promise<WriteResult> {
 
 async function run(req: HelperRequest): Promise<(WriteResult | null)[]> {
   const items: BatchItem[] = req.writes.map((w) => ({ job: w.job, data: Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength) }));
-  if (items.some((i) => i.job.kind === 'mbox')) locker?.ensure(); // as root, before any switch
-  if (items.length === 1) return [await write(items[0]!)];
+  if (!locker && items.length === 1) return [await write(items[0]!)];
   try {
     return await writeBatch(items, creds, locker, write, (results) => send({ type: 'reply', id: req.id, results, partial: true }));
   } finally {
@@ -118,7 +118,12 @@ let chain: Promise<void> = Promise.resolve();
 
 process.on('message', (m: HelperRequest) => {
   if (!m || m.type !== 'write') return;
-  chain = chain.then(async () => send({ type: 'reply', id: m.id, results: await run(m) }));
+  const answer = async () => send({ type: 'reply', id: m.id, results: await run(m) });
+  // With the Perl companion every write goes through batch.ts, whose waits happen as root:
+  // requests run side by side. Without it an mbox write waits for flock(1) with the owner's
+  // credentials, so requests run one after the other.
+  if (locker) void answer();
+  else chain = chain.then(answer);
 });
 // The agent thread is gone: nothing more will come.
 process.on('disconnect', () => process.exit(0));

@@ -1,10 +1,10 @@
 /**
  * The agent side of the delivery helpers (helper.ts): each local(8) or virtual(8) worker thread
  * keeps up to `max` helper processes, started on demand and kept for later deliveries, and
- * sends the mailbox writes to idle ones (one request per helper at a time; the writes wait in
- * a FIFO queue here). A helper that becomes free takes its share of what waits, up to
- * MAX_BATCH writes in one request, which it writes together (batch.ts: their fsyncs overlap),
- * so a burst costs a few round trips and disk flushes, not one of each per message.
+ * sends them the mailbox writes (the writes wait in a FIFO queue here). The writes that came
+ * in one turn of the event loop go in one request, up to MAX_BATCH, which the helper writes
+ * together (batch.ts: their fsyncs overlap); a helper runs up to REQUESTS_PER_HELPER requests
+ * at once, so a burst costs a few round trips and disk flushes, not one of each per message.
  *
  * Supervision, as Postfix's master does for its children: a helper that exits is logged
  * ("warning: process … pid N killed by signal 9", master's words) and replaced by the next
@@ -34,7 +34,8 @@ interface Job { job: WriterJob; data: Uint8Array; resolve: (r: WriteResult) => v
 class Helper {
   readonly child: ChildProcess;
   ready = false;
-  current: Job[] | null = null;
+  /** The requests sent and not finished, by id. */
+  readonly inflight = new Map<number, Job[]>();
   private id = 0;
 
   constructor(private readonly pool: DeliveryHelpers) {
@@ -46,26 +47,26 @@ class Helper {
     let stderr = '';
     this.child.stderr!.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
     this.child.on('message', (m: HelperMessage) => {
-      if (m.type === 'ready') { this.ready = true; this.pool.idle(this); return; }
-      if (m.type === 'reply' && this.current && m.id === this.id) {
-        const js = this.current;
-        if (m.partial) {
-          // Answered now; the rest of the request follows (a second resolve() changes nothing).
-          js.forEach((j, k) => { const r = m.results[k]; if (r) j.resolve(r); });
-          return;
-        }
-        this.current = null;
-        js.forEach((j, k) => j.resolve(m.results[k] ?? DIED));
-        this.pool.idle(this);
+      if (m.type === 'ready') { this.ready = true; this.pool.idle(); return; }
+      const js = m.type === 'reply' ? this.inflight.get(m.id) : undefined;
+      if (!js) return;
+      if (m.partial) {
+        // Answered now; the rest of the request follows (a second resolve() changes nothing).
+        js.forEach((j, k) => { const r = m.results[k]; if (r) j.resolve(r); });
+        return;
       }
+      this.inflight.delete(m.id);
+      js.forEach((j, k) => j.resolve(m.results[k] ?? DIED));
+      this.pool.idle();
     });
     this.child.on('error', () => { /* reported by 'exit' */ });
     this.child.on('exit', (code, signal) => this.pool.exited(this, code, signal, stderr.trim().split('\n')[0] ?? ''));
   }
 
   send(js: Job[]): void {
-    this.current = js;
-    const req: HelperRequest = { type: 'write', id: ++this.id, writes: js.map((j) => ({ job: j.job, data: j.data })) };
+    const id = ++this.id;
+    this.inflight.set(id, js);
+    const req: HelperRequest = { type: 'write', id, writes: js.map((j) => ({ job: j.job, data: j.data })) };
     this.child.send(req, (err) => {
       // The channel is gone: 'exit' follows and answers the job.
       if (err) this.child.kill('SIGKILL');
@@ -75,7 +76,6 @@ class Helper {
 
 export class DeliveryHelpers {
   private readonly helpers = new Set<Helper>();
-  private readonly idleOnes: Helper[] = [];
   private readonly queue: Job[] = [];
   private dispatchSoon = false;
 
@@ -120,16 +120,16 @@ export class DeliveryHelpers {
 
   private dispatch(): void {
     while (this.queue.length > 0) {
-      const h = this.idleOnes.pop();
+      // The least busy helper with room takes what waits, up to MAX_BATCH writes in one request.
+      let h: Helper | null = null;
+      for (const x of this.helpers) if (x.ready && x.inflight.size < REQUESTS_PER_HELPER && (h === null || x.inflight.size < h.inflight.size)) h = x;
       if (h) {
-        // Its share: the idle helpers split what waits (one each while there are more helpers than writes).
-        const n = Math.min(MAX_BATCH, Math.ceil(this.queue.length / (this.idleOnes.length + 1)));
-        h.send(this.queue.splice(0, n));
+        h.send(this.queue.splice(0, MAX_BATCH));
         continue;
       }
-      const starting = [...this.helpers].filter((x) => !x.ready).length;
-      // Start another helper for work that no starting one will take.
-      if (this.helpers.size < this.max && starting < this.queue.length) {
+      // Every helper is full: start another, one at a time.
+      const starting = [...this.helpers].some((x) => !x.ready);
+      if (this.helpers.size < this.max && !starting) {
         this.start();
         continue;
       }
@@ -137,21 +137,17 @@ export class DeliveryHelpers {
     }
   }
 
-  idle(h: Helper): void {
-    if (!this.helpers.has(h)) return;
-    this.idleOnes.push(h);
+  idle(): void {
     this.dispatch();
   }
 
   exited(h: Helper, code: number | null, signal: NodeJS.Signals | null, stderr: string): void {
     this.helpers.delete(h);
-    const i = this.idleOnes.indexOf(h);
-    if (i >= 0) this.idleOnes.splice(i, 1);
     const how = signal ? `killed by signal ${signalNumber(signal)}` : `exit status ${code}`;
     if (signal || code !== 0) this.warn(`process ${HELPER} pid ${h.child.pid} ${how}${stderr ? `: ${stderr}` : ''}`);
-    if (h.current) {
-      for (const j of h.current) j.resolve(DIED);
-      h.current = null;
+    if (h.inflight.size > 0) {
+      for (const js of h.inflight.values()) for (const j of js) j.resolve(DIED);
+      h.inflight.clear();
     } else if (!h.ready && this.queue.length > 0) {
       // It never started: fail what is waiting rather than start helpers in a loop.
       for (const j of this.queue.splice(0)) j.resolve(STARTUP_FAILED);
@@ -159,6 +155,12 @@ export class DeliveryHelpers {
     this.dispatch();
   }
 }
+
+/**
+ * Requests a helper runs at once (helper.ts): while one batch waits for its fsyncs, the next
+ * is written, as several local(8) processes of Postfix's would write side by side.
+ */
+const REQUESTS_PER_HELPER = 4;
 
 /** libuv threads per helper (UV_THREADPOOL_SIZE): how many of a batch's fsyncs wait at once. */
 const FSYNC_THREADS = 8;

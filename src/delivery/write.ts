@@ -15,11 +15,11 @@ import type { WriteResult, WriterJob } from './protocol.js';
 export type { WriteResult, WriterJob } from './protocol.js';
 
 /**
- * Helper processes per agent thread (the first starts with the thread, the second when a write
- * has to wait). Postfix runs up to default_process_limit local(8) processes so that many
- * writes wait for the disk at once; here a helper that becomes free takes every write that
- * waits, up to MAX_BATCH, and their fsyncs wait together (batch.ts), so two keep the disk busy
- * while costing two Node.js processes, not dozens: one writes while the other gathers.
+ * Helper processes per agent thread (the first starts with the thread, the second when the
+ * first has all the requests it runs at once). Postfix runs up to default_process_limit
+ * local(8) processes so that many writes wait for the disk at once; here each request is a
+ * batch whose fsyncs wait together (batch.ts) and a helper runs several requests side by
+ * side, so one or two Node.js processes keep the disk busy, not dozens.
  */
 export const HELPERS_PER_THREAD = 2;
 
