@@ -104,4 +104,18 @@ describe('delivery helper batch', () => {
     }
     for (const b of boxes) assert.equal((readFileSync(b, 'latin1').match(/^round /gm) ?? []).length, 3);
   });
+
+  test('two batches at once with the same mbox: the second waits for the first, not deliver_lock_delay', async () => {
+    const box = join(dir, 'shared');
+    const slow: LockSettings = { ...LOCKS, attempts: 2, delayMs: 10_000 };
+    const job: WriterJob = { ...mbox(box), locks: slow };
+    const started = Date.now();
+    const [a, b] = await Promise.all([
+      writeBatch([{ job, data: Buffer.from('From a  y\nfirst\n\n') }, { job: maildir(join(dir, 'c', 'Maildir') + '/'), data: Buffer.from('x\n') }], NO_SWITCH, locker, single),
+      writeBatch([{ job, data: Buffer.from('From b  y\nsecond\n\n') }, { job: maildir(join(dir, 'c', 'Maildir') + '/'), data: Buffer.from('y\n') }], NO_SWITCH, locker, single),
+    ]);
+    assert.ok([...a, ...b].every((x) => x.ok), JSON.stringify([a, b]));
+    assert.ok(Date.now() - started < 5_000, `took ${Date.now() - started} ms`);
+    assert.equal((readFileSync(box, 'latin1').match(/^From /gm) ?? []).length, 2);
+  });
 });

@@ -54,6 +54,18 @@ const fsyncAsync = (fd: number) => new Promise<void>((resolve, reject) => fsync(
 interface Mbox { i: number; fd: number; size: number; lockFile: string | null; failed: boolean }
 
 /**
+ * The mboxes a batch of this process is writing: another batch waits for the first to finish
+ * with one, instead of finding its dot-lock taken and waiting deliver_lock_delay.
+ */
+const writing = new Map<string, { done: Promise<void>; release: () => void }>();
+
+function claim(): { done: Promise<void>; release: () => void } {
+  let release!: () => void;
+  const done = new Promise<void>((r) => { release = r; });
+  return { done, release };
+}
+
+/**
  * Writes the batch; results[i] answers items[i]. An mbox whose lock another process holds is
  * tried again deliver_lock_delay later, up to deliver_lock_attempts times; a second message
  * for an mbox already in the batch goes in the next round. Before such a wait, `early` gets the
@@ -70,7 +82,14 @@ export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locke
   let first = true;
   while (pending.length > 0) {
     const busy = new Map<number, string>();
-    const next = await round(items, pending, results, creds, locker, busy);
+    const waits: Promise<void>[] = [];
+    const claimed: string[] = [];
+    let next: number[];
+    try {
+      next = await round(items, pending, results, creds, locker, busy, waits, claimed);
+    } finally {
+      for (const path of claimed) { writing.get(path)?.release(); writing.delete(path); }
+    }
     let waitMs = 0;
     for (const [i, why] of busy) {
       const n = (tries.get(i) ?? 0) + 1;
@@ -82,7 +101,7 @@ export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locke
     pending = next.filter((i) => results[i] === null);
     if (first && (pending.length > 0 || alone.length > 0)) early?.([...results]);
     first = false;
-    if (pending.length > 0 && waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
+    if (pending.length > 0) await Promise.all([...waits, ...(waitMs > 0 ? [new Promise((r) => setTimeout(r, waitMs))] : [])]);
   }
   for (const i of alone) results[i] = await single(items[i]!);
   return results.map((r) => r ?? { ok: false, dsn: '4.3.0', reason: 'unknown mail transport error' });
@@ -92,7 +111,7 @@ export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locke
  * One round over the pending items: writes what it can, answers in results, and returns the
  * items for another round (with `busy` saying why, for those whose lock another holds).
  */
-async function round(items: BatchItem[], order: number[], results: (WriteResult | null)[], creds: Creds, locker: Locker | null, busy: Map<number, string>): Promise<number[]> {
+async function round(items: BatchItem[], order: number[], results: (WriteResult | null)[], creds: Creds, locker: Locker | null, busy: Map<number, string>, waits: Promise<void>[], claimed: string[]): Promise<number[]> {
   const later: number[] = [];
   // 1. Maildir files into tmp/; mboxes dot-locked, opened and checked.
   const maildirs: { i: number; f: MaildirFile }[] = [];
@@ -109,7 +128,12 @@ async function round(items: BatchItem[], order: number[], results: (WriteResult 
       const { job } = items[i]!;
       if (job.kind !== 'mbox') continue;
       if (paths.has(job.path)) { later.push(i); continue; }
+      // Another batch of this process writes it: the next round, when that one is done with it.
+      const other = writing.get(job.path);
+      if (other) { later.push(i); waits.push(other.done); continue; }
       paths.add(job.path);
+      claimed.push(job.path);
+      writing.set(job.path, claim());
       if (job.inSpool) creds.spool(job); else creds.user(job);
       let lockFile: string | null = null;
       try {
