@@ -1,8 +1,9 @@
 /**
  * The privileged delivery helper of local(8) and virtual(8): a long-lived child process, started
  * as root by each agent thread (helpers.ts), that writes messages into mailboxes as their
- * owners, one request at a time, and returns to root after each — as Postfix's local(8) does
- * with set_eugid() inside its own long-lived process.
+ * owners and returns to root after each step — as Postfix's local(8) does with set_eugid()
+ * inside its own long-lived process. A request is a batch, written together (batch.ts: their
+ * fsyncs shared), and several requests run at once, as several local(8) processes would.
  *
  * Why a process: set*id() changes the credentials of a whole process (glibc applies them to
  * every thread), and the agents' worker threads share theirs with smtpd and qmgr. This process
@@ -11,24 +12,29 @@
  * root (the lock and the mbox in a mail_spool_directory that is not world-writable, then a chown
  * to the owner) and does every other step — mkdir, open, write, fsync, link — with the owner's
  * effective uid/gid (mailbox.ts: locking, O_NOFOLLOW, link count and owner checks, size limit,
- * fsync before success). Requests are serial and the file calls synchronous, so no credential
- * switch happens while another delivery's step is under way. flock and fcntl locks on an mbox
+ * fsync before success). Every call that depends on the credentials (open, mkdir, link,
+ * unlink) is synchronous and every wait happens as root, so no credential switch happens
+ * while another delivery's step is under way; only fsync, on descriptors already open, runs
+ * in libuv's threads. Without the Perl companion requests run one at a time (mailbox.ts's
+ * writer waits for flock(1) with the owner's credentials). flock and fcntl locks on an mbox
  * are held by its Perl companion (locker.ts), started as root with the helper's first mbox.
  *
  * Between deliveries it holds euid 0 (root); its effective gid and supplementary group list
  * stay the last recipient's gid until a delivery with another gid (as Postfix's local keeps
  * mail_owner's between deliveries): every set*id() call signals each thread of the process, so
- * a delivery to a gid already set costs two (seteuid to the recipient and back), and the helper
- * runs with as few threads as Node.js allows (helpers.ts). Files created with root's rights (a
+ * a delivery to a gid already set costs two (seteuid to the recipient and back), a batch two
+ * per owner and step, and the helper runs with few threads (helpers.ts). Files created with root's rights (a
  * lock or an mbox in mail_spool_directory) are chowned to the recipient as before.
  *
  * Messages: protocol.ts, over the IPC channel. The helper exits when the channel closes (its
- * agent thread ended); if it dies mid-request, the agent defers that recipient (helpers.ts).
+ * agent thread ended); if it dies mid-request, the agent defers the recipients of the request
+ * (helpers.ts).
  * Commands and .forward programs do not come here: they run in children of their own.
  */
+import { writeBatch, type BatchItem, type Creds } from './batch.js';
 import { Locker } from './locker.js';
 import { appendMbox, deliverMaildir, MailboxError, useLocker, type Privs } from './mailbox.js';
-import type { HelperReady, HelperReply, HelperRequest, WriteResult } from './protocol.js';
+import type { HelperReady, HelperReply, HelperRequest, WriteResult, WriterJob } from './protocol.js';
 
 const root = process.getuid?.() === 0;
 const locker = Locker.available() ? new Locker() : null;
@@ -38,28 +44,51 @@ useLocker(locker);
  * gid differs (each set*id() call is a signal to every thread of the process).
  */
 let gidNow = -1;
+let uidNow = 0;
+
+/** Groups and effective gid of the job (Postfix's set_eugid(): while the euid is still root). */
+function useGid(gid: number): void {
+  if (!root || gidNow === gid) return;
+  if (uidNow !== 0) { process.seteuid!(0); uidNow = 0; }
+  process.setgroups!([gid]);
+  process.setegid!(gid);
+  gidNow = gid;
+}
+
+/** The batch's switches: each only when the credentials differ from the current ones. */
+const creds: Creds = {
+  user(job: WriterJob) {
+    if (!root) return;
+    useGid(job.gid);
+    if (uidNow !== job.uid) { if (uidNow !== 0) process.seteuid!(0); process.seteuid!(job.uid); uidNow = job.uid; }
+  },
+  spool(job: WriterJob) {
+    if (!root) return;
+    useGid(job.gid);
+    creds.root();
+  },
+  root() {
+    if (root && uidNow !== 0) { process.seteuid!(0); uidNow = 0; }
+  },
+};
 
 /** Runs one write as job.uid/job.gid (Postfix's set_eugid around each step), back to root after. */
-async function write(req: HelperRequest): Promise<WriteResult> {
-  const { job } = req;
-  const data = Buffer.from(req.data.buffer, req.data.byteOffset, req.data.byteLength);
+async function write(item: BatchItem): Promise<WriteResult> {
+  const { job, data } = item;
   const privs: Privs = {
     uid: job.anyOwner ? -1 : job.uid,
     gid: job.gid,
     async asUser(fn) {
       if (!root) return fn();
       process.seteuid!(job.uid);
-      try { return await fn(); } finally { process.seteuid!(0); }
+      uidNow = job.uid;
+      try { return await fn(); } finally { process.seteuid!(0); uidNow = 0; }
     },
     asSpool: (fn) => fn(),
   };
   if (job.kind === 'mbox') locker?.ensure(); // as root, before any switch
-  if (root && gidNow !== job.gid) {
-    // Postfix's set_eugid(): groups and effective gid first, while the euid is still root.
-    process.setgroups!([job.gid]);
-    process.setegid!(job.gid);
-    gidNow = job.gid;
-  }
+  creds.root();
+  useGid(job.gid);
   try {
     if (job.kind === 'mbox') await appendMbox(job.path, data, privs, job.locks, job.inSpool, job.sizeLimit);
     else await deliverMaildir(job.path, data, privs, job.sizeLimit);
@@ -70,6 +99,17 @@ async function write(req: HelperRequest): Promise<WriteResult> {
   } finally {
     // Back to root whatever happened (asUser restores in its finally; this is the safety net).
     if (root && process.geteuid!() !== 0) process.seteuid!(0);
+    uidNow = 0;
+  }
+}
+
+async function run(req: HelperRequest): Promise<(WriteResult | null)[]> {
+  const items: BatchItem[] = req.writes.map((w) => ({ job: w.job, data: Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength) }));
+  if (!locker && items.length === 1) return [await write(items[0]!)];
+  try {
+    return await writeBatch(items, creds, locker, write, (results) => send({ type: 'reply', id: req.id, results, partial: true }));
+  } finally {
+    creds.root();
   }
 }
 
@@ -78,7 +118,12 @@ let chain: Promise<void> = Promise.resolve();
 
 process.on('message', (m: HelperRequest) => {
   if (!m || m.type !== 'write') return;
-  chain = chain.then(async () => send({ type: 'reply', id: m.id, ...(await write(m)) }));
+  const answer = async () => send({ type: 'reply', id: m.id, results: await run(m) });
+  // With the Perl companion every write goes through batch.ts, whose waits happen as root:
+  // requests run side by side. Without it an mbox write waits for flock(1) with the owner's
+  // credentials, so requests run one after the other.
+  if (locker) void answer();
+  else chain = chain.then(answer);
 });
 // The agent thread is gone: nothing more will come.
 process.on('disconnect', () => process.exit(0));

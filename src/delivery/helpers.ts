@@ -1,13 +1,16 @@
 /**
  * The agent side of the delivery helpers (helper.ts): each local(8) or virtual(8) worker thread
  * keeps up to `max` helper processes, started on demand and kept for later deliveries, and
- * sends each mailbox write to an idle one (one request per helper at a time; the others wait
- * in a FIFO queue here).
+ * sends them the mailbox writes (the writes wait in a FIFO queue here). The writes that came
+ * in one turn of the event loop go in one request, up to MAX_BATCH, which the helper writes
+ * together (batch.ts: their fsyncs overlap); a helper runs up to REQUESTS_PER_HELPER requests
+ * at once, so a burst costs a few round trips and disk flushes, not one of each per message.
  *
  * Supervision, as Postfix's master does for its children: a helper that exits is logged
  * ("warning: process … pid N killed by signal 9", master's words) and replaced by the next
  * request that needs one. The request it was running is answered 4.3.0 "unknown mail
- * transport error" (what qmgr says when a delivery agent dies), so the recipient is deferred and
+ * transport error" (what qmgr says when a delivery agent dies) — every write of the batch it
+ * held — so the recipient is deferred and
  * retried, never lost: a helper killed before it linked the file into new/ (or appended to the
  * mbox) leaves no copy, one killed after that but before it replied leaves a copy that the retry
  * delivers again — at least once, Postfix's promise.
@@ -23,38 +26,47 @@ const HELPER = fileURLToPath(new URL('./helper.js', import.meta.url));
 const STARTUP_FAILED: WriteResult = { ok: false, dsn: '4.3.0', reason: 'mail system configuration error: delivery helper did not start' };
 const DIED: WriteResult = { ok: false, dsn: '4.3.0', reason: 'unknown mail transport error', died: true };
 
+/** Writes per request at most: a batch waits for its slowest fsync, so keep it bounded. */
+export const MAX_BATCH = 32;
+
 interface Job { job: WriterJob; data: Uint8Array; resolve: (r: WriteResult) => void }
 
 class Helper {
   readonly child: ChildProcess;
   ready = false;
-  current: Job | null = null;
+  /** The requests sent and not finished, by id. */
+  readonly inflight = new Map<number, Job[]>();
   private id = 0;
 
   constructor(private readonly pool: DeliveryHelpers) {
     // No inherited execArgv or environment: the helper needs neither, and runs as root. Few
     // threads (one V8 worker, no SIGUSR1 inspector thread): glibc applies each set*id() call to
     // every thread in turn, so each thread makes every credential switch dearer.
-    this.child = fork(HELPER, [], { serialization: 'advanced', execArgv: ['--v8-pool-size=1', '--disable-sigusr1'], env: { PATH: '/usr/bin:/bin' }, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    // libuv's threads run a batch's fsyncs side by side (batch.ts); they start with the first batch.
+    this.child = fork(HELPER, [], { serialization: 'advanced', execArgv: ['--v8-pool-size=1', '--disable-sigusr1'], env: { PATH: '/usr/bin:/bin', UV_THREADPOOL_SIZE: String(FSYNC_THREADS) }, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     let stderr = '';
     this.child.stderr!.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
     this.child.on('message', (m: HelperMessage) => {
-      if (m.type === 'ready') { this.ready = true; this.pool.idle(this); return; }
-      if (m.type === 'reply' && this.current && m.id === this.id) {
-        const j = this.current;
-        this.current = null;
-        const { type: _t, id: _i, ...r } = m;
-        j.resolve(r as WriteResult);
-        this.pool.idle(this);
+      if (m.type === 'ready') { this.ready = true; this.pool.idle(); return; }
+      const js = m.type === 'reply' ? this.inflight.get(m.id) : undefined;
+      if (!js) return;
+      if (m.partial) {
+        // Answered now; the rest of the request follows (a second resolve() changes nothing).
+        js.forEach((j, k) => { const r = m.results[k]; if (r) j.resolve(r); });
+        return;
       }
+      this.inflight.delete(m.id);
+      js.forEach((j, k) => j.resolve(m.results[k] ?? DIED));
+      this.pool.idle();
     });
     this.child.on('error', () => { /* reported by 'exit' */ });
     this.child.on('exit', (code, signal) => this.pool.exited(this, code, signal, stderr.trim().split('\n')[0] ?? ''));
   }
 
-  send(j: Job): void {
-    this.current = j;
-    const req: HelperRequest = { type: 'write', id: ++this.id, job: j.job, data: j.data };
+  send(js: Job[]): void {
+    const id = ++this.id;
+    this.inflight.set(id, js);
+    const req: HelperRequest = { type: 'write', id, writes: js.map((j) => ({ job: j.job, data: j.data })) };
     this.child.send(req, (err) => {
       // The channel is gone: 'exit' follows and answers the job.
       if (err) this.child.kill('SIGKILL');
@@ -64,8 +76,8 @@ class Helper {
 
 export class DeliveryHelpers {
   private readonly helpers = new Set<Helper>();
-  private readonly idleOnes: Helper[] = [];
   private readonly queue: Job[] = [];
+  private dispatchSoon = false;
 
   constructor(
     private readonly max: number,
@@ -76,7 +88,15 @@ export class DeliveryHelpers {
   write(job: WriterJob, data: Uint8Array): Promise<WriteResult> {
     return new Promise((resolve) => {
       this.queue.push({ job, data, resolve });
-      this.dispatch();
+      // After this turn of the event loop: the deliveries that came in the same batch of
+      // messages from qmgr go to a helper together (one request, their fsyncs shared).
+      if (!this.dispatchSoon) {
+        this.dispatchSoon = true;
+        setImmediate(() => {
+          this.dispatchSoon = false;
+          this.dispatch();
+        });
+      }
     });
   }
 
@@ -100,11 +120,16 @@ export class DeliveryHelpers {
 
   private dispatch(): void {
     while (this.queue.length > 0) {
-      const h = this.idleOnes.pop();
-      if (h) { h.send(this.queue.shift()!); continue; }
-      const starting = [...this.helpers].filter((x) => !x.ready).length;
-      // Start another helper for work that no starting one will take.
-      if (this.helpers.size < this.max && starting < this.queue.length) {
+      // The least busy helper with room takes what waits, up to MAX_BATCH writes in one request.
+      let h: Helper | null = null;
+      for (const x of this.helpers) if (x.ready && x.inflight.size < REQUESTS_PER_HELPER && (h === null || x.inflight.size < h.inflight.size)) h = x;
+      if (h) {
+        h.send(this.queue.splice(0, MAX_BATCH));
+        continue;
+      }
+      // Every helper is full: start another, one at a time.
+      const starting = [...this.helpers].some((x) => !x.ready);
+      if (this.helpers.size < this.max && !starting) {
         this.start();
         continue;
       }
@@ -112,21 +137,17 @@ export class DeliveryHelpers {
     }
   }
 
-  idle(h: Helper): void {
-    if (!this.helpers.has(h)) return;
-    this.idleOnes.push(h);
+  idle(): void {
     this.dispatch();
   }
 
   exited(h: Helper, code: number | null, signal: NodeJS.Signals | null, stderr: string): void {
     this.helpers.delete(h);
-    const i = this.idleOnes.indexOf(h);
-    if (i >= 0) this.idleOnes.splice(i, 1);
     const how = signal ? `killed by signal ${signalNumber(signal)}` : `exit status ${code}`;
     if (signal || code !== 0) this.warn(`process ${HELPER} pid ${h.child.pid} ${how}${stderr ? `: ${stderr}` : ''}`);
-    if (h.current) {
-      h.current.resolve(DIED);
-      h.current = null;
+    if (h.inflight.size > 0) {
+      for (const js of h.inflight.values()) for (const j of js) j.resolve(DIED);
+      h.inflight.clear();
     } else if (!h.ready && this.queue.length > 0) {
       // It never started: fail what is waiting rather than start helpers in a loop.
       for (const j of this.queue.splice(0)) j.resolve(STARTUP_FAILED);
@@ -134,5 +155,14 @@ export class DeliveryHelpers {
     this.dispatch();
   }
 }
+
+/**
+ * Requests a helper runs at once (helper.ts): while one batch waits for its fsyncs, the next
+ * is written, as several local(8) processes of Postfix's would write side by side.
+ */
+const REQUESTS_PER_HELPER = 4;
+
+/** libuv threads per helper (UV_THREADPOOL_SIZE): how many of a batch's fsyncs wait at once. */
+const FSYNC_THREADS = 8;
 
 const signalNumber = (s: NodeJS.Signals) => constants.signals[s] ?? s;

@@ -3,15 +3,21 @@
  * record) locks, which Node.js cannot take itself. A small Perl process (perl-base is part of
  * every Debian system) started once per helper, as root, holds them for the helper:
  *
- *   helper → perl   "lock KINDS ATTEMPTS DELAY_MS /proc/PID/fd/FD"   KINDS: flock,fcntl
- *   perl → helper   "ok" | "error TEXT"
- *   helper → perl   "unlock"   → "ok" (perl closes its descriptor: the locks go with it)
+ *   helper → perl   "lock ID KINDS ATTEMPTS DELAY_MS /proc/PID/fd/FD"   KINDS: flock,fcntl
+ *   perl → helper   "ok" | "busy TEXT" (another holds it) | "error TEXT"
+ *   helper → perl   "unlock [ID …]"   → "ok" (perl closes those descriptors, or all of them:
+ *                   the locks go with them)
  *
  * Perl opens the helper's own descriptor through /proc (the same file, never a path lookup
  * through symlinks) and locks its open file description: another process that locks the
  * mailbox with flock() or fcntl() waits, as it would for Postfix's local(8) holding the lock
  * itself. Each kind is tried ATTEMPTS times, DELAY_MS apart, without blocking (Postfix's
- * deliver_lock_attempts and deliver_lock_delay). One lock at a time: the helper is serial.
+ * deliver_lock_attempts and deliver_lock_delay). Perl holds every lock it took until an "unlock"
+names it, so a helper writing a batch of mailboxes (batch.ts) sends all its lock lines in one
+go and releases them together: two round trips per batch, not two per delivery, and batches
+running side by side keep their own locks. A batch asks for one attempt and waits between
+attempts itself, so Perl never sleeps while other batches wait for it. Replies come in the
+order of the requests.
  *
  * Without /usr/bin/perl, flock is taken by util-linux's flock(1) on our descriptor (a process
  * per delivery) and fcntl is served by flock, as before.
@@ -26,14 +32,14 @@ const PERL = '/usr/bin/perl';
 const SCRIPT = String.raw`
 use strict; use warnings; use Fcntl qw(O_WRONLY F_SETLK F_WRLCK SEEK_SET LOCK_EX LOCK_NB);
 use Time::HiRes qw(sleep); use Errno qw(EAGAIN EACCES EWOULDBLOCK EINTR);
-$| = 1; my $fh;
+$| = 1; my %held;
 while (my $l = <STDIN>) {
   chomp $l;
-  if ($l =~ /^lock (\S+) (\d+) (\d+) (.+)$/) {
-    my ($kinds, $n, $delay, $path) = ($1, $2, $3, $4);
-    close $fh if $fh; undef $fh;
-    if (!sysopen($fh, $path, O_WRONLY)) { print "error cannot open $path: $!\n"; undef $fh; next; }
-    my $err;
+  if ($l =~ /^lock (\d+) (\S+) (\d+) (\d+) (.+)$/) {
+    my ($id, $kinds, $n, $delay, $path) = ($1, $2, $3, $4, $5);
+    my $fh;
+    if (!sysopen($fh, $path, O_WRONLY)) { print "error cannot open $path: $!\n"; next; }
+    my ($err, $busy);
     for my $k (split /,/, $kinds) {
       my $ok = 0;
       for my $i (1 .. $n) {
@@ -43,18 +49,22 @@ while (my $l = <STDIN>) {
         last unless $!{EAGAIN} || $!{EACCES} || $!{EWOULDBLOCK} || $!{EINTR};
         sleep($delay / 1000) if $i < $n;
       }
-      if (!$ok) { $err = "$!"; last; }
+      if (!$ok) { $busy = $!{EAGAIN} || $!{EACCES} || $!{EWOULDBLOCK} || $!{EINTR}; $err = "$!"; last; }
     }
-    if (defined $err) { close $fh; undef $fh; print "error $err\n"; } else { print "ok\n"; }
-  } elsif ($l eq 'unlock') {
-    close $fh if $fh; undef $fh; print "ok\n";
+    if (defined $err) { close $fh; print(($busy ? "busy" : "error") . " $err\n"); } else { $held{$id} = $fh; print "ok\n"; }
+  } elsif ($l =~ /^unlock((?: \d+)*)$/) {
+    my @ids = $1 eq '' ? keys %held : split(' ', $1);
+    for my $id (@ids) { my $fh = delete $held{$id}; close $fh if $fh; }
+    print "ok\n";
   }
 }
 `;
 
 export class Locker {
   private child: ChildProcess | null = null;
-  private waiting: ((line: string) => void) | null = null;
+  private ids = 0;
+  /** Who waits for the next reply lines, in the order the requests were written. */
+  private waiting: ((line: string) => void)[] = [];
 
   static available(): boolean {
     return existsSync(PERL);
@@ -63,15 +73,11 @@ export class Locker {
   private start(): ChildProcess {
     const child = spawn(PERL, ['-e', SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'], env: { PATH: '/usr/bin:/bin' } });
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      const w = this.waiting;
-      this.waiting = null;
-      w?.(line);
+      this.waiting.shift()?.(line);
     });
     child.on('exit', () => {
       if (this.child === child) this.child = null;
-      const w = this.waiting;
-      this.waiting = null;
-      w?.('error lock helper exited');
+      for (const w of this.waiting.splice(0)) w('error lock helper exited');
     });
     child.stdin!.on('error', () => { /* reported by 'exit' */ });
     child.unref();
@@ -87,18 +93,29 @@ export class Locker {
     const child = this.child;
     if (!child) return Promise.resolve('error lock helper not running');
     return new Promise((resolve) => {
-      this.waiting = resolve;
+      this.waiting.push(resolve);
       child.stdin!.write(line + '\n');
     });
   }
 
-  /** Locks the file open as fd in this process; the reply's text is errno's message on failure. */
-  async lock(fd: number, kinds: ('flock' | 'fcntl')[], attempts: number, delayMs: number): Promise<{ ok: true } | { ok: false; error: string }> {
-    const r = await this.ask(`lock ${kinds.join(',')} ${Math.max(1, attempts)} ${Math.max(0, Math.round(delayMs))} /proc/${process.pid}/fd/${fd}`);
-    return r === 'ok' ? { ok: true } : { ok: false, error: r.replace(/^error /, '') };
+  /**
+   * Locks the file open as fd in this process; `id` names the lock for unlock(). On failure the
+   * text is errno's message, and `busy` says another process holds the lock.
+   */
+  async lock(fd: number, kinds: ('flock' | 'fcntl')[], attempts: number, delayMs: number): Promise<{ ok: true; id: number } | { ok: false; busy: boolean; error: string }> {
+    const id = ++this.ids;
+    const r = await this.ask(`lock ${id} ${kinds.join(',')} ${Math.max(1, attempts)} ${Math.max(0, Math.round(delayMs))} /proc/${process.pid}/fd/${fd}`);
+    return r === 'ok' ? { ok: true, id } : { ok: false, busy: r.startsWith('busy '), error: r.replace(/^(error|busy) /, '') };
   }
 
-  async unlock(): Promise<void> {
-    await this.ask('unlock');
+  /** Ends the Perl process (end of its input): its locks go with it. */
+  stop(): void {
+    this.child?.stdin!.end();
+    this.child = null;
+  }
+
+  /** Releases the locks named (all of them without ids). */
+  async unlock(ids?: number[]): Promise<void> {
+    await this.ask(ids ? ['unlock', ...ids].join(' ') : 'unlock');
   }
 }

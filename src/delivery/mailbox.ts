@@ -68,26 +68,14 @@ function errnoText(err: NodeJS.ErrnoException): string {
   return m ? m[1]!.replace(/^./, (c) => c.toUpperCase()) : err.message;
 }
 
-/** Creates FILE.lock exclusively; returns its path. */
+/** Creates FILE.lock exclusively, deliver_lock_attempts tries deliver_lock_delay apart; returns its path. */
 export async function dotLock(path: string, s: LockSettings): Promise<string> {
-  const lock = `${path}.lock`;
-  let last = '';
   for (let i = 0; i < s.attempts; i++) {
-    try {
-      closeSync(openSync(lock, C.O_WRONLY | C.O_CREAT | C.O_EXCL, 0o600));
-      return lock;
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      if (err.code !== 'EEXIST') throw new MailboxError(`unable to create lock file ${lock}: ${errnoText(err)}`);
-      last = `file exists`;
-      try {
-        const st = statSync(lock);
-        if (Date.now() - st.mtimeMs > s.staleMs) unlinkSync(lock); // stale_lock_time
-      } catch { /* gone meanwhile */ }
-    }
+    const lock = tryDotLock(path, s);
+    if (lock) return lock;
     if (i + 1 < s.attempts) await sleep(s.delayMs);
   }
-  throw new MailboxError(`unable to lock for exclusive access: ${lock}: ${last}`);
+  throw new MailboxError(`unable to lock for exclusive access: ${path}.lock: file exists`);
 }
 
 let locker: Locker | null = null;
@@ -126,38 +114,22 @@ async function appendSteps(path: string, data: Buffer, privs: Privs, locks: Lock
   let kernelLocked = false;
   try {
     if (locks.dotlock) lockFile = await asCreator(() => dotLock(path, locks));
-    fd = await asCreator(async () => {
-      try {
-        return openSync(path, C.O_WRONLY | C.O_APPEND | C.O_NOFOLLOW, 0o600);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        const h = openSync(path, C.O_WRONLY | C.O_APPEND | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
-        if (privs.uid >= 0) fchownSync(h, privs.uid, privs.gid);
-        return h;
-      }
-    }).catch((e: unknown) => { throw new MailboxError(`cannot open file: ${why(e)}`); });
-    const st: Stats = fstatSync(fd);
-    if (!st.isFile()) throw new MailboxError(`${path}: not a regular file`, '5.2.0');
-    if (st.nlink !== 1) throw new MailboxError(`${path}: file has ${st.nlink} hard links`, '5.2.0');
-    if (privs.uid >= 0 && st.uid !== privs.uid) throw new MailboxError(`${path}: file has bad owner uid ${st.uid}`, '5.2.0');
+    const opened = await asCreator(async () => mboxOpen(path, privs.uid, privs.gid));
+    fd = opened.fd;
     if (locks.flock || locks.fcntl) {
       if (locker) {
-        const r = await locker.lock(fd, [...(locks.fcntl ? ['fcntl' as const] : []), 'flock'], locks.attempts, locks.delayMs);
+        const r = await locker.lock(fd, lockKinds(locks), locks.attempts, locks.delayMs);
         if (!r.ok) throw new MailboxError(`unable to lock for exclusive access: ${r.error}`);
         kernelLocked = true;
       } else await flockFd(fd, Math.max(1, Math.round((locks.attempts * locks.delayMs) / 1000)));
     }
-    const size = st.size;
-    // mailbox_size_limit: Postfix sets RLIMIT_FSIZE, and the write fails with EFBIG (5.2.2).
-    if (sizeLimit > 0 && size + data.length > sizeLimit) throw new MailboxError('error writing message: File too large', '5.2.2');
     const handle = fd;
     await privs.asUser(async () => {
+      mboxAppend(handle, opened.size, data, sizeLimit);
       try {
-        writeAll(handle, data);
         fsyncSync(handle);
       } catch (e) {
-        try { ftruncateSync(handle, size); } catch { /* best effort, as Postfix's ftruncate */ }
-        throw new MailboxError(`error writing message: ${why(e)}`);
+        throw mboxUndo(handle, opened.size, e);
       }
     });
   } finally {
@@ -165,6 +137,77 @@ async function appendSteps(path: string, data: Buffer, privs: Privs, locks: Lock
     if (fd !== null) try { closeSync(fd); } catch { /* already reported */ }
     if (lockFile) { const l = lockFile; await asCreator(async () => unlinkSync(l)).catch(() => {}); }
   }
+}
+
+/** The kernel locks the locker takes for these settings ("fcntl" takes flock too). */
+export function lockKinds(locks: LockSettings): ('flock' | 'fcntl')[] {
+  return [...(locks.fcntl ? ['fcntl' as const] : []), 'flock'];
+}
+
+/** One dot-lock attempt (a stale lock is removed first): the lock's path, or null while another holds it. */
+export function tryDotLock(path: string, s: LockSettings): string | null {
+  const lock = `${path}.lock`;
+  try {
+    closeSync(openSync(lock, C.O_WRONLY | C.O_CREAT | C.O_EXCL, 0o600));
+    return lock;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code !== 'EEXIST') throw new MailboxError(`unable to create lock file ${lock}: ${errnoText(err)}`);
+    try {
+      const st = statSync(lock);
+      if (Date.now() - st.mtimeMs > s.staleMs) unlinkSync(lock); // stale_lock_time: the next attempt takes it
+    } catch { /* gone meanwhile */ }
+    return null;
+  }
+}
+
+/**
+ * Opens the mbox for appending (Postfix's safe_open): never through a symlink, a regular file
+ * with one link, owned by uid when uid >= 0; a missing file is created 0600 and given to
+ * uid/gid. Synchronous, with the caller's credentials; returns the descriptor and the size.
+ */
+export function mboxOpen(path: string, uid: number, gid: number): { fd: number; size: number } {
+  let fd: number;
+  try {
+    try {
+      fd = openSync(path, C.O_WRONLY | C.O_APPEND | C.O_NOFOLLOW, 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      fd = openSync(path, C.O_WRONLY | C.O_APPEND | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+      try { if (uid >= 0) fchownSync(fd, uid, gid); } catch (c) { closeSync(fd); throw c; }
+    }
+  } catch (e) {
+    throw new MailboxError(`cannot open file: ${why(e)}`);
+  }
+  try {
+    const st: Stats = fstatSync(fd);
+    if (!st.isFile()) throw new MailboxError(`${path}: not a regular file`, '5.2.0');
+    if (st.nlink !== 1) throw new MailboxError(`${path}: file has ${st.nlink} hard links`, '5.2.0');
+    if (uid >= 0 && st.uid !== uid) throw new MailboxError(`${path}: file has bad owner uid ${st.uid}`, '5.2.0');
+    return { fd, size: st.size };
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+/**
+ * Appends data to the locked mbox that was `size` bytes long (not fsynced yet). mailbox_size_limit:
+ * Postfix sets RLIMIT_FSIZE, and the write fails with EFBIG (5.2.2); a failed write is cut off.
+ */
+export function mboxAppend(fd: number, size: number, data: Buffer, sizeLimit: number): void {
+  if (sizeLimit > 0 && size + data.length > sizeLimit) throw new MailboxError('error writing message: File too large', '5.2.2');
+  try {
+    writeAll(fd, data);
+  } catch (e) {
+    throw mboxUndo(fd, size, e);
+  }
+}
+
+/** A failed write or fsync: the mbox is cut back to its old size (as Postfix's ftruncate); the error to report. */
+export function mboxUndo(fd: number, size: number, e: unknown): MailboxError {
+  try { ftruncateSync(fd, size); } catch { /* best effort, as Postfix's ftruncate */ }
+  return new MailboxError(`error writing message: ${why(e)}`);
 }
 
 /** mkdir -p with mode 0700, failing with the path that could not be made (as Postfix's make_dirs). */
@@ -194,6 +237,73 @@ export function maildirName(): string {
   return `${Math.floor(now / 1000)}.P${process.pid}T${threadId}Q${++seq}M${(now % 1000) * 1000 + Math.floor(Math.random() * 1000)}.${host}`;
 }
 
+/** A Maildir file written in tmp/, not yet synced or linked into new/ (batch.ts runs these steps for many). */
+export interface MaildirFile { dir: string; tmp: string; fin: string; fd: number | null }
+
+/**
+ * Writes data into a new tmp/NAME of the Maildir dir (ending in "/"), making tmp, new and cur
+ * when tmp/ is missing (Postfix's make_dirs on the first delivery). Synchronous, with the
+ * caller's credentials; a failure leaves nothing behind.
+ */
+export function maildirWrite(dir: string, data: Buffer, sizeLimit = 0): MaildirFile {
+  if (sizeLimit > 0 && data.length > sizeLimit) throw new MailboxError('error writing message: File too large', '5.2.2');
+  const name = maildirName();
+  const f: MaildirFile = { dir, tmp: join(dir, 'tmp', name), fin: join(dir, 'new', name), fd: null };
+  try {
+    try {
+      f.fd = openSync(f.tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+    } catch (e) {
+      // The first delivery to this Maildir: make tmp, new and cur (Postfix's make_dirs), then again.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      for (const sub of ['tmp', 'new', 'cur']) {
+        try { makeDirs(join(dir, sub)); } catch (m) { throw new MailboxError(`create maildir file ${join(dir, sub)}: ${why(m)}`); }
+      }
+      f.fd = openSync(f.tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+    }
+    writeAll(f.fd, data);
+    return f;
+  } catch (e) {
+    throw maildirAbort(f, e);
+  }
+}
+
+/** Closes the synced file and links tmp/NAME to new/NAME (remaking new/ and cur/ if gone), then drops tmp/NAME. */
+export function maildirLink(f: MaildirFile): void {
+  try {
+    if (f.fd !== null) { const fd = f.fd; f.fd = null; closeSync(fd); }
+    try {
+      linkSync(f.tmp, f.fin);
+    } catch (e) {
+      // new/ (or cur/) gone while tmp/ stayed: make them and link again, as Postfix's maildir.c does.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      for (const sub of ['cur', 'new']) makeDirs(join(f.dir, sub));
+      linkSync(f.tmp, f.fin);
+    }
+    unlinkSync(f.tmp);
+  } catch (e) {
+    throw maildirAbort(f, e);
+  }
+}
+
+/** A failed Maildir step: closes and removes tmp/NAME; the error as the delivery reports it. */
+export function maildirAbort(f: MaildirFile, e: unknown): MailboxError {
+  if (f.fd !== null) try { closeSync(f.fd); } catch { /* reported below */ }
+  f.fd = null;
+  try { unlinkSync(f.tmp); } catch { /* never created, or linked and gone */ }
+  return e instanceof MailboxError ? e : new MailboxError(`create maildir file ${f.tmp}: ${why(e)}`);
+}
+
+/** The error of a Maildir delivery whose file is already linked (the directory's fsync failed). */
+export function maildirError(f: MaildirFile, e: unknown): MailboxError {
+  return new MailboxError(`create maildir file ${f.tmp}: ${why(e)}`);
+}
+
+/** fsync(2) of a directory, so the links made in it are on disk. */
+export function fsyncDir(dir: string): void {
+  const d = openSync(dir, C.O_RDONLY | C.O_DIRECTORY);
+  try { fsyncSync(d); } finally { closeSync(d); }
+}
+
 /**
  * Delivers to the Maildir dir (ending in "/"): tmp/NAME → new/NAME, fsyncing file and directory.
  * sizeLimit (mailbox_size_limit, virtual_mailbox_limit): Postfix's file size limit applies to
@@ -202,43 +312,11 @@ export function maildirName(): string {
 export async function deliverMaildir(dir: string, data: Buffer, privs: Privs, sizeLimit = 0): Promise<string> {
   if (sizeLimit > 0 && data.length > sizeLimit) throw new MailboxError('error writing message: File too large', '5.2.2');
   return privs.asUser(async () => {
-    const name = maildirName();
-    const tmp = join(dir, 'tmp', name);
-    const fin = join(dir, 'new', name);
-    let fd: number | null = null;
-    try {
-      try {
-        fd = openSync(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
-      } catch (e) {
-        // The first delivery to this Maildir: make tmp, new and cur (Postfix's make_dirs), then again.
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        for (const sub of ['tmp', 'new', 'cur']) {
-          try { makeDirs(join(dir, sub)); } catch (m) { throw new MailboxError(`create maildir file ${join(dir, sub)}: ${why(m)}`); }
-        }
-        fd = openSync(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
-      }
-      writeAll(fd, data);
-      fsyncSync(fd);
-      closeSync(fd);
-      fd = null;
-      try {
-        linkSync(tmp, fin);
-      } catch (e) {
-        // new/ (or cur/) gone while tmp/ stayed: make them and link again, as Postfix's maildir.c does.
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        for (const sub of ['cur', 'new']) makeDirs(join(dir, sub));
-        linkSync(tmp, fin);
-      }
-      unlinkSync(tmp);
-      const d = openSync(dirname(fin), C.O_RDONLY | C.O_DIRECTORY);
-      try { fsyncSync(d); } finally { closeSync(d); }
-      return fin;
-    } catch (e) {
-      if (e instanceof MailboxError) throw e;
-      if (fd !== null) try { closeSync(fd); } catch { /* reported below */ }
-      try { unlinkSync(tmp); } catch { /* never created */ }
-      throw new MailboxError(`create maildir file ${tmp}: ${why(e)}`);
-    }
+    const f = maildirWrite(dir, data, sizeLimit);
+    try { fsyncSync(f.fd!); } catch (e) { throw maildirAbort(f, e); }
+    maildirLink(f);
+    try { fsyncDir(dirname(f.fin)); } catch (e) { throw maildirError(f, e); }
+    return f.fin;
   });
 }
 

@@ -3,10 +3,13 @@
  * delivery helper process (helper.ts), carried over the child's IPC channel with V8
  * serialization, so the message bytes travel as a Uint8Array, not as JSON.
  *
- *   agent → helper   HelperRequest: one mailbox write (a WriterJob and the bytes to write)
- *   helper → agent   HelperReady once at start, then one HelperReply per request, same id
+ *   agent → helper   HelperRequest: a batch of mailbox writes (each a WriterJob and the bytes)
+ *   helper → agent   HelperReady once at start, then one HelperReply per request, same id,
+ *                    with a result per write in the request's order (possibly after a partial
+ *                    one: the writes that had to wait for a lock come last)
  *
- * A helper runs one request at a time; the agent never sends a second before the reply.
+ * A helper runs one request at a time; the agent never sends a second before the reply. A
+ * request carries the writes that were waiting when the helper became free (batch.ts).
  */
 import type { LockSettings } from './mailbox.js';
 
@@ -29,8 +32,7 @@ export interface WriterJob {
 export interface HelperRequest {
   type: 'write';
   id: number;
-  job: WriterJob;
-  data: Uint8Array;
+  writes: { job: WriterJob; data: Uint8Array }[];
 }
 
 export interface HelperReady {
@@ -41,6 +43,10 @@ export interface HelperReady {
 /** `died`: the helper died before it answered (the agent reports the reason as it stands, as qmgr does). */
 export type WriteResult = { ok: true } | { ok: false; dsn: string; reason: string; died?: true };
 
-export type HelperReply = { type: 'reply'; id: number } & WriteResult;
+/**
+ * `partial`: more results of this request follow (null where one is still to come); the
+ * request is finished with the reply without it, which carries every result.
+ */
+export interface HelperReply { type: 'reply'; id: number; results: (WriteResult | null)[]; partial?: true }
 
 export type HelperMessage = HelperReady | HelperReply;

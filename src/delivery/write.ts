@@ -15,11 +15,13 @@ import type { WriteResult, WriterJob } from './protocol.js';
 export type { WriteResult, WriterJob } from './protocol.js';
 
 /**
- * Helper processes per agent thread: how many mailbox writes one thread has in flight at once.
- * Each write waits for two fsyncs, so a few in parallel keep the disk's queue full (Postfix
- * runs up to default_process_limit local(8) processes for the same reason).
+ * Helper processes per agent thread (the first starts with the thread, the second when the
+ * first has all the requests it runs at once). Postfix runs up to default_process_limit
+ * local(8) processes so that many writes wait for the disk at once; here each request is a
+ * batch whose fsyncs wait together (batch.ts) and a helper runs several requests side by
+ * side, so one or two Node.js processes keep the disk busy, not dozens.
  */
-export const HELPERS_PER_THREAD = 4;
+export const HELPERS_PER_THREAD = 2;
 
 let helpers: DeliveryHelpers | null = null;
 

@@ -1,0 +1,243 @@
+/**
+ * A delivery helper's batch (helper.ts): the mailbox writes an agent thread had waiting when the
+ * helper became free, done together so that they share their disk flushes — a group commit, as
+ * the queue's LMDB commits are shared. Each delivery keeps every durability step of its own
+ * (mailbox.ts): its file is fsynced before it is linked into new/ or before its mbox is
+ * unlocked, and the directory new/ is fsynced after the link, before success is reported; what
+ * a batch changes is that these waits overlap:
+ *
+ *   1. every Maildir file is written in tmp/, every mbox is dot-locked, opened and checked
+ *      (synchronous steps with the owner's or the spool's credentials, grouped by owner);
+ *   2. the mboxes' kernel locks (flock, fcntl) are asked of the Perl companion in one go
+ *      (locker.ts), then each mbox gets its message;
+ *   3. all files are fsynced at once (in libuv's threads: ext4 commits concurrent fsyncs
+ *      together, where one after the other each waits for a journal commit of its own);
+ *   4. each Maildir file is linked into new/ (and its tmp/ name removed), the mboxes' locks are
+ *      released together; then every new/ directory of the batch is fsynced, once.
+ *
+ * A failure touches only its own delivery. An mbox whose dot-lock or kernel lock another
+ * process holds is released and tried again in a later round, deliver_lock_delay apart, up to
+ * deliver_lock_attempts times (Postfix's local waits the same way); a second message for an
+ * mbox already in the round waits for the next round. Without the Perl companion every mbox
+ * goes the one-at-a-time way (mailbox.ts appendMbox).
+ *
+ * Credentials never change while a file call runs in another thread, nor between the steps of
+ * a synchronous section: fsync runs on descriptors opened earlier, every open, mkdir, link and
+ * unlink is synchronous, and each section ends as root before the next wait. So a helper may
+ * run several batches at once (helper.ts).
+ */
+import { closeSync, constants as C, fsync, openSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Locker } from './locker.js';
+import { lockKinds, maildirError, maildirAbort, maildirLink, maildirWrite, MailboxError, mboxAppend, mboxOpen, mboxUndo, tryDotLock, type MaildirFile } from './mailbox.js';
+import type { WriteResult, WriterJob } from './protocol.js';
+
+export interface BatchItem { job: WriterJob; data: Buffer }
+
+/** The helper's credential switches (set_eugid in Postfix): all synchronous. */
+export interface Creds {
+  /** Effective uid/gid (and groups) of the job's owner. */
+  user(job: WriterJob): void;
+  /** Root, with the job's gid as effective gid (what creates a lock and mbox in the spool). */
+  spool(job: WriterJob): void;
+  /** Root again. */
+  root(): void;
+}
+
+const failure = (e: unknown): WriteResult => {
+  const err = e instanceof MailboxError ? e : new MailboxError(String((e as Error).message ?? e), '4.3.0');
+  return { ok: false, dsn: err.dsn, reason: err.message };
+};
+
+const fsyncAsync = (fd: number) => new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
+
+interface Mbox { i: number; fd: number; size: number; lockFile: string | null; failed: boolean }
+
+/**
+ * The mboxes a batch of this process is writing: another batch waits for the first to finish
+ * with one, instead of finding its dot-lock taken and waiting deliver_lock_delay.
+ */
+const writing = new Map<string, { done: Promise<void>; release: () => void }>();
+
+function claim(): { done: Promise<void>; release: () => void } {
+  let release!: () => void;
+  const done = new Promise<void>((r) => { release = r; });
+  return { done, release };
+}
+
+/**
+ * Writes the batch; results[i] answers items[i]. An mbox whose lock another process holds is
+ * tried again deliver_lock_delay later, up to deliver_lock_attempts times; a second message
+ * for an mbox already in the batch goes in the next round. Before such a wait, `early` gets the
+ * results so far (null where one is still to come), so the others are not held up. `single`
+ * writes an mbox when there is no Perl companion (mailbox.ts appendMbox; the helper then runs
+ * one request at a time). Never rejects.
+ */
+export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locker | null, single: (item: BatchItem) => Promise<WriteResult>, early?: (results: (WriteResult | null)[]) => void): Promise<WriteResult[]> {
+  const results: (WriteResult | null)[] = items.map(() => null);
+  const alone = locker ? [] : items.flatMap((it, i) => (it.job.kind === 'mbox' ? [i] : []));
+  // Grouped by owner, so the credentials change once per owner, not per delivery.
+  let pending = items.map((_, i) => i).filter((i) => !alone.includes(i)).sort((a, b) => items[a]!.job.gid - items[b]!.job.gid || items[a]!.job.uid - items[b]!.job.uid);
+  const tries = new Map<number, number>();
+  let first = true;
+  while (pending.length > 0) {
+    const busy = new Map<number, string>();
+    const waits: Promise<void>[] = [];
+    const claimed: string[] = [];
+    let next: number[];
+    try {
+      next = await round(items, pending, results, creds, locker, busy, waits, claimed);
+    } finally {
+      for (const path of claimed) { writing.get(path)?.release(); writing.delete(path); }
+    }
+    let waitMs = 0;
+    for (const [i, why] of busy) {
+      const n = (tries.get(i) ?? 0) + 1;
+      tries.set(i, n);
+      const { locks } = items[i]!.job;
+      if (n >= locks.attempts) results[i] = failure(new MailboxError(`unable to lock for exclusive access: ${why}`));
+      else waitMs = Math.max(waitMs, locks.delayMs);
+    }
+    pending = next.filter((i) => results[i] === null);
+    if (first && (pending.length > 0 || alone.length > 0)) early?.([...results]);
+    first = false;
+    if (pending.length > 0) await Promise.all([...waits, ...(waitMs > 0 ? [new Promise((r) => setTimeout(r, waitMs))] : [])]);
+  }
+  for (const i of alone) results[i] = await single(items[i]!);
+  return results.map((r) => r ?? { ok: false, dsn: '4.3.0', reason: 'unknown mail transport error' });
+}
+
+/**
+ * One round over the pending items: writes what it can, answers in results, and returns the
+ * items for another round (with `busy` saying why, for those whose lock another holds).
+ */
+async function round(items: BatchItem[], order: number[], results: (WriteResult | null)[], creds: Creds, locker: Locker | null, busy: Map<number, string>, waits: Promise<void>[], claimed: string[]): Promise<number[]> {
+  const later: number[] = [];
+  // 1. Maildir files into tmp/; mboxes dot-locked, opened and checked.
+  const maildirs: { i: number; f: MaildirFile }[] = [];
+  const mboxes: Mbox[] = [];
+  const paths = new Set<string>();
+  try {
+    for (const i of order) {
+      const { job, data } = items[i]!;
+      if (job.kind !== 'maildir') continue;
+      creds.user(job);
+      try { maildirs.push({ i, f: maildirWrite(job.path, data, job.sizeLimit) }); } catch (e) { results[i] = failure(e); }
+    }
+    for (const i of order) {
+      const { job } = items[i]!;
+      if (job.kind !== 'mbox') continue;
+      if (paths.has(job.path)) { later.push(i); continue; }
+      // Another batch of this process writes it: the next round, when that one is done with it.
+      const other = writing.get(job.path);
+      if (other) { later.push(i); waits.push(other.done); continue; }
+      paths.add(job.path);
+      claimed.push(job.path);
+      writing.set(job.path, claim());
+      if (job.inSpool) creds.spool(job); else creds.user(job);
+      let lockFile: string | null = null;
+      try {
+        if (job.locks.dotlock) {
+          lockFile = tryDotLock(job.path, job.locks);
+          if (lockFile === null) { later.push(i); busy.set(i, `${job.path}.lock: file exists`); continue; }
+        }
+        const o = mboxOpen(job.path, job.anyOwner ? -1 : job.uid, job.gid);
+        mboxes.push({ i, fd: o.fd, size: o.size, lockFile, failed: false });
+      } catch (e) {
+        results[i] = failure(e);
+        if (lockFile) try { unlinkSync(lockFile); } catch { /* as appendMbox */ }
+      }
+    }
+  } finally {
+    creds.root();
+  }
+
+  // 2. The mboxes' kernel locks, all asked at once (one attempt each); then the appends, as their owners.
+  const held: number[] = [];
+  if (mboxes.length > 0 && locker) {
+    locker.ensure();
+    const asked = mboxes.map((m) => {
+      const { locks } = items[m.i]!.job;
+      return locks.flock || locks.fcntl ? locker.lock(m.fd, lockKinds(locks), 1, 0) : Promise.resolve({ ok: true as const, id: 0 });
+    });
+    const got = await Promise.all(asked);
+    got.forEach((r, k) => {
+      const m = mboxes[k]!;
+      if (r.ok) { if (r.id) held.push(r.id); return; }
+      m.failed = true;
+      if (r.busy) { later.push(m.i); busy.set(m.i, r.error); } else results[m.i] = failure(new MailboxError(`unable to lock for exclusive access: ${r.error}`));
+    });
+    try {
+      for (const m of mboxes) {
+        if (m.failed) continue;
+        const { job, data } = items[m.i]!;
+        creds.user(job);
+        try { mboxAppend(m.fd, m.size, data, job.sizeLimit); } catch (e) { m.failed = true; results[m.i] = failure(e); }
+      }
+    } finally {
+      creds.root();
+    }
+  }
+
+  // 3. Every file to disk at once.
+  await Promise.all([
+    ...maildirs.map((d) => fsyncAsync(d.f.fd!).catch((e: unknown) => { results[d.i] = failure(maildirAbort(d.f, e)); })),
+    ...mboxes.filter((m) => !m.failed).map((m) => fsyncAsync(m.fd).catch((e: unknown) => { m.failed = true; results[m.i] = failure(mboxUndo(m.fd, m.size, e)); })),
+  ]);
+
+  // 4. Links into new/; the mboxes unlocked, closed, their dot-locks removed.
+  const dirs = new Map<string, { job: WriterJob; waiting: { i: number; f: MaildirFile }[] }>();
+  try {
+    for (const d of maildirs) {
+      if (results[d.i]) continue;
+      const { job } = items[d.i]!;
+      creds.user(job);
+      try {
+        maildirLink(d.f);
+        const dir = dirname(d.f.fin);
+        const w = dirs.get(dir) ?? { job, waiting: [] };
+        w.waiting.push(d);
+        dirs.set(dir, w);
+      } catch (e) { results[d.i] = failure(e); }
+    }
+  } finally {
+    creds.root();
+  }
+  if (held.length > 0) await locker!.unlock(held);
+  try {
+    for (const m of mboxes) {
+      try { closeSync(m.fd); } catch { /* already reported */ }
+      if (!m.failed) results[m.i] = { ok: true };
+      if (m.lockFile) {
+        const { job } = items[m.i]!;
+        if (job.inSpool) creds.spool(job); else creds.user(job);
+        try { unlinkSync(m.lockFile); } catch { /* as appendMbox */ }
+      }
+    }
+  } finally {
+    creds.root();
+  }
+
+  // The directories new/, each once for all its links (opened as an owner, fsynced in parallel).
+  const dirFds: { fd: number; waiting: { i: number; f: MaildirFile }[] }[] = [];
+  try {
+    for (const [dir, w] of dirs) {
+      creds.user(w.job);
+      try { dirFds.push({ fd: openSync(dir, C.O_RDONLY | C.O_DIRECTORY), waiting: w.waiting }); } catch (e) { for (const d of w.waiting) results[d.i] = failure(maildirError(d.f, e)); }
+    }
+  } finally {
+    creds.root();
+  }
+  await Promise.all(dirFds.map(async (d) => {
+    try {
+      await fsyncAsync(d.fd);
+      for (const w of d.waiting) results[w.i] ??= { ok: true };
+    } catch (e) {
+      for (const w of d.waiting) results[w.i] = failure(maildirError(w.f, e));
+    } finally {
+      try { closeSync(d.fd); } catch { /* nothing to add */ }
+    }
+  }));
+
+  return later;
+}
