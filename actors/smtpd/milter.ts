@@ -41,6 +41,7 @@ export class SmtpdMilters {
   private readonly sessions = new WeakMap<object, SessionMilters>();
 
   private readonly macroDefaults: Map<string, string>;
+  private readonly settingsCache = new Map<string, ReturnType<typeof milterSettings>>();
 
   private constructor(private readonly config: Config, private readonly list: string, private readonly maps: LookupTable[],
     private readonly log: Logger) {
@@ -114,9 +115,13 @@ export class SmtpdMilters {
       return { code: 421, text: `${this.config.get('myhostname')} Service unavailable - try again later`, hangup: true };
     }
     if (!list.trim()) return null;
-    let settings;
+    let settings = this.settingsCache.get(list);
     try {
-      settings = milterSettings(this.config, list, (w) => this.log.warn(w));
+      // Parsed once per list, not per session (the configuration does not change under a running smtpd).
+      if (!settings) {
+        settings = milterSettings(this.config, list, (w) => this.log.warn(w));
+        if (this.settingsCache.size < 100) this.settingsCache.set(list, settings);
+      }
     } catch (err) {
       this.log.warn(`smtpd_milter_maps: ${ctx.client.addr}: ${(err as Error).message}`);
       return { code: 421, text: `${this.config.get('myhostname')} Service unavailable - try again later`, hangup: true };

@@ -92,7 +92,10 @@ export function macroSource(config: Config, ctx: MilterContext, defaults: Readon
     }
   };
   return (name) => {
-    const bare = name.replace(/^\{(.*)\}$/, '$1');
-    return lookup(bare) ?? defaults.get(`{${bare}}`);
+    // Called for every macro name of every event: no regular expression here.
+    const braced = name.length > 1 && name.charCodeAt(0) === 0x7b && name.charCodeAt(name.length - 1) === 0x7d;
+    const bare = braced ? name.slice(1, -1) : name;
+    const v = lookup(bare);
+    return v !== undefined || defaults.size === 0 ? v : defaults.get(braced ? name : `{${bare}}`);
   };
 }

@@ -67,20 +67,21 @@ export const MAX_PACKET = 1 << 24;
 
 /** One packet: the command byte and its data items (strings get their NUL, numbers are u32). */
 export function packet(cmd: string, ...items: (string | number | Buffer)[]): Buffer {
-  const parts: Buffer[] = [];
+  // One allocation per packet: sizes first, then each item written in place.
+  let size = 5;
+  for (const it of items) size += typeof it === 'number' ? 4 : typeof it === 'string' ? Buffer.byteLength(it, 'latin1') + 1 : it.length;
+  const out = Buffer.allocUnsafe(size);
+  out.writeUInt32BE(size - 4, 0);
+  out.write(cmd, 4, 'latin1');
+  let pos = 5;
   for (const it of items) {
-    if (typeof it === 'number') {
-      const b = Buffer.alloc(4);
-      b.writeUInt32BE(it >>> 0);
-      parts.push(b);
-    } else if (typeof it === 'string') parts.push(Buffer.from(`${it}\0`, 'latin1'));
-    else parts.push(it);
+    if (typeof it === 'number') pos = out.writeUInt32BE(it >>> 0, pos);
+    else if (typeof it === 'string') {
+      pos += out.write(it, pos, 'latin1');
+      out[pos++] = 0;
+    } else pos += it.copy(out, pos);
   }
-  const data = Buffer.concat(parts);
-  const head = Buffer.alloc(5);
-  head.writeUInt32BE(data.length + 1);
-  head.write(cmd, 4, 'latin1');
-  return Buffer.concat([head, data]);
+  return out;
 }
 
 /** Reads a packet's data: NUL-terminated strings and u32s, in order. */
