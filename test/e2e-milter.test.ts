@@ -123,6 +123,30 @@ describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: 
     assert.equal(sink.stats.messages, before);
   });
 
+  test('a reject at a header (steps after it already sent in the same write) is answered, and the next message of the session is filtered as usual', async () => {
+    const { smtp } = await SmtpDialogue.connect(server.port, { timeoutMs: 15000 });
+    const before = sink.stats.messages;
+    try {
+      await smtp.cmd('EHLO client.test');
+      const refused = rfc822({ From: '<s@example.org>', 'X-Reject-At-Header': 'yes', To: '<r@example.com>', Subject: 'refused at a header', 'Message-ID': '<refusedatheader@client.test>' }, 'body\n');
+      for (const [msg, want] of [[refused, /^550 5\.7\.1 Header refused by test milter$/], [message('accepted after a header reject'), /^250 2\.0\.0 Ok: queued as /]] as const) {
+        assert.match((await smtp.cmd('MAIL FROM:<s@example.org>')).line, /^250 /);
+        assert.match((await smtp.cmd('RCPT TO:<r@example.com>')).line, /^250 /);
+        assert.equal((await smtp.cmd('DATA')).code, 354);
+        assert.match((await smtp.cmd(`${msg.replace(/\r\n$/, '')}\r\n.`)).line, want);
+      }
+      await smtp.cmd('QUIT').catch(() => undefined);
+    } finally {
+      smtp.close();
+    }
+    await sink.waitFor(() => sink.messages.some((x) => x.data.toString('latin1').includes('acceptedafteraheaderreject@client.test')), 15000);
+    const m = sink.messages.find((x) => x.data.toString('latin1').includes('acceptedafteraheaderreject@client.test'))!;
+    assert.match(m.data.toString('latin1'), /^X-Test-Milter: queue-id=\w+/m);
+    assert.match(m.data.toString('latin1'), /^Subject: changed by milter: accepted after a header reject/m);
+    assert.ok(!sink.messages.some((x) => x.data.toString('latin1').includes('refusedatheader@client.test')), 'the refused message is not relayed');
+    assert.equal(sink.stats.messages, before + 1);
+  });
+
   test('the milter changes the envelope: sender and recipients', async () => {
     const out = await session(server.port, ['r@example.com'], message('redirect-me now'));
     assert.match(out.at(-1)!, /^250 2\.0\.0 Ok: queued as /);

@@ -27,7 +27,8 @@ export const NEEDS_OPENDKIM = needs(OPENDKIM, "Debian's opendkim") || needs(GENK
  * change the sender with RET=HDRS); every accepted message gets X-Test-Milter (the queue ID),
  * X-Test-Client ({client_addr} / {client_name}) and X-Test-Default (a macro only
  * milter_macro_defaults answers), and a changed Subject. An unknown SMTP command starting with
- * XMILTERTEST is refused with the filter's own reply.
+ * XMILTERTEST is refused with the filter's own reply; a header X-Reject-At-Header is refused
+ * when it is seen (before end of headers).
  */
 const MILTER_PY = `
 import sys, Milter
@@ -58,6 +59,9 @@ class TestMilter(Milter.Base):
     def header(self, name, value):
         if name.lower() == 'subject':
             self.subject = value
+        if name.lower() == 'x-reject-at-header':
+            self.setreply('550', '5.7.1', 'Header refused by test milter')
+            return Milter.REJECT
         return Milter.CONTINUE
 
     def eom(self):
