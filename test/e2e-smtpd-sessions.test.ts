@@ -1,15 +1,18 @@
 /**
  * End to end, smtpd's total session limit and open-file reserve (actors/smtpd/sessions.ts) and
  * its bounded memory per session (actors/smtpd/spool.ts), against a real server:
- *  - default_process_limit = 4: the 5th concurrent session gets "421 4.3.2 All server ports are
- *    busy" and the log lines; one closed, the next one is served;
+ *  - default_process_limit = 4: a 5th concurrent client waits, not greeted, and is greeted as
+ *    soon as one of the 4 closes; waiting clients that hang up leave no place taken; one that
+ *    waits smtpd_timeout gets "421 4.3.2 All server ports are busy" and the log line;
  *  - default_process_limit = 2: sessions that did STARTTLS give their place back when they end;
  *  - started under `prlimit --nofile=1024:2048`: smtpd raises the soft limit to 2048 itself;
  *  - under `prlimit --nofile=1024:1024`, a bounded flood of 1,100 held connections: on a port
  *    without the per-client limit the flood fills that port's share of the descriptors and the
  *    rest is told "all server ports busy", while another port still takes and delivers mail; on
- *    a port with anvil's default limit (50) the flood client gets 50 sessions and a normal client
- *    is served and its mail delivered; the server never runs out of descriptors;
+ *    a port with anvil's default limit (50) and a process limit (100) the flood client gets 50
+ *    sessions (the rest wait for a place within the descriptor budget, then anvil refuses them)
+ *    and a normal client is served and its mail delivered; the server never runs out of
+ *    descriptors;
  *  - 30 slow clients each sending 10 MB: the server's RSS (from /proc) grows by < 50 MB while
  *    all 30 are in the middle of their DATA.
  */
@@ -78,22 +81,78 @@ function countLike(lines: string[], re: RegExp): number {
 }
 
 describe('smtpd total session limit', () => {
-  test('default_process_limit = 4: the 5th session is told "421 4.3.2 All server ports are busy"; a closed one makes room', async (t) => {
+  test('default_process_limit = 4: the 5th client waits, unanswered, and is greeted once one of the 4 closes', async (t) => {
     const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32', default_process_limit: '4' } });
     t.after(async () => { closeAll(); await server.stop(); });
     const lines = await flood(server.port, '127.0.0.2', 4);
     assert.deepEqual(lines.map((l) => l.slice(0, 3)), ['220', '220', '220', '220']);
-    assert.equal(await holdConnection(server.port, '127.0.0.3'), '421 4.3.2 All server ports are busy');
-    await server.waitForLog(/NOQUEUE: reject: CONNECT from \[127\.0\.0\.3\]:\d+: all server ports busy$/, 5000);
+    // The 5th is parked: connected, but nothing is said to it.
+    let fifthAt = 0;
+    const fifth = holdConnection(server.port, '127.0.0.3').then((l) => { fifthAt = Date.now(); return l; });
     await server.waitForLog(/warning: service "127\.0\.0\.1:\d+" \(127\.0\.0\.1:\d+\) has reached its process limit "4": new clients may experience noticeable delays$/, 5000);
-    // One session ends: the next client is greeted.
+    await sleep(700);
+    assert.equal(fifthAt, 0, 'the 5th client was answered while all 4 places were taken');
+    // One session ends: the waiting client is greeted (whichever thread holds it).
     const first = [...live][0]!;
+    const closedAt = Date.now();
     first.destroy();
     live.delete(first);
+    const line = await fifth;
+    assert.match(line, /^220 /);
+    const waited = Date.now() - closedAt;
+    assert.ok(waited < 2000, `greeted ${waited} ms after a place freed`);
+    t.diagnostic(`greeted ${waited} ms after a place freed`);
+    await server.waitForLog(/connect from \S+\[127\.0\.0\.3\]/, 5000);
+    assert.equal(countLike(server.logLines(), /all server ports busy/), 0);
+  });
+
+  test('default_process_limit = 4: a waiting client that hangs up takes no place (4 sessions fit afterwards)', async (t) => {
+    const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32', default_process_limit: '4' } });
+    t.after(async () => { closeAll(); await server.stop(); });
+    assert.deepEqual((await flood(server.port, '127.0.0.2', 4)).map((l) => l.slice(0, 3)), ['220', '220', '220', '220']);
+    // Three clients park and hang up before their turn.
+    for (let i = 0; i < 3; i++) {
+      const s = net.connect({ port: server.port, host: '127.0.0.1', localAddress: '127.0.0.4' });
+      await once(s, 'connect');
+      await sleep(100);
+      s.destroy();
+    }
+    await sleep(300);
+    closeAll();
     await server.waitForLog(/disconnect from \S+\[127\.0\.0\.2\]/, 5000);
-    const { smtp, greeting } = await SmtpDialogue.connect(server.port, { localAddress: '127.0.0.3' });
-    assert.equal(greeting.code, 220, greeting.line);
-    smtp.close();
+    await sleep(500);
+    // All four places are free again, and a fifth client waits once more.
+    assert.deepEqual((await flood(server.port, '127.0.0.3', 4)).map((l) => l.slice(0, 3)), ['220', '220', '220', '220']);
+    let answered = '';
+    void holdConnection(server.port, '127.0.0.3').then((l) => { answered = l; });
+    await sleep(700);
+    assert.equal(answered, '', 'a 5th client was answered while 4 sessions were open');
+    const log = server.logLines();
+    assert.equal(countLike(log, /127\.0\.0\.4/), 0, log.filter((l) => /127\.0\.0\.4/.test(l)).join('\n'));
+  });
+
+  test('default_process_limit = 4, smtpd_timeout = 2s: a client that waits that long is told "421 4.3.2 All server ports are busy"', async (t) => {
+    const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32', default_process_limit: '4', smtpd_timeout: '2s' } });
+    t.after(async () => { closeAll(); await server.stop(); });
+    const held = await Promise.all(Array.from({ length: 4 }, () => SmtpDialogue.connect(server.port, { localAddress: '127.0.0.2' })));
+    for (const { greeting } of held) assert.equal(greeting.code, 220);
+    // The 4 sessions stay busy (a NOOP each 500 ms, within their own smtpd_timeout).
+    let busy = true;
+    const keep = (async () => {
+      for (let i = 0; busy && i < 20; i++) {
+        await Promise.all(held.map(({ smtp }) => smtp.cmd('NOOP')));
+        await sleep(500);
+      }
+    })();
+    const startedAt = Date.now();
+    const line = await holdConnection(server.port, '127.0.0.3');
+    const waited = Date.now() - startedAt;
+    busy = false;
+    await keep;
+    for (const { smtp } of held) smtp.close();
+    assert.equal(line, '421 4.3.2 All server ports are busy');
+    assert.ok(waited >= 1800 && waited < 6000, `refused after ${waited} ms`);
+    await server.waitForLog(/NOQUEUE: reject: CONNECT from \[127\.0\.0\.3\]:\d+: all server ports busy$/, 5000);
   });
 
   test('default_process_limit = 2: STARTTLS sessions give their place back when they end (6 in a row are all served)', async (t) => {
