@@ -10,8 +10,8 @@
  *    without the per-client limit the flood fills that port's share of the descriptors and the
  *    rest is told "all server ports busy", while another port still takes and delivers mail; on
  *    a port with anvil's default limit (50) and a process limit (100) the flood client gets 50
- *    sessions (the rest wait for a place within the descriptor budget, then anvil refuses them)
- *    and a normal client is served and its mail delivered; the server never runs out of
+ *    sessions (past 100 sessions the rest would wait for a place within the descriptor budget,
+ *    then be refused by anvil) and a normal client is served and its mail delivered; the server never runs out of
  *    descriptors;
  *  - 30 slow clients each sending 10 MB: the server's RSS (from /proc) grows by < 50 MB while
  *    all 30 are in the middle of their DATA.
@@ -227,6 +227,7 @@ describe('smtpd total session limit', () => {
     const busy2 = second.filter((l) => l === '421 4.3.2 All server ports are busy').length;
     assert.equal(tooMany + busy2, 1050, second.filter((l) => !l.startsWith('220 ') && !l.startsWith('421 ')).slice(0, 5).join(' | '));
     assert.ok(tooMany > 500, `only ${tooMany} refused by anvil`);
+    t.diagnostic(`second flood: ${tooMany} refused by anvil, ${busy2} all server ports busy`);
     const r2 = await sendRaw(mx, 'a@example.org', ['c@example.net'], 'Subject: normal client\r\n\r\nhello\r\n', { localAddress: '127.0.0.3' });
     assert.match(r2.line, /^250 2\.0\.0 Ok: queued as /);
     await sink.waitFor(() => sink.messages.some((m) => m.data.includes('Subject: normal client')), 30_000);
