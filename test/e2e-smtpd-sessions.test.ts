@@ -5,6 +5,8 @@
  *    soon as one of the 4 closes; waiting clients that hang up leave no place taken; one that
  *    waits smtpd_timeout gets "421 4.3.2 All server ports are busy" and the log line;
  *  - default_process_limit = 2: sessions that did STARTTLS give their place back when they end;
+ *  - default_process_limit = 1, a wrapper-mode port: a waiting client's TLS handshake and 220
+ *    come once the place frees;
  *  - started under `prlimit --nofile=1024:2048`: smtpd raises the soft limit to 2048 itself;
  *  - under `prlimit --nofile=1024:1024`, a bounded flood of 1,100 held connections: on a port
  *    without the per-client limit the flood fills that port's share of the descriptors and the
@@ -175,6 +177,42 @@ describe('smtpd total session limit', () => {
       await once(secure, 'close');
       // Without sync: with two places, one closing late still leaves room; a leak fails by the third.
     }
+  });
+
+  test('default_process_limit = 1, wrapper mode: a waiting TLS client gets its handshake and 220 once the place frees', async (t) => {
+    const dir = tempDir();
+    const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(dir, 'key.pem'),
+      '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', `/CN=${HOST}`], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const wrapper = await freePort();
+    const server = await startServer({
+      mainCf: { mynetworks: '127.0.0.1/32', default_process_limit: '1', smtpd_tls_cert_file: join(dir, 'cert.pem'), smtpd_tls_key_file: join(dir, 'key.pem') },
+      masterCf: [
+        '127.0.0.1:{{PORT}} inet n - n - 1 smtpd',
+        `127.0.0.1:${wrapper} inet n - n - 1 smtpd -o smtpd_tls_wrappermode=yes`,
+        ...BACKEND_SERVICES,
+        '',
+      ].join('\n'),
+    });
+    t.after(() => server.stop());
+    const greet = (s: tls.TLSSocket) => new Promise<string>((resolve) => {
+      let buf = '';
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => { buf += d; if (buf.includes('\r\n')) resolve(buf.slice(0, buf.indexOf('\r\n'))); });
+      s.on('error', () => resolve(buf || 'error'));
+      s.on('close', () => resolve(buf || 'closed'));
+    });
+    const first = tls.connect({ port: wrapper, host: '127.0.0.1', rejectUnauthorized: false, servername: HOST });
+    assert.match(await greet(first), /^220 /);
+    let second = '';
+    const s2 = tls.connect({ port: wrapper, host: '127.0.0.1', rejectUnauthorized: false, servername: HOST });
+    const done = greet(s2).then((l) => { second = l; return l; });
+    await sleep(700);
+    assert.equal(second, '', 'the 2nd client was answered while the only place was taken');
+    first.end('QUIT\r\n');
+    assert.match(await done, /^220 /);
+    s2.end('QUIT\r\n');
+    await once(s2, 'close');
   });
 
   test('the soft open-file limit is raised to the hard limit at start (prlimit --nofile=1024:2048)', async (t) => {
