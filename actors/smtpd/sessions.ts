@@ -78,13 +78,8 @@ export function raiseOpenFileLimit(): number | null {
   return after?.soft ?? before.soft;
 }
 
-/** The session limit of this smtpd service (0: none), as the file header explains. */
-export function sessionLimitOf(config: Config, nofile: number | null): number {
-  return sessionBudgetOf(config, nofile).limit;
-}
-
 /**
- * The session limit (0: none) and how many connections over it may wait for a place: what the
+ * The session limit of this smtpd service (0: none), as the file header explains, and how many connections over it may wait for a place: what the
  * service's share of the open-file budget leaves beside its sessions (0 when the budget is the
  * limit; without a known budget, as many as the limit).
  */
@@ -201,6 +196,7 @@ export function gateSessions(server: net.Server, opts: GateOptions): SessionGate
   let timer: NodeJS.Timeout | null = null;
   const unpark = (p: Parked): void => {
     p.socket.off('close', p.gone);
+    p.socket.off('end', p.gone);
     p.socket.off('error', p.noError);
     opts.counter.leaveParked();
   };
@@ -213,6 +209,13 @@ export function gateSessions(server: net.Server, opts: GateOptions): SessionGate
         queue.shift();
         unpark(p);
         refuse(p.socket);
+        continue;
+      }
+      // Hung up, and its 'close' not come yet: forgotten, not given a place.
+      if (p.socket.destroyed || p.socket.readableEnded || p.socket.remoteAddress === undefined) {
+        queue.shift();
+        unpark(p);
+        p.socket.destroy();
         continue;
       }
       if (!opts.counter.enterSession(opts.limit)) break;
@@ -238,11 +241,13 @@ export function gateSessions(server: net.Server, opts: GateOptions): SessionGate
         if (i >= 0) {
           queue.splice(i, 1);
           unpark(p);
+          socket.destroy();
         }
       },
       noError: () => { /* 'close' follows */ },
     };
     socket.once('close', p.gone);
+    socket.once('end', p.gone);
     socket.on('error', p.noError);
     queue.push(p);
     timer ??= setInterval(pump, PARK_POLL_MS);
