@@ -1,15 +1,20 @@
 /**
  * End to end, smtpd's total session limit and open-file reserve (actors/smtpd/sessions.ts) and
  * its bounded memory per session (actors/smtpd/spool.ts), against a real server:
- *  - default_process_limit = 4: the 5th concurrent session gets "421 4.3.2 All server ports are
- *    busy" and the log lines; one closed, the next one is served;
+ *  - default_process_limit = 4: a 5th concurrent client waits, not greeted, and is greeted as
+ *    soon as one of the 4 closes; waiting clients that hang up leave no place taken; one that
+ *    waits smtpd_timeout gets "421 4.3.2 All server ports are busy" and the log line;
  *  - default_process_limit = 2: sessions that did STARTTLS give their place back when they end;
+ *  - default_process_limit = 1, a wrapper-mode port: a waiting client's TLS handshake and 220
+ *    come once the place frees;
  *  - started under `prlimit --nofile=1024:2048`: smtpd raises the soft limit to 2048 itself;
  *  - under `prlimit --nofile=1024:1024`, a bounded flood of 1,100 held connections: on a port
  *    without the per-client limit the flood fills that port's share of the descriptors and the
  *    rest is told "all server ports busy", while another port still takes and delivers mail; on
- *    a port with anvil's default limit (50) the flood client gets 50 sessions and a normal client
- *    is served and its mail delivered; the server never runs out of descriptors;
+ *    a port with anvil's default limit (50) and a process limit (100) the flood client gets 50
+ *    sessions (past 100 sessions the rest would wait for a place within the descriptor budget,
+ *    then be refused by anvil) and a normal client is served and its mail delivered; the server never runs out of
+ *    descriptors;
  *  - 30 slow clients each sending 10 MB: the server's RSS (from /proc) grows by < 50 MB while
  *    all 30 are in the middle of their DATA.
  */
@@ -78,22 +83,78 @@ function countLike(lines: string[], re: RegExp): number {
 }
 
 describe('smtpd total session limit', () => {
-  test('default_process_limit = 4: the 5th session is told "421 4.3.2 All server ports are busy"; a closed one makes room', async (t) => {
+  test('default_process_limit = 4: the 5th client waits, unanswered, and is greeted once one of the 4 closes', async (t) => {
     const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32', default_process_limit: '4' } });
     t.after(async () => { closeAll(); await server.stop(); });
     const lines = await flood(server.port, '127.0.0.2', 4);
     assert.deepEqual(lines.map((l) => l.slice(0, 3)), ['220', '220', '220', '220']);
-    assert.equal(await holdConnection(server.port, '127.0.0.3'), '421 4.3.2 All server ports are busy');
-    await server.waitForLog(/NOQUEUE: reject: CONNECT from \[127\.0\.0\.3\]:\d+: all server ports busy$/, 5000);
+    // The 5th is parked: connected, but nothing is said to it.
+    let fifthAt = 0;
+    const fifth = holdConnection(server.port, '127.0.0.3').then((l) => { fifthAt = Date.now(); return l; });
     await server.waitForLog(/warning: service "127\.0\.0\.1:\d+" \(127\.0\.0\.1:\d+\) has reached its process limit "4": new clients may experience noticeable delays$/, 5000);
-    // One session ends: the next client is greeted.
+    await sleep(700);
+    assert.equal(fifthAt, 0, 'the 5th client was answered while all 4 places were taken');
+    // One session ends: the waiting client is greeted (whichever thread holds it).
     const first = [...live][0]!;
+    const closedAt = Date.now();
     first.destroy();
     live.delete(first);
+    const line = await fifth;
+    assert.match(line, /^220 /);
+    const waited = Date.now() - closedAt;
+    assert.ok(waited < 2000, `greeted ${waited} ms after a place freed`);
+    t.diagnostic(`greeted ${waited} ms after a place freed`);
+    await server.waitForLog(/connect from \S+\[127\.0\.0\.3\]/, 5000);
+    assert.equal(countLike(server.logLines(), /all server ports busy/), 0);
+  });
+
+  test('default_process_limit = 4: a waiting client that hangs up takes no place (4 sessions fit afterwards)', async (t) => {
+    const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32', default_process_limit: '4' } });
+    t.after(async () => { closeAll(); await server.stop(); });
+    assert.deepEqual((await flood(server.port, '127.0.0.2', 4)).map((l) => l.slice(0, 3)), ['220', '220', '220', '220']);
+    // Three clients park and hang up before their turn.
+    for (let i = 0; i < 3; i++) {
+      const s = net.connect({ port: server.port, host: '127.0.0.1', localAddress: '127.0.0.4' });
+      await once(s, 'connect');
+      await sleep(100);
+      s.destroy();
+    }
+    await sleep(300);
+    closeAll();
     await server.waitForLog(/disconnect from \S+\[127\.0\.0\.2\]/, 5000);
-    const { smtp, greeting } = await SmtpDialogue.connect(server.port, { localAddress: '127.0.0.3' });
-    assert.equal(greeting.code, 220, greeting.line);
-    smtp.close();
+    await sleep(500);
+    // All four places are free again, and a fifth client waits once more.
+    assert.deepEqual((await flood(server.port, '127.0.0.3', 4)).map((l) => l.slice(0, 3)), ['220', '220', '220', '220']);
+    let answered = '';
+    void holdConnection(server.port, '127.0.0.3').then((l) => { answered = l; });
+    await sleep(700);
+    assert.equal(answered, '', 'a 5th client was answered while 4 sessions were open');
+    const log = server.logLines();
+    assert.equal(countLike(log, /127\.0\.0\.4/), 0, log.filter((l) => /127\.0\.0\.4/.test(l)).join('\n'));
+  });
+
+  test('default_process_limit = 4, smtpd_timeout = 2s: a client that waits that long is told "421 4.3.2 All server ports are busy"', async (t) => {
+    const server = await startServer({ mainCf: { mynetworks: '127.0.0.1/32', default_process_limit: '4', smtpd_timeout: '2s' } });
+    t.after(async () => { closeAll(); await server.stop(); });
+    const held = await Promise.all(Array.from({ length: 4 }, () => SmtpDialogue.connect(server.port, { localAddress: '127.0.0.2' })));
+    for (const { greeting } of held) assert.equal(greeting.code, 220);
+    // The 4 sessions stay busy (a NOOP each 500 ms, within their own smtpd_timeout).
+    let busy = true;
+    const keep = (async () => {
+      for (let i = 0; busy && i < 20; i++) {
+        await Promise.all(held.map(({ smtp }) => smtp.cmd('NOOP')));
+        await sleep(500);
+      }
+    })();
+    const startedAt = Date.now();
+    const line = await holdConnection(server.port, '127.0.0.3');
+    const waited = Date.now() - startedAt;
+    busy = false;
+    await keep;
+    for (const { smtp } of held) smtp.close();
+    assert.equal(line, '421 4.3.2 All server ports are busy');
+    assert.ok(waited >= 1800 && waited < 6000, `refused after ${waited} ms`);
+    await server.waitForLog(/NOQUEUE: reject: CONNECT from \[127\.0\.0\.3\]:\d+: all server ports busy$/, 5000);
   });
 
   test('default_process_limit = 2: STARTTLS sessions give their place back when they end (6 in a row are all served)', async (t) => {
@@ -116,6 +177,42 @@ describe('smtpd total session limit', () => {
       await once(secure, 'close');
       // Without sync: with two places, one closing late still leaves room; a leak fails by the third.
     }
+  });
+
+  test('default_process_limit = 1, wrapper mode: a waiting TLS client gets its handshake and 220 once the place frees', async (t) => {
+    const dir = tempDir();
+    const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(dir, 'key.pem'),
+      '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', `/CN=${HOST}`], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const wrapper = await freePort();
+    const server = await startServer({
+      mainCf: { mynetworks: '127.0.0.1/32', default_process_limit: '1', smtpd_tls_cert_file: join(dir, 'cert.pem'), smtpd_tls_key_file: join(dir, 'key.pem') },
+      masterCf: [
+        '127.0.0.1:{{PORT}} inet n - n - 1 smtpd',
+        `127.0.0.1:${wrapper} inet n - n - 1 smtpd -o smtpd_tls_wrappermode=yes`,
+        ...BACKEND_SERVICES,
+        '',
+      ].join('\n'),
+    });
+    t.after(() => server.stop());
+    const greet = (s: tls.TLSSocket) => new Promise<string>((resolve) => {
+      let buf = '';
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => { buf += d; if (buf.includes('\r\n')) resolve(buf.slice(0, buf.indexOf('\r\n'))); });
+      s.on('error', () => resolve(buf || 'error'));
+      s.on('close', () => resolve(buf || 'closed'));
+    });
+    const first = tls.connect({ port: wrapper, host: '127.0.0.1', rejectUnauthorized: false, servername: HOST });
+    assert.match(await greet(first), /^220 /);
+    let second = '';
+    const s2 = tls.connect({ port: wrapper, host: '127.0.0.1', rejectUnauthorized: false, servername: HOST });
+    const done = greet(s2).then((l) => { second = l; return l; });
+    await sleep(700);
+    assert.equal(second, '', 'the 2nd client was answered while the only place was taken');
+    first.end('QUIT\r\n');
+    assert.match(await done, /^220 /);
+    s2.end('QUIT\r\n');
+    await once(s2, 'close');
   });
 
   test('the soft open-file limit is raised to the hard limit at start (prlimit --nofile=1024:2048)', async (t) => {
@@ -168,6 +265,7 @@ describe('smtpd total session limit', () => {
     const busy2 = second.filter((l) => l === '421 4.3.2 All server ports are busy').length;
     assert.equal(tooMany + busy2, 1050, second.filter((l) => !l.startsWith('220 ') && !l.startsWith('421 ')).slice(0, 5).join(' | '));
     assert.ok(tooMany > 500, `only ${tooMany} refused by anvil`);
+    t.diagnostic(`second flood: ${tooMany} refused by anvil, ${busy2} all server ports busy`);
     const r2 = await sendRaw(mx, 'a@example.org', ['c@example.net'], 'Subject: normal client\r\n\r\nhello\r\n', { localAddress: '127.0.0.3' });
     assert.match(r2.line, /^250 2\.0\.0 Ok: queued as /);
     await sink.waitFor(() => sink.messages.some((m) => m.data.includes('Subject: normal client')), 30_000);

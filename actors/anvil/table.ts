@@ -41,6 +41,8 @@ const PEAK_KIND = { connectionCount: 0, connection: 1, message: 2, recipient: 3,
 const H_BASE_BYTE = 56 * 4;
 /** The service's sessions in progress, over all its smtpd threads (actors/smtpd/sessions.ts). */
 const H_SESSIONS = 63;
+/** The service's connections waiting for a session place, over all its threads (same file). */
+const H_PARKED = 62;
 const HEADER_WORDS = 64;
 // Slot (Int32 words): state (0 empty, 1 used), address (4 words, IPv6 order; IPv4 as ::ffff:a.b.c.d),
 // connection count, window start, the five rates, the time the count fell to 0, prefix length.
@@ -137,6 +139,20 @@ export class AnvilTable {
   /** A session of the service ended. */
   leaveSession(): void {
     Atomics.sub(this.h, H_SESSIONS, 1);
+  }
+
+  /** One more connection waiting for a session place, unless `limit` wait already. */
+  enterParked(limit: number): boolean {
+    for (;;) {
+      const now = Atomics.load(this.h, H_PARKED);
+      if (now >= limit) return false;
+      if (Atomics.compareExchange(this.h, H_PARKED, now, now + 1) === now) return true;
+    }
+  }
+
+  /** A waiting connection was admitted, refused or went away. */
+  leaveParked(): void {
+    Atomics.sub(this.h, H_PARKED, 1);
   }
 
   /** Entries in use (live or expired but not yet swept). */

@@ -43,7 +43,7 @@ import { installLineReader, smtpStreamPrototype } from './line-reader.js';
 import { illPipelining, installPipelining } from './pipelining.js';
 import { installSyntax } from './syntax.js';
 import { bareLfNoted, bareNewlineFrom, contentRefusal, installBareNewline, whatsup } from './bare-newline.js';
-import { gateSessions, localCounter, raiseOpenFileLimit, sessionLimitOf } from './sessions.js';
+import { gateSessions, localCounter, raiseOpenFileLimit, sessionBudgetOf } from './sessions.js';
 import { AnvilTable } from '../anvil/table.js';
 import { Postscreen, type Endpoints } from '../postscreen/index.js';
 import { readProxyHeader } from '../postscreen/haproxy.js';
@@ -742,20 +742,23 @@ async function main(): Promise<void> {
     });
   }
   // The total session limit and the open-file reserve (sessions.ts).
-  const sessionLimit = sessionLimitOf(config, raiseOpenFileLimit());
-  const admit = gateSessions(primary, {
-    limit: sessionLimit,
+  const budget = sessionBudgetOf(config, raiseOpenFileLimit());
+  const gate = gateSessions(primary, {
+    limit: budget.limit,
+    parkable: budget.parkable,
+    // A client over the limit waits at most as long as a session may stay silent.
+    waitMs: config.getTime('smtpd_timeout') * 1000,
     counter: anvilTable ?? localCounter(),
     service: config.get('service_name'),
     endpoint: config.get('service_name'),
     plaintext: !tlsSettings.wrapper,
   });
   /** A session on a socket whose endpoints someone else read (postscreen, a PROXY header). */
-  // Such sessions count against the session limit too.
-  const handOff = (socket: net.Socket, ep: Endpoints) => admit(socket) && (server as unknown as { connect(s: net.Socket, o: object): void }).connect(socket, {
+  // Such sessions count against the session limit too (and wait for a place like any other).
+  const handOff = (socket: net.Socket, ep: Endpoints) => gate.admit(socket, () => (server as unknown as { connect(s: net.Socket, o: object): void }).connect(socket, {
     id: randomBytes(10).toString('hex'),
     remoteAddress: ep.clientAddr, remotePort: ep.clientPort, localAddress: ep.serverAddr, localPort: ep.serverPort,
-  });
+  }));
   // Behind postscreen the addresses are postscreen's: every connection is screened first, and
   // a client that passes is given to smtp-server as a new connection (actors/postscreen).
   const postscreen = postscreenData ? await Postscreen.create({
@@ -793,7 +796,7 @@ async function main(): Promise<void> {
   handleShutdown(server, listeners, () => {
     flushMaillog();
     process.exit(0);
-  });
+  }, () => gate.parked());
   parentPort!.postMessage({ type: 'postactor:ready' });
 }
 

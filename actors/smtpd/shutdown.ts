@@ -19,7 +19,8 @@ import type { SMTPServer } from 'smtp-server';
 /** How long a stopping (not retiring) smtpd waits for its sessions before it closes them. */
 export const STOP_GRACE_MS = 10_000;
 
-export function handleShutdown(server: SMTPServer, listeners: net.Server[], exit: () => void): void {
+/** `waiting`: connections parked for a session place (sessions.ts), which a retired thread still serves. */
+export function handleShutdown(server: SMTPServer, listeners: net.Server[], exit: () => void, waiting: () => number = () => 0): void {
   const connections = (server as unknown as { connections: Set<{ send(code: number, text: string): void; close(): void }> }).connections;
   let closed = false;
   let deadline = Infinity;
@@ -32,7 +33,7 @@ export function handleShutdown(server: SMTPServer, listeners: net.Server[], exit
     parentPort!.postMessage({ type: 'postactor:closed' });
   };
   const poll = () => {
-    if (connections.size === 0) return exit();
+    if (connections.size === 0 && (waiting() === 0 || Date.now() >= deadline)) return exit();
     if (Date.now() < deadline) return void setTimeout(poll, 50);
     // The grace period is over: each session left hears smtp-server's farewell, its socket is
     // ended (flushed), and the thread exits. (server.close() would not do it: the listeners
