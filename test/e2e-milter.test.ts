@@ -123,7 +123,7 @@ describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: 
     assert.equal(sink.stats.messages, before);
   });
 
-  test('a reject at a header (steps after it already sent in the same write) is answered, and the next message of the session is filtered as usual', async () => {
+  test('a reject at a header is answered at once (no later step is sent), and the next message of the session is filtered as usual', async () => {
     const { smtp } = await SmtpDialogue.connect(server.port, { timeoutMs: 15000 });
     const before = sink.stats.messages;
     try {

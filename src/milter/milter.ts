@@ -401,60 +401,34 @@ export class Milter {
     const hdrMacros = macroFrame(CMD.HEADER, this.macroLists.eoh, macros);
     const bodyMacros = macroFrame(CMD.BODY, this.macroLists.eom, macros);
     /*
-     * Headers, end of headers, the first body chunk and (for a one-chunk body) end of message
-     * go out in one write and their replies are read in order afterwards, instead of one
-     * round trip per header: with OpenDKIM (which asks for a reply to every step) that is
-     * one round trip for the message instead of five or more, each costing the smtpd thread
-     * a write, a read and a wake-up. What the milter sees is the same byte stream; only an
-     * early reject/accept differs: the milter has already been sent the steps after it,
-     * which libmilter ignores without replying (engine.c: a step not valid after the end of
-     * the message is dropped), so the replies still pair with the steps.
+     * Each step that the milter answers waits for its reply before the next goes out, as
+     * Postfix's milter8 does: a milter may reject or accept at any header, and a milter that
+     * is not libmilter may answer steps sent after that, which would put its replies out of
+     * step with ours. Steps it does not answer (SMFIP_NR_*) wait in the output buffer and go
+     * out in one write with the next step that is answered.
      */
-    const owed: string[] = [];
-    const send = (frame: Buffer, cmd: string, skip: number, noReply: number, data: (string | Buffer)[]) => {
+    const step = async (frame: Buffer, cmd: string, skip: number, noReply: number, data: (string | Buffer)[]): Promise<Verdict> => {
       this.write(frame);
-      if (this.steps & skip) return;
+      if (this.steps & skip) return null;
       this.write(packet(cmd, ...data));
-      if (!(this.steps & noReply)) owed.push(cmd);
-    };
-    /** Reads the replies owed, in order, up to the first that is not "continue". */
-    const collect = async (): Promise<Verdict> => {
-      while (owed.length > 0) {
-        const v = await this.verdict(owed.shift()!, t);
-        if (v !== null || this.state !== 'ready') return v;
-      }
-      return null;
+      if (this.steps & noReply) return null;
+      return this.verdict(cmd, t);
     };
     const stop = (v: Verdict) => ({ verdict: v === 'skip' ? null : v, ...none });
     try {
       for (const [name, raw] of headers) {
-        send(hdrMacros, CMD.HEADER, SMFIP.NOHDRS, SMFIP.NR_HDR, [name, this.steps & SMFIP.HDR_LEADSPC ? raw : raw.replace(/^ /, '')]);
-      }
-      send(macroFrame(CMD.EOH, this.macroLists.eoh, macros), CMD.EOH, SMFIP.NOEOH, SMFIP.NR_EOH, []);
-      if (body.length <= CHUNK) {
-        // One chunk (or none): end of message goes in the same write.
-        const headerReplies = owed.length;
-        if (body.length > 0) send(bodyMacros, CMD.BODY, SMFIP.NOBODY, SMFIP.NR_BODY, [body]);
-        this.write(macroFrame(CMD.EOM, this.macroLists.eom, macros));
-        this.write(packet(CMD.EOM));
-        const bodyReplies = owed.splice(headerReplies);
-        let v = await collect();
+        const v = await step(hdrMacros, CMD.HEADER, SMFIP.NOHDRS, SMFIP.NR_HDR, [name, this.steps & SMFIP.HDR_LEADSPC ? raw : raw.replace(/^ /, '')]);
         if (v !== null || this.state !== 'ready') return stop(v);
-        owed.push(...bodyReplies);
-        // A SKIP for the body just ends the body; end of message was sent anyway.
-        v = await collect();
-        if (v !== null && v !== 'skip') return stop(v);
-        if (this.state !== 'ready') return stop(null);
-        return await this.endOfMessage(t);
       }
-      let v = await collect();
+      let v = await step(macroFrame(CMD.EOH, this.macroLists.eoh, macros), CMD.EOH, SMFIP.NOEOH, SMFIP.NR_EOH, []);
       if (v !== null || this.state !== 'ready') return stop(v);
       for (let off = 0; off < body.length; off += CHUNK) {
-        send(bodyMacros, CMD.BODY, SMFIP.NOBODY, SMFIP.NR_BODY, [body.subarray(off, off + CHUNK)]);
-        v = await collect();
+        v = await step(bodyMacros, CMD.BODY, SMFIP.NOBODY, SMFIP.NR_BODY, [body.subarray(off, off + CHUNK)]);
         if (v === 'skip') break;
         if (v !== null || this.state !== 'ready') return stop(v);
       }
+      if ((this.state as State) === 'error' || (this.state as State) === 'reject-con') return { verdict: this.defReply, ...none };
+      if ((this.state as State) !== 'ready') return stop(null);
       this.write(macroFrame(CMD.EOM, this.macroLists.eom, macros));
       this.write(packet(CMD.EOM));
       return await this.endOfMessage(t);
