@@ -90,16 +90,67 @@ export function parseCommandLine(prog: string, usage: string, spec: string, long
   return parsed;
 }
 
+/**
+ * Closers of what must be shut before the process ends: src/queue/store.ts registers each open
+ * queue store. process.exit() while lmdb-js's write worker is inside a batch (a transaction
+ * whose callback has not run yet, or the worker still waiting for the batch's end after the
+ * awaited commit) hangs for ever: Node joins its thread pool on exit, and that worker waits for
+ * the JavaScript thread, which is exiting (lmdb-js issue #336). So an exit first closes the
+ * stores (lmdb-js then commits what is pending and ends the batch), and only then exits.
+ */
+const closers = new Set<() => Promise<void>>();
+
+/** Registers a closer run before the command exits; the returned function unregisters it. */
+export function closeBeforeExit(close: () => Promise<void>): () => void {
+  closers.add(close);
+  return () => void closers.delete(close);
+}
+
+/**
+ * Thrown by exitCommand to unwind its caller while the stores close: the exit is under way
+ * and nothing after the call may run. It is swallowed where it surfaces (uncaught).
+ */
+export class CommandExit extends Error {
+  override name = 'CommandExit';
+}
+
+let exiting = false;
+
+/**
+ * process.exit(code), after closing what closeBeforeExit registered. With nothing open it is
+ * process.exit itself. Otherwise the code is kept, the closers run, the process exits when they
+ * are done (a failed close still exits), and the caller is unwound by a CommandExit; another
+ * fatal error meanwhile (a catch that reports the CommandExit) changes nothing.
+ */
+export function exitCommand(code: number): never {
+  if (exiting) throw new CommandExit('exit under way');
+  if (closers.size === 0) process.exit(code);
+  exiting = true;
+  process.exitCode = code;
+  process.on('uncaughtException', (err) => {
+    if (err instanceof CommandExit) return;
+    // What Node would print, without its exit (which would hang the same way): the stores are closing.
+    process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  });
+  const pending = [...closers].map(async (close) => close());
+  closers.clear();
+  void Promise.allSettled(pending).then(() => process.exit());
+  throw new CommandExit('exit under way');
+}
+
 /** Writes `NAME: fatal: text` (each line) on stderr and exits. */
 export function fatal(prog: string, text: string, code = 1): never {
+  if (exiting) throw new CommandExit('exit under way'); // the first fatal error was reported
   process.stderr.write(text.split('\n').map((l) => `${prog}: fatal: ${l}\n`).join(''));
-  process.exit(code);
+  exitCommand(code);
 }
 
 /** Usage on stderr, exit 64. */
 export function usageError(prog: string, usage: string, why?: string): never {
+  if (exiting) throw new CommandExit('exit under way');
   process.stderr.write(`${why ? `${prog}: ${why}\n` : ''}${usage}\n`);
-  process.exit(EX_USAGE);
+  exitCommand(EX_USAGE);
 }
 
 /**

@@ -29,6 +29,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { closeBeforeExit } from './command-line.js';
 import { contentChecksum, STORE_FILE, storeFileProblem } from './integrity.js';
 import type { FlushLogTimes, LogKind, MessageMeta, QueueName, StatusRecord, StsPolicyRecord, VerifyEntry } from './types.js';
 
@@ -156,6 +157,7 @@ export class QueueStore {
         } catch { /* not ours to change (another user's store): LMDB itself enforces access */ }
       }
     }
+    this.forgetOnExit = closeBeforeExit(() => this.root.close());
   }
 
   static open(directory: string, options: StoreOptions = {}): QueueStore {
@@ -569,7 +571,15 @@ export class QueueStore {
     return this.root.flushed.then(() => undefined);
   }
 
+  /**
+   * Closes the store once its pending writes are committed. A command that exits through
+   * src/queue/command-line.ts's exitCommand (fatal, usage errors) closes its open stores first:
+   * process.exit() during an lmdb-js write batch hangs (see there).
+   */
   async close(): Promise<void> {
+    this.forgetOnExit();
     await this.root.close();
   }
+
+  private forgetOnExit: () => void = () => undefined;
 }
