@@ -266,7 +266,16 @@ describe('e2e metrics_listen: a dead destination', () => {
     // A failed cohort (initial_destination_concurrency = 5 failed connections) makes it dead.
     for (let i = 0; i < 6; i++) queuedId(await sendRaw(server.port, 'sender@example.org', [`someone-${i}@example.com`], rfc822({ Subject: 'dead' }, 'body\n')));
     await server.waitForLogCount(/status=deferred/, 6, 20_000);
-    const s = parseExposition(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text());
+    // master sums the threads' metrics once a second: the scrape right after the log lines may
+    // still show the second before them.
+    const deadline = Date.now() + 10_000;
+    let s: Sample[] = [];
+    for (;;) {
+      s = parseExposition(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text());
+      const seen = s.some((x) => x.name === 'postactor_destination_backoff_seconds') && total(s, 'postactor_deliveries_total', { status: 'deferred' }) >= 6;
+      if (seen || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
     const backoff = s.filter((x) => x.name === 'postactor_destination_backoff_seconds');
     assert.equal(backoff.length, 1, JSON.stringify(backoff));
     assert.equal(backoff[0]!.labels['nexthop'], `[127.0.0.1]:${server.sinkPort}`);
