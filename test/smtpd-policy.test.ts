@@ -266,6 +266,14 @@ describe('reject_unlisted_recipient and smtpd_reject_unlisted_recipient', () => 
     ['known@mx.postactor.test', 'ok'],
     ['Known@MX.postactor.test', 'ok'],
     ['unknown@mx.postactor.test', '550 5.1.1 <unknown@mx.postactor.test>: Recipient address rejected: User unknown in local recipient table'],
+    // smtpd_check.c: postmaster, MAILER-DAEMON and double-bounce need no entry in a local domain;
+    // a bare "postmaster" is always accepted (RFC 5321 4.5.1).
+    ['postmaster@mx.postactor.test', 'ok'],
+    ['PostMaster@mx.postactor.test', 'ok'],
+    ['MAILER-DAEMON@mx.postactor.test', 'ok'],
+    ['double-bounce@mx.postactor.test', 'ok'],
+    ['postmaster', 'ok'],
+    ['postmaster@relay.example', '550 5.1.1 <postmaster@relay.example>: Recipient address rejected: User unknown in relay recipient table'],
     ['a@relay.example', 'ok'],
     ['b@relay.example', '550 5.1.1 <b@relay.example>: Recipient address rejected: User unknown in relay recipient table'],
     ['v@vmail.example', 'ok'],

@@ -187,6 +187,7 @@ export class SmtpdPolicy {
       },
       recipientDelimiter: delimiter,
       isLocalDomain: (d) => isLocalDomain(this.resolve, d),
+      doubleBounceSender: config.get('double_bounce_sender'),
     };
 
     this.verifyService = config.get('address_verify_service_name').trim();

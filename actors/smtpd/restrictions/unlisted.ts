@@ -9,6 +9,9 @@
  *   relay domains                    relay_recipient_maps   "User unknown in relay recipient table"
  *
  * An address found in virtual_alias_maps is valid in any class. An empty map means "any user".
+ * As Postfix's smtpd_check.c: a bare "postmaster" is always accepted (RFC 5321 4.5.1), and in
+ * local domains postmaster@, MAILER-DAEMON@ and double_bounce_sender@ need no table entry
+ * (qmgr and bounce absorb or generate them).
  * A broken table is a temporary failure: 451 4.3.0 "<addr>: Temporary lookup failure".
  */
 import { lookupAddress, TableError } from '../../../src/maps/index.js';
@@ -26,6 +29,8 @@ export interface UnlistedSettings {
   codes: { local: number; virtualAlias: number; virtualMailbox: number; relay: number };
   recipientDelimiter: string;
   isLocalDomain(domain: string): Promise<boolean>;
+  /** double_bounce_sender: its local address needs no local_recipient_maps entry. */
+  doubleBounceSender?: string;
 }
 
 const TEXT: Record<Exclude<AddressClass, 'default'>, string> = {
@@ -46,9 +51,15 @@ async function inAny(maps: PolicyTable[], address: string, s: UnlistedSettings):
 export async function checkListed(which: 'sender' | 'recipient', r: PolicyRequest, s: UnlistedSettings): Promise<Action> {
   const address = which === 'sender' ? r.sender : r.recipient;
   if (!address) return DUNNO;
+  if (address.toLowerCase() === 'postmaster') return DUNNO;
   try {
     const { class: cls, recipient: resolved } = await s.classOf(address);
     if (cls === 'default') return DUNNO;
+    if (cls === 'local') {
+      const at = resolved.lastIndexOf('@');
+      const local = (at < 0 ? resolved : resolved.slice(0, at)).toLowerCase();
+      if (local === 'postmaster' || local === 'mailer-daemon' || local === (s.doubleBounceSender ?? 'double-bounce').toLowerCase()) return DUNNO;
+    }
     if (await inAny(s.virtualAliasMaps, resolved, s)) return DUNNO;
     const [maps, code] =
       cls === 'local' ? [s.localMaps, s.codes.local]
