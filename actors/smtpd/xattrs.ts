@@ -8,6 +8,9 @@
 import { isIP } from 'node:net';
 import type { Config } from '../../src/config/index.js';
 import { NetworkList } from '../../src/net/networks.js';
+import { validHostname } from '../../src/address/hostname.js';
+
+export { validHostname };
 
 /** "[UNAVAILABLE]": the attribute is not known (Postfix: XCLIENT_UNAVAILABLE, XFORWARD_UNAVAILABLE). */
 export const UNAVAILABLE = '[UNAVAILABLE]';
@@ -44,17 +47,6 @@ export function printable(s: string): string {
 /** Postfix's neuter() with NEUTER_CHARACTERS: characters that could break headers or macros. */
 export function neuter(s: string): string {
   return s.replace(/[ <>()\\";@]/g, '?');
-}
-
-/** Postfix's valid_hostname(): labels of letters, digits, '-' and '_', not all-numeric. */
-export function validHostname(name: string): boolean {
-  if (name.length === 0 || name.length > 255) return false;
-  const labels = name.replace(/\.$/, '').split('.');
-  for (const label of labels) {
-    if (label.length === 0 || label.length > 63) return false;
-    if (!/^[A-Za-z0-9_-]+$/.test(label) || label.startsWith('-') || label.endsWith('-')) return false;
-  }
-  return !/^[\d.]+$/.test(name);
 }
 
 /** Postfix's normalize_mailhost_addr(): "1.2.3.4", "IPv6:…" or a bare IPv6 address → the bare address. */

@@ -6,26 +6,15 @@
  */
 import { isIP } from 'node:net';
 
+import { validHostname } from '../../../src/address/hostname.js';
 import { DUNNO, rejected, type Restriction } from './types.js';
+
+export { validHostname };
 
 /** "[1.2.3.4]" or "[IPv6:…]": an address literal, or null. */
 export function addressLiteral(name: string): string | null {
   const m = /^\[(?:ipv6:)?([^\]]+)\]$/i.exec(name);
   return m && isIP(m[1]!) ? m[1]! : null;
-}
-
-/** Postfix's valid_hostname(): letters, digits, '-' and '_', labels of 1..63, at most 255. */
-export function validHostname(name: string): boolean {
-  const n = name.endsWith('.') ? name.slice(0, -1) : name;
-  if (n.length === 0 || n.length > 255) return false;
-  const labels = n.split('.');
-  for (const l of labels) {
-    if (l.length === 0 || l.length > 63) return false;
-    if (!/^[A-Za-z0-9_-]+$/.test(l)) return false;
-    if (l.startsWith('-') || l.endsWith('-')) return false;
-  }
-  // An all-numeric name is an IP address in disguise, not a host name.
-  return !labels.every((l) => /^\d+$/.test(l));
 }
 
 function fqdnHost(name: string): boolean {
