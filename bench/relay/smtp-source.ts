@@ -13,21 +13,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { GENERATOR_DEFAULTS, nowAbs, type GeneratorResult, type LatencySummary } from './generator.js';
+import { GENERATOR_DEFAULTS, nowAbs, type GeneratorOptions, type GeneratorResult, type LatencySummary } from './generator.js';
 
 export const SMTP_SOURCE = '/usr/sbin/smtp-source';
 
-export interface SmtpSourceOptions {
-  host: string;
-  port: number;
-  sessions: number;
-  messages: number;
-  size: number;
-  recipients: number;
-  unique: boolean;
-  reuse: boolean;
-  timeLimitMs: number;
-}
+/** The generator's options that smtp-source has flags for (-s -m -l -r -N -d; the time limit is ours). */
+export type SmtpSourceOptions = Pick<GeneratorOptions, 'host' | 'port' | 'sessions' | 'messages' | 'size' | 'recipients' | 'unique' | 'reuse' | 'timeLimitMs'>;
 
 const NO_LATENCY: LatencySummary = { count: 0, min: 0, mean: 0, p50: 0, p90: 0, p99: 0, max: 0, distribution: [] };
 
