@@ -35,6 +35,9 @@
  *   --baseline-entry FILE     another Postactor build, measured as MTA "baseline" (--mta
  *                             postactor,baseline,postfix): before/after a change in the same run
  *   --keep                    keep the MTAs' temp directories (logs) after each run
+ *   --metrics                 Postactor runs with metrics_listen on a loopback port, and the chart
+ *                             gets its per-destination concurrency (off by default, as in main.cf:
+ *                             the snapshots cost CPU, so figures without it measure the default)
  *   --tls                     STARTTLS on both legs (generator → MTA → sink), both MTAs at
  *                             smtpd/smtp_tls_security_level = may with one openssl certificate
  *   --tls-resume              --tls, and the generator resumes its last TLS session each time
@@ -93,6 +96,8 @@ interface Config {
   postactorEntry: string | undefined;
   baselineEntry: string | undefined;
   keep: boolean;
+  /** --metrics: Postactor runs with metrics_listen (the chart's concurrency panel); off by default, as in main.cf. */
+  metrics: boolean;
   json: string;
   /** --tls: STARTTLS on both legs (generator → MTA, MTA → sink); the key and certificate used. */
   tls: BenchTls | null;
@@ -159,6 +164,7 @@ function parseConfig(argv: string[]): Config {
       'postactor-entry': { type: 'string' },
       'baseline-entry': { type: 'string' },
       keep: { type: 'boolean', default: false },
+      metrics: { type: 'boolean', default: false },
       tls: { type: 'boolean', default: false },
       'tls-resume': { type: 'boolean', default: false },
       'tls-cache': { type: 'boolean', default: false },
@@ -174,7 +180,7 @@ function parseConfig(argv: string[]): Config {
   if (values.help) {
     console.log('usage: node dist/bench/relay/run.js [--mta postactor,postfix] [--sessions 20] [--messages 10000] [--size 1024]\n' +
       '  [--recipients 1] [--unique] [--reuse] [--runs 3] [--timeout 300] [--target host:port|sink] [--sink-port N]\n' +
-      '  [--smtpd-threads 2] [--cleanup-threads 0] [--smtp-threads 2] [--postactor-entry FILE] [--keep]\n' +
+      '  [--smtpd-threads 2] [--cleanup-threads 0] [--smtp-threads 2] [--postactor-entry FILE] [--keep] [--metrics]\n' +
       '  [--tls | --tls-resume | --tls-cache] [--tls-cert rsa|ecdsa] [--milter opendkim] [--json out.json]\n' +
       '  [--generator node|smtp-source] [--rate N] [--mta …,baseline --baseline-entry FILE]\n' +
       'See the header of bench/relay/run.ts and bench/README.md.');
@@ -210,6 +216,7 @@ function parseConfig(argv: string[]): Config {
     postactorEntry: values['postactor-entry'] ? path.resolve(values['postactor-entry']) : undefined,
     baselineEntry: values['baseline-entry'] ? path.resolve(values['baseline-entry']) : undefined,
     keep: values.keep,
+    metrics: values.metrics,
     json: values.json ?? path.join(REPO_ROOT, 'bench/results', `relay-${stamp}.json`),
     tls: values.tls || values['tls-resume'] || values['tls-cache'] ? benchCertificate(values['tls-cert'] === 'ecdsa' ? 'ecdsa' : 'rsa') : null,
     tlsResume: values['tls-resume'],
@@ -264,8 +271,10 @@ function extraMainCf(cfg: Config): string {
 async function startMta(name: string, cfg: Config, sinkPort: number): Promise<MtaHandle> {
   metricsUrl = null;
   if (name === 'postactor' || name === 'postscreen' || name === 'baseline') {
-    const metricsPort = await freePort();
-    metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+    // metrics_listen costs every thread a registry snapshot a second and the master a scrape per
+    // chart sample: measured only when asked (--metrics), as main.cf's default has it off.
+    const metricsPort = cfg.metrics ? await freePort() : 0;
+    if (cfg.metrics) metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     return startPostactor({
       ...(name === 'postscreen' ? { postscreen: true } : {}),
       sinkPort,
@@ -274,7 +283,7 @@ async function startMta(name: string, cfg: Config, sinkPort: number): Promise<Mt
       smtpThreads: cfg.smtpThreads,
       keep: cfg.keep,
       ...(name === 'baseline' ? { entry: cfg.baselineEntry! } : cfg.postactorEntry ? { entry: cfg.postactorEntry } : {}),
-      extraMainCf: `${extraMainCf(cfg)}\nmetrics_listen = 127.0.0.1:${metricsPort}\n`,
+      extraMainCf: extraMainCf(cfg) + (cfg.metrics ? `\nmetrics_listen = 127.0.0.1:${metricsPort}\n` : ''),
     });
   }
   if (name === 'postfix') return startPostfix({ sinkPort, keep: cfg.keep, extraMainCf: extraMainCf(cfg) });
