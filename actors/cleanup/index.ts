@@ -14,6 +14,9 @@
  *   act.ts       cleanup_message.c   what a check's action does (cleanup_act)
  *   milter.ts    cleanup_milter.c    non_smtpd_milters, milter_header_checks
  *   out.ts       cleanup_out.c, cleanup_final.c, cleanup_bounce.c  the queue write, qmgr, the reply
+ * with the helpers they share: mappings.ts (cleanup_map11.c, cleanup_map1n.c, cleanup_masquerade.c),
+ * checks.ts (header_checks actions, address lists), headers.ts, header-limit.ts, mime.ts
+ * (mime_state.c), smtputf8.ts.
  */
 import { metrics } from '../../src/metrics/thread.js';
 import { workerData } from 'piscina';
