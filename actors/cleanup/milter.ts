@@ -8,9 +8,17 @@
  * outcome (cleanup bounces it to the sender, as Postfix does for local submissions); a milter
  * cannot reject one recipient of a local submission: that is a configuration error and the
  * message waits ("4.3.5 Server configuration error"), as in Postfix.
+ * The two milter stages of cleanup's processing are here too, as in cleanup_milter.c:
+ * milterInspect() (the local submission through the milters) and milterHeaderChecks()
+ * (milter_header_checks on the header fields milters produced).
  */
 import type { Config } from '../../src/config/index.js';
 import type { Logger } from '../../src/log/maillog.js';
+import type { CleanupReply, CleanupRequest } from '../protocol.js';
+import { applyAction } from './act.js';
+import { checkInput, checkTables, logForm, parseAction } from './checks.js';
+import type { CleanupSettings, Tables } from './settings.js';
+import type { Failure, Verdict as CheckVerdict } from './state.js';
 import { editRecipients, filterContent, type DsnRecipient } from '../../src/milter/content.js';
 import { macroSource, parseMacroDefaults, type MilterContext } from '../../src/milter/macros.js';
 import { Milters, milterSettings, type Verdict } from '../../src/milter/milters.js';
@@ -133,4 +141,46 @@ export class CleanupMilters {
     if (to !== undefined) line += ` to=<${to}>`;
     this.log.info(line);
   }
+}
+
+/**
+ * non_smtpd_milters: a local submission through the milters, after cleanup's own header and body
+ * work; their envelope edits apply before BCC and aliases. Other mail, a discarded message, or no
+ * milters: the request and content unchanged. A milter's discard or reject is the reply.
+ */
+export async function milterInspect(milters: CleanupMilters | null, request: CleanupRequest, verdict: CheckVerdict, content: Uint8Array): Promise<{ reply: CleanupReply } | { request: CleanupRequest; content: Uint8Array }> {
+  if (request.origin !== 'pickup' || !milters || verdict.discard) return { request, content };
+  const r = await milters.inspect({
+    queueId: request.queueId, sender: request.sender, recipients: request.recipients, content,
+    ...(request.ret ? { ret: request.ret } : {}), ...(request.envId ? { envId: request.envId } : {}),
+  });
+  if (r.kind === 'discard') return { reply: { ok: true, queueId: request.queueId, size: content.length } };
+  if (r.kind === 'reject') return { reply: { ok: false, code: r.code, dsn: r.dsn, text: r.text } };
+  request = { ...request, sender: r.sender, recipients: r.recipients, ...(r.ret ? { ret: r.ret } : {}), ...(r.envId ? { envId: r.envId } : {}) };
+  if (r.hold) verdict.hold = true;
+  if (r.milterHeaders.length) request = { ...request, milterHeaders: r.milterHeaders };
+  return { request, content: r.content };
+}
+
+/**
+ * milter_header_checks: the header fields milters produced (smtpd_milters' in the request, or
+ * milterInspect()'s), with header_checks' actions (Postfix: not PREPEND; REPLACE and IGNORE
+ * cannot change a field already written either). A REJECT or DEFER is returned.
+ */
+export async function milterHeaderChecks(s: Pick<CleanupSettings, 'headerSizeLimit'>, t: Tables, request: CleanupRequest, verdict: CheckVerdict, warn: (text: string) => void): Promise<Failure | null> {
+  if (!request.milterHeaders?.length || t.milterHeaderChecks.length === 0 || verdict.discard) return null;
+  for (const field of request.milterHeaders) {
+    const input = checkInput(field, s.headerSizeLimit);
+    const value = await checkTables(t.milterHeaderChecks, input);
+    if (value === null) continue;
+    const action = parseAction(value);
+    if (action.kind === 'prepend' || action.kind === 'replace' || action.kind === 'ignore') {
+      warn(`milter_header_checks: action ${action.kind.toUpperCase()} is not supported for milter headers: ${logForm(input)}`);
+      continue;
+    }
+    const r = applyAction(request, verdict, action, 'header', input);
+    if ('ok' in r) return r;
+    if (verdict.discard) break;
+  }
+  return null;
 }

@@ -1,0 +1,72 @@
+/**
+ * What one header_checks / body_checks action does to the message (Postfix's cleanup_act() in
+ * cleanup_message.c): log it as Postfix's cleanup logs it, record HOLD, DISCARD, REDIRECT,
+ * FILTER and BCC in the message's verdict, and tell the caller whether the header or body line
+ * is kept, dropped (IGNORE) or replaced, or the message refused (REJECT, DEFER).
+ */
+import { maillog } from '../../src/log/maillog.js';
+import type { CleanupRequest } from '../protocol.js';
+import { logForm, type CheckAction } from './checks.js';
+import { splitResults } from './mappings.js';
+import type { Failure, Verdict } from './state.js';
+
+const log = maillog('cleanup');
+
+/** How an action changes the header or body line it matched. */
+export type Edit = { replace?: string; prepend?: string; drop?: boolean };
+
+/** "ID: action: header X from client; from=<s> to=<r> proto=P helo=<h>: text", as Postfix's cleanup logs it. */
+export function actionLog(request: CleanupRequest, action: string, cls: string, input: string, text: string): string {
+  const c = request.client;
+  const remote = request.origin === 'smtpd' || request.origin === 'qmqpd';
+  const origin = c && remote ? `${c.name}[${c.addr}]` : 'local';
+  const rcpt = request.recipients[0]?.address;
+  let line = `${request.queueId}: ${action}: ${cls} ${logForm(input)} from ${origin}; from=<${request.sender}>`;
+  if (rcpt !== undefined) line += ` to=<${rcpt}>`;
+  // qmqpd has no HELO name, so no helo=<> (as Postfix's cleanup logs only what it was given).
+  if (c && remote) line += ` proto=${c.protocol}${request.origin === 'smtpd' ? ` helo=<${c.helo}>` : ''}`;
+  return text ? `${line}: ${text}` : line;
+}
+
+/**
+ * Applies one check action. Returns a failure (REJECT, DEFER), or how the input changes:
+ * 'keep', 'drop' (IGNORE) or replacement / prepended text.
+ */
+export function applyAction(request: CleanupRequest, verdict: Verdict, action: CheckAction, cls: string, input: string, map = `${cls}_checks`): Failure | Edit {
+  switch (action.kind) {
+    case 'dunno': return {};
+    case 'reject':
+      log.info(actionLog(request, 'reject', cls, input, `${action.dsn} ${action.text}`));
+      return { ok: false, code: action.dsn.startsWith('4') ? 451 : 550, dsn: action.dsn, text: action.text };
+    case 'defer':
+      log.info(actionLog(request, 'reject', cls, input, `${action.dsn} ${action.text}`));
+      return { ok: false, code: 451, dsn: action.dsn, text: action.text };
+    case 'warn': log.info(actionLog(request, 'warning', cls, input, action.text)); return {};
+    case 'info': log.info(actionLog(request, 'info', cls, input, action.text)); return {};
+    case 'hold':
+      log.info(actionLog(request, 'hold', cls, input, action.text));
+      verdict.hold = true;
+      return {};
+    case 'discard':
+      log.info(actionLog(request, 'discard', cls, input, action.text));
+      verdict.discard = true;
+      return {};
+    case 'redirect':
+      log.info(actionLog(request, 'redirect', cls, input, action.address));
+      verdict.redirect = action.address;
+      return {};
+    case 'filter':
+      log.info(actionLog(request, 'filter', cls, input, action.nexthop));
+      verdict.filter = action.nexthop;
+      return {};
+    case 'bcc':
+      verdict.bcc.push(...splitResults(action.address));
+      return {};
+    case 'prepend': return { prepend: action.text };
+    case 'replace': return { replace: action.text };
+    case 'ignore': return { drop: true };
+    case 'unknown':
+      log.warn(`${request.queueId}: unknown command in ${map} map: ${action.value}`);
+      return {};
+  }
+}

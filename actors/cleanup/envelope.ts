@@ -1,0 +1,87 @@
+/**
+ * The envelope stages of cleanup, in Postfix's order:
+ *   - a local submission's addresses qualified as trivial-rewrite does in the local context
+ *     (cleanup_rewrite.c), and its Bcc, Resent-Bcc, Return-Path and Content-Length dropped;
+ *   - canonical mapping and masquerading of sender and recipients (cleanup_addr.c,
+ *     cleanup_map11.c, cleanup_masquerade.c);
+ *   - the recipients written out (cleanup_addr.c's automatic BCC, cleanup_out_recipient.c):
+ *     BCC actions, always_bcc, sender_bcc_maps, recipient_bcc_maps, virtual alias expansion
+ *     (cleanup_map1n.c), REDIRECT, and the duplicate filter.
+ * A table that cannot be read throws MappingFailure (mappings.ts); index.ts turns it into the reply.
+ */
+import type { CleanupRequest, EnvelopeRecipient } from '../protocol.js';
+import { DROPPED_HEADERS } from './checks.js';
+import { dropHeaders, scanHeaders } from './headers.js';
+import { canonicalize, dedupe, expandVirtual, MapList, MappingFailure, masqueradeClass, splitResults, type Mappings } from './mappings.js';
+import type { CleanupSettings } from './settings.js';
+import type { Verdict } from './state.js';
+
+/**
+ * A local submission (pickup): qualify envelope addresses as trivial-rewrite does in the local
+ * context (append_at_myorigin; the empty recipient becomes $empty_address_recipient) and drop
+ * Bcc/Resent-Bcc/Return-Path/Content-Length, before the common path.
+ */
+export function localSubmission(s: Pick<CleanupSettings, 'appendAtMyorigin' | 'myorigin' | 'emptyAddressRecipient'>, request: CleanupRequest): CleanupRequest {
+  const qualify = (a: string) => (a && s.appendAtMyorigin && !a.includes('@') ? `${a}@${s.myorigin}` : a);
+  const scan = scanHeaders(request.content);
+  const dropped = dropHeaders(request.content, scan.end, DROPPED_HEADERS);
+  return {
+    ...request,
+    sender: qualify(request.sender),
+    recipients: request.recipients.map((r) => ({ ...r, address: qualify(r.address || s.emptyAddressRecipient) })),
+    content: dropped.msg,
+  };
+}
+
+/** Canonical mapping and masquerading of the envelope sender and each recipient (cleanup_addr.c). */
+export async function rewriteEnvelope(m: Mappings, request: CleanupRequest, warn: (text: string) => void): Promise<CleanupRequest> {
+  const sender = masqueradeClass(m, await canonicalize(m, request.sender, 'envelope_sender', warn), 'envelope_sender');
+  const recipients = [];
+  for (const r of request.recipients) {
+    const a = masqueradeClass(m, await canonicalize(m, r.address, 'envelope_recipient', warn), 'envelope_recipient');
+    recipients.push(a === r.address ? r : { ...r, address: a });
+  }
+  return { ...request, sender, recipients };
+}
+
+/**
+ * The recipients to queue: the envelope's, then the BCC recipients (BCC actions; always_bcc and
+ * the BCC maps for new mail only), each through virtual_alias_maps; REDIRECT replaces them all;
+ * duplicates removed (duplicate_filter_limit). Without `mapOK` (receive_override_options =
+ * no_address_mappings) only the BCC actions are added.
+ */
+export async function outRecipients(m: Mappings, request: CleanupRequest, verdict: Verdict, mapOK: boolean): Promise<EnvelopeRecipient[]> {
+  let recipients: EnvelopeRecipient[] = request.recipients.map((r) => ({ address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...(r.notify ? { notify: r.notify } : {}) }));
+  const bcc: string[] = [...verdict.bcc];
+  if (mapOK && request.origin !== 'bounce') {
+    if (m.alwaysBcc) bcc.push(m.alwaysBcc);
+    if (!m.senderBcc.empty && request.sender) {
+      const v = await lookupOrFail(m.senderBcc, request.sender);
+      if (v !== null) bcc.push(...splitResults(v));
+    }
+    if (!m.recipientBcc.empty) {
+      for (const r of request.recipients) {
+        const v = await lookupOrFail(m.recipientBcc, r.address);
+        if (v !== null) bcc.push(...splitResults(v));
+      }
+    }
+  }
+  recipients.push(...bcc.map((address) => ({ address })));
+  if (mapOK && !m.virtualAlias.empty) {
+    const expanded: typeof recipients = [];
+    for (const r of recipients) {
+      for (const address of await expandVirtual(m, r.address)) expanded.push({ ...r, address });
+    }
+    recipients = expanded;
+  }
+  if (verdict.redirect) recipients = [{ address: verdict.redirect }];
+  return dedupe(recipients, m.duplicateFilterLimit);
+}
+
+async function lookupOrFail(maps: MapList, address: string): Promise<string | null> {
+  try {
+    return await maps.lookup(address);
+  } catch (err) {
+    throw new MappingFailure(`${maps.title} map lookup problem for ${address} -- message not accepted, try again later: ${(err as Error).message}`, 451, '4.3.0', 'Error: queue file write error');
+  }
+}

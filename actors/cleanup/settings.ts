@@ -1,0 +1,140 @@
+/**
+ * cleanup's settings and tables, read once from main.cf (Postfix's cleanup_init.c: the parameter
+ * tables and the maps opened before any message is processed). Everything here depends on the
+ * configuration only, so the stages can be given it in a test as the worker gives it to them.
+ */
+import type { Config } from '../../src/config/index.js';
+import { maillog } from '../../src/log/maillog.js';
+import { openTable, type LookupTable } from '../../src/maps/index.js';
+import { buildNetworks, type NetworkList } from '../../src/net/networks.js';
+import { splitTableList, loadMappings, MapList, type Mappings } from './mappings.js';
+import { CleanupMilters } from './milter.js';
+import { smtputf8Settings, type Smtputf8Settings } from './smtputf8.js';
+import type { MimeLimits } from './mime.js';
+
+const log = maillog('cleanup');
+
+export interface CleanupSettings {
+  myhostname: string;
+  mailName: string;
+  hopLimit: number;
+  /** cleanup_replace_stray_cr_lf. */
+  replaceStrayCr: boolean;
+  alwaysAdd: boolean;
+  /** Clients whose messages get missing headers (local_header_rewrite_clients). */
+  rewriteClients: (client: { addr: string; saslUsername?: string }) => boolean;
+  /** Local submissions (origin 'pickup'): append_at_myorigin and friends. */
+  myorigin: string;
+  appendAtMyorigin: boolean;
+  emptyAddressRecipient: string;
+  undisclosedRecipientsHeader: string;
+  /** Tables of the address mappings and content checks; `broken` when one failed to load. */
+  tables: Tables | { broken: string };
+  /** receive_override_options (main.cf: cleanup is one shared service here). */
+  noAddressMappings: boolean;
+  noHeaderBodyChecks: boolean;
+  remoteHeaderRewriteDomain: string;
+
+  headerSizeLimit: number;
+  bodyChecksSizeLimit: number;
+  /** disable_mime_input_processing, and mime_nesting_limit / mime_boundary_length_limit. */
+  disableMime: boolean;
+  mimeLimits: MimeLimits;
+  smtputf8: Smtputf8Settings;
+  /** non_smtpd_milters (local submissions). */
+  milters: CleanupMilters | null;
+}
+
+export interface Tables {
+  mappings: Mappings;
+  /** header_checks: the primary message headers that are not MIME headers. */
+  headerChecks: LookupTable[];
+  /** mime_header_checks: MIME headers anywhere, and every header of a multipart part. */
+  mimeHeaderChecks: LookupTable[];
+  /** nested_header_checks: the non-MIME headers of an attached message/rfc822. */
+  nestedHeaderChecks: LookupTable[];
+  bodyChecks: LookupTable[];
+  /** milter_header_checks: for the header fields milters added or changed. */
+  milterHeaderChecks: LookupTable[];
+  /** Some table maps header addresses (canonical or masquerading for a header class). */
+  headerMapping: boolean;
+}
+
+/** The settings of main.cf's cleanup parameters; warnings about them are logged here. */
+export function cleanupSettings(config: Config): CleanupSettings {
+  return {
+    myhostname: config.get('myhostname'),
+    mailName: config.get('mail_name'),
+    hopLimit: config.getInt('hopcount_limit'),
+    replaceStrayCr: config.getBool('cleanup_replace_stray_cr_lf'),
+
+    alwaysAdd: config.getBool('always_add_missing_headers'),
+    rewriteClients: rewriteClientMatcher(config),
+    myorigin: config.get('myorigin'),
+    appendAtMyorigin: config.getBool('append_at_myorigin'),
+    emptyAddressRecipient: config.get('empty_address_recipient'),
+    // Postfix >= 2.8: empty by default (no "To: undisclosed-recipients:;" is added).
+    undisclosedRecipientsHeader: config.raw('undisclosed_recipients_header') ?? '',
+    tables: loadTables(config),
+    ...receiveOverrides(config),
+    remoteHeaderRewriteDomain: config.get('remote_header_rewrite_domain').trim(),
+    headerSizeLimit: config.getInt('header_size_limit'),
+    bodyChecksSizeLimit: config.getInt('body_checks_size_limit'),
+    disableMime: config.getBool('disable_mime_input_processing'),
+    mimeLimits: { nesting: config.getInt('mime_nesting_limit'), boundaryLength: config.getInt('mime_boundary_length_limit') },
+    smtputf8: smtputf8Settings(config.getBool('smtputf8_enable'), config.getList('smtputf8_autodetect_classes'), (t) => log.warn(t)),
+    milters: CleanupMilters.from(config, log),
+  };
+}
+
+function loadTables(config: Config): Tables | { broken: string } {
+  try {
+    const dir = config.get('config_directory') || undefined;
+    const open = (name: string) => splitTableList(config.get(name)).map((spec) => openTable(spec, dir ? { configDirectory: dir } : {}));
+    const mappings = loadMappings(config, dir);
+    const headerClass = (maps: MapList, classes: ReadonlySet<string>) => !maps.empty && (classes.has('header_sender') || classes.has('header_recipient'));
+    const headerMapping = headerClass(mappings.senderCanonical, mappings.senderCanonicalClasses)
+      || headerClass(mappings.recipientCanonical, mappings.recipientCanonicalClasses)
+      || headerClass(mappings.canonical, mappings.canonicalClasses)
+      || (mappings.masqueradeDomains.length > 0 && (mappings.masqueradeClasses.has('header_sender') || mappings.masqueradeClasses.has('header_recipient')));
+    return {
+      mappings, headerChecks: open('header_checks'), bodyChecks: open('body_checks'),
+      mimeHeaderChecks: open('mime_header_checks'), nestedHeaderChecks: open('nested_header_checks'),
+      milterHeaderChecks: open('milter_header_checks'), headerMapping,
+    };
+  } catch (err) {
+    log.warn(`cleanup tables: ${(err as Error).message}`);
+    return { broken: (err as Error).message };
+  }
+}
+
+/** receive_override_options: the options Postactor honours; others fail loudly (logged, not ignored silently). */
+function receiveOverrides(config: Config): { noAddressMappings: boolean; noHeaderBodyChecks: boolean } {
+  const opts = new Set(config.getList('receive_override_options'));
+  for (const o of opts) {
+    if (o !== 'no_address_mappings' && o !== 'no_header_body_checks' && o !== 'no_unknown_recipient_checks' && o !== 'no_milters') {
+      log.warn(`receive_override_options: not supported: "${o}"`);
+    }
+  }
+  return { noAddressMappings: opts.has('no_address_mappings'), noHeaderBodyChecks: opts.has('no_header_body_checks') };
+}
+
+/** local_header_rewrite_clients: permit_inet_interfaces, permit_mynetworks, permit (issue 3 adds tables). */
+function rewriteClientMatcher(config: Config): (client: { addr: string; saslUsername?: string }) => boolean {
+  const tests: ((addr: string, saslUsername: string | undefined) => boolean)[] = [];
+  for (const item of config.getList('local_header_rewrite_clients')) {
+    if (item === 'permit') tests.push(() => true);
+    else if (item === 'permit_inet_interfaces') {
+      const own: NetworkList = buildNetworks('', 'host').networks;
+      tests.push((a) => own.has(a));
+    } else if (item === 'permit_mynetworks') {
+      const nets = buildNetworks(config.get('mynetworks'), config.get('mynetworks_style')).networks;
+      tests.push((a) => nets.has(a));
+    } else if (item === 'permit_sasl_authenticated') {
+      tests.push((_a, user) => user !== undefined);
+    } else {
+      log.warn(`local_header_rewrite_clients: not supported: "${item}" (ignored)`);
+    }
+  }
+  return (c) => tests.some((t) => t(c.addr, c.saslUsername));
+}
