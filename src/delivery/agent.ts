@@ -1,5 +1,6 @@
 /**
- * What every delivery agent besides smtp needs (discard, error, pipe, lmtp): its configuration
+ * What every delivery agent besides smtp needs (discard, error, pipe, lmtp, local, virtual;
+ * Postfix's deliver_request.c and the agents' shared code in src/global): its configuration
  * with its own master.cf line's -o overrides applied, the queue store (agents read the content
  * themselves; only IDs travel), the maillog, and Postfix's per-recipient delivery log line.
  */

@@ -1,5 +1,6 @@
 /**
- * Runs the external command (Postfix's pipe_command): its own process group, a clean
+ * Runs the external command (Postfix's pipe_command, in src/global: pipe(8) and local(8)'s
+ * command deliveries): its own process group, a clean
  * environment (PATH=/usr/bin:/bin plus export_environment), stdin the message, stdout and
  * stderr captured together (first 4096 bytes, tabs and newlines turned into spaces, other
  * control characters into "_"), killed with its offspring at the time limit.

@@ -4,6 +4,8 @@
  * D "Delivered-To: rcpt" — then the content with each line ended by eol= (default "\n"),
  * "." doubled at line start with flag ".", "From " quoted as ">From " with flag ">", and a
  * blank line added at the end with flag B.
+ * pipe(8), local(8) and virtual(8) all write messages this way, so it lives here, as Postfix's
+ * mail_copy.c lives in src/global.
  */
 import { quoteLocal } from '../address/quote.js';
 
