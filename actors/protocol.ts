@@ -2,8 +2,7 @@
  * Every message between Postactor's actors, declared once. The runtime (src/runtime) moves these
  * as opaque structured-clone payloads; each actor's handler switches over its own union.
  */
-import type { ClientInfo, Smtputf8Flags, StatusRecord, TraceMode } from '../src/queue/types.js';
-import type { XforwardAttrs } from '../src/smtp/xforward.js';
+import type { ClientInfo, StatusRecord, TraceMode } from '../src/queue/types.js';
 
 /** An envelope recipient as smtpd or a producer hands it to cleanup. */
 export interface EnvelopeRecipient {
@@ -61,62 +60,8 @@ export type QmgrMessage =
   | { type: 'flush' }                              // from postactor flush: retry deferred now
   | { type: 'kick'; requests: string };            // from flush: postkick's request letters (F: forget dead destinations)
 
-/** One recipient of a delivery request; `index` points into the message's recipient list. */
-export interface DeliveryRecipient {
-  index: number;
-  address: string;
-  /** DSN original recipient ("rfc822;addr") and NOTIFY keywords, relayed to a DSN-capable next hop. */
-  orcpt?: string;
-  notify?: string[];
-}
-
-/** qmgr → delivery agent (request/reply): deliver one message to some recipients at one destination. */
-export interface DeliveryRequest {
-  queueId: string;
-  transport: string;
-  nexthop: string;
-  sender: string;
-  recipients: DeliveryRecipient[];
-  /** Arrival in the queue and the moment qmgr took the message, ms: for delays=a/b/c/d. */
-  arrival: number;
-  activated: number;
-  size: number;
-  /** DSN ENVID and RET of the message, relayed to a DSN-capable next hop. */
-  envId?: string;
-  ret?: 'FULL' | 'HDRS';
-  /** sendmail -bv or a verify service probe: find out whether each recipient is deliverable, deliver nothing. */
-  verify?: boolean;
-  /** The message's SMTPUTF8 flags (absent: none); the agent adds the recipients' own. */
-  smtputf8?: Smtputf8Flags;
-  /** The message's origin for XFORWARD (smtp_send_xforward_command: src/smtp/xforward.ts). */
-  xforward?: XforwardAttrs;
-}
-
-export type DeliveryStatus = 'sent' | 'deferred' | 'bounced';
-
-export interface RecipientOutcome {
-  index: number;
-  status: DeliveryStatus;
-  /** Enhanced status code, e.g. 2.0.0, 4.4.1, 5.1.1. */
-  dsn: string;
-  /** The text Postfix shows in parentheses after status=, e.g. "250 2.0.0 Ok: queued as X". */
-  reason: string;
-  /** relay=host[addr]:port, or "none". */
-  relay: string;
-  /**
-   * A success's RFC 3464 Action for a NOTIFY=SUCCESS notice: "delivered" (final delivery, the
-   * default), "relayed" (handed to a next hop without DSN), "expanded" (an alias or .forward);
-   * "passed" when the next hop announced DSN and got NOTIFY: it notifies, we do not.
-   */
-  action?: 'delivered' | 'relayed' | 'expanded' | 'passed';
-}
-
-export interface DeliveryReply {
-  queueId: string;
-  outcomes: RecipientOutcome[];
-  /** Set when the destination itself failed (connect, greeting): concurrency feedback for qmgr. */
-  siteFailure?: string;
-}
+/** qmgr → delivery agent (request/reply): declared beside the agents' helpers in src/delivery/request.ts. */
+export type { DeliveryRecipient, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientOutcome } from '../src/delivery/request.js';
 
 /**
  * qmgr → bounce (request/reply): render one delivery status notification (RFC 3464) from a
@@ -146,39 +91,8 @@ export interface NoticeReply {
   content: Uint8Array;
 }
 
-/**
- * → rewrite (trivial-rewrite, request/reply): canonicalize or resolve one address. A resolve
- * carries the envelope sender ('' for the null sender), as Postfix's resolve_clnt_query_from():
- * sender_dependent_relayhost_maps and sender_dependent_default_transport_maps are looked up by it.
- * `verify`: an address verification probe, resolved with the address_verify_* overrides
- * (Postfix's resolve_clnt_verify_from()).
- */
-export type RewriteRequest =
-  | { op: 'rewrite'; context: 'local' | 'remote'; address: string }
-  | { op: 'resolve'; sender: string; address: string; verify?: boolean };
-
-export interface RewriteReply {
-  address: string;
-}
-
-/** Postfix's address classes (resolve.c): which default transport an address gets. */
-export type AddressClass = 'local' | 'virtual-alias' | 'virtual-mailbox' | 'relay' | 'default';
-
-export interface ResolveReply {
-  class: AddressClass;
-  transport: string;
-  nexthop: string;
-  /** The recipient to deliver to (source routes and sender-specified routing undone). */
-  recipient: string;
-  flags: {
-    /** The recipient cannot be delivered: 5xx bounce, 4xx deferral (4.3.0: a broken table). */
-    error?: { code: number; dsn: string; text: string };
-    /** Sender-specified routing (user%dom@us, "u@dom"@us, dom!u@us) in a non-final class. */
-    routed?: boolean;
-    /** For the caller's log: what broke (a TableError "file:line: …"). */
-    warning?: string;
-  };
-}
+/** → rewrite (trivial-rewrite, request/reply): declared beside the resolver in src/rewrite/protocol.ts. */
+export type { AddressClass, ResolveReply, RewriteReply, RewriteRequest } from '../src/rewrite/protocol.js';
 
 /** → verify (request/reply): declared beside the client in src/verify/protocol.ts. */
 export type { VerifyReply, VerifyRequest, VerifyStatus } from '../src/verify/protocol.js';
@@ -186,16 +100,5 @@ export type { VerifyReply, VerifyRequest, VerifyStatus } from '../src/verify/pro
 /** → flush (request/reply): declared beside the client in src/flush/protocol.ts. */
 export type { FlushReply, FlushRequest, FlushStatus } from '../src/flush/protocol.js';
 
-/** postscreen (in an smtpd thread) → dnsblog: is this client address listed by this DNS list? */
-export interface DnsblRequest {
-  addr: string;
-  domain: string;
-}
-
-/** dnsblog's answer: the A records found (none: not listed) and their lowest TTL (-1: unknown). */
-export interface DnsblReply {
-  addr: string;
-  domain: string;
-  addrs: string[];
-  ttl: number;
-}
+/** postscreen → dnsblog (request/reply): declared beside postscreen in src/postscreen/protocol.ts. */
+export type { DnsblReply, DnsblRequest } from '../src/postscreen/protocol.js';

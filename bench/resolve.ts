@@ -21,7 +21,7 @@ import { Router } from '../src/runtime/router.js';
 import type { Actor } from '../src/runtime/endpoint.js';
 import type { Logger } from '../src/log/maillog.js';
 import { Resolver } from '../actors/qmgr/resolve.js';
-import { TrivialRewrite } from '../actors/trivial-rewrite/settings.js';
+import { TrivialRewrite } from '../src/rewrite/settings.js';
 import type { ResolveReply, RewriteRequest } from '../actors/protocol.js';
 
 function arg(name: string, def: number): number {

@@ -1,5 +1,5 @@
 /**
- * anvil's shared counter table (actors/anvil/table.ts) on its own: client keys as Postfix's
+ * anvil's shared counter table (src/anvil/table.ts) on its own: client keys as Postfix's
  * inet_prefix_top (IPv6 grouped by smtpd_client_ipv6_prefix_length), counts, the fixed rate
  * window, expiry and sweep, a full table failing open, the same table from two threads, and
  * master's check of smtpd_client_event_limit_exceptions.
@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { AnvilTable, clientKey, formatKey } from '../actors/anvil/table.js';
+import { AnvilTable, clientKey, formatKey } from '../src/anvil/table.js';
 import { checkConfig } from '../actors/master/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { tempDirs } from './helpers/temp.js';
@@ -79,7 +79,7 @@ test('two threads on one table: no count is lost', async () => {
       for (let i = 0; i < 20000; i++) t.connect(k);
       parentPort.postMessage('done');
     });`;
-  const module = new URL('../actors/anvil/table.js', import.meta.url).href;
+  const module = new URL('../src/anvil/table.js', import.meta.url).href;
   await Promise.all([0, 1].map(() => new Promise((resolve, reject) => {
     const w = new Worker(code, { eval: true, workerData: { buffer: t.buffer, module } });
     w.once('message', () => resolve(w.terminate()));

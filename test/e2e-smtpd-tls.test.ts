@@ -21,7 +21,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import nodemailer from 'nodemailer';
 import { SmtpSink } from '../src/smtp/sink.js';
-import { protocolRange } from '../actors/smtpd/tls.js';
+import { protocolRange } from '../src/smtpd/tls.js';
 import { checkConfig } from '../actors/master/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { NODE, POSTACTOR_JS, SmtpDialogue, freePort, startServer, type TestServer, BACKEND_SERVICES, deliveredWithSubject } from './helpers/server.js';

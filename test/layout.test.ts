@@ -1,12 +1,14 @@
 /**
  * The dependency rule of the layout: bin → actors → src. Nothing in src/ imports an actor, and
- * actors share code through src/ (an actor may import another actor's protocol types only
- * through actors/protocol.ts). Checked on the sources, so a new import that breaks the rule
- * fails here, not in review.
+ * actors share code through src/ (as Postfix's daemons share src/global), never through each
+ * other: an actor imports its own folder, actors/protocol.ts (the messages between actors) and
+ * src/. master names the other actors' entry files (actors/<name>/index.ts) to start them, and
+ * nothing else of theirs. Checked on the sources, so a new import that breaks the rule fails
+ * here, not in review.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { test } from 'node:test';
 
 import { REPO_ROOT } from './helpers/server.js';
@@ -21,10 +23,10 @@ function sources(dir: string): string[] {
   return out;
 }
 
-/** Every module specifier a file imports (static and dynamic). */
+/** Every module specifier a file imports (static, side-effect only, and dynamic). */
 function imports(file: string): string[] {
   const text = readFileSync(file, 'utf8');
-  return [...text.matchAll(/(?:\bfrom\s+|\bimport\s*\(\s*)['"]([^'"]+)['"]/g)].map((m) => m[1]!);
+  return [...text.matchAll(/(?:\bfrom\s+|\bimport\s*\(\s*|\bimport\s+)['"]([^'"]+)['"]/g)].map((m) => m[1]!);
 }
 
 test('nothing in src/ imports from actors/ or bin/', () => {
@@ -39,6 +41,42 @@ test('actors import nothing from bin/', () => {
   const bad: string[] = [];
   for (const f of sources(join(REPO_ROOT, 'actors'))) {
     for (const spec of imports(f)) if (/(^|\/)bin\//.test(spec)) bad.push(`${relative(REPO_ROOT, f)}: ${spec}`);
+  }
+  assert.deepEqual(bad, []);
+});
+
+/** The actor folder a path under actors/ belongs to ('' for actors/protocol.ts and other top-level files). */
+function actorOf(path: string): string {
+  const rel = relative(join(REPO_ROOT, 'actors'), path);
+  return rel.startsWith('..') || !rel.includes(sep) ? '' : rel.split(sep)[0]!;
+}
+
+test("an actor imports no other actor's code (only actors/protocol.ts is shared)", () => {
+  const bad: string[] = [];
+  for (const f of sources(join(REPO_ROOT, 'actors'))) {
+    for (const spec of imports(f)) {
+      if (!spec.startsWith('.')) continue;
+      const target = resolve(dirname(f), spec);
+      if (!target.startsWith(join(REPO_ROOT, 'actors') + sep)) continue;
+      const other = actorOf(target);
+      if (other === '' ? relative(join(REPO_ROOT, 'actors'), target) !== 'protocol.js' : other !== actorOf(f)) {
+        bad.push(`${relative(REPO_ROOT, f)}: ${spec}`);
+      }
+    }
+  }
+  assert.deepEqual(bad, []);
+});
+
+test("an actor names another actor's files only to start its entry file (index.js)", () => {
+  const bad: string[] = [];
+  for (const f of sources(join(REPO_ROOT, 'actors'))) {
+    const text = readFileSync(f, 'utf8');
+    for (const m of text.matchAll(/['"`](\.\.\/[^'"`\s]+)['"`]/g)) {
+      const target = resolve(dirname(f), m[1]!);
+      const other = actorOf(target);
+      if (other === '' || other === actorOf(f)) continue;
+      if (relative(join(REPO_ROOT, 'actors', other), target) !== 'index.js') bad.push(`${relative(REPO_ROOT, f)}: ${m[1]}`);
+    }
   }
   assert.deepEqual(bad, []);
 });

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { configFromJSON } from '../src/config/index.js';
 import { parseInetProtocols } from '../src/address/inet-protocols.js';
 import { servicePort } from '../src/net/services.js';
-import { interfaceListenHosts, serviceListenAddresses } from '../actors/master/listen.js';
+import { interfaceListenHosts, serviceListenAddresses } from '../src/net/listen.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'postactor-listen-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -10,12 +10,12 @@ import { after, describe, test } from 'node:test';
 import { QueueStore } from '../src/queue/store.js';
 import { loadConfig } from '../src/config/index.js';
 import { checkConfig } from '../actors/master/index.js';
-import { PostscreenCache } from '../actors/postscreen/cache.js';
-import { dnsblQueryName, dnsblScore, parseDnsblSites, type DnsblAnswer } from '../actors/postscreen/dnsbl.js';
-import { readProxyHeader, type Endpoints } from '../actors/postscreen/haproxy.js';
-import { escapeText, formatDelta } from '../actors/postscreen/misc.js';
-import { postscreenSettings, type PostscreenSettings } from '../actors/postscreen/settings.js';
-import { newState, parseTests, printTests } from '../actors/postscreen/tests.js';
+import { PostscreenCache } from '../src/postscreen/cache.js';
+import { dnsblQueryName, dnsblScore, parseDnsblSites, type DnsblAnswer } from '../src/postscreen/dnsbl.js';
+import { readProxyHeader, type Endpoints } from '../src/postscreen/haproxy.js';
+import { escapeText, formatDelta } from '../src/postscreen/misc.js';
+import { postscreenSettings, type PostscreenSettings } from '../src/postscreen/settings.js';
+import { newState, parseTests, printTests } from '../src/postscreen/tests.js';
 import { tempDirs } from './helpers/temp.js';
 
 const tempDir = tempDirs('postactor-postscreen-');

@@ -14,7 +14,7 @@ import { buildConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/index.js';
 import type { Logger } from '../src/log/maillog.js';
 import type { Actor } from '../src/runtime/endpoint.js';
-import { openTables, resolveAddress, resolveSettings } from '../actors/trivial-rewrite/resolve.js';
+import { openTables, resolveAddress, resolveSettings } from '../src/rewrite/resolve.js';
 import { Resolver } from '../actors/qmgr/resolve.js';
 
 const BASE: Record<string, string> = {

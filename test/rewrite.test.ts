@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/index.js';
-import { rewriteAddress } from '../actors/trivial-rewrite/rewrite.js';
-import { classify, domainListProblems, openTables, resolveAddress, resolveSettings } from '../actors/trivial-rewrite/resolve.js';
-import { rewriteSettings, TrivialRewrite } from '../actors/trivial-rewrite/settings.js';
-import { ResolveCache, tableFiles } from '../actors/trivial-rewrite/cache.js';
-import { SmtpdPolicy } from '../actors/smtpd/policy.js';
+import { rewriteAddress } from '../src/rewrite/rewrite.js';
+import { classify, domainListProblems, openTables, resolveAddress, resolveSettings } from '../src/rewrite/resolve.js';
+import { rewriteSettings, TrivialRewrite } from '../src/rewrite/settings.js';
+import { ResolveCache, tableFiles } from '../src/rewrite/cache.js';
+import { SmtpdPolicy } from '../src/smtpd/policy.js';
 
 const BASE: Record<string, string> = {
   myhostname: 'mx.us.test',

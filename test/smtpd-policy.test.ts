@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { EMBEDDED_MASTER_CF, loadConfig } from '../src/config/index.js';
-import { SmtpdPolicy, type PolicyRequest, type Verdict } from '../actors/smtpd/policy.js';
+import { SmtpdPolicy, type PolicyRequest, type Verdict } from '../src/smtpd/policy.js';
 import { startDnsServer, type TestDnsServer } from './helpers/dns-server.js';
 
 const dirs: string[] = [];

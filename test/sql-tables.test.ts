@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import { closeSharedTables, lookupAddress, mainProxymap, openTable, TableError } from '../src/maps/index.js';
 import { postmapRun } from '../src/maps/cli.js';
 import { buildConfig } from '../src/config/load.js';
-import { openTables, resolveAddress, resolveSettings } from '../actors/trivial-rewrite/resolve.js';
+import { openTables, resolveAddress, resolveSettings } from '../src/rewrite/resolve.js';
 import { needsServer, PG_BIN, startMariadb, startMemcached, startPostgres, type DbServer } from './helpers/db-servers.js';
 import { NODE, REPO_ROOT } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';

@@ -1,7 +1,7 @@
 /**
  * The XCLIENT/XFORWARD attribute rules without a server: what our smtp client forwards
  * (src/smtp/xforward.ts, after Postfix's smtp_proto.c) and how smtpd reads the attributes
- * (actors/smtpd/xattrs.ts, xclient.ts, xforward.ts, after smtpd.c).
+ * (src/smtpd/xattrs.ts, actors/smtpd/xclient.ts, xforward.ts, after smtpd.c).
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import { xforwardAttrs, xforwardCommands, xforwardKeywords } from '../src/smtp/xforward.js';
 import { parseXclient } from '../actors/smtpd/xclient.js';
 import { clientLineTail, parseXforward } from '../actors/smtpd/xforward.js';
-import { normalizeAddress, validHostname, xtextDecode } from '../actors/smtpd/xattrs.js';
+import { normalizeAddress, validHostname, xtextDecode } from '../src/smtpd/xattrs.js';
 
 const ALL = xforwardKeywords('XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT')!;
 

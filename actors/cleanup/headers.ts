@@ -160,8 +160,3 @@ export function dropHeaders(msg: Uint8Array, end: number, names: ReadonlySet<str
   out.set(msg.subarray(end), o);
   return { msg: out, end: kept };
 }
-
-/** Postfix pickup's Received header: "Received: by HOST (NAME, from userid UID)" + "\tid QID; DATE". */
-export function pickupReceivedHeader(myhostname: string, mailName: string, uid: number, queueId: string, date: number, eol: string): string {
-  return `Received: by ${myhostname} (${mailName}, from userid ${uid})${eol}\tid ${queueId}; ${mailDate(date)}${eol}`;
-}

@@ -5,7 +5,7 @@
  * leading status code ("discard:2.0.1 text") sets the dsn.
  */
 import type { DeliveryReply, DeliveryRequest } from '../protocol.js';
-import { agentContext, dsnSplit, every, report, type AgentContext } from './agent.js';
+import { agentContext, dsnSplit, every, report, type AgentContext } from '../../src/delivery/agent.js';
 
 let ctx: AgentContext | null = null;
 

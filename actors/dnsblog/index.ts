@@ -15,7 +15,7 @@ import { configFromJSON, type ConfigJSON } from '../../src/config/index.js';
 import { resolverServersFromEnv } from '../../src/dns/resolver.js';
 import { configureMaillog, maillog } from '../../src/log/maillog.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
-import { dnsblQueryName } from '../postscreen/dnsbl.js';
+import { dnsblQueryName } from '../../src/postscreen/dnsbl.js';
 import type { DnsblRequest, DnsblReply } from '../protocol.js';
 
 const log = maillog('dnsblog');

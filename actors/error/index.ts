@@ -8,7 +8,7 @@
  * status given to retry is softened to 4.x.y, since the mail is not returned).
  */
 import type { DeliveryReply, DeliveryRequest } from '../protocol.js';
-import { agentContext, dsnSplit, every, report, type AgentContext } from '../discard/agent.js';
+import { agentContext, dsnSplit, every, report, type AgentContext } from '../../src/delivery/agent.js';
 
 let ctx: AgentContext | null = null;
 

@@ -19,11 +19,11 @@ import { replyToString } from '../../src/smtp/reply.js';
 import { SmtpClient, type DeliveryResult, type SmtpHost } from '../../src/smtp/client.js';
 import { sourceAddresses } from '../../src/smtp/bind-address.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
-import { agentContext, every, report, type AgentContext } from '../discard/agent.js';
+import { agentContext, every, report, type AgentContext } from '../../src/delivery/agent.js';
 import { parseLmtpNexthop } from './nexthop.js';
-import { smtpEnvelope } from '../smtp/log.js';
+import { smtpEnvelope } from '../../src/delivery/log.js';
 import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
-import { agentTls, requestTls, type AgentTls } from '../smtp/tls.js';
+import { agentTls, requestTls, type AgentTls } from '../../src/smtp/agent-tls.js';
 
 interface State {
   /** SMTP AUTH to next hops (smtp_sasl_*), null when off. */

@@ -4,7 +4,7 @@
  * the path behind it exists), routes requests between actors, restarts crashed workers, answers
  * the control socket, and stops everything on SIGTERM.
  */
-import { authorizedHosts } from '../smtpd/xattrs.js';
+import { authorizedHosts } from '../../src/smtpd/xattrs.js';
 import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -19,7 +19,7 @@ import { closeSharedTables, mainProxymap, serveProxymap } from '../../src/maps/i
 import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
-import { AnvilTables } from '../anvil/statistics.js';
+import { AnvilTables } from '../../src/anvil/statistics.js';
 import type { Health, MetricsCollector } from '../../src/metrics/collect.js';
 import { enableMetrics, masterMetrics } from '../../src/metrics/thread.js';
 import { parseListen } from '../../src/metrics/listen.js';
@@ -27,21 +27,21 @@ import { storeWritable } from '../../src/metrics/health.js';
 import { startSyslogRelay, syslogFacility, type SyslogRelay } from '../../src/log/syslog.js';
 import { STORE_FILE, storeFileProblem, storeTreeProblem } from '../../src/queue/integrity.js';
 import { parseSpawnAttributes } from '../../src/config/spawn-attributes.js';
-import { AnvilTable } from '../anvil/table.js';
-import { postscreenSettings } from '../postscreen/settings.js';
-import { SmtpdPolicy } from '../smtpd/policy.js';
+import { AnvilTable } from '../../src/anvil/table.js';
+import { postscreenSettings } from '../../src/postscreen/settings.js';
+import { SmtpdPolicy } from '../../src/smtpd/policy.js';
 import { kick, type KickRequest } from './kick.js';
-import { smtpdTlsProblem } from '../smtpd/tls.js';
-import { smtpdAnvilProblem } from '../smtpd/anvil.js';
+import { smtpdTlsProblem } from '../../src/smtpd/tls.js';
+import { smtpdAnvilProblem } from '../../src/smtpd/anvil.js';
 import { DAEMONS_BUILT_INTO_MASTER, planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
 import { ControlServer, controlRequest, controlSocketPath } from '../../src/runtime/control.js';
 import { Showq } from '../../src/queue/showq.js';
 import { LOCK_SUPPORTED, MasterLockHeld, acquireMasterLock, pidFilePath, pidFromFile, provenMaster, type MasterLock } from './lock.js';
-import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from './listen.js';
+import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from '../../src/net/listen.js';
 import { InstanceRegistry, registryDirectory } from './instances.js';
-import { verifyMapProblem } from '../verify/cache.js';
-import { VerifySender } from '../verify/sender.js';
-import { isQueueManager } from '../qmgr/strategy.js';
+import { verifyMapProblem } from '../../src/verify/cache.js';
+import { VerifySender } from '../../src/verify/sender.js';
+import { isQueueManager } from '../../src/config/queue-managers.js';
 import { FlushClient, fastFlushDomainsProblems } from '../../src/flush/client.js';
 import { startWakeups } from './wakeup.js';
 

@@ -19,7 +19,7 @@
 import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatListenAddress, type ListenAddress } from './listen.js';
+import { formatListenAddress, type ListenAddress } from '../../src/net/listen.js';
 import { LOCK_SUPPORTED, provenMaster } from './lock.js';
 
 interface Entry {

@@ -10,7 +10,7 @@
  */
 import type { Config } from '../../src/config/index.js';
 import type { SupervisedWorker } from '../../src/runtime/supervisor.js';
-import { isQueueManager } from '../qmgr/strategy.js';
+import { isQueueManager } from '../../src/config/queue-managers.js';
 
 export interface KickRequest {
   class: string;

@@ -10,8 +10,8 @@ import { availableParallelism } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inetEndpoint, type Config, type MasterService } from '../../src/config/index.js';
-import type { InetEndpoint, ListenAddress } from './listen.js';
-import { isQueueManager } from '../qmgr/strategy.js';
+import type { InetEndpoint, ListenAddress } from '../../src/net/listen.js';
+import { isQueueManager } from '../../src/config/queue-managers.js';
 
 export type HostKind = 'pool' | 'supervised';
 
@@ -34,7 +34,7 @@ export interface ServicePlan {
   /**
    * For smtpd behind postscreen: the postscreen inet line (`line` is the smtpd pass line whose
    * settings the threads run with). Its listener lives in the threads of the smtpd pass service (a worker thread cannot hand a socket to another thread), which run
-   * postscreen's tests on each connection before their own SMTP session (actors/postscreen).
+   * postscreen's tests on each connection before their own SMTP session (src/postscreen).
    */
   postscreen?: MasterService;
 }
@@ -87,7 +87,7 @@ const DAEMONS: Record<string, Daemon> = {
 
 /**
  * Postfix's daemons whose work Postactor does without a service of their own: anvil's counters
- * are a table master shares with every smtpd thread (actors/anvil). Their master.cf line is
+ * are a table master shares with every smtpd thread (src/anvil). Their master.cf line is
  * accepted silently and starts nothing.
  */
 export const DAEMONS_BUILT_INTO_MASTER = new Set(['anvil']);

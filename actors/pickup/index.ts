@@ -26,7 +26,7 @@ import { decodeMaildrop, isMaildropName, MaildropFormatError, type MaildropEnvel
 import { ensureMaildrop } from '../../src/maildrop/spool.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import { startActor, type Actor } from '../../src/runtime/endpoint.js';
-import { pickupReceivedHeader } from '../cleanup/headers.js';
+import { pickupReceivedHeader } from '../../src/maildrop/received.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 
 const log = maillog('pickup');

@@ -14,6 +14,7 @@
  * An unknown macro name is a configuration error (Postfix expands it to nothing; a typo in
  * argv= then passes an empty word to the command, which we would rather say out loud).
  */
+import { quoteLocal } from '../../src/address/quote.js';
 export interface MessageFacts {
   sender: string;
   nexthop: string;
@@ -31,15 +32,6 @@ const MESSAGE_MACROS = new Set(['sender', 'nexthop', 'size', 'queue_id', 'client
 const RECIPIENT_MACROS = new Set(['recipient', 'original_recipient', 'user', 'extension', 'mailbox', 'domain']);
 
 const MACRO = /\$(?:\{([A-Za-z0-9_]+)\}|\(([A-Za-z0-9_]+)\)|([A-Za-z0-9_]+)|(\$))/g;
-
-/** Local part quoting (Postfix quote_822_local): quote when it is not a dot-atom. */
-export function quoteLocal(address: string): string {
-  const at = address.lastIndexOf('@');
-  const local = at < 0 ? address : address.slice(0, at);
-  if (local.length === 0 || /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\xff-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\xff-]+)*$/.test(local)) return address;
-  const quoted = '"' + local.replace(/(["\\])/g, '\\$1') + '"';
-  return at < 0 ? quoted : quoted + address.slice(at);
-}
 
 function split(address: string): { local: string; domain: string } {
   const at = address.lastIndexOf('@');

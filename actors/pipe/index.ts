@@ -20,11 +20,11 @@
  */
 import { parseTime, queueDirectory } from '../../src/config/index.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
-import { agentContext, every, report, type AgentContext } from '../discard/agent.js';
+import { agentContext, every, report, type AgentContext } from '../../src/delivery/agent.js';
 import { expandArgv } from './argv.js';
 import { parseAttributes, type PipeAttributes } from './attributes.js';
-import { runCommand } from './command.js';
-import { mailCopy } from './copy.js';
+import { runCommand } from '../../src/delivery/command.js';
+import { mailCopy } from '../../src/delivery/copy.js';
 
 interface State {
   ctx: AgentContext;

@@ -15,7 +15,7 @@ import { parentPort } from 'node:worker_threads';
 import type { QmgrMessage } from '../protocol.js';
 import { QueueManager } from './manager.js';
 import { adminControl } from './admin.js';
-import { isQueueManager, type SchedulerName } from './strategy.js';
+import { isQueueManager, type SchedulerName } from '../../src/config/queue-managers.js';
 
 // Postfix logs under the program's name: postfix/qmgr, or postfix/oqmgr (set in main()).
 let log = maillog('qmgr');

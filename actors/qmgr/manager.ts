@@ -19,7 +19,7 @@ import type { LogKind, MessageMeta, QueueName, RecipientRecord, StatusRecord } f
 import type { Actor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import { flowOf, type MailFlow } from '../../src/runtime/flow.js';
-import { formatDelays, logDelivery } from '../smtp/log.js';
+import { formatDelays, logDelivery } from '../../src/delivery/log.js';
 import { xforwardAttrs } from '../../src/smtp/xforward.js';
 import type { DeliveryRecipient, DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import type { AdminEventName } from '../../src/queue/admin.js';
@@ -29,7 +29,8 @@ import { Resolver, type Route } from './resolve.js';
 import { ProbeReports } from './probes.js';
 import { FastFlushFeed } from './fast-flush.js';
 import { DEFAULT_SLOTS, JobList, newJob, type SchedJob, type SlotParams } from './scheduler.js';
-import { DestinationRing, jobSelector, type EntrySelector, type SchedulerName } from './strategy.js';
+import type { SchedulerName } from '../../src/config/queue-managers.js';
+import { DestinationRing, jobSelector, type EntrySelector } from './strategy.js';
 import { isDead, negative, newWindow, parseFeedback, positive, revive, settings, type WindowSettings, type WindowState } from './feedback.js';
 
 /** Messages a queue scan activates at once (their moves share one commit). */

@@ -17,8 +17,8 @@ import type { Config } from '../../src/config/index.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
-import { ResolveCache, tableFiles } from '../trivial-rewrite/cache.js';
-import { TrivialRewrite } from '../trivial-rewrite/settings.js';
+import { ResolveCache, tableFiles } from '../../src/rewrite/cache.js';
+import { TrivialRewrite } from '../../src/rewrite/settings.js';
 import type { ResolveReply, RewriteRequest } from '../protocol.js';
 
 /** The parameters that make a resolve depend on the envelope sender. */

@@ -19,14 +19,6 @@
  */
 import type { JobList, SchedJob } from './scheduler.js';
 
-/** The master.cf commands that run the queue manager, each naming its scheduler. */
-export const QUEUE_MANAGERS = ['qmgr', 'oqmgr'] as const;
-export type SchedulerName = (typeof QUEUE_MANAGERS)[number];
-
-export function isQueueManager(command: string): command is SchedulerName {
-  return (QUEUE_MANAGERS as readonly string[]).includes(command);
-}
-
 /** One transport's choice of its next entry. */
 export interface EntrySelector<D, E> {
   /** True when nothing can be selected (a cheap test before select()). */

@@ -6,7 +6,7 @@
  * white space gets an empty line first, so it is not read as part of the Received header.
  */
 import { mailDate } from '../../src/time/mail-date.js';
-import { quoteLocal } from '../pipe/argv.js';
+import { quoteLocal } from '../../src/address/quote.js';
 
 export interface ReceivedFacts {
   clientName: string;

@@ -23,7 +23,7 @@ import { newQueueId } from '../../src/queue/qid.js';
 import { startActor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
-import type { ListenAddress } from '../master/listen.js';
+import type { ListenAddress } from '../../src/net/listen.js';
 import { AuthorizedClients } from './clients.js';
 import { qmqpReceivedHeader, queueContent } from './content.js';
 import { verifiedPeerName } from './peer.js';

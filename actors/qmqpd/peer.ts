@@ -5,7 +5,7 @@
  * alone must not authorize anyone.
  */
 import { lookup } from 'node:dns/promises';
-import { peerName } from '../smtpd/peername.js';
+import { peerName } from '../../src/net/peername.js';
 
 const TIMEOUT = 2000;
 

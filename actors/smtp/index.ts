@@ -16,8 +16,8 @@ import { sourceAddresses } from '../../src/smtp/bind-address.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
-import { formatDelays, logDelivery, smtpEnvelope } from './log.js';
-import { agentTls, requestTls, type AgentTls } from './tls.js';
+import { formatDelays, logDelivery, smtpEnvelope } from '../../src/delivery/log.js';
+import { agentTls, requestTls, type AgentTls } from '../../src/smtp/agent-tls.js';
 import { applyMtaSts, stsAgent, stsTls } from './mta-sts.js';
 import type { MtaSts } from '../../src/mta-sts/index.js';
 

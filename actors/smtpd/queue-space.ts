@@ -7,7 +7,7 @@
  * One statfs per MAIL, as Postfix's smtpd does.
  */
 import { statfsSync } from 'node:fs';
-import type { PolicyRequest } from './policy.js';
+import type { PolicyRequest } from '../../src/smtpd/policy.js';
 
 /** Postfix's smtpd_space_multf: free space wanted per message_size_limit. */
 const SPACE_MULTIPLIER = 1.5;

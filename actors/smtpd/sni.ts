@@ -19,9 +19,9 @@ import { readFileSync } from 'node:fs';
 import * as tls from 'node:tls';
 import type { Config } from '../../src/config/index.js';
 import { TableError } from '../../src/maps/index.js';
-import { validHostname } from './restrictions/hostname.js';
-import { openPolicyTable, tableSpecError, type PolicyTable } from './restrictions/tables.js';
-import { chainFromText, osError } from './tls.js';
+import { validHostname } from '../../src/smtpd/restrictions/hostname.js';
+import { openPolicyTable, tableSpecError, type PolicyTable } from '../../src/smtpd/restrictions/tables.js';
+import { chainFromText, osError } from '../../src/smtpd/tls.js';
 
 /** What became of a name a client sent. */
 export type SniOutcome = 'matched' | 'unmatched' | 'invalid' | 'failed';

@@ -13,7 +13,7 @@
  * attribute name: …". Once the client is no longer an authorized one (XCLIENT ADDR= another
  * host), XCLIENT and XFORWARD are refused and not announced, as Postfix re-checks the list.
  */
-import { attributes, neuter, normalizeAddress, TEMPUNAVAIL, UNAVAILABLE, validHostname, validPort, type Reply } from './xattrs.js';
+import { attributes, neuter, normalizeAddress, TEMPUNAVAIL, UNAVAILABLE, validHostname, validPort, type Reply } from '../../src/smtpd/xattrs.js';
 import { XFORWARD_KEYWORD, type XforwardHooks } from './xforward.js';
 
 /** The new client's attributes; absent = not given, null = given as unavailable. */

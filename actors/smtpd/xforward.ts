@@ -11,7 +11,7 @@
  * Attributes: NAME ADDR PORT PROTO HELO IDENT SOURCE, each may be "[UNAVAILABLE]".
  */
 import type { ForwardedClient } from '../../src/queue/types.js';
-import { attributes, neuter, normalizeAddress, UNAVAILABLE, validHostname, validPort, type Reply } from './xattrs.js';
+import { attributes, neuter, normalizeAddress, UNAVAILABLE, validHostname, validPort, type Reply } from '../../src/smtpd/xattrs.js';
 
 /** What the XFORWARD handler needs from smtpd (index.ts). */
 export interface XforwardHooks {

@@ -9,7 +9,7 @@ import { workerData } from 'piscina';
 import { configFromJSON, type ConfigJSON } from '../../src/config/index.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import type { RewriteReply, RewriteRequest, ResolveReply } from '../protocol.js';
-import { TrivialRewrite } from './settings.js';
+import { TrivialRewrite } from '../../src/rewrite/settings.js';
 
 let state: TrivialRewrite | null = null;
 

@@ -16,9 +16,9 @@ import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.j
 import { QueueStore } from '../../src/queue/store.js';
 import { startActor } from '../../src/runtime/endpoint.js';
 import type { CleanupReply, VerifyReply, VerifyRequest } from '../protocol.js';
-import { VerifyCache } from './cache.js';
+import { VerifyCache } from '../../src/verify/cache.js';
 import { probeSender } from './probe.js';
-import { VerifySender } from './sender.js';
+import { VerifySender } from '../../src/verify/sender.js';
 import { VerifyService } from './service.js';
 
 const log = maillog('verify');

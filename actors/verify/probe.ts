@@ -13,7 +13,7 @@
 import type { Logger } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
-import type { VerifySender } from './sender.js';
+import type { VerifySender } from '../../src/verify/sender.js';
 
 export type CleanupRequester = (request: CleanupRequest) => Promise<CleanupReply>;
 

@@ -17,7 +17,7 @@
  */
 import type { VerifyStatus } from '../protocol.js';
 import type { VerifyEntry } from '../../src/queue/types.js';
-import type { VerifyCache } from './cache.js';
+import type { VerifyCache } from '../../src/verify/cache.js';
 
 /** A probe without an answer after this long is taken as lost (Postfix: 1000 s). */
 export const PROBE_TTL = 1000_000;

@@ -31,8 +31,8 @@
  */
 import { DomainList } from '../../src/address/domain.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
-import { agentContext, report, type AgentContext } from '../discard/agent.js';
-import { mailCopy } from '../pipe/copy.js';
+import { agentContext, report, type AgentContext } from '../../src/delivery/agent.js';
+import { mailCopy } from '../../src/delivery/copy.js';
 import { lockSettings, type LockSettings } from '../../src/delivery/mailbox.js';
 import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
 import { atol, VirtualMap } from './maps.js';

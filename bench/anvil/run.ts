@@ -1,7 +1,7 @@
 /**
  * What an anvil connection check costs (issue 12: "a connection check must not cost several
  * thread hops per connection: measure it"). Measures, per connection:
- *   - connect + disconnect on the shared table (actors/anvil/table.ts) in one thread, for
+ *   - connect + disconnect on the shared table (src/anvil/table.ts) in one thread, for
  *     1,000 distinct clients (the address parse and masking included);
  *   - the same from 2 worker threads at once on one table (lock contention);
  *   - for comparison, one request/reply round trip to another thread over a MessageChannel,
@@ -11,7 +11,7 @@
  *   node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/node dist/bench/anvil/run.js
  */
 import { MessageChannel, Worker, isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { AnvilTable, clientKey } from '../../actors/anvil/table.js';
+import { AnvilTable, clientKey } from '../../src/anvil/table.js';
 
 const CLIENTS = 1000;
 const address = (i: number) => `198.51.${(i >> 8) & 255}.${i & 255}`;

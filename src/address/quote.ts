@@ -35,3 +35,15 @@ export function normalizeQuotedLocal(quoted: string): string | null {
   const inner = quoted.slice(1, -1).replace(/\\([\s\S])/g, '$1');
   return isDotString(inner) ? inner : '"' + inner.replace(/["\\]/g, '\\$&') + '"';
 }
+
+/**
+ * Local part quoting (Postfix quote_822_local) as the delivery agents and qmqpd use it: quote
+ * when it is not a dot-atom (an already quoted local part is quoted again, unlike quote822Local).
+ */
+export function quoteLocal(address: string): string {
+  const at = address.lastIndexOf('@');
+  const local = at < 0 ? address : address.slice(0, at);
+  if (local.length === 0 || /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\xff-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\xff-]+)*$/.test(local)) return address;
+  const quoted = '"' + local.replace(/(["\\])/g, '\\$1') + '"';
+  return at < 0 ? quoted : quoted + address.slice(at);
+}

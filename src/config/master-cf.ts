@@ -190,7 +190,7 @@ export function parseMasterCf(text: string, file: string): { services: MasterSer
 /**
  * Listening address of an inet service: "port", "service", "host:port",
  * "[ipv6]:port" or "*:port". host null = no host part: the service listens on
- * every address of inet_interfaces (actors/master/listen.ts).
+ * every address of inet_interfaces (src/net/listen.ts).
  */
 export function inetEndpoint(s: MasterService): { host: string | null; port: number } {
   const ep = parseInetName(s.name);

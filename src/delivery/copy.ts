@@ -1,0 +1,55 @@
+/**
+ * The message as pipe(8) hands it to the command (Postfix's mail_copy): optional envelope
+ * lines first — F "From sender  date", R "Return-Path: <sender>", O "X-Original-To: rcpt",
+ * D "Delivered-To: rcpt" — then the content with each line ended by eol= (default "\n"),
+ * "." doubled at line start with flag ".", "From " quoted as ">From " with flag ">", and a
+ * blank line added at the end with flag B.
+ * pipe(8), local(8) and virtual(8) all write messages this way, so it lives here, as Postfix's
+ * mail_copy.c lives in src/global.
+ */
+import { quoteLocal } from '../address/quote.js';
+
+export interface CopyOptions {
+  flags: Set<string>;
+  eol: string;
+  /** Envelope sender; '' is the null sender. */
+  sender: string;
+  originalRecipient: string;
+  deliveredTo: string;
+  now: Date;
+}
+
+/** asctime()'s first 24 characters, e.g. "Wed Nov 25 02:07:33 2026" (local time). */
+function asctime(d: Date): string {
+  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${days[d.getDay()]} ${months[d.getMonth()]} ${String(d.getDate()).padStart(2, ' ')} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())} ${d.getFullYear()}`;
+}
+
+export function mailCopy(content: Uint8Array, o: CopyOptions): Buffer {
+  const src = Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+  const eol = Buffer.from(o.eol, 'latin1');
+  const parts: Buffer[] = [];
+  const head = (s: string) => parts.push(Buffer.from(s, 'utf8'), eol);
+  const sender = o.sender ? quoteLocal(o.sender) : '';
+  if (o.flags.has('F')) head(`From ${sender || 'MAILER-DAEMON'}  ${asctime(o.now)}`);
+  if (o.flags.has('R')) head(`Return-Path: <${sender}>`);
+  if (o.flags.has('O') && o.originalRecipient) head(`X-Original-To: ${quoteLocal(o.originalRecipient)}`);
+  if (o.flags.has('D')) head(`Delivered-To: ${quoteLocal(o.deliveredTo)}`);
+  const dot = o.flags.has('.');
+  const from = o.flags.has('>');
+  let pos = 0;
+  while (pos < src.length) {
+    let nl = src.indexOf(10, pos);
+    const end = nl < 0 ? src.length : nl;
+    const lineEnd = end > pos && src[end - 1] === 13 ? end - 1 : end;
+    if (dot && src[pos] === 0x2e) parts.push(Buffer.from('.'));
+    if (from && src.subarray(pos, pos + 5).toString('latin1') === 'From ') parts.push(Buffer.from('>'));
+    parts.push(src.subarray(pos, lineEnd), eol);
+    if (nl < 0) nl = src.length;
+    pos = nl + 1;
+  }
+  if (o.flags.has('B')) parts.push(eol);
+  return Buffer.concat(parts);
+}

@@ -1,0 +1,67 @@
+/**
+ * The delivery log line every Postfix delivery agent writes, shared by all our agents:
+ *   ID: to=<rcpt>, relay=host[addr]:port, delay=0.12, delays=0.01/0/0.05/0.06, dsn=2.0.0, status=sent (…)
+ */
+import type { Logger } from '../log/maillog.js';
+import type { SmtpEnvelope } from '../smtp/client.js';
+import type { DeliveryRequest, RecipientOutcome } from './request.js';
+
+/** Seconds as Postfix prints them: two decimals below 10 s, trailing zeros dropped; "0" for zero. */
+export function formatSeconds(seconds: number): string {
+  if (seconds <= 0) return '0';
+  if (seconds >= 10) return String(Math.round(seconds));
+  const s = seconds.toFixed(2).replace(/\.?0+$/, '');
+  return s === '' || s === '0' ? '0' : s;
+}
+
+export interface Delays {
+  delay: string;
+  delays: string;
+}
+
+/** delay=total; delays=a/b/c/d: before qmgr, in qmgr, connection setup, transmission. */
+export function formatDelays(arrival: number, activated: number, started: number, timings: { connect: number; transmit: number }, now: number): Delays {
+  const a = (activated - arrival) / 1000;
+  const b = (started - activated) / 1000;
+  return {
+    delay: formatSeconds((now - arrival) / 1000),
+    delays: [a, b, timings.connect / 1000, timings.transmit / 1000].map(formatSeconds).join('/'),
+  };
+}
+
+export function logDelivery(log: Logger, queueId: string, recipient: string, o: RecipientOutcome, d: Delays, verify = false): void {
+  // An address probe (sendmail -bv, a verify service probe) delivers nothing: Postfix logs
+  // status=deliverable, or undeliverable for a bounce and a deferral alike (bounce.c, defer.c).
+  const status = verify ? (o.status === 'sent' ? 'deliverable' : 'undeliverable') : o.status;
+  log.info(`${queueId}: to=<${recipient}>, relay=${o.relay}, delay=${d.delay}, delays=${d.delays}, dsn=${o.dsn}, status=${status} (${o.reason})`);
+}
+
+/** The SMTP/LMTP envelope of a delivery request: DSN parameters relayed, -bv verification. */
+export function smtpEnvelope(req: DeliveryRequest, size: number): SmtpEnvelope {
+  return {
+    sender: req.sender,
+    recipients: req.recipients.map((r) => r.address),
+    size,
+    ...(req.verify ? { verify: true } : {}),
+    ...(req.xforward ? { xforward: req.xforward } : {}),
+    ...smtputf8Of(req),
+    dsn: {
+      ...(req.ret ? { ret: req.ret } : {}),
+      ...(req.envId ? { envId: req.envId } : {}),
+      recipients: req.recipients.map((r) => (r.notify || r.orcpt ? { ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) } : undefined)),
+    },
+  };
+}
+
+/**
+ * SMTPUTF8 of one delivery (Postfix's smtp_proto.c): MAIL FROM gets SMTPUTF8 when the message
+ * requested it and the server offers it; the delivery fails with 5.6.7 at a server that does not
+ * offer it only when it was requested and this delivery needs it — a UTF-8 header or sender, or a
+ * UTF-8 recipient among this delivery's recipients (qmgr_deliver.c's SMTPUTF8_FLAG_RECIPIENT).
+ */
+function smtputf8Of(req: DeliveryRequest): Pick<SmtpEnvelope, 'smtputf8' | 'smtputf8Required'> {
+  const f = req.smtputf8;
+  if (!f?.requested) return {};
+  const required = f.header || f.sender || req.recipients.some((r) => /[^\x00-\x7f]/.test(r.address));
+  return { smtputf8: true, ...(required ? { smtputf8Required: true } : {}) };
+}

@@ -1,0 +1,64 @@
+/**
+ * qmgr's delivery request and a delivery agent's reply (Postfix's deliver_request.h), declared
+ * here so the agents' shared helpers (src/delivery/agent.ts, log.ts) can use them;
+ * actors/protocol.ts re-exports them.
+ */
+import type { Smtputf8Flags } from '../queue/types.js';
+import type { XforwardAttrs } from '../smtp/xforward.js';
+
+/** One recipient of a delivery request; `index` points into the message's recipient list. */
+export interface DeliveryRecipient {
+  index: number;
+  address: string;
+  /** DSN original recipient ("rfc822;addr") and NOTIFY keywords, relayed to a DSN-capable next hop. */
+  orcpt?: string;
+  notify?: string[];
+}
+
+/** qmgr → delivery agent (request/reply): deliver one message to some recipients at one destination. */
+export interface DeliveryRequest {
+  queueId: string;
+  transport: string;
+  nexthop: string;
+  sender: string;
+  recipients: DeliveryRecipient[];
+  /** Arrival in the queue and the moment qmgr took the message, ms: for delays=a/b/c/d. */
+  arrival: number;
+  activated: number;
+  size: number;
+  /** DSN ENVID and RET of the message, relayed to a DSN-capable next hop. */
+  envId?: string;
+  ret?: 'FULL' | 'HDRS';
+  /** sendmail -bv or a verify service probe: find out whether each recipient is deliverable, deliver nothing. */
+  verify?: boolean;
+  /** The message's SMTPUTF8 flags (absent: none); the agent adds the recipients' own. */
+  smtputf8?: Smtputf8Flags;
+  /** The message's origin for XFORWARD (smtp_send_xforward_command: src/smtp/xforward.ts). */
+  xforward?: XforwardAttrs;
+}
+
+export type DeliveryStatus = 'sent' | 'deferred' | 'bounced';
+
+export interface RecipientOutcome {
+  index: number;
+  status: DeliveryStatus;
+  /** Enhanced status code, e.g. 2.0.0, 4.4.1, 5.1.1. */
+  dsn: string;
+  /** The text Postfix shows in parentheses after status=, e.g. "250 2.0.0 Ok: queued as X". */
+  reason: string;
+  /** relay=host[addr]:port, or "none". */
+  relay: string;
+  /**
+   * A success's RFC 3464 Action for a NOTIFY=SUCCESS notice: "delivered" (final delivery, the
+   * default), "relayed" (handed to a next hop without DSN), "expanded" (an alias or .forward);
+   * "passed" when the next hop announced DSN and got NOTIFY: it notifies, we do not.
+   */
+  action?: 'delivered' | 'relayed' | 'expanded' | 'passed';
+}
+
+export interface DeliveryReply {
+  queueId: string;
+  outcomes: RecipientOutcome[];
+  /** Set when the destination itself failed (connect, greeting): concurrency feedback for qmgr. */
+  siteFailure?: string;
+}

@@ -1,0 +1,107 @@
+/**
+ * TLS for the smtp and lmtp delivery agents: builds the worker's TLS engine and client options
+ * from the smtp_tls_* (lmtp_tls_*) parameters, and finds the policy of each delivery.
+ *
+ *   agentTls(config, 'smtp', log)       engine, client options, policy tables; once per worker
+ *   requestTls(t, req, dest, nexthop)   the TlsRequest of one delivery (policy, fallback rule)
+ *
+ * The plaintext retry after a failed handshake at level may is allowed only when the message
+ * has waited at least $minimal_backoff_time before this delivery, or for an address probe
+ * (Postfix's PLAINTEXT_FALLBACK_OK_AFTER_STARTTLS_FAILURE; no SASL client here, so its "no
+ * SASL credentials" condition always holds).
+ */
+import type { Config } from '../config/index.js';
+import type { Logger } from '../log/maillog.js';
+import { openTable, type LookupTable } from '../maps/index.js';
+import type { SmtpClientOptions, TlsRequest } from './client.js';
+import { TlsEngine } from './tls.js';
+import { TlsSessionCache } from './tls-sessions.js';
+import { keyExchangeGroups, sslOptions } from '../tls/openssl-options.js';
+import { defaults, tlsPolicy, tlsSettings, type TlsSettings } from './tls-policy.js';
+import type { DeliveryRequest } from '../delivery/request.js';
+
+export interface AgentTls {
+  settings: TlsSettings;
+  tables: LookupTable[];
+  /** Why the policy tables could not be opened (every TLS delivery defers), or null. */
+  broken: string | null;
+  minimalBackoff: number;
+  log: Logger;
+  client: Pick<SmtpClientOptions, 'tls' | 'starttlsTimeout' | 'noteStarttlsOffer' | 'wrappermode' | 'onInfo' | 'prefix'>;
+}
+
+/** The names of the session cache's parameters, by protocol. */
+const CACHE = {
+  smtp: { database: 'smtp_tls_session_cache_database', timeout: 'smtp_tls_session_cache_timeout' },
+  lmtp: { database: 'lmtp_tls_session_cache_database', timeout: 'lmtp_tls_session_cache_timeout' },
+} as const;
+
+/** The session cache shared by this agent's threads, or null (parameter empty or timeout 0, as Postfix). */
+function sessionCache(config: Config, prefix: 'smtp' | 'lmtp'): TlsSessionCache | null {
+  const n = CACHE[prefix];
+  const ttl = config.getTime(n.timeout);
+  return config.get(n.database).trim() === '' || ttl === 0 ? null : new TlsSessionCache(prefix, ttl * 1000);
+}
+
+export function agentTls(config: Config, prefix: 'smtp' | 'lmtp', log: Logger): AgentTls {
+  const settings = tlsSettings(config, prefix);
+  const timeout = settings.starttlsTimeout * 1000;
+  // No engine when nothing can ever want TLS: level none, no policy table, no MTA-STS.
+  const wanted = settings.level !== 'none' || settings.policyMaps.length > 0 || settings.wrappermode ||
+    (prefix === 'smtp' && config.getBool('smtp_tls_mta_sts'));
+  const engine = wanted
+    ? new TlsEngine({
+        CAfile: settings.CAfile, CApath: settings.CApath, certFile: settings.certFile, keyFile: settings.keyFile,
+        loglevel: settings.loglevel, fingerprintDigest: settings.fingerprintDigest, timeout,
+        sessions: sessionCache(config, prefix),
+        // Postfix's global TLS library settings apply to its client too (tls_client_init).
+        groups: keyExchangeGroups(config, (t) => log.warn(t)),
+        secureOptions: sslOptions(config, (t) => log.warn(t)),
+        info: (t) => log.info(t), warn: (t) => log.warn(t),
+      })
+    : null;
+  let tables: LookupTable[] = [];
+  let broken: string | null = null;
+  try {
+    const opts = config.configDirectory ? { configDirectory: config.configDirectory } : {};
+    tables = settings.policyMaps.map((spec) => openTable(spec, opts));
+  } catch (e) {
+    broken = (e as Error).message;
+  }
+  return {
+    settings, tables, broken, log,
+    minimalBackoff: config.getTime('minimal_backoff_time') * 1000,
+    client: {
+      tls: engine,
+      starttlsTimeout: timeout,
+      noteStarttlsOffer: settings.noteStarttlsOffer,
+      wrappermode: settings.wrappermode,
+      onInfo: (t) => log.info(t),
+      prefix,
+    },
+  };
+}
+
+/**
+ * The TLS side of one delivery. `dest` is the policy table key (the next hop as routed:
+ * "example.com", "[mail.example.com]:587"); `nexthop` its bare domain for match lists.
+ */
+export async function requestTls(t: AgentTls, req: DeliveryRequest, dest: string, nexthop: string): Promise<TlsRequest> {
+  const plaintextFallback = req.verify === true || req.activated - req.arrival >= t.minimalBackoff;
+  if (t.broken !== null) {
+    t.log.warn(`${t.settings.prefix}_tls_policy_maps: ${t.broken}`);
+    return { policy: { level: 'invalid', why: t.broken }, nexthop, plaintextFallback };
+  }
+  if (t.settings.badLevel !== undefined) {
+    t.log.warn(`invalid tls security level: "${t.settings.badLevel}"`);
+    return { policy: { level: 'invalid', why: 'invalid tls security level' }, nexthop, plaintextFallback };
+  }
+  let policy = await tlsPolicy(t.settings, t.tables, dest, (w) => t.log.warn(w));
+  if (policy.level === 'dane' || policy.level === 'dane-only') {
+    // From a policy table (main.cf refuses it at check): what Postfix does without DNSSEC
+    // lookups (smtp_dns_support_level != dnssec): dane becomes may, dane-only defers.
+    t.log.warn(`${dest}: ${policy.level} configured with dnssec lookups disabled`);
+    policy = policy.level === 'dane' ? defaults(t.settings, 'may') : { level: 'invalid', why: 'dane-only without dnssec lookups' };
+  }
+  return { policy, nexthop, plaintextFallback };
+}

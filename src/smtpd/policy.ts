@@ -1,0 +1,611 @@
+/**
+ * smtpd access policy: the smtpd_*_restrictions lists, evaluated as Postfix does — each list
+ * left to right until a restriction says PERMIT, REJECT or DEFER; PERMIT ends only its own list,
+ * and the end of a list means "go on to the next list". With smtpd_delay_reject=yes (the
+ * default) the client, helo and sender lists run at RCPT time, so their verdicts are RCPT
+ * verdicts; with "no" they run at CONNECT, HELO/EHLO and MAIL. smtpd_data_restrictions run at
+ * DATA, smtpd_end_of_data_restrictions after the final dot, smtpd_etrn_restrictions at ETRN
+ * (after the client and helo lists when smtpd_delay_reject = yes, as Postfix's smtpd_check_etrn).
+ *
+ * The restrictions themselves live in restrictions/ (one file per concern); this file parses the
+ * lists at start-up (every problem refuses start-up with "param: not supported: …"), and
+ * evaluates them: DEFER_IF_PERMIT / DEFER_IF_REJECT state, warn_if_reject, table results that
+ * name further restrictions, smtpd_restriction_classes, and the log lines Postfix writes
+ * ("NOQUEUE: reject: RCPT from name[addr]: 554 5.7.1 …; from=<…> to=<…> proto=ESMTP helo=<…>").
+ */
+import { metrics } from '../metrics/thread.js';
+import { queueDirectory, type Config } from '../config/index.js';
+import { TableError } from '../maps/index.js';
+import { DomainList } from '../address/domain.js';
+import { maillog } from '../log/maillog.js';
+import { buildNetworks, type NetworkList } from '../net/networks.js';
+import { classify, isLocalDomain, resolveSettings, type ResolveSettings } from '../rewrite/resolve.js';
+import { askPolicy, parseEndpoint, type PolicyServiceSettings } from './policy-service.js';
+import { accessRestriction, serverError, tableResult, type AccessKind, type AccessSettings } from './restrictions/access.js';
+import { dnsAllowList, dnsBlockList, parseDnsList, PolicyDns, unknownAddressDomain, unknownHelo, type DnsSettings } from './restrictions/dns.js';
+import { invalidHelo, nonFqdnAddress, nonFqdnHelo } from './restrictions/hostname.js';
+import { senderLoginMismatch, type LoginSettings } from './restrictions/login.js';
+import { checkCcertAccess, permitClientCerts, rejectPlaintextSession } from './restrictions/ccert.js';
+import { saslSettings, type SaslSettings } from './sasl-settings.js';
+import { openPolicyTable, tableSpecError, type PolicyTable } from './restrictions/tables.js';
+import { DUNNO, formatReply, PERMIT, rejected, type Action, type PolicyRequest, type Reply, type Restriction, type Stage } from './restrictions/types.js';
+import { checkListed, unlisted, type UnlistedSettings } from './restrictions/unlisted.js';
+import { unverified, type UnverifiedCodes, type VerifySettings } from './restrictions/verify.js';
+import { VerifyClient } from '../verify/client.js';
+
+export type { PolicyRequest, Stage, Where } from './restrictions/types.js';
+
+/** ok: go on (with the DISCARD / PREPEND effects seen); else the reply to give. */
+export type Verdict =
+  | { ok: true; discard: string | null; prepend: string[] }
+  | { ok: false; code: number; text: string };
+
+export interface PolicyLogger { info(text: string): void; warn(text: string): void }
+
+interface Item { name: string; run: Restriction | 'warn_if_reject' }
+
+const LISTS: [Stage, string][] = [
+  ['client', 'smtpd_client_restrictions'],
+  ['helo', 'smtpd_helo_restrictions'],
+  ['sender', 'smtpd_sender_restrictions'],
+  ['relay', 'smtpd_relay_restrictions'],
+  ['recipient', 'smtpd_recipient_restrictions'],
+  ['data', 'smtpd_data_restrictions'],
+  ['end_of_data', 'smtpd_end_of_data_restrictions'],
+  ['etrn', 'smtpd_etrn_restrictions'],
+];
+
+/** Restrictions that stop mail to foreign domains; Postfix insists on one of them. */
+const RELAY_GUARDS = new Set(['reject_unauth_destination', 'defer_unauth_destination', 'reject', 'defer', 'defer_if_permit']);
+
+/** Postfix restrictions with an argument that Postactor does not implement (the argument is skipped). */
+const UNSUPPORTED_WITH_ARG = new Set([
+  'check_sasl_access', 'check_reverse_client_hostname_access',
+  'check_client_a_access', 'check_client_mx_access', 'check_client_ns_access',
+  'check_reverse_client_hostname_a_access', 'check_reverse_client_hostname_mx_access', 'check_reverse_client_hostname_ns_access',
+  'check_helo_a_access', 'check_helo_mx_access', 'check_helo_ns_access',
+  'check_sender_a_access', 'check_sender_mx_access', 'check_sender_ns_access',
+  'check_recipient_a_access', 'check_recipient_mx_access', 'check_recipient_ns_access',
+  'permit_rhswl_client', 'reject_rhsbl_reverse_client', 'sleep',
+]);
+
+/** Old names Postfix still accepts. */
+const ALIASES: Record<string, string> = {
+  reject_invalid_hostname: 'reject_invalid_helo_hostname',
+  reject_non_fqdn_hostname: 'reject_non_fqdn_helo_hostname',
+  reject_unknown_hostname: 'reject_unknown_helo_hostname',
+  check_relay_domains: 'reject_unauth_destination',
+};
+
+/** Per-evaluation state (one RCPT, one DATA, …), as Postfix keeps it in SMTPD_STATE. */
+interface Evaluation {
+  deferIfPermit: Reply | null;
+  deferIfReject: Reply | null;
+  discard: string | null;
+  prepend: string[];
+  depth: number;
+}
+
+export class SmtpdPolicy {
+  readonly mynetworks: NetworkList;
+  readonly delayReject: boolean;
+  /** The smtpd_sasl_* settings (checked here, so that `postactor check` sees their problems). */
+  readonly sasl: SaslSettings;
+  private readonly login: LoginSettings;
+  private readonly lists = new Map<Stage, Item[]>();
+  private readonly classes = new Map<string, Item[]>();
+  private readonly nested = new Map<string, Item[] | string>();
+  private readonly rejectCode: number;
+  private readonly deferCode: number;
+  private readonly relayRejectCode: number;
+  private readonly rejectUnlistedRecipient: boolean;
+  private readonly explicitUnlisted: boolean;
+  private readonly access: AccessSettings;
+  private readonly dnsSettings: DnsSettings;
+  private readonly policySettings: PolicyServiceSettings;
+  private readonly unlistedSettings: UnlistedSettings;
+  private readonly tables = new Map<string, PolicyTable>();
+  private dnsClient: PolicyDns | null = null;
+  private readonly log: PolicyLogger;
+  private readonly config: Config;
+  private readonly resolve: ResolveSettings;
+  private readonly allowUntrustedRouting: boolean;
+  /** relay_clientcerts, for permit_tls_clientcerts. */
+  private readonly relayClientCerts: PolicyTable[];
+  private readonly askCcert: boolean;
+  /** reject_unverified_*: the verify service's client (set by smtpd; absent in `postactor check`). */
+  private verifyClient: VerifyClient | null = null;
+  private readonly verifySettings: VerifySettings;
+  private readonly unverifiedCodes: Record<'sender' | 'recipient', UnverifiedCodes>;
+  private readonly verifyService: string;
+
+  /** Throws an Error whose message lists every problem (the server then refuses to start). */
+  constructor(config: Config, log: PolicyLogger = maillog('smtpd')) {
+    this.config = config;
+    this.log = log;
+    const errors: string[] = [];
+    const nets = buildNetworks(config.get('mynetworks'), config.get('mynetworks_style'));
+    this.mynetworks = nets.networks;
+    errors.push(...nets.errors.map((e) => `mynetworks: ${e}`));
+    const local = config.getList('mydestination');
+    const relay = config.getList('relay_domains');
+    const valias = config.getList('virtual_alias_domains');
+    const vmailbox = config.getList('virtual_mailbox_domains');
+    for (const [name, items] of [['mydestination', local], ['relay_domains', relay], ['virtual_alias_domains', valias], ['virtual_mailbox_domains', vmailbox]] as const) {
+      for (const t of DomainList.unsupported(items)) errors.push(`${name}: ${t}`);
+    }
+    this.rejectCode = config.getInt('reject_code');
+    this.deferCode = config.getInt('defer_code');
+    this.relayRejectCode = config.getInt('relay_domains_reject_code');
+    this.resolve = resolveSettings(config);
+    this.allowUntrustedRouting = config.getBool('allow_untrusted_routing');
+    this.delayReject = config.getBool('smtpd_delay_reject');
+    this.rejectUnlistedRecipient = config.getBool('smtpd_reject_unlisted_recipient');
+    const delimiter = config.get('recipient_delimiter');
+    this.access = {
+      accessMapRejectCode: config.getInt('access_map_reject_code'),
+      accessMapDeferCode: config.getInt('access_map_defer_code'),
+      nullKey: config.get('smtpd_null_access_lookup_key'),
+      bareParents: config.getList('parent_domain_matches_subdomains').includes('smtpd_access_maps'),
+      recipientDelimiter: delimiter,
+    };
+    const tempfail = (param: string): 'defer' | 'defer_if_permit' => {
+      const v = config.get(param).trim();
+      if (v === 'defer' || v === 'defer_if_permit') return v;
+      errors.push(`${param}: not supported: "${v}" (defer or defer_if_permit)`);
+      return 'defer_if_permit';
+    };
+    this.dnsSettings = {
+      unknownAddressCode: config.getInt('unknown_address_reject_code'),
+      unknownHostnameCode: config.getInt('unknown_hostname_reject_code'),
+      addressTempfail: tempfail('unknown_address_tempfail_action'),
+      heloTempfail: tempfail('unknown_helo_hostname_tempfail_action'),
+      rblCode: config.getInt('maps_rbl_reject_code'),
+    };
+    for (const p of ['rbl_reply_maps', 'default_rbl_reply']) {
+      if (config.isSet(p) && config.raw(p)!.trim() !== '') errors.push(`${p}: not supported (Postactor answers Postfix's default RBL reply)`);
+    }
+    this.policySettings = {
+      timeoutMs: config.getTime('smtpd_policy_service_timeout') * 1000,
+      tryLimit: config.getInt('smtpd_policy_service_try_limit'),
+      retryDelayMs: config.getTime('smtpd_policy_service_retry_delay') * 1000,
+      defaultAction: config.get('smtpd_policy_service_default_action'),
+      policyContext: config.get('smtpd_policy_service_policy_context'),
+    };
+    const maps = (param: string): PolicyTable[] => this.openMaps(param, errors);
+    this.unlistedSettings = {
+      classOf: (a) => classify(a, this.resolve),
+      localMaps: maps('local_recipient_maps'),
+      virtualAliasMaps: maps('virtual_alias_maps'),
+      virtualMailboxMaps: maps('virtual_mailbox_maps'),
+      relayMaps: maps('relay_recipient_maps'),
+      codes: {
+        local: config.getInt('unknown_local_recipient_reject_code'),
+        virtualAlias: config.getInt('unknown_virtual_alias_reject_code'),
+        virtualMailbox: config.getInt('unknown_virtual_mailbox_reject_code'),
+        relay: config.getInt('unknown_relay_recipient_reject_code'),
+      },
+      recipientDelimiter: delimiter,
+      isLocalDomain: (d) => isLocalDomain(this.resolve, d),
+      doubleBounceSender: config.get('double_bounce_sender'),
+    };
+
+    this.verifyService = config.get('address_verify_service_name').trim();
+    this.verifySettings = {
+      client: () => this.verifyClient,
+      pollCount: config.getInt('address_verify_poll_count'),
+      pollDelay: config.getTime('address_verify_poll_delay') * 1000,
+      warn: (t) => this.log.warn(t),
+    };
+    this.unverifiedCodes = {
+      sender: {
+        deferCode: config.getInt('unverified_sender_defer_code'),
+        rejectCode: config.getInt('unverified_sender_reject_code'),
+        tempfail: tempfail('unverified_sender_tempfail_action'),
+        reason: config.get('unverified_sender_reject_reason').trim(),
+      },
+      recipient: {
+        deferCode: config.getInt('unverified_recipient_defer_code'),
+        rejectCode: config.getInt('unverified_recipient_reject_code'),
+        tempfail: tempfail('unverified_recipient_tempfail_action'),
+        reason: config.get('unverified_recipient_reject_reason').trim(),
+      },
+    };
+
+    this.relayClientCerts = maps('relay_clientcerts');
+    this.askCcert = config.getBool('smtpd_tls_ask_ccert');
+    this.sasl = saslSettings(config, errors);
+    this.login = {
+      saslEnabled: this.sasl.enabled,
+      maps: maps('smtpd_sender_login_maps'),
+      resolve: async (a) => (await classify(a, this.resolve)).recipient,
+      recipientDelimiter: delimiter,
+      isLocalDomain: (d) => isLocalDomain(this.resolve, d),
+    };
+
+    const classNames = config.getList('smtpd_restriction_classes');
+    for (const name of classNames) {
+      if (!config.isSet(name)) {
+        errors.push(`smtpd_restriction_classes: restriction class "${name}" has no parameter ${name} in main.cf`);
+        continue;
+      }
+      this.classes.set(name, []);
+    }
+    for (const name of this.classes.keys()) this.classes.set(name, this.build(config.getList(name), name, errors));
+
+    let guarded = false;
+    let explicitUnlisted = false;
+    for (const [stage, param] of LISTS) {
+      const tokens = config.getList(param);
+      if (stage === 'relay' || stage === 'recipient') {
+        if (tokens.some((t) => RELAY_GUARDS.has(t))) guarded = true;
+        if (tokens.includes('reject_unlisted_recipient')) explicitUnlisted = true;
+      }
+      this.lists.set(stage, this.build(tokens, param, errors));
+    }
+    this.explicitUnlisted = explicitUnlisted;
+    if (!guarded) {
+      errors.push('in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: reject_unauth_destination, defer_unauth_destination, reject, defer, defer_if_permit');
+    }
+    if (errors.length) throw new Error(errors.join('\n'));
+  }
+
+  // ---- start-up: lists and tables
+
+  private openMaps(param: string, errors: string[]): PolicyTable[] {
+    const out: PolicyTable[] = [];
+    for (const spec of this.config.getList(param)) {
+      const t = this.table(spec, param, errors);
+      if (t) out.push(t);
+    }
+    return out;
+  }
+
+  private table(spec: string, param: string, errors: string[]): PolicyTable | null {
+    const err = tableSpecError(spec);
+    if (err) {
+      errors.push(`${param}: ${err}`);
+      return null;
+    }
+    let t = this.tables.get(spec);
+    if (!t) {
+      t = openPolicyTable(spec, this.config.configDirectory, (m) => this.log.warn(`${spec}: ${m}`));
+      this.tables.set(spec, t);
+    }
+    return t;
+  }
+
+  private dns(): PolicyDns {
+    return (this.dnsClient ??= new PolicyDns());
+  }
+
+  /** Parses one restriction list; problems go to `errors` as "param: …". */
+  private build(tokens: string[], param: string, errors: string[]): Item[] {
+    const items: Item[] = [];
+    for (let i = 0; i < tokens.length; i++) {
+      const raw = tokens[i]!;
+      const name = ALIASES[raw] ?? raw;
+      const arg = (): string | null => {
+        const a = tokens[i + 1];
+        if (a === undefined || a.includes('{') || a.includes('}')) {
+          errors.push(a === undefined ? `${param}: restriction ${name} needs an argument` : `${param}: not supported: "{ … }" arguments of ${name}`);
+          return null;
+        }
+        i++;
+        return a;
+      };
+      if (raw.includes('{') || raw.includes('}')) {
+        errors.push(`${param}: not supported: "{ … }" syntax in restriction lists`);
+        continue;
+      }
+      const r = this.restriction(name, arg, param, errors);
+      if (r) items.push({ name, run: r });
+    }
+    return items;
+  }
+
+  private restriction(name: string, arg: () => string | null, param: string, errors: string[]): Restriction | 'warn_if_reject' | null {
+    const access = (kind: AccessKind): Restriction | null => {
+      const spec = arg();
+      if (spec === null) return null;
+      const t = this.table(spec, param, errors);
+      return t ? accessRestriction(kind, t, this.access) : null;
+    };
+    const list = (make: (zone: string, match: string | null) => Restriction): Restriction | null => {
+      const a = arg();
+      if (a === null) return null;
+      const p = parseDnsList(a);
+      if (typeof p === 'string') {
+        errors.push(`${param}: ${name}: ${p}`);
+        return null;
+      }
+      return make(p.zone, p.match);
+    };
+    const d = this.dnsSettings;
+    switch (name) {
+      case 'permit': return () => PERMIT;
+      case 'reject': return (r, s) => ({ kind: 'reject', reply: rejected(this.rejectCode, '5.7.1', r, s, 'Access denied') });
+      case 'defer': return (r, s) => ({ kind: 'reject', reply: rejected(this.deferCode, '4.7.1', r, s, 'Access denied') });
+      case 'defer_if_permit': return (r, s) => ({ kind: 'defer_if_permit', reply: rejected(450, '4.7.0', r, s, 'defer_if_permit requested') });
+      case 'defer_if_reject': return (r, s) => ({ kind: 'defer_if_reject', reply: rejected(450, '4.7.0', r, s, 'defer_if_reject requested') });
+      case 'warn_if_reject': return 'warn_if_reject';
+      case 'reject_unauth_pipelining': return (r, s) => (r.illPipelining ? { kind: 'reject', reply: rejected(503, '5.5.0', r, s, 'Improper use of SMTP command pipelining') } : DUNNO);
+      case 'permit_mynetworks': return (r) => (this.mynetworks.has(r.clientAddr) ? PERMIT : DUNNO);
+      // A client logged in with AUTH (an ANONYMOUS login does not count).
+      case 'permit_sasl_authenticated': return (r) => (r.saslMethod && r.saslMethod.toLowerCase() !== 'anonymous' ? PERMIT : DUNNO);
+      case 'reject_authenticated_sender_login_mismatch': return senderLoginMismatch('authenticated', this.login);
+      case 'reject_known_sender_login_mismatch': return senderLoginMismatch('known', this.login);
+      case 'reject_unauthenticated_sender_login_mismatch': return senderLoginMismatch('unauthenticated', this.login);
+      case 'reject_sender_login_mismatch': return senderLoginMismatch('both', this.login);
+      case 'permit_auth_destination': return this.destination((ok) => (ok ? PERMIT : DUNNO));
+      case 'reject_unauth_destination':
+        return this.destination((ok, r) => (ok ? DUNNO : { kind: 'reject', reply: { code: this.relayRejectCode, dsn: dsnClass(this.relayRejectCode, '5.7.1'), text: `<${r.recipient}>: Relay access denied` } }));
+      case 'defer_unauth_destination':
+        return this.destination((ok, r) => (ok ? DUNNO : { kind: 'reject', reply: { code: 454, dsn: '4.7.1', text: `<${r.recipient}>: Relay access denied` } }));
+      case 'check_client_access': return access('client');
+      case 'check_helo_access': return access('helo');
+      case 'check_sender_access': return access('sender');
+      case 'check_recipient_access': return access('recipient');
+      case 'check_etrn_access': return access('etrn');
+      case 'permit_tls_clientcerts': return permitClientCerts(false, this.relayClientCerts, this.askCcert);
+      case 'permit_tls_all_clientcerts': return permitClientCerts(true, this.relayClientCerts, this.askCcert);
+      case 'reject_plaintext_session': return rejectPlaintextSession(this.config.getInt('plaintext_reject_code'));
+      case 'check_ccert_access': {
+        const spec = arg();
+        if (spec === null) return null;
+        const t = this.table(spec, param, errors);
+        return t ? checkCcertAccess(t, this.askCcert, this.access) : null;
+      }
+      case 'reject_invalid_helo_hostname': return invalidHelo(this.config.getInt('invalid_hostname_reject_code'));
+      case 'reject_non_fqdn_helo_hostname': return nonFqdnHelo(this.config.getInt('non_fqdn_reject_code'));
+      case 'reject_non_fqdn_sender': return nonFqdnAddress('sender', this.config.getInt('non_fqdn_reject_code'));
+      case 'reject_non_fqdn_recipient': return nonFqdnAddress('recipient', this.config.getInt('non_fqdn_reject_code'));
+      case 'reject_unknown_sender_domain': return unknownAddressDomain('sender', this.dns(), d);
+      case 'reject_unknown_recipient_domain': return unknownAddressDomain('recipient', this.dns(), d);
+      case 'reject_unknown_helo_hostname': return unknownHelo(this.dns(), d);
+      case 'reject_unlisted_recipient': return unlisted('recipient', this.unlistedSettings);
+      case 'reject_unlisted_sender': return unlisted('sender', this.unlistedSettings);
+      case 'reject_unverified_recipient':
+      case 'reject_unverified_sender': {
+        if (!this.config.services.some((s) => s.name === this.verifyService && s.command === 'verify')) {
+          errors.push(`${param}: ${name}: master.cf has no "${this.verifyService}" service (command verify) to ask (address_verify_service_name)`);
+          return null;
+        }
+        const which = name === 'reject_unverified_sender' ? 'sender' : 'recipient';
+        return unverified(which, this.unverifiedCodes[which], this.verifySettings);
+      }
+      case 'reject_rbl_client': return list((z, m) => dnsBlockList('rbl_client', z, m, this.dns(), d));
+      case 'reject_rhsbl_client': return list((z, m) => dnsBlockList('rhsbl_client', z, m, this.dns(), d));
+      case 'reject_rhsbl_sender': return list((z, m) => dnsBlockList('rhsbl_sender', z, m, this.dns(), d));
+      case 'reject_rhsbl_helo': return list((z, m) => dnsBlockList('rhsbl_helo', z, m, this.dns(), d));
+      case 'reject_rhsbl_recipient': return list((z, m) => dnsBlockList('rhsbl_recipient', z, m, this.dns(), d));
+      case 'permit_dnswl_client': return list((z, m) => dnsAllowList(z, m, this.dns()));
+      case 'check_policy_service': {
+        const spec = arg();
+        if (spec === null) return null;
+        const ep = parseEndpoint(spec, queueDirectory(this.config));
+        if (typeof ep === 'string') {
+          errors.push(`${param}: ${ep}`);
+          return null;
+        }
+        return async (r, s) => {
+          const action = await askPolicy(ep, r, this.policySettings, r.instance ?? '', (w) => this.log.warn(w));
+          return tableResult(action, `check_policy_service ${spec}`, r, s, this.access);
+        };
+      }
+    }
+    if (this.classes.has(name)) {
+      return (r, s) => ({ kind: 'restrictions', names: [name], source: `restriction class ${name}`, stage: s });
+    }
+    if (UNSUPPORTED_WITH_ARG.has(name)) arg();
+    errors.push(`${param}: not supported: restriction "${name}" (see the README feature table)`);
+    return null;
+  }
+
+  /** smtpd's connection to the verify service (reject_unverified_*), as its thread makes it. */
+  useVerifyService(request: (service: string, body: unknown) => Promise<unknown>): void {
+    this.verifyClient = new VerifyClient(request, this.verifyService);
+  }
+
+  // ---- address classes (trivial-rewrite's classify: domain lists only, no tables)
+
+  /**
+   * Postfix's "authorized destination" (permit_auth_destination): the address resolves (as
+   * trivial-rewrite does: source routes, quoting, % and ! in our domains undone) to a domain we
+   * are final or relay destination for — mydestination, an "[ip]" literal of our own interfaces,
+   * the virtual domains, relay_domains — and carries no sender-specified routing
+   * (user%other@us, "user@other"@us, other!user@us) unless allow_untrusted_routing = yes.
+   */
+  async authorizedDestination(recipient: string): Promise<boolean> {
+    const c = await classify(recipient, this.resolve);
+    if (c.routed && !this.allowUntrustedRouting) return false;
+    return c.class !== 'default';
+  }
+
+  /**
+   * A restriction on authorizedDestination(); no recipient is DUNNO. A domain list whose table
+   * fails answers 451 4.3.0 Temporary lookup failure (Postfix's reject_dict_retry), never a
+   * relay decision.
+   */
+  private destination(decide: (authorized: boolean, r: PolicyRequest) => Action): Restriction {
+    return async (r) => {
+      if (r.recipient === null) return DUNNO;
+      try {
+        return decide(await this.authorizedDestination(r.recipient), r);
+      } catch (e) {
+        if (!(e instanceof TableError)) throw e;
+        return { kind: 'error', reply: { code: 451, dsn: '4.3.0', text: `<${r.recipient}>: Temporary lookup failure` }, warning: e.message };
+      }
+    };
+  }
+
+  // ---- evaluation
+
+  /** True when the stage's list is not empty (index.ts skips the hook otherwise). */
+  has(stage: Stage): boolean {
+    return (this.lists.get(stage)?.length ?? 0) > 0;
+  }
+
+  /** smtpd_client_restrictions at CONNECT (smtpd_delay_reject = no). */
+  checkClient(r: PolicyRequest): Promise<Verdict> {
+    return this.evaluate(['client'], r);
+  }
+
+  /** smtpd_helo_restrictions at HELO/EHLO (smtpd_delay_reject = no). */
+  checkHelo(r: PolicyRequest): Promise<Verdict> {
+    return this.evaluate(['helo'], r);
+  }
+
+  /** smtpd_sender_restrictions at MAIL FROM (smtpd_delay_reject = no). */
+  checkSender(r: PolicyRequest): Promise<Verdict> {
+    return this.evaluate(['sender'], r);
+  }
+
+  /** One RCPT: (client, helo, sender with delay_reject), relay, recipient, unlisted recipient. */
+  checkRecipient(r: PolicyRequest): Promise<Verdict> {
+    const stages: Stage[] = this.delayReject ? ['client', 'helo', 'sender', 'relay', 'recipient'] : ['relay', 'recipient'];
+    const implicit = this.rejectUnlistedRecipient && !this.explicitUnlisted;
+    return this.evaluate(stages, r, implicit ? () => checkListed('recipient', r, this.unlistedSettings) : undefined);
+  }
+
+  /** smtpd_data_restrictions at DATA. */
+  checkData(r: PolicyRequest): Promise<Verdict> {
+    return this.evaluate(['data'], r);
+  }
+
+  /** ETRN: (client, helo with delay_reject), then smtpd_etrn_restrictions. */
+  checkEtrn(r: PolicyRequest): Promise<Verdict> {
+    return this.evaluate(this.delayReject ? ['client', 'helo', 'etrn'] : ['etrn'], r);
+  }
+
+  /** smtpd_end_of_data_restrictions after the final dot. */
+  checkEndOfData(r: PolicyRequest): Promise<Verdict> {
+    return this.evaluate(['end_of_data'], r);
+  }
+
+  private async evaluate(stages: Stage[], r: PolicyRequest, after?: () => Promise<Action>): Promise<Verdict> {
+    const ev: Evaluation = { deferIfPermit: null, deferIfReject: null, discard: null, prepend: [], depth: 0 };
+    try {
+      for (const stage of stages) {
+        const out = await this.runList(this.lists.get(stage) ?? [], r, stage, ev);
+        if (typeof out === 'object') return this.refuse(out, r, `smtpd_${stage}_restrictions`);
+      }
+      if (after) {
+        const out = await this.apply(await after(), r, 'recipient', ev, false);
+        if (typeof out === 'object') return this.refuse(out, r, 'reject_unlisted_recipient');
+      }
+    } catch (e) {
+      this.log.warn(`smtpd access policy: ${(e as Error).message}`);
+      return this.refuse({ code: 451, dsn: '4.3.5', text: 'Server configuration error' }, r, 'configuration_error');
+    }
+    if (ev.deferIfPermit) return this.refuse(ev.deferIfPermit, r, 'defer_if_permit');
+    return { ok: true, discard: ev.discard, prepend: ev.prepend };
+  }
+
+  /** A list, left to right: 'permit', 'dunno' (end of list), or the reply that ends it all. */
+  private async runList(items: Item[], r: PolicyRequest, stage: Stage, ev: Evaluation): Promise<'permit' | 'dunno' | Reply> {
+    let warnNext = false;
+    for (const item of items) {
+      if (item.run === 'warn_if_reject') {
+        warnNext = true;
+        continue;
+      }
+      const warn = warnNext;
+      warnNext = false;
+      const out = await this.apply(await item.run(r, stage), r, stage, ev, warn);
+      if (out !== 'dunno') return out;
+    }
+    return 'dunno';
+  }
+
+  private async apply(action: Action, r: PolicyRequest, stage: Stage, ev: Evaluation, warn: boolean): Promise<'permit' | 'dunno' | Reply> {
+    switch (action.kind) {
+      case 'dunno': return 'dunno';
+      case 'permit': return 'permit';
+      case 'reject': {
+        if (warn) {
+          this.whatsup('reject_warning', r, formatReply(action.reply));
+          return 'dunno';
+        }
+        // DEFER_IF_REJECT turns a later 5xx into its 4xx.
+        return ev.deferIfReject && action.reply.code >= 500 ? ev.deferIfReject : action.reply;
+      }
+      case 'error':
+        this.log.warn(action.warning);
+        return action.reply;
+      case 'defer_if_permit':
+        if (warn) this.whatsup('reject_warning', r, formatReply(action.reply));
+        else ev.deferIfPermit ??= action.reply;
+        return 'dunno';
+      case 'defer_if_reject':
+        ev.deferIfReject ??= action.reply;
+        return 'dunno';
+      case 'warn':
+        this.whatsup('warn', r, action.text);
+        return 'dunno';
+      case 'warning':
+        this.log.warn(action.warning);
+        return 'dunno';
+      case 'discard':
+        this.whatsup('discard', r, action.text);
+        ev.discard = action.text;
+        return 'permit';
+      case 'prepend':
+        if (r.where === 'END-OF-MESSAGE') this.log.warn(`access table: action PREPEND must be used before smtpd_end_of_data_restrictions`);
+        else if (r.sender === null) this.log.warn(`access table: with smtpd_delay_reject=no, action PREPEND is always skipped in client or helo restrictions`);
+        else ev.prepend.push(action.header);
+        return 'dunno';
+      case 'restrictions': {
+        if (ev.depth >= 100) {
+          this.log.warn(`${action.source}: entry ${action.names.join(' ')} causes unreasonable recursion`);
+          return { code: 451, dsn: '4.3.5', text: 'Server configuration error' };
+        }
+        const items = this.nestedList(action.names);
+        if (typeof items === 'string') return this.apply(serverError(`${action.source}: ${items}`), r, action.stage, ev, false);
+        ev.depth++;
+        try {
+          return await this.runList(items, r, action.stage, ev);
+        } finally {
+          ev.depth--;
+        }
+      }
+    }
+  }
+
+  /** A table result's restriction names, parsed once ("not supported: …" when they cannot be). */
+  private nestedList(names: string[]): Item[] | string {
+    const key = names.join(' ');
+    let cached = this.nested.get(key);
+    if (cached === undefined) {
+      if (names.length === 1 && this.classes.has(names[0]!)) cached = this.classes.get(names[0]!)!;
+      else {
+        const errors: string[] = [];
+        const items = this.build(names, 'access table result', errors);
+        cached = errors.length ? errors.join('; ') : items;
+      }
+      this.nested.set(key, cached);
+    }
+    return cached;
+  }
+
+  /** `reason` (the restriction list, or what else refused) labels the reject in the metrics. */
+  private refuse(reply: Reply, r: PolicyRequest, reason: string): Verdict {
+    this.whatsup('reject', r, formatReply(reply));
+    metrics().smtpdRejects.inc({ code: String(reply.code), stage: r.where, reason });
+    return { ok: false, code: reply.code, text: `${reply.dsn} ${reply.text}` };
+  }
+
+  /** Postfix's log_whatsup: "QID: reject: RCPT from name[addr]: text; from=<…> to=<…> proto=… helo=<…>". */
+  private whatsup(what: string, r: PolicyRequest, text: string): void {
+    let line = `${r.queueId ?? 'NOQUEUE'}: ${what}: ${r.where} from ${r.clientName}[${r.clientAddr}]: ${text};`;
+    if (r.sender !== null) line += ` from=<${r.sender}>`;
+    if (r.recipient !== null) line += ` to=<${r.recipient}>`;
+    line += ` proto=${r.protocol}`;
+    if (r.helo) line += ` helo=<${r.helo}>`;
+    this.log.info(line);
+  }
+}
+
+function dsnClass(code: number, dsn: string): string {
+  return `${Math.floor(code / 100)}${dsn.slice(1)}`;
+}
