@@ -39,7 +39,7 @@ export function replaceStrayCr(content: Uint8Array): Uint8Array {
 
 /**
  * The content as cleanup reads it, and its header section: stray CRs replaced, headers longer
- * than header_size_limit cut; a message with more Received headers than hopcount_limit is refused.
+ * than header_size_limit cut; a message with hopcount_limit Received headers (its own included) is refused.
  */
 export function readMessage(s: Pick<CleanupSettings, 'replaceStrayCr' | 'headerSizeLimit' | 'hopLimit'>, request: CleanupRequest): Failure | { content: Uint8Array; scan: HeaderScan } {
   // cleanup_replace_stray_cr_lf (Postfix ≥ 3.8.5): a CR that does not end a line becomes a space,
@@ -52,8 +52,11 @@ export function readMessage(s: Pick<CleanupSettings, 'replaceStrayCr' | 'headerS
     original = limited;
     scan = scanHeaders(original);
   }
-  if (scan.received > s.hopLimit) {
-    log.info(`${request.queueId}: reject: header Received: too many hops; from=<${request.sender}>`);
+  // Postfix counts every Received header cleanup sees, smtpd's own included (smtpd wrote it
+  // ahead of the message; here cleanup adds it: addedHeaders), and refuses at hopcount_limit.
+  const hops = scan.received + (request.origin === 'smtpd' && request.client ? 1 : 0);
+  if (hops >= s.hopLimit) {
+    log.warn(`${request.queueId}: message rejected: hopcount exceeded`);
     return { ok: false, code: 554, dsn: '5.4.0', text: 'Error: too many hops' };
   }
   return { content: original, scan };
