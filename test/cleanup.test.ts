@@ -113,10 +113,13 @@ test('a broken table (file:line error) is a temporary failure, never a miss', as
   }
 });
 
-test('duplicate recipients are removed (same address and ORCPT), up to duplicate_filter_limit', () => {
+test('duplicate recipients are removed (same address, ORCPT and NOTIFY), up to duplicate_filter_limit', () => {
   const r = (address: string, orcpt?: string) => ({ address, ...(orcpt ? { orcpt } : {}) });
   assert.deepEqual(dedupe([r('a@x'), r('b@x'), r('a@x'), r('a@x', 'rfc822;a@y')], 1000), [r('a@x'), r('b@x'), r('a@x', 'rfc822;a@y')]);
   assert.equal(dedupe([r('a@x'), r('b@x'), r('b@x')], 1).length, 3); // only the first is remembered
+  // NOTIFY is part of the key, as in cleanup_out_recipient.c.
+  const n = (address: string, notify: string[]) => ({ address, notify });
+  assert.deepEqual(dedupe([n('a@x', ['NEVER']), n('a@x', ['SUCCESS']), n('a@x', ['NEVER'])], 1000), [n('a@x', ['NEVER']), n('a@x', ['SUCCESS'])]);
 });
 
 test('header_checks actions: REJECT/DEFER with default and explicit status, the others with their text', () => {

@@ -235,12 +235,14 @@ export async function expandVirtual(m: Mappings, address: string): Promise<strin
   return out;
 }
 
-/** Removes duplicate recipients (exact address and ORCPT), remembering at most `limit` (duplicate_filter_limit; 0 = no limit). */
-export function dedupe<T extends { address: string; orcpt?: string }>(recipients: T[], limit: number): T[] {
+/** Removes duplicate recipients (exact address, ORCPT and NOTIFY), remembering at most `limit` (duplicate_filter_limit; 0 = no limit). */
+export function dedupe<T extends { address: string; orcpt?: string; notify?: string[] }>(recipients: T[], limit: number): T[] {
   const seen = new Set<string>();
   const out: T[] = [];
   for (const r of recipients) {
-    const key = `${r.orcpt ?? ''}\n${r.address}`;
+    // cleanup_out_recipient.c's key: DSN ORCPT, NOTIFY and the address (recipients that differ
+    // only in what the sender asked to be told are kept apart).
+    const key = `${r.orcpt ?? ''}\n${r.notify?.join(',') ?? ''}\n${r.address}`;
     if (seen.has(key)) continue;
     if (limit <= 0 || seen.size < limit) seen.add(key);
     out.push(r);
