@@ -15,6 +15,8 @@
  *   ./transport.ts  qmgr_transport.c   per-transport limits, down / back
  *   ./deliver.ts    qmgr_deliver.c     an entry to its agent, and the agent's reply
  *   ./done.ts       qmgr_active_done, qmgr_defer.c, qmgr_bounce.c: the end of an attempt
+ * Here remain what Postfix keeps in qmgr.c, qmgr_scan.c and the selection loop: scan(),
+ * schedule() (qmgr_transport_select, then the transport's entry) and deferTodo() (qmgr_defer_todo).
  */
 import { metrics, registerGauges } from '../../src/metrics/thread.js';
 import { QUEUE_NAMES } from '../../src/queue/types.js';
