@@ -12,7 +12,8 @@
  *   - done.ts: the end of an attempt written to the store: removed, or deferred with its
  *     nextAttempt within minimal_backoff_time and its jitter;
  *   - active.ts + message.ts, through QueueManager: a message read in slices of
- *     qmgr_message_recipient_limit, every recipient delivered once, then removed.
+ *     qmgr_message_recipient_limit, every recipient delivered once, then removed; a message
+ *     whose content fails its checksum saved to corrupt without a delivery.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -394,6 +395,26 @@ describe('done.ts: the end of an attempt, written to a real store', () => {
 });
 
 describe('active.ts + message.ts (through QueueManager): a message read in slices', () => {
+  test('a message whose content fails its checksum goes to the corrupt queue, never to the agent', async () => {
+    const store = QueueStore.open(tempDir());
+    const log = testLog();
+    const asked: string[] = [];
+    const actor = { ...noServices, request: (to: string) => (asked.push(to), Promise.reject(new ServiceError('BUSY', 'busy'))) } as unknown as Actor;
+    const manager = new QueueManager(config(), store, actor, log);
+    try {
+      const meta: MessageMeta = { queueId: 'DAMAGED', queue: 'incoming', arrival: Date.now(), sender: 's@example.org', recipients: [{ address: 'r@example.com', done: false }], size: 10, nextAttempt: 0, attempts: 0, checksum: 1 };
+      await store.restore([{ meta, content: Buffer.from('Subject: t\r\n\r\nbody\r\n') }]);
+      manager.queued('DAMAGED');
+      await until('the move to corrupt', () => store.get('DAMAGED')?.queue === 'corrupt');
+      assert.deepEqual(log.lines, ['warning: DAMAGED: message content does not match its checksum', 'warning: saving corrupt file "DAMAGED" from queue "active" to queue "corrupt"']);
+      assert.deepEqual(asked, []);
+      assert.deepEqual(manager.status(), { active: 0, inDelivery: 0, destinations: 0 });
+    } finally {
+      manager.pause();
+      await store.close();
+    }
+  });
+
   test('qmgr_message_recipient_limit = 4: 10 recipients enter memory 4 at a time, each is delivered once, then the message is removed', async () => {
     const store = QueueStore.open(tempDir());
     const log = testLog();
