@@ -11,7 +11,7 @@
  *                                   (Postfix's oqmgr qmgr_queue_select / qmgr_entry_select); no
  *                                   jobs, no delivery slots, no preemption.
  *
- * Everything else is shared by both (./manager.ts): the active queue and its recipient slices,
+ * Everything else is shared by both (./manager.ts and its parts): the active queue and its recipient slices,
  * destinations with their concurrency feedback, dead destinations and rate delays, the end of an
  * attempt, backoff, notices. Postfix's oqmgr reads none of nqmgr's job parameters
  * (<transport>_delivery_slot_*, _minimum_delivery_slots, _recipient_refill_*, …); they are simply

@@ -1,0 +1,206 @@
+/**
+ * The active queue (Postfix's qmgr_active.c): messages move from incoming or deferred into
+ * active, one store transaction each (a scan's moves share one group commit), within
+ * qmgr_message_active_limit (oqmgr also within qmgr_message_recipient_limit recipients); a
+ * message whose content fails its checksum goes to the corrupt queue instead
+ * (qmgr_active_corrupt); the first slice of its recipients is read (./message.ts). When no entry
+ * is outstanding and every recipient was read, the attempt ends (./done.ts) and the message
+ * leaves memory. A message whose end could not be written (a full disk) is stranded: still in
+ * active on disk, no longer in memory; the next scan puts it back into incoming (duplicates
+ * possible, loss never). Global flow control (in_flow_delay) is fed from here: a token back for
+ * each message taken from incoming.
+ *
+ * Collaborators come in explicitly (store, flow tokens, the other parts), so a test builds an
+ * active queue over a real store (test/qmgr-parts.test.ts).
+ */
+import { metrics } from '../../src/metrics/thread.js';
+import type { Config } from '../../src/config/index.js';
+import type { Logger } from '../../src/log/maillog.js';
+import type { QueueStore } from '../../src/queue/store.js';
+import type { MessageMeta, QueueName } from '../../src/queue/types.js';
+import type { MailFlow } from '../../src/runtime/flow.js';
+import type { Transports } from './transport.js';
+import type { Entries } from './entry.js';
+import type { ActiveMessage, Messages } from './message.js';
+import type { AttemptEnd } from './done.js';
+
+/** Messages a queue scan activates at once (their moves share one commit). */
+export const SCAN_BATCH = 100;
+
+export class ActiveQueue {
+  readonly messages = new Map<string, ActiveMessage>();
+  readonly activating = new Set<string>();
+  /**
+   * Messages whose end of attempt could not be written (a failed commit: a full disk): they are
+   * still in the active queue on disk but no longer in memory. Each scan puts them back into
+   * incoming; what this attempt delivered may then be delivered again (duplicates, never loss).
+   */
+  readonly stranded = new Set<string>();
+  /** Probes (trace mode probe) in the active queue (address_verify_pending_request_limit). */
+  probesActive = 0;
+  /** incoming has messages not taken yet (the active queue was full, or a move failed). */
+  incomingBacklog = false;
+  private activeLimit!: number;
+  /** in_flow_delay (s) and the flow tokens shared with cleanup (src/runtime/flow.ts). */
+  private inFlowDelay!: number;
+  private procLimit!: number;
+
+  constructor(
+    config: Config,
+    private readonly store: QueueStore,
+    private readonly log: Logger,
+    private readonly flow: MailFlow | null,
+    private readonly parts: { transports: Transports; entries: Entries; messages: Messages; end: AttemptEnd },
+  ) {
+    this.reconfigure(config);
+  }
+
+  reconfigure(config: Config): void {
+    this.activeLimit = config.getInt('qmgr_message_active_limit');
+    this.inFlowDelay = config.getTime('in_flow_delay');
+    this.procLimit = Math.max(1, config.getInt('default_process_limit'));
+  }
+
+  /** qmgr_message_active_limit: the most messages a scan takes from one queue. */
+  get limit(): number {
+    return this.activeLimit;
+  }
+
+  /**
+   * Postfix's global flow control (mail_flow, in_flow_delay): a token back for each message taken
+   * from incoming, the pool filled up to default_process_limit while incoming is empty. When
+   * qmgr falls behind (active queue full, incoming piling up) the tokens run out and cleanup
+   * slows each new message by in_flow_delay.
+   */
+  flowStep(fedFromIncoming: boolean): void {
+    if (!this.flow || this.inFlowDelay <= 0) return;
+    this.flow.replenish(fedFromIncoming, !this.incomingBacklog, this.procLimit);
+  }
+
+  /**
+   * Whether another message may be activated: qmgr_message_active_limit; oqmgr also stops
+   * opening messages while qmgr_message_recipient_limit recipients are in memory (nqmgr does not:
+   * each new message gets at least qmgr_message_recipient_minimum).
+   */
+  room(): boolean {
+    if (this.parts.messages.full()) return false;
+    return this.messages.size + this.activating.size < this.activeLimit;
+  }
+
+  /** True if the message is in qmgr's memory (active, or being activated). */
+  holds(queueId: string): boolean {
+    return this.messages.has(queueId) || this.activating.has(queueId);
+  }
+
+  /** The message leaves memory (its attempt has ended). */
+  forget(queueId: string, probe: boolean): void {
+    this.messages.delete(queueId);
+    if (probe) this.probesActive--;
+  }
+
+  /**
+   * Activates messages of a scan, SCAN_BATCH at a time: the moves of a batch are asked for at
+   * once, so the store commits them together (group commit: one synced commit per batch instead
+   * of one per message), while the recipients read meanwhile stay bounded. activate() counts a
+   * message as activating before its first await, so room() stays exact. False when the active
+   * queue filled up before every message was taken.
+   */
+  async activateAll(ids: string[], from: QueueName): Promise<boolean> {
+    for (let i = 0; i < ids.length; i += SCAN_BATCH) {
+      const moves: Promise<void>[] = [];
+      for (const id of ids.slice(i, i + SCAN_BATCH)) {
+        if (!this.room()) {
+          await Promise.all(moves);
+          return false;
+        }
+        moves.push(this.activate(id, from));
+      }
+      await Promise.all(moves);
+    }
+    return true;
+  }
+
+  /** One message into the active queue: one transaction, then its recipients to their destinations. */
+  async activate(queueId: string, from: QueueName): Promise<void> {
+    if (this.messages.has(queueId) || this.activating.has(queueId)) return;
+    this.activating.add(queueId);
+    let meta: MessageMeta | undefined;
+    try {
+      meta = await this.store.move(queueId, 'active', {}, from);
+    } catch (err) {
+      // A failed commit (a full disk): the message stays where it was, and a later scan takes it.
+      this.log.warn(`${queueId}: move to the active queue failed: ${(err as Error).message}`);
+      if (from === 'incoming') this.incomingBacklog = true;
+      return;
+    } finally {
+      this.activating.delete(queueId);
+    }
+    if (!meta) return;
+    if (from === 'incoming') this.flowStep(true);
+    // LMDB keeps no checksums: a message whose content is not what cleanup stored is never
+    // delivered; it goes to the corrupt queue, as Postfix's qmgr saves a damaged queue file.
+    const content = this.store.verify(queueId, meta);
+    if (content !== 'ok') return this.saveCorrupt(meta, content === 'missing' ? 'message content is missing' : 'message content does not match its checksum');
+    if (from === 'incoming') metrics().qmgrInserted.inc();
+    const pendingIdx: number[] = [];
+    for (const [i, r] of meta.recipients.entries()) if (!r.done) pendingIdx.push(i);
+    const msg = this.parts.messages.create(meta, pendingIdx, Date.now());
+    const { rcpt } = msg;
+    this.messages.set(queueId, msg);
+    if (meta.trace === 'probe') this.probesActive++;
+    this.log.info(`${queueId}: from=<${meta.sender}>, size=${meta.size}, nrcpt=${pendingIdx.length} (queue active)`);
+    if (meta.forcedExpire && pendingIdx.length > 0) {
+      rcpt.readPos = pendingIdx.length;
+      return void this.parts.end.forceExpire(msg, pendingIdx.map((index) => ({ index, address: meta!.recipients[index]!.address })));
+    }
+    await this.parts.messages.readSlice(msg, rcpt.cap);
+  }
+
+  /** Moves a damaged message from active to corrupt (Postfix's qmgr_active_corrupt). */
+  private async saveCorrupt(meta: MessageMeta, why: string): Promise<void> {
+    const id = meta.queueId;
+    this.log.warn(`${id}: ${why}`);
+    try {
+      if (await this.store.move(id, 'corrupt', {}, 'active')) this.log.warn(`saving corrupt file "${id}" from queue "active" to queue "corrupt"`);
+    } catch (err) {
+      this.log.warn(`${id}: move to the corrupt queue failed: ${(err as Error).message}`);
+      this.stranded.add(id);
+    }
+  }
+
+  /** Stranded messages (see `stranded`) back into incoming; each stays stranded until that commits. */
+  async requeueStranded(): Promise<void> {
+    for (const id of [...this.stranded]) {
+      try {
+        await this.store.move(id, 'incoming', {}, 'active');
+        this.stranded.delete(id);
+        this.incomingBacklog = true;
+      } catch {
+        return; // still failing: the next scan tries again
+      }
+    }
+  }
+
+  /** An entry of `msg` is back from its delivery: more recipients for a sliced message, and perhaps the end. */
+  entryBack(msg: ActiveMessage): void {
+    msg.outstanding--;
+    if (msg.rcpt.cap < msg.rcpt.pending.length) {
+      // A message read in slices: more recipients, and the delivered ones recorded as we go.
+      this.parts.messages.refill(msg);
+      void this.parts.messages.saveDone(msg);
+    }
+    this.maybeFinish(msg);
+  }
+
+  /** The attempt ends when no entry is outstanding and every recipient was read (or postsuper took it). */
+  maybeFinish(msg: ActiveMessage): void {
+    const { rcpt } = msg;
+    if (msg.outstanding !== 0 || rcpt.reading || msg.finishing) return;
+    if (rcpt.readPos < rcpt.pending.length && !msg.admin) return this.parts.messages.refill(msg);
+    for (const t of this.parts.transports.all.values()) {
+      const job = t.jobOf.get(msg);
+      if (job) this.parts.entries.freeJob(job);
+    }
+    void this.parts.end.finish(msg);
+  }
+}

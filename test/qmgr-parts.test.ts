@@ -1,0 +1,470 @@
+/**
+ * The queue manager's parts (actors/qmgr/*.ts, one Postfix qmgr_*.c seam each) driven
+ * in-process, each built from its real collaborators and a real QueueStore in a temp dir; the
+ * delivery agent is a function of the test (the agent is not what is tested here):
+ *   - queue.ts: a destination's concurrency window opening on positive feedback, closing on
+ *     negative, dead at the failed-cohort limit and back after minimal_backoff_time;
+ *   - transport.ts: a transport down for transport_retry_time, then back;
+ *   - entry.ts + scheduler.ts: the entries of a big job preempted by a small one (and not
+ *     with delivery_slot_cost = 0);
+ *   - deliver.ts: an agent's success, BUSY (the entry goes back first in line), NOSERVICE (the
+ *     transport goes down, the recipients are deferred), and a site failure (the destination dies);
+ *   - done.ts: the end of an attempt written to the store: removed, or deferred with its
+ *     nextAttempt within minimal_backoff_time and its jitter;
+ *   - active.ts + message.ts, through QueueManager: a message read in slices of
+ *     qmgr_message_recipient_limit, every recipient delivered once, then removed; a message
+ *     whose content fails its checksum saved to corrupt without a delivery.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EMBEDDED_MASTER_CF } from '../src/config/embedded.js';
+import { loadConfig, type Config } from '../src/config/index.js';
+import type { Logger } from '../src/log/maillog.js';
+import { QueueStore } from '../src/queue/store.js';
+import type { MessageMeta } from '../src/queue/types.js';
+import type { Actor } from '../src/runtime/endpoint.js';
+import { ServiceError } from '../src/runtime/wire.js';
+import type { DeliveryReply, DeliveryRequest } from '../actors/protocol.js';
+import { jobSelector } from '../actors/qmgr/strategy.js';
+import { Transports } from '../actors/qmgr/transport.js';
+import { Destinations, mayStart, type Destination } from '../actors/qmgr/queue.js';
+import { Entries, type Entry, type Job } from '../actors/qmgr/entry.js';
+import type { ActiveMessage } from '../actors/qmgr/message.js';
+import { Deliveries, type DeliverFn } from '../actors/qmgr/deliver.js';
+import { AttemptEnd } from '../actors/qmgr/done.js';
+import { Notifier, noticeConfig } from '../actors/qmgr/notices.js';
+import { ProbeReports } from '../actors/qmgr/probes.js';
+import { FastFlushFeed } from '../actors/qmgr/fast-flush.js';
+import { QueueManager } from '../actors/qmgr/manager.js';
+import { tempDirs } from './helpers/temp.js';
+
+const tempDir = tempDirs('postactor-qmgr-parts-');
+
+function config(mainCf: Record<string, string> = {}): Config {
+  const main = Object.entries({ queue_directory: tempDir(), ...mainCf }).map(([k, v]) => `${k} = ${v}\n`).join('');
+  return loadConfig(tempDir({ 'main.cf': main, 'master.cf': EMBEDDED_MASTER_CF }));
+}
+
+interface TestLog extends Logger {
+  lines: string[];
+}
+
+function testLog(): TestLog {
+  const lines: string[] = [];
+  const add = (level: string) => (text: string) => void lines.push(`${level}: ${text}`);
+  return { lines, info: add('info'), warn: add('warning'), error: add('error'), fatal: add('fatal') };
+}
+
+/** An actor whose every request fails (no bounce, cleanup, verify or flush service is asked here). */
+const noServices = {
+  data: {},
+  request: () => Promise.reject(new ServiceError('NOSERVICE', 'not in this test')),
+  send: () => undefined,
+  inFlight: () => 0,
+} as unknown as Actor;
+
+/** transports, destinations and entries wired as the manager wires them (nqmgr). */
+function scheduling(c: Config, log: Logger, hooks: { schedule?: () => void; wake?: (t: string) => void } = {}) {
+  const schedule = hooks.schedule ?? (() => undefined);
+  let entries: Entries;
+  const transports = new Transports(c, log, 'qmgr', {
+    selector: (jobs) => jobSelector<Job, Destination, Entry>(jobs, (job, now) => entries.pickPeer(job, now)),
+    wake: (t) => {
+      destinations.wake(t);
+      hooks.wake?.(t);
+    },
+    schedule,
+  });
+  const destinations = new Destinations(c, transports, log, { schedule });
+  entries = new Entries(transports, destinations);
+  return { transports, destinations, entries };
+}
+
+/** An in-memory active message of `n` recipients (as message.ts's create() makes one). */
+function activeMessage(queueId: string, n: number, activated: number): ActiveMessage {
+  const recipients = Array.from({ length: n }, (_, i) => ({ address: `r${i}@example.com`, done: false }));
+  const meta: MessageMeta = { queueId, queue: 'active', arrival: activated, sender: 's@example.org', recipients, size: 10, nextAttempt: 0, attempts: 0 };
+  const pending = recipients.map((_, i) => i);
+  return { meta, activated, outstanding: 0, outcomes: new Map(), rcpt: { pending, readPos: n, inMemory: 0, cap: n, reading: false, lastRead: activated, unsaved: [], lastSave: activated } };
+}
+
+const route = (nexthop: string) => ({ transport: 'smtp', nexthop, key: `smtp:${nexthop}`, recipient: `u@${nexthop}` });
+
+async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('queue.ts: a destination\'s concurrency window', () => {
+  test('opens by one per success up to the limit, closes by one per site failure, dies at the cohort limit, revives after minimal_backoff_time', async () => {
+    const log = testLog();
+    let scheduled = 0;
+    const c = config({ initial_destination_concurrency: '2', smtp_destination_concurrency_limit: '4', smtp_destination_concurrency_failed_cohort_limit: '1', minimal_backoff_time: '1s', destination_concurrency_feedback_debug: 'yes' });
+    const { destinations } = scheduling(c, log, { schedule: () => scheduled++ });
+    const dest = destinations.get(route('example.com'));
+    assert.equal(destinations.get(route('example.com')), dest, 'one queue per transport:nexthop');
+    const now = Date.now();
+    assert.equal(dest.fb.window, 2);
+    dest.busy = 2;
+    assert.equal(mayStart(dest, now), false, 'window full');
+    destinations.feedback(dest, [], undefined);
+    assert.equal(dest.fb.window, 3);
+    assert.equal(mayStart(dest, now), true, 'a success opened the window');
+    dest.busy = 3;
+    destinations.feedback(dest, [], undefined);
+    destinations.feedback(dest, [], undefined);
+    assert.equal(dest.fb.window, 4, 'capped at smtp_destination_concurrency_limit');
+    assert.match(log.lines.at(-1)!, /^info: success: queue smtp:example\.com: limit 4 window 4 /);
+    dest.busy = 0;
+    destinations.feedback(dest, [{ index: 0, status: 'deferred', dsn: '4.4.1', reason: 'connect refused', relay: 'none' }], 'connect to example.com: Connection refused');
+    // Postfix's qmgr_queue_throttle: the failure credit starts at 0 after a success, so the first
+    // failure of a negative cycle (feedback 1) closes the window by two, as Postfix's does.
+    assert.equal(dest.fb.window, 2, 'a site failure closed the window');
+    assert.equal(dest.dead, undefined);
+    // 1/4 + 1/2 + 1/1 cohorts: dead at the failed-cohort limit of 1.
+    for (let i = 0; i < 3 && !dest.dead; i++) destinations.feedback(dest, [{ index: 0, status: 'deferred', dsn: '4.4.2', reason: 'x', relay: 'none' }], 'lost connection');
+    assert.ok(dest.dead, 'dead');
+    assert.equal(dest.dead.dsn, '4.4.2');
+    assert.equal(dest.fb.window, 0);
+    assert.equal(mayStart(dest, Date.now()), false);
+    assert.match(log.lines.at(-1)!, /^info: dead: queue smtp:example\.com: limit 4 window 0 /);
+    destinations.sweepIdle(Date.now());
+    assert.equal(destinations.all.get('smtp:example.com'), dest, 'a dead queue is not freed');
+    await until('the revival after minimal_backoff_time', () => dest.dead === undefined, 3000);
+    assert.ok(scheduled > 0, 'the revival asked for a schedule');
+    assert.equal(dest.fb.window, 2, 'back at the initial concurrency');
+    destinations.sweepIdle(Date.now());
+    assert.equal(destinations.all.size, 0, 'an idle queue is freed');
+  });
+
+  test('postqueue -f forgets a dead destination at once; smtp_destination_recipient_limit = 1 gives one queue per recipient', () => {
+    const c = config({ initial_destination_concurrency: '1', minimal_backoff_time: '300s', smtp_destination_recipient_limit: '1' });
+    const { destinations } = scheduling(c, testLog());
+    const a = destinations.get({ ...route('example.com'), recipient: 'A@example.com' });
+    const b = destinations.get({ ...route('example.com'), recipient: 'b@example.com' });
+    assert.notEqual(a, b);
+    assert.equal(a.key, 'smtp:a@example.com');
+    destinations.feedback(a, [], 'connect refused');
+    assert.ok(a.dead);
+    destinations.forgetDead();
+    assert.equal(a.dead, undefined);
+    assert.equal(a.fb.window, 1);
+  });
+});
+
+describe('transport.ts: a transport down and back', () => {
+  test('down for transport_retry_time (its destinations looked at again both times), then back; a second down is ignored; postqueue -f forgets it', async () => {
+    const woken: string[] = [];
+    let scheduled = 0;
+    const c = config({ transport_retry_time: '1s' });
+    const { transports } = scheduling(c, testLog(), { wake: (t) => woken.push(t), schedule: () => scheduled++ });
+    const t = transports.get('smtp');
+    assert.equal(transports.get('smtp'), t);
+    transports.down('smtp', 'mail transport unavailable');
+    transports.down('smtp', 'something else');
+    assert.ok(transports.isDown('smtp'));
+    assert.equal(transports.downAt('smtp', Date.now())?.reason, 'mail transport unavailable');
+    assert.equal(transports.downAt('smtp', Date.now() + 2000), undefined, 'not down past transport_retry_time');
+    assert.equal(transports.isDown('relay'), false);
+    assert.deepEqual(woken, ['smtp']);
+    await until('transport_retry_time', () => !transports.isDown('smtp'), 3000);
+    assert.deepEqual(woken, ['smtp', 'smtp']);
+    assert.equal(scheduled, 1);
+    transports.down('smtp', 'mail transport unavailable');
+    transports.forgetDown();
+    assert.equal(transports.isDown('smtp'), false);
+  });
+
+  test('per-transport limits are read once; a malformed one is reported and replaced by the default', () => {
+    const log = testLog();
+    const c = config({ smtp_destination_concurrency_limit: '-1', relay_destination_rate_delay: '2s' });
+    const { transports } = scheduling(c, log);
+    assert.equal(transports.limitsOf('smtp').settings.limit, 20);
+    assert.equal(transports.limitsOf('smtp').settings.limit, 20);
+    assert.deepEqual(log.lines, ['warning: smtp_destination_concurrency_limit: bad value "-1": using 20']);
+    const relay = transports.limitsOf('relay');
+    assert.equal(relay.rateDelay, 2000);
+    assert.equal(relay.settings.limit, 1, 'a destination rate delay forces concurrency 1');
+  });
+});
+
+describe('entry.ts: entries, jobs and preemption', () => {
+  function select(transports: Transports, n: number): Entry[] {
+    const out: Entry[] = [];
+    for (let i = 0; i < n; i++) {
+      const e = transports.get('smtp').selector.select(Date.now());
+      if (!e) break;
+      out.push(e);
+    }
+    return out;
+  }
+
+  function twoJobs(mainCf: Record<string, string>) {
+    const s = scheduling(config(mainCf), testLog());
+    const dest = s.destinations.get(route('example.com'));
+    const t0 = Date.now() - 60_000;
+    const big = activeMessage('BIG', 30, t0);
+    for (let i = 0; i < 30; i++) s.entries.enqueue(big, dest, [{ index: i, address: `r${i}@example.com` }]);
+    return { ...s, dest, big, t0 };
+  }
+
+  test('a one-entry message queued later preempts a 30-entry one once it has earned the slots', () => {
+    const { transports, entries, dest, big, t0 } = twoJobs({ initial_destination_concurrency: '50', smtp_destination_concurrency_limit: '50' });
+    assert.equal(big.outstanding, 30);
+    assert.equal(entries.rcptInMemory, 30);
+    const first = select(transports, 6);
+    assert.ok(first.every((e) => e.msg === big));
+    const small = activeMessage('SMALL', 1, t0 + 30_000);
+    entries.enqueue(small, dest, [{ index: 0, address: 'r0@example.com' }]);
+    const next = select(transports, 1)[0]!;
+    assert.equal(next.msg, small, 'preempted');
+    entries.done(next);
+    assert.equal(transports.get('smtp').jobOf.has(small), false, 'its job is freed with its last entry');
+    const rest = select(transports, 100);
+    assert.equal(rest.length, 24);
+    assert.ok(rest.every((e) => e.msg === big));
+    for (const e of [...first, ...rest]) entries.done(e);
+    assert.equal(entries.rcptInMemory, 0);
+    assert.equal(transports.get('smtp').jobOf.size, 0);
+  });
+
+  test('delivery_slot_cost = 0: no preemption, the small message waits for the whole big one', () => {
+    const { transports, entries, dest, big, t0 } = twoJobs({ initial_destination_concurrency: '50', smtp_destination_concurrency_limit: '50', smtp_delivery_slot_cost: '0' });
+    select(transports, 6);
+    entries.enqueue(activeMessage('SMALL', 1, t0 + 30_000), dest, [{ index: 0, address: 'r0@example.com' }]);
+    const rest = select(transports, 100);
+    assert.deepEqual(rest.map((e) => e.msg.meta.queueId), [...Array(24).fill('BIG'), 'SMALL']);
+    assert.ok(big);
+  });
+
+  test('the window bounds selection; an entry put back (agent busy) is first in line again', () => {
+    const { transports, entries, dest } = twoJobs({ initial_destination_concurrency: '2', smtp_destination_concurrency_limit: '2' });
+    const [a, b] = select(transports, 2);
+    dest.busy = 2;
+    assert.equal(select(transports, 1).length, 0, 'window full: nothing selected');
+    dest.busy = 1;
+    entries.requeue(b!);
+    transports.get('smtp').jobs.unblock();
+    assert.equal(select(transports, 1)[0], b, 'the put-back entry goes first');
+    assert.ok(a);
+  });
+});
+
+describe('deliver.ts: an entry to its agent, and the reply', () => {
+  function setup(agent: DeliverFn, mainCf: Record<string, string> = {}) {
+    const log = testLog();
+    let scheduled = 0;
+    const back: ActiveMessage[] = [];
+    const s = scheduling(config({ transport_retry_time: '60s', ...mainCf }), log, { schedule: () => scheduled++ });
+    const deliveries = new Deliveries(agent, log, s, { entryBack: (msg) => back.push(msg), schedule: () => scheduled++ });
+    const dest = s.destinations.get(route('example.com'));
+    const msg = activeMessage('M1', 2, Date.now());
+    s.entries.enqueue(msg, dest, [{ index: 0, address: 'r0@example.com' }, { index: 1, address: 'r1@example.com' }]);
+    const entry = s.transports.get('smtp').selector.select(Date.now())!;
+    return { ...s, log, deliveries, dest, msg, entry, back, scheduled: () => scheduled };
+  }
+
+  test('a success: the request carries the envelope, the window opens, the outcomes are the message\'s', async () => {
+    const requests: DeliveryRequest[] = [];
+    const agent: DeliverFn = async (transport, request) => {
+      requests.push(request);
+      assert.equal(transport, 'smtp');
+      return { queueId: request.queueId, outcomes: request.recipients.map((r) => ({ index: r.index, status: 'sent' as const, dsn: '2.0.0', reason: '250 ok', relay: 'example.com[192.0.2.1]:25' })) };
+    };
+    const { deliveries, dest, msg, entry, back } = setup(agent, { initial_destination_concurrency: '1', smtp_destination_concurrency_limit: '3' });
+    deliveries.dispatch(entry);
+    assert.equal(dest.busy, 1);
+    assert.equal(deliveries.inDelivery, 1);
+    await until('the reply', () => back.length === 1);
+    assert.equal(requests[0]!.nexthop, 'example.com');
+    assert.equal(requests[0]!.sender, 's@example.org');
+    assert.deepEqual(requests[0]!.recipients.map((r) => r.index), [0, 1]);
+    assert.equal(dest.busy, 0);
+    assert.equal(deliveries.inDelivery, 0);
+    assert.equal(dest.fb.window, 2, 'positive feedback');
+    assert.deepEqual([...msg.outcomes.keys()], [0, 1]);
+    assert.deepEqual(msg.rcpt.unsaved, [0, 1], 'to be marked done in the store');
+  });
+
+  test('BUSY: the entry goes back first in line and the transport pauses; NOSERVICE: the transport goes down and the recipients are deferred', async () => {
+    let answer: 'BUSY' | 'NOSERVICE' = 'BUSY';
+    const agent: DeliverFn = () => Promise.reject(new ServiceError(answer, answer));
+    const { deliveries, transports, dest, msg, entry, back, log, scheduled } = setup(agent);
+    deliveries.dispatch(entry);
+    await until('the BUSY answer', () => dest.todo[0] === entry);
+    assert.equal(transports.get('smtp').full, true);
+    assert.equal(back.length, 0, 'not finished');
+    await until('the pause to end', () => !transports.get('smtp').full && scheduled() > 0, 2000);
+    answer = 'NOSERVICE';
+    const again = transports.get('smtp').selector.select(Date.now())!;
+    assert.equal(again, entry);
+    deliveries.dispatch(again);
+    await until('the NOSERVICE answer', () => back.length === 1);
+    assert.ok(transports.isDown('smtp'));
+    assert.ok(log.lines.includes('warning: connect to transport private/smtp: not supported: no such service in master.cf'), log.lines.join('\n'));
+    assert.deepEqual([...msg.outcomes.values()].map((o) => `${o.status} ${o.dsn} ${o.reason}`), ['deferred 4.3.0 mail transport unavailable', 'deferred 4.3.0 mail transport unavailable']);
+    assert.ok(log.lines.some((l) => /^info: M1: to=<r0@example\.com>, relay=none, .*status=deferred \(mail transport unavailable\)$/.test(l)), log.lines.join('\n'));
+  });
+
+  test('a site failure at window 1 kills the destination (failed-cohort limit 1)', async () => {
+    const agent: DeliverFn = async (_t, request): Promise<DeliveryReply> => ({
+      queueId: request.queueId,
+      outcomes: request.recipients.map((r) => ({ index: r.index, status: 'deferred' as const, dsn: '4.4.1', reason: 'connect to example.com[192.0.2.1]:25: Connection refused', relay: 'none' })),
+      siteFailure: 'connect to example.com[192.0.2.1]:25: Connection refused',
+    });
+    const { deliveries, dest, entry, back } = setup(agent, { initial_destination_concurrency: '1' });
+    deliveries.dispatch(entry);
+    await until('the reply', () => back.length === 1);
+    assert.ok(dest.dead);
+    assert.equal(dest.dead.dsn, '4.4.1');
+    assert.match(dest.dead.reason, /Connection refused/);
+  });
+});
+
+describe('done.ts: the end of an attempt, written to a real store', () => {
+  const stores: QueueStore[] = [];
+  after(async () => {
+    for (const s of stores) await s.close();
+  });
+
+  async function setup() {
+    const c = config({ minimal_backoff_time: '300s', maximal_backoff_time: '4000s' });
+    const store = QueueStore.open(tempDir());
+    stores.push(store);
+    const log = testLog();
+    const events: string[] = [];
+    const reporters = { notifier: new Notifier(noticeConfig(c), store, noServices, log), probes: new ProbeReports(c, noServices, log), fastFlush: new FastFlushFeed(c, noServices, log) };
+    const end = new AttemptEnd(c, reporters, store, log, {
+      forget: (id) => events.push(`forget ${id}`),
+      strand: (id) => events.push(`strand ${id}`),
+      after: () => events.push('after'),
+    });
+    async function active(queueId: string, n: number): Promise<ActiveMessage> {
+      const msg = activeMessage(queueId, n, Date.now() - 10_000);
+      await store.enqueue({ ...msg.meta, queue: 'incoming' }, Buffer.from('Subject: t\r\n\r\nbody\r\n'));
+      const meta = await store.move(queueId, 'active', {}, 'incoming');
+      return { ...msg, meta: meta! };
+    }
+    return { store, log, events, end, active };
+  }
+
+  test('every recipient sent: removed, "removed" logged, then the hooks', async () => {
+    const { store, log, events, end, active } = await setup();
+    const msg = await active('DONE1', 2);
+    for (const i of [0, 1]) msg.outcomes.set(i, { index: i, status: 'sent', dsn: '2.0.0', reason: '250 ok', relay: 'x' });
+    await end.finish(msg);
+    assert.equal(store.get('DONE1'), undefined);
+    assert.ok(log.lines.includes('info: DONE1: removed'));
+    assert.deepEqual(events, ['forget DONE1', 'after']);
+    assert.equal(end.finishing, 0);
+    assert.equal(msg.finishing, true);
+  });
+
+  test('one recipient deferred: to the deferred queue with nextAttempt after minimal_backoff_time (+ at most 10 % jitter), the sent one done, a defer log', async () => {
+    const { store, events, end, active } = await setup();
+    const msg = await active('DEF1', 2);
+    msg.outcomes.set(0, { index: 0, status: 'sent', dsn: '2.0.0', reason: '250 ok', relay: 'x' });
+    msg.outcomes.set(1, { index: 1, status: 'deferred', dsn: '4.4.1', reason: 'connect refused', relay: 'none' });
+    const before = Date.now();
+    await end.finish(msg);
+    const afterAt = Date.now();
+    const meta = store.get('DEF1')!;
+    assert.equal(meta.queue, 'deferred');
+    assert.equal(meta.attempts, 1);
+    assert.ok(meta.nextAttempt >= before + 300_000 && meta.nextAttempt <= afterAt + 330_000, `nextAttempt ${meta.nextAttempt - before} ms ahead`);
+    assert.equal(meta.recipients[0]!.done, true);
+    assert.equal(meta.recipients[1]!.done, false);
+    assert.equal(meta.recipients[1]!.reason, 'connect refused');
+    assert.deepEqual(store.logs('DEF1', 'defer').map((r) => `${r.address} ${r.action} ${r.dsn}`), ['r1@example.com delayed 4.4.1']);
+    assert.deepEqual(events, ['forget DEF1', 'after']);
+  });
+
+  test('postsuper -e: every pending recipient expired, returned to the sender (a failed notice keeps the bounce log for the next attempt)', async () => {
+    const { store, log, end, active } = await setup();
+    const msg = await active('EXP1', 1);
+    msg.meta = { ...msg.meta, forcedExpire: true };
+    end.forceExpire(msg, [{ index: 0, address: 'r0@example.com' }]);
+    await until('the end', () => end.finishing === 0 && store.get('EXP1')?.queue === 'deferred');
+    assert.ok(log.lines.includes('info: EXP1: from=<s@example.org>, status=expired, returned to sender'), log.lines.join('\n'));
+    assert.ok(log.lines.some((l) => /^warning: EXP1: sender non-delivery notification failed: /.test(l)), log.lines.join('\n'));
+    assert.deepEqual(store.logs('EXP1', 'bounce').map((r) => `${r.address} ${r.action} ${r.dsn}`), ['r0@example.com failed 4.7.0']);
+  });
+});
+
+describe('active.ts + message.ts (through QueueManager): a message read in slices', () => {
+  test('a message whose content fails its checksum goes to the corrupt queue, never to the agent', async () => {
+    const store = QueueStore.open(tempDir());
+    const log = testLog();
+    const asked: string[] = [];
+    const actor = { ...noServices, request: (to: string) => (asked.push(to), Promise.reject(new ServiceError('BUSY', 'busy'))) } as unknown as Actor;
+    const manager = new QueueManager(config(), store, actor, log);
+    try {
+      const meta: MessageMeta = { queueId: 'DAMAGED', queue: 'incoming', arrival: Date.now(), sender: 's@example.org', recipients: [{ address: 'r@example.com', done: false }], size: 10, nextAttempt: 0, attempts: 0, checksum: 1 };
+      await store.restore([{ meta, content: Buffer.from('Subject: t\r\n\r\nbody\r\n') }]);
+      manager.queued('DAMAGED');
+      await until('the move to corrupt', () => store.get('DAMAGED')?.queue === 'corrupt');
+      assert.deepEqual(log.lines, ['warning: DAMAGED: message content does not match its checksum', 'warning: saving corrupt file "DAMAGED" from queue "active" to queue "corrupt"']);
+      assert.deepEqual(asked, []);
+      assert.deepEqual(manager.status(), { active: 0, inDelivery: 0, destinations: 0 });
+    } finally {
+      manager.pause();
+      await store.close();
+    }
+  });
+
+  test('qmgr_message_recipient_limit = 4: 10 recipients enter memory 4 at a time, each is delivered once, then the message is removed', async () => {
+    const store = QueueStore.open(tempDir());
+    const log = testLog();
+    const held: { request: DeliveryRequest; release: () => void }[] = [];
+    const delivered: number[] = [];
+    const actor = {
+      data: {},
+      request: (to: string, body: unknown) => {
+        // The rewrite pool is busy: qmgr resolves in-process (./resolve.ts).
+        if (to === 'rewrite') return Promise.reject(new ServiceError('BUSY', 'busy'));
+        if (to !== 'smtp') return Promise.reject(new ServiceError('NOSERVICE', to));
+        const request = body as DeliveryRequest;
+        return new Promise<DeliveryReply>((resolve) => {
+          held.push({
+            request,
+            release: () => {
+              delivered.push(...request.recipients.map((r) => r.index));
+              resolve({ queueId: request.queueId, outcomes: request.recipients.map((r) => ({ index: r.index, status: 'sent', dsn: '2.0.0', reason: '250 ok', relay: 'example.com[192.0.2.1]:25' })) });
+            },
+          });
+        });
+      },
+      send: () => undefined,
+      inFlight: () => 0,
+    } as unknown as Actor;
+    const c = config({ qmgr_message_recipient_limit: '4', qmgr_message_recipient_minimum: '1', smtp_destination_recipient_limit: '2', initial_destination_concurrency: '10', default_recipient_refill_limit: '4' });
+    const manager = new QueueManager(c, store, actor, log);
+    try {
+      const recipients = Array.from({ length: 10 }, (_, i) => ({ address: `r${i}@example.com`, done: false }));
+      await store.enqueue({ queueId: 'SLICED', queue: 'incoming', arrival: Date.now(), sender: 's@example.org', recipients, size: 10, nextAttempt: 0, attempts: 0 }, Buffer.from('Subject: t\r\n\r\nbody\r\n'));
+      manager.queued('SLICED');
+      await until('the first slice', () => held.length === 2);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(held.length, 2, 'no more than the first slice (4 recipients, 2 per delivery) in memory');
+      assert.ok(log.lines.includes('info: SLICED: from=<s@example.org>, size=10, nrcpt=10 (queue active)'), log.lines.join('\n'));
+      assert.deepEqual(manager.status(), { active: 1, inDelivery: 2, destinations: 1 });
+      for (let round = 0; round < 20 && delivered.length < 10; round++) {
+        const now = held.splice(0);
+        assert.ok(now.reduce((n, h) => n + h.request.recipients.length, 0) <= 4, 'at most qmgr_message_recipient_limit recipients in memory');
+        for (const h of now) h.release();
+        await until('the next slice or the end', () => held.length > 0 || delivered.length === 10 || store.get('SLICED') === undefined);
+      }
+      await until('the removal', () => store.get('SLICED') === undefined);
+      assert.deepEqual(delivered.slice().sort((a, b) => a - b), [...Array(10).keys()], 'each recipient delivered once');
+      assert.ok(log.lines.includes('info: SLICED: removed'));
+      await manager.idle(2000);
+      assert.deepEqual(manager.status(), { active: 0, inDelivery: 0, destinations: 1 });
+    } finally {
+      manager.pause();
+      await store.close();
+    }
+  });
+});
