@@ -189,6 +189,16 @@ describe('transport.ts: a transport down and back', () => {
     assert.equal(relay.rateDelay, 2000);
     assert.equal(relay.settings.limit, 1, 'a destination rate delay forces concurrency 1');
   });
+
+  test('recipient refill limit and delay are read with the other limits (main.cf refuses malformed ones with file:line)', () => {
+    const log = testLog();
+    const c = config({ relay_recipient_refill_limit: '7', relay_recipient_refill_delay: '2s' });
+    const { transports } = scheduling(c, log);
+    assert.deepEqual([transports.limitsOf('smtp').refillLimit, transports.limitsOf('smtp').refillDelay], [100, 5000]);
+    assert.deepEqual([transports.limitsOf('relay').refillLimit, transports.limitsOf('relay').refillDelay], [7, 2000]);
+    assert.deepEqual(log.lines, []);
+    assert.throws(() => config({ smtp_recipient_refill_limit: '0' }), /main\.cf:\d+: bad numerical parameter value: smtp_recipient_refill_limit = 0/);
+  });
 });
 
 describe('entry.ts: entries, jobs and preemption', () => {

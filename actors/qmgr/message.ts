@@ -13,7 +13,7 @@
  * (test/qmgr-parts.test.ts).
  */
 import { metrics } from '../../src/metrics/thread.js';
-import { parseTime, transportParam, type Config } from '../../src/config/index.js';
+import type { Config } from '../../src/config/index.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import type { MessageMeta } from '../../src/queue/types.js';
@@ -210,10 +210,10 @@ export class Messages {
     let delay = Infinity;
     for (const t of this.parts.transports.all.values()) {
       if (!t.jobOf.has(msg)) continue;
-      const refillLimit = Number(transportParam(this.config, t.name, 'recipient_refill_limit'));
-      const refillDelay = parseTime(transportParam(this.config, t.name, 'recipient_refill_delay'), 's');
-      count = Math.min(count, Number.isFinite(refillLimit) && refillLimit > 0 ? refillLimit : 100);
-      delay = Math.min(delay, (refillDelay ?? 5) * 1000);
+      // Read once per transport with its other limits (a malformed value is warned there).
+      const limits = this.parts.transports.limitsOf(t.name);
+      count = Math.min(count, limits.refillLimit);
+      delay = Math.min(delay, limits.refillDelay);
     }
     return { count: count === Infinity ? 100 : count, delay: delay === Infinity ? 5000 : delay };
   }

@@ -24,6 +24,9 @@ export interface TransportLimits {
   rateDelay: number;
   transportRateDelay: number;
   slots: SlotParams;
+  /** <transport>_recipient_refill_limit and _delay (ms): when a sliced message reads more recipients. */
+  refillLimit: number;
+  refillDelay: number;
 }
 
 /** A master.cf transport as the scheduler sees it: its job list, deliveries in flight, rate delay. */
@@ -120,6 +123,8 @@ export class Transports {
         recipientLimit: recipientLimit > 0 ? recipientLimit : Infinity,
         rateDelay: rateDelay * 1000,
         transportRateDelay: transportRateDelay * 1000,
+        refillLimit: num('recipient_refill_limit', 100, (v) => (/^\s*\d+\s*$/.test(v) && Number(v) > 0 ? Number(v) : null)),
+        refillDelay: num('recipient_refill_delay', 5, (v) => { const t = parseTime(v, 's'); return t !== null && t > 0 ? t : null; }) * 1000,
         // Preemption (nqmgr): a cost below 2 turns it off, as in Postfix; oqmgr never preempts.
         slots: nqmgr ? {
           cost: num('delivery_slot_cost', 5),
