@@ -1,11 +1,13 @@
 /**
- * The actor side of a long-lived worker: its data port to the router (requests to other services,
- * with a bounded number in flight), its control API exposed to the master with comlink, and the
- * handler for requests the router sends it.
+ * The actor side of a long-lived worker: its data port to the router, its direct channels to the
+ * pool threads of the services it uses (./channels.ts: requests go there once the master wired
+ * them, through the router before), with a bounded number in flight, its control API exposed to
+ * the master with comlink, and the handler for requests the router sends it.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import { DirectChannels } from './channels.js';
 import { ServiceError, type ActorWorkerData, type Frame } from './wire.js';
 
 export interface ActorOptions<Req, Res> {
@@ -47,8 +49,10 @@ function bind<Req, Res>(port: MessagePort, data: ActorWorkerData<unknown>, optio
   const maxInFlight = options.maxInFlight ?? 1000;
   const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   let nextId = 1;
+  const direct = new DirectChannels((frame) => port.postMessage(frame));
 
   port.on('message', (frame: Frame) => {
+    if (direct.handle(frame)) return;
     switch (frame.k) {
       case 'res': {
         const w = waiting.get(frame.id);
@@ -79,9 +83,11 @@ function bind<Req, Res>(port: MessagePort, data: ActorWorkerData<unknown>, optio
 
   return {
     data,
-    inFlight: () => waiting.size,
+    inFlight: () => waiting.size + direct.inFlight(),
     request<T>(to: string, body: unknown, transfer?: ArrayBuffer[]): Promise<T> {
-      if (waiting.size >= maxInFlight) return Promise.reject(new ServiceError('BUSY', `${data.service}: too many requests in flight`));
+      if (waiting.size + direct.inFlight() >= maxInFlight) return Promise.reject(new ServiceError('BUSY', `${data.service}: too many requests in flight`));
+      const straight = direct.request<T>(to, body, transfer);
+      if (straight) return straight;
       const id = nextId++;
       return new Promise<T>((resolve, reject) => {
         waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });

@@ -1,12 +1,16 @@
 /**
- * The mailbox router, in the master thread: it knows where every service lives (a piscina pool
- * or supervised long-lived workers) and carries requests and replies between them. Each
- * long-lived worker talks to it over a dedicated MessagePort (the data plane), separate from the
- * comlink control channel. Mailboxes are bounded: a full pool answers BUSY at once, which the
- * caller turns into push-back (smtpd: 451 4.3.0).
+ * The mailbox router, in the master thread: it knows where every service lives (a pool or
+ * supervised long-lived workers). Each long-lived worker talks to it over a dedicated
+ * MessagePort, separate from the comlink control channel. The router carries a worker's first
+ * request to a pool service and, on the way, makes the worker a client of that pool: the pool
+ * wires it a direct channel to each of its threads (./pool.ts, ./channels.ts), and the worker's
+ * later requests go there without the master. What the router still carries: those first
+ * requests (and any while a service has no thread), requests to long-lived workers (verify),
+ * and pool workers' service requests (./service-request.ts). Mailboxes are bounded: a full pool
+ * answers BUSY at once, which the caller turns into push-back (smtpd: 451 4.3.0).
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { ServicePool } from './pool.js';
+import type { PoolClient, ServicePool } from './pool.js';
 import { ServiceError, type Frame, type WireError } from './wire.js';
 
 interface WorkerTarget {
@@ -19,10 +23,15 @@ export class Router {
   private readonly pools = new Map<string, ServicePool>();
   private readonly workers = new Map<string, WorkerTarget[]>();
   private rr = 0;
+  /** The client threads of each pool service (wired again to a new pool after a reload). */
+  private readonly users = new Map<string, Set<PoolClient>>();
+  /** Requests carried (tests and metrics: what still goes through the master). */
+  carried = 0;
 
   /** Adds a pool, or replaces the pool of that service (reload): new requests go to the new one. */
   addPool(service: string, pool: ServicePool): void {
     this.pools.set(service, pool);
+    for (const c of this.users.get(service) ?? []) pool.addClient(c);
   }
 
   removePool(service: string): void {
@@ -35,9 +44,22 @@ export class Router {
     const list = this.workers.get(service) ?? [];
     list.push(target);
     this.workers.set(service, list);
+    const client: PoolClient = { post: (frame, transfer) => port.postMessage(frame, transfer ?? []) };
+    const uses = new Set<string>();
     port.on('message', (frame: Frame) => {
-      if (frame.k === 'req') {
+      if (frame.k === 'grow') {
+        this.pools.get(frame.service)?.grow();
+      } else if (frame.k === 'req') {
         const reply = frame.id !== 0;
+        // Its first request to a pool service: from now on it asks the pool's threads itself.
+        const pool = this.pools.get(frame.to);
+        if (pool && !uses.has(frame.to)) {
+          uses.add(frame.to);
+          let set = this.users.get(frame.to);
+          if (!set) this.users.set(frame.to, (set = new Set()));
+          set.add(client);
+          pool.addClient(client);
+        }
         this.request(frame.to, frame.body, frame.t).then(
           (value) => reply && port.postMessage({ k: 'res', id: frame.id, ok: true, value } satisfies Frame),
           (err: unknown) => reply && port.postMessage({ k: 'res', id: frame.id, ok: false, error: toWire(err) } satisfies Frame),
@@ -51,6 +73,10 @@ export class Router {
       }
     });
     port.on('close', () => {
+      for (const name of uses) {
+        this.users.get(name)?.delete(client);
+        this.pools.get(name)?.removeClient(client);
+      }
       const rest = (this.workers.get(service) ?? []).filter((t) => t !== target);
       this.workers.set(service, rest);
       for (const done of target.pending.values()) done({ k: 'res', id: 0, ok: false, error: { code: 'CRASHED', message: `${service}: worker exited` } });
@@ -60,6 +86,7 @@ export class Router {
 
   /** Sends a request to `service` and resolves to its reply. */
   request<T = unknown>(service: string, body: unknown, transfer?: ArrayBuffer[]): Promise<T> {
+    this.carried++;
     const pool = this.pools.get(service);
     if (pool) return pool.run<T>(body, transfer);
     const list = this.workers.get(service);
