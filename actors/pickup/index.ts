@@ -26,6 +26,7 @@ import { decodeMaildrop, isMaildropName, MaildropFormatError, type MaildropEnvel
 import { ensureMaildrop } from '../../src/maildrop/spool.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import { startActor, type Actor } from '../../src/runtime/endpoint.js';
+import { cleanupService } from '../cleanup/client.js';
 import { pickupReceivedHeader } from '../cleanup/headers.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 
@@ -202,7 +203,7 @@ class Pickup {
       };
       let reply: CleanupReply;
       try {
-        reply = await this.actor.request<CleanupReply>('cleanup', request, [content.buffer as ArrayBuffer]);
+        reply = await cleanupService.call(this.actor, request);
       } catch (err) {
         log.warn(`${queueId}: error writing ${path}: cleanup: ${(err as Error).message}`);
         this.retryAt.set(name, Date.now() + RETRY_DELAY);

@@ -16,6 +16,7 @@
 import type { Config } from '../../src/config/index.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
+import { resolveService } from '../trivial-rewrite/client.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import { ResolveCache, tableFiles } from '../trivial-rewrite/cache.js';
 import { TrivialRewrite } from '../trivial-rewrite/settings.js';
@@ -93,7 +94,7 @@ export class Resolver {
   private resolve(address: string, sender: string, probe: boolean): Promise<ResolveReply> {
     const req: RewriteRequest = { op: 'resolve', sender, address, ...(probe ? { verify: true } : {}) };
     if (!this.service) return this.inProcess(req);
-    return this.actor.request<ResolveReply>(this.service, req).catch((err: unknown) => {
+    return resolveService.call(this.actor, req, this.service).catch((err: unknown) => {
       if (err instanceof ServiceError && err.code === 'BUSY') return this.inProcess(req);
       throw err;
     });

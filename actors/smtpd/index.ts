@@ -17,6 +17,7 @@ import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '..
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import { startActor } from '../../src/runtime/endpoint.js';
+import { cleanupService } from '../cleanup/client.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import type { ClientInfo } from '../../src/queue/types.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
@@ -686,7 +687,7 @@ async function main(): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         const body = attempt === 0 ? request : { ...request, content: await contentOf() };
-        return await actor.request<CleanupReply>('cleanup', body, [body.content.buffer as ArrayBuffer]);
+        return await cleanupService.call(actor, body);
       } catch (err) {
         if (err instanceof ServiceError && err.code === 'BUSY' && attempt === 0) {
           await new Promise((r) => setTimeout(r, inFlowDelay || 1000));
