@@ -133,3 +133,32 @@ test('threads still start on demand (also when a client\'s channels are loaded) 
     await s.close();
   }
 });
+
+test('a client reaches a service of long-lived workers (verify) directly too, and a restarted worker is wired again', async () => {
+  const s = await setup();
+  const pinger = new SupervisedWorker({
+    service: 'pinger', index: 0, filename: new URL('actor-worker.mjs', fixtures),
+    workerData: { service: 'pinger', index: 0, config: null, instance: 'test' }, throttleSeconds: 60,
+    onPort: (port) => s.router.attach('pinger', port),
+  });
+  try {
+    pinger.start();
+    await pinger.ready();
+    const ask = (requests: unknown[]) => s.router.request<Outcome>('client', { to: 'pinger', requests });
+    const before = s.router.carried;
+    assert.deepEqual((await ask(['a'])).results, [{ ok: true, value: { pong: 'a', thread: 0 } }]);
+    assert.deepEqual((await ask(['b', 'c'])).results.map((r) => r.ok), [true, true]);
+    assert.equal(s.router.carried - before, 3, 'the first through the router, the next two direct');
+    // It dies (after answering), is restarted, and the client's channel goes to the new one.
+    await ask(['die']);
+    const deadline = Date.now() + 10_000;
+    while (pinger.restarts === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await pinger.ready();
+    const mid = s.router.carried;
+    assert.deepEqual((await ask(['d'])).results, [{ ok: true, value: { pong: 'd', thread: 0 } }]);
+    assert.equal(s.router.carried - mid, 1, 'direct to the restarted worker');
+  } finally {
+    await pinger.stop();
+    await s.close();
+  }
+});

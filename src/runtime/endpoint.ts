@@ -51,6 +51,19 @@ function bind<Req, Res>(port: MessagePort, data: ActorWorkerData<unknown>, optio
   let nextId = 1;
   const direct = new DirectChannels((frame) => port.postMessage(frame));
 
+  /** A request, from the router or on a client's direct channel: the reply goes back there. */
+  const serve = (from: MessagePort, id: number, body: unknown) => {
+    Promise.resolve()
+      .then(() => {
+        if (!options.onRequest) throw new Error(`${data.service} takes no requests`);
+        return options.onRequest(body as Req);
+      })
+      .then(
+        (value) => from.postMessage({ k: 'res', id, ok: true, value } satisfies Frame),
+        (err: Error) => from.postMessage({ k: 'res', id, ok: false, error: { code: 'ERROR', message: String(err?.message ?? err) } } satisfies Frame),
+      );
+  };
+
   port.on('message', (frame: Frame) => {
     if (direct.handle(frame)) return;
     switch (frame.k) {
@@ -62,17 +75,17 @@ function bind<Req, Res>(port: MessagePort, data: ActorWorkerData<unknown>, optio
         else w.reject(new ServiceError(frame.error.code, frame.error.message));
         return;
       }
-      case 'req': {
-        const id = frame.id;
-        Promise.resolve()
-          .then(() => {
-            if (!options.onRequest) throw new Error(`${data.service} takes no requests`);
-            return options.onRequest(frame.body as Req);
-          })
-          .then(
-            (value) => port.postMessage({ k: 'res', id, ok: true, value } satisfies Frame),
-            (err: Error) => port.postMessage({ k: 'res', id, ok: false, error: { code: 'ERROR', message: String(err?.message ?? err) } } satisfies Frame),
-          );
+      case 'req':
+        serve(port, frame.id, frame.body);
+        return;
+      case 'client': {
+        // A client thread's direct channel (the master wired it at the client's first request).
+        const channel = frame.port;
+        channel.on('message', (f: Frame) => {
+          if (f.k === 'req') serve(channel, f.id, f.body);
+        });
+        // This thread lives as long as the router's port: the channel does not keep it alive.
+        channel.unref();
         return;
       }
       case 'msg':

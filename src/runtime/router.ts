@@ -4,12 +4,13 @@
  * MessagePort, separate from the comlink control channel. The router carries a worker's first
  * request to a pool service and, on the way, makes the worker a client of that pool: the pool
  * wires it a direct channel to each of its threads (./pool.ts, ./channels.ts), and the worker's
- * later requests go there without the master. What the router still carries: those first
- * requests (and any while a service has no thread), requests to long-lived workers (verify),
- * and pool workers' service requests (./service-request.ts). Mailboxes are bounded: a full pool
+ * later requests go there without the master; the same for a service of long-lived workers
+ * (verify), wired to each of its threads. What the router still carries: those first requests
+ * (and any while a service has no thread), one-way `send`s, the master's own requests, and
+ * pool workers' service requests (./service-request.ts). Mailboxes are bounded: a full pool
  * answers BUSY at once, which the caller turns into push-back (smtpd: 451 4.3.0).
  */
-import type { MessagePort } from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { PoolClient, ServicePool } from './pool.js';
 import { ServiceError, type Frame, type WireError } from './wire.js';
 
@@ -25,6 +26,9 @@ export class Router {
   private rr = 0;
   /** The client threads of each pool service (wired again to a new pool after a reload). */
   private readonly users = new Map<string, Set<PoolClient>>();
+  /** The client threads of each service of long-lived workers (wired again to a restarted one);
+   *  apart from `users`: an smtpd listener and the smtp pool may share a service name. */
+  private readonly workerUsers = new Map<string, Set<PoolClient>>();
   /** Requests carried (tests and metrics: what still goes through the master). */
   carried = 0;
 
@@ -46,6 +50,9 @@ export class Router {
     this.workers.set(service, list);
     const client: PoolClient = { post: (frame, transfer) => port.postMessage(frame, transfer ?? []) };
     const uses = new Set<string>();
+    const usesWorkers = new Set<string>();
+    // A new (or restarted) worker of a service that others use: wired to each of them.
+    if (!this.pools.has(service)) for (const c of this.workerUsers.get(service) ?? []) wireWorker(service, target, c);
     port.on('message', (frame: Frame) => {
       if (frame.k === 'grow') {
         this.pools.get(frame.service)?.grow();
@@ -59,6 +66,13 @@ export class Router {
           if (!set) this.users.set(frame.to, (set = new Set()));
           set.add(client);
           pool.addClient(client);
+        } else if (!pool && frame.id !== 0 && !usesWorkers.has(frame.to) && (this.workers.get(frame.to)?.length ?? 0) > 0) {
+          // The same for a service of long-lived workers (verify): a channel to each of them.
+          usesWorkers.add(frame.to);
+          let set = this.workerUsers.get(frame.to);
+          if (!set) this.workerUsers.set(frame.to, (set = new Set()));
+          set.add(client);
+          for (const t of this.workers.get(frame.to)!) wireWorker(frame.to, t, client);
         }
         this.request(frame.to, frame.body, frame.t).then(
           (value) => reply && port.postMessage({ k: 'res', id: frame.id, ok: true, value } satisfies Frame),
@@ -77,6 +91,7 @@ export class Router {
         this.users.get(name)?.delete(client);
         this.pools.get(name)?.removeClient(client);
       }
+      for (const name of usesWorkers) this.workerUsers.get(name)?.delete(client);
       const rest = (this.workers.get(service) ?? []).filter((t) => t !== target);
       this.workers.set(service, rest);
       for (const done of target.pending.values()) done({ k: 'res', id: 0, ok: false, error: { code: 'CRASHED', message: `${service}: worker exited` } });
@@ -111,6 +126,14 @@ export class Router {
   has(service: string): boolean {
     return this.pools.has(service) || (this.workers.get(service)?.length ?? 0) > 0;
   }
+}
+
+/** A direct channel from a client thread to a long-lived worker of `service`. */
+function wireWorker(service: string, target: WorkerTarget, client: PoolClient): void {
+  const { port1, port2 } = new MessageChannel();
+  target.port.postMessage({ k: 'client', port: port1 } satisfies Frame, [port1]);
+  // A long-lived worker serves every request it gets at once: no thread to grow into.
+  client.post({ k: 'wire', service, port: port2, spreadAt: Number.MAX_SAFE_INTEGER }, [port2]);
 }
 
 function toWire(err: unknown): WireError {

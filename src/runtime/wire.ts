@@ -14,6 +14,8 @@ export type Frame =
   | { k: 'msg'; body: unknown }
   /** master → client: a direct channel to one thread of `service` (its private/ socket). */
   | { k: 'wire'; service: string; port: MessagePort; spreadAt: number }
+  /** master → long-lived worker: serve this client's direct channel too (./endpoint.ts). */
+  | { k: 'client'; port: MessagePort }
   /** client → master: each of its channels to `service` holds spreadAt requests: start a thread. */
   | { k: 'grow'; service: string }
   /** master → client: `service` keeps crashing and is refused until `until` (ms since the epoch). */
