@@ -162,3 +162,24 @@ test('a client reaches a service of long-lived workers (verify) directly too, an
     await s.close();
   }
 });
+
+test('a pool thread passing a request on to another pool (local → mailbox_transport) goes direct after its first', async () => {
+  const router = new Router();
+  const options = { threads: 1, minThreads: 0, concurrency: 16, maxQueue: 100, workerData: null, throttleSeconds: 60 };
+  const chan = new ServicePool({ service: 'chan', filename: new URL('channel-task.mjs', fixtures).href, ...options });
+  const pass = new ServicePool({ service: 'pass', filename: new URL('channel-pass-task.mjs', fixtures).href, ...options });
+  router.addPool('chan', chan);
+  router.addPool('pass', pass);
+  try {
+    const before = router.carried;
+    const first = await router.request<Reply>('pass', { to: 'chan', body: { value: 1 } });
+    assert.equal(first.echo, 1);
+    assert.equal(router.carried - before, 2, 'the test\'s request, and the pass thread\'s first one to chan');
+    const next = await Promise.all([2, 3, 4].map((value) => router.request<Reply>('pass', { to: 'chan', body: { value } })));
+    assert.deepEqual(next.map((r) => r.echo), [2, 3, 4]);
+    assert.equal(router.carried - before, 5, 'the pass thread\'s next three went direct');
+  } finally {
+    await pass.close();
+    await chan.close();
+  }
+});

@@ -6,6 +6,10 @@
  * to it (./channels.ts). It runs at most `concurrency` requests at once and queues up to
  * `maxQueue` more; beyond that it answers BUSY, as a full pool did.
  *
+ * The thread is a client of other services too (local(8) passes a delivery on to its
+ * mailbox_transport): its first request to one goes through the master, which wires it, and
+ * the next ones go on direct channels (./service-request.ts sends them).
+ *
  * It ends itself, with the master's leave, after `idleMs` without a request (Postfix's max_idle):
  * it says `bye` on every direct channel and waits for each client's `bye` back, so nothing a
  * client sent is dropped, answers what it holds, and reports `ended`; the master then ends it.
@@ -13,7 +17,9 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import type { Frame, PoolFrame, WireError } from './wire.js';
+import { DirectChannels } from './channels.js';
+import { useThreadRequests } from './service-request.js';
+import { ServiceError, type Frame, type PoolFrame, type WireError } from './wire.js';
 
 /** What the master sends first (parentPort): the module to serve and the master's port. */
 export interface ServeMessage {
@@ -65,6 +71,18 @@ async function serve(msg: ServeMessage): Promise<void> {
   let ending = false;
   /** Clients that have not answered bye yet (while ending). */
   const unanswered = new Set<MessagePort>();
+
+  // This thread's own requests to other services.
+  const direct = new DirectChannels((frame) => master.postMessage(frame));
+  const calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  let nextCall = 1;
+  useThreadRequests(<T>(to: string, body: unknown, transfer?: ArrayBuffer[]) =>
+    direct.request<T>(to, body, transfer) ??
+    new Promise<T>((resolve, reject) => {
+      const id = nextCall++;
+      calls.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      master.postMessage((transfer && transfer.length ? { k: 'call', id, to, body, t: transfer } : { k: 'call', id, to, body }) satisfies PoolFrame, transfer ?? []);
+    }));
 
   const settled = () => {
     running--;
@@ -124,7 +142,16 @@ async function serve(msg: ServeMessage): Promise<void> {
   };
 
   master.on('message', (frame: PoolFrame) => {
+    if (frame.k === 'wire' || frame.k === 'throttle') return void direct.handle(frame);
     switch (frame.k) {
+      case 'answer': {
+        const c = calls.get(frame.id);
+        if (!c) return;
+        calls.delete(frame.id);
+        if (frame.ok) c.resolve(frame.value);
+        else c.reject(new ServiceError(frame.error.code, frame.error.message));
+        return;
+      }
       case 'req':
         return take(master, frame.id, frame.body);
       case 'client':

@@ -23,6 +23,7 @@
  */
 import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import type { ServeMessage } from './pool-thread.js';
+import type { Router, RouterClient } from './router.js';
 import { ServiceError, type Frame, type PoolFrame } from './wire.js';
 
 export interface PoolOptions {
@@ -74,6 +75,8 @@ interface PoolThread {
   pending: Map<number, Waiting>;
   nextId: number;
   error?: Error;
+  /** The thread as a client of other services (made at its first request to one). */
+  me?: RouterClient;
 }
 
 const SCRIPT = new URL('./pool-thread.js', import.meta.url);
@@ -88,6 +91,8 @@ export class ServicePool {
   private replenishTimer: NodeJS.Timeout | null = null;
   private readonly minThreads: number;
   private readonly spreadAt: number;
+  /** Carries the threads' own requests to other services (set when the router adds the pool). */
+  private router: Router | null = null;
   /** BUSY answers (a full queue here or in a thread), for tests and metrics. */
   busy = 0;
 
@@ -143,6 +148,11 @@ export class ServicePool {
 
   removeClient(client: PoolClient): void {
     this.clients.delete(client);
+  }
+
+  /** The router that carries the threads' own requests and wires them to the services they use. */
+  connect(router: Router): void {
+    this.router = router;
   }
 
   /** A client's channels are all loaded (spreadAt in flight): one more thread, if maxproc allows. */
@@ -232,6 +242,20 @@ export class ServicePool {
         t.ended = true;
         void t.worker.terminate();
         return;
+      case 'call': {
+        const id = frame.id;
+        const router = this.router;
+        if (!router) return t.port.postMessage({ k: 'answer', id, ok: false, error: { code: 'NOSERVICE', message: `no service ${frame.to}` } } satisfies PoolFrame);
+        t.me ??= router.client({ post: (f, transfer) => t.port.postMessage(f, transfer ?? []) });
+        router.carry(t.me, frame.to, frame.body, frame.t).then(
+          (value) => t.port.postMessage({ k: 'answer', id, ok: true, value } satisfies PoolFrame),
+          (err: unknown) => t.port.postMessage({ k: 'answer', id, ok: false, error: err instanceof ServiceError ? { code: err.code, message: err.message } : { code: 'ERROR', message: String((err as Error)?.message ?? err) } } satisfies PoolFrame),
+        );
+        return;
+      }
+      case 'grow':
+        this.router?.grow(frame.service);
+        return;
       case 'busy':
         this.busy++;
         return;
@@ -251,6 +275,7 @@ export class ServicePool {
     const i = this.pool.indexOf(t);
     if (i >= 0) this.pool.splice(i, 1);
     t.port.close();
+    if (t.me) this.router?.forget(t.me);
     const expected = t.ended || this.closed || (t.ending && !t.ready);
     const error = t.error ?? new Error(`worker exited with status ${code}`);
     for (const w of t.pending.values()) w.reject(new ServiceError('CRASHED', `${this.options.service}: ${error.message}`));

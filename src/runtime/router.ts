@@ -14,6 +14,13 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { PoolClient, ServicePool } from './pool.js';
 import { ServiceError, type Frame, type WireError } from './wire.js';
 
+/** A client thread as the router knows it: how to reach it, and the services it was wired to. */
+export interface RouterClient {
+  client: PoolClient;
+  uses: Set<string>;
+  usesWorkers: Set<string>;
+}
+
 interface WorkerTarget {
   port: MessagePort;
   pending: Map<number, (frame: Frame) => void>;
@@ -35,6 +42,8 @@ export class Router {
   /** Adds a pool, or replaces the pool of that service (reload): new requests go to the new one. */
   addPool(service: string, pool: ServicePool): void {
     this.pools.set(service, pool);
+    // Its threads are clients too (local(8) passing a delivery on to mailbox_transport).
+    pool.connect(this);
     for (const c of this.users.get(service) ?? []) pool.addClient(c);
   }
 
@@ -48,33 +57,15 @@ export class Router {
     const list = this.workers.get(service) ?? [];
     list.push(target);
     this.workers.set(service, list);
-    const client: PoolClient = { post: (frame, transfer) => port.postMessage(frame, transfer ?? []) };
-    const uses = new Set<string>();
-    const usesWorkers = new Set<string>();
+    const me = this.client({ post: (frame, transfer) => port.postMessage(frame, transfer ?? []) });
     // A new (or restarted) worker of a service that others use: wired to each of them.
     if (!this.pools.has(service)) for (const c of this.workerUsers.get(service) ?? []) wireWorker(service, target, c);
     port.on('message', (frame: Frame) => {
       if (frame.k === 'grow') {
-        this.pools.get(frame.service)?.grow();
+        this.grow(frame.service);
       } else if (frame.k === 'req') {
         const reply = frame.id !== 0;
-        // Its first request to a pool service: from now on it asks the pool's threads itself.
-        const pool = this.pools.get(frame.to);
-        if (pool && !uses.has(frame.to)) {
-          uses.add(frame.to);
-          let set = this.users.get(frame.to);
-          if (!set) this.users.set(frame.to, (set = new Set()));
-          set.add(client);
-          pool.addClient(client);
-        } else if (!pool && frame.id !== 0 && !usesWorkers.has(frame.to) && (this.workers.get(frame.to)?.length ?? 0) > 0) {
-          // The same for a service of long-lived workers (verify): a channel to each of them.
-          usesWorkers.add(frame.to);
-          let set = this.workerUsers.get(frame.to);
-          if (!set) this.workerUsers.set(frame.to, (set = new Set()));
-          set.add(client);
-          for (const t of this.workers.get(frame.to)!) wireWorker(frame.to, t, client);
-        }
-        this.request(frame.to, frame.body, frame.t).then(
+        this.carry(me, frame.to, frame.body, frame.t, reply).then(
           (value) => reply && port.postMessage({ k: 'res', id: frame.id, ok: true, value } satisfies Frame),
           (err: unknown) => reply && port.postMessage({ k: 'res', id: frame.id, ok: false, error: toWire(err) } satisfies Frame),
         );
@@ -87,16 +78,54 @@ export class Router {
       }
     });
     port.on('close', () => {
-      for (const name of uses) {
-        this.users.get(name)?.delete(client);
-        this.pools.get(name)?.removeClient(client);
-      }
-      for (const name of usesWorkers) this.workerUsers.get(name)?.delete(client);
+      this.forget(me);
       const rest = (this.workers.get(service) ?? []).filter((t) => t !== target);
       this.workers.set(service, rest);
       for (const done of target.pending.values()) done({ k: 'res', id: 0, ok: false, error: { code: 'CRASHED', message: `${service}: worker exited` } });
       target.pending.clear();
     });
+  }
+
+  /** A new client thread (a long-lived worker, or a pool thread: ./pool.ts). */
+  client(client: PoolClient): RouterClient {
+    return { client, uses: new Set(), usesWorkers: new Set() };
+  }
+
+  /**
+   * Carries a client's request. Its first one to a service also makes it a client of that
+   * service: a pool wires it to each of its threads (now and as they start), long-lived workers
+   * (verify) each get a channel from it; from then on it asks them itself.
+   */
+  carry<T>(me: RouterClient, to: string, body: unknown, transfer: ArrayBuffer[] | undefined, reply = true): Promise<T> {
+    const pool = this.pools.get(to);
+    if (pool && !me.uses.has(to)) {
+      me.uses.add(to);
+      let set = this.users.get(to);
+      if (!set) this.users.set(to, (set = new Set()));
+      set.add(me.client);
+      pool.addClient(me.client);
+    } else if (!pool && reply && !me.usesWorkers.has(to) && (this.workers.get(to)?.length ?? 0) > 0) {
+      me.usesWorkers.add(to);
+      let set = this.workerUsers.get(to);
+      if (!set) this.workerUsers.set(to, (set = new Set()));
+      set.add(me.client);
+      for (const t of this.workers.get(to)!) wireWorker(to, t, me.client);
+    }
+    return this.request<T>(to, body, transfer);
+  }
+
+  /** A client asks for one more thread of a pool service (its channels are loaded). */
+  grow(service: string): void {
+    this.pools.get(service)?.grow();
+  }
+
+  /** A client thread ended: no more channels to it. */
+  forget(me: RouterClient): void {
+    for (const name of me.uses) {
+      this.users.get(name)?.delete(me.client);
+      this.pools.get(name)?.removeClient(me.client);
+    }
+    for (const name of me.usesWorkers) this.workerUsers.get(name)?.delete(me.client);
   }
 
   /** Sends a request to `service` and resolves to its reply. */

@@ -38,6 +38,14 @@ export type PoolFrame =
   /** master → thread: finish what you hold, say bye to your clients, then report `ended`. */
   | { k: 'end' }
   | { k: 'ended' }
+  /** thread → master: a request of the thread's own to another service (its first there, or one
+   *  with no channel): the router carries it and wires the thread (./router.ts). */
+  | { k: 'call'; id: number; to: string; body: unknown; t?: ArrayBuffer[] }
+  /** master → thread: the reply to a `call`. */
+  | { k: 'answer'; id: number; ok: true; value: unknown }
+  | { k: 'answer'; id: number; ok: false; error: WireError }
+  /** The thread as a client: wired channels, throttles, and its grow requests (as on a long-lived worker's port). */
+  | Extract<Frame, { k: 'wire' | 'throttle' | 'grow' }>
   /** thread → master: it answered BUSY (its queue was full): counted, for tests and metrics. */
   | { k: 'busy' }
   /** thread → master: a request handler failed (a bug: counted as a crash, as a dead thread). */
