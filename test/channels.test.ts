@@ -101,7 +101,7 @@ test('a pool that keeps crashing is throttled, and its clients refuse without as
     await s.send([{ value: 'again' }]);
     const second = await s.send([{ exit: true, ms: 1000 }]);
     assert.deepEqual(second.results.map((r) => !r.ok && r.code), ['CRASHED']);
-    assert.equal(s.pool.throttled, true);
+    assert.ok(await waitFor(() => s.pool.throttled), 'throttled after the second crash');
     const refused = await s.send([{ value: 'no' }]);
     assert.deepEqual(refused.results.map((r) => !r.ok && r.code), ['THROTTLED']);
   } finally {
