@@ -3,6 +3,9 @@
  * as opaque structured-clone payloads; each actor's handler switches over its own union.
  */
 import type { ClientInfo, StatusRecord, TraceMode } from '../src/queue/types.js';
+import type { DeliveryReply, DeliveryRequest } from '../src/delivery/request.js';
+import type { ResolveReply, RewriteReply, RewriteRequest } from '../src/rewrite/protocol.js';
+import { serviceClient, wholeBuffer } from '../src/runtime/call.js';
 
 /** An envelope recipient as smtpd or a producer hands it to cleanup. */
 export interface EnvelopeRecipient {
@@ -102,3 +105,26 @@ export type { FlushReply, FlushRequest, FlushStatus } from '../src/flush/protoco
 
 /** postscreen → dnsblog (request/reply): declared beside postscreen in src/postscreen/protocol.ts. */
 export type { DnsblReply, DnsblRequest } from '../src/postscreen/protocol.js';
+
+/*
+ * The typed clients of the request/reply services (src/runtime/call.ts): one `call` per
+ * request, over the caller's direct channel to a thread of the service. They are declared here,
+ * beside the messages they carry, because actors share nothing but this file and src/.
+ */
+
+/**
+ * cleanup (Postfix's cleanup_user.c side): smtpd, qmqpd, pickup and qmgr's notices submit a new
+ * message. The content is transferred to the cleanup thread, so after the call (whatever its
+ * answer) it no longer belongs to the caller: a retry must send a new buffer.
+ */
+export const cleanupService = serviceClient<CleanupRequest, CleanupReply>('cleanup', (req) => wholeBuffer(req.content));
+
+/** bounce, defer and trace notices (qmgr). */
+export const bounceService = serviceClient<NoticeRequest, NoticeReply>('bounce');
+
+/** trivial-rewrite's two operations (qmgr, on a cache miss). */
+export const rewriteService = serviceClient<RewriteRequest & { op: 'rewrite' }, RewriteReply>('rewrite');
+export const resolveService = serviceClient<RewriteRequest & { op: 'resolve' }, ResolveReply>('rewrite');
+
+/** A delivery agent, named per call by its transport (qmgr). */
+export const deliveryService = serviceClient<DeliveryRequest, DeliveryReply>('smtp');

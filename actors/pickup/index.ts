@@ -27,7 +27,7 @@ import { ensureMaildrop } from '../../src/maildrop/spool.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import { startActor, type Actor } from '../../src/runtime/endpoint.js';
 import { pickupReceivedHeader } from '../../src/maildrop/received.js';
-import type { CleanupReply, CleanupRequest } from '../protocol.js';
+import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
 
 const log = maillog('pickup');
 
@@ -202,7 +202,7 @@ class Pickup {
       };
       let reply: CleanupReply;
       try {
-        reply = await this.actor.request<CleanupReply>('cleanup', request, [content.buffer as ArrayBuffer]);
+        reply = await cleanupService.call(this.actor, request);
       } catch (err) {
         log.warn(`${queueId}: error writing ${path}: cleanup: ${(err as Error).message}`);
         this.retryAt.set(name, Date.now() + RETRY_DELAY);

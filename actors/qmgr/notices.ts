@@ -20,7 +20,7 @@ import { newQueueId } from '../../src/queue/qid.js';
 import type { LogKind, MessageMeta, StatusRecord } from '../../src/queue/types.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
-import type { CleanupReply, NoticeReply, NoticeRequest, RecipientOutcome } from '../protocol.js';
+import { bounceService, cleanupService, type NoticeRequest, type RecipientOutcome } from '../protocol.js';
 
 /** The notify_classes Postactor acts on in qmgr (the others are smtpd's session transcripts). */
 export const QMGR_NOTIFY_CLASSES = ['bounce', '2bounce', 'delay'] as const;
@@ -178,9 +178,9 @@ export class Notifier {
     const headersOnly = !job.full || content.length > this.settings.bounceSizeLimit;
     const request: NoticeRequest = { ...job.request, original: headersOnly ? headerSection(content) : content, headersOnly };
     try {
-      const notice = await this.actor.request<NoticeReply>('bounce', request);
+      const notice = await bounceService.call(this.actor, request);
       const id = newQueueId();
-      const queued = await this.actor.request<CleanupReply>('cleanup', {
+      const queued = await cleanupService.call(this.actor, {
         queueId: id,
         sender: job.from,
         recipients: [{ address: job.request.to }],

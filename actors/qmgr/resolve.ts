@@ -19,7 +19,7 @@ import type { Actor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import { ResolveCache, tableFiles } from '../../src/rewrite/cache.js';
 import { TrivialRewrite } from '../../src/rewrite/settings.js';
-import type { ResolveReply, RewriteRequest } from '../protocol.js';
+import { resolveService, type ResolveReply, type RewriteRequest } from '../protocol.js';
 
 /** The parameters that make a resolve depend on the envelope sender. */
 const SENDER_MAPS = ['sender_dependent_relayhost_maps', 'sender_dependent_default_transport_maps',
@@ -93,7 +93,7 @@ export class Resolver {
   private resolve(address: string, sender: string, probe: boolean): Promise<ResolveReply> {
     const req: RewriteRequest = { op: 'resolve', sender, address, ...(probe ? { verify: true } : {}) };
     if (!this.service) return this.inProcess(req);
-    return this.actor.request<ResolveReply>(this.service, req).catch((err: unknown) => {
+    return resolveService.call(this.actor, req, this.service).catch((err: unknown) => {
       if (err instanceof ServiceError && err.code === 'BUSY') return this.inProcess(req);
       throw err;
     });

@@ -22,7 +22,7 @@ import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.j
 import { newQueueId } from '../../src/queue/qid.js';
 import { startActor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
-import type { CleanupReply, CleanupRequest } from '../protocol.js';
+import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
 import type { ListenAddress } from '../../src/net/listen.js';
 import { AuthorizedClients } from './clients.js';
 import { qmqpReceivedHeader, queueContent } from './content.js';
@@ -59,7 +59,7 @@ class Session {
     private readonly name: string,
     private readonly addr: string,
     private readonly namaddr: string,
-    private readonly submit: (r: CleanupRequest) => Promise<CleanupReply>,
+    private readonly submit: (r: CleanupRequest, contentOf: () => Uint8Array) => Promise<CleanupReply>,
   ) {
     this.reader = new NetstringReader(socket, s.timeout);
   }
@@ -108,10 +108,12 @@ class Session {
     // than delivered with one sender for all.
     if (/^.+@.+-@\[\]$/.test(sender)) return this.reply('D', 'Error: 5.5.4 VERP delivery is not supported by Postactor', true);
     if (recipients.length === 0) return this.reply('D', 'Error: no recipients specified', true);
-    const content = queueContent(qmqpReceivedHeader({
+    // Made again for a retry: the first one is transferred to cleanup, BUSY or not.
+    const contentOf = () => queueContent(qmqpReceivedHeader({
       clientName: this.name, clientAddr: this.addr, myhostname: this.s.myhostname, mailName: this.s.mailName,
       queueId, recipients, arrival,
     }), message);
+    const content = contentOf();
     const reply = await this.submit({
       queueId,
       sender,
@@ -121,7 +123,7 @@ class Session {
       arrival,
       origin: 'qmqpd',
       ...(this.s.contentFilter ? { contentFilter: this.s.contentFilter } : {}),
-    });
+    }, contentOf);
     if (reply.ok) return this.reply('K', `Ok: queued as ${reply.queueId}`, false);
     // Cleanup's own texts ("Error: too many hops", "Error: queue file write error") as they
     // are; a check's rejection as Postfix words it: "Error: 5.7.1 text".
@@ -167,13 +169,16 @@ async function main(): Promise<void> {
   const s = settingsOf(config);
   if (s.clients.error) log.warn(s.clients.error);
 
-  /** Hands a message to cleanup; when its mailbox is full, waits in_flow_delay once (push back). */
-  async function submit(request: CleanupRequest): Promise<CleanupReply> {
+  /**
+   * Hands a message to cleanup; when its mailbox is full, waits in_flow_delay once (push back).
+   * The content is transferred, so after any answer, BUSY included, its buffer belongs to
+   * another thread: a retry sends a new one, made by `contentOf`.
+   */
+  async function submit(request: CleanupRequest, contentOf: () => Uint8Array): Promise<CleanupReply> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const transfer = attempt === 0 ? [request.content.buffer as ArrayBuffer] : [];
-        const copy = attempt === 0 ? request : { ...request, content: request.content.slice() };
-        return await actor.request<CleanupReply>('cleanup', copy, transfer);
+        const body = attempt === 0 ? request : { ...request, content: contentOf() };
+        return await cleanupService.call(actor, body);
       } catch (err) {
         if (err instanceof ServiceError && err.code === 'BUSY' && attempt === 0) {
           await new Promise((r) => setTimeout(r, s.inFlowDelay || 1000));

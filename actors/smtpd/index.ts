@@ -19,7 +19,7 @@ import { newQueueId } from '../../src/queue/qid.js';
 import { startActor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import type { ClientInfo } from '../../src/queue/types.js';
-import type { CleanupReply, CleanupRequest } from '../protocol.js';
+import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
 import { countersOf, formatCounters, installDialect, smtpConnectionPrototype, type Dialect } from './dialect.js';
 import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls, timeWrapperHandshake, tlsSummary, type TlsSummary } from '../../src/smtpd/tls.js';
 import { peerCertLine, verifyFailureLine } from '../../src/smtpd/ccert.js';
@@ -686,7 +686,7 @@ async function main(): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         const body = attempt === 0 ? request : { ...request, content: await contentOf() };
-        return await actor.request<CleanupReply>('cleanup', body, [body.content.buffer as ArrayBuffer]);
+        return await cleanupService.call(actor, body);
       } catch (err) {
         if (err instanceof ServiceError && err.code === 'BUSY' && attempt === 0) {
           await new Promise((r) => setTimeout(r, inFlowDelay || 1000));

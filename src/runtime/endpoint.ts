@@ -1,11 +1,13 @@
 /**
- * The actor side of a long-lived worker: its data port to the router (requests to other services,
- * with a bounded number in flight), its control API exposed to the master with comlink, and the
- * handler for requests the router sends it.
+ * The actor side of a long-lived worker: its data port to the router, its direct channels to the
+ * pool threads of the services it uses (./channels.ts: requests go there once the master wired
+ * them, through the router before), with a bounded number in flight, its control API exposed to
+ * the master with comlink, and the handler for requests the router sends it.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import { DirectChannels } from './channels.js';
 import { ServiceError, type ActorWorkerData, type Frame } from './wire.js';
 
 export interface ActorOptions<Req, Res> {
@@ -47,8 +49,23 @@ function bind<Req, Res>(port: MessagePort, data: ActorWorkerData<unknown>, optio
   const maxInFlight = options.maxInFlight ?? 1000;
   const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   let nextId = 1;
+  const direct = new DirectChannels((frame) => port.postMessage(frame));
+
+  /** A request, from the router or on a client's direct channel: the reply goes back there. */
+  const serve = (from: MessagePort, id: number, body: unknown) => {
+    Promise.resolve()
+      .then(() => {
+        if (!options.onRequest) throw new Error(`${data.service} takes no requests`);
+        return options.onRequest(body as Req);
+      })
+      .then(
+        (value) => from.postMessage({ k: 'res', id, ok: true, value } satisfies Frame),
+        (err: Error) => from.postMessage({ k: 'res', id, ok: false, error: { code: 'ERROR', message: String(err?.message ?? err) } } satisfies Frame),
+      );
+  };
 
   port.on('message', (frame: Frame) => {
+    if (direct.handle(frame)) return;
     switch (frame.k) {
       case 'res': {
         const w = waiting.get(frame.id);
@@ -58,17 +75,17 @@ function bind<Req, Res>(port: MessagePort, data: ActorWorkerData<unknown>, optio
         else w.reject(new ServiceError(frame.error.code, frame.error.message));
         return;
       }
-      case 'req': {
-        const id = frame.id;
-        Promise.resolve()
-          .then(() => {
-            if (!options.onRequest) throw new Error(`${data.service} takes no requests`);
-            return options.onRequest(frame.body as Req);
-          })
-          .then(
-            (value) => port.postMessage({ k: 'res', id, ok: true, value } satisfies Frame),
-            (err: Error) => port.postMessage({ k: 'res', id, ok: false, error: { code: 'ERROR', message: String(err?.message ?? err) } } satisfies Frame),
-          );
+      case 'req':
+        serve(port, frame.id, frame.body);
+        return;
+      case 'client': {
+        // A client thread's direct channel (the master wired it at the client's first request).
+        const channel = frame.port;
+        channel.on('message', (f: Frame) => {
+          if (f.k === 'req') serve(channel, f.id, f.body);
+        });
+        // This thread lives as long as the router's port: the channel does not keep it alive.
+        channel.unref();
         return;
       }
       case 'msg':
@@ -79,9 +96,11 @@ function bind<Req, Res>(port: MessagePort, data: ActorWorkerData<unknown>, optio
 
   return {
     data,
-    inFlight: () => waiting.size,
+    inFlight: () => waiting.size + direct.inFlight(),
     request<T>(to: string, body: unknown, transfer?: ArrayBuffer[]): Promise<T> {
-      if (waiting.size >= maxInFlight) return Promise.reject(new ServiceError('BUSY', `${data.service}: too many requests in flight`));
+      if (waiting.size + direct.inFlight() >= maxInFlight) return Promise.reject(new ServiceError('BUSY', `${data.service}: too many requests in flight`));
+      const straight = direct.request<T>(to, body, transfer);
+      if (straight) return straight;
       const id = nextId++;
       return new Promise<T>((resolve, reject) => {
         waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });

@@ -1,29 +1,30 @@
 /**
- * A request/reply service hosted as a piscina pool: its size is the service's maxproc, and each
- * worker runs many asynchronous requests at once. Workers keep ports, sockets and timers, so the
- * pool runs with `atomics: 'disabled'` (piscina otherwise parks an idle worker's event loop).
+ * A request/reply service hosted as a pool of worker threads (./pool-thread.ts): its size is the
+ * service's maxproc, and each thread runs many asynchronous requests at once. The project's own
+ * pool, not piscina: piscina hands a task to a thread of its choosing and cannot give a client a
+ * port to one given thread, and its threads' lives (start on demand, end after max_idle) follow
+ * only the tasks it carried. Here the master wires each client thread to each pool thread with a
+ * MessageChannel (./channels.ts) and stays off the data path, and the threads themselves say when
+ * they have been idle, whoever their requests came from.
  *
  * Threads start lazily (memory follows work, not master.cf): a pool keeps `minThreads` threads
  * (0 for services off the client's path, 1 for cleanup: actors/master/services.ts), starts
- * one more when its busiest-free thread already holds `spreadAt` requests or it has none, up to
- * maxproc, and ends a thread that had no request for `idleMs` (Postfix's max_idle: a daemon
- * process exits after that long without a client). A cold pool's first request waits for a
- * thread start (about 50–150 ms). Each thread runs under V8 heap limits (`resourceLimits`,
- * chosen in ./heap-limits.ts).
+ * one more when its least busy thread already holds `spreadAt` requests or it has none (for
+ * direct channels the client asks: a `grow` frame), up to maxproc, and ends a thread that had no
+ * request for `idleMs` (Postfix's max_idle: a daemon process exits after that long without a
+ * client). A cold pool's first request waits for a thread start (about 50–150 ms). Each thread
+ * runs under V8 heap limits (`resourceLimits`, chosen in ./heap-limits.ts).
  *
- * Crash accounting: request handlers report expected failures as values, so a rejected task means
- * the worker died (or a bug). `service_throttle_time` (Postfix's name) is how long a service that
- * keeps crashing is refused; meanwhile piscina replaces the dead worker.
+ * Crash accounting: request handlers report expected failures as values, so a thread that dies
+ * (or a handler that throws) is a crash; its requests fail with CRASHED, on the master's port and
+ * on every direct channel. `service_throttle_time` (Postfix's name) is how long a service that
+ * keeps crashing is refused (its clients are told so); meanwhile the pool replaces dead threads
+ * up to its minimum, and starts others on demand.
  */
-import type { ResourceLimits } from 'node:worker_threads';
-import { Piscina } from 'piscina';
-import { ServiceError } from './wire.js';
-
-/** piscina's view of one worker, as its balancer sees it. */
-interface BalancedWorker {
-  readonly currentUsage: number;
-  readonly isRunningAbortableTask: boolean;
-}
+import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'node:worker_threads';
+import type { ServeMessage } from './pool-thread.js';
+import type { Router, RouterClient } from './router.js';
+import { ServiceError, type Frame, type PoolFrame } from './wire.js';
 
 export interface PoolOptions {
   service: string;
@@ -48,39 +49,67 @@ export interface PoolOptions {
   onCrash?: (service: string, error: Error, throttled: boolean) => void;
 }
 
+/** A client thread of the pool's service, as the router knows it: its data port to the master. */
+export interface PoolClient {
+  post(frame: Frame, transfer?: (ArrayBuffer | MessagePort)[]): void;
+}
+
+interface Waiting {
+  body: unknown;
+  transfer: ArrayBuffer[] | undefined;
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+}
+
+interface PoolThread {
+  worker: Worker;
+  /** The master's port to the thread (requests the router carries, and the thread's life). */
+  port: MessagePort;
+  ready: boolean;
+  /** Told to end (max_idle, drain): takes no more requests from the master, nor clients. */
+  ending: boolean;
+  /** It said `ended`: its exit is no crash. */
+  ended: boolean;
+  startedAt: number;
+  /** Requests the master carried to it and awaits. */
+  pending: Map<number, Waiting>;
+  nextId: number;
+  error?: Error;
+  /** The thread as a client of other services (made at its first request to one). */
+  me?: RouterClient;
+}
+
+const SCRIPT = new URL('./pool-thread.js', import.meta.url);
+
 export class ServicePool {
-  private readonly piscina: Piscina;
+  private readonly pool: PoolThread[] = [];
+  private readonly waiting: Waiting[] = [];
+  private readonly clients = new Set<PoolClient>();
   private crashes: number[] = [];
-  /** While a cold pool starts its first thread: resolves when it is ready (or its request ended). */
-  private firstThread: Promise<void> | null = null;
-  private coldWaiting = 0;
   private throttledUntil = 0;
+  private closed = false;
+  private replenishTimer: NodeJS.Timeout | null = null;
+  private readonly minThreads: number;
+  private readonly spreadAt: number;
+  /** Carries the threads' own requests to other services (set when the router adds the pool). */
+  private router: Router | null = null;
+  /** BUSY answers (a full queue here or in a thread), for tests and metrics. */
+  busy = 0;
 
   constructor(private readonly options: PoolOptions) {
-    const minThreads = Math.min(options.minThreads ?? options.threads, options.threads);
-    this.piscina = new Piscina({
-      filename: options.filename,
-      minThreads,
-      maxThreads: options.threads,
-      // piscina arms the idle timer only above minThreads; setTimeout's longest is 2^31-1 ms.
-      idleTimeout: Math.min(options.idleMs ?? 2 ** 31 - 1, 2 ** 31 - 1),
-      loadBalancer: spreadingBalancer(options.threads, options.concurrency, options.spreadAt ?? 1) as never,
-      ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
-      atomics: 'disabled',
-      concurrentTasksPerWorker: options.concurrency,
-      maxQueue: options.maxQueue,
-      workerData: options.workerData,
-    });
-    this.piscina.on('error', (err: Error) => this.crashed(err));
+    this.minThreads = Math.min(options.minThreads ?? options.threads, options.threads);
+    this.spreadAt = options.spreadAt ?? 1;
+    this.replenish();
   }
 
+  /** Threads alive (starting, serving or ending). */
   get threads(): number {
-    return this.piscina.threads.length;
+    return this.pool.length;
   }
 
   /** The pool's worker thread ids (metrics: whose snapshots a scrape waits for). */
   get threadIds(): number[] {
-    return this.piscina.threads.map((w) => w.threadId);
+    return this.pool.map((t) => t.worker.threadId);
   }
 
   /** Refused after repeated crashes (health: the service is down). */
@@ -89,43 +118,184 @@ export class ServicePool {
   }
 
   get queueSize(): number {
-    return this.piscina.queueSize;
+    return this.waiting.length;
   }
 
-  async run<T>(body: unknown, transfer?: ArrayBuffer[]): Promise<T> {
-    if (Date.now() < this.throttledUntil) throw new ServiceError('THROTTLED', `${this.options.service}: service is throttled after repeated crashes`);
-    if (this.piscina.queueSize + this.coldWaiting >= this.options.maxQueue) throw new ServiceError('BUSY', `${this.options.service}: mailbox full`);
-    // A cold pool: the first request starts a thread, and the requests that come while it starts
-    // wait for it and then go through the balancer. Queued in piscina instead, each would start
-    // a thread of its own (piscina spawns one per queued request, up to maxThreads), and a burst
-    // of five deliveries would start every smtp thread however little work they carry.
-    if (this.firstThread === null && this.piscina.threads.length === 0) {
-      const settled = this.piscina.run(body, transfer && transfer.length ? { transferList: transfer } : undefined);
-      const ready = new Promise<void>((resolve) => this.piscina.once('workerCreate', () => resolve()));
-      this.firstThread = Promise.race([ready, settled.then(() => undefined, () => undefined)]).finally(() => { this.firstThread = null; });
-      return this.settle<T>(settled);
+  /** A request the master carries (a client's first, a pool worker's, master's own). */
+  run<T>(body: unknown, transfer?: ArrayBuffer[]): Promise<T> {
+    if (this.closed) return Promise.reject(new ServiceError('NOSERVICE', `${this.options.service}: service is stopping`));
+    if (Date.now() < this.throttledUntil) return Promise.reject(new ServiceError('THROTTLED', `${this.options.service}: service is throttled after repeated crashes`));
+    if (this.waiting.length >= this.options.maxQueue) {
+      this.busy++;
+      return Promise.reject(new ServiceError('BUSY', `${this.options.service}: mailbox full`));
     }
-    if (this.firstThread !== null) {
-      this.coldWaiting++;
-      try {
-        await this.firstThread;
-      } finally {
-        this.coldWaiting--;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.push({ body, transfer, resolve: resolve as (v: unknown) => void, reject });
+      this.pump();
+    });
+  }
+
+  /**
+   * A client thread that uses this service: it gets a direct channel to every serving thread,
+   * now and as threads start. The router adds a client at its first request to the service.
+   */
+  addClient(client: PoolClient): void {
+    if (this.clients.has(client)) return;
+    this.clients.add(client);
+    for (const t of this.pool) if (t.ready && !t.ending) this.wire(t, client);
+    if (this.throttled) client.post({ k: 'throttle', service: this.options.service, until: this.throttledUntil });
+  }
+
+  removeClient(client: PoolClient): void {
+    this.clients.delete(client);
+  }
+
+  /** The router that carries the threads' own requests and wires them to the services they use. */
+  connect(router: Router): void {
+    this.router = router;
+  }
+
+  /** A client's channels are all loaded (spreadAt in flight): one more thread, if maxproc allows. */
+  grow(): void {
+    if (this.closed || this.throttled) return;
+    if (this.live().length < this.options.threads && !this.starting()) this.start();
+  }
+
+  private wire(t: PoolThread, client: PoolClient): void {
+    const { port1, port2 } = new MessageChannel();
+    t.port.postMessage({ k: 'client', port: port1 } satisfies PoolFrame, [port1]);
+    client.post({ k: 'wire', service: this.options.service, port: port2, spreadAt: this.spreadAt }, [port2]);
+  }
+
+  private live(): PoolThread[] {
+    return this.pool.filter((t) => !t.ending);
+  }
+
+  /** Whether a thread asked for is still starting (one that never comes stops counting after GROW_WAIT_MS). */
+  private starting(): boolean {
+    return this.pool.some((t) => !t.ready && !t.ending && Date.now() - t.startedAt < GROW_WAIT_MS);
+  }
+
+  /**
+   * Hands waiting requests to threads, in order: to the least busy serving thread, but asks for
+   * one more thread when even that one holds `spreadAt` requests (or there is none), and the
+   * request then waits for it. With many requests per thread, a CPU-bound service (cleanup)
+   * would otherwise run on one core. While the thread asked for starts, requests go to threads
+   * below spreadAt, or wait.
+   */
+  private pump(): void {
+    while (this.waiting.length > 0) {
+      let best: PoolThread | null = null;
+      for (const t of this.pool) {
+        if (!t.ready || t.ending || t.pending.size >= this.options.concurrency) continue;
+        if (best === null || t.pending.size < best.pending.size) best = t;
       }
+      const loaded = best === null || best.pending.size >= this.spreadAt;
+      if (loaded && this.live().length < this.options.threads && !this.starting()) {
+        this.start();
+      }
+      if (best === null || (loaded && this.starting())) return;
+      const w = this.waiting.shift()!;
+      const id = best.nextId++;
+      best.pending.set(id, w);
+      best.port.postMessage({ k: 'req', id, body: w.body } satisfies PoolFrame, w.transfer ?? []);
     }
-    return this.settle<T>(this.piscina.run(body, transfer && transfer.length ? { transferList: transfer } : undefined));
   }
 
-  /** A request's outcome: its reply, BUSY when piscina's queue is full, else CRASHED (the worker died). */
-  private async settle<T>(running: Promise<unknown>): Promise<T> {
-    try {
-      return (await running) as T;
-    } catch (err) {
-      const error = err as Error;
-      if (/queue is at limit/i.test(error.message)) throw new ServiceError('BUSY', `${this.options.service}: mailbox full`);
-      this.crashed(error);
-      throw new ServiceError('CRASHED', `${this.options.service}: ${error.message}`);
+  private start(): void {
+    const worker = new Worker(SCRIPT, {
+      workerData: this.options.workerData,
+      ...(this.options.resourceLimits ? { resourceLimits: this.options.resourceLimits } : {}),
+    });
+    const { port1, port2 } = new MessageChannel();
+    const t: PoolThread = { worker, port: port1, ready: false, ending: false, ended: false, startedAt: Date.now(), pending: new Map(), nextId: 1 };
+    this.pool.push(t);
+    worker.postMessage({
+      type: 'postactor:serve', filename: this.options.filename, port: port2, concurrency: this.options.concurrency,
+      maxQueue: this.options.maxQueue, idleMs: this.options.idleMs && this.options.idleMs < 2 ** 31 ? this.options.idleMs : 0,
+    } satisfies ServeMessage, [port2]);
+    port1.on('message', (frame: PoolFrame) => this.fromThread(t, frame));
+    worker.on('error', (err) => { t.error = err; });
+    worker.on('exit', (code) => this.exited(t, code));
+  }
+
+  private fromThread(t: PoolThread, frame: PoolFrame): void {
+    switch (frame.k) {
+      case 'ready':
+        t.ready = true;
+        if (this.closed) return void t.worker.terminate();
+        for (const c of this.clients) this.wire(t, c);
+        return this.pump();
+      case 'res': {
+        const w = t.pending.get(frame.id);
+        if (!w) return;
+        t.pending.delete(frame.id);
+        if (frame.ok) w.resolve(frame.value);
+        else w.reject(new ServiceError(frame.error.code, frame.error.code === 'BUSY' ? `${this.options.service}: mailbox full` : `${this.options.service}: ${frame.error.message}`));
+        return this.pump();
+      }
+      case 'idle':
+        // Down to minThreads; the thread asks again after its next request.
+        if (!t.ending && this.live().length > this.minThreads) this.end(t);
+        return;
+      case 'ended':
+        t.ended = true;
+        void t.worker.terminate();
+        return;
+      case 'call': {
+        const id = frame.id;
+        const router = this.router;
+        if (!router) return t.port.postMessage({ k: 'answer', id, ok: false, error: { code: 'NOSERVICE', message: `no service ${frame.to}` } } satisfies PoolFrame);
+        t.me ??= router.client({ post: (f, transfer) => t.port.postMessage(f, transfer ?? []) });
+        router.carry(t.me, frame.to, frame.body, frame.t).then(
+          (value) => t.port.postMessage({ k: 'answer', id, ok: true, value } satisfies PoolFrame),
+          (err: unknown) => t.port.postMessage({ k: 'answer', id, ok: false, error: err instanceof ServiceError ? { code: err.code, message: err.message } : { code: 'ERROR', message: String((err as Error)?.message ?? err) } } satisfies PoolFrame),
+        );
+        return;
+      }
+      case 'grow':
+        this.router?.grow(frame.service);
+        return;
+      case 'busy':
+        this.busy++;
+        return;
+      case 'fault':
+        this.crashed(new Error(frame.message));
+        return;
     }
+  }
+
+  private end(t: PoolThread): void {
+    t.ending = true;
+    if (!t.ready) return void t.worker.terminate();
+    t.port.postMessage({ k: 'end' } satisfies PoolFrame);
+  }
+
+  private exited(t: PoolThread, code: number): void {
+    const i = this.pool.indexOf(t);
+    if (i >= 0) this.pool.splice(i, 1);
+    t.port.close();
+    if (t.me) this.router?.forget(t.me);
+    const expected = t.ended || this.closed || (t.ending && !t.ready);
+    const error = t.error ?? new Error(`worker exited with status ${code}`);
+    for (const w of t.pending.values()) w.reject(new ServiceError('CRASHED', `${this.options.service}: ${error.message}`));
+    t.pending.clear();
+    if (!expected) this.crashed(error);
+    if (this.closed) return;
+    this.replenish();
+    this.pump();
+  }
+
+  /** Back up to minThreads (at start, after a crash), unless the service is throttled. */
+  private replenish(): void {
+    if (this.closed) return;
+    const wait = this.throttledUntil - Date.now();
+    if (wait > 0) {
+      this.replenishTimer ??= setTimeout(() => { this.replenishTimer = null; this.replenish(); }, wait);
+      this.replenishTimer.unref();
+      return;
+    }
+    while (this.live().length < this.minThreads) this.start();
   }
 
   private crashed(error: Error): void {
@@ -137,50 +307,32 @@ export class ServicePool {
     if (throttle) {
       this.throttledUntil = now + window;
       this.crashes = [];
+      for (const c of this.clients) c.post({ k: 'throttle', service: this.options.service, until: this.throttledUntil });
+      for (const w of this.waiting.splice(0)) w.reject(new ServiceError('THROTTLED', `${this.options.service}: service is throttled after repeated crashes`));
     }
     this.options.onCrash?.(this.options.service, error, throttle);
   }
 
-  /** Ends the pool at once: requests still running fail (abort). */
+  /** Ends the pool at once: requests still running fail. */
   async close(): Promise<void> {
-    await this.piscina.destroy();
+    this.closed = true;
+    if (this.replenishTimer) clearTimeout(this.replenishTimer);
+    for (const w of this.waiting.splice(0)) w.reject(new ServiceError('NOSERVICE', `${this.options.service}: service is stopping`));
+    await Promise.all(this.pool.map((t) => t.worker.terminate()));
   }
 
   /** Ends the pool after the requests it holds have finished (stop, reload). */
   async drain(): Promise<void> {
-    await this.piscina.close();
+    // What waits for a thread still gets one.
+    while (this.waiting.length > 0 && this.pool.length > 0) await new Promise((r) => setTimeout(r, 20));
+    this.closed = true;
+    if (this.replenishTimer) clearTimeout(this.replenishTimer);
+    for (const w of this.waiting.splice(0)) w.reject(new ServiceError('NOSERVICE', `${this.options.service}: service is stopping`));
+    const exits = this.pool.map((t) => new Promise<void>((r) => t.worker.once('exit', () => r())));
+    for (const t of this.pool) if (!t.ending) this.end(t);
+    await Promise.all(exits);
   }
 }
 
-/**
- * Picks the least busy thread that has room (piscina's own rule), but asks for one more thread
- * when even the least busy one already holds `spreadAt` requests: with many requests per thread,
- * piscina's balancer would start a second thread only once the first held `concurrency` of them,
- * and a CPU-bound service (cleanup) would then run on one core. Asking means returning null:
- * piscina then starts a thread (below maxThreads) and queues that one request until a thread is
- * free. Only one request per step waits so: while the thread asked for starts (piscina shows
- * the balancer only the ready ones), requests go to the threads that have room, and a start that
- * never comes (a thread that failed to start) stops counting after GROW_WAIT_MS.
- */
-export function spreadingBalancer(maxThreads: number, concurrency: number, spreadAt: number): (task: unknown, workers: BalancedWorker[]) => BalancedWorker | null {
-  let asked = 0;
-  let askedAt = 0;
-  return (_task, workers) => {
-    let best: BalancedWorker | null = null;
-    for (const w of workers) {
-      if (w.isRunningAbortableTask || w.currentUsage >= concurrency) continue;
-      if (best === null || w.currentUsage < best.currentUsage) best = w;
-      if (w.currentUsage === 0) break;
-    }
-    const growing = workers.length < asked && Date.now() - askedAt < GROW_WAIT_MS;
-    if (workers.length < maxThreads && !growing && (best === null || best.currentUsage >= spreadAt)) {
-      asked = workers.length + 1;
-      askedAt = Date.now();
-      return null;
-    }
-    return best;
-  };
-}
-
-/** How long a thread asked for may take to start before the balancer may ask again. */
+/** How long a thread asked for may take to start before the pool may ask again. */
 const GROW_WAIT_MS = 5_000;

@@ -1,10 +1,11 @@
 /**
- * Requests to a service from any thread, piscina pool workers included: a pool worker has no
- * data port of its own (endpoint.ts is for long-lived workers), so it posts the request to the
- * master's request mailbox (a BroadcastChannel, as in mailbox.ts) and the master hands it to the
- * router; the reply comes back on a mailbox of the asking thread. Used where one agent passes a
- * delivery to another (local(8)'s mailbox_transport, as Postfix's deliver_pass connects to the
- * other transport's socket).
+ * Requests to a service from any thread, pool threads included. A pool thread (./pool-thread.ts)
+ * is a client of the pool threads of other services like a long-lived worker: its first request
+ * to one goes through the master, which wires it, and the next ones go on direct channels. Any
+ * other thread posts the request to the master's request mailbox (a BroadcastChannel, as in
+ * mailbox.ts) and the master hands it to the router; the reply comes back on a mailbox of the
+ * asking thread. Used where one agent passes a delivery to another (local(8)'s
+ * mailbox_transport, as Postfix's deliver_pass connects to the other transport's socket).
  *
  * The payloads are small (a queue ID and a recipient, never message content). Every request is
  * bounded by its timeout; a missing master or service answers with a ServiceError.
@@ -45,6 +46,14 @@ export function serveServiceRequests(instance: string, router: Router): () => vo
   };
 }
 
+type ThreadRequester = <T>(service: string, body: unknown, transfer?: ArrayBuffer[]) => Promise<T>;
+let threadRequests: ThreadRequester | null = null;
+
+/** In a pool thread: its requests go through the pool's port and its direct channels. */
+export function useThreadRequests(requester: ThreadRequester): void {
+  threadRequests = requester;
+}
+
 let outbox: BroadcastChannel | null = null;
 let inbox: BroadcastChannel | null = null;
 let nextId = 1;
@@ -52,6 +61,14 @@ const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Err
 
 /** Sends `body` to `service` and resolves to its reply; rejects with a ServiceError (or a timeout). */
 export function requestService<T>(instance: string, service: string, body: unknown, timeoutMs: number): Promise<T> {
+  if (threadRequests) {
+    const asked = threadRequests<T>(service, body);
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new ServiceError('ERROR', `${service}: no reply within ${Math.round(timeoutMs / 1000)}s`)), timeoutMs);
+      timer.unref();
+      asked.then(resolve, reject).finally(() => clearTimeout(timer));
+    });
+  }
   const replyTo = `postactor:${instance}:reply:${process.pid}:${threadId}`;
   if (!inbox) {
     inbox = new BroadcastChannel(replyTo);

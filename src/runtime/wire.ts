@@ -1,14 +1,55 @@
 /**
  * The frames that travel on a data port between a long-lived actor's thread and the master's
- * router. Actor payloads (`body`) are opaque here: their types are declared by the actors
+ * router, and on the direct channels between a client thread and a pool thread (./channels.ts).
+ * Actor payloads (`body`) are opaque here: their types are declared by the actors
  * (actors/protocol.ts); the runtime only moves them.
  */
+import type { MessagePort } from 'node:worker_threads';
+
 export type Frame =
   /** t: the body's buffers that were transferred to the router, for it to transfer on. */
   | { k: 'req'; id: number; to: string; body: unknown; t?: ArrayBuffer[] }
   | { k: 'res'; id: number; ok: true; value: unknown }
   | { k: 'res'; id: number; ok: false; error: WireError }
-  | { k: 'msg'; body: unknown };
+  | { k: 'msg'; body: unknown }
+  /** master → client: a direct channel to one thread of `service` (its private/ socket). */
+  | { k: 'wire'; service: string; port: MessagePort; spreadAt: number }
+  /** master → long-lived worker: serve this client's direct channel too (./endpoint.ts). */
+  | { k: 'client'; port: MessagePort }
+  /** client → master: each of its channels to `service` holds spreadAt requests: start a thread. */
+  | { k: 'grow'; service: string }
+  /** master → client: `service` keeps crashing and is refused until `until` (ms since the epoch). */
+  | { k: 'throttle'; service: string; until: number }
+  /** On a direct channel: the pool thread ends (max_idle, reload), and the client's answer that
+   *  it sends nothing more there; what it sent before is still served. */
+  | { k: 'bye' };
+
+/** Between the master and one of its pool's threads (./pool.ts, ./pool-thread.ts). */
+export type PoolFrame =
+  | { k: 'req'; id: number; body: unknown }
+  | { k: 'res'; id: number; ok: true; value: unknown }
+  | { k: 'res'; id: number; ok: false; error: WireError }
+  /** master → thread: serve this client's direct channel too. */
+  | { k: 'client'; port: MessagePort }
+  /** thread → master: loaded and serving. */
+  | { k: 'ready' }
+  /** thread → master: no request for max_idle; master answers `end` unless it keeps the thread. */
+  | { k: 'idle' }
+  /** master → thread: finish what you hold, say bye to your clients, then report `ended`. */
+  | { k: 'end' }
+  | { k: 'ended' }
+  /** thread → master: a request of the thread's own to another service (its first there, or one
+   *  with no channel): the router carries it and wires the thread (./router.ts). */
+  | { k: 'call'; id: number; to: string; body: unknown; t?: ArrayBuffer[] }
+  /** master → thread: the reply to a `call`. */
+  | { k: 'answer'; id: number; ok: true; value: unknown }
+  | { k: 'answer'; id: number; ok: false; error: WireError }
+  /** The thread as a client: wired channels, throttles, and its grow requests (as on a long-lived worker's port). */
+  | Extract<Frame, { k: 'wire' | 'throttle' | 'grow' }>
+  /** thread → master: it answered BUSY (its queue was full): counted, for tests and metrics. */
+  | { k: 'busy' }
+  /** thread → master: a request handler failed (a bug: counted as a crash, as a dead thread). */
+  | { k: 'fault'; message: string };
 
 /** A failure the router reports instead of a reply. */
 export interface WireError {
