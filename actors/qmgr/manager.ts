@@ -26,7 +26,7 @@ import type { QueueStore } from '../../src/queue/store.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
 import { flowOf, type MailFlow } from '../../src/runtime/flow.js';
 import { formatDelays, logDelivery } from '../../src/delivery/log.js';
-import type { DeliveryReply, RecipientOutcome } from '../protocol.js';
+import { deliveryService, type DeliveryReply, type RecipientOutcome } from '../protocol.js';
 import type { AdminEventName } from '../../src/queue/admin.js';
 import { Notifier, noticeConfig } from './notices.js';
 import { Resolver } from './resolve.js';
@@ -98,7 +98,7 @@ export class QueueManager {
       },
     });
     this.active = new ActiveQueue(config, store, log, this.flow, { ...parts, messages: this.messages, end: this.end });
-    this.deliveries = new Deliveries((transport, request) => actor.request<DeliveryReply>(transport, request), log, parts, {
+    this.deliveries = new Deliveries((transport, request) => deliveryService.call(actor, request, transport), log, parts, {
       entryBack: (msg) => {
         this.active.entryBack(msg);
         // oqmgr held new mail back for qmgr_message_recipient_limit (room()): take it once there is room.
