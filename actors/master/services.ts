@@ -26,6 +26,8 @@ export interface ServicePlan {
   spreadAt: number;
   /** Requests one pool worker runs at once. */
   concurrency: number;
+  /** A supervised service with no thread until work comes (pickup: `Daemon.onDemand`). */
+  onDemand?: boolean;
   /** For inet services: the endpoint as master.cf writes it (host null: inet_interfaces). */
   listen?: InetEndpoint;
   /** For inet services: the sockets to open, once the master resolved them (listen.ts). */
@@ -54,6 +56,13 @@ interface Daemon {
    * exits after max_idle. An idle thread costs 12–22 MB (bench/memory), the price of keeping it.
    */
   warm?: number;
+  /**
+   * A supervised singleton started only when there is work, ending after max_idle without it
+   * (pickup: master watches maildrop/ for it, actors/master/maildrop-watch.ts). Postfix's pickup
+   * stays (master's 60 s wakeup keeps it from max_idle), but a thread here costs 12–22 MB, and
+   * most servers never see a sendmail(1) submission.
+   */
+  onDemand?: boolean;
 }
 
 /** Postfix daemon names (the command column) that Postactor has built. */
@@ -65,7 +74,7 @@ const DAEMONS: Record<string, Daemon> = {
   oqmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1 },
   smtp: { kind: 'pool', module: '../smtp/index.js', concurrency: 256 },
   bounce: { kind: 'pool', module: '../bounce/index.js', concurrency: 16 },
-  pickup: { kind: 'supervised', module: '../pickup/index.js', concurrency: 1 },
+  pickup: { kind: 'supervised', module: '../pickup/index.js', concurrency: 1, onDemand: true },
   'trivial-rewrite': { kind: 'pool', module: '../trivial-rewrite/index.js', concurrency: 256 },
   // error also runs the "retry" service (error(8) in defer mode: it reads its service name).
   error: { kind: 'pool', module: '../error/index.js', concurrency: 256 },
@@ -177,6 +186,7 @@ export function planServices(config: Config): Plan {
     const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);
     const warm = daemon.kind === 'supervised' ? threads : (daemon.warm ?? 0);
     const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: Math.min(SPREAD_AT, daemon.concurrency), concurrency: daemon.concurrency, line };
+    if (daemon.onDemand) plan.onDemand = true;
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
     // Singletons, whatever maxproc says (as in Postfix; verify is a "solitary" server).
     if (isQueueManager(line.command) || line.command === 'pickup' || line.command === 'spawn' || line.command === 'verify') plan.threads = plan.minThreads = 1;
