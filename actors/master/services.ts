@@ -46,14 +46,15 @@ interface Daemon {
   module: string;
   concurrency: number;
   /**
-   * Pool threads kept while idle (default 0). Only cleanup keeps one: smtpd waits for its reply
-   * before it answers the client's end of DATA, so a thread start there would be a client's wait.
-   * Every other pool starts empty and shrinks back to nothing after max_idle: the delivery agents
-   * (smtp and relay, local, virtual, lmtp, pipe, error/retry, discard), bounce, trivial-rewrite
-   * (only qmgr asks it, behind its resolve cache) and dnsblog. Their first request after a quiet
-   * spell waits for one thread start (about 50–150 ms) on a delivery, a notice or a resolve that
-   * no client is waiting for, as Postfix's master spawns such a daemon on demand and the daemon
-   * exits after max_idle. An idle thread costs 12–22 MB (bench/memory), the price of keeping it.
+   * Pool threads kept while idle (default 0, and no built-in daemon sets it). Every pool starts
+   * empty and shrinks back to nothing after max_idle: the delivery agents (smtp and relay, local,
+   * virtual, lmtp, pipe, error/retry, discard), bounce, trivial-rewrite (only qmgr asks it, behind
+   * its resolve cache), dnsblog, and cleanup. Their first request after a quiet spell waits for
+   * one thread start (about 50–150 ms, more on a loaded machine), as Postfix's master spawns such
+   * a daemon on demand and the daemon exits after max_idle. cleanup's is the one a client could
+   * wait for (smtpd waits for its reply before it answers the end of DATA), so smtpd asks for
+   * that thread at the first accepted recipient (WARM_REQUEST, src/runtime/wire.ts), where
+   * Postfix's smtpd opens its cleanup stream. An idle thread costs 12–22 MB (bench/memory).
    */
   warm?: number;
   /**
@@ -68,7 +69,7 @@ interface Daemon {
 /** Postfix daemon names (the command column) that Postactor has built. */
 const DAEMONS: Record<string, Daemon> = {
   smtpd: { kind: 'supervised', module: '../smtpd/index.js', concurrency: 1 },
-  cleanup: { kind: 'pool', module: '../cleanup/index.js', concurrency: 256, warm: 1 },
+  cleanup: { kind: 'pool', module: '../cleanup/index.js', concurrency: 256 },
   qmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1 },
   // The same actor with oqmgr's scheduler (actors/qmgr/strategy.ts), chosen by this command name.
   oqmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1 },

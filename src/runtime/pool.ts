@@ -19,6 +19,9 @@ import type { ResourceLimits } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { ServiceError } from './wire.js';
 
+/** The task a WARM_REQUEST (./wire.ts) runs: nothing, in a thread that loaded the service. */
+const WARM_TASK = new URL('./warm-task.js', import.meta.url).href;
+
 /** piscina's view of one worker, as its balancer sees it. */
 interface BalancedWorker {
   readonly currentUsage: number;
@@ -114,6 +117,14 @@ export class ServicePool {
       }
     }
     return this.settle<T>(this.piscina.run(body, transfer && transfer.length ? { transferList: transfer } : undefined));
+  }
+
+  /** WARM_REQUEST: a cold pool starts its first thread now, as its first request would. */
+  warm(): void {
+    if (this.piscina.threads.length > 0 || this.firstThread !== null || Date.now() < this.throttledUntil) return;
+    const settled = this.piscina.run(null, { filename: WARM_TASK });
+    const ready = new Promise<void>((resolve) => this.piscina.once('workerCreate', () => resolve()));
+    this.firstThread = Promise.race([ready, settled.then(() => undefined, () => undefined)]).finally(() => { this.firstThread = null; });
   }
 
   /** A request's outcome: its reply, BUSY when piscina's queue is full, else CRASHED (the worker died). */

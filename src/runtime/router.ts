@@ -7,7 +7,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { ServicePool } from './pool.js';
-import { ServiceError, type Frame, type WireError } from './wire.js';
+import { isWarmRequest, ServiceError, type Frame, type WireError } from './wire.js';
 
 interface WorkerTarget {
   port: MessagePort;
@@ -61,6 +61,10 @@ export class Router {
   /** Sends a request to `service` and resolves to its reply. */
   request<T = unknown>(service: string, body: unknown, transfer?: ArrayBuffer[]): Promise<T> {
     const pool = this.pools.get(service);
+    if (pool && isWarmRequest(body)) {
+      pool.warm();
+      return Promise.resolve(undefined as T);
+    }
     if (pool) return pool.run<T>(body, transfer);
     const list = this.workers.get(service);
     if (!list || list.length === 0) return Promise.reject(new ServiceError('NOSERVICE', `no service ${service}`));
