@@ -18,6 +18,7 @@ import { serveServiceRequests } from '../../src/runtime/service-request.js';
 import { closeSharedTables, mainProxymap, serveProxymap } from '../../src/maps/index.js';
 import { SupervisedWorker } from '../../src/runtime/supervisor.js';
 import { watchMaildrop } from './maildrop-watch.js';
+import { collectWhenQuiet } from '../../src/runtime/idle-gc.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { AnvilTables } from '../anvil/statistics.js';
@@ -571,6 +572,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   });
   await control.listen();
 
+  collectWhenQuiet(); // the master's heap after a burst (src/runtime/idle-gc.ts)
   log.info(`daemon started -- version ${VERSION}, configuration ${config.configDirectory ?? '(embedded default)'}`);
 
   let stopping: Promise<void> | null = null;

@@ -7,6 +7,7 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { ServiceError, type ActorWorkerData, type Frame } from './wire.js';
+import { collectWhenQuiet } from './idle-gc.js';
 
 export interface ActorOptions<Req, Res> {
   /** Answers a request the router routed to this actor. */
@@ -29,6 +30,7 @@ export interface Actor {
 /** Starts the actor side of this worker. Resolves once the router's data port has arrived. */
 export function startActor<Req = unknown, Res = unknown>(options: ActorOptions<Req, Res>): Promise<Actor> {
   if (!parentPort) throw new Error('startActor must run in a worker thread');
+  collectWhenQuiet();
   const data = workerData as ActorWorkerData<unknown>;
   const control = parentPort;
   return new Promise((resolvePort) => {

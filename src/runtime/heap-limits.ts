@@ -27,6 +27,8 @@
  *    V8's pages after a 5,000-message burst 147 → 113 MB. It costs more collections under load:
  *    bench/relay, the same build with and without it, 2 × 2,000 messages alternating: CPU per
  *    message ×1.02 (2.77 → 2.83 ms, of which V8 0.51 → 0.54), on a loaded machine.
+ *  - `--expose-gc`: a long-lived thread that worked and went quiet runs one memory-reducing
+ *    collection (./idle-gc.ts); V8 gives a quiet isolate no collection of its own.
  *  - Code range: left at V8's default. It is reserved address space, not resident memory (a
  *    16 MB range saved nothing measurable), and a small one risks "out of code space" once
  *    the optimizing compiler has compiled a hot path.
@@ -53,8 +55,8 @@ export function heapLimits(command: string): ResourceLimits {
 /**
  * Node flags for the process that runs the master (the main thread's isolate is created before
  * any code runs, so its limits can only come from the command line): the same 1 MB semi-space,
- * and V8's memory-first heuristics for every isolate (above). `postactor start` passes them;
+ * V8's memory-first heuristics for every isolate, and `gc` for ./idle-gc.ts (above). `postactor start` passes them;
  * whoever runs `start-fg` under a supervisor of their own should too (`node
- * --max-semi-space-size=1 --optimize-for-size …/postactor.js start-fg`), as bin/postactor does.
+ * --max-semi-space-size=1 --optimize-for-size --expose-gc …/postactor.js start-fg`), as bin/postactor does.
  */
-export const MASTER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--optimize-for-size'];
+export const MASTER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--optimize-for-size', '--expose-gc'];
