@@ -18,7 +18,7 @@ import { ConfigError, loadConfig, queueDirectory, type Config, type Origin } fro
 import { checkTables } from '../actors/master/tables.js';
 import { checkConfig, resolveListenAddresses, runningMaster, startMaster } from '../actors/master/index.js';
 import { planServices } from '../actors/master/services.js';
-import { MASTER_NODE_FLAGS } from '../src/runtime/heap-limits.js';
+import { MASTER_NODE_FLAGS, masterEnvironment } from '../src/runtime/heap-limits.js';
 import { controlRequest, controlSocketPath } from '../src/runtime/control.js';
 
 const USAGE = 'usage: postactor [-c config_dir] [-v] start-fg | start | stop | abort | reload | status | check | flush';
@@ -101,7 +101,7 @@ async function main(): Promise<void> {
       // The located directory, on the master's command line for all to see (ps, /proc/PID/cmdline).
       // The master's own heap flags first (src/runtime/heap-limits.ts: its isolate exists before any code runs).
       const args = [...MASTER_NODE_FLAGS, fileURLToPath(import.meta.url), ...(config.configDirectory ? ['-c', config.configDirectory] : []), 'start-fg'];
-      const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: { ...process.env, POSTACTOR_DAEMON: '1' } });
+      const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: { ...masterEnvironment(), POSTACTOR_DAEMON: '1' } });
       child.unref();
       process.stderr.write(`${PROG}: starting the Postactor mail system\n`);
       const sock = controlSocketPath(queueDirectory(config));

@@ -1,7 +1,8 @@
 /**
  * Lazy pools in a running server: a delivery pool has no thread until qmgr hands it its first
  * delivery, then delivers; after max_idle without work its thread ends, and the next message
- * starts it again. cleanup keeps its one warm thread throughout (smtpd waits on it).
+ * starts it again. cleanup's pool is lazy too: smtpd starts its thread at the first accepted
+ * recipient (WARM_REQUEST), and it ends after max_idle like the others.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -51,15 +52,15 @@ test('a lazy delivery pool starts on its first delivery, delivers, and ends afte
     await sink.close();
   });
   const pid = server.child!.pid!;
-  // smtpd, qmgr, cleanup's warm thread: no smtp, relay or bounce thread yet.
-  assert.equal(workerThreads(pid), 3);
+  // smtpd and qmgr: no cleanup, smtp, relay or bounce thread yet.
+  assert.equal(workerThreads(pid), 2);
 
   await send(server, 'first');
   await deliveredWithSubject(sink, 'first');
-  assert.equal(workerThreads(pid), 4, 'one smtp thread, started for the delivery');
+  assert.equal(workerThreads(pid), 4, 'one cleanup thread for the message, one smtp thread for the delivery');
 
-  // max_idle (2 s) without work: the smtp thread ends; cleanup keeps its one.
-  assert.equal(await waitForThreads(pid, 3, 15_000), 3, 'back to the idle set after max_idle');
+  // max_idle (2 s) without work: the cleanup and smtp threads end.
+  assert.equal(await waitForThreads(pid, 2, 15_000), 2, 'back to the idle set after max_idle');
 
   await send(server, 'second');
   await deliveredWithSubject(sink, 'second');

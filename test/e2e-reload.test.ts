@@ -24,8 +24,8 @@ test('postactor reload applies a new master.cf without dropping mail, and refuse
     await sink.close();
   });
   const pid = server.child!.pid!;
-  // smtpd, qmgr and cleanup's warm thread; smtp, relay and bounce start on demand (lazy pools).
-  assert.equal(workerThreads(pid), 3);
+  // smtpd and qmgr; cleanup, smtp, relay and bounce start on demand (lazy pools).
+  assert.equal(workerThreads(pid), 2);
 
   // Mail flows while the configuration is reloaded.
   const sending = (async () => {
@@ -56,7 +56,7 @@ test('postactor reload applies a new master.cf without dropping mail, and refuse
   await tr.sendMail({ from: 'a@example.org', to: 'b@example.com', subject: 'after', text: 'x' });
   tr.close();
   await sink.waitFor((s) => s.messages >= sent.length + 1, 20_000);
-  // Three smtpd threads now, qmgr, the new cleanup's warm thread and the new smtp pool's one
-  // thread (started by the deliveries since); the old pools drained and ended with the reload.
+  // Three smtpd threads now, qmgr, the new cleanup pool's and the new smtp pool's one thread
+  // each (started by the mail since); the old pools drained and ended with the reload.
   assert.equal(workerThreads(pid), 6, 'two more smtpd threads after the reload');
 });

@@ -5,7 +5,7 @@ import { ServicePool } from '../src/runtime/pool.js';
 import { Router } from '../src/runtime/router.js';
 import { SupervisedWorker } from '../src/runtime/supervisor.js';
 import { receive, tell } from '../src/runtime/mailbox.js';
-import { ServiceError } from '../src/runtime/wire.js';
+import { ServiceError, WARM_REQUEST } from '../src/runtime/wire.js';
 
 const fixtures = new URL('../../test/fixtures/runtime/', import.meta.url);
 
@@ -91,6 +91,27 @@ test('a burst to a cold pool starts one thread, not one per request (spread at 8
     assert.deepEqual(replies.map((r) => r.echo), [1, 2, 3, 4, 5]);
     assert.equal(new Set(replies.map((r) => r.thread)).size, 1, 'five requests, one thread');
     assert.equal(p.threads, 1);
+  } finally {
+    await p.close();
+  }
+});
+
+test('WARM_REQUEST starts a cold pool\'s thread, and the requests that follow use that thread', async () => {
+  const p = new ServicePool({
+    service: 'cold', filename: new URL('slow-task.mjs', fixtures).href, threads: 2, minThreads: 0, spreadAt: 8,
+    concurrency: 4, maxQueue: 100, workerData: null, throttleSeconds: 60,
+  });
+  const router = new Router();
+  router.addPool('cold', p);
+  try {
+    assert.equal(p.threads, 0);
+    assert.equal(await router.request('cold', WARM_REQUEST), undefined, 'a cast: nothing to answer');
+    // A request that comes while the thread starts waits for it (no second thread).
+    const reply = await router.request<{ echo: number; thread: number }>('cold', { value: 7 });
+    assert.equal(reply.echo, 7);
+    assert.equal(p.threads, 1, 'one thread, started by the warm request');
+    router.request('cold', WARM_REQUEST);
+    assert.equal(p.threads, 1, 'a pool with a thread ignores it');
   } finally {
     await p.close();
   }

@@ -17,6 +17,8 @@ import { Router } from '../../src/runtime/router.js';
 import { serveServiceRequests } from '../../src/runtime/service-request.js';
 import { closeSharedTables, mainProxymap, serveProxymap } from '../../src/maps/index.js';
 import { SupervisedWorker } from '../../src/runtime/supervisor.js';
+import { watchMaildrop } from './maildrop-watch.js';
+import { collectWhenQuiet } from '../../src/runtime/idle-gc.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { AnvilTables } from '../../src/anvil/statistics.js';
@@ -349,6 +351,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       } : manager ? { command: s.line.command } : undefined, s.line.command),
       throttleSeconds: c.getTime('service_throttle_time'),
       resourceLimits: heapLimits(s.line.command),
+      ...(s.onDemand ? { onDemand: true } : {}),
       onPort: (port) => router.attach(name, port),
       onExit: (_slot, code, _restart, badStartup, error) => {
         masterMetrics().restarts.inc({ service: s.service });
@@ -356,7 +359,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
         if (badStartup) log.warn(`${s.line.command}: bad command startup -- throttling`);
       },
     });
-    w.start();
+    if (!s.onDemand) w.start(); // else at its first demand (pickup: maildrop-watch.ts)
     return w;
   };
 
@@ -397,6 +400,12 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   let held: ReturnType<typeof addressesOf> = [];
   // master.cf wakeup timers of pool services (flush's refresh: wakeup.ts).
   let stopWakeups = (): void => undefined;
+  // pickup's thread runs only while there is mail to pick up: master watches maildrop/ for it.
+  const watchPickup = (p: Plan) => watchMaildrop(queueDir, p.services.filter((s) => s.onDemand && s.line.command === 'pickup').map((s) => ({
+    wakeup: s.line.wakeup,
+    demand: () => { for (const w of listeners) if (w.options.service === s.service) w.demand(); },
+  })), (w) => log.warn(w));
+  let stopPickupWatch = (): void => undefined;
   try {
     await resolveListenAddresses(config, plan, (w) => log.warn(w));
     registry.claim(addressesOf(plan));
@@ -421,7 +430,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
         checks['qmgr'] = qmgr?.threadId !== undefined ? { ok: true } : { ok: false, detail: 'not running' };
         for (const w of listeners) {
           const name = `${w.options.service}[${w.options.index}]`;
-          checks[name] = w.threadId !== undefined ? { ok: true } : { ok: false, detail: 'not running' };
+          checks[name] = w.threadId !== undefined || w.dormant ? { ok: true } : { ok: false, detail: 'not running' };
         }
         for (const [name, p] of pools) checks[name] = p.throttled ? { ok: false, detail: 'throttled after repeated crashes' } : { ok: true }; // no threads: idle (started on demand)
         const store = storeWritable(queueDir);
@@ -440,6 +449,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       }
     }
     listeners = await startListeners(config, plan);
+    stopPickupWatch = watchPickup(plan);
   } catch (err) {
     metricsServer?.close();
     collector?.close();
@@ -486,6 +496,8 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       // running pools, as a new Postfix smtpd may reach an old cleanup process.
       const oldListeners = listeners;
       listeners = await startListeners(next, nextPlan);
+      stopPickupWatch();
+      stopPickupWatch = watchPickup(nextPlan);
       await Promise.allSettled(oldListeners.map(retire));
       current = next;
       proxymap.configure(next.get('proxy_read_maps'));
@@ -560,6 +572,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   });
   await control.listen();
 
+  collectWhenQuiet(); // the master's heap after a burst (src/runtime/idle-gc.ts)
   log.info(`daemon started -- version ${VERSION}, configuration ${config.configDirectory ?? '(embedded default)'}`);
 
   let stopping: Promise<void> | null = null;
@@ -570,6 +583,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     metricsServer?.close();
     collector?.close();
     stopWakeups();
+    stopPickupWatch();
     await stopAll(graceful);
     // anvil logs its statistics when it exits.
     anvil.stop();

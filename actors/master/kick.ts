@@ -29,6 +29,11 @@ export async function kick(config: Config, r: KickRequest, qmgr: SupervisedWorke
   }
   if (line.command === 'pickup') {
     const worker = listeners.find((w) => w.options.service === line.name);
+    // An idle pickup has no thread: the wake-up starts one, which scans at once.
+    if (worker?.dormant) {
+      worker.demand();
+      return { ok: true };
+    }
     if (!worker?.control) throw new Error(`not found: class ${r.class} service ${r.service}`);
     // pickup reads no request text: any trigger is a wake-up, as in Postfix.
     await worker.control['wakeup']!();

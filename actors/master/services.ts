@@ -26,6 +26,8 @@ export interface ServicePlan {
   spreadAt: number;
   /** Requests one pool worker runs at once. */
   concurrency: number;
+  /** A supervised service with no thread until work comes (pickup: `Daemon.onDemand`). */
+  onDemand?: boolean;
   /** For inet services: the endpoint as master.cf writes it (host null: inet_interfaces). */
   listen?: InetEndpoint;
   /** For inet services: the sockets to open, once the master resolved them (listen.ts). */
@@ -44,28 +46,36 @@ interface Daemon {
   module: string;
   concurrency: number;
   /**
-   * Pool threads kept while idle (default 0). Only cleanup keeps one: smtpd waits for its reply
-   * before it answers the client's end of DATA, so a thread start there would be a client's wait.
-   * Every other pool starts empty and shrinks back to nothing after max_idle: the delivery agents
-   * (smtp and relay, local, virtual, lmtp, pipe, error/retry, discard), bounce, trivial-rewrite
-   * (only qmgr asks it, behind its resolve cache) and dnsblog. Their first request after a quiet
-   * spell waits for one thread start (about 50–150 ms) on a delivery, a notice or a resolve that
-   * no client is waiting for, as Postfix's master spawns such a daemon on demand and the daemon
-   * exits after max_idle. An idle thread costs 12–22 MB (bench/memory), the price of keeping it.
+   * Pool threads kept while idle (default 0, and no built-in daemon sets it). Every pool starts
+   * empty and shrinks back to nothing after max_idle: the delivery agents (smtp and relay, local,
+   * virtual, lmtp, pipe, error/retry, discard), bounce, trivial-rewrite (only qmgr asks it, behind
+   * its resolve cache), dnsblog, and cleanup. Their first request after a quiet spell waits for
+   * one thread start (about 50–150 ms, more on a loaded machine), as Postfix's master spawns such
+   * a daemon on demand and the daemon exits after max_idle. cleanup's is the one a client could
+   * wait for (smtpd waits for its reply before it answers the end of DATA), so smtpd asks for
+   * that thread at the first accepted recipient (WARM_REQUEST, src/runtime/wire.ts), where
+   * Postfix's smtpd opens its cleanup stream. An idle thread costs 12–22 MB (bench/memory).
    */
   warm?: number;
+  /**
+   * A supervised singleton started only when there is work, ending after max_idle without it
+   * (pickup: master watches maildrop/ for it, actors/master/maildrop-watch.ts). Postfix's pickup
+   * stays (master's 60 s wakeup keeps it from max_idle), but a thread here costs 12–22 MB, and
+   * most servers never see a sendmail(1) submission.
+   */
+  onDemand?: boolean;
 }
 
 /** Postfix daemon names (the command column) that Postactor has built. */
 const DAEMONS: Record<string, Daemon> = {
   smtpd: { kind: 'supervised', module: '../smtpd/index.js', concurrency: 1 },
-  cleanup: { kind: 'pool', module: '../cleanup/index.js', concurrency: 256, warm: 1 },
+  cleanup: { kind: 'pool', module: '../cleanup/index.js', concurrency: 256 },
   qmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1 },
   // The same actor with oqmgr's scheduler (actors/qmgr/strategy.ts), chosen by this command name.
   oqmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1 },
   smtp: { kind: 'pool', module: '../smtp/index.js', concurrency: 256 },
   bounce: { kind: 'pool', module: '../bounce/index.js', concurrency: 16 },
-  pickup: { kind: 'supervised', module: '../pickup/index.js', concurrency: 1 },
+  pickup: { kind: 'supervised', module: '../pickup/index.js', concurrency: 1, onDemand: true },
   'trivial-rewrite': { kind: 'pool', module: '../trivial-rewrite/index.js', concurrency: 256 },
   // error also runs the "retry" service (error(8) in defer mode: it reads its service name).
   error: { kind: 'pool', module: '../error/index.js', concurrency: 256 },
@@ -177,6 +187,7 @@ export function planServices(config: Config): Plan {
     const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);
     const warm = daemon.kind === 'supervised' ? threads : (daemon.warm ?? 0);
     const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: Math.min(SPREAD_AT, daemon.concurrency), concurrency: daemon.concurrency, line };
+    if (daemon.onDemand) plan.onDemand = true;
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
     // Singletons, whatever maxproc says (as in Postfix; verify is a "solitary" server).
     if (isQueueManager(line.command) || line.command === 'pickup' || line.command === 'spawn' || line.command === 'verify') plan.threads = plan.minThreads = 1;

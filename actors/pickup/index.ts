@@ -16,6 +16,11 @@
  * directory changes (fs.watch, for low latency), and every `wakeup` seconds (the master.cf
  * column; Postfix's master sends pickup a wake-up every 60 s), and keeps scanning while a scan
  * found files.
+ *
+ * Its thread runs only while there is mail to pick up: master starts it when maildrop/ gets a
+ * file (actors/master/maildrop-watch.ts), and after `max_idle` seconds of scans that found
+ * nothing it tells master it is idle and master stops it (Postfix's pickup is kept running by
+ * master's wakeups; a thread costs memory even when it does nothing).
  */
 import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
@@ -72,8 +77,11 @@ class Pickup {
   private inFlight = 0;
   private readonly contentFilter: string;
   private idle: (() => void) | null = null;
+  /** When a scan last found a file, or one was in flight (max_idle counts from there). */
+  private lastWork = Date.now();
+  private idleTimer: NodeJS.Timeout | null = null;
 
-  constructor(config: Config, private readonly actor: Actor, private readonly wakeup: number) {
+  constructor(config: Config, private readonly actor: Actor, private readonly wakeup: number, private readonly maxIdle = 0, private readonly onIdle?: () => void) {
     this.dir = ensureMaildrop(queueDirectory(config));
     this.quarantineDir = join(queueDirectory(config), 'maildrop-quarantine');
     this.myhostname = config.get('myhostname');
@@ -89,6 +97,13 @@ class Pickup {
       log.warn(`watch ${this.dir}: ${(err as Error).message}; relying on the ${this.wakeup}s wakeup`);
     }
     if (this.wakeup > 0) this.timer = setInterval(() => this.kick(), this.wakeup * 1000);
+    if (this.maxIdle > 0 && this.onIdle) {
+      this.idleTimer = setInterval(() => {
+        if (this.scanning || this.inFlight > 0 || this.retryAt.size > 0 || Date.now() - this.lastWork < this.maxIdle * 1000) return;
+        clearInterval(this.idleTimer!);
+        this.onIdle!();
+      }, Math.min(this.maxIdle * 1000, 10_000));
+    }
     this.kick();
   }
 
@@ -97,6 +112,7 @@ class Pickup {
     this.stopped = true;
     this.watcher?.close();
     if (this.timer) clearInterval(this.timer);
+    if (this.idleTimer) clearInterval(this.idleTimer);
     if (this.inFlight > 0) await new Promise<void>((r) => { this.idle = r; });
   }
 
@@ -122,6 +138,7 @@ class Pickup {
         return;
       }
       const now = Date.now();
+      if (names.length > 0) this.lastWork = now;
       const todo = names.filter((n) => !this.busy.has(n) && (this.retryAt.get(n) ?? 0) <= now);
       let next = 0;
       let done = 0;
@@ -280,7 +297,8 @@ async function main(): Promise<void> {
   const config: Config = configFromJSON(actor.data.config as ConfigJSON);
   configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
   const line = config.services.find((s) => s.name === actor.data.service) ?? config.services.find((s) => s.command === 'pickup');
-  pickup = new Pickup(config, actor, line?.wakeup || 60);
+  // master stops an idle pickup (it asks, and master answers with postactor:stop).
+  pickup = new Pickup(config, actor, line?.wakeup || 60, config.getTime('max_idle'), () => parentPort!.postMessage({ type: 'postactor:idle' }));
   parentPort!.on('message', (msg: { type?: string }) => {
     if (msg?.type !== 'postactor:stop') return;
     void pickup!.stop().finally(() => {

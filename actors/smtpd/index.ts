@@ -17,7 +17,7 @@ import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '..
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import { startActor } from '../../src/runtime/endpoint.js';
-import { ServiceError } from '../../src/runtime/wire.js';
+import { ServiceError, WARM_REQUEST } from '../../src/runtime/wire.js';
 import type { ClientInfo } from '../../src/queue/types.js';
 import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
 import { countersOf, formatCounters, installDialect, smtpConnectionPrototype, type Dialect } from './dialect.js';
@@ -528,6 +528,7 @@ async function main(): Promise<void> {
             + (login ? `, sasl_method=${login.method}, sasl_username=${login.username}` : '')
             + (saslSender !== undefined ? `, sasl_sender=${saslSender}` : '')
             + clientLineTail(forwardedOf(session)));
+          warmCleanup();
         }
         callback();
       };
@@ -682,6 +683,20 @@ async function main(): Promise<void> {
    * The content is transferred, so after any answer, BUSY included, its buffer belongs to
    * another thread (Node 24 throws on slicing it): a retry sends a new one, made by `contentOf`.
    */
+  /**
+   * Where Postfix's smtpd opens its cleanup stream (the first accepted recipient): cleanup's pool
+   * has no thread after max_idle without mail (memory), and the one this starts is ready by the
+   * end of DATA instead of making the client wait for it. A pool with a thread ignores it; at
+   * most one a second per thread (a thread idles out only after max_idle).
+   */
+  let warmedAt = 0;
+  function warmCleanup(): void {
+    const now = Date.now();
+    if (now - warmedAt < 1000) return;
+    warmedAt = now;
+    actor.send('cleanup', WARM_REQUEST);
+  }
+
   async function submit(request: CleanupRequest, contentOf: () => Promise<Uint8Array>): Promise<CleanupReply> {
     for (let attempt = 0; ; attempt++) {
       try {

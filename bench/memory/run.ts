@@ -11,7 +11,8 @@
  * master.cf as shipped) in a temp dir: only what must change to run beside others is changed
  * (queue_directory, mail_spool_directory, maillog_file, the smtpd port) and relayhost points at
  * a loopback port nobody listens on, so every message is deferred ("connection refused"). The
- * master runs as `postactor start` runs it (src/runtime/heap-limits.ts MASTER_NODE_FLAGS).
+ * master runs as `postactor start` runs it (src/runtime/heap-limits.ts MASTER_NODE_FLAGS and
+ * masterEnvironment).
  * Postfix runs as bench/postfix-peer.sh sets it up (Debian's master.cf, relay only), relaying to
  * the same kind of dead port.
  *
@@ -37,7 +38,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF } from '../../src/config/embedded.js';
-import { MASTER_NODE_FLAGS } from '../../src/runtime/heap-limits.js';
+import { MASTER_NODE_FLAGS, masterEnvironment } from '../../src/runtime/heap-limits.js';
 import { LoadGenerator } from '../relay/generator.js';
 import { freePort, REPO_ROOT, Tail, waitFor220 } from '../relay/mta.js';
 import { PEER_SCRIPT, postfixVersion } from '../relay/postfix.js';
@@ -121,7 +122,7 @@ async function startPostactor(deadPort: number, keep: boolean): Promise<Instance
   writeFileSync(path.join(dir, 'master.cf'), master);
   const log = createWriteStream(path.join(dir, 'postactor.log'));
   const stderr = new Tail();
-  const child: ChildProcess = spawn(process.execPath, [...MASTER_NODE_FLAGS, path.join(REPO_ROOT, 'dist/bin/postactor.js'), '-c', dir, 'start-fg'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, [...MASTER_NODE_FLAGS, path.join(REPO_ROOT, 'dist/bin/postactor.js'), '-c', dir, 'start-fg'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: masterEnvironment() });
   let exited: string | null = null;
   const exitedP = new Promise<void>((resolve) => child.once('exit', (code, signal) => { exited = `postactor exited (${signal ?? `code ${code}`})`; resolve(); }));
   child.stdout!.on('data', (d: Buffer) => log.write(d));

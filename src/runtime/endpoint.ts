@@ -9,6 +9,7 @@ import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { DirectChannels } from './channels.js';
 import { ServiceError, type ActorWorkerData, type Frame } from './wire.js';
+import { collectWhenQuiet } from './idle-gc.js';
 
 export interface ActorOptions<Req, Res> {
   /** Answers a request the router routed to this actor. */
@@ -31,6 +32,7 @@ export interface Actor {
 /** Starts the actor side of this worker. Resolves once the router's data port has arrived. */
 export function startActor<Req = unknown, Res = unknown>(options: ActorOptions<Req, Res>): Promise<Actor> {
   if (!parentPort) throw new Error('startActor must run in a worker thread');
+  collectWhenQuiet();
   const data = workerData as ActorWorkerData<unknown>;
   const control = parentPort;
   return new Promise((resolvePort) => {

@@ -265,6 +265,15 @@ export class ServicePool {
     }
   }
 
+  /**
+   * WARM_REQUEST (./wire.ts): a pool with no thread starts one now, as its first request would,
+   * so that the request coming (smtpd: at the first accepted recipient) does not wait for it.
+   */
+  warm(): void {
+    if (this.closed || this.throttled || this.live().length > 0) return;
+    this.start();
+  }
+
   private end(t: PoolThread): void {
     t.ending = true;
     if (!t.ready) return void t.worker.terminate();

@@ -12,7 +12,7 @@
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { PoolClient, ServicePool } from './pool.js';
-import { ServiceError, type Frame, type WireError } from './wire.js';
+import { isWarmRequest, ServiceError, type Frame, type WireError } from './wire.js';
 
 /** A client thread as the router knows it: how to reach it, and the services it was wired to. */
 export interface RouterClient {
@@ -132,6 +132,10 @@ export class Router {
   request<T = unknown>(service: string, body: unknown, transfer?: ArrayBuffer[]): Promise<T> {
     this.carried++;
     const pool = this.pools.get(service);
+    if (pool && isWarmRequest(body)) {
+      pool.warm();
+      return Promise.resolve(undefined as T);
+    }
     if (pool) return pool.run<T>(body, transfer);
     const list = this.workers.get(service);
     if (!list || list.length === 0) return Promise.reject(new ServiceError('NOSERVICE', `no service ${service}`));

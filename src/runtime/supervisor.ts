@@ -3,6 +3,11 @@
  * when it dies. As Postfix's master does, a worker that dies before it reported ready is a "bad
  * command startup" and its service is throttled for `service_throttle_time` before the next try;
  * one that dies after serving restarts after a short pause.
+ *
+ * A slot may be on demand (`onDemand`, pickup): it has no thread until `demand()` starts one, and
+ * a worker that says it is idle (`postactor:idle`, after max_idle without work) ends without a
+ * restart, as a Postfix daemon exits after max_idle and its master spawns it again when the
+ * next trigger comes. A thread costs 12–22 MB even when it does nothing (bench/memory).
  */
 import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import * as Comlink from 'comlink';
@@ -19,6 +24,8 @@ export interface SupervisedOptions {
   resourceLimits?: ResourceLimits;
   /** Called with each new data port (at start and after every restart). */
   onPort: (port: MessagePort, slot: SupervisedWorker) => void;
+  /** No thread until demand(); one that reports `postactor:idle` ends without a restart. */
+  onDemand?: boolean;
   /** `error` is the uncaught exception that ended the thread, when there was one. */
   onExit?: (slot: SupervisedWorker, code: number, willRestart: boolean, throttled: boolean, error?: Error) => void;
 }
@@ -33,11 +40,26 @@ export class SupervisedWorker {
   /** Exit code of a worker that died before it ever became ready (start-up failure). */
   private startupExit: number | null = null;
   private everReady = false;
+  /** The worker said it is idle and is ending; a demand meanwhile starts the next one at its exit. */
+  private idling = false;
+  private demandedWhileIdling = false;
 
   constructor(readonly options: SupervisedOptions) {}
 
   get threadId(): number | undefined {
     return this.worker?.threadId;
+  }
+
+  /** An on-demand slot with no thread now and none on its way (health: not down, just idle). */
+  get dormant(): boolean {
+    return this.options.onDemand === true && this.worker === null && this.restartTimer === null;
+  }
+
+  /** Starts the thread of an on-demand slot unless one runs or is on its way. */
+  demand(): void {
+    if (this.stopping) return;
+    if (this.idling) this.demandedWhileIdling = true;
+    else if (this.dormant) this.start();
   }
 
   start(): void {
@@ -55,6 +77,10 @@ export class SupervisedWorker {
       if (msg && msg.type === 'postactor:ready') {
         this.readyAt = Date.now();
         this.everReady = true;
+      } else if (msg && msg.type === 'postactor:idle' && this.options.onDemand && !this.idling) {
+        // Its ordinary stop, so that whatever it still holds is finished first.
+        this.idling = true;
+        worker.postMessage({ type: 'postactor:stop' });
       }
     });
     let crash: Error | undefined;
@@ -64,13 +90,23 @@ export class SupervisedWorker {
       this.worker = null;
       this.control = null;
       if (this.stopping) return;
+      if (this.idling && code === 0) {
+        this.idling = false;
+        this.readyAt = 0;
+        if (this.demandedWhileIdling) {
+          this.demandedWhileIdling = false;
+          this.start();
+        }
+        return;
+      }
+      this.idling = false;
       const badStartup = this.readyAt === 0;
       if (!this.everReady) this.startupExit = code;
       this.readyAt = 0;
       this.restarts++;
       const delay = badStartup ? this.options.throttleSeconds * 1000 : 1000;
       this.options.onExit?.(this, code, true, badStartup, crash);
-      this.restartTimer = setTimeout(() => this.start(), delay);
+      this.restartTimer = setTimeout(() => { this.restartTimer = null; this.start(); }, delay);
     });
   }
 
@@ -79,7 +115,7 @@ export class SupervisedWorker {
     const started = Date.now();
     return new Promise((resolve, reject) => {
       const poll = () => {
-        if (this.readyAt) return resolve();
+        if (this.readyAt || this.dormant) return resolve();
         if (this.startupExit !== null) return reject(new Error(`${this.options.service}: worker exited with status ${this.startupExit} during start-up`));
         if (Date.now() - started > timeoutMs) return reject(new Error(`${this.options.service}: not ready after ${timeoutMs} ms`));
         setTimeout(poll, 10);

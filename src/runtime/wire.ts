@@ -51,6 +51,15 @@ export type PoolFrame =
   /** thread → master: a request handler failed (a bug: counted as a crash, as a dead thread). */
   | { k: 'fault'; message: string };
 
+/**
+ * A one-way request to a pool service: start a thread now if it has none, a request is coming
+ * (smtpd sends it to cleanup at a transaction's first accepted recipient, where Postfix's smtpd
+ * opens its cleanup stream). The router hands it to the pool (pool.ts `warm`); no handler of the
+ * service runs for it.
+ */
+export const WARM_REQUEST = { op: 'postactor:warm' } as const;
+export const isWarmRequest = (body: unknown): boolean => (body as { op?: unknown } | null)?.op === WARM_REQUEST.op;
+
 /** A failure the router reports instead of a reply. */
 export interface WireError {
   /** BUSY: the mailbox is full (push back); THROTTLED: the service keeps crashing;
