@@ -57,7 +57,10 @@ test('a lazy delivery pool starts on its first delivery, delivers, and ends afte
 
   await send(server, 'first');
   await deliveredWithSubject(sink, 'first');
-  assert.equal(workerThreads(pid), 4, 'one cleanup thread for the message, one smtp thread for the delivery');
+  // One cleanup thread for the message, one smtp thread for the delivery; on a loaded machine
+  // the delivery can come more than max_idle after cleanup's work, whose thread may be gone.
+  const busy = workerThreads(pid);
+  assert.ok(busy === 4 || busy === 3, `one cleanup and one smtp thread started (threads: ${busy})`);
 
   // max_idle (2 s) without work: the cleanup and smtp threads end.
   assert.equal(await waitForThreads(pid, 2, 15_000), 2, 'back to the idle set after max_idle');
