@@ -58,7 +58,8 @@ export function heapLimits(command: string): ResourceLimits {
  * any code runs, so its limits can only come from the command line): the same 1 MB semi-space,
  * V8's memory-first heuristics for every isolate, and `gc` for ./idle-gc.ts (above). `postactor start` passes them;
  * whoever runs `start-fg` under a supervisor of their own should too (`node
- * --max-semi-space-size=1 --optimize-for-size --expose-gc …/postactor.js start-fg`), as bin/postactor does.
+ * --max-semi-space-size=1 --optimize-for-size --expose-gc …/postactor.js start-fg`), as bin/postactor
+ * and package.json's `npm start` do.
  */
 export const MASTER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--optimize-for-size', '--expose-gc'];
 
