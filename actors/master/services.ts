@@ -11,7 +11,13 @@ import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inetEndpoint, type Config, type MasterService } from '../../src/config/index.js';
 import type { InetEndpoint, ListenAddress } from './listen.js';
-import { isQueueManager } from '../qmgr/strategy.js';
+import type { ServiceMeta } from '../../src/runtime/service.js';
+import bounce from '../bounce/index.js';
+import discard from '../discard/index.js';
+import error from '../error/index.js';
+import flush from '../flush/index.js';
+import trivialRewrite from '../trivial-rewrite/index.js';
+import verify from '../verify/index.js';
 
 export type HostKind = 'pool' | 'supervised';
 
@@ -54,35 +60,48 @@ interface Daemon {
    * exits after max_idle. An idle thread costs 12–22 MB (bench/memory), the price of keeping it.
    */
   warm?: number;
+  /** One thread whatever maxproc says (Postfix's solitary daemons: qmgr, pickup, verify, spawn). */
+  singleton?: boolean;
 }
 
-/** Postfix daemon names (the command column) that Postactor has built. */
+/**
+ * A daemon as its module defines itself (src/runtime/service.ts defineService): kind, requests
+ * per thread, threads kept warm and singleton come from the definition, not from this file.
+ */
+function defined(module: string, meta: ServiceMeta): Daemon {
+  return { kind: meta.kind === 'pool' ? 'pool' : 'supervised', module, concurrency: meta.concurrency, warm: meta.minThreads, singleton: meta.singleton };
+}
+
+/**
+ * Postfix daemon names (the command column) that Postactor has built. Those written with
+ * defineService carry their own metadata (`defined`); the others still say it here.
+ */
 const DAEMONS: Record<string, Daemon> = {
   smtpd: { kind: 'supervised', module: '../smtpd/index.js', concurrency: 1 },
   cleanup: { kind: 'pool', module: '../cleanup/index.js', concurrency: 256, warm: 1 },
-  qmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1 },
+  qmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1, singleton: true },
   // The same actor with oqmgr's scheduler (actors/qmgr/strategy.ts), chosen by this command name.
-  oqmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1 },
+  oqmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1, singleton: true },
   smtp: { kind: 'pool', module: '../smtp/index.js', concurrency: 256 },
-  bounce: { kind: 'pool', module: '../bounce/index.js', concurrency: 16 },
-  pickup: { kind: 'supervised', module: '../pickup/index.js', concurrency: 1 },
-  'trivial-rewrite': { kind: 'pool', module: '../trivial-rewrite/index.js', concurrency: 256 },
+  bounce: defined('../bounce/index.js', bounce.service),
+  pickup: { kind: 'supervised', module: '../pickup/index.js', concurrency: 1, singleton: true },
+  'trivial-rewrite': defined('../trivial-rewrite/index.js', trivialRewrite.service),
   // error also runs the "retry" service (error(8) in defer mode: it reads its service name).
-  error: { kind: 'pool', module: '../error/index.js', concurrency: 256 },
-  discard: { kind: 'pool', module: '../discard/index.js', concurrency: 256 },
+  error: defined('../error/index.js', error.service),
+  discard: defined('../discard/index.js', discard.service),
   // One command per thread: maxproc limits concurrent commands, as in Postfix (maxproc 1 = serial).
   pipe: { kind: 'pool', module: '../pipe/index.js', concurrency: 1 },
   lmtp: { kind: 'pool', module: '../lmtp/index.js', concurrency: 256 },
   local: { kind: 'pool', module: '../local/index.js', concurrency: 64 },
   virtual: { kind: 'pool', module: '../virtual/index.js', concurrency: 64 },
-  verify: { kind: 'supervised', module: '../verify/index.js', concurrency: 1 },
+  verify: defined('../verify/index.js', verify.service),
   // One thread per service line: the commands it runs are processes of their own.
-  spawn: { kind: 'supervised', module: '../spawn/index.js', concurrency: 1 },
+  spawn: { kind: 'supervised', module: '../spawn/index.js', concurrency: 1, singleton: true },
   dnsblog: { kind: 'pool', module: '../dnsblog/index.js', concurrency: 256 },
   // QMQP listeners: like smtpd, each thread listens on the service's addresses (SO_REUSEPORT).
   qmqpd: { kind: 'supervised', module: '../qmqpd/index.js', concurrency: 1 },
   // Fast flush logs in the queue store; started on demand (ETRN, a deferral in fast_flush_domains).
-  flush: { kind: 'pool', module: '../flush/index.js', concurrency: 64 },
+  flush: defined('../flush/index.js', flush.service),
 };
 
 /**
@@ -179,7 +198,7 @@ export function planServices(config: Config): Plan {
     const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: Math.min(SPREAD_AT, daemon.concurrency), concurrency: daemon.concurrency, line };
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
     // Singletons, whatever maxproc says (as in Postfix; verify is a "solitary" server).
-    if (isQueueManager(line.command) || line.command === 'pickup' || line.command === 'spawn' || line.command === 'verify') plan.threads = plan.minThreads = 1;
+    if (daemon.singleton) plan.threads = plan.minThreads = 1;
     services.push(plan);
   }
   return { services, skipped };
