@@ -4,7 +4,6 @@
  * "transport = discard:silently dropped" the log says "status=sent (silently dropped)"; a
  * leading status code ("discard:2.0.1 text") sets the dsn.
  */
-import { maillog } from '../../src/log/maillog.js';
 import { defineService } from '../../src/runtime/service.js';
 import type { DeliveryReply, DeliveryRequest } from '../protocol.js';
 import { dsnSplit, every, report, type AgentContext } from './agent.js';
@@ -14,8 +13,9 @@ export default defineService({
   kind: 'pool',
   concurrency: 256,
   params: {},
-  // Delivery agents log under their service name (relay, retry, …), as agentContext did.
-  setup: (ctx): AgentContext => ({ config: ctx.config, store: ctx.store, log: maillog(ctx.service), service: ctx.service, line: ctx.line }),
+  // Delivery agents log under their service name (as agentContext did): postfix/retry.
+  logAs: 'service',
+  setup: (ctx): AgentContext => ctx,
   async handle(c, req: DeliveryRequest): Promise<DeliveryReply> {
     const started = Date.now();
     const { dsn, text } = dsnSplit('2.0.0', req.nexthop);

@@ -7,7 +7,6 @@
  * error(8) in defer mode: default status 4.0.0, and every recipient is deferred (a 5.x.y
  * status given to retry is softened to 4.x.y, since the mail is not returned).
  */
-import { maillog } from '../../src/log/maillog.js';
 import { defineService } from '../../src/runtime/service.js';
 import type { DeliveryReply, DeliveryRequest } from '../protocol.js';
 import { dsnSplit, every, report, type AgentContext } from '../discard/agent.js';
@@ -17,8 +16,9 @@ export default defineService({
   kind: 'pool',
   concurrency: 256,
   params: {},
-  // Delivery agents log under their service name (relay, retry, …), as agentContext did.
-  setup: (ctx): AgentContext => ({ config: ctx.config, store: ctx.store, log: maillog(ctx.service), service: ctx.service, line: ctx.line }),
+  // Delivery agents log under their service name (as agentContext did): postfix/retry.
+  logAs: 'service',
+  setup: (ctx): AgentContext => ctx,
   async handle(c, req: DeliveryRequest): Promise<DeliveryReply> {
     const started = Date.now();
     const deferMode = c.service === 'retry';

@@ -16,8 +16,13 @@ import bounce from '../bounce/index.js';
 import discard from '../discard/index.js';
 import error from '../error/index.js';
 import flush from '../flush/index.js';
+import lmtp from '../lmtp/index.js';
+import local from '../local/index.js';
+import pipe from '../pipe/index.js';
+import smtp from '../smtp/index.js';
 import trivialRewrite from '../trivial-rewrite/index.js';
 import verify from '../verify/index.js';
+import virtual from '../virtual/index.js';
 
 export type HostKind = 'pool' | 'supervised';
 
@@ -82,18 +87,17 @@ const DAEMONS: Record<string, Daemon> = {
   qmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1, singleton: true },
   // The same actor with oqmgr's scheduler (actors/qmgr/strategy.ts), chosen by this command name.
   oqmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1, singleton: true },
-  smtp: { kind: 'pool', module: '../smtp/index.js', concurrency: 256 },
+  smtp: defined('../smtp/index.js', smtp.service),
   bounce: defined('../bounce/index.js', bounce.service),
   pickup: { kind: 'supervised', module: '../pickup/index.js', concurrency: 1, singleton: true },
   'trivial-rewrite': defined('../trivial-rewrite/index.js', trivialRewrite.service),
   // error also runs the "retry" service (error(8) in defer mode: it reads its service name).
   error: defined('../error/index.js', error.service),
   discard: defined('../discard/index.js', discard.service),
-  // One command per thread: maxproc limits concurrent commands, as in Postfix (maxproc 1 = serial).
-  pipe: { kind: 'pool', module: '../pipe/index.js', concurrency: 1 },
-  lmtp: { kind: 'pool', module: '../lmtp/index.js', concurrency: 256 },
-  local: { kind: 'pool', module: '../local/index.js', concurrency: 64 },
-  virtual: { kind: 'pool', module: '../virtual/index.js', concurrency: 64 },
+  pipe: defined('../pipe/index.js', pipe.service),
+  lmtp: defined('../lmtp/index.js', lmtp.service),
+  local: defined('../local/index.js', local.service),
+  virtual: defined('../virtual/index.js', virtual.service),
   verify: defined('../verify/index.js', verify.service),
   // One thread per service line: the commands it runs are processes of their own.
   spawn: { kind: 'supervised', module: '../spawn/index.js', concurrency: 1, singleton: true },

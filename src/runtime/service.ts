@@ -77,7 +77,7 @@ export interface ServiceContext<S extends ParamSpec = ParamSpec> {
   /** main.cf with this service's "-o name=value" overrides applied. */
   readonly config: Config;
   readonly params: Params<S>;
-  /** Logs as `$syslog_name/<command>[pid]`. */
+  /** Logs as `$syslog_name/<command>[pid]` (or the service name: logAs). */
   readonly log: Logger;
   /** This service's master.cf line, when found. */
   readonly line: MasterService | undefined;
@@ -92,6 +92,11 @@ export interface ServiceContext<S extends ParamSpec = ParamSpec> {
 interface Common<S extends ParamSpec, T> {
   name: string;
   commands?: readonly string[];
+  /**
+   * The program name in the log tag: the command (default: postfix/qmgr, postfix/flush) or the
+   * master.cf service name (the delivery agents: postfix/relay, postfix/retry).
+   */
+  logAs?: 'command' | 'service';
   params: S;
   singleton?: boolean;
   startOrder?: number;
@@ -168,7 +173,7 @@ export function closeService(): Promise<void> {
 }
 
 /** Builds this thread's context: configuration, parameters, logging, the store on demand. */
-export function serviceContext<S extends ParamSpec>(name: string, spec: S, actor?: Actor): ServiceContext<S> {
+export function serviceContext<S extends ParamSpec>(name: string, spec: S, actor?: Actor, logAs: 'command' | 'service' = 'command'): ServiceContext<S> {
   const data = workerData as ActorWorkerData<ConfigJSON>;
   const base = configFromJSON(data.config);
   const service = data.service;
@@ -185,7 +190,7 @@ export function serviceContext<S extends ParamSpec>(name: string, spec: S, actor
     command,
     config,
     params: readParams(config, spec, name),
-    log: maillog(command),
+    log: maillog(logAs === 'service' ? service : command),
     line,
     get store(): QueueStore {
       if (!store) {
@@ -220,7 +225,7 @@ export function readParams<S extends ParamSpec>(config: Config, spec: S, service
 function poolHandler<S extends ParamSpec, T, Req, Res>(def: PoolDefinition<S, T, Req, Res>, meta: ServiceMeta): PoolService<Req, Res> {
   let ready: Promise<{ state: T; ctx: ServiceContext<S> }> | null = null;
   const start = async () => {
-    const ctx = serviceContext(def.name, def.params);
+    const ctx = serviceContext(def.name, def.params, undefined, def.logAs);
     const state = await def.setup(ctx);
     if (def.stop) closers.push(() => def.stop!(state, ctx));
     listenForStop();
@@ -269,7 +274,7 @@ async function runWorker<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition
       ...(control ? { control } : {}),
       ...(def.maxInFlight ? { maxInFlight: def.maxInFlight } : {}),
     });
-    const c = serviceContext(def.name, def.params, actor);
+    const c = serviceContext(def.name, def.params, actor, def.logAs);
     ctx = c;
     log = c.log;
     let stopping = false;
