@@ -6,14 +6,13 @@
  */
 import { limitHeaderSize } from './header-limit.js';
 import { metrics } from '../../src/metrics/thread.js';
-import { workerData } from 'piscina';
-import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
-import { configureMaillog, maillog } from '../../src/log/maillog.js';
-import { QueueStore, type MessageMeta } from '../../src/queue/store.js';
+import type { Config } from '../../src/config/index.js';
+import { maillog } from '../../src/log/maillog.js';
+import type { MessageMeta, QueueStore } from '../../src/queue/store.js';
 import { tell } from '../../src/runtime/mailbox.js';
 import { flowOf, type MailFlow } from '../../src/runtime/flow.js';
 import { buildNetworks, type NetworkList } from '../../src/net/networks.js';
-import type { ActorWorkerData } from '../../src/runtime/wire.js';
+import { defineService, type ServiceContext } from '../../src/runtime/service.js';
 import type { CleanupReply, CleanupRequest, QmgrMessage } from '../protocol.js';
 import { dropHeaders, receivedHeader, scanHeaders } from './headers.js';
 import { mailDate } from '../../src/time/mail-date.js';
@@ -116,13 +115,11 @@ function loadTables(config: Config): Tables | { broken: string } {
 
 let state: State | null = null;
 
-function init(): State {
-  const data = workerData as ActorWorkerData<ConfigJSON>;
-  const config = configFromJSON(data.config);
-  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+function init(ctx: ServiceContext): State {
+  const { config, data } = ctx;
   return {
     config,
-    store: QueueStore.open(queueDirectory(config)),
+    store: ctx.store,
     instance: data.instance,
     inFlowDelay: config.getTime('in_flow_delay') * 1000,
     flow: flowOf(data),
@@ -295,7 +292,19 @@ function applyAction(request: CleanupRequest, verdict: Verdict, action: CheckAct
   }
 }
 
-export default async function cleanup(incoming: CleanupRequest): Promise<CleanupReply> {
+export default defineService({
+  name: 'cleanup',
+  kind: 'pool',
+  concurrency: 256,
+  // The one pool kept warm: smtpd waits for its reply before it answers the client's end of
+  // DATA, so a thread start there would be a client's wait (actors/master/services.ts).
+  minThreads: 1,
+  params: {},
+  setup: (ctx) => (state = init(ctx)),
+  handle: (_s, incoming: CleanupRequest) => cleanup(incoming),
+});
+
+async function cleanup(incoming: CleanupRequest): Promise<CleanupReply> {
   const reply = await cleanupMessage(incoming);
   if (reply.ok) metrics().cleanupMessages.inc();
   else metrics().cleanupRejects.inc();
@@ -303,7 +312,7 @@ export default async function cleanup(incoming: CleanupRequest): Promise<Cleanup
 }
 
 async function cleanupMessage(incoming: CleanupRequest): Promise<CleanupReply> {
-  const s = (state ??= init());
+  const s = state!; // set by the service's setup (defineService above) before its first request
   // in_flow_delay (Postfix's mail_flow): each message takes a token that qmgr gives back as it
   // takes mail out of incoming; with none left, input is ahead of delivery, and this message
   // waits in_flow_delay first — slowed, never refused. qmgr's own notices do not wait.

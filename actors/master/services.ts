@@ -13,12 +13,15 @@ import { inetEndpoint, type Config, type MasterService } from '../../src/config/
 import type { InetEndpoint, ListenAddress } from './listen.js';
 import type { ServiceMeta } from '../../src/runtime/service.js';
 import bounce from '../bounce/index.js';
+import cleanup from '../cleanup/index.js';
 import discard from '../discard/index.js';
 import error from '../error/index.js';
 import flush from '../flush/index.js';
 import lmtp from '../lmtp/index.js';
 import local from '../local/index.js';
+import pickup from '../pickup/index.js';
 import pipe from '../pipe/index.js';
+import qmgr from '../qmgr/index.js';
 import smtp from '../smtp/index.js';
 import trivialRewrite from '../trivial-rewrite/index.js';
 import verify from '../verify/index.js';
@@ -37,6 +40,12 @@ export interface ServicePlan {
   spreadAt: number;
   /** Requests one pool worker runs at once. */
   concurrency: number;
+  /**
+   * When master starts it (lower first, each group ready before the next): pools 0, qmgr 1, the
+   * listeners and other long-lived workers 2, so nothing accepts mail before the path behind it
+   * exists. From the service's definition (src/runtime/service.ts).
+   */
+  startOrder: number;
   /** For inet services: the endpoint as master.cf writes it (host null: inet_interfaces). */
   listen?: InetEndpoint;
   /** For inet services: the sockets to open, once the master resolved them (listen.ts). */
@@ -67,6 +76,8 @@ interface Daemon {
   warm?: number;
   /** One thread whatever maxproc says (Postfix's solitary daemons: qmgr, pickup, verify, spawn). */
   singleton?: boolean;
+  /** Master starts lower numbers first (default: pools 0, long-lived workers 2; qmgr 1). */
+  startOrder?: number;
 }
 
 /**
@@ -74,7 +85,7 @@ interface Daemon {
  * per thread, threads kept warm and singleton come from the definition, not from this file.
  */
 function defined(module: string, meta: ServiceMeta): Daemon {
-  return { kind: meta.kind === 'pool' ? 'pool' : 'supervised', module, concurrency: meta.concurrency, warm: meta.minThreads, singleton: meta.singleton };
+  return { kind: meta.kind === 'pool' ? 'pool' : 'supervised', module, concurrency: meta.concurrency, warm: meta.minThreads, singleton: meta.singleton, startOrder: meta.startOrder };
 }
 
 /**
@@ -83,13 +94,13 @@ function defined(module: string, meta: ServiceMeta): Daemon {
  */
 const DAEMONS: Record<string, Daemon> = {
   smtpd: { kind: 'supervised', module: '../smtpd/index.js', concurrency: 1 },
-  cleanup: { kind: 'pool', module: '../cleanup/index.js', concurrency: 256, warm: 1 },
-  qmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1, singleton: true },
+  cleanup: defined('../cleanup/index.js', cleanup.service),
+  qmgr: defined('../qmgr/index.js', qmgr.service),
   // The same actor with oqmgr's scheduler (actors/qmgr/strategy.ts), chosen by this command name.
-  oqmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1, singleton: true },
+  oqmgr: defined('../qmgr/index.js', qmgr.service),
   smtp: defined('../smtp/index.js', smtp.service),
   bounce: defined('../bounce/index.js', bounce.service),
-  pickup: { kind: 'supervised', module: '../pickup/index.js', concurrency: 1, singleton: true },
+  pickup: defined('../pickup/index.js', pickup.service),
   'trivial-rewrite': defined('../trivial-rewrite/index.js', trivialRewrite.service),
   // error also runs the "retry" service (error(8) in defer mode: it reads its service name).
   error: defined('../error/index.js', error.service),
@@ -162,6 +173,10 @@ export function skippedServiceProblem(s: SkippedService): string | null {
   return null;
 }
 
+function startOrderOf(d: Daemon): number {
+  return d.startOrder ?? (d.kind === 'pool' ? 0 : 2);
+}
+
 export function planServices(config: Config): Plan {
   const cpus = availableParallelism();
   const defaultLimit = config.getInt('default_process_limit');
@@ -185,7 +200,7 @@ export function planServices(config: Config): Plan {
       const smtpd = DAEMONS['smtpd']!;
       services.push({
         service: pass.name, kind: smtpd.kind, file: new URL(smtpd.module, import.meta.url), threads: threadsOf(pass), minThreads: threadsOf(pass), spreadAt: 1,
-        concurrency: smtpd.concurrency, line: pass, listen: inetEndpoint(line), postscreen: line,
+        concurrency: smtpd.concurrency, startOrder: startOrderOf(smtpd), line: pass, listen: inetEndpoint(line), postscreen: line,
       });
       continue;
     }
@@ -199,7 +214,7 @@ export function planServices(config: Config): Plan {
     }
     const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);
     const warm = daemon.kind === 'supervised' ? threads : (daemon.warm ?? 0);
-    const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: Math.min(SPREAD_AT, daemon.concurrency), concurrency: daemon.concurrency, line };
+    const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: Math.min(SPREAD_AT, daemon.concurrency), concurrency: daemon.concurrency, startOrder: startOrderOf(daemon), line };
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
     // Singletons, whatever maxproc says (as in Postfix; verify is a "solitary" server).
     if (daemon.singleton) plan.threads = plan.minThreads = 1;
