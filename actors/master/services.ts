@@ -23,6 +23,7 @@ import pickup from '../pickup/index.js';
 import pipe from '../pipe/index.js';
 import qmgr from '../qmgr/index.js';
 import smtp from '../smtp/index.js';
+import smtpd from '../smtpd/index.js';
 import trivialRewrite from '../trivial-rewrite/index.js';
 import verify from '../verify/index.js';
 import virtual from '../virtual/index.js';
@@ -93,7 +94,7 @@ function defined(module: string, meta: ServiceMeta): Daemon {
  * defineService carry their own metadata (`defined`); the others still say it here.
  */
 const DAEMONS: Record<string, Daemon> = {
-  smtpd: { kind: 'supervised', module: '../smtpd/index.js', concurrency: 1 },
+  smtpd: defined('../smtpd/index.js', smtpd.service),
   cleanup: defined('../cleanup/index.js', cleanup.service),
   qmgr: defined('../qmgr/index.js', qmgr.service),
   // The same actor with oqmgr's scheduler (actors/qmgr/strategy.ts), chosen by this command name.

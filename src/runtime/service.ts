@@ -87,6 +87,8 @@ export interface ServiceContext<S extends ParamSpec = ParamSpec> {
   readonly actor: Actor;
   /** Registers what must be closed before the thread ends (run last registered first). */
   onStop(close: () => void | Promise<void>): void;
+  /** Ends the thread: the closers run first (the store's commits its pending writes), then process.exit(code). */
+  exit(code: number): void;
 }
 
 interface Common<S extends ParamSpec, T> {
@@ -120,6 +122,13 @@ export interface WorkerDefinition<S extends ParamSpec, T, Req, Res> extends Comm
   control?: Record<string, (state: T | null, ...args: never[]) => unknown>;
   /** Most requests this thread may have in flight to other services (endpoint.ts). */
   maxInFlight?: number;
+  /**
+   * The service hears `postactor:stop` itself and ends its thread with ctx.exit when its work
+   * is done (smtpd: its sessions get a grace period, and a reload's retire lets them finish).
+   */
+  stopsItself?: boolean;
+  /** A fatal start-up error is logged with its stack (default), or only its message (smtpd's bind errors). */
+  fatalStack?: boolean;
 }
 
 /** A pool service's module export: the handler piscina calls, carrying the metadata. */
@@ -156,6 +165,11 @@ function runsHere(meta: ServiceMeta): boolean {
 /** The closers of this thread, run once at stop (last registered first). */
 const closers: (() => void | Promise<void>)[] = [];
 let closing: Promise<void> | null = null;
+
+/** Ends this thread once its closers ran. */
+function exitThread(code: number): void {
+  void closeService().finally(() => process.exit(code));
+}
 
 /** Runs every registered closer (a failed one does not keep the others from running). */
 export function closeService(): Promise<void> {
@@ -207,6 +221,7 @@ export function serviceContext<S extends ParamSpec>(name: string, spec: S, actor
     onStop(close) {
       closers.push(close);
     },
+    exit: exitThread,
   };
 }
 
@@ -259,7 +274,6 @@ async function runWorker<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition
   let log = maillog(def.name);
   let state: T | null = null;
   let ctx: ServiceContext<S> | null = null;
-  const exit = (code: number) => void closeService().finally(() => process.exit(code));
   try {
     const control = def.control
       ? Object.fromEntries(Object.entries(def.control).map(([k, f]) => [k, (...args: never[]) => f(state, ...args)]))
@@ -278,16 +292,19 @@ async function runWorker<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition
     ctx = c;
     log = c.log;
     let stopping = false;
-    parentPort!.on('message', (msg: { type?: string } | null) => {
-      if (msg?.type !== 'postactor:stop' || stopping) return;
-      stopping = true;
-      const stop = state !== null && def.stop ? Promise.resolve().then(() => def.stop!(state!, c)) : Promise.resolve();
-      void stop.catch((err: Error) => log.warn(`${def.name}: stop: ${err.message}`)).finally(() => exit(0));
-    });
+    if (!def.stopsItself) {
+      parentPort!.on('message', (msg: { type?: string } | null) => {
+        if (msg?.type !== 'postactor:stop' || stopping) return;
+        stopping = true;
+        const stop = state !== null && def.stop ? Promise.resolve().then(() => def.stop!(state!, c)) : Promise.resolve();
+        void stop.catch((err: Error) => log.warn(`${def.name}: stop: ${err.message}`)).finally(() => exitThread(0));
+      });
+    }
     state = await def.setup(c);
     parentPort!.postMessage({ type: 'postactor:ready' });
   } catch (err) {
-    log.fatal(`${def.name}: ${(err as Error)?.stack ?? String(err)}`);
-    exit(1);
+    const e = err as Error;
+    log.fatal(`${def.name}: ${(def.fatalStack === false ? e?.message : e?.stack) ?? String(err)}`);
+    exitThread(1);
   }
 }
