@@ -11,7 +11,7 @@ export default defineService({
   name: 'bounce',
   kind: 'pool',
   concurrency: 16,
-  params: { myhostname: 'str', mail_name: 'str', delay_warning_time: 'time', maximal_queue_lifetime: 'time' },
+  params: { 'myhostname': 'str', 'mail_name': 'str', 'delay_warning_time': 'time', 'maximal_queue_lifetime': 'time' },
   setup: ({ params }): NoticeSettings => ({
     myhostname: params.myhostname,
     mailName: params.mail_name,

@@ -24,7 +24,7 @@ export default defineService({
   name: 'flush',
   kind: 'pool',
   concurrency: 64,
-  params: { fast_flush_refresh_time: 'time', fast_flush_purge_time: 'time' },
+  params: { 'fast_flush_refresh_time': 'time', 'fast_flush_purge_time': 'time' },
   setup(ctx): State {
     const settings = {
       refreshTime: ctx.params.fast_flush_refresh_time * 1000,

@@ -15,6 +15,7 @@ import type { ServiceMeta } from '../../src/runtime/service.js';
 import bounce from '../bounce/index.js';
 import cleanup from '../cleanup/index.js';
 import discard from '../discard/index.js';
+import dnsblog from '../dnsblog/index.js';
 import error from '../error/index.js';
 import flush from '../flush/index.js';
 import lmtp from '../lmtp/index.js';
@@ -22,8 +23,10 @@ import local from '../local/index.js';
 import pickup from '../pickup/index.js';
 import pipe from '../pipe/index.js';
 import qmgr from '../qmgr/index.js';
+import qmqpd from '../qmqpd/index.js';
 import smtp from '../smtp/index.js';
 import smtpd from '../smtpd/index.js';
+import spawn from '../spawn/index.js';
 import trivialRewrite from '../trivial-rewrite/index.js';
 import verify from '../verify/index.js';
 import virtual from '../virtual/index.js';
@@ -81,44 +84,45 @@ interface Daemon {
   startOrder?: number;
 }
 
-/**
- * A daemon as its module defines itself (src/runtime/service.ts defineService): kind, requests
- * per thread, threads kept warm and singleton come from the definition, not from this file.
- */
+/** A daemon as its module defines itself (src/runtime/service.ts defineService). */
 function defined(module: string, meta: ServiceMeta): Daemon {
   return { kind: meta.kind === 'pool' ? 'pool' : 'supervised', module, concurrency: meta.concurrency, warm: meta.minThreads, singleton: meta.singleton, startOrder: meta.startOrder };
 }
 
 /**
- * Postfix daemon names (the command column) that Postactor has built. Those written with
- * defineService carry their own metadata (`defined`); the others still say it here.
+ * The daemons Postactor has built, each module with the definition it gives itself
+ * (src/runtime/service.ts defineService): the master.cf commands it runs under (qmgr also as
+ * oqmgr, with oqmgr's scheduler: actors/qmgr/strategy.ts), its kind, requests per thread,
+ * threads kept warm, singleton and start order. Only where each module lives is said here.
  */
-const DAEMONS: Record<string, Daemon> = {
-  smtpd: defined('../smtpd/index.js', smtpd.service),
-  cleanup: defined('../cleanup/index.js', cleanup.service),
-  qmgr: defined('../qmgr/index.js', qmgr.service),
-  // The same actor with oqmgr's scheduler (actors/qmgr/strategy.ts), chosen by this command name.
-  oqmgr: defined('../qmgr/index.js', qmgr.service),
-  smtp: defined('../smtp/index.js', smtp.service),
-  bounce: defined('../bounce/index.js', bounce.service),
-  pickup: defined('../pickup/index.js', pickup.service),
-  'trivial-rewrite': defined('../trivial-rewrite/index.js', trivialRewrite.service),
+const MODULES: readonly (readonly [string, { readonly service: ServiceMeta }])[] = [
+  ['../smtpd/index.js', smtpd],
+  ['../cleanup/index.js', cleanup],
+  ['../qmgr/index.js', qmgr],
+  ['../smtp/index.js', smtp],
+  ['../bounce/index.js', bounce],
+  ['../pickup/index.js', pickup],
+  ['../trivial-rewrite/index.js', trivialRewrite],
   // error also runs the "retry" service (error(8) in defer mode: it reads its service name).
-  error: defined('../error/index.js', error.service),
-  discard: defined('../discard/index.js', discard.service),
-  pipe: defined('../pipe/index.js', pipe.service),
-  lmtp: defined('../lmtp/index.js', lmtp.service),
-  local: defined('../local/index.js', local.service),
-  virtual: defined('../virtual/index.js', virtual.service),
-  verify: defined('../verify/index.js', verify.service),
-  // One thread per service line: the commands it runs are processes of their own.
-  spawn: { kind: 'supervised', module: '../spawn/index.js', concurrency: 1, singleton: true },
-  dnsblog: { kind: 'pool', module: '../dnsblog/index.js', concurrency: 256 },
+  ['../error/index.js', error],
+  ['../discard/index.js', discard],
+  ['../pipe/index.js', pipe],
+  ['../lmtp/index.js', lmtp],
+  ['../local/index.js', local],
+  ['../virtual/index.js', virtual],
+  ['../verify/index.js', verify],
+  ['../spawn/index.js', spawn],
+  ['../dnsblog/index.js', dnsblog],
   // QMQP listeners: like smtpd, each thread listens on the service's addresses (SO_REUSEPORT).
-  qmqpd: { kind: 'supervised', module: '../qmqpd/index.js', concurrency: 1 },
+  ['../qmqpd/index.js', qmqpd],
   // Fast flush logs in the queue store; started on demand (ETRN, a deferral in fast_flush_domains).
-  flush: defined('../flush/index.js', flush.service),
-};
+  ['../flush/index.js', flush],
+];
+
+/** Postfix daemon names (the command column) that Postactor has built. */
+const DAEMONS: Record<string, Daemon> = Object.fromEntries(
+  MODULES.flatMap(([module, m]) => m.service.commands.map((command) => [command, defined(module, m.service)] as const)),
+);
 
 /**
  * Postfix's daemons whose work Postactor does without a service of their own: anvil's counters

@@ -28,13 +28,13 @@ export default defineService({
   // Postfix's verify is a "solitary" server: one thread, whatever maxproc says.
   singleton: true,
   params: {
-    address_verify_positive_expire_time: 'time',
-    address_verify_positive_refresh_time: 'time',
-    address_verify_negative_expire_time: 'time',
-    address_verify_negative_refresh_time: 'time',
-    address_verify_negative_cache: 'bool',
-    address_verify_cache_cleanup_interval: 'time',
-    address_verify_map: 'str',
+    'address_verify_positive_expire_time': 'time',
+    'address_verify_positive_refresh_time': 'time',
+    'address_verify_negative_expire_time': 'time',
+    'address_verify_negative_refresh_time': 'time',
+    'address_verify_negative_cache': 'bool',
+    'address_verify_cache_cleanup_interval': 'time',
+    'address_verify_map': 'str',
   },
   setup(ctx): State {
     const { config, params, log, actor } = ctx;

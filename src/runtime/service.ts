@@ -37,7 +37,11 @@ import { QueueStore } from '../queue/store.js';
 import { startActor, type Actor } from './endpoint.js';
 import type { ActorWorkerData } from './wire.js';
 
-/** How a declared parameter is read: its value's type in the service. */
+/**
+ * How a declared parameter is read: its value's type in the service. Write the names quoted
+ * (`params: { 'delay_warning_time': 'time' }`), as parameter names are everywhere in the code:
+ * test/params.test.ts finds each parameter's readers by its quoted name.
+ */
 export type ParamKind = 'str' | 'int' | 'bool' | 'time' | 'list';
 export type ParamSpec = Readonly<Record<string, ParamKind>>;
 type ParamValue<K extends ParamKind> = K extends 'str' ? string : K extends 'bool' ? boolean : K extends 'list' ? string[] : number;
