@@ -13,12 +13,13 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { BroadcastChannel } from 'node:worker_threads';
 import { test } from 'node:test';
 
 import { buildConfig } from '../src/config/load.js';
 import { QueueStore } from '../src/queue/store.js';
 import { ServicePool } from '../src/runtime/pool.js';
-import { readParams } from '../src/runtime/service.js';
+import { poolStopChannel, readParams } from '../src/runtime/service.js';
 import { NODE, REPO_ROOT } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
 
@@ -134,7 +135,7 @@ test('workers stopped while they write: each process exits, and the writes in fl
   }
 });
 
-test('a pool service gets its context on its first request in a real pool thread', { timeout: 60_000 }, async () => {
+test('a pool service gets its context on its first request in a real pool thread, and closes its store when its stop channel asks', { timeout: 60_000 }, async () => {
   const dir = tempDir();
   const base = buildConfig(null, `queue_directory = ${join(dir, 'queue')}\nmaillog_file = ${join(dir, 'maillog')}\n`, 'skelpool unix - - n - 2 skelpool -o delay_warning_time=2h -o smtp_tls_security_level=may\n');
   const line = base.services[0]!;
@@ -150,10 +151,24 @@ test('a pool service gets its context on its first request in a real pool thread
       assert.equal(r.service, 'skelpool');
       assert.equal(r.command, 'skelpool');
     }
+    // Before piscina ends the thread (terminate: no JavaScript runs in it then), its stop
+    // channel asks it to close what it holds; it answers once closed.
+    const channel = new BroadcastChannel(poolStopChannel('skelpool', 'skelpool'));
+    try {
+      const stopped = new Promise<unknown>((resolve) => {
+        channel.onmessage = (event) => resolve((event as MessageEvent).data);
+      });
+      channel.postMessage({ type: 'postactor:stop' });
+      assert.deepEqual(await stopped, { type: 'postactor:stopped', threadId: pool.threadIds[0] });
+    } finally {
+      channel.close();
+    }
   } finally {
     await pool.close();
   }
-  assert.match(readFileSync(join(dir, 'maillog'), 'utf8'), / postactor\/skelpool\[\d+\]: pool thread ready for service skelpool\n/);
+  const log = readFileSync(join(dir, 'maillog'), 'utf8');
+  assert.match(log, / postactor\/skelpool\[\d+\]: pool thread ready for service skelpool\n/);
+  assert.match(log, / postactor\/skelpool\[\d+\]: store status=closed\n/);
 });
 
 test('declared parameters: an unknown name or a wrong type is an error naming the service', () => {

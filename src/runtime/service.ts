@@ -19,8 +19,8 @@
  * Two kinds, as master hosts them (actors/master/services.ts):
  * - 'pool': a request/reply daemon in a piscina pool. The module's default export is the handler
  *   piscina calls; setup runs on the thread's first request. A pool thread also answers
- *   `postactor:stop` on its parentPort by closing what it holds (then `postactor:stopped`), for
- *   the pool to send before it ends the thread: piscina ends threads with terminate(), which runs
+ *   `postactor:stop` on its pool's stop channel (poolStopChannel) by closing what it holds, for
+ *   the pool to send before it ends its threads: piscina ends them with terminate(), which runs
  *   no JavaScript in the thread, so nothing could close the store then.
  * - 'worker': a long-lived supervised thread (qmgr, pickup, verify, …). It starts when the module
  *   is the entry of a worker thread master started for one of its commands; master's
@@ -29,7 +29,7 @@
  * Master reads only the metadata (`service` on the export); importing a module in the main
  * thread starts nothing.
  */
-import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { BroadcastChannel, isMainThread, parentPort, threadId, workerData } from 'node:worker_threads';
 import { configFromJSON, queueDirectory, type Config, type ConfigJSON, type MasterService } from '../config/index.js';
 import { declaration, type ParamType } from '../config/params/registry.js';
 import { configureMaillog, flushMaillog, maillog, type Logger } from '../log/maillog.js';
@@ -247,7 +247,7 @@ function poolHandler<S extends ParamSpec, T, Req, Res>(def: PoolDefinition<S, T,
     const ctx = serviceContext(def.name, def.params, undefined, def.logAs);
     const state = await def.setup(ctx);
     if (def.stop) closers.push(() => def.stop!(state, ctx));
-    listenForStop();
+    listenForStop(ctx.data);
     return { state, ctx };
   };
   const handler = async (req: Req): Promise<Res> => {
@@ -260,18 +260,31 @@ function poolHandler<S extends ParamSpec, T, Req, Res>(def: PoolDefinition<S, T,
   return Object.assign(handler, { service: meta });
 }
 
-/** Pool threads: `postactor:stop` on the parentPort closes what the thread holds. */
+/**
+ * The channel on which a pool's threads hear `postactor:stop` (and answer `postactor:stopped`
+ * with their thread id once closed). Not the parentPort: piscina takes every message there for
+ * its start-up message. Whoever ends the pool's threads (master, before piscina's terminate)
+ * sends it; see poolStopChannel.
+ */
+export function poolStopChannel(instance: string, service: string): string {
+  return `postactor:${instance}:stop:${service}`;
+}
+
+/** Pool threads: `postactor:stop` on the pool's stop channel closes what the thread holds. */
 let listening = false;
-function listenForStop(): void {
-  if (listening || !parentPort) return;
+function listenForStop(data: ActorWorkerData<unknown>): void {
+  if (listening || isMainThread) return;
   listening = true;
-  const port = parentPort;
-  const onMessage = (msg: { type?: string } | null) => {
-    if (msg?.type !== 'postactor:stop') return;
-    port.off('message', onMessage);
-    void closeService().then(() => port.postMessage({ type: 'postactor:stopped' }));
+  const channel = new BroadcastChannel(poolStopChannel(data.instance, data.service));
+  // Not a reason to keep the thread: piscina's own port does that while the pool wants it.
+  channel.unref();
+  channel.onmessage = (event) => {
+    if (((event as MessageEvent).data as { type?: string } | null)?.type !== 'postactor:stop') return;
+    void closeService().then(() => {
+      channel.postMessage({ type: 'postactor:stopped', threadId });
+      channel.close();
+    });
   };
-  port.on('message', onMessage);
 }
 
 async function runWorker<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition<S, T, Req, Res>): Promise<void> {
