@@ -158,7 +158,7 @@ test('a pool service gets its context on its first request in a real pool thread
       const stopped = new Promise<unknown>((resolve) => {
         channel.onmessage = (event) => resolve((event as MessageEvent).data);
       });
-      channel.postMessage({ type: 'postactor:stop' });
+      channel.postMessage({ type: 'postactor:stop', threads: pool.threadIds });
       assert.deepEqual(await stopped, { type: 'postactor:stopped', threadId: pool.threadIds[0] });
     } finally {
       channel.close();

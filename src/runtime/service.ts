@@ -247,44 +247,89 @@ function poolHandler<S extends ParamSpec, T, Req, Res>(def: PoolDefinition<S, T,
     const ctx = serviceContext(def.name, def.params, undefined, def.logAs);
     const state = await def.setup(ctx);
     if (def.stop) closers.push(() => def.stop!(state, ctx));
-    listenForStop(ctx.data);
     return { state, ctx };
   };
   const handler = async (req: Req): Promise<Res> => {
-    const { state, ctx } = await (ready ??= start().catch((err: unknown) => {
-      ready = null; // the next request tries again (the error goes back to this one's caller)
-      throw err;
-    }));
-    return def.handle(state, req, ctx);
+    inFlight++;
+    try {
+      const { state, ctx } = await (ready ??= start().catch((err: unknown) => {
+        ready = null; // the next request tries again (the error goes back to this one's caller)
+        throw err;
+      }));
+      return await def.handle(state, req, ctx);
+    } finally {
+      inFlight--;
+      if (inFlight === 0) idle?.();
+    }
   };
+  // Every thread of the pool hears the stop, also one that never had a request (it has nothing to close).
+  if (runsHere(meta)) listenForStop(workerData as ActorWorkerData<unknown>);
   return Object.assign(handler, { service: meta });
 }
 
+/** Requests this pool thread is running; `idle` is called when that drops to none. */
+let inFlight = 0;
+let idle: (() => void) | null = null;
+
 /**
- * The channel on which a pool's threads hear `postactor:stop` (and answer `postactor:stopped`
- * with their thread id once closed). Not the parentPort: piscina takes every message there for
- * its start-up message. Whoever ends the pool's threads (master, before piscina's terminate)
- * sends it; see poolStopChannel.
+ * The channel on which a pool's threads hear `postactor:stop` naming their thread ids (and
+ * answer `postactor:stopped` with their thread id once closed). Not the parentPort: piscina takes every message there for
+ * its start-up message. Master sends it before the pool ends its threads (stopPoolThreads).
  */
 export function poolStopChannel(instance: string, service: string): string {
   return `postactor:${instance}:stop:${service}`;
 }
 
-/** Pool threads: `postactor:stop` on the pool's stop channel closes what the thread holds. */
-let listening = false;
+/**
+ * Pool threads: `postactor:stop` on the pool's stop channel closes what the thread holds, once
+ * the requests it is running have finished (their writes are committed by the close).
+ */
 function listenForStop(data: ActorWorkerData<unknown>): void {
-  if (listening || isMainThread) return;
-  listening = true;
   const channel = new BroadcastChannel(poolStopChannel(data.instance, data.service));
   // Not a reason to keep the thread: piscina's own port does that while the pool wants it.
   channel.unref();
   channel.onmessage = (event) => {
-    if (((event as MessageEvent).data as { type?: string } | null)?.type !== 'postactor:stop') return;
-    void closeService().then(() => {
-      channel.postMessage({ type: 'postactor:stopped', threadId });
-      channel.close();
-    });
+    const m = (event as MessageEvent).data as { type?: string; threads?: number[] } | null;
+    // The threads named: after a reload the old pool and the new one share the service's name.
+    if (m?.type !== 'postactor:stop' || !m.threads?.includes(threadId)) return;
+    const close = () => {
+      idle = null;
+      void closeService().then(() => {
+        channel.postMessage({ type: 'postactor:stopped', threadId });
+        channel.close();
+      });
+    };
+    if (inFlight === 0) close();
+    else idle = close;
   };
+}
+
+/**
+ * Master's side: asks every thread of a pool to close what it holds and waits (at most
+ * timeoutMs) until each of `threads` said it did. Call it once the pool takes no more requests
+ * and before it ends its threads: piscina ends them with terminate(), which runs no JavaScript
+ * in the thread, and a thread ended with a store's write batch open can hang the process's
+ * exit (lmdb-js issue #336).
+ */
+export function stopPoolThreads(instance: string, service: string, threads: readonly number[], timeoutMs = 10_000): Promise<void> {
+  if (threads.length === 0) return Promise.resolve();
+  const waiting = new Set(threads);
+  const channel = new BroadcastChannel(poolStopChannel(instance, service));
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      channel.close();
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    channel.onmessage = (event) => {
+      const m = (event as MessageEvent).data as { type?: string; threadId?: number } | null;
+      if (m?.type !== 'postactor:stopped' || typeof m.threadId !== 'number') return;
+      waiting.delete(m.threadId);
+      if (waiting.size === 0) done();
+    };
+    channel.postMessage({ type: 'postactor:stop', threads: [...waiting] });
+  });
 }
 
 async function runWorker<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition<S, T, Req, Res>): Promise<void> {
