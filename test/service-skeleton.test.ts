@@ -20,7 +20,8 @@ import { buildConfig } from '../src/config/load.js';
 import { QueueStore } from '../src/queue/store.js';
 import { ServicePool } from '../src/runtime/pool.js';
 import { poolStopChannel, readParams } from '../src/runtime/service.js';
-import { NODE, REPO_ROOT } from './helpers/server.js';
+import { NODE, REPO_ROOT, rfc822, sendRaw, startServer } from './helpers/server.js';
+import { SmtpSink } from '../src/smtp/sink.js';
 import { tempDirs } from './helpers/temp.js';
 
 const tempDir = tempDirs('postactor-skeleton-');
@@ -176,4 +177,44 @@ test('declared parameters: an unknown name or a wrong type is an error naming th
   assert.deepEqual(readParams(config, { delay_warning_time: 'time', mail_name: 'str' }, 'x'), { delay_warning_time: 10800, mail_name: 'Postactor' });
   assert.throws(() => readParams(config, { no_such_parameter: 'str' }, 'x'), /^Error: x: declares parameter no_such_parameter, which is not a known parameter$/);
   assert.throws(() => readParams(config, { delay_warning_time: 'bool' }, 'x'), /^Error: x: declares parameter delay_warning_time as bool, but it is of type time$/);
+});
+
+test('a server stopped (SIGTERM) while mail is being queued and relayed exits within the bound (5 rounds)', { timeout: 240_000 }, async (t) => {
+  const sink = new SmtpSink({});
+  const sinkPort = await sink.listen(0);
+  try {
+    for (let round = 0; round < 5; round++) {
+      const server = await startServer({ sinkPort });
+      try {
+        // Six clients, one message per session, while cleanup, qmgr and smtp write the store.
+        let injecting = true;
+        let accepted = 0;
+        const clients = Array.from({ length: 6 }, async (_, c) => {
+          for (let n = 0; injecting && n < 200; n++) {
+            const r = await sendRaw(server.port, 'a@client.test', ['b@remote.test'], rfc822({ Subject: `r${round} c${c} n${n}` }, 'x\r\n')).catch(() => null);
+            if (r?.code === 250) accepted++;
+            else if (r === null) return; // the listener is gone: the server is stopping
+          }
+        });
+        await new Promise((r) => setTimeout(r, 400 + 150 * round));
+        const child = server.child!;
+        const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+        const started = Date.now();
+        child.kill('SIGTERM');
+        injecting = false;
+        const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+        const how = await exited;
+        clearTimeout(timer);
+        await Promise.all(clients);
+        assert.equal(how.signal, null, `round ${round}: the server did not exit within 20 s of SIGTERM (killed) after ${accepted} messages`);
+        assert.equal(how.code, 0, `round ${round}: exit status ${how.code}: ${server.stderr()}`);
+        assert.ok(accepted > 0, `round ${round}: no message was accepted`);
+        t.diagnostic(`round ${round}: ${accepted} accepted, stopped in ${Date.now() - started} ms`);
+      } finally {
+        await server.stop();
+      }
+    }
+  } finally {
+    await sink.close();
+  }
 });

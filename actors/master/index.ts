@@ -17,7 +17,6 @@ import { Router } from '../../src/runtime/router.js';
 import { serveServiceRequests } from '../../src/runtime/service-request.js';
 import { closeSharedTables, mainProxymap, serveProxymap } from '../../src/maps/index.js';
 import { SupervisedWorker } from '../../src/runtime/supervisor.js';
-import { stopPoolThreads } from '../../src/runtime/service.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import { MailFlow } from '../../src/runtime/flow.js';
 import { AnvilTables } from '../anvil/statistics.js';
@@ -385,25 +384,12 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     return made;
   };
 
-  /**
-   * Ends a pool: its queued requests run first (graceful, bounded), then its threads close their
-   * stores once their requests are done (src/runtime/service.ts stopPoolThreads: piscina ends
-   * threads with terminate(), and a thread ended with a write batch open can hang the exit).
-   */
-  const endPool = async (service: string, p: ServicePool, graceful: boolean): Promise<void> => {
-    if (graceful) {
-      for (let waited = 0; p.queueSize > 0 && waited < 10_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
-    }
-    await stopPoolThreads(instance, service, p.threadIds, graceful ? 10_000 : 2_000);
-    await (graceful ? p.drain() : p.close());
-  };
-
   // Order: no new mail (listeners), no new deliveries (qmgr pauses), deliveries in flight
   // finish and qmgr records them (pools drain), then qmgr ends.
   const stopAll = async (graceful: boolean) => {
     await Promise.allSettled([...listeners, ...retired].map((w) => w.stop()));
     if (graceful) await qmgr?.control?.['pause']!().catch(() => undefined);
-    await Promise.allSettled([...pools].map(([service, p]) => endPool(service, p, graceful)));
+    await Promise.allSettled([...pools.values()].map((p) => (graceful ? p.drain() : p.close())));
     await Promise.allSettled(draining);
     await qmgr?.stop();
   };
@@ -517,8 +503,8 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       pools = nextPools;
       stopWakeups();
       stopWakeups = startWakeups(nextPlan.services, (service, body) => router.request(service, body), log);
-      for (const [service, p] of oldPools) {
-        const d: Promise<void> = endPool(service, p, true).catch(() => undefined).finally(() => draining.delete(d));
+      for (const p of oldPools.values()) {
+        const d: Promise<void> = p.drain().catch(() => undefined).finally(() => draining.delete(d));
         draining.add(d);
       }
       const nextQ = nextPlan.services.find((p) => isQueueManager(p.line.command))!;

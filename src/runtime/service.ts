@@ -284,8 +284,10 @@ export function poolStopChannel(instance: string, service: string): string {
  * Pool threads: `postactor:stop` on the pool's stop channel closes what the thread holds, once
  * the requests it is running have finished (their writes are committed by the close).
  */
+let stopChannel: BroadcastChannel | null = null;
 function listenForStop(data: ActorWorkerData<unknown>): void {
-  const channel = new BroadcastChannel(poolStopChannel(data.instance, data.service));
+  // Held here: an unreferenced channel is garbage, and its listener goes with it.
+  const channel = (stopChannel = new BroadcastChannel(poolStopChannel(data.instance, data.service)));
   // Not a reason to keep the thread: piscina's own port does that while the pool wants it.
   channel.unref();
   channel.onmessage = (event) => {
@@ -297,6 +299,7 @@ function listenForStop(data: ActorWorkerData<unknown>): void {
       void closeService().then(() => {
         channel.postMessage({ type: 'postactor:stopped', threadId });
         channel.close();
+        stopChannel = null;
       });
     };
     if (inFlight === 0) close();
@@ -305,11 +308,13 @@ function listenForStop(data: ActorWorkerData<unknown>): void {
 }
 
 /**
- * Master's side: asks every thread of a pool to close what it holds and waits (at most
- * timeoutMs) until each of `threads` said it did. Call it once the pool takes no more requests
- * and before it ends its threads: piscina ends them with terminate(), which runs no JavaScript
- * in the thread, and a thread ended with a store's write batch open can hang the process's
- * exit (lmdb-js issue #336).
+ * The pool's side: asks every thread of a pool to close what it holds and waits (at most
+ * timeoutMs) until each of `threads` said it did. Meant for the pool to call once it takes no
+ * more requests and before it ends its threads: piscina ends them with terminate(), which runs
+ * no JavaScript in the thread, and a thread ended with a store's write batch open can hang the
+ * process's exit (lmdb-js issue #336). Not called by master yet: in a running server an smtp
+ * pool thread did not answer (its cleanup sibling did, in ~100 ms), so every stop waited for
+ * the timeout; src/runtime/pool.ts is the place to wire it, once that is understood.
  */
 export function stopPoolThreads(instance: string, service: string, threads: readonly number[], timeoutMs = 10_000): Promise<void> {
   if (threads.length === 0) return Promise.resolve();
