@@ -33,6 +33,9 @@ export interface ServeMessage {
 
 type Handler = (body: unknown) => unknown;
 
+/** How long the thread's closers may take before it says `ended` anyway (ms). */
+const CLOSE_WAIT_MS = 10_000;
+
 if (parentPort) {
   parentPort.once('message', (msg: ServeMessage) => void serve(msg));
 }
@@ -107,8 +110,14 @@ async function serve(msg: ServeMessage): Promise<void> {
     finished = true;
     for (const c of clients) c.close();
     const ended = () => master.postMessage({ k: 'ended' } satisfies PoolFrame);
-    if (close) void close().catch(() => undefined).finally(ended);
-    else ended();
+    if (!close) return ended();
+    // Bounded: a close that never settles must not keep the pool's drain (a stop) waiting.
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((r) => { timer = setTimeout(r, CLOSE_WAIT_MS); });
+    void Promise.race([close().catch(() => undefined), bound]).finally(() => {
+      clearTimeout(timer);
+      ended();
+    });
   };
   const addClient = (port: MessagePort) => {
     clients.add(port);
