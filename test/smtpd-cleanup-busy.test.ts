@@ -55,7 +55,7 @@ test('a message refused BUSY by a full cleanup mailbox is queued whole on the re
     service: 'smtpd',
     index: 0,
     filename: new URL('smtpd/index.js', actors),
-    workerData: { service: 'smtpd', index: 0, config: config.withOverrides({ in_flow_delay: '3s' }).toJSON(), instance, flow: flow.buffer, extra: { addresses: [{ host: '127.0.0.1', port }] } },
+    workerData: { service: 'smtpd', thread: 'smtpd', index: 0, config: config.withOverrides({ in_flow_delay: '3s' }).toJSON(), instance, flow: flow.buffer, extra: { addresses: [{ host: '127.0.0.1', port }] } },
     throttleSeconds: 60,
     onPort: (p) => router.attach('smtpd', p),
   });

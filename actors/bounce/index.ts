@@ -3,25 +3,23 @@
  * the status logs in the queue store (src/queue/store.ts: bounce/defer/trace), asks this actor to
  * render a notice from one of them (./render.ts), and submits the result through cleanup.
  */
-import { workerData } from 'piscina';
-import { configFromJSON, type ConfigJSON } from '../../src/config/index.js';
-import type { ActorWorkerData } from '../../src/runtime/wire.js';
+import { defineService } from '../../src/runtime/service.js';
 import type { NoticeReply, NoticeRequest } from '../protocol.js';
 import { renderNotice, type NoticeSettings } from './render.js';
 
-let settings: NoticeSettings | null = null;
-
-function init(): NoticeSettings {
-  const config = configFromJSON((workerData as ActorWorkerData<ConfigJSON>).config);
-  return {
-    myhostname: config.get('myhostname'),
-    mailName: config.get('mail_name'),
-    delayWarningTime: config.getTime('delay_warning_time'),
-    maximalQueueLifetime: config.getTime('maximal_queue_lifetime'),
-  };
-}
-
-export default function render(req: NoticeRequest): NoticeReply {
-  const content = renderNotice(req, (settings ??= init()));
-  return { content: new Uint8Array(content.buffer, content.byteOffset, content.byteLength) };
-}
+export default defineService({
+  name: 'bounce',
+  kind: 'pool',
+  concurrency: 16,
+  params: { 'myhostname': 'str', 'mail_name': 'str', 'delay_warning_time': 'time', 'maximal_queue_lifetime': 'time' },
+  setup: ({ params }): NoticeSettings => ({
+    myhostname: params.myhostname,
+    mailName: params.mail_name,
+    delayWarningTime: params.delay_warning_time,
+    maximalQueueLifetime: params.maximal_queue_lifetime,
+  }),
+  handle(settings, req: NoticeRequest): NoticeReply {
+    const content = renderNotice(req, settings);
+    return { content: new Uint8Array(content.buffer, content.byteOffset, content.byteLength) };
+  },
+});

@@ -1,5 +1,5 @@
 /**
- * cleanup: the only writer of new queue entries (a piscina pool, one task per message).
+ * cleanup: the only writer of new queue entries (a pool, one request per message).
  * It adds the headers Postfix's cleanup adds, writes envelope + content into the incoming queue
  * in one LMDB transaction, waits until that commit is on disk, tells qmgr, and replies — after
  * which smtpd may say "250 Ok: queued".
@@ -19,12 +19,11 @@
  * (mime_state.c), smtputf8.ts.
  */
 import { metrics } from '../../src/metrics/thread.js';
-import { workerData } from 'piscina';
-import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
-import { configureMaillog, maillog } from '../../src/log/maillog.js';
-import { QueueStore } from '../../src/queue/store.js';
+import type { Config } from '../../src/config/index.js';
+import { maillog } from '../../src/log/maillog.js';
+import type { QueueStore } from '../../src/queue/store.js';
 import { flowOf, type MailFlow } from '../../src/runtime/flow.js';
-import type { ActorWorkerData } from '../../src/runtime/wire.js';
+import { defineService, type ServiceContext } from '../../src/runtime/service.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 import type { HeaderScan } from './headers.js';
 import { MappingFailure } from './mappings.js';
@@ -49,13 +48,11 @@ interface State extends CleanupSettings {
 
 let state: State | null = null;
 
-function init(): State {
-  const data = workerData as ActorWorkerData<ConfigJSON>;
-  const config = configFromJSON(data.config);
-  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+function init(ctx: ServiceContext): State {
+  const { config, data } = ctx;
   return {
     config,
-    store: QueueStore.open(queueDirectory(config)),
+    store: ctx.store,
     instance: data.instance,
     inFlowDelay: config.getTime('in_flow_delay') * 1000,
     flow: flowOf(data),
@@ -63,7 +60,18 @@ function init(): State {
   };
 }
 
-export default async function cleanup(incoming: CleanupRequest): Promise<CleanupReply> {
+export default defineService({
+  name: 'cleanup',
+  kind: 'pool',
+  concurrency: 256,
+  // No thread kept warm: smtpd asks for one at the first accepted recipient (WARM_REQUEST),
+  // before it waits for cleanup's reply at the end of DATA (actors/master/services.ts).
+  params: {},
+  setup: (ctx) => (state = init(ctx)),
+  handle: (_s, incoming: CleanupRequest) => cleanup(incoming),
+});
+
+async function cleanup(incoming: CleanupRequest): Promise<CleanupReply> {
   const reply = await cleanupMessage(incoming);
   if (reply.ok) metrics().cleanupMessages.inc();
   else metrics().cleanupRejects.inc();
@@ -71,7 +79,7 @@ export default async function cleanup(incoming: CleanupRequest): Promise<Cleanup
 }
 
 async function cleanupMessage(incoming: CleanupRequest): Promise<CleanupReply> {
-  const s = (state ??= init());
+  const s = state!; // set by the service's setup (defineService above) before its first request
   // in_flow_delay (Postfix's mail_flow): each message takes a token that qmgr gives back as it
   // takes mail out of incoming; with none left, input is ahead of delivery, and this message
   // waits in_flow_delay first — slowed, never refused. qmgr's own notices do not wait.

@@ -4,15 +4,22 @@
  * "transport = discard:silently dropped" the log says "status=sent (silently dropped)"; a
  * leading status code ("discard:2.0.1 text") sets the dsn.
  */
+import { defineService } from '../../src/runtime/service.js';
 import type { DeliveryReply, DeliveryRequest } from '../protocol.js';
-import { agentContext, dsnSplit, every, report, type AgentContext } from '../../src/delivery/agent.js';
+import { dsnSplit, every, report, type AgentContext } from '../../src/delivery/agent.js';
 
-let ctx: AgentContext | null = null;
-
-export default async function deliver(req: DeliveryRequest): Promise<DeliveryReply> {
-  const c = (ctx ??= agentContext());
-  const started = Date.now();
-  const { dsn, text } = dsnSplit('2.0.0', req.nexthop);
-  const ok = dsn.startsWith('2');
-  return report(c, req, every(req, { status: ok ? 'sent' : 'deferred', dsn: ok ? dsn : '4.3.5', reason: ok ? text : `mail system configuration error: discard status ${dsn} is not a success status`, relay: 'none' }), started);
-}
+export default defineService({
+  name: 'discard',
+  kind: 'pool',
+  concurrency: 256,
+  params: {},
+  // Delivery agents log under their service name (as agentContext did): postfix/retry.
+  logAs: 'service',
+  setup: (ctx): AgentContext => ctx,
+  async handle(c, req: DeliveryRequest): Promise<DeliveryReply> {
+    const started = Date.now();
+    const { dsn, text } = dsnSplit('2.0.0', req.nexthop);
+    const ok = dsn.startsWith('2');
+    return report(c, req, every(req, { status: ok ? 'sent' : 'deferred', dsn: ok ? dsn : '4.3.5', reason: ok ? text : `mail system configuration error: discard status ${dsn} is not a success status`, relay: 'none' }), started);
+  },
+});

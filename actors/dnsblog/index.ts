@@ -10,31 +10,31 @@
  * else the system's. dnsblog_reply_delay delays each answer (Postfix's testing aid).
  */
 import { promises as dnsp } from 'node:dns';
-import { workerData } from 'piscina';
-import { configFromJSON, type ConfigJSON } from '../../src/config/index.js';
 import { resolverServersFromEnv } from '../../src/dns/resolver.js';
-import { configureMaillog, maillog } from '../../src/log/maillog.js';
-import type { ActorWorkerData } from '../../src/runtime/wire.js';
+import { maillog } from '../../src/log/maillog.js';
+import { defineService } from '../../src/runtime/service.js';
 import { dnsblQueryName } from '../../src/postscreen/dnsbl.js';
 import type { DnsblRequest, DnsblReply } from '../protocol.js';
 
 const log = maillog('dnsblog');
-let resolver: dnsp.Resolver | null = null;
 let delayMs = 0;
 
-function init(): dnsp.Resolver {
-  const data = workerData as ActorWorkerData<unknown>;
-  const config = configFromJSON(data.config as ConfigJSON);
-  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  delayMs = config.getTime('dnsblog_reply_delay') * 1000;
-  const r = new dnsp.Resolver({ timeout: 5000, tries: 2 });
-  const servers = resolverServersFromEnv();
-  if (servers) r.setServers(servers);
-  return r;
-}
+export default defineService({
+  name: 'dnsblog',
+  kind: 'pool',
+  concurrency: 256,
+  params: { 'dnsblog_reply_delay': 'time' },
+  setup({ params }): dnsp.Resolver {
+    delayMs = params.dnsblog_reply_delay * 1000;
+    const r = new dnsp.Resolver({ timeout: 5000, tries: 2 });
+    const servers = resolverServersFromEnv();
+    if (servers) r.setServers(servers);
+    return r;
+  },
+  handle: dnsblog,
+});
 
-export default async function dnsblog(req: DnsblRequest): Promise<DnsblReply> {
-  const r = (resolver ??= init());
+async function dnsblog(r: dnsp.Resolver, req: DnsblRequest): Promise<DnsblReply> {
   const name = dnsblQueryName(req.addr, req.domain);
   const reply: DnsblReply = { addr: req.addr, domain: req.domain, addrs: [], ttl: -1 };
   try {

@@ -7,18 +7,25 @@
  * error(8) in defer mode: default status 4.0.0, and every recipient is deferred (a 5.x.y
  * status given to retry is softened to 4.x.y, since the mail is not returned).
  */
+import { defineService } from '../../src/runtime/service.js';
 import type { DeliveryReply, DeliveryRequest } from '../protocol.js';
-import { agentContext, dsnSplit, every, report, type AgentContext } from '../../src/delivery/agent.js';
+import { dsnSplit, every, report, type AgentContext } from '../../src/delivery/agent.js';
 
-let ctx: AgentContext | null = null;
-
-export default async function deliver(req: DeliveryRequest): Promise<DeliveryReply> {
-  const c = (ctx ??= agentContext());
-  const started = Date.now();
-  const deferMode = c.service === 'retry';
-  let { dsn, text } = dsnSplit(deferMode ? '4.0.0' : '5.0.0', req.nexthop);
-  if (dsn.startsWith('2')) dsn = deferMode ? '4.0.0' : '5.0.0'; // error(8) never reports success
-  const defer = deferMode || dsn.startsWith('4');
-  if (defer && !dsn.startsWith('4')) dsn = `4${dsn.slice(1)}`;
-  return report(c, req, every(req, { status: defer ? 'deferred' : 'bounced', dsn, reason: text, relay: 'none' }), started);
-}
+export default defineService({
+  name: 'error',
+  kind: 'pool',
+  concurrency: 256,
+  params: {},
+  // Delivery agents log under their service name (as agentContext did): postfix/retry.
+  logAs: 'service',
+  setup: (ctx): AgentContext => ctx,
+  async handle(c, req: DeliveryRequest): Promise<DeliveryReply> {
+    const started = Date.now();
+    const deferMode = c.service === 'retry';
+    let { dsn, text } = dsnSplit(deferMode ? '4.0.0' : '5.0.0', req.nexthop);
+    if (dsn.startsWith('2')) dsn = deferMode ? '4.0.0' : '5.0.0'; // error(8) never reports success
+    const defer = deferMode || dsn.startsWith('4');
+    if (defer && !dsn.startsWith('4')) dsn = `4${dsn.slice(1)}`;
+    return report(c, req, every(req, { status: defer ? 'deferred' : 'bounced', dsn, reason: text, relay: 'none' }), started);
+  },
+});

@@ -8,55 +8,47 @@
  * each logfile instead). The master.cf wakeup column makes master send `refresh`
  * (actors/master/wakeup.ts).
  */
-import { workerData } from 'piscina';
-import { configFromJSON, queueDirectory, type ConfigJSON } from '../../src/config/index.js';
 import { fastFlushDomainsOrNull } from '../../src/flush/client.js';
 import type { FlushReply, FlushRequest } from '../../src/flush/protocol.js';
-import { configureMaillog, maillog } from '../../src/log/maillog.js';
-import { QueueStore } from '../../src/queue/store.js';
 import { tell } from '../../src/runtime/mailbox.js';
-import type { ActorWorkerData } from '../../src/runtime/wire.js';
+import { defineService } from '../../src/runtime/service.js';
 import type { QmgrMessage } from '../protocol.js';
 import { FlushService } from './service.js';
-
-const log = maillog('flush');
 
 interface State {
   service: FlushService;
   refreshTime: number;
 }
 
-let state: State | null = null;
-
-function init(): State {
-  const data = workerData as ActorWorkerData<ConfigJSON>;
-  const config = configFromJSON(data.config);
-  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  const settings = {
-    refreshTime: config.getTime('fast_flush_refresh_time') * 1000,
-    purgeTime: config.getTime('fast_flush_purge_time') * 1000,
-  };
-  const qmgr = {
-    forgetDead: () => tell(data.instance, 'qmgr', { type: 'kick', requests: 'F' } satisfies QmgrMessage),
-    queued: (queueId: string) => tell(data.instance, 'qmgr', { type: 'queued', queueId } satisfies QmgrMessage),
-  };
-  const store = QueueStore.open(queueDirectory(config));
-  return { service: new FlushService(store, fastFlushDomainsOrNull(config), settings, qmgr, log), refreshTime: settings.refreshTime };
-}
-
-export default async function flush(req: FlushRequest): Promise<FlushReply> {
-  const s = (state ??= init());
-  switch (req?.op) {
-    case 'add': return { status: await s.service.add(String(req.site), String(req.queueId)) };
-    case 'send_site': return { status: await s.service.sendSite(String(req.site)) };
-    // Postfix answers first and then works; here the reply waits for the work (nobody waits on
-    // it but master's wakeup timer), so the pool does not end the thread halfway.
-    case 'refresh':
-    case 'purge':
-      await s.service.refresh(req.op === 'purge' ? 0 : s.refreshTime);
-      return { status: 'ok' };
-    default:
-      log.warn(`unrecognized request: "${String((req as { op?: unknown })?.op)}", ignored`);
-      return { status: 'bad' };
-  }
-}
+export default defineService({
+  name: 'flush',
+  kind: 'pool',
+  concurrency: 64,
+  params: { 'fast_flush_refresh_time': 'time', 'fast_flush_purge_time': 'time' },
+  setup(ctx): State {
+    const settings = {
+      refreshTime: ctx.params.fast_flush_refresh_time * 1000,
+      purgeTime: ctx.params.fast_flush_purge_time * 1000,
+    };
+    const qmgr = {
+      forgetDead: () => tell(ctx.data.instance, 'qmgr', { type: 'kick', requests: 'F' } satisfies QmgrMessage),
+      queued: (queueId: string) => tell(ctx.data.instance, 'qmgr', { type: 'queued', queueId } satisfies QmgrMessage),
+    };
+    return { service: new FlushService(ctx.store, fastFlushDomainsOrNull(ctx.config), settings, qmgr, ctx.log), refreshTime: settings.refreshTime };
+  },
+  async handle(s, req: FlushRequest, ctx): Promise<FlushReply> {
+    switch (req?.op) {
+      case 'add': return { status: await s.service.add(String(req.site), String(req.queueId)) };
+      case 'send_site': return { status: await s.service.sendSite(String(req.site)) };
+      // Postfix answers first and then works; here the reply waits for the work (nobody waits on
+      // it but master's wakeup timer), so the pool does not end the thread halfway.
+      case 'refresh':
+      case 'purge':
+        await s.service.refresh(req.op === 'purge' ? 0 : s.refreshTime);
+        return { status: 'ok' };
+      default:
+        ctx.log.warn(`unrecognized request: "${String((req as { op?: unknown })?.op)}", ignored`);
+        return { status: 'bad' };
+    }
+  },
+});

@@ -19,11 +19,12 @@ import { replyToString } from '../../src/smtp/reply.js';
 import { SmtpClient, type DeliveryResult, type SmtpHost } from '../../src/smtp/client.js';
 import { sourceAddresses } from '../../src/smtp/bind-address.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
-import { agentContext, every, report, type AgentContext } from '../../src/delivery/agent.js';
+import { every, report, type AgentContext } from '../../src/delivery/agent.js';
 import { parseLmtpNexthop } from './nexthop.js';
 import { smtpEnvelope } from '../../src/delivery/log.js';
 import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 import { agentTls, requestTls, type AgentTls } from '../../src/smtp/agent-tls.js';
+import { defineService } from '../../src/runtime/service.js';
 
 interface State {
   /** SMTP AUTH to next hops (smtp_sasl_*), null when off. */
@@ -37,13 +38,10 @@ interface State {
   tls: AgentTls;
 }
 
-let state: State | null = null;
-
 /** No limit for a 0 timeout (setTimeout's largest delay). */
 const NO_LIMIT = 2_147_483_647;
 
-function init(): State {
-  const ctx = agentContext();
+function init(ctx: AgentContext): State {
   const { config } = ctx;
   const ms = (name: string) => config.getTime(name) * 1000 || NO_LIMIT;
   // lmtp_bind_address, lmtp_bind_address6 (TCP next hops only).
@@ -80,8 +78,7 @@ function init(): State {
   };
 }
 
-export default async function deliver(req: DeliveryRequest): Promise<DeliveryReply> {
-  const s = (state ??= init());
+async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const { ctx } = s;
   const started = Date.now();
   const content = ctx.store.content(req.queueId);
@@ -133,3 +130,14 @@ function outcomesOf(req: DeliveryRequest, result: DeliveryResult, assumeFinal: b
     return { index: r.index, status, dsn: d, reason, relay };
   });
 }
+
+export default defineService({
+  name: 'lmtp',
+  kind: 'pool',
+  concurrency: 256,
+  // Delivery agents log under their service name (as agentContext did).
+  logAs: 'service',
+  params: {},
+  setup: init,
+  handle: deliver,
+});

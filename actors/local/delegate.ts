@@ -16,7 +16,7 @@
  * more for that recipient. A service that is missing, busy or crashed defers 4.3.0 "mail
  * transport unavailable", as deliver_pass does; a broken map defers 4.3.0 "table lookup failure".
  */
-import { workerData } from 'piscina';
+import { workerData } from 'node:worker_threads';
 import type { Config } from '../../src/config/index.js';
 import { openTable, type LookupTable } from '../../src/maps/index.js';
 import { requestService } from '../../src/runtime/service-request.js';

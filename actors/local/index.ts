@@ -42,7 +42,7 @@ import { DEFAULTS, queueDirectory } from '../../src/config/index.js';
 import { ensureMaildrop, writeSubmission } from '../../src/maildrop/spool.js';
 import { splitExtension } from '../../src/maps/index.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
-import { agentContext, report, type AgentContext } from '../../src/delivery/agent.js';
+import { report, type AgentContext } from '../../src/delivery/agent.js';
 import { mailCopy } from '../../src/delivery/copy.js';
 import { runCommand } from '../../src/delivery/command.js';
 import type { LockSettings } from '../../src/delivery/mailbox.js';
@@ -50,6 +50,7 @@ import { Locker } from '../../src/delivery/locker.js';
 import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
 import { Delegation } from './delegate.js';
 import { AliasExpander, splitTargets, type Target } from './aliases.js';
+import { defineService } from '../../src/runtime/service.js';
 
 export interface Passwd { name: string; uid: number; gid: number; home: string; shell: string }
 
@@ -93,11 +94,10 @@ interface State {
   luserRelay: string;
 }
 
-let state: State | null = null;
-
-function init(): State {
-  const ctx = agentContext();
+function init(ctx: AgentContext): State {
   const { config } = ctx;
+  // One delivery helper per agent thread from the start; more start when deliveries queue up.
+  prestartAgentHelpers(() => (t: string) => ctx.log.warn(t));
   const lockNames = config.getList('mailbox_delivery_lock').map((s) => s.toLowerCase());
   const bad = lockNames.find((n) => !['fcntl', 'flock', 'dotlock'].includes(n));
   let unsupported: string | null = bad ? `mailbox_delivery_lock: unknown lock method "${bad}"` : null;
@@ -138,8 +138,7 @@ type Result = Omit<RecipientOutcome, 'index' | 'relay'> & { relay?: string; pass
 const sent = (reason: string): Result => ({ status: 'sent', dsn: '2.0.0', reason });
 const fail = (dsn: string, reason: string): Result => ({ status: dsn.startsWith('5') ? 'bounced' : 'deferred', dsn, reason });
 
-export default async function deliver(req: DeliveryRequest): Promise<DeliveryReply> {
-  const s = (state ??= init());
+async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const started = Date.now();
   const content = s.ctx.store.content(req.queueId);
   const outcomes: RecipientOutcome[] = [];
@@ -350,8 +349,13 @@ function localOf(address: string): string {
   return at < 0 ? address : address.slice(0, at);
 }
 
-// One delivery helper per agent thread from the start; more start when deliveries queue up.
-prestartAgentHelpers(() => {
-  const s = (state ??= init());
-  return (t: string) => s.ctx.log.warn(t);
+export default defineService({
+  name: 'local',
+  kind: 'pool',
+  concurrency: 64,
+  // Delivery agents log under their service name (as agentContext did).
+  logAs: 'service',
+  params: {},
+  setup: init,
+  handle: deliver,
 });

@@ -365,15 +365,21 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
 
   const startListeners = async (c: Config, plan: Plan): Promise<SupervisedWorker[]> => {
     const made: SupervisedWorker[] = [];
-    for (const s of plan.services.filter((p) => p.kind === 'supervised' && !isQueueManager(p.line.command))) {
-      for (let i = 0; i < s.threads; i++) {
-        const w = supervise(c, s, i);
-        if (s.line.command === 'smtpd') smtpdWorkers.add(w);
-        made.push(w);
-      }
-    }
+    const workers = plan.services.filter((p) => p.kind === 'supervised' && !isQueueManager(p.line.command));
     try {
-      await Promise.all(made.map((w) => w.ready()));
+      // In the services' start order (their definitions'): each group ready before the next starts.
+      for (const order of [...new Set(workers.map((s) => s.startOrder))].sort((a, b) => a - b)) {
+        const group: SupervisedWorker[] = [];
+        for (const s of workers.filter((p) => p.startOrder === order)) {
+          for (let i = 0; i < s.threads; i++) {
+            const w = supervise(c, s, i);
+            if (s.line.command === 'smtpd') smtpdWorkers.add(w);
+            group.push(w);
+          }
+        }
+        made.push(...group);
+        await Promise.all(group.map((w) => w.ready()));
+      }
     } catch (err) {
       await Promise.allSettled(made.map((w) => w.stop()));
       throw err;

@@ -11,7 +11,25 @@ import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inetEndpoint, type Config, type MasterService } from '../../src/config/index.js';
 import type { InetEndpoint, ListenAddress } from '../../src/net/listen.js';
-import { isQueueManager } from '../../src/config/queue-managers.js';
+import type { ServiceMeta } from '../../src/runtime/service.js';
+import bounce from '../bounce/index.js';
+import cleanup from '../cleanup/index.js';
+import discard from '../discard/index.js';
+import dnsblog from '../dnsblog/index.js';
+import error from '../error/index.js';
+import flush from '../flush/index.js';
+import lmtp from '../lmtp/index.js';
+import local from '../local/index.js';
+import pickup from '../pickup/index.js';
+import pipe from '../pipe/index.js';
+import qmgr from '../qmgr/index.js';
+import qmqpd from '../qmqpd/index.js';
+import smtp from '../smtp/index.js';
+import smtpd from '../smtpd/index.js';
+import spawn from '../spawn/index.js';
+import trivialRewrite from '../trivial-rewrite/index.js';
+import verify from '../verify/index.js';
+import virtual from '../virtual/index.js';
 
 export type HostKind = 'pool' | 'supervised';
 
@@ -28,6 +46,12 @@ export interface ServicePlan {
   concurrency: number;
   /** A supervised service with no thread until work comes (pickup: `Daemon.onDemand`). */
   onDemand?: boolean;
+  /**
+   * When master starts it (lower first, each group ready before the next): pools 0, qmgr 1, the
+   * listeners and other long-lived workers 2, so nothing accepts mail before the path behind it
+   * exists. From the service's definition (src/runtime/service.ts).
+   */
+  startOrder: number;
   /** For inet services: the endpoint as master.cf writes it (host null: inet_interfaces). */
   listen?: InetEndpoint;
   /** For inet services: the sockets to open, once the master resolved them (listen.ts). */
@@ -64,36 +88,51 @@ interface Daemon {
    * most servers never see a sendmail(1) submission.
    */
   onDemand?: boolean;
+  /** One thread whatever maxproc says (Postfix's solitary daemons: qmgr, pickup, verify, spawn). */
+  singleton?: boolean;
+  /** Master starts lower numbers first (default: pools 0, long-lived workers 2; qmgr 1). */
+  startOrder?: number;
 }
 
-/** Postfix daemon names (the command column) that Postactor has built. */
-const DAEMONS: Record<string, Daemon> = {
-  smtpd: { kind: 'supervised', module: '../smtpd/index.js', concurrency: 1 },
-  cleanup: { kind: 'pool', module: '../cleanup/index.js', concurrency: 256 },
-  qmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1 },
-  // The same actor with oqmgr's scheduler (actors/qmgr/strategy.ts), chosen by this command name.
-  oqmgr: { kind: 'supervised', module: '../qmgr/index.js', concurrency: 1 },
-  smtp: { kind: 'pool', module: '../smtp/index.js', concurrency: 256 },
-  bounce: { kind: 'pool', module: '../bounce/index.js', concurrency: 16 },
-  pickup: { kind: 'supervised', module: '../pickup/index.js', concurrency: 1, onDemand: true },
-  'trivial-rewrite': { kind: 'pool', module: '../trivial-rewrite/index.js', concurrency: 256 },
+/** A daemon as its module defines itself (src/runtime/service.ts defineService). */
+function defined(module: string, meta: ServiceMeta): Daemon {
+  return { kind: meta.kind === 'pool' ? 'pool' : 'supervised', module, concurrency: meta.concurrency, warm: meta.minThreads, singleton: meta.singleton, startOrder: meta.startOrder, onDemand: meta.onDemand };
+}
+
+/**
+ * The daemons Postactor has built, each module with the definition it gives itself
+ * (src/runtime/service.ts defineService): the master.cf commands it runs under (qmgr also as
+ * oqmgr, with oqmgr's scheduler: actors/qmgr/strategy.ts), its kind, requests per thread,
+ * threads kept warm, singleton and start order. Only where each module lives is said here.
+ */
+const MODULES: readonly (readonly [string, { readonly service: ServiceMeta }])[] = [
+  ['../smtpd/index.js', smtpd],
+  ['../cleanup/index.js', cleanup],
+  ['../qmgr/index.js', qmgr],
+  ['../smtp/index.js', smtp],
+  ['../bounce/index.js', bounce],
+  ['../pickup/index.js', pickup],
+  ['../trivial-rewrite/index.js', trivialRewrite],
   // error also runs the "retry" service (error(8) in defer mode: it reads its service name).
-  error: { kind: 'pool', module: '../error/index.js', concurrency: 256 },
-  discard: { kind: 'pool', module: '../discard/index.js', concurrency: 256 },
-  // One command per thread: maxproc limits concurrent commands, as in Postfix (maxproc 1 = serial).
-  pipe: { kind: 'pool', module: '../pipe/index.js', concurrency: 1 },
-  lmtp: { kind: 'pool', module: '../lmtp/index.js', concurrency: 256 },
-  local: { kind: 'pool', module: '../local/index.js', concurrency: 64 },
-  virtual: { kind: 'pool', module: '../virtual/index.js', concurrency: 64 },
-  verify: { kind: 'supervised', module: '../verify/index.js', concurrency: 1 },
-  // One thread per service line: the commands it runs are processes of their own.
-  spawn: { kind: 'supervised', module: '../spawn/index.js', concurrency: 1 },
-  dnsblog: { kind: 'pool', module: '../dnsblog/index.js', concurrency: 256 },
+  ['../error/index.js', error],
+  ['../discard/index.js', discard],
+  ['../pipe/index.js', pipe],
+  ['../lmtp/index.js', lmtp],
+  ['../local/index.js', local],
+  ['../virtual/index.js', virtual],
+  ['../verify/index.js', verify],
+  ['../spawn/index.js', spawn],
+  ['../dnsblog/index.js', dnsblog],
   // QMQP listeners: like smtpd, each thread listens on the service's addresses (SO_REUSEPORT).
-  qmqpd: { kind: 'supervised', module: '../qmqpd/index.js', concurrency: 1 },
+  ['../qmqpd/index.js', qmqpd],
   // Fast flush logs in the queue store; started on demand (ETRN, a deferral in fast_flush_domains).
-  flush: { kind: 'pool', module: '../flush/index.js', concurrency: 64 },
-};
+  ['../flush/index.js', flush],
+];
+
+/** Postfix daemon names (the command column) that Postactor has built. */
+const DAEMONS: Record<string, Daemon> = Object.fromEntries(
+  MODULES.flatMap(([module, m]) => m.service.commands.map((command) => [command, defined(module, m.service)] as const)),
+);
 
 /**
  * Postfix's daemons whose work Postactor does without a service of their own: anvil's counters
@@ -149,6 +188,10 @@ export function skippedServiceProblem(s: SkippedService): string | null {
   return null;
 }
 
+function startOrderOf(d: Daemon): number {
+  return d.startOrder ?? (d.kind === 'pool' ? 0 : 2);
+}
+
 export function planServices(config: Config): Plan {
   const cpus = availableParallelism();
   const defaultLimit = config.getInt('default_process_limit');
@@ -172,7 +215,7 @@ export function planServices(config: Config): Plan {
       const smtpd = DAEMONS['smtpd']!;
       services.push({
         service: pass.name, kind: smtpd.kind, file: new URL(smtpd.module, import.meta.url), threads: threadsOf(pass), minThreads: threadsOf(pass), spreadAt: 1,
-        concurrency: smtpd.concurrency, line: pass, listen: inetEndpoint(line), postscreen: line,
+        concurrency: smtpd.concurrency, startOrder: startOrderOf(smtpd), line: pass, listen: inetEndpoint(line), postscreen: line,
       });
       continue;
     }
@@ -186,11 +229,11 @@ export function planServices(config: Config): Plan {
     }
     const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);
     const warm = daemon.kind === 'supervised' ? threads : (daemon.warm ?? 0);
-    const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: Math.min(SPREAD_AT, daemon.concurrency), concurrency: daemon.concurrency, line };
+    const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: Math.min(SPREAD_AT, daemon.concurrency), concurrency: daemon.concurrency, startOrder: startOrderOf(daemon), line };
     if (daemon.onDemand) plan.onDemand = true;
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
     // Singletons, whatever maxproc says (as in Postfix; verify is a "solitary" server).
-    if (isQueueManager(line.command) || line.command === 'pickup' || line.command === 'spawn' || line.command === 'verify') plan.threads = plan.minThreads = 1;
+    if (daemon.singleton) plan.threads = plan.minThreads = 1;
     services.push(plan);
   }
   return { services, skipped };

@@ -25,12 +25,13 @@
 import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
-import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
-import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
+import { queueDirectory, type Config } from '../../src/config/index.js';
+import { maillog } from '../../src/log/maillog.js';
 import { decodeMaildrop, isMaildropName, MaildropFormatError, type MaildropEnvelope } from '../../src/maildrop/format.js';
 import { ensureMaildrop } from '../../src/maildrop/spool.js';
 import { newQueueId } from '../../src/queue/qid.js';
-import { startActor, type Actor } from '../../src/runtime/endpoint.js';
+import type { Actor } from '../../src/runtime/endpoint.js';
+import { defineService } from '../../src/runtime/service.js';
 import { pickupReceivedHeader } from '../../src/maildrop/received.js';
 import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
 
@@ -286,32 +287,24 @@ class Pickup {
   }
 }
 
-async function main(): Promise<void> {
-  let pickup: Pickup | null = null;
-  const actor = await startActor({
-    control: {
-      status: () => ({ running: pickup !== null }),
-      wakeup: () => pickup?.kick(),
-    },
-  });
-  const config: Config = configFromJSON(actor.data.config as ConfigJSON);
-  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  const line = config.services.find((s) => s.name === actor.data.service) ?? config.services.find((s) => s.command === 'pickup');
-  // master stops an idle pickup (it asks, and master answers with postactor:stop).
-  pickup = new Pickup(config, actor, line?.wakeup || 60, config.getTime('max_idle'), () => parentPort!.postMessage({ type: 'postactor:idle' }));
-  parentPort!.on('message', (msg: { type?: string }) => {
-    if (msg?.type !== 'postactor:stop') return;
-    void pickup!.stop().finally(() => {
-      flushMaillog();
-      process.exit(0);
-    });
-  });
-  parentPort!.postMessage({ type: 'postactor:ready' });
-  pickup.start();
-}
-
-main().catch((err: Error) => {
-  log.fatal(`pickup: ${err.stack ?? err.message}`);
-  flushMaillog();
-  process.exit(1);
+export default defineService({
+  name: 'pickup',
+  kind: 'worker',
+  singleton: true,
+  // No thread while maildrop/ is empty: master starts it when a file comes (actors/master/maildrop-watch.ts).
+  onDemand: true,
+  params: {},
+  setup(ctx): Pickup {
+    const line = ctx.line ?? ctx.config.services.find((s) => s.command === 'pickup');
+    // master stops an idle pickup (it asks, and master answers with postactor:stop).
+    const pickup = new Pickup(ctx.config, ctx.actor, line?.wakeup || 60, ctx.config.getTime('max_idle'), () => parentPort!.postMessage({ type: 'postactor:idle' }));
+    // The first scan starts now; master hears "ready" as it begins (it drains in the background).
+    pickup.start();
+    return pickup;
+  },
+  control: {
+    status: (pickup) => ({ running: pickup !== null }),
+    wakeup: (pickup) => pickup?.kick(),
+  },
+  stop: (pickup) => pickup.stop(),
 });

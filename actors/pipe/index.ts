@@ -20,11 +20,12 @@
  */
 import { parseTime, queueDirectory } from '../../src/config/index.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
-import { agentContext, every, report, type AgentContext } from '../../src/delivery/agent.js';
+import { every, report, type AgentContext } from '../../src/delivery/agent.js';
 import { expandArgv } from './argv.js';
 import { parseAttributes, type PipeAttributes } from './attributes.js';
 import { runCommand } from '../../src/delivery/command.js';
 import { mailCopy } from '../../src/delivery/copy.js';
+import { defineService } from '../../src/runtime/service.js';
 
 interface State {
   ctx: AgentContext;
@@ -35,10 +36,7 @@ interface State {
   switchUser: boolean;
 }
 
-let state: State | null = null;
-
-function init(): State {
-  const ctx = agentContext();
+function init(ctx: AgentContext): State {
   const { config, service, line } = ctx;
   const attrs = line ? parseAttributes(line.args, config.get('mail_owner')) : `no master.cf service named ${service}`;
   if (typeof attrs === 'string') ctx.log.warn(`${service}: ${attrs} (${line ? `${line.file}:${line.line}` : 'master.cf'}); deliveries are deferred`);
@@ -63,8 +61,7 @@ function init(): State {
   return { ctx, attrs, timeLimitMs: seconds * 1000, env, cwd: queueDirectory(config), switchUser };
 }
 
-export default async function deliver(req: DeliveryRequest): Promise<DeliveryReply> {
-  const s = (state ??= init());
+async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const { ctx } = s;
   const started = Date.now();
   const relay = ctx.service;
@@ -120,3 +117,15 @@ function hasDeliveredTo(content: Uint8Array, address: string): boolean {
   const want = address.toLowerCase();
   return headers.split(/\r?\n/).some((l) => /^delivered-to:/i.test(l) && l.slice(13).trim().toLowerCase() === want);
 }
+
+export default defineService({
+  name: 'pipe',
+  kind: 'pool',
+  // One command per thread: maxproc limits concurrent commands, as in Postfix (maxproc 1 = serial).
+  concurrency: 1,
+  // Delivery agents log under their service name (as agentContext did).
+  logAs: 'service',
+  params: {},
+  setup: init,
+  handle: deliver,
+});

@@ -16,11 +16,10 @@
  * smtpd threads do.
  */
 import * as net from 'node:net';
-import { parentPort } from 'node:worker_threads';
-import { configFromJSON, type Config, type ConfigJSON } from '../../src/config/index.js';
-import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
+import type { Config } from '../../src/config/index.js';
+import { maillog } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
-import { startActor } from '../../src/runtime/endpoint.js';
+import { defineService, type ServiceContext } from '../../src/runtime/service.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
 import type { ListenAddress } from '../../src/net/listen.js';
@@ -160,11 +159,14 @@ function settingsOf(config: Config): Settings {
   };
 }
 
-async function main(): Promise<void> {
+interface State {
+  sockets: Set<net.Socket>;
+  listeners: net.Server[];
+}
+
+async function start(ctx: ServiceContext): Promise<State> {
   const sockets = new Set<net.Socket>();
-  const actor = await startActor({ maxInFlight: 2048, control: { status: () => ({ connections: sockets.size }) } });
-  const config: Config = configFromJSON(actor.data.config as ConfigJSON);
-  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+  const { actor, config } = ctx;
   const { addresses } = actor.data.extra as { addresses: ListenAddress[] };
   const s = settingsOf(config);
   if (s.clients.error) log.warn(s.clients.error);
@@ -218,26 +220,26 @@ async function main(): Promise<void> {
     l.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`bind ${a.host} port ${a.port}: ${e.code === 'EADDRINUSE' ? 'Address already in use' : e.message}`)));
     l.listen({ host: a.host, port: a.port, reusePort: true, backlog: 1024, ...(a.ipv6Only ? { ipv6Only: true } : {}) }, () => resolve());
   })));
+  return { sockets, listeners };
+}
+
+export default defineService({
+  name: 'qmqpd',
+  kind: 'worker',
+  maxInFlight: 2048,
+  fatalStack: false,
+  params: {},
+  setup: start,
+  control: { status: (s) => ({ connections: s?.sockets.size ?? 0 }) },
   // Stop (postactor stop, reload): accept no more connections; sessions in progress finish
   // (their message may be on its way to cleanup), for at most 10 seconds.
-  parentPort!.on('message', (msg: { type?: string }) => {
-    if (msg?.type !== 'postactor:stop') return;
+  stop: ({ sockets, listeners }) => new Promise<void>((resolve) => {
     for (const l of listeners) l.close();
     const deadline = Date.now() + 10_000;
     const poll = () => {
-      if (sockets.size === 0 || Date.now() >= deadline) {
-        flushMaillog();
-        process.exit(0);
-      }
+      if (sockets.size === 0 || Date.now() >= deadline) return resolve();
       setTimeout(poll, 50);
     };
     poll();
-  });
-  parentPort!.postMessage({ type: 'postactor:ready' });
-}
-
-main().catch((err: Error) => {
-  log.fatal(`qmqpd: ${err.message}`);
-  flushMaillog();
-  process.exit(1);
+  }),
 });

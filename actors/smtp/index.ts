@@ -5,15 +5,13 @@
  * [host]:port), speaks ESMTP through a per-worker connection cache, and logs Postfix's
  * "to=<…>, relay=…, delay=…, delays=…, dsn=…, status=…" line per recipient.
  */
-import { workerData } from 'piscina';
-import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
 import { NextHopResolver, parseHostLookup, parseNexthop, resolverServersFromEnv, type Resolved } from '../../src/dns/resolver.js';
 import { canonicalIp, ownAddresses } from '../../src/address/interfaces.js';
-import { configureMaillog, maillog, type Logger } from '../../src/log/maillog.js';
-import { QueueStore } from '../../src/queue/store.js';
+import type { Logger } from '../../src/log/maillog.js';
+import type { QueueStore } from '../../src/queue/store.js';
 import { SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
 import { sourceAddresses } from '../../src/smtp/bind-address.js';
-import type { ActorWorkerData } from '../../src/runtime/wire.js';
+import { defineService, type ServiceContext } from '../../src/runtime/service.js';
 import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { formatDelays, logDelivery, smtpEnvelope } from '../../src/delivery/log.js';
@@ -37,19 +35,14 @@ interface State {
   own: Set<string>;
 }
 
-let state: State | null = null;
-
-function init(): State {
-  const data = workerData as ActorWorkerData<ConfigJSON>;
-  const config: Config = configFromJSON(data.config);
-  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+function init(ctx: ServiceContext): State {
+  const { config, log } = ctx;
   const ms = (name: string) => config.getTime(name) * 1000;
-  const log = maillog(data.service);
   const sasl = smtpSasl(config, 'smtp', config.configDirectory);
   const bind = sourceAddresses(config, 'smtp');
   if (typeof bind === 'string') throw new Error(bind);
   const tls = agentTls(config, 'smtp', log);
-  const store = QueueStore.open(queueDirectory(config));
+  const store = ctx.store;
   const resolver = new NextHopResolver({
     servers: resolverServersFromEnv(),
     hostLookup: parseHostLookup(config.get('smtp_host_lookup')),
@@ -83,14 +76,13 @@ function init(): State {
     sts: stsAgent(config, store, resolver, log),
     log,
     tls,
-    service: data.service,
+    service: ctx.service,
     myhostname: config.get('myhostname').toLowerCase(),
     own: ownAddresses(config.getList('inet_interfaces'), config.getList('proxy_interfaces')),
   };
 }
 
-export default async function deliver(req: DeliveryRequest): Promise<DeliveryReply> {
-  const s = (state ??= init());
+async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const started = Date.now();
   const content = s.store.content(req.queueId);
   if (!content) {
@@ -179,3 +171,14 @@ function logAll(s: State, req: DeliveryRequest, outcomes: RecipientOutcome[], st
     logDelivery(s.log, req.queueId, address, o, delays, req.verify);
   }
 }
+
+export default defineService({
+  name: 'smtp',
+  kind: 'pool',
+  concurrency: 256,
+  // Logs under its service name (as before): postfix/smtp, postfix/relay.
+  logAs: 'service',
+  params: {},
+  setup: init,
+  handle: deliver,
+});

@@ -11,12 +11,11 @@ import { metrics } from '../../src/metrics/thread.js';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import type * as tls from 'node:tls';
-import { parentPort } from 'node:worker_threads';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
-import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
+import { configFromJSON, queueDirectory, type ConfigJSON } from '../../src/config/index.js';
+import { maillog } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
-import { startActor } from '../../src/runtime/endpoint.js';
+import { defineService, type ServiceContext } from '../../src/runtime/service.js';
 import { ServiceError, WARM_REQUEST } from '../../src/runtime/wire.js';
 import type { ClientInfo } from '../../src/queue/types.js';
 import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
@@ -75,7 +74,7 @@ let instances = 0;
 
 const states = new WeakMap<SMTPServerSession, SessionState>();
 
-async function main(): Promise<void> {
+async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
   installTls(await smtpConnectionPrototype());
   await installDialect();
   // Around dialect.ts's reply writer: the reject footer and the transcript see the final reply.
@@ -97,14 +96,7 @@ async function main(): Promise<void> {
   installBareNewline(await smtpConnectionPrototype(), await smtpStreamPrototype());
   installChatInput(await smtpConnectionPrototype()); // outermost: every command line is heard
   let server: SMTPServer | null = null;
-  const actor = await startActor({
-    maxInFlight: 2048,
-    control: {
-      status: () => ({ connections: (server as unknown as { connections: Set<unknown> } | null)?.connections.size ?? 0 }),
-    },
-  });
-  const config: Config = configFromJSON(actor.data.config as ConfigJSON);
-  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+  const { actor, config } = ctx;
   const { addresses, ticketKeys, anvil: anvilBuffer, postscreen: postscreenData } = actor.data.extra as {
     addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer;
     /** Behind postscreen (a pass service): postscreen's configuration and its shared connection counts. */
@@ -808,17 +800,22 @@ async function main(): Promise<void> {
     s.listen({ host: a.host, port: a.port, reusePort: true, backlog: 1024, ...(a.ipv6Only ? { ipv6Only: true } : {}) }, () => resolve());
   })));
   // Retired by a reload: the sessions finish here; stopped: they get a grace period (shutdown.ts).
-  handleShutdown(server, listeners, () => {
-    flushMaillog();
-    process.exit(0);
-  }, () => gate.parked());
-  parentPort!.postMessage({ type: 'postactor:ready' });
+  handleShutdown(server, listeners, () => ctx.exit(0), () => gate.parked());
+  return { server };
 }
 
-main().catch((err: Error) => {
-  log.fatal(`smtpd: ${err.message}`);
-  flushMaillog();
-  process.exit(1);
+export default defineService({
+  name: 'smtpd',
+  kind: 'worker',
+  maxInFlight: 2048,
+  // Its sessions get a grace period at a stop, and finish at their pace after a reload (shutdown.ts).
+  stopsItself: true,
+  fatalStack: false,
+  params: {},
+  setup: main,
+  control: {
+    status: (s) => ({ connections: (s?.server as unknown as { connections: Set<unknown> } | undefined)?.connections.size ?? 0 }),
+  },
 });
 
 /** A recipient's DSN NOTIFY and ORCPT as smtp-server parsed them (xtext already decoded). */

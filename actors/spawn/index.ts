@@ -17,12 +17,11 @@ import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
-import { parentPort } from 'node:worker_threads';
-import { configFromJSON, queueDirectory, type Config, type ConfigJSON } from '../../src/config/index.js';
+import { queueDirectory, type Config } from '../../src/config/index.js';
 import { parseTime } from '../../src/config/params/registry.js';
 import { parseSpawnAttributes, type SpawnAttributes } from '../../src/config/spawn-attributes.js';
-import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
-import { startActor } from '../../src/runtime/endpoint.js';
+import { maillog } from '../../src/log/maillog.js';
+import { defineService, type ServiceContext } from '../../src/runtime/service.js';
 
 const log = maillog('spawn');
 
@@ -126,11 +125,8 @@ function timeLimitSeconds(config: Config, service: string): number {
   return own ?? config.getTime('command_time_limit');
 }
 
-async function main(): Promise<void> {
-  let spawner: Spawner | null = null;
-  const actor = await startActor({ control: { status: () => ({ running: spawner !== null }) } });
-  const config: Config = configFromJSON(actor.data.config as ConfigJSON);
-  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+async function start(ctx: ServiceContext): Promise<Spawner> {
+  const { actor, config } = ctx;
   const service = actor.data.service;
   const line = config.services.find((s) => s.name === service && s.command === 'spawn');
   if (!line) throw new Error(`no master.cf spawn service named ${service}`);
@@ -144,7 +140,7 @@ async function main(): Promise<void> {
     if (v !== undefined) env[name] = v;
   }
   const queue = queueDirectory(config);
-  spawner = new Spawner(attrs, line.maxproc ?? config.getInt('default_process_limit'), timeLimitSeconds(config, service) * 1000, env, queue, switchUser);
+  const spawner = new Spawner(attrs, line.maxproc ?? config.getInt('default_process_limit'), timeLimitSeconds(config, service) * 1000, env, queue, switchUser);
   if (line.type === 'unix') {
     const dir = join(queue, line.private ? 'private' : 'public');
     mkdirSync(dir, { recursive: true, mode: line.private ? 0o700 : 0o755 });
@@ -158,18 +154,17 @@ async function main(): Promise<void> {
   } else {
     throw new Error(`${line.file}:${line.line}: spawn service type ${line.type} is not supported (unix or inet)`);
   }
-  parentPort!.on('message', (msg: { type?: string }) => {
-    if (msg?.type !== 'postactor:stop') return;
-    void spawner!.stop().finally(() => {
-      flushMaillog();
-      process.exit(0);
-    });
-  });
-  parentPort!.postMessage({ type: 'postactor:ready' });
+  return spawner;
 }
 
-main().catch((err: Error) => {
-  log.fatal(`spawn: ${err.message}`);
-  flushMaillog();
-  process.exit(1);
+export default defineService({
+  name: 'spawn',
+  kind: 'worker',
+  // One thread per service line: the commands it runs are processes of their own.
+  singleton: true,
+  fatalStack: false,
+  params: {},
+  setup: start,
+  control: { status: (spawner) => ({ running: spawner !== null }) },
+  stop: (spawner) => spawner.stop(),
 });

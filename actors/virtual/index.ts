@@ -31,11 +31,12 @@
  */
 import { DomainList } from '../../src/address/domain.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
-import { agentContext, report, type AgentContext } from '../../src/delivery/agent.js';
+import { report, type AgentContext } from '../../src/delivery/agent.js';
 import { mailCopy } from '../../src/delivery/copy.js';
 import { lockSettings, type LockSettings } from '../../src/delivery/mailbox.js';
 import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
 import { atol, VirtualMap } from './maps.js';
+import { defineService } from '../../src/runtime/service.js';
 
 interface State {
   ctx: AgentContext;
@@ -51,11 +52,10 @@ interface State {
   configError: string | null;
 }
 
-let state: State | null = null;
-
-function init(): State {
-  const ctx = agentContext();
+function init(ctx: AgentContext): State {
   const { config } = ctx;
+  // One delivery helper per agent thread from the start; more start when deliveries queue up.
+  prestartAgentHelpers(() => (t: string) => ctx.log.warn(t));
   const lock = lockSettings(config, 'virtual_mailbox_lock');
   const base = config.get('virtual_mailbox_base');
   const sizeLimit = config.getInt('virtual_mailbox_limit');
@@ -86,8 +86,7 @@ const sent = (reason: string): Result => ({ status: 'sent', dsn: '2.0.0', reason
 const fail = (dsn: string, reason: string): Result => ({ status: dsn.startsWith('5') ? 'bounced' : 'deferred', dsn, reason });
 const CONFIG_ERROR = (): Result => fail('4.3.5', 'mail system configuration error');
 
-export default async function deliver(req: DeliveryRequest): Promise<DeliveryReply> {
-  const s = (state ??= init());
+async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const started = Date.now();
   const content = s.ctx.store.content(req.queueId);
   const outcomes: RecipientOutcome[] = [];
@@ -169,8 +168,13 @@ function configWarning(s: State, text: string): Result {
   return CONFIG_ERROR();
 }
 
-// One delivery helper per agent thread from the start; more start when deliveries queue up.
-prestartAgentHelpers(() => {
-  const s = (state ??= init());
-  return (t: string) => s.ctx.log.warn(t);
+export default defineService({
+  name: 'virtual',
+  kind: 'pool',
+  concurrency: 64,
+  // Delivery agents log under their service name (as agentContext did).
+  logAs: 'service',
+  params: {},
+  setup: init,
+  handle: deliver,
 });

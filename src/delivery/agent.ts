@@ -4,14 +4,13 @@
  * with its own master.cf line's -o overrides applied, the queue store (agents read the content
  * themselves; only IDs travel), the maillog, and Postfix's per-recipient delivery log line.
  */
-import { workerData } from 'piscina';
-import { configFromJSON, queueDirectory, type Config, type ConfigJSON, type MasterService } from '../config/index.js';
-import { configureMaillog, maillog, type Logger } from '../log/maillog.js';
-import { QueueStore } from '../queue/store.js';
-import type { ActorWorkerData } from '../runtime/wire.js';
+import type { Config, MasterService } from '../config/index.js';
+import type { Logger } from '../log/maillog.js';
+import type { QueueStore } from '../queue/store.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from './request.js';
 import { formatDelays, logDelivery } from './log.js';
 
+/** What an agent's handler gets: the service skeleton's context (src/runtime/service.ts) has it all. */
 export interface AgentContext {
   /** main.cf with this service's "-o name=value" overrides applied. */
   config: Config;
@@ -21,15 +20,6 @@ export interface AgentContext {
   service: string;
   /** This service's master.cf line (its command arguments), when found. */
   line: MasterService | undefined;
-}
-
-export function agentContext(): AgentContext {
-  const data = workerData as ActorWorkerData<ConfigJSON>;
-  const base: Config = configFromJSON(data.config);
-  const line = base.services.find((s) => s.name === data.service && s.type === 'unix') ?? base.services.find((s) => s.name === data.service);
-  const config = line && Object.keys(line.overrides).length > 0 ? base.withOverrides(line.overrides) : base;
-  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
-  return { config, store: QueueStore.open(queueDirectory(config)), log: maillog(data.service), service: data.service, line };
 }
 
 /** Logs one "to=<…>, relay=…, delay=…, delays=…, dsn=…, status=… (…)" line per outcome and builds the reply. */

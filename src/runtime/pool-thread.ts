@@ -12,11 +12,10 @@
  *
  * It ends itself, with the master's leave, after `idleMs` without a request (Postfix's max_idle):
  * it says `bye` on every direct channel and waits for each client's `bye` back, so nothing a
- * client sent is dropped, answers what it holds, and reports `ended`; the master then ends it.
+ * client sent is dropped, answers what it holds, closes what it holds (a defineService module's
+ * closers: its queue store) and reports `ended`; the master then ends it.
  */
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { parentPort, type MessagePort } from 'node:worker_threads';
 import { DirectChannels } from './channels.js';
 import { useThreadRequests } from './service-request.js';
 import { ServiceError, type Frame, type PoolFrame, type WireError } from './wire.js';
@@ -34,34 +33,21 @@ export interface ServeMessage {
 
 type Handler = (body: unknown) => unknown;
 
-/**
- * The actors' modules were written for piscina and read their workerData from its export; it
- * is piscina's commonState, filled by piscina's own worker script. Filled here the same way
- * (a path inside the package: its exports map names only the entry) until the actors read
- * worker_threads' workerData themselves.
- */
-function fillPiscinaWorkerData(): void {
-  try {
-    const require = createRequire(import.meta.url);
-    const common = require(join(dirname(require.resolve('piscina')), 'common.js')) as { commonState?: { isWorkerThread: boolean; workerData: unknown } };
-    if (common.commonState) {
-      common.commonState.isWorkerThread = true;
-      common.commonState.workerData = workerData;
-    }
-  } catch {
-    // piscina not installed: nothing reads its export then
-  }
-}
+/** How long the thread's closers may take before it says `ended` anyway (ms). */
+const CLOSE_WAIT_MS = 10_000;
 
 if (parentPort) {
   parentPort.once('message', (msg: ServeMessage) => void serve(msg));
 }
 
 async function serve(msg: ServeMessage): Promise<void> {
-  fillPiscinaWorkerData();
-  const mod = (await import(msg.filename)) as { default?: Handler };
+  const mod = (await import(msg.filename)) as { default?: Handler & { close?: () => Promise<void> } };
   const handler = mod.default;
   if (typeof handler !== 'function') throw new Error(`${msg.filename}: no default export to answer requests`);
+  // A service written with defineService (./service.ts) closes what the thread holds (its queue
+  // store) before the thread says `ended`: the pool then terminate()s it, which runs no JavaScript.
+  const close = typeof handler.close === 'function' ? handler.close : null;
+  let finished = false;
   const master = msg.port;
   const clients = new Set<MessagePort>();
   const queue: (() => void)[] = [];
@@ -120,9 +106,18 @@ async function serve(msg: ServeMessage): Promise<void> {
     queue.push(() => run(port, id, body));
   };
   const finish = () => {
-    if (running > 0 || queue.length > 0 || unanswered.size > 0) return;
+    if (running > 0 || queue.length > 0 || unanswered.size > 0 || finished) return;
+    finished = true;
     for (const c of clients) c.close();
-    master.postMessage({ k: 'ended' } satisfies PoolFrame);
+    const ended = () => master.postMessage({ k: 'ended' } satisfies PoolFrame);
+    if (!close) return ended();
+    // Bounded: a close that never settles must not keep the pool's drain (a stop) waiting.
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((r) => { timer = setTimeout(r, CLOSE_WAIT_MS); });
+    void Promise.race([close().catch(() => undefined), bound]).finally(() => {
+      clearTimeout(timer);
+      ended();
+    });
   };
   const addClient = (port: MessagePort) => {
     clients.add(port);

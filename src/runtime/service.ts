@@ -1,0 +1,310 @@
+/**
+ * The service skeleton: what every actor's start-up did by hand, once. An actor module says
+ * what it is with defineService (its kind, whether it is a singleton, when master starts it,
+ * how many requests a thread runs, the main.cf parameters it reads) and gives setup/handle/stop;
+ * the skeleton does the rest in each of its threads, as Postfix's single_server/multi_server
+ * skeletons do for its daemons:
+ *
+ * - the configuration master handed over, with the service's master.cf "-o" overrides applied
+ *   (master applies them: actors/master/index.ts serviceConfig), and the declared parameters
+ *   read once with their registry types (src/config/params): a name the registry does not know,
+ *   or a type that is not its declared one, is a start-up error, not a silent empty string;
+ * - the maillog with Postfix's identity, `$syslog_name/<command>[pid]`, and the thread's name;
+ * - the queue store, opened once per thread on first use;
+ * - stop: the service's own stop, then every resource registered with onStop (the store among
+ *   them) is closed before the thread ends. A thread that exits with a store's write batch open
+ *   can hang the process's exit (lmdb-js issue #336; src/queue/command-line.ts), so no actor
+ *   ends its thread with process.exit() without closing first: a fatal start-up error closes too.
+ *
+ * Two kinds, as master hosts them (actors/master/services.ts):
+ * - 'pool': a request/reply daemon in a pool (src/runtime/pool.ts). The module's default export
+ *   is the handler pool-thread.ts calls for each request; setup runs on the thread's first
+ *   request. When the pool ends the thread (max_idle, stop, reload: its `end` frame), the
+ *   thread runs the closers (the export's `close`) once its requests are answered and before it
+ *   says `ended`; only then does the pool terminate() it, which runs no JavaScript in it.
+ * - 'worker': a long-lived supervised thread (qmgr, pickup, verify, …). It starts when the module
+ *   is the entry of a worker thread master started for one of its commands; master's
+ *   `postactor:stop` runs stop and the closers, then the thread exits.
+ *
+ * Master reads only the metadata (`service` on the export); importing a module in the main
+ * thread starts nothing.
+ */
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { configFromJSON, queueDirectory, type Config, type ConfigJSON, type MasterService } from '../config/index.js';
+import { declaration, type ParamType } from '../config/params/registry.js';
+import { configureMaillog, flushMaillog, maillog, type Logger } from '../log/maillog.js';
+import { QueueStore } from '../queue/store.js';
+import { startActor, type Actor } from './endpoint.js';
+import type { ActorWorkerData } from './wire.js';
+
+/**
+ * How a declared parameter is read: its value's type in the service. Write the names quoted
+ * (`params: { 'delay_warning_time': 'time' }`), as parameter names are everywhere in the code:
+ * test/params.test.ts finds each parameter's readers by its quoted name.
+ */
+export type ParamKind = 'str' | 'int' | 'bool' | 'time' | 'list';
+export type ParamSpec = Readonly<Record<string, ParamKind>>;
+type ParamValue<K extends ParamKind> = K extends 'str' ? string : K extends 'bool' ? boolean : K extends 'list' ? string[] : number;
+export type Params<S extends ParamSpec> = { readonly [N in keyof S]: ParamValue<S[N]> };
+
+/** The registry types each kind may read (time: seconds; list: a str parameter split as Postfix does). */
+const READS: Record<ParamKind, readonly ParamType[]> = {
+  str: ['str', 'raw'],
+  list: ['str', 'raw'],
+  int: ['int', 'nint', 'long'],
+  bool: ['bool', 'nbool'],
+  time: ['time'],
+};
+
+/** What master needs to know of a service, without starting it. */
+export interface ServiceMeta {
+  /** The Postfix daemon (master.cf command) the module is; `commands` when it runs under several. */
+  name: string;
+  commands: readonly string[];
+  kind: 'pool' | 'worker';
+  /** One thread whatever maxproc says (qmgr, pickup, verify, spawn: Postfix's solitary daemons). */
+  singleton: boolean;
+  /** Master starts lower numbers first and waits for them: pools 0, qmgr 1, listeners 2. */
+  startOrder: number;
+  /** Requests one thread runs at once. */
+  concurrency: number;
+  /** Pool threads kept while idle (the rest start on demand and end after max_idle). */
+  minThreads: number;
+  /** A long-lived worker master starts only when there is work (pickup: actors/master/maildrop-watch.ts). */
+  onDemand: boolean;
+}
+
+export interface ServiceContext<S extends ParamSpec = ParamSpec> {
+  readonly data: ActorWorkerData<unknown>;
+  /** The master.cf service name (first column): a transport's name, "retry" for error in defer mode. */
+  readonly service: string;
+  /** The master.cf command this thread runs as (qmgr or oqmgr, …). */
+  readonly command: string;
+  /** main.cf with this service's "-o name=value" overrides applied. */
+  readonly config: Config;
+  readonly params: Params<S>;
+  /** Logs as `$syslog_name/<command>[pid]` (or the service name: logAs). */
+  readonly log: Logger;
+  /** This service's master.cf line, when found. */
+  readonly line: MasterService | undefined;
+  /** The queue store, opened on first use, once per thread, closed at stop. */
+  readonly store: QueueStore;
+  /** Long-lived workers: the data port to the router (requests to other services). */
+  readonly actor: Actor;
+  /** Registers what must be closed before the thread ends (run last registered first). */
+  onStop(close: () => void | Promise<void>): void;
+  /** Ends the thread: the closers run first (the store's commits its pending writes), then process.exit(code). */
+  exit(code: number): void;
+}
+
+interface Common<S extends ParamSpec, T> {
+  name: string;
+  commands?: readonly string[];
+  /**
+   * The program name in the log tag: the command (default: postfix/qmgr, postfix/flush) or the
+   * master.cf service name (the delivery agents: postfix/relay, postfix/retry).
+   */
+  logAs?: 'command' | 'service';
+  params: S;
+  singleton?: boolean;
+  startOrder?: number;
+  setup(ctx: ServiceContext<S>): T | Promise<T>;
+  /** Before the closers run: finish or hand back the work in flight. */
+  stop?(state: T, ctx: ServiceContext<S>): void | Promise<void>;
+}
+
+export interface PoolDefinition<S extends ParamSpec, T, Req, Res> extends Common<S, T> {
+  kind: 'pool';
+  concurrency: number;
+  minThreads?: number;
+  handle(state: T, req: Req, ctx: ServiceContext<S>): Res | Promise<Res>;
+}
+
+export interface WorkerDefinition<S extends ParamSpec, T, Req, Res> extends Common<S, T> {
+  kind: 'worker';
+  /** Requests the router routes to this thread (none: it takes none). */
+  handle?(state: T, req: Req, ctx: ServiceContext<S>): Res | Promise<Res>;
+  /** Control API for master (comlink): each gets the state, null while setup runs. */
+  control?: Record<string, (state: T | null, ...args: never[]) => unknown>;
+  /** Most requests this thread may have in flight to other services (endpoint.ts). */
+  maxInFlight?: number;
+  /**
+   * The service hears `postactor:stop` itself and ends its thread with ctx.exit when its work
+   * is done (smtpd: its sessions get a grace period, and a reload's retire lets them finish).
+   */
+  stopsItself?: boolean;
+  /** A fatal start-up error is logged with its stack (default), or only its message (smtpd's bind errors). */
+  fatalStack?: boolean;
+  /**
+   * No thread until there is work; master starts it then, and it reports `postactor:idle`
+   * after max_idle without work, for master to stop it (pickup).
+   */
+  onDemand?: boolean;
+}
+
+/**
+ * A pool service's module export: the handler pool-thread.ts calls, carrying the metadata and
+ * the thread's closers (`close`: pool-thread.ts runs it before it says `ended`).
+ */
+export type PoolService<Req, Res> = ((req: Req) => Promise<Res>) & { readonly service: ServiceMeta; readonly close: () => Promise<void> };
+/** A worker service's module export. */
+export interface WorkerService { readonly service: ServiceMeta }
+
+export function defineService<S extends ParamSpec, T, Req, Res>(def: PoolDefinition<S, T, Req, Res>): PoolService<Req, Res>;
+export function defineService<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition<S, T, Req, Res>): WorkerService;
+export function defineService<S extends ParamSpec, T, Req, Res>(def: PoolDefinition<S, T, Req, Res> | WorkerDefinition<S, T, Req, Res>): PoolService<Req, Res> | WorkerService {
+  const meta: ServiceMeta = Object.freeze({
+    name: def.name,
+    commands: def.commands ?? [def.name],
+    kind: def.kind,
+    singleton: def.singleton ?? false,
+    startOrder: def.startOrder ?? (def.kind === 'pool' ? 0 : 2),
+    concurrency: def.kind === 'pool' ? def.concurrency : 1,
+    minThreads: def.kind === 'pool' ? (def.minThreads ?? 0) : 1,
+    onDemand: def.kind === 'worker' ? (def.onDemand ?? false) : false,
+  });
+  if (def.kind === 'worker') {
+    if (runsHere(meta)) void runWorker(def);
+    return { service: meta };
+  }
+  return poolHandler(def, meta);
+}
+
+/** Whether this thread is a worker master started for this service (its entry module). */
+function runsHere(meta: ServiceMeta): boolean {
+  if (isMainThread || !parentPort) return false;
+  const d = workerData as Partial<ActorWorkerData<unknown>> | null;
+  return typeof d?.thread === 'string' && meta.commands.includes(d.thread);
+}
+
+/** The closers of this thread, run once at stop (last registered first). */
+const closers: (() => void | Promise<void>)[] = [];
+let closing: Promise<void> | null = null;
+
+/** Ends this thread once its closers ran. */
+function exitThread(code: number): void {
+  void closeService().finally(() => process.exit(code));
+}
+
+/** Runs every registered closer (a failed one does not keep the others from running). */
+export function closeService(): Promise<void> {
+  return (closing ??= (async () => {
+    while (closers.length > 0) {
+      const close = closers.pop()!;
+      try {
+        await close();
+      } catch {
+        // closing anyway: the thread ends next
+      }
+    }
+    flushMaillog();
+  })());
+}
+
+/** Builds this thread's context: configuration, parameters, logging, the store on demand. */
+export function serviceContext<S extends ParamSpec>(name: string, spec: S, actor?: Actor, logAs: 'command' | 'service' = 'command'): ServiceContext<S> {
+  const data = workerData as ActorWorkerData<ConfigJSON>;
+  const base = configFromJSON(data.config);
+  const service = data.service;
+  const line = base.services.find((s) => s.name === service && s.type === 'unix') ?? base.services.find((s) => s.name === service);
+  // Master applied the line's overrides already; a thread started otherwise (a test, a custom
+  // agent's own pool) gets them here. Applying them twice changes nothing.
+  const config = line && Object.keys(line.overrides).length > 0 ? base.withOverrides(line.overrides) : base;
+  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name') });
+  const command = data.thread ?? name;
+  let store: QueueStore | null = null;
+  return {
+    data,
+    service,
+    command,
+    config,
+    params: readParams(config, spec, name),
+    log: maillog(logAs === 'service' ? service : command),
+    line,
+    get store(): QueueStore {
+      if (!store) {
+        const opened = QueueStore.open(queueDirectory(config));
+        store = opened;
+        closers.push(() => opened.close());
+      }
+      return store;
+    },
+    get actor(): Actor {
+      if (!actor) throw new Error(`${name}: a pool service has no data port`);
+      return actor;
+    },
+    onStop(close) {
+      closers.push(close);
+    },
+    exit: exitThread,
+  };
+}
+
+/** The declared parameters, each checked against the registry and read with its type. */
+export function readParams<S extends ParamSpec>(config: Config, spec: S, service: string): Params<S> {
+  const out: Record<string, unknown> = {};
+  for (const [name, kind] of Object.entries(spec)) {
+    const d = declaration(name);
+    if (!d) throw new Error(`${service}: declares parameter ${name}, which is not a known parameter`);
+    if (!READS[kind].includes(d.type)) throw new Error(`${service}: declares parameter ${name} as ${kind}, but it is of type ${d.type}`);
+    out[name] = kind === 'str' ? config.get(name) : kind === 'list' ? config.getList(name) : kind === 'bool' ? config.getBool(name) : kind === 'time' ? config.getTime(name) : config.getInt(name);
+  }
+  return out as Params<S>;
+}
+
+function poolHandler<S extends ParamSpec, T, Req, Res>(def: PoolDefinition<S, T, Req, Res>, meta: ServiceMeta): PoolService<Req, Res> {
+  let ready: Promise<{ state: T; ctx: ServiceContext<S> }> | null = null;
+  const start = async () => {
+    const ctx = serviceContext(def.name, def.params, undefined, def.logAs);
+    const state = await def.setup(ctx);
+    if (def.stop) closers.push(() => def.stop!(state, ctx));
+    return { state, ctx };
+  };
+  const handler = async (req: Req): Promise<Res> => {
+    const { state, ctx } = await (ready ??= start().catch((err: unknown) => {
+      ready = null; // the next request tries again (the error goes back to this one's caller)
+      throw err;
+    }));
+    return await def.handle(state, req, ctx);
+  };
+  return Object.assign(handler, { service: meta, close: closeService });
+}
+
+async function runWorker<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition<S, T, Req, Res>): Promise<void> {
+  let log = maillog(def.name);
+  let state: T | null = null;
+  let ctx: ServiceContext<S> | null = null;
+  try {
+    const control = def.control
+      ? Object.fromEntries(Object.entries(def.control).map(([k, f]) => [k, (...args: never[]) => f(state, ...args)]))
+      : undefined;
+    const actor = await startActor<Req, Res>({
+      ...(def.handle ? {
+        onRequest: (req: Req) => {
+          if (state === null || ctx === null) throw new Error(`${def.name}: not ready`);
+          return def.handle!(state, req, ctx);
+        },
+      } : {}),
+      ...(control ? { control } : {}),
+      ...(def.maxInFlight ? { maxInFlight: def.maxInFlight } : {}),
+    });
+    const c = serviceContext(def.name, def.params, actor, def.logAs);
+    ctx = c;
+    log = c.log;
+    let stopping = false;
+    if (!def.stopsItself) {
+      parentPort!.on('message', (msg: { type?: string } | null) => {
+        if (msg?.type !== 'postactor:stop' || stopping) return;
+        stopping = true;
+        const stop = state !== null && def.stop ? Promise.resolve().then(() => def.stop!(state!, c)) : Promise.resolve();
+        void stop.catch((err: Error) => log.warn(`${def.name}: stop: ${err.message}`)).finally(() => exitThread(0));
+      });
+    }
+    state = await def.setup(c);
+    parentPort!.postMessage({ type: 'postactor:ready' });
+  } catch (err) {
+    const e = err as Error;
+    log.fatal(`${def.name}: ${(def.fatalStack === false ? e?.message : e?.stack) ?? String(err)}`);
+    exitThread(1);
+  }
+}
