@@ -99,6 +99,21 @@ async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> 
 }
 
 describe('queue.ts: a destination\'s concurrency window', () => {
+  test('a reload gives the destinations in memory their transport\'s new limits (Postfix\'s new qmgr starts with none), the window cut to the new limit', () => {
+    const log = testLog();
+    const c = config({ initial_destination_concurrency: '5', smtp_destination_concurrency_limit: '20', smtp_destination_recipient_limit: '50' });
+    const { transports, destinations } = scheduling(c, log);
+    const dest = destinations.get(route('example.com'));
+    assert.equal(dest.fb.window, 5);
+    const reloaded = config({ initial_destination_concurrency: '5', smtp_destination_concurrency_limit: '2', smtp_destination_recipient_limit: '10', smtp_destination_rate_delay: '0s' });
+    transports.reconfigure(reloaded);
+    destinations.reconfigure(reloaded);
+    assert.equal(dest.settings.limit, 2);
+    assert.equal(dest.fb.window, 2);
+    assert.equal(dest.recipientLimit, 10);
+    assert.equal(destinations.get(route('example.com')), dest, 'the same queue');
+  });
+
   test('opens by one per success up to the limit, closes by one per site failure, dies at the cohort limit, revives after minimal_backoff_time', async () => {
     const log = testLog();
     let scheduled = 0;

@@ -54,9 +54,22 @@ export class Destinations {
     this.reconfigure(config);
   }
 
+  /**
+   * postactor reload (after Transports.reconfigure): the destinations in memory take their
+   * transport's new limits, as the new qmgr process of a Postfix reload would (it starts with
+   * none in memory). What they learned is kept, the window cut to the new limit; a queue keyed
+   * per recipient (recipient limit 1) keeps its key until it is freed.
+   */
   reconfigure(config: Config): void {
     this.minBackoff = config.getTime('minimal_backoff_time');
     this.feedbackDebug = config.getBool('destination_concurrency_feedback_debug');
+    for (const dest of this.all.values()) {
+      const { settings, recipientLimit, rateDelay } = this.transports.limitsOf(dest.transport);
+      dest.settings = settings;
+      dest.recipientLimit = recipientLimit;
+      dest.rateDelay = rateDelay;
+      if (dest.fb.window > settings.limit) dest.fb.window = settings.limit;
+    }
   }
 
   /**
