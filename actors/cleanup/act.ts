@@ -30,33 +30,34 @@ export function actionLog(request: CleanupRequest, action: string, cls: string, 
 
 /**
  * Applies one check action. Returns a failure (REJECT, DEFER), or how the input changes:
- * 'keep', 'drop' (IGNORE) or replacement / prepended text.
+ * 'keep', 'drop' (IGNORE) or replacement / prepended text. `logAs` prefixes the logged action
+ * (milter_header_checks: "milter-header-", as cleanup_milter.c logs "ID: milter-header-reject: …").
  */
-export function applyAction(request: CleanupRequest, verdict: Verdict, action: CheckAction, cls: string, input: string, map = `${cls}_checks`): Failure | Edit {
+export function applyAction(request: CleanupRequest, verdict: Verdict, action: CheckAction, cls: string, input: string, map = `${cls}_checks`, logAs = ''): Failure | Edit {
   switch (action.kind) {
     case 'dunno': return {};
     case 'reject':
-      log.info(actionLog(request, 'reject', cls, input, `${action.dsn} ${action.text}`));
+      log.info(actionLog(request, `${logAs}reject`, cls, input, `${action.dsn} ${action.text}`));
       return { ok: false, code: action.dsn.startsWith('4') ? 451 : 550, dsn: action.dsn, text: action.text };
     case 'defer':
-      log.info(actionLog(request, 'reject', cls, input, `${action.dsn} ${action.text}`));
+      log.info(actionLog(request, `${logAs}reject`, cls, input, `${action.dsn} ${action.text}`));
       return { ok: false, code: 451, dsn: action.dsn, text: action.text };
-    case 'warn': log.info(actionLog(request, 'warning', cls, input, action.text)); return {};
-    case 'info': log.info(actionLog(request, 'info', cls, input, action.text)); return {};
+    case 'warn': log.info(actionLog(request, `${logAs}warning`, cls, input, action.text)); return {};
+    case 'info': log.info(actionLog(request, `${logAs}info`, cls, input, action.text)); return {};
     case 'hold':
-      log.info(actionLog(request, 'hold', cls, input, action.text));
+      log.info(actionLog(request, `${logAs}hold`, cls, input, action.text));
       verdict.hold = true;
       return {};
     case 'discard':
-      log.info(actionLog(request, 'discard', cls, input, action.text));
+      log.info(actionLog(request, `${logAs}discard`, cls, input, action.text));
       verdict.discard = true;
       return {};
     case 'redirect':
-      log.info(actionLog(request, 'redirect', cls, input, action.address));
+      log.info(actionLog(request, `${logAs}redirect`, cls, input, action.address));
       verdict.redirect = action.address;
       return {};
     case 'filter':
-      log.info(actionLog(request, 'filter', cls, input, action.nexthop));
+      log.info(actionLog(request, `${logAs}filter`, cls, input, action.nexthop));
       verdict.filter = action.nexthop;
       return {};
     case 'bcc':

@@ -178,7 +178,7 @@ export async function milterHeaderChecks(s: Pick<CleanupSettings, 'headerSizeLim
       warn(`milter_header_checks: action ${action.kind.toUpperCase()} is not supported for milter headers: ${logForm(input)}`);
       continue;
     }
-    const r = applyAction(request, verdict, action, 'header', input);
+    const r = applyAction(request, verdict, action, 'header', input, 'milter_header_checks', 'milter-header-');
     if ('ok' in r) return r;
     if (verdict.discard) break;
   }
