@@ -172,10 +172,10 @@ describe('smtpd_milters with a real libmilter filter (python3-milter)', { skip: 
     await server.waitForLog(/NOQUEUE: milter-reject: UNKNOWN from localhost\[127\.0\.0\.1\]: 550 5\.5\.1 unknown command refused by test milter;/, 5000);
   });
 
-  test('milter_header_checks: a header the milter produced matches HOLD; the message is held, logged as Postfix logs a header check', async () => {
+  test('milter_header_checks: a header the milter produced matches HOLD; the message is held, logged as cleanup_milter.c logs it (milter-header-hold)', async () => {
     const out = await session(server.port, ['r@example.com'], message('hold-by-checks'));
     const qid = out.at(-1)!.replace(/^250 2\.0\.0 Ok: queued as /, '');
-    await server.waitForLog(new RegExp(`${qid}: hold: header Subject: changed by milter: hold-by-checks from localhost\\[127\\.0\\.0\\.1\\]; from=<s@example\\.org> to=<r@example\\.com> proto=ESMTP helo=<client\\.test>: held by milter_header_checks`), 5000);
+    await server.waitForLog(new RegExp(`${qid}: milter-header-hold: header Subject: changed by milter: hold-by-checks from localhost\\[127\\.0\\.0\\.1\\]; from=<s@example\\.org> to=<r@example\\.com> proto=ESMTP helo=<client\\.test>: held by milter_header_checks`), 5000);
     await new Promise((r) => setTimeout(r, 1000));
     assert.ok(!sink.messages.some((x) => x.data.toString('latin1').includes('holdbychecks@client.test')), 'held, not relayed');
   });
