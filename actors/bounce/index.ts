@@ -4,13 +4,12 @@
  * render a notice from one of them (./render.ts), and submits the result through cleanup.
  */
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import type { NoticeReply, NoticeRequest } from '../protocol.js';
 import { renderNotice, type NoticeSettings } from './render.js';
 
 export default defineService({
-  name: 'bounce',
-  kind: 'pool',
-  concurrency: 16,
+  ...meta,
   params: { 'myhostname': 'str', 'mail_name': 'str', 'delay_warning_time': 'time', 'maximal_queue_lifetime': 'time' },
   setup: ({ params }): NoticeSettings => ({
     myhostname: params.myhostname,

@@ -13,6 +13,7 @@ import { promises as dnsp } from 'node:dns';
 import { resolverServersFromEnv } from '../../src/dns/resolver.js';
 import { maillog } from '../../src/log/maillog.js';
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import { dnsblQueryName } from '../../src/postscreen/dnsbl.js';
 import type { DnsblRequest, DnsblReply } from '../protocol.js';
 
@@ -20,9 +21,7 @@ const log = maillog('dnsblog');
 let delayMs = 0;
 
 export default defineService({
-  name: 'dnsblog',
-  kind: 'pool',
-  concurrency: 256,
+  ...meta,
   params: { 'dnsblog_reply_delay': 'time' },
   setup({ params }): dnsp.Resolver {
     delayMs = params.dnsblog_reply_delay * 1000;

@@ -12,6 +12,7 @@ import { fastFlushDomainsOrNull } from '../../src/flush/client.js';
 import type { FlushReply, FlushRequest } from '../../src/flush/protocol.js';
 import { tell } from '../../src/runtime/mailbox.js';
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import type { QmgrMessage } from '../protocol.js';
 import { FlushService } from './service.js';
 
@@ -21,9 +22,7 @@ interface State {
 }
 
 export default defineService({
-  name: 'flush',
-  kind: 'pool',
-  concurrency: 64,
+  ...meta,
   params: { 'fast_flush_refresh_time': 'time', 'fast_flush_purge_time': 'time' },
   setup(ctx): State {
     const settings = {

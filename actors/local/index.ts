@@ -51,6 +51,7 @@ import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/de
 import { Delegation } from './delegate.js';
 import { AliasExpander, splitTargets, type Target } from './aliases.js';
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 
 export interface Passwd { name: string; uid: number; gid: number; home: string; shell: string }
 
@@ -350,11 +351,7 @@ function localOf(address: string): string {
 }
 
 export default defineService({
-  name: 'local',
-  kind: 'pool',
-  concurrency: 64,
-  // Delivery agents log under their service name (as agentContext did).
-  logAs: 'service',
+  ...meta,
   params: {},
   setup: init,
   handle: deliver,

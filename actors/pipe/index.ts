@@ -26,6 +26,7 @@ import { parseAttributes, type PipeAttributes } from './attributes.js';
 import { runCommand } from '../../src/delivery/command.js';
 import { mailCopy } from '../../src/delivery/copy.js';
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 
 interface State {
   ctx: AgentContext;
@@ -119,12 +120,7 @@ function hasDeliveredTo(content: Uint8Array, address: string): boolean {
 }
 
 export default defineService({
-  name: 'pipe',
-  kind: 'pool',
-  // One command per thread: maxproc limits concurrent commands, as in Postfix (maxproc 1 = serial).
-  concurrency: 1,
-  // Delivery agents log under their service name (as agentContext did).
-  logAs: 'service',
+  ...meta,
   params: {},
   setup: init,
   handle: deliver,

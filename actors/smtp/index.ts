@@ -12,6 +12,7 @@ import type { QueueStore } from '../../src/queue/store.js';
 import { SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
 import { sourceAddresses } from '../../src/smtp/bind-address.js';
 import { defineService, type ServiceContext } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { formatDelays, logDelivery, smtpEnvelope } from '../../src/delivery/log.js';
@@ -173,11 +174,7 @@ function logAll(s: State, req: DeliveryRequest, outcomes: RecipientOutcome[], st
 }
 
 export default defineService({
-  name: 'smtp',
-  kind: 'pool',
-  concurrency: 256,
-  // Logs under its service name (as before): postfix/smtp, postfix/relay.
-  logAs: 'service',
+  ...meta,
   params: {},
   setup: init,
   handle: deliver,

@@ -37,6 +37,7 @@ import { lockSettings, type LockSettings } from '../../src/delivery/mailbox.js';
 import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
 import { atol, VirtualMap } from './maps.js';
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 
 interface State {
   ctx: AgentContext;
@@ -169,11 +170,7 @@ function configWarning(s: State, text: string): Result {
 }
 
 export default defineService({
-  name: 'virtual',
-  kind: 'pool',
-  concurrency: 64,
-  // Delivery agents log under their service name (as agentContext did).
-  logAs: 'service',
+  ...meta,
   params: {},
   setup: init,
   handle: deliver,
