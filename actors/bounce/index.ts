@@ -1,5 +1,5 @@
 /**
- * bounce: Postfix's bounce, defer and trace services as one actor (a piscina pool). qmgr keeps
+ * bounce: Postfix's bounce, defer and trace services as one actor (a pool). qmgr keeps
  * the status logs in the queue store (src/queue/store.ts: bounce/defer/trace), asks this actor to
  * render a notice from one of them (./render.ts), and submits the result through cleanup.
  */

@@ -1,5 +1,5 @@
 /**
- * dnsblog: Postfix's dnsblog(8), the DNS list lookup service postscreen asks (a piscina pool,
+ * dnsblog: Postfix's dnsblog(8), the DNS list lookup service postscreen asks (a pool,
  * master.cf "dnsblog unix - - y - 0 dnsblog"). One request = one client address and one DNSBL
  * domain; the answer is the A records found and the lowest TTL, -1 when none is known. A
  * listing is logged "addr <addr> listed by domain <domain> as <a.b.c.d>", a lookup error

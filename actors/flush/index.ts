@@ -1,6 +1,6 @@
 /**
  * flush: Postfix's fast flush server (flush(8), master.cf "flush unix n - n 1000? 0 flush"), a
- * piscina pool started on demand as Postfix spawns its flush processes. It keeps, per eligible
+ * pool started on demand as Postfix spawns its flush processes. It keeps, per eligible
  * destination (fast_flush_domains, default $relay_domains), the queue IDs of its deferred mail,
  * so that ETRN, `postqueue -s` and `sendmail -qR` deliver that destination's mail without a
  * scan of the whole deferred queue (service.ts). The logs live in the queue store (LMDB), so

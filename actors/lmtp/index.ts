@@ -1,5 +1,5 @@
 /**
- * lmtp: Postfix's lmtp(8), the smtp client in LMTP mode, a piscina pool. It delivers to a
+ * lmtp: Postfix's lmtp(8), the smtp client in LMTP mode, a pool. It delivers to a
  * mailbox store (Dovecot, Cyrus) over TCP or a UNIX-domain socket:
  *
  *   mailbox_transport = lmtp:unix:private/dovecot-lmtp

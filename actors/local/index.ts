@@ -1,5 +1,5 @@
 /**
- * local: Postfix's local(8), final delivery to users of this host, a piscina pool.
+ * local: Postfix's local(8), final delivery to users of this host, a pool.
  *
  * Per recipient (local_destination_recipient_limit = 1 gives one per request, as in Postfix):
  *   1. Delivered-To loop check: a Delivered-To: header naming this recipient already in the

@@ -1,10 +1,11 @@
 /**
  * master.cf → actor hosts. Each service line becomes a pool whose size is its maxproc column:
- * request/reply daemons as piscina pools, stateful ones (smtpd listeners, qmgr) as supervised
- * workers. In Postactor maxproc counts worker threads, and each thread serves many requests at
- * once, so a Postfix default of 100 processes would mean 100 threads: "-" therefore means
- * min(default_process_limit, CPU count), and 0 ("unlimited") means the CPU count. maxproc is
- * the most threads: pools start them on demand and end them after max_idle (`warm` below).
+ * request/reply daemons as pools (src/runtime/pool.ts), stateful ones (smtpd listeners, qmgr) as
+ * supervised workers. In Postactor maxproc counts worker threads, and each thread serves many
+ * requests at once, so a Postfix default of 100 processes would mean 100 threads: "-"
+ * therefore means min(default_process_limit, CPU count), and 0 ("unlimited") means the CPU
+ * count. maxproc is the most threads: pools start them on demand and end them after max_idle
+ * (`warm` below).
  */
 import { availableParallelism } from 'node:os';
 import { isAbsolute } from 'node:path';

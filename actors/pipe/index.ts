@@ -1,5 +1,5 @@
 /**
- * pipe: Postfix's pipe(8), delivery to an external command, a piscina pool. The master.cf line
+ * pipe: Postfix's pipe(8), delivery to an external command, a pool. The master.cf line
  * names the command and how to feed it:
  *
  *   filter unix - n n - 10 pipe flags=Rq user=filter argv=/usr/bin/filter -f ${sender} -- ${recipient}

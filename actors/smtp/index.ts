@@ -1,5 +1,5 @@
 /**
- * smtp: the SMTP/LMTP-less delivery agent (Postfix's smtp(8)), a piscina pool. One task is one
+ * smtp: the SMTP/LMTP-less delivery agent (Postfix's smtp(8)), a pool. One task is one
  * delivery: one message, a batch of its recipients, one nexthop. The agent reads the content
  * from the queue store itself (only IDs travel between actors), finds the next-hop hosts (MX or
  * [host]:port), speaks ESMTP through a per-worker connection cache, and logs Postfix's

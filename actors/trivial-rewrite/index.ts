@@ -1,5 +1,5 @@
 /**
- * trivial-rewrite: Postfix's address rewriting and resolving daemon, a piscina pool (master.cf
+ * trivial-rewrite: Postfix's address rewriting and resolving daemon, a pool (master.cf
  * `rewrite unix - - n - 1 trivial-rewrite`). Requests (actors/protocol.ts RewriteRequest):
  *   {op:'rewrite', context, address} → {address}            (rewrite.ts)
  *   {op:'resolve', sender, address} → {class, transport, nexthop, recipient, flags}   (resolve.ts)

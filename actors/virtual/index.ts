@@ -1,5 +1,5 @@
 /**
- * virtual: Postfix's virtual(8), final delivery for virtual_mailbox_domains, a piscina pool.
+ * virtual: Postfix's virtual(8), final delivery for virtual_mailbox_domains, a pool.
  * Recipients are looked up by their full address (folded to lower case), never in the password
  * file; there are no aliases, .forward files, commands or files (virtual_alias_maps in cleanup
  * does forwarding).
