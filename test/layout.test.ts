@@ -2,8 +2,10 @@
  * The dependency rule of the layout: bin → actors → src. Nothing in src/ imports an actor, and
  * actors share code through src/ (as Postfix's daemons share src/global), never through each
  * other: an actor imports its own folder, actors/protocol.ts (the messages between actors) and
- * src/. master names the other actors' entry files (actors/<name>/index.ts) to start them and
- * imports them for their service definitions (src/runtime/service.ts), and nothing else of theirs. Checked on the sources, so a new import that breaks the rule fails
+ * src/. master imports the other actors' metadata (actors/<name>/meta.ts: kind, commands,
+ * threads; src/runtime/service-meta.ts) and names their entry files (actors/<name>/index.ts) by
+ * path to start them in threads, never importing them: their code stays out of master's thread.
+ * Nothing else of theirs. Checked on the sources, so a new import that breaks the rule fails
  * here, not in review.
  */
 import assert from 'node:assert/strict';
@@ -59,8 +61,9 @@ test("an actor imports no other actor's code (only actors/protocol.ts is shared)
       const target = resolve(dirname(f), spec);
       if (!target.startsWith(join(REPO_ROOT, 'actors') + sep)) continue;
       const other = actorOf(target);
-      // master reads each service's definition (its metadata) from the entry file it starts.
-      if (actorOf(f) === 'master' && other !== '' && relative(join(REPO_ROOT, 'actors', other), target) === 'index.js') continue;
+      // master reads each service's metadata from its meta.ts (not its entry file: that would
+      // load the service's code into master's thread).
+      if (actorOf(f) === 'master' && other !== '' && relative(join(REPO_ROOT, 'actors', other), target) === 'meta.js') continue;
       if (other === '' ? relative(join(REPO_ROOT, 'actors'), target) !== 'protocol.js' : other !== actorOf(f)) {
         bad.push(`${relative(REPO_ROOT, f)}: ${spec}`);
       }
@@ -69,7 +72,7 @@ test("an actor imports no other actor's code (only actors/protocol.ts is shared)
   assert.deepEqual(bad, []);
 });
 
-test("an actor names another actor's files only to start its entry file (index.js)", () => {
+test("an actor names another actor's files only to start its entry file (index.js), and master its metadata (meta.js)", () => {
   const bad: string[] = [];
   for (const f of sources(join(REPO_ROOT, 'actors'))) {
     const text = readFileSync(f, 'utf8');
@@ -77,8 +80,20 @@ test("an actor names another actor's files only to start its entry file (index.j
       const target = resolve(dirname(f), m[1]!);
       const other = actorOf(target);
       if (other === '' || other === actorOf(f)) continue;
-      if (relative(join(REPO_ROOT, 'actors', other), target) !== 'index.js') bad.push(`${relative(REPO_ROOT, f)}: ${m[1]}`);
+      const file = relative(join(REPO_ROOT, 'actors', other), target);
+      if (file !== 'index.js' && !(file === 'meta.js' && actorOf(f) === 'master')) bad.push(`${relative(REPO_ROOT, f)}: ${m[1]}`);
     }
+  }
+  assert.deepEqual(bad, []);
+});
+
+test("master's thread loads no actor's code: each actor's metadata (meta.ts) imports only types", () => {
+  const bad: string[] = [];
+  for (const f of sources(join(REPO_ROOT, 'actors'))) {
+    if (f.split(sep).pop() !== 'meta.ts' || actorOf(f) === '') continue;
+    const text = readFileSync(f, 'utf8');
+    for (const m of text.matchAll(/^import\s+(?!type\s)[^;]*;/gm)) bad.push(`${relative(REPO_ROOT, f)}: ${m[0]}`);
+    if (/\bimport\s*\(/.test(text)) bad.push(`${relative(REPO_ROOT, f)}: a dynamic import`);
   }
   assert.deepEqual(bad, []);
 });

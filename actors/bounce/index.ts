@@ -1,16 +1,15 @@
 /**
- * bounce: Postfix's bounce, defer and trace services as one actor (a piscina pool). qmgr keeps
+ * bounce: Postfix's bounce, defer and trace services as one actor (a pool). qmgr keeps
  * the status logs in the queue store (src/queue/store.ts: bounce/defer/trace), asks this actor to
  * render a notice from one of them (./render.ts), and submits the result through cleanup.
  */
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import type { NoticeReply, NoticeRequest } from '../protocol.js';
 import { renderNotice, type NoticeSettings } from './render.js';
 
 export default defineService({
-  name: 'bounce',
-  kind: 'pool',
-  concurrency: 16,
+  ...meta,
   params: { 'myhostname': 'str', 'mail_name': 'str', 'delay_warning_time': 'time', 'maximal_queue_lifetime': 'time' },
   setup: ({ params }): NoticeSettings => ({
     myhostname: params.myhostname,

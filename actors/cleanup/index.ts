@@ -24,6 +24,7 @@ import { maillog } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import { flowOf, type MailFlow } from '../../src/runtime/flow.js';
 import { defineService, type ServiceContext } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 import type { HeaderScan } from './headers.js';
 import { MappingFailure } from './mappings.js';
@@ -61,11 +62,7 @@ function init(ctx: ServiceContext): State {
 }
 
 export default defineService({
-  name: 'cleanup',
-  kind: 'pool',
-  concurrency: 256,
-  // No thread kept warm: smtpd asks for one at the first accepted recipient (WARM_REQUEST),
-  // before it waits for cleanup's reply at the end of DATA (actors/master/services.ts).
+  ...meta,
   params: {},
   setup: (ctx) => (state = init(ctx)),
   handle: (_s, incoming: CleanupRequest) => cleanup(incoming),

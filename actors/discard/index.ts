@@ -5,16 +5,13 @@
  * leading status code ("discard:2.0.1 text") sets the dsn.
  */
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import type { DeliveryReply, DeliveryRequest } from '../protocol.js';
 import { dsnSplit, every, report, type AgentContext } from '../../src/delivery/agent.js';
 
 export default defineService({
-  name: 'discard',
-  kind: 'pool',
-  concurrency: 256,
+  ...meta,
   params: {},
-  // Delivery agents log under their service name (as agentContext did): postfix/retry.
-  logAs: 'service',
   setup: (ctx): AgentContext => ctx,
   async handle(c, req: DeliveryRequest): Promise<DeliveryReply> {
     const started = Date.now();

@@ -1,5 +1,5 @@
 /**
- * dnsblog: Postfix's dnsblog(8), the DNS list lookup service postscreen asks (a piscina pool,
+ * dnsblog: Postfix's dnsblog(8), the DNS list lookup service postscreen asks (a pool,
  * master.cf "dnsblog unix - - y - 0 dnsblog"). One request = one client address and one DNSBL
  * domain; the answer is the A records found and the lowest TTL, -1 when none is known. A
  * listing is logged "addr <addr> listed by domain <domain> as <a.b.c.d>", a lookup error
@@ -13,6 +13,7 @@ import { promises as dnsp } from 'node:dns';
 import { resolverServersFromEnv } from '../../src/dns/resolver.js';
 import { maillog } from '../../src/log/maillog.js';
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import { dnsblQueryName } from '../../src/postscreen/dnsbl.js';
 import type { DnsblRequest, DnsblReply } from '../protocol.js';
 
@@ -20,9 +21,7 @@ const log = maillog('dnsblog');
 let delayMs = 0;
 
 export default defineService({
-  name: 'dnsblog',
-  kind: 'pool',
-  concurrency: 256,
+  ...meta,
   params: { 'dnsblog_reply_delay': 'time' },
   setup({ params }): dnsp.Resolver {
     delayMs = params.dnsblog_reply_delay * 1000;

@@ -8,16 +8,13 @@
  * status given to retry is softened to 4.x.y, since the mail is not returned).
  */
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import type { DeliveryReply, DeliveryRequest } from '../protocol.js';
 import { dsnSplit, every, report, type AgentContext } from '../../src/delivery/agent.js';
 
 export default defineService({
-  name: 'error',
-  kind: 'pool',
-  concurrency: 256,
+  ...meta,
   params: {},
-  // Delivery agents log under their service name (as agentContext did): postfix/retry.
-  logAs: 'service',
   setup: (ctx): AgentContext => ctx,
   async handle(c, req: DeliveryRequest): Promise<DeliveryReply> {
     const started = Date.now();

@@ -1,6 +1,6 @@
 /**
  * flush: Postfix's fast flush server (flush(8), master.cf "flush unix n - n 1000? 0 flush"), a
- * piscina pool started on demand as Postfix spawns its flush processes. It keeps, per eligible
+ * pool started on demand as Postfix spawns its flush processes. It keeps, per eligible
  * destination (fast_flush_domains, default $relay_domains), the queue IDs of its deferred mail,
  * so that ETRN, `postqueue -s` and `sendmail -qR` deliver that destination's mail without a
  * scan of the whole deferred queue (service.ts). The logs live in the queue store (LMDB), so
@@ -12,6 +12,7 @@ import { fastFlushDomainsOrNull } from '../../src/flush/client.js';
 import type { FlushReply, FlushRequest } from '../../src/flush/protocol.js';
 import { tell } from '../../src/runtime/mailbox.js';
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import type { QmgrMessage } from '../protocol.js';
 import { FlushService } from './service.js';
 
@@ -21,9 +22,7 @@ interface State {
 }
 
 export default defineService({
-  name: 'flush',
-  kind: 'pool',
-  concurrency: 64,
+  ...meta,
   params: { 'fast_flush_refresh_time': 'time', 'fast_flush_purge_time': 'time' },
   setup(ctx): State {
     const settings = {

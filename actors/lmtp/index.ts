@@ -1,5 +1,5 @@
 /**
- * lmtp: Postfix's lmtp(8), the smtp client in LMTP mode, a piscina pool. It delivers to a
+ * lmtp: Postfix's lmtp(8), the smtp client in LMTP mode, a pool. It delivers to a
  * mailbox store (Dovecot, Cyrus) over TCP or a UNIX-domain socket:
  *
  *   mailbox_transport = lmtp:unix:private/dovecot-lmtp
@@ -25,6 +25,7 @@ import { smtpEnvelope } from '../../src/delivery/log.js';
 import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 import { agentTls, requestTls, type AgentTls } from '../../src/smtp/agent-tls.js';
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 
 interface State {
   /** SMTP AUTH to next hops (smtp_sasl_*), null when off. */
@@ -132,11 +133,7 @@ function outcomesOf(req: DeliveryRequest, result: DeliveryResult, assumeFinal: b
 }
 
 export default defineService({
-  name: 'lmtp',
-  kind: 'pool',
-  concurrency: 256,
-  // Delivery agents log under their service name (as agentContext did).
-  logAs: 'service',
+  ...meta,
   params: {},
   setup: init,
   handle: deliver,

@@ -1,5 +1,5 @@
 /**
- * local: Postfix's local(8), final delivery to users of this host, a piscina pool.
+ * local: Postfix's local(8), final delivery to users of this host, a pool.
  *
  * Per recipient (local_destination_recipient_limit = 1 gives one per request, as in Postfix):
  *   1. Delivered-To loop check: a Delivered-To: header naming this recipient already in the
@@ -51,6 +51,7 @@ import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/de
 import { Delegation } from './delegate.js';
 import { AliasExpander, splitTargets, type Target } from './aliases.js';
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 
 export interface Passwd { name: string; uid: number; gid: number; home: string; shell: string }
 
@@ -350,11 +351,7 @@ function localOf(address: string): string {
 }
 
 export default defineService({
-  name: 'local',
-  kind: 'pool',
-  concurrency: 64,
-  // Delivery agents log under their service name (as agentContext did).
-  logAs: 'service',
+  ...meta,
   params: {},
   setup: init,
   handle: deliver,

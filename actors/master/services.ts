@@ -1,35 +1,36 @@
 /**
  * master.cf → actor hosts. Each service line becomes a pool whose size is its maxproc column:
- * request/reply daemons as piscina pools, stateful ones (smtpd listeners, qmgr) as supervised
- * workers. In Postactor maxproc counts worker threads, and each thread serves many requests at
- * once, so a Postfix default of 100 processes would mean 100 threads: "-" therefore means
- * min(default_process_limit, CPU count), and 0 ("unlimited") means the CPU count. maxproc is
- * the most threads: pools start them on demand and end them after max_idle (`warm` below).
+ * request/reply daemons as pools (src/runtime/pool.ts), stateful ones (smtpd listeners, qmgr) as
+ * supervised workers. In Postactor maxproc counts worker threads, and each thread serves many
+ * requests at once, so a Postfix default of 100 processes would mean 100 threads: "-"
+ * therefore means min(default_process_limit, CPU count), and 0 ("unlimited") means the CPU
+ * count. maxproc is the most threads: pools start them on demand and end them after max_idle
+ * (`warm` below).
  */
 import { availableParallelism } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inetEndpoint, type Config, type MasterService } from '../../src/config/index.js';
 import type { InetEndpoint, ListenAddress } from '../../src/net/listen.js';
-import type { ServiceMeta } from '../../src/runtime/service.js';
-import bounce from '../bounce/index.js';
-import cleanup from '../cleanup/index.js';
-import discard from '../discard/index.js';
-import dnsblog from '../dnsblog/index.js';
-import error from '../error/index.js';
-import flush from '../flush/index.js';
-import lmtp from '../lmtp/index.js';
-import local from '../local/index.js';
-import pickup from '../pickup/index.js';
-import pipe from '../pipe/index.js';
-import qmgr from '../qmgr/index.js';
-import qmqpd from '../qmqpd/index.js';
-import smtp from '../smtp/index.js';
-import smtpd from '../smtpd/index.js';
-import spawn from '../spawn/index.js';
-import trivialRewrite from '../trivial-rewrite/index.js';
-import verify from '../verify/index.js';
-import virtual from '../virtual/index.js';
+import { serviceMeta, type ServiceMeta, type ServiceMetadata } from '../../src/runtime/service-meta.js';
+import bounce from '../bounce/meta.js';
+import cleanup from '../cleanup/meta.js';
+import discard from '../discard/meta.js';
+import dnsblog from '../dnsblog/meta.js';
+import error from '../error/meta.js';
+import flush from '../flush/meta.js';
+import lmtp from '../lmtp/meta.js';
+import local from '../local/meta.js';
+import pickup from '../pickup/meta.js';
+import pipe from '../pipe/meta.js';
+import qmgr from '../qmgr/meta.js';
+import qmqpd from '../qmqpd/meta.js';
+import smtp from '../smtp/meta.js';
+import smtpd from '../smtpd/meta.js';
+import spawn from '../spawn/meta.js';
+import trivialRewrite from '../trivial-rewrite/meta.js';
+import verify from '../verify/meta.js';
+import virtual from '../virtual/meta.js';
 
 export type HostKind = 'pool' | 'supervised';
 
@@ -100,12 +101,14 @@ function defined(module: string, meta: ServiceMeta): Daemon {
 }
 
 /**
- * The daemons Postactor has built, each module with the definition it gives itself
- * (src/runtime/service.ts defineService): the master.cf commands it runs under (qmgr also as
- * oqmgr, with oqmgr's scheduler: actors/qmgr/strategy.ts), its kind, requests per thread,
- * threads kept warm, singleton and start order. Only where each module lives is said here.
+ * The daemons Postactor has built, each module with the metadata it gives itself
+ * (actors/<name>/meta.ts, which its index.ts hands to defineService): the master.cf commands it
+ * runs under (qmgr also as oqmgr, with oqmgr's scheduler: actors/qmgr/strategy.ts), its kind,
+ * requests per thread, threads kept warm, singleton and start order. Only where each module
+ * lives is said here. Master imports the metadata, not the modules: their code loads only in
+ * the threads that run them.
  */
-const MODULES: readonly (readonly [string, { readonly service: ServiceMeta }])[] = [
+const MODULES: readonly (readonly [string, ServiceMetadata])[] = [
   ['../smtpd/index.js', smtpd],
   ['../cleanup/index.js', cleanup],
   ['../qmgr/index.js', qmgr],
@@ -131,7 +134,7 @@ const MODULES: readonly (readonly [string, { readonly service: ServiceMeta }])[]
 
 /** Postfix daemon names (the command column) that Postactor has built. */
 const DAEMONS: Record<string, Daemon> = Object.fromEntries(
-  MODULES.flatMap(([module, m]) => m.service.commands.map((command) => [command, defined(module, m.service)] as const)),
+  MODULES.flatMap(([module, m]) => serviceMeta(m).commands.map((command) => [command, defined(module, serviceMeta(m))] as const)),
 );
 
 /**

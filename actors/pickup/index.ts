@@ -32,6 +32,7 @@ import { ensureMaildrop } from '../../src/maildrop/spool.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import { pickupReceivedHeader } from '../../src/maildrop/received.js';
 import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
 
@@ -288,11 +289,7 @@ class Pickup {
 }
 
 export default defineService({
-  name: 'pickup',
-  kind: 'worker',
-  singleton: true,
-  // No thread while maildrop/ is empty: master starts it when a file comes (actors/master/maildrop-watch.ts).
-  onDemand: true,
+  ...meta,
   params: {},
   setup(ctx): Pickup {
     const line = ctx.line ?? ctx.config.services.find((s) => s.command === 'pickup');

@@ -1,5 +1,5 @@
 /**
- * pipe: Postfix's pipe(8), delivery to an external command, a piscina pool. The master.cf line
+ * pipe: Postfix's pipe(8), delivery to an external command, a pool. The master.cf line
  * names the command and how to feed it:
  *
  *   filter unix - n n - 10 pipe flags=Rq user=filter argv=/usr/bin/filter -f ${sender} -- ${recipient}
@@ -26,6 +26,7 @@ import { parseAttributes, type PipeAttributes } from './attributes.js';
 import { runCommand } from '../../src/delivery/command.js';
 import { mailCopy } from '../../src/delivery/copy.js';
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 
 interface State {
   ctx: AgentContext;
@@ -119,12 +120,7 @@ function hasDeliveredTo(content: Uint8Array, address: string): boolean {
 }
 
 export default defineService({
-  name: 'pipe',
-  kind: 'pool',
-  // One command per thread: maxproc limits concurrent commands, as in Postfix (maxproc 1 = serial).
-  concurrency: 1,
-  // Delivery agents log under their service name (as agentContext did).
-  logAs: 'service',
+  ...meta,
   params: {},
   setup: init,
   handle: deliver,

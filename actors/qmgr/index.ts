@@ -9,6 +9,7 @@
 import { configFromJSON, type ConfigJSON } from '../../src/config/index.js';
 import { receive } from '../../src/runtime/mailbox.js';
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import type { QmgrMessage } from '../protocol.js';
 import { QueueManager } from './manager.js';
@@ -21,14 +22,7 @@ interface State {
 }
 
 export default defineService({
-  name: 'qmgr',
-  // The same actor with oqmgr's scheduler (./strategy.ts), chosen by the master.cf command name;
-  // Postfix logs under the program's name: postfix/qmgr, or postfix/oqmgr.
-  commands: ['qmgr', 'oqmgr'],
-  kind: 'worker',
-  singleton: true,
-  // After the pools it hands deliveries to, before the listeners that feed it.
-  startOrder: 1,
+  ...meta,
   params: {},
   async setup(ctx): Promise<State> {
     const store = ctx.store;

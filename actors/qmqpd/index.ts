@@ -20,6 +20,7 @@ import type { Config } from '../../src/config/index.js';
 import { maillog } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import { defineService, type ServiceContext } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
 import type { ListenAddress } from '../../src/net/listen.js';
@@ -224,8 +225,7 @@ async function start(ctx: ServiceContext): Promise<State> {
 }
 
 export default defineService({
-  name: 'qmqpd',
-  kind: 'worker',
+  ...meta,
   maxInFlight: 2048,
   fatalStack: false,
   params: {},

@@ -1,5 +1,5 @@
 /**
- * smtp: the SMTP/LMTP-less delivery agent (Postfix's smtp(8)), a piscina pool. One task is one
+ * smtp: the SMTP/LMTP-less delivery agent (Postfix's smtp(8)), a pool. One task is one
  * delivery: one message, a batch of its recipients, one nexthop. The agent reads the content
  * from the queue store itself (only IDs travel between actors), finds the next-hop hosts (MX or
  * [host]:port), speaks ESMTP through a per-worker connection cache, and logs Postfix's
@@ -12,6 +12,7 @@ import type { QueueStore } from '../../src/queue/store.js';
 import { SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
 import { sourceAddresses } from '../../src/smtp/bind-address.js';
 import { defineService, type ServiceContext } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { formatDelays, logDelivery, smtpEnvelope } from '../../src/delivery/log.js';
@@ -173,11 +174,7 @@ function logAll(s: State, req: DeliveryRequest, outcomes: RecipientOutcome[], st
 }
 
 export default defineService({
-  name: 'smtp',
-  kind: 'pool',
-  concurrency: 256,
-  // Logs under its service name (as before): postfix/smtp, postfix/relay.
-  logAs: 'service',
+  ...meta,
   params: {},
   setup: init,
   handle: deliver,

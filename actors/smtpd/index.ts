@@ -16,6 +16,7 @@ import { configFromJSON, queueDirectory, type ConfigJSON } from '../../src/confi
 import { maillog } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import { defineService, type ServiceContext } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import { ServiceError, WARM_REQUEST } from '../../src/runtime/wire.js';
 import type { ClientInfo } from '../../src/queue/types.js';
 import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
@@ -805,8 +806,7 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
 }
 
 export default defineService({
-  name: 'smtpd',
-  kind: 'worker',
+  ...meta,
   maxInFlight: 2048,
   // Its sessions get a grace period at a stop, and finish at their pace after a reload (shutdown.ts).
   stopsItself: true,

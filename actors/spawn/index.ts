@@ -22,6 +22,7 @@ import { parseTime } from '../../src/config/params/registry.js';
 import { parseSpawnAttributes, type SpawnAttributes } from '../../src/config/spawn-attributes.js';
 import { maillog } from '../../src/log/maillog.js';
 import { defineService, type ServiceContext } from '../../src/runtime/service.js';
+import meta from './meta.js';
 
 const log = maillog('spawn');
 
@@ -158,10 +159,7 @@ async function start(ctx: ServiceContext): Promise<Spawner> {
 }
 
 export default defineService({
-  name: 'spawn',
-  kind: 'worker',
-  // One thread per service line: the commands it runs are processes of their own.
-  singleton: true,
+  ...meta,
   fatalStack: false,
   params: {},
   setup: start,

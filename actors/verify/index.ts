@@ -11,6 +11,7 @@
  * entries" as Postfix's dict_cache does.
  */
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 import type { CleanupReply, VerifyReply, VerifyRequest } from '../protocol.js';
 import { VerifyCache } from '../../src/verify/cache.js';
 import { probeSender } from './probe.js';
@@ -23,10 +24,7 @@ interface State {
 }
 
 export default defineService({
-  name: 'verify',
-  kind: 'worker',
-  // Postfix's verify is a "solitary" server: one thread, whatever maxproc says.
-  singleton: true,
+  ...meta,
   params: {
     'address_verify_positive_expire_time': 'time',
     'address_verify_positive_refresh_time': 'time',

@@ -1,5 +1,5 @@
 /**
- * virtual: Postfix's virtual(8), final delivery for virtual_mailbox_domains, a piscina pool.
+ * virtual: Postfix's virtual(8), final delivery for virtual_mailbox_domains, a pool.
  * Recipients are looked up by their full address (folded to lower case), never in the password
  * file; there are no aliases, .forward files, commands or files (virtual_alias_maps in cleanup
  * does forwarding).
@@ -37,6 +37,7 @@ import { lockSettings, type LockSettings } from '../../src/delivery/mailbox.js';
 import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
 import { atol, VirtualMap } from './maps.js';
 import { defineService } from '../../src/runtime/service.js';
+import meta from './meta.js';
 
 interface State {
   ctx: AgentContext;
@@ -169,11 +170,7 @@ function configWarning(s: State, text: string): Result {
 }
 
 export default defineService({
-  name: 'virtual',
-  kind: 'pool',
-  concurrency: 64,
-  // Delivery agents log under their service name (as agentContext did).
-  logAs: 'service',
+  ...meta,
   params: {},
   setup: init,
   handle: deliver,

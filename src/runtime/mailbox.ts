@@ -1,6 +1,6 @@
 /**
  * Named mailboxes of singleton actors (qmgr, …), reachable from any thread of the process without
- * a hop through the master: a BroadcastChannel per service. A sender in a piscina worker (cleanup)
+ * a hop through the master: a BroadcastChannel per service. A sender in a pool thread (cleanup)
  * can so tell qmgr "queued" directly. Notifications are small and fire-and-forget; anything that
  * needs a reply or back-pressure goes through the router instead.
  */

@@ -26,8 +26,10 @@
  *   is the entry of a worker thread master started for one of its commands; master's
  *   `postactor:stop` runs stop and the closers, then the thread exits.
  *
- * Master reads only the metadata (`service` on the export); importing a module in the main
- * thread starts nothing.
+ * The metadata (kind, commands, threads, start order: src/runtime/service-meta.ts) lives in a
+ * module of its own, actors/<name>/meta.ts, which the entry file spreads into its definition and
+ * master reads without loading the service's code. Importing an entry file in the main thread
+ * starts nothing either.
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { configFromJSON, queueDirectory, type Config, type ConfigJSON, type MasterService } from '../config/index.js';
@@ -36,6 +38,9 @@ import { configureMaillog, flushMaillog, maillog, type Logger } from '../log/mai
 import { QueueStore } from '../queue/store.js';
 import { startActor, type Actor } from './endpoint.js';
 import type { ActorWorkerData } from './wire.js';
+import { serviceMeta, type PoolMetadata, type ServiceMeta, type WorkerMetadata } from './service-meta.js';
+
+export type { PoolMetadata, ServiceMeta, ServiceMetadata, WorkerMetadata } from './service-meta.js';
 
 /**
  * How a declared parameter is read: its value's type in the service. Write the names quoted
@@ -55,24 +60,6 @@ const READS: Record<ParamKind, readonly ParamType[]> = {
   bool: ['bool', 'nbool'],
   time: ['time'],
 };
-
-/** What master needs to know of a service, without starting it. */
-export interface ServiceMeta {
-  /** The Postfix daemon (master.cf command) the module is; `commands` when it runs under several. */
-  name: string;
-  commands: readonly string[];
-  kind: 'pool' | 'worker';
-  /** One thread whatever maxproc says (qmgr, pickup, verify, spawn: Postfix's solitary daemons). */
-  singleton: boolean;
-  /** Master starts lower numbers first and waits for them: pools 0, qmgr 1, listeners 2. */
-  startOrder: number;
-  /** Requests one thread runs at once. */
-  concurrency: number;
-  /** Pool threads kept while idle (the rest start on demand and end after max_idle). */
-  minThreads: number;
-  /** A long-lived worker master starts only when there is work (pickup: actors/master/maildrop-watch.ts). */
-  onDemand: boolean;
-}
 
 export interface ServiceContext<S extends ParamSpec = ParamSpec> {
   readonly data: ActorWorkerData<unknown>;
@@ -97,31 +84,19 @@ export interface ServiceContext<S extends ParamSpec = ParamSpec> {
   exit(code: number): void;
 }
 
+/** What a definition adds to its metadata (actors/<name>/meta.ts: src/runtime/service-meta.ts). */
 interface Common<S extends ParamSpec, T> {
-  name: string;
-  commands?: readonly string[];
-  /**
-   * The program name in the log tag: the command (default: postfix/qmgr, postfix/flush) or the
-   * master.cf service name (the delivery agents: postfix/relay, postfix/retry).
-   */
-  logAs?: 'command' | 'service';
   params: S;
-  singleton?: boolean;
-  startOrder?: number;
   setup(ctx: ServiceContext<S>): T | Promise<T>;
   /** Before the closers run: finish or hand back the work in flight. */
   stop?(state: T, ctx: ServiceContext<S>): void | Promise<void>;
 }
 
-export interface PoolDefinition<S extends ParamSpec, T, Req, Res> extends Common<S, T> {
-  kind: 'pool';
-  concurrency: number;
-  minThreads?: number;
+export interface PoolDefinition<S extends ParamSpec, T, Req, Res> extends Common<S, T>, PoolMetadata {
   handle(state: T, req: Req, ctx: ServiceContext<S>): Res | Promise<Res>;
 }
 
-export interface WorkerDefinition<S extends ParamSpec, T, Req, Res> extends Common<S, T> {
-  kind: 'worker';
+export interface WorkerDefinition<S extends ParamSpec, T, Req, Res> extends Common<S, T>, WorkerMetadata {
   /** Requests the router routes to this thread (none: it takes none). */
   handle?(state: T, req: Req, ctx: ServiceContext<S>): Res | Promise<Res>;
   /** Control API for master (comlink): each gets the state, null while setup runs. */
@@ -135,11 +110,6 @@ export interface WorkerDefinition<S extends ParamSpec, T, Req, Res> extends Comm
   stopsItself?: boolean;
   /** A fatal start-up error is logged with its stack (default), or only its message (smtpd's bind errors). */
   fatalStack?: boolean;
-  /**
-   * No thread until there is work; master starts it then, and it reports `postactor:idle`
-   * after max_idle without work, for master to stop it (pickup).
-   */
-  onDemand?: boolean;
 }
 
 /**
@@ -153,16 +123,7 @@ export interface WorkerService { readonly service: ServiceMeta }
 export function defineService<S extends ParamSpec, T, Req, Res>(def: PoolDefinition<S, T, Req, Res>): PoolService<Req, Res>;
 export function defineService<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition<S, T, Req, Res>): WorkerService;
 export function defineService<S extends ParamSpec, T, Req, Res>(def: PoolDefinition<S, T, Req, Res> | WorkerDefinition<S, T, Req, Res>): PoolService<Req, Res> | WorkerService {
-  const meta: ServiceMeta = Object.freeze({
-    name: def.name,
-    commands: def.commands ?? [def.name],
-    kind: def.kind,
-    singleton: def.singleton ?? false,
-    startOrder: def.startOrder ?? (def.kind === 'pool' ? 0 : 2),
-    concurrency: def.kind === 'pool' ? def.concurrency : 1,
-    minThreads: def.kind === 'pool' ? (def.minThreads ?? 0) : 1,
-    onDemand: def.kind === 'worker' ? (def.onDemand ?? false) : false,
-  });
+  const meta = serviceMeta(def);
   if (def.kind === 'worker') {
     if (runsHere(meta)) void runWorker(def);
     return { service: meta };

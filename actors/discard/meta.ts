@@ -1,0 +1,15 @@
+/**
+ * discard's service metadata (src/runtime/service-meta.ts), apart from ./index.ts: master reads it
+ * to plan and start discard without loading discard's code into its thread.
+ */
+import type { PoolMetadata } from '../../src/runtime/service-meta.js';
+
+const meta: PoolMetadata = {
+  name: 'discard',
+  kind: 'pool',
+  concurrency: 256,
+  // Delivery agents log under their service name (as agentContext did): postfix/retry.
+  logAs: 'service',
+};
+
+export default meta;

@@ -1,0 +1,12 @@
+/**
+ * qmqpd's service metadata (src/runtime/service-meta.ts), apart from ./index.ts: master reads it
+ * to plan and start qmqpd without loading qmqpd's code into its thread.
+ */
+import type { WorkerMetadata } from '../../src/runtime/service-meta.js';
+
+const meta: WorkerMetadata = {
+  name: 'qmqpd',
+  kind: 'worker',
+};
+
+export default meta;

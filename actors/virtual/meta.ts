@@ -1,0 +1,15 @@
+/**
+ * virtual's service metadata (src/runtime/service-meta.ts), apart from ./index.ts: master reads it
+ * to plan and start virtual without loading virtual's code into its thread.
+ */
+import type { PoolMetadata } from '../../src/runtime/service-meta.js';
+
+const meta: PoolMetadata = {
+  name: 'virtual',
+  kind: 'pool',
+  concurrency: 64,
+  // Delivery agents log under their service name (as agentContext did).
+  logAs: 'service',
+};
+
+export default meta;
