@@ -12,6 +12,7 @@ import { newQueueId } from '../src/queue/qid.js';
 import { QueueStore, StoreDamagedError, type MessageMeta } from '../src/queue/store.js';
 import { contentChecksum, STORE_FILE, storeFileProblem, storeTreeProblem } from '../src/queue/integrity.js';
 import { recoverStore } from '../src/queue/recover.js';
+import { PAGE_HEADER } from '../src/queue/pages.js';
 import { QUEUE_NAMES } from '../src/queue/types.js';
 import { tempDirs } from './helpers/temp.js';
 
@@ -105,6 +106,27 @@ test('a store truncated to half is refused before LMDB maps it, and recovery kee
   assert.equal(byQueue['corrupt']!.length, report.damagedContent + report.withoutEnvelope);
   assert.ok(report.foundByScan > 0, JSON.stringify(report));
   assert.ok(report.damagedPages > 0);
+});
+
+test('a file that ends before the last page its meta counts, with no used page past the end (a crash after LMDB gave pages back unwritten), is no damage', async () => {
+  const { dir, ids } = await filledStore();
+  const file = join(dir, STORE_FILE);
+  // LMDB leaves the pages a transaction took and freed again ("loose" pages) unwritten, yet
+  // counts them in the meta page's last page: as if the last commit had freed 3 pages at the end.
+  const bytes = readFileSync(file);
+  const pageSize = bytes.readUInt32LE(PAGE_HEADER + 0x18); // the free database's md_pad: LMDB's page size (src/queue/pages.ts)
+  for (const at of [0, pageSize]) {
+    const last = PAGE_HEADER + 0x78; // mm_last_pg: after the magic, version, address, map size, free and main databases
+    bytes.writeBigUInt64LE(bytes.readBigUInt64LE(at + last) + 3n, at + last);
+  }
+  writeFileSync(file, bytes);
+  assert.equal(storeFileProblem(file), null);
+  const store = QueueStore.open(dir, { readOnly: true });
+  try {
+    assert.equal(QUEUE_NAMES.flatMap((q) => [...store.list(q)]).length, ids.length, 'every message readable');
+  } finally {
+    await store.close();
+  }
 });
 
 test('64 KiB of random bytes in the middle: the page check names it, recovery copies the rest', async () => {

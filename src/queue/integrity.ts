@@ -7,7 +7,8 @@
  * process that opens it — with no word about why. So:
  *
  *   storeFileProblem()  before LMDB opens the file: reads the two meta pages with plain reads and
- *                       compares the file size with the last page the newest meta page claims.
+ *                       compares the file size with the last page the newest meta page claims;
+ *                       a shorter file is damaged only if the databases use a page past its end.
  *   contentChecksum()   one CRC-32 per message over its stored bytes (headers and body), written
  *                       with the message in the same transaction and verified before delivery
  *                       (qmgr) and by postcat; a mismatch sends the message to the corrupt queue.
@@ -41,9 +42,18 @@ export function storeFileProblem(file: string): string | null {
     const size = fstatSync(fd).size;
     if (size === 0) return null; // created, never written: LMDB initialises it
     if (metas.length === 0) return `queue store ${file} is damaged: no valid LMDB meta page; ${RECOVER_ADVICE}`;
-    const need = (metas[0]!.lastPage + 1) * metas[0]!.pageSize;
-    if (size < need) return `queue store ${file} is damaged: the file has ${size} bytes, its map uses ${need}; ${RECOVER_ADVICE}`;
-    return null;
+    const meta = metas[0]!;
+    const need = (meta.lastPage + 1) * meta.pageSize;
+    if (size >= need) return null;
+    // Shorter than the meta page counts. LMDB does not write the pages a transaction took and
+    // gave back (its "loose" pages go to the free list unwritten), so a process killed after
+    // such a commit leaves a file that ends before its last counted page, and that is no damage:
+    // nothing reads those pages before they are written again. Damage is a page the databases
+    // use (tree or message content) that the file does not hold: looked for only in this case.
+    const reader = new PageReader(fd, size, meta.pageSize);
+    for (const root of reader.databases(meta).values()) for (const _ of reader.walk(root, true)) { /* checks each page */ }
+    if (reader.damaged.size === 0) return null;
+    return `queue store ${file} is damaged: the file has ${size} bytes, its map uses ${need}; ${RECOVER_ADVICE}`;
   } finally {
     closeSync(fd);
   }
