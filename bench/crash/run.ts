@@ -37,8 +37,18 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { crashSoak } from './soak.js';
 
-const { values: opt } = parseArgs({
-  options: {
+const USAGE = 'usage: node dist/bench/crash/run.js [--rounds N] [--early F] [--min-delay S] [--max-delay S] [--sessions N] [--size B] [--drain S] [--timeout S] [--seed N] [--entry FILE] [--keep] [--json FILE]\n';
+
+function parsed() {
+  try {
+    return parseArgs({ options: OPTIONS });
+  } catch (err) {
+    process.stderr.write(`crash soak: ${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
+const OPTIONS = {
     rounds: { type: 'string', default: '200' },
     early: { type: 'string', default: '0.25' },
     'min-delay': { type: 'string', default: '0.2' },
@@ -51,13 +61,19 @@ const { values: opt } = parseArgs({
     entry: { type: 'string' },
     keep: { type: 'boolean', default: false },
     json: { type: 'string' },
-  },
-});
+    help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+const { values: opt } = parsed();
+if (opt.help) {
+  process.stdout.write(USAGE + 'See the header of bench/crash/run.ts.\n');
+  process.exit(0);
+}
 
 function num(name: string, v: string | undefined, min: number, max = Infinity): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n < min || n > max) {
-    process.stderr.write(`crash soak: --${name} must be a number from ${min}${max < Infinity ? ` to ${max}` : ''} (got "${v}")\nusage: node dist/bench/crash/run.js [--rounds N] [--early F] [--min-delay S] [--max-delay S] [--sessions N] [--size B] [--drain S] [--timeout S] [--seed N] [--entry FILE] [--keep] [--json FILE]\n`);
+    process.stderr.write(`crash soak: --${name} must be a number from ${min}${max < Infinity ? ` to ${max}` : ''} (got "${v}")\n${USAGE}`);
     process.exit(2);
   }
   return n;
