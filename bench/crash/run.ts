@@ -34,46 +34,30 @@
  * Exit status: 0 when nothing acknowledged was lost, 1 otherwise (the lost IDs are printed).
  */
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { benchArgs } from '../args.js';
 import { crashSoak } from './soak.js';
 
-const USAGE = 'usage: node dist/bench/crash/run.js [--rounds N] [--early F] [--min-delay S] [--max-delay S] [--sessions N] [--size B] [--drain S] [--timeout S] [--seed N] [--entry FILE] [--keep] [--json FILE]\n';
+const USAGE = 'usage: node dist/bench/crash/run.js [--rounds N] [--early F] [--min-delay S] [--max-delay S] [--sessions N] [--size B] [--drain S] [--timeout S] [--seed N] [--entry FILE] [--keep] [--json FILE]\nSee the header of bench/crash/run.ts.';
 
-function parsed() {
-  try {
-    return parseArgs({ options: OPTIONS });
-  } catch (err) {
-    process.stderr.write(`crash soak: ${(err as Error).message}\n${USAGE}`);
-    process.exit(2);
-  }
-}
-
-const OPTIONS = {
-    rounds: { type: 'string', default: '200' },
-    early: { type: 'string', default: '0.25' },
-    'min-delay': { type: 'string', default: '0.2' },
-    'max-delay': { type: 'string', default: '3' },
-    sessions: { type: 'string', default: '8' },
-    size: { type: 'string', default: '1024' },
-    drain: { type: 'string', default: '60' },
-    timeout: { type: 'string', default: '3600' },
-    seed: { type: 'string' },
-    entry: { type: 'string' },
-    keep: { type: 'boolean', default: false },
-    json: { type: 'string' },
-    help: { type: 'boolean', short: 'h', default: false },
-} as const;
-
-const { values: opt } = parsed();
-if (opt.help) {
-  process.stdout.write(USAGE + 'See the header of bench/crash/run.ts.\n');
-  process.exit(0);
-}
+const opt = benchArgs('crash soak', USAGE, {
+  rounds: { type: 'string', default: '200' },
+  early: { type: 'string', default: '0.25' },
+  'min-delay': { type: 'string', default: '0.2' },
+  'max-delay': { type: 'string', default: '3' },
+  sessions: { type: 'string', default: '8' },
+  size: { type: 'string', default: '1024' },
+  drain: { type: 'string', default: '60' },
+  timeout: { type: 'string', default: '3600' },
+  seed: { type: 'string' },
+  entry: { type: 'string' },
+  keep: { type: 'boolean', default: false },
+  json: { type: 'string' },
+});
 
 function num(name: string, v: string | undefined, min: number, max = Infinity): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n < min || n > max) {
-    process.stderr.write(`crash soak: --${name} must be a number from ${min}${max < Infinity ? ` to ${max}` : ''} (got "${v}")\n${USAGE}`);
+    process.stderr.write(`crash soak: --${name} must be a number from ${min}${max < Infinity ? ` to ${max}` : ''} (got "${v}")\n${USAGE}\n`);
     process.exit(2);
   }
   return n;

@@ -18,7 +18,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { parseArgs } from 'node:util';
+import { benchArgs } from '../args.js';
 import { SmtpSink } from '../../src/smtp/sink.js';
 import { POSTACTOR_ENTRY, startPostactor } from '../relay/postactor.js';
 import { PostfixNotInstalled, startPostfix } from '../relay/postfix.js';
@@ -26,14 +26,13 @@ import type { MtaHandle } from '../relay/mta.js';
 
 const run = promisify(execFile);
 
-const { values: opts } = parseArgs({
-  options: {
+const opts = benchArgs('bench/reload',
+  'usage: node dist/bench/reload/run.js [--runs 3] [--reloads 20] [--sessions 10] [--mta postactor,postfix]\nSee the header of bench/reload/run.ts.', {
     runs: { type: 'string', default: '3' },
     reloads: { type: 'string', default: '20' },
     sessions: { type: 'string', default: '10' },
     mta: { type: 'string', default: 'postactor,postfix' },
-  },
-});
+  });
 const RUNS = Number(opts.runs);
 const RELOADS = Number(opts.reloads);
 const SESSIONS = Number(opts.sessions);

@@ -34,13 +34,13 @@ import { spawn } from 'node:child_process';
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from '../args.js';
 import { REPO_ROOT, type MtaHandle } from '../relay/mta.js';
 import { startPostactor } from '../relay/postactor.js';
 import { PostfixNotInstalled, startPostfix } from '../relay/postfix.js';
 
-const { values } = parseArgs({
-  options: {
+const values = benchArgs('bench/sendmail',
+  'usage: node dist/bench/sendmail/run.js [--runs 3] [--count 200] [--parallel 20] [--mailq 20] [--max-seconds 60] [--mta postactor,postfix,node] [--json FILE] [--baseline FILE]\nSee the header of bench/sendmail/run.ts.', {
     runs: { type: 'string', default: '3' },
     count: { type: 'string', default: '200' },
     parallel: { type: 'string', default: '20' },
@@ -49,8 +49,7 @@ const { values } = parseArgs({
     mta: { type: 'string', default: 'postactor,postfix,node' },
     json: { type: 'string' },
     baseline: { type: 'string' },
-  },
-});
+  });
 const RUNS = Math.max(1, Number(values.runs));
 const COUNT = Math.max(1, Number(values.count));
 const PARALLEL = Math.max(1, Number(values.parallel));
