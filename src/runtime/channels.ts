@@ -13,17 +13,11 @@
  * or all gone) is reached through the master, which starts a thread and wires it.
  */
 import type { MessagePort } from 'node:worker_threads';
-import { ServiceError, type Frame } from './wire.js';
-
-interface Pending {
-  resolve: (value: unknown) => void;
-  reject: (err: Error) => void;
-}
+import { PendingReplies, ServiceError, type Frame } from './wire.js';
 
 interface Channel {
   port: MessagePort;
-  pending: Map<number, Pending>;
-  nextId: number;
+  pending: PendingReplies;
   /** The thread said bye: no new request goes there. */
   closing: boolean;
 }
@@ -74,7 +68,7 @@ export class DirectChannels {
   private add(name: string, port: MessagePort, spreadAt: number): void {
     const s = this.service(name);
     s.spreadAt = spreadAt;
-    const ch: Channel = { port, pending: new Map(), nextId: 1, closing: false };
+    const ch: Channel = { port, pending: new PendingReplies(), closing: false };
     s.channels.push(ch);
     const drop = () => {
       const i = s.channels.indexOf(ch);
@@ -82,12 +76,7 @@ export class DirectChannels {
     };
     port.on('message', (frame: Frame) => {
       if (frame.k === 'res') {
-        const p = ch.pending.get(frame.id);
-        if (!p) return;
-        ch.pending.delete(frame.id);
-        this.total--;
-        if (frame.ok) p.resolve(frame.value);
-        else p.reject(new ServiceError(frame.error.code, `${name}: ${frame.error.message}`));
+        if (ch.pending.settle(frame, `${name}: `)) this.total--;
       } else if (frame.k === 'bye') {
         ch.closing = true;
         drop();
@@ -96,9 +85,7 @@ export class DirectChannels {
     });
     port.on('close', () => {
       drop();
-      for (const p of ch.pending.values()) p.reject(new ServiceError('CRASHED', `${name}: worker exited`));
-      this.total -= ch.pending.size;
-      ch.pending.clear();
+      this.total -= ch.pending.failAll(new ServiceError('CRASHED', `${name}: worker exited`));
     });
   }
 
@@ -118,11 +105,7 @@ export class DirectChannels {
       this.toMaster({ k: 'grow', service });
     }
     const ch = best;
-    const id = ch.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      ch.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.total++;
-      ch.port.postMessage({ k: 'req', id, to: service, body } satisfies Frame, transfer ?? []);
-    });
+    this.total++;
+    return ch.pending.expect<T>((id) => ch.port.postMessage({ k: 'req', id, to: service, body } satisfies Frame, transfer ?? []));
   }
 }

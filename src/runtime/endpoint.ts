@@ -8,7 +8,7 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { DirectChannels } from './channels.js';
-import { ServiceError, type ActorWorkerData, type Frame } from './wire.js';
+import { PendingReplies, ServiceError, type ActorWorkerData, type Frame } from './wire.js';
 import { collectWhenQuiet } from './idle-gc.js';
 
 export interface ActorOptions<Req, Res> {
@@ -49,8 +49,7 @@ export function startActor<Req = unknown, Res = unknown>(options: ActorOptions<R
 
 function bind<Req, Res>(port: MessagePort, data: ActorWorkerData<unknown>, options: ActorOptions<Req, Res>): Actor {
   const maxInFlight = options.maxInFlight ?? 1000;
-  const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  let nextId = 1;
+  const waiting = new PendingReplies();
   const direct = new DirectChannels((frame) => port.postMessage(frame));
 
   /** A request, from the router or on a client's direct channel: the reply goes back there. */
@@ -69,14 +68,9 @@ function bind<Req, Res>(port: MessagePort, data: ActorWorkerData<unknown>, optio
   port.on('message', (frame: Frame) => {
     if (direct.handle(frame)) return;
     switch (frame.k) {
-      case 'res': {
-        const w = waiting.get(frame.id);
-        if (!w) return;
-        waiting.delete(frame.id);
-        if (frame.ok) w.resolve(frame.value);
-        else w.reject(new ServiceError(frame.error.code, frame.error.message));
+      case 'res':
+        waiting.settle(frame);
         return;
-      }
       case 'req':
         serve(port, frame.id, frame.body);
         return;
@@ -103,13 +97,9 @@ function bind<Req, Res>(port: MessagePort, data: ActorWorkerData<unknown>, optio
       if (waiting.size + direct.inFlight() >= maxInFlight) return Promise.reject(new ServiceError('BUSY', `${data.service}: too many requests in flight`));
       const straight = direct.request<T>(to, body, transfer);
       if (straight) return straight;
-      const id = nextId++;
-      return new Promise<T>((resolve, reject) => {
-        waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
-        // The transferred buffers are named in the frame too, so the router passes them on
-        // transferred instead of copying the body once more on its way to the service.
-        port.postMessage((transfer && transfer.length ? { k: 'req', id, to, body, t: transfer } : { k: 'req', id, to, body }) satisfies Frame, transfer ?? []);
-      });
+      // The transferred buffers are named in the frame too, so the router passes them on
+      // transferred instead of copying the body once more on its way to the service.
+      return waiting.expect<T>((id) => port.postMessage((transfer && transfer.length ? { k: 'req', id, to, body, t: transfer } : { k: 'req', id, to, body }) satisfies Frame, transfer ?? []));
     },
     send(to: string, body: unknown): void {
       port.postMessage({ k: 'req', id: 0, to, body } satisfies Frame);

@@ -18,7 +18,7 @@
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { DirectChannels } from './channels.js';
 import { useThreadRequests } from './service-request.js';
-import { ServiceError, type Frame, type PoolFrame, type WireError } from './wire.js';
+import { PendingReplies, type Frame, type PoolFrame, type WireError } from './wire.js';
 
 /** What the master sends first (parentPort): the module to serve and the master's port. */
 export interface ServeMessage {
@@ -60,15 +60,10 @@ async function serve(msg: ServeMessage): Promise<void> {
 
   // This thread's own requests to other services.
   const direct = new DirectChannels((frame) => master.postMessage(frame));
-  const calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  let nextCall = 1;
+  const calls = new PendingReplies();
   useThreadRequests(<T>(to: string, body: unknown, transfer?: ArrayBuffer[]) =>
     direct.request<T>(to, body, transfer) ??
-    new Promise<T>((resolve, reject) => {
-      const id = nextCall++;
-      calls.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      master.postMessage((transfer && transfer.length ? { k: 'call', id, to, body, t: transfer } : { k: 'call', id, to, body }) satisfies PoolFrame, transfer ?? []);
-    }));
+    calls.expect<T>((id) => master.postMessage((transfer && transfer.length ? { k: 'call', id, to, body, t: transfer } : { k: 'call', id, to, body }) satisfies PoolFrame, transfer ?? [])));
 
   const settled = () => {
     running--;
@@ -139,14 +134,9 @@ async function serve(msg: ServeMessage): Promise<void> {
   master.on('message', (frame: PoolFrame) => {
     if (frame.k === 'wire' || frame.k === 'throttle') return void direct.handle(frame);
     switch (frame.k) {
-      case 'answer': {
-        const c = calls.get(frame.id);
-        if (!c) return;
-        calls.delete(frame.id);
-        if (frame.ok) c.resolve(frame.value);
-        else c.reject(new ServiceError(frame.error.code, frame.error.message));
+      case 'answer':
+        calls.settle(frame);
         return;
-      }
       case 'req':
         return take(master, frame.id, frame.body);
       case 'client':

@@ -93,3 +93,46 @@ export interface ActorWorkerData<C = unknown> {
   /** Logging to syslog (src/log/syslog.ts): the relay's descriptor and syslog_facility. */
   syslog?: { fd: number; facility: number };
 }
+
+/** A reply to a request: its value, or the failure the other side reported. */
+export type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: WireError };
+
+/**
+ * The requests a thread sent on one port and waits for, by id: each reply settles its promise
+ * once (a late or unknown one is dropped); a port that closes fails what is left.
+ */
+export class PendingReplies {
+  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+
+  get size(): number {
+    return this.waiting.size;
+  }
+
+  /** A new request: `send` posts it under the id given, and the promise is its reply. */
+  expect<T>(send: (id: number) => void): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      send(id);
+    });
+  }
+
+  /** Settles the request `reply` answers; false when none waits for it. `prefix` goes before a failure's text. */
+  settle(reply: Reply, prefix = ''): boolean {
+    const w = this.waiting.get(reply.id);
+    if (!w) return false;
+    this.waiting.delete(reply.id);
+    if (reply.ok) w.resolve(reply.value);
+    else w.reject(new ServiceError(reply.error.code, prefix + reply.error.message));
+    return true;
+  }
+
+  /** Fails every request still waiting (the other side is gone). */
+  failAll(error: ServiceError): number {
+    const n = this.waiting.size;
+    for (const w of this.waiting.values()) w.reject(error);
+    this.waiting.clear();
+    return n;
+  }
+}
