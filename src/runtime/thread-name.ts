@@ -2,7 +2,7 @@
  * Names this worker thread after its Postfix command (smtpd, cleanup, qmgr, smtp, …), so `ps -L`,
  * `top -H` and bench/relay's per-thread CPU report see which daemon a thread runs, as Postfix's
  * process names say it. Node names a Worker thread only through `new Worker({ name })`, which
- * piscina does not pass; a thread may rename itself through /proc/thread-self/comm (Linux; 15
+ * the pools do not pass; a thread may rename itself through /proc/thread-self/comm (Linux; 15
  * bytes). Best effort: elsewhere, or without /proc, the name stays "WorkerThread".
  */
 import { writeFileSync } from 'node:fs';
