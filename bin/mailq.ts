@@ -1,22 +1,28 @@
 /**
  * mailq — the Sendmail-compatible queue listing, the same as `postqueue -p`:
- *   mailq [-c config_dir] [--json]
+ *   mailq [-C config_file|config_dir] [-c config_dir] [-v] [--json]
+ * Postfix's mailq is its sendmail in -bp mode, so it takes sendmail's -C (main.cf or its
+ * directory); -c is postqueue's spelling, kept for scripts that use it.
  * With --json it prints postqueue -j's JSON lines instead. It imports only what a listing needs
  * (monitoring scripts run it every minute): see src/queue/listing-config.ts.
  */
+import { basename, dirname } from 'node:path';
 import { fatal, parseCommandLine, usageError, writeStdout } from '../src/queue/command-line.js';
 import { listQueue } from '../src/queue/listing.js';
 import { listingConfig } from '../src/queue/listing-config.js';
 
 const PROG = 'mailq';
-const USAGE = 'usage: mailq [-c config_dir] [--json]';
+const USAGE = 'usage: mailq [-C config_file] [-c config_dir] [-v] [--json]';
 
 async function main(): Promise<void> {
-  const parsed = parseCommandLine(PROG, USAGE, 'c:v');
+  const parsed = parseCommandLine(PROG, USAGE, 'C:c:v');
   if (!parsed) return;
   if (parsed.positionals.length > 0) usageError(PROG, USAGE, `unexpected argument: ${parsed.positionals[0]}`);
   let dir: string | undefined;
-  for (const [c, v] of parsed.opts) if (c === 'c') dir = v;
+  for (const [c, v] of parsed.opts) {
+    if (c === 'c') dir = v;
+    else if (c === 'C' && v !== undefined) dir = basename(v) === 'main.cf' ? dirname(v) : v;
+  }
   writeStdout(await listQueue(await listingConfig(PROG, dir), parsed.long.has('json'), stoppedStoreCheck));
 }
 

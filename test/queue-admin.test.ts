@@ -76,6 +76,7 @@ describe('postqueue -p / mailq / postqueue -j (store filled directly, server dow
   test("mailq prints Postfix's layout: header, * ! # marks, reasons right-aligned at column 78, pending recipients only, trailer", async () => {
     const r = await run('mailq', ['-c', dir]);
     assert.equal(r.code, 0, r.stderr);
+    assert.equal((await run('mailq', ['-C', `${dir}/main.cf`])).stdout, r.stdout, 'mailq -C main.cf lists the same queue');
     const pad = (s: string) => ' '.repeat(76 - s.length) + `(${s})`;
     const rc = (a: string) => ' '.repeat(41) + a;
     const expected = [
@@ -154,6 +155,9 @@ describe('postqueue -p / mailq / postqueue -j (store filled directly, server dow
     const empty = stoppedConfig();
     try {
       assert.equal((await run('mailq', ['-c', empty.dir])).stdout, 'Mail queue is empty\n');
+      // Postfix's mailq is sendmail -bp: it takes sendmail's -C, a directory or its main.cf.
+      assert.equal((await run('mailq', ['-C', empty.dir])).stdout, 'Mail queue is empty\n');
+      assert.equal((await run('mailq', [`-C${empty.dir}/main.cf`])).stdout, 'Mail queue is empty\n');
       assert.equal((await run('postqueue', ['-c', empty.dir, '-j'])).stdout, '');
     } finally {
       rmSync(empty.dir, { recursive: true, force: true });
@@ -346,11 +350,11 @@ describe('postsuper against a running server with deliveries in flight', () => {
   const seen: { sender: string; recipients: string[]; at: number }[] = [];
 
   before(async () => {
-    // Each delivery carries at most two recipients and waits 1.5 s for the end-of-data reply;
+    // Each delivery carries at most two recipients and waits 2.5 s for the end-of-data reply;
     // one at a time per destination, so a 3-recipient message has a delivery waiting behind the
     // first. (A recipient limit of 1 would make each recipient its own destination, as in
     // Postfix, and all three would go at once.)
-    sink = new SmtpSink({ dataDelayMs: 1500 });
+    sink = new SmtpSink({ dataDelayMs: 2500 });
     sink.on('message', (m: { sender: string; recipients: string[] }) => seen.push({ sender: m.sender, recipients: m.recipients, at: Date.now() }));
     server = await startServer({
       sinkPort: await sink.listen(0),
@@ -373,7 +377,7 @@ describe('postsuper against a running server with deliveries in flight', () => {
     const m = /queued as (\S+)$/.exec(reply.text);
     assert.ok(m, reply.line);
     await server.waitForLog(new RegExp(`${m[1]}: from=<${tag}@example\\.org>.*\\(queue active\\)`), 10_000);
-    // The first delivery reaches the sink; it is then in flight for 1.5 s.
+    // The first delivery reaches the sink; it is then in flight for 2.5 s. (A wider window than the postsuper command needs to start on a loaded machine.)
     const deadline = Date.now() + 10_000;
     while (!seen.some((s) => s.sender === `${tag}@example.org`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     return m[1]!;
