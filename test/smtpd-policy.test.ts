@@ -340,11 +340,25 @@ describe('evaluation order and stages', () => {
     const b = build({ smtpd_restriction_classes: 'strict', strict: 'reject_non_fqdn_sender, reject', smtpd_recipient_restrictions: 'check_recipient_access texthash:a, reject_unauth_destination' }, { a: 'r@mx.postactor.test strict\n' });
     assert.equal(text(await b.policy.checkRecipient(req())), '554 5.7.1 <r@mx.postactor.test>: Recipient address rejected: Access denied');
   });
+  test("a bare type:table is the list's own access check (Postfix's short-hand), in a class the calling list's", async () => {
+    const files = { a: 's@sender.example REJECT no senders like you\nr@mx.postactor.test REJECT not this one\n' };
+    const sender = build({ smtpd_sender_restrictions: 'texthash:a' }, files);
+    assert.equal(text(await sender.policy.checkRecipient(req())), '554 5.7.1 <s@sender.example>: Sender address rejected: no senders like you');
+    const rcpt = build({ smtpd_recipient_restrictions: 'texthash:a, permit_mynetworks, reject_unauth_destination' }, files);
+    assert.equal(text(await rcpt.policy.checkRecipient(req())), '554 5.7.1 <r@mx.postactor.test>: Recipient address rejected: not this one');
+    const cls = build({ smtpd_restriction_classes: 'tables', tables: 'texthash:a', smtpd_sender_restrictions: 'tables' }, files);
+    assert.equal(text(await cls.policy.checkRecipient(req())), '554 5.7.1 <s@sender.example>: Sender address rejected: no senders like you');
+    const data = build({ smtpd_restriction_classes: 'tables', tables: 'texthash:a', smtpd_data_restrictions: 'tables' }, files);
+    assert.equal(text(await data.policy.checkData(req({ where: 'DATA' }))), '451 4.3.5 Server configuration error');
+    assert.ok(data.logs.some((l) => /^warning: .*specify one of \(check_client_access, .*\) before data restriction "texthash:a"/.test(l)), data.logs.join('\n'));
+  });
 });
 
 describe('start-up refuses what is not implemented', () => {
   const rows: [Record<string, string>, RegExp][] = [
     [{ smtpd_client_restrictions: 'sleep 1' }, /smtpd_client_restrictions: not supported: restriction "sleep"/],
+    [{ smtpd_recipient_restrictions: 'permit_mynetworks, reject_unauth_destinaton' }, /smtpd_recipient_restrictions: unknown smtpd restriction: "reject_unauth_destinaton"/],
+    [{ smtpd_data_restrictions: 'texthash:/nonexistent' }, /smtpd_data_restrictions: specify one of \(check_client_access, .*\) before data restriction "texthash:\/nonexistent"/],
     [{ smtpd_recipient_restrictions: 'reject_unverified_recipient, reject_unauth_destination' }, /smtpd_recipient_restrictions: reject_unverified_recipient: master.cf has no "verify" service/],
     [{ smtpd_client_restrictions: 'check_client_access ldap:/etc/postfix/access' }, /unsupported dictionary type: ldap/],
     [{ smtpd_client_restrictions: 'check_client_access' }, /check_client_access needs an argument/],

@@ -75,8 +75,9 @@ export function checkConfig(config: Config): string[] {
   // Each smtpd listener runs on main.cf plus its own master.cf -o overrides.
   const listeners = plan.services.filter((s) => s.line.command === 'smtpd');
   for (const s of listeners.length > 0 ? listeners : [null]) {
+    let c = config;
     try {
-      const c = s ? serviceConfig(config, s) : config;
+      c = s ? serviceConfig(config, s) : config;
       new SmtpdPolicy(c);
       const tls = smtpdTlsProblem(c);
       if (tls !== null) throw new Error(tls);
@@ -88,7 +89,13 @@ export function checkConfig(config: Config): string[] {
       if (proxy !== '' && proxy !== 'haproxy') throw new Error(`unsupported smtpd_upstream_proxy_protocol value: ${proxy}`);
     } catch (err) {
       const where = s && Object.keys(s.line.overrides).length > 0 ? `${s.line.file}:${s.line.line}` : `${config.configDirectory ?? '(embedded)'}/main.cf`;
-      for (const l of (err as Error).message.split('\n')) if (!problems.includes(`${where}: ${l}`)) problems.push(`${where}: ${l}`);
+      for (const l of (err as Error).message.split('\n')) {
+        // "param: what is wrong" is told at the line that sets param, when a file sets it.
+        const param = /^([A-Za-z0-9_]+): /.exec(l)?.[1];
+        const o = param !== undefined && c.isSet(param) ? c.originOf(param) : null;
+        const at = o !== null && o.line !== null ? `${o.file}:${o.line}` : where;
+        if (!problems.includes(`${at}: ${l}`)) problems.push(`${at}: ${l}`);
+      }
     }
   }
   // The verify service: its cache must be one Postactor keeps, its probe sender well formed.

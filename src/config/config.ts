@@ -46,6 +46,8 @@ export interface Config {
   get(name: string): string;
   raw(name: string): string | undefined;
   isSet(name: string): boolean;
+  /** Where the value of name is set (main.cf line, master.cf -o line; line null when not in a file). */
+  originOf(name: string): Origin;
   getInt(name: string): number;
   getBool(name: string): boolean;
   getTime(name: string): number;

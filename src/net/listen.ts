@@ -19,7 +19,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import type { Config, Origin } from '../config/index.js';
+import type { Config } from '../config/index.js';
 import { canonicalIp } from '../address/interfaces.js';
 import { familyAllowed, ipv6Usable, parseInetProtocols, type InetProtocols } from '../address/inet-protocols.js';
 
@@ -41,7 +41,7 @@ export interface InetEndpoint {
 export class ListenError extends Error {}
 
 function whereSet(config: Config, name: string): string {
-  const o = (config as Partial<{ originOf(n: string): Origin }>).originOf?.(name);
+  const o = config.originOf(name);
   const mainCf = join(config.configDirectory ?? '(embedded)', 'main.cf');
   if (o && config.isSet(name)) return o.line !== null ? `${o.file}:${o.line}` : o.file;
   return mainCf;

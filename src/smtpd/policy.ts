@@ -69,6 +69,26 @@ const UNSUPPORTED_WITH_ARG = new Set([
   'permit_rhswl_client', 'reject_rhsbl_reverse_client', 'sleep',
 ]);
 
+/** Every restriction name Postfix 3.8 knows (mail_params.h), to tell "not built" from a typo. */
+const POSTFIX_RESTRICTIONS = new Set([
+  ...UNSUPPORTED_WITH_ARG,
+  'check_address_map', 'check_ccert_access', 'check_client_access', 'check_etrn_access', 'check_helo_access',
+  'check_policy_service', 'check_recipient_access', 'check_recipient_maps', 'check_relay_domains', 'check_sender_access',
+  'defer', 'defer_if_permit', 'defer_if_reject', 'defer_unauth_destination', 'permit', 'permit_auth_destination',
+  'permit_dnswl_client', 'permit_inet_interfaces', 'permit_mx_backup', 'permit_mynetworks', 'permit_naked_ip_address',
+  'permit_sasl_authenticated', 'permit_tls_all_clientcerts', 'permit_tls_clientcerts', 'reject', 'reject_invalid_helo_hostname',
+  'reject_invalid_hostname', 'reject_maps_rbl', 'reject_multi_recipient_bounce', 'reject_non_fqdn_helo_hostname',
+  'reject_non_fqdn_hostname', 'reject_non_fqdn_recipient', 'reject_non_fqdn_sender', 'reject_plaintext_session', 'reject_rbl',
+  'reject_rbl_client', 'reject_rhsbl_client', 'reject_rhsbl_helo', 'reject_rhsbl_recipient', 'reject_rhsbl_reverse_client',
+  'reject_rhsbl_sender', 'reject_sender_login_mismatch', 'reject_authenticated_sender_login_mismatch',
+  'reject_known_sender_login_mismatch', 'reject_unauthenticated_sender_login_mismatch', 'reject_unauth_destination',
+  'reject_unauth_pipelining', 'reject_unknown_address', 'reject_unknown_client', 'reject_unknown_client_hostname',
+  'reject_unknown_forward_client_hostname', 'reject_unknown_helo_hostname', 'reject_unknown_hostname',
+  'reject_unknown_recipient_domain', 'reject_unknown_reverse_client_hostname', 'reject_unknown_sender_domain',
+  'reject_unlisted_recipient', 'reject_unlisted_sender', 'reject_unverified_recipient', 'reject_unverified_sender', 'sleep',
+  'warn_if_reject',
+]);
+
 /** Old names Postfix still accepts. */
 const ALIASES: Record<string, string> = {
   reject_invalid_hostname: 'reject_invalid_helo_hostname',
@@ -298,10 +318,45 @@ export class SmtpdPolicy {
         errors.push(`${param}: not supported: "{ … }" syntax in restriction lists`);
         continue;
       }
+      if (name.includes(':')) {
+        // Postfix's short-hand: a bare "type:table" is the list's own check_<kind>_access.
+        const r = this.implicitAccess(name, param, errors);
+        if (r) items.push({ name, run: r });
+        continue;
+      }
       const r = this.restriction(name, arg, param, errors);
       if (r) items.push({ name, run: r });
     }
     return items;
+  }
+
+  /**
+   * A bare "type:table" in a restriction list (smtpd_check.c's implicit access map): the access
+   * check of the list it runs for (check_client_access in smtpd_client_restrictions, …,
+   * check_recipient_access in the relay and recipient lists). In a restriction class that is
+   * the list that called the class; the data lists have none, so there it is Postfix's
+   * "specify one of …" — a start-up error in the list itself, a server error from a class.
+   */
+  private implicitAccess(spec: string, param: string, errors: string[]): Restriction | null {
+    const stage = LISTS.find(([, p]) => p === param)?.[0];
+    const kindOf = (st: Stage): AccessKind | null =>
+      st === 'relay' ? 'recipient' : st === 'client' || st === 'helo' || st === 'sender' || st === 'recipient' || st === 'etrn' ? st : null;
+    const specify = (st: Stage) =>
+      `specify one of (check_client_access, check_reverse_client_hostname_access, check_helo_access, check_sender_access, check_recipient_access, check_etrn_access) before ${st} restriction "${spec}"`;
+    if (stage !== undefined && kindOf(stage) === null) {
+      errors.push(`${param}: ${specify(stage)}`);
+      return null;
+    }
+    const t = this.table(spec, param, errors);
+    if (!t) return null;
+    const byKind = new Map<AccessKind, Restriction>();
+    return (r, st) => {
+      const kind = kindOf(st);
+      if (kind === null) return serverError(specify(st));
+      let run = byKind.get(kind);
+      if (!run) byKind.set(kind, (run = accessRestriction(kind, t, this.access)));
+      return run(r, st);
+    };
   }
 
   private restriction(name: string, arg: () => string | null, param: string, errors: string[]): Restriction | 'warn_if_reject' | null {
@@ -398,7 +453,10 @@ export class SmtpdPolicy {
       return (r, s) => ({ kind: 'restrictions', names: [name], source: `restriction class ${name}`, stage: s });
     }
     if (UNSUPPORTED_WITH_ARG.has(name)) arg();
-    errors.push(`${param}: not supported: restriction "${name}" (see the README feature table)`);
+    // A Postfix restriction not built here is "not supported"; anything else is a typo, named
+    // as Postfix's smtpd names it (smtpd_check.c), but at start-up instead of at every RCPT.
+    if (POSTFIX_RESTRICTIONS.has(name)) errors.push(`${param}: not supported: restriction "${name}" (see the README feature table)`);
+    else errors.push(`${param}: unknown smtpd restriction: "${name}"`);
     return null;
   }
 
