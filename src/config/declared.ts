@@ -47,3 +47,12 @@ export function readParams<S extends ParamSpec>(config: Config, spec: S, service
   }
   return out as Params<S>;
 }
+
+/**
+ * The values of a spec as a caller holds them: already read (a service passes its declared
+ * values), or read here from a configuration (callers that have only that: a test, a service
+ * that does not declare them yet).
+ */
+export function valuesOf<S extends ParamSpec>(from: Config | Params<S>, spec: S, reader: string): Params<S> {
+  return typeof (from as Config).get === 'function' ? readParams(from as Config, spec, reader) : from as Params<S>;
+}

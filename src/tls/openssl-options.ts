@@ -16,17 +16,12 @@
 import { constants } from 'node:crypto';
 import * as tls from 'node:tls';
 import type { Config } from '../config/index.js';
-import { readParams, type ParamSpec, type Params } from '../config/declared.js';
+import { valuesOf, type ParamSpec, type Params } from '../config/declared.js';
 
 export const TLS_LIBRARY_PARAMS = {
   'tls_eecdh_auto_curves': 'str', 'tls_ffdhe_auto_groups': 'str', 'tls_ssl_options': 'str',
 } as const satisfies ParamSpec;
 type TlsLibrary = Params<typeof TLS_LIBRARY_PARAMS>;
-
-/** The values a service declared, or read here from a configuration (smtpd's). */
-function valuesOf(from: Config | TlsLibrary): TlsLibrary {
-  return typeof (from as Config).get === 'function' ? readParams(from as Config, TLS_LIBRARY_PARAMS, 'tls') : from as TlsLibrary;
-}
 
 /** Postfix's defaults, for the fall-back after a list with no usable group. */
 const DEFAULT_EECDH = 'X25519 X448 prime256v1 secp521r1 secp384r1';
@@ -54,7 +49,7 @@ function usable(group: string): boolean {
  * or nothing usable even in Postfix's defaults).
  */
 export function keyExchangeGroups(from: Config | TlsLibrary, warn: (text: string) => void): string | undefined {
-  const v = valuesOf(from);
+  const v = valuesOf(from, TLS_LIBRARY_PARAMS, 'tls');
   let eecdh = v.tls_eecdh_auto_curves.trim();
   let ffdhe = v.tls_ffdhe_auto_groups.trim();
   if (!eecdh && !ffdhe) return undefined;
@@ -104,7 +99,7 @@ const MANAGED = constants.SSL_OP_ALL | constants.SSL_OP_CIPHER_SERVER_PREFERENCE
 
 /** secureOptions for tls_ssl_options; unknown words get Postfix's warning and are skipped. */
 export function sslOptions(from: Config | TlsLibrary, warn: (text: string) => void): number {
-  const value = valuesOf(from).tls_ssl_options;
+  const value = valuesOf(from, TLS_LIBRARY_PARAMS, 'tls').tls_ssl_options;
   // Postfix never lets a client renegotiate in the middle of an SMTP session.
   let bits = constants.SSL_OP_NO_RENEGOTIATION;
   for (const word of value.split(/[\s,]+/).filter(Boolean)) {
