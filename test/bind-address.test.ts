@@ -8,7 +8,8 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { networkInterfaces } from 'node:os';
 import { configFromJSON } from '../src/config/index.js';
-import { sourceAddresses } from '../src/smtp/bind-address.js';
+import { readParams } from '../src/config/declared.js';
+import { LMTP_BIND_PARAMS, SMTP_BIND_PARAMS, sourceAddresses } from '../src/smtp/bind-address.js';
 import { SmtpClient, type SmtpClientOptions } from '../src/smtp/client.js';
 import { SmtpSink } from '../src/smtp/sink.js';
 import { rfc822, sendRaw, startServer } from './helpers/server.js';
@@ -19,6 +20,10 @@ const TIMEOUTS: SmtpClientOptions = {
 };
 const body = Buffer.from('Subject: hi\r\n\r\nhello\r\n');
 const config = (params: Record<string, string>) => configFromJSON({ configDirectory: null, params, services: [] });
+/** The source addresses of the client with these main.cf settings, its parameters read as the agent declares them. */
+const bindOf = (params: Record<string, string>, client: 'smtp' | 'lmtp') => client === 'smtp'
+  ? sourceAddresses({ prefix: 'smtp', params: readParams(config(params), SMTP_BIND_PARAMS, 'smtp') })
+  : sourceAddresses({ prefix: 'lmtp', params: readParams(config(params), LMTP_BIND_PARAMS, 'lmtp') });
 
 const sinks: SmtpSink[] = [];
 after(async () => {
@@ -31,23 +36,23 @@ async function sink(): Promise<{ sink: SmtpSink; port: number }> {
 }
 
 test('smtp_bind_address(6): IP addresses, "[…]" allowed, each of its own family; bad values name the parameter', () => {
-  assert.deepEqual(sourceAddresses(config({}), 'smtp'), { enforce: false });
-  assert.deepEqual(sourceAddresses(config({ smtp_bind_address: '127.0.0.2', smtp_bind_address6: '[::1]', smtp_bind_address_enforce: 'yes' }), 'smtp'),
+  assert.deepEqual(bindOf({}, 'smtp'), { enforce: false });
+  assert.deepEqual(bindOf({ smtp_bind_address: '127.0.0.2', smtp_bind_address6: '[::1]', smtp_bind_address_enforce: 'yes' }, 'smtp'),
     { v4: '127.0.0.2', v4From: 'smtp_bind_address', v6: '::1', v6From: 'smtp_bind_address6', enforce: true });
-  assert.deepEqual(sourceAddresses(config({ lmtp_bind_address: '127.0.0.3' }), 'lmtp'), { v4: '127.0.0.3', v4From: 'lmtp_bind_address', enforce: false });
-  assert.equal(sourceAddresses(config({ smtp_bind_address: '::1' }), 'smtp'), 'bad smtp_bind_address parameter: ::1: not an IPv4 address');
-  assert.equal(sourceAddresses(config({ smtp_bind_address6: 'mail.example' }), 'smtp'), 'bad smtp_bind_address6 parameter: mail.example: not an IPv6 address');
-  assert.equal(sourceAddresses(config({ smtp_bind_address: '[127.0.0.2' }), 'smtp'), 'malformed smtp_bind_address parameter: [127.0.0.2');
+  assert.deepEqual(bindOf({ lmtp_bind_address: '127.0.0.3' }, 'lmtp'), { v4: '127.0.0.3', v4From: 'lmtp_bind_address', enforce: false });
+  assert.equal(bindOf({ smtp_bind_address: '::1' }, 'smtp'), 'bad smtp_bind_address parameter: ::1: not an IPv4 address');
+  assert.equal(bindOf({ smtp_bind_address6: 'mail.example' }, 'smtp'), 'bad smtp_bind_address6 parameter: mail.example: not an IPv6 address');
+  assert.equal(bindOf({ smtp_bind_address: '[127.0.0.2' }, 'smtp'), 'malformed smtp_bind_address parameter: [127.0.0.2');
 });
 
 test('inet_interfaces with one non-loopback address of a family: connections of that family come from it', (t) => {
   const own = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal);
-  assert.deepEqual(sourceAddresses(config({ inet_interfaces: '127.0.0.1' }), 'smtp'), { enforce: false }, 'a loopback address is not bound to');
+  assert.deepEqual(bindOf({ inet_interfaces: '127.0.0.1' }, 'smtp'), { enforce: false }, 'a loopback address is not bound to');
   if (!own) return t.skip('no non-loopback IPv4 interface on this host');
-  assert.deepEqual(sourceAddresses(config({ inet_interfaces: own.address }), 'smtp'), { v4: own.address, v4From: 'inet_interfaces', enforce: false });
-  assert.deepEqual(sourceAddresses(config({ inet_interfaces: `127.0.0.1, ${own.address}` }), 'smtp'), { enforce: false }, 'two addresses: the kernel chooses');
-  assert.deepEqual(sourceAddresses(config({ inet_interfaces: own.address, inet_protocols: 'ipv6' }), 'smtp'), { enforce: false });
-  assert.deepEqual(sourceAddresses(config({ inet_interfaces: own.address, smtp_bind_address: '127.0.0.5' }), 'smtp'), { v4: '127.0.0.5', v4From: 'smtp_bind_address', enforce: false });
+  assert.deepEqual(bindOf({ inet_interfaces: own.address }, 'smtp'), { v4: own.address, v4From: 'inet_interfaces', enforce: false });
+  assert.deepEqual(bindOf({ inet_interfaces: `127.0.0.1, ${own.address}` }, 'smtp'), { enforce: false }, 'two addresses: the kernel chooses');
+  assert.deepEqual(bindOf({ inet_interfaces: own.address, inet_protocols: 'ipv6' }, 'smtp'), { enforce: false });
+  assert.deepEqual(bindOf({ inet_interfaces: own.address, smtp_bind_address: '127.0.0.5' }, 'smtp'), { v4: '127.0.0.5', v4From: 'smtp_bind_address', enforce: false });
 });
 
 test('the sink sees the source address 127.0.0.2', async () => {

@@ -9,17 +9,18 @@
  * now the close commits it.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 
 import { buildConfig } from '../src/config/load.js';
+import { configFromJSON } from '../src/config/index.js';
 import { QueueStore } from '../src/queue/store.js';
 import { ServicePool } from '../src/runtime/pool.js';
 import { readParams } from '../src/runtime/service.js';
-import { NODE, REPO_ROOT, rfc822, sendRaw, startServer } from './helpers/server.js';
+import { defaultMasterCf, freePort, NODE, POSTACTOR_JS, probe220, REPO_ROOT, rfc822, sendRaw, startServer } from './helpers/server.js';
 import { SmtpSink } from '../src/smtp/sink.js';
 import { tempDirs } from './helpers/temp.js';
 
@@ -168,6 +169,58 @@ test('declared parameters: an unknown name or a wrong type is an error naming th
   assert.deepEqual(readParams(config, { delay_warning_time: 'time', mail_name: 'str' }, 'x'), { delay_warning_time: 10800, mail_name: 'Postactor' });
   assert.throws(() => readParams(config, { no_such_parameter: 'str' }, 'x'), /^Error: x: declares parameter no_such_parameter, which is not a known parameter$/);
   assert.throws(() => readParams(config, { delay_warning_time: 'bool' }, 'x'), /^Error: x: declares parameter delay_warning_time as bool, but it is of type time$/);
+});
+
+test('a wrong-typed value of a declared parameter stops start-up naming it (main.cf:LINE, master.cf:LINE), and a service thread given one names the service', { timeout: 120_000 }, async () => {
+  // Start-up: the loader reads every setting with its registry type, so the server never starts
+  // (smtp's and lmtp's timeouts, trivial-rewrite's booleans: parameters they now declare).
+  const port = await freePort();
+  const cases = [
+    { main: 'smtp_connect_timeout = banana\n', master: '', want: (d: string) => `${d}/main.cf:2: bad time parameter value: smtp_connect_timeout = banana` },
+    { main: '', master: 'lmtp unix - - n - 2 lmtp -o lmtp_lhlo_timeout=banana\n', want: (d: string) => `${d}/master.cf:7: bad time parameter value: lmtp_lhlo_timeout = banana` },
+    { main: 'swap_bangpath = maybe\n', master: '', want: (d: string) => `${d}/main.cf:2: bad boolean parameter value: swap_bangpath = maybe` },
+  ];
+  for (const c of cases) {
+    const dir = tempDir({ 'main.cf': `queue_directory = queue\n${c.main}`, 'master.cf': defaultMasterCf(port) + c.master });
+    const r = spawnSync(NODE, [POSTACTOR_JS, '-c', dir, 'start-fg'], { encoding: 'utf8', timeout: 30_000 });
+    assert.notEqual(r.status, 0, `${c.main}${c.master}: start-fg exited 0`);
+    assert.ok(r.stderr.includes(c.want(dir)), `${c.main}${c.master}: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    assert.equal(await probe220(port, 300), false, 'nothing listens');
+  }
+
+  // A thread whose configuration skipped that check (as one handed over by hand would): the
+  // declared reading stops the service's start, and the error names the service, the file and
+  // line, and the parameter. All declared parameters are read at the start, also those a
+  // service used to read only when a feature was on (SMTP AUTH, a TLS session cache).
+  const dir = tempDir();
+  const threads = [
+    { service: 'smtp', file: 'dist/actors/smtp/index.js', name: 'smtp_connect_timeout', value: 'banana', what: 'time' },
+    { service: 'smtp', file: 'dist/actors/smtp/index.js', name: 'smtp_sasl_auth_soft_bounce', value: 'maybe', what: 'boolean' },
+    { service: 'lmtp', file: 'dist/actors/lmtp/index.js', name: 'lmtp_connect_timeout', value: 'banana', what: 'time' },
+    { service: 'lmtp', file: 'dist/actors/lmtp/index.js', name: 'lmtp_tls_session_cache_timeout', value: 'banana', what: 'time' },
+    { service: 'rewrite', file: 'dist/actors/trivial-rewrite/index.js', name: 'swap_bangpath', value: 'maybe', what: 'boolean' },
+    { service: 'pipe', file: 'dist/actors/pipe/index.js', name: 'command_time_limit', value: 'banana', what: 'time' },
+  ];
+  for (const t of threads) {
+    const config = configFromJSON({
+      configDirectory: dir, services: [],
+      params: { queue_directory: join(dir, 'queue'), maillog_file: join(dir, 'maillog'), [t.name]: t.value },
+      origins: { [t.name]: { file: join(dir, 'main.cf'), line: 3 } },
+    });
+    const pool = new ServicePool({
+      service: t.service, filename: url(t.file), threads: 1, minThreads: 0, concurrency: 1, maxQueue: 10,
+      workerData: { service: t.service, thread: t.service, index: 0, config: config.toJSON(), instance: `bad-${t.service}` }, throttleSeconds: 60,
+    });
+    try {
+      await assert.rejects(pool.run({ op: 'rewrite', context: 'local', address: 'u', queueId: 'X', recipients: [] }), (err: Error) => {
+        assert.equal(err.message, `${t.service}: ${join(dir, 'main.cf')}:3: bad ${t.what} parameter value: ${t.name} = ${t.value}`);
+        return true;
+      });
+    } finally {
+      await pool.close();
+    }
+  }
 });
 
 test('a server stopped (SIGTERM) while mail is being queued and relayed exits within the bound (5 rounds)', { timeout: 240_000 }, async (t) => {

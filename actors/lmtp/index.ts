@@ -17,14 +17,14 @@ import { queueDirectory } from '../../src/config/index.js';
 import { NextHopResolver, resolverServersFromEnv } from '../../src/dns/resolver.js';
 import { replyToString } from '../../src/smtp/reply.js';
 import { SmtpClient, type DeliveryResult, type SmtpHost } from '../../src/smtp/client.js';
-import { sourceAddresses } from '../../src/smtp/bind-address.js';
+import { LMTP_BIND_PARAMS, sourceAddresses } from '../../src/smtp/bind-address.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { every, report, type AgentContext } from '../../src/delivery/agent.js';
 import { parseLmtpNexthop } from './nexthop.js';
 import { smtpEnvelope } from '../../src/delivery/log.js';
-import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
-import { agentTls, requestTls, type AgentTls } from '../../src/smtp/agent-tls.js';
-import { defineService } from '../../src/runtime/service.js';
+import { LMTP_SASL_PARAMS, smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
+import { agentTls, LMTP_AGENT_TLS_PARAMS, requestTls, type AgentTls } from '../../src/smtp/agent-tls.js';
+import { defineService, type Params } from '../../src/runtime/service.js';
 import meta from './meta.js';
 
 interface State {
@@ -42,39 +42,63 @@ interface State {
 /** No limit for a 0 timeout (setTimeout's largest delay). */
 const NO_LIMIT = 2_147_483_647;
 
-function init(ctx: AgentContext): State {
-  const { config } = ctx;
-  const ms = (name: string) => config.getTime(name) * 1000 || NO_LIMIT;
+/**
+ * What lmtp reads, once per thread with the registry's types (src/runtime/service.ts): the
+ * smtp client code's parameters by their lmtp_ names (Postfix's lmtp is smtp in LMTP mode, with
+ * a parameter set of its own), and its own.
+ */
+const PARAMS = {
+  ...LMTP_AGENT_TLS_PARAMS,
+  ...LMTP_SASL_PARAMS,
+  ...LMTP_BIND_PARAMS,
+  'lmtp_lhlo_name': 'str',
+  'lmtp_connect_timeout': 'time',
+  'lmtp_lhlo_timeout': 'time',
+  'lmtp_mail_timeout': 'time',
+  'lmtp_rcpt_timeout': 'time',
+  'lmtp_data_init_timeout': 'time',
+  'lmtp_data_xfer_timeout': 'time',
+  'lmtp_data_done_timeout': 'time',
+  'lmtp_quit_timeout': 'time',
+  'lmtp_skip_quit_response': 'bool',
+  'lmtp_send_xforward_command': 'bool',
+  'lmtp_assume_final': 'bool',
+  'myhostname': 'str',
+} as const;
+
+function init(ctx: AgentContext & { params: Params<typeof PARAMS> }): State {
+  const { config, params: p } = ctx;
+  const ms = (seconds: number) => seconds * 1000 || NO_LIMIT;
   // lmtp_bind_address, lmtp_bind_address6 (TCP next hops only).
-  const bind = sourceAddresses(config, 'lmtp');
+  const bind = sourceAddresses({ prefix: 'lmtp', params: p });
   if (typeof bind === 'string') throw new Error(bind);
-  const sasl = smtpSasl(config, 'lmtp', config.configDirectory);
-  const tls = agentTls(config, 'lmtp', ctx.log);
+  const sasl = smtpSasl({ prefix: 'lmtp', params: p }, config.configDirectory);
+  const tls = agentTls({ prefix: 'lmtp', params: p }, config.configDirectory, ctx.log);
   return {
     ctx,
     sasl,
     client: new SmtpClient({
       lmtp: true,
-      heloName: config.get('lmtp_lhlo_name'),
-      connectTimeout: ms('lmtp_connect_timeout'),
-      heloTimeout: ms('lmtp_lhlo_timeout'),
-      mailTimeout: ms('lmtp_mail_timeout'),
-      rcptTimeout: ms('lmtp_rcpt_timeout'),
-      dataInitTimeout: ms('lmtp_data_init_timeout'),
-      dataXferTimeout: ms('lmtp_data_xfer_timeout'),
-      dataDoneTimeout: ms('lmtp_data_done_timeout'),
-      quitTimeout: ms('lmtp_quit_timeout'),
-      skipQuitResponse: config.getBool('lmtp_skip_quit_response'),
+      heloName: p.lmtp_lhlo_name,
+      connectTimeout: ms(p.lmtp_connect_timeout),
+      heloTimeout: ms(p.lmtp_lhlo_timeout),
+      mailTimeout: ms(p.lmtp_mail_timeout),
+      rcptTimeout: ms(p.lmtp_rcpt_timeout),
+      dataInitTimeout: ms(p.lmtp_data_init_timeout),
+      dataXferTimeout: ms(p.lmtp_data_xfer_timeout),
+      dataDoneTimeout: ms(p.lmtp_data_done_timeout),
+      quitTimeout: ms(p.lmtp_quit_timeout),
+      skipQuitResponse: p.lmtp_skip_quit_response,
       bind,
       onWarning: (text) => ctx.log.warn(text),
-      sendXforward: config.getBool('lmtp_send_xforward_command'),
+      sendXforward: p.lmtp_send_xforward_command,
       ...(sasl ? { sasl: sasl.settings } : {}),
       ...tls.client,
     }),
     resolver: new NextHopResolver({ servers: resolverServersFromEnv() }),
-    myhostname: config.get('myhostname'),
+    myhostname: p.myhostname,
     queueDir: queueDirectory(config),
-    assumeFinal: config.getBool('lmtp_assume_final'),
+    assumeFinal: p.lmtp_assume_final,
     tls,
   };
 }
@@ -134,7 +158,7 @@ function outcomesOf(req: DeliveryRequest, result: DeliveryResult, assumeFinal: b
 
 export default defineService({
   ...meta,
-  params: {},
+  params: PARAMS,
   setup: init,
   handle: deliver,
 });

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF, loadConfig, queueDirectory, type Config, type MasterService } from '../../src/config/index.js';
+import { readParams } from '../../src/config/declared.js';
 import { buildConfig } from '../../src/config/load.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { ServicePool } from '../../src/runtime/pool.js';
@@ -236,14 +237,32 @@ export interface MasterOptions {
   background?: boolean;
 }
 
+/**
+ * What master itself reads at start (and the last three again at reload), with the registry's
+ * types, as a service declares its parameters (src/config/declared.ts). checkConfig reads what
+ * it checks on its own: it runs for `postactor check` as well.
+ */
+const MASTER_PARAMS = {
+  'maillog_file': 'str',
+  'syslog_facility': 'str',
+  'myhostname': 'str',
+  'syslog_name': 'str',
+  'mail_spool_directory': 'str',
+  'metrics_listen': 'str',
+  'proxy_read_maps': 'str',
+  'anvil_rate_time_unit': 'time',
+  'anvil_status_update_time': 'time',
+} as const;
+
 export async function startMaster(config: Config, options: MasterOptions = {}): Promise<Master> {
+  const p = readParams(config, MASTER_PARAMS, 'master');
   // syslog: the relay starts before anything logs (src/log/syslog.ts); every thread gets it.
   let syslog: SyslogRelay | null = null;
-  if (options.background && config.get('maillog_file') === '') {
-    syslog = startSyslogRelay(queueDirectory(config), config.get('syslog_facility'));
+  if (options.background && p.maillog_file === '') {
+    syslog = startSyslogRelay(queueDirectory(config), p.syslog_facility);
   }
   const syslogTarget = syslog ? { fd: syslog.fd, facility: syslog.facility } : undefined;
-  configureMaillog({ file: config.get('maillog_file'), hostname: config.get('myhostname'), syslogName: config.get('syslog_name'), ...(syslogTarget ? { syslog: syslogTarget } : {}) });
+  configureMaillog({ file: p.maillog_file, hostname: p.myhostname, syslogName: p.syslog_name, ...(syslogTarget ? { syslog: syslogTarget } : {}) });
   const problems = checkConfig(config);
   for (const w of config.warnings) log.warn(w);
   if (problems.length) throw new Error(problems.join('\n'));
@@ -267,7 +286,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   }
   // The embedded default keeps mailboxes in the project (var/mail): create that spool, as a
   // system's /var/mail exists before Postfix runs.
-  if (config.configDirectory === null) mkdirSync(config.get('mail_spool_directory'), { recursive: true, mode: 0o755 });
+  if (config.configDirectory === null) mkdirSync(p.mail_spool_directory, { recursive: true, mode: 0o755 });
   // The control socket's directory: owner only (Postfix's public/ is group postdrop; we have no
   // setgid helper, so only the mail system's owner may talk to the master).
   mkdirSync(join(queueDir, 'public'), { recursive: true, mode: 0o700 });
@@ -280,7 +299,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   const stopServiceRequests = serveServiceRequests(instance, router);
   // proxymap(8): the actors' proxy: tables are looked up here, one set of connections for all threads.
   const proxymap = mainProxymap((text) => maillog('proxymap').warn(text));
-  proxymap.configure(config.get('proxy_read_maps'));
+  proxymap.configure(p.proxy_read_maps);
   const stopProxymap = serveProxymap(instance, proxymap);
   let current = config;
   let pools = new Map<string, ServicePool>();
@@ -301,7 +320,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   const ticketKeys = randomBytes(48);
   // anvil's counters: one shared table per smtpd service, reloads included (actors/anvil).
   const anvil = new AnvilTables();
-  anvil.start(config.getTime('anvil_rate_time_unit'), config.getTime('anvil_status_update_time'));
+  anvil.start(p.anvil_rate_time_unit, p.anvil_status_update_time);
   // postscreen's per-client connection counts: one table per postscreen service, shared by
   // the smtpd threads that run it, reloads included (not anvil's: no statistics lines).
   // And the number of sessions each postscreen service holds (postscreen_pre_queue_limit).
@@ -312,7 +331,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     return { counts: t.counts.buffer, sessions: t.sessions };
   };
   // metrics_listen (read at start): every thread counts in place and reports to the collector.
-  const metricsListen = config.get('metrics_listen');
+  const metricsListen = p.metrics_listen;
   if (metricsListen) enableMetrics();
   const data = (c: Config, service: string, index: number, extra?: unknown, thread?: string): ActorWorkerData<unknown> =>
     ({ service, ...(thread ? { thread } : {}), index, config: c.toJSON(), instance, flow: flow.buffer, ...(metricsListen ? { metrics: true } : {}), ...(syslogTarget ? { syslog: syslogTarget } : {}), ...(extra ? { extra } : {}) });
@@ -513,8 +532,9 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       stopPickupWatch = watchPickup(nextPlan);
       await Promise.allSettled(oldListeners.map(retire));
       current = next;
-      proxymap.configure(next.get('proxy_read_maps'));
-      anvil.start(next.getTime('anvil_rate_time_unit'), next.getTime('anvil_status_update_time'));
+      const np = readParams(next, MASTER_PARAMS, 'master');
+      proxymap.configure(np.proxy_read_maps);
+      anvil.start(np.anvil_rate_time_unit, np.anvil_status_update_time);
       const nextPools = startPools(next, nextPlan);
       const oldPools = pools;
       for (const [name, pool] of nextPools) router.addPool(name, pool);

@@ -31,7 +31,7 @@ import { decodeMaildrop, isMaildropName, MaildropFormatError, type MaildropEnvel
 import { ensureMaildrop } from '../../src/maildrop/spool.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
-import { defineService } from '../../src/runtime/service.js';
+import { defineService, type Params } from '../../src/runtime/service.js';
 import meta from './meta.js';
 import { pickupReceivedHeader } from '../../src/maildrop/received.js';
 import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
@@ -44,6 +44,14 @@ const CONCURRENCY = 16;
 const RETRY_DELAY = 5_000;
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
+
+/** What pickup reads, once per thread with the registry's types (src/runtime/service.ts). */
+const PARAMS = {
+  'myhostname': 'str',
+  'mail_name': 'str',
+  'content_filter': 'str',
+  'max_idle': 'time',
+} as const;
 
 /** LF lines → CRLF (the queue holds messages as smtpd receives them). A bare CR stays as it is. */
 export function toCrlf(msg: Buffer): Buffer {
@@ -83,12 +91,12 @@ class Pickup {
   private lastWork = Date.now();
   private idleTimer: NodeJS.Timeout | null = null;
 
-  constructor(config: Config, private readonly actor: Actor, private readonly wakeup: number, private readonly maxIdle = 0, private readonly onIdle?: () => void) {
+  constructor(config: Config, params: Params<typeof PARAMS>, private readonly actor: Actor, private readonly wakeup: number, private readonly maxIdle = 0, private readonly onIdle?: () => void) {
     this.dir = ensureMaildrop(queueDirectory(config));
     this.quarantineDir = join(queueDirectory(config), 'maildrop-quarantine');
-    this.myhostname = config.get('myhostname');
-    this.mailName = config.get('mail_name');
-    this.contentFilter = config.get('content_filter').trim();
+    this.myhostname = params.myhostname;
+    this.mailName = params.mail_name;
+    this.contentFilter = params.content_filter.trim();
   }
 
   start(): void {
@@ -290,11 +298,11 @@ class Pickup {
 
 export default defineService({
   ...meta,
-  params: {},
+  params: PARAMS,
   setup(ctx): Pickup {
     const line = ctx.line ?? ctx.config.services.find((s) => s.command === 'pickup');
     // master stops an idle pickup (it asks, and master answers with postactor:stop).
-    const pickup = new Pickup(ctx.config, ctx.actor, line?.wakeup || 60, ctx.config.getTime('max_idle'), () => parentPort!.postMessage({ type: 'postactor:idle' }));
+    const pickup = new Pickup(ctx.config, ctx.params, ctx.actor, line?.wakeup || 60, ctx.params.max_idle, () => parentPort!.postMessage({ type: 'postactor:idle' }));
     // The first scan starts now; master hears "ready" as it begins (it drains in the background).
     pickup.start();
     return pickup;

@@ -25,11 +25,23 @@ import { expandArgv } from './argv.js';
 import { parseAttributes, type PipeAttributes } from './attributes.js';
 import { runCommand } from '../../src/delivery/command.js';
 import { mailCopy } from '../../src/delivery/copy.js';
-import { defineService } from '../../src/runtime/service.js';
+import { defineService, type Params } from '../../src/runtime/service.js';
 import meta from './meta.js';
+
+/**
+ * What pipe reads, once per thread with the registry's types. <transport>_time_limit is read by
+ * its computed name (the transport is this service's name), as Postfix's pipe does.
+ */
+const PARAMS = {
+  'mail_owner': 'str',
+  'command_time_limit': 'time',
+  'export_environment': 'list',
+  'recipient_delimiter': 'str',
+} as const;
 
 interface State {
   ctx: AgentContext;
+  recipientDelimiter: string;
   attrs: PipeAttributes | string;
   timeLimitMs: number;
   env: Record<string, string>;
@@ -37,13 +49,13 @@ interface State {
   switchUser: boolean;
 }
 
-function init(ctx: AgentContext): State {
-  const { config, service, line } = ctx;
-  const attrs = line ? parseAttributes(line.args, config.get('mail_owner')) : `no master.cf service named ${service}`;
+function init(ctx: AgentContext & { params: Params<typeof PARAMS> }): State {
+  const { config, service, line, params: p } = ctx;
+  const attrs = line ? parseAttributes(line.args, p.mail_owner) : `no master.cf service named ${service}`;
   if (typeof attrs === 'string') ctx.log.warn(`${service}: ${attrs} (${line ? `${line.file}:${line.line}` : 'master.cf'}); deliveries are deferred`);
   // <transport>_time_limit, default $command_time_limit.
   const own = `${service}_time_limit`;
-  let seconds = config.getTime('command_time_limit');
+  let seconds = p.command_time_limit;
   const ownValue = (() => { try { return config.get(own); } catch { return null; } })(); // unset: unknown name
   if (ownValue !== null) {
     const t = parseTime(ownValue, 's');
@@ -51,7 +63,7 @@ function init(ctx: AgentContext): State {
     else seconds = t;
   }
   const env: Record<string, string> = { PATH: '/usr/bin:/bin' };
-  for (const name of config.getList('export_environment')) {
+  for (const name of p.export_environment) {
     const v = process.env[name];
     if (v !== undefined) env[name] = v;
   }
@@ -59,7 +71,7 @@ function init(ctx: AgentContext): State {
   if (!switchUser && typeof attrs !== 'string') {
     ctx.log.warn(`${service}: not running as root: user=${attrs.user} is not applied, the command runs as uid ${process.getuid?.()}`);
   }
-  return { ctx, attrs, timeLimitMs: seconds * 1000, env, cwd: queueDirectory(config), switchUser };
+  return { ctx, recipientDelimiter: p.recipient_delimiter, attrs, timeLimitMs: seconds * 1000, env, cwd: queueDirectory(config), switchUser };
 }
 
 async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
@@ -89,7 +101,7 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
     size: req.size,
     queueId: req.queueId,
     client: { address: client?.addr ?? '', hostname: client?.name ?? '', port: client?.port !== undefined ? String(client.port) : '', helo: client?.helo ?? '', protocol: client?.protocol ?? '' },
-  }, req.recipients.map((r) => ({ address: r.address, original: r.orcpt ?? r.address })), attrs.flags, ctx.config.get('recipient_delimiter'));
+  }, req.recipients.map((r) => ({ address: r.address, original: r.orcpt ?? r.address })), attrs.flags, s.recipientDelimiter);
   if (typeof argv === 'string') {
     ctx.log.warn(`${ctx.service}: ${argv}`);
     return fail('4.3.5', 'mail system configuration error');
@@ -121,7 +133,7 @@ function hasDeliveredTo(content: Uint8Array, address: string): boolean {
 
 export default defineService({
   ...meta,
-  params: {},
+  params: PARAMS,
   setup: init,
   handle: deliver,
 });

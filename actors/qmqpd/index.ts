@@ -16,10 +16,9 @@
  * smtpd threads do.
  */
 import * as net from 'node:net';
-import type { Config } from '../../src/config/index.js';
 import { maillog } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
-import { defineService, type ServiceContext } from '../../src/runtime/service.js';
+import { defineService, type Params, type ServiceContext } from '../../src/runtime/service.js';
 import meta from './meta.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
@@ -144,19 +143,34 @@ class Session {
   }
 }
 
-function settingsOf(config: Config): Settings {
-  const parentMatches = config.getList('parent_domain_matches_subdomains').includes('qmqpd_authorized_clients');
+/** What qmqpd reads, once per thread with the registry's types (src/runtime/service.ts). */
+const PARAMS = {
+  'parent_domain_matches_subdomains': 'list',
+  'qmqpd_authorized_clients': 'str',
+  'qmqpd_timeout': 'time',
+  'qmqpd_error_delay': 'time',
+  'qmqpd_client_port_logging': 'bool',
+  'message_size_limit': 'size',
+  'line_length_limit': 'int',
+  'myhostname': 'str',
+  'mail_name': 'str',
+  'content_filter': 'str',
+  'in_flow_delay': 'time',
+} as const;
+
+function settingsOf(p: Params<typeof PARAMS>): Settings {
+  const parentMatches = p.parent_domain_matches_subdomains.includes('qmqpd_authorized_clients');
   return {
-    clients: new AuthorizedClients(config.get('qmqpd_authorized_clients'), parentMatches),
-    timeout: config.getTime('qmqpd_timeout') * 1000,
-    errorDelay: config.getTime('qmqpd_error_delay') * 1000,
-    portLogging: config.getBool('qmqpd_client_port_logging'),
-    sizeLimit: config.getSize('message_size_limit'),
-    lineLimit: config.getInt('line_length_limit'),
-    myhostname: config.get('myhostname'),
-    mailName: config.get('mail_name'),
-    contentFilter: config.get('content_filter').trim(),
-    inFlowDelay: config.getTime('in_flow_delay') * 1000,
+    clients: new AuthorizedClients(p.qmqpd_authorized_clients, parentMatches),
+    timeout: p.qmqpd_timeout * 1000,
+    errorDelay: p.qmqpd_error_delay * 1000,
+    portLogging: p.qmqpd_client_port_logging,
+    sizeLimit: p.message_size_limit,
+    lineLimit: p.line_length_limit,
+    myhostname: p.myhostname,
+    mailName: p.mail_name,
+    contentFilter: p.content_filter.trim(),
+    inFlowDelay: p.in_flow_delay * 1000,
   };
 }
 
@@ -165,11 +179,11 @@ interface State {
   listeners: net.Server[];
 }
 
-async function start(ctx: ServiceContext): Promise<State> {
+async function start(ctx: ServiceContext<typeof PARAMS>): Promise<State> {
   const sockets = new Set<net.Socket>();
-  const { actor, config } = ctx;
+  const { actor } = ctx;
   const { addresses } = actor.data.extra as { addresses: ListenAddress[] };
-  const s = settingsOf(config);
+  const s = settingsOf(ctx.params);
   if (s.clients.error) log.warn(s.clients.error);
 
   /**
@@ -228,7 +242,7 @@ export default defineService({
   ...meta,
   maxInFlight: 2048,
   fatalStack: false,
-  params: {},
+  params: PARAMS,
   setup: start,
   control: { status: (s) => ({ connections: s?.sockets.size ?? 0 }) },
   // Stop (postactor stop, reload): accept no more connections; sessions in progress finish

@@ -10,13 +10,13 @@ import { canonicalIp, ownAddresses } from '../../src/address/interfaces.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import { SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
-import { sourceAddresses } from '../../src/smtp/bind-address.js';
+import { sourceAddresses, SMTP_BIND_PARAMS } from '../../src/smtp/bind-address.js';
 import { defineService, type ServiceContext } from '../../src/runtime/service.js';
 import meta from './meta.js';
-import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
+import { smtpSasl, SMTP_SASL_PARAMS, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { formatDelays, logDelivery, smtpEnvelope } from '../../src/delivery/log.js';
-import { agentTls, requestTls, type AgentTls } from '../../src/smtp/agent-tls.js';
+import { agentTls, requestTls, SMTP_AGENT_TLS_PARAMS, type AgentTls } from '../../src/smtp/agent-tls.js';
 import { applyMtaSts, stsAgent, stsTls } from './mta-sts.js';
 import type { MtaSts } from '../../src/mta-sts/index.js';
 
@@ -36,50 +36,80 @@ interface State {
   own: Set<string>;
 }
 
-function init(ctx: ServiceContext): State {
-  const { config, log } = ctx;
-  const ms = (name: string) => config.getTime(name) * 1000;
-  const sasl = smtpSasl(config, 'smtp', config.configDirectory);
-  const bind = sourceAddresses(config, 'smtp');
+/**
+ * What smtp reads, once per thread with the registry's types (src/runtime/service.ts): its own
+ * parameters, and those of the shared client code it uses (TLS, SASL, source address), which
+ * that code declares beside itself.
+ */
+const PARAMS = {
+  ...SMTP_AGENT_TLS_PARAMS,
+  ...SMTP_SASL_PARAMS,
+  ...SMTP_BIND_PARAMS,
+  'smtp_host_lookup': 'str',
+  'disable_dns_lookups': 'bool',
+  'smtp_helo_name': 'str',
+  'smtp_connect_timeout': 'time',
+  'smtp_helo_timeout': 'time',
+  'smtp_mail_timeout': 'time',
+  'smtp_rcpt_timeout': 'time',
+  'smtp_data_init_timeout': 'time',
+  'smtp_data_xfer_timeout': 'time',
+  'smtp_data_done_timeout': 'time',
+  'smtp_quit_timeout': 'time',
+  'smtp_skip_quit_response': 'bool',
+  'smtp_connection_cache_time_limit': 'time',
+  'smtp_connection_reuse_count_limit': 'int',
+  'smtp_connection_reuse_time_limit': 'time',
+  'smtp_line_length_limit': 'int',
+  'smtp_send_xforward_command': 'bool',
+  'myhostname': 'str',
+  'proxy_interfaces': 'list',
+} as const;
+
+function init(ctx: ServiceContext<typeof PARAMS>): State {
+  const { config, log, params: p } = ctx;
+  const ms = (seconds: number) => seconds * 1000;
+  const sasl = smtpSasl({ prefix: 'smtp', params: p }, config.configDirectory);
+  const bind = sourceAddresses({ prefix: 'smtp', params: p });
   if (typeof bind === 'string') throw new Error(bind);
-  const tls = agentTls(config, 'smtp', log);
+  const tls = agentTls({ prefix: 'smtp', params: p }, config.configDirectory, log);
   const store = ctx.store;
   const resolver = new NextHopResolver({
     servers: resolverServersFromEnv(),
-    hostLookup: parseHostLookup(config.get('smtp_host_lookup')),
-    disableDns: config.getBool('disable_dns_lookups'),
+    hostLookup: parseHostLookup(p.smtp_host_lookup),
+    disableDns: p.disable_dns_lookups,
   });
   return {
     store,
     client: new SmtpClient({
-      heloName: config.get('smtp_helo_name'),
-      connectTimeout: ms('smtp_connect_timeout'),
-      heloTimeout: ms('smtp_helo_timeout'),
-      mailTimeout: ms('smtp_mail_timeout'),
-      rcptTimeout: ms('smtp_rcpt_timeout'),
-      dataInitTimeout: ms('smtp_data_init_timeout'),
-      dataXferTimeout: ms('smtp_data_xfer_timeout'),
-      dataDoneTimeout: ms('smtp_data_done_timeout'),
-      quitTimeout: ms('smtp_quit_timeout'),
-      skipQuitResponse: config.getBool('smtp_skip_quit_response'),
-      idleTimeout: ms('smtp_connection_cache_time_limit'),
-      reuseLimit: config.getInt('smtp_connection_reuse_count_limit'),
-      reuseTimeLimit: ms('smtp_connection_reuse_time_limit'),
+      heloName: p.smtp_helo_name,
+      connectTimeout: ms(p.smtp_connect_timeout),
+      heloTimeout: ms(p.smtp_helo_timeout),
+      mailTimeout: ms(p.smtp_mail_timeout),
+      rcptTimeout: ms(p.smtp_rcpt_timeout),
+      dataInitTimeout: ms(p.smtp_data_init_timeout),
+      dataXferTimeout: ms(p.smtp_data_xfer_timeout),
+      dataDoneTimeout: ms(p.smtp_data_done_timeout),
+      quitTimeout: ms(p.smtp_quit_timeout),
+      skipQuitResponse: p.smtp_skip_quit_response,
+      idleTimeout: ms(p.smtp_connection_cache_time_limit),
+      reuseLimit: p.smtp_connection_reuse_count_limit,
+      reuseTimeLimit: ms(p.smtp_connection_reuse_time_limit),
       bind,
-      lineLengthLimit: config.getInt('smtp_line_length_limit'),
+      lineLengthLimit: p.smtp_line_length_limit,
       onWarning: (text) => log.warn(text),
-      sendXforward: config.getBool('smtp_send_xforward_command'),
+      sendXforward: p.smtp_send_xforward_command,
       ...(sasl ? { sasl: sasl.settings } : {}),
       ...tls.client,
     }),
     sasl,
     resolver,
-    sts: stsAgent(config, store, resolver, log),
+    sts: stsAgent(p, store, resolver, log),
     log,
     tls,
     service: ctx.service,
-    myhostname: config.get('myhostname').toLowerCase(),
-    own: ownAddresses(config.getList('inet_interfaces'), config.getList('proxy_interfaces')),
+    myhostname: p.myhostname.toLowerCase(),
+    own: ownAddresses(p.inet_interfaces, p.proxy_interfaces),
   };
 }
 
@@ -175,7 +205,7 @@ function logAll(s: State, req: DeliveryRequest, outcomes: RecipientOutcome[], st
 
 export default defineService({
   ...meta,
-  params: {},
+  params: PARAMS,
   setup: init,
   handle: deliver,
 });

@@ -1,7 +1,7 @@
 /**
  * MTA-STS in the smtp delivery agent (smtp_tls_mta_sts = yes, Postactor's own parameter).
  *
- *   stsAgent(config, store, resolver, log)   the worker's MtaSts, or null when the switch is off
+ *   stsAgent(params, store, resolver, log)   the worker's MtaSts, or null when the switch is off
  *   applyMtaSts(sts, queueId, nexthop, resolved, log)   the MX hosts a delivery may use
  *   stsTls(tls, settings)                    the delivery's TLS request raised to level secure
  *
@@ -25,7 +25,8 @@
  * checked, as RFC 8461 §4.1 requires.
  */
 
-import type { Config } from '../../src/config/index.js';
+import type { Params } from '../../src/config/declared.js';
+import type { SMTP_AGENT_TLS_PARAMS } from '../../src/smtp/agent-tls.js';
 import { parseNexthop, type NextHopResolver, type ResolveResult, type Resolved } from '../../src/dns/resolver.js';
 import type { Logger } from '../../src/log/maillog.js';
 import { MtaSts, mxMatches, type StsCache } from '../../src/mta-sts/index.js';
@@ -49,11 +50,14 @@ export function stsPortFromEnv(env: NodeJS.ProcessEnv = process.env): number | u
   return Number(v);
 }
 
-export function stsAgent(config: Config, cache: StsCache, resolver: NextHopResolver, log: Logger): MtaSts | null {
-  if (!config.getBool('smtp_tls_mta_sts')) return null;
+/** The parameters it reads, from smtp's declared ones (SMTP_AGENT_TLS_PARAMS). */
+type StsParams = Pick<Params<typeof SMTP_AGENT_TLS_PARAMS>, 'smtp_tls_mta_sts' | 'smtp_tls_CAfile' | 'smtp_tls_CApath'>;
+
+export function stsAgent(p: StsParams, cache: StsCache, resolver: NextHopResolver, log: Logger): MtaSts | null {
+  if (!p.smtp_tls_mta_sts) return null;
   // Without trust anchors no MX certificate verifies (Postactor never trusts Node's bundled
   // roots for SMTP, as Postfix trusts nothing without a CAfile): every enforce domain defers.
-  if (config.get('smtp_tls_CAfile') === '' && config.get('smtp_tls_CApath') === '') {
+  if (p.smtp_tls_CAfile === '' && p.smtp_tls_CApath === '') {
     log.warn('smtp_tls_mta_sts = yes without smtp_tls_CAfile or smtp_tls_CApath: no MX certificate can be verified, so mail to domains with an MTA-STS enforce policy will be deferred');
   }
   const port = stsPortFromEnv();

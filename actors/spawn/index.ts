@@ -117,31 +117,42 @@ class Spawner {
   }
 }
 
+/**
+ * What spawn reads, once per thread with the registry's types (src/runtime/service.ts).
+ * <service>_time_limit is read by its computed name (the service is master.cf's), below.
+ */
+const PARAMS = {
+  'mail_owner': 'str',
+  'export_environment': 'list',
+  'default_process_limit': 'int',
+  'command_time_limit': 'time',
+} as const;
+
 /** <service>_time_limit (declared for spawn services from master.cf), else $command_time_limit. */
-function timeLimitSeconds(config: Config, service: string): number {
+function timeLimitSeconds(config: Config, service: string, commandTimeLimit: number): number {
   let value: string | null = null;
   try { value = config.get(`${service}_time_limit`); } catch { /* not declared: the default */ }
   const own = value === null ? null : parseTime(value, 's');
   if (value !== null && own === null) log.warn(`${service}_time_limit: bad time value "${value}"; using $command_time_limit`);
-  return own ?? config.getTime('command_time_limit');
+  return own ?? commandTimeLimit;
 }
 
-async function start(ctx: ServiceContext): Promise<Spawner> {
-  const { actor, config } = ctx;
+async function start(ctx: ServiceContext<typeof PARAMS>): Promise<Spawner> {
+  const { actor, config, params: p } = ctx;
   const service = actor.data.service;
   const line = config.services.find((s) => s.name === service && s.command === 'spawn');
   if (!line) throw new Error(`no master.cf spawn service named ${service}`);
-  const attrs = parseSpawnAttributes(line.args, config.get('mail_owner'));
+  const attrs = parseSpawnAttributes(line.args, p.mail_owner);
   if (typeof attrs === 'string') throw new Error(`${line.file}:${line.line}: ${attrs}`);
   const switchUser = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!switchUser) log.warn(`${service}: not running as root: user=${attrs.user} is not applied, the command runs as uid ${process.getuid?.()}`);
   const env: Record<string, string> = { PATH: '/usr/bin:/bin' };
-  for (const name of config.getList('export_environment')) {
+  for (const name of p.export_environment) {
     const v = process.env[name];
     if (v !== undefined) env[name] = v;
   }
   const queue = queueDirectory(config);
-  const spawner = new Spawner(attrs, line.maxproc ?? config.getInt('default_process_limit'), timeLimitSeconds(config, service) * 1000, env, queue, switchUser);
+  const spawner = new Spawner(attrs, line.maxproc ?? p.default_process_limit, timeLimitSeconds(config, service, p.command_time_limit) * 1000, env, queue, switchUser);
   if (line.type === 'unix') {
     const dir = join(queue, line.private ? 'private' : 'public');
     mkdirSync(dir, { recursive: true, mode: line.private ? 0o700 : 0o755 });
@@ -161,7 +172,7 @@ async function start(ctx: ServiceContext): Promise<Spawner> {
 export default defineService({
   ...meta,
   fatalStack: false,
-  params: {},
+  params: PARAMS,
   setup: start,
   control: { status: (spawner) => ({ running: spawner !== null }) },
   stop: (spawner) => spawner.stop(),

@@ -8,11 +8,12 @@
 import { defineService } from '../../src/runtime/service.js';
 import meta from './meta.js';
 import type { RewriteReply, RewriteRequest, ResolveReply } from '../protocol.js';
-import { TrivialRewrite } from '../../src/rewrite/settings.js';
+import { TrivialRewrite, TRIVIAL_REWRITE_PARAMS } from '../../src/rewrite/settings.js';
 
 export default defineService({
   ...meta,
-  params: {},
-  setup: (ctx) => new TrivialRewrite(ctx.config),
+  // Read once per thread; the rewrite and resolve code declares them (src/rewrite/settings.ts).
+  params: TRIVIAL_REWRITE_PARAMS,
+  setup: (ctx) => new TrivialRewrite(ctx.config, ctx.params),
   handle: async (state, req: RewriteRequest): Promise<RewriteReply | ResolveReply> => state.handle(req),
 });

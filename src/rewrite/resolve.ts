@@ -32,6 +32,7 @@
  * A broken table (TableError) is a temporary failure, 4.3.0, never a miss.
  */
 import type { Config } from '../config/index.js';
+import { valuesOf, type ParamSpec, type Params } from '../config/declared.js';
 import { DomainList } from '../address/domain.js';
 import { literalAddress, ownAddresses } from '../address/interfaces.js';
 import { addressKeys, settleLocalDomain, lookupAddress, lookupDomain, openTable, TableError, type InfoTable, type LookupTable } from '../maps/index.js';
@@ -61,37 +62,62 @@ export interface ResolveSettings {
 }
 
 /** The address-class domain lists; each may hold names, /file/name and type:table entries. */
-const DOMAIN_LISTS = ['mydestination', 'virtual_alias_domains', 'virtual_mailbox_domains', 'relay_domains'] as const;
+export const DOMAIN_LIST_PARAMS = {
+  'mydestination': 'list', 'virtual_alias_domains': 'list', 'virtual_mailbox_domains': 'list', 'relay_domains': 'list',
+} as const satisfies ParamSpec;
+const DOMAIN_LISTS = Object.keys(DOMAIN_LIST_PARAMS) as (keyof typeof DOMAIN_LIST_PARAMS)[];
 
-/** Problems with the address-class lists of `config` (a table or file that cannot be read); empty when usable. */
-export function domainListProblems(config: Config): string[] {
+/**
+ * What resolving reads, declared (src/config/declared.ts): trivial-rewrite spreads these into
+ * its own declaration; smtpd and the tests pass a configuration and they are read here.
+ */
+export const RESOLVE_PARAMS = {
+  ...DOMAIN_LIST_PARAMS,
+  'myhostname': 'str', 'inet_interfaces': 'list', 'proxy_interfaces': 'list',
+  'swap_bangpath': 'bool', 'allow_percent_hack': 'bool', 'resolve_dequoted_address': 'bool',
+  'show_user_unknown_table_name': 'bool', 'relayhost': 'str', 'local_transport': 'str',
+  'virtual_transport': 'str', 'relay_transport': 'str', 'default_transport': 'str',
+  'recipient_delimiter': 'str', 'empty_address_relayhost_maps_lookup_key': 'str',
+  'empty_address_default_transport_maps_lookup_key': 'str',
+} as const satisfies ParamSpec;
+
+/** The tables resolving queries (openTables). */
+export const RESOLVE_TABLE_PARAMS = {
+  'transport_maps': 'list', 'relocated_maps': 'list', 'sender_dependent_relayhost_maps': 'list',
+  'sender_dependent_default_transport_maps': 'list',
+} as const satisfies ParamSpec;
+
+/** Problems with the address-class lists (a table or file that cannot be read); empty when usable. */
+export function domainListProblems(from: Config | Params<typeof DOMAIN_LIST_PARAMS>): string[] {
+  const v = valuesOf(from, DOMAIN_LIST_PARAMS, 'resolve');
   const out: string[] = [];
   for (const name of DOMAIN_LISTS) {
-    for (const t of DomainList.unsupported(config.getList(name))) out.push(`${name}: ${t}`);
+    for (const t of DomainList.unsupported(v[name])) out.push(`${name}: ${t}`);
   }
   return out;
 }
 
-export function resolveSettings(config: Config): ResolveSettings {
+export function resolveSettings(from: Config | Params<typeof RESOLVE_PARAMS>): ResolveSettings {
+  const p = valuesOf(from, RESOLVE_PARAMS, 'resolve');
   return {
-    myhostname: config.get('myhostname').toLowerCase(),
-    local: new DomainList(config.getList('mydestination'), false),
-    own: ownAddresses(config.getList('inet_interfaces'), config.getList('proxy_interfaces')),
-    virtualAlias: new DomainList(config.getList('virtual_alias_domains'), false),
-    virtualMailbox: new DomainList(config.getList('virtual_mailbox_domains'), false),
-    relay: new DomainList(config.getList('relay_domains'), true),
-    swapBangpath: config.getBool('swap_bangpath'),
-    allowPercentHack: config.getBool('allow_percent_hack'),
-    dequote: config.getBool('resolve_dequoted_address'),
-    showTableName: config.getBool('show_user_unknown_table_name'),
-    relayhost: config.get('relayhost').trim(),
-    localTransport: config.get('local_transport').trim(),
-    virtualTransport: config.get('virtual_transport').trim(),
-    relayTransport: config.get('relay_transport').trim(),
-    defaultTransport: config.get('default_transport').trim(),
-    recipientDelimiter: config.get('recipient_delimiter'),
-    nullRelayKey: config.get('empty_address_relayhost_maps_lookup_key'),
-    nullTransportKey: config.get('empty_address_default_transport_maps_lookup_key'),
+    myhostname: p.myhostname.toLowerCase(),
+    local: new DomainList(p.mydestination, false),
+    own: ownAddresses(p.inet_interfaces, p.proxy_interfaces),
+    virtualAlias: new DomainList(p.virtual_alias_domains, false),
+    virtualMailbox: new DomainList(p.virtual_mailbox_domains, false),
+    relay: new DomainList(p.relay_domains, true),
+    swapBangpath: p.swap_bangpath,
+    allowPercentHack: p.allow_percent_hack,
+    dequote: p.resolve_dequoted_address,
+    showTableName: p.show_user_unknown_table_name,
+    relayhost: p.relayhost.trim(),
+    localTransport: p.local_transport.trim(),
+    virtualTransport: p.virtual_transport.trim(),
+    relayTransport: p.relay_transport.trim(),
+    defaultTransport: p.default_transport.trim(),
+    recipientDelimiter: p.recipient_delimiter,
+    nullRelayKey: p.empty_address_relayhost_maps_lookup_key,
+    nullTransportKey: p.empty_address_default_transport_maps_lookup_key,
   };
 }
 
@@ -191,14 +217,14 @@ export interface TableSet {
 }
 
 /** Opens transport_maps and relocated_maps (errors are kept, answered as temporary failures). */
-export function openTables(config: Config): TableSet {
+export function openTables(config: Config, tables: Params<typeof RESOLVE_TABLE_PARAMS> = valuesOf(config, RESOLVE_TABLE_PARAMS, 'resolve')): TableSet {
   const opts = config.configDirectory ? { configDirectory: config.configDirectory } : {};
   try {
     return {
-      transport: config.getList('transport_maps').map((t) => openTable(t, opts)),
-      relocated: config.getList('relocated_maps').map((t) => openTable(t, opts)),
-      senderRelay: config.getList('sender_dependent_relayhost_maps').map((t) => openTable(t, opts)),
-      senderTransport: config.getList('sender_dependent_default_transport_maps').map((t) => openTable(t, opts)),
+      transport: tables.transport_maps.map((t) => openTable(t, opts)),
+      relocated: tables.relocated_maps.map((t) => openTable(t, opts)),
+      senderRelay: tables.sender_dependent_relayhost_maps.map((t) => openTable(t, opts)),
+      senderTransport: tables.sender_dependent_default_transport_maps.map((t) => openTable(t, opts)),
       broken: null,
     };
   } catch (e) {

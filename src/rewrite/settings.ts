@@ -1,17 +1,25 @@
 /** Rewrite and resolve settings of one configuration, and the tables they use. */
 import type { Config } from '../config/index.js';
+import { readParams, valuesOf, type ParamSpec, type Params } from '../config/declared.js';
 import type { RewriteReply, RewriteRequest, ResolveReply } from './protocol.js';
 import { rewriteAddress, type RewriteSettings } from './rewrite.js';
-import { domainListProblems, openTables, resolveAddress, resolveSettings, type ResolveSettings, type TableSet } from './resolve.js';
+import { domainListProblems, openTables, resolveAddress, resolveSettings, RESOLVE_PARAMS, RESOLVE_TABLE_PARAMS, type ResolveSettings, type TableSet } from './resolve.js';
 
-export function rewriteSettings(config: Config): RewriteSettings {
+/** What rewriting reads, declared (src/config/declared.ts). */
+export const REWRITE_PARAMS = {
+  'myorigin': 'str', 'mydomain': 'str', 'swap_bangpath': 'bool', 'allow_percent_hack': 'bool',
+  'append_at_myorigin': 'bool', 'append_dot_mydomain': 'bool',
+} as const satisfies ParamSpec;
+
+export function rewriteSettings(from: Config | Params<typeof REWRITE_PARAMS>): RewriteSettings {
+  const p = valuesOf(from, REWRITE_PARAMS, 'rewrite');
   return {
-    myorigin: config.get('myorigin').trim(),
-    mydomain: config.get('mydomain').trim(),
-    swapBangpath: config.getBool('swap_bangpath'),
-    allowPercentHack: config.getBool('allow_percent_hack'),
-    appendAtMyorigin: config.getBool('append_at_myorigin'),
-    appendDotMydomain: config.getBool('append_dot_mydomain'),
+    myorigin: p.myorigin.trim(),
+    mydomain: p.mydomain.trim(),
+    swapBangpath: p.swap_bangpath,
+    allowPercentHack: p.allow_percent_hack,
+    appendAtMyorigin: p.append_at_myorigin,
+    appendDotMydomain: p.append_dot_mydomain,
   };
 }
 
@@ -31,11 +39,33 @@ export const VERIFY_OVERRIDES: Readonly<Record<string, string>> = {
   sender_dependent_default_transport_maps: 'address_verify_sender_dependent_default_transport_maps',
 };
 
-/** The configuration probes are resolved with: main.cf with the address_verify_* values in place. */
-export function verifyConfig(config: Config): Config {
-  const changed = Object.entries(VERIFY_OVERRIDES).filter(([base, v]) => config.get(v) !== config.get(base));
-  if (changed.length === 0) return config;
-  return config.withOverrides(Object.fromEntries(changed.map(([base, v]) => [base, config.get(v)])));
+/** The probes' own parameters (the values of VERIFY_OVERRIDES). */
+const VERIFY_PARAMS = {
+  'address_verify_relayhost': 'str', 'address_verify_transport_maps': 'list',
+  'address_verify_local_transport': 'str', 'address_verify_virtual_transport': 'str',
+  'address_verify_relay_transport': 'str', 'address_verify_default_transport': 'str',
+  'address_verify_sender_dependent_relayhost_maps': 'list',
+  'address_verify_sender_dependent_default_transport_maps': 'list',
+} as const satisfies ParamSpec;
+
+/**
+ * Everything trivial-rewrite reads, declared: the service spreads it into its own declaration
+ * (one reading per thread); an in-process fallback (qmgr's) has it read from its configuration.
+ */
+export const TRIVIAL_REWRITE_PARAMS = {
+  ...REWRITE_PARAMS,
+  ...RESOLVE_PARAMS,
+  ...RESOLVE_TABLE_PARAMS,
+  ...VERIFY_PARAMS,
+} as const satisfies ParamSpec;
+export type TrivialRewriteParams = Params<typeof TRIVIAL_REWRITE_PARAMS>;
+
+/** The values probes are resolved with: the address_verify_* values in place, or null when none differs. */
+function verifyParams(p: TrivialRewriteParams): TrivialRewriteParams | null {
+  const v = p as unknown as Readonly<Record<string, string | string[]>>;
+  const changed = Object.entries(VERIFY_OVERRIDES).filter(([base, alt]) => String(v[alt]) !== String(v[base]));
+  if (changed.length === 0) return null;
+  return { ...p, ...Object.fromEntries(changed.map(([base, alt]) => [base, v[alt]])) };
 }
 
 /** Everything one trivial-rewrite (or an in-process fallback) needs, built once per configuration. */
@@ -45,16 +75,19 @@ export class TrivialRewrite {
   tables: TableSet;
   /** Probes' resolve settings (address_verify_*), made on the first probe. */
   private verifySide: TrivialRewrite | null | undefined;
+  private readonly params: TrivialRewriteParams;
 
-  constructor(private readonly config: Config, verifySide = true) {
+  constructor(private readonly config: Config, params?: TrivialRewriteParams, verifySide = true) {
+    const p = params ?? readParams(config, TRIVIAL_REWRITE_PARAMS, 'trivial-rewrite');
+    this.params = p;
     if (!verifySide) this.verifySide = null;
-    this.rewrite = rewriteSettings(config);
+    this.rewrite = rewriteSettings(p);
     // A domain list whose table or file cannot be read must not be taken as "no such domain":
     // every resolve then fails temporarily (4.3.0, the reason in the log) until it is fixed.
-    const problems = domainListProblems(config);
-    const broken = Object.fromEntries(problems.map((p) => [p.slice(0, p.indexOf(':')), '']));
-    this.resolve = resolveSettings(problems.length > 0 ? config.withOverrides(broken) : config);
-    this.tables = openTables(config);
+    const problems = domainListProblems(p);
+    const broken = Object.fromEntries(problems.map((q) => [q.slice(0, q.indexOf(':')), []]));
+    this.resolve = resolveSettings(problems.length > 0 ? { ...p, ...broken } : p);
+    this.tables = openTables(config, p);
     if (problems.length > 0) this.tables = { ...this.tables, broken: problems.join('; ') };
   }
 
@@ -62,8 +95,8 @@ export class TrivialRewrite {
     if (req.op === 'rewrite') return { address: rewriteAddress(req.address, req.context, this.rewrite) };
     if (req.op === 'resolve' && req.verify && this.verifySide !== null) {
       if (this.verifySide === undefined) {
-        const vc = verifyConfig(this.config);
-        this.verifySide = vc === this.config ? null : new TrivialRewrite(vc, false);
+        const vp = verifyParams(this.params);
+        this.verifySide = vp === null ? null : new TrivialRewrite(this.config, vp, false);
       }
       if (this.verifySide) return this.verifySide.handle({ ...req, verify: false });
     }

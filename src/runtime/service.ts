@@ -33,7 +33,7 @@
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { configFromJSON, queueDirectory, type Config, type ConfigJSON, type MasterService } from '../config/index.js';
-import { declaration, type ParamType } from '../config/params/registry.js';
+import { readParams, type ParamSpec, type Params } from '../config/declared.js';
 import { configureMaillog, flushMaillog, maillog, type Logger } from '../log/maillog.js';
 import { QueueStore } from '../queue/store.js';
 import { startActor, type Actor } from './endpoint.js';
@@ -42,24 +42,10 @@ import { serviceMeta, type PoolMetadata, type ServiceMeta, type WorkerMetadata }
 
 export type { PoolMetadata, ServiceMeta, ServiceMetadata, WorkerMetadata } from './service-meta.js';
 
-/**
- * How a declared parameter is read: its value's type in the service. Write the names quoted
- * (`params: { 'delay_warning_time': 'time' }`), as parameter names are everywhere in the code:
- * test/params.test.ts finds each parameter's readers by its quoted name.
- */
-export type ParamKind = 'str' | 'int' | 'bool' | 'time' | 'list';
-export type ParamSpec = Readonly<Record<string, ParamKind>>;
-type ParamValue<K extends ParamKind> = K extends 'str' ? string : K extends 'bool' ? boolean : K extends 'list' ? string[] : number;
-export type Params<S extends ParamSpec> = { readonly [N in keyof S]: ParamValue<S[N]> };
-
-/** The registry types each kind may read (time: seconds; list: a str parameter split as Postfix does). */
-const READS: Record<ParamKind, readonly ParamType[]> = {
-  str: ['str', 'raw'],
-  list: ['str', 'raw'],
-  int: ['int', 'nint', 'long'],
-  bool: ['bool', 'nbool'],
-  time: ['time'],
-};
+// Declared parameters (their kinds, their reading) live in src/config/declared.ts, where the
+// helpers in src/ that several services share declare theirs too.
+export type { ParamKind, ParamSpec, Params } from '../config/declared.js';
+export { readParams } from '../config/declared.js';
 
 export interface ServiceContext<S extends ParamSpec = ParamSpec> {
   readonly data: ActorWorkerData<unknown>;
@@ -199,18 +185,6 @@ export function serviceContext<S extends ParamSpec>(name: string, spec: S, actor
     },
     exit: exitThread,
   };
-}
-
-/** The declared parameters, each checked against the registry and read with its type. */
-export function readParams<S extends ParamSpec>(config: Config, spec: S, service: string): Params<S> {
-  const out: Record<string, unknown> = {};
-  for (const [name, kind] of Object.entries(spec)) {
-    const d = declaration(name);
-    if (!d) throw new Error(`${service}: declares parameter ${name}, which is not a known parameter`);
-    if (!READS[kind].includes(d.type)) throw new Error(`${service}: declares parameter ${name} as ${kind}, but it is of type ${d.type}`);
-    out[name] = kind === 'str' ? config.get(name) : kind === 'list' ? config.getList(name) : kind === 'bool' ? config.getBool(name) : kind === 'time' ? config.getTime(name) : config.getInt(name);
-  }
-  return out as Params<S>;
 }
 
 function poolHandler<S extends ParamSpec, T, Req, Res>(def: PoolDefinition<S, T, Req, Res>, meta: ServiceMeta): PoolService<Req, Res> {

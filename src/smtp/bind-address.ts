@@ -12,7 +12,7 @@
  */
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import type { Config } from '../config/index.js';
+import type { ParamSpec, Params } from '../config/declared.js';
 import { canonicalIp } from '../address/interfaces.js';
 import { familyAllowed, parseInetProtocols } from '../address/inet-protocols.js';
 
@@ -32,10 +32,10 @@ function isLoopback(a: string): boolean {
 }
 
 /** inet_interfaces' IP addresses of one family (own_inet_addr_list, less host names). */
-function interfaceAddresses(config: Config, family: 4 | 6): string[] {
-  const protocols = parseInetProtocols(config.get('inet_protocols'));
+function interfaceAddresses(inetProtocols: string, inetInterfaces: string[], family: 4 | 6): string[] {
+  const protocols = parseInetProtocols(inetProtocols);
   if (typeof protocols === 'string' || !familyAllowed(protocols, family)) return [];
-  const value = config.get('inet_interfaces').trim();
+  const value = inetInterfaces.length === 1 ? inetInterfaces[0]! : '';
   const out = new Set<string>();
   if (value.toLowerCase() === 'all' || value === 'loopback-only') {
     for (const list of Object.values(networkInterfaces())) {
@@ -46,7 +46,7 @@ function interfaceAddresses(config: Config, family: 4 | 6): string[] {
       }
     }
   } else {
-    for (const item of value.split(/[\s,]+/).filter(Boolean)) {
+    for (const item of inetInterfaces) {
       const ip = canonicalIp(item.replace(/^\[(.*)\]$/, '$1'));
       if (ip !== null && isIP(ip) === family) out.add(ip);
     }
@@ -59,15 +59,35 @@ const PARAMS = {
   lmtp: { v4: 'lmtp_bind_address', v6: 'lmtp_bind_address6', enforce: 'lmtp_bind_address_enforce' },
 } as const;
 
+/** What the smtp client reads for its source address, declared (src/config/declared.ts). */
+export const SMTP_BIND_PARAMS = {
+  'smtp_bind_address': 'str', 'smtp_bind_address6': 'str', 'smtp_bind_address_enforce': 'bool',
+  'inet_protocols': 'str', 'inet_interfaces': 'list',
+} as const satisfies ParamSpec;
+
+/** The lmtp client's: its own lmtp_ names. */
+export const LMTP_BIND_PARAMS = {
+  'lmtp_bind_address': 'str', 'lmtp_bind_address6': 'str', 'lmtp_bind_address_enforce': 'bool',
+  'inet_protocols': 'str', 'inet_interfaces': 'list',
+} as const satisfies ParamSpec;
+
+/** Which client, with the values it declared. */
+export type BindParams =
+  | { prefix: 'smtp'; params: Params<typeof SMTP_BIND_PARAMS> }
+  | { prefix: 'lmtp'; params: Params<typeof LMTP_BIND_PARAMS> };
+
 /**
  * The source addresses for the smtp or the lmtp client (its own parameters); a text naming
  * the parameter when one is not an IP address of its family.
  */
-export function sourceAddresses(config: Config, client: 'smtp' | 'lmtp'): SourceAddresses | string {
-  const names = PARAMS[client];
-  const out: SourceAddresses = { enforce: config.getBool(names.enforce) };
+export function sourceAddresses(a: BindParams): SourceAddresses | string {
+  const names = PARAMS[a.prefix];
+  const v = a.prefix === 'smtp'
+    ? { v4: a.params.smtp_bind_address, v6: a.params.smtp_bind_address6, enforce: a.params.smtp_bind_address_enforce }
+    : { v4: a.params.lmtp_bind_address, v6: a.params.lmtp_bind_address6, enforce: a.params.lmtp_bind_address_enforce };
+  const out: SourceAddresses = { enforce: v.enforce };
   for (const [family, name] of [[4, names.v4], [6, names.v6]] as const) {
-    const raw = config.get(name).trim();
+    const raw = (family === 4 ? v.v4 : v.v6).trim();
     const key = family === 4 ? 'v4' : 'v6';
     if (raw !== '') {
       const bracketed = /^\[(.*)\]$/.exec(raw);
@@ -78,7 +98,7 @@ export function sourceAddresses(config: Config, client: 'smtp' | 'lmtp'): Source
       out[`${key}From`] = name;
       continue;
     }
-    const own = interfaceAddresses(config, family);
+    const own = interfaceAddresses(a.params.inet_protocols, a.params.inet_interfaces, family);
     if (own.length === 1 && !isLoopback(own[0]!)) {
       out[key] = own[0]!;
       out[`${key}From`] = 'inet_interfaces';

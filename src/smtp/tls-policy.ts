@@ -1,7 +1,8 @@
 /**
  * TLS security policy of the smtp and lmtp clients (Postfix's smtp_tls_policy.c, tls_level.c).
  *
- *   tlsSettings(config, 'smtp' | 'lmtp')   the smtp_tls_* (or lmtp_tls_*) parameters
+ *   SMTP_TLS_PARAMS, LMTP_TLS_PARAMS       the smtp_tls_* (lmtp_tls_*) parameters, declared
+ *   smtpTlsSettings(p), lmtpTlsSettings(p) the settings from their values
  *   tlsPolicy(settings, tables, dest)      the policy for one next-hop destination:
  *                                          smtp_tls_policy_maps, else the global level
  *
@@ -17,7 +18,7 @@
  * greeting, as Postfix does; a broken table defers the same way.
  */
 
-import type { Config } from '../config/index.js';
+import type { ParamSpec, Params } from '../config/declared.js';
 import { domainKeys } from '../maps/index.js';
 import type { LookupTable } from '../maps/index.js';
 
@@ -84,67 +85,98 @@ function loglevel(v: string): number {
   return /^(routine|summary)/i.test(v.trim()) ? 1 : 0;
 }
 
-/** The smtp client's TLS parameters (the lmtp client reads the lmtp_tls_* names, below). */
-export function tlsSettings(config: Config, prefix: 'smtp' | 'lmtp'): TlsSettings {
-  if (prefix === 'lmtp') return lmtpTlsSettings(config);
-  const g = globalLevel(config.get('smtp_tls_security_level'), config.getBool('smtp_enforce_tls'),
-    config.getBool('smtp_tls_enforce_peername'), config.getBool('smtp_use_tls'));
+/**
+ * The smtp client's TLS parameters, as the smtp service declares them (src/config/declared.ts):
+ * the smtp agent spreads these into its own, the lmtp agent the lmtp_tls_* ones (below).
+ */
+export const SMTP_TLS_PARAMS = {
+  'smtp_tls_security_level': 'str', 'smtp_enforce_tls': 'bool',
+  'smtp_tls_enforce_peername': 'bool', 'smtp_use_tls': 'bool', 'smtp_tls_policy_maps': 'list',
+  'smtp_tls_protocols': 'str', 'smtp_tls_mandatory_protocols': 'str', 'smtp_tls_ciphers': 'str',
+  'smtp_tls_mandatory_ciphers': 'str', 'smtp_tls_exclude_ciphers': 'str',
+  'smtp_tls_mandatory_exclude_ciphers': 'str', 'smtp_tls_verify_cert_match': 'str',
+  'smtp_tls_secure_cert_match': 'str', 'smtp_tls_fingerprint_cert_match': 'str',
+  'smtp_tls_fingerprint_digest': 'str', 'smtp_tls_CAfile': 'str', 'smtp_tls_CApath': 'str',
+  'smtp_tls_cert_file': 'str', 'smtp_tls_key_file': 'str', 'smtp_tls_loglevel': 'str',
+  'smtp_tls_note_starttls_offer': 'bool', 'smtp_tls_wrappermode': 'bool',
+  'smtp_starttls_timeout': 'time', 'smtp_tls_servername': 'str',
+  'smtp_tls_connection_reuse': 'bool',
+} as const satisfies ParamSpec;
+
+/** The lmtp client's: the same parameters by their lmtp_ names. */
+export const LMTP_TLS_PARAMS = {
+  'lmtp_tls_security_level': 'str', 'lmtp_enforce_tls': 'bool',
+  'lmtp_tls_enforce_peername': 'bool', 'lmtp_use_tls': 'bool', 'lmtp_tls_policy_maps': 'list',
+  'lmtp_tls_protocols': 'str', 'lmtp_tls_mandatory_protocols': 'str', 'lmtp_tls_ciphers': 'str',
+  'lmtp_tls_mandatory_ciphers': 'str', 'lmtp_tls_exclude_ciphers': 'str',
+  'lmtp_tls_mandatory_exclude_ciphers': 'str', 'lmtp_tls_verify_cert_match': 'str',
+  'lmtp_tls_secure_cert_match': 'str', 'lmtp_tls_fingerprint_cert_match': 'str',
+  'lmtp_tls_fingerprint_digest': 'str', 'lmtp_tls_CAfile': 'str', 'lmtp_tls_CApath': 'str',
+  'lmtp_tls_cert_file': 'str', 'lmtp_tls_key_file': 'str', 'lmtp_tls_loglevel': 'str',
+  'lmtp_tls_note_starttls_offer': 'bool', 'lmtp_tls_wrappermode': 'bool',
+  'lmtp_starttls_timeout': 'time', 'lmtp_tls_servername': 'str',
+  'lmtp_tls_connection_reuse': 'bool',
+} as const satisfies ParamSpec;
+
+/** The smtp client's TLS settings from its declared parameters. */
+export function smtpTlsSettings(p: Params<typeof SMTP_TLS_PARAMS>): TlsSettings {
+  const g = globalLevel(p.smtp_tls_security_level, p.smtp_enforce_tls, p.smtp_tls_enforce_peername, p.smtp_use_tls);
   return {
-    prefix,
+    prefix: 'smtp',
     level: g.level,
     ...(g.bad !== undefined ? { badLevel: g.bad } : {}),
-    policyMaps: config.getList('smtp_tls_policy_maps'),
-    protocols: config.get('smtp_tls_protocols'),
-    mandatoryProtocols: config.get('smtp_tls_mandatory_protocols'),
-    ciphers: config.get('smtp_tls_ciphers'),
-    mandatoryCiphers: config.get('smtp_tls_mandatory_ciphers'),
-    excludeCiphers: config.get('smtp_tls_exclude_ciphers'),
-    mandatoryExcludeCiphers: config.get('smtp_tls_mandatory_exclude_ciphers'),
-    verifyCertMatch: config.get('smtp_tls_verify_cert_match'),
-    secureCertMatch: config.get('smtp_tls_secure_cert_match'),
-    fingerprintCertMatch: config.get('smtp_tls_fingerprint_cert_match'),
-    fingerprintDigest: config.get('smtp_tls_fingerprint_digest'),
-    CAfile: config.get('smtp_tls_CAfile'),
-    CApath: config.get('smtp_tls_CApath'),
-    certFile: config.get('smtp_tls_cert_file'),
-    keyFile: config.get('smtp_tls_key_file'),
-    loglevel: loglevel(config.get('smtp_tls_loglevel')),
-    noteStarttlsOffer: config.getBool('smtp_tls_note_starttls_offer'),
-    wrappermode: config.getBool('smtp_tls_wrappermode'),
-    starttlsTimeout: config.getTime('smtp_starttls_timeout'),
-    servername: config.get('smtp_tls_servername'),
-    connectionReuse: config.getBool('smtp_tls_connection_reuse'),
+    policyMaps: p.smtp_tls_policy_maps,
+    protocols: p.smtp_tls_protocols,
+    mandatoryProtocols: p.smtp_tls_mandatory_protocols,
+    ciphers: p.smtp_tls_ciphers,
+    mandatoryCiphers: p.smtp_tls_mandatory_ciphers,
+    excludeCiphers: p.smtp_tls_exclude_ciphers,
+    mandatoryExcludeCiphers: p.smtp_tls_mandatory_exclude_ciphers,
+    verifyCertMatch: p.smtp_tls_verify_cert_match,
+    secureCertMatch: p.smtp_tls_secure_cert_match,
+    fingerprintCertMatch: p.smtp_tls_fingerprint_cert_match,
+    fingerprintDigest: p.smtp_tls_fingerprint_digest,
+    CAfile: p.smtp_tls_CAfile,
+    CApath: p.smtp_tls_CApath,
+    certFile: p.smtp_tls_cert_file,
+    keyFile: p.smtp_tls_key_file,
+    loglevel: loglevel(p.smtp_tls_loglevel),
+    noteStarttlsOffer: p.smtp_tls_note_starttls_offer,
+    wrappermode: p.smtp_tls_wrappermode,
+    starttlsTimeout: p.smtp_starttls_timeout,
+    servername: p.smtp_tls_servername,
+    connectionReuse: p.smtp_tls_connection_reuse,
   };
 }
 
-function lmtpTlsSettings(config: Config): TlsSettings {
-  const g = globalLevel(config.get('lmtp_tls_security_level'), config.getBool('lmtp_enforce_tls'),
-    config.getBool('lmtp_tls_enforce_peername'), config.getBool('lmtp_use_tls'));
+/** The lmtp client's TLS settings from its declared parameters. */
+export function lmtpTlsSettings(p: Params<typeof LMTP_TLS_PARAMS>): TlsSettings {
+  const g = globalLevel(p.lmtp_tls_security_level, p.lmtp_enforce_tls, p.lmtp_tls_enforce_peername, p.lmtp_use_tls);
   return {
     prefix: 'lmtp',
     level: g.level,
     ...(g.bad !== undefined ? { badLevel: g.bad } : {}),
-    policyMaps: config.getList('lmtp_tls_policy_maps'),
-    protocols: config.get('lmtp_tls_protocols'),
-    mandatoryProtocols: config.get('lmtp_tls_mandatory_protocols'),
-    ciphers: config.get('lmtp_tls_ciphers'),
-    mandatoryCiphers: config.get('lmtp_tls_mandatory_ciphers'),
-    excludeCiphers: config.get('lmtp_tls_exclude_ciphers'),
-    mandatoryExcludeCiphers: config.get('lmtp_tls_mandatory_exclude_ciphers'),
-    verifyCertMatch: config.get('lmtp_tls_verify_cert_match'),
-    secureCertMatch: config.get('lmtp_tls_secure_cert_match'),
-    fingerprintCertMatch: config.get('lmtp_tls_fingerprint_cert_match'),
-    fingerprintDigest: config.get('lmtp_tls_fingerprint_digest'),
-    CAfile: config.get('lmtp_tls_CAfile'),
-    CApath: config.get('lmtp_tls_CApath'),
-    certFile: config.get('lmtp_tls_cert_file'),
-    keyFile: config.get('lmtp_tls_key_file'),
-    loglevel: loglevel(config.get('lmtp_tls_loglevel')),
-    noteStarttlsOffer: config.getBool('lmtp_tls_note_starttls_offer'),
-    wrappermode: config.getBool('lmtp_tls_wrappermode'),
-    starttlsTimeout: config.getTime('lmtp_starttls_timeout'),
-    servername: config.get('lmtp_tls_servername'),
-    connectionReuse: config.getBool('lmtp_tls_connection_reuse'),
+    policyMaps: p.lmtp_tls_policy_maps,
+    protocols: p.lmtp_tls_protocols,
+    mandatoryProtocols: p.lmtp_tls_mandatory_protocols,
+    ciphers: p.lmtp_tls_ciphers,
+    mandatoryCiphers: p.lmtp_tls_mandatory_ciphers,
+    excludeCiphers: p.lmtp_tls_exclude_ciphers,
+    mandatoryExcludeCiphers: p.lmtp_tls_mandatory_exclude_ciphers,
+    verifyCertMatch: p.lmtp_tls_verify_cert_match,
+    secureCertMatch: p.lmtp_tls_secure_cert_match,
+    fingerprintCertMatch: p.lmtp_tls_fingerprint_cert_match,
+    fingerprintDigest: p.lmtp_tls_fingerprint_digest,
+    CAfile: p.lmtp_tls_CAfile,
+    CApath: p.lmtp_tls_CApath,
+    certFile: p.lmtp_tls_cert_file,
+    keyFile: p.lmtp_tls_key_file,
+    loglevel: loglevel(p.lmtp_tls_loglevel),
+    noteStarttlsOffer: p.lmtp_tls_note_starttls_offer,
+    wrappermode: p.lmtp_tls_wrappermode,
+    starttlsTimeout: p.lmtp_starttls_timeout,
+    servername: p.lmtp_tls_servername,
+    connectionReuse: p.lmtp_tls_connection_reuse,
   };
 }
 

@@ -1,10 +1,13 @@
 /**
  * Postfix's global TLS library settings, as Node's secure-context options:
  *
- *   keyExchangeGroups(config, warn)   tls_eecdh_auto_curves + tls_ffdhe_auto_groups → ecdhCurve
+ *   TLS_LIBRARY_PARAMS                the three parameters, declared (src/config/declared.ts):
+ *                                     the smtp and lmtp agents spread them into theirs and pass
+ *                                     the values; smtpd passes its configuration
+ *   keyExchangeGroups(from, warn)     tls_eecdh_auto_curves + tls_ffdhe_auto_groups → ecdhCurve
  *                                     (OpenSSL's group list), with Postfix's fall-backs
  *                                     (tls_dh.c tls_auto_groups)
- *   sslOptions(config, warn)          tls_ssl_options → secureOptions, plus the
+ *   sslOptions(from, warn)            tls_ssl_options → secureOptions, plus the
  *                                     SSL_OP_NO_RENEGOTIATION Postfix always sets (tls_misc.c)
  *
  * smtpd_tls_eecdh_grade is not read here: Postfix ≥ 3.6 ignores its value and always behaves
@@ -13,6 +16,12 @@
 import { constants } from 'node:crypto';
 import * as tls from 'node:tls';
 import type { Config } from '../config/index.js';
+import { valuesOf, type ParamSpec, type Params } from '../config/declared.js';
+
+export const TLS_LIBRARY_PARAMS = {
+  'tls_eecdh_auto_curves': 'str', 'tls_ffdhe_auto_groups': 'str', 'tls_ssl_options': 'str',
+} as const satisfies ParamSpec;
+type TlsLibrary = Params<typeof TLS_LIBRARY_PARAMS>;
 
 /** Postfix's defaults, for the fall-back after a list with no usable group. */
 const DEFAULT_EECDH = 'X25519 X448 prime256v1 secp521r1 secp384r1';
@@ -39,9 +48,10 @@ function usable(group: string): boolean {
  * The groups for Node's ecdhCurve, or undefined for OpenSSL's own defaults (both lists empty,
  * or nothing usable even in Postfix's defaults).
  */
-export function keyExchangeGroups(config: Config, warn: (text: string) => void): string | undefined {
-  let eecdh = config.get('tls_eecdh_auto_curves').trim();
-  let ffdhe = config.get('tls_ffdhe_auto_groups').trim();
+export function keyExchangeGroups(from: Config | TlsLibrary, warn: (text: string) => void): string | undefined {
+  const v = valuesOf(from, TLS_LIBRARY_PARAMS, 'tls');
+  let eecdh = v.tls_eecdh_auto_curves.trim();
+  let ffdhe = v.tls_ffdhe_auto_groups.trim();
   if (!eecdh && !ffdhe) return undefined;
   for (let origin = 'configured'; ;) {
     const names = `${eecdh} ${ffdhe}`.split(/[\s,]+/).filter(Boolean);
@@ -88,8 +98,8 @@ const MANAGED = constants.SSL_OP_ALL | constants.SSL_OP_CIPHER_SERVER_PREFERENCE
   | constants.SSL_OP_NO_TLSv1_2 | constants.SSL_OP_NO_TLSv1_3;
 
 /** secureOptions for tls_ssl_options; unknown words get Postfix's warning and are skipped. */
-export function sslOptions(config: Config, warn: (text: string) => void): number {
-  const value = config.get('tls_ssl_options');
+export function sslOptions(from: Config | TlsLibrary, warn: (text: string) => void): number {
+  const value = valuesOf(from, TLS_LIBRARY_PARAMS, 'tls').tls_ssl_options;
   // Postfix never lets a client renegotiate in the middle of an SMTP session.
   let bits = constants.SSL_OP_NO_RENEGOTIATION;
   for (const word of value.split(/[\s,]+/).filter(Boolean)) {
