@@ -42,7 +42,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'alternate_config_directories', 'multi_instance_directories',
   ],
   // inet_interfaces, inet_protocols: where bare-port inet services listen (master/listen.ts).
-  master: ['default_process_limit', 'service_throttle_time', 'max_idle', 'inet_interfaces', 'inet_protocols', 'proxy_read_maps'],
+  master: ['default_process_limit', 'service_throttle_time', 'max_idle', 'inet_interfaces', 'inet_protocols', 'proxy_read_maps', 'mail_spool_directory', 'anvil_rate_time_unit', 'anvil_status_update_time'],
   smtpd: [
     // reject_unverified_recipient / _sender (actors/smtpd/restrictions/verify.ts).
     'address_verify_poll_count', 'address_verify_poll_delay', 'address_verify_service_name',
@@ -138,7 +138,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'undisclosed_recipients_header', 'virtual_alias_expansion_limit', 'virtual_alias_recursion_limit',
   ],
   'trivial-rewrite': [
-    'allow_percent_hack', 'append_dot_mydomain', 'default_transport', 'local_transport',
+    'allow_percent_hack', 'append_at_myorigin', 'append_dot_mydomain', 'default_transport', 'local_transport',
     'relay_transport', 'relayhost', 'resolve_dequoted_address', 'show_user_unknown_table_name',
     'swap_bangpath', 'virtual_transport', 'transport_maps', 'relocated_maps', 'inet_interfaces',
     // Sender-dependent routing (actors/trivial-rewrite/resolve.ts; qmgr keys its cache on the sender).
@@ -215,6 +215,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'lmtp_starttls_timeout', 'lmtp_tls_servername', 'lmtp_tls_connection_reuse',
     'lmtp_tls_session_cache_database', 'lmtp_tls_session_cache_timeout', 'minimal_backoff_time',
     'lmtp_send_xforward_command',
+    // The source address and the TLS library options, declared beside the shared client code.
+    'inet_protocols', 'inet_interfaces', 'tls_eecdh_auto_curves', 'tls_ffdhe_auto_groups', 'tls_ssl_options',
   ],
   local: [
     'alias_maps', 'allow_mail_to_commands', 'allow_mail_to_files', 'command_time_limit',
@@ -227,7 +229,9 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'strict_mailbox_ownership', 'virtual_gid_maps', 'virtual_mailbox_base',
     'virtual_mailbox_limit', 'virtual_mailbox_lock', 'virtual_minimum_uid', 'virtual_uid_maps',
   ],
-  pipe: ['export_environment'],
+  pipe: ['export_environment', 'command_time_limit'],
+  spawn: ['export_environment', 'command_time_limit'],
+  pickup: ['content_filter'],
   // The address verification service (actors/verify); its cache is the queue store's verify database.
   verify: [
     'address_verify_map', 'data_directory', 'address_verify_positive_expire_time',
@@ -260,7 +264,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   flush: ['fast_flush_domains', 'fast_flush_refresh_time', 'fast_flush_purge_time', 'flush_service_name'],
   // postmulti(1): the instances, their names, groups and enable flags, and its command classes.
   postmulti: ['multi_instance_name', 'multi_instance_group', 'multi_instance_enable', 'multi_instance_wrapper', 'postmulti_start_commands', 'postmulti_stop_commands', 'postmulti_control_commands'],
-  qmqpd: ['qmqpd_authorized_clients', 'qmqpd_timeout', 'qmqpd_error_delay', 'qmqpd_client_port_logging', 'line_length_limit'],
+  qmqpd: ['qmqpd_authorized_clients', 'qmqpd_timeout', 'qmqpd_error_delay', 'qmqpd_client_port_logging', 'line_length_limit', 'content_filter', 'parent_domain_matches_subdomains'],
 };
 
 /** Why a group of parameters is refused (printed with the refusal). */
