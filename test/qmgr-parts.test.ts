@@ -318,9 +318,13 @@ describe('deliver.ts: an entry to its agent, and the reply', () => {
     let answer: 'BUSY' | 'NOSERVICE' = 'BUSY';
     const agent: DeliverFn = () => Promise.reject(new ServiceError(answer, answer));
     const { deliveries, transports, dest, msg, entry, back, log, scheduled } = setup(agent);
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
     deliveries.dispatch(entry);
     await until('the BUSY answer', () => dest.todo[0] === entry);
     assert.equal(transports.get('smtp').full, true);
+    // getActiveResourcesInfo() counts only timers that keep the event loop alive.
+    assert.equal(timers(), before, 'the pause timer is unref\'d: it does not keep the thread alive');
     assert.equal(back.length, 0, 'not finished');
     await until('the pause to end', () => !transports.get('smtp').full && scheduled() > 0, 2000);
     answer = 'NOSERVICE';

@@ -91,10 +91,11 @@ export class Deliveries {
       this.inDelivery--;
       this.parts.entries.requeue(entry);
       t.full = true;
+      // Unref'd as qmgr's other timers: a paused transport must not keep the thread alive.
       setTimeout(() => {
         t.full = false;
         this.hooks.schedule();
-      }, 100);
+      }, 100).unref();
       return;
     }
     let reason = 'unknown mail transport error';
