@@ -14,7 +14,7 @@ import { QueueStore } from '../src/queue/store.js';
 import { newQueueId } from '../src/queue/qid.js';
 import type { MessageMeta, RecipientRecord } from '../src/queue/types.js';
 import { SmtpSink } from '../src/smtp/sink.js';
-import { REPO_ROOT, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { queuedId, REPO_ROOT, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
 
 interface Run { code: number; stdout: string; stderr: string }
 
@@ -451,5 +451,40 @@ describe('postsuper against a running server with deliveries in flight', () => {
     const r = await run('postqueue', ['-c', server.dir, '-s', 'example.com']);
     assert.equal(r.code, 69, r.stderr);
     assert.equal(r.stderr, 'postqueue: fatal: Flush service is not configured for destination "example.com"\n');
+  });
+});
+
+describe('postqueue -i on a message in incoming, with the active queue full', () => {
+  let sink: SmtpSink;
+  let server: TestServer;
+
+  before(async () => {
+    // One message in the active queue at a time; the first one waits 4 s at the next hop, so the
+    // second stays in incoming meanwhile.
+    sink = new SmtpSink({ dataDelayMs: 4000 });
+    server = await startServer({ sinkPort: await sink.listen(0), mainCf: { qmgr_message_active_limit: '1' } });
+  });
+  after(async () => {
+    await server?.stop();
+    await sink?.close();
+  });
+
+  const queueOf = async (id: string) => {
+    const r = await run('postqueue', ['-c', server.dir, '-j']);
+    return r.stdout.trim().split('\n').filter((l) => l).map((l) => JSON.parse(l) as { queue_id: string; queue_name: string }).find((m) => m.queue_id === id)?.queue_name;
+  };
+
+  test('it is not activated past qmgr_message_active_limit (Postfix\'s postqueue -i asks qmgr for a scan); it goes once the first is delivered', async () => {
+    const first = queuedId(await sendRaw(server.port, 'a@example.org', ['one@example.com'], rfc822({ Subject: 'first' }, 'x\n')));
+    await server.waitForLog(new RegExp(`${first}: from=<a@example\\.org>.*\\(queue active\\)`), 10_000);
+    const second = queuedId(await sendRaw(server.port, 'b@example.org', ['two@example.com'], rfc822({ Subject: 'second' }, 'x\n')));
+    const r = await run('postqueue', ['-c', server.dir, '-i', second]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout + r.stderr, '');
+    await new Promise((res) => setTimeout(res, 1000));
+    assert.equal(await queueOf(first), 'active');
+    assert.equal(await queueOf(second), 'incoming', 'still waiting for room in the active queue');
+    await server.waitForLog(new RegExp(`${first}: removed$`), 15_000);
+    await server.waitForLog(new RegExp(`${second}: to=<two@example\\.com>, .*status=sent`), 15_000);
   });
 });

@@ -215,7 +215,9 @@ export class QueueManager {
 
   /**
    * postqueue -s site / -i queue_id: the deferred messages with a pending recipient in domain
-   * `site`, or the one message `queueId`, are due now; then a scan takes them.
+   * `site`, or the one message `queueId`, are due now; then a scan takes them. As Postfix's
+   * flush_send_file() only moves the file to incoming and asks qmgr for a scan, a message already
+   * in incoming is not taken at once: the scan takes it within qmgr_message_active_limit.
    */
   async flushSome(match: { site?: string; queueId?: string }): Promise<number> {
     const now = Date.now();
@@ -230,8 +232,12 @@ export class QueueManager {
       });
       if (done) n++;
     }
-    if (match.queueId && this.store.get(match.queueId)?.queue === 'incoming') void this.active.activate(match.queueId, 'incoming');
-    if (n) void this.scan(false, now);
+    const incoming = match.queueId !== undefined && this.store.get(match.queueId)?.queue === 'incoming';
+    if (incoming) {
+      n++;
+      this.active.incomingBacklog = true; // a scan already running does not drop the request
+    }
+    if (n) void this.scan(incoming, now);
     return n;
   }
 
