@@ -101,7 +101,7 @@ test('envelope: canonical mapping and masquerading of sender and recipients (cle
   assert.deepEqual(r.recipients, [{ address: 'anne@dest.example', orcpt: 'rfc822;ann@dest.example' }, { address: 'x@h.example.com' }]);
 });
 
-test('envelope: BCC maps and actions, virtual aliases, duplicates removed; REDIRECT replaces them all (cleanup_out_recipient.c)', async () => {
+test('envelope: BCC maps and actions, virtual aliases, duplicates removed; REDIRECT replaces them all by the first, address only (cleanup_out_recipient.c, qmgr_message.c)', async () => {
   const dir = tempDir({ virtual: 'list@v.example ann@dest.example, bob@dest.example\nbcc@v.example archive@dest.example\n' });
   const s = settings([
     'always_bcc = bcc@v.example',
@@ -125,9 +125,14 @@ test('envelope: BCC maps and actions, virtual aliases, duplicates removed; REDIR
   // A bounce gets no automatic BCC.
   assert.deepEqual(await outRecipients(m, { ...request, origin: 'bounce' }, newVerdict(request), true), [{ address: 'ann@dest.example', notify: ['FAILURE'] }, { address: 'bob@dest.example', notify: ['FAILURE'] }]);
   // The REDIRECT target replaces every recipient and is not expanded again (Postfix's qmgr
-  // applies its REC_TYPE_RDR record after cleanup's virtual aliasing).
+  // applies its REC_TYPE_RDR record after cleanup's virtual aliasing): the first recipient keeps
+  // its DSN NOTIFY and ORCPT, only its address changes.
   verdict.redirect = 'list@v.example';
-  assert.deepEqual(await outRecipients(m, request, verdict, true), [{ address: 'list@v.example' }]);
+  assert.deepEqual(await outRecipients(m, request, verdict, true), [{ address: 'list@v.example', notify: ['FAILURE'] }]);
+  const dsn = smtpRequest({ recipients: [{ address: 'x@dest.example', orcpt: 'rfc822;orig@dest.example', notify: ['SUCCESS', 'FAILURE'] }, { address: 'y@dest.example', notify: ['NEVER'] }] });
+  const redirected = newVerdict(dsn);
+  redirected.redirect = 'abuse@dest.example';
+  assert.deepEqual(await outRecipients(m, dsn, redirected, true), [{ address: 'abuse@dest.example', orcpt: 'rfc822;orig@dest.example', notify: ['SUCCESS', 'FAILURE'] }]);
 });
 
 test('envelope: a BCC map that cannot be read is a MappingFailure, 451 4.3.0, not a miss', async () => {

@@ -230,12 +230,16 @@ describe('e2e cleanup: address mappings and content checks', () => {
     assert.doesNotMatch(data, /replace me|X-Remove-Me/);
   });
 
-  test('header_checks REDIRECT replaces all recipients; BCC adds one', async () => {
+  test('header_checks REDIRECT replaces all recipients by the first, keeping its DSN NOTIFY and ORCPT; BCC adds one', async () => {
     const red = message('redirect me');
     const bcc = message('bcc me');
-    assert.equal((await sendRaw(server.port, 'joe@client.test', ['user@host.example.com', 'other@host.example.com'], red.text)).code, 250);
+    const rcptParams = ['NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig-user@host.example.com', 'NOTIFY=DELAY'];
+    assert.equal((await sendRaw(server.port, 'joe@client.test', ['user@host.example.com', 'other@host.example.com'], red.text, { rcptParams })).code, 250);
     assert.equal((await sendRaw(server.port, 'joe@client.test', ['user@host.example.com'], bcc.text)).code, 250);
-    assert.deepEqual((await waitArrived(sink, red.id)).recipients, ['redirected@dest.example']);
+    const redirected = await waitArrived(sink, red.id);
+    assert.deepEqual(redirected.recipients, ['redirected@dest.example']);
+    // As Postfix's qmgr applies REDIRECT: the first recipient's address replaced, its DSN NOTIFY and ORCPT kept.
+    assert.deepEqual(redirected.rcptParams, ['NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig-user@host.example.com']);
     await server.waitForLog(/: redirect: header Subject: redirect me from .*: redirected@dest\.example$/, 5000);
     assert.deepEqual([...(await waitArrived(sink, bcc.id)).recipients].sort(), ['audit@archive.example', 'extra@dest.example', 'user@host.example.com']);
   });

@@ -46,7 +46,8 @@ export async function rewriteEnvelope(m: Mappings, request: CleanupRequest, warn
 
 /**
  * The recipients to queue: the envelope's, then the BCC recipients (BCC actions; always_bcc and
- * the BCC maps for new mail only), each through virtual_alias_maps; REDIRECT replaces them all;
+ * the BCC maps for new mail only), each through virtual_alias_maps; REDIRECT replaces them all by
+ * one, the first recipient with the REDIRECT address;
  * duplicates removed (duplicate_filter_limit). Without `mapOK` (receive_override_options =
  * no_address_mappings) only the BCC actions are added.
  */
@@ -74,7 +75,9 @@ export async function outRecipients(m: Mappings, request: CleanupRequest, verdic
     }
     recipients = expanded;
   }
-  if (verdict.redirect) recipients = [{ address: verdict.redirect }];
+  // Postfix's qmgr applies the REC_TYPE_RDR record to the queue file's first recipient and drops
+  // the others (qmgr_message_resolve): only the address changes, its DSN NOTIFY and ORCPT stay.
+  if (verdict.redirect) recipients = [{ ...recipients[0], address: verdict.redirect }];
   return dedupe(recipients, m.duplicateFilterLimit);
 }
 
