@@ -12,6 +12,12 @@ export interface EnvelopeRecipient {
   address: string;
   orcpt?: string;
   notify?: string[];
+  /**
+   * Postfix's original recipient (REC_TYPE_ORCP): the address before canonical mapping, virtual
+   * aliasing or local's alias expansion rewrote it; absent when it is `address` itself. A
+   * submitter that forwards mail (local(8)) sets it; cleanup sets it for the others.
+   */
+  original?: string;
 }
 
 /** → cleanup (request/reply): write a new message into the incoming queue. */

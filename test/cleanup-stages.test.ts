@@ -17,7 +17,7 @@ import { receive } from '../src/runtime/mailbox.js';
 import type { CleanupRequest } from '../actors/protocol.js';
 import { cleanupSettings, type CleanupSettings, type Tables } from '../actors/cleanup/settings.js';
 import { newVerdict, WRITE_ERROR } from '../actors/cleanup/state.js';
-import { localSubmission, outRecipients, rewriteEnvelope } from '../actors/cleanup/envelope.js';
+import { dsnOriginals, keepOriginals, localSubmission, outRecipients, rewriteEnvelope } from '../actors/cleanup/envelope.js';
 import { addedHeaders, headerSection, isLocalClient, readMessage } from '../actors/cleanup/message.js';
 import { bodyChecks } from '../actors/cleanup/body.js';
 import { milterHeaderChecks, milterInspect } from '../actors/cleanup/milter.js';
@@ -99,6 +99,38 @@ test('envelope: canonical mapping and masquerading of sender and recipients (cle
   assert.equal(r.sender, 'joe.public@example.com');
   // masquerade_classes leaves envelope recipients alone by default; ORCPT stays the original.
   assert.deepEqual(r.recipients, [{ address: 'anne@dest.example', orcpt: 'rfc822;ann@dest.example' }, { address: 'x@h.example.com' }]);
+});
+
+test('envelope: the original recipient is kept as submitted; the DSN original recipient is made up as Postfix\'s smtpd (RCPT TO as given) and cleanup (after canonical mapping) make it', async () => {
+  const s = settings('myorigin = example.com\nrecipient_canonical_maps = inline:{ ann@dest.example=anne@dest.example, ann@example.com=anne@example.com }');
+  const m = tablesOf(s).mappings;
+  // smtpd: ORCPT from the address as received; a given ORCPT stays.
+  const smtp = keepOriginals(smtpRequest({ recipients: [{ address: 'ann@dest.example' }, { address: 'bob@dest.example', orcpt: 'rfc822;given@dest.example' }] }));
+  const fromSmtpd = dsnOriginals(await rewriteEnvelope(m, smtp, nowarn), false);
+  assert.deepEqual(fromSmtpd.recipients, [
+    { address: 'anne@dest.example', original: 'ann@dest.example', orcpt: 'rfc822;ann@dest.example' },
+    { address: 'bob@dest.example', original: 'bob@dest.example', orcpt: 'rfc822;given@dest.example' },
+  ]);
+  // pickup: the original is the unqualified address; ORCPT the address after qualification and canonical mapping.
+  const local = localSubmission(s, keepOriginals({ ...smtpRequest(), origin: 'pickup', client: undefined, recipients: [{ address: 'ann' }, { address: 'ü@example.com' }] }));
+  assert.deepEqual(dsnOriginals(await rewriteEnvelope(m, local, nowarn), true).recipients, [
+    { address: 'anne@example.com', original: 'ann', orcpt: 'rfc822;anne@example.com' },
+    { address: 'ü@example.com', original: 'ü@example.com', orcpt: 'utf-8;ü@example.com' },
+  ]);
+  // A recipient that a forwarding local(8) sent with its original keeps that one.
+  assert.deepEqual(keepOriginals(smtpRequest({ recipients: [{ address: 'x@dest.example', original: 'alias@dest.example' }] })).recipients, [{ address: 'x@dest.example', original: 'alias@dest.example' }]);
+});
+
+test('envelope: duplicates by original recipient with enable_original_recipient = yes (default), by address only with no (cleanup_out_recipient.c)', async () => {
+  const virtual = 'virtual_alias_maps = inline:{ a@v.example=x@dest.example, b@v.example=x@dest.example }';
+  const request = dsnOriginals(keepOriginals(smtpRequest({ recipients: [{ address: 'a@v.example' }, { address: 'b@v.example' }, { address: 'a@v.example' }] })), false);
+  const yes = await outRecipients(tablesOf(settings(virtual)).mappings, request, newVerdict(request), true);
+  assert.deepEqual(yes, [
+    { address: 'x@dest.example', original: 'a@v.example', orcpt: 'rfc822;a@v.example' },
+    { address: 'x@dest.example', original: 'b@v.example', orcpt: 'rfc822;b@v.example' },
+  ]);
+  const no = await outRecipients(tablesOf(settings(`${virtual}\nenable_original_recipient = no`)).mappings, request, newVerdict(request), true);
+  assert.deepEqual(no, [{ address: 'x@dest.example', original: 'a@v.example', orcpt: 'rfc822;a@v.example' }], 'the first one\'s fields stay');
 });
 
 test('envelope: BCC maps and actions, virtual aliases, duplicates removed; REDIRECT replaces them all by the first, address only (cleanup_out_recipient.c, qmgr_message.c)', async () => {
@@ -293,13 +325,14 @@ test('out: the message is written to incoming in one commit, qmgr is told, and t
   const content = msg('Subject: s', '', 'b');
   newLogLines();
   const reply = await writeMessage({ store, instance, flow: null, inFlowDelay: 0, smtputf8: s.smtputf8 }, {
-    request, recipients: [{ address: 'ann@dest.example' }], verdict: newVerdict(request), content, messageId: '<id@mx.example.com>', localClient: true,
+    request, recipients: [{ address: 'ann@dest.example', original: 'ann@dest.example' }, { address: 'bob@dest.example', original: 'list@dest.example' }], verdict: newVerdict(request), content, messageId: '<id@mx.example.com>', localClient: true,
   });
   assert.deepEqual(reply, { ok: true, queueId: '4Xq1Kz0AbC', size: content.length });
   const meta = store.get('4Xq1Kz0AbC');
   assert.ok(meta);
   assert.equal(meta.queue, 'incoming');
-  assert.deepEqual(meta.recipients, [{ address: 'ann@dest.example', done: false }]);
+  // The original recipient is stored only where it is not the address itself.
+  assert.deepEqual(meta.recipients, [{ address: 'ann@dest.example', done: false }, { address: 'bob@dest.example', original: 'list@dest.example', done: false }]);
   assert.equal(meta.filter, 'scan:[127.0.0.1]:10025');
   assert.equal(meta.messageId, '<id@mx.example.com>');
   assert.equal(meta.client?.rewriteLocal, true);
@@ -315,7 +348,7 @@ test('out: the message is written to incoming in one commit, qmgr is told, and t
   });
   assert.deepEqual(again, WRITE_ERROR);
   assert.deepEqual(newLogLines(), ['warning: 4Xq1Kz0AbC: write queue file: duplicate queue ID 4Xq1Kz0AbC']);
-  assert.deepEqual(store.get('4Xq1Kz0AbC')?.recipients, [{ address: 'ann@dest.example', done: false }]);
+  assert.deepEqual(store.get('4Xq1Kz0AbC')?.recipients, [{ address: 'ann@dest.example', done: false }, { address: 'bob@dest.example', original: 'list@dest.example', done: false }]);
 });
 
 test('out: HOLD goes to the hold queue without telling qmgr; DISCARD writes nothing; a refused local submission is queued to bounce', async () => {

@@ -37,7 +37,7 @@ function request(over: Partial<NoticeRequest> = {}): NoticeRequest {
 
 describe('DSN rendering (RFC 3464), parsed back with mailparser', () => {
   test('failure: "Undelivered Mail Returned to Sender", per-message and per-recipient fields, the original as message/rfc822', async () => {
-    const dsn = await parseDsn(renderNotice(request({ envId: 'ENV-42', records: [rec({ orcpt: 'rfc822;Bob@Example.COM' })] }), SETTINGS, ARRIVAL + 2000));
+    const dsn = await parseDsn(renderNotice(request({ envId: 'ENV-42', records: [rec({ orcpt: 'rfc822;Bob@Example.COM', original: 'list@example.com' })] }), SETTINGS, ARRIVAL + 2000));
     assert.equal(dsn.subject, 'Undelivered Mail Returned to Sender');
     assert.equal(dsn.mail.from?.value[0]?.address, 'MAILER-DAEMON@mx.postactor.test');
     assert.equal(dsn.mail.from?.value[0]?.name, 'Mail Delivery System');
@@ -46,7 +46,8 @@ describe('DSN rendering (RFC 3464), parsed back with mailparser', () => {
     assert.equal(ct.value, 'multipart/report');
     assert.equal(ct.params['report-type'], 'delivery-status');
     assert.match(dsn.text, /could not\s+be delivered to one or more recipients/);
-    assert.match(dsn.text, /<bob@example\.com> \(expanded from <Bob@Example\.COM>\): host mx\.example\.com\[192\.0\.2\.1\] said: 550 5\.1\.1/);
+    // "(expanded from <…>)" names Postfix's original recipient (the address cleanup or an alias rewrote), not the DSN ORCPT.
+    assert.match(dsn.text, /<bob@example\.com> \(expanded from <list@example\.com>\): host mx\.example\.com\[192\.0\.2\.1\] said: 550 5\.1\.1/);
     assert.equal(dsn.perMessage.get('original-envelope-id'), 'ENV-42');
     assert.equal(dsn.perMessage.get('reporting-mta'), 'dns; mx.postactor.test');
     assert.equal(dsn.perMessage.get('x-postactor-queue-id'), '4jZ2Q56Qy8z000C');

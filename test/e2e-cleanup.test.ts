@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { SmtpSink, type SinkMessage } from '../src/smtp/sink.js';
 import { QueueStore } from '../src/queue/store.js';
-import { rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { queuedId, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
 
 const HEADER_CHECKS = [
   '/^Subject: reject me/ REJECT no thanks',
@@ -153,10 +153,36 @@ describe('e2e cleanup: address mappings and content checks', () => {
 
   test('virtual_alias_maps: a chain expands recursively, an address mapped to itself is kept, duplicates are removed', async () => {
     const m = message('virtual');
-    const r = await sendRaw(server.port, 'sender@client.test', ['list@v.example', 'a@v.example'], m.text);
+    const r = await sendRaw(server.port, 'sender@client.test', ['list@v.example', 'a@v.example', 'list@v.example'], m.text);
     assert.equal(r.code, 250, r.line);
     const got = await waitArrived(sink, m.id);
-    assert.deepEqual([...got.recipients].sort(), ['alice@dest.example', 'audit@archive.example', 'bob@dest.example', 'keep@dest.example']);
+    // The second list@v.example is a duplicate; alice@dest.example reached from list@ and from
+    // a@ is kept twice, as Postfix keeps recipients with different original recipients apart
+    // (enable_original_recipient = yes).
+    assert.deepEqual([...got.recipients].sort(), ['alice@dest.example', 'alice@dest.example', 'audit@archive.example', 'bob@dest.example', 'keep@dest.example']);
+  });
+
+  test('original recipient: delivery log lines say orig_to=<…> after canonical mapping and virtual aliasing; a DSN next hop gets ORCPT made up from the RCPT TO address, as Postfix does', async () => {
+    const m = message('original');
+    const r = await sendRaw(server.port, 'sender@client.test', ['list@v.example', 'rcpt@old.example', 'user@host.example.com'], m.text);
+    const id = queuedId(r);
+    const got = await waitArrived(sink, m.id);
+    const params = Object.fromEntries(got.recipients.map((a, i) => [a, got.rcptParams?.[i]]));
+    assert.deepEqual(params, {
+      'alice@dest.example': 'ORCPT=rfc822;list@v.example',
+      'keep@dest.example': 'ORCPT=rfc822;list@v.example',
+      'bob@dest.example': 'ORCPT=rfc822;list@v.example',
+      'rcpt@new.example': 'ORCPT=rfc822;rcpt@old.example',
+      'user@host.example.com': 'ORCPT=rfc822;user@host.example.com',
+      // always_bcc: no original recipient of its own, no ORCPT (cleanup_addr_bcc).
+      'audit@archive.example': '',
+    });
+    const lines = await server.waitForLogCount(new RegExp(`: ${id}: to=<`), 6, 10_000);
+    const to = (rcpt: string) => lines.find((l) => l.includes(`: ${id}: to=<${rcpt}>`)) ?? '';
+    for (const a of ['alice', 'keep', 'bob']) assert.match(to(`${a}@dest.example`), new RegExp(`: to=<${a}@dest\\.example>, orig_to=<list@v\\.example>, relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:\\d+, .*status=sent`));
+    assert.match(to('rcpt@new.example'), /: to=<rcpt@new\.example>, orig_to=<rcpt@old\.example>, relay=/);
+    assert.match(to('user@host.example.com'), /: to=<user@host\.example\.com>, relay=/, 'no orig_to when nothing was rewritten');
+    assert.match(to('audit@archive.example'), /: to=<audit@archive\.example>, relay=/);
   });
 
   test('virtual alias loop and too-wide expansion: 451 4.6.0 Alias expansion error, logged as Postfix does', async () => {

@@ -56,6 +56,9 @@ describe('e2e DSN: the SMTP extension and the notices', () => {
         '2bounce_notice_recipient': 'pm-2bounce@example.org',
         delay_notice_recipient: 'pm-delay@example.org',
         transport_maps: `inline:{ nodsn.test=smtp:[127.0.0.1]:${plainPort} }`,
+        // cleanup's aliasing, for the original recipient; no domain is a virtual alias domain.
+        virtual_alias_maps: 'inline:{ alias-9@example.com=reject-9@example.com }',
+        virtual_alias_domains: '',
         alias_maps: '',
         local_recipient_maps: '', // smtpd accepts any local user: mail to double-bounce reaches qmgr
       },
@@ -117,6 +120,18 @@ describe('e2e DSN: the SMTP extension and the notices', () => {
     assert.equal(pm.original?.contentType, 'text/rfc822-headers');
     await server.waitForLog(new RegExp(`${id}: removed$`), 10_000);
     assert.equal(sink.messages.filter((m) => m.recipients.includes('ok-1@example.com')).length, 1);
+  });
+
+  test('without ORCPT: the notice names the original recipient ("expanded from" after aliasing) and has Original-Recipient made up from RCPT TO, as Postfix\'s smtpd and cleanup make it up; orig_to=<…> is logged', async () => {
+    const id = queuedId(await sendRaw(server.port, 'alice@example.org', ['alias-9@example.com', 'reject-10@example.com'], rfc822({ Subject: 'aliased' }, 'x\n')));
+    const notice = await waitFor('the failure notice', () => noticesFor('alice@example.org', id)[0], 15_000);
+    const dsn = await parseDsn(notice.data);
+    assert.match(dsn.text, /<reject-9@example\.com> \(expanded from <alias-9@example\.com>\): host 127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.1\.1/);
+    assert.match(dsn.text, /<reject-10@example\.com>: host 127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.1\.1/);
+    const byFinal = new Map(dsn.recipients.map((r) => [r.get('final-recipient'), r.get('original-recipient')]));
+    assert.deepEqual([...byFinal], [['rfc822; reject-9@example.com', 'rfc822; alias-9@example.com'], ['rfc822; reject-10@example.com', 'rfc822; reject-10@example.com']]);
+    await server.waitForLog(new RegExp(`: ${id}: to=<reject-9@example\\.com>, orig_to=<alias-9@example\\.com>, relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:\\d+, .*dsn=5\\.1\\.1, status=bounced `), 5000);
+    await server.waitForLog(new RegExp(`: ${id}: to=<reject-10@example\\.com>, relay=`), 5000);
   });
 
   test('NOTIFY=NEVER: no notice to the sender for that recipient (the postmaster copy still goes)', async () => {

@@ -266,7 +266,7 @@ describe('postcat -q', () => {
     const store = QueueStore.open(spool);
     id = await put(store, {
       queue: 'deferred', sender: 'alice@example.org', size: CONTENT.length,
-      recipients: [rcpt('done@example.com', { done: true }), rcpt('bob@example.com', { orcpt: 'rfc822;bob@example.com' })],
+      recipients: [rcpt('done@example.com', { done: true }), rcpt('bob@example.com', { orcpt: 'rfc822;bob@example.com', original: 'list@example.com' })],
       client: { name: 'client.example', addr: '192.0.2.9', port: 40000, helo: 'helo.example', protocol: 'ESMTP' },
     });
     await store.close();
@@ -294,8 +294,11 @@ describe('postcat -q', () => {
       'named_attribute: log_helo_name=helo.example',
       'named_attribute: log_protocol_name=ESMTP',
       'sender: alice@example.org',
+      // Postfix's cleanup writes an original recipient record before each recipient.
+      'original_recipient: done@example.com',
       'done_recipient: done@example.com',
       'dsn_original_recipient: rfc822;bob@example.com',
+      'original_recipient: list@example.com',
       'recipient: bob@example.com',
       `*** MESSAGE CONTENTS deferred/${id} ***`,
       'From: alice@example.org',

@@ -150,6 +150,11 @@ describe('sendmail(1) → maildrop → pickup (Postfix local submission)', () =>
     assert.match(headerSection(m1!), new RegExp(`^From: Joe Public <joe@${re(ORIGIN)}>\r\n`, 'm'));
     assert.match(headerSection(m2!), new RegExp(`^From: "Joe Q\\. Public" <joe@${re(ORIGIN)}>\r\n`, 'm'), 'a phrase with specials is quoted');
     assert.doesNotMatch(headerSection(m1!), /undisclosed-recipients/, 'no To: is added (undisclosed_recipients_header is empty since Postfix 2.8)');
+    // As Postfix logs a local submission: the qualified recipient, and the original as given
+    // (orig_to=<localuser>); the next hop's ORCPT is the qualified address (cleanup_addr_recipient).
+    await server.waitForLog(new RegExp(`: to=<localuser@${re(ORIGIN)}>, orig_to=<localuser>, relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:\\d+, .*status=sent `), 10_000);
+    assert.deepEqual(m1!.rcptParams, [`ORCPT=rfc822;localuser@${ORIGIN}`]);
+    assert.ok(!server.logLines().some((l) => l.includes('to=<rcpt@example.com>, orig_to=')), 'a qualified recipient has no orig_to');
   });
 
   test('submission while the server is down: sendmail only writes to maildrop; pickup drains it on start', async () => {

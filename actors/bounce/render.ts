@@ -156,7 +156,8 @@ export function renderNotice(req: NoticeRequest, s: NoticeSettings, now = Date.n
     '',
   );
   for (const r of req.records) {
-    const orig = r.orcpt && typedAddress(r.orcpt) !== `rfc822; ${r.address}` ? ` (expanded from <${typedAddress(r.orcpt).replace(/^[^;]*; /, '')}>)` : '';
+    // Postfix names the original recipient that cleanup or an alias rewrote (bounce_notify_util.c).
+    const orig = r.original ? ` (expanded from <${r.original}>)` : '';
     push(`<${r.address}>${orig}: ${r.reason}`, '');
   }
   push(
@@ -176,6 +177,7 @@ export function renderNotice(req: NoticeRequest, s: NoticeSettings, now = Date.n
   for (const r of req.records) {
     push(`Final-Recipient: rfc822; ${r.address}`);
     if (r.orcpt) push(`Original-Recipient: ${typedAddress(r.orcpt)}`);
+    else if (r.original) push(`Original-Recipient: rfc822; ${r.original}`);
     push(`Action: ${r.action}`, `Status: ${reportStatus(req.kind, r)}`);
     const { remoteMta, diagnostic } = remoteParts(r);
     if (remoteMta) push(`Remote-MTA: ${remoteMta}`);

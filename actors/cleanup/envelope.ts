@@ -1,5 +1,7 @@
 /**
  * The envelope stages of cleanup, in Postfix's order:
+ *   - each recipient's original recipient kept as it came (cleanup_envelope.c's REC_TYPE_ORCP),
+ *     and the DSN original recipient made up where the client gave none (smtpd.c, cleanup_addr.c);
  *   - a local submission's addresses qualified as trivial-rewrite does in the local context
  *     (cleanup_rewrite.c), and its Bcc, Resent-Bcc, Return-Path and Content-Length dropped;
  *   - canonical mapping and masquerading of sender and recipients (cleanup_addr.c,
@@ -15,6 +17,37 @@ import { dropHeaders, scanHeaders } from './headers.js';
 import { canonicalize, dedupe, expandVirtual, MapList, MappingFailure, masqueradeClass, splitResults, type Mappings } from './mappings.js';
 import type { CleanupSettings } from './settings.js';
 import type { Verdict } from './state.js';
+
+/**
+ * Postfix's original recipient: cleanup keeps each recipient as submitted (the RCPT record, or
+ * the ORCP record a forwarding local(8) sent with it) before it rewrites anything; the delivery
+ * agents log it as orig_to=<…> and write it as X-Original-To. out.ts stores it only where it
+ * differs from the address queued.
+ */
+export function keepOriginals(request: CleanupRequest): CleanupRequest {
+  return { ...request, recipients: request.recipients.map((r) => (r.original !== undefined ? r : { ...r, original: r.address })) };
+}
+
+/**
+ * The DSN original recipient where the client gave none, as Postfix makes it up (RFC 3461
+ * 5.2.1 allows it): smtpd writes "rfc822;" and the RCPT TO address as received (smtpd.c
+ * rcpt_cmd); for the other submitters cleanup writes "rfc822;" (or "utf-8;" for a UTF-8 address
+ * of an SMTPUTF8 message) and the address after canonical mapping (cleanup_addr_recipient).
+ * A DSN-capable next hop gets it as ORCPT=, and notices report it as Original-Recipient.
+ */
+export function dsnOriginals(request: CleanupRequest, smtputf8: boolean): CleanupRequest {
+  if (request.recipients.every((r) => r.orcpt || !r.address)) return request;
+  const smtpd = request.origin === 'smtpd';
+  return {
+    ...request,
+    recipients: request.recipients.map((r) => {
+      if (r.orcpt || !r.address) return r;
+      const address = smtpd ? r.original ?? r.address : r.address;
+      const type = !smtpd && smtputf8 && /[^\x00-\x7f]/.test(address) ? 'utf-8' : 'rfc822';
+      return { ...r, orcpt: `${type};${address}` };
+    }),
+  };
+}
 
 /**
  * A local submission (pickup): qualify envelope addresses as trivial-rewrite does in the local
@@ -52,7 +85,7 @@ export async function rewriteEnvelope(m: Mappings, request: CleanupRequest, warn
  * no_address_mappings) only the BCC actions are added.
  */
 export async function outRecipients(m: Mappings, request: CleanupRequest, verdict: Verdict, mapOK: boolean): Promise<EnvelopeRecipient[]> {
-  let recipients: EnvelopeRecipient[] = request.recipients.map((r) => ({ address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...(r.notify ? { notify: r.notify } : {}) }));
+  let recipients: EnvelopeRecipient[] = request.recipients.map((r) => ({ address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...(r.notify ? { notify: r.notify } : {}), ...(r.original !== undefined ? { original: r.original } : {}) }));
   const bcc: string[] = [...verdict.bcc];
   if (mapOK && request.origin !== 'bounce') {
     if (m.alwaysBcc) bcc.push(m.alwaysBcc);
@@ -78,7 +111,7 @@ export async function outRecipients(m: Mappings, request: CleanupRequest, verdic
   // Postfix's qmgr applies the REC_TYPE_RDR record to the queue file's first recipient and drops
   // the others (qmgr_message_resolve): only the address changes, its DSN NOTIFY and ORCPT stay.
   if (verdict.redirect) recipients = [{ ...recipients[0], address: verdict.redirect }];
-  return dedupe(recipients, m.duplicateFilterLimit);
+  return dedupe(recipients, m.duplicateFilterLimit, m.enableOriginalRecipient);
 }
 
 async function lookupOrFail(maps: MapList, address: string): Promise<string | null> {

@@ -30,7 +30,8 @@ import type { HeaderScan } from './headers.js';
 import { MappingFailure } from './mappings.js';
 import { cleanupSettings, type CleanupSettings, type Tables } from './settings.js';
 import { newVerdict, WRITE_ERROR } from './state.js';
-import { localSubmission, outRecipients, rewriteEnvelope } from './envelope.js';
+import { dsnOriginals, keepOriginals, localSubmission, outRecipients, rewriteEnvelope } from './envelope.js';
+import { utf8Addresses } from './smtputf8.js';
 import { addedHeaders, headerSection, isLocalClient, readMessage } from './message.js';
 import { bodyChecks } from './body.js';
 import { milterHeaderChecks, milterInspect } from './milter.js';
@@ -83,7 +84,9 @@ async function cleanupMessage(incoming: CleanupRequest): Promise<CleanupReply> {
   if (s.flow && s.inFlowDelay > 0 && incoming.origin !== 'bounce' && !s.flow.get(1)) {
     await new Promise((r) => setTimeout(r, s.inFlowDelay));
   }
-  const request0 = incoming.origin === 'pickup' ? localSubmission(s, incoming) : incoming;
+  // Each recipient's original recipient is kept as it came, before anything rewrites it.
+  const kept = keepOriginals(incoming);
+  const request0 = kept.origin === 'pickup' ? localSubmission(s, kept) : kept;
   const read = readMessage(s, request0);
   if ('ok' in read) return read;
   const { content: original, scan } = read;
@@ -117,8 +120,9 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
   const mapOK = !s.noAddressMappings;
   const checksOK = !s.noHeaderBodyChecks && request0.origin !== 'bounce';
 
-  // 1-2. Canonical mapping and masquerading of the envelope.
-  let request = mapOK ? await rewriteEnvelope(t.mappings, request0, warn) : request0;
+  // 1-2. Canonical mapping and masquerading of the envelope; then the DSN original recipient
+  // where the client gave none.
+  let request = dsnOriginals(mapOK ? await rewriteEnvelope(t.mappings, request0, warn) : request0, utf8Addresses(s.smtputf8, request0));
 
   // The header section: the headers cleanup adds, header_checks, Bcc removal, header rewriting.
   const localClient = isLocalClient(s, request);

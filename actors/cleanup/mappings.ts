@@ -77,6 +77,8 @@ export interface Mappings {
   recursionLimit: number;
   expansionLimit: number;
   duplicateFilterLimit: number;
+  /** enable_original_recipient: duplicates are told apart by their original recipient and DSN fields too. */
+  enableOriginalRecipient: boolean;
 }
 
 /** A warning cleanup logs (with the queue ID in front) and, when `defer`, the reply. */
@@ -130,6 +132,7 @@ export function loadMappings(config: Config, configDirectory?: string): Mappings
     recursionLimit: config.getInt('virtual_alias_recursion_limit'),
     expansionLimit: config.getInt('virtual_alias_expansion_limit'),
     duplicateFilterLimit: config.getInt('duplicate_filter_limit'),
+    enableOriginalRecipient: config.getBool('enable_original_recipient'),
   };
 }
 
@@ -235,14 +238,19 @@ export async function expandVirtual(m: Mappings, address: string): Promise<strin
   return out;
 }
 
-/** Removes duplicate recipients (exact address, ORCPT and NOTIFY), remembering at most `limit` (duplicate_filter_limit; 0 = no limit). */
-export function dedupe<T extends { address: string; orcpt?: string; notify?: string[] }>(recipients: T[], limit: number): T[] {
+/**
+ * Removes duplicate recipients, remembering at most `limit` (duplicate_filter_limit; 0 = no
+ * limit): with enable_original_recipient (`byOriginal`), those with the same address, original
+ * recipient, DSN ORCPT and NOTIFY; without it, those with the same address.
+ */
+export function dedupe<T extends { address: string; orcpt?: string; notify?: string[]; original?: string }>(recipients: T[], limit: number, byOriginal = true): T[] {
   const seen = new Set<string>();
   const out: T[] = [];
   for (const r of recipients) {
-    // cleanup_out_recipient.c's key: DSN ORCPT, NOTIFY and the address (recipients that differ
-    // only in what the sender asked to be told are kept apart).
-    const key = `${r.orcpt ?? ''}\n${r.notify?.join(',') ?? ''}\n${r.address}`;
+    // cleanup_out_recipient.c's key: DSN ORCPT, NOTIFY, the original recipient and the address
+    // (recipients that differ only in what the sender asked to be told are kept apart); without
+    // enable_original_recipient, the address alone (been_here_fixed). The first one's fields stay.
+    const key = byOriginal ? `${r.orcpt ?? ''}\n${r.notify?.join(',') ?? ''}\n${r.original ?? r.address}\n${r.address}` : r.address;
     if (seen.has(key)) continue;
     if (limit <= 0 || seen.size < limit) seen.add(key);
     out.push(r);

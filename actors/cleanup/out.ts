@@ -38,6 +38,13 @@ export interface Finished {
   localClient: boolean;
 }
 
+/** A recipient as stored: its original recipient only where it is not the address itself. */
+function queued(r: EnvelopeRecipient): MessageMeta['recipients'][number] {
+  if (r.original === undefined || r.original !== r.address) return { ...r, done: false };
+  const { original: _same, ...rest } = r;
+  return { ...rest, done: false };
+}
+
 /** Queues the message (or drops it when discarded) and tells qmgr; the reply to the submitter. */
 export async function writeMessage(s: Output, msg: Finished): Promise<CleanupReply> {
   const { request, recipients, verdict, content, messageId, localClient } = msg;
@@ -53,7 +60,7 @@ export async function writeMessage(s: Output, msg: Finished): Promise<CleanupRep
     queue: verdict.hold ? 'hold' : 'incoming',
     arrival: request.arrival,
     sender: request.sender,
-    recipients: recipients.map((r) => ({ ...r, done: false })),
+    recipients: recipients.map(queued),
     size: content.length,
     nextAttempt: 0,
     attempts: 0,
@@ -90,7 +97,7 @@ export async function bounceLocal(s: Pick<Output, 'store' | 'instance'>, request
     queue: 'incoming',
     arrival: request.arrival,
     sender: request.sender,
-    recipients: request.recipients.map((r) => ({ ...r, done: false })),
+    recipients: request.recipients.map(queued),
     size: content.length,
     nextAttempt: 0,
     attempts: 0,

@@ -40,6 +40,11 @@ function classOf(origin: CleanupRequest['origin']): string {
 
 const NON_ASCII = /[^\x00-\x7f]/;
 
+/** Whether a UTF-8 envelope address of this message would request SMTPUTF8 (the client's request, or autodetection for its class). */
+export function utf8Addresses(s: Smtputf8Settings, request: CleanupRequest): boolean {
+  return s.enable && (request.smtputf8 === true || s.autodetect.has('all') || s.autodetect.has(classOf(request.origin)));
+}
+
 /** Any byte outside US-ASCII in buf[0:end] (the header section as queued). */
 function hasNonAscii(buf: Uint8Array, end: number): boolean {
   for (let i = 0; i < end; i++) if (buf[i]! >= 0x80) return true;

@@ -63,7 +63,7 @@ export class Delegation {
    * Passes recipient (the request's one recipient, its address possibly rewritten by alias
    * expansion) to the transport for `user`; null when there is none.
    */
-  async pass(req: DeliveryRequest, user: string, address: string, orcpt: string): Promise<Passed | Failed | null> {
+  async pass(req: DeliveryRequest, user: string, address: string, original: string): Promise<Passed | Failed | null> {
     let spec: string | null;
     try {
       spec = await this.find(user);
@@ -86,7 +86,8 @@ export class Delegation {
       return { status: 'deferred', dsn: '4.3.5', reason: 'mail system configuration error' };
     }
     const rcpt = req.recipients[0]!;
-    const request: DeliveryRequest = { ...req, transport, nexthop, recipients: [{ index: rcpt.index, address, orcpt }] };
+    // As Postfix's deliver_pass(): the recipient with its DSN fields and its original recipient.
+    const request: DeliveryRequest = { ...req, transport, nexthop, recipients: [{ ...rcpt, address, original }] };
     let reply: DeliveryReply;
     try {
       reply = await requestService<DeliveryReply>(data.instance, transport, request, this.config.getTime('ipc_timeout') * 1000);

@@ -150,7 +150,7 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
     else if (s.unsupported) res = fail('4.3.5', 'mail system configuration error');
     else {
       try {
-        res = await deliverRecipient(s, { ...req, recipients: [r] }, content, r.address, r.orcpt ?? r.address);
+        res = await deliverRecipient(s, { ...req, recipients: [r] }, content, r.address, r.original ?? r.address);
       } catch (e) {
         s.ctx.log.warn(`${req.queueId}: ${String((e as Error).message ?? e)}`);
         res = fail('4.3.0', 'local delivery failed: temporary error');

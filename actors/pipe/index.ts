@@ -101,7 +101,7 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
     size: req.size,
     queueId: req.queueId,
     client: { address: client?.addr ?? '', hostname: client?.name ?? '', port: client?.port !== undefined ? String(client.port) : '', helo: client?.helo ?? '', protocol: client?.protocol ?? '' },
-  }, req.recipients.map((r) => ({ address: r.address, original: r.orcpt ?? r.address })), attrs.flags, s.recipientDelimiter);
+  }, req.recipients.map((r) => ({ address: r.address, original: r.original ?? r.address })), attrs.flags, s.recipientDelimiter);
   if (typeof argv === 'string') {
     ctx.log.warn(`${ctx.service}: ${argv}`);
     return fail('4.3.5', 'mail system configuration error');
@@ -109,7 +109,7 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   // sendmail -bv: Postfix's pipe reports what it would do and runs nothing.
   if (req.verify) return report(ctx, req, every(req, { status: 'sent', dsn: '2.0.0', reason: `delivers to command: ${argv[0]}`, relay }), started);
   const input = mailCopy(content, {
-    flags: attrs.flags, eol: attrs.eol, sender: req.sender, originalRecipient: first.orcpt ?? first.address, deliveredTo: first.address, now: new Date(),
+    flags: attrs.flags, eol: attrs.eol, sender: req.sender, originalRecipient: first.original ?? first.address, deliveredTo: first.address, now: new Date(),
   });
   const result = await runCommand({
     argv, input, timeLimitMs: s.timeLimitMs, env: s.env, cwd: attrs.directory ?? s.cwd,

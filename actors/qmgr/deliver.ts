@@ -116,7 +116,7 @@ export class Deliveries {
     const delays = formatDelays(entry.msg.meta.arrival, entry.msg.activated, now, { connect: 0, transmit: 0 }, now);
     const outcomes = entry.recipients.map((r): RecipientOutcome => {
       const o: RecipientOutcome = { index: r.index, status: 'deferred', dsn: '4.3.0', reason, relay: 'none' };
-      logDelivery(this.log, entry.msg.meta.queueId, r.address, o, delays);
+      logDelivery(this.log, entry.msg.meta.queueId, r, o, delays);
       return o;
     });
     this.delivered(entry, outcomes);

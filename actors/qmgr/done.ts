@@ -84,7 +84,7 @@ export class AttemptEnd {
     const delays = formatDelays(msg.meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now);
     for (const r of pending) {
       const o: RecipientOutcome = { index: r.index, status: 'deferred', dsn: '4.7.0', reason: 'message is administratively expired', relay: 'none' };
-      logDelivery(this.log, msg.meta.queueId, r.address, o, delays);
+      logDelivery(this.log, msg.meta.queueId, r, o, delays);
       metrics().deliveries.inc({ transport: 'expired', status: o.status });
       msg.outcomes.set(r.index, o);
     }

@@ -377,7 +377,7 @@ export class QueueManager {
       const delays = formatDelays(msg.meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now);
       for (const r of entry.recipients) {
         const o: RecipientOutcome = { index: r.index, status: 'deferred', dsn, reason, relay: 'none' };
-        logDelivery(this.log, msg.meta.queueId, r.address, o, delays);
+        logDelivery(this.log, msg.meta.queueId, r, o, delays);
         metrics().deliveries.inc({ transport: dest.transport, status: o.status });
         msg.outcomes.set(r.index, o);
       }

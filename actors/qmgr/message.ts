@@ -159,7 +159,7 @@ export class Messages {
       const route = routes[i]!;
       if (route.error) {
         const o: RecipientOutcome = { index, status: route.error.dsn.startsWith('5') ? 'bounced' : 'deferred', dsn: route.error.dsn, reason: route.error.text, relay: 'none' };
-        logDelivery(this.log, queueId, r.address, o, formatDelays(meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now), meta.trace === 'verify' || meta.trace === 'probe');
+        logDelivery(this.log, queueId, r, o, formatDelays(meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now), meta.trace === 'verify' || meta.trace === 'probe');
         metrics().deliveries.inc({ transport: route.transport || 'error', status: o.status });
         msg.outcomes.set(index, o);
         continue;
@@ -172,7 +172,9 @@ export class Messages {
         batch = [];
         batches.set(dest, batch);
       }
-      batch.push({ index, address: route.recipient, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...(r.notify ? { notify: r.notify } : {}) });
+      // The original recipient travels with the resolved address (Postfix's orig_addr), for orig_to=<…> and X-Original-To.
+      const original = r.original ?? r.address;
+      batch.push({ index, address: route.recipient, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...(r.notify ? { notify: r.notify } : {}), ...(original !== route.recipient ? { original } : {}) });
     }
     for (const [dest, batch] of batches) entries.enqueue(msg, dest, batch);
     const unread = rcpt.pending.length - rcpt.readPos;

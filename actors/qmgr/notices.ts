@@ -67,7 +67,9 @@ export function wants(notify: string[] | undefined, what: 'SUCCESS' | 'FAILURE' 
 /** One outcome as a status log record. */
 export function statusRecord(meta: MessageMeta, o: RecipientOutcome, action: string, now: number): StatusRecord {
   const r = meta.recipients[o.index]!;
-  return { index: o.index, address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), dsn: o.dsn, action, reason: o.reason, relay: o.relay, time: now };
+  // The original recipient is kept only when it differs (bounce_append_service.c): the notice then says "(expanded from <…>)".
+  const original = r.original && r.original.toLowerCase() !== r.address.toLowerCase() ? { original: r.original } : {};
+  return { index: o.index, address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...original, dsn: o.dsn, action, reason: o.reason, relay: o.relay, time: now };
 }
 
 /** A notice to send, and the status log it is made from. */

@@ -198,8 +198,8 @@ function logAll(s: State, req: DeliveryRequest, outcomes: RecipientOutcome[], st
   const now = Date.now();
   const delays = formatDelays(req.arrival, req.activated, started, timings, now);
   for (const o of outcomes) {
-    const address = req.recipients.find((r) => r.index === o.index)!.address;
-    logDelivery(s.log, req.queueId, address, o, delays, req.verify);
+    const recipient = req.recipients.find((r) => r.index === o.index)!;
+    logDelivery(s.log, req.queueId, recipient, o, delays, req.verify);
   }
 }
 

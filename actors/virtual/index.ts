@@ -97,7 +97,7 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
     else if (s.configError) res = CONFIG_ERROR();
     else {
       try {
-        res = await deliverRecipient(s, req, content, r.address, r.orcpt ?? r.address);
+        res = await deliverRecipient(s, req, content, r.address, r.original ?? r.address);
       } catch (e) {
         s.ctx.log.warn(`${req.queueId}: ${String((e as Error).message ?? e)}`);
         res = fail('4.3.0', 'virtual delivery failed: temporary error');

@@ -26,8 +26,8 @@ export interface AgentContext {
 export function report(ctx: AgentContext, req: DeliveryRequest, outcomes: RecipientOutcome[], started: number, timings = { connect: 0, transmit: 0 }, siteFailure?: string): DeliveryReply {
   const delays = formatDelays(req.arrival, req.activated, started, timings, Date.now());
   for (const o of outcomes) {
-    const address = req.recipients.find((r) => r.index === o.index)?.address ?? '';
-    logDelivery(ctx.log, req.queueId, address, o, delays, req.verify);
+    const recipient = req.recipients.find((r) => r.index === o.index) ?? { address: '' };
+    logDelivery(ctx.log, req.queueId, recipient, o, delays, req.verify);
   }
   return { queueId: req.queueId, outcomes, ...(siteFailure ? { siteFailure } : {}) };
 }

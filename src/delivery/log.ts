@@ -1,6 +1,7 @@
 /**
  * The delivery log line every Postfix delivery agent writes, shared by all our agents:
  *   ID: to=<rcpt>, relay=host[addr]:port, delay=0.12, delays=0.01/0/0.05/0.06, dsn=2.0.0, status=sent (…)
+ * with ", orig_to=<original>" after to=<…> when the original recipient differs (log_adhoc.c).
  */
 import type { Logger } from '../log/maillog.js';
 import type { SmtpEnvelope } from '../smtp/client.js';
@@ -29,11 +30,24 @@ export function formatDelays(arrival: number, activated: number, started: number
   };
 }
 
-export function logDelivery(log: Logger, queueId: string, recipient: string, o: RecipientOutcome, d: Delays, verify = false): void {
+/** A logged recipient: its address and, when cleanup or an alias rewrote it, the original recipient. */
+export interface LoggedRecipient {
+  address: string;
+  original?: string;
+}
+
+/** `to=<address>`, and `, orig_to=<original>` when the original is not empty and differs (case-insensitively), as log_adhoc.c writes them. */
+export function recipientLog(r: LoggedRecipient): string {
+  const orig = r.original && r.original.toLowerCase() !== r.address.toLowerCase() ? `, orig_to=<${r.original}>` : '';
+  return `to=<${r.address}>${orig}`;
+}
+
+export function logDelivery(log: Logger, queueId: string, recipient: string | LoggedRecipient, o: RecipientOutcome, d: Delays, verify = false): void {
   // An address probe (sendmail -bv, a verify service probe) delivers nothing: Postfix logs
   // status=deliverable, or undeliverable for a bounce and a deferral alike (bounce.c, defer.c).
   const status = verify ? (o.status === 'sent' ? 'deliverable' : 'undeliverable') : o.status;
-  log.info(`${queueId}: to=<${recipient}>, relay=${o.relay}, delay=${d.delay}, delays=${d.delays}, dsn=${o.dsn}, status=${status} (${o.reason})`);
+  const to = recipientLog(typeof recipient === 'string' ? { address: recipient } : recipient);
+  log.info(`${queueId}: ${to}, relay=${o.relay}, delay=${d.delay}, delays=${d.delays}, dsn=${o.dsn}, status=${status} (${o.reason})`);
 }
 
 /** The SMTP/LMTP envelope of a delivery request: DSN parameters relayed, -bv verification. */

@@ -13,6 +13,8 @@ export interface DeliveryRecipient {
   /** DSN original recipient ("rfc822;addr") and NOTIFY keywords, relayed to a DSN-capable next hop. */
   orcpt?: string;
   notify?: string[];
+  /** Postfix's original recipient (before rewriting), when it is not `address`: logged as orig_to=<…>, X-Original-To. */
+  original?: string;
 }
 
 /** qmgr → delivery agent (request/reply): deliver one message to some recipients at one destination. */

@@ -73,6 +73,8 @@ export function queueFileOf(meta: MessageMeta, content: Buffer): Buffer {
   for (const r of meta.recipients) {
     if (r.orcpt) env.push(recPut(REC.DSN_ORCPT, r.orcpt));
     if (r.notify?.length) env.push(recPut(REC.DSN_NOTIFY, notifyBits(r.notify)));
+    // Postfix's cleanup writes the original recipient before every recipient record.
+    env.push(recPut(REC.ORCP, r.original ?? r.address));
     env.push(recPut(r.done ? REC.DONE : REC.RCPT, r.address));
   }
   env.push(recPut(REC.MESG, ''));

@@ -43,6 +43,8 @@ export interface RecipientRecord {
   orcpt?: string;
   /** DSN NOTIFY keywords (SUCCESS, FAILURE, DELAY, NEVER); absent = Postfix's default (failure, delay). */
   notify?: string[];
+  /** Postfix's original recipient (REC_TYPE_ORCP), before cleanup rewrote it; absent when it is `address`. */
+  original?: string;
   done: boolean;
   /** Reason of the last deferral, shown by mailq. */
   reason?: string;
@@ -181,6 +183,8 @@ export interface StatusRecord {
   /** Final recipient (as delivered to) and the DSN original recipient ("rfc822;a@b"). */
   address: string;
   orcpt?: string;
+  /** Postfix's original recipient, when it is not `address`: "<address> (expanded from <original>)". */
+  original?: string;
   /** Enhanced status code x.y.z. */
   dsn: string;
   /** RFC 3464 Action: failed, delayed, delivered, relayed, expanded (or deliverable/undeliverable for -bv). */
