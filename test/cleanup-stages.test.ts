@@ -232,8 +232,8 @@ test('message: header_checks REJECT is the reply and logged as Postfix logs it; 
   });
   const s = settings(`header_checks = regexp:${dir}/header_checks`);
   const t = tablesOf(s);
-  const run = async (content: Buffer) => {
-    const request = smtpRequest({ content });
+  const run = async (content: Buffer, recipients = [{ address: 'ann@dest.example' }]) => {
+    const request = smtpRequest({ content, recipients });
     const read = readMessage(s, request);
     assert.ok(!('ok' in read));
     const verdict = newVerdict(request);
@@ -250,6 +250,9 @@ test('message: header_checks REJECT is the reply and logged as Postfix logs it; 
   assert.match(out, /^Received: from client\.example /);
   assert.equal(out.slice(out.indexOf('X-Prepended')), 'X-Prepended: yes\r\nSubject: prepend me\r\nX-Warn: 2\r\nSubject: replaced\r\n\r\nb\r\n');
   assert.deepEqual(newLogLines(), ['4Xq1Kz0AbC: warning: header X-Warn: 2 from client.example[192.0.2.10]; from=<joe@client.example> to=<ann@dest.example> proto=ESMTP helo=<client.example>: looked at']);
+  // With several recipients the line names the last one, as Postfix's cleanup_act_log() logs state->recip.
+  await run(msg('X-Warn: 3', '', 'b'), [{ address: 'ann@dest.example' }, { address: 'bob@dest.example' }]);
+  assert.deepEqual(newLogLines(), ['4Xq1Kz0AbC: warning: header X-Warn: 3 from client.example[192.0.2.10]; from=<joe@client.example> to=<bob@dest.example> proto=ESMTP helo=<client.example>: looked at']);
 });
 
 test('message: header addresses are rewritten in the local rewrite context only (canonical_maps, masquerading of header classes)', async () => {

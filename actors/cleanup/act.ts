@@ -20,7 +20,8 @@ export function actionLog(request: CleanupRequest, action: string, cls: string, 
   const c = request.client;
   const remote = request.origin === 'smtpd' || request.origin === 'qmqpd';
   const origin = c && remote ? `${c.name}[${c.addr}]` : 'local';
-  const rcpt = request.recipients[0]?.address;
+  // Postfix logs state->recip: the last envelope recipient cleanup was given.
+  const rcpt = request.recipients[request.recipients.length - 1]?.address;
   let line = `${request.queueId}: ${action}: ${cls} ${logForm(input)} from ${origin}; from=<${request.sender}>`;
   if (rcpt !== undefined) line += ` to=<${rcpt}>`;
   // qmqpd has no HELO name, so no helo=<> (as Postfix's cleanup logs only what it was given).
