@@ -79,6 +79,24 @@ test('readMessage: a stray CR becomes a space, a long header is cut at header_si
   // pickup's and qmqpd's mail carries its own Received header already: counted as it is.
   assert.ok(!('ok' in readMessage(s, smtpRequest({ origin: 'pickup', client: undefined, content: msg('Received: a', '', 'b') }))));
   assert.ok('ok' in readMessage(s, smtpRequest({ origin: 'pickup', client: undefined, content: msg('Received: a', 'Received: b', '', 'b') })));
+  newLogLines();
+  // No Received header at all (cleanup_header_done_callback's consistency check): refused as
+  // CLEANUP_STAT_BAD. Mail the system makes (origin bounce) gets post_mail's, which counts.
+  assert.deepEqual(readMessage(s, smtpRequest({ origin: 'pickup', client: undefined, content: msg('Subject: s', '', 'b') })), { ok: false, code: 451, dsn: '4.3.0', text: 'Error: internal error 1' });
+  assert.deepEqual(newLogLines(), ['warning: 4Xq1Kz0AbC: message rejected: no Received: header']);
+  assert.ok(!('ok' in readMessage(s, smtpRequest({ origin: 'bounce', client: undefined, content: msg('Subject: s', '', 'b') }))));
+  assert.ok('ok' in readMessage(s, smtpRequest({ origin: 'bounce', client: undefined, content: msg('Received: a', '', 'b') })), 'post_mail\'s Received is counted');
+});
+
+test('headers: mail the system makes (origin bounce) starts with post_mail\'s Received header: "by $myhostname ($mail_name)", "id QID; date"', async () => {
+  const s = settings('mail_name = Postfix');
+  const request = smtpRequest({ origin: 'bounce', client: undefined, content: msg('From: MAILER-DAEMON@mx.example.com', 'Subject: s', '', 'b') });
+  const read = readMessage(s, request);
+  assert.ok(!('ok' in read));
+  const add = addedHeaders(s, request, read.content, read.scan, false);
+  const r = await headerSection(s, tablesOf(s), request, newVerdict(request), read.content, read.scan, add, { mapOK: true, checksOK: false, localClient: false }, nowarn);
+  assert.ok(!('ok' in r));
+  assert.match(text(r.content), /^Received: by mx\.example\.com \(Postfix\)\r\n\tid 4Xq1Kz0AbC; \w{3}, [ \d]\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \([^)]*\)\r\nFrom: MAILER-DAEMON@mx\.example\.com\r\n/);
 });
 
 test('envelope: a local submission is qualified with $myorigin, the empty recipient becomes $empty_address_recipient, Bcc is dropped', () => {
@@ -210,7 +228,8 @@ test('message: a local submission that is resent gets Resent- headers and the fu
   const s = settings('');
   const request: CleanupRequest = {
     ...smtpRequest(), origin: 'pickup', client: undefined, sender: 'joe@example.com',
-    local: { fullName: 'Joe Q. Public', rewriteContext: 'local' }, content: msg('Resent-To: x@example.com', '', 'b'),
+    // pickup's own Received header comes first, as pickup writes it.
+    local: { fullName: 'Joe Q. Public', rewriteContext: 'local' }, content: msg('Received: by mx.example.com (Postfix, from userid 0)', 'Resent-To: x@example.com', '', 'b'),
   };
   const read = readMessage(s, request);
   assert.ok(!('ok' in read));

@@ -125,6 +125,8 @@ describe('e2e DSN: the SMTP extension and the notices', () => {
   test('without ORCPT: the notice names the original recipient ("expanded from" after aliasing) and has Original-Recipient made up from RCPT TO, as Postfix\'s smtpd and cleanup make it up; orig_to=<…> is logged', async () => {
     const id = queuedId(await sendRaw(server.port, 'alice@example.org', ['alias-9@example.com', 'reject-10@example.com'], rfc822({ Subject: 'aliased' }, 'x\n')));
     const notice = await waitFor('the failure notice', () => noticesFor('alice@example.org', id)[0], 15_000);
+    // As every notice Postfix's bounce posts (post_mail_init): its own Received header first.
+    assert.match(notice.data.toString('latin1'), /^Received: by mx\.postactor\.test \([^)]+\)\r\n\tid \w+; [^\r]+\r\n/);
     const dsn = await parseDsn(notice.data);
     assert.match(dsn.text, /<reject-9@example\.com> \(expanded from <alias-9@example\.com>\): host 127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.1\.1/);
     assert.match(dsn.text, /<reject-10@example\.com>: host 127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.1\.1/);

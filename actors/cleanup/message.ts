@@ -1,9 +1,10 @@
 /**
  * The message header stages of cleanup (Postfix's cleanup_message.c, header part):
  *   - reading the header section: stray CRs (cleanup_replace_stray_cr_lf), header_size_limit,
- *     and the Received hop count (hopcount_limit);
- *   - the headers cleanup adds: smtpd's Received, and the missing Message-Id, Date, From (and
- *     the undisclosed-recipients header of a local submission) for local clients or always;
+ *     and the Received hop count (hopcount_limit; none at all is refused too);
+ *   - the headers cleanup adds: smtpd's Received, post_mail's Received of mail the system makes
+ *     itself (notices, probes), and the missing Message-Id, Date, From (and the
+ *     undisclosed-recipients header of a local submission) for local clients or always;
  *   - one logical header at a time: header_checks / mime_header_checks, the removal of Bcc,
  *     Resent-Bcc, Return-Path and Content-Length, and address rewriting in the header rewrite
  *     context (canonical maps and masquerading of header classes).
@@ -52,14 +53,28 @@ export function readMessage(s: Pick<CleanupSettings, 'replaceStrayCr' | 'headerS
     original = limited;
     scan = scanHeaders(original);
   }
-  // Postfix counts every Received header cleanup sees, smtpd's own included (smtpd wrote it
-  // ahead of the message; here cleanup adds it: addedHeaders), and refuses at hopcount_limit.
-  const hops = scan.received + (request.origin === 'smtpd' && request.client ? 1 : 0);
+  // Postfix counts every Received header cleanup sees, smtpd's own and post_mail's included
+  // (they wrote it ahead of the message; here cleanup adds it: addedHeaders), and refuses at
+  // hopcount_limit.
+  const hops = scan.received + (ownReceived(request) ? 1 : 0);
   if (hops >= s.hopLimit) {
     log.warn(`${request.queueId}: message rejected: hopcount exceeded`);
     return { ok: false, code: 554, dsn: '5.4.0', text: 'Error: too many hops' };
   }
+  // Postfix's consistency check (cleanup_header_done_callback): every way into cleanup writes a
+  // Received header (smtpd, qmqpd, pickup, post_mail), and the milter client's header
+  // suppression counts on it; a message without one is refused as CLEANUP_STAT_BAD, which
+  // smtpd words "451 4.3.0 Error: internal error 1".
+  if (hops < 1) {
+    log.warn(`${request.queueId}: message rejected: no Received: header`);
+    return { ok: false, code: 451, dsn: '4.3.0', text: 'Error: internal error 1' };
+  }
   return { content: original, scan };
+}
+
+/** The Received header that cleanup adds itself: smtpd's, and post_mail's for the mail the system makes (origin bounce). */
+function ownReceived(request: CleanupRequest): boolean {
+  return (request.origin === 'smtpd' && request.client !== undefined) || request.origin === 'bounce';
 }
 
 /**
@@ -105,7 +120,11 @@ export function addedHeaders(s: Pick<CleanupSettings, 'alwaysAdd' | 'myhostname'
     if (!scan.present.has('date')) added += `Date: ${mailDate(request.arrival)}${scan.eol}`;
     if (!scan.present.has('from')) added += `From: ${request.sender || 'MAILER-DAEMON'}${scan.eol}`;
   }
-  const received = request.client && request.origin === 'smtpd'
+  // Mail the system makes itself (notices, probes) starts with post_mail's Received header, as
+  // Postfix's post_mail_init() writes it: "Received: by $myhostname ($mail_name)" + "\tid QID; date".
+  const received = request.origin === 'bounce'
+    ? `Received: by ${s.myhostname} (${s.mailName})${scan.eol}\tid ${request.queueId}; ${mailDate(request.arrival)}${scan.eol}`
+    : request.client && request.origin === 'smtpd'
     ? receivedHeader({
         helo: request.client.helo,
         clientName: request.client.name,
