@@ -174,6 +174,35 @@ describe('e2e local delivery to an mbox in mail_spool_directory', () => {
   });
 });
 
+describe('e2e local: the original recipient after virtual aliasing, with and without enable_original_recipient', () => {
+  let env: Env;
+  let on: TestServer;
+  let off: TestServer;
+  before(async () => {
+    env = makeEnv();
+    const aliased = { virtual_alias_maps: 'inline:{ alias-me@local.test=me@local.test }' };
+    on = await startServer({ mainCf: mainCf(env, aliased), masterCfExtra: MASTER_LOCAL, env: { POSTACTOR_PASSWD_FILE: env.passwd } });
+    off = await startServer({ mainCf: mainCf(env, { ...aliased, enable_original_recipient: 'no' }), masterCfExtra: MASTER_LOCAL, env: { POSTACTOR_PASSWD_FILE: env.passwd } });
+  });
+  after(async () => {
+    await on?.stop();
+    await off?.stop();
+    if (env) rmSync(env.dir, { recursive: true, force: true });
+  });
+
+  test('local logs to=<me@…>, orig_to=<alias-me@…> and writes X-Original-To: alias-me@…; with enable_original_recipient = no the log line stays and X-Original-To goes (mail_copy.c)', async () => {
+    for (const [server, subject] of [[on, 'orig on'], [off, 'orig off']] as const) {
+      const id = queuedId(await sendRaw(server.port, 'sender@example.org', ['alias-me@local.test'], rfc822({ Subject: subject }, 'x\n')));
+      await server.waitForLog(new RegExp(`${id}: to=<me@local\\.test>, orig_to=<alias-me@local\\.test>, relay=local, .*status=sent \\(delivered to mailbox\\)$`), 15_000);
+    }
+    const msgs = readMailbox('mbox', join(env.spool, 'me'));
+    const bySubject = new Map(msgs.map((m) => [header(m, 'Subject')[0], m]));
+    assert.deepEqual(header(bySubject.get('orig on')!, 'X-Original-To'), ['alias-me@local.test']);
+    assert.deepEqual(header(bySubject.get('orig off')!, 'X-Original-To'), []);
+    assert.deepEqual(header(bySubject.get('orig off')!, 'Delivered-To'), ['me@local.test']);
+  });
+});
+
 describe('e2e local delivery to Maildir/ (home_mailbox)', () => {
   let env: Env;
   let server: TestServer;

@@ -43,7 +43,7 @@ import { ensureMaildrop, writeSubmission } from '../../src/maildrop/spool.js';
 import { splitExtension } from '../../src/maps/index.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { report, type AgentContext } from '../../src/delivery/agent.js';
-import { mailCopy } from '../../src/delivery/copy.js';
+import { mailCopy, setEnableOriginalRecipient } from '../../src/delivery/copy.js';
 import { runCommand } from '../../src/delivery/command.js';
 import type { LockSettings } from '../../src/delivery/mailbox.js';
 import { Locker } from '../../src/delivery/locker.js';
@@ -97,6 +97,7 @@ interface State {
 
 function init(ctx: AgentContext): State {
   const { config } = ctx;
+  setEnableOriginalRecipient(config.getBool('enable_original_recipient'));
   // One delivery helper per agent thread from the start; more start when deliveries queue up.
   prestartAgentHelpers(() => (t: string) => ctx.log.warn(t));
   const lockNames = config.getList('mailbox_delivery_lock').map((s) => s.toLowerCase());

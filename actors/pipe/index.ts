@@ -24,7 +24,7 @@ import { every, report, type AgentContext } from '../../src/delivery/agent.js';
 import { expandArgv } from './argv.js';
 import { parseAttributes, type PipeAttributes } from './attributes.js';
 import { runCommand } from '../../src/delivery/command.js';
-import { mailCopy } from '../../src/delivery/copy.js';
+import { mailCopy, setEnableOriginalRecipient } from '../../src/delivery/copy.js';
 import { defineService, type Params } from '../../src/runtime/service.js';
 import meta from './meta.js';
 
@@ -37,6 +37,7 @@ const PARAMS = {
   'command_time_limit': 'time',
   'export_environment': 'list',
   'recipient_delimiter': 'str',
+  'enable_original_recipient': 'bool',
 } as const;
 
 interface State {
@@ -51,6 +52,7 @@ interface State {
 
 function init(ctx: AgentContext & { params: Params<typeof PARAMS> }): State {
   const { config, service, line, params: p } = ctx;
+  setEnableOriginalRecipient(p.enable_original_recipient);
   const attrs = line ? parseAttributes(line.args, p.mail_owner) : `no master.cf service named ${service}`;
   if (typeof attrs === 'string') ctx.log.warn(`${service}: ${attrs} (${line ? `${line.file}:${line.line}` : 'master.cf'}); deliveries are deferred`);
   // <transport>_time_limit, default $command_time_limit.

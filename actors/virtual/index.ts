@@ -32,7 +32,7 @@
 import { DomainList } from '../../src/address/domain.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { report, type AgentContext } from '../../src/delivery/agent.js';
-import { mailCopy } from '../../src/delivery/copy.js';
+import { mailCopy, setEnableOriginalRecipient } from '../../src/delivery/copy.js';
 import { lockSettings, type LockSettings } from '../../src/delivery/mailbox.js';
 import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
 import { atol, VirtualMap } from './maps.js';
@@ -55,6 +55,7 @@ interface State {
 
 function init(ctx: AgentContext): State {
   const { config } = ctx;
+  setEnableOriginalRecipient(config.getBool('enable_original_recipient'));
   // One delivery helper per agent thread from the start; more start when deliveries queue up.
   prestartAgentHelpers(() => (t: string) => ctx.log.warn(t));
   const lock = lockSettings(config, 'virtual_mailbox_lock');

@@ -19,6 +19,15 @@ export interface CopyOptions {
   now: Date;
 }
 
+/**
+ * enable_original_recipient: without it, no X-Original-To (mail_copy.c reads Postfix's global
+ * var_enable_orcpt). A global of the agent's thread as in Postfix, set once at its start-up.
+ */
+let originalRecipientHeader = true;
+export function setEnableOriginalRecipient(on: boolean): void {
+  originalRecipientHeader = on;
+}
+
 /** asctime()'s first 24 characters, e.g. "Wed Nov 25 02:07:33 2026" (local time). */
 function asctime(d: Date): string {
   const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
@@ -35,7 +44,7 @@ export function mailCopy(content: Uint8Array, o: CopyOptions): Buffer {
   const sender = o.sender ? quoteLocal(o.sender) : '';
   if (o.flags.has('F')) head(`From ${sender || 'MAILER-DAEMON'}  ${asctime(o.now)}`);
   if (o.flags.has('R')) head(`Return-Path: <${sender}>`);
-  if (o.flags.has('O') && o.originalRecipient) head(`X-Original-To: ${quoteLocal(o.originalRecipient)}`);
+  if (o.flags.has('O') && originalRecipientHeader && o.originalRecipient) head(`X-Original-To: ${quoteLocal(o.originalRecipient)}`);
   if (o.flags.has('D')) head(`Delivered-To: ${quoteLocal(o.deliveredTo)}`);
   const dot = o.flags.has('.');
   const from = o.flags.has('>');
