@@ -405,6 +405,11 @@ describe('e2e local forwarding to a remote alias target', () => {
     assert.match(text, /^Delivered-To: team@local\.test\r$/m);
     assert.match(text, /^Subject: for the team\r$/m);
     assert.match(text, /\r\n\r\nhello team\r\n/);
+    // As Postfix's forward.c: the forwarded recipients keep the original recipient and its DSN ORCPT.
+    assert.deepEqual(m.rcptParams, ['ORCPT=rfc822;team@local.test', 'ORCPT=rfc822;team@local.test']);
+    for (const to of ['someone@example.com', 'other@example.net']) {
+      await server.waitForLog(new RegExp(`: to=<${to.replace(/[.]/g, '\\.')}>, orig_to=<team@local\\.test>, relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:\\d+, .*status=sent `), 10_000);
+    }
     assert.ok(readMailbox('mbox', join(env.spool, 'me')).some((x) => header(x, 'Subject')[0] === 'for the team'));
   });
 

@@ -337,7 +337,10 @@ function forwardMessage(s: State, req: DeliveryRequest, content: Uint8Array, add
   try {
     const dir = ensureMaildrop(queueDirectory(s.ctx.config));
     const head = Buffer.from(`Delivered-To: ${address}\r\n`, 'utf8');
-    const id = writeSubmission(dir, { sender: req.sender, recipients: to, rewriteContext: 'remote', arrival: Date.now(), uid: process.getuid?.() ?? 0, user: s.ctx.config.get('mail_owner') }, [head, content]);
+    // As Postfix's forward.c: each new recipient keeps the original recipient and DSN ORCPT of the one it was for.
+    const r = req.recipients[0];
+    const orig = r ? { original: r.original ?? r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}) } : {};
+    const id = writeSubmission(dir, { sender: req.sender, recipients: to, ...orig, rewriteContext: 'remote', arrival: Date.now(), uid: process.getuid?.() ?? 0, user: s.ctx.config.get('mail_owner') }, [head, content]);
     return sent(`forwarded as ${id}`);
   } catch (e) {
     const why = `cannot forward to ${to.join(', ')}: ${(e as Error).message}`;

@@ -217,7 +217,10 @@ class Pickup {
       const request: CleanupRequest = {
         queueId,
         sender: envelope.sender,
-        recipients: envelope.recipients.map((address) => ({ address, ...(envelope.notify ? { notify: envelope.notify } : {}) })),
+        recipients: envelope.recipients.map((address) => ({
+          address, ...(envelope.notify ? { notify: envelope.notify } : {}),
+          ...(envelope.original !== undefined ? { original: envelope.original } : {}), ...(envelope.orcpt ? { orcpt: envelope.orcpt } : {}),
+        })),
         content,
         arrival,
         ...(envelope.envId ? { envId: envelope.envId } : {}),

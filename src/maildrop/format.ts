@@ -35,6 +35,13 @@ export interface MaildropEnvelope {
   fullName?: string;
   /** -N: per-recipient DSN NOTIFY; absent = the default (delay, failure). */
   notify?: NotifyKeyword[];
+  /**
+   * Mail that local(8) forwards (an alias or .forward to remote addresses): the original
+   * recipient and DSN ORCPT of the recipient it was for, given to every recipient, as Postfix's
+   * forward.c writes ORCP and DSN ORCPT records with each RCPT.
+   */
+  original?: string;
+  orcpt?: string;
   /** -R hdrs|full: DSN RET (Postfix's sendmail ignores -R; Postactor records these two values). */
   ret?: 'FULL' | 'HDRS';
   /** -V: DSN envelope ID. */
@@ -100,6 +107,8 @@ export function decodeMaildrop(file: Buffer): { envelope: MaildropEnvelope; mess
   if (e['ret'] !== undefined && e['ret'] !== 'FULL' && e['ret'] !== 'HDRS') throw new MaildropFormatError('bad RET');
   if (e['trace'] !== undefined && e['trace'] !== 'verify' && e['trace'] !== 'record') throw new MaildropFormatError('bad trace mode');
   if (e['bodyType'] !== undefined && e['bodyType'] !== '7BIT' && e['bodyType'] !== '8BITMIME') throw new MaildropFormatError('bad body type');
+  if (e['original'] !== undefined && !isString(e['original'])) throw new MaildropFormatError('bad original recipient');
+  if (e['orcpt'] !== undefined && !isString(e['orcpt'])) throw new MaildropFormatError('bad DSN original recipient');
   if (e['notify'] !== undefined && (!Array.isArray(e['notify']) || !e['notify'].every((n) => isString(n) && NOTIFY.has(n)))) {
     throw new MaildropFormatError('bad NOTIFY');
   }
