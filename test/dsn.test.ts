@@ -56,7 +56,7 @@ describe('DSN rendering (RFC 3464), parsed back with mailparser', () => {
     assert.equal(dsn.recipients.length, 1);
     const r = dsn.recipients[0]!;
     assert.equal(r.get('final-recipient'), 'rfc822; bob@example.com');
-    assert.equal(r.get('original-recipient'), 'rfc822; Bob@Example.COM');
+    assert.equal(r.get('original-recipient'), 'rfc822;Bob@Example.COM', 'the DSN ORCPT as stored, as Postfix prints it');
     assert.equal(r.get('action'), 'failed');
     assert.equal(r.get('status'), '5.1.1');
     assert.equal(r.get('remote-mta'), 'dns; mx.example.com');

@@ -100,13 +100,6 @@ function units(seconds: number, unit: number): number {
   return Math.max(1, Math.floor(seconds / unit));
 }
 
-/** "rfc822;a@b" (ORCPT as given in RCPT TO) → "rfc822; a@b" as RFC 3464 writes address fields. */
-function typedAddress(value: string): string {
-  const semi = value.indexOf(';');
-  if (semi < 0) return `rfc822; ${value}`;
-  return `${value.slice(0, semi).trim()}; ${value.slice(semi + 1).trim()}`;
-}
-
 /** Remote-MTA and Diagnostic-Code from a reason in Postfix's words ("host h[a] said: 550 … (in reply to …)"). */
 export function remoteParts(record: Pick<StatusRecord, 'reason' | 'relay'>): { remoteMta?: string; diagnostic?: string } {
   const out: { remoteMta?: string; diagnostic?: string } = {};
@@ -176,7 +169,8 @@ export function renderNotice(req: NoticeRequest, s: NoticeSettings, now = Date.n
   );
   for (const r of req.records) {
     push(`Final-Recipient: rfc822; ${r.address}`);
-    if (r.orcpt) push(`Original-Recipient: ${typedAddress(r.orcpt)}`);
+    // As bounce_notify_util.c: the DSN ORCPT as stored ("rfc822;a@b"), else the original recipient.
+    if (r.orcpt) push(`Original-Recipient: ${r.orcpt}`);
     else if (r.original) push(`Original-Recipient: rfc822; ${r.original}`);
     push(`Action: ${r.action}`, `Status: ${reportStatus(req.kind, r)}`);
     const { remoteMta, diagnostic } = remoteParts(r);
