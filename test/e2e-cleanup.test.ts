@@ -266,6 +266,8 @@ describe('e2e cleanup: address mappings and content checks', () => {
     assert.deepEqual(redirected.recipients, ['redirected@dest.example']);
     // As Postfix's qmgr applies REDIRECT: the first recipient's address replaced, its DSN NOTIFY and ORCPT kept.
     assert.deepEqual(redirected.rcptParams, ['NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig-user@host.example.com']);
+    // And its original recipient: Postfix 3.7 logs "to=<redirected@…>, orig_to=<first recipient>".
+    await server.waitForLog(/: to=<redirected@dest\.example>, orig_to=<user@host\.example\.com>, relay=.*status=sent /, 10_000);
     await server.waitForLog(/: redirect: header Subject: redirect me from .*: redirected@dest\.example$/, 5000);
     assert.deepEqual([...(await waitArrived(sink, bcc.id)).recipients].sort(), ['audit@archive.example', 'extra@dest.example', 'user@host.example.com']);
   });
