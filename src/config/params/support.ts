@@ -129,7 +129,9 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'cleanup_replace_stray_cr_lf',
     'always_add_missing_headers', 'always_bcc', 'append_at_myorigin', 'body_checks',
     'body_checks_size_limit', 'canonical_classes', 'canonical_maps', 'duplicate_filter_limit',
-    'enable_original_recipient', 'header_checks', 'header_size_limit', 'hopcount_limit', 'local_header_rewrite_clients',
+    'header_checks', 'header_size_limit', 'hopcount_limit', 'local_header_rewrite_clients',
+    // The original recipient: cleanup's duplicate filter, and X-Original-To in local, virtual, pipe.
+    'enable_original_recipient',
     'masquerade_classes', 'masquerade_domains', 'masquerade_exceptions', 'owner_request_special',
     'propagate_unmatched_extensions', 'receive_override_options', 'recipient_bcc_maps',
     'recipient_canonical_classes', 'recipient_canonical_maps', 'remote_header_rewrite_domain',
