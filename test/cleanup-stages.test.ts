@@ -17,7 +17,7 @@ import { receive } from '../src/runtime/mailbox.js';
 import type { CleanupRequest } from '../actors/protocol.js';
 import { cleanupSettings, type CleanupSettings, type Tables } from '../actors/cleanup/settings.js';
 import { newVerdict, WRITE_ERROR } from '../actors/cleanup/state.js';
-import { dsnOriginals, keepOriginals, localSubmission, outRecipients, rewriteEnvelope } from '../actors/cleanup/envelope.js';
+import { bccAddress, dsnOriginals, keepOriginals, localSubmission, outRecipients, rewriteEnvelope } from '../actors/cleanup/envelope.js';
 import { addedHeaders, headerSection, isLocalClient, readMessage } from '../actors/cleanup/message.js';
 import { bodyChecks } from '../actors/cleanup/body.js';
 import { milterHeaderChecks, milterInspect } from '../actors/cleanup/milter.js';
@@ -165,13 +165,15 @@ test('envelope: BCC maps and actions, virtual aliases, duplicates removed; REDIR
   const request = smtpRequest({ recipients: [list, list] });
   const verdict = newVerdict(request);
   verdict.bcc.push('action@dest.example');
+  // BCC recipients get NOTIFY=NEVER (cleanup_addr_bcc: NO_DSN_NOTIFY): the sender never hears of them.
+  const never = ['NEVER'];
   assert.deepEqual(await outRecipients(m, request, verdict, true), [
     { address: 'ann@dest.example', notify: ['FAILURE'] }, { address: 'bob@dest.example', notify: ['FAILURE'] },
-    { address: 'action@dest.example' }, { address: 'archive@dest.example' }, { address: 'copy@dest.example' },
-    { address: 'rcptcopy@dest.example' },
+    { address: 'action@dest.example', notify: never }, { address: 'archive@dest.example', notify: never }, { address: 'copy@dest.example', notify: never },
+    { address: 'rcptcopy@dest.example', notify: never },
   ]);
   // No address mappings (receive_override_options): only the BCC action is added, nothing expanded.
-  assert.deepEqual(await outRecipients(m, request, verdict, false), [list, { address: 'action@dest.example' }]);
+  assert.deepEqual(await outRecipients(m, request, verdict, false), [list, { address: 'action@dest.example', notify: never }]);
   // A bounce gets no automatic BCC.
   assert.deepEqual(await outRecipients(m, { ...request, origin: 'bounce' }, newVerdict(request), true), [{ address: 'ann@dest.example', notify: ['FAILURE'] }, { address: 'bob@dest.example', notify: ['FAILURE'] }]);
   // The REDIRECT target replaces every recipient and is not expanded again (Postfix's qmgr
@@ -183,6 +185,16 @@ test('envelope: BCC maps and actions, virtual aliases, duplicates removed; REDIR
   const redirected = newVerdict(dsn);
   redirected.redirect = 'abuse@dest.example';
   assert.deepEqual(await outRecipients(m, dsn, redirected, true), [{ address: 'abuse@dest.example', orcpt: 'rfc822;orig@dest.example', notify: ['SUCCESS', 'FAILURE'] }]);
+});
+
+test('envelope: a BCC address is qualified, canonical-mapped and masqueraded as an envelope recipient (cleanup_addr_bcc_dsn), as Postfix 3.7 does it', async () => {
+  const s = settings('myorigin = host.example.com\nalways_bcc = archive\nrecipient_canonical_maps = inline:{ archive@host.example.com=archive2@sub.example.com }\nmasquerade_domains = example.com\nmasquerade_classes = envelope_recipient');
+  const m = tablesOf(s).mappings;
+  const request = smtpRequest();
+  const clean = (a: string) => bccAddress(s, m, a, true, nowarn);
+  assert.deepEqual(await outRecipients(m, request, newVerdict(request), true, clean), [{ address: 'ann@dest.example' }, { address: 'archive2@example.com', notify: ['NEVER'] }]);
+  // Without address mappings: qualified only.
+  assert.equal(await bccAddress(s, m, 'archive', false, nowarn), 'archive@host.example.com');
 });
 
 test('envelope: a BCC map that cannot be read is a MappingFailure, 451 4.3.0, not a miss', async () => {

@@ -174,8 +174,8 @@ describe('e2e cleanup: address mappings and content checks', () => {
       'bob@dest.example': 'ORCPT=rfc822;list@v.example',
       'rcpt@new.example': 'ORCPT=rfc822;rcpt@old.example',
       'user@host.example.com': 'ORCPT=rfc822;user@host.example.com',
-      // always_bcc: no original recipient of its own, no ORCPT (cleanup_addr_bcc).
-      'audit@archive.example': '',
+      // always_bcc: NOTIFY=NEVER (cleanup_addr_bcc), ORCPT from its original recipient, itself (smtp_proto.c).
+      'audit@archive.example': 'NOTIFY=NEVER ORCPT=rfc822;audit@archive.example',
     });
     const lines = await server.waitForLogCount(new RegExp(`: ${id}: to=<`), 6, 10_000);
     const to = (rcpt: string) => lines.find((l) => l.includes(`: ${id}: to=<${rcpt}>`)) ?? '';

@@ -55,7 +55,7 @@ export function dsnOriginals(request: CleanupRequest, smtputf8: boolean): Cleanu
  * Bcc/Resent-Bcc/Return-Path/Content-Length, before the common path.
  */
 export function localSubmission(s: Pick<CleanupSettings, 'appendAtMyorigin' | 'myorigin' | 'emptyAddressRecipient'>, request: CleanupRequest): CleanupRequest {
-  const qualify = (a: string) => (a && s.appendAtMyorigin && !a.includes('@') ? `${a}@${s.myorigin}` : a);
+  const qualify = (a: string) => qualifyLocal(s, a);
   const scan = scanHeaders(request.content);
   const dropped = dropHeaders(request.content, scan.end, DROPPED_HEADERS);
   return {
@@ -64,6 +64,21 @@ export function localSubmission(s: Pick<CleanupSettings, 'appendAtMyorigin' | 'm
     recipients: request.recipients.map((r) => ({ ...r, address: qualify(r.address || s.emptyAddressRecipient) })),
     content: dropped.msg,
   };
+}
+
+/** An address qualified as trivial-rewrite does in the local context: append_at_myorigin. */
+function qualifyLocal(s: Pick<CleanupSettings, 'appendAtMyorigin' | 'myorigin'>, a: string): string {
+  return a && s.appendAtMyorigin && !a.includes('@') ? `${a}@${s.myorigin}` : a;
+}
+
+/**
+ * A BCC address (always_bcc, sender_bcc_maps, recipient_bcc_maps, a BCC action) as Postfix's
+ * cleanup_addr_bcc_dsn() queues it: qualified in the local context, then, with address
+ * mappings on, canonical-mapped and masqueraded as an envelope recipient.
+ */
+export async function bccAddress(s: Pick<CleanupSettings, 'appendAtMyorigin' | 'myorigin'>, m: Mappings, address: string, mapOK: boolean, warn: (text: string) => void): Promise<string> {
+  const a = qualifyLocal(s, address);
+  return mapOK ? masqueradeClass(m, await canonicalize(m, a, 'envelope_recipient', warn), 'envelope_recipient') : a;
 }
 
 /** Canonical mapping and masquerading of the envelope sender and each recipient (cleanup_addr.c). */
@@ -82,9 +97,11 @@ export async function rewriteEnvelope(m: Mappings, request: CleanupRequest, warn
  * the BCC maps for new mail only), each through virtual_alias_maps; REDIRECT replaces them all by
  * one, the first recipient with the REDIRECT address;
  * duplicates removed (duplicate_filter_limit). Without `mapOK` (receive_override_options =
- * no_address_mappings) only the BCC actions are added.
+ * no_address_mappings) only the BCC actions are added. Each BCC address is made clean by
+ * `clean` (bccAddress()) and gets DSN NOTIFY=NEVER, as cleanup_addr_bcc() asks for no
+ * notification: the sender never hears of a BCC recipient.
  */
-export async function outRecipients(m: Mappings, request: CleanupRequest, verdict: Verdict, mapOK: boolean): Promise<EnvelopeRecipient[]> {
+export async function outRecipients(m: Mappings, request: CleanupRequest, verdict: Verdict, mapOK: boolean, clean: (address: string) => Promise<string> = async (a) => a): Promise<EnvelopeRecipient[]> {
   let recipients: EnvelopeRecipient[] = request.recipients.map((r) => ({ address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...(r.notify ? { notify: r.notify } : {}), ...(r.original !== undefined ? { original: r.original } : {}) }));
   const bcc: string[] = [...verdict.bcc];
   if (mapOK && request.origin !== 'bounce') {
@@ -100,7 +117,7 @@ export async function outRecipients(m: Mappings, request: CleanupRequest, verdic
       }
     }
   }
-  recipients.push(...bcc.map((address) => ({ address })));
+  for (const address of bcc) recipients.push({ address: await clean(address), notify: ['NEVER'] });
   if (mapOK && !m.virtualAlias.empty) {
     const expanded: typeof recipients = [];
     for (const r of recipients) {

@@ -30,7 +30,7 @@ import type { HeaderScan } from './headers.js';
 import { MappingFailure } from './mappings.js';
 import { cleanupSettings, type CleanupSettings, type Tables } from './settings.js';
 import { newVerdict, WRITE_ERROR } from './state.js';
-import { dsnOriginals, keepOriginals, localSubmission, outRecipients, rewriteEnvelope } from './envelope.js';
+import { bccAddress, dsnOriginals, keepOriginals, localSubmission, outRecipients, rewriteEnvelope } from './envelope.js';
 import { utf8Addresses } from './smtputf8.js';
 import { addedHeaders, headerSection, isLocalClient, readMessage } from './message.js';
 import { bodyChecks } from './body.js';
@@ -144,6 +144,6 @@ async function processMessage(s: State, t: Tables, request0: CleanupRequest, ori
   if (milterReject) return milterReject;
 
   // 3-4. Automatic BCC, BCC actions, virtual aliases, REDIRECT, duplicates; then the queue.
-  const recipients = await outRecipients(t.mappings, request, verdict, mapOK);
+  const recipients = await outRecipients(t.mappings, request, verdict, mapOK, (a) => bccAddress(s, t.mappings, a, mapOK, warn));
   return writeMessage(s, { request, recipients, verdict, content, messageId: added.messageId, localClient });
 }

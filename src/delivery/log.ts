@@ -62,9 +62,23 @@ export function smtpEnvelope(req: DeliveryRequest, size: number): SmtpEnvelope {
     dsn: {
       ...(req.ret ? { ret: req.ret } : {}),
       ...(req.envId ? { envId: req.envId } : {}),
-      recipients: req.recipients.map((r) => (r.notify || r.orcpt ? { ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) } : undefined)),
+      recipients: req.recipients.map((r) => {
+        const orcpt = r.orcpt ?? orcptOfOriginal(req, r);
+        return { ...(r.notify ? { notify: r.notify } : {}), ...(orcpt ? { orcpt } : {}) };
+      }),
     },
   };
+}
+
+/**
+ * A recipient queued without DSN ORCPT (a BCC recipient) gets its original recipient as ORCPT,
+ * as Postfix's smtp_proto.c makes it up: "utf-8;" for a UTF-8 address of an SMTPUTF8 message,
+ * else "rfc822;".
+ */
+function orcptOfOriginal(req: DeliveryRequest, r: DeliveryRequest['recipients'][number]): string | undefined {
+  const original = r.original ?? r.address;
+  if (!original) return undefined;
+  return `${req.smtputf8?.requested && /[^\x00-\x7f]/.test(original) ? 'utf-8' : 'rfc822'};${original}`;
 }
 
 /**
