@@ -97,8 +97,18 @@ function endpointOf(name: string, queueDirectory: string): Endpoint {
 
 type State = 'closed' | 'ready' | 'accept-con' | 'accept-msg' | 'reject-con' | 'error';
 
-/** Takes one reply packet (a view of the read buffer: copy what is kept); true = wait for more. */
-type PacketHandler = (cmd: string, data: Buffer) => boolean;
+/** "Wait for the next packet" (a reply handler's answer to a progress or modification packet). */
+const MORE: unique symbol = Symbol('more');
+/**
+ * One wait for a reply: `packet` takes each reply packet (a view of the read buffer: it copies
+ * what it keeps) and answers the wait's result or MORE; `error` turns a failure (timeout, EOF,
+ * a packet that does not parse) into the result; `done` gets the result, once, outside both.
+ */
+interface Wait<T> {
+  packet(cmd: string, data: Buffer): T | typeof MORE;
+  error(err: Error): T;
+  done(result: T): void;
+}
 
 export class Milter {
   readonly name: string;
@@ -113,9 +123,8 @@ export class Milter {
   /** Received bytes not consumed yet (a partial packet, or packets nobody waited for). */
   private pendingIn: Buffer | null = null;
   private ended = false;
-  /** The step waiting for a reply, and what it does when the reply does not come. */
-  private onPacket: PacketHandler | null = null;
-  private onError: ((err: Error) => void) | null = null;
+  /** The step waiting for a reply. */
+  private waiting: Wait<unknown> | null = null;
   /** Whether the wait is for the connection (its timeout has its own text). */
   private connecting = false;
   /** Unsent packets: encoded here, sent in one write when a reply is needed (flush). */
@@ -137,8 +146,7 @@ export class Milter {
   private close(): void {
     this.outLen = 0;
     this.clearTimer();
-    this.onPacket = null;
-    this.onError = null;
+    this.waiting = null;
     if (this.sock) this.sock.destroy();
     this.sock = null;
   }
@@ -271,17 +279,16 @@ export class Milter {
 
   private readonly onTimer = (): void => {
     this.timer = null;
-    if (!this.onPacket && !this.connecting) return;
+    if (!this.waiting) return;
     const left = this.deadline - Date.now();
     if (left > 0) return this.arm(left);
     this.fail(new Error(this.connecting ? 'Connection timed out' : 'timeout while reading reply'));
   };
 
   /** Sends what is queued and waits for the reply (each packet restarts the timeout, as a new read does). */
-  private expect(timeout: number, onPacket: PacketHandler, onError: (err: Error) => void): void {
+  private expect<T>(timeout: number, wait: Wait<T>): void {
     this.flush();
-    this.onPacket = onPacket;
-    this.onError = onError;
+    this.waiting = wait as Wait<unknown>;
     this.waitMs = timeout * 1000;
     this.deadline = Date.now() + this.waitMs;
     if (this.timer && this.timerDue > this.deadline) this.clearTimer();
@@ -290,32 +297,29 @@ export class Milter {
   }
 
   private fail(err: Error): void {
-    const h = this.onError;
-    this.onPacket = null;
-    this.onError = null;
+    const w = this.waiting;
+    if (!w) return;
+    this.waiting = null;
     this.connecting = false;
-    h?.(err);
+    w.done(w.error(err));
   }
 
   /** Hands one packet to the waiting step. */
   private deliver(cmd: number, data: Buffer): void {
-    const h = this.onPacket!;
-    const e = this.onError!;
-    // Cleared first: the step may start the next wait before it returns.
-    this.onPacket = null;
-    this.onError = null;
-    let more: boolean;
+    const w = this.waiting!;
+    let result: unknown;
     try {
-      more = h(String.fromCharCode(cmd), data);
+      result = w.packet(String.fromCharCode(cmd), data);
     } catch (err) {
-      e(err as Error);
+      result = w.error(err as Error);
+    }
+    if (result === MORE) {
+      this.deadline = Date.now() + this.waitMs;
       return;
     }
-    if (more) {
-      this.onPacket = h;
-      this.onError = e;
-      this.deadline = Date.now() + this.waitMs;
-    }
+    // Cleared first: done() may start the next wait.
+    this.waiting = null;
+    w.done(result);
   }
 
   /** The length of the packet at `at`, or an error for a length no milter sends. */
@@ -328,7 +332,7 @@ export class Milter {
 
   /** Packets received earlier, to the step that now waits; EOF when nothing more will come. */
   private drain(): void {
-    while (this.onPacket && this.pendingIn && this.pendingIn.length >= 4) {
+    while (this.waiting && this.pendingIn && this.pendingIn.length >= 4) {
       const buf = this.pendingIn;
       const len = Milter.lengthAt(buf, 0);
       if (len instanceof Error) return this.fail(len);
@@ -336,7 +340,7 @@ export class Milter {
       this.pendingIn = buf.length === 4 + len ? null : buf.subarray(4 + len);
       this.deliver(buf[4]!, buf.subarray(5, 4 + len));
     }
-    if (this.onPacket && (this.ended || !this.sock)) this.fail(new Error('EOF while reading reply'));
+    if (this.waiting && (this.ended || !this.sock)) this.fail(new Error('EOF while reading reply'));
   }
 
   /** Bytes from the socket, in the thread's read buffer until this returns. */
@@ -349,7 +353,7 @@ export class Milter {
       this.pendingIn = null;
     }
     let pos = 0;
-    while (this.onPacket && end - pos >= 4) {
+    while (this.waiting && end - pos >= 4) {
       const len = Milter.lengthAt(buf, pos);
       if (len instanceof Error) return this.fail(len);
       if (end - pos < 4 + len) break;
@@ -363,7 +367,7 @@ export class Milter {
 
   private readonly gone = (): void => {
     this.ended = true;
-    if (this.onPacket) this.fail(new Error('EOF while reading reply'));
+    if (this.waiting && !this.connecting) this.fail(new Error('EOF while reading reply'));
   };
 
   // ---- negotiation ----
@@ -396,11 +400,14 @@ export class Milter {
     const sock = net.connect({ ...ep.opts, noDelay: true, onread: { buffer: readBuffer, callback: (n: number) => { this.received(n); return true; } } });
     this.sock = sock;
     this.connecting = true;
-    this.onError = (err) => {
-      this.settings.warn(`connect to Milter service ${this.name}: ${err.message}`);
-      this.commError('connection failed');
-      done();
-    };
+    this.waiting = {
+      packet: () => MORE,
+      error: (err) => {
+        this.settings.warn(`connect to Milter service ${this.name}: ${err.message}`);
+        this.commError('connection failed');
+      },
+      done,
+    } satisfies Wait<void>;
     this.deadline = Date.now() + this.settings.connectTimeout * 1000;
     this.arm(this.settings.connectTimeout * 1000);
     sock.on('error', (err) => {
@@ -412,11 +419,8 @@ export class Milter {
     sock.once('connect', () => {
       if (!this.connecting) return;
       this.connecting = false;
-      this.onError = null;
-      const handshakeError = (err: Error) => {
-        this.commError(`read error in initial handshake: ${err.message}`);
-        done();
-      };
+      this.waiting = null;
+      const handshakeError = (err: Error) => { this.commError(`read error in initial handshake: ${err.message}`); };
       try {
         const at = this.begin(CMD.OPTNEG, 12);
         this.u32(version);
@@ -424,13 +428,14 @@ export class Milter {
         this.u32(events);
         this.end(at);
       } catch (err) {
-        return handshakeError(err as Error);
+        handshakeError(err as Error);
+        return done();
       }
-      this.expect(this.settings.commandTimeout, (cmd, data) => {
-        this.negotiated(cmd, data, version);
-        done();
-        return false;
-      }, handshakeError);
+      this.expect(this.settings.commandTimeout, {
+        packet: (cmd, data) => this.negotiated(cmd, data, version),
+        error: handshakeError,
+        done,
+      } satisfies Wait<void>);
     });
   }
 
@@ -488,12 +493,14 @@ export class Milter {
 
   private awaitVerdict(cmd: string, timeout: number, done: Done<Verdict>): void {
     const atConnect = cmd === CMD.CONNECT || cmd === CMD.HELO;
-    this.expect(timeout, (r, data) => {
-      const v = this.verdictOf(cmd, atConnect, r, data);
-      if (v === undefined) return true;
-      done(v);
-      return false;
-    }, (err) => done(this.commError(err.message)));
+    this.expect(timeout, {
+      packet: (r, data) => {
+        const v = this.verdictOf(cmd, atConnect, r, data);
+        return v === undefined ? MORE : v;
+      },
+      error: (err) => this.commError(err.message),
+      done,
+    } satisfies Wait<Verdict>);
   }
 
   /** The verdict a reply packet stands for; undefined: progress, wait on. */
@@ -689,47 +696,46 @@ export class Milter {
     const need = (flag: number, what: string) => {
       if (!(this.actions & flag)) throw new Error(`unexpected filter response ${what} after event E`);
     };
-    this.expect(timeout, (r, data) => {
-      const p = new PacketReader(data);
-      switch (r) {
-        case REPLY.ADDHEADER: need(SMFIF.ADDHDRS, r); edits.push({ op: 'addheader', name: p.str(), value: p.str() }); return true;
-        case REPLY.INSHEADER: need(SMFIF.ADDHDRS, r); edits.push({ op: 'insheader', index: p.u32(), name: p.str(), value: p.str() }); return true;
-        case REPLY.CHGHEADER: {
-          need(SMFIF.CHGHDRS, r);
-          const index = p.u32();
-          const name = p.str();
-          if (!name) {
-            done({ verdict: this.confError('null change header name'), edits: [] });
-            return false;
+    this.expect(timeout, {
+      packet: (r, data): ContentVerdict | typeof MORE => {
+        const p = new PacketReader(data);
+        switch (r) {
+          case REPLY.ADDHEADER: need(SMFIF.ADDHDRS, r); edits.push({ op: 'addheader', name: p.str(), value: p.str() }); return MORE;
+          case REPLY.INSHEADER: need(SMFIF.ADDHDRS, r); edits.push({ op: 'insheader', index: p.u32(), name: p.str(), value: p.str() }); return MORE;
+          case REPLY.CHGHEADER: {
+            need(SMFIF.CHGHDRS, r);
+            const index = p.u32();
+            const name = p.str();
+            if (!name) return { verdict: this.confError('null change header name'), edits: [] };
+            edits.push({ op: 'chgheader', index: Math.max(index, 1), name, value: p.str() });
+            return MORE;
           }
-          edits.push({ op: 'chgheader', index: Math.max(index, 1), name, value: p.str() });
-          return true;
-        }
-        case REPLY.CHGFROM: { need(SMFIF.CHGFROM, r); const sender = p.str(); edits.push({ op: 'chgfrom', sender, args: p.left ? p.str() : '' }); return true; }
-        case REPLY.ADDRCPT: need(SMFIF.ADDRCPT, r); edits.push({ op: 'addrcpt', recipient: p.str(), args: '' }); return true;
-        case REPLY.ADDRCPT_PAR: { need(SMFIF.ADDRCPT_PAR, r); const recipient = p.str(); edits.push({ op: 'addrcpt', recipient, args: p.left ? p.str() : '' }); return true; }
-        case REPLY.DELRCPT: need(SMFIF.DELRCPT, r); edits.push({ op: 'delrcpt', recipient: p.str() }); return true;
-        // A copy: the packet is a view of the read buffer.
-        case REPLY.REPLBODY: need(SMFIF.CHGBODY, r); (body ??= []).push(Buffer.from(p.rest())); return true;
-        case REPLY.PROGRESS: return true;
-        case REPLY.QUARANTINE: need(SMFIF.QUARANTINE, r); edits.push({ op: 'quarantine', reason: p.str() }); return true;
-        default: {
-          // The final reply.
-          const verdict = this.verdictOf(CMD.EOM, false, r, data)!;
-          if (body) {
-            if (edits.some((e) => e.op !== 'quarantine')) {
-              done({ verdict: this.confError('body replacement requests can\'t currently be mixed with other requests'), edits: [] });
-              return false;
+          case REPLY.CHGFROM: { need(SMFIF.CHGFROM, r); const sender = p.str(); edits.push({ op: 'chgfrom', sender, args: p.left ? p.str() : '' }); return MORE; }
+          case REPLY.ADDRCPT: need(SMFIF.ADDRCPT, r); edits.push({ op: 'addrcpt', recipient: p.str(), args: '' }); return MORE;
+          case REPLY.ADDRCPT_PAR: { need(SMFIF.ADDRCPT_PAR, r); const recipient = p.str(); edits.push({ op: 'addrcpt', recipient, args: p.left ? p.str() : '' }); return MORE; }
+          case REPLY.DELRCPT: need(SMFIF.DELRCPT, r); edits.push({ op: 'delrcpt', recipient: p.str() }); return MORE;
+          // A copy: the packet is a view of the read buffer.
+          case REPLY.REPLBODY: need(SMFIF.CHGBODY, r); (body ??= []).push(Buffer.from(p.rest())); return MORE;
+          case REPLY.PROGRESS: return MORE;
+          case REPLY.QUARANTINE: need(SMFIF.QUARANTINE, r); edits.push({ op: 'quarantine', reason: p.str() }); return MORE;
+          default: {
+            // The final reply.
+            const verdict = this.verdictOf(CMD.EOM, false, r, data)!;
+            if (body) {
+              if (edits.some((e) => e.op !== 'quarantine')) {
+                return { verdict: this.confError('body replacement requests can\'t currently be mixed with other requests'), edits: [] };
+              }
+              edits.push({ op: 'replbody', body: Buffer.concat(body) });
             }
-            edits.push({ op: 'replbody', body: Buffer.concat(body) });
+            const final = verdict === 'skip' ? null : verdict;
+            // After a reject/tempfail/discard the edits do not matter.
+            return { verdict: final, edits: final === null ? edits : [] };
           }
-          const final = verdict === 'skip' ? null : verdict;
-          // After a reject/tempfail/discard the edits do not matter.
-          done({ verdict: final, edits: final === null ? edits : [] });
-          return false;
         }
-      }
-    }, (err) => done({ verdict: this.commError(err.message), edits: [] }));
+      },
+      error: (err) => ({ verdict: this.commError(err.message), edits: [] }),
+      done,
+    } satisfies Wait<ContentVerdict>);
   }
 
   /** The transaction ends without a message (RSET, or a rejected DATA). */
@@ -743,8 +749,7 @@ export class Milter {
   /** The SMTP session ends. */
   quit(): void {
     this.clearTimer();
-    this.onPacket = null;
-    this.onError = null;
+    this.waiting = null;
     if (this.sock) {
       try { this.packet(CMD.QUIT); this.flush(); } catch { /* closed */ }
       // QUIT went to the kernel whole: close as Postfix does, without a half-close first
