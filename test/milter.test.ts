@@ -226,6 +226,91 @@ describe('milter protocol client', () => {
     assert.match(st.warnings[0]!, /^connect to Milter service unix:private\/nothing: .*\/nonexistent-q\/private\/nothing/);
   });
 
+  test('replies split across reads, or several in one read, are read alike; progress restarts the timeout', async () => {
+    // The server answers in odd pieces: each reply byte by byte, or the edits and the final
+    // reply of end of message glued into one write.
+    const pieces = async (sock: net.Socket, b: Buffer) => {
+      for (const byte of b) {
+        sock.write(Buffer.of(byte));
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    };
+    let lastMail: Promise<void> = Promise.resolve();
+    const raw = net.createServer((sock) => {
+      let buf = Buffer.alloc(0);
+      sock.on('error', () => undefined);
+      sock.on('data', (d) => {
+        buf = Buffer.concat([buf, d]);
+        while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+          const cmd = String.fromCharCode(buf[4]!);
+          buf = buf.subarray(4 + buf.readUInt32BE(0));
+          if (cmd === 'O') void pieces(sock, packet('O', 6, 0x1ff, 0));
+          else if (cmd === 'M') {
+            // Progress twice, 0.7 s apart, then continue: 1.4 s in all, with a 1 s command timeout.
+            lastMail = (async () => {
+              await pieces(sock, packet('p'));
+              await new Promise((r) => setTimeout(r, 700));
+              await pieces(sock, packet('p'));
+              await new Promise((r) => setTimeout(r, 700));
+              await pieces(sock, packet('c'));
+            })();
+          }
+          else if (cmd === 'E') sock.write(Buffer.concat([packet('h', 'X-One', '1'), packet('p'), packet('i', 0, 'X-Two', '2'), packet('c')]));
+          else if (cmd !== 'D' && cmd !== 'A' && cmd !== 'Q') void pieces(sock, packet('c'));
+        }
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', () => r()));
+    servers.push({ close: () => new Promise((r) => { raw.close(() => r()); }) });
+    const m = new Milter(settings((raw.address() as net.AddressInfo).port, { commandTimeout: 1 }));
+    await m.open();
+    assert.equal(await m.connect(peer, macros), null);
+    assert.equal(await m.mail('s@example.org', [], macros), null);
+    await lastMail;
+    assert.equal(await m.rcpt('r@example.com', [], macros), null);
+    const { verdict, edits } = await m.content([['Subject', ' hi']], Buffer.from('body\r\n'), macros);
+    assert.equal(verdict, null);
+    assert.deepEqual(edits, [{ op: 'addheader', name: 'X-One', value: '1' }, { op: 'insheader', index: 0, name: 'X-Two', value: '2' }]);
+    m.quit();
+  });
+
+  test('a milter that closes the connection, or sends a packet length no milter sends, gets the default action', async () => {
+    // EOF while a reply is awaited.
+    const eof = net.createServer((sock) => {
+      sock.on('error', () => undefined);
+      sock.on('data', (d) => {
+        if (d[4] === 0x4f) sock.write(packet('O', 6, 0, 0));
+        else if (d.includes(0x4d)) sock.end();
+        else sock.write(packet('c'));
+      });
+    });
+    await new Promise<void>((r) => eof.listen(0, '127.0.0.1', () => r()));
+    servers.push({ close: () => new Promise((r) => { eof.close(() => r()); }) });
+    const st = settings((eof.address() as net.AddressInfo).port, { defaultAction: 'reject' });
+    const m = new Milter(st);
+    await m.open();
+    assert.equal(await m.connect(peer, macros), null);
+    assert.equal(await m.mail('s@x', [], macros), '550 5.5.0 Service unavailable');
+    assert.match(st.warnings.join('\n'), /milter inet:127\.0\.0\.1:\d+: EOF while reading reply/);
+    assert.equal(await m.rcpt('r@x', [], macros), '550 5.5.0 Service unavailable');
+
+    // A zero packet length.
+    const bad = net.createServer((sock) => {
+      sock.on('error', () => undefined);
+      sock.on('data', (d) => {
+        if (d[4] === 0x4f) sock.write(packet('O', 6, 0, 0));
+        else sock.write(Buffer.from([0, 0, 0, 0]));
+      });
+    });
+    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
+    servers.push({ close: () => new Promise((r) => { bad.close(() => r()); }) });
+    const st2 = settings((bad.address() as net.AddressInfo).port);
+    const m2 = new Milter(st2);
+    await m2.open();
+    assert.equal(await m2.connect(peer, macros), '451 4.7.1 Service unavailable - try again later');
+    assert.match(st2.warnings.join('\n'), /bad packet length: 0/);
+  });
+
   test('milter_protocol and the smtpd_milters list syntax', () => {
     assert.equal(protocolOf('6')!.version, 6);
     assert.equal(protocolOf('4 no_header_reply')!.events & SMFIP.NR_HDR, SMFIP.NR_HDR);

@@ -106,9 +106,10 @@ export class SmtpdMilters {
   }
 
   async connect(session: object, ctx: MilterContext): Promise<MilterRefusal | null> {
-    let list: string;
+    let list = this.list;
     try {
-      list = await this.listFor(ctx.client.addr);
+      // Without smtpd_milter_maps the list is known: no table lookup to wait for.
+      if (this.maps.length) list = await this.listFor(ctx.client.addr);
     } catch (err) {
       // A broken table must not let mail through unfiltered.
       this.log.warn(`smtpd_milter_maps: ${(err as Error).message}`);
@@ -142,10 +143,15 @@ export class SmtpdMilters {
   /** HELO/EHLO (sent once per name, before the MAIL that follows it when no hook ran earlier). */
   async helo(session: object, ctx: MilterContext): Promise<MilterRefusal | null> {
     const s = this.sessions.get(session);
-    // After a connect-level reject or error HELO is answered; the reply sticks for MAIL.
-    if (!s || s.helo === ctx.helo || s.milters.list.some((m) => m.connectionReply !== null)) return null;
+    if (!s || !this.heloDue(s, ctx)) return null;
     s.helo = ctx.helo;
     return this.check(await s.milters.helo(ctx.helo, this.macros(ctx)), 'HELO', ctx);
+  }
+
+  /** Whether the milters have yet to hear this HELO name. */
+  private heloDue(s: SessionMilters, ctx: MilterContext): boolean {
+    // After a connect-level reject or error HELO is answered; the reply sticks for MAIL.
+    return s.helo !== ctx.helo && !s.milters.list.some((m) => m.connectionReply !== null);
   }
 
   /** A connect/helo-level reject or an error stays the answer for the whole session. */
@@ -162,8 +168,11 @@ export class SmtpdMilters {
     if (!s) return null;
     const sticky = this.sticky(s.milters, 'MAIL', ctx);
     if (sticky) return sticky;
-    const h = await this.helo(session, ctx);
-    if (h) return h;
+    // (Checked here first: MAIL does not wait for a HELO step that has already been sent.)
+    if (this.heloDue(s, ctx)) {
+      const h = await this.helo(session, ctx);
+      if (h) return h;
+    }
     if (s.inTransaction) s.milters.abort();
     s.inTransaction = true;
     s.discard = false;

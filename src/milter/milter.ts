@@ -8,9 +8,17 @@
  *
  * Verdicts are Postfix's strings: null = continue, "D" = discard, "H" = quarantine (hold),
  * "S" = shutdown, otherwise an SMTP reply "xyz a.b.c text" (multi-line with CRLF).
+ *
+ * The conversation runs on callbacks, not promises: a message is a dozen round trips and each
+ * one used to cost a chain of async functions, a promise per layer and a buffer copy per read,
+ * on the smtpd thread that also runs the SMTP sessions. Now a reply packet is parsed where the
+ * socket's read landed (one buffer per thread) and handed to the one step waiting for it; the
+ * packets of a step are encoded into one output buffer per conversation and go out in one
+ * write; one timer per conversation stands for the deadline of whichever reply is awaited.
+ * Each public method still returns a promise (Milters and the tests use the callback forms).
  */
 import * as net from 'node:net';
-import { CHUNK, CMD, MAX_PACKET, MY_ACTIONS, packet, PacketReader, protocolOf, REPLY, SMFIF, SMFIP } from './protocol.js';
+import { CHUNK, CMD, MAX_PACKET, MY_ACTIONS, PacketReader, protocolOf, REPLY, SMFIF, SMFIP } from './protocol.js';
 
 export type Verdict = string | null;
 
@@ -50,10 +58,57 @@ export type MacroSource = (name: string) => string | undefined;
 /** The client's view of the peer, for the CONNECT event. */
 export interface ConnectInfo { name: string; addr: string; port: number }
 
-/** The read buffer of this thread's milter sockets (see open()). */
+export type Done<T> = (result: T) => void;
+export interface ContentVerdict { verdict: Verdict; edits: Edit[] }
+
+/**
+ * The read buffer of this thread's milter sockets (see open()): a reply is parsed in place and
+ * only the bytes of a packet that is not complete yet (or that nobody waits for) are copied.
+ */
 const readBuffer = Buffer.alloc(65536);
 
+/** milter_protocol values and endpoints, parsed once per distinct text (a thread sees few). */
+const protocols = new Map<string, ReturnType<typeof protocolOf>>();
+type Endpoint = { opts: net.NetConnectOpts } | { error: string; warning?: string };
+const endpoints = new Map<string, Endpoint>();
+
+function endpointOf(name: string, queueDirectory: string): Endpoint {
+  const key = `${name}\0${queueDirectory}`;
+  let e = endpoints.get(key);
+  if (e) return e;
+  const colon = name.indexOf(':');
+  const transport = colon > 0 ? name.slice(0, colon) : '';
+  const endpoint = colon > 0 ? name.slice(colon + 1) : '';
+  if (transport === 'inet') {
+    const c = endpoint.lastIndexOf(':');
+    const host = endpoint.slice(0, c).replace(/^\[(.*)\]$/, '$1');
+    const port = Number(endpoint.slice(c + 1));
+    e = c <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535 ? { error: `bad inet endpoint: ${endpoint}` } : { opts: { host, port } };
+  } else if (transport === 'unix' || transport === 'local') {
+    e = { opts: { path: endpoint.startsWith('/') ? endpoint : `${queueDirectory}/${endpoint}` } };
+  } else if (!endpoint || !transport) {
+    e = { error: `Milter service needs transport:endpoint instead of "${name}"` };
+  } else {
+    e = { error: 'configuration error', warning: `invalid transport name: ${transport} in Milter service: ${name}` };
+  }
+  if (endpoints.size < 1000) endpoints.set(key, e);
+  return e;
+}
+
 type State = 'closed' | 'ready' | 'accept-con' | 'accept-msg' | 'reject-con' | 'error';
+
+/** "Wait for the next packet" (a reply handler's answer to a progress or modification packet). */
+const MORE: unique symbol = Symbol('more');
+/**
+ * One wait for a reply: `packet` takes each reply packet (a view of the read buffer: it copies
+ * what it keeps) and answers the wait's result or MORE; `error` turns a failure (timeout, EOF,
+ * a packet that does not parse) into the result; `done` gets the result, once, outside both.
+ */
+interface Wait<T> {
+  packet(cmd: string, data: Buffer): T | typeof MORE;
+  error(err: Error): T;
+  done(result: T): void;
+}
 
 export class Milter {
   readonly name: string;
@@ -65,9 +120,16 @@ export class Milter {
   private steps = 0;
   private myEvents = 0;
   private macroLists: Record<Stage, string[]>;
-  private buf: Buffer = Buffer.alloc(0);
-  private waiter: (() => void) | null = null;
+  /** Received bytes not consumed yet (a partial packet, or packets nobody waited for). */
+  private pendingIn: Buffer | null = null;
   private ended = false;
+  /** The step waiting for a reply. */
+  private waiting: Wait<unknown> | null = null;
+  /** Whether the wait is for the connection (its timeout has its own text). */
+  private connecting = false;
+  /** Unsent packets: encoded here, sent in one write when a reply is needed (flush). */
+  private out: Buffer = Buffer.allocUnsafe(2048);
+  private outLen = 0;
   /** Whether the milter asked for rejected recipients too. */
   wantsRejectedRcpt = false;
 
@@ -82,9 +144,9 @@ export class Milter {
   // ---- failure handling (milter8_comm_error / milter8_conf_error) ----
 
   private close(): void {
-    this.out = [];
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.outLen = 0;
+    this.clearTimer();
+    this.waiting = null;
     if (this.sock) this.sock.destroy();
     this.sock = null;
   }
@@ -113,239 +175,375 @@ export class Milter {
     return this.defReply;
   }
 
-  // ---- socket I/O ----
+  // ---- output: packets encoded into this.out ----
 
-  private async read(timeout: number): Promise<{ cmd: string; data: Buffer }> {
-    this.flush();
-    let deadline = 0;
-    for (;;) {
-      const buf = this.buf;
-      if (buf.length >= 4) {
-        const len = buf.readUInt32BE(0);
-        if (len < 1) throw new Error(`bad packet length: ${len}`);
-        if (len > MAX_PACKET) throw new Error(`unreasonable packet length: ${len} > ${MAX_PACKET}`);
-        if (buf.length >= 4 + len) {
-          const cmd = String.fromCharCode(buf[4]!);
-          // A view, not a copy: each 'data' chunk is a buffer of its own, never reused.
-          const data = buf.subarray(5, 4 + len);
-          this.buf = buf.subarray(4 + len);
-          return { cmd, data };
-        }
-      }
-      if (this.ended || !this.sock) throw new Error('EOF while reading reply');
-      const now = Date.now();
-      deadline ||= now + timeout * 1000;
-      const left = deadline - now;
-      if (left <= 0) throw new Error('timeout while reading reply');
-      await this.wait(left);
-    }
+  private room(n: number): void {
+    if (this.outLen + n <= this.out.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.out.length * 2, this.outLen + n));
+    this.out.copy(bigger, 0, 0, this.outLen);
+    this.out = bigger;
   }
 
-  /**
-   * One timer for the whole conversation, re-armed per wait (refresh) instead of a new
-   * setTimeout/clearTimeout pair per reply: a milter reply is a dozen waits per message.
-   */
-  private timer: NodeJS.Timeout | null = null;
-  private timerMs = 0;
-  private timedOut: (() => void) | null = null;
-
-  private wait(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      this.waiter = () => { this.waiter = null; this.timedOut = null; resolve(); };
-      this.timedOut = this.waiter;
-      if (this.timer && this.timerMs === ms) this.timer.refresh();
-      else {
-        if (this.timer) clearTimeout(this.timer);
-        this.timerMs = ms;
-        this.timer = setTimeout(() => this.timedOut?.(), ms);
-        this.timer.unref();
-      }
-    });
-  }
-
-  /**
-   * Packets wait here until a reply is needed (read) or the conversation ends: a macro packet
-   * and its event, or headers the milter does not answer, go out in one socket write instead of
-   * one system call each (the per-packet writes were most of the milter's cost on the smtpd
-   * thread).
-   */
-  private out: Buffer[] = [];
-
-  private write(buf: Buffer): void {
+  /** Starts a packet (its length is filled in by end()); returns where it starts. */
+  private begin(cmd: string, size: number): number {
     if (!this.sock) throw new Error('not connected');
-    this.out.push(buf);
+    this.room(5 + size);
+    const at = this.outLen;
+    this.out[at + 4] = cmd.charCodeAt(0);
+    this.outLen = at + 5;
+    return at;
   }
 
-  private flush(): void {
-    if (this.out.length === 0 || !this.sock) return;
-    this.sock.write(this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out));
-    this.out = [];
+  private end(at: number): void { this.out.writeUInt32BE(this.outLen - at - 4, at); }
+
+  /** A NUL-terminated string (latin1, as the milter protocol's bytes). */
+  private str(s: string): void {
+    this.room(s.length + 1);
+    this.outLen += this.out.write(s, this.outLen, 'latin1');
+    this.out[this.outLen++] = 0;
   }
 
-  /** Bytes from the socket (a view of the shared read buffer: copied before it is reused). */
-  private received(b: Uint8Array, n: number): void {
-    const d = Buffer.from(b.buffer, b.byteOffset, n);
-    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : Buffer.from(d);
-    // Wake the reader once a whole packet (or a bad length) is here.
-    if (this.buf.length >= 4) {
-      const len = this.buf.readUInt32BE(0);
-      if (this.buf.length >= 4 + len || len < 1 || len > MAX_PACKET) this.waiter?.();
+  private bytes(b: Uint8Array): void {
+    this.room(b.length);
+    this.out.set(b, this.outLen);
+    this.outLen += b.length;
+  }
+
+  private u32(n: number): void {
+    this.room(4);
+    this.outLen = this.out.writeUInt32BE(n >>> 0, this.outLen);
+  }
+
+  /** A packet whose data is NUL-terminated strings. */
+  private packet(cmd: string, ...items: string[]): void {
+    const at = this.begin(cmd, 0);
+    for (const s of items) this.str(s);
+    this.end(at);
+  }
+
+  /** A MACRO packet: the code of the event that follows (one byte, no NUL), then name/value pairs. */
+  private macroPacket(code: string, names: string[], macros: MacroSource): void {
+    const at = this.begin(CMD.MACRO, 1);
+    this.out[this.outLen++] = code.charCodeAt(0);
+    for (const name of names) {
+      const v = macros(name);
+      if (v !== undefined && v !== '') {
+        this.str(name);
+        this.str(v);
+      }
     }
+    this.end(at);
   }
+
+  /** A MACRO packet as bytes, for the steps of one message that all send the same one. */
+  private macroBytes(code: string, names: string[], macros: MacroSource): Buffer {
+    const start = this.outLen;
+    this.macroPacket(code, names, macros);
+    const b = Buffer.from(this.out.subarray(start, this.outLen));
+    this.outLen = start;
+    return b;
+  }
+
+  /**
+   * Packets wait until a reply is needed or the conversation ends: a macro packet and its
+   * event, or steps the milter does not answer, go out in one socket write.
+   */
+  private flush(): void {
+    if (this.outLen === 0 || !this.sock) return;
+    const chunk = this.out.subarray(0, this.outLen);
+    this.outLen = 0;
+    this.sock.write(chunk);
+    // Written to the kernel at once (the usual case) the buffer is free again; otherwise the
+    // socket holds on to it until the write completes and the next packets get a new one.
+    if (this.sock.writableLength !== 0) this.out = Buffer.allocUnsafe(this.out.length);
+  }
+
+  // ---- input: reply packets to the waiting step ----
+
+  /** One timer per conversation: it fires at the earliest deadline of a wait and checks. */
+  private timer: NodeJS.Timeout | null = null;
+  private timerDue = 0;
+  private deadline = 0;
+  private waitMs = 0;
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(this.onTimer, ms);
+    this.timer.unref();
+    this.timerDue = Date.now() + ms;
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = null;
+    if (!this.waiting) return;
+    const left = this.deadline - Date.now();
+    if (left > 0) return this.arm(left);
+    this.fail(new Error(this.connecting ? 'Connection timed out' : 'timeout while reading reply'));
+  };
+
+  /** Sends what is queued and waits for the reply (each packet restarts the timeout, as a new read does). */
+  private expect<T>(timeout: number, wait: Wait<T>): void {
+    this.flush();
+    this.waiting = wait as Wait<unknown>;
+    this.waitMs = timeout * 1000;
+    this.deadline = Date.now() + this.waitMs;
+    if (this.timer && this.timerDue > this.deadline) this.clearTimer();
+    if (!this.timer) this.arm(this.waitMs);
+    this.drain();
+  }
+
+  private fail(err: Error): void {
+    const w = this.waiting;
+    if (!w) return;
+    this.waiting = null;
+    this.connecting = false;
+    w.done(w.error(err));
+  }
+
+  /** Hands one packet to the waiting step. */
+  private deliver(cmd: number, data: Buffer): void {
+    const w = this.waiting!;
+    let result: unknown;
+    try {
+      result = w.packet(String.fromCharCode(cmd), data);
+    } catch (err) {
+      result = w.error(err as Error);
+    }
+    if (result === MORE) {
+      this.deadline = Date.now() + this.waitMs;
+      return;
+    }
+    // Cleared first: done() may start the next wait.
+    this.waiting = null;
+    w.done(result);
+  }
+
+  /** The length of the packet at `at`, or an error for a length no milter sends. */
+  private static lengthAt(buf: Buffer, at: number): number | Error {
+    const len = buf.readUInt32BE(at);
+    if (len < 1) return new Error(`bad packet length: ${len}`);
+    if (len > MAX_PACKET) return new Error(`unreasonable packet length: ${len} > ${MAX_PACKET}`);
+    return len;
+  }
+
+  /** Packets received earlier, to the step that now waits; EOF when nothing more will come. */
+  private drain(): void {
+    while (this.waiting && this.pendingIn && this.pendingIn.length >= 4) {
+      const buf = this.pendingIn;
+      const len = Milter.lengthAt(buf, 0);
+      if (len instanceof Error) return this.fail(len);
+      if (buf.length < 4 + len) break;
+      this.pendingIn = buf.length === 4 + len ? null : buf.subarray(4 + len);
+      this.deliver(buf[4]!, buf.subarray(5, 4 + len));
+    }
+    if (this.waiting && (this.ended || !this.sock)) this.fail(new Error('EOF while reading reply'));
+  }
+
+  /** Bytes from the socket, in the thread's read buffer until this returns. */
+  private received(n: number): void {
+    let buf = readBuffer;
+    let end = n;
+    if (this.pendingIn) {
+      buf = Buffer.concat([this.pendingIn, readBuffer.subarray(0, n)]);
+      end = buf.length;
+      this.pendingIn = null;
+    }
+    let pos = 0;
+    while (this.waiting && end - pos >= 4) {
+      const len = Milter.lengthAt(buf, pos);
+      if (len instanceof Error) return this.fail(len);
+      if (end - pos < 4 + len) break;
+      const at = pos;
+      pos += 4 + len;
+      this.deliver(buf[at + 4]!, buf.subarray(at + 5, at + 4 + len));
+    }
+    // Keep the rest (a copy: the read buffer is reused) unless the conversation was closed.
+    if (pos < end && this.sock) this.pendingIn = buf === readBuffer ? Buffer.from(buf.subarray(pos, end)) : buf.subarray(pos, end);
+  }
+
+  private readonly gone = (): void => {
+    this.ended = true;
+    if (this.waiting && !this.connecting) this.fail(new Error('EOF while reading reply'));
+  };
 
   // ---- negotiation ----
 
   /** Connects and negotiates; a failure leaves the milter answering with its default action. */
-  async open(): Promise<void> {
-    const proto = protocolOf(this.settings.protocol);
+  open(): Promise<void> {
+    return new Promise((resolve) => this.openCb(resolve));
+  }
+
+  openCb(done: () => void): void {
+    let proto = protocols.get(this.settings.protocol);
+    if (proto === undefined) {
+      proto = protocolOf(this.settings.protocol);
+      if (protocols.size < 100) protocols.set(this.settings.protocol, proto);
+    }
     if (!proto) {
       this.confError(`bad protocol information: ${this.settings.protocol}`);
-      return;
+      return done();
     }
     this.myEvents = proto.events;
-    const colon = this.name.indexOf(':');
-    const transport = colon > 0 ? this.name.slice(0, colon) : '';
-    const endpoint = colon > 0 ? this.name.slice(colon + 1) : '';
-    let opts: net.NetConnectOpts;
-    if (transport === 'inet') {
-      const c = endpoint.lastIndexOf(':');
-      const host = endpoint.slice(0, c).replace(/^\[(.*)\]$/, '$1');
-      const port = Number(endpoint.slice(c + 1));
-      if (c <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) {
-        this.confError(`bad inet endpoint: ${endpoint}`);
-        return;
+    const ep = endpointOf(this.name, this.settings.queueDirectory);
+    if (!('opts' in ep)) {
+      if (ep.warning) this.settings.warn(ep.warning);
+      this.confError(ep.error);
+      return done();
+    }
+    const version = proto.version;
+    const events = proto.events;
+    // Replies are read into one buffer shared by the thread's milter sockets (see received()).
+    const sock = net.connect({ ...ep.opts, noDelay: true, onread: { buffer: readBuffer, callback: (n: number) => { this.received(n); return true; } } });
+    this.sock = sock;
+    this.connecting = true;
+    this.waiting = {
+      packet: () => MORE,
+      error: (err) => {
+        this.settings.warn(`connect to Milter service ${this.name}: ${err.message}`);
+        this.commError('connection failed');
+      },
+      done,
+    } satisfies Wait<void>;
+    this.deadline = Date.now() + this.settings.connectTimeout * 1000;
+    this.arm(this.settings.connectTimeout * 1000);
+    sock.on('error', (err) => {
+      if (this.connecting) this.fail(err);
+      else this.gone();
+    });
+    sock.on('end', this.gone);
+    sock.on('close', this.gone);
+    sock.once('connect', () => {
+      if (!this.connecting) return;
+      this.connecting = false;
+      this.waiting = null;
+      const handshakeError = (err: Error) => { this.commError(`read error in initial handshake: ${err.message}`); };
+      try {
+        const at = this.begin(CMD.OPTNEG, 12);
+        this.u32(version);
+        this.u32(MY_ACTIONS);
+        this.u32(events);
+        this.end(at);
+      } catch (err) {
+        handshakeError(err as Error);
+        return done();
       }
-      opts = { host, port };
-    } else if (transport === 'unix' || transport === 'local') {
-      opts = { path: endpoint.startsWith('/') ? endpoint : `${this.settings.queueDirectory}/${endpoint}` };
-    } else if (!endpoint || !transport) {
-      this.confError(`Milter service needs transport:endpoint instead of "${this.name}"`);
-      return;
-    } else {
-      this.settings.warn(`invalid transport name: ${transport} in Milter service: ${this.name}`);
-      this.confError('configuration error');
+      this.expect(this.settings.commandTimeout, {
+        packet: (cmd, data) => this.negotiated(cmd, data, version),
+        error: handshakeError,
+        done,
+      } satisfies Wait<void>);
+    });
+  }
+
+  /** The milter's OPTNEG reply (a PacketReader error is the handshake's read error). */
+  private negotiated(cmd: string, data: Buffer, version: number): void {
+    if (cmd !== REPLY.OPTNEG) {
+      this.commError(`unexpected reply "${cmd}" in initial handshake`);
       return;
     }
-    // Replies are read into one buffer shared by the thread's milter sockets and copied out
-    // at once, instead of a new 64 KiB read buffer per read (a dozen reads per message).
-    opts.onread = { buffer: readBuffer, callback: (n: number, b: Uint8Array) => { this.received(b, n); return true; } };
-    try {
-      this.sock = await new Promise<net.Socket>((resolve, reject) => {
-        const s = net.connect(opts);
-        const t = setTimeout(() => { s.destroy(); reject(new Error('Connection timed out')); }, this.settings.connectTimeout * 1000);
-        s.once('connect', () => { clearTimeout(t); resolve(s); });
-        s.once('error', (e) => { clearTimeout(t); reject(e); });
-      });
-    } catch (err) {
-      this.settings.warn(`connect to Milter service ${this.name}: ${(err as Error).message}`);
-      this.commError('connection failed');
+    const p = new PacketReader(data);
+    this.version = p.u32();
+    this.actions = p.u32();
+    this.steps = p.u32();
+    if (this.version > version) {
+      this.commError(`protocol version ${this.version} conflict with MTA protocol version ${version}`);
       return;
     }
-    const sock = this.sock;
-    sock.setNoDelay(true);
-    const gone = () => { this.ended = true; this.waiter?.(); };
-    sock.on('end', gone);
-    sock.on('close', gone);
-    sock.on('error', gone);
-    try {
-      this.write(packet(CMD.OPTNEG, proto.version, MY_ACTIONS, proto.events));
-      const r = await this.read(this.settings.commandTimeout);
-      if (r.cmd !== REPLY.OPTNEG) {
-        this.commError(`unexpected reply "${r.cmd}" in initial handshake`);
-        return;
-      }
-      const p = new PacketReader(r.data);
-      this.version = p.u32();
-      this.actions = p.u32();
-      this.steps = p.u32();
-      if (this.version > proto.version) {
-        this.commError(`protocol version ${this.version} conflict with MTA protocol version ${proto.version}`);
-        return;
-      }
-      if ((this.actions & MY_ACTIONS) !== this.actions) {
-        this.commError(`request mask 0x${this.actions.toString(16)} conflict with MTA request mask 0x${MY_ACTIONS.toString(16)}`);
-        return;
-      }
-      this.wantsRejectedRcpt = (this.steps & SMFIP.RCPT_REJ) !== 0;
-      // Events the milter's (older) version does not know are not sent.
-      // Steps we did not offer are ignored (never "no reply" for a step we did not announce).
-      this.steps &= this.myEvents;
-      if (this.version < 4) this.steps |= SMFIP.NODATA;
-      if (this.version < 3) this.steps |= SMFIP.NOUNKNOWN;
-      // SETSYMLIST: the milter's own macro lists win.
-      while (p.left > 0) {
-        const stage = STAGES[p.u32()];
-        const names = p.str();
-        if (stage) this.macroLists[stage] = names.split(/[\s,]+/).filter(Boolean);
-      }
-      this.state = 'ready';
-    } catch (err) {
-      this.commError(`read error in initial handshake: ${(err as Error).message}`);
+    if ((this.actions & MY_ACTIONS) !== this.actions) {
+      this.commError(`request mask 0x${this.actions.toString(16)} conflict with MTA request mask 0x${MY_ACTIONS.toString(16)}`);
+      return;
     }
+    this.wantsRejectedRcpt = (this.steps & SMFIP.RCPT_REJ) !== 0;
+    // Events the milter's (older) version does not know are not sent.
+    // Steps we did not offer are ignored (never "no reply" for a step we did not announce).
+    this.steps &= this.myEvents;
+    if (this.version < 4) this.steps |= SMFIP.NODATA;
+    if (this.version < 3) this.steps |= SMFIP.NOUNKNOWN;
+    // SETSYMLIST: the milter's own macro lists win.
+    while (p.left > 0) {
+      const stage = STAGES[p.u32()];
+      const names = p.str();
+      if (stage) this.macroLists[stage] = names.split(/[\s,]+/).filter(Boolean);
+    }
+    this.state = 'ready';
   }
 
   // ---- events ----
 
   /** Sends macros then one event; waits for its verdict unless the step has no reply. */
-  private async event(cmd: string, stage: Stage | null, macros: MacroSource, skip: number, noReply: number,
-    timeout: number, data: (string | number | Buffer)[]): Promise<Verdict> {
-    if (this.state === 'error' || this.state === 'reject-con') return this.defReply;
-    if (this.state !== 'ready') return null;
+  private event(cmd: string, stage: Stage | null, macros: MacroSource, skip: number, noReply: number,
+    timeout: number, write: () => void, done: Done<Verdict>): void {
+    if (this.state === 'error' || this.state === 'reject-con') return done(this.defReply);
+    if (this.state !== 'ready') return done(null);
+    let sent: boolean;
     try {
-      if (stage) this.write(macroFrame(cmd, this.macroLists[stage], macros));
-      if (skip && (this.steps & skip)) return null;
-      this.write(packet(cmd, ...data));
-      if (noReply && (this.steps & noReply)) return null;
-      return await this.verdict(cmd, timeout);
+      if (stage) this.macroPacket(cmd, this.macroLists[stage], macros);
+      sent = !(skip && (this.steps & skip));
+      if (sent) write();
     } catch (err) {
-      return this.commError((err as Error).message);
+      return done(this.commError((err as Error).message));
     }
+    if (!sent || (noReply && (this.steps & noReply))) return done(null);
+    this.awaitVerdict(cmd, timeout, done);
   }
 
-  private async verdict(cmd: string, timeout: number): Promise<Verdict> {
+  private awaitVerdict(cmd: string, timeout: number, done: Done<Verdict>): void {
     const atConnect = cmd === CMD.CONNECT || cmd === CMD.HELO;
-    for (;;) {
-      const r = await this.read(timeout);
-      switch (r.cmd) {
-        case REPLY.PROGRESS: continue;
-        case REPLY.CONTINUE: return null;
-        case REPLY.SKIP: return 'skip';
-        case REPLY.ACCEPT:
-          this.state = atConnect ? 'accept-con' : 'accept-msg';
-          if (atConnect) this.close();
-          return null;
-        case REPLY.DISCARD:
-          if (atConnect) {
-            this.settings.warn(`milter ${this.name}: DISCARD action is not allowed for connect or helo`);
-            return this.defReply;
-          }
-          this.state = 'accept-msg';
-          return 'D';
-        case REPLY.REJECT:
-          return this.rejected(atConnect, '550 5.7.1 Command rejected');
-        case REPLY.TEMPFAIL:
-          return this.rejected(atConnect, '451 4.7.1 Service unavailable - try again later');
-        case REPLY.SHUTDOWN:
+    this.expect(timeout, {
+      packet: (r, data) => {
+        const v = this.verdictOf(cmd, atConnect, r, data);
+        return v === undefined ? MORE : v;
+      },
+      error: (err) => this.commError(err.message),
+      done,
+    } satisfies Wait<Verdict>);
+  }
+
+  /** The verdict a reply packet stands for; undefined: progress, wait on. */
+  private verdictOf(cmd: string, atConnect: boolean, r: string, data: Buffer): Verdict | undefined {
+    switch (r) {
+      case REPLY.PROGRESS: return undefined;
+      case REPLY.CONTINUE: return null;
+      case REPLY.SKIP: return 'skip';
+      case REPLY.ACCEPT:
+        this.state = atConnect ? 'accept-con' : 'accept-msg';
+        if (atConnect) this.close();
+        return null;
+      case REPLY.DISCARD:
+        if (atConnect) {
+          this.settings.warn(`milter ${this.name}: DISCARD action is not allowed for connect or helo`);
+          return this.defReply;
+        }
+        this.state = 'accept-msg';
+        return 'D';
+      case REPLY.REJECT:
+        return this.rejected(atConnect, '550 5.7.1 Command rejected');
+      case REPLY.TEMPFAIL:
+        return this.rejected(atConnect, '451 4.7.1 Service unavailable - try again later');
+      case REPLY.SHUTDOWN:
+        this.state = 'reject-con';
+        this.close();
+        return (this.defReply = 'S');
+      case REPLY.REPLYCODE: {
+        const text = new PacketReader(data).str();
+        if (!/^[45]\d\d[ -]/.test(text) || (/^\d/.test(text[4] ?? '') && text[4] !== text[0])) {
+          return this.confError(`malformed reply: ${text}`);
+        }
+        // Sendmail uses the reply as a format string: "%%" is "%", a lone "%" goes.
+        const reply = text.replace(/%(%?)/g, '$1').replace(/\r?\n/g, '\r\n');
+        if (atConnect || reply.startsWith('421')) {
           this.state = 'reject-con';
           this.close();
-          return (this.defReply = 'S');
-        case REPLY.REPLYCODE: {
-          const text = new PacketReader(r.data).str();
-          if (!/^[45]\d\d[ -]/.test(text) || (/^\d/.test(text[4] ?? '') && text[4] !== text[0])) {
-            return this.confError(`malformed reply: ${text}`);
-          }
-          // Sendmail uses the reply as a format string: "%%" is "%", a lone "%" goes.
-          const reply = text.replace(/%(%?)/g, '$1').replace(/\r?\n/g, '\r\n');
-          if (atConnect || reply.startsWith('421')) {
-            this.state = 'reject-con';
-            this.close();
-            return (this.defReply = reply);
-          }
-          return reply;
+          return (this.defReply = reply);
         }
-        default:
-          return this.commError(`unexpected filter response ${r.cmd} after event ${cmd}`);
+        return reply;
       }
+      default:
+        return this.commError(`unexpected filter response ${r} after event ${cmd}`);
     }
   }
 
@@ -356,50 +554,76 @@ export class Milter {
     return (this.defReply = reply);
   }
 
-  connect(peer: ConnectInfo, macros: MacroSource): Promise<Verdict> {
-    const v6 = net.isIPv6(peer.addr);
-    const family = net.isIP(peer.addr) ? (v6 ? '6' : '4') : 'U';
+  connectCb(peer: ConnectInfo, macros: MacroSource, done: Done<Verdict>): void {
+    const ip = net.isIP(peer.addr);
+    const family = ip === 6 ? '6' : ip === 4 ? '4' : 'U';
     const name = peer.name === 'unknown' ? `[${peer.addr}]` : peer.name;
-    const data: (string | number | Buffer)[] = family === 'U'
-      ? [name, Buffer.from('U')]
-      : [name, Buffer.from(family), Buffer.from([(peer.port >> 8) & 0xff, peer.port & 0xff]), peer.addr];
-    return this.event(CMD.CONNECT, 'connect', macros, SMFIP.NOCONNECT, SMFIP.NR_CONN, this.settings.connectTimeout, data);
+    this.event(CMD.CONNECT, 'connect', macros, SMFIP.NOCONNECT, SMFIP.NR_CONN, this.settings.connectTimeout, () => {
+      const at = this.begin(CMD.CONNECT, 0);
+      this.str(name);
+      this.out[this.outLen++] = family.charCodeAt(0);
+      if (family !== 'U') {
+        this.bytes(Buffer.from([(peer.port >> 8) & 0xff, peer.port & 0xff]));
+        this.str(peer.addr);
+      }
+      this.end(at);
+    }, done);
   }
 
-  helo(name: string, macros: MacroSource): Promise<Verdict> {
-    return this.event(CMD.HELO, 'helo', macros, SMFIP.NOHELO, SMFIP.NR_HELO, this.settings.commandTimeout, [name]);
+  heloCb(name: string, macros: MacroSource, done: Done<Verdict>): void {
+    this.event(CMD.HELO, 'helo', macros, SMFIP.NOHELO, SMFIP.NR_HELO, this.settings.commandTimeout, () => this.packet(CMD.HELO, name), done);
   }
 
-  async mail(sender: string, args: string[], macros: MacroSource): Promise<Verdict> {
+  mailCb(sender: string, args: string[], macros: MacroSource, done: Done<Verdict>): void {
     if (this.state === 'accept-msg') this.state = 'ready';
-    return this.event(CMD.MAIL, 'mail', macros, SMFIP.NOMAIL, SMFIP.NR_MAIL, this.settings.commandTimeout, [`<${sender}>`, ...args]);
+    this.event(CMD.MAIL, 'mail', macros, SMFIP.NOMAIL, SMFIP.NR_MAIL, this.settings.commandTimeout,
+      () => this.packet(CMD.MAIL, `<${sender}>`, ...args), done);
   }
 
-  rcpt(recipient: string, args: string[], macros: MacroSource): Promise<Verdict> {
-    return this.event(CMD.RCPT, 'rcpt', macros, SMFIP.NORCPT, SMFIP.NR_RCPT, this.settings.commandTimeout, [`<${recipient}>`, ...args]);
+  rcptCb(recipient: string, args: string[], macros: MacroSource, done: Done<Verdict>): void {
+    this.event(CMD.RCPT, 'rcpt', macros, SMFIP.NORCPT, SMFIP.NR_RCPT, this.settings.commandTimeout,
+      () => this.packet(CMD.RCPT, `<${recipient}>`, ...args), done);
   }
 
-  data(macros: MacroSource): Promise<Verdict> {
-    return this.event(CMD.DATA, 'data', macros, SMFIP.NODATA, SMFIP.NR_DATA, this.settings.commandTimeout, []);
+  dataCb(macros: MacroSource, done: Done<Verdict>): void {
+    this.event(CMD.DATA, 'data', macros, SMFIP.NODATA, SMFIP.NR_DATA, this.settings.commandTimeout, () => this.packet(CMD.DATA), done);
   }
 
-  unknown(command: string, macros: MacroSource): Promise<Verdict> {
-    return this.event(CMD.UNKNOWN, 'unknown', macros, SMFIP.NOUNKNOWN, SMFIP.NR_UNKN, this.settings.commandTimeout, [command]);
+  unknownCb(command: string, macros: MacroSource, done: Done<Verdict>): void {
+    this.event(CMD.UNKNOWN, 'unknown', macros, SMFIP.NOUNKNOWN, SMFIP.NR_UNKN, this.settings.commandTimeout, () => this.packet(CMD.UNKNOWN, command), done);
   }
+
+  connect(peer: ConnectInfo, macros: MacroSource): Promise<Verdict> { return new Promise((r) => this.connectCb(peer, macros, r)); }
+  helo(name: string, macros: MacroSource): Promise<Verdict> { return new Promise((r) => this.heloCb(name, macros, r)); }
+  mail(sender: string, args: string[], macros: MacroSource): Promise<Verdict> { return new Promise((r) => this.mailCb(sender, args, macros, r)); }
+  rcpt(recipient: string, args: string[], macros: MacroSource): Promise<Verdict> { return new Promise((r) => this.rcptCb(recipient, args, macros, r)); }
+  data(macros: MacroSource): Promise<Verdict> { return new Promise((r) => this.dataCb(macros, r)); }
+  unknown(command: string, macros: MacroSource): Promise<Verdict> { return new Promise((r) => this.unknownCb(command, macros, r)); }
 
   /**
    * The message: headers (each [name, value] with the value as after the colon, folded lines
-   * joined by "\n"), end of headers, the body in chunks, end of message. Returns the verdict
+   * joined by "\n"), end of headers, the body in chunks, end of message. Resolves to the verdict
    * and, when the milter let the message through, its edits.
    */
-  async content(headers: [string, string][], body: Buffer, macros: MacroSource): Promise<{ verdict: Verdict; edits: Edit[] }> {
-    const none = { edits: [] as Edit[] };
-    if (this.state === 'error' || this.state === 'reject-con') return { verdict: this.defReply, ...none };
-    if (this.state !== 'ready') return { verdict: null, ...none };
+  content(headers: [string, string][], body: Buffer, macros: MacroSource): Promise<ContentVerdict> {
+    return new Promise((r) => this.contentCb(headers, body, macros, r));
+  }
+
+  contentCb(headers: [string, string][], body: Buffer, macros: MacroSource, done: Done<ContentVerdict>): void {
+    if (this.state === 'error' || this.state === 'reject-con') return done({ verdict: this.defReply, edits: [] });
+    if (this.state !== 'ready') return done({ verdict: null, edits: [] });
     const t = this.settings.contentTimeout;
-    // The macros cannot change during the message: each stage's MACRO packet is built once.
-    const hdrMacros = macroFrame(CMD.HEADER, this.macroLists.eoh, macros);
-    const bodyMacros = macroFrame(CMD.BODY, this.macroLists.eom, macros);
+    const stop = (v: Verdict) => done({ verdict: v === 'skip' ? null : v, edits: [] });
+    let hdrMacros: Buffer;
+    let bodyMacros: Buffer;
+    try {
+      // The macros cannot change during the message: each stage's MACRO packet is built once.
+      hdrMacros = this.macroBytes(CMD.HEADER, this.macroLists.eoh, macros);
+      bodyMacros = this.macroBytes(CMD.BODY, this.macroLists.eom, macros);
+    } catch (err) {
+      return stop(this.commError((err as Error).message));
+    }
+    const leadSpace = (this.steps & SMFIP.HDR_LEADSPC) !== 0;
     /*
      * Each step that the milter answers waits for its reply before the next goes out, as
      * Postfix's milter8 does: a milter may reject or accept at any header, and a milter that
@@ -407,68 +631,96 @@ export class Milter {
      * step with ours. Steps it does not answer (SMFIP_NR_*) wait in the output buffer and go
      * out in one write with the next step that is answered.
      */
-    const step = async (frame: Buffer, cmd: string, skip: number, noReply: number, data: (string | Buffer)[]): Promise<Verdict> => {
-      this.write(frame);
-      if (this.steps & skip) return null;
-      this.write(packet(cmd, ...data));
-      if (this.steps & noReply) return null;
-      return this.verdict(cmd, t);
+    let header = 0; // the next header field
+    let phase = 0; // 0 headers, 1 end of headers, 2 body, 3 end of message
+    let off = 0; // the next body chunk
+    let cmd = '';
+    const answered = (v: Verdict): void => {
+      // SKIP answers a body chunk: the rest of the body is not sent.
+      if (cmd === CMD.BODY && v === 'skip') phase = 3;
+      else if (v !== null || this.state !== 'ready') return stop(v);
+      next();
     };
-    const stop = (v: Verdict) => ({ verdict: v === 'skip' ? null : v, ...none });
-    try {
-      for (const [name, raw] of headers) {
-        const v = await step(hdrMacros, CMD.HEADER, SMFIP.NOHDRS, SMFIP.NR_HDR, [name, this.steps & SMFIP.HDR_LEADSPC ? raw : raw.replace(/^ /, '')]);
-        if (v !== null || this.state !== 'ready') return stop(v);
+    const next = (): void => {
+      let skip: number;
+      let noReply: number;
+      try {
+        for (;;) {
+          if (phase === 0 && header === headers.length) phase = 1;
+          if (phase === 2 && off >= body.length) phase = 3;
+          if (phase === 3) break;
+          if (phase === 0) {
+            const [name, raw] = headers[header++]!;
+            this.bytes(hdrMacros);
+            cmd = CMD.HEADER; skip = SMFIP.NOHDRS; noReply = SMFIP.NR_HDR;
+            if (this.steps & skip) continue;
+            const at = this.begin(cmd, 0);
+            this.str(name);
+            this.str(!leadSpace && raw.charCodeAt(0) === 0x20 ? raw.slice(1) : raw);
+            this.end(at);
+          } else if (phase === 1) {
+            phase = 2;
+            this.macroPacket(CMD.EOH, this.macroLists.eoh, macros);
+            cmd = CMD.EOH; skip = SMFIP.NOEOH; noReply = SMFIP.NR_EOH;
+            if (this.steps & skip) continue;
+            this.end(this.begin(cmd, 0));
+          } else {
+            this.bytes(bodyMacros);
+            cmd = CMD.BODY; skip = SMFIP.NOBODY; noReply = SMFIP.NR_BODY;
+            const chunk = body.subarray(off, off + CHUNK);
+            off += CHUNK;
+            if (this.steps & skip) continue;
+            const at = this.begin(cmd, chunk.length);
+            this.bytes(chunk);
+            this.end(at);
+          }
+          if (this.steps & noReply) continue;
+          return this.awaitVerdict(cmd, t, answered);
+        }
+        if ((this.state as State) === 'error' || (this.state as State) === 'reject-con') return done({ verdict: this.defReply, edits: [] });
+        if ((this.state as State) !== 'ready') return stop(null);
+        this.macroPacket(CMD.EOM, this.macroLists.eom, macros);
+        this.end(this.begin(CMD.EOM, 0));
+      } catch (err) {
+        return stop(this.commError((err as Error).message));
       }
-      let v = await step(macroFrame(CMD.EOH, this.macroLists.eoh, macros), CMD.EOH, SMFIP.NOEOH, SMFIP.NR_EOH, []);
-      if (v !== null || this.state !== 'ready') return stop(v);
-      for (let off = 0; off < body.length; off += CHUNK) {
-        v = await step(bodyMacros, CMD.BODY, SMFIP.NOBODY, SMFIP.NR_BODY, [body.subarray(off, off + CHUNK)]);
-        if (v === 'skip') break;
-        if (v !== null || this.state !== 'ready') return stop(v);
-      }
-      if ((this.state as State) === 'error' || (this.state as State) === 'reject-con') return { verdict: this.defReply, ...none };
-      if ((this.state as State) !== 'ready') return stop(null);
-      this.write(macroFrame(CMD.EOM, this.macroLists.eom, macros));
-      this.write(packet(CMD.EOM));
-      return await this.endOfMessage(t);
-    } catch (err) {
-      return { verdict: this.commError((err as Error).message), ...none };
-    }
+      this.endOfMessage(t, done);
+    };
+    next();
   }
 
-  private async endOfMessage(timeout: number): Promise<{ verdict: Verdict; edits: Edit[] }> {
+  /** The milter's modification requests, then its final reply. */
+  private endOfMessage(timeout: number, done: Done<ContentVerdict>): void {
     const edits: Edit[] = [];
     let body: Buffer[] | null = null;
     const need = (flag: number, what: string) => {
-      if (!(this.actions & flag)) throw new ProtocolError(`unexpected filter response ${what} after event E`);
+      if (!(this.actions & flag)) throw new Error(`unexpected filter response ${what} after event E`);
     };
-    try {
-      for (;;) {
-        const r = await this.read(timeout);
-        const p = new PacketReader(r.data);
-        switch (r.cmd) {
-          case REPLY.ADDHEADER: need(SMFIF.ADDHDRS, r.cmd); edits.push({ op: 'addheader', name: p.str(), value: p.str() }); continue;
-          case REPLY.INSHEADER: need(SMFIF.ADDHDRS, r.cmd); edits.push({ op: 'insheader', index: p.u32(), name: p.str(), value: p.str() }); continue;
+    this.expect(timeout, {
+      packet: (r, data): ContentVerdict | typeof MORE => {
+        const p = new PacketReader(data);
+        switch (r) {
+          case REPLY.ADDHEADER: need(SMFIF.ADDHDRS, r); edits.push({ op: 'addheader', name: p.str(), value: p.str() }); return MORE;
+          case REPLY.INSHEADER: need(SMFIF.ADDHDRS, r); edits.push({ op: 'insheader', index: p.u32(), name: p.str(), value: p.str() }); return MORE;
           case REPLY.CHGHEADER: {
-            need(SMFIF.CHGHDRS, r.cmd);
+            need(SMFIF.CHGHDRS, r);
             const index = p.u32();
             const name = p.str();
             if (!name) return { verdict: this.confError('null change header name'), edits: [] };
             edits.push({ op: 'chgheader', index: Math.max(index, 1), name, value: p.str() });
-            continue;
+            return MORE;
           }
-          case REPLY.CHGFROM: { need(SMFIF.CHGFROM, r.cmd); const sender = p.str(); edits.push({ op: 'chgfrom', sender, args: p.left ? p.str() : '' }); continue; }
-          case REPLY.ADDRCPT: need(SMFIF.ADDRCPT, r.cmd); edits.push({ op: 'addrcpt', recipient: p.str(), args: '' }); continue;
-          case REPLY.ADDRCPT_PAR: { need(SMFIF.ADDRCPT_PAR, r.cmd); const recipient = p.str(); edits.push({ op: 'addrcpt', recipient, args: p.left ? p.str() : '' }); continue; }
-          case REPLY.DELRCPT: need(SMFIF.DELRCPT, r.cmd); edits.push({ op: 'delrcpt', recipient: p.str() }); continue;
-          case REPLY.REPLBODY: need(SMFIF.CHGBODY, r.cmd); (body ??= []).push(p.rest()); continue;
-          case REPLY.QUARANTINE: need(SMFIF.QUARANTINE, r.cmd); edits.push({ op: 'quarantine', reason: p.str() }); continue;
-          case REPLY.PROGRESS: continue;
+          case REPLY.CHGFROM: { need(SMFIF.CHGFROM, r); const sender = p.str(); edits.push({ op: 'chgfrom', sender, args: p.left ? p.str() : '' }); return MORE; }
+          case REPLY.ADDRCPT: need(SMFIF.ADDRCPT, r); edits.push({ op: 'addrcpt', recipient: p.str(), args: '' }); return MORE;
+          case REPLY.ADDRCPT_PAR: { need(SMFIF.ADDRCPT_PAR, r); const recipient = p.str(); edits.push({ op: 'addrcpt', recipient, args: p.left ? p.str() : '' }); return MORE; }
+          case REPLY.DELRCPT: need(SMFIF.DELRCPT, r); edits.push({ op: 'delrcpt', recipient: p.str() }); return MORE;
+          // A copy: the packet is a view of the read buffer.
+          case REPLY.REPLBODY: need(SMFIF.CHGBODY, r); (body ??= []).push(Buffer.from(p.rest())); return MORE;
+          case REPLY.PROGRESS: return MORE;
+          case REPLY.QUARANTINE: need(SMFIF.QUARANTINE, r); edits.push({ op: 'quarantine', reason: p.str() }); return MORE;
           default: {
-            // The final reply: put the stream back and let verdict() read it.
-            this.buf = Buffer.concat([packet(r.cmd, r.data), this.buf]);
-            const verdict = await this.verdict(CMD.EOM, timeout);
+            // The final reply.
+            const verdict = this.verdictOf(CMD.EOM, false, r, data)!;
             if (body) {
               if (edits.some((e) => e.op !== 'quarantine')) {
                 return { verdict: this.confError('body replacement requests can\'t currently be mixed with other requests'), edits: [] };
@@ -480,45 +732,33 @@ export class Milter {
             return { verdict: final, edits: final === null ? edits : [] };
           }
         }
-      }
-    } catch (err) {
-      if (err instanceof ProtocolError) return { verdict: this.commError(err.message), edits: [] };
-      return { verdict: this.commError((err as Error).message), edits: [] };
-    }
+      },
+      error: (err) => ({ verdict: this.commError(err.message), edits: [] }),
+      done,
+    } satisfies Wait<ContentVerdict>);
   }
 
   /** The transaction ends without a message (RSET, or a rejected DATA). */
   abort(): void {
     if (this.state === 'ready' || this.state === 'accept-msg') {
-      try { this.write(packet(CMD.ABORT)); this.flush(); } catch { /* closed */ }
+      try { this.packet(CMD.ABORT); this.flush(); } catch { /* closed */ }
       this.state = 'ready';
     }
   }
 
   /** The SMTP session ends. */
   quit(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.clearTimer();
+    this.waiting = null;
     if (this.sock) {
-      try { this.write(packet(CMD.QUIT)); this.flush(); } catch { /* closed */ }
+      try { this.packet(CMD.QUIT); this.flush(); } catch { /* closed */ }
       // QUIT went to the kernel whole: close as Postfix does, without a half-close first
       // (one system call instead of shutdown, then waiting for the milter's FIN to close).
       if (this.sock.writableLength === 0) this.sock.destroy();
       else this.sock.end();
     }
     this.sock = null;
+    this.pendingIn = null;
     if (this.state !== 'error') this.state = 'closed';
   }
-}
-
-class ProtocolError extends Error {}
-
-/** A MACRO packet: the code of the event that follows (one byte, no NUL), then name/value pairs. */
-function macroFrame(code: string, names: string[], macros: MacroSource): Buffer {
-  const items: string[] = [];
-  for (const name of names) {
-    const v = macros(name);
-    if (v !== undefined && v !== '') items.push(name, v);
-  }
-  return packet(CMD.MACRO, Buffer.from(code, 'latin1'), ...items);
 }

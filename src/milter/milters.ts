@@ -86,39 +86,67 @@ export class Milters {
     this.list = settings.map((s) => new Milter(s));
   }
 
-  /** Runs one event through the milters in order; the first verdict other than continue wins. */
-  private async each(fn: (m: Milter) => Promise<Verdict>): Promise<Verdict> {
-    for (const m of this.list) {
-      const v = await fn(m);
-      if (v !== null && v !== 'skip') return v;
-    }
-    return null;
+  /**
+   * Runs one event through the milters in order; the first verdict other than continue wins.
+   * One promise per event: the milters' steps are callbacks (see Milter).
+   */
+  private each(fn: (m: Milter, done: (v: Verdict) => void) => void): Promise<Verdict> {
+    return new Promise((resolve) => this.eachCb(fn, resolve));
   }
 
-  async connect(peer: ConnectInfo, macros: MacroSource): Promise<Verdict> {
-    await Promise.all(this.list.map((m) => m.open()));
-    return this.each((m) => m.connect(peer, macros));
+  private eachCb(fn: (m: Milter, done: (v: Verdict) => void) => void, done: (v: Verdict) => void): void {
+    let i = 0;
+    const next = (v: Verdict): void => {
+      if (v !== null && v !== 'skip') return done(v);
+      if (i === this.list.length) return done(null);
+      fn(this.list[i++]!, next);
+    };
+    next(null);
   }
-  helo(name: string, macros: MacroSource): Promise<Verdict> { return this.each((m) => m.helo(name, macros)); }
-  mail(sender: string, args: string[], macros: MacroSource): Promise<Verdict> { return this.each((m) => m.mail(sender, args, macros)); }
-  rcpt(recipient: string, args: string[], macros: MacroSource): Promise<Verdict> { return this.each((m) => m.rcpt(recipient, args, macros)); }
-  data(macros: MacroSource): Promise<Verdict> { return this.each((m) => m.data(macros)); }
-  unknown(command: string, macros: MacroSource): Promise<Verdict> { return this.each((m) => m.unknown(command, macros)); }
+
+  connect(peer: ConnectInfo, macros: MacroSource): Promise<Verdict> {
+    return new Promise((resolve) => {
+      // Every milter is connected (in parallel) before the first hears CONNECT.
+      let opening = this.list.length;
+      const opened = () => {
+        if (--opening === 0) this.eachCb((m, done) => m.connectCb(peer, macros, done), resolve);
+      };
+      if (opening === 0) return resolve(null);
+      for (const m of this.list) m.openCb(opened);
+    });
+  }
+  helo(name: string, macros: MacroSource): Promise<Verdict> { return this.each((m, done) => m.heloCb(name, macros, done)); }
+  mail(sender: string, args: string[], macros: MacroSource): Promise<Verdict> { return this.each((m, done) => m.mailCb(sender, args, macros, done)); }
+  rcpt(recipient: string, args: string[], macros: MacroSource): Promise<Verdict> { return this.each((m, done) => m.rcptCb(recipient, args, macros, done)); }
+  data(macros: MacroSource): Promise<Verdict> { return this.each((m, done) => m.dataCb(macros, done)); }
+  unknown(command: string, macros: MacroSource): Promise<Verdict> { return this.each((m, done) => m.unknownCb(command, macros, done)); }
 
   /**
    * The message through each milter in turn; each later milter sees the message as the
    * earlier ones edited it (Postfix: cleanup re-reads the queue file). `apply` folds one
    * milter's edits into the message and returns the new headers and body.
    */
-  async content(headers: [string, string][], body: Buffer, macros: MacroSource,
+  content(headers: [string, string][], body: Buffer, macros: MacroSource,
     apply: (edits: Edit[]) => { headers: [string, string][]; body: Buffer }): Promise<Verdict> {
-    for (const m of this.list) {
-      const { verdict, edits } = await m.content(headers, body, macros);
-      if (verdict !== null && verdict !== 'H') return verdict;
-      if (verdict === 'H') edits.push({ op: 'quarantine', reason: 'default action' });
-      if (edits.length) ({ headers, body } = apply(edits));
-    }
-    return null;
+    return new Promise((resolve, reject) => {
+      let i = 0;
+      const next = (): void => {
+        if (i === this.list.length) return resolve(null);
+        this.list[i++]!.contentCb(headers, body, macros, ({ verdict, edits }) => {
+          if (verdict !== null && verdict !== 'H') return resolve(verdict);
+          if (verdict === 'H') edits.push({ op: 'quarantine', reason: 'default action' });
+          if (edits.length) {
+            try {
+              ({ headers, body } = apply(edits));
+            } catch (err) {
+              return reject(err as Error);
+            }
+          }
+          next();
+        });
+      };
+      next();
+    });
   }
 
   abort(): void { for (const m of this.list) m.abort(); }
