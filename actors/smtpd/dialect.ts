@@ -16,6 +16,8 @@
  *     is consumed (the last command of the group) or at the end of this turn of the event
  *     loop; STARTTLS's 220 and the replies that end a session are written at once;
  *   - the VRFY, HELP and joke handlers;
+ *   - a check of the command table (commands.ts): the command counters, and unknown commands
+ *     to the milters;
  *   - and the server's per-connection set-up (_handleProxy without a PROXY header): a session id
  *     from a counter instead of 10 random bytes through randomFillSync and a BigInt.
  */
@@ -24,6 +26,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { threadId } from 'node:worker_threads';
 import { SMTPServer } from 'smtp-server';
+import type { Command } from '../../src/smtpd/command.js';
 
 /** What the patched connection needs to know about this smtpd. */
 /** smtpd_milters' view of an unknown command: a reply that replaces the 500, or null. */
@@ -237,34 +240,39 @@ export async function installDialect(): Promise<void> {
     callback();
   };
   for (const name of ['handler_HELP', 'handler_WIZ', 'handler_SHELL', 'handler_KILL']) proto[name] = notRecognized;
+}
 
-  // Count every command for the disconnect line: remember which one is running, and let its
-  // first final reply (not 354) say whether it succeeded.
-  const onCommand = proto._onCommand as (this: Conn, command: Buffer, cb: () => void) => void;
-  proto._onCommand = function (this: Conn, command: Buffer, cb: () => void) {
-    // A line of an AUTH exchange is not a command.
-    if (this._nextHandler) return onCommand.call(this, command, cb);
-    const name = String(command).split(' ', 1)[0]!.toLowerCase();
-    const key = (COUNTED as readonly string[]).includes(name) && name !== 'unknown' ? name : 'unknown';
-    const counters = ((this.session as { paCounters?: Counters }).paCounters ??= {});
-    const c = (counters[key] ??= [0, 0]);
-    c[1]++;
-    this._paCommand = key;
-    // An unknown command goes to the milters first (Postfix's milter_unknown_event): a reply of
-    // theirs answers it instead of "500 5.5.2 Error: command not recognized".
-    const self = this as unknown as { _ready?: boolean; _upgrading?: boolean; _isSupported(n: string): boolean; _getHandler(n: string): unknown; _whenWritable(cb: () => void): void };
-    const unknownHook = (this._server.options as { postactorUnknownCommand?: UnknownCommandHook }).postactorUnknownCommand;
-    const upper = name.toUpperCase();
-    if (unknownHook && self._ready && !self._upgrading && !(self._isSupported(upper) && self._getHandler(upper))) {
-      void unknownHook(this.session, String(command)).then((reply) => {
-        if (!reply) return onCommand.call(this, command, cb);
-        this.send(reply.code, reply.text, false);
-        setImmediate(() => self._whenWritable(cb ?? (() => false)));
-      });
-      return;
-    }
-    return onCommand.call(this, command, cb);
-  };
+const COUNTED_NAMES: ReadonlySet<string> = new Set(COUNTED.filter((k) => k !== 'unknown'));
+
+type Self = Conn & { _ready?: boolean; _isSupported(n: string): boolean; _getHandler(n: string): unknown; _whenWritable(cb: () => void): void };
+
+/**
+ * The command table's check (commands.ts, after limits.ts): counts every command for the
+ * disconnect line (the command's first final reply, not 354, says whether it succeeded), and
+ * hands an unknown command to the milters first (Postfix's milter_unknown_event): a reply of
+ * theirs answers it instead of "500 5.5.2 Error: command not recognized".
+ */
+export function dialectCommand(conn: object, cmd: Command): boolean {
+  const self = conn as Self;
+  // A line of an AUTH exchange is not a command.
+  if (self._nextHandler) return false;
+  // (The lower-case verb's upper case is the verb, unless it is not ASCII.)
+  const lower = cmd.ascii ? cmd.verb.toLowerCase() : cmd.text.split(' ', 1)[0]!.toLowerCase();
+  const key = COUNTED_NAMES.has(lower) ? lower : 'unknown';
+  const counters = ((self.session as { paCounters?: Counters }).paCounters ??= {});
+  const c = (counters[key] ??= [0, 0]);
+  c[1]++;
+  self._paCommand = key;
+  const unknownHook = (self._server.options as { postactorUnknownCommand?: UnknownCommandHook }).postactorUnknownCommand;
+  if (!unknownHook || !self._ready || self._upgrading) return false;
+  const upper = cmd.ascii ? cmd.verb : lower.toUpperCase();
+  if (self._isSupported(upper) && self._getHandler(upper)) return false;
+  void unknownHook(self.session, cmd.text).then((reply) => {
+    if (!reply) return cmd.resume();
+    self.send(reply.code, reply.text, false);
+    setImmediate(() => self._whenWritable(cmd.done));
+  });
+  return true;
 }
 
 /**
