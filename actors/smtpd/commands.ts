@@ -12,7 +12,8 @@
  *   5. limits.ts        the hard error limit, the error sleep, the request deadline, "where"
  *   6. dialect.ts       the command counters of the disconnect line; unknown commands to the milters
  *   7. tls.ts           smtpd_tls_req_ccert's abort; "Must issue a STARTTLS command first"
- *   then smtp-server's own _onCommand (the handlers).
+ *   then smtp-server's command handling (its _onCommand's checks, redone here with the verb
+ *   already found: `handle`) and its handlers.
  *
  * This is the order the seven chained patches ran in before (each wrapped the one installed
  * before it). A check that waits (pipelining before the greeting, the error sleep, a milter's
@@ -90,15 +91,105 @@ function run(cmd: Line): void {
     const check = CHECKS[cmd.stage++]!;
     if (check(conn, cmd)) return;
   }
-  const c = conn as { hostNameAppearsAs: string | false };
-  if (!cmd.heloOptional) return library!.call(conn, cmd.line, cmd.done);
+  const c = conn as Conn;
+  if (!cmd.heloOptional) return handle(c, cmd);
   // smtp-server checks for HELO/EHLO synchronously at the start of _onCommand; nothing else
   // reads the field before it is put back (the session keeps its own copy, set at HELO/EHLO/RSET).
   c.hostNameAppearsAs = ' ';
   try {
-    library!.call(conn, cmd.line, cmd.done);
+    handle(c, cmd);
   } finally {
     if (c.hostNameAppearsAs === ' ') c.hostNameAppearsAs = false;
+  }
+}
+
+/** smtp-server's connection, as its _onCommand uses it (pinned to smtp-server 3.x). */
+type Handler = (this: Conn, line: Buffer, cb: () => void) => void;
+type Conn = Record<string, unknown> & {
+  _server: {
+    _closeTimeout?: unknown;
+    options: { lmtp?: boolean; authOptional?: boolean };
+    logger: { error(meta: object, ...args: unknown[]): void };
+  };
+  id: string;
+  name: string;
+  _upgrading: boolean;
+  _ready: boolean;
+  _nextHandler: Handler | false | undefined;
+  _handlerPending: boolean;
+  _unrecognizedCommands: number;
+  openingCommand: string | false;
+  hostNameAppearsAs: string | false;
+  send(code: number, data: unknown, context?: unknown): void;
+  _whenWritable(next: () => void): void;
+  _isDisabled(name: string): boolean;
+  _isSupported(name: string): boolean;
+  _getHandler(name: string): Handler | undefined;
+};
+
+/** The library's handler method of each command smtpd knows (an internalized name for each). */
+const HANDLERS = new Map(['HELO', 'EHLO', 'LHLO', 'MAIL', 'RCPT', 'DATA', 'BDAT', 'RSET', 'NOOP', 'QUIT', 'VRFY', 'HELP',
+  'STARTTLS', 'AUTH', 'XCLIENT', 'XFORWARD', 'ETRN', 'WIZ', 'SHELL', 'KILL'].map((v) => [v, `handler_${v}`]));
+/** The methods smtp-server's HTTP check looks for. */
+const HTTP_METHODS = new Set(['OPTIONS', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'TRACE', 'CONNECT']);
+const HTTP = /^(OPTIONS|GET|HEAD|POST|PUT|DELETE|TRACE|CONNECT) \/.* HTTP\/\d\.\d$/i;
+
+/**
+ * smtp-server's _onCommand with the verb already found: the same checks and replies in the same
+ * order, without decoding the line twice more, a debug record for a logger that is off, and a
+ * handler lookup by a string built per command. What smtpd never sets up (LMTP, AUTH required
+ * before mail) is left to the library's own code.
+ */
+function handle(c: Conn, cmd: Line): void {
+  const o = c._server.options;
+  if (o.lmtp || !o.authOptional) return library!.call(c, cmd.line, cmd.done);
+  const next = cmd.done;
+  const done = (): void => c._whenWritable(next);
+  const verb = cmd.verb;
+  // Plaintext that arrived during a TLS handshake is dropped, never answered.
+  if (c._upgrading) return done();
+  if (c._server._closeTimeout) return c.send(421, 'Server shutting down', verb);
+  if (!c._ready) return c.send(421, c.name + ' You talk too soon', verb);
+  if (HTTP_METHODS.has(verb) && HTTP.test(cmd.text)) return c.send(421, 'HTTP requests not allowed', verb);
+  let handler: Handler | undefined;
+  if (c._nextHandler) {
+    handler = c._nextHandler;
+    c._nextHandler = false;
+  } else {
+    if (verb === 'HELO' || verb === 'EHLO' || verb === 'LHLO') c.openingCommand = verb;
+    const method = HANDLERS.get(verb);
+    if (method === undefined) handler = c._isSupported(verb) ? c._getHandler(verb) : undefined;
+    else if (!c._isDisabled(verb) && typeof c[method] === 'function') handler = c[method] as Handler;
+  }
+  if (!handler) {
+    c._unrecognizedCommands++;
+    if (c._unrecognizedCommands >= 10) return c.send(421, 'Error: too many unrecognized commands', verb);
+    c.send(500, 'Error: command not recognized', verb);
+    setImmediate(done);
+    return;
+  }
+  if (!c.hostNameAppearsAs && (verb === 'MAIL' || verb === 'RCPT' || verb === 'DATA' || verb === 'AUTH')) {
+    c.send(503, 'Error: send HELO/EHLO first');
+    setImmediate(done);
+    return;
+  }
+  // A handler that throws must not escape into the socket's data pipe (as in smtp-server).
+  let handlerDone = false;
+  const handlerCallback = (): void => {
+    handlerDone = true;
+    c._handlerPending = false;
+    return done();
+  };
+  c._handlerPending = true;
+  try {
+    handler.call(c, cmd.line, handlerCallback);
+  } catch (E) {
+    const err = E as Error;
+    c._server.logger.error({ err, tnx: 'command', cid: c.id, command: verb }, '%s Failed to process %s command: %s', c.id, verb, err.message);
+    if (!handlerDone) {
+      c.send(451, 'Error: internal server error');
+      handlerCallback();
+    }
   }
 }
 
