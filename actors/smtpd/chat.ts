@@ -244,7 +244,8 @@ export function installChat(proto: Record<string, unknown>): void {
         if (code === 421 && /Error: too many errors$/.test(text)) h.reason = 'too many errors';
       }
     }
-    record(this, lines.map((l, i) => `Out: ${code}${i < lines.length - 1 ? '-' : ' '}${l}`));
+    // (The "Out:" lines only when a transcript is kept: not a string per reply for nothing.)
+    if (s.notify.size > 0) record(this, lines.map((l, i) => `Out: ${code}${i < lines.length - 1 ? '-' : ' '}${l}`));
     return emit.call(this, code, lines.length > 1 ? lines : lines[0]!, command);
   };
   proto._onClose = function (this: Conn) {

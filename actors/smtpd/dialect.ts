@@ -67,7 +67,7 @@ type Conn = {
 const ENHANCED = /^\d\.\d{1,3}\.\d{1,3}(?: |$)/;
 
 /** Library text → Postfix's reply (code, enhanced code and text). */
-const TABLE: Record<string, [number, string]> = {
+const TABLE = new Map<string, [number, string]>(Object.entries({
   'OK': [250, '2.0.0 Ok'],
   'Flushed': [250, '2.0.0 Ok'], // RSET
   'Bye': [221, '2.0.0 Bye'],
@@ -93,7 +93,7 @@ const TABLE: Record<string, [number, string]> = {
   'Error: NOTIFY=NEVER cannot be combined with other values': [501, '5.5.4 Error: Bad NOTIFY parameter syntax'],
   'Error: Bad ORCPT parameter syntax': [501, '5.5.4 Error: Bad ORCPT parameter syntax'],
   'Invalid RET parameter value. Must be FULL or HDRS': [501, '5.5.4 Bad RET parameter syntax'],
-};
+} satisfies Record<string, [number, string]>));
 
 /** Maps one reply of the library to Postfix's wording; returns [code, text-with-enhanced-code]. */
 export function postfixReply(code: number, text: string, context: unknown, d: Dialect): [number, string] {
@@ -106,14 +106,41 @@ export function postfixReply(code: number, text: string, context: unknown, d: Di
   if (text === 'Server shutting down') return [421, `4.3.2 ${d.hostname} Service shutting down, closing transmission channel`];
   if (text.endsWith('Too many connected clients, try again in a moment')) return [421, `4.7.0 ${d.hostname} Error: too many connections`];
   // A milter's CONNECT reject answers the greeting with Postfix's own text, no enhanced code.
-  if (text === `${d.hostname} ESMTP not accepting connections` || text === `${d.hostname} Service unavailable - try again later`) return [code, text];
-  const mapped = TABLE[text];
+  if (text.startsWith(d.hostname) && (text === `${d.hostname} ESMTP not accepting connections` || text === `${d.hostname} Service unavailable - try again later`)) return [code, text];
+  const mapped = TABLE.get(text);
   if (mapped) return mapped;
   if (code < 300 && context === false) return [code, text];
   if (ENHANCED.test(text) || (code >= 300 && code < 400)) return [code, text];
   const cls = Math.floor(code / 100);
   const enhanced = cls === 2 ? '2.0.0' : cls === 4 ? '4.0.0' : code <= 502 ? '5.5.2' : '5.0.0';
   return [code, `${enhanced} ${text}`];
+}
+
+/** EHLO replies already made, per smtpd: by TLS state and the session's own keywords. */
+const ehloReplies = new WeakMap<Dialect, Map<string, readonly string[]>>();
+
+/**
+ * The EHLO reply: our own keyword list, as Postfix orders it (no STARTTLS inside TLS), with this
+ * session's own keywords (AUTH: sasl.ts; XCLIENT, XFORWARD: xclient.ts) before
+ * ENHANCEDSTATUSCODES. Made once per combination, not per EHLO.
+ */
+function ehloReply(d: Dialect, secure: boolean, own: string[] | undefined): string[] {
+  let cache = ehloReplies.get(d);
+  if (!cache) ehloReplies.set(d, (cache = new Map()));
+  const key = own?.length ? `${secure ? 1 : 0}\n${own.join('\n')}` : secure ? '1' : '0';
+  let reply = cache.get(key);
+  if (!reply) {
+    const base = secure ? d.ehloKeywords.filter((k) => k !== 'STARTTLS') : d.ehloKeywords;
+    // AUTH before XCLIENT and XFORWARD (xclient.ts), as Postfix orders them.
+    const extra = [...(own ?? [])].sort((a, b) => Number(!/^AUTH[ =]/.test(a)) - Number(!/^AUTH[ =]/.test(b)));
+    const at = base.findIndex((k) => ['ENHANCEDSTATUSCODES', '8BITMIME', 'DSN', 'SMTPUTF8', 'CHUNKING'].includes(k));
+    const keywords = at < 0 ? [...base, ...extra] : [...base.slice(0, at), ...extra, ...base.slice(at)];
+    reply = Object.freeze([d.hostname, ...keywords]);
+    // A few combinations in practice (SASL mechanisms, XCLIENT/XFORWARD): bounded all the same.
+    if (cache.size >= 64) cache.clear();
+    cache.set(key, reply);
+  }
+  return reply as string[];
 }
 
 /** A control character would split a reply (smtp-server's send() scrubs them the same way). */
@@ -203,16 +230,7 @@ export async function installDialect(): Promise<void> {
     const d = this._server.options.postactorDialect;
     const command = this._paCommand;
     count(this, code);
-    if (Array.isArray(data)) {
-      // The EHLO reply: our own keyword list, as Postfix orders it (no STARTTLS inside TLS),
-      // with this session's own keywords (AUTH: sasl.ts) before ENHANCEDSTATUSCODES.
-      const base = this.secure ? d.ehloKeywords.filter((k) => k !== 'STARTTLS') : d.ehloKeywords;
-      // AUTH before XCLIENT and XFORWARD (xclient.ts), as Postfix orders them.
-      const extra = [...(this.session.paEhloExtra ?? [])].sort((a, b) => Number(!/^AUTH[ =]/.test(a)) - Number(!/^AUTH[ =]/.test(b)));
-      const at = base.findIndex((k) => ['ENHANCEDSTATUSCODES', '8BITMIME', 'DSN', 'SMTPUTF8', 'CHUNKING'].includes(k));
-      const keywords = at < 0 ? [...base, ...extra] : [...base.slice(0, at), ...extra, ...base.slice(at)];
-      return this._paEmit(code, [d.hostname, ...keywords], command);
-    }
+    if (Array.isArray(data)) return this._paEmit(code, ehloReply(d, this.secure, this.session.paEhloExtra), command);
     const text = data === undefined || data === null ? '' : String(data);
     if (code === 220 && context === false) return this._paEmit(220, d.banner, command);
     const [c, t] = postfixReply(code, text, context, d);
