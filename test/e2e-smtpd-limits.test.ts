@@ -139,6 +139,22 @@ describe('smtpd error limits and request deadlines', () => {
     }
   });
 
+  test('smtpd_helo_required = no holds during the error sleep too: MAIL without HELO after 3 errors waits 1 s and is accepted', async () => {
+    // (Before the command table, the sleep ran after the "no HELO needed" exception was undone,
+    // so such a MAIL got "503 5.5.1 Error: send HELO/EHLO first".)
+    const { smtp } = await SmtpDialogue.connect(server.port, { timeoutMs: 5000 });
+    try {
+      for (let i = 0; i < 3; i++) assert.equal(Math.floor((await smtp.cmd('BOGUS')).code / 100), 5);
+      const t0 = Date.now();
+      const mail = await smtp.cmd('MAIL FROM:<a@example.org>');
+      assert.equal(mail.line, '250 2.1.0 Ok');
+      assert.ok(Date.now() - t0 >= 900, 'MAIL waited');
+      assert.equal((await smtp.cmd('QUIT')).code, 221);
+    } finally {
+      smtp.close();
+    }
+  });
+
   test('junk commands: beyond smtpd_junk_command_limit (5) each NOOP counts as an error; 421 at the hard limit', async () => {
     const { smtp } = await SmtpDialogue.connect(junkPort);
     const lines: string[] = [];

@@ -21,6 +21,7 @@ import type { Config } from '../../src/config/index.js';
 import { maillog } from '../../src/log/maillog.js';
 import { buildNetworks, NetworkList } from '../../src/net/networks.js';
 import type { ReaderMode } from './line-reader.js';
+import type { Command } from '../../src/smtpd/command.js';
 
 const log = maillog('smtpd');
 
@@ -117,7 +118,30 @@ export function contentRefusal(session: object, settings: BareNewline): { code: 
   return { code: settings.code, text: `5.5.2 ${settings.hostname} Error: bare <LF> received` };
 }
 
-/** Patches smtp-server's connection class (after the others: this check runs first). */
+/**
+ * The command table's check (commands.ts, before pipelining): a command line that ended in a
+ * bare LF is noted, or in reject mode refused, and the session ends.
+ */
+export function bareNewlineCommand(conn: object, cmd: Command): boolean {
+  const c = conn as Conn;
+  const parser = c._parser;
+  const bare = parser && parser.paBareLf && !c._nextHandler;
+  if (!bare) return false;
+  const mode = readerMode(c);
+  if (mode.note) c.session.paBareLfNote = true;
+  const s = c._server.options.postactorBareNewline;
+  if (!mode.reject || !s) return false;
+  const where = c._paLimits?.where ?? 'CONNECT';
+  const namaddr = c._server.options.postactorLimits?.namaddr(c.session) ?? `unknown[${c.remoteAddress}]`;
+  log.info(whatsup(c.session, null, where === 'DATA content' ? 'END-OF-MESSAGE' : where, namaddr, 'bare <LF> received'));
+  // The session ends after this reply, whatever its code (Postfix breaks out of its loop).
+  c.send(s.code, `5.5.2 ${s.hostname} Error: bare <LF> received`, false);
+  c.close();
+  cmd.done();
+  return true;
+}
+
+/** Patches smtp-server's connection class: the reader's mode per client, and 521 ends the session. */
 export function installBareNewline(proto: Record<string, unknown>, streamProto: Record<string, unknown>): void {
   const createParser = proto._createParser as (this: Conn) => Parser;
   proto._createParser = function (this: Conn) {
@@ -142,24 +166,6 @@ export function installBareNewline(proto: Record<string, unknown>, streamProto: 
   streamProto.startDataMode = function (this: { paConn?: Conn }, max: number) {
     if (this.paConn) this.paConn.session.paBareLfData = false;
     return startDataMode.call(this, max);
-  };
-
-  const onCommand = proto._onCommand as (this: Conn, command: Buffer, cb: () => void) => void;
-  proto._onCommand = function (this: Conn, command: Buffer, cb: () => void) {
-    const parser = this._parser;
-    const bare = parser && parser.paBareLf && !this._nextHandler;
-    if (!bare) return onCommand.call(this, command, cb);
-    const mode = readerMode(this);
-    if (mode.note) this.session.paBareLfNote = true;
-    const s = this._server.options.postactorBareNewline;
-    if (!mode.reject || !s) return onCommand.call(this, command, cb);
-    const where = this._paLimits?.where ?? 'CONNECT';
-    const namaddr = this._server.options.postactorLimits?.namaddr(this.session) ?? `unknown[${this.remoteAddress}]`;
-    log.info(whatsup(this.session, null, where === 'DATA content' ? 'END-OF-MESSAGE' : where, namaddr, 'bare <LF> received'));
-    // The session ends after this reply, whatever its code (Postfix breaks out of its loop).
-    this.send(s.code, `5.5.2 ${s.hostname} Error: bare <LF> received`, false);
-    this.close();
-    cb();
   };
 
   // 521 (like 421) always ends the session, as in Postfix.

@@ -22,6 +22,7 @@ import type { Config } from '../../src/config/index.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import { localZone } from '../../src/time/zone.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
+import type { Command } from '../../src/smtpd/command.js';
 
 /** Postfix's mail_error classes that smtpd's transcripts are sent for. */
 export type ErrorClass = 'policy' | 'protocol' | 'resource' | 'software' | 'bounce' | 'data';
@@ -243,7 +244,8 @@ export function installChat(proto: Record<string, unknown>): void {
         if (code === 421 && /Error: too many errors$/.test(text)) h.reason = 'too many errors';
       }
     }
-    record(this, lines.map((l, i) => `Out: ${code}${i < lines.length - 1 ? '-' : ' '}${l}`));
+    // (The "Out:" lines only when a transcript is kept: not a string per reply for nothing.)
+    if (s.notify.size > 0) record(this, lines.map((l, i) => `Out: ${code}${i < lines.length - 1 ? '-' : ' '}${l}`));
     return emit.call(this, code, lines.length > 1 ? lines : lines[0]!, command);
   };
   proto._onClose = function (this: Conn) {
@@ -257,24 +259,22 @@ export function installChat(proto: Record<string, unknown>): void {
   };
 }
 
-/** Patches the command reader (outermost, after every other patch): "In:" lines. */
-export function installChatInput(proto: Record<string, unknown>): void {
-  const onCommand = proto._onCommand as (this: Conn, command: Buffer, cb: () => void) => void;
-  proto._onCommand = function (this: Conn, command: Buffer, cb: () => void) {
-    const s = this._server.options.postactorChat;
-    if (s && s.notify.size > 0) {
-      // Postfix flushes a long history before it reads the next command.
-      flush(this, s.threshold);
-      let line = String(command);
-      // Credentials stay out of the postmaster's mailbox: an AUTH command keeps its mechanism,
-      // an AUTH exchange line is starred.
-      if (this._nextHandler) line = '*';
-      else if (/^auth\s/i.test(line)) line = line.split(/\s+/).slice(0, 2).join(' ') + (line.trim().split(/\s+/).length > 2 ? ' *' : '');
-      else if (/^quit\b/i.test(line.trim())) historyOf(this).quit = true;
-      record(this, [`In:  ${line}`]);
-    }
-    return onCommand.call(this, command, cb);
-  };
+/** The command table's first check (commands.ts): every command line is heard ("In:" lines). */
+export function chatCommand(conn: object, cmd: Command): boolean {
+  const c = conn as Conn;
+  const s = c._server.options.postactorChat;
+  if (s && s.notify.size > 0) {
+    // Postfix flushes a long history before it reads the next command.
+    flush(c, s.threshold);
+    let line = cmd.text;
+    // Credentials stay out of the postmaster's mailbox: an AUTH command keeps its mechanism,
+    // an AUTH exchange line is starred.
+    if (c._nextHandler) line = '*';
+    else if (/^auth\s/i.test(line)) line = line.split(/\s+/).slice(0, 2).join(' ') + (line.trim().split(/\s+/).length > 2 ? ' *' : '');
+    else if (/^quit\b/i.test(line.trim())) historyOf(c).quit = true;
+    record(c, [`In:  ${line}`]);
+  }
+  return false;
 }
 
 function historyOf(conn: Conn): History {

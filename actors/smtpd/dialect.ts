@@ -16,6 +16,8 @@
  *     is consumed (the last command of the group) or at the end of this turn of the event
  *     loop; STARTTLS's 220 and the replies that end a session are written at once;
  *   - the VRFY, HELP and joke handlers;
+ *   - a check of the command table (commands.ts): the command counters, and unknown commands
+ *     to the milters;
  *   - and the server's per-connection set-up (_handleProxy without a PROXY header): a session id
  *     from a counter instead of 10 random bytes through randomFillSync and a BigInt.
  */
@@ -24,6 +26,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { threadId } from 'node:worker_threads';
 import { SMTPServer } from 'smtp-server';
+import type { Command } from '../../src/smtpd/command.js';
 
 /** What the patched connection needs to know about this smtpd. */
 /** smtpd_milters' view of an unknown command: a reply that replaces the 500, or null. */
@@ -64,7 +67,7 @@ type Conn = {
 const ENHANCED = /^\d\.\d{1,3}\.\d{1,3}(?: |$)/;
 
 /** Library text → Postfix's reply (code, enhanced code and text). */
-const TABLE: Record<string, [number, string]> = {
+const TABLE = new Map<string, [number, string]>(Object.entries({
   'OK': [250, '2.0.0 Ok'],
   'Flushed': [250, '2.0.0 Ok'], // RSET
   'Bye': [221, '2.0.0 Bye'],
@@ -90,7 +93,7 @@ const TABLE: Record<string, [number, string]> = {
   'Error: NOTIFY=NEVER cannot be combined with other values': [501, '5.5.4 Error: Bad NOTIFY parameter syntax'],
   'Error: Bad ORCPT parameter syntax': [501, '5.5.4 Error: Bad ORCPT parameter syntax'],
   'Invalid RET parameter value. Must be FULL or HDRS': [501, '5.5.4 Bad RET parameter syntax'],
-};
+} satisfies Record<string, [number, string]>));
 
 /** Maps one reply of the library to Postfix's wording; returns [code, text-with-enhanced-code]. */
 export function postfixReply(code: number, text: string, context: unknown, d: Dialect): [number, string] {
@@ -103,14 +106,41 @@ export function postfixReply(code: number, text: string, context: unknown, d: Di
   if (text === 'Server shutting down') return [421, `4.3.2 ${d.hostname} Service shutting down, closing transmission channel`];
   if (text.endsWith('Too many connected clients, try again in a moment')) return [421, `4.7.0 ${d.hostname} Error: too many connections`];
   // A milter's CONNECT reject answers the greeting with Postfix's own text, no enhanced code.
-  if (text === `${d.hostname} ESMTP not accepting connections` || text === `${d.hostname} Service unavailable - try again later`) return [code, text];
-  const mapped = TABLE[text];
+  if (text.startsWith(d.hostname) && (text === `${d.hostname} ESMTP not accepting connections` || text === `${d.hostname} Service unavailable - try again later`)) return [code, text];
+  const mapped = TABLE.get(text);
   if (mapped) return mapped;
   if (code < 300 && context === false) return [code, text];
   if (ENHANCED.test(text) || (code >= 300 && code < 400)) return [code, text];
   const cls = Math.floor(code / 100);
   const enhanced = cls === 2 ? '2.0.0' : cls === 4 ? '4.0.0' : code <= 502 ? '5.5.2' : '5.0.0';
   return [code, `${enhanced} ${text}`];
+}
+
+/** EHLO replies already made, per smtpd: by TLS state and the session's own keywords. */
+const ehloReplies = new WeakMap<Dialect, Map<string, readonly string[]>>();
+
+/**
+ * The EHLO reply: our own keyword list, as Postfix orders it (no STARTTLS inside TLS), with this
+ * session's own keywords (AUTH: sasl.ts; XCLIENT, XFORWARD: xclient.ts) before
+ * ENHANCEDSTATUSCODES. Made once per combination, not per EHLO.
+ */
+function ehloReply(d: Dialect, secure: boolean, own: string[] | undefined): string[] {
+  let cache = ehloReplies.get(d);
+  if (!cache) ehloReplies.set(d, (cache = new Map()));
+  const key = own?.length ? `${secure ? 1 : 0}\n${own.join('\n')}` : secure ? '1' : '0';
+  let reply = cache.get(key);
+  if (!reply) {
+    const base = secure ? d.ehloKeywords.filter((k) => k !== 'STARTTLS') : d.ehloKeywords;
+    // AUTH before XCLIENT and XFORWARD (xclient.ts), as Postfix orders them.
+    const extra = [...(own ?? [])].sort((a, b) => Number(!/^AUTH[ =]/.test(a)) - Number(!/^AUTH[ =]/.test(b)));
+    const at = base.findIndex((k) => ['ENHANCEDSTATUSCODES', '8BITMIME', 'DSN', 'SMTPUTF8', 'CHUNKING'].includes(k));
+    const keywords = at < 0 ? [...base, ...extra] : [...base.slice(0, at), ...extra, ...base.slice(at)];
+    reply = Object.freeze([d.hostname, ...keywords]);
+    // A few combinations in practice (SASL mechanisms, XCLIENT/XFORWARD): bounded all the same.
+    if (cache.size >= 64) cache.clear();
+    cache.set(key, reply);
+  }
+  return reply as string[];
 }
 
 /** A control character would split a reply (smtp-server's send() scrubs them the same way). */
@@ -200,16 +230,7 @@ export async function installDialect(): Promise<void> {
     const d = this._server.options.postactorDialect;
     const command = this._paCommand;
     count(this, code);
-    if (Array.isArray(data)) {
-      // The EHLO reply: our own keyword list, as Postfix orders it (no STARTTLS inside TLS),
-      // with this session's own keywords (AUTH: sasl.ts) before ENHANCEDSTATUSCODES.
-      const base = this.secure ? d.ehloKeywords.filter((k) => k !== 'STARTTLS') : d.ehloKeywords;
-      // AUTH before XCLIENT and XFORWARD (xclient.ts), as Postfix orders them.
-      const extra = [...(this.session.paEhloExtra ?? [])].sort((a, b) => Number(!/^AUTH[ =]/.test(a)) - Number(!/^AUTH[ =]/.test(b)));
-      const at = base.findIndex((k) => ['ENHANCEDSTATUSCODES', '8BITMIME', 'DSN', 'SMTPUTF8', 'CHUNKING'].includes(k));
-      const keywords = at < 0 ? [...base, ...extra] : [...base.slice(0, at), ...extra, ...base.slice(at)];
-      return this._paEmit(code, [d.hostname, ...keywords], command);
-    }
+    if (Array.isArray(data)) return this._paEmit(code, ehloReply(d, this.secure, this.session.paEhloExtra), command);
     const text = data === undefined || data === null ? '' : String(data);
     if (code === 220 && context === false) return this._paEmit(220, d.banner, command);
     const [c, t] = postfixReply(code, text, context, d);
@@ -237,34 +258,39 @@ export async function installDialect(): Promise<void> {
     callback();
   };
   for (const name of ['handler_HELP', 'handler_WIZ', 'handler_SHELL', 'handler_KILL']) proto[name] = notRecognized;
+}
 
-  // Count every command for the disconnect line: remember which one is running, and let its
-  // first final reply (not 354) say whether it succeeded.
-  const onCommand = proto._onCommand as (this: Conn, command: Buffer, cb: () => void) => void;
-  proto._onCommand = function (this: Conn, command: Buffer, cb: () => void) {
-    // A line of an AUTH exchange is not a command.
-    if (this._nextHandler) return onCommand.call(this, command, cb);
-    const name = String(command).split(' ', 1)[0]!.toLowerCase();
-    const key = (COUNTED as readonly string[]).includes(name) && name !== 'unknown' ? name : 'unknown';
-    const counters = ((this.session as { paCounters?: Counters }).paCounters ??= {});
-    const c = (counters[key] ??= [0, 0]);
-    c[1]++;
-    this._paCommand = key;
-    // An unknown command goes to the milters first (Postfix's milter_unknown_event): a reply of
-    // theirs answers it instead of "500 5.5.2 Error: command not recognized".
-    const self = this as unknown as { _ready?: boolean; _upgrading?: boolean; _isSupported(n: string): boolean; _getHandler(n: string): unknown; _whenWritable(cb: () => void): void };
-    const unknownHook = (this._server.options as { postactorUnknownCommand?: UnknownCommandHook }).postactorUnknownCommand;
-    const upper = name.toUpperCase();
-    if (unknownHook && self._ready && !self._upgrading && !(self._isSupported(upper) && self._getHandler(upper))) {
-      void unknownHook(this.session, String(command)).then((reply) => {
-        if (!reply) return onCommand.call(this, command, cb);
-        this.send(reply.code, reply.text, false);
-        setImmediate(() => self._whenWritable(cb ?? (() => false)));
-      });
-      return;
-    }
-    return onCommand.call(this, command, cb);
-  };
+const COUNTED_NAMES: ReadonlySet<string> = new Set(COUNTED.filter((k) => k !== 'unknown'));
+
+type Self = Conn & { _ready?: boolean; _isSupported(n: string): boolean; _getHandler(n: string): unknown; _whenWritable(cb: () => void): void };
+
+/**
+ * The command table's check (commands.ts, after limits.ts): counts every command for the
+ * disconnect line (the command's first final reply, not 354, says whether it succeeded), and
+ * hands an unknown command to the milters first (Postfix's milter_unknown_event): a reply of
+ * theirs answers it instead of "500 5.5.2 Error: command not recognized".
+ */
+export function dialectCommand(conn: object, cmd: Command): boolean {
+  const self = conn as Self;
+  // A line of an AUTH exchange is not a command.
+  if (self._nextHandler) return false;
+  // (The lower-case verb's upper case is the verb, unless it is not ASCII.)
+  const lower = cmd.ascii ? cmd.verb.toLowerCase() : cmd.text.split(' ', 1)[0]!.toLowerCase();
+  const key = COUNTED_NAMES.has(lower) ? lower : 'unknown';
+  const counters = ((self.session as { paCounters?: Counters }).paCounters ??= {});
+  const c = (counters[key] ??= [0, 0]);
+  c[1]++;
+  self._paCommand = key;
+  const unknownHook = (self._server.options as { postactorUnknownCommand?: UnknownCommandHook }).postactorUnknownCommand;
+  if (!unknownHook || !self._ready || self._upgrading) return false;
+  const upper = cmd.ascii ? cmd.verb : lower.toUpperCase();
+  if (self._isSupported(upper) && self._getHandler(upper)) return false;
+  void unknownHook(self.session, cmd.text).then((reply) => {
+    if (!reply) return cmd.resume();
+    self.send(reply.code, reply.text, false);
+    setImmediate(() => self._whenWritable(cmd.done));
+  });
+  return true;
 }
 
 /**

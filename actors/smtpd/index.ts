@@ -40,7 +40,8 @@ import { anvilOf } from '../../src/anvil/table.js';
 import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from '../../src/smtpd/anvil.js';
 import { Spool } from './spool.js';
 import { installLineReader, smtpStreamPrototype } from './line-reader.js';
-import { illPipelining, installPipelining } from './pipelining.js';
+import { illPipelining } from './pipelining.js';
+import { installCommands } from './commands.js';
 import { installSyntax } from './syntax.js';
 import { bareLfNoted, bareNewlineFrom, contentRefusal, installBareNewline, whatsup } from './bare-newline.js';
 import { gateSessions, localCounter, raiseOpenFileLimit, sessionBudgetOf } from './sessions.js';
@@ -54,7 +55,7 @@ import { clientLineTail, forwardedOf, installXforward } from './xforward.js';
 import { authorizedHosts, type Reply } from '../../src/smtpd/xattrs.js';
 import { installEtrn, type EtrnHooks } from './etrn.js';
 import { FlushClient } from '../../src/flush/client.js';
-import { chatSettings, installChat, installChatInput, sessionMacros } from './chat.js';
+import { chatSettings, installChat, sessionMacros } from './chat.js';
 
 const log = maillog('smtpd');
 
@@ -89,13 +90,14 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
   installXclient(await smtpConnectionPrototype());
   installXforward(await smtpConnectionPrototype());
   installEtrn(await smtpConnectionPrototype());
-  // The line reader and the bare-newline check (patched last: it answers before the others).
+  // The line reader and the bare-newline reading modes.
   installLineReader(await smtpStreamPrototype());
   installChunkReader(await smtpStreamPrototype()); // BDAT's chunks, around the line reader
   installSyntax(await smtpConnectionPrototype());
-  installPipelining(await smtpConnectionPrototype());
   installBareNewline(await smtpConnectionPrototype(), await smtpStreamPrototype());
-  installChatInput(await smtpConnectionPrototype()); // outermost: every command line is heard
+  // Every command line: the checks of chat, bare-newline, pipelining, syntax, limits, dialect
+  // and tls, in that order, then smtp-server's handlers (commands.ts).
+  installCommands(await smtpConnectionPrototype());
   let server: SMTPServer | null = null;
   const { actor, config } = ctx;
   const { addresses, ticketKeys, anvil: anvilBuffer, postscreen: postscreenData } = actor.data.extra as {

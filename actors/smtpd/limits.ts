@@ -23,6 +23,7 @@
  */
 import type { Config } from '../../src/config/index.js';
 import { maillog } from '../../src/log/maillog.js';
+import type { Command } from '../../src/smtpd/command.js';
 
 const log = maillog('smtpd');
 
@@ -121,11 +122,10 @@ function serverBusy(conn: Conn): boolean {
   return Boolean(conn._handlerPending || (conn._dataStream && conn._parser && !conn._parser._dataMode));
 }
 
-/** Patches smtp-server's connection class (after dialect.ts): error limits and deadlines. */
+/** Patches smtp-server's connection class (after dialect.ts): the error count of each reply, the timeout line. */
 export function installLimits(proto: Record<string, unknown>): void {
   const send = proto.send as Send;
   dialectSend = send;
-  const onCommand = proto._onCommand as (this: Conn, command: Buffer, cb?: () => void) => void;
   const onTimeout = proto._onTimeout as (this: Conn) => void;
 
   proto.send = function (this: Conn, code: number, data: unknown, context?: unknown) {
@@ -152,39 +152,50 @@ export function installLimits(proto: Record<string, unknown>): void {
     if (limits.perRequestDeadline) recharge(this, limits, code === 354 ? limits.minDataRate : 0);
   };
 
-  proto._onCommand = function (this: Conn, command: Buffer, cb?: () => void) {
-    const limits = this._server.options.postactorLimits;
-    if (!limits) return onCommand.call(this, command, cb);
-    const st = stateOf(this);
-    // Our error limits replace smtp-server's cut-off after 10 unrecognized commands.
-    this._unrecognizedCommands = 0;
-    stopDeadline(st);
-    // Postfix checks the limit before it reads the next command.
-    if (st.errors >= limits.hardErrorLimit) return tooManyErrors(this, limits, st);
-    if (!this._nextHandler) {
-      const name = String(command).split(' ', 1)[0]!.toUpperCase();
-      st.where = KNOWN.has(name) ? name : 'UNKNOWN';
-      st.pending = st.where;
-    }
-    const next = () => {
-      if (st.errors >= limits.hardErrorLimit && !this._closing) return tooManyErrors(this, limits, st);
-      cb?.();
-    };
-    if (st.errors < limits.softErrorLimit || limits.errorSleepMs <= 0) return onCommand.call(this, command, next);
-    // Slow down a client that makes errors (the idle timeout does not count while we sleep).
-    this._handlerPending = true;
-    setTimeout(() => {
-      this._handlerPending = false;
-      if (this._closing) return;
-      onCommand.call(this, command, next);
-    }, limits.errorSleepMs);
-  };
-
   proto._onTimeout = function (this: Conn) {
     const limits = this._server.options.postactorLimits;
     if (limits && !this._closing && !serverBusy(this)) timedOut(this, limits);
     return onTimeout.call(this);
   };
+}
+
+/**
+ * The command table's check (commands.ts, after syntax.ts): the hard error limit before a
+ * command is read, the sleep after too many errors, and what the command is (for "too many
+ * errors after …", "timeout after …" and the error count of its reply).
+ */
+export function limitsCommand(conn: object, cmd: Command): boolean {
+  const c = conn as Conn;
+  const limits = c._server.options.postactorLimits;
+  if (!limits) return false;
+  const st = stateOf(c);
+  // Our error limits replace smtp-server's cut-off after 10 unrecognized commands.
+  c._unrecognizedCommands = 0;
+  stopDeadline(st);
+  // Postfix checks the limit before it reads the next command.
+  if (st.errors >= limits.hardErrorLimit) {
+    tooManyErrors(c, limits, st);
+    return true;
+  }
+  if (!c._nextHandler) {
+    const name = cmd.verb;
+    st.where = KNOWN.has(name) ? name : 'UNKNOWN';
+    st.pending = st.where;
+  }
+  const done = cmd.done;
+  cmd.done = () => {
+    if (st.errors >= limits.hardErrorLimit && !c._closing) return tooManyErrors(c, limits, st);
+    done();
+  };
+  if (st.errors < limits.softErrorLimit || limits.errorSleepMs <= 0) return false;
+  // Slow down a client that makes errors (the idle timeout does not count while we sleep).
+  c._handlerPending = true;
+  setTimeout(() => {
+    c._handlerPending = false;
+    if (c._closing) return;
+    cmd.resume();
+  }, limits.errorSleepMs);
+  return true;
 }
 
 /** "421 4.7.0 … Error: too many errors", after the sleep every reply gets by now. */

@@ -17,6 +17,7 @@
  */
 import { maillog } from '../../src/log/maillog.js';
 import { escapeBytes } from '../../src/log/escape.js';
+import type { Command } from '../../src/smtpd/command.js';
 
 const log = maillog('smtpd');
 
@@ -59,34 +60,42 @@ function synchronization(conn: Conn, cb: () => void): void {
   cb();
 }
 
-/** Patches smtp-server's connection class (before bare-newline.ts, which answers first). */
-export function installPipelining(proto: Record<string, unknown>): void {
-  const onCommand = proto._onCommand as (this: Conn, command: Buffer, cb: () => void) => void;
-  proto._onCommand = function (this: Conn, command: Buffer, cb: () => void) {
-    const settings = this._server.options.postactorPipelining;
-    if (!settings || this._nextHandler || this._upgrading || this._closing) return onCommand.call(this, command, cb);
-    if (!this._ready) {
-      // Spoke before the greeting: flagged; the command waits for the greeting (bounded by
-      // the session's own life: a closed session drops it).
-      const pending = command.toString('latin1') + '\r\n' + ((this._parser && this._parser.paPending) || '');
-      if (!this.session.paIllPipelining) flag(this, 'CONNECT', pending);
-      const wait = (): void => {
-        if (this._closing || this._closed || this._socket?.destroyed) return cb();
-        if (!this._ready) return void setTimeout(wait, 10);
-        if (settings.forbid) return synchronization(this, cb);
-        onCommand.call(this, command, cb);
-      };
-      return wait();
-    }
-    if (!this.session.paIllPipelining) {
-      const name = command.toString('latin1').split(' ', 1)[0]!.toUpperCase();
-      const pending = (this._parser && this._parser.paPending) || '';
-      const esmtp = this.session.transmissionType?.startsWith('E') ?? false;
-      if (pending && KNOWN.has(name) && (!esmtp || LAST.has(name))) {
-        flag(this, name, pending);
-        if (settings.forbid) return synchronization(this, cb);
+/**
+ * The command table's check (commands.ts, after bare-newline.ts): a client that spoke before
+ * the greeting waits for it here; improper pipelining is flagged, or with
+ * smtpd_forbid_unauth_pipelining answered and the session ends.
+ */
+export function pipeliningCommand(conn: object, cmd: Command): boolean {
+  const c = conn as Conn;
+  const settings = c._server.options.postactorPipelining;
+  if (!settings || c._nextHandler || c._upgrading || c._closing) return false;
+  if (!c._ready) {
+    // Spoke before the greeting: flagged; the command waits for the greeting (bounded by
+    // the session's own life: a closed session drops it).
+    const pending = cmd.line.toString('latin1') + '\r\n' + ((c._parser && c._parser.paPending) || '');
+    if (!c.session.paIllPipelining) flag(c, 'CONNECT', pending);
+    const wait = (): void => {
+      if (c._closing || c._closed || c._socket?.destroyed) return cmd.done();
+      if (!c._ready) return void setTimeout(wait, 10);
+      if (settings.forbid) return synchronization(c, cmd.done);
+      cmd.resume();
+    };
+    wait();
+    return true;
+  }
+  if (!c.session.paIllPipelining) {
+    const pending = (c._parser && c._parser.paPending) || '';
+    if (pending) {
+      const name = cmd.latin1Verb();
+      const esmtp = c.session.transmissionType?.startsWith('E') ?? false;
+      if (KNOWN.has(name) && (!esmtp || LAST.has(name))) {
+        flag(c, name, pending);
+        if (settings.forbid) {
+          synchronization(c, cmd.done);
+          return true;
+        }
       }
     }
-    return onCommand.call(this, command, cb);
-  };
+  }
+  return false;
 }

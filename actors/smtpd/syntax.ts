@@ -19,6 +19,7 @@
  */
 import { maillog } from '../../src/log/maillog.js';
 import { normalizeQuotedLocal } from '../../src/address/quote.js';
+import type { Command } from '../../src/smtpd/command.js';
 
 const log = maillog('smtpd');
 
@@ -92,31 +93,31 @@ export function installSyntax(proto: Record<string, unknown>): void {
     }
     return validate.call(this, parsed);
   };
+}
 
-  // smtpd_helo_required = no: smtp-server's "send HELO/EHLO first" check is passed for once.
-  const onCommand = proto._onCommand as (this: Conn, command: Buffer, cb: () => void) => void;
-  proto._onCommand = function (this: Conn, command: Buffer, cb: () => void) {
-    const settings = this._server.options.postactorSyntax;
-    if (settings && !this._nextHandler) {
-      // HELO/EHLO: the name as Postfix keeps it (printable, then neuter): the words joined, and
-      // control characters and " <>()\";@" each made '?', so the name cannot break the
-      // Received header, the log or a policy request.
-      const m = /^(HELO|EHLO)[ \t]+(.*)$/i.exec(command.toString('latin1'));
-      if (m && m[2]!.trim()) command = Buffer.from(`${m[1]} ${neuterHelo(m[2]!.trim())}`, 'latin1');
-    }
-    if (!settings || settings.heloRequired || this.hostNameAppearsAs || this._nextHandler) return onCommand.call(this, command, cb);
-    const name = command.toString('latin1').split(' ', 1)[0]!.toUpperCase();
-    // AUTH needs EHLO whatever the setting (Postfix's auth_cmd).
-    if (!['MAIL', 'RCPT', 'DATA'].includes(name)) return onCommand.call(this, command, cb);
-    // The check runs synchronously at the start of _onCommand; nothing else reads the field
-    // before it is put back (the session keeps its own copy, set at HELO/EHLO/RSET).
-    this.hostNameAppearsAs = ' ';
-    try {
-      return onCommand.call(this, command, cb);
-    } finally {
-      if (this.hostNameAppearsAs === ' ') this.hostNameAppearsAs = false;
-    }
-  };
+/**
+ * The command table's check (commands.ts, after pipelining.ts): the HELO/EHLO name as Postfix
+ * keeps it, and with smtpd_helo_required = no smtp-server's "send HELO/EHLO first" check is
+ * passed for MAIL, RCPT and DATA.
+ */
+export function syntaxCommand(conn: object, cmd: Command): boolean {
+  const c = conn as Conn;
+  const settings = c._server.options.postactorSyntax;
+  if (!settings || c._nextHandler) return false;
+  const verb = cmd.verb;
+  // (Only a line that starts with HELO or EHLO can match: the test before the regex is cheap.)
+  if (verb.startsWith('HELO') || verb.startsWith('EHLO')) {
+    // HELO/EHLO: the name as Postfix keeps it (printable, then neuter): the words joined, and
+    // control characters and " <>()\";@" each made '?', so the name cannot break the
+    // Received header, the log or a policy request.
+    const m = /^(HELO|EHLO)[ \t]+(.*)$/i.exec(cmd.line.toString('latin1'));
+    if (m && m[2]!.trim()) cmd.setLine(Buffer.from(`${m[1]} ${neuterHelo(m[2]!.trim())}`, 'latin1'));
+  }
+  if (settings.heloRequired || c.hostNameAppearsAs) return false;
+  const name = cmd.latin1Verb();
+  // AUTH needs EHLO whatever the setting (Postfix's auth_cmd).
+  if (name === 'MAIL' || name === 'RCPT' || name === 'DATA') cmd.heloOptional = true;
+  return false;
 }
 
 function rewritten(conn: Conn, settings: Syntax, rawName: string, command: string, parse: (this: Conn, name: string, command: unknown) => Parsed): Parsed {

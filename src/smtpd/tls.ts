@@ -7,11 +7,12 @@
  *                            announced and answers "454 4.7.0 TLS not available due to local
  *                            problem", as Postfix's does
  *   serverOptions(tls)       the SMTPServer options that carry them
- *   installTls()             patches smtp-server's connection class (once per thread, BEFORE
- *                            installDialect, so the dialect's command counters see our replies):
- *                            STARTTLS with Postfix's replies and smtpd_starttls_timeout; at
- *                            level encrypt "530 5.7.0 Must issue a STARTTLS command first" for
- *                            every command but HELO, EHLO, XCLIENT, STARTTLS, NOOP and QUIT
+ *   installTls()             patches smtp-server's connection class (once per thread):
+ *                            STARTTLS with Postfix's replies and smtpd_starttls_timeout
+ *   tlsCommand               a check of smtpd's command table (after the dialect's counters,
+ *                            so that they see its replies): at level encrypt "530 5.7.0 Must
+ *                            issue a STARTTLS command first" for every command but HELO, EHLO,
+ *                            XCLIENT, STARTTLS, NOOP and QUIT
  *   tlsSummary(socket)       what was negotiated (and the client's certificate, ccert.ts), for
  *                            the log line, the Received header and the restrictions
  *   establishedLine(…)       "Anonymous|Trusted|Untrusted TLS connection established from
@@ -21,7 +22,7 @@
  * and the OpenSSL settings shared with Postfix's other TLS users (src/tls/openssl-options.ts:
  * tls_eecdh_auto_curves, tls_ffdhe_auto_groups, tls_ssl_options). tls_server_sni_maps is in
  * sni.ts. With smtpd_tls_req_ccert, the command after a handshake without a trusted certificate
- * is answered "421 4.7.1 <myhostname> Error: …" (index.ts decides, the _onCommand patch replies).
+ * is answered "421 4.7.1 <myhostname> Error: …" (index.ts decides, tlsCommand replies).
  *
  * What smtp-server already does the way Postfix does (smtp-server ≥ 3.21, checked by
  * test/e2e-smtpd-tls.test.ts): the plaintext a client pipelined after STARTTLS is thrown away,
@@ -41,6 +42,7 @@ import type { Config } from '../config/index.js';
 import type { TlsInfo } from '../queue/types.js';
 import { keyExchangeGroups, sslOptions } from '../tls/openssl-options.js';
 import { ccertSettings, peerCert, type CcertSettings, type PeerCert } from './ccert.js';
+import type { Command } from './command.js';
 
 export type TlsLevel = 'none' | 'may' | 'encrypt';
 
@@ -455,7 +457,7 @@ const KNOWN = new Set(['XFORWARD', 'AUTH', 'MAIL', 'RCPT', 'DATA', 'BDAT', 'RSET
 
 let installed = false;
 
-/** Patches smtp-server's connection prototype (once per thread; before installDialect). */
+/** Patches smtp-server's connection prototype (once per thread). */
 export function installTls(proto: Record<string, unknown>): void {
   if (installed) return;
   installed = true;
@@ -497,33 +499,36 @@ export function installTls(proto: Record<string, unknown>): void {
     failed(this.session, err);
     (this as unknown as { close(): void }).close();
   };
+}
 
-  const onCommand = p._onCommand as (this: Conn, command: Buffer, cb: () => void) => void;
-  p._onCommand = function (this: Conn, command: Buffer, cb: () => void) {
-    // smtpd_tls_req_ccert without a trusted certificate: the command after the handshake is
-    // read, not run, and answered 421 (Postfix's smtpd_start_tls); then the connection closes.
-    const abort = (this.session as { paCcertAbort?: string }).paCcertAbort;
-    if (abort !== undefined) {
-      // Read, not run: the dialect's counter for it is taken back (Postfix never counts it).
-      const conn = this as Conn & { _paCommand?: string | null };
-      const counters = (this.session as { paCounters?: Record<string, [number, number]> }).paCounters;
-      const counter = conn._paCommand ? counters?.[conn._paCommand] : undefined;
-      if (counter && --counter[1] === 0) delete counters![conn._paCommand!];
-      conn._paCommand = null;
-      this.send(421, abort);
-      return;
+/**
+ * The command table's last check (actors/smtpd/commands.ts, after the dialect's counters): with
+ * smtpd_tls_req_ccert and no trusted certificate, the command after the handshake is read, not
+ * run, and answered 421 (Postfix's smtpd_start_tls), then the connection closes; at level
+ * encrypt, "530 5.7.0 Must issue a STARTTLS command first".
+ */
+export function tlsCommand(conn: object, cmd: Command): boolean {
+  const c = conn as Conn & { _paCommand?: string | null };
+  const abort = (c.session as { paCcertAbort?: string }).paCcertAbort;
+  if (abort !== undefined) {
+    // Read, not run: the dialect's counter for it is taken back (Postfix never counts it).
+    const counters = (c.session as { paCounters?: Record<string, [number, number]> }).paCounters;
+    const counter = c._paCommand ? counters?.[c._paCommand] : undefined;
+    if (counter && --counter[1] === 0) delete counters![c._paCommand!];
+    c._paCommand = null;
+    c.send(421, abort);
+    return true;
+  }
+  const t = c._server.options.postactorTls;
+  if (t?.enforce && !c.secure && !c._upgrading && c._ready) {
+    const name = cmd.verb;
+    if (KNOWN.has(name) && !PRE_TLS.has(name)) {
+      c.send(530, '5.7.0 Must issue a STARTTLS command first');
+      setImmediate(cmd.done);
+      return true;
     }
-    const t = this._server.options.postactorTls;
-    if (t?.enforce && !this.secure && !this._upgrading && this._ready) {
-      const name = String(command).split(' ', 1)[0]!.toUpperCase();
-      if (KNOWN.has(name) && !PRE_TLS.has(name)) {
-        this.send(530, '5.7.0 Must issue a STARTTLS command first');
-        setImmediate(() => cb?.());
-        return;
-      }
-    }
-    return onCommand.call(this, command, cb);
-  };
+  }
+  return false;
 }
 
 /**
