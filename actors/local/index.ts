@@ -64,8 +64,8 @@ let passwdCache: { file: string; key: string; users: Map<string, Passwd> } | nul
  * delivery costs one stat, not a read and a parse; the first entry of a name wins, as in libc.
  */
 export function getpwnam(name: string, file = process.env['POSTACTOR_PASSWD_FILE'] || '/etc/passwd'): Passwd | null {
-  const st = statSync(file, { bigint: true });
-  const key = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  const st = statSync(file);
+  const key = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
   if (passwdCache?.file !== file || passwdCache.key !== key) {
     const users = new Map<string, Passwd>();
     for (const line of readFileSync(file, 'utf8').split('\n')) {
@@ -167,8 +167,15 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
 /** The Delivered-To: values in the message's header, lower case. */
 export function deliveredTo(content: Uint8Array): Set<string> {
   const buf = Buffer.from(content.buffer, content.byteOffset, content.byteLength);
-  const m = /\r?\n\r?\n/.exec(buf.toString('latin1', 0, Math.min(buf.length, 1 << 20)));
-  const head = buf.toString('latin1', 0, m ? m.index : buf.length).replace(/\r?\n[ \t]+/g, ' ');
+  // The header ends at the first empty line (LF or CRLF): only it becomes a string, not the body.
+  let end = buf.length;
+  for (let nl = buf.indexOf(10); nl >= 0; nl = buf.indexOf(10, nl + 1)) {
+    if (buf[nl + 1] === 10 || (buf[nl + 1] === 13 && buf[nl + 2] === 10)) {
+      end = nl > 0 && buf[nl - 1] === 13 ? nl - 1 : nl;
+      break;
+    }
+  }
+  const head = buf.toString('latin1', 0, end).replace(/\r?\n[ \t]+/g, ' ');
   const out = new Set<string>();
   for (const l of head.split(/\r?\n/)) if (/^delivered-to:/i.test(l)) out.add(l.slice(13).trim().toLowerCase());
   return out;
