@@ -315,10 +315,25 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
     s.ctx.log.warn(`${req.queueId}: ${text}`);
     return fail(e.dsn, text);
   };
-  const job: WriterJob = { kind: maildir ? 'maildir' : 'mbox', path, uid: pw.uid, gid: pw.gid, inSpool: s.homeMailbox === '', locks: s.locks, sizeLimit: s.sizeLimit };
+  const job: WriterJob = { kind: maildir ? 'maildir' : 'mbox', path, uid: pw.uid, gid: pw.gid, inSpool: s.homeMailbox === '' && !worldWritable(s.spool), locks: s.locks, sizeLimit: s.sizeLimit };
   const r = await writeMailbox(job, data, pw.name, (t) => s.ctx.log.warn(t));
   if (!r.ok && r.died) return fail(r.dsn, r.reason);
   return r.ok ? sent(`delivered to ${where}`) : failed(r);
+}
+
+/**
+ * Postfix's mailbox.c: into a world-writable mail_spool_directory (mode 1777) the lock and the
+ * mbox are made with the recipient's own rights, as in a home directory (and when the directory
+ * cannot be looked at); otherwise with root's, and a new mbox is given to the recipient.
+ * (A group-writable spool, where Postfix uses the recipient's uid with the spool's gid, is
+ * written with root's rights here.)
+ */
+function worldWritable(spool: string): boolean {
+  try {
+    return (statSync(spool).mode & 0o002) !== 0;
+  } catch {
+    return true;
+  }
 }
 
 /** Expands local(8)'s attributes in a value: $name, ${name}, ${name?text}, ${name:text}; other names stay. */
