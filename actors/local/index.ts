@@ -242,9 +242,13 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
   const user = split ? split.user : t.user;
   const pw = getpwnam(user);
   if (pw && s.forwardPath.length > 0) {
+    const attrs: Record<string, string> = { home: pw.home, user: pw.name, shell: pw.shell, local: t.user, extension: split?.ext ?? '', recipient_delimiter: split ? s.delimiter : '', recipient: address, domain: address.slice(address.lastIndexOf('@') + 1) };
+    // Without an extension the default forward_path names $home/.forward twice: looked at once.
+    const tried = new Set<string>();
     for (const f of s.forwardPath) {
-      const attrs: Record<string, string> = { home: pw.home, user: pw.name, shell: pw.shell, local: t.user, extension: split?.ext ?? '', recipient_delimiter: split ? s.delimiter : '', recipient: address, domain: address.slice(address.lastIndexOf('@') + 1) };
       const path = expandAttrs(f, attrs);
+      if (tried.has(path)) continue;
+      tried.add(path);
       if (/\$/.test(path) || !existsSync(path)) continue;
       // The first .forward file that exists replaces the mailbox; its own user ("\\user" or
       // "user") is the mailbox, once (the key below ends the recursion).
