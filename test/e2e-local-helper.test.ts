@@ -5,10 +5,11 @@
  * "killed by signal 9" warning), a new helper must take the retry, and the mbox must hold the
  * message exactly once. As root the recipient is uid 65534 (the helper switches to it);
  * otherwise it is the test's own uid. Also: mailbox_delivery_lock = fcntl takes a real POSIX
- * lock (src/delivery/locker.ts): a delivery waits while another process holds one.
+ * lock (src/delivery/locker.ts): a delivery waits while another process holds one. And the
+ * spool's mode decides whose rights make the mbox (Postfix's mailbox.c).
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -99,6 +100,22 @@ describe('local(8) delivery helper killed mid-delivery', () => {
     assert.equal(msgs.filter((m) => header(m, 'Subject')[0] === 'kill me once').length, 1, 'delivered exactly once');
     assert.equal(msgs.length, 1);
     assert.ok(!existsSync(lock), 'no lock left behind');
+  });
+
+  test('a mail_spool_directory that is not world-writable: the lock and a new mbox are made with root\'s rights and the mbox given to the recipient (a world-writable one is written with the recipient\'s own, as Postfix\'s mailbox.c)', { skip: !ROOT && 'needs root: the recipient is another user' }, async () => {
+    const mbox = join(spool, user);
+    rmSync(mbox, { force: true });
+    chmodSync(spool, 0o755); // root's alone: the recipient (uid 65534) cannot create anything here
+    try {
+      const id = queuedId(await sendRaw(server.port, 'sender@example.org', [`${user}@local.test`], rfc822({ Subject: 'root spool' }, 'made by root\n')));
+      await server.waitForLog(new RegExp(`${id}: to=<${user}@local\\.test>, .*status=sent \\(delivered to mailbox\\)`), 30_000);
+      const st = statSync(mbox);
+      assert.deepEqual([st.uid, st.gid, st.mode & 0o777], [65534, 65534, 0o600], 'created by root, given to the recipient');
+      assert.ok(!existsSync(`${mbox}.lock`), 'no lock left behind');
+      assert.equal(readMailbox('mbox', mbox).filter((m) => header(m, 'Subject')[0] === 'root spool').length, 1);
+    } finally {
+      chmodSync(spool, 0o1777);
+    }
   });
 
   test('mailbox_delivery_lock = fcntl: while another process holds a POSIX lock (fcntl F_SETLK) on the mbox, the delivery waits; released, it lands', async () => {

@@ -64,8 +64,8 @@ let passwdCache: { file: string; key: string; users: Map<string, Passwd> } | nul
  * delivery costs one stat, not a read and a parse; the first entry of a name wins, as in libc.
  */
 export function getpwnam(name: string, file = process.env['POSTACTOR_PASSWD_FILE'] || '/etc/passwd'): Passwd | null {
-  const st = statSync(file, { bigint: true });
-  const key = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  const st = statSync(file);
+  const key = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
   if (passwdCache?.file !== file || passwdCache.key !== key) {
     const users = new Map<string, Passwd>();
     for (const line of readFileSync(file, 'utf8').split('\n')) {
@@ -168,8 +168,15 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
 /** The Delivered-To: values in the message's header, lower case. */
 export function deliveredTo(content: Uint8Array): Set<string> {
   const buf = Buffer.from(content.buffer, content.byteOffset, content.byteLength);
-  const m = /\r?\n\r?\n/.exec(buf.toString('latin1', 0, Math.min(buf.length, 1 << 20)));
-  const head = buf.toString('latin1', 0, m ? m.index : buf.length).replace(/\r?\n[ \t]+/g, ' ');
+  // The header ends at the first empty line (LF or CRLF): only it becomes a string, not the body.
+  let end = buf.length;
+  for (let nl = buf.indexOf(10); nl >= 0; nl = buf.indexOf(10, nl + 1)) {
+    if (buf[nl + 1] === 10 || (buf[nl + 1] === 13 && buf[nl + 2] === 10)) {
+      end = nl > 0 && buf[nl - 1] === 13 ? nl - 1 : nl;
+      break;
+    }
+  }
+  const head = buf.toString('latin1', 0, end).replace(/\r?\n[ \t]+/g, ' ');
   const out = new Set<string>();
   for (const l of head.split(/\r?\n/)) if (/^delivered-to:/i.test(l)) out.add(l.slice(13).trim().toLowerCase());
   return out;
@@ -236,9 +243,13 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
   const user = split ? split.user : t.user;
   const pw = getpwnam(user);
   if (pw && s.forwardPath.length > 0) {
+    const attrs: Record<string, string> = { home: pw.home, user: pw.name, shell: pw.shell, local: t.user, extension: split?.ext ?? '', recipient_delimiter: split ? s.delimiter : '', recipient: address, domain: address.slice(address.lastIndexOf('@') + 1) };
+    // Without an extension the default forward_path names $home/.forward twice: looked at once.
+    const tried = new Set<string>();
     for (const f of s.forwardPath) {
-      const attrs: Record<string, string> = { home: pw.home, user: pw.name, shell: pw.shell, local: t.user, extension: split?.ext ?? '', recipient_delimiter: split ? s.delimiter : '', recipient: address, domain: address.slice(address.lastIndexOf('@') + 1) };
       const path = expandAttrs(f, attrs);
+      if (tried.has(path)) continue;
+      tried.add(path);
       if (/\$/.test(path) || !existsSync(path)) continue;
       // The first .forward file that exists replaces the mailbox; its own user ("\\user" or
       // "user") is the mailbox, once (the key below ends the recursion).
@@ -309,10 +320,25 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
     s.ctx.log.warn(`${req.queueId}: ${text}`);
     return fail(e.dsn, text);
   };
-  const job: WriterJob = { kind: maildir ? 'maildir' : 'mbox', path, uid: pw.uid, gid: pw.gid, inSpool: s.homeMailbox === '', locks: s.locks, sizeLimit: s.sizeLimit };
+  const job: WriterJob = { kind: maildir ? 'maildir' : 'mbox', path, uid: pw.uid, gid: pw.gid, inSpool: s.homeMailbox === '' && !worldWritable(s.spool), locks: s.locks, sizeLimit: s.sizeLimit };
   const r = await writeMailbox(job, data, pw.name, (t) => s.ctx.log.warn(t));
   if (!r.ok && r.died) return fail(r.dsn, r.reason);
   return r.ok ? sent(`delivered to ${where}`) : failed(r);
+}
+
+/**
+ * Postfix's mailbox.c: into a world-writable mail_spool_directory (mode 1777) the lock and the
+ * mbox are made with the recipient's own rights, as in a home directory (and when the directory
+ * cannot be looked at); otherwise with root's, and a new mbox is given to the recipient.
+ * (A group-writable spool, where Postfix uses the recipient's uid with the spool's gid, is
+ * written with root's rights here.)
+ */
+function worldWritable(spool: string): boolean {
+  try {
+    return (statSync(spool).mode & 0o002) !== 0;
+  } catch {
+    return true;
+  }
 }
 
 /** Expands local(8)'s attributes in a value: $name, ${name}, ${name?text}, ${name:text}; other names stay. */

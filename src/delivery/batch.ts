@@ -13,7 +13,13 @@
  *   3. all files are fsynced at once (in libuv's threads: ext4 commits concurrent fsyncs
  *      together, where one after the other each waits for a journal commit of its own);
  *   4. each Maildir file is linked into new/ (and its tmp/ name removed), the mboxes' locks are
- *      released together; then every new/ directory of the batch is fsynced, once.
+ *      released together.
+ *
+ * As Postfix's local(8) and virtual(8) (maildir.c, mail_copy.c): the file is fsynced before
+ * it is linked into new/ (or its mbox unlocked), and the directory new/ is not fsynced after
+ * the link — that was a journal commit and a disk flush more per Maildir delivery than Postfix
+ * makes. The link is in the filesystem's next journal commit (on ext4 any fsync on the file
+ * system makes one, the queue's own next commit among them, and jbd2 commits every 5 s).
  *
  * A failure touches only its own delivery. An mbox whose dot-lock or kernel lock another
  * process holds is released and tried again in a later round, deliver_lock_delay apart, up to
@@ -23,24 +29,29 @@
  *
  * Credentials never change while a file call runs in another thread, nor between the steps of
  * a synchronous section: fsync runs on descriptors opened earlier, every open, mkdir, link and
- * unlink is synchronous, and each section ends as root before the next wait. So a helper may
- * run several batches at once (helper.ts).
+ * unlink is synchronous and preceded by the switch to the credentials it needs (Creds). A
+ * section does not go back to root at its end: each switch signals every thread of the
+ * helper (glibc's set*id broadcast), so the credentials stay as they are until a step needs
+ * others — a batch for one owner switches once, not six times. So a helper may run several
+ * batches at once (helper.ts), each step with its own owner's rights.
  */
-import { closeSync, constants as C, fsync, openSync, unlinkSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, fsync, unlinkSync } from 'node:fs';
 import type { Locker } from './locker.js';
-import { lockKinds, maildirError, maildirAbort, maildirLink, maildirWrite, MailboxError, mboxAppend, mboxOpen, mboxUndo, tryDotLock, type MaildirFile } from './mailbox.js';
+import { lockKinds, maildirAbort, maildirLink, maildirWrite, MailboxError, mboxAppend, mboxOpen, mboxUndo, tryDotLock, type MaildirFile } from './mailbox.js';
 import type { WriteResult, WriterJob } from './protocol.js';
 
 export interface BatchItem { job: WriterJob; data: Buffer }
 
-/** The helper's credential switches (set_eugid in Postfix): all synchronous. */
+/**
+ * The helper's credential switches (set_eugid in Postfix): all synchronous, each a no-op when
+ * the credentials are already those asked for. Every step asks for its own before it runs.
+ */
 export interface Creds {
   /** Effective uid/gid (and groups) of the job's owner. */
   user(job: WriterJob): void;
   /** Root, with the job's gid as effective gid (what creates a lock and mbox in the spool). */
   spool(job: WriterJob): void;
-  /** Root again. */
+  /** Root (what starts the Perl lock companion). */
   root(): void;
 }
 
@@ -117,45 +128,44 @@ async function round(items: BatchItem[], order: number[], results: (WriteResult 
   const maildirs: { i: number; f: MaildirFile }[] = [];
   const mboxes: Mbox[] = [];
   const paths = new Set<string>();
-  try {
-    for (const i of order) {
-      const { job, data } = items[i]!;
-      if (job.kind !== 'maildir') continue;
-      creds.user(job);
-      try { maildirs.push({ i, f: maildirWrite(job.path, data, job.sizeLimit) }); } catch (e) { results[i] = failure(e); }
-    }
-    for (const i of order) {
-      const { job } = items[i]!;
-      if (job.kind !== 'mbox') continue;
-      if (paths.has(job.path)) { later.push(i); continue; }
-      // Another batch of this process writes it: the next round, when that one is done with it.
-      const other = writing.get(job.path);
-      if (other) { later.push(i); waits.push(other.done); continue; }
-      paths.add(job.path);
-      claimed.push(job.path);
-      writing.set(job.path, claim());
-      if (job.inSpool) creds.spool(job); else creds.user(job);
-      let lockFile: string | null = null;
-      try {
-        if (job.locks.dotlock) {
-          lockFile = tryDotLock(job.path, job.locks);
-          if (lockFile === null) { later.push(i); busy.set(i, `${job.path}.lock: file exists`); continue; }
-        }
-        const o = mboxOpen(job.path, job.anyOwner ? -1 : job.uid, job.gid);
-        mboxes.push({ i, fd: o.fd, size: o.size, lockFile, failed: false });
-      } catch (e) {
-        results[i] = failure(e);
-        if (lockFile) try { unlinkSync(lockFile); } catch { /* as appendMbox */ }
+  for (const i of order) {
+    const { job, data } = items[i]!;
+    if (job.kind !== 'maildir') continue;
+    creds.user(job);
+    try { maildirs.push({ i, f: maildirWrite(job.path, data, job.sizeLimit) }); } catch (e) { results[i] = failure(e); }
+  }
+  for (const i of order) {
+    const { job } = items[i]!;
+    if (job.kind !== 'mbox') continue;
+    if (paths.has(job.path)) { later.push(i); continue; }
+    // Another batch of this process writes it: the next round, when that one is done with it.
+    const other = writing.get(job.path);
+    if (other) { later.push(i); waits.push(other.done); continue; }
+    paths.add(job.path);
+    claimed.push(job.path);
+    writing.set(job.path, claim());
+    if (job.inSpool) creds.spool(job); else creds.user(job);
+    let lockFile: string | null = null;
+    try {
+      if (job.locks.dotlock) {
+        lockFile = tryDotLock(job.path, job.locks);
+        if (lockFile === null) { later.push(i); busy.set(i, `${job.path}.lock: file exists`); continue; }
       }
+      const o = mboxOpen(job.path, job.anyOwner ? -1 : job.uid, job.gid);
+      mboxes.push({ i, fd: o.fd, size: o.size, lockFile, failed: false });
+    } catch (e) {
+      results[i] = failure(e);
+      if (lockFile) try { unlinkSync(lockFile); } catch { /* as appendMbox */ }
     }
-  } finally {
-    creds.root();
   }
 
   // 2. The mboxes' kernel locks, all asked at once (one attempt each); then the appends, as their owners.
   const held: number[] = [];
   if (mboxes.length > 0 && locker) {
-    locker.ensure();
+    if (!locker.running) {
+      creds.root();
+      locker.ensure();
+    }
     const asked = mboxes.map((m) => {
       const { locks } = items[m.i]!.job;
       return locks.flock || locks.fcntl ? locker.lock(m.fd, lockKinds(locks), 1, 0) : Promise.resolve({ ok: true as const, id: 0 });
@@ -167,77 +177,42 @@ async function round(items: BatchItem[], order: number[], results: (WriteResult 
       m.failed = true;
       if (r.busy) { later.push(m.i); busy.set(m.i, r.error); } else results[m.i] = failure(new MailboxError(`unable to lock for exclusive access: ${r.error}`));
     });
-    try {
-      for (const m of mboxes) {
-        if (m.failed) continue;
-        const { job, data } = items[m.i]!;
-        creds.user(job);
-        try { mboxAppend(m.fd, m.size, data, job.sizeLimit); } catch (e) { m.failed = true; results[m.i] = failure(e); }
-      }
-    } finally {
-      creds.root();
+    for (const m of mboxes) {
+      if (m.failed) continue;
+      const { job, data } = items[m.i]!;
+      creds.user(job);
+      try { mboxAppend(m.fd, m.size, data, job.sizeLimit); } catch (e) { m.failed = true; results[m.i] = failure(e); }
     }
   }
 
   // 3. Every file to disk at once.
   await Promise.all([
-    ...maildirs.map((d) => fsyncAsync(d.f.fd!).catch((e: unknown) => { results[d.i] = failure(maildirAbort(d.f, e)); })),
+    ...maildirs.map((d) => fsyncAsync(d.f.fd!).catch((e: unknown) => {
+      creds.user(items[d.i]!.job); // tmp/NAME is removed as its owner
+      results[d.i] = failure(maildirAbort(d.f, e));
+    })),
     ...mboxes.filter((m) => !m.failed).map((m) => fsyncAsync(m.fd).catch((e: unknown) => { m.failed = true; results[m.i] = failure(mboxUndo(m.fd, m.size, e)); })),
   ]);
 
   // 4. Links into new/; the mboxes unlocked, closed, their dot-locks removed.
-  const dirs = new Map<string, { job: WriterJob; waiting: { i: number; f: MaildirFile }[] }>();
-  try {
-    for (const d of maildirs) {
-      if (results[d.i]) continue;
-      const { job } = items[d.i]!;
-      creds.user(job);
-      try {
-        maildirLink(d.f);
-        const dir = dirname(d.f.fin);
-        const w = dirs.get(dir) ?? { job, waiting: [] };
-        w.waiting.push(d);
-        dirs.set(dir, w);
-      } catch (e) { results[d.i] = failure(e); }
-    }
-  } finally {
-    creds.root();
+  for (const d of maildirs) {
+    if (results[d.i]) continue;
+    creds.user(items[d.i]!.job);
+    try {
+      maildirLink(d.f);
+      results[d.i] = { ok: true };
+    } catch (e) { results[d.i] = failure(e); }
   }
   if (held.length > 0) await locker!.unlock(held);
-  try {
-    for (const m of mboxes) {
-      try { closeSync(m.fd); } catch { /* already reported */ }
-      if (!m.failed) results[m.i] = { ok: true };
-      if (m.lockFile) {
-        const { job } = items[m.i]!;
-        if (job.inSpool) creds.spool(job); else creds.user(job);
-        try { unlinkSync(m.lockFile); } catch { /* as appendMbox */ }
-      }
+  for (const m of mboxes) {
+    try { closeSync(m.fd); } catch { /* already reported */ }
+    if (!m.failed) results[m.i] = { ok: true };
+    if (m.lockFile) {
+      const { job } = items[m.i]!;
+      if (job.inSpool) creds.spool(job); else creds.user(job);
+      try { unlinkSync(m.lockFile); } catch { /* as appendMbox */ }
     }
-  } finally {
-    creds.root();
   }
-
-  // The directories new/, each once for all its links (opened as an owner, fsynced in parallel).
-  const dirFds: { fd: number; waiting: { i: number; f: MaildirFile }[] }[] = [];
-  try {
-    for (const [dir, w] of dirs) {
-      creds.user(w.job);
-      try { dirFds.push({ fd: openSync(dir, C.O_RDONLY | C.O_DIRECTORY), waiting: w.waiting }); } catch (e) { for (const d of w.waiting) results[d.i] = failure(maildirError(d.f, e)); }
-    }
-  } finally {
-    creds.root();
-  }
-  await Promise.all(dirFds.map(async (d) => {
-    try {
-      await fsyncAsync(d.fd);
-      for (const w of d.waiting) results[w.i] ??= { ok: true };
-    } catch (e) {
-      for (const w of d.waiting) results[w.i] = failure(maildirError(w.f, e));
-    } finally {
-      try { closeSync(d.fd); } catch { /* nothing to add */ }
-    }
-  }));
 
   return later;
 }

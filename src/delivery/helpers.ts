@@ -36,6 +36,8 @@ class Helper {
   ready = false;
   /** The requests sent and not finished, by id. */
   readonly inflight = new Map<number, Job[]>();
+  /** The mboxes those requests write, with how many writes each. */
+  readonly mboxes = new Map<string, number>();
   private id = 0;
 
   constructor(private readonly pool: DeliveryHelpers) {
@@ -56,6 +58,7 @@ class Helper {
         return;
       }
       this.inflight.delete(m.id);
+      this.forget(js);
       js.forEach((j, k) => j.resolve(m.results[k] ?? DIED));
       this.pool.idle();
     });
@@ -66,11 +69,21 @@ class Helper {
   send(js: Job[]): void {
     const id = ++this.id;
     this.inflight.set(id, js);
+    for (const j of js) if (j.job.kind === 'mbox') this.mboxes.set(j.job.path, (this.mboxes.get(j.job.path) ?? 0) + 1);
     const req: HelperRequest = { type: 'write', id, writes: js.map((j) => ({ job: j.job, data: j.data })) };
     this.child.send(req, (err) => {
       // The channel is gone: 'exit' follows and answers the job.
       if (err) this.child.kill('SIGKILL');
     });
+  }
+
+  /** A request is finished: its mboxes are no longer written here. */
+  forget(js: Job[]): void {
+    for (const j of js) {
+      if (j.job.kind !== 'mbox') continue;
+      const n = (this.mboxes.get(j.job.path) ?? 1) - 1;
+      if (n > 0) this.mboxes.set(j.job.path, n); else this.mboxes.delete(j.job.path);
+    }
   }
 }
 
@@ -119,6 +132,16 @@ export class DeliveryHelpers {
   }
 
   private dispatch(): void {
+    // A message for an mbox that a helper is writing goes to that helper, whatever its load:
+    // there it waits for the other write to finish (batch.ts), where another helper would find
+    // the dot-lock taken and wait deliver_lock_delay (a second) before it tried again.
+    for (const h of this.helpers) {
+      if (!h.ready || h.mboxes.size === 0) continue;
+      const same = this.queue.filter((j) => j.job.kind === 'mbox' && h.mboxes.has(j.job.path));
+      if (same.length === 0) continue;
+      for (let k = this.queue.length - 1; k >= 0; k--) if (same.includes(this.queue[k]!)) this.queue.splice(k, 1);
+      for (let k = 0; k < same.length; k += MAX_BATCH) h.send(same.slice(k, k + MAX_BATCH));
+    }
     while (this.queue.length > 0) {
       // The least busy helper with room takes what waits, up to MAX_BATCH writes in one request.
       let h: Helper | null = null;
@@ -148,6 +171,7 @@ export class DeliveryHelpers {
     if (h.inflight.size > 0) {
       for (const js of h.inflight.values()) for (const j of js) j.resolve(DIED);
       h.inflight.clear();
+      h.mboxes.clear();
     } else if (!h.ready && this.queue.length > 0) {
       // It never started: fail what is waiting rather than start helpers in a loop.
       for (const j of this.queue.splice(0)) j.resolve(STARTUP_FAILED);
@@ -162,7 +186,11 @@ export class DeliveryHelpers {
  */
 const REQUESTS_PER_HELPER = 4;
 
-/** libuv threads per helper (UV_THREADPOOL_SIZE): how many of a batch's fsyncs wait at once. */
-const FSYNC_THREADS = 8;
+/**
+ * libuv threads per helper (UV_THREADPOOL_SIZE): how many of a batch's fsyncs wait at once.
+ * Each thread more makes every credential switch dearer (glibc signals each thread on each
+ * set*id() call: with 8, a seteuid there and back cost ~0.3 ms of CPU here, with 4 about half).
+ */
+const FSYNC_THREADS = 4;
 
 const signalNumber = (s: NodeJS.Signals) => constants.signals[s] ?? s;

@@ -84,6 +84,11 @@ export class Locker {
     return child;
   }
 
+  /** The Perl process runs (ensure() has nothing to do). */
+  get running(): boolean {
+    return this.child !== null;
+  }
+
   /** Starts the Perl process if it is not running: call it as root (it must stay root). */
   ensure(): void {
     this.child ??= this.start();

@@ -229,11 +229,13 @@ function writeAll(fd: number, data: Buffer): void {
 }
 
 let seq = 0;
+/** The host part of Maildir names, once per process (as Postfix's get_hostname() caches it). */
+let maildirHost: string | null = null;
 
 /** A unique Maildir file name: time.P<pid>T<thread>Q<count>M<usec>.host (host with / and : escaped). */
 export function maildirName(): string {
   const now = Date.now();
-  const host = hostname().replace(/\//g, '\\057').replace(/:/g, '\\072');
+  const host = (maildirHost ??= hostname().replace(/\//g, '\\057').replace(/:/g, '\\072'));
   return `${Math.floor(now / 1000)}.P${process.pid}T${threadId}Q${++seq}M${(now % 1000) * 1000 + Math.floor(Math.random() * 1000)}.${host}`;
 }
 
@@ -293,19 +295,9 @@ export function maildirAbort(f: MaildirFile, e: unknown): MailboxError {
   return e instanceof MailboxError ? e : new MailboxError(`create maildir file ${f.tmp}: ${why(e)}`);
 }
 
-/** The error of a Maildir delivery whose file is already linked (the directory's fsync failed). */
-export function maildirError(f: MaildirFile, e: unknown): MailboxError {
-  return new MailboxError(`create maildir file ${f.tmp}: ${why(e)}`);
-}
-
-/** fsync(2) of a directory, so the links made in it are on disk. */
-export function fsyncDir(dir: string): void {
-  const d = openSync(dir, C.O_RDONLY | C.O_DIRECTORY);
-  try { fsyncSync(d); } finally { closeSync(d); }
-}
-
 /**
- * Delivers to the Maildir dir (ending in "/"): tmp/NAME → new/NAME, fsyncing file and directory.
+ * Delivers to the Maildir dir (ending in "/"): tmp/NAME, fsynced, linked to new/NAME — as
+ * Postfix's maildir.c, without an fsync of new/ (batch.ts says why).
  * sizeLimit (mailbox_size_limit, virtual_mailbox_limit): Postfix's file size limit applies to
  * each Maildir file, so a larger message fails as its write would (EFBIG, 5.2.2).
  */
@@ -315,7 +307,6 @@ export async function deliverMaildir(dir: string, data: Buffer, privs: Privs, si
     const f = maildirWrite(dir, data, sizeLimit);
     try { fsyncSync(f.fd!); } catch (e) { throw maildirAbort(f, e); }
     maildirLink(f);
-    try { fsyncDir(dirname(f.fin)); } catch (e) { throw maildirError(f, e); }
     return f.fin;
   });
 }

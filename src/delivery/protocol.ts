@@ -20,7 +20,7 @@ export interface WriterJob {
   path: string;
   uid: number;
   gid: number;
-  /** The mbox is in mail_spool_directory: its lock and the file are created with root's rights. */
+  /** The mbox is in a mail_spool_directory that is not world-writable: its lock and the file are created with root's rights (Postfix's mailbox.c). */
   inSpool: boolean;
   locks: LockSettings;
   /** mailbox_size_limit / virtual_mailbox_limit; 0 = none. */
