@@ -26,6 +26,7 @@ import { smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 import { agentTls, requestTls, type AgentTls } from '../../src/smtp/agent-tls.js';
 import { defineService } from '../../src/runtime/service.js';
 import meta from './meta.js';
+import { agentContent, corruptReply } from '../../src/delivery/content.js';
 
 interface State {
   /** SMTP AUTH to next hops (smtp_sasl_*), null when off. */
@@ -82,7 +83,9 @@ function init(ctx: AgentContext): State {
 async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const { ctx } = s;
   const started = Date.now();
-  const content = ctx.store.content(req.queueId);
+  const read = agentContent(ctx.store, req);
+  if ('damaged' in read) return corruptReply(req, read.damaged); // nothing goes out: qmgr sets it aside
+  const content = 'content' in read ? read.content : undefined;
   if (!content) return report(ctx, req, every(req, { status: 'deferred', dsn: '4.3.0', reason: 'queue file vanished', relay: 'none' }), started);
 
   const target = parseLmtpNexthop(req.nexthop, s.queueDir);
