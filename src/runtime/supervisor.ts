@@ -55,6 +55,11 @@ export class SupervisedWorker {
     return this.options.onDemand === true && this.worker === null && this.restartTimer === null;
   }
 
+  /** The thread's event loop utilization since it started (cumulative; null without a thread). */
+  eventLoopUtilization(): { idle: number; active: number } | null {
+    return this.worker?.performance.eventLoopUtilization() ?? null;
+  }
+
   /** Starts the thread of an on-demand slot unless one runs or is on its way. */
   demand(): void {
     if (this.stopping) return;

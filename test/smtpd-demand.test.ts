@@ -1,0 +1,76 @@
+/**
+ * actors/master/smtpd-demand.ts: an smtpd service's threads after the first start on demand —
+ * the next dormant slot once every running thread of the service was busy at least SPREAD_ELU
+ * of the last second, and not while one of them has room. The slots are objects of the test
+ * that answer what a SupervisedWorker answers (the watch reads nothing else of them).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { SupervisedWorker } from '../src/runtime/supervisor.js';
+import { SPREAD_ELU, watchSmtpdLoad } from '../actors/master/smtpd-demand.js';
+
+interface Slot {
+  options: { service: string };
+  threadId: number | undefined;
+  dormant: boolean;
+  /** Busy share of each following second. */
+  busy: number;
+  elu: { idle: number; active: number };
+  demanded: number;
+  eventLoopUtilization(): { idle: number; active: number } | null;
+  demand(): void;
+}
+
+function slot(service: string, threadId: number | undefined): Slot {
+  const s: Slot = {
+    options: { service }, threadId, dormant: threadId === undefined, busy: 0, elu: { idle: 0, active: 0 }, demanded: 0,
+    eventLoopUtilization: () => {
+      if (s.threadId === undefined) return null;
+      // Each look: one more second at the slot's busy share.
+      s.elu = { idle: s.elu.idle + 1000 * (1 - s.busy), active: s.elu.active + 1000 * s.busy };
+      return s.elu;
+    },
+    demand: () => { s.demanded++; },
+  };
+  return s;
+}
+
+const seconds = (n: number) => new Promise((r) => setTimeout(r, n * 1000 + 200));
+
+test('the second smtpd thread starts once the first is busy, not before; another service is not affected', async () => {
+  const first = slot('smtpd', 1);
+  const second = slot('smtpd', undefined);
+  const other = slot('submission', 3);
+  const otherDormant = slot('submission', undefined);
+  const stop = watchSmtpdLoad(() => [first, second, other, otherDormant] as unknown as SupervisedWorker[]);
+  try {
+    first.busy = SPREAD_ELU / 2;
+    other.busy = 0;
+    await seconds(2);
+    assert.equal(second.demanded, 0, 'a first thread with room: no second');
+    first.busy = 0.9;
+    await seconds(2);
+    assert.ok(second.demanded >= 1, 'a busy first thread: the second is asked for');
+    assert.equal(otherDormant.demanded, 0, 'an idle service starts nothing');
+  } finally {
+    stop();
+  }
+});
+
+test('with two threads running, a third starts only when both are busy', async () => {
+  const a = slot('smtpd', 1);
+  const b = slot('smtpd', 2);
+  const c = slot('smtpd', undefined);
+  const stop = watchSmtpdLoad(() => [a, b, c] as unknown as SupervisedWorker[]);
+  try {
+    a.busy = 0.95;
+    b.busy = 0.1;
+    await seconds(2);
+    assert.equal(c.demanded, 0);
+    b.busy = 0.8;
+    await seconds(2);
+    assert.ok(c.demanded >= 1);
+  } finally {
+    stop();
+  }
+});
