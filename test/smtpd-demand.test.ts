@@ -1,13 +1,14 @@
 /**
  * actors/master/smtpd-demand.ts: an smtpd service's threads after the first start on demand —
  * the next dormant slot once every running thread of the service was busy at least SPREAD_ELU
- * of the last second, and not while one of them has room. The slots are objects of the test
+ * of each of the last BUSY_CHECKS seconds, and not while one of them has room (nor for one
+ * busy second: a thread's start-up). The slots are objects of the test
  * that answer what a SupervisedWorker answers (the watch reads nothing else of them).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { SupervisedWorker } from '../src/runtime/supervisor.js';
-import { SPREAD_ELU, watchSmtpdLoad } from '../actors/master/smtpd-demand.js';
+import { BUSY_CHECKS, SPREAD_ELU, watchSmtpdLoad } from '../actors/master/smtpd-demand.js';
 
 interface Slot {
   options: { service: string };
@@ -44,12 +45,14 @@ test('the second smtpd thread starts once the first is busy, not before; another
   const otherDormant = slot('submission', undefined);
   const stop = watchSmtpdLoad(() => [first, second, other, otherDormant] as unknown as SupervisedWorker[]);
   try {
+    first.busy = 0.9;
+    await seconds(1.2);
     first.busy = SPREAD_ELU / 2;
     other.busy = 0;
     await seconds(2);
-    assert.equal(second.demanded, 0, 'a first thread with room: no second');
+    assert.equal(second.demanded, 0, 'one busy second (a start-up), then room: no second');
     first.busy = 0.9;
-    await seconds(2);
+    await seconds(BUSY_CHECKS + 1);
     assert.ok(second.demanded >= 1, 'a busy first thread: the second is asked for');
     assert.equal(otherDormant.demanded, 0, 'an idle service starts nothing');
   } finally {
@@ -65,10 +68,10 @@ test('with two threads running, a third starts only when both are busy', async (
   try {
     a.busy = 0.95;
     b.busy = 0.1;
-    await seconds(2);
+    await seconds(BUSY_CHECKS + 1);
     assert.equal(c.demanded, 0);
     b.busy = 0.8;
-    await seconds(2);
+    await seconds(BUSY_CHECKS + 1);
     assert.ok(c.demanded >= 1);
   } finally {
     stop();
