@@ -2,7 +2,8 @@
  * actors/master/smtpd-demand.ts: an smtpd service's threads after the first start on demand —
  * the next dormant slot once every running thread of the service was busy at least SPREAD_ELU
  * of each of the last BUSY_CHECKS seconds, and not while one of them has room (nor for one
- * busy second: a thread's start-up). The slots are objects of the test
+ * busy second: a thread's start-up); such a thread rests again after max_idle with its event loop
+ * quiet. The slots are objects of the test
  * that answer what a SupervisedWorker answers (the watch reads nothing else of them).
  */
 import { test } from 'node:test';
@@ -11,20 +12,22 @@ import type { SupervisedWorker } from '../src/runtime/supervisor.js';
 import { BUSY_CHECKS, SPREAD_ELU, watchSmtpdLoad } from '../actors/master/smtpd-demand.js';
 
 interface Slot {
-  options: { service: string };
+  options: { service: string; onDemand: boolean };
   threadId: number | undefined;
   dormant: boolean;
   /** Busy share of each following second. */
   busy: number;
   elu: { idle: number; active: number };
   demanded: number;
+  rested: number;
   eventLoopUtilization(): { idle: number; active: number } | null;
   demand(): void;
+  rest(): void;
 }
 
-function slot(service: string, threadId: number | undefined): Slot {
+function slot(service: string, threadId: number | undefined, onDemand = threadId === undefined): Slot {
   const s: Slot = {
-    options: { service }, threadId, dormant: threadId === undefined, busy: 0, elu: { idle: 0, active: 0 }, demanded: 0,
+    options: { service, onDemand }, threadId, dormant: threadId === undefined, busy: 0, elu: { idle: 0, active: 0 }, demanded: 0, rested: 0,
     eventLoopUtilization: () => {
       if (s.threadId === undefined) return null;
       // Each look: one more second at the slot's busy share.
@@ -32,6 +35,7 @@ function slot(service: string, threadId: number | undefined): Slot {
       return s.elu;
     },
     demand: () => { s.demanded++; },
+    rest: () => { s.rested++; },
   };
   return s;
 }
@@ -43,7 +47,7 @@ test('the second smtpd thread starts once the first is busy, not before; another
   const second = slot('smtpd', undefined);
   const other = slot('submission', 3);
   const otherDormant = slot('submission', undefined);
-  const stop = watchSmtpdLoad(() => [first, second, other, otherDormant] as unknown as SupervisedWorker[]);
+  const stop = watchSmtpdLoad(() => [first, second, other, otherDormant] as unknown as SupervisedWorker[], () => 60_000);
   try {
     first.busy = 0.9;
     await seconds(1.2);
@@ -64,7 +68,7 @@ test('with two threads running, a third starts only when both are busy', async (
   const a = slot('smtpd', 1);
   const b = slot('smtpd', 2);
   const c = slot('smtpd', undefined);
-  const stop = watchSmtpdLoad(() => [a, b, c] as unknown as SupervisedWorker[]);
+  const stop = watchSmtpdLoad(() => [a, b, c] as unknown as SupervisedWorker[], () => 60_000);
   try {
     a.busy = 0.95;
     b.busy = 0.1;
@@ -73,6 +77,23 @@ test('with two threads running, a third starts only when both are busy', async (
     b.busy = 0.8;
     await seconds(BUSY_CHECKS + 1);
     assert.ok(c.demanded >= 1);
+  } finally {
+    stop();
+  }
+});
+
+test('a thread started on demand rests once its event loop was quiet over max_idle; the first thread never does', async () => {
+  const first = slot('smtpd', 1);
+  const second = slot('smtpd', 2, true);
+  const stop = watchSmtpdLoad(() => [first, second] as unknown as SupervisedWorker[], () => 2500);
+  try {
+    second.busy = 0.2;
+    await seconds(3);
+    assert.equal(second.rested, 0, 'working (20 %): not quiet');
+    second.busy = 0.001;
+    await seconds(5);
+    assert.ok(second.rested >= 1, 'quiet for max_idle: rests');
+    assert.equal(first.rested, 0);
   } finally {
     stop();
   }

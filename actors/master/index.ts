@@ -460,7 +460,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     }
     listeners = await startListeners(config, plan);
     stopPickupWatch = watchPickup(plan);
-    stopSmtpdWatch = watchSmtpdLoad(() => listeners.filter((w) => smtpdWorkers.has(w)));
+    stopSmtpdWatch = watchSmtpdLoad(() => listeners.filter((w) => smtpdWorkers.has(w)), () => current.getTime('max_idle') * 1000);
   } catch (err) {
     metricsServer?.close();
     collector?.close();

@@ -7,8 +7,11 @@
  * starts the next dormant thread of the service (SO_REUSEPORT: the kernel then spreads new
  * connections over both) once every running thread was busy at least SPREAD_ELU of each of the
  * last BUSY_CHECKS intervals of CHECK_MS (several, so that a thread's own start-up, slow on a
- * loaded machine, does not count as load). A thread so started stays until the next reload or stop: an smtpd thread may hold
- * long sessions, and ending it would cut them.
+ * loaded machine, does not count as load). A thread so started rests again once its event loop
+ * was busy under QUIET_ELU over the last max_idle (an average: one collection of a few hundred
+ * ms does not count as work), as a Postfix smtpd exits after max_idle
+ * without a client: it closes its listener and serves the sessions it holds to the end, as a
+ * reload retires it (actors/smtpd/shutdown.ts), so no session is cut; the first thread stays.
  */
 import type { SupervisedWorker } from '../../src/runtime/supervisor.js';
 
@@ -17,10 +20,14 @@ const CHECK_MS = 1000;
 export const SPREAD_ELU = 0.5;
 /** Consecutive loaded intervals before the next thread starts. */
 export const BUSY_CHECKS = 3;
+/** Busy share over max_idle under which a thread started on demand counts as quiet. */
+export const QUIET_ELU = 0.01;
 
 /** Starts the watch over `workers()` (the current smtpd slots, re-read each time: reloads replace them). */
-export function watchSmtpdLoad(workers: () => SupervisedWorker[]): () => void {
-  const last = new Map<SupervisedWorker, { threadId: number; idle: number; active: number; busyRun: number }>();
+export function watchSmtpdLoad(workers: () => SupervisedWorker[], maxIdleMs: () => number): () => void {
+  interface Look { t: number; idle: number; active: number }
+  /** Per slot: its thread, the loaded intervals in a row, and the looks of the last max_idle (oldest first). */
+  const last = new Map<SupervisedWorker, { threadId: number; busyRun: number; looks: Look[] }>();
   const timer = setInterval(() => {
     const byService = new Map<string, SupervisedWorker[]>();
     for (const w of workers()) {
@@ -38,15 +45,23 @@ export function watchSmtpdLoad(workers: () => SupervisedWorker[]): () => void {
         if (elu === null || threadId === undefined) continue;
         running++;
         const prev = last.get(w);
+        const look: Look = { t: Date.now(), ...elu };
         if (!prev || prev.threadId !== threadId) {
-          last.set(w, { threadId, ...elu, busyRun: 0 }); // first look at this thread
+          last.set(w, { threadId, busyRun: 0, looks: [look] }); // first look at this thread
           continue;
         }
-        const active = elu.active - prev.active;
-        const total = active + elu.idle - prev.idle;
-        const busyRun = total > 0 && active / total >= SPREAD_ELU ? prev.busyRun + 1 : 0;
-        last.set(w, { threadId, ...elu, busyRun });
-        if (busyRun >= BUSY_CHECKS) loaded++;
+        const share = (from: Look) => {
+          const active = look.active - from.active;
+          const total = active + look.idle - from.idle;
+          return total > 0 ? active / total : 0;
+        };
+        const { looks } = prev;
+        prev.busyRun = share(looks[looks.length - 1]!) >= SPREAD_ELU ? prev.busyRun + 1 : 0;
+        looks.push(look);
+        const window = maxIdleMs();
+        while (looks.length > 2 && look.t - looks[1]!.t >= window) looks.shift();
+        if (prev.busyRun >= BUSY_CHECKS) loaded++;
+        if (w.options.onDemand && look.t - looks[0]!.t >= window && share(looks[0]!) < QUIET_ELU) w.rest();
       }
       if (dormant && running > 0 && loaded === running) dormant.demand();
     }
