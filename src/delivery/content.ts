@@ -1,10 +1,10 @@
 /**
  * The message content as a delivery agent reads it (Postfix's agents read the queue file
  * themselves and mark a damaged one corrupt: mark_corrupt.c): checked against the checksum
- * qmgr's request carries, so qmgr never reads the content of a message only to check it — a
- * deferred backlog's content then stays out of the process's memory until an agent really
- * sends it. A damaged content never goes out: the agent answers `corruptReply` (no recipient
- * logged) and qmgr saves the message to the corrupt queue when its attempt ends.
+ * qmgr's request carries, where the content is read anyway, so qmgr never reads (and CRCs) a
+ * message's content only to check it. A damaged content never goes out: the agent answers
+ * `corruptReply` (no recipient logged) and qmgr saves the message to the corrupt queue when its
+ * attempt ends.
  */
 import type { QueueStore } from '../queue/store.js';
 import type { DeliveryReply, DeliveryRequest } from './request.js';

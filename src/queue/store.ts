@@ -346,7 +346,7 @@ export class QueueStore {
    * its content is not) or 'mismatch' (damaged on disk) —, or `vanished` when the message itself
    * is gone (deleted meanwhile: postsuper -d). No checksum (stored before checksums): the bytes.
    * Checked where the content is read anyway, so nobody reads the content of a message only to
-   * check it (qmgr scanning a deferred backlog would map every page of it into the process).
+   * check it.
    */
   checkedContent(queueId: string, checksum: number | undefined): { content: Buffer } | { damaged: 'missing' | 'mismatch' } | { vanished: true } {
     // getBinaryFast's reused buffer is not a plain view of the value (its length is patched), so
