@@ -1,8 +1,8 @@
 /**
  * A damaged queue store met by the real server and commands:
- *   - one message's bytes changed on disk: qmgr finds the checksum mismatch, saves it to the
- *     corrupt queue with Postfix's warning and never delivers it; the others go out; postcat
- *     says it is damaged;
+ *   - one message's bytes changed on disk: the smtp agent finds the checksum mismatch as it
+ *     reads the content (src/delivery/content.ts) and sends nothing; qmgr saves the message to
+ *     the corrupt queue with Postfix's warning; the others go out; postcat says it is damaged;
  *   - the store truncated to half: the server, mailq, postqueue -p and postsuper -s stop with a
  *     fatal message naming the store and what to do (no SIGBUS); postsuper --recover rebuilds it
  *     and everything works again;

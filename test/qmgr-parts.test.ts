@@ -13,7 +13,8 @@
  *     nextAttempt within minimal_backoff_time and its jitter;
  *   - active.ts + message.ts, through QueueManager: a message read in slices of
  *     qmgr_message_recipient_limit, every recipient delivered once, then removed; a message
- *     whose content fails its checksum saved to corrupt without a delivery.
+ *     whose content fails its checksum (found by the agent as it reads it: src/delivery/content.ts)
+ *     saved to corrupt without a delivery, its intact neighbour delivered.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,6 +38,10 @@ import { ProbeReports } from '../actors/qmgr/probes.js';
 import { FastFlushFeed } from '../actors/qmgr/fast-flush.js';
 import { QueueManager } from '../actors/qmgr/manager.js';
 import { tempDirs } from './helpers/temp.js';
+import { join } from 'node:path';
+import { open } from 'lmdb';
+import { contentChecksum, STORE_FILE } from '../src/queue/integrity.js';
+import { agentContent, corruptReply } from '../src/delivery/content.js';
 
 const tempDir = tempDirs('postactor-qmgr-parts-');
 
@@ -424,22 +429,63 @@ describe('done.ts: the end of an attempt, written to a real store', () => {
 });
 
 describe('active.ts + message.ts (through QueueManager): a message read in slices', () => {
-  test('a message whose content fails its checksum goes to the corrupt queue, never to the agent', async () => {
+  test('a message whose content fails its checksum: the agent finds it as it reads it, nothing goes out, qmgr saves it to corrupt', async () => {
     const store = QueueStore.open(tempDir());
     const log = testLog();
-    const asked: string[] = [];
-    const actor = { ...noServices, request: (to: string) => (asked.push(to), Promise.reject(new ServiceError('BUSY', 'busy'))) } as unknown as Actor;
+    const sent: string[] = [];
+    // The agent reads the content as every delivery agent does (src/delivery/content.ts).
+    const actor = {
+      ...noServices,
+      request: (to: string, body: unknown) => {
+        if (to === 'rewrite') return Promise.reject(new ServiceError('BUSY', 'busy'));
+        if (to !== 'smtp') return Promise.reject(new ServiceError('NOSERVICE', to));
+        const request = body as DeliveryRequest;
+        const read = agentContent(store, request);
+        if ('damaged' in read) return Promise.resolve(corruptReply(request, read.damaged));
+        assert.ok('content' in read);
+        sent.push(`${request.queueId} ${read.content.toString('latin1')}`);
+        return Promise.resolve({ queueId: request.queueId, outcomes: request.recipients.map((r) => ({ index: r.index, status: 'sent', dsn: '2.0.0', reason: '250 ok', relay: 'example.com[192.0.2.1]:25' })) });
+      },
+    } as unknown as Actor;
     const manager = new QueueManager(config(), store, actor, log);
     try {
-      const meta: MessageMeta = { queueId: 'DAMAGED', queue: 'incoming', arrival: Date.now(), sender: 's@example.org', recipients: [{ address: 'r@example.com', done: false }], size: 10, nextAttempt: 0, attempts: 0, checksum: 1 };
-      await store.restore([{ meta, content: Buffer.from('Subject: t\r\n\r\nbody\r\n') }]);
+      const content = Buffer.from('Subject: t\r\n\r\nbody\r\n');
+      const meta = (queueId: string, checksum: number): MessageMeta => ({ queueId, queue: 'incoming', arrival: Date.now(), sender: 's@example.org', recipients: [{ address: 'r@example.com', done: false }, { address: 'q@example.net', done: false }], size: content.length, nextAttempt: 0, attempts: 0, checksum });
+      await store.restore([{ meta: meta('DAMAGED', 1), content }, { meta: meta('INTACT', contentChecksum(content)), content }]);
       manager.queued('DAMAGED');
+      manager.queued('INTACT');
       await until('the move to corrupt', () => store.get('DAMAGED')?.queue === 'corrupt');
-      assert.deepEqual(log.lines, ['warning: DAMAGED: message content does not match its checksum', 'warning: saving corrupt file "DAMAGED" from queue "active" to queue "corrupt"']);
-      assert.deepEqual(asked, []);
-      assert.deepEqual(manager.status(), { active: 0, inDelivery: 0, destinations: 0 });
+      await until('the intact message delivered', () => store.get('INTACT') === undefined);
+      const warnings = log.lines.filter((l) => l.startsWith('warning:'));
+      assert.deepEqual(warnings, ['warning: DAMAGED: message content does not match its checksum', 'warning: saving corrupt file "DAMAGED" from queue "active" to queue "corrupt"']);
+      assert.ok(!log.lines.some((l) => /DAMAGED: to=/.test(l)), 'no delivery logged for the damaged message');
+      assert.deepEqual(sent, ['INTACT Subject: t\r\n\r\nbody\r\n', 'INTACT Subject: t\r\n\r\nbody\r\n']);
+      assert.equal(store.get('DAMAGED')!.recipients.every((r) => !r.done), true, 'nothing recorded as delivered');
+      await manager.idle(2000);
+      assert.equal(manager.status().active, 0);
     } finally {
       manager.pause();
+      await store.close();
+    }
+  });
+
+  test('a message whose content is missing (its envelope is there) is set aside as well; one deleted meanwhile is only "vanished"', async () => {
+    const dir = tempDir();
+    const store = QueueStore.open(dir);
+    try {
+      const content = Buffer.from('Subject: t\r\n\r\nbody\r\n');
+      const meta: MessageMeta = { queueId: 'NOBODY', queue: 'active', arrival: Date.now(), sender: '', recipients: [{ address: 'r@example.com', done: false }], size: content.length, nextAttempt: 0, attempts: 0, checksum: contentChecksum(content) };
+      await store.restore([{ meta, content }]);
+      const request = { queueId: 'NOBODY', checksum: meta.checksum } as DeliveryRequest;
+      assert.ok('content' in agentContent(store, request));
+      // Only the content gone: LMDB's own API, as a damaged store could leave it.
+      const raw = open({ path: join(dir, STORE_FILE), maxDbs: 16 });
+      await raw.openDB('content', { encoding: 'binary' }).remove('NOBODY');
+      await raw.close();
+      assert.deepEqual(agentContent(store, request), { damaged: 'missing' });
+      await store.remove('NOBODY');
+      assert.deepEqual(agentContent(store, request), { vanished: true });
+    } finally {
       await store.close();
     }
   });

@@ -26,6 +26,7 @@ import { LMTP_SASL_PARAMS, smtpSasl, type SmtpSasl } from '../../src/smtp/sasl-c
 import { agentTls, LMTP_AGENT_TLS_PARAMS, requestTls, type AgentTls } from '../../src/smtp/agent-tls.js';
 import { defineService, type Params } from '../../src/runtime/service.js';
 import meta from './meta.js';
+import { agentContent, corruptReply } from '../../src/delivery/content.js';
 
 interface State {
   /** SMTP AUTH to next hops (smtp_sasl_*), null when off. */
@@ -106,7 +107,9 @@ function init(ctx: AgentContext & { params: Params<typeof PARAMS> }): State {
 async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const { ctx } = s;
   const started = Date.now();
-  const content = ctx.store.content(req.queueId);
+  const read = agentContent(ctx.store, req);
+  if ('damaged' in read) return corruptReply(req, read.damaged); // nothing goes out: qmgr sets it aside
+  const content = 'content' in read ? read.content : undefined;
   if (!content) return report(ctx, req, every(req, { status: 'deferred', dsn: '4.3.0', reason: 'queue file vanished', relay: 'none' }), started);
 
   const target = parseLmtpNexthop(req.nexthop, s.queueDir);

@@ -52,6 +52,7 @@ import { Delegation } from './delegate.js';
 import { AliasExpander, splitTargets, type Target } from './aliases.js';
 import { defineService } from '../../src/runtime/service.js';
 import meta from './meta.js';
+import { agentContent, corruptReply } from '../../src/delivery/content.js';
 
 export interface Passwd { name: string; uid: number; gid: number; home: string; shell: string }
 
@@ -142,7 +143,9 @@ const fail = (dsn: string, reason: string): Result => ({ status: dsn.startsWith(
 
 async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const started = Date.now();
-  const content = s.ctx.store.content(req.queueId);
+  const read = agentContent(s.ctx.store, req);
+  if ('damaged' in read) return corruptReply(req, read.damaged); // nothing goes out: qmgr sets it aside
+  const content = 'content' in read ? read.content : undefined;
   const outcomes: RecipientOutcome[] = [];
   const passedOn: RecipientOutcome[] = [];
   for (const r of req.recipients) {

@@ -47,6 +47,7 @@ import { VerifySender } from '../../src/verify/sender.js';
 import { isQueueManager } from '../../src/config/queue-managers.js';
 import { FlushClient, fastFlushDomainsProblems } from '../../src/flush/client.js';
 import { startWakeups } from './wakeup.js';
+import { watchSmtpdLoad } from './smtpd-demand.js';
 
 export const VERSION = '0.1.0';
 const log = maillog('master');
@@ -362,7 +363,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     return made;
   };
 
-  const supervise = (c: Config, s: ServicePlan, index: number): SupervisedWorker => {
+  const supervise = (c: Config, s: ServicePlan, index: number, onDemand = s.onDemand === true): SupervisedWorker => {
     // The queue manager is "qmgr" to the router (cleanup's "queued" goes there) whatever its service name.
     const manager = isQueueManager(s.line.command);
     const name = manager ? 'qmgr' : s.service;
@@ -377,7 +378,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       } : manager ? { command: s.line.command } : undefined, s.line.command),
       throttleSeconds: c.getTime('service_throttle_time'),
       resourceLimits: heapLimits(s.line.command),
-      ...(s.onDemand ? { onDemand: true } : {}),
+      ...(onDemand ? { onDemand: true } : {}),
       onPort: (port) => router.attach(name, port),
       onExit: (_slot, code, _restart, badStartup, error) => {
         masterMetrics().restarts.inc({ service: s.service });
@@ -385,7 +386,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
         if (badStartup) log.warn(`${s.line.command}: bad command startup -- throttling`);
       },
     });
-    if (!s.onDemand) w.start(); // else at its first demand (pickup: maildrop-watch.ts)
+    if (!onDemand) w.start(); // else at its first demand (pickup: maildrop-watch.ts; smtpd: smtpd-demand.ts)
     return w;
   };
 
@@ -398,7 +399,9 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
         const group: SupervisedWorker[] = [];
         for (const s of workers.filter((p) => p.startOrder === order)) {
           for (let i = 0; i < s.threads; i++) {
-            const w = supervise(c, s, i);
+            // An smtpd service's threads after the first start when the first is busy (smtpd-demand.ts);
+            // postscreen's pass threads all run, as they share postscreen's work.
+            const w = supervise(c, s, i, s.onDemand === true || (i > 0 && s.line.command === 'smtpd' && !s.postscreen));
             if (s.line.command === 'smtpd') smtpdWorkers.add(w);
             group.push(w);
           }
@@ -438,6 +441,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     demand: () => { for (const w of listeners) if (w.options.service === s.service) w.demand(); },
   })), (w) => log.warn(w));
   let stopPickupWatch = (): void => undefined;
+  let stopSmtpdWatch = (): void => undefined;
   try {
     await resolveListenAddresses(config, plan, (w) => log.warn(w));
     registry.claim(addressesOf(plan));
@@ -482,6 +486,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     }
     listeners = await startListeners(config, plan);
     stopPickupWatch = watchPickup(plan);
+    stopSmtpdWatch = watchSmtpdLoad(() => listeners.filter((w) => smtpdWorkers.has(w)), () => current.getTime('max_idle') * 1000);
   } catch (err) {
     metricsServer?.close();
     collector?.close();
@@ -617,6 +622,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     collector?.close();
     stopWakeups();
     stopPickupWatch();
+    stopSmtpdWatch();
     await stopAll(graceful);
     // anvil logs its statistics when it exits.
     anvil.stop();

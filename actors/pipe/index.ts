@@ -27,6 +27,7 @@ import { runCommand } from '../../src/delivery/command.js';
 import { mailCopy, setEnableOriginalRecipient } from '../../src/delivery/copy.js';
 import { defineService, type Params } from '../../src/runtime/service.js';
 import meta from './meta.js';
+import { agentContent, corruptReply } from '../../src/delivery/content.js';
 
 /**
  * What pipe reads, once per thread with the registry's types. <transport>_time_limit is read by
@@ -91,7 +92,9 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
     }
   }
   if (attrs.sizeLimit > 0 && req.size > attrs.sizeLimit) return fail('5.2.3', 'message too large');
-  const content = ctx.store.content(req.queueId);
+  const read = agentContent(ctx.store, req);
+  if ('damaged' in read) return corruptReply(req, read.damaged); // nothing goes out: qmgr sets it aside
+  const content = 'content' in read ? read.content : undefined;
   if (!content) return fail('4.3.0', 'queue file vanished');
   const first = req.recipients[0]!;
   if (attrs.flags.has('D') && hasDeliveredTo(content, first.address)) return fail('5.4.6', `mail forwarding loop for ${first.address}`);

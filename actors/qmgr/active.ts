@@ -1,9 +1,10 @@
 /**
  * The active queue (Postfix's qmgr_active.c): messages move from incoming or deferred into
  * active, one store transaction each (a scan's moves share one group commit), within
- * qmgr_message_active_limit (oqmgr also within qmgr_message_recipient_limit recipients); a
- * message whose content fails its checksum goes to the corrupt queue instead
- * (qmgr_active_corrupt); the first slice of its recipients is read (./message.ts). When no entry
+ * qmgr_message_active_limit (oqmgr also within qmgr_message_recipient_limit recipients), and
+ * the first slice of its recipients is read (./message.ts). Its content is not read here: the
+ * delivery agents check it as they read it, and a damaged one ends the attempt in the corrupt
+ * queue (./done.ts, Postfix's qmgr_active_corrupt). When no entry
  * is outstanding and every recipient was read, the attempt ends (./done.ts) and the message
  * leaves memory. A message whose end could not be written (a full disk) is stranded: still in
  * active on disk, no longer in memory; the next scan puts it back into incoming (duplicates
@@ -137,10 +138,8 @@ export class ActiveQueue {
     }
     if (!meta) return;
     if (from === 'incoming') this.flowStep(true);
-    // LMDB keeps no checksums: a message whose content is not what cleanup stored is never
-    // delivered; it goes to the corrupt queue, as Postfix's qmgr saves a damaged queue file.
-    const content = this.store.verify(queueId, meta);
-    if (content !== 'ok') return this.saveCorrupt(meta, content === 'missing' ? 'message content is missing' : 'message content does not match its checksum');
+    // The content is not read here: the delivery agents check it against its checksum as they
+    // read it (src/delivery/content.ts), and a damaged one ends in the corrupt queue (./done.ts).
     if (from === 'incoming') metrics().qmgrInserted.inc();
     const pendingIdx: number[] = [];
     for (const [i, r] of meta.recipients.entries()) if (!r.done) pendingIdx.push(i);
@@ -154,18 +153,6 @@ export class ActiveQueue {
       return void this.parts.end.forceExpire(msg, pendingIdx.map((index) => ({ index, address: meta!.recipients[index]!.address })));
     }
     await this.parts.messages.readSlice(msg, rcpt.cap);
-  }
-
-  /** Moves a damaged message from active to corrupt (Postfix's qmgr_active_corrupt). */
-  private async saveCorrupt(meta: MessageMeta, why: string): Promise<void> {
-    const id = meta.queueId;
-    this.log.warn(`${id}: ${why}`);
-    try {
-      if (await this.store.move(id, 'corrupt', {}, 'active')) this.log.warn(`saving corrupt file "${id}" from queue "active" to queue "corrupt"`);
-    } catch (err) {
-      this.log.warn(`${id}: move to the corrupt queue failed: ${(err as Error).message}`);
-      this.stranded.add(id);
-    }
   }
 
   /** Stranded messages (see `stranded`) back into incoming; each stays stranded until that commits. */
@@ -196,7 +183,7 @@ export class ActiveQueue {
   maybeFinish(msg: ActiveMessage): void {
     const { rcpt } = msg;
     if (msg.outstanding !== 0 || rcpt.reading || msg.finishing) return;
-    if (rcpt.readPos < rcpt.pending.length && !msg.admin) return this.parts.messages.refill(msg);
+    if (rcpt.readPos < rcpt.pending.length && !msg.admin && !msg.corrupt) return this.parts.messages.refill(msg);
     for (const t of this.parts.transports.all.values()) {
       const job = t.jobOf.get(msg);
       if (job) this.parts.entries.freeJob(job);

@@ -64,6 +64,7 @@ export class Deliveries {
       arrival: msg.meta.arrival,
       activated: msg.activated,
       size: msg.meta.size,
+      ...(msg.meta.checksum !== undefined ? { checksum: msg.meta.checksum } : {}),
       ...(msg.meta.envId ? { envId: msg.meta.envId } : {}),
       ...(msg.meta.ret ? { ret: msg.meta.ret } : {}),
       ...(msg.meta.trace === 'verify' || msg.meta.trace === 'probe' ? { verify: true } : {}),
@@ -72,6 +73,13 @@ export class Deliveries {
     };
     this.deliver(dest.transport, request).then(
       (reply) => {
+        // Damaged content (the agent checks it as it reads it): nothing went out; the message
+        // goes to the corrupt queue when its attempt ends (./done.ts). No feedback: the
+        // destination did nothing.
+        if (reply.corrupt) {
+          entry.msg.corrupt ??= reply.corrupt;
+          return this.delivered(entry, []);
+        }
         if (!entry.msg.admin) this.parts.destinations.feedback(entry.dest, reply.outcomes, reply.siteFailure);
         this.delivered(entry, reply.outcomes);
       },

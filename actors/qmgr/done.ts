@@ -8,7 +8,8 @@
  * (bounce_queue_lifetime for mail from <>). Probes report to the verify service instead
  * (./probes.ts); deferred recipients feed the fast flush logs (./fast-flush.ts). A message
  * postsuper asked to delete, hold or requeue ends here too, once its deliveries in flight are
- * back. A failed store write strands the message: the next scan puts it back into incoming.
+ * back, and a message whose content an agent found damaged, which goes to the corrupt queue.
+ * A failed store write strands the message: the next scan puts it back into incoming.
  *
  * Collaborators come in explicitly (store, notifier, probe reports, fast flush feed, and hooks
  * into the active queue), so a test finishes a message of a real store (test/qmgr-parts.test.ts).
@@ -94,6 +95,7 @@ export class AttemptEnd {
   private async finishAttempt(msg: ActiveMessage): Promise<void> {
     msg.finishing = true;
     if (msg.admin) return this.finishAdmin(msg, msg.admin);
+    if (msg.corrupt) return this.saveCorrupt(msg, msg.corrupt);
     const { meta } = msg;
     const id = meta.queueId;
     const now = Date.now();
@@ -140,6 +142,12 @@ export class AttemptEnd {
     const remaining = recipients.some((r) => !r.done);
     const delayNotice = remaining && this.reporters.notifier.delayDue(meta, now) ? deferRecs : null;
     const notices = bounceRecs.length > 0 || traceRecs.length > 0 || delayNotice !== null || this.store.hasLogs(id);
+    // A notice carries the message (or its headers): its content is checked first, as an agent
+    // checks it, so damaged content never goes out in a bounce either.
+    if (notices) {
+      const content = this.store.verify(id, meta);
+      if (content !== 'ok') return this.saveCorrupt(msg, content);
+    }
     const deferPatch = (extra: Partial<MessageMeta>): Partial<MessageMeta> => ({
       recipients,
       attempts: meta.attempts + 1,
@@ -181,6 +189,24 @@ export class AttemptEnd {
       this.hooks.strand(id);
     } finally {
       this.hooks.forget(id, meta.trace === 'probe');
+    }
+    this.hooks.after();
+  }
+
+  /**
+   * A message whose content is damaged (an agent found it so, or a notice was to carry it) moves
+   * from active to corrupt (Postfix's qmgr_active_corrupt); nothing of this attempt is recorded.
+   */
+  private async saveCorrupt(msg: ActiveMessage, damaged: 'missing' | 'mismatch'): Promise<void> {
+    const id = msg.meta.queueId;
+    this.log.warn(`${id}: ${damaged === 'missing' ? 'message content is missing' : 'message content does not match its checksum'}`);
+    try {
+      if (await this.store.move(id, 'corrupt', {}, 'active')) this.log.warn(`saving corrupt file "${id}" from queue "active" to queue "corrupt"`);
+    } catch (err) {
+      this.log.warn(`${id}: move to the corrupt queue failed: ${(err as Error).message}`);
+      this.hooks.strand(id);
+    } finally {
+      this.hooks.forget(id, msg.meta.trace === 'probe');
     }
     this.hooks.after();
   }

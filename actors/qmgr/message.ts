@@ -36,6 +36,8 @@ export interface ActiveMessage {
   finishing?: boolean;
   /** postsuper asked to delete / hold / requeue it: done when its deliveries in flight are back. */
   admin?: { action: 'delete' | 'hold' | 'requeue'; waiters: ((events: AdminEventName[]) => void)[] };
+  /** An agent found its content damaged: no more deliveries; the attempt ends in the corrupt queue. */
+  corrupt?: 'missing' | 'mismatch';
   /** Recipients enter memory in slices (readSlice): the pending ones, and how far they are read. */
   rcpt: RecipientSlices;
 }
@@ -192,7 +194,7 @@ export class Messages {
   refill(msg: ActiveMessage): void {
     const { rcpt } = msg;
     const left = rcpt.pending.length - rcpt.readPos;
-    if (rcpt.reading || left === 0 || msg.admin || msg.finishing) return;
+    if (rcpt.reading || left === 0 || msg.admin || msg.finishing || msg.corrupt) return;
     const inMemory = this.parts.entries.rcptInMemory;
     if (this.scheduler === 'oqmgr') {
       // oqmgr (qmgr_entry_done): the next slice when the message has nothing left in memory, or

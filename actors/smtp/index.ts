@@ -19,6 +19,7 @@ import { formatDelays, logDelivery, smtpEnvelope } from '../../src/delivery/log.
 import { agentTls, requestTls, SMTP_AGENT_TLS_PARAMS, type AgentTls } from '../../src/smtp/agent-tls.js';
 import { applyMtaSts, stsAgent, stsTls } from './mta-sts.js';
 import type { MtaSts } from '../../src/mta-sts/index.js';
+import { agentContent, corruptReply } from '../../src/delivery/content.js';
 
 interface State {
   /** SMTP AUTH to next hops (smtp_sasl_*), null when off. */
@@ -115,7 +116,9 @@ function init(ctx: ServiceContext<typeof PARAMS>): State {
 
 async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const started = Date.now();
-  const content = s.store.content(req.queueId);
+  const read = agentContent(s.store, req);
+  if ('damaged' in read) return corruptReply(req, read.damaged); // nothing goes out: qmgr sets it aside
+  const content = 'content' in read ? read.content : undefined;
   if (!content) {
     // Deleted meanwhile (postsuper -d): nothing to deliver, nothing to report as delivered.
     const outcomes = req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: 'deferred', dsn: '4.3.0', reason: 'queue file vanished', relay: 'none' }));

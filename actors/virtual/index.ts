@@ -38,6 +38,7 @@ import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/de
 import { atol, VirtualMap } from './maps.js';
 import { defineService } from '../../src/runtime/service.js';
 import meta from './meta.js';
+import { agentContent, corruptReply } from '../../src/delivery/content.js';
 
 interface State {
   ctx: AgentContext;
@@ -90,7 +91,9 @@ const CONFIG_ERROR = (): Result => fail('4.3.5', 'mail system configuration erro
 
 async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const started = Date.now();
-  const content = s.ctx.store.content(req.queueId);
+  const read = agentContent(s.ctx.store, req);
+  if ('damaged' in read) return corruptReply(req, read.damaged); // nothing goes out: qmgr sets it aside
+  const content = 'content' in read ? read.content : undefined;
   const outcomes: RecipientOutcome[] = [];
   for (const r of req.recipients) {
     let res: Result;

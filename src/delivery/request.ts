@@ -28,6 +28,12 @@ export interface DeliveryRequest {
   arrival: number;
   activated: number;
   size: number;
+  /**
+   * The content's checksum from the envelope (src/queue/integrity.ts): the agent checks the
+   * content against it as it reads it (src/delivery/content.ts); absent for messages stored
+   * before checksums existed.
+   */
+  checksum?: number;
   /** DSN ENVID and RET of the message, relayed to a DSN-capable next hop. */
   envId?: string;
   ret?: 'FULL' | 'HDRS';
@@ -63,4 +69,10 @@ export interface DeliveryReply {
   outcomes: RecipientOutcome[];
   /** Set when the destination itself failed (connect, greeting): concurrency feedback for qmgr. */
   siteFailure?: string;
+  /**
+   * The content is damaged (it does not match its checksum, or it is missing): nothing was
+   * delivered and `outcomes` is empty; qmgr saves the message to the corrupt queue at the end of
+   * its attempt (Postfix's agent marks the queue file corrupt and reports a deferral).
+   */
+  corrupt?: 'missing' | 'mismatch';
 }

@@ -336,16 +336,25 @@ export class QueueStore {
    * damaged on disk), or 'missing'. Messages stored before checksums existed pass.
    */
   verify(queueId: string, meta: MessageMeta): 'ok' | 'mismatch' | 'missing' {
+    const read = this.checkedContent(queueId, meta.checksum);
+    return 'content' in read ? 'ok' : 'damaged' in read ? read.damaged : 'missing';
+  }
+
+  /**
+   * The content as a delivery agent reads it, checked against the checksum the envelope carries
+   * (LMDB keeps none): the bytes, or why they must not go out — 'missing' (the envelope is there,
+   * its content is not) or 'mismatch' (damaged on disk) —, or `vanished` when the message itself
+   * is gone (deleted meanwhile: postsuper -d). No checksum (stored before checksums): the bytes.
+   * Checked where the content is read anyway, so nobody reads the content of a message only to
+   * check it.
+   */
+  checkedContent(queueId: string, checksum: number | undefined): { content: Buffer } | { damaged: 'missing' | 'mismatch' } | { vanished: true } {
     // getBinaryFast's reused buffer is not a plain view of the value (its length is patched), so
     // the value is copied: one memcpy of the message, beside one CRC-32 pass over it.
-    let body = this.body.getBinary(queueId);
-    if (!body) {
-      this.root.resetReadTxn();
-      body = this.body.getBinary(queueId);
-    }
-    if (!body) return 'missing';
-    if (meta.checksum === undefined) return 'ok';
-    return contentChecksum(body) === meta.checksum ? 'ok' : 'mismatch';
+    const content = this.content(queueId);
+    if (!content) return this.get(queueId) === undefined ? { vanished: true } : { damaged: 'missing' };
+    if (checksum !== undefined && contentChecksum(content) !== checksum) return { damaged: 'mismatch' };
+    return { content };
   }
 
   /**

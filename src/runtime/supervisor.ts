@@ -55,6 +55,21 @@ export class SupervisedWorker {
     return this.options.onDemand === true && this.worker === null && this.restartTimer === null;
   }
 
+  /** The thread's event loop utilization since it started (cumulative; null without a thread). */
+  eventLoopUtilization(): { idle: number; active: number } | null {
+    return this.worker?.performance.eventLoopUtilization() ?? null;
+  }
+
+  /**
+   * An on-demand slot's thread ends the way a reload retires it (smtpd closes its listener and
+   * serves its sessions to the end), and the slot goes dormant: the next demand starts it again.
+   */
+  rest(): void {
+    if (!this.options.onDemand || !this.worker || this.idling || this.readyAt === 0 || this.stopping) return;
+    this.idling = true;
+    this.worker.postMessage({ type: 'postactor:retire' });
+  }
+
   /** Starts the thread of an on-demand slot unless one runs or is on its way. */
   demand(): void {
     if (this.stopping) return;

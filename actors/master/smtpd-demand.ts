@@ -1,0 +1,72 @@
+/**
+ * The smtpd threads of a service beyond the first start on demand (memory follows work, issue
+ * 17): an idle thread costs some 16 MB of V8 heap (bench/memory), and one thread serves many
+ * sessions at once, so a second one only helps once the first is short of CPU. Postfix's master
+ * starts another smtpd process for each concurrent client, up to maxproc; here master watches
+ * the event loop of each running smtpd thread (worker.performance, no message to the thread) and
+ * starts the next dormant thread of the service (SO_REUSEPORT: the kernel then spreads new
+ * connections over both) once every running thread was busy at least SPREAD_ELU of each of the
+ * last BUSY_CHECKS intervals of CHECK_MS (several, so that a thread's own start-up, slow on a
+ * loaded machine, does not count as load). A thread so started rests again once its event loop
+ * was busy under QUIET_ELU over the last max_idle (an average: one collection of a few hundred
+ * ms does not count as work), as a Postfix smtpd exits after max_idle
+ * without a client: it closes its listener and serves the sessions it holds to the end, as a
+ * reload retires it (actors/smtpd/shutdown.ts), so no session is cut; the first thread stays.
+ */
+import type { SupervisedWorker } from '../../src/runtime/supervisor.js';
+
+const CHECK_MS = 1000;
+/** Busy share of the last interval above which every running thread counts as loaded. */
+export const SPREAD_ELU = 0.5;
+/** Consecutive loaded intervals before the next thread starts. */
+export const BUSY_CHECKS = 3;
+/** Busy share over max_idle under which a thread started on demand counts as quiet. */
+export const QUIET_ELU = 0.01;
+
+/** Starts the watch over `workers()` (the current smtpd slots, re-read each time: reloads replace them). */
+export function watchSmtpdLoad(workers: () => SupervisedWorker[], maxIdleMs: () => number): () => void {
+  interface Look { t: number; idle: number; active: number }
+  /** Per slot: its thread, the loaded intervals in a row, and the looks of the last max_idle (oldest first). */
+  const last = new Map<SupervisedWorker, { threadId: number; busyRun: number; looks: Look[] }>();
+  const timer = setInterval(() => {
+    const byService = new Map<string, SupervisedWorker[]>();
+    for (const w of workers()) {
+      const list = byService.get(w.options.service) ?? [];
+      list.push(w);
+      byService.set(w.options.service, list);
+    }
+    for (const slots of byService.values()) {
+      const dormant = slots.find((w) => w.dormant);
+      let running = 0;
+      let loaded = 0;
+      for (const w of slots) {
+        const elu = w.eventLoopUtilization();
+        const threadId = w.threadId;
+        if (elu === null || threadId === undefined) continue;
+        running++;
+        const prev = last.get(w);
+        const look: Look = { t: Date.now(), ...elu };
+        if (!prev || prev.threadId !== threadId) {
+          last.set(w, { threadId, busyRun: 0, looks: [look] }); // first look at this thread
+          continue;
+        }
+        const share = (from: Look) => {
+          const active = look.active - from.active;
+          const total = active + look.idle - from.idle;
+          return total > 0 ? active / total : 0;
+        };
+        const { looks } = prev;
+        prev.busyRun = share(looks[looks.length - 1]!) >= SPREAD_ELU ? prev.busyRun + 1 : 0;
+        looks.push(look);
+        const window = maxIdleMs();
+        while (looks.length > 2 && look.t - looks[1]!.t >= window) looks.shift();
+        if (prev.busyRun >= BUSY_CHECKS) loaded++;
+        if (w.options.onDemand && look.t - looks[0]!.t >= window && share(looks[0]!) < QUIET_ELU) w.rest();
+      }
+      if (dormant && running > 0 && loaded === running) dormant.demand();
+    }
+    for (const w of last.keys()) if (!workers().includes(w)) last.delete(w);
+  }, CHECK_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
