@@ -13,13 +13,15 @@
  *   3. all files are fsynced at once (in libuv's threads: ext4 commits concurrent fsyncs
  *      together, where one after the other each waits for a journal commit of its own);
  *   4. each Maildir file is linked into new/ (and its tmp/ name removed), the mboxes' locks are
- *      released together.
+ *      released together;
+ *   5. each new/ directory of the batch is fsynced, once.
  *
- * As Postfix's local(8) and virtual(8) (maildir.c, mail_copy.c): the file is fsynced before
- * it is linked into new/ (or its mbox unlocked), and the directory new/ is not fsynced after
- * the link — that was a journal commit and a disk flush more per Maildir delivery than Postfix
- * makes. The link is in the filesystem's next journal commit (on ext4 any fsync on the file
- * system makes one, the queue's own next commit among them, and jbd2 commits every 5 s).
+ * As Postfix's local(8) and virtual(8) (maildir.c, mail_copy.c) the file is fsynced before it
+ * is linked into new/ (or its mbox unlocked). Unlike Postfix, the directory new/ is fsynced
+ * after the links, once per directory per batch (step 5): on a file system without a journal
+ * (ext4 without one, as on this project's CI machine) a link not synced can be gone after a
+ * crash while qmgr has already removed the message — a lost delivery, which this project
+ * does not trade for speed.
  *
  * A failure touches only its own delivery. An mbox whose dot-lock or kernel lock another
  * process holds is released and tried again in a later round, deliver_lock_delay apart, up to
@@ -35,9 +37,10 @@
  * others — a batch for one owner switches once, not six times. So a helper may run several
  * batches at once (helper.ts), each step with its own owner's rights.
  */
-import { closeSync, fsync, unlinkSync } from 'node:fs';
+import { closeSync, constants as C, fsync, openSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Locker } from './locker.js';
-import { lockKinds, maildirAbort, maildirLink, maildirWrite, MailboxError, mboxAppend, mboxOpen, mboxUndo, tryDotLock, type MaildirFile } from './mailbox.js';
+import { lockKinds, maildirAbort, maildirError, maildirLink, maildirWrite, MailboxError, mboxAppend, mboxOpen, mboxUndo, tryDotLock, type MaildirFile } from './mailbox.js';
 import type { WriteResult, WriterJob } from './protocol.js';
 
 export interface BatchItem { job: WriterJob; data: Buffer }
@@ -195,12 +198,17 @@ async function round(items: BatchItem[], order: number[], results: (WriteResult 
   ]);
 
   // 4. Links into new/; the mboxes unlocked, closed, their dot-locks removed.
+  const dirs = new Map<string, { job: WriterJob; waiting: { i: number; f: MaildirFile }[] }>();
   for (const d of maildirs) {
     if (results[d.i]) continue;
-    creds.user(items[d.i]!.job);
+    const { job } = items[d.i]!;
+    creds.user(job);
     try {
       maildirLink(d.f);
-      results[d.i] = { ok: true };
+      const dir = dirname(d.f.fin);
+      const w = dirs.get(dir) ?? { job, waiting: [] };
+      w.waiting.push(d);
+      dirs.set(dir, w);
     } catch (e) { results[d.i] = failure(e); }
   }
   if (held.length > 0) await locker!.unlock(held);
@@ -213,6 +221,26 @@ async function round(items: BatchItem[], order: number[], results: (WriteResult 
       try { unlinkSync(m.lockFile); } catch { /* as appendMbox */ }
     }
   }
+
+  // 5. Each new/ directory fsynced once for all its links (opened as its owner, in parallel),
+  // and only then is a Maildir delivery reported done: the link itself must be on disk before
+  // qmgr removes the message (on a file system without a journal nothing else puts it there).
+  // Postfix's maildir.c stops at the file's fsync; this costs one fsync per directory per batch.
+  const dirFds: { fd: number; waiting: { i: number; f: MaildirFile }[] }[] = [];
+  for (const [dir, w] of dirs) {
+    creds.user(w.job);
+    try { dirFds.push({ fd: openSync(dir, C.O_RDONLY | C.O_DIRECTORY), waiting: w.waiting }); } catch (e) { for (const d of w.waiting) results[d.i] = failure(maildirError(d.f, e)); }
+  }
+  await Promise.all(dirFds.map(async (d) => {
+    try {
+      await fsyncAsync(d.fd);
+      for (const w of d.waiting) results[w.i] ??= { ok: true };
+    } catch (e) {
+      for (const w of d.waiting) results[w.i] = failure(maildirError(w.f, e));
+    } finally {
+      try { closeSync(d.fd); } catch { /* nothing to add */ }
+    }
+  }));
 
   return later;
 }

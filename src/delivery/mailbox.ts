@@ -295,9 +295,20 @@ export function maildirAbort(f: MaildirFile, e: unknown): MailboxError {
   return e instanceof MailboxError ? e : new MailboxError(`create maildir file ${f.tmp}: ${why(e)}`);
 }
 
+/** The error of a Maildir delivery whose file is already linked (the directory's fsync failed). */
+export function maildirError(f: MaildirFile, e: unknown): MailboxError {
+  return new MailboxError(`create maildir file ${f.tmp}: ${why(e)}`);
+}
+
+/** fsync(2) of a directory, so the links made in it are on disk. */
+export function fsyncDir(dir: string): void {
+  const d = openSync(dir, C.O_RDONLY | C.O_DIRECTORY);
+  try { fsyncSync(d); } finally { closeSync(d); }
+}
+
 /**
- * Delivers to the Maildir dir (ending in "/"): tmp/NAME, fsynced, linked to new/NAME — as
- * Postfix's maildir.c, without an fsync of new/ (batch.ts says why).
+ * Delivers to the Maildir dir (ending in "/"): tmp/NAME, fsynced, linked to new/NAME, and new/
+ * fsynced (Postfix's maildir.c stops at the file's fsync; batch.ts says why this does not).
  * sizeLimit (mailbox_size_limit, virtual_mailbox_limit): Postfix's file size limit applies to
  * each Maildir file, so a larger message fails as its write would (EFBIG, 5.2.2).
  */
@@ -307,6 +318,7 @@ export async function deliverMaildir(dir: string, data: Buffer, privs: Privs, si
     const f = maildirWrite(dir, data, sizeLimit);
     try { fsyncSync(f.fd!); } catch (e) { throw maildirAbort(f, e); }
     maildirLink(f);
+    try { fsyncDir(dirname(f.fin)); } catch (e) { throw maildirError(f, e); }
     return f.fin;
   });
 }
