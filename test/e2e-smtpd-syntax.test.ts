@@ -10,13 +10,13 @@
  *    554 5.5.0 and hangs up; reject_unauth_pipelining refuses DATA with 503 5.5.0.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 
 import { SmtpSink } from '../src/smtp/sink.js';
 import { quote822Local } from '../src/address/quote.js';
 import { BACKEND_SERVICES, freePort, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 import { runClient } from './helpers/run-client.js';
+import { needs } from './helpers/peers.js';
 
 const CLIENT = '127.0.0.2';
 
@@ -91,8 +91,7 @@ describe('smtpd command syntax', () => {
     await server.waitForLog(/warning: Illegal address syntax from \S+\[127\.0\.0\.1\] in RCPT command: <"unterminated@example\.net>$/, 5000);
   });
 
-  test('Python smtplib sends to a quoted local part', async (t) => {
-    if (spawnSync('python3', ['-c', 'import smtplib']).status !== 0) return t.skip('python3 not installed');
+  test('Python smtplib sends to a quoted local part', { skip: needs('/usr/bin/python3', 'python3 (smtplib, the client)') }, async () => {
     const py = `import smtplib\ns = smtplib.SMTP('127.0.0.1', ${ports.normal}, source_address=('${CLIENT}', 0))\ns.sendmail('me@example.org', ['"py thon"@example.net'], 'Subject: smtplib\\r\\n\\r\\nhi\\r\\n')\ns.quit()\n`;
     const r = await runClient('python3', ['-c', py], '');
     assert.equal(r.code, 0, r.out);
