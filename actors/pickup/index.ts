@@ -31,6 +31,7 @@ import { decodeMaildrop, isMaildropName, MaildropFormatError, type MaildropEnvel
 import { ensureMaildrop } from '../../src/maildrop/spool.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
+import type { WorkerLifecycle } from '../../src/runtime/wire.js';
 import { defineService, type Params } from '../../src/runtime/service.js';
 import meta from './meta.js';
 import { pickupReceivedHeader } from '../../src/maildrop/received.js';
@@ -305,7 +306,7 @@ export default defineService({
   setup(ctx): Pickup {
     const line = ctx.line ?? ctx.config.services.find((s) => s.command === 'pickup');
     // master stops an idle pickup (it asks, and master answers with postactor:stop).
-    const pickup = new Pickup(ctx.config, ctx.params, ctx.actor, line?.wakeup || 60, ctx.params.max_idle, () => parentPort!.postMessage({ type: 'postactor:idle' }));
+    const pickup = new Pickup(ctx.config, ctx.params, ctx.actor, line?.wakeup || 60, ctx.params.max_idle, () => parentPort!.postMessage({ type: 'postactor:idle' } satisfies WorkerLifecycle));
     // The first scan starts now; master hears "ready" as it begins (it drains in the background).
     pickup.start();
     return pickup;

@@ -737,6 +737,8 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
       });
       return;
     }
+    // A listener that cannot bind is the start-up's fatal "bind … port …" below, logged once.
+    if ((err as NodeJS.ErrnoException).syscall === 'listen') return;
     log.warn(`smtpd: ${err.message}`);
   });
   // The first address uses smtp-server's own listener; each further one is a plain listener

@@ -37,7 +37,7 @@ import { readParams, type ParamSpec, type Params } from '../config/declared.js';
 import { configureMaillog, flushMaillog, maillog, type Logger } from '../log/maillog.js';
 import { QueueStore } from '../queue/store.js';
 import { startActor, type Actor } from './endpoint.js';
-import type { ActorWorkerData } from './wire.js';
+import type { ActorWorkerData, WorkerLifecycle } from './wire.js';
 import { serviceMeta, type PoolMetadata, type ServiceMeta, type WorkerMetadata } from './service-meta.js';
 
 export type { PoolMetadata, ServiceMeta, ServiceMetadata, WorkerMetadata } from './service-meta.js';
@@ -236,10 +236,14 @@ async function runWorker<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition
       });
     }
     state = await def.setup(c);
-    parentPort!.postMessage({ type: 'postactor:ready' });
+    parentPort!.postMessage({ type: 'postactor:ready' } satisfies WorkerLifecycle);
   } catch (err) {
     const e = err as Error;
     log.fatal(`${def.name}: ${(def.fatalStack === false ? e?.message : e?.stack) ?? String(err)}`);
+    // master names the reason in its own start-up error (the maillog may be a file the
+    // operator does not look at first).
+    const fatal: WorkerLifecycle = { type: 'postactor:fatal', text: `${def.name}: ${e?.message ?? String(err)}` };
+    parentPort?.postMessage(fatal);
     exitThread(1);
   }
 }

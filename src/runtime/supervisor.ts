@@ -12,7 +12,7 @@
 import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
-import type { ActorWorkerData } from './wire.js';
+import type { ActorWorkerData, WorkerLifecycle } from './wire.js';
 
 export interface SupervisedOptions {
   service: string;
@@ -39,6 +39,8 @@ export class SupervisedWorker {
   restarts = 0;
   /** Exit code of a worker that died before it ever became ready (start-up failure). */
   private startupExit: number | null = null;
+  /** What the worker said when its start-up failed (`postactor:fatal`). */
+  private startupFatal = '';
   private everReady = false;
   /** The worker said it is idle and is ending; a demand meanwhile starts the next one at its exit. */
   private idling = false;
@@ -88,8 +90,10 @@ export class SupervisedWorker {
     worker.postMessage({ type: 'postactor:port', port: port2 }, [port2]);
     this.options.onPort(port1, this);
     this.control = Comlink.wrap(nodeEndpoint(worker));
-    worker.on('message', (msg: { type?: string }) => {
-      if (msg && msg.type === 'postactor:ready') {
+    worker.on('message', (msg: WorkerLifecycle | null) => {
+      if (msg && msg.type === 'postactor:fatal') {
+        if (!this.everReady) this.startupFatal = msg.text;
+      } else if (msg && msg.type === 'postactor:ready') {
         this.readyAt = Date.now();
         this.everReady = true;
       } else if (msg && msg.type === 'postactor:idle' && this.options.onDemand && !this.idling) {
@@ -131,7 +135,7 @@ export class SupervisedWorker {
     return new Promise((resolve, reject) => {
       const poll = () => {
         if (this.readyAt || this.dormant) return resolve();
-        if (this.startupExit !== null) return reject(new Error(`${this.options.service}: worker exited with status ${this.startupExit} during start-up`));
+        if (this.startupExit !== null) return reject(new Error(`${this.options.service}: worker exited with status ${this.startupExit} during start-up${this.startupFatal ? `: ${this.startupFatal}` : ''}`));
         if (Date.now() - started > timeoutMs) return reject(new Error(`${this.options.service}: not ready after ${timeoutMs} ms`));
         setTimeout(poll, 10);
       };

@@ -57,6 +57,16 @@ export type PoolFrame =
  * opens its cleanup stream). The router hands it to the pool (pool.ts `warm`); no handler of the
  * service runs for it.
  */
+/**
+ * A long-lived worker's own messages to its supervisor on the worker's parentPort (beside
+ * comlink's control calls): ready after its set-up; idle after max_idle without work (an
+ * on-demand service); fatal with the reason just before it exits because its set-up failed.
+ */
+export type WorkerLifecycle =
+  | { type: 'postactor:ready' }
+  | { type: 'postactor:idle' }
+  | { type: 'postactor:fatal'; text: string };
+
 export const WARM_REQUEST = { op: 'postactor:warm' } as const;
 export const isWarmRequest = (body: unknown): boolean => (body as { op?: unknown } | null)?.op === WARM_REQUEST.op;
 

@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,27 +33,76 @@ process.on('exit', () => {
   }
 });
 
-/** Ports this test process handed out: the kernel may give a closed port out again at once. */
+/** Ports this test process handed out: never the same one twice in one process. */
 const handedOut = new Set<number>();
 
 /**
- * A port nobody listens on right now: listen on 0, read it, close. Never the same port twice in
- * one test process (a test that asks for several ports before using them would get a duplicate).
+ * Where a port is reserved across the test processes that run at once (`--test-concurrency`):
+ * one file per port, created exclusively; a reservation older than PORT_HOLD_MS is stale.
+ */
+const PORT_DIR = join(tmpdir(), `postactor-test-ports-${process.getuid?.() ?? 'user'}`);
+const PORT_HOLD_MS = 2 * 60 * 60 * 1000;
+
+/**
+ * The ports freePort picks from: below the kernel's ephemeral range (ip_local_port_range), so
+ * that no outgoing connection of any test (whose local port the kernel takes from that range)
+ * can hold the port between the moment it is picked and the moment the server binds it. A
+ * port picked from the ephemeral range itself made a start-up fail now and then with "bind
+ * 127.0.0.1 port N: Address already in use".
+ */
+function portRange(): [number, number] {
+  let low = 32768;
+  let high = 60999;
+  try {
+    const [l, h] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (l && h) [low, high] = [l, h];
+  } catch { /* not Linux: the usual range */ }
+  if (low - 1 - 10_000 >= 5_000) return [10_000, low - 1];
+  if (65_535 - (high + 1) >= 2_000) return [high + 1, 65_535];
+  return [1_024, 65_535];
+}
+const PORT_RANGE = portRange();
+
+/** Whether host:port can be bound right now. */
+function bindable(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen({ port, host, exclusive: true }, () => s.close(() => resolve(true)));
+  });
+}
+
+/** Reserves a port for this process across the concurrently running test processes. */
+function reserve(port: number): boolean {
+  mkdirSync(PORT_DIR, { recursive: true, mode: 0o700 });
+  const file = join(PORT_DIR, String(port));
+  try {
+    writeFileSync(file, String(process.pid), { flag: 'wx' });
+    return true;
+  } catch {
+    try {
+      if (Date.now() - statSync(file).mtimeMs < PORT_HOLD_MS) return false;
+      writeFileSync(file, String(process.pid));
+      return true;
+    } catch { return false; }
+  }
+}
+
+/**
+ * A port nobody listens on right now, for a server a test starts later (a Postactor
+ * master.cf, a peer's configuration): picked at random outside the ephemeral range, bound once
+ * to see that it is free, and reserved so that no other test process running at the same time
+ * picks it too.
  */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const [low, high] = PORT_RANGE;
   for (let tries = 0; ; tries++) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const s = net.createServer();
-      s.once('error', reject);
-      s.listen(0, host, () => {
-        const p = (s.address() as net.AddressInfo).port;
-        s.close(() => resolve(p));
-      });
-    });
-    if (!handedOut.has(port) || tries >= 20) {
-      handedOut.add(port);
-      return port;
-    }
+    const port = low + Math.floor(Math.random() * (high - low + 1));
+    if (handedOut.has(port)) continue;
+    if (tries < 200 && !reserve(port)) continue;
+    if (!(await bindable(port, host))) continue;
+    handedOut.add(port);
+    return port;
   }
 }
 
@@ -221,7 +270,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
     const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
     let started = false;
     while (Date.now() < deadline) {
-      if (c.exitCode !== null || c.signalCode !== null) throw new Error(`postactor exited during start-up (${c.exitCode ?? c.signalCode}): ${errText}`);
+      if (c.exitCode !== null || c.signalCode !== null) throw new Error(`postactor exited during start-up (${c.exitCode ?? c.signalCode}): ${errText}maillog tail:\n${logLines().slice(startLines).slice(-15).join('\n')}`);
       if (!started) started = logLines().slice(startLines).some((l) => l.includes('daemon started'));
       if (started && (await probe220(port))) return;
       await new Promise((r) => setTimeout(r, 50));
