@@ -45,8 +45,12 @@ export interface CleanupRequest {
   local?: LocalSubmission;
   /** SMTPUTF8 was requested: the client's MAIL FROM … SMTPUTF8, or (a notice) the original's request. */
   smtputf8?: boolean;
-  /** A milter quarantined the message: cleanup puts it on hold (Postfix: milter-hold). */
+  /** A milter quarantined the message, or an smtpd access table said HOLD: cleanup puts it on hold. */
   hold?: boolean;
+  /** An smtpd access table's REDIRECT: cleanup replaces the recipients (a header_checks REDIRECT wins). */
+  redirect?: string;
+  /** smtpd access tables' BCC addresses: cleanup adds them as recipients with NOTIFY=NEVER. */
+  bcc?: string[];
   /** Header fields smtpd_milters added or changed ("Name: value"): cleanup applies milter_header_checks to them. */
   milterHeaders?: string[];
 }

@@ -11,6 +11,7 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
+import { QueueStore } from '../src/queue/store.js';
 import { SmtpSink } from '../src/smtp/sink.js';
 import { startDnsServer, type TestDnsServer } from './helpers/dns-server.js';
 import { rfc822, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
@@ -32,7 +33,8 @@ async function startPolicyServer(path?: string): Promise<{ port: number; request
         buf = buf.slice(end + 2);
         requests.push(attrs);
         const rcpt = attrs.get('recipient') ?? '';
-        const action = rcpt.startsWith('policy-reject') ? 'REJECT go away' : rcpt.startsWith('policy-dip') ? 'DEFER_IF_PERMIT greylisted' : 'DUNNO';
+        const action = rcpt.startsWith('policy-reject') ? 'REJECT go away' : rcpt.startsWith('policy-dip') ? 'DEFER_IF_PERMIT greylisted'
+          : rcpt.startsWith('policy-bcc') ? 'BCC policy-copy@example.com' : 'DUNNO';
         sock.write(`action=${action}\n\n`);
       }
     });
@@ -62,11 +64,15 @@ async function dialogue(port: number, lines: string[], localAddress?: string): P
 describe('smtpd access policy end to end (smtpd_delay_reject = yes)', () => {
   let server: TestServer;
   let sink: SmtpSink;
+  /** The content filter an access FILTER names. */
+  let filter: SmtpSink;
   let dns: TestDnsServer;
   let policy: Awaited<ReturnType<typeof startPolicyServer>>;
 
   before(async () => {
     sink = new SmtpSink({ keepMessages: true });
+    filter = new SmtpSink({ keepMessages: true });
+    const filterPort = await filter.listen(0);
     dns = await startDnsServer({ '4.0.0.127.rbl.test': { A: ['127.0.0.2'] } });
     policy = await startPolicyServer();
     server = await startServer({
@@ -77,7 +83,9 @@ describe('smtpd access policy end to end (smtpd_delay_reject = yes)', () => {
         writeFileSync(join(dir, 'rcpts'), [
           'reject@example.com REJECT', 'defer@example.com DEFER try later', 'code@example.com 550 5.1.1 nope',
           'dip@example.com DEFER_IF_PERMIT', 'warn@example.com WARN watch this', 'discard@example.com DISCARD',
-          'prepend@example.com PREPEND X-Policy: tagged', 'broken@example.com brokenclass', '',
+          'prepend@example.com PREPEND X-Policy: tagged', 'broken@example.com brokenclass',
+          'hold@example.com HOLD held for review', `filter@example.com FILTER smtp:[127.0.0.1]:${filterPort}`,
+          'redirect@example.com REDIRECT redirected@example.net', 'bcc@example.com BCC audit@example.net', '',
         ].join('\n'));
         writeFileSync(join(dir, 'broken'), 'this-line-has-no-value\n');
         writeFileSync(join(dir, 'datasenders'), 'data-reject@example.org REJECT no data for you\n');
@@ -100,6 +108,7 @@ describe('smtpd access policy end to end (smtpd_delay_reject = yes)', () => {
   after(async () => {
     await server?.stop();
     await sink?.close();
+    await filter?.close();
     await dns?.close();
     await policy?.close();
   });
@@ -189,6 +198,42 @@ describe('smtpd access policy end to end (smtpd_delay_reject = yes)', () => {
     assert.ok(!sink.messages.some((m) => m.data.includes('X-Test-Id: discard-1')), 'the discarded message never reaches the next hop');
     assert.ok(!sink.messages.some((m) => m.data.includes('X-Test-Id: eod-1')), 'the end-of-data reject queued nothing');
   });
+  test('HOLD: the message is queued on hold, not delivered, and smtpd logs "hold: RCPT from …"', async () => {
+    const r = await dialogue(server.port, ['EHLO client.test', 'MAIL FROM:<s@example.org>', 'RCPT TO:<hold@example.com>', 'RCPT TO:<fine@example.com>', 'DATA', `<<${message('hold-1')}.\r\n`]);
+    assert.equal(r[3], '250 2.1.5 Ok');
+    const queued = /^250 2\.0\.0 Ok: queued as (\S+)$/.exec(r[6]!);
+    assert.ok(queued, r[6]);
+    await server.waitForLog(/NOQUEUE: hold: RCPT from [^ ]+\[127\.0\.0\.1\]: <hold@example\.com>: Recipient address held for review; from=<s@example\.org> to=<hold@example\.com> proto=ESMTP helo=<client\.test>$/, 5000);
+    const store = QueueStore.open(server.queueDir, { readOnly: true });
+    try {
+      assert.equal(store.get(queued[1]!)?.queue, 'hold');
+    } finally {
+      await store.close();
+    }
+    await new Promise((res) => setTimeout(res, 500));
+    assert.ok(!sink.messages.some((m) => m.data.includes('X-Test-Id: hold-1')), 'a held message is not delivered');
+  });
+
+  test('FILTER transport:destination: the message goes to that content filter, not its normal route', async () => {
+    const r = await dialogue(server.port, ['EHLO client.test', 'MAIL FROM:<s@example.org>', 'RCPT TO:<filter@example.com>', 'DATA', `<<${message('filter-1')}.\r\n`]);
+    assert.match(r[5]!, /^250 2\.0\.0 Ok: queued as /);
+    await server.waitForLog(/: filter: RCPT from [^ ]+\[127\.0\.0\.1\]: <filter@example\.com>: Recipient address triggers FILTER smtp:\[127\.0\.0\.1\]:\d+; from=<s@example\.org> to=<filter@example\.com>/, 5000);
+    await filter.waitFor(() => filter.messages.some((m) => m.data.includes('X-Test-Id: filter-1')), 15_000);
+    assert.ok(!sink.messages.some((m) => m.data.includes('X-Test-Id: filter-1')), 'not delivered on its normal route');
+  });
+
+  test('REDIRECT replaces the recipients; BCC (from a table and from the policy service) adds one each', async () => {
+    const red = await dialogue(server.port, ['EHLO client.test', 'MAIL FROM:<s@example.org>', 'RCPT TO:<redirect@example.com>', 'RCPT TO:<fine@example.com>', 'DATA', `<<${message('redirect-1')}.\r\n`]);
+    assert.match(red[6]!, /^250 2\.0\.0 Ok: queued as /);
+    const bcc = await dialogue(server.port, ['EHLO client.test', 'MAIL FROM:<s@example.org>', 'RCPT TO:<bcc@example.com>', 'RCPT TO:<policy-bcc@example.com>', 'DATA', `<<${message('bcc-1')}.\r\n`]);
+    assert.match(bcc[6]!, /^250 2\.0\.0 Ok: queued as /);
+    await sink.waitFor(() => sink.messages.some((m) => m.data.includes('X-Test-Id: redirect-1')) && sink.messages.some((m) => m.data.includes('X-Test-Id: bcc-1')), 15_000);
+    const rcpts = (id: string) => sink.messages.filter((m) => m.data.includes(`X-Test-Id: ${id}`)).flatMap((m) => m.recipients).sort();
+    assert.deepEqual(rcpts('redirect-1'), ['redirected@example.net']);
+    assert.deepEqual(rcpts('bcc-1'), ['audit@example.net', 'bcc@example.com', 'policy-bcc@example.com', 'policy-copy@example.com']);
+    await server.waitForLog(/: redirect: RCPT from [^ ]+\[127\.0\.0\.1\]: <redirect@example\.com>: Recipient address triggers REDIRECT redirected@example\.net;/, 5000);
+    await server.waitForLog(/: bcc: RCPT from [^ ]+\[127\.0\.0\.1\]: <bcc@example\.com>: Recipient address triggers BCC audit@example\.net;/, 5000);
+  });
 });
 
 describe('smtpd access policy end to end (smtpd_delay_reject = no)', () => {
@@ -197,7 +242,7 @@ describe('smtpd access policy end to end (smtpd_delay_reject = no)', () => {
   before(async () => {
     server = await startServer({
       env: (dir) => {
-        writeFileSync(join(dir, 'clients'), '127.0.0.3 REJECT\n');
+        writeFileSync(join(dir, 'clients'), '127.0.0.3 REJECT\n127.0.0.5 HOLD\n');
         writeFileSync(join(dir, 'helos'), 'bad.helo REJECT\n');
         writeFileSync(join(dir, 'senders'), 'bad@example.org REJECT\n');
         return {};
@@ -220,6 +265,13 @@ describe('smtpd access policy end to end (smtpd_delay_reject = no)', () => {
     smtp.close();
     assert.match(greeting.line, /^554 5\.7\.1 <[^>]*\[127\.0\.0\.3\]>: Client host rejected: Access denied$/);
     await server.waitForLog(/NOQUEUE: reject: CONNECT from [^ ]+\[127\.0\.0\.3\]: 554 5\.7\.1 <[^>]*\[127\.0\.0\.3\]>: Client host rejected: Access denied; proto=SMTP$/, 5000);
+  });
+
+  test('a client HOLD outside a transaction is skipped with Postfix\'s warning, and the session goes on', async () => {
+    const r = await dialogue(server.port, ['EHLO client.test', 'MAIL FROM:<good@example.org>', 'RCPT TO:<r@example.com>'], '127.0.0.5');
+    assert.match(r[0]!, /^220 /);
+    assert.deepEqual(r.slice(2), ['250 2.1.0 Ok', '250 2.1.5 Ok']);
+    await server.waitForLog(/warning: access table check_client_access texthash:clients: with smtpd_delay_reject=no, action HOLD is always skipped in client or helo restrictions$/, 5000);
   });
 
   test('check_helo_access answers EHLO itself', async () => {

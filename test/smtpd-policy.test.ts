@@ -67,6 +67,11 @@ const ACCESS = [
   'filter@mx.postactor.test FILTER smtp:[127.0.0.1]:10025',
   'hold@mx.postactor.test HOLD',
   'redirect@mx.postactor.test REDIRECT x@y.example',
+  'bcc@mx.postactor.test BCC audit@y.example',
+  'holdwhy@mx.postactor.test HOLD for review',
+  'nofilter@mx.postactor.test FILTER',
+  'badfilter@mx.postactor.test FILTER no-colon',
+  'badredirect@mx.postactor.test REDIRECT nobody',
   'warn@mx.postactor.test WARN watch out',
   'discard@mx.postactor.test DISCARD',
   'prepend@mx.postactor.test PREPEND X-Tag: yes',
@@ -96,9 +101,11 @@ describe('check_recipient_access: access(5) results', () => {
     ['postmaster@anything.example', '554 5.7.1 <postmaster@anything.example>: Recipient address rejected: by local part'],
     ['class@mx.postactor.test', '554 5.7.1 <class@mx.postactor.test>: Recipient address rejected: Access denied'],
     ['unbuilt@mx.postactor.test', '451 4.3.5 Server configuration error'],
-    ['filter@mx.postactor.test', '451 4.3.5 Server configuration error'],
-    ['hold@mx.postactor.test', '451 4.3.5 Server configuration error'],
-    ['redirect@mx.postactor.test', '451 4.3.5 Server configuration error'],
+    ['filter@mx.postactor.test', 'ok'],
+    ['hold@mx.postactor.test', 'ok'],
+    ['redirect@mx.postactor.test', 'ok'],
+    ['bcc@mx.postactor.test', 'ok'],
+    ['nofilter@mx.postactor.test', 'ok'],
     ['table@mx.postactor.test', '451 4.3.5 Server configuration error'],
     ['warn@mx.postactor.test', 'ok'],
   ];
@@ -110,11 +117,40 @@ describe('check_recipient_access: access(5) results', () => {
   test('a restriction named as a table result is evaluated in place (permit_mynetworks for a trusted client)', async () => {
     assert.equal(text(await b.policy.checkRecipient(req({ recipient: 'class@mx.postactor.test', clientAddr: '127.0.0.1' }))), 'ok');
   });
-  test('an unimplemented restriction or action as a table result is logged as not supported', async () => {
+  test('an unimplemented restriction as a table result is logged as not supported', async () => {
     await b.policy.checkRecipient(req({ recipient: 'unbuilt@mx.postactor.test' }));
-    await b.policy.checkRecipient(req({ recipient: 'filter@mx.postactor.test' }));
     assert.ok(b.logs.some((l) => /^warning: .*not supported: restriction "sleep"/.test(l)), b.logs.join('\n'));
-    assert.ok(b.logs.some((l) => /^warning: not supported: access table check_recipient_access texthash:access: action FILTER/.test(l)), b.logs.join('\n'));
+  });
+  test('HOLD, FILTER, REDIRECT and BCC are handed to the transaction for cleanup and logged as Postfix does; evaluation goes on', async () => {
+    const tail = (rcpt: string) => `; from=<s@sender.example> to=<${rcpt}> proto=ESMTP helo=<client.example>`;
+    const cases: [string, object, string][] = [
+      ['hold@mx.postactor.test', { hold: true, filter: null, redirect: null, bcc: [] }, 'hold: RCPT from client.example[192.0.2.1]: <hold@mx.postactor.test>: Recipient address triggers HOLD action'],
+      ['holdwhy@mx.postactor.test', { hold: true, filter: null, redirect: null, bcc: [] }, 'hold: RCPT from client.example[192.0.2.1]: <holdwhy@mx.postactor.test>: Recipient address for review'],
+      ['filter@mx.postactor.test', { hold: false, filter: 'smtp:[127.0.0.1]:10025', redirect: null, bcc: [] }, 'filter: RCPT from client.example[192.0.2.1]: <filter@mx.postactor.test>: Recipient address triggers FILTER smtp:[127.0.0.1]:10025'],
+      ['redirect@mx.postactor.test', { hold: false, filter: null, redirect: 'x@y.example', bcc: [] }, 'redirect: RCPT from client.example[192.0.2.1]: <redirect@mx.postactor.test>: Recipient address triggers REDIRECT x@y.example'],
+      ['bcc@mx.postactor.test', { hold: false, filter: null, redirect: null, bcc: ['audit@y.example'] }, 'bcc: RCPT from client.example[192.0.2.1]: <bcc@mx.postactor.test>: Recipient address triggers BCC audit@y.example'],
+    ];
+    for (const [rcpt, delegated, line] of cases) {
+      const v = await b.policy.checkRecipient(req({ recipient: rcpt }));
+      assert.ok(v.ok, rcpt);
+      assert.deepEqual(v.delegated, delegated, rcpt);
+      assert.ok(b.logs.includes(`NOQUEUE: ${line}${tail(rcpt)}`), `${line}\n${b.logs.join('\n')}`);
+    }
+    // A HOLD already matched in this transaction is not logged again (Postfix checks its flag first).
+    const before = b.logs.length;
+    const again = await b.policy.checkRecipient(req({ recipient: 'hold@mx.postactor.test', held: true }));
+    assert.ok(again.ok);
+    assert.equal(again.delegated, null);
+    assert.equal(b.logs.length, before, b.logs.slice(before).join('\n'));
+  });
+  test('FILTER without transport:destination and REDIRECT without user@domain are warned about and skipped', async () => {
+    for (const rcpt of ['nofilter', 'badfilter', 'badredirect']) {
+      const v = await b.policy.checkRecipient(req({ recipient: `${rcpt}@mx.postactor.test` }));
+      assert.ok(v.ok && v.delegated === null, rcpt);
+    }
+    assert.ok(b.logs.includes('warning: access table check_recipient_access texthash:access entry "FILTER" has FILTER entry without value'), b.logs.join('\n'));
+    assert.ok(b.logs.includes('warning: access table check_recipient_access texthash:access entry "FILTER no-colon" requires transport:destination'), b.logs.join('\n'));
+    assert.ok(b.logs.includes('warning: access table check_recipient_access texthash:access entry "REDIRECT nobody" requires user@domain target'), b.logs.join('\n'));
   });
   test('WARN logs "warn: RCPT from …: text; from=<…> to=<…> proto=ESMTP helo=<…>" and goes on', async () => {
     await b.policy.checkRecipient(req({ recipient: 'warn@mx.postactor.test' }));

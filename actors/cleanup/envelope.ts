@@ -103,7 +103,7 @@ export async function rewriteEnvelope(m: Mappings, request: CleanupRequest, warn
  */
 export async function outRecipients(m: Mappings, request: CleanupRequest, verdict: Verdict, mapOK: boolean, clean: (address: string) => Promise<string> = async (a) => a): Promise<EnvelopeRecipient[]> {
   let recipients: EnvelopeRecipient[] = request.recipients.map((r) => ({ address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...(r.notify ? { notify: r.notify } : {}), ...(r.original !== undefined ? { original: r.original } : {}) }));
-  const bcc: string[] = [...verdict.bcc];
+  const bcc: string[] = [...verdict.bcc, ...(request.bcc ?? [])];
   if (mapOK && request.origin !== 'bounce') {
     if (m.alwaysBcc) bcc.push(m.alwaysBcc);
     if (!m.senderBcc.empty && request.sender) {
@@ -127,7 +127,9 @@ export async function outRecipients(m: Mappings, request: CleanupRequest, verdic
   }
   // Postfix's qmgr applies the REC_TYPE_RDR record to the queue file's first recipient and drops
   // the others (qmgr_message_resolve): only the address changes, its DSN NOTIFY and ORCPT stay.
-  if (verdict.redirect) recipients = [{ ...recipients[0], address: verdict.redirect }];
+  // A header_checks REDIRECT is written after smtpd's, and qmgr obeys the last one.
+  const redirect = verdict.redirect ?? request.redirect ?? null;
+  if (redirect) recipients = [{ ...recipients[0], address: redirect }];
   return dedupe(recipients, m.duplicateFilterLimit, m.enableOriginalRecipient);
 }
 

@@ -24,7 +24,7 @@ import { countersOf, formatCounters, installDialect, smtpConnectionPrototype, ty
 import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls, timeWrapperHandshake, tlsSummary, type TlsSummary } from '../../src/smtpd/tls.js';
 import { peerCertLine, verifyFailureLine } from '../../src/smtpd/ccert.js';
 import { SniMaps } from './sni.js';
-import { SmtpdPolicy, type PolicyRequest, type Verdict, type Where } from '../../src/smtpd/policy.js';
+import { SmtpdPolicy, type Delegated, type PolicyRequest, type Verdict, type Where } from '../../src/smtpd/policy.js';
 import { VerifySender } from '../../src/verify/sender.js';
 import { QueueSpace } from './queue-space.js';
 import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
@@ -64,13 +64,13 @@ interface SessionState {
   queueId: string | null;
   /** The envelope object the queue ID belongs to (smtp-server makes a new one per transaction). */
   envelope: unknown;
-  /** Access-policy effects on the current transaction (DISCARD, PREPEND), per envelope object. */
+  /** Access-policy effects on the current transaction (DISCARD, PREPEND, HOLD, FILTER, REDIRECT, BCC), per envelope object. */
   effects: WeakMap<object, Effects>;
   /** The AUTH= parameter of MAIL FROM, per envelope object. */
   saslSender: WeakMap<object, string>;
 }
 
-interface Effects { discard: string | null; prepend: string[]; instance: string }
+interface Effects { discard: string | null; prepend: string[]; delegated: Delegated; instance: string }
 
 let instances = 0;
 
@@ -168,7 +168,7 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
   const effectsOf = (state: SessionState, session: SMTPServerSession): Effects => {
     const env = session.envelope as object;
     let e = state.effects.get(env);
-    if (!e) state.effects.set(env, (e = { discard: null, prepend: [], instance: `${process.pid}.${++instances}` }));
+    if (!e) state.effects.set(env, (e = { discard: null, prepend: [], delegated: { hold: false, filter: null, redirect: null, bcc: [] }, instance: `${process.pid}.${++instances}` }));
     return e;
   };
   /** The policy's view of a session at one point of the dialogue. */
@@ -191,16 +191,28 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
       queueId: state.envelope === session.envelope ? state.queueId : null,
       where,
       instance: effectsOf(state, session).instance,
+      ...(effectsOf(state, session).delegated.hold ? { held: true } : {}),
       ...(illPipelining(session) ? { illPipelining: true } : {}),
       ...((session as { paTls?: TlsSummary }).paTls ? { tls: (session as { paTls?: TlsSummary }).paTls! } : {}),
     };
   };
-  /** Folds a verdict's DISCARD / PREPEND into the transaction; the error to answer, or null. */
+  /**
+   * Folds a verdict's DISCARD / PREPEND and the actions for cleanup (HOLD, FILTER, REDIRECT, BCC:
+   * the last FILTER and REDIRECT win, as Postfix keeps one of each) into the transaction; the
+   * error to answer, or null.
+   */
   const apply = (verdict: Verdict, state: SessionState, session: SMTPServerSession): Error | null => {
     if (!verdict.ok) return refuse(verdict.code, verdict.text);
     const e = effectsOf(state, session);
     if (verdict.discard !== null) e.discard = verdict.discard;
     e.prepend.push(...verdict.prepend);
+    const d = verdict.delegated;
+    if (d) {
+      if (d.hold) e.delegated.hold = true;
+      if (d.filter !== null) e.delegated.filter = d.filter;
+      if (d.redirect !== null) e.delegated.redirect = d.redirect;
+      e.delegated.bcc.push(...d.bcc);
+    }
     return null;
   };
   // smtpd_milters: one conversation per session, in this thread (actors/smtpd/milter.ts).
@@ -531,7 +543,7 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
       if (effectsOf(state, session).discard !== null) return accept();
       const probeRecipient = verifySender !== null && verifySender.valid(address.address) !== null;
       const verdict: Promise<Verdict> = probeRecipient
-        ? Promise.resolve({ ok: true, discard: null, prepend: [] })
+        ? Promise.resolve({ ok: true, discard: null, prepend: [], delegated: null })
         : policy.checkRecipient(policyRequest(session, 'RCPT', address.address));
       verdict.then((v) => {
         const err = apply(v, state, session);
@@ -579,14 +591,14 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
           const effects = effectsOf(state, session);
           // DISCARD: claim delivery, queue nothing (the action was logged when it matched).
           if (effects.discard !== null) return finish(null, `2.0.0 Ok: queued as ${state.queueId}`);
-          if (!milters) return queue(effects.prepend);
+          if (!milters) return queue(effects);
           // End of message through the milters, before the 250: their verdict answers the client.
           const whole = Buffer.from((await spool.content()).buffer);
           return milters.content(session, milterContext(session, null), whole).then((r) => {
             if (r.kind === 'refuse') return finish(milterError(r.refusal));
             if (r.kind === 'discard') return finish(null, `2.0.0 Ok: queued as ${state.queueId}`);
             spool.replace(r.content);
-            return queue(effects.prepend, { env: r.env, hold: r.hold, milterHeaders: r.milterHeaders ?? [] });
+            return queue(effects, { env: r.env, hold: r.hold, milterHeaders: r.milterHeaders ?? [] });
           });
         }).catch((e: Error) => {
           log.warn(`${state.queueId}: spool file read error: ${e.message}`);
@@ -609,10 +621,10 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
         }
       }
 
-      async function queue(prepend: string[], edited?: { env: EnvelopeEdits | null; hold: boolean; milterHeaders: string[] }): Promise<void> {
+      async function queue(effects: Effects, edited?: { env: EnvelopeEdits | null; hold: boolean; milterHeaders: string[] }): Promise<void> {
         // PREPEND headers first, then the message. An owned ArrayBuffer, so it can be
         // transferred to cleanup instead of copied.
-        const head = Buffer.from(prepend.map((h) => `${h}\r\n`).join(''), 'utf8');
+        const head = Buffer.from(effects.prepend.map((h) => `${h}\r\n`).join(''), 'utf8');
         // Read again from the spool for a retry after BUSY (the first copy is transferred away).
         const content = await spool.content(head);
         const login = saslLogin(session);
@@ -635,7 +647,11 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
           client,
           arrival: Date.now(),
           origin: 'smtpd',
-          ...(contentFilter ? { contentFilter } : {}),
+          // An access FILTER overrides the service's content_filter (cleanup's header_checks
+          // FILTER overrides both); REDIRECT and BCC are applied by cleanup, HOLD below.
+          ...(effects.delegated.filter ?? contentFilter ? { contentFilter: effects.delegated.filter ?? contentFilter } : {}),
+          ...(effects.delegated.redirect !== null ? { redirect: effects.delegated.redirect } : {}),
+          ...(effects.delegated.bcc.length ? { bcc: effects.delegated.bcc } : {}),
           ...envelopeDsnOf(session),
           // MAIL FROM … SMTPUTF8, heard only while SMTPUTF8 is announced (Postfix: smtputf8_enable
           // and not in smtpd_discard_ehlo_keywords).
@@ -649,7 +665,7 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
           if (env.envId) request.envId = env.envId;
           request.recipients = editRecipients(request.recipients, env);
         }
-        if (edited?.hold) request.hold = true;
+        if (edited?.hold || effects.delegated.hold) request.hold = true;
         if (edited?.milterHeaders.length) request.milterHeaders = edited.milterHeaders;
         const reply = await submit(request, () => spool.content(head));
         void spool.release();

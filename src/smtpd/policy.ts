@@ -35,9 +35,15 @@ import { VerifyClient } from '../verify/client.js';
 
 export type { PolicyRequest, Stage, Where } from './restrictions/types.js';
 
-/** ok: go on (with the DISCARD / PREPEND effects seen); else the reply to give. */
+/**
+ * The actions smtpd hands to cleanup with the message (Postfix's saved_flags, saved_filter,
+ * saved_redirect, saved_bcc): HOLD, the last FILTER, the last REDIRECT, every BCC.
+ */
+export interface Delegated { hold: boolean; filter: string | null; redirect: string | null; bcc: string[] }
+
+/** ok: go on (with the DISCARD / PREPEND / delegated effects seen); else the reply to give. */
 export type Verdict =
-  | { ok: true; discard: string | null; prepend: string[] }
+  | { ok: true; discard: string | null; prepend: string[]; delegated: Delegated | null }
   | { ok: false; code: number; text: string };
 
 export interface PolicyLogger { info(text: string): void; warn(text: string): void }
@@ -103,6 +109,7 @@ interface Evaluation {
   deferIfReject: Reply | null;
   discard: string | null;
   prepend: string[];
+  delegated: Delegated | null;
   depth: number;
 }
 
@@ -542,7 +549,7 @@ export class SmtpdPolicy {
   }
 
   private async evaluate(stages: Stage[], r: PolicyRequest, after?: () => Promise<Action>): Promise<Verdict> {
-    const ev: Evaluation = { deferIfPermit: null, deferIfReject: null, discard: null, prepend: [], depth: 0 };
+    const ev: Evaluation = { deferIfPermit: null, deferIfReject: null, discard: null, prepend: [], delegated: null, depth: 0 };
     try {
       for (const stage of stages) {
         const out = await this.runList(this.lists.get(stage) ?? [], r, stage, ev);
@@ -557,7 +564,7 @@ export class SmtpdPolicy {
       return this.refuse({ code: 451, dsn: '4.3.5', text: 'Server configuration error' }, r, 'configuration_error');
     }
     if (ev.deferIfPermit) return this.refuse(ev.deferIfPermit, r, 'defer_if_permit');
-    return { ok: true, discard: ev.discard, prepend: ev.prepend };
+    return { ok: true, discard: ev.discard, prepend: ev.prepend, delegated: ev.delegated };
   }
 
   /** A list, left to right: 'permit', 'dunno' (end of list), or the reply that ends it all. */
@@ -605,9 +612,22 @@ export class SmtpdPolicy {
         this.log.warn(action.warning);
         return 'dunno';
       case 'discard':
+        if (!this.canDelegate(r, action.source, 'DISCARD')) return 'dunno';
         this.whatsup('discard', r, action.text);
         ev.discard = action.text;
         return 'permit';
+      case 'delegate': {
+        if (!this.canDelegate(r, action.source, action.what.toUpperCase())) return 'dunno';
+        // Logged once per transaction, as Postfix skips a HOLD when the flag is already set.
+        if (action.what === 'hold' && (r.held || ev.delegated?.hold)) return 'dunno';
+        const d = (ev.delegated ??= { hold: false, filter: null, redirect: null, bcc: [] });
+        if (action.what === 'hold') d.hold = true;
+        else if (action.what === 'filter') d.filter = action.value;
+        else if (action.what === 'redirect') d.redirect = action.value;
+        else d.bcc.push(action.value);
+        this.whatsup(action.what, r, action.text);
+        return 'dunno';
+      }
       case 'prepend':
         if (r.where === 'END-OF-MESSAGE') this.log.warn(`access table: action PREPEND must be used before smtpd_end_of_data_restrictions`);
         else if (r.sender === null) this.log.warn(`access table: with smtpd_delay_reject=no, action PREPEND is always skipped in client or helo restrictions`);
@@ -654,6 +674,24 @@ export class SmtpdPolicy {
   }
 
   /** Postfix's log_whatsup: "QID: reject: RCPT from name[addr]: text; from=<…> to=<…> proto=… helo=<…>". */
+  /**
+   * Whether an action cleanup carries out with the message can apply here (Postfix's
+   * can_delegate_action): not to ETRN, which receives no mail, and not to client or HELO
+   * restrictions evaluated before MAIL FROM (smtpd_delay_reject = no), which are outside any
+   * transaction. Otherwise the action is skipped with a warning.
+   */
+  private canDelegate(r: PolicyRequest, source: string, action: string): boolean {
+    if (r.where === 'ETRN') {
+      this.log.warn(`access table ${source}: action ${action} is unavailable in smtpd_etrn_restrictions`);
+      return false;
+    }
+    if (r.sender === null) {
+      this.log.warn(`access table ${source}: with smtpd_delay_reject=no, action ${action} is always skipped in client or helo restrictions`);
+      return false;
+    }
+    return true;
+  }
+
   private whatsup(what: string, r: PolicyRequest, text: string): void {
     let line = `${r.queueId ?? 'NOQUEUE'}: ${what}: ${r.where} from ${r.clientName}[${r.clientAddr}]: ${text};`;
     if (r.sender !== null) line += ` from=<${r.sender}>`;

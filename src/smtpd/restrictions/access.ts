@@ -159,15 +159,21 @@ export function tableResult(value: string, source: string, r: PolicyRequest, sta
     case 'DEFER_IF_PERMIT': return { kind: 'defer_if_permit', reply: coded(s.accessMapDeferCode, '4.7.1', 'Service unavailable') };
     case 'DEFER_IF_REJECT': return { kind: 'defer_if_reject', reply: coded(s.accessMapDeferCode, '4.7.1', 'Service unavailable') };
     case 'WARN': return { kind: 'warn', text };
-    case 'DISCARD': return { kind: 'discard', text: `<${replyName(r, stage)}>: ${REPLY_CLASS[stage]} ${text || 'triggers DISCARD action'}` };
+    case 'DISCARD': return { kind: 'discard', text: `<${replyName(r, stage)}>: ${REPLY_CLASS[stage]} ${text || 'triggers DISCARD action'}`, source };
     case 'PREPEND':
       if (!HEADER.test(text)) return { kind: 'warning', warning: `access table ${source} entry "${v}" requires header: text` };
       return { kind: 'prepend', header: text };
+    // Handed to cleanup with the message; evaluation goes on (policy.ts checks where they may be used).
     case 'HOLD':
+      return { kind: 'delegate', what: 'hold', text: `<${replyName(r, stage)}>: ${REPLY_CLASS[stage]} ${text || 'triggers HOLD action'}`, value: '', source };
     case 'FILTER':
+      if (text === '') return { kind: 'warning', warning: `access table ${source} entry "${v}" has FILTER entry without value` };
+      if (!text.includes(':')) return { kind: 'warning', warning: `access table ${source} entry "${v}" requires transport:destination` };
+      return { kind: 'delegate', what: 'filter', text: `<${replyName(r, stage)}>: ${REPLY_CLASS[stage]} triggers FILTER ${text}`, value: text, source };
     case 'REDIRECT':
     case 'BCC':
-      return serverError(`not supported: access table ${source}: action ${word} (Postactor's cleanup has no ${word.toLowerCase()} support yet)`);
+      if (!text.includes('@')) return { kind: 'warning', warning: `access table ${source} entry "${v}" requires user@domain target` };
+      return { kind: 'delegate', what: word === 'BCC' ? 'bcc' : 'redirect', text: `<${replyName(r, stage)}>: ${REPLY_CLASS[stage]} triggers ${word} ${text}`, value: text, source };
   }
   if (/^\d+$/.test(v)) return { kind: 'permit' }; // all-numeric: OK (an out-of-band time stamp)
   if (/^[45]\d\d$/.test(cmd) && text) {

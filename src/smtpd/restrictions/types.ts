@@ -35,6 +35,8 @@ export interface PolicyRequest {
   where: Where;
   /** Postfix's policy "instance": one value per message transaction. */
   instance?: string;
+  /** A HOLD action already matched in this transaction (Postfix logs it once). */
+  held?: boolean;
   /** The TLS session, when there is one (policy attributes encryption_*, ccert_*). */
   tls?: { protocol: string; cipher: string; usebits: number; ccert?: ClientCertInfo };
   /** The SASL login of the session (AUTH), when there is one. */
@@ -60,7 +62,13 @@ export type Action =
   /** DEFER_IF_REJECT: a later 5xx reject becomes this 4xx. */
   | { kind: 'defer_if_reject'; reply: Reply }
   | { kind: 'warn'; text: string }
-  | { kind: 'discard'; text: string }
+  | { kind: 'discard'; text: string; source: string }
+  /**
+   * An action smtpd hands to cleanup with the message (Postfix's "delegated" actions): HOLD puts
+   * it on hold, FILTER routes it through a content filter, REDIRECT replaces its recipients, BCC
+   * adds one. `text` is the log text, `value` the transport:nexthop or the address.
+   */
+  | { kind: 'delegate'; what: 'hold' | 'filter' | 'redirect' | 'bcc'; text: string; value: string; source: string }
   | { kind: 'prepend'; header: string }
   /** A table result naming further restrictions, evaluated in place (access(5)). */
   | { kind: 'restrictions'; names: string[]; source: string; stage: Stage }
