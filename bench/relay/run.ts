@@ -73,6 +73,7 @@ import { PostfixNotInstalled, postfixVersion, startPostfix } from './postfix.js'
 import { SinkThread, type SinkSnapshot } from './sink.js';
 import { benchCertificate, tlsMainCf, type BenchTls } from './tls.js';
 import { CPU_GROUPS, CpuSampler } from './cpu.js';
+import { HarnessCpu, ratioBound } from './harness-cpu.js';
 import { SmtpSource, smtpSourceInstalled, SMTP_SOURCE } from './smtp-source.js';
 import { startOpenDkim } from './milter.js';
 
@@ -108,6 +109,8 @@ interface Config {
   /** --milter opendkim: main.cf lines that put the shared OpenDKIM in front (set once it runs). */
   milter: 'opendkim' | null;
   milterMainCf: string;
+  /** --milter: the OpenDKIM process, whose CPU is reported beside the MTA's. */
+  milterPid: number | null;
   generator: 'node' | 'smtp-source';
   /** Open loop: messages/s offered; 0: closed loop. */
   rate: number;
@@ -131,6 +134,10 @@ export interface RunRecord {
   cpuMsPerMessage: number | null;
   /** The same per thread group (./cpu.ts). */
   cpuGroupsMsPerMessage: Record<string, number> | null;
+  /** The benchmark process's own CPU (generator, sink) per delivered message, ms (./harness-cpu.ts). */
+  harnessCpuMsPerMessage: number | null;
+  /** --milter: the milter's CPU per delivered message, ms. */
+  milterCpuMsPerMessage: number | null;
   /** --tls: the generator's handshakes that resumed a session. */
   tlsResumed: number | null;
   /** Every accepted message reached the sink. */
@@ -223,6 +230,7 @@ function parseConfig(argv: string[]): Config {
     tlsCache: values['tls-cache'],
     milter: values.milter === undefined ? null : values.milter === 'opendkim' ? 'opendkim' : (() => { throw new Error(`--milter: only "opendkim" is known: ${values.milter}`); })(),
     milterMainCf: '',
+    milterPid: null,
     generator: values.generator === 'node' || values.generator === 'smtp-source' ? values.generator : (() => { throw new Error(`--generator: node or smtp-source: ${values.generator}`); })(),
     rate: int('rate', values.rate, 0),
   };
@@ -297,7 +305,7 @@ async function startMta(name: string, cfg: Config, sinkPort: number): Promise<Mt
 async function measure(mtaName: string, runNo: number, cfg: Config, withSink: boolean): Promise<RunRecord> {
   const rec: RunRecord = {
     mta: mtaName, run: runNo, version: '', startedAt: new Date().toISOString(), loadavg: os.loadavg(),
-    error: null, generator: null, sink: null, delivered: null, endToEndMs: null, deliveredPerSec: null, cpuMsPerMessage: null, cpuGroupsMsPerMessage: null, tlsResumed: null,
+    error: null, generator: null, sink: null, delivered: null, endToEndMs: null, deliveredPerSec: null, cpuMsPerMessage: null, cpuGroupsMsPerMessage: null, harnessCpuMsPerMessage: null, milterCpuMsPerMessage: null, tlsResumed: null,
     complete: false, timedOut: false, interrupted: false, timeline: [],
   };
   const deadline = Date.now() + cfg.timeoutMs;
@@ -329,6 +337,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
       : new LoadGenerator({ ...common, rate: cfg.rate, tls: cfg.tls !== null, tlsResume: cfg.tlsResume });
     currentGenerator = g;
     const cpu = new CpuSampler(mta);
+    const outside = new HarnessCpu(cfg.milterPid);
     const t0 = nowAbs();
     const line = (phase: string): string => {
       const s = sink?.snapshot();
@@ -367,6 +376,7 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
     rec.interrupted = interrupted;
     progressDone(line(interrupted ? 'interrupted' : rec.timedOut ? 'timed out' : 'done'));
     const groups = cpu.stop();
+    const spent = outside.stop();
     if (sink) {
       const s = sink.snapshot();
       rec.sink = s;
@@ -380,6 +390,10 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
         const per = (sec: number): number => (sec * 1000) / rec.delivered!;
         rec.cpuMsPerMessage = per(groups.total!);
         rec.cpuGroupsMsPerMessage = Object.fromEntries(Object.entries(groups).map(([k, v]) => [k, per(v)]));
+      }
+      if (rec.delivered > 0) {
+        if (spent.harness !== null) rec.harnessCpuMsPerMessage = (spent.harness * 1000) / rec.delivered;
+        if (spent.milter !== null) rec.milterCpuMsPerMessage = (spent.milter * 1000) / rec.delivered;
       }
     }
   } catch (err) {
@@ -416,6 +430,9 @@ interface Summary {
   cpuMsPerMessage: number | null;
   /** Median per thread group (ms per message). */
   cpuGroupsMsPerMessage: Record<string, number | null>;
+  /** Median CPU of the benchmark process (generator, sink) and of the milter, ms per message. */
+  harnessCpuMsPerMessage: number | null;
+  milterCpuMsPerMessage: number | null;
   dotP50Ms: number | null;
   dotP99Ms: number | null;
   failed: number;
@@ -435,6 +452,8 @@ function summarizeMta(mta: string, recs: RunRecord[]): Summary {
     latencyP99Ms: median(ok.flatMap((r) => (r.generator!.latency.count ? [r.generator!.latency.p99] : []))),
     cpuMsPerMessage: median(ok.flatMap((r) => (r.cpuMsPerMessage === null ? [] : [r.cpuMsPerMessage]))),
     cpuGroupsMsPerMessage: Object.fromEntries(['total', ...CPU_GROUPS].map((k) => [k, median(ok.flatMap((r) => (r.cpuGroupsMsPerMessage?.[k] === undefined ? [] : [r.cpuGroupsMsPerMessage[k]!])))])),
+    harnessCpuMsPerMessage: median(ok.flatMap((r) => (r.harnessCpuMsPerMessage === null ? [] : [r.harnessCpuMsPerMessage]))),
+    milterCpuMsPerMessage: median(ok.flatMap((r) => (r.milterCpuMsPerMessage === null ? [] : [r.milterCpuMsPerMessage]))),
     dotP50Ms: median(ok.flatMap((r) => (r.generator!.dotLatency.count ? [r.generator!.dotLatency.p50] : []))),
     dotP99Ms: median(ok.flatMap((r) => (r.generator!.dotLatency.count ? [r.generator!.dotLatency.p99] : []))),
     failed: ok.reduce((a, r) => a + r.generator!.failed + r.generator!.unfinished, 0),
@@ -497,6 +516,10 @@ function printTable(mta: string, recs: RunRecord[], sum: Summary, cfg: Config): 
     console.log(line(gHead));
     for (const r of gRows) console.log(line(r));
   }
+  if (sum.harnessCpuMsPerMessage !== null) {
+    console.log(`outside the MTA (medians): benchmark process (generator, sink) ${fmt(sum.harnessCpuMsPerMessage, 2)} ms/msg` +
+      (sum.milterCpuMsPerMessage !== null ? `, ${cfg.milter} ${fmt(sum.milterCpuMsPerMessage, 2)} ms/msg` : ''));
+  }
   for (const r of recs) {
     for (const e of r.generator?.errors ?? []) console.log(`  run ${r.run} error: ${e}`);
   }
@@ -538,6 +561,7 @@ async function main(): Promise<void> {
   const dkim = cfg.milter === 'opendkim' ? await startOpenDkim('example.com') : null;
   if (dkim) {
     cfg.milterMainCf = `smtpd_milters = inet:127.0.0.1:${dkim.port}\nmilter_default_action = tempfail\n`;
+    cfg.milterPid = dkim.child.pid ?? null;
     process.on('exit', () => dkim.stop());
   }
   const records: RunRecord[] = [];
@@ -575,6 +599,18 @@ async function main(): Promise<void> {
     console.log(`\nPostactor/Postfix (medians): accepted/s ×${fmt(ratio.acceptedPerSec, 2)}, delivered/s ×${fmt(ratio.deliveredPerSec, 2)}, ` +
       `CPU per message ×${fmt(ratio.cpuMsPerMessage, 2)}${cfg.tls ? ' (TLS on both legs)' : ''}${cfg.milter ? ` (every message through ${cfg.milter})` : ''}`);
   }
+  // What the machine leaves: the harness and the milter share its cores with the MTA.
+  let bound: number | null = null;
+  if (pa && pf && pf.cpuMsPerMessage !== null) {
+    const all = records.filter((r) => r.mta === 'postactor' || r.mta === 'postfix');
+    const h = median(all.flatMap((r) => (r.harnessCpuMsPerMessage === null ? [] : [r.harnessCpuMsPerMessage])));
+    const m = cfg.milter ? median(all.flatMap((r) => (r.milterCpuMsPerMessage === null ? [] : [r.milterCpuMsPerMessage]))) : 0;
+    if (h !== null && m !== null) {
+      bound = ratioBound(h, m, pf.cpuMsPerMessage);
+      console.log(`Bound on this machine when CPU-bound (${os.cpus().length} CPUs): the harness costs ${fmt(h, 2)} ms${cfg.milter ? ` and ${cfg.milter} ${fmt(m, 2)} ms` : ''} of CPU ` +
+        `per message, so even an MTA costing nothing would reach at most ×${fmt(bound, 2)} Postfix's delivered/s (Postfix: ${fmt(pf.cpuMsPerMessage, 2)} ms/msg)`);
+    }
+  }
   const base = summaries.find((s) => s.mta === 'baseline');
   if (pa && base) {
     const div = (a: number | null, b: number | null): string => fmt(a !== null && b !== null && b > 0 ? a / b : null, 2);
@@ -594,6 +630,7 @@ async function main(): Promise<void> {
     interrupted,
     summaries,
     ratio,
+    ratioBound: bound,
     runs: records,
   };
   mkdirSync(path.dirname(cfg.json), { recursive: true });
