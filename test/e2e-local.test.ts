@@ -316,9 +316,11 @@ describe('e2e local alias_maps expansion (lmdb: built by bin/postalias)', () => 
     if (env) rmSync(env.dir, { recursive: true, force: true });
   });
 
+  /** The first delivery line for rcpt: its own, or an expanded address's with orig_to=<rcpt>. */
   async function deliverTo(rcpt: string, subject: string): Promise<string> {
     const id = queuedId(await sendRaw(server.port, 'sender@example.org', [rcpt], rfc822({ Subject: subject }, `body of ${subject}\n`)));
-    return server.waitForLog(new RegExp(`${id}: to=<${rcpt.replace(/[.]/g, '\\.')}>, .*status=`), 15_000);
+    const r = rcpt.replace(/[.]/g, '\\.');
+    return server.waitForLog(new RegExp(`${id}: to=<(${r}|[^>]+>, orig_to=<${r})>, .*status=`), 15_000);
   }
   const subjects = (path: string) => readMailbox('mbox', path).map((m) => header(m, 'Subject')[0]);
 
@@ -395,8 +397,13 @@ describe('e2e local forwarding to a remote alias target', () => {
 
   test('team: me, remote addresses → the mailbox copy plus one forwarded message with the original envelope sender and Delivered-To: team@local.test', async () => {
     const id = queuedId(await sendRaw(server.port, 'origin@example.org', ['team@local.test'], rfc822({ Subject: 'for the team' }, 'hello team\n')));
-    const line = await server.waitForLog(new RegExp(`${id}: to=<team@local\\.test>, .*status=`), 15_000);
-    assert.match(line, /relay=local, .*dsn=2\.0\.0, status=sent \(delivered to mailbox\)$/);
+    // As Postfix's local: each delivery of the expansion is logged as the address it went to
+    // (an alias target is user@$myorigin), the forwarding as the alias itself.
+    const mailbox = await server.waitForLog(new RegExp(`${id}: to=<me@mx\\.postactor\\.test>, orig_to=<team@local\\.test>, .*status=`), 15_000);
+    assert.match(mailbox, /relay=local, .*dsn=2\.0\.0, status=sent \(delivered to mailbox\)$/);
+    const forwarded = await server.waitForLog(new RegExp(`${id}: to=<team@local\\.test>, .*status=`), 15_000);
+    assert.match(forwarded, /relay=local, .*dsn=2\.0\.0, status=sent \(forwarded as [0-9A-Za-z]+\)$/);
+    assert.equal(server.logLines().filter((l) => l.includes(`${id}: to=`) && l.includes('relay=local')).length, 2, 'one line per delivery, none for the alias as a whole');
     await sink.waitFor((st) => st.messages >= 1, 15_000);
     const m = sink.messages[0]!;
     assert.equal(m.sender, 'origin@example.org');
@@ -529,7 +536,8 @@ describe('e2e local mailbox_command and luser_relay', () => {
 
   test('luser_relay = me+$user: mail for an unknown user goes there instead of bouncing 5.1.1', async () => {
     const id = queuedId(await sendRaw(server.port, 'sender@example.org', ['nosuch@local.test'], rfc822({ Subject: 'lost user' }, 'x\n')));
-    const line = await server.waitForLog(new RegExp(`${id}: to=<nosuch@local\\.test>, .*status=`), 15_000);
+    // As Postfix's local: delivered as the luser_relay address, the unknown user as orig_to.
+    const line = await server.waitForLog(new RegExp(`${id}: to=<me\\+nosuch@mx\\.postactor\\.test>, orig_to=<nosuch@local\\.test>, .*status=`), 15_000);
     assert.match(line, /status=sent \(delivered to command: /);
     assert.match(readFileSync(join(files, 'mbcmd.me.nosuch.out'), 'latin1'), /\nSubject: lost user\n/);
   });
@@ -560,7 +568,7 @@ describe('e2e local alias_maps = hash:FILE, nis:mail.aliases (Postfix\'s form) b
     const r = spawnSync(join(REPO_ROOT, 'bin', 'newaliases'), ['-c', server.dir], { encoding: 'utf8' });
     assert.deepEqual([r.status, r.stdout, r.stderr], [0, '', '']);
     assert.ok(existsSync(`${aliases}.lmdb`) && !existsSync(`${aliases}.db`), 'Postactor\'s own index file, never Postfix\'s');
-    const sent = await server.waitForLog(new RegExp(`${id}: to=<team@local\\.test>, .*status=sent`), 15_000);
+    const sent = await server.waitForLog(new RegExp(`${id}: to=<me@mx\\.postactor\\.test>, orig_to=<team@local\\.test>, .*status=sent`), 15_000);
     assert.match(sent, /status=sent \(delivered to mailbox\)$/);
     assert.ok(readMailbox('mbox', join(env.spool, 'me')).some((m) => header(m, 'Subject')[0] === 'via hash'));
     const notice = server.logLines().filter((l) => l.includes(`hash:${aliases} is read as Postactor's lmdb table ${aliases}.lmdb`));

@@ -43,6 +43,7 @@ import { ensureMaildrop, writeSubmission } from '../../src/maildrop/spool.js';
 import { splitExtension } from '../../src/maps/index.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { report, type AgentContext } from '../../src/delivery/agent.js';
+import { formatDelays, logDelivery } from '../../src/delivery/log.js';
 import { mailCopy, setEnableOriginalRecipient } from '../../src/delivery/copy.js';
 import { runCommand } from '../../src/delivery/command.js';
 import type { LockSettings } from '../../src/delivery/mailbox.js';
@@ -137,7 +138,14 @@ function init(ctx: AgentContext): State {
 }
 
 /** A recipient's result; `passed`: another transport delivered it and logged it (relay is its). */
-type Result = Omit<RecipientOutcome, 'index' | 'relay'> & { relay?: string; passed?: true };
+/**
+ * A recipient's result. `leaves`: the final deliveries of an alias or .forward expansion, each
+ * logged with its own address (Postfix's local rewrites the recipient to each expanded address
+ * and logs every delivery: "to=<user@$myorigin>, orig_to=<alias>"); the result itself is then
+ * not logged again.
+ */
+type Result = Omit<RecipientOutcome, 'index' | 'relay'> & { relay?: string; passed?: true; leaves?: Leaf[] };
+interface Leaf { address: string; original: string; result: Result }
 const sent = (reason: string): Result => ({ status: 'sent', dsn: '2.0.0', reason });
 const fail = (dsn: string, reason: string): Result => ({ status: dsn.startsWith('5') ? 'bounced' : 'deferred', dsn, reason });
 
@@ -160,10 +168,17 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
         res = fail('4.3.0', 'local delivery failed: temporary error');
       }
     }
-    const { passed, ...o } = res;
-    (passed ? passedOn : outcomes).push({ index: r.index, relay: s.ctx.service, ...o });
+    const { passed, leaves, ...o } = res;
+    if (leaves?.length) {
+      const delays = formatDelays(req.arrival, req.activated, started, { connect: 0, transmit: 0 }, Date.now());
+      for (const l of leaves) {
+        const { passed: _p, leaves: _l, ...lo } = l.result;
+        logDelivery(s.ctx.log, req.queueId, { address: l.address, original: l.original }, { index: r.index, relay: s.ctx.service, ...lo }, delays);
+      }
+    }
+    (passed || leaves?.length ? passedOn : outcomes).push({ index: r.index, relay: s.ctx.service, ...o });
   }
-  // A passed-on recipient was logged by the transport that delivered it.
+  // A passed-on recipient was logged by the transport that delivered it, an expansion's deliveries above.
   const reply = report(s.ctx, req, outcomes, started);
   return passedOn.length === 0 ? reply : { ...reply, outcomes: [...reply.outcomes, ...passedOn] };
 }
@@ -235,9 +250,30 @@ async function deliverTargets(s: State, req: DeliveryRequest, content: Uint8Arra
     return true;
   });
   const forward = unique.filter((t): t is Extract<Target, { kind: 'forward' }> => t.kind === 'forward').map((t) => t.address);
-  for (const t of unique) if (t.kind !== 'forward') results.push(await deliverTarget(s, req, content, address, orcpt, t, owner, seen));
-  if (forward.length > 0) results.push(forwardMessage(s, req, content, address, forward));
-  return results.find((r) => r.status === 'deferred') ?? results.find((r) => r.status === 'bounced') ?? results[0] ?? sent('delivered');
+  const leaves: Leaf[] = [];
+  for (const t of unique) {
+    if (t.kind === 'forward') continue;
+    const r = await deliverTarget(s, req, content, address, orcpt, t, owner, seen);
+    results.push(r);
+    if (r.leaves) leaves.push(...r.leaves);
+    else if (!r.passed) leaves.push({ address: t.kind === 'user' ? targetAddress(s, address, t.user) : address, original: orcpt, result: r });
+  }
+  if (forward.length > 0) {
+    const r = forwardMessage(s, req, content, address, forward);
+    results.push(r);
+    leaves.push({ address, original: orcpt, result: r });
+  }
+  const result = results.find((r) => r.status === 'deferred') ?? results.find((r) => r.status === 'bounced') ?? results[0] ?? sent('delivered');
+  return leaves.length ? { ...result, leaves } : result;
+}
+
+/**
+ * The address a user target of an expansion is delivered as: the recipient itself when the
+ * target is its own local part, else user@$myorigin (an alias target, resolved as Postfix's local
+ * resolves it before delivering).
+ */
+function targetAddress(s: State, address: string, user: string): string {
+  return localOf(address).toLowerCase() === user.toLowerCase() ? address : `${user}@${s.myorigin}`;
 }
 
 async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array, address: string, orcpt: string, t: Target, owner: Passwd | null, seen: Set<string>): Promise<Result> {
@@ -272,7 +308,7 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
     }
   }
   // Postfix passes the recipient as it stands after alias expansion: an alias target is user@$myorigin.
-  const passAddr = localOf(address).toLowerCase() === t.user.toLowerCase() ? address : `${t.user}@${s.myorigin}`;
+  const passAddr = targetAddress(s, address, t.user);
   // mailbox_transport(_maps): every recipient that gets this far, known to the password file or not.
   if (s.mailboxTransport.configured) {
     const r = await s.mailboxTransport.pass(req, user, passAddr, orcpt);
