@@ -13,6 +13,7 @@
  * (milter_header_checks on the header fields milters produced).
  */
 import type { Config } from '../../src/config/index.js';
+import type { Params } from '../../src/config/declared.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 import { applyAction } from './act.js';
@@ -39,27 +40,39 @@ export interface LocalMessage {
   envId?: string;
 }
 
+/**
+ * What the local submissions' milters read, with cleanup's parameters (settings.ts); each
+ * milter's milter_* parameters are read by src/milter, which smtpd shares.
+ */
+export const CLEANUP_MILTER_PARAMS = {
+  'non_smtpd_milters': 'str',
+  'milter_macro_defaults': 'str',
+  'receive_override_options': 'list',
+  'inet_protocols': 'list',
+} as const;
+
 export class CleanupMilters {
   private readonly macroDefaults: Map<string, string>;
+  /** Postfix: "localhost", 127.0.0.1 (or ::1 when inet_protocols lists IPv6 first), port unknown. */
+  private readonly ipv6First: boolean;
 
-  private constructor(private readonly config: Config, private readonly list: string, private readonly log: Logger) {
-    this.macroDefaults = parseMacroDefaults(config.get('milter_macro_defaults'), (w) => log.warn(w));
+  private constructor(private readonly config: Config, p: Params<typeof CLEANUP_MILTER_PARAMS>, private readonly list: string, private readonly log: Logger) {
+    this.macroDefaults = parseMacroDefaults(p.milter_macro_defaults, (w) => log.warn(w));
+    this.ipv6First = p.inet_protocols[0] === 'ipv6';
   }
 
   /** The non_smtpd_milters, or null when there are none (or receive_override_options has no_milters). */
-  static from(config: Config, log: Logger): CleanupMilters | null {
-    const list = config.get('non_smtpd_milters').trim();
-    if (!list || config.getList('receive_override_options').includes('no_milters')) return null;
+  static from(config: Config, p: Params<typeof CLEANUP_MILTER_PARAMS>, log: Logger): CleanupMilters | null {
+    const list = p.non_smtpd_milters.trim();
+    if (!list || p.receive_override_options.includes('no_milters')) return null;
     milterSettings(config, list, () => undefined); // a bad list stops start-up here
-    return new CleanupMilters(config, list, log);
+    return new CleanupMilters(config, p, list, log);
   }
 
   async inspect(msg: LocalMessage): Promise<CleanupMilterResult> {
     const warn = (w: string) => this.log.warn(w);
     const milters = new Milters(milterSettings(this.config, this.list, warn));
-    // Postfix: "localhost", 127.0.0.1 (or ::1 when inet_protocols lists IPv6 first), port unknown.
-    const ipv6First = this.config.getList('inet_protocols')[0] === 'ipv6';
-    const addr = ipv6First ? '::1' : '127.0.0.1';
+    const addr = this.ipv6First ? '::1' : '127.0.0.1';
     const ctx: MilterContext = {
       client: { name: 'localhost', addr, port: 0 }, localAddr: addr, localPort: 0, noPorts: true,
       helo: 'localhost', protocol: 'ESMTP', sender: null, recipient: null,

@@ -122,7 +122,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
   cleanup: [
     // non_smtpd_milters: actors/cleanup/milter.ts (local submissions through the milters).
-    'non_smtpd_milters', 'milter_header_checks',
+    'non_smtpd_milters', 'milter_header_checks', 'milter_macro_defaults', 'inet_protocols',
     // MIME-aware checks (actors/cleanup/mime.ts).
     'mime_header_checks', 'nested_header_checks', 'disable_mime_input_processing',
     'mime_nesting_limit', 'mime_boundary_length_limit',
