@@ -163,6 +163,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'minimal_backoff_time', 'notify_classes', 'qmgr_message_active_limit',
     'qmgr_message_recipient_limit', 'qmgr_message_recipient_minimum', 'queue_run_delay',
     'transport_retry_time',
+    // The active queue's share of the agents' processes (actors/qmgr/active.ts).
+    'default_process_limit',
     // Per-transport parameters fall back to these (actors/qmgr, transportParam()).
     'default_destination_concurrency_limit', 'default_destination_recipient_limit',
     'default_destination_concurrency_failed_cohort_limit',
