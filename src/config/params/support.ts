@@ -232,6 +232,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   virtual: [
     'strict_mailbox_ownership', 'virtual_gid_maps', 'virtual_mailbox_base',
     'virtual_mailbox_limit', 'virtual_mailbox_lock', 'virtual_minimum_uid', 'virtual_uid_maps',
+    // The mailbox lock's retries (src/delivery/mailbox.ts LOCK_PARAMS).
+    'deliver_lock_attempts', 'deliver_lock_delay', 'stale_lock_time',
   ],
   pipe: ['export_environment', 'command_time_limit'],
   spawn: ['export_environment', 'command_time_limit'],
