@@ -97,7 +97,9 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'milter_command_timeout', 'milter_content_timeout', 'milter_connect_macros', 'milter_helo_macros',
     'milter_mail_macros', 'milter_rcpt_macros', 'milter_data_macros', 'milter_end_of_header_macros',
     'milter_end_of_data_macros', 'milter_macro_daemon_name', 'milter_macro_v', 'milter_macro_defaults',
-    'milter_unknown_command_macros',
+    'milter_unknown_command_macros', 'receive_override_options',
+    // The session budget (actors/smtpd/sessions.ts).
+    'default_process_limit',
     // anvil's per-client limits (actors/smtpd/anvil.ts; counters in actors/anvil/table.ts).
     'smtpd_client_connection_count_limit', 'smtpd_client_connection_rate_limit',
     'smtpd_client_message_rate_limit', 'smtpd_client_recipient_rate_limit', 'smtpd_client_auth_rate_limit',
