@@ -186,6 +186,7 @@ test('a wrong-typed value of a declared parameter stops start-up naming it (main
     { main: 'local_destination_recipient_limit = -x\n', master: '', want: (d: string) => `${d}/main.cf:2: bad numerical parameter value: local_destination_recipient_limit = -x` },
     { main: 'deliver_lock_delay = banana\n', master: '', want: (d: string) => `${d}/main.cf:2: bad time parameter value: deliver_lock_delay = banana` },
     { main: '', master: 'virtual unix - n n - - virtual -o virtual_minimum_uid=x\n', want: (d: string) => `${d}/master.cf:7: bad numerical parameter value: virtual_minimum_uid = x` },
+    { main: 'smtpd_timeout = banana\n', master: '', want: (d: string) => `${d}/main.cf:2: bad time parameter value: smtpd_timeout = banana` },
   ];
   for (const c of cases) {
     const dir = tempDir({ 'main.cf': `queue_directory = queue\n${c.main}`, 'master.cf': defaultMasterCf(port) + c.master });
@@ -235,11 +236,13 @@ test('a wrong-typed value of a declared parameter stops start-up naming it (main
   }
 });
 
-test('a worker service given a wrong-typed value of a declared parameter ends its start with a fatal naming the service, file:line and parameter (qmgr)', { timeout: 60_000 }, async () => {
+test('a worker service given a wrong-typed value of a declared parameter ends its start with a fatal naming the service, file:line and parameter (qmgr, smtpd)', { timeout: 60_000 }, async () => {
   // As master starts it: the entry module in a worker thread, its data port handed over.
   const dir = tempDir();
   const threads = [
     { service: 'qmgr', file: 'dist/actors/qmgr/index.js', name: 'qmgr_message_active_limit', value: '1.5', what: 'numerical' },
+    { service: 'smtpd', file: 'dist/actors/smtpd/index.js', name: 'smtpd_timeout', value: 'banana', what: 'time' },
+    { service: 'smtpd', file: 'dist/actors/smtpd/index.js', name: 'smtpd_history_flush_threshold', value: '-x', what: 'numerical' },
   ];
   for (const t of threads) {
     const maillog = join(dir, `maillog-${t.service}`);
