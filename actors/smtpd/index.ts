@@ -24,7 +24,7 @@ import { countersOf, formatCounters, installDialect, smtpConnectionPrototype, ty
 import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls, timeWrapperHandshake, tlsSummary, type TlsSummary } from '../../src/smtpd/tls.js';
 import { peerCertLine, verifyFailureLine } from '../../src/smtpd/ccert.js';
 import { SniMaps, SNI_PARAMS } from './sni.js';
-import { SmtpdPolicy, type Delegated, type PolicyRequest, type Verdict, type Where } from '../../src/smtpd/policy.js';
+import { POLICY_PARAMS, SmtpdPolicy, type Delegated, type PolicyRequest, type Verdict, type Where } from '../../src/smtpd/policy.js';
 import { VerifySender } from '../../src/verify/sender.js';
 import { QueueSpace } from './queue-space.js';
 import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
@@ -37,7 +37,7 @@ import { editRecipients } from '../../src/milter/content.js';
 import type { EnvelopeEdits } from '../../src/milter/message.js';
 import type { ListenAddress } from '../../src/net/listen.js';
 import { anvilOf } from '../../src/anvil/table.js';
-import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from '../../src/smtpd/anvil.js';
+import { ANVIL_PARAMS, installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from '../../src/smtpd/anvil.js';
 import { Spool } from './spool.js';
 import { installLineReader, smtpStreamPrototype } from './line-reader.js';
 import { illPipelining } from './pipelining.js';
@@ -60,11 +60,12 @@ import { CHAT_PARAMS, chatSettings, installChat, sessionMacros } from './chat.js
 const log = maillog('smtpd');
 
 /**
- * What smtpd reads in this module and its own helpers, once per thread with the registry's
- * types (limits, bare newlines, the chat, milters, the session budget and SNI declare theirs
- * beside themselves). The shared server code in src/ (restrictions and policy, TLS, SASL,
- * anvil, XCLIENT/XFORWARD hosts, the flush and verify clients, postscreen) still reads its own
- * parameters from the configuration by name.
+ * What smtpd reads, once per thread with the registry's types: this module's parameters, and
+ * the sets its helpers declare beside themselves (limits, bare newlines, the chat, milters, the
+ * session budget, SNI, anvil, the restrictions). Still read from the configuration by name: the
+ * restriction lists and classes (src/smtpd/policy.ts), TLS (src/smtpd/tls.ts, ccert.ts), SASL
+ * (src/smtpd/sasl-settings.ts), the XCLIENT/XFORWARD hosts, the flush and verify clients and
+ * postscreen.
  */
 const SMTPD_PARAMS = {
   ...LIMIT_PARAMS,
@@ -73,6 +74,8 @@ const SMTPD_PARAMS = {
   ...SMTPD_MILTER_PARAMS,
   ...SESSION_PARAMS,
   ...SNI_PARAMS,
+  ...ANVIL_PARAMS,
+  ...POLICY_PARAMS,
   'message_size_limit': 'size',
   'queue_minfree': 'size',
   'content_filter': 'str',
@@ -139,14 +142,14 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
   };
   // anvil: the per-client limits, counted in the table master shares with every smtpd thread.
   const anvilTable = anvilOf(anvilBuffer);
-  const anvil = anvilTable ? new SmtpdAnvil(config, anvilTable) : null;
+  const anvil = anvilTable ? new SmtpdAnvil(config, anvilTable, p) : null;
   // TLS: certificates are read now, so a reload (new smtpd threads) re-reads them.
   const tlsSettings = smtpdTls(config, (w) => log.warn(w), (i) => log.info(i));
   // tls_server_sni_maps: per-name chains share the default context's settings and ticket keys.
   const sniMaps = tlsSettings.context && p.tls_server_sni_maps.length > 0
     ? new SniMaps(config, p, { ...tlsSettings.context, ...(ticketKeys ? { ticketKeys: Buffer.from(ticketKeys) } : {}) }, (w) => log.warn(w))
     : null;
-  const policy = new SmtpdPolicy(config);
+  const policy = new SmtpdPolicy(config, undefined, p);
   policy.useVerifyService((service, body) => actor.request(service, body));
   // Our own probe sender as a recipient (a probe of this site coming back) skips the recipient
   // restrictions, as Postfix's smtpd does (valid_verify_sender_addr): else a timeout or a UCE
