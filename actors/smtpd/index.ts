@@ -21,7 +21,7 @@ import { ServiceError, WARM_REQUEST } from '../../src/runtime/wire.js';
 import type { ClientInfo } from '../../src/queue/types.js';
 import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
 import { countersOf, formatCounters, installDialect, smtpConnectionPrototype, type Dialect } from './dialect.js';
-import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls, timeWrapperHandshake, tlsSummary, type TlsSummary } from '../../src/smtpd/tls.js';
+import { establishedLine, handshakeFailure, installTls, serverOptions, SMTPD_TLS_PARAMS, smtpdTls, timeWrapperHandshake, tlsSummary, type TlsSummary } from '../../src/smtpd/tls.js';
 import { peerCertLine, verifyFailureLine } from '../../src/smtpd/ccert.js';
 import { SniMaps, SNI_PARAMS } from './sni.js';
 import { POLICY_PARAMS, SmtpdPolicy, type Delegated, type PolicyRequest, type Verdict, type Where } from '../../src/smtpd/policy.js';
@@ -62,10 +62,9 @@ const log = maillog('smtpd');
 /**
  * What smtpd reads, once per thread with the registry's types: this module's parameters, and
  * the sets its helpers declare beside themselves (limits, bare newlines, the chat, milters, the
- * session budget, SNI, anvil, the restrictions). Still read from the configuration by name: the
- * restriction lists and classes (src/smtpd/policy.ts), TLS (src/smtpd/tls.ts, ccert.ts), SASL
- * (src/smtpd/sasl-settings.ts), the XCLIENT/XFORWARD hosts, the flush and verify clients and
- * postscreen.
+ * session budget, SNI, anvil, the restrictions with SASL, TLS). Still read from the configuration
+ * by name: the restriction lists and classes (src/smtpd/policy.ts), the XCLIENT/XFORWARD hosts,
+ * the flush and verify clients, the milters' milter_* (src/milter) and postscreen's.
  */
 const SMTPD_PARAMS = {
   ...LIMIT_PARAMS,
@@ -76,6 +75,7 @@ const SMTPD_PARAMS = {
   ...SNI_PARAMS,
   ...ANVIL_PARAMS,
   ...POLICY_PARAMS,
+  ...SMTPD_TLS_PARAMS,
   'message_size_limit': 'size',
   'queue_minfree': 'size',
   'content_filter': 'str',
@@ -144,7 +144,7 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
   const anvilTable = anvilOf(anvilBuffer);
   const anvil = anvilTable ? new SmtpdAnvil(config, anvilTable, p) : null;
   // TLS: certificates are read now, so a reload (new smtpd threads) re-reads them.
-  const tlsSettings = smtpdTls(config, (w) => log.warn(w), (i) => log.info(i));
+  const tlsSettings = smtpdTls(p, (w) => log.warn(w), (i) => log.info(i));
   // tls_server_sni_maps: per-name chains share the default context's settings and ticket keys.
   const sniMaps = tlsSettings.context && p.tls_server_sni_maps.length > 0
     ? new SniMaps(config, p, { ...tlsSettings.context, ...(ticketKeys ? { ticketKeys: Buffer.from(ticketKeys) } : {}) }, (w) => log.warn(w))

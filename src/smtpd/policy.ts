@@ -27,7 +27,7 @@ import { dnsAllowList, dnsBlockList, parseDnsList, PolicyDns, unknownAddressDoma
 import { invalidHelo, nonFqdnAddress, nonFqdnHelo } from './restrictions/hostname.js';
 import { senderLoginMismatch, type LoginSettings } from './restrictions/login.js';
 import { checkCcertAccess, permitClientCerts, rejectPlaintextSession } from './restrictions/ccert.js';
-import { saslSettings, type SaslSettings } from './sasl-settings.js';
+import { SASL_PARAMS, saslSettings, type SaslSettings } from './sasl-settings.js';
 import { openPolicyTable, tableSpecError, type PolicyTable } from './restrictions/tables.js';
 import { DUNNO, formatReply, PERMIT, rejected, type Action, type PolicyRequest, type Reply, type Restriction, type Stage } from './restrictions/types.js';
 import { checkListed, unlisted, type UnlistedSettings } from './restrictions/unlisted.js';
@@ -66,9 +66,10 @@ const LISTS: [Stage, string][] = [
  * What the restrictions read by name (smtpd declares these with its own: actors/smtpd/index.ts).
  * The restriction lists (LISTS) and the smtpd_restriction_classes, whose names are the
  * configuration's own, stay read by their names; the rewrite settings are trivial-rewrite's
- * (src/rewrite), the SASL ones sasl-settings.ts's.
+ * (src/rewrite). SASL's (and TLS's, which it asks) are spread in from sasl-settings.ts.
  */
 export const POLICY_PARAMS = {
+  ...SASL_PARAMS,
   'mynetworks': 'str',
   'mynetworks_style': 'str',
   'mydestination': 'list',
@@ -309,7 +310,7 @@ export class SmtpdPolicy {
 
     this.relayClientCerts = maps('relay_clientcerts');
     this.askCcert = p.smtpd_tls_ask_ccert;
-    this.sasl = saslSettings(config, errors);
+    this.sasl = saslSettings(config, errors, p);
     this.login = {
       saslEnabled: this.sasl.enabled,
       maps: maps('smtpd_sender_login_maps'),
