@@ -2,7 +2,7 @@
  * SMTP AUTH in smtpd (RFC 4954), with Dovecot as the authentication server, as Postfix's
  * smtpd_sasl_proto.c / smtpd_sasl_glue.c / xsasl_dovecot_server.c do it.
  *
- *   saslSettings(config, errors, p) the smtpd_sasl_* parameters, checked at start-up (in
+ *   saslSettings(config, errors)   the smtpd_sasl_* parameters, checked at start-up (in
  *                                  src/smtpd/sasl-settings.ts: master checks them too)
  *   SmtpdSasl                      one per smtpd thread: the Dovecot connection, the EHLO
  *                                  keywords, the AUTH exchange
