@@ -9,17 +9,16 @@
  */
 import type { Config } from '../../src/config/index.js';
 import { readParams, type Params } from '../../src/config/declared.js';
-import { FlushClient } from '../../src/flush/client.js';
+import { FLUSH_CLIENT_PARAMS, FlushClient } from '../../src/flush/client.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
 
 /**
- * What the feed reads to know whether to feed at all (with the rest of qmgr's: manager.ts
- * QMGR_PARAMS); the flush client (src/flush, which smtpd shares) reads its own.
+ * What the feed and its flush client (src/flush, which smtpd and master share) read (with the
+ * rest of qmgr's: manager.ts QMGR_PARAMS).
  */
 export const FAST_FLUSH_PARAMS = {
-  'flush_service_name': 'str',
-  'fast_flush_domains': 'list',
+  ...FLUSH_CLIENT_PARAMS,
 } as const;
 
 export class FastFlushFeed {
@@ -28,7 +27,7 @@ export class FastFlushFeed {
   constructor(config: Config, actor: Actor, private readonly log: Logger, p: Params<typeof FAST_FLUSH_PARAMS> = readParams(config, FAST_FLUSH_PARAMS, 'qmgr')) {
     const service = p.flush_service_name.trim();
     const present = config.services.some((s) => s.name === service && s.command === 'flush');
-    this.client = present && p.fast_flush_domains.length > 0 ? new FlushClient(config, (svc, body) => actor.request(svc, body)) : null;
+    this.client = present && p.fast_flush_domains.length > 0 ? new FlushClient(p, (svc, body) => actor.request(svc, body)) : null;
   }
 
   /** The message was deferred with these recipients deferred in this attempt (not awaited by the caller). */

@@ -25,7 +25,7 @@ import { establishedLine, handshakeFailure, installTls, serverOptions, SMTPD_TLS
 import { peerCertLine, verifyFailureLine } from '../../src/smtpd/ccert.js';
 import { SniMaps, SNI_PARAMS } from './sni.js';
 import { POLICY_PARAMS, SmtpdPolicy, type Delegated, type PolicyRequest, type Verdict, type Where } from '../../src/smtpd/policy.js';
-import { VerifySender } from '../../src/verify/sender.js';
+import { VERIFY_SENDER_PARAMS, VerifySender } from '../../src/verify/sender.js';
 import { QueueSpace } from './queue-space.js';
 import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
@@ -52,9 +52,9 @@ import { handleShutdown } from './shutdown.js';
 import { installBdat, installChunkReader } from './bdat.js';
 import { installXclient, type XclientAttrs } from './xclient.js';
 import { clientLineTail, forwardedOf, installXforward } from './xforward.js';
-import { authorizedHosts, type Reply } from '../../src/smtpd/xattrs.js';
+import { AUTHORIZED_HOSTS_PARAMS, authorizedHosts, type Reply } from '../../src/smtpd/xattrs.js';
 import { installEtrn, type EtrnHooks } from './etrn.js';
-import { FlushClient } from '../../src/flush/client.js';
+import { FLUSH_CLIENT_PARAMS, FlushClient } from '../../src/flush/client.js';
 import { CHAT_PARAMS, chatSettings, installChat, sessionMacros } from './chat.js';
 
 const log = maillog('smtpd');
@@ -62,9 +62,10 @@ const log = maillog('smtpd');
 /**
  * What smtpd reads, once per thread with the registry's types: this module's parameters, and
  * the sets its helpers declare beside themselves (limits, bare newlines, the chat, milters, the
- * session budget, SNI, anvil, the restrictions with SASL, TLS). Still read from the configuration
- * by name: the restriction lists and classes (src/smtpd/policy.ts), the XCLIENT/XFORWARD hosts,
- * the flush and verify clients, the milters' milter_* (src/milter) and postscreen's.
+ * session budget, SNI, anvil, the restrictions with resolving, SASL and TLS, the XCLIENT and
+ * XFORWARD hosts, the flush client, the probe sender). Still read from the configuration by
+ * name: the restriction lists and classes (src/smtpd/policy.ts), the milters' milter_*
+ * (src/milter, shared with cleanup) and postscreen's (another service's).
  */
 const SMTPD_PARAMS = {
   ...LIMIT_PARAMS,
@@ -76,6 +77,9 @@ const SMTPD_PARAMS = {
   ...ANVIL_PARAMS,
   ...POLICY_PARAMS,
   ...SMTPD_TLS_PARAMS,
+  ...AUTHORIZED_HOSTS_PARAMS,
+  ...FLUSH_CLIENT_PARAMS,
+  ...VERIFY_SENDER_PARAMS,
   'message_size_limit': 'size',
   'queue_minfree': 'size',
   'content_filter': 'str',
@@ -156,7 +160,7 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
   // block could make two sites cache each other's probes as undeliverable.
   let verifySender: VerifySender | null = null;
   try {
-    verifySender = new VerifySender(config);
+    verifySender = new VerifySender(p);
   } catch { /* a bad address_verify_sender: checkConfig refuses it where a verify service runs */ }
   const namaddr = (session: object): string => {
     const c = states.get(session as SMTPServerSession)?.client;
@@ -195,8 +199,8 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
   const smtputf8Offered = p.smtputf8_enable && !discardEhlo.has('smtputf8');
   // XCLIENT and XFORWARD: for the clients these lists name (XCLIENT: the current client, which
   // XCLIENT changes; XFORWARD: the host that connected, as Postfix decides it once).
-  const xclientHosts = authorizedHosts(config, 'smtpd_authorized_xclient_hosts');
-  const xforwardHosts = authorizedHosts(config, 'smtpd_authorized_xforward_hosts');
+  const xclientHosts = authorizedHosts(p, 'smtpd_authorized_xclient_hosts');
+  const xforwardHosts = authorizedHosts(p, 'smtpd_authorized_xforward_hosts');
   const clientIn = (hosts: typeof xclientHosts, session: object) => hosts !== null && hosts.has(states.get(session as SMTPServerSession)?.client.addr ?? '');
   const refuse = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
   const protocolOf = (session: SMTPServerSession): 'SMTP' | 'ESMTP' => (session.transmissionType?.startsWith('E') ? 'ESMTP' : 'SMTP');
@@ -322,7 +326,7 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
   };
 
   // ETRN (etrn.ts): smtpd_etrn_restrictions, then the flush service's send_site.
-  const flushClient = new FlushClient(config, (service, body) => actor.request(service, body));
+  const flushClient = new FlushClient(p, (service, body) => actor.request(service, body));
   const etrnHooks: EtrnHooks = {
     heloRequired: p.smtpd_helo_required,
     check: async (session, domain) => {

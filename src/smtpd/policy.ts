@@ -20,7 +20,7 @@ import { TableError } from '../maps/index.js';
 import { DomainList } from '../address/domain.js';
 import { maillog } from '../log/maillog.js';
 import { buildNetworks, type NetworkList } from '../net/networks.js';
-import { classify, isLocalDomain, resolveSettings, type ResolveSettings } from '../rewrite/resolve.js';
+import { classify, isLocalDomain, RESOLVE_PARAMS, resolveSettings, type ResolveSettings } from '../rewrite/resolve.js';
 import { askPolicy, parseEndpoint, type PolicyServiceSettings } from './policy-service.js';
 import { accessRestriction, serverError, tableResult, type AccessKind, type AccessSettings } from './restrictions/access.js';
 import { dnsAllowList, dnsBlockList, parseDnsList, PolicyDns, unknownAddressDomain, unknownHelo, type DnsSettings } from './restrictions/dns.js';
@@ -65,11 +65,12 @@ const LISTS: [Stage, string][] = [
 /**
  * What the restrictions read by name (smtpd declares these with its own: actors/smtpd/index.ts).
  * The restriction lists (LISTS) and the smtpd_restriction_classes, whose names are the
- * configuration's own, stay read by their names; the rewrite settings are trivial-rewrite's
- * (src/rewrite). SASL's (and TLS's, which it asks) are spread in from sasl-settings.ts.
+ * configuration's own, stay read by their names. Resolving's (src/rewrite/resolve.ts, which
+ * trivial-rewrite declares too) and SASL's (with TLS's, which it asks) are spread in.
  */
 export const POLICY_PARAMS = {
   ...SASL_PARAMS,
+  ...RESOLVE_PARAMS,
   'mynetworks': 'str',
   'mynetworks_style': 'str',
   'mydestination': 'list',
@@ -233,7 +234,7 @@ export class SmtpdPolicy {
     this.rejectCode = p.reject_code;
     this.deferCode = p.defer_code;
     this.relayRejectCode = p.relay_domains_reject_code;
-    this.resolve = resolveSettings(config);
+    this.resolve = resolveSettings(p);
     this.allowUntrustedRouting = p.allow_untrusted_routing;
     this.delayReject = p.smtpd_delay_reject;
     this.rejectUnlistedRecipient = p.smtpd_reject_unlisted_recipient;
