@@ -64,9 +64,11 @@ export interface Tables {
 /**
  * What cleanup reads, once per thread with the registry's types (the worker declares these; the
  * address mappings' and the milters' own sets are spread in, receive_override_options with the
- * milters'). The milter_* parameters of each milter are read by src/milter, which smtpd shares.
+ * milters').
  */
 export const CLEANUP_PARAMS = {
+  ...MAPPING_PARAMS,
+  ...CLEANUP_MILTER_PARAMS,
   'myhostname': 'str',
   'mail_name': 'str',
   'hopcount_limit': 'int',
@@ -91,8 +93,6 @@ export const CLEANUP_PARAMS = {
   'local_header_rewrite_clients': 'list',
   'mynetworks': 'str',
   'mynetworks_style': 'str',
-  ...MAPPING_PARAMS,
-  ...CLEANUP_MILTER_PARAMS,
 } as const;
 export type CleanupParams = Params<typeof CLEANUP_PARAMS>;
 
@@ -122,7 +122,7 @@ export function cleanupSettings(config: Config, p: CleanupParams = readParams(co
     disableMime: p.disable_mime_input_processing,
     mimeLimits: { nesting: p.mime_nesting_limit, boundaryLength: p.mime_boundary_length_limit },
     smtputf8: smtputf8Settings(p.smtputf8_enable, p.smtputf8_autodetect_classes, (t) => log.warn(t)),
-    milters: CleanupMilters.from(config, p, log),
+    milters: CleanupMilters.from(p, log),
   };
 }
 

@@ -12,8 +12,8 @@
 import type { Config } from '../../src/config/index.js';
 import type { Params } from '../../src/config/declared.js';
 import type { Logger } from '../../src/log/maillog.js';
-import { Milters, milterSettings, type MacroSource, type Verdict } from '../../src/milter/milters.js';
-import { macroSource, parseMacroDefaults, type MilterContext } from '../../src/milter/macros.js';
+import { MILTER_PARAMS, Milters, milterSettings, type MacroSource, type Verdict } from '../../src/milter/milters.js';
+import { MACRO_SOURCE_PARAMS, macroSource, parseMacroDefaults, type MilterContext } from '../../src/milter/macros.js';
 import type { EnvelopeEdits } from '../../src/milter/message.js';
 import { filterContent } from '../../src/milter/content.js';
 import { openTable, type LookupTable } from '../../src/maps/index.js';
@@ -39,10 +39,12 @@ interface SessionMilters {
 }
 
 /**
- * What smtpd's milter side reads (with the rest of smtpd's: index.ts SMTPD_PARAMS); each
- * milter's milter_* parameters are read by src/milter, which cleanup shares.
+ * What smtpd's milter side reads (with the rest of smtpd's: index.ts SMTPD_PARAMS), the milter
+ * settings' and macros' sets (src/milter, which cleanup shares) among them.
  */
 export const SMTPD_MILTER_PARAMS = {
+  ...MILTER_PARAMS,
+  ...MACRO_SOURCE_PARAMS,
   'receive_override_options': 'list',
   'smtpd_milters': 'str',
   'smtpd_milter_maps': 'list',
@@ -57,7 +59,7 @@ export class SmtpdMilters {
   private readonly settingsCache = new Map<string, ReturnType<typeof milterSettings>>();
   private readonly hostname: string;
 
-  private constructor(private readonly config: Config, p: Params<typeof SMTPD_MILTER_PARAMS>, private readonly list: string, private readonly maps: LookupTable[],
+  private constructor(private readonly p: Params<typeof SMTPD_MILTER_PARAMS>, private readonly list: string, private readonly maps: LookupTable[],
     private readonly log: Logger) {
     this.macroDefaults = parseMacroDefaults(p.milter_macro_defaults, (w) => log.warn(w));
     this.hostname = p.myhostname;
@@ -70,8 +72,8 @@ export class SmtpdMilters {
     const list = p.smtpd_milters.trim();
     const maps = p.smtpd_milter_maps.map((spec) => openTable(spec, { configDirectory: config.configDirectory ?? undefined }));
     if (!list && maps.length === 0) return null;
-    milterSettings(config, list, () => undefined); // a bad list stops start-up here
-    return new SmtpdMilters(config, p, list, maps, log);
+    milterSettings(p, list, () => undefined); // a bad list stops start-up here
+    return new SmtpdMilters(p, list, maps, log);
   }
 
   /** smtpd_milter_maps: the client address's milter list (DISABLE: none), else smtpd_milters. */
@@ -84,7 +86,7 @@ export class SmtpdMilters {
   }
 
   private macros(ctx: MilterContext): MacroSource {
-    return macroSource(this.config, ctx, this.macroDefaults);
+    return macroSource(this.p, ctx, this.macroDefaults);
   }
 
   /** "550 5.7.1 text" (or multi-line) → the client's reply, logging milter-reject. */
@@ -135,7 +137,7 @@ export class SmtpdMilters {
     try {
       // Parsed once per list, not per session (the configuration does not change under a running smtpd).
       if (!settings) {
-        settings = milterSettings(this.config, list, (w) => this.log.warn(w));
+        settings = milterSettings(this.p, list, (w) => this.log.warn(w));
         if (this.settingsCache.size < 100) this.settingsCache.set(list, settings);
       }
     } catch (err) {
