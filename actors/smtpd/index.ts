@@ -64,8 +64,9 @@ const log = maillog('smtpd');
  * the sets its helpers declare beside themselves (limits, bare newlines, the chat, milters, the
  * session budget, SNI, anvil, the restrictions with resolving, SASL and TLS, the XCLIENT and
  * XFORWARD hosts, the flush client, the probe sender, the milter settings and macros). Still
- * read from the configuration by name: the restriction lists and classes (src/smtpd/policy.ts)
- * and postscreen's (another service's, in front of smtpd).
+ * read from the configuration by name: the restriction classes, whose names are the
+ * configuration's own (src/smtpd/policy.ts), and postscreen's (another service's, in front of
+ * smtpd).
  */
 const SMTPD_PARAMS = {
   ...LIMIT_PARAMS,

@@ -51,7 +51,19 @@ export interface PolicyLogger { info(text: string): void; warn(text: string): vo
 
 interface Item { name: string; run: Restriction | 'warn_if_reject' }
 
-const LISTS: [Stage, string][] = [
+/** The restriction lists, declared with the rest of the restrictions' parameters (POLICY_PARAMS). */
+const LIST_PARAMS = {
+  'smtpd_client_restrictions': 'list',
+  'smtpd_helo_restrictions': 'list',
+  'smtpd_sender_restrictions': 'list',
+  'smtpd_relay_restrictions': 'list',
+  'smtpd_recipient_restrictions': 'list',
+  'smtpd_data_restrictions': 'list',
+  'smtpd_end_of_data_restrictions': 'list',
+  'smtpd_etrn_restrictions': 'list',
+} as const;
+
+const LISTS: [Stage, keyof typeof LIST_PARAMS][] = [
   ['client', 'smtpd_client_restrictions'],
   ['helo', 'smtpd_helo_restrictions'],
   ['sender', 'smtpd_sender_restrictions'],
@@ -64,13 +76,14 @@ const LISTS: [Stage, string][] = [
 
 /**
  * What the restrictions read by name (smtpd declares these with its own: actors/smtpd/index.ts).
- * The restriction lists (LISTS) and the smtpd_restriction_classes, whose names are the
- * configuration's own, stay read by their names. Resolving's (src/rewrite/resolve.ts, which
+ * The restriction classes (smtpd_restriction_classes), whose names are the configuration's own,
+ * stay read by their names. Resolving's (src/rewrite/resolve.ts, which
  * trivial-rewrite declares too) and SASL's (with TLS's, which it asks) are spread in.
  */
 export const POLICY_PARAMS = {
   ...SASL_PARAMS,
   ...RESOLVE_PARAMS,
+  ...LIST_PARAMS,
   'mynetworks': 'str',
   'mynetworks_style': 'str',
   'mydestination': 'list',
@@ -333,7 +346,7 @@ export class SmtpdPolicy {
     let guarded = false;
     let explicitUnlisted = false;
     for (const [stage, param] of LISTS) {
-      const tokens = config.getList(param);
+      const tokens = p[param];
       if (stage === 'relay' || stage === 'recipient') {
         if (tokens.some((t) => RELAY_GUARDS.has(t))) guarded = true;
         if (tokens.includes('reject_unlisted_recipient')) explicitUnlisted = true;
