@@ -170,6 +170,10 @@ test('declared parameters: an unknown name or a wrong type is an error naming th
   assert.deepEqual(readParams(config, { delay_warning_time: 'time', mail_name: 'str' }, 'x'), { delay_warning_time: 10800, mail_name: 'Postactor' });
   assert.throws(() => readParams(config, { no_such_parameter: 'str' }, 'x'), /^Error: x: declares parameter no_such_parameter, which is not a known parameter$/);
   assert.throws(() => readParams(config, { delay_warning_time: 'bool' }, 'x'), /^Error: x: declares parameter delay_warning_time as bool, but it is of type time$/);
+  // raw: as written, or the default, without $name expansion ($home is local(8)'s, not main.cf's).
+  assert.deepEqual(readParams(config, { forward_path: 'raw', luser_relay: 'raw' }, 'x'), { forward_path: '$home/.forward${recipient_delimiter}${extension}, $home/.forward', luser_relay: '' });
+  assert.deepEqual(readParams(buildConfig(null, 'luser_relay = $user@other.example\n', ''), { luser_relay: 'raw' }, 'x'), { luser_relay: '$user@other.example' });
+  assert.throws(() => readParams(config, { mail_name: 'raw' }, 'x'), /^Error: x: declares parameter mail_name as raw, but it is of type str$/);
 });
 
 test('a wrong-typed value of a declared parameter stops start-up naming it (main.cf:LINE, master.cf:LINE), and a service thread given one names the service', { timeout: 120_000 }, async () => {
