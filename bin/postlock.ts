@@ -13,8 +13,9 @@
  */
 import { spawn } from 'node:child_process';
 import { constants as C, promises as fsp } from 'node:fs';
-import { dotLock, flockFd, lockSettings } from '../src/delivery/mailbox.js';
+import { dotLock, flockFd, LOCK_PARAMS, lockSettings } from '../src/delivery/mailbox.js';
 import { ConfigError, loadConfig, type Config } from '../src/config/index.js';
+import { readParams } from '../src/config/declared.js';
 import { getopt, UsageError } from '../src/queue/admin.js';
 import { manual } from '../src/cli/manual.js';
 
@@ -58,12 +59,8 @@ async function main(): Promise<void> {
     throw err;
   }
   // -l overrides mailbox_delivery_lock.
-  const source = style === undefined ? config : {
-    getList: (n: string) => (n === 'mailbox_delivery_lock' ? style!.split(/[\s,]+/).filter(Boolean) : config.getList(n)),
-    getInt: (n: string) => config.getInt(n),
-    getTime: (n: string) => config.getTime(n),
-  };
-  const { locks, error } = lockSettings(source, 'mailbox_delivery_lock');
+  const methods = style === undefined ? config.getList('mailbox_delivery_lock') : style.split(/[\s,]+/).filter(Boolean);
+  const { locks, error } = lockSettings(methods, readParams(config, LOCK_PARAMS, 'postlock'), 'mailbox_delivery_lock');
   if (error) fatal(style === undefined ? error : `unknown mailbox_delivery_lock value "${error.replace(/^.*"(.*)"$/, '$1')}" in "${style}"`);
 
   let lockFile: string | null = null;

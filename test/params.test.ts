@@ -43,8 +43,6 @@ function sources(): { file: string; text: string }[] {
 
 // Names the code reads through a computed name rather than a literal one.
 const COMPUTED_READS: Record<string, string> = {
-  mailbox_transport_maps: 'actors/local/delegate.ts reads `${param}_maps`',
-  fallback_transport_maps: 'actors/local/delegate.ts reads `${param}_maps`',
   alternate_config_directories: 'src/config/locate.ts reads the system main.cf for set-id callers',
   multi_instance_directories: 'src/config/locate.ts reads the system main.cf for set-id callers',
   postscreen_blacklist_action: 'Postfix\'s legacy name, read by the default of postscreen_denylist_action',

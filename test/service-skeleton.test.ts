@@ -13,6 +13,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { MessageChannel, Worker } from 'node:worker_threads';
 import { test } from 'node:test';
 
 import { buildConfig } from '../src/config/load.js';
@@ -169,6 +170,10 @@ test('declared parameters: an unknown name or a wrong type is an error naming th
   assert.deepEqual(readParams(config, { delay_warning_time: 'time', mail_name: 'str' }, 'x'), { delay_warning_time: 10800, mail_name: 'Postactor' });
   assert.throws(() => readParams(config, { no_such_parameter: 'str' }, 'x'), /^Error: x: declares parameter no_such_parameter, which is not a known parameter$/);
   assert.throws(() => readParams(config, { delay_warning_time: 'bool' }, 'x'), /^Error: x: declares parameter delay_warning_time as bool, but it is of type time$/);
+  // raw: as written, or the default, without $name expansion ($home is local(8)'s, not main.cf's).
+  assert.deepEqual(readParams(config, { forward_path: 'raw', luser_relay: 'raw' }, 'x'), { forward_path: '$home/.forward${recipient_delimiter}${extension}, $home/.forward', luser_relay: '' });
+  assert.deepEqual(readParams(buildConfig(null, 'luser_relay = $user@other.example\n', ''), { luser_relay: 'raw' }, 'x'), { luser_relay: '$user@other.example' });
+  assert.throws(() => readParams(config, { mail_name: 'raw' }, 'x'), /^Error: x: declares parameter mail_name as raw, but it is of type str$/);
 });
 
 test('a wrong-typed value of a declared parameter stops start-up naming it (main.cf:LINE, master.cf:LINE), and a service thread given one names the service', { timeout: 120_000 }, async () => {
@@ -179,6 +184,13 @@ test('a wrong-typed value of a declared parameter stops start-up naming it (main
     { main: 'smtp_connect_timeout = banana\n', master: '', want: (d: string) => `${d}/main.cf:2: bad time parameter value: smtp_connect_timeout = banana` },
     { main: '', master: 'lmtp unix - - n - 2 lmtp -o lmtp_lhlo_timeout=banana\n', want: (d: string) => `${d}/master.cf:7: bad time parameter value: lmtp_lhlo_timeout = banana` },
     { main: 'swap_bangpath = maybe\n', master: '', want: (d: string) => `${d}/main.cf:2: bad boolean parameter value: swap_bangpath = maybe` },
+    // cleanup, qmgr (its own and a per-transport limit, read by its computed name), local, virtual, smtpd.
+    { main: 'header_size_limit = 1.5\n', master: '', want: (d: string) => `${d}/main.cf:2: bad numerical parameter value: header_size_limit = 1.5` },
+    { main: 'qmgr_message_active_limit = 1.5\n', master: '', want: (d: string) => `${d}/main.cf:2: bad numerical parameter value: qmgr_message_active_limit = 1.5` },
+    { main: 'local_destination_recipient_limit = -x\n', master: '', want: (d: string) => `${d}/main.cf:2: bad numerical parameter value: local_destination_recipient_limit = -x` },
+    { main: 'deliver_lock_delay = banana\n', master: '', want: (d: string) => `${d}/main.cf:2: bad time parameter value: deliver_lock_delay = banana` },
+    { main: '', master: 'virtual unix - n n - - virtual -o virtual_minimum_uid=x\n', want: (d: string) => `${d}/master.cf:7: bad numerical parameter value: virtual_minimum_uid = x` },
+    { main: 'smtpd_timeout = banana\n', master: '', want: (d: string) => `${d}/main.cf:2: bad time parameter value: smtpd_timeout = banana` },
   ];
   for (const c of cases) {
     const dir = tempDir({ 'main.cf': `queue_directory = queue\n${c.main}`, 'master.cf': defaultMasterCf(port) + c.master });
@@ -201,6 +213,11 @@ test('a wrong-typed value of a declared parameter stops start-up naming it (main
     { service: 'lmtp', file: 'dist/actors/lmtp/index.js', name: 'lmtp_tls_session_cache_timeout', value: 'banana', what: 'time' },
     { service: 'rewrite', file: 'dist/actors/trivial-rewrite/index.js', name: 'swap_bangpath', value: 'maybe', what: 'boolean' },
     { service: 'pipe', file: 'dist/actors/pipe/index.js', name: 'command_time_limit', value: 'banana', what: 'time' },
+    { service: 'cleanup', file: 'dist/actors/cleanup/index.js', name: 'header_size_limit', value: '1.5', what: 'numerical' },
+    { service: 'cleanup', file: 'dist/actors/cleanup/index.js', name: 'in_flow_delay', value: 'banana', what: 'time' },
+    { service: 'local', file: 'dist/actors/local/index.js', name: 'deliver_lock_delay', value: 'banana', what: 'time' },
+    { service: 'local', file: 'dist/actors/local/index.js', name: 'ipc_timeout', value: 'banana', what: 'time' },
+    { service: 'virtual', file: 'dist/actors/virtual/index.js', name: 'virtual_minimum_uid', value: '-x', what: 'numerical' },
   ];
   for (const t of threads) {
     const config = configFromJSON({
@@ -220,6 +237,37 @@ test('a wrong-typed value of a declared parameter stops start-up naming it (main
     } finally {
       await pool.close();
     }
+  }
+});
+
+test('a worker service given a wrong-typed value of a declared parameter ends its start with a fatal naming the service, file:line and parameter (qmgr, smtpd)', { timeout: 60_000 }, async () => {
+  // As master starts it: the entry module in a worker thread, its data port handed over.
+  const dir = tempDir();
+  const threads = [
+    { service: 'qmgr', file: 'dist/actors/qmgr/index.js', name: 'qmgr_message_active_limit', value: '1.5', what: 'numerical' },
+    { service: 'smtpd', file: 'dist/actors/smtpd/index.js', name: 'smtpd_timeout', value: 'banana', what: 'time' },
+    { service: 'smtpd', file: 'dist/actors/smtpd/index.js', name: 'smtpd_history_flush_threshold', value: '-x', what: 'numerical' },
+  ];
+  for (const t of threads) {
+    const maillog = join(dir, `maillog-${t.service}`);
+    const config = configFromJSON({
+      configDirectory: dir, services: [],
+      params: { queue_directory: join(dir, 'queue'), maillog_file: maillog, [t.name]: t.value },
+      origins: { [t.name]: { file: join(dir, 'main.cf'), line: 3 } },
+    });
+    const worker = new Worker(new URL(url(t.file)), {
+      workerData: { service: t.service, thread: t.service, index: 0, config: config.toJSON(), instance: `bad-${t.service}` },
+      stdout: true, stderr: true,
+    });
+    const { port2 } = new MessageChannel();
+    worker.postMessage({ type: 'postactor:port', port: port2 }, [port2]);
+    const timer = setTimeout(() => void worker.terminate(), 20_000);
+    const code = await new Promise<number>((resolve) => worker.once('exit', resolve));
+    clearTimeout(timer);
+    assert.equal(code, 1, `${t.service}: the thread did not end its start (exit ${code})`);
+    const log = readFileSync(maillog, 'utf8');
+    assert.ok(log.includes(`fatal: ${t.service}: ${join(dir, 'main.cf')}:3: bad ${t.what} parameter value: ${t.name} = ${t.value}`), `${t.service}: ${log}`);
+    assert.doesNotMatch(log, / {4}at /, `${t.service}: no stack trace`);
   }
 });
 

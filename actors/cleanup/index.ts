@@ -28,7 +28,7 @@ import meta from './meta.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 import type { HeaderScan } from './headers.js';
 import { MappingFailure } from './mappings.js';
-import { cleanupSettings, type CleanupSettings, type Tables } from './settings.js';
+import { CLEANUP_PARAMS, cleanupSettings, type CleanupSettings, type Tables } from './settings.js';
 import { newVerdict, WRITE_ERROR } from './state.js';
 import { bccAddress, dsnOriginals, keepOriginals, localSubmission, outRecipients, rewriteEnvelope } from './envelope.js';
 import { utf8Addresses } from './smtputf8.js';
@@ -50,21 +50,24 @@ interface State extends CleanupSettings {
 
 let state: State | null = null;
 
-function init(ctx: ServiceContext): State {
-  const { config, data } = ctx;
+/** What cleanup reads, once per thread with the registry's types (settings.ts, and in_flow_delay here). */
+const PARAMS = { ...CLEANUP_PARAMS, 'in_flow_delay': 'time' } as const;
+
+function init(ctx: ServiceContext<typeof PARAMS>): State {
+  const { config, data, params: p } = ctx;
   return {
     config,
     store: ctx.store,
     instance: data.instance,
-    inFlowDelay: config.getTime('in_flow_delay') * 1000,
+    inFlowDelay: p.in_flow_delay * 1000,
     flow: flowOf(data),
-    ...cleanupSettings(config),
+    ...cleanupSettings(config, p),
   };
 }
 
 export default defineService({
   ...meta,
-  params: {},
+  params: PARAMS,
   setup: (ctx) => (state = init(ctx)),
   handle: (_s, incoming: CleanupRequest) => cleanup(incoming),
 });

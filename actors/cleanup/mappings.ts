@@ -12,6 +12,7 @@
 import { lookupAddress, openTable, type AddressLookupOptions, type LookupTable, splitExtension } from '../../src/maps/index.js';
 import { DomainList } from '../../src/address/domain.js';
 import type { Config } from '../../src/config/index.js';
+import { valuesOf, type Params } from '../../src/config/declared.js';
 
 /** A map list ("type:a, type:b"): the first table with an answer wins. */
 export class MapList {
@@ -108,31 +109,61 @@ export function splitTableList(value: string): string[] {
   return out;
 }
 
-/** Builds the tables of the mapping parameters. Throws TableError for a broken table. */
-export function loadMappings(config: Config, configDirectory?: string): Mappings {
-  const delim = config.get('recipient_delimiter');
-  const local = new DomainList([...config.getList('mydestination'), config.get('myorigin')], false);
-  const propagate = new Set(config.getList('propagate_unmatched_extensions'));
-  const base: AddressLookupOptions = { recipientDelimiter: delim, localDomain: (d) => local.has(d), ownerRequestSpecial: config.getBool('owner_request_special') };
-  const maps = (name: string, propagateClass: string | null) => new MapList(name, splitTableList(config.get(name)).map((spec) => openTable(spec, configDirectory ? { configDirectory } : {})), { ...base, propagate: propagateClass !== null && propagate.has(propagateClass) });
+/** The parameters of the address mappings, read once with cleanup's (settings.ts CLEANUP_PARAMS). */
+export const MAPPING_PARAMS = {
+  'recipient_delimiter': 'str',
+  'mydestination': 'list',
+  'myorigin': 'str',
+  'propagate_unmatched_extensions': 'list',
+  'owner_request_special': 'bool',
+  'sender_canonical_maps': 'str',
+  'recipient_canonical_maps': 'str',
+  'canonical_maps': 'str',
+  'canonical_classes': 'list',
+  'sender_canonical_classes': 'list',
+  'recipient_canonical_classes': 'list',
+  'masquerade_domains': 'list',
+  'masquerade_classes': 'list',
+  'masquerade_exceptions': 'list',
+  'always_bcc': 'str',
+  'sender_bcc_maps': 'str',
+  'recipient_bcc_maps': 'str',
+  'virtual_alias_maps': 'str',
+  'virtual_alias_recursion_limit': 'int',
+  'virtual_alias_expansion_limit': 'int',
+  'duplicate_filter_limit': 'int',
+  'enable_original_recipient': 'bool',
+} as const;
+
+/**
+ * Builds the tables of the mapping parameters, from the values cleanup read (or read here from
+ * a configuration: tests). Throws TableError for a broken table.
+ */
+export function loadMappings(from: Config | Params<typeof MAPPING_PARAMS>, configDirectory?: string): Mappings {
+  const p = valuesOf(from, MAPPING_PARAMS, 'cleanup');
+  const delim = p.recipient_delimiter;
+  const local = new DomainList([...p.mydestination, p.myorigin], false);
+  const propagate = new Set(p.propagate_unmatched_extensions);
+  const base: AddressLookupOptions = { recipientDelimiter: delim, localDomain: (d) => local.has(d), ownerRequestSpecial: p.owner_request_special };
+  const maps = (name: keyof typeof MAPPING_PARAMS & `${string}_maps`, propagateClass: string | null) => new MapList(name, splitTableList(p[name]).map((spec) => openTable(spec, configDirectory ? { configDirectory } : {})), { ...base, propagate: propagateClass !== null && propagate.has(propagateClass) });
   return {
     senderCanonical: maps('sender_canonical_maps', 'canonical'),
     recipientCanonical: maps('recipient_canonical_maps', 'canonical'),
     canonical: maps('canonical_maps', 'canonical'),
-    canonicalClasses: new Set(config.getList('canonical_classes')),
-    senderCanonicalClasses: new Set(config.getList('sender_canonical_classes')),
-    recipientCanonicalClasses: new Set(config.getList('recipient_canonical_classes')),
-    masqueradeDomains: config.getList('masquerade_domains'),
-    masqueradeClasses: new Set(config.getList('masquerade_classes')),
-    masqueradeExceptions: new Set(config.getList('masquerade_exceptions').map((s) => s.toLowerCase())),
-    alwaysBcc: config.get('always_bcc').trim(),
+    canonicalClasses: new Set(p.canonical_classes),
+    senderCanonicalClasses: new Set(p.sender_canonical_classes),
+    recipientCanonicalClasses: new Set(p.recipient_canonical_classes),
+    masqueradeDomains: p.masquerade_domains,
+    masqueradeClasses: new Set(p.masquerade_classes),
+    masqueradeExceptions: new Set(p.masquerade_exceptions.map((s) => s.toLowerCase())),
+    alwaysBcc: p.always_bcc.trim(),
     senderBcc: maps('sender_bcc_maps', null),
     recipientBcc: maps('recipient_bcc_maps', null),
     virtualAlias: maps('virtual_alias_maps', 'virtual'),
-    recursionLimit: config.getInt('virtual_alias_recursion_limit'),
-    expansionLimit: config.getInt('virtual_alias_expansion_limit'),
-    duplicateFilterLimit: config.getInt('duplicate_filter_limit'),
-    enableOriginalRecipient: config.getBool('enable_original_recipient'),
+    recursionLimit: p.virtual_alias_recursion_limit,
+    expansionLimit: p.virtual_alias_expansion_limit,
+    duplicateFilterLimit: p.duplicate_filter_limit,
+    enableOriginalRecipient: p.enable_original_recipient,
   };
 }
 

@@ -12,7 +12,7 @@
  * milterInspect() (the local submission through the milters) and milterHeaderChecks()
  * (milter_header_checks on the header fields milters produced).
  */
-import type { Config } from '../../src/config/index.js';
+import type { Params } from '../../src/config/declared.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 import { applyAction } from './act.js';
@@ -20,8 +20,8 @@ import { checkInput, checkTables, logForm, parseAction } from './checks.js';
 import type { CleanupSettings, Tables } from './settings.js';
 import type { Failure, Verdict as CheckVerdict } from './state.js';
 import { editRecipients, filterContent, type DsnRecipient } from '../../src/milter/content.js';
-import { macroSource, parseMacroDefaults, type MilterContext } from '../../src/milter/macros.js';
-import { Milters, milterSettings, type Verdict } from '../../src/milter/milters.js';
+import { MACRO_SOURCE_PARAMS, macroSource, parseMacroDefaults, type MilterContext } from '../../src/milter/macros.js';
+import { MILTER_PARAMS, Milters, milterSettings, type Verdict } from '../../src/milter/milters.js';
 
 /** What the milters decided for one local submission. */
 export type CleanupMilterResult =
@@ -39,33 +39,47 @@ export interface LocalMessage {
   envId?: string;
 }
 
+/**
+ * What the local submissions' milters read, with cleanup's parameters (settings.ts): the milter
+ * settings' and macros' sets (src/milter, which smtpd shares) among them.
+ */
+export const CLEANUP_MILTER_PARAMS = {
+  ...MILTER_PARAMS,
+  ...MACRO_SOURCE_PARAMS,
+  'non_smtpd_milters': 'str',
+  'milter_macro_defaults': 'str',
+  'receive_override_options': 'list',
+  'inet_protocols': 'list',
+} as const;
+
 export class CleanupMilters {
   private readonly macroDefaults: Map<string, string>;
+  /** Postfix: "localhost", 127.0.0.1 (or ::1 when inet_protocols lists IPv6 first), port unknown. */
+  private readonly ipv6First: boolean;
 
-  private constructor(private readonly config: Config, private readonly list: string, private readonly log: Logger) {
-    this.macroDefaults = parseMacroDefaults(config.get('milter_macro_defaults'), (w) => log.warn(w));
+  private constructor(private readonly p: Params<typeof CLEANUP_MILTER_PARAMS>, private readonly list: string, private readonly log: Logger) {
+    this.macroDefaults = parseMacroDefaults(p.milter_macro_defaults, (w) => log.warn(w));
+    this.ipv6First = p.inet_protocols[0] === 'ipv6';
   }
 
   /** The non_smtpd_milters, or null when there are none (or receive_override_options has no_milters). */
-  static from(config: Config, log: Logger): CleanupMilters | null {
-    const list = config.get('non_smtpd_milters').trim();
-    if (!list || config.getList('receive_override_options').includes('no_milters')) return null;
-    milterSettings(config, list, () => undefined); // a bad list stops start-up here
-    return new CleanupMilters(config, list, log);
+  static from(p: Params<typeof CLEANUP_MILTER_PARAMS>, log: Logger): CleanupMilters | null {
+    const list = p.non_smtpd_milters.trim();
+    if (!list || p.receive_override_options.includes('no_milters')) return null;
+    milterSettings(p, list, () => undefined); // a bad list stops start-up here
+    return new CleanupMilters(p, list, log);
   }
 
   async inspect(msg: LocalMessage): Promise<CleanupMilterResult> {
     const warn = (w: string) => this.log.warn(w);
-    const milters = new Milters(milterSettings(this.config, this.list, warn));
-    // Postfix: "localhost", 127.0.0.1 (or ::1 when inet_protocols lists IPv6 first), port unknown.
-    const ipv6First = this.config.getList('inet_protocols')[0] === 'ipv6';
-    const addr = ipv6First ? '::1' : '127.0.0.1';
+    const milters = new Milters(milterSettings(this.p, this.list, warn));
+    const addr = this.ipv6First ? '::1' : '127.0.0.1';
     const ctx: MilterContext = {
       client: { name: 'localhost', addr, port: 0 }, localAddr: addr, localPort: 0, noPorts: true,
       helo: 'localhost', protocol: 'ESMTP', sender: null, recipient: null,
       recipients: msg.recipients.map((r) => r.address), queueId: msg.queueId,
     };
-    const macros = () => macroSource(this.config, ctx, this.macroDefaults);
+    const macros = () => macroSource(this.p, ctx, this.macroDefaults);
     const stage = (event: string, v: Verdict): CleanupMilterResult | 'hold' | null => {
       if (v === null || v === 'skip') return null;
       if (v === 'H') { this.logAction(ctx, 'milter-hold', event, 'milter triggers HOLD action'); return 'hold'; }

@@ -4,11 +4,12 @@
  * configuration only, so the stages can be given it in a test as the worker gives it to them.
  */
 import type { Config } from '../../src/config/index.js';
+import { readParams, type Params } from '../../src/config/declared.js';
 import { maillog } from '../../src/log/maillog.js';
 import { openTable, type LookupTable } from '../../src/maps/index.js';
 import { buildNetworks, type NetworkList } from '../../src/net/networks.js';
-import { splitTableList, loadMappings, MapList, type Mappings } from './mappings.js';
-import { CleanupMilters } from './milter.js';
+import { splitTableList, loadMappings, MapList, MAPPING_PARAMS, type Mappings } from './mappings.js';
+import { CleanupMilters, CLEANUP_MILTER_PARAMS } from './milter.js';
 import { smtputf8Settings, type Smtputf8Settings } from './smtputf8.js';
 import type { MimeLimits } from './mime.js';
 
@@ -60,38 +61,76 @@ export interface Tables {
   headerMapping: boolean;
 }
 
-/** The settings of main.cf's cleanup parameters; warnings about them are logged here. */
-export function cleanupSettings(config: Config): CleanupSettings {
-  return {
-    myhostname: config.get('myhostname'),
-    mailName: config.get('mail_name'),
-    hopLimit: config.getInt('hopcount_limit'),
-    replaceStrayCr: config.getBool('cleanup_replace_stray_cr_lf'),
+/**
+ * What cleanup reads, once per thread with the registry's types (the worker declares these; the
+ * address mappings' and the milters' own sets are spread in, receive_override_options with the
+ * milters').
+ */
+export const CLEANUP_PARAMS = {
+  ...MAPPING_PARAMS,
+  ...CLEANUP_MILTER_PARAMS,
+  'myhostname': 'str',
+  'mail_name': 'str',
+  'hopcount_limit': 'int',
+  'cleanup_replace_stray_cr_lf': 'bool',
+  'always_add_missing_headers': 'bool',
+  'append_at_myorigin': 'bool',
+  'empty_address_recipient': 'str',
+  'remote_header_rewrite_domain': 'str',
+  'header_size_limit': 'int',
+  'body_checks_size_limit': 'int',
+  'disable_mime_input_processing': 'bool',
+  'mime_nesting_limit': 'int',
+  'mime_boundary_length_limit': 'int',
+  'smtputf8_enable': 'bool',
+  'smtputf8_autodetect_classes': 'list',
+  'config_directory': 'str',
+  'header_checks': 'str',
+  'body_checks': 'str',
+  'mime_header_checks': 'str',
+  'nested_header_checks': 'str',
+  'milter_header_checks': 'str',
+  'local_header_rewrite_clients': 'list',
+  'mynetworks': 'str',
+  'mynetworks_style': 'str',
+} as const;
+export type CleanupParams = Params<typeof CLEANUP_PARAMS>;
 
-    alwaysAdd: config.getBool('always_add_missing_headers'),
-    rewriteClients: rewriteClientMatcher(config),
-    myorigin: config.get('myorigin'),
-    appendAtMyorigin: config.getBool('append_at_myorigin'),
-    emptyAddressRecipient: config.get('empty_address_recipient'),
+/**
+ * The settings of main.cf's cleanup parameters, from the values the worker read (a test gives
+ * only the configuration: they are read here then); warnings about them are logged here.
+ */
+export function cleanupSettings(config: Config, p: CleanupParams = readParams(config, CLEANUP_PARAMS, 'cleanup')): CleanupSettings {
+  return {
+    myhostname: p.myhostname,
+    mailName: p.mail_name,
+    hopLimit: p.hopcount_limit,
+    replaceStrayCr: p.cleanup_replace_stray_cr_lf,
+
+    alwaysAdd: p.always_add_missing_headers,
+    rewriteClients: rewriteClientMatcher(p),
+    myorigin: p.myorigin,
+    appendAtMyorigin: p.append_at_myorigin,
+    emptyAddressRecipient: p.empty_address_recipient,
     // Postfix >= 2.8: empty by default (no "To: undisclosed-recipients:;" is added).
     undisclosedRecipientsHeader: config.raw('undisclosed_recipients_header') ?? '',
-    tables: loadTables(config),
-    ...receiveOverrides(config),
-    remoteHeaderRewriteDomain: config.get('remote_header_rewrite_domain').trim(),
-    headerSizeLimit: config.getInt('header_size_limit'),
-    bodyChecksSizeLimit: config.getInt('body_checks_size_limit'),
-    disableMime: config.getBool('disable_mime_input_processing'),
-    mimeLimits: { nesting: config.getInt('mime_nesting_limit'), boundaryLength: config.getInt('mime_boundary_length_limit') },
-    smtputf8: smtputf8Settings(config.getBool('smtputf8_enable'), config.getList('smtputf8_autodetect_classes'), (t) => log.warn(t)),
-    milters: CleanupMilters.from(config, log),
+    tables: loadTables(p),
+    ...receiveOverrides(p),
+    remoteHeaderRewriteDomain: p.remote_header_rewrite_domain.trim(),
+    headerSizeLimit: p.header_size_limit,
+    bodyChecksSizeLimit: p.body_checks_size_limit,
+    disableMime: p.disable_mime_input_processing,
+    mimeLimits: { nesting: p.mime_nesting_limit, boundaryLength: p.mime_boundary_length_limit },
+    smtputf8: smtputf8Settings(p.smtputf8_enable, p.smtputf8_autodetect_classes, (t) => log.warn(t)),
+    milters: CleanupMilters.from(p, log),
   };
 }
 
-function loadTables(config: Config): Tables | { broken: string } {
+function loadTables(p: CleanupParams): Tables | { broken: string } {
   try {
-    const dir = config.get('config_directory') || undefined;
-    const open = (name: string) => splitTableList(config.get(name)).map((spec) => openTable(spec, dir ? { configDirectory: dir } : {}));
-    const mappings = loadMappings(config, dir);
+    const dir = p.config_directory || undefined;
+    const open = (name: 'header_checks' | 'body_checks' | 'mime_header_checks' | 'nested_header_checks' | 'milter_header_checks') => splitTableList(p[name]).map((spec) => openTable(spec, dir ? { configDirectory: dir } : {}));
+    const mappings = loadMappings(p, dir);
     const headerClass = (maps: MapList, classes: ReadonlySet<string>) => !maps.empty && (classes.has('header_sender') || classes.has('header_recipient'));
     const headerMapping = headerClass(mappings.senderCanonical, mappings.senderCanonicalClasses)
       || headerClass(mappings.recipientCanonical, mappings.recipientCanonicalClasses)
@@ -109,8 +148,8 @@ function loadTables(config: Config): Tables | { broken: string } {
 }
 
 /** receive_override_options: the options Postactor honours; others fail loudly (logged, not ignored silently). */
-function receiveOverrides(config: Config): { noAddressMappings: boolean; noHeaderBodyChecks: boolean } {
-  const opts = new Set(config.getList('receive_override_options'));
+function receiveOverrides(p: CleanupParams): { noAddressMappings: boolean; noHeaderBodyChecks: boolean } {
+  const opts = new Set(p.receive_override_options);
   for (const o of opts) {
     if (o !== 'no_address_mappings' && o !== 'no_header_body_checks' && o !== 'no_unknown_recipient_checks' && o !== 'no_milters') {
       log.warn(`receive_override_options: not supported: "${o}"`);
@@ -120,15 +159,15 @@ function receiveOverrides(config: Config): { noAddressMappings: boolean; noHeade
 }
 
 /** local_header_rewrite_clients: permit_inet_interfaces, permit_mynetworks, permit (issue 3 adds tables). */
-function rewriteClientMatcher(config: Config): (client: { addr: string; saslUsername?: string }) => boolean {
+function rewriteClientMatcher(p: CleanupParams): (client: { addr: string; saslUsername?: string }) => boolean {
   const tests: ((addr: string, saslUsername: string | undefined) => boolean)[] = [];
-  for (const item of config.getList('local_header_rewrite_clients')) {
+  for (const item of p.local_header_rewrite_clients) {
     if (item === 'permit') tests.push(() => true);
     else if (item === 'permit_inet_interfaces') {
       const own: NetworkList = buildNetworks('', 'host').networks;
       tests.push((a) => own.has(a));
     } else if (item === 'permit_mynetworks') {
-      const nets = buildNetworks(config.get('mynetworks'), config.get('mynetworks_style')).networks;
+      const nets = buildNetworks(p.mynetworks, p.mynetworks_style).networks;
       tests.push((a) => nets.has(a));
     } else if (item === 'permit_sasl_authenticated') {
       tests.push((_a, user) => user !== undefined);

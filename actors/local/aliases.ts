@@ -27,7 +27,9 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { openTable, splitExtension, TableError, type LookupTable } from '../../src/maps/index.js';
 import type { DeliveryRequest, RecipientOutcome } from '../protocol.js';
+import type { Params } from '../../src/config/declared.js';
 import type { AgentContext } from '../../src/delivery/agent.js';
+import type { ALIAS_PARAMS } from './params.js';
 import { mailCopy } from '../../src/delivery/copy.js';
 import { runCommand } from '../../src/delivery/command.js';
 import { appendMbox, MailboxError } from '../../src/delivery/mailbox.js';
@@ -67,15 +69,14 @@ export class AliasExpander {
   private readonly commandsFrom: Set<string>;
   private readonly filesFrom: Set<string>;
 
-  constructor(private readonly ctx: AgentContext) {
-    const c = ctx.config;
-    this.localDomains = new Set(c.getList('mydestination').map((d) => d.toLowerCase()));
-    this.commandsFrom = new Set(c.getList('allow_mail_to_commands').map((d) => d.toLowerCase()));
-    this.filesFrom = new Set(c.getList('allow_mail_to_files').map((d) => d.toLowerCase()));
+  constructor(private readonly ctx: AgentContext, private readonly p: Params<typeof ALIAS_PARAMS>) {
+    this.localDomains = new Set(p.mydestination.map((d) => d.toLowerCase()));
+    this.commandsFrom = new Set(p.allow_mail_to_commands.map((d) => d.toLowerCase()));
+    this.filesFrom = new Set(p.allow_mail_to_files.map((d) => d.toLowerCase()));
   }
 
   private open(): LookupTable[] {
-    this.tables ??= this.ctx.config.getList('alias_maps').map((spec) => openTable(spec, { builder: 'postalias' }));
+    this.tables ??= this.p.alias_maps.map((spec) => openTable(spec, { builder: 'postalias' }));
     return this.tables;
   }
 
@@ -98,7 +99,7 @@ export class AliasExpander {
         const split = splitExtension(localpart, delimiter);
         for (const name of split ? [localpart, split.user] : [localpart]) {
           if ((await this.lookup(name)) === null) continue;
-          if ((await this.lookup(`owner-${name}`)) !== null) sender = `owner-${name}@${this.ctx.config.get('myorigin')}`;
+          if ((await this.lookup(`owner-${name}`)) !== null) sender = `owner-${name}@${this.p.myorigin}`;
           break;
         }
       }
@@ -181,7 +182,7 @@ export class AliasExpander {
   /** Delivers to a |command or /file target. */
   async deliverSpecial(t: Target, req: DeliveryRequest, content: Uint8Array, address: string, orcpt: string, owner: Passwd | null = null): Promise<Result> {
     const root = process.getuid?.() === 0;
-    const privsName = this.ctx.config.get('default_privs');
+    const privsName = this.p.default_privs;
     // A .forward's owner, except root (Postfix runs root's commands and files as default_privs).
     const pw = !root ? null : owner && owner.uid !== 0 ? owner : getpwnam(privsName);
     if (root && !pw) return { status: 'deferred', dsn: '4.3.5', reason: `mail system configuration error: default_privs: unknown user ${privsName}` };
@@ -189,7 +190,7 @@ export class AliasExpander {
       const input = mailCopy(content, { flags: new Set(['F', 'R', 'O', 'D']), eol: '\n', sender: req.sender, originalRecipient: orcpt, deliveredTo: address, now: new Date() });
       const at = address.lastIndexOf('@');
       const r = await runCommand({
-        argv: ['/bin/sh', '-c', t.command], input, timeLimitMs: this.ctx.config.getTime('command_time_limit') * 1000, cwd: '/',
+        argv: ['/bin/sh', '-c', t.command], input, timeLimitMs: this.p.command_time_limit * 1000, cwd: '/',
         env: { PATH: '/usr/bin:/bin', SENDER: req.sender, RECIPIENT: address, LOCAL: at < 0 ? address : address.slice(0, at), DOMAIN: at < 0 ? '' : address.slice(at + 1), ...(pw ? { USER: pw.name, LOGNAME: pw.name, HOME: pw.home, SHELL: pw.shell } : {}) },
         ...(pw ? { uid: pw.uid, gid: pw.gid } : {}),
       });

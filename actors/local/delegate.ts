@@ -18,6 +18,8 @@
  */
 import { workerData } from 'node:worker_threads';
 import type { Config } from '../../src/config/index.js';
+import type { Params } from '../../src/config/declared.js';
+import type { DELEGATION_PARAMS } from './params.js';
 import { openTable, type LookupTable } from '../../src/maps/index.js';
 import { requestService } from '../../src/runtime/service-request.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
@@ -30,27 +32,30 @@ export type Failed = { status: 'deferred'; dsn: string; reason: string };
 export class Delegation {
   private tables: LookupTable[] | null = null;
   readonly transport: string;
-  readonly maps: string;
+  private readonly maps: string[];
+  private readonly ipcTimeoutMs: number;
 
   constructor(
     /** "mailbox_transport" or "fallback_transport". */
     readonly param: 'mailbox_transport' | 'fallback_transport',
     private readonly config: Config,
     private readonly log: Logger,
+    p: Params<typeof DELEGATION_PARAMS>,
   ) {
-    this.transport = config.get(param).trim();
-    this.maps = config.get(`${param}_maps`).trim();
+    this.transport = p[param].trim();
+    this.maps = p[`${param}_maps`];
+    this.ipcTimeoutMs = p.ipc_timeout * 1000;
   }
 
   get configured(): boolean {
-    return this.transport !== '' || this.maps !== '';
+    return this.transport !== '' || this.maps.length > 0;
   }
 
   /** The transport for user: its _maps entry, else the parameter; null when neither. Throws TableError. */
   private async find(user: string): Promise<string | null> {
-    if (this.maps) {
+    if (this.maps.length > 0) {
       const dir = this.config.configDirectory;
-      this.tables ??= this.config.getList(`${this.param}_maps`).map((spec) => openTable(spec, dir ? { configDirectory: dir } : {}));
+      this.tables ??= this.maps.map((spec) => openTable(spec, dir ? { configDirectory: dir } : {}));
       for (const t of this.tables) {
         const r = await t.lookup(user.toLowerCase());
         if (r.found) return r.value.trim();
@@ -90,7 +95,7 @@ export class Delegation {
     const request: DeliveryRequest = { ...req, transport, nexthop, recipients: [{ ...rcpt, address, original }] };
     let reply: DeliveryReply;
     try {
-      reply = await requestService<DeliveryReply>(data.instance, transport, request, this.config.getTime('ipc_timeout') * 1000);
+      reply = await requestService<DeliveryReply>(data.instance, transport, request, this.ipcTimeoutMs);
     } catch (e) {
       this.log.warn(`${req.queueId}: ${this.param} ${transport}: ${(e as Error).message}`);
       return { status: 'deferred', dsn: '4.3.0', reason: 'mail transport unavailable' };

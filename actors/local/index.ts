@@ -38,7 +38,7 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULTS, queueDirectory } from '../../src/config/index.js';
+import { queueDirectory } from '../../src/config/index.js';
 import { ensureMaildrop, writeSubmission } from '../../src/maildrop/spool.js';
 import { splitExtension } from '../../src/maps/index.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
@@ -51,7 +51,8 @@ import { Locker } from '../../src/delivery/locker.js';
 import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
 import { Delegation } from './delegate.js';
 import { AliasExpander, splitTargets, type Target } from './aliases.js';
-import { defineService } from '../../src/runtime/service.js';
+import { LOCAL_PARAMS } from './params.js';
+import { defineService, type Params } from '../../src/runtime/service.js';
 import meta from './meta.js';
 import { agentContent, corruptReply } from '../../src/delivery/content.js';
 
@@ -81,6 +82,7 @@ export function getpwnam(name: string, file = process.env['POSTACTOR_PASSWD_FILE
 
 interface State {
   ctx: AgentContext;
+  params: Params<typeof LOCAL_PARAMS>;
   root: boolean;
   spool: string;
   homeMailbox: string;
@@ -97,12 +99,12 @@ interface State {
   luserRelay: string;
 }
 
-function init(ctx: AgentContext): State {
-  const { config } = ctx;
-  setEnableOriginalRecipient(config.getBool('enable_original_recipient'));
+function init(ctx: AgentContext & { params: Params<typeof LOCAL_PARAMS> }): State {
+  const { params: p } = ctx;
+  setEnableOriginalRecipient(p.enable_original_recipient);
   // One delivery helper per agent thread from the start; more start when deliveries queue up.
   prestartAgentHelpers(() => (t: string) => ctx.log.warn(t));
-  const lockNames = config.getList('mailbox_delivery_lock').map((s) => s.toLowerCase());
+  const lockNames = p.mailbox_delivery_lock.map((s) => s.toLowerCase());
   const bad = lockNames.find((n) => !['fcntl', 'flock', 'dotlock'].includes(n));
   let unsupported: string | null = bad ? `mailbox_delivery_lock: unknown lock method "${bad}"` : null;
   if (lockNames.includes('fcntl') && !Locker.available()) ctx.log.info('mailbox_delivery_lock: fcntl locks need /usr/bin/perl; flock is used in their place');
@@ -111,29 +113,30 @@ function init(ctx: AgentContext): State {
     dotlock: lockNames.includes('dotlock'),
     flock: lockNames.includes('flock') || lockNames.includes('fcntl'),
     fcntl: lockNames.includes('fcntl'),
-    attempts: Math.max(1, config.getInt('deliver_lock_attempts')),
-    delayMs: config.getTime('deliver_lock_delay') * 1000,
-    staleMs: config.getTime('stale_lock_time') * 1000,
+    attempts: Math.max(1, p.deliver_lock_attempts),
+    delayMs: p.deliver_lock_delay * 1000,
+    staleMs: p.stale_lock_time * 1000,
   };
   return {
     ctx,
+    params: p,
     root: process.getuid?.() === 0,
-    spool: config.get('mail_spool_directory'),
-    homeMailbox: config.get('home_mailbox'),
+    spool: p.mail_spool_directory,
+    homeMailbox: p.home_mailbox,
     locks,
-    sizeLimit: config.getInt('mailbox_size_limit'),
-    delimiter: config.get('recipient_delimiter'),
+    sizeLimit: p.mailbox_size_limit,
+    delimiter: p.recipient_delimiter,
     unsupported,
-    mailboxTransport: new Delegation('mailbox_transport', config, ctx.log),
-    fallbackTransport: new Delegation('fallback_transport', config, ctx.log),
-    myorigin: config.get('myorigin'),
+    mailboxTransport: new Delegation('mailbox_transport', ctx.config, ctx.log, p),
+    fallbackTransport: new Delegation('fallback_transport', ctx.config, ctx.log, p),
+    myorigin: p.myorigin,
     // forward_path names local(8)'s own attributes ($home, $user, …), not main.cf parameters.
-    forwardPath: (config.raw('forward_path') ?? DEFAULTS['forward_path'] ?? '').split(/[\s,]+/).filter((p) => p !== ''),
-    aliases: new AliasExpander(ctx),
+    forwardPath: p.forward_path.split(/[\s,]+/).filter((f) => f !== ''),
+    aliases: new AliasExpander(ctx, p),
     // Not expanded as main.cf parameters: "$EXTENSION" is for the command's shell.
-    mailboxCommand: (config.raw('mailbox_command') ?? '').trim(),
+    mailboxCommand: p.mailbox_command.trim(),
     // luser_relay names local(8)'s attributes ($user, $local, …), not main.cf parameters.
-    luserRelay: (config.raw('luser_relay') ?? '').trim(),
+    luserRelay: p.luser_relay.trim(),
   };
 }
 
@@ -335,13 +338,13 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
   if (s.mailboxCommand) {
     // mailbox_command: as the recipient (default_privs for root), message with From_ line first.
     const root = process.getuid?.() === 0;
-    const as = !root ? null : pw.uid !== 0 ? pw : getpwnam(s.ctx.config.get('default_privs'));
+    const as = !root ? null : pw.uid !== 0 ? pw : getpwnam(s.params.default_privs);
     if (root && !as) return fail('4.3.5', 'mail system configuration error: default_privs: unknown user');
     const at = address.lastIndexOf('@');
     const input = mailCopy(content, { flags: new Set(['F', 'R', 'O', 'D']), eol: '\n', sender: req.sender, originalRecipient: orcpt, deliveredTo: address, now: new Date() });
     const attrs: Record<string, string> = { home: pw.home, user: pw.name, shell: pw.shell, local: t.user, extension: split?.ext ?? '', recipient_delimiter: split ? s.delimiter : '', recipient: address, domain: at < 0 ? '' : address.slice(at + 1), sender: req.sender };
     const r = await runCommand({
-      argv: ['/bin/sh', '-c', expandAttrs(s.mailboxCommand, attrs)], input, timeLimitMs: s.ctx.config.getTime('command_time_limit') * 1000, cwd: existsSync(pw.home) ? pw.home : '/',
+      argv: ['/bin/sh', '-c', expandAttrs(s.mailboxCommand, attrs)], input, timeLimitMs: s.params.command_time_limit * 1000, cwd: existsSync(pw.home) ? pw.home : '/',
       env: { PATH: '/usr/bin:/bin', HOME: pw.home, USER: pw.name, LOGNAME: pw.name, SHELL: pw.shell, SENDER: req.sender, RECIPIENT: address, ORIGINAL_RECIPIENT: orcpt, LOCAL: t.user, EXTENSION: split?.ext ?? '', DOMAIN: at < 0 ? '' : address.slice(at + 1) },
       ...(as ? { uid: as.uid, gid: as.gid } : {}),
     });
@@ -405,7 +408,7 @@ function forwardMessage(s: State, req: DeliveryRequest, content: Uint8Array, add
     // As Postfix's forward.c: each new recipient keeps the original recipient and DSN ORCPT of the one it was for.
     const r = req.recipients[0];
     const orig = r ? { original: r.original ?? r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}) } : {};
-    const id = writeSubmission(dir, { sender: req.sender, recipients: to, ...orig, rewriteContext: 'remote', arrival: Date.now(), uid: process.getuid?.() ?? 0, user: s.ctx.config.get('mail_owner') }, [head, content]);
+    const id = writeSubmission(dir, { sender: req.sender, recipients: to, ...orig, rewriteContext: 'remote', arrival: Date.now(), uid: process.getuid?.() ?? 0, user: s.params.mail_owner }, [head, content]);
     return sent(`forwarded as ${id}`);
   } catch (e) {
     const why = `cannot forward to ${to.join(', ')}: ${(e as Error).message}`;
@@ -421,7 +424,7 @@ function localOf(address: string): string {
 
 export default defineService({
   ...meta,
-  params: {},
+  params: LOCAL_PARAMS,
   setup: init,
   handle: deliver,
 });

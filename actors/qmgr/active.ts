@@ -16,6 +16,7 @@
  */
 import { metrics } from '../../src/metrics/thread.js';
 import type { Config } from '../../src/config/index.js';
+import { valuesOf, type Params } from '../../src/config/declared.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import type { MessageMeta, QueueName } from '../../src/queue/types.js';
@@ -24,6 +25,13 @@ import type { Transports } from './transport.js';
 import type { Entries } from './entry.js';
 import type { ActiveMessage, Messages } from './message.js';
 import type { AttemptEnd } from './done.js';
+
+/** What the active queue reads (with the rest of qmgr's: manager.ts QMGR_PARAMS). */
+export const ACTIVE_PARAMS = {
+  'qmgr_message_active_limit': 'int',
+  'in_flow_delay': 'time',
+  'default_process_limit': 'int',
+} as const;
 
 /** Messages a queue scan activates at once (their moves share one commit). */
 export const SCAN_BATCH = 100;
@@ -47,7 +55,7 @@ export class ActiveQueue {
   private procLimit!: number;
 
   constructor(
-    config: Config,
+    config: Config | Params<typeof ACTIVE_PARAMS>,
     private readonly store: QueueStore,
     private readonly log: Logger,
     private readonly flow: MailFlow | null,
@@ -56,10 +64,12 @@ export class ActiveQueue {
     this.reconfigure(config);
   }
 
-  reconfigure(config: Config): void {
-    this.activeLimit = config.getInt('qmgr_message_active_limit');
-    this.inFlowDelay = config.getTime('in_flow_delay');
-    this.procLimit = Math.max(1, config.getInt('default_process_limit'));
+  /** The values qmgr read (a configuration: read here). */
+  reconfigure(from: Config | Params<typeof ACTIVE_PARAMS>): void {
+    const p = valuesOf(from, ACTIVE_PARAMS, 'qmgr');
+    this.activeLimit = p.qmgr_message_active_limit;
+    this.inFlowDelay = p.in_flow_delay;
+    this.procLimit = Math.max(1, p.default_process_limit);
   }
 
   /** qmgr_message_active_limit: the most messages a scan takes from one queue. */

@@ -16,6 +16,7 @@
  */
 import { metrics } from '../../src/metrics/thread.js';
 import type { Config } from '../../src/config/index.js';
+import { valuesOf, type Params } from '../../src/config/declared.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import type { LogKind, MessageMeta, RecipientRecord, StatusRecord } from '../../src/queue/types.js';
@@ -44,6 +45,14 @@ export interface AttemptEndHooks {
   after(): void;
 }
 
+/** What the end of an attempt reads (with the rest of qmgr's: manager.ts QMGR_PARAMS). */
+export const ATTEMPT_END_PARAMS = {
+  'minimal_backoff_time': 'time',
+  'maximal_backoff_time': 'time',
+  'maximal_queue_lifetime': 'time',
+  'bounce_queue_lifetime': 'time',
+} as const;
+
 export class AttemptEnd {
   /** finish() calls still writing to the store. */
   finishing = 0;
@@ -53,16 +62,18 @@ export class AttemptEnd {
   private queueLifetime!: number;
   private bounceLifetime!: number;
 
-  constructor(config: Config, reporters: Reporters, private readonly store: QueueStore, private readonly log: Logger, private readonly hooks: AttemptEndHooks) {
+  constructor(config: Config | Params<typeof ATTEMPT_END_PARAMS>, reporters: Reporters, private readonly store: QueueStore, private readonly log: Logger, private readonly hooks: AttemptEndHooks) {
     this.reconfigure(config, reporters);
   }
 
-  reconfigure(config: Config, reporters: Reporters): void {
+  /** The values qmgr read (a configuration: read here). */
+  reconfigure(from: Config | Params<typeof ATTEMPT_END_PARAMS>, reporters: Reporters): void {
+    const p = valuesOf(from, ATTEMPT_END_PARAMS, 'qmgr');
     this.reporters = reporters;
-    this.minBackoff = config.getTime('minimal_backoff_time');
-    this.maxBackoff = config.getTime('maximal_backoff_time');
-    this.queueLifetime = config.getTime('maximal_queue_lifetime');
-    this.bounceLifetime = config.getTime('bounce_queue_lifetime');
+    this.minBackoff = p.minimal_backoff_time;
+    this.maxBackoff = p.maximal_backoff_time;
+    this.queueLifetime = p.maximal_queue_lifetime;
+    this.bounceLifetime = p.bounce_queue_lifetime;
   }
 
   /** Every delivery of this attempt is back: bounce, defer or remove; then the message leaves memory. */

@@ -8,17 +8,26 @@
  * deferred all the same (a whole-queue flush still finds it).
  */
 import type { Config } from '../../src/config/index.js';
-import { FlushClient } from '../../src/flush/client.js';
+import { readParams, type Params } from '../../src/config/declared.js';
+import { FLUSH_CLIENT_PARAMS, FlushClient } from '../../src/flush/client.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
+
+/**
+ * What the feed and its flush client (src/flush, which smtpd and master share) read (with the
+ * rest of qmgr's: manager.ts QMGR_PARAMS).
+ */
+export const FAST_FLUSH_PARAMS = {
+  ...FLUSH_CLIENT_PARAMS,
+} as const;
 
 export class FastFlushFeed {
   private readonly client: FlushClient | null;
 
-  constructor(config: Config, actor: Actor, private readonly log: Logger) {
-    const service = config.get('flush_service_name').trim();
+  constructor(config: Config, actor: Actor, private readonly log: Logger, p: Params<typeof FAST_FLUSH_PARAMS> = readParams(config, FAST_FLUSH_PARAMS, 'qmgr')) {
+    const service = p.flush_service_name.trim();
     const present = config.services.some((s) => s.name === service && s.command === 'flush');
-    this.client = present && config.getList('fast_flush_domains').length > 0 ? new FlushClient(config, (svc, body) => actor.request(svc, body)) : null;
+    this.client = present && p.fast_flush_domains.length > 0 ? new FlushClient(p, (svc, body) => actor.request(svc, body)) : null;
   }
 
   /** The message was deferred with these recipients deferred in this attempt (not awaited by the caller). */

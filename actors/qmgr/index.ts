@@ -12,7 +12,7 @@ import { defineService } from '../../src/runtime/service.js';
 import meta from './meta.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import type { QmgrMessage } from '../protocol.js';
-import { QueueManager } from './manager.js';
+import { QMGR_PARAMS, QueueManager } from './manager.js';
 import { adminControl } from './admin.js';
 import { isQueueManager, type SchedulerName } from '../../src/config/queue-managers.js';
 
@@ -23,12 +23,12 @@ interface State {
 
 export default defineService({
   ...meta,
-  params: {},
+  params: QMGR_PARAMS,
   async setup(ctx): Promise<State> {
     const store = ctx.store;
     // The master.cf command this thread runs as: qmgr or oqmgr (./strategy.ts).
     const scheduler: SchedulerName = isQueueManager(ctx.command) ? ctx.command : 'qmgr';
-    const manager = new QueueManager(ctx.config, store, ctx.actor, ctx.log, scheduler);
+    const manager = new QueueManager(ctx.config, store, ctx.actor, ctx.log, scheduler, ctx.params);
     manager.registerMetrics();
     receive(ctx.data.instance, 'qmgr', (m) => {
       const msg = m as QmgrMessage;

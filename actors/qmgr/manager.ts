@@ -21,6 +21,7 @@
 import { metrics, registerGauges } from '../../src/metrics/thread.js';
 import { QUEUE_NAMES } from '../../src/queue/types.js';
 import type { Config } from '../../src/config/index.js';
+import { readParams, type Params } from '../../src/config/declared.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
@@ -28,19 +29,39 @@ import { flowOf, type MailFlow } from '../../src/runtime/flow.js';
 import { formatDelays, logDelivery } from '../../src/delivery/log.js';
 import { deliveryService, type DeliveryReply, type RecipientOutcome } from '../protocol.js';
 import type { AdminEventName } from '../../src/queue/admin.js';
-import { Notifier, noticeConfig } from './notices.js';
-import { Resolver } from './resolve.js';
-import { ProbeReports } from './probes.js';
-import { FastFlushFeed } from './fast-flush.js';
+import { Notifier, noticeConfig, NOTICE_PARAMS } from './notices.js';
+import { Resolver, RESOLVE_PARAMS } from './resolve.js';
+import { ProbeReports, PROBE_PARAMS } from './probes.js';
+import { FastFlushFeed, FAST_FLUSH_PARAMS } from './fast-flush.js';
 import { DestinationRing, jobSelector } from './strategy.js';
 import type { SchedulerName } from '../../src/config/queue-managers.js';
-import { Transports } from './transport.js';
-import { Destinations, mayStart, type Destination } from './queue.js';
+import { Transports, TRANSPORT_PARAMS } from './transport.js';
+import { Destinations, DESTINATION_PARAMS, mayStart, type Destination } from './queue.js';
 import { Entries, type Entry, type Job } from './entry.js';
-import { Messages } from './message.js';
+import { Messages, MESSAGE_PARAMS } from './message.js';
 import { Deliveries } from './deliver.js';
-import { AttemptEnd } from './done.js';
-import { ActiveQueue } from './active.js';
+import { AttemptEnd, ATTEMPT_END_PARAMS } from './done.js';
+import { ActiveQueue, ACTIVE_PARAMS } from './active.js';
+
+/**
+ * What qmgr reads by name, once per thread with the registry's types (index.ts declares it):
+ * each part's own set, declared beside it, and queue_run_delay here. A reload reads them again
+ * from the new configuration. Per-transport limits stay read by their computed names
+ * (./transport.ts limitsOf), and the in-process resolver reads trivial-rewrite's set.
+ */
+export const QMGR_PARAMS = {
+  ...ACTIVE_PARAMS,
+  ...MESSAGE_PARAMS,
+  ...DESTINATION_PARAMS,
+  ...TRANSPORT_PARAMS,
+  ...ATTEMPT_END_PARAMS,
+  ...NOTICE_PARAMS,
+  ...RESOLVE_PARAMS,
+  ...PROBE_PARAMS,
+  ...FAST_FLUSH_PARAMS,
+  'queue_run_delay': 'time',
+} as const;
+export type QmgrParams = Params<typeof QMGR_PARAMS>;
 
 export class QueueManager {
   private readonly transports: Transports;
@@ -62,12 +83,12 @@ export class QueueManager {
    * `scheduler`: the master.cf command this queue manager runs as (./strategy.ts); fixed for the
    * thread's life, as a Postfix queue manager is one program or the other.
    */
-  constructor(config: Config, private readonly store: QueueStore, private readonly actor: Actor, private readonly log: Logger, readonly scheduler: SchedulerName = 'qmgr') {
+  constructor(config: Config, private readonly store: QueueStore, private readonly actor: Actor, private readonly log: Logger, readonly scheduler: SchedulerName = 'qmgr', p: QmgrParams = readParams(config, QMGR_PARAMS, 'qmgr')) {
     this.flow = flowOf(actor.data);
     const schedule = () => this.schedule();
-    const resolver = new Resolver(config, actor, log);
-    const probes = new ProbeReports(config, actor, log);
-    const fastFlush = new FastFlushFeed(config, actor, log);
+    const resolver = new Resolver(config, actor, log, p);
+    const probes = new ProbeReports(p, actor, log);
+    const fastFlush = new FastFlushFeed(config, actor, log, p);
     this.transports = new Transports(config, log, scheduler, {
       selector: (jobs) => (scheduler === 'oqmgr'
         ? new DestinationRing<Destination, Entry>({
@@ -78,18 +99,18 @@ export class QueueManager {
         : jobSelector<Job, Destination, Entry>(jobs, (job, now) => this.entries.pickPeer(job, now))),
       wake: (transport) => this.destinations.wake(transport),
       schedule,
-    });
-    this.destinations = new Destinations(config, this.transports, log, { schedule });
+    }, p);
+    this.destinations = new Destinations(p, this.transports, log, { schedule });
     this.entries = new Entries(this.transports, this.destinations);
     const parts = { transports: this.transports, destinations: this.destinations, entries: this.entries };
-    this.messages = new Messages(config, resolver, store, log, scheduler, parts, {
+    this.messages = new Messages(p, resolver, store, log, scheduler, parts, {
       maybeFinish: (msg) => this.active.maybeFinish(msg),
       schedule,
       probesActive: () => this.active.probesActive,
     });
-    this.runDelay = Math.max(1, config.getTime('queue_run_delay'));
-    const notifier = new Notifier(noticeConfig(config), store, actor, log);
-    this.end = new AttemptEnd(config, { notifier, probes, fastFlush }, store, log, {
+    this.runDelay = Math.max(1, p.queue_run_delay);
+    const notifier = new Notifier(noticeConfig(p), store, actor, log);
+    this.end = new AttemptEnd(p, { notifier, probes, fastFlush }, store, log, {
       forget: (queueId, probe) => this.active.forget(queueId, probe),
       strand: (queueId) => this.active.stranded.add(queueId),
       after: () => {
@@ -97,7 +118,7 @@ export class QueueManager {
         if (this.active.incomingBacklog && this.active.room()) void this.scan(false);
       },
     });
-    this.active = new ActiveQueue(config, store, log, this.flow, { ...parts, messages: this.messages, end: this.end });
+    this.active = new ActiveQueue(p, store, log, this.flow, { ...parts, messages: this.messages, end: this.end });
     this.deliveries = new Deliveries((transport, request) => deliveryService.call(actor, request, transport), log, parts, {
       entryBack: (msg) => {
         this.active.entryBack(msg);
@@ -111,23 +132,25 @@ export class QueueManager {
   /**
    * Applies a new configuration (postactor reload) without losing the active queue: routing and
    * limits change for what is scheduled from now on; deliveries in flight finish as they are.
+   * The declared parameters are read again from the new configuration.
    */
   reconfigure(config: Config): void {
-    const resolver = new Resolver(config, this.actor, this.log);
-    const probes = new ProbeReports(config, this.actor, this.log);
-    const fastFlush = new FastFlushFeed(config, this.actor, this.log);
-    this.messages.reconfigure(config, resolver);
-    this.transports.reconfigure(config);
-    this.active.reconfigure(config);
-    this.destinations.reconfigure(config);
-    const runDelay = Math.max(1, config.getTime('queue_run_delay'));
+    const p = readParams(config, QMGR_PARAMS, 'qmgr');
+    const resolver = new Resolver(config, this.actor, this.log, p);
+    const probes = new ProbeReports(p, this.actor, this.log);
+    const fastFlush = new FastFlushFeed(config, this.actor, this.log, p);
+    this.messages.reconfigure(p, resolver);
+    this.transports.reconfigure(config, p);
+    this.active.reconfigure(p);
+    this.destinations.reconfigure(p);
+    const runDelay = Math.max(1, p.queue_run_delay);
     if (this.timer && runDelay !== this.runDelay) {
       clearInterval(this.timer);
       this.timer = setInterval(() => void this.scan(false), runDelay * 1000);
     }
     this.runDelay = runDelay;
-    const notifier = new Notifier(noticeConfig(config), this.store, this.actor, this.log);
-    this.end.reconfigure(config, { notifier, probes, fastFlush });
+    const notifier = new Notifier(noticeConfig(p), this.store, this.actor, this.log);
+    this.end.reconfigure(p, { notifier, probes, fastFlush });
   }
 
   /** Start-up: what was active goes back to incoming (as Postfix does), then both queues are scanned. */

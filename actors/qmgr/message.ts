@@ -14,6 +14,7 @@
  */
 import { metrics } from '../../src/metrics/thread.js';
 import type { Config } from '../../src/config/index.js';
+import { valuesOf, type Params } from '../../src/config/declared.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import type { MessageMeta } from '../../src/queue/types.js';
@@ -69,8 +70,15 @@ export interface MessageHooks {
   probesActive(): number;
 }
 
+/** What the messages' recipient slices read (with the rest of qmgr's: manager.ts QMGR_PARAMS). */
+export const MESSAGE_PARAMS = {
+  'address_verify_pending_request_limit': 'int',
+  'qmgr_message_recipient_limit': 'int',
+  'qmgr_message_recipient_minimum': 'int',
+  'qmgr_fudge_factor': 'int',
+} as const;
+
 export class Messages {
-  private config!: Config;
   private router!: Router;
   private rcptLimit!: number;
   private rcptMinimum!: number;
@@ -80,7 +88,7 @@ export class Messages {
   private pendingProbeLimit!: number;
 
   constructor(
-    config: Config,
+    config: Config | Params<typeof MESSAGE_PARAMS>,
     router: Router,
     private readonly store: QueueStore,
     private readonly log: Logger,
@@ -91,13 +99,14 @@ export class Messages {
     this.reconfigure(config, router);
   }
 
-  reconfigure(config: Config, router: Router): void {
-    this.config = config;
+  /** The values qmgr read (a configuration: read here). */
+  reconfigure(from: Config | Params<typeof MESSAGE_PARAMS>, router: Router): void {
+    const p = valuesOf(from, MESSAGE_PARAMS, 'qmgr');
     this.router = router;
-    this.pendingProbeLimit = config.getInt('address_verify_pending_request_limit');
-    this.rcptLimit = Math.max(1, config.getInt('qmgr_message_recipient_limit'));
-    this.rcptMinimum = Math.max(1, config.getInt('qmgr_message_recipient_minimum'));
-    this.fudgeSlice = Math.max(1, Math.floor((this.rcptLimit * Math.min(100, Math.max(10, config.getInt('qmgr_fudge_factor')))) / 100));
+    this.pendingProbeLimit = p.address_verify_pending_request_limit;
+    this.rcptLimit = Math.max(1, p.qmgr_message_recipient_limit);
+    this.rcptMinimum = Math.max(1, p.qmgr_message_recipient_minimum);
+    this.fudgeSlice = Math.max(1, Math.floor((this.rcptLimit * Math.min(100, Math.max(10, p.qmgr_fudge_factor))) / 100));
   }
 
   /**

@@ -15,6 +15,7 @@
  * double_bounce_sender that fails is dropped.
  */
 import type { Config } from '../../src/config/index.js';
+import { valuesOf, type Params } from '../../src/config/declared.js';
 import type { Logger } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import type { LogKind, MessageMeta, StatusRecord } from '../../src/queue/types.js';
@@ -41,20 +42,37 @@ export interface NoticeConfig {
   confirmDelayCleared: boolean;
 }
 
-export function noticeConfig(config: Config): NoticeConfig {
-  const myorigin = config.get('myorigin');
+/** What the notices read (with the rest of qmgr's: manager.ts QMGR_PARAMS). */
+export const NOTICE_PARAMS = {
+  'myorigin': 'str',
+  'notify_classes': 'list',
+  'double_bounce_sender': 'str',
+  'bounce_notice_recipient': 'str',
+  '2bounce_notice_recipient': 'str',
+  'delay_notice_recipient': 'str',
+  'delay_warning_time': 'time',
+  'maximal_queue_lifetime': 'time',
+  'bounce_size_limit': 'int',
+  'bounce_template_file': 'str',
+  'confirm_delay_cleared': 'bool',
+} as const;
+
+/** The notices' settings from the values qmgr read (a configuration: read here). */
+export function noticeConfig(from: Config | Params<typeof NOTICE_PARAMS>): NoticeConfig {
+  const p = valuesOf(from, NOTICE_PARAMS, 'qmgr');
+  const myorigin = p.myorigin;
   const qualify = (a: string) => (a.includes('@') ? a : `${a}@${myorigin}`);
   return {
-    notifyClasses: new Set(config.getList('notify_classes').map((c) => c.toLowerCase())),
-    doubleBounceSender: qualify(config.get('double_bounce_sender')),
-    bounceNoticeRecipient: qualify(config.get('bounce_notice_recipient')),
-    twoBounceNoticeRecipient: qualify(config.get('2bounce_notice_recipient')),
-    delayNoticeRecipient: qualify(config.get('delay_notice_recipient')),
-    delayWarningTime: config.getTime('delay_warning_time'),
-    maximalQueueLifetime: config.getTime('maximal_queue_lifetime'),
-    bounceSizeLimit: config.getInt('bounce_size_limit'),
-    bounceTemplateFile: config.get('bounce_template_file'),
-    confirmDelayCleared: config.getBool('confirm_delay_cleared'),
+    notifyClasses: new Set(p.notify_classes.map((c) => c.toLowerCase())),
+    doubleBounceSender: qualify(p.double_bounce_sender),
+    bounceNoticeRecipient: qualify(p.bounce_notice_recipient),
+    twoBounceNoticeRecipient: qualify(p['2bounce_notice_recipient']),
+    delayNoticeRecipient: qualify(p.delay_notice_recipient),
+    delayWarningTime: p.delay_warning_time,
+    maximalQueueLifetime: p.maximal_queue_lifetime,
+    bounceSizeLimit: p.bounce_size_limit,
+    bounceTemplateFile: p.bounce_template_file,
+    confirmDelayCleared: p.confirm_delay_cleared,
   };
 }
 

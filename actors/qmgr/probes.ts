@@ -7,6 +7,7 @@
  * is never deferred, bounced or reported to its sender: after its one attempt it is removed.
  */
 import type { Config } from '../../src/config/index.js';
+import { valuesOf, type Params } from '../../src/config/declared.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { MessageMeta } from '../../src/queue/types.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
@@ -15,13 +16,20 @@ import type { RecipientOutcome } from '../protocol.js';
 
 const STATUS = { sent: 'ok', bounced: 'bounce', deferred: 'defer' } as const;
 
+/** What the probe reports read (with the rest of qmgr's: manager.ts QMGR_PARAMS). */
+export const PROBE_PARAMS = {
+  'address_verify_service_name': 'str',
+  'address_verify_negative_cache': 'bool',
+} as const;
+
 export class ProbeReports {
   private readonly client: VerifyClient;
   private readonly negativeCache: boolean;
 
-  constructor(config: Config, actor: Actor, private readonly log: Logger) {
-    this.client = new VerifyClient((service, body) => actor.request(service, body), config.get('address_verify_service_name').trim());
-    this.negativeCache = config.getBool('address_verify_negative_cache');
+  constructor(from: Config | Params<typeof PROBE_PARAMS>, actor: Actor, private readonly log: Logger) {
+    const p = valuesOf(from, PROBE_PARAMS, 'qmgr');
+    this.client = new VerifyClient((service, body) => actor.request(service, body), p.address_verify_service_name.trim());
+    this.negativeCache = p.address_verify_negative_cache;
   }
 
   async report(meta: MessageMeta, outcomes: Iterable<RecipientOutcome>): Promise<void> {

@@ -12,6 +12,7 @@
  * so a test builds it on its own (test/qmgr-parts.test.ts).
  */
 import type { Config } from '../../src/config/index.js';
+import { valuesOf, type Params } from '../../src/config/declared.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { RecipientOutcome } from '../protocol.js';
 import { negative, newWindow, positive, revive, type WindowSettings, type WindowState } from './feedback.js';
@@ -43,6 +44,12 @@ export function mayStart(dest: Destination, now: number): boolean {
   return !dest.dead && now >= dest.suspendedUntil && dest.busy < dest.fb.window;
 }
 
+/** What the destinations read (with the rest of qmgr's: manager.ts QMGR_PARAMS). */
+export const DESTINATION_PARAMS = {
+  'minimal_backoff_time': 'time',
+  'destination_concurrency_feedback_debug': 'bool',
+} as const;
+
 export class Destinations {
   readonly all = new Map<string, Destination>();
   /** Destinations to look at in the next schedule(): entries waiting, or dead / down to defer. */
@@ -50,7 +57,7 @@ export class Destinations {
   private minBackoff!: number;
   private feedbackDebug!: boolean;
 
-  constructor(config: Config, private readonly transports: Transports, private readonly log: Logger, private readonly hooks: { schedule(): void }) {
+  constructor(config: Config | Params<typeof DESTINATION_PARAMS>, private readonly transports: Transports, private readonly log: Logger, private readonly hooks: { schedule(): void }) {
     this.reconfigure(config);
   }
 
@@ -60,9 +67,10 @@ export class Destinations {
    * none in memory). What they learned is kept, the window cut to the new limit; a queue keyed
    * per recipient (recipient limit 1) keeps its key until it is freed.
    */
-  reconfigure(config: Config): void {
-    this.minBackoff = config.getTime('minimal_backoff_time');
-    this.feedbackDebug = config.getBool('destination_concurrency_feedback_debug');
+  reconfigure(from: Config | Params<typeof DESTINATION_PARAMS>): void {
+    const p = valuesOf(from, DESTINATION_PARAMS, 'qmgr');
+    this.minBackoff = p.minimal_backoff_time;
+    this.feedbackDebug = p.destination_concurrency_feedback_debug;
     for (const dest of this.all.values()) {
       const { settings, recipientLimit, rateDelay } = this.transports.limitsOf(dest.transport);
       dest.settings = settings;

@@ -14,6 +14,7 @@
  * same answer); any other failure of the service is a temporary "address resolver failure".
  */
 import type { Config } from '../../src/config/index.js';
+import { readParams, type Params } from '../../src/config/declared.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
@@ -36,6 +37,17 @@ export interface Route {
   error?: { dsn: string; text: string };
 }
 
+/**
+ * What the resolver client reads itself (with the rest of qmgr's: manager.ts QMGR_PARAMS). The
+ * sender-dependent maps and the table files are the rewrite service's parameters, read from its
+ * configuration (main.cf with its -o overrides), and the in-process fallback reads what
+ * trivial-rewrite declares (src/rewrite/settings.ts).
+ */
+export const RESOLVE_PARAMS = {
+  'double_bounce_sender': 'str',
+  'myorigin': 'str',
+} as const;
+
 export class Resolver {
   private readonly service: string | null;
   private local: TrivialRewrite | null = null;
@@ -46,10 +58,10 @@ export class Resolver {
   /** The resolve answer depends on the sender: the cache keys on it too. */
   private readonly senderDependent: boolean;
 
-  constructor(private readonly config: Config, private readonly actor: Actor, private readonly log: Logger) {
+  constructor(private readonly config: Config, private readonly actor: Actor, private readonly log: Logger, p: Params<typeof RESOLVE_PARAMS> = readParams(config, RESOLVE_PARAMS, 'qmgr')) {
     this.service = config.services.find((s) => s.command === 'trivial-rewrite')?.name ?? null;
     this.discard = config.services.find((s) => s.command === 'discard')?.name ?? null;
-    this.doubleBounce = `${config.get('double_bounce_sender')}@${config.get('myorigin')}`.toLowerCase();
+    this.doubleBounce = `${p.double_bounce_sender}@${p.myorigin}`.toLowerCase();
     if (!this.service) log.info('no trivial-rewrite service in master.cf: qmgr resolves addresses in-process');
     // What the rewrite service reads: main.cf with its master.cf -o overrides.
     const service = config.services.find((s) => s.command === 'trivial-rewrite');

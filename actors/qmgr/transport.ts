@@ -10,6 +10,7 @@
  * the manager), so a test builds it on its own (test/qmgr-parts.test.ts).
  */
 import { parseTime, transportParam, type Config } from '../../src/config/index.js';
+import { readParams, type Params } from '../../src/config/declared.js';
 import type { Logger } from '../../src/log/maillog.js';
 import { DEFAULT_SLOTS, JobList, type SlotParams } from './scheduler.js';
 import type { EntrySelector } from './strategy.js';
@@ -61,6 +62,15 @@ export interface TransportHooks {
   schedule(): void;
 }
 
+/**
+ * What the transports read by name (with the rest of qmgr's: manager.ts QMGR_PARAMS). The
+ * per-transport limits stay read by their computed names (<transport>_destination_concurrency_limit
+ * and the rest, falling back to default_*: transportParam), as Postfix's qmgr reads them.
+ */
+export const TRANSPORT_PARAMS = {
+  'transport_retry_time': 'time',
+} as const;
+
 export class Transports {
   readonly all = new Map<string, Transport>();
   private readonly limits = new Map<string, TransportLimits>();
@@ -68,12 +78,12 @@ export class Transports {
   private readonly unavailable = new Map<string, TransportDown>();
   private transportRetry!: number;
 
-  constructor(private config: Config, private readonly log: Logger, readonly scheduler: SchedulerName, private readonly hooks: TransportHooks) {
-    this.reconfigure(config);
+  constructor(private config: Config, private readonly log: Logger, readonly scheduler: SchedulerName, private readonly hooks: TransportHooks, p?: Params<typeof TRANSPORT_PARAMS>) {
+    this.reconfigure(config, p);
   }
 
   /** postactor reload: the limits are read again; the transports in use take the new ones. */
-  reconfigure(config: Config): void {
+  reconfigure(config: Config, p: Params<typeof TRANSPORT_PARAMS> = readParams(config, TRANSPORT_PARAMS, 'qmgr')): void {
     this.config = config;
     this.limits.clear();
     for (const t of this.all.values()) {
@@ -81,7 +91,7 @@ export class Transports {
       t.jobs.params = limits.slots;
       t.rateDelay = limits.transportRateDelay;
     }
-    this.transportRetry = config.getTime('transport_retry_time');
+    this.transportRetry = p.transport_retry_time;
   }
 
   /**

@@ -18,6 +18,7 @@
  * received; from=<…> to=<…> proto=… helo=<…>".
  */
 import type { Config } from '../../src/config/index.js';
+import type { Params } from '../../src/config/declared.js';
 import { maillog } from '../../src/log/maillog.js';
 import { buildNetworks, NetworkList } from '../../src/net/networks.js';
 import type { ReaderMode } from './line-reader.js';
@@ -35,30 +36,44 @@ export interface BareNewline {
 
 const MODES: Record<string, BareNewline['mode']> = { normalize: 'normalize', yes: 'normalize', note: 'note', reject: 'reject', no: 'no' };
 
-/** The settings of this smtpd; throws "name = value: what is wrong" on a bad value. */
-export function bareNewlineFrom(config: Config): BareNewline {
-  const value = config.get('smtpd_forbid_bare_newline').trim();
+/**
+ * What the bare-newline modes read (with the rest of smtpd's: index.ts SMTPD_PARAMS). The
+ * exclusions are read as written only when set: unset, they are mynetworks (with its style).
+ */
+export const BARE_NEWLINE_PARAMS = {
+  'smtpd_forbid_bare_newline': 'str',
+  'smtpd_forbid_bare_newline_exclusions': 'str',
+  'mynetworks': 'str',
+  'mynetworks_style': 'str',
+  'smtpd_forbid_bare_newline_reject_code': 'int',
+  'line_length_limit': 'int',
+  'myhostname': 'str',
+} as const;
+
+/** The settings of this smtpd, from the values it read; throws "name = value: what is wrong" on a bad value. */
+export function bareNewlineFrom(config: Config, p: Params<typeof BARE_NEWLINE_PARAMS>): BareNewline {
+  const value = p.smtpd_forbid_bare_newline.trim();
   const mode = MODES[value.toLowerCase()];
   if (!mode) throw new Error(`smtpd_forbid_bare_newline = ${value}: unknown value (use normalize, yes, note, reject or no)`);
   const name = 'smtpd_forbid_bare_newline_exclusions';
   let exclusions: NetworkList;
   if (!config.isSet(name)) {
-    const nets = buildNetworks(config.get('mynetworks'), config.get('mynetworks_style'));
+    const nets = buildNetworks(p.mynetworks, p.mynetworks_style);
     if (nets.errors.length) throw new Error(`mynetworks: ${nets.errors.join('; ')}`);
     exclusions = nets.networks;
   } else {
     exclusions = new NetworkList();
-    for (const item of config.get(name).split(/[\s,]+/).filter(Boolean)) {
+    for (const item of p[name].split(/[\s,]+/).filter(Boolean)) {
       const err = exclusions.add(item);
-      if (err) throw new Error(`${name} = ${config.get(name)}: ${err} (Postactor takes addresses and networks only)`);
+      if (err) throw new Error(`${name} = ${p[name]}: ${err} (Postactor takes addresses and networks only)`);
     }
   }
   return {
     mode,
     exclusions,
-    code: config.getInt('smtpd_forbid_bare_newline_reject_code'),
-    lineLimit: Math.max(1, config.getInt('line_length_limit')),
-    hostname: config.get('myhostname'),
+    code: p.smtpd_forbid_bare_newline_reject_code,
+    lineLimit: Math.max(1, p.line_length_limit),
+    hostname: p.myhostname,
   };
 }
 

@@ -17,8 +17,7 @@
  */
 import { openTable, type LookupResult, type LookupTable } from '../../src/maps/index.js';
 import { expandValue } from '../../src/config/expand.js';
-import { DEFAULTS } from '../../src/config/defaults.js';
-import type { Config } from '../../src/config/index.js';
+import type { Params } from '../../src/config/declared.js';
 import { newQueueId } from '../../src/queue/qid.js';
 import { localZone } from '../../src/time/zone.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
@@ -313,24 +312,39 @@ export interface ChatDeps {
  * smtpd_history_flush_threshold; the notice goes from double_bounce_sender to
  * error_notice_recipient (bounce_notice_recipient when the errors include a bounce class one).
  */
-export function chatSettings(config: Config, deps: ChatDeps): ChatSettings {
-  const dir = config.get('config_directory') || undefined;
-  const myorigin = config.get('myorigin');
+export const CHAT_PARAMS = {
+  'config_directory': 'str',
+  'myorigin': 'str',
+  'notify_classes': 'list',
+  'mail_name': 'str',
+  'double_bounce_sender': 'str',
+  'smtpd_reject_footer': 'raw',
+  'smtpd_reject_footer_maps': 'list',
+  'smtpd_expansion_filter': 'raw',
+  'smtpd_history_flush_threshold': 'int',
+  'bounce_notice_recipient': 'str',
+  'error_notice_recipient': 'str',
+} as const;
+
+/** The settings from the values smtpd read (CHAT_PARAMS, with the rest of smtpd's: index.ts SMTPD_PARAMS). */
+export function chatSettings(p: Params<typeof CHAT_PARAMS>, deps: ChatDeps): ChatSettings {
+  const dir = p.config_directory || undefined;
+  const myorigin = p.myorigin;
   const qualify = (a: string) => (a.includes('@') ? a : `${a}@${myorigin}`);
-  const classes = new Set(config.getList('notify_classes').map((c) => c.toLowerCase()));
-  const mailName = config.get('mail_name');
+  const classes = new Set(p.notify_classes.map((c) => c.toLowerCase()));
+  const mailName = p.mail_name;
   // As qmgr's notices (actors/qmgr/notices.ts), so that a failed notice is not bounced again.
-  const from = qualify(config.get('double_bounce_sender'));
+  const from = qualify(p.double_bounce_sender);
   return {
-    footer: config.raw('smtpd_reject_footer') ?? '',
-    footerMaps: config.getList('smtpd_reject_footer_maps').map((spec) => openTable(spec, dir ? { configDirectory: dir } : {})),
-    filter: expansionFilter(config.raw('smtpd_expansion_filter') ?? DEFAULTS['smtpd_expansion_filter'] ?? ''),
+    footer: p.smtpd_reject_footer,
+    footerMaps: p.smtpd_reject_footer_maps.map((spec) => openTable(spec, dir ? { configDirectory: dir } : {})),
+    filter: expansionFilter(p.smtpd_expansion_filter),
     notify: new Set(SMTPD_NOTIFY_CLASSES.filter((c) => classes.has(c))),
-    threshold: config.getInt('smtpd_history_flush_threshold'),
+    threshold: p.smtpd_history_flush_threshold,
     session: deps.session,
     warn: deps.warn,
     post(namaddr, body, bounce) {
-      const to = qualify(config.get(bounce ? 'bounce_notice_recipient' : 'error_notice_recipient'));
+      const to = qualify(bounce ? p.bounce_notice_recipient : p.error_notice_recipient);
       const head = [
         `From: Mail Delivery System <MAILER-DAEMON@${myorigin}>`,
         `To: Postmaster <${to}>`,

@@ -21,30 +21,30 @@ import { ServiceError, WARM_REQUEST } from '../../src/runtime/wire.js';
 import type { ClientInfo } from '../../src/queue/types.js';
 import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
 import { countersOf, formatCounters, installDialect, smtpConnectionPrototype, type Dialect } from './dialect.js';
-import { establishedLine, handshakeFailure, installTls, serverOptions, smtpdTls, timeWrapperHandshake, tlsSummary, type TlsSummary } from '../../src/smtpd/tls.js';
+import { establishedLine, handshakeFailure, installTls, serverOptions, SMTPD_TLS_PARAMS, smtpdTls, timeWrapperHandshake, tlsSummary, type TlsSummary } from '../../src/smtpd/tls.js';
 import { peerCertLine, verifyFailureLine } from '../../src/smtpd/ccert.js';
-import { SniMaps } from './sni.js';
-import { SmtpdPolicy, type Delegated, type PolicyRequest, type Verdict, type Where } from '../../src/smtpd/policy.js';
-import { VerifySender } from '../../src/verify/sender.js';
+import { SniMaps, SNI_PARAMS } from './sni.js';
+import { POLICY_PARAMS, SmtpdPolicy, type Delegated, type PolicyRequest, type Verdict, type Where } from '../../src/smtpd/policy.js';
+import { VERIFY_SENDER_PARAMS, VerifySender } from '../../src/verify/sender.js';
 import { QueueSpace } from './queue-space.js';
 import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerName } from '../../src/net/peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
-import { installLimits, limitsFrom } from './limits.js';
-import { SmtpdMilters, type MilterContext, type MilterRefusal } from './milter.js';
+import { installLimits, LIMIT_PARAMS, limitsFrom } from './limits.js';
+import { SmtpdMilters, SMTPD_MILTER_PARAMS, type MilterContext, type MilterRefusal } from './milter.js';
 import { editRecipients } from '../../src/milter/content.js';
 import type { EnvelopeEdits } from '../../src/milter/message.js';
 import type { ListenAddress } from '../../src/net/listen.js';
 import { anvilOf } from '../../src/anvil/table.js';
-import { installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from '../../src/smtpd/anvil.js';
+import { ANVIL_PARAMS, installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from '../../src/smtpd/anvil.js';
 import { Spool } from './spool.js';
 import { installLineReader, smtpStreamPrototype } from './line-reader.js';
 import { illPipelining } from './pipelining.js';
 import { installCommands } from './commands.js';
 import { installSyntax } from './syntax.js';
-import { bareLfNoted, bareNewlineFrom, contentRefusal, installBareNewline, whatsup } from './bare-newline.js';
-import { gateSessions, localCounter, raiseOpenFileLimit, sessionBudgetOf } from './sessions.js';
+import { BARE_NEWLINE_PARAMS, bareLfNoted, bareNewlineFrom, contentRefusal, installBareNewline, whatsup } from './bare-newline.js';
+import { gateSessions, localCounter, raiseOpenFileLimit, SESSION_PARAMS, sessionBudgetOf } from './sessions.js';
 import { AnvilTable } from '../../src/anvil/table.js';
 import { Postscreen, type Endpoints } from '../../src/postscreen/index.js';
 import { readProxyHeader } from '../../src/postscreen/haproxy.js';
@@ -52,12 +52,52 @@ import { handleShutdown } from './shutdown.js';
 import { installBdat, installChunkReader } from './bdat.js';
 import { installXclient, type XclientAttrs } from './xclient.js';
 import { clientLineTail, forwardedOf, installXforward } from './xforward.js';
-import { authorizedHosts, type Reply } from '../../src/smtpd/xattrs.js';
+import { AUTHORIZED_HOSTS_PARAMS, authorizedHosts, type Reply } from '../../src/smtpd/xattrs.js';
 import { installEtrn, type EtrnHooks } from './etrn.js';
-import { FlushClient } from '../../src/flush/client.js';
-import { chatSettings, installChat, sessionMacros } from './chat.js';
+import { FLUSH_CLIENT_PARAMS, FlushClient } from '../../src/flush/client.js';
+import { CHAT_PARAMS, chatSettings, installChat, sessionMacros } from './chat.js';
 
 const log = maillog('smtpd');
+
+/**
+ * What smtpd reads, once per thread with the registry's types: this module's parameters, and
+ * the sets its helpers declare beside themselves (limits, bare newlines, the chat, milters, the
+ * session budget, SNI, anvil, the restrictions with resolving, SASL and TLS, the XCLIENT and
+ * XFORWARD hosts, the flush client, the probe sender, the milter settings and macros). Still
+ * read from the configuration by name: the restriction classes, whose names are the
+ * configuration's own (src/smtpd/policy.ts), and postscreen's (another service's, in front of
+ * smtpd).
+ */
+const SMTPD_PARAMS = {
+  ...LIMIT_PARAMS,
+  ...BARE_NEWLINE_PARAMS,
+  ...CHAT_PARAMS,
+  ...SMTPD_MILTER_PARAMS,
+  ...SESSION_PARAMS,
+  ...SNI_PARAMS,
+  ...ANVIL_PARAMS,
+  ...POLICY_PARAMS,
+  ...SMTPD_TLS_PARAMS,
+  ...AUTHORIZED_HOSTS_PARAMS,
+  ...FLUSH_CLIENT_PARAMS,
+  ...VERIFY_SENDER_PARAMS,
+  'message_size_limit': 'size',
+  'queue_minfree': 'size',
+  'content_filter': 'str',
+  'queue_directory': 'str',
+  'in_flow_delay': 'time',
+  'smtpd_peername_lookup': 'bool',
+  'smtpd_discard_ehlo_keywords': 'list',
+  'smtpd_banner': 'str',
+  'disable_vrfy_command': 'bool',
+  'smtputf8_enable': 'bool',
+  'smtpd_helo_required': 'bool',
+  'smtpd_recipient_limit': 'int',
+  'strict_rfc821_envelopes': 'bool',
+  'smtpd_forbid_unauth_pipelining': 'bool',
+  'smtpd_upstream_proxy_protocol': 'str',
+  'smtpd_upstream_proxy_timeout': 'time',
+} as const;
 
 interface SessionState {
   client: ClientInfo;
@@ -76,7 +116,7 @@ let instances = 0;
 
 const states = new WeakMap<SMTPServerSession, SessionState>();
 
-async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
+async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server: SMTPServer }> {
   installTls(await smtpConnectionPrototype());
   await installDialect();
   // Around dialect.ts's reply writer: the reject footer and the transcript see the final reply.
@@ -99,7 +139,7 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
   // and tls, in that order, then smtp-server's handlers (commands.ts).
   installCommands(await smtpConnectionPrototype());
   let server: SMTPServer | null = null;
-  const { actor, config } = ctx;
+  const { actor, config, params: p } = ctx;
   const { addresses, ticketKeys, anvil: anvilBuffer, postscreen: postscreenData } = actor.data.extra as {
     addresses: ListenAddress[]; ticketKeys?: Uint8Array; anvil?: SharedArrayBuffer;
     /** Behind postscreen (a pass service): postscreen's configuration and its shared connection counts. */
@@ -107,61 +147,61 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
   };
   // anvil: the per-client limits, counted in the table master shares with every smtpd thread.
   const anvilTable = anvilOf(anvilBuffer);
-  const anvil = anvilTable ? new SmtpdAnvil(config, anvilTable) : null;
+  const anvil = anvilTable ? new SmtpdAnvil(config, anvilTable, p) : null;
   // TLS: certificates are read now, so a reload (new smtpd threads) re-reads them.
-  const tlsSettings = smtpdTls(config, (w) => log.warn(w), (i) => log.info(i));
+  const tlsSettings = smtpdTls(p, (w) => log.warn(w), (i) => log.info(i));
   // tls_server_sni_maps: per-name chains share the default context's settings and ticket keys.
-  const sniMaps = tlsSettings.context && config.get('tls_server_sni_maps').trim()
-    ? new SniMaps(config, { ...tlsSettings.context, ...(ticketKeys ? { ticketKeys: Buffer.from(ticketKeys) } : {}) }, (w) => log.warn(w))
+  const sniMaps = tlsSettings.context && p.tls_server_sni_maps.length > 0
+    ? new SniMaps(config, p, { ...tlsSettings.context, ...(ticketKeys ? { ticketKeys: Buffer.from(ticketKeys) } : {}) }, (w) => log.warn(w))
     : null;
-  const policy = new SmtpdPolicy(config);
+  const policy = new SmtpdPolicy(config, undefined, p);
   policy.useVerifyService((service, body) => actor.request(service, body));
   // Our own probe sender as a recipient (a probe of this site coming back) skips the recipient
   // restrictions, as Postfix's smtpd does (valid_verify_sender_addr): else a timeout or a UCE
   // block could make two sites cache each other's probes as undeliverable.
   let verifySender: VerifySender | null = null;
   try {
-    verifySender = new VerifySender(config);
+    verifySender = new VerifySender(p);
   } catch { /* a bad address_verify_sender: checkConfig refuses it where a verify service runs */ }
   const namaddr = (session: object): string => {
     const c = states.get(session as SMTPServerSession)?.client;
     return c ? `${c.name}[${c.addr}]` : 'unknown';
   };
   const sasl = policy.sasl.enabled ? new SmtpdSasl(policy.sasl, namaddr) : null;
-  const hostname = config.get('myhostname');
-  const sizeLimit = config.getSize('message_size_limit');
-  const queueSpace = new QueueSpace(queueDirectory(config), config.getSize('queue_minfree'), sizeLimit);
-  const contentFilter = config.get('content_filter').trim();
-  const spoolDir = join(config.get('queue_directory'), 'smtpd');
-  const bareNewline = bareNewlineFrom(config);
-  const inFlowDelay = config.getTime('in_flow_delay') * 1000;
-  const peernameLookup = config.getBool('smtpd_peername_lookup');
+  const hostname = p.myhostname;
+  const sizeLimit = p.message_size_limit;
+  const queueSpace = new QueueSpace(queueDirectory(config), p.queue_minfree, sizeLimit);
+  const contentFilter = p.content_filter.trim();
+  const spoolDir = join(p.queue_directory, 'smtpd');
+  const bareNewline = bareNewlineFrom(config, p);
+  const inFlowDelay = p.in_flow_delay * 1000;
+  const peernameLookup = p.smtpd_peername_lookup;
   // smtpd_discard_ehlo_keywords: EHLO keywords not announced (and, for DSN, not accepted).
-  const discardEhlo = new Set(config.getList('smtpd_discard_ehlo_keywords').map((k) => k.toLowerCase()));
+  const discardEhlo = new Set(p.smtpd_discard_ehlo_keywords.map((k) => k.toLowerCase()));
   const dialect: Dialect = {
     hostname,
-    banner: config.get('smtpd_banner'),
-    vrfyDisabled: config.getBool('disable_vrfy_command'),
+    banner: p.smtpd_banner,
+    vrfyDisabled: p.disable_vrfy_command,
     sizeLimit,
     ehloKeywords: [
       'PIPELINING',
       ...(sizeLimit > 0 ? [`SIZE ${sizeLimit}`] : ['SIZE']),
-      ...(config.getBool('disable_vrfy_command') ? [] : ['VRFY']),
+      ...(p.disable_vrfy_command ? [] : ['VRFY']),
       'ETRN',
       ...(tlsSettings.use ? ['STARTTLS'] : []),
       'ENHANCEDSTATUSCODES',
       '8BITMIME',
       'DSN',
-      ...(config.getBool('smtputf8_enable') ? ['SMTPUTF8'] : []),
+      ...(p.smtputf8_enable ? ['SMTPUTF8'] : []),
       'CHUNKING',
     ].filter((k) => !discardEhlo.has(k.split(' ')[0]!.toLowerCase())),
   };
 
-  const smtputf8Offered = config.getBool('smtputf8_enable') && !discardEhlo.has('smtputf8');
+  const smtputf8Offered = p.smtputf8_enable && !discardEhlo.has('smtputf8');
   // XCLIENT and XFORWARD: for the clients these lists name (XCLIENT: the current client, which
   // XCLIENT changes; XFORWARD: the host that connected, as Postfix decides it once).
-  const xclientHosts = authorizedHosts(config, 'smtpd_authorized_xclient_hosts');
-  const xforwardHosts = authorizedHosts(config, 'smtpd_authorized_xforward_hosts');
+  const xclientHosts = authorizedHosts(p, 'smtpd_authorized_xclient_hosts');
+  const xforwardHosts = authorizedHosts(p, 'smtpd_authorized_xforward_hosts');
   const clientIn = (hosts: typeof xclientHosts, session: object) => hosts !== null && hosts.has(states.get(session as SMTPServerSession)?.client.addr ?? '');
   const refuse = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
   const protocolOf = (session: SMTPServerSession): 'SMTP' | 'ESMTP' => (session.transmissionType?.startsWith('E') ? 'ESMTP' : 'SMTP');
@@ -216,9 +256,9 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
     return null;
   };
   // smtpd_milters: one conversation per session, in this thread (actors/smtpd/milter.ts).
-  const milters = SmtpdMilters.from(config, log);
+  const milters = SmtpdMilters.from(config, p, log);
   // The reject footer and the postmaster's session transcripts (chat.ts).
-  const chat = chatSettings(config, {
+  const chat = chatSettings(p, {
     session: (session: object) => {
       const s = session as SMTPServerSession & { paRecipient?: { envelope: unknown; address: string } };
       const c = states.get(s)?.client ?? { name: 'unknown', addr: s.remoteAddress, port: s.remotePort };
@@ -287,9 +327,9 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
   };
 
   // ETRN (etrn.ts): smtpd_etrn_restrictions, then the flush service's send_site.
-  const flushClient = new FlushClient(config, (service, body) => actor.request(service, body));
+  const flushClient = new FlushClient(p, (service, body) => actor.request(service, body));
   const etrnHooks: EtrnHooks = {
-    heloRequired: config.getBool('smtpd_helo_required'),
+    heloRequired: p.smtpd_helo_required,
     check: async (session, domain) => {
       const s = session as SMTPServerSession;
       if (!states.get(s)) return null;
@@ -311,11 +351,11 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
     authOptional: true,
     hideDSN: discardEhlo.has('dsn'),
     hideENHANCEDSTATUSCODES: true,
-    hideSMTPUTF8: !config.getBool('smtputf8_enable'),
+    hideSMTPUTF8: !p.smtputf8_enable,
     disableReverseLookup: true,
     size: sizeLimit > 0 ? sizeLimit : undefined,
-    maxRecipients: config.getInt('smtpd_recipient_limit'),
-    socketTimeout: config.getTime('smtpd_timeout') * 1000,
+    maxRecipients: p.smtpd_recipient_limit,
+    socketTimeout: p.smtpd_timeout * 1000,
     closeTimeout: 5000,
     ...({
       // CHUNKING (bdat.ts), XCLIENT (xclient.ts), XFORWARD (xforward.ts).
@@ -340,7 +380,7 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
     } as object),
     ...({ postactorEtrn: etrnHooks } as object),
     ...({ postactorChat: chat } as object),
-    ...({ postactorSyntax: { strict: config.getBool('strict_rfc821_envelopes'), heloRequired: config.getBool('smtpd_helo_required') }, postactorPipelining: { forbid: config.getBool('smtpd_forbid_unauth_pipelining') }, postactorBareNewline: bareNewline, postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(config, namaddr) } as object),
+    ...({ postactorSyntax: { strict: p.strict_rfc821_envelopes, heloRequired: p.smtpd_helo_required }, postactorPipelining: { forbid: p.smtpd_forbid_unauth_pipelining }, postactorBareNewline: bareNewline, postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(p, namaddr) } as object),
     ...({
       // smtpd_milters hear unknown commands (Postfix: milter_unknown_event).
       ...(milters ? {
@@ -766,19 +806,19 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
     primary.on('connection', (socket: net.Socket) => {
       const addr = socket.remoteAddress ?? '';
       socket.destroy();
-      void peerName(addr, peernameLookup).then((name) => log.warn(`Wrapper-mode request dropped from ${name}[${addr}] for service ${config.get('service_name')}. TLS context initialization failed. For details see earlier warnings in your logs.`));
+      void peerName(addr, peernameLookup).then((name) => log.warn(`Wrapper-mode request dropped from ${name}[${addr}] for service ${p.service_name}. TLS context initialization failed. For details see earlier warnings in your logs.`));
     });
   }
   // The total session limit and the open-file reserve (sessions.ts).
-  const budget = sessionBudgetOf(config, raiseOpenFileLimit());
+  const budget = sessionBudgetOf(config, p, raiseOpenFileLimit());
   const gate = gateSessions(primary, {
     limit: budget.limit,
     parkable: budget.parkable,
     // A client over the limit waits at most as long as a session may stay silent.
-    waitMs: config.getTime('smtpd_timeout') * 1000,
+    waitMs: p.smtpd_timeout * 1000,
     counter: anvilTable ?? localCounter(),
-    service: config.get('service_name'),
-    endpoint: config.get('service_name'),
+    service: p.service_name,
+    endpoint: p.service_name,
     plaintext: !tlsSettings.wrapper,
   });
   /** A session on a socket whose endpoints someone else read (postscreen, a PROXY header). */
@@ -800,11 +840,11 @@ async function main(ctx: ServiceContext): Promise<{ server: SMTPServer }> {
     cleanup: actor.data.index === 0,
   }) : null;
   // smtpd_upstream_proxy_protocol = haproxy: the client's endpoints come from the PROXY header.
-  const upstreamProxy = config.get('smtpd_upstream_proxy_protocol').trim();
+  const upstreamProxy = p.smtpd_upstream_proxy_protocol.trim();
   if (postscreen && upstreamProxy !== '') log.warn('ignoring non-empty smtpd_upstream_proxy_protocol setting behind postscreen');
   const proxied = upstreamProxy === 'haproxy' && !postscreen ? (socket: net.Socket) => {
     socket.on('error', () => undefined);
-    void readProxyHeader(socket, config.getTime('smtpd_upstream_proxy_timeout'), (w) => log.warn(w)).then((ep) => {
+    void readProxyHeader(socket, p.smtpd_upstream_proxy_timeout, (w) => log.warn(w)).then((ep) => {
       if (!ep) {
         if (!socket.destroyed) socket.end(`421 4.3.0 ${hostname} Server local error\r\n`);
         setTimeout(() => socket.destroy(), 2000).unref();
@@ -831,7 +871,7 @@ export default defineService({
   // Its sessions get a grace period at a stop, and finish at their pace after a reload (shutdown.ts).
   stopsItself: true,
   fatalStack: false,
-  params: {},
+  params: SMTPD_PARAMS,
   setup: main,
   control: {
     status: (s) => ({ connections: (s?.server as unknown as { connections: Set<unknown> } | undefined)?.connections.size ?? 0 }),

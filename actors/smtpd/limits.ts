@@ -21,7 +21,7 @@
  * each reply. The library's own "10 unrecognized commands" cut-off is disabled: these limits
  * replace it.
  */
-import type { Config } from '../../src/config/index.js';
+import type { Params } from '../../src/config/declared.js';
 import { maillog } from '../../src/log/maillog.js';
 import type { Command } from '../../src/smtpd/command.js';
 
@@ -42,16 +42,29 @@ export interface Limits {
   namaddr(session: object): string;
 }
 
-export function limitsFrom(config: Config, namaddr: (session: object) => string): Limits {
+/** What the limits read (with the rest of smtpd's: index.ts SMTPD_PARAMS). */
+export const LIMIT_PARAMS = {
+  'myhostname': 'str',
+  'smtpd_soft_error_limit': 'int',
+  'smtpd_hard_error_limit': 'int',
+  'smtpd_junk_command_limit': 'int',
+  'smtpd_error_sleep_time': 'time',
+  'smtpd_per_request_deadline': 'bool',
+  'smtpd_timeout': 'time',
+  'smtpd_min_data_rate': 'int',
+} as const;
+
+/** The limits from the values smtpd read. */
+export function limitsFrom(p: Params<typeof LIMIT_PARAMS>, namaddr: (session: object) => string): Limits {
   return {
-    hostname: config.get('myhostname'),
-    softErrorLimit: config.getInt('smtpd_soft_error_limit'),
-    hardErrorLimit: config.getInt('smtpd_hard_error_limit'),
-    junkCommandLimit: config.getInt('smtpd_junk_command_limit'),
-    errorSleepMs: config.getTime('smtpd_error_sleep_time') * 1000,
-    perRequestDeadline: config.getBool('smtpd_per_request_deadline'),
-    timeoutMs: config.getTime('smtpd_timeout') * 1000,
-    minDataRate: config.getInt('smtpd_min_data_rate'),
+    hostname: p.myhostname,
+    softErrorLimit: p.smtpd_soft_error_limit,
+    hardErrorLimit: p.smtpd_hard_error_limit,
+    junkCommandLimit: p.smtpd_junk_command_limit,
+    errorSleepMs: p.smtpd_error_sleep_time * 1000,
+    perRequestDeadline: p.smtpd_per_request_deadline,
+    timeoutMs: p.smtpd_timeout * 1000,
+    minDataRate: p.smtpd_min_data_rate,
     namaddr,
   };
 }

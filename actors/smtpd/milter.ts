@@ -10,9 +10,10 @@
  * socket, so smtpd edits the message before it is queued.)
  */
 import type { Config } from '../../src/config/index.js';
+import type { Params } from '../../src/config/declared.js';
 import type { Logger } from '../../src/log/maillog.js';
-import { Milters, milterSettings, type MacroSource, type Verdict } from '../../src/milter/milters.js';
-import { macroSource, parseMacroDefaults, type MilterContext } from '../../src/milter/macros.js';
+import { MILTER_PARAMS, Milters, milterSettings, type MacroSource, type Verdict } from '../../src/milter/milters.js';
+import { MACRO_SOURCE_PARAMS, macroSource, parseMacroDefaults, type MilterContext } from '../../src/milter/macros.js';
 import type { EnvelopeEdits } from '../../src/milter/message.js';
 import { filterContent } from '../../src/milter/content.js';
 import { openTable, type LookupTable } from '../../src/maps/index.js';
@@ -37,26 +38,42 @@ interface SessionMilters {
   hold: boolean;
 }
 
+/**
+ * What smtpd's milter side reads (with the rest of smtpd's: index.ts SMTPD_PARAMS), the milter
+ * settings' and macros' sets (src/milter, which cleanup shares) among them.
+ */
+export const SMTPD_MILTER_PARAMS = {
+  ...MILTER_PARAMS,
+  ...MACRO_SOURCE_PARAMS,
+  'receive_override_options': 'list',
+  'smtpd_milters': 'str',
+  'smtpd_milter_maps': 'list',
+  'milter_macro_defaults': 'str',
+  'myhostname': 'str',
+} as const;
+
 export class SmtpdMilters {
   private readonly sessions = new WeakMap<object, SessionMilters>();
 
   private readonly macroDefaults: Map<string, string>;
   private readonly settingsCache = new Map<string, ReturnType<typeof milterSettings>>();
+  private readonly hostname: string;
 
-  private constructor(private readonly config: Config, private readonly list: string, private readonly maps: LookupTable[],
+  private constructor(private readonly p: Params<typeof SMTPD_MILTER_PARAMS>, private readonly list: string, private readonly maps: LookupTable[],
     private readonly log: Logger) {
-    this.macroDefaults = parseMacroDefaults(config.get('milter_macro_defaults'), (w) => log.warn(w));
+    this.macroDefaults = parseMacroDefaults(p.milter_macro_defaults, (w) => log.warn(w));
+    this.hostname = p.myhostname;
   }
 
   /** The smtpd_milters (and smtpd_milter_maps) of this service, or null when there are none. */
-  static from(config: Config, log: Logger): SmtpdMilters | null {
+  static from(config: Config, p: Params<typeof SMTPD_MILTER_PARAMS>, log: Logger): SmtpdMilters | null {
     // receive_override_options = no_milters turns them off (Postfix: INPUT_TRANSP_MILTER).
-    if (config.getList('receive_override_options').includes('no_milters')) return null;
-    const list = config.get('smtpd_milters').trim();
-    const maps = config.getList('smtpd_milter_maps').map((spec) => openTable(spec, { configDirectory: config.configDirectory ?? undefined }));
+    if (p.receive_override_options.includes('no_milters')) return null;
+    const list = p.smtpd_milters.trim();
+    const maps = p.smtpd_milter_maps.map((spec) => openTable(spec, { configDirectory: config.configDirectory ?? undefined }));
     if (!list && maps.length === 0) return null;
-    milterSettings(config, list, () => undefined); // a bad list stops start-up here
-    return new SmtpdMilters(config, list, maps, log);
+    milterSettings(p, list, () => undefined); // a bad list stops start-up here
+    return new SmtpdMilters(p, list, maps, log);
   }
 
   /** smtpd_milter_maps: the client address's milter list (DISABLE: none), else smtpd_milters. */
@@ -69,7 +86,7 @@ export class SmtpdMilters {
   }
 
   private macros(ctx: MilterContext): MacroSource {
-    return macroSource(this.config, ctx, this.macroDefaults);
+    return macroSource(this.p, ctx, this.macroDefaults);
   }
 
   /** "550 5.7.1 text" (or multi-line) → the client's reply, logging milter-reject. */
@@ -113,19 +130,19 @@ export class SmtpdMilters {
     } catch (err) {
       // A broken table must not let mail through unfiltered.
       this.log.warn(`smtpd_milter_maps: ${(err as Error).message}`);
-      return { code: 421, text: `${this.config.get('myhostname')} Service unavailable - try again later`, hangup: true };
+      return { code: 421, text: `${this.hostname} Service unavailable - try again later`, hangup: true };
     }
     if (!list.trim()) return null;
     let settings = this.settingsCache.get(list);
     try {
       // Parsed once per list, not per session (the configuration does not change under a running smtpd).
       if (!settings) {
-        settings = milterSettings(this.config, list, (w) => this.log.warn(w));
+        settings = milterSettings(this.p, list, (w) => this.log.warn(w));
         if (this.settingsCache.size < 100) this.settingsCache.set(list, settings);
       }
     } catch (err) {
       this.log.warn(`smtpd_milter_maps: ${ctx.client.addr}: ${(err as Error).message}`);
-      return { code: 421, text: `${this.config.get('myhostname')} Service unavailable - try again later`, hangup: true };
+      return { code: 421, text: `${this.hostname} Service unavailable - try again later`, hangup: true };
     }
     const milters = new Milters(settings);
     this.sessions.set(session, { milters, helo: null, inTransaction: false, discard: false, hold: false });
@@ -134,7 +151,7 @@ export class SmtpdMilters {
     const code = Number(v.slice(0, 3));
     this.log.info(`NOQUEUE: milter-reject: CONNECT from ${ctx.client.name}[${ctx.client.addr}]: ${v.replace(/\r?\n/g, ' ')}; proto=SMTP`);
     // Postfix answers the greeting with its own text: 5xx and 421 refuse the session.
-    const host = this.config.get('myhostname');
+    const host = this.hostname;
     if (v === 'S' || code === 421) return { code: 421, text: `${host} Service unavailable - try again later`, hangup: true };
     if (v.startsWith('5')) return { code: 554, text: `${host} ESMTP not accepting connections`, hangup: true };
     return null;

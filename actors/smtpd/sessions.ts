@@ -46,6 +46,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type * as net from 'node:net';
 import type { Config } from '../../src/config/index.js';
+import type { Params } from '../../src/config/declared.js';
 import { maillog } from '../../src/log/maillog.js';
 
 const log = maillog('smtpd');
@@ -78,15 +79,21 @@ export function raiseOpenFileLimit(): number | null {
   return after?.soft ?? before.soft;
 }
 
+/** What the session limit reads (with the rest of smtpd's: index.ts SMTPD_PARAMS). */
+export const SESSION_PARAMS = {
+  'service_name': 'str',
+  'default_process_limit': 'int',
+} as const;
+
 /**
  * The session limit of this smtpd service (0: none), as the file header explains, and how many connections over it may wait for a place: what the
  * service's share of the open-file budget leaves beside its sessions (0 when the budget is the
  * limit; without a known budget, as many as the limit).
  */
-export function sessionBudgetOf(config: Config, nofile: number | null): { limit: number; parkable: number } {
-  const name = config.get('service_name');
+export function sessionBudgetOf(config: Config, p: Params<typeof SESSION_PARAMS>, nofile: number | null): { limit: number; parkable: number } {
+  const name = p.service_name;
   const line = config.services.find((s) => s.name === name && s.command === 'smtpd');
-  const processLimit = config.getInt('default_process_limit');
+  const processLimit = p.default_process_limit;
   const byProcesses = line?.maxproc === 0 ? 0 : Math.max(line?.maxproc ?? processLimit, processLimit);
   if (nofile === null) return { limit: byProcesses, parkable: byProcesses };
   const services = Math.max(1, config.services.filter((s) => s.command === 'smtpd' && s.type === 'inet').length);

@@ -18,6 +18,7 @@
 import { readFileSync } from 'node:fs';
 import * as tls from 'node:tls';
 import type { Config } from '../../src/config/index.js';
+import type { Params } from '../../src/config/declared.js';
 import { TableError } from '../../src/maps/index.js';
 import { validHostname } from '../../src/smtpd/restrictions/hostname.js';
 import { openPolicyTable, tableSpecError, type PolicyTable } from '../../src/smtpd/restrictions/tables.js';
@@ -25,6 +26,11 @@ import { chainFromText, osError } from '../../src/smtpd/tls.js';
 
 /** What became of a name a client sent. */
 export type SniOutcome = 'matched' | 'unmatched' | 'invalid' | 'failed';
+
+/** What the SNI tables read (with the rest of smtpd's: index.ts SMTPD_PARAMS). */
+export const SNI_PARAMS = {
+  'tls_server_sni_maps': 'list',
+} as const;
 
 export class SniMaps {
   private readonly tables: PolicyTable[] = [];
@@ -37,8 +43,8 @@ export class SniMaps {
    * `base`: the default context's options (protocols, ciphers, client-certificate CAs), which
    * every per-name context shares; only the keys and chains differ.
    */
-  constructor(config: Config, private readonly base: tls.SecureContextOptions, private readonly warn: (text: string) => void) {
-    for (const spec of config.getList('tls_server_sni_maps')) {
+  constructor(config: Config, p: Params<typeof SNI_PARAMS>, private readonly base: tls.SecureContextOptions, private readonly warn: (text: string) => void) {
+    for (const spec of p.tls_server_sni_maps) {
       const err = tableSpecError(spec);
       if (err) {
         warn(`tls_server_sni_maps: ${err}`);

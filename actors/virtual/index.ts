@@ -33,12 +33,29 @@ import { DomainList } from '../../src/address/domain.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { report, type AgentContext } from '../../src/delivery/agent.js';
 import { mailCopy, setEnableOriginalRecipient } from '../../src/delivery/copy.js';
-import { lockSettings, type LockSettings } from '../../src/delivery/mailbox.js';
+import { LOCK_PARAMS, lockSettings, type LockSettings } from '../../src/delivery/mailbox.js';
 import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
 import { atol, VirtualMap } from './maps.js';
-import { defineService } from '../../src/runtime/service.js';
+import { defineService, type Params } from '../../src/runtime/service.js';
 import meta from './meta.js';
 import { agentContent, corruptReply } from '../../src/delivery/content.js';
+
+/** What virtual reads, once per thread with the registry's types (the lock's set from src/delivery/mailbox.ts). */
+const PARAMS = {
+  ...LOCK_PARAMS,
+  'enable_original_recipient': 'bool',
+  'virtual_mailbox_lock': 'list',
+  'virtual_mailbox_base': 'str',
+  'virtual_mailbox_limit': 'int',
+  'message_size_limit': 'int',
+  'mydestination': 'list',
+  'recipient_delimiter': 'str',
+  'virtual_minimum_uid': 'int',
+  'strict_mailbox_ownership': 'bool',
+  'virtual_mailbox_maps': 'list',
+  'virtual_uid_maps': 'list',
+  'virtual_gid_maps': 'list',
+} as const;
 
 interface State {
   ctx: AgentContext;
@@ -54,32 +71,32 @@ interface State {
   configError: string | null;
 }
 
-function init(ctx: AgentContext): State {
-  const { config } = ctx;
-  setEnableOriginalRecipient(config.getBool('enable_original_recipient'));
+function init(ctx: AgentContext & { params: Params<typeof PARAMS> }): State {
+  const { config, params: p } = ctx;
+  setEnableOriginalRecipient(p.enable_original_recipient);
   // One delivery helper per agent thread from the start; more start when deliveries queue up.
   prestartAgentHelpers(() => (t: string) => ctx.log.warn(t));
-  const lock = lockSettings(config, 'virtual_mailbox_lock');
-  const base = config.get('virtual_mailbox_base');
-  const sizeLimit = config.getInt('virtual_mailbox_limit');
-  const messageLimit = config.getInt('message_size_limit');
+  const lock = lockSettings(p.virtual_mailbox_lock, p, 'virtual_mailbox_lock');
+  const base = p.virtual_mailbox_base;
+  const sizeLimit = p.virtual_mailbox_limit;
+  const messageLimit = p.message_size_limit;
   let configError = lock.error;
   if (!base.startsWith('/')) configError = `do not specify relative pathname: virtual_mailbox_base = ${base}`;
   // Postfix: the mailbox limit is also the agent's file size limit, and must leave room for the queue file.
   else if (sizeLimit > 0 && (sizeLimit < messageLimit || messageLimit === 0)) configError = 'main.cf configuration error: virtual_mailbox_limit is smaller than message_size_limit';
   if (configError) ctx.log.warn(`${ctx.service}: ${configError}; deliveries are deferred`);
-  const localDomains = new DomainList(config.getList('mydestination'), false);
-  const opts = { recipientDelimiter: config.get('recipient_delimiter'), localDomain: (d: string) => localDomains.has(d) };
+  const localDomains = new DomainList(p.mydestination, false);
+  const opts = { recipientDelimiter: p.recipient_delimiter, localDomain: (d: string) => localDomains.has(d) };
   return {
     ctx,
     base: base.replace(/\/+$/, ''),
     locks: lock.locks,
     sizeLimit,
-    minimumUid: config.getInt('virtual_minimum_uid'),
-    strictOwner: config.getBool('strict_mailbox_ownership'),
-    mailboxMaps: new VirtualMap('virtual_mailbox_maps', config, opts),
-    uidMaps: new VirtualMap('virtual_uid_maps', config, opts),
-    gidMaps: new VirtualMap('virtual_gid_maps', config, opts),
+    minimumUid: p.virtual_minimum_uid,
+    strictOwner: p.strict_mailbox_ownership,
+    mailboxMaps: new VirtualMap('virtual_mailbox_maps', p.virtual_mailbox_maps, config, opts),
+    uidMaps: new VirtualMap('virtual_uid_maps', p.virtual_uid_maps, config, opts),
+    gidMaps: new VirtualMap('virtual_gid_maps', p.virtual_gid_maps, config, opts),
     configError,
   };
 }
@@ -175,7 +192,7 @@ function configWarning(s: State, text: string): Result {
 
 export default defineService({
   ...meta,
-  params: {},
+  params: PARAMS,
   setup: init,
   handle: deliver,
 });

@@ -17,6 +17,8 @@ export class VirtualMap {
   constructor(
     /** The parameter name: Postfix's warnings name the map by it ("virtual_uid_maps"). */
     readonly title: string,
+    /** Its tables, as virtual read the parameter. */
+    private readonly specs: readonly string[],
     private readonly config: Config,
     private readonly opts: { recipientDelimiter: string; localDomain: (d: string) => boolean | Promise<boolean> },
   ) {}
@@ -24,7 +26,7 @@ export class VirtualMap {
   /** Opens the tables on first use; one that cannot be opened is tried again next time. */
   private open(): LookupTable[] {
     const dir = this.config.configDirectory;
-    this.tables ??= this.config.getList(this.title).map((spec) => openTable(spec, dir ? { configDirectory: dir } : {}));
+    this.tables ??= this.specs.map((spec) => openTable(spec, dir ? { configDirectory: dir } : {}));
     return this.tables;
   }
 

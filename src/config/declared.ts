@@ -13,17 +13,23 @@
  * everywhere in the code: test/params.test.ts finds each parameter's readers by its quoted name.
  */
 import type { Config } from './config.js';
+import { DEFAULTS } from './defaults.js';
 import { declaration, type ParamType } from './params/registry.js';
 
-/** How a declared parameter is read: its value's type in the service. */
-export type ParamKind = 'str' | 'int' | 'size' | 'bool' | 'time' | 'list';
+/**
+ * How a declared parameter is read: its value's type in the service. raw: the value as written,
+ * or the default, without $name expansion (Postfix's raw parameters, forward_path and the like,
+ * whose $names are the reader's own: the recipient's, the session's).
+ */
+export type ParamKind = 'str' | 'raw' | 'int' | 'size' | 'bool' | 'time' | 'list';
 export type ParamSpec = Readonly<Record<string, ParamKind>>;
-type ParamValue<K extends ParamKind> = K extends 'str' ? string : K extends 'bool' ? boolean : K extends 'list' ? string[] : number;
+type ParamValue<K extends ParamKind> = K extends 'str' | 'raw' ? string : K extends 'bool' ? boolean : K extends 'list' ? string[] : number;
 export type Params<S extends ParamSpec> = { readonly [N in keyof S]: ParamValue<S[N]> };
 
 /** The registry types each kind may read (time: seconds; size: a byte count, no sign; list: a str parameter split as Postfix does). */
 const READS: Record<ParamKind, readonly ParamType[]> = {
   str: ['str', 'raw'],
+  raw: ['raw'],
   list: ['str', 'raw'],
   int: ['int', 'nint', 'long'],
   size: ['int', 'long'],
@@ -39,6 +45,7 @@ export function readParams<S extends ParamSpec>(config: Config, spec: S, service
     if (!d) throw new Error(`${service}: declares parameter ${name}, which is not a known parameter`);
     if (!READS[kind].includes(d.type)) throw new Error(`${service}: declares parameter ${name} as ${kind}, but it is of type ${d.type}`);
     out[name] = kind === 'str' ? config.get(name)
+      : kind === 'raw' ? config.raw(name) ?? DEFAULTS[name] ?? ''
       : kind === 'list' ? config.getList(name)
       : kind === 'bool' ? config.getBool(name)
       : kind === 'time' ? config.getTime(name)

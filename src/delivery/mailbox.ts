@@ -31,6 +31,7 @@ import { closeSync, constants as C, fchownSync, fstatSync, fsyncSync, ftruncateS
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
+import type { Params } from '../config/declared.js';
 import type { Locker } from './locker.js';
 
 export class MailboxError extends Error {
@@ -323,21 +324,29 @@ export async function deliverMaildir(dir: string, data: Buffer, privs: Privs, si
   });
 }
 
+/** What a mailbox lock reads besides its lock methods (an agent that locks declares these with its own). */
+export const LOCK_PARAMS = {
+  'deliver_lock_attempts': 'int',
+  'deliver_lock_delay': 'time',
+  'stale_lock_time': 'time',
+} as const;
+
 /**
- * A mailbox lock parameter (mailbox_delivery_lock, virtual_mailbox_lock: "fcntl, dotlock") with
- * deliver_lock_attempts, deliver_lock_delay and stale_lock_time. `error` names an unknown method.
+ * A mailbox lock parameter's methods (mailbox_delivery_lock, virtual_mailbox_lock: "fcntl,
+ * dotlock", read by the agent as a list) with deliver_lock_attempts, deliver_lock_delay and
+ * stale_lock_time, as the agent read them. `error` names an unknown method.
  */
-export function lockSettings(config: { getList(n: string): string[]; getInt(n: string): number; getTime(n: string): number }, param: string): { locks: LockSettings; error: string | null; fcntl: boolean } {
-  const names = config.getList(param).map((s) => s.toLowerCase());
+export function lockSettings(methods: readonly string[], p: Params<typeof LOCK_PARAMS>, param: string): { locks: LockSettings; error: string | null; fcntl: boolean } {
+  const names = methods.map((s) => s.toLowerCase());
   const bad = names.find((n) => !['fcntl', 'flock', 'dotlock'].includes(n));
   return {
     locks: {
       dotlock: names.includes('dotlock'),
       flock: names.includes('flock') || names.includes('fcntl'),
       fcntl: names.includes('fcntl'),
-      attempts: Math.max(1, config.getInt('deliver_lock_attempts')),
-      delayMs: config.getTime('deliver_lock_delay') * 1000,
-      staleMs: config.getTime('stale_lock_time') * 1000,
+      attempts: Math.max(1, p.deliver_lock_attempts),
+      delayMs: p.deliver_lock_delay * 1000,
+      staleMs: p.stale_lock_time * 1000,
     },
     error: bad ? `${param}: unknown lock method "${bad}"` : null,
     fcntl: names.includes('fcntl'),

@@ -7,6 +7,7 @@
  * is FLUSH_STAT_FAIL ('fail'), never an exception.
  */
 import type { Config } from '../config/index.js';
+import { valuesOf, type Params } from '../config/declared.js';
 import { DomainList } from '../address/domain.js';
 import type { FlushReply, FlushRequest, FlushStatus } from './protocol.js';
 
@@ -15,23 +16,32 @@ export type { FlushStatus } from './protocol.js';
 /** How a client reaches a service: (service name, request body) → reply. */
 export type ServiceRequester = (service: string, body: unknown) => Promise<unknown>;
 
+/** What the client reads (its users spread these into theirs; given a configuration, it reads them itself). */
+export const FLUSH_CLIENT_PARAMS = {
+  'fast_flush_domains': 'list',
+  'parent_domain_matches_subdomains': 'list',
+  'flush_service_name': 'str',
+} as const;
+type FlushClientParams = Params<typeof FLUSH_CLIENT_PARAMS>;
+
 /** fast_flush_domains as Postfix's domain_list reads it (parent_domain_matches_subdomains names it by default). */
-export function fastFlushDomains(config: Config): DomainList {
-  return new DomainList(config.getList('fast_flush_domains'), config.getList('parent_domain_matches_subdomains').includes('fast_flush_domains'));
+export function fastFlushDomains(from: Config | FlushClientParams): DomainList {
+  const p = valuesOf(from, FLUSH_CLIENT_PARAMS, 'flush');
+  return new DomainList(p.fast_flush_domains, p.parent_domain_matches_subdomains.includes('fast_flush_domains'));
 }
 
 /** fast_flush_domains, or null when one of its files or tables cannot be opened (checkConfig reports it). */
-export function fastFlushDomainsOrNull(config: Config): DomainList | null {
+export function fastFlushDomainsOrNull(from: Config | FlushClientParams): DomainList | null {
   try {
-    return fastFlushDomains(config);
+    return fastFlushDomains(from);
   } catch {
     return null;
   }
 }
 
 /** Why fast_flush_domains cannot be used (a file or table that does not open), one line each. */
-export function fastFlushDomainsProblems(config: Config): string[] {
-  return DomainList.unsupported(config.getList('fast_flush_domains')).map((p) => `fast_flush_domains: ${p}`);
+export function fastFlushDomainsProblems(from: Config | FlushClientParams): string[] {
+  return DomainList.unsupported(valuesOf(from, FLUSH_CLIENT_PARAMS, 'flush').fast_flush_domains).map((p) => `fast_flush_domains: ${p}`);
 }
 
 export class FlushClient {
@@ -39,10 +49,11 @@ export class FlushClient {
   readonly service: string;
   private readonly empty: boolean;
 
-  constructor(config: Config, private readonly request: ServiceRequester) {
-    this.domains = fastFlushDomainsOrNull(config);
-    this.empty = config.getList('fast_flush_domains').length === 0;
-    this.service = config.get('flush_service_name').trim();
+  constructor(from: Config | FlushClientParams, private readonly request: ServiceRequester) {
+    const p = valuesOf(from, FLUSH_CLIENT_PARAMS, 'flush');
+    this.domains = fastFlushDomainsOrNull(p);
+    this.empty = p.fast_flush_domains.length === 0;
+    this.service = p.flush_service_name.trim();
   }
 
   /** Whether the destination is eligible (deny) or the list could not be read (fail), before asking. */

@@ -5,6 +5,7 @@
  * callers, so smtpd and cleanup send the same values for the same facts.
  */
 import type { Config } from '../config/index.js';
+import { valuesOf, type Params } from '../config/declared.js';
 import type { ClientInfo, TlsInfo } from '../queue/types.js';
 import type { MacroSource } from './milter.js';
 
@@ -66,15 +67,23 @@ export function parseMacroDefaults(text: string, warn: (t: string) => void = () 
   return out;
 }
 
-/** The macro evaluator for one moment of the dialogue. */
-export function macroSource(config: Config, ctx: MilterContext, defaults: ReadonlyMap<string, string>): MacroSource {
+/** What the macros read (smtpd and cleanup spread these into theirs). */
+export const MACRO_SOURCE_PARAMS = {
+  'myhostname': 'str',
+  'milter_macro_daemon_name': 'str',
+  'milter_macro_v': 'str',
+} as const;
+
+/** The macro evaluator for one moment of the dialogue, from the values read (or read here from a configuration). */
+export function macroSource(from: Config | Params<typeof MACRO_SOURCE_PARAMS>, ctx: MilterContext, defaults: ReadonlyMap<string, string>): MacroSource {
+  const p = valuesOf(from, MACRO_SOURCE_PARAMS, 'milter');
   const lookup = (name: string): string | undefined => {
     switch (name) {
-      case 'j': return config.get('myhostname');
-      case 'daemon_name': return config.get('milter_macro_daemon_name');
+      case 'j': return p.myhostname;
+      case 'daemon_name': return p.milter_macro_daemon_name;
       case 'daemon_addr': return ctx.localAddr;
       case 'daemon_port': return ctx.noPorts ? undefined : String(ctx.localPort);
-      case 'v': return config.get('milter_macro_v');
+      case 'v': return p.milter_macro_v;
       case '_': return `${ctx.client.name} [${ctx.client.addr}]`;
       case 'client_addr': return ctx.client.addr;
       case 'client_name': return ctx.client.name;

@@ -6,15 +6,34 @@
  * content_timeout, default_action, protocol) and the per-stage macro lists.
  */
 import type { Config } from '../config/index.js';
+import { valuesOf, type Params } from '../config/declared.js';
 import { Milter, type ConnectInfo, type Edit, type MacroSource, type MilterSettings, type Stage, type Verdict } from './milter.js';
 
 export type { Edit, Verdict, MacroSource, ConnectInfo } from './milter.js';
 
-const MACRO_PARAMS: Record<Stage, string> = {
+const MACRO_PARAMS = {
   connect: 'milter_connect_macros', helo: 'milter_helo_macros', mail: 'milter_mail_macros',
   rcpt: 'milter_rcpt_macros', data: 'milter_data_macros', eoh: 'milter_end_of_header_macros',
   eom: 'milter_end_of_data_macros', unknown: 'milter_unknown_command_macros',
-};
+} as const satisfies Record<Stage, string>;
+
+/** What the milter settings read (smtpd and cleanup spread these into theirs; given a configuration, they are read here). */
+export const MILTER_PARAMS = {
+  'milter_connect_macros': 'list',
+  'milter_helo_macros': 'list',
+  'milter_mail_macros': 'list',
+  'milter_rcpt_macros': 'list',
+  'milter_data_macros': 'list',
+  'milter_end_of_header_macros': 'list',
+  'milter_end_of_data_macros': 'list',
+  'milter_unknown_command_macros': 'list',
+  'milter_connect_timeout': 'time',
+  'milter_command_timeout': 'time',
+  'milter_content_timeout': 'time',
+  'milter_default_action': 'str',
+  'milter_protocol': 'str',
+  'queue_directory': 'str',
+} as const;
 
 /** Splits a milter list: words separated by space/comma, a `{ … }` group is one entry. */
 export function splitMilterList(text: string): string[] {
@@ -38,17 +57,18 @@ export function splitMilterList(text: string): string[] {
   return out;
 }
 
-/** The settings of each milter in `list` (the value of smtpd_milters), from the configuration. */
-export function milterSettings(config: Config, list: string, warn: (t: string) => void): MilterSettings[] {
+/** The settings of each milter in `list` (the value of smtpd_milters), from the values read. */
+export function milterSettings(from: Config | Params<typeof MILTER_PARAMS>, list: string, warn: (t: string) => void): MilterSettings[] {
+  const v = valuesOf(from, MILTER_PARAMS, 'milter');
   const macros = {} as Record<Stage, string[]>;
-  for (const [stage, param] of Object.entries(MACRO_PARAMS)) macros[stage as Stage] = config.getList(param);
+  for (const [stage, param] of Object.entries(MACRO_PARAMS)) macros[stage as Stage] = v[param];
   const base = {
-    connectTimeout: config.getTime('milter_connect_timeout'),
-    commandTimeout: config.getTime('milter_command_timeout'),
-    contentTimeout: config.getTime('milter_content_timeout'),
-    defaultAction: config.get('milter_default_action'),
-    protocol: config.get('milter_protocol'),
-    queueDirectory: config.get('queue_directory'),
+    connectTimeout: v.milter_connect_timeout,
+    commandTimeout: v.milter_command_timeout,
+    contentTimeout: v.milter_content_timeout,
+    defaultAction: v.milter_default_action,
+    protocol: v.milter_protocol,
+    queueDirectory: v.queue_directory,
     macros,
     warn,
   };

@@ -32,7 +32,7 @@
  * starts nothing either.
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { configFromJSON, queueDirectory, type Config, type ConfigJSON, type MasterService } from '../config/index.js';
+import { ConfigError, configFromJSON, queueDirectory, type Config, type ConfigJSON, type MasterService } from '../config/index.js';
 import { readParams, type ParamSpec, type Params } from '../config/declared.js';
 import { configureMaillog, flushMaillog, maillog, type Logger } from '../log/maillog.js';
 import { QueueStore } from '../queue/store.js';
@@ -239,7 +239,9 @@ async function runWorker<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition
     parentPort!.postMessage({ type: 'postactor:ready' } satisfies WorkerLifecycle);
   } catch (err) {
     const e = err as Error;
-    log.fatal(`${def.name}: ${(def.fatalStack === false ? e?.message : e?.stack) ?? String(err)}`);
+    // A configuration error (a wrong-typed value of a declared parameter: file:line) by its message, as Postfix's fatal.
+    const brief = def.fatalStack === false || err instanceof ConfigError;
+    log.fatal(`${def.name}: ${(brief ? e?.message : e?.stack) ?? String(err)}`);
     // master names the reason in its own start-up error (the maillog may be a file the
     // operator does not look at first).
     const fatal: WorkerLifecycle = { type: 'postactor:fatal', text: `${def.name}: ${e?.message ?? String(err)}` };

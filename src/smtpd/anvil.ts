@@ -11,11 +11,34 @@
  */
 import type * as net from 'node:net';
 import type { Config } from '../config/index.js';
+import { readParams, type Params } from '../config/declared.js';
 import { buildNetworks, NetworkList } from '../net/networks.js';
 import { clientKey, type AnvilTable, type ClientKey } from '../anvil/table.js';
 
 /** A refusal: reply code and text (text with its enhanced status code), and the warning to log. */
 export interface AnvilRefusal { code: number; text: string; warning: string }
+
+/**
+ * What smtpd's anvil side reads (smtpd declares these with its own: actors/smtpd/index.ts). The
+ * event limit exceptions are read as written only when set (or the old
+ * smtpd_client_connection_limit_exceptions is): unset, they are mynetworks.
+ */
+export const ANVIL_PARAMS = {
+  'service_name': 'str',
+  'myhostname': 'str',
+  'smtpd_client_ipv4_prefix_length': 'int',
+  'smtpd_client_ipv6_prefix_length': 'int',
+  'smtpd_client_connection_count_limit': 'int',
+  'smtpd_client_connection_rate_limit': 'int',
+  'smtpd_client_message_rate_limit': 'int',
+  'smtpd_client_recipient_rate_limit': 'int',
+  'smtpd_client_auth_rate_limit': 'int',
+  'smtpd_client_new_tls_session_rate_limit': 'int',
+  'smtpd_client_event_limit_exceptions': 'str',
+  'mynetworks': 'str',
+  'mynetworks_style': 'str',
+} as const;
+type AnvilParams = Params<typeof ANVIL_PARAMS>;
 
 export class SmtpdAnvil {
   private readonly exceptions: NetworkList;
@@ -31,20 +54,21 @@ export class SmtpdAnvil {
   private readonly authLimit: number;
   private readonly newTlsLimit: number;
 
-  constructor(config: Config, private readonly table: AnvilTable) {
-    this.service = config.get('service_name');
-    this.hostname = config.get('myhostname');
-    this.v4Prefix = config.getInt('smtpd_client_ipv4_prefix_length');
-    this.v6Prefix = config.getInt('smtpd_client_ipv6_prefix_length');
-    const problem = smtpdAnvilProblem(config);
+  /** `p`: the values smtpd read (read here from the configuration when not given). */
+  constructor(config: Config, private readonly table: AnvilTable, p: AnvilParams = readParams(config, ANVIL_PARAMS, 'smtpd')) {
+    this.service = p.service_name;
+    this.hostname = p.myhostname;
+    this.v4Prefix = p.smtpd_client_ipv4_prefix_length;
+    this.v6Prefix = p.smtpd_client_ipv6_prefix_length;
+    const problem = smtpdAnvilProblem(config, p);
     if (problem !== null) throw new Error(problem);
-    this.countLimit = config.getInt('smtpd_client_connection_count_limit');
-    this.rateLimit = config.getInt('smtpd_client_connection_rate_limit');
-    this.messageLimit = config.getInt('smtpd_client_message_rate_limit');
-    this.recipientLimit = config.getInt('smtpd_client_recipient_rate_limit');
-    this.authLimit = config.getInt('smtpd_client_auth_rate_limit');
-    this.newTlsLimit = config.getInt('smtpd_client_new_tls_session_rate_limit');
-    this.exceptions = eventLimitExceptions(config);
+    this.countLimit = p.smtpd_client_connection_count_limit;
+    this.rateLimit = p.smtpd_client_connection_rate_limit;
+    this.messageLimit = p.smtpd_client_message_rate_limit;
+    this.recipientLimit = p.smtpd_client_recipient_rate_limit;
+    this.authLimit = p.smtpd_client_auth_rate_limit;
+    this.newTlsLimit = p.smtpd_client_new_tls_session_rate_limit;
+    this.exceptions = eventLimitExceptions(config, p);
   }
 
   /**
@@ -215,12 +239,12 @@ export function installAnvilHandlers(proto: Record<string, unknown>): void {
 }
 
 /** What in the configuration stops anvil's checks (master's check, before any thread starts), or null. */
-export function smtpdAnvilProblem(config: Config): string | null {
-  const v4 = config.getInt('smtpd_client_ipv4_prefix_length'), v6 = config.getInt('smtpd_client_ipv6_prefix_length');
+export function smtpdAnvilProblem(config: Config, p: AnvilParams = readParams(config, ANVIL_PARAMS, 'smtpd')): string | null {
+  const v4 = p.smtpd_client_ipv4_prefix_length, v6 = p.smtpd_client_ipv6_prefix_length;
   if (v4 < 0 || v4 > 32) return `smtpd_client_ipv4_prefix_length = ${v4}: bad IPv4 address prefix length (0..32)`;
   if (v6 < 0 || v6 > 128) return `smtpd_client_ipv6_prefix_length = ${v6}: bad IPv6 address prefix length (0..128)`;
   try {
-    eventLimitExceptions(config);
+    eventLimitExceptions(config, p);
   } catch (err) {
     return (err as Error).message;
   }
@@ -232,17 +256,17 @@ export function smtpdAnvilProblem(config: Config): string | null {
  * smtpd_client_connection_limit_exceptions unset) $mynetworks, with mynetworks_style when
  * mynetworks is empty; otherwise the list given (addresses and networks).
  */
-function eventLimitExceptions(config: Config): NetworkList {
+function eventLimitExceptions(config: Config, p: AnvilParams): NetworkList {
   const name = 'smtpd_client_event_limit_exceptions';
   if (!config.isSet(name) && !config.isSet('smtpd_client_connection_limit_exceptions')) {
-    const nets = buildNetworks(config.get('mynetworks'), config.get('mynetworks_style'));
+    const nets = buildNetworks(p.mynetworks, p.mynetworks_style);
     if (nets.errors.length) throw new Error(`mynetworks: ${nets.errors.join('; ')}`);
     return nets.networks;
   }
   const list = new NetworkList();
-  for (const item of config.get(name).split(/[\s,]+/).filter(Boolean)) {
+  for (const item of p[name].split(/[\s,]+/).filter(Boolean)) {
     const err = list.add(item);
-    if (err) throw new Error(`${name} = ${config.get(name)}: ${err} (Postactor takes addresses and networks only)`);
+    if (err) throw new Error(`${name} = ${p[name]}: ${err} (Postactor takes addresses and networks only)`);
   }
   return list;
 }

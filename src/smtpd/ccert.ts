@@ -2,7 +2,7 @@
  * Client certificates in smtpd, as Postfix's TLS library asks for and judges them (tls_server.c,
  * tls_verify.c, tls_fprint.c, tls_certkey.c):
  *
- *   ccertSettings(config, enforce, warn)   smtpd_tls_ask_ccert, smtpd_tls_req_ccert (effective only
+ *   ccertSettings(p, enforce, warn)        smtpd_tls_ask_ccert, smtpd_tls_req_ccert (effective only
  *                                          when TLS is required, else Postfix's warning), the CAs of
  *                                          smtpd_tls_CAfile / _CApath, smtpd_tls_ccert_verifydepth
  *                                          and smtpd_tls_fingerprint_digest
@@ -24,7 +24,7 @@ import { getHashes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as tls from 'node:tls';
-import type { Config } from '../config/index.js';
+import type { Params } from '../config/declared.js';
 import type { ClientCertInfo } from '../queue/types.js';
 import { fingerprint, spki } from '../tls/fingerprint.js';
 
@@ -49,29 +49,39 @@ export interface PeerCert extends ClientCertInfo {
   issuerLine: string;
 }
 
-/** The settings; null after Postfix's warnings when TLS must be disabled (bad digest, unreadable CAs). */
-export function ccertSettings(config: Config, enforce: boolean, warn: (text: string) => void, info: (text: string) => void): CcertSettings | null {
-  const askParam = config.getBool('smtpd_tls_ask_ccert');
-  const req = config.getBool('smtpd_tls_req_ccert');
+/** What the client-certificate settings read (with smtpd's TLS set: tls.ts SMTPD_TLS_PARAMS). */
+export const CCERT_PARAMS = {
+  'smtpd_tls_ask_ccert': 'bool',
+  'smtpd_tls_req_ccert': 'bool',
+  'smtpd_tls_fingerprint_digest': 'str',
+  'smtpd_tls_CAfile': 'str',
+  'smtpd_tls_CApath': 'str',
+  'smtpd_tls_ccert_verifydepth': 'int',
+} as const;
+
+/** The settings, from the values read; null after Postfix's warnings when TLS must be disabled (bad digest, unreadable CAs). */
+export function ccertSettings(p: Params<typeof CCERT_PARAMS>, enforce: boolean, warn: (text: string) => void, info: (text: string) => void): CcertSettings | null {
+  const askParam = p.smtpd_tls_ask_ccert;
+  const req = p.smtpd_tls_req_ccert;
   // As Postfix: a certificate can be required only where TLS is, or plaintext would walk past it.
   if (req && !enforce) warn("Can't require client certs unless TLS is required");
   const require = req && enforce;
-  const digestName = config.get('smtpd_tls_fingerprint_digest').trim();
+  const digestName = p.smtpd_tls_fingerprint_digest.trim();
   const digest = digestName.toLowerCase();
   if (!getHashes().includes(digest)) {
     warn(`Digest algorithm "${digestName}" not found`);
     warn('disabling TLS support');
     return null;
   }
-  const CAfile = config.get('smtpd_tls_CAfile').trim();
-  const CApath = config.get('smtpd_tls_CApath').trim();
+  const CAfile = p.smtpd_tls_CAfile.trim();
+  const CApath = p.smtpd_tls_CApath.trim();
   const ca: string[] = [];
   try {
     if (CAfile) ca.push(...pemCerts(readFileSync(CAfile, 'utf8')));
     if (CApath) {
       for (const name of readdirSync(CApath).sort()) {
-        const p = join(CApath, name);
-        if (statSync(p).isFile()) ca.push(...pemCerts(readFileSync(p, 'utf8')));
+        const file = join(CApath, name);
+        if (statSync(file).isFile()) ca.push(...pemCerts(readFileSync(file, 'utf8')));
       }
     }
     if ((CAfile || CApath) && ca.length === 0) throw new Error('no certificates');
@@ -85,7 +95,7 @@ export function ccertSettings(config: Config, enforce: boolean, warn: (text: str
     askParam,
     require,
     ca,
-    verifyDepth: config.getInt('smtpd_tls_ccert_verifydepth'),
+    verifyDepth: p.smtpd_tls_ccert_verifydepth,
     digest,
   };
 }

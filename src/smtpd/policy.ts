@@ -15,18 +15,19 @@
  */
 import { metrics } from '../metrics/thread.js';
 import { queueDirectory, type Config } from '../config/index.js';
+import { readParams, type Params } from '../config/declared.js';
 import { TableError } from '../maps/index.js';
 import { DomainList } from '../address/domain.js';
 import { maillog } from '../log/maillog.js';
 import { buildNetworks, type NetworkList } from '../net/networks.js';
-import { classify, isLocalDomain, resolveSettings, type ResolveSettings } from '../rewrite/resolve.js';
+import { classify, isLocalDomain, RESOLVE_PARAMS, resolveSettings, type ResolveSettings } from '../rewrite/resolve.js';
 import { askPolicy, parseEndpoint, type PolicyServiceSettings } from './policy-service.js';
 import { accessRestriction, serverError, tableResult, type AccessKind, type AccessSettings } from './restrictions/access.js';
 import { dnsAllowList, dnsBlockList, parseDnsList, PolicyDns, unknownAddressDomain, unknownHelo, type DnsSettings } from './restrictions/dns.js';
 import { invalidHelo, nonFqdnAddress, nonFqdnHelo } from './restrictions/hostname.js';
 import { senderLoginMismatch, type LoginSettings } from './restrictions/login.js';
 import { checkCcertAccess, permitClientCerts, rejectPlaintextSession } from './restrictions/ccert.js';
-import { saslSettings, type SaslSettings } from './sasl-settings.js';
+import { SASL_PARAMS, saslSettings, type SaslSettings } from './sasl-settings.js';
 import { openPolicyTable, tableSpecError, type PolicyTable } from './restrictions/tables.js';
 import { DUNNO, formatReply, PERMIT, rejected, type Action, type PolicyRequest, type Reply, type Restriction, type Stage } from './restrictions/types.js';
 import { checkListed, unlisted, type UnlistedSettings } from './restrictions/unlisted.js';
@@ -50,7 +51,19 @@ export interface PolicyLogger { info(text: string): void; warn(text: string): vo
 
 interface Item { name: string; run: Restriction | 'warn_if_reject' }
 
-const LISTS: [Stage, string][] = [
+/** The restriction lists, declared with the rest of the restrictions' parameters (POLICY_PARAMS). */
+const LIST_PARAMS = {
+  'smtpd_client_restrictions': 'list',
+  'smtpd_helo_restrictions': 'list',
+  'smtpd_sender_restrictions': 'list',
+  'smtpd_relay_restrictions': 'list',
+  'smtpd_recipient_restrictions': 'list',
+  'smtpd_data_restrictions': 'list',
+  'smtpd_end_of_data_restrictions': 'list',
+  'smtpd_etrn_restrictions': 'list',
+} as const;
+
+const LISTS: [Stage, keyof typeof LIST_PARAMS][] = [
   ['client', 'smtpd_client_restrictions'],
   ['helo', 'smtpd_helo_restrictions'],
   ['sender', 'smtpd_sender_restrictions'],
@@ -60,6 +73,73 @@ const LISTS: [Stage, string][] = [
   ['end_of_data', 'smtpd_end_of_data_restrictions'],
   ['etrn', 'smtpd_etrn_restrictions'],
 ];
+
+/**
+ * What the restrictions read by name (smtpd declares these with its own: actors/smtpd/index.ts).
+ * The restriction classes (smtpd_restriction_classes), whose names are the configuration's own,
+ * stay read by their names. Resolving's (src/rewrite/resolve.ts, which
+ * trivial-rewrite declares too) and SASL's (with TLS's, which it asks) are spread in.
+ */
+export const POLICY_PARAMS = {
+  ...SASL_PARAMS,
+  ...RESOLVE_PARAMS,
+  ...LIST_PARAMS,
+  'mynetworks': 'str',
+  'mynetworks_style': 'str',
+  'mydestination': 'list',
+  'relay_domains': 'list',
+  'virtual_alias_domains': 'list',
+  'virtual_mailbox_domains': 'list',
+  'reject_code': 'int',
+  'defer_code': 'int',
+  'relay_domains_reject_code': 'int',
+  'allow_untrusted_routing': 'bool',
+  'smtpd_delay_reject': 'bool',
+  'smtpd_reject_unlisted_recipient': 'bool',
+  'recipient_delimiter': 'str',
+  'access_map_reject_code': 'int',
+  'access_map_defer_code': 'int',
+  'smtpd_null_access_lookup_key': 'str',
+  'parent_domain_matches_subdomains': 'list',
+  'unknown_address_reject_code': 'int',
+  'unknown_hostname_reject_code': 'int',
+  'unknown_address_tempfail_action': 'str',
+  'unknown_helo_hostname_tempfail_action': 'str',
+  'maps_rbl_reject_code': 'int',
+  'smtpd_policy_service_timeout': 'time',
+  'smtpd_policy_service_try_limit': 'int',
+  'smtpd_policy_service_retry_delay': 'time',
+  'smtpd_policy_service_default_action': 'str',
+  'smtpd_policy_service_policy_context': 'str',
+  'local_recipient_maps': 'list',
+  'virtual_alias_maps': 'list',
+  'virtual_mailbox_maps': 'list',
+  'relay_recipient_maps': 'list',
+  'relay_clientcerts': 'list',
+  'smtpd_sender_login_maps': 'list',
+  'unknown_local_recipient_reject_code': 'int',
+  'unknown_virtual_alias_reject_code': 'int',
+  'unknown_virtual_mailbox_reject_code': 'int',
+  'unknown_relay_recipient_reject_code': 'int',
+  'double_bounce_sender': 'str',
+  'address_verify_service_name': 'str',
+  'address_verify_poll_count': 'int',
+  'address_verify_poll_delay': 'time',
+  'unverified_sender_defer_code': 'int',
+  'unverified_sender_reject_code': 'int',
+  'unverified_sender_tempfail_action': 'str',
+  'unverified_sender_reject_reason': 'str',
+  'unverified_recipient_defer_code': 'int',
+  'unverified_recipient_reject_code': 'int',
+  'unverified_recipient_tempfail_action': 'str',
+  'unverified_recipient_reject_reason': 'str',
+  'smtpd_tls_ask_ccert': 'bool',
+  'plaintext_reject_code': 'int',
+  'invalid_hostname_reject_code': 'int',
+  'non_fqdn_reject_code': 'int',
+  'smtpd_restriction_classes': 'list',
+} as const;
+type PolicyParams = Params<typeof POLICY_PARAMS>;
 
 /** Restrictions that stop mail to foreign domains; Postfix insists on one of them. */
 const RELAY_GUARDS = new Set(['reject_unauth_destination', 'defer_unauth_destination', 'reject', 'defer', 'defer_if_permit']);
@@ -146,60 +226,63 @@ export class SmtpdPolicy {
   private readonly unverifiedCodes: Record<'sender' | 'recipient', UnverifiedCodes>;
   private readonly verifyService: string;
 
-  /** Throws an Error whose message lists every problem (the server then refuses to start). */
-  constructor(config: Config, log: PolicyLogger = maillog('smtpd')) {
+  /**
+   * Throws an Error whose message lists every problem (the server then refuses to start). `p`:
+   * the values smtpd read (read here from the configuration when not given: master's check, tests).
+   */
+  constructor(config: Config, log: PolicyLogger = maillog('smtpd'), private readonly p: PolicyParams = readParams(config, POLICY_PARAMS, 'smtpd')) {
     this.config = config;
     this.log = log;
     const errors: string[] = [];
-    const nets = buildNetworks(config.get('mynetworks'), config.get('mynetworks_style'));
+    const nets = buildNetworks(p.mynetworks, p.mynetworks_style);
     this.mynetworks = nets.networks;
     errors.push(...nets.errors.map((e) => `mynetworks: ${e}`));
-    const local = config.getList('mydestination');
-    const relay = config.getList('relay_domains');
-    const valias = config.getList('virtual_alias_domains');
-    const vmailbox = config.getList('virtual_mailbox_domains');
+    const local = p.mydestination;
+    const relay = p.relay_domains;
+    const valias = p.virtual_alias_domains;
+    const vmailbox = p.virtual_mailbox_domains;
     for (const [name, items] of [['mydestination', local], ['relay_domains', relay], ['virtual_alias_domains', valias], ['virtual_mailbox_domains', vmailbox]] as const) {
       for (const t of DomainList.unsupported(items)) errors.push(`${name}: ${t}`);
     }
-    this.rejectCode = config.getInt('reject_code');
-    this.deferCode = config.getInt('defer_code');
-    this.relayRejectCode = config.getInt('relay_domains_reject_code');
-    this.resolve = resolveSettings(config);
-    this.allowUntrustedRouting = config.getBool('allow_untrusted_routing');
-    this.delayReject = config.getBool('smtpd_delay_reject');
-    this.rejectUnlistedRecipient = config.getBool('smtpd_reject_unlisted_recipient');
-    const delimiter = config.get('recipient_delimiter');
+    this.rejectCode = p.reject_code;
+    this.deferCode = p.defer_code;
+    this.relayRejectCode = p.relay_domains_reject_code;
+    this.resolve = resolveSettings(p);
+    this.allowUntrustedRouting = p.allow_untrusted_routing;
+    this.delayReject = p.smtpd_delay_reject;
+    this.rejectUnlistedRecipient = p.smtpd_reject_unlisted_recipient;
+    const delimiter = p.recipient_delimiter;
     this.access = {
-      accessMapRejectCode: config.getInt('access_map_reject_code'),
-      accessMapDeferCode: config.getInt('access_map_defer_code'),
-      nullKey: config.get('smtpd_null_access_lookup_key'),
-      bareParents: config.getList('parent_domain_matches_subdomains').includes('smtpd_access_maps'),
+      accessMapRejectCode: p.access_map_reject_code,
+      accessMapDeferCode: p.access_map_defer_code,
+      nullKey: p.smtpd_null_access_lookup_key,
+      bareParents: p.parent_domain_matches_subdomains.includes('smtpd_access_maps'),
       recipientDelimiter: delimiter,
     };
-    const tempfail = (param: string): 'defer' | 'defer_if_permit' => {
-      const v = config.get(param).trim();
+    const tempfail = (param: 'unknown_address_tempfail_action' | 'unknown_helo_hostname_tempfail_action' | 'unverified_sender_tempfail_action' | 'unverified_recipient_tempfail_action'): 'defer' | 'defer_if_permit' => {
+      const v = p[param].trim();
       if (v === 'defer' || v === 'defer_if_permit') return v;
       errors.push(`${param}: not supported: "${v}" (defer or defer_if_permit)`);
       return 'defer_if_permit';
     };
     this.dnsSettings = {
-      unknownAddressCode: config.getInt('unknown_address_reject_code'),
-      unknownHostnameCode: config.getInt('unknown_hostname_reject_code'),
+      unknownAddressCode: p.unknown_address_reject_code,
+      unknownHostnameCode: p.unknown_hostname_reject_code,
       addressTempfail: tempfail('unknown_address_tempfail_action'),
       heloTempfail: tempfail('unknown_helo_hostname_tempfail_action'),
-      rblCode: config.getInt('maps_rbl_reject_code'),
+      rblCode: p.maps_rbl_reject_code,
     };
-    for (const p of ['rbl_reply_maps', 'default_rbl_reply']) {
-      if (config.isSet(p) && config.raw(p)!.trim() !== '') errors.push(`${p}: not supported (Postactor answers Postfix's default RBL reply)`);
+    for (const name of ['rbl_reply_maps', 'default_rbl_reply']) {
+      if (config.isSet(name) && config.raw(name)!.trim() !== '') errors.push(`${name}: not supported (Postactor answers Postfix's default RBL reply)`);
     }
     this.policySettings = {
-      timeoutMs: config.getTime('smtpd_policy_service_timeout') * 1000,
-      tryLimit: config.getInt('smtpd_policy_service_try_limit'),
-      retryDelayMs: config.getTime('smtpd_policy_service_retry_delay') * 1000,
-      defaultAction: config.get('smtpd_policy_service_default_action'),
-      policyContext: config.get('smtpd_policy_service_policy_context'),
+      timeoutMs: p.smtpd_policy_service_timeout * 1000,
+      tryLimit: p.smtpd_policy_service_try_limit,
+      retryDelayMs: p.smtpd_policy_service_retry_delay * 1000,
+      defaultAction: p.smtpd_policy_service_default_action,
+      policyContext: p.smtpd_policy_service_policy_context,
     };
-    const maps = (param: string): PolicyTable[] => this.openMaps(param, errors);
+    const maps = (param: 'local_recipient_maps' | 'virtual_alias_maps' | 'virtual_mailbox_maps' | 'relay_recipient_maps' | 'relay_clientcerts' | 'smtpd_sender_login_maps'): PolicyTable[] => this.openMaps(param, p[param], errors);
     this.unlistedSettings = {
       classOf: (a) => classify(a, this.resolve),
       localMaps: maps('local_recipient_maps'),
@@ -207,41 +290,41 @@ export class SmtpdPolicy {
       virtualMailboxMaps: maps('virtual_mailbox_maps'),
       relayMaps: maps('relay_recipient_maps'),
       codes: {
-        local: config.getInt('unknown_local_recipient_reject_code'),
-        virtualAlias: config.getInt('unknown_virtual_alias_reject_code'),
-        virtualMailbox: config.getInt('unknown_virtual_mailbox_reject_code'),
-        relay: config.getInt('unknown_relay_recipient_reject_code'),
+        local: p.unknown_local_recipient_reject_code,
+        virtualAlias: p.unknown_virtual_alias_reject_code,
+        virtualMailbox: p.unknown_virtual_mailbox_reject_code,
+        relay: p.unknown_relay_recipient_reject_code,
       },
       recipientDelimiter: delimiter,
       isLocalDomain: (d) => isLocalDomain(this.resolve, d),
-      doubleBounceSender: config.get('double_bounce_sender'),
+      doubleBounceSender: p.double_bounce_sender,
     };
 
-    this.verifyService = config.get('address_verify_service_name').trim();
+    this.verifyService = p.address_verify_service_name.trim();
     this.verifySettings = {
       client: () => this.verifyClient,
-      pollCount: config.getInt('address_verify_poll_count'),
-      pollDelay: config.getTime('address_verify_poll_delay') * 1000,
+      pollCount: p.address_verify_poll_count,
+      pollDelay: p.address_verify_poll_delay * 1000,
       warn: (t) => this.log.warn(t),
     };
     this.unverifiedCodes = {
       sender: {
-        deferCode: config.getInt('unverified_sender_defer_code'),
-        rejectCode: config.getInt('unverified_sender_reject_code'),
+        deferCode: p.unverified_sender_defer_code,
+        rejectCode: p.unverified_sender_reject_code,
         tempfail: tempfail('unverified_sender_tempfail_action'),
-        reason: config.get('unverified_sender_reject_reason').trim(),
+        reason: p.unverified_sender_reject_reason.trim(),
       },
       recipient: {
-        deferCode: config.getInt('unverified_recipient_defer_code'),
-        rejectCode: config.getInt('unverified_recipient_reject_code'),
+        deferCode: p.unverified_recipient_defer_code,
+        rejectCode: p.unverified_recipient_reject_code,
         tempfail: tempfail('unverified_recipient_tempfail_action'),
-        reason: config.get('unverified_recipient_reject_reason').trim(),
+        reason: p.unverified_recipient_reject_reason.trim(),
       },
     };
 
     this.relayClientCerts = maps('relay_clientcerts');
-    this.askCcert = config.getBool('smtpd_tls_ask_ccert');
-    this.sasl = saslSettings(config, errors);
+    this.askCcert = p.smtpd_tls_ask_ccert;
+    this.sasl = saslSettings(config, errors, p);
     this.login = {
       saslEnabled: this.sasl.enabled,
       maps: maps('smtpd_sender_login_maps'),
@@ -250,7 +333,7 @@ export class SmtpdPolicy {
       isLocalDomain: (d) => isLocalDomain(this.resolve, d),
     };
 
-    const classNames = config.getList('smtpd_restriction_classes');
+    const classNames = p.smtpd_restriction_classes;
     for (const name of classNames) {
       if (!config.isSet(name)) {
         errors.push(`smtpd_restriction_classes: restriction class "${name}" has no parameter ${name} in main.cf`);
@@ -263,7 +346,7 @@ export class SmtpdPolicy {
     let guarded = false;
     let explicitUnlisted = false;
     for (const [stage, param] of LISTS) {
-      const tokens = config.getList(param);
+      const tokens = p[param];
       if (stage === 'relay' || stage === 'recipient') {
         if (tokens.some((t) => RELAY_GUARDS.has(t))) guarded = true;
         if (tokens.includes('reject_unlisted_recipient')) explicitUnlisted = true;
@@ -279,9 +362,9 @@ export class SmtpdPolicy {
 
   // ---- start-up: lists and tables
 
-  private openMaps(param: string, errors: string[]): PolicyTable[] {
+  private openMaps(param: string, specs: readonly string[], errors: string[]): PolicyTable[] {
     const out: PolicyTable[] = [];
-    for (const spec of this.config.getList(param)) {
+    for (const spec of specs) {
       const t = this.table(spec, param, errors);
       if (t) out.push(t);
     }
@@ -411,17 +494,17 @@ export class SmtpdPolicy {
       case 'check_etrn_access': return access('etrn');
       case 'permit_tls_clientcerts': return permitClientCerts(false, this.relayClientCerts, this.askCcert);
       case 'permit_tls_all_clientcerts': return permitClientCerts(true, this.relayClientCerts, this.askCcert);
-      case 'reject_plaintext_session': return rejectPlaintextSession(this.config.getInt('plaintext_reject_code'));
+      case 'reject_plaintext_session': return rejectPlaintextSession(this.p.plaintext_reject_code);
       case 'check_ccert_access': {
         const spec = arg();
         if (spec === null) return null;
         const t = this.table(spec, param, errors);
         return t ? checkCcertAccess(t, this.askCcert, this.access) : null;
       }
-      case 'reject_invalid_helo_hostname': return invalidHelo(this.config.getInt('invalid_hostname_reject_code'));
-      case 'reject_non_fqdn_helo_hostname': return nonFqdnHelo(this.config.getInt('non_fqdn_reject_code'));
-      case 'reject_non_fqdn_sender': return nonFqdnAddress('sender', this.config.getInt('non_fqdn_reject_code'));
-      case 'reject_non_fqdn_recipient': return nonFqdnAddress('recipient', this.config.getInt('non_fqdn_reject_code'));
+      case 'reject_invalid_helo_hostname': return invalidHelo(this.p.invalid_hostname_reject_code);
+      case 'reject_non_fqdn_helo_hostname': return nonFqdnHelo(this.p.non_fqdn_reject_code);
+      case 'reject_non_fqdn_sender': return nonFqdnAddress('sender', this.p.non_fqdn_reject_code);
+      case 'reject_non_fqdn_recipient': return nonFqdnAddress('recipient', this.p.non_fqdn_reject_code);
       case 'reject_unknown_sender_domain': return unknownAddressDomain('sender', this.dns(), d);
       case 'reject_unknown_recipient_domain': return unknownAddressDomain('recipient', this.dns(), d);
       case 'reject_unknown_helo_hostname': return unknownHelo(this.dns(), d);

@@ -6,8 +6,9 @@
 import { join } from 'node:path';
 
 import { queueDirectory, type Config } from '../config/index.js';
+import { readParams, type Params } from '../config/declared.js';
 import { NetworkList } from '../net/networks.js';
-import { smtpdTlsEnforced } from './tls.js';
+import { SMTPD_TLS_PARAMS, smtpdTlsEnforced } from './tls.js';
 
 /** smtpd_sasl_security_options words → the Dovecot MECH flag each one excludes or requires. */
 const SECURITY_OPTIONS: Record<string, { flag: string; require: boolean }> = {
@@ -72,23 +73,48 @@ function mechanismFilter(value: string, errors: string[]): (mech: string) => boo
   };
 }
 
-/** The smtpd_sasl_* settings of one smtpd service; problems go to `errors` ("param: …"). */
-export function saslSettings(config: Config, errors: string[]): SaslSettings {
-  const enabled = config.getBool('smtpd_sasl_auth_enable');
-  const type = config.get('smtpd_sasl_type').trim();
+/**
+ * What the SASL settings read (with the restrictions': src/smtpd/policy.ts POLICY_PARAMS), and
+ * TLS's, which decide whether smtpd_tls_auth_only is forced on.
+ */
+export const SASL_PARAMS = {
+  ...SMTPD_TLS_PARAMS,
+  'smtpd_sasl_auth_enable': 'bool',
+  'smtpd_sasl_type': 'str',
+  'smtpd_sasl_path': 'str',
+  'smtpd_sasl_exceptions_networks': 'str',
+  'smtpd_sasl_security_options': 'str',
+  'smtpd_sasl_service': 'str',
+  'smtpd_sasl_tls_security_options': 'str',
+  'smtpd_tls_auth_only': 'bool',
+  'broken_sasl_auth_clients': 'bool',
+  'smtpd_sasl_response_limit': 'int',
+  'smtpd_sasl_mechanism_filter': 'str',
+  'smtpd_discard_ehlo_keywords': 'list',
+  'smtpd_sasl_authenticated_header': 'bool',
+  'smtpd_sasl_local_domain': 'str',
+} as const;
+
+/**
+ * The smtpd_sasl_* settings of one smtpd service, from the values read (read here from the
+ * configuration when not given); problems go to `errors` ("param: …").
+ */
+export function saslSettings(config: Config, errors: string[], p: Params<typeof SASL_PARAMS> = readParams(config, SASL_PARAMS, 'smtpd')): SaslSettings {
+  const enabled = p.smtpd_sasl_auth_enable;
+  const type = p.smtpd_sasl_type.trim();
   if (enabled && type !== 'dovecot') {
     errors.push(`smtpd_sasl_type = ${type}: not supported by Postactor (only smtpd_sasl_type = dovecot: Postactor speaks Dovecot's auth protocol, not Cyrus SASL)`);
   }
   // Postfix: a relative path is under the queue directory ("private/auth"), which is also
   // where a chrooted smtpd finds it.
-  let path = config.get('smtpd_sasl_path').trim();
+  let path = p.smtpd_sasl_path.trim();
   if (!path.startsWith('inet:')) {
-    const p = path.startsWith('unix:') ? path.slice(5) : path;
-    path = p.startsWith('/') ? p : join(queueDirectory(config), p);
+    const file = path.startsWith('unix:') ? path.slice(5) : path;
+    path = file.startsWith('/') ? file : join(queueDirectory(config), file);
   } else if (!/^inet:.+:\d+$/.test(path)) {
     errors.push(`smtpd_sasl_path = ${path}: expected inet:host:port`);
   }
-  const exceptionsText = config.get('smtpd_sasl_exceptions_networks').trim();
+  const exceptionsText = p.smtpd_sasl_exceptions_networks.trim();
   let exceptions: NetworkList | null = null;
   if (exceptionsText) {
     exceptions = new NetworkList();
@@ -97,21 +123,21 @@ export function saslSettings(config: Config, errors: string[]): SaslSettings {
       if (err) errors.push(`smtpd_sasl_exceptions_networks: not supported: ${err} (addresses and networks only)`);
     }
   }
-  const optionsText = config.get('smtpd_sasl_security_options');
+  const optionsText = p.smtpd_sasl_security_options;
   return {
     enabled,
     path,
-    service: config.get('smtpd_sasl_service').trim(),
+    service: p.smtpd_sasl_service.trim(),
     options: securityOptions('smtpd_sasl_security_options', optionsText, errors),
-    tlsOptions: securityOptions('smtpd_sasl_tls_security_options', config.get('smtpd_sasl_tls_security_options'), errors),
+    tlsOptions: securityOptions('smtpd_sasl_tls_security_options', p.smtpd_sasl_tls_security_options, errors),
     // Postfix forces smtpd_tls_auth_only on when TLS is required (level encrypt, wrapper mode).
-    tlsAuthOnly: config.getBool('smtpd_tls_auth_only') || smtpdTlsEnforced(config),
-    brokenClients: config.getBool('broken_sasl_auth_clients'),
+    tlsAuthOnly: p.smtpd_tls_auth_only || smtpdTlsEnforced(p),
+    brokenClients: p.broken_sasl_auth_clients,
     exceptions,
-    responseLimit: config.getInt('smtpd_sasl_response_limit'),
-    mechanismFilter: mechanismFilter(config.get('smtpd_sasl_mechanism_filter'), errors),
-    discarded: config.getList('smtpd_discard_ehlo_keywords').some((k) => k.toLowerCase() === 'auth'),
-    authenticatedHeader: config.getBool('smtpd_sasl_authenticated_header'),
-    realm: config.get('smtpd_sasl_local_domain').trim(),
+    responseLimit: p.smtpd_sasl_response_limit,
+    mechanismFilter: mechanismFilter(p.smtpd_sasl_mechanism_filter, errors),
+    discarded: p.smtpd_discard_ehlo_keywords.some((k) => k.toLowerCase() === 'auth'),
+    authenticatedHeader: p.smtpd_sasl_authenticated_header,
+    realm: p.smtpd_sasl_local_domain.trim(),
   };
 }

@@ -1,7 +1,7 @@
 /**
  * TLS in smtpd: STARTTLS and wrapper mode as Postfix's smtpd does them, on smtp-server's TLS.
  *
- *   smtpdTls(config, warn)   the service's TLS settings (level, certificates, protocols,
+ *   smtpdTls(p, warn)        the service's TLS settings (level, certificates, protocols,
  *                            ciphers); certificate problems are warned about as Postfix's
  *                            tls library does, and leave `context` null: STARTTLS is still
  *                            announced and answers "454 4.7.0 TLS not available due to local
@@ -39,9 +39,10 @@ import { readFileSync } from 'node:fs';
 import * as crypto from 'node:crypto';
 import * as tls from 'node:tls';
 import type { Config } from '../config/index.js';
+import { valuesOf, type Params } from '../config/declared.js';
 import type { TlsInfo } from '../queue/types.js';
-import { keyExchangeGroups, sslOptions } from '../tls/openssl-options.js';
-import { ccertSettings, peerCert, type CcertSettings, type PeerCert } from './ccert.js';
+import { keyExchangeGroups, sslOptions, TLS_LIBRARY_PARAMS } from '../tls/openssl-options.js';
+import { CCERT_PARAMS, ccertSettings, peerCert, type CcertSettings, type PeerCert } from './ccert.js';
 import type { Command } from './command.js';
 
 export type TlsLevel = 'none' | 'may' | 'encrypt';
@@ -68,14 +69,50 @@ export interface SmtpdTls {
 /** What a TLS session negotiated (stored with the message for the Received header). */
 export type TlsSummary = TlsInfo;
 
+/**
+ * What smtpd's TLS reads (smtpd declares these with its own: actors/smtpd/index.ts), with the
+ * client certificates' set (ccert.ts) and the TLS library options (src/tls/openssl-options.ts).
+ * tls_server_sni_maps is actors/smtpd/sni.ts's.
+ */
+export const SMTPD_TLS_PARAMS = {
+  ...TLS_LIBRARY_PARAMS,
+  ...CCERT_PARAMS,
+  'smtpd_tls_security_level': 'str',
+  'smtpd_enforce_tls': 'bool',
+  'smtpd_use_tls': 'bool',
+  'smtpd_tls_wrappermode': 'bool',
+  'smtpd_discard_ehlo_keywords': 'list',
+  'smtpd_tls_loglevel': 'str',
+  'smtpd_tls_received_header': 'bool',
+  'smtpd_starttls_timeout': 'time',
+  'smtpd_tls_protocols': 'str',
+  'smtpd_tls_mandatory_protocols': 'str',
+  'smtpd_tls_session_cache_timeout': 'time',
+  'tls_preempt_cipherlist': 'bool',
+  'smtpd_tls_dh1024_param_file': 'str',
+  'smtpd_tls_chain_files': 'list',
+  'smtpd_tls_cert_file': 'str',
+  'smtpd_tls_key_file': 'str',
+  'smtpd_tls_eccert_file': 'str',
+  'smtpd_tls_eckey_file': 'str',
+  'smtpd_tls_ciphers': 'str',
+  'smtpd_tls_mandatory_ciphers': 'str',
+  'tls_high_cipherlist': 'str',
+  'tls_medium_cipherlist': 'str',
+  'tls_null_cipherlist': 'str',
+  'smtpd_tls_exclude_ciphers': 'list',
+  'smtpd_tls_mandatory_exclude_ciphers': 'list',
+} as const;
+type SmtpdTlsParams = Params<typeof SMTPD_TLS_PARAMS>;
+
 /** Postfix's tls_level_lookup for smtpd: fingerprint/verify/secure are encrypt with a warning. */
-function levelOf(config: Config, warn: (text: string) => void): TlsLevel {
-  const level = config.get('smtpd_tls_security_level').trim().toLowerCase();
+function levelOf(p: SmtpdTlsParams, warn: (text: string) => void): TlsLevel {
+  const level = p.smtpd_tls_security_level.trim().toLowerCase();
   switch (level) {
     case '':
       // The obsolete switches decide when the level is empty.
-      if (config.getBool('smtpd_enforce_tls')) return 'encrypt';
-      return config.getBool('smtpd_use_tls') ? 'may' : 'none';
+      if (p.smtpd_enforce_tls) return 'encrypt';
+      return p.smtpd_use_tls ? 'may' : 'none';
     case 'none': case 'may': case 'encrypt':
       return level;
     case 'fingerprint': case 'verify': case 'secure':
@@ -87,61 +124,68 @@ function levelOf(config: Config, warn: (text: string) => void): TlsLevel {
 }
 
 /** What is wrong with the service's TLS level ("Invalid TLS level …"), or null: for postactor check. */
-export function smtpdTlsProblem(config: Config): string | null {
+export function smtpdTlsProblem(from: Config | SmtpdTlsParams): string | null {
+  const p = valuesOf(from, SMTPD_TLS_PARAMS, 'smtpd');
   try {
-    levelOf(config, () => undefined);
+    levelOf(p, () => undefined);
     return null;
   } catch (err) {
-    return `smtpd_tls_security_level = ${config.get('smtpd_tls_security_level')}: ${(err as Error).message}`;
+    return `smtpd_tls_security_level = ${p.smtpd_tls_security_level}: ${(err as Error).message}`;
   }
 }
 
 /** TLS is required (level encrypt, or wrapper mode): Postfix then forces smtpd_tls_auth_only on. */
-export function smtpdTlsEnforced(config: Config): boolean {
-  if (config.getBool('smtpd_tls_wrappermode')) return true;
+export function smtpdTlsEnforced(from: Config | SmtpdTlsParams): boolean {
+  const p = valuesOf(from, SMTPD_TLS_PARAMS, 'smtpd');
+  if (p.smtpd_tls_wrappermode) return true;
   try {
-    return levelOf(config, () => undefined) === 'encrypt';
+    return levelOf(p, () => undefined) === 'encrypt';
   } catch {
     return false;
   }
 }
 
-/** The service's TLS settings. Certificates are read here, so a reload re-reads them. */
-export function smtpdTls(config: Config, warn: (text: string) => void, info: (text: string) => void = () => undefined): SmtpdTls {
-  const wrapper = config.getBool('smtpd_tls_wrappermode');
+/**
+ * The service's TLS settings, from the values smtpd read (or read here from a configuration).
+ * Certificates are read here, so a reload re-reads them.
+ */
+export function smtpdTls(from: Config | SmtpdTlsParams, warn: (text: string) => void, info: (text: string) => void = () => undefined): SmtpdTls {
+  const p = valuesOf(from, SMTPD_TLS_PARAMS, 'smtpd');
+  const wrapper = p.smtpd_tls_wrappermode;
   // As Postfix: the level is ignored in wrapper mode, which always requires TLS.
-  const level = wrapper ? 'encrypt' : levelOf(config, warn);
+  const level = wrapper ? 'encrypt' : levelOf(p, warn);
   const use = level !== 'none';
   const enforce = level === 'encrypt';
   const settings: SmtpdTls = {
     use,
-    discarded: config.getList('smtpd_discard_ehlo_keywords').some((k) => k.toLowerCase() === 'starttls'),
+    discarded: p.smtpd_discard_ehlo_keywords.some((k) => k.toLowerCase() === 'starttls'),
     enforce,
     wrapper,
     context: null,
-    loglevel: Number.parseInt(config.get('smtpd_tls_loglevel'), 10) || 0,
-    receivedHeader: config.getBool('smtpd_tls_received_header'),
-    starttlsTimeout: config.getTime('smtpd_starttls_timeout') * 1000,
+    loglevel: Number.parseInt(p.smtpd_tls_loglevel, 10) || 0,
+    receivedHeader: p.smtpd_tls_received_header,
+    starttlsTimeout: p.smtpd_starttls_timeout * 1000,
     ccert: null,
   };
   if (!use) return settings;
-  const ccert = ccertSettings(config, enforce, warn, info);
+  const ccert = ccertSettings(p, enforce, warn, info);
   if (ccert === null) return settings;
-  const certs = loadCertificates(config, warn);
+  const certs = loadCertificates(p, warn);
   if (certs === null) return settings;
-  const versions = protocolRange(config.get(enforce ? 'smtpd_tls_mandatory_protocols' : 'smtpd_tls_protocols'));
+  const protocols = enforce ? p.smtpd_tls_mandatory_protocols : p.smtpd_tls_protocols;
+  const versions = protocolRange(protocols);
   if (versions === null) {
-    warn(`Invalid TLS protocol list "${config.get(enforce ? 'smtpd_tls_mandatory_protocols' : 'smtpd_tls_protocols')}": disabling TLS support`);
+    warn(`Invalid TLS protocol list "${protocols}": disabling TLS support`);
     return settings;
   }
-  const ciphers = cipherList(config, enforce, ccert.ask, warn);
+  const ciphers = cipherList(p, enforce, ccert.ask, warn);
   if (ciphers === null) return settings;
-  const dhparam = dhParameters(config, warn);
-  const groups = keyExchangeGroups(config, warn);
-  let secureOptions = sslOptions(config, warn);
+  const dhparam = dhParameters(p, warn);
+  const groups = keyExchangeGroups(p, warn);
+  let secureOptions = sslOptions(p, warn);
   // smtpd_tls_session_cache_timeout: 0 turns session tickets off; otherwise Postfix makes a
   // session live twice as long, as long as its ticket keys decrypt (tls_server.c).
-  const lifetime = config.getTime('smtpd_tls_session_cache_timeout');
+  const lifetime = p.smtpd_tls_session_cache_timeout;
   if (lifetime === 0) secureOptions = (secureOptions | crypto.constants.SSL_OP_NO_TICKET) >>> 0;
   const context: tls.SecureContextOptions = {
     key: certs.keys,
@@ -149,7 +193,7 @@ export function smtpdTls(config: Config, warn: (text: string) => void, info: (te
     minVersion: versions.min,
     maxVersion: versions.max,
     ciphers,
-    honorCipherOrder: config.getBool('tls_preempt_cipherlist'),
+    honorCipherOrder: p.tls_preempt_cipherlist,
     secureOptions,
     // The client-certificate trust anchors; an empty list trusts nothing (not Node's roots).
     ca: ccert.ca,
@@ -172,8 +216,8 @@ export function smtpdTls(config: Config, warn: (text: string) => void, info: (te
  * smtpd_tls_dh1024_param_file: DH parameters for the TLSv1.2 DHE ciphers. Empty: a built-in
  * 2048-bit group (Postfix's own; here OpenSSL's, chosen by key size as "auto").
  */
-function dhParameters(config: Config, warn: (text: string) => void): string | Buffer {
-  const file = config.get('smtpd_tls_dh1024_param_file').trim();
+function dhParameters(p: SmtpdTlsParams, warn: (text: string) => void): string | Buffer {
+  const file = p.smtpd_tls_dh1024_param_file.trim();
   if (!file || file === 'auto') return 'auto';
   let pem: Buffer;
   try {
@@ -192,10 +236,10 @@ function dhParameters(config: Config, warn: (text: string) => void): string | Bu
 }
 
 /** The keys and certificate chains, one per algorithm; null (after warnings) when unusable. */
-function loadCertificates(config: Config, warn: (text: string) => void): { keys: string[]; certs: string[] } | null {
-  const chainFiles = config.getList('smtpd_tls_chain_files');
-  const certFile = config.get('smtpd_tls_cert_file').trim();
-  const ecCertFile = config.get('smtpd_tls_eccert_file').trim();
+function loadCertificates(p: SmtpdTlsParams, warn: (text: string) => void): { keys: string[]; certs: string[] } | null {
+  const chainFiles = p.smtpd_tls_chain_files;
+  const certFile = p.smtpd_tls_cert_file.trim();
+  const ecCertFile = p.smtpd_tls_eccert_file.trim();
   if (chainFiles.length > 0) {
     if (certFile || ecCertFile) {
       // Postfix's text, with its double spaces.
@@ -209,7 +253,7 @@ function loadCertificates(config: Config, warn: (text: string) => void): { keys:
   }
   const keys: string[] = [];
   const certs: string[] = [];
-  for (const [type, cert, key] of [['RSA', certFile, config.get('smtpd_tls_key_file').trim()], ['ECDSA', ecCertFile, config.get('smtpd_tls_eckey_file').trim()]] as const) {
+  for (const [type, cert, key] of [['RSA', certFile, p.smtpd_tls_key_file.trim()], ['ECDSA', ecCertFile, p.smtpd_tls_eckey_file.trim()]] as const) {
     if (!cert) continue;
     const pair = loadPair(type, cert, key || cert, warn);
     if (pair === null) return null;
@@ -384,19 +428,19 @@ export function protocolRange(list: string): { min: Version; max: Version } | nu
 }
 
 /** Postfix's tls_set_ciphers: the grade's cipherlist, then ":!x" per exclusion. */
-function cipherList(config: Config, enforce: boolean, askCcert: boolean, warn: (text: string) => void): string | null {
-  const grade = config.get(enforce ? 'smtpd_tls_mandatory_ciphers' : 'smtpd_tls_ciphers').trim().toLowerCase();
+function cipherList(p: SmtpdTlsParams, enforce: boolean, askCcert: boolean, warn: (text: string) => void): string | null {
+  const grade = (enforce ? p.smtpd_tls_mandatory_ciphers : p.smtpd_tls_ciphers).trim().toLowerCase();
   let list: string;
   switch (grade) {
-    case 'high': list = config.get('tls_high_cipherlist'); break;
-    case 'medium': case 'low': case 'export': list = config.get('tls_medium_cipherlist'); break;
-    case 'null': list = config.get('tls_null_cipherlist'); break;
+    case 'high': list = p.tls_high_cipherlist; break;
+    case 'medium': case 'low': case 'export': list = p.tls_medium_cipherlist; break;
+    case 'null': list = p.tls_null_cipherlist; break;
     default:
       warn(`invalid cipher grade: "${grade}"`);
       return null;
   }
   // Anonymous ciphers cannot carry a client certificate: Postfix excludes them when it asks for one.
-  const exclusions = [...config.getList('smtpd_tls_exclude_ciphers'), ...(enforce ? config.getList('smtpd_tls_mandatory_exclude_ciphers') : []), ...(askCcert ? ['aNULL'] : [])];
+  const exclusions = [...p.smtpd_tls_exclude_ciphers, ...(enforce ? p.smtpd_tls_mandatory_exclude_ciphers : []), ...(askCcert ? ['aNULL'] : [])];
   for (const tok of exclusions.flatMap((e) => e.split(':')).filter(Boolean)) {
     if ('!+-@'.includes(tok[0]!)) {
       warn(`invalid unary '!+-@' in cipher exclusion: ${tok}`);

@@ -7,6 +7,7 @@
  */
 import { isIP } from 'node:net';
 import type { Config } from '../config/index.js';
+import { valuesOf, type Params } from '../config/declared.js';
 import { NetworkList } from '../net/networks.js';
 import { validHostname } from '../address/hostname.js';
 
@@ -64,12 +65,18 @@ export function validPort(value: string): boolean {
   return /^\d{1,5}$/.test(value);
 }
 
+/** The "authorized hosts" lists (smtpd declares these with its own: actors/smtpd/index.ts). */
+export const AUTHORIZED_HOSTS_PARAMS = {
+  'smtpd_authorized_xclient_hosts': 'str',
+  'smtpd_authorized_xforward_hosts': 'str',
+} as const;
+
 /**
  * One of the "authorized hosts" lists: addresses and networks ($mynetworks expanded by the
  * configuration), or null when empty. A table or host name pattern is refused with the reason.
  */
-export function authorizedHosts(config: Config, name: string): NetworkList | null {
-  const value = config.get(name).trim();
+export function authorizedHosts(from: Config | Params<typeof AUTHORIZED_HOSTS_PARAMS>, name: keyof typeof AUTHORIZED_HOSTS_PARAMS): NetworkList | null {
+  const value = valuesOf(from, AUTHORIZED_HOSTS_PARAMS, 'smtpd')[name].trim();
   if (!value) return null;
   const list = new NetworkList();
   for (const item of value.split(/[\s,]+/).filter(Boolean)) {

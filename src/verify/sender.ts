@@ -12,8 +12,9 @@
  * The current, previous and next time slot are accepted.
  */
 import type { Config } from '../config/index.js';
+import { valuesOf, type Params } from '../config/declared.js';
 import { rewriteAddress } from '../rewrite/rewrite.js';
-import { rewriteSettings } from '../rewrite/settings.js';
+import { REWRITE_PARAMS, rewriteSettings } from '../rewrite/settings.js';
 
 const DIGITS = '0123456789BCDFGHJKLMNPQRSTVWXYZ';
 
@@ -37,6 +38,13 @@ function parseBase31(s: string): number | null {
   return n;
 }
 
+/** What the probe sender reads (with rewriting's, for its canonical form); its users spread these into theirs. */
+export const VERIFY_SENDER_PARAMS = {
+  ...REWRITE_PARAMS,
+  'address_verify_sender': 'str',
+  'address_verify_sender_ttl': 'time',
+} as const;
+
 export class VerifySender {
   /** The bare address as configured; '' for the null sender. */
   private readonly bare: string;
@@ -45,14 +53,15 @@ export class VerifySender {
   private readonly ttl: number;
   private readonly canonicalize: (address: string) => string;
 
-  /** Throws on a value Postfix refuses ("must not start/end with '@'"). */
-  constructor(config: Config) {
-    const v = config.get('address_verify_sender').trim();
+  /** From the values read (or read here from a configuration). Throws on a value Postfix refuses ("must not start/end with '@'"). */
+  constructor(from: Config | Params<typeof VERIFY_SENDER_PARAMS>) {
+    const p = valuesOf(from, VERIFY_SENDER_PARAMS, 'verify');
+    const v = p.address_verify_sender.trim();
     this.bare = v === '<>' ? '' : v;
-    this.ttl = config.getTime('address_verify_sender_ttl');
+    this.ttl = p.address_verify_sender_ttl;
     if (this.bare.startsWith('@')) throw new Error(`parameter address_verify_sender: value "${v}" must not start with '@'`);
     if (this.bare.endsWith('@')) throw new Error(`parameter address_verify_sender: value "${v}" must not end with '@'`);
-    const rs = rewriteSettings(config);
+    const rs = rewriteSettings(p);
     this.canonicalize = (a) => rewriteAddress(a, 'local', rs);
     this.canonical = this.bare === '' ? '' : this.canonicalize(this.bare);
   }

@@ -97,7 +97,9 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'milter_command_timeout', 'milter_content_timeout', 'milter_connect_macros', 'milter_helo_macros',
     'milter_mail_macros', 'milter_rcpt_macros', 'milter_data_macros', 'milter_end_of_header_macros',
     'milter_end_of_data_macros', 'milter_macro_daemon_name', 'milter_macro_v', 'milter_macro_defaults',
-    'milter_unknown_command_macros',
+    'milter_unknown_command_macros', 'receive_override_options',
+    // The session budget (actors/smtpd/sessions.ts).
+    'default_process_limit',
     // anvil's per-client limits (actors/smtpd/anvil.ts; counters in actors/anvil/table.ts).
     'smtpd_client_connection_count_limit', 'smtpd_client_connection_rate_limit',
     'smtpd_client_message_rate_limit', 'smtpd_client_recipient_rate_limit', 'smtpd_client_auth_rate_limit',
@@ -122,7 +124,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   anvil: ['anvil_rate_time_unit', 'anvil_status_update_time'],
   cleanup: [
     // non_smtpd_milters: actors/cleanup/milter.ts (local submissions through the milters).
-    'non_smtpd_milters', 'milter_header_checks',
+    'non_smtpd_milters', 'milter_header_checks', 'milter_macro_defaults', 'inet_protocols',
     // MIME-aware checks (actors/cleanup/mime.ts).
     'mime_header_checks', 'nested_header_checks', 'disable_mime_input_processing',
     'mime_nesting_limit', 'mime_boundary_length_limit',
@@ -163,6 +165,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'minimal_backoff_time', 'notify_classes', 'qmgr_message_active_limit',
     'qmgr_message_recipient_limit', 'qmgr_message_recipient_minimum', 'queue_run_delay',
     'transport_retry_time',
+    // The active queue's share of the agents' processes (actors/qmgr/active.ts).
+    'default_process_limit',
     // Per-transport parameters fall back to these (actors/qmgr, transportParam()).
     'default_destination_concurrency_limit', 'default_destination_recipient_limit',
     'default_destination_concurrency_failed_cohort_limit',
@@ -230,6 +234,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   virtual: [
     'strict_mailbox_ownership', 'virtual_gid_maps', 'virtual_mailbox_base',
     'virtual_mailbox_limit', 'virtual_mailbox_lock', 'virtual_minimum_uid', 'virtual_uid_maps',
+    // The mailbox lock's retries (src/delivery/mailbox.ts LOCK_PARAMS).
+    'deliver_lock_attempts', 'deliver_lock_delay', 'stale_lock_time',
   ],
   pipe: ['export_environment', 'command_time_limit'],
   spawn: ['export_environment', 'command_time_limit'],
