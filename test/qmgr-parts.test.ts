@@ -95,7 +95,7 @@ function activeMessage(queueId: string, n: number, activated: number): ActiveMes
 
 const route = (nexthop: string) => ({ transport: 'smtp', nexthop, key: `smtp:${nexthop}`, recipient: `u@${nexthop}` });
 
-async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
+async function until(what: string, ok: () => boolean, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!ok()) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
