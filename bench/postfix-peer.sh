@@ -100,6 +100,18 @@ maillog_file_prefixes = $DIR, /var, /dev/stdout
 EOF
   # Extra main.cf lines for a test's peer (a smarthost that requires AUTH, TLS, ...).
   if [ -n "${POSTFIX_PEER_EXTRA:-}" ]; then printf '%s\n' "$POSTFIX_PEER_EXTRA" >>"$CONF/main.cf"; fi
+  # Keep only the last setting of each parameter (with its continuation lines). A parameter set
+  # twice makes every Postfix process, postlogd included, log "overriding earlier entry" as it
+  # reads main.cf; with the kernel's datagram queue full of those lines (net.unix.max_dgram_qlen
+  # is 10 here) postlogd's own warning, sent to its own socket before it switches to writing
+  # the file itself, blocked it for good, and with it every process that logs: the peer hung
+  # at start and at "postfix stop".
+  awk '
+    /^[A-Za-z0-9_]+[ \t]*=/ { owner = NR; n = $0; sub(/[ \t]*=.*/, "", n); name[NR] = n; last[n] = NR }
+    /^[ \t]/ && owner { own[NR] = owner; line[NR] = $0; next }
+    { if ($0 !~ /^[A-Za-z0-9_]+[ \t]*=/) owner = 0; own[NR] = owner; line[NR] = $0 }
+    END { for (i = 1; i <= NR; i++) if (own[i] == 0 || last[name[own[i]]] == own[i]) print line[i] }
+  ' "$CONF/main.cf" >"$CONF/main.cf.new" && mv "$CONF/main.cf.new" "$CONF/main.cf"
 
   # Debian's master.cf, trimmed to what a relay needs; chroot column "n" everywhere (nothing
   # populates a chroot here). The postlog line makes maillog_file work without syslog.
@@ -174,10 +186,12 @@ stop)
   DIR=$2
   CONF=$DIR/etc
   [ -f "$CONF/main.cf" ] || exit 0
+  # Bounded: a peer whose logging is stuck would keep "postfix stop" (its "master -t") waiting
+  # for ever; the leftovers are killed below, which also frees a stuck "master -t".
   if [ "$(cat "$DIR/.use-env" 2>/dev/null || echo 0)" = 1 ]; then
-    MAIL_CONFIG=$CONF "$POSTFIX" stop >/dev/null 2>&1 || true
+    MAIL_CONFIG=$CONF timeout -s KILL 20 "$POSTFIX" stop >/dev/null 2>&1 || true
   else
-    "$POSTFIX" -c "$CONF" stop >/dev/null 2>&1 || true
+    timeout -s KILL 20 "$POSTFIX" -c "$CONF" stop >/dev/null 2>&1 || true
   fi
   # Give the master up to 5 s to exit (postfix stop is asynchronous), then kill leftovers.
   PIDF="$DIR/spool/pid/master.pid"
@@ -192,7 +206,7 @@ stop)
     [ "$p" = "$$" ] && continue
     case "$(cat "$d/comm" 2>/dev/null)" in
       master|smtpd|smtp|qmgr|cleanup|pickup|trivial-rewrite|bounce|anvil|scache|postlogd|proxymap|tlsmgr|showq|error|discard|verify|flush|local|virtual|lmtp)
-        if tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qxF "MAIL_CONFIG=$CONF"; then
+        if tr '\0' '\n' 2>/dev/null <"$d/environ" | grep -qxF "MAIL_CONFIG=$CONF"; then
           kill -9 "$p" 2>/dev/null || true
         fi ;;
     esac
