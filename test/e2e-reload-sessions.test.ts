@@ -49,7 +49,7 @@ test('20 reloads during injection over long-lived sessions: only 250s, each relo
   const sinkPort = await sink.listen(0);
   const masterCf = ['127.0.0.1:{{PORT}} inet n - n - 1 smtpd', ...BACKEND_SERVICES, ''].join('\n');
   // max_idle: the lazy pools' threads (smtp, bounce, …) end soon after the traffic, so the
-  // thread count can come back to the baseline (smtpd and qmgr: cleanup's pool is lazy too).
+  // thread count can come back to the baseline (smtpd, qmgr and cleanup's warm thread).
   const server = await startServer({ sinkPort, masterCf, mainCf: { smtpd_banner: '$myhostname ESMTP gen0', max_idle: '2s' } });
   t.after(async () => {
     await server.stop();

@@ -29,8 +29,8 @@ test('postactor reload applies a new master.cf without dropping mail, and refuse
     await sink.close();
   });
   const pid = server.child!.pid!;
-  // smtpd and qmgr; cleanup, smtp, relay and bounce start on demand (lazy pools).
-  assert.equal(workerThreads(pid), 2);
+  // smtpd, qmgr and cleanup's warm thread; smtp, relay and bounce start on demand (lazy pools).
+  assert.equal(workerThreads(pid), 3);
 
   // Mail flows while the configuration is reloaded.
   const sending = (async () => {

@@ -71,15 +71,16 @@ interface Daemon {
   module: string;
   concurrency: number;
   /**
-   * Pool threads kept while idle (default 0, and no built-in daemon sets it). Every pool starts
+   * Pool threads kept while idle (default 0; cleanup keeps 1). Every other pool starts
    * empty and shrinks back to nothing after max_idle: the delivery agents (smtp and relay, local,
    * virtual, lmtp, pipe, error/retry, discard), bounce, trivial-rewrite (only qmgr asks it, behind
-   * its resolve cache), dnsblog, and cleanup. Their first request after a quiet spell waits for
+   * its resolve cache), dnsblog. Their first request after a quiet spell waits for
    * one thread start (about 50–150 ms, more on a loaded machine), as Postfix's master spawns such
-   * a daemon on demand and the daemon exits after max_idle. cleanup's is the one a client could
-   * wait for (smtpd waits for its reply before it answers the end of DATA), so smtpd asks for
-   * that thread at the first accepted recipient (WARM_REQUEST, src/runtime/wire.ts), where
-   * Postfix's smtpd opens its cleanup stream. An idle thread costs 12–22 MB (bench/memory).
+   * a daemon on demand and the daemon exits after max_idle. cleanup's is the one a client
+   * waits for (smtpd waits for its reply before it answers the end of DATA), so it keeps one
+   * thread (actors/cleanup/meta.ts); should it have none, smtpd asks for one at the first
+   * accepted recipient (WARM_REQUEST, src/runtime/wire.ts), where Postfix's smtpd opens its
+   * cleanup stream. An idle thread costs 12–22 MB (bench/memory).
    */
   warm?: number;
   /**
