@@ -18,7 +18,9 @@
  *
  * Per MTA and run, at each point: RSS (VmRSS, split into anonymous and file-backed pages),
  * PSS (summed /proc/PID/smaps_rollup: for Postfix over the master and every child, for
- * Postactor its one process) and the thread or process count:
+ * Postactor its one process) and the thread or process count, and beside them the same RSS/PSS
+ * by mapping kind from /proc/PID/smaps (mappingKind: node binary, queue store, libraries,
+ * anonymous memory, malloc's main heap, stacks):
  *   start     ready (220) + 5 s
  *   idle      after --idle seconds more (default 60)
  *   deferred  after --messages (default 20,000) messages of 1 KiB were accepted
@@ -31,6 +33,7 @@
  *
  * Options: --mta postactor,postfix  --runs N  --messages N  --sessions N  --idle S  --settle S
  *          --timeout S (per injection, default 900)  --keep  --json FILE
+ *          --hold S (keep each instance running S s after settled, to look at it: /proc/PID/smaps)
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -54,6 +57,8 @@ interface Sample {
   /** Postactor: OS threads of its process; Postfix: processes. */
   tasks: number;
   deferred: number;
+  /** RSS / PSS by mapping kind (MB), from /proc/PID/smaps: where the memory is. */
+  kinds: Record<string, { rss: number; pss: number }>;
 }
 
 interface Instance {
@@ -69,10 +74,46 @@ interface Instance {
 
 const kb = (text: string, field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? 0);
 
+/**
+ * The kind of one mapping of /proc/PID/smaps, by its path: the Node binary's text and data
+ * (file-backed, shared by every Node process), the queue store (LMDB maps its file: the
+ * pages any thread read, plus the kernel's fault-around neighbours), other files (shared
+ * libraries, Postfix's own binaries), malloc's main heap, thread stacks, and anonymous mappings
+ * (V8's heaps and glibc's per-thread arenas).
+ */
+function mappingKind(name: string): string {
+  if (name === '') return 'anon';
+  if (name === '[heap]') return 'brk-heap';
+  if (name.startsWith('[stack')) return 'stack';
+  if (name.startsWith('[')) return 'other';
+  if (/\.lmdb(-lock)?$/.test(name) || name.endsWith('/queue.lmdb')) return 'store';
+  if (/\/node$/.test(name)) return 'node';
+  if (/\.so(\.|$)/.test(name)) return 'libs';
+  return 'files';
+}
+
+function addSmaps(pid: number, kinds: Sample['kinds']): void {
+  let kind = 'other';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head) {
+      kind = mappingKind(head[1]!.replace(/ \(deleted\)$/, ''));
+      continue;
+    }
+    const m = /^(Rss|Pss):\s+(\d+) kB/.exec(line);
+    if (!m) continue;
+    const k = (kinds[kind] ??= { rss: 0, pss: 0 });
+    if (m[1] === 'Rss') k.rss += Number(m[2]);
+    else k.pss += Number(m[2]);
+  }
+}
+
 function sample(inst: Instance, point: string): Sample {
   let rss = 0, anon = 0, file = 0, pss = 0, tasks = 0;
+  const kinds: Sample['kinds'] = {};
   for (const pid of inst.pids()) {
     try {
+      addSmaps(pid, kinds);
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
       const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
       rss += kb(status, 'VmRSS');
@@ -85,7 +126,11 @@ function sample(inst: Instance, point: string): Sample {
     }
   }
   const mb = (k: number) => Math.round(k / 102.4) / 10;
-  return { point, rssMb: mb(rss), anonMb: mb(anon), fileMb: mb(file), pssMb: mb(pss), tasks, deferred: inst.deferred() };
+  for (const k of Object.values(kinds)) {
+    k.rss = mb(k.rss);
+    k.pss = mb(k.pss);
+  }
+  return { point, rssMb: mb(rss), anonMb: mb(anon), fileMb: mb(file), pssMb: mb(pss), tasks, deferred: inst.deferred(), kinds };
 }
 
 /** Files under dir (Postfix's queue directories hash into subdirectories). */
@@ -193,6 +238,8 @@ async function measure(inst: Instance, o: Options): Promise<Sample[]> {
   const show = (s: Sample) => {
     samples.push(s);
     console.log(`  ${inst.name.padEnd(9)} ${s.point.padEnd(8)} RSS ${s.rssMb.toFixed(1).padStart(6)} MB (anon ${s.anonMb.toFixed(1)}, file ${s.fileMb.toFixed(1)})  PSS ${s.pssMb.toFixed(1).padStart(6)} MB  ${inst.name === 'postactor' ? 'threads' : 'processes'} ${s.tasks}  deferred ${s.deferred}`);
+    const kinds = Object.entries(s.kinds).sort((a, b) => b[1].rss - a[1].rss);
+    console.log(`            by mapping, RSS/PSS MB: ${kinds.map(([k, v]) => `${k} ${v.rss.toFixed(1)}/${v.pss.toFixed(1)}`).join(', ')}`);
   };
   await sleep(5000);
   show(sample(inst, 'start'));
@@ -209,6 +256,10 @@ async function measure(inst: Instance, o: Options): Promise<Sample[]> {
   show(sample(inst, 'deferred'));
   await sleep(o.settle * 1000);
   show(sample(inst, 'settled'));
+  if (o.hold > 0) {
+    console.log(`  ${inst.name.padEnd(9)} holding ${o.hold} s: pid(s) ${inst.pids().join(' ')}, dir ${inst.dir}`);
+    await sleep(o.hold * 1000);
+  }
   return samples;
 }
 
@@ -220,6 +271,7 @@ interface Options {
   idle: number;
   settle: number;
   timeout: number;
+  hold: number;
   keep: boolean;
   json: string | undefined;
 }
@@ -230,7 +282,7 @@ function options(): Options {
       mta: { type: 'string', default: 'postactor,postfix' }, runs: { type: 'string', default: '1' },
       messages: { type: 'string', default: '20000' }, sessions: { type: 'string', default: '20' },
       idle: { type: 'string', default: '60' }, settle: { type: 'string', default: '115' },
-      timeout: { type: 'string', default: '900' }, keep: { type: 'boolean', default: false }, json: { type: 'string' },
+      timeout: { type: 'string', default: '900' }, hold: { type: 'string', default: '0' }, keep: { type: 'boolean', default: false }, json: { type: 'string' },
     },
   });
   const num = (name: string, v: string) => {
@@ -243,7 +295,7 @@ function options(): Options {
   return {
     mtas: mtas as Options['mtas'], runs: Math.max(1, num('runs', values.runs)), messages: num('messages', values.messages),
     sessions: Math.max(1, num('sessions', values.sessions)), idle: num('idle', values.idle), settle: num('settle', values.settle),
-    timeout: Math.max(1, num('timeout', values.timeout)), keep: values.keep, json: values.json,
+    timeout: Math.max(1, num('timeout', values.timeout)), hold: num('hold', values.hold), keep: values.keep, json: values.json,
   };
 }
 
