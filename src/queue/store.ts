@@ -113,6 +113,22 @@ export interface StructureReport {
   danglingLogs: number;
 }
 
+/**
+ * lmdb-js's open, tried again when it fails with "No transaction to renew": seen once in 1,400
+ * test runs when another process opened and wrote the same store at that moment (the read
+ * transaction lmdb-js sets up in its constructor raced the other process's commit). A second
+ * open finds the store as committed; any other error is the caller's.
+ */
+function openRoot(options: Parameters<typeof open>[0] & object): RootDatabase {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return open(options) as RootDatabase;
+    } catch (err) {
+      if (attempt >= 5 || !/No transaction to renew/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
 export class QueueStore {
   private readonly root: RootDatabase;
   private readonly meta: Database<MessageMeta, string>;
@@ -133,7 +149,7 @@ export class QueueStore {
     // queue_directory: others may traverse it (to reach maildrop/) but not list it; the
     // store's files are the owner's only (mail content), as Postfix's queue files are 0700.
     if (!options.readOnly) mkdirSync(directory, { recursive: true, mode: 0o711 });
-    this.root = open({
+    this.root = openRoot({
       path: join(directory, 'queue.lmdb'),
       maxDbs: 16,
       mapSize: 32 * 1024 ** 3,
