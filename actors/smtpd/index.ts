@@ -214,6 +214,7 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
   /** The policy's view of a session at one point of the dialogue. */
   const policyRequest = (session: SMTPServerSession, where: Where, recipient: string | null): PolicyRequest => {
     const state = states.get(session)!;
+    const effects = effectsOf(state, session);
     const rcpts = session.envelope.rcptTo;
     const login = saslLogin(session);
     return {
@@ -230,8 +231,8 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
       protocol: protocolOf(session),
       queueId: state.envelope === session.envelope ? state.queueId : null,
       where,
-      instance: effectsOf(state, session).instance,
-      ...(effectsOf(state, session).delegated.hold ? { held: true } : {}),
+      instance: effects.instance,
+      ...(effects.delegated.hold ? { held: true } : {}),
       ...(illPipelining(session) ? { illPipelining: true } : {}),
       ...((session as { paTls?: TlsSummary }).paTls ? { tls: (session as { paTls?: TlsSummary }).paTls! } : {}),
     };

@@ -114,8 +114,8 @@ export interface StructureReport {
 }
 
 /**
- * lmdb-js's open, tried again when it fails with "No transaction to renew": seen once in 1,400
- * test runs when another process opened and wrote the same store at that moment (the read
+ * lmdb-js's open, tried again when it fails with "No transaction to renew": seen once (a CI run,
+ * test/exit-store-open.test.ts) when another process opened and wrote the same store at that moment (the read
  * transaction lmdb-js sets up in its constructor raced the other process's commit). A second
  * open finds the store as committed; any other error is the caller's.
  */
