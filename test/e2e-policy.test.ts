@@ -271,7 +271,7 @@ describe('smtpd access policy end to end (smtpd_delay_reject = no)', () => {
     const r = await dialogue(server.port, ['EHLO client.test', 'MAIL FROM:<good@example.org>', 'RCPT TO:<r@example.com>'], '127.0.0.5');
     assert.match(r[0]!, /^220 /);
     assert.deepEqual(r.slice(2), ['250 2.1.0 Ok', '250 2.1.5 Ok']);
-    await server.waitForLog(/warning: access table check_client_access texthash:clients: with smtpd_delay_reject=no, action HOLD is always skipped in client or helo restrictions$/, 5000);
+    await server.waitForLog(/warning: access table texthash:clients: with smtpd_delay_reject=no, action HOLD is always skipped in client or helo restrictions$/, 5000);
   });
 
   test('check_helo_access answers EHLO itself', async () => {

@@ -76,6 +76,7 @@ const ACCESS = [
   'discard@mx.postactor.test DISCARD',
   'prepend@mx.postactor.test PREPEND X-Tag: yes',
   'table@mx.postactor.test check_sender_access texthash:x',
+  'badprepend.example PREPEND not a header',
   '',
 ].join('\n');
 
@@ -148,9 +149,9 @@ describe('check_recipient_access: access(5) results', () => {
       const v = await b.policy.checkRecipient(req({ recipient: `${rcpt}@mx.postactor.test` }));
       assert.ok(v.ok && v.delegated === null, rcpt);
     }
-    assert.ok(b.logs.includes('warning: access table check_recipient_access texthash:access entry "FILTER" has FILTER entry without value'), b.logs.join('\n'));
-    assert.ok(b.logs.includes('warning: access table check_recipient_access texthash:access entry "FILTER no-colon" requires transport:destination'), b.logs.join('\n'));
-    assert.ok(b.logs.includes('warning: access table check_recipient_access texthash:access entry "REDIRECT nobody" requires user@domain target'), b.logs.join('\n'));
+    assert.ok(b.logs.includes('warning: access table texthash:access entry "nofilter@mx.postactor.test" has FILTER entry without value'), b.logs.join('\n'));
+    assert.ok(b.logs.includes('warning: access table texthash:access entry "badfilter@mx.postactor.test" requires transport:destination'), b.logs.join('\n'));
+    assert.ok(b.logs.includes('warning: access table texthash:access entry "badredirect@mx.postactor.test" requires user@domain target'), b.logs.join('\n'));
   });
   test('WARN logs "warn: RCPT from …: text; from=<…> to=<…> proto=ESMTP helo=<…>" and goes on', async () => {
     await b.policy.checkRecipient(req({ recipient: 'warn@mx.postactor.test' }));
@@ -166,6 +167,20 @@ describe('check_recipient_access: access(5) results', () => {
     const v = await b.policy.checkRecipient(req({ recipient: 'prepend@mx.postactor.test' }));
     assert.ok(v.ok);
     assert.deepEqual(v.prepend, ['X-Tag: yes']);
+  });
+  test('warnings name the table as the restriction does and the address looked up, not the key that matched (check_table_result)', async () => {
+    // Matched by its domain: the warning quotes the whole address, as Postfix's.
+    await b.policy.checkRecipient(req({ recipient: 'who@badprepend.example' }));
+    assert.ok(b.logs.includes('warning: access table texthash:access entry "who@badprepend.example" requires header: text'), b.logs.join('\n'));
+    const v = await b.policy.checkRecipient(req({ recipient: 'table@mx.postactor.test' }));
+    assert.equal(v.ok, false);
+    assert.equal(v.code, 451);
+    const at = b.logs.indexOf('warning: access table texthash:access has entry with lookup table: check_sender_access texthash:x');
+    assert.ok(at >= 0, b.logs.join('\n'));
+    assert.deepEqual(b.logs.slice(at + 1, at + 3), [
+      'warning: do not specify lookup tables inside SMTPD access maps',
+      'warning: define a restriction class and specify its name instead.',
+    ]);
   });
   test('a reject is logged as Postfix does: NOQUEUE: reject: RCPT from name[addr]: reply; from=<> to=<> proto= helo=<>', async () => {
     await b.policy.checkRecipient(req({ recipient: 'reject@mx.postactor.test' }));

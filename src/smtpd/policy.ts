@@ -535,7 +535,7 @@ export class SmtpdPolicy {
         }
         return async (r, s) => {
           const action = await askPolicy(ep, r, this.policySettings, r.instance ?? '', (w) => this.log.warn(w));
-          return tableResult(action, `check_policy_service ${spec}`, r, s, this.access);
+          return tableResult(action, spec, 'policy query', r, s, this.access);
         };
       }
     }
@@ -669,7 +669,9 @@ export class SmtpdPolicy {
   private async apply(action: Action, r: PolicyRequest, stage: Stage, ev: Evaluation, warn: boolean): Promise<'permit' | 'dunno' | Reply> {
     switch (action.kind) {
       case 'dunno': return 'dunno';
-      case 'permit': return 'permit';
+      case 'permit':
+        if (action.warning) this.log.warn(action.warning);
+        return 'permit';
       case 'reject': {
         if (warn) {
           this.whatsup('reject_warning', r, formatReply(action.reply));
@@ -679,7 +681,7 @@ export class SmtpdPolicy {
         return ev.deferIfReject && action.reply.code >= 500 ? ev.deferIfReject : action.reply;
       }
       case 'error':
-        this.log.warn(action.warning);
+        for (const w of typeof action.warning === 'string' ? [action.warning] : action.warning) this.log.warn(w);
         return action.reply;
       case 'defer_if_permit':
         if (warn) this.whatsup('reject_warning', r, formatReply(action.reply));
@@ -712,13 +714,13 @@ export class SmtpdPolicy {
         return 'dunno';
       }
       case 'prepend':
-        if (r.where === 'END-OF-MESSAGE') this.log.warn(`access table: action PREPEND must be used before smtpd_end_of_data_restrictions`);
-        else if (r.sender === null) this.log.warn(`access table: with smtpd_delay_reject=no, action PREPEND is always skipped in client or helo restrictions`);
+        if (r.where === 'END-OF-MESSAGE') this.log.warn(`access table ${action.source}: action PREPEND must be used before smtpd_end_of_data_restrictions`);
+        else if (r.sender === null) this.log.warn(`access table ${action.source}: with smtpd_delay_reject=no, action PREPEND is always skipped in client or helo restrictions`);
         else ev.prepend.push(action.header);
         return 'dunno';
       case 'restrictions': {
         if (ev.depth >= 100) {
-          this.log.warn(`${action.source}: entry ${action.names.join(' ')} causes unreasonable recursion`);
+          this.log.warn(`${action.source} entry ${action.names.join(' ')} causes unreasonable recursion`);
           return { code: 451, dsn: '4.3.5', text: 'Server configuration error' };
         }
         const items = this.nestedList(action.names);

@@ -34,7 +34,7 @@ export type AccessKind = 'client' | 'helo' | 'sender' | 'recipient' | 'etrn';
 export function accessRestriction(kind: AccessKind, table: PolicyTable, s: AccessSettings): Restriction {
   // The reply names what the table tests ("Sender address rejected"), whatever list it is in.
   return async (r) => {
-    let value: LookupResult;
+    let value: Found;
     try {
       value = await lookup(kind, table, r, s);
     } catch (e) {
@@ -48,27 +48,39 @@ export function accessRestriction(kind: AccessKind, table: PolicyTable, s: Acces
       };
     }
     if (!value.found) return DUNNO;
-    return tableResult(value.value, `check_${kind}_access ${table.spec}`, r, kind, s);
+    return tableResult(value.value, table.spec, value.datum, r, kind, s);
   };
 }
 
-async function lookup(kind: AccessKind, table: PolicyTable, r: PolicyRequest, s: AccessSettings): Promise<LookupResult> {
+/**
+ * A lookup's result and its datum: what was looked up, named in the table's warnings as Postfix's
+ * check_table_result names it (the whole name, address or mail address, not the parent domain or
+ * network that matched).
+ */
+type Found = (LookupResult & { found: false }) | (LookupResult & { found: true; datum: string });
+
+async function lookup(kind: AccessKind, table: PolicyTable, r: PolicyRequest, s: AccessSettings): Promise<Found> {
   switch (kind) {
     case 'client': {
       const byName = await domainLookup(table, r.clientName, s);
-      if (byName.found) return byName;
-      return addrLookup(table, unmapped(r.clientAddr));
+      if (byName.found) return { ...byName, datum: r.clientName };
+      const addr = unmapped(r.clientAddr);
+      return datum(await addrLookup(table, addr), addr);
     }
     case 'helo':
-      return r.helo ? domainLookup(table, r.helo, s) : { found: false };
+      return r.helo ? datum(await domainLookup(table, r.helo, s), r.helo) : { found: false };
     // check_etrn_access: the ETRN domain, then its parent domains (Postfix's check_domain_access).
     case 'etrn':
-      return r.etrnDomain ? domainLookup(table, r.etrnDomain, s) : { found: false };
+      return r.etrnDomain ? datum(await domainLookup(table, r.etrnDomain, s), r.etrnDomain) : { found: false };
     case 'sender':
-      return r.sender === null ? { found: false } : mailLookup(table, r.sender, s);
+      return r.sender === null ? { found: false } : datum(await mailLookup(table, r.sender, s), r.sender || s.nullKey);
     case 'recipient':
-      return r.recipient === null ? { found: false } : mailLookup(table, r.recipient, s);
+      return r.recipient === null ? { found: false } : datum(await mailLookup(table, r.recipient, s), r.recipient || s.nullKey);
   }
+}
+
+function datum(result: LookupResult, what: string): Found {
+  return result.found ? { ...result, datum: what } : result;
 }
 
 function fixed(table: PolicyTable): boolean {
@@ -138,9 +150,12 @@ const HEADER = /^[\x21-\x39\x3b-\x7e]+:/;
 
 /**
  * An access(5) result ("REJECT text", "550 text", "DEFER_IF_PERMIT", "permit_mynetworks, …")
- * as an action. `source` names the table for warnings ("check_recipient_access texthash:/x").
+ * as an action. As Postfix's check_table_result: `table` names the table in warnings as the
+ * restriction names it ("texthash:/etc/postfix/access", or a policy server's endpoint), and
+ * `datum` is what was looked up ("user@example.com", or "policy query").
  */
-export function tableResult(value: string, source: string, r: PolicyRequest, stage: Stage, s: Pick<AccessSettings, 'accessMapRejectCode' | 'accessMapDeferCode'>): Action {
+export function tableResult(value: string, table: string, datum: string, r: PolicyRequest, stage: Stage, s: Pick<AccessSettings, 'accessMapRejectCode' | 'accessMapDeferCode'>): Action {
+  const source = table;
   const v = value.trim();
   const sp = v.search(/[ \t]/);
   const cmd = sp < 0 ? v : v.slice(0, sp);
@@ -161,18 +176,18 @@ export function tableResult(value: string, source: string, r: PolicyRequest, sta
     case 'WARN': return { kind: 'warn', text };
     case 'DISCARD': return { kind: 'discard', text: `<${replyName(r, stage)}>: ${REPLY_CLASS[stage]} ${text || 'triggers DISCARD action'}`, source };
     case 'PREPEND':
-      if (!HEADER.test(text)) return { kind: 'warning', warning: `access table ${source} entry "${v}" requires header: text` };
-      return { kind: 'prepend', header: text };
+      if (!HEADER.test(text)) return { kind: 'warning', warning: `access table ${source} entry "${datum}" requires header: text` };
+      return { kind: 'prepend', header: text, source };
     // Handed to cleanup with the message; evaluation goes on (policy.ts checks where they may be used).
     case 'HOLD':
       return { kind: 'delegate', what: 'hold', text: `<${replyName(r, stage)}>: ${REPLY_CLASS[stage]} ${text || 'triggers HOLD action'}`, value: '', source };
     case 'FILTER':
-      if (text === '') return { kind: 'warning', warning: `access table ${source} entry "${v}" has FILTER entry without value` };
-      if (!text.includes(':')) return { kind: 'warning', warning: `access table ${source} entry "${v}" requires transport:destination` };
+      if (text === '') return { kind: 'warning', warning: `access table ${source} entry "${datum}" has FILTER entry without value` };
+      if (!text.includes(':')) return { kind: 'warning', warning: `access table ${source} entry "${datum}" requires transport:destination` };
       return { kind: 'delegate', what: 'filter', text: `<${replyName(r, stage)}>: ${REPLY_CLASS[stage]} triggers FILTER ${text}`, value: text, source };
     case 'REDIRECT':
     case 'BCC':
-      if (!text.includes('@')) return { kind: 'warning', warning: `access table ${source} entry "${v}" requires user@domain target` };
+      if (!text.includes('@')) return { kind: 'warning', warning: `access table ${source} entry "${datum}" requires user@domain target` };
       return { kind: 'delegate', what: word === 'BCC' ? 'bcc' : 'redirect', text: `<${replyName(r, stage)}>: ${REPLY_CLASS[stage]} triggers ${word} ${text}`, value: text, source };
   }
   if (/^\d+$/.test(v)) return { kind: 'permit' }; // all-numeric: OK (an out-of-band time stamp)
@@ -180,13 +195,19 @@ export function tableResult(value: string, source: string, r: PolicyRequest, sta
     const code = Number(cmd);
     return { kind: 'reject', reply: coded(code, `${cmd[0]}.7.1`, 'Access denied') };
   }
-  if (v.includes(':')) return serverError(`access table ${source} has entry with lookup table: ${v}`);
+  if (v.includes(':')) {
+    return serverError([
+      `access table ${source} has entry with lookup table: ${v}`,
+      'do not specify lookup tables inside SMTPD access maps',
+      'define a restriction class and specify its name instead.',
+    ]);
+  }
   const names = v.split(/[\s,]+/).filter((n) => n !== '');
-  if (names.length === 0) return { kind: 'permit' };
-  return { kind: 'restrictions', names, source, stage };
+  if (names.length === 0) return { kind: 'permit', warning: `access table ${source} entry ${v} has empty value` };
+  return { kind: 'restrictions', names, source: `access table ${source}`, stage };
 }
 
 /** Postfix's reject_server_error: "451 4.3.5 Server configuration error", and a warning. */
-export function serverError(warning: string): Action {
+export function serverError(warning: string | string[]): Action {
   return { kind: 'error', reply: { code: 451, dsn: '4.3.5', text: 'Server configuration error' }, warning };
 }

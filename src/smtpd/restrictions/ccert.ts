@@ -77,7 +77,7 @@ export function checkCcertAccess(table: PolicyTable, askCcert: boolean, s: Acces
         };
       }
       if (!value.found) continue;
-      const action = tableResult(value.value, `check_ccert_access ${table.spec}`, r, 'ccert', s);
+      const action = tableResult(value.value, table.spec, fp, r, 'ccert', s);
       if (action.kind !== 'dunno') return action;
     }
     return DUNNO;

@@ -55,7 +55,8 @@ export interface Reply { code: number; dsn: string; text: string }
 
 export type Action =
   | { kind: 'dunno' }
-  | { kind: 'permit' }
+  /** `warning`: a remark logged with it (an access table entry with an empty value). */
+  | { kind: 'permit'; warning?: string }
   | { kind: 'reject'; reply: Reply }
   /** DEFER_IF_PERMIT: defer if the request would later be permitted. */
   | { kind: 'defer_if_permit'; reply: Reply }
@@ -69,13 +70,13 @@ export type Action =
    * adds one. `text` is the log text, `value` the transport:nexthop or the address.
    */
   | { kind: 'delegate'; what: 'hold' | 'filter' | 'redirect' | 'bcc'; text: string; value: string; source: string }
-  | { kind: 'prepend'; header: string }
+  | { kind: 'prepend'; header: string; source: string }
   /** A table result naming further restrictions, evaluated in place (access(5)). */
   | { kind: 'restrictions'; names: string[]; source: string; stage: Stage }
   /** A configuration remark to log; evaluation goes on (Postfix's msg_warn + DUNNO). */
   | { kind: 'warning'; warning: string }
-  /** Lookup or configuration failure that must not pass silently: warning logged, reply is 4xx. */
-  | { kind: 'error'; reply: Reply; warning: string };
+  /** Lookup or configuration failure that must not pass silently: warning(s) logged, reply is 4xx. */
+  | { kind: 'error'; reply: Reply; warning: string | string[] };
 
 export const DUNNO: Action = Object.freeze({ kind: 'dunno' });
 export const PERMIT: Action = Object.freeze({ kind: 'permit' });
