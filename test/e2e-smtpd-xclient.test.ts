@@ -25,11 +25,13 @@ describe('smtpd XCLIENT and XFORWARD', () => {
   let sink: SmtpSink;
   let closedPort = 0;
   let earlyPort = 0;
+  let unknownPort = 0;
 
   before(async () => {
     sink = new SmtpSink({ keepMessages: true });
     closedPort = await freePort();
     earlyPort = await freePort();
+    unknownPort = await freePort();
     server = await startServer({
       sinkPort: await sink.listen(0),
       env: (dir) => {
@@ -50,6 +52,7 @@ describe('smtpd XCLIENT and XFORWARD', () => {
       masterCfExtra: [
         `127.0.0.1:${closedPort} inet n - n - 1 smtpd -o smtpd_authorized_xclient_hosts= -o smtpd_authorized_xforward_hosts=`,
         `127.0.0.1:${earlyPort} inet n - n - 1 smtpd -o smtpd_delay_reject=no`,
+        `127.0.0.1:${unknownPort} inet n - n - 1 smtpd -o smtpd_client_restrictions=reject_unknown_client_hostname`,
       ].join('\n'),
     });
   });
@@ -106,6 +109,21 @@ describe('smtpd XCLIENT and XFORWARD', () => {
     assert.equal((await smtp.cmd('RSET')).code, 250);
     assert.equal((await smtp.cmd('XCLIENT ADDR=127.0.0.1')).line, '550 5.7.0 Error: insufficient authorization');
     smtp.close();
+  });
+
+  test('reject_unknown_client_hostname judges the name XCLIENT gives: [TEMPUNAVAIL] is 450 4.7.25, a host name passes', async () => {
+    const smtp = await session(unknownPort);
+    assert.equal((await smtp.cmd('XCLIENT ADDR=192.0.2.7 NAME=[TEMPUNAVAIL]')).code, 220);
+    assert.equal((await smtp.cmd('EHLO proxy.test')).code, 250);
+    assert.equal((await smtp.cmd('MAIL FROM:<a@example.org>')).code, 250);
+    assert.equal((await smtp.cmd('RCPT TO:<r@example.com>')).line, '450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.7]');
+    smtp.close();
+    const named = await session(unknownPort);
+    assert.equal((await named.cmd('XCLIENT ADDR=192.0.2.8 NAME=host.example')).code, 220);
+    assert.equal((await named.cmd('EHLO proxy.test')).code, 250);
+    assert.equal((await named.cmd('MAIL FROM:<a@example.org>')).code, 250);
+    assert.equal((await named.cmd('RCPT TO:<r@example.com>')).code, 250);
+    named.close();
   });
 
   test('with smtpd_delay_reject = no the client restrictions answer XCLIENT\'s new greeting', async () => {

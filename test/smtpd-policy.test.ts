@@ -310,6 +310,107 @@ describe('restrictions that ask DNS (a real DNS server on loopback)', () => {
   }
 });
 
+describe('check_*_{a,mx,ns}_access, check_reverse_client_hostname_access, check_sasl_access (a real DNS server on loopback)', () => {
+  let dns: TestDnsServer;
+  const saved = process.env['POSTACTOR_DNS_SERVERS'];
+  const SERVERS = [
+    '192.0.2.66 REJECT bad server',
+    'bogus.example REJECT bogus name',
+    '192.0.2.77 OK',
+    '198.51.100 REJECT by network',
+    'client.example REJECT unverified',
+    'bob REJECT no bob',
+    '',
+  ].join('\n');
+  before(async () => {
+    dns = await startDnsServer({
+      'badmx.example': { MX: [{ exchange: 'mx.badmx.example', priority: 10 }] },
+      'mx.badmx.example': { A: ['192.0.2.66'] },
+      'namedmx.example': { MX: [{ exchange: 'mx1.bogus.example', priority: 10 }] },
+      'nomx.example': { A: ['192.0.2.66'] },
+      'goodmx.example': { MX: [{ exchange: 'mx.goodmx.example', priority: 10 }] },
+      'mx.goodmx.example': { A: ['192.0.2.10'] },
+      'netmx.example': { MX: [{ exchange: 'mx.netmx.example', priority: 10 }] },
+      'mx.netmx.example': { A: ['198.51.100.7'] },
+      'okmx.example': { MX: [{ exchange: 'mx.okmx.example', priority: 10 }] },
+      'mx.okmx.example': { A: ['192.0.2.77'] },
+      // The first MX host does not resolve: warned about, and the next one is still checked.
+      'deadmx.example': { MX: [{ exchange: 'gone.example', priority: 10 }, { exchange: 'mx.badmx.example', priority: 20 }] },
+      'broken.example': { servfail: true },
+      'nsparent.example': { NS: ['ns1.badns.example'] },
+      'sub.nsparent.example': { A: ['192.0.2.10'] },
+      'ns1.badns.example': { A: ['192.0.2.66'] },
+      'client.example': { A: ['192.0.2.66'] },
+    });
+    process.env['POSTACTOR_DNS_SERVERS'] = dns.server;
+  });
+  after(async () => {
+    if (saved === undefined) delete process.env['POSTACTOR_DNS_SERVERS'];
+    else process.env['POSTACTOR_DNS_SERVERS'] = saved;
+    await dns.close();
+  });
+  const rows: [string, Record<string, string>, Partial<PolicyRequest>, string][] = [
+    ['MX host address listed', { smtpd_sender_restrictions: 'check_sender_mx_access texthash:servers' }, { sender: 's@badmx.example' }, '554 5.7.1 <s@badmx.example>: Sender address rejected: bad server'],
+    ['MX host name by parent domain', { smtpd_sender_restrictions: 'check_sender_mx_access texthash:servers' }, { sender: 's@namedmx.example' }, '554 5.7.1 <s@namedmx.example>: Sender address rejected: bogus name'],
+    ['no MX: the domain is its own MX host', { smtpd_sender_restrictions: 'check_sender_mx_access texthash:servers' }, { sender: 's@nomx.example' }, '554 5.7.1 <s@nomx.example>: Sender address rejected: bad server'],
+    ['MX host address by parent network', { smtpd_sender_restrictions: 'check_sender_mx_access texthash:servers' }, { sender: 's@netmx.example' }, '554 5.7.1 <s@netmx.example>: Sender address rejected: by network'],
+    ['MX host not listed', { smtpd_sender_restrictions: 'check_sender_mx_access texthash:servers' }, { sender: 's@goodmx.example' }, 'ok'],
+    ['an address literal is its own MX host', { smtpd_sender_restrictions: 'check_sender_mx_access texthash:servers' }, { sender: 's@[192.0.2.66]' }, '554 5.7.1 <s@[192.0.2.66]>: Sender address rejected: bad server'],
+    ['null sender: nothing to check', { smtpd_sender_restrictions: 'check_sender_mx_access texthash:servers' }, { sender: '' }, 'ok'],
+    ['an unresolvable MX host is skipped, the next one checked', { smtpd_sender_restrictions: 'check_sender_mx_access texthash:servers' }, { sender: 's@deadmx.example' }, '554 5.7.1 <s@deadmx.example>: Sender address rejected: bad server'],
+    ['a DNS failure skips the check', { smtpd_sender_restrictions: 'check_sender_mx_access texthash:servers' }, { sender: 's@broken.example' }, 'ok'],
+    ['NS of the parent domain', { smtpd_recipient_restrictions: 'check_recipient_ns_access texthash:servers, permit' }, { recipient: 'r@sub.nsparent.example', clientAddr: '127.0.0.1' }, '554 5.7.1 <r@sub.nsparent.example>: Recipient address rejected: bad server'],
+    ['A of the HELO name', { smtpd_helo_restrictions: 'check_helo_a_access texthash:servers' }, { helo: 'client.example' }, '554 5.7.1 <client.example>: Helo command rejected: bad server'],
+    ['A of the client name', { smtpd_client_restrictions: 'check_client_a_access texthash:servers' }, {}, '554 5.7.1 <client.example[192.0.2.1]>: Client host rejected: bad server'],
+    ['an unknown client name is not checked', { smtpd_client_restrictions: 'check_client_a_access texthash:servers' }, { clientName: 'unknown' }, 'ok'],
+    ['the unverified client name', { smtpd_client_restrictions: 'check_reverse_client_hostname_access texthash:servers' }, {}, '554 5.7.1 <client.example>: Unverified Client host rejected: unverified'],
+    ['OK from a server check is a configuration error', { smtpd_sender_restrictions: 'check_sender_mx_access texthash:servers' }, { sender: 's@okmx.example' }, '451 4.3.5 Server configuration error'],
+    ['check_sasl_access: the login name', { smtpd_sasl_auth_enable: 'yes', smtpd_sasl_type: 'dovecot', smtpd_sender_restrictions: 'check_sasl_access texthash:servers' }, { saslMethod: 'PLAIN', saslUsername: 'bob' }, '554 5.7.1 <bob>: SASL login name rejected: no bob'],
+    ['check_sasl_access: no login', { smtpd_sasl_auth_enable: 'yes', smtpd_sasl_type: 'dovecot', smtpd_sender_restrictions: 'check_sasl_access texthash:servers' }, {}, 'ok'],
+  ];
+  for (const [name, main, over, want] of rows) {
+    test(`${name} → "${want}"`, async () => {
+      const b = build(main, { servers: SERVERS });
+      assert.equal(text(await b.policy.checkRecipient(req(over))), want, b.logs.join('\n'));
+    });
+  }
+  test('warnings: an OK refused, a server that does not resolve, a failed lookup, SASL not enabled (Postfix\'s texts)', async () => {
+    const b = build({ smtpd_sender_restrictions: 'check_sender_mx_access texthash:servers, check_sasl_access texthash:servers' }, { servers: SERVERS });
+    await b.policy.checkRecipient(req({ sender: 's@okmx.example' }));
+    await b.policy.checkRecipient(req({ sender: 's@deadmx.example' }));
+    await b.policy.checkRecipient(req({ sender: 's@broken.example', saslMethod: 'PLAIN', saslUsername: 'bob' }));
+    assert.deepEqual(b.logs.filter((l) => l.startsWith('warning: ')), [
+      'warning: restriction check_sender_mx_access returns OK for s@okmx.example',
+      'warning: this is not allowed for security reasons',
+      'warning: use DUNNO instead of OK if you want to make an exception',
+      'warning: Unable to look up MX host gone.example for Sender address s@deadmx.example: Name or service not known',
+      'warning: Unable to look up MX host for broken.example: Host not found, try again',
+      "warning: restriction `check_sasl_access' ignored: no SASL support",
+    ]);
+  });
+});
+
+describe('the client\'s two names: verified (forward-confirmed) and reverse (PTR)', () => {
+  const ACCESS_BY_NAME = 'client.example REJECT by name\n';
+  const rows: [string, Record<string, string>, Partial<PolicyRequest>, string][] = [
+    ['reject_unknown_client_hostname: confirmed', { smtpd_client_restrictions: 'reject_unknown_client_hostname' }, { clientNameStatus: 'ok' }, 'ok'],
+    ['reject_unknown_client_hostname: PTR does not resolve back', { smtpd_client_restrictions: 'reject_unknown_client_hostname' }, { clientName: 'unknown', clientNameStatus: 'forged', reverseClientName: 'client.example', reverseClientNameStatus: 'ok' }, '450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.1]'],
+    ['reject_unknown_client_hostname: no PTR, unknown_client_reject_code=550', { smtpd_client_restrictions: 'reject_unknown_client_hostname', unknown_client_reject_code: '550' }, { clientName: 'unknown', clientNameStatus: 'perm' }, '550 5.7.25 Client host rejected: cannot find your hostname, [192.0.2.1]'],
+    ['reject_unknown_client_hostname: a temporary failure is 450 whatever the code', { smtpd_client_restrictions: 'reject_unknown_client_hostname', unknown_client_reject_code: '550' }, { clientName: 'unknown', clientNameStatus: 'temp' }, '450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.1]'],
+    ['reject_unknown_client (old name)', { smtpd_client_restrictions: 'reject_unknown_client' }, { clientName: 'unknown', clientNameStatus: 'forged' }, '450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.1]'],
+    ['reject_unknown_reverse_client_hostname: a PTR that does not resolve back is enough', { smtpd_client_restrictions: 'reject_unknown_reverse_client_hostname' }, { clientName: 'unknown', clientNameStatus: 'forged', reverseClientName: 'client.example', reverseClientNameStatus: 'ok' }, 'ok'],
+    ['reject_unknown_reverse_client_hostname: no PTR', { smtpd_client_restrictions: 'reject_unknown_reverse_client_hostname', unknown_client_reject_code: '550' }, { clientName: 'unknown', clientNameStatus: 'perm', reverseClientName: 'unknown', reverseClientNameStatus: 'perm' }, '550 5.7.1 Client host rejected: cannot find your reverse hostname, [192.0.2.1]'],
+    ['check_client_access sees only the verified name', { smtpd_client_restrictions: 'check_client_access texthash:names' }, { clientName: 'unknown', clientNameStatus: 'forged', reverseClientName: 'client.example' }, 'ok'],
+    ['check_reverse_client_hostname_access sees the PTR name', { smtpd_client_restrictions: 'check_reverse_client_hostname_access texthash:names' }, { clientName: 'unknown', clientNameStatus: 'forged', reverseClientName: 'client.example' }, '554 5.7.1 <client.example>: Unverified Client host rejected: by name'],
+  ];
+  for (const [name, main, over, want] of rows) {
+    test(`${name} → "${want}"`, async () => {
+      const b = build(main, { names: ACCESS_BY_NAME });
+      assert.equal(text(await b.policy.checkRecipient(req(over))), want, b.logs.join('\n'));
+    });
+  }
+});
+
 describe('reject_unlisted_recipient and smtpd_reject_unlisted_recipient', () => {
   const files = { users: 'known x\n', relayusers: 'a@relay.example x\n', vmail: 'v@vmail.example x\n' };
   const main = { local_recipient_maps: 'texthash:users', relay_domains: 'relay.example', relay_recipient_maps: 'texthash:relayusers', virtual_mailbox_domains: 'vmail.example', virtual_mailbox_maps: 'texthash:vmail', virtual_alias_domains: 'valias.example' };
@@ -408,6 +509,7 @@ describe('evaluation order and stages', () => {
 describe('start-up refuses what is not implemented', () => {
   const rows: [Record<string, string>, RegExp][] = [
     [{ smtpd_client_restrictions: 'sleep 1' }, /smtpd_client_restrictions: not supported: restriction "sleep"/],
+    [{ smtpd_client_restrictions: 'check_client_mx_access' }, /check_client_mx_access needs an argument/],
     [{ smtpd_recipient_restrictions: 'permit_mynetworks, reject_unauth_destinaton' }, /smtpd_recipient_restrictions: unknown smtpd restriction: "reject_unauth_destinaton"/],
     [{ smtpd_data_restrictions: 'texthash:/nonexistent' }, /smtpd_data_restrictions: specify one of \(check_client_access, .*\) before data restriction "texthash:\/nonexistent"/],
     [{ smtpd_recipient_restrictions: 'reject_unverified_recipient, reject_unauth_destination' }, /smtpd_recipient_restrictions: reject_unverified_recipient: master.cf has no "verify" service/],

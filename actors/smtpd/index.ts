@@ -29,7 +29,7 @@ import { VERIFY_SENDER_PARAMS, VerifySender } from '../../src/verify/sender.js';
 import { QueueSpace } from './queue-space.js';
 import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
-import { peerName } from '../../src/net/peername.js';
+import { peerIdentity, peerName, type PeerStatus } from '../../src/net/peername.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
 import { installLimits, LIMIT_PARAMS, limitsFrom } from './limits.js';
 import { SmtpdMilters, SMTPD_MILTER_PARAMS, type MilterContext, type MilterRefusal } from './milter.js';
@@ -100,7 +100,10 @@ const SMTPD_PARAMS = {
 } as const;
 
 interface SessionState {
+  /** `client.name` is the forward-confirmed name (or "unknown"). */
   client: ClientInfo;
+  /** The reverse (PTR) name and how each name was found (smtpd_peer.c's *_name_status). */
+  peer: { reverseName: string; nameStatus: PeerStatus; reverseStatus: PeerStatus };
   queueId: string | null;
   /** The envelope object the queue ID belongs to (smtp-server makes a new one per transaction). */
   envelope: unknown;
@@ -223,6 +226,9 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
       saslSender: state.saslSender.get(session.envelope) ?? null,
       clientAddr: state.client.addr,
       clientName: state.client.name,
+      reverseClientName: state.peer.reverseName,
+      clientNameStatus: state.peer.nameStatus,
+      reverseClientNameStatus: state.peer.reverseStatus,
       helo: session.hostNameAppearsAs ?? '',
       sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : null,
       // At DATA and after it, Postfix knows "the" recipient only when there is exactly one.
@@ -305,6 +311,13 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
   const xclientApply = async (session: SMTPServerSession, attrs: XclientAttrs): Promise<Reply | null> => {
     const state = states.get(session);
     if (!state) return null;
+    // XCLIENT NAME sets the reverse name too when it names a host (smtpd.c).
+    if (attrs.name !== undefined) {
+      state.peer = attrs.nameStatus === 'ok'
+        ? { reverseName: attrs.name, nameStatus: 'ok', reverseStatus: 'ok' }
+        : { ...state.peer, nameStatus: attrs.nameStatus ?? 'perm' };
+    }
+    if (attrs.reverseName !== undefined) state.peer = { ...state.peer, reverseName: attrs.reverseName, reverseStatus: attrs.reverseStatus ?? 'perm' };
     state.client = {
       ...state.client,
       ...(attrs.name !== undefined ? { name: attrs.name } : {}),
@@ -439,9 +452,12 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
     onConnect(session, callback) {
       // Counted now, so that a client gone before its name is known is still uncounted on close.
       const overLimit = anvil?.connect(session, session.remoteAddress) ?? null;
-      void peerName(session.remoteAddress, peernameLookup).then((name) => {
+      void peerIdentity(session.remoteAddress, peernameLookup).then((id) => {
+        const name = id.name;
+        if (id.warning) log.warn(id.warning);
         const client: ClientInfo = { name, addr: session.remoteAddress, port: session.remotePort, helo: '', protocol: 'SMTP' };
-        const state: SessionState = { client, queueId: null, envelope: null, effects: new WeakMap(), saslSender: new WeakMap() };
+        const peer = { reverseName: id.reverseName, nameStatus: id.nameStatus, reverseStatus: id.reverseStatus };
+        const state: SessionState = { client, peer, queueId: null, envelope: null, effects: new WeakMap(), saslSender: new WeakMap() };
         states.set(session, state);
         log.info(`connect from ${name}[${session.remoteAddress}]`);
         metrics().smtpdConnects.inc();

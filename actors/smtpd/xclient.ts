@@ -13,12 +13,17 @@
  * attribute name: …". Once the client is no longer an authorized one (XCLIENT ADDR= another
  * host), XCLIENT and XFORWARD are refused and not announced, as Postfix re-checks the list.
  */
+import type { PeerStatus } from '../../src/net/peername.js';
 import { attributes, neuter, normalizeAddress, TEMPUNAVAIL, UNAVAILABLE, validHostname, validPort, type Reply } from '../../src/smtpd/xattrs.js';
 import { XFORWARD_KEYWORD, type XforwardHooks } from './xforward.js';
 
 /** The new client's attributes; absent = not given, null = given as unavailable. */
 export interface XclientAttrs {
   name?: string;
+  /** How NAME was given: a host name, [UNAVAILABLE] (perm) or [TEMPUNAVAIL] (temp). */
+  nameStatus?: PeerStatus;
+  reverseName?: string;
+  reverseStatus?: PeerStatus;
   addr?: string;
   port?: number;
   helo?: string | null;
@@ -50,9 +55,12 @@ export function parseXclient(args: string[]): XclientAttrs | Reply {
       case 'NAME':
       case 'REVERSE_NAME':
         if (unavailable || value === TEMPUNAVAIL) {
-          if (name === 'NAME') out.name = 'unknown';
+          const status: PeerStatus = unavailable ? 'perm' : 'temp';
+          if (name === 'NAME') { out.name = 'unknown'; out.nameStatus = status; }
+          else { out.reverseName = 'unknown'; out.reverseStatus = status; }
         } else if (!validHostname(value)) return bad(name, value);
-        else if (name === 'NAME') out.name = value;
+        else if (name === 'NAME') { out.name = value; out.nameStatus = 'ok'; }
+        else { out.reverseName = value; out.reverseStatus = 'ok'; }
         break;
       case 'ADDR': {
         if (unavailable) { out.addr = 'unknown'; break; }

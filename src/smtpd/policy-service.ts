@@ -61,7 +61,7 @@ export function policyAttributes(r: PolicyRequest, s: Pick<PolicyServiceSettings
     ['recipient_count', String(r.where === 'RCPT' ? 0 : r.recipientCount)],
     ['client_address', r.clientAddr],
     ['client_name', r.clientName],
-    ['reverse_client_name', r.clientName],
+    ['reverse_client_name', r.reverseClientName ?? r.clientName],
     ['instance', instance],
     ['sasl_method', r.saslMethod ?? ''],
     ['sasl_username', r.saslUsername ?? ''],

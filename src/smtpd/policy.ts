@@ -18,18 +18,20 @@ import { queueDirectory, type Config } from '../config/index.js';
 import { readParams, type Params } from '../config/declared.js';
 import { TableError } from '../maps/index.js';
 import { DomainList } from '../address/domain.js';
+import { parseInetProtocols } from '../address/inet-protocols.js';
 import { maillog } from '../log/maillog.js';
 import { buildNetworks, type NetworkList } from '../net/networks.js';
 import { classify, isLocalDomain, RESOLVE_PARAMS, resolveSettings, type ResolveSettings } from '../rewrite/resolve.js';
 import { askPolicy, parseEndpoint, type PolicyServiceSettings } from './policy-service.js';
 import { accessRestriction, serverError, tableResult, type AccessKind, type AccessSettings } from './restrictions/access.js';
 import { dnsAllowList, dnsBlockList, parseDnsList, PolicyDns, unknownAddressDomain, unknownHelo, type DnsSettings } from './restrictions/dns.js';
-import { invalidHelo, nonFqdnAddress, nonFqdnHelo } from './restrictions/hostname.js';
+import { invalidHelo, nonFqdnAddress, nonFqdnHelo, unknownClient } from './restrictions/hostname.js';
 import { senderLoginMismatch, type LoginSettings } from './restrictions/login.js';
 import { checkCcertAccess, permitClientCerts, rejectPlaintextSession } from './restrictions/ccert.js';
+import { serverAccess, type ServerSettings, type ServerSubject, type ServerType } from './restrictions/server.js';
 import { SASL_PARAMS, saslSettings, type SaslSettings } from './sasl-settings.js';
 import { openPolicyTable, tableSpecError, type PolicyTable } from './restrictions/tables.js';
-import { DUNNO, formatReply, PERMIT, rejected, type Action, type PolicyRequest, type Reply, type Restriction, type Stage } from './restrictions/types.js';
+import { DUNNO, formatReply, PERMIT, rejected, type Action, type Forbid, type PolicyRequest, type Reply, type Restriction, type Stage } from './restrictions/types.js';
 import { checkListed, unlisted, type UnlistedSettings } from './restrictions/unlisted.js';
 import { unverified, type UnverifiedCodes, type VerifySettings } from './restrictions/verify.js';
 import { VerifyClient } from '../verify/client.js';
@@ -138,6 +140,9 @@ export const POLICY_PARAMS = {
   'invalid_hostname_reject_code': 'int',
   'non_fqdn_reject_code': 'int',
   'smtpd_restriction_classes': 'list',
+  'inet_protocols': 'str',
+  'smtpd_sasl_auth_enable': 'bool',
+  'unknown_client_reject_code': 'int',
 } as const;
 type PolicyParams = Params<typeof POLICY_PARAMS>;
 
@@ -146,18 +151,21 @@ const RELAY_GUARDS = new Set(['reject_unauth_destination', 'defer_unauth_destina
 
 /** Postfix restrictions with an argument that Postactor does not implement (the argument is skipped). */
 const UNSUPPORTED_WITH_ARG = new Set([
+  'permit_rhswl_client', 'reject_rhsbl_reverse_client', 'sleep',
+]);
+
+/** check_{client,reverse_client_hostname,helo,sender,recipient}_{a,mx,ns}_access (restrictions/server.ts). */
+const SERVER_ACCESS = /^check_(client|reverse_client_hostname|helo|sender|recipient)_(a|mx|ns)_access$/;
+
+/** Every restriction name Postfix 3.8 knows (mail_params.h), to tell "not built" from a typo. */
+const POSTFIX_RESTRICTIONS = new Set([
+  ...UNSUPPORTED_WITH_ARG,
   'check_sasl_access', 'check_reverse_client_hostname_access',
   'check_client_a_access', 'check_client_mx_access', 'check_client_ns_access',
   'check_reverse_client_hostname_a_access', 'check_reverse_client_hostname_mx_access', 'check_reverse_client_hostname_ns_access',
   'check_helo_a_access', 'check_helo_mx_access', 'check_helo_ns_access',
   'check_sender_a_access', 'check_sender_mx_access', 'check_sender_ns_access',
   'check_recipient_a_access', 'check_recipient_mx_access', 'check_recipient_ns_access',
-  'permit_rhswl_client', 'reject_rhsbl_reverse_client', 'sleep',
-]);
-
-/** Every restriction name Postfix 3.8 knows (mail_params.h), to tell "not built" from a typo. */
-const POSTFIX_RESTRICTIONS = new Set([
-  ...UNSUPPORTED_WITH_ARG,
   'check_address_map', 'check_ccert_access', 'check_client_access', 'check_etrn_access', 'check_helo_access',
   'check_policy_service', 'check_recipient_access', 'check_recipient_maps', 'check_relay_domains', 'check_sender_access',
   'defer', 'defer_if_permit', 'defer_if_reject', 'defer_unauth_destination', 'permit', 'permit_auth_destination',
@@ -181,6 +189,7 @@ const ALIASES: Record<string, string> = {
   reject_non_fqdn_hostname: 'reject_non_fqdn_helo_hostname',
   reject_unknown_hostname: 'reject_unknown_helo_hostname',
   check_relay_domains: 'reject_unauth_destination',
+  reject_unknown_client: 'reject_unknown_client_hostname',
 };
 
 /** Per-evaluation state (one RCPT, one DATA, …), as Postfix keeps it in SMTPD_STATE. */
@@ -208,6 +217,8 @@ export class SmtpdPolicy {
   private readonly rejectUnlistedRecipient: boolean;
   private readonly explicitUnlisted: boolean;
   private readonly access: AccessSettings;
+  /** check_*_{a,mx,ns}_access */
+  private readonly server: ServerSettings;
   private readonly dnsSettings: DnsSettings;
   private readonly policySettings: PolicyServiceSettings;
   private readonly unlistedSettings: UnlistedSettings;
@@ -258,6 +269,15 @@ export class SmtpdPolicy {
       nullKey: p.smtpd_null_access_lookup_key,
       bareParents: p.parent_domain_matches_subdomains.includes('smtpd_access_maps'),
       recipientDelimiter: delimiter,
+    };
+    const protocols = parseInetProtocols(p.inet_protocols);
+    if (typeof protocols === 'string') errors.push(`inet_protocols: ${protocols}`);
+    this.server = {
+      ...this.access,
+      // Postfix's var_dns_rr_list_limit: built in, not a main.cf parameter.
+      addressLimit: 100,
+      ipv4: typeof protocols === 'string' || protocols.ipv4,
+      ipv6: typeof protocols !== 'string' && protocols.ipv6,
     };
     const tempfail = (param: 'unknown_address_tempfail_action' | 'unknown_helo_hostname_tempfail_action' | 'unverified_sender_tempfail_action' | 'unverified_recipient_tempfail_action'): 'defer' | 'defer_if_permit' => {
       const v = p[param].trim();
@@ -492,6 +512,12 @@ export class SmtpdPolicy {
       case 'check_sender_access': return access('sender');
       case 'check_recipient_access': return access('recipient');
       case 'check_etrn_access': return access('etrn');
+      case 'check_reverse_client_hostname_access': return access('reverse_client');
+      case 'check_sasl_access': {
+        const run = access('sasl');
+        if (run === null || this.p.smtpd_sasl_auth_enable) return run;
+        return () => ({ kind: 'warning', warning: "restriction `check_sasl_access' ignored: no SASL support" });
+      }
       case 'permit_tls_clientcerts': return permitClientCerts(false, this.relayClientCerts, this.askCcert);
       case 'permit_tls_all_clientcerts': return permitClientCerts(true, this.relayClientCerts, this.askCcert);
       case 'reject_plaintext_session': return rejectPlaintextSession(this.p.plaintext_reject_code);
@@ -502,6 +528,8 @@ export class SmtpdPolicy {
         return t ? checkCcertAccess(t, this.askCcert, this.access) : null;
       }
       case 'reject_invalid_helo_hostname': return invalidHelo(this.p.invalid_hostname_reject_code);
+      case 'reject_unknown_client_hostname': return unknownClient('verified', this.p.unknown_client_reject_code);
+      case 'reject_unknown_reverse_client_hostname': return unknownClient('reverse', this.p.unknown_client_reject_code);
       case 'reject_non_fqdn_helo_hostname': return nonFqdnHelo(this.p.non_fqdn_reject_code);
       case 'reject_non_fqdn_sender': return nonFqdnAddress('sender', this.p.non_fqdn_reject_code);
       case 'reject_non_fqdn_recipient': return nonFqdnAddress('recipient', this.p.non_fqdn_reject_code);
@@ -538,6 +566,14 @@ export class SmtpdPolicy {
           return tableResult(action, spec, 'policy query', r, s, this.access);
         };
       }
+    }
+    const server = SERVER_ACCESS.exec(name);
+    if (server) {
+      const spec = arg();
+      if (spec === null) return null;
+      const t = this.table(spec, param, errors);
+      const subject = (server[1] === 'reverse_client_hostname' ? 'reverse_client' : server[1]) as ServerSubject;
+      return t ? serverAccess(subject, server[2] as ServerType, t, () => this.dns(), this.server, (w) => this.log.warn(w)) : null;
     }
     if (this.classes.has(name)) {
       return (r, s) => ({ kind: 'restrictions', names: [name], source: `restriction class ${name}`, stage: s });
@@ -671,7 +707,7 @@ export class SmtpdPolicy {
       case 'dunno': return 'dunno';
       case 'permit':
         if (action.warning) this.log.warn(action.warning);
-        return 'permit';
+        return action.forbid && !ev.discard ? this.forbidden(action.forbid) : 'permit';
       case 'reject': {
         if (warn) {
           this.whatsup('reject_warning', r, formatReply(action.reply));
@@ -726,13 +762,23 @@ export class SmtpdPolicy {
         const items = this.nestedList(action.names);
         if (typeof items === 'string') return this.apply(serverError(`${action.source}: ${items}`), r, action.stage, ev, false);
         ev.depth++;
+        let out: 'permit' | 'dunno' | Reply;
         try {
-          return await this.runList(items, r, action.stage, ev);
+          out = await this.runList(items, r, action.stage, ev);
         } finally {
           ev.depth--;
         }
+        return out === 'permit' && action.forbid && !ev.discard ? this.forbidden(action.forbid) : out;
       }
     }
+  }
+
+  /** Postfix's forbid_allowlist: three warnings and reject_server_error. */
+  private forbidden(f: Forbid): Reply {
+    this.log.warn(`restriction ${f.restriction} returns OK for ${f.target}`);
+    this.log.warn('this is not allowed for security reasons');
+    this.log.warn('use DUNNO instead of OK if you want to make an exception');
+    return { code: 451, dsn: '4.3.5', text: 'Server configuration error' };
   }
 
   /** A table result's restriction names, parsed once ("not supported: …" when they cannot be). */

@@ -13,6 +13,8 @@ export interface ZoneEntry {
   MX?: { exchange: string; priority: number }[];
   A?: string[];
   AAAA?: string[];
+  /** Name server host names. */
+  NS?: string[];
   /** TXT records, each one string (split into 255-byte character strings on the wire). */
   TXT?: string[];
   servfail?: boolean;
@@ -32,7 +34,7 @@ const RCODE_SERVFAIL = 2;
 const RCODE_NXDOMAIN = 3;
 type Answer = InstanceType<typeof Packet>['answers'][number];
 
-const TYPE_NAMES: Record<number, string> = { [Packet.TYPE.A]: 'A', [Packet.TYPE.AAAA]: 'AAAA', [Packet.TYPE.MX]: 'MX', [Packet.TYPE.TXT]: 'TXT' };
+const TYPE_NAMES: Record<number, string> = { [Packet.TYPE.A]: 'A', [Packet.TYPE.AAAA]: 'AAAA', [Packet.TYPE.MX]: 'MX', [Packet.TYPE.TXT]: 'TXT', [Packet.TYPE.NS]: 'NS' };
 
 export async function startDnsServer(zone: Zone): Promise<TestDnsServer> {
   const find = (name: string): ZoneEntry | undefined =>
@@ -51,6 +53,10 @@ export async function startDnsServer(zone: Zone): Promise<TestDnsServer> {
       if (type === 'MX') {
         for (const mx of entry.MX ?? []) {
           response.answers.push({ name: q.name, type: Packet.TYPE.MX, class: Packet.CLASS.IN, ttl: 60, exchange: mx.exchange, priority: mx.priority } as unknown as Answer);
+        }
+      } else if (type === 'NS') {
+        for (const ns of entry.NS ?? []) {
+          response.answers.push({ name: q.name, type: Packet.TYPE.NS, class: Packet.CLASS.IN, ttl: 60, ns } as unknown as Answer);
         }
       } else if (type === 'TXT') {
         for (const text of entry.TXT ?? []) {

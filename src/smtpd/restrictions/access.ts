@@ -28,7 +28,8 @@ export interface AccessSettings {
   recipientDelimiter: string;
 }
 
-export type AccessKind = 'client' | 'helo' | 'sender' | 'recipient' | 'etrn';
+/** 'reverse_client': check_reverse_client_hostname_access; 'sasl': check_sasl_access. */
+export type AccessKind = 'client' | 'reverse_client' | 'helo' | 'sender' | 'recipient' | 'etrn' | 'sasl';
 
 /** A check_<kind>_access restriction on one table. */
 export function accessRestriction(kind: AccessKind, table: PolicyTable, s: AccessSettings): Restriction {
@@ -48,8 +49,18 @@ export function accessRestriction(kind: AccessKind, table: PolicyTable, s: Acces
       };
     }
     if (!value.found) return DUNNO;
-    return tableResult(value.value, table.spec, value.datum, r, kind, s);
+    const action = tableResult(value.value, table.spec, value.datum, r, kind, s);
+    return kind === 'reverse_client' ? forbidOk(action, 'check_reverse_client_hostname_access', r.reverseClientName ?? r.clientName) : action;
   };
+}
+
+/**
+ * Postfix's forbid_allowlist: an OK from a restriction that looks at what the client claims (its
+ * unverified name, the servers of a domain) is refused as a configuration error, since it would
+ * let anyone who controls that DNS through.
+ */
+export function forbidOk(action: Action, restriction: string, target: string): Action {
+  return action.kind === 'permit' || action.kind === 'restrictions' ? { ...action, forbid: { restriction, target } } : action;
 }
 
 /**
@@ -61,9 +72,12 @@ type Found = (LookupResult & { found: false }) | (LookupResult & { found: true; 
 
 async function lookup(kind: AccessKind, table: PolicyTable, r: PolicyRequest, s: AccessSettings): Promise<Found> {
   switch (kind) {
-    case 'client': {
-      const byName = await domainLookup(table, r.clientName, s);
-      if (byName.found) return { ...byName, datum: r.clientName };
+    // check_client_access: the verified name; check_reverse_client_hostname_access: the PTR name.
+    case 'client':
+    case 'reverse_client': {
+      const name = kind === 'client' ? r.clientName : r.reverseClientName ?? r.clientName;
+      const byName = await domainLookup(table, name, s);
+      if (byName.found) return { ...byName, datum: name };
       const addr = unmapped(r.clientAddr);
       return datum(await addrLookup(table, addr), addr);
     }
@@ -76,6 +90,9 @@ async function lookup(kind: AccessKind, table: PolicyTable, r: PolicyRequest, s:
       return r.sender === null ? { found: false } : datum(await mailLookup(table, r.sender, s), r.sender || s.nullKey);
     case 'recipient':
       return r.recipient === null ? { found: false } : datum(await mailLookup(table, r.recipient, s), r.recipient || s.nullKey);
+    // check_sasl_access: the login name alone (Postfix's check_access, no partial keys).
+    case 'sasl':
+      return r.saslUsername ? datum(await table.lookup(key(table, r.saslUsername)), r.saslUsername) : { found: false };
   }
 }
 
@@ -83,16 +100,16 @@ function datum(result: LookupResult, what: string): Found {
   return result.found ? { ...result, datum: what } : result;
 }
 
-function fixed(table: PolicyTable): boolean {
+export function fixed(table: PolicyTable): boolean {
   return table.kind !== 'pattern';
 }
 
-function key(table: PolicyTable, k: string): string {
+export function key(table: PolicyTable, k: string): string {
   return fixed(table) && table.foldsCase !== false ? k.toLowerCase() : k;
 }
 
 /** The name, then (fixed tables, non-numeric names) its parent domains. */
-async function domainLookup(table: PolicyTable, domain: string, s: AccessSettings): Promise<LookupResult> {
+export async function domainLookup(table: PolicyTable, domain: string, s: AccessSettings): Promise<LookupResult> {
   const d = domain.endsWith('.') ? domain.slice(0, -1) : domain;
   if (!d) return { found: false };
   const first = await table.lookup(key(table, d));
@@ -107,7 +124,7 @@ async function domainLookup(table: PolicyTable, domain: string, s: AccessSetting
 }
 
 /** The address, then (fixed tables) its parent networks: 1.2.3.4, 1.2.3, 1.2, 1 (IPv6: by ':'). */
-async function addrLookup(table: PolicyTable, addr: string): Promise<LookupResult> {
+export async function addrLookup(table: PolicyTable, addr: string): Promise<LookupResult> {
   const first = await table.lookup(addr);
   if (first.found || !fixed(table)) return first;
   const delim = addr.includes(':') ? ':' : '.';
@@ -142,7 +159,7 @@ async function mailLookup(table: PolicyTable, address: string, s: AccessSettings
   return table.lookup(key(table, `${split.user}@`));
 }
 
-function unmapped(addr: string): string {
+export function unmapped(addr: string): string {
   return addr.startsWith('::ffff:') && isIP(addr.slice(7)) === 4 ? addr.slice(7) : addr;
 }
 

@@ -59,6 +59,46 @@ export class PolicyDns {
     }
   }
 
+  /**
+   * The MX or NS hosts of a domain (check_*_{mx,ns}_access). `notfound` covers NXDOMAIN and
+   * NODATA alike, as Postfix's dns_lookup; `error` is the resolver's words for a failure.
+   */
+  async servers(domain: string, type: 'mx' | 'ns'): Promise<{ status: 'ok'; hosts: string[] } | { status: 'nullmx' | 'notfound' } | { status: 'error'; error: string }> {
+    try {
+      if (type === 'ns') return { status: 'ok', hosts: await this.resolver.resolveNs(domain) };
+      const mx = (await this.resolver.resolveMx(domain)).sort((a, b) => a.priority - b.priority);
+      // RFC 7505: a single MX with the root as exchange says "no mail here".
+      if (mx.length === 1 && (mx[0]!.exchange === '' || mx[0]!.exchange === '.')) return { status: 'nullmx' };
+      return { status: 'ok', hosts: mx.map((m) => m.exchange) };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === dnsp.NOTFOUND || code === dnsp.NODATA) return { status: 'notfound' };
+      return { status: 'error', error: dnsError(code) };
+    }
+  }
+
+  /**
+   * A host's addresses in the families asked for (IPv4 first), as getaddrinfo would give them to
+   * Postfix's check_server_access, or the error it would name.
+   */
+  async addresses(host: string, ipv4: boolean, ipv6: boolean): Promise<{ addrs: string[] } | { error: string }> {
+    const addrs: string[] = [];
+    const codes: (string | undefined)[] = [];
+    for (const [want, f] of [[ipv4, () => this.resolver.resolve4(host)], [ipv6, () => this.resolver.resolve6(host)]] as const) {
+      if (!want) continue;
+      try {
+        addrs.push(...(await f()));
+      } catch (e) {
+        codes.push((e as NodeJS.ErrnoException).code);
+      }
+    }
+    if (addrs.length > 0) return { addrs };
+    // getaddrinfo's texts (glibc): no such name, a name without addresses, a failure to ask.
+    if (codes.length > 0 && codes.every((c) => c === dnsp.NOTFOUND)) return { error: 'Name or service not known' };
+    if (codes.every((c) => c === dnsp.NOTFOUND || c === dnsp.NODATA)) return { error: 'No address associated with hostname' };
+    return { error: 'Temporary failure in name resolution' };
+  }
+
   /** The TXT record of a listing (the reason in the reply), or ''. */
   async reason(name: string): Promise<string> {
     try {
@@ -67,6 +107,18 @@ export class PolicyDns {
     } catch {
       return '';
     }
+  }
+}
+
+/** Postfix's dns_strerror() words for what Node's resolver reports. */
+function dnsError(code: string | undefined): string {
+  switch (code) {
+    case dnsp.SERVFAIL:
+    case dnsp.TIMEOUT:
+    case dnsp.CONNREFUSED:
+      return 'Host not found, try again';
+    default:
+      return 'Non-recoverable error';
   }
 }
 

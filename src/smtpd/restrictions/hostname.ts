@@ -7,7 +7,7 @@
 import { isIP } from 'node:net';
 
 import { validHostname } from '../../address/hostname.js';
-import { DUNNO, rejected, type Restriction } from './types.js';
+import { DUNNO, dsnFor, rejected, type Restriction } from './types.js';
 
 export { validHostname };
 
@@ -49,3 +49,21 @@ export function nonFqdnAddress(which: 'sender' | 'recipient', code: number): Res
   };
 }
 
+
+/**
+ * reject_unknown_client_hostname: the client has no forward-confirmed name (no PTR record, or a
+ * PTR name that does not resolve back to the address); reject_unknown_reverse_client_hostname:
+ * it has no PTR name at all. A temporary lookup failure is always 450 (smtpd_check.c).
+ */
+export function unknownClient(which: 'verified' | 'reverse', code: number): Restriction {
+  return (r) => {
+    const status = (which === 'verified' ? r.clientNameStatus : r.reverseClientNameStatus) ?? 'ok';
+    if (status === 'ok') return DUNNO;
+    const permanent = which === 'verified' ? status === 'perm' || status === 'forged' : status === 'perm';
+    const c = permanent ? code : 450;
+    // RFC 7372's 4.7.25 for the name that does not resolve back; Postfix keeps 4.7.1 for the PTR.
+    const dsn = dsnFor(c, which === 'verified' ? '4.7.25' : '4.7.1');
+    const what = which === 'verified' ? 'hostname' : 'reverse hostname';
+    return { kind: 'reject', reply: { code: c, dsn, text: `Client host rejected: cannot find your ${what}, [${r.clientAddr}]` } };
+  };
+}

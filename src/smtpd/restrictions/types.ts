@@ -6,19 +6,27 @@
  * composes them from the smtpd_*_restrictions lists; restrictions never log or reply themselves.
  */
 import type { ClientCertInfo } from '../../queue/types.js';
+import type { PeerStatus } from '../../net/peername.js';
 
 /** Which list a restriction runs in; it names the thing a reply is about ("Client host", …). */
 export type Stage = 'client' | 'helo' | 'sender' | 'relay' | 'recipient' | 'data' | 'end_of_data' | 'etrn'
-  /** Not a list: what check_ccert_access replies are about (the certificate's CommonName). */
-  | 'ccert';
+  /** Not lists: what check_ccert_access replies are about (the certificate's CommonName), … */
+  | 'ccert'
+  /** … check_reverse_client_hostname_*access (the client's unverified name), check_sasl_access (the login). */
+  | 'reverse_client' | 'sasl';
 
 /** Where in the SMTP dialogue a check runs: the word Postfix logs ("reject: RCPT from …"). */
 export type Where = 'CONNECT' | 'HELO' | 'EHLO' | 'MAIL' | 'RCPT' | 'DATA' | 'END-OF-MESSAGE' | 'ETRN';
 
 export interface PolicyRequest {
   clientAddr: string;
-  /** The verified client hostname, or "unknown". */
+  /** The verified (forward-confirmed) client hostname, or "unknown". */
   clientName: string;
+  /** The client's reverse (PTR) name, or "unknown"; clientName when not given. */
+  reverseClientName?: string;
+  /** How each name was found (Postfix's name_status, reverse_name_status); 'ok' when not given. */
+  clientNameStatus?: PeerStatus;
+  reverseClientNameStatus?: PeerStatus;
   /** The HELO/EHLO argument; '' before HELO. */
   helo: string;
   /** The MAIL FROM address ('' is the null sender); null before MAIL FROM. */
@@ -55,8 +63,12 @@ export interface Reply { code: number; dsn: string; text: string }
 
 export type Action =
   | { kind: 'dunno' }
-  /** `warning`: a remark logged with it (an access table entry with an empty value). */
-  | { kind: 'permit'; warning?: string }
+  /**
+   * `warning`: a remark logged with it (an access table entry with an empty value). `forbid`: an
+   * OK from this restriction is a configuration error (Postfix's forbid_allowlist: the
+   * check_*_{a,mx,ns}_access and check_reverse_client_hostname_access restrictions).
+   */
+  | { kind: 'permit'; warning?: string; forbid?: Forbid }
   | { kind: 'reject'; reply: Reply }
   /** DEFER_IF_PERMIT: defer if the request would later be permitted. */
   | { kind: 'defer_if_permit'; reply: Reply }
@@ -72,11 +84,14 @@ export type Action =
   | { kind: 'delegate'; what: 'hold' | 'filter' | 'redirect' | 'bcc'; text: string; value: string; source: string }
   | { kind: 'prepend'; header: string; source: string }
   /** A table result naming further restrictions, evaluated in place (access(5)). */
-  | { kind: 'restrictions'; names: string[]; source: string; stage: Stage }
+  | { kind: 'restrictions'; names: string[]; source: string; stage: Stage; forbid?: Forbid }
   /** A configuration remark to log; evaluation goes on (Postfix's msg_warn + DUNNO). */
   | { kind: 'warning'; warning: string }
   /** Lookup or configuration failure that must not pass silently: warning(s) logged, reply is 4xx. */
   | { kind: 'error'; reply: Reply; warning: string | string[] };
+
+/** A restriction whose OK is refused: its name and what it was about. */
+export interface Forbid { restriction: string; target: string }
 
 export const DUNNO: Action = Object.freeze({ kind: 'dunno' });
 export const PERMIT: Action = Object.freeze({ kind: 'permit' });
@@ -94,6 +109,8 @@ export const REPLY_CLASS: Record<Stage, string> = {
   end_of_data: 'End-of-data',
   etrn: 'Etrn command',
   ccert: 'Client certificate',
+  reverse_client: 'Unverified Client host',
+  sasl: 'SASL login name',
 };
 
 /** What "<…>" names in a reply: client name[addr], the HELO name, an address, DATA… */
@@ -108,6 +125,9 @@ export function replyName(r: PolicyRequest, stage: Stage): string {
     case 'end_of_data': return 'END-OF-MESSAGE';
     case 'etrn': return r.etrnDomain ?? '';
     case 'ccert': return r.tls?.ccert?.cn ?? '';
+    case 'reverse_client': return r.reverseClientName ?? r.clientName;
+    // As Postfix's printable(): what is not printable ASCII shows as "_".
+    case 'sasl': return (r.saslUsername ?? '').replace(/[^\x20-\x7e]/g, '_');
   }
 }
 
