@@ -63,7 +63,7 @@ const ACCESS = [
   'sub.example.org REJECT by parent domain',
   'postmaster@ REJECT by local part',
   'class@mx.postactor.test permit_mynetworks, reject',
-  'unbuilt@mx.postactor.test sleep 1',
+  'unbuilt@mx.postactor.test permit_mx_backup',
   'filter@mx.postactor.test FILTER smtp:[127.0.0.1]:10025',
   'hold@mx.postactor.test HOLD',
   'redirect@mx.postactor.test REDIRECT x@y.example',
@@ -120,7 +120,7 @@ describe('check_recipient_access: access(5) results', () => {
   });
   test('an unimplemented restriction as a table result is logged as not supported', async () => {
     await b.policy.checkRecipient(req({ recipient: 'unbuilt@mx.postactor.test' }));
-    assert.ok(b.logs.some((l) => /^warning: .*not supported: restriction "sleep"/.test(l)), b.logs.join('\n'));
+    assert.ok(b.logs.some((l) => /^warning: .*not supported: restriction "permit_mx_backup"/.test(l)), b.logs.join('\n'));
   });
   test('HOLD, FILTER, REDIRECT and BCC are handed to the transaction for cleanup and logged as Postfix does; evaluation goes on', async () => {
     const tail = (rcpt: string) => `; from=<s@sender.example> to=<${rcpt}> proto=ESMTP helo=<client.example>`;
@@ -300,6 +300,11 @@ describe('restrictions that ask DNS (a real DNS server on loopback)', () => {
     ['reject_rhsbl_sender', { smtpd_sender_restrictions: 'reject_rhsbl_sender rhsbl.test' }, {}, '554 5.7.1 Service unavailable; Sender address [sender.example] blocked using rhsbl.test'],
     ['reject_rhsbl_client', { smtpd_client_restrictions: 'reject_rhsbl_client rhsbl.test' }, {}, '554 5.7.1 Service unavailable; Client host [client.example] blocked using rhsbl.test'],
     ['permit_dnswl_client ends the list before the RBL', { smtpd_client_restrictions: 'permit_dnswl_client dnswl.test, reject_rbl_client rbl.test' }, {}, 'ok'],
+    ['reject_rbl (old name of reject_rbl_client)', { smtpd_client_restrictions: 'reject_rbl rbl.test' }, {}, '554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using rbl.test'],
+    ['reject_rhsbl_reverse_client: the PTR name, confirmed or not', { smtpd_client_restrictions: 'reject_rhsbl_reverse_client rhsbl.test' }, { clientName: 'unknown', clientNameStatus: 'forged', reverseClientName: 'client.example' }, '554 5.7.1 Service unavailable; Unverified Client host [client.example] blocked using rhsbl.test'],
+    ['reject_rhsbl_client: not the unconfirmed name', { smtpd_client_restrictions: 'reject_rhsbl_client rhsbl.test' }, { clientName: 'unknown', clientNameStatus: 'forged', reverseClientName: 'client.example' }, 'ok'],
+    ['permit_rhswl_client ends the list before the RBL', { smtpd_client_restrictions: 'permit_rhswl_client rhsbl.test, reject_rbl_client rbl.test' }, {}, 'ok'],
+    ['permit_rhswl_client: not listed', { smtpd_client_restrictions: 'permit_rhswl_client rhsbl.test, reject_rbl_client rbl.test' }, { clientName: 'other.example' }, '554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using rbl.test'],
     ['maps_rbl_reject_code', { smtpd_client_restrictions: 'reject_rbl_client rbl.test', maps_rbl_reject_code: '450' }, {}, '450 4.7.1 Service unavailable; Client host [192.0.2.1] blocked using rbl.test'],
   ];
   for (const [name, main, over, want] of rows) {
@@ -411,6 +416,31 @@ describe('the client\'s two names: verified (forward-confirmed) and reverse (PTR
   }
 });
 
+describe('reject_multi_recipient_bounce, sleep', () => {
+  test('a bounce (null sender) to a second recipient is refused at RCPT, and at DATA when it has several', async () => {
+    const b = build({ smtpd_recipient_restrictions: 'reject_multi_recipient_bounce, permit_mynetworks, reject_unauth_destination', smtpd_data_restrictions: 'reject_multi_recipient_bounce' });
+    const at = (o: Partial<PolicyRequest>) => req({ sender: '', clientAddr: '127.0.0.1', ...o });
+    assert.equal(text(await b.policy.checkRecipient(at({ recipientCount: 0 }))), 'ok');
+    assert.equal(text(await b.policy.checkRecipient(at({ recipientCount: 1 }))), '550 5.5.3 <r@mx.postactor.test>: Recipient address rejected: Multi-recipient bounce');
+    assert.equal(text(await b.policy.checkRecipient(at({ sender: 's@sender.example', recipientCount: 1 }))), 'ok');
+    assert.equal(text(await b.policy.checkData(at({ where: 'DATA', recipient: 'r@mx.postactor.test', recipientCount: 1 }))), 'ok');
+    assert.equal(text(await b.policy.checkData(at({ where: 'DATA', recipient: null, recipientCount: 2 }))), '550 5.5.3 <DATA>: Data command rejected: Multi-recipient bounce');
+    const c = build({ smtpd_recipient_restrictions: 'reject_multi_recipient_bounce, permit_mynetworks, reject_unauth_destination', multi_recipient_bounce_reject_code: '450' });
+    assert.equal(text(await c.policy.checkRecipient(at({ recipientCount: 1 }))), '450 4.5.3 <r@mx.postactor.test>: Recipient address rejected: Multi-recipient bounce');
+  });
+  test('sleep N pauses the evaluation and goes on; a missing or bad number is refused at start-up', async () => {
+    const b = build({ smtpd_client_restrictions: 'sleep 0, reject' });
+    assert.equal(text(await b.policy.checkRecipient(req())), '554 5.7.1 <client.example[192.0.2.1]>: Client host rejected: Access denied');
+    assert.throws(() => build({ smtpd_client_restrictions: 'sleep soon' }), /smtpd_client_restrictions: restriction sleep must be followed by number/);
+    assert.throws(() => build({ smtpd_client_restrictions: 'sleep' }), /sleep needs an argument/);
+  });
+  test('old names: check_recipient_maps is reject_unlisted_recipient, reject_unknown_address is reject_unknown_sender_domain', async () => {
+    const b = build({ local_recipient_maps: 'texthash:users', smtpd_recipient_restrictions: 'check_recipient_maps, permit_mynetworks, reject_unauth_destination' }, { users: 'known x\n' });
+    assert.equal(text(await b.policy.checkRecipient(req({ recipient: 'unknown@mx.postactor.test', clientAddr: '127.0.0.1' }))), '550 5.1.1 <unknown@mx.postactor.test>: Recipient address rejected: User unknown in local recipient table');
+    assert.doesNotThrow(() => build({ smtpd_sender_restrictions: 'reject_unknown_address' }));
+  });
+});
+
 describe('reject_unlisted_recipient and smtpd_reject_unlisted_recipient', () => {
   const files = { users: 'known x\n', relayusers: 'a@relay.example x\n', vmail: 'v@vmail.example x\n' };
   const main = { local_recipient_maps: 'texthash:users', relay_domains: 'relay.example', relay_recipient_maps: 'texthash:relayusers', virtual_mailbox_domains: 'vmail.example', virtual_mailbox_maps: 'texthash:vmail', virtual_alias_domains: 'valias.example' };
@@ -508,7 +538,7 @@ describe('evaluation order and stages', () => {
 
 describe('start-up refuses what is not implemented', () => {
   const rows: [Record<string, string>, RegExp][] = [
-    [{ smtpd_client_restrictions: 'sleep 1' }, /smtpd_client_restrictions: not supported: restriction "sleep"/],
+    [{ smtpd_client_restrictions: 'permit_mx_backup' }, /smtpd_client_restrictions: not supported: restriction "permit_mx_backup"/],
     [{ smtpd_client_restrictions: 'check_client_mx_access' }, /check_client_mx_access needs an argument/],
     [{ smtpd_recipient_restrictions: 'permit_mynetworks, reject_unauth_destinaton' }, /smtpd_recipient_restrictions: unknown smtpd restriction: "reject_unauth_destinaton"/],
     [{ smtpd_data_restrictions: 'texthash:/nonexistent' }, /smtpd_data_restrictions: specify one of \(check_client_access, .*\) before data restriction "texthash:\/nonexistent"/],

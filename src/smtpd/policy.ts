@@ -143,23 +143,19 @@ export const POLICY_PARAMS = {
   'inet_protocols': 'str',
   'smtpd_sasl_auth_enable': 'bool',
   'unknown_client_reject_code': 'int',
+  'multi_recipient_bounce_reject_code': 'int',
 } as const;
 type PolicyParams = Params<typeof POLICY_PARAMS>;
 
 /** Restrictions that stop mail to foreign domains; Postfix insists on one of them. */
 const RELAY_GUARDS = new Set(['reject_unauth_destination', 'defer_unauth_destination', 'reject', 'defer', 'defer_if_permit']);
 
-/** Postfix restrictions with an argument that Postactor does not implement (the argument is skipped). */
-const UNSUPPORTED_WITH_ARG = new Set([
-  'permit_rhswl_client', 'reject_rhsbl_reverse_client', 'sleep',
-]);
-
 /** check_{client,reverse_client_hostname,helo,sender,recipient}_{a,mx,ns}_access (restrictions/server.ts). */
 const SERVER_ACCESS = /^check_(client|reverse_client_hostname|helo|sender|recipient)_(a|mx|ns)_access$/;
 
 /** Every restriction name Postfix 3.8 knows (mail_params.h), to tell "not built" from a typo. */
 const POSTFIX_RESTRICTIONS = new Set([
-  ...UNSUPPORTED_WITH_ARG,
+  'permit_rhswl_client', 'reject_rhsbl_reverse_client', 'sleep',
   'check_sasl_access', 'check_reverse_client_hostname_access',
   'check_client_a_access', 'check_client_mx_access', 'check_client_ns_access',
   'check_reverse_client_hostname_a_access', 'check_reverse_client_hostname_mx_access', 'check_reverse_client_hostname_ns_access',
@@ -190,6 +186,9 @@ const ALIASES: Record<string, string> = {
   reject_unknown_hostname: 'reject_unknown_helo_hostname',
   check_relay_domains: 'reject_unauth_destination',
   reject_unknown_client: 'reject_unknown_client_hostname',
+  reject_rbl: 'reject_rbl_client',
+  check_recipient_maps: 'reject_unlisted_recipient',
+  reject_unknown_address: 'reject_unknown_sender_domain',
 };
 
 /** Per-evaluation state (one RCPT, one DATA, …), as Postfix keeps it in SMTPD_STATE. */
@@ -553,6 +552,23 @@ export class SmtpdPolicy {
       case 'reject_rhsbl_helo': return list((z, m) => dnsBlockList('rhsbl_helo', z, m, this.dns(), d));
       case 'reject_rhsbl_recipient': return list((z, m) => dnsBlockList('rhsbl_recipient', z, m, this.dns(), d));
       case 'permit_dnswl_client': return list((z, m) => dnsAllowList(z, m, this.dns()));
+      case 'permit_rhswl_client': return list((z, m) => dnsAllowList(z, m, this.dns(), 'name'));
+      case 'reject_rhsbl_reverse_client': return list((z, m) => dnsBlockList('rhsbl_reverse_client', z, m, this.dns(), d));
+      // At RCPT the recipients accepted before this one; at DATA and after, all of them.
+      case 'reject_multi_recipient_bounce':
+        return (r, s) => (r.sender === '' && r.recipientCount > (r.where === 'RCPT' ? 0 : 1)
+          ? { kind: 'reject', reply: rejected(this.p.multi_recipient_bounce_reject_code, '5.5.3', r, s, 'Multi-recipient bounce') }
+          : DUNNO);
+      case 'sleep': {
+        const a = arg();
+        if (a === null) return null;
+        if (!/^\d+$/.test(a)) {
+          errors.push(`${param}: restriction sleep must be followed by number`);
+          return null;
+        }
+        const ms = Number(a) * 1000;
+        return () => new Promise<Action>((resolve) => setTimeout(() => resolve(DUNNO), ms));
+      }
       case 'check_policy_service': {
         const spec = arg();
         if (spec === null) return null;
@@ -578,7 +594,6 @@ export class SmtpdPolicy {
     if (this.classes.has(name)) {
       return (r, s) => ({ kind: 'restrictions', names: [name], source: `restriction class ${name}`, stage: s });
     }
-    if (UNSUPPORTED_WITH_ARG.has(name)) arg();
     // A Postfix restriction not built here is "not supported"; anything else is a typo, named
     // as Postfix's smtpd names it (smtpd_check.c), but at start-up instead of at every RCPT.
     if (POSTFIX_RESTRICTIONS.has(name)) errors.push(`${param}: not supported: restriction "${name}" (see the README feature table)`);

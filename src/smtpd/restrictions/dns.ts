@@ -189,7 +189,7 @@ export function reverseAddress(addr: string): string | null {
   return groups.map((g) => g.padStart(4, '0')).join('').split('').reverse().join('.');
 }
 
-type ListKind = 'rbl_client' | 'rhsbl_client' | 'rhsbl_sender' | 'rhsbl_helo' | 'rhsbl_recipient';
+type ListKind = 'rbl_client' | 'rhsbl_client' | 'rhsbl_reverse_client' | 'rhsbl_sender' | 'rhsbl_helo' | 'rhsbl_recipient';
 
 /** What a DNS list query is about: the name to prepend to the zone, and the reply's words. */
 function listSubject(kind: ListKind, r: PolicyRequest): { query: string; what: string; cls: string } | null {
@@ -200,6 +200,11 @@ function listSubject(kind: ListKind, r: PolicyRequest): { query: string; what: s
     }
     case 'rhsbl_client':
       return r.clientName && r.clientName !== 'unknown' ? { query: r.clientName, what: r.clientName, cls: 'Client host' } : null;
+    // The PTR name, confirmed or not.
+    case 'rhsbl_reverse_client': {
+      const name = r.reverseClientName ?? r.clientName;
+      return name && name !== 'unknown' ? { query: name, what: name, cls: 'Unverified Client host' } : null;
+    }
     case 'rhsbl_helo':
       return r.helo && addressLiteral(r.helo) === null ? { query: r.helo, what: r.helo, cls: 'Helo command' } : null;
     case 'rhsbl_sender': {
@@ -236,7 +241,7 @@ export function dnsBlockList(kind: ListKind, zone: string, match: string | null,
   };
 }
 
-/** permit_dnswl_client: PERMIT when the client address is listed. */
-export function dnsAllowList(zone: string, match: string | null, dns: PolicyDns): Restriction {
-  return async (r) => ((await lookupList(dns, 'rbl_client', r, zone, match)) ? PERMIT : DUNNO);
+/** permit_dnswl_client: PERMIT when the client address is listed; permit_rhswl_client: its (verified) name. */
+export function dnsAllowList(zone: string, match: string | null, dns: PolicyDns, by: 'address' | 'name' = 'address'): Restriction {
+  return async (r) => ((await lookupList(dns, by === 'address' ? 'rbl_client' : 'rhsbl_client', r, zone, match)) ? PERMIT : DUNNO);
 }
