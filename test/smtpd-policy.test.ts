@@ -63,7 +63,7 @@ const ACCESS = [
   'sub.example.org REJECT by parent domain',
   'postmaster@ REJECT by local part',
   'class@mx.postactor.test permit_mynetworks, reject',
-  'unbuilt@mx.postactor.test permit_mx_backup',
+  'unbuilt@mx.postactor.test reject_maps_rbl',
   'filter@mx.postactor.test FILTER smtp:[127.0.0.1]:10025',
   'hold@mx.postactor.test HOLD',
   'redirect@mx.postactor.test REDIRECT x@y.example',
@@ -120,7 +120,7 @@ describe('check_recipient_access: access(5) results', () => {
   });
   test('an unimplemented restriction as a table result is logged as not supported', async () => {
     await b.policy.checkRecipient(req({ recipient: 'unbuilt@mx.postactor.test' }));
-    assert.ok(b.logs.some((l) => /^warning: .*not supported: restriction "permit_mx_backup"/.test(l)), b.logs.join('\n'));
+    assert.ok(b.logs.some((l) => /^warning: .*not supported: restriction "reject_maps_rbl"/.test(l)), b.logs.join('\n'));
   });
   test('HOLD, FILTER, REDIRECT and BCC are handed to the transaction for cleanup and logged as Postfix does; evaluation goes on', async () => {
     const tail = (rcpt: string) => `; from=<s@sender.example> to=<${rcpt}> proto=ESMTP helo=<client.example>`;
@@ -441,6 +441,50 @@ describe('reject_multi_recipient_bounce, sleep', () => {
   });
 });
 
+describe('permit_mx_backup, permit_inet_interfaces (a real DNS server on loopback)', () => {
+  let dns: TestDnsServer;
+  const saved = process.env['POSTACTOR_DNS_SERVERS'];
+  before(async () => {
+    dns = await startDnsServer({
+      'backup.example': { MX: [{ exchange: 'primary.other.example', priority: 10 }, { exchange: 'mx.postactor.test', priority: 20 }] },
+      'backupbyaddr.example': { MX: [{ exchange: 'primary.other.example', priority: 10 }, { exchange: 'me.example', priority: 20 }] },
+      'primary.example': { MX: [{ exchange: 'mx.postactor.test', priority: 10 }, { exchange: 'other.example', priority: 20 }] },
+      'notme.example': { MX: [{ exchange: 'primary.other.example', priority: 10 }, { exchange: 'other.example', priority: 20 }] },
+      'primary.other.example': { A: ['192.0.2.50'] },
+      'me.example': { A: ['127.0.0.1'] },
+      'other.example': { A: ['192.0.2.51'] },
+      'nomx.example': { A: ['192.0.2.52'] },
+      'broken.example': { servfail: true },
+    });
+    process.env['POSTACTOR_DNS_SERVERS'] = dns.server;
+  });
+  after(async () => {
+    if (saved === undefined) delete process.env['POSTACTOR_DNS_SERVERS'];
+    else process.env['POSTACTOR_DNS_SERVERS'] = saved;
+    await dns.close();
+  });
+  const relay = { smtpd_relay_restrictions: 'permit_mx_backup, reject_unauth_destination' };
+  const rows: [string, Record<string, string>, Partial<PolicyRequest>, string][] = [
+    ['a backup MX by name', relay, { recipient: 'r@backup.example' }, 'ok'],
+    ['a backup MX by address', relay, { recipient: 'r@backupbyaddr.example' }, 'ok'],
+    ['a primary MX: not this restriction\'s business', relay, { recipient: 'r@primary.example' }, '554 5.7.1 <r@primary.example>: Relay access denied'],
+    ['not an MX of the domain', relay, { recipient: 'r@notme.example' }, '554 5.7.1 <r@notme.example>: Relay access denied'],
+    ['no MX record', relay, { recipient: 'r@nomx.example' }, '554 5.7.1 <r@nomx.example>: Relay access denied'],
+    ['our own domain, as permit_auth_destination', relay, { recipient: 'r@mx.postactor.test' }, 'ok'],
+    ['a DNS failure defers the reject that follows', relay, { recipient: 'r@broken.example' }, '450 4.4.4 <r@broken.example>: Recipient address rejected: Unable to look up mail exchanger information: Host not found, try again'],
+    ['permit_mx_backup_networks holds the primary', { ...relay, permit_mx_backup_networks: '192.0.2.0/24' }, { recipient: 'r@backup.example' }, 'ok'],
+    ['permit_mx_backup_networks without the primary', { ...relay, permit_mx_backup_networks: '198.51.100.0/24' }, { recipient: 'r@backup.example' }, '554 5.7.1 <r@backup.example>: Relay access denied'],
+    ['permit_inet_interfaces: one of our addresses', { smtpd_relay_restrictions: 'permit_inet_interfaces, reject_unauth_destination' }, { recipient: 'r@elsewhere.example', clientAddr: '127.0.0.1' }, 'ok'],
+    ['permit_inet_interfaces: another address', { smtpd_relay_restrictions: 'permit_inet_interfaces, reject_unauth_destination' }, { recipient: 'r@elsewhere.example' }, '554 5.7.1 <r@elsewhere.example>: Relay access denied'],
+  ];
+  for (const [name, main, over, want] of rows) {
+    test(`${name} → "${want}"`, async () => {
+      const b = build(main);
+      assert.equal(text(await b.policy.checkRecipient(req(over))), want, b.logs.join('\n'));
+    });
+  }
+});
+
 describe('reject_unlisted_recipient and smtpd_reject_unlisted_recipient', () => {
   const files = { users: 'known x\n', relayusers: 'a@relay.example x\n', vmail: 'v@vmail.example x\n' };
   const main = { local_recipient_maps: 'texthash:users', relay_domains: 'relay.example', relay_recipient_maps: 'texthash:relayusers', virtual_mailbox_domains: 'vmail.example', virtual_mailbox_maps: 'texthash:vmail', virtual_alias_domains: 'valias.example' };
@@ -538,7 +582,7 @@ describe('evaluation order and stages', () => {
 
 describe('start-up refuses what is not implemented', () => {
   const rows: [Record<string, string>, RegExp][] = [
-    [{ smtpd_client_restrictions: 'permit_mx_backup' }, /smtpd_client_restrictions: not supported: restriction "permit_mx_backup"/],
+    [{ smtpd_client_restrictions: 'reject_maps_rbl' }, /smtpd_client_restrictions: not supported: restriction "reject_maps_rbl"/],
     [{ smtpd_client_restrictions: 'check_client_mx_access' }, /check_client_mx_access needs an argument/],
     [{ smtpd_recipient_restrictions: 'permit_mynetworks, reject_unauth_destinaton' }, /smtpd_recipient_restrictions: unknown smtpd restriction: "reject_unauth_destinaton"/],
     [{ smtpd_data_restrictions: 'texthash:/nonexistent' }, /smtpd_data_restrictions: specify one of \(check_client_access, .*\) before data restriction "texthash:\/nonexistent"/],

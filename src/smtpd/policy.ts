@@ -19,15 +19,17 @@ import { readParams, type Params } from '../config/declared.js';
 import { TableError } from '../maps/index.js';
 import { DomainList } from '../address/domain.js';
 import { parseInetProtocols } from '../address/inet-protocols.js';
+import { canonicalIp, ownAddresses } from '../address/interfaces.js';
 import { maillog } from '../log/maillog.js';
 import { buildNetworks, type NetworkList } from '../net/networks.js';
 import { classify, isLocalDomain, RESOLVE_PARAMS, resolveSettings, type ResolveSettings } from '../rewrite/resolve.js';
 import { askPolicy, parseEndpoint, type PolicyServiceSettings } from './policy-service.js';
-import { accessRestriction, serverError, tableResult, type AccessKind, type AccessSettings } from './restrictions/access.js';
+import { accessRestriction, serverError, tableResult, unmapped as unmappedAddress, type AccessKind, type AccessSettings } from './restrictions/access.js';
 import { dnsAllowList, dnsBlockList, parseDnsList, PolicyDns, unknownAddressDomain, unknownHelo, type DnsSettings } from './restrictions/dns.js';
 import { invalidHelo, nonFqdnAddress, nonFqdnHelo, unknownClient } from './restrictions/hostname.js';
 import { senderLoginMismatch, type LoginSettings } from './restrictions/login.js';
 import { checkCcertAccess, permitClientCerts, rejectPlaintextSession } from './restrictions/ccert.js';
+import { permitMxBackup } from './restrictions/mx-backup.js';
 import { serverAccess, type ServerSettings, type ServerSubject, type ServerType } from './restrictions/server.js';
 import { SASL_PARAMS, saslSettings, type SaslSettings } from './sasl-settings.js';
 import { openPolicyTable, tableSpecError, type PolicyTable } from './restrictions/tables.js';
@@ -144,6 +146,7 @@ export const POLICY_PARAMS = {
   'smtpd_sasl_auth_enable': 'bool',
   'unknown_client_reject_code': 'int',
   'multi_recipient_bounce_reject_code': 'int',
+  'permit_mx_backup_networks': 'str',
 } as const;
 type PolicyParams = Params<typeof POLICY_PARAMS>;
 
@@ -216,6 +219,8 @@ export class SmtpdPolicy {
   private readonly rejectUnlistedRecipient: boolean;
   private readonly explicitUnlisted: boolean;
   private readonly access: AccessSettings;
+  /** permit_mx_backup_networks, when set. */
+  private mxBackupNetworks: NetworkList | null = null;
   /** check_*_{a,mx,ns}_access */
   private readonly server: ServerSettings;
   private readonly dnsSettings: DnsSettings;
@@ -247,6 +252,11 @@ export class SmtpdPolicy {
     const nets = buildNetworks(p.mynetworks, p.mynetworks_style);
     this.mynetworks = nets.networks;
     errors.push(...nets.errors.map((e) => `mynetworks: ${e}`));
+    if (p.permit_mx_backup_networks.trim()) {
+      const mx = buildNetworks(p.permit_mx_backup_networks, p.mynetworks_style);
+      this.mxBackupNetworks = mx.networks;
+      errors.push(...mx.errors.map((e) => `permit_mx_backup_networks: ${e}`));
+    }
     const local = p.mydestination;
     const relay = p.relay_domains;
     const valias = p.virtual_alias_domains;
@@ -552,6 +562,20 @@ export class SmtpdPolicy {
       case 'reject_rhsbl_helo': return list((z, m) => dnsBlockList('rhsbl_helo', z, m, this.dns(), d));
       case 'reject_rhsbl_recipient': return list((z, m) => dnsBlockList('rhsbl_recipient', z, m, this.dns(), d));
       case 'permit_dnswl_client': return list((z, m) => dnsAllowList(z, m, this.dns()));
+      case 'permit_mx_backup':
+        return permitMxBackup({
+          authorized: (a) => this.authorizedDestination(a),
+          isLocal: (h) => isLocalDomain(this.resolve, h),
+          own: this.resolve.own,
+          networks: this.mxBackupNetworks,
+          ipv4: this.server.ipv4,
+          ipv6: this.server.ipv6,
+          dns: () => this.dns(),
+        });
+      case 'permit_inet_interfaces': {
+        const own = ownAddresses(this.p.inet_interfaces);
+        return (r) => (own.has(canonicalIp(unmappedAddress(r.clientAddr)) ?? '') ? PERMIT : DUNNO);
+      }
       case 'permit_rhswl_client': return list((z, m) => dnsAllowList(z, m, this.dns(), 'name'));
       case 'reject_rhsbl_reverse_client': return list((z, m) => dnsBlockList('rhsbl_reverse_client', z, m, this.dns(), d));
       // At RCPT the recipients accepted before this one; at DATA and after, all of them.

@@ -66,7 +66,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtpd_restriction_classes', 'smtpd_sender_restrictions', 'smtpd_timeout', 'smtputf8_enable',
     'stress', 'unknown_address_reject_code', 'unknown_address_tempfail_action',
     'unknown_helo_hostname_tempfail_action', 'unknown_hostname_reject_code',
-    'unknown_client_reject_code', 'multi_recipient_bounce_reject_code',
+    'unknown_client_reject_code', 'multi_recipient_bounce_reject_code', 'permit_mx_backup_networks',
     'unknown_local_recipient_reject_code', 'unknown_relay_recipient_reject_code',
     'unknown_virtual_alias_reject_code', 'unknown_virtual_mailbox_reject_code',
     'content_filter',

@@ -78,6 +78,22 @@ export class PolicyDns {
   }
 
   /**
+   * A domain's MX hosts by preference (permit_mx_backup): none for NXDOMAIN, NODATA or a null MX;
+   * `temporary` when the answer may come later.
+   */
+  async mxList(domain: string): Promise<{ hosts: { exchange: string; priority: number }[] } | { error: string; temporary: boolean }> {
+    try {
+      const mx = (await this.resolver.resolveMx(domain)).sort((a, b) => a.priority - b.priority);
+      return { hosts: mx.filter((m) => m.exchange !== '' && m.exchange !== '.') };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === dnsp.NOTFOUND || code === dnsp.NODATA) return { hosts: [] };
+      const error = dnsError(code);
+      return { error, temporary: error === 'Host not found, try again' };
+    }
+  }
+
+  /**
    * A host's addresses in the families asked for (IPv4 first), as getaddrinfo would give them to
    * Postfix's check_server_access, or the error it would name.
    */
