@@ -63,7 +63,7 @@ const ACCESS = [
   'sub.example.org REJECT by parent domain',
   'postmaster@ REJECT by local part',
   'class@mx.postactor.test permit_mynetworks, reject',
-  'unbuilt@mx.postactor.test reject_maps_rbl',
+  'unbuilt@mx.postactor.test reject_unknown_forward_client_hostname',
   'filter@mx.postactor.test FILTER smtp:[127.0.0.1]:10025',
   'hold@mx.postactor.test HOLD',
   'redirect@mx.postactor.test REDIRECT x@y.example',
@@ -120,7 +120,7 @@ describe('check_recipient_access: access(5) results', () => {
   });
   test('an unimplemented restriction as a table result is logged as not supported', async () => {
     await b.policy.checkRecipient(req({ recipient: 'unbuilt@mx.postactor.test' }));
-    assert.ok(b.logs.some((l) => /^warning: .*not supported: restriction "reject_maps_rbl"/.test(l)), b.logs.join('\n'));
+    assert.ok(b.logs.some((l) => /^warning: .*not supported: restriction "reject_unknown_forward_client_hostname"/.test(l)), b.logs.join('\n'));
   });
   test('HOLD, FILTER, REDIRECT and BCC are handed to the transaction for cleanup and logged as Postfix does; evaluation goes on', async () => {
     const tail = (rcpt: string) => `; from=<s@sender.example> to=<${rcpt}> proto=ESMTP helo=<client.example>`;
@@ -300,6 +300,8 @@ describe('restrictions that ask DNS (a real DNS server on loopback)', () => {
     ['reject_rhsbl_sender', { smtpd_sender_restrictions: 'reject_rhsbl_sender rhsbl.test' }, {}, '554 5.7.1 Service unavailable; Sender address [sender.example] blocked using rhsbl.test'],
     ['reject_rhsbl_client', { smtpd_client_restrictions: 'reject_rhsbl_client rhsbl.test' }, {}, '554 5.7.1 Service unavailable; Client host [client.example] blocked using rhsbl.test'],
     ['permit_dnswl_client ends the list before the RBL', { smtpd_client_restrictions: 'permit_dnswl_client dnswl.test, reject_rbl_client rbl.test' }, {}, 'ok'],
+    ['reject_maps_rbl: maps_rbl_domains, in order', { smtpd_client_restrictions: 'reject_maps_rbl', maps_rbl_domains: 'dnswl.test, rbl.test' }, { clientAddr: '192.0.2.1' }, '554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using dnswl.test'],
+    ['reject_maps_rbl: not listed', { smtpd_client_restrictions: 'reject_maps_rbl', maps_rbl_domains: 'rbl.test' }, { clientAddr: '192.0.2.2' }, 'ok'],
     ['reject_rbl (old name of reject_rbl_client)', { smtpd_client_restrictions: 'reject_rbl rbl.test' }, {}, '554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using rbl.test'],
     ['reject_rhsbl_reverse_client: the PTR name, confirmed or not', { smtpd_client_restrictions: 'reject_rhsbl_reverse_client rhsbl.test' }, { clientName: 'unknown', clientNameStatus: 'forged', reverseClientName: 'client.example' }, '554 5.7.1 Service unavailable; Unverified Client host [client.example] blocked using rhsbl.test'],
     ['reject_rhsbl_client: not the unconfirmed name', { smtpd_client_restrictions: 'reject_rhsbl_client rhsbl.test' }, { clientName: 'unknown', clientNameStatus: 'forged', reverseClientName: 'client.example' }, 'ok'],
@@ -433,6 +435,13 @@ describe('reject_multi_recipient_bounce, sleep', () => {
     assert.equal(text(await b.policy.checkRecipient(req())), '554 5.7.1 <client.example[192.0.2.1]>: Client host rejected: Access denied');
     assert.throws(() => build({ smtpd_client_restrictions: 'sleep soon' }), /smtpd_client_restrictions: restriction sleep must be followed by number/);
     assert.throws(() => build({ smtpd_client_restrictions: 'sleep' }), /sleep needs an argument/);
+  });
+  test('permit_naked_ip_address (deprecated, warned each time): a bare address as HELO', async () => {
+    const b = build({ smtpd_helo_restrictions: 'permit_naked_ip_address, reject' });
+    assert.equal(text(await b.policy.checkRecipient(req({ helo: '192.0.2.1' }))), 'ok');
+    assert.equal(text(await b.policy.checkRecipient(req({ helo: '[192.0.2.1]' }))), '554 5.7.1 <[192.0.2.1]>: Helo command rejected: Access denied');
+    assert.equal(text(await b.policy.checkRecipient(req({ helo: '1.2.3.4.5' }))), '501 5.5.2 <1.2.3.4.5>: Helo command rejected: invalid ip address');
+    assert.equal(b.logs.filter((l) => l === 'warning: restriction permit_naked_ip_address is deprecated. Use permit_mynetworks or permit_sasl_authenticated instead').length, 3);
   });
   test('old names: check_recipient_maps is reject_unlisted_recipient, reject_unknown_address is reject_unknown_sender_domain', async () => {
     const b = build({ local_recipient_maps: 'texthash:users', smtpd_recipient_restrictions: 'check_recipient_maps, permit_mynetworks, reject_unauth_destination' }, { users: 'known x\n' });
@@ -582,7 +591,7 @@ describe('evaluation order and stages', () => {
 
 describe('start-up refuses what is not implemented', () => {
   const rows: [Record<string, string>, RegExp][] = [
-    [{ smtpd_client_restrictions: 'reject_maps_rbl' }, /smtpd_client_restrictions: not supported: restriction "reject_maps_rbl"/],
+    [{ smtpd_client_restrictions: 'reject_unknown_forward_client_hostname' }, /smtpd_client_restrictions: not supported: restriction "reject_unknown_forward_client_hostname"/],
     [{ smtpd_client_restrictions: 'check_client_mx_access' }, /check_client_mx_access needs an argument/],
     [{ smtpd_recipient_restrictions: 'permit_mynetworks, reject_unauth_destinaton' }, /smtpd_recipient_restrictions: unknown smtpd restriction: "reject_unauth_destinaton"/],
     [{ smtpd_data_restrictions: 'texthash:/nonexistent' }, /smtpd_data_restrictions: specify one of \(check_client_access, .*\) before data restriction "texthash:\/nonexistent"/],

@@ -13,6 +13,8 @@
  * name further restrictions, smtpd_restriction_classes, and the log lines Postfix writes
  * ("NOQUEUE: reject: RCPT from name[addr]: 554 5.7.1 …; from=<…> to=<…> proto=ESMTP helo=<…>").
  */
+import { isIP } from 'node:net';
+
 import { metrics } from '../metrics/thread.js';
 import { queueDirectory, type Config } from '../config/index.js';
 import { readParams, type Params } from '../config/declared.js';
@@ -147,6 +149,7 @@ export const POLICY_PARAMS = {
   'unknown_client_reject_code': 'int',
   'multi_recipient_bounce_reject_code': 'int',
   'permit_mx_backup_networks': 'str',
+  'maps_rbl_domains': 'list',
 } as const;
 type PolicyParams = Params<typeof POLICY_PARAMS>;
 
@@ -181,6 +184,9 @@ const POSTFIX_RESTRICTIONS = new Set([
   'reject_unlisted_recipient', 'reject_unlisted_sender', 'reject_unverified_recipient', 'reject_unverified_sender', 'sleep',
   'warn_if_reject',
 ]);
+
+/** reject_maps_rbl's deprecation warning, once per thread as Postfix's once per process. */
+let warnedMapsRbl = false;
 
 /** Old names Postfix still accepts. */
 const ALIASES: Record<string, string> = {
@@ -575,6 +581,29 @@ export class SmtpdPolicy {
       case 'permit_inet_interfaces': {
         const own = ownAddresses(this.p.inet_interfaces);
         return (r) => (own.has(canonicalIp(unmappedAddress(r.clientAddr)) ?? '') ? PERMIT : DUNNO);
+      }
+      // Deprecated in Postfix, kept for old configurations: the client said HELO with a bare address.
+      case 'permit_naked_ip_address':
+        return (r, s) => {
+          this.log.warn('restriction permit_naked_ip_address is deprecated. Use permit_mynetworks or permit_sasl_authenticated instead');
+          if (!r.helo || !/^[0-9.:]+$/.test(r.helo)) return DUNNO;
+          if (isIP(r.helo)) return PERMIT;
+          return { kind: 'reject', reply: rejected(this.p.invalid_hostname_reject_code, '5.5.2', r, s === 'helo' ? s : 'helo', 'invalid ip address') };
+        };
+      // Deprecated in Postfix: reject_rbl_client for each of maps_rbl_domains.
+      case 'reject_maps_rbl': {
+        const zones = this.p.maps_rbl_domains.map((z) => dnsBlockList('rbl_client', z.replace(/\.$/, ''), null, this.dns(), d));
+        return async (r, s) => {
+          if (!warnedMapsRbl) {
+            warnedMapsRbl = true;
+            this.log.warn('support for restriction "reject_maps_rbl" will be removed from Postfix; use "reject_rbl_client domain-name" instead');
+          }
+          for (const z of zones) {
+            const a = await z(r, s);
+            if (a.kind !== 'dunno') return a;
+          }
+          return DUNNO;
+        };
       }
       case 'permit_rhswl_client': return list((z, m) => dnsAllowList(z, m, this.dns(), 'name'));
       case 'reject_rhsbl_reverse_client': return list((z, m) => dnsBlockList('rhsbl_reverse_client', z, m, this.dns(), d));

@@ -67,6 +67,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'stress', 'unknown_address_reject_code', 'unknown_address_tempfail_action',
     'unknown_helo_hostname_tempfail_action', 'unknown_hostname_reject_code',
     'unknown_client_reject_code', 'multi_recipient_bounce_reject_code', 'permit_mx_backup_networks',
+    'maps_rbl_domains',
     'unknown_local_recipient_reject_code', 'unknown_relay_recipient_reject_code',
     'unknown_virtual_alias_reject_code', 'unknown_virtual_mailbox_reject_code',
     'content_filter',
