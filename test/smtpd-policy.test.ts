@@ -526,6 +526,18 @@ describe('reject_unlisted_recipient and smtpd_reject_unlisted_recipient', () => 
     const b = build({ ...main, smtpd_reject_unlisted_recipient: 'no' }, files);
     assert.equal(text(await b.policy.checkRecipient(req({ recipient: 'unknown@mx.postactor.test' }))), 'ok');
   });
+  test('smtpd_reject_unlisted_sender = yes: an unknown sender in our domains is refused after the sender list, at RCPT or (delay_reject = no) at MAIL', async () => {
+    const b = build({ ...main, smtpd_reject_unlisted_sender: 'yes' }, files);
+    const want = '550 5.1.0 <nobody@mx.postactor.test>: Sender address rejected: User unknown in local recipient table';
+    assert.equal(text(await b.policy.checkRecipient(req({ sender: 'nobody@mx.postactor.test', recipient: 'known@mx.postactor.test' }))), want);
+    assert.equal(text(await b.policy.checkRecipient(req({ sender: 'known@mx.postactor.test', recipient: 'known@mx.postactor.test' }))), 'ok');
+    assert.equal(text(await b.policy.checkRecipient(req({ sender: 'someone@remote.example', recipient: 'known@mx.postactor.test' }))), 'ok', 'not our domain');
+    assert.equal(text(await b.policy.checkRecipient(req({ sender: '', recipient: 'known@mx.postactor.test' }))), 'ok', 'the null sender');
+    const early = build({ ...main, smtpd_reject_unlisted_sender: 'yes', smtpd_delay_reject: 'no' }, files);
+    assert.equal(text(await early.policy.checkSender(req({ sender: 'nobody@mx.postactor.test', recipient: null, where: 'MAIL' }))), want);
+    const off = build(main, files);
+    assert.equal(text(await off.policy.checkRecipient(req({ sender: 'nobody@mx.postactor.test', recipient: 'known@mx.postactor.test' }))), 'ok', 'off by default');
+  });
   test('explicit reject_unlisted_recipient in smtpd_recipient_restrictions', async () => {
     const b = build({ ...main, smtpd_reject_unlisted_recipient: 'no', smtpd_recipient_restrictions: 'reject_unlisted_recipient, reject_unauth_destination' }, files);
     assert.equal(text(await b.policy.checkRecipient(req({ recipient: 'unknown@mx.postactor.test' }))), '550 5.1.1 <unknown@mx.postactor.test>: Recipient address rejected: User unknown in local recipient table');

@@ -102,6 +102,7 @@ export const POLICY_PARAMS = {
   'allow_untrusted_routing': 'bool',
   'smtpd_delay_reject': 'bool',
   'smtpd_reject_unlisted_recipient': 'bool',
+  'smtpd_reject_unlisted_sender': 'bool',
   'recipient_delimiter': 'str',
   'access_map_reject_code': 'int',
   'access_map_defer_code': 'int',
@@ -224,6 +225,8 @@ export class SmtpdPolicy {
   private readonly relayRejectCode: number;
   private readonly rejectUnlistedRecipient: boolean;
   private readonly explicitUnlisted: boolean;
+  /** smtpd_reject_unlisted_sender, unless reject_unlisted_sender is already in a list. */
+  private readonly implicitUnlistedSender: boolean;
   private readonly access: AccessSettings;
   /** permit_mx_backup_networks, when set. */
   private mxBackupNetworks: NetworkList | null = null;
@@ -389,6 +392,7 @@ export class SmtpdPolicy {
       this.lists.set(stage, this.build(tokens, param, errors));
     }
     this.explicitUnlisted = explicitUnlisted;
+    this.implicitUnlistedSender = p.smtpd_reject_unlisted_sender && !LISTS.some(([, param]) => p[param].includes('reject_unlisted_sender'));
     if (!guarded) {
       errors.push('in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: reject_unauth_destination, defer_unauth_destination, reject, defer, defer_if_permit');
     }
@@ -693,8 +697,9 @@ export class SmtpdPolicy {
 
   // ---- evaluation
 
-  /** True when the stage's list is not empty (index.ts skips the hook otherwise). */
+  /** True when the stage has anything to check: its list, or an implicit check (index.ts skips the hook otherwise). */
   has(stage: Stage): boolean {
+    if (stage === 'sender' && this.implicitUnlistedSender) return true;
     return (this.lists.get(stage)?.length ?? 0) > 0;
   }
 
@@ -708,16 +713,27 @@ export class SmtpdPolicy {
     return this.evaluate(['helo'], r);
   }
 
-  /** smtpd_sender_restrictions at MAIL FROM (smtpd_delay_reject = no). */
+  /** smtpd_sender_restrictions at MAIL FROM (smtpd_delay_reject = no), then the unlisted sender. */
   checkSender(r: PolicyRequest): Promise<Verdict> {
-    return this.evaluate(['sender'], r);
+    return this.evaluate(['sender'], r, this.implicitChecks(r));
   }
 
-  /** One RCPT: (client, helo, sender with delay_reject), relay, recipient, unlisted recipient. */
+  /** One RCPT: (client, helo, sender and unlisted sender with delay_reject), relay, recipient, unlisted recipient. */
   checkRecipient(r: PolicyRequest): Promise<Verdict> {
     const stages: Stage[] = this.delayReject ? ['client', 'helo', 'sender', 'relay', 'recipient'] : ['relay', 'recipient'];
-    const implicit = this.rejectUnlistedRecipient && !this.explicitUnlisted;
-    return this.evaluate(stages, r, implicit ? () => checkListed('recipient', r, this.unlistedSettings) : undefined);
+    return this.evaluate(stages, r, this.implicitChecks(r));
+  }
+
+  /**
+   * Postfix's implicit checks at the end of a list: smtpd_reject_unlisted_sender after the
+   * sender restrictions (smtpd_check_mail), smtpd_reject_unlisted_recipient after the recipient
+   * restrictions, each unless the list already has the explicit restriction.
+   */
+  private implicitChecks(r: PolicyRequest): Partial<Record<Stage, () => Promise<Action>>> {
+    const out: Partial<Record<Stage, () => Promise<Action>>> = {};
+    if (this.implicitUnlistedSender) out.sender = () => checkListed('sender', r, this.unlistedSettings);
+    if (this.rejectUnlistedRecipient && !this.explicitUnlisted) out.recipient = () => checkListed('recipient', r, this.unlistedSettings);
+    return out;
   }
 
   /** smtpd_data_restrictions at DATA. */
@@ -735,16 +751,18 @@ export class SmtpdPolicy {
     return this.evaluate(['end_of_data'], r);
   }
 
-  private async evaluate(stages: Stage[], r: PolicyRequest, after?: () => Promise<Action>): Promise<Verdict> {
+  private async evaluate(stages: Stage[], r: PolicyRequest, after: Partial<Record<Stage, () => Promise<Action>>> = {}): Promise<Verdict> {
     const ev: Evaluation = { deferIfPermit: null, deferIfReject: null, discard: null, prepend: [], delegated: null, depth: 0 };
     try {
       for (const stage of stages) {
         const out = await this.runList(this.lists.get(stage) ?? [], r, stage, ev);
         if (typeof out === 'object') return this.refuse(out, r, `smtpd_${stage}_restrictions`);
-      }
-      if (after) {
-        const out = await this.apply(await after(), r, 'recipient', ev, false);
-        if (typeof out === 'object') return this.refuse(out, r, 'reject_unlisted_recipient');
+        const implicit = after[stage];
+        // A discarded message needs no check (Postfix: state->discard).
+        if (implicit && !ev.discard) {
+          const res = await this.apply(await implicit(), r, stage, ev, false);
+          if (typeof res === 'object') return this.refuse(res, r, `reject_unlisted_${stage}`);
+        }
       }
     } catch (e) {
       this.log.warn(`smtpd access policy: ${(e as Error).message}`);

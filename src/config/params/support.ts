@@ -67,6 +67,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'stress', 'unknown_address_reject_code', 'unknown_address_tempfail_action',
     'unknown_helo_hostname_tempfail_action', 'unknown_hostname_reject_code',
     'unknown_client_reject_code', 'multi_recipient_bounce_reject_code', 'permit_mx_backup_networks',
+    'smtpd_reject_unlisted_sender',
     'maps_rbl_domains',
     'unknown_local_recipient_reject_code', 'unknown_relay_recipient_reject_code',
     'unknown_virtual_alias_reject_code', 'unknown_virtual_mailbox_reject_code',
@@ -300,7 +301,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
   smtpd_recipient_overshoot_limit: LIMIT,
   smtpd_forbidden_commands: FORBID,
-  smtpd_reject_unlisted_sender: 'sender address validation is not built yet',
   // Where mail goes and where it comes from.
   smtp_generic_maps: ROUTE, lmtp_generic_maps: ROUTE,
   soft_bounce: 'mail would be bounced instead of kept in the queue',
