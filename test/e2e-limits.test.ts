@@ -4,13 +4,18 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
+import { freePort, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 
 describe('e2e smtpd limits and protocol', () => {
   let server: TestServer;
+  let overshootPort = 0;
 
   before(async () => {
-    server = await startServer({ mainCf: { message_size_limit: '20000', smtpd_recipient_limit: '3', myhostname: 'mx.limits.test' } });
+    overshootPort = await freePort();
+    server = await startServer({
+      mainCf: { message_size_limit: '20000', smtpd_recipient_limit: '3', myhostname: 'mx.limits.test' },
+      masterCfExtra: `127.0.0.1:${overshootPort} inet n - n - 1 smtpd -o smtpd_recipient_overshoot_limit=2 -o smtpd_hard_error_limit=2 -o smtpd_error_sleep_time=0`,
+    });
   });
   after(async () => {
     await server?.stop();
@@ -78,6 +83,21 @@ describe('e2e smtpd limits and protocol', () => {
       for (let i = 1; i <= 3; i++) assert.equal(`${(await smtp.cmd(`RCPT TO:<r${i}@example.com>`)).code}`, '250');
       const r = await smtp.cmd('RCPT TO:<r4@example.com>');
       assert.equal(`${r.code} ${r.text}`, '452 4.5.3 Error: too many recipients');
+    } finally {
+      smtp.close();
+    }
+  });
+
+  test('smtpd_recipient_overshoot_limit=2: the first two "too many recipients" are not errors, the next ones are (hard limit 2: hang-up)', async () => {
+    const { smtp, greeting } = await SmtpDialogue.connect(overshootPort);
+    try {
+      assert.equal(greeting.code, 220);
+      assert.equal((await smtp.cmd('EHLO client.test')).code, 250);
+      assert.equal((await smtp.cmd('MAIL FROM:<s@example.org>')).code, 250);
+      for (let i = 1; i <= 3; i++) assert.equal((await smtp.cmd(`RCPT TO:<r${i}@example.com>`)).code, 250);
+      // Two forgiven, then two errors: the hard limit is reached at the next command.
+      for (let i = 4; i <= 7; i++) assert.equal((await smtp.cmd(`RCPT TO:<r${i}@example.com>`)).line, '452 4.5.3 Error: too many recipients');
+      assert.equal((await smtp.cmd('NOOP')).line, '421 4.7.0 mx.limits.test Error: too many errors');
     } finally {
       smtp.close();
     }

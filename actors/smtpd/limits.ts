@@ -33,6 +33,8 @@ export interface Limits {
   softErrorLimit: number;
   hardErrorLimit: number;
   junkCommandLimit: number;
+  /** smtpd_recipient_overshoot_limit: "too many recipients" replies forgiven per transaction. */
+  recipientOvershootLimit: number;
   errorSleepMs: number;
   perRequestDeadline: boolean;
   timeoutMs: number;
@@ -48,6 +50,7 @@ export const LIMIT_PARAMS = {
   'smtpd_soft_error_limit': 'int',
   'smtpd_hard_error_limit': 'int',
   'smtpd_junk_command_limit': 'int',
+  'smtpd_recipient_overshoot_limit': 'int',
   'smtpd_error_sleep_time': 'time',
   'smtpd_per_request_deadline': 'bool',
   'smtpd_timeout': 'time',
@@ -61,6 +64,7 @@ export function limitsFrom(p: Params<typeof LIMIT_PARAMS>, namaddr: (session: ob
     softErrorLimit: p.smtpd_soft_error_limit,
     hardErrorLimit: p.smtpd_hard_error_limit,
     junkCommandLimit: p.smtpd_junk_command_limit,
+    recipientOvershootLimit: p.smtpd_recipient_overshoot_limit,
     errorSleepMs: p.smtpd_error_sleep_time * 1000,
     perRequestDeadline: p.smtpd_per_request_deadline,
     timeoutMs: p.smtpd_timeout * 1000,
@@ -82,6 +86,8 @@ const AFTER_BDAT = 'BDAT content';
 interface State {
   errors: number;
   junk: number;
+  /** RCPTs refused as "too many recipients" in this transaction (Postfix's rcpt_overshoot). */
+  overshoot: number;
   /** The command whose final reply is still due (null when none). */
   pending: string | null;
   where: string;
@@ -127,7 +133,7 @@ export function bdatContent(conn: object): void {
 }
 
 function stateOf(conn: Conn): State {
-  return (conn._paLimits ??= { errors: 0, junk: 0, pending: null, where: 'CONNECT', budget: 0, since: 0, rate: 0, timer: null, watched: null, hangup: false });
+  return (conn._paLimits ??= { errors: 0, junk: 0, overshoot: 0, pending: null, where: 'CONNECT', budget: 0, since: 0, rate: 0, timer: null, watched: null, hangup: false });
 }
 
 /** Is the client waiting for us (a handler runs, or the message is in and being decided on)? */
@@ -149,14 +155,19 @@ export function installLimits(proto: Record<string, unknown>): void {
     if (st.pending !== null && code !== 354 && code !== 334) {
       const cmd = st.pending;
       st.pending = null;
-      if (code >= 400) st.errors++;
+      // Past smtpd_recipient_limit the first smtpd_recipient_overshoot_limit refusals are not errors.
+      const overshoot = cmd === 'RCPT' && code === 452 && String(data).includes('too many recipients');
+      if (code >= 400 && !(overshoot && st.overshoot++ < limits.recipientOvershootLimit)) st.errors++;
       if (JUNK.has(cmd) && st.junk++ > limits.junkCommandLimit) st.errors++;
+      // A new transaction starts the count again (Postfix's mail_reset).
+      if (cmd === 'MAIL' || cmd === 'RSET' || cmd === 'HELO' || cmd === 'EHLO') st.overshoot = 0;
       // (BDAT: only the reply to BDAT LAST says "queued as", bdat.ts.)
       if ((cmd === 'DATA' || (cmd === 'BDAT' && String(data).includes(' queued as '))) && code < 400) {
         // A message received: Postfix forgives the client's earlier errors and junk.
         st.where = 'END-OF-MESSAGE';
         st.errors = 0;
         st.junk = 0;
+        st.overshoot = 0;
       }
     }
     if (code === 354) st.where = AFTER_DATA;
