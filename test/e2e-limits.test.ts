@@ -9,12 +9,17 @@ import { freePort, SmtpDialogue, startServer, type TestServer } from './helpers/
 describe('e2e smtpd limits and protocol', () => {
   let server: TestServer;
   let overshootPort = 0;
+  let forbidPort = 0;
 
   before(async () => {
     overshootPort = await freePort();
+    forbidPort = await freePort();
     server = await startServer({
       mainCf: { message_size_limit: '20000', smtpd_recipient_limit: '3', myhostname: 'mx.limits.test' },
-      masterCfExtra: `127.0.0.1:${overshootPort} inet n - n - 1 smtpd -o smtpd_recipient_overshoot_limit=2 -o smtpd_hard_error_limit=2 -o smtpd_error_sleep_time=0`,
+      masterCfExtra: [
+        `127.0.0.1:${overshootPort} inet n - n - 1 smtpd -o smtpd_recipient_overshoot_limit=2 -o smtpd_hard_error_limit=2 -o smtpd_error_sleep_time=0`,
+        `127.0.0.1:${forbidPort} inet n - n - 1 smtpd -o smtpd_forbidden_commands=FOO`,
+      ].join('\n'),
     });
   });
   after(async () => {
@@ -98,6 +103,31 @@ describe('e2e smtpd limits and protocol', () => {
       // Two forgiven, then two errors: the hard limit is reached at the next command.
       for (let i = 4; i <= 7; i++) assert.equal((await smtp.cmd(`RCPT TO:<r${i}@example.com>`)).line, '452 4.5.3 Error: too many recipients');
       assert.equal((await smtp.cmd('NOOP')).line, '421 4.7.0 mx.limits.test Error: too many errors');
+    } finally {
+      smtp.close();
+    }
+  });
+
+  test('not SMTP (smtpd_forbidden_commands, a header line): "221 2.7.0 Error: I can break rules, too. Goodbye." and hang-up, with Postfix\'s warning', async () => {
+    for (const [port, line] of [[server.port, 'GET / HTTP/1.1'], [server.port, 'Subject: hello'], [server.port, '(oops'], [forbidPort, 'FOO bar']] as const) {
+      const { smtp, greeting } = await SmtpDialogue.connect(port);
+      try {
+        assert.equal(greeting.code, 220);
+        assert.equal((await smtp.cmd(line)).line, '221 2.7.0 Error: I can break rules, too. Goodbye.', line);
+        const deadline = Date.now() + 20_000;
+        while (!smtp.closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        assert.ok(smtp.closed, `${line}: the server hangs up`);
+      } finally {
+        smtp.close();
+      }
+      await server.waitForLog(new RegExp(`warning: non-SMTP command from localhost\\[127\\.0\\.0\\.1\\]: ${line.replace(/[()]/g, '\\$&')}$`), 5000);
+    }
+    // Not forbidden: an unknown command, answered and the session goes on.
+    const { smtp } = await SmtpDialogue.connect(server.port);
+    try {
+      assert.match((await smtp.cmd('HEAD / HTTP/1.0')).line, /^50[02] 5\.5\.2 Error: command not recognized$/);
+      assert.equal((await smtp.cmd('FOO bar')).code >= 500, true, 'FOO is forbidden only where smtpd_forbidden_commands says so');
+      assert.equal((await smtp.cmd('NOOP')).code, 250);
     } finally {
       smtp.close();
     }

@@ -29,6 +29,11 @@ import { pipeliningCommand } from './pipelining.js';
 import { syntaxCommand } from './syntax.js';
 import { limitsCommand } from './limits.js';
 import { dialectCommand } from './dialect.js';
+import { escapeBytes } from '../../src/log/escape.js';
+import { maillog } from '../../src/log/maillog.js';
+import { nonSmtpCommand, type ForbiddenCommands } from '../../src/smtpd/forbidden.js';
+
+const log = maillog('smtpd');
 
 /** The checks, in the order they run. */
 const CHECKS: readonly CommandCheck[] = [
@@ -108,11 +113,13 @@ type Handler = (this: Conn, line: Buffer, cb: () => void) => void;
 type Conn = Record<string, unknown> & {
   _server: {
     _closeTimeout?: unknown;
-    options: { lmtp?: boolean; authOptional?: boolean };
+    options: { lmtp?: boolean; authOptional?: boolean; postactorForbidden?: { commands: ForbiddenCommands; namaddr: (session: object) => string } };
     logger: { error(meta: object, ...args: unknown[]): void };
   };
   id: string;
   name: string;
+  session: object;
+  close(): void;
   _upgrading: boolean;
   _ready: boolean;
   _nextHandler: Handler | false | undefined;
@@ -130,9 +137,6 @@ type Conn = Record<string, unknown> & {
 /** The library's handler method of each command smtpd knows (an internalized name for each). */
 const HANDLERS = new Map(['HELO', 'EHLO', 'LHLO', 'MAIL', 'RCPT', 'DATA', 'BDAT', 'RSET', 'NOOP', 'QUIT', 'VRFY', 'HELP',
   'STARTTLS', 'AUTH', 'XCLIENT', 'XFORWARD', 'ETRN', 'WIZ', 'SHELL', 'KILL'].map((v) => [v, `handler_${v}`]));
-/** The methods smtp-server's HTTP check looks for. */
-const HTTP_METHODS = new Set(['OPTIONS', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'TRACE', 'CONNECT']);
-const HTTP = /^(OPTIONS|GET|HEAD|POST|PUT|DELETE|TRACE|CONNECT) \/.* HTTP\/\d\.\d$/i;
 
 /**
  * smtp-server's _onCommand with the verb already found: the same checks and replies in the same
@@ -150,7 +154,6 @@ function handle(c: Conn, cmd: Line): void {
   if (c._upgrading) return done();
   if (c._server._closeTimeout) return c.send(421, 'Server shutting down', verb);
   if (!c._ready) return c.send(421, c.name + ' You talk too soon', verb);
-  if (HTTP_METHODS.has(verb) && HTTP.test(cmd.text)) return c.send(421, 'HTTP requests not allowed', verb);
   let handler: Handler | undefined;
   if (c._nextHandler) {
     handler = c._nextHandler;
@@ -162,6 +165,15 @@ function handle(c: Conn, cmd: Line): void {
     else if (!c._isDisabled(verb) && typeof c[method] === 'function') handler = c[method] as Handler;
   }
   if (!handler) {
+    // Not SMTP at all (smtpd_forbidden_commands, or a header line): Postfix's goodbye and hang-up.
+    const forbidden = o.postactorForbidden;
+    const word = cmd.text.slice(0, cmd.text.indexOf(' ') < 0 ? undefined : cmd.text.indexOf(' '));
+    if (forbidden && nonSmtpCommand(word, forbidden.commands)) {
+      log.warn(`non-SMTP command from ${forbidden.namaddr(c.session)}: ${escapeBytes(cmd.line).slice(0, 100)}`);
+      c.send(221, '2.7.0 Error: I can break rules, too. Goodbye.', verb);
+      c.close();
+      return;
+    }
     c._unrecognizedCommands++;
     if (c._unrecognizedCommands >= 10) return c.send(421, 'Error: too many unrecognized commands', verb);
     c.send(500, 'Error: command not recognized', verb);

@@ -30,6 +30,7 @@ import { QueueSpace } from './queue-space.js';
 import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerIdentity, peerName, type PeerStatus } from '../../src/net/peername.js';
+import { parseForbiddenCommands } from '../../src/smtpd/forbidden.js';
 import { installSasl, saslLogin, SmtpdSasl } from './sasl.js';
 import { installLimits, LIMIT_PARAMS, limitsFrom } from './limits.js';
 import { SmtpdMilters, SMTPD_MILTER_PARAMS, type MilterContext, type MilterRefusal } from './milter.js';
@@ -95,6 +96,7 @@ const SMTPD_PARAMS = {
   'smtpd_recipient_limit': 'int',
   'strict_rfc821_envelopes': 'bool',
   'smtpd_forbid_unauth_pipelining': 'bool',
+  'smtpd_forbidden_commands': 'str',
   'smtpd_upstream_proxy_protocol': 'str',
   'smtpd_upstream_proxy_timeout': 'time',
 } as const;
@@ -394,7 +396,7 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
     } as object),
     ...({ postactorEtrn: etrnHooks } as object),
     ...({ postactorChat: chat } as object),
-    ...({ postactorSyntax: { strict: p.strict_rfc821_envelopes, heloRequired: p.smtpd_helo_required }, postactorPipelining: { forbid: p.smtpd_forbid_unauth_pipelining }, postactorBareNewline: bareNewline, postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(p, namaddr) } as object),
+    ...({ postactorSyntax: { strict: p.strict_rfc821_envelopes, heloRequired: p.smtpd_helo_required }, postactorPipelining: { forbid: p.smtpd_forbid_unauth_pipelining }, postactorBareNewline: bareNewline, postactorDialect: dialect, postactorSasl: sasl ?? undefined, postactorLimits: limitsFrom(p, namaddr), postactorForbidden: { commands: parseForbiddenCommands(p.smtpd_forbidden_commands), namaddr } } as object),
     ...({
       // smtpd_milters hear unknown commands (Postfix: milter_unknown_event).
       ...(milters ? {

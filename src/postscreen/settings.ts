@@ -4,6 +4,7 @@
  * value is a configuration problem that stops `postactor check` and start-up, as Postfix's
  * postscreen dies with "fatal: bad ... value" at start.
  */
+import { parseForbiddenCommands, type ForbiddenCommands } from '../smtpd/forbidden.js';
 import type { Config } from '../config/index.js';
 import { parseDnsblSites, type DnsblSite } from './dnsbl.js';
 import { parseAccessList, type AccessList } from './access.js';
@@ -59,24 +60,6 @@ export interface PostscreenSettings {
   upstreamProxyTimeout: number;
 }
 
-/** postscreen_forbidden_commands: command words, and inline regexp patterns as in the default "regexp:{{/^[^A-Z]/ Bogus}}". */
-export interface ForbiddenCommands { words: Set<string>; patterns: RegExp[] }
-
-function forbiddenCommands(value: string): ForbiddenCommands {
-  const out: ForbiddenCommands = { words: new Set(), patterns: [] };
-  // Items are separated by spaces or commas outside braces.
-  for (const item of value.match(/[^\s,{]*\{[^]*?\}+|[^\s,]+/g) ?? []) {
-    const re = /^(?:regexp|pcre):\{\{?\s*\/(.*)\/([a-z]*)\s[^}]*\}\}?$/i.exec(item);
-    if (re) {
-      try {
-        // Postfix's regexp tables ignore case unless the pattern says "i" (which toggles it off).
-        out.patterns.push(new RegExp(re[1]!, re[2]!.includes('i') ? '' : 'i'));
-      } catch { /* a bad pattern: lookup errors are ignored here, as in Postfix (non-critical) */ }
-    } else if (!item.includes(':')) out.words.add(item.toLowerCase());
-  }
-  return out;
-}
-
 /**
  * postscreen_dnsbl_max_ttl. Its default appends "h" to the legacy postscreen_dnsbl_ttl
  * ("1h" → "1hh"), which Postfix's conv_time accepts because it reads only the first unit
@@ -117,7 +100,7 @@ function action(config: Config, name: string): Action {
 export function postscreenSettings(config: Config): PostscreenSettings {
   const proxy = config.get('postscreen_upstream_proxy_protocol').trim().toLowerCase();
   if (proxy !== '' && proxy !== 'haproxy') throw new Error(`unsupported postscreen_upstream_proxy_protocol protocol type: ${proxy}`);
-  const forbidden = forbiddenCommands(config.get('postscreen_forbidden_commands'));
+  const forbidden = parseForbiddenCommands(config.get('postscreen_forbidden_commands'));
   return {
     hostname: config.get('myhostname'),
     smtpdBanner: config.get('smtpd_banner'),

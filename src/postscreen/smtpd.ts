@@ -6,6 +6,7 @@
  * RCPT gets "450 4.3.2 Service currently unavailable" and it must come back, which is why
  * Postfix's documentation warns that these tests delay new clients.
  */
+import { nonSmtpCommand } from '../smtpd/forbidden.js';
 import { escapeText } from './misc.js';
 import type { Session } from './state.js';
 import { BARLF, NSMTP, PIPEL, PREGR, anyFail } from './tests.js';
@@ -19,11 +20,6 @@ const minTtl = (s: Session) => {
 
 type Handler = (s: Engine, args: string) => void;
 interface Command { name: string; handler: Handler; enabled: boolean; payload?: boolean }
-
-/** is_header(): "Name:" (a run of printable non-space characters, optional blanks, then ':'). */
-function isHeader(text: string): boolean {
-  return /^[\x21-\x39\x3b-\x7e]+[ \t]*:/.test(text);
-}
 
 /** psc_extract_addr, simplified: "<addr> params" or "addr"; null when the brackets do not match. */
 function extractAddr(text: string): string | null {
@@ -178,7 +174,7 @@ function command(e: Engine, text: string, more: boolean): void {
   e.where = cmd ? cmd.name : 'UNIMPLEMENTED';
   // Non-SMTP command test.
   if (testing(e, NSMTP) && !cmd
-    && (isHeader(word) || settings.forbiddenCommands.words.has(word.toLowerCase()) || settings.forbiddenCommands.patterns.some((p) => p.test(word)))) {
+    && nonSmtpCommand(word, settings.forbiddenCommands)) {
     s.ctx.log.info(`NON-SMTP COMMAND from ${s.who} after ${saved}: ${word.replace(/[^\x20-\x7e]/g, '?')} ${escapeText(Buffer.from(text, 'latin1'), 100)}`);
     if (!failDeep(e, NSMTP, settings.nonSmtp.action, '521 5.7.0 Error: I can break rules, too. Goodbye.\r\n')) return;
   }

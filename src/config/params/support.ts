@@ -67,7 +67,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'stress', 'unknown_address_reject_code', 'unknown_address_tempfail_action',
     'unknown_helo_hostname_tempfail_action', 'unknown_hostname_reject_code',
     'unknown_client_reject_code', 'multi_recipient_bounce_reject_code', 'permit_mx_backup_networks',
-    'smtpd_reject_unlisted_sender', 'smtpd_recipient_overshoot_limit',
+    'smtpd_reject_unlisted_sender', 'smtpd_recipient_overshoot_limit', 'smtpd_forbidden_commands',
     'maps_rbl_domains',
     'unknown_local_recipient_reject_code', 'unknown_relay_recipient_reject_code',
     'unknown_virtual_alias_reject_code', 'unknown_virtual_mailbox_reject_code',
@@ -280,7 +280,6 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
 
 /** Why a group of parameters is refused (printed with the refusal). */
 const TLS = 'TLS is not built yet: mail would go in plaintext';
-const FORBID = 'smtpd input hardening is not built yet';
 const ROUTE = 'mail would be routed or rewritten differently than configured';
 const FILTER = 'the content check would not run';
 const ACCESS = 'command access control is not built: every local user would be allowed';
@@ -298,7 +297,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   smtp_body_checks: FILTER, lmtp_header_checks: FILTER, lmtp_mime_header_checks: FILTER,
   lmtp_nested_header_checks: FILTER, lmtp_body_checks: FILTER,
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
-  smtpd_forbidden_commands: FORBID,
   // Where mail goes and where it comes from.
   smtp_generic_maps: ROUTE, lmtp_generic_maps: ROUTE,
   soft_bounce: 'mail would be bounced instead of kept in the queue',
