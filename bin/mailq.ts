@@ -23,10 +23,20 @@ async function main(): Promise<void> {
     if (c === 'c') dir = v;
     else if (c === 'C' && v !== undefined) dir = basename(v) === 'main.cf' ? dirname(v) : v;
   }
-  writeStdout(await listQueue(await listingConfig(PROG, dir), parsed.long.has('json'), stoppedStoreCheck));
+  const config = await listingConfig(PROG, dir);
+  await queueAcl(config);
+  writeStdout(await listQueue(config, parsed.long.has('json'), stoppedStoreCheck));
 }
 
 main().catch((err: Error) => fatal(PROG, err.message));
+
+/** authorized_mailq_users: "User NAME(UID) is not allowed to view the mail queue", exit 77 (EX_NOPERM). */
+async function queueAcl(config: { acl?: string; mailOwner?: string }): Promise<void> {
+  if (!config.acl || config.acl.trim().toLowerCase().startsWith('static:')) return;
+  const { queueAclRefusal } = await import('../src/system/user-acl.js');
+  const refusal = await queueAclRefusal('mailq', config.acl, config.mailOwner ?? 'postfix');
+  if (refusal) fatal(PROG, refusal, 77);
+}
 
 /** A stopped system's store gets the deep check before it is read (a damaged page is a fatal message, not a crash). */
 async function stoppedStoreCheck(queueDir: string): Promise<void> {

@@ -68,10 +68,13 @@ async function main(): Promise<void> {
   if (modes.length !== 1) usageError(PROG, USAGE);
   const [mode, value] = modes[0]!;
   if (mode === 'p' || mode === 'j') {
-    writeStdout(await listQueue(await listingConfig(PROG, dir), mode === 'j' || json, stoppedStoreCheck));
+    const listing = await listingConfig(PROG, dir);
+    await queueAcl('mailq', listing.acl, listing.mailOwner);
+    writeStdout(await listQueue(listing, mode === 'j' || json, stoppedStoreCheck));
     return;
   }
   const config = (await import('../src/queue/admin.js')).commandConfig(PROG, dir);
+  await queueAcl('flush', config.get('authorized_flush_users'), config.get('mail_owner'));
   switch (mode) {
     case 'f':
       return flush(config, 'flush', undefined, json);
@@ -85,6 +88,14 @@ async function main(): Promise<void> {
       if (!isQueueId(value!)) fatal(PROG, `Cannot flush queue ID - invalid name: "${value!.slice(0, 100)}"`, EX_USAGE_DATA);
       return flush(config, 'flush-some', { queueId: value }, json);
   }
+}
+
+/** authorized_mailq_users / authorized_flush_users: Postfix's refusal, exit 77 (EX_NOPERM). */
+async function queueAcl(kind: 'mailq' | 'flush', acl: string | undefined, mailOwner: string | undefined): Promise<void> {
+  if (!acl || acl.trim().toLowerCase().startsWith('static:')) return;
+  const { queueAclRefusal } = await import('../src/system/user-acl.js');
+  const refusal = await queueAclRefusal(kind, acl, mailOwner ?? 'postfix');
+  if (refusal) fatal(PROG, refusal, 77);
 }
 
 /** EX_DATAERR? Postfix exits EX_USAGE (64) for an invalid destination or queue ID. */

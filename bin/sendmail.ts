@@ -198,6 +198,8 @@ interface SubmitConfig {
   queueDir: string;
   /** message_size_limit. */
   sizeLimit: number;
+  /** authorized_submit_users. */
+  submitAcl: string;
   /** Any other parameter (the full loader only). */
   get?: (name: string) => string;
 }
@@ -211,6 +213,7 @@ async function load(dir: string | undefined): Promise<SubmitConfig> {
       configDirectory: config.configDirectory,
       queueDir: queueDirectory(config),
       sizeLimit: config.getInt('message_size_limit'),
+      submitAcl: config.get('authorized_submit_users'),
       get: (name) => config.get(name),
     };
   } catch (err) {
@@ -221,13 +224,13 @@ async function load(dir: string | undefined): Promise<SubmitConfig> {
 
 /** The quick read (src/config/quick.ts), or null when only the full loader can say. */
 function loadQuick(dir: string | undefined): SubmitConfig | null {
-  const q = quickConfig(dir, ['queue_directory', 'message_size_limit']);
+  const q = quickConfig(dir, ['queue_directory', 'message_size_limit', 'authorized_submit_users']);
   if (q === null) return null;
   const queue = q.values['queue_directory']!;
   const limit = q.values['message_size_limit']!.trim();
   // What the full loader would refuse or read differently is left to it.
   if (queue === '' || !/^\d{1,15}$/.test(limit)) return null;
-  return { configDirectory: q.configDirectory, queueDir: resolve(q.configDirectory ?? PROJECT_ROOT, queue), sizeLimit: Number(limit) };
+  return { configDirectory: q.configDirectory, queueDir: resolve(q.configDirectory ?? PROJECT_ROOT, queue), sizeLimit: Number(limit), submitAcl: q.values['authorized_submit_users']! };
 }
 
 /** Runs dist/bin/NAME.js (on this same runtime) with args; exits with its status. */
@@ -331,6 +334,12 @@ async function main(): Promise<void> {
   const uid = process.getuid?.() ?? me.uid;
   const user = me.username;
   if (!user) fatal(EX_OSERR, `no login name found for user ID ${uid}`);
+  // authorized_submit_users (Postfix checks it in sendmail and again in postdrop; root too).
+  if (!config.submitAcl.trim().toLowerCase().startsWith('static:')) {
+    const { ACL_REFUSALS, userAclDenied } = await import('../src/system/user-acl.js');
+    const denied = await userAclDenied(config.submitAcl, uid).catch((e: Error) => fatal(EX_TEMPFAIL, `authorized_submit_users: ${e.message}`));
+    if (denied !== null) fatal(EX_NOPERM, `User ${denied}(${uid}) ${ACL_REFUSALS.submit}`);
+  }
   let dir: string;
   try {
     dir = ensureMaildrop(config.queueDir);

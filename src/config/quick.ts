@@ -33,6 +33,10 @@ export const QUICK_DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   message_size_limit: '10240000',
   empty_address_recipient: 'MAILER-DAEMON',
   enable_long_queue_ids: 'yes',
+  authorized_submit_users: 'static:anyone',
+  authorized_mailq_users: 'static:anyone',
+  authorized_flush_users: 'static:anyone',
+  mail_owner: 'postfix',
 });
 
 export interface QuickConfig {

@@ -1,6 +1,7 @@
 /**
  * What mailq and postqueue -p / -j read from the configuration: queue_directory,
- * empty_address_recipient and enable_long_queue_ids. Read the quick way (src/config/quick.ts:
+ * empty_address_recipient, enable_long_queue_ids, and who may look (authorized_mailq_users,
+ * mail_owner). Read the quick way (src/config/quick.ts:
  * main.cf only, no parameter registry) when that is sure to give what the full loader gives,
  * else by the full loader, whose errors end the command as they always did.
  */
@@ -19,13 +20,13 @@ function bool(value: string): boolean | null {
 }
 
 export async function listingConfig(prog: string, dir: string | undefined): Promise<ListingConfig> {
-  const q = quickConfig(dir, ['queue_directory', 'empty_address_recipient', 'enable_long_queue_ids']);
+  const q = quickConfig(dir, ['queue_directory', 'empty_address_recipient', 'enable_long_queue_ids', 'authorized_mailq_users', 'mail_owner']);
   if (q !== null) {
     const queue = q.values['queue_directory']!;
     const longIds = bool(q.values['enable_long_queue_ids']!);
     const empty = q.values['empty_address_recipient']!;
     if (queue !== '' && empty !== '' && longIds !== null) {
-      return { queueDir: resolve(q.configDirectory ?? PROJECT_ROOT, queue), emptyAddress: empty, longIds };
+      return { queueDir: resolve(q.configDirectory ?? PROJECT_ROOT, queue), emptyAddress: empty, longIds, acl: q.values['authorized_mailq_users']!, mailOwner: q.values['mail_owner']! };
     }
   }
   const [{ commandConfig }, { queueDirectory }] = await Promise.all([import('./admin.js'), import('../config/index.js')]);
@@ -34,5 +35,7 @@ export async function listingConfig(prog: string, dir: string | undefined): Prom
     queueDir: queueDirectory(config),
     emptyAddress: config.get('empty_address_recipient') || 'MAILER-DAEMON',
     get longIds() { return config.getBool('enable_long_queue_ids'); },
+    acl: config.get('authorized_mailq_users'),
+    mailOwner: config.get('mail_owner'),
   };
 }

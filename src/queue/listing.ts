@@ -154,6 +154,9 @@ export interface ListingConfig {
   emptyAddress: string;
   /** enable_long_queue_ids. */
   longIds: boolean;
+  /** authorized_mailq_users and mail_owner (who may list the queue: src/system/user-acl.ts). */
+  acl?: string;
+  mailOwner?: string;
 }
 
 /**

@@ -272,6 +272,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   ],
   dnsblog: ['dnsblog_reply_delay'],
   // The fast flush service (actors/flush); master asks it for postqueue -s and sendmail -qR.
+  // sendmail, mailq and postqueue (src/system/user-acl.ts).
+  commands: ['authorized_submit_users', 'authorized_mailq_users', 'authorized_flush_users'],
   flush: ['fast_flush_domains', 'fast_flush_refresh_time', 'fast_flush_purge_time', 'flush_service_name'],
   // postmulti(1): the instances, their names, groups and enable flags, and its command classes.
   postmulti: ['multi_instance_name', 'multi_instance_group', 'multi_instance_enable', 'multi_instance_wrapper', 'postmulti_start_commands', 'postmulti_stop_commands', 'postmulti_control_commands'],
@@ -282,7 +284,6 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
 const TLS = 'TLS is not built yet: mail would go in plaintext';
 const ROUTE = 'mail would be routed or rewritten differently than configured';
 const FILTER = 'the content check would not run';
-const ACCESS = 'command access control is not built: every local user would be allowed';
 
 /** Refused parameters: name → why its absence weakens security or loses mail. */
 export const REFUSED: Readonly<Record<string, string>> = {
@@ -301,8 +302,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   smtp_generic_maps: ROUTE, lmtp_generic_maps: ROUTE,
   soft_bounce: 'mail would be bounced instead of kept in the queue',
   local_command_shell: 'commands would run under /bin/sh instead of the configured restricted shell',
-  // Who may use the local submission and queue commands.
-  authorized_submit_users: ACCESS, authorized_mailq_users: ACCESS, authorized_flush_users: ACCESS,
 };
 
 /**
