@@ -61,7 +61,7 @@ describe('settings Postactor has not built are refused at start-up, by name (nev
     'smtp_tls_security_level = dane',
     'smtp_generic_maps = inline:{a=b}',
     'soft_bounce = yes',
-    'smtpd_forbidden_commands = CONNECT',
+    'smtp_header_checks = regexp:/etc/postfix/smtp_header_checks',
   ];
   for (const setting of refused) {
     test(`${setting}: start-fg exits non-zero naming it, and nothing listens`, async () => {

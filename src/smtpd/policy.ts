@@ -288,14 +288,14 @@ export class SmtpdPolicy {
       bareParents: p.parent_domain_matches_subdomains.includes('smtpd_access_maps'),
       recipientDelimiter: delimiter,
     };
+    // A bad value is master's to refuse, naming its main.cf line (src/net/listen.ts).
     const protocols = parseInetProtocols(p.inet_protocols);
-    if (typeof protocols === 'string') errors.push(`inet_protocols: ${protocols}`);
     this.server = {
       ...this.access,
       // Postfix's var_dns_rr_list_limit: built in, not a main.cf parameter.
       addressLimit: 100,
       ipv4: typeof protocols === 'string' || protocols.ipv4,
-      ipv6: typeof protocols !== 'string' && protocols.ipv6,
+      ipv6: typeof protocols === 'string' || protocols.ipv6,
     };
     const tempfail = (param: 'unknown_address_tempfail_action' | 'unknown_helo_hostname_tempfail_action' | 'unverified_sender_tempfail_action' | 'unverified_recipient_tempfail_action'): 'defer' | 'defer_if_permit' => {
       const v = p[param].trim();
