@@ -46,7 +46,10 @@ describe('smtp client XFORWARD', () => {
 describe('smtpd XCLIENT / XFORWARD attributes', () => {
   test('XCLIENT: [UNAVAILABLE] and [TEMPUNAVAIL], IPv6 addresses, xtext', () => {
     assert.deepEqual(parseXclient(['NAME=[TEMPUNAVAIL]', 'ADDR=IPv6:2001:DB8::1', 'PORT=[UNAVAILABLE]', 'HELO=a+20b', 'proto=esmtp']),
-      { name: 'unknown', addr: '2001:db8::1', port: 0, helo: 'a?b', proto: 'ESMTP' });
+      { name: 'unknown', nameStatus: 'temp', addr: '2001:db8::1', port: 0, helo: 'a?b', proto: 'ESMTP' });
+    // NAME and REVERSE_NAME carry how the name was found (reject_unknown_client_hostname).
+    assert.deepEqual(parseXclient(['NAME=[UNAVAILABLE]', 'REVERSE_NAME=ptr.example']), { name: 'unknown', nameStatus: 'perm', reverseName: 'ptr.example', reverseStatus: 'ok' });
+    assert.deepEqual(parseXclient(['NAME=host.example']), { name: 'host.example', nameStatus: 'ok' });
     assert.deepEqual(parseXclient(['ADDR=::ffff:192.0.2.1']), { addr: '192.0.2.1' });
     assert.deepEqual(parseXclient(['LOGIN=[UNAVAILABLE]', 'DESTADDR=192.0.2.2', 'DESTPORT=25']), { login: null, destAddr: '192.0.2.2', destPort: 25 });
     assert.deepEqual(parseXclient(['ADDR=IPv6:192.0.2.1']), { code: 501, text: '5.5.4 Bad ADDR syntax: IPv6:192.0.2.1' });
