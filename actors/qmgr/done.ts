@@ -169,9 +169,11 @@ export class AttemptEnd {
     try {
       if (!notices) {
         // The common case, one transaction: all done (removed with its logs), or deferred with
-        // this attempt's defer log.
+        // this attempt's defer log. The removal rides a later commit (QueueStore.removeLater):
+        // a crash before it is on disk leaves the message in active (or incoming), delivered
+        // again after the restart — a duplicate, never a loss.
         if (!remaining) {
-          await this.store.remove(id, 'active');
+          this.store.removeLater(id, 'active');
           this.log.info(`${id}: removed`);
           metrics().qmgrRemoved.inc();
         } else {
