@@ -401,7 +401,7 @@ describe('done.ts: the end of an attempt, written to a real store', () => {
     assert.equal(msg.finishing, true);
   });
 
-  test('one recipient deferred: to the deferred queue with nextAttempt after minimal_backoff_time (+ at most 10 % jitter), the sent one done, a defer log', async () => {
+  test('one recipient deferred (riding a later commit): to the deferred queue with nextAttempt after minimal_backoff_time (+ at most 10 % jitter), the sent one done, a defer log', async () => {
     const { store, events, end, active } = await setup();
     const msg = await active('DEF1', 2);
     msg.outcomes.set(0, { index: 0, status: 'sent', dsn: '2.0.0', reason: '250 ok', relay: 'x' });
@@ -409,6 +409,8 @@ describe('done.ts: the end of an attempt, written to a real store', () => {
     const before = Date.now();
     await end.finish(msg);
     const afterAt = Date.now();
+    assert.equal(store.get('DEF1')!.queue, 'active', 'the deferral rides a later commit');
+    await store.commitLater();
     const meta = store.get('DEF1')!;
     assert.equal(meta.queue, 'deferred');
     assert.equal(meta.attempts, 1);

@@ -82,6 +82,14 @@ test('writes that ride a later commit: moveLater / removeLater wait, go out in p
     while (store.get(b)!.queue !== 'active' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     assert.equal(store.get(b)!.queue, 'active');
     assert.deepEqual([...store.list('incoming')], []);
+    // A deferral: the due index entry and the defer log in the same write.
+    const due = Date.now() + 60_000;
+    store.moveLater(b, 'active', { ...store.get(b)!, queue: 'deferred', nextAttempt: due }, { defer: [{ index: 0, address: 'r@example.com', dsn: '4.4.1', action: 'delayed', reason: 'x', relay: 'none', time: 1 }] });
+    await store.commitLater();
+    assert.equal(store.get(b)!.queue, 'deferred');
+    assert.deepEqual([...store.dueDeferred(due)], [b]);
+    assert.equal(store.logs(b, 'defer').length, 1);
+    await store.move(b, 'active', {}, 'deferred');
     // close() sends what still waits.
     store.removeLater(b, 'active');
   } finally {

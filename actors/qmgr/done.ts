@@ -168,16 +168,18 @@ export class AttemptEnd {
     });
     try {
       if (!notices) {
-        // The common case, one transaction: all done (removed with its logs), or deferred with
-        // this attempt's defer log. The removal rides a later commit (QueueStore.removeLater):
-        // a crash before it is on disk leaves the message in active (or incoming), delivered
-        // again after the restart — a duplicate, never a loss.
+        // The common case, one write: all done (removed with its logs), or deferred with this
+        // attempt's defer log. It rides a later commit (QueueStore.removeLater / moveLater): a
+        // crash before it is on disk leaves the message in active (or incoming), and it is tried
+        // again after the restart — a repeated delivery, never a loss. The envelope written is
+        // qmgr's own: while a message is active only qmgr changes it (postsuper -e through
+        // expireActive).
         if (!remaining) {
           this.store.removeLater(id, 'active');
           this.log.info(`${id}: removed`);
           metrics().qmgrRemoved.inc();
         } else {
-          await this.store.move(id, 'deferred', deferPatch({}), 'active', { set: { defer: deferRecs } });
+          this.store.moveLater(id, 'active', { ...meta, ...deferPatch({}), queue: 'deferred' }, { defer: deferRecs });
           void this.reporters.fastFlush.deferred(id, deferredTo);
         }
       } else {

@@ -27,7 +27,7 @@
  * shares one LMDB environment between them.
  *
  * Some writes need not be on disk before anything is answered: qmgr's move of a new message into
- * active and its removal after delivery (moveLater, removeLater). A crash before they are on disk
+ * active, its removal after delivery and its deferral (moveLater, removeLater). A crash before they are on disk
  * only repeats a delivery (the message is still in incoming or active, and qmgr's start-up puts
  * active back into incoming), never loses a message: Postfix's promise. They wait in this
  * thread's memory for up to LATER_MS and then go out together, one commit for all of them, as
@@ -94,7 +94,7 @@ type Key = [string | number, string];
  */
 export const LATER_MS = 50;
 
-/** Queues a write that rides a later commit may move a message from or to (no due index to keep). */
+/** Queues a write that rides a later commit may take a message from (no due index entry to find). */
 export type LaterQueue = Exclude<QueueName, 'deferred'>;
 
 /**
@@ -646,15 +646,18 @@ export class QueueStore {
   onLaterFailure: (queueIds: string[], err: Error) => void = () => undefined;
 
   /**
-   * Moves a message from `from` to `next.queue` with the envelope `next` (as read by the caller,
-   * who must be the only one changing it meanwhile), in a later commit, if it is then still in
-   * `from`; otherwise nothing changes.
+   * Moves a message from `from` to `next.queue` with the envelope `next` (as the caller holds it:
+   * the caller must be the only one changing it meanwhile) and replaces the status logs in `logs`,
+   * in a later commit, if the message is then still in `from`; otherwise nothing changes.
    */
-  moveLater(queueId: string, from: LaterQueue, next: MessageMeta & { queue: LaterQueue }): void {
+  moveLater(queueId: string, from: LaterQueue, next: MessageMeta, logs?: Partial<Record<LogKind, StatusRecord[]>>): void {
+    const stored: MessageMeta = next.queue === 'deferred' ? next : { ...next, nextAttempt: 0 };
     this.later(queueId, () => this.queues.ifVersion([from, queueId], IF_EXISTS, () => {
       this.queues.remove([from, queueId]);
-      this.meta.put(queueId, next);
-      this.queues.put([next.queue, queueId], true);
+      this.meta.put(queueId, stored);
+      this.queues.put([stored.queue, queueId], true);
+      if (stored.queue === 'deferred') this.due.put([stored.nextAttempt, queueId], true);
+      if (logs) this.changeLogs(queueId, { set: logs }); // set only: nothing read outside the commit
     }));
   }
 
