@@ -70,10 +70,10 @@ export class ActiveQueue {
   private readonly unmoved = new Set<string>();
 
   /**
-   * Moves and removals that rode a failed commit (a full disk): nothing of them is on disk. A
-   * message no longer in memory (its removal failed) is stranded, as when finish() fails; one
-   * still in memory (its move failed) is still in incoming on disk, and once it leaves memory a
-   * scan takes it again. Either way it is delivered again (a duplicate), never lost.
+   * Writes that rode a failed commit (a full disk): nothing of them is on disk. A message no
+   * longer in memory (its removal or deferral failed) is stranded, as when finish() fails; one
+   * still in memory may still be in incoming on disk (its move failed), so once it leaves memory a
+   * scan looks at incoming again. Either way it is delivered again (a duplicate), never lost.
    */
   private laterFailed(ids: string[], err: Error): void {
     for (const id of ids) {
