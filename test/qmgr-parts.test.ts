@@ -390,8 +390,10 @@ describe('done.ts: the end of an attempt, written to a real store', () => {
     const msg = await active('DONE1', 2);
     for (const i of [0, 1]) msg.outcomes.set(i, { index: i, status: 'sent', dsn: '2.0.0', reason: '250 ok', relay: 'x' });
     await end.finish(msg);
-    // The removal waits for the store's next commit (duplicates possible after a crash, never loss).
+    // The removal waits for the store's next commit (duplicates possible after a crash, never
+    // loss), and "removed" is logged once it is on disk.
     assert.equal(store.hasLater('DONE1'), true);
+    assert.ok(!log.lines.includes('info: DONE1: removed'));
     await store.commitLater();
     assert.equal(store.hasLater('DONE1'), false);
     assert.equal(store.get('DONE1'), undefined);

@@ -205,7 +205,7 @@ export class ActiveQueue {
     const current = this.store.get(queueId);
     if (current?.queue !== 'incoming') return undefined;
     const next = { ...current, queue: 'active' as const, nextAttempt: 0 };
-    this.store.moveLater(queueId, 'incoming', next);
+    void this.store.moveLater(queueId, 'incoming', next);
     return next;
   }
 

@@ -169,17 +169,20 @@ export class AttemptEnd {
     try {
       if (!notices) {
         // The common case, one write: all done (removed with its logs), or deferred with this
-        // attempt's defer log. It rides a later commit (QueueStore.removeLater / moveLater): a
-        // crash before it is on disk leaves the message in active (or incoming), and it is tried
-        // again after the restart — a repeated delivery, never a loss. The envelope written is
-        // qmgr's own: while a message is active only qmgr changes it (postsuper -e through
-        // expireActive).
+        // attempt's defer log. It rides a later commit (QueueStore.removeLater / moveLater), not
+        // waited for: a crash before it is on disk leaves the message in active (or incoming),
+        // and it is tried again after the restart — a repeated delivery, never a loss. "removed"
+        // is logged once the removal is on disk, as Postfix logs it after the unlink. The
+        // envelope written is qmgr's own: while a message is active only qmgr changes it
+        // (postsuper -e through expireActive).
         if (!remaining) {
-          this.store.removeLater(id, 'active');
-          this.log.info(`${id}: removed`);
-          metrics().qmgrRemoved.inc();
+          void this.store.removeLater(id, 'active').then((removed) => {
+            if (!removed) return;
+            this.log.info(`${id}: removed`);
+            metrics().qmgrRemoved.inc();
+          });
         } else {
-          this.store.moveLater(id, 'active', { ...meta, ...deferPatch({}), queue: 'deferred' }, { defer: deferRecs });
+          void this.store.moveLater(id, 'active', { ...meta, ...deferPatch({}), queue: 'deferred' }, { defer: deferRecs });
           void this.reporters.fastFlush.deferred(id, deferredTo);
         }
       } else {

@@ -246,7 +246,7 @@ export class Messages {
     const recipients = msg.meta.recipients.slice();
     for (const i of done) if (recipients[i]) recipients[i] = { ...recipients[i]!, done: true };
     msg.meta = { ...msg.meta, recipients };
-    this.store.moveLater(msg.meta.queueId, 'active', msg.meta);
+    void this.store.moveLater(msg.meta.queueId, 'active', msg.meta);
   }
 }
 

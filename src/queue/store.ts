@@ -635,7 +635,7 @@ export class QueueStore {
   // --- writes that ride a later commit (qmgr's, see the header comment) ---
 
   /** Writes waiting for their commit, in program order, and their queue IDs (with a count each). */
-  private laterWrites: { queueId: string; issue: () => Promise<boolean> }[] = [];
+  private laterWrites: { queueId: string; issue: () => Promise<boolean>; settle: (applied: boolean) => void }[] = [];
   private readonly laterIds = new Map<string, number>();
   private laterTimer: NodeJS.Timeout | null = null;
   private laterSettled: Promise<void> = Promise.resolve();
@@ -649,10 +649,12 @@ export class QueueStore {
    * Moves a message from `from` to `next.queue` with the envelope `next` (as the caller holds it:
    * the caller must be the only one changing it meanwhile) and replaces the status logs in `logs`,
    * in a later commit, if the message is then still in `from`; otherwise nothing changes.
+   * Resolves once that commit is done: true if the move was made (false: not in `from`, or the
+   * commit failed, which onLaterFailure is told).
    */
-  moveLater(queueId: string, from: LaterQueue, next: MessageMeta, logs?: Partial<Record<LogKind, StatusRecord[]>>): void {
+  moveLater(queueId: string, from: LaterQueue, next: MessageMeta, logs?: Partial<Record<LogKind, StatusRecord[]>>): Promise<boolean> {
     const stored: MessageMeta = next.queue === 'deferred' ? next : { ...next, nextAttempt: 0 };
-    this.later(queueId, () => this.queues.ifVersion([from, queueId], IF_EXISTS, () => {
+    return this.later(queueId, () => this.queues.ifVersion([from, queueId], IF_EXISTS, () => {
       this.queues.remove([from, queueId]);
       this.meta.put(queueId, stored);
       this.queues.put([stored.queue, queueId], true);
@@ -661,9 +663,12 @@ export class QueueStore {
     }));
   }
 
-  /** Deletes a message in a later commit, if it is then still in `from`; otherwise nothing changes. */
-  removeLater(queueId: string, from: LaterQueue): void {
-    this.later(queueId, () => this.queues.ifVersion([from, queueId], IF_EXISTS, () => {
+  /**
+   * Deletes a message in a later commit, if it is then still in `from`; otherwise nothing changes.
+   * Resolves as moveLater does.
+   */
+  removeLater(queueId: string, from: LaterQueue): Promise<boolean> {
+    return this.later(queueId, () => this.queues.ifVersion([from, queueId], IF_EXISTS, () => {
       this.queues.remove([from, queueId]);
       this.meta.remove(queueId);
       this.body.remove(queueId);
@@ -689,13 +694,16 @@ export class QueueStore {
     return this.issueLater();
   }
 
-  private later(queueId: string, issue: () => Promise<boolean>): void {
-    this.laterWrites.push({ queueId, issue });
+  private later(queueId: string, issue: () => Promise<boolean>): Promise<boolean> {
+    let settle!: (applied: boolean) => void;
+    const applied = new Promise<boolean>((resolve) => (settle = resolve));
+    this.laterWrites.push({ queueId, issue, settle });
     this.laterIds.set(queueId, (this.laterIds.get(queueId) ?? 0) + 1);
     if (!this.laterTimer) {
       this.laterTimer = setTimeout(() => void this.issueLater(), LATER_MS);
       this.laterTimer.unref();
     }
+    return applied;
   }
 
   /**
@@ -726,6 +734,7 @@ export class QueueStore {
       }
       const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [[writes[i]!.queueId, r.reason] as const] : []));
       if (failed.length > 0) this.onLaterFailure([...new Set(failed.map(([id]) => id))], await commitFailure(failed[0]![1]));
+      results.forEach((r, i) => writes[i]!.settle(r.status === 'fulfilled' && r.value));
     });
     return this.laterSettled;
   }
