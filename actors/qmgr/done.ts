@@ -182,8 +182,10 @@ export class AttemptEnd {
             metrics().qmgrRemoved.inc();
           });
         } else {
-          void this.store.moveLater(id, 'active', { ...meta, ...deferPatch({}), queue: 'deferred' }, { defer: deferRecs });
-          void this.reporters.fastFlush.deferred(id, deferredTo);
+          // The fast flush logs learn of it once it is in deferred (a flush then finds it there).
+          void this.store.moveLater(id, 'active', { ...meta, ...deferPatch({}), queue: 'deferred' }, { defer: deferRecs }).then((deferred) => {
+            if (deferred) void this.reporters.fastFlush.deferred(id, deferredTo);
+          });
         }
       } else {
         // Status logs first (durable), then the notices made from them, then the logs whose
