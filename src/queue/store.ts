@@ -27,11 +27,12 @@
  * shares one LMDB environment between them.
  *
  * Some writes need not be on disk before anything is answered: qmgr's move of a new message into
- * active, its removal after delivery and its deferral (moveLater, removeLater). A crash before they are on disk
- * only repeats a delivery (the message is still in incoming or active, and qmgr's start-up puts
- * active back into incoming), never loses a message: Postfix's promise. They wait in this
- * thread's memory for up to LATER_MS and then go out together, one commit for all of them, as
- * conditional batches (no JavaScript callback holding the write lock).
+ * active, its removal after delivery, its deferral and its per-recipient done marks (moveLater,
+ * removeLater). A crash before they are on disk only repeats a delivery (the message is still in
+ * incoming or active, and qmgr's start-up puts active back into incoming), never loses a message:
+ * Postfix's promise. They wait in this thread's memory for up to LATER_MS and then go out
+ * together, one (synced) commit for all of them, as conditional batches (no JavaScript callback
+ * holding the write lock).
  */
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -89,8 +90,8 @@ type Key = [string | number, string];
 
 /**
  * How long a write that may ride a later commit (moveLater, removeLater) waits for others: one
- * commit per LATER_MS at most for all of them, and a crash (SIGKILL) repeats at most LATER_MS
- * worth of qmgr's moves and removals (duplicate deliveries, never a loss).
+ * commit per LATER_MS at most for all of them, and a crash (SIGKILL) loses at most LATER_MS worth
+ * of qmgr's moves, removals, deferrals and done marks (repeated deliveries, never a loss).
  */
 export const LATER_MS = 50;
 
