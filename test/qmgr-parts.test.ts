@@ -385,11 +385,17 @@ describe('done.ts: the end of an attempt, written to a real store', () => {
     return { store, log, events, end, active };
   }
 
-  test('every recipient sent: removed, "removed" logged, then the hooks', async () => {
+  test('every recipient sent: removed (riding a later commit), "removed" logged, then the hooks', async () => {
     const { store, log, events, end, active } = await setup();
     const msg = await active('DONE1', 2);
     for (const i of [0, 1]) msg.outcomes.set(i, { index: i, status: 'sent', dsn: '2.0.0', reason: '250 ok', relay: 'x' });
     await end.finish(msg);
+    // The removal waits for the store's next commit (duplicates possible after a crash, never
+    // loss), and "removed" is logged once it is on disk.
+    assert.equal(store.hasLater('DONE1'), true);
+    assert.ok(!log.lines.includes('info: DONE1: removed'));
+    await store.commitLater();
+    assert.equal(store.hasLater('DONE1'), false);
     assert.equal(store.get('DONE1'), undefined);
     assert.ok(log.lines.includes('info: DONE1: removed'));
     assert.deepEqual(events, ['forget DONE1', 'after']);
@@ -397,7 +403,7 @@ describe('done.ts: the end of an attempt, written to a real store', () => {
     assert.equal(msg.finishing, true);
   });
 
-  test('one recipient deferred: to the deferred queue with nextAttempt after minimal_backoff_time (+ at most 10 % jitter), the sent one done, a defer log', async () => {
+  test('one recipient deferred (riding a later commit): to the deferred queue with nextAttempt after minimal_backoff_time (+ at most 10 % jitter), the sent one done, a defer log', async () => {
     const { store, events, end, active } = await setup();
     const msg = await active('DEF1', 2);
     msg.outcomes.set(0, { index: 0, status: 'sent', dsn: '2.0.0', reason: '250 ok', relay: 'x' });
@@ -405,6 +411,8 @@ describe('done.ts: the end of an attempt, written to a real store', () => {
     const before = Date.now();
     await end.finish(msg);
     const afterAt = Date.now();
+    assert.equal(store.get('DEF1')!.queue, 'active', 'the deferral rides a later commit');
+    await store.commitLater();
     const meta = store.get('DEF1')!;
     assert.equal(meta.queue, 'deferred');
     assert.equal(meta.attempts, 1);

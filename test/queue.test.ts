@@ -56,6 +56,57 @@ test('the store moves a message between queues in single transactions', async ()
   }
 });
 
+test('writes that ride a later commit: moveLater / removeLater wait, go out in program order, and check their queue', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pa-store-'));
+  const store = QueueStore.open(dir);
+  try {
+    const [a, b, c] = [newQueueId(), newQueueId(), newQueueId()];
+    for (const id of [a, b, c]) await store.enqueue(meta(id), Buffer.from('abc'));
+    const next = { ...store.get(a)!, queue: 'active' as const };
+    const applied = [
+      store.moveLater(a, 'incoming', next),
+      store.removeLater(a, 'active'), // after the move, in the same commit
+      store.removeLater(b, 'active'), // b is in incoming: nothing happens
+    ];
+    assert.equal(store.hasLater(a), true);
+    assert.equal(store.get(a)!.queue, 'incoming', 'nothing written before the commit');
+    // Any other write of the thread sends them first: the move of c comes after them.
+    assert.equal((await store.move(c, 'active', {}, 'incoming'))!.queue, 'active');
+    await store.commitLater();
+    assert.deepEqual(await Promise.all(applied), [true, true, false]);
+    assert.equal(store.hasLater(a), false);
+    assert.equal(store.get(a), undefined);
+    assert.equal(store.content(a), undefined);
+    assert.equal(store.get(b)!.queue, 'incoming', 'a removal from the wrong queue changes nothing');
+    assert.deepEqual([...store.list('active')], [c]);
+    // Without another write, the timer sends them (LATER_MS).
+    void store.moveLater(b, 'incoming', { ...store.get(b)!, queue: 'active' });
+    const deadline = Date.now() + 20_000;
+    while (store.get(b)!.queue !== 'active' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(store.get(b)!.queue, 'active');
+    assert.deepEqual([...store.list('incoming')], []);
+    // A deferral: the due index entry and the defer log in the same write.
+    const due = Date.now() + 60_000;
+    void store.moveLater(b, 'active', { ...store.get(b)!, queue: 'deferred', nextAttempt: due }, { defer: [{ index: 0, address: 'r@example.com', dsn: '4.4.1', action: 'delayed', reason: 'x', relay: 'none', time: 1 }] });
+    await store.commitLater();
+    assert.equal(store.get(b)!.queue, 'deferred');
+    assert.deepEqual([...store.dueDeferred(due)], [b]);
+    assert.equal(store.logs(b, 'defer').length, 1);
+    await store.move(b, 'active', {}, 'deferred');
+    // close() sends what still waits.
+    void store.removeLater(b, 'active');
+  } finally {
+    await store.close();
+  }
+  const again = QueueStore.open(dir, { readOnly: true });
+  try {
+    assert.equal(again.count('active'), 1);
+  } finally {
+    await again.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('concurrent enqueues all land (group commit) and survive reopening', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pa-store-'));
   let store = QueueStore.open(dir);

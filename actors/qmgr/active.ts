@@ -1,6 +1,7 @@
 /**
  * The active queue (Postfix's qmgr_active.c): messages move from incoming or deferred into
- * active, one store transaction each (a scan's moves share one group commit), within
+ * active, one store transaction each (a scan's moves share one group commit; a move from
+ * incoming rides a later commit without being waited for, see activateLater), within
  * qmgr_message_active_limit (oqmgr also within qmgr_message_recipient_limit recipients), and
  * the first slice of its recipients is read (./message.ts). Its content is not read here: the
  * delivery agents check it as they read it, and a damaged one ends the attempt in the corrupt
@@ -62,6 +63,25 @@ export class ActiveQueue {
     private readonly parts: { transports: Transports; entries: Entries; messages: Messages; end: AttemptEnd },
   ) {
     this.reconfigure(config);
+    store.onLaterFailure = (ids, err) => this.laterFailed(ids, err);
+  }
+
+  /** Messages in memory whose move into active rode a failed commit: still in incoming on disk. */
+  private readonly unmoved = new Set<string>();
+
+  /**
+   * Writes that rode a failed commit (a full disk): nothing of them is on disk. A message no
+   * longer in memory (its removal or deferral failed) is stranded, as when finish() fails; one
+   * still in memory may still be in incoming on disk (its move failed), so once it leaves memory a
+   * scan looks at incoming again. Either way it is delivered again (a duplicate), never lost.
+   */
+  private laterFailed(ids: string[], err: Error): void {
+    for (const id of ids) {
+      this.log.warn(`${id}: queue update failed: ${err.message}; the message is requeued at the next queue scan`);
+      if (this.holds(id)) this.unmoved.add(id);
+      else this.stranded.add(id);
+    }
+    this.incomingBacklog = true;
   }
 
   /** The values qmgr read (a configuration: read here). */
@@ -106,6 +126,7 @@ export class ActiveQueue {
   /** The message leaves memory (its attempt has ended). */
   forget(queueId: string, probe: boolean): void {
     this.messages.delete(queueId);
+    if (this.unmoved.delete(queueId)) this.incomingBacklog = true;
     if (probe) this.probesActive--;
   }
 
@@ -137,7 +158,7 @@ export class ActiveQueue {
     this.activating.add(queueId);
     let meta: MessageMeta | undefined;
     try {
-      meta = await this.store.move(queueId, 'active', {}, from);
+      meta = from === 'incoming' ? this.activateLater(queueId) : await this.store.move(queueId, 'active', {}, from);
     } catch (err) {
       // A failed commit (a full disk): the message stays where it was, and a later scan takes it.
       this.log.warn(`${queueId}: move to the active queue failed: ${(err as Error).message}`);
@@ -163,6 +184,29 @@ export class ActiveQueue {
       return void this.parts.end.forceExpire(msg, pendingIdx.map((index) => ({ index, address: meta!.recipients[index]!.address })));
     }
     await this.parts.messages.readSlice(msg, rcpt.cap);
+  }
+
+  /**
+   * incoming → active without waiting for the disk: the move rides a later commit
+   * (QueueStore.moveLater), and delivery starts at once. A crash before that commit leaves the
+   * message in incoming, and a crash after it leaves it in active, which qmgr's start-up puts back
+   * into incoming: either way it is delivered again (a duplicate), never lost; the 250 that
+   * promised it waited for cleanup's synced commit. While the server runs only qmgr changes a
+   * message in incoming (postsuper goes through qmgr), so the envelope read here stays current;
+   * the store's condition (still in incoming) covers a message moved away meanwhile.
+   */
+  private activateLater(queueId: string): MessageMeta | undefined {
+    // Still on its way out (delivered, its removal not yet committed): not to be taken again.
+    if (this.store.hasLater(queueId)) return undefined;
+    if (this.store.isChanging(queueId)) {
+      this.incomingBacklog = true; // postsuper is changing it: a later scan looks again
+      return undefined;
+    }
+    const current = this.store.get(queueId);
+    if (current?.queue !== 'incoming') return undefined;
+    const next = { ...current, queue: 'active' as const, nextAttempt: 0 };
+    void this.store.moveLater(queueId, 'incoming', next);
+    return next;
   }
 
   /** Stranded messages (see `stranded`) back into incoming; each stays stranded until that commits. */

@@ -168,15 +168,24 @@ export class AttemptEnd {
     });
     try {
       if (!notices) {
-        // The common case, one transaction: all done (removed with its logs), or deferred with
-        // this attempt's defer log.
+        // The common case, one write: all done (removed with its logs), or deferred with this
+        // attempt's defer log. It rides a later commit (QueueStore.removeLater / moveLater), not
+        // waited for: a crash before it is on disk leaves the message in active (or incoming),
+        // and it is tried again after the restart — a repeated delivery, never a loss. "removed"
+        // is logged once the removal is on disk, as Postfix logs it after the unlink. The
+        // envelope written is qmgr's own: while a message is active only qmgr changes it
+        // (postsuper -e through expireActive).
         if (!remaining) {
-          await this.store.remove(id, 'active');
-          this.log.info(`${id}: removed`);
-          metrics().qmgrRemoved.inc();
+          void this.store.removeLater(id, 'active').then((removed) => {
+            if (!removed) return;
+            this.log.info(`${id}: removed`);
+            metrics().qmgrRemoved.inc();
+          });
         } else {
-          await this.store.move(id, 'deferred', deferPatch({}), 'active', { set: { defer: deferRecs } });
-          void this.reporters.fastFlush.deferred(id, deferredTo);
+          // The fast flush logs learn of it once it is in deferred (a flush then finds it there).
+          void this.store.moveLater(id, 'active', { ...meta, ...deferPatch({}), queue: 'deferred' }, { defer: deferRecs }).then((deferred) => {
+            if (deferred) void this.reporters.fastFlush.deferred(id, deferredTo);
+          });
         }
       } else {
         // Status logs first (durable), then the notices made from them, then the logs whose

@@ -234,22 +234,19 @@ export class Messages {
   /**
    * Marks the recipients delivered so far done in the store (at most once a second, and before
    * each refill), so that a restart in the middle of a big message does not deliver them again.
+   * The marks go into qmgr's envelope (the only one changed while the message is active) and ride
+   * a later commit (QueueStore.moveLater, active to active): a crash before it only delivers
+   * those recipients again. A failed commit is the store's onLaterFailure (./active.ts).
    */
   async saveDone(msg: ActiveMessage, force = false): Promise<void> {
     const { rcpt } = msg;
     if (rcpt.unsaved.length === 0 || (!force && Date.now() - rcpt.lastSave < 1000)) return;
     const done = rcpt.unsaved.splice(0);
     rcpt.lastSave = Date.now();
-    try {
-      await this.store.change(msg.meta.queueId, (m) => {
-        if (m.queue !== 'active') return null;
-        const recipients = m.recipients.slice();
-        for (const i of done) if (recipients[i]) recipients[i] = { ...recipients[i]!, done: true };
-        return { patch: { recipients } };
-      });
-    } catch (err) {
-      this.log.warn(`${msg.meta.queueId}: recording delivered recipients failed: ${(err as Error).message}`);
-    }
+    const recipients = msg.meta.recipients.slice();
+    for (const i of done) if (recipients[i]) recipients[i] = { ...recipients[i]!, done: true };
+    msg.meta = { ...msg.meta, recipients };
+    void this.store.moveLater(msg.meta.queueId, 'active', msg.meta);
   }
 }
 

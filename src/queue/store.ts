@@ -25,10 +25,18 @@
  * batches all writes of one event turn of one thread into one commit, so concurrent sessions
  * share one fsync (group commit). Every thread of the process may open the store; lmdb-js then
  * shares one LMDB environment between them.
+ *
+ * Some writes need not be on disk before anything is answered: qmgr's move of a new message into
+ * active, its removal after delivery, its deferral and its per-recipient done marks (moveLater,
+ * removeLater). A crash before they are on disk only repeats a delivery (the message is still in
+ * incoming or active, and qmgr's start-up puts active back into incoming), never loses a message:
+ * Postfix's promise. They wait in this thread's memory for up to LATER_MS and then go out
+ * together, one (synced) commit for all of them, as conditional batches (no JavaScript callback
+ * holding the write lock).
  */
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { IF_EXISTS, open, type Database, type RootDatabase } from 'lmdb';
 import { closeBeforeExit } from './command-line.js';
 import { contentChecksum, STORE_FILE, storeFileProblem } from './integrity.js';
 import type { FlushLogTimes, LogKind, MessageMeta, QueueName, StatusRecord, StsPolicyRecord, VerifyEntry } from './types.js';
@@ -79,6 +87,16 @@ async function commitFailure(err: unknown): Promise<Error> {
 }
 
 type Key = [string | number, string];
+
+/**
+ * How long a write that may ride a later commit (moveLater, removeLater) waits for others: one
+ * commit per LATER_MS at most for all of them, and a crash (SIGKILL) loses at most LATER_MS worth
+ * of qmgr's moves, removals, deferrals and done marks (repeated deliveries, never a loss).
+ */
+export const LATER_MS = 50;
+
+/** Queues a write that rides a later commit may take a message from (no due index entry to find). */
+export type LaterQueue = Exclude<QueueName, 'deferred'>;
 
 /**
  * Status log changes that ride along with a move (one transaction): records appended to a log,
@@ -182,6 +200,8 @@ export class QueueStore {
 
   /** One write transaction; a failed commit becomes a StoreWriteError naming its cause. */
   private async write<T>(action: () => T): Promise<T> {
+    // Writes waiting for a later commit go first: this thread's writes reach LMDB in program order.
+    void this.issueLater();
     try {
       return await this.root.transaction(action);
     } catch (err) {
@@ -460,7 +480,21 @@ export class QueueStore {
    * undefined for a removal), or undefined if the message was not there or nothing was done.
    * Used by the queue admin commands (postsuper), which must not race qmgr's own moves.
    */
-  change(queueId: string, decide: (current: MessageMeta) => StoreChange | null): Promise<{ before: MessageMeta; after?: MessageMeta } | undefined> {
+  async change(queueId: string, decide: (current: MessageMeta) => StoreChange | null): Promise<{ before: MessageMeta; after?: MessageMeta } | undefined> {
+    this.changing.set(queueId, (this.changing.get(queueId) ?? 0) + 1);
+    try {
+      return await this.changeNow(queueId, decide);
+    } finally {
+      const n = this.changing.get(queueId)! - 1;
+      if (n > 0) this.changing.set(queueId, n);
+      else this.changing.delete(queueId);
+    }
+  }
+
+  /** Queue IDs with a change() of this thread not yet committed (see hasLater). */
+  private readonly changing = new Map<string, number>();
+
+  private changeNow(queueId: string, decide: (current: MessageMeta) => StoreChange | null): Promise<{ before: MessageMeta; after?: MessageMeta } | undefined> {
     return this.write(() => {
       const current = this.meta.get(queueId);
       if (!current) return undefined;
@@ -599,9 +633,117 @@ export class QueueStore {
     return ids.length;
   }
 
-  /** Resolves once every write made so far by this thread is durable. */
-  flushed(): Promise<void> {
-    return this.root.flushed.then(() => undefined);
+  // --- writes that ride a later commit (qmgr's, see the header comment) ---
+
+  /** Writes waiting for their commit, in program order, and their queue IDs (with a count each). */
+  private laterWrites: { queueId: string; issue: () => Promise<boolean>; settle: (applied: boolean) => void }[] = [];
+  private readonly laterIds = new Map<string, number>();
+  private laterTimer: NodeJS.Timeout | null = null;
+  private laterSettled: Promise<void> = Promise.resolve();
+  /**
+   * Told about writes that rode a commit that failed (a full disk), with the cause: nothing of
+   * them is on disk. The owner decides what to do (qmgr requeues such messages at its next scan).
+   */
+  onLaterFailure: (queueIds: string[], err: Error) => void = () => undefined;
+
+  /**
+   * Moves a message from `from` to `next.queue` with the envelope `next` (as the caller holds it:
+   * the caller must be the only one changing it meanwhile) and replaces the status logs in `logs`,
+   * in a later commit, if the message is then still in `from`; otherwise nothing changes.
+   * Resolves once that commit is done: true if the move was made (false: not in `from`, or the
+   * commit failed, which onLaterFailure is told).
+   */
+  moveLater(queueId: string, from: LaterQueue, next: MessageMeta, logs?: Partial<Record<LogKind, StatusRecord[]>>): Promise<boolean> {
+    const stored: MessageMeta = next.queue === 'deferred' ? next : { ...next, nextAttempt: 0 };
+    return this.later(queueId, () => this.queues.ifVersion([from, queueId], IF_EXISTS, () => {
+      this.queues.remove([from, queueId]);
+      this.meta.put(queueId, stored);
+      this.queues.put([stored.queue, queueId], true);
+      if (stored.queue === 'deferred') this.due.put([stored.nextAttempt, queueId], true);
+      if (logs) this.changeLogs(queueId, { set: logs }); // set only: nothing read outside the commit
+    }));
+  }
+
+  /**
+   * Deletes a message in a later commit, if it is then still in `from`; otherwise nothing changes.
+   * Resolves as moveLater does.
+   */
+  removeLater(queueId: string, from: LaterQueue): Promise<boolean> {
+    return this.later(queueId, () => this.queues.ifVersion([from, queueId], IF_EXISTS, () => {
+      this.queues.remove([from, queueId]);
+      this.meta.remove(queueId);
+      this.body.remove(queueId);
+      this.dropLogs(queueId);
+    }));
+  }
+
+  /** True while a write of this message waits for or rides a commit not yet done. */
+  hasLater(queueId: string): boolean {
+    return this.laterIds.has(queueId);
+  }
+
+  /**
+   * True while a change() of this thread (postsuper's, through qmgr) has not committed: an
+   * envelope read now may be about to change, so moveLater must not be built on it.
+   */
+  isChanging(queueId: string): boolean {
+    return this.changing.has(queueId);
+  }
+
+  /** Sends the waiting writes now; resolves once every write sent so far rode its commit. */
+  commitLater(): Promise<void> {
+    return this.issueLater();
+  }
+
+  private later(queueId: string, issue: () => Promise<boolean>): Promise<boolean> {
+    let settle!: (applied: boolean) => void;
+    const applied = new Promise<boolean>((resolve) => (settle = resolve));
+    this.laterWrites.push({ queueId, issue, settle });
+    this.laterIds.set(queueId, (this.laterIds.get(queueId) ?? 0) + 1);
+    if (!this.laterTimer) {
+      this.laterTimer = setTimeout(() => void this.issueLater(), LATER_MS);
+      this.laterTimer.unref();
+    }
+    return applied;
+  }
+
+  /**
+   * Issues the waiting writes, all in this event turn (so they share one commit and come before
+   * any write issued after them). A queue ID stays in laterIds until its commit is done, so qmgr
+   * does not take a message again that it has already let go of.
+   */
+  private issueLater(): Promise<void> {
+    if (this.laterTimer) {
+      clearTimeout(this.laterTimer);
+      this.laterTimer = null;
+    }
+    const writes = this.laterWrites;
+    if (writes.length === 0) return this.laterSettled;
+    this.laterWrites = [];
+    const committed = Promise.allSettled(writes.map((w) => {
+      try {
+        return w.issue();
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }));
+    this.laterSettled = committed.then(async (results) => {
+      for (const { queueId } of writes) {
+        const n = this.laterIds.get(queueId)! - 1;
+        if (n > 0) this.laterIds.set(queueId, n);
+        else this.laterIds.delete(queueId);
+      }
+      const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [[writes[i]!.queueId, r.reason] as const] : []));
+      if (failed.length > 0) this.onLaterFailure([...new Set(failed.map(([id]) => id))], await commitFailure(failed[0]![1]));
+      results.forEach((r, i) => writes[i]!.settle(r.status === 'fulfilled' && r.value));
+    });
+    return this.laterSettled;
+  }
+
+  /** Resolves once every write made so far by this thread is durable (those waiting for a later commit too). */
+  async flushed(): Promise<void> {
+    await this.issueLater();
+    await this.root.flushed;
   }
 
   /**
@@ -610,6 +752,7 @@ export class QueueStore {
    * process.exit() during an lmdb-js write batch hangs (see there).
    */
   async close(): Promise<void> {
+    await this.issueLater();
     this.forgetOnExit();
     await this.root.close();
   }
