@@ -22,6 +22,7 @@
  * up to its minimum, and starts others on demand.
  */
 import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'node:worker_threads';
+import { threadEnv } from './compile-cache.js';
 import type { ServeMessage } from './pool-thread.js';
 import type { Router, RouterClient } from './router.js';
 import { ServiceError, type Frame, type PoolFrame } from './wire.js';
@@ -205,6 +206,7 @@ export class ServicePool {
   private start(): void {
     const worker = new Worker(SCRIPT, {
       workerData: this.options.workerData,
+      ...threadEnv(),
       ...(this.options.resourceLimits ? { resourceLimits: this.options.resourceLimits } : {}),
     });
     const { port1, port2 } = new MessageChannel();
