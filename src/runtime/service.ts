@@ -39,7 +39,7 @@ import { readParams, type ParamSpec, type Params } from '../config/declared.js';
 import { configureMaillog, flushMaillog, maillog, type Logger } from '../log/maillog.js';
 import { QueueStore } from '../queue/store.js';
 import { flushThreadCompileCache } from './compile-cache.js';
-import { startActor, type Actor } from './endpoint.js';
+import type { Actor } from './endpoint.js';
 import type { ActorWorkerData, WorkerLifecycle } from './wire.js';
 import { serviceMeta, type PoolMetadata, type ServiceMeta, type WorkerMetadata } from './service-meta.js';
 
@@ -222,6 +222,9 @@ async function runWorker<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition
     const control = def.control
       ? Object.fromEntries(Object.entries(def.control).map(([k, f]) => [k, (...args: never[]) => f(state, ...args)]))
       : undefined;
+    // Loaded here, not at the top: a pool thread has no data port, and the endpoint brings
+    // comlink (the control API), modules every pool thread would load for nothing.
+    const { startActor } = await import('./endpoint.js');
     const actor = await startActor<Req, Res>({
       ...(def.handle ? {
         onRequest: (req: Req) => {
