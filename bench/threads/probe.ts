@@ -5,7 +5,8 @@
  * graph), then what the service skeleton does at its first request (src/runtime/service.ts):
  * the configuration rebuilt, the queue store opened, and the service's own set-up (a pool's
  * handler called with an empty request runs it, then refuses the request). Each mark is a
- * wall-clock time in ms (timeOrigin + now), so ./start.ts can place them after its `new Worker`.
+ * wall-clock time in ms (timeOrigin + now), so ./start.ts can place them after its `new Worker`;
+ * beside them the thread's own CPU time until then (the figure a busy machine changes least).
  *
  * workerData is the ActorWorkerData master gives the service (without `thread` for a long-lived
  * worker, so that importing its entry does not start it), plus `probe`.
@@ -38,9 +39,17 @@ async function main(): Promise<void> {
     marks['setup'] = now();
     await (service.default as { close?: () => Promise<void> }).close?.();
   }
+  // This thread's own CPU time so far (ns since it was created, Linux): what a start costs
+  // whatever else the machine runs. Not V8's helper threads (background compiling, GC).
+  let cpu = NaN;
+  try {
+    cpu = Number(process.getBuiltinModule('node:fs').readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    // not Linux
+  }
   if (probe.cacheDir) mod.flushCompileCache();
   marks['flush'] = now();
-  parentPort!.postMessage({ marks });
+  parentPort!.postMessage({ marks, cpu });
 }
 
 main().catch((err: unknown) => parentPort!.postMessage({ error: String((err as Error)?.stack ?? err) }));

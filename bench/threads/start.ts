@@ -11,7 +11,9 @@
  *   off    no compile cache
  *   cold   an empty cache directory (the first start after an upgrade: compiles and writes)
  *   warm   a directory an earlier start filled (every later start)
- * Printed: medians of each step (ms) per service and mode. Run under the shared lock, with the
+ * Printed: medians of each step (ms) per service and mode, the whole start (`total`: from
+ * `new Worker` to the end of set-up) and the thread's own CPU time for it (`cpu`, from
+ * /proc/thread-self/schedstat: steadier than wall time on a shared machine). Run under the shared lock, with the
  * master's V8 flags for the same code paths:
  *
  *   flock /tmp/postactor-bench.lock node_modules/.bin/node --max-semi-space-size=1 \
@@ -70,7 +72,7 @@ const services = wanted.map((name) => {
 });
 
 const PROBE = new URL('./probe.js', import.meta.url);
-const STEPS = ['boot', 'import', 'config', 'store', 'setup', 'total'] as const;
+const STEPS = ['boot', 'import', 'config', 'store', 'setup', 'total', 'cpu'] as const;
 type Sample = Record<(typeof STEPS)[number], number>;
 
 function sample(s: (typeof services)[number], cacheDir: string | null): Promise<Sample> {
@@ -83,7 +85,7 @@ function sample(s: (typeof services)[number], cacheDir: string | null): Promise<
   const spawned = performance.timeOrigin + performance.now();
   const worker = new Worker(PROBE, { workerData: data, resourceLimits: heapLimits(s.line.command) });
   return new Promise((resolve, reject) => {
-    worker.once('message', (m: { marks?: Record<string, number>; error?: string }) => {
+    worker.once('message', (m: { marks?: Record<string, number>; cpu?: number; error?: string }) => {
       void worker.terminate();
       if (!m.marks) return reject(new Error(`${s.service}: ${m.error}`));
       const k = m.marks;
@@ -91,6 +93,7 @@ function sample(s: (typeof services)[number], cacheDir: string | null): Promise<
       resolve({
         boot: k['script']! - spawned, import: k['import']! - k['cache']!, config: k['config']! - k['import']!,
         store: k['store']! - k['config']!, setup: k['setup'] !== undefined ? k['setup'] - k['store']! : 0, total: end - spawned,
+        cpu: m.cpu ?? NaN,
       });
     });
     worker.once('error', reject);
