@@ -13,6 +13,7 @@ import { readParams } from '../../src/config/declared.js';
 import { buildConfig } from '../../src/config/load.js';
 import { configureMaillog, flushMaillog, maillog } from '../../src/log/maillog.js';
 import { ServicePool } from '../../src/runtime/pool.js';
+import { useThreadCompileCache } from '../../src/runtime/compile-cache.js';
 import { heapLimits } from '../../src/runtime/heap-limits.js';
 import { Router } from '../../src/runtime/router.js';
 import { serveServiceRequests } from '../../src/runtime/service-request.js';
@@ -293,6 +294,10 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
   mkdirSync(join(queueDir, 'public'), { recursive: true, mode: 0o700 });
   chmodSync(join(queueDir, 'public'), 0o700);
   writeFileSync(pidFile(config), `${process.pid}\n`);
+  // Every thread gets Node's compile cache (a cold pool's first request waits for its modules
+  // to load); without one they only start slower, said once here.
+  const noCompileCache = useThreadCompileCache();
+  if (noCompileCache !== null) log.info(noCompileCache);
 
   const instance = String(process.pid);
   const router = new Router();

@@ -40,6 +40,7 @@ import { Destinations, DESTINATION_PARAMS, mayStart, type Destination } from './
 import { Entries, type Entry, type Job } from './entry.js';
 import { Messages, MESSAGE_PARAMS } from './message.js';
 import { Deliveries } from './deliver.js';
+import { WARM_REQUEST } from '../../src/runtime/wire.js';
 import { AttemptEnd, ATTEMPT_END_PARAMS } from './done.js';
 import { ActiveQueue, ACTIVE_PARAMS } from './active.js';
 
@@ -99,6 +100,7 @@ export class QueueManager {
         : jobSelector<Job, Destination, Entry>(jobs, (job, now) => this.entries.pickPeer(job, now))),
       wake: (transport) => this.destinations.wake(transport),
       schedule,
+      warm: (transport) => actor.send(transport, WARM_REQUEST),
     }, p);
     this.destinations = new Destinations(p, this.transports, log, { schedule });
     this.entries = new Entries(this.transports, this.destinations);

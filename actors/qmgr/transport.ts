@@ -60,6 +60,8 @@ export interface TransportHooks {
   wake(transport: string): void;
   /** Hand out deliveries (the manager's schedule()). */
   schedule(): void;
+  /** The transport has work and nothing in delivery: its agents' pool may start a thread now (WARM_REQUEST). */
+  warm?(transport: string): void;
 }
 
 /**
@@ -77,6 +79,8 @@ export class Transports {
   /** Transports whose agents failed (NOSERVICE, THROTTLED, CRASHED): deferred until `until`. */
   private readonly unavailable = new Map<string, TransportDown>();
   private transportRetry!: number;
+  /** When each transport's pool was last told that work is coming (ms). */
+  private readonly warmedAt = new Map<string, number>();
 
   constructor(private config: Config, private readonly log: Logger, readonly scheduler: SchedulerName, private readonly hooks: TransportHooks, p?: Params<typeof TRANSPORT_PARAMS>) {
     this.reconfigure(config, p);
@@ -157,6 +161,18 @@ export class Transports {
       const selector = this.hooks.selector(jobs);
       t = { name, jobs, selector, jobOf: new Map(), inDelivery: 0, full: false, rateDelay: limits.transportRateDelay, suspendedUntil: 0 };
       this.all.set(name, t);
+    }
+    // Postfix's qmgr connects to a transport's agent as soon as it has work for it
+    // (qmgr_transport_alloc), before the delivery. Here an agent is a pool thread, and a pool
+    // that has idled out (max_idle) has none: it starts one now, while this message is still
+    // being read and resolved, and its set-up is done by the time the delivery comes. At most
+    // once a second per transport, and only with nothing in delivery (the pool has a thread then).
+    if (t.inDelivery === 0 && this.hooks.warm) {
+      const now = Date.now();
+      if (now - (this.warmedAt.get(name) ?? 0) >= 1000) {
+        this.warmedAt.set(name, now);
+        this.hooks.warm(name);
+      }
     }
     return t;
   }

@@ -17,6 +17,7 @@
  */
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { DirectChannels } from './channels.js';
+import { flushThreadCompileCache } from './compile-cache.js';
 import { useThreadRequests } from './service-request.js';
 import { PendingReplies, type Frame, type PoolFrame, type WireError } from './wire.js';
 
@@ -41,7 +42,7 @@ if (parentPort) {
 }
 
 async function serve(msg: ServeMessage): Promise<void> {
-  const mod = (await import(msg.filename)) as { default?: Handler & { close?: () => Promise<void> } };
+  const mod = (await import(msg.filename)) as { default?: Handler & { close?: () => Promise<void>; prepare?: () => Promise<void> } };
   const handler = mod.default;
   if (typeof handler !== 'function') throw new Error(`${msg.filename}: no default export to answer requests`);
   // A service written with defineService (./service.ts) closes what the thread holds (its queue
@@ -162,4 +163,16 @@ async function serve(msg: ServeMessage): Promise<void> {
     timer.unref();
   }
   master.postMessage({ k: 'ready' } satisfies PoolFrame);
+  // The service's set-up (defineService: configuration, store, tables) now rather than at the
+  // first request, which then finds it done or under way. It counts as a request running, so
+  // that the thread neither idles nor ends (its closers) halfway through it.
+  if (typeof handler.prepare === 'function') {
+    running++;
+    void handler.prepare().catch(() => undefined).finally(() => {
+      settled();
+      flushThreadCompileCache();
+    });
+  } else {
+    flushThreadCompileCache();
+  }
 }

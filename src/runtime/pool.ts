@@ -12,7 +12,13 @@
  * one more when its least busy thread already holds `spreadAt` requests or it has none (for
  * direct channels the client asks: a `grow` frame), up to maxproc, and ends a thread that had no
  * request for `idleMs` (Postfix's max_idle: a daemon process exits after that long without a
- * client). A cold pool's first request waits for a thread start (about 50–150 ms). Each thread
+ * client). A cold pool's first request waits for a thread start: 140–210 ms of the thread's own
+ * CPU (Node's bootstrap of the thread, its service's 100–150 modules, then its set-up: 5–25 ms;
+ * bench/threads), 0.25–0.45 s of wall time on a loaded 2-core machine, ~0.7–1 s while smtpd and
+ * cleanup keep both cores busy (bench/delivery's first messages). So each thread starts with
+ * Node's compile cache (./compile-cache.ts) and runs its service's set-up as soon as it is ready
+ * (./pool-thread.ts), and clients ask for a thread before their first request (WARM_REQUEST:
+ * smtpd for cleanup, qmgr for a transport it has work for). Each thread
  * runs under V8 heap limits (`resourceLimits`, chosen in ./heap-limits.ts).
  *
  * Crash accounting: request handlers report expected failures as values, so a thread that dies
@@ -22,6 +28,7 @@
  * up to its minimum, and starts others on demand.
  */
 import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'node:worker_threads';
+import { threadEnv } from './compile-cache.js';
 import type { ServeMessage } from './pool-thread.js';
 import type { Router, RouterClient } from './router.js';
 import { ServiceError, type Frame, type PoolFrame } from './wire.js';
@@ -205,6 +212,7 @@ export class ServicePool {
   private start(): void {
     const worker = new Worker(SCRIPT, {
       workerData: this.options.workerData,
+      ...threadEnv(),
       ...(this.options.resourceLimits ? { resourceLimits: this.options.resourceLimits } : {}),
     });
     const { port1, port2 } = new MessageChannel();

@@ -132,8 +132,9 @@ export class Router {
   request<T = unknown>(service: string, body: unknown, transfer?: ArrayBuffer[]): Promise<T> {
     this.carried++;
     const pool = this.pools.get(service);
-    if (pool && isWarmRequest(body)) {
-      pool.warm();
+    if (isWarmRequest(body)) {
+      // Only a pool starts threads on demand; to any other service (a long-lived worker, none) it says nothing.
+      pool?.warm();
       return Promise.resolve(undefined as T);
     }
     if (pool) return pool.run<T>(body, transfer);

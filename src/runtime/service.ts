@@ -18,8 +18,10 @@
  *
  * Two kinds, as master hosts them (actors/master/services.ts):
  * - 'pool': a request/reply daemon in a pool (src/runtime/pool.ts). The module's default export
- *   is the handler pool-thread.ts calls for each request; setup runs on the thread's first
- *   request. When the pool ends the thread (max_idle, stop, reload: its `end` frame), the
+ *   is the handler pool-thread.ts calls for each request; setup runs as soon as the thread is
+ *   ready (its `prepare`: a thread started ahead of its requests, by a warm request or a pool's
+ *   minimum, has its store and tables open when they come), or at the first request should it
+ *   have failed then (the error goes to that request). When the pool ends the thread (max_idle, stop, reload: its `end` frame), the
  *   thread runs the closers (the export's `close`) once its requests are answered and before it
  *   says `ended`; only then does the pool terminate() it, which runs no JavaScript in it.
  * - 'worker': a long-lived supervised thread (qmgr, pickup, verify, …). It starts when the module
@@ -36,7 +38,8 @@ import { ConfigError, configFromJSON, queueDirectory, type Config, type ConfigJS
 import { readParams, type ParamSpec, type Params } from '../config/declared.js';
 import { configureMaillog, flushMaillog, maillog, type Logger } from '../log/maillog.js';
 import { QueueStore } from '../queue/store.js';
-import { startActor, type Actor } from './endpoint.js';
+import { flushThreadCompileCache } from './compile-cache.js';
+import type { Actor } from './endpoint.js';
 import type { ActorWorkerData, WorkerLifecycle } from './wire.js';
 import { serviceMeta, type PoolMetadata, type ServiceMeta, type WorkerMetadata } from './service-meta.js';
 
@@ -102,7 +105,12 @@ export interface WorkerDefinition<S extends ParamSpec, T, Req, Res> extends Comm
  * A pool service's module export: the handler pool-thread.ts calls, carrying the metadata and
  * the thread's closers (`close`: pool-thread.ts runs it before it says `ended`).
  */
-export type PoolService<Req, Res> = ((req: Req) => Promise<Res>) & { readonly service: ServiceMeta; readonly close: () => Promise<void> };
+export type PoolService<Req, Res> = ((req: Req) => Promise<Res>) & {
+  readonly service: ServiceMeta;
+  readonly close: () => Promise<void>;
+  /** Runs the set-up now (pool-thread.ts, once the thread is ready) instead of at the first request. */
+  readonly prepare: () => Promise<void>;
+};
 /** A worker service's module export. */
 export interface WorkerService { readonly service: ServiceMeta }
 
@@ -195,14 +203,15 @@ function poolHandler<S extends ParamSpec, T, Req, Res>(def: PoolDefinition<S, T,
     if (def.stop) closers.push(() => def.stop!(state, ctx));
     return { state, ctx };
   };
+  const setUp = () => (ready ??= start().catch((err: unknown) => {
+    ready = null; // the next request tries again (the error goes back to this one's caller)
+    throw err;
+  }));
   const handler = async (req: Req): Promise<Res> => {
-    const { state, ctx } = await (ready ??= start().catch((err: unknown) => {
-      ready = null; // the next request tries again (the error goes back to this one's caller)
-      throw err;
-    }));
+    const { state, ctx } = await setUp();
     return await def.handle(state, req, ctx);
   };
-  return Object.assign(handler, { service: meta, close: closeService });
+  return Object.assign(handler, { service: meta, close: closeService, prepare: async () => void (await setUp()) });
 }
 
 async function runWorker<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition<S, T, Req, Res>): Promise<void> {
@@ -213,6 +222,9 @@ async function runWorker<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition
     const control = def.control
       ? Object.fromEntries(Object.entries(def.control).map(([k, f]) => [k, (...args: never[]) => f(state, ...args)]))
       : undefined;
+    // Loaded here, not at the top: a pool thread has no data port, and the endpoint brings
+    // comlink (the control API), modules every pool thread would load for nothing.
+    const { startActor } = await import('./endpoint.js');
     const actor = await startActor<Req, Res>({
       ...(def.handle ? {
         onRequest: (req: Req) => {
@@ -237,6 +249,7 @@ async function runWorker<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition
     }
     state = await def.setup(c);
     parentPort!.postMessage({ type: 'postactor:ready' } satisfies WorkerLifecycle);
+    flushThreadCompileCache();
   } catch (err) {
     const e = err as Error;
     // A configuration error (a wrong-typed value of a declared parameter: file:line) by its message, as Postfix's fatal.

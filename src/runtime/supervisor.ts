@@ -12,6 +12,7 @@
 import { MessageChannel, Worker, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import { threadEnv } from './compile-cache.js';
 import type { ActorWorkerData, WorkerLifecycle } from './wire.js';
 
 export interface SupervisedOptions {
@@ -83,6 +84,7 @@ export class SupervisedWorker {
     if (this.stopping) return;
     const worker = new Worker(this.options.filename, {
       workerData: this.options.workerData,
+      ...threadEnv(),
       ...(this.options.resourceLimits ? { resourceLimits: this.options.resourceLimits } : {}),
     });
     this.worker = worker;

@@ -54,7 +54,8 @@ export type PoolFrame =
 /**
  * A one-way request to a pool service: start a thread now if it has none, a request is coming
  * (smtpd sends it to cleanup at a transaction's first accepted recipient, where Postfix's smtpd
- * opens its cleanup stream). The router hands it to the pool (pool.ts `warm`); no handler of the
+ * opens its cleanup stream; qmgr to a transport's pool when it has work for that transport and
+ * nothing in delivery, where Postfix's qmgr connects to the agent). The router hands it to the pool (pool.ts `warm`); no handler of the
  * service runs for it.
  */
 /**
