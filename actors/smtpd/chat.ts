@@ -223,7 +223,8 @@ export function installChat(proto: Record<string, unknown>): void {
   const onClose = proto._onClose as (this: Conn) => void;
   proto._paEmit = function (this: Conn, code: number, data: string | string[], command: string | null | undefined) {
     const s = this._server.options.postactorChat;
-    if (!s) return emit.call(this, code, data, command);
+    // (Most replies: no footer to add, no transcript kept.)
+    if (!s || (code < 400 && typeof data === 'string' && s.notify.size === 0)) return emit.call(this, code, data, command);
     let lines: string[];
     if (Array.isArray(data)) lines = data;
     else {

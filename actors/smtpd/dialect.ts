@@ -261,6 +261,8 @@ export async function installDialect(): Promise<void> {
 }
 
 const COUNTED_NAMES: ReadonlySet<string> = new Set(COUNTED.filter((k) => k !== 'unknown'));
+/** An ASCII verb's counter name: the table's own strings, so the counters are found by an internalized key. */
+const COUNTED_KEYS: ReadonlyMap<string, string> = new Map(COUNTED.filter((k) => k !== 'unknown').map((k) => [k.toUpperCase(), k]));
 
 type Self = Conn & { _ready?: boolean; _isSupported(n: string): boolean; _getHandler(n: string): unknown; _whenWritable(cb: () => void): void };
 
@@ -275,15 +277,19 @@ export function dialectCommand(conn: object, cmd: Command): boolean {
   // A line of an AUTH exchange is not a command.
   if (self._nextHandler) return false;
   // (The lower-case verb's upper case is the verb, unless it is not ASCII.)
-  const lower = cmd.ascii ? cmd.verb.toLowerCase() : cmd.text.split(' ', 1)[0]!.toLowerCase();
-  const key = COUNTED_NAMES.has(lower) ? lower : 'unknown';
+  let key: string;
+  if (cmd.ascii) key = COUNTED_KEYS.get(cmd.verb) ?? 'unknown';
+  else {
+    const lower = cmd.text.split(' ', 1)[0]!.toLowerCase();
+    key = COUNTED_NAMES.has(lower) ? lower : 'unknown';
+  }
   const counters = ((self.session as { paCounters?: Counters }).paCounters ??= {});
   const c = (counters[key] ??= [0, 0]);
   c[1]++;
   self._paCommand = key;
   const unknownHook = (self._server.options as { postactorUnknownCommand?: UnknownCommandHook }).postactorUnknownCommand;
   if (!unknownHook || !self._ready || self._upgrading) return false;
-  const upper = cmd.ascii ? cmd.verb : lower.toUpperCase();
+  const upper = cmd.ascii ? cmd.verb : cmd.text.split(' ', 1)[0]!.toLowerCase().toUpperCase();
   if (self._isSupported(upper) && self._getHandler(upper)) return false;
   void unknownHook(self.session, cmd.text).then((reply) => {
     if (!reply) return cmd.resume();

@@ -109,10 +109,16 @@ interface SessionState {
   queueId: string | null;
   /** The envelope object the queue ID belongs to (smtp-server makes a new one per transaction). */
   envelope: unknown;
-  /** Access-policy effects on the current transaction (DISCARD, PREPEND, HOLD, FILTER, REDIRECT, BCC), per envelope object. */
-  effects: WeakMap<object, Effects>;
-  /** The AUTH= parameter of MAIL FROM, per envelope object. */
-  saslSender: WeakMap<object, string>;
+  /**
+   * Access-policy effects on the current transaction (DISCARD, PREPEND, HOLD, FILTER, REDIRECT,
+   * BCC), for the envelope object `effectsFor` (only the current envelope's are ever asked for:
+   * one slot, not a WeakMap per session).
+   */
+  effects: Effects | null;
+  effectsFor: object | null;
+  /** The AUTH= parameter of MAIL FROM, for the envelope object `saslSenderFor`. */
+  saslSender: string | undefined;
+  saslSenderFor: object | null;
 }
 
 interface Effects { discard: string | null; prepend: string[]; delegated: Delegated; instance: string }
@@ -212,10 +218,11 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
   const protocolOf = (session: SMTPServerSession): 'SMTP' | 'ESMTP' => (session.transmissionType?.startsWith('E') ? 'ESMTP' : 'SMTP');
   const effectsOf = (state: SessionState, session: SMTPServerSession): Effects => {
     const env = session.envelope as object;
-    let e = state.effects.get(env);
-    if (!e) state.effects.set(env, (e = { discard: null, prepend: [], delegated: { hold: false, filter: null, redirect: null, bcc: [] }, instance: `${process.pid}.${++instances}` }));
-    return e;
+    if (state.effectsFor === env && state.effects) return state.effects;
+    state.effectsFor = env;
+    return (state.effects = { discard: null, prepend: [], delegated: { hold: false, filter: null, redirect: null, bcc: [] }, instance: `${process.pid}.${++instances}` });
   };
+  const saslSenderOf = (state: SessionState, session: SMTPServerSession): string | undefined => (state.saslSenderFor === session.envelope ? state.saslSender : undefined);
   /** The policy's view of a session at one point of the dialogue. */
   const policyRequest = (session: SMTPServerSession, where: Where, recipient: string | null): PolicyRequest => {
     const state = states.get(session)!;
@@ -225,7 +232,7 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
     return {
       saslMethod: login?.method ?? null,
       saslUsername: login?.username ?? null,
-      saslSender: state.saslSender.get(session.envelope) ?? null,
+      saslSender: saslSenderOf(state, session) ?? null,
       clientAddr: state.client.addr,
       clientName: state.client.name,
       reverseClientName: state.peer.reverseName,
@@ -459,7 +466,7 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
         if (id.warning) log.warn(id.warning);
         const client: ClientInfo = { name, addr: session.remoteAddress, port: session.remotePort, helo: '', protocol: 'SMTP' };
         const peer = { reverseName: id.reverseName, nameStatus: id.nameStatus, reverseStatus: id.reverseStatus };
-        const state: SessionState = { client, peer, queueId: null, envelope: null, effects: new WeakMap(), saslSender: new WeakMap() };
+        const state: SessionState = { client, peer, queueId: null, envelope: null, effects: null, effectsFor: null, saslSender: undefined, saslSenderFor: null };
         states.set(session, state);
         log.info(`connect from ${name}[${session.remoteAddress}]`);
         metrics().smtpdConnects.inc();
@@ -542,7 +549,7 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
       const callback = (err?: Error | null): void => {
         if (err) return mailCallback(err);
         // smtpd_check_queue, after the sender restrictions as in Postfix.
-        const full = queueSpace.check({ ...policyRequest(session, 'MAIL', null), sender: address.address });
+        const full = queueSpace.check(() => ({ ...policyRequest(session, 'MAIL', null), sender: address.address }));
         if (full) {
           log.warn(full.warning);
           log.info(full.reject);
@@ -558,7 +565,11 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
       const unknownOption = unsupportedMailOption(args, smtputf8Offered);
       if (unknownOption !== null) return callback(refuse(555, `5.5.4 Unsupported option: ${unknownOption}`));
       const auth = args ? args['AUTH'] : undefined;
-      if (typeof auth === 'string' && auth !== '<>') states.get(session)!.saslSender.set(session.envelope, auth.replace(/[^\x20-\x7e]/g, '?'));
+      if (typeof auth === 'string' && auth !== '<>') {
+        const st = states.get(session)!;
+        st.saslSender = auth.replace(/[^\x20-\x7e]/g, '?');
+        st.saslSenderFor = session.envelope;
+      }
       const overMail = anvil?.mail(session, session.remoteAddress, namaddr(session));
       if (overMail) {
         log.warn(overMail.warning);
@@ -589,7 +600,7 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
           state.envelope = session.envelope;
           state.queueId = newQueueId();
           const login = saslLogin(session);
-          const saslSender = state.saslSender.get(session.envelope);
+          const saslSender = saslSenderOf(state, session);
           log.info(`${state.queueId}: client=${state.client.name}[${state.client.addr}]`
             + (login ? `, sasl_method=${login.method}, sasl_username=${login.username}` : '')
             + (saslSender !== undefined ? `, sasl_sender=${saslSender}` : '')

@@ -23,8 +23,11 @@ export interface QueueSpaceRefusal {
 export class QueueSpace {
   constructor(private readonly queueDirectory: string, private readonly minFree: number, private readonly sizeLimit: number) {}
 
-  /** The refusal for a MAIL FROM (with its log lines), or null when the queue has room. */
-  check(r: PolicyRequest): QueueSpaceRefusal | null {
+  /**
+   * The refusal for a MAIL FROM (with its log lines), or null when the queue has room. The
+   * request (for the log lines) is made only for a refusal.
+   */
+  check(request: () => PolicyRequest): QueueSpaceRefusal | null {
     let blockSize: number;
     let free: number;
     try {
@@ -36,6 +39,7 @@ export class QueueSpace {
     }
     const blocks = (bytes: number) => Math.floor(bytes / blockSize);
     if (blocks(this.minFree) < free && blocks(this.sizeLimit) < free / SPACE_MULTIPLIER) return null;
+    const r = request();
     const reply = '452 4.3.1 Insufficient system storage';
     let reject = `${r.queueId ?? 'NOQUEUE'}: reject: MAIL from ${r.clientName}[${r.clientAddr}]: ${reply};`;
     if (r.sender !== null) reject += ` from=<${r.sender}>`;

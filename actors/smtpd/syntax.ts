@@ -120,6 +120,20 @@ export function syntaxCommand(conn: object, cmd: Command): boolean {
   return false;
 }
 
+/** local@domain in dot-atoms of letters, digits and atext, without parameters or punycode. */
+const PLAIN = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*$/;
+
+/**
+ * An address smtp-server's parser would take as it is (the common case: two of them per
+ * message): every one of its checks passes (no source route, no IP literal, local part and
+ * domain without leading, trailing or double dots, no ".-" or "-.", at most 253 bytes) and its
+ * punycode step leaves the domain alone (no "xn--" label). Anything else goes through the
+ * parser; the answer is the same, without its splitting, parameter loop and punycode mapping.
+ */
+function plainAddress(a: string): boolean {
+  return a.length <= 253 && PLAIN.test(a) && !a.includes('.-') && !a.includes('-.') && !/(?:^|[.@])xn--/.test(a);
+}
+
 function rewritten(conn: Conn, settings: Syntax, rawName: string, command: string, parse: (this: Conn, name: string, command: unknown) => Parsed): Parsed {
   const colon = command.indexOf(':');
   if (colon < 0) return parse.call(conn, rawName, command);
@@ -145,6 +159,7 @@ function rewritten(conn: Conn, settings: Syntax, rawName: string, command: strin
   const m = /^((?:@[^:"]*:)?)("(?:[^"\\\r\n]|\\[^\r\n])*")(@[^"]*)?$/.exec(inner);
   if (!m) {
     if (inner.includes('"')) return false;
+    if (after === '' && plainAddress(inner) && head.slice(0, -1).trim().toUpperCase() === rawName.trim().toUpperCase()) return { address: inner, args: false };
     return parse.call(conn, rawName, `${head}<${inner}>${after}`);
   }
   const local = normalizeQuotedLocal(m[2]!);

@@ -122,8 +122,11 @@ export function maillogTag(tag: string): Logger {
  */
 const UNPRINTABLE = /[\x00-\x1f\x7f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
+/** Any character UNPRINTABLE could match (a cheap scan first: most log texts have none). */
+const SUSPECT = /[\x00-\x1f\x7f\ud800-\udfff]/;
+
 export function printable(text: string): string {
-  return text.replace(UNPRINTABLE, '?');
+  return SUSPECT.test(text) ? text.replace(UNPRINTABLE, '?') : text;
 }
 
 function logger(tagOf: () => string): Logger {

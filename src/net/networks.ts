@@ -9,9 +9,12 @@ import ipaddr from 'ipaddr.js';
 export class NetworkList {
   private readonly list = new BlockList();
   readonly entries: string[] = [];
+  /** Answers already given, by address (a BlockList check costs microseconds; smtpd asks per connection and per RCPT). */
+  private readonly answers = new Map<string, boolean>();
 
   /** Adds one Postfix network pattern; returns an error text, or null. */
   add(pattern: string): string | null {
+    this.answers.clear();
     let p = pattern.trim();
     if (!p) return null;
     if (p.startsWith('/') || /^[a-z0-9_]+:/i.test(p) && !p.startsWith('[')) return `not supported: network table "${p}" (lookup tables are not built yet)`;
@@ -37,11 +40,15 @@ export class NetworkList {
 
   /** True if `address` (IPv4, IPv6, or IPv4-mapped IPv6) is in the list. */
   has(address: string): boolean {
+    const known = this.answers.get(address);
+    if (known !== undefined) return known;
     let a = address;
     if (a.startsWith('::ffff:') && isIP(a.slice(7)) === 4) a = a.slice(7);
     const family = isIP(a);
-    if (!family) return false;
-    return this.list.check(a, family === 6 ? 'ipv6' : 'ipv4');
+    const answer = family !== 0 && this.list.check(a, family === 6 ? 'ipv6' : 'ipv4');
+    if (this.answers.size >= 4096) this.answers.clear();
+    this.answers.set(address, answer);
+    return answer;
   }
 }
 

@@ -755,8 +755,12 @@ export class SmtpdPolicy {
     const ev: Evaluation = { deferIfPermit: null, deferIfReject: null, discard: null, prepend: [], delegated: null, depth: 0 };
     try {
       for (const stage of stages) {
-        const out = await this.runList(this.lists.get(stage) ?? [], r, stage, ev);
-        if (typeof out === 'object') return this.refuse(out, r, `smtpd_${stage}_restrictions`);
+        const items = this.lists.get(stage);
+        // (An empty list is DUNNO: no promise to wait for.)
+        if (items && items.length > 0) {
+          const out = await this.runList(items, r, stage, ev);
+          if (typeof out === 'object') return this.refuse(out, r, `smtpd_${stage}_restrictions`);
+        }
         const implicit = after[stage];
         // A discarded message needs no check (Postfix: state->discard).
         if (implicit && !ev.discard) {
