@@ -89,18 +89,19 @@ export class Spool extends Writable {
       return cb();
     }
     // Memory is full: what it holds and this chunk go to the file in one write.
-    const block = Buffer.concat([...this.chunks, chunk], this.inMemory + chunk.length);
+    const block = [...this.chunks, chunk];
+    const size = this.inMemory + chunk.length;
     this.chunks.length = 0;
     this.inMemory = 0;
     const at = this.inFile;
-    this.inFile += block.length;
+    this.inFile += size;
     // A write cut short by release() (the client went away) is no error.
-    const write = this.toFile(block, at);
+    const write = this.toFile(block, size, at);
     this.busy = write.catch(() => undefined);
     write.then(() => cb(), (err: Error) => cb(this.released ? null : err));
   }
 
-  private async toFile(block: Buffer, at: number): Promise<void> {
+  private async toFile(block: Buffer[], size: number, at: number): Promise<void> {
     let file = this.file;
     if (file === null) {
       file = spareFile(this.dir) ?? await newFile(this.dir);
@@ -108,7 +109,9 @@ export class Spool extends Writable {
       if (this.released) return void giveBack(this.dir, file, 0);
       this.file = file;
     }
-    await writeAll(file, block, at);
+    // One writev; the rest of a partial one in plain writes.
+    const { bytesWritten } = await file.writev(block, at);
+    if (bytesWritten < size) await writeAll(file, Buffer.concat(block, size).subarray(bytesWritten), at + bytesWritten);
   }
 
   /**
