@@ -165,12 +165,14 @@ export class Spool extends Writable {
 }
 
 /**
- * Spool files are reused: a few open (and unlinked) files per thread wait for the next large
- * message, so a message over SPOOL_MEMORY costs no open, unlink and close. A file that held more
- * than SPARE_KEEP bytes is emptied first, so a past large message holds no disk space.
+ * Spool files are reused: open (and unlinked) files wait for the thread's next large messages,
+ * so a message over SPOOL_MEMORY costs no open, unlink and close. A thread serves many sessions
+ * at once and each large message in progress needs its own file, hence up to SPARE_FILES of
+ * them; a file that held more than SPARE_KEEP bytes is emptied first, so the spares hold at
+ * most SPARE_FILES × SPARE_KEEP of disk per thread.
  */
-const SPARE_FILES = 4;
-const SPARE_KEEP = 1024 * 1024;
+const SPARE_FILES = 16;
+const SPARE_KEEP = 256 * 1024;
 const spares = new Map<string, FileHandle[]>();
 
 function spareFile(dir: string): FileHandle | undefined {
