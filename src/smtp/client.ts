@@ -199,12 +199,31 @@ const MAX_LINE = 65536;
  * stays one folded header); `info.folded` says whether that happened (for the log line).
  */
 export function dotStuff(content: Uint8Array, lineLimit = 0, info?: { folded: boolean }): Buffer {
+  const parts = dotStuffParts(content, lineLimit, info);
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+}
+
+const DOT_CRLF = Buffer.from('.\r\n');
+
+/**
+ * As dotStuff(), in pieces to write in one go: content that needs no change (the usual case:
+ * CRLF lines, none starting with '.', none too long) comes back as itself beside ".\r\n", so a
+ * large message is not copied once more to be sent.
+ */
+export function dotStuffParts(content: Uint8Array, lineLimit = 0, info?: { folded: boolean }): Buffer[] {
   const src = Buffer.isBuffer(content) ? content : Buffer.from(content.buffer, content.byteOffset, content.byteLength);
   const n = src.length;
+  // Skip the leading lines that need no change; if that is all of them, nothing is copied.
+  let pos = 0;
+  for (;;) {
+    const nl = src.indexOf(10, pos);
+    if (nl < 0 || nl === pos || src[pos] === 46 || src[nl - 1] !== 13 || (lineLimit > 1 && nl - 1 - pos > lineLimit)) break;
+    pos = nl + 1;
+  }
+  if (pos === n) return [src, DOT_CRLF];
   let out = Buffer.allocUnsafe(n + (n >>> 5) + 16);
   let o = 0;
   let run = 0; // start of the pending run of lines that need no change (copied in one go)
-  let pos = 0;
   const ensure = (extra: number) => {
     if (o + extra <= out.length) return;
     const grown = Buffer.allocUnsafe(Math.max(o + extra + (n - pos), out.length * 2));
@@ -253,7 +272,7 @@ export function dotStuff(content: Uint8Array, lineLimit = 0, info?: { folded: bo
   out[o++] = 46;
   out[o++] = 13;
   out[o++] = 10;
-  return out.subarray(0, o);
+  return [out.subarray(0, o)];
 }
 
 // ---------------------------------------------------------------------------
@@ -407,16 +426,23 @@ class Connection {
     if (!this.dead) this.socket.write(data);
   }
 
-  /** Writes `data` and waits until it is handed to the kernel, at most timeoutMs. */
-  writeAndFlush(data: Buffer, timeoutMs: number): Promise<void> {
+  /**
+   * Writes `data` and waits until it is handed to the kernel, at most timeoutMs. Pieces go out
+   * corked, in one write (writev).
+   */
+  writeAndFlush(data: Buffer | Buffer[], timeoutMs: number): Promise<void> {
     if (this.dead) return Promise.reject(this.dead);
+    const pieces = Array.isArray(data) ? data : [data];
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => this.fail(new SessionError('timeout', 'timed out')), timeoutMs);
-      this.socket.write(data, (err) => {
+      if (pieces.length > 1) this.socket.cork();
+      for (let i = 0; i < pieces.length - 1; i++) this.socket.write(pieces[i]!);
+      this.socket.write(pieces[pieces.length - 1]!, (err) => {
         clearTimeout(timer);
         if (err || this.dead) reject(this.dead ?? new SessionError('lost', err!.message));
         else resolve();
       });
+      if (pieces.length > 1) this.socket.uncork();
     });
   }
 
@@ -884,7 +910,7 @@ export class SmtpClient {
     try {
       const info = { folded: false };
       const lineLimit = this.opts.lineLengthLimit ?? 998;
-      await c.writeAndFlush(dotStuff(content, lineLimit, info), this.opts.dataXferTimeout);
+      await c.writeAndFlush(dotStuffParts(content, lineLimit, info), this.opts.dataXferTimeout);
       if (info.folded) this.opts.onInfo?.(`${env.queueId ?? 'NOQUEUE'}: breaking line > ${lineLimit} bytes with <CR><LF>SPACE`);
     } catch (e) {
       if (e instanceof SessionError) throw this.sessionFailure(e, h, Stage.Body);

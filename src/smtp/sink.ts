@@ -61,6 +61,7 @@ export interface SinkStats { connections: number; messages: number; recipients: 
 const MAX_COMMAND_LINE = 4096;
 const SIZE_LIMIT = 104857600;
 const EMPTY = Buffer.alloc(0);
+const LF_DOT = Buffer.from('\n.');
 
 function line(reply: string): string {
   return reply.endsWith('\n') ? reply : `${reply}\r\n`;
@@ -301,11 +302,12 @@ class SinkSession {
         if (next === 13 && pos + 2 >= len) return pos;
         pos++; // a stuffed dot
       }
-      const nl = buf.indexOf(10, pos);
-      const end = nl < 0 ? len : nl + 1;
+      // Lines not starting with '.' need nothing: consume up to the next one that does.
+      const nd = buf.indexOf(LF_DOT, pos);
+      const end = nd < 0 ? len : nd + 1;
       this.dataBytes += end - pos;
       if (this.collect) this.chunks.push(buf.subarray(pos, end));
-      this.atLineStart = nl >= 0;
+      this.atLineStart = buf[end - 1] === 10;
       pos = end;
     }
     return -1;
