@@ -5,28 +5,20 @@
  * starts and delivers, saying so once in the maillog. The server finds the directory under its
  * TMPDIR, which each test points at a directory of its own.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import nodemailer from 'nodemailer';
 import { compileCacheDirectory } from '../src/runtime/compile-cache.js';
 import { SmtpSink } from '../src/smtp/sink.js';
-import { deliveredWithSubject, startServer, type TestServer } from './helpers/server.js';
+import { deliveredWithSubject, sendWithSubject, startServer, type TestServer } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
 
 const tempDir = tempDirs('postactor-compile-cache-test-');
 const uid = process.getuid!();
 const cacheIn = (base: string) => join(base, `postactor-compile-cache-${uid}`);
 
-async function send(server: TestServer, subject: string): Promise<void> {
-  const t = nodemailer.createTransport({ host: '127.0.0.1', port: server.port, secure: false, ignoreTLS: true });
-  try {
-    await t.sendMail({ from: 'a@example.org', to: 'b@example.com', subject, text: 'x' });
-  } finally {
-    t.close();
-  }
-}
+const send = sendWithSubject;
 
 /** Files under dir, at any depth. */
 function filesUnder(dir: string): string[] {
@@ -63,8 +55,8 @@ test('the cache directory is made 0700 and owned by the user; one open to others
   assert.ok('problem' in missing && /ENOENT/.test(missing.problem), JSON.stringify(missing));
 });
 
-test("a server's threads fill the cache in a 0700 directory of the user", async (t) => {
-  const base = tempDir();
+/** A server with TMPDIR=base that has relayed one message (subject) to a sink; both end with the test. */
+async function relayOnce(t: TestContext, base: string, subject: string): Promise<TestServer> {
   const sink = new SmtpSink({ keepMessages: true });
   const sinkPort = await sink.listen(0);
   const server = await startServer({ sinkPort, env: { TMPDIR: base } });
@@ -72,8 +64,14 @@ test("a server's threads fill the cache in a 0700 directory of the user", async 
     await server.stop();
     await sink.close();
   });
-  await send(server, 'cached');
-  await deliveredWithSubject(sink, 'cached', 60_000);
+  await send(server, subject);
+  await deliveredWithSubject(sink, subject, 60_000);
+  return server;
+}
+
+test("a server's threads fill the cache in a 0700 directory of the user", async (t) => {
+  const base = tempDir();
+  const server = await relayOnce(t, base, 'cached');
   const dir = cacheIn(base);
   const st = lstatSync(dir);
   assert.equal(st.mode & 0o777, 0o700);
@@ -90,15 +88,7 @@ test('a server whose cache cannot be used starts, delivers, and says so once in 
   const base = tempDir();
   // Not writable for any user, root included: the name is taken by a file.
   writeFileSync(cacheIn(base), 'not a directory');
-  const sink = new SmtpSink({ keepMessages: true });
-  const sinkPort = await sink.listen(0);
-  const server = await startServer({ sinkPort, env: { TMPDIR: base } });
-  t.after(async () => {
-    await server.stop();
-    await sink.close();
-  });
-  await send(server, 'uncached');
-  await deliveredWithSubject(sink, 'uncached', 60_000);
+  const server = await relayOnce(t, base, 'uncached');
   const said = server.logLines().filter((l) => /compile cache not used/.test(l));
   assert.equal(said.length, 1, said.join('\n'));
   assert.match(said[0]!, /\/master\[\d+\]: compile cache not used: .*postactor-compile-cache-\d+ is not a directory; threads start without it/);

@@ -7,8 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import nodemailer from 'nodemailer';
-import { deliveredWithSubject, startServer, type TestServer, workerThreads } from './helpers/server.js';
+import { deliveredWithSubject, sendWithSubject, startServer, type TestServer, workerThreads } from './helpers/server.js';
 import { SmtpSink } from '../src/smtp/sink.js';
 
 
@@ -22,14 +21,7 @@ async function waitForThreads(pid: number, n: number, timeoutMs: number): Promis
   return now;
 }
 
-async function send(server: TestServer, subject: string): Promise<void> {
-  const t = nodemailer.createTransport({ host: '127.0.0.1', port: server.port, secure: false, ignoreTLS: true });
-  try {
-    await t.sendMail({ from: 'a@example.org', to: 'b@example.com', subject, text: 'x' });
-  } finally {
-    t.close();
-  }
-}
+const send = sendWithSubject;
 
 test('a lazy delivery pool starts on its first delivery, delivers, and ends after max_idle', async (t) => {
   const sink = new SmtpSink({ keepMessages: true });

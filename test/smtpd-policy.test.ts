@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { EMBEDDED_MASTER_CF, loadConfig } from '../src/config/index.js';
 import { SmtpdPolicy, type PolicyRequest, type Verdict } from '../src/smtpd/policy.js';
-import { startDnsServer, type TestDnsServer } from './helpers/dns-server.js';
+import { startDnsServer, type TestDnsServer, type Zone } from './helpers/dns-server.js';
 
 const dirs: string[] = [];
 after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
@@ -42,6 +42,21 @@ function req(over: Partial<PolicyRequest> = {}): PolicyRequest {
     sender: 's@sender.example', recipient: 'r@mx.postactor.test', recipientCount: 0,
     protocol: 'ESMTP', queueId: null, where: 'RCPT', ...over,
   };
+}
+
+/** A real DNS server on loopback for the enclosing describe, named in POSTACTOR_DNS_SERVERS while it runs. */
+function withDns(zone: Zone): void {
+  let dns: TestDnsServer;
+  const saved = process.env['POSTACTOR_DNS_SERVERS'];
+  before(async () => {
+    dns = await startDnsServer(zone);
+    process.env['POSTACTOR_DNS_SERVERS'] = dns.server;
+  });
+  after(async () => {
+    if (saved === undefined) delete process.env['POSTACTOR_DNS_SERVERS'];
+    else process.env['POSTACTOR_DNS_SERVERS'] = saved;
+    await dns.close();
+  });
 }
 
 function text(v: Verdict): string {
@@ -263,25 +278,15 @@ describe('syntax restrictions', () => {
 });
 
 describe('restrictions that ask DNS (a real DNS server on loopback)', () => {
-  let dns: TestDnsServer;
-  const saved = process.env['POSTACTOR_DNS_SERVERS'];
-  before(async () => {
-    dns = await startDnsServer({
-      'sender.example': { MX: [{ exchange: 'mx.sender.example', priority: 10 }] },
-      'aonly.example': { A: ['192.0.2.9'] },
-      'broken.example': { servfail: true },
-      'client.example': { A: ['192.0.2.1'] },
-      '1.2.0.192.rbl.test': { A: ['127.0.0.2'] },
-      '1.2.0.192.dnswl.test': { A: ['127.0.10.1'] },
-      'sender.example.rhsbl.test': { A: ['127.0.0.2'] },
-      'client.example.rhsbl.test': { A: ['127.0.0.2'] },
-    });
-    process.env['POSTACTOR_DNS_SERVERS'] = dns.server;
-  });
-  after(async () => {
-    if (saved === undefined) delete process.env['POSTACTOR_DNS_SERVERS'];
-    else process.env['POSTACTOR_DNS_SERVERS'] = saved;
-    await dns.close();
+  withDns({
+    'sender.example': { MX: [{ exchange: 'mx.sender.example', priority: 10 }] },
+    'aonly.example': { A: ['192.0.2.9'] },
+    'broken.example': { servfail: true },
+    'client.example': { A: ['192.0.2.1'] },
+    '1.2.0.192.rbl.test': { A: ['127.0.0.2'] },
+    '1.2.0.192.dnswl.test': { A: ['127.0.10.1'] },
+    'sender.example.rhsbl.test': { A: ['127.0.0.2'] },
+    'client.example.rhsbl.test': { A: ['127.0.0.2'] },
   });
   const rows: [string, Record<string, string>, Partial<PolicyRequest>, string][] = [
     ['reject_unknown_sender_domain: MX found', { smtpd_sender_restrictions: 'reject_unknown_sender_domain' }, {}, 'ok'],
@@ -318,8 +323,6 @@ describe('restrictions that ask DNS (a real DNS server on loopback)', () => {
 });
 
 describe('check_*_{a,mx,ns}_access, check_reverse_client_hostname_access, check_sasl_access (a real DNS server on loopback)', () => {
-  let dns: TestDnsServer;
-  const saved = process.env['POSTACTOR_DNS_SERVERS'];
   const SERVERS = [
     '192.0.2.66 REJECT bad server',
     'bogus.example REJECT bogus name',
@@ -329,32 +332,24 @@ describe('check_*_{a,mx,ns}_access, check_reverse_client_hostname_access, check_
     'bob REJECT no bob',
     '',
   ].join('\n');
-  before(async () => {
-    dns = await startDnsServer({
-      'badmx.example': { MX: [{ exchange: 'mx.badmx.example', priority: 10 }] },
-      'mx.badmx.example': { A: ['192.0.2.66'] },
-      'namedmx.example': { MX: [{ exchange: 'mx1.bogus.example', priority: 10 }] },
-      'nomx.example': { A: ['192.0.2.66'] },
-      'goodmx.example': { MX: [{ exchange: 'mx.goodmx.example', priority: 10 }] },
-      'mx.goodmx.example': { A: ['192.0.2.10'] },
-      'netmx.example': { MX: [{ exchange: 'mx.netmx.example', priority: 10 }] },
-      'mx.netmx.example': { A: ['198.51.100.7'] },
-      'okmx.example': { MX: [{ exchange: 'mx.okmx.example', priority: 10 }] },
-      'mx.okmx.example': { A: ['192.0.2.77'] },
-      // The first MX host does not resolve: warned about, and the next one is still checked.
-      'deadmx.example': { MX: [{ exchange: 'gone.example', priority: 10 }, { exchange: 'mx.badmx.example', priority: 20 }] },
-      'broken.example': { servfail: true },
-      'nsparent.example': { NS: ['ns1.badns.example'] },
-      'sub.nsparent.example': { A: ['192.0.2.10'] },
-      'ns1.badns.example': { A: ['192.0.2.66'] },
-      'client.example': { A: ['192.0.2.66'] },
-    });
-    process.env['POSTACTOR_DNS_SERVERS'] = dns.server;
-  });
-  after(async () => {
-    if (saved === undefined) delete process.env['POSTACTOR_DNS_SERVERS'];
-    else process.env['POSTACTOR_DNS_SERVERS'] = saved;
-    await dns.close();
+  withDns({
+    'badmx.example': { MX: [{ exchange: 'mx.badmx.example', priority: 10 }] },
+    'mx.badmx.example': { A: ['192.0.2.66'] },
+    'namedmx.example': { MX: [{ exchange: 'mx1.bogus.example', priority: 10 }] },
+    'nomx.example': { A: ['192.0.2.66'] },
+    'goodmx.example': { MX: [{ exchange: 'mx.goodmx.example', priority: 10 }] },
+    'mx.goodmx.example': { A: ['192.0.2.10'] },
+    'netmx.example': { MX: [{ exchange: 'mx.netmx.example', priority: 10 }] },
+    'mx.netmx.example': { A: ['198.51.100.7'] },
+    'okmx.example': { MX: [{ exchange: 'mx.okmx.example', priority: 10 }] },
+    'mx.okmx.example': { A: ['192.0.2.77'] },
+    // The first MX host does not resolve: warned about, and the next one is still checked.
+    'deadmx.example': { MX: [{ exchange: 'gone.example', priority: 10 }, { exchange: 'mx.badmx.example', priority: 20 }] },
+    'broken.example': { servfail: true },
+    'nsparent.example': { NS: ['ns1.badns.example'] },
+    'sub.nsparent.example': { A: ['192.0.2.10'] },
+    'ns1.badns.example': { A: ['192.0.2.66'] },
+    'client.example': { A: ['192.0.2.66'] },
   });
   const rows: [string, Record<string, string>, Partial<PolicyRequest>, string][] = [
     ['MX host address listed', { smtpd_sender_restrictions: 'check_sender_mx_access texthash:servers' }, { sender: 's@badmx.example' }, '554 5.7.1 <s@badmx.example>: Sender address rejected: bad server'],
@@ -451,26 +446,16 @@ describe('reject_multi_recipient_bounce, sleep', () => {
 });
 
 describe('permit_mx_backup, permit_inet_interfaces (a real DNS server on loopback)', () => {
-  let dns: TestDnsServer;
-  const saved = process.env['POSTACTOR_DNS_SERVERS'];
-  before(async () => {
-    dns = await startDnsServer({
-      'backup.example': { MX: [{ exchange: 'primary.other.example', priority: 10 }, { exchange: 'mx.postactor.test', priority: 20 }] },
-      'backupbyaddr.example': { MX: [{ exchange: 'primary.other.example', priority: 10 }, { exchange: 'me.example', priority: 20 }] },
-      'primary.example': { MX: [{ exchange: 'mx.postactor.test', priority: 10 }, { exchange: 'other.example', priority: 20 }] },
-      'notme.example': { MX: [{ exchange: 'primary.other.example', priority: 10 }, { exchange: 'other.example', priority: 20 }] },
-      'primary.other.example': { A: ['192.0.2.50'] },
-      'me.example': { A: ['127.0.0.1'] },
-      'other.example': { A: ['192.0.2.51'] },
-      'nomx.example': { A: ['192.0.2.52'] },
-      'broken.example': { servfail: true },
-    });
-    process.env['POSTACTOR_DNS_SERVERS'] = dns.server;
-  });
-  after(async () => {
-    if (saved === undefined) delete process.env['POSTACTOR_DNS_SERVERS'];
-    else process.env['POSTACTOR_DNS_SERVERS'] = saved;
-    await dns.close();
+  withDns({
+    'backup.example': { MX: [{ exchange: 'primary.other.example', priority: 10 }, { exchange: 'mx.postactor.test', priority: 20 }] },
+    'backupbyaddr.example': { MX: [{ exchange: 'primary.other.example', priority: 10 }, { exchange: 'me.example', priority: 20 }] },
+    'primary.example': { MX: [{ exchange: 'mx.postactor.test', priority: 10 }, { exchange: 'other.example', priority: 20 }] },
+    'notme.example': { MX: [{ exchange: 'primary.other.example', priority: 10 }, { exchange: 'other.example', priority: 20 }] },
+    'primary.other.example': { A: ['192.0.2.50'] },
+    'me.example': { A: ['127.0.0.1'] },
+    'other.example': { A: ['192.0.2.51'] },
+    'nomx.example': { A: ['192.0.2.52'] },
+    'broken.example': { servfail: true },
   });
   const relay = { smtpd_relay_restrictions: 'permit_mx_backup, reject_unauth_destination' };
   const rows: [string, Record<string, string>, Partial<PolicyRequest>, string][] = [

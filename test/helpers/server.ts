@@ -433,6 +433,17 @@ export class SmtpDialogue {
 }
 
 /** A plain RFC 5322 message with CRLF line ends. */
+/** One small message from a@example.org to b@example.com with this subject, sent with nodemailer. */
+export async function sendWithSubject(server: TestServer, subject: string): Promise<void> {
+  const { default: nodemailer } = await import('nodemailer');
+  const t = nodemailer.createTransport({ host: '127.0.0.1', port: server.port, secure: false, ignoreTLS: true });
+  try {
+    await t.sendMail({ from: 'a@example.org', to: 'b@example.com', subject, text: 'x' });
+  } finally {
+    t.close();
+  }
+}
+
 export function rfc822(headers: Record<string, string>, body: string): string {
   return Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('') + '\r\n' + body.replace(/\r?\n/g, '\r\n');
 }
