@@ -6,7 +6,10 @@
  * "to=<…>, relay=…, delay=…, delays=…, dsn=…, status=…" line per recipient.
  */
 import { NextHopResolver, parseHostLookup, parseNexthop, resolverServersFromEnv, type Resolved } from '../../src/dns/resolver.js';
-import { canonicalIp, ownAddresses } from '../../src/address/interfaces.js';
+import { canonicalIp, literalAddress, ownAddresses } from '../../src/address/interfaces.js';
+import { DomainList } from '../../src/address/domain.js';
+import { TableError } from '../../src/maps/index.js';
+import { GenericMaps } from '../../src/smtp/generic.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import { SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
@@ -35,6 +38,8 @@ interface State {
   /** For MX loop detection: $myhostname and the addresses of inet_interfaces / proxy_interfaces. */
   myhostname: string;
   own: Set<string>;
+  /** smtp_generic_maps, when set. */
+  generic: GenericMaps | null;
 }
 
 /**
@@ -65,6 +70,10 @@ const PARAMS = {
   'smtp_send_xforward_command': 'bool',
   'myhostname': 'str',
   'proxy_interfaces': 'list',
+  'smtp_generic_maps': 'list',
+  'myorigin': 'str',
+  'mydestination': 'list',
+  'recipient_delimiter': 'str',
 } as const;
 
 function init(ctx: ServiceContext<typeof PARAMS>): State {
@@ -111,7 +120,23 @@ function init(ctx: ServiceContext<typeof PARAMS>): State {
     service: ctx.service,
     myhostname: p.myhostname.toLowerCase(),
     own: ownAddresses(p.inet_interfaces, p.proxy_interfaces),
+    generic: genericMaps(p),
   };
+}
+
+/** smtp_generic_maps: the user form is looked up for $myorigin, $mydestination and our [address] literals. */
+function genericMaps(p: ServiceContext<typeof PARAMS>['params']): GenericMaps | null {
+  if (p.smtp_generic_maps.length === 0) return null;
+  const local = new DomainList([p.myorigin, ...p.mydestination], false);
+  const own = ownAddresses(p.inet_interfaces, p.proxy_interfaces);
+  return new GenericMaps({
+    maps: p.smtp_generic_maps,
+    recipientDelimiter: p.recipient_delimiter,
+    localDomain: (d) => {
+      const lit = literalAddress(d);
+      return lit !== null ? own.has(lit) : local.has(d);
+    },
+  });
 }
 
 async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
@@ -137,10 +162,25 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   }
   let tls = await requestTls(s.tls, req, req.nexthop, parseNexthop(req.nexthop)?.name ?? req.nexthop);
   if (requireSecure) tls = stsTls(tls, s.tls.settings);
+  let body = content;
   const env = smtpEnvelope(req, content.length);
+  if (s.generic) {
+    try {
+      body = await s.generic.content(content);
+      env.size = body.length;
+      env.sender = await s.generic.address(env.sender);
+      env.recipients = await Promise.all(env.recipients.map((a) => s.generic!.address(a)));
+    } catch (e) {
+      if (!(e instanceof TableError)) throw e;
+      s.log.warn(`smtp_generic_maps: ${e.message}`);
+      const outcomes = req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: 'deferred', dsn: '4.3.0', reason: 'address mapping lookup failure', relay: 'none' }));
+      logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
+      return { queueId: req.queueId, outcomes };
+    }
+  }
   env.queueId = req.queueId;
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
-  const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, content, tls);
+  const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, body, tls);
   const outcomes = outcomesOf(req, result);
   logAll(s, req, outcomes, started, result.timings);
   // A failed handshake at level may does not count against the destination (SMTP_NOTHROTTLE).

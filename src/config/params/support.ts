@@ -183,6 +183,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'qmgr_fudge_factor',
   ],
   smtp: [
+    'smtp_generic_maps',
     // Outbound content lines longer than this are broken with CRLF SPACE (src/smtp/client.ts dotStuff).
     'smtp_line_length_limit',
     // SMTP AUTH to next hops (src/smtp/sasl-config.ts; the lmtp_ names for lmtp).
@@ -299,7 +300,7 @@ export const REFUSED: Readonly<Record<string, string>> = {
   lmtp_nested_header_checks: FILTER, lmtp_body_checks: FILTER,
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
   // Where mail goes and where it comes from.
-  smtp_generic_maps: ROUTE, lmtp_generic_maps: ROUTE,
+  lmtp_generic_maps: ROUTE,
   soft_bounce: 'mail would be bounced instead of kept in the queue',
   local_command_shell: 'commands would run under /bin/sh instead of the configured restricted shell',
 };
