@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { SmtpSink } from '../src/smtp/sink.js';
-import { SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
+import { freePort, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 
 const MESSAGE = [
   'From: Root <root@box.local>',
@@ -76,5 +76,34 @@ describe('smtp_generic_maps', () => {
     assert.match(text, /^Subject: root@box\.local stays in the subject\r$/m);
     assert.match(text, /^root@box\.local stays in the body too\.\r$/m);
     await server.waitForLog(/: to=<x@box\.local>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, .*status=sent/, 10_000);
+  });
+});
+
+describe('smtp_generic_maps whose table fails', () => {
+  let server: TestServer;
+  const sink = new SmtpSink({ keepMessages: true });
+  before(async () => {
+    const sinkPort = await sink.listen(0);
+    // A tcp: table on a port nobody listens on: every lookup fails.
+    server = await startServer({ sinkPort, mainCf: { smtp_generic_maps: `tcp:127.0.0.1:${await freePort()}` } });
+  });
+  after(async () => {
+    await server?.stop();
+    await sink.close();
+  });
+  test('the delivery is deferred (4.3.0), with a warning; nothing leaves unmapped', async () => {
+    const { smtp } = await SmtpDialogue.connect(server.port);
+    try {
+      assert.equal((await smtp.cmd('EHLO client.test')).code, 250);
+      assert.equal((await smtp.cmd('MAIL FROM:<root@box.local>')).code, 250);
+      assert.equal((await smtp.cmd('RCPT TO:<friend@remote.example>')).code, 250);
+      assert.equal((await smtp.cmd('DATA')).code, 354);
+      assert.equal((await smtp.cmd(`${MESSAGE}.`)).code, 250);
+    } finally {
+      smtp.close();
+    }
+    await server.waitForLog(/warning: smtp_generic_maps: /, 20_000);
+    await server.waitForLog(/: to=<friend@remote\.example>, relay=none, .*dsn=4\.3\.0, status=deferred \(address mapping lookup failure\)/, 20_000);
+    assert.equal(sink.messages.length, 0);
   });
 });
