@@ -490,6 +490,9 @@ describe('active.ts + message.ts (through QueueManager): a message read in slice
       const raw = open({ path: join(dir, STORE_FILE), maxDbs: 16 });
       await raw.openDB('content', { encoding: 'binary' }).remove('NOBODY');
       await raw.close();
+      // The store's read snapshot may predate that other writer's commit for an event turn or two.
+      const deadline = Date.now() + 20_000;
+      while ('content' in agentContent(store, request) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       assert.deepEqual(agentContent(store, request), { damaged: 'missing' });
       await store.remove('NOBODY');
       assert.deepEqual(agentContent(store, request), { vanished: true });
