@@ -337,7 +337,7 @@ async function main(): Promise<void> {
   // authorized_submit_users (Postfix checks it in sendmail and again in postdrop; root too).
   if (!config.submitAcl.trim().toLowerCase().startsWith('static:')) {
     const { ACL_REFUSALS, userAclDenied } = await import('../src/system/user-acl.js');
-    const denied = await userAclDenied(config.submitAcl, uid).catch((e: Error) => fatal(EX_TEMPFAIL, `authorized_submit_users: ${e.message}`));
+    const denied = await userAclDenied(config.submitAcl).catch((e: Error) => fatal(EX_TEMPFAIL, `authorized_submit_users: ${e.message}`));
     if (denied !== null) fatal(EX_NOPERM, `User ${denied}(${uid}) ${ACL_REFUSALS.submit}`);
   }
   let dir: string;

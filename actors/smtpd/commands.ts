@@ -167,7 +167,8 @@ function handle(c: Conn, cmd: Line): void {
   if (!handler) {
     // Not SMTP at all (smtpd_forbidden_commands, or a header line): Postfix's goodbye and hang-up.
     const forbidden = o.postactorForbidden;
-    const word = cmd.text.slice(0, cmd.text.indexOf(' ') < 0 ? undefined : cmd.text.indexOf(' '));
+    const sp = cmd.text.indexOf(' ');
+    const word = sp < 0 ? cmd.text : cmd.text.slice(0, sp);
     if (forbidden && nonSmtpCommand(word, forbidden.commands)) {
       log.warn(`non-SMTP command from ${forbidden.namaddr(c.session)}: ${escapeBytes(cmd.line).slice(0, 100)}`);
       c.send(221, '2.7.0 Error: I can break rules, too. Goodbye.', verb);

@@ -151,6 +151,7 @@ export const POLICY_PARAMS = {
   'multi_recipient_bounce_reject_code': 'int',
   'permit_mx_backup_networks': 'str',
   'maps_rbl_domains': 'list',
+  'mail_name': 'str',
 } as const;
 type PolicyParams = Params<typeof POLICY_PARAMS>;
 
@@ -600,7 +601,7 @@ export class SmtpdPolicy {
         return async (r, s) => {
           if (!warnedMapsRbl) {
             warnedMapsRbl = true;
-            this.log.warn('support for restriction "reject_maps_rbl" will be removed from Postfix; use "reject_rbl_client domain-name" instead');
+            this.log.warn(`support for restriction "reject_maps_rbl" will be removed from ${this.p.mail_name}; use "reject_rbl_client domain-name" instead`);
           }
           for (const z of zones) {
             const a = await z(r, s);

@@ -11,12 +11,12 @@
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 
-/** The denied user's name, or null when the list lets the caller in. */
-export async function userAclDenied(acl: string, uid: number): Promise<string | null> {
+/** The calling user's name if the list keeps them out, or null when it lets them in. */
+export async function userAclDenied(acl: string): Promise<string | null> {
   if (acl.trim().toLowerCase().startsWith('static:')) return null;
   let name = 'unknown';
   try {
-    if (uid === (process.getuid?.() ?? -1)) name = userInfo().username || 'unknown';
+    name = userInfo().username || 'unknown';
   } catch {
     // no passwd entry: "unknown", which a list may name ("!unknown")
   }
@@ -69,6 +69,6 @@ export async function queueAclRefusal(kind: 'mailq' | 'flush', acl: string, mail
   if (uid === 0) return null;
   const { userByName } = await import('./passwd.js');
   if (userByName(mailOwner)?.uid === uid) return null;
-  const denied = await userAclDenied(acl, uid);
+  const denied = await userAclDenied(acl);
   return denied === null ? null : `User ${denied}(${uid}) ${ACL_REFUSALS[kind]}`;
 }

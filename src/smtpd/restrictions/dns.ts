@@ -64,12 +64,14 @@ export class PolicyDns {
    * NODATA alike, as Postfix's dns_lookup; `error` is the resolver's words for a failure.
    */
   async servers(domain: string, type: 'mx' | 'ns'): Promise<{ status: 'ok'; hosts: string[] } | { status: 'nullmx' | 'notfound' } | { status: 'error'; error: string }> {
+    if (type === 'mx') {
+      const mx = await this.mxList(domain);
+      if ('error' in mx) return { status: 'error', error: mx.error };
+      if (mx.nullMx) return { status: 'nullmx' };
+      return mx.hosts.length === 0 ? { status: 'notfound' } : { status: 'ok', hosts: mx.hosts.map((m) => m.exchange) };
+    }
     try {
-      if (type === 'ns') return { status: 'ok', hosts: await this.resolver.resolveNs(domain) };
-      const mx = (await this.resolver.resolveMx(domain)).sort((a, b) => a.priority - b.priority);
-      // RFC 7505: a single MX with the root as exchange says "no mail here".
-      if (mx.length === 1 && (mx[0]!.exchange === '' || mx[0]!.exchange === '.')) return { status: 'nullmx' };
-      return { status: 'ok', hosts: mx.map((m) => m.exchange) };
+      return { status: 'ok', hosts: await this.resolver.resolveNs(domain) };
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === dnsp.NOTFOUND || code === dnsp.NODATA) return { status: 'notfound' };
@@ -78,16 +80,18 @@ export class PolicyDns {
   }
 
   /**
-   * A domain's MX hosts by preference (permit_mx_backup): none for NXDOMAIN, NODATA or a null MX;
-   * `temporary` when the answer may come later.
+   * A domain's MX hosts by preference: none for NXDOMAIN, NODATA or a null MX (`nullMx` tells
+   * which); `temporary` when the answer may come later.
    */
-  async mxList(domain: string): Promise<{ hosts: { exchange: string; priority: number }[] } | { error: string; temporary: boolean }> {
+  async mxList(domain: string): Promise<{ hosts: { exchange: string; priority: number }[]; nullMx: boolean } | { error: string; temporary: boolean }> {
     try {
       const mx = (await this.resolver.resolveMx(domain)).sort((a, b) => a.priority - b.priority);
-      return { hosts: mx.filter((m) => m.exchange !== '' && m.exchange !== '.') };
+      // RFC 7505: a single MX with the root as exchange says "no mail here".
+      const nullMx = mx.length === 1 && (mx[0]!.exchange === '' || mx[0]!.exchange === '.');
+      return { hosts: nullMx ? [] : mx, nullMx };
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === dnsp.NOTFOUND || code === dnsp.NODATA) return { hosts: [] };
+      if (code === dnsp.NOTFOUND || code === dnsp.NODATA) return { hosts: [], nullMx: false };
       const error = dnsError(code);
       return { error, temporary: error === 'Host not found, try again' };
     }

@@ -14,6 +14,8 @@
  *  - A temporary DNS failure turns a later reject into 450 4.4.4 (DEFER_IF_REJECT); no MX record
  *    at all leaves the decision to the restrictions that follow.
  */
+import { domainToASCII } from 'node:url';
+
 import { canonicalIp, literalAddress } from '../../address/interfaces.js';
 import type { NetworkList } from '../../net/networks.js';
 import type { PolicyDns } from './dns.js';
@@ -41,7 +43,7 @@ export function permitMxBackup(c: MxBackupContext): Restriction {
     if (at < 0) return DUNNO;
     let domain = r.recipient.slice(at + 1).replace(/\.$/, '');
     if (!domain || literalAddress(domain) !== null || domain.startsWith('[')) return DUNNO;
-    if (!/^[\x00-\x7f]*$/.test(domain)) domain = new URL(`http://${domain}/`).hostname;
+    if (!/^[\x00-\x7f]*$/.test(domain)) domain = domainToASCII(domain) || domain;
     const dns = c.dns();
     const mx = await dns.mxList(domain);
     if ('error' in mx) {
