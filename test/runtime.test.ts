@@ -117,18 +117,35 @@ test('WARM_REQUEST starts a cold pool\'s thread, and the requests that follow us
   }
 });
 
-test('a pool with a minimum keeps that many threads while idle (cleanup\'s warm thread)', async () => {
+test('a pool with a minimum keeps it while in use, and lets it end after max_idle unused (cleanup\'s warm thread)', async () => {
   const p = new ServicePool({
-    service: 'warm', filename: new URL('slow-task.mjs', fixtures).href, threads: 3, minThreads: 1, idleMs: 200,
+    service: 'warm', filename: new URL('slow-task.mjs', fixtures).href, threads: 3, minThreads: 1, idleMs: 300,
     concurrency: 4, maxQueue: 100, workerData: null, throttleSeconds: 60,
   });
+  const until = async (cond: () => boolean, what: string, work?: () => Promise<unknown>) => {
+    const deadline = Date.now() + 20_000;
+    while (!cond() && Date.now() < deadline) {
+      await (work ? work() : new Promise((r) => setTimeout(r, 50)));
+    }
+    assert.ok(cond(), what);
+  };
   try {
-    assert.equal(p.threads, 1);
+    assert.equal(p.threads, 1, 'the minimum starts at once');
     const replies = await Promise.all([1, 2, 3].map((value) => p.run<{ thread: number }>({ value, ms: 3000 })));
     assert.equal(new Set(replies.map((r) => r.thread)).size, 3, 'grown to maxproc under concurrent requests');
-    const deadline = Date.now() + 10_000;
-    while (p.threads > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    assert.equal(p.threads, 1, 'shrunk back to its minimum');
+    // A request every 100 ms (under max_idle) keeps the service in use: the pool shrinks to its
+    // minimum and no further.
+    let ones = 0;
+    const trickle = async () => { ones++; await p.run({ value: 0 }); await new Promise((r) => setTimeout(r, 100)); };
+    await until(() => p.threads === 1, 'shrunk back to its minimum while in use', trickle);
+    const seen = ones;
+    await until(() => ones >= seen + 10, 'ten more requests', trickle);
+    assert.equal(p.threads, 1, 'the minimum is kept while the service is in use');
+    // Unused for max_idle: the minimum ends too.
+    await until(() => p.threads === 0, 'no thread once the service has been unused for max_idle');
+    // The next request starts one again, and the minimum holds while the service is used.
+    assert.equal((await p.run<{ echo: number }>({ value: 5 })).echo, 5);
+    assert.equal(p.threads, 1);
   } finally {
     await p.close();
   }

@@ -8,7 +8,9 @@
  * they have been idle, whoever their requests came from.
  *
  * Threads start lazily (memory follows work, not master.cf): a pool keeps `minThreads` threads
- * (0 for services off the client's path, 1 for cleanup: actors/master/services.ts), starts
+ * while its service is in use (0 for services off the client's path, 1 for cleanup:
+ * actors/master/services.ts; a service unused for max_idle lets even those end, as every idle
+ * Postfix daemon exits, and keeps none until its next request or warm request), starts
  * one more when its least busy thread already holds `spreadAt` requests or it has none (for
  * direct channels the client asks: a `grow` frame), up to maxproc, and ends a thread that had no
  * request for `idleMs` (Postfix's max_idle: a daemon process exits after that long without a
@@ -38,9 +40,12 @@ export interface PoolOptions {
   filename: string;
   /** maxproc: the most threads. */
   threads: number;
-  /** Threads kept even when idle (default: all of them, started at once). */
+  /** Threads kept while the service is in use (default: all of them, started at once). */
   minThreads?: number;
-  /** A thread idle this long ends (down to minThreads); default: never. */
+  /**
+   * A thread idle this long ends (down to minThreads; the last of those too, and the pool goes
+   * cold until its next request: `cold` below); default: never.
+   */
   idleMs?: number;
   /** Another thread starts (up to maxproc) once every thread holds this many requests (default 1: at once). */
   spreadAt?: number;
@@ -77,6 +82,8 @@ interface PoolThread {
   ending: boolean;
   /** It said `ended`: its exit is no crash. */
   ended: boolean;
+  /** It said `idle` (max_idle without a request) and the master carried it none since. */
+  saidIdle?: boolean;
   startedAt: number;
   /** Requests the master carried to it and awaits. */
   pending: Map<number, Waiting>;
@@ -97,6 +104,11 @@ export class ServicePool {
   private closed = false;
   private replenishTimer: NodeJS.Timeout | null = null;
   private readonly minThreads: number;
+  /**
+   * Unused for idleMs: the minimum is not kept (a Postfix daemon idle for max_idle exits, and
+   * the next client waits for a new one). A request, a warm request or a client's grow ends it.
+   */
+  private cold = false;
   private readonly spreadAt: number;
   /** Carries the threads' own requests to other services (set when the router adds the pool). */
   private router: Router | null = null;
@@ -136,6 +148,7 @@ export class ServicePool {
       this.busy++;
       return Promise.reject(new ServiceError('BUSY', `${this.options.service}: mailbox full`));
     }
+    this.cold = false;
     return new Promise<T>((resolve, reject) => {
       this.waiting.push({ body, transfer, resolve: resolve as (v: unknown) => void, reject });
       this.pump();
@@ -165,6 +178,7 @@ export class ServicePool {
   /** A client's channels are all loaded (spreadAt in flight): one more thread, if maxproc allows. */
   grow(): void {
     if (this.closed || this.throttled) return;
+    this.cold = false;
     if (this.live().length < this.options.threads && !this.starting()) this.start();
   }
 
@@ -205,6 +219,7 @@ export class ServicePool {
       const w = this.waiting.shift()!;
       const id = best.nextId++;
       best.pending.set(id, w);
+      best.saidIdle = false;
       best.port.postMessage({ k: 'req', id, body: w.body } satisfies PoolFrame, w.transfer ?? []);
     }
   }
@@ -243,8 +258,15 @@ export class ServicePool {
         return this.pump();
       }
       case 'idle':
-        // Down to minThreads; the thread asks again after its next request.
-        if (!t.ending && this.live().length > this.minThreads) this.end(t);
+        // Down to minThreads; the thread asks again after its next request. The last of the
+        // minimum idle for max_idle: nobody used the service since, so it ends too.
+        if (t.ending) return;
+        if (this.live().length > this.minThreads) return this.end(t);
+        t.saidIdle = true;
+        if (this.live().every((o) => o.saidIdle)) {
+          this.cold = true;
+          for (const o of this.live()) this.end(o);
+        }
         return;
       case 'ended':
         t.ended = true;
@@ -278,6 +300,7 @@ export class ServicePool {
    * so that the request coming (smtpd: at the first accepted recipient) does not wait for it.
    */
   warm(): void {
+    this.cold = false;
     if (this.closed || this.throttled || this.live().length > 0) return;
     this.start();
   }
@@ -312,7 +335,7 @@ export class ServicePool {
       this.replenishTimer.unref();
       return;
     }
-    while (this.live().length < this.minThreads) this.start();
+    while (this.live().length < (this.cold ? 0 : this.minThreads)) this.start();
   }
 
   private crashed(error: Error): void {

@@ -482,10 +482,11 @@ export async function sendRaw(port: number, from: string, to: string[], message:
 }
 
 /** The worker threads of process `pid`, by their names in /proc/PID/task/TID/comm (src/runtime/thread-name.ts). */
-export function workerThreads(pid: number): number {
+export function workerThreads(pid: number, except: string[] = []): number {
   return readdirSync(`/proc/${pid}/task`).filter((tid) => {
     try {
-      return isWorkerThreadName(readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim());
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      return isWorkerThreadName(name) && !except.includes(name);
     } catch {
       return false;
     }
