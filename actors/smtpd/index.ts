@@ -57,8 +57,16 @@ import { AUTHORIZED_HOSTS_PARAMS, authorizedHosts, type Reply } from '../../src/
 import { installEtrn, type EtrnHooks } from './etrn.js';
 import { FLUSH_CLIENT_PARAMS, FlushClient } from '../../src/flush/client.js';
 import { CHAT_PARAMS, chatSettings, installChat, sessionMacros } from './chat.js';
+import { ByteBudget } from '../../src/runtime/byte-budget.js';
 
 const log = maillog('smtpd');
+/**
+ * The content budget of one smtpd thread (src/runtime/byte-budget.ts): 32 MiB of messages between
+ * end of DATA and cleanup's answer, counted for messages of CONTENT_BUDGET_FROM bytes or more
+ * (smaller ones are no memory risk, and skip the wait's cost).
+ */
+const CONTENT_BUDGET_BYTES = 32 * 1024 * 1024;
+const CONTENT_BUDGET_FROM = 256 * 1024;
 
 /**
  * What smtpd reads, once per thread with the registry's types: this module's parameters, and
@@ -184,6 +192,9 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
   const queueSpace = new QueueSpace(queueDirectory(config), p.queue_minfree, sizeLimit);
   const contentFilter = p.content_filter.trim();
   const spoolDir = join(p.queue_directory, 'smtpd');
+  // Bytes of content this thread holds between end of DATA and cleanup's answer: a burst of
+  // large messages ending together waits its turn instead of multiplying memory (byte-budget.ts).
+  const contentBudget = new ByteBudget(CONTENT_BUDGET_BYTES);
   const bareNewline = bareNewlineFrom(config, p);
   const inFlowDelay = p.in_flow_delay * 1000;
   const peernameLookup = p.smtpd_peername_lookup;
@@ -630,6 +641,8 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
       // The content as it arrives: memory up to a small threshold, then a spool file (spool.ts).
       const spool = new Spool(spoolDir, sizeLimit);
       let failed = false;
+      /** Gives back this message's share of the content budget (once it holds one). */
+      let giveBack = (): void => undefined;
       spool.on('error', (err: Error) => {
         failed = true;
         log.warn(`${state.queueId}: spool file write error: ${err.message}`);
@@ -656,7 +669,13 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
           void spool.release();
           return callback(refuse(451, '4.3.0 Error: queue file write error'));
         }
-        void endOfData(total).then(async (err) => {
+        // A large message waits for its share of the thread's content budget (byte-budget.ts)
+        // before it is read back from its spool file and handed on.
+        const held = total >= CONTENT_BUDGET_FROM ? contentBudget.acquire(total) : null;
+        void (held ?? Promise.resolve(null)).then((release) => {
+          if (release) giveBack = release;
+          return endOfData(total);
+        }).then(async (err) => {
           if (err) return finish(err);
           const effects = effectsOf(state, session);
           // DISCARD: claim delivery, queue nothing (the action was logged when it matched).
@@ -678,6 +697,7 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
 
       function finish(err: Error | null, text?: string): void {
         void spool.release();
+        giveBack();
         callback(err, text);
       }
 
