@@ -30,12 +30,16 @@ async function main(): Promise<void> {
 
 main().catch((err: Error) => fatal(PROG, err.message));
 
-/** authorized_mailq_users: "User NAME(UID) is not allowed to view the mail queue", exit 77 (EX_NOPERM). */
+/**
+ * authorized_mailq_users: "User NAME(UID) is not allowed to view the mail queue", exit 77
+ * (EX_NOPERM). Postfix's mailq is sendmail -bp, which runs `postqueue -p`, and postqueue refuses:
+ * the message reads "postqueue: fatal: …" there, so it does here.
+ */
 async function queueAcl(config: { acl?: string; mailOwner?: string }): Promise<void> {
   if (!config.acl || config.acl.trim().toLowerCase().startsWith('static:')) return;
   const { queueAclRefusal } = await import('../src/system/user-acl.js');
   const refusal = await queueAclRefusal('mailq', config.acl, config.mailOwner ?? 'postfix');
-  if (refusal) fatal(PROG, refusal, 77);
+  if (refusal) fatal('postqueue', refusal, 77);
 }
 
 /** A stopped system's store gets the deep check before it is read (a damaged page is a fatal message, not a crash). */
