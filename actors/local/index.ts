@@ -45,7 +45,7 @@ import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protoc
 import { report, type AgentContext } from '../../src/delivery/agent.js';
 import { formatDelays, logDelivery } from '../../src/delivery/log.js';
 import { mailCopy, setEnableOriginalRecipient } from '../../src/delivery/copy.js';
-import { runCommand } from '../../src/delivery/command.js';
+import { commandArgv, runCommand } from '../../src/delivery/command.js';
 import type { LockSettings } from '../../src/delivery/mailbox.js';
 import { Locker } from '../../src/delivery/locker.js';
 import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
@@ -344,7 +344,7 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
     const input = mailCopy(content, { flags: new Set(['F', 'R', 'O', 'D']), eol: '\n', sender: req.sender, originalRecipient: orcpt, deliveredTo: address, now: new Date() });
     const attrs: Record<string, string> = { home: pw.home, user: pw.name, shell: pw.shell, local: t.user, extension: split?.ext ?? '', recipient_delimiter: split ? s.delimiter : '', recipient: address, domain: at < 0 ? '' : address.slice(at + 1), sender: req.sender };
     const r = await runCommand({
-      argv: ['/bin/sh', '-c', expandAttrs(s.mailboxCommand, attrs)], input, timeLimitMs: s.params.command_time_limit * 1000, cwd: existsSync(pw.home) ? pw.home : '/',
+      argv: commandArgv(expandAttrs(s.mailboxCommand, attrs), s.params.local_command_shell), input, timeLimitMs: s.params.command_time_limit * 1000, cwd: existsSync(pw.home) ? pw.home : '/',
       env: { PATH: '/usr/bin:/bin', HOME: pw.home, USER: pw.name, LOGNAME: pw.name, SHELL: pw.shell, SENDER: req.sender, RECIPIENT: address, ORIGINAL_RECIPIENT: orcpt, LOCAL: t.user, EXTENSION: split?.ext ?? '', DOMAIN: at < 0 ? '' : address.slice(at + 1) },
       ...(as ? { uid: as.uid, gid: as.gid } : {}),
     });

@@ -229,7 +229,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'inet_protocols', 'inet_interfaces', 'tls_eecdh_auto_curves', 'tls_ffdhe_auto_groups', 'tls_ssl_options',
   ],
   local: [
-    'alias_maps', 'allow_mail_to_commands', 'allow_mail_to_files', 'command_time_limit',
+    'alias_maps', 'allow_mail_to_commands', 'allow_mail_to_files', 'command_time_limit', 'local_command_shell',
     'default_privs', 'deliver_lock_attempts', 'deliver_lock_delay', 'fallback_transport',
     'fallback_transport_maps', 'forward_path', 'home_mailbox', 'ipc_timeout', 'luser_relay',
     'mail_spool_directory', 'mailbox_command', 'mailbox_delivery_lock', 'mailbox_size_limit',
@@ -302,7 +302,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   // Where mail goes and where it comes from.
   lmtp_generic_maps: ROUTE,
   soft_bounce: 'mail would be bounced instead of kept in the queue',
-  local_command_shell: 'commands would run under /bin/sh instead of the configured restricted shell',
 };
 
 /**
