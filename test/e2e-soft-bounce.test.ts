@@ -1,7 +1,8 @@
 /**
  * soft_bounce = yes end to end, on a real server (child process): what would be bounced stays
  * in the queue, deferred, and what would be refused for good is refused for now.
- *   - delivery: a next hop's 550 to RCPT and local(8)'s unknown user are logged
+ *   - delivery: a next hop's 550 to RCPT, local(8)'s unknown user and qmgr's own failures
+ *     (relocated_maps, a transport_maps error: entry) are logged
  *     "dsn=4.x.x, status=SOFTBOUNCE (reason unchanged)", the message stays (postqueue -p shows
  *     it with the reason) and no non-delivery notice is sent;
  *   - smtp client: the first of two MX hosts answering 550 keeps the recipient for the second,
@@ -93,7 +94,8 @@ describe('soft_bounce = yes', () => {
       'mx2.twomx.test': { A: ['127.0.0.3'] },
     });
     tables = mkdtempSync(join(tmpdir(), 'pa-soft-bounce-'));
-    writeFileSync(join(tables, 'transport'), `twomx.test smtp:twomx.test:${mxPort}\n`);
+    writeFileSync(join(tables, 'transport'), `twomx.test smtp:twomx.test:${mxPort}\nrefused.test error:5.7.1 we do not send there\n`);
+    writeFileSync(join(tables, 'relocated'), 'moved@local.test someone@new.example\n');
     writeFileSync(join(tables, 'aliases'), '');
     writeFileSync(join(tables, 'header_checks'), '/^Subject: reject-me/ REJECT\n');
     writeFileSync(join(tables, 'access.cidr'), '127.0.0.9 reject\n');
@@ -111,6 +113,9 @@ describe('soft_bounce = yes', () => {
         alias_maps: `texthash:${join(tables, 'aliases')}`,
         mail_spool_directory: join(tables, 'spool'),
         transport_maps: `texthash:${join(tables, 'transport')}`,
+        relocated_maps: `texthash:${join(tables, 'relocated')}`,
+        // qmgr's and error(8)'s bounces are under test, not smtpd's RCPT-time checks.
+        smtpd_reject_unlisted_recipient: 'no',
         header_checks: `regexp:${join(tables, 'header_checks')}`,
         postscreen_access_list: `cidr:${join(tables, 'access.cidr')}`,
         postscreen_denylist_action: 'enforce',
@@ -174,6 +179,16 @@ describe('soft_bounce = yes', () => {
     assert.match(line, /relay=local, .*dsn=4\.1\.1, status=SOFTBOUNCE \(unknown user: "nosuch"\)$/);
     await queuedWithReason(server, id, /\(unknown user: "nosuch"\)/);
     assert.ok(!server.logLines().some((l) => l.includes(`${id}: sender non-delivery notification`)), 'no bounce');
+  });
+
+  test('qmgr\'s own bounces (relocated: 5.1.6, transport error:5.7.1) are SOFTBOUNCEd with class 4 and kept', async () => {
+    const moved = queuedId(await sendRaw(server.port, 'sender@example.org', ['moved@local.test'], rfc822({ Subject: 'moved' }, 'kept\n')));
+    const refused = queuedId(await sendRaw(server.port, 'sender@example.org', ['user@refused.test'], rfc822({ Subject: 'refused' }, 'kept\n')));
+    assert.match(await server.waitForLog(new RegExp(`${moved}: to=<moved@local\\.test>, relay=`), 20_000), /relay=none, .*dsn=4\.1\.6, status=SOFTBOUNCE \(User has moved to someone@new\.example\)$/);
+    assert.match(await server.waitForLog(new RegExp(`${refused}: to=<user@refused\\.test>, relay=`), 20_000), /relay=none, .*dsn=4\.7\.1, status=SOFTBOUNCE \(we do not send there\)$/);
+    await queuedWithReason(server, moved, /\(User has moved to someone@new\.example\)/);
+    await queuedWithReason(server, refused, /\(we do not send there\)/);
+    assert.ok(!server.logLines().some((l) => l.includes(`${moved}: sender non-delivery notification`) || l.includes(`${refused}: sender non-delivery notification`)), 'no bounce');
   });
 
   test('smtpd: a relay refusal goes out as 454 4.7.1 and is logged so; syntax errors 501 5.1.3 / 501 5.5.4 as 401 4.1.3 / 401 4.5.4; an unknown command 500 5.5.2 as 400 4.5.2', async () => {

@@ -585,7 +585,7 @@ export class SmtpClient {
     // refused recipient one (smtp_rcpt_fail).
     let bulk = false;
     for (const r of kept) {
-      const whole = result.kind === 'message-failure' && result.reason !== undefined && result.reason.includes(replyToString(r.reply));
+      const whole = result.kind === 'message-failure' && result.reason !== undefined && (result.local === true || result.reason.includes(replyToString(r.reply)));
       if (!whole) this.opts.onInfo(`${id}: ${saidText(h, r.reply, 'RCPT TO')}`);
       else if (!bulk) this.opts.onInfo(`${id}: ${result.reason}`);
       bulk ||= whole;
