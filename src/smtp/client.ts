@@ -586,7 +586,7 @@ export class SmtpClient {
     let bulk = false;
     for (const r of kept) {
       const whole = result.kind === 'message-failure' && result.reason !== undefined && (result.local === true || result.reason.includes(replyToString(r.reply)));
-      if (!whole) this.opts.onInfo(`${id}: ${saidText(h, r.reply, 'RCPT TO')}`);
+      if (!whole) this.opts.onInfo(`${id}: ${saidText(h, r.reply, r.afterData ? 'end of DATA' : 'RCPT TO')}`);
       else if (!bulk) this.opts.onInfo(`${id}: ${result.reason}`);
       bulk ||= whole;
     }
