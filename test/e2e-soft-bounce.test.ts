@@ -202,6 +202,10 @@ describe('soft_bounce = yes', () => {
       assert.equal((await smtp.cmd('RCPT TO:<bad address')).line, '401 4.1.3 Bad recipient address syntax');
       assert.equal((await smtp.cmd('VRFY')).line, '401 4.5.4 Syntax: VRFY address');
       assert.equal((await smtp.cmd('BOGUS')).line, '400 4.5.2 Error: command not recognized');
+      // The smtp-server library's own refusals go out the same way.
+      assert.match((await smtp.cmd('MAIL FROM:<again@client.test>')).line, /^403 4\.5\.1 /);
+      assert.equal((await smtp.cmd('RSET')).code, 250);
+      assert.match((await smtp.cmd('DATA')).line, /^403 4\.5\.1 /);
       await smtp.cmd('QUIT').catch(() => undefined);
     } finally {
       smtp.close();
