@@ -44,6 +44,7 @@ import { splitExtension } from '../../src/maps/index.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { report, type AgentContext } from '../../src/delivery/agent.js';
 import { formatDelays, logDelivery } from '../../src/delivery/log.js';
+import { bounceOrDefer, softBounceOf } from '../../src/delivery/soft-bounce.js';
 import { mailCopy, setEnableOriginalRecipient } from '../../src/delivery/copy.js';
 import { commandArgv, runCommand } from '../../src/delivery/command.js';
 import type { LockSettings } from '../../src/delivery/mailbox.js';
@@ -159,6 +160,9 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const content = 'content' in read ? read.content : undefined;
   const outcomes: RecipientOutcome[] = [];
   const passedOn: RecipientOutcome[] = [];
+  // soft_bounce: an expansion's bounced address is kept as a deferral, and so is the recipient
+  // it came from (the rest goes through report()).
+  const soft = softBounceOf(s.ctx.config);
   for (const r of req.recipients) {
     let res: Result;
     if (!content) res = fail('4.3.0', 'queue file vanished');
@@ -176,10 +180,11 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
       const delays = formatDelays(req.arrival, req.activated, started, { connect: 0, transmit: 0 }, Date.now());
       for (const l of leaves) {
         const { passed: _p, leaves: _l, ...lo } = l.result;
-        logDelivery(s.ctx.log, req.queueId, { address: l.address, original: l.original }, { index: r.index, relay: s.ctx.service, ...lo }, delays);
+        logDelivery(s.ctx.log, req.queueId, { address: l.address, original: l.original }, bounceOrDefer({ index: r.index, relay: s.ctx.service, ...lo }, soft, req.verify), delays);
       }
     }
-    (passed || leaves?.length ? passedOn : outcomes).push({ index: r.index, relay: s.ctx.service, ...o });
+    if (passed || leaves?.length) passedOn.push(bounceOrDefer({ index: r.index, relay: s.ctx.service, ...o }, soft, req.verify));
+    else outcomes.push({ index: r.index, relay: s.ctx.service, ...o });
   }
   // A passed-on recipient was logged by the transport that delivered it, an expansion's deliveries above.
   const reply = report(s.ctx, req, outcomes, started);

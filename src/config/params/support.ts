@@ -40,6 +40,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'virtual_mailbox_maps', 'alias_database', 'empty_address_recipient', 'default_database_type',
     // Set-id commands only (src/config/locate.ts), as Postfix's postdrop/postqueue.
     'alternate_config_directories', 'multi_instance_directories',
+    // The delivery agents, qmgr, cleanup, smtpd, postscreen, qmqpd, milters (src/delivery/soft-bounce.ts).
+    'soft_bounce',
   ],
   // inet_interfaces, inet_protocols: where bare-port inet services listen (master/listen.ts).
   master: ['default_process_limit', 'service_throttle_time', 'max_idle', 'inet_interfaces', 'inet_protocols', 'proxy_read_maps', 'mail_spool_directory', 'anvil_rate_time_unit', 'anvil_status_update_time'],
@@ -301,7 +303,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
   // Where mail goes and where it comes from.
   lmtp_generic_maps: ROUTE,
-  soft_bounce: 'mail would be bounced instead of kept in the queue',
 };
 
 /**
