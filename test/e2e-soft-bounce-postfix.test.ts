@@ -1,7 +1,8 @@
 /**
  * soft_bounce = yes side by side with Debian's Postfix (bench/postfix-peer.sh): the same SMTP
  * dialogue gets the same reply lines (a restriction's reject with its footer, an unknown
- * command, a nested MAIL: every 5 made 4), the reject log line (from the first test's
+ * command, a nested MAIL, DATA without a valid recipient, HELO and VRFY without an argument:
+ * every 5 made 4), the reject log line (from the first test's
  * dialogue) shows the same softened reply, and
  * a next hop's 550 to RCPT is logged with the same "dsn=4.1.1, status=SOFTBOUNCE (…)".
  */
@@ -29,6 +30,10 @@ async function dialogue(port: number): Promise<string[]> {
     await say('RCPT TO:<blocked@example.com>');
     await say('FOO');
     await say('MAIL FROM:<again@client.test>');
+    // DATA in a transaction without a valid recipient, HELO and VRFY without their argument.
+    await say('DATA');
+    await say('HELO');
+    await say('VRFY');
     await say('QUIT');
   } finally {
     smtp.close();

@@ -200,7 +200,7 @@ describe('soft_bounce = yes', () => {
       const r = await smtp.cmd('RCPT TO:<user@elsewhere.test>');
       assert.equal(r.line, '454 4.7.1 <user@elsewhere.test>: Relay access denied');
       assert.equal((await smtp.cmd('RCPT TO:<bad address')).line, '401 4.1.3 Bad recipient address syntax');
-      assert.equal((await smtp.cmd('VRFY')).line, '401 4.5.4 Syntax: VRFY address');
+      assert.equal((await smtp.cmd('VRFY')).line, '401 4.5.4 Syntax: VRFY address [SMTPUTF8]');
       assert.equal((await smtp.cmd('BOGUS')).line, '400 4.5.2 Error: command not recognized');
       // The smtp-server library's own refusals go out the same way.
       assert.match((await smtp.cmd('MAIL FROM:<again@client.test>')).line, /^403 4\.5\.1 /);
