@@ -53,6 +53,9 @@ let library: OnCommand | null = null;
 
 const NOOP = (): boolean => false;
 
+/** C's isspace() in the C locale: space, \t, \n, \v, \f, \r. */
+const isSpace = (b: number): boolean => b === 0x20 || (b >= 0x09 && b <= 0x0d);
+
 class Line implements Command {
   text: string;
   verb = '';
@@ -64,11 +67,21 @@ class Line implements Command {
     this.setLine(line);
   }
 
-  setLine(line: Buffer): void {
+  setLine(raw: Buffer): void {
+    // As Postfix's smtpd reads a command: the line ends at a NUL (a C string), and its tokenizer
+    // skips white space before the verb and splits words at any white space.
+    let line = raw;
+    const nul = line.indexOf(0);
+    if (nul >= 0) line = line.subarray(0, nul);
+    let start = 0;
+    while (start < line.length && isSpace(line[start]!)) start++;
+    if (start > 0) line = line.subarray(start);
     this.line = line;
     const text = line.toString();
     this.text = text;
-    const sp = text.indexOf(' ');
+    let sp = text.indexOf(' ');
+    const tab = text.indexOf('\t');
+    if (tab >= 0 && (sp < 0 || tab < sp)) sp = tab;
     const word = sp < 0 ? text : text.slice(0, sp);
     let ascii = true;
     for (let i = 0; i < word.length; i++) {
@@ -163,6 +176,12 @@ function handle(c: Conn, cmd: Line): void {
     const method = HANDLERS.get(verb);
     if (method === undefined) handler = c._isSupported(verb) ? c._getHandler(verb) : undefined;
     else if (!c._isDisabled(verb) && typeof c[method] === 'function') handler = c[method] as Handler;
+  }
+  if (!handler && cmd.text.length === 0) {
+    // A line with no word at all (empty, or only white space): Postfix's tokenizer finds nothing.
+    c.send(500, '5.5.2 Error: bad syntax', false);
+    setImmediate(done);
+    return;
   }
   if (!handler) {
     // Not SMTP at all (smtpd_forbidden_commands, or a header line): Postfix's goodbye and hang-up.

@@ -27,6 +27,7 @@ import { pathToFileURL } from 'node:url';
 import { threadId } from 'node:worker_threads';
 import { SMTPServer } from 'smtp-server';
 import type { Command } from '../../src/smtpd/command.js';
+import { envidValid } from './syntax.js';
 
 /** What the patched connection needs to know about this smtpd. */
 /** smtpd_milters' view of an unknown command: a reply that replaces the 500, or null. */
@@ -85,6 +86,11 @@ const TABLE = new Map<string, [number, string]>(Object.entries({
   'Error: send HELO/EHLO first': [503, '5.5.1 Error: send HELO/EHLO first'],
   'Error: too many recipients': [452, '4.5.3 Error: too many recipients'],
   'Error: Bad command parameter syntax': [555, '5.5.4 Unsupported option'],
+  'Error: Bad message size syntax': [501, '5.5.4 Bad message size syntax'],
+  // A DSN parameter given twice is a syntax error of that parameter in Postfix.
+  'Error: duplicate RET parameter': [501, '5.5.4 Bad RET parameter syntax'],
+  'Error: duplicate NOTIFY parameter': [501, '5.5.4 Error: Bad NOTIFY parameter syntax'],
+  'Error: duplicate ORCPT parameter': [501, '5.5.4 Error: Bad ORCPT parameter syntax'],
   // (Postfix's HELO and EHLO syntax replies have no enhanced status code.)
   'Error: syntax: EHLO hostname': [501, 'Syntax: EHLO hostname'],
   'Error: Syntax: HELO hostname': [501, 'Syntax: HELO hostname'],
@@ -260,6 +266,33 @@ export async function installDialect(): Promise<void> {
     else this.send(252, `2.0.0 ${arg.replace(/^<|>$/g, '').replace(/[\x00-\x1f\x7f]/g, '?')}`, false);
     callback();
   };
+  // MAIL and RCPT as Postfix's mail_cmd and rcpt_cmd take them, before the address is parsed:
+  // a nested MAIL, or RCPT without MAIL, first; then the FROM: / TO: keyword and something after
+  // it (smtpd_token.c splits the word at the colon), else Postfix's syntax reply.
+  for (const [verb, keyword, syntax] of [['MAIL', /^MAIL[ \t]+FROM:[ \t]*\S/i, '5.5.4 Syntax: MAIL FROM:<address>'], ['RCPT', /^RCPT[ \t]+TO:[ \t]*\S/i, '5.5.4 Syntax: RCPT TO:<address>']] as const) {
+    const original = proto[`handler_${verb}`] as (this: Conn, command: Buffer | string, callback: () => void) => void;
+    proto[`handler_${verb}`] = function (this: Conn, command: Buffer | string, callback: () => void) {
+      const inMail = Boolean((this.session.envelope as { mailFrom?: unknown }).mailFrom);
+      const line = String(command);
+      if (verb === 'MAIL' && inMail) this.send(503, 'Error: nested MAIL command');
+      else if (verb === 'RCPT' && !inMail) this.send(503, 'Error: need MAIL command');
+      else if (!keyword.test(line)) this.send(501, syntax, false);
+      // ENVID: one, valid xtext, printable (or tab) once decoded; smtp-server decodes it leniently.
+      else if (verb === 'MAIL' && !this._server.options.hideDSN && /[ \t]ENVID=/i.test(line) && !envidValid(line)) this.send(501, '5.5.4 Bad ENVID parameter syntax', false);
+      // (smtp-server's parser wants one space between the verb and its keyword.)
+      else return original.call(this, line.replace(/^(MAIL|RCPT)[ \t]+/i, '$1 '), callback);
+      return callback();
+    };
+  }
+  // RSET and DATA take no argument (Postfix's rset_cmd, data_cmd); NOOP and QUIT ignore theirs.
+  const rset = proto.handler_RSET as (this: Conn, command: Buffer | string, callback: () => void) => void;
+  proto.handler_RSET = function (this: Conn, command: Buffer | string, callback: () => void) {
+    if (/^RSET[ \t]*\S/i.test(String(command))) {
+      this.send(501, '5.5.4 Syntax: RSET', false);
+      return callback();
+    }
+    return rset.call(this, command, callback);
+  };
   // DATA without an accepted recipient: Postfix's smtpd says "need RCPT command" only outside a
   // transaction; after MAIL (every RCPT refused, or none sent) it is "no valid recipients".
   const data = proto.handler_DATA as (this: Conn, command: Buffer | string, callback: () => void) => void;
@@ -267,6 +300,10 @@ export async function installDialect(): Promise<void> {
     const envelope = this.session.envelope as { mailFrom?: unknown; rcptTo: unknown[] };
     if (envelope.rcptTo.length === 0 && envelope.mailFrom) {
       this.send(554, '5.5.1 Error: no valid recipients', false);
+      return callback();
+    }
+    if (envelope.rcptTo.length > 0 && /^DATA[ \t]*\S/i.test(String(command))) {
+      this.send(501, '5.5.4 Syntax: DATA', false);
       return callback();
     }
     return data.call(this, command, callback);

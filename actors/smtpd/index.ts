@@ -386,6 +386,10 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
     ...serverOptions(tlsSettings, ticketKeys ? Buffer.from(ticketKeys) : undefined, sniMaps?.enabled ? sniMaps.callback : undefined),
     authOptional: true,
     hideDSN: discardEhlo.has('dsn'),
+    // strict_rfc821_envelopes = no (Postfix's default): the address is taken as Postfix's
+    // extract_addr takes it (a local part of any length, "a.@x", "a..b@x"); smtp-server's
+    // strict checks (RFC 5321's dot-atom and path length) only with = yes.
+    lenientAddressParsing: !p.strict_rfc821_envelopes,
     hideENHANCEDSTATUSCODES: true,
     hideSMTPUTF8: !p.smtputf8_enable,
     disableReverseLookup: true,

@@ -19,6 +19,9 @@
  */
 import { maillog } from '../../src/log/maillog.js';
 import { normalizeQuotedLocal } from '../../src/address/quote.js';
+import { xtextDecode } from '../../src/smtpd/xattrs.js';
+import { validHostname, validMailhostLiteral } from '../../src/address/hostname.js';
+import { domainToASCII } from 'node:url';
 import type { Command } from '../../src/smtpd/command.js';
 
 const log = maillog('smtpd');
@@ -74,7 +77,10 @@ export function installSyntax(proto: Record<string, unknown>): void {
     const settings = this._server.options.postactorSyntax;
     if (!settings) return parse.call(this, rawName, rawCommand);
     const command = String(rawCommand ?? '');
-    const parsed = rewritten(this, settings, rawName, command, parse);
+    let parsed = rewritten(this, settings, rawName, command, parse);
+    // The domain as trivial-rewrite's resolve checks it (Postfix's smtpd_check_addr): a host name
+    // or an address literal, whatever the leniency about the local part.
+    if (parsed && parsed.address && !domainOk(parsed.address)) parsed = false;
     if (parsed === false && rawName.toUpperCase() === command.split(':', 1)[0]!.trim().toUpperCase()) {
       const where = rawName.toLowerCase().startsWith('mail') ? 'MAIL' : 'RCPT';
       const namaddr = this._server.options.postactorLimits?.namaddr(this.session) ?? `unknown[${this.remoteAddress}]`;
@@ -93,6 +99,25 @@ export function installSyntax(proto: Record<string, unknown>): void {
     }
     return validate.call(this, parsed);
   };
+}
+
+/** The domain of an address (after its last '@'; none: a bare local part) is a valid host name or address literal. */
+export function domainOk(address: string): boolean {
+  const at = address.lastIndexOf('@');
+  if (at < 0) return true;
+  const domain = address.slice(at + 1);
+  if (domain.startsWith('[')) return validMailhostLiteral(domain);
+  // A UTF-8 domain (SMTPUTF8, or punycode smtp-server turned into Unicode) is checked as its A-labels.
+  const ascii = /^[\x00-\x7f]*$/.test(domain) ? domain : domainToASCII(domain);
+  return ascii !== '' && validHostname(ascii);
+}
+
+/** Every ENVID= of a MAIL line (in Postfix's tokens): exactly one, valid xtext, printable or tab once decoded. */
+export function envidValid(line: string): boolean {
+  const values = line.split(/[ \t]+/).slice(2).filter((w) => /^ENVID=/i.test(w)).map((w) => w.slice(6));
+  if (values.length !== 1) return false;
+  const decoded = xtextDecode(values[0]!);
+  return decoded !== null && /^[\x20-\x7e\t]*$/.test(decoded);
 }
 
 /**
