@@ -16,7 +16,8 @@
 import { queueDirectory } from '../../src/config/index.js';
 import { NextHopResolver, resolverServersFromEnv } from '../../src/dns/resolver.js';
 import { replyToString } from '../../src/smtp/reply.js';
-import { SmtpClient, type DeliveryResult, type SmtpHost } from '../../src/smtp/client.js';
+import { LocalDataError, SmtpClient, type DeliveryResult, type SmtpHost } from '../../src/smtp/client.js';
+import { HbcLookupError, HeaderBodyChecks, LMTP_HBC_PARAMS } from '../../src/content/header-body-checks.js';
 import { LMTP_BIND_PARAMS, sourceAddresses } from '../../src/smtp/bind-address.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { every, report, type AgentContext } from '../../src/delivery/agent.js';
@@ -38,6 +39,8 @@ interface State {
   queueDir: string;
   assumeFinal: boolean;
   tls: AgentTls;
+  /** lmtp_header_checks, lmtp_mime_header_checks, lmtp_nested_header_checks, lmtp_body_checks, when one is set. */
+  checks: HeaderBodyChecks | null;
 }
 
 /** No limit for a 0 timeout (setTimeout's largest delay). */
@@ -52,6 +55,7 @@ const PARAMS = {
   ...LMTP_AGENT_TLS_PARAMS,
   ...LMTP_SASL_PARAMS,
   ...LMTP_BIND_PARAMS,
+  ...LMTP_HBC_PARAMS,
   'lmtp_lhlo_name': 'str',
   'lmtp_connect_timeout': 'time',
   'lmtp_lhlo_timeout': 'time',
@@ -101,6 +105,7 @@ function init(ctx: AgentContext & { params: Params<typeof PARAMS> }): State {
     queueDir: queueDirectory(config),
     assumeFinal: p.lmtp_assume_final,
     tls,
+    checks: HeaderBodyChecks.create({ prefix: 'lmtp', params: p }, ctx.log, config.configDirectory ?? undefined),
   };
 }
 
@@ -133,9 +138,22 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   }
   const env = smtpEnvelope(req, content.length);
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
-  const result = await s.client.deliver(hosts, env, content, tls);
+  const result = await s.client.deliver(hosts, env, outgoing(s, req.queueId, content), tls);
   const throttle = result.kind === 'site-failure' && !result.noThrottle;
   return report(ctx, req, outcomesOf(req, result, s.assumeFinal), started, result.timings, throttle ? result.reason ?? 'site failure' : undefined);
+}
+
+/**
+ * The content as it goes out: the lmtp_*_checks applied (as smtp's), made once, when the first
+ * server waits for it. A check table that fails defers (4.3.0 "local data error while talking to …").
+ */
+function outgoing(s: State, queueId: string, content: Buffer): Buffer | (() => Promise<Buffer>) {
+  const checks = s.checks;
+  if (!checks) return content;
+  let made: Promise<Buffer> | null = null;
+  return () => (made ??= checks.content(content, queueId).catch((e: unknown) => {
+    throw e instanceof HbcLookupError ? new LocalDataError(e.message) : e;
+  }));
 }
 
 /** One outcome per recipient from its own reply (RCPT rejection, or its reply after DATA). */

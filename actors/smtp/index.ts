@@ -10,9 +10,10 @@ import { canonicalIp, literalAddress, ownAddresses } from '../../src/address/int
 import { DomainList } from '../../src/address/domain.js';
 import { TableError } from '../../src/maps/index.js';
 import { GenericMaps } from '../../src/smtp/generic.js';
+import { HbcLookupError, HeaderBodyChecks, SMTP_HBC_PARAMS } from '../../src/content/header-body-checks.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
-import { SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
+import { LocalDataError, SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
 import { sourceAddresses, SMTP_BIND_PARAMS } from '../../src/smtp/bind-address.js';
 import { defineService, type ServiceContext } from '../../src/runtime/service.js';
 import meta from './meta.js';
@@ -40,6 +41,8 @@ interface State {
   own: Set<string>;
   /** smtp_generic_maps, when set. */
   generic: GenericMaps | null;
+  /** smtp_header_checks, smtp_mime_header_checks, smtp_nested_header_checks, smtp_body_checks, when one is set. */
+  checks: HeaderBodyChecks | null;
 }
 
 /**
@@ -51,6 +54,7 @@ const PARAMS = {
   ...SMTP_AGENT_TLS_PARAMS,
   ...SMTP_SASL_PARAMS,
   ...SMTP_BIND_PARAMS,
+  ...SMTP_HBC_PARAMS,
   'smtp_host_lookup': 'str',
   'disable_dns_lookups': 'bool',
   'smtp_helo_name': 'str',
@@ -121,6 +125,7 @@ function init(ctx: ServiceContext<typeof PARAMS>): State {
     myhostname: p.myhostname.toLowerCase(),
     own: ownAddresses(p.inet_interfaces, p.proxy_interfaces),
     generic: genericMaps(p),
+    checks: HeaderBodyChecks.create({ prefix: 'smtp', params: p }, log, config.configDirectory ?? undefined),
   };
 }
 
@@ -162,12 +167,9 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   }
   let tls = await requestTls(s.tls, req, req.nexthop, parseNexthop(req.nexthop)?.name ?? req.nexthop);
   if (requireSecure) tls = stsTls(tls, s.tls.settings);
-  let body = content;
   const env = smtpEnvelope(req, content.length);
   if (s.generic) {
     try {
-      body = await s.generic.content(content);
-      env.size = body.length;
       env.sender = await s.generic.address(env.sender);
       env.recipients = await Promise.all(env.recipients.map((a) => s.generic!.address(a)));
     } catch (e) {
@@ -180,12 +182,40 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   }
   env.queueId = req.queueId;
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
-  const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, body, tls);
+  const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, outgoing(s, req.queueId, content), tls);
   const outcomes = outcomesOf(req, result);
   logAll(s, req, outcomes, started, result.timings);
   // A failed handshake at level may does not count against the destination (SMTP_NOTHROTTLE).
   const throttle = result.kind === 'site-failure' && !result.noThrottle;
   return { queueId: req.queueId, outcomes, ...(throttle ? { siteFailure: result.reason ?? 'site failure' } : {}) };
+}
+
+/**
+ * The content as it goes out (Postfix's smtp_header_rewrite / smtp_body_rewrite): the content
+ * checks first, then smtp_generic_maps on the address headers; made once, when the first server
+ * waits for it. SIZE= stays the queued size, as Postfix announces it. A check table that fails
+ * defers the delivery (4.3.0 "local data error while talking to …").
+ */
+function outgoing(s: State, queueId: string, content: Buffer): Buffer | (() => Promise<Buffer>) {
+  if (!s.checks && !s.generic) return content;
+  let made: Promise<Buffer> | null = null;
+  const make = async (): Promise<Buffer> => {
+    let body = content;
+    if (s.checks) body = await s.checks.content(body, queueId);
+    if (s.generic) {
+      try {
+        body = await s.generic.content(body);
+      } catch (e) {
+        if (!(e instanceof TableError)) throw e;
+        s.log.warn(`smtp_generic_maps: ${e.message}`);
+        throw new LocalDataError(e.message);
+      }
+    }
+    return body;
+  };
+  return () => (made ??= make().catch((e: unknown) => {
+    throw e instanceof HbcLookupError ? new LocalDataError(e.message) : e;
+  }));
 }
 
 /**
