@@ -16,8 +16,11 @@
 import { queueDirectory } from '../../src/config/index.js';
 import { NextHopResolver, resolverServersFromEnv } from '../../src/dns/resolver.js';
 import { replyToString } from '../../src/smtp/reply.js';
-import { LocalDataError, SmtpClient, type DeliveryResult, type SmtpHost } from '../../src/smtp/client.js';
-import { HbcLookupError, HeaderBodyChecks, LMTP_HBC_PARAMS } from '../../src/content/header-body-checks.js';
+import { SmtpClient, type DeliveryResult, type SmtpHost } from '../../src/smtp/client.js';
+import { HeaderBodyChecks, LMTP_HBC_PARAMS } from '../../src/content/header-body-checks.js';
+import { outgoingContent } from '../../src/smtp/outgoing.js';
+import { genericMaps, LMTP_GENERIC_PARAMS, type GenericMaps } from '../../src/smtp/generic.js';
+import { TableError } from '../../src/maps/index.js';
 import { LMTP_BIND_PARAMS, sourceAddresses } from '../../src/smtp/bind-address.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { every, report, type AgentContext } from '../../src/delivery/agent.js';
@@ -41,6 +44,8 @@ interface State {
   tls: AgentTls;
   /** lmtp_header_checks, lmtp_mime_header_checks, lmtp_nested_header_checks, lmtp_body_checks, when one is set. */
   checks: HeaderBodyChecks | null;
+  /** lmtp_generic_maps, when set. */
+  generic: GenericMaps | null;
 }
 
 /** No limit for a 0 timeout (setTimeout's largest delay). */
@@ -56,6 +61,7 @@ const PARAMS = {
   ...LMTP_SASL_PARAMS,
   ...LMTP_BIND_PARAMS,
   ...LMTP_HBC_PARAMS,
+  ...LMTP_GENERIC_PARAMS,
   'lmtp_lhlo_name': 'str',
   'lmtp_connect_timeout': 'time',
   'lmtp_lhlo_timeout': 'time',
@@ -106,6 +112,7 @@ function init(ctx: AgentContext & { params: Params<typeof PARAMS> }): State {
     assumeFinal: p.lmtp_assume_final,
     tls,
     checks: HeaderBodyChecks.create({ prefix: 'lmtp', params: p }, ctx.log, config.configDirectory ?? undefined),
+    generic: genericMaps({ prefix: 'lmtp', params: p }),
   };
 }
 
@@ -137,23 +144,20 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
     hosts = resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port }));
   }
   const env = smtpEnvelope(req, content.length);
+  if (s.generic) {
+    try {
+      env.sender = await s.generic.address(env.sender);
+      env.recipients = await Promise.all(env.recipients.map((a) => s.generic!.address(a)));
+    } catch (e) {
+      if (!(e instanceof TableError)) throw e;
+      ctx.log.warn(`lmtp_generic_maps: ${e.message}`);
+      return report(ctx, req, every(req, { status: 'deferred', dsn: '4.3.0', reason: 'address mapping lookup failure', relay: 'none' }), started);
+    }
+  }
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
-  const result = await s.client.deliver(hosts, env, outgoing(s, req.queueId, content), tls);
+  const result = await s.client.deliver(hosts, env, outgoingContent({ checks: s.checks, generic: s.generic, prefix: 'lmtp', log: s.ctx.log }, req.queueId, content), tls);
   const throttle = result.kind === 'site-failure' && !result.noThrottle;
   return report(ctx, req, outcomesOf(req, result, s.assumeFinal), started, result.timings, throttle ? result.reason ?? 'site failure' : undefined);
-}
-
-/**
- * The content as it goes out: the lmtp_*_checks applied (as smtp's), made once, when the first
- * server waits for it. A check table that fails defers (4.3.0 "local data error while talking to …").
- */
-function outgoing(s: State, queueId: string, content: Buffer): Buffer | (() => Promise<Buffer>) {
-  const checks = s.checks;
-  if (!checks) return content;
-  let made: Promise<Buffer> | null = null;
-  return () => (made ??= checks.content(content, queueId).catch((e: unknown) => {
-    throw e instanceof HbcLookupError ? new LocalDataError(e.message) : e;
-  }));
 }
 
 /** One outcome per recipient from its own reply (RCPT rejection, or its reply after DATA). */

@@ -6,14 +6,14 @@
  * "to=<…>, relay=…, delay=…, delays=…, dsn=…, status=…" line per recipient.
  */
 import { NextHopResolver, parseHostLookup, parseNexthop, resolverServersFromEnv, type Resolved } from '../../src/dns/resolver.js';
-import { canonicalIp, literalAddress, ownAddresses } from '../../src/address/interfaces.js';
-import { DomainList } from '../../src/address/domain.js';
+import { canonicalIp, ownAddresses } from '../../src/address/interfaces.js';
 import { TableError } from '../../src/maps/index.js';
-import { GenericMaps } from '../../src/smtp/generic.js';
-import { HbcLookupError, HeaderBodyChecks, SMTP_HBC_PARAMS } from '../../src/content/header-body-checks.js';
+import { outgoingContent } from '../../src/smtp/outgoing.js';
+import { genericMaps, SMTP_GENERIC_PARAMS, type GenericMaps } from '../../src/smtp/generic.js';
+import { HeaderBodyChecks, SMTP_HBC_PARAMS } from '../../src/content/header-body-checks.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
-import { LocalDataError, SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
+import { SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
 import { sourceAddresses, SMTP_BIND_PARAMS } from '../../src/smtp/bind-address.js';
 import { defineService, type ServiceContext } from '../../src/runtime/service.js';
 import meta from './meta.js';
@@ -55,6 +55,7 @@ const PARAMS = {
   ...SMTP_SASL_PARAMS,
   ...SMTP_BIND_PARAMS,
   ...SMTP_HBC_PARAMS,
+  ...SMTP_GENERIC_PARAMS,
   'smtp_host_lookup': 'str',
   'disable_dns_lookups': 'bool',
   'smtp_helo_name': 'str',
@@ -74,10 +75,6 @@ const PARAMS = {
   'smtp_send_xforward_command': 'bool',
   'myhostname': 'str',
   'proxy_interfaces': 'list',
-  'smtp_generic_maps': 'list',
-  'myorigin': 'str',
-  'mydestination': 'list',
-  'recipient_delimiter': 'str',
 } as const;
 
 function init(ctx: ServiceContext<typeof PARAMS>): State {
@@ -124,24 +121,9 @@ function init(ctx: ServiceContext<typeof PARAMS>): State {
     service: ctx.service,
     myhostname: p.myhostname.toLowerCase(),
     own: ownAddresses(p.inet_interfaces, p.proxy_interfaces),
-    generic: genericMaps(p),
+    generic: genericMaps({ prefix: 'smtp', params: p }),
     checks: HeaderBodyChecks.create({ prefix: 'smtp', params: p }, log, config.configDirectory ?? undefined),
   };
-}
-
-/** smtp_generic_maps: the user form is looked up for $myorigin, $mydestination and our [address] literals. */
-function genericMaps(p: ServiceContext<typeof PARAMS>['params']): GenericMaps | null {
-  if (p.smtp_generic_maps.length === 0) return null;
-  const local = new DomainList([p.myorigin, ...p.mydestination], false);
-  const own = ownAddresses(p.inet_interfaces, p.proxy_interfaces);
-  return new GenericMaps({
-    maps: p.smtp_generic_maps,
-    recipientDelimiter: p.recipient_delimiter,
-    localDomain: (d) => {
-      const lit = literalAddress(d);
-      return lit !== null ? own.has(lit) : local.has(d);
-    },
-  });
 }
 
 async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
@@ -182,40 +164,12 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   }
   env.queueId = req.queueId;
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
-  const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, outgoing(s, req.queueId, content), tls);
+  const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, outgoingContent({ checks: s.checks, generic: s.generic, prefix: 'smtp', log: s.log }, req.queueId, content), tls);
   const outcomes = outcomesOf(req, result);
   logAll(s, req, outcomes, started, result.timings);
   // A failed handshake at level may does not count against the destination (SMTP_NOTHROTTLE).
   const throttle = result.kind === 'site-failure' && !result.noThrottle;
   return { queueId: req.queueId, outcomes, ...(throttle ? { siteFailure: result.reason ?? 'site failure' } : {}) };
-}
-
-/**
- * The content as it goes out (Postfix's smtp_header_rewrite / smtp_body_rewrite): the content
- * checks first, then smtp_generic_maps on the address headers; made once, when the first server
- * waits for it. SIZE= stays the queued size, as Postfix announces it. A check table that fails
- * defers the delivery (4.3.0 "local data error while talking to …").
- */
-function outgoing(s: State, queueId: string, content: Buffer): Buffer | (() => Promise<Buffer>) {
-  if (!s.checks && !s.generic) return content;
-  let made: Promise<Buffer> | null = null;
-  const make = async (): Promise<Buffer> => {
-    let body = content;
-    if (s.checks) body = await s.checks.content(body, queueId);
-    if (s.generic) {
-      try {
-        body = await s.generic.content(body);
-      } catch (e) {
-        if (!(e instanceof TableError)) throw e;
-        s.log.warn(`smtp_generic_maps: ${e.message}`);
-        throw new LocalDataError(e.message);
-      }
-    }
-    return body;
-  };
-  return () => (made ??= make().catch((e: unknown) => {
-    throw e instanceof HbcLookupError ? new LocalDataError(e.message) : e;
-  }));
 }
 
 /**

@@ -213,6 +213,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   ],
   lmtp: [
     'lmtp_header_checks', 'lmtp_mime_header_checks', 'lmtp_nested_header_checks', 'lmtp_body_checks',
+    'lmtp_generic_maps', 'myorigin', 'mydestination', 'recipient_delimiter', 'proxy_interfaces',
     'header_size_limit', 'mime_nesting_limit', 'mime_boundary_length_limit',
     'lmtp_sasl_auth_enable', 'lmtp_sasl_type', 'lmtp_sasl_mechanism_filter', 'lmtp_sasl_security_options',
     'lmtp_sasl_tls_security_options', 'lmtp_sasl_auth_soft_bounce', 'lmtp_sender_dependent_authentication',
@@ -288,7 +289,6 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
 
 /** Why a group of parameters is refused (printed with the refusal). */
 const TLS = 'TLS is not built yet: mail would go in plaintext';
-const ROUTE = 'mail would be routed or rewritten differently than configured';
 
 /** Refused parameters: name → why its absence weakens security or loses mail. */
 export const REFUSED: Readonly<Record<string, string>> = {
@@ -301,7 +301,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   smtpd_proxy_filter: 'the before-queue content filter would not run',
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
   // Where mail goes and where it comes from.
-  lmtp_generic_maps: ROUTE,
   soft_bounce: 'mail would be bounced instead of kept in the queue',
   local_command_shell: 'commands would run under /bin/sh instead of the configured restricted shell',
 };
