@@ -4,16 +4,22 @@
  * real server to a real sink leaves with the actions applied — per header class of the MIME
  * structure, per body line — and the actions a delivery agent cannot take (REJECT…) logged as
  * unsupported, the line unchanged. The queue keeps the message as it was received (postcat of a
- * copy the sink deferred). A check table that fails defers the delivery with 4.3.0.
+ * copy the sink deferred). A check table that fails defers the delivery with 4.3.0. Side by
+ * side with Debian's Postfix (bench/postfix-peer.sh): the same message leaves the same, and the
+ * same check lines are logged.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { SmtpSink } from '../src/smtp/sink.js';
 import { freePort, queuedId, REPO_ROOT, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { needs } from './helpers/peers.js';
+import { startPostfix } from '../bench/relay/postfix.js';
+import type { MtaHandle } from '../bench/relay/mta.js';
 
 const HEADER_CHECKS = [
   '/^X-Internal:/ IGNORE',
@@ -187,5 +193,110 @@ describe('smtp_header_checks whose table fails', () => {
     const line = await server.waitForLog(new RegExp(`${id}: to=<friend@remote\\.example>, .*status=deferred`), 20_000);
     assert.match(line, new RegExp(`relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${server.sinkPort}, .*dsn=4\\.3\\.0, status=deferred \\(local data error while talking to 127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]\\)$`));
     assert.equal(sink.messages.length, 0);
+  });
+});
+
+/** The check lines of a maillog (what follows "program[pid]: "), the queue ID made "ID". */
+function checkLines(log: string, id: string): string[] {
+  const re = /\]: (.*(?:: (?:warning|info|replace|prepend|strip): (?:header|body) |unsupported command in |bad REPLACE header text ).*)$/;
+  return log.split('\n').map((l) => re.exec(l)?.[1]).filter((l): l is string => l !== undefined).map((l) => l.split(id).join('ID')).sort();
+}
+
+/** The content without the headers that differ between two MTAs by nature (trace, date, ID). */
+function comparable(data: Buffer): string {
+  const out: string[] = [];
+  let skipping = false;
+  let inHeaders = true;
+  for (const line of data.toString('utf8').split('\r\n')) {
+    if (inHeaders && line === '') inHeaders = false;
+    if (inHeaders && /^[ \t]/.test(line)) { if (!skipping) out.push(line); continue; }
+    skipping = inHeaders && /^(Received|Date|Message-ID):/i.test(line);
+    if (!skipping) out.push(line);
+  }
+  return out.join('\n');
+}
+
+describe('smtp_*_checks: Postactor and Postfix side by side', { skip: needs('/usr/sbin/postfix', "Debian's Postfix, the peer") }, () => {
+  let tdir: string;
+  const postfixSink = new SmtpSink({ keepMessages: true });
+  const postactorSink = new SmtpSink({ keepMessages: true });
+  let postfix: MtaHandle;
+  let server: TestServer;
+
+  before(async () => {
+    tdir = mkdtempSync(join(tmpdir(), 'smtp-checks-postfix-'));
+    const tables: Record<string, string> = {
+      smtp_header_checks: HEADER_CHECKS, smtp_mime_header_checks: MIME_HEADER_CHECKS,
+      smtp_nested_header_checks: NESTED_HEADER_CHECKS, smtp_body_checks: BODY_CHECKS,
+    };
+    const settings: Record<string, string> = {};
+    for (const [name, text] of Object.entries(tables)) {
+      writeFileSync(join(tdir, name), text);
+      settings[name] = `regexp:${join(tdir, name)}`;
+    }
+    postfix = await startPostfix({ sinkPort: await postfixSink.listen(0), extraMainCf: Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join('\n') });
+    server = await startServer({ sinkPort: await postactorSink.listen(0), mainCf: settings });
+  });
+  after(async () => {
+    await server?.stop();
+    await postfix?.stop();
+    await postfixSink.close();
+    await postactorSink.close();
+    if (tdir) rmSync(tdir, { recursive: true, force: true });
+  });
+
+  test('the same message leaves the same, with the same log lines', async () => {
+    const pid = queuedId(await sendRaw(postfix.port, 'sender@example.org', ['friend@remote.example'], MESSAGE));
+    const aid = queuedId(await sendRaw(server.port, 'sender@example.org', ['friend@remote.example'], MESSAGE));
+    await postfixSink.waitFor(() => postfixSink.messages.length >= 1, 30_000);
+    await postactorSink.waitFor(() => postactorSink.messages.length >= 1, 30_000);
+    assert.equal(comparable(postactorSink.messages[0]!.data), comparable(postfixSink.messages[0]!.data));
+    await server.waitForLog(new RegExp(`${aid}: to=<friend@remote\\.example>, .*status=sent`), 10_000);
+    // Postfix logs its checks while it sends, before its to=<…> line.
+    const deadline = Date.now() + 20_000;
+    const postfixLog = () => readFileSync(join(postfix.dir, 'maillog'), 'utf8');
+    while (!new RegExp(`${pid}: to=<friend@remote\\.example>, .*status=sent`).test(postfixLog()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const expected = checkLines(postfixLog(), pid);
+    assert.ok(expected.length >= 8, expected.join('\n'));
+    assert.deepEqual(checkLines(server.logLines().join('\n'), aid), expected);
+  });
+});
+
+describe('smtp_header_checks whose table fails: Postactor and Postfix side by side', { skip: needs('/usr/sbin/postfix', "Debian's Postfix, the peer") }, () => {
+  const postfixSink = new SmtpSink({ keepMessages: true });
+  const postactorSink = new SmtpSink({ keepMessages: true });
+  let postfix: MtaHandle;
+  let server: TestServer;
+
+  before(async () => {
+    // A tcp: table on a port nobody listens on: every lookup fails (Postfix retries a while first).
+    const settings = { smtp_header_checks: `tcp:127.0.0.1:${await freePort()}` };
+    postfix = await startPostfix({ sinkPort: await postfixSink.listen(0), extraMainCf: `smtp_header_checks = ${settings.smtp_header_checks}` });
+    server = await startServer({ sinkPort: await postactorSink.listen(0), mainCf: settings });
+  });
+  after(async () => {
+    await server?.stop();
+    await postfix?.stop();
+    await postfixSink.close();
+    await postactorSink.close();
+  });
+
+  test('the same warning, and the same deferral reason', async () => {
+    const pid = queuedId(await sendRaw(postfix.port, 'sender@example.org', ['friend@remote.example'], MESSAGE));
+    const aid = queuedId(await sendRaw(server.port, 'sender@example.org', ['friend@remote.example'], MESSAGE));
+    const postfixLog = () => readFileSync(join(postfix.dir, 'maillog'), 'utf8');
+    const deferred = (id: string) => new RegExp(`\\]: ${id}: to=<friend@remote\\.example>, relay=([^,]*), .*(dsn=.*)$`, 'm');
+    const deadline = Date.now() + 60_000;
+    while (!deferred(pid).test(postfixLog()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    const theirs = deferred(pid).exec(postfixLog());
+    assert.ok(theirs, postfixLog());
+    const ours = deferred(aid).exec(await server.waitForLog(deferred(aid), 20_000))!;
+    const port = (s: string) => s.replace(/:\d+$/, ':PORT');
+    assert.equal(port(ours[1]!), port(theirs[1]!));
+    assert.equal(ours[2], theirs[2]);
+    assert.match(postfixLog(), new RegExp(`\\]: warning: ${pid}: smtp header checks lookup error$`, 'm'));
+    assert.ok(server.logLines().some((l) => l.endsWith(`]: warning: ${aid}: smtp header checks lookup error`)));
+    assert.equal(postfixSink.messages.length, 0);
+    assert.equal(postactorSink.messages.length, 0);
   });
 });
