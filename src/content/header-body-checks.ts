@@ -128,7 +128,11 @@ export class HeaderBodyChecks {
         if (value !== null) edit(ev.start, ev.end, this.act(list, 'header', value, input, queueId));
         continue;
       }
-      if (this.body.tables.length === 0) continue;
+      if (this.body.tables.length === 0) {
+        // Only the primary headers are checked: the rest need not be walked.
+        if (this.mime.tables.length === 0 && this.nested.tables.length === 0) break;
+        continue;
+      }
       const line = content.toString('utf8', ev.start, ev.end).replace(/\r?\n$/, '');
       const value = await this.find(this.body, line, 'body', queueId);
       if (value !== null) edit(ev.start, ev.end, this.act(this.body, 'body', value, line, queueId));
