@@ -511,10 +511,15 @@ describe('e2e local mailbox_command and luser_relay', () => {
     env = makeEnv();
     files = filesDir(env);
     postalias(join(env.dir, 'aliases'));
+    // local_command_shell: a wrapper that notes its arguments, then runs the command as /bin/sh.
+    const wrapper = join(env.dir, 'wrapper');
+    writeFileSync(wrapper, `#!/bin/sh\nprintf '%s|' "$#" "$@" >> ${files}/shell.log\nexec /bin/sh "$@"\n`, { mode: 0o755 });
+    chmodSync(wrapper, 0o755);
     server = await startServer({
       mainCf: mainCf(env, {
         alias_maps: `lmdb:${join(env.dir, 'aliases')}`, recipient_delimiter: '+',
         mailbox_command: `cat > ${files}/mbcmd.$USER.$EXTENSION.out`, luser_relay: 'me+$user',
+        local_command_shell: `${wrapper}  -c`,
       }),
       masterCfExtra: MASTER_LOCAL, env: { POSTACTOR_PASSWD_FILE: env.passwd },
     });
@@ -532,6 +537,11 @@ describe('e2e local mailbox_command and luser_relay', () => {
     assert.match(readFileSync(out, 'latin1'), /^From sender@example\.org  [^\n]+\nReturn-Path: <sender@example\.org>\nX-Original-To: me\+x@local\.test\nDelivered-To: me\+x@local\.test\n/);
     assert.equal(statSync(out).uid, ROOT ? 65534 : process.getuid!());
     assert.ok(!existsSync(join(env.spool, 'me')));
+  });
+
+  test('local_command_shell = "WRAPPER -c": the command runs as WRAPPER -c COMMAND (split at white space, the command one argument)', async () => {
+    const log = readFileSync(join(files, 'shell.log'), 'latin1');
+    assert.equal(log, `2|-c|cat > ${files}/mbcmd.$USER.$EXTENSION.out|`);
   });
 
   test('luser_relay = me+$user: mail for an unknown user goes there instead of bouncing 5.1.1', async () => {

@@ -191,7 +191,7 @@ describe('smtpd error limits and request deadlines', () => {
     }
     assert.match(lines[1]!, /^503 5\.5\.1 Error: authentication not enabled$/);
     assert.match(lines[4]!, /^503 5\.5\.1 Error: need MAIL command$/);
-    assert.match(lines[5]!, /^501 5\.5\.4 Syntax: VRFY address$/);
+    assert.match(lines[5]!, /^501 5\.5\.4 Syntax: VRFY address \[SMTPUTF8\]$/);
     assert.match(lines[6]!, /^500 5\.5\.2 Error: command not recognized$/);
     assert.equal(lines[7], `421 4.7.0 ${HOST} Error: too many errors`);
     await server.waitForLog(/too many errors after UNKNOWN from localhost\[127\.0\.0\.1\]$/, 5000);

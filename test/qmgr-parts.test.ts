@@ -364,8 +364,8 @@ describe('done.ts: the end of an attempt, written to a real store', () => {
     for (const s of stores) await s.close();
   });
 
-  async function setup() {
-    const c = config({ minimal_backoff_time: '300s', maximal_backoff_time: '4000s' });
+  async function setup(extra: Record<string, string> = {}) {
+    const c = config({ minimal_backoff_time: '300s', maximal_backoff_time: '4000s', ...extra });
     const store = QueueStore.open(tempDir());
     stores.push(store);
     const log = testLog();
@@ -433,6 +433,29 @@ describe('done.ts: the end of an attempt, written to a real store', () => {
     assert.ok(log.lines.includes('info: EXP1: from=<s@example.org>, status=expired, returned to sender'), log.lines.join('\n'));
     assert.ok(log.lines.some((l) => /^warning: EXP1: sender non-delivery notification failed: /.test(l)), log.lines.join('\n'));
     assert.deepEqual(store.logs('EXP1', 'bounce').map((r) => `${r.address} ${r.action} ${r.dsn}`), ['r0@example.com failed 4.7.0']);
+  });
+
+  test('soft_bounce: a SOFTBOUNCEd recipient is deferred with a "delayed" defer record; a bounce log left from before is kept, no notice tried', async () => {
+    const { store, log, end, active } = await setup({ soft_bounce: 'yes' });
+    const msg = await active('SOFT1', 2);
+    await store.update('SOFT1', {}, { append: { bounce: [{ index: 1, address: 'r1@example.com', dsn: '5.1.1', action: 'failed', reason: 'old bounce', relay: 'none', time: Date.now() }] } });
+    msg.outcomes.set(0, { index: 0, status: 'deferred', dsn: '4.1.1', reason: 'unknown user', relay: 'local', softBounce: true });
+    msg.outcomes.set(1, { index: 1, status: 'sent', dsn: '2.0.0', reason: '250 ok', relay: 'x' });
+    await end.finish(msg);
+    await until('the end', () => end.finishing === 0 && store.get('SOFT1')?.queue === 'deferred');
+    assert.deepEqual(store.logs('SOFT1', 'defer').map((r) => `${r.address} ${r.action} ${r.dsn} ${r.reason}`), ['r0@example.com delayed 4.1.1 unknown user']);
+    assert.deepEqual(store.logs('SOFT1', 'bounce').map((r) => r.reason), ['old bounce'], 'the bounce log stays');
+    assert.ok(!log.lines.some((l) => l.includes('non-delivery notification')), log.lines.join('\n'));
+  });
+
+  test('soft_bounce: postsuper -e still returns the message to the sender (Postfix\'s defer_flush is not covered by it)', async () => {
+    const { store, log, end, active } = await setup({ soft_bounce: 'yes' });
+    const msg = await active('SOFTEXP', 1);
+    msg.meta = { ...msg.meta, forcedExpire: true };
+    end.forceExpire(msg, [{ index: 0, address: 'r0@example.com' }]);
+    await until('the end', () => end.finishing === 0 && store.get('SOFTEXP')?.queue === 'deferred');
+    assert.ok(log.lines.includes('info: SOFTEXP: from=<s@example.org>, status=expired, returned to sender'), log.lines.join('\n'));
+    assert.ok(log.lines.some((l) => /^warning: SOFTEXP: sender non-delivery notification failed: /.test(l)), log.lines.join('\n'));
   });
 });
 

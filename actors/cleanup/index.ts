@@ -36,6 +36,7 @@ import { addedHeaders, headerSection, isLocalClient, readMessage } from './messa
 import { bodyChecks } from './body.js';
 import { milterHeaderChecks, milterInspect } from './milter.js';
 import { bounceLocal, writeMessage } from './out.js';
+import { SOFT_BOUNCE_PARAMS } from '../../src/delivery/soft-bounce.js';
 
 const log = maillog('cleanup');
 
@@ -46,12 +47,14 @@ interface State extends CleanupSettings {
   /** in_flow_delay (ms) and the flow tokens qmgr produces (src/runtime/flow.ts). */
   inFlowDelay: number;
   flow: MailFlow | null;
+  /** soft_bounce: a local submission refused for good is not bounced (see handle). */
+  softBounce: boolean;
 }
 
 let state: State | null = null;
 
 /** What cleanup reads, once per thread with the registry's types (settings.ts, and in_flow_delay here). */
-const PARAMS = { ...CLEANUP_PARAMS, 'in_flow_delay': 'time' } as const;
+const PARAMS = { ...CLEANUP_PARAMS, 'in_flow_delay': 'time', ...SOFT_BOUNCE_PARAMS } as const;
 
 function init(ctx: ServiceContext<typeof PARAMS>): State {
   const { config, data, params: p } = ctx;
@@ -61,6 +64,7 @@ function init(ctx: ServiceContext<typeof PARAMS>): State {
     instance: data.instance,
     inFlowDelay: p.in_flow_delay * 1000,
     flow: flowOf(data),
+    softBounce: p.soft_bounce,
     ...cleanupSettings(config, p),
   };
 }
@@ -103,7 +107,9 @@ async function cleanupMessage(incoming: CleanupRequest): Promise<CleanupReply> {
     const reply = await processMessage(s, t, request0, original, scan, warn);
     // A local submission that a check or a milter rejects for good is returned to its sender
     // (Postfix's pickup asks cleanup to bounce: there is no SMTP client to tell).
-    if (!reply.ok && reply.code >= 500 && request0.origin === 'pickup') return await bounceLocal(s, request0, original, reply);
+    // With soft_bounce there is no bounce (Postfix's bounce_append with BOUNCE_FLAG_CLEAN fails,
+    // cleanup_bounce.c sets the write error): pickup keeps the maildrop file and tries again.
+    if (!reply.ok && reply.code >= 500 && request0.origin === 'pickup') return s.softBounce ? WRITE_ERROR : await bounceLocal(s, request0, original, reply);
     return reply;
   } catch (err) {
     if (err instanceof MappingFailure) {

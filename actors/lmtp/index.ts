@@ -31,6 +31,7 @@ import { agentTls, LMTP_AGENT_TLS_PARAMS, requestTls, type AgentTls } from '../.
 import { defineService, type Params } from '../../src/runtime/service.js';
 import meta from './meta.js';
 import { agentContent, corruptReply } from '../../src/delivery/content.js';
+import { SOFT_BOUNCE_PARAMS } from '../../src/delivery/soft-bounce.js';
 
 interface State {
   /** SMTP AUTH to next hops (smtp_sasl_*), null when off. */
@@ -62,6 +63,7 @@ const PARAMS = {
   ...LMTP_BIND_PARAMS,
   ...LMTP_HBC_PARAMS,
   ...LMTP_GENERIC_PARAMS,
+  ...SOFT_BOUNCE_PARAMS,
   'lmtp_lhlo_name': 'str',
   'lmtp_connect_timeout': 'time',
   'lmtp_lhlo_timeout': 'time',
@@ -103,6 +105,7 @@ function init(ctx: AgentContext & { params: Params<typeof PARAMS> }): State {
       bind,
       onWarning: (text) => ctx.log.warn(text),
       sendXforward: p.lmtp_send_xforward_command,
+      softBounce: p.soft_bounce,
       ...(sasl ? { sasl: sasl.settings } : {}),
       ...tls.client,
     }),
@@ -161,11 +164,13 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
 }
 
 /** One outcome per recipient from its own reply (RCPT rejection, or its reply after DATA). */
-function outcomesOf(req: DeliveryRequest, result: DeliveryResult, assumeFinal: boolean): RecipientOutcome[] {
-  const connected = result.remoteAddr && !(result.kind === 'site-failure' && result.reason?.startsWith('connect to '));
-  const relay = !connected ? 'none' : result.remotePort ? `${result.remoteHost}[${result.remoteAddr}]:${result.remotePort}` : `${result.remoteHost}[${result.remoteAddr}]`;
+function outcomesOf(req: DeliveryRequest, first: DeliveryResult, assumeFinal: boolean): RecipientOutcome[] {
   return req.recipients.map((r, i): RecipientOutcome => {
-    const rr = result.recipients[i]!;
+    const rr = first.recipients[i]!;
+    // A recipient kept for a later host (soft_bounce) has that attempt's host and outcome.
+    const result = rr.via ?? first;
+    const connected = result.remoteAddr && !(result.kind === 'site-failure' && result.reason?.startsWith('connect to '));
+    const relay = !connected ? 'none' : result.remotePort ? `${result.remoteHost}[${result.remoteAddr}]:${result.remotePort}` : `${result.remoteHost}[${result.remoteAddr}]`;
     const reply = rr.reply;
     const dsn = reply.enhanced ?? `${Math.floor(reply.code / 100)}.0.0`;
     // DSN action (Postfix's smtp_rcpt_done in LMTP mode): a server with DSN notifies itself

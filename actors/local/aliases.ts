@@ -31,7 +31,7 @@ import type { Params } from '../../src/config/declared.js';
 import type { AgentContext } from '../../src/delivery/agent.js';
 import type { ALIAS_PARAMS } from './params.js';
 import { mailCopy } from '../../src/delivery/copy.js';
-import { runCommand } from '../../src/delivery/command.js';
+import { commandArgv, runCommand } from '../../src/delivery/command.js';
 import { appendMbox, MailboxError } from '../../src/delivery/mailbox.js';
 import { getpwnam, type Passwd } from './index.js';
 import { writeMailbox } from '../../src/delivery/write.js';
@@ -190,7 +190,7 @@ export class AliasExpander {
       const input = mailCopy(content, { flags: new Set(['F', 'R', 'O', 'D']), eol: '\n', sender: req.sender, originalRecipient: orcpt, deliveredTo: address, now: new Date() });
       const at = address.lastIndexOf('@');
       const r = await runCommand({
-        argv: ['/bin/sh', '-c', t.command], input, timeLimitMs: this.p.command_time_limit * 1000, cwd: '/',
+        argv: commandArgv(t.command, this.p.local_command_shell), input, timeLimitMs: this.p.command_time_limit * 1000, cwd: '/',
         env: { PATH: '/usr/bin:/bin', SENDER: req.sender, RECIPIENT: address, LOCAL: at < 0 ? address : address.slice(0, at), DOMAIN: at < 0 ? '' : address.slice(at + 1), ...(pw ? { USER: pw.name, LOGNAME: pw.name, HOME: pw.home, SHELL: pw.shell } : {}) },
         ...(pw ? { uid: pw.uid, gid: pw.gid } : {}),
       });

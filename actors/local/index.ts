@@ -44,8 +44,9 @@ import { splitExtension } from '../../src/maps/index.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { report, type AgentContext } from '../../src/delivery/agent.js';
 import { formatDelays, logDelivery } from '../../src/delivery/log.js';
+import { bounceOrDefer, softBounceOf } from '../../src/delivery/soft-bounce.js';
 import { mailCopy, setEnableOriginalRecipient } from '../../src/delivery/copy.js';
-import { runCommand } from '../../src/delivery/command.js';
+import { commandArgv, runCommand } from '../../src/delivery/command.js';
 import type { LockSettings } from '../../src/delivery/mailbox.js';
 import { Locker } from '../../src/delivery/locker.js';
 import { prestartAgentHelpers, writeMailbox, type WriterJob } from '../../src/delivery/write.js';
@@ -159,6 +160,9 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const content = 'content' in read ? read.content : undefined;
   const outcomes: RecipientOutcome[] = [];
   const passedOn: RecipientOutcome[] = [];
+  // soft_bounce: an expansion's bounced address is kept as a deferral, and so is the recipient
+  // it came from (the rest goes through report()).
+  const soft = softBounceOf(s.ctx.config);
   for (const r of req.recipients) {
     let res: Result;
     if (!content) res = fail('4.3.0', 'queue file vanished');
@@ -176,10 +180,11 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
       const delays = formatDelays(req.arrival, req.activated, started, { connect: 0, transmit: 0 }, Date.now());
       for (const l of leaves) {
         const { passed: _p, leaves: _l, ...lo } = l.result;
-        logDelivery(s.ctx.log, req.queueId, { address: l.address, original: l.original }, { index: r.index, relay: s.ctx.service, ...lo }, delays);
+        logDelivery(s.ctx.log, req.queueId, { address: l.address, original: l.original }, bounceOrDefer({ index: r.index, relay: s.ctx.service, ...lo }, soft, req.verify), delays);
       }
     }
-    (passed || leaves?.length ? passedOn : outcomes).push({ index: r.index, relay: s.ctx.service, ...o });
+    if (passed || leaves?.length) passedOn.push(bounceOrDefer({ index: r.index, relay: s.ctx.service, ...o }, soft, req.verify));
+    else outcomes.push({ index: r.index, relay: s.ctx.service, ...o });
   }
   // A passed-on recipient was logged by the transport that delivered it, an expansion's deliveries above.
   const reply = report(s.ctx, req, outcomes, started);
@@ -344,7 +349,7 @@ async function deliverTarget(s: State, req: DeliveryRequest, content: Uint8Array
     const input = mailCopy(content, { flags: new Set(['F', 'R', 'O', 'D']), eol: '\n', sender: req.sender, originalRecipient: orcpt, deliveredTo: address, now: new Date() });
     const attrs: Record<string, string> = { home: pw.home, user: pw.name, shell: pw.shell, local: t.user, extension: split?.ext ?? '', recipient_delimiter: split ? s.delimiter : '', recipient: address, domain: at < 0 ? '' : address.slice(at + 1), sender: req.sender };
     const r = await runCommand({
-      argv: ['/bin/sh', '-c', expandAttrs(s.mailboxCommand, attrs)], input, timeLimitMs: s.params.command_time_limit * 1000, cwd: existsSync(pw.home) ? pw.home : '/',
+      argv: commandArgv(expandAttrs(s.mailboxCommand, attrs), s.params.local_command_shell), input, timeLimitMs: s.params.command_time_limit * 1000, cwd: existsSync(pw.home) ? pw.home : '/',
       env: { PATH: '/usr/bin:/bin', HOME: pw.home, USER: pw.name, LOGNAME: pw.name, SHELL: pw.shell, SENDER: req.sender, RECIPIENT: address, ORIGINAL_RECIPIENT: orcpt, LOCAL: t.user, EXTENSION: split?.ext ?? '', DOMAIN: at < 0 ? '' : address.slice(at + 1) },
       ...(as ? { uid: as.uid, gid: as.gid } : {}),
     });

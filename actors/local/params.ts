@@ -13,6 +13,7 @@ export const ALIAS_PARAMS = {
   'myorigin': 'str',
   'default_privs': 'str',
   'command_time_limit': 'time',
+  'local_command_shell': 'str',
 } as const;
 
 /** What the delegations to another transport read (delegate.ts). */

@@ -22,6 +22,7 @@ import type { QueueStore } from '../../src/queue/store.js';
 import type { LogKind, MessageMeta, RecipientRecord, StatusRecord } from '../../src/queue/types.js';
 import type { AdminEventName } from '../../src/queue/admin.js';
 import { formatDelays, logDelivery } from '../../src/delivery/log.js';
+import { SOFT_BOUNCE_PARAMS } from '../../src/delivery/soft-bounce.js';
 import type { DeliveryRecipient, RecipientOutcome } from '../protocol.js';
 import { expired, nextAttempt } from './backoff.js';
 import { statusRecord, wants, type Notifier } from './notices.js';
@@ -51,6 +52,7 @@ export const ATTEMPT_END_PARAMS = {
   'maximal_backoff_time': 'time',
   'maximal_queue_lifetime': 'time',
   'bounce_queue_lifetime': 'time',
+  ...SOFT_BOUNCE_PARAMS,
 } as const;
 
 export class AttemptEnd {
@@ -61,6 +63,12 @@ export class AttemptEnd {
   private maxBackoff!: number;
   private queueLifetime!: number;
   private bounceLifetime!: number;
+  /**
+   * soft_bounce: a bounce log (from before it was turned on) is not flushed, and the message
+   * stays with it (Postfix's bounce_flush fails); an expired message is still returned, as
+   * Postfix's defer_flush does.
+   */
+  private softBounce!: boolean;
 
   constructor(config: Config | Params<typeof ATTEMPT_END_PARAMS>, reporters: Reporters, private readonly store: QueueStore, private readonly log: Logger, private readonly hooks: AttemptEndHooks) {
     this.reconfigure(config, reporters);
@@ -74,6 +82,7 @@ export class AttemptEnd {
     this.maxBackoff = p.maximal_backoff_time;
     this.queueLifetime = p.maximal_queue_lifetime;
     this.bounceLifetime = p.bounce_queue_lifetime;
+    this.softBounce = p.soft_bounce;
   }
 
   /** Every delivery of this attempt is back: bounce, defer or remove; then the message leaves memory. */
@@ -193,7 +202,7 @@ export class AttemptEnd {
         // sends a notice again, never loses one.
         const updated = await this.store.update(id, { recipients }, { append: { bounce: bounceRecs, trace: traceRecs }, set: { defer: deferRecs } });
         if (!updated) return;
-        const { cleared, delayWarned } = await this.reporters.notifier.send(updated, delayNotice, now);
+        const { cleared, delayWarned } = await this.reporters.notifier.send(updated, delayNotice, now, this.softBounce && !expiring);
         const left = (['bounce', 'trace'] as const).some((k) => !cleared.includes(k) && this.store.logs(id, k).length > 0);
         if (!remaining && !left) {
           await this.store.remove(id, 'active');
@@ -256,7 +265,7 @@ export class AttemptEnd {
         let cleared: LogKind[] = [];
         if (bounceRecs.length > 0 || this.store.hasLogs(id)) {
           const updated = await this.store.update(id, { recipients }, { append: { bounce: bounceRecs } });
-          if (updated) cleared = (await this.reporters.notifier.send(updated, null, now)).cleared;
+          if (updated) cleared = (await this.reporters.notifier.send(updated, null, now, this.softBounce)).cleared;
         }
         const left = (['bounce', 'trace'] as const).some((k) => !cleared.includes(k) && this.store.logs(id, k).length > 0);
         if (recipients.every((r) => r.done) && !left) {

@@ -20,6 +20,7 @@ import type { QueueStore } from '../../src/queue/store.js';
 import type { MessageMeta } from '../../src/queue/types.js';
 import type { AdminEventName } from '../../src/queue/admin.js';
 import { formatDelays, logDelivery } from '../../src/delivery/log.js';
+import { bounceOrDefer, SOFT_BOUNCE_PARAMS } from '../../src/delivery/soft-bounce.js';
 import type { DeliveryRecipient, RecipientOutcome } from '../protocol.js';
 import type { Route } from './resolve.js';
 import type { SchedulerName } from '../../src/config/queue-managers.js';
@@ -72,6 +73,7 @@ export interface MessageHooks {
 
 /** What the messages' recipient slices read (with the rest of qmgr's: manager.ts QMGR_PARAMS). */
 export const MESSAGE_PARAMS = {
+  ...SOFT_BOUNCE_PARAMS,
   'address_verify_pending_request_limit': 'int',
   'qmgr_message_recipient_limit': 'int',
   'qmgr_message_recipient_minimum': 'int',
@@ -86,6 +88,8 @@ export class Messages {
   private fudgeSlice!: number;
   /** address_verify_pending_request_limit. */
   private pendingProbeLimit!: number;
+  /** soft_bounce: qmgr's own bounces (qmgr_bounce.c) are kept as deferrals too. */
+  private softBounce!: boolean;
 
   constructor(
     config: Config | Params<typeof MESSAGE_PARAMS>,
@@ -104,6 +108,7 @@ export class Messages {
     const p = valuesOf(from, MESSAGE_PARAMS, 'qmgr');
     this.router = router;
     this.pendingProbeLimit = p.address_verify_pending_request_limit;
+    this.softBounce = p.soft_bounce;
     this.rcptLimit = Math.max(1, p.qmgr_message_recipient_limit);
     this.rcptMinimum = Math.max(1, p.qmgr_message_recipient_minimum);
     this.fudgeSlice = Math.max(1, Math.floor((this.rcptLimit * Math.min(100, Math.max(10, p.qmgr_fudge_factor))) / 100));
@@ -169,8 +174,9 @@ export class Messages {
     for (const [i, { r, index }] of pending.entries()) {
       const route = routes[i]!;
       if (route.error) {
-        const o: RecipientOutcome = { index, status: route.error.dsn.startsWith('5') ? 'bounced' : 'deferred', dsn: route.error.dsn, reason: route.error.text, relay: 'none' };
-        logDelivery(this.log, queueId, r, o, formatDelays(meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now), meta.trace === 'verify' || meta.trace === 'probe');
+        const verify = meta.trace === 'verify' || meta.trace === 'probe';
+        const o: RecipientOutcome = bounceOrDefer({ index, status: route.error.dsn.startsWith('5') ? 'bounced' : 'deferred', dsn: route.error.dsn, reason: route.error.text, relay: 'none' }, this.softBounce, verify);
+        logDelivery(this.log, queueId, r, o, formatDelays(meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now), verify);
         metrics().deliveries.inc({ transport: route.transport || 'error', status: o.status });
         msg.outcomes.set(index, o);
         continue;

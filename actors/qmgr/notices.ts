@@ -135,8 +135,9 @@ export class Notifier {
    * verify (trace log, -bv/-v), and a delay notice from `delayed` when asked. Resolves which logs
    * are done with (their notices are queued, or nobody is to be told) and whether the delay
    * notice went out. A log whose notice could not be queued is kept: the next attempt sends it.
+   * `holdBounces` (soft_bounce): the bounce log is kept and no failure notice is sent.
    */
-  async send(meta: MessageMeta, delayed: StatusRecord[] | null, now: number): Promise<{ cleared: LogKind[]; delayWarned: boolean }> {
+  async send(meta: MessageMeta, delayed: StatusRecord[] | null, now: number, holdBounces = false): Promise<{ cleared: LogKind[]; delayWarned: boolean }> {
     const cleared: LogKind[] = [];
     let delayWarned = false;
     const s = this.settings;
@@ -144,7 +145,7 @@ export class Notifier {
     const notifyOf = (r: StatusRecord) => meta.recipients[r.index]?.notify;
     const silent = this.silent(meta);
 
-    const bounces = this.store.logs(meta.queueId, 'bounce');
+    const bounces = holdBounces ? [] : this.store.logs(meta.queueId, 'bounce');
     if (bounces.length) {
       const jobs: Pending[] = [];
       if (silent) {

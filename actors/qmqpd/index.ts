@@ -27,6 +27,7 @@ import { AuthorizedClients } from './clients.js';
 import { qmqpReceivedHeader, queueContent } from './content.js';
 import { verifiedPeerName } from './peer.js';
 import { FAILURE_TEXT, netstring, NetstringError, NetstringReader } from './netstring.js';
+import { SOFT_BOUNCE_PARAMS } from '../../src/delivery/soft-bounce.js';
 
 const log = maillog('qmqpd');
 
@@ -37,6 +38,8 @@ interface Settings {
   clients: AuthorizedClients;
   timeout: number;
   errorDelay: number;
+  /** soft_bounce: a hard error ('D') is sent as one to retry ('Z'). */
+  softBounce: boolean;
   portLogging: boolean;
   sizeLimit: number;
   lineLimit: number;
@@ -131,7 +134,9 @@ class Session {
   }
 
   /** Sends the one reply; a negative one is logged (when asked) and delayed by qmqpd_error_delay. */
-  private async reply(status: Status, text: string, logIt: boolean): Promise<void> {
+  private async reply(given: Status, text: string, logIt: boolean): Promise<void> {
+    // soft_bounce: a hard error becomes one to retry (qmqpd.c qmqpd_reply).
+    const status = given === 'D' && this.s.softBounce ? 'Z' : given;
     if (logIt) {
       const line = `${this.queueId}: ${this.namaddr}: ${text}`;
       if (status === 'K') log.info(line);
@@ -156,6 +161,7 @@ const PARAMS = {
   'mail_name': 'str',
   'content_filter': 'str',
   'in_flow_delay': 'time',
+  ...SOFT_BOUNCE_PARAMS,
 } as const;
 
 function settingsOf(p: Params<typeof PARAMS>): Settings {
@@ -171,6 +177,7 @@ function settingsOf(p: Params<typeof PARAMS>): Settings {
     mailName: p.mail_name,
     contentFilter: p.content_filter.trim(),
     inFlowDelay: p.in_flow_delay * 1000,
+    softBounce: p.soft_bounce,
   };
 }
 

@@ -24,6 +24,7 @@ import { agentTls, requestTls, SMTP_AGENT_TLS_PARAMS, type AgentTls } from '../.
 import { applyMtaSts, stsAgent, stsTls } from './mta-sts.js';
 import type { MtaSts } from '../../src/mta-sts/index.js';
 import { agentContent, corruptReply } from '../../src/delivery/content.js';
+import { bounceOrDefer, SOFT_BOUNCE_PARAMS } from '../../src/delivery/soft-bounce.js';
 
 interface State {
   /** SMTP AUTH to next hops (smtp_sasl_*), null when off. */
@@ -43,6 +44,8 @@ interface State {
   generic: GenericMaps | null;
   /** smtp_header_checks, smtp_mime_header_checks, smtp_nested_header_checks, smtp_body_checks, when one is set. */
   checks: HeaderBodyChecks | null;
+  /** soft_bounce: a bounce is kept as a deferral (src/delivery/soft-bounce.ts). */
+  softBounce: boolean;
 }
 
 /**
@@ -56,6 +59,7 @@ const PARAMS = {
   ...SMTP_BIND_PARAMS,
   ...SMTP_HBC_PARAMS,
   ...SMTP_GENERIC_PARAMS,
+  ...SOFT_BOUNCE_PARAMS,
   'smtp_host_lookup': 'str',
   'disable_dns_lookups': 'bool',
   'smtp_helo_name': 'str',
@@ -110,6 +114,7 @@ function init(ctx: ServiceContext<typeof PARAMS>): State {
       lineLengthLimit: p.smtp_line_length_limit,
       onWarning: (text) => log.warn(text),
       sendXforward: p.smtp_send_xforward_command,
+      softBounce: p.soft_bounce,
       ...(sasl ? { sasl: sasl.settings } : {}),
       ...tls.client,
     }),
@@ -123,6 +128,7 @@ function init(ctx: ServiceContext<typeof PARAMS>): State {
     own: ownAddresses(p.inet_interfaces, p.proxy_interfaces),
     generic: genericMaps({ prefix: 'smtp', params: p }),
     checks: HeaderBodyChecks.create({ prefix: 'smtp', params: p }, log, config.configDirectory ?? undefined),
+    softBounce: p.soft_bounce,
   };
 }
 
@@ -133,8 +139,7 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const content = 'content' in read ? read.content : undefined;
   if (!content) {
     // Deleted meanwhile (postsuper -d): nothing to deliver, nothing to report as delivered.
-    const outcomes = req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: 'deferred', dsn: '4.3.0', reason: 'queue file vanished', relay: 'none' }));
-    logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
+    const outcomes = logAll(s, req, req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: 'deferred', dsn: '4.3.0', reason: 'queue file vanished', relay: 'none' })), started, { connect: 0, transmit: 0 });
     return { queueId: req.queueId, outcomes };
   }
   let resolved = withoutSelf(s, req.nexthop, await s.resolver.resolve(req.nexthop));
@@ -143,8 +148,7 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   let requireSecure = false;
   if (s.sts !== null) ({ resolved, requireSecure } = await applyMtaSts(s.sts, req.queueId, req.nexthop, resolved, s.log));
   if (!resolved.ok) {
-    const outcomes = req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: resolved.temporary ? 'deferred' : 'bounced', dsn: resolved.dsn, reason: resolved.reason, relay: 'none' }));
-    logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
+    const outcomes = logAll(s, req, req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: resolved.temporary ? 'deferred' : 'bounced', dsn: resolved.dsn, reason: resolved.reason, relay: 'none' })), started, { connect: 0, transmit: 0 });
     return { queueId: req.queueId, outcomes, ...(resolved.temporary ? { siteFailure: resolved.reason } : {}) };
   }
   let tls = await requestTls(s.tls, req, req.nexthop, parseNexthop(req.nexthop)?.name ?? req.nexthop);
@@ -157,16 +161,14 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
     } catch (e) {
       if (!(e instanceof TableError)) throw e;
       s.log.warn(`smtp_generic_maps: ${e.message}`);
-      const outcomes = req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: 'deferred', dsn: '4.3.0', reason: 'address mapping lookup failure', relay: 'none' }));
-      logAll(s, req, outcomes, started, { connect: 0, transmit: 0 });
+      const outcomes = logAll(s, req, req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: 'deferred', dsn: '4.3.0', reason: 'address mapping lookup failure', relay: 'none' })), started, { connect: 0, transmit: 0 });
       return { queueId: req.queueId, outcomes };
     }
   }
   env.queueId = req.queueId;
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
   const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, outgoingContent({ checks: s.checks, generic: s.generic, prefix: 'smtp', log: s.log }, req.queueId, content), tls);
-  const outcomes = outcomesOf(req, result);
-  logAll(s, req, outcomes, started, result.timings);
+  const outcomes = logAll(s, req, outcomesOf(req, result), started, result.timings);
   // A failed handshake at level may does not count against the destination (SMTP_NOTHROTTLE).
   const throttle = result.kind === 'site-failure' && !result.noThrottle;
   return { queueId: req.queueId, outcomes, ...(throttle ? { siteFailure: result.reason ?? 'site failure' } : {}) };
@@ -191,12 +193,14 @@ function withoutSelf(s: State, nexthop: string, r: Awaited<ReturnType<NextHopRes
 }
 
 /** One outcome per recipient, in Postfix's words. */
-function outcomesOf(req: DeliveryRequest, result: DeliveryResult): RecipientOutcome[] {
-  // No connection was made (Postfix: "relay=none" with "connect to …"): there is no relay to name.
-  const connected = result.remoteAddr && !(result.kind === 'site-failure' && result.reason?.startsWith('connect to '));
-  const relay = connected ? `${result.remoteHost}[${result.remoteAddr}]:${result.remotePort}` : 'none';
+function outcomesOf(req: DeliveryRequest, first: DeliveryResult): RecipientOutcome[] {
   return req.recipients.map((r, i): RecipientOutcome => {
-    const rr = result.recipients[i]!;
+    const rr = first.recipients[i]!;
+    // A recipient kept for a later host (soft_bounce) has that attempt's host and outcome.
+    const result = rr.via ? { ...rr.via, recipients: first.recipients } : first;
+    // No connection was made (Postfix: "relay=none" with "connect to …"): there is no relay to name.
+    const connected = result.remoteAddr && !(result.kind === 'site-failure' && result.reason?.startsWith('connect to '));
+    const relay = connected ? `${result.remoteHost}[${result.remoteAddr}]:${result.remotePort}` : 'none';
     const reply = rr.reply;
     const code = reply.code;
     const dsn = reply.enhanced ?? `${Math.floor(code / 100)}.0.0`;
@@ -221,13 +225,16 @@ function inReplyTo(rr: { ok: boolean }, result: DeliveryResult): string {
   return ' (in reply to RCPT TO command)';
 }
 
-function logAll(s: State, req: DeliveryRequest, outcomes: RecipientOutcome[], started: number, timings: { connect: number; transmit: number }): void {
+/** Logs each outcome (a bounce kept as a deferral under soft_bounce) and returns them as logged. */
+function logAll(s: State, req: DeliveryRequest, given: RecipientOutcome[], started: number, timings: { connect: number; transmit: number }): RecipientOutcome[] {
   const now = Date.now();
   const delays = formatDelays(req.arrival, req.activated, started, timings, now);
+  const outcomes = given.map((o) => bounceOrDefer(o, s.softBounce, req.verify));
   for (const o of outcomes) {
     const recipient = req.recipients.find((r) => r.index === o.index)!;
     logDelivery(s.log, req.queueId, recipient, o, delays, req.verify);
   }
+  return outcomes;
 }
 
 export default defineService({

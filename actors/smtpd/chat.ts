@@ -11,7 +11,10 @@
  *     bounce): "Postfix SMTP server: errors from host[addr]", "Transcript of session follows.",
  *     at the end of the session or when the transcript grows past
  *     smtpd_history_flush_threshold lines. A message received without error forgives the errors
- *     before it, as in Postfix.
+ *     before it, as in Postfix;
+ *   - for soft_bounce: every 5xx reply goes out as 4xx, and each of its lines whose text starts
+ *     with "5" (the enhanced status code) as "4" — restriction rejects, syntax errors, milter
+ *     replies alike (smtpd_chat.c); the reject log line agrees (src/smtpd/policy.ts).
  * The error class of a reply is read from the reply itself (its enhanced status code), where
  * Postfix's smtpd sets it at each place that answers; the mapping is errorClass() below.
  */
@@ -22,6 +25,7 @@ import { newQueueId } from '../../src/queue/qid.js';
 import { localZone } from '../../src/time/zone.js';
 import type { CleanupReply, CleanupRequest } from '../protocol.js';
 import type { Command } from '../../src/smtpd/command.js';
+import { SOFT_BOUNCE_PARAMS } from '../../src/delivery/soft-bounce.js';
 
 /** Postfix's mail_error classes that smtpd's transcripts are sent for. */
 export type ErrorClass = 'policy' | 'protocol' | 'resource' | 'software' | 'bounce' | 'data';
@@ -45,6 +49,8 @@ export interface ChatSettings {
   notify: Set<ErrorClass>;
   /** smtpd_history_flush_threshold. */
   threshold: number;
+  /** soft_bounce: 5xx replies go out as 4xx. */
+  softBounce: boolean;
   session(session: object): ChatSession;
   /** Sends the transcript; `bounce`: the errors include a 'bounce' class one. */
   post(subjectHost: string, body: string, bounce: boolean): void;
@@ -225,6 +231,7 @@ export function installChat(proto: Record<string, unknown>): void {
     const s = this._server.options.postactorChat;
     // (Most replies: no footer to add, no transcript kept.)
     if (!s || (code < 400 && typeof data === 'string' && s.notify.size === 0)) return emit.call(this, code, data, command);
+    const soft = s.softBounce && code >= 500 && code <= 599;
     let lines: string[];
     if (Array.isArray(data)) lines = data;
     else {
@@ -243,6 +250,11 @@ export function installChat(proto: Record<string, unknown>): void {
         if (code === 421 && /^4\.4\.2 .*timeout exceeded$/.test(text)) h.reason = 'timeout';
         if (code === 421 && /Error: too many errors$/.test(text)) h.reason = 'too many errors';
       }
+    }
+    // soft_bounce, after the footer as in Postfix: the code and each line's leading "5".
+    if (soft) {
+      code -= 100;
+      lines = lines.map((l) => (l.startsWith('5') ? `4${l.slice(1)}` : l));
     }
     // (The "Out:" lines only when a transcript is kept: not a string per reply for nothing.)
     if (s.notify.size > 0) record(this, lines.map((l, i) => `Out: ${code}${i < lines.length - 1 ? '-' : ' '}${l}`));
@@ -325,6 +337,7 @@ export const CHAT_PARAMS = {
   'smtpd_history_flush_threshold': 'int',
   'bounce_notice_recipient': 'str',
   'error_notice_recipient': 'str',
+  ...SOFT_BOUNCE_PARAMS,
 } as const;
 
 /** The settings from the values smtpd read (CHAT_PARAMS, with the rest of smtpd's: index.ts SMTPD_PARAMS). */
@@ -342,6 +355,7 @@ export function chatSettings(p: Params<typeof CHAT_PARAMS>, deps: ChatDeps): Cha
     filter: expansionFilter(p.smtpd_expansion_filter),
     notify: new Set(SMTPD_NOTIFY_CLASSES.filter((c) => classes.has(c))),
     threshold: p.smtpd_history_flush_threshold,
+    softBounce: p.soft_bounce,
     session: deps.session,
     warn: deps.warn,
     post(namaddr, body, bounce) {

@@ -36,6 +36,10 @@ export interface Dialect {
   hostname: string;
   banner: string;
   vrfyDisabled: boolean;
+  /** smtputf8_enable: VRFY's syntax reply names its SMTPUTF8 option, as Postfix's. */
+  smtputf8: boolean;
+  /** SMTPUTF8 announced (enabled, not discarded): `VRFY address SMTPUTF8` drops the option word. */
+  smtputf8Offered: boolean;
   sizeLimit: number;
   /** Lines after the first of the EHLO reply. */
   ehloKeywords: string[];
@@ -81,8 +85,9 @@ const TABLE = new Map<string, [number, string]>(Object.entries({
   'Error: send HELO/EHLO first': [503, '5.5.1 Error: send HELO/EHLO first'],
   'Error: too many recipients': [452, '4.5.3 Error: too many recipients'],
   'Error: Bad command parameter syntax': [555, '5.5.4 Unsupported option'],
-  'Error: syntax: EHLO hostname': [501, '5.5.4 Syntax: EHLO hostname'],
-  'Error: Syntax: HELO hostname': [501, '5.5.4 Syntax: HELO hostname'],
+  // (Postfix's HELO and EHLO syntax replies have no enhanced status code.)
+  'Error: syntax: EHLO hostname': [501, 'Syntax: EHLO hostname'],
+  'Error: Syntax: HELO hostname': [501, 'Syntax: HELO hostname'],
   'Error: Bad hostname syntax': [501, '5.5.4 Syntax: bad hostname'],
   'Error: internal server error': [451, '4.3.0 Error: internal error'],
   'Error: too many unrecognized commands': [421, '4.7.0 Error: too many errors'],
@@ -245,13 +250,26 @@ export async function installDialect(): Promise<void> {
 
   proto.handler_VRFY = function (this: Conn, command: Buffer | string, callback: () => void) {
     const d = this._server.options.postactorDialect;
-    const arg = String(command).trim().split(/\s+/).slice(1).join(' ');
+    const words = String(command).trim().split(/\s+/).slice(1);
+    if (d.smtputf8Offered && words.length > 0 && words[words.length - 1]!.toUpperCase() === 'SMTPUTF8') words.pop(); // RFC 6531
+    const arg = words.join(' ');
     // Through this.send(), so the reply is counted (disconnect line, error limits: limits.ts).
     if (d.vrfyDisabled) this.send(502, '5.5.1 VRFY command is disabled', false);
-    else if (!arg) this.send(501, '5.5.4 Syntax: VRFY address', false);
+    else if (!arg) this.send(501, `5.5.4 Syntax: VRFY address${d.smtputf8 ? ' [SMTPUTF8]' : ''}`, false);
     // The address is echoed with control characters made '?' (Postfix's printable()).
     else this.send(252, `2.0.0 ${arg.replace(/^<|>$/g, '').replace(/[\x00-\x1f\x7f]/g, '?')}`, false);
     callback();
+  };
+  // DATA without an accepted recipient: Postfix's smtpd says "need RCPT command" only outside a
+  // transaction; after MAIL (every RCPT refused, or none sent) it is "no valid recipients".
+  const data = proto.handler_DATA as (this: Conn, command: Buffer | string, callback: () => void) => void;
+  proto.handler_DATA = function (this: Conn, command: Buffer | string, callback: () => void) {
+    const envelope = this.session.envelope as { mailFrom?: unknown; rcptTo: unknown[] };
+    if (envelope.rcptTo.length === 0 && envelope.mailFrom) {
+      this.send(554, '5.5.1 Error: no valid recipients', false);
+      return callback();
+    }
+    return data.call(this, command, callback);
   };
   const notRecognized = function (this: Conn, _command: unknown, callback: () => void) {
     this.send(500, '5.5.2 Error: command not recognized', false);

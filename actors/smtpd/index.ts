@@ -204,6 +204,8 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
     hostname,
     banner: p.smtpd_banner,
     vrfyDisabled: p.disable_vrfy_command,
+    smtputf8: p.smtputf8_enable,
+    smtputf8Offered: p.smtputf8_enable && !discardEhlo.has('smtputf8'),
     sizeLimit,
     ehloKeywords: [
       'PIPELINING',

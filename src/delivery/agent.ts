@@ -9,6 +9,7 @@ import type { Logger } from '../log/maillog.js';
 import type { QueueStore } from '../queue/store.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from './request.js';
 import { formatDelays, logDelivery } from './log.js';
+import { bounceOrDefer, softBounceOf } from './soft-bounce.js';
 
 /** What an agent's handler gets: the service skeleton's context (src/runtime/service.ts) has it all. */
 export interface AgentContext {
@@ -22,9 +23,14 @@ export interface AgentContext {
   line: MasterService | undefined;
 }
 
-/** Logs one "to=<…>, relay=…, delay=…, delays=…, dsn=…, status=… (…)" line per outcome and builds the reply. */
-export function report(ctx: AgentContext, req: DeliveryRequest, outcomes: RecipientOutcome[], started: number, timings = { connect: 0, transmit: 0 }, siteFailure?: string): DeliveryReply {
+/**
+ * Logs one "to=<…>, relay=…, delay=…, delays=…, dsn=…, status=… (…)" line per outcome and builds
+ * the reply; with soft_bounce a bounce is kept as a deferral (./soft-bounce.ts).
+ */
+export function report(ctx: AgentContext, req: DeliveryRequest, given: RecipientOutcome[], started: number, timings = { connect: 0, transmit: 0 }, siteFailure?: string): DeliveryReply {
   const delays = formatDelays(req.arrival, req.activated, started, timings, Date.now());
+  const soft = softBounceOf(ctx.config);
+  const outcomes = given.map((o) => bounceOrDefer(o, soft, req.verify));
   for (const o of outcomes) {
     const recipient = req.recipients.find((r) => r.index === o.index) ?? { address: '' };
     logDelivery(ctx.log, req.queueId, recipient, o, delays, req.verify);

@@ -57,6 +57,18 @@ function printable(buf: Buffer): string {
   return Buffer.from(s, 'latin1').toString('utf8');
 }
 
+/**
+ * How local(8) runs a command (an alias's or .forward's |command, mailbox_command): with
+ * `local_command_shell` set (e.g. "/usr/sbin/smrsh -c"), that value split at white space with the
+ * command as its last argument, whatever the command holds, as Postfix's pipe_command does;
+ * without it, /bin/sh -c (Postfix runs the shell when the command has shell syntax and execs it
+ * directly otherwise: the same program runs either way).
+ */
+export function commandArgv(command: string, shell: string): string[] {
+  const words = shell.split(/[ \t\r\n]+/).filter((w) => w !== '');
+  return words.length > 0 ? [...words, command] : ['/bin/sh', '-c', command];
+}
+
 export function runCommand(o: RunOptions): Promise<CommandResult> {
   return new Promise((resolve) => {
     const cmd = o.argv[0]!;

@@ -45,7 +45,8 @@ export function recipientLog(r: LoggedRecipient): string {
 export function logDelivery(log: Logger, queueId: string, recipient: string | LoggedRecipient, o: RecipientOutcome, d: Delays, verify = false): void {
   // An address probe (sendmail -bv, a verify service probe) delivers nothing: Postfix logs
   // status=deliverable, or undeliverable for a bounce and a deferral alike (bounce.c, defer.c).
-  const status = verify ? (o.status === 'sent' ? 'deliverable' : 'undeliverable') : o.status;
+  // A bounce kept by soft_bounce is logged as Postfix's bounce.c logs it: status=SOFTBOUNCE.
+  const status = verify ? (o.status === 'sent' ? 'deliverable' : 'undeliverable') : o.softBounce ? 'SOFTBOUNCE' : o.status;
   const to = recipientLog(typeof recipient === 'string' ? { address: recipient } : recipient);
   log.info(`${queueId}: ${to}, relay=${o.relay}, delay=${d.delay}, delays=${d.delays}, dsn=${o.dsn}, status=${status} (${o.reason})`);
 }

@@ -62,6 +62,8 @@ export interface RecipientOutcome {
    * "passed" when the next hop announced DSN and got NOTIFY: it notifies, we do not.
    */
   action?: 'delivered' | 'relayed' | 'expanded' | 'passed';
+  /** A bounce that soft_bounce kept as a deferral (./soft-bounce.ts): logged as status=SOFTBOUNCE. */
+  softBounce?: true;
 }
 
 export interface DeliveryReply {

@@ -35,6 +35,8 @@ export interface MilterSettings {
   queueDirectory: string;
   /** The default macro lists per stage (milter_*_macros). */
   macros: Record<Stage, string[]>;
+  /** soft_bounce: a 5xx reply of the milter's own is used as 4xx (milter8.c). */
+  softBounce?: boolean;
   warn(text: string): void;
 }
 
@@ -534,7 +536,9 @@ export class Milter {
           return this.confError(`malformed reply: ${text}`);
         }
         // Sendmail uses the reply as a format string: "%%" is "%", a lone "%" goes.
-        const reply = text.replace(/%(%?)/g, '$1').replace(/\r?\n/g, '\r\n');
+        let reply = text.replace(/%(%?)/g, '$1').replace(/\r?\n/g, '\r\n');
+        // soft_bounce: each line's "5" code and "5" status class become "4" (milter8.c).
+        if (this.settings.softBounce) reply = reply.split('\r\n').map((l) => (l.startsWith('5') ? `4${l.slice(1, 4)}${l[4] === '5' ? '4' : l.slice(4, 5)}${l.slice(5)}` : l)).join('\r\n');
         if (atConnect || reply.startsWith('421')) {
           this.state = 'reject-con';
           this.close();

@@ -8,6 +8,7 @@
 import type { Config } from '../config/index.js';
 import { valuesOf, type Params } from '../config/declared.js';
 import { Milter, type ConnectInfo, type Edit, type MacroSource, type MilterSettings, type Stage, type Verdict } from './milter.js';
+import { SOFT_BOUNCE_PARAMS } from '../delivery/soft-bounce.js';
 
 export type { Edit, Verdict, MacroSource, ConnectInfo } from './milter.js';
 
@@ -33,6 +34,7 @@ export const MILTER_PARAMS = {
   'milter_default_action': 'str',
   'milter_protocol': 'str',
   'queue_directory': 'str',
+  ...SOFT_BOUNCE_PARAMS,
 } as const;
 
 /** Splits a milter list: words separated by space/comma, a `{ … }` group is one entry. */
@@ -69,6 +71,7 @@ export function milterSettings(from: Config | Params<typeof MILTER_PARAMS>, list
     defaultAction: v.milter_default_action,
     protocol: v.milter_protocol,
     queueDirectory: v.queue_directory,
+    softBounce: v.soft_bounce,
     macros,
     warn,
   };

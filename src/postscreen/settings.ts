@@ -58,6 +58,8 @@ export interface PostscreenSettings {
   allowlistInterfaces: (serverAddr: string) => boolean;
   upstreamProxy: '' | 'haproxy';
   upstreamProxyTimeout: number;
+  /** soft_bounce: replies and the reject log line say 4 where they would say 5 (state.ts). */
+  softBounce: boolean;
 }
 
 /**
@@ -139,5 +141,6 @@ export function postscreenSettings(config: Config): PostscreenSettings {
     allowlistInterfaces: allowlistInterfaces(config.get('postscreen_allowlist_interfaces')),
     upstreamProxy: proxy,
     upstreamProxyTimeout: config.getTime('postscreen_upstream_proxy_timeout'),
+    softBounce: config.getBool('soft_bounce'),
   };
 }

@@ -105,7 +105,7 @@ const COMMANDS: Command[] = [
     const addr = extractAddr(args.slice(colon + 1));
     if (addr === null) return e.reply('501 5.1.3 Bad recipient address syntax\r\n');
     const r = e.s.rcptReply;
-    e.s.ctx.log.info(`NOQUEUE: reject: RCPT from ${e.s.who}: ${r.slice(0, -2)}; from=<${e.sender}>, to=<${addr}>, proto=${e.protocol}, helo=<${e.helo ?? ''}>`);
+    e.s.ctx.log.info(`NOQUEUE: reject: RCPT from ${e.s.who}: ${e.s.softened(r).slice(0, -2)}; from=<${e.sender}>, to=<${addr}>, proto=${e.protocol}, helo=<${e.helo ?? ''}>`);
     e.reply(r);
   } },
   { name: 'DATA', enabled: true, handler: (e, args) => {

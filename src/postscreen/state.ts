@@ -53,7 +53,16 @@ export class Session {
   }
 
   send(text: string): void {
-    if (!this.socket.destroyed && this.socket.writable) this.socket.write(text);
+    if (!this.socket.destroyed && this.socket.writable) this.socket.write(this.softened(text));
+  }
+
+  /**
+   * soft_bounce (postscreen_send.c): a reply's "5" code and "5" status class become "4"; the
+   * reject log line uses it too, so it shows what the client got.
+   */
+  softened(text: string): string {
+    if (!this.ctx.settings.softBounce) return text;
+    return `${text[0] === '5' ? '4' : text.slice(0, 1)}${text.slice(1, 4)}${text[4] === '5' ? '4' : text.slice(4, 5)}${text.slice(5)}`;
   }
 
   beginTests(name: string, cleanup: () => void): void {

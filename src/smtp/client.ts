@@ -77,6 +77,11 @@ export interface RecipientResult {
   reply: SmtpReply;
   /** LMTP: this reply came after the end of DATA (not at RCPT). */
   afterData?: boolean;
+  /**
+   * The attempt at a later host this reply came from (its host, kind, reason), when the first
+   * host's 5xx kept the recipient for the next one under soft_bounce; absent: the result's own.
+   */
+  via?: Omit<DeliveryResult, 'recipients'>;
 }
 
 export interface DeliveryResult {
@@ -150,6 +155,11 @@ export interface SmtpClientOptions {
   prefix?: 'smtp' | 'lmtp';
   /** smtp_send_xforward_command: XFORWARD the message's origin to a server that offers it (xforward.ts). */
   sendXforward?: boolean;
+  /**
+   * soft_bounce: a 5xx from a host that is not the last one to try keeps its recipients for the
+   * next host (Postfix's smtp_trouble.c), with an informational line saying why.
+   */
+  softBounce?: boolean;
 }
 
 export interface SmtpHost {
@@ -546,6 +556,7 @@ export class SmtpClient {
       idleTimeout: 2000, reuseLimit: 0, reuseTimeLimit: 300_000, lmtp: false, bind: { enforce: false }, onWarning: () => undefined,
       onInfo: () => undefined, tls: null, starttlsTimeout: 300_000, noteStarttlsOffer: false, wrappermode: false, prefix: opts.lmtp ? 'lmtp' : 'smtp',
       sendXforward: false,
+      softBounce: false,
       lineLengthLimit: 998,
       skipQuitResponse: false,
       ...opts,
@@ -559,9 +570,11 @@ export class SmtpClient {
       const p = this.opts.prefix;
       this.opts.onInfo(`SMTPS wrappermode (TCP port 465) requires setting "${p}_tls_wrappermode = yes", and "${p}_tls_security_level = encrypt" (or stronger)`);
     }
-    for (const h of hosts) {
+    for (const [i, h] of hosts.entries()) {
       last = await this.attempt(h, envelope, content, tls);
-      if (last.kind !== 'site-failure' || last.reason?.endsWith(STAGE_TEXT[Stage.Dot])) return last;
+      if (last.kind !== 'site-failure' || last.reason?.endsWith(STAGE_TEXT[Stage.Dot])) {
+        return this.opts.softBounce && i < hosts.length - 1 ? this.nextHostFor5xx(h, hosts.slice(i + 1), envelope, content, tls, last) : last;
+      }
     }
     if (last) return last;
     const reply: SmtpReply = { code: 451, enhanced: '4.4.4', text: 'no hosts to deliver to' };
@@ -569,6 +582,42 @@ export class SmtpClient {
       kind: 'site-failure', recipients: fill(envelope.recipients.length, reply, false), remoteHost: 'none',
       remoteAddr: '', remotePort: 0, reason: reply.text, timings: { connect: 0, transmit: 0 },
     };
+  }
+
+  /**
+   * soft_bounce (Postfix's smtp_trouble.c): the recipients a host that is not the last one
+   * refused with 5xx are kept for the next hosts, as a 4xx would keep them in Postfix, instead of
+   * being bounced; "ID: host … said: … (in reply to … command)" says why each was skipped. Their
+   * replies then come from the later attempt (RecipientResult.via).
+   */
+  private async nextHostFor5xx(h: SmtpHost, rest: SmtpHost[], env: SmtpEnvelope, content: Uint8Array | OutgoingContent, tls: TlsRequest | null, result: DeliveryResult): Promise<DeliveryResult> {
+    const kept = result.recipients.filter((r) => !r.ok && r.reply.code >= 500 && r.reply.code <= 599);
+    if (kept.length === 0) return result;
+    const id = env.queueId ?? 'NOQUEUE';
+    // A transaction refused as a whole (MAIL FROM, DATA) is one line (smtp_bulk_fail), each
+    // refused recipient one (smtp_rcpt_fail).
+    let bulk = false;
+    for (const r of kept) {
+      const whole = result.kind === 'message-failure' && result.reason !== undefined && (result.local === true || result.reason.includes(replyToString(r.reply)));
+      if (!whole) this.opts.onInfo(`${id}: ${saidText(h, r.reply, r.afterData ? 'end of DATA' : 'RCPT TO')}`);
+      else if (!bulk) this.opts.onInfo(`${id}: ${result.reason}`);
+      bulk ||= whole;
+    }
+    const pick = <T>(list: T[] | undefined) => list && kept.map((r) => list[r.index]!);
+    const sub: SmtpEnvelope = {
+      ...env,
+      recipients: pick(env.recipients)!,
+      ...(env.dsn ? { dsn: { ...env.dsn, ...(env.dsn.recipients ? { recipients: pick(env.dsn.recipients)! } : {}) } } : {}),
+    };
+    const later = await this.deliver(rest, sub, content, tls);
+    const { recipients: laterRecipients, ...laterAttempt } = later;
+    const recipients = [...result.recipients];
+    kept.forEach((r, j) => {
+      const lr = laterRecipients[j]!;
+      recipients[r.index] = { ...lr, index: r.index, via: lr.via ?? laterAttempt };
+    });
+    const timings = { connect: result.timings.connect + later.timings.connect, transmit: result.timings.transmit + later.timings.transmit };
+    return { ...result, recipients, timings };
   }
 
   /** Sends QUIT on every parked connection and waits for them to close. */

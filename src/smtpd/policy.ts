@@ -39,6 +39,7 @@ import { DUNNO, formatReply, PERMIT, rejected, type Action, type Forbid, type Po
 import { checkListed, unlisted, type UnlistedSettings } from './restrictions/unlisted.js';
 import { unverified, type UnverifiedCodes, type VerifySettings } from './restrictions/verify.js';
 import { VerifyClient } from '../verify/client.js';
+import { SOFT_BOUNCE_PARAMS } from '../delivery/soft-bounce.js';
 
 export type { PolicyRequest, Stage, Where } from './restrictions/types.js';
 
@@ -87,6 +88,7 @@ const LISTS: [Stage, keyof typeof LIST_PARAMS][] = [
  * trivial-rewrite declares too) and SASL's (with TLS's, which it asks) are spread in.
  */
 export const POLICY_PARAMS = {
+  ...SOFT_BOUNCE_PARAMS,
   ...SASL_PARAMS,
   ...RESOLVE_PARAMS,
   ...LIST_PARAMS,
@@ -801,7 +803,7 @@ export class SmtpdPolicy {
         return action.forbid && !ev.discard ? this.forbidden(action.forbid) : 'permit';
       case 'reject': {
         if (warn) {
-          this.whatsup('reject_warning', r, formatReply(action.reply));
+          this.whatsup('reject_warning', r, formatReply(this.softened(action.reply)));
           return 'dunno';
         }
         // DEFER_IF_REJECT turns a later 5xx into its 4xx.
@@ -811,7 +813,7 @@ export class SmtpdPolicy {
         for (const w of typeof action.warning === 'string' ? [action.warning] : action.warning) this.log.warn(w);
         return action.reply;
       case 'defer_if_permit':
-        if (warn) this.whatsup('reject_warning', r, formatReply(action.reply));
+        if (warn) this.whatsup('reject_warning', r, formatReply(this.softened(action.reply)));
         else ev.deferIfPermit ??= action.reply;
         return 'dunno';
       case 'defer_if_reject':
@@ -889,10 +891,21 @@ export class SmtpdPolicy {
   }
 
   /** `reason` (the restriction list, or what else refused) labels the reject in the metrics. */
-  private refuse(reply: Reply, r: PolicyRequest, reason: string): Verdict {
+  private refuse(given: Reply, r: PolicyRequest, reason: string): Verdict {
+    const reply = this.softened(given);
     this.whatsup('reject', r, formatReply(reply));
     metrics().smtpdRejects.inc({ code: String(reply.code), stage: r.where, reason });
     return { ok: false, code: reply.code, text: `${reply.dsn} ${reply.text}` };
+  }
+
+  /**
+   * soft_bounce (smtpd_check_reject): a 5xx reject is logged and sent as 4xx, its status code's
+   * class with it, so that the reject line shows the code the client got (smtpd's reply output
+   * softens every other 5xx reply: actors/smtpd/chat.ts).
+   */
+  private softened(reply: Reply): Reply {
+    if (!this.p.soft_bounce || reply.code < 500 || reply.code > 599) return reply;
+    return { ...reply, code: reply.code - 100, dsn: reply.dsn.startsWith('5') ? `4${reply.dsn.slice(1)}` : reply.dsn };
   }
 
   /** Postfix's log_whatsup: "QID: reject: RCPT from name[addr]: text; from=<…> to=<…> proto=… helo=<…>". */

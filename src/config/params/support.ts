@@ -40,6 +40,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'virtual_mailbox_maps', 'alias_database', 'empty_address_recipient', 'default_database_type',
     // Set-id commands only (src/config/locate.ts), as Postfix's postdrop/postqueue.
     'alternate_config_directories', 'multi_instance_directories',
+    // The delivery agents, qmgr, cleanup, smtpd, postscreen, qmqpd, milters (src/delivery/soft-bounce.ts).
+    'soft_bounce',
   ],
   // inet_interfaces, inet_protocols: where bare-port inet services listen (master/listen.ts).
   master: ['default_process_limit', 'service_throttle_time', 'max_idle', 'inet_interfaces', 'inet_protocols', 'proxy_read_maps', 'mail_spool_directory', 'anvil_rate_time_unit', 'anvil_status_update_time'],
@@ -235,7 +237,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'inet_protocols', 'inet_interfaces', 'tls_eecdh_auto_curves', 'tls_ffdhe_auto_groups', 'tls_ssl_options',
   ],
   local: [
-    'alias_maps', 'allow_mail_to_commands', 'allow_mail_to_files', 'command_time_limit',
+    'alias_maps', 'allow_mail_to_commands', 'allow_mail_to_files', 'command_time_limit', 'local_command_shell',
     'default_privs', 'deliver_lock_attempts', 'deliver_lock_delay', 'fallback_transport',
     'fallback_transport_maps', 'forward_path', 'home_mailbox', 'ipc_timeout', 'luser_relay',
     'mail_spool_directory', 'mailbox_command', 'mailbox_delivery_lock', 'mailbox_size_limit',
@@ -301,8 +303,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   smtpd_proxy_filter: 'the before-queue content filter would not run',
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
   // Where mail goes and where it comes from.
-  soft_bounce: 'mail would be bounced instead of kept in the queue',
-  local_command_shell: 'commands would run under /bin/sh instead of the configured restricted shell',
 };
 
 /**
