@@ -59,7 +59,7 @@ describe('settings Postactor has not built are refused at start-up, by name (nev
   const refused = [
     'smtp_tls_per_site = texthash:/etc/postfix/tls_per_site',
     'smtp_tls_security_level = dane',
-    'soft_bounce = yes',
+    'smtpd_proxy_filter = 127.0.0.1:10025',
   ];
   for (const setting of refused) {
     test(`${setting}: start-fg exits non-zero naming it, and nothing listens`, async () => {
