@@ -3,7 +3,8 @@
  * delivery: one message, a batch of its recipients, one nexthop. The agent reads the content
  * from the queue store itself (only IDs travel between actors), finds the next-hop hosts (MX or
  * [host]:port), speaks ESMTP through a per-worker connection cache, and logs Postfix's
- * "to=<…>, relay=…, delay=…, delays=…, dsn=…, status=…" line per recipient.
+ * "to=<…>, relay=…, delay=…, delays=…, dsn=…, status=…" line per recipient. What goes out is
+ * the stored content through smtp_*_checks and smtp_generic_maps (src/smtp/outgoing.ts).
  */
 import { NextHopResolver, parseHostLookup, parseNexthop, resolverServersFromEnv, type Resolved } from '../../src/dns/resolver.js';
 import { canonicalIp, ownAddresses } from '../../src/address/interfaces.js';
