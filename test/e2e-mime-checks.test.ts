@@ -5,7 +5,7 @@
  * header_checks sees only the primary non-MIME headers, and disable_mime_input_processing turns
  * the part headers into body lines. Messages are sent with swaks (and the helpers' SMTP client);
  * the replies, Postfix's log lines and what reaches the sink are checked. Also the MIME walker
- * on its own (actors/cleanup/mime.ts).
+ * on its own (src/content/mime.ts).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +16,7 @@ import { SmtpSink, type SinkMessage } from '../src/smtp/sink.js';
 import { sendRaw, startServer, type TestServer } from './helpers/server.js';
 import { runClient } from './helpers/run-client.js';
 import { needs } from './helpers/peers.js';
-import { walkMime } from '../actors/cleanup/mime.js';
+import { walkMime } from '../src/content/mime.js';
 
 const HEADER_CHECKS = [
   '/^Subject: header-reject/ REJECT 5.7.1 header_checks saw it',

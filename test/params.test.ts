@@ -141,7 +141,7 @@ test('postconf -d agrees with Debian\'s postconf -d on every default both list, 
 test('check refuses each security setting Postactor has not built, naming it; and warns for the rest', () => {
   const master = '127.0.0.1:2599 inet n - n - 1 smtpd\ncleanup unix n - n - 1 cleanup\nqmgr unix n - n 300 1 qmgr\n';
   const refused = [
-    'smtp_tls_security_level = dane', 'lmtp_generic_maps = inline:{a=b}',
+    'smtp_tls_security_level = dane', 'lmtp_tls_per_site = hash:/etc/postfix/tls_per_site',
     'smtpd_proxy_filter = 127.0.0.1:10025', 'smtp_tls_per_site = hash:/etc/postfix/tls_per_site',
   ];
   for (const line of refused) {

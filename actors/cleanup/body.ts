@@ -8,7 +8,7 @@
 import type { CleanupRequest } from '../protocol.js';
 import { applyAction, type Edit } from './act.js';
 import { checkInput, checkTables, parseAction } from './checks.js';
-import { MIME_HEADERS, walkMime } from './mime.js';
+import { MIME_HEADERS, walkMime } from '../../src/content/mime.js';
 import type { CleanupSettings, Tables } from './settings.js';
 import { filtering, type Failure, type Verdict } from './state.js';
 

@@ -3,7 +3,6 @@
  * header-section work cleanup does per logical header — checks, address rewriting, Bcc removal.
  * Pure functions over strings; index.ts wires them to the tables and the queue.
  */
-import type { LookupTable } from '../../src/maps/index.js';
 
 export type CheckAction =
   | { kind: 'dunno' }
@@ -60,15 +59,6 @@ export function parseAction(value: string): CheckAction {
   }
 }
 
-/** The first answer of a list of check tables for one input (a header or a body line). */
-export async function checkTables(tables: readonly LookupTable[], input: string): Promise<string | null> {
-  for (const t of tables) {
-    const r = await t.lookup(input);
-    if (r.found) return r.value;
-  }
-  return null;
-}
-
 /** One logical header of the header section: its raw lines (with line ends), its lower-case name. */
 export interface HeaderField {
   name: string;
@@ -99,23 +89,8 @@ export function splitHeaderFields(section: string): HeaderField[] {
   return out;
 }
 
-/**
- * The string header_checks sees for a header: the logical header with its line breaks as "\n"
- * (Postfix keeps the newline of each folded line and removes the CR), no final line end, and at
- * most `sizeLimit` bytes (header_size_limit: the excess is discarded).
- */
-export function checkInput(raw: string, sizeLimit: number): string {
-  let s = raw.replace(/\r?\n$/, '').replace(/\r\n/g, '\n');
-  if (sizeLimit > 0 && s.length > sizeLimit) s = s.slice(0, sizeLimit);
-  return Buffer.from(s, 'latin1').toString('utf8');
-}
-
-/** The header as the log shows it: folded lines joined, at most 200 characters. */
-export function logForm(input: string): string {
-  return input.replace(/\n/g, '').slice(0, 200);
-}
-
 /** Headers cleanup removes from every message (message_drop_headers). */
 export const DROPPED_HEADERS: ReadonlySet<string> = new Set(['bcc', 'resent-bcc', 'return-path', 'content-length']);
 
 export { RECIPIENT_HEADERS, rewriteAddressList, SENDER_HEADERS } from '../../src/address/header-addresses.js';
+export { checkInput, checkTables, logForm } from '../../src/content/lookup.js';

@@ -19,7 +19,7 @@ import { checkInput, checkTables, DROPPED_HEADERS, parseAction, RECIPIENT_HEADER
 import { limitHeaderSize } from './header-limit.js';
 import { dropHeaders, receivedHeader, scanHeaders, type HeaderScan } from './headers.js';
 import { canonicalize, masqueradeClass } from './mappings.js';
-import { MIME_HEADERS } from './mime.js';
+import { MIME_HEADERS } from '../../src/content/mime.js';
 import type { CleanupSettings, Tables } from './settings.js';
 import { filtering, type Failure, type Verdict } from './state.js';
 

@@ -11,7 +11,7 @@ import { buildNetworks, type NetworkList } from '../../src/net/networks.js';
 import { splitTableList, loadMappings, MapList, MAPPING_PARAMS, type Mappings } from './mappings.js';
 import { CleanupMilters, CLEANUP_MILTER_PARAMS } from './milter.js';
 import { smtputf8Settings, type Smtputf8Settings } from './smtputf8.js';
-import type { MimeLimits } from './mime.js';
+import type { MimeLimits } from '../../src/content/mime.js';
 
 const log = maillog('cleanup');
 

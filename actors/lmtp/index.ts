@@ -17,6 +17,10 @@ import { queueDirectory } from '../../src/config/index.js';
 import { NextHopResolver, resolverServersFromEnv } from '../../src/dns/resolver.js';
 import { replyToString } from '../../src/smtp/reply.js';
 import { SmtpClient, type DeliveryResult, type SmtpHost } from '../../src/smtp/client.js';
+import { HeaderBodyChecks, LMTP_HBC_PARAMS } from '../../src/content/header-body-checks.js';
+import { outgoingContent } from '../../src/smtp/outgoing.js';
+import { genericMaps, LMTP_GENERIC_PARAMS, type GenericMaps } from '../../src/smtp/generic.js';
+import { TableError } from '../../src/maps/index.js';
 import { LMTP_BIND_PARAMS, sourceAddresses } from '../../src/smtp/bind-address.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { every, report, type AgentContext } from '../../src/delivery/agent.js';
@@ -39,6 +43,10 @@ interface State {
   queueDir: string;
   assumeFinal: boolean;
   tls: AgentTls;
+  /** lmtp_header_checks, lmtp_mime_header_checks, lmtp_nested_header_checks, lmtp_body_checks, when one is set. */
+  checks: HeaderBodyChecks | null;
+  /** lmtp_generic_maps, when set. */
+  generic: GenericMaps | null;
 }
 
 /** No limit for a 0 timeout (setTimeout's largest delay). */
@@ -53,6 +61,8 @@ const PARAMS = {
   ...LMTP_AGENT_TLS_PARAMS,
   ...LMTP_SASL_PARAMS,
   ...LMTP_BIND_PARAMS,
+  ...LMTP_HBC_PARAMS,
+  ...LMTP_GENERIC_PARAMS,
   ...SOFT_BOUNCE_PARAMS,
   'lmtp_lhlo_name': 'str',
   'lmtp_connect_timeout': 'time',
@@ -104,6 +114,8 @@ function init(ctx: AgentContext & { params: Params<typeof PARAMS> }): State {
     queueDir: queueDirectory(config),
     assumeFinal: p.lmtp_assume_final,
     tls,
+    checks: HeaderBodyChecks.create({ prefix: 'lmtp', params: p }, ctx.log, config.configDirectory ?? undefined),
+    generic: genericMaps({ prefix: 'lmtp', params: p }),
   };
 }
 
@@ -135,8 +147,18 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
     hosts = resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port }));
   }
   const env = smtpEnvelope(req, content.length);
+  if (s.generic) {
+    try {
+      env.sender = await s.generic.address(env.sender);
+      env.recipients = await Promise.all(env.recipients.map((a) => s.generic!.address(a)));
+    } catch (e) {
+      if (!(e instanceof TableError)) throw e;
+      ctx.log.warn(`lmtp_generic_maps: ${e.message}`);
+      return report(ctx, req, every(req, { status: 'deferred', dsn: '4.3.0', reason: 'address mapping lookup failure', relay: 'none' }), started);
+    }
+  }
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
-  const result = await s.client.deliver(hosts, env, content, tls);
+  const result = await s.client.deliver(hosts, env, outgoingContent({ checks: s.checks, generic: s.generic, prefix: 'lmtp', log: s.ctx.log }, req.queueId, content), tls);
   const throttle = result.kind === 'site-failure' && !result.noThrottle;
   return report(ctx, req, outcomesOf(req, result, s.assumeFinal), started, result.timings, throttle ? result.reason ?? 'site failure' : undefined);
 }

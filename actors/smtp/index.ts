@@ -3,13 +3,15 @@
  * delivery: one message, a batch of its recipients, one nexthop. The agent reads the content
  * from the queue store itself (only IDs travel between actors), finds the next-hop hosts (MX or
  * [host]:port), speaks ESMTP through a per-worker connection cache, and logs Postfix's
- * "to=<…>, relay=…, delay=…, delays=…, dsn=…, status=…" line per recipient.
+ * "to=<…>, relay=…, delay=…, delays=…, dsn=…, status=…" line per recipient. What goes out is
+ * the stored content through smtp_*_checks and smtp_generic_maps (src/smtp/outgoing.ts).
  */
 import { NextHopResolver, parseHostLookup, parseNexthop, resolverServersFromEnv, type Resolved } from '../../src/dns/resolver.js';
-import { canonicalIp, literalAddress, ownAddresses } from '../../src/address/interfaces.js';
-import { DomainList } from '../../src/address/domain.js';
+import { canonicalIp, ownAddresses } from '../../src/address/interfaces.js';
 import { TableError } from '../../src/maps/index.js';
-import { GenericMaps } from '../../src/smtp/generic.js';
+import { outgoingContent } from '../../src/smtp/outgoing.js';
+import { genericMaps, SMTP_GENERIC_PARAMS, type GenericMaps } from '../../src/smtp/generic.js';
+import { HeaderBodyChecks, SMTP_HBC_PARAMS } from '../../src/content/header-body-checks.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import { SmtpClient, type DeliveryResult } from '../../src/smtp/client.js';
@@ -41,6 +43,8 @@ interface State {
   own: Set<string>;
   /** smtp_generic_maps, when set. */
   generic: GenericMaps | null;
+  /** smtp_header_checks, smtp_mime_header_checks, smtp_nested_header_checks, smtp_body_checks, when one is set. */
+  checks: HeaderBodyChecks | null;
   /** soft_bounce: a bounce is kept as a deferral (src/delivery/soft-bounce.ts). */
   softBounce: boolean;
 }
@@ -54,6 +58,8 @@ const PARAMS = {
   ...SMTP_AGENT_TLS_PARAMS,
   ...SMTP_SASL_PARAMS,
   ...SMTP_BIND_PARAMS,
+  ...SMTP_HBC_PARAMS,
+  ...SMTP_GENERIC_PARAMS,
   ...SOFT_BOUNCE_PARAMS,
   'smtp_host_lookup': 'str',
   'disable_dns_lookups': 'bool',
@@ -74,10 +80,6 @@ const PARAMS = {
   'smtp_send_xforward_command': 'bool',
   'myhostname': 'str',
   'proxy_interfaces': 'list',
-  'smtp_generic_maps': 'list',
-  'myorigin': 'str',
-  'mydestination': 'list',
-  'recipient_delimiter': 'str',
 } as const;
 
 function init(ctx: ServiceContext<typeof PARAMS>): State {
@@ -125,24 +127,10 @@ function init(ctx: ServiceContext<typeof PARAMS>): State {
     service: ctx.service,
     myhostname: p.myhostname.toLowerCase(),
     own: ownAddresses(p.inet_interfaces, p.proxy_interfaces),
-    generic: genericMaps(p),
+    generic: genericMaps({ prefix: 'smtp', params: p }),
+    checks: HeaderBodyChecks.create({ prefix: 'smtp', params: p }, log, config.configDirectory ?? undefined),
     softBounce: p.soft_bounce,
   };
-}
-
-/** smtp_generic_maps: the user form is looked up for $myorigin, $mydestination and our [address] literals. */
-function genericMaps(p: ServiceContext<typeof PARAMS>['params']): GenericMaps | null {
-  if (p.smtp_generic_maps.length === 0) return null;
-  const local = new DomainList([p.myorigin, ...p.mydestination], false);
-  const own = ownAddresses(p.inet_interfaces, p.proxy_interfaces);
-  return new GenericMaps({
-    maps: p.smtp_generic_maps,
-    recipientDelimiter: p.recipient_delimiter,
-    localDomain: (d) => {
-      const lit = literalAddress(d);
-      return lit !== null ? own.has(lit) : local.has(d);
-    },
-  });
 }
 
 async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
@@ -166,12 +154,9 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   }
   let tls = await requestTls(s.tls, req, req.nexthop, parseNexthop(req.nexthop)?.name ?? req.nexthop);
   if (requireSecure) tls = stsTls(tls, s.tls.settings);
-  let body = content;
   const env = smtpEnvelope(req, content.length);
   if (s.generic) {
     try {
-      body = await s.generic.content(content);
-      env.size = body.length;
       env.sender = await s.generic.address(env.sender);
       env.recipients = await Promise.all(env.recipients.map((a) => s.generic!.address(a)));
     } catch (e) {
@@ -183,7 +168,7 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   }
   env.queueId = req.queueId;
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
-  const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, body, tls);
+  const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, outgoingContent({ checks: s.checks, generic: s.generic, prefix: 'smtp', log: s.log }, req.queueId, content), tls);
   const outcomes = logAll(s, req, outcomesOf(req, result), started, result.timings);
   // A failed handshake at level may does not count against the destination (SMTP_NOTHROTTLE).
   const throttle = result.kind === 'site-failure' && !result.noThrottle;

@@ -513,6 +513,19 @@ const STAGE_TEXT = [
   'performing the SASL authentication',
 ] as const;
 
+/**
+ * Content made when the server waits for it (after 354), at most once per delivery: the
+ * agents' outgoing content checks and header rewriting (src/content/header-body-checks.ts,
+ * src/smtp/generic.ts), which Postfix applies while it sends.
+ */
+export type OutgoingContent = () => Promise<Uint8Array>;
+
+/**
+ * Thrown by OutgoingContent when it cannot be made (a check table failed): the delivery is
+ * deferred with 4.3.0 "local data error while talking to HOST[ADDR]" (Postfix's SMTP_ERR_DATA).
+ */
+export class LocalDataError extends Error {}
+
 /** Thrown inside a session to end it as a site failure with this reply and reason. */
 class SiteFailure {
   constructor(
@@ -551,7 +564,7 @@ export class SmtpClient {
     this.ehloCmd = `${opts.lmtp ? 'LHLO' : 'EHLO'} ${opts.heloName}\r\n`;
   }
 
-  async deliver(hosts: SmtpHost[], envelope: SmtpEnvelope, content: Uint8Array, tls: TlsRequest | null = null): Promise<DeliveryResult> {
+  async deliver(hosts: SmtpHost[], envelope: SmtpEnvelope, content: Uint8Array | OutgoingContent, tls: TlsRequest | null = null): Promise<DeliveryResult> {
     let last: DeliveryResult | null = null;
     if (!this.opts.wrappermode && hosts.some((h) => h.port === 465 && h.path === undefined)) {
       const p = this.opts.prefix;
@@ -577,7 +590,7 @@ export class SmtpClient {
    * being bounced; "ID: host … said: … (in reply to … command)" says why each was skipped. Their
    * replies then come from the later attempt (RecipientResult.via).
    */
-  private async nextHostFor5xx(h: SmtpHost, rest: SmtpHost[], env: SmtpEnvelope, content: Uint8Array, tls: TlsRequest | null, result: DeliveryResult): Promise<DeliveryResult> {
+  private async nextHostFor5xx(h: SmtpHost, rest: SmtpHost[], env: SmtpEnvelope, content: Uint8Array | OutgoingContent, tls: TlsRequest | null, result: DeliveryResult): Promise<DeliveryResult> {
     const kept = result.recipients.filter((r) => !r.ok && r.reply.code >= 500 && r.reply.code <= 599);
     if (kept.length === 0) return result;
     const id = env.queueId ?? 'NOQUEUE';
@@ -616,7 +629,7 @@ export class SmtpClient {
     await Promise.all(all.map((c) => this.quit(c)));
   }
 
-  private async attempt(h: SmtpHost, env: SmtpEnvelope, content: Uint8Array, tlsRequest: TlsRequest | null): Promise<DeliveryResult> {
+  private async attempt(h: SmtpHost, env: SmtpEnvelope, content: Uint8Array | OutgoingContent, tlsRequest: TlsRequest | null): Promise<DeliveryResult> {
     const t0 = performance.now();
     const result: DeliveryResult = {
       kind: 'sent', recipients: [], remoteHost: h.host, remoteAddr: h.addr, remotePort: h.port,
@@ -874,7 +887,7 @@ export class SmtpClient {
     }
   }
 
-  private async transaction(c: Connection, h: SmtpHost, env: SmtpEnvelope, content: Uint8Array, result: DeliveryResult, reused: boolean): Promise<void> {
+  private async transaction(c: Connection, h: SmtpHost, env: SmtpEnvelope, content: Uint8Array | OutgoingContent, result: DeliveryResult, reused: boolean): Promise<void> {
     const rcpts = env.recipients;
     const n = rcpts.length;
     if (env.smtputf8Required && !c.smtputf8) {
@@ -956,10 +969,18 @@ export class SmtpClient {
       await this.rset(c);
       return dataFailure(result, dataReply!, saidText(h, dataReply!, 'DATA'));
     }
+    let body: Uint8Array;
+    try {
+      body = typeof content === 'function' ? await content() : content;
+    } catch (e) {
+      // The session cannot end the DATA cleanly: the connection is dropped (attempt()'s catch).
+      if (e instanceof LocalDataError) throw localSiteFailure('4.3.0', `local data error while talking to ${h.host}[${h.addr}]`);
+      throw e;
+    }
     try {
       const info = { folded: false };
       const lineLimit = this.opts.lineLengthLimit ?? 998;
-      await c.writeAndFlush(dotStuffParts(content, lineLimit, info), this.opts.dataXferTimeout);
+      await c.writeAndFlush(dotStuffParts(body, lineLimit, info), this.opts.dataXferTimeout);
       if (info.folded) this.opts.onInfo?.(`${env.queueId ?? 'NOQUEUE'}: breaking line > ${lineLimit} bytes with <CR><LF>SPACE`);
     } catch (e) {
       if (e instanceof SessionError) throw this.sessionFailure(e, h, Stage.Body);

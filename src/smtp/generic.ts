@@ -12,7 +12,47 @@
  * makes the delivery a temporary failure (never a message sent with unmapped addresses).
  */
 import { RECIPIENT_HEADERS, rewriteAddressList, SENDER_HEADERS } from '../address/header-addresses.js';
+import { DomainList } from '../address/domain.js';
+import { literalAddress, ownAddresses } from '../address/interfaces.js';
+import type { ParamSpec, Params } from '../config/declared.js';
 import { lookupAddress, openTable, type LookupTable } from '../maps/index.js';
+
+/** What the smtp client reads for smtp_generic_maps (src/config/declared.ts). */
+export const SMTP_GENERIC_PARAMS = {
+  'smtp_generic_maps': 'list', 'myorigin': 'str', 'mydestination': 'list', 'recipient_delimiter': 'str',
+  'inet_interfaces': 'list', 'proxy_interfaces': 'list',
+} as const satisfies ParamSpec;
+
+/** The lmtp client's: lmtp_generic_maps. */
+export const LMTP_GENERIC_PARAMS = {
+  'lmtp_generic_maps': 'list', 'myorigin': 'str', 'mydestination': 'list', 'recipient_delimiter': 'str',
+  'inet_interfaces': 'list', 'proxy_interfaces': 'list',
+} as const satisfies ParamSpec;
+
+/** Which client, with the values it declared. */
+export type GenericParams =
+  | { prefix: 'smtp'; params: Params<typeof SMTP_GENERIC_PARAMS> }
+  | { prefix: 'lmtp'; params: Params<typeof LMTP_GENERIC_PARAMS> };
+
+/**
+ * The smtp or lmtp client's generic maps, or null when none is set. The user form is looked
+ * up for $myorigin, $mydestination and our [address] literals.
+ */
+export function genericMaps(a: GenericParams): GenericMaps | null {
+  const p = a.params;
+  const maps = a.prefix === 'smtp' ? a.params.smtp_generic_maps : a.params.lmtp_generic_maps;
+  if (maps.length === 0) return null;
+  const local = new DomainList([p.myorigin, ...p.mydestination], false);
+  const own = ownAddresses(p.inet_interfaces, p.proxy_interfaces);
+  return new GenericMaps({
+    maps,
+    recipientDelimiter: p.recipient_delimiter,
+    localDomain: (d) => {
+      const lit = literalAddress(d);
+      return lit !== null ? own.has(lit) : local.has(d);
+    },
+  });
+}
 
 export interface GenericSettings {
   /** smtp_generic_maps, as written. */

@@ -130,7 +130,7 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   cleanup: [
     // non_smtpd_milters: actors/cleanup/milter.ts (local submissions through the milters).
     'non_smtpd_milters', 'milter_header_checks', 'milter_macro_defaults', 'inet_protocols',
-    // MIME-aware checks (actors/cleanup/mime.ts).
+    // MIME-aware checks (src/content/mime.ts).
     'mime_header_checks', 'nested_header_checks', 'disable_mime_input_processing',
     'mime_nesting_limit', 'mime_boundary_length_limit',
     'cleanup_replace_stray_cr_lf',
@@ -186,6 +186,9 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
   ],
   smtp: [
     'smtp_generic_maps',
+    // Content checks on the way out (src/content/header-body-checks.ts; the lmtp_ names for lmtp).
+    'smtp_header_checks', 'smtp_mime_header_checks', 'smtp_nested_header_checks', 'smtp_body_checks',
+    'header_size_limit', 'mime_nesting_limit', 'mime_boundary_length_limit',
     // Outbound content lines longer than this are broken with CRLF SPACE (src/smtp/client.ts dotStuff).
     'smtp_line_length_limit',
     // SMTP AUTH to next hops (src/smtp/sasl-config.ts; the lmtp_ names for lmtp).
@@ -211,6 +214,9 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'smtp_send_xforward_command',
   ],
   lmtp: [
+    'lmtp_header_checks', 'lmtp_mime_header_checks', 'lmtp_nested_header_checks', 'lmtp_body_checks',
+    'lmtp_generic_maps', 'myorigin', 'mydestination', 'recipient_delimiter', 'proxy_interfaces',
+    'header_size_limit', 'mime_nesting_limit', 'mime_boundary_length_limit',
     'lmtp_sasl_auth_enable', 'lmtp_sasl_type', 'lmtp_sasl_mechanism_filter', 'lmtp_sasl_security_options',
     'lmtp_sasl_tls_security_options', 'lmtp_sasl_auth_soft_bounce', 'lmtp_sender_dependent_authentication',
     'lmtp_sasl_password_maps',
@@ -285,8 +291,6 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
 
 /** Why a group of parameters is refused (printed with the refusal). */
 const TLS = 'TLS is not built yet: mail would go in plaintext';
-const ROUTE = 'mail would be routed or rewritten differently than configured';
-const FILTER = 'the content check would not run';
 
 /** Refused parameters: name → why its absence weakens security or loses mail. */
 export const REFUSED: Readonly<Record<string, string>> = {
@@ -297,12 +301,8 @@ export const REFUSED: Readonly<Record<string, string>> = {
   // Milters and other filters that would be skipped.
   // (smtpd_milters and smtpd_milter_maps are built: actors/smtpd/milter.ts; these are not yet.)
   smtpd_proxy_filter: 'the before-queue content filter would not run',
-  smtp_header_checks: FILTER, smtp_mime_header_checks: FILTER, smtp_nested_header_checks: FILTER,
-  smtp_body_checks: FILTER, lmtp_header_checks: FILTER, lmtp_mime_header_checks: FILTER,
-  lmtp_nested_header_checks: FILTER, lmtp_body_checks: FILTER,
   // Abuse defences: per-client limits (anvil), error limits, deadlines.
   // Where mail goes and where it comes from.
-  lmtp_generic_maps: ROUTE,
 };
 
 /**
