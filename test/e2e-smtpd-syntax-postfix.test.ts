@@ -5,7 +5,8 @@
  * Covered: Postfix's tokenizer (white space before the verb, a NUL ends the line, a line with
  * no word), MAIL/RCPT keyword syntax before the address, nested MAIL and RCPT without MAIL
  * before syntax, RSET/DATA with an argument, DATA without a valid recipient, SIZE and ENVID
- * syntax (xtext, printable, once), duplicate DSN parameters, and which addresses are taken:
+ * syntax (xtext, printable, once), duplicate or empty DSN parameters, VRFY's echo, and which
+ * addresses are taken:
  * any local part (strict_rfc821_envelopes = no), never a domain that is no host name or
  * address literal.
  */
@@ -59,6 +60,11 @@ const CASES: [string[], string][] = [
   [['MAIL FROM:<a@1.2.3.4>'], '501 5.1.7 Bad sender address syntax'],
   [['MAIL FROM:<a@[1.2.3.4]>'], '250 2.1.0 Ok'],
   [[M, 'RCPT TO:<b@-x.example.net>'], '501 5.1.3 Bad recipient address syntax'],
+  [['MAIL FROM:<a@example.org> SIZE='], '501 5.5.4 Bad message size syntax'],
+  [['MAIL FROM:<a@example.org> RET='], '501 5.5.4 Bad RET parameter syntax'],
+  [['MAIL FROM:<a@example.org> ENVID='], '501 5.5.4 Bad ENVID parameter syntax'],
+  [['VRFY <a@example.org>'], '252 2.0.0 <a@example.org>'],
+  [['VRFY a@example.org'], '252 2.0.0 a@example.org'],
 ];
 
 async function last(port: number, cmds: string[]): Promise<string> {

@@ -89,6 +89,12 @@ const TABLE = new Map<string, [number, string]>(Object.entries({
   'Error: Bad message size syntax': [501, '5.5.4 Bad message size syntax'],
   // A DSN parameter given twice is a syntax error of that parameter in Postfix.
   'Error: duplicate RET parameter': [501, '5.5.4 Bad RET parameter syntax'],
+  // A DSN or SIZE parameter without its value ("SIZE="): Postfix finds its syntax bad.
+  'Error: SIZE parameter requires a value': [501, '5.5.4 Bad message size syntax'],
+  'Error: RET parameter requires a value': [501, '5.5.4 Bad RET parameter syntax'],
+  'Error: ENVID parameter requires a value': [501, '5.5.4 Bad ENVID parameter syntax'],
+  'Error: NOTIFY parameter requires a value': [501, '5.5.4 Error: Bad NOTIFY parameter syntax'],
+  'Error: ORCPT parameter requires a value': [501, '5.5.4 Error: Bad ORCPT parameter syntax'],
   'Error: duplicate NOTIFY parameter': [501, '5.5.4 Error: Bad NOTIFY parameter syntax'],
   'Error: duplicate ORCPT parameter': [501, '5.5.4 Error: Bad ORCPT parameter syntax'],
   // (Postfix's HELO and EHLO syntax replies have no enhanced status code.)
@@ -262,8 +268,9 @@ export async function installDialect(): Promise<void> {
     // Through this.send(), so the reply is counted (disconnect line, error limits: limits.ts).
     if (d.vrfyDisabled) this.send(502, '5.5.1 VRFY command is disabled', false);
     else if (!arg) this.send(501, `5.5.4 Syntax: VRFY address${d.smtputf8 ? ' [SMTPUTF8]' : ''}`, false);
-    // The address is echoed with control characters made '?' (Postfix's printable()).
-    else this.send(252, `2.0.0 ${arg.replace(/^<|>$/g, '').replace(/[\x00-\x1f\x7f]/g, '?')}`, false);
+    // The argument is echoed as the client wrote it (brackets too), its words joined by one
+    // space (Postfix's collapse_args), control characters made '?' (printable()).
+    else this.send(252, `2.0.0 ${arg.replace(/[\x00-\x1f\x7f]/g, '?')}`, false);
     callback();
   };
   // MAIL and RCPT as Postfix's mail_cmd and rcpt_cmd take them, before the address is parsed:
