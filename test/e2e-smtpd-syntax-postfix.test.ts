@@ -64,6 +64,8 @@ const CASES: [string[], string][] = [
   [['MAIL FROM:<a@example.org> RET='], '501 5.5.4 Bad RET parameter syntax'],
   [['MAIL FROM:<a@example.org> ENVID='], '501 5.5.4 Bad ENVID parameter syntax'],
   [['VRFY <a@example.org>'], '252 2.0.0 <a@example.org>'],
+  [['MAIL FROM:<a@example.org> SIZE=10 SIZE=20'], '250 2.1.0 Ok'],
+  [[M, 'RCPT TO:<b@example.net> NOTIFY=NEVER NOTIFY=NEVER'], '501 5.5.4 Error: Bad NOTIFY parameter syntax'],
   [['VRFY a@example.org'], '252 2.0.0 a@example.org'],
 ];
 

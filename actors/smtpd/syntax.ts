@@ -81,6 +81,10 @@ export function installSyntax(proto: Record<string, unknown>): void {
     // The domain as trivial-rewrite's resolve checks it (Postfix's smtpd_check_addr): a host name
     // or an address literal, whatever the leniency about the local part.
     if (parsed && parsed.address && !domainOk(parsed.address)) parsed = false;
+    // A parameter given twice: Postfix refuses it only for the DSN ones (their syntax replies:
+    // dialect.ts); SIZE, BODY, AUTH and SMTPUTF8 simply take the last value.
+    const dup = parsed ? (parsed as { duplicate?: string }).duplicate : undefined;
+    if (dup !== undefined && !DUPLICATE_REFUSED.has(dup.toUpperCase())) delete (parsed as { duplicate?: string }).duplicate;
     if (parsed === false && rawName.toUpperCase() === command.split(':', 1)[0]!.trim().toUpperCase()) {
       const where = rawName.toLowerCase().startsWith('mail') ? 'MAIL' : 'RCPT';
       const namaddr = this._server.options.postactorLimits?.namaddr(this.session) ?? `unknown[${this.remoteAddress}]`;
@@ -100,6 +104,9 @@ export function installSyntax(proto: Record<string, unknown>): void {
     return validate.call(this, parsed);
   };
 }
+
+/** Parameters Postfix refuses when given twice (smtpd.c mail_cmd, rcpt_cmd). */
+const DUPLICATE_REFUSED = new Set(['ENVID', 'RET', 'NOTIFY', 'ORCPT']);
 
 /** The domain of an address (after its last '@'; none: a bare local part) is a valid host name or address literal. */
 export function domainOk(address: string): boolean {
