@@ -65,6 +65,8 @@ const CASES: [string[], string][] = [
   [['MAIL FROM:<a@example.org> ENVID='], '501 5.5.4 Bad ENVID parameter syntax'],
   [['VRFY <a@example.org>'], '252 2.0.0 <a@example.org>'],
   [['MAIL FROM:<a@example.org> SIZE=10 SIZE=20'], '250 2.1.0 Ok'],
+  [['MAIL FROM:<a@example.org> foo=b+41r'], '555 5.5.4 Unsupported option: foo=b+41r'],
+  [[M, 'RCPT TO:<b@example.net> Bogus'], '555 5.5.4 Unsupported option: Bogus'],
   [[M, 'RCPT TO:<b@example.net> NOTIFY=NEVER NOTIFY=NEVER'], '501 5.5.4 Error: Bad NOTIFY parameter syntax'],
   [['VRFY a@example.org'], '252 2.0.0 a@example.org'],
 ];

@@ -286,8 +286,12 @@ export async function installDialect(): Promise<void> {
       else if (!keyword.test(line)) this.send(501, syntax, false);
       // ENVID: one, valid xtext, printable (or tab) once decoded; smtp-server decodes it leniently.
       else if (verb === 'MAIL' && !this._server.options.hideDSN && /[ \t]ENVID=/i.test(line) && !envidValid(line)) this.send(501, '5.5.4 Bad ENVID parameter syntax', false);
-      // (smtp-server's parser wants one space between the verb and its keyword.)
-      else return original.call(this, line.replace(/^(MAIL|RCPT)[ \t]+/i, '$1 '), callback);
+      // (smtp-server's parser wants one space between the verb and its keyword. The line as
+      // written is kept for the "Unsupported option" reply: parameters.ts asWritten.)
+      else {
+        this.session.paCommandLine = line;
+        return original.call(this, line.replace(/^(MAIL|RCPT)[ \t]+/i, '$1 '), callback);
+      }
       return callback();
     };
   }

@@ -27,7 +27,7 @@ import { SniMaps, SNI_PARAMS } from './sni.js';
 import { POLICY_PARAMS, SmtpdPolicy, type Delegated, type PolicyRequest, type Verdict, type Where } from '../../src/smtpd/policy.js';
 import { VERIFY_SENDER_PARAMS, VerifySender } from '../../src/verify/sender.js';
 import { QueueSpace } from './queue-space.js';
-import { unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
+import { asWritten, unsupportedMailOption, unsupportedRcptOption } from './parameters.js';
 import { installPolicyHooks } from './restrictions/hooks.js';
 import { peerIdentity, peerName, type PeerStatus } from '../../src/net/peername.js';
 import { parseForbiddenCommands } from '../../src/smtpd/forbidden.js';
@@ -580,7 +580,7 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
       // MAIL FROM:<…> AUTH=<…> (RFC 4954): kept for the log; "<>" means none.
       const args = address.args as Record<string, string | boolean> | false;
       const unknownOption = unsupportedMailOption(args, smtputf8Offered);
-      if (unknownOption !== null) return callback(refuse(555, `5.5.4 Unsupported option: ${unknownOption}`));
+      if (unknownOption !== null) return callback(refuse(555, `5.5.4 Unsupported option: ${asWritten((session as { paCommandLine?: string }).paCommandLine, unknownOption)}`));
       const auth = args ? args['AUTH'] : undefined;
       if (typeof auth === 'string' && auth !== '<>') {
         const st = states.get(session)!;
@@ -606,7 +606,7 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
       // $recipient in the reject footer: the recipient of this RCPT, until the transaction ends.
       (session as { paRecipient?: object }).paRecipient = { envelope: session.envelope, address: address.address };
       const unknownOption = unsupportedRcptOption(address.args as Record<string, string | boolean> | false);
-      if (unknownOption !== null) return callback(refuse(555, `5.5.4 Unsupported option: ${unknownOption}`));
+      if (unknownOption !== null) return callback(refuse(555, `5.5.4 Unsupported option: ${asWritten((session as { paCommandLine?: string }).paCommandLine, unknownOption)}`));
       const overRcpt = anvil?.rcpt(session, session.remoteAddress, namaddr(session));
       if (overRcpt) {
         log.warn(overRcpt.warning);

@@ -38,3 +38,14 @@ export function unsupportedRcptOption(args: Args): string | null {
   }
   return null;
 }
+
+/**
+ * The parameter `shown` names (smtp-server upper-cases names and decodes xtext values) as the
+ * client wrote it in `line`, as Postfix's reply quotes it; `shown` itself when not found.
+ */
+export function asWritten(line: string | undefined, shown: string): string {
+  if (!line) return shown;
+  const name = shown.split('=', 1)[0]!.toUpperCase();
+  const token = line.split(/[ \t]+/).slice(1).find((w) => w.split('=', 1)[0]!.toUpperCase() === name && !w.includes(':<'));
+  return token ?? shown;
+}
