@@ -5,12 +5,18 @@
  * mail_name "Postactor", README). Cases: a message without Date, Message-ID, From and To from
  * a client in local_header_rewrite_clients (the default permit_inet_interfaces: loopback), from
  * one outside it, and the same with always_add_missing_headers = yes; Resent- headers; an
- * envelope sender whose local part needs quoting; the undisclosed-recipients header.
+ * envelope sender whose local part needs quoting; the undisclosed-recipients header; header
+ * addresses rewritten in the header rewrite context ("user" → "user@$myorigin",
+ * append_dot_mydomain); Return-Path and Bcc dropped; smtpd's Received header. And local
+ * submissions: Postactor's bin/sendmail and Postfix's /usr/sbin/sendmail (MAIL_CONFIG pointing
+ * at the peer) with and without -F, pickup's Received header, Resent- headers with -t.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { SmtpSink } from '../src/smtp/sink.js';
-import { queuedId, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { queuedId, REPO_ROOT, sendRaw, startServer, type TestServer } from './helpers/server.js';
 import { needs } from './helpers/peers.js';
 import { startPostfix } from '../bench/relay/postfix.js';
 import type { MtaHandle } from '../bench/relay/mta.js';
@@ -37,6 +43,7 @@ async function headersOf(sink: SmtpSink, subject: string, queueId: string, myhos
       .replaceAll(queueId, 'QUEUEID')
       .replaceAll(myhostname, 'MYHOSTNAME')
       .replace('(Postfix)', '(Postactor)')
+      .replace('(Postfix, from userid', '(Postactor, from userid')
       .replace(/-p[fa]$/, '')
       .replace(/(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), +\d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \([^)]*\)/, 'DATE'));
 }
@@ -140,3 +147,81 @@ for (const [variant, settings] of Object.entries(VARIANTS)) {
     });
   });
 }
+
+/** sendmail(1) with its arguments and input; resolves with its exit status and stderr. */
+function sendmail(bin: string, args: string[], input: string, env: Record<string, string> = {}): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    c.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    c.on('error', reject);
+    c.on('close', (status) => resolve({ status, stderr }));
+    c.stdin.on('error', () => { /* sendmail may exit before reading everything */ });
+    c.stdin.end(input);
+  });
+}
+
+const SUBMISSIONS: Record<string, { args: string[]; text: string }> = {
+  'a full name (-F), no headers': { args: ['-F', 'Joe Q. Public', '-f', 'joe', 'user@example.com'], text: 'Subject: sm-full\n\nbody\n' },
+  'a plain full name (-F)': { args: ['-F', 'Joe Public', '-f', 'joe@client.test', 'user@example.com'], text: 'Subject: sm-plain\n\nbody\n' },
+  'no full name, unqualified header addresses': { args: ['-f', 'joe', 'user@example.com'], text: 'Subject: sm-bare\nTo: someone\n\nbody\n' },
+  'resent, -t': { args: ['-t', '-f', 'joe'], text: 'Subject: sm-resent\nResent-To: user@example.com\nFrom: f@client.test\n\nbody\n' },
+};
+
+describe("cleanup's headers of a local submission: Postactor's and Postfix's sendmail side by side", { skip: needs('/usr/sbin/postfix', "Debian's Postfix, the peer") }, () => {
+  let pfSink: SmtpSink;
+  let paSink: SmtpSink;
+  let postfix: MtaHandle;
+  let server: TestServer;
+  const settings = { myorigin: 'origin.example' };
+
+  before(async () => {
+    pfSink = new SmtpSink({ keepMessages: true });
+    paSink = new SmtpSink({ keepMessages: true });
+    const pfSinkPort = await pfSink.listen(0);
+    const paSinkPort = await paSink.listen(0);
+    const pf = { enable_long_queue_ids: 'yes', ...settings };
+    postfix = await startPostfix({ sinkPort: pfSinkPort, extraMainCf: Object.entries(pf).map(([k, v]) => `${k} = ${v}`).join('\n') });
+    server = await startServer({ sinkPort: paSinkPort, mainCf: settings, masterCfExtra: 'pickup unix n - n 60 1 pickup' });
+  });
+
+  after(async () => {
+    await server?.stop();
+    await postfix?.stop();
+    await pfSink?.close();
+    await paSink?.close();
+  });
+
+  async function submitAll(bin: string, configArgs: string[], env: Record<string, string>, sink: SmtpSink, myhostname: string, tag: string): Promise<Record<string, string[]>> {
+    const out: Record<string, string[]> = {};
+    for (const [name, c] of Object.entries(SUBMISSIONS)) {
+      const text = c.text.replace(/Subject: (sm-\w+)/, `Subject: $1-${tag}`);
+      const subject = /Subject: (\S+)/.exec(text)![1]!;
+      const r = await sendmail(bin, [...configArgs, ...c.args], text, env);
+      assert.equal(r.status, 0, r.stderr);
+      await sink.waitFor(() => sink.messages.some((m) => m.data.includes(`Subject: ${subject}\r\n`)), 30_000);
+      const data = sink.messages.find((m) => m.data.includes(`Subject: ${subject}\r\n`))!.data.toString('latin1');
+      const id = /\tid (\S+);/.exec(data)?.[1] ?? 'none';
+      out[name] = await headersOf(sink, subject, id, myhostname);
+    }
+    return out;
+  }
+
+  test('the same header sections', async () => {
+    const fromPostfix = await submitAll('/usr/sbin/sendmail', [], { MAIL_CONFIG: `${postfix.dir}/etc` }, pfSink, 'postfix-peer.localdomain', 'pf');
+    const fromPostactor = await submitAll(join(REPO_ROOT, 'bin', 'sendmail'), ['-C', server.dir], {}, paSink, 'mx.postactor.test', 'pa');
+    assert.deepEqual(fromPostactor, fromPostfix);
+    for (const h of [fromPostactor, fromPostfix]) {
+      const uid = process.getuid!();
+      const received = `Received: by MYHOSTNAME (Postactor, from userid ${uid})\r\n\tid QUEUEID; DATE`;
+      // -F: the full name as the phrase, quoted when it has specials; the sender qualified with $myorigin.
+      assert.deepEqual(h['a full name (-F), no headers'], [received, 'Subject: sm-full', 'Message-Id: <QUEUEID@MYHOSTNAME>', 'Date: DATE', 'From: "Joe Q. Public" <joe@origin.example>']);
+      assert.equal(h['a plain full name (-F)']![4], 'From: Joe Public <joe@client.test>');
+      // Header addresses of a local submission are qualified as trivial-rewrite's local context does.
+      assert.equal(h['no full name, unqualified header addresses']![2], 'To: someone@origin.example');
+      assert.match(h['no full name, unqualified header addresses']![5]!, /^From: .*<joe@origin\.example>$/);
+      assert.deepEqual(h['resent, -t']!.slice(2, 6), ['Resent-To: user@example.com', 'From: f@client.test', 'Resent-Message-Id: <QUEUEID@MYHOSTNAME>', 'Resent-Date: DATE']);
+      assert.match(h['resent, -t']![6]!, /^Resent-From: .*<joe@origin\.example>$/);
+    }
+  });
+});
