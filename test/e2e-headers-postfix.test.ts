@@ -16,12 +16,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { SmtpSink } from '../src/smtp/sink.js';
-import { queuedId, REPO_ROOT, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { queuedId, REPO_ROOT, sendRaw, SmtpDialogue, startServer, type Reply, type TestServer } from './helpers/server.js';
 import { needs } from './helpers/peers.js';
 import { startPostfix } from '../bench/relay/postfix.js';
 import type { MtaHandle } from '../bench/relay/mta.js';
 
-const CASES: Record<string, { from: string; to: string[]; text: string }> = {
+const CASES: Record<string, { from: string; to: string[]; text: string; noHelo?: boolean }> = {
+  'no HELO': { from: 'sender@client.test', to: ['user@example.com'], text: 'Subject: case-nohelo\r\nFrom: f@client.test\r\n\r\nbody\r\n', noHelo: true },
   'no headers at all': { from: 'sender@client.test', to: ['user@example.com'], text: 'Subject: case-bare\r\n\r\nbody\r\n' },
   'two recipients': { from: 'sender@client.test', to: ['a@example.com', 'b@example.com'], text: 'Subject: case-two\r\n\r\nbody\r\n' },
   'null sender': { from: '', to: ['user@example.com'], text: 'Subject: case-null\r\n\r\nbody\r\n' },
@@ -48,12 +49,29 @@ async function headersOf(sink: SmtpSink, subject: string, queueId: string, myhos
       .replace(/(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), +\d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \([^)]*\)/, 'DATE'));
 }
 
+/** One message in a session without HELO or EHLO (smtpd_helo_required = no). */
+async function sendWithoutHelo(port: number, from: string, to: string[], text: string): Promise<Reply> {
+  const { smtp } = await SmtpDialogue.connect(port);
+  try {
+    for (const line of [`MAIL FROM:<${from}>`, ...to.map((t) => `RCPT TO:<${t}>`), 'DATA']) {
+      const r = await smtp.cmd(line);
+      if (r.code !== 250 && r.code !== 354) return r;
+    }
+    smtp.write(`${text}.\r\n`);
+    const r = await smtp.read();
+    await smtp.cmd('QUIT').catch(() => undefined);
+    return r;
+  } finally {
+    smtp.close();
+  }
+}
+
 async function collect(port: number, sink: SmtpSink, myhostname: string, tag: string): Promise<Record<string, string[]>> {
   const out: Record<string, string[]> = {};
   for (const [name, c] of Object.entries(CASES)) {
     const text = c.text.replace(/Subject: (case-\w+)/, `Subject: $1-${tag}`);
     const subject = /Subject: (\S+)/.exec(text)![1]!;
-    const id = queuedId(await sendRaw(port, c.from, c.to, text));
+    const id = queuedId(c.noHelo ? await sendWithoutHelo(port, c.from, c.to, text) : await sendRaw(port, c.from, c.to, text));
     out[name] = await headersOf(sink, subject, id, myhostname);
   }
   return out;
@@ -91,6 +109,8 @@ function addsNothing(h: Record<string, string[]>): void {
 }
 
 function common(h: Record<string, string[]>): void {
+  // Without HELO the client's name stands in for it, and the protocol is SMTP.
+  assert.deepEqual(h['no HELO']![0], 'Received: from localhost (localhost [127.0.0.1])\r\n\tby MYHOSTNAME (Postactor) with SMTP id QUEUEID\r\n\tfor <user@example.com>; DATE');
   // Return-Path and Bcc dropped, everything else kept as it came.
   assert.deepEqual(h['Return-Path and Bcc dropped'], [RECEIVED, 'Subject: case-drop', 'Date: Mon, 1 Jan 2024 00:00:00 +0000', 'Message-ID: <given@client.test>', 'From: f@client.test', 'To: t@example.com']);
 }
