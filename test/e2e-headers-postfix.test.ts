@@ -5,7 +5,8 @@
  * mail_name "Postactor", README). Cases: a message without Date, Message-ID, From and To from
  * a client in local_header_rewrite_clients (the default permit_inet_interfaces: loopback), from
  * one outside it, and the same with always_add_missing_headers = yes; Resent- headers; an
- * envelope sender whose local part needs quoting; the undisclosed-recipients header; header
+ * envelope sender whose local part needs quoting; the undisclosed-recipients header; the remote
+ * header rewrite context (remote_header_rewrite_domain); a session without HELO; header
  * addresses rewritten in the header rewrite context ("user" → "user@$myorigin",
  * append_dot_mydomain); Return-Path and Bcc dropped; smtpd's Received header. And local
  * submissions: Postactor's bin/sendmail and Postfix's /usr/sbin/sendmail (MAIL_CONFIG pointing
@@ -83,6 +84,7 @@ const VARIANTS: Record<string, Record<string, string>> = {
   'a remote client, always_add_missing_headers = yes': { local_header_rewrite_clients: 'permit_sasl_authenticated', always_add_missing_headers: 'yes' },
   'undisclosed_recipients_header': { undisclosed_recipients_header: 'To: undisclosed-recipients:;' },
   'append_dot_mydomain = yes': { append_dot_mydomain: 'yes', mydomain: 'example.net' },
+  'remote_header_rewrite_domain, a remote client': { local_header_rewrite_clients: 'permit_sasl_authenticated', remote_header_rewrite_domain: 'remote.example' },
   'undisclosed_recipients_header, a remote client': { local_header_rewrite_clients: 'permit_sasl_authenticated', undisclosed_recipients_header: 'To: undisclosed-recipients:;' },
 };
 
@@ -128,6 +130,13 @@ const EXPECT: Record<string, (h: Record<string, string[]>) => void> = {
   'a remote client, always_add_missing_headers = yes': (h) => { common(h); addsMissing(h, false); rewritten(h, false); },
   'undisclosed_recipients_header': (h) => { common(h); addsMissing(h, true); },
   'append_dot_mydomain = yes': (h) => { common(h); rewritten(h, true, '.example.net'); },
+  // The remote context: unqualified addresses get remote_header_rewrite_domain, and missing
+  // headers are added as in the local context (Postfix's hdr_rewrite_context is set).
+  'remote_header_rewrite_domain, a remote client': (h) => {
+    common(h);
+    addsMissing(h, false);
+    assert.deepEqual(h['unqualified header addresses']!.slice(2, 6), ['From: Some One <someone@remote.example>', 'To: user@remote.example, a@b, "Q" <c@d.test>', 'Cc: e@f (c)', 'Reply-To: g@remote.example']);
+  },
   'undisclosed_recipients_header, a remote client': (h) => { common(h); addsNothing(h); },
 };
 

@@ -104,16 +104,19 @@ export interface AddedHeaders {
 }
 
 /** The headers cleanup adds to this message: `localClient` from isLocalClient(). */
-export function addedHeaders(s: Pick<CleanupSettings, 'alwaysAdd' | 'myhostname' | 'mailName' | 'undisclosedRecipientsHeader'>, request: CleanupRequest, original: Uint8Array, scan: HeaderScan, localClient: boolean): AddedHeaders {
-  // Headers Postfix adds at the end of the header section, for local clients (or always).
+export function addedHeaders(s: Pick<CleanupSettings, 'alwaysAdd' | 'myhostname' | 'mailName' | 'undisclosedRecipientsHeader' | 'remoteHeaderRewriteDomain'>, request: CleanupRequest, original: Uint8Array, scan: HeaderScan, localClient: boolean): AddedHeaders {
+  // Headers Postfix adds at the end of the header section, in a header rewrite context (local
+  // clients; the others too when remote_header_rewrite_domain is set) or always.
   // qmqpd's messages are a network client's, as smtpd's (qmqpd wrote their Received header itself).
   const network = request.origin === 'smtpd' || request.origin === 'qmqpd';
-  const addMissing = network && (s.alwaysAdd || localClient);
+  const remoteContext = s.remoteHeaderRewriteDomain !== '';
+  const addMissing = network && (s.alwaysAdd || localClient || remoteContext);
   let added = '';
   let messageId = scan.messageId;
   if (request.origin === 'pickup') {
-    // -G (rewrite context remote) adds no headers, unless always_add_missing_headers.
-    if (request.local?.rewriteContext !== 'remote' || s.alwaysAdd) {
+    // -G (rewrite context remote) adds no headers, unless always_add_missing_headers or
+    // remote_header_rewrite_domain.
+    if (request.local?.rewriteContext !== 'remote' || s.alwaysAdd || remoteContext) {
       const local = localMissingHeaders(s, request, scan.present, scan.eol);
       added = local.added;
       messageId = local.messageId ?? messageId;
@@ -167,7 +170,9 @@ function localMissingHeaders(s: Pick<CleanupSettings, 'myhostname' | 'undisclose
     added += request.sender && name ? `${resent}From: ${formatPhrase(name)} <${addr}>${eol}` : `${resent}From: ${addr}${eol}`;
   }
   if (!present.has('to') && !present.has('cc') && !present.has('resent-to') && !present.has('resent-cc') && s.undisclosedRecipientsHeader) {
-    added += `${s.undisclosedRecipientsHeader}${eol}`;
+    // As Postfix: text that is not "name: value" is not added, and said so.
+    if (/^[\x21-\x39\x3b-\x7e]+[ \t]*:/.test(s.undisclosedRecipientsHeader)) added += `${s.undisclosedRecipientsHeader}${eol}`;
+    else log.warn(`bad undisclosed_recipients_header header text "${s.undisclosedRecipientsHeader}" -- need "headername: headervalue"`);
   }
   return { added, messageId };
 }
