@@ -236,6 +236,18 @@ test('message: Received is added for smtpd mail; missing headers only for local 
   assert.match(addedHeaders(always, remote, r2.content, r2.scan, false).added, /^Message-Id: /);
 });
 
+test('message: undisclosed_recipients_header is added to smtpd mail of a local client; text that is not "name: value" is warned about and left out', () => {
+  const s = settings('undisclosed_recipients_header = To: undisclosed-recipients:;');
+  const request = smtpRequest({ content: msg('Subject: hello', '', 'b') });
+  const read = readMessage(s, request);
+  assert.ok(!('ok' in read));
+  assert.match(addedHeaders(s, request, read.content, read.scan, true).added, /\r\nTo: undisclosed-recipients:;\r\n$/);
+  const bad = settings('undisclosed_recipients_header = undisclosed-recipients');
+  newLogLines();
+  assert.doesNotMatch(addedHeaders(bad, request, read.content, read.scan, true).added, /undisclosed/);
+  assert.ok(newLogLines().some((l) => l.includes('warning: bad undisclosed_recipients_header header text "undisclosed-recipients" -- need "headername: headervalue"')));
+});
+
 test('message: a local submission that is resent gets Resent- headers and the full name in From (pickup)', () => {
   const s = settings('');
   const request: CleanupRequest = {

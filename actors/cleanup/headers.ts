@@ -83,7 +83,8 @@ export interface ReceivedInfo {
 /** Postfix smtpd's Received header (three folded lines). */
 export function receivedHeader(r: ReceivedInfo, eol: string): string {
   const addr = r.clientAddr.includes(':') ? `IPv6:${r.clientAddr}` : r.clientAddr;
-  const from = r.helo ? `from ${r.helo} (${r.clientName} [${addr}])` : `from ${r.clientName} [${addr}]`;
+  // Without HELO/EHLO the client's name stands in for the HELO name, as in Postfix's smtpd.
+  const from = `from ${r.helo || r.clientName} (${r.clientName} [${addr}])`;
   // As Postfix folds it: "for <rcpt>; date" on the third line with one recipient, else the
   // date alone on the third line.
   const tail = r.recipient ? `${eol}\tfor <${r.recipient}>; ${mailDate(r.date)}` : `;${eol}\t${mailDate(r.date)}`;

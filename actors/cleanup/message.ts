@@ -20,6 +20,7 @@ import { limitHeaderSize } from './header-limit.js';
 import { dropHeaders, receivedHeader, scanHeaders, type HeaderScan } from './headers.js';
 import { canonicalize, masqueradeClass } from './mappings.js';
 import { MIME_HEADERS } from '../../src/content/mime.js';
+import { rewriteAddress, type RewriteSettings } from '../../src/rewrite/rewrite.js';
 import type { CleanupSettings, Tables } from './settings.js';
 import { filtering, type Failure, type Verdict } from './state.js';
 
@@ -103,27 +104,29 @@ export interface AddedHeaders {
 }
 
 /** The headers cleanup adds to this message: `localClient` from isLocalClient(). */
-export function addedHeaders(s: Pick<CleanupSettings, 'alwaysAdd' | 'myhostname' | 'mailName' | 'undisclosedRecipientsHeader'>, request: CleanupRequest, original: Uint8Array, scan: HeaderScan, localClient: boolean): AddedHeaders {
-  // Headers Postfix adds at the end of the header section, for local clients (or always).
+export function addedHeaders(s: Pick<CleanupSettings, 'alwaysAdd' | 'myhostname' | 'mailName' | 'undisclosedRecipientsHeader' | 'remoteHeaderRewriteDomain'>, request: CleanupRequest, original: Uint8Array, scan: HeaderScan, localClient: boolean): AddedHeaders {
+  // Headers Postfix adds at the end of the header section, in a header rewrite context (local
+  // clients; the others too when remote_header_rewrite_domain is set) or always.
   // qmqpd's messages are a network client's, as smtpd's (qmqpd wrote their Received header itself).
   const network = request.origin === 'smtpd' || request.origin === 'qmqpd';
-  const addMissing = network && (s.alwaysAdd || localClient);
+  const remoteContext = s.remoteHeaderRewriteDomain !== '';
+  const addMissing = network && (s.alwaysAdd || localClient || remoteContext);
   let added = '';
   let messageId = scan.messageId;
   if (request.origin === 'pickup') {
-    // -G (rewrite context remote) adds no headers, unless always_add_missing_headers.
-    if (request.local?.rewriteContext !== 'remote' || s.alwaysAdd) {
+    // -G (rewrite context remote) adds no headers, unless always_add_missing_headers or
+    // remote_header_rewrite_domain.
+    if (request.local?.rewriteContext !== 'remote' || s.alwaysAdd || remoteContext) {
       const local = localMissingHeaders(s, request, scan.present, scan.eol);
       added = local.added;
       messageId = local.messageId ?? messageId;
     }
   } else if (addMissing || request.origin === 'bounce') {
-    if (!scan.present.has('message-id')) {
-      messageId = `<${request.queueId}@${s.myhostname}>`;
-      added += `Message-Id: ${messageId}${scan.eol}`;
-    }
-    if (!scan.present.has('date')) added += `Date: ${mailDate(request.arrival)}${scan.eol}`;
-    if (!scan.present.has('from')) added += `From: ${request.sender || 'MAILER-DAEMON'}${scan.eol}`;
+    // The same headers as for a local submission (Postfix's cleanup_header_done_callback does
+    // not tell them apart): Resent- versions of a resent message, and undisclosed_recipients_header.
+    const local = localMissingHeaders(s, request, scan.present, scan.eol);
+    added = local.added;
+    messageId = local.messageId ?? messageId;
   }
   // Mail the system makes itself (notices, probes) starts with post_mail's Received header, as
   // Postfix's post_mail_init() writes it: "Received: by $myhostname ($mail_name)" + "\tid QID; date".
@@ -167,7 +170,9 @@ function localMissingHeaders(s: Pick<CleanupSettings, 'myhostname' | 'undisclose
     added += request.sender && name ? `${resent}From: ${formatPhrase(name)} <${addr}>${eol}` : `${resent}From: ${addr}${eol}`;
   }
   if (!present.has('to') && !present.has('cc') && !present.has('resent-to') && !present.has('resent-cc') && s.undisclosedRecipientsHeader) {
-    added += `${s.undisclosedRecipientsHeader}${eol}`;
+    // As Postfix: text that is not "name: value" is not added, and said so.
+    if (/^[\x21-\x39\x3b-\x7e]+[ \t]*:/.test(s.undisclosedRecipientsHeader)) added += `${s.undisclosedRecipientsHeader}${eol}`;
+    else log.warn(`bad undisclosed_recipients_header header text "${s.undisclosedRecipientsHeader}" -- need "headername: headervalue"`);
   }
   return { added, messageId };
 }
@@ -187,13 +192,16 @@ export interface HeaderOptions {
  * and address rewriting, the added headers at its end, then the body as it came. A REJECT or
  * DEFER of header_checks is returned as the failure.
  */
-export async function headerSection(s: Pick<CleanupSettings, 'headerSizeLimit' | 'remoteHeaderRewriteDomain'>, t: Tables, request: CleanupRequest, verdict: Verdict, original: Uint8Array, scan: HeaderScan, add: AddedHeaders, o: HeaderOptions, warn: (text: string) => void): Promise<Failure | { content: Uint8Array }> {
+export async function headerSection(s: Pick<CleanupSettings, 'headerSizeLimit' | 'remoteHeaderRewriteDomain' | 'rewrite'>, t: Tables, request: CleanupRequest, verdict: Verdict, original: Uint8Array, scan: HeaderScan, add: AddedHeaders, o: HeaderOptions, warn: (text: string) => void): Promise<Failure | { content: Uint8Array }> {
   const m = t.mappings;
   const { received, added, separator } = add;
   // Header rewriting happens for local clients (local_header_rewrite_clients, local submissions),
   // or for everyone when remote_header_rewrite_domain is set (Postfix's header rewrite context).
-  const headerRewrite = o.mapOK && t.headerMapping && request.origin !== 'bounce'
-    && (request.origin === 'pickup' || o.localClient || s.remoteHeaderRewriteDomain !== '');
+  const context = request.origin === 'bounce' ? null : headerRewriteContext(s, request, o.localClient);
+  // In that context each address of a sender or recipient header is rewritten as trivial-rewrite
+  // does ("user" → "user@$myorigin", append_dot_mydomain, …), then mapped (canonical, masquerading).
+  const mapping = o.mapOK && t.headerMapping;
+  const headerRewrite = context !== null;
   // Primary headers: MIME headers (Content-*, MIME-Version) to mime_header_checks, the others
   // to header_checks (Postfix's cleanup_header_callback()).
   const headerChecks = o.checksOK && (t.headerChecks.length > 0 || t.mimeHeaderChecks.length > 0);
@@ -225,11 +233,27 @@ export async function headerSection(s: Pick<CleanupSettings, 'headerSizeLimit' |
       const colon = raw.indexOf(':') + 1;
       const sender = SENDER_HEADERS.has(name);
       const cls = sender ? 'header_sender' : 'header_recipient';
-      raw = raw.slice(0, colon) + await rewriteAddressList(raw.slice(colon), async (a) => masqueradeClass(m, await canonicalize(m, a, cls, warn), cls));
+      raw = raw.slice(0, colon) + await rewriteAddressList(raw.slice(colon), async (a) => {
+        const r = rewriteAddress(a, 'local', context);
+        return mapping ? masqueradeClass(m, await canonicalize(m, r, cls, warn), cls) : r;
+      });
     }
     out += raw;
   }
   return { content: joinParts(out, original.subarray(scan.end), added + separator) };
+}
+
+/**
+ * The trivial-rewrite settings of the header rewrite context, or null outside it: local clients
+ * and local submissions get the local context (append_at_myorigin, append_dot_mydomain); others,
+ * and "sendmail -G", the remote context, which appends remote_header_rewrite_domain where the
+ * local context appends $myorigin and $mydomain (none when it is empty: Postfix's rewrite.c).
+ */
+function headerRewriteContext(s: Pick<CleanupSettings, 'remoteHeaderRewriteDomain' | 'rewrite'>, request: CleanupRequest, localClient: boolean): RewriteSettings | null {
+  const local = request.origin === 'pickup' ? request.local?.rewriteContext !== 'remote' : localClient;
+  if (local) return s.rewrite;
+  const domain = s.remoteHeaderRewriteDomain;
+  return domain === '' ? null : { ...s.rewrite, myorigin: domain, mydomain: domain };
 }
 
 /** A string's UTF-8 bytes as a byte string (one char per byte), the form of the header section here. */

@@ -12,6 +12,7 @@ import { splitTableList, loadMappings, MapList, MAPPING_PARAMS, type Mappings } 
 import { CleanupMilters, CLEANUP_MILTER_PARAMS } from './milter.js';
 import { smtputf8Settings, type Smtputf8Settings } from './smtputf8.js';
 import type { MimeLimits } from '../../src/content/mime.js';
+import type { RewriteSettings } from '../../src/rewrite/rewrite.js';
 
 const log = maillog('cleanup');
 
@@ -35,6 +36,8 @@ export interface CleanupSettings {
   noAddressMappings: boolean;
   noHeaderBodyChecks: boolean;
   remoteHeaderRewriteDomain: string;
+  /** trivial-rewrite's settings, for the addresses of header fields in the header rewrite context. */
+  rewrite: RewriteSettings;
 
   headerSizeLimit: number;
   bodyChecksSizeLimit: number;
@@ -77,6 +80,11 @@ export const CLEANUP_PARAMS = {
   'append_at_myorigin': 'bool',
   'empty_address_recipient': 'str',
   'remote_header_rewrite_domain': 'str',
+  // trivial-rewrite's, for the header addresses (Postfix's cleanup asks trivial-rewrite).
+  'mydomain': 'str',
+  'swap_bangpath': 'bool',
+  'allow_percent_hack': 'bool',
+  'append_dot_mydomain': 'bool',
   'header_size_limit': 'int',
   'body_checks_size_limit': 'int',
   'disable_mime_input_processing': 'bool',
@@ -117,6 +125,10 @@ export function cleanupSettings(config: Config, p: CleanupParams = readParams(co
     tables: loadTables(p),
     ...receiveOverrides(p),
     remoteHeaderRewriteDomain: p.remote_header_rewrite_domain.trim(),
+    rewrite: {
+      myorigin: p.myorigin.trim(), mydomain: p.mydomain.trim(), swapBangpath: p.swap_bangpath,
+      allowPercentHack: p.allow_percent_hack, appendAtMyorigin: p.append_at_myorigin, appendDotMydomain: p.append_dot_mydomain,
+    },
     headerSizeLimit: p.header_size_limit,
     bodyChecksSizeLimit: p.body_checks_size_limit,
     disableMime: p.disable_mime_input_processing,
