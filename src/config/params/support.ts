@@ -145,6 +145,8 @@ export const READERS: Readonly<Record<string, readonly string[]>> = {
     'sender_bcc_maps', 'sender_canonical_classes', 'sender_canonical_maps',
     'smtputf8_autodetect_classes', 'smtputf8_enable',
     'undisclosed_recipients_header', 'virtual_alias_expansion_limit', 'virtual_alias_recursion_limit',
+    // Header addresses rewritten as trivial-rewrite does (actors/cleanup/settings.ts).
+    'mydomain', 'swap_bangpath', 'allow_percent_hack', 'append_dot_mydomain',
   ],
   'trivial-rewrite': [
     'allow_percent_hack', 'append_at_myorigin', 'append_dot_mydomain', 'default_transport', 'local_transport',
