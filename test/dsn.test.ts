@@ -19,7 +19,7 @@ import { parseDsn } from './helpers/dsn.js';
 // (test/mail-date.test.ts checks the formatter against the C library's strftime in other zones.)
 process.env.TZ = 'UTC';
 
-const SETTINGS: NoticeSettings = { myhostname: 'mx.postactor.test', mailName: 'Postactor', delayWarningTime: 4 * 3600, maximalQueueLifetime: 5 * 86400 };
+const SETTINGS: NoticeSettings = { myhostname: 'mx.postactor.test', myorigin: 'mx.postactor.test', mailName: 'Postactor', smtputf8Enable: true, delayWarningTime: 4 * 3600, maximalQueueLifetime: 5 * 86400 };
 const ORIGINAL = Buffer.from('From: alice@example.org\r\nTo: bob@example.com\r\nSubject: lunch\r\nMessage-ID: <lunch@example.org>\r\n\r\nAt noon?\r\n');
 const ARRIVAL = Date.UTC(2026, 10, 25, 8, 0, 0);
 

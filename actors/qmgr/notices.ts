@@ -141,7 +141,7 @@ export class Notifier {
     const cleared: LogKind[] = [];
     let delayWarned = false;
     const s = this.settings;
-    const common = { queueId: meta.queueId, sender: meta.sender, arrival: meta.arrival, ...(meta.envId ? { envId: meta.envId } : {}) };
+    const common = { queueId: meta.queueId, sender: meta.sender, arrival: meta.arrival, ...(meta.envId ? { envId: meta.envId } : {}), ...(meta.smtputf8?.requested ? { smtputf8: true } : {}) };
     const notifyOf = (r: StatusRecord) => meta.recipients[r.index]?.notify;
     const silent = this.silent(meta);
 
