@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { renderNotice, type NoticeSettings } from '../actors/bounce/render.js';
+import { renderNotice, wrapLine, type NoticeSettings } from '../actors/bounce/render.js';
 import type { NoticeRequest } from '../actors/protocol.js';
 import { QueueStore } from '../src/queue/store.js';
 import type { MessageMeta, StatusRecord } from '../src/queue/types.js';
@@ -127,6 +127,20 @@ describe('DSN rendering (RFC 3464), parsed back with mailparser', () => {
     const dsn = await parseDsn(renderNotice(request({ records: [rec({ dsn: '4.4.1', reason: 'connect to mx.example.com[192.0.2.1]:25: Connection refused' })] }), SETTINGS));
     assert.equal(dsn.recipients[0]!.get('action'), 'failed');
     assert.equal(dsn.recipients[0]!.get('status'), '4.4.1');
+  });
+
+  test("line_wrap(79, 4) as Postfix's: short lines whole, words never split, a word longer than the line alone on its line", () => {
+    assert.deepEqual(wrapLine('<a@b>: short reason'), ['<a@b>: short reason']);
+    assert.deepEqual(wrapLine('x'.repeat(79)), ['x'.repeat(79)]);
+    assert.deepEqual(wrapLine(`a ${'y'.repeat(90)} b`), ['a', `    ${'y'.repeat(90)}`, '    b']);
+    assert.deepEqual(wrapLine(`${'w '.repeat(39)}ww`), [`${'w '.repeat(38)}w`, '    ww']);
+  });
+
+  test('a postmaster copy: auto-generated, no boiler-plate text, the recipients\' lines right after the part headers', () => {
+    const text = renderNotice(request({ postmaster: true }), SETTINGS).toString('latin1');
+    assert.match(text, /\r\nAuto-Submitted: auto-generated\r\n/);
+    assert.doesNotMatch(text, /This is the mail system/);
+    assert.match(text, /Content-Transfer-Encoding: 8bit\r\n\r\n\r\n<bob@example\.com>: host/);
   });
 
   test('DSN NOTIFY: absent means FAILURE and DELAY; NEVER means nothing', () => {
