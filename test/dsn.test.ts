@@ -143,6 +143,12 @@ describe('DSN rendering (RFC 3464), parsed back with mailparser', () => {
     assert.match(text, /Content-Transfer-Encoding: 8bit\r\n\r\n\r\n<bob@example\.com>: host/);
   });
 
+  test('smtputf8_enable = no: no Content-Transfer-Encoding anywhere and us-ascii (Postfix\'s encoding for mail without BODY=)', () => {
+    const text = renderNotice(request(), { ...SETTINGS, smtputf8Enable: false }).toString('latin1');
+    assert.doesNotMatch(text, /Content-Transfer-Encoding/);
+    assert.match(text, /\r\nContent-Type: text\/plain; charset=us-ascii\r\n\r\n/);
+  });
+
   test('DSN NOTIFY: absent means FAILURE and DELAY; NEVER means nothing', () => {
     assert.deepEqual(['SUCCESS', 'FAILURE', 'DELAY'].map((w) => wants(undefined, w as 'SUCCESS')), [false, true, true]);
     assert.deepEqual(['SUCCESS', 'FAILURE', 'DELAY'].map((w) => wants(['NEVER'], w as 'SUCCESS')), [false, false, false]);

@@ -170,8 +170,9 @@ export function renderNotice(req: NoticeRequest, s: NoticeSettings, now = Date.n
   const mailName = atom(s.mailName);
   const original = Buffer.from(req.original.buffer, req.original.byteOffset, req.original.byteLength);
   // The MIME encoding as bounce_notify_util.c picks it: 8bit whenever smtputf8_enable is on,
-  // else that of the returned message (7bit when it is all ASCII).
-  const eightBit = s.smtputf8Enable || original.some((b) => b > 0x7f);
+  // else the original's BODY= (7BIT, 8BITMIME). Postactor does not keep BODY=, so it is always
+  // Postfix's "none" then (a client that sent no BODY=): no Content-Transfer-Encoding at all.
+  const eightBit = s.smtputf8Enable;
   const utf8 = req.smtputf8 === true;
   const lines: string[] = [];
   const push = (...l: string[]) => lines.push(...l);
@@ -185,7 +186,7 @@ export function renderNotice(req: NoticeRequest, s: NoticeSettings, now = Date.n
     'MIME-Version: 1.0',
     'Content-Type: multipart/report; report-type=delivery-status;',
     `\tboundary="${boundary}"`,
-    `Content-Transfer-Encoding: ${eightBit ? '8bit' : '7bit'}`,
+    ...(eightBit ? ['Content-Transfer-Encoding: 8bit'] : []),
     '',
     'This is a MIME-encapsulated message.',
     '',
