@@ -149,6 +149,12 @@ describe('DSN rendering (RFC 3464), parsed back with mailparser', () => {
     assert.match(text, /\r\nContent-Type: text\/plain; charset=us-ascii\r\n\r\n/);
   });
 
+  test('a double bounce (sender <>): the sender named MAILER-DAEMON@$myhostname, as Postfix\'s bounce names it', () => {
+    const text = renderNotice(request({ sender: '', postmaster: true }), SETTINGS).toString('latin1');
+    assert.match(text, /\r\nX-Postactor-Sender: rfc822; MAILER-DAEMON@mx\.postactor\.test\r\n/);
+    assert.match(text, /\r\nReturn-Path: <MAILER-DAEMON@mx\.postactor\.test>\r\n/);
+  });
+
   test('DSN NOTIFY: absent means FAILURE and DELAY; NEVER means nothing', () => {
     assert.deepEqual(['SUCCESS', 'FAILURE', 'DELAY'].map((w) => wants(undefined, w as 'SUCCESS')), [false, true, true]);
     assert.deepEqual(['SUCCESS', 'FAILURE', 'DELAY'].map((w) => wants(['NEVER'], w as 'SUCCESS')), [false, false, false]);

@@ -174,6 +174,8 @@ export function renderNotice(req: NoticeRequest, s: NoticeSettings, now = Date.n
   // Postfix's "none" then (a client that sent no BODY=): no Content-Transfer-Encoding at all.
   const eightBit = s.smtputf8Enable;
   const utf8 = req.smtputf8 === true;
+  // The null sender is named MAILER-DAEMON@$myhostname (X-…-Sender, Return-Path), as Postfix's bounce names it.
+  const sender = req.sender || `MAILER-DAEMON@${s.myhostname}`;
   const lines: string[] = [];
   const push = (...l: string[]) => lines.push(...l);
   // post_mail() writes Date: first; cleanup puts its Received: above it and Message-Id: below.
@@ -214,7 +216,7 @@ export function renderNotice(req: NoticeRequest, s: NoticeSettings, now = Date.n
   );
   if (req.envId) push(`Original-Envelope-Id: ${req.envId}`);
   push(`X-${mailName}-Queue-ID: ${req.queueId}`);
-  if (req.sender) push(`X-${mailName}-Sender: ${utf8 && isUtf8Address(req.sender) ? 'utf-8' : 'rfc822'}; ${req.sender}`);
+  push(`X-${mailName}-Sender: ${utf8 && isUtf8Address(sender) ? 'utf-8' : 'rfc822'}; ${sender}`);
   if (req.arrival > 0) push(`Arrival-Date: ${mailDate(req.arrival)}`);
   for (const r of req.records) {
     push('', `Final-Recipient: ${utf8 && isUtf8Address(r.address) ? 'utf-8' : 'rfc822'}; ${r.address}`);
@@ -235,7 +237,7 @@ export function renderNotice(req: NoticeRequest, s: NoticeSettings, now = Date.n
     ...(eightBit ? ['Content-Transfer-Encoding: 8bit'] : []),
     '',
     // Postfix's cleanup removed Return-Path:; bounce puts one back for header_checks.
-    `Return-Path: <${req.sender}>`,
+    `Return-Path: <${sender}>`,
   );
   const head = Buffer.from(lines.join('\r\n') + '\r\n', 'utf8');
   // Headers only: up to the end of the header section, without the blank line after it.
