@@ -3,8 +3,11 @@
  * message, refused by the next hop with 550 5.1.1 at RCPT, gives the sender the same
  * "Undelivered Mail Returned to Sender" (headers, multipart/report, the human-readable part,
  * message/delivery-status, the returned message) and the postmaster (notify_classes = bounce)
- * the same headers-only copy, once what legitimately differs is normalised (host names, queue
- * IDs, dates, boundaries, Received lines, Message-ID, mail_name in X-<mail_name>-* fields).
+ * the same headers-only copy; a 450 gives the same "Delayed Mail (still being retried)" after
+ * delay_warning_time (and the postmaster's warning); a bounce that fails gives the postmaster the
+ * same double bounce. Compared once what legitimately differs is normalised (host names, queue
+ * IDs, dates, boundaries, Received lines, Message-ID, mail_name in X-<mail_name>-* fields);
+ * the key lines are asserted directly too.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,9 +20,12 @@ import type { MtaHandle } from '../bench/relay/mta.js';
 const PF_HOST = 'postfix-peer.localdomain';
 const PA_HOST = 'mx.postactor.test';
 
-/** The notice with this Subject sent to `to`, once it has arrived (bounded). */
-async function notice(sink: SmtpSink, to: string, subject: string): Promise<SinkMessage> {
-  const match = (m: SinkMessage) => m.recipients.includes(to) && m.data.toString('latin1').includes(`\nSubject: ${subject}`);
+/** The notice about message `id` with this Subject sent to `to`, once it has arrived (bounded). */
+async function notice(sink: SmtpSink, id: string, to: string, subject: string): Promise<SinkMessage> {
+  const match = (m: SinkMessage) => {
+    const text = m.data.toString('latin1');
+    return m.recipients.includes(to) && text.includes(`\nSubject: ${subject}`) && text.includes(`-Queue-ID: ${id}\r\n`);
+  };
   await sink.waitFor(() => sink.messages.some(match), 60_000);
   return sink.messages.find(match)!;
 }
@@ -59,7 +65,7 @@ describe('non-delivery notices: Postactor and Postfix side by side', { skip: nee
     const paSinkPort = await paSink.listen(0);
     // Everything, notices to the sender and to the postmaster included, goes to the sink.
     const common = {
-      notify_classes: 'bounce, delay', mydestination: '',
+      notify_classes: 'bounce, 2bounce, delay', mydestination: '',
       delay_warning_time: '1s', queue_run_delay: '1s', minimal_backoff_time: '1s', maximal_backoff_time: '2s',
     };
     postfix = await startPostfix({ sinkPort: pfSinkPort, extraMainCf: Object.entries(common).map(([k, v]) => `${k} = ${v}`).join('\n') });
@@ -77,14 +83,14 @@ describe('non-delivery notices: Postactor and Postfix side by side', { skip: nee
     const message = rfc822({ 'Subject': 'bounce side by side', 'Message-ID': '<orig.1@client.test>' }, 'line one\nline two\n');
     const pfId = queuedId(await sendRaw(postfix.port, 'bounce@example.org', ['hard@example.com'], message));
     const paId = queuedId(await sendRaw(server.port, 'bounce@example.org', ['hard@example.com'], message));
-    const pf = await notice(pfSink, 'bounce@example.org', 'Undelivered Mail Returned to Sender');
-    const pa = await notice(paSink, 'bounce@example.org', 'Undelivered Mail Returned to Sender');
+    const pf = await notice(pfSink, pfId, 'bounce@example.org', 'Undelivered Mail Returned to Sender');
+    const pa = await notice(paSink, paId, 'bounce@example.org', 'Undelivered Mail Returned to Sender');
     const pfText = normalise(pf.data.toString('latin1'), PF_HOST, pfId, 'Postfix');
     const paText = normalise(pa.data.toString('latin1'), PA_HOST, paId, 'Postactor');
 
 
-    const pfPm = await notice(pfSink, `postmaster@${PF_HOST}`, 'Postmaster Copy: Undelivered Mail');
-    const paPm = await notice(paSink, `postmaster@${PA_HOST}`, 'Postmaster Copy: Undelivered Mail');
+    const pfPm = await notice(pfSink, pfId, `postmaster@${PF_HOST}`, 'Postmaster Copy: Undelivered Mail');
+    const paPm = await notice(paSink, paId, `postmaster@${PA_HOST}`, 'Postmaster Copy: Undelivered Mail');
     const pfPmText = normalise(pfPm.data.toString('latin1'), PF_HOST, pfId, 'Postfix');
     const paPmText = normalise(paPm.data.toString('latin1'), PA_HOST, paId, 'Postactor');
     assert.equal(pa.sender, pf.sender);
@@ -115,12 +121,12 @@ describe('non-delivery notices: Postactor and Postfix side by side', { skip: nee
     const message = rfc822({ 'Subject': 'delay side by side', 'Message-ID': '<orig.2@client.test>' }, 'still here\n');
     const pfId = queuedId(await sendRaw(postfix.port, 'bounce@example.org', ['slow@example.com'], message));
     const paId = queuedId(await sendRaw(server.port, 'bounce@example.org', ['slow@example.com'], message));
-    const pf = await notice(pfSink, 'bounce@example.org', 'Delayed Mail (still being retried)');
-    const pa = await notice(paSink, 'bounce@example.org', 'Delayed Mail (still being retried)');
+    const pf = await notice(pfSink, pfId, 'bounce@example.org', 'Delayed Mail (still being retried)');
+    const pa = await notice(paSink, paId, 'bounce@example.org', 'Delayed Mail (still being retried)');
     const pfText = normalise(pf.data.toString('latin1'), PF_HOST, pfId, 'Postfix');
     const paText = normalise(pa.data.toString('latin1'), PA_HOST, paId, 'Postactor');
-    const pfPm = await notice(pfSink, `postmaster@${PF_HOST}`, 'Postmaster Warning: Delayed Mail');
-    const paPm = await notice(paSink, `postmaster@${PA_HOST}`, 'Postmaster Warning: Delayed Mail');
+    const pfPm = await notice(pfSink, pfId, `postmaster@${PF_HOST}`, 'Postmaster Warning: Delayed Mail');
+    const paPm = await notice(paSink, paId, `postmaster@${PA_HOST}`, 'Postmaster Warning: Delayed Mail');
     const pfPmText = normalise(pfPm.data.toString('latin1'), PF_HOST, pfId, 'Postfix');
     const paPmText = normalise(paPm.data.toString('latin1'), PA_HOST, paId, 'Postactor');
     assert.equal(paText, pfText);
@@ -129,5 +135,19 @@ describe('non-delivery notices: Postactor and Postfix side by side', { skip: nee
     assert.match(paText, /^Your message could not be delivered for more than 0 hour\(s\)\.\nIt will be retried until it is 5 day\(s\) old\.$/m);
     assert.match(paText, /^Action: delayed\nStatus: 4\.2\.0\n(?:.*\n)*Will-Retry-Until: DATE\n\n--BOUNDARY\nContent-Description: Undelivered Message Headers\n/m);
     assert.match(paPmText, /^Subject: Postmaster Warning: Delayed Mail$/m);
+  });
+
+  test('a bounce that bounces (sender <>): the same double bounce to the postmaster, with the whole message', async () => {
+    const message = rfc822({ 'Subject': 'double side by side', 'From': 'MAILER-DAEMON@client.test' }, 'a notice body\n');
+    const pfId = queuedId(await sendRaw(postfix.port, '', ['hard-2@example.com'], message));
+    const paId = queuedId(await sendRaw(server.port, '', ['hard-2@example.com'], message));
+    const pf = await notice(pfSink, pfId, `postmaster@${PF_HOST}`, 'Postmaster Copy: Undelivered Mail');
+    const pa = await notice(paSink, paId, `postmaster@${PA_HOST}`, 'Postmaster Copy: Undelivered Mail');
+    const pfText = normalise(pf.data.toString('latin1'), PF_HOST, pfId, 'Postfix');
+    const paText = normalise(pa.data.toString('latin1'), PA_HOST, paId, 'Postactor');
+    assert.equal(paText, pfText);
+    assert.equal(pa.sender, `double-bounce@${PA_HOST}`);
+    assert.match(paText, /^X-MAILNAME-Sender: rfc822; MAILER-DAEMON@HOST$/m);
+    assert.match(paText, /^Content-Description: Undelivered Message\nContent-Type: message\/rfc822\n(?:.*\n)*Return-Path: <MAILER-DAEMON@HOST>\n(?:.*\n)*\na notice body\n\n--BOUNDARY--\n$/m);
   });
 });
