@@ -155,6 +155,13 @@ describe('DSN rendering (RFC 3464), parsed back with mailparser', () => {
     assert.match(text, /\r\nReturn-Path: <MAILER-DAEMON@mx\.postactor\.test>\r\n/);
   });
 
+  test('success and verify reasons name the relay ("delivery via RELAY: …", as trace_append()), except relay none', () => {
+    const ok = rec({ dsn: '2.0.0', action: 'relayed', reason: '250 2.0.0 Ok: queued as X1' });
+    assert.match(renderNotice(request({ kind: 'success', records: [ok] }), SETTINGS).toString('latin1'), /\r\n<bob@example\.com>: delivery via mx\.example\.com\[192\.0\.2\.1\]:25: 250 2\.0\.0 Ok:\r\n    queued as X1\r\n/);
+    const none = rec({ dsn: '2.0.0', action: 'deliverable', relay: 'none', reason: 'delivers to mailbox' });
+    assert.match(renderNotice(request({ kind: 'verify', records: [none] }), SETTINGS).toString('latin1'), /\r\n<bob@example\.com>: delivers to mailbox\r\n/);
+  });
+
   test('DSN NOTIFY: absent means FAILURE and DELAY; NEVER means nothing', () => {
     assert.deepEqual(['SUCCESS', 'FAILURE', 'DELAY'].map((w) => wants(undefined, w as 'SUCCESS')), [false, true, true]);
     assert.deepEqual(['SUCCESS', 'FAILURE', 'DELAY'].map((w) => wants(['NEVER'], w as 'SUCCESS')), [false, false, false]);

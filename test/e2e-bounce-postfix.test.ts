@@ -37,6 +37,7 @@ function normalise(text: string, host: string, queueId: string, mailName: string
   if (boundary) t = t.split(boundary).join('BOUNDARY');
   t = t.split(queueId).join('QUEUEID');
   t = t.split(host).join('HOST');
+  t = t.replace(/127\.0\.0\.1\[127\.0\.0\.1\]:\d+/g, '127.0.0.1[127.0.0.1]:PORT');
   t = t.replace(/^Received: .*\n(?:[ \t].*\n)*/gm, '');
   t = t.replace(/^(Message-I[Dd]): .*$/gm, '$1: MSGID');
   t = t.replace(/^(Date|Arrival-Date|Will-Retry-Until): .*$/gm, '$1: DATE');
@@ -54,6 +55,8 @@ describe('non-delivery notices: Postactor and Postfix side by side', { skip: nee
   before(async () => {
     const hard = {
       keepMessages: true,
+      // A next hop without DSN: a NOTIFY=SUCCESS recipient gets a success notice from the MTA that relayed it.
+      dsn: false,
       rcptReply: (r: string) =>
         r.startsWith('hard') ? `550 5.1.1 <${r}>: Recipient address rejected: User unknown`
         : r.startsWith('slow') ? `450 4.2.0 <${r}>: Recipient address rejected: Try again later`
@@ -149,5 +152,24 @@ describe('non-delivery notices: Postactor and Postfix side by side', { skip: nee
     assert.equal(pa.sender, `double-bounce@${PA_HOST}`);
     assert.match(paText, /^X-MAILNAME-Sender: rfc822; MAILER-DAEMON@HOST$/m);
     assert.match(paText, /^Content-Description: Undelivered Message\nContent-Type: message\/rfc822\n(?:.*\n)*Return-Path: <MAILER-DAEMON@HOST>\n(?:.*\n)*\na notice body\n\n--BOUNDARY--\n$/m);
+  });
+
+  test('NOTIFY=SUCCESS, relayed to a next hop without DSN: the same success notice, "delivery via …", headers only', async () => {
+    const message = rfc822({ 'Subject': 'success side by side', 'Message-ID': '<orig.3@client.test>' }, 'arrived\n');
+    const opts = { mailParams: 'RET=FULL', rcptParams: ['NOTIFY=SUCCESS'] };
+    const pfId = queuedId(await sendRaw(postfix.port, 'bounce@example.org', ['fine@example.com'], message, opts));
+    const paId = queuedId(await sendRaw(server.port, 'bounce@example.org', ['fine@example.com'], message, opts));
+    const pf = await notice(pfSink, pfId, 'bounce@example.org', 'Successful Mail Delivery Report');
+    const pa = await notice(paSink, paId, 'bounce@example.org', 'Successful Mail Delivery Report');
+    // The sinks' ports and message counters differ, and with them where the long lines wrap.
+    const flat = (t: string) => t.replace(/\n    /g, ' ').replace(/queued as \d+/g, 'queued as N');
+    const pfText = flat(normalise(pf.data.toString('latin1'), PF_HOST, pfId, 'Postfix'));
+    const paText = flat(normalise(pa.data.toString('latin1'), PA_HOST, paId, 'Postactor'));
+    assert.equal(paText, pfText);
+    assert.match(paText, /^<fine@example\.com>: delivery via 127\.0\.0\.1\[127\.0\.0\.1\]:PORT: 250 2\.0\.0 Ok: queued as N\n/m);
+    assert.match(paText, /^Action: relayed\nStatus: 2\.0\.0\n/m);
+    // The trace service returns the headers only, whatever RET= says.
+    assert.match(paText, /^Content-Description: Message Headers\nContent-Type: text\/rfc822-headers\n/m);
+    assert.doesNotMatch(paText, /^arrived$/m);
   });
 });

@@ -200,10 +200,14 @@ export function renderNotice(req: NoticeRequest, s: NoticeSettings, now = Date.n
   );
   // The postmaster's copy has no boiler-plate text, only the recipients' lines (bounce_notify_service.c).
   if (!req.postmaster) push(...t.body(s));
+  // The trace log's reasons (success and verify notices) name the relay, as Postfix's trace_append():
+  // "delivery via RELAY: …" unless the relay is "none".
+  const reasonOf = (r: StatusRecord) =>
+    (req.kind === 'success' || req.kind === 'verify') && r.relay && r.relay !== 'none' ? `delivery via ${r.relay}: ${r.reason}` : r.reason;
   for (const r of req.records) {
     // Postfix names the original recipient that cleanup or an alias rewrote (bounce_notify_util.c).
     const orig = r.original ? ` (expanded from <${r.original}>)` : '';
-    push('', ...wrapLine(`<${r.address}>${orig}: ${r.reason}`));
+    push('', ...wrapLine(`<${r.address}>${orig}: ${reasonOf(r)}`));
   }
   push(
     '',
@@ -226,7 +230,7 @@ export function renderNotice(req: NoticeRequest, s: NoticeSettings, now = Date.n
     push(`Action: ${req.kind === 'failure' ? 'failed' : r.action}`, `Status: ${reportStatus(req.kind, r)}`);
     const { remoteMta, diagnostic } = remoteParts(r);
     if (remoteMta) push(...wrapLine(`Remote-MTA: ${remoteMta}`));
-    push(...wrapLine(`Diagnostic-Code: ${diagnostic ?? `X-${mailName}; ${r.reason}`}`));
+    push(...wrapLine(`Diagnostic-Code: ${diagnostic ?? `X-${mailName}; ${reasonOf(r)}`}`));
     if (req.kind === 'delay' && req.willRetryUntil) push(`Will-Retry-Until: ${mailDate(req.willRetryUntil)}`);
   }
   push(
