@@ -98,6 +98,8 @@ export interface NoticeRequest {
   headersOnly: boolean;
   /** For delay notices: arrival + maximal_queue_lifetime (Will-Retry-Until), ms. */
   willRetryUntil?: number;
+  /** The original requested SMTPUTF8: message/global-delivery-status, message/global(-headers). */
+  smtputf8?: boolean;
 }
 
 export interface NoticeReply {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { renderNotice, type NoticeSettings } from '../actors/bounce/render.js';
+import { renderNotice, wrapLine, type NoticeSettings } from '../actors/bounce/render.js';
 import type { NoticeRequest } from '../actors/protocol.js';
 import { QueueStore } from '../src/queue/store.js';
 import type { MessageMeta, StatusRecord } from '../src/queue/types.js';
@@ -19,7 +19,7 @@ import { parseDsn } from './helpers/dsn.js';
 // (test/mail-date.test.ts checks the formatter against the C library's strftime in other zones.)
 process.env.TZ = 'UTC';
 
-const SETTINGS: NoticeSettings = { myhostname: 'mx.postactor.test', mailName: 'Postactor', delayWarningTime: 4 * 3600, maximalQueueLifetime: 5 * 86400 };
+const SETTINGS: NoticeSettings = { myhostname: 'mx.postactor.test', myorigin: 'mx.postactor.test', mailName: 'Postactor', smtputf8Enable: true, delayWarningTime: 4 * 3600, maximalQueueLifetime: 5 * 86400 };
 const ORIGINAL = Buffer.from('From: alice@example.org\r\nTo: bob@example.com\r\nSubject: lunch\r\nMessage-ID: <lunch@example.org>\r\n\r\nAt noon?\r\n');
 const ARRIVAL = Date.UTC(2026, 10, 25, 8, 0, 0);
 
@@ -47,7 +47,8 @@ describe('DSN rendering (RFC 3464), parsed back with mailparser', () => {
     assert.equal(ct.params['report-type'], 'delivery-status');
     assert.match(dsn.text, /could not\s+be delivered to one or more recipients/);
     // "(expanded from <…>)" names Postfix's original recipient (the address cleanup or an alias rewrote), not the DSN ORCPT.
-    assert.match(dsn.text, /<bob@example\.com> \(expanded from <list@example\.com>\): host mx\.example\.com\[192\.0\.2\.1\] said: 550 5\.1\.1/);
+    // Wrapped as Postfix's line_wrap(79, 4): words whole, the rest on lines indented by 4.
+    assert.match(dsn.text, /\n<bob@example\.com> \(expanded from <list@example\.com>\): host\n    mx\.example\.com\[192\.0\.2\.1\] said: 550 5\.1\.1 <bob@example\.com>: Recipient\n    address rejected: User unknown \(in reply to RCPT TO command\)\n/);
     assert.equal(dsn.perMessage.get('original-envelope-id'), 'ENV-42');
     assert.equal(dsn.perMessage.get('reporting-mta'), 'dns; mx.postactor.test');
     assert.equal(dsn.perMessage.get('x-postactor-queue-id'), '4jZ2Q56Qy8z000C');
@@ -63,14 +64,15 @@ describe('DSN rendering (RFC 3464), parsed back with mailparser', () => {
     assert.equal(r.get('diagnostic-code'), 'smtp; 550 5.1.1 <bob@example.com>: Recipient address rejected: User unknown');
     assert.equal(r.has('will-retry-until'), false);
     assert.equal(dsn.original?.contentType, 'message/rfc822');
-    assert.deepEqual(dsn.original?.content, ORIGINAL);
+    // bounce puts back the Return-Path: that cleanup removed, as Postfix's does.
+    assert.deepEqual(dsn.original?.content, Buffer.concat([Buffer.from('Return-Path: <alice@example.org>\r\n'), ORIGINAL]));
   });
 
   test('RET=HDRS (or over bounce_size_limit): only the headers, as text/rfc822-headers', async () => {
     const headers = ORIGINAL.subarray(0, ORIGINAL.indexOf('\r\n\r\n') + 4);
     const dsn = await parseDsn(renderNotice(request({ original: headers, headersOnly: true }), SETTINGS));
     assert.equal(dsn.original?.contentType, 'text/rfc822-headers');
-    assert.match(dsn.original!.content.toString(), /^From: alice@example\.org\r\n/);
+    assert.match(dsn.original!.content.toString(), /^Return-Path: <alice@example\.org>\r\nFrom: alice@example\.org\r\n/);
     assert.doesNotMatch(dsn.original!.content.toString(), /At noon/);
   });
 
@@ -98,7 +100,7 @@ describe('DSN rendering (RFC 3464), parsed back with mailparser', () => {
       records: [rec({ dsn: '4.4.1', action: 'delayed', reason: 'connect to mx.example.com[192.0.2.1]:25: Connection refused', relay: 'none', time: arrival + 1000 })],
     }), SETTINGS, arrival + 2000);
     const dsn = await parseDsn(Buffer.from(raw));
-    assert.match(Buffer.from(raw).toString('latin1'), /\r\nDate: Thu,  3 Dec 2026 08:00:02 \+0000 \(UTC\)\r\n/);
+    assert.match(Buffer.from(raw).toString('latin1'), /^Date: Thu,  3 Dec 2026 08:00:02 \+0000 \(UTC\)\r\n/);
     assert.equal(dsn.perMessage.get('arrival-date'), 'Thu,  3 Dec 2026 08:00:00 +0000 (UTC)');
     assert.equal(dsn.recipients[0]!.get('will-retry-until'), 'Tue,  8 Dec 2026 08:00:00 +0000 (UTC)');
   });
@@ -125,6 +127,39 @@ describe('DSN rendering (RFC 3464), parsed back with mailparser', () => {
     const dsn = await parseDsn(renderNotice(request({ records: [rec({ dsn: '4.4.1', reason: 'connect to mx.example.com[192.0.2.1]:25: Connection refused' })] }), SETTINGS));
     assert.equal(dsn.recipients[0]!.get('action'), 'failed');
     assert.equal(dsn.recipients[0]!.get('status'), '4.4.1');
+  });
+
+  test("line_wrap(79, 4) as Postfix's: short lines whole, words never split, a word longer than the line alone on its line", () => {
+    assert.deepEqual(wrapLine('<a@b>: short reason'), ['<a@b>: short reason']);
+    assert.deepEqual(wrapLine('x'.repeat(79)), ['x'.repeat(79)]);
+    assert.deepEqual(wrapLine(`a ${'y'.repeat(90)} b`), ['a', `    ${'y'.repeat(90)}`, '    b']);
+    assert.deepEqual(wrapLine(`${'w '.repeat(39)}ww`), [`${'w '.repeat(38)}w`, '    ww']);
+  });
+
+  test('a postmaster copy: auto-generated, no boiler-plate text, the recipients\' lines right after the part headers', () => {
+    const text = renderNotice(request({ postmaster: true }), SETTINGS).toString('latin1');
+    assert.match(text, /\r\nAuto-Submitted: auto-generated\r\n/);
+    assert.doesNotMatch(text, /This is the mail system/);
+    assert.match(text, /Content-Transfer-Encoding: 8bit\r\n\r\n\r\n<bob@example\.com>: host/);
+  });
+
+  test('smtputf8_enable = no: no Content-Transfer-Encoding anywhere and us-ascii (Postfix\'s encoding for mail without BODY=)', () => {
+    const text = renderNotice(request(), { ...SETTINGS, smtputf8Enable: false }).toString('latin1');
+    assert.doesNotMatch(text, /Content-Transfer-Encoding/);
+    assert.match(text, /\r\nContent-Type: text\/plain; charset=us-ascii\r\n\r\n/);
+  });
+
+  test('a double bounce (sender <>): the sender named MAILER-DAEMON@$myhostname, as Postfix\'s bounce names it', () => {
+    const text = renderNotice(request({ sender: '', postmaster: true }), SETTINGS).toString('latin1');
+    assert.match(text, /\r\nX-Postactor-Sender: rfc822; MAILER-DAEMON@mx\.postactor\.test\r\n/);
+    assert.match(text, /\r\nReturn-Path: <MAILER-DAEMON@mx\.postactor\.test>\r\n/);
+  });
+
+  test('success and verify reasons name the relay ("delivery via RELAY: …", as trace_append()), except relay none', () => {
+    const ok = rec({ dsn: '2.0.0', action: 'relayed', reason: '250 2.0.0 Ok: queued as X1' });
+    assert.match(renderNotice(request({ kind: 'success', records: [ok] }), SETTINGS).toString('latin1'), /\r\n<bob@example\.com>: delivery via mx\.example\.com\[192\.0\.2\.1\]:25: 250 2\.0\.0 Ok:\r\n    queued as X1\r\n/);
+    const none = rec({ dsn: '2.0.0', action: 'deliverable', relay: 'none', reason: 'delivers to mailbox' });
+    assert.match(renderNotice(request({ kind: 'verify', records: [none] }), SETTINGS).toString('latin1'), /\r\n<bob@example\.com>: delivers to mailbox\r\n/);
   });
 
   test('DSN NOTIFY: absent means FAILURE and DELAY; NEVER means nothing', () => {

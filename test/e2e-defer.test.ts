@@ -62,7 +62,7 @@ describe('e2e defer and bounce', () => {
     assert.equal(dsn.sender, '', 'a bounce is sent from the null sender');
     const text = dsn.data.toString('utf8');
     assert.match(text, /^Subject: Undelivered Mail Returned to Sender\r$/m);
-    assert.match(text, /^From: MAILER-DAEMON@mx\.postactor\.test \(Mail Delivery System\)\r$/m);
+    assert.match(text, /^From: Mail Delivery System <MAILER-DAEMON@mx\.postactor\.test>\r$/m);
     assert.match(text, /^To: bouncer@example\.org\r$/m);
     assert.match(text, /^Content-Type: multipart\/report; report-type=delivery-status;/m);
     assert.match(text, /^Content-Type: message\/delivery-status/m);

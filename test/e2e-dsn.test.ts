@@ -128,7 +128,7 @@ describe('e2e DSN: the SMTP extension and the notices', () => {
     // As every notice Postfix's bounce posts (post_mail_init): its own Received header first.
     assert.match(notice.data.toString('latin1'), /^Received: by mx\.postactor\.test \([^)]+\)\r\n\tid \w+; [^\r]+\r\n/);
     const dsn = await parseDsn(notice.data);
-    assert.match(dsn.text, /<reject-9@example\.com> \(expanded from <alias-9@example\.com>\): host 127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.1\.1/);
+    assert.match(dsn.text, /<reject-9@example\.com> \(expanded from <alias-9@example\.com>\): host\s+127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.1\.1/);
     assert.match(dsn.text, /<reject-10@example\.com>: host 127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.1\.1/);
     const byFinal = new Map(dsn.recipients.map((r) => [r.get('final-recipient'), r.get('original-recipient')]));
     // As Debian's Postfix 3.7 prints it: "Original-Recipient: rfc822;alias-9@example.com".

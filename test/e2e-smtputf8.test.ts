@@ -71,6 +71,11 @@ describe('e2e SMTPUTF8: 5.6.7 at a next hop without it, UTF-8 in Received', () =
     assert.equal(r.get('action'), 'failed');
     assert.equal(r.get('status'), '5.6.7');
     assert.equal(r.get('diagnostic-code'), 'X-Postactor; SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]');
+    // As Postfix's bounce for mail that requested SMTPUTF8: the RFC 6533 types, utf-8 address type.
+    const text = notice.data.toString('utf8');
+    assert.match(text, /^Content-Type: message\/global-delivery-status\r$/m);
+    assert.match(text, /^Content-Type: message\/global\r$/m);
+    assert.match(text, /^Final-Recipient: utf-8; jürgen@ascii\.test\r$/m);
   });
 
   test('SMTPUTF8 requested, ASCII envelope but a UTF-8 header: needs it too (5.6.7)', async () => {

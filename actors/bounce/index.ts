@@ -10,10 +10,12 @@ import { renderNotice, type NoticeSettings } from './render.js';
 
 export default defineService({
   ...meta,
-  params: { 'myhostname': 'str', 'mail_name': 'str', 'delay_warning_time': 'time', 'maximal_queue_lifetime': 'time' },
+  params: { 'myhostname': 'str', 'myorigin': 'str', 'mail_name': 'str', 'smtputf8_enable': 'bool', 'delay_warning_time': 'time', 'maximal_queue_lifetime': 'time' },
   setup: ({ params }): NoticeSettings => ({
     myhostname: params.myhostname,
+    myorigin: params.myorigin,
     mailName: params.mail_name,
+    smtputf8Enable: params.smtputf8_enable,
     delayWarningTime: params.delay_warning_time,
     maximalQueueLifetime: params.maximal_queue_lifetime,
   }),

@@ -141,7 +141,7 @@ export class Notifier {
     const cleared: LogKind[] = [];
     let delayWarned = false;
     const s = this.settings;
-    const common = { queueId: meta.queueId, sender: meta.sender, arrival: meta.arrival, ...(meta.envId ? { envId: meta.envId } : {}) };
+    const common = { queueId: meta.queueId, sender: meta.sender, arrival: meta.arrival, ...(meta.envId ? { envId: meta.envId } : {}), ...(meta.smtputf8?.requested ? { smtputf8: true } : {}) };
     const notifyOf = (r: StatusRecord) => meta.recipients[r.index]?.notify;
     const silent = this.silent(meta);
 
@@ -171,7 +171,8 @@ export class Notifier {
         jobs.push({ log: 'trace', request: { ...common, kind: 'verify', to: meta.sender || s.bounceNoticeRecipient, records: traces }, from: '', full: false, what: 'sender delivery status notification' });
       } else if (meta.sender !== '' && !silent) {
         const ok = traces.filter((r) => wants(notifyOf(r), 'SUCCESS'));
-        if (ok.length) jobs.push({ log: 'trace', request: { ...common, kind: 'success', to: meta.sender, records: ok }, from: '', full: meta.ret === 'FULL', what: 'sender delivery status notification' });
+        // Postfix's trace service returns the headers only, whatever RET= says (bounce_trace_service.c).
+        if (ok.length) jobs.push({ log: 'trace', request: { ...common, kind: 'success', to: meta.sender, records: ok }, from: '', full: false, what: 'sender delivery status notification' });
       }
       if (await this.all(meta, jobs)) cleared.push('trace');
     }
@@ -180,7 +181,8 @@ export class Notifier {
       const jobs: Pending[] = [];
       const delay = { ...common, kind: 'delay' as const, willRetryUntil: meta.arrival + s.maximalQueueLifetime * 1000 };
       const toSender = meta.sender === '' ? [] : delayed.filter((r) => wants(notifyOf(r), 'DELAY'));
-      if (toSender.length) jobs.push({ log: null, request: { ...delay, to: meta.sender, records: toSender }, from: '', full: meta.ret === 'FULL', what: 'sender delay notification' });
+      // Headers only, whatever RET= says, as Postfix's bounce_warn_service.c.
+      if (toSender.length) jobs.push({ log: null, request: { ...delay, to: meta.sender, records: toSender }, from: '', full: false, what: 'sender delay notification' });
       if (s.notifyClasses.has('delay')) jobs.push({ log: null, request: { ...delay, postmaster: true, to: s.delayNoticeRecipient, records: delayed }, from: s.doubleBounceSender, full: false, what: 'postmaster delay notification' });
       delayWarned = await this.all(meta, jobs);
     }

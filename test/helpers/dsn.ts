@@ -39,10 +39,11 @@ export function dsnFields(text: string): Map<string, string>[] {
 
 export async function parseDsn(raw: Buffer): Promise<ParsedDsn> {
   const mail = await simpleParser(raw, { keepDeliveryStatus: true } as Parameters<typeof simpleParser>[1]);
-  const status = mail.attachments.find((a) => a.contentType === 'message/delivery-status');
+  // message/global-delivery-status when the original requested SMTPUTF8 (RFC 6533), as Postfix's.
+  const status = mail.attachments.find((a) => a.contentType === 'message/delivery-status' || a.contentType === 'message/global-delivery-status');
   if (!status) throw new Error('no message/delivery-status part');
   const [perMessage, ...recipients] = dsnFields(status.content.toString('utf8'));
-  const orig = mail.attachments.find((a) => a.contentType === 'message/rfc822' || a.contentType === 'text/rfc822-headers');
+  const orig = mail.attachments.find((a) => ['message/rfc822', 'text/rfc822-headers', 'message/global', 'message/global-headers'].includes(a.contentType));
   return {
     mail,
     subject: mail.subject ?? '',
