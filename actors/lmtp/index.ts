@@ -19,8 +19,7 @@ import { replyToString } from '../../src/smtp/reply.js';
 import { SmtpClient, type DeliveryResult, type SmtpHost } from '../../src/smtp/client.js';
 import { HeaderBodyChecks, LMTP_HBC_PARAMS } from '../../src/content/header-body-checks.js';
 import { outgoingContent } from '../../src/smtp/outgoing.js';
-import { genericMaps, LMTP_GENERIC_PARAMS, type GenericMaps } from '../../src/smtp/generic.js';
-import { TableError } from '../../src/maps/index.js';
+import { genericMaps, LMTP_GENERIC_PARAMS, MAPPING_FAILURE, mapEnvelope, type GenericMaps } from '../../src/smtp/generic.js';
 import { LMTP_BIND_PARAMS, sourceAddresses } from '../../src/smtp/bind-address.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { every, report, type AgentContext } from '../../src/delivery/agent.js';
@@ -147,16 +146,7 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
     hosts = resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port }));
   }
   const env = smtpEnvelope(req, content.length);
-  if (s.generic) {
-    try {
-      env.sender = await s.generic.address(env.sender);
-      env.recipients = await Promise.all(env.recipients.map((a) => s.generic!.address(a)));
-    } catch (e) {
-      if (!(e instanceof TableError)) throw e;
-      ctx.log.warn(`lmtp_generic_maps: ${e.message}`);
-      return report(ctx, req, every(req, { status: 'deferred', dsn: '4.3.0', reason: 'address mapping lookup failure', relay: 'none' }), started);
-    }
-  }
+  if (s.generic && !(await mapEnvelope(s.generic, env, 'lmtp', ctx.log))) return report(ctx, req, every(req, MAPPING_FAILURE), started);
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
   const result = await s.client.deliver(hosts, env, outgoingContent({ checks: s.checks, generic: s.generic, prefix: 'lmtp', log: s.ctx.log }, req.queueId, content), tls);
   const throttle = result.kind === 'site-failure' && !result.noThrottle;

@@ -8,9 +8,8 @@
  */
 import { NextHopResolver, parseHostLookup, parseNexthop, resolverServersFromEnv, type Resolved } from '../../src/dns/resolver.js';
 import { canonicalIp, ownAddresses } from '../../src/address/interfaces.js';
-import { TableError } from '../../src/maps/index.js';
 import { outgoingContent } from '../../src/smtp/outgoing.js';
-import { genericMaps, SMTP_GENERIC_PARAMS, type GenericMaps } from '../../src/smtp/generic.js';
+import { genericMaps, MAPPING_FAILURE, mapEnvelope, SMTP_GENERIC_PARAMS, type GenericMaps } from '../../src/smtp/generic.js';
 import { HeaderBodyChecks, SMTP_HBC_PARAMS } from '../../src/content/header-body-checks.js';
 import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
@@ -155,16 +154,9 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   let tls = await requestTls(s.tls, req, req.nexthop, parseNexthop(req.nexthop)?.name ?? req.nexthop);
   if (requireSecure) tls = stsTls(tls, s.tls.settings);
   const env = smtpEnvelope(req, content.length);
-  if (s.generic) {
-    try {
-      env.sender = await s.generic.address(env.sender);
-      env.recipients = await Promise.all(env.recipients.map((a) => s.generic!.address(a)));
-    } catch (e) {
-      if (!(e instanceof TableError)) throw e;
-      s.log.warn(`smtp_generic_maps: ${e.message}`);
-      const outcomes = logAll(s, req, req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: 'deferred', dsn: '4.3.0', reason: 'address mapping lookup failure', relay: 'none' })), started, { connect: 0, transmit: 0 });
-      return { queueId: req.queueId, outcomes };
-    }
+  if (s.generic && !(await mapEnvelope(s.generic, env, 'smtp', s.log))) {
+    const outcomes = logAll(s, req, req.recipients.map((r): RecipientOutcome => ({ index: r.index, ...MAPPING_FAILURE })), started, { connect: 0, transmit: 0 });
+    return { queueId: req.queueId, outcomes };
   }
   env.queueId = req.queueId;
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);

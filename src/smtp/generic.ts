@@ -15,7 +15,7 @@ import { RECIPIENT_HEADERS, rewriteAddressList, SENDER_HEADERS } from '../addres
 import { DomainList } from '../address/domain.js';
 import { literalAddress, ownAddresses } from '../address/interfaces.js';
 import type { ParamSpec, Params } from '../config/declared.js';
-import { lookupAddress, openTable, type LookupTable } from '../maps/index.js';
+import { lookupAddress, openTable, TableError, type LookupTable } from '../maps/index.js';
 
 /** What the smtp client reads for smtp_generic_maps (src/config/declared.ts). */
 export const SMTP_GENERIC_PARAMS = {
@@ -53,6 +53,27 @@ export function genericMaps(a: GenericParams): GenericMaps | null {
     },
   });
 }
+
+/**
+ * The envelope's sender and recipients mapped in place (smtp_map11_external for each, as
+ * Postfix's smtp_proto.c does before MAIL FROM). A table that fails is warned about as
+ * "PREFIX_generic_maps: …" and false comes back: the caller defers every recipient with
+ * Postfix's 4.3.0 "address mapping lookup failure".
+ */
+export async function mapEnvelope(generic: GenericMaps, env: { sender: string; recipients: string[] }, prefix: 'smtp' | 'lmtp', log: { warn(text: string): void }): Promise<boolean> {
+  try {
+    env.sender = await generic.address(env.sender);
+    env.recipients = await Promise.all(env.recipients.map((a) => generic.address(a)));
+    return true;
+  } catch (e) {
+    if (!(e instanceof TableError)) throw e;
+    log.warn(`${prefix}_generic_maps: ${e.message}`);
+    return false;
+  }
+}
+
+/** The deferral of a delivery whose envelope could not be mapped (mapEnvelope). */
+export const MAPPING_FAILURE = { status: 'deferred', dsn: '4.3.0', reason: 'address mapping lookup failure', relay: 'none' } as const;
 
 export interface GenericSettings {
   /** smtp_generic_maps, as written. */
