@@ -8,6 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { newQueueId } from '../src/queue/qid.js';
 import { QueueStore, StoreDamagedError, type MessageMeta } from '../src/queue/store.js';
 import { contentChecksum, STORE_FILE, storeFileProblem, storeTreeProblem } from '../src/queue/integrity.js';
@@ -158,4 +160,26 @@ test('64 KiB of random bytes in the middle: the page check names it, recovery co
   // The page check finds damage when a tree page was hit; the checksums catch the rest.
   assert.ok(deep !== null || report.damagedContent > 0, 'the damage is found one way or the other');
   assert.equal(storeTreeProblem(file), null, 'the new store is sound');
+});
+
+test('a store another process is creating (no meta page yet) is waited for, and one whose meta pages stay unreadable is damaged', async () => {
+  // What a CI run saw: two actors open a new store at once; one made the file and was writing its
+  // meta pages when the other read it. A child process plays the creator: it fills the file
+  // with its meta pages 150 ms after this check began.
+  const { dir } = await filledStore();
+  const good = join(dir, STORE_FILE);
+  const creating = join(tempDir(), STORE_FILE);
+  writeFileSync(creating, Buffer.alloc(8192));
+  const copy = `const fs = require('fs'); setTimeout(() => fs.writeFileSync(process.argv[2], fs.readFileSync(process.argv[1])), 150)`;
+  const child = spawn(process.execPath, ['-e', copy, good, creating], { stdio: 'ignore' });
+  const exited = once(child, 'exit');
+  try {
+    // The child's node takes tens of ms to start; the check waits up to a second.
+    assert.equal(storeFileProblem(creating), null);
+  } finally {
+    await exited;
+  }
+  const blank = join(tempDir(), STORE_FILE);
+  writeFileSync(blank, Buffer.alloc(8192));
+  assert.match(storeFileProblem(blank) ?? '', /no valid LMDB meta page/);
 });
