@@ -117,16 +117,26 @@ async function main(): Promise<void> {
     }
   }
   if (structure && storePresent) {
-    // With the mail system stopped, -s also reads every page of the store (integrity.ts).
-    if (!(await runningMaster(config))) {
+    // While the server runs, its qmgr checks and repairs the store: only one process may write
+    // it at a time (lmdb-js loses writes when two processes take turns: docs/architecture.md).
+    if (await masterAnswers(config)) {
+      try {
+        report = (await controlRequest(masterSocket(config), 'structure', null, 600_000)) as StructureReport;
+      } catch (err) {
+        fatal(PROG, `queue structure check failed: ${(err as Error).message}`);
+      }
+    } else if (await runningMaster(config)) {
+      fatal(PROG, 'the mail system is running but does not answer on its control socket; try again', EX_TEMPFAIL);
+    } else {
+      // With the mail system stopped, -s also reads every page of the store (integrity.ts).
       const problem = storeTreeProblem(join(queueDir, STORE_FILE));
       if (problem) fatal(PROG, problem);
-    }
-    const store = QueueStore.open(queueDir);
-    try {
-      report = await store.checkStructure(true);
-    } finally {
-      await store.close();
+      const store = QueueStore.open(queueDir);
+      try {
+        report = await store.checkStructure(true);
+      } finally {
+        await store.close();
+      }
     }
   }
 

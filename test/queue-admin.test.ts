@@ -444,6 +444,16 @@ describe('postsuper against a running server with deliveries in flight', () => {
     assert.ok(!seen.some((s) => s.sender === 'exp@example.org' && s.at > held), 'no delivery after hold and forced expiry');
   });
 
+  test('-s while the server runs: the server checks its store (one process writes it) and reports; mail keeps flowing', async () => {
+    const id = await queueOne('structure');
+    const r = await run('postsuper', ['-c', server.dir, '-s', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    assert.deepEqual(JSON.parse(r.stdout).structure, { danglingIndex: 0, danglingDue: 0, reindexed: 0, corrupt: 0, danglingLogs: 0 });
+    await server.waitForLog(new RegExp(`: ${id}: removed$`), 15_000);
+    assert.deepEqual(recipientsOf('structure'), ['structure1@example.com', 'structure2@example.com', 'structure3@example.com']);
+  });
+
   test('postqueue -i / -s / -f answer while the server runs', async () => {
     const id = newQueueId();
     for (const args of [['-i', id], ['-f']]) {

@@ -610,6 +610,11 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       if (!qmgr?.control) throw new Error('qmgr is not running');
       return qmgr.control['admin']!(args);
     },
+    // postsuper -s while the server runs: qmgr checks and repairs the store (a StructureReport).
+    structure: async () => {
+      if (!qmgr?.control) throw new Error('qmgr is not running');
+      return qmgr.control['structure']!();
+    },
     // mailq / postqueue -p and -j while the server runs (src/queue/showq.ts): args {emptyAddress}.
     showq: async (args) => showq.list((args as { emptyAddress?: string } | undefined)?.emptyAddress || 'MAILER-DAEMON'),
   });

@@ -49,6 +49,9 @@ export default defineService({
     pause: (s) => s?.manager.pause(),
     // postsuper and postqueue -s / -i while the server runs (actors/qmgr/admin.ts).
     admin: (s, requests: unknown) => (s ? adminControl(s.manager, s.store, requests) : Promise.reject(new Error('qmgr is starting'))),
+    // postsuper -s while the server runs: the store's structure checked and repaired by the
+    // server's own process (one process writes the store at a time: docs/architecture.md).
+    structure: (s) => (s ? s.store.checkStructure(true) : Promise.reject(new Error('qmgr is starting'))),
     flushSome: (s, match: { site?: string; queueId?: string }) => s?.manager.flushSome(match) ?? 0,
     // postkick public qmgr REQUESTS (I, D, A, F, W).
     kick: (s, requests: string) => s?.manager.kick(requests),
