@@ -26,6 +26,7 @@ import {
 import { isQueueId } from '../src/queue/qid.js';
 import { QueueStore, type StructureReport } from '../src/queue/store.js';
 import { STORE_FILE, storeTreeProblem } from '../src/queue/integrity.js';
+import { StoreBusyError } from '../src/queue/writer-lock.js';
 import { hasStore, recoverStore } from '../src/queue/recover.js';
 import type { QueueName } from '../src/queue/types.js';
 
@@ -193,4 +194,5 @@ async function recover(dir: string | undefined, json: boolean): Promise<void> {
   if (json) process.stdout.write(JSON.stringify(r) + '\n');
 }
 
-main().catch((err: Error) => fatal(PROG, err.message));
+// Another process writing the store (./src/queue/writer-lock.ts) is temporary: EX_TEMPFAIL, as Postfix's "try again".
+main().catch((err: Error) => fatal(PROG, err.message, err instanceof StoreBusyError ? EX_TEMPFAIL : 1));

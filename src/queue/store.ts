@@ -39,6 +39,7 @@ import { join } from 'node:path';
 import { IF_EXISTS, open, type Database, type RootDatabase } from 'lmdb';
 import { closeBeforeExit } from './command-line.js';
 import { contentChecksum, STORE_FILE, storeFileProblem } from './integrity.js';
+import { claimWriter, releaseWriter } from './writer-lock.js';
 import type { FlushLogTimes, LogKind, MessageMeta, QueueName, StatusRecord, StsPolicyRecord, VerifyEntry } from './types.js';
 
 export * from './types.js';
@@ -180,14 +181,24 @@ export class QueueStore {
     // queue_directory: others may traverse it (to reach maildrop/) but not list it; the
     // store's files are the owner's only (mail content), as Postfix's queue files are 0700.
     if (!options.readOnly) mkdirSync(directory, { recursive: true, mode: 0o711 });
-    this.root = openRoot({
-      path: join(directory, 'queue.lmdb'),
-      maxDbs: 16,
-      mapSize: 32 * 1024 ** 3,
-      pageSize: STORE_PAGE_SIZE,
-      overlappingSync: false,
-      readOnly: options.readOnly ?? false,
-    });
+    // One writing process at a time (./writer-lock.ts); readers claim nothing.
+    if (!options.readOnly) {
+      claimWriter(directory);
+      this.claimed = true;
+    }
+    try {
+      this.root = openRoot({
+        path: join(directory, 'queue.lmdb'),
+        maxDbs: 16,
+        mapSize: 32 * 1024 ** 3,
+        pageSize: STORE_PAGE_SIZE,
+        overlappingSync: false,
+        readOnly: options.readOnly ?? false,
+      });
+    } catch (err) {
+      this.release();
+      throw err;
+    }
     this.meta = this.root.openDB<MessageMeta, string>('meta', {});
     this.body = this.root.openDB<Buffer, string>('content', { encoding: 'binary' });
     this.queues = this.root.openDB<true, Key>('queues', {});
@@ -784,6 +795,16 @@ export class QueueStore {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     this.forgetOnExit();
     await this.root.close();
+    this.release();
+  }
+
+  /** Whether this store holds a writer claim (./writer-lock.ts) not yet given up. */
+  private claimed = false;
+
+  private release(): void {
+    if (!this.claimed) return;
+    this.claimed = false;
+    releaseWriter(this.directory);
   }
 
   private forgetOnExit: () => void = () => undefined;

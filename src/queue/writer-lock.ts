@@ -1,0 +1,138 @@
+/**
+ * One writing process per queue store (docs/architecture.md, "One writing process at a time").
+ * lmdb-js 3.5's LMDB keeps a cache of free pages per process between transactions; when two
+ * processes keep the store open and write in turns, a commit can reuse a page the other
+ * process's last commit filled, and acknowledged writes are lost. Threads of one process share
+ * the cache and are safe.
+ *
+ * `queue_directory/queue.lmdb-writer` names the process that writes the store: its PID and
+ * start time (from /proc, so a PID reused by another program is not mistaken for it). A process
+ * that opens the store for writing claims it: created with O_EXCL, or taken over when the
+ * process it names is gone (a crash or SIGKILL leaves the file behind; nothing else has to
+ * clean it up). Every thread of the server claims it as the same process. A command's main
+ * thread gives it up when it closes its last store; the server keeps it until it exits.
+ * Readers (mailq, postcat, qshape) claim nothing.
+ *
+ * Node has no flock(2), hence a PID file, as Postfix's master.pid before its lock. Two
+ * processes that find the same dead holder at the same moment can both take the file over (the
+ * second removes the first's): a window of a few system calls, at start-up only.
+ */
+import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isMainThread, threadId } from 'node:worker_threads';
+
+export const WRITER_FILE = 'queue.lmdb-writer';
+
+/** How long a claim waits for a live holder to finish (a server still exiting, a postsuper run). */
+const WAIT_MS = 3000;
+const POLL_MS = 50;
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
+
+/** Another live process writes the store. */
+export class StoreBusyError extends Error {
+  override name = 'StoreBusyError';
+  constructor(directory: string, readonly pid: number) {
+    super(`queue store ${join(directory, 'queue.lmdb')} is being written by process ${pid}: only one process may write it at a time (stop it, or let it finish, and try again)`);
+  }
+}
+
+/** A process's start time in clock ticks since boot (field 22 of /proc/PID/stat), '' where unknown. */
+function startTime(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  } catch {
+    return '';
+  }
+}
+
+const SELF = `${process.pid} ${startTime(process.pid)}`;
+
+/** The PID of the live process the file names, or null (no file, this process, or one that is gone). */
+function liveHolder(file: string): number | null {
+  let holder: string;
+  try {
+    holder = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  if (holder === SELF) return null;
+  const [pidText = '', start = ''] = holder.split(' ');
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid <= 0) return null; // not ours to understand: taken over
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return null;
+  }
+  const now = startTime(pid);
+  return now !== '' && start !== '' && now !== start ? null : pid;
+}
+
+/** Main-thread claims per directory (a command may open the same store more than once). */
+const claims = new Map<string, number>();
+
+/** Claims the store in `directory` for this process's writes; throws StoreBusyError. */
+export function claimWriter(directory: string): void {
+  const file = join(directory, WRITER_FILE);
+  const deadline = Date.now() + WAIT_MS;
+  // Written under a name of its own, then linked into place: the file is never seen empty.
+  const mine = `${file}.${process.pid}.${threadId}`;
+  writeFileSync(mine, `${SELF}\n`, { mode: 0o600 });
+  try {
+    for (;;) {
+      try {
+        linkSync(mine, file);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const holder = liveHolder(file);
+      if (holder === null) {
+        let named: string;
+        try {
+          named = readFileSync(file, 'utf8').trim();
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+          throw err;
+        }
+        if (named === SELF) break; // another thread of this process claimed it
+        try {
+          unlinkSync(file); // the holder is gone: take the file over
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
+        continue;
+      }
+      if (Date.now() >= deadline) throw new StoreBusyError(directory, holder);
+      Atomics.wait(SLEEPER, 0, 0, POLL_MS);
+    }
+  } finally {
+    unlinkSync(mine);
+  }
+  if (isMainThread) claims.set(directory, (claims.get(directory) ?? 0) + 1);
+}
+
+/**
+ * Gives a claim up. Only a main thread's last claim removes the file (a command closing its
+ * store); the server's threads keep it until the process exits.
+ */
+export function releaseWriter(directory: string): void {
+  if (!isMainThread) return;
+  const n = (claims.get(directory) ?? 0) - 1;
+  if (n > 0) {
+    claims.set(directory, n);
+    return;
+  }
+  claims.delete(directory);
+  const file = join(directory, WRITER_FILE);
+  try {
+    if (readFileSync(file, 'utf8').trim() === SELF) unlinkSync(file);
+  } catch { /* gone already */ }
+}
+
+/** The PID of another live process that writes the store in `directory`, or null. */
+export function storeWriter(directory: string): number | null {
+  return liveHolder(join(directory, WRITER_FILE));
+}
