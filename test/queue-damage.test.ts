@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { newQueueId } from '../src/queue/qid.js';
-import { QueueStore, StoreDamagedError, type MessageMeta } from '../src/queue/store.js';
+import { QueueStore, STORE_PAGE_SIZE, StoreDamagedError, type MessageMeta } from '../src/queue/store.js';
 import { contentChecksum, STORE_FILE, storeFileProblem, storeTreeProblem } from '../src/queue/integrity.js';
 import { recoverStore } from '../src/queue/recover.js';
 import { PAGE_HEADER } from '../src/queue/pages.js';
@@ -171,8 +171,14 @@ test('a store another process is creating (no meta page yet) is waited for, and 
   const good = join(dir, STORE_FILE);
   const creating = join(tempDir(), STORE_FILE);
   writeFileSync(creating, Buffer.alloc(8192));
-  // The child says it is running, then writes 50 ms later, while the check (synchronous) waits.
-  const copy = `const fs = require('fs'); console.log('ready'); setTimeout(() => fs.writeFileSync(process.argv[2], fs.readFileSync(process.argv[1])), 50)`;
+  // The child says it is running, then writes 50 ms later, while the check (synchronous) waits:
+  // the pages first and the two meta pages last, as LMDB does (a reader that sees a valid meta
+  // page finds the pages it counts).
+  const copy = [
+    "const fs = require('fs'); const good = fs.readFileSync(process.argv[1]); console.log('ready');",
+    `setTimeout(() => { const fd = fs.openSync(process.argv[2], 'r+'); const metas = 2 * ${STORE_PAGE_SIZE};`,
+    "fs.writeSync(fd, good, metas, good.length - metas, metas); fs.writeSync(fd, good, 0, metas, 0); fs.closeSync(fd); }, 50);",
+  ].join(' ');
   const child = spawn(process.execPath, ['-e', copy, good, creating], { stdio: ['ignore', 'pipe', 'ignore'] });
   const exited = once(child, 'exit');
   await once(child.stdout, 'data');
