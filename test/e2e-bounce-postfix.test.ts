@@ -11,10 +11,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SmtpSink, type SinkMessage } from '../src/smtp/sink.js';
-import { queuedId, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import type { SinkMessage, SmtpSink } from '../src/smtp/sink.js';
+import { queuedId, rfc822, sendRaw, type TestServer } from './helpers/server.js';
+import { sideBySide, type SideBySide } from './helpers/side-by-side.js';
 import { needs } from './helpers/peers.js';
-import { startPostfix } from '../bench/relay/postfix.js';
 import type { MtaHandle } from '../bench/relay/mta.js';
 
 const PF_HOST = 'postfix-peer.localdomain';
@@ -51,6 +51,7 @@ describe('non-delivery notices: Postactor and Postfix side by side', { skip: nee
   let paSink: SmtpSink;
   let postfix: MtaHandle;
   let server: TestServer;
+  let pair: SideBySide | undefined;
 
   before(async () => {
     const hard = {
@@ -62,24 +63,17 @@ describe('non-delivery notices: Postactor and Postfix side by side', { skip: nee
         : r.startsWith('slow') ? `450 4.2.0 <${r}>: Recipient address rejected: Try again later`
         : null,
     };
-    pfSink = new SmtpSink(hard);
-    paSink = new SmtpSink(hard);
-    const pfSinkPort = await pfSink.listen(0);
-    const paSinkPort = await paSink.listen(0);
     // Everything, notices to the sender and to the postmaster included, goes to the sink.
     const common = {
       notify_classes: 'bounce, 2bounce, delay', mydestination: '',
       delay_warning_time: '1s', queue_run_delay: '1s', minimal_backoff_time: '1s', maximal_backoff_time: '2s',
     };
-    postfix = await startPostfix({ sinkPort: pfSinkPort, extraMainCf: Object.entries(common).map(([k, v]) => `${k} = ${v}`).join('\n') });
-    server = await startServer({ sinkPort: paSinkPort, mainCf: { ...common, myorigin: PA_HOST } });
+    pair = await sideBySide({ settings: common, postactorOnly: { myorigin: PA_HOST }, sink: hard });
+    ({ postfix, server, pfSink, paSink } = pair);
   });
 
   after(async () => {
-    await server?.stop();
-    await postfix?.stop();
-    await pfSink?.close();
-    await paSink?.close();
+    await pair?.close();
   });
 
   test('a 550 at RCPT: the same bounce to the sender and the same postmaster copy', async () => {

@@ -16,10 +16,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { SmtpSink } from '../src/smtp/sink.js';
-import { queuedId, REPO_ROOT, sendRaw, SmtpDialogue, startServer, type Reply, type TestServer } from './helpers/server.js';
+import type { SmtpSink } from '../src/smtp/sink.js';
+import { queuedId, REPO_ROOT, sendRaw, SmtpDialogue, type Reply, type TestServer } from './helpers/server.js';
+import { sideBySide, type SideBySide } from './helpers/side-by-side.js';
 import { needs } from './helpers/peers.js';
-import { startPostfix } from '../bench/relay/postfix.js';
 import type { MtaHandle } from '../bench/relay/mta.js';
 
 const CASES: Record<string, { from: string; to: string[]; text: string; noHelo?: boolean }> = {
@@ -146,25 +146,18 @@ for (const [variant, settings] of Object.entries(VARIANTS)) {
     let paSink: SmtpSink;
     let postfix: MtaHandle;
     let server: TestServer;
+    let pair: SideBySide | undefined;
     const pfHost = 'postfix-peer.localdomain';
     const paHost = 'mx.postactor.test';
 
     before(async () => {
-      pfSink = new SmtpSink({ keepMessages: true });
-      paSink = new SmtpSink({ keepMessages: true });
-      const pfSinkPort = await pfSink.listen(0);
-      const paSinkPort = await paSink.listen(0);
       // Postactor makes long queue IDs only (and Message-IDs of their form).
-      const pf = { enable_long_queue_ids: 'yes', ...settings };
-      postfix = await startPostfix({ sinkPort: pfSinkPort, extraMainCf: Object.entries(pf).map(([k, v]) => `${k} = ${v}`).join('\n') });
-      server = await startServer({ sinkPort: paSinkPort, mainCf: settings });
+      pair = await sideBySide({ settings, postfixOnly: { enable_long_queue_ids: 'yes' }, sink: { keepMessages: true } });
+      ({ postfix, server, pfSink, paSink } = pair);
     });
 
     after(async () => {
-      await server?.stop();
-      await postfix?.stop();
-      await pfSink?.close();
-      await paSink?.close();
+      await pair?.close();
     });
 
     test('the same header sections', async () => {
@@ -202,23 +195,16 @@ describe("cleanup's headers of a local submission: Postactor's and Postfix's sen
   let paSink: SmtpSink;
   let postfix: MtaHandle;
   let server: TestServer;
+  let pair: SideBySide | undefined;
   const settings = { myorigin: 'origin.example' };
 
   before(async () => {
-    pfSink = new SmtpSink({ keepMessages: true });
-    paSink = new SmtpSink({ keepMessages: true });
-    const pfSinkPort = await pfSink.listen(0);
-    const paSinkPort = await paSink.listen(0);
-    const pf = { enable_long_queue_ids: 'yes', ...settings };
-    postfix = await startPostfix({ sinkPort: pfSinkPort, extraMainCf: Object.entries(pf).map(([k, v]) => `${k} = ${v}`).join('\n') });
-    server = await startServer({ sinkPort: paSinkPort, mainCf: settings, masterCfExtra: 'pickup unix n - n 60 1 pickup' });
+    pair = await sideBySide({ settings, postfixOnly: { enable_long_queue_ids: 'yes' }, sink: { keepMessages: true }, server: { masterCfExtra: 'pickup unix n - n 60 1 pickup' } });
+    ({ postfix, server, pfSink, paSink } = pair);
   });
 
   after(async () => {
-    await server?.stop();
-    await postfix?.stop();
-    await pfSink?.close();
-    await paSink?.close();
+    await pair?.close();
   });
 
   async function submitAll(bin: string, configArgs: string[], env: Record<string, string>, sink: SmtpSink, myhostname: string, tag: string): Promise<Record<string, string[]>> {

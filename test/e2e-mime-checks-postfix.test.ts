@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SmtpSink } from '../src/smtp/sink.js';
-import { sendRaw, startServer, type TestServer } from './helpers/server.js';
+import type { SmtpSink } from '../src/smtp/sink.js';
+import { sendRaw, type TestServer } from './helpers/server.js';
+import { sideBySide, type SideBySide } from './helpers/side-by-side.js';
 import { needs } from './helpers/peers.js';
-import { startPostfix } from '../bench/relay/postfix.js';
 import type { MtaHandle } from '../bench/relay/mta.js';
 
 // Each rule answers with the table's name, so a reply says which table saw the header.
@@ -64,14 +64,13 @@ for (const disabled of [false, true]) {
     let sink: SmtpSink;
     let postfix: MtaHandle;
     let server: TestServer;
+    let pair: SideBySide | undefined;
     let settings: Record<string, string>;
 
     before(async () => {
       tdir = fs.mkdtempSync(path.join(os.tmpdir(), 'mime-postfix-'));
       for (const t of ['header_checks', 'mime_header_checks', 'nested_header_checks']) fs.writeFileSync(path.join(tdir, t), rules(t));
       fs.writeFileSync(path.join(tdir, 'body_checks'), BODY);
-      sink = new SmtpSink({});
-      const sinkPort = await sink.listen(0);
       settings = {
         header_checks: `regexp:${tdir}/header_checks`,
         mime_header_checks: `regexp:${tdir}/mime_header_checks`,
@@ -79,14 +78,12 @@ for (const disabled of [false, true]) {
         body_checks: `regexp:${tdir}/body_checks`,
         ...(disabled ? { disable_mime_input_processing: 'yes' } : {}),
       };
-      postfix = await startPostfix({ sinkPort, extraMainCf: Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join('\n') });
-      server = await startServer({ sinkPort, mainCf: settings });
+      pair = await sideBySide({ settings, sharedSink: true });
+      ({ postfix, server, paSink: sink } = pair);
     });
 
     after(async () => {
-      await server?.stop();
-      await postfix?.stop();
-      await sink?.close();
+      await pair?.close();
       if (tdir) fs.rmSync(tdir, { recursive: true, force: true });
     });
 

@@ -17,8 +17,8 @@ import { after, before, describe, test } from 'node:test';
 
 import { SmtpSink } from '../src/smtp/sink.js';
 import { freePort, queuedId, REPO_ROOT, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { sideBySide, type SideBySide } from './helpers/side-by-side.js';
 import { needs } from './helpers/peers.js';
-import { startPostfix } from '../bench/relay/postfix.js';
 import type { MtaHandle } from '../bench/relay/mta.js';
 
 const HEADER_CHECKS = [
@@ -218,10 +218,11 @@ function comparable(data: Buffer): string {
 
 describe('smtp_*_checks: Postactor and Postfix side by side', { skip: needs('/usr/sbin/postfix', "Debian's Postfix, the peer") }, () => {
   let tdir: string;
-  const postfixSink = new SmtpSink({ keepMessages: true });
-  const postactorSink = new SmtpSink({ keepMessages: true });
+  let postfixSink: SmtpSink;
+  let postactorSink: SmtpSink;
   let postfix: MtaHandle;
   let server: TestServer;
+  let pair: SideBySide | undefined;
 
   before(async () => {
     tdir = mkdtempSync(join(tmpdir(), 'smtp-checks-postfix-'));
@@ -234,14 +235,11 @@ describe('smtp_*_checks: Postactor and Postfix side by side', { skip: needs('/us
       writeFileSync(join(tdir, name), text);
       settings[name] = `regexp:${join(tdir, name)}`;
     }
-    postfix = await startPostfix({ sinkPort: await postfixSink.listen(0), extraMainCf: Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join('\n') });
-    server = await startServer({ sinkPort: await postactorSink.listen(0), mainCf: settings });
+    pair = await sideBySide({ settings, sink: { keepMessages: true } });
+    ({ postfix, server, pfSink: postfixSink, paSink: postactorSink } = pair);
   });
   after(async () => {
-    await server?.stop();
-    await postfix?.stop();
-    await postfixSink.close();
-    await postactorSink.close();
+    await pair?.close();
     if (tdir) rmSync(tdir, { recursive: true, force: true });
   });
 
@@ -263,22 +261,20 @@ describe('smtp_*_checks: Postactor and Postfix side by side', { skip: needs('/us
 });
 
 describe('smtp_header_checks whose table fails: Postactor and Postfix side by side', { skip: needs('/usr/sbin/postfix', "Debian's Postfix, the peer") }, () => {
-  const postfixSink = new SmtpSink({ keepMessages: true });
-  const postactorSink = new SmtpSink({ keepMessages: true });
+  let postfixSink: SmtpSink;
+  let postactorSink: SmtpSink;
   let postfix: MtaHandle;
   let server: TestServer;
+  let pair: SideBySide | undefined;
 
   before(async () => {
     // A tcp: table on a port nobody listens on: every lookup fails (Postfix retries a while first).
     const settings = { smtp_header_checks: `tcp:127.0.0.1:${await freePort()}` };
-    postfix = await startPostfix({ sinkPort: await postfixSink.listen(0), extraMainCf: `smtp_header_checks = ${settings.smtp_header_checks}` });
-    server = await startServer({ sinkPort: await postactorSink.listen(0), mainCf: settings });
+    pair = await sideBySide({ settings, sink: { keepMessages: true } });
+    ({ postfix, server, pfSink: postfixSink, paSink: postactorSink } = pair);
   });
   after(async () => {
-    await server?.stop();
-    await postfix?.stop();
-    await postfixSink.close();
-    await postactorSink.close();
+    await pair?.close();
   });
 
   test('the same warning, and the same deferral reason', async () => {

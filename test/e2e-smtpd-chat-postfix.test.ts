@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SmtpSink } from '../src/smtp/sink.js';
-import { SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
+import type { SmtpSink } from '../src/smtp/sink.js';
+import { SmtpDialogue, type TestServer } from './helpers/server.js';
+import { sideBySide, type SideBySide } from './helpers/side-by-side.js';
 import { needs } from './helpers/peers.js';
-import { startPostfix } from '../bench/relay/postfix.js';
 import type { MtaHandle } from '../bench/relay/mta.js';
 
 const FOOTER = 'For assistance, call 800-555-0101.\\nClient: $client_address, HELO: $helo_name, sender ${sender?{$sender}:{none}}';
@@ -65,14 +65,11 @@ describe('smtpd reject footer and transcripts: Postactor and Postfix side by sid
   let paSink: SmtpSink;
   let postfix: MtaHandle;
   let server: TestServer;
+  let pair: SideBySide | undefined;
 
   before(async () => {
     tdir = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-postfix-'));
     fs.writeFileSync(path.join(tdir, 'access'), '/^blocked@example\\.com$/ REJECT no such user here\n');
-    pfSink = new SmtpSink({ keepMessages: true });
-    paSink = new SmtpSink({ keepMessages: true });
-    const pfSinkPort = await pfSink.listen(0);
-    const paSinkPort = await paSink.listen(0);
     const common = {
       smtpd_recipient_restrictions: `check_recipient_access regexp:${tdir}/access, permit`,
       smtpd_reject_footer: FOOTER,
@@ -80,15 +77,12 @@ describe('smtpd reject footer and transcripts: Postactor and Postfix side by sid
       error_notice_recipient: 'pm@notices.example',
       smtpd_error_sleep_time: '0',
     };
-    postfix = await startPostfix({ sinkPort: pfSinkPort, extraMainCf: Object.entries(common).map(([k, v]) => `${k} = ${v}`).join('\n') });
-    server = await startServer({ sinkPort: paSinkPort, mainCf: common });
+    pair = await sideBySide({ settings: common, sink: { keepMessages: true } });
+    ({ postfix, server, pfSink, paSink } = pair);
   });
 
   after(async () => {
-    await server?.stop();
-    await postfix?.stop();
-    await pfSink?.close();
-    await paSink?.close();
+    await pair?.close();
     if (tdir) fs.rmSync(tdir, { recursive: true, force: true });
   });
 

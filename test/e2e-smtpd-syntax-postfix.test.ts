@@ -12,10 +12,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SmtpSink } from '../src/smtp/sink.js';
-import { SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
+import type { SmtpSink } from '../src/smtp/sink.js';
+import { SmtpDialogue, type TestServer } from './helpers/server.js';
+import { sideBySide, type SideBySide } from './helpers/side-by-side.js';
 import { needs } from './helpers/peers.js';
-import { startPostfix } from '../bench/relay/postfix.js';
 import type { MtaHandle } from '../bench/relay/mta.js';
 
 const M = 'MAIL FROM:<a@example.org>';
@@ -90,20 +90,16 @@ describe('smtpd syntax: Postactor and Postfix side by side', { skip: needs('/usr
   let sink: SmtpSink;
   let postfix: MtaHandle;
   let server: TestServer;
+  let pair: SideBySide | undefined;
 
   before(async () => {
-    sink = new SmtpSink({});
-    const sinkPort = await sink.listen(0);
     // No error sleep: a dialogue of errors answers at once on both.
-    const common = { smtpd_error_sleep_time: '0', mynetworks: '127.0.0.0/8' };
-    postfix = await startPostfix({ sinkPort, extraMainCf: Object.entries(common).map(([k, v]) => `${k} = ${v}`).join('\n') });
-    server = await startServer({ sinkPort, mainCf: common });
+    pair = await sideBySide({ settings: { smtpd_error_sleep_time: '0', mynetworks: '127.0.0.0/8' }, sharedSink: true });
+    ({ postfix, server, paSink: sink } = pair);
   });
 
   after(async () => {
-    await server?.stop();
-    await postfix?.stop();
-    await sink?.close();
+    await pair?.close();
   });
 
   test('the same last reply as Postfix, and the one expected, for each dialogue', async () => {

@@ -11,10 +11,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SmtpSink } from '../src/smtp/sink.js';
-import { queuedId, rfc822, sendRaw, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
+import type { SmtpSink } from '../src/smtp/sink.js';
+import { queuedId, rfc822, sendRaw, SmtpDialogue, type TestServer } from './helpers/server.js';
+import { sideBySide, type SideBySide } from './helpers/side-by-side.js';
 import { needs } from './helpers/peers.js';
-import { startPostfix } from '../bench/relay/postfix.js';
 import type { MtaHandle } from '../bench/relay/mta.js';
 
 async function dialogue(port: number): Promise<string[]> {
@@ -58,30 +58,24 @@ describe('soft_bounce: Postactor and Postfix side by side', { skip: needs('/usr/
   let paSink: SmtpSink;
   let postfix: MtaHandle;
   let server: TestServer;
+  let pair: SideBySide | undefined;
 
   before(async () => {
     tdir = fs.mkdtempSync(path.join(os.tmpdir(), 'soft-bounce-postfix-'));
     fs.writeFileSync(path.join(tdir, 'access'), '/^blocked@example\\.com$/ REJECT no such user here\n');
     const hard = { keepMessages: true, rcptReply: (r: string) => (r.startsWith('hard') ? `550 5.1.1 <${r}>: Recipient address rejected: User unknown` : null) };
-    pfSink = new SmtpSink(hard);
-    paSink = new SmtpSink(hard);
-    const pfSinkPort = await pfSink.listen(0);
-    const paSinkPort = await paSink.listen(0);
     const common = {
       soft_bounce: 'yes',
       smtpd_recipient_restrictions: `check_recipient_access regexp:${tdir}/access, permit`,
       smtpd_reject_footer: 'Call 800-555-0101.',
       smtpd_error_sleep_time: '0',
     };
-    postfix = await startPostfix({ sinkPort: pfSinkPort, extraMainCf: Object.entries(common).map(([k, v]) => `${k} = ${v}`).join('\n') });
-    server = await startServer({ sinkPort: paSinkPort, mainCf: common });
+    pair = await sideBySide({ settings: common, sink: hard });
+    ({ postfix, server, pfSink, paSink } = pair);
   });
 
   after(async () => {
-    await server?.stop();
-    await postfix?.stop();
-    await pfSink?.close();
-    await paSink?.close();
+    await pair?.close();
     if (tdir) fs.rmSync(tdir, { recursive: true, force: true });
   });
 
