@@ -19,12 +19,12 @@
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { PageReader, readMetas } from './pages.js';
+import { sleepSync } from '../runtime/sleep-sync.js';
 
 export const STORE_FILE = 'queue.lmdb';
 /** How long a file without a valid meta page may still be one being created (see storeFileProblem). */
 const CREATE_WAIT_MS = 1000;
 const CREATE_POLL_MS = 10;
-const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 const RECOVER_ADVICE = 'stop the mail system and run "postsuper --recover": it copies every readable message into a new store, sets the rest aside in the corrupt queue, and keeps the damaged file';
 /**
  * Why the store file cannot be opened safely, or null: its meta pages are unreadable, or it is
@@ -48,7 +48,7 @@ export function storeFileProblem(file: string): string | null {
     // writing its two meta pages (LMDB does so right after creating it, under its lock). Read
     // again for a moment before calling it damaged (a CI run saw this as two actors started).
     for (let waited = 0; metas.length === 0 && size !== 0 && waited < CREATE_WAIT_MS; waited += CREATE_POLL_MS) {
-      Atomics.wait(SLEEPER, 0, 0, CREATE_POLL_MS);
+      sleepSync(CREATE_POLL_MS);
       metas = readMetas(fd);
       size = fstatSync(fd).size;
     }

@@ -151,15 +151,10 @@ function openRoot(options: Parameters<typeof open>[0] & object): RootDatabase {
     try {
       return open(options) as RootDatabase;
     } catch (err) {
-      if (attempt >= OPEN_ATTEMPTS || !/No transaction to renew/.test((err as Error).message)) throw err;
-      // Five attempts in a row failed once (two commands opening and writing the store at
-      // once, under load): the other process's commit had not ended. Wait a little each time.
-      Atomics.wait(OPEN_SLEEPER, 0, 0, 10 * attempt);
+      if (attempt >= 5 || !/No transaction to renew/.test((err as Error).message)) throw err;
     }
   }
 }
-const OPEN_ATTEMPTS = 10;
-const OPEN_SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 
 export class QueueStore {
   private readonly root: RootDatabase;
@@ -219,20 +214,6 @@ export class QueueStore {
     this.forgetOnExit = closeBeforeExit(() => this.close());
   }
 
-  /**
-   * Writes issued and not yet settled. close() waits for every one: lmdb-js's own close waits for
-   * the writes it knows of, but a write still being queued as close began was seen lost (one
-   * child in about 2,000 of test/exit-store-open.test.ts: its commit never came).
-   */
-  private readonly inFlight = new Set<Promise<unknown>>();
-
-  private tracked<T>(write: Promise<T>): Promise<T> {
-    this.inFlight.add(write);
-    const settled = () => void this.inFlight.delete(write);
-    write.then(settled, settled);
-    return write;
-  }
-
   static open(directory: string, options: StoreOptions = {}): QueueStore {
     return new QueueStore(directory, options);
   }
@@ -242,7 +223,7 @@ export class QueueStore {
     // Writes waiting for a later commit go first: this thread's writes reach LMDB in program order.
     void this.issueLater();
     try {
-      return await this.tracked(this.root.transaction(action));
+      return await this.root.transaction(action);
     } catch (err) {
       throw await commitFailure(err);
     }
@@ -265,8 +246,8 @@ export class QueueStore {
 
   /** Replaces an address's verify entry (null: removes it); resolves once it is on disk. */
   async putVerifyEntry(address: string, entry: VerifyEntry | null): Promise<void> {
-    if (entry === null) await this.tracked(this.verifyCache.remove(address));
-    else await this.tracked(this.verifyCache.put(address, entry));
+    if (entry === null) await this.verifyCache.remove(address);
+    else await this.verifyCache.put(address, entry);
   }
 
   /** Every verify entry, for the verify service's cache cleanup run. */
@@ -284,7 +265,7 @@ export class QueueStore {
 
   /** Replaces a client's postscreen cache entry. */
   async putPostscreenEntry(addr: string, value: string): Promise<void> {
-    await this.tracked(this.postscreen.put(addr, value));
+    await this.postscreen.put(addr, value);
   }
 
   /** All postscreen cache entries (for the periodic cleanup). */
@@ -293,7 +274,7 @@ export class QueueStore {
   }
 
   async removePostscreenEntry(addr: string): Promise<void> {
-    await this.tracked(this.postscreen.remove(addr));
+    await this.postscreen.remove(addr);
   }
 
   // --- the flush service's fast flush logs (actors/flush) ---
@@ -365,12 +346,12 @@ export class QueueStore {
     // this commit is the one the client's 250 waits for (bench/relay --rate 500).
     let ok: boolean;
     try {
-      ok = await this.tracked(this.meta.ifNoExists(meta.queueId, () => {
+      ok = await this.meta.ifNoExists(meta.queueId, () => {
         this.meta.put(meta.queueId, stored);
         this.body.put(meta.queueId, content as Buffer);
         this.queues.put([meta.queue, meta.queueId], true);
         if (meta.queue === 'deferred') this.due.put([meta.nextAttempt, meta.queueId], true);
-      }));
+      });
     } catch (err) {
       throw await commitFailure(err);
     }
@@ -792,7 +773,6 @@ export class QueueStore {
    */
   async close(): Promise<void> {
     await this.issueLater();
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     this.forgetOnExit();
     await this.root.close();
     this.release();

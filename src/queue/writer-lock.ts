@@ -20,13 +20,13 @@
 import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMainThread, threadId } from 'node:worker_threads';
+import { sleepSync } from '../runtime/sleep-sync.js';
 
 export const WRITER_FILE = 'queue.lmdb-writer';
 
 /** How long a claim waits for a live holder to finish (a server still exiting, a postsuper run). */
 const WAIT_MS = 3000;
 const POLL_MS = 50;
-const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 
 /** Another live process writes the store. */
 export class StoreBusyError extends Error {
@@ -48,26 +48,30 @@ function startTime(pid: number): string {
 
 const SELF = `${process.pid} ${startTime(process.pid)}`;
 
-/** The PID of the live process the file names, or null (no file, this process, or one that is gone). */
-function liveHolder(file: string): number | null {
+/**
+ * Who the file names: 'none' (no file), 'self' (this process: another of its threads claimed
+ * it), 'gone' (a process that ended, a PID now another program's, or text that is no claim), or
+ * the PID of the live process that writes the store.
+ */
+function holderOf(file: string): 'none' | 'self' | 'gone' | number {
   let holder: string;
   try {
     holder = readFileSync(file, 'utf8').trim();
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'none';
     throw err;
   }
-  if (holder === SELF) return null;
+  if (holder === SELF) return 'self';
   const [pidText = '', start = ''] = holder.split(' ');
   const pid = Number(pidText);
-  if (!Number.isInteger(pid) || pid <= 0) return null; // not ours to understand: taken over
+  if (!Number.isInteger(pid) || pid <= 0) return 'gone';
   try {
     process.kill(pid, 0);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return null;
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return 'gone';
   }
   const now = startTime(pid);
-  return now !== '' && start !== '' && now !== start ? null : pid;
+  return now !== '' && start !== '' && now !== start ? 'gone' : pid;
 }
 
 /** Main-thread claims per directory (a command may open the same store more than once). */
@@ -88,25 +92,19 @@ export function claimWriter(directory: string): void {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
-      const holder = liveHolder(file);
-      if (holder === null) {
-        let named: string;
+      const holder = holderOf(file);
+      if (holder === 'self') break;
+      if (holder === 'none') continue; // given up meanwhile: link again
+      if (holder === 'gone') {
         try {
-          named = readFileSync(file, 'utf8').trim();
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-          throw err;
-        }
-        if (named === SELF) break; // another thread of this process claimed it
-        try {
-          unlinkSync(file); // the holder is gone: take the file over
+          unlinkSync(file); // take the file over
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         }
         continue;
       }
       if (Date.now() >= deadline) throw new StoreBusyError(directory, holder);
-      Atomics.wait(SLEEPER, 0, 0, POLL_MS);
+      sleepSync(POLL_MS);
     }
   } finally {
     unlinkSync(mine);
@@ -130,9 +128,4 @@ export function releaseWriter(directory: string): void {
   try {
     if (readFileSync(file, 'utf8').trim() === SELF) unlinkSync(file);
   } catch { /* gone already */ }
-}
-
-/** The PID of another live process that writes the store in `directory`, or null. */
-export function storeWriter(directory: string): number | null {
-  return liveHolder(join(directory, WRITER_FILE));
 }
