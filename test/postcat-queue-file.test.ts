@@ -9,9 +9,15 @@
  * and the output must be the same byte for byte. Both run with TZ=UTC, so the dates agree
  * whatever the machine's zone. A file of Postactor's own maildrop is shown as the queue file
  * Postfix's postdrop would have written for it.
+ *
+ * Postfix's msg_fatal() sleeps one second before it exits (src/util/msg.c), and about a third of
+ * the cases here end in a fatal error (every seek on a pipe, an offset past the end): run one
+ * after the other they were ~25 s of sleeping. So each case runs both postcats at once, and a
+ * few cases run side by side (they only read their files); the comparisons are made afterwards,
+ * in the cases' order.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, copyFileSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -34,33 +40,71 @@ interface Ran { stdout: string; stderr: string; code: number }
 type Input = { kind: 'file' } | { kind: 'redirect' } | { kind: 'pipe' };
 
 /** One postcat run on `file`: as an argument, as redirected stdin, or piped in. */
-function postcat(bin: string, flags: string[], file: string, how: Input, extra: string[] = []): Ran {
+function postcat(bin: string, flags: string[], file: string, how: Input, extra: string[] = []): Promise<Ran> {
   const env = { ...process.env, TZ: 'UTC' };
-  let fd: number | undefined;
-  try {
-    const args = [...extra, ...flags, ...(how.kind === 'file' ? [file] : [])];
-    const opts = how.kind === 'redirect'
-      ? { stdio: [(fd = openSync(file, 'r')), 'pipe', 'pipe'] as ['pipe' | number, 'pipe', 'pipe'] }
-      : how.kind === 'pipe' ? { input: readFileSync(file) } : { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'] };
+  const args = [...extra, ...flags, ...(how.kind === 'file' ? [file] : [])];
+  return new Promise((resolve, reject) => {
+    const fd = how.kind === 'redirect' ? openSync(file, 'r') : undefined;
+    const stdin = fd ?? (how.kind === 'pipe' ? 'pipe' : 'ignore');
     // argv0 "postcat": Postfix names itself by argv[0] in its messages.
-    const r = spawnSync(bin, args, { ...opts, argv0: 'postcat', env, encoding: 'latin1', timeout: 150_000 });
-    return { stdout: r.stdout, stderr: r.stderr, code: r.status ?? -1 };
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
+    const child = spawn(bin, args, { stdio: [stdin, 'pipe', 'pipe'], argv0: 'postcat', env, timeout: 150_000 });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on('data', (b: Buffer) => out.push(b));
+    child.stderr!.on('data', (b: Buffer) => err.push(b));
+    const done = () => {
+      if (fd !== undefined) closeSync(fd);
+    };
+    child.on('error', (e) => {
+      done();
+      reject(e);
+    });
+    child.on('close', (code) => {
+      done();
+      resolve({ stdout: Buffer.concat(out).toString('latin1'), stderr: Buffer.concat(err).toString('latin1'), code: code ?? -1 });
+    });
+    if (how.kind === 'pipe') {
+      // A postcat that fails its first seek exits without reading the rest: no EPIPE.
+      child.stdin!.on('error', () => undefined);
+      child.stdin!.end(readFileSync(file));
+    }
+  });
 }
+
+/** fn on every item, at most `limit` at a time; the results in the items' order. */
+async function inPool<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+/** Cases run side by side: each is two short processes, Postfix's mostly asleep (see above). */
+const CONCURRENCY = 4;
 
 /** Postfix's -v logs its configuration work on stderr; only warnings and fatal errors count. */
 const diagnostics = (stderr: string) => stderr.split('\n').filter((l) => /^postcat: (warning|fatal): /.test(l)).join('\n');
 
-function same(file: string, flags: string[], how: Input, postfixConf: string): void {
-  const theirs = postcat(POSTFIX_POSTCAT, flags, file, how, ['-c', postfixConf]);
-  const ours = postcat(OURS, flags, file, how);
-  const what = `postcat ${flags.join(' ')} (${how.kind}) ${file}`;
-  assert.equal(ours.stdout, theirs.stdout, what);
-  if (flags.some((f) => f.includes('v'))) assert.equal(diagnostics(ours.stderr), diagnostics(theirs.stderr), what);
-  else assert.equal(ours.stderr, theirs.stderr, what);
-  assert.equal(ours.code, theirs.code, `${what}: ${ours.stderr}`);
+interface Case { file: string; flags: string[]; how: Input }
+
+/** Every case run with both postcats, then compared in order: the same output, messages and exit code. */
+async function same(cases: readonly Case[], postfixConf: string): Promise<void> {
+  const ran = await inPool(cases, CONCURRENCY, ({ file, flags, how }) =>
+    Promise.all([postcat(POSTFIX_POSTCAT, flags, file, how, ['-c', postfixConf]), postcat(OURS, flags, file, how)]));
+  cases.forEach(({ file, flags, how }, i) => {
+    const [theirs, ours] = ran[i]!;
+    const what = `postcat ${flags.join(' ')} (${how.kind}) ${file}`;
+    assert.equal(ours.stdout, theirs.stdout, what);
+    if (flags.some((f) => f.includes('v'))) assert.equal(diagnostics(ours.stderr), diagnostics(theirs.stderr), what);
+    else assert.equal(ours.stderr, theirs.stderr, what);
+    assert.equal(ours.code, theirs.code, `${what}: ${ours.stderr}`);
+  });
 }
 
 /** Every file under dir (Postfix hashes the deferred queue into subdirectories). */
@@ -178,14 +222,14 @@ describe('postcat on queue files: the same output as Postfix\'s postcat', { skip
 
   const FLAGS = [[], ['-b'], ['-h'], ['-e'], ['-bh'], ['-eh'], ['-d'], ['-o'], ['-do'], ['-ob'], ['-r'], ['-v'], ['-ov'], ['-rv'], ['-s', '97'], ['-s', '98']];
   for (const which of ['hold', 'deferred', 'crafted'] as const) {
-    test(`${which}: every flag, the file named`, () => {
-      for (const flags of FLAGS) same(files[which], flags, { kind: 'file' }, conf);
+    test(`${which}: every flag, the file named`, async () => {
+      await same(FLAGS.map((flags) => ({ file: files[which], flags, how: { kind: 'file' } })), conf);
     });
-    test(`${which}: standard input, redirected and piped`, () => {
-      for (const flags of [[], ['-e'], ['-bh'], ['-ov'], ['-s', '97'], ['-s', '99999']]) {
-        same(files[which], flags, { kind: 'redirect' }, conf);
-        same(files[which], flags, { kind: 'pipe' }, conf);
-      }
+    test(`${which}: standard input, redirected and piped`, async () => {
+      await same([[], ['-e'], ['-bh'], ['-ov'], ['-s', '97'], ['-s', '99999']].flatMap((flags) => [
+        { file: files[which], flags, how: { kind: 'redirect' } },
+        { file: files[which], flags, how: { kind: 'pipe' } },
+      ] as const), conf);
     });
   }
 
@@ -198,35 +242,37 @@ describe('postcat on queue files: the same output as Postfix\'s postcat', { skip
     assert.match(ours.stdout, /^named_attribute: dsn_orig_rcpt=rfc822;orig@example\.com$/m);
   });
 
-  test('bad input: Postfix\'s messages; exit 1 also for a file that is no queue file (Postfix exits 0)', () => {
+  test('bad input: Postfix\'s messages; exit 1 also for a file that is no queue file (Postfix exits 0)', async () => {
     const notQueue = join(dir, 'text');
     writeFileSync(notQueue, 'hello: plain text\n\nnot a queue file\n');
     const truncated = join(dir, 'truncated');
     writeFileSync(truncated, readFileSync(files.hold).subarray(0, 300));
     const empty = join(dir, 'empty');
     writeFileSync(empty, '');
-    for (const [file, code] of [[notQueue, 1], [truncated, 1], [empty, 0], [join(dir, 'missing'), 1], [dir, 0]] as const) {
-      const theirs = postcat(POSTFIX_POSTCAT, [], file, { kind: 'file' }, ['-c', conf]);
-      const ours = postcat(OURS, [], file, { kind: 'file' });
+    const cases = [[notQueue, 1], [truncated, 1], [empty, 0], [join(dir, 'missing'), 1], [dir, 0]] as const;
+    const ran = await inPool(cases, CONCURRENCY, ([file]) =>
+      Promise.all([postcat(POSTFIX_POSTCAT, [], file, { kind: 'file' }, ['-c', conf]), postcat(OURS, [], file, { kind: 'file' })]));
+    cases.forEach(([file, code], i) => {
+      const [theirs, ours] = ran[i]!;
       assert.equal(ours.stdout, theirs.stdout, file);
       assert.equal(ours.stderr, theirs.stderr, file);
       assert.equal(ours.code, code, `${file}: ${ours.stderr}`);
-    }
-    assert.equal(postcat(OURS, [], notQueue, { kind: 'file' }).stderr, `postcat: warning: ${notQueue}: input is not a valid queue file\n`);
-    const bad = postcat(OURS, ['-s', 'x'], files.hold, { kind: 'file' });
+    });
+    assert.equal((await postcat(OURS, [], notQueue, { kind: 'file' })).stderr, `postcat: warning: ${notQueue}: input is not a valid queue file\n`);
+    const bad = await postcat(OURS, ['-s', 'x'], files.hold, { kind: 'file' });
     assert.deepEqual([bad.stderr, bad.code], ['postcat: fatal: bad offset: x\n', 1]);
   });
 });
 
 describe('postcat on a file of Postactor\'s maildrop', () => {
-  test('shown as the maildrop queue file Postfix\'s postdrop would have written', () => {
+  test('shown as the maildrop queue file Postfix\'s postdrop would have written', async () => {
     const dir = tempDir();
     const file = join(dir, 'maildrop-file');
     writeFileSync(file, encodeMaildrop({
       sender: 'alice', recipients: ['bob@example.com', 'carol'], fullName: 'Alice Example', notify: ['SUCCESS', 'FAILURE'],
       envId: 'env-1', arrival: Date.UTC(2026, 10, 25, 1, 38, 37), uid: 1000, user: 'alice', rewriteContext: 'local',
     }, Buffer.from('Subject: dropped\n\nbody line\n')));
-    const r = postcat(OURS, [], file, { kind: 'file' });
+    const r = await postcat(OURS, [], file, { kind: 'file' });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, [
       `*** ENVELOPE RECORDS ${file} ***`,
@@ -248,7 +294,7 @@ describe('postcat on a file of Postactor\'s maildrop', () => {
       '',
     ].join('\n'));
     writeFileSync(file, 'postactor-maildrop 1\n{"sender":"x"}\n');
-    const bad = postcat(OURS, [], file, { kind: 'file' });
+    const bad = await postcat(OURS, [], file, { kind: 'file' });
     assert.deepEqual([bad.stdout, bad.stderr, bad.code], ['', `postcat: warning: ${file}: malformed maildrop file: bad recipient list\n`, 1]);
   });
 });
