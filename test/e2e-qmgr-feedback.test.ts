@@ -38,7 +38,9 @@ async function inject(port: number, count: number, parallel: number, tag: string
   return ids;
 }
 
-describe('e2e qmgr concurrency feedback', () => {
+// Each test has its own server and next hop, and spends most of its time waiting for timers
+// (backoff, queue runs, rate delays): two at a time, their deadlines sized for the neighbour.
+describe('e2e qmgr concurrency feedback', { concurrency: 2 }, () => {
   const sinks: SmtpSink[] = [];
   const servers: TestServer[] = [];
   after(async () => {
@@ -85,12 +87,14 @@ describe('e2e qmgr concurrency feedback', () => {
           smtp_destination_concurrency_positive_feedback: feedback,
           smtp_destination_concurrency_negative_feedback: feedback,
           destination_concurrency_feedback_debug: 'yes',
-          minimal_backoff_time: '1s', maximal_backoff_time: '2s', queue_run_delay: '1s',
+          // The shortest backoff there is (whole seconds): a message deferred twice (a 421 twice)
+          // waits no longer than one deferred once.
+          minimal_backoff_time: '1s', maximal_backoff_time: '1s', queue_run_delay: '1s',
         },
       });
       servers.push(server);
       await inject(server.port, 100, 10, 'busy');
-      await server.waitForLogCount(/status=sent/, 100, 30_000);
+      await server.waitForLogCount(/status=sent/, 100, 60_000);
       const lines = server.logLines();
       const deferred = lines.filter((l) => l.includes('status=deferred')).length;
       const suspended = lines.filter((l) => l.includes('delivery temporarily suspended')).length;

@@ -29,6 +29,9 @@ import { certFingerprint, deepCert, pubkeyFingerprint, selfSignedCert, signedCer
 
 const tempDir = tempDirs('postactor-ccert-');
 
+/** openssl with its input written at once: s_client reads stdin only after its handshake (see runClient). */
+const openssl = (args: string[], input: string) => runClient('openssl', args, input, { inputDelayMs: 0 });
+
 const MESSAGE = (subject: string) => `From: <cc@example.org>\r\nTo: <far@elsewhere.example>\r\nSubject: ${subject}\r\n\r\nwith a client certificate\r\n`;
 const SESSION = (helo: string, subject: string, rcpt = 'far@elsewhere.example') =>
   `EHLO ${helo}\r\nMAIL FROM:<cc@example.org>\r\nRCPT TO:<${rcpt}>\r\nDATA\r\n${MESSAGE(subject)}.\r\nQUIT\r\n`;
@@ -120,7 +123,7 @@ describe('smtpd client certificates and SNI', () => {
 
   const delivered = (subject: string): Promise<string> => deliveredWithSubject(sink, subject);
   const sClient = (port: number, extra: string[], input: string) =>
-    runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${port}`, '-quiet', ...extra], input);
+    openssl(['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${port}`, '-quiet', ...extra], input);
   const withCert = (c: TestCert) => ['-cert', c.cert, '-key', c.key];
 
   test('openssl s_client with the listed certificate relays (permit_tls_clientcerts); log and Received name it', async () => {
@@ -192,10 +195,10 @@ describe('smtpd client certificates and SNI', () => {
   });
 
   test('smtpd_tls_req_ccert in wrapper mode: 421 at once, instead of the greeting', async () => {
-    const r = await runClient('openssl', ['s_client', '-connect', `127.0.0.1:${ports.reqw}`, '-quiet'], 'EHLO wrapped.test\r\n');
+    const r = await openssl(['s_client', '-connect', `127.0.0.1:${ports.reqw}`, '-quiet'], 'EHLO wrapped.test\r\n');
     assert.match(r.out, /^421 4\.7\.1 mx\.postactor\.test Error: No client certificate presented\r?$/m, r.out);
     assert.doesNotMatch(r.out, /^220 /m);
-    const ok = await runClient('openssl', ['s_client', '-connect', `127.0.0.1:${ports.reqw}`, '-quiet', ...withCert(client)], SESSION('wrapped.test', 'ccert-wrapper'));
+    const ok = await openssl(['s_client', '-connect', `127.0.0.1:${ports.reqw}`, '-quiet', ...withCert(client)], SESSION('wrapped.test', 'ccert-wrapper'));
     assert.match(ok.out, /^220 mx\.postactor\.test ESMTP/m, ok.out);
     assert.match(ok.out, /250 2\.0\.0 Ok: queued as/, ok.out);
   });
@@ -213,7 +216,7 @@ describe('smtpd client certificates and SNI', () => {
 
   test('tls_server_sni_maps: a.example gets its own certificate, x.b.example the ".b.example" one, others the default', async () => {
     const subject = async (name: string): Promise<string> => {
-      const r = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-servername', name], 'QUIT\r\n');
+      const r = await openssl(['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-servername', name], 'QUIT\r\n');
       const m = /^subject=(.*)$/m.exec(r.out);
       assert.ok(m, r.out);
       return m![1]!.trim();
@@ -231,13 +234,13 @@ describe('smtpd client certificates and SNI', () => {
   // s_client without -quiet takes a line that starts with "Q" as its own quit command ("quit"
   // it is), and stops at the end of its input unless told -ign_eof.
   test('smtpd_tls_dh1024_param_file: the DHE ciphers use its group; tls_ssl_options = no_ticket issues no tickets, an unknown word is warned about', async () => {
-    const r = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.dh}`, '-ign_eof', '-tls1_2', '-cipher', 'DHE-RSA-AES256-GCM-SHA384'], 'quit\r\n');
+    const r = await openssl(['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.dh}`, '-ign_eof', '-tls1_2', '-cipher', 'DHE-RSA-AES256-GCM-SHA384'], 'quit\r\n');
     assert.match(r.out, /Server Temp Key: DH, 3072 bits/, r.out);
     assert.match(r.out, /221 2\.0\.0 Bye/, r.out);
     assert.doesNotMatch(r.out, /TLS session ticket:/, 'no session ticket with no_ticket');
     await server.waitForLog(/postactor\/dh\/smtpd\[\d+\]: warning: unknown tls_ssl_options value "bogus_option" in "no_ticket,bogus_option"$/, 10_000);
     // The main service does issue tickets.
-    const main = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-ign_eof', '-tls1_2'], 'quit\r\n');
+    const main = await openssl(['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-ign_eof', '-tls1_2'], 'quit\r\n');
     assert.match(main.out, /TLS session ticket:/, main.out);
     // smtpd_tls_ask_ccert with smtpd_tls_CAfile: the CertificateRequest names the CA; without asking, none.
     assert.match(main.out, /^Acceptable client certificate CA names\n(?:\/CN=|CN ?= ?)Postactor Test CA$/m, main.out);
@@ -245,10 +248,10 @@ describe('smtpd client certificates and SNI', () => {
   });
 
   test('tls_eecdh_auto_curves / tls_ffdhe_auto_groups: only the listed group is offered', async () => {
-    const r = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.groups}`, '-ign_eof', '-groups', 'X25519:secp384r1'], 'quit\r\n');
+    const r = await openssl(['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.groups}`, '-ign_eof', '-groups', 'X25519:secp384r1'], 'quit\r\n');
     assert.match(r.out, /Server Temp Key: ECDH, secp384r1, 384 bits/, r.out);
     assert.match(r.out, /221 2\.0\.0 Bye/, r.out);
-    const none = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.groups}`, '-ign_eof', '-groups', 'X25519'], 'quit\r\n');
+    const none = await openssl(['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.groups}`, '-ign_eof', '-groups', 'X25519'], 'quit\r\n');
     assert.doesNotMatch(none.out, /221 2\.0\.0 Bye/, 'a client without secp384r1 finds no group in common');
     assert.match(none.out, /handshake failure|no suitable key share/, none.out);
   });
@@ -265,9 +268,9 @@ describe('smtpd client certificates and SNI', () => {
 
   test('a resumed session keeps its client certificate: it still relays, and Received still names it', async () => {
     const sess = join(dir, 'client-session.pem');
-    const first = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-ign_eof', '-sess_out', sess, ...withCert(client)], 'quit\r\n');
+    const first = await openssl(['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-ign_eof', '-sess_out', sess, ...withCert(client)], 'quit\r\n');
     assert.match(first.out, /^New, TLSv1\.3/m, first.out);
-    const again = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-ign_eof', '-sess_in', sess, ...withCert(client)],
+    const again = await openssl(['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-ign_eof', '-sess_in', sess, ...withCert(client)],
       SESSION('resumed.test', 'ccert-resumed').replace('QUIT', 'quit'));
     assert.match(again.out, /^Reused, TLSv1\.3/m, again.out);
     assert.match(again.out, /250 2\.0\.0 Ok: queued as/, again.out);
@@ -301,7 +304,7 @@ describe('smtpd client certificates and SNI', () => {
   // Last: the reload restarts every smtpd thread.
   test('postactor reload re-reads the SNI chains', async () => {
     const subject = async (): Promise<string> => {
-      const r = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-servername', 'a.example'], 'QUIT\r\n');
+      const r = await openssl(['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-servername', 'a.example'], 'QUIT\r\n');
       return /^subject=(.*)$/m.exec(r.out)?.[1] ?? r.out;
     };
     assert.match(await subject(), /CN ?= ?a\.example$/);

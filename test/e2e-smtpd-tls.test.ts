@@ -13,7 +13,7 @@
  * whose copy shows the Received header smtpd's session produced.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
@@ -30,6 +30,9 @@ import { tempDirs } from './helpers/temp.js';
 import { runClient } from './helpers/run-client.js';
 
 const tempDir = tempDirs('postactor-tls-');
+
+/** openssl with its input written at once: s_client reads stdin only after its handshake (see runClient). */
+const openssl = (args: string[], input: string, inputWhen?: () => boolean) => runClient('openssl', args, input, { inputDelayMs: 0, inputWhen });
 
 /** Makes a self-signed certificate for mx.postactor.test: rsa or ecdsa (P-256). */
 function makeCert(dir: string, name: string, kind: 'rsa' | 'ecdsa'): { cert: string; key: string } {
@@ -177,7 +180,7 @@ describe('smtpd TLS', () => {
   test('openssl s_client -starttls smtp delivers; the maillog has the TLS line; Received says ESMTPS with the "(using …)" block', async () => {
     const input = 'EHLO openssl.test\r\nMAIL FROM:<tls@example.org>\r\nRCPT TO:<tls-rcpt@example.com>\r\nDATA\r\n'
       + MESSAGE('s_client-starttls') + '.\r\nQUIT\r\n';
-    const r = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-quiet', '-sigalgs', 'rsa_pss_rsae_sha256'], input);
+    const r = await openssl(['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-quiet', '-sigalgs', 'rsa_pss_rsae_sha256'], input);
     assert.match(r.out, /250 2\.0\.0 Ok: queued as/, r.out);
     await server.waitForLog(/smtpd\[\d+\]: Anonymous TLS connection established from localhost\[127\.0\.0\.1\]: TLSv1\.3 with cipher TLS_AES_256_GCM_SHA384 \(256\/256 bits\) server-signature RSA-PSS \(2048 bits\)$/, 10_000);
     const data = await delivered('s_client-starttls');
@@ -185,7 +188,7 @@ describe('smtpd TLS', () => {
   });
 
   test('the ECDSA certificate serves a client that asks for ECDSA', async () => {
-    const r = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-quiet', '-sigalgs', 'ecdsa_secp256r1_sha256'], 'QUIT\r\n');
+    const r = await openssl(['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-quiet', '-sigalgs', 'ecdsa_secp256r1_sha256'], 'QUIT\r\n');
     assert.match(r.out, /221 2\.0\.0 Bye/, r.out);
     await server.waitForLog(/Anonymous TLS connection established from localhost\[127\.0\.0\.1\]: TLSv1\.3 with cipher \S+ \(256\/256 bits\) server-signature ECDSA \(prime256v1\)$/, 10_000);
   });
@@ -239,7 +242,7 @@ describe('smtpd TLS', () => {
 
   test('wrapper mode (smtpd_tls_wrappermode = yes): TLS first, then the 220; openssl s_client -connect and swaks --tlsc deliver', async () => {
     const input = 'EHLO wrapper.test\r\nMAIL FROM:<tls@example.org>\r\nRCPT TO:<tls-rcpt@example.com>\r\nDATA\r\n' + MESSAGE('s_client-wrapper') + '.\r\nQUIT\r\n';
-    const r = await runClient('openssl', ['s_client', '-connect', `127.0.0.1:${ports.wrapper}`, '-quiet'], input);
+    const r = await openssl(['s_client', '-connect', `127.0.0.1:${ports.wrapper}`, '-quiet'], input);
     assert.match(r.out, /^220 mx\.postactor\.test ESMTP/m, r.out);
     assert.match(r.out, /250 2\.0\.0 Ok: queued as/, r.out);
     assert.match(await delivered('s_client-wrapper'), /^Received: from wrapper\.test \(localhost \[127\.0\.0\.1\]\)\r\n\t\(using TLSv1\.3 /);
@@ -274,10 +277,12 @@ describe('smtpd TLS', () => {
 
   test('a session made with one smtpd thread resumes with another (shared ticket keys)', async () => {
     const sess = join(dir, 'session.pem');
-    const first = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-sess_out', sess], 'QUIT\r\n');
+    // "QUIT" ends s_client at once: first wait for the TLSv1.3 ticket (s_client writes -sess_out on it).
+    const ticket = () => existsSync(sess) && readFileSync(sess, 'utf8').includes('-----END SSL SESSION PARAMETERS-----');
+    const first = await openssl(['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${server.port}`, '-sess_out', sess], 'QUIT\r\n', ticket);
     assert.match(first.out, /^New, TLSv1\.3/m, first.out);
     // The wrapper service runs in threads of its own.
-    const again = await runClient('openssl', ['s_client', '-connect', `127.0.0.1:${ports.wrapper}`, '-sess_in', sess], 'QUIT\r\n');
+    const again = await openssl(['s_client', '-connect', `127.0.0.1:${ports.wrapper}`, '-sess_in', sess], 'QUIT\r\n');
     assert.match(again.out, /^Reused, TLSv1\.3/m, again.out);
   });
 
@@ -294,9 +299,10 @@ describe('smtpd TLS', () => {
     };
     const { smtp } = await SmtpDialogue.connect(server.port);
     assert.equal((await smtp.cmd('STARTTLS')).line, '220 2.0.0 Ready to start TLS');
-    const afterStarttls = await closedWithin(smtp.socket);
+    // The two waits run side by side (separate services, separate threads): each is timed from
+    // its own start, so neither bound is looser than one after the other.
     const wrapped = net.connect(ports.wrapper, '127.0.0.1');
-    const wrapper = await closedWithin(wrapped);
+    const [afterStarttls, wrapper] = await Promise.all([closedWithin(smtp.socket), closedWithin(wrapped)]);
     // smtpd_timeout (300s) would keep them open; smtpd_starttls_timeout = 2s closes them.
     assert.ok(afterStarttls >= 1500 && afterStarttls < 6000, `STARTTLS: closed after ${afterStarttls} ms`);
     assert.ok(wrapper >= 1500 && wrapper < 6000, `wrapper: closed after ${wrapper} ms`);
@@ -327,11 +333,11 @@ describe('smtpd TLS', () => {
   });
 
   test('smtpd_tls_protocols and smtpd_tls_exclude_ciphers: TLSv1.2 only, no AES-GCM', async () => {
-    const r = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.tls12}`, '-quiet'], 'QUIT\r\n');
+    const r = await openssl(['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.tls12}`, '-quiet'], 'QUIT\r\n');
     assert.match(r.out, /221 2\.0\.0 Bye/, r.out);
     const line = await server.waitForLog(/Anonymous TLS connection established from localhost\[127\.0\.0\.1\]: TLSv1\.2 with cipher /, 10_000);
     assert.doesNotMatch(line, /GCM/);
-    const only13 = await runClient('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.tls12}`, '-tls1_3', '-quiet'], 'QUIT\r\n');
+    const only13 = await openssl(['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${ports.tls12}`, '-tls1_3', '-quiet'], 'QUIT\r\n');
     assert.doesNotMatch(only13.out, /221 2\.0\.0 Bye/, 'a TLSv1.3-only client finds no protocol in common');
   });
 

@@ -19,7 +19,7 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { defaultMasterCf, NODE, POSTACTOR_JS, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { defaultMasterCf, NODE, POSTACTOR_JS, queuedId, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
 
 const tempDir = tempDirs('postactor-oqmgr-');
@@ -133,12 +133,18 @@ describe('oqmgr end to end', () => {
   const list = Array.from({ length: 40 }, (_, i) => `l${i}@example.com`);
 
   /**
-   * A 40-recipient list (20 deliveries of 2, one at a time, 150 ms each at the sink), then a
-   * one-recipient message once the list is active: the deliveries in the order the sink saw them.
+   * A 40-recipient list (20 deliveries of 2, one at a time), then a one-recipient message once
+   * the list is active: the deliveries in the order the sink saw them. Until the small message is
+   * active as well, the sink holds each delivery's reply `holdMs` (1 s), so the list cannot get
+   * far while the small one is received and read in, on a loaded machine too; from then on the
+   * order is the scheduler's alone, and the sink answers at once (the delivery in flight keeps
+   * its hold).
    */
-  async function listThenSmall(command: 'qmgr' | 'oqmgr', opts: { rcpts?: string[]; mainCf?: Record<string, string>; delayMs?: number } = {}): Promise<{ order: SinkMessage[]; server: TestServer }> {
+  async function listThenSmall(command: 'qmgr' | 'oqmgr', opts: { rcpts?: string[]; mainCf?: Record<string, string>; holdMs?: number } = {}): Promise<{ order: SinkMessage[]; server: TestServer }> {
     const rcpts = opts.rcpts ?? list;
-    const sink = new SmtpSink({ dataDelayMs: opts.delayMs ?? 150 });
+    // The sink reads dataDelayMs for each message: setting it to 0 below ends the hold.
+    const profile = { dataDelayMs: opts.holdMs ?? 1000 };
+    const sink = new SmtpSink(profile);
     sinks.push(sink);
     const order: SinkMessage[] = [];
     sink.on('message', (m: SinkMessage) => order.push(m));
@@ -153,7 +159,8 @@ describe('oqmgr end to end', () => {
     assert.equal(r1.code, 250, r1.text);
     await server.waitForLog(new RegExp(`nrcpt=${rcpts.length} \\(queue active\\)`), 10_000);
     const r2 = await sendRaw(server.port, 'sender@example.org', ['small@example.com'], rfc822({ Subject: 'small' }, 'small\n'));
-    assert.equal(r2.code, 250, r2.text);
+    await server.waitForLog(new RegExp(`: ${queuedId(r2)}: from=<sender@example\\.org>, size=\\d+, nrcpt=1 \\(queue active\\)`), 10_000);
+    profile.dataDelayMs = 0;
     await server.waitForLogCount(/status=sent/, rcpts.length + 1, 60_000);
     return { order, server };
   }
@@ -180,9 +187,10 @@ describe('oqmgr end to end', () => {
   test('oqmgr reads a message in slices of qmgr_message_recipient_limit × qmgr_fudge_factor %: the small message comes after the first slice', async () => {
     // Limit 40 at 50 %: slices of 20 recipients, 4 deliveries of 5; the next slice is read when
     // the first is done, so the small message (queued meanwhile) is delivery 5. At 100 % it would be 9.
+    // (The sink's hold gives the small message 4 s, the first slice's 4 deliveries, to be active.)
     const rcpts = Array.from({ length: 100 }, (_, i) => `f${i}@example.com`);
     const { order } = await listThenSmall('oqmgr', {
-      rcpts, delayMs: 400,
+      rcpts,
       mainCf: { qmgr_message_recipient_limit: '40', qmgr_fudge_factor: '50', smtp_destination_recipient_limit: '5' },
     });
     assert.equal(order.length, 21);

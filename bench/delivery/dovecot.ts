@@ -45,6 +45,13 @@ export interface DovecotOptions {
   auth?: boolean;
   /** Dovecot's auth_mechanisms (default "plain login"). */
   mechanisms?: string;
+  /**
+   * Turn off Dovecot's authentication penalty (with `auth: true`): after a failed login, anvil
+   * delays every later AUTH from the same IP by 2, 4, 8… up to 15 s (auth-penalty.h), which
+   * slows the successful logins a test makes after one that fails on purpose. Off as Dovecot's
+   * documentation says: anvil's anvil-auth-penalty listener at mode 0.
+   */
+  noAuthPenalty?: boolean;
 }
 
 function groupName(gid: number): string {
@@ -142,6 +149,11 @@ auth_failure_delay = 0
 service auth {
   unix_listener ${authSocket} {
     mode = 0666
+  }
+}` : ''}
+${opts.auth && opts.noAuthPenalty ? `service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
   }
 }` : ''}
 `);
