@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { QueueStore } from '../src/queue/store.js';
@@ -102,4 +102,51 @@ test('postsuper on a stopped server whose store another process writes: one fata
     first.stdin!.end();
     await once(first, 'exit');
   }
+});
+
+test('eight processes at once over a dead holder\'s file: one holder at a time (the take-over is a rename only one of them wins)', async () => {
+  const dir = tempDir();
+  const lockUrl = pathToFileURL(join(REPO_ROOT, 'dist', 'src', 'queue', 'writer-lock.js')).href;
+  const trace = join(dir, 'trace');
+  writeFileSync(trace, '');
+  const ROUNDS = 5;
+  for (let round = 0; round < ROUNDS; round++) {
+    // A holder that is gone: a PID that cannot be a live process of ours.
+    writeFileSync(join(dir, WRITER_FILE), '2147483646 1\n');
+    const at = Date.now() + 600; // all start spinning for the claim at this moment
+    const code = `
+      import { appendFileSync } from 'node:fs';
+      import { claimWriter, releaseWriter } from ${JSON.stringify(lockUrl)};
+      while (Date.now() < ${at}) { /* line up */ }
+      claimWriter(${JSON.stringify(dir)});
+      appendFileSync(${JSON.stringify(trace)}, '+' + process.pid + '\\n');
+      const until = Date.now() + 30;
+      while (Date.now() < until) { /* hold */ }
+      appendFileSync(${JSON.stringify(trace)}, '-' + process.pid + '\\n');
+      releaseWriter(${JSON.stringify(dir)});`;
+    const children = Array.from({ length: 8 }, () => spawn(NODE, ['--input-type=module', '-e', code], { stdio: ['ignore', 'ignore', 'pipe'] }));
+    const errors: string[] = [];
+    for (const c of children) c.stderr!.on('data', (d: Buffer) => errors.push(d.toString()));
+    await Promise.all(children.map((c) => once(c, 'exit')));
+    assert.deepEqual(errors, [], 'every process got the store in its turn');
+  }
+  const events = readFileSync(trace, 'utf8').trim().split('\n');
+  assert.equal(events.length, ROUNDS * 8 * 2);
+  for (let i = 0; i < events.length; i += 2) {
+    assert.ok(events[i]!.startsWith('+') && events[i + 1] === `-${events[i]!.slice(1)}`, `two holders at once: ${events.slice(Math.max(0, i - 2), i + 4).join(' ')}`);
+  }
+});
+
+test('a take-over guard left by a process killed in it is cleared once it is stale, and the dead holder taken over', async () => {
+  const dir = tempDir();
+  await QueueStore.open(dir).close();
+  writeFileSync(join(dir, WRITER_FILE), '2147483646 1\n');
+  const guard = join(dir, `${WRITER_FILE}.takeover`);
+  mkdirSync(guard);
+  const old = (Date.now() - 60_000) / 1000;
+  utimesSync(guard, old, old);
+  const store = QueueStore.open(dir);
+  assert.match(readFileSync(join(dir, WRITER_FILE), 'utf8'), new RegExp(`^${process.pid} `));
+  assert.equal(existsSync(guard), false);
+  await store.close();
 });

@@ -13,11 +13,12 @@
  * thread gives it up when it closes its last store; the server keeps it until it exits.
  * Readers (mailq, postcat, qshape) claim nothing.
  *
- * Node has no flock(2), hence a PID file, as Postfix's master.pid before its lock. Two
- * processes that find the same dead holder at the same moment can both take the file over (the
- * second removes the first's): a window of a few system calls, at start-up only.
+ * Node has no flock(2), hence a PID file, as Postfix's master.pid before its lock. A dead
+ * holder's file is removed by one process at a time (takeOver); a process killed in that step
+ * (microseconds) leaves its guard behind, cleared after TAKEOVER_STALE_MS, and only then can two
+ * processes clearing it at once both take over.
  */
-import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMainThread, threadId } from 'node:worker_threads';
 import { sleepSync } from '../runtime/sleep-sync.js';
@@ -48,21 +49,24 @@ function startTime(pid: number): string {
 
 const SELF = `${process.pid} ${startTime(process.pid)}`;
 
-/**
- * Who the file names: 'none' (no file), 'self' (this process: another of its threads claimed
- * it), 'gone' (a process that ended, a PID now another program's, or text that is no claim), or
- * the PID of the live process that writes the store.
- */
-function holderOf(file: string): 'none' | 'self' | 'gone' | number {
-  let holder: string;
+/** The file's text, trimmed; null when there is no file. */
+function readClaim(file: string): string | null {
   try {
-    holder = readFileSync(file, 'utf8').trim();
+    return readFileSync(file, 'utf8').trim();
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'none';
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
-  if (holder === SELF) return 'self';
-  const [pidText = '', start = ''] = holder.split(' ');
+}
+
+/**
+ * Who a claim names: 'self' (this process: another of its threads claimed it), 'gone' (a
+ * process that ended, a PID now another program's, or text that is no claim), or the PID of the
+ * live process that writes the store.
+ */
+function holderOf(claim: string): 'self' | 'gone' | number {
+  if (claim === SELF) return 'self';
+  const [pidText = '', start = ''] = claim.split(' ');
   const pid = Number(pidText);
   if (!Number.isInteger(pid) || pid <= 0) return 'gone';
   try {
@@ -72,6 +76,35 @@ function holderOf(file: string): 'none' | 'self' | 'gone' | number {
   }
   const now = startTime(pid);
   return now !== '' && start !== '' && now !== start ? 'gone' : pid;
+}
+
+/** A take-over older than this was left by a process that died in it (it takes microseconds). */
+const TAKEOVER_STALE_MS = 2000;
+
+/**
+ * Removes a dead holder's file, one process at a time: under `queue.lmdb-writer.takeover` (a
+ * directory, made by one process only), the file is read again and removed only if it still
+ * names the holder found dead. Nothing else can change it meanwhile: a claim is only linked where
+ * there is no file, and only its live holder gives it up. Returns false when another process is
+ * taking over (the caller looks again).
+ */
+function takeOver(file: string, dead: string): boolean {
+  const guard = `${file}.takeover`;
+  try {
+    mkdirSync(guard, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    try {
+      if (Date.now() - statSync(guard).mtimeMs > TAKEOVER_STALE_MS) rmdirSync(guard);
+    } catch { /* another process finished or cleared it */ }
+    return false;
+  }
+  try {
+    if (readClaim(file) === dead) unlinkSync(file);
+  } finally {
+    rmdirSync(guard);
+  }
+  return true;
 }
 
 /** Main-thread claims per directory (a command may open the same store more than once). */
@@ -92,15 +125,12 @@ export function claimWriter(directory: string): void {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
-      const holder = holderOf(file);
+      const claim = readClaim(file);
+      if (claim === null) continue; // given up meanwhile: link again
+      const holder = holderOf(claim);
       if (holder === 'self') break;
-      if (holder === 'none') continue; // given up meanwhile: link again
       if (holder === 'gone') {
-        try {
-          unlinkSync(file); // take the file over
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        }
+        if (!takeOver(file, claim)) sleepSync(1);
         continue;
       }
       if (Date.now() >= deadline) throw new StoreBusyError(directory, holder);
