@@ -107,6 +107,7 @@ test('postsuper on a stopped server whose store another process writes: one fata
 test('eight processes at once over a dead holder\'s file: one holder at a time (the take-over is a rename only one of them wins)', async () => {
   const dir = tempDir();
   const lockUrl = pathToFileURL(join(REPO_ROOT, 'dist', 'src', 'queue', 'writer-lock.js')).href;
+  const sleepUrl = pathToFileURL(join(REPO_ROOT, 'dist', 'src', 'runtime', 'sleep-sync.js')).href;
   const trace = join(dir, 'trace');
   writeFileSync(trace, '');
   const ROUNDS = 5;
@@ -117,11 +118,14 @@ test('eight processes at once over a dead holder\'s file: one holder at a time (
     const code = `
       import { appendFileSync } from 'node:fs';
       import { claimWriter, releaseWriter } from ${JSON.stringify(lockUrl)};
+      import { sleepSync } from ${JSON.stringify(sleepUrl)};
+      // Line up: asleep until just before the moment, then spinning to it (no CPU taken from
+      // the tests beside this one for longer than that).
+      sleepSync(Math.max(0, ${at} - 5 - Date.now()));
       while (Date.now() < ${at}) { /* line up */ }
       claimWriter(${JSON.stringify(dir)});
       appendFileSync(${JSON.stringify(trace)}, '+' + process.pid + '\\n');
-      const until = Date.now() + 30;
-      while (Date.now() < until) { /* hold */ }
+      sleepSync(30); // hold
       appendFileSync(${JSON.stringify(trace)}, '-' + process.pid + '\\n');
       releaseWriter(${JSON.stringify(dir)});`;
     const children = Array.from({ length: 8 }, () => spawn(NODE, ['--input-type=module', '-e', code], { stdio: ['ignore', 'ignore', 'pipe'] }));

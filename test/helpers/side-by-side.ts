@@ -42,19 +42,26 @@ export async function sideBySide(o: SideBySideOptions): Promise<SideBySide> {
   let postfix: MtaHandle | undefined;
   let server: TestServer | undefined;
   const close = async () => {
-    await server?.stop();
-    await postfix?.stop();
+    await Promise.all([server?.stop(), postfix?.stop()]);
     await pfSink.close();
     if (paSink !== pfSink) await paSink.close();
   };
   try {
     const pfSinkPort = await pfSink.listen(0);
     const paSinkPort = paSink === pfSink ? pfSinkPort : await paSink.listen(0);
-    postfix = await startPostfix({ sinkPort: pfSinkPort, extraMainCf: mainCfLines({ ...o.settings, ...o.postfixOnly }) });
-    server = await startServer({ ...o.server, sinkPort: paSinkPort, mainCf: { ...o.settings, ...o.postactorOnly } });
+    // Both start at once (each is mostly waiting for its processes); whichever started is
+    // stopped again if the other fails.
+    const [pf, pa] = await Promise.allSettled([
+      startPostfix({ sinkPort: pfSinkPort, extraMainCf: mainCfLines({ ...o.settings, ...o.postfixOnly }) }),
+      startServer({ ...o.server, sinkPort: paSinkPort, mainCf: { ...o.settings, ...o.postactorOnly } }),
+    ]);
+    if (pf.status === 'fulfilled') postfix = pf.value;
+    if (pa.status === 'fulfilled') server = pa.value;
+    if (pf.status === 'rejected') throw pf.reason;
+    if (pa.status === 'rejected') throw pa.reason;
   } catch (err) {
     await close();
     throw err;
   }
-  return { postfix, server, pfSink, paSink, close };
+  return { postfix: postfix!, server: server!, pfSink, paSink, close };
 }
