@@ -29,6 +29,7 @@ import { recPut } from '../src/queue/record.js';
 import { needs } from './helpers/peers.js';
 import { freePort, REPO_ROOT, rfc822, sendRaw } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
+import { inPool } from './helpers/pool.js';
 
 const POSTFIX_POSTCAT = '/usr/sbin/postcat';
 const OURS = join(REPO_ROOT, 'bin', 'postcat');
@@ -69,20 +70,6 @@ function postcat(bin: string, flags: string[], file: string, how: Input, extra: 
       child.stdin!.end(readFileSync(file));
     }
   });
-}
-
-/** fn on every item, at most `limit` at a time; the results in the items' order. */
-async function inPool<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 /** Cases run side by side: each is two short processes, Postfix's mostly asleep (see above). */

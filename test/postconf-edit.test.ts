@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 
 import { needs } from './helpers/peers.js';
 import { tempDirs } from './helpers/temp.js';
+import { inPool } from './helpers/pool.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const NODE = path.join(ROOT, 'node_modules/.bin/node');
@@ -65,20 +66,6 @@ function run(cmd: string[], args: string[]): Promise<Outcome> {
       master: fs.readFileSync(path.join(dir, 'master.cf'), 'utf8'),
     }));
   });
-}
-
-/** fn on every item, at most `limit` at a time; the results in the items' order. */
-async function inPool<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 /** Each case (the arguments of one postconf run) with both postconfs; our outcomes, in order. */
