@@ -104,7 +104,7 @@ test('postsuper on a stopped server whose store another process writes: one fata
   }
 });
 
-test('eight processes at once over a dead holder\'s file: one holder at a time (the take-over is a rename only one of them wins)', async () => {
+test('eight processes at once over a dead holder\'s file: one holder at a time (the dead holder\'s claim is removed under a guard only one of them holds)', async () => {
   const dir = tempDir();
   const lockUrl = pathToFileURL(join(REPO_ROOT, 'dist', 'src', 'queue', 'writer-lock.js')).href;
   const sleepUrl = pathToFileURL(join(REPO_ROOT, 'dist', 'src', 'runtime', 'sleep-sync.js')).href;
