@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from './helpers/peers.js';
-import { rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { freePort, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
 import { tempDirs } from './helpers/temp.js';
 import { SmtpSink } from '../src/smtp/sink.js';
 import { DOVECOT, startDovecot, type Dovecot } from '../bench/delivery/dovecot.js';
@@ -38,6 +38,7 @@ describe('smtp client AUTH to a Postfix smarthost that requires it', { skip: NO_
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(certs, 'key.pem'), '-out', join(certs, 'cert.pem'), '-days', '2', '-subj', '/CN=postfix-peer.localdomain'], { stdio: 'ignore' });
     smarthost = await startPostfix({
       sinkPort,
+      port: await freePort(),
       extraMainCf: [
         'smtpd_tls_security_level = may',
         `smtpd_tls_cert_file = ${join(certs, 'cert.pem')}`,

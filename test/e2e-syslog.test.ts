@@ -96,6 +96,7 @@ describe('e2e syslog', { skip }, () => {
     if (postfixWanted && (await postfixVersion()) !== null) {
       peerStart = startPostfix({
         sinkPort,
+        port: await freePort(),
         keep: true,
         extraMainCf: [
           'minimal_backoff_time = 1h',

@@ -173,6 +173,7 @@ describe('postcat on queue files: the same output as Postfix\'s postcat', { skip
     const closed = await freePort();
     postfix = await startPostfix({
       sinkPort: closed,
+      port: await freePort(),
       extraMainCf: [
         'smtpd_recipient_restrictions = check_recipient_access inline:{hold@example.com=HOLD}, permit_mynetworks, reject',
         'delay_warning_time = 4h',

@@ -35,6 +35,12 @@ export async function postfixVersion(): Promise<string | null> {
 
 export interface PostfixOptions {
   sinkPort: number;
+  /**
+   * Where the peer listens. Tests pass test/helpers/server.ts's freePort (below the kernel's
+   * ephemeral range, reserved across test processes): without it a port from the ephemeral
+   * range is picked here, and an outgoing connection of another test can take it in the seconds
+   * before Postfix's master binds it ("bind 127.0.0.1 port N: Address already in use").
+   */
   port?: number;
   keep?: boolean;
   /** main.cf lines added after the peer's own (POSTFIX_PEER_EXTRA). */

@@ -6,7 +6,7 @@
 import { startPostfix } from '../../bench/relay/postfix.js';
 import type { MtaHandle } from '../../bench/relay/mta.js';
 import { SmtpSink, type SinkProfile } from '../../src/smtp/sink.js';
-import { startServer, type ServerOptions, type TestServer } from './server.js';
+import { freePort, startServer, type ServerOptions, type TestServer } from './server.js';
 
 export interface SideBySideOptions {
   /** main.cf settings both get. */
@@ -52,7 +52,7 @@ export async function sideBySide(o: SideBySideOptions): Promise<SideBySide> {
     // Both start at once (each is mostly waiting for its processes); whichever started is
     // stopped again if the other fails.
     const [pf, pa] = await Promise.allSettled([
-      startPostfix({ sinkPort: pfSinkPort, extraMainCf: mainCfLines({ ...o.settings, ...o.postfixOnly }) }),
+      startPostfix({ sinkPort: pfSinkPort, port: await freePort(), extraMainCf: mainCfLines({ ...o.settings, ...o.postfixOnly }) }),
       startServer({ ...o.server, sinkPort: paSinkPort, mainCf: { ...o.settings, ...o.postactorOnly } }),
     ]);
     if (pf.status === 'fulfilled') postfix = pf.value;
