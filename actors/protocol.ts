@@ -74,7 +74,7 @@ export type QmgrMessage =
   | { type: 'kick'; requests: string };            // from flush: postkick's request letters (F: forget dead destinations)
 
 /** qmgr → delivery agent (request/reply): declared beside the agents' helpers in src/delivery/request.ts. */
-export type { DeliveryRecipient, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientOutcome } from '../src/delivery/request.js';
+export type { DeliveryRecipient, DeliveryReply, DeliveryRequest, DeliveryStatus, HeldStatusLine, RecipientOutcome } from '../src/delivery/request.js';
 
 /**
  * qmgr → bounce (request/reply): render one delivery status notification (RFC 3464) from a

@@ -14,7 +14,9 @@
  *   - active.ts + message.ts, through QueueManager: a message read in slices of
  *     qmgr_message_recipient_limit, every recipient delivered once, then removed; a message
  *     whose content fails its checksum (found by the agent as it reads it: src/delivery/content.ts)
- *     saved to corrupt without a delivery, its intact neighbour delivered.
+ *     saved to corrupt without a delivery, its intact neighbour delivered;
+ *   - probes.ts: a probe's outcome told to the verify service before its status line is logged
+ *     (verify_append's order), the line's status word, a service failure's warning instead.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -34,7 +36,7 @@ import type { ActiveMessage } from '../actors/qmgr/message.js';
 import { Deliveries, type DeliverFn } from '../actors/qmgr/deliver.js';
 import { AttemptEnd } from '../actors/qmgr/done.js';
 import { Notifier, noticeConfig } from '../actors/qmgr/notices.js';
-import { ProbeReports } from '../actors/qmgr/probes.js';
+import { logOutcome, ProbeReports } from '../actors/qmgr/probes.js';
 import { FastFlushFeed } from '../actors/qmgr/fast-flush.js';
 import { QueueManager } from '../actors/qmgr/manager.js';
 import { tempDirs } from './helpers/temp.js';
@@ -57,7 +59,7 @@ interface TestLog extends Logger {
 function testLog(): TestLog {
   const lines: string[] = [];
   const add = (level: string) => (text: string) => void lines.push(`${level}: ${text}`);
-  return { lines, info: add('info'), warn: add('warning'), error: add('error'), fatal: add('fatal') };
+  return { lines, info: add('info'), warn: add('warning'), error: add('error'), fatal: add('fatal'), tag: () => 'postactor/qmgr' };
 }
 
 /** An actor whose every request fails (no bounce, cleanup, verify or flush service is asked here). */
@@ -578,5 +580,64 @@ describe('active.ts + message.ts (through QueueManager): a message read in slice
       manager.pause();
       await store.close();
     }
+  });
+});
+
+describe('probes.ts: a probe\'s outcome goes to the verify service, then its status line is logged', () => {
+  /** Records each verify update in the order of the log lines; `fail` makes the service fail. */
+  function recordingVerify(log: TestLog, fail = false): Actor {
+    return {
+      data: {},
+      request: (service: string, body: { op: string; address: string; status: string }) => {
+        log.lines.push(`update ${service} ${body.address} ${body.status}`);
+        return fail ? Promise.reject(new ServiceError('NOSERVICE', 'down')) : Promise.resolve({ op: 'update' });
+      },
+      send: () => undefined,
+      inFlight: () => 0,
+    } as unknown as Actor;
+  }
+
+  function probe(): ActiveMessage {
+    const msg = activeMessage('PROBE1', 1, Date.now());
+    msg.meta.trace = 'probe';
+    msg.meta.recipients[0]!.orcpt = 'rfc822;alias@example.com';
+    return msg;
+  }
+
+  const delays = { delay: '0.1', delays: '0/0/0/0.1' };
+
+  test('deliverable: the update for the probed address and the address delivered to, then status=deliverable', async () => {
+    const log = testLog();
+    const msg = probe();
+    const o = { index: 0, status: 'sent' as const, dsn: '2.1.5', reason: '250 2.1.5 Ok', relay: 'mx[127.0.0.1]:25' };
+    logOutcome(log, msg, { address: 'r0@example.com', original: 'alias@example.com' }, o, delays);
+    assert.deepEqual(log.lines, [], 'held until the verify service has the outcome');
+    await new ProbeReports(config(), recordingVerify(log), log).report(msg.meta, [o], msg.probeLines);
+    assert.deepEqual(log.lines, [
+      'update verify alias@example.com ok',
+      'update verify r0@example.com ok',
+      'info: PROBE1: to=<r0@example.com>, orig_to=<alias@example.com>, relay=mx[127.0.0.1]:25, delay=0.1, delays=0/0/0/0.1, dsn=2.1.5, status=deliverable (250 2.1.5 Ok)',
+    ]);
+  });
+
+  test('a bounce: status=undeliverable after the update; with address_verify_negative_cache = no, no update and status=undeliverable-but-not-cached', async () => {
+    const o = { index: 0, status: 'bounced' as const, dsn: '5.1.1', reason: 'host mx said: 550 5.1.1 unknown', relay: 'mx[127.0.0.1]:25' };
+    for (const [negative, want] of [['yes', ['update verify alias@example.com bounce', 'update verify r0@example.com bounce', 'status=undeliverable (']], ['no', ['status=undeliverable-but-not-cached (']]] as const) {
+      const log = testLog();
+      const msg = probe();
+      logOutcome(log, msg, { address: 'r0@example.com', original: 'alias@example.com' }, o, delays);
+      await new ProbeReports(config({ address_verify_negative_cache: negative }), recordingVerify(log), log).report(msg.meta, [o], msg.probeLines);
+      assert.equal(log.lines.length, want.length, log.lines.join('\n'));
+      want.forEach((w, i) => assert.ok(log.lines[i]!.includes(w), `${negative}: ${log.lines[i]} has ${w}`));
+    }
+  });
+
+  test('a verify service failure: "ID: verify service failure" and no status line (verify_append)', async () => {
+    const log = testLog();
+    const msg = probe();
+    const o = { index: 0, status: 'sent' as const, dsn: '2.0.0', reason: '250 Ok', relay: 'mx[127.0.0.1]:25' };
+    logOutcome(log, msg, { address: 'r0@example.com' }, o, delays);
+    await new ProbeReports(config(), recordingVerify(log, true), log).report(msg.meta, [o], msg.probeLines);
+    assert.deepEqual(log.lines, ['update verify alias@example.com ok', 'warning: PROBE1: verify service failure']);
   });
 });

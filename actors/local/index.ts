@@ -43,7 +43,7 @@ import { ensureMaildrop, writeSubmission } from '../../src/maildrop/spool.js';
 import { splitExtension } from '../../src/maps/index.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import { report, type AgentContext } from '../../src/delivery/agent.js';
-import { formatDelays, logDelivery } from '../../src/delivery/log.js';
+import { formatDelays, StatusLog } from '../../src/delivery/log.js';
 import { bounceOrDefer, softBounceOf } from '../../src/delivery/soft-bounce.js';
 import { mailCopy, setEnableOriginalRecipient } from '../../src/delivery/copy.js';
 import { commandArgv, runCommand } from '../../src/delivery/command.js';
@@ -160,6 +160,8 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const content = 'content' in read ? read.content : undefined;
   const outcomes: RecipientOutcome[] = [];
   const passedOn: RecipientOutcome[] = [];
+  /** An expansion's deliveries' lines (held for a probe as report()'s are). */
+  const leafLines = new StatusLog(s.ctx.log, req.queueId, req);
   // soft_bounce: an expansion's bounced address is kept as a deferral, and so is the recipient
   // it came from (the rest goes through report()).
   const soft = softBounceOf(s.ctx.config);
@@ -180,7 +182,7 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
       const delays = formatDelays(req.arrival, req.activated, started, { connect: 0, transmit: 0 }, Date.now());
       for (const l of leaves) {
         const { passed: _p, leaves: _l, ...lo } = l.result;
-        logDelivery(s.ctx.log, req.queueId, { address: l.address, original: l.original }, bounceOrDefer({ index: r.index, relay: s.ctx.service, ...lo }, soft, req.verify), delays);
+        leafLines.line({ address: l.address, original: l.original }, bounceOrDefer({ index: r.index, relay: s.ctx.service, ...lo }, soft, req.verify), delays);
       }
     }
     if (passed || leaves?.length) passedOn.push(bounceOrDefer({ index: r.index, relay: s.ctx.service, ...o }, soft, req.verify));
@@ -188,7 +190,8 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   }
   // A passed-on recipient was logged by the transport that delivered it, an expansion's deliveries above.
   const reply = report(s.ctx, req, outcomes, started);
-  return passedOn.length === 0 ? reply : { ...reply, outcomes: [...reply.outcomes, ...passedOn] };
+  const probeLines = [...leafLines.held, ...(reply.probeLines ?? [])];
+  return { ...reply, outcomes: [...reply.outcomes, ...passedOn], ...(probeLines.length > 0 ? { probeLines } : {}) };
 }
 
 /** The Delivered-To: values in the message's header, lower case. */

@@ -12,7 +12,8 @@
 import { metrics } from '../../src/metrics/thread.js';
 import type { Logger } from '../../src/log/maillog.js';
 import { ServiceError } from '../../src/runtime/wire.js';
-import { formatDelays, logDelivery } from '../../src/delivery/log.js';
+import { formatDelays } from '../../src/delivery/log.js';
+import { logOutcome } from './probes.js';
 import { xforwardAttrs } from '../../src/smtp/xforward.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
 import type { Destinations } from './queue.js';
@@ -68,6 +69,7 @@ export class Deliveries {
       ...(msg.meta.envId ? { envId: msg.meta.envId } : {}),
       ...(msg.meta.ret ? { ret: msg.meta.ret } : {}),
       ...(msg.meta.trace === 'verify' || msg.meta.trace === 'probe' ? { verify: true } : {}),
+      ...(msg.meta.trace === 'probe' ? { probe: true as const } : {}),
       ...(msg.meta.smtputf8 ? { smtputf8: msg.meta.smtputf8 } : {}),
       xforward: xforwardAttrs(msg.meta),
     };
@@ -76,6 +78,7 @@ export class Deliveries {
         // Damaged content (the agent checks it as it reads it): nothing went out; the message
         // goes to the corrupt queue when its attempt ends (./done.ts). No feedback: the
         // destination did nothing.
+        if (reply.probeLines) (entry.msg.probeLines ??= []).push(...reply.probeLines);
         if (reply.corrupt) {
           entry.msg.corrupt ??= reply.corrupt;
           return this.delivered(entry, []);
@@ -124,7 +127,7 @@ export class Deliveries {
     const delays = formatDelays(entry.msg.meta.arrival, entry.msg.activated, now, { connect: 0, transmit: 0 }, now);
     const outcomes = entry.recipients.map((r): RecipientOutcome => {
       const o: RecipientOutcome = { index: r.index, status: 'deferred', dsn: '4.3.0', reason, relay: 'none' };
-      logDelivery(this.log, entry.msg.meta.queueId, r, o, delays);
+      logOutcome(this.log, entry.msg, r, o, delays);
       return o;
     });
     this.delivered(entry, outcomes);

@@ -21,7 +21,8 @@ import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import type { LogKind, MessageMeta, RecipientRecord, StatusRecord } from '../../src/queue/types.js';
 import type { AdminEventName } from '../../src/queue/admin.js';
-import { formatDelays, logDelivery } from '../../src/delivery/log.js';
+import { formatDelays } from '../../src/delivery/log.js';
+import { logOutcome } from './probes.js';
 import { SOFT_BOUNCE_PARAMS } from '../../src/delivery/soft-bounce.js';
 import type { DeliveryRecipient, RecipientOutcome } from '../protocol.js';
 import { expired, nextAttempt } from './backoff.js';
@@ -105,7 +106,7 @@ export class AttemptEnd {
     const delays = formatDelays(msg.meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now);
     for (const r of pending) {
       const o: RecipientOutcome = { index: r.index, status: 'deferred', dsn: '4.7.0', reason: 'message is administratively expired', relay: 'none' };
-      logDelivery(this.log, msg.meta.queueId, r, o, delays);
+      logOutcome(this.log, msg, r, o, delays);
       metrics().deliveries.inc({ transport: 'expired', status: o.status });
       msg.outcomes.set(r.index, o);
     }
@@ -121,7 +122,7 @@ export class AttemptEnd {
     const now = Date.now();
     const lifetime = meta.sender === '' ? this.bounceLifetime : this.queueLifetime;
     const verify = meta.trace === 'verify' || meta.trace === 'probe';
-    if (meta.trace === 'probe') await this.reporters.probes.report(meta, msg.outcomes.values());
+    if (meta.trace === 'probe') await this.reporters.probes.report(meta, msg.outcomes.values(), msg.probeLines);
     const anyDeferred = [...msg.outcomes.values()].some((o) => o.status === 'deferred');
     const expiring = !verify && anyDeferred && (meta.forcedExpire || expired(now, meta.arrival, lifetime));
     if (expiring) {

@@ -26,7 +26,8 @@ import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
 import { flowOf, type MailFlow } from '../../src/runtime/flow.js';
-import { formatDelays, logDelivery } from '../../src/delivery/log.js';
+import { formatDelays } from '../../src/delivery/log.js';
+import { logOutcome } from './probes.js';
 import { deliveryService, type DeliveryReply, type RecipientOutcome } from '../protocol.js';
 import type { AdminEventName } from '../../src/queue/admin.js';
 import { Notifier, noticeConfig, NOTICE_PARAMS } from './notices.js';
@@ -402,7 +403,7 @@ export class QueueManager {
       const delays = formatDelays(msg.meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now);
       for (const r of entry.recipients) {
         const o: RecipientOutcome = { index: r.index, status: 'deferred', dsn, reason, relay: 'none' };
-        logDelivery(this.log, msg.meta.queueId, r, o, delays);
+        logOutcome(this.log, msg, r, o, delays);
         metrics().deliveries.inc({ transport: dest.transport, status: o.status });
         msg.outcomes.set(r.index, o);
       }

@@ -19,9 +19,10 @@ import type { Logger } from '../../src/log/maillog.js';
 import type { QueueStore } from '../../src/queue/store.js';
 import type { MessageMeta } from '../../src/queue/types.js';
 import type { AdminEventName } from '../../src/queue/admin.js';
-import { formatDelays, logDelivery } from '../../src/delivery/log.js';
+import { formatDelays } from '../../src/delivery/log.js';
+import { logOutcome } from './probes.js';
 import { bounceOrDefer, SOFT_BOUNCE_PARAMS } from '../../src/delivery/soft-bounce.js';
-import type { DeliveryRecipient, RecipientOutcome } from '../protocol.js';
+import type { DeliveryRecipient, HeldStatusLine, RecipientOutcome } from '../protocol.js';
 import type { Route } from './resolve.js';
 import type { SchedulerName } from '../../src/config/queue-managers.js';
 import type { Destination, Destinations } from './queue.js';
@@ -42,6 +43,8 @@ export interface ActiveMessage {
   corrupt?: 'missing' | 'mismatch';
   /** Recipients enter memory in slices (readSlice): the pending ones, and how far they are read. */
   rcpt: RecipientSlices;
+  /** A probe's status lines, logged once the verify service has its outcome (./probes.ts). */
+  probeLines?: HeldStatusLine[];
 }
 
 export interface RecipientSlices {
@@ -176,7 +179,7 @@ export class Messages {
       if (route.error) {
         const verify = meta.trace === 'verify' || meta.trace === 'probe';
         const o: RecipientOutcome = bounceOrDefer({ index, status: route.error.dsn.startsWith('5') ? 'bounced' : 'deferred', dsn: route.error.dsn, reason: route.error.text, relay: 'none' }, this.softBounce, verify);
-        logDelivery(this.log, queueId, r, o, formatDelays(meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now), verify);
+        logOutcome(this.log, msg, r, o, formatDelays(meta.arrival, msg.activated, now, { connect: 0, transmit: 0 }, now));
         metrics().deliveries.inc({ transport: route.transport || 'error', status: o.status });
         msg.outcomes.set(index, o);
         continue;

@@ -19,7 +19,7 @@ import { defineService, type ServiceContext } from '../../src/runtime/service.js
 import meta from './meta.js';
 import { smtpSasl, SMTP_SASL_PARAMS, type SmtpSasl } from '../../src/smtp/sasl-config.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
-import { formatDelays, logDelivery, smtpEnvelope } from '../../src/delivery/log.js';
+import { formatDelays, smtpEnvelope, StatusLog } from '../../src/delivery/log.js';
 import { agentTls, requestTls, SMTP_AGENT_TLS_PARAMS, type AgentTls } from '../../src/smtp/agent-tls.js';
 import { applyMtaSts, stsAgent, stsTls } from './mta-sts.js';
 import type { MtaSts } from '../../src/mta-sts/index.js';
@@ -139,8 +139,7 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const content = 'content' in read ? read.content : undefined;
   if (!content) {
     // Deleted meanwhile (postsuper -d): nothing to deliver, nothing to report as delivered.
-    const outcomes = logAll(s, req, req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: 'deferred', dsn: '4.3.0', reason: 'queue file vanished', relay: 'none' })), started, { connect: 0, transmit: 0 });
-    return { queueId: req.queueId, outcomes };
+    return { queueId: req.queueId, ...logAll(s, req, req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: 'deferred', dsn: '4.3.0', reason: 'queue file vanished', relay: 'none' })), started, { connect: 0, transmit: 0 }) };
   }
   let resolved = withoutSelf(s, req.nexthop, await s.resolver.resolve(req.nexthop));
   // MTA-STS may drop MX hosts (or all of them: 4.7.5), and an enforce policy raises TLS to
@@ -148,23 +147,22 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   let requireSecure = false;
   if (s.sts !== null) ({ resolved, requireSecure } = await applyMtaSts(s.sts, req.queueId, req.nexthop, resolved, s.log));
   if (!resolved.ok) {
-    const outcomes = logAll(s, req, req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: resolved.temporary ? 'deferred' : 'bounced', dsn: resolved.dsn, reason: resolved.reason, relay: 'none' })), started, { connect: 0, transmit: 0 });
-    return { queueId: req.queueId, outcomes, ...(resolved.temporary ? { siteFailure: resolved.reason } : {}) };
+    const logged = logAll(s, req, req.recipients.map((r): RecipientOutcome => ({ index: r.index, status: resolved.temporary ? 'deferred' : 'bounced', dsn: resolved.dsn, reason: resolved.reason, relay: 'none' })), started, { connect: 0, transmit: 0 });
+    return { queueId: req.queueId, ...logged, ...(resolved.temporary ? { siteFailure: resolved.reason } : {}) };
   }
   let tls = await requestTls(s.tls, req, req.nexthop, parseNexthop(req.nexthop)?.name ?? req.nexthop);
   if (requireSecure) tls = stsTls(tls, s.tls.settings);
   const env = smtpEnvelope(req, content.length);
   if (s.generic && !(await mapEnvelope(s.generic, env, 'smtp', s.log))) {
-    const outcomes = logAll(s, req, req.recipients.map((r): RecipientOutcome => ({ index: r.index, ...MAPPING_FAILURE })), started, { connect: 0, transmit: 0 });
-    return { queueId: req.queueId, outcomes };
+    return { queueId: req.queueId, ...logAll(s, req, req.recipients.map((r): RecipientOutcome => ({ index: r.index, ...MAPPING_FAILURE })), started, { connect: 0, transmit: 0 }) };
   }
   env.queueId = req.queueId;
   if (s.sasl) env.credentials = s.sasl.credentials(req.sender, req.nexthop);
   const result = await s.client.deliver(resolved.hosts.map((h) => ({ host: h.host, addr: h.addr, port: h.port })), env, outgoingContent({ checks: s.checks, generic: s.generic, prefix: 'smtp', log: s.log }, req.queueId, content), tls);
-  const outcomes = logAll(s, req, outcomesOf(req, result), started, result.timings);
+  const logged = logAll(s, req, outcomesOf(req, result), started, result.timings);
   // A failed handshake at level may does not count against the destination (SMTP_NOTHROTTLE).
   const throttle = result.kind === 'site-failure' && !result.noThrottle;
-  return { queueId: req.queueId, outcomes, ...(throttle ? { siteFailure: result.reason ?? 'site failure' } : {}) };
+  return { queueId: req.queueId, ...logged, ...(throttle ? { siteFailure: result.reason ?? 'site failure' } : {}) };
 }
 
 /**
@@ -218,16 +216,20 @@ function inReplyTo(rr: { ok: boolean }, result: DeliveryResult): string {
   return ' (in reply to RCPT TO command)';
 }
 
-/** Logs each outcome (a bounce kept as a deferral under soft_bounce) and returns them as logged. */
-function logAll(s: State, req: DeliveryRequest, given: RecipientOutcome[], started: number, timings: { connect: number; transmit: number }): RecipientOutcome[] {
+/**
+ * Logs each outcome (a bounce kept as a deferral under soft_bounce; a probe's lines are held for
+ * qmgr: src/delivery/log.ts StatusLog) and returns them as logged.
+ */
+function logAll(s: State, req: DeliveryRequest, given: RecipientOutcome[], started: number, timings: { connect: number; transmit: number }): Pick<DeliveryReply, 'outcomes' | 'probeLines'> {
   const now = Date.now();
   const delays = formatDelays(req.arrival, req.activated, started, timings, now);
   const outcomes = given.map((o) => bounceOrDefer(o, s.softBounce, req.verify));
+  const lines = new StatusLog(s.log, req.queueId, req);
   for (const o of outcomes) {
     const recipient = req.recipients.find((r) => r.index === o.index)!;
-    logDelivery(s.log, req.queueId, recipient, o, delays, req.verify);
+    lines.line(recipient, o, delays);
   }
-  return outcomes;
+  return { outcomes, ...lines.reply() };
 }
 
 export default defineService({

@@ -8,7 +8,7 @@ import type { Config, MasterService } from '../config/index.js';
 import type { Logger } from '../log/maillog.js';
 import type { QueueStore } from '../queue/store.js';
 import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from './request.js';
-import { formatDelays, logDelivery } from './log.js';
+import { formatDelays, StatusLog } from './log.js';
 import { bounceOrDefer, softBounceOf } from './soft-bounce.js';
 
 /** What an agent's handler gets: the service skeleton's context (src/runtime/service.ts) has it all. */
@@ -31,11 +31,12 @@ export function report(ctx: AgentContext, req: DeliveryRequest, given: Recipient
   const delays = formatDelays(req.arrival, req.activated, started, timings, Date.now());
   const soft = softBounceOf(ctx.config);
   const outcomes = given.map((o) => bounceOrDefer(o, soft, req.verify));
+  const lines = new StatusLog(ctx.log, req.queueId, req);
   for (const o of outcomes) {
     const recipient = req.recipients.find((r) => r.index === o.index) ?? { address: '' };
-    logDelivery(ctx.log, req.queueId, recipient, o, delays, req.verify);
+    lines.line(recipient, o, delays);
   }
-  return { queueId: req.queueId, outcomes, ...(siteFailure ? { siteFailure } : {}) };
+  return { queueId: req.queueId, outcomes, ...(siteFailure ? { siteFailure } : {}), ...lines.reply() };
 }
 
 /** The same outcome for every recipient of the request. */

@@ -5,7 +5,7 @@
  */
 import type { Logger } from '../log/maillog.js';
 import type { SmtpEnvelope } from '../smtp/client.js';
-import type { DeliveryRequest, RecipientOutcome } from './request.js';
+import type { DeliveryRequest, HeldStatusLine, RecipientOutcome } from './request.js';
 
 /** Seconds as Postfix prints them: two decimals below 10 s, trailing zeros dropped; "0" for zero. */
 export function formatSeconds(seconds: number): string {
@@ -47,8 +47,34 @@ export function logDelivery(log: Logger, queueId: string, recipient: string | Lo
   // status=deliverable, or undeliverable for a bounce and a deferral alike (bounce.c, defer.c).
   // A bounce kept by soft_bounce is logged as Postfix's bounce.c logs it: status=SOFTBOUNCE.
   const status = verify ? (o.status === 'sent' ? 'deliverable' : 'undeliverable') : o.softBounce ? 'SOFTBOUNCE' : o.status;
-  const to = recipientLog(typeof recipient === 'string' ? { address: recipient } : recipient);
-  log.info(`${queueId}: ${to}, relay=${o.relay}, delay=${d.delay}, delays=${d.delays}, dsn=${o.dsn}, status=${status} (${o.reason})`);
+  log.info(statusLine(queueId, typeof recipient === 'string' ? { address: recipient } : recipient, o, d, status));
+}
+
+/** "ID: to=<…>, relay=…, delay=…, delays=…, dsn=…, status=STATUS (…)" (log_adhoc.c). */
+export function statusLine(queueId: string, recipient: LoggedRecipient, o: RecipientOutcome, d: Delays, status: string): string {
+  return `${queueId}: ${recipientLog(recipient)}, relay=${o.relay}, delay=${d.delay}, delays=${d.delays}, dsn=${o.dsn}, status=${status} (${o.reason})`;
+}
+
+/**
+ * Where a delivery's status lines go: to the log at once, or, for a verify service probe
+ * (DeliveryRequest.probe), into `held`: Postfix's verify_append() tells the verify service
+ * first and logs only once it has the outcome, so that whoever sees the line and asks again
+ * gets the answer. qmgr logs the held lines after its update (actors/qmgr/probes.ts).
+ */
+export class StatusLog {
+  readonly held: HeldStatusLine[] = [];
+
+  constructor(private readonly log: Logger, private readonly queueId: string, private readonly mode: { verify?: boolean; probe?: true }) {}
+
+  line(recipient: LoggedRecipient, o: RecipientOutcome, d: Delays): void {
+    if (this.mode.probe) this.held.push({ tag: this.log.tag(), recipient: { address: recipient.address, ...(recipient.original !== undefined ? { original: recipient.original } : {}) }, outcome: o, ...d });
+    else logDelivery(this.log, this.queueId, recipient, o, d, this.mode.verify ?? false);
+  }
+
+  /** The reply's `probeLines` when any were held. */
+  reply(): { probeLines?: HeldStatusLine[] } {
+    return this.held.length > 0 ? { probeLines: this.held } : {};
+  }
 }
 
 /** The SMTP/LMTP envelope of a delivery request: DSN parameters relayed, -bv verification. */

@@ -39,6 +39,12 @@ export interface DeliveryRequest {
   ret?: 'FULL' | 'HDRS';
   /** sendmail -bv or a verify service probe: find out whether each recipient is deliverable, deliver nothing. */
   verify?: boolean;
+  /**
+   * A verify service probe (Postfix's DEL_REQ_FLAG_MTA_VRFY; `verify` is set too): the agent
+   * holds its status lines back and returns them (DeliveryReply.probeLines); qmgr logs them once
+   * the verify service has the outcome, as Postfix's verify_append() updates, then logs.
+   */
+  probe?: true;
   /** The message's SMTPUTF8 flags (absent: none); the agent adds the recipients' own. */
   smtputf8?: Smtputf8Flags;
   /** The message's origin for XFORWARD (smtp_send_xforward_command: src/smtp/xforward.ts). */
@@ -77,4 +83,19 @@ export interface DeliveryReply {
    * its attempt (Postfix's agent marks the queue file corrupt and reports a deferral).
    */
   corrupt?: 'missing' | 'mismatch';
+  /** A probe's status lines, not logged yet (DeliveryRequest.probe). */
+  probeLines?: HeldStatusLine[];
+}
+
+/**
+ * A probe's status line held back until the verify service has its outcome (src/delivery/log.ts
+ * statusLog): who logs it (the agent's log tag), for which recipient, what happened. Its status
+ * word (deliverable, undeliverable, undeliverable-but-not-cached) is chosen when it is logged.
+ */
+export interface HeldStatusLine {
+  tag: string;
+  recipient: { address: string; original?: string };
+  outcome: RecipientOutcome;
+  delay: string;
+  delays: string;
 }

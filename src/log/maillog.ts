@@ -103,6 +103,8 @@ export interface Logger {
   warn(text: string): void;
   error(text: string): void;
   fatal(text: string): void;
+  /** The tag the lines carry ("postactor/smtp"), for a line another thread writes on this one's behalf. */
+  tag(): string;
 }
 
 /** A logger for one program name, e.g. "smtpd" → "postactor/smtpd[pid]: ...". */
@@ -153,5 +155,6 @@ function logger(tagOf: () => string): Logger {
       write(`fatal: ${text}`, 'fatal');
       flush();
     },
+    tag: tagOf,
   };
 }
