@@ -48,7 +48,7 @@ describe('lmtp_*_checks and lmtp_generic_maps into Dovecot', () => {
   let server: TestServer;
   before(async () => {
     assert.ok(existsSync(DOVECOT), `${DOVECOT} is missing: apt-get install dovecot-core dovecot-lmtpd`);
-    dc = await startDovecot({ users: ['alice@example.com', 'bob@example.net'] });
+    dc = await startDovecot({ users: ['alice@example.com', 'bob@example.net'], port: await freePort() });
     const badPort = await freePort();
     server = await startServer({
       // lmtpbad: its body checks table is a tcp: table on a port nobody listens on.

@@ -9,13 +9,14 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DOVECOT, startDovecot as startSharedDovecot, type Dovecot } from '../bench/delivery/dovecot.js';
-import { rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { freePort, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
 
 /** Dovecot on a throwaway config (bench/delivery/dovecot.ts); carol's quota (10 bytes) is smaller
  *  than any message, so Dovecot refuses her copy after DATA. */
-function startDovecot(): Promise<Dovecot> {
+async function startDovecot(): Promise<Dovecot> {
   assert.ok(existsSync(DOVECOT), `${DOVECOT} is missing: apt-get install dovecot-core dovecot-lmtpd`);
   return startSharedDovecot({
+    port: await freePort(),
     users: ['alice@example.com', 'bob@example.com', 'alice@example.net', 'carol@example.com'],
     extra: { 'carol@example.com': 'userdb_quota_rule=*:storage=10B' },
   });

@@ -43,7 +43,7 @@ describe('local(8) mailbox_transport = lmtp:unix:… into Dovecot', () => {
   let server: TestServer;
   before(async () => {
     env = makeEnv();
-    dc = await startDovecot({ users: ['me@local.test'] });
+    dc = await startDovecot({ users: ['me@local.test'], port: await freePort() });
     server = await startServer({
       masterCfExtra: `${MASTER_LOCAL}\nlmtp unix - - n - 1 lmtp`,
       mainCf: {

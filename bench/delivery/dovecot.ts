@@ -52,6 +52,12 @@ export interface DovecotOptions {
    * documentation says: anvil's anvil-auth-penalty listener at mode 0.
    */
   noAuthPenalty?: boolean;
+  /**
+   * LMTP's loopback port (default: one the kernel hands out, i.e. from the ephemeral range,
+   * where an outgoing connection can take it before Dovecot binds it: the tests pass one from
+   * their own freePort, which picks below that range).
+   */
+  port?: number;
 }
 
 function groupName(gid: number): string {
@@ -108,7 +114,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
   const lmtp = opts.lmtp ?? true;
   const authSocket = join(dir, 'auth');
   writeFileSync(join(dir, 'users'), opts.users.map((u) => `${u}:{PLAIN}${opts.passwords?.[u] ?? 'x'}:${uid}:${gid}::${join(dir, 'mail', u)}::${opts.extra?.[u] ?? ''}`).join('\n') + '\n');
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   writeFileSync(join(dir, 'dovecot.conf'), `
 base_dir = ${dir}/run
 state_dir = ${dir}/state
