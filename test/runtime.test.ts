@@ -151,6 +151,21 @@ test('a pool with a minimum keeps it while in use, and lets it end after max_idl
   }
 });
 
+test('a pool thread takes requests only once its set-up (prepare) is done, the first thread and one started under load alike', async () => {
+  const p = new ServicePool({
+    service: 'prep', filename: new URL('prepare-task.mjs', fixtures).href, threads: 2, minThreads: 0,
+    concurrency: 4, maxQueue: 100, workerData: null, throttleSeconds: 60, spreadAt: 1,
+  });
+  try {
+    // More than one thread's worth at once: the pool starts the second thread while the first works.
+    const replies = await Promise.all(Array.from({ length: 12 }, () => p.run<{ prepared: boolean; thread: number }>({ ms: 150 })));
+    assert.deepEqual(replies.map((r) => r.prepared), replies.map(() => true), 'no request reached a thread before its set-up was done');
+    assert.equal(new Set(replies.map((r) => r.thread)).size, 2, 'both threads served');
+  } finally {
+    await p.close();
+  }
+});
+
 test('the router carries requests from a long-lived worker to a pool and back; a dead worker is restarted', async () => {
   const router = new Router();
   const p = pool();

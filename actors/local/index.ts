@@ -100,11 +100,12 @@ interface State {
   luserRelay: string;
 }
 
-function init(ctx: AgentContext & { params: Params<typeof LOCAL_PARAMS> }): State {
+async function init(ctx: AgentContext & { params: Params<typeof LOCAL_PARAMS> }): Promise<State> {
   const { params: p } = ctx;
   setEnableOriginalRecipient(p.enable_original_recipient);
-  // One delivery helper per agent thread from the start; more start when deliveries queue up.
-  prestartAgentHelpers(() => (t: string) => ctx.log.warn(t));
+  // One delivery helper per agent thread from the start (more start when deliveries queue up):
+  // the set-up ends when it is ready, and the thread takes deliveries only then.
+  const helperReady = prestartAgentHelpers(() => (t: string) => ctx.log.warn(t));
   const lockNames = p.mailbox_delivery_lock.map((s) => s.toLowerCase());
   const bad = lockNames.find((n) => !['fcntl', 'flock', 'dotlock'].includes(n));
   let unsupported: string | null = bad ? `mailbox_delivery_lock: unknown lock method "${bad}"` : null;
@@ -118,6 +119,7 @@ function init(ctx: AgentContext & { params: Params<typeof LOCAL_PARAMS> }): Stat
     delayMs: p.deliver_lock_delay * 1000,
     staleMs: p.stale_lock_time * 1000,
   };
+  await helperReady;
   return {
     ctx,
     params: p,

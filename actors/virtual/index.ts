@@ -71,11 +71,12 @@ interface State {
   configError: string | null;
 }
 
-function init(ctx: AgentContext & { params: Params<typeof PARAMS> }): State {
+async function init(ctx: AgentContext & { params: Params<typeof PARAMS> }): Promise<State> {
   const { config, params: p } = ctx;
   setEnableOriginalRecipient(p.enable_original_recipient);
-  // One delivery helper per agent thread from the start; more start when deliveries queue up.
-  prestartAgentHelpers(() => (t: string) => ctx.log.warn(t));
+  // One delivery helper per agent thread from the start (more start when deliveries queue up):
+  // the set-up ends when it is ready, and the thread takes deliveries only then.
+  const helperReady = prestartAgentHelpers(() => (t: string) => ctx.log.warn(t));
   const lock = lockSettings(p.virtual_mailbox_lock, p, 'virtual_mailbox_lock');
   const base = p.virtual_mailbox_base;
   const sizeLimit = p.virtual_mailbox_limit;
@@ -87,6 +88,7 @@ function init(ctx: AgentContext & { params: Params<typeof PARAMS> }): State {
   if (configError) ctx.log.warn(`${ctx.service}: ${configError}; deliveries are deferred`);
   const localDomains = new DomainList(p.mydestination, false);
   const opts = { recipientDelimiter: p.recipient_delimiter, localDomain: (d: string) => localDomains.has(d) };
+  await helperReady;
   return {
     ctx,
     base: base.replace(/\/+$/, ''),

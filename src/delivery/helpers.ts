@@ -91,6 +91,8 @@ export class DeliveryHelpers {
   private readonly helpers = new Set<Helper>();
   private readonly queue: Job[] = [];
   private dispatchSoon = false;
+  /** prestart()'s callers, told when a helper is ready or the one starting has died. */
+  private whenStarted: (() => void)[] = [];
 
   constructor(
     private readonly max: number,
@@ -113,9 +115,14 @@ export class DeliveryHelpers {
     });
   }
 
-  /** Starts one helper now if there is none, so the first delivery need not wait for one to boot. */
-  prestart(): void {
+  /**
+   * Starts one helper now if there is none, so the first delivery need not wait for one to boot;
+   * resolves when a helper is ready, or the one started has died (the first delivery reports it).
+   */
+  prestart(): Promise<void> {
     if (this.helpers.size === 0) this.start();
+    if ([...this.helpers].some((h) => h.ready)) return Promise.resolve();
+    return new Promise((resolve) => this.whenStarted.push(resolve));
   }
 
   private start(): void {
@@ -161,11 +168,17 @@ export class DeliveryHelpers {
   }
 
   idle(): void {
+    this.started();
     this.dispatch();
+  }
+
+  private started(): void {
+    for (const tell of this.whenStarted.splice(0)) tell();
   }
 
   exited(h: Helper, code: number | null, signal: NodeJS.Signals | null, stderr: string): void {
     this.helpers.delete(h);
+    if (!h.ready) this.started();
     const how = signal ? `killed by signal ${signalNumber(signal)}` : `exit status ${code}`;
     if (signal || code !== 0) this.warn(`process ${HELPER} pid ${h.child.pid} ${how}${stderr ? `: ${stderr}` : ''}`);
     if (h.inflight.size > 0) {

@@ -38,15 +38,24 @@ export async function writeMailbox(job: WriterJob, data: Buffer, owner: string, 
 }
 
 /**
- * Called when an agent module (local, virtual) loads: in a pool thread, start the thread's first
- * helper at once, so the first deliveries do not wait for a process to boot. `warn` is asked
- * lazily (it needs the agent's state); a failure here is left for the first delivery to report.
+ * Called by an agent's set-up (local, virtual): in a pool thread, start the thread's first
+ * helper at once, so the first deliveries do not wait for a process to boot. Resolves when it is
+ * ready (or has died, or after PRESTART_WAIT_MS): the set-up waits for it, so that the thread is
+ * announced ready (src/runtime/pool-thread.ts) only once it can deliver. `warn` is asked lazily
+ * (it needs the agent's state); a failure here is left for the first delivery to report.
  */
-export function prestartAgentHelpers(warn: () => (text: string) => void): void {
-  if (isMainThread || !(workerData as { service?: string } | undefined)?.service) return;
-  setImmediate(() => {
-    try {
-      deliveryHelpers(warn()).prestart();
-    } catch { /* the first delivery reports what is wrong */ }
-  });
+export function prestartAgentHelpers(warn: () => (text: string) => void): Promise<void> {
+  if (isMainThread || !(workerData as { service?: string } | undefined)?.service) return Promise.resolve();
+  let started: Promise<void>;
+  try {
+    started = deliveryHelpers(warn()).prestart();
+  } catch {
+    return Promise.resolve(); // the first delivery reports what is wrong
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<void>((resolve) => { timer = setTimeout(resolve, PRESTART_WAIT_MS); });
+  return Promise.race([started, bound]).finally(() => clearTimeout(timer));
 }
+
+/** The longest an agent's set-up waits for its first helper (a helper boots in 0.2–0.4 s here). */
+const PRESTART_WAIT_MS = 5_000;

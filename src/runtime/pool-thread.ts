@@ -162,17 +162,22 @@ async function serve(msg: ServeMessage): Promise<void> {
     }, Math.max(20, Math.min(1000, Math.floor(msg.idleMs / 4))));
     timer.unref();
   }
-  master.postMessage({ k: 'ready' } satisfies PoolFrame);
-  // The service's set-up (defineService: configuration, store, tables) now rather than at the
-  // first request, which then finds it done or under way. It counts as a request running, so
+  // The service's set-up (defineService: configuration, store, tables, a delivery agent's
+  // helper process) now rather than at the first request, and the thread says it is ready only
+  // then: until it has, its pool and the direct clients keep sending to the threads that are
+  // (a second local(8) thread used to take deliveries while its helper was still booting, and
+  // they waited for it, up to a second under load). A set-up that fails says ready all the same:
+  // the error goes to the first request, which tries again. It counts as a request running, so
   // that the thread neither idles nor ends (its closers) halfway through it.
   if (typeof handler.prepare === 'function') {
     running++;
     void handler.prepare().catch(() => undefined).finally(() => {
+      master.postMessage({ k: 'ready' } satisfies PoolFrame);
       settled();
       flushThreadCompileCache();
     });
   } else {
+    master.postMessage({ k: 'ready' } satisfies PoolFrame);
     flushThreadCompileCache();
   }
 }
