@@ -109,6 +109,32 @@ test('a pool that keeps crashing is throttled, and its clients refuse without as
   }
 });
 
+test('requests with the same affinity key go to the same thread; different keys spread over the threads', async () => {
+  const s = await setup({ threads: 2, minThreads: 2 });
+  try {
+    await s.send([{ value: 'wire' }]);
+    assert.ok(await waitFor(() => s.pool.threads === 2), 'two threads');
+    const keys = Array.from({ length: 16 }, (_, k) => `local:u${k}@example.com`);
+    let threadsOf = new Map<string, Set<number>>();
+    // Until the second thread is ready and wired to the client, everything goes to the first.
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const out = await s.send(keys.flatMap((affinity) => Array.from({ length: 4 }, () => ({ value: affinity, affinity, ms: 5 }))));
+      threadsOf = new Map();
+      for (const r of out.results) {
+        assert.ok(r.ok);
+        const key = r.value.echo as string;
+        threadsOf.set(key, (threadsOf.get(key) ?? new Set()).add(r.value.thread));
+      }
+      for (const [key, threads] of threadsOf) assert.equal(threads.size, 1, `${key}: one thread, got ${[...threads].join(', ')}`);
+      if (new Set([...threadsOf.values()].map((t) => [...t][0])).size === 2) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(new Set([...threadsOf.values()].map((t) => [...t][0])).size, 2, 'the keys use both threads');
+  } finally {
+    await s.close();
+  }
+});
+
 test('threads still start on demand (also when a client\'s channels are loaded) and end after max_idle; the client then goes through the master again', async () => {
   const s = await setup({ threads: 2, idleMs: 300, spreadAt: 2 });
   try {

@@ -22,7 +22,12 @@ import type { Entries, Entry } from './entry.js';
 import type { ActiveMessage } from './message.js';
 
 /** A delivery agent of a transport: answers a delivery request, or fails (a ServiceError's code says how). */
-export type DeliverFn = (transport: string, request: DeliveryRequest) => Promise<DeliveryReply>;
+/**
+ * `affinity`: a destination of one recipient (a transport with a recipient limit of 1, local(8)
+ * and virtual(8) by default: the destination is the recipient's mailbox) is always delivered by
+ * the same agent thread while the agent's threads stay the same (src/runtime/channels.ts).
+ */
+export type DeliverFn = (transport: string, request: DeliveryRequest, affinity?: string) => Promise<DeliveryReply>;
 
 export interface DeliverHooks {
   /** An entry of `msg` is finished (delivered, deferred by the failed agent, or dropped): the message's side (./active.ts). */
@@ -73,7 +78,7 @@ export class Deliveries {
       ...(msg.meta.smtputf8 ? { smtputf8: msg.meta.smtputf8 } : {}),
       xforward: xforwardAttrs(msg.meta),
     };
-    this.deliver(dest.transport, request).then(
+    this.deliver(dest.transport, request, dest.recipientLimit === 1 ? dest.key : undefined).then(
       (reply) => {
         // Damaged content (the agent checks it as it reads it): nothing went out; the message
         // goes to the corrupt queue when its attempt ends (./done.ts). No feedback: the

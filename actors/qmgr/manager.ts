@@ -122,7 +122,7 @@ export class QueueManager {
       },
     });
     this.active = new ActiveQueue(p, store, log, this.flow, { ...parts, messages: this.messages, end: this.end });
-    this.deliveries = new Deliveries((transport, request) => deliveryService.call(actor, request, transport), log, parts, {
+    this.deliveries = new Deliveries((transport, request, affinity) => deliveryService.call(actor, request, transport, affinity), log, parts, {
       entryBack: (msg) => {
         this.active.entryBack(msg);
         // oqmgr held new mail back for qmgr_message_recipient_limit (room()): take it once there is room.

@@ -8,13 +8,14 @@
 
 /** How a thread reaches services: its Actor (./endpoint.ts). */
 export interface Caller {
-  request<T>(to: string, body: unknown, transfer?: ArrayBuffer[]): Promise<T>;
+  request<T>(to: string, body: unknown, transfer?: ArrayBuffer[], affinity?: string): Promise<T>;
   send(to: string, body: unknown): void;
 }
 
 export interface ServiceClient<Req, Res> {
   /** Request/reply: the reply, or a ServiceError (BUSY: push back; CRASHED, THROTTLED, NOSERVICE). */
-  call(via: Caller, req: Req, service?: string): Promise<Res>;
+  /** `affinity`: calls with the same key go to the same thread of the service (src/runtime/channels.ts). */
+  call(via: Caller, req: Req, service?: string, affinity?: string): Promise<Res>;
   /** One-way: no reply, no back-pressure. */
   cast(via: Caller, req: Req, service?: string): void;
 }
@@ -25,7 +26,7 @@ export interface ServiceClient<Req, Res> {
  */
 export function serviceClient<Req, Res>(service: string, transferOf?: (req: Req) => ArrayBuffer[]): ServiceClient<Req, Res> {
   return {
-    call: (via, req, name = service) => via.request<Res>(name, req, transferOf?.(req)),
+    call: (via, req, name = service, affinity) => via.request<Res>(name, req, transferOf?.(req), affinity),
     cast: (via, req, name = service) => via.send(name, req),
   };
 }

@@ -2,8 +2,8 @@
  * A client thread's direct channels to the pool threads of the services it uses, as a Postfix
  * daemon connects to another's private/ socket: the master wires them (a `wire` frame on the
  * client's data port, one MessagePort per pool thread, ./pool.ts) and is then off the data path.
- * A request goes to the channel with the fewest requests in flight; when even that one holds the
- * pool's spreadAt, the client asks the master for one more thread (`grow`) and goes on meanwhile.
+ * A request goes to the channel with the fewest requests in flight (or, with an affinity key,
+ * to the channel the key hashes to); when even the least busy one holds the pool's spreadAt, the client asks the master for one more thread (`grow`) and goes on meanwhile.
  * Transferred buffers (message bodies) are transferred straight to the serving thread.
  *
  * A channel ends two ways. The thread says `bye` (max_idle, reload): the client answers `bye`,
@@ -29,6 +29,13 @@ interface Service {
   throttledUntil: number;
   /** When this client last asked for one more thread. */
   grewAt: number;
+}
+
+/** FNV-1a, 32 bits: a cheap, even spread of affinity keys over channels. */
+function hash(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 /** How often one client may ask the master for one more thread of a service. */
@@ -93,7 +100,7 @@ export class DirectChannels {
    * Sends a request on the least busy channel to `service`; null when there is none (the caller
    * goes through the master). A throttled service is refused here, without a hop.
    */
-  request<T>(service: string, body: unknown, transfer?: ArrayBuffer[]): Promise<T> | null {
+  request<T>(service: string, body: unknown, transfer?: ArrayBuffer[], affinity?: string): Promise<T> | null {
     const s = this.services.get(service);
     if (!s) return null;
     if (Date.now() < s.throttledUntil) return Promise.reject(new ServiceError('THROTTLED', `${service}: service is throttled after repeated crashes`));
@@ -104,7 +111,11 @@ export class DirectChannels {
       s.grewAt = Date.now();
       this.toMaster({ k: 'grow', service });
     }
-    const ch = best;
+    // Requests with the same affinity go to the same thread while the threads stay the same:
+    // deliveries to one mailbox meet in one local(8) thread, whose helper writes them one after
+    // another, instead of two threads' helpers taking turns at its lock (each wait is
+    // deliver_lock_delay, a second).
+    const ch = affinity === undefined || s.channels.length === 1 ? best : s.channels[hash(affinity) % s.channels.length]!;
     this.total++;
     return ch.pending.expect<T>((id) => ch.port.postMessage({ k: 'req', id, to: service, body } satisfies Frame, transfer ?? []));
   }

@@ -24,7 +24,8 @@ export interface ActorOptions<Req, Res> {
 
 export interface Actor {
   readonly data: ActorWorkerData<unknown>;
-  request<T>(to: string, body: unknown, transfer?: ArrayBuffer[]): Promise<T>;
+  /** `affinity`: requests with the same key go to the same thread of the service (./channels.ts). */
+  request<T>(to: string, body: unknown, transfer?: ArrayBuffer[], affinity?: string): Promise<T>;
   send(to: string, body: unknown): void;
   inFlight(): number;
 }
@@ -93,9 +94,9 @@ function bind<Req, Res>(port: MessagePort, data: ActorWorkerData<unknown>, optio
   return {
     data,
     inFlight: () => waiting.size + direct.inFlight(),
-    request<T>(to: string, body: unknown, transfer?: ArrayBuffer[]): Promise<T> {
+    request<T>(to: string, body: unknown, transfer?: ArrayBuffer[], affinity?: string): Promise<T> {
       if (waiting.size + direct.inFlight() >= maxInFlight) return Promise.reject(new ServiceError('BUSY', `${data.service}: too many requests in flight`));
-      const straight = direct.request<T>(to, body, transfer);
+      const straight = direct.request<T>(to, body, transfer, affinity);
       if (straight) return straight;
       // The transferred buffers are named in the frame too, so the router passes them on
       // transferred instead of copying the body once more on its way to the service.
