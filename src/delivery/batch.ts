@@ -26,7 +26,7 @@
  * A failure touches only its own delivery. An mbox whose dot-lock or kernel lock another
  * process holds is released and tried again in a later round, deliver_lock_delay apart, up to
  * deliver_lock_attempts times (Postfix's local waits the same way); a second message for an
- * mbox already in the round waits for the next round. Without the Perl companion every mbox
+ * mbox already in the round goes in the next round, without that wait. Without the Perl companion every mbox
  * goes the one-at-a-time way (mailbox.ts appendMbox).
  *
  * Credentials never change while a file call runs in another thread, nor between the steps of
@@ -82,10 +82,12 @@ function claim(): { done: Promise<void>; release: () => void } {
 /**
  * Writes the batch; results[i] answers items[i]. An mbox whose lock another process holds is
  * tried again deliver_lock_delay later, up to deliver_lock_attempts times; a second message
- * for an mbox already in the batch goes in the next round. Before such a wait, `early` gets the
- * results so far (null where one is still to come), so the others are not held up. `single`
- * writes an mbox when there is no Perl companion (mailbox.ts appendMbox; the helper then runs
- * one request at a time). Never rejects.
+ * for an mbox already in the round goes in the next round, at once (or when the other batch of
+ * this process that writes it is done with it): only a lock another process holds costs
+ * deliver_lock_delay, and only to its own delivery. Before any wait, `early` gets the results
+ * so far (null where one is still to come), so the others are not held up. `single` writes an
+ * mbox when there is no Perl companion (mailbox.ts appendMbox; the helper then runs one request
+ * at a time). Never rejects.
  */
 export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locker | null, single: (item: BatchItem) => Promise<WriteResult>, early?: (results: (WriteResult | null)[]) => void): Promise<WriteResult[]> {
   const results: (WriteResult | null)[] = items.map(() => null);
@@ -93,33 +95,51 @@ export async function writeBatch(items: BatchItem[], creds: Creds, locker: Locke
   // Grouped by owner, so the credentials change once per owner, not per delivery.
   let pending = items.map((_, i) => i).filter((i) => !alone.includes(i)).sort((a, b) => items[a]!.job.gid - items[b]!.job.gid || items[a]!.job.uid - items[b]!.job.uid);
   const tries = new Map<number, number>();
-  let first = true;
+  /** Items whose lock another process held: not tried again before this time. */
+  const notBefore = new Map<number, number>();
+  let told = 0;
+  const tell = () => {
+    const known = results.filter((r) => r !== null).length;
+    if (known > told) early?.([...results]);
+    told = known;
+  };
   while (pending.length > 0) {
+    const now = Date.now();
+    const due = pending.filter((i) => (notBefore.get(i) ?? 0) <= now);
+    if (due.length === 0) {
+      tell();
+      await sleep(Math.min(...pending.map((i) => notBefore.get(i)!)) - now);
+      continue;
+    }
     const busy = new Map<number, string>();
     const waits: Promise<void>[] = [];
     const claimed: string[] = [];
     let next: number[];
     try {
-      next = await round(items, pending, results, creds, locker, busy, waits, claimed);
+      next = await round(items, due, results, creds, locker, busy, waits, claimed);
     } finally {
       for (const path of claimed) { writing.get(path)?.release(); writing.delete(path); }
     }
-    let waitMs = 0;
     for (const [i, why] of busy) {
       const n = (tries.get(i) ?? 0) + 1;
       tries.set(i, n);
       const { locks } = items[i]!.job;
       if (n >= locks.attempts) results[i] = failure(new MailboxError(`unable to lock for exclusive access: ${why}`));
-      else waitMs = Math.max(waitMs, locks.delayMs);
+      else notBefore.set(i, Date.now() + locks.delayMs);
     }
-    pending = next.filter((i) => results[i] === null);
-    if (first && (pending.length > 0 || alone.length > 0)) early?.([...results]);
-    first = false;
-    if (pending.length > 0) await Promise.all([...waits, ...(waitMs > 0 ? [new Promise((r) => setTimeout(r, waitMs))] : [])]);
+    const later = new Set(next);
+    pending = pending.filter((i) => results[i] === null && (later.has(i) || !due.includes(i)));
+    if (pending.length > 0 && waits.length > 0) {
+      tell();
+      await Promise.all(waits);
+    }
   }
+  if (alone.length > 0) tell();
   for (const i of alone) results[i] = await single(items[i]!);
   return results.map((r) => r ?? { ok: false, dsn: '4.3.0', reason: 'unknown mail transport error' });
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
 /**
  * One round over the pending items: writes what it can, answers in results, and returns the
