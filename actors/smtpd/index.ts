@@ -797,11 +797,20 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
    * most one a second per thread (a thread idles out only after max_idle).
    */
   let warmedAt = 0;
+  /**
+   * The address resolver (trivial-rewrite) too: Postfix's smtpd connects to it for its first
+   * recipient (resolve_clnt), so the daemon runs by the time qmgr asks. This smtpd resolves
+   * in-process and only qmgr asks the service, after cleanup: warmed here, its thread starts
+   * beside cleanup's instead of after it (bench/delivery's first messages waited for cleanup's,
+   * then rewrite's, then the agent's start, one after another).
+   */
+  const resolver = ctx.config.services.find((s) => s.command === 'trivial-rewrite')?.name;
   function warmCleanup(): void {
     const now = Date.now();
     if (now - warmedAt < 1000) return;
     warmedAt = now;
     actor.send('cleanup', WARM_REQUEST);
+    if (resolver) actor.send(resolver, WARM_REQUEST);
   }
 
   async function submit(request: CleanupRequest, contentOf: () => Promise<Uint8Array>): Promise<CleanupReply> {
