@@ -181,7 +181,8 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
     }
     const { passed, leaves, ...o } = res;
     if (leaves?.length) {
-      const delays = formatDelays(req.arrival, req.activated, started, { connect: 0, transmit: 0 }, Date.now());
+      const now = Date.now();
+      const delays = formatDelays(req.arrival, req.activated, started, { connect: 0, transmit: now - started }, now);
       for (const l of leaves) {
         const { passed: _p, leaves: _l, ...lo } = l.result;
         leafLines.line({ address: l.address, original: l.original }, bounceOrDefer({ index: r.index, relay: s.ctx.service, ...lo }, soft, req.verify), delays);

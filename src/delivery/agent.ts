@@ -27,8 +27,11 @@ export interface AgentContext {
  * Logs one "to=<…>, relay=…, delay=…, delays=…, dsn=…, status=… (…)" line per outcome and builds
  * the reply; with soft_bounce a bounce is kept as a deferral (./soft-bounce.ts).
  */
-export function report(ctx: AgentContext, req: DeliveryRequest, given: RecipientOutcome[], started: number, timings = { connect: 0, transmit: 0 }, siteFailure?: string): DeliveryReply {
-  const delays = formatDelays(req.arrival, req.activated, started, timings, Date.now());
+export function report(ctx: AgentContext, req: DeliveryRequest, given: RecipientOutcome[], started: number, timings?: { connect: number; transmit: number }, siteFailure?: string): DeliveryReply {
+  const now = Date.now();
+  // No timings of its own (local, virtual, discard, error): the delivery's time is the
+  // transmission, as Postfix's agents log it ("delays=a/b/0/d": no connection to set up).
+  const delays = formatDelays(req.arrival, req.activated, started, timings ?? { connect: 0, transmit: now - started }, now);
   const soft = softBounceOf(ctx.config);
   const outcomes = given.map((o) => bounceOrDefer(o, soft, req.verify));
   const lines = new StatusLog(ctx.log, req.queueId, req);
