@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpSink } from '../src/smtp/sink.js';
 import { startDovecot, type Dovecot } from '../bench/delivery/dovecot.js';
-import { freePort, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { freePort, rfc822, sendRaw, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 import { reachableDir } from './helpers/reachable.js';
 
 const MASTER_LOCAL = 'local unix - n n - - local';
@@ -41,11 +41,17 @@ describe('local(8) mailbox_transport = lmtp:unix:… into Dovecot', () => {
   let env: Env;
   let dc: Dovecot;
   let server: TestServer;
+  /** An smtpd with reject_unverified_recipient (the verify service's probes go through local and lmtp). */
+  let verifyPort = 0;
   before(async () => {
     env = makeEnv();
     dc = await startDovecot({ users: ['me@local.test'], port: await freePort() });
+    verifyPort = await freePort();
     server = await startServer({
-      masterCfExtra: `${MASTER_LOCAL}\nlmtp unix - - n - 1 lmtp`,
+      masterCfExtra: [
+        MASTER_LOCAL, 'lmtp unix - - n - 1 lmtp', 'verify unix - - n - 1 verify',
+        `127.0.0.1:${verifyPort} inet n - n - 1 smtpd -o smtpd_recipient_restrictions=reject_unverified_recipient -o address_verify_poll_count=1`,
+      ].join('\n'),
       mainCf: {
         mydestination: 'local.test',
         myorigin: 'local.test',
@@ -74,6 +80,31 @@ describe('local(8) mailbox_transport = lmtp:unix:… into Dovecot', () => {
     const got = dc.newMessages('me@local.test').filter((m) => m.includes('Subject: mailbox transport'));
     assert.equal(got.length, 1);
     assert.throws(() => readFileSync(join(env.spool, 'me')), /ENOENT/);
+  });
+
+  test('a verify probe passed on to lmtp: Dovecot answers at RCPT TO; lmtp\'s status line is logged once the verify service has it, and the next RCPT gets the verdict', async () => {
+    const { smtp } = await SmtpDialogue.connect(verifyPort, { timeoutMs: 15_000 });
+    try {
+      await smtp.cmd('EHLO client.test');
+      assert.equal((await smtp.cmd('MAIL FROM:<sender@example.org>')).code, 250);
+      assert.match((await smtp.cmd('RCPT TO:<me@local.test>')).line, /^450 4\.1\.1 <me@local\.test>: Recipient address rejected: unverified address: Address verification in progress$/);
+      const line = await server.waitForLog(/ postactor\/lmtp\[\d+\]: \w+: to=<me@local\.test>, .*status=deliverable /, 20_000);
+      assert.ok(line.includes(`relay=mx.postactor.test[${dc.socket}]`), line);
+      assert.match((await smtp.cmd('RCPT TO:<me@local.test>')).line, /^250 /, 'the verify service had the outcome before the line was logged');
+      // A user the store does not know: Dovecot's answer at RCPT TO decides, not local's
+      // password file (Postfix's local passes the probe to mailbox_transport too).
+      assert.match((await smtp.cmd('RCPT TO:<stranger@local.test>')).line, /Address verification in progress$/);
+      const refused = await server.waitForLog(/ postactor\/lmtp\[\d+\]: \w+: to=<stranger@local\.test>, .*status=undeliverable /, 20_000);
+      assert.match(refused, /dsn=5\.1\.1, status=undeliverable \(host mx\.postactor\.test\[.*\] said: 550 5\.1\.1 /);
+      assert.match((await smtp.cmd('RCPT TO:<stranger@local.test>')).line, /^450 4\.1\.1 <stranger@local\.test>: Recipient address rejected: unverified address: host mx\.postactor\.test\[.*\] said: 550 5\.1\.1 /);
+      // An alias is not expanded for a probe (Postfix's alias.c): local answers "aliased to".
+      assert.match((await smtp.cmd('RCPT TO:<team@local.test>')).line, /Address verification in progress$/);
+      await server.waitForLog(/ postactor\/local\[\d+\]: \w+: to=<team@local\.test>, relay=local, .*dsn=2\.0\.0, status=deliverable \(aliased to me\)$/, 20_000);
+      assert.match((await smtp.cmd('RCPT TO:<team@local.test>')).line, /^250 /);
+    } finally {
+      smtp.close();
+    }
+    assert.equal(dc.newMessages('me@local.test').filter((m) => m.includes('double-bounce')).length, 0, 'a probe stores nothing');
   });
 
   test('after alias expansion: team@local.test → me, passed on as me@$myorigin', async () => {

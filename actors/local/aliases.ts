@@ -111,6 +111,25 @@ export class AliasExpander {
     return sender ? { targets, sender } : { targets };
   }
 
+  /**
+   * The alias_maps value of a local part (or of its user part without the extension), unexpanded;
+   * null when it is no alias. A verify probe stops there (Postfix's alias.c: "aliased to VALUE").
+   */
+  async value(localpart: string, delimiter: string): Promise<{ value: string | null } | { error: string; dsn: string }> {
+    const split = splitExtension(localpart, delimiter);
+    try {
+      for (const name of split ? [localpart, split.user] : [localpart]) {
+        const v = await this.lookup(name);
+        if (v !== null) return { value: v };
+      }
+    } catch (e) {
+      if (!(e instanceof TableError)) throw e;
+      this.ctx.log.warn(`alias_maps: ${e.message}`);
+      return { error: `alias database unavailable: ${e.message}`, dsn: '4.3.0' };
+    }
+    return { value: null };
+  }
+
   /** Expands a list of entries: a .forward file (class "forward") or luser_relay ("alias"). */
   async expandItems(items: string[], delimiter: string, cls: 'alias' | 'forward'): Promise<Expansion> {
     const targets: Target[] = [];

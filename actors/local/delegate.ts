@@ -24,9 +24,9 @@ import { openTable, type LookupTable } from '../../src/maps/index.js';
 import { requestService } from '../../src/runtime/service-request.js';
 import type { ActorWorkerData } from '../../src/runtime/wire.js';
 import type { Logger } from '../../src/log/maillog.js';
-import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
+import type { DeliveryReply, DeliveryRequest, HeldStatusLine, RecipientOutcome } from '../protocol.js';
 
-export type Passed = Omit<RecipientOutcome, 'index'> & { passed: true };
+export type Passed = Omit<RecipientOutcome, 'index'> & { passed: true; probeLines?: HeldStatusLine[] };
 export type Failed = { status: 'deferred'; dsn: string; reason: string };
 
 export class Delegation {
@@ -102,6 +102,7 @@ export class Delegation {
     }
     const o = reply.outcomes.find((x) => x.index === rcpt.index);
     if (!o) return { status: 'deferred', dsn: '4.3.0', reason: 'unknown mail transport error' };
-    return { status: o.status, dsn: o.dsn, reason: o.reason, relay: o.relay, passed: true };
+    // A probe's status line, held by that transport, goes back to qmgr with this agent's reply.
+    return { status: o.status, dsn: o.dsn, reason: o.reason, relay: o.relay, passed: true, ...(reply.probeLines ? { probeLines: reply.probeLines } : {}) };
   }
 }

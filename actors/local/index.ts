@@ -41,7 +41,7 @@ import { join } from 'node:path';
 import { queueDirectory } from '../../src/config/index.js';
 import { ensureMaildrop, writeSubmission } from '../../src/maildrop/spool.js';
 import { splitExtension } from '../../src/maps/index.js';
-import type { DeliveryReply, DeliveryRequest, RecipientOutcome } from '../protocol.js';
+import type { DeliveryReply, DeliveryRequest, HeldStatusLine, RecipientOutcome } from '../protocol.js';
 import { report, type AgentContext } from '../../src/delivery/agent.js';
 import { formatDelays, StatusLog } from '../../src/delivery/log.js';
 import { bounceOrDefer, softBounceOf } from '../../src/delivery/soft-bounce.js';
@@ -148,9 +148,10 @@ async function init(ctx: AgentContext & { params: Params<typeof LOCAL_PARAMS> })
  * A recipient's result. `leaves`: the final deliveries of an alias or .forward expansion, each
  * logged with its own address (Postfix's local rewrites the recipient to each expanded address
  * and logs every delivery: "to=<user@$myorigin>, orig_to=<alias>"); the result itself is then
- * not logged again.
+ * not logged again. `probeLines`: for a verify probe, the status lines of the transports it was
+ * passed to (mailbox_transport, fallback_transport), held for qmgr as this agent's are.
  */
-type Result = Omit<RecipientOutcome, 'index' | 'relay'> & { relay?: string; passed?: true; leaves?: Leaf[] };
+type Result = Omit<RecipientOutcome, 'index' | 'relay'> & { relay?: string; passed?: true; leaves?: Leaf[]; probeLines?: HeldStatusLine[] };
 interface Leaf { address: string; original: string; result: Result }
 const sent = (reason: string): Result => ({ status: 'sent', dsn: '2.0.0', reason });
 const fail = (dsn: string, reason: string): Result => ({ status: dsn.startsWith('5') ? 'bounced' : 'deferred', dsn, reason });
@@ -164,6 +165,8 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const passedOn: RecipientOutcome[] = [];
   /** An expansion's deliveries' lines (held for a probe as report()'s are). */
   const leafLines = new StatusLog(s.ctx.log, req.queueId, req);
+  /** A probe's lines from the transports recipients were passed to (./delegate.ts). */
+  const delegatedLines: HeldStatusLine[] = [];
   // soft_bounce: an expansion's bounced address is kept as a deferral, and so is the recipient
   // it came from (the rest goes through report()).
   const soft = softBounceOf(s.ctx.config);
@@ -179,12 +182,13 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
         res = fail('4.3.0', 'local delivery failed: temporary error');
       }
     }
-    const { passed, leaves, ...o } = res;
+    const { passed, leaves, probeLines: passedLines, ...o } = res;
+    if (passedLines) delegatedLines.push(...passedLines);
     if (leaves?.length) {
       const now = Date.now();
       const delays = formatDelays(req.arrival, req.activated, started, { connect: 0, transmit: now - started }, now);
       for (const l of leaves) {
-        const { passed: _p, leaves: _l, ...lo } = l.result;
+        const { passed: _p, leaves: _l, probeLines: _h, ...lo } = l.result;
         leafLines.line({ address: l.address, original: l.original }, bounceOrDefer({ index: r.index, relay: s.ctx.service, ...lo }, soft, req.verify), delays);
       }
     }
@@ -193,7 +197,7 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   }
   // A passed-on recipient was logged by the transport that delivered it, an expansion's deliveries above.
   const reply = report(s.ctx, req, outcomes, started);
-  const probeLines = [...leafLines.held, ...(reply.probeLines ?? [])];
+  const probeLines = [...delegatedLines, ...leafLines.held, ...(reply.probeLines ?? [])];
   return { ...reply, outcomes: [...reply.outcomes, ...passedOn], ...(probeLines.length > 0 ? { probeLines } : {}) };
 }
 
@@ -218,34 +222,51 @@ async function deliverRecipient(s: State, req: DeliveryRequest, content: Uint8Ar
   if (deliveredTo(content).has(address.toLowerCase())) return fail('5.4.6', `mail forwarding loop for ${address}`);
   const at = address.lastIndexOf('@');
   const localpart = (at < 0 ? address : address.slice(0, at)).toLowerCase();
+  if (req.probe) {
+    // A verify service probe does not expand an alias (Postfix's alias.c): "aliased to VALUE".
+    const alias = await s.aliases.value(localpart, s.delimiter);
+    if ('error' in alias) return fail(alias.dsn, alias.error);
+    if (alias.value !== null) return sent(`aliased to ${alias.value}`);
+  }
   const targets = await s.aliases.expand(localpart, s.delimiter);
   if ('error' in targets) return fail(targets.dsn, targets.error);
-  if (req.verify) return verifyTargets(s, targets.targets);
+  if (req.verify) return verifyTargets(s, req, address, orcpt, targets.targets);
   const r = targets.sender !== undefined ? { ...req, sender: targets.sender } : req;
   return deliverTargets(s, r, content, address, orcpt, targets.targets, null, new Set());
 }
 
 /**
- * sendmail -bv: what delivery would do with an expansion, without doing it (Postfix's local in
- * address-verification mode): a known user "delivers to mailbox", a command or file target is
- * named, a remote target is "aliased to" it; an unknown user with nowhere to go bounces 5.1.1.
+ * sendmail -bv and verify probes: what delivery would do with an expansion, without doing it
+ * (Postfix's local in address-verification mode): a known user "delivers to mailbox", a command
+ * or file target is named, a remote target is "aliased to" it; an unknown user with nowhere to
+ * go bounces 5.1.1. A user that mailbox_transport (or, unknown, fallback_transport) takes is
+ * passed to that transport with the request's verify flags, as Postfix's local passes it
+ * (deliver_pass before the mailbox's trace-only check): that agent answers (lmtp asks the store
+ * at RCPT TO) and logs; with other targets beside it, the worst outcome stands.
  */
-function verifyTargets(s: State, targets: Target[]): Result {
+async function verifyTargets(s: State, req: DeliveryRequest, address: string, orcpt: string, targets: Target[]): Promise<Result> {
   const said: string[] = [];
+  const passed: Result[] = [];
   for (const t of targets) {
     if (t.kind === 'command') said.push(`delivers to command: ${t.command}`);
     else if (t.kind === 'file') said.push(`delivers to file: ${t.path}`);
     else if (t.kind === 'forward') said.push(`aliased to ${t.address}`);
     else {
       const user = splitExtension(t.user, s.delimiter)?.user ?? t.user;
-      if (s.mailboxTransport.configured) said.push(`delivers via mailbox_transport`);
-      else if (getpwnam(user)) said.push(s.mailboxCommand ? `delivers to command: ${s.mailboxCommand}` : 'delivers to mailbox');
-      else if (s.fallbackTransport.configured) said.push(`delivers via fallback_transport`);
+      const passAddr = targetAddress(s, address, t.user);
+      const viaMailbox = s.mailboxTransport.configured ? await s.mailboxTransport.pass(req, user, passAddr, orcpt) : null;
+      if (viaMailbox) { passed.push(viaMailbox); continue; }
+      if (getpwnam(user)) { said.push(s.mailboxCommand ? `delivers to command: ${s.mailboxCommand}` : 'delivers to mailbox'); continue; }
+      const viaFallback = s.fallbackTransport.configured ? await s.fallbackTransport.pass(req, user, passAddr, orcpt) : null;
+      if (viaFallback) passed.push(viaFallback);
       else if (s.luserRelay) said.push(`aliased to ${s.luserRelay}`);
       else return fail('5.1.1', `unknown user: "${user}"`);
     }
   }
-  return sent(said.join(', ') || 'delivers to mailbox');
+  const probeLines = passed.flatMap((r) => r.probeLines ?? []);
+  const worst = passed.find((r) => r.status === 'deferred') ?? passed.find((r) => r.status === 'bounced') ?? (said.length === 0 ? passed[0] : undefined);
+  const result = worst ?? sent(said.join(', ') || 'delivers to mailbox');
+  return { ...result, ...(probeLines.length ? { probeLines } : {}) };
 }
 
 /**
@@ -277,8 +298,9 @@ async function deliverTargets(s: State, req: DeliveryRequest, content: Uint8Arra
     results.push(r);
     leaves.push({ address, original: orcpt, result: r });
   }
-  const result = results.find((r) => r.status === 'deferred') ?? results.find((r) => r.status === 'bounced') ?? results[0] ?? sent('delivered');
-  return leaves.length ? { ...result, leaves } : result;
+  const { probeLines: _own, ...result } = results.find((r) => r.status === 'deferred') ?? results.find((r) => r.status === 'bounced') ?? results[0] ?? sent('delivered');
+  const probeLines = results.flatMap((r) => r.probeLines ?? []);
+  return { ...result, ...(leaves.length ? { leaves } : {}), ...(probeLines.length ? { probeLines } : {}) };
 }
 
 /**
