@@ -96,6 +96,23 @@ test('a burst to a cold pool starts one thread, not one per request (spread at 8
   }
 });
 
+test('a pool whose spreadAt is above its concurrency (local, virtual) queues in its thread up to spreadAt before it starts another', async () => {
+  const p = new ServicePool({
+    service: 'deep', filename: new URL('slow-task.mjs', fixtures).href, threads: 2, minThreads: 0, spreadAt: 32,
+    concurrency: 4, maxQueue: 100, workerData: null, throttleSeconds: 60,
+  });
+  try {
+    const burst = (n: number) => Promise.all(Array.from({ length: n }, (_, value) => p.run<{ echo: number; thread: number }>({ value, ms: 50 })));
+    const replies = await burst(30);
+    assert.equal(new Set(replies.map((r) => r.thread)).size, 1, 'thirty requests, four at a time, one thread');
+    assert.equal(p.threads, 1);
+    const more = await burst(40);
+    assert.equal(new Set(more.map((r) => r.thread)).size, 2, 'beyond spreadAt a second thread starts');
+  } finally {
+    await p.close();
+  }
+});
+
 test('WARM_REQUEST starts a cold pool\'s thread, and the requests that follow use that thread', async () => {
   const p = new ServicePool({
     service: 'cold', filename: new URL('slow-task.mjs', fixtures).href, threads: 2, minThreads: 0, spreadAt: 8,

@@ -83,6 +83,8 @@ interface Daemon {
    * cleanup stream. An idle thread costs 12–22 MB (bench/memory).
    */
   warm?: number;
+  /** Requests each pool thread holds before another starts (default SPREAD_AT): src/runtime/service-meta.ts. */
+  spreadAt?: number | undefined;
   /**
    * A supervised singleton started only when there is work, ending after max_idle without it
    * (pickup: master watches maildrop/ for it, actors/master/maildrop-watch.ts). Postfix's pickup
@@ -98,7 +100,7 @@ interface Daemon {
 
 /** A daemon as its module defines itself (src/runtime/service.ts defineService). */
 function defined(module: string, meta: ServiceMeta): Daemon {
-  return { kind: meta.kind === 'pool' ? 'pool' : 'supervised', module, concurrency: meta.concurrency, warm: meta.minThreads, singleton: meta.singleton, startOrder: meta.startOrder, onDemand: meta.onDemand };
+  return { kind: meta.kind === 'pool' ? 'pool' : 'supervised', module, concurrency: meta.concurrency, warm: meta.minThreads, spreadAt: meta.spreadAt, singleton: meta.singleton, startOrder: meta.startOrder, onDemand: meta.onDemand };
 }
 
 /**
@@ -233,7 +235,7 @@ export function planServices(config: Config): Plan {
     }
     const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);
     const warm = daemon.kind === 'supervised' ? threads : (daemon.warm ?? 0);
-    const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: Math.min(SPREAD_AT, daemon.concurrency), concurrency: daemon.concurrency, startOrder: startOrderOf(daemon), line };
+    const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: daemon.spreadAt ?? Math.min(SPREAD_AT, daemon.concurrency), concurrency: daemon.concurrency, startOrder: startOrderOf(daemon), line };
     if (daemon.onDemand) plan.onDemand = true;
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
     // Singletons, whatever maxproc says (as in Postfix; verify is a "solitary" server).

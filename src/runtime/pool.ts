@@ -208,7 +208,9 @@ export class ServicePool {
     while (this.waiting.length > 0) {
       let best: PoolThread | null = null;
       for (const t of this.pool) {
-        if (!t.ready || t.ending || t.pending.size >= this.options.concurrency) continue;
+        // A thread runs `concurrency` requests and queues the rest; one whose service spreads
+        // later than that (spreadAt above concurrency: local, virtual) takes that many first.
+        if (!t.ready || t.ending || t.pending.size >= Math.max(this.options.concurrency, this.spreadAt)) continue;
         if (best === null || t.pending.size < best.pending.size) best = t;
       }
       const loaded = best === null || best.pending.size >= this.spreadAt;

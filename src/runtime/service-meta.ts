@@ -29,6 +29,13 @@ export interface PoolMetadata extends CommonMetadata {
   concurrency: number;
   /** Pool threads kept while idle (default 0). */
   minThreads?: number;
+  /**
+   * Requests each thread holds (running, and queued beyond `concurrency`) before the pool starts
+   * another (default: master's SPREAD_AT, 8, or `concurrency` if smaller). An agent whose work
+   * waits elsewhere (local and virtual: in their helper processes) says more: one thread carries
+   * it, and a second isolate with its own helpers would cost more than it brings.
+   */
+  spreadAt?: number;
 }
 
 /** A long-lived supervised thread (qmgr, pickup, smtpd, …). */
@@ -57,6 +64,8 @@ export interface ServiceMeta {
   concurrency: number;
   /** Pool threads kept while idle (the rest start on demand and end after max_idle). */
   minThreads: number;
+  /** Requests each pool thread holds before another starts; undefined: master's default. */
+  spreadAt: number | undefined;
   /** A long-lived worker master starts only when there is work (pickup: actors/master/maildrop-watch.ts). */
   onDemand: boolean;
 }
@@ -71,6 +80,7 @@ export function serviceMeta(m: ServiceMetadata): ServiceMeta {
     startOrder: m.startOrder ?? (m.kind === 'pool' ? 0 : 2),
     concurrency: m.kind === 'pool' ? m.concurrency : 1,
     minThreads: m.kind === 'pool' ? (m.minThreads ?? 0) : 1,
+    spreadAt: m.kind === 'pool' ? m.spreadAt : undefined,
     onDemand: m.kind === 'worker' ? (m.onDemand ?? false) : false,
   });
 }
