@@ -24,8 +24,8 @@ import type { ActiveMessage } from './message.js';
 /** A delivery agent of a transport: answers a delivery request, or fails (a ServiceError's code says how). */
 /**
  * `affinity`: a destination of one recipient (a transport with a recipient limit of 1, local(8)
- * and virtual(8) by default: the destination is the recipient's mailbox) is always delivered by
- * the same agent thread while the agent's threads stay the same (src/runtime/channels.ts).
+ * by default: the destination is the recipient's mailbox) is always delivered by the same agent
+ * thread while the agent's threads stay the same (src/runtime/channels.ts).
  */
 export type DeliverFn = (transport: string, request: DeliveryRequest, affinity?: string) => Promise<DeliveryReply>;
 
