@@ -183,6 +183,23 @@ test('a pool thread takes requests only once its set-up (prepare) is done, the f
   }
 });
 
+test('a set-up slower than the pool waits for a thread (5 s) says ready after 2 s: its request waits in it, and no second thread starts', async () => {
+  const p = new ServicePool({
+    service: 'slowprep', filename: new URL('prepare-task.mjs', fixtures).href, threads: 3, minThreads: 0,
+    concurrency: 4, maxQueue: 100, workerData: { prepareMs: 6_000 }, throttleSeconds: 60, spreadAt: 1,
+  });
+  try {
+    const started = Date.now();
+    const reply = await p.run<{ prepared: boolean; thread: number }>({});
+    assert.equal(reply.prepared, false, 'the request reached the thread while its set-up still ran (it said ready at 2 s)');
+    assert.ok(Date.now() - started < 5_000, 'answered before the set-up ended');
+    await new Promise((r) => setTimeout(r, 4_500)); // past the pool's 5 s wait for a thread
+    assert.equal(p.threads, 1, 'one thread: the pool did not give up on it and start another');
+  } finally {
+    await p.close();
+  }
+});
+
 test('the router carries requests from a long-lived worker to a pool and back; a dead worker is restarted', async () => {
   const router = new Router();
   const p = pool();

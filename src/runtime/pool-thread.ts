@@ -37,6 +37,9 @@ type Handler = (body: unknown) => unknown;
 /** How long the thread's closers may take before it says `ended` anyway (ms). */
 const CLOSE_WAIT_MS = 10_000;
 
+/** The longest a thread's set-up delays its `ready` (see serve()). */
+const READY_WAIT_MS = 2_000;
+
 if (parentPort) {
   parentPort.once('message', (msg: ServeMessage) => void serve(msg));
 }
@@ -167,12 +170,23 @@ async function serve(msg: ServeMessage): Promise<void> {
   // then: until it has, its pool and the direct clients keep sending to the threads that are
   // (a second local(8) thread used to take deliveries while its helper was still booting, and
   // they waited for it, up to a second under load). A set-up that fails says ready all the same:
-  // the error goes to the first request, which tries again. It counts as a request running, so
-  // that the thread neither idles nor ends (its closers) halfway through it.
+  // the error goes to the first request, which tries again. One that takes longer than
+  // READY_WAIT_MS (a slow table server) says ready then, and its requests wait for it as before:
+  // the pool would otherwise count the thread as lost after 5 s and start another. The set-up
+  // counts as a request running, so that the thread neither idles nor ends (its closers)
+  // halfway through it.
   if (typeof handler.prepare === 'function') {
     running++;
-    void handler.prepare().catch(() => undefined).finally(() => {
+    let said = false;
+    const sayReady = () => {
+      if (said) return;
+      said = true;
       master.postMessage({ k: 'ready' } satisfies PoolFrame);
+    };
+    const late = setTimeout(sayReady, READY_WAIT_MS);
+    void handler.prepare().catch(() => undefined).finally(() => {
+      clearTimeout(late);
+      sayReady();
       settled();
       flushThreadCompileCache();
     });
