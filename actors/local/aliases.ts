@@ -89,26 +89,17 @@ export class AliasExpander {
   }
 
   async expand(localpart: string, delimiter: string): Promise<Expansion> {
-    const targets: Target[] = [];
-    let sender: string | undefined;
-    try {
+    return this.guarded(async () => {
+      const targets: Target[] = [];
       const err = await this.walk(localpart, delimiter, [], 'alias', targets, 0);
       if (err) return err;
       // owner-NAME: the expanded deliveries get owner-NAME@$myorigin as their envelope sender.
       if (!(targets.length === 1 && targets[0]!.kind === 'user' && targets[0]!.user === localpart)) {
-        const split = splitExtension(localpart, delimiter);
-        for (const name of split ? [localpart, split.user] : [localpart]) {
-          if ((await this.lookup(name)) === null) continue;
-          if ((await this.lookup(`owner-${name}`)) !== null) sender = `owner-${name}@${this.p.myorigin}`;
-          break;
-        }
+        const alias = await this.aliasOf(localpart, delimiter);
+        if (alias && (await this.lookup(`owner-${alias.name}`)) !== null) return { targets, sender: `owner-${alias.name}@${this.p.myorigin}` };
       }
-    } catch (e) {
-      if (!(e instanceof TableError)) throw e;
-      this.ctx.log.warn(`alias_maps: ${e.message}`);
-      return { error: `alias database unavailable: ${e.message}`, dsn: '4.3.0' };
-    }
-    return sender ? { targets, sender } : { targets };
+      return { targets };
+    });
   }
 
   /**
@@ -116,32 +107,37 @@ export class AliasExpander {
    * null when it is no alias. A verify probe stops there (Postfix's alias.c: "aliased to VALUE").
    */
   async value(localpart: string, delimiter: string): Promise<{ value: string | null } | { error: string; dsn: string }> {
-    const split = splitExtension(localpart, delimiter);
-    try {
-      for (const name of split ? [localpart, split.user] : [localpart]) {
-        const v = await this.lookup(name);
-        if (v !== null) return { value: v };
-      }
-    } catch (e) {
-      if (!(e instanceof TableError)) throw e;
-      this.ctx.log.warn(`alias_maps: ${e.message}`);
-      return { error: `alias database unavailable: ${e.message}`, dsn: '4.3.0' };
-    }
-    return { value: null };
+    return this.guarded(async () => ({ value: (await this.aliasOf(localpart, delimiter))?.value ?? null }));
   }
 
   /** Expands a list of entries: a .forward file (class "forward") or luser_relay ("alias"). */
   async expandItems(items: string[], delimiter: string, cls: 'alias' | 'forward'): Promise<Expansion> {
-    const targets: Target[] = [];
-    try {
+    return this.guarded(async () => {
+      const targets: Target[] = [];
       const err = await this.items(items, delimiter, [], cls, targets, 0, cls);
-      if (err) return err;
+      return err ?? { targets };
+    });
+  }
+
+  /** The alias entry of the full local part, else of its user part without the extension (Postfix's recipient.c order). */
+  private async aliasOf(localpart: string, delimiter: string): Promise<{ name: string; value: string } | null> {
+    const split = splitExtension(localpart, delimiter);
+    for (const name of split ? [localpart, split.user] : [localpart]) {
+      const value = await this.lookup(name);
+      if (value !== null) return { name, value };
+    }
+    return null;
+  }
+
+  /** A broken table (TableError) is logged and defers 4.3.0 "alias database unavailable". */
+  private async guarded<T>(work: () => Promise<T>): Promise<T | { error: string; dsn: string }> {
+    try {
+      return await work();
     } catch (e) {
       if (!(e instanceof TableError)) throw e;
       this.ctx.log.warn(`alias_maps: ${e.message}`);
       return { error: `alias database unavailable: ${e.message}`, dsn: '4.3.0' };
     }
-    return { targets };
   }
 
   /** Expands one name into targets; returns an error to stop, else null. */

@@ -155,6 +155,8 @@ type Result = Omit<RecipientOutcome, 'index' | 'relay'> & { relay?: string; pass
 interface Leaf { address: string; original: string; result: Result }
 const sent = (reason: string): Result => ({ status: 'sent', dsn: '2.0.0', reason });
 const fail = (dsn: string, reason: string): Result => ({ status: dsn.startsWith('5') ? 'bounced' : 'deferred', dsn, reason });
+/** The result that decides for several targets: a deferral (a retry can still succeed), else a bounce, else the first. */
+const worstOf = (results: Result[]): Result | undefined => results.find((r) => r.status === 'deferred') ?? results.find((r) => r.status === 'bounced') ?? results[0];
 
 async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const started = Date.now();
@@ -163,10 +165,11 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   const content = 'content' in read ? read.content : undefined;
   const outcomes: RecipientOutcome[] = [];
   const passedOn: RecipientOutcome[] = [];
-  /** An expansion's deliveries' lines (held for a probe as report()'s are). */
-  const leafLines = new StatusLog(s.ctx.log, req.queueId, req);
-  /** A probe's lines from the transports recipients were passed to (./delegate.ts). */
-  const delegatedLines: HeldStatusLine[] = [];
+  /**
+   * The lines of an expansion's deliveries (held for a probe as report()'s are), and for a probe
+   * the held lines of the transports recipients were passed to (./delegate.ts).
+   */
+  const lines = new StatusLog(s.ctx.log, req.queueId, req);
   // soft_bounce: an expansion's bounced address is kept as a deferral, and so is the recipient
   // it came from (the rest goes through report()).
   const soft = softBounceOf(s.ctx.config);
@@ -183,13 +186,13 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
       }
     }
     const { passed, leaves, probeLines: passedLines, ...o } = res;
-    if (passedLines) delegatedLines.push(...passedLines);
+    if (passedLines) lines.held.push(...passedLines);
     if (leaves?.length) {
       const now = Date.now();
       const delays = formatDelays(req.arrival, req.activated, started, { connect: 0, transmit: now - started }, now);
       for (const l of leaves) {
         const { passed: _p, leaves: _l, probeLines: _h, ...lo } = l.result;
-        leafLines.line({ address: l.address, original: l.original }, bounceOrDefer({ index: r.index, relay: s.ctx.service, ...lo }, soft, req.verify), delays);
+        lines.line({ address: l.address, original: l.original }, bounceOrDefer({ index: r.index, relay: s.ctx.service, ...lo }, soft, req.verify), delays);
       }
     }
     if (passed || leaves?.length) passedOn.push(bounceOrDefer({ index: r.index, relay: s.ctx.service, ...o }, soft, req.verify));
@@ -197,7 +200,7 @@ async function deliver(s: State, req: DeliveryRequest): Promise<DeliveryReply> {
   }
   // A passed-on recipient was logged by the transport that delivered it, an expansion's deliveries above.
   const reply = report(s.ctx, req, outcomes, started);
-  const probeLines = [...delegatedLines, ...leafLines.held, ...(reply.probeLines ?? [])];
+  const probeLines = [...lines.held, ...(reply.probeLines ?? [])];
   return { ...reply, outcomes: [...reply.outcomes, ...passedOn], ...(probeLines.length > 0 ? { probeLines } : {}) };
 }
 
@@ -264,8 +267,8 @@ async function verifyTargets(s: State, req: DeliveryRequest, address: string, or
     }
   }
   const probeLines = passed.flatMap((r) => r.probeLines ?? []);
-  const worst = passed.find((r) => r.status === 'deferred') ?? passed.find((r) => r.status === 'bounced') ?? (said.length === 0 ? passed[0] : undefined);
-  const result = worst ?? sent(said.join(', ') || 'delivers to mailbox');
+  const worst = worstOf(passed);
+  const result = worst && (worst.status !== 'sent' || said.length === 0) ? worst : sent(said.join(', ') || 'delivers to mailbox');
   return { ...result, ...(probeLines.length ? { probeLines } : {}) };
 }
 
@@ -298,7 +301,7 @@ async function deliverTargets(s: State, req: DeliveryRequest, content: Uint8Arra
     results.push(r);
     leaves.push({ address, original: orcpt, result: r });
   }
-  const { probeLines: _own, ...result } = results.find((r) => r.status === 'deferred') ?? results.find((r) => r.status === 'bounced') ?? results[0] ?? sent('delivered');
+  const { probeLines: _own, ...result } = worstOf(results) ?? sent('delivered');
   const probeLines = results.flatMap((r) => r.probeLines ?? []);
   return { ...result, ...(leaves.length ? { leaves } : {}), ...(probeLines.length ? { probeLines } : {}) };
 }

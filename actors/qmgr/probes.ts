@@ -16,7 +16,7 @@
 import type { Config } from '../../src/config/index.js';
 import { valuesOf, type Params } from '../../src/config/declared.js';
 import { maillogTag, type Logger } from '../../src/log/maillog.js';
-import { logDelivery, statusLine, type Delays, type LoggedRecipient } from '../../src/delivery/log.js';
+import { heldLine, logDelivery, statusLine, type Delays, type LoggedRecipient } from '../../src/delivery/log.js';
 import type { MessageMeta } from '../../src/queue/types.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
 import { VerifyClient } from '../../src/verify/client.js';
@@ -76,6 +76,6 @@ export class ProbeReports {
  */
 export function logOutcome(log: Logger, msg: ActiveMessage, r: LoggedRecipient, o: RecipientOutcome, d: Delays): void {
   const { trace } = msg.meta;
-  if (trace === 'probe') (msg.probeLines ??= []).push({ tag: log.tag(), recipient: { address: r.address, ...(r.original !== undefined ? { original: r.original } : {}) }, outcome: o, ...d });
+  if (trace === 'probe') (msg.probeLines ??= []).push(heldLine(log, r, o, d));
   else logDelivery(log, msg.meta.queueId, r, o, d, trace === 'verify');
 }

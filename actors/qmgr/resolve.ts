@@ -19,7 +19,7 @@ import type { Logger } from '../../src/log/maillog.js';
 import type { Actor } from '../../src/runtime/endpoint.js';
 import { ServiceError } from '../../src/runtime/wire.js';
 import { ResolveCache, tableFiles } from '../../src/rewrite/cache.js';
-import { TrivialRewrite } from '../../src/rewrite/settings.js';
+import { rewriteService, TrivialRewrite } from '../../src/rewrite/settings.js';
 import { resolveService, type ResolveReply, type RewriteRequest } from '../protocol.js';
 
 /** The parameters that make a resolve depend on the envelope sender. */
@@ -59,12 +59,12 @@ export class Resolver {
   private readonly senderDependent: boolean;
 
   constructor(private readonly config: Config, private readonly actor: Actor, private readonly log: Logger, p: Params<typeof RESOLVE_PARAMS> = readParams(config, RESOLVE_PARAMS, 'qmgr')) {
-    this.service = config.services.find((s) => s.command === 'trivial-rewrite')?.name ?? null;
+    const service = rewriteService(config);
+    this.service = service?.name ?? null;
     this.discard = config.services.find((s) => s.command === 'discard')?.name ?? null;
     this.doubleBounce = `${p.double_bounce_sender}@${p.myorigin}`.toLowerCase();
     if (!this.service) log.info('no trivial-rewrite service in master.cf: qmgr resolves addresses in-process');
     // What the rewrite service reads: main.cf with its master.cf -o overrides.
-    const service = config.services.find((s) => s.command === 'trivial-rewrite');
     const rewrite = service && Object.keys(service.overrides).length > 0 ? config.withOverrides(service.overrides) : config;
     this.senderDependent = SENDER_MAPS.some((p) => rewrite.getList(p).length > 0);
     this.cache = new ResolveCache(tableFiles(rewrite, ['transport_maps', 'relocated_maps', 'address_verify_transport_maps', ...SENDER_MAPS]));

@@ -58,6 +58,7 @@ import { installEtrn, type EtrnHooks } from './etrn.js';
 import { FLUSH_CLIENT_PARAMS, FlushClient } from '../../src/flush/client.js';
 import { CHAT_PARAMS, chatSettings, installChat, sessionMacros } from './chat.js';
 import { ByteBudget } from '../../src/runtime/byte-budget.js';
+import { rewriteService } from '../../src/rewrite/settings.js';
 
 const log = maillog('smtpd');
 /**
@@ -804,7 +805,7 @@ async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server:
    * beside cleanup's instead of after it (bench/delivery's first messages waited for cleanup's,
    * then rewrite's, then the agent's start, one after another).
    */
-  const resolver = ctx.config.services.find((s) => s.command === 'trivial-rewrite')?.name;
+  const resolver = rewriteService(ctx.config)?.name;
   function warmCleanup(): void {
     const now = Date.now();
     if (now - warmedAt < 1000) return;

@@ -55,6 +55,12 @@ export function statusLine(queueId: string, recipient: LoggedRecipient, o: Recip
   return `${queueId}: ${recipientLog(recipient)}, relay=${o.relay}, delay=${d.delay}, delays=${d.delays}, dsn=${o.dsn}, status=${status} (${o.reason})`;
 }
 
+/** A status line held back, to be logged under `log`'s tag (qmgr: actors/qmgr/probes.ts). */
+export function heldLine(log: Logger, recipient: LoggedRecipient, o: RecipientOutcome, d: Delays): HeldStatusLine {
+  const { address, original } = recipient;
+  return { tag: log.tag(), recipient: original !== undefined ? { address, original } : { address }, outcome: o, delay: d.delay, delays: d.delays };
+}
+
 /**
  * Where a delivery's status lines go: to the log at once, or, for a verify service probe
  * (DeliveryRequest.probe), into `held`: Postfix's verify_append() tells the verify service
@@ -67,7 +73,7 @@ export class StatusLog {
   constructor(private readonly log: Logger, private readonly queueId: string, private readonly mode: { verify?: boolean; probe?: true }) {}
 
   line(recipient: LoggedRecipient, o: RecipientOutcome, d: Delays): void {
-    if (this.mode.probe) this.held.push({ tag: this.log.tag(), recipient: { address: recipient.address, ...(recipient.original !== undefined ? { original: recipient.original } : {}) }, outcome: o, ...d });
+    if (this.mode.probe) this.held.push(heldLine(this.log, recipient, o, d));
     else logDelivery(this.log, this.queueId, recipient, o, d, this.mode.verify ?? false);
   }
 

@@ -3,6 +3,7 @@
  * here so the agents' shared helpers (src/delivery/agent.ts, log.ts) can use them;
  * actors/protocol.ts re-exports them.
  */
+import type { LoggedRecipient } from './log.js';
 import type { Smtputf8Flags } from '../queue/types.js';
 import type { XforwardAttrs } from '../smtp/xforward.js';
 
@@ -94,7 +95,7 @@ export interface DeliveryReply {
  */
 export interface HeldStatusLine {
   tag: string;
-  recipient: { address: string; original?: string };
+  recipient: LoggedRecipient;
   outcome: RecipientOutcome;
   delay: string;
   delays: string;

@@ -1,9 +1,14 @@
 /** Rewrite and resolve settings of one configuration, and the tables they use. */
-import type { Config } from '../config/index.js';
+import type { Config, MasterService } from '../config/index.js';
 import { readParams, valuesOf, type ParamSpec, type Params } from '../config/declared.js';
 import type { RewriteReply, RewriteRequest, ResolveReply } from './protocol.js';
 import { rewriteAddress, type RewriteSettings } from './rewrite.js';
 import { domainListProblems, openTables, resolveAddress, resolveSettings, RESOLVE_PARAMS, RESOLVE_TABLE_PARAMS, type ResolveSettings, type TableSet } from './resolve.js';
+
+/** master.cf's trivial-rewrite service (the one qmgr asks to resolve; smtpd warms it), if any. */
+export function rewriteService(config: Config): MasterService | undefined {
+  return config.services.find((s) => s.command === 'trivial-rewrite');
+}
 
 /** What rewriting reads, declared (src/config/declared.ts). */
 export const REWRITE_PARAMS = {
