@@ -503,6 +503,44 @@ describe('active.ts + message.ts (through QueueManager): a message read in slice
     }
   });
 
+  test('a message queued while qmgr starts (smtpd runs beside it) is taken by the start-up scan, or the one after it, and delivered once', async () => {
+    const store = QueueStore.open(tempDir());
+    const log = testLog();
+    const sent: string[] = [];
+    const actor = {
+      ...noServices,
+      request: (to: string, body: unknown) => {
+        if (to === 'rewrite') return Promise.reject(new ServiceError('BUSY', 'busy'));
+        if (to !== 'smtp') return Promise.reject(new ServiceError('NOSERVICE', to));
+        const request = body as DeliveryRequest;
+        sent.push(request.queueId);
+        return Promise.resolve({ queueId: request.queueId, outcomes: request.recipients.map((r) => ({ index: r.index, status: 'sent', dsn: '2.0.0', reason: '250 ok', relay: 'example.com[192.0.2.1]:25' })) });
+      },
+    } as unknown as Actor;
+    const manager = new QueueManager(config(), store, actor, log);
+    const content = Buffer.from('Subject: t\r\n\r\nbody\r\n');
+    const meta = (queueId: string, queue: 'incoming' | 'active'): MessageMeta => ({ queueId, queue, arrival: Date.now(), sender: 's@example.org', recipients: [{ address: 'r@example.com', done: false }], size: content.length, nextAttempt: 0, attempts: 0, checksum: contentChecksum(content) });
+    try {
+      // A message left active by a crash (recovered to incoming at start), one in incoming.
+      await store.restore([{ meta: meta('CRASHED', 'active'), content }, { meta: meta('WAITING', 'incoming'), content }]);
+      const started = manager.start();
+      // cleanup's notices while start() recovers and scans: one for a message already there, one
+      // for a message committed after start() began (its scan may or may not list it).
+      manager.queued('WAITING');
+      await store.restore([{ meta: meta('NEW', 'incoming'), content }]);
+      manager.queued('NEW');
+      await started;
+      await until('all three delivered and removed', () => ['CRASHED', 'WAITING', 'NEW'].every((id) => store.get(id) === undefined));
+      assert.deepEqual([...sent].sort(), ['CRASHED', 'NEW', 'WAITING'], 'each delivered once');
+      for (const id of ['CRASHED', 'WAITING', 'NEW']) assert.equal(log.lines.filter((l) => l.startsWith(`info: ${id}: from=`)).length, 1, log.lines.join('\n'));
+      assert.ok(log.lines.includes('info: recovered 1 message(s) from the active queue'), log.lines.join('\n'));
+    } finally {
+      manager.pause();
+      await manager.idle(2000);
+      await store.close();
+    }
+  });
+
   test('a message whose content is missing (its envelope is there) is set aside as well; one deleted meanwhile is only "vanished"', async () => {
     const dir = tempDir();
     const store = QueueStore.open(dir);

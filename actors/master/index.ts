@@ -457,7 +457,11 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     const q = plan.services.find((p) => isQueueManager(p.line.command))!;
     qmgrCommand = q.line.command;
     qmgr = supervise(config, q, 0);
-    await qmgr.ready();
+    // The listeners start beside qmgr, not after it, as Postfix's master does not wait for its
+    // queue manager either: smtpd answers while qmgr recovers and scans the queue (a long one
+    // with a big backlog), and mail queued meanwhile is taken by qmgr's last start-up scan.
+    const qmgrReady = qmgr.ready();
+    qmgrReady.catch(() => undefined); // awaited below; a failure then stops what started
     // metrics_listen: /metrics (every thread's counters summed) and /health (services up, store writable).
     if (metricsListen) {
       const liveThreads = () => {
@@ -490,6 +494,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       }
     }
     listeners = await startListeners(config, plan);
+    await qmgrReady;
     stopPickupWatch = watchPickup(plan);
     stopSmtpdWatch = watchSmtpdLoad(() => listeners.filter((w) => smtpdWorkers.has(w)), () => current.getTime('max_idle') * 1000);
   } catch (err) {

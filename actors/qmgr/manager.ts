@@ -79,6 +79,9 @@ export class QueueManager {
   private readonly flow: MailFlow | null;
   private scanning = false;
   private timer: NodeJS.Timeout | null = null;
+  /** start() is recovering and scanning the queues: a new message waits for its last scan. */
+  private starting = false;
+  private queuedEarly = false;
   private paused = false;
 
   /**
@@ -156,12 +159,19 @@ export class QueueManager {
     this.end.reconfigure(p, { notifier, probes, fastFlush });
   }
 
-  /** Start-up: what was active goes back to incoming (as Postfix does), then both queues are scanned. */
+  /**
+   * Start-up: what was active goes back to incoming (as Postfix does), then both queues are
+   * scanned. smtpd runs meanwhile (master does not wait for qmgr, as Postfix's master does not):
+   * a message queued before the scan is done is taken by one more scan of incoming after it.
+   */
   async start(): Promise<void> {
+    this.starting = true;
     const recovered = await this.store.recoverActive();
     if (recovered) this.log.info(`recovered ${recovered} message(s) from the active queue`);
     this.active.incomingBacklog = true;
     await this.scan(true);
+    this.starting = false;
+    if (this.queuedEarly) void this.scan(true);
     this.active.flowStep(false);
     this.timer = setInterval(() => void this.scan(false), this.runDelay * 1000);
   }
@@ -213,6 +223,11 @@ export class QueueManager {
 
   /** cleanup's "queued": take the new message now, unless the active queue is full. */
   queued(queueId: string): void {
+    if (this.starting) {
+      // The active queue is being recovered and scanned (start()): taken by the scan after it.
+      this.queuedEarly = true;
+      return;
+    }
     if (!this.active.room()) {
       this.active.incomingBacklog = true;
       return;
@@ -348,6 +363,9 @@ export class QueueManager {
   /** Stop handing out deliveries (shutdown): what is in flight still completes and is recorded. */
   pause(): void {
     this.paused = true;
+    // No more scans either: nothing taken now would be handed out.
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
   }
 
   /** Resolves when no delivery is in flight and no result is being written (or after timeoutMs). */
