@@ -11,6 +11,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { SmtpSink } from '../src/smtp/sink.js';
 import { BACKEND_SERVICES, freePort, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 
@@ -77,6 +78,18 @@ describe('e2e address verification', () => {
     await sink?.close();
   });
 
+  /** Whether the server process has a thread of that name (/proc/PID/task/TID/comm: ps -L). */
+  const threadNamed = (name: string): boolean => {
+    const pid = server.child!.pid!;
+    return readdirSync(`/proc/${pid}/task`).some((tid) => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === name;
+      } catch {
+        return false; // the thread ended meanwhile
+      }
+    });
+  };
+
   /** One transaction up to the RCPT reply (then RSET, QUIT). */
   async function rcpt(port: number, from: string, to: string): Promise<string> {
     const { smtp } = await SmtpDialogue.connect(port, { timeoutMs: 15_000 });
@@ -97,12 +110,15 @@ describe('e2e address verification', () => {
   test('first RCPT: 450 "Address verification in progress"; the probe goes from double-bounce@$myorigin, stops at RCPT TO; the retry gets the cached verdict', async () => {
     const unknown = 'unknown-1@example.com';
     const known = 'known-1@example.com';
+    // verify's thread starts at its first request, as Postfix's master spawns verify then.
+    assert.equal(threadNamed('verify'), false, 'no verify thread before an address is verified');
     assert.equal(await rcpt(server.port, 'sender@example.org', unknown),
       `450 4.1.1 <${unknown}>: Recipient address rejected: unverified address: Address verification in progress`);
     await server.waitForLog(new RegExp(`NOQUEUE: reject: RCPT from localhost\\[127\\.0\\.0\\.1\\]: 450 4\\.1\\.1 <${unknown}>: Recipient address rejected: unverified address: Address verification in progress; from=<sender@example\\.org> to=<${unknown}> proto=ESMTP helo=<client\\.test>`), 5000);
     const probe = await server.waitForLog(new RegExp(`: to=<${unknown}>, relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${server.sinkPort}, .*status=undeliverable`), 15_000);
     assert.ok(probe.endsWith(`dsn=5.1.1, status=undeliverable (${said(unknown)})`), probe);
     assert.match(probe, /\/smtp\[\d+\]: [0-9A-Za-z]+: to=</, 'logged as the smtp agent, as Postfix\'s smtp(8) logs it');
+    assert.equal(threadNamed('verify'), true, 'the first request started verify');
     const probeId = /: ([0-9A-Za-z]+): to=</.exec(probe)![1]!;
     await server.waitForLog(new RegExp(`${probeId}: from=<${PROBE_SENDER}>, size=\\d+, nrcpt=1 \\(queue active\\)`), 5000);
     await server.waitForLog(new RegExp(`${probeId}: removed$`), 5000);

@@ -106,8 +106,11 @@ test('a pool whose spreadAt is above its concurrency (local, virtual) queues in 
     const replies = await burst(30);
     assert.equal(new Set(replies.map((r) => r.thread)).size, 1, 'thirty requests, four at a time, one thread');
     assert.equal(p.threads, 1);
-    const more = await burst(40);
-    assert.equal(new Set(more.map((r) => r.thread)).size, 2, 'beyond spreadAt a second thread starts');
+    const more = burst(40);
+    // The pool starts the second thread as the 33rd request comes; which thread serves the last
+    // eight depends on how soon it is ready (on a loaded machine the first may be free again first).
+    assert.equal(p.threads, 2, 'beyond spreadAt a second thread starts');
+    assert.equal((await more).length, 40);
   } finally {
     await p.close();
   }

@@ -446,6 +446,13 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
     demand: () => { for (const w of listeners) if (w.options.service === s.service) w.demand(); },
   })), (w) => log.warn(w));
   let stopPickupWatch = (): void => undefined;
+  // verify's thread starts at its first request, as Postfix's master spawns verify when a client
+  // connects: a server whose restrictions never verify an address never runs it.
+  const wakeOnRequest = (p: Plan) => {
+    for (const s of p.services.filter((x) => x.kind === 'supervised' && x.onDemand && x.line.command !== 'pickup')) {
+      router.onDemand(s.service, () => { for (const w of listeners) if (w.options.service === s.service) w.demand(); });
+    }
+  };
   let stopSmtpdWatch = (): void => undefined;
   try {
     await resolveListenAddresses(config, plan, (w) => log.warn(w));
@@ -494,6 +501,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       }
     }
     listeners = await startListeners(config, plan);
+    wakeOnRequest(plan);
     await qmgrReady;
     stopPickupWatch = watchPickup(plan);
     stopSmtpdWatch = watchSmtpdLoad(() => listeners.filter((w) => smtpdWorkers.has(w)), () => current.getTime('max_idle') * 1000);
@@ -543,6 +551,7 @@ export async function startMaster(config: Config, options: MasterOptions = {}): 
       // running pools, as a new Postfix smtpd may reach an old cleanup process.
       const oldListeners = listeners;
       listeners = await startListeners(next, nextPlan);
+      wakeOnRequest(nextPlan);
       stopPickupWatch();
       stopPickupWatch = watchPickup(nextPlan);
       await Promise.allSettled(oldListeners.map(retire));

@@ -9,6 +9,11 @@ const meta: WorkerMetadata = {
   kind: 'worker',
   // Postfix's verify is a "solitary" server: one thread, whatever maxproc says.
   singleton: true,
+  // No thread until its first request (master's router starts it), as Postfix's master spawns
+  // verify when smtpd or qmgr first connects: most servers never verify an address. Its cache
+  // is in the queue store, so nothing is lost by a thread that was never started. Once started
+  // it stays (it does not report idle, as pickup does).
+  onDemand: true,
 };
 
 export default meta;

@@ -36,6 +36,8 @@ export class Router {
   /** The client threads of each service of long-lived workers (wired again to a restarted one);
    *  apart from `users`: an smtpd listener and the smtp pool may share a service name. */
   private readonly workerUsers = new Map<string, Set<PoolClient>>();
+  /** Services of long-lived workers with no thread until their first request (verify): how to start one. */
+  private readonly wakers = new Map<string, () => void>();
   /** Requests carried (tests and metrics: what still goes through the master). */
   carried = 0;
 
@@ -49,6 +51,18 @@ export class Router {
 
   removePool(service: string): void {
     this.pools.delete(service);
+  }
+
+  /**
+   * A service of long-lived workers that has no thread until a request comes for it: `wake`
+   * starts one (its port attaches at once, and the request waits in the port for its set-up).
+   */
+  onDemand(service: string, wake: () => void): void {
+    this.wakers.set(service, wake);
+  }
+
+  private wake(service: string): void {
+    if ((this.workers.get(service)?.length ?? 0) === 0) this.wakers.get(service)?.();
   }
 
   /** Attaches a long-lived worker's data port: routes its requests, and lets it be addressed. */
@@ -98,6 +112,7 @@ export class Router {
    */
   carry<T>(me: RouterClient, to: string, body: unknown, transfer: ArrayBuffer[] | undefined, reply = true): Promise<T> {
     const pool = this.pools.get(to);
+    if (!pool) this.wake(to);
     if (pool && !me.uses.has(to)) {
       me.uses.add(to);
       let set = this.users.get(to);
@@ -138,6 +153,7 @@ export class Router {
       return Promise.resolve(undefined as T);
     }
     if (pool) return pool.run<T>(body, transfer);
+    this.wake(service);
     const list = this.workers.get(service);
     if (!list || list.length === 0) return Promise.reject(new ServiceError('NOSERVICE', `no service ${service}`));
     const target = list[this.rr++ % list.length]!;
