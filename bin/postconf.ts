@@ -35,7 +35,7 @@ import {
 } from '../src/config/postconf.js';
 import { PARAM_NAME_RE } from '../src/config/main-cf.js';
 import { EditError, editMasterCf } from '../src/config/postconf-edit.js';
-import { TABLE_TYPES } from '../src/maps/index.js';
+import { TABLE_TYPES } from '../src/maps/table-types.js';
 
 const EX_USAGE = 64;
 

@@ -38,6 +38,7 @@ import { SocketmapTable } from './socketmap.js';
 import { SqliteTable } from './sqlite.js';
 import { TcpTable } from './tcp.js';
 import { TableError, type LookupResult, type LookupTable, type TableInfo } from './types.js';
+import { TABLE_TYPES } from './table-types.js';
 
 export { TableError, tableError, NOT_FOUND } from './types.js';
 export type { LookupResult, LookupTable, TableInfo, InfoTable } from './types.js';
@@ -46,9 +47,7 @@ export { writeLmdb, readLmdb, lmdbFile } from './lmdb.js';
 export { parseAliases } from './aliases.js';
 export { INDEXED_TYPES, setTableNotices, type NoticeSink } from './indexed.js';
 
-/** Every table type openTable() opens, sorted as Postfix's postconf -m prints them. */
-export const TABLE_TYPES: readonly string[] = ['cidr', 'inline', 'lmdb', 'nis', 'pcre', 'regexp', 'static', 'texthash', ...INDEXED_TYPES.keys(),
-  'memcache', 'mysql', 'pgsql', 'proxy', 'socketmap', 'sqlite', 'tcp'].sort();
+export { TABLE_TYPES } from './table-types.js';
 
 /** The types whose tables are opened once per thread and shared (connections, a database handle). */
 const SHARED_TYPES = new Set(['memcache', 'mysql', 'pgsql', 'socketmap', 'sqlite', 'tcp', 'proxy']);
