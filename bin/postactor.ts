@@ -11,15 +11,19 @@ import { manual } from '../src/cli/manual.js';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { QueueStore } from '../src/queue/store.js';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, queueDirectory, type Config, type Origin } from '../src/config/index.js';
-import { checkTables } from '../actors/master/tables.js';
-import { checkConfig, resolveListenAddresses, runningMaster, startMaster } from '../actors/master/index.js';
-import { planServices } from '../actors/master/services.js';
+import { runningMaster } from '../actors/master/running.js';
 import { MASTER_NODE_FLAGS, masterEnvironment } from '../src/runtime/heap-limits.js';
 import { controlRequest, controlSocketPath } from '../src/runtime/control.js';
+
+/**
+ * Master's code (and with it every module the server's main thread uses), loaded by the commands
+ * that start, check or reload a configuration; stop, abort, status and flush only talk to a
+ * running master and start faster without it.
+ */
+const masterCode = (): Promise<typeof import('../actors/master/index.js')> => import('../actors/master/index.js');
 
 const USAGE = 'usage: postactor [-c config_dir] [-v] start-fg | start | stop | abort | reload | status | check | flush';
 const PROG = 'postactor/postactor-script';
@@ -80,6 +84,7 @@ async function main(): Promise<void> {
       // Started by `postactor start` (below): in the background, so syslog when maillog_file is empty.
       const background = process.env['POSTACTOR_DAEMON'] === '1';
       delete process.env['POSTACTOR_DAEMON'];
+      const { startMaster } = await masterCode();
       let master;
       try {
         master = await startMaster(config, { background });
@@ -94,6 +99,7 @@ async function main(): Promise<void> {
     }
     case 'start': {
       if (await runningMaster(config)) fail(`${PROG}: fatal: the Postactor mail system is already running`);
+      const { checkConfig } = await masterCode();
       const problems = checkConfig(config);
       if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
       const logFile = config.get('maillog_file');
@@ -137,6 +143,7 @@ async function main(): Promise<void> {
       return;
     }
     case 'reload': {
+      const { checkConfig } = await masterCode();
       const problems = checkConfig(load(dir));
       if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
       if (!(await runningMaster(config))) fail(`${PROG}: fatal: the Postactor mail system is not running`);
@@ -155,6 +162,9 @@ async function main(): Promise<void> {
       return;
     }
     case 'check': {
+      const [{ checkConfig, resolveListenAddresses }, { planServices }, { checkTables }, { QueueStore }] = await Promise.all([
+        masterCode(), import('../actors/master/services.js'), import('../actors/master/tables.js'), import('../src/queue/store.js'),
+      ]);
       const problems = checkConfig(config);
       // Where inet services would listen (inet_interfaces, inet_protocols, host names).
       if (!problems.length) {

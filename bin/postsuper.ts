@@ -16,7 +16,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { controlRequest } from '../src/runtime/control.js';
-import { runningMaster } from '../actors/master/index.js';
+import { runningMaster } from '../actors/master/running.js';
 import { queueDirectory } from '../src/config/index.js';
 import { configureMaillog, flushMaillog, maillog } from '../src/log/maillog.js';
 import {

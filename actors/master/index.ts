@@ -38,9 +38,9 @@ import { kick, type KickRequest } from './kick.js';
 import { smtpdTlsProblem } from '../../src/smtpd/tls.js';
 import { smtpdAnvilProblem } from '../../src/smtpd/anvil.js';
 import { DAEMONS_BUILT_INTO_MASTER, planServices, skippedServiceProblem, type Plan, type ServicePlan } from './services.js';
-import { ControlServer, controlRequest, controlSocketPath } from '../../src/runtime/control.js';
+import { ControlServer, controlSocketPath } from '../../src/runtime/control.js';
 import { Showq } from '../../src/queue/showq.js';
-import { LOCK_SUPPORTED, MasterLockHeld, acquireMasterLock, pidFilePath, pidFromFile, provenMaster, type MasterLock } from './lock.js';
+import { MasterLockHeld, acquireMasterLock, pidFilePath, provenMaster, type MasterLock } from './lock.js';
 import { effectiveProtocols, interfaceListenHosts, serviceListenAddresses } from '../../src/net/listen.js';
 import { InstanceRegistry, registryDirectory } from './instances.js';
 import { verifyMapProblem } from '../../src/verify/cache.js';
@@ -212,24 +212,7 @@ function pidFile(config: Config): string {
   return pidFilePath(queueDirectory(config));
 }
 
-/**
- * The pid of the process proven to be Postactor's master for this queue directory (its lock
- * and command line: lock.ts), or null. A pid file alone, stale or another MTA's, is not enough.
- * Where the lock is not supported (not Linux), the master must answer on its control socket
- * with the pid the pid file names.
- */
-export async function runningMaster(config: Config): Promise<number | null> {
-  const queueDir = queueDirectory(config);
-  if (LOCK_SUPPORTED) return provenMaster(queueDir);
-  const pid = pidFromFile(queueDir);
-  if (pid === null) return null;
-  try {
-    const status = (await controlRequest(controlSocketPath(queueDir), 'status', undefined, 2000)) as { pid?: number };
-    return status.pid === pid ? pid : null;
-  } catch {
-    return null;
-  }
-}
+export { runningMaster } from './running.js';
 
 export interface MasterOptions {
   /**
