@@ -41,7 +41,7 @@ export interface ServicePlan {
   threads: number;
   /** Pool threads kept while idle (the rest start on demand and end after max_idle): `warm` below. */
   minThreads: number;
-  /** Requests every pool thread holds before another starts (SPREAD_AT). */
+  /** Requests every pool thread holds before another starts (default: its concurrency). */
   spreadAt: number;
   /** Requests one pool worker runs at once. */
   concurrency: number;
@@ -83,7 +83,7 @@ interface Daemon {
    * cleanup stream. An idle thread costs 12–22 MB (bench/memory).
    */
   warm?: number;
-  /** Requests each pool thread holds before another starts (default SPREAD_AT): src/runtime/service-meta.ts. */
+  /** Requests each pool thread holds before another starts (default: the concurrency): src/runtime/service-meta.ts. */
   spreadAt?: number | undefined;
   /**
    * A supervised singleton started only when there is work, ending after max_idle without it
@@ -153,13 +153,16 @@ const POSTFIX_DAEMONS_NOT_BUILT = new Set([
   'showq', 'tlsmgr', 'tlsproxy',
 ]);
 
-/**
- * A pool starts another thread (up to maxproc) once each running thread holds this many requests,
- * capped by the requests a thread runs at once. Each thread serves many requests asynchronously,
- * so one thread carries light traffic; 8 at once is load (bench/relay's 20 sessions start every
- * thread of cleanup and smtp), where a second core helps.
+/*
+ * A pool starts another thread (up to maxproc) once each running thread holds as many requests
+ * as it runs at once (its concurrency; a service may say otherwise: PoolMetadata.spreadAt). Each
+ * thread serves many requests asynchronously, and a second isolate costs more than it brings
+ * while the first has room: its own JIT warm-up, smaller batches on each side, and for cleanup
+ * a second writer taking turns at LMDB's one write lock. bench/relay (20 sessions, 3,000
+ * messages, the same runs alternating): spreading at 8 requests started a second cleanup and a
+ * second smtp thread; spreading at the concurrency keeps one of each, at 1.87 instead of 2.78 ms
+ * of CPU per message and 776 instead of 563 messages/s (bench/README.md, session 14).
  */
-const SPREAD_AT = 8;
 
 export interface SkippedService {
   service: string;
@@ -235,7 +238,7 @@ export function planServices(config: Config): Plan {
     }
     const file = custom ? pathToFileURL(line.command) : new URL(daemon.module, import.meta.url);
     const warm = daemon.kind === 'supervised' ? threads : (daemon.warm ?? 0);
-    const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: daemon.spreadAt ?? Math.min(SPREAD_AT, daemon.concurrency), concurrency: daemon.concurrency, startOrder: startOrderOf(daemon), line };
+    const plan: ServicePlan = { service: line.name, kind: daemon.kind, file, threads, minThreads: Math.min(warm, threads), spreadAt: daemon.spreadAt ?? daemon.concurrency, concurrency: daemon.concurrency, startOrder: startOrderOf(daemon), line };
     if (daemon.onDemand) plan.onDemand = true;
     if (line.type === 'inet') plan.listen = inetEndpoint(line);
     // Singletons, whatever maxproc says (as in Postfix; verify is a "solitary" server).

@@ -31,7 +31,7 @@ export interface PoolMetadata extends CommonMetadata {
   minThreads?: number;
   /**
    * Requests each thread holds (running, and queued beyond `concurrency`) before the pool starts
-   * another (default: master's SPREAD_AT, 8, or `concurrency` if smaller). An agent whose work
+   * another (default: `concurrency`, a thread full before the next starts). An agent whose work
    * waits elsewhere (local and virtual: in their helper processes) says more: one thread carries
    * it, and a second isolate with its own helpers would cost more than it brings.
    */
