@@ -461,25 +461,34 @@ describe('done.ts: the end of an attempt, written to a real store', () => {
   });
 });
 
+/** qmgr's services for a QueueManager test: rewrite busy (qmgr resolves by itself), smtp answered by `deliver`. */
+function smtpOnly(deliver: (request: DeliveryRequest) => DeliveryReply): Actor {
+  return {
+    ...noServices,
+    request: (to: string, body: unknown) => {
+      if (to === 'rewrite') return Promise.reject(new ServiceError('BUSY', 'busy'));
+      if (to !== 'smtp') return Promise.reject(new ServiceError('NOSERVICE', to));
+      return Promise.resolve(deliver(body as DeliveryRequest));
+    },
+  } as unknown as Actor;
+}
+
+/** Every recipient of the request delivered by the next hop. */
+const allSent = (request: DeliveryRequest): DeliveryReply => ({ queueId: request.queueId, outcomes: request.recipients.map((r) => ({ index: r.index, status: 'sent', dsn: '2.0.0', reason: '250 ok', relay: 'example.com[192.0.2.1]:25' })) });
+
 describe('active.ts + message.ts (through QueueManager): a message read in slices', () => {
   test('a message whose content fails its checksum: the agent finds it as it reads it, nothing goes out, qmgr saves it to corrupt', async () => {
     const store = QueueStore.open(tempDir());
     const log = testLog();
     const sent: string[] = [];
     // The agent reads the content as every delivery agent does (src/delivery/content.ts).
-    const actor = {
-      ...noServices,
-      request: (to: string, body: unknown) => {
-        if (to === 'rewrite') return Promise.reject(new ServiceError('BUSY', 'busy'));
-        if (to !== 'smtp') return Promise.reject(new ServiceError('NOSERVICE', to));
-        const request = body as DeliveryRequest;
-        const read = agentContent(store, request);
-        if ('damaged' in read) return Promise.resolve(corruptReply(request, read.damaged));
-        assert.ok('content' in read);
-        sent.push(`${request.queueId} ${read.content.toString('latin1')}`);
-        return Promise.resolve({ queueId: request.queueId, outcomes: request.recipients.map((r) => ({ index: r.index, status: 'sent', dsn: '2.0.0', reason: '250 ok', relay: 'example.com[192.0.2.1]:25' })) });
-      },
-    } as unknown as Actor;
+    const actor = smtpOnly((request) => {
+      const read = agentContent(store, request);
+      if ('damaged' in read) return corruptReply(request, read.damaged);
+      assert.ok('content' in read);
+      sent.push(`${request.queueId} ${read.content.toString('latin1')}`);
+      return allSent(request);
+    });
     const manager = new QueueManager(config(), store, actor, log);
     try {
       const content = Buffer.from('Subject: t\r\n\r\nbody\r\n');
@@ -507,16 +516,10 @@ describe('active.ts + message.ts (through QueueManager): a message read in slice
     const store = QueueStore.open(tempDir());
     const log = testLog();
     const sent: string[] = [];
-    const actor = {
-      ...noServices,
-      request: (to: string, body: unknown) => {
-        if (to === 'rewrite') return Promise.reject(new ServiceError('BUSY', 'busy'));
-        if (to !== 'smtp') return Promise.reject(new ServiceError('NOSERVICE', to));
-        const request = body as DeliveryRequest;
-        sent.push(request.queueId);
-        return Promise.resolve({ queueId: request.queueId, outcomes: request.recipients.map((r) => ({ index: r.index, status: 'sent', dsn: '2.0.0', reason: '250 ok', relay: 'example.com[192.0.2.1]:25' })) });
-      },
-    } as unknown as Actor;
+    const actor = smtpOnly((request) => {
+      sent.push(request.queueId);
+      return allSent(request);
+    });
     const manager = new QueueManager(config(), store, actor, log);
     const content = Buffer.from('Subject: t\r\n\r\nbody\r\n');
     const meta = (queueId: string, queue: 'incoming' | 'active'): MessageMeta => ({ queueId, queue, arrival: Date.now(), sender: 's@example.org', recipients: [{ address: 'r@example.com', done: false }], size: content.length, nextAttempt: 0, attempts: 0, checksum: contentChecksum(content) });

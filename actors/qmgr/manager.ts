@@ -171,7 +171,10 @@ export class QueueManager {
     this.active.incomingBacklog = true;
     await this.scan(true);
     this.starting = false;
-    if (this.queuedEarly) void this.scan(true);
+    if (this.queuedEarly) {
+      this.queuedEarly = false;
+      void this.scan(true);
+    }
     this.active.flowStep(false);
     this.timer = setInterval(() => void this.scan(false), this.runDelay * 1000);
   }
