@@ -74,7 +74,7 @@ test('with two threads running, a third starts only when both are busy', async (
     b.busy = 0.1;
     await seconds(BUSY_CHECKS + 1);
     assert.equal(c.demanded, 0);
-    b.busy = 0.8;
+    b.busy = (SPREAD_ELU + 1) / 2; // over the threshold as well
     await seconds(BUSY_CHECKS + 1);
     assert.ok(c.demanded >= 1);
   } finally {
