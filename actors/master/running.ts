@@ -1,7 +1,7 @@
 /**
- * Whether Postactor's master runs for a configuration: what `postactor stop`/`status`/`reload`
+ * Whether Postactor's master runs for a configuration: what `postactor stop`/`abort`/`status`
  * and postsuper ask, apart from master's own code (./index.ts), which these commands then do not
- * load.
+ * load (start, check and reload load it for checkConfig).
  */
 import { queueDirectory, type Config } from '../../src/config/index.js';
 import { controlRequest, controlSocketPath } from '../../src/runtime/control.js';

@@ -160,8 +160,8 @@ const POSTFIX_DAEMONS_NOT_BUILT = new Set([
  * while the first has room: its own JIT warm-up, smaller batches on each side, and for cleanup
  * a second writer taking turns at LMDB's one write lock. bench/relay (20 sessions, 3,000
  * messages, the same runs alternating): spreading at 8 requests started a second cleanup and a
- * second smtp thread; spreading at the concurrency keeps one of each, at 1.87 instead of 2.78 ms
- * of CPU per message and 776 instead of 563 messages/s (bench/README.md, session 14).
+ * second smtp thread; spreading at the concurrency keeps one of each, at 1.96 instead of 2.82 ms
+ * of CPU per message and 727 instead of 552 messages/s (bench/README.md, session 14).
  */
 
 export interface SkippedService {
