@@ -17,13 +17,18 @@ import { ConfigError, loadConfig, queueDirectory, type Config, type Origin } fro
 import { runningMaster } from '../actors/master/running.js';
 import { MASTER_NODE_FLAGS, masterEnvironment } from '../src/runtime/heap-limits.js';
 import { controlRequest, controlSocketPath } from '../src/runtime/control.js';
+import { enableCommandCompileCache, flushCompileCacheSoon } from '../src/runtime/compile-cache.js';
 
 /**
  * Master's code (and with it every module the server's main thread uses), loaded by the commands
  * that start, check or reload a configuration; stop, abort, status and flush only talk to a
  * running master and start faster without it.
  */
-const masterCode = (): Promise<typeof import('../actors/master/index.js')> => import('../actors/master/index.js');
+const masterCode = (): Promise<typeof import('../actors/master/index.js')> => {
+  // Master's modules (about 300) from the compile cache its threads use: a quarter of its start.
+  enableCommandCompileCache();
+  return import('../actors/master/index.js');
+};
 
 const USAGE = 'usage: postactor [-c config_dir] [-v] start-fg | start | stop | abort | reload | status | check | flush';
 const PROG = 'postactor/postactor-script';
@@ -91,6 +96,7 @@ async function main(): Promise<void> {
       } catch (err) {
         fail((err as Error).message.split('\n').map((l) => `postactor: fatal: ${l}`).join('\n'));
       }
+      flushCompileCacheSoon(); // the next start reads master's code from it (Node writes it only at exit)
       process.on('SIGTERM', () => void master.stop('15').then(() => process.exit(0)));
       process.on('SIGINT', () => void master.stop('2').then(() => process.exit(0)));
       process.on('SIGQUIT', () => void master.stop('3', false).then(() => process.exit(0)));

@@ -7,9 +7,10 @@
  *   (bench/threads). Master gives each thread the cache through its environment
  *   (NODE_COMPILE_CACHE in the Worker's `env`, read by Node when the thread boots, before any of
  *   its modules load); a thread flushes what it compiled once its modules are loaded
- *   (flushThreadCompileCache), so the next thread of any service reads it, not only the next
+ *   (flushCompileCacheSoon), so the next thread of any service reads it, not only the next
  *   server start (Node writes the cache only when an instance ends).
- * - the short-lived commands that load a big library: mailq and postqueue -p load LMDB (with
+ * - master's own modules (bin/postactor.ts, for the commands that load master's code), and the
+ *   short-lived commands that load a big library: mailq and postqueue -p load LMDB (with
  *   msgpackr) only to list a queue.
  *
  * Where: <tmpdir>/postactor-compile-cache-<uid>, mode 0700, created when missing, one per user
@@ -97,11 +98,11 @@ export function threadEnv(): { env?: NodeJS.ProcessEnv } {
 }
 
 /**
- * In a thread, once its modules are loaded: writes what it compiled to the cache now, where
- * Node would only at the thread's end (a pool thread lives until max_idle), so that the next
- * thread to start finds it. Only code not cached yet is written; nothing without a cache.
+ * In a thread or master, once its modules are loaded: writes what it compiled to the cache soon,
+ * where Node would only at the thread's or process's end (a pool thread lives until max_idle,
+ * master until stopped), so that the next thread or start finds it. Only code not cached yet is written; nothing without a cache.
  */
-export function flushThreadCompileCache(): void {
+export function flushCompileCacheSoon(): void {
   const mod = process.getBuiltinModule('node:module');
   if (mod.getCompileCacheDir() === undefined) return;
   // After the start's own work (the ready message, the first requests): it writes files.

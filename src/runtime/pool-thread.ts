@@ -17,7 +17,7 @@
  */
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { DirectChannels } from './channels.js';
-import { flushThreadCompileCache } from './compile-cache.js';
+import { flushCompileCacheSoon } from './compile-cache.js';
 import { useThreadRequests } from './service-request.js';
 import { PendingReplies, type Frame, type PoolFrame, type WireError } from './wire.js';
 
@@ -188,10 +188,10 @@ async function serve(msg: ServeMessage): Promise<void> {
       clearTimeout(late);
       sayReady();
       settled();
-      flushThreadCompileCache();
+      flushCompileCacheSoon();
     });
   } else {
     master.postMessage({ k: 'ready' } satisfies PoolFrame);
-    flushThreadCompileCache();
+    flushCompileCacheSoon();
   }
 }

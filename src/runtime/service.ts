@@ -38,7 +38,7 @@ import { ConfigError, configFromJSON, queueDirectory, type Config, type ConfigJS
 import { readParams, type ParamSpec, type Params } from '../config/declared.js';
 import { configureMaillog, flushMaillog, maillog, type Logger } from '../log/maillog.js';
 import { QueueStore } from '../queue/store.js';
-import { flushThreadCompileCache } from './compile-cache.js';
+import { flushCompileCacheSoon } from './compile-cache.js';
 import type { Actor } from './endpoint.js';
 import type { ActorWorkerData, WorkerLifecycle } from './wire.js';
 import { serviceMeta, type PoolMetadata, type ServiceMeta, type WorkerMetadata } from './service-meta.js';
@@ -249,7 +249,7 @@ async function runWorker<S extends ParamSpec, T, Req, Res>(def: WorkerDefinition
     }
     state = await def.setup(c);
     parentPort!.postMessage({ type: 'postactor:ready' } satisfies WorkerLifecycle);
-    flushThreadCompileCache();
+    flushCompileCacheSoon();
   } catch (err) {
     const e = err as Error;
     // A configuration error (a wrong-typed value of a declared parameter: file:line) by its message, as Postfix's fatal.
