@@ -21,11 +21,8 @@
  *   - and the server's per-connection set-up (_handleProxy without a PROXY header): a session id
  *     from a counter instead of 10 random bytes through randomFillSync and a BigInt.
  */
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { threadId } from 'node:worker_threads';
-import { SMTPServer } from 'smtp-server';
+import { enginePrototype, SMTPServer } from './engine.js';
 import type { Command } from '../../src/smtpd/command.js';
 import { envidValid } from './syntax.js';
 
@@ -212,16 +209,9 @@ function writeReply(conn: Conn, code: number, data: string | string[], command: 
 
 let installed = false;
 
-/**
- * The prototype of smtp-server's connection class, which its package does not export: loaded
- * from the same ESM file smtp-server itself imports, so patches apply to the live class.
- */
+/** The prototype of smtp-server's connection class, which its package does not export (./engine.ts). */
 export async function smtpConnectionPrototype(): Promise<Record<string, unknown>> {
-  const require = createRequire(import.meta.url);
-  const main = require.resolve('smtp-server');                  // …/dist/cjs/smtp-server.js
-  const esm = join(dirname(dirname(main)), 'esm', 'smtp-connection.js');
-  const mod = (await import(pathToFileURL(esm).href)) as { SMTPConnection: { prototype: Record<string, unknown> } };
-  return mod.SMTPConnection.prototype;
+  return enginePrototype('smtp-connection', 'SMTPConnection');
 }
 
 /** Patches smtp-server's connection class (once per thread). */

@@ -25,6 +25,8 @@
  * partial lines included.
  */
 
+import { enginePrototype } from './engine.js';
+
 /** Bytes of one line kept before it is passed on in pieces (Postfix: line_length_limit records). */
 const LONG_LINE = 64 * 1024;
 const MAX_SYNC_COMMANDS = 100;
@@ -310,13 +312,7 @@ function finish(p: Parser, out: Buffer[], remainder: Buffer | null, done: (err?:
   stream.once('close', onDrain);
 }
 
-/** The prototype of smtp-server's SMTPStream (not exported by its package), as dialect.ts loads its connection class. */
+/** The prototype of smtp-server's SMTPStream (not exported by its package: ./engine.ts). */
 export async function smtpStreamPrototype(): Promise<Record<string, unknown>> {
-  const { createRequire } = await import('node:module');
-  const { dirname, join } = await import('node:path');
-  const { pathToFileURL } = await import('node:url');
-  const require = createRequire(import.meta.url);
-  const esm = join(dirname(dirname(require.resolve('smtp-server'))), 'esm', 'smtp-stream.js');
-  const mod = (await import(pathToFileURL(esm).href)) as { SMTPStream: { prototype: Record<string, unknown> } };
-  return mod.SMTPStream.prototype;
+  return enginePrototype('smtp-stream', 'SMTPStream');
 }
