@@ -28,14 +28,9 @@ const LONGEST = [
   'e2e-verify', 'e2e-postscreen', 'writer-lock', 'agents',
 ];
 
+/** Every *.test.js below dir (its subdirectories too), as absolute paths. */
 function testFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...testFiles(p));
-    else if (e.name.endsWith('.test.js')) out.push(p);
-  }
-  return out;
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.test.js')).map((f) => join(dir, f));
 }
 
 function ordered(files: string[]): string[] {
