@@ -7,9 +7,9 @@
  * with a glob runs the files in alphabetical order, and a long file that starts last runs alone at
  * the end (in a 606 s run the slots ended 32 s apart). Starting the longest files first
  * (LONGEST, measured with a reporter that sums each file's top-level durations) leaves the short
- * ones to fill the end. A file missing from LONGEST runs after them, in alphabetical order; one named there that
- * no longer exists is skipped. Arguments, when given, are the files to run instead (as
- * `node --test FILE…` would).
+ * ones to fill the end. A file missing from LONGEST runs after them, in alphabetical order; one
+ * named there that no longer exists is skipped. Arguments, when given, are the files to run
+ * instead (as `node --test FILE…` would).
  */
 import { readdirSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';

@@ -100,7 +100,8 @@ export function threadEnv(): { env?: NodeJS.ProcessEnv } {
 /**
  * In a thread or master, once its modules are loaded: writes what it compiled to the cache soon,
  * where Node would only at the thread's or process's end (a pool thread lives until max_idle,
- * master until stopped), so that the next thread or start finds it. Only code not cached yet is written; nothing without a cache.
+ * master until stopped), so that the next thread or start finds it. Only code not cached yet is
+ * written; nothing without a cache.
  */
 export function flushCompileCacheSoon(): void {
   const mod = process.getBuiltinModule('node:module');
