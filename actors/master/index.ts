@@ -212,8 +212,6 @@ function pidFile(config: Config): string {
   return pidFilePath(queueDirectory(config));
 }
 
-export { runningMaster } from './running.js';
-
 export interface MasterOptions {
   /**
    * Running in the background (`postactor start`): with maillog_file empty the log goes to

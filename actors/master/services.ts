@@ -41,7 +41,16 @@ export interface ServicePlan {
   threads: number;
   /** Pool threads kept while idle (the rest start on demand and end after max_idle): `warm` below. */
   minThreads: number;
-  /** Requests every pool thread holds before another starts (default: its concurrency). */
+  /**
+   * Requests every pool thread holds before another starts (up to maxproc): by default its
+   * concurrency, a thread full (a service may say otherwise: PoolMetadata.spreadAt). Each thread
+   * serves many requests asynchronously, and a second isolate costs more than it brings while
+   * the first has room: its own JIT warm-up, smaller batches on each side, and for cleanup a
+   * second writer taking turns at LMDB's one write lock. bench/relay (20 sessions, 3,000
+   * messages, the same runs alternating): spreading at 8 requests started a second cleanup and a
+   * second smtp thread; spreading at the concurrency keeps one of each, at 1.96 instead of 2.82 ms
+   * of CPU per message and 727 instead of 552 messages/s (bench/README.md, session 14).
+   */
   spreadAt: number;
   /** Requests one pool worker runs at once. */
   concurrency: number;
@@ -152,17 +161,6 @@ const POSTFIX_DAEMONS_NOT_BUILT = new Set([
   ...DAEMONS_BUILT_INTO_MASTER, 'postlogd', 'proxymap', 'scache',
   'showq', 'tlsmgr', 'tlsproxy',
 ]);
-
-/*
- * A pool starts another thread (up to maxproc) once each running thread holds as many requests
- * as it runs at once (its concurrency; a service may say otherwise: PoolMetadata.spreadAt). Each
- * thread serves many requests asynchronously, and a second isolate costs more than it brings
- * while the first has room: its own JIT warm-up, smaller batches on each side, and for cleanup
- * a second writer taking turns at LMDB's one write lock. bench/relay (20 sessions, 3,000
- * messages, the same runs alternating): spreading at 8 requests started a second cleanup and a
- * second smtp thread; spreading at the concurrency keeps one of each, at 1.96 instead of 2.82 ms
- * of CPU per message and 727 instead of 552 messages/s (bench/README.md, session 14).
- */
 
 export interface SkippedService {
   service: string;
