@@ -27,6 +27,7 @@
  *   --target HOST:PORT        measure an already-running MTA instead (its relayhost must be the
  *                             sink: give --sink-port); without --sink-port only acceptance is measured
  *   --target sink             the generator straight into the sink: the harness's own ceiling
+ *                             (also as an MTA of the alternation: --mta postactor,sink)
  *   --sink-port N             port of the sink (default: any free port)
  *   --smtpd-threads N         Postactor master.cf maxproc for smtpd [2]
  *   --cleanup-threads N       … for cleanup [0]
@@ -200,7 +201,7 @@ function parseConfig(argv: string[]): Config {
   };
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const mtas = values.mta.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const m of mtas) if (m !== 'postactor' && m !== 'postfix' && m !== 'postscreen' && m !== 'baseline') throw new Error(`--mta: unknown MTA ${m}`);
+  for (const m of mtas) if (m !== 'postactor' && m !== 'postfix' && m !== 'postscreen' && m !== 'baseline' && m !== 'sink') throw new Error(`--mta: unknown MTA ${m}`);
   if (mtas.includes('baseline') && !values['baseline-entry']) throw new Error('--mta baseline needs --baseline-entry FILE');
   if (values['tls-cert'] !== 'rsa' && values['tls-cert'] !== 'ecdsa') throw new Error(`--tls-cert must be rsa or ecdsa: ${values['tls-cert']}`);
   return {
@@ -610,6 +611,12 @@ async function main(): Promise<void> {
       console.log(`Bound on this machine when CPU-bound (${os.cpus().length} CPUs): the harness costs ${fmt(h, 2)} ms${cfg.milter ? ` and ${cfg.milter} ${fmt(m, 2)} ms` : ''} of CPU ` +
         `per message, so even an MTA costing nothing would reach at most ×${fmt(bound, 2)} Postfix's delivered/s (Postfix: ${fmt(pf.cpuMsPerMessage, 2)} ms/msg)`);
     }
+  }
+  // Issue 17: Postactor against the harness's own ceiling (generator → sink, no MTA), same run.
+  const sinkOnly = summaries.find((s) => s.mta === 'sink');
+  if (pa && sinkOnly && cfg.mtas.length > 1) {
+    const pct = pa.deliveredPerSec !== null && sinkOnly.deliveredPerSec ? (100 * pa.deliveredPerSec) / sinkOnly.deliveredPerSec : null;
+    console.log(`Postactor/sink (medians): delivered/s ${fmt(pct, 1)} % of the generator straight into the sink`);
   }
   const base = summaries.find((s) => s.mta === 'baseline');
   if (pa && base) {
