@@ -614,9 +614,10 @@ async function main(): Promise<void> {
   }
   // Issue 17: Postactor against the harness's own ceiling (generator → sink, no MTA), same run.
   const sinkOnly = summaries.find((s) => s.mta === 'sink');
-  if (pa && sinkOnly && cfg.mtas.length > 1) {
-    const pct = pa.deliveredPerSec !== null && sinkOnly.deliveredPerSec ? (100 * pa.deliveredPerSec) / sinkOnly.deliveredPerSec : null;
-    console.log(`Postactor/sink (medians): delivered/s ${fmt(pct, 1)} % of the generator straight into the sink`);
+  let sinkShare: number | null = null;
+  if (pa && sinkOnly) {
+    sinkShare = pa.deliveredPerSec !== null && sinkOnly.deliveredPerSec ? (100 * pa.deliveredPerSec) / sinkOnly.deliveredPerSec : null;
+    console.log(`Postactor/sink (medians): delivered/s ${fmt(sinkShare, 1)} % of the generator straight into the sink`);
   }
   const base = summaries.find((s) => s.mta === 'baseline');
   if (pa && base) {
@@ -638,6 +639,7 @@ async function main(): Promise<void> {
     summaries,
     ratio,
     ratioBound: bound,
+    sinkSharePercent: sinkShare,
     runs: records,
   };
   mkdirSync(path.dirname(cfg.json), { recursive: true });
