@@ -75,13 +75,20 @@ export function checkConfig(config: Config): string[] {
   if (chrooted.length > 0) {
     config.warn(`${chrooted[0]!.file}:${chrooted.map((s) => s.line).join(',')}: chroot = y: not supported by Postactor (its actors are threads of one process), ignored`);
   }
-  // Each smtpd listener runs on main.cf plus its own master.cf -o overrides.
+  // Each smtpd listener runs on main.cf plus its own master.cf -o overrides. What building its
+  // policy logs (a table that cannot be opened) is said once, not once per listener.
   const listeners = plan.services.filter((s) => s.line.command === 'smtpd');
+  const said = new Set<string>();
+  const smtpdLog = maillog('smtpd');
+  const policyLog = {
+    info: (text: string) => { if (!said.has(text)) { said.add(text); smtpdLog.info(text); } },
+    warn: (text: string) => { if (!said.has(text)) { said.add(text); smtpdLog.warn(text); } },
+  };
   for (const s of listeners.length > 0 ? listeners : [null]) {
     let c = config;
     try {
       c = s ? serviceConfig(config, s) : config;
-      new SmtpdPolicy(c);
+      new SmtpdPolicy(c, policyLog);
       const tls = smtpdTlsProblem(c);
       if (tls !== null) throw new Error(tls);
       const anvil = smtpdAnvilProblem(c);
