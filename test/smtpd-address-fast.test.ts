@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { smtpConnectionPrototype } from '../actors/smtpd/dialect.js';
+import { smtpConnectionPrototype } from '../actors/smtpd/engine.js';
 import { domainOk, installSyntax } from '../actors/smtpd/syntax.js';
 import { configureMaillog } from '../src/log/maillog.js';
 
@@ -24,7 +24,7 @@ const ADDRESSES = [
 
 test('a plain address gets the answer smtp-server\'s parser gives', async () => {
   configureMaillog({ file: '/dev/null' }); // the "Illegal address syntax" warnings
-  const proto = await smtpConnectionPrototype();
+  const proto = smtpConnectionPrototype();
   const library = proto._parseAddressCommand as Parse;
   installSyntax(proto);
   const ours = proto._parseAddressCommand as Parse;

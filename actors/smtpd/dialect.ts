@@ -22,7 +22,7 @@
  *     from a counter instead of 10 random bytes through randomFillSync and a BigInt.
  */
 import { threadId } from 'node:worker_threads';
-import { enginePrototype, SMTPServer } from './engine.js';
+import { smtpConnectionPrototype, SMTPServer } from './engine.js';
 import type { Command } from '../../src/smtpd/command.js';
 import { envidValid } from './syntax.js';
 
@@ -209,16 +209,11 @@ function writeReply(conn: Conn, code: number, data: string | string[], command: 
 
 let installed = false;
 
-/** The prototype of smtp-server's connection class, which its package does not export (./engine.ts). */
-export async function smtpConnectionPrototype(): Promise<Record<string, unknown>> {
-  return enginePrototype('smtp-connection', 'SMTPConnection');
-}
-
 /** Patches smtp-server's connection class (once per thread). */
 export async function installDialect(): Promise<void> {
   if (installed) return;
   installed = true;
-  const proto = (await smtpConnectionPrototype()) as Record<string, unknown> & ThisType<Conn>;
+  const proto = smtpConnectionPrototype() as Record<string, unknown> & ThisType<Conn>;
   const originalSend = proto.send as (this: Conn, code: number, data: unknown, context?: unknown) => void;
   installSessionIds();
 

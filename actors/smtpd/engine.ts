@@ -17,8 +17,18 @@ const require = createRequire(import.meta.url);
 export const { SMTPServer } = require('smtp-server') as typeof Package;
 export type SMTPServer = Package.SMTPServer;
 
-/** The prototype of one of the package's classes it does not export (lib/NAME.js, its CommonJS build). */
-export function enginePrototype(file: 'smtp-connection' | 'smtp-stream', name: 'SMTPConnection' | 'SMTPStream'): Record<string, unknown> {
+/** The prototype of a class of the package that it does not export (lib/FILE.js of its CommonJS build). */
+function prototypeOf(file: string, name: string): Record<string, unknown> {
   const mod = require(`smtp-server/lib/${file}.js`) as Record<string, { prototype: Record<string, unknown> }>;
   return mod[name]!.prototype;
+}
+
+/** smtp-server's connection class (one per SMTP session), patched by dialect.ts and the other concerns. */
+export function smtpConnectionPrototype(): Record<string, unknown> {
+  return prototypeOf('smtp-connection', 'SMTPConnection');
+}
+
+/** smtp-server's SMTPStream (the command and DATA parser), patched by line-reader.ts. */
+export function smtpStreamPrototype(): Record<string, unknown> {
+  return prototypeOf('smtp-stream', 'SMTPStream');
 }

@@ -12,7 +12,7 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 import type * as tls from 'node:tls';
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
-import { SMTPServer } from './engine.js';
+import { SMTPServer, smtpConnectionPrototype, smtpStreamPrototype } from './engine.js';
 import { configFromJSON, queueDirectory, type ConfigJSON } from '../../src/config/index.js';
 import { maillog } from '../../src/log/maillog.js';
 import { newQueueId } from '../../src/queue/qid.js';
@@ -21,7 +21,7 @@ import meta from './meta.js';
 import { ServiceError, WARM_REQUEST } from '../../src/runtime/wire.js';
 import type { ClientInfo } from '../../src/queue/types.js';
 import { cleanupService, type CleanupReply, type CleanupRequest } from '../protocol.js';
-import { countersOf, formatCounters, installDialect, smtpConnectionPrototype, type Dialect } from './dialect.js';
+import { countersOf, formatCounters, installDialect, type Dialect } from './dialect.js';
 import { establishedLine, handshakeFailure, installTls, serverOptions, SMTPD_TLS_PARAMS, smtpdTls, timeWrapperHandshake, tlsSummary, type TlsSummary } from '../../src/smtpd/tls.js';
 import { peerCertLine, verifyFailureLine } from '../../src/smtpd/ccert.js';
 import { SniMaps, SNI_PARAMS } from './sni.js';
@@ -41,7 +41,7 @@ import type { ListenAddress } from '../../src/net/listen.js';
 import { anvilOf } from '../../src/anvil/table.js';
 import { ANVIL_PARAMS, installAnvilHandlers, refuseWrapperHandshakes, SmtpdAnvil } from '../../src/smtpd/anvil.js';
 import { Spool } from './spool.js';
-import { installLineReader, smtpStreamPrototype } from './line-reader.js';
+import { installLineReader } from './line-reader.js';
 import { illPipelining } from './pipelining.js';
 import { installCommands } from './commands.js';
 import { installSyntax } from './syntax.js';
@@ -138,27 +138,27 @@ let instances = 0;
 const states = new WeakMap<SMTPServerSession, SessionState>();
 
 async function main(ctx: ServiceContext<typeof SMTPD_PARAMS>): Promise<{ server: SMTPServer }> {
-  installTls(await smtpConnectionPrototype());
+  installTls(smtpConnectionPrototype());
   await installDialect();
   // Around dialect.ts's reply writer: the reject footer and the transcript see the final reply.
-  installChat(await smtpConnectionPrototype());
-  installLimits(await smtpConnectionPrototype());
-  installAnvilHandlers(await smtpConnectionPrototype());
+  installChat(smtpConnectionPrototype());
+  installLimits(smtpConnectionPrototype());
+  installAnvilHandlers(smtpConnectionPrototype());
   await installPolicyHooks();
   await installSasl();
   // CHUNKING, XCLIENT, XFORWARD (after sasl.ts: the EHLO keywords of xclient.ts go first).
-  installBdat(await smtpConnectionPrototype());
-  installXclient(await smtpConnectionPrototype());
-  installXforward(await smtpConnectionPrototype());
-  installEtrn(await smtpConnectionPrototype());
+  installBdat(smtpConnectionPrototype());
+  installXclient(smtpConnectionPrototype());
+  installXforward(smtpConnectionPrototype());
+  installEtrn(smtpConnectionPrototype());
   // The line reader and the bare-newline reading modes.
-  installLineReader(await smtpStreamPrototype());
-  installChunkReader(await smtpStreamPrototype()); // BDAT's chunks, around the line reader
-  installSyntax(await smtpConnectionPrototype());
-  installBareNewline(await smtpConnectionPrototype(), await smtpStreamPrototype());
+  installLineReader(smtpStreamPrototype());
+  installChunkReader(smtpStreamPrototype()); // BDAT's chunks, around the line reader
+  installSyntax(smtpConnectionPrototype());
+  installBareNewline(smtpConnectionPrototype(), smtpStreamPrototype());
   // Every command line: the checks of chat, bare-newline, pipelining, syntax, limits, dialect
   // and tls, in that order, then smtp-server's handlers (commands.ts).
-  installCommands(await smtpConnectionPrototype());
+  installCommands(smtpConnectionPrototype());
   let server: SMTPServer | null = null;
   const { actor, config, params: p } = ctx;
   const { addresses, ticketKeys, anvil: anvilBuffer, postscreen: postscreenData } = actor.data.extra as {

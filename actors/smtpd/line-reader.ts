@@ -25,8 +25,6 @@
  * partial lines included.
  */
 
-import { enginePrototype } from './engine.js';
-
 /** Bytes of one line kept before it is passed on in pieces (Postfix: line_length_limit records). */
 const LONG_LINE = 64 * 1024;
 const MAX_SYNC_COMMANDS = 100;
@@ -310,9 +308,4 @@ function finish(p: Parser, out: Buffer[], remainder: Buffer | null, done: (err?:
   };
   stream.once('drain', onDrain);
   stream.once('close', onDrain);
-}
-
-/** The prototype of smtp-server's SMTPStream (not exported by its package: ./engine.ts). */
-export async function smtpStreamPrototype(): Promise<Record<string, unknown>> {
-  return enginePrototype('smtp-stream', 'SMTPStream');
 }

@@ -25,7 +25,7 @@ import { metrics } from '../../src/metrics/thread.js';
 
 import { maillog } from '../../src/log/maillog.js';
 import { AuthUnavailable, DovecotAuth, isBase64, type AuthStep, type Mechanism } from '../../src/sasl/dovecot.js';
-import { smtpConnectionPrototype } from './dialect.js';
+import { smtpConnectionPrototype } from './engine.js';
 import type { SaslSettings } from '../../src/smtpd/sasl-settings.js';
 
 const log = maillog('smtpd');
@@ -180,7 +180,7 @@ let installed = false;
 export async function installSasl(): Promise<void> {
   if (installed) return;
   installed = true;
-  const proto = (await smtpConnectionPrototype()) as Record<string, unknown>;
+  const proto = smtpConnectionPrototype();
 
   proto.handler_AUTH = function (this: Conn, command: Buffer | string, callback: () => void) {
     // smtpd_client_auth_rate_limit (src/smtpd/anvil.ts) comes before every other check.

@@ -4,7 +4,7 @@
  * handlers of its connection class (pinned to smtp-server 3.x, as dialect.ts): when the hook
  * answers a reply, that reply goes out instead and the command does nothing else.
  */
-import { smtpConnectionPrototype } from '../dialect.js';
+import { smtpConnectionPrototype } from '../engine.js';
 
 /** A hook answers null (go on) or the reply to send instead. */
 export interface PolicyHooks {
@@ -36,7 +36,7 @@ function guarded(conn: Conn, hook: Promise<{ code: number; text: string } | null
 export async function installPolicyHooks(): Promise<void> {
   if (installed) return;
   installed = true;
-  const proto = await smtpConnectionPrototype();
+  const proto = smtpConnectionPrototype();
 
   for (const cmd of ['HELO', 'EHLO'] as const) {
     const original = proto[`handler_${cmd}`] as Handler;
