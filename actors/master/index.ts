@@ -80,10 +80,11 @@ export function checkConfig(config: Config): string[] {
   const listeners = plan.services.filter((s) => s.line.command === 'smtpd');
   const said = new Set<string>();
   const smtpdLog = maillog('smtpd');
-  const policyLog = {
-    info: (text: string) => { if (!said.has(text)) { said.add(text); smtpdLog.info(text); } },
-    warn: (text: string) => { if (!said.has(text)) { said.add(text); smtpdLog.warn(text); } },
+  const once = (say: (text: string) => void) => (text: string) => {
+    if (!said.has(text)) say(text);
+    said.add(text);
   };
+  const policyLog = { info: once((t) => smtpdLog.info(t)), warn: once((t) => smtpdLog.warn(t)) };
   for (const s of listeners.length > 0 ? listeners : [null]) {
     let c = config;
     try {
