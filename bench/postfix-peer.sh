@@ -170,15 +170,12 @@ EOF
   # script and the integrity checks around it took 3 of a peer's 3.4 s to start, and the test suite
   # starts some thirty peers. The quick-start file makes "postfix start" skip those checks once
   # (postfix-script removes it), as "postfix stop" leaves it for a restart.
-  Q=$DIR/spool
-  mkdir -p "$Q/active" "$Q/bounce" "$Q/corrupt" "$Q/defer" "$Q/deferred" "$Q/flush" "$Q/hold" \
-    "$Q/incoming" "$Q/private" "$Q/saved" "$Q/trace" "$Q/maildrop" "$Q/public" "$Q/pid"
-  chown postfix:root "$Q/active" "$Q/bounce" "$Q/corrupt" "$Q/defer" "$Q/deferred" "$Q/flush" "$Q/hold" \
-    "$Q/incoming" "$Q/private" "$Q/saved" "$Q/trace"
-  chmod 700 "$Q/active" "$Q/bounce" "$Q/corrupt" "$Q/defer" "$Q/deferred" "$Q/flush" "$Q/hold" \
-    "$Q/incoming" "$Q/private" "$Q/saved" "$Q/trace"
-  chown postfix:postdrop "$Q/maildrop" "$Q/public"
-  chmod 730 "$Q/maildrop"; chmod 710 "$Q/public"; chmod 755 "$Q/pid"
+  # postfix-files: these eleven $mail_owner 700, maildrop $mail_owner:$setgid_group 730, public
+  # 710, pid root 755.
+  OWNED="active bounce corrupt defer deferred flush hold incoming private saved trace"
+  (cd "$DIR/spool" && mkdir -p $OWNED maildrop public pid && chown postfix:root $OWNED && chmod 700 $OWNED &&
+    chown postfix:postdrop maildrop public && chmod 730 maildrop && chmod 710 public && chmod 755 pid) ||
+    die "cannot make the queue directories in $DIR/spool"
   : >"$DIR/spool/quick-start"
   if [ -n "${POSTFIX_PEER_PASSWD:-}" ]; then
     # master and every daemon it forks inherit the namespace and its /etc/passwd.
