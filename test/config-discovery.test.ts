@@ -141,7 +141,7 @@ describe('every command honours MAIL_CONFIG', () => {
   });
 });
 
-describe('sendmail with the embedded default', { skip: existsSync('/etc/postactor/main.cf') ? '/etc/postactor/main.cf exists here' : false }, () => {
+describe('sendmail with the embedded default', { skip: existsSync('/etc/postactor/main.cf') ? 'this machine has an /etc/postactor/main.cf, which every command uses before the embedded default' : false }, () => {
   const maildrop = join(REPO_ROOT, 'var', 'spool', 'maildrop');
   const before = new Set(existsSync(maildrop) ? readdirSync(maildrop) : []);
   after(() => {

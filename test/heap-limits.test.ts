@@ -47,7 +47,7 @@ test('bin/postactor preloads jemalloc for start-fg with the same settings, from 
   assert.ok(wrapper.includes('if [ -z "${LD_PRELOAD+set}" ]'), 'an operator\'s LD_PRELOAD, even empty, wins');
 });
 
-test('the pinned Node runs with the preload: jemalloc is mapped and malloc is its', { skip: JEMALLOC_PATHS.length === 0 ? 'not Linux' : needs(JEMALLOC_PATHS[0]!, 'jemalloc (Debian package libjemalloc2)') }, async () => {
+test('the pinned Node runs with the preload: jemalloc is mapped and malloc is its', { skip: JEMALLOC_PATHS.length === 0 ? 'jemalloc is preloaded on Linux only (this is not Linux)' : needs(JEMALLOC_PATHS[0]!, 'jemalloc (Debian package libjemalloc2)') }, async () => {
   const env = masterEnvironment({ PATH: process.env['PATH'] });
   assert.ok(env['LD_PRELOAD'] && existsSync(env['LD_PRELOAD']), 'masterEnvironment found the library');
   // A child of the pinned Node with the master's environment: it starts, allocates, and maps jemalloc.
