@@ -57,6 +57,33 @@ test('generator: reuse, several recipients, unique addresses; sink in its worker
   }
 });
 
+test('sink thread: reset (bench --warmup) counts from zero again, stamps too', async () => {
+  const sink = await SinkThread.start(0);
+  try {
+    const send = (messages: number) => new LoadGenerator({ host: '127.0.0.1', port: sink.port, sessions: 2, messages, timeLimitMs: 20_000 }).run();
+    const waitFor = async (n: number) => {
+      const deadline = Date.now() + 5000;
+      while (sink.snapshot().recipients < n && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+    };
+    assert.equal((await send(7)).accepted, 7);
+    await waitFor(7);
+    const before = sink.snapshot();
+    assert.equal(before.messages, 7);
+    await sink.reset();
+    const zero = sink.snapshot();
+    assert.deepEqual([zero.connections, zero.messages, zero.recipients, zero.bytes, zero.lastMessageAt, zero.firstMessageAt, zero.firstConnectAt], [0, 0, 0, 0, 0, 0, 0]);
+    const r = await send(5);
+    assert.equal(r.accepted, 5);
+    await waitFor(5);
+    const after = sink.snapshot();
+    assert.deepEqual([after.connections, after.messages, after.recipients], [5, 5, 5]);
+    assert.ok(after.bytes > 0 && after.bytes < before.bytes, `${after.bytes} vs ${before.bytes}`);
+    assert.ok(after.firstMessageAt > before.lastMessageAt, JSON.stringify({ before, after }));
+  } finally {
+    await sink.close();
+  }
+});
+
 test('generator: refused connections and a rejecting server count as failures, bounded', async () => {
   const sink = new SmtpSink({ rcptReply: () => '554 5.7.1 no thanks' });
   const port = await sink.listen(0);

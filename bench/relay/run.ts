@@ -51,6 +51,9 @@
  *                             smtp-source (/usr/sbin/smtp-source, C: cheaper, no latency figures) [node]
  *   --rate N                  open loop (Node generator): a new connection every 1/N s whatever the
  *                             MTA does, at most --sessions × 50 open; reports end of DATA → 250 [0: closed loop]
+ *   --warmup N                before each run, N messages through the freshly started MTA (same
+ *                             generator, same rate), delivered and then not counted: the figures
+ *                             are then a warm server's, not a start's [0: every run starts cold]
  *   --json FILE               where to write the results [bench/results/relay-<timestamp>.json]
  *
  * Figures: accepted/s = accepted messages ÷ (first connect → last 250 after DATA);
@@ -115,6 +118,8 @@ interface Config {
   generator: 'node' | 'smtp-source';
   /** Open loop: messages/s offered; 0: closed loop. */
   rate: number;
+  /** Messages sent through each freshly started MTA before a run is measured; 0: none. */
+  warmup: number;
 }
 
 export interface RunRecord {
@@ -143,10 +148,22 @@ export interface RunRecord {
   tlsResumed: number | null;
   /** Every accepted message reached the sink. */
   complete: boolean;
+  /** --warmup: what went through before the run was measured (not in any other figure). */
+  warmup: WarmupRecord | null;
   /** Accepted and delivered over time (and Postactor's per-destination concurrency), for the chart (./chart.ts). */
   timeline: Sample[];
   timedOut: boolean;
   interrupted: boolean;
+}
+
+export interface WarmupRecord {
+  messages: number;
+  accepted: number;
+  failed: number;
+  /** null: no sink (--target without --sink-port). */
+  delivered: number | null;
+  seconds: number;
+  dotP99Ms: number | null;
 }
 
 function parseConfig(argv: string[]): Config {
@@ -180,6 +197,7 @@ function parseConfig(argv: string[]): Config {
       milter: { type: 'string' },
       generator: { type: 'string', default: 'node' },
       rate: { type: 'string', default: '0' },
+      warmup: { type: 'string', default: '0' },
       json: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -190,7 +208,7 @@ function parseConfig(argv: string[]): Config {
       '  [--recipients 1] [--unique] [--reuse] [--runs 3] [--timeout 300] [--target host:port|sink] [--sink-port N]\n' +
       '  [--smtpd-threads 2] [--cleanup-threads 0] [--smtp-threads 2] [--postactor-entry FILE] [--keep] [--metrics]\n' +
       '  [--tls | --tls-resume | --tls-cache] [--tls-cert rsa|ecdsa] [--milter opendkim] [--json out.json]\n' +
-      '  [--generator node|smtp-source] [--rate N] [--mta …,baseline --baseline-entry FILE]\n' +
+      '  [--generator node|smtp-source] [--rate N] [--warmup N] [--mta …,baseline --baseline-entry FILE]\n' +
       'See the header of bench/relay/run.ts and bench/README.md.');
     process.exit(0);
   }
@@ -234,6 +252,7 @@ function parseConfig(argv: string[]): Config {
     milterPid: null,
     generator: values.generator === 'node' || values.generator === 'smtp-source' ? values.generator : (() => { throw new Error(`--generator: node or smtp-source: ${values.generator}`); })(),
     rate: int('rate', values.rate, 0),
+    warmup: int('warmup', values.warmup, 0),
   };
 }
 
@@ -303,11 +322,47 @@ async function startMta(name: string, cfg: Config, sinkPort: number): Promise<Mt
   return { name: `target ${host}:${port}`, host, port, dir: '', version: 'external', stop: async () => {} };
 }
 
+/**
+ * --warmup N: N messages through the same MTA just started, by the same generator at the same
+ * rate, then a wait until the sink has them all; nothing of it is counted (the sink counts from
+ * zero again, the CPU and latency figures start after it). What it takes away is the start of a
+ * fresh server: thread starts and, for Postactor, V8 compiling the hot paths, which at 500/s
+ * offered puts most of a cold run's slow replies into its first two seconds.
+ */
+async function warmUp(g: LoadGenerator | SmtpSource, sink: SinkThread | null, cfg: Config, deadline: number, label: string): Promise<WarmupRecord> {
+  const t0 = Date.now();
+  currentGenerator = g;
+  let r: GeneratorResult;
+  try {
+    r = await g.run();
+  } finally {
+    currentGenerator = null;
+  }
+  let delivered: number | null = null;
+  if (sink) {
+    const wanted = r.accepted * cfg.recipients;
+    let last = sink.snapshot().recipients;
+    let lastChange = Date.now();
+    while (!interrupted && last < wanted && Date.now() < deadline && Date.now() - lastChange < cfg.stallMs) {
+      await sleep(20);
+      const now = sink.snapshot().recipients;
+      if (now !== last) lastChange = Date.now();
+      last = now;
+    }
+    delivered = Math.floor(last / cfg.recipients);
+    await sink.reset();
+  }
+  const w: WarmupRecord = { messages: cfg.warmup, accepted: r.accepted, failed: r.failed, delivered, seconds: (Date.now() - t0) / 1000, dotP99Ms: r.dotLatency.count ? r.dotLatency.p99 : null };
+  progressDone(`${label} warm-up (not counted): ${w.accepted} accepted, ${w.failed} failed${delivered === null ? '' : `, ${delivered} delivered`} in ${w.seconds.toFixed(1)} s` +
+    (w.dotP99Ms === null ? '' : `; end of DATA → 250 p99 ${fmt(w.dotP99Ms, 2)} ms`));
+  return w;
+}
+
 async function measure(mtaName: string, runNo: number, cfg: Config, withSink: boolean): Promise<RunRecord> {
   const rec: RunRecord = {
     mta: mtaName, run: runNo, version: '', startedAt: new Date().toISOString(), loadavg: os.loadavg(),
     error: null, generator: null, sink: null, delivered: null, endToEndMs: null, deliveredPerSec: null, cpuMsPerMessage: null, cpuGroupsMsPerMessage: null, harnessCpuMsPerMessage: null, milterCpuMsPerMessage: null, tlsResumed: null,
-    complete: false, timedOut: false, interrupted: false, timeline: [],
+    complete: false, warmup: null, timedOut: false, interrupted: false, timeline: [],
   };
   const deadline = Date.now() + cfg.timeoutMs;
   let sink: SinkThread | null = null;
@@ -322,20 +377,25 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
     currentMta = mta;
     rec.version = mta.version;
     if (interrupted) throw new Error('interrupted');
-    const common = {
-      host: mta.host,
-      port: mta.port,
-      sessions: cfg.sessions,
-      messages: cfg.messages,
-      size: cfg.size,
-      recipients: cfg.recipients,
-      unique: cfg.unique,
-      reuse: cfg.reuse,
-      timeLimitMs: Math.max(1000, deadline - Date.now()),
+    const generator = (messages: number): LoadGenerator | SmtpSource => {
+      const common = {
+        host: mta!.host,
+        port: mta!.port,
+        sessions: cfg.sessions,
+        messages,
+        size: cfg.size,
+        recipients: cfg.recipients,
+        unique: cfg.unique,
+        reuse: cfg.reuse,
+        timeLimitMs: Math.max(1000, deadline - Date.now()),
+      };
+      return cfg.generator === 'smtp-source'
+        ? new SmtpSource(common)
+        : new LoadGenerator({ ...common, rate: cfg.rate, tls: cfg.tls !== null, tlsResume: cfg.tlsResume });
     };
-    const g = cfg.generator === 'smtp-source'
-      ? new SmtpSource(common)
-      : new LoadGenerator({ ...common, rate: cfg.rate, tls: cfg.tls !== null, tlsResume: cfg.tlsResume });
+    if (cfg.warmup > 0) rec.warmup = await warmUp(generator(cfg.warmup), sink, cfg, deadline, label);
+    if (interrupted) throw new Error('interrupted');
+    const g = generator(cfg.messages);
     currentGenerator = g;
     const cpu = new CpuSampler(mta);
     const outside = new HarnessCpu(cfg.milterPid);
@@ -501,7 +561,8 @@ function printTable(mta: string, recs: RunRecord[], sum: Summary, cfg: Config): 
   const fmtRow = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padStart(widths[i]!))).join('  ');
   console.log(`\n${mta} (${sum.version}): ${cfg.sessions} sessions, ${cfg.messages} × ${cfg.size} B, ${cfg.recipients} rcpt, ` +
     `${cfg.reuse ? 'connections reused' : 'a new connection per message'}` +
-    `${cfg.generator === 'smtp-source' ? ', generator smtp-source' : ''}${cfg.rate ? `, open loop at ${cfg.rate}/s offered` : ''}`);
+    `${cfg.generator === 'smtp-source' ? ', generator smtp-source' : ''}${cfg.rate ? `, open loop at ${cfg.rate}/s offered` : ''}` +
+    `${cfg.warmup ? `, measured after a warm-up of ${cfg.warmup} messages` : ', from a cold start'}`);
   console.log(fmtRow(head));
   for (const r of rows) console.log(fmtRow(r));
   // CPU per message by thread group (./cpu.ts), with each group's share of the total.
@@ -556,7 +617,7 @@ async function main(): Promise<void> {
     if (cfg.tls || cfg.rate) throw new Error('--generator smtp-source: no --tls, --tls-resume or --rate (the Node generator has them)');
   }
   console.log(`relay benchmark: ${mtas.join(' vs ')}; ${cfg.runs} run(s) each, alternating; ` +
-    `generator ${cfg.generator}${cfg.rate ? `, open loop ${cfg.rate}/s` : ''}; ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; node ${process.version}`);
+    `generator ${cfg.generator}${cfg.rate ? `, open loop ${cfg.rate}/s` : ''}${cfg.warmup ? `, warm-up ${cfg.warmup}` : ''}; ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; node ${process.version}`);
 
   // --milter opendkim: one OpenDKIM for every run of both MTAs (the generator's From: domain).
   const dkim = cfg.milter === 'opendkim' ? await startOpenDkim('example.com') : null;

@@ -28,13 +28,16 @@ const sink = new SmtpSink({
   } : {}),
 });
 let lastMessages = -1;
+/** The counters at the last reset (bench --warmup): what the cells show is counted from there. */
+let base: SinkStats = { ...sink.stats };
 
 function micros(): bigint {
   return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
 }
 
 /** Called by SmtpSink on every change (connection or message): copy the counters. */
-function mirror(s: SinkStats): boolean {
+function mirror(now: SinkStats): boolean {
+  const s = { connections: now.connections - base.connections, messages: now.messages - base.messages, recipients: now.recipients - base.recipients, bytes: now.bytes - base.bytes, rejectedRecipients: now.rejectedRecipients - base.rejectedRecipients };
   if (s.messages !== lastMessages && s.messages > 0) {
     lastMessages = s.messages;
     const t = micros();
@@ -64,7 +67,13 @@ const port = await sink.listen(data.port, '127.0.0.1');
 watch();
 parentPort!.postMessage({ type: 'listening', port });
 parentPort!.on('message', (m: { type: string }) => {
-  if (m.type === 'close') {
+  if (m.type === 'reset') {
+    // bench --warmup: count from zero again, the first-message and first-connect stamps too.
+    base = { ...sink.stats };
+    lastMessages = -1;
+    for (let i = 0; i < cells.length; i++) Atomics.store(cells, i, 0n);
+    parentPort!.postMessage({ type: 'reset' });
+  } else if (m.type === 'close') {
     void sink.close().then(() => {
       mirror(sink.stats);
       parentPort!.postMessage({ type: 'closed' });

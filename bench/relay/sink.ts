@@ -97,6 +97,20 @@ export class SinkThread {
     };
   }
 
+  /** Count from zero again (bench --warmup: what the warm-up delivered is not the run's). */
+  async reset(): Promise<void> {
+    const done = new Promise<void>((resolve) => {
+      const on = (m: { type: string }) => {
+        if (m.type !== 'reset') return;
+        this.worker.off('message', on);
+        resolve();
+      };
+      this.worker.on('message', on);
+    });
+    this.worker.postMessage({ type: 'reset' });
+    await done;
+  }
+
   /** Close the listener and every connection, then end the thread. Bounded to 5 s. */
   async close(): Promise<SinkSnapshot> {
     const done = new Promise<void>((resolve) => {
