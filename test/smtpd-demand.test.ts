@@ -1,15 +1,15 @@
 /**
  * actors/master/smtpd-demand.ts: an smtpd service's threads after the first start on demand —
  * the next dormant slot once every running thread of the service was busy at least SPREAD_ELU
- * of each of the last BUSY_CHECKS seconds, and not while one of them has room (nor for one
- * busy second: a thread's start-up); such a thread rests again after max_idle with its event loop
- * quiet. The slots are objects of the test
+ * and on a CPU at least SPREAD_CPU of each of the last BUSY_CHECKS seconds, and not while one of
+ * them has room (nor for one busy second: a thread's start-up; nor with a full event loop that
+ * waits for a CPU); such a thread rests again after max_idle with its event loop quiet. The slots are objects of the test
  * that answer what a SupervisedWorker answers (the watch reads nothing else of them).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { SupervisedWorker } from '../src/runtime/supervisor.js';
-import { BUSY_CHECKS, SPREAD_ELU, watchSmtpdLoad } from '../actors/master/smtpd-demand.js';
+import { BUSY_CHECKS, SPREAD_CPU, SPREAD_ELU, watchSmtpdLoad } from '../actors/master/smtpd-demand.js';
 
 interface Slot {
   options: { service: string; onDemand: boolean };
@@ -17,22 +17,34 @@ interface Slot {
   dormant: boolean;
   /** Busy share of each following second. */
   busy: number;
+  /** Share of each following second on a CPU (null: as busy: a machine with CPUs to spare). */
+  onCpu: number | null;
   elu: { idle: number; active: number };
+  cpu: number;
+  lastCpuLook?: number;
   demanded: number;
   rested: number;
   eventLoopUtilization(): { idle: number; active: number } | null;
+  cpuUsage(): Promise<{ user: number; system: number }> | null;
   demand(): void;
   rest(): void;
 }
 
 function slot(service: string, threadId: number | undefined, onDemand = threadId === undefined): Slot {
   const s: Slot = {
-    options: { service, onDemand }, threadId, dormant: threadId === undefined, busy: 0, elu: { idle: 0, active: 0 }, demanded: 0, rested: 0,
+    options: { service, onDemand }, threadId, dormant: threadId === undefined, busy: 0, onCpu: null, elu: { idle: 0, active: 0 }, cpu: 0, demanded: 0, rested: 0,
     eventLoopUtilization: () => {
       if (s.threadId === undefined) return null;
       // Each look: one more second at the slot's busy share.
       s.elu = { idle: s.elu.idle + 1000 * (1 - s.busy), active: s.elu.active + 1000 * s.busy };
       return s.elu;
+    },
+    cpuUsage: () => {
+      if (s.threadId === undefined) return null;
+      // CPU µs since the start: the real seconds gone at the slot's share of a CPU.
+      s.cpu += (Date.now() - (s.lastCpuLook ?? Date.now())) * 1000 * (s.onCpu ?? s.busy);
+      s.lastCpuLook = Date.now();
+      return Promise.resolve({ user: s.cpu, system: 0 });
     },
     demand: () => { s.demanded++; },
     rest: () => { s.rested++; },
@@ -59,6 +71,23 @@ test('the second smtpd thread starts once the first is busy, not before; another
     await seconds(BUSY_CHECKS + 1);
     assert.ok(second.demanded >= 1, 'a busy first thread: the second is asked for');
     assert.equal(otherDormant.demanded, 0, 'an idle service starts nothing');
+  } finally {
+    stop();
+  }
+});
+
+test('a full event loop that waits for a CPU (all of them busy) starts no second thread', async () => {
+  const first = slot('smtpd', 1);
+  const second = slot('smtpd', undefined);
+  const stop = watchSmtpdLoad(() => [first, second] as unknown as SupervisedWorker[], () => 60_000);
+  try {
+    first.busy = 0.95;
+    first.onCpu = 0.48; // bench/relay on 2 CPUs: the loop full, half a CPU its own
+    await seconds(BUSY_CHECKS + 1);
+    assert.equal(second.demanded, 0, 'no CPU for a second thread: none');
+    first.onCpu = (SPREAD_CPU + 1) / 2;
+    await seconds(BUSY_CHECKS + 1);
+    assert.ok(second.demanded >= 1, 'the thread has a CPU of its own and is short of it: the second starts');
   } finally {
     stop();
   }

@@ -63,6 +63,11 @@ export class SupervisedWorker {
     return this.worker?.performance.eventLoopUtilization() ?? null;
   }
 
+  /** The thread's own CPU time since it started, µs (cumulative; null without a thread). */
+  cpuUsage(): Promise<{ user: number; system: number }> | null {
+    return this.worker?.cpuUsage() ?? null;
+  }
+
   /**
    * An on-demand slot's thread ends the way a reload retires it (smtpd closes its listener and
    * serves its sessions to the end), and the slot goes dormant: the next demand starts it again.
