@@ -106,8 +106,10 @@ async function main(): Promise<void> {
     case 'start': {
       if (await runningMaster(config)) fail(`${PROG}: fatal: the Postactor mail system is already running`);
       const { checkConfig } = await masterCode();
-      const problems = checkConfig(config);
+      const warnings: string[] = [];
+      const problems = checkConfig(config, (w) => warnings.push(w));
       if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
+      for (const w of warnings) process.stderr.write(`postactor: warning: ${w}\n`);
       const logFile = config.get('maillog_file');
       const out = logFile ? openSync(logFile, 'a') : 'ignore';
       // The located directory, on the master's command line for all to see (ps, /proc/PID/cmdline).
@@ -150,8 +152,10 @@ async function main(): Promise<void> {
     }
     case 'reload': {
       const { checkConfig } = await masterCode();
-      const problems = checkConfig(load(dir));
+      const warnings: string[] = [];
+      const problems = checkConfig(load(dir), (w) => warnings.push(w));
       if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
+      for (const w of warnings) process.stderr.write(`postactor: warning: ${w}\n`);
       if (!(await runningMaster(config))) fail(`${PROG}: fatal: the Postactor mail system is not running`);
       try {
         await controlRequest(controlSocketPath(queueDirectory(config)), 'reload', undefined, 60_000);
@@ -171,7 +175,10 @@ async function main(): Promise<void> {
       const [{ checkConfig, resolveListenAddresses }, { planServices }, { checkTables }, { QueueStore }] = await Promise.all([
         masterCode(), import('../actors/master/services.js'), import('../actors/master/tables.js'), import('../src/queue/store.js'),
       ]);
-      const problems = checkConfig(config);
+      // What smtpd's policy says of a table that cannot be opened, checkTables below says too,
+      // with the line of the setting: said once, there.
+      const policyWarnings: string[] = [];
+      const problems = checkConfig(config, (w) => policyWarnings.push(w));
       // Where inet services would listen (inet_interfaces, inet_protocols, host names).
       if (!problems.length) {
         await resolveListenAddresses(config, planServices(config), (w) => process.stderr.write(`postactor: warning: ${w}\n`))
@@ -182,7 +189,12 @@ async function main(): Promise<void> {
       // The lookup tables main.cf names: missing or broken ones are reported now, not at the first mail.
       const j = config.toJSON();
       const settings = Object.keys(j.params).map((n): [string, Origin] => [n, j.origins?.[n] ?? { file: 'main.cf', line: null }]);
-      for (const w of await checkTables(config, settings)) process.stderr.write(`postactor: warning: ${w}\n`);
+      const tableWarnings = await checkTables(config, settings);
+      for (const w of tableWarnings) process.stderr.write(`postactor: warning: ${w}\n`);
+      for (const w of policyWarnings) {
+        const table = /^([a-z0-9]+:\S+?): /.exec(w)?.[1];
+        if (table === undefined || !tableWarnings.some((t) => t.includes(table.slice(table.indexOf(':') + 1)))) process.stderr.write(`postactor: warning: ${w}\n`);
+      }
       // Queue sanity, as postfix check looks at the queue: report, never repair (postsuper -s does).
       const queueDir = queueDirectory(config);
       if (existsSync(join(queueDir, 'queue.lmdb'))) {

@@ -5,7 +5,7 @@
  * any working directory.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -80,9 +80,22 @@ describe('settings Postactor has not built are refused at start-up, by name (nev
 
 describe('postactor check looks at what start-up and the first mail would meet', () => {
   test('a missing lookup table is a warning naming its main.cf line; an unusable queue_directory is fatal', async () => {
-    const dir = await configDir('header_checks = regexp:/nonexistent/postactor-checks\ntransport_maps = hash:/nonexistent/transport\n');
+    const dir = await configDir('header_checks = regexp:/nonexistent/postactor-checks\ntransport_maps = hash:/nonexistent/transport\nalias_maps = hash:/nonexistent/aliases\n');
     const r = await run(NODE, [POSTACTOR_JS, '-c', dir, 'check']);
     assert.equal(r.code, 0, r.stderr);
+    // The alias table smtpd's recipient check would open is told once, at its line, in the
+    // command's own format (not as a maillog line of smtpd's).
+    assert.match(r.stderr, new RegExp(`^postactor: warning: ${dir}/main.cf:6: alias_maps: open database /nonexistent/aliases.lmdb: No such file or directory`, 'm'));
+    assert.equal(r.stderr.split('/nonexistent/aliases.lmdb').length - 1, 1, r.stderr);
+    // Without maillog_file (the maillog then goes to the terminal): the same, once, and no
+    // maillog line of smtpd's on either stream.
+    writeFileSync(join(dir, 'main.cf'), readFileSync(join(dir, 'main.cf'), 'utf8').replace(/^maillog_file = .*\n/m, ''));
+    const bare = await run(NODE, [POSTACTOR_JS, '-c', dir, 'check']);
+    const both = bare.stdout + bare.stderr;
+    assert.equal(bare.code, 0, both);
+    assert.equal(both.split('/nonexistent/aliases.lmdb').length - 1, 1, both);
+    assert.match(bare.stderr, new RegExp(`^postactor: warning: ${dir}/main.cf:5: alias_maps: open database /nonexistent/aliases.lmdb`, 'm'));
+    assert.doesNotMatch(both, /postactor\/smtpd\[/, both);
     assert.match(r.stderr, new RegExp(`^postactor: warning: ${dir}/main.cf:4: header_checks: /nonexistent/postactor-checks: cannot open table`, 'm'));
     assert.match(r.stderr, new RegExp(`^postactor: warning: ${dir}/main.cf:5: transport_maps: open database /nonexistent/transport.lmdb: No such file or directory`, 'm'));
     const proc = await configDir('queue_directory = /proc/postactor-queue\n');

@@ -60,8 +60,12 @@ export interface Master {
   reload(): Promise<void>;
 }
 
-/** Problems that stop the server from starting: returned as text lines (file:line: …). */
-export function checkConfig(config: Config): string[] {
+/**
+ * Problems that stop the server from starting: returned as text lines (file:line: …). What
+ * building smtpd's policy warns of (a table that cannot be opened) goes to `warn` once per text,
+ * by default the maillog as smtpd (the running master); a command gives its own.
+ */
+export function checkConfig(config: Config, warn?: (text: string) => void): string[] {
   const problems: string[] = [...config.refusals];
   const plan = planServices(config);
   for (const s of plan.skipped) {
@@ -84,7 +88,7 @@ export function checkConfig(config: Config): string[] {
     if (!said.has(text)) say(text);
     said.add(text);
   };
-  const policyLog = { info: once((t) => smtpdLog.info(t)), warn: once((t) => smtpdLog.warn(t)) };
+  const policyLog = { info: once((t) => smtpdLog.info(t)), warn: once(warn ?? ((t) => smtpdLog.warn(t))) };
   for (const s of listeners.length > 0 ? listeners : [null]) {
     let c = config;
     try {
