@@ -155,8 +155,8 @@ async function main(): Promise<void> {
       const warnings: string[] = [];
       const problems = checkConfig(load(dir), (w) => warnings.push(w));
       if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
-      for (const w of warnings) process.stderr.write(`postactor: warning: ${w}\n`);
       if (!(await runningMaster(config))) fail(`${PROG}: fatal: the Postactor mail system is not running`);
+      for (const w of warnings) process.stderr.write(`postactor: warning: ${w}\n`);
       try {
         await controlRequest(controlSocketPath(queueDirectory(config)), 'reload', undefined, 60_000);
       } catch (err) {
