@@ -192,8 +192,10 @@ async function main(): Promise<void> {
       const tableWarnings = await checkTables(config, settings);
       for (const w of tableWarnings) process.stderr.write(`postactor: warning: ${w}\n`);
       for (const w of policyWarnings) {
-        const table = /^([a-z0-9]+:\S+?): /.exec(w)?.[1];
-        if (table === undefined || !tableWarnings.some((t) => t.includes(table.slice(table.indexOf(':') + 1)))) process.stderr.write(`postactor: warning: ${w}\n`);
+        // "type:name: …" (proxy:type:name too): the same file named in checkTables' lines.
+        const table = /^[a-z0-9]+:\S+?: /.exec(w)?.[0].slice(0, -2);
+        const file = table?.slice(table.lastIndexOf(':') + 1);
+        if (file === undefined || !tableWarnings.some((t) => t.includes(file))) process.stderr.write(`postactor: warning: ${w}\n`);
       }
       // Queue sanity, as postfix check looks at the queue: report, never repair (postsuper -s does).
       const queueDir = queueDirectory(config);

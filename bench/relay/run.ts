@@ -323,6 +323,23 @@ async function startMta(name: string, cfg: Config, sinkPort: number): Promise<Mt
 }
 
 /**
+ * Waits until the sink has counted `wanted` recipients, the run's deadline, a stall (nothing new
+ * for stallMs) or Ctrl-C; the recipients counted by then.
+ */
+async function drain(sink: SinkThread, wanted: number, deadline: number, stallMs: number, tick?: () => void): Promise<number> {
+  let last = sink.snapshot().recipients;
+  let lastChange = Date.now();
+  while (!interrupted && last < wanted && Date.now() < deadline && Date.now() - lastChange < stallMs) {
+    await sleep(20);
+    const now = sink.snapshot().recipients;
+    if (now !== last) lastChange = Date.now();
+    last = now;
+    tick?.();
+  }
+  return last;
+}
+
+/**
  * --warmup N: N messages through the same MTA just started, by the same generator at the same
  * rate, then a wait until the sink has them all; nothing of it is counted (the sink counts from
  * zero again, the CPU and latency figures start after it). What it takes away is the start of a
@@ -340,16 +357,7 @@ async function warmUp(g: LoadGenerator | SmtpSource, sink: SinkThread | null, cf
   }
   let delivered: number | null = null;
   if (sink) {
-    const wanted = r.accepted * cfg.recipients;
-    let last = sink.snapshot().recipients;
-    let lastChange = Date.now();
-    while (!interrupted && last < wanted && Date.now() < deadline && Date.now() - lastChange < cfg.stallMs) {
-      await sleep(20);
-      const now = sink.snapshot().recipients;
-      if (now !== last) lastChange = Date.now();
-      last = now;
-    }
-    delivered = Math.floor(last / cfg.recipients);
+    delivered = Math.floor((await drain(sink, r.accepted * cfg.recipients, deadline, cfg.stallMs)) / cfg.recipients);
     await sink.reset();
   }
   const w: WarmupRecord = { messages: cfg.warmup, accepted: r.accepted, failed: r.failed, delivered, seconds: (Date.now() - t0) / 1000, dotP99Ms: r.dotLatency.count ? r.dotLatency.p99 : null };
@@ -418,18 +426,9 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
     rec.generator = r;
     if (cfg.tls) rec.tlsResumed = g.tlsResumed;
     rec.timedOut = r.timedOut;
-    // Drain: until the sink has every accepted message, the run's deadline, a stall, or Ctrl-C.
     if (sink) {
-      let last = sink.snapshot();
-      let lastChange = Date.now();
-      while (!interrupted && last.recipients < wanted(r.accepted) && Date.now() < deadline && Date.now() - lastChange < cfg.stallMs) {
-        await sleep(20);
-        const s = sink.snapshot();
-        if (s.recipients !== last.recipients) lastChange = Date.now();
-        last = s;
-        progress(line('draining'));
-      }
-      if (last.recipients < wanted(r.accepted) && Date.now() >= deadline) rec.timedOut = true;
+      const last = await drain(sink, wanted(r.accepted), deadline, cfg.stallMs, () => progress(line('draining')));
+      if (last < wanted(r.accepted) && Date.now() >= deadline) rec.timedOut = true;
     }
     clearInterval(ticker);
     ticker = undefined;

@@ -36,21 +36,21 @@ function micros(): bigint {
 }
 
 /** Called by SmtpSink on every change (connection or message): copy the counters. */
-function mirror(now: SinkStats): boolean {
-  const s = { connections: now.connections - base.connections, messages: now.messages - base.messages, recipients: now.recipients - base.recipients, bytes: now.bytes - base.bytes, rejectedRecipients: now.rejectedRecipients - base.rejectedRecipients };
-  if (s.messages !== lastMessages && s.messages > 0) {
-    lastMessages = s.messages;
+function mirror(s: SinkStats): boolean {
+  const messages = s.messages - base.messages;
+  if (messages !== lastMessages && messages > 0) {
+    lastMessages = messages;
     const t = micros();
     if (Atomics.load(cells, SLOT.firstMessageAt) === 0n) Atomics.store(cells, SLOT.firstMessageAt, t);
     Atomics.store(cells, SLOT.lastMessageAt, t);
   }
-  if (s.connections > 0 && Atomics.load(cells, SLOT.firstConnectAt) === 0n) Atomics.store(cells, SLOT.firstConnectAt, micros());
-  Atomics.store(cells, SLOT.connections, BigInt(s.connections));
-  Atomics.store(cells, SLOT.bytes, BigInt(s.bytes));
-  Atomics.store(cells, SLOT.rejectedRecipients, BigInt(s.rejectedRecipients));
-  Atomics.store(cells, SLOT.recipients, BigInt(s.recipients));
+  if (s.connections > base.connections && Atomics.load(cells, SLOT.firstConnectAt) === 0n) Atomics.store(cells, SLOT.firstConnectAt, micros());
+  Atomics.store(cells, SLOT.connections, BigInt(s.connections - base.connections));
+  Atomics.store(cells, SLOT.bytes, BigInt(s.bytes - base.bytes));
+  Atomics.store(cells, SLOT.rejectedRecipients, BigInt(s.rejectedRecipients - base.rejectedRecipients));
+  Atomics.store(cells, SLOT.recipients, BigInt(s.recipients - base.recipients));
   // Messages last: a reader that sees the new count also sees the rest.
-  Atomics.store(cells, SLOT.messages, BigInt(s.messages));
+  Atomics.store(cells, SLOT.messages, BigInt(messages));
   return false;
 }
 
