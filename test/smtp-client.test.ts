@@ -355,3 +355,55 @@ test('smtp_skip_quit_response: QUIT is sent and the connection closed without wa
     server.close();
   }
 });
+
+test("QUIT goes with the end of data when the connection will not be kept (Postfix's smtp_proto.c), and not when it will be parked", async () => {
+  // The next hop answers "." only after 300 ms: a QUIT seen before that answer was pipelined.
+  const events: string[] = [];
+  const server = net.createServer((s) => {
+    let buf = '';
+    let inData = false;
+    s.write('220 slow-dot\r\n');
+    s.on('error', () => undefined);
+    s.on('data', (d) => {
+      buf += d.toString();
+      let i: number;
+      while ((i = buf.indexOf('\r\n')) >= 0) {
+        const l = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        if (inData) {
+          if (l === '.') { inData = false; events.push('.'); setTimeout(() => { events.push('250 to .'); s.write('250 2.0.0 queued\r\n'); }, 300); }
+          continue;
+        }
+        const v = l.slice(0, 4).toUpperCase();
+        if (v === 'EHLO') s.write('250-h\r\n250 PIPELINING\r\n');
+        else if (v === 'DATA') { inData = true; s.write('354 go\r\n'); }
+        else if (v === 'QUIT') { events.push('QUIT'); setTimeout(() => { if (!s.destroyed) s.end('221 2.0.0 Bye\r\n'); }, 350); }
+        else s.write('250 2.0.0 Ok\r\n');
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  try {
+    // One transaction per connection (smtp_connection_reuse_count_limit = 1): QUIT before the 250,
+    // and the 221 is still read when smtp_skip_quit_response is off.
+    const once = new SmtpClient({ ...TIMEOUTS, reuseLimit: 1, skipQuitResponse: false });
+    const r1 = await once.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+    assert.equal(r1.kind, 'sent');
+    assert.equal(r1.recipients[0]!.reply.code, 250);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(events, ['.', 'QUIT', '250 to .']);
+    await once.close();
+    // A connection that will be parked: no QUIT until the client closes.
+    events.length = 0;
+    const kept = new SmtpClient({ ...TIMEOUTS, skipQuitResponse: true });
+    const r2 = await kept.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
+    assert.equal(r2.kind, 'sent');
+    assert.deepEqual(events, ['.', '250 to .']);
+    await kept.close();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(events, ['.', '250 to .', 'QUIT']);
+  } finally {
+    server.close();
+  }
+});

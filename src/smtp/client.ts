@@ -214,6 +214,7 @@ export function dotStuff(content: Uint8Array, lineLimit = 0, info?: { folded: bo
 }
 
 const DOT_CRLF = Buffer.from('.\r\n');
+const QUIT_CRLF = Buffer.from('QUIT\r\n');
 
 /**
  * As dotStuff(), in pieces to write in one go: content that needs no change (the usual case:
@@ -323,6 +324,8 @@ class Connection {
   xforward: Set<string> | null = null;
   /** The TLS session (after STARTTLS or in wrapper mode). */
   secure = false;
+  /** QUIT went out pipelined after the end of data: the connection is finished. */
+  quitSent = false;
   onIdleTrouble: ((c: Connection) => void) | null = null;
   private readonly onChunk = (chunk: string) => this.onData(chunk);
   private readonly onError = (err: Error) => this.fail(new SessionError('lost', err.message));
@@ -659,12 +662,14 @@ export class SmtpClient {
         }
         const t1 = performance.now();
         result.timings.connect = t1 - t0;
-        await this.transaction(conn, h, env, content, result, reused);
-        result.timings.transmit = performance.now() - t1;
         // Sender-dependent credentials: a connection is not reused for another sender (Postfix).
         // A TLS connection is reused only with smtp_tls_connection_reuse (or connection_reuse=yes).
         const noReuse = (this.opts.sasl?.senderDependent && env.credentials) || (conn.secure && tls !== null && tls.policy.level !== 'invalid' && !tls.policy.reuse);
-        if (noReuse) void this.quit(conn);
+        // A connection that will not be parked says QUIT with the end of data (Postfix's
+        // smtp_proto.c pipelines QUIT after "." whenever the session is not cached).
+        await this.transaction(conn, h, env, content, result, reused, Boolean(noReuse) || !this.parkable(conn, 1));
+        result.timings.transmit = performance.now() - t1;
+        if (noReuse || conn.quitSent) void this.quit(conn);
         else this.release(conn);
         return result;
       } catch (e) {
@@ -698,10 +703,15 @@ export class SmtpClient {
     return null;
   }
 
+  /** Whether `c` may be parked after `more` further transactions (closing, worn out, or not). */
+  private parkable(c: Connection, more: number): boolean {
+    const worn = (this.opts.reuseLimit > 0 && c.uses + more >= this.opts.reuseLimit) || Date.now() - c.openedAt >= this.opts.reuseTimeLimit;
+    return !this.closed && !worn;
+  }
+
   private release(c: Connection): void {
     c.uses++;
-    const worn = (this.opts.reuseLimit > 0 && c.uses >= this.opts.reuseLimit) || Date.now() - c.openedAt >= this.opts.reuseTimeLimit;
-    if (this.closed || !c.usable || worn) { void this.quit(c); return; }
+    if (!c.usable || !this.parkable(c, 0)) { void this.quit(c); return; }
     let list = this.idle.get(c.key);
     if (!list) { list = []; this.idle.set(c.key, list); }
     list.push(c);
@@ -724,7 +734,7 @@ export class SmtpClient {
 
   private async quit(c: Connection): Promise<void> {
     if (c.dead) return;
-    c.write('QUIT\r\n');
+    if (!c.quitSent) c.write('QUIT\r\n');
     if (this.opts.skipQuitResponse) {
       // As Postfix's close after QUIT: what was written is sent first (a TLS session ends with
       // its close_notify), the 221 is not waited for.
@@ -887,7 +897,7 @@ export class SmtpClient {
     }
   }
 
-  private async transaction(c: Connection, h: SmtpHost, env: SmtpEnvelope, content: Uint8Array | OutgoingContent, result: DeliveryResult, reused: boolean): Promise<void> {
+  private async transaction(c: Connection, h: SmtpHost, env: SmtpEnvelope, content: Uint8Array | OutgoingContent, result: DeliveryResult, reused: boolean, last: boolean): Promise<void> {
     const rcpts = env.recipients;
     const n = rcpts.length;
     if (env.smtputf8Required && !c.smtputf8) {
@@ -980,7 +990,10 @@ export class SmtpClient {
     try {
       const info = { folded: false };
       const lineLimit = this.opts.lineLengthLimit ?? 998;
-      await c.writeAndFlush(dotStuffParts(body, lineLimit, info), this.opts.dataXferTimeout);
+      const parts = dotStuffParts(body, lineLimit, info);
+      // The last transaction on a pipelining connection: QUIT goes with the end of data.
+      if (last && pipelined) { parts.push(QUIT_CRLF); c.quitSent = true; }
+      await c.writeAndFlush(parts, this.opts.dataXferTimeout);
       if (info.folded) this.opts.onInfo?.(`${env.queueId ?? 'NOQUEUE'}: breaking line > ${lineLimit} bytes with <CR><LF>SPACE`);
     } catch (e) {
       if (e instanceof SessionError) throw this.sessionFailure(e, h, Stage.Body);
