@@ -37,6 +37,22 @@ test('generator → sink: 100 messages over 5 sessions, a new connection each', 
   }
 });
 
+test('generator: the accept latency of each timeline window (end of DATA → 250 p99), then a new window', async () => {
+  const sink = new SmtpSink({ dataDelayMs: 40 });
+  const port = await sink.listen(0);
+  try {
+    const g = new LoadGenerator({ host: '127.0.0.1', port, sessions: 2, messages: 6, timeLimitMs: 20_000 });
+    assert.equal(g.takeDotWindow(), null, 'no reply yet');
+    const r = await g.run();
+    assert.equal(r.accepted, 6, `errors: ${r.errors.join('; ')}`);
+    const p99 = g.takeDotWindow();
+    assert.ok(p99 !== null && p99 >= 40 && p99 <= r.dotLatency.max + 0.01, `window p99 ${p99}, run max ${r.dotLatency.max}`);
+    assert.equal(g.takeDotWindow(), null, 'the window starts again empty');
+  } finally {
+    await sink.close();
+  }
+});
+
 test('generator: reuse, several recipients, unique addresses; sink in its worker thread', async () => {
   const sink = await SinkThread.start(0);
   try {

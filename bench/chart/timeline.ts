@@ -11,6 +11,8 @@ export interface Sample {
   t: number;
   accepted?: number;
   delivered: number;
+  /** End of DATA → 250 p99 (ms) of the replies since the previous sample (the node generator only). */
+  dotP99Ms?: number | null;
   /** "transport:nexthop" → deliveries in progress (Postactor only). */
   concurrency?: Record<string, number>;
 }
@@ -22,7 +24,7 @@ export class Timeline {
   private scraping = false;
 
   constructor(
-    private readonly read: () => { accepted?: number; delivered: number },
+    private readonly read: () => { accepted?: number; delivered: number; dotP99Ms?: number | null },
     private readonly metricsUrl: string | null = null,
     everyMs = 250,
   ) {

@@ -196,6 +196,8 @@ export class LoadGenerator {
   readonly errors: string[] = [];
   readonly histogram: RecordableHistogram = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
   readonly dotHistogram: RecordableHistogram = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
+  /** The same since the last takeDotWindow(): the timeline's accept latency over time. */
+  private readonly dotWindow: RecordableHistogram = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
   private claimed = 0;
   /** Open loop: messages not started because too many connections were open. */
   private skipped = 0;
@@ -270,7 +272,17 @@ export class LoadGenerator {
     this.accepted++;
     this.lastAcceptAt = t;
     this.histogram.record(Math.max(1, Math.round((t - startedAt) * 1000)));
-    this.dotHistogram.record(Math.max(1, Math.round((t - dotAt) * 1000)));
+    const dot = Math.max(1, Math.round((t - dotAt) * 1000));
+    this.dotHistogram.record(dot);
+    this.dotWindow.record(dot);
+  }
+
+  /** End of DATA → 250 p99 (ms) of the replies since the last call, and starts a new window; null: none. */
+  takeDotWindow(): number | null {
+    const h = this.dotWindow;
+    const p99 = h.count > 0 ? Math.round(h.percentile(99) / 10) / 100 : null;
+    h.reset();
+    return p99;
   }
 
   noteFailure(what: string): void {

@@ -61,7 +61,10 @@
  * latency = per message, connect → 250 after DATA (p50/p99, ms); cpu ms/msg = the MTA's CPU time
  * (all threads or processes, from /proc) over the run ÷ delivered messages, also per thread group
  * (smtpd, cleanup, qmgr, smtp, master, lmdb = Node's thread pool, v8 = V8's GC/compiler threads,
- * other, exited: ./cpu.ts); dot p50/p99 = end of DATA → 250 (the accept latency proper).
+ * other, exited: ./cpu.ts); dot p50/p99 = end of DATA → 250 (the accept latency proper). With
+ * the Node generator each timeline sample (every 0.5 s, in the JSON) also has the dot p99 of the
+ * replies since the one before (dotP99Ms), and a --rate run prints them in a line: where in the
+ * run the slow replies were (a cold start's are in its first seconds).
  */
 import { Timeline, type Sample } from '../chart/timeline.js';
 import { relayChart } from './chart.js';
@@ -416,7 +419,11 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
         (s ? ` delivered ${dlv} (${(dlv / secs || 0).toFixed(0)}/s)` : '');
     };
     ticker = setInterval(() => progress(line('sending')), 500);
-    timeline = new Timeline(() => ({ accepted: g.accepted, delivered: sink ? Math.floor(sink.snapshot().recipients / cfg.recipients) : g.accepted }), metricsUrl, 500);
+    timeline = new Timeline(() => ({
+      accepted: g.accepted,
+      delivered: sink ? Math.floor(sink.snapshot().recipients / cfg.recipients) : g.accepted,
+      ...(g instanceof LoadGenerator ? { dotP99Ms: g.takeDotWindow() } : {}),
+    }), metricsUrl, 500);
     let r: GeneratorResult;
     try {
       r = await g.run();
@@ -435,6 +442,11 @@ async function measure(mtaName: string, runNo: number, cfg: Config, withSink: bo
     rec.timeline = timeline.stop();
     rec.interrupted = interrupted;
     progressDone(line(interrupted ? 'interrupted' : rec.timedOut ? 'timed out' : 'done'));
+    // Open loop: where in the run the slow replies were (a cold start shows in its first seconds).
+    if (cfg.rate > 0) {
+      const windows = rec.timeline.slice(1).map((x) => (x.dotP99Ms === undefined || x.dotP99Ms === null ? '-' : x.dotP99Ms.toFixed(1)));
+      if (windows.length > 0) progressDone(`${label} end of DATA → 250 p99 ms per 0.5 s: ${windows.join(' ')}`);
+    }
     const groups = cpu.stop();
     const spent = outside.stop();
     if (sink) {
