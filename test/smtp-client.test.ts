@@ -315,33 +315,49 @@ test('10 concurrent deliveries all succeed', async () => {
   });
 });
 
-test('smtp_skip_quit_response: QUIT is sent and the connection closed without waiting for the 221 (a next hop that never answers it)', async () => {
-  const seen: string[] = [];
-  let closed!: () => void;
-  const closedP = new Promise<void>((r) => { closed = r; });
+/**
+ * A scripted next hop on 127.0.0.1: greets, splits the input into lines, swallows the message
+ * after DATA, and hands `answer` each command's first four letters upper-cased (and "." at the
+ * end of data) with the socket to reply on.
+ */
+async function nextHop(greeting: string, answer: (verb: string, s: net.Socket) => void, onEnd?: (s: net.Socket) => void): Promise<{ server: net.Server; port: number }> {
   const server = net.createServer((s) => {
     let buf = '';
     let inData = false;
-    s.write('220 mute-at-quit\r\n');
+    s.write(`${greeting}\r\n`);
     s.on('error', () => undefined);
-    s.on('end', () => { seen.push('end'); s.end(); closed(); });
+    if (onEnd) s.on('end', () => onEnd(s));
     s.on('data', (d) => {
       buf += d.toString();
       let i: number;
       while ((i = buf.indexOf('\r\n')) >= 0) {
         const l = buf.slice(0, i);
         buf = buf.slice(i + 2);
-        if (inData) { if (l === '.') { inData = false; s.write('250 2.0.0 queued\r\n'); } continue; }
+        if (inData) {
+          if (l === '.') { inData = false; answer('.', s); }
+          continue;
+        }
         const v = l.slice(0, 4).toUpperCase();
-        seen.push(v);
-        if (v === 'EHLO') s.write('250-h\r\n250 PIPELINING\r\n');
-        else if (v === 'DATA') { inData = true; s.write('354 go\r\n'); }
-        else if (v !== 'QUIT') s.write('250 2.0.0 Ok\r\n');
+        if (v === 'DATA') inData = true;
+        answer(v, s);
       }
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as net.AddressInfo).port;
+  return { server, port: (server.address() as net.AddressInfo).port };
+}
+
+test('smtp_skip_quit_response: QUIT is sent and the connection closed without waiting for the 221 (a next hop that never answers it)', async () => {
+  const seen: string[] = [];
+  let closed!: () => void;
+  const closedP = new Promise<void>((r) => { closed = r; });
+  const { server, port } = await nextHop('220 mute-at-quit', (v, s) => {
+    if (v === '.') { s.write('250 2.0.0 queued\r\n'); return; }
+    seen.push(v);
+    if (v === 'EHLO') s.write('250-h\r\n250 PIPELINING\r\n');
+    else if (v === 'DATA') s.write('354 go\r\n');
+    else if (v !== 'QUIT') s.write('250 2.0.0 Ok\r\n');
+  }, (s) => { seen.push('end'); s.end(); closed(); });
   try {
     const client = new SmtpClient({ ...TIMEOUTS, quitTimeout: 10_000, skipQuitResponse: true });
     const res = await client.deliver([host(port)], { sender: 's@x.test', recipients: ['a@y.test'] }, body);
@@ -359,31 +375,13 @@ test('smtp_skip_quit_response: QUIT is sent and the connection closed without wa
 test("QUIT goes with the end of data when the connection will not be kept (Postfix's smtp_proto.c), and not when it will be parked", async () => {
   // The next hop answers "." only after 300 ms: a QUIT seen before that answer was pipelined.
   const events: string[] = [];
-  const server = net.createServer((s) => {
-    let buf = '';
-    let inData = false;
-    s.write('220 slow-dot\r\n');
-    s.on('error', () => undefined);
-    s.on('data', (d) => {
-      buf += d.toString();
-      let i: number;
-      while ((i = buf.indexOf('\r\n')) >= 0) {
-        const l = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        if (inData) {
-          if (l === '.') { inData = false; events.push('.'); setTimeout(() => { events.push('250 to .'); s.write('250 2.0.0 queued\r\n'); }, 300); }
-          continue;
-        }
-        const v = l.slice(0, 4).toUpperCase();
-        if (v === 'EHLO') s.write('250-h\r\n250 PIPELINING\r\n');
-        else if (v === 'DATA') { inData = true; s.write('354 go\r\n'); }
-        else if (v === 'QUIT') { events.push('QUIT'); setTimeout(() => { if (!s.destroyed) s.end('221 2.0.0 Bye\r\n'); }, 350); }
-        else s.write('250 2.0.0 Ok\r\n');
-      }
-    });
+  const { server, port } = await nextHop('220 slow-dot', (v, s) => {
+    if (v === '.') { events.push('.'); setTimeout(() => { events.push('250 to .'); s.write('250 2.0.0 queued\r\n'); }, 300); }
+    else if (v === 'EHLO') s.write('250-h\r\n250 PIPELINING\r\n');
+    else if (v === 'DATA') s.write('354 go\r\n');
+    else if (v === 'QUIT') { events.push('QUIT'); setTimeout(() => { if (!s.destroyed) s.end('221 2.0.0 Bye\r\n'); }, 350); }
+    else s.write('250 2.0.0 Ok\r\n');
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as net.AddressInfo).port;
   try {
     // One transaction per connection (smtp_connection_reuse_count_limit = 1): QUIT before the 250,
     // and the 221 is still read when smtp_skip_quit_response is off.
