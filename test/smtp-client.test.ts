@@ -316,11 +316,11 @@ test('10 concurrent deliveries all succeed', async () => {
 });
 
 /**
- * A scripted next hop on 127.0.0.1: greets, splits the input into lines, swallows the message
- * after DATA, and hands `answer` each command's first four letters upper-cased (and "." at the
- * end of data) with the socket to reply on.
+ * A scripted next hop on 127.0.0.1: greets, splits the input into lines, and hands `answer`
+ * each command's first four letters upper-cased (and "." at the end of data) with the socket to
+ * reply on; when `answer` returns 'data' (its 354), the lines up to "." are the message.
  */
-async function nextHop(greeting: string, answer: (verb: string, s: net.Socket) => void, onEnd?: (s: net.Socket) => void): Promise<{ server: net.Server; port: number }> {
+async function nextHop(greeting: string, answer: (verb: string, s: net.Socket) => void | 'data', onEnd?: (s: net.Socket) => void): Promise<{ server: net.Server; port: number }> {
   const server = net.createServer((s) => {
     let buf = '';
     let inData = false;
@@ -337,9 +337,7 @@ async function nextHop(greeting: string, answer: (verb: string, s: net.Socket) =
           if (l === '.') { inData = false; answer('.', s); }
           continue;
         }
-        const v = l.slice(0, 4).toUpperCase();
-        if (v === 'DATA') inData = true;
-        answer(v, s);
+        if (answer(l.slice(0, 4).toUpperCase(), s) === 'data') inData = true;
       }
     });
   });
@@ -355,7 +353,7 @@ test('smtp_skip_quit_response: QUIT is sent and the connection closed without wa
     if (v === '.') { s.write('250 2.0.0 queued\r\n'); return; }
     seen.push(v);
     if (v === 'EHLO') s.write('250-h\r\n250 PIPELINING\r\n');
-    else if (v === 'DATA') s.write('354 go\r\n');
+    else if (v === 'DATA') { s.write('354 go\r\n'); return 'data'; }
     else if (v !== 'QUIT') s.write('250 2.0.0 Ok\r\n');
   }, (s) => { seen.push('end'); s.end(); closed(); });
   try {
@@ -378,7 +376,7 @@ test("QUIT goes with the end of data when the connection will not be kept (Postf
   const { server, port } = await nextHop('220 slow-dot', (v, s) => {
     if (v === '.') { events.push('.'); setTimeout(() => { events.push('250 to .'); s.write('250 2.0.0 queued\r\n'); }, 300); }
     else if (v === 'EHLO') s.write('250-h\r\n250 PIPELINING\r\n');
-    else if (v === 'DATA') s.write('354 go\r\n');
+    else if (v === 'DATA') { s.write('354 go\r\n'); return 'data'; }
     else if (v === 'QUIT') { events.push('QUIT'); setTimeout(() => { if (!s.destroyed) s.end('221 2.0.0 Bye\r\n'); }, 350); }
     else s.write('250 2.0.0 Ok\r\n');
   });
@@ -401,6 +399,35 @@ test("QUIT goes with the end of data when the connection will not be kept (Postf
     await kept.close();
     await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(events, ['.', '250 to .', 'QUIT']);
+  } finally {
+    server.close();
+  }
+});
+
+test('QUIT goes with the RSET of an aborted last transaction (every recipient refused), as Postfix', async () => {
+  const events: string[] = [];
+  const { server, port } = await nextHop('220 refusing', (v, s) => {
+    if (v === 'EHLO') s.write('250-h\r\n250 PIPELINING\r\n');
+    else if (v === 'MAIL') s.write('250 2.1.0 Ok\r\n');
+    else if (v === 'RCPT') s.write('550 5.1.1 User unknown\r\n');
+    else if (v === 'DATA') s.write('554 5.5.1 Error: no valid recipients\r\n');
+    else if (v === 'RSET') { events.push('RSET'); setTimeout(() => { events.push('250 to RSET'); s.write('250 2.0.0 Ok\r\n'); }, 300); }
+    else if (v === 'QUIT') { events.push('QUIT'); setTimeout(() => { if (!s.destroyed) s.end('221 2.0.0 Bye\r\n'); }, 350); }
+  });
+  try {
+    const once = new SmtpClient({ ...TIMEOUTS, reuseLimit: 1, skipQuitResponse: true });
+    const r = await once.deliver([host(port)], { sender: 's@x.test', recipients: ['nobody@y.test'] }, body);
+    assert.equal(r.kind, 'sent');
+    assert.equal(r.recipients[0]!.ok, false);
+    assert.equal(r.recipients[0]!.reply.code, 550);
+    assert.deepEqual(events, ['RSET', 'QUIT', '250 to RSET']);
+    await once.close();
+    // Kept for the next delivery: RSET alone.
+    events.length = 0;
+    const kept = new SmtpClient(TIMEOUTS);
+    await kept.deliver([host(port)], { sender: 's@x.test', recipients: ['nobody@y.test'] }, body);
+    assert.deepEqual(events, ['RSET', '250 to RSET']);
+    await kept.close();
   } finally {
     server.close();
   }

@@ -957,7 +957,7 @@ export class SmtpClient {
 
     if (env.verify) {
       // Address verification: the RCPT replies are the answer; no message is sent.
-      await this.rset(c);
+      await this.rset(c, last);
       return;
     }
     let dataReply: Reply | null = null;
@@ -971,12 +971,12 @@ export class SmtpClient {
         c.write('.\r\n');
         await this.read(c, h, Stage.Dot, this.opts.dataDoneTimeout);
       } else {
-        await this.rset(c);
+        await this.rset(c, last);
       }
       return; // kind 'sent': every recipient carries its RCPT rejection
     }
     if (dataReply!.code !== 354) {
-      await this.rset(c);
+      await this.rset(c, last);
       return dataFailure(result, dataReply!, saidText(h, dataReply!, 'DATA'));
     }
     let body: Uint8Array;
@@ -1053,9 +1053,13 @@ export class SmtpClient {
     }
   }
 
-  /** RSET after an aborted transaction; a failing RSET only costs the connection. */
-  private async rset(c: Connection): Promise<void> {
-    c.write('RSET\r\n');
+  /**
+   * RSET after an aborted transaction; a failing RSET only costs the connection. On the last
+   * transaction of a pipelining connection QUIT goes with it (Postfix's SMTP_STATE_ABORT).
+   */
+  private async rset(c: Connection, last: boolean): Promise<void> {
+    if (last && c.pipelining) { c.write('RSET\r\nQUIT\r\n'); c.quitSent = true; }
+    else c.write('RSET\r\n');
     try {
       const r = await c.read(this.opts.mailTimeout);
       if (r.code !== 250) c.fail(new SessionError('lost', 'RSET rejected'));
