@@ -324,7 +324,7 @@ class Connection {
   xforward: Set<string> | null = null;
   /** The TLS session (after STARTTLS or in wrapper mode). */
   secure = false;
-  /** QUIT went out pipelined after the end of data: the connection is finished. */
+  /** QUIT went out pipelined (with the end of data, or with an aborted transaction's RSET): the connection is finished. */
   quitSent = false;
   onIdleTrouble: ((c: Connection) => void) | null = null;
   private readonly onChunk = (chunk: string) => this.onData(chunk);
@@ -665,8 +665,8 @@ export class SmtpClient {
         // Sender-dependent credentials: a connection is not reused for another sender (Postfix).
         // A TLS connection is reused only with smtp_tls_connection_reuse (or connection_reuse=yes).
         const noReuse = (this.opts.sasl?.senderDependent && env.credentials) || (conn.secure && tls !== null && tls.policy.level !== 'invalid' && !tls.policy.reuse);
-        // A connection that will not be parked says QUIT with the end of data (Postfix's
-        // smtp_proto.c pipelines QUIT after "." whenever the session is not cached).
+        // A connection that will not be parked says QUIT with the end of data or its RSET
+        // (Postfix's smtp_proto.c pipelines QUIT after "." whenever the session is not cached).
         await this.transaction(conn, h, env, content, result, reused, Boolean(noReuse) || !this.parkable(conn, 1));
         result.timings.transmit = performance.now() - t1;
         if (noReuse || conn.quitSent) void this.quit(conn);
