@@ -40,6 +40,24 @@ function fail(text: string, code = 1): never {
   process.exit(code);
 }
 
+/** A warning on stderr, as every command of this file words one. */
+function warn(text: string): void {
+  process.stderr.write(`postactor: warning: ${text}\n`);
+}
+
+/**
+ * start and reload: what stops the server from starting ends the command (file:line: …); what
+ * only deserves a warning (smtpd's policy naming a table it cannot open) comes back, for the
+ * caller to say once its own checks passed.
+ */
+async function checkedConfig(config: Config): Promise<string[]> {
+  const { checkConfig } = await masterCode();
+  const warnings: string[] = [];
+  const problems = checkConfig(config, (w) => warnings.push(w));
+  if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
+  return warnings;
+}
+
 function parse(): { dir: string | undefined; command: string } {
   let parsed;
   try {
@@ -105,11 +123,7 @@ async function main(): Promise<void> {
     }
     case 'start': {
       if (await runningMaster(config)) fail(`${PROG}: fatal: the Postactor mail system is already running`);
-      const { checkConfig } = await masterCode();
-      const warnings: string[] = [];
-      const problems = checkConfig(config, (w) => warnings.push(w));
-      if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
-      for (const w of warnings) process.stderr.write(`postactor: warning: ${w}\n`);
+      (await checkedConfig(config)).forEach(warn);
       const logFile = config.get('maillog_file');
       const out = logFile ? openSync(logFile, 'a') : 'ignore';
       // The located directory, on the master's command line for all to see (ps, /proc/PID/cmdline).
@@ -151,12 +165,9 @@ async function main(): Promise<void> {
       return;
     }
     case 'reload': {
-      const { checkConfig } = await masterCode();
-      const warnings: string[] = [];
-      const problems = checkConfig(load(dir), (w) => warnings.push(w));
-      if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
+      const warnings = await checkedConfig(load(dir));
       if (!(await runningMaster(config))) fail(`${PROG}: fatal: the Postactor mail system is not running`);
-      for (const w of warnings) process.stderr.write(`postactor: warning: ${w}\n`);
+      warnings.forEach(warn);
       try {
         await controlRequest(controlSocketPath(queueDirectory(config)), 'reload', undefined, 60_000);
       } catch (err) {
@@ -181,21 +192,21 @@ async function main(): Promise<void> {
       const problems = checkConfig(config, (w) => policyWarnings.push(w));
       // Where inet services would listen (inet_interfaces, inet_protocols, host names).
       if (!problems.length) {
-        await resolveListenAddresses(config, planServices(config), (w) => process.stderr.write(`postactor: warning: ${w}\n`))
+        await resolveListenAddresses(config, planServices(config), warn)
           .catch((err: Error) => problems.push(err.message));
       }
-      for (const w of config.warnings) process.stderr.write(`postactor: warning: ${w}\n`);
+      config.warnings.forEach(warn);
       if (problems.length) fail(problems.map((l) => `postactor: fatal: ${l}`).join('\n'));
       // The lookup tables main.cf names: missing or broken ones are reported now, not at the first mail.
       const j = config.toJSON();
       const settings = Object.keys(j.params).map((n): [string, Origin] => [n, j.origins?.[n] ?? { file: 'main.cf', line: null }]);
       const tableWarnings = await checkTables(config, settings);
-      for (const w of tableWarnings) process.stderr.write(`postactor: warning: ${w}\n`);
+      tableWarnings.forEach(warn);
       for (const w of policyWarnings) {
         // "type:name: …" (proxy:type:name too): the same file named in checkTables' lines.
         const table = /^[a-z0-9]+:\S+?: /.exec(w)?.[0].slice(0, -2);
         const file = table?.slice(table.lastIndexOf(':') + 1);
-        if (file === undefined || !tableWarnings.some((t) => t.includes(file))) process.stderr.write(`postactor: warning: ${w}\n`);
+        if (file === undefined || !tableWarnings.some((t) => t.includes(file))) warn(w);
       }
       // Queue sanity, as postfix check looks at the queue: report, never repair (postsuper -s does).
       const queueDir = queueDirectory(config);

@@ -99,13 +99,16 @@ export class SinkThread {
 
   /** Count from zero again (bench --warmup: what the warm-up delivered is not the run's). */
   async reset(): Promise<void> {
-    const done = new Promise<void>((resolve) => {
+    const done = new Promise<void>((resolve, reject) => {
       const on = (m: { type: string }) => {
         if (m.type !== 'reset') return;
-        this.worker.off('message', on);
+        off();
         resolve();
       };
+      const gone = (code: number) => { off(); reject(new Error(`sink thread exited with code ${code}`)); };
+      const off = () => { this.worker.off('message', on); this.worker.off('exit', gone); };
       this.worker.on('message', on);
+      this.worker.on('exit', gone);
     });
     this.worker.postMessage({ type: 'reset' });
     await done;
