@@ -205,7 +205,7 @@ describe('e2e syslog', { skip }, () => {
     assert.equal(totals['rejected'], 1, postactorReport);
   });
 
-  test('pflogsumm\'s report from Postactor\'s syslog equals its report from Debian\'s Postfix for the same traffic', { skip: skip || (!process.env['CI'] && !existsSync('/usr/sbin/postfix') ? 'Postfix is not installed; .ci/run installs it' : false) }, async (t) => {
+  test('pflogsumm\'s report from Postactor\'s syslog equals its report from Debian\'s Postfix for the same traffic', { skip: skip || needs('/usr/sbin/postfix', "Debian's Postfix, the peer") }, async (t) => {
     assert.ok(postactorReport, 'the previous test ran');
     if ((await postfixVersion()) === null) {
       if (process.env['CI']) assert.fail('Postfix is not installed');

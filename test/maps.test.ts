@@ -14,6 +14,7 @@ import {
   TableError, addressKeys, domainKeys, lookupAddress, lookupDomain, openTable, writeLmdb, type LookupTable,
 } from '../src/maps/index.js';
 import { tempDirs } from './helpers/temp.js';
+import { needs } from './helpers/peers.js';
 
 // Tests run from dist/test/; fixtures stay in the source tree.
 const FIX = fileURLToPath(new URL('../../test/fixtures/maps/', import.meta.url));
@@ -337,13 +338,13 @@ describe('same answers as Debian /usr/sbin/postmap -q', () => {
     { type: 'pcre', file: 'checks.pcre', keys: ['mx.example.com', 'xabcx', 'anchor', 'xanch', 'smtp12.example.org', 'host.EXAMPLE.NET', 'host.example.net'] },
   ];
   for (const c of cases) {
-    test(`${c.type}: ${c.file}`, { skip: TYPES.has(c.type) || process.env['CI'] ? false : `Postfix's ${c.type}: tables are not installed (.ci/run installs postfix, postfix-pcre)` }, () => {
+    test(`${c.type}: ${c.file}`, { skip: TYPES.has(c.type) ? false : needs(c.type === 'pcre' ? '/usr/lib/postfix/postfix-pcre.so' : POSTFIX_POSTMAP, `Postfix's ${c.type}: tables, the comparison peer`) }, () => {
       const { postfix, ours } = queryBoth(`${c.type}:${FIX}${c.file}`, c.keys);
       assert.ok(postfix.length > 0);
       assert.equal(ours, postfix);
     });
   }
-  test('inline: and static:', { skip: TYPES.has('inline') || process.env['CI'] ? false : 'Postfix is not installed (.ci/run installs it)' }, () => {
+  test('inline: and static:', { skip: TYPES.has('inline') ? false : needs(POSTFIX_POSTMAP, "Debian's postmap, the comparison peer") }, () => {
     for (const [spec, keys] of [['inline:{ab=c, {k = v w}, X=Y}', ['AB', 'k', 'x', 'no']], ['static:{ a b }', ['x']]] as const) {
       const { postfix, ours } = queryBoth(spec, [...keys]);
       assert.equal(ours, postfix, spec);

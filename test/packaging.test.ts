@@ -15,6 +15,7 @@ import { NODE, REPO_ROOT } from './helpers/server.js';
 import { pidFilePath } from '../actors/master/lock.js';
 import { DEFAULTS } from '../src/config/defaults.js';
 import { tempDirs } from './helpers/temp.js';
+import { needs } from './helpers/peers.js';
 
 const tempDir = tempDirs('postactor-packaging-');
 const UNIT = join(REPO_ROOT, 'packaging', 'postactor.service');
@@ -58,7 +59,7 @@ test('the systemd unit runs postactor start/stop/reload/check and names the pid 
   assert.deepEqual(unit.get('Install')!.get('WantedBy'), ['multi-user.target']);
 });
 
-test('systemd-analyze verify accepts the unit', { skip: !existsSync(SYSTEMD_ANALYZE) && !process.env['CI'] ? 'systemd-analyze (package systemd) is not installed; .ci/run installs it' : false }, () => {
+test('systemd-analyze verify accepts the unit', { skip: needs(SYSTEMD_ANALYZE, 'systemd-analyze') }, () => {
   const dir = tempDir();
   const file = join(dir, 'postactor.service');
   // Installed under /opt/postactor; here the checkout stands in for it, so the commands exist.

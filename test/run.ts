@@ -16,6 +16,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from 'node:test';
 import { spec } from 'node:test/reporters';
+import { missingPeerPackages } from './helpers/peers.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -42,6 +43,12 @@ function ordered(files: string[]): string[] {
 }
 
 const files = process.argv.length > 2 ? process.argv.slice(2) : ordered(testFiles(HERE));
+// Outside CI a test whose peer is missing is skipped (./helpers/peers.ts): say so once, up front.
+const missing = missingPeerPackages();
+if (missing.length > 0) {
+  process.stderr.write(`npm test: the tests that need these Debian packages are skipped, each saying why: ${missing.join(' ')}.\n` +
+    `Install them (apt-get install ${missing.join(' ')}), or run .ci/run as root: it installs every peer, then runs npm test.\n`);
+}
 const stream = run({ files, concurrency: 3, timeout: 180_000 });
 stream.on('test:fail', () => { process.exitCode = 1; });
 stream.compose(spec).pipe(process.stdout);

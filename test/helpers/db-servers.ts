@@ -14,6 +14,7 @@ import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { reachableDir } from './reachable.js';
 import { freePort } from './server.js';
+import { needs } from './peers.js';
 
 export const PG_BIN = '/usr/lib/postgresql/15/bin';
 const ROOT = process.getuid?.() === 0;
@@ -28,8 +29,7 @@ process.on('exit', () => {
 
 /** `skip` for a test that needs a server binary: a reason outside CI when it is missing, else false. */
 export function needsServer(path: string, pkg: string): string | false {
-  if (existsSync(path) || process.env['CI']) return false;
-  return `${path} is not installed (Debian package ${pkg}; .ci/run installs it)`;
+  return needs(path, `the ${pkg} server`);
 }
 
 /**
