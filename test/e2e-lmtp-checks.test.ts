@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DOVECOT, startDovecot, type Dovecot } from '../bench/delivery/dovecot.js';
 import { freePort, queuedId, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { NEEDS_DOVECOT_LMTP } from './helpers/peers.js';
 
 const MESSAGE = [
   'From: Root <root@box.local>',
@@ -43,7 +44,7 @@ async function arrived(dc: Dovecot, user: string, text: string): Promise<string>
   }
 }
 
-describe('lmtp_*_checks and lmtp_generic_maps into Dovecot', () => {
+describe('lmtp_*_checks and lmtp_generic_maps into Dovecot', { skip: NEEDS_DOVECOT_LMTP }, () => {
   let dc: Dovecot;
   let server: TestServer;
   before(async () => {

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DOVECOT, startDovecot as startSharedDovecot, type Dovecot } from '../bench/delivery/dovecot.js';
 import { freePort, rfc822, sendRaw, startServer, type TestServer } from './helpers/server.js';
+import { NEEDS_DOVECOT_LMTP } from './helpers/peers.js';
 
 /** Dovecot on a throwaway config (bench/delivery/dovecot.ts); carol's quota (10 bytes) is smaller
  *  than any message, so Dovecot refuses her copy after DATA. */
@@ -30,7 +31,7 @@ async function send(server: TestServer, from: string, to: string[], subject: str
   return /queued as (\S+)/.exec(r.text)![1]!;
 }
 
-describe('lmtp(8) into Dovecot', () => {
+describe('lmtp(8) into Dovecot', { skip: NEEDS_DOVECOT_LMTP }, () => {
   let dc: Dovecot;
   let server: TestServer;
   before(async () => {

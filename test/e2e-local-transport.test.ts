@@ -13,6 +13,7 @@ import { SmtpSink } from '../src/smtp/sink.js';
 import { startDovecot, type Dovecot } from '../bench/delivery/dovecot.js';
 import { freePort, rfc822, sendRaw, SmtpDialogue, startServer, type TestServer } from './helpers/server.js';
 import { reachableDir } from './helpers/reachable.js';
+import { NEEDS_DOVECOT_LMTP } from './helpers/peers.js';
 
 const MASTER_LOCAL = 'local unix - n n - - local';
 
@@ -37,7 +38,7 @@ async function send(server: TestServer, to: string[], subject: string): Promise<
   return /queued as (\S+)/.exec(r.text)![1]!;
 }
 
-describe('local(8) mailbox_transport = lmtp:unix:… into Dovecot', () => {
+describe('local(8) mailbox_transport = lmtp:unix:… into Dovecot', { skip: NEEDS_DOVECOT_LMTP }, () => {
   let env: Env;
   let dc: Dovecot;
   let server: TestServer;

@@ -9,7 +9,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { reachableDir } from './reachable.js';
@@ -29,7 +29,7 @@ process.on('exit', () => {
 
 /** `skip` for a test that needs a server binary: a reason outside CI when it is missing, else false. */
 export function needsServer(path: string, pkg: string): string | false {
-  return needs(path, `the ${pkg} server`);
+  return needs(path, `the ${basename(path)} server (${pkg})`);
 }
 
 /**

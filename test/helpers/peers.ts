@@ -24,6 +24,7 @@ export const PEER_PACKAGES: Readonly<Record<string, string>> = {
   '/usr/share/postfix/master.cf.dist': 'postfix',
   '/usr/lib/postfix/postfix-pcre.so': 'postfix-pcre',
   '/usr/sbin/dovecot': 'dovecot-core',
+  '/usr/lib/dovecot/lmtp': 'dovecot-lmtpd',
   '/usr/bin/swaks': 'swaks',
   '/usr/bin/openssl': 'openssl',
   '/usr/bin/python3': 'python3',
@@ -62,3 +63,7 @@ export function missingPeerPackages(): string[] {
   if (process.env['CI']) return [];
   return [...new Set(Object.entries(PEER_PACKAGES).filter(([path]) => !existsSync(path)).map(([, pkg]) => pkg))];
 }
+
+/** `skip` for the tests that deliver into a throwaway Dovecot over LMTP (bench/delivery/dovecot.ts). */
+export const NEEDS_DOVECOT_LMTP = needs('/usr/sbin/dovecot', 'Dovecot (dovecot-core), the LMTP mail store') ||
+  needs('/usr/lib/dovecot/lmtp', "Dovecot's LMTP server (dovecot-lmtpd)");
