@@ -18,7 +18,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { SmtpSink } from '../../src/smtp/sink.js';
-import { freePort, probe220, REPO_ROOT } from '../relay/mta.js';
+import { freePort, postactorCommand, probe220, REPO_ROOT } from '../relay/mta.js';
 import { POSTACTOR_ENTRY, postactorMainCf, postactorMasterCf } from '../relay/postactor.js';
 import { Injector } from './inject.js';
 
@@ -112,7 +112,8 @@ export async function crashSoak(o: SoakOptions, log: (line: string) => void = ()
   let stopping = false;
 
   const start = (): void => {
-    const c = spawn(process.execPath, [entry, '-c', dir, 'start-fg'], { cwd: REPO_ROOT, stdio: 'ignore', detached: true });
+    const command = postactorCommand(entry, dir);
+    const c = spawn(process.execPath, command.args, { env: command.env, cwd: REPO_ROOT, stdio: 'ignore', detached: true });
     child = c;
     exited = new Promise((resolve) => {
       c.once('exit', (code, signal) => {

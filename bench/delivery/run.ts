@@ -35,7 +35,7 @@ import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { LoadGenerator } from '../relay/generator.js';
-import { freePort, REPO_ROOT, waitFor220 } from '../relay/mta.js';
+import { freePort, postactorCommand, REPO_ROOT, waitFor220 } from '../relay/mta.js';
 import { postfixVersion } from '../relay/postfix.js';
 import { startDovecot, type Dovecot } from './dovecot.js';
 import { startPostfixPeer } from './postfix.js';
@@ -181,9 +181,10 @@ async function startPostactor(o: Options, mode: Mode, dovecot: Dovecot | null): 
     'lmtp unix - - n - 1 lmtp',
     '',
   ].join('\n'));
-  const child: ChildProcess = spawn(path.join(REPO_ROOT, 'node_modules/.bin/node'), [path.join(REPO_ROOT, 'dist/bin/postactor.js'), '-c', dir, 'start-fg'], {
+  const command = postactorCommand(path.join(REPO_ROOT, 'dist/bin/postactor.js'), dir, { POSTACTOR_PASSWD_FILE: workload.passwd });
+  const child: ChildProcess = spawn(path.join(REPO_ROOT, 'node_modules/.bin/node'), command.args, {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, POSTACTOR_PASSWD_FILE: workload.passwd },
+    env: command.env,
   });
   let err = '';
   child.stderr!.on('data', (d) => { err = (err + d).slice(-4000); });

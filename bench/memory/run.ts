@@ -41,9 +41,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF } from '../../src/config/embedded.js';
-import { MASTER_NODE_FLAGS, masterEnvironment } from '../../src/runtime/heap-limits.js';
 import { LoadGenerator } from '../relay/generator.js';
-import { freePort, REPO_ROOT, Tail, waitFor220 } from '../relay/mta.js';
+import { freePort, postactorCommand, REPO_ROOT, Tail, waitFor220 } from '../relay/mta.js';
 import { PEER_SCRIPT, postfixVersion } from '../relay/postfix.js';
 
 const run = promisify(execFile);
@@ -167,7 +166,8 @@ async function startPostactor(deadPort: number, keep: boolean): Promise<Instance
   writeFileSync(path.join(dir, 'master.cf'), master);
   const log = createWriteStream(path.join(dir, 'postactor.log'));
   const stderr = new Tail();
-  const child: ChildProcess = spawn(process.execPath, [...MASTER_NODE_FLAGS, path.join(REPO_ROOT, 'dist/bin/postactor.js'), '-c', dir, 'start-fg'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: masterEnvironment() });
+  const command = postactorCommand(path.join(REPO_ROOT, 'dist/bin/postactor.js'), dir);
+  const child: ChildProcess = spawn(process.execPath, command.args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: command.env });
   let exited: string | null = null;
   const exitedP = new Promise<void>((resolve) => child.once('exit', (code, signal) => { exited = `postactor exited (${signal ?? `code ${code}`})`; resolve(); }));
   child.stdout!.on('data', (d: Buffer) => log.write(d));

@@ -3,6 +3,7 @@
  */
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { MASTER_NODE_FLAGS, masterEnvironment } from '../../src/runtime/heap-limits.js';
 
 export interface MtaHandle {
   /** "postactor" or "postfix" or "target". */
@@ -18,6 +19,17 @@ export interface MtaHandle {
 
 /** The repository root: this file is dist/bench/relay/mta.js once compiled. */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+/**
+ * How a benchmark starts a Postactor server: as `postactor start` and bin/postactor run the
+ * master (src/runtime/heap-limits.ts: MASTER_NODE_FLAGS on the command line, masterEnvironment's
+ * malloc settings, jemalloc where the system has it), so the figures are those of the server
+ * users run. `entry` is dist/bin/postactor.js or another build's; `env` is added to the
+ * environment first (an operator's LD_PRELOAD or MALLOC_CONF there still wins).
+ */
+export function postactorCommand(entry: string, dir: string, env: NodeJS.ProcessEnv = {}): { args: string[]; env: NodeJS.ProcessEnv } {
+  return { args: [...MASTER_NODE_FLAGS, entry, '-c', dir, 'start-fg'], env: masterEnvironment({ ...process.env, ...env }) };
+}
 
 /** A port that was free a moment ago on 127.0.0.1. */
 export function freePort(): Promise<number> {

@@ -6,14 +6,15 @@
  *   <tmp>/master.cf  127.0.0.1:PORT inet … smtpd, cleanup, qmgr, smtp, relay, bounce
  *
  * and runs `node dist/bin/postactor.js -c <tmp> start-fg` with the same Node binary as the
- * bench. Ready = the port greets with 220 (20 s at most; the error shows the child's stderr).
+ * bench, with the flags and environment `postactor start` gives the master (mta.ts,
+ * postactorCommand). Ready = the port greets with 220 (20 s at most; the error shows the child's stderr).
  * Stop = SIGTERM, then SIGKILL after 10 s.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { freePort, REPO_ROOT, Tail, waitFor220, type MtaHandle } from './mta.js';
+import { freePort, postactorCommand, REPO_ROOT, Tail, waitFor220, type MtaHandle } from './mta.js';
 import { QueueStore } from '../../src/queue/store.js';
 
 export interface PostactorOptions {
@@ -101,7 +102,9 @@ export async function startPostactor(o: PostactorOptions): Promise<MtaHandle & {
 
   const log = createWriteStream(path.join(dir, 'postactor.log'), { flags: 'a' });
   const stderr = new Tail();
-  const child: ChildProcess = spawn(process.execPath, [entry, '-c', dir, 'start-fg'], {
+  const command = postactorCommand(entry, dir);
+  const child: ChildProcess = spawn(process.execPath, command.args, {
+    env: command.env,
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
