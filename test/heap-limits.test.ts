@@ -11,6 +11,9 @@ import { REPO_ROOT } from './helpers/server.js';
 test('the wrapper gives `postactor start-fg` the master\'s heap flags (as `postactor start` does)', () => {
   const wrapper = readFileSync(join(REPO_ROOT, 'bin', 'postactor'), 'utf8');
   assert.ok(wrapper.includes(`exec "$node" ${MASTER_NODE_FLAGS.join(' ')} "$js"`), `bin/postactor passes ${MASTER_NODE_FLAGS.join(' ')}`);
+  const start = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start']!;
+  assert.equal(start, `node ${MASTER_NODE_FLAGS.join(' ')} dist/bin/postactor.js start-fg`, 'npm start passes the same flags');
+  assert.ok(!MASTER_NODE_FLAGS.includes('--optimize-for-size'), 'no --optimize-for-size: a fifth more CPU per message (heap-limits.ts)');
 });
 
 test('every actor thread gets a small young generation and an old-generation ceiling', () => {

@@ -20,13 +20,17 @@
  *    recipients; bench/memory saw it under 60 MB with 20,000 deferred), smtpd its sessions and
  *    cleanup the messages in flight (their bodies are Buffers, outside the V8 heap, which these
  *    limits do not count); the other agents hold one delivery's state per request.
- *  - `--optimize-for-size` (a V8 flag: one setting for every isolate of the process, so it is
- *    a master flag below). V8 then grows each heap by a smaller factor before its next full
- *    collection, reduces and compacts a heap that went quiet (its memory reducer), and keeps
- *    fewer free pages: bench/memory measured the embedded default idle 138 → 129 MB RSS, and
- *    V8's pages after a 5,000-message burst 147 → 113 MB. It costs more collections under load:
- *    bench/relay, the same build with and without it, 2 × 2,000 messages alternating: CPU per
- *    message ×1.02 (2.77 → 2.83 ms, of which V8 0.51 → 0.54), on a loaded machine.
+ *  - Not `--optimize-for-size` (a V8 flag for every isolate of the process). It was a master
+ *    flag until session 19: V8 then grows each heap by a smaller factor before its next full
+ *    collection, keeps fewer free pages and trades speed for size in its caches (bench/memory
+ *    then measured idle 138 → 129 MB RSS, V8's pages after a 5,000-message burst 147 → 113 MB).
+ *    But it costs about a fifth of the server's CPU per message: bench/relay, the same build
+ *    started with `--expose-gc` alone and with `--optimize-for-size` alone, 3 + 3 runs
+ *    alternating: 1.67 vs 2.01 ms/msg (smtpd 0.64 vs 0.77), delivered 806 vs 713/s; the flags
+ *    the master keeps (`--max-semi-space-size=1 --expose-gc`) measured the same as
+ *    `--expose-gc` alone (1.44 vs 1.45). The memory it saved comes back after a burst through
+ *    idle-gc.ts's compacting collection, and bench/memory's targets hold without it
+ *    (bench/README.md, "Session 19").
  *  - `--expose-gc`: a long-lived thread that worked and went quiet runs one memory-reducing
  *    collection (./idle-gc.ts); V8 gives a quiet isolate no collection of its own.
  *  - Code range: left at V8's default. It is reserved address space, not resident memory (a
@@ -57,12 +61,12 @@ export function heapLimits(command: string): ResourceLimits {
 /**
  * Node flags for the process that runs the master (the main thread's isolate is created before
  * any code runs, so its limits can only come from the command line): the same 1 MB semi-space,
- * V8's memory-first heuristics for every isolate, and `gc` for ./idle-gc.ts (above). `postactor start` passes them;
+ * and `gc` for ./idle-gc.ts (above). `postactor start` passes them;
  * whoever runs `start-fg` under a supervisor of their own should too (`node
- * --max-semi-space-size=1 --optimize-for-size --expose-gc …/postactor.js start-fg`), as bin/postactor
+ * --max-semi-space-size=1 --expose-gc …/postactor.js start-fg`), as bin/postactor
  * and package.json's `npm start` do.
  */
-export const MASTER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--optimize-for-size', '--expose-gc'];
+export const MASTER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--expose-gc'];
 
 /**
  * Environment of the master's process, read by the C library before any code runs (so, as the
