@@ -218,6 +218,7 @@ async function main(): Promise<void> {
           if (r.danglingDue) process.stderr.write(`postactor: warning: ${queueDir}: ${r.danglingDue} deferred-index entr${r.danglingDue === 1 ? 'y' : 'ies'} without a message (repair: postsuper -s)\n`);
           if (r.reindexed) process.stderr.write(`postactor: warning: ${queueDir}: ${r.reindexed} message(s) missing from their queue's index (repair: postsuper -s)\n`);
           for (const id of r.corrupt) process.stderr.write(`postactor: warning: ${queueDir}: ${id}: message without content (repair: postsuper -s)\n`);
+          for (const id of r.damaged) process.stderr.write(`postactor: warning: ${queueDir}: ${id}: envelope does not decode (repair: postsuper -s)\n`);
         } finally {
           await store.close();
         }

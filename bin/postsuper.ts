@@ -156,14 +156,15 @@ async function main(): Promise<void> {
   for (const [wanted, n, what] of lines) if (wanted) process.stderr.write(`${PROG}: ${what}: ${plural(n)}\n`);
   if (report) {
     for (const id of report.corrupt) warn(`${id}: message content is missing -- moved to the corrupt queue`);
+    for (const id of report.damaged) warn(`${id}: envelope does not decode -- moved to the corrupt queue`);
     if (report.danglingIndex + report.danglingDue > 0) process.stderr.write(`${PROG}: Removed index entries without a message: ${report.danglingIndex + report.danglingDue}\n`);
     if (report.danglingLogs > 0) process.stderr.write(`${PROG}: Removed status logs without a message: ${report.danglingLogs}\n`);
     if (report.reindexed > 0) process.stderr.write(`${PROG}: Re-indexed: ${plural(report.reindexed)}\n`);
-    if (report.corrupt.length > 0) process.stderr.write(`${PROG}: Moved to the corrupt queue: ${plural(report.corrupt.length)}\n`);
+    if (report.corrupt.length + report.damaged.length > 0) process.stderr.write(`${PROG}: Moved to the corrupt queue: ${plural(report.corrupt.length + report.damaged.length)}\n`);
   }
   if (json) {
     const out: Record<string, unknown> = { ...c };
-    if (report) out['structure'] = { danglingIndex: report.danglingIndex, danglingDue: report.danglingDue, reindexed: report.reindexed, corrupt: report.corrupt.length, danglingLogs: report.danglingLogs };
+    if (report) out['structure'] = { danglingIndex: report.danglingIndex, danglingDue: report.danglingDue, reindexed: report.reindexed, corrupt: report.corrupt.length, damaged: report.damaged.length, danglingLogs: report.danglingLogs };
     process.stdout.write(JSON.stringify(out) + '\n');
   }
 }

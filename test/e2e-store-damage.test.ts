@@ -3,6 +3,8 @@
  *   - one message's bytes changed on disk: the smtp agent finds the checksum mismatch as it
  *     reads the content (src/delivery/content.ts) and sends nothing; qmgr saves the message to
  *     the corrupt queue with Postfix's warning; the others go out; postcat says it is damaged;
+ *   - one envelope that does not decode: qmgr saves that message to corrupt as it meets it, and
+ *     delivers the others; mailq leaves it out;
  *   - the store truncated to half: the server, mailq, postqueue -p and postsuper -s stop with a
  *     fatal message naming the store and what to do (no SIGBUS); postsuper --recover rebuilds it
  *     and everything works again;
@@ -15,6 +17,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { newQueueId } from '../src/queue/qid.js';
+import { open as openLmdb } from 'lmdb';
 import { QueueStore } from '../src/queue/store.js';
 import { STORE_FILE } from '../src/queue/integrity.js';
 import { SmtpSink } from '../src/smtp/sink.js';
@@ -78,6 +81,41 @@ describe('a damaged queue store', () => {
     assert.equal(cat.code, 1);
     assert.match(cat.stderr, new RegExp(`postcat: warning: ${ids[0]}: message content does not match its checksum`));
     await server.kill('SIGTERM');
+  });
+
+  test('an envelope that does not decode: qmgr saves the message to corrupt with Postfix\'s warning, sends nothing of it, delivers the rest; mailq leaves it out', async () => {
+    const store = QueueStore.open(server.queueDir);
+    const enqueue = async (marker: string): Promise<string> => {
+      const queueId = newQueueId();
+      const content = Buffer.from(`Subject: ${marker}\r\n\r\n${marker}-body\r\n`);
+      await store.enqueue({ queueId, queue: 'deferred', arrival: Date.now(), sender: 'a@client.test', recipients: [{ address: 'b@example.com', done: false }], size: content.length, nextAttempt: Date.now(), attempts: 1 }, content);
+      return queueId;
+    };
+    const bad = await enqueue('envelope-bad');
+    const good = await enqueue('envelope-good');
+    await store.close();
+    // As damage on disk would leave it: bytes no msgpack decoder takes.
+    const env = openLmdb({ path: join(server.queueDir, STORE_FILE), maxDbs: 16 });
+    await env.openDB<Buffer, string>('meta', { encoding: 'binary' }).put(bad, Buffer.from([0xc1, 0xc1, 0xc1]));
+    await env.close();
+    const listed = await run('mailq', ['-c', server.dir]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.ok(listed.stdout.includes(good) && !listed.stdout.includes(bad), listed.stdout);
+    const check = await run('postactor', ['-c', server.dir, 'check']);
+    assert.match(check.stderr, new RegExp(`postactor: warning: \\S+: ${bad}: envelope does not decode \\(repair: postsuper -s\\)`));
+    const sent = sink.messages.length;
+    await server.restart();
+    await server.waitForLog(new RegExp(`qmgr.*: warning: ${bad}: damaged envelope: `), 60_000);
+    await server.waitForLog(new RegExp(`qmgr.*: warning: saving corrupt file "${bad}" from queue "deferred" to queue "corrupt"`), 60_000);
+    await server.waitForLog(new RegExp(`${good}: to=<b@example.com>.*status=sent`), 60_000);
+    await new Promise((r) => setTimeout(r, 2500)); // two more queue runs: the damaged one is not taken again
+    assert.equal(server.logLines().filter((l) => l.includes(`saving corrupt file "${bad}"`)).length, 1);
+    const delivered = sink.messages.slice(sent).map((m) => m.data.toString('latin1'));
+    assert.equal(delivered.length, 1);
+    assert.ok(delivered[0]!.includes('envelope-good-body') && !delivered.some((d) => d.includes('envelope-bad')));
+    await server.kill('SIGTERM');
+    const cat = await run('postcat', ['-c', server.dir, '-q', bad]);
+    assert.match(cat.stdout, /envelope-bad-body/, 'the content is kept for postcat');
   });
 
   test('truncated to half: a fatal message from every command and the server; postsuper --recover repairs', async () => {

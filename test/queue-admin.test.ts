@@ -449,7 +449,7 @@ describe('postsuper against a running server with deliveries in flight', () => {
     const r = await run('postsuper', ['-c', server.dir, '-s', '--json']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, '');
-    assert.deepEqual(JSON.parse(r.stdout).structure, { danglingIndex: 0, danglingDue: 0, reindexed: 0, corrupt: 0, danglingLogs: 0 });
+    assert.deepEqual(JSON.parse(r.stdout).structure, { danglingIndex: 0, danglingDue: 0, reindexed: 0, corrupt: 0, damaged: 0, danglingLogs: 0 });
     await server.waitForLog(new RegExp(`: ${id}: removed$`), 15_000);
     assert.deepEqual(recipientsOf('structure'), ['structure1@example.com', 'structure2@example.com', 'structure3@example.com']);
   });

@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { newQueueId } from '../src/queue/qid.js';
-import { QueueStore, STORE_PAGE_SIZE, StoreDamagedError, type MessageMeta } from '../src/queue/store.js';
+import { open as openLmdb } from 'lmdb';
+import { EnvelopeDamagedError, QueueStore, STORE_PAGE_SIZE, StoreDamagedError, type MessageMeta } from '../src/queue/store.js';
+import { collectQueue } from '../src/queue/listing.js';
 import { contentChecksum, STORE_FILE, storeFileProblem, storeTreeProblem } from '../src/queue/integrity.js';
 import { recoverStore } from '../src/queue/recover.js';
 import { PAGE_HEADER } from '../src/queue/pages.js';
@@ -190,4 +192,73 @@ test('a store another process is creating (no meta page yet) is waited for, and 
   const blank = join(tempDir(), STORE_FILE);
   writeFileSync(blank, Buffer.alloc(8192));
   assert.match(storeFileProblem(blank) ?? '', /no valid LMDB meta page/);
+});
+
+/** Writes `bytes` as the stored envelope of `queueId`, as damage on disk would leave it. */
+async function damageEnvelope(dir: string, queueId: string, bytes: Buffer): Promise<void> {
+  const env = openLmdb({ path: join(dir, STORE_FILE), maxDbs: 16 });
+  const raw = env.openDB<Buffer, string>('meta', { encoding: 'binary' });
+  await raw.put(queueId, bytes);
+  await env.close();
+}
+
+test('an envelope that does not decode is an EnvelopeDamagedError; set aside, the message is in corrupt with its content and never listed for delivery', async () => {
+  const { dir, ids } = await filledStore();
+  const incoming = ids[1]!; // every third is deferred: ids[0] is, ids[1] is not
+  const deferred = ids[0]!;
+  await damageEnvelope(dir, incoming, Buffer.from([0xc1, 0xc1, 0xc1]));
+  await damageEnvelope(dir, deferred, Buffer.from([0x2a])); // decodes, to a number: not an envelope
+  const store = QueueStore.open(dir);
+  try {
+    assert.throws(() => store.get(incoming), (e: Error) => e instanceof EnvelopeDamagedError && e.message.startsWith(`${incoming}: damaged envelope: `));
+    assert.throws(() => store.get(deferred), (e: Error) => e instanceof EnvelopeDamagedError && /not an envelope/.test(e.message));
+    await assert.rejects(store.move(deferred, 'active', {}, 'deferred'), EnvelopeDamagedError);
+    // mailq leaves them out (as Postfix's showq a file it cannot read), and lists the rest.
+    const listed = collectQueue(store).map((m) => m.queueId);
+    assert.equal(listed.length, COUNT - 2);
+    assert.ok(!listed.includes(incoming) && !listed.includes(deferred));
+
+    const found = await store.checkStructure(false);
+    assert.deepEqual(found.damaged.sort(), [incoming, deferred].sort(), 'postsuper -s and postactor check see them');
+    assert.equal(await store.setAsideDamaged(incoming), true);
+    assert.equal(await store.setAsideDamaged(deferred), true);
+    for (const id of [incoming, deferred]) {
+      const meta = store.get(id)!;
+      assert.equal(meta.queue, 'corrupt');
+      assert.deepEqual(meta.recipients, []);
+      assert.ok(store.content(id)!.includes(Buffer.from(`body-${id}-`)), 'the content is kept for postcat');
+      assert.equal(meta.size, store.content(id)!.length);
+    }
+    assert.ok(![...store.list('incoming')].includes(incoming));
+    assert.ok(![...store.list('deferred')].includes(deferred));
+    assert.ok(![...store.dueDeferred(Date.now() + 7_200_000)].includes(deferred), 'no due entry is left behind');
+    assert.deepEqual([...store.list('corrupt')].sort(), [incoming, deferred].sort());
+    assert.equal(await store.setAsideDamaged(ids[2]!), false, 'an envelope that decodes is left alone');
+    assert.equal(store.get(ids[2]!)!.queue, 'incoming');
+    const report = await store.checkStructure(false);
+    assert.deepEqual([report.danglingIndex, report.danglingDue, report.reindexed, report.corrupt.length, report.damaged.length], [0, 0, 0, 0, 0]);
+  } finally {
+    await store.close();
+  }
+});
+
+test('a damaged envelope in active does not stop the start-up recovery: it goes back to incoming, where qmgr sets it aside', async () => {
+  const { dir, ids } = await filledStore();
+  const id = ids[1]!;
+  let store = QueueStore.open(dir);
+  await store.move(id, 'active', {}, 'incoming');
+  await store.close();
+  await damageEnvelope(dir, id, Buffer.from([0xc1]));
+  store = QueueStore.open(dir);
+  try {
+    assert.equal(await store.recoverActive(), 1);
+    assert.ok([...store.list('incoming')].includes(id));
+    assert.deepEqual([...store.list('active')], []);
+    assert.throws(() => store.get(id), EnvelopeDamagedError);
+    assert.equal(await store.setAsideDamaged(id), true);
+    assert.deepEqual([...store.list('corrupt')], [id]);
+    assert.ok(![...store.list('incoming')].includes(id));
+  } finally {
+    await store.close();
+  }
 });

@@ -19,7 +19,7 @@ import { metrics } from '../../src/metrics/thread.js';
 import type { Config } from '../../src/config/index.js';
 import { valuesOf, type Params } from '../../src/config/declared.js';
 import type { Logger } from '../../src/log/maillog.js';
-import type { QueueStore } from '../../src/queue/store.js';
+import { EnvelopeDamagedError, type QueueStore } from '../../src/queue/store.js';
 import type { MessageMeta, QueueName } from '../../src/queue/types.js';
 import type { MailFlow } from '../../src/runtime/flow.js';
 import type { Transports } from './transport.js';
@@ -160,6 +160,7 @@ export class ActiveQueue {
     try {
       meta = from === 'incoming' ? this.activateLater(queueId) : await this.store.move(queueId, 'active', {}, from);
     } catch (err) {
+      if (err instanceof EnvelopeDamagedError) return void (await this.setAsideDamaged(queueId, from, err));
       // A failed commit (a full disk): the message stays where it was, and a later scan takes it.
       this.log.warn(`${queueId}: move to the active queue failed: ${(err as Error).message}`);
       if (from === 'incoming') this.incomingBacklog = true;
@@ -184,6 +185,20 @@ export class ActiveQueue {
       return void this.parts.end.forceExpire(msg, pendingIdx.map((index) => ({ index, address: meta!.recipients[index]!.address })));
     }
     await this.parts.messages.readSlice(msg, rcpt.cap);
+  }
+
+  /**
+   * A message whose envelope does not decode (EnvelopeDamagedError) is never taken again: it goes
+   * to the corrupt queue with Postfix's qmgr warning (qmgr_active_corrupt), its content kept for
+   * postcat. If that move fails (a full disk), a later scan meets it again.
+   */
+  private async setAsideDamaged(queueId: string, from: QueueName, err: EnvelopeDamagedError): Promise<void> {
+    this.log.warn(err.message);
+    try {
+      if (await this.store.setAsideDamaged(queueId)) this.log.warn(`saving corrupt file "${queueId}" from queue "${from}" to queue "corrupt"`);
+    } catch (e) {
+      this.log.warn(`${queueId}: move to the corrupt queue failed: ${(e as Error).message}`);
+    }
   }
 
   /**

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { Unpackr } from 'msgpackr';
 import { contentChecksum, STORE_FILE } from './integrity.js';
 import { PageReader, readMetas } from './pages.js';
-import { QueueStore } from './store.js';
+import { placeholderEnvelope, QueueStore } from './store.js';
 import { QUEUE_NAMES, type LogKind, type MessageMeta, type QueueName, type StatusRecord } from './types.js';
 
 export interface RecoveryReport {
@@ -233,7 +233,7 @@ function decode<T>(value: Buffer): T | null {
 
 /** An envelope for content found without one: it goes to the corrupt queue, for postcat. */
 function orphan(queueId: string, content: Buffer): MessageMeta {
-  return { queueId, queue: 'corrupt', arrival: 0, sender: '', recipients: [], size: content.length, nextAttempt: 0, attempts: 0 };
+  return placeholderEnvelope(queueId, content.length);
 }
 
 /** True when the queue directory has a store file to recover. */

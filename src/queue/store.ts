@@ -40,7 +40,7 @@ import { IF_EXISTS, open, type Database, type RootDatabase } from 'lmdb';
 import { closeBeforeExit } from './command-line.js';
 import { contentChecksum, STORE_FILE, storeFileProblem } from './integrity.js';
 import { claimWriter, releaseWriter } from './writer-lock.js';
-import type { FlushLogTimes, LogKind, MessageMeta, QueueName, StatusRecord, StsPolicyRecord, VerifyEntry } from './types.js';
+import { QUEUE_NAMES, type FlushLogTimes, type LogKind, type MessageMeta, type QueueName, type StatusRecord, type StsPolicyRecord, type VerifyEntry } from './types.js';
 
 export * from './types.js';
 
@@ -56,6 +56,34 @@ export class StoreDamagedError extends Error {
 /** A commit failed (a full disk, an I/O error): the write is not on disk, the store is unchanged. */
 export class StoreWriteError extends Error {
   override name = 'StoreWriteError';
+}
+
+/**
+ * A message's envelope does not decode (bytes changed on disk that the store's page checks did
+ * not catch: LMDB keeps no checksums). Its content may be intact; the message itself cannot be
+ * delivered, and goes to the corrupt queue (setAsideDamaged), as Postfix's qmgr saves a queue
+ * file it cannot read.
+ */
+export class EnvelopeDamagedError extends Error {
+  override name = 'EnvelopeDamagedError';
+  constructor(readonly queueId: string, why: string) {
+    super(`${queueId}: damaged envelope: ${why}`);
+  }
+}
+
+/** True if a decoded value has the fields every reader of an envelope relies on. */
+function isEnvelope(value: unknown): value is MessageMeta {
+  const m = value as Partial<MessageMeta> | null;
+  return typeof m === 'object' && m !== null && typeof m.queue === 'string' && typeof m.sender === 'string' && Array.isArray(m.recipients);
+}
+
+/**
+ * The envelope a message gets when its own is lost (does not decode, or was never found: postsuper
+ * --recover): in the corrupt queue, no recipients, so nothing is delivered; postcat still shows
+ * the content.
+ */
+export function placeholderEnvelope(queueId: string, size: number): MessageMeta {
+  return { queueId, queue: 'corrupt', arrival: 0, sender: '', recipients: [], size, nextAttempt: 0, attempts: 0 };
 }
 
 /**
@@ -136,6 +164,8 @@ export interface StructureReport {
   reindexed: number;
   /** messages without content (moved to the corrupt queue). */
   corrupt: string[];
+  /** messages whose envelope does not decode (set aside in the corrupt queue: setAsideDamaged). */
+  damaged: string[];
   /** status logs (bounce/defer/trace) whose message is gone. */
   danglingLogs: number;
 }
@@ -302,7 +332,7 @@ export class QueueStore {
       for (const key of keys) {
         const id = key[1];
         this.flushIds.remove(key);
-        const current = this.meta.get(id);
+        const current = this.envelope(id);
         if (current?.queue === 'incoming') ready.push(id);
         if (current?.queue !== 'deferred') continue;
         this.unindex(current);
@@ -363,10 +393,48 @@ export class QueueStore {
    * miss is retried on a fresh snapshot: another thread may have just committed the message.
    */
   get(queueId: string): MessageMeta | undefined {
-    const meta = this.meta.get(queueId);
+    const meta = this.envelope(queueId);
     if (meta !== undefined) return meta;
     this.root.resetReadTxn();
-    return this.meta.get(queueId);
+    return this.envelope(queueId);
+  }
+
+  /** The stored envelope as it decodes; EnvelopeDamagedError when its bytes are not one. */
+  private envelope(queueId: string): MessageMeta | undefined {
+    let meta: unknown;
+    try {
+      meta = this.meta.get(queueId);
+    } catch (err) {
+      throw new EnvelopeDamagedError(queueId, (err as Error).message);
+    }
+    if (meta === undefined || isEnvelope(meta)) return meta;
+    throw new EnvelopeDamagedError(queueId, 'not an envelope');
+  }
+
+  /**
+   * A message whose envelope does not decode, into the corrupt queue, in one transaction: a
+   * placeholder envelope (placeholderEnvelope: no recipients) over the damaged one, the content
+   * kept for postcat, its index entries moved (a deferred message's due entry found by a scan:
+   * this is rare). False, changing nothing, if the envelope decodes after all or the message is
+   * gone.
+   */
+  setAsideDamaged(queueId: string): Promise<boolean> {
+    return this.write(() => {
+      try {
+        if (this.envelope(queueId) !== undefined || this.meta.getBinary(queueId) === undefined) return false;
+      } catch (err) {
+        if (!(err instanceof EnvelopeDamagedError)) throw err;
+      }
+      for (const queue of QUEUE_NAMES) {
+        if (this.queues.get([queue, queueId]) === undefined) continue;
+        this.queues.remove([queue, queueId]);
+        if (queue !== 'deferred') continue;
+        for (const key of this.due.getKeys({ snapshot: false })) if ((key as Key)[1] === queueId) this.due.remove(key);
+      }
+      this.meta.put(queueId, placeholderEnvelope(queueId, this.body.getBinary(queueId)?.length ?? 0));
+      this.queues.put(['corrupt', queueId], true);
+      return true;
+    });
   }
 
   /** The message content (a copy the caller owns); a miss is retried on a fresh snapshot too. */
@@ -385,7 +453,7 @@ export class QueueStore {
   async restore(messages: { meta: MessageMeta; content: Uint8Array; logs?: Partial<Record<LogKind, StatusRecord[]>> }[]): Promise<void> {
     await this.write(() => {
       for (const { meta, content, logs } of messages) {
-        if (this.meta.get(meta.queueId) !== undefined) continue;
+        if (this.meta.getBinary(meta.queueId) !== undefined) continue;
         this.meta.put(meta.queueId, meta);
         this.body.put(meta.queueId, content as Buffer);
         this.queues.put([meta.queue, meta.queueId], true);
@@ -428,7 +496,7 @@ export class QueueStore {
    */
   move(queueId: string, to: QueueName, patch: Partial<MessageMeta> = {}, from?: QueueName, logs?: LogChange): Promise<MessageMeta | undefined> {
     return this.write(() => {
-      const current = this.meta.get(queueId);
+      const current = this.envelope(queueId);
       if (!current || (from && current.queue !== from)) return undefined;
       const next: MessageMeta = { ...current, ...patch, queue: to };
       if (to !== 'deferred') next.nextAttempt = 0;
@@ -471,7 +539,7 @@ export class QueueStore {
   /** Updates the envelope in place (same queue), in one transaction. */
   update(queueId: string, patch: Partial<MessageMeta>, logs?: LogChange): Promise<MessageMeta | undefined> {
     return this.write(() => {
-      const current = this.meta.get(queueId);
+      const current = this.envelope(queueId);
       if (!current) return undefined;
       const next: MessageMeta = { ...current, ...patch, queue: current.queue };
       this.meta.put(queueId, next);
@@ -483,7 +551,7 @@ export class QueueStore {
   /** Deletes a message from whatever queue holds it. Resolves false if it was not there. */
   remove(queueId: string, from?: QueueName): Promise<boolean> {
     return this.write(() => {
-      const current = this.meta.get(queueId);
+      const current = this.envelope(queueId);
       if (!current || (from && current.queue !== from)) return false;
       this.unindex(current);
       this.meta.remove(queueId);
@@ -516,7 +584,7 @@ export class QueueStore {
 
   private changeNow(queueId: string, decide: (current: MessageMeta) => StoreChange | null): Promise<{ before: MessageMeta; after?: MessageMeta } | undefined> {
     return this.write(() => {
-      const current = this.meta.get(queueId);
+      const current = this.envelope(queueId);
       if (!current) return undefined;
       const c = decide(current);
       if (!c) return undefined;
@@ -545,49 +613,68 @@ export class QueueStore {
    * Every repair is its own transaction that re-checks the condition.
    */
   async checkStructure(fix = true): Promise<StructureReport> {
-    const report: StructureReport = { danglingIndex: 0, danglingDue: 0, reindexed: 0, corrupt: [], danglingLogs: 0 };
+    const report: StructureReport = { danglingIndex: 0, danglingDue: 0, reindexed: 0, corrupt: [], damaged: [], danglingLogs: 0 };
+    // Envelopes that do not decode first: set aside in the corrupt queue (fix), or left out of
+    // the checks below (null from read).
+    const damaged = new Set<string>();
+    for (const id of [...this.meta.getKeys({ snapshot: false })] as string[]) {
+      try {
+        this.envelope(id);
+      } catch (err) {
+        if (!(err instanceof EnvelopeDamagedError)) throw err;
+        damaged.add(id);
+      }
+    }
+    report.damaged = [...damaged];
+    if (fix) {
+      for (const id of damaged) await this.setAsideDamaged(id);
+      damaged.clear();
+    }
+    const read = (id: string): MessageMeta | undefined | null => (damaged.has(id) ? null : this.envelope(id));
     for (const key of [...this.queues.getKeys({ snapshot: false })]) {
       const [queue, id] = key as Key;
-      const meta = this.meta.get(id);
-      if (meta && meta.queue === queue) continue;
+      const meta = read(id);
+      if (meta === null || (meta && meta.queue === queue)) continue;
       report.danglingIndex++;
       if (fix) {
         await this.write(() => {
-          const m = this.meta.get(id);
+          const m = read(id);
           if (!m || m.queue !== queue) this.queues.remove(key);
         });
       }
     }
     for (const key of [...this.due.getKeys({ snapshot: false })]) {
       const [when, id] = key as Key;
-      const meta = this.meta.get(id);
-      if (meta && meta.queue === 'deferred' && meta.nextAttempt === when) continue;
+      const meta = read(id);
+      if (meta === null || (meta && meta.queue === 'deferred' && meta.nextAttempt === when)) continue;
       report.danglingDue++;
       if (fix) {
         await this.write(() => {
-          const m = this.meta.get(id);
+          const m = read(id);
           if (!m || m.queue !== 'deferred' || m.nextAttempt !== when) this.due.remove(key);
         });
       }
     }
     for (const key of [...this.statusLogs.getKeys({ snapshot: false })]) {
       const [id] = key as Key;
-      if (this.meta.get(id as string) !== undefined) continue;
+      if (this.meta.getBinary(id as string) !== undefined) continue;
       report.danglingLogs++;
       if (fix) {
         await this.write(() => {
-          if (this.meta.get(id as string) === undefined) this.statusLogs.remove(key);
+          if (this.meta.getBinary(id as string) === undefined) this.statusLogs.remove(key);
         });
       }
     }
-    for (const { key: id, value: meta } of [...this.meta.getRange({ snapshot: false })]) {
+    for (const id of [...this.meta.getKeys({ snapshot: false })] as string[]) {
+      const meta = read(id);
+      if (!meta) continue;
       const inIndex = this.queues.get([meta.queue, id]) !== undefined;
       const inDue = meta.queue !== 'deferred' || this.due.get([meta.nextAttempt, id]) !== undefined;
       if (!inIndex || !inDue) {
         report.reindexed++;
         if (fix) {
           await this.write(() => {
-            const m = this.meta.get(id);
+            const m = read(id);
             if (!m) return;
             this.queues.put([m.queue, id], true);
             if (m.queue === 'deferred') this.due.put([m.nextAttempt, id], true);
@@ -642,7 +729,16 @@ export class QueueStore {
       const batch = ids.slice(i, i + 1000);
       await this.write(() => {
         for (const id of batch) {
-          const meta = this.meta.get(id);
+          let meta: MessageMeta | undefined;
+          try {
+            meta = this.envelope(id);
+          } catch (err) {
+            if (!(err instanceof EnvelopeDamagedError)) throw err;
+            // Into incoming by its index only: qmgr's scan meets it there and sets it aside.
+            this.queues.remove(['active', id]);
+            this.queues.put(['incoming', id], true);
+            continue;
+          }
           if (!meta) continue;
           this.unindex(meta);
           this.meta.put(id, { ...meta, queue: 'incoming' });
