@@ -23,8 +23,7 @@ export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 /**
  * How a benchmark starts a Postactor server: as `postactor start` and bin/postactor run the
  * master (src/runtime/heap-limits.ts: MASTER_NODE_FLAGS on the command line, masterEnvironment's
- * malloc settings, jemalloc where the system has it), so the figures are those of the server
- * users run. `entry` is dist/bin/postactor.js or another build's; `env` is added to the
+ * malloc settings), so the figures are those of the server users run. `entry` is dist/bin/postactor.js or another build's; `env` is added to the
  * environment first (an operator's LD_PRELOAD or MALLOC_CONF there still wins).
  */
 export function postactorCommand(entry: string, dir: string, env: NodeJS.ProcessEnv = {}): { args: string[]; env: NodeJS.ProcessEnv } {

@@ -37,7 +37,6 @@
  *    16 MB range saved nothing measurable), and a small one risks "out of code space" once
  *    the optimizing compiler has compiled a hot path.
  */
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { ResourceLimits } from 'node:worker_threads';
 
@@ -79,40 +78,19 @@ export const MASTER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', 
  * Even so glibc keeps what a burst freed: it returns memory to the system only from the top of
  * an arena (or through malloc_trim(3), which Node cannot call), and a burst's short-lived
  * allocations (postMessage's serializer, V8's compiler zones, LMDB's commit lists) end up
- * between a few long-lived ones. bench/memory, 20,000 deferred, settled: 30 MB of glibc's arenas
- * were free chunks, still resident (gdb: malloc_info; malloc_trim(0) gave 22 MB back). jemalloc
- * returns free pages after a delay (`dirty_decay_ms`, its background thread does it while the
- * process is quiet), so where the system has it (Debian's libjemalloc2, Fedora's jemalloc) the
- * master runs with it preloaded: bench/memory settled 211–216 → 197 MB RSS (anonymous memory
- * 78–82 → 62 MB; the store's mapped pages, 78 MB, stay), idle 107 → 110 MB (two purging
- * threads), and bench/relay's server CPU per message 2.83 → 2.50 ms (its thread caches).
- * The children the server runs (pipe, local commands) get a clean environment
- * (export_environment), so the preload stays in the server. An operator's own LD_PRELOAD (even
- * empty: the way to keep glibc's malloc) and MALLOC_CONF win.
+ * between a few long-lived ones (bench/memory, 20,000 deferred, settled: 30 MB of glibc's arenas
+ * were free chunks, still resident). Until session 19 the master ran with jemalloc preloaded
+ * where the system had it, which gives such pages back after a delay (settled 211–216 → 197 MB
+ * RSS then). It is not preloaded any more: with Postactor's large buffers it cost the server
+ * two thirds more CPU per message (bench/relay --size 102400, same run: 5.75 vs 3.42 ms/msg,
+ * 3,000–4,000 messages a run; its arena count and decay times changed nothing), and 1 KiB
+ * messages gained nothing (2.13 vs 2.10). bench/memory's targets hold with glibc
+ * and one arena per CPU (bench/README.md, "Session 19"). An operator who wants jemalloc sets
+ * LD_PRELOAD (and MALLOC_CONF) themselves: the master passes both on. The children the server
+ * runs (pipe, local commands) get a clean environment (export_environment) either way.
  */
-export function masterEnvironment(env: NodeJS.ProcessEnv = process.env, exists: (path: string) => boolean = existsSync): NodeJS.ProcessEnv {
-  const out: NodeJS.ProcessEnv = { ...env, MALLOC_ARENA_MAX: env['MALLOC_ARENA_MAX'] ?? String(arenas()) };
-  if (env['LD_PRELOAD'] !== undefined) return out;
-  const jemalloc = JEMALLOC_PATHS.find((p) => exists(p));
-  if (jemalloc === undefined) return out;
-  return { ...out, LD_PRELOAD: jemalloc, MALLOC_CONF: env['MALLOC_CONF'] ?? jemallocConf() };
+export function masterEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...env, MALLOC_ARENA_MAX: env['MALLOC_ARENA_MAX'] ?? String(arenas()) };
 }
 
 const arenas = () => Math.max(2, availableParallelism());
-
-/**
- * jemalloc's settings (MALLOC_CONF) for the master: one arena per CPU (as MALLOC_ARENA_MAX
- * above), free pages back to the system 2 s after they were freed, through a background thread
- * so a quiet server purges too. Per-thread caches stay on: without them (`tcache:false`) settled
- * was 5 MB lower but every allocation took an arena's lock, server CPU per message +12–15 %.
- * bin/postactor writes the same (start-fg).
- */
-export function jemallocConf(): string {
-  return `narenas:${arenas()},dirty_decay_ms:2000,muzzy_decay_ms:0,background_thread:true`;
-}
-
-/** Where Linux distributions install jemalloc 5's library (bin/postactor looks in the same places). */
-const MULTIARCH: Readonly<Record<string, string>> = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu' };
-export const JEMALLOC_PATHS: readonly string[] = process.platform === 'linux'
-  ? [...(MULTIARCH[process.arch] ? [`/usr/lib/${MULTIARCH[process.arch]}/libjemalloc.so.2`] : []), '/usr/lib64/libjemalloc.so.2', '/usr/lib/libjemalloc.so.2']
-  : [];

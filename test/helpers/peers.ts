@@ -41,7 +41,6 @@ export const PEER_PACKAGES: Readonly<Record<string, string>> = {
   '/usr/lib/postgresql/15/bin/postgres': 'postgresql-15',
   '/usr/sbin/mariadbd': 'mariadb-server',
   '/usr/bin/memcached': 'memcached',
-  '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2': 'libjemalloc2',
 };
 
 /** How to get a peer's package: the one command, or .ci/run for all of them. */
