@@ -28,9 +28,8 @@
  *    started with `--expose-gc` alone and with `--optimize-for-size` alone, 3 + 3 runs
  *    alternating: 1.67 vs 2.01 ms/msg (smtpd 0.64 vs 0.77), delivered 806 vs 713/s; the flags
  *    the master keeps (`--max-semi-space-size=1 --expose-gc`) measured the same as
- *    `--expose-gc` alone (1.44 vs 1.45). The memory it saved comes back after a burst through
- *    idle-gc.ts's compacting collection, and bench/memory's targets hold without it
- *    (bench/README.md, "Session 19").
+ *    `--expose-gc` alone (1.44 vs 1.45). Without it the server idles about 9 MB higher (132 vs
+ *    123 MB RSS) and bench/memory's targets still hold (bench/README.md, "Session 19").
  *  - `--expose-gc`: a long-lived thread that worked and went quiet runs one memory-reducing
  *    collection (./idle-gc.ts); V8 gives a quiet isolate no collection of its own.
  *  - Code range: left at V8's default. It is reserved address space, not resident memory (a
