@@ -142,6 +142,7 @@ async function main(): Promise<void> {
   }
 
   for (const e of result.events) process.stderr.write(`${PROG}: ${e.queueId}: ${e.event}\n`);
+  for (const id of result.damaged ?? []) warn(`${id}: envelope does not decode -- moved to the corrupt queue`);
   const c: AdminCounts = result.counts;
   // Postfix 3.7 and later print each summary whenever its operation was asked for, also with
   // 0 messages ("postsuper: Deleted: 0 messages"); -f counts as both expire and release.
@@ -164,6 +165,7 @@ async function main(): Promise<void> {
   }
   if (json) {
     const out: Record<string, unknown> = { ...c };
+    if (result.damaged?.length) out['damaged'] = result.damaged.length;
     if (report) out['structure'] = { danglingIndex: report.danglingIndex, danglingDue: report.danglingDue, reindexed: report.reindexed, corrupt: report.corrupt.length, damaged: report.damaged.length, danglingLogs: report.danglingLogs };
     process.stdout.write(JSON.stringify(out) + '\n');
   }

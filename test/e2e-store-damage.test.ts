@@ -93,15 +93,30 @@ describe('a damaged queue store', () => {
     };
     const bad = await enqueue('envelope-bad');
     const good = await enqueue('envelope-good');
+    const deleted = await enqueue('envelope-deleted');
+    const held = await enqueue('envelope-held');
     await store.close();
     // As damage on disk would leave it: bytes no msgpack decoder takes.
     const env = openLmdb({ path: join(server.queueDir, STORE_FILE), maxDbs: 16 });
-    await env.openDB<Buffer, string>('meta', { encoding: 'binary' }).put(bad, Buffer.from([0xc1, 0xc1, 0xc1]));
+    for (const id of [bad, deleted, held]) await env.openDB<Buffer, string>('meta', { encoding: 'binary' }).put(id, Buffer.from([0xc1, 0xc1, 0xc1]));
     await env.close();
     const listed = await run('mailq', ['-c', server.dir]);
     assert.equal(listed.code, 0, listed.stderr);
     assert.ok(listed.stdout.includes(good) && !listed.stdout.includes(bad), listed.stdout);
+    // postsuper -d removes such a message unread (as Postfix unlinks a queue file); -h cannot hold
+    // an envelope nobody can read, so it sets the message aside in corrupt and says so.
+    const del = await run('postsuper', ['-c', server.dir, '-d', deleted]);
+    assert.equal(del.code, 0, del.stderr);
+    assert.match(del.stderr, new RegExp(`^postsuper: ${deleted}: removed$`, 'm'));
+    assert.match(del.stderr, /^postsuper: Deleted: 1 message$/m);
+    const hold = await run('postsuper', ['-c', server.dir, '-h', held]);
+    assert.equal(hold.code, 0, hold.stderr);
+    assert.match(hold.stderr, new RegExp(`^postsuper: warning: ${held}: envelope does not decode -- moved to the corrupt queue$`, 'm'));
+    assert.match(hold.stderr, /^postsuper: Placed on hold: 0 messages$/m);
+    const gone = await run('postcat', ['-c', server.dir, '-q', deleted]);
+    assert.notEqual(gone.code, 0);
     const check = await run('postactor', ['-c', server.dir, 'check']);
+    assert.ok(!check.stderr.includes(deleted) && !check.stderr.includes(held), check.stderr);
     assert.match(check.stderr, new RegExp(`postactor: warning: \\S+: ${bad}: envelope does not decode \\(repair: postsuper -s\\)`));
     const sent = sink.messages.length;
     await server.restart();
@@ -110,6 +125,8 @@ describe('a damaged queue store', () => {
     await server.waitForLog(new RegExp(`${good}: to=<b@example.com>.*status=sent`), 60_000);
     await new Promise((r) => setTimeout(r, 2500)); // two more queue runs: the damaged one is not taken again
     assert.equal(server.logLines().filter((l) => l.includes(`saving corrupt file "${bad}"`)).length, 1);
+    assert.ok(!server.logLines().some((l) => /\/(qmgr|smtp)\[/.test(l) && (l.includes(deleted) || l.includes(held))), 'qmgr never met the messages postsuper removed or set aside');
+    assert.ok(server.logLines().some((l) => /\/postsuper\[\d+\]: /.test(l) && l.endsWith(`${deleted}: removed`)), 'postsuper logs the removal');
     const delivered = sink.messages.slice(sent).map((m) => m.data.toString('latin1'));
     assert.equal(delivered.length, 1);
     assert.ok(delivered[0]!.includes('envelope-good-body') && !delivered.some((d) => d.includes('envelope-bad')));

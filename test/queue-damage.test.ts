@@ -14,6 +14,7 @@ import { newQueueId } from '../src/queue/qid.js';
 import { open as openLmdb } from 'lmdb';
 import { EnvelopeDamagedError, QueueStore, STORE_PAGE_SIZE, StoreDamagedError, type MessageMeta } from '../src/queue/store.js';
 import { collectQueue } from '../src/queue/listing.js';
+import { runAdmin } from '../src/queue/admin.js';
 import { contentChecksum, STORE_FILE, storeFileProblem, storeTreeProblem } from '../src/queue/integrity.js';
 import { recoverStore } from '../src/queue/recover.js';
 import { PAGE_HEADER } from '../src/queue/pages.js';
@@ -258,6 +259,47 @@ test('a damaged envelope in active does not stop the start-up recovery: it goes 
     assert.equal(await store.setAsideDamaged(id), true);
     assert.deepEqual([...store.list('corrupt')], [id]);
     assert.ok(![...store.list('incoming')].includes(id));
+  } finally {
+    await store.close();
+  }
+});
+
+test('postsuper on an envelope that does not decode: -d removes the message, -h/-r/-e set it aside in corrupt; a queue not named is left alone', async () => {
+  const { dir, ids } = await filledStore();
+  const [deferredBad, incomingBad, , deferredBad2, incomingBad2, incomingBad3] = ids; // ids[0], ids[3] are deferred
+  for (const id of [deferredBad!, incomingBad!, deferredBad2!, incomingBad2!, incomingBad3!]) await damageEnvelope(dir, id, Buffer.from([0xc1]));
+  const store = QueueStore.open(dir);
+  const logged: string[] = [];
+  try {
+    const r = await runAdmin(store, [{ action: 'delete', ids: [deferredBad!, incomingBad!] }], (t) => logged.push(t));
+    assert.deepEqual(r.events.map((e) => e.event), ['removed', 'removed']);
+    assert.equal(r.counts.deleted, 2);
+    assert.equal(r.damaged, undefined);
+    for (const id of [deferredBad!, incomingBad!]) {
+      assert.equal(store.content(id), undefined, 'the content is gone');
+      assert.deepEqual(store.indexedIn(id), []);
+    }
+    assert.ok(![...store.dueDeferred(Date.now() + 7_200_000)].includes(deferredBad!), 'no due entry is left behind');
+
+    // Only the named queue: a damaged message elsewhere is not touched.
+    const none = await runAdmin(store, [{ action: 'hold', ids: [incomingBad2!], queues: ['deferred'] }], (t) => logged.push(t));
+    assert.deepEqual([none.events, none.damaged], [[], undefined]);
+    assert.deepEqual(store.indexedIn(incomingBad2!), ['incoming']);
+
+    const set = await runAdmin(store, [{ action: 'hold', ids: [incomingBad2!] }, { action: 'requeue', ids: [deferredBad2!] }, { action: 'expire', ids: [incomingBad3!] }], (t) => logged.push(t));
+    assert.deepEqual(set.events, []);
+    assert.deepEqual(set.damaged, [incomingBad2!, deferredBad2!, incomingBad3!]);
+    for (const id of set.damaged!) {
+      assert.equal(store.get(id)!.queue, 'corrupt');
+      assert.deepEqual(store.indexedIn(id), ['corrupt']);
+    }
+    assert.ok(logged.includes(`warning: ${incomingBad2}: envelope does not decode -- moved to the corrupt queue`), logged.join('\n'));
+    // Set aside, it is an ordinary corrupt-queue message: -d names that queue.
+    const gone = await runAdmin(store, [{ action: 'delete', ids: 'ALL', queues: ['corrupt'] }], () => {});
+    assert.equal(gone.counts.deleted, 3);
+    const report = await store.checkStructure(false);
+    assert.deepEqual([report.danglingIndex, report.danglingDue, report.reindexed, report.corrupt.length, report.damaged.length], [0, 0, 0, 0, 0]);
+    assert.equal(collectQueue(store).length, COUNT - 5);
   } finally {
     await store.close();
   }

@@ -16,7 +16,7 @@ import { manual } from '../cli/manual.js';
 import { ConfigError, loadConfig, queueDirectory, type Config } from '../config/index.js';
 import { controlRequest, controlSocketPath } from '../runtime/control.js';
 import { fatal } from './command-line.js';
-import type { QueueStore, StoreChange } from './store.js';
+import { EnvelopeDamagedError, type QueueStore, type StoreChange } from './store.js';
 import type { MessageMeta, QueueName } from './types.js';
 
 /** postsuper -d, -e, -f, -h, -H, -r. */
@@ -49,6 +49,11 @@ export interface AdminCounts {
 export interface AdminResult {
   events: AdminEvent[];
   counts: AdminCounts;
+  /**
+   * Messages met whose envelope does not decode, set aside in the corrupt queue instead of held,
+   * released, requeued or expired (a delete removes them: an event). Absent from older masters.
+   */
+  damaged?: string[];
 }
 
 /** Which queues each action looks in by default (as postsuper: -h skips hold, -H only hold). */
@@ -139,11 +144,22 @@ export async function runAdmin(store: QueueStore, requests: AdminRequest[], log:
   const events: AdminEvent[] = [];
   const requeued: string[] = [];
   const released: string[] = [];
+  const damaged: string[] = [];
   for (const req of requests) {
     const queues = new Set<QueueName>(req.queues && req.queues.length ? req.queues : ACTION_QUEUES[req.action]);
     const ids = req.ids === 'ALL' ? [...queues].flatMap((q) => [...store.list(q)]) : [...new Set(req.ids)];
     for (const id of ids) {
-      const got = await applyOne(store, req.action, id, queues, hooks);
+      let got: AdminEventName[];
+      try {
+        got = await applyOne(store, req.action, id, queues, hooks);
+      } catch (err) {
+        if (!(err instanceof EnvelopeDamagedError)) throw err;
+        got = await applyDamaged(store, req.action, id, queues);
+        if (!got.length && store.indexedIn(id).includes('corrupt')) {
+          damaged.push(id);
+          log(`warning: ${id}: envelope does not decode -- moved to the corrupt queue`);
+        }
+      }
       for (const event of got) {
         events.push({ queueId: id, event });
         log(`${id}: ${event}`);
@@ -153,7 +169,19 @@ export async function runAdmin(store: QueueStore, requests: AdminRequest[], log:
     }
   }
   if (hooks && (requeued.length || released.length)) hooks.wake(requeued, released);
-  return { events, counts: countEvents(events) };
+  return { events, counts: countEvents(events), ...(damaged.length ? { damaged } : {}) };
+}
+
+/**
+ * A message whose envelope does not decode, in one of the action's queues: -d removes it (Postfix
+ * unlinks the queue file unread); any other action sets it aside in the corrupt queue, since
+ * holding, releasing, requeueing or expiring it would hand qmgr an envelope it cannot read.
+ */
+async function applyDamaged(store: QueueStore, action: AdminAction, id: string, queues: ReadonlySet<QueueName>): Promise<AdminEventName[]> {
+  if (!store.indexedIn(id).some((q) => queues.has(q))) return [];
+  if (action === 'delete') return (await store.removeDamaged(id)) ? ['removed'] : [];
+  await store.setAsideDamaged(id);
+  return [];
 }
 
 async function applyOne(store: QueueStore, action: AdminAction, id: string, queues: ReadonlySet<QueueName>, hooks?: ActiveQueueHooks): Promise<AdminEventName[]> {

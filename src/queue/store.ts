@@ -425,16 +425,46 @@ export class QueueStore {
       } catch (err) {
         if (!(err instanceof EnvelopeDamagedError)) throw err;
       }
-      for (const queue of QUEUE_NAMES) {
-        if (this.queues.get([queue, queueId]) === undefined) continue;
-        this.queues.remove([queue, queueId]);
-        if (queue !== 'deferred') continue;
-        for (const key of this.due.getKeys({ snapshot: false })) if ((key as Key)[1] === queueId) this.due.remove(key);
-      }
+      this.dropIndexes(queueId);
       this.meta.put(queueId, placeholderEnvelope(queueId, this.body.getBinary(queueId)?.length ?? 0));
       this.queues.put(['corrupt', queueId], true);
       return true;
     });
+  }
+
+  /** The queues whose index lists the message (one, unless the store needs postsuper -s). */
+  indexedIn(queueId: string): QueueName[] {
+    return QUEUE_NAMES.filter((queue) => this.queues.get([queue, queueId]) !== undefined);
+  }
+
+  /**
+   * Deletes a message whose envelope does not decode, in one transaction: content, status logs,
+   * index and due entries (postsuper -d, which in Postfix removes the queue file unread). False,
+   * changing nothing, if the envelope decodes after all (remove() is for that) or it is gone.
+   */
+  removeDamaged(queueId: string): Promise<boolean> {
+    return this.write(() => {
+      try {
+        if (this.envelope(queueId) !== undefined || this.meta.getBinary(queueId) === undefined) return false;
+      } catch (err) {
+        if (!(err instanceof EnvelopeDamagedError)) throw err;
+      }
+      this.dropIndexes(queueId);
+      this.meta.remove(queueId);
+      this.body.remove(queueId);
+      this.dropLogs(queueId);
+      return true;
+    });
+  }
+
+  /** Every index entry of a message, found without its envelope (the due entry by a scan: rare). */
+  private dropIndexes(queueId: string): void {
+    for (const queue of QUEUE_NAMES) {
+      if (this.queues.get([queue, queueId]) === undefined) continue;
+      this.queues.remove([queue, queueId]);
+      if (queue !== 'deferred') continue;
+      for (const key of this.due.getKeys({ snapshot: false })) if ((key as Key)[1] === queueId) this.due.remove(key);
+    }
   }
 
   /** The message content (a copy the caller owns); a miss is retried on a fresh snapshot too. */
