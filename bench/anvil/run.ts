@@ -12,6 +12,7 @@
  */
 import { MessageChannel, Worker, isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { AnvilTable, clientKey } from '../../src/anvil/table.js';
+import { benchArgs } from '../args.js';
 
 const CLIENTS = 1000;
 const address = (i: number) => `198.51.${(i >> 8) & 255}.${i & 255}`;
@@ -26,6 +27,8 @@ function churn(table: AnvilTable, n: number, offset: number): number {
   }
   return Number(process.hrtime.bigint() - start) / n;
 }
+
+if (isMainThread) benchArgs('bench/anvil', 'usage: node dist/bench/anvil/run.js (no options)', {});
 
 if (!isMainThread) {
   const { buffer, n, offset, port } = workerData as { buffer?: SharedArrayBuffer; n: number; offset: number; port?: MessagePort };

@@ -33,7 +33,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { createHistogram, performance, type RecordableHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from '../args.js';
 
 export interface GeneratorOptions {
   host: string;
@@ -600,9 +600,13 @@ export function parseHostPort(s: string, defPort = 25): { host: string; port: nu
   return { host: m[1], port: m[2] ? Number(m[2]) : defPort };
 }
 
+const GENERATOR_USAGE =
+  'usage: node dist/bench/relay/generator.js [--target host:port] [-s sessions] [-m messages] [-l size]\n' +
+  '  [-r recipients] [-f from] [-t to] [-N (unique recipients)] [-d (reuse connections)] [--rate N]\n' +
+  '  [--time-limit S] [--tls | --tls-resume]';
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
+  const values = benchArgs('bench/relay/generator', GENERATOR_USAGE, {
       target: { type: 'string', default: '127.0.0.1:25' },
       sessions: { type: 'string', short: 's', default: '20' },
       messages: { type: 'string', short: 'm', default: '10000' },
@@ -616,8 +620,14 @@ async function main(): Promise<void> {
       'time-limit': { type: 'string', default: '300' },
       tls: { type: 'boolean', default: false },
       'tls-resume': { type: 'boolean', default: false },
-    },
   });
+  const count = (name: string, v: string, min: number): number => {
+    const n = Number(v);
+    if (Number.isInteger(n) && n >= min) return n;
+    process.stderr.write(`bench/relay/generator: --${name} must be an integer from ${min} (got "${v}")\n${GENERATOR_USAGE}\n`);
+    process.exit(2);
+  };
+  for (const [name, min] of [['sessions', 1], ['messages', 1], ['size', 0], ['recipients', 1], ['rate', 0], ['time-limit', 1]] as const) count(name, values[name], min);
   const { host, port } = parseHostPort(values.target);
   const g = new LoadGenerator({
     host,
@@ -649,7 +659,7 @@ async function main(): Promise<void> {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   main().catch((err: unknown) => {
-    console.error(err);
+    process.stderr.write(`bench/relay/generator: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   });
 }
