@@ -16,8 +16,8 @@
  * /proc/thread-self/schedstat: steadier than wall time on a shared machine). Run under the shared lock, with the
  * master's V8 flags for the same code paths:
  *
- *   flock /tmp/postactor-bench.lock node_modules/.bin/node --max-semi-space-size=1 \
- *     --optimize-for-size dist/bench/threads/start.js [--runs 5] [--services cleanup,local,qmgr]
+ *   flock /tmp/postactor-bench.lock node_modules/.bin/node --expose-gc \
+ *     dist/bench/threads/start.js [--runs 5] [--services cleanup,local,qmgr]
  *     [--parallel N] [--json FILE]
  *
  * --parallel N starts N probes at once (a burst: threads starting beside each other on the same

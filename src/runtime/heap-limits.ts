@@ -6,11 +6,18 @@
  *  - Young generation. Node 24 lets each isolate's new space grow to 64 MB (two 32 MB
  *    semi-spaces) under allocation churn, and it never gives it back: twenty threads under load
  *    held over a gigabyte that way (issue 17: 1.1 GB in the overload test, 686–934 MB with 20,000
- *    messages deferred). Even start-up alone (loading the modules) grows it: 5–6 MB per thread
- *    at idle. 3 MB (a 1 MB semi-space; V8 sizes the young generation as three semi-spaces) costs
- *    a scavenge per MB allocated, and a scavenge's cost is the objects that survive it, which in
- *    an MTA's request/reply threads are few: bench/relay showed no loss of throughput or CPU per
- *    message on this machine (noisy; see bench/README.md, memory).
+ *    messages deferred). Every actor thread gets 3 MB (`maxYoungGenerationSizeMb`; V8 sizes the
+ *    young generation as three semi-spaces, so a 1 MB semi-space). Larger ones were measured in
+ *    session 20 (bench/README.md): 24 MB for smtpd, cleanup and smtp cut smtpd's scavenges from
+ *    ~750 to ~100 a run of 8,000 messages and the server's CPU per message by about 5 %, but
+ *    each scavenge pauses 2–3 times longer, and the end-of-DATA → 250 p99 at 500 messages/s,
+ *    already issue 17's weakest figure, rose by 3–7 ms; 12 MB likewise.
+ *    Until session 20 the master also ran with `--max-semi-space-size=1`: a V8 flag holds for
+ *    every isolate of the process and overrides a Worker's `resourceLimits`, so these limits
+ *    were never what decided a thread's young generation (session 18's trial of a larger one for
+ *    smtpd measured the flag's 1 MB). The master's own isolate now keeps V8's default sizing: it
+ *    allocates little, and idle-gc.ts's collection after the start-up shrinks what loading the
+ *    modules grew.
  *  - Old generation. Not a reservation (V8 grows the old space as needed) but a ceiling: a thread
  *    that leaks or runs away ends alone (ERR_WORKER_OUT_OF_MEMORY, logged; the pool or the
  *    supervisor starts another) instead of growing to V8's default, about 4 GB per isolate on
@@ -27,8 +34,8 @@
  *    But it costs about a fifth of the server's CPU per message: bench/relay, the same build
  *    started with `--expose-gc` alone and with `--optimize-for-size` alone, 3 + 3 runs
  *    alternating: 1.67 vs 2.01 ms/msg (smtpd 0.64 vs 0.77), delivered 806 vs 713/s; the flags
- *    the master keeps (`--max-semi-space-size=1 --expose-gc`) measured the same as
- *    `--expose-gc` alone (1.44 vs 1.45). Without it the server idles about 9 MB higher (132 vs
+ *    `--expose-gc` with `--max-semi-space-size=1` measured the same as `--expose-gc` alone
+ *    (1.44 vs 1.45). Without it the server idles about 9 MB higher (132 vs
  *    123 MB RSS) and bench/memory's targets still hold (bench/README.md, "Session 19").
  *  - `--expose-gc`: a long-lived thread that worked and went quiet runs one memory-reducing
  *    collection (./idle-gc.ts); V8 gives a quiet isolate no collection of its own.
@@ -57,14 +64,13 @@ export function heapLimits(command: string): ResourceLimits {
 }
 
 /**
- * Node flags for the process that runs the master (the main thread's isolate is created before
- * any code runs, so its limits can only come from the command line): the same 1 MB semi-space,
- * and `gc` for ./idle-gc.ts (above). `postactor start` passes them;
- * whoever runs `start-fg` under a supervisor of their own should too (`node
- * --max-semi-space-size=1 --expose-gc …/postactor.js start-fg`), as bin/postactor
- * and package.json's `npm start` do.
+ * Node flags for the process that runs the master: `gc` for ./idle-gc.ts (above). No V8 heap
+ * flag: such a flag holds for every isolate of the process and would override the threads'
+ * `resourceLimits` (heapLimits). `postactor start` passes them; whoever runs `start-fg` under a
+ * supervisor of their own should too (`node --expose-gc …/postactor.js start-fg`), as
+ * bin/postactor and package.json's `npm start` do.
  */
-export const MASTER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--expose-gc'];
+export const MASTER_NODE_FLAGS: readonly string[] = ['--expose-gc'];
 
 /**
  * Environment of the master's process, read by the C library before any code runs (so, as the
