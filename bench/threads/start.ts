@@ -16,7 +16,7 @@
  * /proc/thread-self/schedstat: steadier than wall time on a shared machine). Run under the shared lock, with the
  * master's V8 flags for the same code paths:
  *
- *   flock /tmp/postactor-bench.lock node_modules/.bin/node --expose-gc \
+ *   flock /tmp/postactor-bench.lock node_modules/.bin/node --max-semi-space-size=1 --expose-gc \
  *     dist/bench/threads/start.js [--runs 5] [--services cleanup,local,qmgr]
  *     [--parallel N] [--json FILE]
  *

@@ -6,18 +6,19 @@
  *  - Young generation. Node 24 lets each isolate's new space grow to 64 MB (two 32 MB
  *    semi-spaces) under allocation churn, and it never gives it back: twenty threads under load
  *    held over a gigabyte that way (issue 17: 1.1 GB in the overload test, 686–934 MB with 20,000
- *    messages deferred). Every actor thread gets 3 MB (`maxYoungGenerationSizeMb`; V8 sizes the
- *    young generation as three semi-spaces, so a 1 MB semi-space). Larger ones were measured in
- *    session 20 (bench/README.md): 24 MB for smtpd, cleanup and smtp cut smtpd's scavenges from
- *    ~750 to ~100 a run of 8,000 messages and the server's CPU per message by about 5 %, but
- *    each scavenge pauses 2–3 times longer, and the end-of-DATA → 250 p99 at 500 messages/s,
- *    already issue 17's weakest figure, rose by 3–7 ms; 12 MB likewise.
- *    Until session 20 the master also ran with `--max-semi-space-size=1`: a V8 flag holds for
- *    every isolate of the process and overrides a Worker's `resourceLimits`, so these limits
- *    were never what decided a thread's young generation (session 18's trial of a larger one for
- *    smtpd measured the flag's 1 MB). The master's own isolate now keeps V8's default sizing: it
- *    allocates little, and idle-gc.ts's collection after the start-up shrinks what loading the
- *    modules grew.
+ *    messages deferred). Every isolate of the process gets a 1 MB semi-space: the master's flag
+ *    `--max-semi-space-size=1` (MASTER_NODE_FLAGS) sizes its own isolate and, as every V8 flag,
+ *    holds for each thread's isolate too, over a Worker's `resourceLimits`; heapLimits gives the
+ *    threads the same (3 MB: V8 sizes the young generation as three semi-spaces), so a server
+ *    started without the flags gets the same threads. The two must change together (a test
+ *    checks it): with a different Worker limit alone nothing changes, as session 18 found out
+ *    without knowing (its larger young generation for smtpd measured the flag's 1 MB). Larger
+ *    ones were measured in session 20 with the flag lifted (bench/README.md): 24 MB for smtpd,
+ *    cleanup and smtp cut smtpd's scavenges from ~750 to ~100 a run of 8,000 messages and the
+ *    server's CPU per message by about 5 %, but each scavenge paused 2–3 times longer and the
+ *    end-of-DATA → 250 p99 at 500 messages/s, already issue 17's weakest figure, rose by
+ *    3–7 ms (12 MB likewise); and without the flag the master's own isolate takes V8's default
+ *    sizing (bench/memory settled 202.4 MB RSS in one run, against a 200 MB target).
  *  - Old generation. Not a reservation (V8 grows the old space as needed) but a ceiling: a thread
  *    that leaks or runs away ends alone (ERR_WORKER_OUT_OF_MEMORY, logged; the pool or the
  *    supervisor starts another) instead of growing to V8's default, about 4 GB per isolate on
@@ -64,13 +65,14 @@ export function heapLimits(command: string): ResourceLimits {
 }
 
 /**
- * Node flags for the process that runs the master: `gc` for ./idle-gc.ts (above). No V8 heap
- * flag: such a flag holds for every isolate of the process and would override the threads'
- * `resourceLimits` (heapLimits). `postactor start` passes them; whoever runs `start-fg` under a
- * supervisor of their own should too (`node --expose-gc …/postactor.js start-fg`), as
- * bin/postactor and package.json's `npm start` do.
+ * Node flags for the process that runs the master (the main thread's isolate is created before
+ * any code runs, so its limits can only come from the command line): the 1 MB semi-space of
+ * every isolate of the process (above: it overrides the threads' resourceLimits, which say the
+ * same), and `gc` for ./idle-gc.ts. `postactor start` passes them; whoever runs `start-fg`
+ * under a supervisor of their own should too (`node --max-semi-space-size=1 --expose-gc
+ * …/postactor.js start-fg`), as bin/postactor and package.json's `npm start` do.
  */
-export const MASTER_NODE_FLAGS: readonly string[] = ['--expose-gc'];
+export const MASTER_NODE_FLAGS: readonly string[] = [`--max-semi-space-size=${YOUNG_GENERATION_MB / 3}`, '--expose-gc'];
 
 /**
  * Environment of the master's process, read by the C library before any code runs (so, as the
