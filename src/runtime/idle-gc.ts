@@ -8,8 +8,7 @@
  * It needs the `gc` function of `--expose-gc` (a master flag, src/runtime/heap-limits.ts); without
  * it (a server started by hand without the flags) this does nothing. Quiet means an event loop
  * busy under 1% of a CHECK_MS interval, after one busier than 5% since the last collection: a
- * thread collects once per burst (at most once a minute; the start-up counts as one, so a server
- * that is idle from its start gives back what loading its modules took), never while it works, and the pause
+ * thread collects once per burst (at most once a minute), never while it works, and the pause
  * (tens of ms, 100–300 on this loaded 2-core machine) falls where a client is least likely to be
  * waiting.
  */
@@ -29,9 +28,7 @@ export function collectWhenQuiet(): void {
   if (started || typeof gc !== 'function') return;
   started = true;
   let last = performance.eventLoopUtilization();
-  // The start-up is the first burst: loading the modules fills the heap, and a thread with a large
-  // young generation (heap-limits.ts: smtpd, qmgr …) grows its new space to the full size there.
-  let worked = true;
+  let worked = false;
   let collectedAt = 0;
   setInterval(() => {
     const now = performance.eventLoopUtilization();
