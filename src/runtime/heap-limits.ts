@@ -17,8 +17,8 @@
  *    cleanup and smtp cut smtpd's scavenges from ~750 to ~100 a run of 8,000 messages and the
  *    server's CPU per message by about 5 %, but each scavenge paused 2–3 times longer and the
  *    end-of-DATA → 250 p99 at 500 messages/s, already issue 17's weakest figure, rose by
- *    3–7 ms (12 MB likewise); and without the flag the master's own isolate takes V8's default
- *    sizing (bench/memory settled 202.4 MB RSS in one run, against a 200 MB target).
+ *    3–7 ms (12 MB likewise). Without the flag the master's own isolate would take V8's default
+ *    sizing.
  *  - Old generation. Not a reservation (V8 grows the old space as needed) but a ceiling: a thread
  *    that leaks or runs away ends alone (ERR_WORKER_OUT_OF_MEMORY, logged; the pool or the
  *    supervisor starts another) instead of growing to V8's default, about 4 GB per isolate on
