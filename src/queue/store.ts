@@ -420,11 +420,7 @@ export class QueueStore {
    */
   setAsideDamaged(queueId: string): Promise<boolean> {
     return this.write(() => {
-      try {
-        if (this.envelope(queueId) !== undefined || this.meta.getBinary(queueId) === undefined) return false;
-      } catch (err) {
-        if (!(err instanceof EnvelopeDamagedError)) throw err;
-      }
+      if (!this.stillDamaged(queueId)) return false;
       this.dropIndexes(queueId);
       this.meta.put(queueId, placeholderEnvelope(queueId, this.body.getBinary(queueId)?.length ?? 0));
       this.queues.put(['corrupt', queueId], true);
@@ -444,17 +440,23 @@ export class QueueStore {
    */
   removeDamaged(queueId: string): Promise<boolean> {
     return this.write(() => {
-      try {
-        if (this.envelope(queueId) !== undefined || this.meta.getBinary(queueId) === undefined) return false;
-      } catch (err) {
-        if (!(err instanceof EnvelopeDamagedError)) throw err;
-      }
+      if (!this.stillDamaged(queueId)) return false;
       this.dropIndexes(queueId);
       this.meta.remove(queueId);
       this.body.remove(queueId);
       this.dropLogs(queueId);
       return true;
     });
+  }
+
+  /** True if the message is there and its envelope does not decode (inside a write: re-checked). */
+  private stillDamaged(queueId: string): boolean {
+    try {
+      return this.envelope(queueId) === undefined && this.meta.getBinary(queueId) !== undefined;
+    } catch (err) {
+      if (!(err instanceof EnvelopeDamagedError)) throw err;
+      return true;
+    }
   }
 
   /** Every index entry of a message, found without its envelope (the due entry by a scan: rare). */
