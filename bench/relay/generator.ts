@@ -627,21 +627,20 @@ async function main(): Promise<void> {
     process.stderr.write(`bench/relay/generator: --${name} must be an integer from ${min} (got "${v}")\n${GENERATOR_USAGE}\n`);
     process.exit(2);
   };
-  for (const [name, min] of [['sessions', 1], ['messages', 1], ['size', 0], ['recipients', 1], ['rate', 0], ['time-limit', 1]] as const) count(name, values[name], min);
   const { host, port } = parseHostPort(values.target);
   const g = new LoadGenerator({
     host,
     port,
-    sessions: Number(values.sessions),
-    messages: Number(values.messages),
-    size: Number(values.size),
-    recipients: Number(values.recipients),
+    sessions: count('sessions', values.sessions, 1),
+    messages: count('messages', values.messages, 1),
+    size: count('size', values.size, 0),
+    recipients: count('recipients', values.recipients, 1),
     from: values.from,
     to: values.to,
     unique: values.unique,
     reuse: values.reuse,
-    rate: Number(values.rate),
-    timeLimitMs: Number(values['time-limit']) * 1000,
+    rate: count('rate', values.rate, 0),
+    timeLimitMs: count('time-limit', values['time-limit'], 1) * 1000,
     tls: values.tls || values['tls-resume'],
     tlsResume: values['tls-resume'],
   });

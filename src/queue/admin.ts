@@ -154,8 +154,9 @@ export async function runAdmin(store: QueueStore, requests: AdminRequest[], log:
         got = await applyOne(store, req.action, id, queues, hooks);
       } catch (err) {
         if (!(err instanceof EnvelopeDamagedError)) throw err;
-        got = await applyDamaged(store, req.action, id, queues);
-        if (!got.length && store.indexedIn(id).includes('corrupt')) {
+        const outcome = await applyDamaged(store, req.action, id, queues);
+        got = outcome === 'removed' ? ['removed'] : [];
+        if (outcome === 'set aside') {
           damaged.push(id);
           log(`warning: ${id}: envelope does not decode -- moved to the corrupt queue`);
         }
@@ -177,11 +178,10 @@ export async function runAdmin(store: QueueStore, requests: AdminRequest[], log:
  * unlinks the queue file unread); any other action sets it aside in the corrupt queue, since
  * holding, releasing, requeueing or expiring it would hand qmgr an envelope it cannot read.
  */
-async function applyDamaged(store: QueueStore, action: AdminAction, id: string, queues: ReadonlySet<QueueName>): Promise<AdminEventName[]> {
-  if (!store.indexedIn(id).some((q) => queues.has(q))) return [];
-  if (action === 'delete') return (await store.removeDamaged(id)) ? ['removed'] : [];
-  await store.setAsideDamaged(id);
-  return [];
+async function applyDamaged(store: QueueStore, action: AdminAction, id: string, queues: ReadonlySet<QueueName>): Promise<'removed' | 'set aside' | null> {
+  if (!store.indexedIn(id).some((q) => queues.has(q))) return null;
+  if (action === 'delete') return (await store.removeDamaged(id)) ? 'removed' : null;
+  return (await store.setAsideDamaged(id)) ? 'set aside' : null;
 }
 
 async function applyOne(store: QueueStore, action: AdminAction, id: string, queues: ReadonlySet<QueueName>, hooks?: ActiveQueueHooks): Promise<AdminEventName[]> {

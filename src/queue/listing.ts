@@ -15,7 +15,7 @@
  */
 import { join } from 'node:path';
 import { enableCommandCompileCache } from '../runtime/compile-cache.js';
-import { EnvelopeDamagedError, type QueueStore } from './store.js';
+import type { QueueStore } from './store.js';
 import type { MessageMeta, QueueName } from './types.js';
 
 /** showq's scan order. */
@@ -59,26 +59,14 @@ export function listed(meta: MessageMeta, emptyAddress = 'MAILER-DAEMON'): Liste
   };
 }
 
-/**
- * A message's envelope for a listing; a damaged one (EnvelopeDamagedError) is left out, as
- * Postfix's showq leaves out a queue file it cannot read, until qmgr sets it aside in the corrupt
- * queue (or postsuper --recover does).
- */
-function envelopeOrNull(store: QueueStore, id: string): MessageMeta | null {
-  try {
-    return store.get(id) ?? null;
-  } catch (err) {
-    if (err instanceof EnvelopeDamagedError) return null;
-    throw err;
-  }
-}
-
 /** Every message in showq's order. */
 export function collectQueue(store: QueueStore, emptyAddress = 'MAILER-DAEMON'): ListedMessage[] {
   const out: ListedMessage[] = [];
   for (const queue of SHOWQ_ORDER) {
     for (const id of [...store.list(queue)]) {
-      const meta = envelopeOrNull(store, id);
+      // A damaged envelope (null) is left out, as Postfix's showq leaves out a queue file it cannot
+      // read, until qmgr sets it aside in the corrupt queue (or postsuper --recover does).
+      const meta = store.readable(id);
       if (meta && meta.queue === queue) out.push(listed(meta, emptyAddress));
     }
   }

@@ -399,6 +399,27 @@ export class QueueStore {
     return this.envelope(queueId);
   }
 
+  /**
+   * As get(), but a damaged envelope (EnvelopeDamagedError) is null instead of an error: for the
+   * readers that pass such a message by (listings, checks, recovery) rather than stop on it.
+   */
+  readable(queueId: string): MessageMeta | undefined | null {
+    const meta = this.decoded(queueId);
+    if (meta !== undefined) return meta;
+    this.root.resetReadTxn();
+    return this.decoded(queueId);
+  }
+
+  /** envelope(), with a damaged one as null (no snapshot retry: usable inside a write). */
+  private decoded(queueId: string): MessageMeta | undefined | null {
+    try {
+      return this.envelope(queueId);
+    } catch (err) {
+      if (err instanceof EnvelopeDamagedError) return null;
+      throw err;
+    }
+  }
+
   /** The stored envelope as it decodes; EnvelopeDamagedError when its bytes are not one. */
   private envelope(queueId: string): MessageMeta | undefined {
     let meta: unknown;
@@ -451,12 +472,7 @@ export class QueueStore {
 
   /** True if the message is there and its envelope does not decode (inside a write: re-checked). */
   private stillDamaged(queueId: string): boolean {
-    try {
-      return this.envelope(queueId) === undefined && this.meta.getBinary(queueId) !== undefined;
-    } catch (err) {
-      if (!(err instanceof EnvelopeDamagedError)) throw err;
-      return true;
-    }
+    return this.decoded(queueId) === null;
   }
 
   /** Every index entry of a message, found without its envelope (the due entry by a scan: rare). */
@@ -649,14 +665,7 @@ export class QueueStore {
     // Envelopes that do not decode first: set aside in the corrupt queue (fix), or left out of
     // the checks below (null from read).
     const damaged = new Set<string>();
-    for (const id of [...this.meta.getKeys({ snapshot: false })] as string[]) {
-      try {
-        this.envelope(id);
-      } catch (err) {
-        if (!(err instanceof EnvelopeDamagedError)) throw err;
-        damaged.add(id);
-      }
-    }
+    for (const id of [...this.meta.getKeys({ snapshot: false })] as string[]) if (this.decoded(id) === null) damaged.add(id);
     report.damaged = [...damaged];
     if (fix) {
       for (const id of damaged) await this.setAsideDamaged(id);
@@ -761,11 +770,8 @@ export class QueueStore {
       const batch = ids.slice(i, i + 1000);
       await this.write(() => {
         for (const id of batch) {
-          let meta: MessageMeta | undefined;
-          try {
-            meta = this.envelope(id);
-          } catch (err) {
-            if (!(err instanceof EnvelopeDamagedError)) throw err;
+          const meta = this.decoded(id);
+          if (meta === null) {
             // Into incoming by its index only: qmgr's scan meets it there and sets it aside.
             this.queues.remove(['active', id]);
             this.queues.put(['incoming', id], true);
